@@ -1,0 +1,34 @@
+/* cli.h - the `swerve` command line: subcommand registry and exit codes.
+ *
+ * Each subcommand lives in envs/cmd_<name>.c and exports
+ * `int swerve_cmd_<name>(int argc, char **argv)`, where argv[0] is the
+ * subcommand's name. It returns one of the exit codes below, prints its own
+ * `--help`, and reports errors as one line on stderr:
+ *   swerve <cmd>: <item>: <reason>
+ * To add one, write the file and add a row to the table in envs/main.c. */
+#ifndef SWERVE_CLI_H
+#define SWERVE_CLI_H
+
+#define SWERVE_VERSION "0.1.0"
+
+enum swerve_exit {
+	SWERVE_EXIT_OK = 0,        /* everything succeeded */
+	SWERVE_EXIT_SOME_FAILED = 1, /* ran, but some items failed (bad input, failed episodes) */
+	SWERVE_EXIT_USAGE = 2,     /* bad command line */
+	SWERVE_EXIT_INFRA = 3,     /* infrastructure error: nothing trustworthy was produced */
+};
+
+struct swerve_cmd {
+	const char *name;
+	const char *summary;
+	int (*run)(int argc, char **argv);
+};
+
+/* True when argv holds -h or --help before any `--`. */
+int swerve_cli_wants_help(int argc, char **argv);
+
+/* Prints "swerve <cmd>: <message>" to stderr; returns code for chaining. */
+int swerve_cli_fail(const char *cmd, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#endif

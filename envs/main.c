@@ -1,0 +1,71 @@
+/* main.c - the `swerve` command: dispatches to subcommands (envs/cmd_*.c).
+ * Exit codes are documented in envs/cli.h and README.md. */
+#include "cli.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+int swerve_cmd_version(int argc, char **argv);
+
+/* The subcommand table: one row per envs/cmd_<name>.c. */
+static const struct swerve_cmd commands[] = {
+	{ "version", "print the version and the libraries swerve was built with", swerve_cmd_version },
+};
+
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+int swerve_cli_wants_help(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--") == 0)
+			return 0;
+		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
+			return 1;
+	}
+	return 0;
+}
+
+int swerve_cli_fail(const char *cmd, int code, const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "swerve %s: ", cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return code;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: swerve <command> [options]\n"
+		   "       swerve <command> --help\n"
+		   "       swerve --version\n\n"
+		   "Sandboxed software-engineering RL environment runner.\n\n"
+		   "commands:\n");
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+	fprintf(f, "\nexit codes: 0 success, 1 some items failed, 2 usage error, "
+		   "3 infrastructure error\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return SWERVE_EXIT_USAGE;
+	}
+	if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
+	    strcmp(argv[1], "help") == 0) {
+		usage(stdout);
+		return SWERVE_EXIT_OK;
+	}
+	if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0)
+		return swerve_cmd_version(1, argv + 1);
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		if (strcmp(argv[1], commands[i].name) == 0)
+			return commands[i].run(argc - 1, argv + 1);
+	fprintf(stderr, "swerve: unknown command '%s' (see swerve --help)\n", argv[1]);
+	return SWERVE_EXIT_USAGE;
+}
