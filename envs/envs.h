@@ -1,0 +1,10 @@
+/* envs.h - the public API of envs/: one #include line per module header.
+ * (Engineers sharing envs/ add their module's line here; keep it sorted by
+ * the order in which the pipeline uses them.) */
+#ifndef SWERVE_ENVS_H
+#define SWERVE_ENVS_H
+
+#include "envs/repo.h"
+#include "envs/fstree.h"
+
+#endif
