@@ -1,0 +1,8 @@
+/* kernels.h - the public API of kernels/: GPU kernels, each with a plain-C
+ * CPU reference of the same function. One #include per kernel module. */
+#ifndef SWERVE_KERNELS_H
+#define SWERVE_KERNELS_H
+
+#include "kernels/lightning.h"
+
+#endif

@@ -1,0 +1,119 @@
+/* lightning.h - lightning attention (MiniMax-M1's linear attention with decay):
+ * forward, backward and single-token decode, on the GPU (lightning.cu) and as
+ * a plain-C CPU reference (lightning.c).
+ *
+ * The function (SPEC.md section 3), per sequence and head h, t = 0..T-1:
+ *
+ *     S_t = lambda_h S_{t-1} + k_t^T v_t      S_{-1} = S0 (initial state, or 0)
+ *     o_t = q_t S_t                           lambda_h = exp(-slope_h)
+ *
+ * S is D x D (rows index q/k, columns index v), fp32 on the GPU. No 1/sqrt(D).
+ *
+ * Layouts (every tensor row-major):
+ *   q, k, v, o, dq, dk, dv, dout   [total_tokens, H, D]   packed varlen: the
+ *       rows of sequence b are cu_seqlens[b] .. cu_seqlens[b+1]-1
+ *   cu_seqlens                     [B + 1] int32, cu_seqlens[0] = 0, non-decreasing
+ *   slopes                         [H] float, already scaled for the layer
+ *                                  (swerve_lightning_slope), lambda = exp(-slope)
+ *   initial_state, final_state     [B, H, D, D] fp32 (optional: NULL)
+ *   decode's state                 [B, H, D, D] fp32, the same layout, so decode
+ *                                  continues from the forward's final state
+ *
+ * GPU functions take device pointers (bf16 tensors as uint16_t bit patterns),
+ * run on `stream` (cudaStream_t is `struct CUstream_st *`), are asynchronous,
+ * and need no CUDA headers here. Launch-time failures are returned; faults
+ * inside a kernel surface at the caller's next synchronisation. D must be 64
+ * or 128 on the GPU. Workspace is explicit: ask swerve_lightning_*_workspace()
+ * for the bytes (0 is possible) and pass a device buffer at least that large;
+ * the same dims and the same current device must be used for both calls.
+ *
+ * Every function returns 0 or a negative SWERVE_E* code (sandbox/error.h)
+ * with a one-line message in swerve_error_last(). */
+#ifndef SWERVE_KERNELS_LIGHTNING_H
+#define SWERVE_KERNELS_LIGHTNING_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct CUstream_st;
+
+struct swerve_lightning_dims {
+	int batch;      /* B: number of sequences */
+	int heads;      /* H */
+	int dim;        /* D: head dim of q, k and v (GPU: 64 or 128) */
+	int max_seqlen; /* GPU: the longest sequence (sizes the grid: tokens past it
+			 * are not processed); the CPU reference ignores it */
+};
+
+/* The layer-scaled slope of SPEC.md section 3 for head h of H in layer l of L
+ * (global layer index, softmax layers counted):
+ *   s_h = (2^(-8/H))^(h+1),  s_{h,l} = s_h * (1 - l/(L-1) + 1e-5)  (l/(L-1) = 0 if L = 1).
+ * The decay is lambda = exp(-s_{h,l}). Can't fail (returns 0 for bad input). */
+float swerve_lightning_slope(int h, int heads, int layer, int layers);
+
+/* ---- CPU reference: float in/out, recurrent form accumulated in double ---- */
+
+/* o [N, H, D] (and final_state [B, H, D, D] if not NULL) from q, k, v [N, H, D],
+ * cu_seqlens [B+1] (host), slopes [H], initial_state [B, H, D, D] or NULL. */
+int swerve_lightning_ref_forward(float *o, float *final_state, const float *q, const float *k,
+				 const float *v, const int32_t *cu_seqlens, const float *slopes,
+				 const float *initial_state, const struct swerve_lightning_dims *dims);
+
+/* Gradients of the forward's outputs: dq, dk, dv [N, H, D] from dout [N, H, D]
+ * and, if not NULL, dfinal_state [B, H, D, D] (the gradient reaching the final
+ * state). dinitial_state [B, H, D, D] may be NULL; initial_state may be NULL (0). */
+int swerve_lightning_ref_backward(float *dq, float *dk, float *dv, float *dinitial_state,
+				  const float *q, const float *k, const float *v,
+				  const float *dout, const float *dfinal_state,
+				  const int32_t *cu_seqlens, const float *slopes,
+				  const float *initial_state,
+				  const struct swerve_lightning_dims *dims);
+
+/* One token for each of B sequences: state [B, H, D, D] is updated in place,
+ * S = lambda S + k^T v, and o = q S (after the update). q, k, v, o are [B, H, D]. */
+int swerve_lightning_ref_decode(float *o, float *state, const float *q, const float *k,
+				const float *v, const float *slopes, int batch, int heads, int dim);
+
+/* ---- GPU (sm_90): bf16 tensors, fp32 accumulation and fp32 state ---------- */
+
+/* Device bytes of workspace swerve_lightning_forward needs for dims (may be 0). */
+size_t swerve_lightning_forward_workspace(const struct swerve_lightning_dims *dims);
+
+/* o [N, H, D] bf16 (and final_state [B, H, D, D] fp32 if not NULL) from q, k, v
+ * [N, H, D] bf16, cu_seqlens [B+1] int32, slopes [H] fp32, initial_state
+ * [B, H, D, D] fp32 or NULL. All pointers are device pointers. */
+int swerve_lightning_forward(uint16_t *o, float *final_state, const uint16_t *q, const uint16_t *k,
+			     const uint16_t *v, const int32_t *cu_seqlens, const float *slopes,
+			     const float *initial_state, const struct swerve_lightning_dims *dims,
+			     void *workspace, size_t workspace_bytes, struct CUstream_st *stream);
+
+/* Device bytes of workspace swerve_lightning_backward needs for dims (may be 0). */
+size_t swerve_lightning_backward_workspace(const struct swerve_lightning_dims *dims);
+
+/* dq, dk, dv [N, H, D] bf16 (and dinitial_state [B, H, D, D] fp32 if not NULL)
+ * from dout [N, H, D] bf16 and optionally dfinal_state [B, H, D, D] fp32. Only
+ * q, k, v (and the initial state) are needed: the states are recomputed. */
+int swerve_lightning_backward(uint16_t *dq, uint16_t *dk, uint16_t *dv, float *dinitial_state,
+			      const uint16_t *q, const uint16_t *k, const uint16_t *v,
+			      const uint16_t *dout, const float *dfinal_state,
+			      const int32_t *cu_seqlens, const float *slopes,
+			      const float *initial_state, const struct swerve_lightning_dims *dims,
+			      void *workspace, size_t workspace_bytes,
+			      struct CUstream_st *stream);
+
+/* One token for each of B sequences, on the GPU: state [B, H, D, D] fp32 is
+ * updated in place (S = lambda S + k^T v) and o = q S, with q, k, v, o [B, H, D]
+ * bf16. Needs no workspace. */
+int swerve_lightning_decode(uint16_t *o, float *state, const uint16_t *q, const uint16_t *k,
+			    const uint16_t *v, const float *slopes, int batch, int heads, int dim,
+			    struct CUstream_st *stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
