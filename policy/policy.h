@@ -1,0 +1,311 @@
+/* policy.h - the policy trainer's public API: model config, parameter arena,
+ * tokenizers, safetensors checkpoints, the CPU reference model (forward and
+ * backward in double precision), policy losses, AdamW and the training steps
+ * (supervised and RL).
+ *
+ * The model is MiniMax-M1 in miniature: per layer either lightning attention
+ * or softmax attention (GQA, partial rotary), then an MoE feed-forward
+ * (softmax router, top-k renormalised, SwiGLU experts, auxiliary balance
+ * loss); pre-RMSNorm residual blocks; untied fp32 LM head. Formulas are in
+ * ../shared/SPEC.md sections 1-3 and README.md "The policy trainer".
+ *
+ * Conventions: weight matrices are stored [out][in] row-major (PyTorch
+ * Linear layout: y = W x), activations are [T][C] row-major, T counts the
+ * tokens of every sequence of a packed (varlen) batch. */
+#ifndef SWERVE_POLICY_H
+#define SWERVE_POLICY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sandbox/error.h"
+
+/* ---- config (policy/config.c) ------------------------------------------- */
+
+#define POLICY_MAX_LAYERS 256
+
+struct policy_config {
+	int vocab_size;       /* tokens, special ones included */
+	int dim;              /* model width */
+	int n_layers;         /* transformer blocks */
+	int n_heads;          /* query heads (both attention kinds) */
+	int head_dim;         /* per head */
+	int n_kv_heads;       /* softmax layers' key/value heads (GQA); divides n_heads */
+	int rotary_dim;       /* rotary on the first rotary_dim dims of each head (even) */
+	int softmax_every;    /* layer l is softmax iff (l + 1) % softmax_every == 0 */
+	int n_experts;        /* MoE experts per layer */
+	int top_k;            /* experts per token */
+	int expert_hidden;    /* SwiGLU hidden size of one expert */
+	int max_seq_len;      /* longest sequence the model accepts */
+	double rope_theta;    /* 1e7 as in M1 */
+	double norm_eps;      /* RMSNorm epsilon */
+	double aux_loss_coef; /* MoE balance loss coefficient (0.001) */
+	/* derived by policy_config_validate(): 1 where layer l is softmax */
+	unsigned char softmax_layer[POLICY_MAX_LAYERS];
+};
+
+/* Fills a small default config (the CPU test size). Can't fail. */
+void policy_config_default(struct policy_config *cfg);
+
+/* Checks every field and fills softmax_layer. SWERVE_EINVAL naming the field. */
+int policy_config_validate(struct policy_config *cfg);
+
+/* Reads a JSON config (missing fields keep policy_config_default's values;
+ * "softmax_layers": [..] overrides softmax_every). Validates. */
+int policy_config_load(struct policy_config *out, const char *path);
+int policy_config_parse(struct policy_config *out, const char *json, const char *what);
+
+/* Writes the config as JSON (every field, softmax_layers explicit). */
+int policy_config_save(const struct policy_config *cfg, const char *path);
+
+/* Parameters per token that take part in a forward pass (embedding row,
+ * attention, top_k experts of n_experts, router, norms, LM head). */
+double policy_config_active_params(const struct policy_config *cfg);
+
+/* Training FLOPs per token: 6 x active parameters + attention (12 x L x T x
+ * H x d for softmax layers at sequence length seq, causal halved; lightning
+ * layers counted in their linear form 12 x H x d x d). */
+double policy_config_flops_per_token(const struct policy_config *cfg, int seq);
+
+/* ---- parameter arena (policy/params.c) ---------------------------------- */
+
+struct policy_tensor {
+	char name[64]; /* safetensors name, e.g. "layers.3.moe.w1" */
+	size_t offset; /* in elements, into the arena */
+	size_t numel;
+	int ndim;
+	int shape[3];
+	int decay; /* 1 for matrices (AdamW weight decay applies) */
+};
+
+/* Element offsets of one layer's tensors. Lightning layers use wq/wk/wv
+ * (H*hd x dim), wgate (H*hd x dim), out_norm (H*hd), wo (dim x H*hd);
+ * softmax layers use wq (H*hd x dim), wk/wv (KV*hd x dim), wo (dim x H*hd). */
+struct policy_layer_params {
+	int softmax;
+	size_t attn_norm, wq, wk, wv, wgate, out_norm, wo;
+	size_t ffn_norm, router, w1, w3, w2; /* w1,w3: E x F x dim; w2: E x dim x F */
+};
+
+struct policy_layout {
+	int n;                   /* tensors */
+	struct policy_tensor *t; /* n entries, in arena order */
+	size_t total;            /* elements */
+	size_t tok_emb, final_norm, lm_head;
+	struct policy_layer_params *layers; /* n_layers entries */
+};
+
+/* Builds the layout of cfg's parameters (cfg validated). */
+int policy_layout_init(struct policy_layout *out, const struct policy_config *cfg);
+void policy_layout_dispose(struct policy_layout *layout);
+/* The tensor named name, or NULL. */
+const struct policy_tensor *policy_layout_find(const struct policy_layout *layout,
+                                               const char *name);
+
+/* Initialises an fp32 arena: norms 1, matrices N(0, 0.02) (output
+ * projections scaled by 1/sqrt(2 L)), from a deterministic seed. */
+void policy_params_init(float *params, const struct policy_layout *layout, uint64_t seed);
+
+/* ---- tokenizers (policy/tokenizer.c) ------------------------------------ */
+
+/* Byte-level tokenizer: ids 0..255 are bytes, then these specials. */
+enum {
+	POLICY_TOK_BOS = 256,
+	POLICY_TOK_EOS = 257,
+	POLICY_TOK_PAD = 258,
+	POLICY_TOK_IM_START = 259,
+	POLICY_TOK_IM_END = 260,
+	POLICY_BYTE_VOCAB = 261,
+};
+
+struct policy_tokenizer;
+
+/* The built-in byte-level tokenizer. */
+int policy_tokenizer_new_bytes(struct policy_tokenizer **out);
+/* A byte-level BPE tokenizer from a Hugging Face tokenizer.json (model.type
+ * "BPE", GPT-2 byte-to-unicode alphabet, merges as "a b" or ["a","b"],
+ * added_tokens). */
+int policy_tokenizer_load(struct policy_tokenizer **out, const char *path);
+void policy_tokenizer_free(struct policy_tokenizer *tok);
+
+int policy_tokenizer_vocab_size(const struct policy_tokenizer *tok);
+/* Id of a special/added token by content ("<|eos|>"), or -1. */
+int policy_tokenizer_special(const struct policy_tokenizer *tok, const char *content);
+int policy_tokenizer_eos(const struct policy_tokenizer *tok);
+
+/* Encodes len bytes of text; *ids is malloc'd (caller frees). Added tokens
+ * appearing literally in the text are matched first. */
+int policy_tokenizer_encode(int **ids, int *n, const struct policy_tokenizer *tok, const char *text,
+                            size_t len);
+/* Decodes to a malloc'd NUL-terminated string; *len without the NUL. */
+int policy_tokenizer_decode(char **text, size_t *len, const struct policy_tokenizer *tok,
+                            const int *ids, int n);
+
+/* ---- safetensors (policy/safetensors.c) --------------------------------- */
+
+struct policy_st_entry {
+	char name[128];
+	char dtype[8]; /* "F32", "F64", "I64", ... */
+	int ndim;
+	int64_t shape[4];
+	size_t begin, end; /* byte offsets into the data section */
+};
+
+struct policy_st_file {
+	int n;
+	struct policy_st_entry *e;
+	char *metadata_json; /* the "__metadata__" object as JSON text, or NULL */
+	unsigned char *data; /* data section */
+	size_t data_len;
+};
+
+/* Reads a whole safetensors file and checks every entry's offsets. */
+int policy_st_read(struct policy_st_file *out, const char *path);
+void policy_st_dispose(struct policy_st_file *f);
+const struct policy_st_entry *policy_st_find(const struct policy_st_file *f, const char *name);
+
+/* Writes the tensors of layout from arena (F32), names prefixed by prefix
+ * (may be ""), with string metadata pairs (meta: key, value, ..., NULL). */
+int policy_st_write_arena(const char *path, const struct policy_layout *layout,
+                          const float *const *arenas, const char *const *prefixes, int n_arenas,
+                          const char *const *meta);
+/* Loads an F32 arena written by policy_st_write_arena (names with prefix). */
+int policy_st_load_arena(float *arena, const struct policy_st_file *f,
+                         const struct policy_layout *layout, const char *prefix);
+
+/* ---- CPU reference model (policy/ref.c) --------------------------------- */
+
+/* A packed batch: n_tokens tokens of n_seqs sequences back to back;
+ * cu_seqlens[0] = 0, cu_seqlens[n_seqs] = n_tokens. */
+struct policy_batch {
+	int n_tokens;
+	const int *tokens;
+	int n_seqs;
+	const int *cu_seqlens;
+};
+
+struct policy_ref_tape;
+
+/* Forward pass in double. *tape keeps the activations for backward.
+ * params: the arena in double (policy_layout order). */
+int policy_ref_forward(struct policy_ref_tape **tape, const struct policy_config *cfg,
+                       const struct policy_layout *layout, const double *params,
+                       const struct policy_batch *batch);
+/* Logits (n_tokens x vocab), borrowed from the tape. */
+const double *policy_ref_logits(const struct policy_ref_tape *tape);
+/* Sum of the layers' MoE balance losses (already times aux_loss_coef). */
+double policy_ref_aux_loss(const struct policy_ref_tape *tape);
+/* Backward of (loss(logits) + aux_scale * aux): dlogits is dloss/dlogits;
+ * grads (layout->total doubles) is accumulated into. */
+int policy_ref_backward(struct policy_ref_tape *tape, const double *dlogits, double aux_scale,
+                        double *grads);
+void policy_ref_tape_free(struct policy_ref_tape *tape);
+
+/* ---- losses (policy/loss.c) ---------------------------------------------- */
+
+enum policy_loss_kind {
+	POLICY_LOSS_CISPO = 0, /* w = min(r, 1+eps_high) (stop-grad) x A x logp */
+	POLICY_LOSS_GRPO = 1,  /* PPO-clip, eps_low = eps_high = 0.2 by default */
+	POLICY_LOSS_DAPO = 2,  /* PPO-clip with clip-higher (0.2 / 0.28) */
+};
+
+struct policy_loss_opts {
+	enum policy_loss_kind kind;
+	double eps_low;  /* CISPO: 0 means no lower bound (M1) */
+	double eps_high; /* ratio cap 1 + eps_high */
+};
+#define POLICY_LOSS_OPTS_INIT                                                                      \
+	{                                                                                          \
+		POLICY_LOSS_CISPO, 0.0, 4.0                                                        \
+	}
+
+struct policy_loss_stats {
+	double loss;        /* the objective minimised */
+	double n_tokens;    /* tokens counted (mask) */
+	double logp_sum;    /* sum of log pi(y_t) over counted tokens */
+	double entropy_sum; /* sum of per-token entropies over counted tokens */
+	double clipped;     /* tokens whose ratio hit a clip bound */
+};
+
+/* Mean cross-entropy over tokens with targets[t] >= 0 (others ignored).
+ * dlogits (may be NULL) is overwritten with dloss/dlogits. */
+int policy_loss_xent(struct policy_loss_stats *st, double *dlogits, const double *logits,
+                     int n_tokens, int vocab, const int *targets);
+
+/* Policy-gradient loss over tokens with targets[t] >= 0: logp_old[t] the
+ * behaviour logprob, adv[t] the advantage; normalised by the counted tokens. */
+int policy_loss_pg(struct policy_loss_stats *st, double *dlogits, const double *logits,
+                   int n_tokens, int vocab, const int *targets, const double *logp_old,
+                   const double *adv, const struct policy_loss_opts *opts);
+
+/* Per-token log pi(targets[t]) (0 where targets[t] < 0). */
+void policy_logprobs(double *out, const double *logits, int n_tokens, int vocab,
+                     const int *targets);
+
+/* Group advantages: A_i = (R_i - mean) / std (population std); returns 0
+ * and sets every A_i = 0 when all rewards are equal (std < 1e-12). Returns
+ * 1 when the group carries signal. */
+int policy_group_advantages(double *adv, const double *rewards, int n);
+
+/* ---- optimizer (policy/optim.c) ------------------------------------------ */
+
+struct policy_adamw {
+	double lr, beta1, beta2, eps, weight_decay, clip_norm;
+	long step;
+};
+#define POLICY_ADAMW_INIT                                                                          \
+	{                                                                                          \
+		1e-3, 0.9, 0.95, 1e-15, 0.0, 1.0, 0                                                \
+	}
+
+/* Global L2 norm of n gradients. */
+double policy_grad_norm(const float *grads, size_t n);
+/* One AdamW step with global-norm clipping (clip_norm <= 0: none) over the
+ * arena; m, v are the moment buffers (zeros at start). Weight decay applies
+ * to tensors with decay set. Returns the pre-clip gradient norm. */
+double policy_adamw_step(struct policy_adamw *opt, float *params, float *grads, float *m, float *v,
+                         const struct policy_layout *layout);
+
+/* ---- trainer state and checkpoints (policy/trainer.c) ------------------- */
+
+struct policy_trainer {
+	struct policy_config cfg;
+	struct policy_layout layout;
+	float *params; /* fp32 master weights */
+	float *m, *v;  /* AdamW moments */
+	struct policy_adamw opt;
+	uint64_t rng; /* sampler/data state, saved with the checkpoint */
+	/* CPU scratch */
+	double *pd, *gd;
+};
+
+/* A fresh trainer: params initialised from seed, moments zero. */
+int policy_trainer_new(struct policy_trainer **out, const struct policy_config *cfg, uint64_t seed);
+void policy_trainer_free(struct policy_trainer *tr);
+
+/* Checkpoint directory: config.json, model.safetensors (params, F32),
+ * optimizer.safetensors (m, v, step, rng, hyper-parameters): resuming
+ * continues bit-exactly. */
+int policy_checkpoint_save(const struct policy_trainer *tr, const char *dir);
+int policy_checkpoint_load(struct policy_trainer **out, const char *dir);
+
+/* One supervised step on a packed batch: targets are the next tokens (-1 to
+ * ignore). Gradients of mean cross-entropy + aux; AdamW. */
+struct policy_step_stats {
+	double loss, aux, grad_norm, entropy, clipped_frac, n_tokens;
+};
+int policy_trainer_sft_step(struct policy_step_stats *st, struct policy_trainer *tr,
+                            const struct policy_batch *batch, const int *targets);
+
+/* Loss and logits of the current weights without updating (for
+ * eval-logprobs and behaviour logprobs): out_logp[t] = log pi(targets[t]). */
+int policy_trainer_logprobs(double *out_logp, struct policy_trainer *tr,
+                            const struct policy_batch *batch, const int *targets);
+
+/* One policy-gradient update on a packed batch: logp_old and adv per token. */
+int policy_trainer_pg_step(struct policy_step_stats *st, struct policy_trainer *tr,
+                           const struct policy_batch *batch, const int *targets,
+                           const double *logp_old, const double *adv,
+                           const struct policy_loss_opts *opts);
+
+#endif
