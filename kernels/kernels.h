@@ -4,5 +4,6 @@
 #define SWERVE_KERNELS_H
 
 #include "kernels/lightning.h"
+#include "kernels/policy_loss.h"
 
 #endif

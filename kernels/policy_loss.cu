@@ -1,0 +1,622 @@
+/* policy_loss.cu - the fused policy loss on the GPU (see policy_loss.h).
+ *
+ * The products are cuBLAS GEMMs on tensor cores; one custom kernel does all
+ * the per-token work. Per chunk of C tokens (c = this chunk's rows):
+ *
+ *   1. Z    (c, V)  = X_c W^T                  GEMM, fp32 out
+ *   2. row kernel, one block per token: online max / sum exp / sum p z over
+ *      the row (pass 1), logp, entropy, the per-token loss math shared with
+ *      the CPU reference (swerve_pl_token_eval), then (pass 2) the logit
+ *      gradient dZ = dlogp * (onehot - p), written split into bf16 parts
+ *   3. dX_c (c, d)  = dZ W                     GEMMs, fp32 out
+ *   4. dW   (V, d) += dZ^T X_c                 GEMM,  fp32 out
+ * then one block sums the per-token loss terms in double (deterministic).
+ *
+ * FP32 accuracy from bf16 tensor cores: X is bf16, so exact. W and dZ are
+ * split into P = 3 bf16 parts (a = a0 + a1 + a2, |a1| <= 2^-9 |a0|, ...):
+ *   forward  Z  = [X X X] [W0 W1 W2]^T             one GEMM, K = 3d
+ *   dW          = [dZ0; dZ1; dZ2]^T [X; X; X]       one GEMM, K = 3c
+ *   dX          = dZ0 W0 + dZ0 W1 + dZ1 W0           three GEMMs (dropped
+ *                 terms are about 2^-18 of the product)
+ * The split W lives in the workspace as rows [W0 | W1 | W2] (V, 3d), which
+ * serves both the forward (K-concatenated) and dX (column blocks, ld 3d).
+ * TF32 mode runs plain cuBLAS TF32 GEMMs on fp32 operands (dZ in place of Z);
+ * BF16 mode is P = 1.
+ *
+ * Memory: the workspace (swerve_pl_workspace_size) is all there is; nothing
+ * here allocates except cuBLAS's own handle workspace. */
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <math.h>
+#include <stdint.h>
+
+#include <new>
+
+#include "kernels/policy_loss.h"
+
+extern "C" {
+#include "sandbox/error.h"
+}
+
+#define ROW_THREADS 512
+#define LOG2E       1.4426950408889634f
+
+struct swerve_pl_ctx {
+	cublasHandle_t h;
+};
+
+/* ---- workspace layout ------------------------------------------------------ */
+
+struct pl_layout {
+	int P; /* bf16 parts of W and dZ; 0 = TF32 (fp32 operands) */
+	int C; /* tokens per chunk */
+	size_t wp, z, dzs, x3, x3r, xf, terms, count, total; /* offsets; total = size */
+};
+
+static size_t al256(size_t x)
+{
+	return (x + 255) & ~(size_t)255;
+}
+
+static int pieces(const struct swerve_pl_opts *o)
+{
+	return o->precision == SWERVE_PL_FP32 ? 3 : o->precision == SWERVE_PL_BF16 ? 1 : 0;
+}
+
+extern "C" int swerve_pl_chunk_tokens(int n_tokens, int vocab, const struct swerve_pl_opts *o)
+{
+	long c = o->chunk_tokens;
+	if (c <= 0) {
+		c = ((1L << 27) / (vocab > 0 ? vocab : 1)) / 64 * 64;
+		if (c < 64)
+			c = 64;
+	}
+	if (c > n_tokens)
+		c = n_tokens;
+	return (int)(c > 0 ? c : 1);
+}
+
+static struct pl_layout layout_of(const struct swerve_pl_batch *b, const struct swerve_pl_opts *o)
+{
+	struct pl_layout L;
+	const size_t N = (size_t)b->n_tokens, d = (size_t)b->d, V = (size_t)b->vocab;
+	const int S = b->seq_idx ? b->n_seqs : 1;
+	L.P = pieces(o);
+	L.C = swerve_pl_chunk_tokens(b->n_tokens, b->vocab, o);
+	const size_t P = (size_t)L.P, C = (size_t)L.C;
+	const int grad = !o->logprob_only;
+	size_t off = 0;
+	L.wp = off;
+	off += al256(V * P * d * 2); /* (V, P d) bf16 */
+	L.z = off;
+	off += al256(C * V * 4); /* (C, V) fp32 */
+	L.dzs = off;
+	off += grad ? al256(P * C * V * 2) : 0; /* (P C, V) bf16 */
+	L.x3 = off;
+	off += P > 1 ? al256(C * P * d * 2) : 0; /* (C, P d) bf16 */
+	L.x3r = off;
+	off += grad && P > 1 ? al256(P * C * d * 2) : 0; /* (P C, d) bf16 */
+	L.xf = off;
+	off += P == 0 ? al256(C * d * 4) : 0; /* (C, d) fp32 */
+	L.terms = off;
+	off += al256(N * 8); /* (N) double loss terms */
+	L.count = off;
+	off += al256(((size_t)S + 1) * 4); /* (S + 1) masked tokens per sequence, total */
+	L.total = off;
+	return L;
+}
+
+extern "C" size_t swerve_pl_workspace_size(const struct swerve_pl_batch *b,
+                                           const struct swerve_pl_opts *o)
+{
+	if (!b || !o || b->n_tokens <= 0 || b->d <= 0 || b->vocab <= 0)
+		return 0;
+	return layout_of(b, o).total;
+}
+
+/* ---- kernels --------------------------------------------------------------- */
+
+/* Running (max, sum e^(z-m), sum e^(z-m) (z-m)) of a row. */
+struct lse3 {
+	float m, s, sz;
+};
+
+__device__ __forceinline__ void lse_add(lse3 &a, float x)
+{
+	if (x > a.m) {
+		float dm = a.m - x; /* -inf on the first element: c = 0 */
+		float c = exp2f(dm * LOG2E);
+		a.sz = a.s > 0.f ? c * (a.sz + dm * a.s) : 0.f;
+		a.s *= c;
+		a.m = x;
+	}
+	float dx = x - a.m;
+	float e = exp2f(dx * LOG2E);
+	a.s += e;
+	a.sz += e * dx;
+}
+
+__device__ __forceinline__ void lse_merge(lse3 &a, lse3 b)
+{
+	if (!(b.s > 0.f) && !isnan(b.s))
+		return;
+	if (!(a.s > 0.f) && !isnan(a.s)) {
+		a = b;
+		return;
+	}
+	if (b.m > a.m) {
+		lse3 t = a;
+		a = b;
+		b = t;
+	}
+	float dm = b.m - a.m;
+	float c = exp2f(dm * LOG2E);
+	a.sz += c * (b.sz + dm * b.s);
+	a.s += c * b.s;
+}
+
+struct row_args {
+	float *Z;            /* (c, V) logits in; TF32: dZ out in place */
+	__nv_bfloat16 *dzs;  /* (P c, V) split dZ out */
+	size_t piece_stride; /* c V */
+	int V, t0, S, adv_per_seq;
+	const int32_t *targets;
+	const float *logp_old, *adv;
+	const int32_t *seq_idx;
+	const uint8_t *mask;
+	const int *count; /* (S + 1) */
+	float *logp, *entropy, *ratio;
+	uint8_t *clipped;
+	double *terms; /* (N) */
+	struct swerve_pl_opts opts;
+};
+
+/* Writes g (the logit gradient of element (r, v)) as P bf16 parts, or in
+ * place as fp32 for P = 0. */
+template <int P> __device__ __forceinline__ void put_grad(const row_args &a, int r, int v, float g)
+{
+	if (P == 0) {
+		a.Z[(size_t)r * a.V + v] = g;
+	} else {
+		__nv_bfloat16 *o = a.dzs + (size_t)r * a.V + v;
+#pragma unroll
+		for (int k = 0; k < P; k++) {
+			__nv_bfloat16 h = __float2bfloat16_rn(g);
+			o[k * a.piece_stride] = h;
+			g -= __bfloat162float(h);
+		}
+	}
+}
+
+template <int P>
+__device__ __forceinline__ void put_grad4(const row_args &a, int r, int v, float4 g)
+{
+	if (P == 0) {
+		*(float4 *)(a.Z + (size_t)r * a.V + v) = g;
+	} else {
+		__nv_bfloat16 *o = a.dzs + (size_t)r * a.V + v;
+#pragma unroll
+		for (int k = 0; k < P; k++) {
+			__nv_bfloat162 h01 = __floats2bfloat162_rn(g.x, g.y);
+			__nv_bfloat162 h23 = __floats2bfloat162_rn(g.z, g.w);
+			union {
+				__nv_bfloat162 h[2];
+				uint2 u;
+			} pk;
+			pk.h[0] = h01;
+			pk.h[1] = h23;
+			*(uint2 *)(o + k * a.piece_stride) = pk.u;
+			float2 f01 = __bfloat1622float2(h01), f23 = __bfloat1622float2(h23);
+			g.x -= f01.x;
+			g.y -= f01.y;
+			g.z -= f23.x;
+			g.w -= f23.y;
+		}
+	}
+}
+
+/* One block per token of the chunk. */
+template <int P, bool VEC> __global__ void __launch_bounds__(ROW_THREADS) pl_row_kernel(row_args a)
+{
+	const int r = blockIdx.x, t = a.t0 + r, V = a.V;
+	const float *z = a.Z + (size_t)r * V;
+	__shared__ lse3 sh_part[ROW_THREADS / 32];
+	__shared__ float sh_coef, sh_m, sh_ls2;
+	__shared__ int sh_y;
+
+	/* pass 1: online log-sum-exp and sum p z */
+	lse3 acc = {-INFINITY, 0.f, 0.f};
+	if (VEC) {
+		const float4 *z4 = (const float4 *)z;
+		for (int i = threadIdx.x; i < V / 4; i += ROW_THREADS) {
+			float4 q = z4[i];
+			lse_add(acc, q.x);
+			lse_add(acc, q.y);
+			lse_add(acc, q.z);
+			lse_add(acc, q.w);
+		}
+	} else {
+		for (int i = threadIdx.x; i < V; i += ROW_THREADS)
+			lse_add(acc, z[i]);
+	}
+#pragma unroll
+	for (int off = 16; off > 0; off >>= 1) {
+		lse3 o;
+		o.m = __shfl_xor_sync(0xffffffffu, acc.m, off);
+		o.s = __shfl_xor_sync(0xffffffffu, acc.s, off);
+		o.sz = __shfl_xor_sync(0xffffffffu, acc.sz, off);
+		lse_merge(acc, o);
+	}
+	if ((threadIdx.x & 31) == 0)
+		sh_part[threadIdx.x / 32] = acc;
+	__syncthreads();
+	if (threadIdx.x == 0) {
+		for (int w = 1; w < ROW_THREADS / 32; w++)
+			lse_merge(acc, sh_part[w]);
+		const double ls = log((double)acc.s);
+		const double lse = (double)acc.m + ls;
+		const int y = a.targets[t];
+		const int yok = y >= 0 && y < V;
+		const double logp = yok ? (double)z[y] - lse : (double)NAN;
+		a.logp[t] = (float)logp;
+		if (a.entropy)
+			a.entropy[t] = (float)(ls - (double)acc.sz / (double)acc.s);
+		float coef = 0.f;
+		if (!a.opts.logprob_only) {
+			const int on = !a.mask || a.mask[t];
+			const int seq = a.seq_idx ? a.seq_idx[t] : 0;
+			double norm = 0.0, A = (double)NAN;
+			if (seq >= 0 && seq < a.S) {
+				if (on && a.opts.norm == SWERVE_PL_NORM_SEQUENCE)
+					norm = 1.0 / ((double)a.S * (double)a.count[seq]);
+				else if (on)
+					norm = 1.0 / (double)a.count[a.S];
+				A = (double)a.adv[a.adv_per_seq ? seq : t];
+			} else {
+				norm = (double)NAN;
+			}
+			struct swerve_pl_token tk =
+			        swerve_pl_token_eval(&a.opts, logp, (double)a.logp_old[t], A, norm);
+			if (a.ratio)
+				a.ratio[t] = (float)tk.ratio;
+			if (a.clipped)
+				a.clipped[t] = (uint8_t)tk.clipped;
+			a.terms[t] = tk.loss;
+			coef = (float)tk.dlogp;
+		}
+		sh_coef = coef;
+		sh_m = acc.m;
+		sh_ls2 = (float)(ls * 1.4426950408889634);
+		sh_y = yok ? y : -1;
+	}
+	__syncthreads();
+	if (a.opts.logprob_only)
+		return;
+
+	/* pass 2: dZ = coef * (onehot - p), p = 2^((z - m) log2 e - log2 s) */
+	const float coef = sh_coef, m = sh_m, ls2 = sh_ls2;
+	const int y = sh_y;
+	if (VEC) {
+		const float4 *z4 = (const float4 *)z;
+		for (int i = threadIdx.x; i < V / 4; i += ROW_THREADS) {
+			float4 g = make_float4(0.f, 0.f, 0.f, 0.f);
+			if (coef != 0.f) {
+				float4 q = z4[i];
+				g.x = -coef * exp2f((q.x - m) * LOG2E - ls2);
+				g.y = -coef * exp2f((q.y - m) * LOG2E - ls2);
+				g.z = -coef * exp2f((q.z - m) * LOG2E - ls2);
+				g.w = -coef * exp2f((q.w - m) * LOG2E - ls2);
+				int v = 4 * i;
+				if (y == v)
+					g.x += coef;
+				else if (y == v + 1)
+					g.y += coef;
+				else if (y == v + 2)
+					g.z += coef;
+				else if (y == v + 3)
+					g.w += coef;
+			}
+			put_grad4<P>(a, r, 4 * i, g);
+		}
+	} else {
+		for (int v = threadIdx.x; v < V; v += ROW_THREADS) {
+			float g = 0.f;
+			if (coef != 0.f) {
+				g = -coef * exp2f((z[v] - m) * LOG2E - ls2);
+				if (v == y)
+					g += coef;
+			}
+			put_grad<P>(a, r, v, g);
+		}
+	}
+}
+
+/* W (V, d) fp32 -> Wp (V, P d) bf16 rows [W0 | W1 | ...], W = W0 + W1 + ... */
+template <int P>
+__global__ void pl_split_w(const float *__restrict__ W, size_t V, int d,
+                           __nv_bfloat16 *__restrict__ Wp)
+{
+	const size_t n = V * (size_t)d;
+	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+	     i += (size_t)gridDim.x * blockDim.x) {
+		size_t v = i / (size_t)d, k = i % (size_t)d;
+		float w = W[i];
+		__nv_bfloat16 *o = Wp + v * (size_t)P * d + k;
+#pragma unroll
+		for (int p = 0; p < P; p++) {
+			__nv_bfloat16 h = __float2bfloat16_rn(w);
+			o[(size_t)p * d] = h;
+			w -= __bfloat162float(h);
+		}
+	}
+}
+
+__global__ void pl_bf16_to_f32(const __nv_bfloat16 *__restrict__ x, size_t n, float *__restrict__ y)
+{
+	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+	     i += (size_t)gridDim.x * blockDim.x)
+		y[i] = __bfloat162float(x[i]);
+}
+
+/* count[s] = masked tokens of sequence s, count[S] = all masked tokens */
+__global__ void pl_count(const uint8_t *mask, const int32_t *seq_idx, int N, int S, int *count)
+{
+	for (int t = blockIdx.x * blockDim.x + threadIdx.x; t < N; t += gridDim.x * blockDim.x) {
+		if (mask && !mask[t])
+			continue;
+		int s = seq_idx ? seq_idx[t] : 0;
+		if (s < 0 || s >= S)
+			continue;
+		atomicAdd(&count[s], 1);
+		atomicAdd(&count[S], 1);
+	}
+}
+
+/* One block: loss = sum of the per-token terms, in double, fixed order. */
+__global__ void __launch_bounds__(1024) pl_loss_sum(const double *terms, int N, float *loss)
+{
+	__shared__ double sh[1024];
+	double acc = 0.0;
+	for (int t = threadIdx.x; t < N; t += 1024)
+		acc += terms[t];
+	sh[threadIdx.x] = acc;
+	__syncthreads();
+	for (int s = 512; s > 0; s >>= 1) {
+		if (threadIdx.x < s)
+			sh[threadIdx.x] += sh[threadIdx.x + s];
+		__syncthreads();
+	}
+	if (threadIdx.x == 0)
+		*loss = (float)sh[0];
+}
+
+/* ---- host side ------------------------------------------------------------- */
+
+extern "C" int swerve_pl_check_args(const struct swerve_pl_out *out,
+                                    const struct swerve_pl_batch *b, const void *X, const void *W,
+                                    const struct swerve_pl_opts *o);
+
+#define CUDA_TRY(call, what)                                                                       \
+	do {                                                                                       \
+		cudaError_t e_ = (call);                                                           \
+		if (e_ != cudaSuccess)                                                             \
+			return swerve_error_set(SWERVE_ERROR, "policy loss: %s: %s", what,         \
+			                        cudaGetErrorString(e_));                           \
+	} while (0)
+
+#define BLAS_TRY(call, what)                                                                       \
+	do {                                                                                       \
+		cublasStatus_t s_ = (call);                                                        \
+		if (s_ != CUBLAS_STATUS_SUCCESS)                                                   \
+			return swerve_error_set(SWERVE_ERROR, "policy loss: cuBLAS %s: %s", what,  \
+			                        cublasGetStatusString(s_));                        \
+	} while (0)
+
+extern "C" int swerve_pl_ctx_new(struct swerve_pl_ctx **out)
+{
+	struct swerve_pl_ctx *c = new (std::nothrow) swerve_pl_ctx;
+	if (!c)
+		return swerve_error_set(SWERVE_ENOMEM, "policy loss: out of memory for a context");
+	cublasStatus_t st = cublasCreate(&c->h);
+	if (st != CUBLAS_STATUS_SUCCESS) {
+		delete c;
+		return swerve_error_set(SWERVE_ERROR, "policy loss: cublasCreate: %s",
+		                        cublasGetStatusString(st));
+	}
+	cublasSetMathMode(c->h, (cublasMath_t)(CUBLAS_DEFAULT_MATH |
+	                                       CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION));
+	*out = c;
+	return 0;
+}
+
+extern "C" void swerve_pl_ctx_free(struct swerve_pl_ctx *c)
+{
+	if (!c)
+		return;
+	cublasDestroy(c->h);
+	delete c;
+}
+
+template <int P> static void launch_rows(const row_args &a, int rows, bool vec, cudaStream_t st)
+{
+	if (vec)
+		pl_row_kernel<P, true><<<rows, ROW_THREADS, 0, st>>>(a);
+	else
+		pl_row_kernel<P, false><<<rows, ROW_THREADS, 0, st>>>(a);
+}
+
+static int gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                const void *A, cudaDataType at, int lda, const void *B, cudaDataType bt, int ldb,
+                float beta, float *C, int ldc, cublasComputeType_t ct, const char *what)
+{
+	const float one = 1.0f;
+	BLAS_TRY(cublasGemmEx(h, ta, tb, m, n, k, &one, A, at, lda, B, bt, ldb, &beta, C,
+	                      CUDA_R_32F, ldc, ct, CUBLAS_GEMM_DEFAULT),
+	         what);
+	return 0;
+}
+
+extern "C" int swerve_policy_loss_cuda(struct swerve_pl_ctx *ctx, const struct swerve_pl_out *out,
+                                       const struct swerve_pl_batch *b, const uint16_t *X,
+                                       const float *W, const struct swerve_pl_opts *o,
+                                       void *workspace, size_t workspace_bytes,
+                                       struct CUstream_st *stream)
+{
+	int rc = swerve_pl_check_args(out, b, X, W, o);
+	if (rc)
+		return rc;
+	if (!ctx)
+		return swerve_error_set(SWERVE_EINVAL,
+		                        "policy loss: no context (call swerve_pl_ctx_new)");
+	const struct pl_layout L = layout_of(b, o);
+	if (!workspace || workspace_bytes < L.total || ((uintptr_t)workspace & 255))
+		return swerve_error_set(
+		        SWERVE_EINVAL,
+		        "policy loss: workspace: %zu bytes at %p, need %zu bytes, 256-byte aligned",
+		        workspace_bytes, workspace, L.total);
+	cudaStream_t st = (cudaStream_t)stream;
+	cublasHandle_t h = ctx->h;
+	BLAS_TRY(cublasSetStream(h, st), "set stream");
+
+	const int N = b->n_tokens, d = b->d, V = b->vocab, S = b->seq_idx ? b->n_seqs : 1;
+	const int P = L.P, C = L.C, grad = !o->logprob_only;
+	char *ws = (char *)workspace;
+	__nv_bfloat16 *Wp = (__nv_bfloat16 *)(ws + L.wp);
+	float *Z = (float *)(ws + L.z);
+	__nv_bfloat16 *dzs = (__nv_bfloat16 *)(ws + L.dzs);
+	__nv_bfloat16 *X3 = (__nv_bfloat16 *)(ws + L.x3);
+	__nv_bfloat16 *X3r = (__nv_bfloat16 *)(ws + L.x3r);
+	float *Xf = (float *)(ws + L.xf);
+	double *terms = (double *)(ws + L.terms);
+	int *count = (int *)(ws + L.count);
+	const __nv_bfloat16 *Xb = (const __nv_bfloat16 *)X;
+	const bool vec = V % 4 == 0;
+	const cublasComputeType_t ct = P == 0 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+
+	if (grad) {
+		CUDA_TRY(cudaMemsetAsync(count, 0, ((size_t)S + 1) * sizeof(int), st), "memset");
+		pl_count<<<(N + 255) / 256, 256, 0, st>>>(b->mask, b->seq_idx, N, S, count);
+		CUDA_TRY(cudaGetLastError(), "count kernel");
+	}
+	if (P > 0) {
+		size_t n = (size_t)V * d;
+		int blocks = (int)((n + 255) / 256 < 132 * 16 ? (n + 255) / 256 : 132 * 16);
+		if (P == 3)
+			pl_split_w<3><<<blocks, 256, 0, st>>>(W, (size_t)V, d, Wp);
+		else
+			pl_split_w<1><<<blocks, 256, 0, st>>>(W, (size_t)V, d, Wp);
+		CUDA_TRY(cudaGetLastError(), "split W kernel");
+	}
+
+	row_args a;
+	a.Z = Z;
+	a.dzs = dzs;
+	a.V = V;
+	a.S = S;
+	a.adv_per_seq = b->adv_per_seq;
+	a.targets = b->targets;
+	a.logp_old = b->logp_old;
+	a.adv = b->advantages;
+	a.seq_idx = b->seq_idx;
+	a.mask = b->mask;
+	a.count = count;
+	a.logp = out->logp;
+	a.entropy = out->entropy;
+	a.ratio = grad ? out->ratio : NULL;
+	a.clipped = grad ? out->clipped : NULL;
+	a.terms = terms;
+	a.opts = *o;
+
+	for (int t0 = 0; t0 < N; t0 += C) {
+		const int c = N - t0 < C ? N - t0 : C;
+		const __nv_bfloat16 *xc = Xb + (size_t)t0 * d; /* (c, d) */
+		/* forward operands: (c, P d) [X X X] and, for dW, (P c, d) [X; X; X] */
+		const void *xfwd = xc;
+		const void *xdw = xc;
+		if (P > 1) {
+			for (int k = 0; k < P; k++) {
+				CUDA_TRY(cudaMemcpy2DAsync(X3 + (size_t)k * d, (size_t)P * d * 2,
+				                           xc, (size_t)d * 2, (size_t)d * 2, c,
+				                           cudaMemcpyDeviceToDevice, st),
+				         "copy X");
+				if (grad)
+					CUDA_TRY(cudaMemcpyAsync(X3r + (size_t)k * c * d, xc,
+					                         (size_t)c * d * 2,
+					                         cudaMemcpyDeviceToDevice, st),
+					         "copy X");
+			}
+			xfwd = X3;
+			xdw = X3r;
+		} else if (P == 0) {
+			size_t n = (size_t)c * d;
+			int blocks = (int)((n + 255) / 256 < 132 * 8 ? (n + 255) / 256 : 132 * 8);
+			pl_bf16_to_f32<<<blocks, 256, 0, st>>>(xc, n, Xf);
+			CUDA_TRY(cudaGetLastError(), "convert X kernel");
+			xfwd = Xf;
+			xdw = Xf;
+		}
+
+		/* 1. Z (c, V) = X_c W^T; column-major: Z^T (V x c) = W (V x Kd) . X^T */
+		if (P > 0)
+			rc = gemm(h, CUBLAS_OP_T, CUBLAS_OP_N, V, c, P * d, Wp, CUDA_R_16BF, P * d,
+			          xfwd, CUDA_R_16BF, P * d, 0.f, Z, V, ct, "forward GEMM");
+		else
+			rc = gemm(h, CUBLAS_OP_T, CUBLAS_OP_N, V, c, d, W, CUDA_R_32F, d, xfwd,
+			          CUDA_R_32F, d, 0.f, Z, V, ct, "forward GEMM");
+		if (rc)
+			return rc;
+
+		/* 2. the row kernel */
+		a.t0 = t0;
+		a.piece_stride = (size_t)c * V;
+		if (P == 3)
+			launch_rows<3>(a, c, vec, st);
+		else if (P == 1)
+			launch_rows<1>(a, c, vec, st);
+		else
+			launch_rows<0>(a, c, vec, st);
+		CUDA_TRY(cudaGetLastError(), "row kernel");
+		if (!grad)
+			continue;
+
+		/* 3. dX_c (c, d) = dZ W; column-major: dX^T (d x c) = W^T (d x V) . dZ^T (V x c) */
+		float *dxc = out->dX + (size_t)t0 * d;
+		if (P > 0) {
+			static const int pairs[3][2] = {
+			        {0, 0}, {0, 1}, {1, 0}}; /* (dZ part, W part) */
+			const int np = P == 3 ? 3 : 1;
+			for (int q = 0; q < np; q++) {
+				rc = gemm(h, CUBLAS_OP_N, CUBLAS_OP_N, d, c, V,
+				          Wp + (size_t)pairs[q][1] * d, CUDA_R_16BF, P * d,
+				          dzs + (size_t)pairs[q][0] * c * V, CUDA_R_16BF, V,
+				          q ? 1.f : 0.f, dxc, d, ct, "dX GEMM");
+				if (rc)
+					return rc;
+			}
+		} else {
+			rc = gemm(h, CUBLAS_OP_N, CUBLAS_OP_N, d, c, V, W, CUDA_R_32F, d, Z,
+			          CUDA_R_32F, V, 0.f, dxc, d, ct, "dX GEMM");
+			if (rc)
+				return rc;
+		}
+
+		/* 4. dW (V, d) += dZ^T X_c; column-major: dW^T (d x V) = X^T (d x Pc) . dZs (Pc x
+		 * V) */
+		const float beta = (t0 > 0 || o->accumulate_dw) ? 1.f : 0.f;
+		if (P > 0)
+			rc = gemm(h, CUBLAS_OP_N, CUBLAS_OP_T, d, V, P * c, xdw, CUDA_R_16BF, d,
+			          dzs, CUDA_R_16BF, V, beta, out->dW, d, ct, "dW GEMM");
+		else
+			rc = gemm(h, CUBLAS_OP_N, CUBLAS_OP_T, d, V, c, xdw, CUDA_R_32F, d, Z,
+			          CUDA_R_32F, V, beta, out->dW, d, ct, "dW GEMM");
+		if (rc)
+			return rc;
+	}
+	if (grad) {
+		pl_loss_sum<<<1, 1024, 0, st>>>(terms, N, out->loss);
+		CUDA_TRY(cudaGetLastError(), "loss kernel");
+	}
+	return 0;
+}

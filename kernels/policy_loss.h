@@ -1,0 +1,214 @@
+/* policy_loss.h - fused policy-gradient loss over the vocabulary, LM head included.
+ *
+ * One call takes the last hidden states X [N, d], the LM head W [V, d] (fp32),
+ * the sampled tokens and the rollout data, and returns per-token log-probs,
+ * entropies, importance ratios and clip flags, the scalar loss, and the
+ * gradients dX [N, d] and dW [V, d]. The N x V logits are never held at once:
+ * the GPU version walks the tokens in chunks of `chunk_tokens` rows.
+ *
+ * Loss variants (SPEC.md section 1), per token t of sequence i, with
+ * r = exp(logp - logp_old) and A the advantage:
+ *   CISPO   l = -sg(w) * M * A * logp,  w = min(r, 1 + eps_high)
+ *           [and w = max(w, 1 - eps_low) with cispo_lower_bound];
+ *           M = 1, or with cispo_mask (M1 eq. 6-7) M = 0 where
+ *           (A > 0 and r > 1 + eps_high) or (A < 0 and r < 1 - eps_low).
+ *   GRPO    l = max(-A r, -A clip(r, 1 - eps_low, 1 + eps_high))  (PPO-clip)
+ *   DAPO    the same PPO-clip term with clip-higher defaults (0.2 / 0.28)
+ *           and token-level normalisation.
+ * loss = sum_t norm_t * mask_t * l_t, with norm_t = 1 / (masked tokens in the
+ * batch) (SWERVE_PL_NORM_TOKENS) or 1 / (n_seqs * masked tokens of t's
+ * sequence) (SWERVE_PL_NORM_SEQUENCE: mean over sequences of the token mean).
+ * No KL term. "clipped" means the token's gradient was changed by the clip:
+ * CISPO: w != r (or M = 0); GRPO/DAPO: the clipped branch was taken.
+ *
+ * Two implementations of the same function:
+ *   swerve_policy_loss_cpu()   plain C, double accumulation (the reference);
+ *   swerve_policy_loss_cuda()  cuBLAS GEMMs + a fused row kernel (policy_loss.cu).
+ * This header needs no CUDA headers: the stream is `struct CUstream_st *`,
+ * which is what cudaStream_t is. */
+#ifndef SWERVE_KERNELS_POLICY_LOSS_H
+#define SWERVE_KERNELS_POLICY_LOSS_H
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum swerve_pl_variant {
+	SWERVE_PL_CISPO = 0,
+	SWERVE_PL_GRPO = 1,
+	SWERVE_PL_DAPO = 2,
+};
+
+enum swerve_pl_norm {
+	SWERVE_PL_NORM_TOKENS = 0,   /* divide by the masked tokens of the batch */
+	SWERVE_PL_NORM_SEQUENCE = 1, /* mean over sequences of each one's token mean */
+};
+
+/* How the GPU computes the head's products (the CPU reference always uses
+ * double). X is bf16 and so exact in every mode; what differs is W and dZ:
+ *   FP32  W and dZ split into 3 bf16 parts (hi + mid + lo, 24 bits), products
+ *         on bf16 tensor cores with fp32 accumulation: fp32-accurate (M1).
+ *   TF32  one cuBLAS TF32 product per GEMM (10-bit mantissas).
+ *   BF16  W and dZ rounded to bf16 (8-bit mantissas): fastest, least exact. */
+enum swerve_pl_precision {
+	SWERVE_PL_FP32 = 0,
+	SWERVE_PL_TF32 = 1,
+	SWERVE_PL_BF16 = 2,
+};
+
+#define SWERVE_PL_OPTS_VERSION 1
+
+struct swerve_pl_opts {
+	int version; /* SWERVE_PL_OPTS_VERSION */
+	enum swerve_pl_variant variant;
+	float eps_low;         /* lower clip 1 - eps_low */
+	float eps_high;        /* upper clip/cap 1 + eps_high (not an absolute cap) */
+	int cispo_lower_bound; /* CISPO: also floor w at 1 - eps_low (M1: off) */
+	int cispo_mask;        /* CISPO: M1's unified token mask (M1 trained with it off) */
+	enum swerve_pl_norm norm;
+	enum swerve_pl_precision precision; /* GPU only */
+	int logprob_only;                   /* only logp (and entropy): no loss, no gradients */
+	int accumulate_dw;                  /* dW += gradient instead of dW = gradient */
+	int chunk_tokens;                   /* GPU: tokens per chunk; 0 = automatic */
+};
+
+/* Defaults for a variant: CISPO eps_high 4 (ratio cap 5, ScaleRL), no lower
+ * bound, mask off, token normalisation; GRPO 0.2/0.2, sequence normalisation;
+ * DAPO 0.2/0.28, token normalisation. Precision FP32. Never fails. */
+void swerve_pl_opts_init(struct swerve_pl_opts *opts, enum swerve_pl_variant variant);
+
+/* The per-token rollout data. Pointers are host memory for the CPU version and
+ * device memory for the CUDA version. */
+struct swerve_pl_batch {
+	int n_tokens;            /* N */
+	int d;                   /* hidden size */
+	int vocab;               /* V */
+	const int32_t *targets;  /* [N] sampled token ids, 0 <= id < V */
+	const float *logp_old;   /* [N] behaviour-policy log-probs (unused: logprob_only) */
+	const float *advantages; /* [N] per token, or [n_seqs] with adv_per_seq */
+	const int32_t *seq_idx;  /* [N] sequence of each token in 0..n_seqs-1; NULL: one sequence */
+	int n_seqs;              /* number of sequences (>= 1 when seq_idx is set) */
+	int adv_per_seq;         /* advantages are indexed by seq_idx[t] */
+	const uint8_t *mask;     /* [N] nonzero = token is trained on; NULL = all */
+};
+
+/* Outputs. logp is required; the others may be NULL when not wanted (in
+ * logprob_only mode loss, dX and dW are ignored). */
+struct swerve_pl_out {
+	float *logp;      /* [N] log pi(target) */
+	float *entropy;   /* [N] -sum_v p log p, for logging */
+	float *ratio;     /* [N] exp(logp - logp_old) */
+	uint8_t *clipped; /* [N] 1 where the clip changed the token's gradient */
+	float *loss;      /* [1] the scalar loss */
+	float *dX;        /* [N, d] dLoss/dX (fp32), overwritten */
+	float *dW;        /* [V, d] dLoss/dW (fp32), overwritten or accumulated */
+};
+
+/* The CPU reference: X is float [N, d] (convert bf16 with swerve_bf16_to_float
+ * first), W float [V, d]; every sum in double. Returns 0, or SWERVE_EINVAL
+ * naming the bad field (shape, target out of range, seq_idx out of range). */
+int swerve_policy_loss_cpu(const struct swerve_pl_out *out, const struct swerve_pl_batch *batch,
+                           const float *X, const float *W, const struct swerve_pl_opts *opts);
+
+/* bf16 (stored as uint16_t) <-> float, round to nearest even. */
+float swerve_bf16_to_float(uint16_t h);
+uint16_t swerve_float_to_bf16(float f);
+
+/* ---- CUDA (policy_loss.cu; only in libswerve_cuda.a) ---------------------- */
+
+struct CUstream_st;
+struct swerve_pl_ctx;
+
+/* A context owns a cuBLAS handle; use one per stream/thread. */
+int swerve_pl_ctx_new(struct swerve_pl_ctx **out);
+void swerve_pl_ctx_free(struct swerve_pl_ctx *ctx);
+
+/* The chunk size a call with these options uses (opts->chunk_tokens, or the
+ * automatic choice: about 2^26 logits per chunk, a multiple of 64 tokens). */
+int swerve_pl_chunk_tokens(int n_tokens, int vocab, const struct swerve_pl_opts *opts);
+
+/* Bytes of device workspace swerve_policy_loss_cuda needs: the split W (FP32:
+ * 6 V d, BF16: 2 V d, TF32: 0), one chunk of logits (4 C V) and of the split
+ * logit gradient (FP32: 6 C V, BF16: 2 C V, TF32: in place), chunk copies of X,
+ * and O(N + n_seqs) per-token scratch. C = swerve_pl_chunk_tokens(). This is
+ * the whole extra memory: nothing else is allocated per call. */
+size_t swerve_pl_workspace_size(const struct swerve_pl_batch *batch,
+                                const struct swerve_pl_opts *opts);
+
+/* Enqueues the whole computation on `stream` (NULL: the legacy default
+ * stream) and returns without synchronising; all pointers in batch/out and X
+ * (bf16 [N, d]), W (fp32 [V, d]) are device memory, workspace at least
+ * swerve_pl_workspace_size() bytes, 256-byte aligned. Returns 0, SWERVE_EINVAL
+ * for bad shapes/options/too small a workspace, or -1 for a CUDA/cuBLAS error
+ * (message names the call). Targets out of range give logp = NaN for that
+ * token (the device cannot report it without a synchronisation). */
+int swerve_policy_loss_cuda(struct swerve_pl_ctx *ctx, const struct swerve_pl_out *out,
+                            const struct swerve_pl_batch *batch, const uint16_t *X, const float *W,
+                            const struct swerve_pl_opts *opts, void *workspace,
+                            size_t workspace_bytes, struct CUstream_st *stream);
+
+/* ---- the per-token math, shared by both implementations ------------------ */
+
+#ifdef __CUDACC__
+#define SWERVE_PL_HD __host__ __device__
+#else
+#define SWERVE_PL_HD
+#endif
+
+struct swerve_pl_token {
+	double ratio; /* exp(logp - logp_old) */
+	double loss;  /* norm * l_t (0 for masked tokens) */
+	double dlogp; /* dLoss/dlogp_t: the logit gradient is dlogp * (onehot - p) */
+	int clipped;
+};
+
+/* Per-token loss term and gradient, given logp, logp_old, advantage A, the
+ * normalisation weight norm (already 0 for masked tokens). */
+static inline SWERVE_PL_HD struct swerve_pl_token
+swerve_pl_token_eval(const struct swerve_pl_opts *o, double logp, double logp_old, double A,
+                     double norm)
+{
+	struct swerve_pl_token t;
+	double r = exp(logp - logp_old);
+	double hi = 1.0 + (double)o->eps_high, lo = 1.0 - (double)o->eps_low;
+	t.ratio = r;
+	t.clipped = 0;
+	if (o->variant == SWERVE_PL_CISPO) {
+		double w = r < hi ? r : hi;
+		if (o->cispo_lower_bound && w < lo)
+			w = lo;
+		double m = 1.0;
+		if (o->cispo_mask && ((A > 0 && r > hi) || (A < 0 && r < lo)))
+			m = 0.0;
+		t.clipped = w != r || m == 0.0;
+		t.loss = -norm * w * m * A * logp;
+		t.dlogp = -norm * w * m * A;
+	} else {
+		/* PPO-clip: max(-A r, -A clip(r)); the clipped branch has no gradient */
+		double rc = r < lo ? lo : r > hi ? hi : r;
+		double a = -A * r, b = -A * rc;
+		if (b > a) {
+			t.clipped = 1;
+			t.loss = norm * b;
+			t.dlogp = 0.0;
+		} else {
+			t.loss = norm * a;
+			t.dlogp = -norm * A * r; /* d(-A r)/dlogp = -A r */
+		}
+	}
+	if (norm == 0.0) {
+		t.loss = 0.0;
+		t.dlogp = 0.0;
+	}
+	return t;
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
