@@ -1,0 +1,652 @@
+/* run.c - the supervisor: the per-worker context and one run.
+ *
+ * swerve_sandbox_new() builds what every run reuses: the seccomp BPF, the
+ * host probe, a MAP_SHARED page for the child's step timestamps.
+ * swerve_sandbox_run() prepares the child's data (mount plan, env, rlimits),
+ * clones into new user/mount/pid/net/ipc/uts/cgroup namespaces, writes the
+ * uid/gid maps (setgroups denied; the sandbox user 1000 is the caller's uid
+ * on the host), releases the child, then supervises: a wall-clock deadline
+ * with sub-second resolution, head+tail output capture with a hard cap,
+ * the resident memory of the sandbox's processes against the memory limit,
+ * and the seccomp listener (a killed syscall is named, then the sandbox
+ * killed). Every kill targets the pid namespace's init through a pidfd,
+ * which takes every descendant with it. Accounting comes from wait4 on init,
+ * which has reaped every process of the sandbox.
+ *
+ * Return convention: 0 with a model verdict, or a negative code with XX. */
+#include "sandbox/internal.h"
+#include "sandbox/spawn.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/seccomp.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef CLONE_PIDFD
+#define CLONE_PIDFD 0x00001000
+#endif
+
+#define NS_FLAGS                                                                                   \
+	(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | \
+	 CLONE_NEWCGROUP)
+
+/* memory sampling period while a run is alive */
+#define MEM_POLL_NS (10 * 1000000ull)
+
+int swerve_sandbox_new(struct swerve_sandbox **out, const void *config)
+{
+	(void)config;
+	struct swerve_sandbox *sb = calloc(1, sizeof(*sb));
+	if (!sb)
+		return swerve_error_set(SWERVE_ENOMEM, "sandbox: out of memory");
+	swerve_sandbox_probe(&sb->probe);
+	if (!sb->probe.userns || !sb->probe.seccomp) {
+		int rc = swerve_error_set(SWERVE_EUNSUPPORTED, "sandbox: %s", sb->probe.why);
+		free(sb);
+		return rc;
+	}
+	if (sb_seccomp_build(&sb->prog) < 0) {
+		free(sb);
+		return swerve_error_wrap("sandbox");
+	}
+	sb->shared = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (sb->shared == MAP_FAILED) {
+		sb_seccomp_dispose(&sb->prog);
+		free(sb);
+		return swerve_error_set(SWERVE_ENOMEM, "sandbox: mmap: %s", strerror(errno));
+	}
+	sb->host_uid = geteuid();
+	sb->host_gid = getegid();
+	snprintf(sb->passwd, sizeof(sb->passwd),
+	         "root:x:0:0:root:/root:/bin/sh\nsandbox:x:%d:%d:sandbox:/tmp:/bin/sh\n"
+	         "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+	         SB_UID, SB_GID);
+	snprintf(sb->group, sizeof(sb->group), "root:x:0:\nsandbox:x:%d:\nnogroup:x:65534:\n",
+	         SB_GID);
+	*out = sb;
+	return 0;
+}
+
+void swerve_sandbox_free(struct swerve_sandbox *sb)
+{
+	if (!sb)
+		return;
+	sb_seccomp_dispose(&sb->prog);
+	sb_mount_plan_dispose(&sb->plan);
+	if (sb->shared && sb->shared != MAP_FAILED)
+		munmap(sb->shared, 4096);
+	free(sb);
+}
+
+void swerve_sandbox_last_timing(const struct swerve_sandbox *sb, struct swerve_sandbox_timing *out)
+{
+	*out = sb->timing;
+}
+
+static int write_proc(pid_t pid, const char *file, const char *data)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t w = write(fd, data, strlen(data));
+	int e = errno;
+	close(fd);
+	errno = e;
+	return w == (ssize_t)strlen(data) ? 0 : -1;
+}
+
+/* ---- environment ---------------------------------------------------------- */
+
+struct envbuf {
+	char **envp;
+	const char *path;
+};
+
+static int env_build(struct envbuf *e, const char *const *env)
+{
+	static const char *const defaults[] = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp",
+	                                       "LANG=C.UTF-8"};
+	size_t n = 0;
+	for (size_t i = 0; env && env[i]; i++) {
+		const char *eq = strchr(env[i], '=');
+		if (!eq || eq == env[i])
+			return swerve_error_set(SWERVE_EINVAL,
+			                        "sandbox: env entry '%s': expected NAME=value",
+			                        env[i]);
+		n++;
+	}
+	e->envp = calloc(n + 4, sizeof(char *));
+	if (!e->envp)
+		return swerve_error_set(SWERVE_ENOMEM, "sandbox: out of memory");
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++)
+		e->envp[k++] = (char *)env[i];
+	for (size_t d = 0; d < 3; d++) {
+		size_t nl = (size_t)(strchr(defaults[d], '=') - defaults[d]) + 1;
+		int have = 0;
+		for (size_t i = 0; i < n; i++)
+			if (!strncmp(env[i], defaults[d], nl))
+				have = 1;
+		if (!have)
+			e->envp[k++] = (char *)defaults[d];
+	}
+	e->path = "";
+	for (size_t i = 0; i < k; i++)
+		if (!strncmp(e->envp[i], "PATH=", 5))
+			e->path = e->envp[i] + 5;
+	return 0;
+}
+
+/* ---- memory ----------------------------------------------------------------- */
+
+/* Resident bytes of init and all its descendants (via /proc/<pid>/task/<tid>/children). */
+static uint64_t tree_rss(pid_t init)
+{
+	static long page;
+	if (!page)
+		page = sysconf(_SC_PAGESIZE);
+	pid_t stack[4096];
+	size_t sp = 0;
+	uint64_t total = 0;
+	char path[96], buf[4096];
+	stack[sp++] = init;
+	while (sp) {
+		pid_t p = stack[--sp];
+		snprintf(path, sizeof(path), "/proc/%d/statm", (int)p);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			ssize_t n = read(fd, buf, sizeof(buf) - 1);
+			close(fd);
+			if (n > 0) {
+				buf[n] = '\0';
+				unsigned long long size, res;
+				if (sscanf(buf, "%llu %llu", &size, &res) == 2)
+					total += res * (uint64_t)page;
+			}
+		}
+		snprintf(path, sizeof(path), "/proc/%d/task", (int)p);
+		DIR *d = opendir(path);
+		if (!d)
+			continue;
+		struct dirent *de;
+		while ((de = readdir(d))) {
+			if (de->d_name[0] == '.')
+				continue;
+			char cp[300];
+			snprintf(cp, sizeof(cp), "/proc/%d/task/%s/children", (int)p, de->d_name);
+			int fd2 = open(cp, O_RDONLY | O_CLOEXEC);
+			if (fd2 < 0)
+				continue;
+			ssize_t n = read(fd2, buf, sizeof(buf) - 1);
+			close(fd2);
+			if (n <= 0)
+				continue;
+			buf[n] = '\0';
+			for (char *s = buf; *s;) {
+				char *end;
+				long c = strtol(s, &end, 10);
+				if (end == s)
+					break;
+				if (sp < sizeof(stack) / sizeof(stack[0]))
+					stack[sp++] = (pid_t)c;
+				s = end;
+			}
+		}
+		closedir(d);
+	}
+	return total;
+}
+
+/* ---- the run -------------------------------------------------------------- */
+
+struct sup {
+	int out_r, err_r, sock, pidfd, listener;
+	struct sb_capture out, err;
+	int killed; /* our verdict when we killed it, else -1 */
+	int have_exit, exit_status;
+	int have_error;
+	struct sb_msg error;
+	int out_eof, err_eof;
+	char note[160];
+	char syscall[32];
+};
+
+static void kill_tree(struct sup *s, int verdict)
+{
+	if (s->killed < 0)
+		s->killed = verdict;
+	syscall(SYS_pidfd_send_signal, s->pidfd, SIGKILL, NULL, 0);
+}
+
+static void read_stream(struct sup *s, int fd, struct sb_capture *c, int *eof, uint64_t kill_at)
+{
+	char buf[65536];
+	for (int i = 0; i < 16; i++) {
+		ssize_t n = read(fd, buf, sizeof(buf));
+		if (n > 0) {
+			sb_capture_add(c, buf, (size_t)n);
+			if (s->out.total + s->err.total > kill_at && s->killed < 0) {
+				snprintf(s->note, sizeof(s->note), "output past %" PRIu64 " bytes",
+				         kill_at);
+				kill_tree(s, SWERVE_VERDICT_OL);
+			}
+			continue;
+		}
+		if (n == 0)
+			*eof = 1;
+		return;
+	}
+}
+
+static void read_sock(struct sup *s)
+{
+	for (;;) {
+		struct sb_msg m;
+		union {
+			char buf[CMSG_SPACE(sizeof(int))];
+			struct cmsghdr align;
+		} u;
+		struct iovec iov = {&m, sizeof(m)};
+		struct msghdr mh = {.msg_iov = &iov,
+		                    .msg_iovlen = 1,
+		                    .msg_control = u.buf,
+		                    .msg_controllen = sizeof(u.buf)};
+		ssize_t n = recvmsg(s->sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		if (n <= 0)
+			return;
+		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+		if (c && c->cmsg_type == SCM_RIGHTS) {
+			int fd;
+			memcpy(&fd, CMSG_DATA(c), sizeof(int));
+			if (s->listener >= 0)
+				close(fd);
+			else
+				s->listener = fd;
+			continue;
+		}
+		if (n != sizeof(m))
+			continue;
+		if (m.kind == SB_MSG_ERROR && !s->have_error) {
+			s->have_error = 1;
+			s->error = m;
+		} else if (m.kind == SB_MSG_EXIT) {
+			s->have_exit = 1;
+			s->exit_status = m.status;
+		}
+	}
+}
+
+static void read_notif(struct sup *s)
+{
+	struct seccomp_notif req;
+	memset(&req, 0, sizeof(req));
+	if (ioctl(s->listener, SECCOMP_IOCTL_NOTIF_RECV, &req) < 0) {
+		if (errno == ENOENT || errno == EINTR)
+			return;
+		/* listener gone (the filter's processes are gone) */
+		close(s->listener);
+		s->listener = -1;
+		return;
+	}
+	if (s->killed < 0) {
+		sb_seccomp_syscall_name(req.data.nr, s->syscall, sizeof(s->syscall));
+		snprintf(s->note, sizeof(s->note), "forbidden syscall %s", s->syscall);
+	}
+	kill_tree(s, SWERVE_VERDICT_SV);
+}
+
+static int fail_xx(struct swerve_sandbox_result *r, int code)
+{
+	r->verdict = SWERVE_VERDICT_XX;
+	snprintf(r->reason, sizeof(r->reason), "%s", swerve_error_last());
+	return code;
+}
+
+static int child_error(const struct swerve_sandbox *sb, const struct swerve_sandbox_opts *o,
+                       const struct sb_msg *m)
+{
+	int e = m->err;
+	const char *es = strerror(e);
+	if (m->step == SB_STEP_EXEC) {
+		const char *prog = o->argv ? o->argv[0] : "(fn)";
+		if (e == ENOENT)
+			return swerve_error_set(SWERVE_ENOTFOUND,
+			                        "sandbox: program '%s': not found in the sandbox "
+			                        "(execve: %s)",
+			                        prog, es);
+		return swerve_error_set(SWERVE_ERROR, "sandbox: program '%s': execve: %s", prog,
+		                        es);
+	}
+	if (m->step == SB_STEP_CWD)
+		return swerve_error_set(e == ENOENT ? SWERVE_ENOTFOUND : SWERVE_ERROR,
+		                        "sandbox: working directory '%s': %s", o->cwd, es);
+	if (m->step == SB_STEP_MOUNT && m->index >= 0 && (size_t)m->index < sb->plan.n) {
+		const struct sb_mount_op *op = &sb->plan.ops[m->index];
+		const char *src = op->src ? op->src + strlen(SB_OLDROOT) : "";
+		int code = e == ENOENT ? SWERVE_ENOTFOUND : SWERVE_ERROR;
+		if (op->kind == SB_M_OVERLAY)
+			return swerve_error_set(
+			        e == EINVAL || e == EPERM ? SWERVE_EUNSUPPORTED : code,
+			        "sandbox: overlay workspace at '%s': %s%s", op->dst, es,
+			        sb->probe.overlay_userns
+			                ? ""
+			                : " (overlayfs in user namespaces unsupported "
+			                  "here)");
+		return swerve_error_set(code, "sandbox: mount step %d ('%s' at '%s'): %s", m->index,
+		                        src, op->dst, es);
+	}
+	if (m->step == SB_STEP_RLIMIT)
+		return swerve_error_set(SWERVE_ERROR, "sandbox: setrlimit resource %d: %s",
+		                        m->index, es);
+	return swerve_error_set(SWERVE_ERROR, "sandbox: %s: %s", sb_step_name(m->step), es);
+}
+
+int swerve_sandbox_run(struct swerve_sandbox_result *r, struct swerve_sandbox *sb,
+                       const struct swerve_sandbox_opts *o)
+{
+	int rc = 0, pipe_out[2] = {-1, -1}, pipe_err[2] = {-1, -1}, sv[2] = {-1, -1};
+	struct envbuf env = {0};
+	struct sb_child c;
+	struct sup s;
+	struct swerve_sandbox_limits lim;
+	pid_t pid = -1;
+	uint64_t t0 = sb_now_ns();
+
+	memset(r, 0, sizeof(*r));
+	r->exit_code = -1;
+	memset(&s, 0, sizeof(s));
+	s.out_r = s.err_r = s.sock = s.pidfd = s.listener = -1;
+	s.killed = -1;
+	memset(&sb->timing, 0, sizeof(sb->timing));
+	memset(sb->shared, 0, sizeof(*sb->shared));
+	swerve_error_clear();
+
+	if (!o || o->version != SWERVE_SANDBOX_OPTS_VERSION) {
+		swerve_error_set(SWERVE_EINVAL,
+		                 "sandbox: options version %u, expected %u (use "
+		                 "SWERVE_SANDBOX_OPTS_INIT)",
+		                 o ? o->version : 0, SWERVE_SANDBOX_OPTS_VERSION);
+		return fail_xx(r, SWERVE_EINVAL);
+	}
+	if (!!o->fn == !!(o->argv && o->argv[0])) {
+		swerve_error_set(SWERVE_EINVAL,
+		                 "sandbox: give exactly one of argv (non-empty) or fn");
+		return fail_xx(r, SWERVE_EINVAL);
+	}
+	if (o->network != 0) {
+		swerve_error_set(SWERVE_EINVAL,
+		                 "sandbox: network mode %d: only 0 (loopback only) "
+		                 "exists",
+		                 o->network);
+		return fail_xx(r, SWERVE_EINVAL);
+	}
+	sb_limits_effective(&lim, &o->limits);
+	if ((rc = sb_mount_plan_build(&sb->plan, o, sb->passwd, sb->group)) < 0)
+		return fail_xx(r, rc);
+	if (sb->plan.used_overlay && !sb->probe.overlay_userns) {
+		swerve_error_set(SWERVE_EUNSUPPORTED, "sandbox: overlay workspace: %s",
+		                 sb->probe.why);
+		return fail_xx(r, SWERVE_EUNSUPPORTED);
+	}
+	r->used_overlay = sb->plan.used_overlay;
+	if ((rc = env_build(&env, o->env)) < 0)
+		return fail_xx(r, rc);
+	if (sb_capture_init(&s.out, lim.output_bytes) < 0 ||
+	    sb_capture_init(&s.err, lim.output_bytes) < 0)
+		goto sysfail;
+
+	memset(&c, 0, sizeof(c));
+	c.argv = (char *const *)o->argv;
+	c.envp = env.envp;
+	c.path = env.path;
+	c.fn = o->fn;
+	c.fn_arg = o->fn_arg;
+	c.cwd = o->cwd ? o->cwd
+	               : (o->workspace || o->workspace_lower
+	                          ? (o->workspace_mount ? o->workspace_mount : "/workspace")
+	                          : "/");
+	c.hostname = o->hostname ? o->hostname : "sandbox";
+	c.plan = &sb->plan;
+	sb_limits_plan(c.rl, &o->limits);
+	c.prog = &sb->prog;
+	c.shared = sb->shared;
+
+	if (pipe2(pipe_out, O_CLOEXEC) < 0 || pipe2(pipe_err, O_CLOEXEC) < 0 ||
+	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		goto sysfail;
+	c.sock = sv[1];
+	c.out_w = pipe_out[1];
+	c.err_w = pipe_err[1];
+
+	int pidfd = -1;
+	pid = (pid_t)syscall(SYS_clone, NS_FLAGS | CLONE_PIDFD | SIGCHLD, 0, &pidfd, NULL, 0);
+	if (pid < 0) {
+		int e = errno;
+		swerve_error_set(e == EPERM || e == EINVAL || e == ENOSPC ? SWERVE_EUNSUPPORTED
+		                                                          : SWERVE_ERROR,
+		                 "sandbox: clone into new namespaces: %s%s%s", strerror(e),
+		                 sb->probe.why[0] ? "; " : "", sb->probe.why);
+		rc = swerve_error_code();
+		goto fail;
+	}
+	if (pid == 0) {
+		close(sv[0]);
+		close(pipe_out[0]);
+		close(pipe_err[0]);
+		sb_child_main(&c);
+	}
+	sb->timing.clone_us = (sb_now_ns() - t0) / 1000;
+	s.pidfd = pidfd;
+	s.sock = sv[0];
+	s.out_r = pipe_out[0];
+	s.err_r = pipe_err[0];
+	close(sv[1]);
+	close(pipe_out[1]);
+	close(pipe_err[1]);
+	sv[0] = sv[1] = pipe_out[0] = pipe_out[1] = pipe_err[0] = pipe_err[1] = -1;
+	fcntl(s.out_r, F_SETFL, O_NONBLOCK);
+	fcntl(s.err_r, F_SETFL, O_NONBLOCK);
+
+	{
+		char map[64];
+		snprintf(map, sizeof(map), "%d %u 1", SB_UID, (unsigned)sb->host_uid);
+		if (write_proc(pid, "uid_map", map) < 0 || write_proc(pid, "setgroups", "deny") < 0)
+			goto mapfail;
+		snprintf(map, sizeof(map), "%d %u 1", SB_GID, (unsigned)sb->host_gid);
+		if (write_proc(pid, "gid_map", map) < 0)
+			goto mapfail;
+		if (send(s.sock, "g", 1, MSG_NOSIGNAL) != 1)
+			goto mapfail;
+	}
+	sb->timing.maps_us = (sb_now_ns() - t0) / 1000;
+
+	uint64_t deadline = lim.wall_ms == UINT64_MAX ? UINT64_MAX : t0 + lim.wall_ms * 1000000ull;
+	uint64_t next_mem = t0 + MEM_POLL_NS;
+	int init_done = 0;
+	while (!init_done) {
+		struct pollfd pf[5];
+		int n = 0, i_out = -1, i_err = -1, i_sock, i_pid, i_lis = -1;
+		if (!s.out_eof) {
+			i_out = n;
+			pf[n++] = (struct pollfd){s.out_r, POLLIN, 0};
+		}
+		if (!s.err_eof) {
+			i_err = n;
+			pf[n++] = (struct pollfd){s.err_r, POLLIN, 0};
+		}
+		i_sock = n;
+		pf[n++] = (struct pollfd){s.sock, POLLIN, 0};
+		i_pid = n;
+		pf[n++] = (struct pollfd){s.pidfd, POLLIN, 0};
+		if (s.listener >= 0) {
+			i_lis = n;
+			pf[n++] = (struct pollfd){s.listener, POLLIN, 0};
+		}
+		uint64_t now = sb_now_ns();
+		uint64_t wake = deadline;
+		if (lim.memory_bytes != UINT64_MAX && next_mem < wake)
+			wake = next_mem;
+		struct timespec ts, *tsp = NULL;
+		if (wake != UINT64_MAX) {
+			uint64_t d = wake > now ? wake - now : 0;
+			ts.tv_sec = (time_t)(d / 1000000000ull);
+			ts.tv_nsec = (long)(d % 1000000000ull);
+			tsp = &ts;
+		}
+		int k = ppoll(pf, (nfds_t)n, tsp, NULL);
+		if (k < 0 && errno != EINTR)
+			goto sysfail_kill;
+		if (i_out >= 0 && pf[i_out].revents)
+			read_stream(&s, s.out_r, &s.out, &s.out_eof, lim.output_kill_bytes);
+		if (i_err >= 0 && pf[i_err].revents)
+			read_stream(&s, s.err_r, &s.err, &s.err_eof, lim.output_kill_bytes);
+		if (pf[i_sock].revents)
+			read_sock(&s);
+		if (i_lis >= 0 && pf[i_lis].revents)
+			read_notif(&s);
+		if (pf[i_pid].revents)
+			init_done = 1;
+		now = sb_now_ns();
+		if (!init_done && now >= deadline && s.killed < 0) {
+			snprintf(s.note, sizeof(s.note), "wall-clock limit %" PRIu64 " ms",
+			         lim.wall_ms);
+			kill_tree(&s, SWERVE_VERDICT_TO);
+		}
+		if (!init_done && lim.memory_bytes != UINT64_MAX && now >= next_mem) {
+			next_mem = now + MEM_POLL_NS;
+			if (s.killed < 0 && tree_rss(pid) > lim.memory_bytes) {
+				snprintf(s.note, sizeof(s.note), "memory limit %" PRIu64 " bytes",
+				         lim.memory_bytes);
+				kill_tree(&s, SWERVE_VERDICT_ML);
+			}
+		}
+	}
+	/* init is gone, and with it every process of the sandbox: drain */
+	while (!s.out_eof)
+		read_stream(&s, s.out_r, &s.out, &s.out_eof, UINT64_MAX);
+	while (!s.err_eof)
+		read_stream(&s, s.err_r, &s.err, &s.err_eof, UINT64_MAX);
+	read_sock(&s);
+	if (s.listener >= 0 && s.killed < 0) {
+		struct pollfd lp = {s.listener, POLLIN, 0};
+		if (poll(&lp, 1, 0) > 0 && (lp.revents & POLLIN))
+			read_notif(&s);
+	}
+
+	{
+		int st = 0;
+		struct rusage ru;
+		memset(&ru, 0, sizeof(ru));
+		while (wait4(pid, &st, 0, &ru) < 0 && errno == EINTR)
+			;
+		pid = -1;
+		uint64_t t1 = sb_now_ns();
+		r->wall_us = (t1 - t0) / 1000;
+		r->cpu_us = (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000ull +
+		            (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+		r->max_rss_kb = (uint64_t)ru.ru_maxrss;
+		sb->timing.wait_us = (t1 - t0) / 1000;
+		if (sb->shared->t_mounts > t0)
+			sb->timing.mounts_us = (sb->shared->t_mounts - t0) / 1000;
+		if (sb->shared->t_pivot > t0)
+			sb->timing.pivot_us = (sb->shared->t_pivot - t0) / 1000;
+		if (sb->shared->t_seccomp > t0)
+			sb->timing.seccomp_us = sb->timing.exec_us =
+			        (sb->shared->t_seccomp - t0) / 1000;
+
+		if (sb_capture_finish(&s.out, &r->out) < 0 ||
+		    sb_capture_finish(&s.err, &r->err) < 0)
+			goto sysfail;
+		if (s.have_error && s.killed < 0) {
+			rc = child_error(sb, o, &s.error);
+			goto fail;
+		}
+		if (s.killed >= 0) {
+			r->verdict = (enum swerve_verdict)s.killed;
+			r->signal = SIGKILL;
+			snprintf(r->syscall, sizeof(r->syscall), "%s", s.syscall);
+			snprintf(r->reason, sizeof(r->reason), "%s", s.note);
+		} else if (!s.have_exit) {
+			swerve_error_set(SWERVE_ERROR,
+			                 "sandbox: init exited without the command's status "
+			                 "(wait status 0x%x)",
+			                 st);
+			rc = SWERVE_ERROR;
+			goto fail;
+		} else if (WIFEXITED(s.exit_status)) {
+			r->exit_code = WEXITSTATUS(s.exit_status);
+			r->verdict = r->exit_code ? SWERVE_VERDICT_RE : SWERVE_VERDICT_OK;
+		} else if (WIFSIGNALED(s.exit_status)) {
+			r->signal = WTERMSIG(s.exit_status);
+			if (r->signal == SIGSYS) {
+				r->verdict = SWERVE_VERDICT_SV;
+				snprintf(r->syscall, sizeof(r->syscall), "non-native ABI");
+				snprintf(r->reason, sizeof(r->reason),
+				         "killed by seccomp: a syscall through a non-native ABI "
+				         "(i386 int 0x80 or x32)");
+			} else if (r->signal == SIGXCPU) {
+				r->verdict = SWERVE_VERDICT_TO;
+				snprintf(r->reason, sizeof(r->reason),
+				         "CPU-time limit %" PRIu64 " s", lim.cpu_s);
+			} else {
+				r->verdict = SWERVE_VERDICT_SG;
+				snprintf(r->reason, sizeof(r->reason), "%s", strsignal(r->signal));
+			}
+		}
+	}
+	rc = 0;
+	goto done;
+
+mapfail:
+	swerve_error_set(SWERVE_EUNSUPPORTED, "sandbox: writing uid/gid maps of %d: %s%s%s",
+	                 (int)pid, strerror(errno), sb->probe.why[0] ? "; " : "", sb->probe.why);
+	rc = SWERVE_EUNSUPPORTED;
+	goto fail;
+sysfail_kill:
+sysfail:
+	swerve_error_set(SWERVE_ERROR, "sandbox: %s", strerror(errno));
+	rc = SWERVE_ERROR;
+fail:
+	fail_xx(r, rc);
+done:
+	if (pid > 0) {
+		if (s.pidfd >= 0)
+			syscall(SYS_pidfd_send_signal, s.pidfd, SIGKILL, NULL, 0);
+		else
+			kill(pid, SIGKILL);
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+	}
+	if (r->verdict == SWERVE_VERDICT_XX) {
+		swerve_sandbox_result_dispose(r);
+		if (!r->out.data && sb_capture_finish(&s.out, &r->out) < 0)
+			r->out.data = NULL;
+		if (!r->err.data && sb_capture_finish(&s.err, &r->err) < 0)
+			r->err.data = NULL;
+	}
+	sb_capture_dispose(&s.out);
+	sb_capture_dispose(&s.err);
+	int fds[] = {pipe_out[0], pipe_out[1], pipe_err[0], pipe_err[1],
+	             sv[0],       sv[1],       s.pidfd,     s.listener};
+	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	free(env.envp);
+	return rc;
+}

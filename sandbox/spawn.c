@@ -1,0 +1,189 @@
+/* spawn.c - clone(2) into new namespaces and the child's containment
+ * checklist, nsjail-style, seccomp last.
+ *
+ * Two processes live in every sandbox:
+ *   init    (pid 1 of the new pid namespace; our code) builds the mount
+ *           namespace, brings loopback up, forks the command, reaps every
+ *           orphan, and when the command exits sends its wait status to the
+ *           supervisor and exits - which makes the kernel kill whatever else
+ *           is still running in the namespace (daemons, double forks).
+ *   command (pid 2) sets up stdio, setsid, parent-death signal, rlimits,
+ *           drops every capability, sets no_new_privs, loads the seccomp
+ *           filter (sending its notification listener to the supervisor),
+ *           and execs (or calls the in-process fn).
+ * Both are raw clones of the caller: no malloc, no stdio, no atfork
+ * handlers. A failing step writes {step, index, errno} on the CLOEXEC
+ * socketpair and _exits; a successful exec closes the command's copy. */
+#include "sandbox/internal.h"
+#include "sandbox/spawn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/securebits.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static void sb_send(int sock, const struct sb_msg *m)
+{
+	ssize_t r;
+	do
+		r = send(sock, m, sizeof(*m), MSG_NOSIGNAL);
+	while (r < 0 && errno == EINTR);
+}
+
+__attribute__((noreturn)) static void fail(int sock, int step, int index)
+{
+	struct sb_msg m = {SB_MSG_ERROR, step, index, errno, 0};
+	sb_send(sock, &m);
+	_exit(127);
+}
+
+static int send_fd(int sock, int fd)
+{
+	char data = 'L';
+	struct iovec iov = {&data, 1};
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	memset(&u, 0, sizeof(u));
+	struct msghdr mh = {.msg_iov = &iov,
+	                    .msg_iovlen = 1,
+	                    .msg_control = u.buf,
+	                    .msg_controllen = sizeof(u.buf)};
+	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	return sendmsg(sock, &mh, MSG_NOSIGNAL) == 1 ? 0 : -1;
+}
+
+static int drop_caps(void)
+{
+	struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+	struct __user_cap_data_struct d[2];
+	memset(d, 0, sizeof(d));
+	for (int cap = 0; cap <= 63; cap++)
+		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
+			return -1;
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+		return -1;
+	/* root inside never regains capabilities on exec, locked */
+	if (prctl(PR_SET_SECUREBITS,
+	          SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP |
+	                  SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_KEEP_CAPS_LOCKED |
+	                  SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED,
+	          0, 0, 0) < 0)
+		return -1;
+	return (int)syscall(SYS_capset, &h, d);
+}
+
+/* execve with a PATH search over the sandbox's PATH (execvpe would use the
+ * caller's environment), in a stack buffer. */
+static void exec_path(const struct sb_child *c)
+{
+	const char *file = c->argv[0];
+	char buf[4096];
+	if (strchr(file, '/')) {
+		execve(file, c->argv, c->envp);
+		return;
+	}
+	int saw_eacces = 0;
+	size_t fl = strlen(file);
+	for (const char *p = c->path; p && *p;) {
+		const char *e = strchr(p, ':');
+		size_t dl = e ? (size_t)(e - p) : strlen(p);
+		if (dl + fl + 2 <= sizeof(buf)) {
+			memcpy(buf, dl ? p : ".", dl ? dl : 1);
+			size_t n = dl ? dl : 1;
+			buf[n] = '/';
+			memcpy(buf + n + 1, file, fl + 1);
+			execve(buf, c->argv, c->envp);
+			if (errno == EACCES)
+				saw_eacces = 1;
+			else if (errno != ENOENT && errno != ENOTDIR)
+				return;
+		}
+		p = e ? e + 1 : NULL;
+	}
+	errno = saw_eacces ? EACCES : ENOENT;
+}
+
+__attribute__((noreturn)) static void command(const struct sb_child *c)
+{
+	int sock = c->sock, idx = -1, lfd;
+	if (setsid() < 0 || prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+		fail(sock, SB_STEP_SETSID, -1);
+	int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (nul < 0 || dup2(nul, 0) < 0 || dup2(c->out_w, 1) < 0 || dup2(c->err_w, 2) < 0)
+		fail(sock, SB_STEP_STDIO, -1);
+	/* every other fd closed: nothing of the supervisor's is visible */
+	if (sock > 3 && syscall(SYS_close_range, 3, sock - 1, 0) < 0)
+		fail(sock, SB_STEP_STDIO, -1);
+	if (syscall(SYS_close_range, sock + 1, ~0U, 0) < 0)
+		fail(sock, SB_STEP_STDIO, -1);
+	if (sb_limits_apply(c->rl, &idx) < 0)
+		fail(sock, SB_STEP_RLIMIT, idx);
+	if (drop_caps() < 0)
+		fail(sock, SB_STEP_CAPS, -1);
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		fail(sock, SB_STEP_NNP, -1);
+	lfd = sb_seccomp_load(c->prog);
+	if (lfd < 0 || send_fd(sock, lfd) < 0)
+		fail(sock, SB_STEP_SECCOMP, -1);
+	close(lfd);
+	c->shared->t_seccomp = sb_now_ns();
+	if (c->fn) {
+		close(sock);
+		_exit(c->fn(c->fn_arg) & 0xff);
+	}
+	exec_path(c);
+	fail(sock, SB_STEP_EXEC, -1);
+}
+
+__attribute__((noreturn)) void sb_child_main(const struct sb_child *c)
+{
+	int sock = c->sock, step = 0, idx = -1;
+	char go;
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+		fail(sock, SB_STEP_SETSID, -1);
+	/* the supervisor writes our uid/gid maps, then releases us */
+	if (read(sock, &go, 1) != 1)
+		_exit(127);
+	if (sethostname(c->hostname, strlen(c->hostname)) < 0)
+		fail(sock, SB_STEP_HOSTNAME, -1);
+	if (sb_mount_apply(c->plan, &step, &idx) < 0)
+		fail(sock, step, idx);
+	c->shared->t_mounts = c->shared->t_pivot = sb_now_ns();
+	if (sb_net_loopback_up() < 0)
+		fail(sock, SB_STEP_NET, -1);
+	if (chdir(c->cwd) < 0)
+		fail(sock, SB_STEP_CWD, -1);
+	pid_t pid = (pid_t)syscall(SYS_clone, SIGCHLD, 0, NULL, NULL, 0);
+	if (pid < 0)
+		fail(sock, SB_STEP_FORK, -1);
+	if (pid == 0)
+		command(c);
+	/* init: hold nothing of the command's; reap until the command exits */
+	close(c->out_w);
+	close(c->err_w);
+	for (;;) {
+		int st;
+		pid_t w = waitpid(-1, &st, __WALL);
+		if (w == pid) {
+			struct sb_msg m = {SB_MSG_EXIT, 0, 0, 0, st};
+			sb_send(sock, &m);
+			_exit(0);
+		}
+		if (w < 0 && errno != EINTR)
+			_exit(0);
+	}
+}

@@ -1,0 +1,28 @@
+/* spawn.h - the child side of a run (spawn.c), called by run.c right after
+ * clone(2). Internal to sandbox/. */
+#ifndef SWERVE_SANDBOX_SPAWN_H
+#define SWERVE_SANDBOX_SPAWN_H
+
+#include "sandbox/internal.h"
+
+/* Everything the child needs, prepared by the parent before clone. */
+struct sb_child {
+	int sock;  /* child end of the socketpair (CLOEXEC) */
+	int out_w; /* stdout pipe write end */
+	int err_w; /* stderr pipe write end */
+	char *const *argv;
+	char *const *envp;
+	const char *path; /* the sandbox's PATH, for the program lookup */
+	int (*fn)(void *);
+	void *fn_arg;
+	const char *cwd;
+	const char *hostname;
+	const struct sb_mount_plan *plan;
+	struct sb_rlimit rl[SB_NRLIMITS];
+	const struct sock_fprog *prog;
+	struct sb_shared *shared;
+};
+
+__attribute__((noreturn)) void sb_child_main(const struct sb_child *c);
+
+#endif
