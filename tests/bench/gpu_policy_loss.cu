@@ -1,0 +1,274 @@
+/* gpu_policy_loss.cu - benchmark of the fused policy loss (kernels/policy_loss.cu).
+ *
+ * Issue 9's sizes: N = 16384 tokens, d = 1024, V = 32768 and 131072, forward
+ * + backward (CISPO, all tokens on), each precision mode. Prints one line per
+ * configuration, "ROW|impl|V|mode|ms|peak GiB|TFLOP/s|logp err|extra GiB",
+ * which tests/bench/gpu_policy_loss.sh puts beside the PyTorch baseline
+ * (gpu_policy_loss.py) in one table.
+ *   time     median of 10 timed calls (CUDA events) after 2 warm-ups
+ *   peak     device memory in use after the call minus before any
+ *            allocation (cudaMemGetInfo): inputs, outputs, workspace and
+ *            cuBLAS's own workspace; the call allocates nothing else
+ *   extra    the workspace alone (swerve_pl_workspace_size)
+ *   TFLOP/s  6 N V d (forward, dX, dW products) / time
+ *   logp err max over 512 sampled tokens of |logp - ref| / |ref|, ref from
+ *            float64 logits (cublasDgemm) and a float64 log-sum-exp
+ * Optional: PL_CHUNKS=512,1024,... adds FP32 rows at those chunk sizes. */
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <vector>
+
+#include "kernels/policy_loss.h"
+
+extern "C" {
+#include "sandbox/error.h"
+}
+
+#define CK(call)                                                                                           \
+	do {                                                                                               \
+		cudaError_t e_ = (call);                                                                   \
+		if (e_ != cudaSuccess) {                                                                   \
+			fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
+			exit(1);                                                                           \
+		}                                                                                          \
+	} while (0)
+#define PL(call)                                                                                          \
+	do {                                                                                              \
+		if ((call) != 0) {                                                                        \
+			fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, swerve_error_last()); \
+			exit(1);                                                                          \
+		}                                                                                         \
+	} while (0)
+
+static const int N = 16384, D = 1024, NSAMPLE = 512;
+
+__global__ void fill_normal(float *x, size_t n, float scale, uint64_t seed)
+{
+	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+		uint64_t s = (i + 1) * 0x9E3779B97F4A7C15ull ^ seed;
+		s ^= s >> 33, s *= 0xff51afd7ed558ccdull, s ^= s >> 33, s *= 0xc4ceb9fe1a85ec53ull, s ^= s >> 33;
+		float u1 = ((s >> 40) + 1) * (1.0f / 16777217.0f), u2 = ((s >> 16) & 0xffffff) * (1.0f / 16777216.0f);
+		x[i] = scale * sqrtf(-2.f * logf(u1)) * cospif(2.f * u2);
+	}
+}
+__global__ void to_bf16(const float *x, size_t n, __nv_bfloat16 *y)
+{
+	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+		y[i] = __float2bfloat16_rn(x[i]);
+}
+__global__ void to_f64(const float *x, size_t n, double *y)
+{
+	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+		y[i] = (double)x[i];
+}
+__global__ void gather_x_f64(const __nv_bfloat16 *X, const int *idx, int d, double *out)
+{
+	int r = blockIdx.x;
+	for (int k = threadIdx.x; k < d; k += blockDim.x)
+		out[(size_t)r * d + k] = (double)__bfloat162float(X[(size_t)idx[r] * d + k]);
+}
+/* one block per sampled token: logp in double from double logits (V, T) column-major */
+__global__ void ref_logp(const double *Z, int V, const int *idx, const int *y, double *out)
+{
+	const double *z = Z + (size_t)blockIdx.x * V;
+	__shared__ double sh[256];
+	double m = -INFINITY;
+	for (int v = threadIdx.x; v < V; v += 256)
+		m = fmax(m, z[v]);
+	sh[threadIdx.x] = m;
+	__syncthreads();
+	for (int s = 128; s > 0; s >>= 1) {
+		if (threadIdx.x < s)
+			sh[threadIdx.x] = fmax(sh[threadIdx.x], sh[threadIdx.x + s]);
+		__syncthreads();
+	}
+	m = sh[0];
+	__syncthreads();
+	double acc = 0.0;
+	for (int v = threadIdx.x; v < V; v += 256)
+		acc += exp(z[v] - m);
+	sh[threadIdx.x] = acc;
+	__syncthreads();
+	for (int s = 128; s > 0; s >>= 1) {
+		if (threadIdx.x < s)
+			sh[threadIdx.x] += sh[threadIdx.x + s];
+		__syncthreads();
+	}
+	if (threadIdx.x == 0)
+		out[blockIdx.x] = z[y[idx[blockIdx.x]]] - m - log(sh[0]);
+}
+
+static size_t used_bytes(void)
+{
+	size_t fr, tot;
+	CK(cudaMemGetInfo(&fr, &tot));
+	return tot - fr;
+}
+
+static const char *mode_name(enum swerve_pl_precision p)
+{
+	return p == SWERVE_PL_FP32 ? "fp32(3xbf16)" : p == SWERVE_PL_TF32 ? "tf32" : "bf16";
+}
+
+static void bench(int V, enum swerve_pl_precision prec, int chunk, struct swerve_pl_ctx *ctx, size_t base)
+{
+	const size_t nx = (size_t)N * D, nw = (size_t)V * D;
+	float *Wt, *tmp, *old, *adv, *logp, *ent, *ratio, *loss, *dX, *dW;
+	__nv_bfloat16 *X;
+	int *y;
+	uint8_t *clipped;
+	CK(cudaMalloc(&Wt, nw * 4));
+	CK(cudaMalloc(&tmp, nx * 4));
+	CK(cudaMalloc(&X, nx * 2));
+	CK(cudaMalloc(&old, N * 4));
+	CK(cudaMalloc(&adv, N * 4));
+	CK(cudaMalloc(&logp, N * 4));
+	CK(cudaMalloc(&ent, N * 4));
+	CK(cudaMalloc(&ratio, N * 4));
+	CK(cudaMalloc(&loss, 4));
+	CK(cudaMalloc(&clipped, N));
+	CK(cudaMalloc(&y, N * 4));
+	CK(cudaMalloc(&dX, nx * 4));
+	CK(cudaMalloc(&dW, nw * 4));
+	fill_normal<<<1024, 256>>>(Wt, nw, 2.0f / sqrtf((float)D), 1234 + V);
+	fill_normal<<<1024, 256>>>(tmp, nx, 1.0f, 99);
+	to_bf16<<<1024, 256>>>(tmp, nx, X);
+	fill_normal<<<64, 256>>>(adv, N, 1.0f, 7);
+	std::vector<int> hy(N);
+	srand(5);
+	for (auto &t : hy)
+		t = rand() % V;
+	CK(cudaMemcpy(y, hy.data(), N * 4, cudaMemcpyHostToDevice));
+	CK(cudaFree(tmp));
+
+	struct swerve_pl_opts o;
+	swerve_pl_opts_init(&o, SWERVE_PL_CISPO);
+	o.precision = prec;
+	o.chunk_tokens = chunk;
+	struct swerve_pl_batch b = {N, D, V, y, old, adv, NULL, 0, 0, NULL};
+	struct swerve_pl_out out = {logp, ent, ratio, clipped, loss, dX, dW};
+	size_t wsz = swerve_pl_workspace_size(&b, &o);
+	void *ws;
+	CK(cudaMalloc(&ws, wsz));
+	/* logp_old: this policy's own logp, shifted so some ratios are capped */
+	struct swerve_pl_opts lo = o;
+	lo.logprob_only = 1;
+	PL(swerve_policy_loss_cuda(ctx, &out, &b, (const uint16_t *)X, Wt, &lo, ws, wsz, NULL));
+	std::vector<float> h(N);
+	CK(cudaMemcpy(h.data(), logp, N * 4, cudaMemcpyDeviceToHost));
+	for (int t = 0; t < N; t++)
+		h[t] += (t % 7 == 0) ? -2.0f : 0.1f * ((t % 5) - 2);
+	CK(cudaMemcpy(old, h.data(), N * 4, cudaMemcpyHostToDevice));
+
+	cudaEvent_t e0, e1;
+	CK(cudaEventCreate(&e0));
+	CK(cudaEventCreate(&e1));
+	std::vector<float> ms;
+	for (int it = 0; it < 12; it++) {
+		CK(cudaEventRecord(e0));
+		PL(swerve_policy_loss_cuda(ctx, &out, &b, (const uint16_t *)X, Wt, &o, ws, wsz, NULL));
+		CK(cudaEventRecord(e1));
+		CK(cudaEventSynchronize(e1));
+		float t;
+		CK(cudaEventElapsedTime(&t, e0, e1));
+		if (it >= 2)
+			ms.push_back(t);
+	}
+	CK(cudaGetLastError());
+	const size_t peak = used_bytes() - base;
+	std::sort(ms.begin(), ms.end());
+	const double med = 0.5 * (ms[ms.size() / 2 - 1] + ms[ms.size() / 2]);
+	const double tflops = 6.0 * N * (double)V * D / (med * 1e-3) / 1e12;
+	float hl;
+	CK(cudaMemcpy(&hl, loss, 4, cudaMemcpyDeviceToHost));
+	CK(cudaFree(ws));
+
+	/* logp error against float64 on sampled tokens */
+	std::vector<int> hidx(NSAMPLE);
+	for (int i = 0; i < NSAMPLE; i++)
+		hidx[i] = (int)((long)i * N / NSAMPLE + (i * 37) % (N / NSAMPLE));
+	int *idx;
+	double *Xd, *Wd, *Zd, *ref;
+	CK(cudaMalloc(&idx, NSAMPLE * 4));
+	CK(cudaMemcpy(idx, hidx.data(), NSAMPLE * 4, cudaMemcpyHostToDevice));
+	CK(cudaMalloc(&Xd, (size_t)NSAMPLE * D * 8));
+	CK(cudaMalloc(&Wd, nw * 8));
+	CK(cudaMalloc(&Zd, (size_t)NSAMPLE * V * 8));
+	CK(cudaMalloc(&ref, NSAMPLE * 8));
+	gather_x_f64<<<NSAMPLE, 256>>>(X, idx, D, Xd);
+	to_f64<<<1024, 256>>>(Wt, nw, Wd);
+	cublasHandle_t hb;
+	cublasCreate(&hb);
+	const double one = 1.0, zero = 0.0;
+	/* Z^T (V x T) = W (V x d) . X^T, column-major */
+	if (cublasDgemm(hb, CUBLAS_OP_T, CUBLAS_OP_N, V, NSAMPLE, D, &one, Wd, D, Xd, D, &zero, Zd, V) !=
+	    CUBLAS_STATUS_SUCCESS) {
+		fprintf(stderr, "cublasDgemm failed\n");
+		exit(1);
+	}
+	ref_logp<<<NSAMPLE, 256>>>(Zd, V, idx, y, ref);
+	CK(cudaDeviceSynchronize());
+	cublasDestroy(hb);
+	std::vector<double> hr(NSAMPLE);
+	CK(cudaMemcpy(hr.data(), ref, NSAMPLE * 8, cudaMemcpyDeviceToHost));
+	CK(cudaMemcpy(h.data(), logp, N * 4, cudaMemcpyDeviceToHost));
+	double err = 0.0;
+	for (int i = 0; i < NSAMPLE; i++) {
+		double e = fabs((double)h[hidx[i]] - hr[i]) / fabs(hr[i]);
+		err = isnan(e) ? INFINITY : fmax(err, e);
+	}
+	char name[64];
+	snprintf(name, sizeof(name), "%s%s", mode_name(prec), chunk ? "" : "");
+	printf("ROW|swerve|%d|%s C=%d|%.2f|%.3f|%.1f|%.2e|%.3f\n", V, name, swerve_pl_chunk_tokens(N, V, &o), med,
+	       peak / 1073741824.0, tflops, err, wsz / 1073741824.0);
+	fprintf(stderr, "  swerve V=%d %s: loss %.6g, times(ms) min %.2f max %.2f\n", V, name, hl, ms.front(),
+		ms.back());
+	fflush(stdout);
+	cudaFree(idx), cudaFree(Xd), cudaFree(Wd), cudaFree(Zd), cudaFree(ref);
+	cudaFree(Wt), cudaFree(X), cudaFree(old), cudaFree(adv), cudaFree(logp), cudaFree(ent), cudaFree(ratio);
+	cudaFree(loss), cudaFree(clipped), cudaFree(y), cudaFree(dX), cudaFree(dW);
+	cudaEventDestroy(e0), cudaEventDestroy(e1);
+}
+
+int main(void)
+{
+	int n = 0;
+	if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
+		printf("gpu_policy_loss: skipped: no CUDA device\n");
+		return 0;
+	}
+	cudaDeviceProp p;
+	CK(cudaGetDeviceProperties(&p, 0));
+	CK(cudaFree(0));
+	fprintf(stderr, "device: %s, %d SMs\n", p.name, p.multiProcessorCount);
+	std::vector<int> chunks;
+	if (getenv("PL_CHUNKS"))
+		for (char *s = getenv("PL_CHUNKS"); *s;) {
+			chunks.push_back((int)strtol(s, &s, 10));
+			if (*s == ',')
+				s++;
+			else
+				break;
+		}
+	const int Vs[] = {32768, 131072};
+	for (int V : Vs) {
+		/* base excludes the cuBLAS handle of this context: count it per row */
+		size_t base = used_bytes();
+		struct swerve_pl_ctx *ctx;
+		PL(swerve_pl_ctx_new(&ctx));
+		bench(V, SWERVE_PL_FP32, 0, ctx, base);
+		for (int c : chunks)
+			bench(V, SWERVE_PL_FP32, c, ctx, base);
+		bench(V, SWERVE_PL_TF32, 0, ctx, base);
+		bench(V, SWERVE_PL_BF16, 0, ctx, base);
+		swerve_pl_ctx_free(ctx);
+	}
+	return 0;
+}

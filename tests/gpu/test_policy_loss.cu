@@ -1,0 +1,311 @@
+/* test_policy_loss.cu - the CUDA fused policy loss against the CPU reference
+ * (double), on fresh random inputs each run (the seed is printed), with every
+ * output poisoned (NaN) before the call. Prints the worst element of each
+ * output. Tolerances (relative to the largest reference element; logp is
+ * also checked per token relative to |logp|):
+ *   FP32  logp 1e-5 per token, entropy/ratio 1e-5, dX/dW 1e-4, loss 1e-5
+ *   TF32  logp 1e-2 per token (10-bit mantissas), the rest 2e-2
+ *   BF16  logp 5e-2 per token (8-bit mantissas), the rest 1e-1 */
+#include <cuda_runtime.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <vector>
+
+#include "kernels/policy_loss.h"
+#include "tests/gpu/gpu_check.h"
+
+extern "C" {
+#include "sandbox/error.h"
+}
+
+#define CK(call)                                                                                           \
+	do {                                                                                               \
+		cudaError_t e_ = (call);                                                                   \
+		if (e_ != cudaSuccess) {                                                                   \
+			fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
+			return 1;                                                                          \
+		}                                                                                          \
+	} while (0)
+
+static uint64_t rng_state;
+static double urand(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return (double)(rng_state >> 11) / 9007199254740992.0;
+}
+static double nrand(void)
+{
+	double u = urand() + 1e-300, v = urand();
+	return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
+}
+
+struct cfg {
+	const char *name;
+	int N, d, V, S, chunk;
+	enum swerve_pl_variant variant;
+	enum swerve_pl_precision prec;
+	enum swerve_pl_norm norm;
+	int adv_per_seq, use_mask, cispo_mask, lower_bound, logprob_only, accumulate;
+};
+
+/* max |a - b| / max |b| over n elements, and where */
+static double worst(const float *a, const float *b, size_t n, size_t *at)
+{
+	double m = 0.0, e = 0.0;
+	*at = 0;
+	for (size_t i = 0; i < n; i++) {
+		m = fmax(m, fabs((double)b[i]));
+		double d = fabs((double)a[i] - (double)b[i]);
+		if (!(d <= e)) { /* NaN counts as worst */
+			e = isnan(d) ? INFINITY : d;
+			*at = i;
+		}
+	}
+	return m > 0 ? e / m : e;
+}
+
+template <typename T> static T *dev_copy(const std::vector<T> &h)
+{
+	T *d = NULL;
+	if (cudaMalloc(&d, h.size() * sizeof(T) + 1) != cudaSuccess)
+		return NULL;
+	cudaMemcpy(d, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice);
+	return d;
+}
+
+static int run_case(const struct cfg *c)
+{
+	const int N = c->N, d = c->d, V = c->V, S = c->S;
+	std::vector<uint16_t> Xb((size_t)N * d);
+	std::vector<float> Xf((size_t)N * d), W((size_t)V * d), old(N), adv(N > S ? N : S);
+	std::vector<int32_t> y(N), seq(N);
+	std::vector<uint8_t> mask(N, 1);
+	const double wscale = 2.0 / sqrt((double)d);
+	for (size_t i = 0; i < Xb.size(); i++) {
+		Xb[i] = swerve_float_to_bf16((float)nrand());
+		Xf[i] = swerve_bf16_to_float(Xb[i]);
+	}
+	for (auto &w : W)
+		w = (float)(wscale * nrand());
+	for (int t = 0; t < N; t++) {
+		y[t] = (int32_t)(urand() * V);
+		seq[t] = (int32_t)((long)t * S / N);
+		if (c->use_mask)
+			mask[t] = urand() < 0.8;
+	}
+	for (auto &a : adv)
+		a = (float)nrand();
+
+	struct swerve_pl_opts o;
+	swerve_pl_opts_init(&o, c->variant);
+	o.precision = c->prec;
+	o.norm = c->norm;
+	o.cispo_mask = c->cispo_mask;
+	o.cispo_lower_bound = c->lower_bound;
+	o.chunk_tokens = c->chunk;
+	o.accumulate_dw = c->accumulate;
+
+	/* the reference, and logp_old placed away from the clip boundaries */
+	std::vector<float> rlogp(N), rent(N), rratio(N), rdX((size_t)N * d), rdW((size_t)V * d, 0.f);
+	std::vector<uint8_t> rclip(N);
+	float rloss = 0.f;
+	struct swerve_pl_batch hb = {N, d, V, y.data(), old.data(), adv.data(), seq.data(), S, c->adv_per_seq,
+				     c->use_mask ? mask.data() : NULL};
+	struct swerve_pl_out hout = {rlogp.data(), rent.data(), rratio.data(), rclip.data(), &rloss, rdX.data(),
+				     rdW.data()};
+	struct swerve_pl_opts lo = o;
+	lo.logprob_only = 1;
+	CHECK(swerve_policy_loss_cpu(&hout, &hb, Xf.data(), W.data(), &lo) == 0, "%s", swerve_error_last());
+	const double offs[] = {-2.0, -0.5, -0.1, 0.0, 0.05, 0.6};
+	for (int t = 0; t < N; t++)
+		old[t] = rlogp[t] + (float)offs[(int)(urand() * 6)];
+	std::vector<float> dW0((size_t)V * d);
+	for (auto &w : dW0)
+		w = (float)nrand();
+	if (c->accumulate)
+		rdW = dW0;
+	o.logprob_only = c->logprob_only;
+	CHECK(swerve_policy_loss_cpu(&hout, &hb, Xf.data(), W.data(), &o) == 0, "%s", swerve_error_last());
+
+	/* the GPU */
+	uint16_t *dX16 = dev_copy(Xb);
+	float *dWt = dev_copy(W), *dold = dev_copy(old), *dadv = dev_copy(adv);
+	int32_t *dy = dev_copy(y), *dseq = dev_copy(seq);
+	uint8_t *dmask = dev_copy(mask);
+	float *glogp, *gent, *gratio, *gloss, *gdX, *gdW;
+	uint8_t *gclip;
+	CHECK(dX16 && dWt && dold && dadv && dy && dseq && dmask, "cudaMalloc");
+	CK(cudaMalloc(&glogp, N * 4));
+	CK(cudaMalloc(&gent, N * 4));
+	CK(cudaMalloc(&gratio, N * 4));
+	CK(cudaMalloc(&gloss, 4));
+	CK(cudaMalloc(&gclip, N));
+	CK(cudaMalloc(&gdX, (size_t)N * d * 4));
+	CK(cudaMalloc(&gdW, (size_t)V * d * 4));
+	/* poison: 0xff bytes are NaN floats; dW holds dW0 when accumulating */
+	CK(cudaMemset(glogp, 0xff, N * 4));
+	CK(cudaMemset(gent, 0xff, N * 4));
+	CK(cudaMemset(gratio, 0xff, N * 4));
+	CK(cudaMemset(gloss, 0xff, 4));
+	CK(cudaMemset(gclip, 0xff, N));
+	CK(cudaMemset(gdX, 0xff, (size_t)N * d * 4));
+	if (c->accumulate)
+		CK(cudaMemcpy(gdW, dW0.data(), dW0.size() * 4, cudaMemcpyHostToDevice));
+	else
+		CK(cudaMemset(gdW, 0xff, (size_t)V * d * 4));
+
+	struct swerve_pl_batch db = {N, d, V, dy, dold, dadv, dseq, S, c->adv_per_seq, c->use_mask ? dmask : NULL};
+	struct swerve_pl_out dout = {glogp, gent, gratio, gclip, gloss, gdX, gdW};
+	size_t wsz = swerve_pl_workspace_size(&db, &o);
+	void *ws = NULL;
+	CK(cudaMalloc(&ws, wsz));
+	struct swerve_pl_ctx *ctx = NULL;
+	CHECK(swerve_pl_ctx_new(&ctx) == 0, "%s", swerve_error_last());
+	CHECK(swerve_policy_loss_cuda(ctx, &dout, &db, dX16, dWt, &o, ws, wsz, NULL) == 0, "%s", swerve_error_last());
+	CK(cudaDeviceSynchronize());
+	CK(cudaGetLastError());
+
+	std::vector<float> glp(N), gen(N), grt(N), gdx((size_t)N * d), gdw((size_t)V * d);
+	std::vector<uint8_t> gcl(N);
+	float gl = 0.f;
+	CK(cudaMemcpy(glp.data(), glogp, N * 4, cudaMemcpyDeviceToHost));
+	CK(cudaMemcpy(gen.data(), gent, N * 4, cudaMemcpyDeviceToHost));
+	CK(cudaMemcpy(grt.data(), gratio, N * 4, cudaMemcpyDeviceToHost));
+	CK(cudaMemcpy(gcl.data(), gclip, N, cudaMemcpyDeviceToHost));
+	CK(cudaMemcpy(&gl, gloss, 4, cudaMemcpyDeviceToHost));
+	CK(cudaMemcpy(gdx.data(), gdX, gdx.size() * 4, cudaMemcpyDeviceToHost));
+	CK(cudaMemcpy(gdw.data(), gdW, gdw.size() * 4, cudaMemcpyDeviceToHost));
+
+	const double tl = c->prec == SWERVE_PL_FP32 ? 1e-5 : c->prec == SWERVE_PL_TF32 ? 1e-2 : 5e-2;
+	const double tg = c->prec == SWERVE_PL_FP32 ? 1e-4 : c->prec == SWERVE_PL_TF32 ? 2e-2 : 1e-1;
+	const double tv = c->prec == SWERVE_PL_FP32 ? 1e-5 : tg;
+	double lp_rel = 0.0;
+	int lp_at = 0;
+	for (int t = 0; t < N; t++) {
+		double e = fabs((double)glp[t] - rlogp[t]) / fmax(fabs((double)rlogp[t]), 1e-3);
+		if (!(e <= lp_rel)) {
+			lp_rel = isnan(e) ? INFINITY : e;
+			lp_at = t;
+		}
+	}
+	size_t at;
+	double e_ent = worst(gen.data(), rent.data(), N, &at);
+	printf("  %-26s logp worst rel %.2e (token %d: %.7f vs %.7f)  entropy %.2e", c->name, lp_rel, lp_at,
+	       glp[lp_at], rlogp[lp_at], e_ent);
+	int fail = !(lp_rel <= tl) || !(e_ent <= tv);
+	if (!c->logprob_only) {
+		double e_rat = worst(grt.data(), rratio.data(), N, &at);
+		double e_dx = worst(gdx.data(), rdX.data(), gdx.size(), &at);
+		size_t atx = at;
+		double e_dw = worst(gdw.data(), rdW.data(), gdw.size(), &at);
+		double e_loss = fabs((double)gl - rloss) / fmax(fabs((double)rloss), 1e-6);
+		int clip_diff = 0, nclip = 0;
+		for (int t = 0; t < N; t++) {
+			clip_diff += gcl[t] != rclip[t];
+			nclip += rclip[t];
+		}
+		printf("  ratio %.2e  loss %.2e (%.6g vs %.6g)  dX %.2e [%zu]  dW %.2e [%zu: %.4g vs %.4g]  clipped %d/%d "
+		       "differ\n",
+		       e_rat, e_loss, gl, rloss, e_dx, atx, e_dw, at, gdw[at], rdW[at], clip_diff, nclip);
+		fail |= !(e_rat <= tv) || !(e_loss <= tv) || !(e_dx <= tg) || !(e_dw <= tg);
+		if (c->prec == SWERVE_PL_FP32)
+			fail |= clip_diff != 0;
+	} else {
+		/* logprob-only: loss, dX and dW untouched (still poisoned) */
+		uint32_t u;
+		memcpy(&u, &gl, 4);
+		printf("  (loss/dX/dW untouched: %s)\n", u == 0xffffffffu ? "yes" : "NO");
+		fail |= u != 0xffffffffu;
+		uint32_t w0;
+		memcpy(&w0, &gdw[0], 4);
+		fail |= w0 != 0xffffffffu;
+	}
+	swerve_pl_ctx_free(ctx);
+	cudaFree(ws), cudaFree(dX16), cudaFree(dWt), cudaFree(dold), cudaFree(dadv), cudaFree(dy), cudaFree(dseq);
+	cudaFree(dmask), cudaFree(glogp), cudaFree(gent), cudaFree(gratio), cudaFree(gloss), cudaFree(gclip);
+	cudaFree(gdX), cudaFree(gdW);
+	CHECK(!fail, "%s: outside tolerance (logp %.0e, values %.0e, gradients %.0e)", c->name, tl, tv, tg);
+	return 0;
+}
+
+static int have_gpu(void)
+{
+	int n = 0;
+	return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+}
+
+#define CASE(fn, ...)                                                    \
+	static int fn(void)                                              \
+	{                                                                \
+		if (!have_gpu())                                         \
+			return GPU_SKIP;                                 \
+		static const struct cfg c = __VA_ARGS__;                 \
+		return run_case(&c);                                     \
+	}
+
+/* name, N, d, V, S, chunk, variant, precision, norm, adv_per_seq, mask, cispo_mask, lower, lp_only, accumulate */
+CASE(cispo_fp32_vec, {"cispo fp32 V%4=0", 300, 136, 2048, 5, 64, SWERVE_PL_CISPO, SWERVE_PL_FP32,
+		      SWERVE_PL_NORM_TOKENS, 0, 1, 0, 0, 0, 0})
+CASE(cispo_fp32_odd, {"cispo fp32 V odd, 1 chunk", 97, 72, 1001, 3, 0, SWERVE_PL_CISPO, SWERVE_PL_FP32,
+		      SWERVE_PL_NORM_SEQUENCE, 1, 1, 1, 1, 0, 0})
+CASE(grpo_fp32_seq, {"grpo fp32 per-seq", 256, 128, 4096, 8, 96, SWERVE_PL_GRPO, SWERVE_PL_FP32,
+		     SWERVE_PL_NORM_SEQUENCE, 1, 1, 0, 0, 0, 1})
+CASE(dapo_fp32, {"dapo fp32", 200, 256, 3000, 4, 128, SWERVE_PL_DAPO, SWERVE_PL_FP32, SWERVE_PL_NORM_TOKENS, 0,
+		 0, 0, 0, 0, 0})
+CASE(logprob_only_fp32, {"logprob-only fp32", 150, 128, 5000, 1, 64, SWERVE_PL_CISPO, SWERVE_PL_FP32,
+			 SWERVE_PL_NORM_TOKENS, 0, 0, 0, 0, 1, 0})
+CASE(cispo_tf32, {"cispo tf32", 300, 136, 2048, 5, 64, SWERVE_PL_CISPO, SWERVE_PL_TF32, SWERVE_PL_NORM_TOKENS, 0,
+		  1, 0, 0, 0, 0})
+CASE(grpo_tf32_odd, {"grpo tf32 V odd", 97, 72, 1001, 3, 32, SWERVE_PL_GRPO, SWERVE_PL_TF32,
+		     SWERVE_PL_NORM_SEQUENCE, 1, 1, 0, 0, 0, 1})
+CASE(cispo_bf16, {"cispo bf16", 300, 136, 2048, 5, 64, SWERVE_PL_CISPO, SWERVE_PL_BF16, SWERVE_PL_NORM_TOKENS, 0,
+		  1, 0, 0, 0, 0})
+CASE(cispo_fp32_big, {"cispo fp32 d1024 V8192", 128, 1024, 8192, 4, 0, SWERVE_PL_CISPO, SWERVE_PL_FP32,
+		      SWERVE_PL_NORM_TOKENS, 0, 1, 0, 0, 0, 0})
+
+static int bad_workspace_is_refused(void)
+{
+	if (!have_gpu())
+		return GPU_SKIP;
+	struct swerve_pl_opts o;
+	swerve_pl_opts_init(&o, SWERVE_PL_CISPO);
+	int32_t y = 0;
+	float f = 0.f, g = 0.f;
+	struct swerve_pl_batch b = {1, 8, 8, &y, &f, &f, NULL, 0, 0, NULL};
+	struct swerve_pl_out out = {&g, NULL, NULL, NULL, &g, &g, &g};
+	struct swerve_pl_ctx *ctx = NULL;
+	CHECK(swerve_pl_ctx_new(&ctx) == 0, "%s", swerve_error_last());
+	uint16_t x = 0;
+	int rc = swerve_policy_loss_cuda(ctx, &out, &b, &x, &f, &o, NULL, 0, NULL);
+	swerve_pl_ctx_free(ctx);
+	CHECK(rc == SWERVE_EINVAL, "rc %d", rc);
+	CHECK(strstr(swerve_error_last(), "workspace") != NULL, "%s", swerve_error_last());
+	return 0;
+}
+
+int main(void)
+{
+	rng_state = (uint64_t)time(NULL) * 2654435761u ^ (uint64_t)clock();
+	if (!rng_state)
+		rng_state = 1;
+	printf("seed %llu\n", (unsigned long long)rng_state);
+	static const struct gpu_test tests[] = {
+	    {"cispo_fp32_vec", cispo_fp32_vec},
+	    {"cispo_fp32_odd", cispo_fp32_odd},
+	    {"grpo_fp32_seq", grpo_fp32_seq},
+	    {"dapo_fp32", dapo_fp32},
+	    {"logprob_only_fp32", logprob_only_fp32},
+	    {"cispo_tf32", cispo_tf32},
+	    {"grpo_tf32_odd", grpo_tf32_odd},
+	    {"cispo_bf16", cispo_bf16},
+	    {"cispo_fp32_big", cispo_fp32_big},
+	    {"bad_workspace_is_refused", bad_workspace_is_refused},
+	};
+	return gpu_run_tests(tests, (int)(sizeof(tests) / sizeof(tests[0])));
+}
