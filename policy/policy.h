@@ -308,4 +308,46 @@ int policy_trainer_pg_step(struct policy_step_stats *st, struct policy_trainer *
                            const double *logp_old, const double *adv,
                            const struct policy_loss_opts *opts);
 
+/* ---- RL from the db's consumer API (policy/rl.c) ------------------------ */
+
+struct swerve_db;
+struct swerve_db_batch;
+
+struct policy_rl_opts {
+	struct policy_loss_opts loss;
+	int passes;             /* K update passes over each batch (>= 1) */
+	int recompute_logprobs; /* behaviour logprobs from the current policy, not the rollout */
+	double peak_flops;      /* for MFU (FLOP/s of the device); 0: not reported */
+};
+#define POLICY_RL_OPTS_INIT                                                                        \
+	{                                                                                          \
+		POLICY_LOSS_OPTS_INIT, 1, 0, 0.0                                                   \
+	}
+
+struct policy_rl_stats {
+	int groups, groups_skipped; /* used; skipped for equal rewards or no tokens */
+	double samples, tokens;     /* response tokens trained on (per pass) */
+	double reward_mean;         /* over every sample of every fetched group */
+	double loss, clipped_frac, entropy, grad_norm; /* of the last pass */
+	double seconds, tokens_per_s, mfu;
+};
+
+/* One RL step on fetched groups: group advantages (groups whose rewards are
+ * all equal are skipped), prompt + response packed per sample with targets
+ * on the response tokens only, behaviour logprobs from the rollout (or
+ * recomputed before the first pass when absent or asked), then
+ * opts->passes updates. A sample whose prompt + response exceeds
+ * max_seq_len is truncated from the left of the prompt. */
+int policy_rl_step_batch(struct policy_rl_stats *st, struct policy_trainer *tr,
+                         const struct swerve_db_batch *batch, const struct policy_rl_opts *opts);
+
+/* Fetches up to max_groups complete groups of run from db, runs
+ * policy_rl_step_batch, marks the groups consumed only after the update
+ * succeeded (one trainer per run; a failed step leaves them), and stores the metrics (loss,
+ * reward_mean, clipped_frac, entropy, grad_norm, tokens_per_s, mfu, groups, groups_skipped) under
+ * step. *st->groups + groups_skipped == 0 means the db had no complete group. */
+int policy_rl_step_db(struct policy_rl_stats *st, struct policy_trainer *tr, struct swerve_db *db,
+                      int64_t run, size_t max_groups, int64_t step,
+                      const struct policy_rl_opts *opts);
+
 #endif
