@@ -6,5 +6,6 @@
 
 #include "envs/repo.h"
 #include "envs/fstree.h"
+#include "envs/patch.h"
 
 #endif

@@ -197,19 +197,36 @@ static char *source_url(const char *source)
 	return strdup(real);
 }
 
+/* Fetches every ref from the URL recorded as remote.origin.url. An
+ * anonymous remote is used because git_remote_lookup leaks pcre2 match data
+ * in libgit2 1.5 (seen under LeakSanitizer). */
 static int do_fetch(git_repository *repo, const char *name)
 {
 	git_remote *remote = NULL;
+	git_config *cfg = NULL, *snap = NULL;
 	git_fetch_options fo;
+	const char *url;
+	char *spec = "+refs/*:refs/*";
+	git_strarray specs = {&spec, 1};
 	int rc = 0;
 
 	git_fetch_options_init(&fo, GIT_FETCH_OPTIONS_VERSION);
 	fo.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_ALL;
 	fo.prune = GIT_FETCH_PRUNE;
-	if (git_remote_lookup(&remote, repo, "origin") < 0 ||
-	    git_remote_fetch(remote, NULL, &fo, "swerve repo fetch") < 0)
-		rc = swerve_error_set(SWERVE_EIO, "repo %s: fetch: %s", name, git_msg());
+	if (git_repository_config_snapshot(&snap, repo) < 0 ||
+	    git_config_get_string(&url, snap, "remote.origin.url") < 0) {
+		rc = swerve_error_set(SWERVE_ECORRUPT, "repo %s: no recorded source: %s", name,
+		                      git_msg());
+		goto done;
+	}
+	if (git_remote_create_anonymous(&remote, repo, url) < 0 ||
+	    git_remote_fetch(remote, &specs, &fo, "swerve repo fetch") < 0)
+		rc = swerve_error_set(SWERVE_EIO, "repo %s: fetch from %s: %s", name, url,
+		                      git_msg());
+done:
 	git_remote_free(remote);
+	git_config_free(snap);
+	git_config_free(cfg);
 	return rc;
 }
 
