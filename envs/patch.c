@@ -436,9 +436,10 @@ static int check_fs(struct swerve_patch_outcome *out, const char *dir, git_diff 
 		for (int k = 0; k < 2; k++) {
 			const char *path = f[k]->path;
 			size_t dl = strlen(dir);
-			if (!path || dl + strlen(path) + 2 > sizeof(full))
+			if (!path)
 				continue;
-			snprintf(full, sizeof(full), "%s/%s", dir, path);
+			if (snprintf(full, sizeof(full), "%s/%s", dir, path) >= (int)sizeof(full))
+				return refuse(out, "path too long: %.200s", path);
 			for (char *s = full + dl + 1; (s = strchr(s, '/')); s++) {
 				*s = '\0';
 				int islink = lstat(full, &st) == 0 && S_ISLNK(st.st_mode);
