@@ -55,6 +55,7 @@ LIB       := $(BUILD)/libswerve.a
 ASAN_LIB  := $(BUILD)/libswerve-asan.a
 CUDA_LIB  := $(BUILD)/libswerve_cuda.a
 SWERVE    := $(BUILD)/swerve
+SWERVE_TRAIN := $(BUILD)/swerve-train
 
 SUPPORT_SRCS := $(wildcard tests/support/*.c)
 SUPPORT_OBJS := $(SUPPORT_SRCS:%.c=$(BUILD)/obj/%.o)
@@ -90,9 +91,9 @@ DEB_PKGS := build-essential pkg-config libseccomp-dev libgit2-dev libsqlite3-dev
 	    python3-pytest bubblewrap hyperfine clang clang-format sqlite3 iproute2
 
 ifneq ($(NVCC),)
-ALL_TARGETS := $(LIB) $(SWERVE) $(CUDA_LIB)
+ALL_TARGETS := $(LIB) $(SWERVE) $(CUDA_LIB) $(SWERVE_TRAIN)
 else
-ALL_TARGETS := $(LIB) $(SWERVE)
+ALL_TARGETS := $(LIB) $(SWERVE) $(SWERVE_TRAIN)
 endif
 
 .SECONDARY:
@@ -144,6 +145,10 @@ $(ASAN_LIB): $(ASAN_OBJS)
 
 $(SWERVE): $(CLI_OBJS) $(LIB)
 	$(CC) $(CFLAGS) -o $@ $(CLI_OBJS) $(LIB) $(LDLIBS)
+
+# the trainer command (policy/train_main.c)
+$(SWERVE_TRAIN): $(BUILD)/obj/policy/train_main.o $(LIB)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 
 $(BUILD)/cuda/%.o: %.cu
 	@mkdir -p $(@D)

@@ -1,0 +1,645 @@
+/* train_main.c - the `swerve-train` command: init | sft | rl | eval-logprobs.
+ *
+ * Data files for sft and eval-logprobs are JSONL, one sequence per line:
+ *   {"text": "..."}                      every next token is a target
+ *   {"prompt": "...", "response": "..."} targets on the response only
+ *   {"tokens": [ids...]}                 / {"prompt_tokens": [...], "response_tokens": [...]}
+ * Text is tokenized with the built-in byte-level tokenizer or --tokenizer
+ * tokenizer.json. Exit codes as `swerve`: 0 ok, 2 usage, 3 infrastructure
+ * (nothing trustworthy produced). Errors: "swerve-train <cmd>: <item>: <reason>". */
+#include "db/db.h"
+#include "policy/policy.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+enum { EXIT_OK = 0, EXIT_USAGE = 2, EXIT_INFRA = 3 };
+
+static int fail(const char *cmd, int code, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+static int fail(const char *cmd, int code, const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "swerve-train %s: ", cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return code;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* ---- data ------------------------------------------------------------------ */
+
+struct seq {
+	int n, *tok, *tgt; /* tgt[t] = token predicted at t, or -1 */
+};
+
+struct dataset {
+	int n;
+	struct seq *s;
+};
+
+static void dataset_free(struct dataset *d)
+{
+	for (int i = 0; i < d->n; i++) {
+		free(d->s[i].tok);
+		free(d->s[i].tgt);
+	}
+	free(d->s);
+}
+
+/* appends ids of a text or token-array field; returns count or -1 */
+static int field_ids(int **out, json_t *o, const char *tfield, const char *kfield,
+                     const struct policy_tokenizer *tok, const char *where)
+{
+	json_t *t = json_object_get(o, tfield), *k = json_object_get(o, kfield), *e;
+	int n = 0;
+	size_t i;
+	*out = NULL;
+	if (json_is_string(t)) {
+		if (policy_tokenizer_encode(out, &n, tok, json_string_value(t),
+		                            json_string_length(t)))
+			return -1;
+		return n;
+	}
+	if (json_is_array(k)) {
+		*out = calloc(json_array_size(k) + 1, sizeof(int));
+		json_array_foreach(k, i, e)
+		{
+			if (!json_is_integer(e)) {
+				swerve_error_set(SWERVE_EINVAL, "%s: %s[%zu]: not an integer",
+				                 where, kfield, i);
+				return -1;
+			}
+			(*out)[n++] = (int)json_integer_value(e);
+		}
+		return n;
+	}
+	return 0;
+}
+
+static int load_data(struct dataset *d, const char *path, const struct policy_tokenizer *tok,
+                     const struct policy_config *cfg)
+{
+	FILE *f = fopen(path, "r");
+	char *line = NULL, where[4200];
+	size_t cap = 0;
+	int lineno = 0, rc = 0;
+	memset(d, 0, sizeof(*d));
+	if (!f)
+		return swerve_error_set(errno == ENOENT ? SWERVE_ENOTFOUND : SWERVE_EIO, "%s: %s",
+		                        path, strerror(errno));
+	while (getline(&line, &cap, f) > 0) {
+		json_error_t je;
+		json_t *o;
+		int *a = NULL, *b = NULL, na, nb, full;
+		struct seq s;
+		lineno++;
+		if (line[strspn(line, " \t\r\n")] == 0)
+			continue;
+		snprintf(where, sizeof(where), "%s:%d", path, lineno);
+		o = json_loads(line, 0, &je);
+		if (!json_is_object(o)) {
+			json_decref(o);
+			rc = swerve_error_set(SWERVE_EINVAL, "%s: not a JSON object (%s)", where,
+			                      je.text);
+			break;
+		}
+		full = json_object_get(o, "text") || json_object_get(o, "tokens");
+		na = field_ids(&a, o, full ? "text" : "prompt", full ? "tokens" : "prompt_tokens",
+		               tok, where);
+		nb = full ? 0 : field_ids(&b, o, "response", "response_tokens", tok, where);
+		json_decref(o);
+		if (na < 0 || nb < 0) {
+			free(a);
+			free(b);
+			rc = swerve_error_code() ? swerve_error_code() : -1;
+			break;
+		}
+		s.n = na + nb;
+		if (s.n > cfg->max_seq_len)
+			s.n = cfg->max_seq_len; /* truncate on the right */
+		if (s.n < 2 || (!full && nb == 0)) {
+			free(a);
+			free(b);
+			rc = swerve_error_set(
+			        SWERVE_EINVAL,
+			        "%s: needs \"text\"/\"tokens\" or \"prompt\"+\"response\" "
+			        "with at least 2 tokens",
+			        where);
+			break;
+		}
+		s.tok = calloc((size_t)s.n, sizeof(int));
+		s.tgt = calloc((size_t)s.n, sizeof(int));
+		for (int t = 0; t < s.n; t++)
+			s.tok[t] = t < na ? a[t] : b[t - na];
+		for (int t = 0; t < s.n; t++) {
+			int ok = t + 1 < s.n && (full || t + 1 >= na);
+			s.tgt[t] = ok ? s.tok[t + 1] : -1;
+			if (s.tok[t] < 0 || s.tok[t] >= cfg->vocab_size) {
+				rc = swerve_error_set(
+				        SWERVE_EINVAL,
+				        "%s: token %d is outside the model's vocabulary "
+				        "(%d)",
+				        where, s.tok[t], cfg->vocab_size);
+			}
+		}
+		free(a);
+		free(b);
+		d->s = realloc(d->s, (size_t)(d->n + 1) * sizeof(*d->s));
+		d->s[d->n++] = s;
+		if (rc)
+			break;
+	}
+	free(line);
+	fclose(f);
+	if (!rc && d->n == 0)
+		rc = swerve_error_set(SWERVE_EINVAL, "%s: no sequences", path);
+	if (rc)
+		dataset_free(d);
+	return rc;
+}
+
+/* packs sequences from *cursor (wrapping) until batch_tokens would be exceeded
+ * (at least one sequence) */
+struct packed {
+	int n, n_seqs, *tok, *tgt, *cu;
+};
+
+static void pack(struct packed *p, const struct dataset *d, int *cursor, int batch_tokens)
+{
+	p->n = 0;
+	p->n_seqs = 0;
+	p->cu[0] = 0;
+	for (int k = 0; k < d->n; k++) {
+		const struct seq *s = &d->s[*cursor];
+		if (p->n_seqs > 0 && p->n + s->n > batch_tokens)
+			break;
+		memcpy(p->tok + p->n, s->tok, (size_t)s->n * sizeof(int));
+		memcpy(p->tgt + p->n, s->tgt, (size_t)s->n * sizeof(int));
+		p->n += s->n;
+		p->cu[++p->n_seqs] = p->n;
+		*cursor = (*cursor + 1) % d->n;
+	}
+}
+
+static int packed_alloc(struct packed *p, const struct dataset *d, int batch_tokens)
+{
+	size_t cap = (size_t)batch_tokens;
+	for (int i = 0; i < d->n; i++)
+		if ((size_t)d->s[i].n > cap)
+			cap = (size_t)d->s[i].n;
+	p->tok = calloc(cap + (size_t)batch_tokens, sizeof(int));
+	p->tgt = calloc(cap + (size_t)batch_tokens, sizeof(int));
+	p->cu = calloc((size_t)d->n + 2, sizeof(int));
+	return p->tok && p->tgt && p->cu ? 0 : -1;
+}
+
+static int open_tokenizer(struct policy_tokenizer **t, const char *path,
+                          const struct policy_config *cfg)
+{
+	int rc = path ? policy_tokenizer_load(t, path) : policy_tokenizer_new_bytes(t);
+	if (rc)
+		return rc;
+	if (policy_tokenizer_vocab_size(*t) > cfg->vocab_size) {
+		policy_tokenizer_free(*t);
+		return swerve_error_set(SWERVE_EINVAL,
+		                        "tokenizer has %d tokens but the model's vocab_size is %d",
+		                        policy_tokenizer_vocab_size(*t), cfg->vocab_size);
+	}
+	return 0;
+}
+
+/* ---- commands -------------------------------------------------------------- */
+
+static const char *const device_note =
+        "  --device cpu   the CPU reference model (double precision; small configs).\n"
+        "                 The GPU trainer is not built into swerve-train yet.\n";
+
+static int device_ok(const char *cmd, const char *dev)
+{
+	if (!strcmp(dev, "cpu"))
+		return 1;
+	fail(cmd, EXIT_USAGE, "--device %s: only 'cpu' is available in this build", dev);
+	return 0;
+}
+
+static int cmd_init(int argc, char **argv)
+{
+	static const struct option lo[] = {{"config", 1, 0, 'c'},
+	                                   {"out", 1, 0, 'o'},
+	                                   {"seed", 1, 0, 's'},
+	                                   {"help", 0, 0, 'h'},
+	                                   {0, 0, 0, 0}};
+	const char *cfgp = NULL, *out = NULL;
+	unsigned long long seed = 1;
+	struct policy_config cfg;
+	struct policy_trainer *tr;
+	int c, n_softmax = 0;
+	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		switch (c) {
+		case 'c': cfgp = optarg; break;
+		case 'o': out = optarg; break;
+		case 's': seed = strtoull(optarg, NULL, 0); break;
+		case 'h':
+			printf("usage: swerve-train init --out DIR [--config CONFIG.json] [--seed "
+			       "N]\n\n"
+			       "Writes a freshly initialised checkpoint (config.json, "
+			       "model.safetensors,\n"
+			       "optimizer.safetensors) to DIR. Without --config, a small default "
+			       "config\n"
+			       "(byte-level vocabulary) is used.\n");
+			return EXIT_OK;
+		default: return EXIT_USAGE;
+		}
+	}
+	if (!out)
+		return fail("init", EXIT_USAGE, "--out DIR is required (see --help)");
+	if (cfgp) {
+		if (policy_config_load(&cfg, cfgp))
+			return fail("init", EXIT_USAGE, "%s", swerve_error_last());
+	} else {
+		policy_config_default(&cfg);
+		policy_config_validate(&cfg);
+	}
+	if (policy_trainer_new(&tr, &cfg, seed))
+		return fail("init", EXIT_INFRA, "%s", swerve_error_last());
+	if (policy_checkpoint_save(tr, out)) {
+		policy_trainer_free(tr);
+		return fail("init", EXIT_INFRA, "%s", swerve_error_last());
+	}
+	for (int l = 0; l < cfg.n_layers; l++)
+		n_softmax += tr->cfg.softmax_layer[l];
+	printf("init: %s: %zu parameters (%.0f active per token), %d layers (%d softmax)\n", out,
+	       tr->layout.total, policy_config_active_params(&tr->cfg), cfg.n_layers, n_softmax);
+	policy_trainer_free(tr);
+	return EXIT_OK;
+}
+
+struct common {
+	const char *ckpt, *out, *data, *tokenizer, *device, *db, *run;
+	long steps;
+	int batch_tokens, log_every, passes, groups, recompute;
+	double lr, wd, clip, eps_high, eps_low, peak_tflops;
+	const char *loss;
+};
+
+static int parse_common(struct common *o, const char *cmd, int argc, char **argv, const char *usage)
+{
+	static const struct option lo[] = {
+	        {"ckpt", 1, 0, 'k'},
+	        {"out", 1, 0, 'o'},
+	        {"data", 1, 0, 'd'},
+	        {"tokenizer", 1, 0, 't'},
+	        {"device", 1, 0, 'D'},
+	        {"steps", 1, 0, 'n'},
+	        {"batch-tokens", 1, 0, 'b'},
+	        {"lr", 1, 0, 'l'},
+	        {"weight-decay", 1, 0, 'w'},
+	        {"clip", 1, 0, 'c'},
+	        {"log-every", 1, 0, 'L'},
+	        {"db", 1, 0, 'B'},
+	        {"run", 1, 0, 'R'},
+	        {"passes", 1, 0, 'K'},
+	        {"groups", 1, 0, 'G'},
+	        {"loss", 1, 0, 'x'},
+	        {"eps-high", 1, 0, 'H'},
+	        {"eps-low", 1, 0, 'W'},
+	        {"recompute-logprobs", 0, 0, 'r'},
+	        {"peak-tflops", 1, 0, 'P'},
+	        {"help", 0, 0, 'h'},
+	        {0, 0, 0, 0},
+	};
+	int c;
+	memset(o, 0, sizeof(*o));
+	o->device = "cpu";
+	o->steps = 100;
+	o->batch_tokens = 512;
+	o->log_every = 10;
+	o->passes = 1;
+	o->groups = 8;
+	o->lr = -1;
+	o->wd = -1;
+	o->clip = -1;
+	o->eps_high = -1;
+	o->eps_low = -1;
+	o->loss = "cispo";
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		switch (c) {
+		case 'k': o->ckpt = optarg; break;
+		case 'o': o->out = optarg; break;
+		case 'd': o->data = optarg; break;
+		case 't': o->tokenizer = optarg; break;
+		case 'D': o->device = optarg; break;
+		case 'n': o->steps = atol(optarg); break;
+		case 'b': o->batch_tokens = atoi(optarg); break;
+		case 'l': o->lr = atof(optarg); break;
+		case 'w': o->wd = atof(optarg); break;
+		case 'c': o->clip = atof(optarg); break;
+		case 'L': o->log_every = atoi(optarg); break;
+		case 'B': o->db = optarg; break;
+		case 'R': o->run = optarg; break;
+		case 'K': o->passes = atoi(optarg); break;
+		case 'G': o->groups = atoi(optarg); break;
+		case 'x': o->loss = optarg; break;
+		case 'H': o->eps_high = atof(optarg); break;
+		case 'W': o->eps_low = atof(optarg); break;
+		case 'r': o->recompute = 1; break;
+		case 'P': o->peak_tflops = atof(optarg); break;
+		case 'h': printf("%s%s", usage, device_note); return -2;
+		default: return -1;
+		}
+	}
+	if (optind < argc) {
+		fail(cmd, EXIT_USAGE, "unexpected argument '%s'", argv[optind]);
+		return -1;
+	}
+	if (!o->ckpt) {
+		fail(cmd, EXIT_USAGE, "--ckpt DIR is required (see --help)");
+		return -1;
+	}
+	if (o->steps < 0 || o->batch_tokens < 2 || o->passes < 1 || o->groups < 1 ||
+	    o->log_every < 1) {
+		fail(cmd, EXIT_USAGE,
+		     "--steps, --batch-tokens, --passes, --groups, --log-every "
+		     "must be positive");
+		return -1;
+	}
+	if (!o->out)
+		o->out = o->ckpt;
+	return device_ok(cmd, o->device) ? 0 : -1;
+}
+
+static void apply_opt(struct policy_trainer *tr, const struct common *o)
+{
+	if (o->lr >= 0)
+		tr->opt.lr = o->lr;
+	if (o->wd >= 0)
+		tr->opt.weight_decay = o->wd;
+	if (o->clip >= 0)
+		tr->opt.clip_norm = o->clip;
+}
+
+static int cmd_sft(int argc, char **argv)
+{
+	static const char usage[] =
+	        "usage: swerve-train sft --ckpt DIR --data FILE.jsonl [--out DIR] [--steps N]\n"
+	        "                        [--batch-tokens N] [--lr X] [--weight-decay X] [--clip "
+	        "X]\n"
+	        "                        [--tokenizer tokenizer.json] [--log-every N] [--device "
+	        "cpu]\n\n"
+	        "Supervised warm start: mean cross-entropy on the data's target tokens (+ the MoE\n"
+	        "balance loss), AdamW. Sequences are packed (varlen) up to --batch-tokens.\n"
+	        "Saves the checkpoint to --out (default: --ckpt) at the end.\n";
+	struct common o;
+	struct policy_trainer *tr = NULL;
+	struct policy_tokenizer *tok = NULL;
+	struct dataset d = {0, NULL};
+	struct packed p = {0, 0, NULL, NULL, NULL};
+	int cursor = 0, rc = parse_common(&o, "sft", argc, argv, usage), code = EXIT_OK;
+	double t0;
+	if (rc == -2)
+		return EXIT_OK;
+	if (rc)
+		return EXIT_USAGE;
+	if (!o.data)
+		return fail("sft", EXIT_USAGE, "--data FILE.jsonl is required");
+	if (policy_checkpoint_load(&tr, o.ckpt))
+		return fail("sft", EXIT_INFRA, "%s", swerve_error_last());
+	if (open_tokenizer(&tok, o.tokenizer, &tr->cfg) || load_data(&d, o.data, tok, &tr->cfg)) {
+		code = fail("sft", EXIT_USAGE, "%s", swerve_error_last());
+		goto done;
+	}
+	apply_opt(tr, &o);
+	if (packed_alloc(&p, &d, o.batch_tokens)) {
+		code = fail("sft", EXIT_INFRA, "out of memory");
+		goto done;
+	}
+	t0 = now_s();
+	for (long s = 0; s < o.steps; s++) {
+		struct policy_step_stats st;
+		struct policy_batch b;
+		double t1 = now_s();
+		pack(&p, &d, &cursor, o.batch_tokens);
+		b.n_tokens = p.n;
+		b.tokens = p.tok;
+		b.n_seqs = p.n_seqs;
+		b.cu_seqlens = p.cu;
+		if (policy_trainer_sft_step(&st, tr, &b, p.tgt)) {
+			code = fail("sft", EXIT_INFRA, "step %ld: %s", s, swerve_error_last());
+			goto done;
+		}
+		if (s % o.log_every == 0 || s + 1 == o.steps)
+			printf("step %ld  loss %.4f  aux %.5f  entropy %.3f  grad_norm %.3f  "
+			       "tokens/s %.0f\n",
+			       tr->opt.step, st.loss, st.aux, st.entropy, st.grad_norm,
+			       p.n / (now_s() - t1));
+		fflush(stdout);
+	}
+	if (policy_checkpoint_save(tr, o.out)) {
+		code = fail("sft", EXIT_INFRA, "%s", swerve_error_last());
+		goto done;
+	}
+	printf("sft: %ld steps in %.1f s; checkpoint %s\n", o.steps, now_s() - t0, o.out);
+done:
+	free(p.tok);
+	free(p.tgt);
+	free(p.cu);
+	dataset_free(&d);
+	policy_tokenizer_free(tok);
+	policy_trainer_free(tr);
+	return code;
+}
+
+static int cmd_eval(int argc, char **argv)
+{
+	static const char usage[] =
+	        "usage: swerve-train eval-logprobs --ckpt DIR --data FILE.jsonl\n"
+	        "                                  [--tokenizer tokenizer.json] [--device cpu]\n\n"
+	        "Prints one JSON line per data line: the log-probability of each target token\n"
+	        "under the checkpoint, their sum and count (behaviour logprobs for rollouts).\n";
+	struct common o;
+	struct policy_trainer *tr = NULL;
+	struct policy_tokenizer *tok = NULL;
+	struct dataset d = {0, NULL};
+	int rc = parse_common(&o, "eval-logprobs", argc, argv, usage), code = EXIT_OK;
+	if (rc == -2)
+		return EXIT_OK;
+	if (rc)
+		return EXIT_USAGE;
+	if (!o.data)
+		return fail("eval-logprobs", EXIT_USAGE, "--data FILE.jsonl is required");
+	if (policy_checkpoint_load(&tr, o.ckpt))
+		return fail("eval-logprobs", EXIT_INFRA, "%s", swerve_error_last());
+	if (open_tokenizer(&tok, o.tokenizer, &tr->cfg) || load_data(&d, o.data, tok, &tr->cfg)) {
+		code = fail("eval-logprobs", EXIT_USAGE, "%s", swerve_error_last());
+		goto done;
+	}
+	for (int i = 0; i < d.n; i++) {
+		int cu[2] = {0, d.s[i].n};
+		struct policy_batch b = {d.s[i].n, d.s[i].tok, 1, cu};
+		double *lp = calloc((size_t)d.s[i].n, sizeof(double)), sum = 0;
+		int n = 0;
+		if (!lp || policy_trainer_logprobs(lp, tr, &b, d.s[i].tgt)) {
+			free(lp);
+			code = fail("eval-logprobs", EXIT_INFRA, "line %d: %s", i + 1,
+			            swerve_error_last());
+			goto done;
+		}
+		printf("{\"index\": %d, \"logprobs\": [", i);
+		for (int t = 0; t < d.s[i].n; t++)
+			if (d.s[i].tgt[t] >= 0) {
+				printf("%s%.9g", n ? ", " : "", lp[t]);
+				sum += lp[t];
+				n++;
+			}
+		printf("], \"logprob_sum\": %.9g, \"n_tokens\": %d}\n", sum, n);
+		free(lp);
+	}
+done:
+	dataset_free(&d);
+	policy_tokenizer_free(tok);
+	policy_trainer_free(tr);
+	return code;
+}
+
+static int cmd_rl(int argc, char **argv)
+{
+	static const char usage[] =
+	        "usage: swerve-train rl --ckpt DIR --db swerve.db --run NAME [--out DIR]\n"
+	        "                       [--steps N] [--groups N] [--passes K]\n"
+	        "                       [--loss cispo|grpo|dapo] [--eps-high X] [--eps-low X]\n"
+	        "                       [--recompute-logprobs] [--lr X] [--clip X]\n"
+	        "                       [--peak-tflops X] [--device cpu]\n\n"
+	        "RL from the runner's rewards: each step fetches up to --groups complete groups\n"
+	        "of run NAME through the db consumer API, computes group advantages (groups\n"
+	        "with equal rewards are skipped), trains --passes times with the chosen loss\n"
+	        "(CISPO: eps-high 4, no lower bound; GRPO 0.2/0.2; DAPO 0.2/0.28), marks the\n"
+	        "groups consumed, and stores loss, reward_mean, clipped_frac, entropy,\n"
+	        "grad_norm, tokens_per_s and mfu in the db. Stops after --steps steps or when\n"
+	        "no complete group is left; saves the checkpoint to --out (default --ckpt).\n";
+	struct common o;
+	struct policy_trainer *tr = NULL;
+	struct swerve_db *db = NULL;
+	struct policy_rl_opts ro = POLICY_RL_OPTS_INIT;
+	int64_t run;
+	int rc = parse_common(&o, "rl", argc, argv, usage), code = EXIT_OK;
+	long s;
+	if (rc == -2)
+		return EXIT_OK;
+	if (rc)
+		return EXIT_USAGE;
+	if (!o.db || !o.run)
+		return fail("rl", EXIT_USAGE, "--db and --run are required (see --help)");
+	if (!strcmp(o.loss, "cispo")) {
+		ro.loss.kind = POLICY_LOSS_CISPO;
+		ro.loss.eps_low = 0;
+		ro.loss.eps_high = 4;
+	} else if (!strcmp(o.loss, "grpo")) {
+		ro.loss.kind = POLICY_LOSS_GRPO;
+		ro.loss.eps_low = 0.2;
+		ro.loss.eps_high = 0.2;
+	} else if (!strcmp(o.loss, "dapo")) {
+		ro.loss.kind = POLICY_LOSS_DAPO;
+		ro.loss.eps_low = 0.2;
+		ro.loss.eps_high = 0.28;
+	} else {
+		return fail("rl", EXIT_USAGE, "--loss %s: expected cispo, grpo or dapo", o.loss);
+	}
+	if (o.eps_high >= 0)
+		ro.loss.eps_high = o.eps_high;
+	if (o.eps_low >= 0)
+		ro.loss.eps_low = o.eps_low;
+	ro.passes = o.passes;
+	ro.recompute_logprobs = o.recompute;
+	ro.peak_flops = o.peak_tflops * 1e12;
+	{
+		struct swerve_db_opts dbo = SWERVE_DB_OPTS_INIT;
+		dbo.create = 0;
+		if (swerve_db_open(&db, o.db, &dbo))
+			return fail("rl", EXIT_INFRA, "%s", swerve_error_last());
+	}
+	if (swerve_db_run_find(&run, db, o.run)) {
+		code = fail("rl", EXIT_USAGE, "%s", swerve_error_last());
+		goto done;
+	}
+	if (policy_checkpoint_load(&tr, o.ckpt)) {
+		code = fail("rl", EXIT_INFRA, "%s", swerve_error_last());
+		goto done;
+	}
+	apply_opt(tr, &o);
+	for (s = 0; s < o.steps; s++) {
+		struct policy_rl_stats st;
+		if (policy_rl_step_db(&st, tr, db, run, (size_t)o.groups, tr->opt.step + 1, &ro)) {
+			code = fail("rl", EXIT_INFRA, "step %ld: %s", s, swerve_error_last());
+			goto done;
+		}
+		if (st.groups + st.groups_skipped == 0) {
+			printf("rl: no complete unconsumed group left in run %s\n", o.run);
+			break;
+		}
+		printf("step %ld  groups %d (skipped %d)  reward_mean %.3f  loss %.5f  clipped %.3f"
+		       "  entropy %.3f  grad_norm %.3f  tokens/s %.0f  mfu %.4f\n",
+		       tr->opt.step, st.groups, st.groups_skipped, st.reward_mean, st.loss,
+		       st.clipped_frac, st.entropy, st.grad_norm, st.tokens_per_s, st.mfu);
+		fflush(stdout);
+	}
+	if (policy_checkpoint_save(tr, o.out)) {
+		code = fail("rl", EXIT_INFRA, "%s", swerve_error_last());
+		goto done;
+	}
+	printf("rl: %ld steps; checkpoint %s\n", s, o.out);
+done:
+	policy_trainer_free(tr);
+	swerve_db_close(db);
+	return code;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: swerve-train <command> [options]\n"
+	           "       swerve-train <command> --help\n\n"
+	           "The policy trainer (MiniMax-M1 style hybrid lightning/softmax MoE).\n\n"
+	           "commands:\n"
+	           "  init            write a freshly initialised checkpoint\n"
+	           "  sft             supervised training (cross-entropy) on JSONL sequences\n"
+	           "  rl              RL (CISPO/GRPO/DAPO) on rewarded groups from the swerve db\n"
+	           "  eval-logprobs   per-token log-probabilities of JSONL sequences\n\n"
+	           "exit codes: 0 success, 2 usage error, 3 infrastructure error\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+		usage(stdout);
+		return EXIT_OK;
+	}
+	if (!strcmp(argv[1], "init"))
+		return cmd_init(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "sft"))
+		return cmd_sft(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "rl"))
+		return cmd_rl(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "eval-logprobs"))
+		return cmd_eval(argc - 1, argv + 1);
+	fprintf(stderr, "swerve-train: unknown command '%s' (see swerve-train --help)\n", argv[1]);
+	return EXIT_USAGE;
+}
