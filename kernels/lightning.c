@@ -27,48 +27,51 @@ float swerve_lightning_slope(int h, int heads, int layer, int layers)
 }
 
 static int check_dims(const struct swerve_lightning_dims *d, const int32_t *cu, const float *slopes,
-		      const char *fn)
+                      const char *fn)
 {
 	if (!d)
 		return swerve_error_set(SWERVE_EINVAL, "%s: dims: NULL", fn);
 	if (d->batch <= 0 || d->heads <= 0 || d->dim <= 0)
 		return swerve_error_set(SWERVE_EINVAL,
-					"%s: dims: batch %d, heads %d, dim %d: each must be > 0", fn,
-					d->batch, d->heads, d->dim);
+		                        "%s: dims: batch %d, heads %d, dim %d: each must be > 0",
+		                        fn, d->batch, d->heads, d->dim);
 	if (!cu || !slopes)
 		return swerve_error_set(SWERVE_EINVAL, "%s: %s: NULL", fn,
-					cu ? "slopes" : "cu_seqlens");
+		                        cu ? "slopes" : "cu_seqlens");
 	if (cu[0] != 0)
 		return swerve_error_set(SWERVE_EINVAL, "%s: cu_seqlens[0] is %d, must be 0", fn,
-					cu[0]);
+		                        cu[0]);
 	for (int b = 0; b < d->batch; b++)
 		if (cu[b + 1] < cu[b])
 			return swerve_error_set(SWERVE_EINVAL,
-						"%s: cu_seqlens[%d] = %d < cu_seqlens[%d] = %d: "
-						"offsets must not decrease",
-						fn, b + 1, cu[b + 1], b, cu[b]);
+			                        "%s: cu_seqlens[%d] = %d < cu_seqlens[%d] = %d: "
+			                        "offsets must not decrease",
+			                        fn, b + 1, cu[b + 1], b, cu[b]);
 	for (int h = 0; h < d->heads; h++)
 		if (!(slopes[h] >= 0.0f) || isinf(slopes[h]))
 			return swerve_error_set(SWERVE_EINVAL,
-						"%s: slopes[%d] = %g: must be finite and >= 0", fn,
-						h, (double)slopes[h]);
+			                        "%s: slopes[%d] = %g: must be finite and >= 0", fn,
+			                        h, (double)slopes[h]);
 	return 0;
 }
 
 int swerve_lightning_ref_forward(float *o, float *final_state, const float *q, const float *k,
-				 const float *v, const int32_t *cu_seqlens, const float *slopes,
-				 const float *initial_state, const struct swerve_lightning_dims *dims)
+                                 const float *v, const int32_t *cu_seqlens, const float *slopes,
+                                 const float *initial_state,
+                                 const struct swerve_lightning_dims *dims)
 {
 	int rc = check_dims(dims, cu_seqlens, slopes, "lightning forward");
 	if (rc)
 		return rc;
 	if (!o || !q || !k || !v)
-		return swerve_error_set(SWERVE_EINVAL, "lightning forward: o, q, k and v must be set");
+		return swerve_error_set(SWERVE_EINVAL,
+		                        "lightning forward: o, q, k and v must be set");
 	const int H = dims->heads, D = dims->dim;
 	const size_t DD = (size_t)D * D;
 	double *S = malloc(DD * sizeof(double));
 	if (!S)
-		return swerve_error_set(SWERVE_ENOMEM, "lightning forward: state of %zu doubles", DD);
+		return swerve_error_set(SWERVE_ENOMEM, "lightning forward: state of %zu doubles",
+		                        DD);
 	for (int b = 0; b < dims->batch; b++)
 		for (int h = 0; h < H; h++) {
 			const double lam = exp(-(double)slopes[h]);
@@ -99,24 +102,24 @@ int swerve_lightning_ref_forward(float *o, float *final_state, const float *q, c
 }
 
 int swerve_lightning_ref_backward(float *dq, float *dk, float *dv, float *dinitial_state,
-				  const float *q, const float *k, const float *v,
-				  const float *dout, const float *dfinal_state,
-				  const int32_t *cu_seqlens, const float *slopes,
-				  const float *initial_state,
-				  const struct swerve_lightning_dims *dims)
+                                  const float *q, const float *k, const float *v, const float *dout,
+                                  const float *dfinal_state, const int32_t *cu_seqlens,
+                                  const float *slopes, const float *initial_state,
+                                  const struct swerve_lightning_dims *dims)
 {
 	int rc = check_dims(dims, cu_seqlens, slopes, "lightning backward");
 	if (rc)
 		return rc;
 	if (!dq || !dk || !dv || !q || !k || !v || !dout)
-		return swerve_error_set(SWERVE_EINVAL,
-					"lightning backward: dq, dk, dv, q, k, v and dout must be set");
+		return swerve_error_set(
+		        SWERVE_EINVAL,
+		        "lightning backward: dq, dk, dv, q, k, v and dout must be set");
 	const int H = dims->heads, D = dims->dim;
 	const size_t DD = (size_t)D * D;
 	double *S = malloc(DD * sizeof(double));
 	if (!S)
 		return swerve_error_set(SWERVE_ENOMEM, "lightning backward: state of %zu doubles",
-					DD);
+		                        DD);
 	for (int b = 0; b < dims->batch; b++)
 		for (int h = 0; h < H; h++) {
 			const double lam = exp(-(double)slopes[h]);
@@ -170,15 +173,17 @@ int swerve_lightning_ref_backward(float *dq, float *dk, float *dv, float *diniti
 }
 
 int swerve_lightning_ref_decode(float *o, float *state, const float *q, const float *k,
-				const float *v, const float *slopes, int batch, int heads, int dim)
+                                const float *v, const float *slopes, int batch, int heads, int dim)
 {
 	if (batch <= 0 || heads <= 0 || dim <= 0)
-		return swerve_error_set(SWERVE_EINVAL,
-					"lightning decode: batch %d, heads %d, dim %d: each must be > 0",
-					batch, heads, dim);
+		return swerve_error_set(
+		        SWERVE_EINVAL,
+		        "lightning decode: batch %d, heads %d, dim %d: each must be > 0", batch,
+		        heads, dim);
 	if (!o || !state || !q || !k || !v || !slopes)
-		return swerve_error_set(SWERVE_EINVAL,
-					"lightning decode: o, state, q, k, v and slopes must be set");
+		return swerve_error_set(
+		        SWERVE_EINVAL,
+		        "lightning decode: o, state, q, k, v and slopes must be set");
 	const int H = heads, D = dim;
 	for (int b = 0; b < batch; b++)
 		for (int h = 0; h < H; h++) {
@@ -188,7 +193,7 @@ int swerve_lightning_ref_decode(float *o, float *state, const float *q, const fl
 			for (int i = 0; i < D; i++)
 				for (int j = 0; j < D; j++) {
 					double s = lam * S[(size_t)i * D + j] +
-						   (double)k[row + i] * v[row + j];
+					           (double)k[row + i] * v[row + j];
 					S[(size_t)i * D + j] = (float)s;
 				}
 			for (int j = 0; j < D; j++) {

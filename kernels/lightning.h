@@ -46,7 +46,7 @@ struct swerve_lightning_dims {
 	int heads;      /* H */
 	int dim;        /* D: head dim of q, k and v (GPU: 64 or 128) */
 	int max_seqlen; /* GPU: the longest sequence (sizes the grid: tokens past it
-			 * are not processed); the CPU reference ignores it */
+	                 * are not processed); the CPU reference ignores it */
 };
 
 /* The layer-scaled slope of SPEC.md section 3 for head h of H in layer l of L
@@ -60,23 +60,23 @@ float swerve_lightning_slope(int h, int heads, int layer, int layers);
 /* o [N, H, D] (and final_state [B, H, D, D] if not NULL) from q, k, v [N, H, D],
  * cu_seqlens [B+1] (host), slopes [H], initial_state [B, H, D, D] or NULL. */
 int swerve_lightning_ref_forward(float *o, float *final_state, const float *q, const float *k,
-				 const float *v, const int32_t *cu_seqlens, const float *slopes,
-				 const float *initial_state, const struct swerve_lightning_dims *dims);
+                                 const float *v, const int32_t *cu_seqlens, const float *slopes,
+                                 const float *initial_state,
+                                 const struct swerve_lightning_dims *dims);
 
 /* Gradients of the forward's outputs: dq, dk, dv [N, H, D] from dout [N, H, D]
  * and, if not NULL, dfinal_state [B, H, D, D] (the gradient reaching the final
  * state). dinitial_state [B, H, D, D] may be NULL; initial_state may be NULL (0). */
 int swerve_lightning_ref_backward(float *dq, float *dk, float *dv, float *dinitial_state,
-				  const float *q, const float *k, const float *v,
-				  const float *dout, const float *dfinal_state,
-				  const int32_t *cu_seqlens, const float *slopes,
-				  const float *initial_state,
-				  const struct swerve_lightning_dims *dims);
+                                  const float *q, const float *k, const float *v, const float *dout,
+                                  const float *dfinal_state, const int32_t *cu_seqlens,
+                                  const float *slopes, const float *initial_state,
+                                  const struct swerve_lightning_dims *dims);
 
 /* One token for each of B sequences: state [B, H, D, D] is updated in place,
  * S = lambda S + k^T v, and o = q S (after the update). q, k, v, o are [B, H, D]. */
 int swerve_lightning_ref_decode(float *o, float *state, const float *q, const float *k,
-				const float *v, const float *slopes, int batch, int heads, int dim);
+                                const float *v, const float *slopes, int batch, int heads, int dim);
 
 /* ---- GPU (sm_90): bf16 tensors, fp32 accumulation and fp32 state ---------- */
 
@@ -87,9 +87,9 @@ size_t swerve_lightning_forward_workspace(const struct swerve_lightning_dims *di
  * [N, H, D] bf16, cu_seqlens [B+1] int32, slopes [H] fp32, initial_state
  * [B, H, D, D] fp32 or NULL. All pointers are device pointers. */
 int swerve_lightning_forward(uint16_t *o, float *final_state, const uint16_t *q, const uint16_t *k,
-			     const uint16_t *v, const int32_t *cu_seqlens, const float *slopes,
-			     const float *initial_state, const struct swerve_lightning_dims *dims,
-			     void *workspace, size_t workspace_bytes, struct CUstream_st *stream);
+                             const uint16_t *v, const int32_t *cu_seqlens, const float *slopes,
+                             const float *initial_state, const struct swerve_lightning_dims *dims,
+                             void *workspace, size_t workspace_bytes, struct CUstream_st *stream);
 
 /* Device bytes of workspace swerve_lightning_backward needs for dims (may be 0). */
 size_t swerve_lightning_backward_workspace(const struct swerve_lightning_dims *dims);
@@ -98,19 +98,18 @@ size_t swerve_lightning_backward_workspace(const struct swerve_lightning_dims *d
  * from dout [N, H, D] bf16 and optionally dfinal_state [B, H, D, D] fp32. Only
  * q, k, v (and the initial state) are needed: the states are recomputed. */
 int swerve_lightning_backward(uint16_t *dq, uint16_t *dk, uint16_t *dv, float *dinitial_state,
-			      const uint16_t *q, const uint16_t *k, const uint16_t *v,
-			      const uint16_t *dout, const float *dfinal_state,
-			      const int32_t *cu_seqlens, const float *slopes,
-			      const float *initial_state, const struct swerve_lightning_dims *dims,
-			      void *workspace, size_t workspace_bytes,
-			      struct CUstream_st *stream);
+                              const uint16_t *q, const uint16_t *k, const uint16_t *v,
+                              const uint16_t *dout, const float *dfinal_state,
+                              const int32_t *cu_seqlens, const float *slopes,
+                              const float *initial_state, const struct swerve_lightning_dims *dims,
+                              void *workspace, size_t workspace_bytes, struct CUstream_st *stream);
 
 /* One token for each of B sequences, on the GPU: state [B, H, D, D] fp32 is
  * updated in place (S = lambda S + k^T v) and o = q S, with q, k, v, o [B, H, D]
  * bf16. Needs no workspace. */
 int swerve_lightning_decode(uint16_t *o, float *state, const uint16_t *q, const uint16_t *k,
-			    const uint16_t *v, const float *slopes, int batch, int heads, int dim,
-			    struct CUstream_st *stream);
+                            const uint16_t *v, const float *slopes, int batch, int heads, int dim,
+                            struct CUstream_st *stream);
 
 #ifdef __cplusplus
 }

@@ -46,7 +46,8 @@ static void problem_init(struct problem *p, unsigned seed, int with_states)
 {
 	static const int lens[] = {5, 0, 1, 37, 16};
 	memset(p, 0, sizeof(*p));
-	p->dims = (struct swerve_lightning_dims){.batch = 5, .heads = 3, .dim = 6, .max_seqlen = 37};
+	p->dims =
+	        (struct swerve_lightning_dims){.batch = 5, .heads = 3, .dim = 6, .max_seqlen = 37};
 	p->cu[0] = 0;
 	for (int b = 0; b < p->dims.batch; b++)
 		p->cu[b + 1] = p->cu[b] + lens[b];
@@ -75,8 +76,8 @@ static void problem_free(struct problem *p)
 	free(p->dsT);
 }
 
-#define IDX(t, h, i) (((size_t)(t) * H + (h)) * D + (i))
-#define SIDX(b, h, i, j) ((((size_t)(b) * H + (h)) * D + (i)) * D + (j))
+#define IDX(t, h, i)     (((size_t)(t)*H + (h)) * D + (i))
+#define SIDX(b, h, i, j) ((((size_t)(b)*H + (h)) * D + (i)) * D + (j))
 
 /* o_t = sum_{s<=t} lambda^(t-s) (q_t . k_s) v_s + lambda^(t+1) q_t S0, and
  * S_T = lambda^T S0 + sum_s lambda^(T-1-s) k_s^T v_s, with t, s inside the sequence. */
@@ -95,19 +96,23 @@ static void brute_forward(double *o, double *sT, const struct problem *p)
 						for (int i = 0; i < D; i++)
 							qk += (double)p->q[IDX(t0 + t, h, i)] *
 							      p->k[IDX(t0 + s, h, i)];
-						acc += pow(lam, t - s) * qk * p->v[IDX(t0 + s, h, e)];
+						acc += pow(lam, t - s) * qk *
+						       p->v[IDX(t0 + s, h, e)];
 					}
 					if (p->s0)
 						for (int i = 0; i < D; i++)
-							acc += pow(lam, t + 1) * p->q[IDX(t0 + t, h, i)] *
+							acc += pow(lam, t + 1) *
+							       p->q[IDX(t0 + t, h, i)] *
 							       p->s0[SIDX(b, h, i, e)];
 					o[IDX(t0 + t, h, e)] = acc;
 				}
 			for (int i = 0; i < D; i++)
 				for (int e = 0; e < D; e++) {
-					double acc = p->s0 ? pow(lam, T) * p->s0[SIDX(b, h, i, e)] : 0.0;
+					double acc =
+					        p->s0 ? pow(lam, T) * p->s0[SIDX(b, h, i, e)] : 0.0;
 					for (int s = 0; s < T; s++)
-						acc += pow(lam, T - 1 - s) * p->k[IDX(t0 + s, h, i)] *
+						acc += pow(lam, T - 1 - s) *
+						       p->k[IDX(t0 + s, h, i)] *
 						       p->v[IDX(t0 + s, h, e)];
 					sT[SIDX(b, h, i, e)] = acc;
 				}
@@ -144,7 +149,8 @@ static void brute_backward(double *dq, double *dk, double *dv, double *ds0, cons
 					}
 					for (int e = 0; e < D; e++) {
 						if (p->s0)
-							aq += pow(lam, t + 1) * p->dout[IDX(t0 + t, h, e)] *
+							aq += pow(lam, t + 1) *
+							      p->dout[IDX(t0 + t, h, e)] *
 							      p->s0[SIDX(b, h, i, e)];
 						if (p->dsT) {
 							double dec = pow(lam, T - 1 - t);
@@ -160,7 +166,8 @@ static void brute_backward(double *dq, double *dk, double *dv, double *ds0, cons
 				}
 			for (int i = 0; i < D; i++)
 				for (int e = 0; e < D; e++) {
-					double acc = p->dsT ? pow(lam, T) * p->dsT[SIDX(b, h, i, e)] : 0.0;
+					double acc = p->dsT ? pow(lam, T) * p->dsT[SIDX(b, h, i, e)]
+					                    : 0.0;
 					for (int t = 0; t < T; t++)
 						acc += pow(lam, t + 1) * p->q[IDX(t0 + t, h, i)] *
 						       p->dout[IDX(t0 + t, h, e)];
@@ -186,9 +193,9 @@ static void check_forward(int with_states)
 	size_t n = ntok(&p), ns = nstate(&p);
 	float *o = malloc(n * sizeof(float)), *sT = malloc(ns * sizeof(float));
 	double *ro = malloc(n * sizeof(double)), *rsT = malloc(ns * sizeof(double));
-	cr_assert_eq(swerve_lightning_ref_forward(o, sT, p.q, p.k, p.v, p.cu, p.slopes, p.s0,
-						  &p.dims),
-		     0, "%s", swerve_error_last());
+	cr_assert_eq(
+	        swerve_lightning_ref_forward(o, sT, p.q, p.k, p.v, p.cu, p.slopes, p.s0, &p.dims),
+	        0, "%s", swerve_error_last());
 	brute_forward(ro, rsT, &p);
 	double eo = rel_err(o, ro, n), es = rel_err(sT, rsT, ns);
 	cr_expect_lt(eo, 1e-6, "o: relative error %g", eo);
@@ -222,8 +229,8 @@ static void check_backward(int with_states)
 		r[i] = malloc(n * sizeof(double));
 	}
 	cr_assert_eq(swerve_lightning_ref_backward(g[0], g[1], g[2], ds0, p.q, p.k, p.v, p.dout,
-						   p.dsT, p.cu, p.slopes, p.s0, &p.dims),
-		     0, "%s", swerve_error_last());
+	                                           p.dsT, p.cu, p.slopes, p.s0, &p.dims),
+	             0, "%s", swerve_error_last());
 	brute_backward(r[0], r[1], r[2], rds0, &p);
 	static const char *names[] = {"dq", "dk", "dv"};
 	for (int i = 0; i < 3; i++) {
@@ -290,8 +297,8 @@ Test(lightning_ref, gradients_match_finite_differences)
 			double fd = loss(&p) - L0;
 			x[which][at] = keep;
 			cr_expect(fabs(fd - gx[which][at]) <= 1e-9 * (1.0 + fabs(fd)),
-				  "input %d element %zu: finite difference %.12g, gradient %.12g",
-				  which, at, fd, gx[which][at]);
+			          "input %d element %zu: finite difference %.12g, gradient %.12g",
+			          which, at, fd, gx[which][at]);
 		}
 	for (int i = 0; i < 3; i++)
 		free(r[i]);
@@ -306,9 +313,9 @@ Test(lightning_ref, decode_steps_equal_forward)
 	const int H = p.dims.heads, D = p.dims.dim, B = p.dims.batch;
 	size_t n = ntok(&p), ns = nstate(&p);
 	float *o = malloc(n * sizeof(float)), *sT = malloc(ns * sizeof(float));
-	cr_assert_eq(swerve_lightning_ref_forward(o, sT, p.q, p.k, p.v, p.cu, p.slopes, p.s0,
-						  &p.dims),
-		     0);
+	cr_assert_eq(
+	        swerve_lightning_ref_forward(o, sT, p.q, p.k, p.v, p.cu, p.slopes, p.s0, &p.dims),
+	        0);
 	/* decode each sequence token by token from S0, one sequence per "batch" */
 	float *state = malloc(ns * sizeof(float));
 	memcpy(state, p.s0, ns * sizeof(float));
@@ -316,14 +323,14 @@ Test(lightning_ref, decode_steps_equal_forward)
 	double worst = 0.0;
 	for (int b = 0; b < B; b++)
 		for (int t = p.cu[b]; t < p.cu[b + 1]; t++) {
-			cr_assert_eq(swerve_lightning_ref_decode(od, state + (size_t)b * H * D * D,
-								 p.q + IDX(t, 0, 0),
-								 p.k + IDX(t, 0, 0),
-								 p.v + IDX(t, 0, 0), p.slopes, 1, H, D),
-				     0, "%s", swerve_error_last());
+			cr_assert_eq(
+			        swerve_lightning_ref_decode(od, state + (size_t)b * H * D * D,
+			                                    p.q + IDX(t, 0, 0), p.k + IDX(t, 0, 0),
+			                                    p.v + IDX(t, 0, 0), p.slopes, 1, H, D),
+			        0, "%s", swerve_error_last());
 			for (int i = 0; i < H * D; i++)
 				worst = fmax(worst, fabs(od[i] - o[IDX(t, 0, 0) + i]) /
-							    (1.0 + fabs(o[IDX(t, 0, 0) + i])));
+				                            (1.0 + fabs(o[IDX(t, 0, 0) + i])));
 		}
 	cr_expect_lt(worst, 1e-5, "decode outputs differ from forward by %g", worst);
 	double ws = 0.0;
@@ -342,9 +349,9 @@ Test(lightning_ref, empty_sequence_keeps_initial_state)
 	problem_init(&p, 3u, 1);
 	size_t n = ntok(&p), ns = nstate(&p);
 	float *o = malloc(n * sizeof(float)), *sT = malloc(ns * sizeof(float));
-	cr_assert_eq(swerve_lightning_ref_forward(o, sT, p.q, p.k, p.v, p.cu, p.slopes, p.s0,
-						  &p.dims),
-		     0);
+	cr_assert_eq(
+	        swerve_lightning_ref_forward(o, sT, p.q, p.k, p.v, p.cu, p.slopes, p.s0, &p.dims),
+	        0);
 	/* sequence 1 has no tokens */
 	size_t per = (size_t)p.dims.heads * p.dims.dim * p.dims.dim;
 	cr_expect_eq(memcmp(sT + per, p.s0 + per, per * sizeof(float)), 0);
@@ -360,18 +367,18 @@ Test(lightning_ref, rejects_bad_input_with_a_message)
 	size_t n = ntok(&p);
 	float *o = malloc(n * sizeof(float));
 	p.cu[2] = p.cu[1] - 1;
-	cr_expect_eq(swerve_lightning_ref_forward(o, NULL, p.q, p.k, p.v, p.cu, p.slopes, NULL,
-						  &p.dims),
-		     SWERVE_EINVAL);
+	cr_expect_eq(
+	        swerve_lightning_ref_forward(o, NULL, p.q, p.k, p.v, p.cu, p.slopes, NULL, &p.dims),
+	        SWERVE_EINVAL);
 	cr_expect(strstr(swerve_error_last(), "cu_seqlens[2]") != NULL, "message: %s",
-		  swerve_error_last());
+	          swerve_error_last());
 	p.cu[2] = p.cu[1] + 1; /* valid again */
 	p.slopes[1] = -1.0f;
 	cr_expect_eq(swerve_lightning_ref_backward(o, o, o, NULL, p.q, p.k, p.v, p.dout, NULL, p.cu,
-						   p.slopes, NULL, &p.dims),
-		     SWERVE_EINVAL);
+	                                           p.slopes, NULL, &p.dims),
+	             SWERVE_EINVAL);
 	cr_expect(strstr(swerve_error_last(), "slopes[1]") != NULL, "message: %s",
-		  swerve_error_last());
+	          swerve_error_last());
 	cr_expect_eq(swerve_lightning_ref_decode(o, o, o, o, o, p.slopes, 0, 1, 1), SWERVE_EINVAL);
 	free(o);
 	problem_free(&p);
@@ -381,11 +388,10 @@ Test(lightning_ref, slopes_follow_the_spec)
 {
 	/* s_h = (2^(-8/H))^(h+1), scaled by (1 - l/(L-1) + 1e-5) */
 	cr_expect_float_eq(swerve_lightning_slope(0, 16, 0, 32), powf(2.0f, -0.5f) * 1.00001f,
-			   1e-6);
+	                   1e-6);
 	cr_expect_float_eq(swerve_lightning_slope(15, 16, 0, 32), powf(2.0f, -8.0f) * 1.00001f,
-			   1e-9);
+	                   1e-9);
 	cr_expect_float_eq(swerve_lightning_slope(0, 8, 31, 32), 0.5f * 1e-5f, 1e-12);
-	cr_expect_float_eq(swerve_lightning_slope(3, 8, 0, 1), powf(2.0f, -4.0f) * 1.00001f,
-			   1e-9);
+	cr_expect_float_eq(swerve_lightning_slope(3, 8, 0, 1), powf(2.0f, -4.0f) * 1.00001f, 1e-9);
 	cr_expect_eq(swerve_lightning_slope(16, 16, 0, 32), 0.0f);
 }

@@ -1,0 +1,767 @@
+/* lightning.cu - lightning attention on sm_90: chunked forward, backward and
+ * decode with bf16 tensor-core products (mma.sync m16n8k16), fp32
+ * accumulation and an fp32 state. The function is in lightning.h.
+ *
+ * One kernel does all the work. A CTA (4 warps) owns one (sequence, head,
+ * 64-column block of v, sequence segment) and walks the segment's chunks of
+ * C = 64 tokens in order, keeping the D x 64 state block in registers (fp32)
+ * and a bf16 copy in shared memory for the tensor cores:
+ *
+ *   S = (Q K^T) .* Dec           Dec_ij = lambda^(i-j) for i >= j, else 0   (C x C)
+ *   O = lambda^(i+1) .* (Q KV) + S V                                       (C x 64)
+ *   KV = lambda^m KV + (K .* lambda^(m-1-j))^T V      m = valid rows of the chunk
+ *
+ * No T x T matrix exists anywhere; the C x C block lives in registers.
+ *
+ * Long sequences are cut into G segments so that short batches still fill the
+ * GPU: a first launch (state-only) computes each segment's own state
+ * contribution Delta_g (its chunks from a zero state) into the workspace; the
+ * main launch starts segment g from lambda^(g L) S0 + sum_{g'<g}
+ * lambda^((g-1-g') L) Delta_g'. G = 1 (no workspace) when the batch alone fills
+ * the GPU.
+ *
+ * Backward is three runs of the same kernel in one launch (no per-chunk
+ * states are stored, everything is recomputed from q, k, v):
+ *   dq = fwd(q <- dout, k <- v, v <- k, S0 <- S0^T)                 forward in time
+ *   dv = fwd(q <- k, k <- q, v <- dout, S0 <- dS_T / lambda)         reversed in time
+ *   dk = fwd(q <- v, k <- dout, v <- q, S0 <- dS_T^T / lambda)       reversed in time
+ *   dS0 = lambda * (final state of the dv run)
+ * since dq_t = sum_{s<=t} lambda^(t-s) (dout_t.v_s) k_s + lambda^(t+1) dout_t S0^T,
+ * dv_s = sum_{t>=s} lambda^(t-s) (q_t.k_s) dout_t + lambda^(T-1-s) k_s dS_T, and
+ * dk_s likewise with (dout_t.v_s) q_t and v_s dS_T^T. */
+#include "kernels/lightning.h"
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+extern "C" {
+#include "sandbox/error.h"
+}
+
+namespace
+{
+
+constexpr int C = 64;   /* tokens per chunk */
+constexpr int EB = 64;  /* columns of v (and of the state) per CTA */
+constexpr int NT = 128; /* threads per CTA: 4 warps */
+constexpr int MAX_PROB = 3;
+
+struct la_prob {
+	const __nv_bfloat16 *q, *k, *v;
+	__nv_bfloat16 *o;
+	const float *init; /* [B, H, D, D] or NULL */
+	float *final;      /* [B, H, D, D] or NULL */
+	float *seg;        /* workspace [B, H, G, D, D] when G > 1 */
+	int reverse;       /* walk each sequence from its end */
+	int init_t;        /* read init transposed */
+	int init_div;      /* divide init by lambda */
+	int final_mul;     /* multiply the final state by lambda */
+};
+
+struct la_params {
+	la_prob p[MAX_PROB];
+	const int32_t *cu;
+	const float *slopes;
+	int B, H, G, seg_len;
+};
+
+template <int D> struct la_smem {
+	static constexpr int QS = D + 8; /* padded row (elements): no ldmatrix bank conflicts */
+	static constexpr int VS = EB + 8;
+	static constexpr int Q_OFF = 0;
+	static constexpr int K_OFF = Q_OFF + 2 * C * QS;
+	static constexpr int V_OFF = K_OFF + 2 * C * QS;
+	static constexpr int KV_OFF = V_OFF + 2 * C * VS;
+	static constexpr int END = KV_OFF + D * VS; /* bf16 elements */
+	static constexpr size_t BYTES = (size_t)END * 2 + (C + 1) * sizeof(float);
+};
+
+__device__ __forceinline__ uint32_t smem_u32(const void *p)
+{
+	return (uint32_t)__cvta_generic_to_shared(p);
+}
+
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, bool valid)
+{
+	int n = valid ? 16 : 0;
+	asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+	             "r"(n));
+}
+
+__device__ __forceinline__ void cp_commit()
+{
+	asm volatile("cp.async.commit_group;\n" ::);
+}
+
+template <int N> __device__ __forceinline__ void cp_wait()
+{
+	asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+__device__ __forceinline__ void ldsm_x4(uint32_t r[4], uint32_t addr)
+{
+	asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+	             : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+	             : "r"(addr));
+}
+
+__device__ __forceinline__ void ldsm_x4_t(uint32_t r[4], uint32_t addr)
+{
+	asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+	             : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+	             : "r"(addr));
+}
+
+__device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1)
+{
+	asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, "
+	             "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+	             : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+	             : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi)
+{
+	__nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+	return *reinterpret_cast<uint32_t *>(&v);
+}
+
+__device__ __forceinline__ uint32_t scale_bf16x2(uint32_t x, float lo, float hi)
+{
+	__nv_bfloat162 v = *reinterpret_cast<__nv_bfloat162 *>(&x);
+	float2 f = __bfloat1622float2(v);
+	return pack_bf16(f.x * lo, f.y * hi);
+}
+
+/* One CTA: (e-block, segment) x head x (sequence, problem). STATE_ONLY writes
+ * the segment's own state contribution to the workspace and nothing else. */
+template <int D, bool STATE_ONLY>
+__global__ void __launch_bounds__(NT, 2) la_chunk_kernel(const __grid_constant__ la_params P)
+{
+	using L = la_smem<D>;
+	constexpr int NEB = D / EB; /* e-blocks */
+	constexpr int MT = D / 64;  /* 16-row tiles of the state per warp */
+	constexpr int KQ = D / 16;  /* k-steps over D */
+	extern __shared__ __align__(16) unsigned char smem_raw[];
+	__nv_bfloat16 *sm = reinterpret_cast<__nv_bfloat16 *>(smem_raw);
+	float *pw = reinterpret_cast<float *>(smem_raw + (size_t)L::END * 2);
+
+	const int eb = blockIdx.x % NEB, g = blockIdx.x / NEB, h = blockIdx.y;
+	const int b = blockIdx.z % P.B, pi = blockIdx.z / P.B;
+	const la_prob &pr = P.p[pi];
+	const int base = P.cu[b], T = P.cu[b + 1] - base;
+	const int seg_start = g * P.seg_len;
+	int seg_end;
+	if (STATE_ONLY) {
+		if ((g + 1) * P.seg_len >= T) /* no later segment needs this one */
+			return;
+		seg_end = seg_start + P.seg_len;
+	} else {
+		if (g > 0 && seg_start >= T)
+			return;
+		seg_end = min(seg_start + P.seg_len, T);
+	}
+	const int n_chunks = seg_end > seg_start ? (seg_end - seg_start + C - 1) / C : 0;
+	const int H = P.H;
+	const float slope = P.slopes[h];
+	const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
+	const int gq = lane >> 2, t4 = lane & 3;
+
+	for (int n = tid; n <= C; n += NT)
+		pw[n] = expf(-slope * (float)n);
+
+	/* ---- loads: chunk c of the segment into stage st -------------------- */
+	auto row_token = [&](int pos) -> long {
+		return pr.reverse ? (long)base + T - 1 - pos : (long)base + pos;
+	};
+	auto load_chunk = [&](int c, int st) {
+		const int pos0 = seg_start + c * C;
+		if (!STATE_ONLY) {
+			for (int idx = tid; idx < C * D / 8; idx += NT) {
+				int r = idx / (D / 8), cc = idx % (D / 8);
+				bool ok = pos0 + r < seg_end;
+				const __nv_bfloat16 *src =
+				        ok ? pr.q + ((size_t)row_token(pos0 + r) * H + h) * D +
+				                        cc * 8
+				           : pr.q;
+				cp_async16(smem_u32(sm + L::Q_OFF + (st * C + r) * L::QS + cc * 8),
+				           src, ok);
+			}
+		}
+		for (int idx = tid; idx < C * D / 8; idx += NT) {
+			int r = idx / (D / 8), cc = idx % (D / 8);
+			bool ok = pos0 + r < seg_end;
+			const __nv_bfloat16 *src =
+			        ok ? pr.k + ((size_t)row_token(pos0 + r) * H + h) * D + cc * 8
+			           : pr.k;
+			cp_async16(smem_u32(sm + L::K_OFF + (st * C + r) * L::QS + cc * 8), src,
+			           ok);
+		}
+		for (int idx = tid; idx < C * EB / 8; idx += NT) {
+			int r = idx / (EB / 8), cc = idx % (EB / 8);
+			bool ok = pos0 + r < seg_end;
+			const __nv_bfloat16 *src =
+			        ok ? pr.v + ((size_t)row_token(pos0 + r) * H + h) * D + eb * EB +
+			                        cc * 8
+			           : pr.v;
+			cp_async16(smem_u32(sm + L::V_OFF + (st * C + r) * L::VS + cc * 8), src,
+			           ok);
+		}
+	};
+
+	if (n_chunks > 0)
+		load_chunk(0, 0);
+	cp_commit();
+
+	/* ---- the starting state: rows d of this warp, columns of this e-block - */
+	float kv[MT][8][4];
+	const size_t sbase = ((size_t)b * H + h) * D * D;
+#pragma unroll
+	for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+		for (int nt = 0; nt < 8; nt++)
+#pragma unroll
+			for (int r = 0; r < 4; r++) {
+				const int d = w * (D / 4) + mt * 16 + gq + (r >= 2 ? 8 : 0);
+				const int e = eb * EB + nt * 8 + 2 * t4 + (r & 1);
+				float val = 0.0f;
+				if (!STATE_ONLY) {
+					if (pr.init) {
+						float s0 =
+						        pr.init_t
+						                ? pr.init[sbase + (size_t)e * D + d]
+						                : pr.init[sbase + (size_t)d * D +
+						                          e];
+						if (pr.init_div)
+							s0 *= expf(slope);
+						val = s0 * expf(-slope * (float)seg_start);
+					}
+					for (int gp = 0; gp < g; gp++)
+						val += pr.seg[(((size_t)b * H + h) * P.G + gp) * D *
+						                      D +
+						              (size_t)d * D + e] *
+						       expf(-slope *
+						            (float)((g - 1 - gp) * P.seg_len));
+				}
+				kv[mt][nt][r] = val;
+			}
+	__nv_bfloat16 *kvs = sm + L::KV_OFF;
+	auto store_kvs = [&]() {
+#pragma unroll
+		for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+			for (int nt = 0; nt < 8; nt++) {
+				const int d = w * (D / 4) + mt * 16 + gq;
+				const int e = nt * 8 + 2 * t4;
+				*reinterpret_cast<uint32_t *>(kvs + d * L::VS + e) =
+				        pack_bf16(kv[mt][nt][0], kv[mt][nt][1]);
+				*reinterpret_cast<uint32_t *>(kvs + (d + 8) * L::VS + e) =
+				        pack_bf16(kv[mt][nt][2], kv[mt][nt][3]);
+			}
+	};
+	if (!STATE_ONLY)
+		store_kvs();
+
+	for (int c = 0; c < n_chunks; c++) {
+		const int st = c & 1;
+		if (c + 1 < n_chunks)
+			load_chunk(c + 1, st ^ 1);
+		cp_commit();
+		cp_wait<1>();
+		__syncthreads();
+		const int m = min(C, seg_end - (seg_start + c * C));
+		const __nv_bfloat16 *Qs = sm + L::Q_OFF + st * C * L::QS;
+		const __nv_bfloat16 *Ks = sm + L::K_OFF + st * C * L::QS;
+		const __nv_bfloat16 *Vs = sm + L::V_OFF + st * C * L::VS;
+
+		if (!STATE_ONLY) {
+			const int i0 = w * 16;
+			/* Q fragments of this warp's 16 rows, reused by both products */
+			uint32_t qa[KQ][4];
+#pragma unroll
+			for (int kk = 0; kk < KQ; kk++)
+				ldsm_x4(qa[kk], smem_u32(Qs + (i0 + (lane & 15)) * L::QS + kk * 16 +
+				                         (lane >> 4) * 8));
+			/* S = Q K^T on columns j <= i (n-tiles 0 .. 2w+1) */
+			float s[8][4];
+#pragma unroll
+			for (int nt = 0; nt < 8; nt++)
+#pragma unroll
+				for (int r = 0; r < 4; r++)
+					s[nt][r] = 0.0f;
+#pragma unroll
+			for (int np = 0; np < 4; np++) {
+				if (np <= w) {
+#pragma unroll
+					for (int kk = 0; kk < KQ; kk++) {
+						uint32_t bf[4];
+						const int q8 = lane >> 3;
+						ldsm_x4(bf, smem_u32(Ks +
+						                     (np * 16 + (q8 >> 1) * 8 +
+						                      (lane & 7)) *
+						                             L::QS +
+						                     kk * 16 + (q8 & 1) * 8));
+						mma16816(s[2 * np], qa[kk], bf[0], bf[1]);
+						mma16816(s[2 * np + 1], qa[kk], bf[2], bf[3]);
+					}
+				}
+			}
+			/* decay mask, then the bf16 A fragments of P */
+			uint32_t pa[4][4];
+#pragma unroll
+			for (int nt = 0; nt < 8; nt++)
+#pragma unroll
+				for (int r = 0; r < 4; r++) {
+					const int i = i0 + gq + (r >= 2 ? 8 : 0);
+					const int j = nt * 8 + 2 * t4 + (r & 1);
+					s[nt][r] = j <= i ? s[nt][r] * pw[i - j] : 0.0f;
+				}
+#pragma unroll
+			for (int kk = 0; kk < 4; kk++) {
+				pa[kk][0] = pack_bf16(s[2 * kk][0], s[2 * kk][1]);
+				pa[kk][1] = pack_bf16(s[2 * kk][2], s[2 * kk][3]);
+				pa[kk][2] = pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+				pa[kk][3] = pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+			}
+			/* O = Q KV (the state before this chunk) */
+			float o[8][4];
+#pragma unroll
+			for (int nt = 0; nt < 8; nt++)
+#pragma unroll
+				for (int r = 0; r < 4; r++)
+					o[nt][r] = 0.0f;
+#pragma unroll
+			for (int kk = 0; kk < KQ; kk++)
+#pragma unroll
+				for (int np = 0; np < 4; np++) {
+					uint32_t bf[4];
+					const int q8 = lane >> 3;
+					ldsm_x4_t(bf,
+					          smem_u32(kvs +
+					                   (kk * 16 + (q8 & 1) * 8 + (lane & 7)) *
+					                           L::VS +
+					                   np * 16 + (q8 >> 1) * 8));
+					mma16816(o[2 * np], qa[kk], bf[0], bf[1]);
+					mma16816(o[2 * np + 1], qa[kk], bf[2], bf[3]);
+				}
+			{
+				const float f0 = pw[i0 + gq + 1], f1 = pw[i0 + gq + 9];
+#pragma unroll
+				for (int nt = 0; nt < 8; nt++) {
+					o[nt][0] *= f0;
+					o[nt][1] *= f0;
+					o[nt][2] *= f1;
+					o[nt][3] *= f1;
+				}
+			}
+			/* O += P V over key tiles kk <= w */
+#pragma unroll
+			for (int kk = 0; kk < 4; kk++) {
+				if (kk <= w) {
+#pragma unroll
+					for (int np = 0; np < 4; np++) {
+						uint32_t bf[4];
+						const int q8 = lane >> 3;
+						ldsm_x4_t(bf, smem_u32(Vs +
+						                       (kk * 16 + (q8 & 1) * 8 +
+						                        (lane & 7)) *
+						                               L::VS +
+						                       np * 16 + (q8 >> 1) * 8));
+						mma16816(o[2 * np], pa[kk], bf[0], bf[1]);
+						mma16816(o[2 * np + 1], pa[kk], bf[2], bf[3]);
+					}
+				}
+			}
+			/* stage the warp's 16 x 64 output in its own Q rows, then write
+			 * 16-byte pieces of whole rows */
+			__nv_bfloat16 *stage = sm + L::Q_OFF + st * C * L::QS;
+#pragma unroll
+			for (int nt = 0; nt < 8; nt++) {
+				const int e = nt * 8 + 2 * t4;
+				*reinterpret_cast<uint32_t *>(stage + (i0 + gq) * L::QS + e) =
+				        pack_bf16(o[nt][0], o[nt][1]);
+				*reinterpret_cast<uint32_t *>(stage + (i0 + gq + 8) * L::QS + e) =
+				        pack_bf16(o[nt][2], o[nt][3]);
+			}
+			__syncwarp();
+#pragma unroll
+			for (int u = 0; u < 4; u++) {
+				const int idx = lane + 32 * u, r = idx >> 3, cc = idx & 7;
+				const int i = i0 + r;
+				if (i < m) {
+					const long tok = row_token(seg_start + c * C + i);
+					*reinterpret_cast<uint4 *>(pr.o +
+					                           ((size_t)tok * H + h) * D +
+					                           eb * EB + cc * 8) =
+					        *reinterpret_cast<const uint4 *>(stage + i * L::QS +
+					                                         cc * 8);
+				}
+			}
+			__syncthreads(); /* every warp is done reading kvs */
+		}
+
+		/* KV = lambda^m KV + (K .* lambda^(m-1-j))^T V */
+		{
+			const float bd = pw[m];
+#pragma unroll
+			for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+				for (int nt = 0; nt < 8; nt++)
+#pragma unroll
+					for (int r = 0; r < 4; r++)
+						kv[mt][nt][r] *= bd;
+#pragma unroll
+			for (int kk = 0; kk < 4; kk++) {
+				if (kk * 16 >= m)
+					continue;
+				uint32_t vb[4][4];
+				const int q8 = lane >> 3;
+#pragma unroll
+				for (int np = 0; np < 4; np++)
+					ldsm_x4_t(vb[np],
+					          smem_u32(Vs +
+					                   (kk * 16 + (q8 & 1) * 8 + (lane & 7)) *
+					                           L::VS +
+					                   np * 16 + (q8 >> 1) * 8));
+				const int j = kk * 16 + 2 * t4;
+				const float f0 = j < m ? pw[m - 1 - j] : 0.0f;
+				const float f1 = j + 1 < m ? pw[m - 2 - j] : 0.0f;
+				const float f2 = j + 8 < m ? pw[m - 9 - j] : 0.0f;
+				const float f3 = j + 9 < m ? pw[m - 10 - j] : 0.0f;
+#pragma unroll
+				for (int mt = 0; mt < MT; mt++) {
+					const int d0 = w * (D / 4) + mt * 16;
+					uint32_t a[4];
+					ldsm_x4_t(a,
+					          smem_u32(Ks +
+					                   (kk * 16 + (q8 >> 1) * 8 + (lane & 7)) *
+					                           L::QS +
+					                   d0 + (q8 & 1) * 8));
+					a[0] = scale_bf16x2(a[0], f0, f1);
+					a[1] = scale_bf16x2(a[1], f0, f1);
+					a[2] = scale_bf16x2(a[2], f2, f3);
+					a[3] = scale_bf16x2(a[3], f2, f3);
+#pragma unroll
+					for (int np = 0; np < 4; np++) {
+						mma16816(kv[mt][2 * np], a, vb[np][0], vb[np][1]);
+						mma16816(kv[mt][2 * np + 1], a, vb[np][2],
+						         vb[np][3]);
+					}
+				}
+			}
+		}
+		if (!STATE_ONLY)
+			store_kvs();
+		__syncthreads();
+	}
+	cp_wait<0>();
+
+	/* ---- the state out: Delta_g, or the sequence's final state ----------- */
+	float *dst = nullptr;
+	float mul = 1.0f;
+	if (STATE_ONLY) {
+		dst = pr.seg + (((size_t)b * H + h) * P.G + g) * D * D;
+	} else {
+		const int last = T > 0 ? (T - 1) / P.seg_len : 0;
+		if (pr.final && g == last) {
+			dst = pr.final + sbase;
+			mul = pr.final_mul ? expf(-slope) : 1.0f;
+		}
+	}
+	if (dst) {
+#pragma unroll
+		for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+			for (int nt = 0; nt < 8; nt++) {
+				const int d = w * (D / 4) + mt * 16 + gq;
+				const int e = eb * EB + nt * 8 + 2 * t4;
+				*reinterpret_cast<float2 *>(dst + (size_t)d * D + e) =
+				        make_float2(kv[mt][nt][0] * mul, kv[mt][nt][1] * mul);
+				*reinterpret_cast<float2 *>(dst + (size_t)(d + 8) * D + e) =
+				        make_float2(kv[mt][nt][2] * mul, kv[mt][nt][3] * mul);
+			}
+	}
+}
+
+/* Decode: one CTA per (sequence, head), 256 threads; each thread owns 4
+ * adjacent columns of D/RG rows, so every state element is read and written
+ * once with 16-byte accesses, and o's column sums meet in shared memory. */
+template <int D>
+__global__ void __launch_bounds__(256)
+        la_decode_kernel(__nv_bfloat16 *o, float *state, const __nv_bfloat16 *q,
+                         const __nv_bfloat16 *k, const __nv_bfloat16 *v, const float *slopes, int H)
+{
+	constexpr int CG = D / 4, RG = 256 / CG, RPT = D / RG;
+	__shared__ float red[RG][D];
+	const int bh = blockIdx.x, h = bh % H;
+	const int cg = threadIdx.x % CG, rg = threadIdx.x / CG;
+	const float lam = expf(-slopes[h]);
+	float4 *S = reinterpret_cast<float4 *>(state + (size_t)bh * D * D);
+	const __nv_bfloat16 *qr = q + (size_t)bh * D, *kr = k + (size_t)bh * D;
+	const __nv_bfloat162 *vr = reinterpret_cast<const __nv_bfloat162 *>(v + (size_t)bh * D);
+	/* every load is issued before the first store (volatile asm keeps the
+	 * order): RPT 16-byte loads in flight per thread */
+	float4 s[RPT];
+#pragma unroll
+	for (int r = 0; r < RPT; r++) {
+		const float4 *src = S + (size_t)(rg + r * RG) * (D / 4) + cg;
+		asm volatile("ld.global.v4.f32 {%0,%1,%2,%3}, [%4];\n"
+		             : "=f"(s[r].x), "=f"(s[r].y), "=f"(s[r].z), "=f"(s[r].w)
+		             : "l"(src));
+	}
+	const float2 v01 = __bfloat1622float2(vr[cg * 2]), v23 = __bfloat1622float2(vr[cg * 2 + 1]);
+	float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+	for (int r = 0; r < RPT; r++) {
+		const int d = rg + r * RG;
+		const float kd = __bfloat162float(kr[d]), qd = __bfloat162float(qr[d]);
+		float4 x = s[r];
+		x.x = lam * x.x + kd * v01.x;
+		x.y = lam * x.y + kd * v01.y;
+		x.z = lam * x.z + kd * v23.x;
+		x.w = lam * x.w + kd * v23.y;
+		asm volatile("st.global.v4.f32 [%0], {%1,%2,%3,%4};\n" ::"l"(
+		                     S + (size_t)d * (D / 4) + cg),
+		             "f"(x.x), "f"(x.y), "f"(x.z), "f"(x.w)
+		             : "memory");
+		acc.x += qd * x.x;
+		acc.y += qd * x.y;
+		acc.z += qd * x.z;
+		acc.w += qd * x.w;
+	}
+	*reinterpret_cast<float4 *>(&red[rg][cg * 4]) = acc;
+	__syncthreads();
+	for (int col = threadIdx.x; col < D; col += 256) {
+		float sum = 0.0f;
+#pragma unroll
+		for (int r = 0; r < RG; r++)
+			sum += red[r][col];
+		o[(size_t)bh * D + col] = __float2bfloat16(sum);
+	}
+}
+
+/* ---- host side -------------------------------------------------------------- */
+
+int sm_count()
+{
+	int dev = 0, n = 0;
+	if (cudaGetDevice(&dev) != cudaSuccess ||
+	    cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+	    n <= 0)
+		n = 132;
+	return n;
+}
+
+/* Segments: enough CTAs for two per SM, each segment at least 4 chunks. */
+void plan(const swerve_lightning_dims *d, int nprob, int *G, int *seg_len)
+{
+	int maxT = d->max_seqlen > 0 ? d->max_seqlen : 1;
+	long ctas = (long)d->batch * d->heads * (d->dim / EB) * nprob;
+	long want = 2L * sm_count();
+	long g = (want + ctas - 1) / ctas;
+	long gmax = (maxT + 4 * C - 1) / (4 * C);
+	if (g > gmax)
+		g = gmax;
+	if (g < 1)
+		g = 1;
+	long len = (maxT + g - 1) / g;
+	len = (len + C - 1) / C * C;
+	*seg_len = (int)len;
+	*G = (int)((maxT + len - 1) / len);
+}
+
+size_t workspace_for(const swerve_lightning_dims *d, int nprob)
+{
+	int G, len;
+	plan(d, nprob, &G, &len);
+	if (G <= 1)
+		return 0;
+	return (size_t)nprob * d->batch * d->heads * G * d->dim * d->dim * sizeof(float);
+}
+
+int check(const swerve_lightning_dims *d, const char *fn)
+{
+	if (!d)
+		return swerve_error_set(SWERVE_EINVAL, "%s: dims: NULL", fn);
+	if (d->dim != 64 && d->dim != 128)
+		return swerve_error_set(SWERVE_EUNSUPPORTED,
+		                        "%s: head dim %d: the GPU kernels support 64 and 128", fn,
+		                        d->dim);
+	if (d->batch <= 0 || d->heads <= 0 || d->max_seqlen < 0)
+		return swerve_error_set(SWERVE_EINVAL,
+		                        "%s: dims: batch %d, heads %d, max_seqlen %d: batch and "
+		                        "heads must be > 0, max_seqlen >= 0",
+		                        fn, d->batch, d->heads, d->max_seqlen);
+	if ((long)d->batch * MAX_PROB > 65535 || d->heads > 65535)
+		return swerve_error_set(SWERVE_ELIMIT, "%s: batch %d or heads %d too large", fn,
+		                        d->batch, d->heads);
+	return 0;
+}
+
+template <int D, bool SO> int set_smem()
+{
+	static bool done = false;
+	if (done)
+		return 0;
+	cudaError_t e = cudaFuncSetAttribute(la_chunk_kernel<D, SO>,
+	                                     cudaFuncAttributeMaxDynamicSharedMemorySize,
+	                                     (int)la_smem<D>::BYTES);
+	if (e != cudaSuccess)
+		return swerve_error_set(SWERVE_ERROR, "lightning: shared memory of %zu bytes: %s",
+		                        la_smem<D>::BYTES, cudaGetErrorString(e));
+	done = true;
+	return 0;
+}
+
+template <int D>
+int launch(la_params &P, int nprob, const swerve_lightning_dims *d, cudaStream_t stream,
+           const char *fn)
+{
+	int rc = set_smem<D, true>();
+	if (!rc)
+		rc = set_smem<D, false>();
+	if (rc)
+		return swerve_error_wrap("%s", fn);
+	constexpr int NEB = D / EB;
+	if (P.G > 1) {
+		dim3 grid(NEB * (P.G - 1), d->heads, d->batch * nprob);
+		la_chunk_kernel<D, true><<<grid, NT, la_smem<D>::BYTES, stream>>>(P);
+	}
+	dim3 grid(NEB * P.G, d->heads, d->batch * nprob);
+	la_chunk_kernel<D, false><<<grid, NT, la_smem<D>::BYTES, stream>>>(P);
+	cudaError_t e = cudaGetLastError();
+	if (e != cudaSuccess)
+		return swerve_error_set(SWERVE_ERROR, "%s: launch: %s", fn, cudaGetErrorString(e));
+	return 0;
+}
+
+int run(la_params &P, int nprob, const swerve_lightning_dims *d, void *ws, size_t ws_bytes,
+        cudaStream_t stream, const char *fn)
+{
+	plan(d, nprob, &P.G, &P.seg_len);
+	size_t need = workspace_for(d, nprob);
+	if (need > 0 && (!ws || ws_bytes < need))
+		return swerve_error_set(SWERVE_EINVAL,
+		                        "%s: workspace of %zu bytes given, %zu needed "
+		                        "(see swerve_lightning_*_workspace)",
+		                        fn, ws ? ws_bytes : (size_t)0, need);
+	size_t per = need / (nprob > 0 ? nprob : 1);
+	for (int i = 0; i < nprob; i++)
+		P.p[i].seg = need ? reinterpret_cast<float *>((char *)ws + per * i) : nullptr;
+	P.B = d->batch;
+	P.H = d->heads;
+	if (d->max_seqlen == 0)
+		P.seg_len = C; /* every sequence is empty: one segment still writes final states */
+	return d->dim == 64 ? launch<64>(P, nprob, d, stream, fn)
+	                    : launch<128>(P, nprob, d, stream, fn);
+}
+
+const __nv_bfloat16 *bf(const uint16_t *p)
+{
+	return reinterpret_cast<const __nv_bfloat16 *>(p);
+}
+
+} // namespace
+
+extern "C" size_t swerve_lightning_forward_workspace(const struct swerve_lightning_dims *dims)
+{
+	return dims ? workspace_for(dims, 1) : 0;
+}
+
+extern "C" size_t swerve_lightning_backward_workspace(const struct swerve_lightning_dims *dims)
+{
+	return dims ? workspace_for(dims, 3) : 0;
+}
+
+extern "C" int swerve_lightning_forward(uint16_t *o, float *final_state, const uint16_t *q,
+                                        const uint16_t *k, const uint16_t *v,
+                                        const int32_t *cu_seqlens, const float *slopes,
+                                        const float *initial_state,
+                                        const struct swerve_lightning_dims *dims, void *workspace,
+                                        size_t workspace_bytes, struct CUstream_st *stream)
+{
+	const char *fn = "lightning forward";
+	int rc = check(dims, fn);
+	if (rc)
+		return rc;
+	if (!o || !q || !k || !v || !cu_seqlens || !slopes)
+		return swerve_error_set(SWERVE_EINVAL,
+		                        "%s: o, q, k, v, cu_seqlens and slopes must be set", fn);
+	la_params P = {};
+	P.cu = cu_seqlens;
+	P.slopes = slopes;
+	P.p[0] = la_prob{bf(q),
+	                 bf(k),
+	                 bf(v),
+	                 reinterpret_cast<__nv_bfloat16 *>(o),
+	                 initial_state,
+	                 final_state,
+	                 nullptr,
+	                 0,
+	                 0,
+	                 0,
+	                 0};
+	return run(P, 1, dims, workspace, workspace_bytes, stream, fn);
+}
+
+extern "C" int swerve_lightning_backward(uint16_t *dq, uint16_t *dk, uint16_t *dv,
+                                         float *dinitial_state, const uint16_t *q,
+                                         const uint16_t *k, const uint16_t *v, const uint16_t *dout,
+                                         const float *dfinal_state, const int32_t *cu_seqlens,
+                                         const float *slopes, const float *initial_state,
+                                         const struct swerve_lightning_dims *dims, void *workspace,
+                                         size_t workspace_bytes, struct CUstream_st *stream)
+{
+	const char *fn = "lightning backward";
+	int rc = check(dims, fn);
+	if (rc)
+		return rc;
+	if (!dq || !dk || !dv || !q || !k || !v || !dout || !cu_seqlens || !slopes)
+		return swerve_error_set(SWERVE_EINVAL,
+		                        "%s: dq, dk, dv, q, k, v, dout, cu_seqlens and slopes must "
+		                        "be set",
+		                        fn);
+	la_params P = {};
+	P.cu = cu_seqlens;
+	P.slopes = slopes;
+	auto out = [](uint16_t *p) { return reinterpret_cast<__nv_bfloat16 *>(p); };
+	/* dq: forward in time with S0^T */
+	P.p[0] = la_prob{bf(dout), bf(v), bf(k), out(dq), initial_state, nullptr, nullptr,
+	                 0,        1,     0,     0};
+	/* dv: reversed, S_init = dS_T / lambda; its final state * lambda is dS0 */
+	P.p[1] = la_prob{bf(k), bf(q), bf(dout), out(dv), dfinal_state, dinitial_state, nullptr,
+	                 1,     0,     1,        1};
+	/* dk: reversed, S_init = dS_T^T / lambda */
+	P.p[2] = la_prob{bf(v), bf(dout), bf(q), out(dk), dfinal_state, nullptr, nullptr,
+	                 1,     1,        1,     0};
+	return run(P, 3, dims, workspace, workspace_bytes, stream, fn);
+}
+
+extern "C" int swerve_lightning_decode(uint16_t *o, float *state, const uint16_t *q,
+                                       const uint16_t *k, const uint16_t *v, const float *slopes,
+                                       int batch, int heads, int dim, struct CUstream_st *stream)
+{
+	const char *fn = "lightning decode";
+	if (dim != 64 && dim != 128)
+		return swerve_error_set(SWERVE_EUNSUPPORTED,
+		                        "%s: head dim %d: the GPU kernel supports 64 and 128", fn,
+		                        dim);
+	if (batch <= 0 || heads <= 0)
+		return swerve_error_set(SWERVE_EINVAL, "%s: batch %d, heads %d: must be > 0", fn,
+		                        batch, heads);
+	if (!o || !state || !q || !k || !v || !slopes)
+		return swerve_error_set(SWERVE_EINVAL,
+		                        "%s: o, state, q, k, v and slopes must be set", fn);
+	auto ob = reinterpret_cast<__nv_bfloat16 *>(o);
+	if (dim == 64)
+		la_decode_kernel<64><<<batch * heads, 256, 0, stream>>>(ob, state, bf(q), bf(k),
+		                                                        bf(v), slopes, heads);
+	else
+		la_decode_kernel<128><<<batch * heads, 256, 0, stream>>>(ob, state, bf(q), bf(k),
+		                                                         bf(v), slopes, heads);
+	cudaError_t e = cudaGetLastError();
+	if (e != cudaSuccess)
+		return swerve_error_set(SWERVE_ERROR, "%s: launch: %s", fn, cudaGetErrorString(e));
+	return 0;
+}

@@ -1,0 +1,207 @@
+/* gpu_lightning.cu - times swerve's lightning attention kernels (forward,
+ * forward+backward, decode) at the issue's shapes; tests/bench/gpu_lightning.sh
+ * runs it beside the PyTorch baselines (gpu_lightning.py) and prints one table.
+ *
+ * Rows: impl shape fwd_ms fb_ms fwd_TFLOPs fb_TFLOPs fwd_floor_x fb_floor_x
+ *   TFLOP/s counts the chunk-64 algorithm's nominal work for every linear-
+ *   attention row: fwd = N H (4 C D + 4 D^2) with C = 64, backward = 2 x fwd;
+ *   floor_x = time / bytes-floor time, the floor being q, k, v read and o
+ *   written once (fwd: 4 tensors; fwd+bwd: 9 tensors, the issue's count) at
+ *   the device-to-device copy bandwidth measured in this run.
+ * Decode row: B = 64 sequences, H = 16, D = 128: the state read + write over
+ * time, against the same measured copy bandwidth.
+ * Inputs are random (never zeros); each time is the median of the repeats,
+ * measured with CUDA events after warm-up. */
+#include <algorithm>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <vector>
+
+#include "kernels/kernels.h"
+
+extern "C" {
+#include "sandbox/error.h"
+}
+
+#define CK(x)                                                                                      \
+	do {                                                                                       \
+		cudaError_t e_ = (x);                                                              \
+		if (e_ != cudaSuccess) {                                                           \
+			fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x,                 \
+			        cudaGetErrorString(e_));                                           \
+			exit(1);                                                                   \
+		}                                                                                  \
+	} while (0)
+#define LK(x)                                                                                      \
+	do {                                                                                       \
+		if ((x) != 0) {                                                                    \
+			fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, swerve_error_last());   \
+			exit(1);                                                                   \
+		}                                                                                  \
+	} while (0)
+
+__global__ void fill_bf16(__nv_bfloat16 *p, size_t n, uint32_t seed, float scale)
+{
+	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+	     i += (size_t)gridDim.x * blockDim.x) {
+		uint32_t x = (uint32_t)i * 2654435761u ^ seed;
+		x ^= x >> 15;
+		x *= 0x2c1b3c6du;
+		x ^= x >> 12;
+		p[i] = __float2bfloat16(((x & 0xffffff) / 16777216.0f * 2.0f - 1.0f) * scale);
+	}
+}
+
+__global__ void fill_f32(float *p, size_t n, uint32_t seed)
+{
+	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+	     i += (size_t)gridDim.x * blockDim.x) {
+		uint32_t x = (uint32_t)i * 2246822519u ^ seed;
+		x ^= x >> 13;
+		x *= 0x5bd1e995u;
+		x ^= x >> 15;
+		p[i] = (x & 0xffffff) / 16777216.0f * 2.0f - 1.0f;
+	}
+}
+
+template <typename F> static double median_ms(F f, int reps)
+{
+	cudaEvent_t a, b;
+	CK(cudaEventCreate(&a));
+	CK(cudaEventCreate(&b));
+	for (int i = 0; i < 3; i++)
+		f();
+	CK(cudaDeviceSynchronize());
+	std::vector<float> t(reps);
+	for (int i = 0; i < reps; i++) {
+		CK(cudaEventRecord(a));
+		f();
+		CK(cudaEventRecord(b));
+		CK(cudaEventSynchronize(b));
+		CK(cudaEventElapsedTime(&t[i], a, b));
+	}
+	CK(cudaGetLastError());
+	std::sort(t.begin(), t.end());
+	cudaEventDestroy(a);
+	cudaEventDestroy(b);
+	return t[reps / 2];
+}
+
+int main(void)
+{
+	cudaDeviceProp prop;
+	if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess) {
+		printf("skipped: no GPU\n");
+		return 0;
+	}
+	/* copy bandwidth: 1 GiB device to device, bytes read + written */
+	double bw;
+	{
+		size_t nb = (size_t)1 << 30;
+		void *x, *y;
+		CK(cudaMalloc(&x, nb));
+		CK(cudaMalloc(&y, nb));
+		CK(cudaMemset(x, 1, nb));
+		double ms =
+		        median_ms([&] { cudaMemcpyAsync(y, x, nb, cudaMemcpyDeviceToDevice); }, 10);
+		bw = 2.0 * nb / (ms * 1e-3);
+		cudaFree(x);
+		cudaFree(y);
+	}
+	printf("# device %s, %d SMs, copy bandwidth %.2f TB/s (read + write)\n", prop.name,
+	       prop.multiProcessorCount, bw / 1e12);
+	printf("%-18s %-16s %9s %9s %9s %9s %8s %8s\n", "impl", "B,T,H,D", "fwd_ms", "fb_ms",
+	       "fwd_TF/s", "fb_TF/s", "fwd/flr", "fb/flr");
+
+	const int H = 16, D = 128;
+	const int shapes[][2] = {{8, 2048}, {4, 8192}, {1, 32768}};
+	std::vector<float> slopes(H);
+	for (int h = 0; h < H; h++)
+		slopes[h] = swerve_lightning_slope(h, H, 0, 32);
+	float *dsl;
+	CK(cudaMalloc(&dsl, H * 4));
+	CK(cudaMemcpy(dsl, slopes.data(), H * 4, cudaMemcpyHostToDevice));
+	for (auto &s : shapes) {
+		const int B = s[0], T = s[1];
+		const size_t n = (size_t)B * T * H * D;
+		__nv_bfloat16 *q, *k, *v, *g, *o, *dq, *dk, *dv;
+		CK(cudaMalloc(&q, n * 2));
+		CK(cudaMalloc(&k, n * 2));
+		CK(cudaMalloc(&v, n * 2));
+		CK(cudaMalloc(&g, n * 2));
+		CK(cudaMalloc(&o, n * 2));
+		CK(cudaMalloc(&dq, n * 2));
+		CK(cudaMalloc(&dk, n * 2));
+		CK(cudaMalloc(&dv, n * 2));
+		fill_bf16<<<1024, 256>>>(q, n, 1, 0.5f);
+		fill_bf16<<<1024, 256>>>(k, n, 2, 0.5f);
+		fill_bf16<<<1024, 256>>>(v, n, 3, 1.0f);
+		fill_bf16<<<1024, 256>>>(g, n, 4, 1.0f);
+		std::vector<int32_t> cu(B + 1);
+		for (int b = 0; b <= B; b++)
+			cu[b] = b * T;
+		int32_t *dcu;
+		CK(cudaMalloc(&dcu, (B + 1) * 4));
+		CK(cudaMemcpy(dcu, cu.data(), (B + 1) * 4, cudaMemcpyHostToDevice));
+		swerve_lightning_dims dims = {B, H, D, T};
+		size_t wf = swerve_lightning_forward_workspace(&dims),
+		       wb = swerve_lightning_backward_workspace(&dims);
+		void *ws;
+		CK(cudaMalloc(&ws, std::max(wf, wb) + 16));
+		auto U = [](__nv_bfloat16 *p) { return reinterpret_cast<uint16_t *>(p); };
+		auto fwd = [&] {
+			LK(swerve_lightning_forward(U(o), nullptr, U(q), U(k), U(v), dcu, dsl,
+			                            nullptr, &dims, ws, wf, 0));
+		};
+		auto fb = [&] {
+			fwd();
+			LK(swerve_lightning_backward(U(dq), U(dk), U(dv), nullptr, U(q), U(k), U(v),
+			                             U(g), nullptr, dcu, dsl, nullptr, &dims, ws,
+			                             wb, 0));
+		};
+		double tf = median_ms(fwd, 30), tb = median_ms(fb, 20);
+		double flop = (double)B * T * H * (4.0 * 64 * D + 4.0 * D * D);
+		double tensor = (double)n * 2;
+		double floor_f = 4 * tensor / bw * 1e3, floor_b = 9 * tensor / bw * 1e3;
+		char shape[32];
+		snprintf(shape, sizeof shape, "%d,%d,%d,%d", B, T, H, D);
+		printf("%-18s %-16s %9.3f %9.3f %9.1f %9.1f %8.2f %8.2f\n", "swerve", shape, tf, tb,
+		       flop / tf * 1e-9, 3 * flop / tb * 1e-9, tf / floor_f, tb / floor_b);
+		fflush(stdout);
+		cudaFree(q), cudaFree(k), cudaFree(v), cudaFree(g), cudaFree(o), cudaFree(dq);
+		cudaFree(dk), cudaFree(dv), cudaFree(dcu), cudaFree(ws);
+	}
+	/* decode: 64 sequences, one token each, state read and written once */
+	{
+		const int B = 64;
+		const size_t ns = (size_t)B * H * D * D, nt = (size_t)B * H * D;
+		float *st;
+		__nv_bfloat16 *q, *k, *v, *o;
+		CK(cudaMalloc(&st, ns * 4));
+		CK(cudaMalloc(&q, nt * 2));
+		CK(cudaMalloc(&k, nt * 2));
+		CK(cudaMalloc(&v, nt * 2));
+		CK(cudaMalloc(&o, nt * 2));
+		fill_f32<<<1024, 256>>>(st, ns, 5);
+		fill_bf16<<<64, 256>>>(q, nt, 6, 0.5f);
+		fill_bf16<<<64, 256>>>(k, nt, 7, 0.5f);
+		fill_bf16<<<64, 256>>>(v, nt, 8, 1.0f);
+		auto U = [](__nv_bfloat16 *p) { return reinterpret_cast<uint16_t *>(p); };
+		double t = median_ms(
+		        [&] {
+			        LK(swerve_lightning_decode(U(o), st, U(q), U(k), U(v), dsl, B, H, D,
+			                                   0));
+		        },
+		        50);
+		double bytes = 2.0 * ns * 4;
+		printf("# decode B=%d H=%d D=%d: %.4f ms, state read+write %.2f TB/s = %.0f%% of "
+		       "the measured copy bandwidth (%.2f TB/s), %.0f%% of 3.35 TB/s\n",
+		       B, H, D, t, bytes / (t * 1e-3) / 1e12, 100.0 * bytes / (t * 1e-3) / bw,
+		       bw / 1e12, 100.0 * bytes / (t * 1e-3) / 3.35e12);
+		cudaFree(st), cudaFree(q), cudaFree(k), cudaFree(v), cudaFree(o);
+	}
+	cudaFree(dsl);
+	return 0;
+}

@@ -1,0 +1,384 @@
+/* test_lightning.cu - the GPU lightning attention kernels against the CPU
+ * reference (kernels/lightning.c), with fresh random inputs each run (the
+ * seed is printed), poisoned outputs (NaN) so that an unwritten element
+ * fails, and the worst element printed. Tolerance: relative error
+ * ||gpu - ref|| / ||ref|| <= 1e-2 for bf16 inputs; decode after N steps must
+ * equal the chunked forward's final state. */
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <vector>
+
+#include "kernels/kernels.h"
+#include "tests/gpu/gpu_check.h"
+
+extern "C" {
+#include "sandbox/error.h"
+}
+
+#define CUDA_OK(x)                                                                                 \
+	do {                                                                                       \
+		cudaError_t e_ = (x);                                                              \
+		if (e_ != cudaSuccess) {                                                           \
+			fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x,                 \
+			        cudaGetErrorString(e_));                                           \
+			return 1;                                                                  \
+		}                                                                                  \
+	} while (0)
+
+static uint64_t rng_state;
+
+static float frand(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return (float)((rng_state >> 40) & 0xffffff) / (float)0x1000000 * 2.0f - 1.0f;
+}
+
+static uint16_t to_bf16(float f)
+{
+	__nv_bfloat16 b = __float2bfloat16(f);
+	return *reinterpret_cast<uint16_t *>(&b);
+}
+
+static float from_bf16(uint16_t u)
+{
+	uint32_t x = (uint32_t)u << 16;
+	float f;
+	memcpy(&f, &x, 4);
+	return f;
+}
+
+/* random bf16 values (scaled), and their exact float copies for the reference */
+static void rand_bf16(std::vector<uint16_t> &b, std::vector<float> &f, size_t n, float scale)
+{
+	b.resize(n);
+	f.resize(n);
+	for (size_t i = 0; i < n; i++) {
+		b[i] = to_bf16(frand() * scale);
+		f[i] = from_bf16(b[i]);
+	}
+}
+
+struct cmp {
+	double rel, worst_abs, worst_ref, worst_got;
+	size_t worst_at;
+	size_t nan;
+};
+
+static cmp compare(const float *got, const float *ref, size_t n)
+{
+	cmp c = {0, 0, 0, 0, 0, 0};
+	double num = 0, den = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (!isfinite(got[i])) {
+			c.nan++;
+			continue;
+		}
+		double d = (double)got[i] - ref[i];
+		num += d * d;
+		den += (double)ref[i] * ref[i];
+		if (fabs(d) > c.worst_abs) {
+			c.worst_abs = fabs(d);
+			c.worst_at = i;
+			c.worst_ref = ref[i];
+			c.worst_got = got[i];
+		}
+	}
+	c.rel = den > 0 ? sqrt(num / den) : sqrt(num);
+	return c;
+}
+
+static int report(const char *what, const cmp &c, double tol)
+{
+	printf("  %-26s rel %.3e  worst |d| %.3e at %zu (got %.5g, ref %.5g)%s\n", what, c.rel,
+	       c.worst_abs, c.worst_at, c.worst_got, c.worst_ref,
+	       c.nan ? "  UNWRITTEN/NaN elements!" : "");
+	CHECK(c.nan == 0, "%s: %zu elements not finite (unwritten?)", what, c.nan);
+	CHECK(c.rel <= tol, "%s: relative error %.3e > %.1e", what, c.rel, tol);
+	return 0;
+}
+
+template <typename T> static T *dev_upload(const std::vector<T> &h)
+{
+	T *d = nullptr;
+	if (cudaMalloc(&d, h.size() * sizeof(T) + 16) != cudaSuccess)
+		return nullptr;
+	cudaMemcpy(d, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice);
+	return d;
+}
+
+static std::vector<float> bf16_to_float(const std::vector<uint16_t> &b)
+{
+	std::vector<float> f(b.size());
+	for (size_t i = 0; i < b.size(); i++)
+		f[i] = from_bf16(b[i]);
+	return f;
+}
+
+static int have_gpu(void)
+{
+	int n = 0;
+	if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0)
+		return 0;
+	cudaDeviceProp p;
+	cudaGetDeviceProperties(&p, 0);
+	return p.major >= 9;
+}
+
+/* One varlen problem: forward (o, final state) and backward (dq, dk, dv, dS0)
+ * against the CPU reference. */
+static int check_case(const char *name, std::vector<int> lens, int H, int D, int layer, int layers,
+                      int with_states)
+{
+	if (!have_gpu())
+		return GPU_SKIP;
+	printf("%s: B=%zu H=%d D=%d layer %d/%d states=%d\n", name, lens.size(), H, D, layer,
+	       layers, with_states);
+	const int B = (int)lens.size();
+	std::vector<int32_t> cu(B + 1, 0);
+	int maxT = 0;
+	for (int b = 0; b < B; b++) {
+		cu[b + 1] = cu[b] + lens[b];
+		maxT = lens[b] > maxT ? lens[b] : maxT;
+	}
+	const int N = cu[B];
+	const size_t n = (size_t)N * H * D, ns = (size_t)B * H * D * D;
+	std::vector<uint16_t> qb, kb, vb, gb;
+	std::vector<float> q, k, v, g;
+	rand_bf16(qb, q, n, 0.5f);
+	rand_bf16(kb, k, n, 0.5f);
+	rand_bf16(vb, v, n, 1.0f);
+	rand_bf16(gb, g, n, 1.0f);
+	std::vector<float> s0(ns), dsT(ns), slopes(H);
+	for (size_t i = 0; i < ns; i++) {
+		s0[i] = with_states ? frand() : 0.0f;
+		dsT[i] = with_states ? frand() : 0.0f;
+	}
+	for (int h = 0; h < H; h++)
+		slopes[h] = swerve_lightning_slope(h, H, layer, layers);
+	swerve_lightning_dims dims = {B, H, D, maxT};
+
+	/* reference */
+	std::vector<float> ro(n), rsT(ns), rdq(n), rdk(n), rdv(n), rds0(ns);
+	CHECK(swerve_lightning_ref_forward(ro.data(), rsT.data(), q.data(), k.data(), v.data(),
+	                                   cu.data(), slopes.data(),
+	                                   with_states ? s0.data() : nullptr, &dims) == 0,
+	      "%s", swerve_error_last());
+	CHECK(swerve_lightning_ref_backward(
+	              rdq.data(), rdk.data(), rdv.data(), rds0.data(), q.data(), k.data(), v.data(),
+	              g.data(), with_states ? dsT.data() : nullptr, cu.data(), slopes.data(),
+	              with_states ? s0.data() : nullptr, &dims) == 0,
+	      "%s", swerve_error_last());
+
+	/* GPU */
+	uint16_t *dq_ = dev_upload(qb), *dk_ = dev_upload(kb), *dv_ = dev_upload(vb),
+	         *dg_ = dev_upload(gb);
+	int32_t *dcu = dev_upload(cu);
+	float *dsl = dev_upload(slopes), *ds0 = dev_upload(s0), *ddsT = dev_upload(dsT);
+	uint16_t *o_, *gq_, *gk_, *gv_;
+	float *sT_, *gs0_;
+	CUDA_OK(cudaMalloc(&o_, n * 2 + 16));
+	CUDA_OK(cudaMalloc(&gq_, n * 2 + 16));
+	CUDA_OK(cudaMalloc(&gk_, n * 2 + 16));
+	CUDA_OK(cudaMalloc(&gv_, n * 2 + 16));
+	CUDA_OK(cudaMalloc(&sT_, ns * 4));
+	CUDA_OK(cudaMalloc(&gs0_, ns * 4));
+	/* poison: 0xFF bytes are NaN in bf16 and fp32 */
+	CUDA_OK(cudaMemset(o_, 0xff, n * 2));
+	CUDA_OK(cudaMemset(gq_, 0xff, n * 2));
+	CUDA_OK(cudaMemset(gk_, 0xff, n * 2));
+	CUDA_OK(cudaMemset(gv_, 0xff, n * 2));
+	CUDA_OK(cudaMemset(sT_, 0xff, ns * 4));
+	CUDA_OK(cudaMemset(gs0_, 0xff, ns * 4));
+	size_t wsf = swerve_lightning_forward_workspace(&dims),
+	       wsb = swerve_lightning_backward_workspace(&dims);
+	void *ws = nullptr;
+	CUDA_OK(cudaMalloc(&ws, (wsf > wsb ? wsf : wsb) + 16));
+	printf("  workspace: forward %zu bytes, backward %zu bytes\n", wsf, wsb);
+	CHECK(swerve_lightning_forward(o_, sT_, dq_, dk_, dv_, dcu, dsl,
+	                               with_states ? ds0 : nullptr, &dims, ws, wsf, 0) == 0,
+	      "%s", swerve_error_last());
+	CHECK(swerve_lightning_backward(gq_, gk_, gv_, gs0_, dq_, dk_, dv_, dg_,
+	                                with_states ? ddsT : nullptr, dcu, dsl,
+	                                with_states ? ds0 : nullptr, &dims, ws, wsb, 0) == 0,
+	      "%s", swerve_error_last());
+	CUDA_OK(cudaDeviceSynchronize());
+	std::vector<uint16_t> ho(n), hq(n), hk(n), hv(n);
+	std::vector<float> hsT(ns), hs0(ns);
+	CUDA_OK(cudaMemcpy(ho.data(), o_, n * 2, cudaMemcpyDeviceToHost));
+	CUDA_OK(cudaMemcpy(hq.data(), gq_, n * 2, cudaMemcpyDeviceToHost));
+	CUDA_OK(cudaMemcpy(hk.data(), gk_, n * 2, cudaMemcpyDeviceToHost));
+	CUDA_OK(cudaMemcpy(hv.data(), gv_, n * 2, cudaMemcpyDeviceToHost));
+	CUDA_OK(cudaMemcpy(hsT.data(), sT_, ns * 4, cudaMemcpyDeviceToHost));
+	CUDA_OK(cudaMemcpy(hs0.data(), gs0_, ns * 4, cudaMemcpyDeviceToHost));
+	cudaFree(dq_), cudaFree(dk_), cudaFree(dv_), cudaFree(dg_), cudaFree(dcu), cudaFree(dsl);
+	cudaFree(ds0), cudaFree(ddsT), cudaFree(o_), cudaFree(gq_), cudaFree(gk_), cudaFree(gv_);
+	cudaFree(sT_), cudaFree(gs0_), cudaFree(ws);
+
+	int rc = 0;
+	rc |= report("o", compare(bf16_to_float(ho).data(), ro.data(), n), 1e-2);
+	rc |= report("final state", compare(hsT.data(), rsT.data(), ns), 1e-2);
+	rc |= report("dq", compare(bf16_to_float(hq).data(), rdq.data(), n), 1e-2);
+	rc |= report("dk", compare(bf16_to_float(hk).data(), rdk.data(), n), 1e-2);
+	rc |= report("dv", compare(bf16_to_float(hv).data(), rdv.data(), n), 1e-2);
+	rc |= report("d initial state", compare(hs0.data(), rds0.data(), ns), 1e-2);
+	return rc;
+}
+
+/* Long ragged sequences with few heads: the segmented path (G > 1). */
+static int t_varlen_segments_d128(void)
+{
+	return check_case("varlen, segments, D=128", {1, 0, 700, 3000, 65, 129}, 4, 128, 0, 32, 1);
+}
+
+static int t_varlen_no_decay_d128(void)
+{
+	/* the last layer: lambda ~ 1 - 1e-5 s_h, the state sums every token */
+	return check_case("varlen, last layer, D=128", {2048, 511, 64}, 4, 128, 31, 32, 1);
+}
+
+static int t_batch_no_states_d128(void)
+{
+	return check_case("batch, no states, D=128", std::vector<int>(24, 256), 16, 128, 0, 8, 0);
+}
+
+static int t_varlen_d64(void)
+{
+	return check_case("varlen, segments, D=64", {1000, 1, 2500, 63}, 3, 64, 2, 16, 1);
+}
+
+/* Decode N tokens from S0 for 64 sequences; the state must equal the chunked
+ * forward's final state over the same tokens, and o the reference decode's. */
+static int t_decode_matches_forward(void)
+{
+	if (!have_gpu())
+		return GPU_SKIP;
+	const int B = 64, H = 4, D = 128, N = 24;
+	const size_t ns = (size_t)B * H * D * D, nt = (size_t)B * N * H * D;
+	std::vector<uint16_t> qb, kb, vb;
+	std::vector<float> q, k, v;
+	rand_bf16(qb, q, nt, 0.5f); /* [B, N, H, D]: sequence b's tokens are rows b*N.. */
+	rand_bf16(kb, k, nt, 0.5f);
+	rand_bf16(vb, v, nt, 1.0f);
+	std::vector<float> s0(ns), slopes(H);
+	for (size_t i = 0; i < ns; i++)
+		s0[i] = frand();
+	for (int h = 0; h < H; h++)
+		slopes[h] = swerve_lightning_slope(h, H, 0, 8);
+	std::vector<int32_t> cu(B + 1);
+	for (int b = 0; b <= B; b++)
+		cu[b] = b * N;
+	swerve_lightning_dims dims = {B, H, D, N};
+
+	float *dstate = dev_upload(s0), *dsl = dev_upload(slopes), *dfs = nullptr,
+	      *dinit = dev_upload(s0);
+	uint16_t *dq_ = dev_upload(qb), *dk_ = dev_upload(kb), *dv_ = dev_upload(vb), *o_ = nullptr,
+	         *od = nullptr;
+	int32_t *dcu = dev_upload(cu);
+	CUDA_OK(cudaMalloc(&dfs, ns * 4));
+	CUDA_OK(cudaMalloc(&o_, nt * 2));
+	CUDA_OK(cudaMalloc(&od, (size_t)B * H * D * 2));
+	CUDA_OK(cudaMemset(dfs, 0xff, ns * 4));
+	size_t wsf = swerve_lightning_forward_workspace(&dims);
+	void *ws = nullptr;
+	CUDA_OK(cudaMalloc(&ws, wsf + 16));
+	CHECK(swerve_lightning_forward(o_, dfs, dq_, dk_, dv_, dcu, dsl, dinit, &dims, ws, wsf,
+	                               0) == 0,
+	      "%s", swerve_error_last());
+	/* decode: token t of every sequence, gathered into [B, H, D] on the host */
+	std::vector<uint16_t> tq((size_t)B * H * D), tk(tq.size()), tv(tq.size()), to(tq.size());
+	std::vector<float> fq(tq.size()), fk(tq.size()), fv(tq.size()), fo(tq.size());
+	std::vector<float> ref_state = s0;
+	uint16_t *gq = nullptr, *gk = nullptr, *gv = nullptr;
+	CUDA_OK(cudaMalloc(&gq, tq.size() * 2));
+	CUDA_OK(cudaMalloc(&gk, tq.size() * 2));
+	CUDA_OK(cudaMalloc(&gv, tq.size() * 2));
+	int rc = 0;
+	for (int t = 0; t < N; t++) {
+		for (int b = 0; b < B; b++) {
+			size_t src = ((size_t)b * N + t) * H * D, dst = (size_t)b * H * D;
+			memcpy(&tq[dst], &qb[src], H * D * 2);
+			memcpy(&tk[dst], &kb[src], H * D * 2);
+			memcpy(&tv[dst], &vb[src], H * D * 2);
+			memcpy(&fq[dst], &q[src], H * D * 4);
+			memcpy(&fk[dst], &k[src], H * D * 4);
+			memcpy(&fv[dst], &v[src], H * D * 4);
+		}
+		CUDA_OK(cudaMemcpy(gq, tq.data(), tq.size() * 2, cudaMemcpyHostToDevice));
+		CUDA_OK(cudaMemcpy(gk, tk.data(), tk.size() * 2, cudaMemcpyHostToDevice));
+		CUDA_OK(cudaMemcpy(gv, tv.data(), tv.size() * 2, cudaMemcpyHostToDevice));
+		CUDA_OK(cudaMemset(od, 0xff, tq.size() * 2));
+		CHECK(swerve_lightning_decode(od, dstate, gq, gk, gv, dsl, B, H, D, 0) == 0, "%s",
+		      swerve_error_last());
+		CHECK(swerve_lightning_ref_decode(fo.data(), ref_state.data(), fq.data(), fk.data(),
+		                                  fv.data(), slopes.data(), B, H, D) == 0,
+		      "%s", swerve_error_last());
+		CUDA_OK(cudaMemcpy(to.data(), od, to.size() * 2, cudaMemcpyDeviceToHost));
+		if (t == 0 || t == N - 1) {
+			char what[64];
+			snprintf(what, sizeof what, "decode o, step %d", t + 1);
+			rc |= report(what, compare(bf16_to_float(to).data(), fo.data(), fo.size()),
+			             1e-2);
+		}
+	}
+	std::vector<float> gstate(ns), fstate(ns);
+	CUDA_OK(cudaMemcpy(gstate.data(), dstate, ns * 4, cudaMemcpyDeviceToHost));
+	CUDA_OK(cudaMemcpy(fstate.data(), dfs, ns * 4, cudaMemcpyDeviceToHost));
+	rc |= report("decode state vs reference", compare(gstate.data(), ref_state.data(), ns),
+	             1e-5);
+	rc |= report("decode state vs chunked fwd", compare(gstate.data(), fstate.data(), ns),
+	             1e-2);
+	cudaFree(dstate), cudaFree(dsl), cudaFree(dfs), cudaFree(dinit), cudaFree(dq_);
+	cudaFree(dk_), cudaFree(dv_), cudaFree(o_), cudaFree(od), cudaFree(dcu), cudaFree(ws);
+	cudaFree(gq), cudaFree(gk), cudaFree(gv);
+	return rc;
+}
+
+static int t_rejects_bad_input(void)
+{
+	if (!have_gpu())
+		return GPU_SKIP;
+	swerve_lightning_dims dims = {2, 4, 96, 100};
+	uint16_t *p = (uint16_t *)16; /* never dereferenced: validation fails first */
+	CHECK(swerve_lightning_forward(p, nullptr, p, p, p, (int32_t *)p, (float *)p, nullptr,
+	                               &dims, nullptr, 0, 0) == SWERVE_EUNSUPPORTED,
+	      "head dim 96 accepted");
+	CHECK(strstr(swerve_error_last(), "96") != NULL, "message: %s", swerve_error_last());
+	dims = {1, 1, 128, 100000};
+	size_t need = swerve_lightning_forward_workspace(&dims);
+	CHECK(need > 0, "a single long sequence should use segments");
+	CHECK(swerve_lightning_forward(p, nullptr, p, p, p, (int32_t *)p, (float *)p, nullptr,
+	                               &dims, nullptr, 0, 0) == SWERVE_EINVAL,
+	      "missing workspace accepted");
+	CHECK(strstr(swerve_error_last(), "workspace") != NULL, "message: %s", swerve_error_last());
+	CHECK(swerve_lightning_decode(p, (float *)p, p, p, p, (float *)p, 0, 4, 128, 0) ==
+	              SWERVE_EINVAL,
+	      "batch 0 accepted");
+	return 0;
+}
+
+int main(void)
+{
+	rng_state = (uint64_t)time(NULL) * 2654435761u + (uint64_t)clock();
+	if (!rng_state)
+		rng_state = 1;
+	printf("seed %llu\n", (unsigned long long)rng_state);
+	if (!have_gpu())
+		printf("skipped: no sm_90 GPU visible (cudaGetDeviceCount/properties)\n");
+	static const gpu_test tests[] = {
+	        {"lightning varlen, segments, D=128", t_varlen_segments_d128},
+	        {"lightning varlen, last layer (no decay), D=128", t_varlen_no_decay_d128},
+	        {"lightning batch, no states, D=128", t_batch_no_states_d128},
+	        {"lightning varlen, D=64", t_varlen_d64},
+	        {"lightning decode matches forward", t_decode_matches_forward},
+	        {"lightning rejects bad input", t_rejects_bad_input},
+	};
+	return gpu_run_tests(tests, (int)(sizeof tests / sizeof tests[0]));
+}
