@@ -443,3 +443,52 @@ Test(ref, rejects_bad_batches)
 	free(P);
 	policy_layout_dispose(&L);
 }
+
+/* ---- agreement with kernels/lightning.h's CPU reference ------------------- */
+
+#include "kernels/lightning.h"
+
+Test(ref, lightning_core_agrees_with_the_kernels_reference)
+{
+	int T = 7, H = 2, d = 4;
+	size_t n = (size_t)T * H * d;
+	double *q = rvec(n, 1), *k = rvec(n, 1), *v = rvec(n, 1), *g = rvec(n, 1);
+	double *o = calloc(n, sizeof(double)), *dq = calloc(3 * n, sizeof(double));
+	float *fq = calloc(n, 4), *fk = calloc(n, 4), *fv = calloc(n, 4), *fg = calloc(n, 4);
+	float *fo = calloc(n, 4), *fd = calloc(3 * n, 4), slopes[2];
+	double lam[2], worst_o = 0, worst_d = 0;
+	struct swerve_lightning_dims dims = {2, H, d, 4};
+	for (int h = 0; h < H; h++) {
+		slopes[h] = swerve_lightning_slope(h, H, 1, 3);
+		lam[h] = ref_lightning_lambda(h, H, 1, 3);
+		cr_expect(fabs(exp(-(double)slopes[h]) - lam[h]) < 1e-6, "head %d decay", h);
+		lam[h] = exp(-(double)slopes[h]); /* same decay for the comparison */
+	}
+	for (size_t i = 0; i < n; i++) {
+		fq[i] = (float)q[i];
+		fk[i] = (float)k[i];
+		fv[i] = (float)v[i];
+		fg[i] = (float)g[i];
+		q[i] = fq[i];
+		k[i] = fk[i];
+		v[i] = fv[i];
+		g[i] = fg[i];
+	}
+	ref_lightning_core_fwd(o, q, k, v, lam, T, H, d, cu_two, 2);
+	ref_lightning_core_bwd(dq, dq + n, dq + 2 * n, g, q, k, v, lam, T, H, d, cu_two, 2);
+	cr_assert_eq(
+	        swerve_lightning_ref_forward(fo, NULL, fq, fk, fv, cu_two, slopes, NULL, &dims), 0,
+	        "%s", swerve_error_last());
+	cr_assert_eq(swerve_lightning_ref_backward(fd, fd + n, fd + 2 * n, NULL, fq, fk, fv, fg,
+	                                           NULL, cu_two, slopes, NULL, &dims),
+	             0, "%s", swerve_error_last());
+	for (size_t i = 0; i < n; i++)
+		worst_o = fmax(worst_o, fabs(o[i] - fo[i]) / (1 + fabs(o[i])));
+	for (size_t i = 0; i < 3 * n; i++)
+		worst_d = fmax(worst_d, fabs(dq[i] - fd[i]) / (1 + fabs(dq[i])));
+	cr_log_info("lightning vs kernels reference: worst o %.2e, worst dq/dk/dv %.2e", worst_o,
+	            worst_d);
+	cr_expect(worst_o < 1e-5 && worst_d < 1e-5, "o %.3e d %.3e", worst_o, worst_d);
+	free(q), free(k), free(v), free(g), free(o), free(dq);
+	free(fq), free(fk), free(fv), free(fg), free(fo), free(fd);
+}
