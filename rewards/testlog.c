@@ -1,0 +1,235 @@
+/* testlog.c - a parsed test log: test id -> status, in first-seen order.
+ * Does: store ids (copied into a chunked arena), look them up by an
+ * open-addressing hash table, replace a status when an id is seen again.
+ * Does not: parse anything (see parse_*.c) or grade (grade.c). */
+#include "rewards.h"
+#include "parsers.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ARENA_CHUNK (64 * 1024)
+
+struct arena_chunk {
+	struct arena_chunk *next;
+	size_t used, size;
+	char data[];
+};
+
+struct swerve_testlog {
+	struct swerve_test_result *results;
+	size_t n, cap;
+	uint32_t *slots;  /* 0 = empty, else index + 1 into results */
+	uint64_t *hashes; /* hash of results[i].name */
+	size_t nslots;    /* power of two */
+	struct arena_chunk *arena;
+	const char *parser;
+	int incomplete;
+};
+
+static const char *const status_names[] = {"PASSED", "FAILED", "SKIPPED", "ERROR", "XFAIL"};
+
+const char *swerve_test_status_name(enum swerve_test_status status)
+{
+	if ((unsigned)status >= sizeof(status_names) / sizeof(status_names[0]))
+		return "?";
+	return status_names[status];
+}
+
+int swerve_test_status_parse(enum swerve_test_status *out, const char *name)
+{
+	for (size_t i = 0; i < sizeof(status_names) / sizeof(status_names[0]); i++)
+		if (name && strcmp(name, status_names[i]) == 0) {
+			*out = (enum swerve_test_status)i;
+			return 0;
+		}
+	return swerve_error_set(SWERVE_EINVAL,
+	                        "test status '%s': not one of PASSED, FAILED, "
+	                        "SKIPPED, ERROR, XFAIL",
+	                        name ? name : "(null)");
+}
+
+/* FNV-1a, 64 bit: ids are short and this is not on the per-byte path. */
+static uint64_t hash_bytes(const char *s, size_t len)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (size_t i = 0; i < len; i++) {
+		h ^= (unsigned char)s[i];
+		h *= 1099511628211ull;
+	}
+	return h;
+}
+
+int swerve_testlog_new(struct swerve_testlog **out)
+{
+	struct swerve_testlog *log = calloc(1, sizeof(*log));
+	if (!log)
+		return swerve_error_set(SWERVE_ENOMEM, "testlog: out of memory");
+	log->nslots = 64;
+	log->slots = calloc(log->nslots, sizeof(*log->slots));
+	if (!log->slots) {
+		free(log);
+		return swerve_error_set(SWERVE_ENOMEM, "testlog: out of memory");
+	}
+	*out = log;
+	return 0;
+}
+
+void swerve_testlog_free(struct swerve_testlog *log)
+{
+	if (!log)
+		return;
+	struct arena_chunk *c = log->arena;
+	while (c) {
+		struct arena_chunk *next = c->next;
+		free(c);
+		c = next;
+	}
+	free(log->results);
+	free(log->hashes);
+	free(log->slots);
+	free(log);
+}
+
+static char *arena_strdup(struct swerve_testlog *log, const char *s, size_t len)
+{
+	struct arena_chunk *c = log->arena;
+	if (!c || c->size - c->used < len + 1) {
+		size_t size = len + 1 > ARENA_CHUNK ? len + 1 : ARENA_CHUNK;
+		c = malloc(sizeof(*c) + size);
+		if (!c)
+			return NULL;
+		c->used = 0;
+		c->size = size;
+		c->next = log->arena;
+		log->arena = c;
+	}
+	char *p = c->data + c->used;
+	memcpy(p, s, len);
+	p[len] = '\0';
+	c->used += len + 1;
+	return p;
+}
+
+/* Slot of name, or of the empty slot where it would go. */
+static size_t find_slot(const struct swerve_testlog *log, const char *name, size_t len, uint64_t h)
+{
+	size_t mask = log->nslots - 1;
+	for (size_t i = h & mask;; i = (i + 1) & mask) {
+		uint32_t s = log->slots[i];
+		if (s == 0)
+			return i;
+		const struct swerve_test_result *r = &log->results[s - 1];
+		if (log->hashes[s - 1] == h && strncmp(r->name, name, len) == 0 &&
+		    r->name[len] == '\0')
+			return i;
+	}
+}
+
+static int grow_table(struct swerve_testlog *log)
+{
+	size_t nslots = log->nslots * 2;
+	uint32_t *slots = calloc(nslots, sizeof(*slots));
+	if (!slots)
+		return -1;
+	for (size_t k = 0; k < log->n; k++) {
+		size_t i = log->hashes[k] & (nslots - 1);
+		while (slots[i])
+			i = (i + 1) & (nslots - 1);
+		slots[i] = (uint32_t)(k + 1);
+	}
+	free(log->slots);
+	log->slots = slots;
+	log->nslots = nslots;
+	return 0;
+}
+
+int swerve_testlog_set(struct swerve_testlog *log, const char *name, size_t len,
+                       enum swerve_test_status status)
+{
+	if (len == 0)
+		return 0; /* an empty id names nothing */
+	if (memchr(name, '\0', len))
+		len = strlen(name);
+	uint64_t h = hash_bytes(name, len);
+	size_t slot = find_slot(log, name, len, h);
+	if (log->slots[slot]) {
+		log->results[log->slots[slot] - 1].status = status;
+		return 0;
+	}
+	if (log->n >= UINT32_MAX - 1)
+		return swerve_error_set(SWERVE_ELIMIT, "testlog: more than 4 billion tests");
+	if (log->n == log->cap) {
+		size_t cap = log->cap ? log->cap * 2 : 64;
+		struct swerve_test_result *r = realloc(log->results, cap * sizeof(*r));
+		if (!r)
+			return swerve_error_set(SWERVE_ENOMEM, "testlog: out of memory");
+		log->results = r;
+		uint64_t *hs = realloc(log->hashes, cap * sizeof(*hs));
+		if (!hs)
+			return swerve_error_set(SWERVE_ENOMEM, "testlog: out of memory");
+		log->hashes = hs;
+		log->cap = cap;
+	}
+	char *copy = arena_strdup(log, name, len);
+	if (!copy)
+		return swerve_error_set(SWERVE_ENOMEM, "testlog: out of memory");
+	log->results[log->n].name = copy;
+	log->results[log->n].status = status;
+	log->hashes[log->n] = h;
+	log->slots[slot] = (uint32_t)(log->n + 1);
+	log->n++;
+	if (log->n * 2 > log->nslots && grow_table(log) != 0)
+		return swerve_error_set(SWERVE_ENOMEM, "testlog: out of memory");
+	return 0;
+}
+
+size_t swerve_testlog_count(const struct swerve_testlog *log)
+{
+	return log->n;
+}
+
+const struct swerve_test_result *swerve_testlog_at(const struct swerve_testlog *log, size_t i)
+{
+	return i < log->n ? &log->results[i] : NULL;
+}
+
+int swerve_testlog_get(enum swerve_test_status *out, const struct swerve_testlog *log,
+                       const char *name)
+{
+	size_t len = strlen(name);
+	size_t slot = find_slot(log, name, len, hash_bytes(name, len));
+	if (!log->slots[slot])
+		return SWERVE_ENOTFOUND;
+	*out = log->results[log->slots[slot] - 1].status;
+	return 0;
+}
+
+size_t swerve_testlog_count_status(const struct swerve_testlog *log, enum swerve_test_status status)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < log->n; i++)
+		k += log->results[i].status == status;
+	return k;
+}
+
+const char *swerve_testlog_parser(const struct swerve_testlog *log)
+{
+	return log->parser;
+}
+
+int swerve_testlog_incomplete(const struct swerve_testlog *log)
+{
+	return log->incomplete;
+}
+
+void testlog_set_parser(struct swerve_testlog *log, const char *parser)
+{
+	log->parser = parser;
+}
+
+void testlog_mark_incomplete(struct swerve_testlog *log)
+{
+	log->incomplete = 1;
+}
