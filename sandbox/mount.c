@@ -324,11 +324,13 @@ int sb_mount_plan_build(struct sb_mount_plan *p, const struct swerve_sandbox_opt
 		if (check_abs("workspace", o->workspace) < 0 ||
 		    check_abs("workspace_mount", mnt) < 0)
 			return -1;
-		if (stat(o->workspace, &st) < 0 || !S_ISDIR(st.st_mode))
-			return swerve_error_set(
-			        SWERVE_ENOTFOUND, "sandbox: workspace '%s': %s", o->workspace,
-			        errno == 0 || S_ISDIR(st.st_mode) ? "not a directory"
-			                                          : strerror(errno));
+		if (stat(o->workspace, &st) < 0)
+			return swerve_error_set(SWERVE_ENOTFOUND, "sandbox: workspace '%s': %s",
+			                        o->workspace, strerror(errno));
+		if (!S_ISDIR(st.st_mode))
+			return swerve_error_set(SWERVE_ENOTFOUND,
+			                        "sandbox: workspace '%s': not a directory",
+			                        o->workspace);
 		if (bind(p, "workspace", o->workspace, mnt, 1, 0) < 0)
 			return -1;
 	}
