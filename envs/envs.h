@@ -7,5 +7,7 @@
 #include "envs/repo.h"
 #include "envs/fstree.h"
 #include "envs/patch.h"
+#include "envs/layer.h"
+#include "envs/workspace.h"
 
 #endif

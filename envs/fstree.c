@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 int swerve_fs_mkdirs(const char *path, mode_t mode)
@@ -201,5 +203,64 @@ int swerve_fs_count(long *out, const char *path)
 	if (nftw(path, count_one, 64, FTW_PHYS) != 0)
 		return swerve_error_set(SWERVE_EIO, "count %s: %s", path, strerror(errno));
 	*out = count_n;
+	return 0;
+}
+
+static int is_opaque(const char *dir)
+{
+	char v[4];
+	ssize_t n = lgetxattr(dir, "trusted.overlay.opaque", v, sizeof(v));
+	if (n < 0)
+		n = lgetxattr(dir, "user.overlay.opaque", v, sizeof(v));
+	return n == 1 && v[0] == 'y';
+}
+
+static _Thread_local const char *merge_src, *merge_dst;
+
+static int merge_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	char dst[PATH_MAX];
+	struct stat dt;
+
+	if (ftw->level == 0)
+		return 0;
+	if (snprintf(dst, sizeof(dst), "%s%s", merge_dst, path + strlen(merge_src)) >=
+	    (int)sizeof(dst)) {
+		swerve_error_set(SWERVE_EINVAL, "merge %s: path too long", path);
+		return -1;
+	}
+	int exists = lstat(dst, &dt) == 0;
+	if (S_ISCHR(st->st_mode) && major(st->st_rdev) == 0 && minor(st->st_rdev) == 0)
+		return exists && swerve_fs_rmtree(dst) < 0 ? -1 : 0; /* whiteout */
+	if (type == FTW_D) {
+		if (exists && (!S_ISDIR(dt.st_mode) || is_opaque(path))) {
+			if (swerve_fs_rmtree(dst) < 0)
+				return -1;
+			exists = 0;
+		}
+		if (!exists && mkdir(dst, st->st_mode & 07777) < 0) {
+			swerve_error_set(SWERVE_EIO, "mkdir %s: %s", dst, strerror(errno));
+			return -1;
+		}
+		chmod(dst, (st->st_mode & 07777) | 0700);
+		return 0;
+	}
+	if (exists && swerve_fs_rmtree(dst) < 0)
+		return -1;
+	copy_src = merge_src;
+	copy_dst = merge_dst;
+	return copy_one(path, st, type, ftw);
+}
+
+int swerve_fs_overlay_merge(const char *upper, const char *dst)
+{
+	merge_src = upper;
+	merge_dst = dst;
+	swerve_error_clear();
+	if (nftw(upper, merge_one, 64, FTW_PHYS | FTW_MOUNT) != 0) {
+		if (swerve_error_code() == SWERVE_OK)
+			swerve_error_set(SWERVE_EIO, "merge %s: %s", upper, strerror(errno));
+		return swerve_error_code();
+	}
 	return 0;
 }

@@ -18,6 +18,12 @@ int swerve_fs_rmtree(const char *path);
  * symbolic links (as links), times; other file types are skipped. */
 int swerve_fs_copytree(const char *src, const char *dst);
 
+/* Applies an overlayfs upper directory onto a plain tree dst, as the
+ * overlay would show it: whiteouts (0/0 character devices) delete, opaque
+ * directories (trusted.overlay.opaque or user.overlay.opaque = "y") replace,
+ * everything else is copied over. */
+int swerve_fs_overlay_merge(const char *upper, const char *dst);
+
 /* Counts the entries (files, links, directories) under path, excluding path. */
 int swerve_fs_count(long *out, const char *path);
 

@@ -1,0 +1,365 @@
+/* workspace.c - episode workspaces (overlay, or copy where overlay is
+ * missing) and patch application inside the episode's sandbox.
+ *
+ * Does: make/reset/remove the per-episode directories; fill sandbox options;
+ * run libgit2 patch application in the sandbox (in-process entry point) and
+ * GNU patch as a sandboxed command.
+ * Does not: mount anything on the host (the sandbox mounts the overlay in its
+ * own mount namespace), or run tests (the pipeline does).
+ *
+ * Result channel of the in-sandbox step: one line on stdout,
+ *   "A <method>"   applied        "R <reason>"   refused (a model result)
+ *   "E <message>"  infrastructure error inside the sandbox */
+#include "workspace.h"
+
+#include "fstree.h"
+#include "sandbox/error.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+const char *swerve_ws_mode_name(enum swerve_ws_mode m)
+{
+	switch (m) {
+	case SWERVE_WS_OVERLAY: return "overlay";
+	case SWERVE_WS_COPY: return "copy";
+	default: return "auto";
+	}
+}
+
+void swerve_workspace_free(struct swerve_workspace *ws)
+{
+	if (!ws)
+		return;
+	if (ws->root)
+		swerve_fs_rmtree(ws->root);
+	free(ws->root);
+	free(ws->pristine);
+	free(ws->git_dir);
+	free(ws->upper);
+	free(ws->work);
+	free(ws->tree);
+	free(ws->in);
+	free(ws->layer_dir);
+	free(ws);
+}
+
+/* Copy mode: the tree is pristine [+ layer], copied. */
+static int fill_copy(struct swerve_workspace *ws)
+{
+	int rc;
+	if (ws->layer_dir && ws->layer_full)
+		return swerve_fs_copytree(ws->layer_dir, ws->tree);
+	if ((rc = swerve_fs_copytree(ws->pristine, ws->tree)) < 0)
+		return rc;
+	if (ws->layer_dir)
+		return swerve_fs_overlay_merge(ws->layer_dir, ws->tree);
+	return 0;
+}
+
+static int make_dirs(struct swerve_workspace *ws)
+{
+	if (ws->mode == SWERVE_WS_COPY)
+		return fill_copy(ws);
+	if (mkdir(ws->upper, 0755) < 0 || mkdir(ws->work, 0755) < 0)
+		return swerve_error_set(SWERVE_EIO, "workspace %s: mkdir: %s", ws->root,
+		                        strerror(errno));
+	return 0;
+}
+
+int swerve_workspace_new(struct swerve_workspace **out, struct swerve_repo_cache *cache,
+                         const char *name, const char *commit, const struct swerve_ws_opts *opts)
+{
+	struct swerve_ws_opts def = SWERVE_WS_OPTS_INIT;
+	struct swerve_workspace *ws;
+	char *base = NULL;
+	int rc;
+
+	if (!opts)
+		opts = &def;
+	if (!(ws = calloc(1, sizeof(*ws))))
+		return swerve_error_set(SWERVE_ENOMEM, "workspace: out of memory");
+	if ((rc = swerve_repo_resolve(ws->commit, cache, name, commit)) < 0 ||
+	    (rc = swerve_repo_pristine(&ws->pristine, NULL, cache, name, ws->commit)) < 0 ||
+	    (rc = swerve_repo_git_dir(&ws->git_dir, cache, name)) < 0)
+		goto fail;
+	ws->mode = opts->mode;
+	if (ws->mode == SWERVE_WS_AUTO) {
+		struct swerve_sandbox_probe p;
+		swerve_sandbox_probe(&p);
+		ws->mode = p.overlay_userns ? SWERVE_WS_OVERLAY : SWERVE_WS_COPY;
+	}
+	if (opts->layer && opts->layer->dir) {
+		ws->layer_dir = strdup(opts->layer->dir);
+		ws->layer_full = opts->layer->full;
+	}
+	if (opts->scratch_root)
+		base = strdup(opts->scratch_root);
+	else if (asprintf(&base, "%s/work", swerve_repo_cache_home(cache)) < 0)
+		base = NULL;
+	if (!base || (rc = swerve_fs_mkdirs(base, 0755)) < 0 ||
+	    asprintf(&ws->root, "%s/ep-XXXXXX", base) < 0 || !mkdtemp(ws->root)) {
+		rc = swerve_error_set(SWERVE_EIO, "workspace in %s: %s", base ? base : "?",
+		                      strerror(errno));
+		if (ws->root && !strstr(ws->root, "XXXXXX"))
+			; /* created: removed by free */
+		else {
+			free(ws->root);
+			ws->root = NULL;
+		}
+		goto fail;
+	}
+	if (asprintf(&ws->in, "%s/in", ws->root) < 0 ||
+	    asprintf(&ws->upper, "%s/upper", ws->root) < 0 ||
+	    asprintf(&ws->work, "%s/work", ws->root) < 0 ||
+	    asprintf(&ws->tree, "%s/tree", ws->root) < 0) {
+		rc = swerve_error_set(SWERVE_ENOMEM, "workspace: out of memory");
+		goto fail;
+	}
+	if (mkdir(ws->in, 0755) < 0) {
+		rc = swerve_error_set(SWERVE_EIO, "workspace %s: %s", ws->in, strerror(errno));
+		goto fail;
+	}
+	if ((rc = make_dirs(ws)) < 0)
+		goto fail;
+	if (ws->layer_dir && ws->layer_full) {
+		ws->lower[0] = ws->layer_dir;
+	} else if (ws->layer_dir) {
+		ws->lower[0] = ws->layer_dir;
+		ws->lower[1] = ws->pristine;
+	} else {
+		ws->lower[0] = ws->pristine;
+	}
+	ws->binds[0].src = ws->in;
+	ws->binds[0].dst = SWERVE_WS_IN_MOUNT;
+	ws->binds[1].src = ws->git_dir;
+	ws->binds[1].dst = SWERVE_WS_GIT_MOUNT;
+	free(base);
+	*out = ws;
+	return 0;
+fail:
+	free(base);
+	rc = swerve_error_wrap("workspace %s@%s", name, commit);
+	swerve_workspace_free(ws);
+	return rc;
+}
+
+int swerve_workspace_reset(struct swerve_workspace *ws)
+{
+	int rc;
+	if (ws->mode == SWERVE_WS_COPY)
+		rc = swerve_fs_rmtree(ws->tree);
+	else if ((rc = swerve_fs_rmtree(ws->upper)) == 0)
+		rc = swerve_fs_rmtree(ws->work);
+	if (rc == 0)
+		rc = make_dirs(ws);
+	return rc < 0 ? swerve_error_wrap("workspace reset %s", ws->root) : 0;
+}
+
+void swerve_workspace_sandbox_opts(const struct swerve_workspace *ws,
+                                   struct swerve_sandbox_opts *opts)
+{
+	if (ws->mode == SWERVE_WS_COPY) {
+		opts->workspace = ws->tree;
+		opts->workspace_lower = NULL;
+		opts->workspace_upper = opts->workspace_work = NULL;
+	} else {
+		opts->workspace = NULL;
+		opts->workspace_lower = ws->lower;
+		opts->workspace_upper = ws->upper;
+		opts->workspace_work = ws->work;
+	}
+	opts->workspace_mount = SWERVE_WS_MOUNT;
+	opts->ro_binds = ws->binds;
+	opts->n_ro_binds = 2;
+}
+
+/* ---- patch application in the sandbox ------------------------------------- */
+
+struct apply_job {
+	const char *patch;
+	size_t len;
+	const struct swerve_patch_opts *opts;
+	const char *commit; /* test mode: restore from this commit first */
+};
+
+static void put_line(char tag, const char *text)
+{
+	char line[700];
+	int n = snprintf(line, sizeof(line), "%c %s\n", tag, text);
+	if (n > (int)sizeof(line) - 1)
+		n = (int)sizeof(line) - 1;
+	if (write(1, line, (size_t)n) < 0)
+		_exit(3);
+}
+
+/* Runs in the sandboxed child (after seccomp). */
+static int apply_in_sandbox(void *arg)
+{
+	const struct apply_job *job = arg;
+	struct swerve_patch_outcome o;
+	int rc;
+
+	if (job->commit)
+		rc = swerve_patch_restore_dir(&o, SWERVE_WS_MOUNT, SWERVE_WS_GIT_MOUNT, job->commit,
+		                              job->patch, job->len, "/tmp");
+	else
+		rc = swerve_patch_apply_dir(&o, SWERVE_WS_MOUNT, job->patch, job->len, "/tmp",
+		                            job->opts);
+	if (rc < 0)
+		put_line('E', swerve_error_last());
+	else if (o.applied)
+		put_line('A', swerve_patch_method_name(o.method));
+	else
+		put_line('R', o.reason);
+	return 0;
+}
+
+static uint64_t wall_of(const struct swerve_patch_opts *opts)
+{
+	return opts && opts->wall_ms ? opts->wall_ms : 60000;
+}
+
+/* Runs the libgit2 step in the sandbox and decodes its line into out. */
+static int run_apply(struct swerve_patch_outcome *out, struct swerve_workspace *ws,
+                     struct swerve_sandbox *sb, const struct apply_job *job, uint64_t wall_ms)
+{
+	struct swerve_sandbox_opts o = SWERVE_SANDBOX_OPTS_INIT;
+	struct swerve_sandbox_result r;
+	const char *line;
+	int rc;
+
+	swerve_workspace_sandbox_opts(ws, &o);
+	o.fn = apply_in_sandbox;
+	o.fn_arg = (void *)job;
+	o.limits.wall_ms = wall_ms;
+	if ((rc = swerve_sandbox_run(&r, sb, &o)) < 0) {
+		swerve_sandbox_result_dispose(&r);
+		return swerve_error_wrap("apply patch in %s", ws->root);
+	}
+	line = r.out.data ? r.out.data : "";
+	size_t n = strcspn(line, "\n");
+	if (r.verdict != SWERVE_VERDICT_OK || n < 2 || line[1] != ' ') {
+		/* the model's patch made libgit2 crash, hang or blow a limit */
+		snprintf(out->reason, sizeof(out->reason),
+		         "patch did not apply: libgit2 step ended %s (exit %d) %.200s",
+		         swerve_verdict_name(r.verdict), r.exit_code, r.reason);
+		out->applied = 0;
+		out->method = SWERVE_PATCH_NOT_APPLIED;
+	} else if (line[0] == 'A') {
+		out->applied = 1;
+		out->method = strncmp(line + 2, "already_applied", 15) == 0
+		                      ? SWERVE_PATCH_ALREADY_APPLIED
+		                      : SWERVE_PATCH_GIT_APPLY;
+		out->reason[0] = '\0';
+	} else if (line[0] == 'R') {
+		out->applied = 0;
+		out->method = SWERVE_PATCH_NOT_APPLIED;
+		snprintf(out->reason, sizeof(out->reason), "%.*s", (int)(n - 2), line + 2);
+	} else {
+		rc = swerve_error_set(SWERVE_ERROR, "apply patch in %s: %.*s", ws->root,
+		                      (int)(n - 2), line + 2);
+	}
+	swerve_sandbox_result_dispose(&r);
+	return rc;
+}
+
+/* The last non-empty line of s (for GNU patch's complaint), in buf. */
+static void last_line(char *buf, size_t size, const char *s)
+{
+	const char *end = s + strlen(s), *start;
+	while (end > s && (end[-1] == '\n' || end[-1] == '\r'))
+		end--;
+	start = end;
+	while (start > s && start[-1] != '\n')
+		start--;
+	snprintf(buf, size, "%.*s", (int)(end - start), start);
+}
+
+static int run_gnu_patch(struct swerve_patch_outcome *out, struct swerve_workspace *ws,
+                         struct swerve_sandbox *sb, const char *patch, size_t len, uint64_t wall_ms,
+                         const char *git_reason)
+{
+	static const char *const argv[] = {"patch",
+	                                   "--batch",
+	                                   "--forward",
+	                                   "--fuzz=5",
+	                                   "-p1",
+	                                   "--no-backup-if-mismatch",
+	                                   "--reject-file=-",
+	                                   "-i",
+	                                   SWERVE_WS_IN_MOUNT "/model.diff",
+	                                   NULL};
+	struct swerve_sandbox_opts o = SWERVE_SANDBOX_OPTS_INIT;
+	struct swerve_sandbox_result r;
+	char path[4096], tail[300];
+	FILE *f;
+	int rc;
+
+	snprintf(path, sizeof(path), "%s/model.diff", ws->in);
+	if (!(f = fopen(path, "w")) || fwrite(patch, 1, len, f) != len || fclose(f) != 0)
+		return swerve_error_set(SWERVE_EIO, "write %s: %s", path, strerror(errno));
+	swerve_workspace_sandbox_opts(ws, &o);
+	o.argv = argv;
+	o.limits.wall_ms = wall_ms;
+	if ((rc = swerve_sandbox_run(&r, sb, &o)) < 0) {
+		swerve_sandbox_result_dispose(&r);
+		return swerve_error_wrap("GNU patch in %s", ws->root);
+	}
+	unlink(path);
+	if (r.verdict == SWERVE_VERDICT_OK) {
+		out->applied = 1;
+		out->method = SWERVE_PATCH_FUZZ;
+		out->reason[0] = '\0';
+	} else {
+		last_line(tail, sizeof(tail),
+		          r.out.data && r.out.data[0] ? r.out.data
+		          : r.err.data                ? r.err.data
+		                                      : "");
+		snprintf(out->reason, sizeof(out->reason), "%.300s; GNU patch: %s%s%.150s",
+		         git_reason,
+		         r.verdict == SWERVE_VERDICT_RE ? "" : swerve_verdict_name(r.verdict),
+		         r.verdict == SWERVE_VERDICT_RE ? "" : " ", tail);
+	}
+	swerve_sandbox_result_dispose(&r);
+	return 0;
+}
+
+int swerve_workspace_apply_patch(struct swerve_patch_outcome *out, struct swerve_workspace *ws,
+                                 struct swerve_sandbox *sb, const char *patch, size_t len,
+                                 const struct swerve_patch_opts *opts)
+{
+	struct apply_job job = {patch, len, opts, NULL};
+	char git_reason[512];
+	int rc;
+
+	/* text checks in the supervisor: a refused patch never reaches a tool */
+	if ((rc = swerve_patch_check(out, patch, len, opts)) < 0 || out->reason[0])
+		return rc;
+	size_t files = out->files;
+	if ((rc = run_apply(out, ws, sb, &job, wall_of(opts))) < 0)
+		return rc;
+	out->files = files;
+	if (out->applied || (opts && opts->no_fuzz))
+		return 0;
+	snprintf(git_reason, sizeof(git_reason), "%s", out->reason);
+	if ((rc = swerve_workspace_reset(ws)) < 0)
+		return rc;
+	if ((rc = run_gnu_patch(out, ws, sb, patch, len, wall_of(opts), git_reason)) < 0)
+		return rc;
+	if (!out->applied && (rc = swerve_workspace_reset(ws)) < 0)
+		return rc;
+	return 0;
+}
+
+int swerve_workspace_apply_test_patch(struct swerve_patch_outcome *out, struct swerve_workspace *ws,
+                                      struct swerve_sandbox *sb, const char *test_patch, size_t len)
+{
+	struct apply_job job = {test_patch, len, NULL, ws->commit};
+	memset(out, 0, sizeof(*out));
+	return run_apply(out, ws, sb, &job, 60000);
+}

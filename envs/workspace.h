@@ -1,0 +1,112 @@
+/* workspace.h - episode workspaces and applying patches in them.
+ *
+ * An episode workspace is what one episode may change: by default an overlay
+ * whose lower layers are the pristine tree of (repo, commit) [and its
+ * environment layer] and whose upper layer is a per-episode scratch
+ * directory. Making one is O(1) in the size of the repository (two mkdirs);
+ * the overlay itself is mounted by the sandbox inside each run's own mount
+ * namespace, so every run of the episode sees the same merged tree at
+ * /workspace and the host never has a mount to clean up. Where overlayfs
+ * cannot be mounted in a user namespace, the workspace is a copy of the tree
+ * (mode "copy"); the mode is reported in ws->mode.
+ *
+ * Patches are applied INSIDE the episode's sandbox (model patches are
+ * model-controlled input: they never run with more privilege than the tests
+ * do): libgit2 through the sandbox's in-process entry point, GNU patch as a
+ * sandboxed command, with the workspace reset between tries.
+ *
+ * Layout of one workspace (under <cache>/work/ unless opts say otherwise):
+ *   <root>/upper, <root>/work     overlay mode
+ *   <root>/tree                   copy mode
+ *   <root>/in                     inputs (patch files), bound read-only at /swerve/in */
+#ifndef SWERVE_ENVS_WORKSPACE_H
+#define SWERVE_ENVS_WORKSPACE_H
+
+#include "envs/layer.h"
+#include "envs/patch.h"
+#include "envs/repo.h"
+#include "sandbox/sandbox.h"
+
+enum swerve_ws_mode {
+	SWERVE_WS_AUTO = 0, /* request: overlay where the host supports it, else copy */
+	SWERVE_WS_OVERLAY,
+	SWERVE_WS_COPY,
+};
+
+/* "overlay", "copy", "auto". */
+const char *swerve_ws_mode_name(enum swerve_ws_mode m);
+
+#define SWERVE_WS_OPTS_VERSION 1
+
+struct swerve_ws_opts {
+	unsigned int version;             /* SWERVE_WS_OPTS_VERSION */
+	enum swerve_ws_mode mode;         /* default AUTO */
+	const struct swerve_layer *layer; /* environment layer on top of the tree, or NULL */
+	const char *scratch_root;         /* where episode directories go; default <cache>/work */
+};
+
+#define SWERVE_WS_OPTS_INIT                                                                        \
+	{                                                                                          \
+		.version = SWERVE_WS_OPTS_VERSION                                                  \
+	}
+
+/* Mount points inside the sandbox. */
+#define SWERVE_WS_MOUNT     "/workspace"
+#define SWERVE_WS_IN_MOUNT  "/swerve/in"
+#define SWERVE_WS_GIT_MOUNT "/swerve/repo.git"
+
+struct swerve_workspace {
+	enum swerve_ws_mode mode; /* OVERLAY or COPY: what this workspace is */
+	char commit[41];          /* the resolved base commit */
+	char *root;               /* per-episode directory on the host */
+	char *pristine;           /* the pristine tree (shared, read-only) */
+	char *git_dir;            /* the bare mirror (read-only) */
+	/* overlay: lower layers, top first, NULL-terminated */
+	const char *lower[3];
+	char *upper, *work; /* overlay mode */
+	char *tree;         /* copy mode: the read-write tree */
+	char *in;           /* inputs directory (host side) */
+	char *layer_dir;    /* the layer's directory (overlay upper or full tree), or NULL */
+	int layer_full;     /* the layer is a full tree, not an overlay upper */
+	struct swerve_sandbox_bind binds[2]; /* in + git dir, read-only */
+};
+
+/* Creates the workspace of one episode on (name, commit): resolves the
+ * commit, gets its pristine tree (checking it out once, see repo.h), and
+ * makes the per-episode directories (copy mode: copies the tree). */
+int swerve_workspace_new(struct swerve_workspace **out, struct swerve_repo_cache *cache,
+                         const char *name, const char *commit, const struct swerve_ws_opts *opts);
+
+/* Removes the per-episode directories; the pristine tree and layer stay. */
+void swerve_workspace_free(struct swerve_workspace *ws);
+
+/* Discards every change made in the workspace (back to pristine [+ layer]). */
+int swerve_workspace_reset(struct swerve_workspace *ws);
+
+/* Points opts at the workspace: overlay (lower/upper/work) or the copied
+ * tree, mounted at /workspace, plus read-only binds of the inputs directory
+ * (/swerve/in) and the bare mirror (/swerve/repo.git). The strings and the
+ * bind array are borrowed from ws. Other fields of opts are left alone. */
+void swerve_workspace_sandbox_opts(const struct swerve_workspace *ws,
+                                   struct swerve_sandbox_opts *opts);
+
+/* Applies a model patch in the workspace, inside the sandbox sb: static
+ * checks, then libgit2 (method git_apply, or already_applied); when libgit2
+ * refuses and opts allow it, resets the workspace and tries GNU patch
+ * (`patch --batch --forward --fuzz=5 -p1`, method patch_fuzz); when that
+ * fails too, resets the workspace again. A refusal is a result (returns 0,
+ * out->applied = 0, out->reason "patch did not apply: ..."); < 0 means the
+ * sandbox or the host failed (infrastructure). */
+int swerve_workspace_apply_patch(struct swerve_patch_outcome *out, struct swerve_workspace *ws,
+                                 struct swerve_sandbox *sb, const char *patch, size_t len,
+                                 const struct swerve_patch_opts *opts);
+
+/* Restores every file test_patch touches to the base commit's version, then
+ * applies test_patch with libgit2, inside the sandbox. A test_patch that does
+ * not apply is reported in out (for the caller it is a task error, not the
+ * model's fault). */
+int swerve_workspace_apply_test_patch(struct swerve_patch_outcome *out, struct swerve_workspace *ws,
+                                      struct swerve_sandbox *sb, const char *test_patch,
+                                      size_t len);
+
+#endif
