@@ -16,27 +16,25 @@
 
 enum swerve_error_code {
 	SWERVE_OK = 0,
-	SWERVE_ERROR = -1,       /* generic failure: see the message */
-	SWERVE_ENOTFOUND = -2,   /* a named item (file, repo, commit, id) does not exist */
-	SWERVE_EINVAL = -3,      /* malformed input (the message names item and field) */
-	SWERVE_EEXIST = -4,      /* already exists */
+	SWERVE_ERROR = -1,        /* generic failure: see the message */
+	SWERVE_ENOTFOUND = -2,    /* a named item (file, repo, commit, id) does not exist */
+	SWERVE_EINVAL = -3,       /* malformed input (the message names item and field) */
+	SWERVE_EEXIST = -4,       /* already exists */
 	SWERVE_EUNSUPPORTED = -5, /* the host lacks a feature (the message says which setting) */
-	SWERVE_EBUSY = -6,       /* locked or in use past the timeout */
-	SWERVE_ETIMEOUT = -7,    /* a deadline passed */
-	SWERVE_EIO = -8,         /* I/O error, disk full */
-	SWERVE_ENOMEM = -9,      /* out of memory */
-	SWERVE_ELIMIT = -10,     /* a configured limit was exceeded (size cap, count) */
-	SWERVE_EVERSION = -11,   /* a file or schema from a newer version */
-	SWERVE_ECORRUPT = -12,   /* a corrupted file */
+	SWERVE_EBUSY = -6,        /* locked or in use past the timeout */
+	SWERVE_ETIMEOUT = -7,     /* a deadline passed */
+	SWERVE_EIO = -8,          /* I/O error, disk full */
+	SWERVE_ENOMEM = -9,       /* out of memory */
+	SWERVE_ELIMIT = -10,      /* a configured limit was exceeded (size cap, count) */
+	SWERVE_EVERSION = -11,    /* a file or schema from a newer version */
+	SWERVE_ECORRUPT = -12,    /* a corrupted file */
 };
 
 /* Sets the thread's message (printf format) and returns code, so that
  * `return swerve_error_set(SWERVE_EINVAL, "tasks.jsonl:3: field %s: ...", f);`
  * reads naturally. Never fails; long messages are truncated. */
-int swerve_error_set(int code, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-int swerve_error_vset(int code, const char *fmt, va_list ap)
-    __attribute__((format(printf, 2, 0)));
+int swerve_error_set(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int swerve_error_vset(int code, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
 /* Prefixes the current message with context ("repo add foo/bar: <old>") and
  * returns the current code. */

@@ -33,6 +33,7 @@ enum sb_step {
 	SB_STEP_MOUNT,    /* a mount step: .index says which */
 	SB_STEP_PIVOT,    /* pivot_root / detaching the old root */
 	SB_STEP_NET,      /* loopback up */
+	SB_STEP_SETNS,    /* joining the context's user/net/uts namespaces */
 	SB_STEP_PIDMAX,   /* pid-namespace process cap */
 	SB_STEP_FORK,     /* init forking the command */
 	SB_STEP_CWD,      /* chdir to the working directory */
@@ -172,6 +173,13 @@ struct swerve_sandbox {
 	struct swerve_sandbox_timing timing;
 	uid_t host_uid;
 	gid_t host_gid;
+	/* Fast path (the worker is root): a holder process keeps a user, net
+	 * and uts namespace per context (ids mapped, loopback up), which every
+	 * run joins instead of creating its own; see spawn.c. */
+	int fast;
+	pid_t holder_pid;
+	int holder_sock;
+	int ns_user, ns_net, ns_uts;
 	char passwd[256], group[256];
 };
 

@@ -40,12 +40,83 @@
 #define CLONE_PIDFD 0x00001000
 #endif
 
-#define NS_FLAGS                                                                                   \
-	(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | \
-	 CLONE_NEWCGROUP)
+/* per run: fresh mount, pid, ipc and cgroup namespaces; user, net and uts
+ * too on the slow path (the fast path joins the holder's) */
+#define RUN_NS_FLAGS    (CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWCGROUP)
+#define HOLDER_NS_FLAGS (CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWUTS)
 
 /* memory sampling period while a run is alive */
 #define MEM_POLL_NS (10 * 1000000ull)
+
+static int write_proc(pid_t pid, const char *file, const char *data);
+
+static int write_maps(const struct swerve_sandbox *sb, pid_t pid)
+{
+	char map[64];
+	snprintf(map, sizeof(map), "%d %u 1", SB_UID, (unsigned)sb->host_uid);
+	if (write_proc(pid, "uid_map", map) < 0 || write_proc(pid, "setgroups", "deny") < 0)
+		return -1;
+	snprintf(map, sizeof(map), "%d %u 1", SB_GID, (unsigned)sb->host_gid);
+	return write_proc(pid, "gid_map", map);
+}
+
+static int open_ns(pid_t pid, const char *name)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/ns/%s", (int)pid, name);
+	return open(path, O_RDONLY | O_CLOEXEC);
+}
+
+static void holder_stop(struct swerve_sandbox *sb)
+{
+	int *fds[] = {&sb->ns_user, &sb->ns_net, &sb->ns_uts, &sb->holder_sock};
+	for (size_t i = 0; i < 4; i++)
+		if (*fds[i] >= 0) {
+			close(*fds[i]);
+			*fds[i] = -1;
+		}
+	if (sb->holder_pid > 0) {
+		kill(sb->holder_pid, SIGKILL);
+		while (waitpid(sb->holder_pid, NULL, __WALL) < 0 && errno == EINTR)
+			;
+		sb->holder_pid = 0;
+	}
+	sb->fast = 0;
+}
+
+/* Starts the per-context holder (fast path). On any failure the context
+ * stays on the slow path; nothing is reported. */
+static void holder_start(struct swerve_sandbox *sb)
+{
+	int sv[2];
+	char r;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return;
+	pid_t pid = (pid_t)syscall(SYS_clone, HOLDER_NS_FLAGS | SIGCHLD, 0, NULL, NULL, 0);
+	if (pid == 0)
+		sb_holder_main(sv[1]);
+	close(sv[1]);
+	if (pid < 0) {
+		close(sv[0]);
+		return;
+	}
+	sb->holder_pid = pid;
+	sb->holder_sock = sv[0];
+	struct pollfd pf = {sv[0], POLLIN, 0};
+	if (write_maps(sb, pid) < 0 || send(sv[0], "g", 1, MSG_NOSIGNAL) != 1 ||
+	    poll(&pf, 1, 5000) != 1 || recv(sv[0], &r, 1, 0) != 1 || r != 'r') {
+		holder_stop(sb);
+		return;
+	}
+	sb->ns_user = open_ns(pid, "user");
+	sb->ns_net = open_ns(pid, "net");
+	sb->ns_uts = open_ns(pid, "uts");
+	if (sb->ns_user < 0 || sb->ns_net < 0 || sb->ns_uts < 0) {
+		holder_stop(sb);
+		return;
+	}
+	sb->fast = 1;
+}
 
 int swerve_sandbox_new(struct swerve_sandbox **out, const void *config)
 {
@@ -77,6 +148,11 @@ int swerve_sandbox_new(struct swerve_sandbox **out, const void *config)
 	         SB_UID, SB_GID);
 	snprintf(sb->group, sizeof(sb->group), "root:x:0:\nsandbox:x:%d:\nnogroup:x:65534:\n",
 	         SB_GID);
+	sb->holder_sock = sb->ns_user = sb->ns_net = sb->ns_uts = -1;
+	/* SWERVE_SANDBOX_SLOW=1 forces the per-run namespaces (tests, benchmarks) */
+	const char *slow = getenv("SWERVE_SANDBOX_SLOW");
+	if (geteuid() == 0 && !(slow && *slow && strcmp(slow, "0")))
+		holder_start(sb);
 	*out = sb;
 	return 0;
 }
@@ -85,6 +161,7 @@ void swerve_sandbox_free(struct swerve_sandbox *sb)
 {
 	if (!sb)
 		return;
+	holder_stop(sb);
 	sb_seccomp_dispose(&sb->prog);
 	sb_mount_plan_dispose(&sb->plan);
 	if (sb->shared && sb->shared != MAP_FAILED)
@@ -426,6 +503,10 @@ int swerve_sandbox_run(struct swerve_sandbox_result *r, struct swerve_sandbox *s
 	sb_limits_plan(c.rl, &o->limits);
 	c.prog = &sb->prog;
 	c.shared = sb->shared;
+	c.fast = sb->fast;
+	c.ns_user = sb->ns_user;
+	c.ns_net = sb->ns_net;
+	c.ns_uts = sb->ns_uts;
 
 	if (pipe2(pipe_out, O_CLOEXEC) < 0 || pipe2(pipe_err, O_CLOEXEC) < 0 ||
 	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
@@ -435,7 +516,8 @@ int swerve_sandbox_run(struct swerve_sandbox_result *r, struct swerve_sandbox *s
 	c.err_w = pipe_err[1];
 
 	int pidfd = -1;
-	pid = (pid_t)syscall(SYS_clone, NS_FLAGS | CLONE_PIDFD | SIGCHLD, 0, &pidfd, NULL, 0);
+	unsigned long flags = RUN_NS_FLAGS | (sb->fast ? 0 : HOLDER_NS_FLAGS);
+	pid = (pid_t)syscall(SYS_clone, flags | CLONE_PIDFD | SIGCHLD, 0, &pidfd, NULL, 0);
 	if (pid < 0) {
 		int e = errno;
 		swerve_error_set(e == EPERM || e == EINVAL || e == ENOSPC ? SWERVE_EUNSUPPORTED
@@ -463,17 +545,8 @@ int swerve_sandbox_run(struct swerve_sandbox_result *r, struct swerve_sandbox *s
 	fcntl(s.out_r, F_SETFL, O_NONBLOCK);
 	fcntl(s.err_r, F_SETFL, O_NONBLOCK);
 
-	{
-		char map[64];
-		snprintf(map, sizeof(map), "%d %u 1", SB_UID, (unsigned)sb->host_uid);
-		if (write_proc(pid, "uid_map", map) < 0 || write_proc(pid, "setgroups", "deny") < 0)
-			goto mapfail;
-		snprintf(map, sizeof(map), "%d %u 1", SB_GID, (unsigned)sb->host_gid);
-		if (write_proc(pid, "gid_map", map) < 0)
-			goto mapfail;
-		if (send(s.sock, "g", 1, MSG_NOSIGNAL) != 1)
-			goto mapfail;
-	}
+	if (!sb->fast && (write_maps(sb, pid) < 0 || send(s.sock, "g", 1, MSG_NOSIGNAL) != 1))
+		goto mapfail;
 	sb->timing.maps_us = (sb_now_ns() - t0) / 1000;
 
 	uint64_t deadline = lim.wall_ms == UINT64_MAX ? UINT64_MAX : t0 + lim.wall_ms * 1000000ull;

@@ -12,8 +12,23 @@
  *           filter (sending its notification listener to the supervisor),
  *           and execs (or calls the in-process fn).
  * Both are raw clones of the caller: no malloc, no stdio, no atfork
- * handlers. A failing step writes {step, index, errno} on the CLOEXEC
- * socketpair and _exits; a successful exec closes the command's copy. */
+ * handlers. The first thing init does is close every fd it inherited from
+ * the caller but its own (other threads' pipes must not be held open).
+ *
+ * Two ways into the namespaces:
+ *   slow path (any uid): clone with CLONE_NEWUSER|NEWNET|NEWUTS too; the
+ *           supervisor writes the id maps and releases init over the socket.
+ *   fast path (the worker is root): a per-context holder process owns a
+ *           user namespace (sandbox uid 1000 = the worker's uid), a network
+ *           namespace with loopback up, and a uts namespace. A run clones
+ *           only mount/pid/ipc/cgroup namespaces, builds its mounts as real
+ *           root in a mount namespace the sandbox user has no privilege over,
+ *           then joins the holder's net, uts and user namespaces (setns). No
+ *           handshake, no per-run network namespace. Nothing persists in the
+ *           shared ones between runs: the sandbox has no capability to
+ *           configure them, and every socket dies with its processes. A failing step writes {step,
+ * index, errno} on the CLOEXEC socketpair and _exits; a successful exec closes the command's copy.
+ */
 #include "sandbox/internal.h"
 #include "sandbox/spawn.h"
 
@@ -149,22 +164,73 @@ __attribute__((noreturn)) static void command(const struct sb_child *c)
 	fail(sock, SB_STEP_EXEC, -1);
 }
 
+/* Closes every fd >= 3 except those in keep (unsorted, -1 entries ignored). */
+static int close_except(int *keep, int n)
+{
+	for (int i = 1; i < n; i++) /* insertion sort: n is tiny */
+		for (int j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
+			int t = keep[j];
+			keep[j] = keep[j - 1];
+			keep[j - 1] = t;
+		}
+	unsigned lo = 3;
+	for (int i = 0; i < n; i++) {
+		if (keep[i] < (int)lo)
+			continue;
+		if ((unsigned)keep[i] > lo && syscall(SYS_close_range, lo, keep[i] - 1, 0) < 0)
+			return -1;
+		lo = (unsigned)keep[i] + 1;
+	}
+	return (int)syscall(SYS_close_range, lo, ~0U, 0);
+}
+
+__attribute__((noreturn)) void sb_holder_main(int sock)
+{
+	char go;
+	int keep[1] = {sock};
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || close_except(keep, 1) < 0)
+		_exit(127);
+	if (read(sock, &go, 1) != 1)
+		_exit(127);
+	if (sb_net_loopback_up() < 0)
+		fail(sock, SB_STEP_NET, -1);
+	if (send(sock, "r", 1, MSG_NOSIGNAL) != 1)
+		_exit(127);
+	while (read(sock, &go, 1) > 0) /* until the context goes away */
+		;
+	_exit(0);
+}
+
 __attribute__((noreturn)) void sb_child_main(const struct sb_child *c)
 {
 	int sock = c->sock, step = 0, idx = -1;
 	char go;
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+	int keep[6] = {sock, c->out_w, c->err_w, c->ns_user, c->ns_net, c->ns_uts};
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || prctl(PR_SET_DUMPABLE, 0) < 0)
 		fail(sock, SB_STEP_SETSID, -1);
-	/* the supervisor writes our uid/gid maps, then releases us */
-	if (read(sock, &go, 1) != 1)
+	if (close_except(keep, c->fast ? 6 : 3) < 0)
+		fail(sock, SB_STEP_STDIO, -1);
+	/* slow path: the supervisor writes our uid/gid maps, then releases us */
+	if (!c->fast && read(sock, &go, 1) != 1)
 		_exit(127);
-	if (sethostname(c->hostname, strlen(c->hostname)) < 0)
+	if (!c->fast && sethostname(c->hostname, strlen(c->hostname)) < 0)
 		fail(sock, SB_STEP_HOSTNAME, -1);
 	if (sb_mount_apply(c->plan, &step, &idx) < 0)
 		fail(sock, step, idx);
 	c->shared->t_mounts = c->shared->t_pivot = sb_now_ns();
-	if (sb_net_loopback_up() < 0)
+	if (c->fast) {
+		/* user last: joining it gives up every privilege outside it */
+		if (setns(c->ns_net, CLONE_NEWNET) < 0 || setns(c->ns_uts, CLONE_NEWUTS) < 0 ||
+		    setns(c->ns_user, CLONE_NEWUSER) < 0)
+			fail(sock, SB_STEP_SETNS, -1);
+		close(c->ns_net);
+		close(c->ns_uts);
+		close(c->ns_user);
+		if (sethostname(c->hostname, strlen(c->hostname)) < 0)
+			fail(sock, SB_STEP_HOSTNAME, -1);
+	} else if (sb_net_loopback_up() < 0) {
 		fail(sock, SB_STEP_NET, -1);
+	}
 	if (chdir(c->cwd) < 0)
 		fail(sock, SB_STEP_CWD, -1);
 	pid_t pid = (pid_t)syscall(SYS_clone, SIGCHLD, 0, NULL, NULL, 0);

@@ -21,8 +21,15 @@ struct sb_child {
 	struct sb_rlimit rl[SB_NRLIMITS];
 	const struct sock_fprog *prog;
 	struct sb_shared *shared;
+	int fast;                    /* join ns_* instead of waiting for id maps */
+	int ns_user, ns_net, ns_uts; /* the context's namespaces (fast path) */
 };
 
 __attribute__((noreturn)) void sb_child_main(const struct sb_child *c);
+
+/* The per-context holder (a clone in new user, net and uts namespaces):
+ * waits for its id maps, brings loopback up, answers "r", then sleeps until
+ * the context closes its end of sock. */
+__attribute__((noreturn)) void sb_holder_main(int sock);
 
 #endif

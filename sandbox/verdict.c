@@ -23,6 +23,7 @@ const char *sb_step_name(int step)
 	        [SB_STEP_MOUNT] = "mount",
 	        [SB_STEP_PIVOT] = "pivot_root",
 	        [SB_STEP_NET] = "loopback up",
+	        [SB_STEP_SETNS] = "joining the worker's namespaces",
 	        [SB_STEP_PIDMAX] = "pid namespace process cap",
 	        [SB_STEP_FORK] = "fork of the command",
 	        [SB_STEP_CWD] = "chdir to the working directory",
