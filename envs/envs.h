@@ -4,10 +4,12 @@
 #ifndef SWERVE_ENVS_H
 #define SWERVE_ENVS_H
 
+#include "envs/task.h"
 #include "envs/repo.h"
 #include "envs/fstree.h"
 #include "envs/patch.h"
 #include "envs/layer.h"
 #include "envs/workspace.h"
+#include "envs/report.h"
 
 #endif
