@@ -211,6 +211,18 @@ $(BUILD)/tests/bench/gpu_%: tests/bench/gpu_%.c $(CUDA_LIB)
 	@mkdir -p $(@D)
 	$(CC) -O2 -g -std=gnu11 -D_GNU_SOURCE $(WARN) -I. -o $@ $< $(CUDA_LIB) $(CUDA_LIBS)
 
+# policy's GPU test and benchmark also link the CPU reference model (libc-only
+# sources) to compare against / count FLOPs.
+POLICY_REF_C := policy/config.c policy/params.c policy/ref.c policy/loss.c policy/optim.c \
+		policy/trainer.c
+$(BUILD)/tests/gpu/test_policy_model: tests/gpu/test_policy_model.c $(POLICY_REF_C) $(CUDA_LIB)
+	@mkdir -p $(@D)
+	$(CC) -O2 -g -std=gnu11 -D_GNU_SOURCE $(WARN) -I. -o $@ $< $(POLICY_REF_C) $(CUDA_LIB) $(CUDA_LIBS)
+
+$(BUILD)/tests/bench/gpu_train: tests/bench/gpu_train.c $(POLICY_REF_C) $(CUDA_LIB)
+	@mkdir -p $(@D)
+	$(CC) -O2 -g -std=gnu11 -D_GNU_SOURCE $(WARN) -I. -I$(CUDA_HOME)/include -o $@ $< $(POLICY_REF_C) $(CUDA_LIB) $(CUDA_LIBS)
+
 define gpu_gate
 	if [ -z "$(NVCC)" ]; then echo "$(1): skipped: nvcc not found (CUDA toolkit not installed)"; exit 0; fi; \
 	if ! nvidia-smi -L >/dev/null 2>&1; then echo "$(1): skipped: no NVIDIA GPU on this machine (nvidia-smi -L failed); run it on the lent H100"; exit 0; fi

@@ -18,6 +18,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #include "sandbox/error.h"
 
 /* ---- config (policy/config.c) ------------------------------------------- */
@@ -308,6 +312,49 @@ int policy_trainer_pg_step(struct policy_step_stats *st, struct policy_trainer *
                            const double *logp_old, const double *adv,
                            const struct policy_loss_opts *opts);
 
+/* ---- the GPU model (policy/gpu.cu; only in libswerve_cuda.a) ------------ */
+
+/* GEMM precision of the GPU path. The LM head, the router and the loss are
+ * always fp32 (no TF32); the lightning kernel always takes bf16 q/k/v.
+ *   POLICY_GPU_FP32  every other GEMM in fp32 (the comparison mode)
+ *   POLICY_GPU_BF16  every other GEMM on bf16 tensor cores, fp32 accumulate */
+enum policy_gpu_precision { POLICY_GPU_FP32 = 0, POLICY_GPU_BF16 = 1 };
+
+struct policy_gpu;
+
+/* Device buffers for batches of up to max_tokens tokens in up to max_seqs
+ * sequences (each at most cfg->max_seq_len). Lightning layers need head_dim
+ * 64 or 128 (kernels/lightning.h). Fails with SWERVE_EUNSUPPORTED without a
+ * CUDA device. */
+int policy_gpu_new(struct policy_gpu **out, const struct policy_config *cfg,
+                   const struct policy_layout *layout, int max_tokens, int max_seqs,
+                   enum policy_gpu_precision precision);
+void policy_gpu_free(struct policy_gpu *g);
+
+/* Host <-> device copies of the fp32 arenas (layout->total floats). */
+int policy_gpu_set_params(struct policy_gpu *g, const float *params);
+int policy_gpu_get_params(struct policy_gpu *g, float *params);
+int policy_gpu_get_grads(struct policy_gpu *g, float *grads);
+
+/* Forward, loss and (backward != 0) backward of one packed batch; the
+ * gradients of loss + aux are written (not accumulated) to the device
+ * gradient arena. logp_old == NULL: mean cross-entropy over targets >= 0;
+ * else the policy-gradient loss of opts with per-token logp_old and adv.
+ * Host inputs. out_logp (may be NULL) receives log pi(targets[t]). */
+int policy_gpu_step(struct policy_loss_stats *st, double *aux, float *out_logp,
+                    struct policy_gpu *g, const struct policy_batch *batch, const int *targets,
+                    const float *logp_old, const float *adv, const struct policy_loss_opts *opts,
+                    int backward);
+
+/* Logits of the last policy_gpu_step (n_tokens x vocab, fp32) to the host. */
+int policy_gpu_get_logits(struct policy_gpu *g, float *logits);
+
+/* AdamW with global-norm clipping on the device arenas (as policy_adamw_step). */
+int policy_gpu_adamw(double *grad_norm, struct policy_gpu *g, struct policy_adamw *opt);
+
+/* Waits for the device; returns -1 with the CUDA error if a kernel failed. */
+int policy_gpu_sync(struct policy_gpu *g);
+
 /* ---- RL from the db's consumer API (policy/rl.c) ------------------------ */
 
 struct swerve_db;
@@ -349,5 +396,9 @@ int policy_rl_step_batch(struct policy_rl_stats *st, struct policy_trainer *tr,
 int policy_rl_step_db(struct policy_rl_stats *st, struct policy_trainer *tr, struct swerve_db *db,
                       int64_t run, size_t max_groups, int64_t step,
                       const struct policy_rl_opts *opts);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

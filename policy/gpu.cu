@@ -1,0 +1,1305 @@
+/* gpu.cu - the policy model on one GPU: the same function as the CPU
+ * reference (ref.c), forward and backward, with cuBLAS GEMMs and
+ * kernels/lightning for the lightning-attention core.
+ *
+ * Storage is fp32 throughout (master weights, activations, gradients);
+ * POLICY_GPU_BF16 runs the projection and expert GEMMs on bf16 tensor cores
+ * (CUBLAS_COMPUTE_32F_FAST_16BF, fp32 accumulation), POLICY_GPU_FP32 in
+ * plain fp32 (TF32 never). The LM head, router and loss are fp32 always
+ * (M1: an fp32 head fixes the train/inference probability mismatch). The
+ * lightning kernel takes bf16 q/k/v (kernels/lightning.h).
+ *
+ * The MoE routes on the host: each layer copies the top-k choice (T x k
+ * ints) and router probabilities back, counting-sorts the assignments by
+ * expert and runs one GEMM per expert. Softmax attention is a plain
+ * warp-per-(token, head) kernel with the FlashAttention backward algebra
+ * (saved log-sum-exp, D = rowsum(dO * O)); it is correct, not fast.
+ *
+ * Shapes are noted as (T, C) row-major; W (out, in) as in ref.c. */
+#include "kernels/lightning.h"
+#include "kernels/policy_loss.h"
+#include "policy/policy.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CK(call)                                                                                   \
+	do {                                                                                       \
+		cudaError_t e_ = (call);                                                           \
+		if (e_ != cudaSuccess)                                                             \
+			return swerve_error_set(SWERVE_ERROR, "gpu: %s:%d: %s: %s", __FILE__,      \
+			                        __LINE__, #call, cudaGetErrorString(e_));          \
+	} while (0)
+#define CKB(call)                                                                                  \
+	do {                                                                                       \
+		cublasStatus_t s_ = (call);                                                        \
+		if (s_ != CUBLAS_STATUS_SUCCESS)                                                   \
+			return swerve_error_set(SWERVE_ERROR, "gpu: %s:%d: cuBLAS status %d",      \
+			                        __FILE__, __LINE__, (int)s_);                      \
+	} while (0)
+#define LAUNCHED() CK(cudaGetLastError())
+#define CKR(x)                                                                                     \
+	do {                                                                                       \
+		int r_ = (x);                                                                      \
+		if (r_)                                                                            \
+			return r_;                                                                 \
+	} while (0)
+
+/* ---- per-layer saved activations ------------------------------------------ */
+
+struct glayer {
+	float *xin, *n1, *rstd1; /* block input, its norm (T, D), 1/rms (T) */
+	float *hmid, *n2, *rstd2;
+	/* lightning */
+	float *pre;        /* (3, T, Hd): q, k, v before SiLU */
+	uint16_t *qkv_b;   /* (3, T, Hd) bf16 after SiLU */
+	float *o, *rstd_o; /* (T, Hd) core output, 1/rms over Hd */
+	float *gpre, *gn;  /* (T, Hd) gate pre-activation, gate * norm(o) */
+	/* softmax */
+	float *q, *k, *v, *lse; /* q (T, Hd) rotated, k/v (T, KVd), lse (T, H) */
+	/* MoE */
+	float *prob, *gate;            /* (T, E), (T, K) */
+	int *sel;                      /* (T, K) device */
+	int *perm, *rowof;             /* (T K) device: row -> token, (t, j) -> row */
+	int *h_off;                    /* (E + 1) host: rows of expert e */
+	float *h_auxc;                 /* (E) host: d aux / d p_e (per token) */
+	float *xp, *h1, *h3, *hh, *yp; /* (TK, D), (TK, F) x3, (TK, D) */
+};
+
+struct policy_gpu {
+	struct policy_config cfg;
+	const struct policy_layout *L;
+	int Tm, Sm, prec;
+	cublasHandle_t blas;
+	float *params, *grads, *m, *v;
+	float *slopes; /* (L, H) */
+	struct glayer *ly;
+	float *x, *xf, *nf, *rstdf, *logits;
+	float *dx, *dn, *dt1, *dt2, *dt3, *dbig; /* scratch */
+	uint16_t *bscr;                          /* (3, T, Hd) bf16 scratch */
+	int *tok, *tgt, *pos, *sstart, *send, *cu;
+	float *old, *adv, *tl; /* per token: logp_old, adv; tl (4, T): logp, ent, loss, clipped */
+	float *h_tl, *h_prob;
+	int *h_sel, *h_perm, *h_rowof;
+	void *ws;
+	size_t ws_bytes;
+	float *red; /* reduction scratch */
+	int T;      /* tokens of the last step */
+};
+
+/* ---- small kernels ---------------------------------------------------------- */
+
+__device__ static float warp_sum(float v)
+{
+	for (int o = 16; o > 0; o >>= 1)
+		v += __shfl_xor_sync(0xffffffffu, v, o);
+	return v;
+}
+
+/* sum over a block of up to 1024 threads; every thread gets the result */
+__device__ static float block_sum(float v)
+{
+	__shared__ float s[32];
+	int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+	v = warp_sum(v);
+	__syncthreads();
+	if (lane == 0)
+		s[w] = v;
+	__syncthreads();
+	v = (int)threadIdx.x < (int)(blockDim.x >> 5) ? s[lane] : 0.0f;
+	v = warp_sum(v);
+	return v;
+}
+
+__device__ static float block_max(float v)
+{
+	__shared__ float s[32];
+	int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+	for (int o = 16; o > 0; o >>= 1)
+		v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+	__syncthreads();
+	if (lane == 0)
+		s[w] = v;
+	__syncthreads();
+	v = (int)threadIdx.x < (int)(blockDim.x >> 5) ? s[lane] : -INFINITY;
+	for (int o = 16; o > 0; o >>= 1)
+		v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+	return v;
+}
+
+__device__ static float sigm(float x)
+{
+	return 1.0f / (1.0f + expf(-x));
+}
+__device__ static float dsilu(float a)
+{
+	float s = sigm(a);
+	return s * (1.0f + a * (1.0f - s));
+}
+
+__device__ static uint16_t f2bf(float f)
+{
+	uint32_t u = __float_as_uint(f);
+	if ((u & 0x7fffffffu) > 0x7f800000u)
+		return 0x7fc0;
+	u += 0x7fffu + ((u >> 16) & 1u);
+	return (uint16_t)(u >> 16);
+}
+__device__ static float bf2f(uint16_t h)
+{
+	return __uint_as_float((uint32_t)h << 16);
+}
+
+#define GRID(n) (unsigned)(((n) + 255) / 256), 256
+
+__global__ static void k_embed(float *x, const float *emb, const int *tok, int T, int D)
+{
+	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+	if (i < (size_t)T * D)
+		x[i] = emb[(size_t)tok[i / D] * D + i % D];
+}
+
+__global__ static void k_embed_bwd(float *demb, const float *dx, const int *tok, int T, int D)
+{
+	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+	if (i < (size_t)T * D)
+		atomicAdd(&demb[(size_t)tok[i / D] * D + i % D], dx[i]);
+}
+
+__global__ static void k_add(float *y, const float *x, size_t n)
+{
+	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+	if (i < n)
+		y[i] += x[i];
+}
+
+/* y = x * rstd * w, one block per row */
+__global__ static void k_rms_fwd(float *y, float *rstd, const float *x, const float *w, int C,
+                                 float eps)
+{
+	const float *xr = x + (size_t)blockIdx.x * C;
+	float ss = 0, r;
+	for (int i = threadIdx.x; i < C; i += blockDim.x)
+		ss += xr[i] * xr[i];
+	ss = block_sum(ss);
+	r = rsqrtf(ss / C + eps);
+	if (threadIdx.x == 0)
+		rstd[blockIdx.x] = r;
+	for (int i = threadIdx.x; i < C; i += blockDim.x)
+		y[(size_t)blockIdx.x * C + i] = xr[i] * r * w[i];
+}
+
+/* dx += r dy w - r^3 x (sum dy w x) / C, one block per row */
+__global__ static void k_rms_bwd(float *dx, const float *dy, const float *x, const float *w,
+                                 const float *rstd, int C)
+{
+	size_t o = (size_t)blockIdx.x * C;
+	float r = rstd[blockIdx.x], dot = 0;
+	for (int i = threadIdx.x; i < C; i += blockDim.x)
+		dot += dy[o + i] * w[i] * x[o + i];
+	dot = block_sum(dot);
+	for (int i = threadIdx.x; i < C; i += blockDim.x)
+		dx[o + i] += r * dy[o + i] * w[i] - r * r * r * x[o + i] * dot / C;
+}
+
+/* dw[c] += sum_t dy x rstd: a thread per column */
+__global__ static void k_rms_dw(float *dw, const float *dy, const float *x, const float *rstd,
+                                int T, int C)
+{
+	int c = blockIdx.x * blockDim.x + threadIdx.x;
+	float s = 0;
+	if (c >= C)
+		return;
+	for (int t = 0; t < T; t++)
+		s += dy[(size_t)t * C + c] * x[(size_t)t * C + c] * rstd[t];
+	dw[c] += s;
+}
+
+__global__ static void k_silu_bf16(uint16_t *out, const float *pre, size_t n)
+{
+	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+	if (i < n)
+		out[i] = f2bf(pre[i] * sigm(pre[i]));
+}
+
+__global__ static void k_to_bf16(uint16_t *out, const float *in, size_t n)
+{
+	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+	if (i < n)
+		out[i] = f2bf(in[i]);
+}
+
+__global__ static void k_to_f32(float *out, const uint16_t *in, size_t n)
+{
+	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+	if (i < n)
+		out[i] = bf2f(in[i]);
+}
+
+/* d_pre = bf16 d_post * silu'(pre) */
+__global__ static void k_dsilu(float *dpre, const uint16_t *dpost, const float *pre, size_t n)
+{
+	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+	if (i < n)
+		dpre[i] = bf2f(dpost[i]) * dsilu(pre[i]);
+}
+
+/* gn = sigmoid(gpre) * n (n already in gn) */
+__global__ static void k_gate(float *gn, const float *gpre, size_t n)
+{
+	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+	if (i < n)
+		gn[i] *= sigm(gpre[i]);
+}
+
+/* from dgn: dn = dgn g (into dn), dgpre = dgn n g (1 - g) (into dg), n = gn / g */
+__global__ static void k_gate_bwd(float *dn, float *dg, const float *dgn, const float *gn,
+                                  const float *gpre, size_t n)
+{
+	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+	if (i < n) {
+		float g = sigm(gpre[i]), nn = g > 0 ? gn[i] / g : 0.0f;
+		dn[i] = dgn[i] * g;
+		dg[i] = dgn[i] * nn * g * (1.0f - g);
+	}
+}
+
+/* rotate-half on the first rd dims of each of H heads; inverse: R^T */
+__global__ static void k_rotary(float *x, const int *pos, int T, int H, int d, int rd, float theta,
+                                int inverse)
+{
+	int half = rd / 2;
+	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+	if (i >= (size_t)T * H * half)
+		return;
+	int j = (int)(i % half), h = (int)(i / half % H), t = (int)(i / half / H);
+	float *v = x + ((size_t)t * H + h) * d;
+	double ang = pos[t] * pow((double)theta, -2.0 * j / rd);
+	float cs = (float)cos(ang), sn = (float)(inverse ? -sin(ang) : sin(ang));
+	float a = v[j], b = v[j + half];
+	v[j] = a * cs - b * sn;
+	v[j + half] = b * cs + a * sn;
+}
+
+/* softmax attention forward: a warp per (t, h); online softmax over the
+ * keys of t's sequence up to t. d <= 128. */
+__global__ static void k_attn_fwd(float *o, float *lse, const float *q, const float *k,
+                                  const float *v, const int *sstart, int T, int H, int KV, int d,
+                                  float scale)
+{
+	int w = (blockIdx.x * blockDim.x + threadIdx.x) >> 5, lane = threadIdx.x & 31;
+	if (w >= T * H)
+		return;
+	int t = w / H, h = w % H, g = h / (H / KV);
+	const float *qt = q + ((size_t)t * H + h) * d;
+	float qr[4], acc[4] = {0, 0, 0, 0}, mx = -INFINITY, z = 0;
+	for (int c = 0; c < 4; c++)
+		qr[c] = lane + 32 * c < d ? qt[lane + 32 * c] : 0.0f;
+	for (int s = sstart[t]; s <= t; s++) {
+		const float *ks = k + ((size_t)s * KV + g) * d, *vs = v + ((size_t)s * KV + g) * d;
+		float dot = 0, sc, nm, a, b;
+		for (int c = 0; c < 4; c++)
+			if (lane + 32 * c < d)
+				dot += qr[c] * ks[lane + 32 * c];
+		sc = warp_sum(dot) * scale;
+		nm = fmaxf(mx, sc);
+		a = expf(mx - nm);
+		b = expf(sc - nm);
+		z = z * a + b;
+		for (int c = 0; c < 4; c++)
+			if (lane + 32 * c < d)
+				acc[c] = acc[c] * a + b * vs[lane + 32 * c];
+		mx = nm;
+	}
+	for (int c = 0; c < 4; c++)
+		if (lane + 32 * c < d)
+			o[((size_t)t * H + h) * d + lane + 32 * c] = acc[c] / z;
+	if (lane == 0)
+		lse[(size_t)t * H + h] = mx + logf(z);
+}
+
+/* Dt = rowsum(dO * O) per (t, h) */
+__global__ static void k_attn_dsum(float *D, const float *dout, const float *o, int TH, int d)
+{
+	int w = (blockIdx.x * blockDim.x + threadIdx.x) >> 5, lane = threadIdx.x & 31;
+	float s = 0;
+	if (w >= TH)
+		return;
+	for (int i = lane; i < d; i += 32)
+		s += dout[(size_t)w * d + i] * o[(size_t)w * d + i];
+	s = warp_sum(s);
+	if (lane == 0)
+		D[w] = s;
+}
+
+/* dq: a warp per (t, h) */
+__global__ static void k_attn_dq(float *dq, const float *dout, const float *q, const float *k,
+                                 const float *v, const float *lse, const float *D,
+                                 const int *sstart, int T, int H, int KV, int d, float scale)
+{
+	int w = (blockIdx.x * blockDim.x + threadIdx.x) >> 5, lane = threadIdx.x & 31;
+	if (w >= T * H)
+		return;
+	int t = w / H, h = w % H, g = h / (H / KV);
+	float qr[4], gr[4], acc[4] = {0, 0, 0, 0}, L = lse[w], Dt = D[w];
+	for (int c = 0; c < 4; c++) {
+		int i = lane + 32 * c;
+		qr[c] = i < d ? q[(size_t)w * d + i] : 0.0f;
+		gr[c] = i < d ? dout[(size_t)w * d + i] : 0.0f;
+	}
+	for (int s = sstart[t]; s <= t; s++) {
+		const float *ks = k + ((size_t)s * KV + g) * d, *vs = v + ((size_t)s * KV + g) * d;
+		float dot = 0, dp = 0, p, ds;
+		for (int c = 0; c < 4; c++)
+			if (lane + 32 * c < d) {
+				dot += qr[c] * ks[lane + 32 * c];
+				dp += gr[c] * vs[lane + 32 * c];
+			}
+		dot = warp_sum(dot);
+		dp = warp_sum(dp);
+		p = expf(dot * scale - L);
+		ds = p * (dp - Dt) * scale;
+		for (int c = 0; c < 4; c++)
+			if (lane + 32 * c < d)
+				acc[c] += ds * ks[lane + 32 * c];
+	}
+	for (int c = 0; c < 4; c++)
+		if (lane + 32 * c < d)
+			dq[(size_t)w * d + lane + 32 * c] = acc[c];
+}
+
+/* dk, dv: a warp per (s, kv head), over the group's heads and t >= s */
+__global__ static void k_attn_dkv(float *dk, float *dv, const float *dout, const float *q,
+                                  const float *k, const float *v, const float *lse, const float *D,
+                                  const int *send, int T, int H, int KV, int d, float scale)
+{
+	int w = (blockIdx.x * blockDim.x + threadIdx.x) >> 5, lane = threadIdx.x & 31;
+	if (w >= T * KV)
+		return;
+	int s = w / KV, g = w % KV, grp = H / KV;
+	float kr[4], vr[4], ak[4] = {0, 0, 0, 0}, av[4] = {0, 0, 0, 0};
+	for (int c = 0; c < 4; c++) {
+		int i = lane + 32 * c;
+		kr[c] = i < d ? k[(size_t)w * d + i] : 0.0f;
+		vr[c] = i < d ? v[(size_t)w * d + i] : 0.0f;
+	}
+	for (int h = g * grp; h < (g + 1) * grp; h++)
+		for (int t = s; t < send[s]; t++) {
+			const float *qt = q + ((size_t)t * H + h) * d;
+			const float *gt = dout + ((size_t)t * H + h) * d;
+			float dot = 0, dp = 0, p, ds;
+			for (int c = 0; c < 4; c++)
+				if (lane + 32 * c < d) {
+					dot += qt[lane + 32 * c] * kr[c];
+					dp += gt[lane + 32 * c] * vr[c];
+				}
+			dot = warp_sum(dot);
+			dp = warp_sum(dp);
+			p = expf(dot * scale - lse[(size_t)t * H + h]);
+			ds = p * (dp - D[(size_t)t * H + h]) * scale;
+			for (int c = 0; c < 4; c++)
+				if (lane + 32 * c < d) {
+					av[c] += p * gt[lane + 32 * c];
+					ak[c] += ds * qt[lane + 32 * c];
+				}
+		}
+	for (int c = 0; c < 4; c++)
+		if (lane + 32 * c < d) {
+			dk[(size_t)w * d + lane + 32 * c] = ak[c];
+			dv[(size_t)w * d + lane + 32 * c] = av[c];
+		}
+}
+
+/* router: softmax over E, top-k (ties to the lower index), renormalised gates */
+__global__ static void k_route(float *prob, int *sel, float *gate, const float *logit, int T, int E,
+                               int K)
+{
+	int t = blockIdx.x * blockDim.x + threadIdx.x;
+	if (t >= T)
+		return;
+	float *p = prob + (size_t)t * E, mx = -INFINITY, z = 0, S = 0;
+	const float *l = logit + (size_t)t * E;
+	for (int e = 0; e < E; e++)
+		mx = fmaxf(mx, l[e]);
+	for (int e = 0; e < E; e++)
+		z += (p[e] = expf(l[e] - mx));
+	for (int e = 0; e < E; e++)
+		p[e] /= z;
+	for (int j = 0; j < K; j++) {
+		int best = -1;
+		for (int e = 0; e < E; e++) {
+			int taken = 0;
+			for (int i = 0; i < j; i++)
+				taken |= sel[(size_t)t * K + i] == e;
+			if (!taken && (best < 0 || p[e] > p[best]))
+				best = e;
+		}
+		sel[(size_t)t * K + j] = best;
+		S += p[best];
+	}
+	for (int j = 0; j < K; j++)
+		gate[(size_t)t * K + j] = p[sel[(size_t)t * K + j]] / S;
+}
+
+__global__ static void k_gather(float *xp, const float *x, const int *perm, int R, int D)
+{
+	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+	if (i < (size_t)R * D)
+		xp[i] = x[(size_t)perm[i / D] * D + i % D];
+}
+
+__global__ static void k_swiglu(float *hh, const float *h1, const float *h3, size_t n)
+{
+	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+	if (i < n)
+		hh[i] = h1[i] * sigm(h1[i]) * h3[i];
+}
+
+/* dh (in dh1's place) -> dh1, dh3 */
+__global__ static void k_swiglu_bwd(float *dh1, float *dh3, const float *dh, const float *h1,
+                                    const float *h3, size_t n)
+{
+	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+	if (i < n) {
+		float a = h1[i], g = dh[i];
+		dh3[i] = g * a * sigm(a);
+		dh1[i] = g * h3[i] * dsilu(a);
+	}
+}
+
+/* y[t] = sum_j gate[t, j] yp[rowof[t, j]] */
+__global__ static void k_combine(float *y, const float *yp, const float *gate, const int *rowof,
+                                 int T, int K, int D)
+{
+	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+	if (i >= (size_t)T * D)
+		return;
+	int t = (int)(i / D), c = (int)(i % D);
+	float s = 0;
+	for (int j = 0; j < K; j++)
+		s += gate[(size_t)t * K + j] * yp[(size_t)rowof[(size_t)t * K + j] * D + c];
+	y[i] = s;
+}
+
+/* a block per (t, j): dyp[row] = gate dy[t], dgate = dy[t] . yp[row] */
+__global__ static void k_combine_bwd(float *dyp, float *dgate, const float *dy, const float *yp,
+                                     const float *gate, const int *rowof, int K, int D)
+{
+	int tj = blockIdx.x, t = tj / K, row = rowof[tj];
+	float g = gate[tj], s = 0;
+	for (int c = threadIdx.x; c < D; c += blockDim.x) {
+		float v = dy[(size_t)t * D + c];
+		dyp[(size_t)row * D + c] = g * v;
+		s += v * yp[(size_t)row * D + c];
+	}
+	s = block_sum(s);
+	if (threadIdx.x == 0)
+		dgate[tj] = s;
+}
+
+/* router backward per token: dp from the gates and the balance loss, then
+ * through the softmax. auxc[e] = aux_scale * coef * E * f_e / T. */
+__global__ static void k_route_bwd(float *dlogit, const float *prob, const int *sel,
+                                   const float *gate, const float *dgate, const float *auxc, int T,
+                                   int E, int K)
+{
+	int t = blockIdx.x * blockDim.x + threadIdx.x;
+	if (t >= T)
+		return;
+	const float *p = prob + (size_t)t * E;
+	float S = 0, sdg = 0, sp = 0;
+	float dp[64];
+	for (int j = 0; j < K; j++) {
+		S += p[sel[(size_t)t * K + j]];
+		sdg += dgate[(size_t)t * K + j] * gate[(size_t)t * K + j];
+	}
+	for (int e = 0; e < E; e++)
+		dp[e] = auxc[e];
+	for (int j = 0; j < K; j++)
+		dp[sel[(size_t)t * K + j]] += (dgate[(size_t)t * K + j] - sdg) / S;
+	for (int e = 0; e < E; e++)
+		sp += p[e] * dp[e];
+	for (int e = 0; e < E; e++)
+		dlogit[(size_t)t * E + e] = p[e] * (dp[e] - sp);
+}
+
+/* dx[t] += sum_j dxp[rowof[t, j]] */
+__global__ static void k_scatter(float *dx, const float *dxp, const int *rowof, int T, int K, int D)
+{
+	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+	if (i >= (size_t)T * D)
+		return;
+	int t = (int)(i / D), c = (int)(i % D);
+	float s = 0;
+	for (int j = 0; j < K; j++)
+		s += dxp[(size_t)rowof[(size_t)t * K + j] * D + c];
+	dx[i] += s;
+}
+
+/* loss rows: a block per token; logits overwritten with dloss/dlogits.
+ * tl: (4, T) logp, entropy, loss term, clipped. mode 0: cross-entropy with
+ * weight inv_n; mode 1: policy loss (swerve_pl_token_eval, norm inv_n). */
+__global__ static void k_loss(float *z, float *tl, const int *tgt, const float *old,
+                              const float *adv, int T, int V, float inv_n, int mode,
+                              struct swerve_pl_opts o, int backward)
+{
+	int t = blockIdx.x, y = tgt[t];
+	float *r = z + (size_t)t * V, mx, s = 0, lse, h = 0, lp, dl;
+	if (y < 0) {
+		if (backward)
+			for (int v = threadIdx.x; v < V; v += blockDim.x)
+				r[v] = 0;
+		if (threadIdx.x == 0)
+			tl[t] = tl[T + t] = tl[2 * T + t] = tl[3 * T + t] = 0;
+		return;
+	}
+	mx = -INFINITY;
+	for (int v = threadIdx.x; v < V; v += blockDim.x)
+		mx = fmaxf(mx, r[v]);
+	mx = block_max(mx);
+	for (int v = threadIdx.x; v < V; v += blockDim.x)
+		s += expf(r[v] - mx);
+	s = block_sum(s);
+	lse = mx + logf(s);
+	for (int v = threadIdx.x; v < V; v += blockDim.x) {
+		float l = r[v] - lse;
+		h -= expf(l) * l;
+	}
+	h = block_sum(h);
+	lp = r[y] - lse;
+	__syncthreads(); /* every thread has read r[y] before it is overwritten */
+	if (mode == 0) {
+		dl = -inv_n;
+		if (threadIdx.x == 0) {
+			tl[2 * T + t] = -lp * inv_n;
+			tl[3 * T + t] = 0;
+		}
+	} else {
+		struct swerve_pl_token k = swerve_pl_token_eval(&o, lp, old[t], adv[t], inv_n);
+		dl = (float)k.dlogp;
+		if (threadIdx.x == 0) {
+			tl[2 * T + t] = (float)k.loss;
+			tl[3 * T + t] = (float)k.clipped;
+		}
+	}
+	if (threadIdx.x == 0) {
+		tl[t] = lp;
+		tl[T + t] = h;
+	}
+	if (backward)
+		for (int v = threadIdx.x; v < V; v += blockDim.x)
+			r[v] = dl * ((v == y ? 1.0f : 0.0f) - expf(r[v] - lse));
+}
+
+__global__ static void k_sumsq(float *out, const float *g, size_t n)
+{
+	float s = 0;
+	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+	     i += (size_t)gridDim.x * blockDim.x)
+		s += g[i] * g[i];
+	s = block_sum(s);
+	if (threadIdx.x == 0)
+		out[blockIdx.x] = s;
+}
+
+__global__ static void k_adamw(float *p, const float *g, float *m, float *v, size_t n, float scale,
+                               float lr, float b1, float b2, float eps, float wd, float bc1,
+                               float bc2)
+{
+	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+	if (i >= n)
+		return;
+	float gi = g[i] * scale;
+	float mi = b1 * m[i] + (1.0f - b1) * gi;
+	float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
+	m[i] = mi;
+	v[i] = vi;
+	p[i] -= lr * ((mi / bc1) / (sqrtf(vi / bc2) + eps) + wd * p[i]);
+}
+
+/* ---- GEMMs (row-major views) ---------------------------------------------- */
+
+static cublasComputeType_t ctype(const struct policy_gpu *g, int force32)
+{
+	return force32 || g->prec == POLICY_GPU_FP32 ? CUBLAS_COMPUTE_32F
+	                                             : CUBLAS_COMPUTE_32F_FAST_16BF;
+}
+
+/* Y (T, O) = X (T, I) W^T (+ beta Y), W (O, I) */
+static int mm_fwd(struct policy_gpu *g, float *Y, const float *X, const float *W, int T, int I,
+                  int O, float beta, int f32)
+{
+	float one = 1.0f;
+	if (!T || !I || !O)
+		return 0;
+	CKB(cublasGemmEx(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, O, T, I, &one, W, CUDA_R_32F, I, X,
+	                 CUDA_R_32F, I, &beta, Y, CUDA_R_32F, O, ctype(g, f32),
+	                 CUBLAS_GEMM_DEFAULT));
+	return 0;
+}
+
+/* dX (T, I) = dY (T, O) W (+ beta dX) */
+static int mm_dx(struct policy_gpu *g, float *dX, const float *dY, const float *W, int T, int I,
+                 int O, float beta, int f32)
+{
+	float one = 1.0f;
+	if (!T || !I || !O)
+		return 0;
+	CKB(cublasGemmEx(g->blas, CUBLAS_OP_N, CUBLAS_OP_N, I, T, O, &one, W, CUDA_R_32F, I, dY,
+	                 CUDA_R_32F, O, &beta, dX, CUDA_R_32F, I, ctype(g, f32),
+	                 CUBLAS_GEMM_DEFAULT));
+	return 0;
+}
+
+/* dW (O, I) += dY^T (O, T) X (T, I) */
+static int mm_dw(struct policy_gpu *g, float *dW, const float *dY, const float *X, int T, int I,
+                 int O, int f32)
+{
+	float one = 1.0f;
+	if (!T || !I || !O)
+		return 0;
+	CKB(cublasGemmEx(g->blas, CUBLAS_OP_N, CUBLAS_OP_T, I, O, T, &one, X, CUDA_R_32F, I, dY,
+	                 CUDA_R_32F, O, &one, dW, CUDA_R_32F, I, ctype(g, f32),
+	                 CUBLAS_GEMM_DEFAULT));
+	return 0;
+}
+
+/* ---- setup ------------------------------------------------------------------ */
+
+#define ALLOC(p, n)                                                                                \
+	do {                                                                                       \
+		CK(cudaMalloc((void **)&(p), (size_t)(n) * sizeof(*(p)) + 16));                    \
+	} while (0)
+
+static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
+                     const struct policy_layout *L, int Tm, int Sm, enum policy_gpu_precision prec)
+{
+	int ndev = 0, D = cfg->dim, Hd = cfg->n_heads * cfg->head_dim;
+	int KVd = cfg->n_kv_heads * cfg->head_dim, E = cfg->n_experts, K = cfg->top_k;
+	int F = cfg->expert_hidden, H = cfg->n_heads, V = cfg->vocab_size;
+	size_t TK = (size_t)Tm * K, big;
+
+	if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev < 1)
+		return swerve_error_set(SWERVE_EUNSUPPORTED, "gpu: no CUDA device");
+	if (cfg->head_dim > 128 || E > 64)
+		return swerve_error_set(SWERVE_EUNSUPPORTED,
+		                        "gpu: head_dim <= 128 and n_experts <= 64 are supported");
+	for (int l = 0; l < cfg->n_layers; l++)
+		if (!cfg->softmax_layer[l] && cfg->head_dim != 64 && cfg->head_dim != 128)
+			return swerve_error_set(SWERVE_EUNSUPPORTED,
+			                        "gpu: lightning layers need head_dim 64 or 128 "
+			                        "(kernels/lightning), got %d",
+			                        cfg->head_dim);
+	g->cfg = *cfg;
+	g->L = L;
+	g->Tm = Tm;
+	g->Sm = Sm;
+	g->prec = prec;
+	CKB(cublasCreate(&g->blas));
+	ALLOC(g->params, L->total);
+	ALLOC(g->grads, L->total);
+	ALLOC(g->m, L->total);
+	ALLOC(g->v, L->total);
+	CK(cudaMemset(g->m, 0, L->total * 4));
+	CK(cudaMemset(g->v, 0, L->total * 4));
+	{
+		float *s = (float *)malloc((size_t)cfg->n_layers * H * sizeof(float));
+		for (int l = 0; l < cfg->n_layers; l++)
+			for (int h = 0; h < H; h++)
+				s[l * H + h] = swerve_lightning_slope(h, H, l, cfg->n_layers);
+		ALLOC(g->slopes, (size_t)cfg->n_layers * H);
+		CK(cudaMemcpy(g->slopes, s, (size_t)cfg->n_layers * H * 4, cudaMemcpyHostToDevice));
+		free(s);
+	}
+	g->ly = (struct glayer *)calloc((size_t)cfg->n_layers, sizeof(struct glayer));
+	for (int l = 0; l < cfg->n_layers; l++) {
+		struct glayer *y = &g->ly[l];
+		ALLOC(y->xin, (size_t)Tm * D);
+		ALLOC(y->n1, (size_t)Tm * D);
+		ALLOC(y->rstd1, Tm);
+		ALLOC(y->hmid, (size_t)Tm * D);
+		ALLOC(y->n2, (size_t)Tm * D);
+		ALLOC(y->rstd2, Tm);
+		if (cfg->softmax_layer[l]) {
+			ALLOC(y->q, (size_t)Tm * Hd);
+			ALLOC(y->k, (size_t)Tm * KVd);
+			ALLOC(y->v, (size_t)Tm * KVd);
+			ALLOC(y->o, (size_t)Tm * Hd);
+			ALLOC(y->lse, (size_t)Tm * H);
+		} else {
+			ALLOC(y->pre, (size_t)3 * Tm * Hd);
+			ALLOC(y->qkv_b, (size_t)3 * Tm * Hd);
+			ALLOC(y->o, (size_t)Tm * Hd);
+			ALLOC(y->rstd_o, Tm);
+			ALLOC(y->gpre, (size_t)Tm * Hd);
+			ALLOC(y->gn, (size_t)Tm * Hd);
+		}
+		ALLOC(y->prob, (size_t)Tm * E);
+		ALLOC(y->gate, TK);
+		ALLOC(y->sel, TK);
+		ALLOC(y->perm, TK);
+		ALLOC(y->rowof, TK);
+		y->h_off = (int *)calloc((size_t)E + 1, sizeof(int));
+		y->h_auxc = (float *)calloc((size_t)E, sizeof(float));
+		ALLOC(y->xp, TK * D);
+		ALLOC(y->h1, TK * F);
+		ALLOC(y->h3, TK * F);
+		ALLOC(y->hh, TK * F);
+		ALLOC(y->yp, TK * D);
+	}
+	ALLOC(g->x, (size_t)Tm * D);
+	ALLOC(g->xf, (size_t)Tm * D);
+	ALLOC(g->nf, (size_t)Tm * D);
+	ALLOC(g->rstdf, Tm);
+	ALLOC(g->logits, (size_t)Tm * V);
+	ALLOC(g->dx, (size_t)Tm * D);
+	ALLOC(g->dn, (size_t)Tm * D);
+	/* scratch sized for the largest per-layer need */
+	big = (size_t)Tm * (4 * Hd + D);
+	if (TK * (2 * D + 3 * F) > big)
+		big = TK * (2 * D + 3 * F);
+	ALLOC(g->dt1, (size_t)Tm * (Hd > D ? Hd : D) * 3);
+	ALLOC(g->dt2, (size_t)Tm * (Hd > D ? Hd : D));
+	ALLOC(g->dt3, (size_t)Tm * (Hd > D ? Hd : D));
+	ALLOC(g->dbig, big);
+	ALLOC(g->bscr, (size_t)3 * Tm * Hd);
+	ALLOC(g->tok, Tm);
+	ALLOC(g->tgt, Tm);
+	ALLOC(g->pos, Tm);
+	ALLOC(g->sstart, Tm);
+	ALLOC(g->send, Tm);
+	ALLOC(g->cu, Sm + 1);
+	ALLOC(g->old, Tm);
+	ALLOC(g->adv, Tm);
+	ALLOC(g->tl, (size_t)4 * Tm);
+	ALLOC(g->red, 1024);
+	g->h_tl = (float *)malloc((size_t)4 * Tm * sizeof(float));
+	g->h_prob = (float *)malloc((size_t)Tm * E * sizeof(float));
+	g->h_sel = (int *)malloc(TK * sizeof(int));
+	g->h_perm = (int *)malloc(TK * sizeof(int));
+	g->h_rowof = (int *)malloc(TK * sizeof(int));
+	if (!g->h_tl || !g->h_prob || !g->h_sel || !g->h_perm || !g->h_rowof)
+		return swerve_error_set(SWERVE_ENOMEM, "gpu: out of memory");
+	return 0;
+}
+
+int policy_gpu_new(struct policy_gpu **out, const struct policy_config *cfg,
+                   const struct policy_layout *L, int Tm, int Sm, enum policy_gpu_precision prec)
+{
+	struct policy_gpu *g = (struct policy_gpu *)calloc(1, sizeof(*g));
+	int rc;
+	if (!g)
+		return swerve_error_set(SWERVE_ENOMEM, "gpu: out of memory");
+	g->cfg = *cfg; /* policy_gpu_free needs n_layers to free a half-built one */
+	if ((rc = gpu_build(g, cfg, L, Tm, Sm, prec))) {
+		policy_gpu_free(g);
+		return rc;
+	}
+	*out = g;
+	return 0;
+}
+
+void policy_gpu_free(struct policy_gpu *g)
+{
+	if (!g)
+		return;
+	for (int l = 0; g->ly && l < g->cfg.n_layers; l++) {
+		struct glayer *y = &g->ly[l];
+		void *p[] = {y->xin,   y->n1,  y->rstd1,  y->hmid, y->n2,  y->rstd2, y->pre,
+		             y->qkv_b, y->o,   y->rstd_o, y->gpre, y->gn,  y->q,     y->k,
+		             y->v,     y->lse, y->prob,   y->gate, y->sel, y->perm,  y->rowof,
+		             y->xp,    y->h1,  y->h3,     y->hh,   y->yp};
+		for (size_t i = 0; i < sizeof(p) / sizeof(p[0]); i++)
+			cudaFree(p[i]);
+		free(y->h_off);
+		free(y->h_auxc);
+	}
+	{
+		void *p[] = {g->params, g->grads, g->m,      g->v,   g->slopes, g->x,   g->xf,
+		             g->nf,     g->rstdf, g->logits, g->dx,  g->dn,     g->dt1, g->dt2,
+		             g->dt3,    g->dbig,  g->bscr,   g->tok, g->tgt,    g->pos, g->sstart,
+		             g->send,   g->cu,    g->old,    g->adv, g->tl,     g->red, g->ws};
+		for (size_t i = 0; i < sizeof(p) / sizeof(p[0]); i++)
+			cudaFree(p[i]);
+	}
+	if (g->blas)
+		cublasDestroy(g->blas);
+	free(g->ly);
+	free(g->h_tl);
+	free(g->h_prob);
+	free(g->h_sel);
+	free(g->h_perm);
+	free(g->h_rowof);
+	free(g);
+}
+
+int policy_gpu_set_params(struct policy_gpu *g, const float *p)
+{
+	CK(cudaMemcpy(g->params, p, g->L->total * 4, cudaMemcpyHostToDevice));
+	return 0;
+}
+int policy_gpu_get_params(struct policy_gpu *g, float *p)
+{
+	CK(cudaMemcpy(p, g->params, g->L->total * 4, cudaMemcpyDeviceToHost));
+	return 0;
+}
+int policy_gpu_get_grads(struct policy_gpu *g, float *p)
+{
+	CK(cudaMemcpy(p, g->grads, g->L->total * 4, cudaMemcpyDeviceToHost));
+	return 0;
+}
+int policy_gpu_get_logits(struct policy_gpu *g, float *p)
+{
+	CK(cudaMemcpy(p, g->logits, (size_t)g->T * g->cfg.vocab_size * 4, cudaMemcpyDeviceToHost));
+	return 0;
+}
+int policy_gpu_sync(struct policy_gpu *g)
+{
+	(void)g;
+	CK(cudaDeviceSynchronize());
+	return 0;
+}
+
+/* ---- layers ----------------------------------------------------------------- */
+
+static int lightning_fwd(struct policy_gpu *g, int l, float *y, const struct policy_batch *b,
+                         int maxlen)
+{
+	const struct policy_config *c = &g->cfg;
+	const struct policy_layer_params *lp = &g->L->layers[l];
+	struct glayer *ly = &g->ly[l];
+	const float *P = g->params;
+	int T = b->n_tokens, D = c->dim, Hd = c->n_heads * c->head_dim;
+	size_t n = (size_t)T * Hd, need;
+	struct swerve_lightning_dims dims = {b->n_seqs, c->n_heads, c->head_dim, maxlen};
+
+	CKR(mm_fwd(g, ly->pre, ly->n1, P + lp->wq, T, D, Hd, 0, 0));
+	CKR(mm_fwd(g, ly->pre + n, ly->n1, P + lp->wk, T, D, Hd, 0, 0));
+	CKR(mm_fwd(g, ly->pre + 2 * n, ly->n1, P + lp->wv, T, D, Hd, 0, 0));
+	k_silu_bf16<<<GRID(3 * n)>>>(ly->qkv_b, ly->pre, 3 * n);
+	LAUNCHED();
+	need = swerve_lightning_forward_workspace(&dims);
+	if (swerve_lightning_backward_workspace(&dims) > need)
+		need = swerve_lightning_backward_workspace(&dims);
+	if (need > g->ws_bytes) {
+		cudaFree(g->ws);
+		g->ws = NULL;
+		CK(cudaMalloc(&g->ws, need));
+		g->ws_bytes = need;
+	}
+	CKR(swerve_lightning_forward(g->bscr, NULL, ly->qkv_b, ly->qkv_b + n, ly->qkv_b + 2 * n,
+	                             g->cu, g->slopes + (size_t)l * c->n_heads, NULL, &dims, g->ws,
+	                             g->ws_bytes, NULL));
+	k_to_f32<<<GRID(n)>>>(ly->o, g->bscr, n);
+	LAUNCHED();
+	CKR(mm_fwd(g, ly->gpre, ly->n1, P + lp->wgate, T, D, Hd, 0, 0));
+	k_rms_fwd<<<T, 256>>>(ly->gn, ly->rstd_o, ly->o, P + lp->out_norm, Hd, (float)c->norm_eps);
+	LAUNCHED();
+	k_gate<<<GRID(n)>>>(ly->gn, ly->gpre, n);
+	LAUNCHED();
+	return mm_fwd(g, y, ly->gn, P + lp->wo, T, Hd, D, 0, 0);
+}
+
+/* dn (T, D) = d attention input, from dy */
+static int lightning_bwd(struct policy_gpu *g, int l, float *dn, const float *dy,
+                         const struct policy_batch *b, int maxlen)
+{
+	const struct policy_config *c = &g->cfg;
+	const struct policy_layer_params *lp = &g->L->layers[l];
+	struct glayer *ly = &g->ly[l];
+	const float *P = g->params;
+	float *G = g->grads;
+	int T = b->n_tokens, D = c->dim, Hd = c->n_heads * c->head_dim;
+	size_t n = (size_t)T * Hd;
+	float *dgn = g->dt2, *dnn = g->dt3, *dg = g->dbig, *dO = g->dbig + n;
+	float *dqkv = g->dt1;
+	uint16_t *dO_b = g->bscr;
+	uint16_t *dq_b = (uint16_t *)(g->dbig + 2 * n); /* 3n bf16 = 1.5n floats */
+	struct swerve_lightning_dims dims = {b->n_seqs, c->n_heads, c->head_dim, maxlen};
+
+	CKR(mm_dw(g, G + lp->wo, dy, ly->gn, T, Hd, D, 0));
+	CKR(mm_dx(g, dgn, dy, P + lp->wo, T, Hd, D, 0, 0));
+	k_gate_bwd<<<GRID(n)>>>(dnn, dg, dgn, ly->gn, ly->gpre, n);
+	LAUNCHED();
+	CKR(mm_dw(g, G + lp->wgate, dg, ly->n1, T, D, Hd, 0));
+	CKR(mm_dx(g, dn, dg, P + lp->wgate, T, D, Hd, 0, 0));
+	CK(cudaMemsetAsync(dO, 0, n * 4));
+	k_rms_bwd<<<T, 256>>>(dO, dnn, ly->o, P + lp->out_norm, ly->rstd_o, Hd);
+	LAUNCHED();
+	k_rms_dw<<<GRID(Hd)>>>(G + lp->out_norm, dnn, ly->o, ly->rstd_o, T, Hd);
+	LAUNCHED();
+	k_to_bf16<<<GRID(n)>>>(dO_b, dO, n);
+	LAUNCHED();
+	CKR(swerve_lightning_backward(dq_b, dq_b + n, dq_b + 2 * n, NULL, ly->qkv_b, ly->qkv_b + n,
+	                              ly->qkv_b + 2 * n, dO_b, NULL, g->cu,
+	                              g->slopes + (size_t)l * c->n_heads, NULL, &dims, g->ws,
+	                              g->ws_bytes, NULL));
+	k_dsilu<<<GRID(3 * n)>>>(dqkv, dq_b, ly->pre, 3 * n);
+	LAUNCHED();
+	CKR(mm_dw(g, G + lp->wq, dqkv, ly->n1, T, D, Hd, 0));
+	CKR(mm_dw(g, G + lp->wk, dqkv + n, ly->n1, T, D, Hd, 0));
+	CKR(mm_dw(g, G + lp->wv, dqkv + 2 * n, ly->n1, T, D, Hd, 0));
+	CKR(mm_dx(g, dn, dqkv, P + lp->wq, T, D, Hd, 1, 0));
+	CKR(mm_dx(g, dn, dqkv + n, P + lp->wk, T, D, Hd, 1, 0));
+	return mm_dx(g, dn, dqkv + 2 * n, P + lp->wv, T, D, Hd, 1, 0);
+}
+
+static int softmax_fwd(struct policy_gpu *g, int l, float *y, const struct policy_batch *b)
+{
+	const struct policy_config *c = &g->cfg;
+	const struct policy_layer_params *lp = &g->L->layers[l];
+	struct glayer *ly = &g->ly[l];
+	const float *P = g->params;
+	int T = b->n_tokens, D = c->dim, H = c->n_heads, KV = c->n_kv_heads, d = c->head_dim;
+	float scale = 1.0f / sqrtf((float)d);
+
+	CKR(mm_fwd(g, ly->q, ly->n1, P + lp->wq, T, D, H * d, 0, 0));
+	CKR(mm_fwd(g, ly->k, ly->n1, P + lp->wk, T, D, KV * d, 0, 0));
+	CKR(mm_fwd(g, ly->v, ly->n1, P + lp->wv, T, D, KV * d, 0, 0));
+	if (c->rotary_dim) {
+		k_rotary<<<GRID((size_t)T * H * (c->rotary_dim / 2))>>>(
+		        ly->q, g->pos, T, H, d, c->rotary_dim, (float)c->rope_theta, 0);
+		LAUNCHED();
+		k_rotary<<<GRID((size_t)T * KV * (c->rotary_dim / 2))>>>(
+		        ly->k, g->pos, T, KV, d, c->rotary_dim, (float)c->rope_theta, 0);
+		LAUNCHED();
+	}
+	k_attn_fwd<<<GRID((size_t)T * H * 32)>>>(ly->o, ly->lse, ly->q, ly->k, ly->v, g->sstart, T,
+	                                         H, KV, d, scale);
+	LAUNCHED();
+	return mm_fwd(g, y, ly->o, P + lp->wo, T, H * d, D, 0, 0);
+}
+
+static int softmax_bwd(struct policy_gpu *g, int l, float *dn, const float *dy,
+                       const struct policy_batch *b)
+{
+	const struct policy_config *c = &g->cfg;
+	const struct policy_layer_params *lp = &g->L->layers[l];
+	struct glayer *ly = &g->ly[l];
+	const float *P = g->params;
+	float *G = g->grads;
+	int T = b->n_tokens, D = c->dim, H = c->n_heads, KV = c->n_kv_heads, d = c->head_dim;
+	float scale = 1.0f / sqrtf((float)d);
+	size_t nk = (size_t)T * KV * d;
+	float *dO = g->dt2, *dq = g->dt3, *dk = g->dt1, *dv = g->dt1 + nk, *Dsum = g->dbig;
+
+	CKR(mm_dw(g, G + lp->wo, dy, ly->o, T, H * d, D, 0));
+	CKR(mm_dx(g, dO, dy, P + lp->wo, T, H * d, D, 0, 0));
+	k_attn_dsum<<<GRID((size_t)T * H * 32)>>>(Dsum, dO, ly->o, T * H, d);
+	LAUNCHED();
+	k_attn_dq<<<GRID((size_t)T * H * 32)>>>(dq, dO, ly->q, ly->k, ly->v, ly->lse, Dsum,
+	                                        g->sstart, T, H, KV, d, scale);
+	LAUNCHED();
+	k_attn_dkv<<<GRID((size_t)T * KV * 32)>>>(dk, dv, dO, ly->q, ly->k, ly->v, ly->lse, Dsum,
+	                                          g->send, T, H, KV, d, scale);
+	LAUNCHED();
+	if (c->rotary_dim) {
+		k_rotary<<<GRID((size_t)T * H * (c->rotary_dim / 2))>>>(
+		        dq, g->pos, T, H, d, c->rotary_dim, (float)c->rope_theta, 1);
+		LAUNCHED();
+		k_rotary<<<GRID((size_t)T * KV * (c->rotary_dim / 2))>>>(
+		        dk, g->pos, T, KV, d, c->rotary_dim, (float)c->rope_theta, 1);
+		LAUNCHED();
+	}
+	CKR(mm_dw(g, G + lp->wq, dq, ly->n1, T, D, H * d, 0));
+	CKR(mm_dw(g, G + lp->wk, dk, ly->n1, T, D, KV * d, 0));
+	CKR(mm_dw(g, G + lp->wv, dv, ly->n1, T, D, KV * d, 0));
+	CKR(mm_dx(g, dn, dq, P + lp->wq, T, D, H * d, 0, 0));
+	CKR(mm_dx(g, dn, dk, P + lp->wk, T, D, KV * d, 1, 0));
+	return mm_dx(g, dn, dv, P + lp->wv, T, D, KV * d, 1, 0);
+}
+
+static int moe_fwd(struct policy_gpu *g, int l, float *y, int T, double *aux)
+{
+	const struct policy_config *c = &g->cfg;
+	const struct policy_layer_params *lp = &g->L->layers[l];
+	struct glayer *ly = &g->ly[l];
+	const float *P = g->params;
+	int D = c->dim, E = c->n_experts, K = c->top_k, F = c->expert_hidden, R = T * K;
+	float *logit = g->dbig;
+	double a = 0;
+
+	CKR(mm_fwd(g, logit, ly->n2, P + lp->router, T, D, E, 0, 1));
+	k_route<<<GRID(T)>>>(ly->prob, ly->sel, ly->gate, logit, T, E, K);
+	LAUNCHED();
+	CK(cudaMemcpy(g->h_sel, ly->sel, (size_t)R * 4, cudaMemcpyDeviceToHost));
+	CK(cudaMemcpy(g->h_prob, ly->prob, (size_t)T * E * 4, cudaMemcpyDeviceToHost));
+	/* counting sort of the T*K assignments by expert */
+	memset(ly->h_off, 0, (size_t)(E + 1) * sizeof(int));
+	for (int i = 0; i < R; i++)
+		ly->h_off[g->h_sel[i] + 1]++;
+	for (int e = 0; e < E; e++)
+		ly->h_off[e + 1] += ly->h_off[e];
+	{
+		int *fill = (int *)calloc((size_t)E, sizeof(int));
+		double *pm = (double *)calloc((size_t)E, sizeof(double));
+		for (int i = 0; i < R; i++) {
+			int e = g->h_sel[i], r = ly->h_off[e] + fill[e]++;
+			g->h_perm[r] = i / K;
+			g->h_rowof[i] = r;
+		}
+		for (int t = 0; t < T; t++)
+			for (int e = 0; e < E; e++)
+				pm[e] += g->h_prob[(size_t)t * E + e];
+		for (int e = 0; e < E; e++) {
+			double f = (double)(ly->h_off[e + 1] - ly->h_off[e]) / R;
+			a += f * pm[e] / T;
+			ly->h_auxc[e] = (float)(c->aux_loss_coef * E * f / T);
+		}
+		free(fill);
+		free(pm);
+	}
+	*aux = a * c->aux_loss_coef * E;
+	CK(cudaMemcpy(ly->perm, g->h_perm, (size_t)R * 4, cudaMemcpyHostToDevice));
+	CK(cudaMemcpy(ly->rowof, g->h_rowof, (size_t)R * 4, cudaMemcpyHostToDevice));
+	k_gather<<<GRID((size_t)R * D)>>>(ly->xp, ly->n2, ly->perm, R, D);
+	LAUNCHED();
+	for (int e = 0; e < E; e++) {
+		int o = ly->h_off[e], ne = ly->h_off[e + 1] - o;
+		size_t wf = (size_t)e * F * D;
+		CKR(mm_fwd(g, ly->h1 + (size_t)o * F, ly->xp + (size_t)o * D, P + lp->w1 + wf, ne,
+		           D, F, 0, 0));
+		CKR(mm_fwd(g, ly->h3 + (size_t)o * F, ly->xp + (size_t)o * D, P + lp->w3 + wf, ne,
+		           D, F, 0, 0));
+	}
+	k_swiglu<<<GRID((size_t)R * F)>>>(ly->hh, ly->h1, ly->h3, (size_t)R * F);
+	LAUNCHED();
+	for (int e = 0; e < E; e++) {
+		int o = ly->h_off[e], ne = ly->h_off[e + 1] - o;
+		CKR(mm_fwd(g, ly->yp + (size_t)o * D, ly->hh + (size_t)o * F,
+		           P + lp->w2 + (size_t)e * D * F, ne, F, D, 0, 0));
+	}
+	k_combine<<<GRID((size_t)T * D)>>>(y, ly->yp, ly->gate, ly->rowof, T, K, D);
+	LAUNCHED();
+	return 0;
+}
+
+static int moe_bwd(struct policy_gpu *g, int l, float *dn, const float *dy, int T)
+{
+	const struct policy_config *c = &g->cfg;
+	const struct policy_layer_params *lp = &g->L->layers[l];
+	struct glayer *ly = &g->ly[l];
+	const float *P = g->params;
+	float *G = g->grads;
+	int D = c->dim, E = c->n_experts, K = c->top_k, F = c->expert_hidden, R = T * K;
+	float *dyp = g->dbig, *dh = dyp + (size_t)R * D, *dh1 = dh + (size_t)R * F;
+	float *dh3 = dh1 + (size_t)R * F, *dxp = dyp; /* dxp reuses dyp once consumed */
+	float *dgate = g->dt1, *dlog = g->dt1 + R, *auxc = g->dt2;
+
+	k_combine_bwd<<<R, 128>>>(dyp, dgate, dy, ly->yp, ly->gate, ly->rowof, K, D);
+	LAUNCHED();
+	for (int e = 0; e < E; e++) {
+		int o = ly->h_off[e], ne = ly->h_off[e + 1] - o;
+		const float *w2 = P + lp->w2 + (size_t)e * D * F;
+		CKR(mm_dw(g, G + lp->w2 + (size_t)e * D * F, dyp + (size_t)o * D,
+		          ly->hh + (size_t)o * F, ne, F, D, 0));
+		CKR(mm_dx(g, dh + (size_t)o * F, dyp + (size_t)o * D, w2, ne, F, D, 0, 0));
+	}
+	k_swiglu_bwd<<<GRID((size_t)R * F)>>>(dh1, dh3, dh, ly->h1, ly->h3, (size_t)R * F);
+	LAUNCHED();
+	for (int e = 0; e < E; e++) {
+		int o = ly->h_off[e], ne = ly->h_off[e + 1] - o;
+		size_t wf = (size_t)e * F * D;
+		CKR(mm_dw(g, G + lp->w1 + wf, dh1 + (size_t)o * F, ly->xp + (size_t)o * D, ne, D, F,
+		          0));
+		CKR(mm_dw(g, G + lp->w3 + wf, dh3 + (size_t)o * F, ly->xp + (size_t)o * D, ne, D, F,
+		          0));
+		CKR(mm_dx(g, dxp + (size_t)o * D, dh1 + (size_t)o * F, P + lp->w1 + wf, ne, D, F, 0,
+		          0));
+		CKR(mm_dx(g, dxp + (size_t)o * D, dh3 + (size_t)o * F, P + lp->w3 + wf, ne, D, F, 1,
+		          0));
+	}
+	CK(cudaMemsetAsync(dn, 0, (size_t)T * D * 4));
+	k_scatter<<<GRID((size_t)T * D)>>>(dn, dxp, ly->rowof, T, K, D);
+	LAUNCHED();
+	CK(cudaMemcpy(auxc, ly->h_auxc, (size_t)E * 4, cudaMemcpyHostToDevice));
+	k_route_bwd<<<GRID(T)>>>(dlog, ly->prob, ly->sel, ly->gate, dgate, auxc, T, E, K);
+	LAUNCHED();
+	CKR(mm_dw(g, G + lp->router, dlog, ly->n2, T, D, E, 1));
+	return mm_dx(g, dn, dlog, P + lp->router, T, D, E, 1, 1);
+}
+
+/* ---- the step ---------------------------------------------------------------- */
+
+int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_logp,
+                    struct policy_gpu *g, const struct policy_batch *b, const int *targets,
+                    const float *logp_old, const float *adv, const struct policy_loss_opts *opts,
+                    int backward)
+{
+	const struct policy_config *c = &g->cfg;
+	const struct policy_layout *L = g->L;
+	int T = b->n_tokens, D = c->dim, V = c->vocab_size, maxlen = 0, n = 0;
+	size_t TD = (size_t)T * D;
+	double aux = 0;
+	int *hp;
+
+	if (T < 1 || T > g->Tm || b->n_seqs < 1 || b->n_seqs > g->Sm)
+		return swerve_error_set(SWERVE_EINVAL,
+		                        "gpu: batch of %d tokens in %d sequences exceeds the "
+		                        "buffers (%d, %d)",
+		                        T, b->n_seqs, g->Tm, g->Sm);
+	if (b->cu_seqlens[0] != 0 || b->cu_seqlens[b->n_seqs] != T)
+		return swerve_error_set(SWERVE_EINVAL, "gpu: cu_seqlens must run from 0 to %d", T);
+	for (int t = 0; t < T; t++) {
+		if (b->tokens[t] < 0 || b->tokens[t] >= V || targets[t] >= V)
+			return swerve_error_set(SWERVE_EINVAL,
+			                        "gpu: token %d: id outside the vocabulary (%d)", t,
+			                        V);
+		n += targets[t] >= 0;
+	}
+	g->T = T;
+	/* per-token positions and sequence bounds */
+	hp = (int *)malloc((size_t)T * 3 * sizeof(int));
+	for (int s = 0; s < b->n_seqs; s++) {
+		int a = b->cu_seqlens[s], e = b->cu_seqlens[s + 1];
+		if (e - a > maxlen)
+			maxlen = e - a;
+		for (int t = a; t < e; t++) {
+			hp[t] = t - a;
+			hp[T + t] = a;
+			hp[2 * T + t] = e;
+		}
+	}
+	CK(cudaMemcpy(g->tok, b->tokens, (size_t)T * 4, cudaMemcpyHostToDevice));
+	CK(cudaMemcpy(g->tgt, targets, (size_t)T * 4, cudaMemcpyHostToDevice));
+	CK(cudaMemcpy(g->pos, hp, (size_t)T * 4, cudaMemcpyHostToDevice));
+	CK(cudaMemcpy(g->sstart, hp + T, (size_t)T * 4, cudaMemcpyHostToDevice));
+	CK(cudaMemcpy(g->send, hp + 2 * T, (size_t)T * 4, cudaMemcpyHostToDevice));
+	CK(cudaMemcpy(g->cu, b->cu_seqlens, (size_t)(b->n_seqs + 1) * 4, cudaMemcpyHostToDevice));
+	free(hp);
+	if (logp_old) {
+		CK(cudaMemcpy(g->old, logp_old, (size_t)T * 4, cudaMemcpyHostToDevice));
+		CK(cudaMemcpy(g->adv, adv, (size_t)T * 4, cudaMemcpyHostToDevice));
+	}
+
+	/* forward */
+	k_embed<<<GRID(TD)>>>(g->x, g->params + L->tok_emb, g->tok, T, D);
+	LAUNCHED();
+	for (int l = 0; l < c->n_layers; l++) {
+		const struct policy_layer_params *lp = &L->layers[l];
+		struct glayer *ly = &g->ly[l];
+		double a = 0;
+		CK(cudaMemcpyAsync(ly->xin, g->x, TD * 4, cudaMemcpyDeviceToDevice));
+		k_rms_fwd<<<T, 256>>>(ly->n1, ly->rstd1, g->x, g->params + lp->attn_norm, D,
+		                      (float)c->norm_eps);
+		LAUNCHED();
+		if (lp->softmax)
+			CKR(softmax_fwd(g, l, g->dn, b));
+		else
+			CKR(lightning_fwd(g, l, g->dn, b, maxlen));
+		k_add<<<GRID(TD)>>>(g->x, g->dn, TD);
+		LAUNCHED();
+		CK(cudaMemcpyAsync(ly->hmid, g->x, TD * 4, cudaMemcpyDeviceToDevice));
+		k_rms_fwd<<<T, 256>>>(ly->n2, ly->rstd2, g->x, g->params + lp->ffn_norm, D,
+		                      (float)c->norm_eps);
+		LAUNCHED();
+		CKR(moe_fwd(g, l, g->dn, T, &a));
+		aux += a;
+		k_add<<<GRID(TD)>>>(g->x, g->dn, TD);
+		LAUNCHED();
+	}
+	CK(cudaMemcpyAsync(g->xf, g->x, TD * 4, cudaMemcpyDeviceToDevice));
+	k_rms_fwd<<<T, 256>>>(g->nf, g->rstdf, g->x, g->params + L->final_norm, D,
+	                      (float)c->norm_eps);
+	LAUNCHED();
+	CKR(mm_fwd(g, g->logits, g->nf, g->params + L->lm_head, T, D, V, 0, 1));
+	{
+		struct swerve_pl_opts ko;
+		swerve_pl_opts_init(&ko, opts && opts->kind == POLICY_LOSS_GRPO ? SWERVE_PL_GRPO
+		                         : opts && opts->kind == POLICY_LOSS_DAPO
+		                                 ? SWERVE_PL_DAPO
+		                                 : SWERVE_PL_CISPO);
+		if (opts) {
+			ko.eps_low = (float)opts->eps_low;
+			ko.eps_high = (float)opts->eps_high;
+			ko.cispo_lower_bound = opts->kind == POLICY_LOSS_CISPO && opts->eps_low > 0;
+		}
+		k_loss<<<T, 256>>>(g->logits, g->tl, g->tgt, g->old, g->adv, T, V,
+		                   n ? 1.0f / n : 0.0f, logp_old ? 1 : 0, ko, backward);
+		LAUNCHED();
+	}
+	CK(cudaMemcpy(g->h_tl, g->tl, (size_t)4 * T * 4, cudaMemcpyDeviceToHost));
+	if (st) {
+		memset(st, 0, sizeof(*st));
+		for (int t = 0; t < T; t++) {
+			if (targets[t] < 0)
+				continue;
+			st->loss += g->h_tl[2 * T + t];
+			st->logp_sum += g->h_tl[t];
+			st->entropy_sum += g->h_tl[T + t];
+			st->clipped += g->h_tl[3 * T + t];
+		}
+		st->n_tokens = n;
+	}
+	if (out_logp)
+		memcpy(out_logp, g->h_tl, (size_t)T * 4);
+	if (aux_out)
+		*aux_out = aux;
+	if (!backward)
+		return 0;
+
+	/* backward: dlogits are in g->logits */
+	CK(cudaMemsetAsync(g->grads, 0, L->total * 4));
+	CKR(mm_dw(g, g->grads + L->lm_head, g->logits, g->nf, T, D, V, 1));
+	CKR(mm_dx(g, g->dn, g->logits, g->params + L->lm_head, T, D, V, 0, 1));
+	CK(cudaMemsetAsync(g->dx, 0, TD * 4));
+	k_rms_bwd<<<T, 256>>>(g->dx, g->dn, g->xf, g->params + L->final_norm, g->rstdf, D);
+	LAUNCHED();
+	k_rms_dw<<<GRID(D)>>>(g->grads + L->final_norm, g->dn, g->xf, g->rstdf, T, D);
+	LAUNCHED();
+	for (int l = c->n_layers - 1; l >= 0; l--) {
+		const struct policy_layer_params *lp = &L->layers[l];
+		struct glayer *ly = &g->ly[l];
+		CKR(moe_bwd(g, l, g->dn, g->dx, T));
+		k_rms_bwd<<<T, 256>>>(g->dx, g->dn, ly->hmid, g->params + lp->ffn_norm, ly->rstd2,
+		                      D);
+		LAUNCHED();
+		k_rms_dw<<<GRID(D)>>>(g->grads + lp->ffn_norm, g->dn, ly->hmid, ly->rstd2, T, D);
+		LAUNCHED();
+		if (lp->softmax)
+			CKR(softmax_bwd(g, l, g->dn, g->dx, b));
+		else
+			CKR(lightning_bwd(g, l, g->dn, g->dx, b, maxlen));
+		k_rms_bwd<<<T, 256>>>(g->dx, g->dn, ly->xin, g->params + lp->attn_norm, ly->rstd1,
+		                      D);
+		LAUNCHED();
+		k_rms_dw<<<GRID(D)>>>(g->grads + lp->attn_norm, g->dn, ly->xin, ly->rstd1, T, D);
+		LAUNCHED();
+	}
+	k_embed_bwd<<<GRID(TD)>>>(g->grads + L->tok_emb, g->dx, g->tok, T, D);
+	LAUNCHED();
+	return 0;
+}
+
+int policy_gpu_adamw(double *grad_norm, struct policy_gpu *g, struct policy_adamw *o)
+{
+	const struct policy_layout *L = g->L;
+	float part[1024];
+	double ss = 0, norm, scale = 1.0, bc1, bc2;
+	k_sumsq<<<1024, 256>>>(g->red, g->grads, L->total);
+	LAUNCHED();
+	CK(cudaMemcpy(part, g->red, sizeof(part), cudaMemcpyDeviceToHost));
+	for (int i = 0; i < 1024; i++)
+		ss += part[i];
+	norm = sqrt(ss);
+	if (o->clip_norm > 0 && norm > o->clip_norm)
+		scale = o->clip_norm / (norm + 1e-30);
+	o->step++;
+	bc1 = 1.0 - pow(o->beta1, (double)o->step);
+	bc2 = 1.0 - pow(o->beta2, (double)o->step);
+	for (int i = 0; i < L->n; i++) {
+		const struct policy_tensor *t = &L->t[i];
+		k_adamw<<<GRID(t->numel)>>>(
+		        g->params + t->offset, g->grads + t->offset, g->m + t->offset,
+		        g->v + t->offset, t->numel, (float)scale, (float)o->lr, (float)o->beta1,
+		        (float)o->beta2, (float)o->eps, (float)(t->decay ? o->weight_decay : 0.0),
+		        (float)bc1, (float)bc2);
+		LAUNCHED();
+	}
+	if (grad_norm)
+		*grad_norm = norm;
+	return 0;
+}

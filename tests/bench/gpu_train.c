@@ -1,0 +1,199 @@
+/* gpu_train.c - training throughput (tokens/s) and MFU of the GPU policy
+ * model: forward + backward + AdamW on packed batches of sequences of
+ * length 2048, for a config of ~125M active parameters. FLOPs per token are
+ * policy_config_flops_per_token (6 x active parameters + attention). MFU is
+ * given against the datasheet bf16 dense peak (989 TFLOP/s, H100 SXM) and
+ * against a cuBLAS bf16 GEMM measured in the same run (the ceiling this card
+ * reaches), per METHOD.md. Prints a table last. */
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "policy/policy.h"
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+#define DIE(...)                                                                                   \
+	do {                                                                                       \
+		fprintf(stderr, __VA_ARGS__);                                                      \
+		fputc('\n', stderr);                                                               \
+		exit(1);                                                                           \
+	} while (0)
+
+/* measured bf16 GEMM ceiling: 8192^3 with fp32 accumulation, median of 10 */
+static double gemm_peak(void)
+{
+	int n = 8192;
+	void *a, *b, *c;
+	cublasHandle_t h;
+	float one = 1, zero = 0, ms, best[10];
+	cudaEvent_t e0, e1;
+	uint16_t *init = malloc((size_t)n * n * 2);
+	for (size_t i = 0; i < (size_t)n * n; i++)
+		init[i] =
+		        (uint16_t)(0x3c00 + (rand() & 0xff)); /* bf16 values in [0.0078, 0.0156) */
+	if (cudaMalloc(&a, (size_t)n * n * 2) || cudaMalloc(&b, (size_t)n * n * 2) ||
+	    cudaMalloc(&c, (size_t)n * n * 2))
+		DIE("cudaMalloc failed");
+	cudaMemcpy(a, init, (size_t)n * n * 2, cudaMemcpyHostToDevice);
+	cudaMemcpy(b, init, (size_t)n * n * 2, cudaMemcpyHostToDevice);
+	free(init);
+	cublasCreate(&h);
+	cudaEventCreate(&e0);
+	cudaEventCreate(&e1);
+	for (int i = 0; i < 13; i++) {
+		cudaEventRecord(e0, 0);
+		if (cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &one, a, CUDA_R_16BF, n, b,
+		                 CUDA_R_16BF, n, &zero, c, CUDA_R_16BF, n, CUBLAS_COMPUTE_32F,
+		                 CUBLAS_GEMM_DEFAULT))
+			DIE("cublasGemmEx failed");
+		cudaEventRecord(e1, 0);
+		cudaEventSynchronize(e1);
+		cudaEventElapsedTime(&ms, e0, e1);
+		if (i >= 3)
+			best[i - 3] = ms;
+	}
+	for (int i = 0; i < 10; i++) /* sort for the median */
+		for (int j = i + 1; j < 10; j++)
+			if (best[j] < best[i]) {
+				float t = best[i];
+				best[i] = best[j];
+				best[j] = t;
+			}
+	cublasDestroy(h);
+	cudaFree(a);
+	cudaFree(b);
+	cudaFree(c);
+	return 2.0 * n * n * (double)n / ((best[4] + best[5]) / 2 * 1e-3);
+}
+
+struct result {
+	const char *mode;
+	int seqs, seq;
+	double step_s, tok_s, flops_tok, tflops;
+};
+
+static struct result run(const struct policy_config *cfg, enum policy_gpu_precision prec, int seqs,
+                         int seq, int steps)
+{
+	struct policy_layout L;
+	struct policy_gpu *g;
+	struct policy_adamw o = POLICY_ADAMW_INIT;
+	struct result r;
+	int T = seqs * seq, *tok = malloc((size_t)T * 4), *tgt = malloc((size_t)T * 4);
+	int *cu = malloc((size_t)(seqs + 1) * 4);
+	float *p;
+	double t0 = 0, times[64];
+	if (policy_layout_init(&L, cfg))
+		DIE("%s", swerve_error_last());
+	p = malloc(L.total * 4);
+	policy_params_init(p, &L, 42);
+	for (int t = 0; t < T; t++)
+		tok[t] = rand() % cfg->vocab_size;
+	for (int s = 0; s <= seqs; s++)
+		cu[s] = s * seq;
+	for (int t = 0; t < T; t++)
+		tgt[t] = (t + 1) % seq ? tok[t + 1] : -1;
+	if (policy_gpu_new(&g, cfg, &L, T, seqs, prec) || policy_gpu_set_params(g, p))
+		DIE("%s", swerve_error_last());
+	o.lr = 1e-4;
+	struct policy_batch b = {T, tok, seqs, cu};
+	for (int i = 0; i < steps + 2; i++) {
+		struct policy_loss_stats st;
+		double gn;
+		if (policy_gpu_sync(g))
+			DIE("%s", swerve_error_last());
+		t0 = now();
+		if (policy_gpu_step(&st, NULL, NULL, g, &b, tgt, NULL, NULL, NULL, 1) ||
+		    policy_gpu_adamw(&gn, g, &o) || policy_gpu_sync(g))
+			DIE("step %d: %s", i, swerve_error_last());
+		if (i >= 2)
+			times[i - 2] = now() - t0;
+		if (i == 0 || i == steps + 1)
+			fprintf(stderr, "  %s step %d: loss %.4f grad_norm %.3f\n",
+			        prec == POLICY_GPU_BF16 ? "bf16" : "fp32", i, st.loss, gn);
+	}
+	for (int i = 0; i < steps; i++)
+		for (int j = i + 1; j < steps; j++)
+			if (times[j] < times[i]) {
+				double x = times[i];
+				times[i] = times[j];
+				times[j] = x;
+			}
+	r.mode = prec == POLICY_GPU_BF16 ? "bf16 GEMMs" : "fp32 GEMMs";
+	r.seqs = seqs;
+	r.seq = seq;
+	r.step_s = times[steps / 2];
+	r.tok_s = T / r.step_s;
+	r.flops_tok = policy_config_flops_per_token(cfg, seq);
+	r.tflops = r.tok_s * r.flops_tok / 1e12;
+	policy_gpu_free(g);
+	policy_layout_dispose(&L);
+	free(p);
+	free(tok);
+	free(tgt);
+	free(cu);
+	return r;
+}
+
+int main(void)
+{
+	struct policy_config c;
+	struct cudaDeviceProp prop;
+	int ndev = 0;
+	const double datasheet = 989e12; /* H100 SXM bf16 dense */
+	struct result r[2];
+	double peak;
+	if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev < 1) {
+		printf("gpu_train: skipped: no CUDA device\n");
+		return 0;
+	}
+	cudaGetDeviceProperties(&prop, 0);
+	policy_config_default(&c);
+	c.vocab_size = 32000;
+	c.dim = 768;
+	c.n_layers = 12;
+	c.n_heads = 12;
+	c.head_dim = 64;
+	c.n_kv_heads = 4;
+	c.rotary_dim = 32;
+	c.softmax_every = 8;
+	c.n_experts = 8;
+	c.top_k = 2;
+	c.expert_hidden = 1024;
+	c.max_seq_len = 2048;
+	if (policy_config_validate(&c))
+		DIE("%s", swerve_error_last());
+	{
+		struct policy_layout L;
+		policy_layout_init(&L, &c);
+		printf("config: %d layers (softmax at 7), dim 768, 12 heads x 64 (kv 4), 8 experts "
+		       "top-2 x 1024, vocab 32000\n"
+		       "params: %.1fM total, %.1fM active per token; %.3f GFLOP per token at seq "
+		       "2048\n",
+		       c.n_layers, L.total / 1e6, policy_config_active_params(&c) / 1e6,
+		       policy_config_flops_per_token(&c, 2048) / 1e9);
+		policy_layout_dispose(&L);
+	}
+	peak = gemm_peak();
+	r[0] = run(&c, POLICY_GPU_BF16, 4, 2048, 5);
+	r[1] = run(&c, POLICY_GPU_FP32, 4, 2048, 3);
+	printf("\ncard: %s; cuBLAS bf16 GEMM 8192^3 measured %.0f TFLOP/s (datasheet %.0f)\n",
+	       prop.name, peak / 1e12, datasheet / 1e12);
+	printf("%-11s %5s %6s %9s %10s %9s %12s %12s\n", "mode", "seqs", "seqlen", "step ms",
+	       "tokens/s", "TFLOP/s", "MFU(989)", "MFU(meas.)");
+	for (int i = 0; i < 2; i++)
+		printf("%-11s %5d %6d %9.1f %10.0f %9.1f %11.1f%% %11.1f%%\n", r[i].mode, r[i].seqs,
+		       r[i].seq, r[i].step_s * 1e3, r[i].tok_s, r[i].tflops,
+		       100 * r[i].tflops * 1e12 / datasheet, 100 * r[i].tflops * 1e12 / peak);
+	return 0;
+}

@@ -1,0 +1,303 @@
+/* test_policy_model.c - the GPU policy model (policy/gpu.cu) against the CPU
+ * reference (policy/ref.c, double): logits, loss and the gradient of every
+ * tensor (worst element printed per tensor) for cross-entropy and CISPO, in
+ * fp32 and bf16 GEMM modes; then the first steps of an SFT loss curve, GPU
+ * vs CPU from the same weights. Fresh random inputs every run; the seed is
+ * printed. Tolerances are relative L2 errors per tensor: the lightning
+ * kernel takes bf16 q/k/v, so even the fp32 mode carries bf16 rounding. */
+#include "tests/gpu/gpu_check.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "policy/policy.h"
+
+static uint64_t seed;
+static double urand(void)
+{
+	seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+	return ((seed >> 11) + 0.5) / 9007199254740992.0;
+}
+static double nrand(void)
+{
+	return sqrt(-2 * log(urand())) * cos(6.283185307179586 * urand());
+}
+
+static int have_gpu(void)
+{
+	struct policy_config c;
+	struct policy_layout L;
+	struct policy_gpu *g;
+	int rc;
+	policy_config_default(&c);
+	c.head_dim = 64;
+	policy_config_validate(&c);
+	policy_layout_init(&L, &c);
+	rc = policy_gpu_new(&g, &c, &L, 16, 2, POLICY_GPU_FP32);
+	if (rc == 0)
+		policy_gpu_free(g);
+	else
+		printf("no GPU: %s\n", swerve_error_last());
+	policy_layout_dispose(&L);
+	return rc == 0;
+}
+
+static void gpu_config(struct policy_config *c)
+{
+	policy_config_default(c);
+	c->vocab_size = 300;
+	c->dim = 128;
+	c->n_layers = 2;
+	c->n_heads = 2;
+	c->head_dim = 64;
+	c->n_kv_heads = 1;
+	c->rotary_dim = 32;
+	c->softmax_every = 2; /* layer 0 lightning, layer 1 softmax */
+	c->n_experts = 4;
+	c->top_k = 2;
+	c->expert_hidden = 96;
+	c->max_seq_len = 256;
+	c->aux_loss_coef = 0.01;
+	policy_config_validate(c);
+}
+
+struct fixture {
+	struct policy_config c;
+	struct policy_layout L;
+	float *p;
+	double *pd;
+	int T, S, tok[512], tgt[512], cu[8];
+};
+
+static void fixture_init(struct fixture *f)
+{
+	int lens[3] = {45, 64, 19};
+	gpu_config(&f->c);
+	policy_layout_init(&f->L, &f->c);
+	f->p = calloc(f->L.total, 4);
+	f->pd = calloc(f->L.total, sizeof(double));
+	policy_params_init(f->p, &f->L, seed);
+	for (int i = 0; i < f->L.n; i++) /* norms away from 1, matrices larger */
+		for (size_t j = 0; j < f->L.t[i].numel; j++) {
+			float *x = &f->p[f->L.t[i].offset + j];
+			*x = f->L.t[i].ndim == 1 ? (float)(1 + 0.2 * nrand()) : *x * 4.0f;
+		}
+	for (size_t i = 0; i < f->L.total; i++)
+		f->pd[i] = f->p[i];
+	f->S = 3;
+	f->cu[0] = 0;
+	for (int s = 0; s < 3; s++)
+		f->cu[s + 1] = f->cu[s] + lens[s];
+	f->T = f->cu[3];
+	for (int t = 0; t < f->T; t++)
+		f->tok[t] = (int)(urand() * f->c.vocab_size);
+	for (int s = 0; s < 3; s++)
+		for (int t = f->cu[s]; t < f->cu[s + 1]; t++)
+			f->tgt[t] = t + 1 < f->cu[s + 1] && t % 7 != 3 ? f->tok[t + 1] : -1;
+}
+
+static void fixture_dispose(struct fixture *f)
+{
+	free(f->p);
+	free(f->pd);
+	policy_layout_dispose(&f->L);
+}
+
+/* relative L2 error of a vs the reference r, with the worst element */
+static double compare(const char *name, const float *a, const double *r, size_t n, double tol,
+                      int *bad)
+{
+	double num = 0, den = 0, worst = 0;
+	size_t at = 0;
+	int nonfinite = 0;
+	for (size_t i = 0; i < n; i++) {
+		double d = a[i] - r[i];
+		if (!isfinite(a[i]))
+			nonfinite = 1;
+		num += d * d;
+		den += r[i] * r[i];
+		if (fabs(d) > worst) {
+			worst = fabs(d);
+			at = i;
+		}
+	}
+	double rel = den > 0 ? sqrt(num / den) : sqrt(num);
+	printf("  %-24s rel %.2e  worst |d| %.3e at %zu (gpu %.6g cpu %.6g)%s\n", name, rel, worst,
+	       at, n ? a[at] : 0.0, n ? r[at] : 0.0, rel > tol || nonfinite ? "  <-- FAIL" : "");
+	if (rel > tol || nonfinite)
+		*bad = 1;
+	return rel;
+}
+
+/* CPU reference: logits, loss, grads (double) of loss + aux */
+static void cpu_reference(struct fixture *f, double **logits, double *loss, double *aux,
+                          double **grads, const double *old, const double *adv,
+                          const struct policy_loss_opts *o)
+{
+	struct policy_ref_tape *tp;
+	struct policy_batch b = {f->T, f->tok, f->S, f->cu};
+	struct policy_loss_stats st;
+	double *dl = calloc((size_t)f->T * f->c.vocab_size, sizeof(double));
+	*grads = calloc(f->L.total, sizeof(double));
+	policy_ref_forward(&tp, &f->c, &f->L, f->pd, &b);
+	*logits = malloc((size_t)f->T * f->c.vocab_size * sizeof(double));
+	memcpy(*logits, policy_ref_logits(tp), (size_t)f->T * f->c.vocab_size * sizeof(double));
+	if (old)
+		policy_loss_pg(&st, dl, *logits, f->T, f->c.vocab_size, f->tgt, old, adv, o);
+	else
+		policy_loss_xent(&st, dl, *logits, f->T, f->c.vocab_size, f->tgt);
+	*loss = st.loss;
+	*aux = policy_ref_aux_loss(tp);
+	policy_ref_backward(tp, dl, 1.0, *grads);
+	policy_ref_tape_free(tp);
+	free(dl);
+}
+
+static int check_model(enum policy_gpu_precision prec, int pg)
+{
+	struct fixture f;
+	struct policy_gpu *g;
+	struct policy_batch b;
+	struct policy_loss_stats st;
+	struct policy_loss_opts o = POLICY_LOSS_OPTS_INIT;
+	double *logits, *grads, loss, aux, gaux, old[512], adv[512];
+	float *gl, *gg, fold[512], fadv[512];
+	int bad = 0;
+	double tol_l = prec == POLICY_GPU_FP32 ? 1e-2 : 3e-2;
+	double tol_g = prec == POLICY_GPU_FP32 ? 3e-2 : 8e-2;
+
+	fixture_init(&f);
+	b.n_tokens = f.T;
+	b.tokens = f.tok;
+	b.n_seqs = f.S;
+	b.cu_seqlens = f.cu;
+	if (pg) { /* behaviour logprobs near the current ones, advantages per sequence */
+		double *l0, *g0, l, a;
+		cpu_reference(&f, &l0, &l, &a, &g0, NULL, NULL, NULL);
+		policy_logprobs(old, l0, f.T, f.c.vocab_size, f.tgt);
+		for (int s = 0; s < f.S; s++) {
+			double A = nrand();
+			for (int t = f.cu[s]; t < f.cu[s + 1]; t++) {
+				old[t] += 0.5 * nrand();
+				adv[t] = A;
+			}
+		}
+		for (int t = 0; t < f.T; t++) {
+			old[t] = (float)old[t]; /* the GPU sees float logp_old */
+			fold[t] = (float)old[t];
+			fadv[t] = (float)adv[t];
+		}
+		free(l0);
+		free(g0);
+	}
+	cpu_reference(&f, &logits, &loss, &aux, &grads, pg ? old : NULL, adv, &o);
+	CHECK(policy_gpu_new(&g, &f.c, &f.L, 512, 8, prec) == 0, "%s", swerve_error_last());
+	CHECK(policy_gpu_set_params(g, f.p) == 0, "%s", swerve_error_last());
+	CHECK(policy_gpu_step(&st, &gaux, NULL, g, &b, f.tgt, pg ? fold : NULL, pg ? fadv : NULL,
+	                      &o, 1) == 0,
+	      "%s", swerve_error_last());
+	CHECK(policy_gpu_sync(g) == 0, "%s", swerve_error_last());
+	gl = malloc((size_t)f.T * f.c.vocab_size * 4);
+	gg = malloc(f.L.total * 4);
+	/* the logits buffer holds dlogits after a backward step: rerun forward only */
+	CHECK(policy_gpu_step(NULL, NULL, NULL, g, &b, f.tgt, pg ? fold : NULL, pg ? fadv : NULL,
+	                      &o, 0) == 0,
+	      "%s", swerve_error_last());
+	CHECK(policy_gpu_get_logits(g, gl) == 0, "%s", swerve_error_last());
+	CHECK(policy_gpu_step(NULL, NULL, NULL, g, &b, f.tgt, pg ? fold : NULL, pg ? fadv : NULL,
+	                      &o, 1) == 0,
+	      "%s", swerve_error_last());
+	CHECK(policy_gpu_get_grads(g, gg) == 0, "%s", swerve_error_last());
+	printf("%s, %s loss: seed %llu, %d tokens in %d sequences\n",
+	       prec == POLICY_GPU_FP32 ? "fp32" : "bf16", pg ? "CISPO" : "cross-entropy",
+	       (unsigned long long)seed, f.T, f.S);
+	printf("  loss gpu %.8f cpu %.8f   aux gpu %.8f cpu %.8f\n", st.loss, loss, gaux, aux);
+	if (fabs(st.loss - loss) > tol_l * (fabs(loss) + 1e-3) ||
+	    fabs(gaux - aux) > tol_l * (fabs(aux) + 1e-6)) {
+		printf("  loss/aux  <-- FAIL\n");
+		bad = 1;
+	}
+	compare("logits", gl, logits, (size_t)f.T * f.c.vocab_size, tol_l, &bad);
+	for (int i = 0; i < f.L.n; i++)
+		compare(f.L.t[i].name, gg + f.L.t[i].offset, grads + f.L.t[i].offset,
+		        f.L.t[i].numel, tol_g, &bad);
+	policy_gpu_free(g);
+	free(gl);
+	free(gg);
+	free(logits);
+	free(grads);
+	fixture_dispose(&f);
+	CHECK(!bad, "a tensor is outside its tolerance (see above)");
+	return 0;
+}
+
+static int test_fp32_xent(void)
+{
+	return have_gpu() ? check_model(POLICY_GPU_FP32, 0) : GPU_SKIP;
+}
+static int test_fp32_cispo(void)
+{
+	return have_gpu() ? check_model(POLICY_GPU_FP32, 1) : GPU_SKIP;
+}
+static int test_bf16_xent(void)
+{
+	return have_gpu() ? check_model(POLICY_GPU_BF16, 0) : GPU_SKIP;
+}
+
+/* 8 SFT steps on the GPU vs the CPU trainer from the same weights */
+static int test_loss_curve(void)
+{
+	struct fixture f;
+	struct policy_trainer *tr;
+	struct policy_gpu *g;
+	struct policy_batch b;
+	double worst = 0;
+	if (!have_gpu())
+		return GPU_SKIP;
+	fixture_init(&f);
+	b.n_tokens = f.T;
+	b.tokens = f.tok;
+	b.n_seqs = f.S;
+	b.cu_seqlens = f.cu;
+	CHECK(policy_trainer_new(&tr, &f.c, 1) == 0, "%s", swerve_error_last());
+	memcpy(tr->params, f.p, f.L.total * 4);
+	tr->opt.lr = 3e-3;
+	CHECK(policy_gpu_new(&g, &f.c, &f.L, 512, 8, POLICY_GPU_FP32) == 0, "%s",
+	      swerve_error_last());
+	CHECK(policy_gpu_set_params(g, f.p) == 0, "%s", swerve_error_last());
+	struct policy_adamw go = tr->opt;
+	printf("loss curve (seed %llu): step, cpu, gpu\n", (unsigned long long)seed);
+	for (int s = 0; s < 8; s++) {
+		struct policy_step_stats cs;
+		struct policy_loss_stats gs;
+		double gn, aux;
+		CHECK(policy_trainer_sft_step(&cs, tr, &b, f.tgt) == 0, "%s", swerve_error_last());
+		CHECK(policy_gpu_step(&gs, &aux, NULL, g, &b, f.tgt, NULL, NULL, NULL, 1) == 0,
+		      "%s", swerve_error_last());
+		CHECK(policy_gpu_adamw(&gn, g, &go) == 0, "%s", swerve_error_last());
+		double rel = fabs(gs.loss - cs.loss) / cs.loss;
+		worst = fmax(worst, rel);
+		printf("  %d  %.6f  %.6f  (rel %.2e; grad norm cpu %.4f gpu %.4f)\n", s + 1,
+		       cs.loss, gs.loss, rel, cs.grad_norm, gn);
+	}
+	policy_gpu_free(g);
+	policy_trainer_free(tr);
+	fixture_dispose(&f);
+	CHECK(worst < 2e-2, "loss curves differ by %.3e", worst);
+	return 0;
+}
+
+int main(void)
+{
+	const struct gpu_test tests[] = {
+	        {"gpu model fp32 vs CPU reference: cross-entropy, every tensor", test_fp32_xent},
+	        {"gpu model fp32 vs CPU reference: CISPO, every tensor", test_fp32_cispo},
+	        {"gpu model bf16 GEMMs vs CPU reference: cross-entropy", test_bf16_xent},
+	        {"sft loss curve: first 8 steps, gpu vs cpu", test_loss_curve},
+	};
+	seed = (uint64_t)time(NULL) * 2654435761u + (uint64_t)clock();
+	return gpu_run_tests(tests, (int)(sizeof(tests) / sizeof(tests[0])));
+}
