@@ -12,16 +12,22 @@
  *   4. dW   (V, d) += dZ^T X_c                 GEMM,  fp32 out
  * then one block sums the per-token loss terms in double (deterministic).
  *
- * FP32 accuracy from bf16 tensor cores: X is bf16, so exact. W and dZ are
- * split into P = 3 bf16 parts (a = a0 + a1 + a2, |a1| <= 2^-9 |a0|, ...):
+ * FP32 accuracy from bf16 tensor cores: X is bf16, so exact. W is split
+ * into PW = 3 bf16 parts (w = w0 + w1 + w2, |w1| <= 2^-9 |w0|, |w2| <= 2^-18
+ * |w0|: all 24 bits) and dZ into PZ = 2 (16 bits, the rest is <= 2^-18):
  *   forward  Z  = [X X X] [W0 W1 W2]^T             one GEMM, K = 3d
- *   dW          = [dZ0; dZ1; dZ2]^T [X; X; X]       one GEMM, K = 3c
- *   dX          = dZ0 W0 + dZ0 W1 + dZ1 W0           three GEMMs (dropped
- *                 terms are about 2^-18 of the product)
+ *   dW          = [dZ0; dZ1]^T [X; X]               one GEMM, K = 2c
+ *   dX          = dZ0 W0 + dZ0 W1 + dZ1 W0           three GEMMs a block of
+ *                 8192 vocabulary entries (dropped terms: about 2^-18)
  * The split W lives in the workspace as rows [W0 | W1 | W2] (V, 3d), which
  * serves both the forward (K-concatenated) and dX (column blocks, ld 3d).
+ * The tensor cores accumulate in fp32 with truncation (not rounding), an
+ * error that grows with the accumulation length: measured on an H100, dX over
+ * K = V = 131072 in one GEMM was 1.4e-4 off (max/max), so dX sums K in
+ * blocks; logits (K = 3d) stay a few 1e-6 off, and the target's logit, which
+ * logp needs most, is recomputed exactly (fp32 FMAs, d per token).
  * TF32 mode runs plain cuBLAS TF32 GEMMs on fp32 operands (dZ in place of Z);
- * BF16 mode is P = 1.
+ * BF16 mode is PW = PZ = 1.
  *
  * Memory: the workspace (swerve_pl_workspace_size) is all there is; nothing
  * here allocates except cuBLAS's own handle workspace. */
@@ -41,6 +47,7 @@ extern "C" {
 }
 
 #define ROW_THREADS 512
+#define DX_KBLOCK   8192 /* FP32 mode: vocabulary entries per dX GEMM */
 #define LOG2E       1.4426950408889634f
 
 struct swerve_pl_ctx {
@@ -50,8 +57,8 @@ struct swerve_pl_ctx {
 /* ---- workspace layout ------------------------------------------------------ */
 
 struct pl_layout {
-	int P; /* bf16 parts of W and dZ; 0 = TF32 (fp32 operands) */
-	int C; /* tokens per chunk */
+	int PW, PZ; /* bf16 parts of W and of dZ; 0 = TF32 (fp32 operands) */
+	int C;      /* tokens per chunk */
 	size_t wp, z, dzs, x3, x3r, xf, terms, count, total; /* offsets; total = size */
 };
 
@@ -60,18 +67,27 @@ static size_t al256(size_t x)
 	return (x + 255) & ~(size_t)255;
 }
 
-static int pieces(const struct swerve_pl_opts *o)
+static int w_parts(const struct swerve_pl_opts *o)
 {
 	return o->precision == SWERVE_PL_FP32 ? 3 : o->precision == SWERVE_PL_BF16 ? 1 : 0;
+}
+
+static int dz_parts(const struct swerve_pl_opts *o)
+{
+	return o->precision == SWERVE_PL_FP32 ? 2 : o->precision == SWERVE_PL_BF16 ? 1 : 0;
 }
 
 extern "C" int swerve_pl_chunk_tokens(int n_tokens, int vocab, const struct swerve_pl_opts *o)
 {
 	long c = o->chunk_tokens;
 	if (c <= 0) {
-		c = ((1L << 27) / (vocab > 0 ? vocab : 1)) / 64 * 64;
+		/* up to 2^28 logits (1 GiB fp32) a chunk, 64..2048 tokens: larger
+		 * chunks re-read dW less often, smaller ones use less memory */
+		c = ((1L << 28) / (vocab > 0 ? vocab : 1)) / 64 * 64;
 		if (c < 64)
 			c = 64;
+		if (c > 2048)
+			c = 2048;
 	}
 	if (c > n_tokens)
 		c = n_tokens;
@@ -83,23 +99,24 @@ static struct pl_layout layout_of(const struct swerve_pl_batch *b, const struct 
 	struct pl_layout L;
 	const size_t N = (size_t)b->n_tokens, d = (size_t)b->d, V = (size_t)b->vocab;
 	const int S = b->seq_idx ? b->n_seqs : 1;
-	L.P = pieces(o);
+	L.PW = w_parts(o);
+	L.PZ = dz_parts(o);
 	L.C = swerve_pl_chunk_tokens(b->n_tokens, b->vocab, o);
-	const size_t P = (size_t)L.P, C = (size_t)L.C;
+	const size_t PW = (size_t)L.PW, PZ = (size_t)L.PZ, C = (size_t)L.C;
 	const int grad = !o->logprob_only;
 	size_t off = 0;
 	L.wp = off;
-	off += al256(V * P * d * 2); /* (V, P d) bf16 */
+	off += al256(V * PW * d * 2); /* (V, PW d) bf16 */
 	L.z = off;
 	off += al256(C * V * 4); /* (C, V) fp32 */
 	L.dzs = off;
-	off += grad ? al256(P * C * V * 2) : 0; /* (P C, V) bf16 */
+	off += grad ? al256(PZ * C * V * 2) : 0; /* (PZ C, V) bf16 */
 	L.x3 = off;
-	off += P > 1 ? al256(C * P * d * 2) : 0; /* (C, P d) bf16 */
+	off += PW > 1 ? al256(C * PW * d * 2) : 0; /* (C, PW d) bf16 */
 	L.x3r = off;
-	off += grad && P > 1 ? al256(P * C * d * 2) : 0; /* (P C, d) bf16 */
+	off += grad && PZ > 1 ? al256(PZ * C * d * 2) : 0; /* (PZ C, d) bf16 */
 	L.xf = off;
-	off += P == 0 ? al256(C * d * 4) : 0; /* (C, d) fp32 */
+	off += PW == 0 ? al256(C * d * 4) : 0; /* (C, d) fp32 */
 	L.terms = off;
 	off += al256(N * 8); /* (N) double loss terms */
 	L.count = off;
@@ -158,8 +175,11 @@ __device__ __forceinline__ void lse_merge(lse3 &a, lse3 b)
 }
 
 struct row_args {
-	float *Z;            /* (c, V) logits in; TF32: dZ out in place */
-	__nv_bfloat16 *dzs;  /* (P c, V) split dZ out */
+	float *Z;               /* (c, V) logits in; TF32: dZ out in place */
+	__nv_bfloat16 *dzs;     /* (PZ c, V) split dZ out */
+	const __nv_bfloat16 *X; /* (N, d) */
+	const float *W;         /* (V, d) */
+	int d;
 	size_t piece_stride; /* c V */
 	int V, t0, S, adv_per_seq;
 	const int32_t *targets;
@@ -223,6 +243,7 @@ template <int P, bool VEC> __global__ void __launch_bounds__(ROW_THREADS) pl_row
 	const int r = blockIdx.x, t = a.t0 + r, V = a.V;
 	const float *z = a.Z + (size_t)r * V;
 	__shared__ lse3 sh_part[ROW_THREADS / 32];
+	__shared__ float sh_zy[ROW_THREADS / 32];
 	__shared__ float sh_coef, sh_m, sh_ls2;
 	__shared__ int sh_y;
 
@@ -251,15 +272,32 @@ template <int P, bool VEC> __global__ void __launch_bounds__(ROW_THREADS) pl_row
 	}
 	if ((threadIdx.x & 31) == 0)
 		sh_part[threadIdx.x / 32] = acc;
+	/* the target's logit again, exactly: x_t . W[y] in fp32 FMAs */
+	const int yt = a.targets[t];
+	float zy = 0.f;
+	if (yt >= 0 && yt < V) {
+		const __nv_bfloat16 *x = a.X + (size_t)t * a.d;
+		const float *w = a.W + (size_t)yt * a.d;
+		for (int k = threadIdx.x; k < a.d; k += ROW_THREADS)
+			zy = fmaf(__bfloat162float(x[k]), w[k], zy);
+	}
+#pragma unroll
+	for (int off = 16; off > 0; off >>= 1)
+		zy += __shfl_xor_sync(0xffffffffu, zy, off);
+	if ((threadIdx.x & 31) == 0)
+		sh_zy[threadIdx.x / 32] = zy;
 	__syncthreads();
 	if (threadIdx.x == 0) {
+		double zyd = 0.0;
+		for (int w = 0; w < ROW_THREADS / 32; w++)
+			zyd += (double)sh_zy[w];
 		for (int w = 1; w < ROW_THREADS / 32; w++)
 			lse_merge(acc, sh_part[w]);
 		const double ls = log((double)acc.s);
 		const double lse = (double)acc.m + ls;
 		const int y = a.targets[t];
 		const int yok = y >= 0 && y < V;
-		const double logp = yok ? (double)z[y] - lse : (double)NAN;
+		const double logp = yok ? zyd - lse : (double)NAN;
 		a.logp[t] = (float)logp;
 		if (a.entropy)
 			a.entropy[t] = (float)(ls - (double)acc.sz / (double)acc.s);
@@ -481,7 +519,7 @@ extern "C" int swerve_policy_loss_cuda(struct swerve_pl_ctx *ctx, const struct s
 	BLAS_TRY(cublasSetStream(h, st), "set stream");
 
 	const int N = b->n_tokens, d = b->d, V = b->vocab, S = b->seq_idx ? b->n_seqs : 1;
-	const int P = L.P, C = L.C, grad = !o->logprob_only;
+	const int PW = L.PW, PZ = L.PZ, C = L.C, grad = !o->logprob_only;
 	char *ws = (char *)workspace;
 	__nv_bfloat16 *Wp = (__nv_bfloat16 *)(ws + L.wp);
 	float *Z = (float *)(ws + L.z);
@@ -493,17 +531,17 @@ extern "C" int swerve_policy_loss_cuda(struct swerve_pl_ctx *ctx, const struct s
 	int *count = (int *)(ws + L.count);
 	const __nv_bfloat16 *Xb = (const __nv_bfloat16 *)X;
 	const bool vec = V % 4 == 0;
-	const cublasComputeType_t ct = P == 0 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+	const cublasComputeType_t ct = PW == 0 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
 
 	if (grad) {
 		CUDA_TRY(cudaMemsetAsync(count, 0, ((size_t)S + 1) * sizeof(int), st), "memset");
 		pl_count<<<(N + 255) / 256, 256, 0, st>>>(b->mask, b->seq_idx, N, S, count);
 		CUDA_TRY(cudaGetLastError(), "count kernel");
 	}
-	if (P > 0) {
+	if (PW > 0) {
 		size_t n = (size_t)V * d;
 		int blocks = (int)((n + 255) / 256 < 132 * 16 ? (n + 255) / 256 : 132 * 16);
-		if (P == 3)
+		if (PW == 3)
 			pl_split_w<3><<<blocks, 256, 0, st>>>(W, (size_t)V, d, Wp);
 		else
 			pl_split_w<1><<<blocks, 256, 0, st>>>(W, (size_t)V, d, Wp);
@@ -513,6 +551,9 @@ extern "C" int swerve_policy_loss_cuda(struct swerve_pl_ctx *ctx, const struct s
 	row_args a;
 	a.Z = Z;
 	a.dzs = dzs;
+	a.X = Xb;
+	a.W = W;
+	a.d = d;
 	a.V = V;
 	a.S = S;
 	a.adv_per_seq = b->adv_per_seq;
@@ -532,24 +573,26 @@ extern "C" int swerve_policy_loss_cuda(struct swerve_pl_ctx *ctx, const struct s
 	for (int t0 = 0; t0 < N; t0 += C) {
 		const int c = N - t0 < C ? N - t0 : C;
 		const __nv_bfloat16 *xc = Xb + (size_t)t0 * d; /* (c, d) */
-		/* forward operands: (c, P d) [X X X] and, for dW, (P c, d) [X; X; X] */
+		/* forward operand (c, PW d) [X X X]; dW operand (PZ c, d) [X; X] */
 		const void *xfwd = xc;
 		const void *xdw = xc;
-		if (P > 1) {
-			for (int k = 0; k < P; k++) {
-				CUDA_TRY(cudaMemcpy2DAsync(X3 + (size_t)k * d, (size_t)P * d * 2,
+		if (PW > 1) {
+			for (int k = 0; k < PW; k++)
+				CUDA_TRY(cudaMemcpy2DAsync(X3 + (size_t)k * d, (size_t)PW * d * 2,
 				                           xc, (size_t)d * 2, (size_t)d * 2, c,
 				                           cudaMemcpyDeviceToDevice, st),
 				         "copy X");
-				if (grad)
-					CUDA_TRY(cudaMemcpyAsync(X3r + (size_t)k * c * d, xc,
-					                         (size_t)c * d * 2,
-					                         cudaMemcpyDeviceToDevice, st),
-					         "copy X");
-			}
 			xfwd = X3;
+		}
+		if (PZ > 1 && grad) {
+			for (int k = 0; k < PZ; k++)
+				CUDA_TRY(cudaMemcpyAsync(X3r + (size_t)k * c * d, xc,
+				                         (size_t)c * d * 2,
+				                         cudaMemcpyDeviceToDevice, st),
+				         "copy X");
 			xdw = X3r;
-		} else if (P == 0) {
+		}
+		if (PW == 0) {
 			size_t n = (size_t)c * d;
 			int blocks = (int)((n + 255) / 256 < 132 * 8 ? (n + 255) / 256 : 132 * 8);
 			pl_bf16_to_f32<<<blocks, 256, 0, st>>>(xc, n, Xf);
@@ -559,9 +602,9 @@ extern "C" int swerve_policy_loss_cuda(struct swerve_pl_ctx *ctx, const struct s
 		}
 
 		/* 1. Z (c, V) = X_c W^T; column-major: Z^T (V x c) = W (V x Kd) . X^T */
-		if (P > 0)
-			rc = gemm(h, CUBLAS_OP_T, CUBLAS_OP_N, V, c, P * d, Wp, CUDA_R_16BF, P * d,
-			          xfwd, CUDA_R_16BF, P * d, 0.f, Z, V, ct, "forward GEMM");
+		if (PW > 0)
+			rc = gemm(h, CUBLAS_OP_T, CUBLAS_OP_N, V, c, PW * d, Wp, CUDA_R_16BF,
+			          PW * d, xfwd, CUDA_R_16BF, PW * d, 0.f, Z, V, ct, "forward GEMM");
 		else
 			rc = gemm(h, CUBLAS_OP_T, CUBLAS_OP_N, V, c, d, W, CUDA_R_32F, d, xfwd,
 			          CUDA_R_32F, d, 0.f, Z, V, ct, "forward GEMM");
@@ -571,9 +614,9 @@ extern "C" int swerve_policy_loss_cuda(struct swerve_pl_ctx *ctx, const struct s
 		/* 2. the row kernel */
 		a.t0 = t0;
 		a.piece_stride = (size_t)c * V;
-		if (P == 3)
-			launch_rows<3>(a, c, vec, st);
-		else if (P == 1)
+		if (PZ == 2)
+			launch_rows<2>(a, c, vec, st);
+		else if (PZ == 1)
 			launch_rows<1>(a, c, vec, st);
 		else
 			launch_rows<0>(a, c, vec, st);
@@ -583,17 +626,25 @@ extern "C" int swerve_policy_loss_cuda(struct swerve_pl_ctx *ctx, const struct s
 
 		/* 3. dX_c (c, d) = dZ W; column-major: dX^T (d x c) = W^T (d x V) . dZ^T (V x c) */
 		float *dxc = out->dX + (size_t)t0 * d;
-		if (P > 0) {
+		if (PW > 0) {
 			static const int pairs[3][2] = {
 			        {0, 0}, {0, 1}, {1, 0}}; /* (dZ part, W part) */
-			const int np = P == 3 ? 3 : 1;
-			for (int q = 0; q < np; q++) {
-				rc = gemm(h, CUBLAS_OP_N, CUBLAS_OP_N, d, c, V,
-				          Wp + (size_t)pairs[q][1] * d, CUDA_R_16BF, P * d,
-				          dzs + (size_t)pairs[q][0] * c * V, CUDA_R_16BF, V,
-				          q ? 1.f : 0.f, dxc, d, ct, "dX GEMM");
-				if (rc)
-					return rc;
+			const int np = PZ == 2 ? 3 : 1;
+			/* FP32: K = V in blocks, summed through beta in rounded fp32, so the
+			 * truncating tensor-core accumulator never runs longer than a block */
+			const int kb = PZ == 2 ? DX_KBLOCK : V;
+			for (int v0 = 0; v0 < V; v0 += kb) {
+				const int k = V - v0 < kb ? V - v0 : kb;
+				for (int q = 0; q < np; q++) {
+					rc = gemm(
+					        h, CUBLAS_OP_N, CUBLAS_OP_N, d, c, k,
+					        Wp + (size_t)v0 * PW * d + (size_t)pairs[q][1] * d,
+					        CUDA_R_16BF, PW * d,
+					        dzs + (size_t)pairs[q][0] * c * V + v0, CUDA_R_16BF,
+					        V, q || v0 ? 1.f : 0.f, dxc, d, ct, "dX GEMM");
+					if (rc)
+						return rc;
+				}
 			}
 		} else {
 			rc = gemm(h, CUBLAS_OP_N, CUBLAS_OP_N, d, c, V, W, CUDA_R_32F, d, Z,
@@ -602,11 +653,10 @@ extern "C" int swerve_policy_loss_cuda(struct swerve_pl_ctx *ctx, const struct s
 				return rc;
 		}
 
-		/* 4. dW (V, d) += dZ^T X_c; column-major: dW^T (d x V) = X^T (d x Pc) . dZs (Pc x
-		 * V) */
+		/* 4. dW (V, d) += dZ^T X_c; column-major: dW^T (d x V) = X^T (d x PZ c) . dZs */
 		const float beta = (t0 > 0 || o->accumulate_dw) ? 1.f : 0.f;
-		if (P > 0)
-			rc = gemm(h, CUBLAS_OP_N, CUBLAS_OP_T, d, V, P * c, xdw, CUDA_R_16BF, d,
+		if (PZ > 0)
+			rc = gemm(h, CUBLAS_OP_N, CUBLAS_OP_T, d, V, PZ * c, xdw, CUDA_R_16BF, d,
 			          dzs, CUDA_R_16BF, V, beta, out->dW, d, ct, "dW GEMM");
 		else
 			rc = gemm(h, CUBLAS_OP_N, CUBLAS_OP_T, d, V, c, xdw, CUDA_R_32F, d, Z,

@@ -50,8 +50,9 @@ enum swerve_pl_norm {
 
 /* How the GPU computes the head's products (the CPU reference always uses
  * double). X is bf16 and so exact in every mode; what differs is W and dZ:
- *   FP32  W and dZ split into 3 bf16 parts (hi + mid + lo, 24 bits), products
- *         on bf16 tensor cores with fp32 accumulation: fp32-accurate (M1).
+ *   FP32  W split into 3 bf16 parts (24 bits), the logit gradient into 2
+ *         (16 bits), products on bf16 tensor cores with fp32 accumulation,
+ *         the target logit recomputed exactly: fp32-accurate (M1).
  *   TF32  one cuBLAS TF32 product per GEMM (10-bit mantissas).
  *   BF16  W and dZ rounded to bf16 (8-bit mantissas): fastest, least exact. */
 enum swerve_pl_precision {
@@ -128,12 +129,13 @@ int swerve_pl_ctx_new(struct swerve_pl_ctx **out);
 void swerve_pl_ctx_free(struct swerve_pl_ctx *ctx);
 
 /* The chunk size a call with these options uses (opts->chunk_tokens, or the
- * automatic choice: about 2^26 logits per chunk, a multiple of 64 tokens). */
+ * automatic choice: at most 2^28 logits per chunk, 64 to 2048 tokens, a
+ * multiple of 64). */
 int swerve_pl_chunk_tokens(int n_tokens, int vocab, const struct swerve_pl_opts *opts);
 
 /* Bytes of device workspace swerve_policy_loss_cuda needs: the split W (FP32:
  * 6 V d, BF16: 2 V d, TF32: 0), one chunk of logits (4 C V) and of the split
- * logit gradient (FP32: 6 C V, BF16: 2 C V, TF32: in place), chunk copies of X,
+ * logit gradient (FP32: 4 C V, BF16: 2 C V, TF32: in place), chunk copies of X,
  * and O(N + n_seqs) per-token scratch. C = swerve_pl_chunk_tokens(). This is
  * the whole extra memory: nothing else is allocated per call. */
 size_t swerve_pl_workspace_size(const struct swerve_pl_batch *batch,

@@ -3,7 +3,8 @@
  * Issue 9's sizes: N = 16384 tokens, d = 1024, V = 32768 and 131072, forward
  * + backward (CISPO, all tokens on), each precision mode. Prints one line per
  * configuration, "ROW|impl|V|mode|ms|peak GiB|TFLOP/s|logp err|extra GiB",
- * which tests/bench/gpu_policy_loss.sh puts beside the PyTorch baseline
+ * "|dX err" (max |dX - ref| / max |ref| over the sampled tokens' rows, ref
+ * from the float64 logits), which tests/bench/gpu_policy_loss.sh puts beside the PyTorch baseline
  * (gpu_policy_loss.py) in one table.
  *   time     median of 10 timed calls (CUDA events) after 2 warm-ups
  *   peak     device memory in use after the call minus before any
@@ -31,41 +32,48 @@ extern "C" {
 #include "sandbox/error.h"
 }
 
-#define CK(call)                                                                                           \
-	do {                                                                                               \
-		cudaError_t e_ = (call);                                                                   \
-		if (e_ != cudaSuccess) {                                                                   \
-			fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
-			exit(1);                                                                           \
-		}                                                                                          \
+#define CK(call)                                                                                   \
+	do {                                                                                       \
+		cudaError_t e_ = (call);                                                           \
+		if (e_ != cudaSuccess) {                                                           \
+			fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call,              \
+			        cudaGetErrorString(e_));                                           \
+			exit(1);                                                                   \
+		}                                                                                  \
 	} while (0)
-#define PL(call)                                                                                          \
-	do {                                                                                              \
-		if ((call) != 0) {                                                                        \
-			fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, swerve_error_last()); \
-			exit(1);                                                                          \
-		}                                                                                         \
+#define PL(call)                                                                                   \
+	do {                                                                                       \
+		if ((call) != 0) {                                                                 \
+			fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call,              \
+			        swerve_error_last());                                              \
+			exit(1);                                                                   \
+		}                                                                                  \
 	} while (0)
 
 static const int N = 16384, D = 1024, NSAMPLE = 512;
 
 __global__ void fill_normal(float *x, size_t n, float scale, uint64_t seed)
 {
-	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+	     i += (size_t)gridDim.x * blockDim.x) {
 		uint64_t s = (i + 1) * 0x9E3779B97F4A7C15ull ^ seed;
-		s ^= s >> 33, s *= 0xff51afd7ed558ccdull, s ^= s >> 33, s *= 0xc4ceb9fe1a85ec53ull, s ^= s >> 33;
-		float u1 = ((s >> 40) + 1) * (1.0f / 16777217.0f), u2 = ((s >> 16) & 0xffffff) * (1.0f / 16777216.0f);
+		s ^= s >> 33, s *= 0xff51afd7ed558ccdull, s ^= s >> 33, s *= 0xc4ceb9fe1a85ec53ull,
+		        s ^= s >> 33;
+		float u1 = ((s >> 40) + 1) * (1.0f / 16777217.0f),
+		      u2 = ((s >> 16) & 0xffffff) * (1.0f / 16777216.0f);
 		x[i] = scale * sqrtf(-2.f * logf(u1)) * cospif(2.f * u2);
 	}
 }
 __global__ void to_bf16(const float *x, size_t n, __nv_bfloat16 *y)
 {
-	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+	     i += (size_t)gridDim.x * blockDim.x)
 		y[i] = __float2bfloat16_rn(x[i]);
 }
 __global__ void to_f64(const float *x, size_t n, double *y)
 {
-	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+	     i += (size_t)gridDim.x * blockDim.x)
 		y[i] = (double)x[i];
 }
 __global__ void gather_x_f64(const __nv_bfloat16 *X, const int *idx, int d, double *out)
@@ -75,7 +83,8 @@ __global__ void gather_x_f64(const __nv_bfloat16 *X, const int *idx, int d, doub
 		out[(size_t)r * d + k] = (double)__bfloat162float(X[(size_t)idx[r] * d + k]);
 }
 /* one block per sampled token: logp in double from double logits (V, T) column-major */
-__global__ void ref_logp(const double *Z, int V, const int *idx, const int *y, double *out)
+__global__ void ref_logp(const double *Z, int V, const int *idx, const int *y, double *out,
+                         double *lse)
 {
 	const double *z = Z + (size_t)blockIdx.x * V;
 	__shared__ double sh[256];
@@ -101,8 +110,21 @@ __global__ void ref_logp(const double *Z, int V, const int *idx, const int *y, d
 			sh[threadIdx.x] += sh[threadIdx.x + s];
 		__syncthreads();
 	}
-	if (threadIdx.x == 0)
+	if (threadIdx.x == 0) {
 		out[blockIdx.x] = z[y[idx[blockIdx.x]]] - m - log(sh[0]);
+		lse[blockIdx.x] = m + log(sh[0]);
+	}
+}
+/* in place: logits -> CISPO logit gradient (token normalisation over N, cap 5) */
+__global__ void ref_dz(double *Z, int V, const int *idx, const int *y, const double *logp,
+                       const double *lse, const float *old, const float *adv, int n_tokens)
+{
+	double *z = Z + (size_t)blockIdx.x * V;
+	const int t = idx[blockIdx.x];
+	double r = exp(logp[blockIdx.x] - (double)old[t]);
+	double coef = -(r < 5.0 ? r : 5.0) * (double)adv[t] / n_tokens;
+	for (int v = threadIdx.x; v < V; v += 256)
+		z[v] = coef * ((v == y[t] ? 1.0 : 0.0) - exp(z[v] - lse[blockIdx.x]));
 }
 
 static size_t used_bytes(void)
@@ -117,7 +139,8 @@ static const char *mode_name(enum swerve_pl_precision p)
 	return p == SWERVE_PL_FP32 ? "fp32(3xbf16)" : p == SWERVE_PL_TF32 ? "tf32" : "bf16";
 }
 
-static void bench(int V, enum swerve_pl_precision prec, int chunk, struct swerve_pl_ctx *ctx, size_t base)
+static void bench(int V, enum swerve_pl_precision prec, int chunk, struct swerve_pl_ctx *ctx,
+                  size_t base)
 {
 	const size_t nx = (size_t)N * D, nw = (size_t)V * D;
 	float *Wt, *tmp, *old, *adv, *logp, *ent, *ratio, *loss, *dX, *dW;
@@ -173,7 +196,8 @@ static void bench(int V, enum swerve_pl_precision prec, int chunk, struct swerve
 	std::vector<float> ms;
 	for (int it = 0; it < 12; it++) {
 		CK(cudaEventRecord(e0));
-		PL(swerve_policy_loss_cuda(ctx, &out, &b, (const uint16_t *)X, Wt, &o, ws, wsz, NULL));
+		PL(swerve_policy_loss_cuda(ctx, &out, &b, (const uint16_t *)X, Wt, &o, ws, wsz,
+		                           NULL));
 		CK(cudaEventRecord(e1));
 		CK(cudaEventSynchronize(e1));
 		float t;
@@ -195,25 +219,34 @@ static void bench(int V, enum swerve_pl_precision prec, int chunk, struct swerve
 	for (int i = 0; i < NSAMPLE; i++)
 		hidx[i] = (int)((long)i * N / NSAMPLE + (i * 37) % (N / NSAMPLE));
 	int *idx;
-	double *Xd, *Wd, *Zd, *ref;
+	double *Xd, *Wd, *Zd, *ref, *rlse, *dXr;
 	CK(cudaMalloc(&idx, NSAMPLE * 4));
 	CK(cudaMemcpy(idx, hidx.data(), NSAMPLE * 4, cudaMemcpyHostToDevice));
 	CK(cudaMalloc(&Xd, (size_t)NSAMPLE * D * 8));
 	CK(cudaMalloc(&Wd, nw * 8));
 	CK(cudaMalloc(&Zd, (size_t)NSAMPLE * V * 8));
 	CK(cudaMalloc(&ref, NSAMPLE * 8));
+	CK(cudaMalloc(&rlse, NSAMPLE * 8));
+	CK(cudaMalloc(&dXr, (size_t)NSAMPLE * D * 8));
 	gather_x_f64<<<NSAMPLE, 256>>>(X, idx, D, Xd);
 	to_f64<<<1024, 256>>>(Wt, nw, Wd);
 	cublasHandle_t hb;
 	cublasCreate(&hb);
 	const double one = 1.0, zero = 0.0;
 	/* Z^T (V x T) = W (V x d) . X^T, column-major */
-	if (cublasDgemm(hb, CUBLAS_OP_T, CUBLAS_OP_N, V, NSAMPLE, D, &one, Wd, D, Xd, D, &zero, Zd, V) !=
-	    CUBLAS_STATUS_SUCCESS) {
+	if (cublasDgemm(hb, CUBLAS_OP_T, CUBLAS_OP_N, V, NSAMPLE, D, &one, Wd, D, Xd, D, &zero, Zd,
+	                V) != CUBLAS_STATUS_SUCCESS) {
 		fprintf(stderr, "cublasDgemm failed\n");
 		exit(1);
 	}
-	ref_logp<<<NSAMPLE, 256>>>(Zd, V, idx, y, ref);
+	ref_logp<<<NSAMPLE, 256>>>(Zd, V, idx, y, ref, rlse);
+	ref_dz<<<NSAMPLE, 256>>>(Zd, V, idx, y, ref, rlse, old, adv, N);
+	/* dX^T (d x T) = W^T (d x V) . dZ^T (V x T), column-major */
+	if (cublasDgemm(hb, CUBLAS_OP_N, CUBLAS_OP_N, D, NSAMPLE, V, &one, Wd, D, Zd, V, &zero, dXr,
+	                D) != CUBLAS_STATUS_SUCCESS) {
+		fprintf(stderr, "cublasDgemm failed\n");
+		exit(1);
+	}
 	CK(cudaDeviceSynchronize());
 	cublasDestroy(hb);
 	std::vector<double> hr(NSAMPLE);
@@ -224,15 +257,32 @@ static void bench(int V, enum swerve_pl_precision prec, int chunk, struct swerve
 		double e = fabs((double)h[hidx[i]] - hr[i]) / fabs(hr[i]);
 		err = isnan(e) ? INFINITY : fmax(err, e);
 	}
+	std::vector<double> hdxr((size_t)NSAMPLE * D);
+	std::vector<float> hdx(D);
+	CK(cudaMemcpy(hdxr.data(), dXr, hdxr.size() * 8, cudaMemcpyDeviceToHost));
+	double dxe = 0.0, dxm = 0.0;
+	for (int i = 0; i < NSAMPLE; i++) {
+		CK(cudaMemcpy(hdx.data(), dX + (size_t)hidx[i] * D, D * 4, cudaMemcpyDeviceToHost));
+		for (int k = 0; k < D; k++) {
+			double r = hdxr[(size_t)i * D + k];
+			dxm = fmax(dxm, fabs(r));
+			double e = fabs((double)hdx[k] - r);
+			dxe = isnan(e) ? INFINITY : fmax(dxe, e);
+		}
+	}
 	char name[64];
 	snprintf(name, sizeof(name), "%s%s", mode_name(prec), chunk ? "" : "");
-	printf("ROW|swerve|%d|%s C=%d|%.2f|%.3f|%.1f|%.2e|%.3f\n", V, name, swerve_pl_chunk_tokens(N, V, &o), med,
-	       peak / 1073741824.0, tflops, err, wsz / 1073741824.0);
-	fprintf(stderr, "  swerve V=%d %s: loss %.6g, times(ms) min %.2f max %.2f\n", V, name, hl, ms.front(),
-		ms.back());
+	printf("ROW|swerve|%d|%s C=%d|%.2f|%.3f|%.1f|%.2e|%.3f|%.2e\n", V, name,
+	       swerve_pl_chunk_tokens(N, V, &o), med, peak / 1073741824.0, tflops, err,
+	       wsz / 1073741824.0, dxe / dxm);
+	fprintf(stderr,
+	        "  swerve V=%d %s: loss %.6g, times(ms) min %.2f max %.2f, dX err (max/max) %.2e\n",
+	        V, name, hl, ms.front(), ms.back(), dxe / dxm);
 	fflush(stdout);
-	cudaFree(idx), cudaFree(Xd), cudaFree(Wd), cudaFree(Zd), cudaFree(ref);
-	cudaFree(Wt), cudaFree(X), cudaFree(old), cudaFree(adv), cudaFree(logp), cudaFree(ent), cudaFree(ratio);
+	cudaFree(idx), cudaFree(Xd), cudaFree(Wd), cudaFree(Zd), cudaFree(ref), cudaFree(rlse),
+	        cudaFree(dXr);
+	cudaFree(Wt), cudaFree(X), cudaFree(old), cudaFree(adv), cudaFree(logp), cudaFree(ent),
+	        cudaFree(ratio);
 	cudaFree(loss), cudaFree(clipped), cudaFree(y), cudaFree(dX), cudaFree(dW);
 	cudaEventDestroy(e0), cudaEventDestroy(e1);
 }

@@ -79,7 +79,7 @@ def bench(V, tf32):
         ref = torch.log_softmax(X[idx].double() @ W.double().t(), -1).gather(1, y[idx][:, None]).squeeze(1)
         err = ((lp[idx].double() - ref).abs() / ref.abs()).max().item()
     mode = "fp32 (TF32 on)" if tf32 else "fp32 (TF32 off)"
-    print(f"ROW|pytorch|{V}|{mode}|{med:.2f}|{peak / 2**30:.3f}|{tflops:.1f}|{err:.2e}|-", flush=True)
+    print(f"ROW|pytorch|{V}|{mode}|{med:.2f}|{peak / 2**30:.3f}|{tflops:.1f}|{err:.2e}|-|-", flush=True)
     del X, W, y, adv, mask, old
     torch.cuda.empty_cache()
 

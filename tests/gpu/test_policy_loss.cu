@@ -3,7 +3,7 @@
  * output poisoned (NaN) before the call. Prints the worst element of each
  * output. Tolerances (relative to the largest reference element; logp is
  * also checked per token relative to |logp|):
- *   FP32  logp 1e-5 per token, entropy/ratio 1e-5, dX/dW 1e-4, loss 1e-5
+ *   FP32  logp 1e-5 per token, entropy/ratio/loss 5e-5, dX/dW 1e-4
  *   TF32  logp 1e-2 per token (10-bit mantissas), the rest 2e-2
  *   BF16  logp 5e-2 per token (8-bit mantissas), the rest 1e-1 */
 #include <cuda_runtime.h>
@@ -22,13 +22,14 @@ extern "C" {
 #include "sandbox/error.h"
 }
 
-#define CK(call)                                                                                           \
-	do {                                                                                               \
-		cudaError_t e_ = (call);                                                                   \
-		if (e_ != cudaSuccess) {                                                                   \
-			fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
-			return 1;                                                                          \
-		}                                                                                          \
+#define CK(call)                                                                                   \
+	do {                                                                                       \
+		cudaError_t e_ = (call);                                                           \
+		if (e_ != cudaSuccess) {                                                           \
+			fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call,              \
+			        cudaGetErrorString(e_));                                           \
+			return 1;                                                                  \
+		}                                                                                  \
 	} while (0)
 
 static uint64_t rng_state;
@@ -112,16 +113,19 @@ static int run_case(const struct cfg *c)
 	o.accumulate_dw = c->accumulate;
 
 	/* the reference, and logp_old placed away from the clip boundaries */
-	std::vector<float> rlogp(N), rent(N), rratio(N), rdX((size_t)N * d), rdW((size_t)V * d, 0.f);
+	std::vector<float> rlogp(N), rent(N), rratio(N), rdX((size_t)N * d),
+	        rdW((size_t)V * d, 0.f);
 	std::vector<uint8_t> rclip(N);
 	float rloss = 0.f;
-	struct swerve_pl_batch hb = {N, d, V, y.data(), old.data(), adv.data(), seq.data(), S, c->adv_per_seq,
-				     c->use_mask ? mask.data() : NULL};
-	struct swerve_pl_out hout = {rlogp.data(), rent.data(), rratio.data(), rclip.data(), &rloss, rdX.data(),
-				     rdW.data()};
+	struct swerve_pl_batch hb = {
+	        N,          d,          V, y.data(),       old.data(),
+	        adv.data(), seq.data(), S, c->adv_per_seq, c->use_mask ? mask.data() : NULL};
+	struct swerve_pl_out hout = {rlogp.data(), rent.data(), rratio.data(), rclip.data(),
+	                             &rloss,       rdX.data(),  rdW.data()};
 	struct swerve_pl_opts lo = o;
 	lo.logprob_only = 1;
-	CHECK(swerve_policy_loss_cpu(&hout, &hb, Xf.data(), W.data(), &lo) == 0, "%s", swerve_error_last());
+	CHECK(swerve_policy_loss_cpu(&hout, &hb, Xf.data(), W.data(), &lo) == 0, "%s",
+	      swerve_error_last());
 	const double offs[] = {-2.0, -0.5, -0.1, 0.0, 0.05, 0.6};
 	for (int t = 0; t < N; t++)
 		old[t] = rlogp[t] + (float)offs[(int)(urand() * 6)];
@@ -131,7 +135,8 @@ static int run_case(const struct cfg *c)
 	if (c->accumulate)
 		rdW = dW0;
 	o.logprob_only = c->logprob_only;
-	CHECK(swerve_policy_loss_cpu(&hout, &hb, Xf.data(), W.data(), &o) == 0, "%s", swerve_error_last());
+	CHECK(swerve_policy_loss_cpu(&hout, &hb, Xf.data(), W.data(), &o) == 0, "%s",
+	      swerve_error_last());
 
 	/* the GPU */
 	uint16_t *dX16 = dev_copy(Xb);
@@ -160,14 +165,16 @@ static int run_case(const struct cfg *c)
 	else
 		CK(cudaMemset(gdW, 0xff, (size_t)V * d * 4));
 
-	struct swerve_pl_batch db = {N, d, V, dy, dold, dadv, dseq, S, c->adv_per_seq, c->use_mask ? dmask : NULL};
+	struct swerve_pl_batch db = {
+	        N, d, V, dy, dold, dadv, dseq, S, c->adv_per_seq, c->use_mask ? dmask : NULL};
 	struct swerve_pl_out dout = {glogp, gent, gratio, gclip, gloss, gdX, gdW};
 	size_t wsz = swerve_pl_workspace_size(&db, &o);
 	void *ws = NULL;
 	CK(cudaMalloc(&ws, wsz));
 	struct swerve_pl_ctx *ctx = NULL;
 	CHECK(swerve_pl_ctx_new(&ctx) == 0, "%s", swerve_error_last());
-	CHECK(swerve_policy_loss_cuda(ctx, &dout, &db, dX16, dWt, &o, ws, wsz, NULL) == 0, "%s", swerve_error_last());
+	CHECK(swerve_policy_loss_cuda(ctx, &dout, &db, dX16, dWt, &o, ws, wsz, NULL) == 0, "%s",
+	      swerve_error_last());
 	CK(cudaDeviceSynchronize());
 	CK(cudaGetLastError());
 
@@ -182,9 +189,13 @@ static int run_case(const struct cfg *c)
 	CK(cudaMemcpy(gdx.data(), gdX, gdx.size() * 4, cudaMemcpyDeviceToHost));
 	CK(cudaMemcpy(gdw.data(), gdW, gdw.size() * 4, cudaMemcpyDeviceToHost));
 
-	const double tl = c->prec == SWERVE_PL_FP32 ? 1e-5 : c->prec == SWERVE_PL_TF32 ? 1e-2 : 5e-2;
-	const double tg = c->prec == SWERVE_PL_FP32 ? 1e-4 : c->prec == SWERVE_PL_TF32 ? 2e-2 : 1e-1;
-	const double tv = c->prec == SWERVE_PL_FP32 ? 1e-5 : tg;
+	const double tl = c->prec == SWERVE_PL_FP32   ? 1e-5
+	                  : c->prec == SWERVE_PL_TF32 ? 1e-2
+	                                              : 5e-2;
+	const double tg = c->prec == SWERVE_PL_FP32   ? 1e-4
+	                  : c->prec == SWERVE_PL_TF32 ? 2e-2
+	                                              : 1e-1;
+	const double tv = c->prec == SWERVE_PL_FP32 ? 5e-5 : tg;
 	double lp_rel = 0.0;
 	int lp_at = 0;
 	for (int t = 0; t < N; t++) {
@@ -196,8 +207,8 @@ static int run_case(const struct cfg *c)
 	}
 	size_t at;
 	double e_ent = worst(gen.data(), rent.data(), N, &at);
-	printf("  %-26s logp worst rel %.2e (token %d: %.7f vs %.7f)  entropy %.2e", c->name, lp_rel, lp_at,
-	       glp[lp_at], rlogp[lp_at], e_ent);
+	printf("  %-26s logp worst rel %.2e (token %d: %.7f vs %.7f)  entropy %.2e", c->name,
+	       lp_rel, lp_at, glp[lp_at], rlogp[lp_at], e_ent);
 	int fail = !(lp_rel <= tl) || !(e_ent <= tv);
 	if (!c->logprob_only) {
 		double e_rat = worst(grt.data(), rratio.data(), N, &at);
@@ -210,9 +221,11 @@ static int run_case(const struct cfg *c)
 			clip_diff += gcl[t] != rclip[t];
 			nclip += rclip[t];
 		}
-		printf("  ratio %.2e  loss %.2e (%.6g vs %.6g)  dX %.2e [%zu]  dW %.2e [%zu: %.4g vs %.4g]  clipped %d/%d "
+		printf("  ratio %.2e  loss %.2e (%.6g vs %.6g)  dX %.2e [%zu]  dW %.2e [%zu: %.4g "
+		       "vs %.4g]  clipped %d/%d "
 		       "differ\n",
-		       e_rat, e_loss, gl, rloss, e_dx, atx, e_dw, at, gdw[at], rdW[at], clip_diff, nclip);
+		       e_rat, e_loss, gl, rloss, e_dx, atx, e_dw, at, gdw[at], rdW[at], clip_diff,
+		       nclip);
 		fail |= !(e_rat <= tv) || !(e_loss <= tv) || !(e_dx <= tg) || !(e_dw <= tg);
 		if (c->prec == SWERVE_PL_FP32)
 			fail |= clip_diff != 0;
@@ -227,10 +240,13 @@ static int run_case(const struct cfg *c)
 		fail |= w0 != 0xffffffffu;
 	}
 	swerve_pl_ctx_free(ctx);
-	cudaFree(ws), cudaFree(dX16), cudaFree(dWt), cudaFree(dold), cudaFree(dadv), cudaFree(dy), cudaFree(dseq);
-	cudaFree(dmask), cudaFree(glogp), cudaFree(gent), cudaFree(gratio), cudaFree(gloss), cudaFree(gclip);
+	cudaFree(ws), cudaFree(dX16), cudaFree(dWt), cudaFree(dold), cudaFree(dadv), cudaFree(dy),
+	        cudaFree(dseq);
+	cudaFree(dmask), cudaFree(glogp), cudaFree(gent), cudaFree(gratio), cudaFree(gloss),
+	        cudaFree(gclip);
 	cudaFree(gdX), cudaFree(gdW);
-	CHECK(!fail, "%s: outside tolerance (logp %.0e, values %.0e, gradients %.0e)", c->name, tl, tv, tg);
+	CHECK(!fail, "%s: outside tolerance (logp %.0e, values %.0e, gradients %.0e)", c->name, tl,
+	      tv, tg);
 	return 0;
 }
 
@@ -240,34 +256,37 @@ static int have_gpu(void)
 	return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
 }
 
-#define CASE(fn, ...)                                                    \
-	static int fn(void)                                              \
-	{                                                                \
-		if (!have_gpu())                                         \
-			return GPU_SKIP;                                 \
-		static const struct cfg c = __VA_ARGS__;                 \
-		return run_case(&c);                                     \
+#define CASE(fn, ...)                                                                              \
+	static int fn(void)                                                                        \
+	{                                                                                          \
+		if (!have_gpu())                                                                   \
+			return GPU_SKIP;                                                           \
+		static const struct cfg c = __VA_ARGS__;                                           \
+		return run_case(&c);                                                               \
 	}
 
-/* name, N, d, V, S, chunk, variant, precision, norm, adv_per_seq, mask, cispo_mask, lower, lp_only, accumulate */
+/* name, N, d, V, S, chunk, variant, precision, norm, adv_per_seq, mask, cispo_mask, lower, lp_only,
+ * accumulate */
 CASE(cispo_fp32_vec, {"cispo fp32 V%4=0", 300, 136, 2048, 5, 64, SWERVE_PL_CISPO, SWERVE_PL_FP32,
-		      SWERVE_PL_NORM_TOKENS, 0, 1, 0, 0, 0, 0})
-CASE(cispo_fp32_odd, {"cispo fp32 V odd, 1 chunk", 97, 72, 1001, 3, 0, SWERVE_PL_CISPO, SWERVE_PL_FP32,
-		      SWERVE_PL_NORM_SEQUENCE, 1, 1, 1, 1, 0, 0})
+                      SWERVE_PL_NORM_TOKENS, 0, 1, 0, 0, 0, 0})
+CASE(cispo_fp32_odd, {"cispo fp32 V odd, 1 chunk", 97, 72, 1001, 3, 0, SWERVE_PL_CISPO,
+                      SWERVE_PL_FP32, SWERVE_PL_NORM_SEQUENCE, 1, 1, 1, 1, 0, 0})
 CASE(grpo_fp32_seq, {"grpo fp32 per-seq", 256, 128, 4096, 8, 96, SWERVE_PL_GRPO, SWERVE_PL_FP32,
-		     SWERVE_PL_NORM_SEQUENCE, 1, 1, 0, 0, 0, 1})
-CASE(dapo_fp32, {"dapo fp32", 200, 256, 3000, 4, 128, SWERVE_PL_DAPO, SWERVE_PL_FP32, SWERVE_PL_NORM_TOKENS, 0,
-		 0, 0, 0, 0, 0})
-CASE(logprob_only_fp32, {"logprob-only fp32", 150, 128, 5000, 1, 64, SWERVE_PL_CISPO, SWERVE_PL_FP32,
-			 SWERVE_PL_NORM_TOKENS, 0, 0, 0, 0, 1, 0})
-CASE(cispo_tf32, {"cispo tf32", 300, 136, 2048, 5, 64, SWERVE_PL_CISPO, SWERVE_PL_TF32, SWERVE_PL_NORM_TOKENS, 0,
-		  1, 0, 0, 0, 0})
+                     SWERVE_PL_NORM_SEQUENCE, 1, 1, 0, 0, 0, 1})
+CASE(dapo_fp32, {"dapo fp32", 200, 256, 3000, 4, 128, SWERVE_PL_DAPO, SWERVE_PL_FP32,
+                 SWERVE_PL_NORM_TOKENS, 0, 0, 0, 0, 0, 0})
+CASE(grpo_fp32_long, {"grpo fp32 N2048 (dW over chunks)", 2048, 64, 2048, 16, 256, SWERVE_PL_GRPO,
+                      SWERVE_PL_FP32, SWERVE_PL_NORM_SEQUENCE, 1, 1, 0, 0, 0, 0})
+CASE(logprob_only_fp32, {"logprob-only fp32", 150, 128, 5000, 1, 64, SWERVE_PL_CISPO,
+                         SWERVE_PL_FP32, SWERVE_PL_NORM_TOKENS, 0, 0, 0, 0, 1, 0})
+CASE(cispo_tf32, {"cispo tf32", 300, 136, 2048, 5, 64, SWERVE_PL_CISPO, SWERVE_PL_TF32,
+                  SWERVE_PL_NORM_TOKENS, 0, 1, 0, 0, 0, 0})
 CASE(grpo_tf32_odd, {"grpo tf32 V odd", 97, 72, 1001, 3, 32, SWERVE_PL_GRPO, SWERVE_PL_TF32,
-		     SWERVE_PL_NORM_SEQUENCE, 1, 1, 0, 0, 0, 1})
-CASE(cispo_bf16, {"cispo bf16", 300, 136, 2048, 5, 64, SWERVE_PL_CISPO, SWERVE_PL_BF16, SWERVE_PL_NORM_TOKENS, 0,
-		  1, 0, 0, 0, 0})
-CASE(cispo_fp32_big, {"cispo fp32 d1024 V8192", 128, 1024, 8192, 4, 0, SWERVE_PL_CISPO, SWERVE_PL_FP32,
-		      SWERVE_PL_NORM_TOKENS, 0, 1, 0, 0, 0, 0})
+                     SWERVE_PL_NORM_SEQUENCE, 1, 1, 0, 0, 0, 1})
+CASE(cispo_bf16, {"cispo bf16", 300, 136, 2048, 5, 64, SWERVE_PL_CISPO, SWERVE_PL_BF16,
+                  SWERVE_PL_NORM_TOKENS, 0, 1, 0, 0, 0, 0})
+CASE(cispo_fp32_big, {"cispo fp32 d1024 V8192", 128, 1024, 8192, 4, 0, SWERVE_PL_CISPO,
+                      SWERVE_PL_FP32, SWERVE_PL_NORM_TOKENS, 0, 1, 0, 0, 0, 0})
 
 static int bad_workspace_is_refused(void)
 {
@@ -296,16 +315,17 @@ int main(void)
 		rng_state = 1;
 	printf("seed %llu\n", (unsigned long long)rng_state);
 	static const struct gpu_test tests[] = {
-	    {"cispo_fp32_vec", cispo_fp32_vec},
-	    {"cispo_fp32_odd", cispo_fp32_odd},
-	    {"grpo_fp32_seq", grpo_fp32_seq},
-	    {"dapo_fp32", dapo_fp32},
-	    {"logprob_only_fp32", logprob_only_fp32},
-	    {"cispo_tf32", cispo_tf32},
-	    {"grpo_tf32_odd", grpo_tf32_odd},
-	    {"cispo_bf16", cispo_bf16},
-	    {"cispo_fp32_big", cispo_fp32_big},
-	    {"bad_workspace_is_refused", bad_workspace_is_refused},
+	        {"cispo_fp32_vec", cispo_fp32_vec},
+	        {"cispo_fp32_odd", cispo_fp32_odd},
+	        {"grpo_fp32_seq", grpo_fp32_seq},
+	        {"dapo_fp32", dapo_fp32},
+	        {"grpo_fp32_long", grpo_fp32_long},
+	        {"logprob_only_fp32", logprob_only_fp32},
+	        {"cispo_tf32", cispo_tf32},
+	        {"grpo_tf32_odd", grpo_tf32_odd},
+	        {"cispo_bf16", cispo_bf16},
+	        {"cispo_fp32_big", cispo_fp32_big},
+	        {"bad_workspace_is_refused", bad_workspace_is_refused},
 	};
 	return gpu_run_tests(tests, (int)(sizeof(tests) / sizeof(tests[0])));
 }
