@@ -4,8 +4,9 @@
  * output. Tolerances (relative to the largest reference element; logp is
  * also checked per token relative to |logp|):
  *   FP32  logp 1e-5 per token, entropy/ratio/loss 5e-5, dX/dW 1e-4
- *   TF32  logp 1e-2 per token (10-bit mantissas), the rest 2e-2
- *   BF16  logp 5e-2 per token (8-bit mantissas), the rest 1e-1 */
+ *   TF32  logp 1e-3 per token (10-bit mantissas), the rest 2e-3, dX/dW 5e-3
+ *   BF16  logp 5e-3 per token (8-bit mantissas), the rest 1e-2, dX/dW 2e-2
+ * (measured on an H100, 2026-11-26, the errors sit 4-10x under these). */
 #include <cuda_runtime.h>
 
 #include <math.h>
@@ -190,12 +191,14 @@ static int run_case(const struct cfg *c)
 	CK(cudaMemcpy(gdw.data(), gdW, gdw.size() * 4, cudaMemcpyDeviceToHost));
 
 	const double tl = c->prec == SWERVE_PL_FP32   ? 1e-5
-	                  : c->prec == SWERVE_PL_TF32 ? 1e-2
-	                                              : 5e-2;
+	                  : c->prec == SWERVE_PL_TF32 ? 1e-3
+	                                              : 5e-3;
+	const double tv = c->prec == SWERVE_PL_FP32   ? 5e-5
+	                  : c->prec == SWERVE_PL_TF32 ? 2e-3
+	                                              : 1e-2;
 	const double tg = c->prec == SWERVE_PL_FP32   ? 1e-4
-	                  : c->prec == SWERVE_PL_TF32 ? 2e-2
-	                                              : 1e-1;
-	const double tv = c->prec == SWERVE_PL_FP32 ? 5e-5 : tg;
+	                  : c->prec == SWERVE_PL_TF32 ? 5e-3
+	                                              : 2e-2;
 	double lp_rel = 0.0;
 	int lp_at = 0;
 	for (int t = 0; t < N; t++) {
