@@ -205,6 +205,12 @@ int swerve_db_fail(int *out_gave_up, struct swerve_db *db, int64_t rollout, int 
  * with its attempts reset; *out_n (may be NULL) gets how many. */
 int swerve_db_requeue_infra(size_t *out_n, struct swerve_db *db, int64_t run);
 
+/* Deletes every rollout of run (<= 0 is SWERVE_EINVAL) with its data,
+ * result, test statuses and group, in one transaction; the run, its metrics
+ * and the tasks stay. For re-evaluating a run from scratch (eval --redo).
+ * *out_n (may be NULL) gets the number of rollouts deleted. */
+int swerve_db_run_clear(size_t *out_n, struct swerve_db *db, int64_t run);
+
 /* Groups several calls (e.g. thousands of enqueues) into one transaction:
  * calls made in between join it (as savepoints) instead of committing each.
  * begin takes the write lock at once (BEGIN IMMEDIATE). */

@@ -10,6 +10,7 @@ int swerve_cmd_version(int argc, char **argv);
 int swerve_cmd_db(int argc, char **argv);
 int swerve_cmd_exec(int argc, char **argv);
 int swerve_cmd_repo(int argc, char **argv);
+int swerve_cmd_eval(int argc, char **argv);
 
 /* The subcommand table: one row per envs/cmd_<name>.c. */
 static const struct swerve_cmd commands[] = {
@@ -17,6 +18,7 @@ static const struct swerve_cmd commands[] = {
 	{ "db", "create, inspect and export the SQLite store (init, stats, export)", swerve_cmd_db },
 	{ "exec", "run one command in the sandbox and print its verdict (--json)", swerve_cmd_exec },
 	{ "repo", "manage the repository cache (add, list, fetch, resolve, checkout)", swerve_cmd_repo },
+	{ "eval", "evaluate SWE-bench predictions (resumable; SWE-bench reports)", swerve_cmd_eval },
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

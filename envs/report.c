@@ -296,11 +296,18 @@ int swerve_run_report_json(char **out, const struct swerve_run_report *rr)
 				idlist_push(&l[L_INFRA], id, cap);
 			continue;
 		}
-		idlist_push(&l[L_COMPLETED], id, cap);
-		idlist_push(json_is_true(json_object_get(res, "resolved")) ? &l[L_RESOLVED]
-		                                                           : &l[L_UNRESOLVED],
-		            id, cap);
 		const char *oname = json_string_value(outcome);
+		/* SWE-bench writes no report for a patch that does not apply, so its
+		 * run report lists the instance under error_ids; so does ours (the
+		 * outcome and reward stay in the swerve section). */
+		if (strcmp(oname, swerve_outcome_name(SWERVE_OUTCOME_PATCH_FAILED)) == 0) {
+			idlist_push(&l[L_ERROR], id, cap);
+		} else {
+			idlist_push(&l[L_COMPLETED], id, cap);
+			idlist_push(json_is_true(json_object_get(res, "resolved")) ? &l[L_RESOLVED]
+			                                                           : &l[L_UNRESOLVED],
+			            id, cap);
+		}
 		json_object_set_new(
 		        counts, oname,
 		        json_integer(json_integer_value(json_object_get(counts, oname)) + 1));

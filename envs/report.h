@@ -12,9 +12,11 @@
  * Run report: SWE-bench's counts and sorted id lists and schema_version 2,
  * plus "swerve": {rewards: {id: r}, outcomes: {id: name}, untrusted_ids,
  * infra_error_ids, outcome_counts, mean_reward}. An instance is completed
- * when it has an outcome (a reward), an error when it was submitted with a
- * non-empty patch but ended in an infrastructure error, an untrusted grade,
- * or no result at all. */
+ * when it has an outcome (a reward) other than patch_failed; an error when
+ * it was submitted with a non-empty patch but its patch did not apply (as in
+ * SWE-bench, which writes no report then; the outcome and reward stay in
+ * the swerve section), or it ended in an infrastructure error, an untrusted
+ * grade, or no result at all. */
 #ifndef SWERVE_ENVS_REPORT_H
 #define SWERVE_ENVS_REPORT_H
 

@@ -1,0 +1,44 @@
+/* run_clear.c - emptying a run (for `swerve eval --redo`): every rollout of
+ * the run, with its data, result, test statuses and group, is deleted in one
+ * transaction; the run itself, its metrics and the tasks stay. */
+#include "internal.h"
+
+#include <stdio.h>
+
+static const char *const clear_sql[] = {
+        "DELETE FROM test_results WHERE rollout_id IN (SELECT id FROM rollouts WHERE run_id = ?1)",
+        "DELETE FROM results WHERE rollout_id IN (SELECT id FROM rollouts WHERE run_id = ?1)",
+        "DELETE FROM rollout_data WHERE rollout_id IN (SELECT id FROM rollouts WHERE run_id = ?1)",
+        "DELETE FROM rollouts WHERE run_id = ?1",
+        "DELETE FROM rollout_groups WHERE run_id = ?1",
+};
+
+int swerve_db_run_clear(size_t *out_n, struct swerve_db *db, int64_t run)
+{
+	size_t n = 0;
+	int err;
+
+	if (run <= 0)
+		return swerve_error_set(SWERVE_EINVAL, "clear run: run id %lld is not valid",
+		                        (long long)run);
+	if ((err = db_tx_begin(db, "clear run")))
+		return err;
+	for (size_t i = 0; i < sizeof(clear_sql) / sizeof(clear_sql[0]); i++) {
+		sqlite3_stmt *st = NULL;
+		int rc = sqlite3_prepare_v2(db->sql, clear_sql[i], -1, &st, NULL);
+		if (rc != SQLITE_OK)
+			return db_tx_end(db, db_fail(db, rc, "clear run"), "clear run");
+		sqlite3_bind_int64(st, 1, run);
+		err = db_step_done(db, st, "clear run");
+		if (i == 3)
+			n = (size_t)sqlite3_changes(db->sql);
+		sqlite3_finalize(st);
+		if (err)
+			return db_tx_end(db, err, "clear run");
+	}
+	if ((err = db_tx_end(db, 0, "clear run")))
+		return err;
+	if (out_n)
+		*out_n = n;
+	return 0;
+}
