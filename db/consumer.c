@@ -11,40 +11,74 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A bump allocator owning everything a batch points to. */
+/* A bump allocator owning everything a batch points to. Its chunks are kept
+ * from one fetch to the next (reset, not freed): fresh pages cost a page
+ * fault each, which at 10 KiB of tokens per rollout was a third of the
+ * read time. */
 struct chunk {
 	struct chunk *next;
 	size_t used, cap;
 	_Alignas(16) unsigned char data[];
 };
 
+struct arena {
+	struct chunk *head, *cur;
+};
+
 static void *arena_alloc(struct swerve_db_batch *b, size_t n)
 {
-	struct chunk *c = b->arena_;
+	struct arena *a = b->arena_;
 	n = (n + 15) & ~(size_t)15;
-	if (!c || c->cap - c->used < n) {
-		size_t cap = n > (1u << 20) ? n : (1u << 20);
-		struct chunk *nc = malloc(sizeof(*nc) + cap);
-		if (!nc)
+	if (!a) {
+		if (!(a = calloc(1, sizeof(*a))))
 			return NULL;
-		nc->next = c;
-		nc->used = 0;
-		nc->cap = cap;
-		b->arena_ = c = nc;
+		b->arena_ = a;
 	}
-	void *p = c->data + c->used;
-	c->used += n;
+	while (a->cur && a->cur->cap - a->cur->used < n && a->cur->next) {
+		a->cur = a->cur->next;
+		a->cur->used = 0;
+	}
+	if (!a->cur || a->cur->cap - a->cur->used < n) {
+		size_t cap = n > ((size_t)4 << 20) ? n : ((size_t)4 << 20);
+		struct chunk *c = malloc(sizeof(*c) + cap);
+		if (!c)
+			return NULL;
+		c->next = NULL;
+		c->used = 0;
+		c->cap = cap;
+		if (a->cur)
+			a->cur->next = c;
+		else
+			a->head = c;
+		a->cur = c;
+	}
+	void *p = a->cur->data + a->cur->used;
+	a->cur->used += n;
 	return p;
+}
+
+/* Empties b, keeping its memory for reuse. */
+static void batch_reset(struct swerve_db_batch *b)
+{
+	struct arena *a = b->arena_;
+	if (a && a->head) {
+		a->cur = a->head;
+		a->cur->used = 0;
+	}
+	b->n = 0;
 }
 
 void swerve_db_batch_free(struct swerve_db_batch *b)
 {
 	if (!b)
 		return;
-	for (struct chunk *c = b->arena_, *next; c; c = next) {
-		next = c->next;
-		free(c);
-	}
+	struct arena *a = b->arena_;
+	if (a)
+		for (struct chunk *c = a->head, *next; c; c = next) {
+			next = c->next;
+			free(c);
+		}
+	free(a);
 	free(b->groups);
 	memset(b, 0, sizeof(*b));
 }
@@ -71,7 +105,6 @@ static int copy_blob(struct swerve_db_batch *b, sqlite3_stmt *st, int i, size_t 
 static int fetch(struct swerve_db_batch *b, struct swerve_db *db, int64_t run, size_t max)
 {
 	sqlite3_stmt *st;
-	size_t cap = 0;
 	int rc;
 
 	if (!(st = db_stmt(db, run > 0 ? ST_GROUPS_READY : ST_GROUPS_READY_ANY)))
@@ -79,12 +112,13 @@ static int fetch(struct swerve_db_batch *b, struct swerve_db *db, int64_t run, s
 	sqlite3_bind_int64(st, 1, run);
 	sqlite3_bind_int64(st, 2, max > INT64_MAX ? INT64_MAX : (sqlite3_int64)max);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (b->n == cap) {
-			cap = cap ? cap * 2 : 64;
+		if (b->n == b->cap_) {
+			size_t cap = b->cap_ ? b->cap_ * 2 : 64;
 			void *g = realloc(b->groups, cap * sizeof(*b->groups));
 			if (!g)
 				goto nomem;
 			b->groups = g;
+			b->cap_ = cap;
 		}
 		struct swerve_db_group *g = &b->groups[b->n++];
 		memset(g, 0, sizeof(*g));
@@ -157,18 +191,15 @@ nomem:
 int swerve_db_groups_fetch(struct swerve_db_batch *out, struct swerve_db *db, int64_t run,
                            size_t max)
 {
-	struct swerve_db_batch b = {0};
 	int err;
+	batch_reset(out);
 	if ((err = db_read_begin(db, "fetch groups")))
 		return err;
-	err = fetch(&b, db, run, max);
+	err = fetch(out, db, run, max);
 	db_read_end(db);
-	if (err) {
-		swerve_db_batch_free(&b);
-		return err;
-	}
-	*out = b;
-	return 0;
+	if (err)
+		batch_reset(out);
+	return err;
 }
 
 static int consume(struct swerve_db *db, const int64_t *groups, size_t n)
@@ -228,28 +259,25 @@ int swerve_db_groups_consume(struct swerve_db *db, const int64_t *groups, size_t
 int swerve_db_groups_take(struct swerve_db_batch *out, struct swerve_db *db, int64_t run,
                           size_t max)
 {
-	struct swerve_db_batch b = {0};
 	int64_t *ids = NULL;
 	int err;
 
+	batch_reset(out);
 	if ((err = db_tx_begin(db, "take groups")))
 		return err;
-	err = fetch(&b, db, run, max);
-	if (!err && b.n) {
-		if (!(ids = malloc(b.n * sizeof(*ids)))) {
+	err = fetch(out, db, run, max);
+	if (!err && out->n) {
+		if (!(ids = malloc(out->n * sizeof(*ids)))) {
 			err = swerve_error_set(SWERVE_ENOMEM, "take groups: out of memory");
 		} else {
-			for (size_t i = 0; i < b.n; i++)
-				ids[i] = b.groups[i].id;
-			err = consume(db, ids, b.n);
+			for (size_t i = 0; i < out->n; i++)
+				ids[i] = out->groups[i].id;
+			err = consume(db, ids, out->n);
 		}
 	}
 	free(ids);
 	err = db_tx_end(db, err, "take groups");
-	if (err) {
-		swerve_db_batch_free(&b);
-		return err;
-	}
-	*out = b;
-	return 0;
+	if (err)
+		batch_reset(out);
+	return err;
 }

@@ -51,10 +51,12 @@ struct swerve_db_opts {
 	int busy_timeout_ms; /* wait this long for a lock, then SWERVE_EBUSY; 0: 5000 */
 	int sync_full;       /* synchronous=FULL (survive power loss); default NORMAL */
 	int readonly;        /* no writes, no migration (stats/export on a live db) */
+	int cache_mb;        /* page cache per handle, MiB (0: 64) */
+	int mmap_mb;         /* memory-map up to this many MiB for reads (0: 1024; < 0: off) */
 };
 #define SWERVE_DB_OPTS_INIT                                                                        \
 	{                                                                                          \
-		SWERVE_DB_OPTS_VERSION, 1, 5000, 0, 0                                              \
+		SWERVE_DB_OPTS_VERSION, 1, 5000, 0, 0, 64, 1024                                    \
 	}
 
 /* Opens (and with opts->create, creates) the database at path, enables WAL,
@@ -276,15 +278,20 @@ struct swerve_db_group {
 	struct swerve_db_sample *samples; /* size entries, by sample index */
 };
 
+/* A batch of groups. Start from a zeroed one (struct swerve_db_batch b = {0});
+ * fetch and take refill it, reusing its memory; swerve_db_batch_free releases
+ * it. Everything the groups point to lives until the next refill or free. */
 struct swerve_db_batch {
 	struct swerve_db_group *groups;
 	size_t n;
+	size_t cap_;  /* private */
 	void *arena_; /* private */
 };
 
 /* Fetches up to max complete, unconsumed, unblocked groups of run (<= 0: any
- * run), oldest first, with rewards and token data. Reading does not consume:
- * call swerve_db_groups_consume (or use swerve_db_groups_take). */
+ * run), oldest first, with rewards and token data, into out (emptied first,
+ * also on error). Reading does not consume: call swerve_db_groups_consume (or
+ * use swerve_db_groups_take). */
 int swerve_db_groups_fetch(struct swerve_db_batch *out, struct swerve_db *db, int64_t run,
                            size_t max);
 

@@ -144,12 +144,23 @@ int swerve_db_enqueue(int64_t *out_rollout, int *out_created, struct swerve_db *
 		sqlite3_bind_int64(st, 2, gid);
 		sqlite3_bind_int(st, 3, r->sample);
 		sqlite3_bind_int64(st, 4, r->policy_version);
-		sqlite3_bind_text(st, 5, r->patch, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 6, sha, 64, SQLITE_STATIC);
-		bind_array(st, 7, r->prompt_tokens, r->n_prompt_tokens, sizeof(int32_t));
-		bind_array(st, 8, r->response_tokens, r->n_response_tokens, sizeof(int32_t));
-		bind_array(st, 9, r->logprobs, r->n_logprobs, sizeof(float));
-		sqlite3_bind_int64(st, 10, db_now_ms());
+		sqlite3_bind_text(st, 5, sha, 64, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 6, (sqlite3_int64)strlen(r->patch));
+		sqlite3_bind_int64(st, 7, db_now_ms());
+		rc = sqlite3_step(st);
+		sqlite3_reset(st);
+		if (rc != SQLITE_DONE) {
+			db_fail(db, rc, "enqueue");
+			goto fail;
+		}
+		id = sqlite3_last_insert_rowid(db->sql);
+		if (!(st = db_stmt(db, ST_DATA_INSERT)))
+			goto fail;
+		sqlite3_bind_int64(st, 1, id);
+		sqlite3_bind_text(st, 2, r->patch, -1, SQLITE_STATIC);
+		bind_array(st, 3, r->prompt_tokens, r->n_prompt_tokens, sizeof(int32_t));
+		bind_array(st, 4, r->response_tokens, r->n_response_tokens, sizeof(int32_t));
+		bind_array(st, 5, r->logprobs, r->n_logprobs, sizeof(float));
 		rc = sqlite3_step(st);
 		sqlite3_reset(st);
 		if (rc != SQLITE_DONE) {
@@ -242,16 +253,10 @@ int swerve_db_claim(struct swerve_db_claim **out, size_t *out_n, struct swerve_d
 		gids[n] = sqlite3_column_int64(st, 2);
 		x->sample = sqlite3_column_int(st, 3);
 		x->policy_version = sqlite3_column_int64(st, 4);
-		x->patch = dup_col(st, 5);
 		snprintf(x->patch_sha256, sizeof(x->patch_sha256), "%s",
-		         (const char *)sqlite3_column_text(st, 6));
+		         (const char *)sqlite3_column_text(st, 5));
 		x->run = run;
 		n++;
-		if (!x->patch) {
-			sqlite3_reset(st);
-			swerve_error_set(SWERVE_ENOMEM, "claim: out of memory");
-			goto fail;
-		}
 	}
 	sqlite3_reset(st);
 	if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
@@ -262,6 +267,7 @@ int swerve_db_claim(struct swerve_db_claim **out, size_t *out_n, struct swerve_d
 		if (!(st = db_stmt(db, ST_CLAIM_TASK)))
 			goto fail;
 		sqlite3_bind_int64(st, 1, gids[i]);
+		sqlite3_bind_int64(st, 2, c[i].rollout);
 		rc = sqlite3_step(st);
 		if (rc != SQLITE_ROW) {
 			sqlite3_reset(st);
@@ -273,8 +279,10 @@ int swerve_db_claim(struct swerve_db_claim **out, size_t *out_n, struct swerve_d
 		c[i].repo = dup_col(st, 2);
 		c[i].base_commit = dup_col(st, 3);
 		c[i].task_json = dup_col(st, 4);
+		c[i].patch = dup_col(st, 5);
 		sqlite3_reset(st);
-		if (!c[i].instance_id || !c[i].repo || !c[i].base_commit || !c[i].task_json) {
+		if (!c[i].instance_id || !c[i].repo || !c[i].base_commit || !c[i].task_json ||
+		    !c[i].patch) {
 			swerve_error_set(SWERVE_ENOMEM, "claim: out of memory");
 			goto fail;
 		}

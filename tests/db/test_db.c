@@ -347,7 +347,7 @@ Test(db, infra_failures_back_off_then_give_up_without_reward)
 	cr_assert_eq(s.groups_complete, 0);
 	cr_assert_eq(s.rewarded, 1);
 	/* The blocked group never reaches the trainer. */
-	struct swerve_db_batch b;
+	struct swerve_db_batch b = {0};
 	cr_assert_eq(swerve_db_groups_fetch(&b, db, run, 10), 0);
 	cr_assert_eq(b.n, 0);
 	swerve_db_batch_free(&b);
@@ -411,7 +411,7 @@ Test(db, consumer_sees_a_group_once_and_only_when_complete)
 {
 	struct swerve_db *db = fx_open(path);
 	int64_t run = fx_run(db, "r", 3, 10);
-	struct swerve_db_batch b;
+	struct swerve_db_batch b = {0};
 	fx_fill(db, run, 1, 4);
 	complete_all(db, run, 3);
 	cr_assert_eq(swerve_db_groups_fetch(&b, db, run, 10), 0);
@@ -457,7 +457,7 @@ Test(db, consume_is_all_or_nothing)
 {
 	struct swerve_db *db = fx_open(path);
 	int64_t run = fx_run(db, "r", 3, 10);
-	struct swerve_db_batch b;
+	struct swerve_db_batch b = {0};
 	fx_fill(db, run, 3, 2);
 	complete_all(db, run, 6);
 	cr_assert_eq(swerve_db_groups_fetch(&b, db, run, 10), 0);
@@ -489,7 +489,7 @@ Test(db, null_reward_stays_null)
 	struct swerve_db *db = fx_open(path);
 	int64_t run = fx_run(db, "r", 3, 10);
 	struct swerve_db_claim *c;
-	struct swerve_db_batch b;
+	struct swerve_db_batch b = {0};
 	size_t n;
 	fx_fill(db, run, 1, 1);
 	cr_assert_eq(swerve_db_claim(&c, &n, db, run, "w", 1, 60000), 0);

@@ -75,7 +75,7 @@ static void worker(int64_t run, int log_fd, int batch, int lease_ms, int take_ev
 				child_die("complete");
 			log_rec(log_fd, 'C', c[i].rollout);
 			if (take_every && ++done % take_every == 0) {
-				struct swerve_db_batch b;
+				struct swerve_db_batch b = {0};
 				if (swerve_db_groups_take(&b, db, run, 4))
 					child_die("take");
 				for (size_t g = 0; g < b.n; g++)
@@ -338,7 +338,7 @@ Test(stress, writer_killed_at_random_points_loses_and_duplicates_nothing)
 	             "no kill ever hit a claimed item: the test did not test anything");
 	/* A group taken before a crash is never handed out again. */
 	db = fx_open(path);
-	struct swerve_db_batch b;
+	struct swerve_db_batch b = {0};
 	cr_assert_eq(swerve_db_groups_take(&b, db, run, GROUPS), 0);
 	long long consumed_before = fx_sql_int(
 	        path, "SELECT count(*) FROM rollout_groups WHERE consumed_ms IS NOT NULL");
@@ -359,7 +359,7 @@ static void trainer(int64_t run, int log_fd, int groups_total)
 	if (swerve_db_open(&db, path, NULL))
 		child_die("open");
 	for (int polls = 0; polls < 20000; polls++) {
-		struct swerve_db_batch b;
+		struct swerve_db_batch b = {0};
 		struct swerve_db_stats s;
 		if (swerve_db_groups_take(&b, db, run, 5))
 			child_die("take");
