@@ -664,3 +664,42 @@ Test(db, user_transaction_batches_and_rolls_back)
 	cr_assert_eq(swerve_db_commit(db), SWERVE_EINVAL);
 	swerve_db_close(db);
 }
+
+/* ---- the SQL views from Python ------------------------------------------- */
+
+/* tests/db/take_groups.py (quoted in README) takes complete groups through
+ * the views with the standard sqlite3 module; the C side agrees. */
+Test(db, python_trainer_takes_groups_through_the_views)
+{
+	if (ts_sh(NULL, NULL, "python3 -c 'import sqlite3'") != 0)
+		cr_skip_test("python3 with the sqlite3 module is not installed");
+	struct swerve_db *db = fx_open(path);
+	int64_t run = fx_run(db, "py", 3, 10);
+	fx_fill(db, run, 3, 2);
+	complete_all(db, run, 5); /* groups 0 and 1 complete, group 2 half */
+	char *out = NULL, *err = NULL;
+	int rc = ts_sh(&out, &err, "python3 tests/db/take_groups.py '%s' py 10", path);
+	cr_assert_eq(rc, 0, "%s", err);
+	int lines = 0;
+	for (char *p = out; (p = strchr(p, '\n')); p++)
+		lines++;
+	cr_assert_eq(lines, 2, "%s", out);
+	cr_assert(strstr(out, "\"response_tokens\": [0, 1, 7, 8]"), "%s", out);
+	cr_assert(strstr(out, "\"logprobs\": [-0.5, -1.0, -0.25, -1.0]"), "%s", out);
+	free(out);
+	free(err);
+	struct swerve_db_stats s;
+	cr_assert_eq(swerve_db_stats(&s, db, run), 0);
+	cr_assert_eq(s.groups_consumed, 2);
+	/* Nothing left for either side until the last group completes. */
+	cr_assert_eq(ts_sh(&out, NULL, "python3 tests/db/take_groups.py '%s' py 10", path), 0);
+	cr_assert_str_eq(out, "");
+	free(out);
+	complete_all(db, run, 1);
+	struct swerve_db_batch b = {0};
+	cr_assert_eq(swerve_db_groups_take(&b, db, run, 10), 0);
+	cr_assert_eq(b.n, 1);
+	cr_assert_eq(b.groups[0].key, 2);
+	swerve_db_batch_free(&b);
+	swerve_db_close(db);
+}
