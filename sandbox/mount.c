@@ -251,8 +251,18 @@ static int overlay(struct sb_mount_plan *p, const struct swerve_sandbox_opts *o,
 	return push(p, SB_M_OVERLAY, NULL, mnt, data, 0);
 }
 
+static int plan_build(struct sb_mount_plan *p, const struct swerve_sandbox_opts *o,
+                      const char *passwd, const char *group);
+
 int sb_mount_plan_build(struct sb_mount_plan *p, const struct swerve_sandbox_opts *o,
                         const char *passwd, const char *group)
+{
+	/* inner helpers return -1 after setting the message: report its code */
+	return plan_build(p, o, passwd, group) < 0 ? swerve_error_code() : 0;
+}
+
+static int plan_build(struct sb_mount_plan *p, const struct swerve_sandbox_opts *o,
+                      const char *passwd, const char *group)
 {
 	char buf[4096];
 	struct swerve_sandbox_limits lim;

@@ -611,10 +611,22 @@ int swerve_sandbox_run(struct swerve_sandbox_result *r, struct swerve_sandbox *s
 		}
 	}
 	/* init is gone, and with it every process of the sandbox: drain */
-	while (!s.out_eof)
-		read_stream(&s, s.out_r, &s.out, &s.out_eof, UINT64_MAX);
-	while (!s.err_eof)
-		read_stream(&s, s.err_r, &s.err, &s.err_eof, UINT64_MAX);
+	/* (bounded: a clone made by another thread may hold a copy of our
+	 * pipes for the moment before it closes what it inherited) */
+	for (uint64_t end = sb_now_ns() + 1000000000ull;
+	     (!s.out_eof || !s.err_eof) && sb_now_ns() < end;) {
+		struct pollfd dp[2];
+		int dn = 0;
+		if (!s.out_eof)
+			dp[dn++] = (struct pollfd){s.out_r, POLLIN, 0};
+		if (!s.err_eof)
+			dp[dn++] = (struct pollfd){s.err_r, POLLIN, 0};
+		poll(dp, (nfds_t)dn, 100);
+		if (!s.out_eof)
+			read_stream(&s, s.out_r, &s.out, &s.out_eof, UINT64_MAX);
+		if (!s.err_eof)
+			read_stream(&s, s.err_r, &s.err, &s.err_eof, UINT64_MAX);
+	}
 	read_sock(&s);
 	if (s.listener >= 0 && s.killed < 0) {
 		struct pollfd lp = {s.listener, POLLIN, 0};
@@ -715,8 +727,8 @@ done:
 	}
 	sb_capture_dispose(&s.out);
 	sb_capture_dispose(&s.err);
-	int fds[] = {pipe_out[0], pipe_out[1], pipe_err[0], pipe_err[1],
-	             sv[0],       sv[1],       s.pidfd,     s.listener};
+	int fds[] = {pipe_out[0], pipe_out[1], pipe_err[0], pipe_err[1], sv[0],     sv[1],
+	             s.out_r,     s.err_r,     s.sock,      s.pidfd,     s.listener};
 	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
 		if (fds[i] >= 0)
 			close(fds[i]);

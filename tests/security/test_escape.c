@@ -116,6 +116,7 @@ Test(files, workspace_writable_outside_it_not)
 	cr_assert_eq(access(p, F_OK), 0, "file written inside is not in the host workspace");
 	swerve_sandbox_result_dispose(&r);
 	ts_rmtree(ws);
+	free(ws);
 }
 
 Test(files, overlay_keeps_pristine_tree_unchanged)
@@ -168,6 +169,7 @@ Test(files, overlay_keeps_pristine_tree_unchanged)
 	expect_ok(&r, rc, "ENOENT\n");
 	swerve_sandbox_result_dispose(&r);
 	ts_rmtree(d);
+	free(d);
 }
 
 Test(files, planted_symlink_and_hardlink_do_not_reach_host)
@@ -186,6 +188,7 @@ Test(files, planted_symlink_and_hardlink_do_not_reach_host)
 	expect_ok(&r, rc, "ok\nENOENT\nEXDEV\nEXDEV\n");
 	swerve_sandbox_result_dispose(&r);
 	ts_rmtree(ws);
+	free(ws);
 }
 
 Test(files, no_dev_mem_raw_disks_or_sys)
@@ -212,6 +215,7 @@ Test(files, setuid_binary_gives_nothing)
 	expect_ok(&r, rc, "suid-bit\n1000 1000\n");
 	swerve_sandbox_result_dispose(&r);
 	ts_rmtree(ws);
+	free(ws);
 }
 
 /* ---- namespaces and privileged syscalls -------------------------------------- */
@@ -364,6 +368,7 @@ Test(resources, filling_workspace_stops_at_file_size_limit)
 	expect_ok(&r, rc, "EFBIG 1048576\n");
 	swerve_sandbox_result_dispose(&r);
 	ts_rmtree(ws);
+	free(ws);
 }
 
 Test(resources, output_flood_ol_keeps_head_and_tail)
@@ -406,6 +411,7 @@ Test(resources, daemonised_grandchild_killed_when_command_exits)
 	cr_assert_eq(file_size(f), a, "the daemon outlived the run");
 	swerve_sandbox_result_dispose(&r);
 	ts_rmtree(ws);
+	free(ws);
 }
 
 Test(resources, daemonised_grandchild_killed_at_deadline)
@@ -426,6 +432,7 @@ Test(resources, daemonised_grandchild_killed_at_deadline)
 	cr_assert_eq(file_size(f), a, "the daemon outlived the deadline");
 	swerve_sandbox_result_dispose(&r);
 	ts_rmtree(ws);
+	free(ws);
 }
 
 /* ---- process state ------------------------------------------------------------- */
@@ -475,6 +482,7 @@ Test(process, core_dumps_off)
 	free(ls);
 	swerve_sandbox_result_dispose(&r);
 	ts_rmtree(ws);
+	free(ws);
 }
 
 Test(process, hostname_and_sysv_ipc_stay_inside)

@@ -66,6 +66,7 @@ Test(realwork, pytest)
 	cr_assert_not_null(strstr(r.out.data, "FAILED test_y.py::test_bad"), "%s", r.out.data);
 	swerve_sandbox_result_dispose(&r);
 	ts_rmtree(ws);
+	free(ws);
 }
 
 Test(realwork, make_with_gcc)
@@ -86,6 +87,7 @@ Test(realwork, make_with_gcc)
 	cr_assert_not_null(strstr(r.out.data, "hello 42"), "%s", r.out.data);
 	swerve_sandbox_result_dispose(&r);
 	ts_rmtree(ws);
+	free(ws);
 }
 
 Test(realwork, node_test_runner)
@@ -111,6 +113,7 @@ Test(realwork, node_test_runner)
 	cr_assert_not_null(strstr(r.out.data, "pass 2"), "%s", r.out.data);
 	swerve_sandbox_result_dispose(&r);
 	ts_rmtree(ws);
+	free(ws);
 }
 
 Test(realwork, threads_subprocesses_loopback_server)
