@@ -213,6 +213,9 @@ int swerve_db_requeue_infra(size_t *out_n, struct swerve_db *db, int64_t run);
  * *out_n (may be NULL) gets the number of rollouts deleted. */
 int swerve_db_run_clear(size_t *out_n, struct swerve_db *db, int64_t run);
 
+/* The ids of every run, oldest first (*out malloc'd; free it). */
+int swerve_db_run_list(int64_t **out, size_t *out_n, struct swerve_db *db);
+
 /* Groups several calls (e.g. thousands of enqueues) into one transaction:
  * calls made in between join it (as savepoints) instead of committing each.
  * begin takes the write lock at once (BEGIN IMMEDIATE). */

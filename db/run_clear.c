@@ -1,9 +1,10 @@
-/* run_clear.c - emptying a run (for `swerve eval --redo`): every rollout of
+/* run_clear.c - listing runs, and emptying a run (for `swerve eval --redo`): every rollout of
  * the run, with its data, result, test statuses and group, is deleted in one
  * transaction; the run itself, its metrics and the tasks stay. */
 #include "internal.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 static const char *const clear_sql[] = {
         "DELETE FROM test_results WHERE rollout_id IN (SELECT id FROM rollouts WHERE run_id = ?1)",
@@ -40,5 +41,36 @@ int swerve_db_run_clear(size_t *out_n, struct swerve_db *db, int64_t run)
 		return err;
 	if (out_n)
 		*out_n = n;
+	return 0;
+}
+
+int swerve_db_run_list(int64_t **out, size_t *out_n, struct swerve_db *db)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t *ids = NULL;
+	size_t n = 0, cap = 0;
+	int rc = sqlite3_prepare_v2(db->sql, "SELECT id FROM runs ORDER BY id", -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return db_fail(db, rc, "list runs");
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (n == cap) {
+			cap = cap ? cap * 2 : 8;
+			int64_t *grown = realloc(ids, cap * sizeof(*ids));
+			if (!grown) {
+				free(ids);
+				sqlite3_finalize(st);
+				return swerve_error_set(SWERVE_ENOMEM, "list runs: out of memory");
+			}
+			ids = grown;
+		}
+		ids[n++] = sqlite3_column_int64(st, 0);
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		free(ids);
+		return db_fail(db, rc, "list runs");
+	}
+	*out = ids;
+	*out_n = n;
 	return 0;
 }

@@ -11,6 +11,9 @@ int swerve_cmd_db(int argc, char **argv);
 int swerve_cmd_exec(int argc, char **argv);
 int swerve_cmd_repo(int argc, char **argv);
 int swerve_cmd_eval(int argc, char **argv);
+int swerve_cmd_submit(int argc, char **argv);
+int swerve_cmd_work(int argc, char **argv);
+int swerve_cmd_report(int argc, char **argv);
 
 /* The subcommand table: one row per envs/cmd_<name>.c. */
 static const struct swerve_cmd commands[] = {
@@ -19,6 +22,9 @@ static const struct swerve_cmd commands[] = {
 	{ "exec", "run one command in the sandbox and print its verdict (--json)", swerve_cmd_exec },
 	{ "repo", "manage the repository cache (add, list, fetch, resolve, checkout)", swerve_cmd_repo },
 	{ "eval", "evaluate SWE-bench predictions (resumable; SWE-bench reports)", swerve_cmd_eval },
+	{ "submit", "enqueue RL rollouts (JSONL) into a db for swerve work", swerve_cmd_submit },
+	{ "work", "serve the db queue with sandboxed workers until stopped", swerve_cmd_work },
+	{ "report", "the SWE-bench run report of a run, from the db", swerve_cmd_report },
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

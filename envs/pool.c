@@ -276,7 +276,17 @@ static int worker_main(const struct swerve_pool_opts *o, struct slot *slot, cons
 	while (!stop_requested) {
 		struct swerve_db_claim *c = NULL;
 		size_t n = 0;
-		rc = swerve_db_claim(&c, &n, db, o->run, name, 1, o->lease_ms);
+		if (o->run > 0) {
+			rc = swerve_db_claim(&c, &n, db, o->run, name, 1, o->lease_ms);
+		} else {
+			/* every run, oldest first */
+			int64_t *runs = NULL;
+			size_t nruns = 0;
+			rc = swerve_db_run_list(&runs, &nruns, db);
+			for (size_t i = 0; rc == 0 && n == 0 && i < nruns; i++)
+				rc = swerve_db_claim(&c, &n, db, runs[i], name, 1, o->lease_ms);
+			free(runs);
+		}
 		if (rc < 0) {
 			if (rc == SWERVE_EBUSY) {
 				sleep_ms(50);
