@@ -34,6 +34,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 extern "C" {
 #include "sandbox/error.h"
@@ -66,15 +67,15 @@ struct la_params {
 	int B, H, G, seg_len;
 };
 
-template <int D> struct la_smem {
+template <int D, bool SO> struct la_smem {
 	static constexpr int QS = D + 8; /* padded row (elements): no ldmatrix bank conflicts */
 	static constexpr int VS = EB + 8;
-	static constexpr int Q_OFF = 0;
-	static constexpr int K_OFF = Q_OFF + 2 * C * QS;
+	static constexpr int Q_OFF = 0; /* the state-only pass needs no Q and no bf16 state */
+	static constexpr int K_OFF = Q_OFF + (SO ? 0 : 2 * C * QS);
 	static constexpr int V_OFF = K_OFF + 2 * C * QS;
 	static constexpr int KV_OFF = V_OFF + 2 * C * VS;
-	static constexpr int END = KV_OFF + D * VS; /* bf16 elements */
-	static constexpr size_t BYTES = (size_t)END * 2 + (C + 1) * sizeof(float);
+	static constexpr int END = KV_OFF + (SO ? 0 : D * VS); /* bf16 elements */
+	static constexpr size_t BYTES = (size_t)END * 2 + (2 * C + 1) * sizeof(float);
 };
 
 __device__ __forceinline__ uint32_t smem_u32(const void *p)
@@ -137,15 +138,17 @@ __device__ __forceinline__ uint32_t scale_bf16x2(uint32_t x, float lo, float hi)
 /* One CTA: (e-block, segment) x head x (sequence, problem). STATE_ONLY writes
  * the segment's own state contribution to the workspace and nothing else. */
 template <int D, bool STATE_ONLY>
-__global__ void __launch_bounds__(NT, 2) la_chunk_kernel(const __grid_constant__ la_params P)
+__global__ void __launch_bounds__(NT, STATE_ONLY ? 3 : 2)
+        la_chunk_kernel(const __grid_constant__ la_params P)
 {
-	using L = la_smem<D>;
+	using L = la_smem<D, STATE_ONLY>;
 	constexpr int NEB = D / EB; /* e-blocks */
 	constexpr int MT = D / 64;  /* 16-row tiles of the state per warp */
 	constexpr int KQ = D / 16;  /* k-steps over D */
 	extern __shared__ __align__(16) unsigned char smem_raw[];
 	__nv_bfloat16 *sm = reinterpret_cast<__nv_bfloat16 *>(smem_raw);
-	float *pw = reinterpret_cast<float *>(smem_raw + (size_t)L::END * 2);
+	/* pw[n] = lambda^n for 0 <= n <= C and 0 for -C <= n < 0 (the causal mask) */
+	float *pw = reinterpret_cast<float *>(smem_raw + (size_t)L::END * 2) + C;
 
 	const int eb = blockIdx.x % NEB, g = blockIdx.x / NEB, h = blockIdx.y;
 	const int b = blockIdx.z % P.B, pi = blockIdx.z / P.B;
@@ -168,45 +171,49 @@ __global__ void __launch_bounds__(NT, 2) la_chunk_kernel(const __grid_constant__
 	const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
 	const int gq = lane >> 2, t4 = lane & 3;
 
-	for (int n = tid; n <= C; n += NT)
-		pw[n] = expf(-slope * (float)n);
+	for (int n = tid - C; n <= C; n += NT)
+		pw[n] = n >= 0 ? expf(-slope * (float)n) : 0.0f;
 
 	/* ---- loads: chunk c of the segment into stage st -------------------- */
 	auto row_token = [&](int pos) -> long {
 		return pr.reverse ? (long)base + T - 1 - pos : (long)base + pos;
 	};
+	/* Each thread copies fixed 16-byte columns of rows r0, r0 + RPI, ...: the
+	 * addresses of a chunk are one base pointer plus constant steps (rows of a
+	 * reversed sequence step backwards), and only a partial last chunk needs
+	 * per-row bounds. */
+	constexpr int CPR = D / 8, RPI = NT / CPR, IT = C / RPI;       /* q, k */
+	constexpr int VCPR = EB / 8, VRPI = NT / VCPR, VIT = C / VRPI; /* v */
+	const int qr0 = tid / CPR, qcc = tid % CPR, vr0 = tid / VCPR, vcc = tid % VCPR;
+	const long HD = (long)H * D;
+	const long qstep = (pr.reverse ? -RPI : RPI) * HD, vstep = (pr.reverse ? -VRPI : VRPI) * HD;
+	const uint32_t sq = smem_u32(sm + L::Q_OFF + qr0 * L::QS + qcc * 8);
+	const uint32_t sk = smem_u32(sm + L::K_OFF + qr0 * L::QS + qcc * 8);
+	const uint32_t sv = smem_u32(sm + L::V_OFF + vr0 * L::VS + vcc * 8);
 	auto load_chunk = [&](int c, int st) {
 		const int pos0 = seg_start + c * C;
+		const bool full = pos0 + C <= seg_end;
+		const long qoff = row_token(pos0 + qr0) * HD + h * D + qcc * 8;
+		const long voff = row_token(pos0 + vr0) * HD + h * D + eb * EB + vcc * 8;
 		if (!STATE_ONLY) {
-			for (int idx = tid; idx < C * D / 8; idx += NT) {
-				int r = idx / (D / 8), cc = idx % (D / 8);
-				bool ok = pos0 + r < seg_end;
-				const __nv_bfloat16 *src =
-				        ok ? pr.q + ((size_t)row_token(pos0 + r) * H + h) * D +
-				                        cc * 8
-				           : pr.q;
-				cp_async16(smem_u32(sm + L::Q_OFF + (st * C + r) * L::QS + cc * 8),
-				           src, ok);
+#pragma unroll
+			for (int it = 0; it < IT; it++) {
+				const bool ok = full || pos0 + qr0 + it * RPI < seg_end;
+				cp_async16(sq + (st * C + it * RPI) * L::QS * 2,
+				           ok ? pr.q + qoff + it * qstep : pr.q, ok);
 			}
 		}
-		for (int idx = tid; idx < C * D / 8; idx += NT) {
-			int r = idx / (D / 8), cc = idx % (D / 8);
-			bool ok = pos0 + r < seg_end;
-			const __nv_bfloat16 *src =
-			        ok ? pr.k + ((size_t)row_token(pos0 + r) * H + h) * D + cc * 8
-			           : pr.k;
-			cp_async16(smem_u32(sm + L::K_OFF + (st * C + r) * L::QS + cc * 8), src,
-			           ok);
+#pragma unroll
+		for (int it = 0; it < IT; it++) {
+			const bool ok = full || pos0 + qr0 + it * RPI < seg_end;
+			cp_async16(sk + (st * C + it * RPI) * L::QS * 2,
+			           ok ? pr.k + qoff + it * qstep : pr.k, ok);
 		}
-		for (int idx = tid; idx < C * EB / 8; idx += NT) {
-			int r = idx / (EB / 8), cc = idx % (EB / 8);
-			bool ok = pos0 + r < seg_end;
-			const __nv_bfloat16 *src =
-			        ok ? pr.v + ((size_t)row_token(pos0 + r) * H + h) * D + eb * EB +
-			                        cc * 8
-			           : pr.v;
-			cp_async16(smem_u32(sm + L::V_OFF + (st * C + r) * L::VS + cc * 8), src,
-			           ok);
+#pragma unroll
+		for (int it = 0; it < VIT; it++) {
+			const bool ok = full || pos0 + vr0 + it * VRPI < seg_end;
+			cp_async16(sv + (st * C + it * VRPI) * L::VS * 2,
+			           ok ? pr.v + voff + it * vstep : pr.v, ok);
 		}
 	};
 
@@ -315,7 +322,7 @@ __global__ void __launch_bounds__(NT, 2) la_chunk_kernel(const __grid_constant__
 				for (int r = 0; r < 4; r++) {
 					const int i = i0 + gq + (r >= 2 ? 8 : 0);
 					const int j = nt * 8 + 2 * t4 + (r & 1);
-					s[nt][r] = j <= i ? s[nt][r] * pw[i - j] : 0.0f;
+					s[nt][r] *= pw[i - j];
 				}
 #pragma unroll
 			for (int kk = 0; kk < 4; kk++) {
@@ -425,10 +432,8 @@ __global__ void __launch_bounds__(NT, 2) la_chunk_kernel(const __grid_constant__
 					                           L::VS +
 					                   np * 16 + (q8 >> 1) * 8));
 				const int j = kk * 16 + 2 * t4;
-				const float f0 = j < m ? pw[m - 1 - j] : 0.0f;
-				const float f1 = j + 1 < m ? pw[m - 2 - j] : 0.0f;
-				const float f2 = j + 8 < m ? pw[m - 9 - j] : 0.0f;
-				const float f3 = j + 9 < m ? pw[m - 10 - j] : 0.0f;
+				const float f0 = pw[m - 1 - j], f1 = pw[m - 2 - j];
+				const float f2 = pw[m - 9 - j], f3 = pw[m - 10 - j];
 #pragma unroll
 				for (int mt = 0; mt < MT; mt++) {
 					const int d0 = w * (D / 4) + mt * 16;
@@ -553,22 +558,37 @@ int sm_count()
 	return n;
 }
 
-/* Segments: enough CTAs for two per SM, each segment at least 4 chunks. */
+/* Segments: G is chosen by a small cost model of the two launches, in units
+ * of one chunk step of the main kernel: (waves of CTAs) x (chunks per segment),
+ * with 2 resident CTAs per SM and a state-only chunk costing ~0.45 of a full
+ * one. G = 1 (no state pass, no workspace) whenever that is as cheap. */
 void plan(const swerve_lightning_dims *d, int nprob, int *G, int *seg_len)
 {
-	int maxT = d->max_seqlen > 0 ? d->max_seqlen : 1;
-	long ctas = (long)d->batch * d->heads * (d->dim / EB) * nprob;
-	long want = 2L * sm_count();
-	long g = (want + ctas - 1) / ctas;
-	long gmax = (maxT + 4 * C - 1) / (4 * C);
-	if (g > gmax)
-		g = gmax;
-	if (g < 1)
-		g = 1;
-	long len = (maxT + g - 1) / g;
-	len = (len + C - 1) / C * C;
-	*seg_len = (int)len;
-	*G = (int)((maxT + len - 1) / len);
+	const long maxT = d->max_seqlen > 0 ? d->max_seqlen : 1;
+	const long chunks = (maxT + C - 1) / C;
+	const long ctas = (long)d->batch * d->heads * (d->dim / EB) * nprob;
+	const long slots = 2L * sm_count();
+	double best = 1e300;
+	long best_seg = chunks;
+	for (long g = 1; g <= 32 && g <= chunks; g++) {
+		const long seg = (chunks + g - 1) / g, gg = (chunks + seg - 1) / seg;
+		double cost = (double)((ctas * gg + slots - 1) / slots) * seg;
+		if (gg > 1) /* the state pass, and the last segment's combine of gg - 1 states */
+			cost += 0.45 * (double)((ctas * (gg - 1) + slots - 1) / slots) * seg +
+			        0.5 * (gg - 1) * (double)((ctas * gg + slots - 1) / slots);
+		if (cost < best - 1e-9) {
+			best = cost;
+			best_seg = seg;
+		}
+	}
+	/* tuning knob for benchmarks: force the number of segments */
+	const char *force = getenv("SWERVE_LIGHTNING_SEGMENTS");
+	if (force && atol(force) > 0) {
+		const long g = atol(force) < chunks ? atol(force) : chunks;
+		best_seg = (chunks + g - 1) / g;
+	}
+	*seg_len = (int)(best_seg * C);
+	*G = (int)((chunks + best_seg - 1) / best_seg);
 }
 
 size_t workspace_for(const swerve_lightning_dims *d, int nprob)
@@ -606,10 +626,10 @@ template <int D, bool SO> int set_smem()
 		return 0;
 	cudaError_t e = cudaFuncSetAttribute(la_chunk_kernel<D, SO>,
 	                                     cudaFuncAttributeMaxDynamicSharedMemorySize,
-	                                     (int)la_smem<D>::BYTES);
+	                                     (int)la_smem<D, SO>::BYTES);
 	if (e != cudaSuccess)
 		return swerve_error_set(SWERVE_ERROR, "lightning: shared memory of %zu bytes: %s",
-		                        la_smem<D>::BYTES, cudaGetErrorString(e));
+		                        la_smem<D, SO>::BYTES, cudaGetErrorString(e));
 	done = true;
 	return 0;
 }
@@ -626,10 +646,10 @@ int launch(la_params &P, int nprob, const swerve_lightning_dims *d, cudaStream_t
 	constexpr int NEB = D / EB;
 	if (P.G > 1) {
 		dim3 grid(NEB * (P.G - 1), d->heads, d->batch * nprob);
-		la_chunk_kernel<D, true><<<grid, NT, la_smem<D>::BYTES, stream>>>(P);
+		la_chunk_kernel<D, true><<<grid, NT, la_smem<D, true>::BYTES, stream>>>(P);
 	}
 	dim3 grid(NEB * P.G, d->heads, d->batch * nprob);
-	la_chunk_kernel<D, false><<<grid, NT, la_smem<D>::BYTES, stream>>>(P);
+	la_chunk_kernel<D, false><<<grid, NT, la_smem<D, false>::BYTES, stream>>>(P);
 	cudaError_t e = cudaGetLastError();
 	if (e != cudaSuccess)
 		return swerve_error_set(SWERVE_ERROR, "%s: launch: %s", fn, cudaGetErrorString(e));

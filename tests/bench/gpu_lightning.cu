@@ -17,6 +17,7 @@
 #include <cuda_runtime.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <vector>
 
 #include "kernels/kernels.h"
@@ -66,8 +67,15 @@ __global__ void fill_f32(float *p, size_t n, uint32_t seed)
 	}
 }
 
+static bool g_prof;
+
 template <typename F> static double median_ms(F f, int reps)
 {
+	if (g_prof) {
+		f();
+		CK(cudaDeviceSynchronize());
+		return 1.0;
+	}
 	cudaEvent_t a, b;
 	CK(cudaEventCreate(&a));
 	CK(cudaEventCreate(&b));
@@ -89,16 +97,21 @@ template <typename F> static double median_ms(F f, int reps)
 	return t[reps / 2];
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	/* `profile`: shape 1 forward and backward and one decode, once each (for ncu) */
+	const bool prof = argc > 1 && strcmp(argv[1], "profile") == 0;
+	/* `sweep`: also time every shape against a forced segment count */
+	const bool sweep = argc > 1 && strcmp(argv[1], "sweep") == 0;
 	cudaDeviceProp prop;
 	if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess) {
 		printf("skipped: no GPU\n");
 		return 0;
 	}
+	g_prof = prof;
 	/* copy bandwidth: 1 GiB device to device, bytes read + written */
-	double bw;
-	{
+	double bw = 3e12;
+	if (!prof) {
 		size_t nb = (size_t)1 << 30;
 		void *x, *y;
 		CK(cudaMalloc(&x, nb));
@@ -124,6 +137,8 @@ int main(void)
 	CK(cudaMalloc(&dsl, H * 4));
 	CK(cudaMemcpy(dsl, slopes.data(), H * 4, cudaMemcpyHostToDevice));
 	for (auto &s : shapes) {
+		if (prof && s[0] != 8)
+			continue;
 		const int B = s[0], T = s[1];
 		const size_t n = (size_t)B * T * H * D;
 		__nv_bfloat16 *q, *k, *v, *g, *o, *dq, *dk, *dv;
@@ -161,6 +176,24 @@ int main(void)
 			                             U(g), nullptr, dcu, dsl, nullptr, &dims, ws,
 			                             wb, 0));
 		};
+		if (sweep) { /* forward and forward+backward time against the segment count */
+			for (int gs : {1, 2, 3, 4, 6, 8, 12, 16, 24, 32}) {
+				char val[16];
+				snprintf(val, sizeof val, "%d", gs);
+				setenv("SWERVE_LIGHTNING_SEGMENTS", val, 1);
+				wf = swerve_lightning_forward_workspace(&dims);
+				wb = swerve_lightning_backward_workspace(&dims);
+				CK(cudaFree(ws));
+				CK(cudaMalloc(&ws, std::max(wf, wb) + 16));
+				printf("# sweep B=%d T=%d G=%d: fwd %.3f ms, fwd+bwd %.3f ms\n", B,
+				       T, gs, median_ms(fwd, 10), median_ms(fb, 10));
+			}
+			unsetenv("SWERVE_LIGHTNING_SEGMENTS");
+			wf = swerve_lightning_forward_workspace(&dims);
+			wb = swerve_lightning_backward_workspace(&dims);
+			CK(cudaFree(ws));
+			CK(cudaMalloc(&ws, std::max(wf, wb) + 16));
+		}
 		double tf = median_ms(fwd, 30), tb = median_ms(fb, 20);
 		double flop = (double)B * T * H * (4.0 * 64 * D + 4.0 * D * D);
 		double tensor = (double)n * 2;
