@@ -146,9 +146,16 @@ $(ASAN_LIB): $(ASAN_OBJS)
 $(SWERVE): $(CLI_OBJS) $(LIB)
 	$(CC) $(CFLAGS) -o $@ $(CLI_OBJS) $(LIB) $(LDLIBS)
 
-# the trainer command (policy/train_main.c)
+# the trainer command (policy/train_main.c); with nvcc it also links the GPU
+# model (swerve-train --device gpu)
+ifneq ($(NVCC),)
+$(BUILD)/obj/policy/train_main.o: CFLAGS += -DPOLICY_HAVE_CUDA
+$(SWERVE_TRAIN): $(BUILD)/obj/policy/train_main.o $(LIB) $(CUDA_LIB)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(CUDA_LIB) $(LDLIBS) $(CUDA_LIBS)
+else
 $(SWERVE_TRAIN): $(BUILD)/obj/policy/train_main.o $(LIB)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+endif
 
 $(BUILD)/cuda/%.o: %.cu
 	@mkdir -p $(@D)

@@ -99,35 +99,46 @@ __device__ static float warp_sum(float v)
 	return v;
 }
 
-/* sum over a block of up to 1024 threads; every thread gets the result */
+/* sum over a block of up to 1024 threads (a multiple of 32); every thread
+ * gets the result. The leading barrier makes back-to-back calls safe. */
 __device__ static float block_sum(float v)
 {
-	__shared__ float s[32];
-	int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+	__shared__ float s[33];
+	int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
 	v = warp_sum(v);
 	__syncthreads();
 	if (lane == 0)
 		s[w] = v;
 	__syncthreads();
-	v = (int)threadIdx.x < (int)(blockDim.x >> 5) ? s[lane] : 0.0f;
-	v = warp_sum(v);
-	return v;
+	if (w == 0) {
+		v = lane < nw ? s[lane] : 0.0f;
+		v = warp_sum(v);
+		if (lane == 0)
+			s[32] = v;
+	}
+	__syncthreads();
+	return s[32];
 }
 
 __device__ static float block_max(float v)
 {
-	__shared__ float s[32];
-	int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+	__shared__ float s[33];
+	int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
 	for (int o = 16; o > 0; o >>= 1)
 		v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
 	__syncthreads();
 	if (lane == 0)
 		s[w] = v;
 	__syncthreads();
-	v = (int)threadIdx.x < (int)(blockDim.x >> 5) ? s[lane] : -INFINITY;
-	for (int o = 16; o > 0; o >>= 1)
-		v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-	return v;
+	if (w == 0) {
+		v = lane < nw ? s[lane] : -INFINITY;
+		for (int o = 16; o > 0; o >>= 1)
+			v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+		if (lane == 0)
+			s[32] = v;
+	}
+	__syncthreads();
+	return s[32];
 }
 
 __device__ static float sigm(float x)
@@ -1301,5 +1312,73 @@ int policy_gpu_adamw(double *grad_norm, struct policy_gpu *g, struct policy_adam
 	}
 	if (grad_norm)
 		*grad_norm = norm;
+	return 0;
+}
+
+/* ---- the trainer's GPU backend ---------------------------------------------- */
+
+static int ops_step(void *dev, struct policy_loss_stats *st, double *aux, double *out_logp,
+                    const struct policy_batch *b, const int *targets, const double *logp_old,
+                    const double *adv, const struct policy_loss_opts *opts, int backward)
+{
+	struct policy_gpu *g = (struct policy_gpu *)dev;
+	int T = b->n_tokens, rc;
+	float *f = (float *)malloc((size_t)(T > 0 ? T : 1) * 3 * sizeof(float));
+	if (!f)
+		return swerve_error_set(SWERVE_ENOMEM, "gpu: out of memory");
+	if (logp_old)
+		for (int t = 0; t < T; t++) {
+			f[t] = (float)logp_old[t];
+			f[T + t] = (float)adv[t];
+		}
+	rc = policy_gpu_step(st, aux, out_logp ? f + 2 * T : NULL, g, b, targets,
+	                     logp_old ? f : NULL, logp_old ? f + T : NULL, opts, backward);
+	if (!rc && out_logp)
+		for (int t = 0; t < T; t++)
+			out_logp[t] = targets[t] >= 0 ? f[2 * T + t] : 0.0;
+	free(f);
+	return rc;
+}
+
+static int ops_adamw(void *dev, double *grad_norm, struct policy_adamw *opt)
+{
+	return policy_gpu_adamw(grad_norm, (struct policy_gpu *)dev, opt);
+}
+
+static int ops_pull(void *dev, float *params, float *m, float *v)
+{
+	struct policy_gpu *g = (struct policy_gpu *)dev;
+	size_t n = g->L->total * 4;
+	CK(cudaMemcpy(params, g->params, n, cudaMemcpyDeviceToHost));
+	CK(cudaMemcpy(m, g->m, n, cudaMemcpyDeviceToHost));
+	CK(cudaMemcpy(v, g->v, n, cudaMemcpyDeviceToHost));
+	return 0;
+}
+
+static void ops_free(void *dev)
+{
+	policy_gpu_free((struct policy_gpu *)dev);
+}
+
+static const struct policy_trainer_ops gpu_ops = {ops_step, ops_adamw, ops_pull, ops_free};
+
+int policy_trainer_use_gpu(struct policy_trainer *tr, int max_tokens, int max_seqs,
+                           enum policy_gpu_precision prec)
+{
+	struct policy_gpu *g = NULL;
+	size_t n = tr->layout.total * 4;
+	int rc;
+	if (tr->ops)
+		return swerve_error_set(SWERVE_EINVAL, "gpu: the trainer already runs on a device");
+	if ((rc = policy_gpu_new(&g, &tr->cfg, &tr->layout, max_tokens, max_seqs, prec)))
+		return rc;
+	if (cudaMemcpy(g->params, tr->params, n, cudaMemcpyHostToDevice) != cudaSuccess ||
+	    cudaMemcpy(g->m, tr->m, n, cudaMemcpyHostToDevice) != cudaSuccess ||
+	    cudaMemcpy(g->v, tr->v, n, cudaMemcpyHostToDevice) != cudaSuccess) {
+		policy_gpu_free(g);
+		return swerve_error_set(SWERVE_ERROR, "gpu: uploading the weights failed");
+	}
+	tr->ops = &gpu_ops;
+	tr->dev = g;
 	return 0;
 }

@@ -272,6 +272,20 @@ double policy_adamw_step(struct policy_adamw *opt, float *params, float *grads, 
 
 /* ---- trainer state and checkpoints (policy/trainer.c) ------------------- */
 
+/* Where the trainer's steps run: NULL ops is the CPU reference; the GPU
+ * sets a table (policy_trainer_use_gpu). The device keeps its own copy of
+ * the weights and moments; policy_trainer_sync_host() brings them back. */
+struct policy_trainer_ops {
+	/* forward (+ backward, gradients on the device) and loss: logp_old NULL
+	 * means cross-entropy; out_logp (may be NULL) per token */
+	int (*step)(void *dev, struct policy_loss_stats *st, double *aux, double *out_logp,
+	            const struct policy_batch *batch, const int *targets, const double *logp_old,
+	            const double *adv, const struct policy_loss_opts *opts, int backward);
+	int (*adamw)(void *dev, double *grad_norm, struct policy_adamw *opt);
+	int (*pull)(void *dev, float *params, float *m, float *v);
+	void (*free)(void *dev);
+};
+
 struct policy_trainer {
 	struct policy_config cfg;
 	struct policy_layout layout;
@@ -281,7 +295,13 @@ struct policy_trainer {
 	uint64_t rng; /* sampler/data state, saved with the checkpoint */
 	/* CPU scratch */
 	double *pd, *gd;
+	const struct policy_trainer_ops *ops; /* NULL: CPU */
+	void *dev;
 };
+
+/* Copies the device's weights and moments into params/m/v (no-op on the
+ * CPU). Call before policy_checkpoint_save. */
+int policy_trainer_sync_host(struct policy_trainer *tr);
 
 /* A fresh trainer: params initialised from seed, moments zero. */
 int policy_trainer_new(struct policy_trainer **out, const struct policy_config *cfg, uint64_t seed);
@@ -354,6 +374,11 @@ int policy_gpu_adamw(double *grad_norm, struct policy_gpu *g, struct policy_adam
 
 /* Waits for the device; returns -1 with the CUDA error if a kernel failed. */
 int policy_gpu_sync(struct policy_gpu *g);
+
+/* Moves tr's steps to the GPU: uploads weights and moments; later sft, pg
+ * and logprobs steps run there (batches up to max_tokens / max_seqs). */
+int policy_trainer_use_gpu(struct policy_trainer *tr, int max_tokens, int max_seqs,
+                           enum policy_gpu_precision precision);
 
 /* ---- RL from the db's consumer API (policy/rl.c) ------------------------ */
 

@@ -226,14 +226,53 @@ static int open_tokenizer(struct policy_tokenizer **t, const char *path,
 /* ---- commands -------------------------------------------------------------- */
 
 static const char *const device_note =
-        "  --device cpu   the CPU reference model (double precision; small configs).\n"
-        "                 The GPU trainer is not built into swerve-train yet.\n";
+        "  --device cpu|gpu    cpu: the CPU reference model (double precision; small\n"
+        "                      configs). gpu: the CUDA model (policy/gpu.cu), where\n"
+        "                      swerve-train was built with nvcc and a GPU is present\n"
+        "  --precision bf16|fp32   GPU GEMMs (default bf16; LM head and loss fp32)\n"
+        "  --max-tokens N      GPU buffers: most tokens in one packed batch (rl; 16384)\n";
+
+#ifdef POLICY_HAVE_CUDA
+#define HAVE_GPU 1
+#else
+#define HAVE_GPU 0
+#endif
 
 static int device_ok(const char *cmd, const char *dev)
 {
-	if (!strcmp(dev, "cpu"))
+	if (!strcmp(dev, "cpu") || (HAVE_GPU && !strcmp(dev, "gpu")))
 		return 1;
-	fail(cmd, EXIT_USAGE, "--device %s: only 'cpu' is available in this build", dev);
+	fail(cmd, EXIT_USAGE, "--device %s: expected cpu%s", dev,
+	     HAVE_GPU ? " or gpu" : " (this swerve-train was built without CUDA)");
+	return 0;
+}
+
+/* moves tr to the GPU when asked; 0 or an exit code */
+static int to_device(const char *cmd, struct policy_trainer *tr, const char *dev,
+                     const char *precision, int max_tokens, int max_seqs)
+{
+#ifdef POLICY_HAVE_CUDA
+	if (!strcmp(dev, "gpu")) {
+		enum policy_gpu_precision p =
+		        strcmp(precision, "fp32") ? POLICY_GPU_BF16 : POLICY_GPU_FP32;
+		if (policy_trainer_use_gpu(tr, max_tokens, max_seqs, p))
+			return fail(cmd, EXIT_INFRA, "%s", swerve_error_last());
+	}
+#else
+	(void)cmd;
+	(void)tr;
+	(void)dev;
+	(void)precision;
+	(void)max_tokens;
+	(void)max_seqs;
+#endif
+	return 0;
+}
+
+static int save(const char *cmd, struct policy_trainer *tr, const char *dir)
+{
+	if (policy_trainer_sync_host(tr) || policy_checkpoint_save(tr, dir))
+		return fail(cmd, EXIT_INFRA, "%s", swerve_error_last());
 	return 0;
 }
 
@@ -290,7 +329,8 @@ static int cmd_init(int argc, char **argv)
 }
 
 struct common {
-	const char *ckpt, *out, *data, *tokenizer, *device, *db, *run;
+	const char *ckpt, *out, *data, *tokenizer, *device, *db, *run, *precision;
+	int max_tokens;
 	long steps;
 	int batch_tokens, log_every, passes, groups, recompute;
 	double lr, wd, clip, eps_high, eps_low, peak_tflops;
@@ -320,12 +360,16 @@ static int parse_common(struct common *o, const char *cmd, int argc, char **argv
 	        {"eps-low", 1, 0, 'W'},
 	        {"recompute-logprobs", 0, 0, 'r'},
 	        {"peak-tflops", 1, 0, 'P'},
+	        {"precision", 1, 0, 'p'},
+	        {"max-tokens", 1, 0, 'M'},
 	        {"help", 0, 0, 'h'},
 	        {0, 0, 0, 0},
 	};
 	int c;
 	memset(o, 0, sizeof(*o));
 	o->device = "cpu";
+	o->precision = "bf16";
+	o->max_tokens = 16384;
 	o->steps = 100;
 	o->batch_tokens = 512;
 	o->log_every = 10;
@@ -360,6 +404,8 @@ static int parse_common(struct common *o, const char *cmd, int argc, char **argv
 		case 'W': o->eps_low = atof(optarg); break;
 		case 'r': o->recompute = 1; break;
 		case 'P': o->peak_tflops = atof(optarg); break;
+		case 'p': o->precision = optarg; break;
+		case 'M': o->max_tokens = atoi(optarg); break;
 		case 'h': printf("%s%s", usage, device_note); return -2;
 		default: return -1;
 		}
@@ -400,8 +446,8 @@ static int cmd_sft(int argc, char **argv)
 	        "usage: swerve-train sft --ckpt DIR --data FILE.jsonl [--out DIR] [--steps N]\n"
 	        "                        [--batch-tokens N] [--lr X] [--weight-decay X] [--clip "
 	        "X]\n"
-	        "                        [--tokenizer tokenizer.json] [--log-every N] [--device "
-	        "cpu]\n\n"
+	        "                        [--tokenizer tokenizer.json] [--log-every N]\n"
+	        "                        [--device cpu|gpu] [--precision bf16|fp32]\n\n"
 	        "Supervised warm start: mean cross-entropy on the data's target tokens (+ the MoE\n"
 	        "balance loss), AdamW. Sequences are packed (varlen) up to --batch-tokens.\n"
 	        "Saves the checkpoint to --out (default: --ckpt) at the end.\n";
@@ -429,6 +475,13 @@ static int cmd_sft(int argc, char **argv)
 		code = fail("sft", EXIT_INFRA, "out of memory");
 		goto done;
 	}
+	{
+		int cap = o.batch_tokens;
+		for (int i = 0; i < d.n; i++)
+			cap = d.s[i].n > cap ? d.s[i].n : cap;
+		if ((code = to_device("sft", tr, o.device, o.precision, 2 * cap, d.n + 1)))
+			goto done;
+	}
 	t0 = now_s();
 	for (long s = 0; s < o.steps; s++) {
 		struct policy_step_stats st;
@@ -450,10 +503,8 @@ static int cmd_sft(int argc, char **argv)
 			       p.n / (now_s() - t1));
 		fflush(stdout);
 	}
-	if (policy_checkpoint_save(tr, o.out)) {
-		code = fail("sft", EXIT_INFRA, "%s", swerve_error_last());
+	if ((code = save("sft", tr, o.out)))
 		goto done;
-	}
 	printf("sft: %ld steps in %.1f s; checkpoint %s\n", o.steps, now_s() - t0, o.out);
 done:
 	free(p.tok);
@@ -469,7 +520,8 @@ static int cmd_eval(int argc, char **argv)
 {
 	static const char usage[] =
 	        "usage: swerve-train eval-logprobs --ckpt DIR --data FILE.jsonl\n"
-	        "                                  [--tokenizer tokenizer.json] [--device cpu]\n\n"
+	        "                                  [--tokenizer tokenizer.json] [--device "
+	        "cpu|gpu]\n\n"
 	        "Prints one JSON line per data line: the log-probability of each target token\n"
 	        "under the checkpoint, their sum and count (behaviour logprobs for rollouts).\n";
 	struct common o;
@@ -489,6 +541,8 @@ static int cmd_eval(int argc, char **argv)
 		code = fail("eval-logprobs", EXIT_USAGE, "%s", swerve_error_last());
 		goto done;
 	}
+	if ((code = to_device("eval-logprobs", tr, o.device, o.precision, tr->cfg.max_seq_len, 2)))
+		goto done;
 	for (int i = 0; i < d.n; i++) {
 		int cu[2] = {0, d.s[i].n};
 		struct policy_batch b = {d.s[i].n, d.s[i].tok, 1, cu};
@@ -524,7 +578,7 @@ static int cmd_rl(int argc, char **argv)
 	        "                       [--steps N] [--groups N] [--passes K]\n"
 	        "                       [--loss cispo|grpo|dapo] [--eps-high X] [--eps-low X]\n"
 	        "                       [--recompute-logprobs] [--lr X] [--clip X]\n"
-	        "                       [--peak-tflops X] [--device cpu]\n\n"
+	        "                       [--peak-tflops X] [--device cpu|gpu]\n\n"
 	        "RL from the runner's rewards: each step fetches up to --groups complete groups\n"
 	        "of run NAME through the db consumer API, computes group advantages (groups\n"
 	        "with equal rewards are skipped), trains --passes times with the chosen loss\n"
@@ -582,6 +636,8 @@ static int cmd_rl(int argc, char **argv)
 		goto done;
 	}
 	apply_opt(tr, &o);
+	if ((code = to_device("rl", tr, o.device, o.precision, o.max_tokens, 1024)))
+		goto done;
 	for (s = 0; s < o.steps; s++) {
 		struct policy_rl_stats st;
 		if (policy_rl_step_db(&st, tr, db, run, (size_t)o.groups, tr->opt.step + 1, &ro)) {
@@ -598,10 +654,8 @@ static int cmd_rl(int argc, char **argv)
 		       st.clipped_frac, st.entropy, st.grad_norm, st.tokens_per_s, st.mfu);
 		fflush(stdout);
 	}
-	if (policy_checkpoint_save(tr, o.out)) {
-		code = fail("rl", EXIT_INFRA, "%s", swerve_error_last());
+	if ((code = save("rl", tr, o.out)))
 		goto done;
-	}
 	printf("rl: %ld steps; checkpoint %s\n", s, o.out);
 done:
 	policy_trainer_free(tr);

@@ -40,6 +40,8 @@ void policy_trainer_free(struct policy_trainer *tr)
 {
 	if (!tr)
 		return;
+	if (tr->ops)
+		tr->ops->free(tr->dev);
 	free(tr->params);
 	free(tr->m);
 	free(tr->v);
@@ -78,6 +80,29 @@ static int apply(struct policy_step_stats *st, struct policy_trainer *tr)
 	return 0;
 }
 
+/* one step on the device backend: loss, gradients and AdamW there */
+static int device_step(struct policy_step_stats *st, struct policy_trainer *tr,
+                       const struct policy_batch *b, const int *targets, const double *logp_old,
+                       const double *adv, const struct policy_loss_opts *opts)
+{
+	struct policy_loss_stats ls;
+	double aux = 0;
+	int rc = tr->ops->step(tr->dev, &ls, &aux, NULL, b, targets, logp_old, adv, opts, 1);
+	if (rc || (rc = tr->ops->adamw(tr->dev, &st->grad_norm, &tr->opt)))
+		return rc;
+	st->loss = ls.loss;
+	st->aux = aux;
+	st->n_tokens = ls.n_tokens;
+	st->entropy = ls.n_tokens > 0 ? ls.entropy_sum / ls.n_tokens : 0;
+	st->clipped_frac = ls.n_tokens > 0 ? ls.clipped / ls.n_tokens : 0;
+	return 0;
+}
+
+int policy_trainer_sync_host(struct policy_trainer *tr)
+{
+	return tr->ops ? tr->ops->pull(tr->dev, tr->params, tr->m, tr->v) : 0;
+}
+
 int policy_trainer_sft_step(struct policy_step_stats *st, struct policy_trainer *tr,
                             const struct policy_batch *b, const int *targets)
 {
@@ -86,6 +111,8 @@ int policy_trainer_sft_step(struct policy_step_stats *st, struct policy_trainer 
 	double *dl = NULL;
 	int rc;
 	memset(st, 0, sizeof(*st));
+	if (tr->ops)
+		return device_step(st, tr, b, targets, NULL, NULL, NULL);
 	if ((rc = scratch(tr)) ||
 	    (rc = policy_ref_forward(&tape, &tr->cfg, &tr->layout, tr->pd, b)))
 		return rc;
@@ -114,6 +141,8 @@ int policy_trainer_logprobs(double *out, struct policy_trainer *tr, const struct
 {
 	struct policy_ref_tape *tape = NULL;
 	int rc;
+	if (tr->ops)
+		return tr->ops->step(tr->dev, NULL, NULL, out, b, targets, NULL, NULL, NULL, 0);
 	if ((rc = scratch(tr)) ||
 	    (rc = policy_ref_forward(&tape, &tr->cfg, &tr->layout, tr->pd, b)))
 		return rc;
@@ -131,6 +160,8 @@ int policy_trainer_pg_step(struct policy_step_stats *st, struct policy_trainer *
 	double *dl = NULL;
 	int rc;
 	memset(st, 0, sizeof(*st));
+	if (tr->ops)
+		return device_step(st, tr, b, targets, logp_old, adv, opts);
 	if ((rc = scratch(tr)) ||
 	    (rc = policy_ref_forward(&tape, &tr->cfg, &tr->layout, tr->pd, b)))
 		return rc;

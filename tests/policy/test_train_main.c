@@ -51,7 +51,8 @@ Test(swerve_train, usage_errors_exit_2, .init = setup)
 	cr_expect_eq(run(NULL, &err, "%s rl --ckpt x --db y --run z --loss ppo", bin), 2);
 	cr_expect(strstr(err, "--loss ppo"), "%s", err);
 	free(err);
-	cr_expect_eq(run(NULL, &err, "%s sft --ckpt x --data y --device gpu", bin), 2);
+	cr_expect_eq(run(NULL, &err, "%s sft --ckpt x --data y --device tpu", bin), 2);
+	cr_expect(strstr(err, "--device tpu"), "%s", err);
 	free(err);
 }
 
