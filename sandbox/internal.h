@@ -177,11 +177,17 @@ struct swerve_sandbox {
 	 * and uts namespace per context (ids mapped, loopback up), which every
 	 * run joins instead of creating its own; see spawn.c. */
 	int fast;
+	int want_holder; /* root and not SWERVE_SANDBOX_SLOW: start it at run 2 */
+	unsigned long runs;
 	pid_t holder_pid;
 	int holder_sock;
 	int ns_user, ns_net, ns_uts;
 	char passwd[256], group[256];
 };
+
+/* The cheap part of the probe (sysctls, seccomp actions; no fork): fills
+ * p->why and returns -1 when the host certainly cannot sandbox. */
+int sb_probe_quick(struct swerve_sandbox_probe *p);
 
 /* Effective limits (defaults filled in). */
 void sb_limits_effective(struct swerve_sandbox_limits *out, const struct swerve_sandbox_limits *in);

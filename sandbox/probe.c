@@ -189,6 +189,29 @@ static void probe_once(void)
 	}
 }
 
+int sb_probe_quick(struct swerve_sandbox_probe *p)
+{
+	char buf[4096];
+	memset(p, 0, sizeof(*p));
+	if (read_small("/proc/sys/user/max_user_namespaces", buf, sizeof(buf)) > 0 &&
+	    atol(buf) == 0)
+		why(p, "user namespaces: disabled (sysctl user.max_user_namespaces=0; set it to "
+		       "e.g. 100000)");
+	if (geteuid() != 0 &&
+	    read_small("/proc/sys/kernel/unprivileged_userns_clone", buf, sizeof(buf)) > 0 &&
+	    atoi(buf) == 0)
+		why(p, "user namespaces: unprivileged use disabled (sysctl "
+		       "kernel.unprivileged_userns_clone=0; set it to 1)");
+	if (read_small("/proc/sys/kernel/seccomp/actions_avail", buf, sizeof(buf)) <= 0 ||
+	    !strstr(buf, "user_notif") || !strstr(buf, "kill_process"))
+		why(p, "seccomp: filters with user_notif and kill_process are required (Linux >= "
+		       "5.0 with CONFIG_SECCOMP_FILTER)");
+	if (p->why[0])
+		return -1;
+	p->userns = p->seccomp = 1; /* presumed; the full probe checks */
+	return 0;
+}
+
 int swerve_sandbox_probe(struct swerve_sandbox_probe *out)
 {
 	pthread_once(&once, probe_once);

@@ -124,8 +124,10 @@ int swerve_sandbox_new(struct swerve_sandbox **out, const void *config)
 	struct swerve_sandbox *sb = calloc(1, sizeof(*sb));
 	if (!sb)
 		return swerve_error_set(SWERVE_ENOMEM, "sandbox: out of memory");
-	swerve_sandbox_probe(&sb->probe);
-	if (!sb->probe.userns || !sb->probe.seccomp) {
+	/* The full probe forks and mounts (a few ms): a one-shot process should
+	 * not pay for it. Here only what can be read cheaply; a clone that fails
+	 * later runs the probe to name the setting to change. */
+	if (sb_probe_quick(&sb->probe) < 0) {
 		int rc = swerve_error_set(SWERVE_EUNSUPPORTED, "sandbox: %s", sb->probe.why);
 		free(sb);
 		return rc;
@@ -151,8 +153,7 @@ int swerve_sandbox_new(struct swerve_sandbox **out, const void *config)
 	sb->holder_sock = sb->ns_user = sb->ns_net = sb->ns_uts = -1;
 	/* SWERVE_SANDBOX_SLOW=1 forces the per-run namespaces (tests, benchmarks) */
 	const char *slow = getenv("SWERVE_SANDBOX_SLOW");
-	if (geteuid() == 0 && !(slow && *slow && strcmp(slow, "0")))
-		holder_start(sb);
+	sb->want_holder = geteuid() == 0 && !(slow && *slow && strcmp(slow, "0"));
 	*out = sb;
 	return 0;
 }
@@ -299,7 +300,7 @@ struct sup {
 	int have_exit, exit_status;
 	int have_error;
 	struct sb_msg error;
-	int out_eof, err_eof;
+	int out_eof, err_eof, sock_eof;
 	char note[160];
 	char syscall[32];
 };
@@ -345,6 +346,8 @@ static void read_sock(struct sup *s)
 		                    .msg_control = u.buf,
 		                    .msg_controllen = sizeof(u.buf)};
 		ssize_t n = recvmsg(s->sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+			s->sock_eof = 1; /* every copy of the child end is closed */
 		if (n <= 0)
 			return;
 		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
@@ -444,9 +447,14 @@ int swerve_sandbox_run(struct swerve_sandbox_result *r, struct swerve_sandbox *s
 	struct swerve_sandbox_limits lim;
 	pid_t pid = -1;
 	uint64_t t0 = sb_now_ns();
+	int e_map;
 
 	memset(r, 0, sizeof(*r));
 	r->exit_code = -1;
+	/* the holder pays off from the second run on: one-shot callers
+	 * (swerve exec) never start it */
+	if (sb->want_holder && ++sb->runs == 2)
+		holder_start(sb);
 	memset(&s, 0, sizeof(s));
 	s.out_r = s.err_r = s.sock = s.pidfd = s.listener = -1;
 	s.killed = -1;
@@ -476,7 +484,9 @@ int swerve_sandbox_run(struct swerve_sandbox_result *r, struct swerve_sandbox *s
 	sb_limits_effective(&lim, &o->limits);
 	if ((rc = sb_mount_plan_build(&sb->plan, o, sb->passwd, sb->group)) < 0)
 		return fail_xx(r, rc);
-	if (sb->plan.used_overlay && !sb->probe.overlay_userns) {
+	if (sb->plan.used_overlay && !sb->fast)
+		swerve_sandbox_probe(&sb->probe);
+	if (sb->plan.used_overlay && !sb->fast && !sb->probe.overlay_userns) {
 		swerve_error_set(SWERVE_EUNSUPPORTED, "sandbox: overlay workspace: %s",
 		                 sb->probe.why);
 		return fail_xx(r, SWERVE_EUNSUPPORTED);
@@ -520,6 +530,7 @@ int swerve_sandbox_run(struct swerve_sandbox_result *r, struct swerve_sandbox *s
 	pid = (pid_t)syscall(SYS_clone, flags | CLONE_PIDFD | SIGCHLD, 0, &pidfd, NULL, 0);
 	if (pid < 0) {
 		int e = errno;
+		swerve_sandbox_probe(&sb->probe); /* to name the setting to change */
 		swerve_error_set(e == EPERM || e == EINVAL || e == ENOSPC ? SWERVE_EUNSUPPORTED
 		                                                          : SWERVE_ERROR,
 		                 "sandbox: clone into new namespaces: %s%s%s", strerror(e),
@@ -554,7 +565,7 @@ int swerve_sandbox_run(struct swerve_sandbox_result *r, struct swerve_sandbox *s
 	int init_done = 0;
 	while (!init_done) {
 		struct pollfd pf[5];
-		int n = 0, i_out = -1, i_err = -1, i_sock, i_pid, i_lis = -1;
+		int n = 0, i_out = -1, i_err = -1, i_sock = -1, i_pid, i_lis = -1;
 		if (!s.out_eof) {
 			i_out = n;
 			pf[n++] = (struct pollfd){s.out_r, POLLIN, 0};
@@ -563,8 +574,10 @@ int swerve_sandbox_run(struct swerve_sandbox_result *r, struct swerve_sandbox *s
 			i_err = n;
 			pf[n++] = (struct pollfd){s.err_r, POLLIN, 0};
 		}
-		i_sock = n;
-		pf[n++] = (struct pollfd){s.sock, POLLIN, 0};
+		if (!s.sock_eof) {
+			i_sock = n;
+			pf[n++] = (struct pollfd){s.sock, POLLIN, 0};
+		}
 		i_pid = n;
 		pf[n++] = (struct pollfd){s.pidfd, POLLIN, 0};
 		if (s.listener >= 0) {
@@ -589,10 +602,15 @@ int swerve_sandbox_run(struct swerve_sandbox_result *r, struct swerve_sandbox *s
 			read_stream(&s, s.out_r, &s.out, &s.out_eof, lim.output_kill_bytes);
 		if (i_err >= 0 && pf[i_err].revents)
 			read_stream(&s, s.err_r, &s.err, &s.err_eof, lim.output_kill_bytes);
-		if (pf[i_sock].revents)
+		if (i_sock >= 0 && pf[i_sock].revents)
 			read_sock(&s);
-		if (i_lis >= 0 && pf[i_lis].revents)
+		if (i_lis >= 0 && (pf[i_lis].revents & POLLIN))
 			read_notif(&s);
+		else if (i_lis >= 0 && pf[i_lis].revents) {
+			/* POLLHUP: every process under the filter is gone */
+			close(s.listener);
+			s.listener = -1;
+		}
 		if (pf[i_pid].revents)
 			init_done = 1;
 		now = sb_now_ns();
@@ -699,6 +717,9 @@ int swerve_sandbox_run(struct swerve_sandbox_result *r, struct swerve_sandbox *s
 	goto done;
 
 mapfail:
+	e_map = errno;
+	swerve_sandbox_probe(&sb->probe);
+	errno = e_map;
 	swerve_error_set(SWERVE_EUNSUPPORTED, "sandbox: writing uid/gid maps of %d: %s%s%s",
 	                 (int)pid, strerror(errno), sb->probe.why[0] ? "; " : "", sb->probe.why);
 	rc = SWERVE_EUNSUPPORTED;
