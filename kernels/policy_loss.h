@@ -97,8 +97,9 @@ struct swerve_pl_batch {
 	const uint8_t *mask;     /* [N] nonzero = token is trained on; NULL = all */
 };
 
-/* Outputs. logp is required; the others may be NULL when not wanted (in
- * logprob_only mode loss, dX and dW are ignored). */
+/* Outputs. logp is required; entropy, ratio and clipped may be NULL when not
+ * wanted; loss, dX and dW are required unless logprob_only, in which mode
+ * only logp and entropy are written. */
 struct swerve_pl_out {
 	float *logp;      /* [N] log pi(target) */
 	float *entropy;   /* [N] -sum_v p log p, for logging */
