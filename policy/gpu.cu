@@ -87,7 +87,16 @@ struct policy_gpu {
 	void *ws;
 	size_t ws_bytes;
 	float *red; /* reduction scratch */
-	int T;      /* tokens of the last step */
+	/* bf16 mode: the LM head and loss through kernels/policy_loss (fused,
+	 * chunked over tokens, fp32-accurate split-bf16 products) */
+	struct swerve_pl_ctx *pl;
+	uint16_t *nf_b;
+	int *tgt_c;
+	uint8_t *mask, *clip8;
+	float *pl_old, *pl_adv, *pl_loss;
+	void *ws2;
+	size_t ws2_bytes;
+	int T; /* tokens of the last step */
 };
 
 /* ---- small kernels ---------------------------------------------------------- */
@@ -631,6 +640,21 @@ __global__ static void k_adamw(float *p, const float *g, float *m, float *v, siz
 	p[i] -= lr * ((mi / bc1) / (sqrtf(vi / bc2) + eps) + wd * p[i]);
 }
 
+/* inputs of the fused head: targets clamped to >= 0 with a mask; for
+ * cross-entropy (xent), CISPO with A = 1 and a ratio capped at 1 (logp_old
+ * far below any logp, eps_high 0) is exactly -logp / N */
+__global__ static void k_pl_prep(int *tgt_c, uint8_t *mask, float *old, float *adv, const int *tgt,
+                                 const float *old_in, const float *adv_in, int T, int xent)
+{
+	int t = blockIdx.x * blockDim.x + threadIdx.x;
+	if (t >= T)
+		return;
+	tgt_c[t] = tgt[t] >= 0 ? tgt[t] : 0;
+	mask[t] = tgt[t] >= 0;
+	old[t] = xent ? -1e4f : old_in[t];
+	adv[t] = xent ? 1.0f : adv_in[t];
+}
+
 /* ---- GEMMs (row-major views) ---------------------------------------------- */
 
 static cublasComputeType_t ctype(const struct policy_gpu *g, int force32)
@@ -787,6 +811,16 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 	ALLOC(g->adv, Tm);
 	ALLOC(g->tl, (size_t)4 * Tm);
 	ALLOC(g->red, 1024);
+	if (prec == POLICY_GPU_BF16) {
+		CKR(swerve_pl_ctx_new(&g->pl));
+		ALLOC(g->nf_b, (size_t)Tm * D);
+		ALLOC(g->tgt_c, Tm);
+		ALLOC(g->mask, Tm);
+		ALLOC(g->clip8, Tm);
+		ALLOC(g->pl_old, Tm);
+		ALLOC(g->pl_adv, Tm);
+		ALLOC(g->pl_loss, 1);
+	}
 	g->h_tl = (float *)malloc((size_t)4 * Tm * sizeof(float));
 	g->h_prob = (float *)malloc((size_t)Tm * E * sizeof(float));
 	g->h_sel = (int *)malloc(TK * sizeof(int));
@@ -838,6 +872,14 @@ void policy_gpu_free(struct policy_gpu *g)
 	}
 	if (g->blas)
 		cublasDestroy(g->blas);
+	if (g->pl)
+		swerve_pl_ctx_free(g->pl);
+	{
+		void *p[] = {g->nf_b,   g->tgt_c,  g->mask,    g->clip8,
+		             g->pl_old, g->pl_adv, g->pl_loss, g->ws2};
+		for (size_t i = 0; i < sizeof(p) / sizeof(p[0]); i++)
+			cudaFree(p[i]);
+	}
 	free(g->ly);
 	free(g->h_tl);
 	free(g->h_prob);
@@ -864,6 +906,10 @@ int policy_gpu_get_grads(struct policy_gpu *g, float *p)
 }
 int policy_gpu_get_logits(struct policy_gpu *g, float *p)
 {
+	if (g->pl)
+		return swerve_error_set(
+		        SWERVE_EUNSUPPORTED,
+		        "gpu: bf16 mode never materialises the logits (fused head)");
 	CK(cudaMemcpy(p, g->logits, (size_t)g->T * g->cfg.vocab_size * 4, cudaMemcpyDeviceToHost));
 	return 0;
 }
@@ -1135,6 +1181,141 @@ static int moe_bwd(struct policy_gpu *g, int l, float *dn, const float *dy, int 
 
 /* ---- the step ---------------------------------------------------------------- */
 
+static void pl_opts(struct swerve_pl_opts *ko, const struct policy_loss_opts *opts)
+{
+	swerve_pl_opts_init(ko, opts && opts->kind == POLICY_LOSS_GRPO   ? SWERVE_PL_GRPO
+	                        : opts && opts->kind == POLICY_LOSS_DAPO ? SWERVE_PL_DAPO
+	                                                                 : SWERVE_PL_CISPO);
+	ko->norm = SWERVE_PL_NORM_TOKENS; /* the CPU reference normalises by tokens */
+	if (opts) {
+		ko->eps_low = (float)opts->eps_low;
+		ko->eps_high = (float)opts->eps_high;
+		ko->cispo_lower_bound = opts->kind == POLICY_LOSS_CISPO && opts->eps_low > 0;
+	}
+}
+
+/* the LM head and loss in plain fp32: logits (T, V) materialised, a row
+ * kernel with kernels/policy_loss.h's per-token math; dlogits in place */
+static int plain_head(struct policy_gpu *g, struct policy_loss_stats *st, int T, int n,
+                      const int *targets, int pg, const struct policy_loss_opts *opts, int backward)
+{
+	const struct policy_layout *L = g->L;
+	int D = g->cfg.dim, V = g->cfg.vocab_size;
+	struct swerve_pl_opts ko;
+	CKR(mm_fwd(g, g->logits, g->nf, g->params + L->lm_head, T, D, V, 0, 1));
+	pl_opts(&ko, opts);
+	k_loss<<<T, 256>>>(g->logits, g->tl, g->tgt, g->old, g->adv, T, V, n ? 1.0f / n : 0.0f, pg,
+	                   ko, backward);
+	LAUNCHED();
+	CK(cudaMemcpy(g->h_tl, g->tl, (size_t)4 * T * 4, cudaMemcpyDeviceToHost));
+	if (st) {
+		memset(st, 0, sizeof(*st));
+		for (int t = 0; t < T; t++) {
+			if (targets[t] < 0)
+				continue;
+			st->loss += g->h_tl[2 * T + t];
+			st->logp_sum += g->h_tl[t];
+			st->entropy_sum += g->h_tl[T + t];
+			st->clipped += g->h_tl[3 * T + t];
+		}
+		st->n_tokens = n;
+	}
+	return 0;
+}
+
+/* the LM head and loss through the fused kernel: X = bf16(final norm), W
+ * the fp32 master head; dX lands in g->dn, dW in the gradient arena (which
+ * it overwrites, so the arena is cleared first) */
+static int fused_head(struct policy_gpu *g, struct policy_loss_stats *st, int T, int n,
+                      const int *targets, int pg, const struct policy_loss_opts *opts, int backward)
+{
+	const struct policy_layout *L = g->L;
+	int D = g->cfg.dim, V = g->cfg.vocab_size;
+	struct swerve_pl_opts ko;
+	struct swerve_pl_batch pb;
+	struct swerve_pl_out po;
+	size_t need;
+	float loss = 0;
+	uint8_t *clip = NULL;
+
+	pl_opts(&ko, opts);
+	if (!pg) { /* cross-entropy as CISPO with w = 1 */
+		swerve_pl_opts_init(&ko, SWERVE_PL_CISPO);
+		ko.norm = SWERVE_PL_NORM_TOKENS;
+		ko.eps_high = 0.0f;
+	}
+	ko.precision = SWERVE_PL_FP32;
+	ko.logprob_only = !backward;
+	ko.accumulate_dw = 0;
+	if (backward)
+		CK(cudaMemsetAsync(g->grads, 0, L->total * 4));
+	k_to_bf16<<<GRID((size_t)T * D)>>>(g->nf_b, g->nf, (size_t)T * D);
+	LAUNCHED();
+	k_pl_prep<<<GRID(T)>>>(g->tgt_c, g->mask, g->pl_old, g->pl_adv, g->tgt, g->old, g->adv, T,
+	                       !pg);
+	LAUNCHED();
+	memset(&pb, 0, sizeof(pb));
+	pb.n_tokens = T;
+	pb.d = D;
+	pb.vocab = V;
+	pb.targets = g->tgt_c;
+	pb.logp_old = g->pl_old;
+	pb.advantages = g->pl_adv;
+	pb.n_seqs = 1;
+	pb.mask = g->mask;
+	memset(&po, 0, sizeof(po));
+	po.logp = g->tl;
+	po.entropy = g->tl + T;
+	po.clipped = g->clip8;
+	po.loss = g->pl_loss;
+	po.dX = g->dn;
+	po.dW = g->grads + L->lm_head;
+	need = swerve_pl_workspace_size(&pb, &ko);
+	if (need > g->ws2_bytes) {
+		cudaFree(g->ws2);
+		g->ws2 = NULL;
+		g->ws2_bytes = 0;
+		CK(cudaMalloc(&g->ws2, need));
+		g->ws2_bytes = need;
+	}
+	CKR(swerve_policy_loss_cuda(g->pl, &po, &pb, g->nf_b, g->params + L->lm_head, &ko, g->ws2,
+	                            g->ws2_bytes, NULL));
+	CK(cudaMemcpy(g->h_tl, g->tl, (size_t)2 * T * 4, cudaMemcpyDeviceToHost));
+	if (backward)
+		CK(cudaMemcpy(&loss, g->pl_loss, 4, cudaMemcpyDeviceToHost));
+	if (st) {
+		memset(st, 0, sizeof(*st));
+		if (pg && backward) {
+			clip = (uint8_t *)malloc((size_t)T);
+			if (!clip)
+				return swerve_error_set(SWERVE_ENOMEM, "gpu: out of memory");
+			if (cudaMemcpy(clip, g->clip8, (size_t)T, cudaMemcpyDeviceToHost) !=
+			    cudaSuccess) {
+				free(clip);
+				return swerve_error_set(SWERVE_ERROR,
+				                        "gpu: copying clip flags failed");
+			}
+		}
+		for (int t = 0; t < T; t++) {
+			if (targets[t] < 0)
+				continue;
+			st->logp_sum += g->h_tl[t];
+			st->entropy_sum += g->h_tl[T + t];
+			st->clipped += clip ? clip[t] : 0;
+		}
+		free(clip);
+		st->n_tokens = n;
+		if (backward)
+			st->loss = loss;
+		else { /* logprob_only: the loss is known for cross-entropy only */
+			for (int t = 0; t < T; t++)
+				if (targets[t] >= 0 && !pg)
+					st->loss -= g->h_tl[t] / n;
+		}
+	}
+	return 0;
+}
+
 int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_logp,
                     struct policy_gpu *g, const struct policy_batch *b, const int *targets,
                     const float *logp_old, const float *adv, const struct policy_loss_opts *opts,
@@ -1216,35 +1397,10 @@ int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_lo
 	k_rms_fwd<<<T, 256>>>(g->nf, g->rstdf, g->x, g->params + L->final_norm, D,
 	                      (float)c->norm_eps);
 	LAUNCHED();
-	CKR(mm_fwd(g, g->logits, g->nf, g->params + L->lm_head, T, D, V, 0, 1));
-	{
-		struct swerve_pl_opts ko;
-		swerve_pl_opts_init(&ko, opts && opts->kind == POLICY_LOSS_GRPO ? SWERVE_PL_GRPO
-		                         : opts && opts->kind == POLICY_LOSS_DAPO
-		                                 ? SWERVE_PL_DAPO
-		                                 : SWERVE_PL_CISPO);
-		if (opts) {
-			ko.eps_low = (float)opts->eps_low;
-			ko.eps_high = (float)opts->eps_high;
-			ko.cispo_lower_bound = opts->kind == POLICY_LOSS_CISPO && opts->eps_low > 0;
-		}
-		k_loss<<<T, 256>>>(g->logits, g->tl, g->tgt, g->old, g->adv, T, V,
-		                   n ? 1.0f / n : 0.0f, logp_old ? 1 : 0, ko, backward);
-		LAUNCHED();
-	}
-	CK(cudaMemcpy(g->h_tl, g->tl, (size_t)4 * T * 4, cudaMemcpyDeviceToHost));
-	if (st) {
-		memset(st, 0, sizeof(*st));
-		for (int t = 0; t < T; t++) {
-			if (targets[t] < 0)
-				continue;
-			st->loss += g->h_tl[2 * T + t];
-			st->logp_sum += g->h_tl[t];
-			st->entropy_sum += g->h_tl[T + t];
-			st->clipped += g->h_tl[3 * T + t];
-		}
-		st->n_tokens = n;
-	}
+	if (g->pl)
+		CKR(fused_head(g, st, T, n, targets, logp_old != NULL, opts, backward));
+	else
+		CKR(plain_head(g, st, T, n, targets, logp_old != NULL, opts, backward));
 	if (out_logp)
 		memcpy(out_logp, g->h_tl, (size_t)T * 4);
 	if (aux_out)
@@ -1252,10 +1408,13 @@ int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_lo
 	if (!backward)
 		return 0;
 
-	/* backward: dlogits are in g->logits */
-	CK(cudaMemsetAsync(g->grads, 0, L->total * 4));
-	CKR(mm_dw(g, g->grads + L->lm_head, g->logits, g->nf, T, D, V, 1));
-	CKR(mm_dx(g, g->dn, g->logits, g->params + L->lm_head, T, D, V, 0, 1));
+	/* backward: dlogits are in g->logits (the fused head already wrote dn and
+	 * the head's gradient) */
+	if (!g->pl) {
+		CK(cudaMemsetAsync(g->grads, 0, L->total * 4));
+		CKR(mm_dw(g, g->grads + L->lm_head, g->logits, g->nf, T, D, V, 1));
+		CKR(mm_dx(g, g->dn, g->logits, g->params + L->lm_head, T, D, V, 0, 1));
+	}
 	CK(cudaMemsetAsync(g->dx, 0, TD * 4));
 	k_rms_bwd<<<T, 256>>>(g->dx, g->dn, g->xf, g->params + L->final_norm, g->rstdf, D);
 	LAUNCHED();
