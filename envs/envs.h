@@ -11,5 +11,6 @@
 #include "envs/layer.h"
 #include "envs/workspace.h"
 #include "envs/report.h"
+#include "envs/validate.h"
 
 #endif

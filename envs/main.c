@@ -14,6 +14,7 @@ int swerve_cmd_eval(int argc, char **argv);
 int swerve_cmd_submit(int argc, char **argv);
 int swerve_cmd_work(int argc, char **argv);
 int swerve_cmd_report(int argc, char **argv);
+int swerve_cmd_validate(int argc, char **argv);
 
 /* The subcommand table: one row per envs/cmd_<name>.c. */
 static const struct swerve_cmd commands[] = {
@@ -25,6 +26,7 @@ static const struct swerve_cmd commands[] = {
 	{ "submit", "enqueue RL rollouts (JSONL) into a db for swerve work", swerve_cmd_submit },
 	{ "work", "serve the db queue with sandboxed workers until stopped", swerve_cmd_work },
 	{ "report", "the SWE-bench run report of a run, from the db", swerve_cmd_report },
+	{ "validate", "dataset QA: tasks must fail without their gold patch and pass with it", swerve_cmd_validate },
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -5,9 +5,11 @@ TAP test binary, JavaScript + `node --test`), SWE-bench-format task instances
 (a bug, its gold fix, the tests that show it) and prediction files (gold,
 empty, wrong, regression, broken, cheating).
 
-Usage: generate.py OUTDIR
+Usage: generate.py OUTDIR [--with-flaky]
 Writes OUTDIR/repos/<name> (git repositories), OUTDIR/tasks.jsonl,
-OUTDIR/predictions-<kind>.jsonl, OUTDIR/predictions-mixed.jsonl.
+OUTDIR/predictions-<kind>.jsonl, OUTDIR/predictions-mixed.jsonl; with
+--with-flaky also repos/pyflaky and OUTDIR/tasks-flaky.jsonl (a task with a
+flaky PASS_TO_PASS test, for `swerve validate`).
 Commits use fixed authors and dates, so the ids are the same on every run.
 """
 import json
@@ -391,7 +393,70 @@ def build(out):
     print("generated %d tasks in 3 repositories under %s" % (len(tasks), out))
 
 
+# --------------------------------------------------------------- pyflaky ----
+# Only with --with-flaky (the default output does not change): one task whose
+# PASS_TO_PASS test passes or fails with the parity of the clock's
+# microseconds, as a timing-dependent test does. `swerve validate` must reject
+# it as flaky (tests/e2e/test_validate.c).
+FLAKY_PY = '''"""flaky - a helper with a bug, and a test suite with a racy test."""
+
+
+def double(x):
+    return x + x + 1
+'''
+
+TEST_FLAKY = '''import time
+
+from flaky import double
+
+
+def test_double_zero_is_int():
+    assert isinstance(double(0), int)
+
+
+def test_racy():
+    # stands for a timing-dependent test: fails about every other run
+    assert (time.time_ns() // 1000) % 2 == 0
+'''
+
+TEST_FLAKY_DOUBLE = TEST_FLAKY + '''
+
+def test_double():
+    assert double(2) == 4
+'''
+
+
+def build_flaky(out):
+    """Adds repos/pyflaky, OUTDIR/tasks-flaky.jsonl and its line in repos.txt."""
+    r = os.path.join(out, "repos", "pyflaky")
+    shutil.rmtree(r, ignore_errors=True)
+    os.makedirs(r)
+    git(r, "init", "-q", "-b", "main")
+    base = commit(r, {"flaky.py": FLAKY_PY, "tests/test_flaky.py": TEST_FLAKY},
+                  "flaky: double")
+    t = {"instance_id": "swerve-demo__pyflaky-1", "repo": "swerve-demo/pyflaky",
+         "base_commit": base,
+         "patch": diff_for(r, base, {"flaky.py": sub(FLAKY_PY, "x + x + 1", "x + x")}),
+         "test_patch": diff_for(r, base, {"tests/test_flaky.py": TEST_FLAKY_DOUBLE}),
+         "problem_statement": "double(2) returns 5.", "hints_text": "",
+         "created_at": "2026-01-01T00:00:00Z", "version": "1.0",
+         "environment_setup_commit": base,
+         "FAIL_TO_PASS": json.dumps(["tests/test_flaky.py::test_double"]),
+         "PASS_TO_PASS": json.dumps(["tests/test_flaky.py::test_double_zero_is_int",
+                                     "tests/test_flaky.py::test_racy"]),
+         "test_cmd": "python3 -m pytest -rA -p no:cacheprovider tests/test_flaky.py",
+         "log_parser": "pytest", "timeout_s": 60}
+    with open(os.path.join(out, "tasks-flaky.jsonl"), "w") as f:
+        f.write(json.dumps(t) + "\n")
+    with open(os.path.join(out, "repos.txt"), "a") as f:
+        f.write("swerve-demo/pyflaky %s\n" % os.path.abspath(r))
+    print("generated 1 flaky task under %s" % out)
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: generate.py OUTDIR")
-    build(sys.argv[1])
+    args = [a for a in sys.argv[1:] if a != "--with-flaky"]
+    if len(args) != 1:
+        sys.exit("usage: generate.py OUTDIR [--with-flaky]")
+    build(args[0])
+    if "--with-flaky" in sys.argv[1:]:
+        build_flaky(args[0])
