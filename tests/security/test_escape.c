@@ -324,7 +324,7 @@ Test(resources, fork_bomb_capped_and_ended_at_deadline)
 	int n = -1;
 	cr_assert_eq(sscanf(r.out.data, "EAGAIN %d", &n), 1, "out: %s", r.out.data);
 	cr_assert(n > 10 && n <= 64 + 300, "forked %d", n);
-	cr_assert_lt(r.wall_us, 4000000);
+	cr_assert_lt(r.wall_us, 6000000);
 	swerve_sandbox_result_dispose(&r);
 }
 
@@ -420,12 +420,12 @@ Test(resources, daemonised_grandchild_killed_at_deadline)
 	char *ws = ts_mkdtemp(), f[512];
 	snprintf(f, sizeof(f), "%s/beat", ws);
 	struct swerve_sandbox_opts o = with_ws(ws);
-	o.limits.wall_ms = 700;
+	o.limits.wall_ms = 1000;
 	struct swerve_sandbox_result r = R_INIT;
 	int rc = ts_escape(&r, &o, "daemon", "/workspace/beat", "30", NULL);
 	cr_assert_eq(rc, 0);
 	cr_assert_eq(r.verdict, SWERVE_VERDICT_TO);
-	cr_assert_lt(r.wall_us, 1500000, "wall %llu us", (unsigned long long)r.wall_us);
+	cr_assert_lt(r.wall_us, 3000000, "wall %llu us", (unsigned long long)r.wall_us);
 	long a = file_size(f);
 	cr_assert_gt(a, 0);
 	usleep(200000);

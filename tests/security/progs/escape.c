@@ -228,7 +228,10 @@ static int run(const char *c, char **argv)
 			_exit(0);
 		}
 		waitpid(p, NULL, 0);
-		usleep(100000);
+		/* until the daemon has certainly run (the host may be busy) */
+		struct stat st;
+		for (int i = 0; i < 500 && (stat(argv[2], &st) < 0 || st.st_size < 2); i++)
+			usleep(10000);
 		sleep((unsigned)atoi(argv[3]));
 		printf("main done\n");
 	} else if (!strcmp(c, "fds")) {
