@@ -147,8 +147,8 @@ struct swerve_db_claim {
 	char patch_sha256[65];
 };
 
-/* Claims up to max pending rollouts of run (> 0) for worker, oldest first,
- * leased for lease_ms (> 0). Expired leases first return to the queue (or become
+/* Claims up to max (<= 65536) pending rollouts of run (> 0) for worker,
+ * oldest first, leased for lease_ms (> 0). Expired leases first return to the queue (or become
  * infra_error when their attempts are used up). *out_n may be 0 (nothing
  * ready); *out is then NULL. */
 int swerve_db_claim(struct swerve_db_claim **out, size_t *out_n, struct swerve_db *db, int64_t run,
@@ -215,6 +215,14 @@ int swerve_db_run_clear(size_t *out_n, struct swerve_db *db, int64_t run);
 
 /* The ids of every run, oldest first (*out malloc'd; free it). */
 int swerve_db_run_list(int64_t **out, size_t *out_n, struct swerve_db *db);
+
+/* Ends at once the leases of run's (<= 0: every run's) running rollouts
+ * whose owner (the worker name given to swerve_db_claim) alive() says is
+ * gone, so the next claim returns them to the queue (counting the attempt)
+ * instead of waiting for the lease to run out. For a pool restarted after a
+ * crash. *out_n (may be NULL) gets the number of leases ended. */
+int swerve_db_leases_reap(size_t *out_n, struct swerve_db *db, int64_t run,
+                          int (*alive)(const char *owner, void *payload), void *payload);
 
 /* Groups several calls (e.g. thousands of enqueues) into one transaction:
  * calls made in between join it (as savepoints) instead of committing each.

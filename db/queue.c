@@ -206,6 +206,13 @@ static char *dup_col(sqlite3_stmt *st, int i)
 	return strdup(t ? (const char *)t : "");
 }
 
+static int claim_cmp(const void *a, const void *b)
+{
+	int64_t x = ((const struct swerve_db_claim *)a)->rollout;
+	int64_t y = ((const struct swerve_db_claim *)b)->rollout;
+	return (x > y) - (x < y);
+}
+
 int swerve_db_claim(struct swerve_db_claim **out, size_t *out_n, struct swerve_db *db, int64_t run,
                     const char *worker, size_t max, int lease_ms)
 {
@@ -221,6 +228,9 @@ int swerve_db_claim(struct swerve_db_claim **out, size_t *out_n, struct swerve_d
 		                        (long long)run);
 	if (lease_ms <= 0)
 		return swerve_error_set(SWERVE_EINVAL, "claim: lease of %d ms", lease_ms);
+	if (max > 65536)
+		return swerve_error_set(SWERVE_EINVAL, "claim: %zu items at once (at most 65536)",
+		                        max);
 	if (max == 0) {
 		*out = NULL;
 		*out_n = 0;
@@ -287,6 +297,8 @@ int swerve_db_claim(struct swerve_db_claim **out, size_t *out_n, struct swerve_d
 			goto fail;
 		}
 	}
+	/* RETURNING gives rows in no set order: hand them out oldest first. */
+	qsort(c, n, sizeof(*c), claim_cmp);
 	if ((err = db_tx_end(db, 0, "claim")))
 		goto done;
 	*out = n ? c : NULL;
