@@ -225,17 +225,26 @@ __global__ static void k_rms_bwd(float *dx, const float *dy, const float *x, con
 		dx[o + i] += r * dy[o + i] * w[i] - r * r * r * x[o + i] * dot / C;
 }
 
-/* dw[c] += sum_t dy x rstd: a thread per column */
+/* dw[c] += sum_t dy x rstd: a thread per column and block of 64 rows, one
+ * atomic add per (column, block) */
+#define RMS_DW_ROWS 64
 __global__ static void k_rms_dw(float *dw, const float *dy, const float *x, const float *rstd,
                                 int T, int C)
 {
-	int c = blockIdx.x * blockDim.x + threadIdx.x;
+	int c = blockIdx.x * blockDim.x + threadIdx.x, t0 = blockIdx.y * RMS_DW_ROWS;
+	int t1 = t0 + RMS_DW_ROWS < T ? t0 + RMS_DW_ROWS : T;
 	float s = 0;
 	if (c >= C)
 		return;
-	for (int t = 0; t < T; t++)
+	for (int t = t0; t < t1; t++)
 		s += dy[(size_t)t * C + c] * x[(size_t)t * C + c] * rstd[t];
-	dw[c] += s;
+	atomicAdd(&dw[c], s);
+}
+
+static void rms_dw(float *dw, const float *dy, const float *x, const float *rstd, int T, int C)
+{
+	dim3 grid((unsigned)((C + 255) / 256), (unsigned)((T + RMS_DW_ROWS - 1) / RMS_DW_ROWS));
+	k_rms_dw<<<grid, 256>>>(dw, dy, x, rstd, T, C);
 }
 
 __global__ static void k_silu_bf16(uint16_t *out, const float *pre, size_t n)
@@ -986,7 +995,7 @@ static int lightning_bwd(struct policy_gpu *g, int l, float *dn, const float *dy
 	CK(cudaMemsetAsync(dO, 0, n * 4));
 	k_rms_bwd<<<T, 256>>>(dO, dnn, ly->o, P + lp->out_norm, ly->rstd_o, Hd);
 	LAUNCHED();
-	k_rms_dw<<<GRID(Hd)>>>(G + lp->out_norm, dnn, ly->o, ly->rstd_o, T, Hd);
+	rms_dw(G + lp->out_norm, dnn, ly->o, ly->rstd_o, T, Hd);
 	LAUNCHED();
 	k_to_bf16<<<GRID(n)>>>(dO_b, dO, n);
 	LAUNCHED();
@@ -1418,7 +1427,7 @@ int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_lo
 	CK(cudaMemsetAsync(g->dx, 0, TD * 4));
 	k_rms_bwd<<<T, 256>>>(g->dx, g->dn, g->xf, g->params + L->final_norm, g->rstdf, D);
 	LAUNCHED();
-	k_rms_dw<<<GRID(D)>>>(g->grads + L->final_norm, g->dn, g->xf, g->rstdf, T, D);
+	rms_dw(g->grads + L->final_norm, g->dn, g->xf, g->rstdf, T, D);
 	LAUNCHED();
 	for (int l = c->n_layers - 1; l >= 0; l--) {
 		const struct policy_layer_params *lp = &L->layers[l];
@@ -1427,7 +1436,7 @@ int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_lo
 		k_rms_bwd<<<T, 256>>>(g->dx, g->dn, ly->hmid, g->params + lp->ffn_norm, ly->rstd2,
 		                      D);
 		LAUNCHED();
-		k_rms_dw<<<GRID(D)>>>(g->grads + lp->ffn_norm, g->dn, ly->hmid, ly->rstd2, T, D);
+		rms_dw(g->grads + lp->ffn_norm, g->dn, ly->hmid, ly->rstd2, T, D);
 		LAUNCHED();
 		if (lp->softmax)
 			CKR(softmax_bwd(g, l, g->dn, g->dx, b));
@@ -1436,7 +1445,7 @@ int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_lo
 		k_rms_bwd<<<T, 256>>>(g->dx, g->dn, ly->xin, g->params + lp->attn_norm, ly->rstd1,
 		                      D);
 		LAUNCHED();
-		k_rms_dw<<<GRID(D)>>>(g->grads + lp->attn_norm, g->dn, ly->xin, ly->rstd1, T, D);
+		rms_dw(g->grads + lp->attn_norm, g->dn, ly->xin, ly->rstd1, T, D);
 		LAUNCHED();
 	}
 	k_embed_bwd<<<GRID(TD)>>>(g->grads + L->tok_emb, g->dx, g->tok, T, D);

@@ -79,8 +79,20 @@ static double gemm_peak(void)
 struct result {
 	const char *mode;
 	int seqs, seq;
-	double step_s, tok_s, flops_tok, tflops;
+	double step_s, fwd_s, adam_s, tok_s, flops_tok, tflops;
 };
+
+static double median(double *v, int n)
+{
+	for (int i = 0; i < n; i++)
+		for (int j = i + 1; j < n; j++)
+			if (v[j] < v[i]) {
+				double x = v[i];
+				v[i] = v[j];
+				v[j] = x;
+			}
+	return v[n / 2];
+}
 
 static struct result run(const struct policy_config *cfg, enum policy_gpu_precision prec, int seqs,
                          int seq, int steps)
@@ -92,7 +104,7 @@ static struct result run(const struct policy_config *cfg, enum policy_gpu_precis
 	int T = seqs * seq, *tok = malloc((size_t)T * 4), *tgt = malloc((size_t)T * 4);
 	int *cu = malloc((size_t)(seqs + 1) * 4);
 	float *p;
-	double t0 = 0, times[64];
+	double t0 = 0, times[64], fwd[64], adam[64];
 	if (policy_layout_init(&L, cfg))
 		DIE("%s", swerve_error_last());
 	p = malloc(L.total * 4);
@@ -116,23 +128,29 @@ static struct result run(const struct policy_config *cfg, enum policy_gpu_precis
 		if (policy_gpu_step(&st, NULL, NULL, g, &b, tgt, NULL, NULL, NULL, 1) ||
 		    policy_gpu_adamw(&gn, g, &o) || policy_gpu_sync(g))
 			DIE("step %d: %s", i, swerve_error_last());
-		if (i >= 2)
+		if (i >= 2) {
 			times[i - 2] = now() - t0;
+			/* the parts: forward only, and AdamW alone */
+			t0 = now();
+			if (policy_gpu_step(NULL, NULL, NULL, g, &b, tgt, NULL, NULL, NULL, 0) ||
+			    policy_gpu_sync(g))
+				DIE("forward %d: %s", i, swerve_error_last());
+			fwd[i - 2] = now() - t0;
+			t0 = now();
+			if (policy_gpu_adamw(&gn, g, &o) || policy_gpu_sync(g))
+				DIE("adamw %d: %s", i, swerve_error_last());
+			adam[i - 2] = now() - t0;
+		}
 		if (i == 0 || i == steps + 1)
 			fprintf(stderr, "  %s step %d: loss %.4f grad_norm %.3f\n",
 			        prec == POLICY_GPU_BF16 ? "bf16" : "fp32", i, st.loss, gn);
 	}
-	for (int i = 0; i < steps; i++)
-		for (int j = i + 1; j < steps; j++)
-			if (times[j] < times[i]) {
-				double x = times[i];
-				times[i] = times[j];
-				times[j] = x;
-			}
 	r.mode = prec == POLICY_GPU_BF16 ? "bf16 GEMMs" : "fp32 GEMMs";
 	r.seqs = seqs;
 	r.seq = seq;
-	r.step_s = times[steps / 2];
+	r.step_s = median(times, steps);
+	r.fwd_s = median(fwd, steps);
+	r.adam_s = median(adam, steps);
 	r.tok_s = T / r.step_s;
 	r.flops_tok = policy_config_flops_per_token(cfg, seq);
 	r.tflops = r.tok_s * r.flops_tok / 1e12;
@@ -189,11 +207,12 @@ int main(void)
 	r[1] = run(&c, POLICY_GPU_FP32, 4, 2048, 3);
 	printf("\ncard: %s; cuBLAS bf16 GEMM 8192^3 measured %.0f TFLOP/s (datasheet %.0f)\n",
 	       prop.name, peak / 1e12, datasheet / 1e12);
-	printf("%-11s %5s %6s %9s %10s %9s %12s %12s\n", "mode", "seqs", "seqlen", "step ms",
-	       "tokens/s", "TFLOP/s", "MFU(989)", "MFU(meas.)");
+	printf("%-11s %5s %6s %9s %7s %7s %10s %9s %10s %11s\n", "mode", "seqs", "seqlen",
+	       "step ms", "fwd ms", "adam ms", "tokens/s", "TFLOP/s", "MFU(989)", "MFU(meas.)");
 	for (int i = 0; i < 2; i++)
-		printf("%-11s %5d %6d %9.1f %10.0f %9.1f %11.1f%% %11.1f%%\n", r[i].mode, r[i].seqs,
-		       r[i].seq, r[i].step_s * 1e3, r[i].tok_s, r[i].tflops,
-		       100 * r[i].tflops * 1e12 / datasheet, 100 * r[i].tflops * 1e12 / peak);
+		printf("%-11s %5d %6d %9.1f %7.1f %7.1f %10.0f %9.1f %9.1f%% %10.1f%%\n", r[i].mode,
+		       r[i].seqs, r[i].seq, r[i].step_s * 1e3, r[i].fwd_s * 1e3, r[i].adam_s * 1e3,
+		       r[i].tok_s, r[i].tflops, 100 * r[i].tflops * 1e12 / datasheet,
+		       100 * r[i].tflops * 1e12 / peak);
 	return 0;
 }
