@@ -191,6 +191,9 @@ int swerve_log_parse(struct swerve_testlog **out, const char *parser, const char
 	if ((rc = swerve_testlog_new(&log)) != 0)
 		goto done;
 	testlog_set_parser(log, p->name);
+	/* one test result per ~128 bytes is dense for any runner: sizing the
+	 * table once saves the rehashes (each a pass of cache misses) */
+	testlog_reserve(log, len / 128);
 	if (cut || (flags & SWERVE_LOG_TRUNCATED))
 		testlog_mark_incomplete(log);
 	if ((rc = p->fn(log, text, len)) != 0) {

@@ -235,7 +235,11 @@ int parse_tap(struct swerve_testlog *log, const char *data, size_t len)
 			continue;
 		}
 		if (ind == 0 && starts_with(b, bn, "1..")) {
-			plan = strtol(b + 3, NULL, 10);
+			/* data is not NUL-terminated: no strtol */
+			plan = 0;
+			for (size_t k = 3; k < bn && b[k] >= '0' && b[k] <= '9' && plan < 100000000;
+			     k++)
+				plan = plan * 10 + (b[k] - '0');
 			continue;
 		}
 	}

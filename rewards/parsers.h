@@ -10,6 +10,8 @@
 
 void testlog_set_parser(struct swerve_testlog *log, const char *parser);
 void testlog_mark_incomplete(struct swerve_testlog *log);
+/* Sizes the table for about `expected` ids (a hint; can't fail). */
+int testlog_reserve(struct swerve_testlog *log, size_t expected);
 
 /* Every parser: data[0..len) is clean (no ANSI escapes, no CR, possibly
  * without a final newline). Returns 0 or a swerve error code. */

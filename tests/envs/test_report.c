@@ -155,15 +155,17 @@ Test(report, run_report_counts_and_sorted_ids)
 {
 	struct swerve_run_report *rr;
 	cr_assert_eq(swerve_run_report_new(&rr), 0);
-	const char *tasks[] = {"t5", "t1", "t2", "t3", "t4", "t6"};
-	for (int i = 0; i < 6; i++)
+	const char *tasks[] = {"t5", "t1", "t2", "t3", "t4", "t6", "t7"};
+	for (int i = 0; i < 7; i++)
 		cr_assert_eq(swerve_run_report_add_task(rr, tasks[i]), 0);
-	/* t1 resolved, t2 unresolved, t3 empty, t4 infra error, t5 untrusted, t6 not submitted */
+	/* t1 resolved, t2 unresolved, t3 empty, t4 infra error, t5 untrusted, t6 not
+	 * submitted, t7 patch did not apply (an error in SWE-bench: it writes no report) */
 	cr_assert_eq(swerve_run_report_add_prediction(rr, "t1", 0), 0);
 	cr_assert_eq(swerve_run_report_add_prediction(rr, "t2", 0), 0);
 	cr_assert_eq(swerve_run_report_add_prediction(rr, "t3", 1), 0);
 	cr_assert_eq(swerve_run_report_add_prediction(rr, "t4", 0), 0);
 	cr_assert_eq(swerve_run_report_add_prediction(rr, "t5", 0), 0);
+	cr_assert_eq(swerve_run_report_add_prediction(rr, "t7", 0), 0);
 	struct swerve_instance_report r1 = {.instance_id = "t1",
 	                                    .has_outcome = 1,
 	                                    .outcome = SWERVE_OUTCOME_RESOLVED,
@@ -171,7 +173,7 @@ Test(report, run_report_counts_and_sorted_ids)
 	                                    .reward = 1.0};
 	struct swerve_instance_report r2 = {.instance_id = "t2",
 	                                    .has_outcome = 1,
-	                                    .outcome = SWERVE_OUTCOME_PATCH_FAILED,
+	                                    .outcome = SWERVE_OUTCOME_UNRESOLVED,
 	                                    .has_reward = 1,
 	                                    .reward = -0.5};
 	struct swerve_instance_report r4 = {.instance_id = "t4", .error = "disk full"};
@@ -181,6 +183,10 @@ Test(report, run_report_counts_and_sorted_ids)
 	cr_assert_eq(swerve_run_report_add_instance(rr, &r2), 0);
 	cr_assert_eq(swerve_run_report_add_instance(rr, &r4), 0);
 	cr_assert_eq(swerve_run_report_add_instance(rr, &r5), 0);
+	struct swerve_instance_report r7 = { .instance_id = "t7", .has_outcome = 1,
+					     .outcome = SWERVE_OUTCOME_PATCH_FAILED,
+					     .has_reward = 1, .reward = 0.0 };
+	cr_assert_eq(swerve_run_report_add_instance(rr, &r7), 0);
 	char *text;
 	cr_assert_eq(swerve_run_report_json(&text, rr), 0);
 	json_t *root = parse(text);
@@ -202,25 +208,26 @@ Test(report, run_report_counts_and_sorted_ids)
 	                      "swerve",
 	                      NULL};
 	expect_keys(root, keys, "run report");
-	cr_expect_eq(json_integer_value(json_object_get(root, "total_instances")), 6);
-	cr_expect_eq(json_integer_value(json_object_get(root, "submitted_instances")), 5);
+	cr_expect_eq(json_integer_value(json_object_get(root, "total_instances")), 7);
+	cr_expect_eq(json_integer_value(json_object_get(root, "submitted_instances")), 6);
 	cr_expect_eq(json_integer_value(json_object_get(root, "completed_instances")), 2);
 	cr_expect_eq(json_integer_value(json_object_get(root, "resolved_instances")), 1);
 	cr_expect_eq(json_integer_value(json_object_get(root, "unresolved_instances")), 1);
 	cr_expect_eq(json_integer_value(json_object_get(root, "empty_patch_instances")), 1);
-	cr_expect_eq(json_integer_value(json_object_get(root, "error_instances")), 2);
+	cr_expect_eq(json_integer_value(json_object_get(root, "error_instances")), 3);
 	cr_expect_eq(json_integer_value(json_object_get(root, "schema_version")), 2);
 	json_t *err = json_object_get(root, "error_ids");
-	cr_assert_eq(json_array_size(err), 2);
+	cr_assert_eq(json_array_size(err), 3);
 	cr_expect_str_eq(json_string_value(json_array_get(err, 0)), "t4");
 	cr_expect_str_eq(json_string_value(json_array_get(err, 1)), "t5");
+	cr_expect_str_eq(json_string_value(json_array_get(err, 2)), "t7");
 	json_t *sub = json_object_get(root, "submitted_ids");
 	cr_expect_str_eq(json_string_value(json_array_get(sub, 0)), "t1", "sorted");
 	cr_expect_str_eq(
 	        json_string_value(json_array_get(json_object_get(root, "incomplete_ids"), 0)),
 	        "t6");
 	json_t *sw = json_object_get(root, "swerve");
-	cr_expect_float_eq(json_real_value(json_object_get(sw, "mean_reward")), 0.25, 1e-12);
+	cr_expect_float_eq(json_real_value(json_object_get(sw, "mean_reward")), 0.5 / 3, 1e-12);
 	cr_expect_str_eq(json_string_value(json_array_get(json_object_get(sw, "untrusted_ids"), 0)),
 	                 "t5");
 	cr_expect_str_eq(

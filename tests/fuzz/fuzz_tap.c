@@ -1,0 +1,4 @@
+/* fuzz_tap.c - libFuzzer target for the tap log parser (rewards/). */
+#include "fuzz_log.h"
+
+FUZZ_LOG_TARGET("tap")
