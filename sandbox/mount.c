@@ -35,13 +35,14 @@ static const char *const toolchain[] = {"/usr",   "/bin",   "/sbin",  "/lib",
                                         "/lib64", "/lib32", "/libx32"};
 
 /* Selected /etc entries: what the dynamic loader, libc (names, time zone,
- * locale), TLS and the `alternatives` links need. Never shadow, gshadow or
- * anything with secrets. */
+ * locale), TLS and the `alternatives` links need. Never shadow, gshadow,
+ * /etc/ssl/private or anything else with secrets: the sandbox user may be the
+ * worker's own uid on the host, which owns whatever the worker owns. */
 static const char *const etc_files[] = {
-        "/etc/ld.so.cache", "/etc/ld.so.conf",    "/etc/ld.so.conf.d", "/etc/alternatives",
-        "/etc/localtime",   "/etc/nsswitch.conf", "/etc/ssl",          "/etc/ca-certificates",
-        "/etc/python3",     "/etc/python3.11",    "/etc/mime.types",   "/etc/protocols",
-        "/etc/services",    "/etc/gitconfig",
+        "/etc/ld.so.cache",     "/etc/ld.so.conf",    "/etc/ld.so.conf.d", "/etc/alternatives",
+        "/etc/localtime",       "/etc/nsswitch.conf", "/etc/ssl/certs",    "/etc/ssl/openssl.cnf",
+        "/etc/ca-certificates", "/etc/python3",       "/etc/python3.11",   "/etc/mime.types",
+        "/etc/protocols",       "/etc/services",      "/etc/gitconfig",
 };
 
 static const char *const dev_nodes[] = {"null", "zero", "full", "random", "urandom"};

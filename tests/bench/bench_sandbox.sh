@@ -17,8 +17,11 @@ else
 		echo "bench_sandbox.sh: bwrap unavailable here; comparing with plain /bin/true only"
 		BWRAP=/bin/true
 	fi
-	hyperfine -N --warmup 10 --runs "$RUNS" --export-markdown /dev/stdout \
+	md=$(mktemp)
+	hyperfine -N --warmup 10 --runs "$RUNS" --export-markdown "$md" \
 		"$SWERVE exec -- /bin/true" "$BWRAP" "/bin/true" 2>&1 | grep -v '^ *$'
+	cat "$md"
+	rm -f "$md"
 fi
 if [ -x "$BUILD/tests/bench/bench_sandbox" ]; then
 	"$BUILD/tests/bench/bench_sandbox" "${N:-1000}"

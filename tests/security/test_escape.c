@@ -84,9 +84,10 @@ Test(files, host_secret_outside_binds_unreadable)
 	char old[200];
 	snprintf(old, sizeof(old), "/.oldroot%s", secret);
 	struct swerve_sandbox_result r = R_INIT;
-	int rc = ts_escape(&r, NULL, "read", secret, old, "/etc/shadow", "/root", NULL);
+	int rc = ts_escape(&r, NULL, "read", secret, old, "/etc/shadow", "/root",
+	                   "/etc/ssl/private", "/etc/gshadow", NULL);
 	unlink(secret);
-	expect_ok(&r, rc, "ENOENT\nENOENT\nENOENT\nENOENT\n");
+	expect_ok(&r, rc, "ENOENT\nENOENT\nENOENT\nENOENT\nENOENT\nENOENT\n");
 	cr_assert_null(strstr(r.out.data, "hunter2"));
 	swerve_sandbox_result_dispose(&r);
 }
