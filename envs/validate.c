@@ -49,7 +49,7 @@ const char *swerve_validate_status_name(enum swerve_validate_status s)
 struct reasons {
 	char **v;
 	size_t n, more;
-	int oom;
+	int oom, cap_off;
 };
 
 static void add_reason(struct reasons *rs, const char *fmt, ...)
@@ -68,7 +68,7 @@ static void add_reason(struct reasons *rs, const char *fmt, ...)
 	for (size_t i = 0; i < rs->n; i++)
 		if (strcmp(rs->v[i], line) == 0)
 			return;
-	if (rs->n >= SWERVE_VALIDATE_MAX_REASONS) {
+	if (rs->n >= SWERVE_VALIDATE_MAX_REASONS && !rs->cap_off) {
 		rs->more++;
 		return;
 	}
@@ -242,8 +242,12 @@ int swerve_validate_judge(struct swerve_validate_task *out, const struct swerve_
 		add_reason(&rs, "not run");
 	judge_side(&rs, &infra, task, 0, by_run[0], max_run);
 	judge_side(&rs, &infra, task, 1, by_run[1], max_run);
-	if (rs.more)
-		add_reason(&rs, "... and %zu more", rs.more);
+	if (rs.more) {
+		size_t more = rs.more;
+		rs.more = 0;
+		rs.cap_off = 1; /* the summary line goes past the cap */
+		add_reason(&rs, "... and %zu more", more);
+	}
 	if (rs.oom)
 		goto oom;
 	free(by_run[0]);
