@@ -332,6 +332,38 @@ int policy_trainer_pg_step(struct policy_step_stats *st, struct policy_trainer *
                            const double *logp_old, const double *adv,
                            const struct policy_loss_opts *opts);
 
+/* ---- sampling (policy/sample.c) ----------------------------------------- */
+
+struct policy_sample_opts {
+	double temperature; /* <= 0: greedy (argmax) */
+	double top_p;       /* nucleus mass (1: off) */
+	int max_new;        /* most tokens to generate */
+	int stop_token;     /* e.g. the tokenizer's eos; -1: none */
+	int guard_run;      /* repetition guard (M1): stop after this many consecutive */
+	double guard_prob;  /* tokens each with probability > guard_prob; 0 run: off */
+};
+#define POLICY_SAMPLE_OPTS_INIT                                                                    \
+	{                                                                                          \
+		1.0, 1.0, 256, -1, 3000, 0.99                                                      \
+	}
+
+enum policy_stop { POLICY_STOP_LENGTH = 0, POLICY_STOP_TOKEN = 1, POLICY_STOP_GUARD = 2 };
+
+struct policy_sample {
+	int n;        /* generated tokens (the stop token included) */
+	int *tokens;  /* malloc'd */
+	double *logp; /* log pi(token) under the model at temperature 1 (behaviour logprobs) */
+	enum policy_stop stop;
+};
+
+/* Generates one response to prompt with the CPU reference (each step
+ * re-runs the forward pass over the whole sequence: small models only).
+ * *rng is the sampler state (advanced). out is filled on success; free
+ * with policy_sample_dispose. */
+int policy_sample(struct policy_sample *out, struct policy_trainer *tr, const int *prompt,
+                  int n_prompt, const struct policy_sample_opts *opts, uint64_t *rng);
+void policy_sample_dispose(struct policy_sample *s);
+
 /* ---- the GPU model (policy/gpu.cu; only in libswerve_cuda.a) ------------ */
 
 /* GEMM precision of the GPU path. The LM head, the router and the loss are

@@ -1,4 +1,5 @@
-/* train_main.c - the `swerve-train` command: init | sft | rl | eval-logprobs.
+/* train_main.c - the `swerve-train` command: init | sft | rl | eval-logprobs |
+ * sample.
  *
  * Data files for sft and eval-logprobs are JSONL, one sequence per line:
  *   {"text": "..."}                      every next token is a target
@@ -663,6 +664,182 @@ done:
 	return code;
 }
 
+/* prompts for `sample`: {"prompt": text} or {"prompt_tokens": [...]} per line */
+static int load_prompts(struct dataset *d, const char *path, const struct policy_tokenizer *tok)
+{
+	FILE *f = fopen(path, "r");
+	char *line = NULL, where[4200];
+	size_t cap = 0;
+	int lineno = 0, rc = 0, V = policy_tokenizer_vocab_size(tok);
+	memset(d, 0, sizeof(*d));
+	if (!f)
+		return swerve_error_set(errno == ENOENT ? SWERVE_ENOTFOUND : SWERVE_EIO, "%s: %s",
+		                        path, strerror(errno));
+	while (getline(&line, &cap, f) > 0) {
+		json_error_t je;
+		json_t *o;
+		int *a = NULL, n;
+		lineno++;
+		if (line[strspn(line, " \t\r\n")] == 0)
+			continue;
+		snprintf(where, sizeof(where), "%s:%d", path, lineno);
+		o = json_loads(line, 0, &je);
+		if (!json_is_object(o)) {
+			json_decref(o);
+			rc = swerve_error_set(SWERVE_EINVAL, "%s: not a JSON object (%s)", where,
+			                      je.text);
+			break;
+		}
+		n = field_ids(&a, o, "prompt", "prompt_tokens", tok, where);
+		json_decref(o);
+		if (n <= 0) {
+			free(a);
+			rc = n < 0 ? (swerve_error_code() ? swerve_error_code() : -1)
+			           : swerve_error_set(SWERVE_EINVAL,
+			                              "%s: needs a non-empty \"prompt\" or "
+			                              "\"prompt_tokens\"",
+			                              where);
+			break;
+		}
+		for (int t = 0; t < n && !rc; t++)
+			if (a[t] < 0 || a[t] >= V)
+				rc = swerve_error_set(SWERVE_EINVAL,
+				                      "%s: token %d outside the vocabulary", where,
+				                      a[t]);
+		d->s = realloc(d->s, (size_t)(d->n + 1) * sizeof(*d->s));
+		d->s[d->n].n = n;
+		d->s[d->n].tok = a;
+		d->s[d->n].tgt = NULL;
+		d->n++;
+		if (rc)
+			break;
+	}
+	free(line);
+	fclose(f);
+	if (!rc && d->n == 0)
+		rc = swerve_error_set(SWERVE_EINVAL, "%s: no prompts", path);
+	if (rc)
+		dataset_free(d);
+	return rc;
+}
+
+static int cmd_sample(int argc, char **argv)
+{
+	static const char usage[] =
+	        "usage: swerve-train sample --ckpt DIR (--prompt TEXT | --data FILE.jsonl)\n"
+	        "                           [--n N] [--max-new N] [--temperature X] [--top-p X]\n"
+	        "                           [--seed N] [--guard-run N] [--no-stop]\n"
+	        "                           [--tokenizer tokenizer.json]\n\n"
+	        "Samples N responses per prompt with the CPU reference model (small models:\n"
+	        "each token re-runs the forward pass) and prints one JSON line per response:\n"
+	        "{prompt_index, sample, tokens, logprobs, text, stop}. logprobs are the model's\n"
+	        "at temperature 1 (behaviour logprobs for the db). A response stops at the\n"
+	        "tokenizer's end-of-text token (unless --no-stop), after --max-new tokens, or\n"
+	        "when the repetition guard sees --guard-run consecutive tokens each with\n"
+	        "probability > 0.99 (M1; default 3000). --data lines are {\"prompt\": ...} or\n"
+	        "{\"prompt_tokens\": [...]}.\n";
+	static const struct option lo[] = {
+	        {"ckpt", 1, 0, 'k'},    {"prompt", 1, 0, 'p'},    {"data", 1, 0, 'd'},
+	        {"n", 1, 0, 'n'},       {"max-new", 1, 0, 'm'},   {"temperature", 1, 0, 't'},
+	        {"top-p", 1, 0, 'P'},   {"seed", 1, 0, 's'},      {"guard-run", 1, 0, 'g'},
+	        {"no-stop", 0, 0, 'S'}, {"tokenizer", 1, 0, 'T'}, {"help", 0, 0, 'h'},
+	        {0, 0, 0, 0},
+	};
+	const char *ckpt = NULL, *prompt = NULL, *data = NULL, *tokp = NULL;
+	struct policy_sample_opts so = POLICY_SAMPLE_OPTS_INIT;
+	struct policy_trainer *tr = NULL;
+	struct policy_tokenizer *tok = NULL;
+	struct dataset d = {0, NULL};
+	uint64_t rng = 1;
+	int nsamp = 1, no_stop = 0, c, code = EXIT_OK;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		switch (c) {
+		case 'k': ckpt = optarg; break;
+		case 'p': prompt = optarg; break;
+		case 'd': data = optarg; break;
+		case 'n': nsamp = atoi(optarg); break;
+		case 'm': so.max_new = atoi(optarg); break;
+		case 't': so.temperature = atof(optarg); break;
+		case 'P': so.top_p = atof(optarg); break;
+		case 's': rng = strtoull(optarg, NULL, 0); break;
+		case 'g': so.guard_run = atoi(optarg); break;
+		case 'S': no_stop = 1; break;
+		case 'T': tokp = optarg; break;
+		case 'h': printf("%s", usage); return EXIT_OK;
+		default: return EXIT_USAGE;
+		}
+	}
+	if (optind < argc)
+		return fail("sample", EXIT_USAGE, "unexpected argument '%s'", argv[optind]);
+	if (!ckpt || (!prompt == !data))
+		return fail("sample", EXIT_USAGE,
+		            "--ckpt and one of --prompt or --data are required");
+	if (nsamp < 1 || so.max_new < 1)
+		return fail("sample", EXIT_USAGE, "--n and --max-new must be positive");
+	if (policy_checkpoint_load(&tr, ckpt))
+		return fail("sample", EXIT_INFRA, "%s", swerve_error_last());
+	if (open_tokenizer(&tok, tokp, &tr->cfg)) {
+		code = fail("sample", EXIT_USAGE, "%s", swerve_error_last());
+		goto done;
+	}
+	so.stop_token = no_stop ? -1 : policy_tokenizer_eos(tok);
+	if (prompt) {
+		int *ids, n;
+		if (policy_tokenizer_encode(&ids, &n, tok, prompt, strlen(prompt))) {
+			code = fail("sample", EXIT_USAGE, "%s", swerve_error_last());
+			goto done;
+		}
+		d.s = calloc(1, sizeof(*d.s));
+		d.n = 1;
+		d.s[0].n = n;
+		d.s[0].tok = ids;
+	} else if (load_prompts(&d, data, tok)) {
+		code = fail("sample", EXIT_USAGE, "%s", swerve_error_last());
+		goto done;
+	}
+	for (int i = 0; i < d.n; i++)
+		for (int j = 0; j < nsamp; j++) {
+			struct policy_sample s;
+			static const char *const stops[] = {"length", "stop_token", "guard"};
+			json_t *o;
+			char *text = NULL, *line;
+			size_t len = 0;
+			if (policy_sample(&s, tr, d.s[i].tok, d.s[i].n, &so, &rng)) {
+				code = fail("sample", EXIT_USAGE, "prompt %d: %s", i,
+				            swerve_error_last());
+				goto done;
+			}
+			o = json_object();
+			json_object_set_new(o, "prompt_index", json_integer(i));
+			json_object_set_new(o, "sample", json_integer(j));
+			json_object_set_new(o, "tokens", json_array());
+			json_object_set_new(o, "logprobs", json_array());
+			for (int t = 0; t < s.n; t++) {
+				json_array_append_new(json_object_get(o, "tokens"),
+				                      json_integer(s.tokens[t]));
+				json_array_append_new(json_object_get(o, "logprobs"),
+				                      json_real(s.logp[t]));
+			}
+			if (!policy_tokenizer_decode(&text, &len, tok, s.tokens, s.n)) {
+				json_t *js = json_stringn(text, len); /* NULL: not UTF-8 */
+				json_object_set_new(o, "text", js ? js : json_null());
+			}
+			json_object_set_new(o, "stop", json_string(stops[s.stop]));
+			line = json_dumps(o, JSON_COMPACT);
+			printf("%s\n", line);
+			free(line);
+			free(text);
+			json_decref(o);
+			policy_sample_dispose(&s);
+		}
+done:
+	dataset_free(&d);
+	policy_tokenizer_free(tok);
+	policy_trainer_free(tr);
+	return code;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: swerve-train <command> [options]\n"
@@ -672,7 +849,8 @@ static void usage(FILE *f)
 	           "  init            write a freshly initialised checkpoint\n"
 	           "  sft             supervised training (cross-entropy) on JSONL sequences\n"
 	           "  rl              RL (CISPO/GRPO/DAPO) on rewarded groups from the swerve db\n"
-	           "  eval-logprobs   per-token log-probabilities of JSONL sequences\n\n"
+	           "  eval-logprobs   per-token log-probabilities of JSONL sequences\n"
+	           "  sample          sample responses (CPU reference; small models)\n\n"
 	           "exit codes: 0 success, 2 usage error, 3 infrastructure error\n");
 }
 
@@ -694,6 +872,8 @@ int main(int argc, char **argv)
 		return cmd_rl(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "eval-logprobs"))
 		return cmd_eval(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "sample"))
+		return cmd_sample(argc - 1, argv + 1);
 	fprintf(stderr, "swerve-train: unknown command '%s' (see swerve-train --help)\n", argv[1]);
 	return EXIT_USAGE;
 }

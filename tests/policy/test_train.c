@@ -558,3 +558,86 @@ Test(tokenizer, rejects_non_bpe_and_bad_merges)
 	ts_rmtree(dir);
 	free(dir);
 }
+
+/* ---- sampling ------------------------------------------------------------- */
+
+Test(sample, greedy_reproduces_an_overfit_sequence_and_records_logprobs, .timeout = 120)
+{
+	const char *text = "hello swerve, hello policy";
+	int T = (int)strlen(text), tok[64], tgt[64], cu[2] = {0, T}, P = 7;
+	struct policy_config c;
+	struct policy_trainer *tr;
+	struct policy_step_stats st;
+	struct policy_batch b = {T, tok, 1, cu};
+	struct policy_sample_opts o = POLICY_SAMPLE_OPTS_INIT;
+	struct policy_sample s;
+	uint64_t rng = 1;
+	double lp[64];
+	small_config(&c);
+	cr_assert_eq(policy_trainer_new(&tr, &c, 7), 0);
+	tr->opt.lr = 1e-2;
+	for (int t = 0; t < T; t++) {
+		tok[t] = (unsigned char)text[t];
+		tgt[t] = t + 1 < T ? (unsigned char)text[t + 1] : -1;
+	}
+	for (int step = 0; step < 60; step++)
+		cr_assert_eq(policy_trainer_sft_step(&st, tr, &b, tgt), 0);
+	o.temperature = 0;
+	o.max_new = T - P;
+	cr_assert_eq(policy_sample(&s, tr, tok, P, &o, &rng), 0, "%s", swerve_error_last());
+	cr_assert_eq(s.n, T - P);
+	cr_expect_eq(s.stop, POLICY_STOP_LENGTH);
+	for (int i = 0; i < s.n; i++)
+		cr_expect_eq(s.tokens[i], tok[P + i], "token %d: %c vs %c", i, s.tokens[i],
+		             tok[P + i]);
+	/* the recorded logprobs are the model's, as policy_trainer_logprobs gives */
+	cr_assert_eq(policy_trainer_logprobs(lp, tr, &b, tgt), 0);
+	for (int i = 0; i < s.n; i++)
+		cr_expect(fabs(s.logp[i] - lp[P - 1 + i]) < 1e-9, "logp %d: %g vs %g", i, s.logp[i],
+		          lp[P - 1 + i]);
+	policy_sample_dispose(&s);
+
+	/* the repetition guard: every token counts as confident at guard_prob 0 */
+	o.guard_run = 3;
+	o.guard_prob = 0.0;
+	cr_assert_eq(policy_sample(&s, tr, tok, P, &o, &rng), 0);
+	cr_expect_eq(s.n, 3);
+	cr_expect_eq(s.stop, POLICY_STOP_GUARD);
+	policy_sample_dispose(&s);
+
+	/* a stop token ends the response and is included */
+	o.guard_run = 0;
+	o.stop_token = tok[P + 2];
+	cr_assert_eq(policy_sample(&s, tr, tok, P, &o, &rng), 0);
+	cr_expect_eq(s.n, 3);
+	cr_expect_eq(s.stop, POLICY_STOP_TOKEN);
+	policy_sample_dispose(&s);
+	policy_trainer_free(tr);
+}
+
+Test(sample, temperature_sampling_follows_the_seed)
+{
+	struct policy_config c;
+	struct policy_trainer *tr;
+	struct policy_sample_opts o = POLICY_SAMPLE_OPTS_INIT;
+	struct policy_sample a, b2, d;
+	int prompt[3] = {'a', 'b', 'c'};
+	uint64_t r1 = 42, r2 = 42, r3 = 43;
+	small_config(&c);
+	cr_assert_eq(policy_trainer_new(&tr, &c, 3), 0);
+	o.max_new = 12;
+	o.top_p = 0.9;
+	cr_assert_eq(policy_sample(&a, tr, prompt, 3, &o, &r1), 0, "%s", swerve_error_last());
+	cr_assert_eq(policy_sample(&b2, tr, prompt, 3, &o, &r2), 0);
+	cr_assert_eq(policy_sample(&d, tr, prompt, 3, &o, &r3), 0);
+	cr_expect(!memcmp(a.tokens, b2.tokens, sizeof(int) * 12), "same seed, same sample");
+	cr_expect(memcmp(a.tokens, d.tokens, sizeof(int) * 12), "another seed, another sample");
+	for (int i = 0; i < 12; i++)
+		cr_expect(a.logp[i] < 0 && a.logp[i] > -20, "logp %g", a.logp[i]);
+	policy_sample_dispose(&a);
+	policy_sample_dispose(&b2);
+	policy_sample_dispose(&d);
+	o.max_new = 1000; /* past max_seq_len */
+	cr_expect_eq(policy_sample(&a, tr, prompt, 3, &o, &r1), SWERVE_EINVAL);
+	policy_trainer_free(tr);
+}

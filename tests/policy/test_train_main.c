@@ -30,8 +30,8 @@ static int run(char **out, char **err, const char *fmt, ...)
 
 Test(swerve_train, help_for_every_command, .init = setup)
 {
-	const char *cmds[] = {"", "init", "sft", "rl", "eval-logprobs"};
-	for (int i = 0; i < 5; i++) {
+	const char *cmds[] = {"", "init", "sft", "rl", "eval-logprobs", "sample"};
+	for (int i = 0; i < 6; i++) {
 		char *out = NULL;
 		int rc = run(&out, NULL, "%s %s --help", bin, cmds[i]);
 		cr_expect_eq(rc, 0, "%s --help: rc %d", cmds[i], rc);
@@ -117,6 +117,17 @@ Test(swerve_train, init_sft_eval_rl, .init = setup, .timeout = 120)
 		cr_expect_eq(json_integer_value(json_object_get(o, "n_tokens")), 12);
 		json_decref(o);
 	}
+	free(out);
+	free(err);
+
+	/* greedy samples after sft continue the training text */
+	rc = run(&out, &err,
+	         "%s sample --ckpt %s/ck --prompt 'def add(a, b):' --temperature 0 "
+	         "--max-new 8 --n 2",
+	         bin, dir);
+	cr_assert_eq(rc, 0, "sample: %s", err);
+	cr_expect(strstr(out, "\"sample\":1"), "%s", out);
+	cr_expect(strstr(out, "\"stop\":\"length\""), "%s", out);
 	free(out);
 	free(err);
 
