@@ -87,10 +87,11 @@ enum sb_mount_kind {
 
 struct sb_mount_op {
 	enum sb_mount_kind kind;
-	const char *src;  /* host path, already prefixed with the old root */
-	const char *dst;  /* path in the new root */
-	const char *data; /* mount data or file content */
-	int optional;     /* a missing source is skipped, not an error */
+	const char *extra; /* overlay workdir (attach mode) */
+	const char *src;   /* host path, already prefixed with the old root */
+	const char *dst;   /* path in the new root */
+	const char *data;  /* mount data or file content */
+	int optional;      /* a missing source is skipped, not an error */
 };
 
 /* A mount plan: ops in order plus the arena holding their strings. */
@@ -100,15 +101,37 @@ struct sb_mount_plan {
 	char *arena;
 	size_t arena_len, arena_cap;
 	int used_overlay;
+	int mode;  /* enum sb_plan_mode */
+	char *key; /* TEMPLATE/RUN: the run-specific mount points, "\nd:/path\nf:/path\n" */
+	size_t key_len, key_cap;
 };
+
+/* What a plan holds:
+ *  FULL     everything, built by the child of a slow-path run (sources
+ *           under the old root);
+ *  TEMPLATE the run-independent root (toolchain, /etc, /dev) plus empty
+ *           mount points for the run's own mounts, built once by the holder;
+ *  RUN      only the run's own mounts (workspace, extra binds, /tmp,
+ *           /dev/shm, /proc), attached by a fast-path run into its copy of
+ *           the template (sources are host paths, opened before joining). */
+enum sb_plan_mode { SB_PLAN_FULL = 0, SB_PLAN_TEMPLATE, SB_PLAN_RUN };
 
 void sb_mount_plan_reset(struct sb_mount_plan *p);
 void sb_mount_plan_dispose(struct sb_mount_plan *p);
 
 /* Builds the plan for opts (parent side). Checks that sources exist:
  * SWERVE_ENOTFOUND / SWERVE_EINVAL with a message naming the path. */
-int sb_mount_plan_build(struct sb_mount_plan *p, const struct swerve_sandbox_opts *o,
+int sb_mount_plan_build(struct sb_mount_plan *p, int mode, const struct swerve_sandbox_opts *o,
                         const char *passwd, const char *group);
+
+/* Whether every mount point of run plan r exists in template plan t. */
+int sb_mount_key_covered(const struct sb_mount_plan *t, const struct sb_mount_plan *r);
+
+/* Child side of a RUN plan: opens detached mounts of the sources (in the
+ * caller's mount namespace), joins a copy of the template mount namespace
+ * (setns + unshare), attaches them and mounts /tmp, /dev/shm, /proc.
+ * Returns 0, or -1 with step, index and errno set. */
+int sb_mount_attach(const struct sb_mount_plan *p, int template_ns, int *step, int *index);
 
 /* Child side: executes the plan (staging root on tmpfs, binds, pivot_root,
  * old root detached). Returns 0, or -1 with step and index set and errno. */
@@ -177,6 +200,9 @@ struct swerve_sandbox {
 	 * and uts namespace per context (ids mapped, loopback up), which every
 	 * run joins instead of creating its own; see spawn.c. */
 	int fast;
+	struct sb_mount_plan tmpl;     /* the holder's template (fast path) */
+	struct sb_mount_plan run_plan; /* this run's mounts (fast path) */
+	int ns_mnt;
 	int want_holder; /* root and not SWERVE_SANDBOX_SLOW: start it at run 2 */
 	unsigned long runs;
 	pid_t holder_pid;

@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/mount.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,12 +55,16 @@ void sb_mount_plan_reset(struct sb_mount_plan *p)
 	p->n = 0;
 	p->arena_len = 0;
 	p->used_overlay = 0;
+	p->key_len = 0;
+	if (p->key)
+		p->key[0] = '\0';
 }
 
 void sb_mount_plan_dispose(struct sb_mount_plan *p)
 {
 	free(p->ops);
 	free(p->arena);
+	free(p->key);
 	memset(p, 0, sizeof(*p));
 }
 
@@ -103,7 +108,10 @@ static int push(struct sb_mount_plan *p, enum sb_mount_kind kind, const char *sr
 	}
 	struct sb_mount_op *op = &p->ops[p->n];
 	op->kind = kind;
-	op->src = src ? intern(p, SB_OLDROOT, src) : NOSTR;
+	/* FULL and TEMPLATE plans run after pivot_root: host paths live under
+	 * the old root; RUN plans open them before leaving the host's tree */
+	op->src = src ? intern(p, p->mode != SB_PLAN_RUN ? SB_OLDROOT : NULL, src) : NOSTR;
+	op->extra = NOSTR;
 	op->dst = intern(p, dst, NULL);
 	op->data = data ? intern(p, data, NULL) : NOSTR;
 	op->optional = optional;
@@ -172,9 +180,49 @@ static int check_abs(const char *what, const char *path)
 	return 0;
 }
 
+/* Records a run-specific mount point ("d:" directory, "f:" file). */
+static int key_add(struct sb_mount_plan *p, int dir, const char *dst)
+{
+	size_t need = strlen(dst) + 4;
+	if (p->key_len + need + 2 > p->key_cap) {
+		size_t cap = (p->key_len + need + 2) * 2 + 256;
+		char *n = realloc(p->key, cap);
+		if (!n)
+			return swerve_error_set(SWERVE_ENOMEM, "sandbox: out of memory");
+		p->key = n;
+		p->key_cap = cap;
+	}
+	if (!p->key_len)
+		p->key[p->key_len++] = '\n';
+	p->key_len += (size_t)sprintf(p->key + p->key_len, "%c:%s\n", dir ? 'd' : 'f', dst);
+	return 0;
+}
+
+int sb_mount_key_covered(const struct sb_mount_plan *t, const struct sb_mount_plan *r)
+{
+	if (!r->key_len)
+		return 1;
+	if (!t->key_len)
+		return 0;
+	for (const char *l = r->key + 1; *l;) {
+		const char *e = strchr(l, '\n');
+		char line[4200];
+		size_t n = (size_t)(e - l) + 1;
+		if (n + 2 > sizeof(line))
+			return 0;
+		line[0] = '\n';
+		memcpy(line + 1, l, n);
+		line[n + 1] = '\0';
+		if (!strstr(t->key, line))
+			return 0;
+		l = e + 1;
+	}
+	return 1;
+}
+
 /* Bind host src (a file or directory) at dst, read-only or read-write. */
 static int bind(struct sb_mount_plan *p, const char *what, const char *src, const char *dst, int rw,
-                int optional)
+                int optional, int dynamic)
 {
 	struct stat st;
 	if (check_abs(what, src) < 0 || check_abs(what, dst) < 0)
@@ -185,14 +233,24 @@ static int bind(struct sb_mount_plan *p, const char *what, const char *src, cons
 		return swerve_error_set(errno == ENOENT ? SWERVE_ENOTFOUND : SWERVE_ERROR,
 		                        "sandbox: %s '%s': %s", what, src, strerror(errno));
 	}
-	if (parent_dir(p, dst) < 0)
-		return -1;
-	if (S_ISDIR(st.st_mode)) {
-		if (!already_dir(p, dst) && push(p, SB_M_MKDIR, NULL, dst, NULL, 0) < 0)
-			return -1;
-	} else if (push(p, SB_M_FILE, NULL, dst, NULL, 0) < 0) {
+	if (p->mode != SB_PLAN_FULL && !dynamic) {
+		if (p->mode == SB_PLAN_RUN)
+			return 0; /* part of the template */
+	} else if (p->mode != SB_PLAN_FULL && key_add(p, S_ISDIR(st.st_mode), dst) < 0) {
 		return -1;
 	}
+	if (p->mode != SB_PLAN_RUN) {
+		if (parent_dir(p, dst) < 0)
+			return -1;
+		if (S_ISDIR(st.st_mode)) {
+			if (!already_dir(p, dst) && push(p, SB_M_MKDIR, NULL, dst, NULL, 0) < 0)
+				return -1;
+		} else if (push(p, SB_M_FILE, NULL, dst, NULL, 0) < 0) {
+			return -1;
+		}
+	}
+	if (p->mode == SB_PLAN_TEMPLATE && dynamic)
+		return 0; /* only the mount point */
 	return push(p, rw ? SB_M_BIND_RW : SB_M_BIND_RO, src, dst, NULL, 0);
 }
 
@@ -240,7 +298,22 @@ static int overlay(struct sb_mount_plan *p, const struct swerve_sandbox_opts *o,
 			                        "supported",
 			                        l);
 		n += (size_t)snprintf(data + n, sizeof(data) - n, "%s%s%s", i ? ":" : "",
-		                      SB_OLDROOT, l);
+		                      p->mode != SB_PLAN_RUN ? SB_OLDROOT : "", l);
+	}
+	p->used_overlay = 1;
+	if (p->mode == SB_PLAN_TEMPLATE)
+		return mkdir_p(p, mnt) < 0 || key_add(p, 1, mnt) < 0 ? -1 : 0;
+	if (p->mode == SB_PLAN_RUN) {
+		if (key_add(p, 1, mnt) < 0 || push(p, SB_M_OVERLAY, NULL, mnt, NULL, 0) < 0)
+			return -1;
+		struct sb_mount_op *op = &p->ops[p->n - 1];
+		/* fsconfig wants the values alone: lowerdir list, upperdir, workdir */
+		op->src = intern(p, data + strlen("lowerdir="), NULL);
+		op->data = intern(p, o->workspace_upper, NULL);
+		op->extra = intern(p, o->workspace_work, NULL);
+		return op->src && op->data && op->extra
+		               ? 0
+		               : swerve_error_set(SWERVE_ENOMEM, "sandbox: out of memory");
 	}
 	n += (size_t)snprintf(data + n, sizeof(data) - n, ",upperdir=%s%s,workdir=%s%s", SB_OLDROOT,
 	                      o->workspace_upper, SB_OLDROOT, o->workspace_work);
@@ -248,16 +321,17 @@ static int overlay(struct sb_mount_plan *p, const struct swerve_sandbox_opts *o,
 		return swerve_error_set(SWERVE_EINVAL, "sandbox: overlay layer paths too long");
 	if (mkdir_p(p, mnt) < 0)
 		return -1;
-	p->used_overlay = 1;
 	return push(p, SB_M_OVERLAY, NULL, mnt, data, 0);
 }
 
 static int plan_build(struct sb_mount_plan *p, const struct swerve_sandbox_opts *o,
                       const char *passwd, const char *group);
 
-int sb_mount_plan_build(struct sb_mount_plan *p, const struct swerve_sandbox_opts *o,
+int sb_mount_plan_build(struct sb_mount_plan *p, int mode, const struct swerve_sandbox_opts *o,
                         const char *passwd, const char *group)
 {
+	sb_mount_plan_reset(p);
+	p->mode = mode;
 	/* inner helpers return -1 after setting the message: report its code */
 	return plan_build(p, o, passwd, group) < 0 ? swerve_error_code() : 0;
 }
@@ -267,10 +341,12 @@ static int plan_build(struct sb_mount_plan *p, const struct swerve_sandbox_opts 
 {
 	char buf[4096];
 	struct swerve_sandbox_limits lim;
+	int full = p->mode == SB_PLAN_FULL, tmpl = p->mode == SB_PLAN_TEMPLATE,
+	    run = p->mode == SB_PLAN_RUN;
 	sb_limits_effective(&lim, &o->limits);
-	sb_mount_plan_reset(p);
 
-	for (size_t i = 0; i < sizeof(toolchain) / sizeof(toolchain[0]); i++) {
+	/* the run-independent root: FULL and TEMPLATE */
+	for (size_t i = 0; !run && i < sizeof(toolchain) / sizeof(toolchain[0]); i++) {
 		struct stat st;
 		const char *t = toolchain[i];
 		if (lstat(t, &st) < 0)
@@ -282,47 +358,54 @@ static int plan_build(struct sb_mount_plan *p, const struct swerve_sandbox_opts 
 			buf[k] = '\0';
 			if (push_symlink(p, buf, t) < 0)
 				return -1;
-		} else if (bind(p, "toolchain", t, t, 0, 1) < 0) {
+		} else if (bind(p, "toolchain", t, t, 0, 1, 0) < 0) {
 			return -1;
 		}
 	}
-	if (mkdir_p(p, "/etc") < 0 || push(p, SB_M_WRITE, NULL, "/etc/passwd", passwd, 0) < 0 ||
-	    push(p, SB_M_WRITE, NULL, "/etc/group", group, 0) < 0 ||
-	    push(p, SB_M_WRITE, NULL, "/etc/hosts",
-	         "127.0.0.1\tlocalhost sandbox\n::1\tlocalhost ip6-localhost\n", 0) < 0 ||
-	    push(p, SB_M_WRITE, NULL, "/etc/hostname", "sandbox\n", 0) < 0)
-		return -1;
-	for (size_t i = 0; i < sizeof(etc_files) / sizeof(etc_files[0]); i++)
-		if (bind(p, "etc", etc_files[i], etc_files[i], 0, 1) < 0)
+	if (!run) {
+		if (mkdir_p(p, "/etc") < 0 ||
+		    push(p, SB_M_WRITE, NULL, "/etc/passwd", passwd, 0) < 0 ||
+		    push(p, SB_M_WRITE, NULL, "/etc/group", group, 0) < 0 ||
+		    push(p, SB_M_WRITE, NULL, "/etc/hosts",
+		         "127.0.0.1\tlocalhost sandbox\n::1\tlocalhost ip6-localhost\n", 0) < 0 ||
+		    push(p, SB_M_WRITE, NULL, "/etc/hostname", "sandbox\n", 0) < 0)
 			return -1;
-
-	if (mkdir_p(p, "/dev/shm") < 0)
-		return -1;
-	for (size_t i = 0; i < sizeof(dev_nodes) / sizeof(dev_nodes[0]); i++) {
-		char src[64];
-		snprintf(src, sizeof(src), "/dev/%s", dev_nodes[i]);
-		if (push(p, SB_M_FILE, NULL, src, NULL, 0) < 0 ||
-		    push(p, SB_M_BIND_DEV, src, src, NULL, 0) < 0)
+		for (size_t i = 0; i < sizeof(etc_files) / sizeof(etc_files[0]); i++)
+			if (bind(p, "etc", etc_files[i], etc_files[i], 0, 1, 0) < 0)
+				return -1;
+		if (mkdir_p(p, "/dev/shm") < 0 || mkdir_p(p, "/tmp") < 0 || mkdir_p(p, "/proc") < 0)
+			return -1;
+		for (size_t i = 0; i < sizeof(dev_nodes) / sizeof(dev_nodes[0]); i++) {
+			char src[64];
+			snprintf(src, sizeof(src), "/dev/%s", dev_nodes[i]);
+			if (push(p, SB_M_FILE, NULL, src, NULL, 0) < 0 ||
+			    push(p, SB_M_BIND_DEV, src, src, NULL, 0) < 0)
+				return -1;
+		}
+		if (push_symlink(p, "/proc/self/fd", "/dev/fd") < 0 ||
+		    push_symlink(p, "/proc/self/fd/0", "/dev/stdin") < 0 ||
+		    push_symlink(p, "/proc/self/fd/1", "/dev/stdout") < 0 ||
+		    push_symlink(p, "/proc/self/fd/2", "/dev/stderr") < 0)
 			return -1;
 	}
-	if (push_symlink(p, "/proc/self/fd", "/dev/fd") < 0 ||
-	    push_symlink(p, "/proc/self/fd/0", "/dev/stdin") < 0 ||
-	    push_symlink(p, "/proc/self/fd/1", "/dev/stdout") < 0 ||
-	    push_symlink(p, "/proc/self/fd/2", "/dev/stderr") < 0)
-		return -1;
-	snprintf(buf, sizeof(buf), "mode=1777,size=%llu",
-	         (unsigned long long)(o->shm_bytes ? o->shm_bytes : 64ull << 20));
-	if (push(p, SB_M_TMPFS, NULL, "/dev/shm", buf, 0) < 0)
-		return -1;
-	snprintf(buf, sizeof(buf), "mode=1777,size=%llu",
-	         (unsigned long long)(o->tmp_bytes ? o->tmp_bytes : 512ull << 20));
-	if (mkdir_p(p, "/tmp") < 0 || push(p, SB_M_TMPFS, NULL, "/tmp", buf, 0) < 0)
-		return -1;
-	/* pid_max of the new pid namespace: the process cap (see limits.c) */
-	snprintf(buf, sizeof(buf), "%llu", (unsigned long long)(lim.nproc + 300));
-	if (mkdir_p(p, "/proc") < 0 || push(p, SB_M_PROC, NULL, "/proc", buf, 0) < 0)
-		return -1;
 
+	/* fresh per run: FULL and RUN */
+	if (!tmpl) {
+		snprintf(buf, sizeof(buf), "mode=1777,size=%llu",
+		         (unsigned long long)(o->shm_bytes ? o->shm_bytes : 64ull << 20));
+		if (push(p, SB_M_TMPFS, NULL, "/dev/shm", buf, 0) < 0)
+			return -1;
+		snprintf(buf, sizeof(buf), "mode=1777,size=%llu",
+		         (unsigned long long)(o->tmp_bytes ? o->tmp_bytes : 512ull << 20));
+		if (push(p, SB_M_TMPFS, NULL, "/tmp", buf, 0) < 0)
+			return -1;
+		/* pid_max of the new pid namespace: the process cap (see limits.c) */
+		snprintf(buf, sizeof(buf), "%llu", (unsigned long long)(lim.nproc + 300));
+		if (push(p, SB_M_PROC, NULL, "/proc", buf, 0) < 0)
+			return -1;
+	}
+
+	/* the caller's mounts: all three (TEMPLATE: mount points only) */
 	const char *mnt = o->workspace_mount ? o->workspace_mount : "/workspace";
 	if (o->workspace_lower) {
 		if (o->workspace)
@@ -342,14 +425,15 @@ static int plan_build(struct sb_mount_plan *p, const struct swerve_sandbox_opts 
 			return swerve_error_set(SWERVE_ENOTFOUND,
 			                        "sandbox: workspace '%s': not a directory",
 			                        o->workspace);
-		if (bind(p, "workspace", o->workspace, mnt, 1, 0) < 0)
+		if (bind(p, "workspace", o->workspace, mnt, 1, 0, 1) < 0)
 			return -1;
 	}
 	for (size_t i = 0; i < o->n_ro_binds; i++) {
 		const struct swerve_sandbox_bind *b = &o->ro_binds[i];
-		if (bind(p, "read-only bind", b->src, b->dst ? b->dst : b->src, 0, 0) < 0)
+		if (bind(p, "read-only bind", b->src, b->dst ? b->dst : b->src, 0, 0, 1) < 0)
 			return -1;
 	}
+	(void)full;
 
 	/* resolve offsets into pointers now that the arena is final */
 	for (size_t i = 0; i < p->n; i++) {
@@ -357,6 +441,7 @@ static int plan_build(struct sb_mount_plan *p, const struct swerve_sandbox_opts 
 		op->src = op->src == NOSTR ? NULL : p->arena + (uintptr_t)op->src;
 		op->dst = p->arena + (uintptr_t)op->dst;
 		op->data = op->data == NOSTR ? NULL : p->arena + (uintptr_t)op->data;
+		op->extra = op->extra == NOSTR ? NULL : p->arena + (uintptr_t)op->extra;
 	}
 	return 0;
 }
@@ -456,5 +541,92 @@ int sb_mount_apply(const struct sb_mount_plan *p, int *step, int *index)
 	if (mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) <
 	    0)
 		return -1;
+	return 0;
+}
+
+/* ---- attach (child, fast path: no allocation) ---------------------------- */
+
+#define SB_MAX_ATTACH 64
+
+static int detached_bind(const struct sb_mount_op *op)
+{
+	int fd = (int)syscall(SYS_open_tree, AT_FDCWD, op->src,
+	                      OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+	if (fd < 0)
+		return -1;
+	struct mount_attr attr = {.attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV};
+	if (op->kind == SB_M_BIND_RO)
+		attr.attr_set |= MOUNT_ATTR_RDONLY;
+	if (syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof(attr)) <
+	    0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
+static int detached_overlay(const struct sb_mount_op *op)
+{
+	int fs = (int)syscall(SYS_fsopen, "overlay", FSOPEN_CLOEXEC), fd = -1, e;
+	if (fs < 0)
+		return -1;
+	if (syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "lowerdir", op->src, 0) < 0 ||
+	    syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "upperdir", op->data, 0) < 0 ||
+	    syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "workdir", op->extra, 0) < 0 ||
+	    syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+		goto done;
+	fd = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+done:
+	e = errno;
+	close(fs);
+	errno = e;
+	return fd;
+}
+
+int sb_mount_attach(const struct sb_mount_plan *p, int template_ns, int *step, int *index)
+{
+	int fds[SB_MAX_ATTACH];
+	size_t n = p->n < SB_MAX_ATTACH ? p->n : SB_MAX_ATTACH;
+	*step = SB_STEP_MOUNT;
+	/* 1. detached mounts of host paths, while the host's tree is our view */
+	for (size_t i = 0; i < n; i++) {
+		const struct sb_mount_op *op = &p->ops[i];
+		*index = (int)i;
+		fds[i] = -1;
+		if (op->kind == SB_M_BIND_RO || op->kind == SB_M_BIND_RW)
+			fds[i] = detached_bind(op);
+		else if (op->kind == SB_M_OVERLAY)
+			fds[i] = detached_overlay(op);
+		else
+			continue;
+		if (fds[i] < 0)
+			return -1;
+	}
+	/* 2. a private copy of the prepared root: only its few mounts are copied */
+	*index = -1;
+	*step = SB_STEP_PIVOT;
+	if (setns(template_ns, CLONE_NEWNS) < 0 || unshare(CLONE_NEWNS) < 0 || chdir("/") < 0)
+		return -1;
+	/* 3. this run's mounts */
+	*step = SB_STEP_MOUNT;
+	for (size_t i = 0; i < n; i++) {
+		const struct sb_mount_op *op = &p->ops[i];
+		*index = (int)i;
+		if (fds[i] >= 0) {
+			if (syscall(SYS_move_mount, fds[i], "", AT_FDCWD, op->dst,
+			            MOVE_MOUNT_F_EMPTY_PATH) < 0)
+				return -1;
+			close(fds[i]);
+		} else if (apply_one(op) < 0) {
+			return -1;
+		}
+	}
+	*index = -1;
+	if (p->n > SB_MAX_ATTACH) {
+		errno = E2BIG;
+		return -1;
+	}
 	return 0;
 }

@@ -69,8 +69,8 @@ static int open_ns(pid_t pid, const char *name)
 
 static void holder_stop(struct swerve_sandbox *sb)
 {
-	int *fds[] = {&sb->ns_user, &sb->ns_net, &sb->ns_uts, &sb->holder_sock};
-	for (size_t i = 0; i < 4; i++)
+	int *fds[] = {&sb->ns_user, &sb->ns_net, &sb->ns_uts, &sb->ns_mnt, &sb->holder_sock};
+	for (size_t i = 0; i < 5; i++)
 		if (*fds[i] >= 0) {
 			close(*fds[i]);
 			*fds[i] = -1;
@@ -84,17 +84,28 @@ static void holder_stop(struct swerve_sandbox *sb)
 	sb->fast = 0;
 }
 
-/* Starts the per-context holder (fast path). On any failure the context
- * stays on the slow path; nothing is reported. */
-static void holder_start(struct swerve_sandbox *sb)
+static int recv_byte(int fd, char want)
+{
+	char r;
+	struct pollfd pf = {fd, POLLIN, 0};
+	return poll(&pf, 1, 5000) == 1 && recv(fd, &r, 1, 0) == 1 && r == want ? 0 : -1;
+}
+
+/* Starts the per-context holder (fast path) with a template root for the
+ * mount points that o needs. On any failure the context stays on the slow
+ * path; nothing is reported (the slow path reports real errors). */
+static void holder_start(struct swerve_sandbox *sb, const struct swerve_sandbox_opts *o)
 {
 	int sv[2];
-	char r;
+	if (sb_mount_plan_build(&sb->tmpl, SB_PLAN_TEMPLATE, o, sb->passwd, sb->group) < 0) {
+		swerve_error_clear();
+		return;
+	}
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
 		return;
-	pid_t pid = (pid_t)syscall(SYS_clone, HOLDER_NS_FLAGS | SIGCHLD, 0, NULL, NULL, 0);
+	pid_t pid = (pid_t)syscall(SYS_clone, CLONE_NEWNS | SIGCHLD, 0, NULL, NULL, 0);
 	if (pid == 0)
-		sb_holder_main(sv[1]);
+		sb_holder_main(sv[1], &sb->tmpl);
 	close(sv[1]);
 	if (pid < 0) {
 		close(sv[0]);
@@ -102,16 +113,16 @@ static void holder_start(struct swerve_sandbox *sb)
 	}
 	sb->holder_pid = pid;
 	sb->holder_sock = sv[0];
-	struct pollfd pf = {sv[0], POLLIN, 0};
-	if (write_maps(sb, pid) < 0 || send(sv[0], "g", 1, MSG_NOSIGNAL) != 1 ||
-	    poll(&pf, 1, 5000) != 1 || recv(sv[0], &r, 1, 0) != 1 || r != 'r') {
+	if (recv_byte(sv[0], 'u') < 0 || write_maps(sb, pid) < 0 ||
+	    send(sv[0], "g", 1, MSG_NOSIGNAL) != 1 || recv_byte(sv[0], 'r') < 0) {
 		holder_stop(sb);
 		return;
 	}
 	sb->ns_user = open_ns(pid, "user");
 	sb->ns_net = open_ns(pid, "net");
 	sb->ns_uts = open_ns(pid, "uts");
-	if (sb->ns_user < 0 || sb->ns_net < 0 || sb->ns_uts < 0) {
+	sb->ns_mnt = open_ns(pid, "mnt");
+	if (sb->ns_user < 0 || sb->ns_net < 0 || sb->ns_uts < 0 || sb->ns_mnt < 0) {
 		holder_stop(sb);
 		return;
 	}
@@ -150,7 +161,7 @@ int swerve_sandbox_new(struct swerve_sandbox **out, const void *config)
 	         SB_UID, SB_GID);
 	snprintf(sb->group, sizeof(sb->group), "root:x:0:\nsandbox:x:%d:\nnogroup:x:65534:\n",
 	         SB_GID);
-	sb->holder_sock = sb->ns_user = sb->ns_net = sb->ns_uts = -1;
+	sb->holder_sock = sb->ns_user = sb->ns_net = sb->ns_uts = sb->ns_mnt = -1;
 	/* SWERVE_SANDBOX_SLOW=1 forces the per-run namespaces (tests, benchmarks) */
 	const char *slow = getenv("SWERVE_SANDBOX_SLOW");
 	sb->want_holder = geteuid() == 0 && !(slow && *slow && strcmp(slow, "0"));
@@ -165,6 +176,8 @@ void swerve_sandbox_free(struct swerve_sandbox *sb)
 	holder_stop(sb);
 	sb_seccomp_dispose(&sb->prog);
 	sb_mount_plan_dispose(&sb->plan);
+	sb_mount_plan_dispose(&sb->tmpl);
+	sb_mount_plan_dispose(&sb->run_plan);
 	if (sb->shared && sb->shared != MAP_FAILED)
 		munmap(sb->shared, 4096);
 	free(sb);
@@ -416,9 +429,12 @@ static int child_error(const struct swerve_sandbox *sb, const struct swerve_sand
 	if (m->step == SB_STEP_CWD)
 		return swerve_error_set(e == ENOENT ? SWERVE_ENOTFOUND : SWERVE_ERROR,
 		                        "sandbox: working directory '%s': %s", o->cwd, es);
-	if (m->step == SB_STEP_MOUNT && m->index >= 0 && (size_t)m->index < sb->plan.n) {
-		const struct sb_mount_op *op = &sb->plan.ops[m->index];
-		const char *src = op->src ? op->src + strlen(SB_OLDROOT) : "";
+	const struct sb_mount_plan *plan = sb->fast ? &sb->run_plan : &sb->plan;
+	if (m->step == SB_STEP_MOUNT && m->index >= 0 && (size_t)m->index < plan->n) {
+		const struct sb_mount_op *op = &plan->ops[m->index];
+		const char *src = !op->src                    ? ""
+		                  : plan->mode != SB_PLAN_RUN ? op->src + strlen(SB_OLDROOT)
+		                                              : op->src;
 		int code = e == ENOENT ? SWERVE_ENOTFOUND : SWERVE_ERROR;
 		if (op->kind == SB_M_OVERLAY)
 			return swerve_error_set(
@@ -451,10 +467,6 @@ int swerve_sandbox_run(struct swerve_sandbox_result *r, struct swerve_sandbox *s
 
 	memset(r, 0, sizeof(*r));
 	r->exit_code = -1;
-	/* the holder pays off from the second run on: one-shot callers
-	 * (swerve exec) never start it */
-	if (sb->want_holder && ++sb->runs == 2)
-		holder_start(sb);
 	memset(&s, 0, sizeof(s));
 	s.out_r = s.err_r = s.sock = s.pidfd = s.listener = -1;
 	s.killed = -1;
@@ -482,16 +494,30 @@ int swerve_sandbox_run(struct swerve_sandbox_result *r, struct swerve_sandbox *s
 		return fail_xx(r, SWERVE_EINVAL);
 	}
 	sb_limits_effective(&lim, &o->limits);
-	if ((rc = sb_mount_plan_build(&sb->plan, o, sb->passwd, sb->group)) < 0)
+	/* fast path from the second run on (one-shot callers such as swerve exec
+	 * never pay for the holder): this run's mounts, and a template that has
+	 * their mount points (rebuilt when a run needs other ones) */
+	if (sb->want_holder && ++sb->runs >= 2) {
+		if ((rc = sb_mount_plan_build(&sb->run_plan, SB_PLAN_RUN, o, sb->passwd,
+		                              sb->group)) < 0)
+			return fail_xx(r, rc);
+		if (!sb->fast || !sb_mount_key_covered(&sb->tmpl, &sb->run_plan)) {
+			holder_stop(sb);
+			holder_start(sb, o);
+		}
+	}
+	const struct sb_mount_plan *plan = sb->fast ? &sb->run_plan : &sb->plan;
+	if (!sb->fast &&
+	    (rc = sb_mount_plan_build(&sb->plan, SB_PLAN_FULL, o, sb->passwd, sb->group)) < 0)
 		return fail_xx(r, rc);
-	if (sb->plan.used_overlay && !sb->fast)
+	if (plan->used_overlay && !sb->fast)
 		swerve_sandbox_probe(&sb->probe);
-	if (sb->plan.used_overlay && !sb->fast && !sb->probe.overlay_userns) {
+	if (plan->used_overlay && !sb->fast && !sb->probe.overlay_userns) {
 		swerve_error_set(SWERVE_EUNSUPPORTED, "sandbox: overlay workspace: %s",
 		                 sb->probe.why);
 		return fail_xx(r, SWERVE_EUNSUPPORTED);
 	}
-	r->used_overlay = sb->plan.used_overlay;
+	r->used_overlay = plan->used_overlay;
 	if ((rc = env_build(&env, o->env)) < 0)
 		return fail_xx(r, rc);
 	if (sb_capture_init(&s.out, lim.output_bytes) < 0 ||
@@ -509,7 +535,7 @@ int swerve_sandbox_run(struct swerve_sandbox_result *r, struct swerve_sandbox *s
 	                          ? (o->workspace_mount ? o->workspace_mount : "/workspace")
 	                          : "/");
 	c.hostname = o->hostname ? o->hostname : "sandbox";
-	c.plan = &sb->plan;
+	c.plan = plan;
 	sb_limits_plan(c.rl, &o->limits);
 	c.prog = &sb->prog;
 	c.shared = sb->shared;
@@ -517,6 +543,7 @@ int swerve_sandbox_run(struct swerve_sandbox_result *r, struct swerve_sandbox *s
 	c.ns_user = sb->ns_user;
 	c.ns_net = sb->ns_net;
 	c.ns_uts = sb->ns_uts;
+	c.ns_mnt = sb->ns_mnt;
 
 	if (pipe2(pipe_out, O_CLOEXEC) < 0 || pipe2(pipe_err, O_CLOEXEC) < 0 ||
 	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
@@ -526,7 +553,9 @@ int swerve_sandbox_run(struct swerve_sandbox_result *r, struct swerve_sandbox *s
 	c.err_w = pipe_err[1];
 
 	int pidfd = -1;
-	unsigned long flags = RUN_NS_FLAGS | (sb->fast ? 0 : HOLDER_NS_FLAGS);
+	/* fast path: no CLONE_NEWNS (the child joins a copy of the template) */
+	unsigned long flags = sb->fast ? RUN_NS_FLAGS & ~(unsigned long)CLONE_NEWNS
+	                               : RUN_NS_FLAGS | HOLDER_NS_FLAGS;
 	pid = (pid_t)syscall(SYS_clone, flags | CLONE_PIDFD | SIGCHLD, 0, &pidfd, NULL, 0);
 	if (pid < 0) {
 		int e = errno;

@@ -184,13 +184,17 @@ static int close_except(int *keep, int n)
 	return (int)syscall(SYS_close_range, lo, ~0U, 0);
 }
 
-__attribute__((noreturn)) void sb_holder_main(int sock)
+__attribute__((noreturn)) void sb_holder_main(int sock, const struct sb_mount_plan *tmpl)
 {
 	char go;
-	int keep[1] = {sock};
+	int keep[1] = {sock}, step = 0, idx = -1;
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || close_except(keep, 1) < 0)
 		_exit(127);
-	if (read(sock, &go, 1) != 1)
+	if (sb_mount_apply(tmpl, &step, &idx) < 0)
+		fail(sock, step, idx);
+	if (unshare(CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWUTS) < 0)
+		fail(sock, SB_STEP_SETNS, -1);
+	if (send(sock, "u", 1, MSG_NOSIGNAL) != 1 || read(sock, &go, 1) != 1)
 		_exit(127);
 	if (sb_net_loopback_up() < 0)
 		fail(sock, SB_STEP_NET, -1);
@@ -205,17 +209,18 @@ __attribute__((noreturn)) void sb_child_main(const struct sb_child *c)
 {
 	int sock = c->sock, step = 0, idx = -1;
 	char go;
-	int keep[6] = {sock, c->out_w, c->err_w, c->ns_user, c->ns_net, c->ns_uts};
+	int keep[7] = {sock, c->out_w, c->err_w, c->ns_user, c->ns_net, c->ns_uts, c->ns_mnt};
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || prctl(PR_SET_DUMPABLE, 0) < 0)
 		fail(sock, SB_STEP_SETSID, -1);
-	if (close_except(keep, c->fast ? 6 : 3) < 0)
+	if (close_except(keep, c->fast ? 7 : 3) < 0)
 		fail(sock, SB_STEP_STDIO, -1);
 	/* slow path: the supervisor writes our uid/gid maps, then releases us */
 	if (!c->fast && read(sock, &go, 1) != 1)
 		_exit(127);
 	if (!c->fast && sethostname(c->hostname, strlen(c->hostname)) < 0)
 		fail(sock, SB_STEP_HOSTNAME, -1);
-	if (sb_mount_apply(c->plan, &step, &idx) < 0)
+	if ((c->fast ? sb_mount_attach(c->plan, c->ns_mnt, &step, &idx)
+	             : sb_mount_apply(c->plan, &step, &idx)) < 0)
 		fail(sock, step, idx);
 	c->shared->t_mounts = c->shared->t_pivot = sb_now_ns();
 	if (c->fast) {
@@ -226,6 +231,7 @@ __attribute__((noreturn)) void sb_child_main(const struct sb_child *c)
 		close(c->ns_net);
 		close(c->ns_uts);
 		close(c->ns_user);
+		close(c->ns_mnt);
 		if (sethostname(c->hostname, strlen(c->hostname)) < 0)
 			fail(sock, SB_STEP_HOSTNAME, -1);
 	} else if (sb_net_loopback_up() < 0) {
