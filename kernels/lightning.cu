@@ -11,7 +11,9 @@
  *   O = lambda^(i+1) .* (Q KV) + S V                                       (C x 64)
  *   KV = lambda^m KV + (K .* lambda^(m-1-j))^T V      m = valid rows of the chunk
  *
- * No T x T matrix exists anywhere; the C x C block lives in registers.
+ * No T x T matrix exists anywhere; the C x C block lives in registers. The
+ * state update of a chunk is issued right after S (they are independent) while
+ * the bf16 copy still holds the previous state for Q KV; 2 CTAs per SM.
  *
  * Long sequences are cut into G segments so that short batches still fill the
  * GPU: a first launch (state-only) computes each segment's own state
@@ -270,6 +272,52 @@ __global__ void __launch_bounds__(NT, STATE_ONLY ? 3 : 2)
 	if (!STATE_ONLY)
 		store_kvs();
 
+	/* KV = lambda^m KV + (K .* lambda^(m-1-j))^T V, in registers */
+	auto kv_update = [&](const __nv_bfloat16 *Ks, const __nv_bfloat16 *Vs, int m) {
+		const float bd = pw[m];
+#pragma unroll
+		for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+			for (int nt = 0; nt < 8; nt++)
+#pragma unroll
+				for (int r = 0; r < 4; r++)
+					kv[mt][nt][r] *= bd;
+#pragma unroll
+		for (int kk = 0; kk < 4; kk++) {
+			if (kk * 16 >= m)
+				continue;
+			uint32_t vb[4][4];
+			const int q8 = lane >> 3;
+#pragma unroll
+			for (int np = 0; np < 4; np++)
+				ldsm_x4_t(vb[np],
+				          smem_u32(Vs +
+				                   (kk * 16 + (q8 & 1) * 8 + (lane & 7)) * L::VS +
+				                   np * 16 + (q8 >> 1) * 8));
+			const int j = kk * 16 + 2 * t4;
+			const float f0 = pw[m - 1 - j], f1 = pw[m - 2 - j];
+			const float f2 = pw[m - 9 - j], f3 = pw[m - 10 - j];
+#pragma unroll
+			for (int mt = 0; mt < MT; mt++) {
+				const int d0 = w * (D / 4) + mt * 16;
+				uint32_t a[4];
+				ldsm_x4_t(a,
+				          smem_u32(Ks +
+				                   (kk * 16 + (q8 >> 1) * 8 + (lane & 7)) * L::QS +
+				                   d0 + (q8 & 1) * 8));
+				a[0] = scale_bf16x2(a[0], f0, f1);
+				a[1] = scale_bf16x2(a[1], f0, f1);
+				a[2] = scale_bf16x2(a[2], f2, f3);
+				a[3] = scale_bf16x2(a[3], f2, f3);
+#pragma unroll
+				for (int np = 0; np < 4; np++) {
+					mma16816(kv[mt][2 * np], a, vb[np][0], vb[np][1]);
+					mma16816(kv[mt][2 * np + 1], a, vb[np][2], vb[np][3]);
+				}
+			}
+		}
+	};
+
 	for (int c = 0; c < n_chunks; c++) {
 		const int st = c & 1;
 		if (c + 1 < n_chunks)
@@ -314,6 +362,9 @@ __global__ void __launch_bounds__(NT, STATE_ONLY ? 3 : 2)
 					}
 				}
 			}
+			/* the state update is independent of S: interleave it (kvs keeps
+			 * the previous state for Q KV below until the barrier) */
+			kv_update(Ks, Vs, m);
 			/* decay mask, then the bf16 A fragments of P */
 			uint32_t pa[4][4];
 #pragma unroll
@@ -408,54 +459,8 @@ __global__ void __launch_bounds__(NT, STATE_ONLY ? 3 : 2)
 			__syncthreads(); /* every warp is done reading kvs */
 		}
 
-		/* KV = lambda^m KV + (K .* lambda^(m-1-j))^T V */
-		{
-			const float bd = pw[m];
-#pragma unroll
-			for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-				for (int nt = 0; nt < 8; nt++)
-#pragma unroll
-					for (int r = 0; r < 4; r++)
-						kv[mt][nt][r] *= bd;
-#pragma unroll
-			for (int kk = 0; kk < 4; kk++) {
-				if (kk * 16 >= m)
-					continue;
-				uint32_t vb[4][4];
-				const int q8 = lane >> 3;
-#pragma unroll
-				for (int np = 0; np < 4; np++)
-					ldsm_x4_t(vb[np],
-					          smem_u32(Vs +
-					                   (kk * 16 + (q8 & 1) * 8 + (lane & 7)) *
-					                           L::VS +
-					                   np * 16 + (q8 >> 1) * 8));
-				const int j = kk * 16 + 2 * t4;
-				const float f0 = pw[m - 1 - j], f1 = pw[m - 2 - j];
-				const float f2 = pw[m - 9 - j], f3 = pw[m - 10 - j];
-#pragma unroll
-				for (int mt = 0; mt < MT; mt++) {
-					const int d0 = w * (D / 4) + mt * 16;
-					uint32_t a[4];
-					ldsm_x4_t(a,
-					          smem_u32(Ks +
-					                   (kk * 16 + (q8 >> 1) * 8 + (lane & 7)) *
-					                           L::QS +
-					                   d0 + (q8 & 1) * 8));
-					a[0] = scale_bf16x2(a[0], f0, f1);
-					a[1] = scale_bf16x2(a[1], f0, f1);
-					a[2] = scale_bf16x2(a[2], f2, f3);
-					a[3] = scale_bf16x2(a[3], f2, f3);
-#pragma unroll
-					for (int np = 0; np < 4; np++) {
-						mma16816(kv[mt][2 * np], a, vb[np][0], vb[np][1]);
-						mma16816(kv[mt][2 * np + 1], a, vb[np][2],
-						         vb[np][3]);
-					}
-				}
-			}
-		}
+		if (STATE_ONLY)
+			kv_update(Ks, Vs, m);
 		if (!STATE_ONLY)
 			store_kvs();
 		__syncthreads();
@@ -489,24 +494,24 @@ __global__ void __launch_bounds__(NT, STATE_ONLY ? 3 : 2)
 	}
 }
 
-/* Decode: one CTA per (sequence, head), 256 threads; each thread owns 4
- * adjacent columns of D/RG rows, so every state element is read and written
- * once with 16-byte accesses, and o's column sums meet in shared memory. */
+/* Decode: one CTA per (sequence, head, half of the columns), 256 threads; each
+ * thread owns 4 adjacent columns of D/RG rows, so every state element is read
+ * and written once with 16-byte accesses, all of a thread's loads are in
+ * flight before its first store, and o's column sums meet in shared memory. */
 template <int D>
 __global__ void __launch_bounds__(256)
         la_decode_kernel(__nv_bfloat16 *o, float *state, const __nv_bfloat16 *q,
                          const __nv_bfloat16 *k, const __nv_bfloat16 *v, const float *slopes, int H)
 {
-	constexpr int CG = D / 4, RG = 256 / CG, RPT = D / RG;
-	__shared__ float red[RG][D];
-	const int bh = blockIdx.x, h = bh % H;
+	constexpr int HALF = D / 2, CG = HALF / 4, RG = 256 / CG, RPT = D / RG;
+	__shared__ float red[RG][HALF];
+	const int bh = blockIdx.x >> 1, h = bh % H, c0 = (blockIdx.x & 1) * HALF;
 	const int cg = threadIdx.x % CG, rg = threadIdx.x / CG;
 	const float lam = expf(-slopes[h]);
-	float4 *S = reinterpret_cast<float4 *>(state + (size_t)bh * D * D);
+	float4 *S = reinterpret_cast<float4 *>(state + (size_t)bh * D * D + c0);
 	const __nv_bfloat16 *qr = q + (size_t)bh * D, *kr = k + (size_t)bh * D;
-	const __nv_bfloat162 *vr = reinterpret_cast<const __nv_bfloat162 *>(v + (size_t)bh * D);
-	/* every load is issued before the first store (volatile asm keeps the
-	 * order): RPT 16-byte loads in flight per thread */
+	const __nv_bfloat162 *vr =
+	        reinterpret_cast<const __nv_bfloat162 *>(v + (size_t)bh * D + c0);
 	float4 s[RPT];
 #pragma unroll
 	for (int r = 0; r < RPT; r++) {
@@ -537,12 +542,12 @@ __global__ void __launch_bounds__(256)
 	}
 	*reinterpret_cast<float4 *>(&red[rg][cg * 4]) = acc;
 	__syncthreads();
-	for (int col = threadIdx.x; col < D; col += 256) {
+	for (int col = threadIdx.x; col < HALF; col += 256) {
 		float sum = 0.0f;
 #pragma unroll
 		for (int r = 0; r < RG; r++)
 			sum += red[r][col];
-		o[(size_t)bh * D + col] = __float2bfloat16(sum);
+		o[(size_t)bh * D + c0 + col] = __float2bfloat16(sum);
 	}
 }
 
@@ -560,7 +565,7 @@ int sm_count()
 
 /* Segments: G is chosen by a small cost model of the two launches, in units
  * of one chunk step of the main kernel: (waves of CTAs) x (chunks per segment),
- * with 2 resident CTAs per SM and a state-only chunk costing ~0.45 of a full
+ * with 2 resident CTAs per SM and a state-only chunk costing ~0.6 of a full
  * one. G = 1 (no state pass, no workspace) whenever that is as cheap. */
 void plan(const swerve_lightning_dims *d, int nprob, int *G, int *seg_len)
 {
@@ -574,7 +579,7 @@ void plan(const swerve_lightning_dims *d, int nprob, int *G, int *seg_len)
 		const long seg = (chunks + g - 1) / g, gg = (chunks + seg - 1) / seg;
 		double cost = (double)((ctas * gg + slots - 1) / slots) * seg;
 		if (gg > 1) /* the state pass, and the last segment's combine of gg - 1 states */
-			cost += 0.45 * (double)((ctas * (gg - 1) + slots - 1) / slots) * seg +
+			cost += 0.6 * (double)((ctas * (gg - 1) + slots - 1) / slots) * seg +
 			        0.5 * (gg - 1) * (double)((ctas * gg + slots - 1) / slots);
 		if (cost < best - 1e-9) {
 			best = cost;
@@ -775,11 +780,11 @@ extern "C" int swerve_lightning_decode(uint16_t *o, float *state, const uint16_t
 		                        "%s: o, state, q, k, v and slopes must be set", fn);
 	auto ob = reinterpret_cast<__nv_bfloat16 *>(o);
 	if (dim == 64)
-		la_decode_kernel<64><<<batch * heads, 256, 0, stream>>>(ob, state, bf(q), bf(k),
-		                                                        bf(v), slopes, heads);
+		la_decode_kernel<64><<<batch * heads * 2, 256, 0, stream>>>(ob, state, bf(q), bf(k),
+		                                                            bf(v), slopes, heads);
 	else
-		la_decode_kernel<128><<<batch * heads, 256, 0, stream>>>(ob, state, bf(q), bf(k),
-		                                                         bf(v), slopes, heads);
+		la_decode_kernel<128><<<batch * heads * 2, 256, 0, stream>>>(
+		        ob, state, bf(q), bf(k), bf(v), slopes, heads);
 	cudaError_t e = cudaGetLastError();
 	if (e != cudaSuccess)
 		return swerve_error_set(SWERVE_ERROR, "%s: launch: %s", fn, cudaGetErrorString(e));
