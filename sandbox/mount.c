@@ -554,7 +554,9 @@ static int detached_bind(const struct sb_mount_op *op)
 	                      OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
 	if (fd < 0)
 		return -1;
-	struct mount_attr attr = {.attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV};
+	/* private: no mount events propagate between the host and the copy */
+	struct mount_attr attr = {.attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+	                          .propagation = MS_PRIVATE};
 	if (op->kind == SB_M_BIND_RO)
 		attr.attr_set |= MOUNT_ATTR_RDONLY;
 	if (syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof(attr)) <
