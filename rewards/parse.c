@@ -196,7 +196,7 @@ int swerve_log_parse(struct swerve_testlog **out, const char *parser, const char
 	testlog_reserve(log, len / 128);
 	if (cut || (flags & SWERVE_LOG_TRUNCATED))
 		testlog_mark_incomplete(log);
-	if ((rc = p->fn(log, text, len)) != 0) {
+	if ((rc = p->fn(log, text, len)) != 0 || (rc = testlog_flush(log)) != 0) {
 		swerve_error_wrap("log parser %s", p->name);
 		goto done;
 	}

@@ -24,7 +24,7 @@ static int cargo_set(struct swerve_testlog *log, const char *name, size_t n,
 {
 	if (ends_with(name, n, " - should panic"))
 		n -= strlen(" - should panic");
-	return swerve_testlog_set(log, name, n, st);
+	return testlog_put(log, name, n, st);
 }
 
 int parse_cargo(struct swerve_testlog *log, const char *data, size_t len)

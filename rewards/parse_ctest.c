@@ -53,7 +53,7 @@ int parse_ctest(struct swerve_testlog *log, const char *data, size_t len)
 			st = SWERVE_TEST_FAILED;
 		else
 			continue;
-		if ((rc = swerve_testlog_set(log, name, nl, st)) != 0)
+		if ((rc = testlog_put(log, name, nl, st)) != 0)
 			return rc;
 	}
 	if (!summary)

@@ -49,7 +49,7 @@ int parse_go(struct swerve_testlog *log, const char *data, size_t len)
 				if (p > name && p[-1] == ' ')
 					nl = (size_t)(p - 1 - name);
 			}
-			if ((rc = swerve_testlog_set(log, name, nl, kinds[i].status)) != 0)
+			if ((rc = testlog_put(log, name, nl, kinds[i].status)) != 0)
 				return rc;
 			break;
 		}
@@ -305,7 +305,7 @@ int parse_gojson(struct swerve_testlog *log, const char *data, size_t len)
 			done = 1; /* the package's own result ends its run */
 			continue;
 		}
-		if ((rc = swerve_testlog_set(log, buf, test_len, st)) != 0)
+		if ((rc = testlog_put(log, buf, test_len, st)) != 0)
 			goto done;
 	}
 	if (!done)

@@ -78,7 +78,7 @@ static void on_end(void *ud, const XML_Char *el)
 		size_t cl = strlen(st->classname), nl = strlen(st->name);
 		int rc;
 		if (cl == 0 || (nl >= cl && memcmp(st->name, st->classname, cl) == 0)) {
-			rc = swerve_testlog_set(st->log, st->name, nl, st->status);
+			rc = testlog_put(st->log, st->name, nl, st->status);
 		} else {
 			char *id = malloc(cl + 1 + nl + 1);
 			if (!id) {
@@ -87,7 +87,7 @@ static void on_end(void *ud, const XML_Char *el)
 				memcpy(id, st->classname, cl);
 				id[cl] = '.';
 				memcpy(id + cl + 1, st->name, nl + 1);
-				rc = swerve_testlog_set(st->log, id, cl + 1 + nl, st->status);
+				rc = testlog_put(st->log, id, cl + 1 + nl, st->status);
 				free(id);
 			}
 		}

@@ -119,7 +119,7 @@ int parse_pytest(struct swerve_testlog *log, const char *data, size_t len)
 			if (id[0] == '[') /* "SKIPPED [1] tests/a.py:13: reason": no node id */
 				continue;
 			size_t il = pytest_id_len(id, rest);
-			if ((rc = swerve_testlog_set(log, id, il, pytest_words[w].status)) != 0)
+			if ((rc = testlog_put(log, id, il, pytest_words[w].status)) != 0)
 				return rc;
 			continue;
 		}
@@ -133,8 +133,7 @@ int parse_pytest(struct swerve_testlog *log, const char *data, size_t len)
 			continue;
 		size_t il;
 		enum swerve_test_status st;
-		if (pytest_verbose(s, n, &il, &st) &&
-		    (rc = swerve_testlog_set(log, s, il, st)) != 0)
+		if (pytest_verbose(s, n, &il, &st) && (rc = testlog_put(log, s, il, st)) != 0)
 			return rc;
 	}
 	if (!summary)
@@ -172,7 +171,7 @@ static int unittest_word(const char *s, size_t n, enum swerve_test_status *st)
 static int unittest_set(struct swerve_testlog *log, const char *name, size_t n,
                         enum swerve_test_status st)
 {
-	int rc = swerve_testlog_set(log, name, n, st);
+	int rc = testlog_put(log, name, n, st);
 	if (rc || n < 5 || name[n - 1] != ')')
 		return rc;
 	const char *open = find(name, n, " (");
@@ -190,7 +189,7 @@ static int unittest_set(struct swerve_testlog *log, const char *name, size_t n,
 		return 0;
 	memcpy(buf, name, ml + 2 + il - ml - 1);
 	buf[ml + 2 + il - ml - 1] = ')';
-	return swerve_testlog_set(log, buf, al, st);
+	return testlog_put(log, buf, al, st);
 }
 
 /* "test_x (mod.Class)" or "test_x (mod.Class.test_x)" alone on a line: the
@@ -308,8 +307,7 @@ int parse_sympy(struct swerve_testlog *log, const char *data, size_t len)
 				continue;
 			for (size_t i = 0; i < sizeof(marks) / sizeof(marks[0]); i++)
 				if (ends_with(s, n, marks[i].word)) {
-					rc = swerve_testlog_set(log, s, (size_t)(sp - s),
-					                        marks[i].status);
+					rc = testlog_put(log, s, (size_t)(sp - s), marks[i].status);
 					if (rc)
 						return rc;
 					break;
@@ -328,7 +326,7 @@ int parse_sympy(struct swerve_testlog *log, const char *data, size_t len)
 			size_t il = b - a;
 			id = trim(id, &il);
 			if (il && !memchr(id, ' ', il) &&
-			    (rc = swerve_testlog_set(log, id, il, SWERVE_TEST_FAILED)) != 0)
+			    (rc = testlog_put(log, id, il, SWERVE_TEST_FAILED)) != 0)
 				return rc;
 			continue;
 		}

@@ -68,7 +68,7 @@ static int pend_commit(struct tap_state *t, struct swerve_testlog *log)
 	int rc = 0;
 	for (size_t i = 0; i < t->n; i++) {
 		if (!rc)
-			rc = swerve_testlog_set(log, t->v[i].name, t->v[i].len, t->v[i].status);
+			rc = testlog_put(log, t->v[i].name, t->v[i].len, t->v[i].status);
 		free(t->v[i].name);
 	}
 	t->n = 0;
@@ -388,7 +388,7 @@ int parse_node(struct swerve_testlog *log, const char *data, size_t len)
 			pcap = nc;
 		}
 		memcpy(path + plen, name, nl);
-		if ((rc = swerve_testlog_set(log, path, plen + nl, st)) != 0)
+		if ((rc = testlog_put(log, path, plen + nl, st)) != 0)
 			goto done;
 	}
 	if (!summary)

@@ -10,6 +10,11 @@
 
 void testlog_set_parser(struct swerve_testlog *log, const char *parser);
 void testlog_mark_incomplete(struct swerve_testlog *log);
+/* What parsers call instead of swerve_testlog_set: the same, but the
+ * insertion may be deferred (prefetching); swerve_log_parse flushes. */
+int testlog_put(struct swerve_testlog *log, const char *name, size_t len,
+                enum swerve_test_status status);
+int testlog_flush(struct swerve_testlog *log);
 /* Sizes the table for about `expected` ids (a hint; can't fail). */
 int testlog_reserve(struct swerve_testlog *log, size_t expected);
 

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define ARENA_CHUNK (64 * 1024)
 
@@ -24,6 +25,20 @@ struct slot {
 	uint32_t tag;
 };
 
+/* Ids a parser reported whose slot is being prefetched: inserting an id
+ * costs one cache miss on the slot table (megabytes for a big log), so
+ * testlog_put() issues the prefetch and inserts PENDING ids later, in order.
+ * Names are copied here because parsers may reuse their buffers. */
+#define PENDING      16
+#define PENDING_NAME 248
+
+struct pending {
+	uint64_t h;
+	size_t len;
+	enum swerve_test_status status;
+	char name[PENDING_NAME];
+};
+
 struct swerve_testlog {
 	struct swerve_test_result *results;
 	size_t n, cap;
@@ -33,6 +48,8 @@ struct swerve_testlog {
 	struct arena_chunk *arena;
 	const char *parser;
 	int incomplete;
+	struct pending q[PENDING];
+	unsigned qhead, qn;
 };
 
 static const char *const status_names[] = {"PASSED", "FAILED", "SKIPPED", "ERROR", "XFAIL"};
@@ -55,6 +72,33 @@ int swerve_test_status_parse(enum swerve_test_status *out, const char *name)
 	                        "test status '%s': not one of PASSED, FAILED, "
 	                        "SKIPPED, ERROR, XFAIL",
 	                        name ? name : "(null)");
+}
+
+/* The slot table of a big log spans tens of megabytes probed at random:
+ * with 4 KiB pages nearly every probe also misses the TLB, so tables from
+ * 2 MiB up are mapped directly and offered to transparent huge pages. */
+#define HUGE_TABLE (2u << 20)
+
+static struct slot *slots_alloc(size_t nslots)
+{
+	size_t bytes = nslots * sizeof(struct slot);
+	if (bytes < HUGE_TABLE)
+		return calloc(nslots, sizeof(struct slot));
+	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	(void)madvise(p, bytes, MADV_HUGEPAGE); /* a hint: fine if refused */
+	return p;
+}
+
+static void slots_free(struct slot *slots, size_t nslots)
+{
+	if (!slots)
+		return;
+	if (nslots * sizeof(struct slot) < HUGE_TABLE)
+		free(slots);
+	else
+		munmap(slots, nslots * sizeof(struct slot));
 }
 
 /* A multiply-xorshift hash over 8-byte words: a parse inserts every test id
@@ -85,7 +129,7 @@ int swerve_testlog_new(struct swerve_testlog **out)
 	if (!log)
 		return swerve_error_set(SWERVE_ENOMEM, "testlog: out of memory");
 	log->nslots = 64;
-	log->slots = calloc(log->nslots, sizeof(*log->slots));
+	log->slots = slots_alloc(log->nslots);
 	if (!log->slots) {
 		free(log);
 		return swerve_error_set(SWERVE_ENOMEM, "testlog: out of memory");
@@ -106,7 +150,7 @@ void swerve_testlog_free(struct swerve_testlog *log)
 	}
 	free(log->results);
 	free(log->hashes);
-	free(log->slots);
+	slots_free(log->slots, log->nslots);
 	free(log);
 }
 
@@ -150,7 +194,7 @@ static size_t find_slot(const struct swerve_testlog *log, const char *name, size
 static int grow_table(struct swerve_testlog *log)
 {
 	size_t nslots = log->nslots * 2;
-	struct slot *slots = calloc(nslots, sizeof(*slots));
+	struct slot *slots = slots_alloc(nslots);
 	if (!slots)
 		return -1;
 	for (size_t k = 0; k < log->n; k++) {
@@ -160,20 +204,15 @@ static int grow_table(struct swerve_testlog *log)
 		slots[i].idx = (uint32_t)(k + 1);
 		slots[i].tag = (uint32_t)(log->hashes[k] >> 32);
 	}
-	free(log->slots);
+	slots_free(log->slots, log->nslots);
 	log->slots = slots;
 	log->nslots = nslots;
 	return 0;
 }
 
-int swerve_testlog_set(struct swerve_testlog *log, const char *name, size_t len,
-                       enum swerve_test_status status)
+static int insert_hashed(struct swerve_testlog *log, const char *name, size_t len, uint64_t h,
+                         enum swerve_test_status status)
 {
-	if (len && memchr(name, '\0', len))
-		len = strlen(name); /* an id ends at a NUL (ids are C strings) */
-	if (len == 0)
-		return 0; /* an empty id names nothing */
-	uint64_t h = hash_bytes(name, len);
 	size_t slot = find_slot(log, name, len, h);
 	if (log->slots[slot].idx) {
 		log->results[log->slots[slot].idx - 1].status = status;
@@ -204,6 +243,58 @@ int swerve_testlog_set(struct swerve_testlog *log, const char *name, size_t len,
 	log->n++;
 	if (log->n * 2 > log->nslots && grow_table(log) != 0)
 		return swerve_error_set(SWERVE_ENOMEM, "testlog: out of memory");
+	return 0;
+}
+
+int testlog_flush(struct swerve_testlog *log)
+{
+	int rc = 0;
+	while (log->qn) {
+		struct pending *p = &log->q[log->qhead];
+		if (!rc)
+			rc = insert_hashed(log, p->name, p->len, p->h, p->status);
+		log->qhead = (log->qhead + 1) % PENDING;
+		log->qn--;
+	}
+	return rc;
+}
+
+int swerve_testlog_set(struct swerve_testlog *log, const char *name, size_t len,
+                       enum swerve_test_status status)
+{
+	if (len && memchr(name, '\0', len))
+		len = strlen(name); /* an id ends at a NUL (ids are C strings) */
+	if (len == 0)
+		return 0;            /* an empty id names nothing */
+	int rc = testlog_flush(log); /* keep the order: a later status wins */
+	return rc ? rc : insert_hashed(log, name, len, hash_bytes(name, len), status);
+}
+
+int testlog_put(struct swerve_testlog *log, const char *name, size_t len,
+                enum swerve_test_status status)
+{
+	if (len && memchr(name, '\0', len))
+		len = strlen(name);
+	if (len == 0)
+		return 0;
+	if (len > PENDING_NAME)
+		return swerve_testlog_set(log, name, len, status);
+	uint64_t h = hash_bytes(name, len);
+	__builtin_prefetch(&log->slots[h & (log->nslots - 1)]);
+	if (log->qn == PENDING) {
+		struct pending *old = &log->q[log->qhead];
+		int rc = insert_hashed(log, old->name, old->len, old->h, old->status);
+		log->qhead = (log->qhead + 1) % PENDING;
+		log->qn--;
+		if (rc)
+			return rc;
+	}
+	struct pending *p = &log->q[(log->qhead + log->qn) % PENDING];
+	p->h = h;
+	p->len = len;
+	p->status = status;
+	memcpy(p->name, name, len);
+	log->qn++;
 	return 0;
 }
 
@@ -254,10 +345,10 @@ int testlog_reserve(struct swerve_testlog *log, size_t expected)
 	while (nslots < expected * 2)
 		nslots *= 2;
 	if (nslots != log->nslots && log->n == 0) {
-		struct slot *slots = calloc(nslots, sizeof(*slots));
+		struct slot *slots = slots_alloc(nslots);
 		if (!slots)
 			return 0; /* fine: grow as we go */
-		free(log->slots);
+		slots_free(log->slots, log->nslots);
 		log->slots = slots;
 		log->nslots = nslots;
 	}
