@@ -369,6 +369,39 @@ Test(context, slow_path_per_run_namespaces)
 	unsetenv("SWERVE_SANDBOX_SLOW");
 }
 
+Test(context, fast_path_template_follows_changing_mount_points)
+{
+	TS_NEED_SANDBOX();
+	if (geteuid() != 0)
+		cr_skip_test("the fast path needs a root worker");
+	char *ws = ts_mkdtemp();
+	struct swerve_sandbox *sb;
+	cr_assert_eq(swerve_sandbox_new(&sb, NULL), 0);
+	struct swerve_sandbox_opts o = SWERVE_SANDBOX_OPTS_INIT;
+	struct swerve_sandbox_result r;
+	const char *argv[] = {"/bin/sh", "-c", "echo x > f; pwd; ls /opt/u", NULL};
+	struct swerve_sandbox_bind b = {"/usr/share", "/opt/u"};
+	o.argv = argv;
+	o.workspace = ws;
+	o.ro_binds = &b;
+	o.n_ro_binds = 1;
+	const char *mnts[] = {"/workspace", "/workspace", "/src", "/workspace", "/src"};
+	for (int i = 0; i < 5; i++) {
+		char want[64];
+		o.workspace_mount = mnts[i];
+		b.dst = i == 2 ? "/opt/v" : "/opt/u";
+		argv[2] = i == 2 ? "echo x > f; pwd; ls /opt/v >/dev/null" : "echo x > f; pwd";
+		cr_assert_eq(swerve_sandbox_run(&r, sb, &o), 0, "run %d: %s", i, r.reason);
+		snprintf(want, sizeof(want), "%s\n", mnts[i]);
+		cr_assert_str_eq(r.out.data, want, "run %d", i);
+		cr_assert_eq(sb->fast, i > 0, "run %d fast %d", i, sb->fast);
+		swerve_sandbox_result_dispose(&r);
+	}
+	swerve_sandbox_free(sb);
+	ts_rmtree(ws);
+	free(ws);
+}
+
 Test(probe, reports_features_and_reasons)
 {
 	struct swerve_sandbox_probe p;
