@@ -1,10 +1,11 @@
 /* bench_parse.c - log parser throughput (issue 5): a 50 MB pytest log and a
  * 50 MB JUnit XML file, generated here at run time (nothing committed), plus
  * 50 MB of unittest, go -v and cargo output. Goal: >= 200 MB/s for the
- * line-based parsers (CPU time, best of 5; Python: best of 3). Baselines in the same run on the
- * same bytes: SWE-bench's parse_log_pytest algorithm in Python (its code, re-typed below) and
- * Python's xml.etree.ElementTree (expat underneath) for the JUnit file. Usage: bench_parse [MB
- * [parser]]   (default 50 MB, every parser) */
+ * line-based parsers. CPU time, best of 5 (the dev box is shared). Baselines
+ * in the same run on the same bytes: SWE-bench's parse_log_pytest algorithm
+ * in Python (its code, re-typed below) and Python's xml.etree.ElementTree
+ * (expat underneath) for the JUnit file, best of 3.
+ * Usage: bench_parse [MB [parser]]   (default 50 MB, every parser) */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
