@@ -1,8 +1,8 @@
 #!/bin/sh
 # bench_sandbox.sh - whole-process cost of one sandboxed /bin/true, side by
 # side in one hyperfine run: `swerve exec` (seccomp on), bubblewrap with
-# every namespace (no seccomp), and plain /bin/true. Also runs the
-# in-process benchmark (bench_sandbox: 1000 runs through one context).
+# every namespace (no seccomp), and plain /bin/true. (`make bench` runs the
+# in-process benchmark, bench_sandbox, just before this script.)
 # Prints the load average: on a busy 2-core machine every process hand-off
 # waits for a CPU and all numbers grow.
 BUILD=${BUILD:-build}
@@ -22,8 +22,5 @@ else
 		"$SWERVE exec -- /bin/true" "$BWRAP" "/bin/true" 2>&1 | grep -v '^ *$'
 	cat "$md"
 	rm -f "$md"
-fi
-if [ -x "$BUILD/tests/bench/bench_sandbox" ]; then
-	"$BUILD/tests/bench/bench_sandbox" "${N:-1000}"
 fi
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
