@@ -74,3 +74,47 @@ int swerve_db_run_list(int64_t **out, size_t *out_n, struct swerve_db *db)
 	*out_n = n;
 	return 0;
 }
+
+int swerve_db_leases_reap(size_t *out_n, struct swerve_db *db, int64_t run,
+                          int (*alive)(const char *owner, void *payload), void *payload)
+{
+	static const char owners_sql[] =
+	        "SELECT DISTINCT lease_owner FROM rollouts WHERE status = 'running'"
+	        " AND lease_owner IS NOT NULL AND (?1 <= 0 OR run_id = ?1)";
+	static const char expire_sql[] =
+	        "UPDATE rollouts SET lease_expires_ms = 0 WHERE status = 'running'"
+	        " AND lease_owner = ?2 AND (?1 <= 0 OR run_id = ?1)";
+	sqlite3_stmt *st = NULL, *up = NULL;
+	size_t n = 0;
+	int err, rc;
+
+	if ((err = db_tx_begin(db, "reap leases")))
+		return err;
+	rc = sqlite3_prepare_v2(db->sql, owners_sql, -1, &st, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(db->sql, expire_sql, -1, &up, NULL);
+	if (rc != SQLITE_OK) {
+		err = db_fail(db, rc, "reap leases");
+		goto done;
+	}
+	sqlite3_bind_int64(st, 1, run);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *owner = (const char *)sqlite3_column_text(st, 0);
+		if (!owner || alive(owner, payload))
+			continue;
+		sqlite3_reset(up);
+		sqlite3_bind_int64(up, 1, run);
+		sqlite3_bind_text(up, 2, owner, -1, SQLITE_TRANSIENT);
+		if ((err = db_step_done(db, up, "reap leases")))
+			goto done;
+		n += (size_t)sqlite3_changes(db->sql);
+	}
+	err = rc == SQLITE_DONE ? 0 : db_fail(db, rc, "reap leases");
+done:
+	sqlite3_finalize(st);
+	sqlite3_finalize(up);
+	err = db_tx_end(db, err, "reap leases");
+	if (!err && out_n)
+		*out_n = n;
+	return err;
+}

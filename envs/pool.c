@@ -373,13 +373,46 @@ done:
 
 /* ---- the parent ------------------------------------------------------------ */
 
+/* Worker names are "<host>/<pid>/w<index>": a restarted pool on the same
+ * host can tell a dead worker's lease from a live one. */
+static int worker_alive(const char *owner, void *payload)
+{
+	char host[256];
+	(void)payload;
+	if (gethostname(host, sizeof(host)) < 0)
+		return 1;
+	host[sizeof(host) - 1] = '\0';
+	size_t hl = strlen(host);
+	if (strncmp(owner, host, hl) != 0 || owner[hl] != '/')
+		return 1; /* another host's worker: its lease decides */
+	long pid = strtol(owner + hl + 1, NULL, 10);
+	if (pid <= 0)
+		return 1;
+	/* gone, or a zombie nobody reaped yet (state Z/X in /proc/<pid>/stat) */
+	char path[64], buf[512];
+	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	const char *rp = strrchr(buf, ')');
+	if (!rp || rp[1] != ' ')
+		return 1;
+	return rp[2] != 'Z' && rp[2] != 'X';
+}
+
 static pid_t spawn_worker(const struct swerve_pool_opts *o, struct slot *slot, int idx)
 {
 	fflush(NULL);
 	pid_t pid = fork();
 	if (pid == 0) {
-		char name[64];
-		snprintf(name, sizeof(name), "w%d-%d", idx, (int)getpid());
+		char name[384], host[256];
+		if (gethostname(host, sizeof(host)) < 0)
+			snprintf(host, sizeof(host), "localhost");
+		host[sizeof(host) - 1] = '\0';
+		snprintf(name, sizeof(name), "%s/%d/w%d", host, (int)getpid(), idx);
 		_exit(worker_main(o, slot, name));
 	}
 	if (pid > 0) {
@@ -444,6 +477,13 @@ int swerve_pool_run(struct swerve_pool_stats *out, const struct swerve_pool_opts
 		return rc;
 	{
 		struct swerve_db_stats s0;
+		size_t reaped = 0;
+		if (swerve_db_leases_reap(&reaped, db, o.run, worker_alive, NULL) < 0)
+			fprintf(stderr, "swerve: %s\n", swerve_error_last());
+		else if (reaped)
+			fprintf(stderr, "swerve: %zu rollouts held by workers that are gone "
+			                "return to the queue\n",
+			        reaped);
 		if (swerve_db_stats(&s0, db, o.run) == 0)
 			start_done = s0.done + s0.infra_error;
 	}
