@@ -101,18 +101,16 @@ int swerve_workspace_new(struct swerve_workspace **out, struct swerve_repo_cache
 		base = strdup(opts->scratch_root);
 	else if (asprintf(&base, "%s/work", swerve_repo_cache_home(cache)) < 0)
 		base = NULL;
-	if (!base || (rc = swerve_fs_mkdirs(base, 0755)) < 0 ||
-	    asprintf(&ws->root, "%s/ep-XXXXXX", base) < 0 || !mkdtemp(ws->root)) {
+	char *root = NULL;
+	if (base && asprintf(&root, "%s/ep-XXXXXX", base) < 0)
+		root = NULL;
+	if (!base || !root || (rc = swerve_fs_mkdirs(base, 0755)) < 0 || !mkdtemp(root)) {
 		rc = swerve_error_set(SWERVE_EIO, "workspace in %s: %s", base ? base : "?",
 		                      strerror(errno));
-		if (ws->root && !strstr(ws->root, "XXXXXX"))
-			; /* created: removed by free */
-		else {
-			free(ws->root);
-			ws->root = NULL;
-		}
+		free(root); /* not created: nothing to remove */
 		goto fail;
 	}
+	ws->root = root;
 	if (asprintf(&ws->in, "%s/in", ws->root) < 0 ||
 	    asprintf(&ws->upper, "%s/upper", ws->root) < 0 ||
 	    asprintf(&ws->work, "%s/work", ws->root) < 0 ||
