@@ -43,6 +43,8 @@ int parse_cargo(struct swerve_testlog *log, const char *data, size_t len)
 				dots = s + n - 4;
 				dl = 4;
 			}
+			if (dots && dots < s + 6)
+				dots = NULL; /* "test ... ok": no name */
 			if (dots) {
 				const char *name = s + 5;
 				size_t nl = (size_t)(dots - name);
