@@ -50,6 +50,21 @@
 
 static int write_proc(pid_t pid, const char *file, const char *data);
 
+/* The probe's reasons that concern user namespaces (for an error message). */
+static const char *userns_why(const struct swerve_sandbox_probe *p, char *buf, size_t len)
+{
+	size_t n = 0;
+	buf[0] = '\0';
+	for (const char *s = p->why; s && *s;) {
+		const char *e = strstr(s, "; ");
+		size_t l = e ? (size_t)(e - s) : strlen(s);
+		if (!strncmp(s, "user namespaces", 15) && n + l + 3 < len)
+			n += (size_t)snprintf(buf + n, len - n, "; %.*s", (int)l, s);
+		s = e ? e + 2 : NULL;
+	}
+	return buf;
+}
+
 static int write_maps(const struct swerve_sandbox *sb, pid_t pid)
 {
 	char map[64];
@@ -464,6 +479,7 @@ int swerve_sandbox_run(struct swerve_sandbox_result *r, struct swerve_sandbox *s
 	pid_t pid = -1;
 	uint64_t t0 = sb_now_ns();
 	int e_map;
+	char whybuf[600];
 
 	memset(r, 0, sizeof(*r));
 	r->exit_code = -1;
@@ -562,8 +578,8 @@ int swerve_sandbox_run(struct swerve_sandbox_result *r, struct swerve_sandbox *s
 		swerve_sandbox_probe(&sb->probe); /* to name the setting to change */
 		swerve_error_set(e == EPERM || e == EINVAL || e == ENOSPC ? SWERVE_EUNSUPPORTED
 		                                                          : SWERVE_ERROR,
-		                 "sandbox: clone into new namespaces: %s%s%s", strerror(e),
-		                 sb->probe.why[0] ? "; " : "", sb->probe.why);
+		                 "sandbox: clone into new namespaces: %s%s", strerror(e),
+		                 userns_why(&sb->probe, whybuf, sizeof(whybuf)));
 		rc = swerve_error_code();
 		goto fail;
 	}
@@ -749,8 +765,8 @@ mapfail:
 	e_map = errno;
 	swerve_sandbox_probe(&sb->probe);
 	errno = e_map;
-	swerve_error_set(SWERVE_EUNSUPPORTED, "sandbox: writing uid/gid maps of %d: %s%s%s",
-	                 (int)pid, strerror(errno), sb->probe.why[0] ? "; " : "", sb->probe.why);
+	swerve_error_set(SWERVE_EUNSUPPORTED, "sandbox: writing uid/gid maps of %d: %s%s", (int)pid,
+	                 strerror(errno), userns_why(&sb->probe, whybuf, sizeof(whybuf)));
 	rc = SWERVE_EUNSUPPORTED;
 	goto fail;
 sysfail_kill:

@@ -210,13 +210,17 @@ __attribute__((noreturn)) void sb_child_main(const struct sb_child *c)
 	int sock = c->sock, step = 0, idx = -1;
 	char go;
 	int keep[7] = {sock, c->out_w, c->err_w, c->ns_user, c->ns_net, c->ns_uts, c->ns_mnt};
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || prctl(PR_SET_DUMPABLE, 0) < 0)
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
 		fail(sock, SB_STEP_SETSID, -1);
 	if (close_except(keep, c->fast ? 7 : 3) < 0)
 		fail(sock, SB_STEP_STDIO, -1);
 	/* slow path: the supervisor writes our uid/gid maps, then releases us */
 	if (!c->fast && read(sock, &go, 1) != 1)
 		_exit(127);
+	/* not before: an unprivileged supervisor must be able to open our
+	 * /proc/<pid>/uid_map; from now on /proc/1 is closed to the command */
+	if (prctl(PR_SET_DUMPABLE, 0) < 0)
+		fail(sock, SB_STEP_SETSID, -1);
 	if (!c->fast && sethostname(c->hostname, strlen(c->hostname)) < 0)
 		fail(sock, SB_STEP_HOSTNAME, -1);
 	if ((c->fast ? sb_mount_attach(c->plan, c->ns_mnt, &step, &idx)
