@@ -354,9 +354,14 @@ static int exec(struct swerve_db *db, const char *sql, const char *what)
 
 int db_tx_begin(struct swerve_db *db, const char *what)
 {
+	int err;
 	if (db->user_tx)
 		return exec(db, "SAVEPOINT swerve_op", what);
-	return exec(db, "BEGIN IMMEDIATE", what);
+	if ((err = db_wlock_acquire(db, what)))
+		return err;
+	if ((err = exec(db, "BEGIN IMMEDIATE", what)))
+		db_wlock_release(db);
+	return err;
 }
 
 int db_tx_end(struct swerve_db *db, int ok, const char *what)
@@ -364,8 +369,11 @@ int db_tx_end(struct swerve_db *db, int ok, const char *what)
 	int nested = db->user_tx;
 	if (ok == 0) {
 		int rc = exec(db, nested ? "RELEASE swerve_op" : "COMMIT", what);
-		if (rc == 0)
+		if (rc == 0) {
+			if (!nested)
+				db_wlock_release(db);
 			return 0;
+		}
 		ok = rc;
 	}
 	/* Keep the first error's message: the rollback must not mask it. */
@@ -373,6 +381,8 @@ int db_tx_end(struct swerve_db *db, int ok, const char *what)
 		sqlite3_exec(db->sql,
 		             nested ? "ROLLBACK TO swerve_op; RELEASE swerve_op" : "ROLLBACK", NULL,
 		             NULL, NULL);
+	if (!nested)
+		db_wlock_release(db);
 	return ok;
 }
 
@@ -396,9 +406,14 @@ int swerve_db_begin(struct swerve_db *db)
 		                        "database %s: begin: already inside a "
 		                        "transaction",
 		                        db->path);
-	int rc = exec(db, "BEGIN IMMEDIATE", "begin");
+	int rc = db_wlock_acquire(db, "begin");
+	if (rc)
+		return rc;
+	rc = exec(db, "BEGIN IMMEDIATE", "begin");
 	if (rc == 0)
 		db->user_tx = 1;
+	else
+		db_wlock_release(db);
 	return rc;
 }
 
@@ -411,6 +426,7 @@ int swerve_db_commit(struct swerve_db *db)
 	if (rc != 0)
 		sqlite3_exec(db->sql, "ROLLBACK", NULL, NULL, NULL);
 	db->user_tx = 0;
+	db_wlock_release(db);
 	return rc;
 }
 
@@ -419,6 +435,7 @@ void swerve_db_rollback(struct swerve_db *db)
 	if (db->user_tx && !sqlite3_get_autocommit(db->sql))
 		sqlite3_exec(db->sql, "ROLLBACK", NULL, NULL, NULL);
 	db->user_tx = 0;
+	db_wlock_release(db);
 }
 
 /* ---- opening ---------------------------------------------------------------- */
@@ -547,6 +564,7 @@ int swerve_db_open(struct swerve_db **out, const char *path, const struct swerve
 		return swerve_error_set(SWERVE_ENOMEM, "database %s: out of memory", path);
 	}
 	db->busy_timeout_ms = opts->busy_timeout_ms > 0 ? opts->busy_timeout_ms : 5000;
+	db->wlock_fd = -1;
 	db->rng = (unsigned)getpid() ^ (unsigned)mono_us();
 	flags = SQLITE_OPEN_NOMUTEX |
 	        (opts->readonly ? SQLITE_OPEN_READONLY
@@ -602,6 +620,8 @@ int swerve_db_open(struct swerve_db **out, const char *path, const struct swerve
 		goto fail;
 	if ((err = check_schema(db, !opts->readonly)))
 		goto fail;
+	if (!opts->readonly && (err = db_wlock_open(db)))
+		goto fail;
 	*out = db;
 	return 0;
 fail:
@@ -618,6 +638,7 @@ void swerve_db_close(struct swerve_db *db)
 	for (int i = 0; i < ST__COUNT; i++)
 		sqlite3_finalize(db->stmt[i]);
 	sqlite3_close(db->sql);
+	db_wlock_close(db);
 	free(db->path);
 	free(db);
 }

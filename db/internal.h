@@ -50,6 +50,9 @@ struct swerve_db {
 	long long busy_start_us; /* first busy callback of the current wait */
 	unsigned rng;            /* jitter for the busy handler */
 	sqlite3_stmt *stmt[ST__COUNT];
+	struct wlock_page *wlock; /* wlock.c; NULL for read-only handles */
+	int wlock_fd;
+	int wlock_held;
 };
 
 /* Milliseconds since the epoch (CLOCK_REALTIME): leases are compared across
@@ -74,6 +77,14 @@ int db_tx_end(struct swerve_db *db, int ok, const char *what);
  * inside a user transaction. */
 int db_read_begin(struct swerve_db *db, const char *what);
 void db_read_end(struct swerve_db *db);
+
+/* The writer lock (wlock.c) every swerve write transaction takes before
+ * BEGIN IMMEDIATE: blocking, robust against holders that die. acquire is a
+ * no-op when already held or when the handle has none. */
+int db_wlock_open(struct swerve_db *db);
+void db_wlock_close(struct swerve_db *db);
+int db_wlock_acquire(struct swerve_db *db, const char *what);
+void db_wlock_release(struct swerve_db *db);
 
 /* Runs a statement to completion, expecting no rows. */
 int db_step_done(struct swerve_db *db, sqlite3_stmt *st, const char *what);

@@ -13,6 +13,7 @@
  *
  * usage: bench_db [results_per_run_normal [results_per_run_full]] */
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -215,9 +216,11 @@ int main(int argc, char **argv)
 	}
 	n_normal -= n_normal % GSIZE;
 	n_full -= n_full % GSIZE;
+	cpu_set_t cpus;
+	int ncpu = sched_getaffinity(0, sizeof(cpus), &cpus) == 0 ? CPU_COUNT(&cpus) : -1;
 	printf("db: complete-result transactions/s (one transaction per result: result row +\n"
-	       "%d test statuses + 2 KiB output; claims in batches of 32), %ld cores, db in %s\n",
-	       NTESTS, sysconf(_SC_NPROCESSORS_ONLN), dir);
+	       "%d test statuses + 2 KiB output; claims in batches of 32), %d CPUs, db in %s\n",
+	       NTESTS, ncpu, dir);
 	char load[64] = "?";
 	FILE *lf = fopen("/proc/loadavg", "r");
 	if (lf) {

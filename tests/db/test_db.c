@@ -4,8 +4,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "fixture.h"
@@ -702,4 +704,107 @@ Test(db, python_trainer_takes_groups_through_the_views)
 	cr_assert_eq(b.groups[0].key, 2);
 	swerve_db_batch_free(&b);
 	swerve_db_close(db);
+}
+
+/* ---- the writer lock (db/wlock.c) ----------------------------------------- */
+
+/* A child that holds the writer lock (mid-transaction) and then: stays
+ * (mode 0) or is SIGKILLed by the caller. Returns its pid once it holds it. */
+static pid_t hold_writer_lock(void)
+{
+	int ready[2];
+	cr_assert_eq(pipe(ready), 0);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		struct swerve_db *cdb;
+		if (swerve_db_open(&cdb, path, NULL) || swerve_db_begin(cdb))
+			_exit(91);
+		if (write(ready[1], "x", 1) != 1)
+			_exit(92);
+		for (;;)
+			pause();
+	}
+	char x;
+	cr_assert_eq(read(ready[0], &x, 1), 1);
+	close(ready[0]);
+	close(ready[1]);
+	return pid;
+}
+
+static double ms_since(const struct timespec *t0)
+{
+	struct timespec t1;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (t1.tv_sec - t0->tv_sec) * 1e3 + (t1.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+Test(db, writer_lock_held_by_another_swerve_process_times_out)
+{
+	struct swerve_db_opts o = SWERVE_DB_OPTS_INIT;
+	struct swerve_db *db;
+	struct swerve_db_claim *c;
+	size_t n;
+	struct timespec t0;
+	o.busy_timeout_ms = 200;
+	cr_assert_eq(swerve_db_open(&db, path, &o), 0);
+	int64_t run = fx_run(db, "r", 3, 10);
+	fx_fill(db, run, 1, 1);
+	cr_assert_eq(swerve_db_claim(&c, &n, db, run, "w", 1, 60000), 0);
+	pid_t pid = hold_writer_lock();
+	struct swerve_db_result r = fx_result(1.0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	cr_assert_eq(swerve_db_complete(db, c[0].rollout, 1, "w", &r), SWERVE_EBUSY);
+	double waited = ms_since(&t0);
+	cr_assert(strstr(swerve_error_last(), "for more than 200 ms"), "%s", swerve_error_last());
+	cr_assert(waited >= 190 && waited < 2000, "waited %.0f ms", waited);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	cr_assert_eq(fx_sql_int(path, "SELECT count(*) FROM results"), 0);
+	cr_assert_eq(swerve_db_complete(db, c[0].rollout, 1, "w", &r), 0, "%s",
+	             swerve_error_last());
+	swerve_db_claims_free(c, n);
+	swerve_db_close(db);
+}
+
+/* The holder dies mid-transaction: the next writer goes on at once (robust
+ * mutex), and SQLite has rolled the dead transaction back. */
+Test(db, writer_lock_of_a_killed_holder_is_recovered_at_once)
+{
+	struct swerve_db *db = fx_open(path);
+	int64_t run = fx_run(db, "r", 3, 10);
+	struct swerve_db_claim *c;
+	size_t n;
+	struct timespec t0;
+	fx_fill(db, run, 1, 1);
+	cr_assert_eq(swerve_db_claim(&c, &n, db, run, "w", 1, 60000), 0);
+	pid_t pid = hold_writer_lock();
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	struct swerve_db_result r = fx_result(1.0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	cr_assert_eq(swerve_db_complete(db, c[0].rollout, 1, "w", &r), 0, "%s",
+	             swerve_error_last());
+	cr_assert_lt(ms_since(&t0), 1000);
+	swerve_db_claims_free(c, n);
+	cr_assert_eq(swerve_db_check(db), 0);
+	swerve_db_close(db);
+}
+
+Test(db, two_handles_writing_in_one_thread_is_ebusy_not_a_hang)
+{
+	struct swerve_db *a = fx_open(path), *b = fx_open(path);
+	int64_t run;
+	cr_assert_eq(swerve_db_begin(a), 0);
+	cr_assert_eq(swerve_db_run_create(&run, a, "x", NULL), 0);
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	cr_assert_eq(swerve_db_begin(b), SWERVE_EBUSY);
+	cr_assert(strstr(swerve_error_last(), "another handle"), "%s", swerve_error_last());
+	cr_assert_lt(ms_since(&t0), 1000);
+	cr_assert_eq(swerve_db_commit(a), 0);
+	cr_assert_eq(swerve_db_begin(b), 0);
+	swerve_db_rollback(b);
+	swerve_db_close(a);
+	swerve_db_close(b);
 }
