@@ -416,6 +416,26 @@ Test(probe, reports_features_and_reasons)
 
 /* ---- swerve exec --------------------------------------------------------------- */
 
+Test(cli, host_without_user_namespaces_is_xx_naming_the_sysctl)
+{
+	TS_NEED_SANDBOX();
+	if (access("/usr/bin/unshare", X_OK) < 0)
+		cr_skip_test("no unshare(1)");
+	/* a user namespace whose own limit of nested user namespaces is 0 */
+	char *out = NULL, *err = NULL;
+	int rc = ts_sh(&out, &err,
+	               "unshare -Urm sh -c 'mount -t proc proc /proc && echo 0 > "
+	               "/proc/sys/user/max_user_namespaces && timeout 20 %s exec -- /bin/true'",
+	               ts_swerve_bin());
+	if (strstr(err, "unshare failed") || strstr(err, "Permission denied"))
+		cr_skip_test("cannot set up the test namespace: %s", err);
+	cr_assert_eq(rc, 3, "rc %d stderr %s", rc, err);
+	cr_assert_not_null(strstr(err, "XX"), "%s", err);
+	cr_assert_not_null(strstr(err, "user.max_user_namespaces"), "%s", err);
+	free(out);
+	free(err);
+}
+
 Test(cli, exec_json_and_exit_codes)
 {
 	TS_NEED_SANDBOX();
