@@ -81,12 +81,16 @@ struct swerve_sandbox_bind {
 /* Limits; 0 means "the default" for each field (see SWERVE_SANDBOX_OPTS_INIT
  * for the values). A limit of UINT64_MAX means none. */
 struct swerve_sandbox_limits {
-	uint64_t wall_ms;     /* wall-clock deadline (TO), sub-second resolution; default 60 s */
-	uint64_t cpu_s;       /* RLIMIT_CPU backstop (TO when hit); default wall_ms/1000 + 1 */
-	uint64_t fsize_bytes; /* RLIMIT_FSIZE: largest file a process may write; default 1 GiB */
-	uint64_t nofile;      /* RLIMIT_NOFILE; default 4096 */
-	uint64_t nproc; /* tasks (processes + threads) alive at once in the sandbox; default 512 */
-	uint64_t memory_bytes; /* total resident memory of the sandbox (ML); default 4 GiB */
+	uint64_t wall_ms;      /* wall-clock deadline (TO), sub-second resolution; default 60 s */
+	uint64_t cpu_s;        /* RLIMIT_CPU backstop (TO when hit); default wall_ms/1000 + 1 */
+	uint64_t fsize_bytes;  /* RLIMIT_FSIZE: largest file a process may write; default 1 GiB */
+	uint64_t nofile;       /* RLIMIT_NOFILE; default 4096 */
+	uint64_t nproc;        /* process cap, default 512: the sandbox's pid namespace gets
+	                        * pid_max = nproc + 300 (Linux >= 6.14), i.e. between nproc and
+	                        * nproc + 300 tasks alive; also RLIMIT_NPROC (which binds only a
+	                        * non-root worker's uid) */
+	uint64_t memory_bytes; /* total resident memory of the sandbox's processes, sampled
+	                        * every 10 ms by the supervisor (ML); default 4 GiB */
 	uint64_t output_bytes; /* captured bytes kept per stream (head + tail); default 1 MiB */
 	uint64_t output_kill_bytes; /* total stdout+stderr past which the run is killed (OL);
 	                             * default 64 MiB */
@@ -197,11 +201,15 @@ void swerve_sandbox_result_dispose(struct swerve_sandbox_result *r);
 struct swerve_sandbox;
 
 /* Creates a context that holds what is built once per worker: the compiled
- * seccomp program (exported BPF, loaded by each child without allocating),
- * the host probe, the default toolchain bind list. config is reserved for
- * future options (pass NULL). Returns 0, or SWERVE_EUNSUPPORTED (with the
- * setting to change in the message) where user namespaces or seccomp are
- * missing, or -1. */
+ * seccomp program (exported BPF, loaded by each child without allocating)
+ * and, for a root worker from its second run on, a holder process (a child
+ * of the caller, killed by swerve_sandbox_free) that keeps the template root
+ * and the user/net/uts namespaces every run joins (README "Isolation").
+ * SWERVE_SANDBOX_SLOW=1 in the environment disables the holder. The caller
+ * must not reap children it did not create (no waitpid(-1)). config is
+ * reserved for future options (pass NULL). Returns 0, or
+ * SWERVE_EUNSUPPORTED (with the setting to change in the message) where user
+ * namespaces or seccomp are known to be missing, or -1. */
 int swerve_sandbox_new(struct swerve_sandbox **out, const void *config);
 
 void swerve_sandbox_free(struct swerve_sandbox *sb);
