@@ -261,7 +261,8 @@ static int env_build(struct envbuf *e, const char *const *env)
 
 /* ---- memory ----------------------------------------------------------------- */
 
-/* Resident bytes of init and all its descendants (via /proc/<pid>/task/<tid>/children). */
+/* Anonymous resident bytes of init and all its descendants (via
+ * /proc/<pid>/task/<tid>/children). tmpfs use is bounded by the tmpfs sizes. */
 static uint64_t tree_rss(pid_t init)
 {
 	static long page;
@@ -281,9 +282,12 @@ static uint64_t tree_rss(pid_t init)
 			close(fd);
 			if (n > 0) {
 				buf[n] = '\0';
-				unsigned long long size, res;
-				if (sscanf(buf, "%llu %llu", &size, &res) == 2)
-					total += res * (uint64_t)page;
+				unsigned long long size, res, shared;
+				/* resident minus file-backed: shared libraries are
+				 * counted once per process otherwise */
+				if (sscanf(buf, "%llu %llu %llu", &size, &res, &shared) == 3 &&
+				    res > shared)
+					total += (res - shared) * (uint64_t)page;
 			}
 		}
 		snprintf(path, sizeof(path), "/proc/%d/task", (int)p);
