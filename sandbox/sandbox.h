@@ -89,7 +89,7 @@ struct swerve_sandbox_limits {
 	                        * pid_max = nproc + 300 (Linux >= 6.14), i.e. between nproc and
 	                        * nproc + 300 tasks alive; also RLIMIT_NPROC (which binds only a
 	                        * non-root worker's uid) */
-	uint64_t memory_bytes; /* total resident memory of the sandbox's processes, sampled
+	uint64_t memory_bytes; /* anonymous resident memory of the sandbox's processes, sampled
 	                        * every 10 ms by the supervisor (ML); default 4 GiB */
 	uint64_t output_bytes; /* captured bytes kept per stream (head + tail); default 1 MiB */
 	uint64_t output_kill_bytes; /* total stdout+stderr past which the run is killed (OL);
