@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -400,6 +401,59 @@ Test(context, fast_path_template_follows_changing_mount_points)
 	swerve_sandbox_free(sb);
 	ts_rmtree(ws);
 	free(ws);
+}
+
+struct worker {
+	int id, ok;
+	char err[256];
+};
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct swerve_sandbox *sb;
+	char script[64], want[32];
+	if (swerve_sandbox_new(&sb, NULL) < 0) {
+		snprintf(w->err, sizeof(w->err), "new: %s", swerve_error_last());
+		return NULL;
+	}
+	snprintf(script, sizeof(script), "echo worker %d; sleep 0.01", w->id);
+	snprintf(want, sizeof(want), "worker %d\n", w->id);
+	const char *argv[] = {"/bin/sh", "-c", script, NULL};
+	for (int i = 0; i < 15; i++) {
+		struct swerve_sandbox_opts o = SWERVE_SANDBOX_OPTS_INIT;
+		struct swerve_sandbox_result r;
+		o.argv = argv;
+		o.limits.wall_ms = 20000;
+		int rc = swerve_sandbox_run(&r, sb, &o);
+		if (rc < 0 || r.verdict != SWERVE_VERDICT_OK || strcmp(r.out.data, want)) {
+			snprintf(w->err, sizeof(w->err), "run %d: rc %d %s '%.40s' %.150s", i, rc,
+			         swerve_verdict_name(r.verdict), r.out.data ? r.out.data : "",
+			         r.reason);
+			swerve_sandbox_result_dispose(&r);
+			break;
+		}
+		swerve_sandbox_result_dispose(&r);
+		w->ok++;
+	}
+	swerve_sandbox_free(sb);
+	return NULL;
+}
+
+Test(context, concurrent_contexts_in_threads_do_not_mix)
+{
+	TS_NEED_SANDBOX();
+	pthread_t t[3];
+	struct worker w[3];
+	memset(w, 0, sizeof(w));
+	for (int i = 0; i < 3; i++) {
+		w[i].id = i;
+		cr_assert_eq(pthread_create(&t[i], NULL, worker_main, &w[i]), 0);
+	}
+	for (int i = 0; i < 3; i++) {
+		pthread_join(t[i], NULL);
+		cr_assert_eq(w[i].ok, 15, "worker %d: %s", i, w[i].err);
+	}
 }
 
 Test(probe, reports_features_and_reasons)
