@@ -524,6 +524,8 @@ int swerve_sandbox_run(struct swerve_sandbox_result *r, struct swerve_sandbox *s
 		if (!sb->fast || !sb_mount_key_covered(&sb->tmpl, &sb->run_plan)) {
 			holder_stop(sb);
 			holder_start(sb, o);
+			/* a host where the holder cannot start: slow path from now on */
+			sb->want_holder = sb->fast;
 		}
 	}
 	const struct sb_mount_plan *plan = sb->fast ? &sb->run_plan : &sb->plan;
