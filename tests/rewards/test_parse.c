@@ -156,6 +156,23 @@ Test(unittest, golden_verbose_with_docstring_and_interleaved_output)
 	swerve_testlog_free(log);
 }
 
+Test(unittest, django_runner_golden)
+{
+	struct swerve_testlog *log = parse_file(LOGS "django.log", NULL, 0);
+	cr_assert_str_eq(swerve_testlog_parser(log), "unittest");
+	CHECK(log, {"test_ok (app.tests.Views)", "PASSED"},
+	      {"test_fail (app.tests.Views)", "FAILED"}, {"test_error (app.tests.Models)", "ERROR"},
+	      {"test_skip (app.tests.Views.test_skip)", "SKIPPED"},
+	      {"test_xfail (app.tests.Views)", "XFAIL"},
+	      {"Regression test for #12345: docstrings name tests.", "PASSED"},
+	      {"test_docstring (app.tests.Views)", "PASSED"},
+	      /* "... Applying migrations... OK" is the test's output, not its status */
+	      {"test_noisy (app.tests.Views)", "PASSED"});
+	cr_expect_eq(swerve_testlog_count(log), 15);
+	cr_expect_eq(swerve_testlog_incomplete(log), 0);
+	swerve_testlog_free(log);
+}
+
 Test(unittest, golden_quiet_only_failures_are_named)
 {
 	struct swerve_testlog *log = parse_file(LOGS "unittest_quiet.log", "unittest", 0);

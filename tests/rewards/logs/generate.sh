@@ -1,11 +1,12 @@
 #!/bin/sh
 # generate.sh - regenerates the golden logs in this folder by really running
 # the test tools on small throwaway projects (built in a temp dir):
-#   pytest (-rA summary, -v verbose, --junitxml), unittest (-v), a Django-style
-#   runner (docstring names, output between name and "ok"), node --test (tap and
+#   pytest (-rA summary, -v verbose, --junitxml), unittest (-v), Django's runner
+#   (docstring names, output between name and "ok"), sympy's runner, node --test (tap and
 #   spec reporters), cargo test, go test -v and -json, a TAP 14 emitter, and
 #   truncated / crashed variants. The tests in tests/rewards/ assert on these.
-# Needs: /usr/bin/python3 with pytest (python3-pytest), node, cargo (or
+# Needs: /usr/bin/python3 with pytest (python3-pytest), python3-django and
+# python3-sympy (not in make deps), node, cargo (or
 # /root/.cargo/bin/cargo), go (golang-go; not in make deps), ctest (cmake).
 # Missing tools are reported and their logs left as they are.
 set -u
@@ -24,7 +25,8 @@ norm() { sed -e "s|$T|/tmp/proj|g" -e 's/ in [0-9.]*s / in 0.01s /' \
 	-e 's/([0-9.]*m\?s)/(0.00s)/g' -e 's/time="[0-9.]*"/time="0.001"/g' \
 	-e 's/timestamp="[^"]*"/timestamp="2026-11-26T00:00:00"/g' -e 's/hostname="[^"]*"/hostname="host"/g' \
 	-e 's/duration_ms\(:\?\) [0-9.]*/duration_ms\1 1.0/' -e 's/finished in [0-9.]*s/finished in 0.00s/' -e "s/thread '\([^']*\)' ([0-9]*)/thread '\\1'/" \
-	-e 's/0x[0-9a-f]\{8,\}/0x0/g'; }
+	-e 's/0x[0-9a-f]\{8,\}/0x0/g' -e 's/goroutine [0-9]* \[/goroutine 1 [/g' \
+	-e 's/Ran \([0-9]*\) tests\? in [0-9.]*s/Ran \1 tests in 0.001s/'; }
 
 # ---- pytest ----------------------------------------------------------------
 mkdir -p "$T/py/tests"
@@ -128,6 +130,57 @@ PY
 if have "$PY" unittest; then
 	(cd "$T/ut" && $PY -m unittest -v test_ut) 2>&1 | norm >"$OUT/unittest.log"
 	(cd "$T/ut" && $PY -m unittest test_ut) 2>&1 | norm >"$OUT/unittest_quiet.log"
+fi
+
+# ---- Django's runner (Debian's python3-django; not in make deps) ---------------
+mkdir -p "$T/dj/app"
+cat >"$T/dj/settings.py" <<'PY'
+SECRET_KEY = "x"
+INSTALLED_APPS = ["app"]
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+USE_TZ = True
+PY
+touch "$T/dj/app/__init__.py"
+cat >"$T/dj/app/tests.py" <<'PY'
+import sys
+from unittest import skip, expectedFailure
+from django.test import SimpleTestCase, TestCase
+
+
+class Views(SimpleTestCase):
+    def test_ok(self):
+        self.assertEqual(1, 1)
+
+    def test_fail(self):
+        self.assertEqual(1, 2)
+
+    def test_docstring(self):
+        """
+        Regression test for #12345: docstrings name tests.
+        """
+        self.assertTrue(True)
+
+    def test_noisy(self):
+        sys.stderr.write("Applying migrations... OK\nmore output\n")
+
+    @skip("needs a real database")
+    def test_skip(self):
+        pass
+
+    @expectedFailure
+    def test_xfail(self):
+        self.assertEqual(1, 2)
+
+
+class Models(TestCase):
+    def test_error(self):
+        raise RuntimeError("boom")
+PY
+if $PY -c 'import django' 2>/dev/null; then
+	(cd "$T/dj" && PYTHONPATH=. $PY -m django test --settings=settings --verbosity 2 --parallel 1 app 2>&1) \
+		| norm | sed 's/Ran \([0-9]*\) tests in [0-9.]*s/Ran \1 tests in 0.001s/' >"$OUT/django.log"
+else
+	echo "generate.sh: django missing (apt-get install python3-django): skipping django.log" >&2
 fi
 
 # ---- sympy's runner (bin/test is sympy.testing.runtests; Debian's python3-sympy) -
