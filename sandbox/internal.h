@@ -104,6 +104,7 @@ struct sb_mount_plan {
 	int mode;  /* enum sb_plan_mode */
 	char *key; /* TEMPLATE/RUN: the run-specific mount points, "\nd:/path\nf:/path\n" */
 	size_t key_len, key_cap;
+	const char *extra_key; /* TEMPLATE: more mount points to create (a former key) */
 };
 
 /* What a plan holds:

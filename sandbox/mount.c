@@ -332,6 +332,8 @@ int sb_mount_plan_build(struct sb_mount_plan *p, int mode, const struct swerve_s
 {
 	sb_mount_plan_reset(p);
 	p->mode = mode;
+	if (mode != SB_PLAN_TEMPLATE)
+		p->extra_key = NULL;
 	/* inner helpers return -1 after setting the message: report its code */
 	return plan_build(p, o, passwd, group) < 0 ? swerve_error_code() : 0;
 }
@@ -434,6 +436,26 @@ static int plan_build(struct sb_mount_plan *p, const struct swerve_sandbox_opts 
 			return -1;
 	}
 	(void)full;
+	/* TEMPLATE: also keep the mount points of earlier templates, so that a
+	 * worker alternating between layouts converges on one template */
+	for (const char *l = tmpl && p->extra_key ? p->extra_key : ""; *l;) {
+		const char *e = strchr(l, '\n');
+		size_t n = e ? (size_t)(e - l) : strlen(l);
+		if (n > 2 && n < sizeof(buf) && (l[0] == 'd' || l[0] == 'f') && l[1] == ':') {
+			memcpy(buf, l + 2, n - 2);
+			buf[n - 2] = '\0';
+			char line[4200];
+			snprintf(line, sizeof(line), "\n%.*s\n", (int)n, l);
+			if (!p->key || !strstr(p->key, line)) {
+				int dir = l[0] == 'd';
+				if ((dir ? mkdir_p(p, buf) : parent_dir(p, buf)) < 0 ||
+				    (!dir && push(p, SB_M_FILE, NULL, buf, NULL, 0) < 0) ||
+				    key_add(p, dir, buf) < 0)
+					return -1;
+			}
+		}
+		l = e ? e + 1 : l + n;
+	}
 
 	/* resolve offsets into pointers now that the arena is final */
 	for (size_t i = 0; i < p->n; i++) {

@@ -112,7 +112,13 @@ static int recv_byte(int fd, char want)
 static void holder_start(struct swerve_sandbox *sb, const struct swerve_sandbox_opts *o)
 {
 	int sv[2];
-	if (sb_mount_plan_build(&sb->tmpl, SB_PLAN_TEMPLATE, o, sb->passwd, sb->group) < 0) {
+	/* keep the former template's mount points (bounded) */
+	char *old = sb->tmpl.key_len && sb->tmpl.key_len < 65536 ? strdup(sb->tmpl.key) : NULL;
+	sb->tmpl.extra_key = old;
+	int rc = sb_mount_plan_build(&sb->tmpl, SB_PLAN_TEMPLATE, o, sb->passwd, sb->group);
+	sb->tmpl.extra_key = NULL;
+	free(old);
+	if (rc < 0) {
 		swerve_error_clear();
 		return;
 	}

@@ -387,6 +387,7 @@ Test(context, fast_path_template_follows_changing_mount_points)
 	o.ro_binds = &b;
 	o.n_ro_binds = 1;
 	const char *mnts[] = {"/workspace", "/workspace", "/src", "/workspace", "/src"};
+	pid_t holder = 0;
 	for (int i = 0; i < 5; i++) {
 		char want[64];
 		o.workspace_mount = mnts[i];
@@ -396,6 +397,11 @@ Test(context, fast_path_template_follows_changing_mount_points)
 		snprintf(want, sizeof(want), "%s\n", mnts[i]);
 		cr_assert_str_eq(r.out.data, want, "run %d", i);
 		cr_assert_eq(sb->fast, i > 0, "run %d fast %d", i, sb->fast);
+		/* from run 2 on the template has both layouts: no more rebuilds */
+		if (i == 2)
+			holder = sb->holder_pid;
+		if (i > 2)
+			cr_assert_eq(sb->holder_pid, holder, "run %d rebuilt the template", i);
 		swerve_sandbox_result_dispose(&r);
 	}
 	swerve_sandbox_free(sb);
