@@ -185,13 +185,19 @@ static int scan_text(struct swerve_patch_outcome *out, const char *p, size_t len
 			continue;
 		}
 		if (n > 4 && memcmp(line, "@@ -", 4) == 0) {
-			long a = 0, b = 1, c = 0, d = 1;
-			if (sscanf(line, "@@ -%ld,%ld +%ld,%ld", &a, &b, &c, &d) < 4) {
-				b = 1;
-				d = 1;
-				sscanf(line, "@@ -%ld +%ld,%ld", &a, &c, &d);
-				if (!strstr(line, " +") || !memchr(line + 4, ',', n - 4))
-					d = 1;
+			/* "@@ -a[,b] +c[,d] @@": b and d default to 1. The buffer is
+			 * not NUL-terminated: parse a bounded copy. */
+			char h[128], *q;
+			long b = 1, d = 1;
+			snprintf(h, sizeof(h), "%.*s", (int)(n < sizeof(h) - 1 ? n : sizeof(h) - 1),
+			         line);
+			strtol(h + 4, &q, 10);
+			if (*q == ',')
+				b = strtol(q + 1, &q, 10);
+			if ((q = strstr(q, " +"))) {
+				strtol(q + 2, &q, 10);
+				if (*q == ',')
+					d = strtol(q + 1, &q, 10);
 			}
 			old_left = b;
 			new_left = d;
