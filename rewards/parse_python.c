@@ -108,6 +108,8 @@ int parse_pytest(struct swerve_testlog *log, const char *data, size_t len)
 				}
 			}
 		}
+		if (n == 0)
+			continue;
 		size_t wl;
 		int w = pytest_word_at(s, n, &wl);
 		if (w >= 0) {
