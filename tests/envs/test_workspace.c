@@ -408,3 +408,26 @@ Test(workspace, eight_episodes_on_one_commit_check_out_once)
 	cr_assert_str_eq(out, "", "episode directories left behind: %s", out);
 	free(out);
 }
+
+Test(workspace, full_tree_layer_for_hosts_without_overlay)
+{
+	need_sandbox(0);
+	const char *cmds[] = {"echo built > BUILD_STAMP", "rm src/b.py", NULL};
+	struct swerve_layer_spec spec = {.commands = cmds};
+	struct swerve_layer l;
+	cr_assert_eq(swerve_layer_get(&l, cache, sb, "acme/widget", c[0], &spec, 0), 0, "%s",
+	             swerve_error_last());
+	cr_assert_eq(l.full, 1);
+	cr_assert(strstr(l.dir, "/tree"), "%s", l.dir);
+	enum swerve_ws_mode modes[] = {SWERVE_WS_AUTO, SWERVE_WS_COPY};
+	for (int i = 0; i < 2; i++) {
+		struct swerve_workspace *ws = ws_new(modes[i], &l);
+		char *out = ws_sh(ws, "cat BUILD_STAMP; test -e src/b.py || echo deleted; readlink "
+		                      "link");
+		cr_assert_str_eq(out, "built\ndeleted\nsrc/a.py\n", "mode %s: %s",
+		                 swerve_ws_mode_name(ws->mode), out);
+		free(out);
+		swerve_workspace_free(ws);
+	}
+	swerve_layer_dispose(&l);
+}
