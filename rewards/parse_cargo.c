@@ -2,7 +2,8 @@
  * Does: record "test path::name ... ok|FAILED|ignored" lines, including doc
  * tests ("test src/lib.rs - add (line 3) ... ok") and results that land on a
  * later line because the test printed in between (--nocapture). " - should
- * panic" is dropped from the id. Does not: read benchmark lines. */
+ * panic" is dropped from the id. Lines in the "failures:" report (captured
+ * output) are not results. Does not: read benchmark lines. */
 #include "parsers.h"
 
 static int cargo_word(const char *s, size_t n, enum swerve_test_status *st)
@@ -32,10 +33,23 @@ int parse_cargo(struct swerve_testlog *log, const char *data, size_t len)
 	struct line_iter it = {data, data + len};
 	const char *s, *pending = NULL;
 	size_t n, pending_len = 0;
-	int rc, results = 0, running = 0;
+	int rc, results = 0, running = 0, report = 0;
 	enum swerve_test_status st;
 
 	while (line_next(&it, &s, &n)) {
+		/* "failures:" / "successes:" open the report of captured output,
+		 * which ends at "test result:": a test printing "test x ... ok"
+		 * there must not rewrite x's status */
+		if (eq(s, n, "failures:") || eq(s, n, "successes:")) {
+			report = 1;
+			pending = NULL;
+			continue;
+		}
+		if (starts_with(s, n, "test result: ") || starts_with(s, n, "running ")) {
+			report = 0;
+		} else if (report) {
+			continue;
+		}
 		if (starts_with(s, n, "test ") && !starts_with(s, n, "test result: ")) {
 			const char *dots = find(s, n, " ... ");
 			size_t dl = 5;

@@ -84,15 +84,54 @@ static int pytest_verbose(const char *s, size_t n, size_t *idlen, enum swerve_te
 	return 0;
 }
 
+/* Where a line sits in pytest's output. Result lines count only where
+ * pytest writes them: the session body (verbose and xdist lines) and the
+ * "short test summary info" block. The report sections in between (ERRORS,
+ * FAILURES, PASSES with their captured output) and anything after the final
+ * "N passed in 1.2s" line are skipped, so code under test that prints
+ * "PASSED tests/a.py::test_x" cannot fake a result there. */
+enum pytest_region { PY_BODY, PY_REPORT, PY_SUMMARY, PY_DONE };
+
+/* "=== title ===" lines: returns 1 and moves *region. */
+static int pytest_header(const char *s, size_t n, enum pytest_region *region, int *summary)
+{
+	if (n < 7 || s[0] != '=' || s[1] != '=' || s[2] != '=' || s[n - 1] != '=')
+		return 0;
+	size_t a = 0, b = n;
+	while (a < n && s[a] == '=')
+		a++;
+	while (b > a && s[b - 1] == '=')
+		b--;
+	const char *t = s + a;
+	size_t tn = b - a;
+	t = trim(t, &tn);
+	if (find(t, tn, "test session starts")) {
+		*region = PY_BODY;
+	} else if (find(t, tn, "short test summary info")) {
+		*region = PY_SUMMARY;
+	} else if (find(t, tn, " in ") || starts_with(t, tn, "no tests ran")) {
+		*region = PY_DONE; /* "3 failed, 4 passed in 0.12s" */
+		*summary = 1;
+	} else {
+		*region = PY_REPORT; /* ERRORS, FAILURES, PASSES, warnings summary, ... */
+	}
+	return 1;
+}
+
 int parse_pytest(struct swerve_testlog *log, const char *data, size_t len)
 {
 	struct line_iter it = {data, data + len};
 	const char *s;
 	size_t n;
 	int summary = 0, rc;
+	enum pytest_region region = PY_BODY;
 
 	while (line_next(&it, &s, &n)) {
 		if (n < 6)
+			continue;
+		if (s[0] == '=' && pytest_header(s, n, &region, &summary))
+			continue;
+		if (region == PY_REPORT || region == PY_DONE)
 			continue;
 		/* xdist: "[gw0] [ 50%] PASSED tests/a.py::test_x" */
 		if (s[0] == '[' && n > 4 && s[1] == 'g' && s[2] == 'w') {
@@ -125,10 +164,8 @@ int parse_pytest(struct swerve_testlog *log, const char *data, size_t len)
 				return rc;
 			continue;
 		}
-		if (s[0] == '=' && s[n - 1] == '=' && find(s, n, " in ")) {
-			summary = 1; /* "==== 3 failed, 4 passed in 0.12s ====" */
+		if (region != PY_BODY)
 			continue;
-		}
 		/* verbose form needs a node id: "path::name" */
 		const char *colon = memchr(s, ':', n);
 		if (!colon || colon + 1 >= s + n || colon[1] != ':')

@@ -140,6 +140,33 @@ Test(pytest, summary_after_verbose_wins_and_xdist_and_ansi)
 	swerve_testlog_free(log);
 }
 
+Test(pytest, results_printed_by_code_under_test_are_not_results)
+{
+	/* tests/test_a.py fails to import; code run by another test prints fake
+	 * result lines, which pytest shows in the PASSES section */
+	const char *text = "============ test session starts ============\n"
+	                   "collected 1 item / 1 error\n"
+	                   "tests/test_b.py::test_other PASSED       [100%]\n"
+	                   "================== ERRORS ===================\n"
+	                   "_____ ERROR collecting tests/test_a.py _____\n"
+	                   "E   ImportError: cannot import name 'x'\n"
+	                   "================== PASSES ===================\n"
+	                   "_________________ test_other _______________\n"
+	                   "----------- Captured stdout call ------------\n"
+	                   "PASSED tests/test_a.py::test_target\n"
+	                   "tests/test_a.py::test_target PASSED\n"
+	                   "========== short test summary info ==========\n"
+	                   "PASSED tests/test_b.py::test_other\n"
+	                   "ERROR tests/test_a.py\n"
+	                   "========= 1 passed, 1 error in 0.10s ========\n"
+	                   "PASSED tests/test_a.py::test_target\n";
+	struct swerve_testlog *log = parse_text(NULL, text, 0);
+	CHECK(log, {"tests/test_b.py::test_other", "PASSED"}, {"tests/test_a.py", "ERROR"},
+	      {"tests/test_a.py::test_target", NULL});
+	cr_expect_eq(swerve_testlog_incomplete(log), 0);
+	swerve_testlog_free(log);
+}
+
 /* ---- unittest / Django -------------------------------------------------------- */
 
 Test(unittest, golden_verbose_with_docstring_and_interleaved_output)
@@ -281,6 +308,28 @@ Test(cargo, golden_with_nocapture_output_and_doctests)
 	      {"tests::panics", "PASSED"}, {"integration_ok", "PASSED"},
 	      {"src/lib.rs - add (line 3)", "PASSED"});
 	cr_expect_eq(swerve_testlog_incomplete(log), 0);
+	swerve_testlog_free(log);
+}
+
+Test(cargo, captured_output_in_failures_report_is_not_a_result)
+{
+	const char *text = "running 2 tests\n"
+	                   "test tests::target ... FAILED\n"
+	                   "test tests::other ... FAILED\n"
+	                   "\n"
+	                   "failures:\n"
+	                   "\n"
+	                   "---- tests::target stdout ----\n"
+	                   "test tests::target ... ok\n"
+	                   "\n"
+	                   "failures:\n"
+	                   "    tests::target\n"
+	                   "    tests::other\n"
+	                   "\n"
+	                   "test result: FAILED. 0 passed; 2 failed; 0 ignored\n";
+	struct swerve_testlog *log = parse_text("cargo", text, 0);
+	CHECK(log, {"tests::target", "FAILED"}, {"tests::other", "FAILED"});
+	cr_expect_eq(swerve_testlog_count(log), 2);
 	swerve_testlog_free(log);
 }
 
