@@ -15,6 +15,7 @@ int swerve_cmd_submit(int argc, char **argv);
 int swerve_cmd_work(int argc, char **argv);
 int swerve_cmd_report(int argc, char **argv);
 int swerve_cmd_validate(int argc, char **argv);
+int swerve_cmd_grade(int argc, char **argv);
 
 /* The subcommand table: one row per envs/cmd_<name>.c. */
 static const struct swerve_cmd commands[] = {
@@ -27,6 +28,7 @@ static const struct swerve_cmd commands[] = {
 	{ "work", "serve the db queue with sandboxed workers until stopped", swerve_cmd_work },
 	{ "report", "the SWE-bench run report of a run, from the db", swerve_cmd_report },
 	{ "validate", "dataset QA: tasks must fail without their gold patch and pass with it", swerve_cmd_validate },
+	{ "grade", "parse a test log and grade it against a task, offline (statuses, reward)", swerve_cmd_grade },
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
