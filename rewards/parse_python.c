@@ -211,6 +211,10 @@ static int unittest_set(struct swerve_testlog *log, const char *name, size_t n,
                         enum swerve_test_status st)
 {
 	int rc = testlog_put(log, name, n, st);
+	/* a failing subtest "test_x (m.C.test_x) (i=1)" fails its test too */
+	const char *sub = n > 4 && name[n - 1] == ')' ? find(name, n, ") (") : NULL;
+	if (!rc && sub && (st == SWERVE_TEST_FAILED || st == SWERVE_TEST_ERROR))
+		rc = unittest_set(log, name, (size_t)(sub + 1 - name), st);
 	if (rc || n < 5 || name[n - 1] != ')')
 		return rc;
 	const char *open = find(name, n, " (");

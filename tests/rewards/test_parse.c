@@ -179,7 +179,10 @@ Test(unittest, golden_verbose_with_docstring_and_interleaved_output)
 	      {"test_expected_failure (test_ut.Basic)", "XFAIL"},
 	      {"Checks that docstrings name tests.", "PASSED"},
 	      {"test_docstring (test_ut.Basic)", "PASSED"},
-	      {"test_noisy (test_ut.Basic)", "PASSED"});
+	      {"test_noisy (test_ut.Basic)", "PASSED"},
+	      /* a failing subtest fails its test */
+	      {"test_subtests (test_ut.Basic.test_subtests) (i=1)", "FAILED"},
+	      {"test_subtests (test_ut.Basic)", "FAILED"});
 	swerve_testlog_free(log);
 }
 
@@ -204,7 +207,7 @@ Test(unittest, golden_quiet_only_failures_are_named)
 {
 	struct swerve_testlog *log = parse_file(LOGS "unittest_quiet.log", "unittest", 0);
 	CHECK(log, {"test_fail (test_ut.Basic)", "FAILED"}, {"test_error (test_ut.Basic)", "ERROR"},
-	      {"test_ok (test_ut.Basic)", NULL});
+	      {"test_subtests (test_ut.Basic)", "FAILED"}, {"test_ok (test_ut.Basic)", NULL});
 	swerve_testlog_free(log);
 }
 

@@ -26,7 +26,8 @@ norm() { sed -e "s|$T|/tmp/proj|g" -e 's/ in [0-9.]*s / in 0.01s /' \
 	-e 's/timestamp="[^"]*"/timestamp="2026-11-26T00:00:00"/g' -e 's/hostname="[^"]*"/hostname="host"/g' \
 	-e 's/duration_ms\(:\?\) [0-9.]*/duration_ms\1 1.0/' -e 's/finished in [0-9.]*s/finished in 0.00s/' -e "s/thread '\([^']*\)' ([0-9]*)/thread '\\1'/" \
 	-e 's/0x[0-9a-f]\{8,\}/0x0/g' -e 's/goroutine [0-9]* \[/goroutine 1 [/g' \
-	-e 's/Ran \([0-9]*\) tests\? in [0-9.]*s/Ran \1 tests in 0.001s/'; }
+	-e 's/Ran \([0-9]*\) tests\? in [0-9.]*s/Ran \1 tests in 0.001s/' \
+	-e 's/\(example\.com\/calc\\t\)[0-9.]*s/\10.01s/'; }
 
 # ---- pytest ----------------------------------------------------------------
 mkdir -p "$T/py/tests"
@@ -123,6 +124,11 @@ class Basic(unittest.TestCase):
     def test_noisy(self):
         sys.stderr.write("some output printed by the test\nmore output\n")
         sys.stderr.flush()
+
+    def test_subtests(self):
+        for i in range(3):
+            with self.subTest(i=i):
+                self.assertNotEqual(i, 1)
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
