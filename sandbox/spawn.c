@@ -190,6 +190,11 @@ __attribute__((noreturn)) void sb_holder_main(int sock, const struct sb_mount_pl
 	int keep[1] = {sock}, step = 0, idx = -1;
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || close_except(keep, 1) < 0)
 		_exit(127);
+	/* long-lived: must not keep the caller's stdio (a pipe's EOF) open */
+	int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (nul < 0 || dup2(nul, 0) < 0 || dup2(nul, 1) < 0 || dup2(nul, 2) < 0)
+		_exit(127);
+	close(nul);
 	if (sb_mount_apply(tmpl, &step, &idx) < 0)
 		fail(sock, step, idx);
 	if (unshare(CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWUTS) < 0)
