@@ -15,6 +15,8 @@
                                 parser, the clone to use); prints the dirs
   overhead OUT                  per-episode overhead (total - test time, ms) from
                                 OUT/*/report.json: "n median p90 p99 max"
+  phases OUT                    median ms of each phase from OUT/swerve.db:
+                                "workspace apply test total"
   resolved OUT                  count of resolved instances in OUT/*/report.json
   baseline-resolved DIR         count of instances pipeline_baseline.sh resolved
   table ROWS                    prints the result table from a TSV file
@@ -111,6 +113,13 @@ def overhead(out):
     print("%d %.0f %.0f %.0f %.0f" % (len(ms), pct(ms, 50), pct(ms, 90), pct(ms, 99), max(ms)))
 
 
+def phases(out):
+    import sqlite3
+    db = sqlite3.connect(os.path.join(out, "swerve.db"))
+    rows = db.execute("SELECT workspace_ms, apply_ms, test_ms, total_ms FROM results").fetchall()
+    print(" ".join("%.0f" % pct([r[i] for r in rows], 50) for i in range(4)))
+
+
 def resolved(out):
     print(sum(1 for r in reports(out) if r["resolved"]))
 
@@ -124,23 +133,30 @@ def baseline_resolved(root):
 
 
 def table(rows_path):
+    """Median rate over the trials of each (suite, runner, parallel); the
+    ratio is of the medians."""
     rows = [line.rstrip("\n").split("\t") for line in open(rows_path) if line.strip()]
-    # suite, runner, jobs, episodes, resolved, seconds
-    rate = {}
+    keys, runs = [], {}
     for suite, runner, jobs, n, res, secs in rows:
-        rate[(suite, runner, jobs)] = int(n) / float(secs)
-    print("| suite | runner | parallel | episodes | resolved | wall s | episodes/s | vs baseline |")
-    print("|---|---|---|---|---|---|---|---|")
-    for suite, runner, jobs, n, res, secs in rows:
-        base = rate.get((suite, "shell baseline", jobs))
-        r = rate[(suite, runner, jobs)]
-        print("| %s | %s | %s | %s | %s | %.2f | %.2f | %s |" % (
-            suite, runner, jobs, n, res, float(secs), r,
-            "%.2fx" % (r / base) if base else "-"))
+        k = (suite, runner, jobs)
+        if k not in runs:
+            keys.append(k)
+            runs[k] = []
+        runs[k].append((int(n) / float(secs), int(n), int(res)))
+    med = {k: pct([r[0] for r in v], 50) for k, v in runs.items()}
+    print("| suite | runner | parallel | episodes x trials | resolved | episodes/s | vs baseline |")
+    print("|---|---|---|---|---|---|---|")
+    for k in keys:
+        v = runs[k]
+        base = med.get((k[0], "shell baseline", k[2]))
+        rates = [r[0] for r in v]
+        print("| %s | %s | %s | %d x %d | %d | %.2f [%.2f-%.2f] | %s |" % (
+            k[0], k[1], k[2], v[0][1], len(v), sum(r[2] for r in v), med[k], min(rates),
+            max(rates), "%.2fx" % (med[k] / base) if base else "-"))
 
 
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     {"replicate": replicate, "canned": canned, "baseline-prep": baseline_prep,
-     "overhead": overhead, "resolved": resolved, "baseline-resolved": baseline_resolved,
+     "overhead": overhead, "phases": phases, "resolved": resolved, "baseline-resolved": baseline_resolved,
      "table": table}[cmd](*args)
