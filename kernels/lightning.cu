@@ -165,7 +165,8 @@ __global__ void __launch_bounds__(NT, STATE_ONLY ? 3 : 2)
 	} else {
 		if (g > 0 && seg_start >= T)
 			return;
-		seg_end = min(seg_start + P.seg_len, T);
+		/* the last segment runs to the end even if max_seqlen was too small */
+		seg_end = g == P.G - 1 ? T : min(seg_start + P.seg_len, T);
 	}
 	const int n_chunks = seg_end > seg_start ? (seg_end - seg_start + C - 1) / C : 0;
 	const int H = P.H;
@@ -473,7 +474,7 @@ __global__ void __launch_bounds__(NT, STATE_ONLY ? 3 : 2)
 	if (STATE_ONLY) {
 		dst = pr.seg + (((size_t)b * H + h) * P.G + g) * D * D;
 	} else {
-		const int last = T > 0 ? (T - 1) / P.seg_len : 0;
+		const int last = T > 0 ? min((T - 1) / P.seg_len, P.G - 1) : 0;
 		if (pr.final && g == last) {
 			dst = pr.final + sbase;
 			mul = pr.final_mul ? expf(-slope) : 1.0f;
@@ -682,6 +683,14 @@ int run(la_params &P, int nprob, const swerve_lightning_dims *d, void *ws, size_
 	                    : launch<128>(P, nprob, d, stream, fn);
 }
 
+/* cp.async and the vector accesses need 16-byte aligned tensors */
+int misaligned(const char *fn, const char *name, const void *p)
+{
+	if (((uintptr_t)p & 15) == 0)
+		return 0;
+	return swerve_error_set(SWERVE_EINVAL, "%s: %s = %p: must be 16-byte aligned", fn, name, p);
+}
+
 const __nv_bfloat16 *bf(const uint16_t *p)
 {
 	return reinterpret_cast<const __nv_bfloat16 *>(p);
@@ -713,6 +722,11 @@ extern "C" int swerve_lightning_forward(uint16_t *o, float *final_state, const u
 	if (!o || !q || !k || !v || !cu_seqlens || !slopes)
 		return swerve_error_set(SWERVE_EINVAL,
 		                        "%s: o, q, k, v, cu_seqlens and slopes must be set", fn);
+	if ((rc = misaligned(fn, "o", o)) || (rc = misaligned(fn, "q", q)) ||
+	    (rc = misaligned(fn, "k", k)) || (rc = misaligned(fn, "v", v)) ||
+	    (rc = misaligned(fn, "final_state", final_state)) ||
+	    (rc = misaligned(fn, "workspace", workspace)))
+		return rc;
 	la_params P = {};
 	P.cu = cu_seqlens;
 	P.slopes = slopes;
@@ -747,6 +761,13 @@ extern "C" int swerve_lightning_backward(uint16_t *dq, uint16_t *dk, uint16_t *d
 		                        "%s: dq, dk, dv, q, k, v, dout, cu_seqlens and slopes must "
 		                        "be set",
 		                        fn);
+	if ((rc = misaligned(fn, "dq", dq)) || (rc = misaligned(fn, "dk", dk)) ||
+	    (rc = misaligned(fn, "dv", dv)) || (rc = misaligned(fn, "q", q)) ||
+	    (rc = misaligned(fn, "k", k)) || (rc = misaligned(fn, "v", v)) ||
+	    (rc = misaligned(fn, "dout", dout)) ||
+	    (rc = misaligned(fn, "dinitial_state", dinitial_state)) ||
+	    (rc = misaligned(fn, "workspace", workspace)))
+		return rc;
 	la_params P = {};
 	P.cu = cu_seqlens;
 	P.slopes = slopes;
@@ -778,6 +799,10 @@ extern "C" int swerve_lightning_decode(uint16_t *o, float *state, const uint16_t
 	if (!o || !state || !q || !k || !v || !slopes)
 		return swerve_error_set(SWERVE_EINVAL,
 		                        "%s: o, state, q, k, v and slopes must be set", fn);
+	int rc;
+	if ((rc = misaligned(fn, "state", state)) || (rc = misaligned(fn, "q", q)) ||
+	    (rc = misaligned(fn, "k", k)) || (rc = misaligned(fn, "v", v)))
+		return rc;
 	auto ob = reinterpret_cast<__nv_bfloat16 *>(o);
 	if (dim == 64)
 		la_decode_kernel<64><<<batch * heads * 2, 256, 0, stream>>>(ob, state, bf(q), bf(k),

@@ -21,11 +21,12 @@
  *
  * GPU functions take device pointers (bf16 tensors as uint16_t bit patterns),
  * run on `stream` (cudaStream_t is `struct CUstream_st *`), are asynchronous,
- * and need no CUDA headers here. Launch-time failures are returned; faults
- * inside a kernel surface at the caller's next synchronisation. D must be 64
- * or 128 on the GPU. Workspace is explicit: ask swerve_lightning_*_workspace()
- * for the bytes (0 is possible) and pass a device buffer at least that large;
- * the same dims and the same current device must be used for both calls.
+ * and need no CUDA headers here. Tensors and states must be 16-byte aligned
+ * (cudaMalloc's are, and rows of D = 64 or 128 keep it). Launch-time failures
+ * are returned; faults inside a kernel surface at the caller's next
+ * synchronisation. D must be 64 or 128 on the GPU. Workspace is explicit: ask
+ * swerve_lightning_*_workspace() for the bytes (0 is possible) and pass a device buffer at least
+ * that large; the same dims and the same current device must be used for both calls.
  *
  * Every function returns 0 or a negative SWERVE_E* code (sandbox/error.h)
  * with a one-line message in swerve_error_last(). */
@@ -45,8 +46,9 @@ struct swerve_lightning_dims {
 	int batch;      /* B: number of sequences */
 	int heads;      /* H */
 	int dim;        /* D: head dim of q, k and v (GPU: 64 or 128) */
-	int max_seqlen; /* GPU: the longest sequence (sizes the grid: tokens past it
-	                 * are not processed); the CPU reference ignores it */
+	int max_seqlen; /* GPU: the longest sequence, to size the grid (a smaller
+	                 * value stays correct but runs slower); the CPU
+	                 * reference ignores it */
 };
 
 /* The layer-scaled slope of SPEC.md section 3 for head h of H in layer l of L

@@ -135,7 +135,7 @@ static int have_gpu(void)
 /* One varlen problem: forward (o, final state) and backward (dq, dk, dv, dS0)
  * against the CPU reference. */
 static int check_case(const char *name, std::vector<int> lens, int H, int D, int layer, int layers,
-                      int with_states)
+                      int with_states, int max_seqlen_hint = 0)
 {
 	if (!have_gpu())
 		return GPU_SKIP;
@@ -163,7 +163,8 @@ static int check_case(const char *name, std::vector<int> lens, int H, int D, int
 	}
 	for (int h = 0; h < H; h++)
 		slopes[h] = swerve_lightning_slope(h, H, layer, layers);
-	swerve_lightning_dims dims = {B, H, D, maxT};
+	/* a hint below the longest sequence must stay correct (only slower) */
+	swerve_lightning_dims dims = {B, H, D, max_seqlen_hint > 0 ? max_seqlen_hint : maxT};
 
 	/* reference */
 	std::vector<float> ro(n), rsT(ns), rdq(n), rdk(n), rdv(n), rds0(ns);
@@ -252,6 +253,11 @@ static int t_batch_no_states_d128(void)
 static int t_varlen_d64(void)
 {
 	return check_case("varlen, segments, D=64", {1000, 1, 2500, 63}, 3, 64, 2, 16, 1);
+}
+
+static int t_max_seqlen_too_small(void)
+{
+	return check_case("max_seqlen hint 1000 < 3000", {3000, 500, 17}, 2, 128, 0, 32, 1, 1000);
 }
 
 /* Decode N tokens from S0 for 64 sequences; the state must equal the chunked
@@ -361,6 +367,11 @@ static int t_rejects_bad_input(void)
 	CHECK(swerve_lightning_decode(p, (float *)p, p, p, p, (float *)p, 0, 4, 128, 0) ==
 	              SWERVE_EINVAL,
 	      "batch 0 accepted");
+	dims = {1, 1, 128, 64};
+	CHECK(swerve_lightning_forward(p, nullptr, p + 1, p, p, (int32_t *)p, (float *)p, nullptr,
+	                               &dims, nullptr, 0, 0) == SWERVE_EINVAL,
+	      "misaligned q accepted");
+	CHECK(strstr(swerve_error_last(), "16-byte") != NULL, "message: %s", swerve_error_last());
 	return 0;
 }
 
@@ -377,6 +388,7 @@ int main(void)
 	        {"lightning varlen, last layer (no decay), D=128", t_varlen_no_decay_d128},
 	        {"lightning batch, no states, D=128", t_batch_no_states_d128},
 	        {"lightning varlen, D=64", t_varlen_d64},
+	        {"lightning max_seqlen below the longest sequence", t_max_seqlen_too_small},
 	        {"lightning decode matches forward", t_decode_matches_forward},
 	        {"lightning rejects bad input", t_rejects_bad_input},
 	};
