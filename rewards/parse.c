@@ -85,21 +85,77 @@ static size_t clean(char *dst, const char *src, size_t n)
 	return o;
 }
 
-static int has_line_starting(const char *data, size_t len, const char *prefix)
+/* Detection scores every runner on the lines of the first megabyte: a result
+ * line in a runner's own form counts 1, a banner only that runner prints
+ * ("test session starts", "TAP version", "test result:") counts 10. The
+ * highest score wins, so output of one tool quoted inside another's log (a
+ * Python test that prints "--- PASS: TestX") does not decide. */
+enum det { D_PYTEST, D_UNITTEST, D_SYMPY, D_GO, D_GOJSON, D_CARGO, D_TAP, D_NODE, D_CTEST, D_N };
+
+static const char *const det_names[D_N] = {"pytest", "unittest", "sympy", "go",   "gojson",
+                                           "cargo",  "tap",      "node",  "ctest"};
+
+static void score_line(int *sc, const char *s, size_t n)
 {
-	size_t k = strlen(prefix);
-	if (len >= k && memcmp(data, prefix, k) == 0)
-		return 1;
-	char pat[64];
-	if (k + 1 >= sizeof(pat))
-		return 0;
-	pat[0] = '\n';
-	memcpy(pat + 1, prefix, k);
-	return memmem(data, len, pat, k + 1) != NULL;
+	size_t k = 0;
+	while (k < n && (s[k] == ' ' || s[k] == '\t'))
+		k++;
+	const char *t = s + k;
+	size_t tn = n - k;
+	if (tn < 3)
+		return;
+	if (t[0] == '{' && find(t, tn, "\"Action\":"))
+		sc[D_GOJSON] += 2;
+	if (starts_with(t, tn, "--- PASS: ") || starts_with(t, tn, "--- FAIL: ") ||
+	    starts_with(t, tn, "--- SKIP: ") || starts_with(t, tn, "=== RUN   "))
+		sc[D_GO]++;
+	if (starts_with(t, tn, "ok ") || starts_with(t, tn, "not ok "))
+		sc[D_TAP]++;
+	if (starts_with(t, tn, "TAP version ") || starts_with(t, tn, "# Subtest: "))
+		sc[D_TAP] += 10;
+	if (memchr(t, ':', tn) && find(t, tn, "::")) {
+		if (starts_with(t, tn, "PASSED ") || starts_with(t, tn, "FAILED ") ||
+		    starts_with(t, tn, "ERROR ") || starts_with(t, tn, "[gw") ||
+		    find(t, tn, " PASSED") || find(t, tn, " FAILED") || find(t, tn, " ERROR"))
+			sc[D_PYTEST]++;
+	}
+	if (t[0] == '=' &&
+	    (find(t, tn, "test session starts") || find(t, tn, "short test summary info")))
+		sc[D_PYTEST] += 10;
+	if (find(t, tn, " ... ")) {
+		if (starts_with(t, tn, "test "))
+			sc[D_CARGO]++;
+		else
+			sc[D_UNITTEST]++;
+	} else if (ends_with(t, tn, " ...") && !starts_with(t, tn, "test ")) {
+		sc[D_UNITTEST]++;
+	}
+	if (starts_with(t, tn, "test result: "))
+		sc[D_CARGO] += 10;
+	if ((starts_with(t, tn, "Ran ") && find(t, tn, " test")) || starts_with(t, tn, "FAIL: ") ||
+	    starts_with(t, tn, "ERROR: "))
+		sc[D_UNITTEST] += 3;
+	if (starts_with(t, tn, "test_") &&
+	    (ends_with(t, tn, " ok") || ends_with(t, tn, " F") || ends_with(t, tn, " E") ||
+	     ends_with(t, tn, " f") || ends_with(t, tn, "[OK]") || ends_with(t, tn, "[FAIL]")))
+		sc[D_SYMPY]++;
+	if (find(t, tn, "test process starts"))
+		sc[D_SYMPY] += 10;
+	if (find(t, tn, "Test #") || find(t, tn, "Test  #"))
+		sc[D_CTEST]++;
+	if (starts_with(t, tn, "Test project "))
+		sc[D_CTEST] += 10;
+	if (starts_with(t, tn, "\xe2\x9c\x94 ") || starts_with(t, tn, "\xe2\x9c\x96 ") ||
+	    starts_with(t, tn, "\xef\xb9\xa3 ") || starts_with(t, tn, "\xe2\x96\xb6 "))
+		sc[D_NODE]++;
+	if (starts_with(t, tn, "\xe2\x84\xb9 tests "))
+		sc[D_NODE] += 10;
 }
 
 const char *swerve_log_detect(const char *data, size_t len)
 {
+	if (!data)
+		return NULL;
 	if (len > (1u << 20))
 		len = 1u << 20;
 	size_t i = 0;
@@ -108,36 +164,17 @@ const char *swerve_log_detect(const char *data, size_t len)
 	if (i < len && data[i] == '<' &&
 	    (find(data + i, len - i, "<testsuite") || find(data + i, len - i, "<testcase")))
 		return "junit";
-	if (find(data, len, "{\"Time\":") && find(data, len, "\"Action\":"))
-		return "gojson";
-	if (find(data, len, "=== RUN   ") || find(data, len, "--- PASS: ") ||
-	    find(data, len, "--- FAIL: "))
-		return "go";
-	if (has_line_starting(data, len, "TAP version") || has_line_starting(data, len, "ok 1 ") ||
-	    has_line_starting(data, len, "not ok 1 ") || has_line_starting(data, len, "1.."))
-		return "tap";
-	if (find(data, len, "test session starts") || find(data, len, "short test summary info") ||
-	    ((has_line_starting(data, len, "PASSED ") || has_line_starting(data, len, "FAILED ") ||
-	      has_line_starting(data, len, "ERROR ") || has_line_starting(data, len, "[gw") ||
-	      find(data, len, " PASSED ") || find(data, len, " FAILED ")) &&
-	     find(data, len, "::")))
-		return "pytest";
-	if (find(data, len, "test process starts") && find(data, len, "executable:"))
-		return "sympy";
-	if (find(data, len, "test result: ") && find(data, len, "\nrunning "))
-		return "cargo";
-	if (find(data, len, " Test #") || find(data, len, " Test  #") ||
-	    find(data, len, "Test project "))
-		return "ctest";
-	if (find(data, len, "\xe2\x84\xb9 tests ") ||
-	    has_line_starting(data, len, "\xe2\x9c\x94 ") ||
-	    has_line_starting(data, len, "\xe2\x9c\x96 "))
-		return "node";
-	if (find(data, len, " ... ok") || find(data, len, " ... FAIL") ||
-	    find(data, len, " ... ERROR") || has_line_starting(data, len, "Ran ") ||
-	    has_line_starting(data, len, "FAIL: ") || has_line_starting(data, len, "ERROR: "))
-		return "unittest";
-	return NULL;
+	int sc[D_N] = {0};
+	struct line_iter it = {data, data + len};
+	const char *s;
+	size_t n;
+	while (line_next(&it, &s, &n))
+		score_line(sc, s, n);
+	int best = -1;
+	for (int d = 0; d < D_N; d++)
+		if (sc[d] > 0 && (best < 0 || sc[d] > sc[best]))
+			best = d;
+	return best < 0 ? NULL : det_names[best];
 }
 
 int swerve_log_parse(struct swerve_testlog **out, const char *parser, const char *data, size_t len,

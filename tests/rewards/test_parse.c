@@ -496,6 +496,23 @@ Test(parse, unknown_parser_is_einval_with_the_name)
 	cr_expect_eq(swerve_log_parser_exists("django"), 1);
 }
 
+Test(parse, detection_goes_by_the_majority_not_the_first_hint)
+{
+	/* a Python test suite whose output quotes go test's */
+	const char *py = "============ test session starts ============\n"
+	                 "--- PASS: TestQuoted (0.00s)\n"
+	                 "tests/test_go_tool.py::test_wraps_go PASSED     [ 50%]\n"
+	                 "tests/test_go_tool.py::test_other FAILED        [100%]\n";
+	cr_expect_str_eq(swerve_log_detect(py, strlen(py)), "pytest");
+	const char *go = "=== RUN   TestA\n--- PASS: TestA (0.00s)\n=== RUN   TestB\n"
+	                 "PASSED x.py::y\n--- FAIL: TestB (0.00s)\nFAIL\n";
+	cr_expect_str_eq(swerve_log_detect(go, strlen(go)), "go");
+	const char *cargo = "running 1 test\ntest a::b ... ok\n\ntest result: ok. 1 passed\n";
+	cr_expect_str_eq(swerve_log_detect(cargo, strlen(cargo)), "cargo");
+	const char *ut = "test_a (m.C) ... ok\ntest_b (m.C) ... FAIL\n\nRan 2 tests in 0.1s\n";
+	cr_expect_str_eq(swerve_log_detect(ut, strlen(ut)), "unittest");
+}
+
 Test(parse, undetectable_log_is_enotfound)
 {
 	struct swerve_testlog *log = NULL;
