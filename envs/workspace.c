@@ -172,8 +172,6 @@ void swerve_workspace_sandbox_opts(const struct swerve_workspace *ws,
 		opts->workspace_work = ws->work;
 	}
 	opts->workspace_mount = SWERVE_WS_MOUNT;
-	opts->ro_binds = ws->binds;
-	opts->n_ro_binds = 2;
 }
 
 /* ---- patch application in the sandbox ------------------------------------- */
@@ -232,6 +230,11 @@ static int run_apply(struct swerve_patch_outcome *out, struct swerve_workspace *
 	int rc;
 
 	swerve_workspace_sandbox_opts(ws, &o);
+	/* only the test_patch step (no model code runs in it) sees the mirror */
+	if (job->commit) {
+		o.ro_binds = &ws->binds[1];
+		o.n_ro_binds = 1;
+	}
 	o.fn = apply_in_sandbox;
 	o.fn_arg = (void *)job;
 	o.limits.wall_ms = wall_ms;
@@ -302,6 +305,8 @@ static int run_gnu_patch(struct swerve_patch_outcome *out, struct swerve_workspa
 	if (!(f = fopen(path, "w")) || fwrite(patch, 1, len, f) != len || fclose(f) != 0)
 		return swerve_error_set(SWERVE_EIO, "write %s: %s", path, strerror(errno));
 	swerve_workspace_sandbox_opts(ws, &o);
+	o.ro_binds = &ws->binds[0]; /* the patch file */
+	o.n_ro_binds = 1;
 	o.argv = argv;
 	o.limits.wall_ms = wall_ms;
 	if ((rc = swerve_sandbox_run(&r, sb, &o)) < 0) {

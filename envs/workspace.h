@@ -68,7 +68,7 @@ struct swerve_workspace {
 	char *in;           /* inputs directory (host side) */
 	char *layer_dir;    /* the layer's directory (overlay upper or full tree), or NULL */
 	int layer_full;     /* the layer is a full tree, not an overlay upper */
-	struct swerve_sandbox_bind binds[2]; /* in + git dir, read-only */
+	struct swerve_sandbox_bind binds[2]; /* internal: in, git dir (patch steps only) */
 };
 
 /* Creates the workspace of one episode on (name, commit): resolves the
@@ -84,9 +84,12 @@ void swerve_workspace_free(struct swerve_workspace *ws);
 int swerve_workspace_reset(struct swerve_workspace *ws);
 
 /* Points opts at the workspace: overlay (lower/upper/work) or the copied
- * tree, mounted at /workspace, plus read-only binds of the inputs directory
- * (/swerve/in) and the bare mirror (/swerve/repo.git). The strings and the
- * bind array are borrowed from ws. Other fields of opts are left alone. */
+ * tree, mounted at /workspace. The strings are borrowed from ws; no other
+ * field of opts is touched (ro_binds stay the caller's). On purpose the
+ * repository mirror is NOT visible to runs made with these options: it
+ * holds the commits after the base (the fix), which a model's code under
+ * test must not read; only the test_patch restore step (no model code runs
+ * in it) binds it, read-only. */
 void swerve_workspace_sandbox_opts(const struct swerve_workspace *ws,
                                    struct swerve_sandbox_opts *opts);
 

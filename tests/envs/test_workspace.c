@@ -220,9 +220,10 @@ Test(workspace, stale_patch_falls_back_to_gnu_patch_fuzz)
 	cr_assert_eq(o.applied, 1, "%s", o.reason);
 	cr_assert_eq(o.method, SWERVE_PATCH_FUZZ, "%s", swerve_patch_method_name(o.method));
 	cr_assert_str_eq(swerve_patch_method_name(o.method), "patch_fuzz");
-	char *out = ws_sh(ws, "grep -c 'return x \\* 30' src/a.py; ls src; ls /swerve/in");
-	cr_assert_str_eq(out, "1\na.py\nb.py\n", "%s", out); /* no .orig/.rej, no leftovers */
+	char *out = ws_sh(ws, "grep -c 'return x \\* 30' src/a.py; ls src");
+	cr_assert_str_eq(out, "1\na.py\nb.py\n", "%s", out); /* no .orig/.rej */
 	free(out);
+	cr_assert_eq(count_entries(ws->in), 0, "the patch file was left behind");
 	/* with fuzz disabled it is refused with libgit2's reason, tree reset */
 	cr_assert_eq(swerve_workspace_reset(ws), 0);
 	struct swerve_patch_opts po = SWERVE_PATCH_OPTS_INIT;
@@ -430,4 +431,21 @@ Test(workspace, full_tree_layer_for_hosts_without_overlay)
 		swerve_workspace_free(ws);
 	}
 	swerve_layer_dispose(&l);
+}
+
+Test(workspace, runs_cannot_see_the_mirror_with_future_commits)
+{
+	need_sandbox(0);
+	struct swerve_workspace *ws = ws_new(SWERVE_WS_AUTO, NULL);
+	/* a model's code under test must not find the fix in the history: neither
+	 * the mirror's mount point nor its host path exists inside */
+	char cmd[1200];
+	snprintf(cmd, sizeof(cmd),
+	         "for p in /swerve/repo.git '%s' '%s/repos' /workspace/.git; do "
+	         "test -e \"$p\" && echo \"visible: $p\"; done; echo end",
+	         ws->git_dir, home);
+	char *out = ws_sh(ws, cmd);
+	cr_assert_str_eq(out, "end\n", "%s", out);
+	free(out);
+	swerve_workspace_free(ws);
 }
