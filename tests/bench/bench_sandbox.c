@@ -22,6 +22,12 @@ static uint64_t now_us(void)
 	return (uint64_t)ts.tv_sec * 1000000ull + (uint64_t)ts.tv_nsec / 1000;
 }
 
+static int fn_zero(void *arg)
+{
+	(void)arg;
+	return 0;
+}
+
 static int cmp(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -46,6 +52,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	uint64_t *tot = calloc((size_t)n, sizeof(uint64_t)), *st[7], *base = calloc((size_t)n, 8);
+	uint64_t *fnt = calloc((size_t)n, sizeof(uint64_t));
 	for (int k = 0; k < 7; k++)
 		st[k] = calloc((size_t)n, sizeof(uint64_t));
 	const char *argv_true[] = {"/bin/true", NULL};
@@ -72,6 +79,16 @@ int main(int argc, char **argv)
 		                 t.seccomp_us, t.exec_us, t.wait_us};
 		for (int k = 0; k < 7; k++)
 			st[k][i] = v[k];
+		/* the same containment without an exec: the in-process entry point */
+		struct swerve_sandbox_opts of = o;
+		of.argv = NULL;
+		of.fn = fn_zero;
+		t0 = now_us();
+		rc = swerve_sandbox_run(&r, sb, &of);
+		fnt[i] = now_us() - t0;
+		if (rc < 0 || r.verdict != SWERVE_VERDICT_OK)
+			bad++;
+		swerve_sandbox_result_dispose(&r);
 		/* baseline: the same program without any isolation */
 		pid_t pid;
 		t0 = now_us();
@@ -84,15 +101,18 @@ int main(int argc, char **argv)
 	                               "seccomp loaded (child)", "exec called (child)",
 	                               "reaped (parent)"};
 	printf("sandbox per-run overhead, /bin/true, %d runs (one context reused)\n", n);
-	printf("%-28s %12s\n", "step finished at", "median us");
+	printf("%-34s %12s\n", "step finished at", "median us");
 	for (int k = 0; k < 7; k++)
-		printf("%-28s %12llu\n", names[k], (unsigned long long)pct(st[k], n, 0.5));
+		printf("%-34s %12llu\n", names[k], (unsigned long long)pct(st[k], n, 0.5));
 	uint64_t med = pct(tot, n, 0.5), p99 = pct(tot, n, 0.99);
 	uint64_t bmed = pct(base, n, 0.5), bp99 = pct(base, n, 0.99);
-	printf("\n%-28s %12s %12s\n", "", "median us", "p99 us");
-	printf("%-28s %12llu %12llu\n", "swerve_sandbox_run", (unsigned long long)med,
+	printf("\n%-34s %12s %12s\n", "", "median us", "p99 us");
+	printf("%-34s %12llu %12llu\n", "swerve_sandbox_run", (unsigned long long)med,
 	       (unsigned long long)p99);
-	printf("%-28s %12llu %12llu\n", "posix_spawn (no isolation)", (unsigned long long)bmed,
+	uint64_t fmed = pct(fnt, n, 0.5), fp99 = pct(fnt, n, 0.99);
+	printf("%-34s %12llu %12llu\n", "swerve_sandbox_run, fn (no exec)",
+	       (unsigned long long)fmed, (unsigned long long)fp99);
+	printf("%-34s %12llu %12llu\n", "posix_spawn (no isolation)", (unsigned long long)bmed,
 	       (unsigned long long)bp99);
 	printf("failed runs: %d\n", bad);
 	swerve_sandbox_free(sb);
