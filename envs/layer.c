@@ -251,6 +251,22 @@ int swerve_layer_get(struct swerve_layer *out, struct swerve_repo_cache *cache,
 		rc = found(out, final);
 		goto done;
 	}
+	if (!spec->retry_failed) {
+		char *failed = NULL;
+		if (asprintf(&failed, "%s.failed.log", final) < 0) {
+			rc = swerve_error_set(SWERVE_ENOMEM, "layer: out of memory");
+			goto done;
+		}
+		if (stat(failed, &st) == 0) {
+			out->log = failed;
+			rc = swerve_error_set(SWERVE_ERROR,
+			                      "layer %s: environment setup failed before: log %s "
+			                      "(remove it, or set retry_failed, to rebuild)",
+			                      what, failed);
+			goto done;
+		}
+		free(failed);
+	}
 	swerve_fs_rmtree(tmp);
 	if (mkdir(tmp, 0755) < 0) {
 		rc = swerve_error_set(SWERVE_EIO, "layer %s: mkdir %s: %s", what, tmp,

@@ -9,8 +9,10 @@
  *   tree/    a full tree (hosts without overlay: setup ran on a copy)
  *   log      the setup's stdout and stderr
  * A failed setup is an environment error (< 0, SWERVE_ERROR) carrying the
- * path of its log (<commit>-<key>.failed.log); it is never a reward. Builds
- * are serialised per key with flock, like pristine checkouts. */
+ * path of its log (<commit>-<key>.failed.log); it is never a reward. The
+ * failure is remembered: later callers get the same error at once (no
+ * rebuild for every episode) until the log is removed or retry_failed is
+ * set. Builds are serialised per key with flock, like pristine checkouts. */
 #ifndef SWERVE_ENVS_LAYER_H
 #define SWERVE_ENVS_LAYER_H
 
@@ -28,6 +30,7 @@ struct swerve_layer_spec {
 	const struct swerve_sandbox_bind *ro_binds; /* toolchains the setup needs */
 	size_t n_ro_binds;
 	uint64_t wall_ms; /* deadline for the whole setup; 0 = 600 s */
+	int retry_failed; /* 1: rebuild even if this spec failed before */
 };
 
 struct swerve_layer {

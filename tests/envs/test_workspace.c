@@ -373,6 +373,17 @@ Test(workspace, failing_setup_is_an_environment_error_with_log)
 	char *log = ts_read_file(l.log, NULL);
 	cr_assert(log && strstr(log, "compiling") && strstr(log, "missing header"), "%s", log);
 	free(log);
+	/* remembered: the next episode gets the error without rebuilding */
+	struct swerve_layer again;
+	cr_assert_lt(swerve_layer_get(&again, cache, sb, "acme/widget", c[0], &spec, 0), 0);
+	cr_assert(strstr(swerve_error_last(), "failed before: log"), "%s", swerve_error_last());
+	cr_assert_str_eq(again.log, l.log);
+	swerve_layer_dispose(&again);
+	spec.retry_failed = 1;
+	cr_assert_lt(swerve_layer_get(&again, cache, sb, "acme/widget", c[0], &spec, 0), 0);
+	cr_assert(strstr(swerve_error_last(), "environment setup failed (RE, exit 3)"), "%s",
+	          swerve_error_last());
+	swerve_layer_dispose(&again);
 	swerve_layer_dispose(&l);
 }
 
