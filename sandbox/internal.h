@@ -197,9 +197,9 @@ struct swerve_sandbox {
 	struct swerve_sandbox_timing timing;
 	uid_t host_uid;
 	gid_t host_gid;
-	/* Fast path (the worker is root): a holder process keeps a user, net
-	 * and uts namespace per context (ids mapped, loopback up), which every
-	 * run joins instead of creating its own; see spawn.c. */
+	/* Fast path (the worker is root): a holder process keeps a template
+	 * root, a user namespace (ids mapped) and a uts namespace per context,
+	 * which every run joins instead of building its own; see spawn.c. */
 	int fast;
 	struct sb_mount_plan tmpl;     /* the holder's template (fast path) */
 	struct sb_mount_plan run_plan; /* this run's mounts (fast path) */
@@ -208,7 +208,7 @@ struct swerve_sandbox {
 	unsigned long runs;
 	pid_t holder_pid;
 	int holder_sock;
-	int ns_user, ns_net, ns_uts;
+	int ns_user, ns_uts;
 	char passwd[256], group[256];
 };
 

@@ -62,6 +62,20 @@ Test(network, host_loopback_listener_and_outside_world_unreachable)
 	close(s);
 }
 
+Test(network, no_socket_state_carries_over_to_the_next_run)
+{
+	TS_NEED_SANDBOX();
+	/* a fixed port bound without SO_REUSEADDR after a server-side close:
+	 * a network namespace shared between runs would keep the TIME_WAIT
+	 * socket and the next run would get EADDRINUSE */
+	for (int i = 0; i < 3; i++) {
+		struct swerve_sandbox_result r = R_INIT;
+		int rc = ts_escape(&r, NULL, "tcpcycle", "8080", NULL);
+		expect_ok(&r, rc, "ok\n");
+		swerve_sandbox_result_dispose(&r);
+	}
+}
+
 Test(network, packet_raw_alg_vsock_sockets_refused)
 {
 	TS_NEED_SANDBOX();

@@ -327,6 +327,25 @@ static int run(const char *c, char **argv)
 		write(cl, "ping", 4);
 		read(sv, buf, 4);
 		printf("%s\n", strcmp(buf, "ping") ? "bad" : "ok");
+	} else if (!strcmp(c, "tcpcycle")) { /* argv[2]: a fixed port; no SO_REUSEADDR */
+		int l = socket(AF_INET, SOCK_STREAM, 0);
+		struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(atoi(argv[2]))};
+		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		if (bind(l, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(l, 1) < 0) {
+			say(-1);
+			return 0;
+		}
+		int cl = socket(AF_INET, SOCK_STREAM, 0);
+		if (connect(cl, (struct sockaddr *)&a, sizeof(a)) < 0) {
+			say(-1);
+			return 0;
+		}
+		int sv = accept(l, NULL, NULL);
+		close(sv); /* the server closes first: its side goes to TIME_WAIT */
+		usleep(10000);
+		close(cl);
+		close(l);
+		say(0);
 	} else if (!strcmp(c, "exit")) {
 		return atoi(argv[2]);
 	} else if (!strcmp(c, "signal")) {
