@@ -11,7 +11,8 @@
  * and 1024 logprobs (10 KiB of blobs). The database lives in $BENCH_DIR
  * (default build/bench-db, i.e. the repository's disk, not tmpfs).
  *
- * usage: bench_db [results_per_run_normal [results_per_run_full]] */
+ * usage: bench_db [results_per_run_normal [results_per_run_full [procs,...]]]
+ * (default 10000 2000 1,2,8) */
 #include <errno.h>
 #include <sched.h>
 #include <stdio.h>
@@ -206,7 +207,7 @@ int main(int argc, char **argv)
 	int n_full = argc > 2 ? atoi(argv[2]) : 2000;
 	const char *dir = getenv("BENCH_DIR");
 	char path[512];
-	int procs[] = {1, 2, 8};
+	int procs[16] = {1, 2, 8}, nprocs = 3;
 
 	if (!dir || !*dir)
 		dir = "build/bench-db";
@@ -231,7 +232,13 @@ int main(int argc, char **argv)
 	}
 	printf("load average at start: %s (other processes share these cores)\n", load);
 	printf("%-6s %22s %22s %10s\n", "procs", "synchronous=NORMAL", "baseline: FULL", "goal");
-	for (size_t i = 0; i < sizeof(procs) / sizeof(procs[0]); i++) {
+	if (argc > 3) {
+		nprocs = 0;
+		for (char *t = strtok(argv[3], ","); t && nprocs < 16; t = strtok(NULL, ","))
+			if ((procs[nprocs] = atoi(t)) > 0 && procs[nprocs] <= 64)
+				nprocs++;
+	}
+	for (int i = 0; i < nprocs; i++) {
 		fresh_db(path, sizeof(path), dir, "normal");
 		double normal = run_workers(path, 0, procs[i], n_normal);
 		fresh_db(path, sizeof(path), dir, "full");
