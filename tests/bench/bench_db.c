@@ -47,9 +47,9 @@ static double now_s(void)
 
 static void fresh_db(char *path, size_t cap, const char *dir, const char *name)
 {
-	const char *suffix[] = {"", "-wal", "-shm"};
+	const char *suffix[] = {"", "-wal", "-shm", "-wlock"};
 	snprintf(path, cap, "%s/%s.db", dir, name);
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < 4; i++) {
 		char p[600];
 		snprintf(p, sizeof(p), "%s%s", path, suffix[i]);
 		unlink(p);
@@ -312,5 +312,9 @@ int main(int argc, char **argv)
 	                        "groups_take 256 at a time (trainer)"};
 	for (int k = 0; k < 3; k++)
 		printf("%-40s %14.0f %18.0f %8d\n", label[k], rate[0][k], rate[1][k], 100000);
+	/* The databases are ~150 MB each: do not leave them behind. */
+	const char *names[] = {"normal", "full", "read"};
+	for (int k = 0; k < 3; k++)
+		fresh_db(path, sizeof(path), dir, names[k]);
 	return 0;
 }
