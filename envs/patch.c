@@ -628,6 +628,21 @@ int swerve_patch_apply_dir(struct swerve_patch_outcome *out, const char *dir, co
 	git_diff *diff = NULL;
 	int rc;
 
+	if (len > 0 && patch[len - 1] != '\n' && len <= cap_of(opts)) {
+		/* text cut just before its final newline (common in model output):
+		 * complete the last line rather than refuse the whole patch */
+		char *whole = malloc(len + 1);
+		if (!whole)
+			return swerve_error_set(SWERVE_ENOMEM, "patch: out of memory");
+		memcpy(whole, patch, len);
+		whole[len] = '\n';
+		struct swerve_patch_opts o =
+		        opts ? *opts : (struct swerve_patch_opts)SWERVE_PATCH_OPTS_INIT;
+		o.max_bytes = cap_of(opts) + 1;
+		rc = swerve_patch_apply_dir(out, dir, whole, len + 1, scratch, &o);
+		free(whole);
+		return rc;
+	}
 	if ((rc = check_all(&diff, out, patch, len, opts)) < 0 || out->reason[0])
 		return rc;
 	if (!diff)

@@ -71,7 +71,9 @@ int swerve_patch_check(struct swerve_patch_outcome *out, const char *patch, size
 
 /* Checks, then applies patch to the files under dir with libgit2 (as
  * `git apply` would, filters and modes included); when that fails, reports
- * ALREADY_APPLIED if the reverse patch applies. Nothing is written when the
+ * ALREADY_APPLIED if the reverse patch applies. A patch whose text ends
+ * without a final newline gets one (model output often drops it). Nothing
+ * is written when the
  * patch is refused. scratch is a writable directory outside dir for
  * libgit2's temporary index (NULL: $TMPDIR or /tmp). */
 int swerve_patch_apply_dir(struct swerve_patch_outcome *out, const char *dir, const char *patch,

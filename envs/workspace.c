@@ -302,7 +302,9 @@ static int run_gnu_patch(struct swerve_patch_outcome *out, struct swerve_workspa
 	int rc;
 
 	snprintf(path, sizeof(path), "%s/model.diff", ws->in);
-	if (!(f = fopen(path, "w")) || fwrite(patch, 1, len, f) != len || fclose(f) != 0)
+	/* like swerve_patch_apply_dir, complete a last line cut before its newline */
+	if (!(f = fopen(path, "w")) || fwrite(patch, 1, len, f) != len ||
+	    (len > 0 && patch[len - 1] != '\n' && fputc('\n', f) == EOF) || fclose(f) != 0)
 		return swerve_error_set(SWERVE_EIO, "write %s: %s", path, strerror(errno));
 	swerve_workspace_sandbox_opts(ws, &o);
 	o.ro_binds = &ws->binds[0]; /* the patch file */

@@ -217,14 +217,10 @@ Test(patch, hunks_out_of_order_and_patch_without_final_newline)
 	                "@@ -59,2 +59,2 @@\n def f30(x):\n-    return x + 30\n+    return x - 30\n"
 	                "@@ -3,2 +3,2 @@\n def f2(x):\n-    return x + 2\n+    return x - 2";
 	struct swerve_patch_outcome o = apply(p);
+	cr_assert_eq(o.applied, 1, "%s", o.reason);
+	cr_assert_eq(o.method, SWERVE_PATCH_GIT_APPLY);
 	char *got = file("src/a.py");
-	if (o.applied) {
-		cr_assert(strstr(got, "return x - 30\n") && strstr(got, "return x - 2\n"), "%s",
-		          got);
-	} else {
-		cr_assert(strstr(o.reason, "patch did not apply: "), "%s", o.reason);
-		cr_assert_str_eq(got, gf_a_py_v0(), "a refused patch changed the tree");
-	}
+	cr_assert(strstr(got, "return x - 30\n") && strstr(got, "return x - 2\n"), "%s", got);
 	free(got);
 }
 

@@ -460,3 +460,20 @@ Test(workspace, runs_cannot_see_the_mirror_with_future_commits)
 	free(out);
 	swerve_workspace_free(ws);
 }
+
+Test(workspace, hunks_out_of_order_are_applied_by_some_method)
+{
+	need_sandbox(0);
+	struct swerve_workspace *ws = ws_new(SWERVE_WS_AUTO, NULL);
+	/* the later hunk first, and no newline at the end of the patch text */
+	const char *p = "diff --git a/src/a.py b/src/a.py\n--- a/src/a.py\n+++ b/src/a.py\n"
+	                "@@ -59,2 +59,2 @@\n def f30(x):\n-    return x + 30\n+    return x - 30\n"
+	                "@@ -3,2 +3,2 @@\n def f2(x):\n-    return x + 2\n+    return x - 2";
+	struct swerve_patch_outcome o;
+	cr_assert_eq(swerve_workspace_apply_patch(&o, ws, sb, p, strlen(p), NULL), 0);
+	cr_assert_eq(o.applied, 1, "%s", o.reason);
+	char *out = ws_sh(ws, "grep -c 'return x - ' src/a.py");
+	cr_assert_str_eq(out, "2\n", "method %s", swerve_patch_method_name(o.method));
+	free(out);
+	swerve_workspace_free(ws);
+}
