@@ -224,14 +224,6 @@ int swerve_db_run_list(int64_t **out, size_t *out_n, struct swerve_db *db);
 int swerve_db_leases_reap(size_t *out_n, struct swerve_db *db, int64_t run,
                           int (*alive)(const char *owner, void *payload), void *payload);
 
-/* Ends at once the leases of run's (<= 0: every run's) running rollouts
- * whose owner (the worker name given to swerve_db_claim) alive() says is
- * gone, so the next claim returns them to the queue (counting the attempt)
- * instead of waiting for the lease to run out. For a pool restarted after a
- * crash. *out_n (may be NULL) gets the number of leases ended. */
-int swerve_db_leases_reap(size_t *out_n, struct swerve_db *db, int64_t run,
-                          int (*alive)(const char *owner, void *payload), void *payload);
-
 /* Groups several calls (e.g. thousands of enqueues) into one transaction:
  * calls made in between join it (as savepoints) instead of committing each.
  * begin takes the write lock at once (BEGIN IMMEDIATE). */
