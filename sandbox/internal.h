@@ -159,6 +159,11 @@ int sb_limits_apply(const struct sb_rlimit *r, int *index);
 /* ---- net ------------------------------------------------------------------ */
 
 int sb_net_loopback_up(void);
+/* In a network namespace shared by successive runs: no TIME_WAIT sockets
+ * (a closed server port is free again at once) and no TCP metrics cache, so
+ * no run sees state from an earlier one. Needs /proc/sys/net of the current
+ * namespace (the host's /proc is fine). 0 or -1 (errno). */
+int sb_net_reusable(void);
 
 /* ---- seccomp ------------------------------------------------------------ */
 
@@ -198,8 +203,8 @@ struct swerve_sandbox {
 	uid_t host_uid;
 	gid_t host_gid;
 	/* Fast path (the worker is root): a holder process keeps a template
-	 * root, a user namespace (ids mapped) and a uts namespace per context,
-	 * which every run joins instead of building its own; see spawn.c. */
+	 * root, a network namespace, a user namespace (ids mapped) and a uts
+	 * namespace per context, which every run joins; see spawn.c. */
 	int fast;
 	struct sb_mount_plan tmpl;     /* the holder's template (fast path) */
 	struct sb_mount_plan run_plan; /* this run's mounts (fast path) */
@@ -208,7 +213,7 @@ struct swerve_sandbox {
 	unsigned long runs;
 	pid_t holder_pid;
 	int holder_sock;
-	int ns_user, ns_uts;
+	int ns_user, ns_net, ns_uts;
 	char passwd[256], group[256];
 };
 

@@ -41,8 +41,8 @@
 #endif
 
 /* per run: fresh mount, pid, ipc and cgroup namespaces (the fast path's
- * child copies the template's mount namespace and unshares a fresh network
- * one itself); user, net and uts at clone on the slow path */
+ * child copies the template's mount namespace instead); user, net and uts
+ * too on the slow path (the fast path joins the holder's) */
 #define RUN_NS_FLAGS  (CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWCGROUP)
 #define SLOW_NS_FLAGS (CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWUTS)
 
@@ -85,8 +85,8 @@ static int open_ns(pid_t pid, const char *name)
 
 static void holder_stop(struct swerve_sandbox *sb)
 {
-	int *fds[] = {&sb->ns_user, &sb->ns_uts, &sb->ns_mnt, &sb->holder_sock};
-	for (size_t i = 0; i < 4; i++)
+	int *fds[] = {&sb->ns_user, &sb->ns_net, &sb->ns_uts, &sb->ns_mnt, &sb->holder_sock};
+	for (size_t i = 0; i < 5; i++)
 		if (*fds[i] >= 0) {
 			close(*fds[i]);
 			*fds[i] = -1;
@@ -141,9 +141,10 @@ static void holder_start(struct swerve_sandbox *sb, const struct swerve_sandbox_
 		return;
 	}
 	sb->ns_user = open_ns(pid, "user");
+	sb->ns_net = open_ns(pid, "net");
 	sb->ns_uts = open_ns(pid, "uts");
 	sb->ns_mnt = open_ns(pid, "mnt");
-	if (sb->ns_user < 0 || sb->ns_uts < 0 || sb->ns_mnt < 0) {
+	if (sb->ns_user < 0 || sb->ns_net < 0 || sb->ns_uts < 0 || sb->ns_mnt < 0) {
 		holder_stop(sb);
 		return;
 	}
@@ -182,7 +183,7 @@ int swerve_sandbox_new(struct swerve_sandbox **out, const void *config)
 	         SB_UID, SB_GID);
 	snprintf(sb->group, sizeof(sb->group), "root:x:0:\nsandbox:x:%d:\nnogroup:x:65534:\n",
 	         SB_GID);
-	sb->holder_sock = sb->ns_user = sb->ns_uts = sb->ns_mnt = -1;
+	sb->holder_sock = sb->ns_user = sb->ns_net = sb->ns_uts = sb->ns_mnt = -1;
 	/* SWERVE_SANDBOX_SLOW=1 forces the per-run namespaces (tests, benchmarks) */
 	const char *slow = getenv("SWERVE_SANDBOX_SLOW");
 	sb->want_holder = geteuid() == 0 && !(slow && *slow && strcmp(slow, "0"));
@@ -569,6 +570,7 @@ int swerve_sandbox_run(struct swerve_sandbox_result *r, struct swerve_sandbox *s
 	c.shared = sb->shared;
 	c.fast = sb->fast;
 	c.ns_user = sb->ns_user;
+	c.ns_net = sb->ns_net;
 	c.ns_uts = sb->ns_uts;
 	c.ns_mnt = sb->ns_mnt;
 

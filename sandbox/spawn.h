@@ -21,17 +21,18 @@ struct sb_child {
 	struct sb_rlimit rl[SB_NRLIMITS];
 	const struct sock_fprog *prog;
 	struct sb_shared *shared;
-	int fast;                    /* join ns_* instead of waiting for id maps */
-	int ns_user, ns_uts, ns_mnt; /* the context's namespaces (fast path);
-	                              * plan is then a RUN plan for ns_mnt */
+	int fast;                            /* join ns_* instead of waiting for id maps */
+	int ns_user, ns_net, ns_uts, ns_mnt; /* the context's namespaces (fast path);
+	                                      * plan is then a RUN plan for ns_mnt */
 };
 
 __attribute__((noreturn)) void sb_child_main(const struct sb_child *c);
 
 /* The per-context holder (a clone, as root, in a new mount namespace):
- * builds the template root (tmpl) and pivots into it, enters new user and
- * uts namespaces, says "u", waits for its id maps ("g"), says "r", then
- * sleeps until the context closes sock. */
+ * makes a network namespace (loopback up, sb_net_reusable), builds the
+ * template root (tmpl) and pivots into it, enters new user and uts
+ * namespaces, says "u", waits for its id maps ("g"), says "r", then sleeps
+ * until the context closes sock. */
 __attribute__((noreturn)) void sb_holder_main(int sock, const struct sb_mount_plan *tmpl);
 
 #endif
