@@ -647,6 +647,7 @@ Test(db, disk_full_is_eio_and_records_nothing_partial)
 	db = fx_open(path);
 	cr_assert_eq(swerve_db_check(db), 0, "%s", swerve_error_last());
 	swerve_db_close(db);
+	umount2(dir, MNT_DETACH); /* teardown then removes the directory itself */
 }
 
 Test(db, user_transaction_batches_and_rolls_back)
