@@ -213,7 +213,14 @@ __attribute__((noreturn)) void sb_holder_main(int sock, const struct sb_mount_pl
 		_exit(127);
 	if (send(sock, "r", 1, MSG_NOSIGNAL) != 1)
 		_exit(127);
-	while (read(sock, &go, 1) > 0) /* until the context goes away */
+	/* From here on the holder only has to exist. Become a small program so
+	 * that this clone of the caller does not keep the caller's memory
+	 * copy-on-write for the context's lifetime (killed by
+	 * swerve_sandbox_free, or by the parent-death signal, which survives
+	 * exec). */
+	char *const argv[] = {"sleep", "infinity", NULL}, *const envp[] = {NULL};
+	execve("/usr/bin/sleep", argv, envp);
+	while (read(sock, &go, 1) > 0) /* no sleep(1): wait for the context */
 		;
 	_exit(0);
 }
