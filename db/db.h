@@ -59,7 +59,8 @@ struct swerve_db_opts {
 		SWERVE_DB_OPTS_VERSION, 1, 5000, 0, 0, 64, 1024                                    \
 	}
 
-/* Opens (and with opts->create, creates) the database at path, enables WAL,
+/* Opens (and with opts->create, creates) the database at path (beside it:
+ * path-wal, path-shm, and path-wlock, swerve's writer lock), enables WAL,
  * foreign keys and the busy timeout, and migrates an older schema to
  * SWERVE_DB_SCHEMA_VERSION. opts may be NULL (defaults). Errors:
  * SWERVE_EVERSION for a newer schema, SWERVE_ECORRUPT for a file that is not
@@ -190,7 +191,8 @@ struct swerve_db_result {
 };
 
 /* Records result and its test statuses and marks the rollout `done`, in one
- * transaction, if (rollout, attempt) still holds the lease. SWERVE_ETIMEOUT
+ * transaction, if (rollout, attempt) still holds the lease (an expired lease
+ * that nobody has re-claimed yet still does). SWERVE_ETIMEOUT
  * if the lease was lost; SWERVE_EEXIST if already done; SWERVE_EINVAL naming
  * the bad field (nothing recorded). */
 int swerve_db_complete(struct swerve_db *db, int64_t rollout, int attempt, const char *worker,
