@@ -12,7 +12,10 @@ d=$1
 clone=$(cat "$d/clone")
 base=$(cat "$d/base")
 wt="$d.wt" # a unique basename: concurrent `git worktree add`s get distinct admin dirs
-git -C "$clone" worktree add -q --detach "$wt" "$base" || exit 1
+# concurrent worktree add/remove on one clone race ("failed to read
+# .git/worktrees/X/commondir"): serialise them on a lock, as a careful script does
+lock="$clone/.git/swerve-bench.lock"
+flock "$lock" git -C "$clone" worktree add -q --detach "$wt" "$base" || exit 1
 cd "$wt" || exit 1
 ok=1
 if git apply "$d/patch"; then
@@ -33,4 +36,4 @@ else
 	ok=0
 fi
 echo $ok >"$d/result"
-cd / && git -C "$clone" worktree remove --force "$wt"
+cd / && flock "$lock" git -C "$clone" worktree remove --force "$wt"
