@@ -377,6 +377,8 @@ int parse_node(struct swerve_testlog *log, const char *data, size_t len)
 			continue;
 		}
 		nl = spec_name_len(name, nl);
+		if (plen + nl == 0)
+			continue; /* no name */
 		if (plen + nl > pcap) {
 			size_t nc = (plen + nl) * 2;
 			char *p = realloc(path, nc);
