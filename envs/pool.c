@@ -559,6 +559,13 @@ int swerve_pool_run(struct swerve_pool_stats *out, const struct swerve_pool_opts
 			}
 			slots[idx].rollout = 0;
 		}
+		/* a worker killed between its claim and writing its slot: its lease
+		 * would hold the rollout until it runs out; end it now */
+		if (!(stop_requested > 1)) {
+			size_t reaped = 0;
+			if (swerve_db_leases_reap(&reaped, db, o.run, worker_alive, NULL) == 0)
+				st.infra_fails += (int64_t)reaped;
+		}
 		if (crashed && !stop_requested) {
 			st.crashes++;
 			fprintf(stderr, "swerve: worker %d crashed (%s %d); starting a new one\n", idx,
