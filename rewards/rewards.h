@@ -91,24 +91,30 @@ size_t swerve_testlog_count_status(const struct swerve_testlog *log,
 /* The parser that produced the log ("pytest", ...), or NULL for a hand-built one. */
 const char *swerve_testlog_parser(const struct swerve_testlog *log);
 
-/* 1 when the log visibly ended early: an unterminated or malformed JUnit XML
- * document, a TAP "Bail out!", a pytest/unittest run without its final
- * summary line, or SWERVE_LOG_TRUNCATED was passed. Results seen before the
- * cut are kept; tests never reported stay missing (and so count as failed). */
+/* 1 when the log visibly ended early: a runner's closing summary is missing
+ * (pytest's "N passed in", unittest's "Ran N tests", cargo's "test result:",
+ * go's package result, a TAP plan not met or "Bail out!", ...), a JUnit XML
+ * document is cut or malformed, or SWERVE_LOG_TRUNCATED was passed. Results
+ * seen before the cut are kept; tests never reported stay missing (and so
+ * count as failed). */
 int swerve_testlog_incomplete(const struct swerve_testlog *log);
 
 /* ---- log parsers ------------------------------------------------------------ */
 
 /* Parser names (swerve_log_parser_names() lists them):
  *   pytest    -rA summary (PASSED x / FAILED x - msg / ERROR x / XFAIL x / XPASS x)
- *             and verbose lines (x PASSED [ 10%]); xdist "[gw0] [ 5%] PASSED x"
+ *             and verbose lines (x PASSED [ 10%]); xdist "[gw0] [ 5%] PASSED x";
+ *             lines inside the ERRORS/FAILURES/PASSES sections (captured
+ *             output) are not results
  *   unittest  unittest and Django runners at verbosity 2 ("name (mod.Class) ...
  *             ok"), docstring-named tests, output between name and status,
- *             "FAIL: name" / "ERROR: name" blocks ("django" is an alias)
+ *             "FAIL: name" / "ERROR: name" blocks, a failing subtest failing
+ *             its test ("django" is an alias)
  *   sympy     sympy's bin/test ("test_x ok|F|E|f|s|X|w|T")
  *   go        go test -v ("--- PASS: TestX/sub (0.00s)")
  *   gojson    go test -json (one JSON object per line, subtests)
- *   cargo     cargo test ("test path ... ok|FAILED|ignored"), interleaved output
+ *   cargo     cargo test ("test path ... ok|FAILED|ignored"), interleaved output;
+ *             not inside the "failures:" report
  *   tap       TAP 13/14 with indented subtests, SKIP/TODO directives, YAML blocks
  *   junit     JUnit XML (pytest --junitxml, Maven Surefire, jest-junit), expat
  *   node      node --test's spec reporter (TAP output: use "tap")
