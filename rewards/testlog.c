@@ -339,8 +339,10 @@ int swerve_testlog_incomplete(const struct swerve_testlog *log)
 
 int testlog_reserve(struct swerve_testlog *log, size_t expected)
 {
-	if (expected > (1u << 24))
-		expected = 1u << 24; /* a hint, not a promise: the table still grows */
+	/* a hint, not a promise: the table still grows past it; capped so a huge
+	 * log of mostly output does not reserve hundreds of megabytes */
+	if (expected > (1u << 22))
+		expected = 1u << 22;
 	size_t nslots = log->nslots;
 	while (nslots < expected * 2)
 		nslots *= 2;
