@@ -13,7 +13,9 @@
  *
  * No T x T matrix exists anywhere; the C x C block lives in registers. The
  * state update of a chunk is issued right after S (they are independent) while
- * the bf16 copy still holds the previous state for Q KV; 2 CTAs per SM.
+ * the bf16 copy still holds the previous state for Q KV. The forward runs 2
+ * CTAs per SM (everything double-buffered); the backward runs the V2 form of
+ * the kernel, 3 CTAs per SM (q and k single-buffered, see la_chunk_kernel).
  *
  * Long sequences are cut into G segments so that short batches still fill the
  * GPU: a first launch (state-only) computes each segment's own state
@@ -69,12 +71,16 @@ struct la_params {
 	int B, H, G, seg_len;
 };
 
-template <int D, bool SO> struct la_smem {
+/* V2 (the main pass since the second tuning round): q and k single-buffered,
+ * v double-buffered, so that 3 CTAs fit in an SM's shared memory (70.5 KB
+ * each at D = 128, against 104.5 KB with everything double-buffered). */
+template <int D, bool SO, bool V2 = false> struct la_smem {
 	static constexpr int QS = D + 8; /* padded row (elements): no ldmatrix bank conflicts */
 	static constexpr int VS = EB + 8;
+	static constexpr int QKST = V2 ? 1 : 2; /* stages of q and k */
 	static constexpr int Q_OFF = 0; /* the state-only pass needs no Q and no bf16 state */
-	static constexpr int K_OFF = Q_OFF + (SO ? 0 : 2 * C * QS);
-	static constexpr int V_OFF = K_OFF + 2 * C * QS;
+	static constexpr int K_OFF = Q_OFF + (SO ? 0 : QKST * C * QS);
+	static constexpr int V_OFF = K_OFF + QKST * C * QS;
 	static constexpr int KV_OFF = V_OFF + 2 * C * VS;
 	static constexpr int END = KV_OFF + (SO ? 0 : D * VS); /* bf16 elements */
 	static constexpr size_t BYTES = (size_t)END * 2 + (2 * C + 1) * sizeof(float);
@@ -138,12 +144,17 @@ __device__ __forceinline__ uint32_t scale_bf16x2(uint32_t x, float lo, float hi)
 }
 
 /* One CTA: (e-block, segment) x head x (sequence, problem). STATE_ONLY writes
- * the segment's own state contribution to the workspace and nothing else. */
-template <int D, bool STATE_ONLY>
-__global__ void __launch_bounds__(NT, STATE_ONLY ? 3 : 2)
+ * the segment's own state contribution to the workspace and nothing else.
+ * V2 (main pass only): 3 CTAs per SM (168 registers, 70.5 KB of shared
+ * memory), q and k single-buffered and loaded for the next chunk once every
+ * warp is done with them (after S and the state update), the output written
+ * straight from the accumulators. V2 = false is the first version (2 CTAs
+ * per SM, everything double-buffered), kept for side-by-side benchmarks. */
+template <int D, bool STATE_ONLY, bool V2>
+__global__ void __launch_bounds__(NT, (STATE_ONLY || V2) ? 3 : 2)
         la_chunk_kernel(const __grid_constant__ la_params P)
 {
-	using L = la_smem<D, STATE_ONLY>;
+	using L = la_smem<D, STATE_ONLY, V2>;
 	constexpr int NEB = D / EB; /* e-blocks */
 	constexpr int MT = D / 64;  /* 16-row tiles of the state per warp */
 	constexpr int KQ = D / 16;  /* k-steps over D */
@@ -202,14 +213,14 @@ __global__ void __launch_bounds__(NT, STATE_ONLY ? 3 : 2)
 #pragma unroll
 			for (int it = 0; it < IT; it++) {
 				const bool ok = full || pos0 + qr0 + it * RPI < seg_end;
-				cp_async16(sq + (st * C + it * RPI) * L::QS * 2,
+				cp_async16(sq + ((V2 ? 0 : st) * C + it * RPI) * L::QS * 2,
 				           ok ? pr.q + qoff + it * qstep : pr.q, ok);
 			}
 		}
 #pragma unroll
 		for (int it = 0; it < IT; it++) {
 			const bool ok = full || pos0 + qr0 + it * RPI < seg_end;
-			cp_async16(sk + (st * C + it * RPI) * L::QS * 2,
+			cp_async16(sk + ((V2 ? 0 : st) * C + it * RPI) * L::QS * 2,
 			           ok ? pr.k + qoff + it * qstep : pr.k, ok);
 		}
 #pragma unroll
@@ -320,15 +331,19 @@ __global__ void __launch_bounds__(NT, STATE_ONLY ? 3 : 2)
 	};
 
 	for (int c = 0; c < n_chunks; c++) {
-		const int st = c & 1;
-		if (c + 1 < n_chunks)
-			load_chunk(c + 1, st ^ 1);
-		cp_commit();
-		cp_wait<1>();
+		const int st = c & 1, qst = V2 ? 0 : st;
+		if (!V2) {
+			if (c + 1 < n_chunks)
+				load_chunk(c + 1, st ^ 1);
+			cp_commit();
+			cp_wait<1>();
+		} else {
+			cp_wait<0>(); /* V2 loads the next chunk in the middle of this one */
+		}
 		__syncthreads();
 		const int m = min(C, seg_end - (seg_start + c * C));
-		const __nv_bfloat16 *Qs = sm + L::Q_OFF + st * C * L::QS;
-		const __nv_bfloat16 *Ks = sm + L::K_OFF + st * C * L::QS;
+		const __nv_bfloat16 *Qs = sm + L::Q_OFF + qst * C * L::QS;
+		const __nv_bfloat16 *Ks = sm + L::K_OFF + qst * C * L::QS;
 		const __nv_bfloat16 *Vs = sm + L::V_OFF + st * C * L::VS;
 
 		if (!STATE_ONLY) {
@@ -383,6 +398,14 @@ __global__ void __launch_bounds__(NT, STATE_ONLY ? 3 : 2)
 				pa[kk][2] = pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]);
 				pa[kk][3] = pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
 			}
+			if (V2) {
+				/* q and k are free (q lives on in qa): load the next chunk
+				 * while Q KV and P V run (v into the other stage) */
+				__syncthreads();
+				if (c + 1 < n_chunks)
+					load_chunk(c + 1, st ^ 1);
+				cp_commit();
+			}
 			/* O = Q KV (the state before this chunk) */
 			float o[8][4];
 #pragma unroll
@@ -432,29 +455,52 @@ __global__ void __launch_bounds__(NT, STATE_ONLY ? 3 : 2)
 					}
 				}
 			}
-			/* stage the warp's 16 x 64 output in its own Q rows, then write
-			 * 16-byte pieces of whole rows */
-			__nv_bfloat16 *stage = sm + L::Q_OFF + st * C * L::QS;
+			if (V2) {
+				/* straight from the accumulators: rows i0 + gq and + 8, 16
+				 * contiguous bytes per 4 lanes (q's buffer is loading) */
+				const int ia = i0 + gq, ib = ia + 8;
+				const long ta = row_token(seg_start + c * C + ia),
+				           tb = row_token(seg_start + c * C + ib);
+				__nv_bfloat16 *oa =
+				        pr.o + ((size_t)ta * H + h) * D + eb * EB + 2 * t4;
+				__nv_bfloat16 *ob =
+				        pr.o + ((size_t)tb * H + h) * D + eb * EB + 2 * t4;
 #pragma unroll
-			for (int nt = 0; nt < 8; nt++) {
-				const int e = nt * 8 + 2 * t4;
-				*reinterpret_cast<uint32_t *>(stage + (i0 + gq) * L::QS + e) =
-				        pack_bf16(o[nt][0], o[nt][1]);
-				*reinterpret_cast<uint32_t *>(stage + (i0 + gq + 8) * L::QS + e) =
-				        pack_bf16(o[nt][2], o[nt][3]);
-			}
-			__syncwarp();
+				for (int nt = 0; nt < 8; nt++) {
+					if (ia < m)
+						*reinterpret_cast<uint32_t *>(oa + nt * 8) =
+						        pack_bf16(o[nt][0], o[nt][1]);
+					if (ib < m)
+						*reinterpret_cast<uint32_t *>(ob + nt * 8) =
+						        pack_bf16(o[nt][2], o[nt][3]);
+				}
+			} else {
+				/* stage the warp's 16 x 64 output in its own Q rows, then write
+				 * 16-byte pieces of whole rows */
+				__nv_bfloat16 *stage = sm + L::Q_OFF + st * C * L::QS;
 #pragma unroll
-			for (int u = 0; u < 4; u++) {
-				const int idx = lane + 32 * u, r = idx >> 3, cc = idx & 7;
-				const int i = i0 + r;
-				if (i < m) {
-					const long tok = row_token(seg_start + c * C + i);
-					*reinterpret_cast<uint4 *>(pr.o +
-					                           ((size_t)tok * H + h) * D +
-					                           eb * EB + cc * 8) =
-					        *reinterpret_cast<const uint4 *>(stage + i * L::QS +
-					                                         cc * 8);
+				for (int nt = 0; nt < 8; nt++) {
+					const int e = nt * 8 + 2 * t4;
+					*reinterpret_cast<uint32_t *>(stage + (i0 + gq) * L::QS +
+					                              e) =
+					        pack_bf16(o[nt][0], o[nt][1]);
+					*reinterpret_cast<uint32_t *>(stage +
+					                              (i0 + gq + 8) * L::QS + e) =
+					        pack_bf16(o[nt][2], o[nt][3]);
+				}
+				__syncwarp();
+#pragma unroll
+				for (int u = 0; u < 4; u++) {
+					const int idx = lane + 32 * u, r = idx >> 3, cc = idx & 7;
+					const int i = i0 + r;
+					if (i < m) {
+						const long tok = row_token(seg_start + c * C + i);
+						*reinterpret_cast<uint4 *>(
+						        pr.o + ((size_t)tok * H + h) * D + eb * EB +
+						        cc * 8) =
+						        *reinterpret_cast<const uint4 *>(
+						                stage + i * L::QS + cc * 8);
+					}
 				}
 			}
 			__syncthreads(); /* every warp is done reading kvs */
@@ -464,7 +510,8 @@ __global__ void __launch_bounds__(NT, STATE_ONLY ? 3 : 2)
 			kv_update(Ks, Vs, m);
 		if (!STATE_ONLY)
 			store_kvs();
-		__syncthreads();
+		if (!V2) /* V2: the next chunk's first barrier orders kvs */
+			__syncthreads();
 	}
 	cp_wait<0>();
 
@@ -566,14 +613,16 @@ int sm_count()
 
 /* Segments: G is chosen by a small cost model of the two launches, in units
  * of one chunk step of the main kernel: (waves of CTAs) x (chunks per segment),
- * with 2 resident CTAs per SM and a state-only chunk costing ~0.6 of a full
- * one. G = 1 (no state pass, no workspace) whenever that is as cheap. */
-void plan(const swerve_lightning_dims *d, int nprob, int *G, int *seg_len)
+ * with per_sm resident CTAs per SM (2 for the first version's main kernel, 3
+ * for V2) and a state-only chunk costing ~0.6 of a full one. G = 1 (no state
+ * pass, no workspace) whenever that is as cheap. SWERVE_LIGHTNING_SEGMENTS=<G>
+ * forces G where `force` is set (benchmarks only). */
+void plan(const swerve_lightning_dims *d, int nprob, int per_sm, bool force, int *G, int *seg_len)
 {
 	const long maxT = d->max_seqlen > 0 ? d->max_seqlen : 1;
 	const long chunks = (maxT + C - 1) / C;
 	const long ctas = (long)d->batch * d->heads * (d->dim / EB) * nprob;
-	const long slots = 2L * sm_count();
+	const long slots = (long)per_sm * sm_count();
 	double best = 1e300;
 	long best_seg = chunks;
 	for (long g = 1; g <= 32 && g <= chunks; g++) {
@@ -587,20 +636,51 @@ void plan(const swerve_lightning_dims *d, int nprob, int *G, int *seg_len)
 			best_seg = seg;
 		}
 	}
-	/* tuning knob for benchmarks: force the number of segments */
-	const char *force = getenv("SWERVE_LIGHTNING_SEGMENTS");
-	if (force && atol(force) > 0) {
-		const long g = atol(force) < chunks ? atol(force) : chunks;
+	const char *fg = force ? getenv("SWERVE_LIGHTNING_SEGMENTS") : nullptr;
+	if (fg && atol(fg) > 0) {
+		const long g = atol(fg) < chunks ? atol(fg) : chunks;
 		best_seg = (chunks + g - 1) / g;
 	}
 	*seg_len = (int)(best_seg * C);
 	*G = (int)((chunks + best_seg - 1) / best_seg);
 }
 
+/* Which main kernel. V2 (3 CTAs per SM) runs a CTA ~1.6x slower than the
+ * first version (2 CTAs per SM) when both fill the GPU, so it pays only where
+ * the first version's waves quantize badly or segments are needed. Measured
+ * on an H100 (tests/bench/RESULTS.md): V2 was 15% slower on the forward at
+ * 8 x 2048 and level on the forward elsewhere; on the backward it was 5%
+ * slower at 8 x 2048 (768 CTAs: 3 waves against 2), 8% faster at 4 x 8192
+ * (384 CTAs: 2 waves against 1) and 13% faster at 1 x 32768 (segments). The
+ * rule below picks the faster at each: the forward runs the first version;
+ * the backward runs V2 if the first version needs segments or twice V2's
+ * waves. SWERVE_LIGHTNING_KERNEL=1 or 2 forces one (benchmarks only). */
+bool use_v2(const swerve_lightning_dims *d, int nprob)
+{
+	const char *e = getenv("SWERVE_LIGHTNING_KERNEL");
+	if (e && (e[0] == '1' || e[0] == '2'))
+		return e[0] == '2';
+	if (nprob != MAX_PROB)
+		return false;
+	int G, len;
+	plan(d, nprob, 2, false, &G, &len);
+	if (G > 1)
+		return true;
+	const long ctas = (long)d->batch * d->heads * (d->dim / EB) * nprob, n = sm_count();
+	return (ctas + 2 * n - 1) / (2 * n) >= 2 * ((ctas + 3 * n - 1) / (3 * n));
+}
+
+void plan_for(const swerve_lightning_dims *d, int nprob, bool *v2, int *G, int *seg_len)
+{
+	*v2 = use_v2(d, nprob);
+	plan(d, nprob, *v2 ? 3 : 2, true, G, seg_len);
+}
+
 size_t workspace_for(const swerve_lightning_dims *d, int nprob)
 {
 	int G, len;
-	plan(d, nprob, &G, &len);
+	bool v2;
+	plan_for(d, nprob, &v2, &G, &len);
 	if (G <= 1)
 		return 0;
 	return (size_t)nprob * d->batch * d->heads * G * d->dim * d->dim * sizeof(float);
@@ -625,37 +705,48 @@ int check(const swerve_lightning_dims *d, const char *fn)
 	return 0;
 }
 
-template <int D, bool SO> int set_smem()
+template <int D, bool SO, bool V2> int set_smem()
 {
 	static bool done = false;
 	if (done)
 		return 0;
-	cudaError_t e = cudaFuncSetAttribute(la_chunk_kernel<D, SO>,
+	cudaError_t e = cudaFuncSetAttribute(la_chunk_kernel<D, SO, V2>,
 	                                     cudaFuncAttributeMaxDynamicSharedMemorySize,
-	                                     (int)la_smem<D, SO>::BYTES);
+	                                     (int)la_smem<D, SO, V2>::BYTES);
+	if (e == cudaSuccess) /* the largest shared-memory carveout: 3 CTAs of 70.5 KB */
+		e = cudaFuncSetAttribute(la_chunk_kernel<D, SO, V2>,
+		                         cudaFuncAttributePreferredSharedMemoryCarveout,
+		                         (int)cudaSharedmemCarveoutMaxShared);
 	if (e != cudaSuccess)
 		return swerve_error_set(SWERVE_ERROR, "lightning: shared memory of %zu bytes: %s",
-		                        la_smem<D, SO>::BYTES, cudaGetErrorString(e));
+		                        la_smem<D, SO, V2>::BYTES, cudaGetErrorString(e));
 	done = true;
 	return 0;
 }
 
 template <int D>
-int launch(la_params &P, int nprob, const swerve_lightning_dims *d, cudaStream_t stream,
+int launch(la_params &P, int nprob, bool v2, const swerve_lightning_dims *d, cudaStream_t stream,
            const char *fn)
 {
-	int rc = set_smem<D, true>();
+	const bool v1 = !v2;
+	int rc = set_smem<D, true, false>();
 	if (!rc)
-		rc = set_smem<D, false>();
+		rc = v1 ? set_smem<D, false, false>() : set_smem<D, false, true>();
 	if (rc)
 		return swerve_error_wrap("%s", fn);
 	constexpr int NEB = D / EB;
 	if (P.G > 1) {
 		dim3 grid(NEB * (P.G - 1), d->heads, d->batch * nprob);
-		la_chunk_kernel<D, true><<<grid, NT, la_smem<D, true>::BYTES, stream>>>(P);
+		la_chunk_kernel<D, true, false>
+		        <<<grid, NT, la_smem<D, true, false>::BYTES, stream>>>(P);
 	}
 	dim3 grid(NEB * P.G, d->heads, d->batch * nprob);
-	la_chunk_kernel<D, false><<<grid, NT, la_smem<D, false>::BYTES, stream>>>(P);
+	if (v1)
+		la_chunk_kernel<D, false, false>
+		        <<<grid, NT, la_smem<D, false, false>::BYTES, stream>>>(P);
+	else
+		la_chunk_kernel<D, false, true>
+		        <<<grid, NT, la_smem<D, false, true>::BYTES, stream>>>(P);
 	cudaError_t e = cudaGetLastError();
 	if (e != cudaSuccess)
 		return swerve_error_set(SWERVE_ERROR, "%s: launch: %s", fn, cudaGetErrorString(e));
@@ -665,7 +756,8 @@ int launch(la_params &P, int nprob, const swerve_lightning_dims *d, cudaStream_t
 int run(la_params &P, int nprob, const swerve_lightning_dims *d, void *ws, size_t ws_bytes,
         cudaStream_t stream, const char *fn)
 {
-	plan(d, nprob, &P.G, &P.seg_len);
+	bool v2;
+	plan_for(d, nprob, &v2, &P.G, &P.seg_len);
 	size_t need = workspace_for(d, nprob);
 	if (need > 0 && (!ws || ws_bytes < need))
 		return swerve_error_set(SWERVE_EINVAL,
@@ -679,8 +771,8 @@ int run(la_params &P, int nprob, const swerve_lightning_dims *d, void *ws, size_
 	P.H = d->heads;
 	if (d->max_seqlen == 0)
 		P.seg_len = C; /* every sequence is empty: one segment still writes final states */
-	return d->dim == 64 ? launch<64>(P, nprob, d, stream, fn)
-	                    : launch<128>(P, nprob, d, stream, fn);
+	return d->dim == 64 ? launch<64>(P, nprob, v2, d, stream, fn)
+	                    : launch<128>(P, nprob, v2, d, stream, fn);
 }
 
 /* cp.async and the vector accesses need 16-byte aligned tensors */
@@ -697,6 +789,32 @@ const __nv_bfloat16 *bf(const uint16_t *p)
 }
 
 } // namespace
+
+/* Benchmarks only (not in lightning.h): resident CTAs per SM of the main
+ * kernel for head dim d, first version (v1 != 0) or current. */
+extern "C" int swerve_lightning_occupancy_(int d, int v1)
+{
+	int n = -1;
+	if (set_smem<64, false, false>() || set_smem<64, false, true>() ||
+	    set_smem<128, false, false>() || set_smem<128, false, true>())
+		return -1;
+	cudaError_t e;
+	if (d == 64)
+		e = v1 ? cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+		                 &n, la_chunk_kernel<64, false, false>, NT,
+		                 la_smem<64, false, false>::BYTES)
+		       : cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+		                 &n, la_chunk_kernel<64, false, true>, NT,
+		                 la_smem<64, false, true>::BYTES);
+	else
+		e = v1 ? cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+		                 &n, la_chunk_kernel<128, false, false>, NT,
+		                 la_smem<128, false, false>::BYTES)
+		       : cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+		                 &n, la_chunk_kernel<128, false, true>, NT,
+		                 la_smem<128, false, true>::BYTES);
+	return e == cudaSuccess ? n : -1;
+}
 
 extern "C" size_t swerve_lightning_forward_workspace(const struct swerve_lightning_dims *dims)
 {

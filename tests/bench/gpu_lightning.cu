@@ -44,6 +44,9 @@ extern "C" {
 		}                                                                                  \
 	} while (0)
 
+/* lightning.cu, benchmarks only: resident CTAs per SM of the main kernel */
+extern "C" int swerve_lightning_occupancy_(int d, int v1);
+
 __global__ void fill_bf16(__nv_bfloat16 *p, size_t n, uint32_t seed, float scale)
 {
 	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
@@ -124,8 +127,10 @@ int main(int argc, char **argv)
 		cudaFree(x);
 		cudaFree(y);
 	}
-	printf("# device %s, %d SMs, copy bandwidth %.2f TB/s (read + write)\n", prop.name,
-	       prop.multiProcessorCount, bw / 1e12);
+	printf("# device %s, %d SMs, copy bandwidth %.2f TB/s (read + write); main kernel "
+	       "CTAs per SM at D = 128: %d (first version %d)\n",
+	       prop.name, prop.multiProcessorCount, bw / 1e12, swerve_lightning_occupancy_(128, 0),
+	       swerve_lightning_occupancy_(128, 1));
 	printf("%-18s %-16s %9s %9s %9s %9s %8s %8s\n", "impl", "B,T,H,D", "fwd_ms", "fb_ms",
 	       "fwd_TF/s", "fb_TF/s", "fwd/flr", "fb/flr");
 
@@ -195,15 +200,32 @@ int main(int argc, char **argv)
 			CK(cudaFree(ws));
 			CK(cudaMalloc(&ws, std::max(wf, wb) + 16));
 		}
-		double tf = median_ms(fwd, 30), tb = median_ms(fb, 20);
 		double flop = (double)B * T * H * (4.0 * 64 * D + 4.0 * D * D);
 		double tensor = (double)n * 2;
 		double floor_f = 4 * tensor / bw * 1e3, floor_b = 9 * tensor / bw * 1e3;
 		char shape[32];
 		snprintf(shape, sizeof shape, "%d,%d,%d,%d", B, T, H, D);
-		printf("%-18s %-16s %9.3f %9.3f %9.1f %9.1f %8.2f %8.2f\n", "swerve", shape, tf, tb,
-		       flop / tf * 1e-9, 3 * flop / tb * 1e-9, tf / floor_f, tb / floor_b);
-		fflush(stdout);
+		/* the current choice of kernels, the first version's main kernel and
+		 * V2 forced for both passes (SWERVE_LIGHTNING_KERNEL=1, 2), then the
+		 * current choice again (the spread between its two rows is the run's
+		 * noise) */
+		const char *names[] = {"swerve", "swerve-v1", "swerve-v2", "swerve-again"};
+		for (int r = 0; r < (prof ? 1 : 4); r++) {
+			if (r == 1 || r == 2)
+				setenv("SWERVE_LIGHTNING_KERNEL", r == 1 ? "1" : "2", 1);
+			else
+				unsetenv("SWERVE_LIGHTNING_KERNEL");
+			wf = swerve_lightning_forward_workspace(&dims);
+			wb = swerve_lightning_backward_workspace(&dims);
+			CK(cudaFree(ws));
+			CK(cudaMalloc(&ws, std::max(wf, wb) + 16));
+			double tf = median_ms(fwd, 30), tb = median_ms(fb, 20);
+			printf("%-18s %-16s %9.3f %9.3f %9.1f %9.1f %8.2f %8.2f\n", names[r], shape,
+			       tf, tb, flop / tf * 1e-9, 3 * flop / tb * 1e-9, tf / floor_f,
+			       tb / floor_b);
+			fflush(stdout);
+		}
+		unsetenv("SWERVE_LIGHTNING_KERNEL");
 		cudaFree(q), cudaFree(k), cudaFree(v), cudaFree(g), cudaFree(o), cudaFree(dq);
 		cudaFree(dk), cudaFree(dv), cudaFree(dcu), cudaFree(ws);
 	}
