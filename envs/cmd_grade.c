@@ -23,7 +23,8 @@ static const char usage_text[] =
         "Parses a test log (the parser named, the task's log_parser, or the one detected)\n"
         "and, with --tasks, grades it against the instance's FAIL_TO_PASS and PASS_TO_PASS\n"
         "as SWE-bench does (a missing or skipped FAIL_TO_PASS test counts as failed).\n"
-        "Without --tasks it prints one \"STATUS<TAB>test id\" line per test.\n"
+        "Without --tasks it prints one \"STATUS<TAB>test id\" line per test; the names\n"
+        "SWE-bench's parsers would give the same test end in \"<TAB>(alias)\".\n"
         "\n"
         "options:\n"
         "  --log FILE            the test command's output ('-' for stdin)\n"
@@ -183,10 +184,11 @@ int swerve_cmd_grade(int argc, char **argv)
 	if (!task) {
 		for (size_t i = 0; i < swerve_testlog_count(log); i++) {
 			const struct swerve_test_result *r = swerve_testlog_at(log, i);
-			printf("%s\t%s\n", swerve_test_status_name(r->status), r->name);
+			printf("%s\t%s%s\n", swerve_test_status_name(r->status), r->name,
+			       r->alias ? "\t(alias)" : "");
 		}
 		fprintf(stderr, "swerve grade: %s: %zu tests (parser %s%s)\n", log_path,
-		        swerve_testlog_count(log), swerve_testlog_parser(log),
+		        swerve_testlog_count_tests(log), swerve_testlog_parser(log),
 		        swerve_testlog_incomplete(log) ? ", log incomplete" : "");
 		goto done;
 	}
@@ -223,13 +225,13 @@ int swerve_cmd_grade(int argc, char **argv)
 		printf("%s\n", json);
 	} else if (!grade.trusted) {
 		printf("%s: untrusted: %s (parser %s, %zu tests)\n", task->instance_id,
-		       grade.untrusted_reason, r.log_parser, swerve_testlog_count(log));
+		       grade.untrusted_reason, r.log_parser, swerve_testlog_count_tests(log));
 	} else {
 		printf("%s: %s %s reward %g (parser %s, %zu tests; FAIL_TO_PASS %zu/%zu, "
 		       "PASS_TO_PASS %zu/%zu%s)\n",
 		       task->instance_id, swerve_resolution_name(grade.resolution),
 		       swerve_outcome_name(outcome), r.reward, r.log_parser,
-		       swerve_testlog_count(log), grade.n_success[SWERVE_FAIL_TO_PASS],
+		       swerve_testlog_count_tests(log), grade.n_success[SWERVE_FAIL_TO_PASS],
 		       in.n_tests[SWERVE_FAIL_TO_PASS], grade.n_success[SWERVE_PASS_TO_PASS],
 		       in.n_tests[SWERVE_PASS_TO_PASS], r.log_incomplete ? "; log incomplete" : "");
 		for (int k = SWERVE_FAIL_TO_PASS; k <= SWERVE_PASS_TO_PASS; k++)

@@ -80,7 +80,7 @@ int swerve_grade_compute(struct swerve_grade *out, const struct swerve_grade_inp
 		out->fraction[c] = n ? (double)out->n_success[c] / (double)n : 1.0;
 	}
 
-	size_t total = swerve_testlog_count(log);
+	size_t total = swerve_testlog_count_tests(log);
 	size_t bad = swerve_testlog_count_status(log, SWERVE_TEST_FAILED) +
 	             swerve_testlog_count_status(log, SWERVE_TEST_ERROR);
 	if (total == 0) {

@@ -84,6 +84,58 @@ static int pytest_verbose(const char *s, size_t n, size_t *idlen, enum swerve_te
 	return 0;
 }
 
+/* Records a pytest node id and, where SWE-bench's parsers would have named
+ * it differently, that name too, so that FAIL_TO_PASS / PASS_TO_PASS lists
+ * made by SWE-bench match:
+ *   - its parsers split lines on whitespace: "t.py::test_p[a b]" is
+ *     "t.py::test_p[a" in its lists;
+ *   - parse_log_pytest_options (pydicom, pylint, requests) keeps only the
+ *     last component of a parameter that is an absolute path;
+ *   - parse_log_matplotlib writes MouseButton.LEFT/RIGHT as 1/3. */
+static int pytest_put(struct swerve_testlog *log, const char *id, size_t n,
+                      enum swerve_test_status st)
+{
+	int rc = testlog_put(log, id, n, st);
+	if (rc)
+		return rc;
+	const char *sp = memchr(id, ' ', n);
+	if (sp && sp > id && (rc = testlog_put_alias(log, id, (size_t)(sp - id), st)) != 0)
+		return rc;
+	const char *open = memchr(id, '[', n);
+	if (open && id[n - 1] == ']' && open[1] == '/' && open + 2 < id + n && open[2] != '/' &&
+	    !memchr(open, '*', (size_t)(id + n - open))) {
+		const char *slash = id + n - 1;
+		while (slash > open && *slash != '/')
+			slash--;
+		char buf[1024];
+		size_t head = (size_t)(open + 1 - id), tail = (size_t)(id + n - slash);
+		if (slash > open + 1 && head + tail < sizeof(buf)) {
+			memcpy(buf, id, head);
+			memcpy(buf + head, slash, tail);
+			if ((rc = testlog_put_alias(log, buf, head + tail, st)) != 0)
+				return rc;
+		}
+	}
+	if (n < 1024 && find(id, n, "MouseButton.")) {
+		char buf[1024];
+		size_t o = 0;
+		for (size_t i = 0; i < n;) {
+			if (starts_with(id + i, n - i, "MouseButton.LEFT")) {
+				buf[o++] = '1';
+				i += 16;
+			} else if (starts_with(id + i, n - i, "MouseButton.RIGHT")) {
+				buf[o++] = '3';
+				i += 17;
+			} else {
+				buf[o++] = id[i++];
+			}
+		}
+		if (o != n && (rc = testlog_put_alias(log, buf, o, st)) != 0)
+			return rc;
+	}
+	return 0;
+}
+
 /* Where a line sits in pytest's output. Result lines count only where
  * pytest writes them: the session body (verbose and xdist lines) and the
  * "short test summary info" block. The report sections in between (ERRORS,
@@ -160,7 +212,7 @@ int parse_pytest(struct swerve_testlog *log, const char *data, size_t len)
 			if (id[0] == '[') /* "SKIPPED [1] tests/a.py:13: reason": no node id */
 				continue;
 			size_t il = pytest_id_len(id, rest);
-			if ((rc = testlog_put(log, id, il, pytest_words[w].status)) != 0)
+			if ((rc = pytest_put(log, id, il, pytest_words[w].status)) != 0)
 				return rc;
 			continue;
 		}
@@ -172,7 +224,7 @@ int parse_pytest(struct swerve_testlog *log, const char *data, size_t len)
 			continue;
 		size_t il;
 		enum swerve_test_status st;
-		if (pytest_verbose(s, n, &il, &st) && (rc = testlog_put(log, s, il, st)) != 0)
+		if (pytest_verbose(s, n, &il, &st) && (rc = pytest_put(log, s, il, st)) != 0)
 			return rc;
 	}
 	if (!summary)
@@ -208,13 +260,13 @@ static int unittest_word(const char *s, size_t n, enum swerve_test_status *st)
 /* Records name and, for Python 3.11's "test_x (mod.Class.test_x)", also the
  * older spelling "test_x (mod.Class)" that SWE-bench's lists use. */
 static int unittest_set(struct swerve_testlog *log, const char *name, size_t n,
-                        enum swerve_test_status st)
+                        enum swerve_test_status st, int alias)
 {
-	int rc = testlog_put(log, name, n, st);
+	int rc = alias ? testlog_put_alias(log, name, n, st) : testlog_put(log, name, n, st);
 	/* a failing subtest "test_x (m.C.test_x) (i=1)" fails its test too */
 	const char *sub = n > 4 && name[n - 1] == ')' ? find(name, n, ") (") : NULL;
 	if (!rc && sub && (st == SWERVE_TEST_FAILED || st == SWERVE_TEST_ERROR))
-		rc = unittest_set(log, name, (size_t)(sub + 1 - name), st);
+		rc = unittest_set(log, name, (size_t)(sub + 1 - name), st, alias);
 	if (rc || n < 5 || name[n - 1] != ')')
 		return rc;
 	const char *open = find(name, n, " (");
@@ -232,7 +284,7 @@ static int unittest_set(struct swerve_testlog *log, const char *name, size_t n,
 		return 0;
 	memcpy(buf, name, ml + 2 + il - ml - 1);
 	buf[ml + 2 + il - ml - 1] = ')';
-	return testlog_put(log, buf, al, st);
+	return testlog_put_alias(log, buf, al, st);
 }
 
 /* "test_x (mod.Class)" or "test_x (mod.Class.test_x)" alone on a line: the
@@ -270,10 +322,10 @@ int parse_unittest(struct swerve_testlog *log, const char *data, size_t len)
 			size_t off = nl + 5 <= n ? nl + 5 : n;
 			pending = NULL;
 			if (unittest_word(s + off, n - off, &st)) {
-				if ((rc = unittest_set(log, s, nl, st)) != 0)
+				if ((rc = unittest_set(log, s, nl, st, 0)) != 0)
 					return rc;
-				if (prev_header &&
-				    (rc = unittest_set(log, prev_header, prev_header_len, st)) != 0)
+				if (prev_header && (rc = unittest_set(log, prev_header,
+				                                      prev_header_len, st, 1)) != 0)
 					return rc;
 			} else {
 				/* the test printed between its name and its status */
@@ -285,10 +337,10 @@ int parse_unittest(struct swerve_testlog *log, const char *data, size_t len)
 			continue;
 		}
 		if (pending && unittest_word(s, n, &st)) {
-			if ((rc = unittest_set(log, pending, pending_len, st)) != 0)
+			if ((rc = unittest_set(log, pending, pending_len, st, 0)) != 0)
 				return rc;
 			if (prev_header &&
-			    (rc = unittest_set(log, prev_header, prev_header_len, st)) != 0)
+			    (rc = unittest_set(log, prev_header, prev_header_len, st, 1)) != 0)
 				return rc;
 			pending = NULL;
 			continue;
@@ -303,7 +355,7 @@ int parse_unittest(struct swerve_testlog *log, const char *data, size_t len)
 			size_t nl = n - k;
 			name = trim(name, &nl);
 			st = s[0] == 'F' ? SWERVE_TEST_FAILED : SWERVE_TEST_ERROR;
-			if ((rc = unittest_set(log, name, nl, st)) != 0)
+			if ((rc = unittest_set(log, name, nl, st, 0)) != 0)
 				return rc;
 			continue;
 		}

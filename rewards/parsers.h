@@ -15,6 +15,10 @@ void testlog_mark_incomplete(struct swerve_testlog *log);
 int testlog_put(struct swerve_testlog *log, const char *name, size_t len,
                 enum swerve_test_status status);
 int testlog_flush(struct swerve_testlog *log);
+/* The same for another spelling of a test already reported (SWE-bench's
+ * name for it): listed with alias = 1 unless also reported under it. */
+int testlog_put_alias(struct swerve_testlog *log, const char *name, size_t len,
+                      enum swerve_test_status status);
 /* Sizes the table for about `expected` ids (a hint; can't fail). */
 int testlog_reserve(struct swerve_testlog *log, size_t expected);
 

@@ -61,6 +61,11 @@ int swerve_test_status_parse(enum swerve_test_status *out, const char *name);
 struct swerve_test_result {
 	const char *name; /* the test id, NUL-terminated, owned by the testlog */
 	enum swerve_test_status status;
+	/* 1: another spelling of a test listed under its own name too, kept so
+	 * that lists written by SWE-bench's parsers match (a parametrised id cut
+	 * at its first space, unittest's pre-3.11 "name (mod.Class)", the
+	 * "name (...)" header of a docstring-named test). Not counted as a test. */
+	int alias;
 };
 
 /* Test ids in first-seen order; a later line about the same id replaces its
@@ -84,9 +89,12 @@ const struct swerve_test_result *swerve_testlog_at(const struct swerve_testlog *
 int swerve_testlog_get(enum swerve_test_status *out, const struct swerve_testlog *log,
                        const char *name);
 
-/* How many results have the given status. */
+/* How many tests (aliases left out) have the given status. */
 size_t swerve_testlog_count_status(const struct swerve_testlog *log,
                                    enum swerve_test_status status);
+
+/* How many tests, aliases left out (swerve_testlog_count includes them). */
+size_t swerve_testlog_count_tests(const struct swerve_testlog *log);
 
 /* The parser that produced the log ("pytest", ...), or NULL for a hand-built one. */
 const char *swerve_testlog_parser(const struct swerve_testlog *log);

@@ -36,6 +36,7 @@ struct pending {
 	uint64_t h;
 	size_t len;
 	enum swerve_test_status status;
+	int alias;
 	char name[PENDING_NAME];
 };
 
@@ -211,11 +212,14 @@ static int grow_table(struct swerve_testlog *log)
 }
 
 static int insert_hashed(struct swerve_testlog *log, const char *name, size_t len, uint64_t h,
-                         enum swerve_test_status status)
+                         enum swerve_test_status status, int alias)
 {
 	size_t slot = find_slot(log, name, len, h);
 	if (log->slots[slot].idx) {
-		log->results[log->slots[slot].idx - 1].status = status;
+		struct swerve_test_result *r = &log->results[log->slots[slot].idx - 1];
+		r->status = status;
+		if (!alias)
+			r->alias = 0; /* a test reported under its own name */
 		return 0;
 	}
 	if (log->n >= UINT32_MAX - 1)
@@ -237,6 +241,7 @@ static int insert_hashed(struct swerve_testlog *log, const char *name, size_t le
 		return swerve_error_set(SWERVE_ENOMEM, "testlog: out of memory");
 	log->results[log->n].name = copy;
 	log->results[log->n].status = status;
+	log->results[log->n].alias = alias;
 	log->hashes[log->n] = h;
 	log->slots[slot].idx = (uint32_t)(log->n + 1);
 	log->slots[slot].tag = (uint32_t)(h >> 32);
@@ -252,7 +257,7 @@ int testlog_flush(struct swerve_testlog *log)
 	while (log->qn) {
 		struct pending *p = &log->q[log->qhead];
 		if (!rc)
-			rc = insert_hashed(log, p->name, p->len, p->h, p->status);
+			rc = insert_hashed(log, p->name, p->len, p->h, p->status, p->alias);
 		log->qhead = (log->qhead + 1) % PENDING;
 		log->qn--;
 	}
@@ -267,23 +272,26 @@ int swerve_testlog_set(struct swerve_testlog *log, const char *name, size_t len,
 	if (len == 0)
 		return 0;            /* an empty id names nothing */
 	int rc = testlog_flush(log); /* keep the order: a later status wins */
-	return rc ? rc : insert_hashed(log, name, len, hash_bytes(name, len), status);
+	return rc ? rc : insert_hashed(log, name, len, hash_bytes(name, len), status, 0);
 }
 
-int testlog_put(struct swerve_testlog *log, const char *name, size_t len,
-                enum swerve_test_status status)
+static int put(struct swerve_testlog *log, const char *name, size_t len,
+               enum swerve_test_status status, int alias)
 {
 	if (len && memchr(name, '\0', len))
 		len = strlen(name);
 	if (len == 0)
 		return 0;
-	if (len > PENDING_NAME)
-		return swerve_testlog_set(log, name, len, status);
+	if (len > PENDING_NAME) {
+		int rc = testlog_flush(log);
+		return rc ? rc
+		          : insert_hashed(log, name, len, hash_bytes(name, len), status, alias);
+	}
 	uint64_t h = hash_bytes(name, len);
 	__builtin_prefetch(&log->slots[h & (log->nslots - 1)]);
 	if (log->qn == PENDING) {
 		struct pending *old = &log->q[log->qhead];
-		int rc = insert_hashed(log, old->name, old->len, old->h, old->status);
+		int rc = insert_hashed(log, old->name, old->len, old->h, old->status, old->alias);
 		log->qhead = (log->qhead + 1) % PENDING;
 		log->qn--;
 		if (rc)
@@ -293,9 +301,22 @@ int testlog_put(struct swerve_testlog *log, const char *name, size_t len,
 	p->h = h;
 	p->len = len;
 	p->status = status;
+	p->alias = alias;
 	memcpy(p->name, name, len);
 	log->qn++;
 	return 0;
+}
+
+int testlog_put(struct swerve_testlog *log, const char *name, size_t len,
+                enum swerve_test_status status)
+{
+	return put(log, name, len, status, 0);
+}
+
+int testlog_put_alias(struct swerve_testlog *log, const char *name, size_t len,
+                      enum swerve_test_status status)
+{
+	return put(log, name, len, status, 1);
 }
 
 size_t swerve_testlog_count(const struct swerve_testlog *log)
@@ -323,7 +344,15 @@ size_t swerve_testlog_count_status(const struct swerve_testlog *log, enum swerve
 {
 	size_t k = 0;
 	for (size_t i = 0; i < log->n; i++)
-		k += log->results[i].status == status;
+		k += log->results[i].status == status && !log->results[i].alias;
+	return k;
+}
+
+size_t swerve_testlog_count_tests(const struct swerve_testlog *log)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < log->n; i++)
+		k += !log->results[i].alias;
 	return k;
 }
 

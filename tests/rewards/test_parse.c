@@ -80,10 +80,15 @@ Test(pytest, ra_summary_golden)
 {
 	struct swerve_testlog *log = parse_file(LOGS "pytest_ra.log", NULL, 0);
 	cr_assert_str_eq(swerve_testlog_parser(log), "pytest");
-	CHECK(log, PYTEST_CALC, {"[1]", NULL}, {"tests/test_calc.py::test_param[x", NULL});
+	/* SWE-bench's lists name a parametrised id with spaces by its first word */
+	CHECK(log, PYTEST_CALC, {"[1]", NULL}, {"tests/test_calc.py::test_param[x", "PASSED"},
+	      {"tests/test_calc.py::test_param[a", "FAILED"});
 	/* -rA lists a skip by location only: no node id to record */
 	CHECK(log, {"tests/test_calc.py::test_skipped", NULL});
-	cr_expect_eq(swerve_testlog_count(log), 10);
+	cr_expect_eq(swerve_testlog_count(log), 12, "10 tests and 2 SWE-bench names");
+	cr_expect_eq(swerve_testlog_count_tests(log), 10);
+	cr_expect_eq(swerve_testlog_count_status(log, SWERVE_TEST_FAILED), 3,
+	             "aliases not counted");
 	cr_expect_eq(swerve_testlog_incomplete(log), 0);
 	swerve_testlog_free(log);
 }
@@ -92,7 +97,7 @@ Test(pytest, verbose_golden_has_skips_with_reasons)
 {
 	struct swerve_testlog *log = parse_file(LOGS "pytest_verbose.log", "pytest", 0);
 	CHECK(log, PYTEST_CALC, {"tests/test_calc.py::test_skipped", "SKIPPED"});
-	cr_expect_eq(swerve_testlog_count(log), 11);
+	cr_expect_eq(swerve_testlog_count(log), 13);
 	swerve_testlog_free(log);
 }
 
@@ -137,6 +142,23 @@ Test(pytest, summary_after_verbose_wins_and_xdist_and_ansi)
 	CHECK(log, {"tests/a.py::test_x", "ERROR"}, {"tests/a.py::test_y[a b]", "FAILED"},
 	      {"tests/b.py", "ERROR"});
 	cr_expect_eq(swerve_testlog_incomplete(log), 0);
+	swerve_testlog_free(log);
+}
+
+Test(pytest, swebench_names_for_options_and_matplotlib)
+{
+	const char *text =
+	        "PASSED tests/test_io.py::test_read[/data/sub/file.dcm]\n"
+	        "FAILED tests/test_bb.py::test_click[MouseButton.LEFT-MouseButton.RIGHT] - x\n"
+	        "PASSED tests/test_g.py::test_glob[/a/*.py]\n";
+	struct swerve_testlog *log = parse_text("pytest", text, 0);
+	CHECK(log, {"tests/test_io.py::test_read[/data/sub/file.dcm]", "PASSED"},
+	      {"tests/test_io.py::test_read[/file.dcm]", "PASSED"},
+	      {"tests/test_bb.py::test_click[MouseButton.LEFT-MouseButton.RIGHT]", "FAILED"},
+	      {"tests/test_bb.py::test_click[1-3]", "FAILED"},
+	      {"tests/test_g.py::test_glob[/a/*.py]", "PASSED"},
+	      {"tests/test_g.py::test_glob[/*.py]", NULL});
+	cr_expect_eq(swerve_testlog_count(log), 5);
 	swerve_testlog_free(log);
 }
 
@@ -199,6 +221,8 @@ Test(unittest, django_runner_golden)
 	      /* "... Applying migrations... OK" is the test's output, not its status */
 	      {"test_noisy (app.tests.Views)", "PASSED"});
 	cr_expect_eq(swerve_testlog_count(log), 15);
+	cr_expect_eq(swerve_testlog_count_tests(log), 7,
+	             "aliases (old spellings, header) not counted");
 	cr_expect_eq(swerve_testlog_incomplete(log), 0);
 	swerve_testlog_free(log);
 }
