@@ -137,7 +137,7 @@ static double bench(const char *parser, const struct buf *b, size_t *ntests)
 			exit(1);
 		}
 		double t = now() - t0;
-		*ntests = swerve_testlog_count(log);
+		*ntests = swerve_testlog_count_tests(log);
 		swerve_testlog_free(log);
 		if (t < best)
 			best = t;
