@@ -10,6 +10,7 @@
 #include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,6 +94,88 @@ static int read_whole(char **out, size_t *len, const char *path)
 	buf[n] = '\0';
 	*out = buf;
 	*len = n;
+	return 0;
+}
+
+/* ---- an instance_id index ----------------------------------------------------------
+ * Datasets run to tens of thousands of instances (SWE-Gym, SWE-smith):
+ * duplicate checks and lookups must not be quadratic. Keys are the items'
+ * own instance_id strings (stable: each is malloc'd on its own). */
+
+struct swerve_id_index {
+	const char **keys;
+	size_t *pos;
+	size_t nslots, n;
+};
+
+static uint64_t id_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	return h;
+}
+
+static void index_free(struct swerve_id_index *ix)
+{
+	if (!ix)
+		return;
+	free(ix->keys);
+	free(ix->pos);
+	free(ix);
+}
+
+/* Position of key, or -1. */
+static long index_find(const struct swerve_id_index *ix, const char *key)
+{
+	if (!ix || !key)
+		return -1;
+	for (size_t i = id_hash(key) & (ix->nslots - 1);; i = (i + 1) & (ix->nslots - 1)) {
+		if (!ix->keys[i])
+			return -1;
+		if (strcmp(ix->keys[i], key) == 0)
+			return (long)ix->pos[i];
+	}
+}
+
+static int index_add(struct swerve_id_index **pix, const char *key, size_t pos)
+{
+	struct swerve_id_index *ix = *pix;
+	if (!ix) {
+		if (!(ix = calloc(1, sizeof(*ix))))
+			return -1;
+		*pix = ix;
+	}
+	if ((ix->n + 1) * 2 > ix->nslots) {
+		size_t nslots = ix->nslots ? ix->nslots * 2 : 64;
+		const char **keys = calloc(nslots, sizeof(*keys));
+		size_t *p = calloc(nslots, sizeof(*p));
+		if (!keys || !p) {
+			free(keys);
+			free(p);
+			return -1;
+		}
+		for (size_t i = 0; i < ix->nslots; i++) {
+			if (!ix->keys[i])
+				continue;
+			size_t j = id_hash(ix->keys[i]) & (nslots - 1);
+			while (keys[j])
+				j = (j + 1) & (nslots - 1);
+			keys[j] = ix->keys[i];
+			p[j] = ix->pos[i];
+		}
+		free(ix->keys);
+		free(ix->pos);
+		ix->keys = keys;
+		ix->pos = p;
+		ix->nslots = nslots;
+	}
+	size_t j = id_hash(key) & (ix->nslots - 1);
+	while (ix->keys[j])
+		j = (j + 1) & (ix->nslots - 1);
+	ix->keys[j] = key;
+	ix->pos[j] = pos;
+	ix->n++;
 	return 0;
 }
 
@@ -578,7 +661,12 @@ static int task_item(json_t *item, size_t line, const char *key, void *vctx)
 		ctx->cap = cap;
 	}
 	t.line = line;
-	set->tasks[set->n++] = t;
+	set->tasks[set->n] = t;
+	if (index_add(&set->index, set->tasks[set->n].instance_id, set->n)) {
+		task_dispose(&set->tasks[set->n]);
+		return OOM();
+	}
+	set->n++;
 	return 0;
 }
 
@@ -592,6 +680,7 @@ void swerve_task_set_free(struct swerve_task_set *set)
 		free(set->problems[i]);
 	free(set->tasks);
 	free(set->problems);
+	index_free(set->index);
 	free(set);
 }
 
@@ -626,6 +715,10 @@ int swerve_tasks_load(struct swerve_task_set **out, const char *path)
 const struct swerve_task *swerve_task_set_find(const struct swerve_task_set *set,
                                                const char *instance_id)
 {
+	if (set->index) {
+		long i = index_find(set->index, instance_id);
+		return i >= 0 ? &set->tasks[i] : NULL;
+	}
 	for (size_t i = 0; instance_id && i < set->n; i++)
 		if (strcmp(set->tasks[i].instance_id, instance_id) == 0)
 			return &set->tasks[i];
@@ -982,7 +1075,12 @@ static int pred_item(json_t *item, size_t line, const char *key, void *vctx)
 		ctx->cap = cap;
 	}
 	p.line = line;
-	set->preds[set->n++] = p;
+	set->preds[set->n] = p;
+	if (index_add(&set->index, set->preds[set->n].instance_id, set->n)) {
+		pred_dispose(&set->preds[set->n]);
+		return OOM();
+	}
+	set->n++;
 	return 0;
 }
 
@@ -996,6 +1094,7 @@ void swerve_prediction_set_free(struct swerve_prediction_set *set)
 		free(set->problems[i]);
 	free(set->preds);
 	free(set->problems);
+	index_free(set->index);
 	free(set);
 }
 
@@ -1030,6 +1129,10 @@ int swerve_predictions_load(struct swerve_prediction_set **out, const char *path
 const struct swerve_prediction *swerve_prediction_set_find(const struct swerve_prediction_set *set,
                                                            const char *instance_id)
 {
+	if (set->index) {
+		long i = index_find(set->index, instance_id);
+		return i >= 0 ? &set->preds[i] : NULL;
+	}
 	for (size_t i = 0; instance_id && i < set->n; i++)
 		if (strcmp(set->preds[i].instance_id, instance_id) == 0)
 			return &set->preds[i];
@@ -1055,6 +1158,16 @@ size_t swerve_predictions_check(struct swerve_prediction_set *preds,
 		dropped++;
 	}
 	preds->n = k;
+	if (dropped) { /* positions moved: rebuild the index (or fall back to a scan) */
+		index_free(preds->index);
+		preds->index = NULL;
+		for (size_t i = 0; i < preds->n; i++)
+			if (index_add(&preds->index, preds->preds[i].instance_id, i)) {
+				index_free(preds->index);
+				preds->index = NULL;
+				break;
+			}
+	}
 	return dropped;
 }
 

@@ -54,11 +54,14 @@ struct swerve_task {
 	char *json;                      /* the item as compact JSON, keys sorted */
 };
 
+struct swerve_id_index; /* private: instance_id -> position */
+
 struct swerve_task_set {
 	struct swerve_task *tasks;
 	size_t n;
 	char **problems; /* one line each, "file:line: ..." */
 	size_t n_problems;
+	struct swerve_id_index *index; /* private (the loader's); may be NULL */
 };
 
 struct swerve_prediction {
@@ -74,6 +77,7 @@ struct swerve_prediction_set {
 	size_t n;
 	char **problems;
 	size_t n_problems;
+	struct swerve_id_index *index; /* private (the loader's); may be NULL */
 };
 
 /* Loads a task file. Returns 0 when the file was read and its format
@@ -88,7 +92,7 @@ int swerve_tasks_load_buffer(struct swerve_task_set **out, const char *name, con
 
 void swerve_task_set_free(struct swerve_task_set *set);
 
-/* The task with that id, or NULL. Linear; borrowed. */
+/* The task with that id, or NULL (hashed for loaded sets); borrowed. */
 const struct swerve_task *swerve_task_set_find(const struct swerve_task_set *set,
                                                const char *instance_id);
 

@@ -389,3 +389,37 @@ Test(reward_spec, file_sets_values_and_rejects_unknown_keys)
 	ts_rmtree(dir);
 	free(dir);
 }
+
+Test(task, many_instances_index_finds_all_and_catches_late_duplicates)
+{
+	size_t cap = 1 << 22, len = 0;
+	char *text = malloc(cap);
+	cr_assert_not_null(text);
+	for (int i = 0; i < 5000; i++)
+		len += (size_t)snprintf(text + len, cap - len,
+		                        "{\"instance_id\": \"o__r-%d\", \"repo\": \"o/r\", "
+		                        "\"base_commit\": \"c\", \"test_cmd\": \"t\", "
+		                        "\"FAIL_TO_PASS\": [], \"PASS_TO_PASS\": []}\n",
+		                        i);
+	len += (size_t)snprintf(text + len, cap - len,
+	                        "{\"instance_id\": \"o__r-17\", \"repo\": \"o/r\", "
+	                        "\"base_commit\": \"c\", \"test_cmd\": \"t\", "
+	                        "\"FAIL_TO_PASS\": [], \"PASS_TO_PASS\": []}\n");
+	struct swerve_task_set *set = NULL;
+	cr_assert_eq(swerve_tasks_load_buffer(&set, "big.jsonl", text, len), 0);
+	cr_expect_eq(set->n, 5000);
+	cr_assert_eq(set->n_problems, 1);
+	cr_expect_str_eq(set->problems[0],
+	                 "big.jsonl:5001: instance o__r-17: duplicate instance_id "
+	                 "(first at line 18; this one is ignored)");
+	char id[32];
+	for (int i = 0; i < 5000; i += 7) {
+		snprintf(id, sizeof(id), "o__r-%d", i);
+		const struct swerve_task *t = swerve_task_set_find(set, id);
+		cr_assert_not_null(t, "%s", id);
+		cr_expect_str_eq(t->instance_id, id);
+	}
+	cr_expect_null(swerve_task_set_find(set, "o__r-5000"));
+	swerve_task_set_free(set);
+	free(text);
+}
