@@ -21,6 +21,7 @@
 #include "policy/policy.h"
 
 #include <cublas_v2.h>
+#include <time.h>
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdlib.h>
@@ -48,6 +49,23 @@
 			return r_;                                                                 \
 	} while (0)
 
+/* ---- phase profile ---------------------------------------------------------- */
+
+enum {
+	PROF_OTHER,    /* embedding, norms, residuals, uploads */
+	PROF_LIN_CORE, /* lightning core (kernels/lightning or the fp32 kernel) */
+	PROF_LIN_PROJ, /* lightning projections, gate, norm */
+	PROF_SOFTMAX,  /* softmax attention layers */
+	PROF_ROUTE,    /* router, top-k, host sort, gather/scatter */
+	PROF_EXPERTS,  /* expert GEMMs and SwiGLU */
+	PROF_HEAD,     /* LM head and loss */
+	PROF_ADAMW,
+	PROF_N
+};
+static const char *const prof_names[PROF_N] = {"other",        "lightning core", "lightning proj",
+                                               "softmax attn", "moe routing",    "moe experts",
+                                               "lm head+loss", "adamw"};
+
 /* ---- per-layer saved activations ------------------------------------------ */
 
 struct glayer {
@@ -55,7 +73,8 @@ struct glayer {
 	float *hmid, *n2, *rstd2;
 	/* lightning */
 	float *pre;        /* (3, T, Hd): q, k, v before SiLU */
-	uint16_t *qkv_b;   /* (3, T, Hd) bf16 after SiLU */
+	uint16_t *qkv_b;   /* (3, T, Hd) bf16 after SiLU (bf16 mode) */
+	float *qkv_f;      /* (3, T, Hd) fp32 after SiLU (fp32 mode) */
 	float *o, *rstd_o; /* (T, Hd) core output, 1/rms over Hd */
 	float *gpre, *gn;  /* (T, Hd) gate pre-activation, gate * norm(o) */
 	/* softmax */
@@ -96,8 +115,46 @@ struct policy_gpu {
 	float *pl_old, *pl_adv, *pl_loss;
 	void *ws2;
 	size_t ws2_bytes;
+	/* bf16 mode: GEMM operands converted to bf16 scratch (see operands()) */
+	int cvt;
+	uint16_t *cvt_a, *cvt_b;
+	size_t cvt_n;
+	/* POLICY_GPU_PROFILE=1: per-phase times (synchronising) */
+	int prof;
+	double prof_t[PROF_N], prof_last;
 	int T; /* tokens of the last step */
 };
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* adds the time since the last mark to bucket b (profiling only) */
+static void mark(struct policy_gpu *g, int b)
+{
+	double t;
+	if (!g->prof)
+		return;
+	cudaDeviceSynchronize();
+	t = now_s();
+	if (b >= 0)
+		g->prof_t[b] += t - g->prof_last;
+	g->prof_last = t;
+}
+
+int policy_gpu_profile(const char **names, double *seconds, int max, struct policy_gpu *g)
+{
+	int n = max < PROF_N ? max : PROF_N;
+	for (int i = 0; i < n; i++) {
+		names[i] = prof_names[i];
+		seconds[i] = g->prof_t[i];
+		g->prof_t[i] = 0;
+	}
+	return n;
+}
 
 /* ---- small kernels ---------------------------------------------------------- */
 
@@ -442,6 +499,113 @@ __global__ static void k_attn_dkv(float *dk, float *dv, const float *dout, const
 		}
 }
 
+/* fp32 lightning core (the comparison mode; kernels/lightning is bf16):
+ * o_t = sum_{s<=t} lambda^(t-s) (q_t . k_s) v_s, a warp per (t, h), d <= 128.
+ * q, k, v are (T, H, d) after SiLU. */
+__global__ static void k_lin_fwd(float *o, const float *q, const float *k, const float *v,
+                                 const float *slopes, const int *sstart, int T, int H, int d)
+{
+	int w = (blockIdx.x * blockDim.x + threadIdx.x) >> 5, lane = threadIdx.x & 31;
+	if (w >= T * H)
+		return;
+	int t = w / H, h = w % H;
+	float ll = -slopes[h], qr[4], acc[4] = {0, 0, 0, 0};
+	for (int c = 0; c < 4; c++)
+		qr[c] = lane + 32 * c < d ? q[(size_t)w * d + lane + 32 * c] : 0.0f;
+	for (int s = sstart[t]; s <= t; s++) {
+		const float *ks = k + ((size_t)s * H + h) * d, *vs = v + ((size_t)s * H + h) * d;
+		float dot = 0, a;
+		for (int c = 0; c < 4; c++)
+			if (lane + 32 * c < d)
+				dot += qr[c] * ks[lane + 32 * c];
+		a = warp_sum(dot) * expf(ll * (float)(t - s));
+		for (int c = 0; c < 4; c++)
+			if (lane + 32 * c < d)
+				acc[c] += a * vs[lane + 32 * c];
+	}
+	for (int c = 0; c < 4; c++)
+		if (lane + 32 * c < d)
+			o[(size_t)w * d + lane + 32 * c] = acc[c];
+}
+
+/* dq_t = sum_{s<=t} lambda^(t-s) (do_t . v_s) k_s (mode 0, a warp per (t, h));
+ * dk_s = sum_{t>=s} lambda^(t-s) (do_t . v_s) q_t and
+ * dv_s = sum_{t>=s} lambda^(t-s) (q_t . k_s) do_t (mode 1, a warp per (s, h)) */
+__global__ static void k_lin_bwd(float *dq, float *dk, float *dv, const float *dout, const float *q,
+                                 const float *k, const float *v, const float *slopes,
+                                 const int *sstart, const int *send, int T, int H, int d, int mode)
+{
+	int w = (blockIdx.x * blockDim.x + threadIdx.x) >> 5, lane = threadIdx.x & 31;
+	if (w >= T * H)
+		return;
+	int t = w / H, h = w % H;
+	float ll = -slopes[h], x[4], y[4], a1[4] = {0, 0, 0, 0}, a2[4] = {0, 0, 0, 0};
+	if (mode == 0) {
+		for (int c = 0; c < 4; c++) {
+			int i = lane + 32 * c;
+			x[c] = i < d ? dout[(size_t)w * d + i] : 0.0f;
+		}
+		for (int s = sstart[t]; s <= t; s++) {
+			const float *ks = k + ((size_t)s * H + h) * d,
+			            *vs = v + ((size_t)s * H + h) * d;
+			float gv = 0, a;
+			for (int c = 0; c < 4; c++)
+				if (lane + 32 * c < d)
+					gv += x[c] * vs[lane + 32 * c];
+			a = warp_sum(gv) * expf(ll * (float)(t - s));
+			for (int c = 0; c < 4; c++)
+				if (lane + 32 * c < d)
+					a1[c] += a * ks[lane + 32 * c];
+		}
+		for (int c = 0; c < 4; c++)
+			if (lane + 32 * c < d)
+				dq[(size_t)w * d + lane + 32 * c] = a1[c];
+		return;
+	}
+	/* here t plays s: the key position */
+	for (int c = 0; c < 4; c++) {
+		int i = lane + 32 * c;
+		x[c] = i < d ? k[(size_t)w * d + i] : 0.0f;
+		y[c] = i < d ? v[(size_t)w * d + i] : 0.0f;
+	}
+	for (int u = t; u < send[t]; u++) {
+		const float *qu = q + ((size_t)u * H + h) * d, *gu = dout + ((size_t)u * H + h) * d;
+		float qk = 0, gv = 0, dec = expf(ll * (float)(u - t));
+		for (int c = 0; c < 4; c++)
+			if (lane + 32 * c < d) {
+				qk += qu[lane + 32 * c] * x[c];
+				gv += gu[lane + 32 * c] * y[c];
+			}
+		qk = warp_sum(qk) * dec;
+		gv = warp_sum(gv) * dec;
+		for (int c = 0; c < 4; c++)
+			if (lane + 32 * c < d) {
+				a1[c] += gv * qu[lane + 32 * c];
+				a2[c] += qk * gu[lane + 32 * c];
+			}
+	}
+	for (int c = 0; c < 4; c++)
+		if (lane + 32 * c < d) {
+			dk[(size_t)w * d + lane + 32 * c] = a1[c];
+			dv[(size_t)w * d + lane + 32 * c] = a2[c];
+		}
+}
+
+__global__ static void k_silu(float *out, const float *pre, size_t n)
+{
+	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+	if (i < n)
+		out[i] = pre[i] * sigm(pre[i]);
+}
+
+/* d_pre = d_post * silu'(pre), in place */
+__global__ static void k_dsilu_f32(float *d, const float *pre, size_t n)
+{
+	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+	if (i < n)
+		d[i] *= dsilu(pre[i]);
+}
+
 /* router: softmax over E, top-k (ties to the lower index), renormalised gates */
 __global__ static void k_route(float *prob, int *sel, float *gate, const float *logit, int T, int E,
                                int K)
@@ -666,10 +830,44 @@ __global__ static void k_pl_prep(int *tgt_c, uint8_t *mask, float *old, float *a
 
 /* ---- GEMMs (row-major views) ---------------------------------------------- */
 
+/* How a GEMM runs: fp32 (CUBLAS_COMPUTE_32F, no TF32), or in bf16 mode with
+ * both operands converted to bf16 scratch copies first and fp32 output and
+ * accumulation (g->cvt; the default), or with fp32 operands and
+ * CUBLAS_COMPUTE_32F_FAST_16BF (POLICY_GPU_GEMM=fast16, measured slower). */
+static int bf16_ops(const struct policy_gpu *g, int force32)
+{
+	return !force32 && g->prec == POLICY_GPU_BF16 && g->cvt;
+}
+
 static cublasComputeType_t ctype(const struct policy_gpu *g, int force32)
 {
-	return force32 || g->prec == POLICY_GPU_FP32 ? CUBLAS_COMPUTE_32F
-	                                             : CUBLAS_COMPUTE_32F_FAST_16BF;
+	return force32 || g->prec == POLICY_GPU_FP32 || g->cvt ? CUBLAS_COMPUTE_32F
+	                                                       : CUBLAS_COMPUTE_32F_FAST_16BF;
+}
+
+/* the operands' types and pointers: bf16 copies in scratch, or as they are */
+static int operands(struct policy_gpu *g, int f32, const float *a, size_t na, const float *b,
+                    size_t nb, const void **pa, const void **pb, cudaDataType_t *t)
+{
+	if (!bf16_ops(g, f32)) {
+		*pa = a;
+		*pb = b;
+		*t = CUDA_R_32F;
+		return 0;
+	}
+	if (na > g->cvt_n || nb > g->cvt_n)
+		return swerve_error_set(SWERVE_ERROR,
+		                        "gpu: GEMM operand of %zu elements exceeds "
+		                        "the bf16 scratch (%zu)",
+		                        na > nb ? na : nb, g->cvt_n);
+	k_to_bf16<<<GRID(na)>>>(g->cvt_a, a, na);
+	LAUNCHED();
+	k_to_bf16<<<GRID(nb)>>>(g->cvt_b, b, nb);
+	LAUNCHED();
+	*pa = g->cvt_a;
+	*pb = g->cvt_b;
+	*t = CUDA_R_16BF;
+	return 0;
 }
 
 /* Y (T, O) = X (T, I) W^T (+ beta Y), W (O, I) */
@@ -677,11 +875,13 @@ static int mm_fwd(struct policy_gpu *g, float *Y, const float *X, const float *W
                   int O, float beta, int f32)
 {
 	float one = 1.0f;
+	const void *w = NULL, *x = NULL;
+	cudaDataType_t t = CUDA_R_32F;
 	if (!T || !I || !O)
 		return 0;
-	CKB(cublasGemmEx(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, O, T, I, &one, W, CUDA_R_32F, I, X,
-	                 CUDA_R_32F, I, &beta, Y, CUDA_R_32F, O, ctype(g, f32),
-	                 CUBLAS_GEMM_DEFAULT));
+	CKR(operands(g, f32, W, (size_t)O * I, X, (size_t)T * I, &w, &x, &t));
+	CKB(cublasGemmEx(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, O, T, I, &one, w, t, I, x, t, I, &beta,
+	                 Y, CUDA_R_32F, O, ctype(g, f32), CUBLAS_GEMM_DEFAULT));
 	return 0;
 }
 
@@ -690,11 +890,13 @@ static int mm_dx(struct policy_gpu *g, float *dX, const float *dY, const float *
                  int O, float beta, int f32)
 {
 	float one = 1.0f;
+	const void *w = NULL, *dy = NULL;
+	cudaDataType_t t = CUDA_R_32F;
 	if (!T || !I || !O)
 		return 0;
-	CKB(cublasGemmEx(g->blas, CUBLAS_OP_N, CUBLAS_OP_N, I, T, O, &one, W, CUDA_R_32F, I, dY,
-	                 CUDA_R_32F, O, &beta, dX, CUDA_R_32F, I, ctype(g, f32),
-	                 CUBLAS_GEMM_DEFAULT));
+	CKR(operands(g, f32, W, (size_t)O * I, dY, (size_t)T * O, &w, &dy, &t));
+	CKB(cublasGemmEx(g->blas, CUBLAS_OP_N, CUBLAS_OP_N, I, T, O, &one, w, t, I, dy, t, O, &beta,
+	                 dX, CUDA_R_32F, I, ctype(g, f32), CUBLAS_GEMM_DEFAULT));
 	return 0;
 }
 
@@ -703,11 +905,13 @@ static int mm_dw(struct policy_gpu *g, float *dW, const float *dY, const float *
                  int O, int f32)
 {
 	float one = 1.0f;
+	const void *x = NULL, *dy = NULL;
+	cudaDataType_t t = CUDA_R_32F;
 	if (!T || !I || !O)
 		return 0;
-	CKB(cublasGemmEx(g->blas, CUBLAS_OP_N, CUBLAS_OP_T, I, O, T, &one, X, CUDA_R_32F, I, dY,
-	                 CUDA_R_32F, O, &one, dW, CUDA_R_32F, I, ctype(g, f32),
-	                 CUBLAS_GEMM_DEFAULT));
+	CKR(operands(g, f32, X, (size_t)T * I, dY, (size_t)T * O, &x, &dy, &t));
+	CKB(cublasGemmEx(g->blas, CUBLAS_OP_N, CUBLAS_OP_T, I, O, T, &one, x, t, I, dy, t, O, &one,
+	                 dW, CUDA_R_32F, I, ctype(g, f32), CUBLAS_GEMM_DEFAULT));
 	return 0;
 }
 
@@ -742,6 +946,9 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 	g->Tm = Tm;
 	g->Sm = Sm;
 	g->prec = prec;
+	g->prof = getenv("POLICY_GPU_PROFILE") && atoi(getenv("POLICY_GPU_PROFILE")) > 0;
+	g->cvt = prec == POLICY_GPU_BF16 &&
+	         !(getenv("POLICY_GPU_GEMM") && !strcmp(getenv("POLICY_GPU_GEMM"), "fast16"));
 	CKB(cublasCreate(&g->blas));
 	ALLOC(g->params, L->total);
 	ALLOC(g->grads, L->total);
@@ -776,6 +983,8 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 		} else {
 			ALLOC(y->pre, (size_t)3 * Tm * Hd);
 			ALLOC(y->qkv_b, (size_t)3 * Tm * Hd);
+			if (prec == POLICY_GPU_FP32)
+				ALLOC(y->qkv_f, (size_t)3 * Tm * Hd);
 			ALLOC(y->o, (size_t)Tm * Hd);
 			ALLOC(y->rstd_o, Tm);
 			ALLOC(y->gpre, (size_t)Tm * Hd);
@@ -820,6 +1029,18 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 	ALLOC(g->adv, Tm);
 	ALLOC(g->tl, (size_t)4 * Tm);
 	ALLOC(g->red, 1024);
+	if (g->cvt) { /* the largest operand: activations, expert rows or weights */
+		size_t m = (size_t)Tm * (3 * Hd > D ? 3 * Hd : D);
+		if (TK * (D > F ? D : F) > m)
+			m = TK * (D > F ? D : F);
+		if ((size_t)E * F * D > m)
+			m = (size_t)E * F * D;
+		if ((size_t)Hd * D > m)
+			m = (size_t)Hd * D;
+		g->cvt_n = m;
+		ALLOC(g->cvt_a, m);
+		ALLOC(g->cvt_b, m);
+	}
 	if (prec == POLICY_GPU_BF16) {
 		CKR(swerve_pl_ctx_new(&g->pl));
 		ALLOC(g->nf_b, (size_t)Tm * D);
@@ -862,10 +1083,10 @@ void policy_gpu_free(struct policy_gpu *g)
 		return;
 	for (int l = 0; g->ly && l < g->cfg.n_layers; l++) {
 		struct glayer *y = &g->ly[l];
-		void *p[] = {y->xin,   y->n1,  y->rstd1,  y->hmid, y->n2,  y->rstd2, y->pre,
-		             y->qkv_b, y->o,   y->rstd_o, y->gpre, y->gn,  y->q,     y->k,
-		             y->v,     y->lse, y->prob,   y->gate, y->sel, y->perm,  y->rowof,
-		             y->xp,    y->h1,  y->h3,     y->hh,   y->yp};
+		void *p[] = {y->xin,   y->n1,    y->rstd1, y->hmid,   y->n2,   y->rstd2, y->pre,
+		             y->qkv_b, y->qkv_f, y->o,     y->rstd_o, y->gpre, y->gn,    y->q,
+		             y->k,     y->v,     y->lse,   y->prob,   y->gate, y->sel,   y->perm,
+		             y->rowof, y->xp,    y->h1,    y->h3,     y->hh,   y->yp};
 		for (size_t i = 0; i < sizeof(p) / sizeof(p[0]); i++)
 			cudaFree(p[i]);
 		free(y->h_off);
@@ -884,8 +1105,8 @@ void policy_gpu_free(struct policy_gpu *g)
 	if (g->pl)
 		swerve_pl_ctx_free(g->pl);
 	{
-		void *p[] = {g->nf_b,   g->tgt_c,  g->mask,    g->clip8,
-		             g->pl_old, g->pl_adv, g->pl_loss, g->ws2};
+		void *p[] = {g->nf_b,   g->tgt_c,   g->mask, g->clip8, g->pl_old,
+		             g->pl_adv, g->pl_loss, g->ws2,  g->cvt_a, g->cvt_b};
 		for (size_t i = 0; i < sizeof(p) / sizeof(p[0]); i++)
 			cudaFree(p[i]);
 	}
@@ -945,28 +1166,41 @@ static int lightning_fwd(struct policy_gpu *g, int l, float *y, const struct pol
 	CKR(mm_fwd(g, ly->pre, ly->n1, P + lp->wq, T, D, Hd, 0, 0));
 	CKR(mm_fwd(g, ly->pre + n, ly->n1, P + lp->wk, T, D, Hd, 0, 0));
 	CKR(mm_fwd(g, ly->pre + 2 * n, ly->n1, P + lp->wv, T, D, Hd, 0, 0));
-	k_silu_bf16<<<GRID(3 * n)>>>(ly->qkv_b, ly->pre, 3 * n);
-	LAUNCHED();
-	need = swerve_lightning_forward_workspace(&dims);
-	if (swerve_lightning_backward_workspace(&dims) > need)
-		need = swerve_lightning_backward_workspace(&dims);
-	if (need > g->ws_bytes) {
-		cudaFree(g->ws);
-		g->ws = NULL;
-		CK(cudaMalloc(&g->ws, need));
-		g->ws_bytes = need;
+	mark(g, PROF_LIN_PROJ);
+	if (g->prec == POLICY_GPU_FP32) {
+		k_silu<<<GRID(3 * n)>>>(ly->qkv_f, ly->pre, 3 * n);
+		LAUNCHED();
+		k_lin_fwd<<<GRID(n / c->head_dim * 32)>>>(
+		        ly->o, ly->qkv_f, ly->qkv_f + n, ly->qkv_f + 2 * n,
+		        g->slopes + (size_t)l * c->n_heads, g->sstart, T, c->n_heads, c->head_dim);
+		LAUNCHED();
+	} else {
+		k_silu_bf16<<<GRID(3 * n)>>>(ly->qkv_b, ly->pre, 3 * n);
+		LAUNCHED();
+		need = swerve_lightning_forward_workspace(&dims);
+		if (swerve_lightning_backward_workspace(&dims) > need)
+			need = swerve_lightning_backward_workspace(&dims);
+		if (need > g->ws_bytes) {
+			cudaFree(g->ws);
+			g->ws = NULL;
+			CK(cudaMalloc(&g->ws, need));
+			g->ws_bytes = need;
+		}
+		CKR(swerve_lightning_forward(
+		        g->bscr, NULL, ly->qkv_b, ly->qkv_b + n, ly->qkv_b + 2 * n, g->cu,
+		        g->slopes + (size_t)l * c->n_heads, NULL, &dims, g->ws, g->ws_bytes, NULL));
+		k_to_f32<<<GRID(n)>>>(ly->o, g->bscr, n);
+		LAUNCHED();
 	}
-	CKR(swerve_lightning_forward(g->bscr, NULL, ly->qkv_b, ly->qkv_b + n, ly->qkv_b + 2 * n,
-	                             g->cu, g->slopes + (size_t)l * c->n_heads, NULL, &dims, g->ws,
-	                             g->ws_bytes, NULL));
-	k_to_f32<<<GRID(n)>>>(ly->o, g->bscr, n);
-	LAUNCHED();
+	mark(g, PROF_LIN_CORE);
 	CKR(mm_fwd(g, ly->gpre, ly->n1, P + lp->wgate, T, D, Hd, 0, 0));
 	k_rms_fwd<<<T, 256>>>(ly->gn, ly->rstd_o, ly->o, P + lp->out_norm, Hd, (float)c->norm_eps);
 	LAUNCHED();
 	k_gate<<<GRID(n)>>>(ly->gn, ly->gpre, n);
 	LAUNCHED();
-	return mm_fwd(g, y, ly->gn, P + lp->wo, T, Hd, D, 0, 0);
+	CKR(mm_fwd(g, y, ly->gn, P + lp->wo, T, Hd, D, 0, 0));
+	mark(g, PROF_LIN_PROJ);
+	return 0;
 }
 
 /* dn (T, D) = d attention input, from dy */
@@ -997,20 +1231,38 @@ static int lightning_bwd(struct policy_gpu *g, int l, float *dn, const float *dy
 	LAUNCHED();
 	rms_dw(G + lp->out_norm, dnn, ly->o, ly->rstd_o, T, Hd);
 	LAUNCHED();
-	k_to_bf16<<<GRID(n)>>>(dO_b, dO, n);
-	LAUNCHED();
-	CKR(swerve_lightning_backward(dq_b, dq_b + n, dq_b + 2 * n, NULL, ly->qkv_b, ly->qkv_b + n,
-	                              ly->qkv_b + 2 * n, dO_b, NULL, g->cu,
-	                              g->slopes + (size_t)l * c->n_heads, NULL, &dims, g->ws,
-	                              g->ws_bytes, NULL));
-	k_dsilu<<<GRID(3 * n)>>>(dqkv, dq_b, ly->pre, 3 * n);
-	LAUNCHED();
+	mark(g, PROF_LIN_PROJ);
+	if (g->prec == POLICY_GPU_FP32) {
+		const float *sl = g->slopes + (size_t)l * c->n_heads;
+		k_lin_bwd<<<GRID(n / c->head_dim * 32)>>>(
+		        dqkv, NULL, NULL, dO, ly->qkv_f, ly->qkv_f + n, ly->qkv_f + 2 * n, sl,
+		        g->sstart, g->send, T, c->n_heads, c->head_dim, 0);
+		LAUNCHED();
+		k_lin_bwd<<<GRID(n / c->head_dim * 32)>>>(
+		        NULL, dqkv + n, dqkv + 2 * n, dO, ly->qkv_f, ly->qkv_f + n,
+		        ly->qkv_f + 2 * n, sl, g->sstart, g->send, T, c->n_heads, c->head_dim, 1);
+		LAUNCHED();
+		k_dsilu_f32<<<GRID(3 * n)>>>(dqkv, ly->pre, 3 * n);
+		LAUNCHED();
+	} else {
+		k_to_bf16<<<GRID(n)>>>(dO_b, dO, n);
+		LAUNCHED();
+		CKR(swerve_lightning_backward(dq_b, dq_b + n, dq_b + 2 * n, NULL, ly->qkv_b,
+		                              ly->qkv_b + n, ly->qkv_b + 2 * n, dO_b, NULL, g->cu,
+		                              g->slopes + (size_t)l * c->n_heads, NULL, &dims,
+		                              g->ws, g->ws_bytes, NULL));
+		k_dsilu<<<GRID(3 * n)>>>(dqkv, dq_b, ly->pre, 3 * n);
+		LAUNCHED();
+	}
+	mark(g, PROF_LIN_CORE);
 	CKR(mm_dw(g, G + lp->wq, dqkv, ly->n1, T, D, Hd, 0));
 	CKR(mm_dw(g, G + lp->wk, dqkv + n, ly->n1, T, D, Hd, 0));
 	CKR(mm_dw(g, G + lp->wv, dqkv + 2 * n, ly->n1, T, D, Hd, 0));
 	CKR(mm_dx(g, dn, dqkv, P + lp->wq, T, D, Hd, 1, 0));
 	CKR(mm_dx(g, dn, dqkv + n, P + lp->wk, T, D, Hd, 1, 0));
-	return mm_dx(g, dn, dqkv + 2 * n, P + lp->wv, T, D, Hd, 1, 0);
+	CKR(mm_dx(g, dn, dqkv + 2 * n, P + lp->wv, T, D, Hd, 1, 0));
+	mark(g, PROF_LIN_PROJ);
+	return 0;
 }
 
 static int softmax_fwd(struct policy_gpu *g, int l, float *y, const struct policy_batch *b)
@@ -1123,6 +1375,7 @@ static int moe_fwd(struct policy_gpu *g, int l, float *y, int T, double *aux)
 	CK(cudaMemcpy(ly->rowof, g->h_rowof, (size_t)R * 4, cudaMemcpyHostToDevice));
 	k_gather<<<GRID((size_t)R * D)>>>(ly->xp, ly->n2, ly->perm, R, D);
 	LAUNCHED();
+	mark(g, PROF_ROUTE);
 	for (int e = 0; e < E; e++) {
 		int o = ly->h_off[e], ne = ly->h_off[e + 1] - o;
 		size_t wf = (size_t)e * F * D;
@@ -1140,6 +1393,7 @@ static int moe_fwd(struct policy_gpu *g, int l, float *y, int T, double *aux)
 	}
 	k_combine<<<GRID((size_t)T * D)>>>(y, ly->yp, ly->gate, ly->rowof, T, K, D);
 	LAUNCHED();
+	mark(g, PROF_EXPERTS);
 	return 0;
 }
 
@@ -1178,6 +1432,7 @@ static int moe_bwd(struct policy_gpu *g, int l, float *dn, const float *dy, int 
 		CKR(mm_dx(g, dxp + (size_t)o * D, dh3 + (size_t)o * F, P + lp->w3 + wf, ne, D, F, 1,
 		          0));
 	}
+	mark(g, PROF_EXPERTS);
 	CK(cudaMemsetAsync(dn, 0, (size_t)T * D * 4));
 	k_scatter<<<GRID((size_t)T * D)>>>(dn, dxp, ly->rowof, T, K, D);
 	LAUNCHED();
@@ -1185,7 +1440,9 @@ static int moe_bwd(struct policy_gpu *g, int l, float *dn, const float *dy, int 
 	k_route_bwd<<<GRID(T)>>>(dlog, ly->prob, ly->sel, ly->gate, dgate, auxc, T, E, K);
 	LAUNCHED();
 	CKR(mm_dw(g, G + lp->router, dlog, ly->n2, T, D, E, 1));
-	return mm_dx(g, dn, dlog, P + lp->router, T, D, E, 1, 1);
+	CKR(mm_dx(g, dn, dlog, P + lp->router, T, D, E, 1, 1));
+	mark(g, PROF_ROUTE);
+	return 0;
 }
 
 /* ---- the step ---------------------------------------------------------------- */
@@ -1377,6 +1634,7 @@ int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_lo
 	}
 
 	/* forward */
+	mark(g, -1);
 	k_embed<<<GRID(TD)>>>(g->x, g->params + L->tok_emb, g->tok, T, D);
 	LAUNCHED();
 	for (int l = 0; l < c->n_layers; l++) {
@@ -1387,16 +1645,20 @@ int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_lo
 		k_rms_fwd<<<T, 256>>>(ly->n1, ly->rstd1, g->x, g->params + lp->attn_norm, D,
 		                      (float)c->norm_eps);
 		LAUNCHED();
-		if (lp->softmax)
+		mark(g, PROF_OTHER);
+		if (lp->softmax) {
 			CKR(softmax_fwd(g, l, g->dn, b));
-		else
+			mark(g, PROF_SOFTMAX);
+		} else {
 			CKR(lightning_fwd(g, l, g->dn, b, maxlen));
+		}
 		k_add<<<GRID(TD)>>>(g->x, g->dn, TD);
 		LAUNCHED();
 		CK(cudaMemcpyAsync(ly->hmid, g->x, TD * 4, cudaMemcpyDeviceToDevice));
 		k_rms_fwd<<<T, 256>>>(ly->n2, ly->rstd2, g->x, g->params + lp->ffn_norm, D,
 		                      (float)c->norm_eps);
 		LAUNCHED();
+		mark(g, PROF_OTHER);
 		CKR(moe_fwd(g, l, g->dn, T, &a));
 		aux += a;
 		k_add<<<GRID(TD)>>>(g->x, g->dn, TD);
@@ -1406,10 +1668,12 @@ int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_lo
 	k_rms_fwd<<<T, 256>>>(g->nf, g->rstdf, g->x, g->params + L->final_norm, D,
 	                      (float)c->norm_eps);
 	LAUNCHED();
+	mark(g, PROF_OTHER);
 	if (g->pl)
 		CKR(fused_head(g, st, T, n, targets, logp_old != NULL, opts, backward));
 	else
 		CKR(plain_head(g, st, T, n, targets, logp_old != NULL, opts, backward));
+	mark(g, PROF_HEAD);
 	if (out_logp)
 		memcpy(out_logp, g->h_tl, (size_t)T * 4);
 	if (aux_out)
@@ -1423,6 +1687,7 @@ int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_lo
 		CK(cudaMemsetAsync(g->grads, 0, L->total * 4));
 		CKR(mm_dw(g, g->grads + L->lm_head, g->logits, g->nf, T, D, V, 1));
 		CKR(mm_dx(g, g->dn, g->logits, g->params + L->lm_head, T, D, V, 0, 1));
+		mark(g, PROF_HEAD);
 	}
 	CK(cudaMemsetAsync(g->dx, 0, TD * 4));
 	k_rms_bwd<<<T, 256>>>(g->dx, g->dn, g->xf, g->params + L->final_norm, g->rstdf, D);
@@ -1432,16 +1697,20 @@ int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_lo
 	for (int l = c->n_layers - 1; l >= 0; l--) {
 		const struct policy_layer_params *lp = &L->layers[l];
 		struct glayer *ly = &g->ly[l];
+		mark(g, PROF_OTHER);
 		CKR(moe_bwd(g, l, g->dn, g->dx, T));
 		k_rms_bwd<<<T, 256>>>(g->dx, g->dn, ly->hmid, g->params + lp->ffn_norm, ly->rstd2,
 		                      D);
 		LAUNCHED();
 		rms_dw(g->grads + lp->ffn_norm, g->dn, ly->hmid, ly->rstd2, T, D);
 		LAUNCHED();
-		if (lp->softmax)
+		mark(g, PROF_OTHER);
+		if (lp->softmax) {
 			CKR(softmax_bwd(g, l, g->dn, g->dx, b));
-		else
+			mark(g, PROF_SOFTMAX);
+		} else {
 			CKR(lightning_bwd(g, l, g->dn, g->dx, b, maxlen));
+		}
 		k_rms_bwd<<<T, 256>>>(g->dx, g->dn, ly->xin, g->params + lp->attn_norm, ly->rstd1,
 		                      D);
 		LAUNCHED();
@@ -1450,6 +1719,7 @@ int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_lo
 	}
 	k_embed_bwd<<<GRID(TD)>>>(g->grads + L->tok_emb, g->dx, g->tok, T, D);
 	LAUNCHED();
+	mark(g, PROF_OTHER);
 	return 0;
 }
 
@@ -1458,6 +1728,7 @@ int policy_gpu_adamw(double *grad_norm, struct policy_gpu *g, struct policy_adam
 	const struct policy_layout *L = g->L;
 	float part[1024];
 	double ss = 0, norm, scale = 1.0, bc1, bc2;
+	mark(g, -1);
 	k_sumsq<<<1024, 256>>>(g->red, g->grads, L->total);
 	LAUNCHED();
 	CK(cudaMemcpy(part, g->red, sizeof(part), cudaMemcpyDeviceToHost));
@@ -1478,6 +1749,7 @@ int policy_gpu_adamw(double *grad_norm, struct policy_gpu *g, struct policy_adam
 		        (float)bc1, (float)bc2);
 		LAUNCHED();
 	}
+	mark(g, PROF_ADAMW);
 	if (grad_norm)
 		*grad_norm = norm;
 	return 0;

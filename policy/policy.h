@@ -407,6 +407,11 @@ int policy_gpu_adamw(double *grad_norm, struct policy_gpu *g, struct policy_adam
 /* Waits for the device; returns -1 with the CUDA error if a kernel failed. */
 int policy_gpu_sync(struct policy_gpu *g);
 
+/* With POLICY_GPU_PROFILE=1 in the environment (read by policy_gpu_new),
+ * steps synchronise around each phase and add its time to a bucket. Fills
+ * up to max names and seconds, resets the buckets, returns the count. */
+int policy_gpu_profile(const char **names, double *seconds, int max, struct policy_gpu *g);
+
 /* Moves tr's steps to the GPU: uploads weights and moments; later sft, pg
  * and logprobs steps run there (batches up to max_tokens / max_seqs). */
 int policy_trainer_use_gpu(struct policy_trainer *tr, int max_tokens, int max_seqs,

@@ -95,7 +95,7 @@ static double median(double *v, int n)
 }
 
 static struct result run(const struct policy_config *cfg, enum policy_gpu_precision prec, int seqs,
-                         int seq, int steps)
+                         int seq, int steps, const char *label)
 {
 	struct policy_layout L;
 	struct policy_gpu *g;
@@ -117,6 +117,7 @@ static struct result run(const struct policy_config *cfg, enum policy_gpu_precis
 		tgt[t] = (t + 1) % seq ? tok[t + 1] : -1;
 	if (policy_gpu_new(&g, cfg, &L, T, seqs, prec) || policy_gpu_set_params(g, p))
 		DIE("%s", swerve_error_last());
+	unsetenv("POLICY_GPU_GEMM");
 	o.lr = 1e-4;
 	struct policy_batch b = {T, tok, seqs, cu};
 	for (int i = 0; i < steps + 2; i++) {
@@ -145,7 +146,7 @@ static struct result run(const struct policy_config *cfg, enum policy_gpu_precis
 			fprintf(stderr, "  %s step %d: loss %.4f grad_norm %.3f\n",
 			        prec == POLICY_GPU_BF16 ? "bf16" : "fp32", i, st.loss, gn);
 	}
-	r.mode = prec == POLICY_GPU_BF16 ? "bf16 GEMMs" : "fp32 GEMMs";
+	r.mode = label;
 	r.seqs = seqs;
 	r.seq = seq;
 	r.step_s = median(times, steps);
@@ -163,13 +164,61 @@ static struct result run(const struct policy_config *cfg, enum policy_gpu_precis
 	return r;
 }
 
+/* one profiled bf16 step (POLICY_GPU_PROFILE: synchronising phase timers) */
+static void profile(const struct policy_config *cfg, int seqs, int seq)
+{
+	struct policy_layout L;
+	struct policy_gpu *g;
+	struct policy_adamw o = POLICY_ADAMW_INIT;
+	int T = seqs * seq, *tok = malloc((size_t)T * 4), *tgt = malloc((size_t)T * 4);
+	int *cu = malloc((size_t)(seqs + 1) * 4), n;
+	const char *names[16];
+	double sec[16], total = 0, gn;
+	float *p;
+	policy_layout_init(&L, cfg);
+	p = malloc(L.total * 4);
+	policy_params_init(p, &L, 7);
+	for (int t = 0; t < T; t++)
+		tok[t] = rand() % cfg->vocab_size;
+	for (int s = 0; s <= seqs; s++)
+		cu[s] = s * seq;
+	for (int t = 0; t < T; t++)
+		tgt[t] = (t + 1) % seq ? tok[t + 1] : -1;
+	setenv("POLICY_GPU_PROFILE", "1", 1);
+	if (policy_gpu_new(&g, cfg, &L, T, seqs, POLICY_GPU_BF16) || policy_gpu_set_params(g, p))
+		DIE("%s", swerve_error_last());
+	unsetenv("POLICY_GPU_PROFILE");
+	struct policy_batch b = {T, tok, seqs, cu};
+	for (int i = 0; i < 3; i++) {
+		if (i == 1)
+			policy_gpu_profile(names, sec, 16, g); /* drop the warm-up step */
+		if (policy_gpu_step(NULL, NULL, NULL, g, &b, tgt, NULL, NULL, NULL, 1) ||
+		    policy_gpu_adamw(&gn, g, &o))
+			DIE("%s", swerve_error_last());
+	}
+	n = policy_gpu_profile(names, sec, 16, g);
+	printf("\nbf16 step by phase (synchronised; mean of 2 steps):\n");
+	for (int i = 0; i < n; i++)
+		total += sec[i] / 2;
+	for (int i = 0; i < n; i++)
+		printf("  %-16s %8.2f ms  %5.1f%%\n", names[i], sec[i] / 2 * 1e3,
+		       100 * sec[i] / 2 / total);
+	printf("  %-16s %8.2f ms\n", "total", total * 1e3);
+	policy_gpu_free(g);
+	policy_layout_dispose(&L);
+	free(p);
+	free(tok);
+	free(tgt);
+	free(cu);
+}
+
 int main(void)
 {
 	struct policy_config c;
 	struct cudaDeviceProp prop;
 	int ndev = 0;
 	const double datasheet = 989e12; /* H100 SXM bf16 dense */
-	struct result r[2];
+	struct result r[3];
 	double peak;
 	if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev < 1) {
 		printf("gpu_train: skipped: no CUDA device\n");
@@ -203,14 +252,17 @@ int main(void)
 		policy_layout_dispose(&L);
 	}
 	peak = gemm_peak();
-	r[0] = run(&c, POLICY_GPU_BF16, 4, 2048, 5);
-	r[1] = run(&c, POLICY_GPU_FP32, 4, 2048, 3);
+	profile(&c, 4, 2048);
+	r[0] = run(&c, POLICY_GPU_BF16, 4, 2048, 5, "bf16");
+	setenv("POLICY_GPU_GEMM", "fast16", 1); /* the earlier GEMM path, for comparison */
+	r[1] = run(&c, POLICY_GPU_BF16, 4, 2048, 5, "bf16-fast16");
+	r[2] = run(&c, POLICY_GPU_FP32, 4, 2048, 3, "fp32");
 	printf("\ncard: %s; cuBLAS bf16 GEMM 8192^3 measured %.0f TFLOP/s (datasheet %.0f)\n",
 	       prop.name, peak / 1e12, datasheet / 1e12);
-	printf("%-11s %5s %6s %9s %7s %7s %10s %9s %10s %11s\n", "mode", "seqs", "seqlen",
+	printf("%-12s %5s %6s %9s %7s %7s %10s %9s %10s %11s\n", "mode", "seqs", "seqlen",
 	       "step ms", "fwd ms", "adam ms", "tokens/s", "TFLOP/s", "MFU(989)", "MFU(meas.)");
-	for (int i = 0; i < 2; i++)
-		printf("%-11s %5d %6d %9.1f %7.1f %7.1f %10.0f %9.1f %9.1f%% %10.1f%%\n", r[i].mode,
+	for (int i = 0; i < 3; i++)
+		printf("%-12s %5d %6d %9.1f %7.1f %7.1f %10.0f %9.1f %9.1f%% %10.1f%%\n", r[i].mode,
 		       r[i].seqs, r[i].seq, r[i].step_s * 1e3, r[i].fwd_s * 1e3, r[i].adam_s * 1e3,
 		       r[i].tok_s, r[i].tflops, 100 * r[i].tflops * 1e12 / datasheet,
 		       100 * r[i].tflops * 1e12 / peak);

@@ -3,8 +3,9 @@
  * tensor (worst element printed per tensor) for cross-entropy and CISPO, in
  * fp32 and bf16 GEMM modes; then the first steps of an SFT loss curve, GPU
  * vs CPU from the same weights. Fresh random inputs every run; the seed is
- * printed. Tolerances are relative L2 errors per tensor: the lightning
- * kernel takes bf16 q/k/v, so even the fp32 mode carries bf16 rounding. */
+ * printed. Tolerances are relative L2 errors per tensor: fp32 mode is fp32
+ * throughout (tight), bf16 mode carries bf16 operands and kernels/lightning's
+ * bf16 q/k/v (loose). */
 #include "tests/gpu/gpu_check.h"
 
 #include <math.h>
@@ -166,10 +167,16 @@ static int check_model(enum policy_gpu_precision prec, int pg)
 	double *logits, *grads, loss, aux, gaux, old[512], adv[512];
 	float *gl, *gg, fold[512], fadv[512];
 	int bad = 0;
-	double tol_l = prec == POLICY_GPU_FP32 ? 1e-2 : 3e-2;
-	double tol_g = prec == POLICY_GPU_FP32 ? 3e-2 : 8e-2;
+	/* fp32 mode is fp32 end to end (its own lightning kernel): float rounding
+	 * only. bf16 mode: bf16 GEMM operands and kernels/lightning's bf16 q/k/v,
+	 * whose rounding can also flip a near-tied top-k routing choice. */
+	double tol_l = prec == POLICY_GPU_FP32 ? 1e-4 : 3e-2;
+	double tol_g = prec == POLICY_GPU_FP32 ? 1e-3 : 8e-2;
 
 	fixture_init(&f);
+	if (prec == POLICY_GPU_BF16) /* every expert active: bf16 noise cannot flip a top-k
+	                              * choice (fp32 mode keeps the real top-2 routing) */
+		f.c.top_k = f.c.n_experts;
 	b.n_tokens = f.T;
 	b.tokens = f.tok;
 	b.n_seqs = f.S;
@@ -281,7 +288,8 @@ static int test_loss_curve(void)
 		struct policy_step_stats cs, gs;
 		CHECK(policy_trainer_sft_step(&cs, tr, &b, f.tgt) == 0, "%s", swerve_error_last());
 		CHECK(policy_trainer_sft_step(&gs, tg, &b, f.tgt) == 0, "%s", swerve_error_last());
-		double rel = fabs(gs.loss - cs.loss) / cs.loss;
+		/* relative, with a floor: the loss heads for 0 */
+		double rel = fabs(gs.loss - cs.loss) / (cs.loss + 0.05);
 		worst = fmax(worst, rel);
 		printf("  %d  %.6f  %.6f  (rel %.2e; grad norm cpu %.4f gpu %.4f; aux %.5f %.5f)\n",
 		       s + 1, cs.loss, gs.loss, rel, cs.grad_norm, gs.grad_norm, cs.aux, gs.aux);
@@ -296,7 +304,7 @@ static int test_loss_curve(void)
 	policy_trainer_free(tr);
 	policy_trainer_free(tg);
 	fixture_dispose(&f);
-	CHECK(worst < 2e-2, "loss curves differ by %.3e", worst);
+	CHECK(worst < 1e-3, "loss curves differ by %.3e", worst);
 	/* Adam moves near-zero gradients by a full lr whatever their sign, so bf16
 	 * noise shows in the weights long before it shows in the loss: loose */
 	CHECK(sqrt(pd / pn) < 0.25, "weights differ by %.3e", sqrt(pd / pn));
