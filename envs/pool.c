@@ -137,7 +137,7 @@ int swerve_pool_db_result(struct swerve_db_result *out, void **owned,
 		int seen = 0;
 		for (size_t j = 0; j < n && !seen; j++)
 			seen = strcmp(t[j].test_id, tr->name) == 0;
-		if (!seen && *tr->name)
+		if (!seen && *tr->name && !tr->alias)
 			t[n++] = (struct swerve_db_test_status){
 			        tr->name, swerve_test_status_name(tr->status), "OTHER"};
 	}
