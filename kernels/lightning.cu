@@ -648,8 +648,8 @@ void plan(const swerve_lightning_dims *d, int nprob, int per_sm, bool force, int
 /* Which main kernel. V2 (3 CTAs per SM) runs a CTA ~1.6x slower than the
  * first version (2 CTAs per SM) when both fill the GPU, so it pays only where
  * the first version's waves quantize badly or segments are needed. Measured
- * on an H100 (tests/bench/RESULTS.md): V2 was 15% slower on the forward at
- * 8 x 2048 and level on the forward elsewhere; on the backward it was 5%
+ * on an H100 (tests/bench/RESULTS.md): V2 was 17% slower on the forward at
+ * 8 x 2048 and level on the forward elsewhere; on the backward it was 0-6%
  * slower at 8 x 2048 (768 CTAs: 3 waves against 2), 8% faster at 4 x 8192
  * (384 CTAs: 2 waves against 1) and 13% faster at 1 x 32768 (segments). The
  * rule below picks the faster at each: the forward runs the first version;
