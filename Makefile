@@ -224,7 +224,7 @@ POLICY_REF_C := policy/config.c policy/params.c policy/ref.c policy/loss.c polic
 		policy/trainer.c
 $(BUILD)/tests/gpu/test_policy_model: tests/gpu/test_policy_model.c $(POLICY_REF_C) $(CUDA_LIB)
 	@mkdir -p $(@D)
-	$(CC) -O2 -g -std=gnu11 -D_GNU_SOURCE $(WARN) -I. -o $@ $< $(POLICY_REF_C) $(CUDA_LIB) $(CUDA_LIBS)
+	$(CC) -O2 -g -std=gnu11 -D_GNU_SOURCE $(WARN) -I. -I$(CUDA_HOME)/include -o $@ $< $(POLICY_REF_C) $(CUDA_LIB) $(CUDA_LIBS)
 
 $(BUILD)/tests/bench/gpu_train: tests/bench/gpu_train.c $(POLICY_REF_C) $(CUDA_LIB)
 	@mkdir -p $(@D)

@@ -117,6 +117,13 @@ struct policy_gpu {
 	size_t ws2_bytes;
 	/* bf16 mode: GEMM operands converted to bf16 scratch (see operands()) */
 	int cvt;
+	int lin32; /* the fp32 lightning kernel (fp32 mode, or POLICY_GPU_LIGHTNING=fp32) */
+	/* softmax attention through cuBLAS (scores materialised per sequence and
+	 * KV group; POLICY_GPU_ATTN=naive: the warp-per-query kernels) */
+	int attn_gemm;
+	float *att_s; /* (grp, Lmax, Lmax) scores / probabilities */
+	float *att_d; /* (grp, Lmax, Lmax) dP / dS */
+	size_t att_n;
 	uint16_t *cvt_a, *cvt_b;
 	size_t cvt_n;
 	/* POLICY_GPU_PROFILE=1: per-phase times (synchronising) */
@@ -419,6 +426,45 @@ __global__ static void k_attn_dsum(float *D, const float *dout, const float *o, 
 	s = warp_sum(s);
 	if (lane == 0)
 		D[w] = s;
+}
+
+/* causal softmax of score rows in place: block (row i, head j of the group);
+ * S (grp, L, L) row-major scaled by scale; keys > i zeroed; with lse != NULL
+ * (forward) the row's log-sum-exp is stored at lse[(t0 + i) * H + h0 + j];
+ * with lse_in (backward) P = exp(scale S - lse) is rebuilt from it */
+__global__ static void k_causal_softmax(float *S, float *lse, const float *lse_in, int L,
+                                        float scale, int t0, int H, int h0)
+{
+	int i = blockIdx.x, j = blockIdx.y;
+	float *r = S + ((size_t)j * L + i) * L, mx = -INFINITY, z = 0, lz;
+	size_t li = (size_t)(t0 + i) * H + h0 + j;
+	if (lse_in) {
+		for (int c = threadIdx.x; c < L; c += blockDim.x)
+			r[c] = c <= i ? expf(r[c] * scale - lse_in[li]) : 0.0f;
+		return;
+	}
+	for (int c = threadIdx.x; c <= i; c += blockDim.x)
+		mx = fmaxf(mx, r[c] * scale);
+	mx = block_max(mx);
+	for (int c = threadIdx.x; c <= i; c += blockDim.x)
+		z += expf(r[c] * scale - mx);
+	z = block_sum(z);
+	lz = mx + logf(z);
+	for (int c = threadIdx.x; c < L; c += blockDim.x)
+		r[c] = c <= i ? expf(r[c] * scale - lz) : 0.0f;
+	if (threadIdx.x == 0 && lse)
+		lse[li] = lz;
+}
+
+/* dS = P (dP - D_t) scale, in place in dP: block (row i, head j) */
+__global__ static void k_causal_ds(float *dP, const float *P, const float *Dsum, int L, float scale,
+                                   int t0, int H, int h0)
+{
+	int i = blockIdx.x, j = blockIdx.y;
+	size_t o = ((size_t)j * L + i) * L;
+	float Dt = Dsum[(size_t)(t0 + i) * H + h0 + j];
+	for (int c = threadIdx.x; c < L; c += blockDim.x)
+		dP[o + c] = c <= i ? P[o + c] * (dP[o + c] - Dt) * scale : 0.0f;
 }
 
 /* dq: a warp per (t, h) */
@@ -831,9 +877,9 @@ __global__ static void k_pl_prep(int *tgt_c, uint8_t *mask, float *old, float *a
 /* ---- GEMMs (row-major views) ---------------------------------------------- */
 
 /* How a GEMM runs: fp32 (CUBLAS_COMPUTE_32F, no TF32), or in bf16 mode with
- * both operands converted to bf16 scratch copies first and fp32 output and
- * accumulation (g->cvt; the default), or with fp32 operands and
- * CUBLAS_COMPUTE_32F_FAST_16BF (POLICY_GPU_GEMM=fast16, measured slower). */
+ * fp32 operands and CUBLAS_COMPUTE_32F_FAST_16BF (the default), or with both
+ * operands converted to bf16 scratch copies first (POLICY_GPU_GEMM=cvt;
+ * measured slower on H100: 119 vs 73 ms a step of the benchmark). */
 static int bf16_ops(const struct policy_gpu *g, int force32)
 {
 	return !force32 && g->prec == POLICY_GPU_BF16 && g->cvt;
@@ -915,6 +961,106 @@ static int mm_dw(struct policy_gpu *g, float *dW, const float *dY, const float *
 	return 0;
 }
 
+/* C = op(A) op(B), column-major, batched with strides (fp32, no TF32) */
+static int gemm_b(struct policy_gpu *g, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                  int k, const float *A, int lda, long long sa, const float *B, int ldb,
+                  long long sb, float beta, float *C, int ldc, long long sc, int batch)
+{
+	float one = 1.0f;
+	CKB(cublasGemmStridedBatchedEx(g->blas, ta, tb, m, n, k, &one, A, CUDA_R_32F, lda, sa, B,
+	                               CUDA_R_32F, ldb, sb, &beta, C, CUDA_R_32F, ldc, sc, batch,
+	                               CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+	return 0;
+}
+
+/* Softmax attention of one layer through cuBLAS, per sequence and KV group
+ * (the group's heads batched): S = Q K^T, P = causal softmax(scale S),
+ * O = P V. Row-major (L, L) matrices are read by cuBLAS as their
+ * transposes, so S^T = K Q^T etc. */
+static int attn_gemm_fwd(struct policy_gpu *g, float *o, float *lse, const float *q, const float *k,
+                         const float *v, const struct policy_batch *b)
+{
+	const struct policy_config *c = &g->cfg;
+	int H = c->n_heads, KV = c->n_kv_heads, d = c->head_dim, grp = H / KV;
+	float scale = 1.0f / sqrtf((float)d);
+	for (int sq = 0; sq < b->n_seqs; sq++) {
+		int t0 = b->cu_seqlens[sq], L = b->cu_seqlens[sq + 1] - t0;
+		if (L == 0)
+			continue;
+		if ((size_t)grp * L * L > g->att_n)
+			return swerve_error_set(SWERVE_ELIMIT,
+			                        "gpu: sequence of %d tokens exceeds "
+			                        "the attention scratch",
+			                        L);
+		for (int kg = 0; kg < KV; kg++) {
+			const float *K = k + ((size_t)t0 * KV + kg) * d;
+			const float *V = v + ((size_t)t0 * KV + kg) * d;
+			const float *Q = q + ((size_t)t0 * H + kg * grp) * d;
+			float *O = o + ((size_t)t0 * H + kg * grp) * d;
+			CKR(gemm_b(g, CUBLAS_OP_T, CUBLAS_OP_N, L, L, d, K, KV * d, 0, Q, H * d, d,
+			           0, g->att_s, L, (long long)L * L, grp));
+			k_causal_softmax<<<dim3((unsigned)L, (unsigned)grp), 128>>>(
+			        g->att_s, lse, NULL, L, scale, t0, H, kg * grp);
+			LAUNCHED();
+			CKR(gemm_b(g, CUBLAS_OP_N, CUBLAS_OP_N, d, L, L, V, KV * d, 0, g->att_s, L,
+			           (long long)L * L, 0, O, H * d, d, grp));
+		}
+	}
+	return 0;
+}
+
+/* backward: dP = dO V^T, dS = P (dP - D) scale, dQ = dS K, dK = sum_h dS^T Q,
+ * dV = sum_h P^T dO (P rebuilt from the saved log-sum-exp) */
+static int attn_gemm_bwd(struct policy_gpu *g, float *dq, float *dk, float *dv, const float *dout,
+                         const float *Dsum, const float *q, const float *k, const float *v,
+                         const float *lse, const struct policy_batch *b)
+{
+	const struct policy_config *c = &g->cfg;
+	int H = c->n_heads, KV = c->n_kv_heads, d = c->head_dim, grp = H / KV;
+	float scale = 1.0f / sqrtf((float)d);
+	for (int sq = 0; sq < b->n_seqs; sq++) {
+		int t0 = b->cu_seqlens[sq], L = b->cu_seqlens[sq + 1] - t0;
+		if (L == 0)
+			continue;
+		for (int kg = 0; kg < KV; kg++) {
+			const float *K = k + ((size_t)t0 * KV + kg) * d;
+			const float *V = v + ((size_t)t0 * KV + kg) * d;
+			const float *Q = q + ((size_t)t0 * H + kg * grp) * d;
+			const float *dO = dout + ((size_t)t0 * H + kg * grp) * d;
+			float *dQ = dq + ((size_t)t0 * H + kg * grp) * d;
+			float *dK = dk + ((size_t)t0 * KV + kg) * d;
+			float *dV = dv + ((size_t)t0 * KV + kg) * d;
+			long long LL = (long long)L * L;
+			dim3 rows((unsigned)L, (unsigned)grp);
+			/* P from S and the saved lse */
+			CKR(gemm_b(g, CUBLAS_OP_T, CUBLAS_OP_N, L, L, d, K, KV * d, 0, Q, H * d, d,
+			           0, g->att_s, L, LL, grp));
+			k_causal_softmax<<<rows, 128>>>(g->att_s, NULL, lse, L, scale, t0, H,
+			                                kg * grp);
+			LAUNCHED();
+			/* dP^T = V dO^T, then dS */
+			CKR(gemm_b(g, CUBLAS_OP_T, CUBLAS_OP_N, L, L, d, V, KV * d, 0, dO, H * d, d,
+			           0, g->att_d, L, LL, grp));
+			k_causal_ds<<<rows, 128>>>(g->att_d, g->att_s, Dsum, L, scale, t0, H,
+			                           kg * grp);
+			LAUNCHED();
+			/* dQ^T = K^T dS^T */
+			CKR(gemm_b(g, CUBLAS_OP_N, CUBLAS_OP_N, d, L, L, K, KV * d, 0, g->att_d, L,
+			           LL, 0, dQ, H * d, d, grp));
+			/* dK^T = sum_h Q_h^T dS_h, dV^T = sum_h dO_h^T P_h */
+			for (int j = 0; j < grp; j++) {
+				CKR(gemm_b(g, CUBLAS_OP_N, CUBLAS_OP_T, d, L, L, Q + (size_t)j * d,
+				           H * d, 0, g->att_d + (size_t)j * LL, L, 0,
+				           j ? 1.0f : 0.0f, dK, KV * d, 0, 1));
+				CKR(gemm_b(g, CUBLAS_OP_N, CUBLAS_OP_T, d, L, L, dO + (size_t)j * d,
+				           H * d, 0, g->att_s + (size_t)j * LL, L, 0,
+				           j ? 1.0f : 0.0f, dV, KV * d, 0, 1));
+			}
+		}
+	}
+	return 0;
+}
+
 /* ---- setup ------------------------------------------------------------------ */
 
 #define ALLOC(p, n)                                                                                \
@@ -947,8 +1093,11 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 	g->Sm = Sm;
 	g->prec = prec;
 	g->prof = getenv("POLICY_GPU_PROFILE") && atoi(getenv("POLICY_GPU_PROFILE")) > 0;
-	g->cvt = prec == POLICY_GPU_BF16 &&
-	         !(getenv("POLICY_GPU_GEMM") && !strcmp(getenv("POLICY_GPU_GEMM"), "fast16"));
+	g->attn_gemm = !(getenv("POLICY_GPU_ATTN") && !strcmp(getenv("POLICY_GPU_ATTN"), "naive"));
+	g->cvt = prec == POLICY_GPU_BF16 && getenv("POLICY_GPU_GEMM") &&
+	         !strcmp(getenv("POLICY_GPU_GEMM"), "cvt");
+	g->lin32 = prec == POLICY_GPU_FP32 || (getenv("POLICY_GPU_LIGHTNING") &&
+	                                       !strcmp(getenv("POLICY_GPU_LIGHTNING"), "fp32"));
 	CKB(cublasCreate(&g->blas));
 	ALLOC(g->params, L->total);
 	ALLOC(g->grads, L->total);
@@ -983,7 +1132,7 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 		} else {
 			ALLOC(y->pre, (size_t)3 * Tm * Hd);
 			ALLOC(y->qkv_b, (size_t)3 * Tm * Hd);
-			if (prec == POLICY_GPU_FP32)
+			if (g->lin32)
 				ALLOC(y->qkv_f, (size_t)3 * Tm * Hd);
 			ALLOC(y->o, (size_t)Tm * Hd);
 			ALLOC(y->rstd_o, Tm);
@@ -1029,6 +1178,14 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 	ALLOC(g->adv, Tm);
 	ALLOC(g->tl, (size_t)4 * Tm);
 	ALLOC(g->red, 1024);
+	for (int l = 0; l < cfg->n_layers && g->attn_gemm; l++)
+		if (cfg->softmax_layer[l]) {
+			size_t lm = (size_t)(cfg->max_seq_len < Tm ? cfg->max_seq_len : Tm);
+			g->att_n = (size_t)(H / cfg->n_kv_heads) * lm * lm;
+			ALLOC(g->att_s, g->att_n);
+			ALLOC(g->att_d, g->att_n);
+			break;
+		}
 	if (g->cvt) { /* the largest operand: activations, expert rows or weights */
 		size_t m = (size_t)Tm * (3 * Hd > D ? 3 * Hd : D);
 		if (TK * (D > F ? D : F) > m)
@@ -1105,8 +1262,8 @@ void policy_gpu_free(struct policy_gpu *g)
 	if (g->pl)
 		swerve_pl_ctx_free(g->pl);
 	{
-		void *p[] = {g->nf_b,   g->tgt_c,   g->mask, g->clip8, g->pl_old,
-		             g->pl_adv, g->pl_loss, g->ws2,  g->cvt_a, g->cvt_b};
+		void *p[] = {g->nf_b,    g->tgt_c, g->mask,  g->clip8, g->pl_old, g->pl_adv,
+		             g->pl_loss, g->ws2,   g->cvt_a, g->cvt_b, g->att_s,  g->att_d};
 		for (size_t i = 0; i < sizeof(p) / sizeof(p[0]); i++)
 			cudaFree(p[i]);
 	}
@@ -1167,7 +1324,7 @@ static int lightning_fwd(struct policy_gpu *g, int l, float *y, const struct pol
 	CKR(mm_fwd(g, ly->pre + n, ly->n1, P + lp->wk, T, D, Hd, 0, 0));
 	CKR(mm_fwd(g, ly->pre + 2 * n, ly->n1, P + lp->wv, T, D, Hd, 0, 0));
 	mark(g, PROF_LIN_PROJ);
-	if (g->prec == POLICY_GPU_FP32) {
+	if (g->lin32) {
 		k_silu<<<GRID(3 * n)>>>(ly->qkv_f, ly->pre, 3 * n);
 		LAUNCHED();
 		k_lin_fwd<<<GRID(n / c->head_dim * 32)>>>(
@@ -1232,7 +1389,7 @@ static int lightning_bwd(struct policy_gpu *g, int l, float *dn, const float *dy
 	rms_dw(G + lp->out_norm, dnn, ly->o, ly->rstd_o, T, Hd);
 	LAUNCHED();
 	mark(g, PROF_LIN_PROJ);
-	if (g->prec == POLICY_GPU_FP32) {
+	if (g->lin32) {
 		const float *sl = g->slopes + (size_t)l * c->n_heads;
 		k_lin_bwd<<<GRID(n / c->head_dim * 32)>>>(
 		        dqkv, NULL, NULL, dO, ly->qkv_f, ly->qkv_f + n, ly->qkv_f + 2 * n, sl,
@@ -1285,9 +1442,13 @@ static int softmax_fwd(struct policy_gpu *g, int l, float *y, const struct polic
 		        ly->k, g->pos, T, KV, d, c->rotary_dim, (float)c->rope_theta, 0);
 		LAUNCHED();
 	}
-	k_attn_fwd<<<GRID((size_t)T * H * 32)>>>(ly->o, ly->lse, ly->q, ly->k, ly->v, g->sstart, T,
-	                                         H, KV, d, scale);
-	LAUNCHED();
+	if (g->attn_gemm) {
+		CKR(attn_gemm_fwd(g, ly->o, ly->lse, ly->q, ly->k, ly->v, b));
+	} else {
+		k_attn_fwd<<<GRID((size_t)T * H * 32)>>>(ly->o, ly->lse, ly->q, ly->k, ly->v,
+		                                         g->sstart, T, H, KV, d, scale);
+		LAUNCHED();
+	}
 	return mm_fwd(g, y, ly->o, P + lp->wo, T, H * d, D, 0, 0);
 }
 
@@ -1308,12 +1469,16 @@ static int softmax_bwd(struct policy_gpu *g, int l, float *dn, const float *dy,
 	CKR(mm_dx(g, dO, dy, P + lp->wo, T, H * d, D, 0, 0));
 	k_attn_dsum<<<GRID((size_t)T * H * 32)>>>(Dsum, dO, ly->o, T * H, d);
 	LAUNCHED();
-	k_attn_dq<<<GRID((size_t)T * H * 32)>>>(dq, dO, ly->q, ly->k, ly->v, ly->lse, Dsum,
-	                                        g->sstart, T, H, KV, d, scale);
-	LAUNCHED();
-	k_attn_dkv<<<GRID((size_t)T * KV * 32)>>>(dk, dv, dO, ly->q, ly->k, ly->v, ly->lse, Dsum,
-	                                          g->send, T, H, KV, d, scale);
-	LAUNCHED();
+	if (g->attn_gemm) {
+		CKR(attn_gemm_bwd(g, dq, dk, dv, dO, Dsum, ly->q, ly->k, ly->v, ly->lse, b));
+	} else {
+		k_attn_dq<<<GRID((size_t)T * H * 32)>>>(dq, dO, ly->q, ly->k, ly->v, ly->lse, Dsum,
+		                                        g->sstart, T, H, KV, d, scale);
+		LAUNCHED();
+		k_attn_dkv<<<GRID((size_t)T * KV * 32)>>>(dk, dv, dO, ly->q, ly->k, ly->v, ly->lse,
+		                                          Dsum, g->send, T, H, KV, d, scale);
+		LAUNCHED();
+	}
 	if (c->rotary_dim) {
 		k_rotary<<<GRID((size_t)T * H * (c->rotary_dim / 2))>>>(
 		        dq, g->pos, T, H, d, c->rotary_dim, (float)c->rope_theta, 1);

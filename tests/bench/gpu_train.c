@@ -254,8 +254,8 @@ int main(void)
 	peak = gemm_peak();
 	profile(&c, 4, 2048);
 	r[0] = run(&c, POLICY_GPU_BF16, 4, 2048, 5, "bf16");
-	setenv("POLICY_GPU_GEMM", "fast16", 1); /* the earlier GEMM path, for comparison */
-	r[1] = run(&c, POLICY_GPU_BF16, 4, 2048, 5, "bf16-fast16");
+	setenv("POLICY_GPU_GEMM", "cvt", 1); /* operands converted to bf16 first, for comparison */
+	r[1] = run(&c, POLICY_GPU_BF16, 4, 2048, 5, "bf16-cvt");
 	r[2] = run(&c, POLICY_GPU_FP32, 4, 2048, 3, "fp32");
 	printf("\ncard: %s; cuBLAS bf16 GEMM 8192^3 measured %.0f TFLOP/s (datasheet %.0f)\n",
 	       prop.name, peak / 1e12, datasheet / 1e12);

@@ -14,7 +14,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "kernels/lightning.h"
+#include "kernels/policy_loss.h"
 #include "policy/policy.h"
+#include <cuda_runtime.h>
 
 static uint64_t seed;
 static double urand(void)
@@ -257,6 +260,106 @@ static int test_bf16_xent(void)
 {
 	return have_gpu() ? check_model(POLICY_GPU_BF16, 0) : GPU_SKIP;
 }
+/* the same with the fp32 lightning kernel instead of kernels/lightning: tells
+ * a lightning-kernel difference from one in the rest of the bf16 path */
+static int test_bf16_xent_lin32(void)
+{
+	int rc;
+	if (!have_gpu())
+		return GPU_SKIP;
+	setenv("POLICY_GPU_LIGHTNING", "fp32", 1);
+	rc = check_model(POLICY_GPU_BF16, 0);
+	unsetenv("POLICY_GPU_LIGHTNING");
+	return rc;
+}
+
+/* kernels/lightning on this model's shapes (packed sequences of 45, 64, 19
+ * tokens, 2 heads of 64) against its own CPU reference */
+static int test_lightning_kernel_on_policy_shapes(void)
+{
+	int cu[4] = {0, 45, 109, 128}, T = 128, H = 2, d = 64;
+	size_t n = (size_t)T * H * d;
+	struct swerve_lightning_dims dims = {3, H, d, 64};
+	float *q = malloc(n * 4), *k = malloc(n * 4), *v = malloc(n * 4), *go = malloc(n * 4);
+	float *o = malloc(n * 4), *dq = malloc(3 * n * 4), *ro = malloc(n * 4);
+	float *rd = malloc(3 * n * 4), slopes[2];
+	uint16_t *hb = malloc(4 * n * 2), *hb_out = malloc(4 * n * 2);
+	uint16_t *dqkv, *dgo, *dout;
+	float *dsl;
+	int32_t *dcu;
+	void *ws;
+	size_t wsb;
+	double num[4] = {0}, den[4] = {0};
+	int bad = 0;
+	if (!have_gpu())
+		return GPU_SKIP;
+	for (int h = 0; h < H; h++)
+		slopes[h] = swerve_lightning_slope(h, H, 0, 2);
+	for (size_t i = 0; i < n; i++) { /* SiLU-like inputs, bf16-exact */
+		q[i] = swerve_bf16_to_float(swerve_float_to_bf16((float)fabs(nrand()) * 0.5f));
+		k[i] = swerve_bf16_to_float(swerve_float_to_bf16((float)fabs(nrand()) * 0.5f));
+		v[i] = swerve_bf16_to_float(swerve_float_to_bf16((float)nrand()));
+		go[i] = swerve_bf16_to_float(swerve_float_to_bf16((float)nrand()));
+		hb[i] = swerve_float_to_bf16(q[i]);
+		hb[n + i] = swerve_float_to_bf16(k[i]);
+		hb[2 * n + i] = swerve_float_to_bf16(v[i]);
+		hb[3 * n + i] = swerve_float_to_bf16(go[i]);
+	}
+	CHECK(swerve_lightning_ref_forward(ro, NULL, q, k, v, cu, slopes, NULL, &dims) == 0, "%s",
+	      swerve_error_last());
+	CHECK(swerve_lightning_ref_backward(rd, rd + n, rd + 2 * n, NULL, q, k, v, go, NULL, cu,
+	                                    slopes, NULL, &dims) == 0,
+	      "%s", swerve_error_last());
+	wsb = swerve_lightning_forward_workspace(&dims);
+	if (swerve_lightning_backward_workspace(&dims) > wsb)
+		wsb = swerve_lightning_backward_workspace(&dims);
+	CHECK(cudaMalloc((void **)&dqkv, 4 * n * 2) == 0 &&
+	              cudaMalloc((void **)&dout, 4 * n * 2) == 0 &&
+	              cudaMalloc((void **)&dsl, 8) == 0 && cudaMalloc((void **)&dcu, 16) == 0 &&
+	              cudaMalloc(&ws, wsb + 256) == 0,
+	      "cudaMalloc");
+	dgo = dqkv + 3 * n;
+	cudaMemcpy(dqkv, hb, 4 * n * 2, cudaMemcpyHostToDevice);
+	cudaMemcpy(dsl, slopes, 8, cudaMemcpyHostToDevice);
+	cudaMemcpy(dcu, cu, 16, cudaMemcpyHostToDevice);
+	cudaMemset(dout, 0xff, 4 * n * 2); /* poison: NaN bf16 */
+	CHECK(swerve_lightning_forward(dout, NULL, dqkv, dqkv + n, dqkv + 2 * n, dcu, dsl, NULL,
+	                               &dims, ws, wsb, NULL) == 0,
+	      "%s", swerve_error_last());
+	CHECK(swerve_lightning_backward(dout + n, dout + 2 * n, dout + 3 * n, NULL, dqkv, dqkv + n,
+	                                dqkv + 2 * n, dgo, NULL, dcu, dsl, NULL, &dims, ws, wsb,
+	                                NULL) == 0,
+	      "%s", swerve_error_last());
+	CHECK(cudaDeviceSynchronize() == 0, "%s", cudaGetErrorString(cudaGetLastError()));
+	cudaMemcpy(hb_out, dout, 4 * n * 2, cudaMemcpyDeviceToHost);
+	for (size_t i = 0; i < n; i++) {
+		double a[4] = {swerve_bf16_to_float(hb_out[i]), swerve_bf16_to_float(hb_out[n + i]),
+		               swerve_bf16_to_float(hb_out[2 * n + i]),
+		               swerve_bf16_to_float(hb_out[3 * n + i])};
+		double r[4] = {ro[i], rd[i], rd[n + i], rd[2 * n + i]};
+		for (int j = 0; j < 4; j++) {
+			num[j] += (a[j] - r[j]) * (a[j] - r[j]);
+			den[j] += r[j] * r[j];
+		}
+	}
+	const char *nm[4] = {"o", "dq", "dk", "dv"};
+	for (int j = 0; j < 4; j++) {
+		double rel = sqrt(num[j] / den[j]);
+		printf("  kernels/lightning %s: rel %.2e vs its CPU reference%s\n", nm[j], rel,
+		       !(rel < 2e-2) ? "  <-- FAIL" : "");
+		bad |= !(rel < 2e-2);
+	}
+	cudaFree(dqkv);
+	cudaFree(dout);
+	cudaFree(dsl);
+	cudaFree(dcu);
+	cudaFree(ws);
+	free(q), free(k), free(v), free(go), free(o), free(dq), free(ro), free(rd), free(hb),
+	        free(hb_out);
+	CHECK(!bad, "kernels/lightning differs from its reference on these shapes");
+	return 0;
+}
+
 static int test_bf16_cispo(void)
 {
 	return have_gpu() ? check_model(POLICY_GPU_BF16, 1) : GPU_SKIP;
@@ -319,6 +422,10 @@ int main(void)
 	        {"gpu model bf16 GEMMs + fused head vs CPU reference: cross-entropy",
 	         test_bf16_xent},
 	        {"gpu model bf16 GEMMs + fused head vs CPU reference: CISPO", test_bf16_cispo},
+	        {"gpu model bf16 with the fp32 lightning kernel: cross-entropy",
+	         test_bf16_xent_lin32},
+	        {"kernels/lightning on the policy's shapes vs its CPU reference",
+	         test_lightning_kernel_on_policy_shapes},
 	        {"sft loss curve through the trainer API: 8 steps, gpu vs cpu", test_loss_curve},
 	};
 	seed = (uint64_t)time(NULL) * 2654435761u + (uint64_t)clock();
