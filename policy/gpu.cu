@@ -115,8 +115,6 @@ struct policy_gpu {
 	float *pl_old, *pl_adv, *pl_loss;
 	void *ws2;
 	size_t ws2_bytes;
-	/* bf16 mode: GEMM operands converted to bf16 scratch (see operands()) */
-	int cvt;
 	int lin32; /* the fp32 lightning kernel (fp32 mode, or POLICY_GPU_LIGHTNING=fp32) */
 	/* softmax attention through cuBLAS (scores materialised per sequence and
 	 * KV group; POLICY_GPU_ATTN=naive: the warp-per-query kernels) */
@@ -124,8 +122,6 @@ struct policy_gpu {
 	float *att_s; /* (grp, Lmax, Lmax) scores / probabilities */
 	float *att_d; /* (grp, Lmax, Lmax) dP / dS */
 	size_t att_n;
-	uint16_t *cvt_a, *cvt_b;
-	size_t cvt_n;
 	/* POLICY_GPU_PROFILE=1: per-phase times (synchronising) */
 	int prof;
 	double prof_t[PROF_N], prof_last;
@@ -876,44 +872,14 @@ __global__ static void k_pl_prep(int *tgt_c, uint8_t *mask, float *old, float *a
 
 /* ---- GEMMs (row-major views) ---------------------------------------------- */
 
-/* How a GEMM runs: fp32 (CUBLAS_COMPUTE_32F, no TF32), or in bf16 mode with
- * fp32 operands and CUBLAS_COMPUTE_32F_FAST_16BF (the default), or with both
- * operands converted to bf16 scratch copies first (POLICY_GPU_GEMM=cvt;
- * measured slower on H100: 119 vs 73 ms a step of the benchmark). */
-static int bf16_ops(const struct policy_gpu *g, int force32)
-{
-	return !force32 && g->prec == POLICY_GPU_BF16 && g->cvt;
-}
-
+/* fp32 GEMMs run CUBLAS_COMPUTE_32F (no TF32); bf16 mode keeps fp32
+ * operands and lets cuBLAS compute on bf16 tensor cores (FAST_16BF). Tried
+ * and dropped: converting both operands to bf16 copies before each GEMM
+ * (H100: 117 vs 70 ms a benchmark step). */
 static cublasComputeType_t ctype(const struct policy_gpu *g, int force32)
 {
-	return force32 || g->prec == POLICY_GPU_FP32 || g->cvt ? CUBLAS_COMPUTE_32F
-	                                                       : CUBLAS_COMPUTE_32F_FAST_16BF;
-}
-
-/* the operands' types and pointers: bf16 copies in scratch, or as they are */
-static int operands(struct policy_gpu *g, int f32, const float *a, size_t na, const float *b,
-                    size_t nb, const void **pa, const void **pb, cudaDataType_t *t)
-{
-	if (!bf16_ops(g, f32)) {
-		*pa = a;
-		*pb = b;
-		*t = CUDA_R_32F;
-		return 0;
-	}
-	if (na > g->cvt_n || nb > g->cvt_n)
-		return swerve_error_set(SWERVE_ERROR,
-		                        "gpu: GEMM operand of %zu elements exceeds "
-		                        "the bf16 scratch (%zu)",
-		                        na > nb ? na : nb, g->cvt_n);
-	k_to_bf16<<<GRID(na)>>>(g->cvt_a, a, na);
-	LAUNCHED();
-	k_to_bf16<<<GRID(nb)>>>(g->cvt_b, b, nb);
-	LAUNCHED();
-	*pa = g->cvt_a;
-	*pb = g->cvt_b;
-	*t = CUDA_R_16BF;
-	return 0;
+	return force32 || g->prec == POLICY_GPU_FP32 ? CUBLAS_COMPUTE_32F
+	                                             : CUBLAS_COMPUTE_32F_FAST_16BF;
 }
 
 /* Y (T, O) = X (T, I) W^T (+ beta Y), W (O, I) */
@@ -921,13 +887,11 @@ static int mm_fwd(struct policy_gpu *g, float *Y, const float *X, const float *W
                   int O, float beta, int f32)
 {
 	float one = 1.0f;
-	const void *w = NULL, *x = NULL;
-	cudaDataType_t t = CUDA_R_32F;
 	if (!T || !I || !O)
 		return 0;
-	CKR(operands(g, f32, W, (size_t)O * I, X, (size_t)T * I, &w, &x, &t));
-	CKB(cublasGemmEx(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, O, T, I, &one, w, t, I, x, t, I, &beta,
-	                 Y, CUDA_R_32F, O, ctype(g, f32), CUBLAS_GEMM_DEFAULT));
+	CKB(cublasGemmEx(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, O, T, I, &one, W, CUDA_R_32F, I, X,
+	                 CUDA_R_32F, I, &beta, Y, CUDA_R_32F, O, ctype(g, f32),
+	                 CUBLAS_GEMM_DEFAULT));
 	return 0;
 }
 
@@ -936,13 +900,11 @@ static int mm_dx(struct policy_gpu *g, float *dX, const float *dY, const float *
                  int O, float beta, int f32)
 {
 	float one = 1.0f;
-	const void *w = NULL, *dy = NULL;
-	cudaDataType_t t = CUDA_R_32F;
 	if (!T || !I || !O)
 		return 0;
-	CKR(operands(g, f32, W, (size_t)O * I, dY, (size_t)T * O, &w, &dy, &t));
-	CKB(cublasGemmEx(g->blas, CUBLAS_OP_N, CUBLAS_OP_N, I, T, O, &one, w, t, I, dy, t, O, &beta,
-	                 dX, CUDA_R_32F, I, ctype(g, f32), CUBLAS_GEMM_DEFAULT));
+	CKB(cublasGemmEx(g->blas, CUBLAS_OP_N, CUBLAS_OP_N, I, T, O, &one, W, CUDA_R_32F, I, dY,
+	                 CUDA_R_32F, O, &beta, dX, CUDA_R_32F, I, ctype(g, f32),
+	                 CUBLAS_GEMM_DEFAULT));
 	return 0;
 }
 
@@ -951,13 +913,11 @@ static int mm_dw(struct policy_gpu *g, float *dW, const float *dY, const float *
                  int O, int f32)
 {
 	float one = 1.0f;
-	const void *x = NULL, *dy = NULL;
-	cudaDataType_t t = CUDA_R_32F;
 	if (!T || !I || !O)
 		return 0;
-	CKR(operands(g, f32, X, (size_t)T * I, dY, (size_t)T * O, &x, &dy, &t));
-	CKB(cublasGemmEx(g->blas, CUBLAS_OP_N, CUBLAS_OP_T, I, O, T, &one, x, t, I, dy, t, O, &one,
-	                 dW, CUDA_R_32F, I, ctype(g, f32), CUBLAS_GEMM_DEFAULT));
+	CKB(cublasGemmEx(g->blas, CUBLAS_OP_N, CUBLAS_OP_T, I, O, T, &one, X, CUDA_R_32F, I, dY,
+	                 CUDA_R_32F, O, &one, dW, CUDA_R_32F, I, ctype(g, f32),
+	                 CUBLAS_GEMM_DEFAULT));
 	return 0;
 }
 
@@ -1094,8 +1054,6 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 	g->prec = prec;
 	g->prof = getenv("POLICY_GPU_PROFILE") && atoi(getenv("POLICY_GPU_PROFILE")) > 0;
 	g->attn_gemm = !(getenv("POLICY_GPU_ATTN") && !strcmp(getenv("POLICY_GPU_ATTN"), "naive"));
-	g->cvt = prec == POLICY_GPU_BF16 && getenv("POLICY_GPU_GEMM") &&
-	         !strcmp(getenv("POLICY_GPU_GEMM"), "cvt");
 	g->lin32 = prec == POLICY_GPU_FP32 || (getenv("POLICY_GPU_LIGHTNING") &&
 	                                       !strcmp(getenv("POLICY_GPU_LIGHTNING"), "fp32"));
 	CKB(cublasCreate(&g->blas));
@@ -1186,18 +1144,6 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 			ALLOC(g->att_d, g->att_n);
 			break;
 		}
-	if (g->cvt) { /* the largest operand: activations, expert rows or weights */
-		size_t m = (size_t)Tm * (3 * Hd > D ? 3 * Hd : D);
-		if (TK * (D > F ? D : F) > m)
-			m = TK * (D > F ? D : F);
-		if ((size_t)E * F * D > m)
-			m = (size_t)E * F * D;
-		if ((size_t)Hd * D > m)
-			m = (size_t)Hd * D;
-		g->cvt_n = m;
-		ALLOC(g->cvt_a, m);
-		ALLOC(g->cvt_b, m);
-	}
 	if (prec == POLICY_GPU_BF16) {
 		CKR(swerve_pl_ctx_new(&g->pl));
 		ALLOC(g->nf_b, (size_t)Tm * D);
@@ -1262,8 +1208,8 @@ void policy_gpu_free(struct policy_gpu *g)
 	if (g->pl)
 		swerve_pl_ctx_free(g->pl);
 	{
-		void *p[] = {g->nf_b,    g->tgt_c, g->mask,  g->clip8, g->pl_old, g->pl_adv,
-		             g->pl_loss, g->ws2,   g->cvt_a, g->cvt_b, g->att_s,  g->att_d};
+		void *p[] = {g->nf_b,   g->tgt_c,   g->mask, g->clip8, g->pl_old,
+		             g->pl_adv, g->pl_loss, g->ws2,  g->att_s, g->att_d};
 		for (size_t i = 0; i < sizeof(p) / sizeof(p[0]); i++)
 			cudaFree(p[i]);
 	}

@@ -117,7 +117,6 @@ static struct result run(const struct policy_config *cfg, enum policy_gpu_precis
 		tgt[t] = (t + 1) % seq ? tok[t + 1] : -1;
 	if (policy_gpu_new(&g, cfg, &L, T, seqs, prec) || policy_gpu_set_params(g, p))
 		DIE("%s", swerve_error_last());
-	unsetenv("POLICY_GPU_GEMM");
 	o.lr = 1e-4;
 	struct policy_batch b = {T, tok, seqs, cu};
 	for (int i = 0; i < steps + 2; i++) {
@@ -218,7 +217,7 @@ int main(void)
 	struct cudaDeviceProp prop;
 	int ndev = 0;
 	const double datasheet = 989e12; /* H100 SXM bf16 dense */
-	struct result r[3];
+	struct result r[2];
 	double peak;
 	if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev < 1) {
 		printf("gpu_train: skipped: no CUDA device\n");
@@ -254,14 +253,12 @@ int main(void)
 	peak = gemm_peak();
 	profile(&c, 4, 2048);
 	r[0] = run(&c, POLICY_GPU_BF16, 4, 2048, 5, "bf16");
-	setenv("POLICY_GPU_GEMM", "cvt", 1); /* operands converted to bf16 first, for comparison */
-	r[1] = run(&c, POLICY_GPU_BF16, 4, 2048, 5, "bf16-cvt");
-	r[2] = run(&c, POLICY_GPU_FP32, 4, 2048, 3, "fp32");
+	r[1] = run(&c, POLICY_GPU_FP32, 4, 2048, 3, "fp32");
 	printf("\ncard: %s; cuBLAS bf16 GEMM 8192^3 measured %.0f TFLOP/s (datasheet %.0f)\n",
 	       prop.name, peak / 1e12, datasheet / 1e12);
 	printf("%-12s %5s %6s %9s %7s %7s %10s %9s %10s %11s\n", "mode", "seqs", "seqlen",
 	       "step ms", "fwd ms", "adam ms", "tokens/s", "TFLOP/s", "MFU(989)", "MFU(meas.)");
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < 2; i++)
 		printf("%-12s %5d %6d %9.1f %7.1f %7.1f %10.0f %9.1f %9.1f%% %10.1f%%\n", r[i].mode,
 		       r[i].seqs, r[i].seq, r[i].step_s * 1e3, r[i].fwd_s * 1e3, r[i].adam_s * 1e3,
 		       r[i].tok_s, r[i].tflops, 100 * r[i].tflops * 1e12 / datasheet,
