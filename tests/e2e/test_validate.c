@@ -219,6 +219,36 @@ Test(e2e_validate, flaky_task_is_rejected_as_flaky)
 	json_decref(kept);
 }
 
+Test(e2e_validate, a_worker_killed_mid_episode_is_replaced_and_its_episode_rerun)
+{
+	/* two tasks whose tests take 4 s; 2 s in, SIGKILL one worker (the
+	 * validate process's children are its workers) */
+	cr_assert_eq(ts_sh(NULL, NULL,
+	                   "cd %s/data && python3 -c \"\n"
+	                   "import json\n"
+	                   "for l in list(open('tasks.jsonl'))[1:3]:\n"
+	                   "  t = json.loads(l); t['test_cmd'] = 'sleep 4; ' + t['test_cmd']\n"
+	                   "  print(json.dumps(t))\n"
+	                   "\" > slow.jsonl",
+	                   dir),
+	             0);
+	char *out = NULL, *err = NULL;
+	int rc = ts_sh(&out, &err,
+	               "SWERVE_HOME=%s/home %s validate --tasks %s/data/slow.jsonl --runs 1 "
+	               "--workers 2 --out %s/kept.jsonl --rejected %s/rejected.jsonl & v=$!; "
+	               "sleep 2; w=$(awk -v p=$v '$4 == p { print $1; exit }' /proc/[0-9]*/stat "
+	               "2>/dev/null); [ -n \"$w\" ] && kill -9 $w; wait $v",
+	               dir, ts_swerve_bin(), dir, dir, dir);
+	cr_assert_eq(rc, 0, "%s\n%s", out, err);
+	cr_assert(strstr(err, "during the episode"), "%s", err);
+	cr_assert(strstr(err, "worker died (signal 9)"), "%s", err);
+	/* 4 episodes + the one rerun, and both tasks decided as if nothing happened */
+	cr_assert(strstr(out, "validated 2 tasks (1 runs each side, 5 episodes"), "%s", out);
+	cr_assert(strstr(out, ": 2 kept, 0 rejected, 0 errors"), "%s", out);
+	free(out);
+	free(err);
+}
+
 /* usage errors need no data */
 Test(validate_cli, usage_errors)
 {
