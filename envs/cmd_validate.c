@@ -174,9 +174,10 @@ int swerve_cmd_validate(int argc, char **argv)
 		        swerve_cli_fail("validate", SWERVE_EXIT_INFRA, "%s", swerve_error_last());
 		goto done;
 	}
-	printf("validated %zu tasks (%d runs each side, %zu episodes, %.1f s): %zu kept, "
+	printf("validated %zu tasks (%d run%s each side, %zu episodes, %.1f s): %zu kept, "
 	       "%zu rejected, %zu errors%s\n",
-	       res->n, vo.runs, res->episodes, res->wall_s, res->kept, res->rejected, res->errors,
+	       res->n, vo.runs, vo.runs == 1 ? "" : "s", res->episodes, res->wall_s, res->kept,
+	       res->rejected, res->errors,
 	       tasks->n_problems ? " (and malformed items: see above)" : "");
 	printf("kept: %s\nrejected: %s\n", out_path, rej_path);
 	if (res->errors)

@@ -243,7 +243,7 @@ Test(e2e_validate, a_worker_killed_mid_episode_is_replaced_and_its_episode_rerun
 	cr_assert(strstr(err, "during the episode"), "%s", err);
 	cr_assert(strstr(err, "worker died (signal 9)"), "%s", err);
 	/* 4 episodes + the one rerun, and both tasks decided as if nothing happened */
-	cr_assert(strstr(out, "validated 2 tasks (1 runs each side, 5 episodes"), "%s", out);
+	cr_assert(strstr(out, "validated 2 tasks (1 run each side, 5 episodes"), "%s", out);
 	cr_assert(strstr(out, ": 2 kept, 0 rejected, 0 errors"), "%s", out);
 	free(out);
 	free(err);
