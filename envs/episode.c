@@ -327,10 +327,14 @@ static int episode(struct ep *e, const char *patch, int patch_is_none)
 		enter(e, SWERVE_EP_PATCH);
 		return finish(e, SWERVE_EPISODE_EMPTY_PATCH, SWERVE_OUTCOME_EMPTY_PATCH, 0);
 	}
+	int have_tp = t->test_patch && *t->test_patch;
 	if (!o->empty_patch) {
+		/* model patch, then test files restored + test_patch: one sandbox run */
 		po.max_bytes = e->env->max_patch_bytes;
-		rc = swerve_workspace_apply_patch(&o->patch, e->ws, e->env->sb, patch, strlen(patch),
-		                                  &po);
+		rc = swerve_workspace_apply_patches(&o->patch, &o->test_patch, e->ws, e->env->sb,
+		                                    patch, strlen(patch),
+		                                    have_tp ? t->test_patch : NULL,
+		                                    have_tp ? strlen(t->test_patch) : 0, &po);
 		if (rc < 0)
 			return infra(e, rc);
 		enter(e, SWERVE_EP_PATCH);
@@ -340,17 +344,16 @@ static int episode(struct ep *e, const char *patch, int patch_is_none)
 		}
 	} else {
 		enter(e, SWERVE_EP_PATCH);
+		if (have_tp) {
+			rc = swerve_workspace_apply_test_patch(&o->test_patch, e->ws, e->env->sb,
+			                                       t->test_patch, strlen(t->test_patch));
+			if (rc < 0)
+				return infra(e, rc);
+		}
 	}
-
-	if (t->test_patch && *t->test_patch) {
-		rc = swerve_workspace_apply_test_patch(&o->test_patch, e->ws, e->env->sb,
-		                                       t->test_patch, strlen(t->test_patch));
-		if (rc < 0)
-			return infra(e, rc);
-		if (!o->test_patch.applied)
-			return task_error(e, "the task's test_patch does not apply: %.400s",
-			                  o->test_patch.reason);
-	}
+	if (have_tp && !o->test_patch.applied)
+		return task_error(e, "the task's test_patch does not apply: %.400s",
+		                  o->test_patch.reason);
 	enter(e, SWERVE_EP_TEST_PATCH);
 	uint64_t t2 = now_us();
 	o->apply_ms = (int64_t)((t2 - t1) / 1000);

@@ -687,23 +687,21 @@ int swerve_patch_paths(char ***out, size_t *count, const char *patch, size_t len
 
 /* Writes one blob (filtered as checkout would) at dir/path, replacing what
  * is there; parents are created. The path was checked by check_fs. */
-static int restore_one(const char *dir, const char *path, git_repository *repo,
+/* Reads the base version of path into f (kind ABSENT when the base commit
+ * has no file there). Host side: the bare mirror is never visible where a
+ * model's patch or code runs. */
+static int collect_one(struct swerve_restore_file *f, const char *path, git_repository *repo,
                        const git_oid *commit_id, git_tree *tree)
 {
 	git_tree_entry *te = NULL;
 	git_blob *blob = NULL;
 	git_buf buf = {0};
 	git_blob_filter_options fo;
-	char full[PATH_MAX];
-	struct stat st;
-	int rc = 0, fd = -1;
+	int rc = 0;
 
-	snprintf(full, sizeof(full), "%s/%s", dir, path);
-	if (lstat(full, &st) == 0) {
-		if (S_ISDIR(st.st_mode) ? swerve_fs_rmtree(full) < 0 : unlink(full) < 0)
-			return swerve_error_set(SWERVE_EIO, "restore %s: %s", path,
-			                        strerror(errno));
-	}
+	memset(f, 0, sizeof(*f));
+	if (!(f->path = strdup(path)))
+		return swerve_error_set(SWERVE_ENOMEM, "restore %s: out of memory", path);
 	if (git_tree_entry_bypath(&te, tree, path) < 0)
 		return 0; /* absent at the base commit: stays removed */
 	if (git_tree_entry_type(te) != GIT_OBJECT_BLOB)
@@ -712,21 +710,17 @@ static int restore_one(const char *dir, const char *path, git_repository *repo,
 		rc = swerve_error_set(SWERVE_ECORRUPT, "restore %s: %s", path, git_msg());
 		goto done;
 	}
-	char *slash = strrchr(full, '/');
-	*slash = '\0';
-	rc = swerve_fs_mkdirs(full, 0755);
-	*slash = '/';
-	if (rc < 0)
-		goto done;
 	if (git_tree_entry_filemode(te) == GIT_FILEMODE_LINK) {
-		char target[PATH_MAX];
 		size_t tl = (size_t)git_blob_rawsize(blob);
-		if (tl >= sizeof(target))
-			tl = sizeof(target) - 1;
-		memcpy(target, git_blob_rawcontent(blob), tl);
-		target[tl] = '\0';
-		if (symlink(target, full) < 0)
-			rc = swerve_error_set(SWERVE_EIO, "restore %s: %s", path, strerror(errno));
+		f->kind = SWERVE_RESTORE_LINK;
+		f->data = malloc(tl + 1);
+		if (!f->data) {
+			rc = swerve_error_set(SWERVE_ENOMEM, "restore %s: out of memory", path);
+			goto done;
+		}
+		memcpy(f->data, git_blob_rawcontent(blob), tl);
+		f->data[tl] = '\0';
+		f->len = tl;
 		goto done;
 	}
 	git_blob_filter_options_init(&fo, GIT_BLOB_FILTER_OPTIONS_VERSION);
@@ -736,22 +730,82 @@ static int restore_one(const char *dir, const char *path, git_repository *repo,
 		rc = swerve_error_set(SWERVE_ERROR, "restore %s: %s", path, git_msg());
 		goto done;
 	}
-	fd = open(full, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-	          git_tree_entry_filemode(te) == GIT_FILEMODE_BLOB_EXECUTABLE ? 0755 : 0644);
-	if (fd < 0 || write(fd, buf.ptr, buf.size) != (ssize_t)buf.size)
-		rc = swerve_error_set(SWERVE_EIO, "restore %s: %s", path, strerror(errno));
+	f->kind = git_tree_entry_filemode(te) == GIT_FILEMODE_BLOB_EXECUTABLE ? SWERVE_RESTORE_EXEC
+	                                                                       : SWERVE_RESTORE_FILE;
+	f->data = malloc(buf.size + 1);
+	if (!f->data) {
+		rc = swerve_error_set(SWERVE_ENOMEM, "restore %s: out of memory", path);
+		goto done;
+	}
+	memcpy(f->data, buf.ptr, buf.size);
+	f->data[buf.size] = '\0';
+	f->len = buf.size;
 done:
-	if (fd >= 0)
-		close(fd);
 	git_buf_dispose(&buf);
 	git_blob_free(blob);
 	git_tree_entry_free(te);
 	return rc;
 }
 
-int swerve_patch_restore_dir(struct swerve_patch_outcome *out, const char *dir, const char *git_dir,
-                             const char *commit, const char *test_patch, size_t len,
-                             const char *scratch)
+/* Puts the base version of one file back under dir (in the sandbox). */
+static int write_one(const char *dir, const struct swerve_restore_file *f)
+{
+	char full[PATH_MAX];
+	struct stat st;
+	int rc = 0, fd = -1;
+
+	snprintf(full, sizeof(full), "%s/%s", dir, f->path);
+	if (lstat(full, &st) == 0) {
+		if (S_ISDIR(st.st_mode) ? swerve_fs_rmtree(full) < 0 : unlink(full) < 0)
+			return swerve_error_set(SWERVE_EIO, "restore %s: %s", f->path,
+			                        strerror(errno));
+	}
+	if (f->kind == SWERVE_RESTORE_ABSENT)
+		return 0;
+	char *slash = strrchr(full, '/');
+	*slash = '\0';
+	rc = swerve_fs_mkdirs(full, 0755);
+	*slash = '/';
+	if (rc < 0)
+		return rc;
+	if (f->kind == SWERVE_RESTORE_LINK) {
+		if (symlink(f->data, full) < 0)
+			return swerve_error_set(SWERVE_EIO, "restore %s: %s", f->path, strerror(errno));
+		return 0;
+	}
+	fd = open(full, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+	          f->kind == SWERVE_RESTORE_EXEC ? 0755 : 0644);
+	if (fd < 0 || write(fd, f->data, f->len) != (ssize_t)f->len)
+		rc = swerve_error_set(SWERVE_EIO, "restore %s: %s", f->path, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+void swerve_restore_set_free(struct swerve_restore_set *set)
+{
+	if (!set)
+		return;
+	for (size_t i = 0; i < set->n; i++) {
+		free(set->files[i].path);
+		free(set->files[i].data);
+	}
+	free(set->files);
+	free(set);
+}
+
+static int collect_path(struct swerve_restore_set *set, const char *path, git_repository *repo,
+                        const git_oid *id, git_tree *tree)
+{
+	for (size_t i = 0; i < set->n; i++)
+		if (strcmp(set->files[i].path, path) == 0)
+			return 0;
+	return collect_one(&set->files[set->n++], path, repo, id, tree);
+}
+
+int swerve_patch_restore_collect(struct swerve_restore_set **out, struct swerve_patch_outcome *po,
+                                 const char *git_dir, const char *commit, const char *test_patch,
+                                 size_t len)
 {
 	git_repository *repo = NULL;
 	git_commit *c = NULL;
@@ -759,34 +813,82 @@ int swerve_patch_restore_dir(struct swerve_patch_outcome *out, const char *dir, 
 	git_diff *diff = NULL;
 	git_oid id;
 	struct swerve_patch_opts opts = SWERVE_PATCH_OPTS_INIT;
+	struct swerve_restore_set *set = NULL;
 	int rc;
 
+	*out = NULL;
 	opts.max_bytes = len + 1; /* the task's own patch: no size cap */
-	if ((rc = check_all(&diff, out, test_patch, len, &opts)) < 0 || out->reason[0])
+	if ((rc = check_all(&diff, po, test_patch, len, &opts)) < 0 || po->reason[0])
 		return rc;
 	if (!diff)
-		return parse(&diff, out, test_patch, len);
-	if ((rc = check_fs(out, dir, diff)) < 0 || out->reason[0])
+		return parse(&diff, po, test_patch, len);
+	size_t nd = git_diff_num_deltas(diff);
+	set = calloc(1, sizeof(*set));
+	if (set)
+		set->files = calloc(2 * nd + 1, sizeof(*set->files));
+	if (!set || !set->files) {
+		rc = swerve_error_set(SWERVE_ENOMEM, "restore test files: out of memory");
 		goto done;
+	}
 	if (git_repository_open_bare(&repo, git_dir) < 0 || git_oid_fromstr(&id, commit) < 0 ||
 	    git_commit_lookup(&c, repo, &id) < 0 || git_commit_tree(&tree, c) < 0) {
 		rc = swerve_error_set(SWERVE_ENOTFOUND, "restore test files: %s at %s: %s", git_dir,
 		                      commit, git_msg());
 		goto done;
 	}
-	for (size_t i = 0; i < git_diff_num_deltas(diff) && rc == 0; i++) {
+	for (size_t i = 0; i < nd && rc == 0; i++) {
 		const git_diff_delta *d = git_diff_get_delta(diff, i);
 		if (d->old_file.path)
-			rc = restore_one(dir, d->old_file.path, repo, &id, tree);
-		if (rc == 0 && d->new_file.path && strcmp(d->new_file.path, d->old_file.path))
-			rc = restore_one(dir, d->new_file.path, repo, &id, tree);
+			rc = collect_path(set, d->old_file.path, repo, &id, tree);
+		if (rc == 0 && d->new_file.path)
+			rc = collect_path(set, d->new_file.path, repo, &id, tree);
 	}
-	if (rc == 0)
-		rc = apply_parsed(out, dir, diff, scratch);
+	if (rc == 0) {
+		*out = set;
+		set = NULL;
+	}
 done:
+	swerve_restore_set_free(set);
 	git_diff_free(diff);
 	git_tree_free(tree);
 	git_commit_free(c);
 	git_repository_free(repo);
+	return rc;
+}
+
+int swerve_patch_restore_write(struct swerve_patch_outcome *out, const char *dir,
+                               const struct swerve_restore_set *set, const char *test_patch,
+                               size_t len, const char *scratch)
+{
+	git_diff *diff = NULL;
+	struct swerve_patch_opts opts = SWERVE_PATCH_OPTS_INIT;
+	int rc;
+
+	opts.max_bytes = len + 1;
+	if ((rc = check_all(&diff, out, test_patch, len, &opts)) < 0 || out->reason[0])
+		return rc;
+	if (!diff)
+		return parse(&diff, out, test_patch, len);
+	if ((rc = check_fs(out, dir, diff)) < 0 || out->reason[0])
+		goto done;
+	for (size_t i = 0; i < set->n && rc == 0; i++)
+		rc = write_one(dir, &set->files[i]);
+	if (rc == 0)
+		rc = apply_parsed(out, dir, diff, scratch);
+done:
+	git_diff_free(diff);
+	return rc;
+}
+
+int swerve_patch_restore_dir(struct swerve_patch_outcome *out, const char *dir, const char *git_dir,
+                             const char *commit, const char *test_patch, size_t len,
+                             const char *scratch)
+{
+	struct swerve_restore_set *set = NULL;
+	int rc = swerve_patch_restore_collect(&set, out, git_dir, commit, test_patch, len);
+	if (rc < 0 || !set)
+		return rc;
+	rc = swerve_patch_restore_write(out, dir, set, test_patch, len, scratch);
+	swerve_restore_set_free(set);
 	return rc;
 }

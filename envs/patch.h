@@ -83,6 +83,39 @@ int swerve_patch_apply_dir(struct swerve_patch_outcome *out, const char *dir, co
  * from the bare repository git_dir; a file absent there is removed), then
  * applies test_patch with libgit2. A test_patch that does not apply is
  * reported in out like any patch (the caller decides it is a task error). */
+/* The base versions of the files a test_patch touches, read on the host
+ * from the bare mirror, so that restoring them in the sandbox needs no view
+ * of the mirror (which holds the commits after the base: the fix). */
+enum swerve_restore_kind {
+	SWERVE_RESTORE_ABSENT = 0, /* not in the base commit: removed */
+	SWERVE_RESTORE_FILE,
+	SWERVE_RESTORE_EXEC,
+	SWERVE_RESTORE_LINK, /* data is the link target */
+};
+struct swerve_restore_file {
+	char *path;
+	enum swerve_restore_kind kind;
+	char *data; /* NUL-terminated; len bytes */
+	size_t len;
+};
+struct swerve_restore_set {
+	struct swerve_restore_file *files;
+	size_t n;
+};
+
+/* Checks test_patch (a refusal lands in po, *out stays NULL) and reads the
+ * base version at commit of every path it touches. */
+int swerve_patch_restore_collect(struct swerve_restore_set **out, struct swerve_patch_outcome *po,
+                                 const char *git_dir, const char *commit, const char *test_patch,
+                                 size_t len);
+void swerve_restore_set_free(struct swerve_restore_set *set);
+
+/* Writes set's files under dir (removing what the base lacks), then applies
+ * test_patch with libgit2; the in-sandbox half of swerve_patch_restore_dir. */
+int swerve_patch_restore_write(struct swerve_patch_outcome *out, const char *dir,
+                               const struct swerve_restore_set *set, const char *test_patch,
+                               size_t len, const char *scratch);
+
 int swerve_patch_restore_dir(struct swerve_patch_outcome *out, const char *dir, const char *git_dir,
                              const char *commit, const char *test_patch, size_t len,
                              const char *scratch);

@@ -134,8 +134,6 @@ int swerve_workspace_new(struct swerve_workspace **out, struct swerve_repo_cache
 	}
 	ws->binds[0].src = ws->in;
 	ws->binds[0].dst = SWERVE_WS_IN_MOUNT;
-	ws->binds[1].src = ws->git_dir;
-	ws->binds[1].dst = SWERVE_WS_GIT_MOUNT;
 	free(base);
 	*out = ws;
 	return 0;
@@ -176,11 +174,16 @@ void swerve_workspace_sandbox_opts(const struct swerve_workspace *ws,
 
 /* ---- patch application in the sandbox ------------------------------------- */
 
+/* What the in-sandbox step does: apply the model's patch (if any) and, if
+ * that applied, restore the test files from the host-read base versions and
+ * apply the test_patch (if any). One sandbox start for both. */
 struct apply_job {
-	const char *patch;
+	const char *patch; /* the model's patch, or NULL */
 	size_t len;
 	const struct swerve_patch_opts *opts;
-	const char *commit; /* test mode: restore from this commit first */
+	const char *test_patch; /* or NULL */
+	size_t tlen;
+	const struct swerve_restore_set *restore;
 };
 
 static void put_line(char tag, const char *text)
@@ -193,6 +196,16 @@ static void put_line(char tag, const char *text)
 		_exit(3);
 }
 
+static void put_outcome(int rc, const struct swerve_patch_outcome *o)
+{
+	if (rc < 0)
+		put_line('E', swerve_error_last());
+	else if (o->applied)
+		put_line('A', swerve_patch_method_name(o->method));
+	else
+		put_line('R', o->reason);
+}
+
 /* Runs in the sandboxed child (after seccomp). */
 static int apply_in_sandbox(void *arg)
 {
@@ -200,18 +213,18 @@ static int apply_in_sandbox(void *arg)
 	struct swerve_patch_outcome o;
 	int rc;
 
-	if (job->commit)
-		rc = swerve_patch_restore_dir(&o, SWERVE_WS_MOUNT, SWERVE_WS_GIT_MOUNT, job->commit,
-		                              job->patch, job->len, "/tmp");
-	else
+	if (job->patch) {
 		rc = swerve_patch_apply_dir(&o, SWERVE_WS_MOUNT, job->patch, job->len, "/tmp",
 		                            job->opts);
-	if (rc < 0)
-		put_line('E', swerve_error_last());
-	else if (o.applied)
-		put_line('A', swerve_patch_method_name(o.method));
-	else
-		put_line('R', o.reason);
+		put_outcome(rc, &o);
+		if (rc < 0 || !o.applied)
+			return 0;
+	}
+	if (job->test_patch) {
+		rc = swerve_patch_restore_write(&o, SWERVE_WS_MOUNT, job->restore, job->test_patch,
+		                                job->tlen, "/tmp");
+		put_outcome(rc, &o);
+	}
 	return 0;
 }
 
@@ -220,21 +233,50 @@ static uint64_t wall_of(const struct swerve_patch_opts *opts)
 	return opts && opts->wall_ms ? opts->wall_ms : 60000;
 }
 
-/* Runs the libgit2 step in the sandbox and decodes its line into out. */
-static int run_apply(struct swerve_patch_outcome *out, struct swerve_workspace *ws,
-                     struct swerve_sandbox *sb, const struct apply_job *job, uint64_t wall_ms)
+/* Decodes one result line of the in-sandbox step into out; a missing line
+ * (the step crashed, hung or blew a limit) is a refusal naming the verdict.
+ * < 0 for an infrastructure error reported from inside. */
+static int decode_line(struct swerve_patch_outcome *out, const char *line, size_t n,
+                       const struct swerve_sandbox_result *r, const char *root)
+{
+	if (!line || n < 2 || line[1] != ' ') {
+		snprintf(out->reason, sizeof(out->reason),
+		         "patch did not apply: libgit2 step ended %s (exit %d) %.200s",
+		         swerve_verdict_name(r->verdict), r->exit_code, r->reason);
+		out->applied = 0;
+		out->method = SWERVE_PATCH_NOT_APPLIED;
+		return 0;
+	}
+	if (line[0] == 'A') {
+		out->applied = 1;
+		out->method = strncmp(line + 2, "already_applied", 15) == 0
+		                      ? SWERVE_PATCH_ALREADY_APPLIED
+		                      : SWERVE_PATCH_GIT_APPLY;
+		out->reason[0] = '\0';
+		return 0;
+	}
+	if (line[0] == 'R') {
+		out->applied = 0;
+		out->method = SWERVE_PATCH_NOT_APPLIED;
+		snprintf(out->reason, sizeof(out->reason), "%.*s", (int)(n - 2), line + 2);
+		return 0;
+	}
+	return swerve_error_set(SWERVE_ERROR, "apply patch in %s: %.*s", root, (int)(n - 2),
+	                        line + 2);
+}
+
+/* Runs the libgit2 step in the sandbox: out gets the model patch's outcome
+ * (when job->patch), tout the test_patch's (when job->test_patch and the
+ * model patch applied). The bare mirror is never visible in it. */
+static int run_apply(struct swerve_patch_outcome *out, struct swerve_patch_outcome *tout,
+                     struct swerve_workspace *ws, struct swerve_sandbox *sb,
+                     const struct apply_job *job, uint64_t wall_ms)
 {
 	struct swerve_sandbox_opts o = SWERVE_SANDBOX_OPTS_INIT;
 	struct swerve_sandbox_result r;
-	const char *line;
 	int rc;
 
 	swerve_workspace_sandbox_opts(ws, &o);
-	/* only the test_patch step (no model code runs in it) sees the mirror */
-	if (job->commit) {
-		o.ro_binds = &ws->binds[1];
-		o.n_ro_binds = 1;
-	}
 	o.fn = apply_in_sandbox;
 	o.fn_arg = (void *)job;
 	o.limits.wall_ms = wall_ms;
@@ -242,29 +284,20 @@ static int run_apply(struct swerve_patch_outcome *out, struct swerve_workspace *
 		swerve_sandbox_result_dispose(&r);
 		return swerve_error_wrap("apply patch in %s", ws->root);
 	}
-	line = r.out.data ? r.out.data : "";
-	size_t n = strcspn(line, "\n");
-	if (r.verdict != SWERVE_VERDICT_OK || n < 2 || line[1] != ' ') {
-		/* the model's patch made libgit2 crash, hang or blow a limit */
-		snprintf(out->reason, sizeof(out->reason),
-		         "patch did not apply: libgit2 step ended %s (exit %d) %.200s",
-		         swerve_verdict_name(r.verdict), r.exit_code, r.reason);
-		out->applied = 0;
-		out->method = SWERVE_PATCH_NOT_APPLIED;
-	} else if (line[0] == 'A') {
-		out->applied = 1;
-		out->method = strncmp(line + 2, "already_applied", 15) == 0
-		                      ? SWERVE_PATCH_ALREADY_APPLIED
-		                      : SWERVE_PATCH_GIT_APPLY;
-		out->reason[0] = '\0';
-	} else if (line[0] == 'R') {
-		out->applied = 0;
-		out->method = SWERVE_PATCH_NOT_APPLIED;
-		snprintf(out->reason, sizeof(out->reason), "%.*s", (int)(n - 2), line + 2);
-	} else {
-		rc = swerve_error_set(SWERVE_ERROR, "apply patch in %s: %.*s", ws->root,
-		                      (int)(n - 2), line + 2);
+	const char *line = r.out.data ? r.out.data : "";
+	int ok = r.verdict == SWERVE_VERDICT_OK;
+	if (job->patch) {
+		size_t n = strcspn(line, "\n");
+		rc = decode_line(out, ok || line[n] == '\n' ? line : NULL, n, &r, ws->root);
+		line += n + (line[n] == '\n');
+		if (rc < 0 || !out->applied)
+			goto done;
 	}
+	if (job->test_patch) {
+		size_t n = strcspn(line, "\n");
+		rc = decode_line(tout, ok || line[n] == '\n' ? line : NULL, n, &r, ws->root);
+	}
+done:
 	swerve_sandbox_result_dispose(&r);
 	return rc;
 }
@@ -334,37 +367,77 @@ static int run_gnu_patch(struct swerve_patch_outcome *out, struct swerve_workspa
 	return 0;
 }
 
-int swerve_workspace_apply_patch(struct swerve_patch_outcome *out, struct swerve_workspace *ws,
-                                 struct swerve_sandbox *sb, const char *patch, size_t len,
-                                 const struct swerve_patch_opts *opts)
+int swerve_workspace_apply_patches(struct swerve_patch_outcome *out,
+                                   struct swerve_patch_outcome *tout, struct swerve_workspace *ws,
+                                   struct swerve_sandbox *sb, const char *patch, size_t len,
+                                   const char *test_patch, size_t tlen,
+                                   const struct swerve_patch_opts *opts)
 {
-	struct apply_job job = {patch, len, opts, NULL};
+	struct swerve_restore_set *set = NULL;
+	struct apply_job job = {patch, len, opts, NULL, 0, NULL};
 	char git_reason[512];
 	int rc;
 
+	memset(tout, 0, sizeof(*tout));
 	/* text checks in the supervisor: a refused patch never reaches a tool */
 	if ((rc = swerve_patch_check(out, patch, len, opts)) < 0 || out->reason[0])
 		return rc;
 	size_t files = out->files;
-	if ((rc = run_apply(out, ws, sb, &job, wall_of(opts))) < 0)
-		return rc;
+	if (test_patch && tlen) {
+		rc = swerve_patch_restore_collect(&set, tout, ws->git_dir, ws->commit, test_patch,
+		                                  tlen);
+		if (rc < 0)
+			return rc;
+		if (set) {
+			job.test_patch = test_patch;
+			job.tlen = tlen;
+			job.restore = set;
+		}
+	}
+	if ((rc = run_apply(out, tout, ws, sb, &job, wall_of(opts))) < 0)
+		goto done;
 	out->files = files;
 	if (out->applied || (opts && opts->no_fuzz))
-		return 0;
+		goto done;
+	/* libgit2 refused: GNU patch with fuzz on a clean tree, then the test files */
 	snprintf(git_reason, sizeof(git_reason), "%s", out->reason);
 	if ((rc = swerve_workspace_reset(ws)) < 0)
-		return rc;
+		goto done;
 	if ((rc = run_gnu_patch(out, ws, sb, patch, len, wall_of(opts), git_reason)) < 0)
-		return rc;
-	if (!out->applied && (rc = swerve_workspace_reset(ws)) < 0)
-		return rc;
-	return 0;
+		goto done;
+	if (!out->applied) {
+		rc = swerve_workspace_reset(ws);
+		goto done;
+	}
+	if (job.test_patch) {
+		struct apply_job tj = {NULL, 0, NULL, test_patch, tlen, set};
+		rc = run_apply(NULL, tout, ws, sb, &tj, wall_of(opts));
+	}
+done:
+	swerve_restore_set_free(set);
+	return rc;
+}
+
+int swerve_workspace_apply_patch(struct swerve_patch_outcome *out, struct swerve_workspace *ws,
+                                 struct swerve_sandbox *sb, const char *patch, size_t len,
+                                 const struct swerve_patch_opts *opts)
+{
+	struct swerve_patch_outcome unused;
+	return swerve_workspace_apply_patches(out, &unused, ws, sb, patch, len, NULL, 0, opts);
 }
 
 int swerve_workspace_apply_test_patch(struct swerve_patch_outcome *out, struct swerve_workspace *ws,
                                       struct swerve_sandbox *sb, const char *test_patch, size_t len)
 {
-	struct apply_job job = {test_patch, len, NULL, ws->commit};
+	struct swerve_restore_set *set = NULL;
+	int rc;
+
 	memset(out, 0, sizeof(*out));
-	return run_apply(out, ws, sb, &job, 60000);
+	rc = swerve_patch_restore_collect(&set, out, ws->git_dir, ws->commit, test_patch, len);
+	if (rc < 0 || !set)
+		return rc;
+	struct apply_job job = {NULL, 0, NULL, test_patch, len, set};
+	rc = run_apply(NULL, out, ws, sb, &job, 60000);
+	swerve_restore_set_free(set);
+	return rc;
 }

@@ -68,7 +68,7 @@ struct swerve_workspace {
 	char *in;           /* inputs directory (host side) */
 	char *layer_dir;    /* the layer's directory (overlay upper or full tree), or NULL */
 	int layer_full;     /* the layer is a full tree, not an overlay upper */
-	struct swerve_sandbox_bind binds[2]; /* internal: in, git dir (patch steps only) */
+	struct swerve_sandbox_bind binds[2]; /* internal: [0] the inputs dir (GNU patch step) */
 };
 
 /* Creates the workspace of one episode on (name, commit): resolves the
@@ -88,8 +88,9 @@ int swerve_workspace_reset(struct swerve_workspace *ws);
  * field of opts is touched (ro_binds stay the caller's). On purpose the
  * repository mirror is NOT visible to runs made with these options: it
  * holds the commits after the base (the fix), which a model's code under
- * test must not read; only the test_patch restore step (no model code runs
- * in it) binds it, read-only. */
+ * test must not read. No sandbox run binds it: the base versions of the
+ * test files are read from it on the host (swerve_patch_restore_collect)
+ * and written into the workspace by the in-sandbox step. */
 void swerve_workspace_sandbox_opts(const struct swerve_workspace *ws,
                                    struct swerve_sandbox_opts *opts);
 
@@ -103,6 +104,20 @@ void swerve_workspace_sandbox_opts(const struct swerve_workspace *ws,
 int swerve_workspace_apply_patch(struct swerve_patch_outcome *out, struct swerve_workspace *ws,
                                  struct swerve_sandbox *sb, const char *patch, size_t len,
                                  const struct swerve_patch_opts *opts);
+
+/* Both steps of an episode in ONE sandbox run where possible: applies the
+ * model patch as swerve_workspace_apply_patch does (out); when it applied,
+ * restores every file test_patch touches to the base version and applies
+ * test_patch (tout), as swerve_workspace_apply_test_patch does. The GNU
+ * patch fallback, when needed, costs its own runs. tout is zeroed (applied
+ * 0, reason "") when the model patch did not apply; a test_patch that cannot
+ * be parsed is refused in tout, and the model patch is still tried alone.
+ * < 0: infrastructure. */
+int swerve_workspace_apply_patches(struct swerve_patch_outcome *out,
+                                   struct swerve_patch_outcome *tout, struct swerve_workspace *ws,
+                                   struct swerve_sandbox *sb, const char *patch, size_t len,
+                                   const char *test_patch, size_t tlen,
+                                   const struct swerve_patch_opts *opts);
 
 /* Restores every file test_patch touches to the base commit's version, then
  * applies test_patch with libgit2, inside the sandbox. A test_patch that does
