@@ -508,9 +508,12 @@ int swerve_sandbox_run(struct swerve_sandbox_result *r, struct swerve_sandbox *s
 		                 o ? o->version : 0, SWERVE_SANDBOX_OPTS_VERSION);
 		return fail_xx(r, SWERVE_EINVAL);
 	}
-	if (!!o->fn == !!(o->argv && o->argv[0])) {
-		swerve_error_set(SWERVE_EINVAL,
-		                 "sandbox: give exactly one of argv (non-empty) or fn");
+	if (o->argv && !o->argv[0]) {
+		swerve_error_set(SWERVE_EINVAL, "sandbox: argv is empty");
+		return fail_xx(r, SWERVE_EINVAL);
+	}
+	if (!o->fn && !o->argv) {
+		swerve_error_set(SWERVE_EINVAL, "sandbox: give argv (non-empty), fn, or both");
 		return fail_xx(r, SWERVE_EINVAL);
 	}
 	if (o->network != 0) {

@@ -99,7 +99,7 @@ struct swerve_sandbox_limits {
 struct swerve_sandbox_opts {
 	unsigned int version; /* SWERVE_SANDBOX_OPTS_VERSION */
 
-	/* What to run: exactly one of argv or fn.
+	/* What to run: argv, fn, or both.
 	 * argv: NULL-terminated; argv[0] is a path inside the sandbox, or a name
 	 *   looked up in the sandbox's PATH.
 	 * fn: called in the isolated child after ALL containment, seccomp
@@ -107,7 +107,12 @@ struct swerve_sandbox_opts {
 	 *   copy of the caller (fork semantics: it sees a copy of the caller's
 	 *   memory, and no atfork handlers run), so call this from a process
 	 *   whose other threads hold no locks fn needs (e.g. malloc's) - a
-	 *   single-threaded worker, or a worker process. */
+	 *   single-threaded worker, or a worker process.
+	 * both: fn runs first; when it returns 0, argv is exec'd in the same
+	 *   process (same containment, the scrubbed environment); otherwise its
+	 *   return value is the exit code. (Used to apply patches and run the
+	 *   tests in one sandbox start.) An exec that fails then is exit status
+	 *   127 with a line on stderr, not XX: fn never holds the error channel. */
 	const char *const *argv;
 	int (*fn)(void *arg);
 	void *fn_arg;

@@ -163,8 +163,17 @@ __attribute__((noreturn)) static void command(const struct sb_child *c)
 	close(lfd);
 	c->shared->t_seccomp = sb_now_ns();
 	if (c->fn) {
+		/* fn may parse hostile input: it never gets the error channel */
 		close(sock);
-		_exit(c->fn(c->fn_arg) & 0xff);
+		int rc = c->fn(c->fn_arg);
+		if (rc != 0 || !c->argv)
+			_exit(rc & 0xff);
+		/* fn then argv: same process, same containment */
+		exec_path(c);
+		static const char msg[] = "sandbox: exec after fn failed\n";
+		if (write(2, msg, sizeof(msg) - 1) < 0)
+			_exit(127);
+		_exit(127);
 	}
 	exec_path(c);
 	fail(sock, SB_STEP_EXEC, -1);

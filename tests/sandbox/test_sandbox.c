@@ -122,7 +122,9 @@ Test(options, bad_input_is_xx_naming_the_cause)
 	expect_xx(&o, SWERVE_EINVAL, "options version");
 	o = (struct swerve_sandbox_opts)SWERVE_SANDBOX_OPTS_INIT;
 	o.argv = empty;
-	expect_xx(&o, SWERVE_EINVAL, "exactly one of argv");
+	expect_xx(&o, SWERVE_EINVAL, "argv is empty");
+	o.argv = NULL;
+	expect_xx(&o, SWERVE_EINVAL, "give argv (non-empty), fn, or both");
 	o.argv = argv;
 	o.workspace = "/nonexistent/swerve-ws";
 	expect_xx(&o, SWERVE_ENOTFOUND, "workspace '/nonexistent/swerve-ws'");
@@ -315,6 +317,44 @@ Test(run, fn_runs_contained_in_the_child)
 	char *s = ts_read_file(p, NULL);
 	cr_assert_str_eq(s, "written by fn\n");
 	free(s);
+	swerve_sandbox_result_dispose(&r);
+	ts_rmtree(ws);
+	free(ws);
+}
+
+static int fn_then(void *arg)
+{
+	FILE *f = fopen("/workspace/from-fn", "w");
+	if (!f)
+		return 100;
+	fputs("fn ran first\n", f);
+	fclose(f);
+	fputs("from fn\n", stdout);
+	fflush(stdout);
+	return arg ? 9 : 0;
+}
+
+Test(run, fn_then_argv_in_one_sandbox_and_fn_failure_skips_argv)
+{
+	TS_NEED_SANDBOX();
+	char *ws = ts_mkdtemp();
+	const char *argv[] = {"/bin/sh", "-c", "cat /workspace/from-fn; echo HOME=$HOME", NULL};
+	struct swerve_sandbox_opts o = SWERVE_SANDBOX_OPTS_INIT;
+	struct swerve_sandbox_result r;
+	o.workspace = ws;
+	o.fn = fn_then;
+	o.argv = argv;
+	cr_assert_eq(swerve_sandbox_run(&r, ctx(), &o), 0, "%s", r.reason);
+	cr_assert_eq(r.verdict, SWERVE_VERDICT_OK, "%s %s", swerve_verdict_name(r.verdict), r.err.data);
+	/* fn's output, then the command's, which saw fn's file and the scrubbed env */
+	cr_assert_str_eq(r.out.data, "from fn\nfn ran first\nHOME=/tmp\n");
+	swerve_sandbox_result_dispose(&r);
+	/* a non-zero fn return is the exit code; the command does not run */
+	o.fn_arg = "fail";
+	cr_assert_eq(swerve_sandbox_run(&r, ctx(), &o), 0, "%s", r.reason);
+	cr_assert_eq(r.verdict, SWERVE_VERDICT_RE);
+	cr_assert_eq(r.exit_code, 9);
+	cr_assert_str_eq(r.out.data, "from fn\n");
 	swerve_sandbox_result_dispose(&r);
 	ts_rmtree(ws);
 	free(ws);
