@@ -177,24 +177,27 @@ static int make_workspace(struct ep *e)
 }
 
 /* Runs the task's test command in the workspace; fills out->run and the log.
+ * With step, the same sandbox start first applies the patches (the step's
+ * fn) and execs the tests only when they applied: out->patch / test_patch
+ * get the outcomes, and out->ran says whether the tests ran.
  * < 0: the sandbox could not run it (infrastructure). */
-static int run_tests(struct ep *e)
+static int run_tests(struct ep *e, struct swerve_ws_patch_step *step)
 {
 	struct swerve_episode_result *o = e->out;
 	struct swerve_sandbox_opts so = SWERVE_SANDBOX_OPTS_INIT;
 	const char *argv[] = {"/bin/sh", "-c", e->task->test_cmd, NULL};
+	size_t tests_at = 0;
+	uint64_t marker_ns = 0, t0 = now_us();
 	int rc;
 
 	swerve_sandbox_result_dispose(&o->run);
 	free(o->log);
 	o->log = NULL;
+	o->ran = 0;
 	swerve_workspace_sandbox_opts(e->ws, &so);
-	/* the workspace's binds (inputs, git dir) plus the task's read-only paths */
-	size_t n = e->task->env_ro_paths.n, k = so.n_ro_binds < 4 ? so.n_ro_binds : 4;
-	for (size_t i = 0; i < k; i++)
-		e->binds[n + i] = so.ro_binds[i];
+	/* the task's read-only paths (toolchains, a virtualenv) */
 	so.ro_binds = e->binds;
-	so.n_ro_binds = n + k;
+	so.n_ro_binds = e->task->env_ro_paths.n;
 	so.argv = argv;
 	so.env = e->vars;
 	so.limits.wall_ms = e->task->timeout_s > 0 ? (uint64_t)(e->task->timeout_s * 1000.0)
@@ -202,18 +205,32 @@ static int run_tests(struct ep *e)
 	                                                 : DEFAULT_TIMEOUT_MS;
 	if (e->env->memory_bytes)
 		so.limits.memory_bytes = e->env->memory_bytes;
+	if (step)
+		swerve_workspace_patch_step_opts(step, &so);
 
 	rc = swerve_sandbox_run(&o->run, e->env->sb, &so);
 	if (rc < 0)
 		return swerve_error_wrap("instance %s: test run", e->task->instance_id);
+	if (step) {
+		rc = swerve_workspace_patch_step_result(&o->patch, &o->test_patch, &tests_at,
+		                                        &marker_ns, step, e->ws, &o->run);
+		if (rc < 0)
+			return swerve_error_wrap("instance %s: patch step", e->task->instance_id);
+		if (!tests_at)
+			return 0; /* a patch did not apply: the tests did not run */
+		uint64_t applied_us = marker_ns / 1000 > t0 ? marker_ns / 1000 - t0 : 0;
+		o->apply_ms += (int64_t)(applied_us / 1000);
+		o->test_ms -= (int64_t)(applied_us / 1000);
+	}
 	o->ran = 1;
-	o->log_len = o->run.out.len + o->run.err.len;
+	size_t out_len = o->run.out.len > tests_at ? o->run.out.len - tests_at : 0;
+	o->log_len = out_len + o->run.err.len;
 	o->log = malloc(o->log_len + 1);
 	if (!o->log)
 		return swerve_error_set(SWERVE_ENOMEM, "instance %s: out of memory",
 		                        e->task->instance_id);
-	memcpy(o->log, o->run.out.data ? o->run.out.data : "", o->run.out.len);
-	memcpy(o->log + o->run.out.len, o->run.err.data ? o->run.err.data : "", o->run.err.len);
+	memcpy(o->log, o->run.out.data ? o->run.out.data + tests_at : "", out_len);
+	memcpy(o->log + out_len, o->run.err.data ? o->run.err.data : "", o->run.err.len);
 	o->log[o->log_len] = '\0';
 	o->log_truncated = o->run.out.truncated || o->run.err.truncated;
 	return 0;
@@ -279,7 +296,7 @@ static int judge_untrusted(struct ep *e)
 	int saved_trunc = o->log_truncated;
 	memset(&o->run, 0, sizeof(o->run));
 	o->log = NULL;
-	rc = run_tests(e);
+	rc = run_tests(e, NULL);
 	int baseline_ok = 0;
 	if (rc == 0 && parse_and_grade(e) == 0)
 		baseline_ok = o->grade.trusted;
@@ -328,39 +345,81 @@ static int episode(struct ep *e, const char *patch, int patch_is_none)
 		return finish(e, SWERVE_EPISODE_EMPTY_PATCH, SWERVE_OUTCOME_EMPTY_PATCH, 0);
 	}
 	int have_tp = t->test_patch && *t->test_patch;
+	const char *tp = have_tp ? t->test_patch : NULL;
+	size_t tlen = have_tp ? strlen(t->test_patch) : 0;
+	uint64_t t2;
 	if (!o->empty_patch) {
-		/* model patch, then test files restored + test_patch: one sandbox run */
+		/* fast path: patch, test files + test_patch, tests: one sandbox start */
+		struct swerve_ws_patch_step *step = NULL;
 		po.max_bytes = e->env->max_patch_bytes;
-		rc = swerve_workspace_apply_patches(&o->patch, &o->test_patch, e->ws, e->env->sb,
-		                                    patch, strlen(patch),
-		                                    have_tp ? t->test_patch : NULL,
-		                                    have_tp ? strlen(t->test_patch) : 0, &po);
+		rc = swerve_workspace_patch_step_new(&step, &o->patch, &o->test_patch, e->ws, patch,
+		                                     strlen(patch), tp, tlen, &po);
 		if (rc < 0)
 			return infra(e, rc);
+		if (!step) {
+			enter(e, SWERVE_EP_PATCH);
+			if (o->patch.reason[0]) /* refused by the checks */
+				return finish(e, SWERVE_EPISODE_PATCH_FAILED,
+				              SWERVE_OUTCOME_PATCH_FAILED, 0);
+			return task_error(e, "the task's test_patch does not apply: %.400s",
+			                  o->test_patch.reason);
+		}
+		t2 = now_us();
+		rc = run_tests(e, step);
+		swerve_workspace_patch_step_free(step);
+		if (rc < 0)
+			return infra(e, rc);
+		if (!o->patch.applied && !po.no_fuzz) {
+			/* libgit2 refused: GNU patch with fuzz on a clean tree (own runs) */
+			if ((rc = swerve_workspace_reset(e->ws)) < 0)
+				return infra(e, rc);
+			rc = swerve_workspace_apply_patches(&o->patch, &o->test_patch, e->ws,
+			                                    e->env->sb, patch, strlen(patch), tp, tlen,
+			                                    &po);
+			if (rc < 0)
+				return infra(e, rc);
+		}
 		enter(e, SWERVE_EP_PATCH);
 		if (!o->patch.applied) {
 			o->apply_ms = (int64_t)((now_us() - t1) / 1000);
 			return finish(e, SWERVE_EPISODE_PATCH_FAILED, SWERVE_OUTCOME_PATCH_FAILED, 0);
 		}
+		if (have_tp && !o->test_patch.applied)
+			return task_error(e, "the task's test_patch does not apply: %.400s",
+			                  o->test_patch.reason);
+		enter(e, SWERVE_EP_TEST_PATCH);
+		if (!o->ran) { /* applied by the fallback: the tests still have to run */
+			t2 = now_us();
+			o->apply_ms = (int64_t)((t2 - t1) / 1000);
+			if ((rc = run_tests(e, NULL)) < 0)
+				return infra(e, rc);
+			o->test_ms = (int64_t)((now_us() - t2) / 1000);
+		} else {
+			/* run_tests split the one run's time at the marker */
+			int64_t run_ms = (int64_t)((now_us() - t2) / 1000);
+			o->test_ms += run_ms;
+			o->apply_ms += (int64_t)((t2 - t1) / 1000);
+			if (o->test_ms < 0)
+				o->test_ms = 0;
+		}
 	} else {
 		enter(e, SWERVE_EP_PATCH);
 		if (have_tp) {
-			rc = swerve_workspace_apply_test_patch(&o->test_patch, e->ws, e->env->sb,
-			                                       t->test_patch, strlen(t->test_patch));
+			rc = swerve_workspace_apply_test_patch(&o->test_patch, e->ws, e->env->sb, tp,
+			                                       tlen);
 			if (rc < 0)
 				return infra(e, rc);
+			if (!o->test_patch.applied)
+				return task_error(e, "the task's test_patch does not apply: %.400s",
+				                  o->test_patch.reason);
 		}
+		enter(e, SWERVE_EP_TEST_PATCH);
+		t2 = now_us();
+		o->apply_ms = (int64_t)((t2 - t1) / 1000);
+		if ((rc = run_tests(e, NULL)) < 0)
+			return infra(e, rc);
+		o->test_ms = (int64_t)((now_us() - t2) / 1000);
 	}
-	if (have_tp && !o->test_patch.applied)
-		return task_error(e, "the task's test_patch does not apply: %.400s",
-		                  o->test_patch.reason);
-	enter(e, SWERVE_EP_TEST_PATCH);
-	uint64_t t2 = now_us();
-	o->apply_ms = (int64_t)((t2 - t1) / 1000);
-
-	if ((rc = run_tests(e)) < 0)
-		return infra(e, rc);
-	o->test_ms = (int64_t)((now_us() - t2) / 1000);
 	enter(e, SWERVE_EP_RUN);
 
 	if (o->run.verdict == SWERVE_VERDICT_TO)

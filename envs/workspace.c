@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 const char *swerve_ws_mode_name(enum swerve_ws_mode m)
@@ -184,7 +185,13 @@ struct apply_job {
 	const char *test_patch; /* or NULL */
 	size_t tlen;
 	const struct swerve_restore_set *restore;
+	int then_tests; /* print the marker and let the sandbox exec the tests */
 };
+
+/* The line the in-sandbox step prints before it execs the test command:
+ * what precedes it is ours, what follows is the tests' (a model cannot
+ * forge it: nothing of the model's runs before it is printed). */
+#define TESTS_MARKER "\036swerve: tests start "
 
 static void put_line(char tag, const char *text)
 {
@@ -218,12 +225,23 @@ static int apply_in_sandbox(void *arg)
 		                            job->opts);
 		put_outcome(rc, &o);
 		if (rc < 0 || !o.applied)
-			return 0;
+			return job->then_tests ? 1 : 0;
 	}
 	if (job->test_patch) {
 		rc = swerve_patch_restore_write(&o, SWERVE_WS_MOUNT, job->restore, job->test_patch,
 		                                job->tlen, "/tmp");
 		put_outcome(rc, &o);
+		if (rc < 0 || !o.applied)
+			return job->then_tests ? 1 : 0;
+	}
+	if (job->then_tests) {
+		struct timespec ts;
+		char line[96];
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		int n = snprintf(line, sizeof(line), TESTS_MARKER "%lld\n",
+		                 (long long)ts.tv_sec * 1000000000ll + ts.tv_nsec);
+		if (write(1, line, (size_t)n) != n)
+			_exit(3);
 	}
 	return 0;
 }
@@ -374,7 +392,7 @@ int swerve_workspace_apply_patches(struct swerve_patch_outcome *out,
                                    const struct swerve_patch_opts *opts)
 {
 	struct swerve_restore_set *set = NULL;
-	struct apply_job job = {patch, len, opts, NULL, 0, NULL};
+	struct apply_job job = {patch, len, opts, NULL, 0, NULL, 0};
 	char git_reason[512];
 	int rc;
 
@@ -410,7 +428,7 @@ int swerve_workspace_apply_patches(struct swerve_patch_outcome *out,
 		goto done;
 	}
 	if (job.test_patch) {
-		struct apply_job tj = {NULL, 0, NULL, test_patch, tlen, set};
+		struct apply_job tj = {NULL, 0, NULL, test_patch, tlen, set, 0};
 		rc = run_apply(NULL, tout, ws, sb, &tj, wall_of(opts));
 	}
 done:
@@ -436,8 +454,99 @@ int swerve_workspace_apply_test_patch(struct swerve_patch_outcome *out, struct s
 	rc = swerve_patch_restore_collect(&set, out, ws->git_dir, ws->commit, test_patch, len);
 	if (rc < 0 || !set)
 		return rc;
-	struct apply_job job = {NULL, 0, NULL, test_patch, len, set};
+	struct apply_job job = {NULL, 0, NULL, test_patch, len, set, 0};
 	rc = run_apply(NULL, out, ws, sb, &job, 60000);
 	swerve_restore_set_free(set);
 	return rc;
+}
+
+/* ---- patches and tests in one sandbox start ------------------------------------- */
+
+struct swerve_ws_patch_step {
+	struct apply_job job;
+	struct swerve_restore_set *set;
+};
+
+int swerve_workspace_patch_step_new(struct swerve_ws_patch_step **out,
+                                    struct swerve_patch_outcome *pout,
+                                    struct swerve_patch_outcome *tout,
+                                    struct swerve_workspace *ws, const char *patch, size_t len,
+                                    const char *test_patch, size_t tlen,
+                                    const struct swerve_patch_opts *opts)
+{
+	struct swerve_ws_patch_step *st;
+	int rc;
+
+	*out = NULL;
+	memset(tout, 0, sizeof(*tout));
+	if ((rc = swerve_patch_check(pout, patch, len, opts)) < 0 || pout->reason[0])
+		return rc;
+	if (!(st = calloc(1, sizeof(*st))))
+		return swerve_error_set(SWERVE_ENOMEM, "patch step: out of memory");
+	if (test_patch && tlen) {
+		rc = swerve_patch_restore_collect(&st->set, tout, ws->git_dir, ws->commit, test_patch,
+		                                  tlen);
+		if (rc < 0 || !st->set) {
+			free(st);
+			return rc; /* a refused test_patch stays in tout */
+		}
+	}
+	st->job = (struct apply_job){patch, len, opts, st->set ? test_patch : NULL,
+	                             st->set ? tlen : 0, st->set, 1};
+	*out = st;
+	return 0;
+}
+
+void swerve_workspace_patch_step_opts(struct swerve_ws_patch_step *st,
+                                      struct swerve_sandbox_opts *o)
+{
+	o->fn = apply_in_sandbox;
+	o->fn_arg = &st->job;
+}
+
+int swerve_workspace_patch_step_result(struct swerve_patch_outcome *pout,
+                                       struct swerve_patch_outcome *tout, size_t *tests_at,
+                                       uint64_t *marker_ns, const struct swerve_ws_patch_step *st,
+                                       const struct swerve_workspace *ws,
+                                       const struct swerve_sandbox_result *r)
+{
+	const char *data = r->out.data ? r->out.data : "";
+	const char *m = strstr(data, TESTS_MARKER);
+	int rc;
+
+	*tests_at = 0;
+	*marker_ns = 0;
+	/* our lines end where the marker starts (or at the end of the output) */
+	const char *line = data;
+	const char *ours_end = m ? m : data + strlen(data);
+	int ok = m != NULL || r->verdict == SWERVE_VERDICT_OK || r->verdict == SWERVE_VERDICT_RE;
+	size_t n = strcspn(line, "\n");
+	if (line + n > ours_end)
+		n = (size_t)(ours_end - line);
+	rc = decode_line(pout, ok && line[n] == '\n' ? line : NULL, n, r, ws->root);
+	if (rc < 0 || !pout->applied)
+		return rc;
+	line += n + (line[n] == '\n');
+	if (st->job.test_patch) {
+		n = strcspn(line, "\n");
+		if (line + n > ours_end)
+			n = (size_t)(ours_end - line);
+		rc = decode_line(tout, ok && line[n] == '\n' ? line : NULL, n, r, ws->root);
+		if (rc < 0 || !tout->applied)
+			return rc;
+	}
+	if (m) {
+		const char *nl = strchr(m, '\n');
+		*marker_ns = strtoull(m + strlen(TESTS_MARKER), NULL, 10);
+		*tests_at = (size_t)((nl ? nl + 1 : m + strlen(m)) - data);
+	}
+	return 0;
+}
+
+void swerve_workspace_patch_step_free(struct swerve_ws_patch_step *st)
+{
+	if (!st)
+		return;
+	swerve_restore_set_free(st->set);
+	free(st);
 }

@@ -119,6 +119,36 @@ int swerve_workspace_apply_patches(struct swerve_patch_outcome *out,
                                    const char *test_patch, size_t tlen,
                                    const struct swerve_patch_opts *opts);
 
+/* The fastest path of an episode: the model patch, the test files and the
+ * test_patch applied, then the test command exec'd, all in ONE sandbox start
+ * (sandbox fn-then-argv). Usage:
+ *   step_new    host-side checks and restore collection; a patch refused by
+ *               the checks lands in pout (*out NULL), a refused test_patch
+ *               in tout (*out NULL);
+ *   step_opts   sets o->fn / o->fn_arg; the caller sets argv (the tests),
+ *               env, limits, binds and calls swerve_sandbox_run;
+ *   step_result decodes pout / tout from the run's stdout; *tests_at is the
+ *               offset in r->out.data where the tests' own output starts
+ *               (0: the tests did not run) and *marker_ns the CLOCK_MONOTONIC
+ *               time the tests started. When libgit2 refused the patch, the
+ *               caller falls back to swerve_workspace_apply_patches (GNU
+ *               patch) after swerve_workspace_reset. */
+struct swerve_ws_patch_step;
+int swerve_workspace_patch_step_new(struct swerve_ws_patch_step **out,
+                                    struct swerve_patch_outcome *pout,
+                                    struct swerve_patch_outcome *tout,
+                                    struct swerve_workspace *ws, const char *patch, size_t len,
+                                    const char *test_patch, size_t tlen,
+                                    const struct swerve_patch_opts *opts);
+void swerve_workspace_patch_step_opts(struct swerve_ws_patch_step *st,
+                                      struct swerve_sandbox_opts *o);
+int swerve_workspace_patch_step_result(struct swerve_patch_outcome *pout,
+                                       struct swerve_patch_outcome *tout, size_t *tests_at,
+                                       uint64_t *marker_ns, const struct swerve_ws_patch_step *st,
+                                       const struct swerve_workspace *ws,
+                                       const struct swerve_sandbox_result *r);
+void swerve_workspace_patch_step_free(struct swerve_ws_patch_step *st);
+
 /* Restores every file test_patch touches to the base commit's version, then
  * applies test_patch with libgit2, inside the sandbox. A test_patch that does
  * not apply is reported in out (for the caller it is a task error, not the
