@@ -63,15 +63,21 @@ static void print_problems(char **p, size_t n)
 
 int swerve_cmd_eval(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-	        {"tasks", required_argument, 0, 't'},   {"predictions", required_argument, 0, 'p'},
-	        {"workers", required_argument, 0, 'w'}, {"out", required_argument, 0, 'o'},
-	        {"db", required_argument, 0, 'd'},      {"run-id", required_argument, 0, 'r'},
-	        {"redo", no_argument, 0, 'R'},          {"reward-spec", required_argument, 0, 's'},
-	        {"reward", required_argument, 0, 'k'},  {"timeout", required_argument, 0, 'T'},
-	        {"workspace", required_argument, 0, 'W'}, {"home", required_argument, 0, 'H'},
-	        {"quiet", no_argument, 0, 'q'},         {"help", no_argument, 0, 'h'},
-	        {0, 0, 0, 0}};
+	static const struct option longopts[] = {{"tasks", required_argument, 0, 't'},
+	                                         {"predictions", required_argument, 0, 'p'},
+	                                         {"workers", required_argument, 0, 'w'},
+	                                         {"out", required_argument, 0, 'o'},
+	                                         {"db", required_argument, 0, 'd'},
+	                                         {"run-id", required_argument, 0, 'r'},
+	                                         {"redo", no_argument, 0, 'R'},
+	                                         {"reward-spec", required_argument, 0, 's'},
+	                                         {"reward", required_argument, 0, 'k'},
+	                                         {"timeout", required_argument, 0, 'T'},
+	                                         {"workspace", required_argument, 0, 'W'},
+	                                         {"home", required_argument, 0, 'H'},
+	                                         {"quiet", no_argument, 0, 'q'},
+	                                         {"help", no_argument, 0, 'h'},
+	                                         {0, 0, 0, 0}};
 	const char *tasks_path = NULL, *preds_path = NULL, *out_dir = "swerve-out", *db_path = NULL;
 	const char *run_name = "eval", *spec_path = NULL, *home = NULL;
 	char *reward_args[64];
@@ -110,13 +116,15 @@ int swerve_cmd_eval(int argc, char **argv)
 		case 'w':
 			workers = (int)strtol(optarg, &end, 10);
 			if (*end || workers < 1 || workers > 1024)
-				return usage_error("--workers: '%s' is not a number from 1 to 1024", optarg);
+				return usage_error("--workers: '%s' is not a number from 1 to 1024",
+				                   optarg);
 			break;
 		case 'T':
 			timeout_s = strtod(optarg, &end);
 			if (*end || !(timeout_s > 0))
-				return usage_error("--timeout: '%s' is not a positive number of seconds",
-				                   optarg);
+				return usage_error(
+				        "--timeout: '%s' is not a positive number of seconds",
+				        optarg);
 			break;
 		case 'W':
 			if (strcmp(optarg, "auto") == 0)
@@ -126,7 +134,8 @@ int swerve_cmd_eval(int argc, char **argv)
 			else if (strcmp(optarg, "copy") == 0)
 				ws_mode = SWERVE_WS_COPY;
 			else
-				return usage_error("--workspace: '%s' is not auto, overlay or copy", optarg);
+				return usage_error("--workspace: '%s' is not auto, overlay or copy",
+				                   optarg);
 			break;
 		case 'h': fputs(usage_text, stdout); return SWERVE_EXIT_OK;
 		default: return usage_error("bad option%s", "");
@@ -156,7 +165,8 @@ int swerve_cmd_eval(int argc, char **argv)
 	int gold = strcmp(preds_path, "gold") == 0;
 	if (!gold) {
 		if (swerve_predictions_load(&preds, preds_path) < 0) {
-			exit_code = swerve_cli_fail("eval", SWERVE_EXIT_USAGE, "%s", swerve_error_last());
+			exit_code = swerve_cli_fail("eval", SWERVE_EXIT_USAGE, "%s",
+			                            swerve_error_last());
 			goto done;
 		}
 		swerve_predictions_check(preds, tasks);
@@ -180,7 +190,8 @@ int swerve_cmd_eval(int argc, char **argv)
 			char *gd = NULL;
 			if (swerve_repo_git_dir(&gd, cache, tasks->tasks[i].repo) < 0) {
 				fprintf(stderr,
-				        "swerve eval: instance %s: repository %s is not in the cache "
+				        "swerve eval: instance %s: repository %s is not in the "
+				        "cache "
 				        "(add it: swerve repo add %s SOURCE)\n",
 				        tasks->tasks[i].instance_id, tasks->tasks[i].repo,
 				        tasks->tasks[i].repo);
@@ -217,7 +228,9 @@ int swerve_cmd_eval(int argc, char **argv)
 				size_t n_reset = 0;
 				rc = swerve_db_run_clear(&n_reset, db, run);
 				if (rc == 0 && !quiet)
-					fprintf(stderr, "swerve eval: --redo: %zu earlier results discarded\n",
+					fprintf(stderr,
+					        "swerve eval: --redo: %zu earlier results "
+					        "discarded\n",
 					        n_reset);
 			}
 		}
@@ -243,7 +256,8 @@ int swerve_cmd_eval(int argc, char **argv)
 		po.default_timeout_ms = timeout_s > 0 ? (uint64_t)(timeout_s * 1000) : 0;
 		rc = swerve_pool_run(&ps, &po);
 		if (rc < 0) {
-			exit_code = swerve_cli_fail("eval", SWERVE_EXIT_INFRA, "%s", swerve_error_last());
+			exit_code = swerve_cli_fail("eval", SWERVE_EXIT_INFRA, "%s",
+			                            swerve_error_last());
 			goto done;
 		}
 
@@ -273,7 +287,8 @@ int swerve_cmd_eval(int argc, char **argv)
 		printf("run %s: report %s\n", run_name, path);
 		swerve_eval_print_summary(stdout, report);
 		if (ps.interrupted) {
-			fprintf(stderr, "swerve eval: interrupted: rerun the same command to resume\n");
+			fprintf(stderr,
+			        "swerve eval: interrupted: rerun the same command to resume\n");
 			exit_code = SWERVE_EXIT_SOME_FAILED;
 		} else if (errors || problems) {
 			exit_code = SWERVE_EXIT_SOME_FAILED;

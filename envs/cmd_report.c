@@ -30,11 +30,13 @@ static const char usage_text[] =
 
 int swerve_cmd_report(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-	        {"db", required_argument, 0, 'd'},  {"run-id", required_argument, 0, 'r'},
-	        {"tasks", required_argument, 0, 't'}, {"out", required_argument, 0, 'o'},
-	        {"json", no_argument, 0, 'j'},      {"help", no_argument, 0, 'h'},
-	        {0, 0, 0, 0}};
+	static const struct option longopts[] = {{"db", required_argument, 0, 'd'},
+	                                         {"run-id", required_argument, 0, 'r'},
+	                                         {"tasks", required_argument, 0, 't'},
+	                                         {"out", required_argument, 0, 'o'},
+	                                         {"json", no_argument, 0, 'j'},
+	                                         {"help", no_argument, 0, 'h'},
+	                                         {0, 0, 0, 0}};
 	const char *db_path = NULL, *run_name = NULL, *tasks_path = NULL, *out_path = NULL;
 	int as_json = 0, c, exit_code = SWERVE_EXIT_OK;
 	struct swerve_task_set *tasks = NULL;
@@ -51,7 +53,9 @@ int swerve_cmd_report(int argc, char **argv)
 		case 'o': out_path = optarg; break;
 		case 'j': as_json = 1; break;
 		case 'h': fputs(usage_text, stdout); return SWERVE_EXIT_OK;
-		default: return swerve_cli_fail("report", SWERVE_EXIT_USAGE, "bad option (see --help)");
+		default:
+			return swerve_cli_fail("report", SWERVE_EXIT_USAGE,
+			                       "bad option (see --help)");
 		}
 	}
 	if (optind < argc)
@@ -62,7 +66,8 @@ int swerve_cmd_report(int argc, char **argv)
 		                       "--db and --run-id are required (see --help)");
 	if (tasks_path) {
 		if (swerve_tasks_load(&tasks, tasks_path) < 0)
-			return swerve_cli_fail("report", SWERVE_EXIT_USAGE, "%s", swerve_error_last());
+			return swerve_cli_fail("report", SWERVE_EXIT_USAGE, "%s",
+			                       swerve_error_last());
 		for (size_t i = 0; i < tasks->n_problems; i++)
 			fprintf(stderr, "swerve report: %s\n", tasks->problems[i]);
 	}
@@ -76,9 +81,9 @@ int swerve_cmd_report(int argc, char **argv)
 	if (rc == 0)
 		rc = swerve_eval_report(&report, &resolved, &errors, db, run, tasks, NULL);
 	if (rc < 0) {
-		exit_code = swerve_cli_fail("report", rc == SWERVE_ENOTFOUND ? SWERVE_EXIT_USAGE
-		                                                             : SWERVE_EXIT_INFRA,
-		                            "%s", swerve_error_last());
+		exit_code = swerve_cli_fail(
+		        "report", rc == SWERVE_ENOTFOUND ? SWERVE_EXIT_USAGE : SWERVE_EXIT_INFRA,
+		        "%s", swerve_error_last());
 		goto done;
 	}
 	if (out_path) {

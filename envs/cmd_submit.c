@@ -39,10 +39,14 @@ static const char usage_text[] =
         "\n"
         "exit: 0 all queued; 1 some lines bad; 2 usage; 3 database error\n";
 
-/* An int32 array field (may be absent). Returns 0, or -1 with why set. */
-static int int_array(int32_t **out, size_t *n, json_t *obj, const char *key, const char **why)
+/* A numeric array field (may be absent) as int32 (is_float 0) or float
+ * (is_float 1) values in *out (malloc'd, *n entries). Returns 0, or -1 with
+ * why set. */
+static int num_array(void **out, size_t *n, json_t *obj, const char *key, int is_float,
+                     const char **why)
 {
-	json_t *a = json_object_get(obj, key);
+	json_t *a = json_object_get(obj, key), *v;
+	size_t i;
 	*out = NULL;
 	*n = 0;
 	if (!a || json_is_null(a))
@@ -51,48 +55,32 @@ static int int_array(int32_t **out, size_t *n, json_t *obj, const char *key, con
 		*why = "not a list";
 		return -1;
 	}
-	*out = malloc((json_array_size(a) + 1) * sizeof(**out));
-	size_t i;
-	json_t *v;
-	json_array_foreach(a, i, v)
-	{
-		if (!json_is_integer(v) || json_integer_value(v) < INT32_MIN ||
-		    json_integer_value(v) > INT32_MAX) {
-			*why = "not a list of 32-bit integers";
-			free(*out);
-			*out = NULL;
-			return -1;
-		}
-		(*out)[i] = (int32_t)json_integer_value(v);
-	}
-	*n = json_array_size(a);
-	return 0;
-}
-
-static int float_array(float **out, size_t *n, json_t *obj, const char *key, const char **why)
-{
-	json_t *a = json_object_get(obj, key);
-	*out = NULL;
-	*n = 0;
-	if (!a || json_is_null(a))
-		return 0;
-	if (!json_is_array(a)) {
-		*why = "not a list";
+	int32_t *iv = NULL;
+	float *fv = NULL;
+	void *buf = malloc((json_array_size(a) + 1) * 4);
+	if (!buf) {
+		*why = "out of memory";
 		return -1;
 	}
-	*out = malloc((json_array_size(a) + 1) * sizeof(**out));
-	size_t i;
-	json_t *v;
+	if (is_float)
+		fv = buf;
+	else
+		iv = buf;
 	json_array_foreach(a, i, v)
 	{
-		if (!json_is_number(v)) {
-			*why = "not a list of numbers";
-			free(*out);
-			*out = NULL;
+		if (is_float ? !json_is_number(v)
+		             : !json_is_integer(v) || json_integer_value(v) < INT32_MIN ||
+		                       json_integer_value(v) > INT32_MAX) {
+			*why = is_float ? "not a list of numbers" : "not a list of 32-bit integers";
+			free(buf);
 			return -1;
 		}
-		(*out)[i] = (float)json_number_value(v);
+		if (is_float)
+			fv[i] = (float)json_number_value(v);
+		else
+			iv[i] = (int32_t)json_integer_value(v);
 	}
+	*out = buf;
 	*n = json_array_size(a);
 	return 0;
 }
@@ -106,11 +94,13 @@ static int64_t group_key(json_t *g)
 
 int swerve_cmd_submit(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-	        {"db", required_argument, 0, 'd'},       {"tasks", required_argument, 0, 't'},
-	        {"rollouts", required_argument, 0, 'r'}, {"run", required_argument, 0, 'n'},
-	        {"max-attempts", required_argument, 0, 'k'}, {"help", no_argument, 0, 'h'},
-	        {0, 0, 0, 0}};
+	static const struct option longopts[] = {{"db", required_argument, 0, 'd'},
+	                                         {"tasks", required_argument, 0, 't'},
+	                                         {"rollouts", required_argument, 0, 'r'},
+	                                         {"run", required_argument, 0, 'n'},
+	                                         {"max-attempts", required_argument, 0, 'k'},
+	                                         {"help", no_argument, 0, 'h'},
+	                                         {0, 0, 0, 0}};
 	const char *db_path = NULL, *tasks_path = NULL, *roll_path = NULL, *run_name = "rl";
 	int max_attempts = 3, c, exit_code = SWERVE_EXIT_OK;
 	struct swerve_task_set *tasks = NULL;
@@ -130,7 +120,8 @@ int swerve_cmd_submit(int argc, char **argv)
 		case 'k': max_attempts = atoi(optarg); break;
 		case 'h': fputs(usage_text, stdout); return SWERVE_EXIT_OK;
 		default:
-			return swerve_cli_fail("submit", SWERVE_EXIT_USAGE, "bad option (see --help)");
+			return swerve_cli_fail("submit", SWERVE_EXIT_USAGE,
+			                       "bad option (see --help)");
 		}
 	}
 	if (optind < argc)
@@ -147,7 +138,8 @@ int swerve_cmd_submit(int argc, char **argv)
 	for (size_t i = 0; i < tasks->n_problems; i++)
 		fprintf(stderr, "swerve submit: %s\n", tasks->problems[i]);
 	if (!(f = fopen(roll_path, "r"))) {
-		exit_code = swerve_cli_fail("submit", SWERVE_EXIT_USAGE, "%s: cannot open", roll_path);
+		exit_code =
+		        swerve_cli_fail("submit", SWERVE_EXIT_USAGE, "%s: cannot open", roll_path);
 		goto done;
 	}
 	struct swerve_db_opts dbo = SWERVE_DB_OPTS_INIT;
@@ -205,15 +197,17 @@ int swerve_cmd_submit(int argc, char **argv)
 			field = "patch", why = "not a string";
 		else if (pv && !json_is_integer(pv))
 			field = "policy_version", why = "not an integer";
-		else if (int_array(&pt, &r.n_prompt_tokens, o, "prompt_tokens", &why) < 0)
+		else if (num_array((void **)&pt, &r.n_prompt_tokens, o, "prompt_tokens", 0, &why) <
+		         0)
 			field = "prompt_tokens";
-		else if (int_array(&rt, &r.n_response_tokens, o, "response_tokens", &why) < 0)
+		else if (num_array((void **)&rt, &r.n_response_tokens, o, "response_tokens", 0,
+		                   &why) < 0)
 			field = "response_tokens";
-		else if (float_array(&lp, &r.n_logprobs, o, "logprobs", &why) < 0)
+		else if (num_array((void **)&lp, &r.n_logprobs, o, "logprobs", 1, &why) < 0)
 			field = "logprobs";
 		if (field) {
-			fprintf(stderr, "swerve submit: %s:%zu: field %s: %s\n", roll_path, lineno, field,
-			        why);
+			fprintf(stderr, "swerve submit: %s:%zu: field %s: %s\n", roll_path, lineno,
+			        field, why);
 			bad++;
 		} else {
 			int64_t task_id, rid;
@@ -239,9 +233,10 @@ int swerve_cmd_submit(int argc, char **argv)
 				bad++;
 			} else if (rc < 0) {
 				swerve_db_rollback(db);
-				exit_code = swerve_cli_fail("submit", SWERVE_EXIT_INFRA,
-				                            "%s:%zu: %s (nothing from this file was queued)",
-				                            roll_path, lineno, swerve_error_last());
+				exit_code = swerve_cli_fail(
+				        "submit", SWERVE_EXIT_INFRA,
+				        "%s:%zu: %s (nothing from this file was queued)", roll_path,
+				        lineno, swerve_error_last());
 				free(pt);
 				free(rt);
 				free(lp);

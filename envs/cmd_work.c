@@ -40,12 +40,12 @@ static const char usage_text[] =
 int swerve_cmd_work(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-	        {"db", required_argument, 0, 'd'},       {"workers", required_argument, 0, 'w'},
-	        {"run", required_argument, 0, 'r'},      {"until-empty", no_argument, 0, 'u'},
-	        {"lease", required_argument, 0, 'l'},    {"timeout", required_argument, 0, 'T'},
-	        {"reward", required_argument, 0, 'k'},   {"reward-spec", required_argument, 0, 's'},
-	        {"home", required_argument, 0, 'H'},     {"quiet", no_argument, 0, 'q'},
-	        {"help", no_argument, 0, 'h'},           {0, 0, 0, 0}};
+	        {"db", required_argument, 0, 'd'},     {"workers", required_argument, 0, 'w'},
+	        {"run", required_argument, 0, 'r'},    {"until-empty", no_argument, 0, 'u'},
+	        {"lease", required_argument, 0, 'l'},  {"timeout", required_argument, 0, 'T'},
+	        {"reward", required_argument, 0, 'k'}, {"reward-spec", required_argument, 0, 's'},
+	        {"home", required_argument, 0, 'H'},   {"quiet", no_argument, 0, 'q'},
+	        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
 	struct swerve_pool_opts po;
 	struct swerve_pool_stats ps;
 	const char *run_name = NULL;
@@ -68,15 +68,16 @@ int swerve_cmd_work(int argc, char **argv)
 		case 'w':
 			po.workers = (int)strtol(optarg, &end, 10);
 			if (*end || po.workers < 1 || po.workers > 1024)
-				return swerve_cli_fail("work", SWERVE_EXIT_USAGE,
-				                       "--workers: '%s' is not a number from 1 to 1024",
-				                       optarg);
+				return swerve_cli_fail(
+				        "work", SWERVE_EXIT_USAGE,
+				        "--workers: '%s' is not a number from 1 to 1024", optarg);
 			break;
 		case 'l': {
 			double s = strtod(optarg, &end);
 			if (*end || !(s > 0) || s > 2e6)
 				return swerve_cli_fail("work", SWERVE_EXIT_USAGE,
-				                       "--lease: '%s' is not a number of seconds", optarg);
+				                       "--lease: '%s' is not a number of seconds",
+				                       optarg);
 			po.lease_ms = (int)(s * 1000);
 			break;
 		}
@@ -84,7 +85,8 @@ int swerve_cmd_work(int argc, char **argv)
 			double s = strtod(optarg, &end);
 			if (*end || !(s > 0))
 				return swerve_cli_fail("work", SWERVE_EXIT_USAGE,
-				                       "--timeout: '%s' is not a number of seconds", optarg);
+				                       "--timeout: '%s' is not a number of seconds",
+				                       optarg);
 			po.default_timeout_ms = (uint64_t)(s * 1000);
 			break;
 		}
@@ -99,7 +101,9 @@ int swerve_cmd_work(int argc, char **argv)
 				                       swerve_error_last());
 			break;
 		case 'h': fputs(usage_text, stdout); return SWERVE_EXIT_OK;
-		default: return swerve_cli_fail("work", SWERVE_EXIT_USAGE, "bad option (see --help)");
+		default:
+			return swerve_cli_fail("work", SWERVE_EXIT_USAGE,
+			                       "bad option (see --help)");
 		}
 	}
 	if (optind < argc)
@@ -117,8 +121,9 @@ int swerve_cmd_work(int argc, char **argv)
 			rc = swerve_db_run_find(&po.run, db, run_name);
 		swerve_db_close(db);
 		if (rc < 0)
-			return swerve_cli_fail("work", rc == SWERVE_ENOTFOUND ? SWERVE_EXIT_USAGE
-			                                                      : SWERVE_EXIT_INFRA,
+			return swerve_cli_fail("work",
+			                       rc == SWERVE_ENOTFOUND ? SWERVE_EXIT_USAGE
+			                                              : SWERVE_EXIT_INFRA,
 			                       "%s", swerve_error_last());
 	}
 	po.progress_tty = isatty(2) && !po.serve;
@@ -127,8 +132,10 @@ int swerve_cmd_work(int argc, char **argv)
 		        po.workers, po.db_path);
 	if (swerve_pool_run(&ps, &po) < 0)
 		return swerve_cli_fail("work", SWERVE_EXIT_INFRA, "%s", swerve_error_last());
-	fprintf(stderr, "swerve work: %lld episodes stored, %lld infrastructure failures, %lld "
-	                "worker crashes, %.1f s\n",
-	        (long long)ps.episodes, (long long)ps.infra_fails, (long long)ps.crashes, ps.wall_s);
+	fprintf(stderr,
+	        "swerve work: %lld episodes stored, %lld infrastructure failures, %lld "
+	        "worker crashes, %.1f s\n",
+	        (long long)ps.episodes, (long long)ps.infra_fails, (long long)ps.crashes,
+	        ps.wall_s);
 	return ps.interrupted ? SWERVE_EXIT_SOME_FAILED : SWERVE_EXIT_OK;
 }

@@ -32,6 +32,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "envs/clock.h"
 #include "envs/layer.h"
 #include "sandbox/error.h"
 
@@ -65,13 +66,6 @@ const char *swerve_episode_resolution(const struct swerve_episode_result *r)
 	return swerve_resolution_name(SWERVE_RESOLVED_NO);
 }
 
-static uint64_t now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 struct ep {
 	struct swerve_episode_result *out;
 	const struct swerve_episode_env *env;
@@ -91,7 +85,7 @@ static void enter(struct ep *e, enum swerve_episode_state s)
 	struct swerve_episode_result *o = e->out;
 	if (o->n_transitions < SWERVE_EPISODE_MAX_TRANSITIONS) {
 		o->transitions[o->n_transitions].state = s;
-		o->transitions[o->n_transitions].at_us = now_us() - e->t0;
+		o->transitions[o->n_transitions].at_us = swerve_now_us() - e->t0;
 		o->n_transitions++;
 	}
 }
@@ -158,7 +152,8 @@ static int make_workspace(struct ep *e)
 		spec.env = e->vars;
 		spec.ro_binds = e->binds;
 		spec.n_ro_binds = e->n_binds;
-		spec.wall_ms = e->env->setup_timeout_ms ? e->env->setup_timeout_ms : DEFAULT_TIMEOUT_MS;
+		spec.wall_ms =
+		        e->env->setup_timeout_ms ? e->env->setup_timeout_ms : DEFAULT_TIMEOUT_MS;
 		int overlay = e->env->ws_mode == SWERVE_WS_COPY ? 0 : probe.overlay_userns;
 		rc = swerve_layer_get(&e->layer, e->env->cache, e->env->sb, t->repo, t->base_commit,
 		                      &spec, overlay);
@@ -187,7 +182,7 @@ static int run_tests(struct ep *e, struct swerve_ws_patch_step *step)
 	struct swerve_sandbox_opts so = SWERVE_SANDBOX_OPTS_INIT;
 	const char *argv[] = {"/bin/sh", "-c", e->task->test_cmd, NULL};
 	size_t tests_at = 0;
-	uint64_t marker_ns = 0, t0 = now_us();
+	uint64_t marker_ns = 0, t0 = swerve_now_us();
 	int rc;
 
 	swerve_sandbox_result_dispose(&o->run);
@@ -200,7 +195,7 @@ static int run_tests(struct ep *e, struct swerve_ws_patch_step *step)
 	so.n_ro_binds = e->task->env_ro_paths.n;
 	so.argv = argv;
 	so.env = e->vars;
-	so.limits.wall_ms = e->task->timeout_s > 0 ? (uint64_t)(e->task->timeout_s * 1000.0)
+	so.limits.wall_ms = e->task->timeout_s > 0       ? (uint64_t)(e->task->timeout_s * 1000.0)
 	                    : e->env->default_timeout_ms ? e->env->default_timeout_ms
 	                                                 : DEFAULT_TIMEOUT_MS;
 	if (e->env->memory_bytes)
@@ -320,7 +315,8 @@ static int judge_untrusted(struct ep *e)
 	                                 : SWERVE_OUTCOME_UNRESOLVED;
 	if (o->grade.n_failure[SWERVE_FAIL_TO_PASS] == 0 && oc != SWERVE_OUTCOME_REGRESSION)
 		oc = SWERVE_OUTCOME_UNRESOLVED; /* an inconsistent run is never "resolved" */
-	snprintf(o->error, sizeof(o->error), "the model's patch broke the test run: %.400s", reason);
+	snprintf(o->error, sizeof(o->error), "the model's patch broke the test run: %.400s",
+	         reason);
 	return finish(e, SWERVE_EPISODE_GRADED, oc, o->grade.fraction[SWERVE_FAIL_TO_PASS]);
 }
 
@@ -334,7 +330,7 @@ static int episode(struct ep *e, const char *patch, int patch_is_none)
 
 	if ((rc = make_workspace(e)) < 0)
 		return infra(e, rc);
-	t1 = now_us();
+	t1 = swerve_now_us();
 	o->workspace_ms = (int64_t)((t1 - e->t0) / 1000);
 	enter(e, SWERVE_EP_WORKSPACE);
 
@@ -364,7 +360,7 @@ static int episode(struct ep *e, const char *patch, int patch_is_none)
 			return task_error(e, "the task's test_patch does not apply: %.400s",
 			                  o->test_patch.reason);
 		}
-		t2 = now_us();
+		t2 = swerve_now_us();
 		rc = run_tests(e, step);
 		swerve_workspace_patch_step_free(step);
 		if (rc < 0)
@@ -374,29 +370,30 @@ static int episode(struct ep *e, const char *patch, int patch_is_none)
 			if ((rc = swerve_workspace_reset(e->ws)) < 0)
 				return infra(e, rc);
 			rc = swerve_workspace_apply_patches(&o->patch, &o->test_patch, e->ws,
-			                                    e->env->sb, patch, strlen(patch), tp, tlen,
-			                                    &po);
+			                                    e->env->sb, patch, strlen(patch), tp,
+			                                    tlen, &po);
 			if (rc < 0)
 				return infra(e, rc);
 		}
 		enter(e, SWERVE_EP_PATCH);
 		if (!o->patch.applied) {
-			o->apply_ms = (int64_t)((now_us() - t1) / 1000);
-			return finish(e, SWERVE_EPISODE_PATCH_FAILED, SWERVE_OUTCOME_PATCH_FAILED, 0);
+			o->apply_ms = (int64_t)((swerve_now_us() - t1) / 1000);
+			return finish(e, SWERVE_EPISODE_PATCH_FAILED, SWERVE_OUTCOME_PATCH_FAILED,
+			              0);
 		}
 		if (have_tp && !o->test_patch.applied)
 			return task_error(e, "the task's test_patch does not apply: %.400s",
 			                  o->test_patch.reason);
 		enter(e, SWERVE_EP_TEST_PATCH);
 		if (!o->ran) { /* applied by the fallback: the tests still have to run */
-			t2 = now_us();
+			t2 = swerve_now_us();
 			o->apply_ms = (int64_t)((t2 - t1) / 1000);
 			if ((rc = run_tests(e, NULL)) < 0)
 				return infra(e, rc);
-			o->test_ms = (int64_t)((now_us() - t2) / 1000);
+			o->test_ms = (int64_t)((swerve_now_us() - t2) / 1000);
 		} else {
 			/* run_tests split the one run's time at the marker */
-			int64_t run_ms = (int64_t)((now_us() - t2) / 1000);
+			int64_t run_ms = (int64_t)((swerve_now_us() - t2) / 1000);
 			o->test_ms += run_ms;
 			o->apply_ms += (int64_t)((t2 - t1) / 1000);
 			if (o->test_ms < 0)
@@ -405,8 +402,8 @@ static int episode(struct ep *e, const char *patch, int patch_is_none)
 	} else {
 		enter(e, SWERVE_EP_PATCH);
 		if (have_tp) {
-			rc = swerve_workspace_apply_test_patch(&o->test_patch, e->ws, e->env->sb, tp,
-			                                       tlen);
+			rc = swerve_workspace_apply_test_patch(&o->test_patch, e->ws, e->env->sb,
+			                                       tp, tlen);
 			if (rc < 0)
 				return infra(e, rc);
 			if (!o->test_patch.applied)
@@ -414,11 +411,11 @@ static int episode(struct ep *e, const char *patch, int patch_is_none)
 				                  o->test_patch.reason);
 		}
 		enter(e, SWERVE_EP_TEST_PATCH);
-		t2 = now_us();
+		t2 = swerve_now_us();
 		o->apply_ms = (int64_t)((t2 - t1) / 1000);
 		if ((rc = run_tests(e, NULL)) < 0)
 			return infra(e, rc);
-		o->test_ms = (int64_t)((now_us() - t2) / 1000);
+		o->test_ms = (int64_t)((swerve_now_us() - t2) / 1000);
 	}
 	enter(e, SWERVE_EP_RUN);
 
@@ -428,8 +425,9 @@ static int episode(struct ep *e, const char *patch, int patch_is_none)
 		return finish(e, SWERVE_EPISODE_VIOLATION, SWERVE_OUTCOME_SANDBOX_VIOLATION, 0);
 
 	if (parse_and_grade(e) < 0)
-		return infra(e, swerve_error_set(SWERVE_ENOMEM, "instance %s: grading: out of memory",
-		                                 t->instance_id));
+		return infra(e,
+		             swerve_error_set(SWERVE_ENOMEM, "instance %s: grading: out of memory",
+		                              t->instance_id));
 	enter(e, SWERVE_EP_GRADE);
 	if (!o->grade.trusted)
 		return judge_untrusted(e);
@@ -451,13 +449,13 @@ int swerve_episode_run(struct swerve_episode_result *out, const struct swerve_ep
 	e.out = out;
 	e.env = env;
 	e.task = task;
-	e.t0 = now_us();
+	e.t0 = swerve_now_us();
 	enter(&e, SWERVE_EP_START);
 	swerve_error_clear();
 
 	rc = episode(&e, patch, patch_is_none);
 
-	out->total_ms = (int64_t)((now_us() - e.t0) / 1000);
+	out->total_ms = (int64_t)((swerve_now_us() - e.t0) / 1000);
 	swerve_workspace_free(e.ws);
 	if (e.have_layer)
 		swerve_layer_dispose(&e.layer);

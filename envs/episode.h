@@ -63,13 +63,13 @@ struct swerve_episode_env {
 	struct swerve_repo_cache *cache;
 	struct swerve_sandbox *sb;
 	struct swerve_reward_spec reward;
-	enum swerve_ws_mode ws_mode;   /* AUTO by default */
-	const char *scratch_root;      /* NULL: <cache>/work */
-	uint64_t default_timeout_ms;   /* test run deadline when the task gives none; 0: 1800 s */
-	uint64_t setup_timeout_ms;     /* environment layer deadline; 0: 1800 s */
-	uint64_t memory_bytes;         /* sandbox memory limit; 0: the sandbox default */
-	size_t max_patch_bytes;        /* 0: 1 MiB */
-	int run_without_patch;         /* 1: an empty patch still runs the tests (validate) */
+	enum swerve_ws_mode ws_mode; /* AUTO by default */
+	const char *scratch_root;    /* NULL: <cache>/work */
+	uint64_t default_timeout_ms; /* test run deadline when the task gives none; 0: 1800 s */
+	uint64_t setup_timeout_ms;   /* environment layer deadline; 0: 1800 s */
+	uint64_t memory_bytes;       /* sandbox memory limit; 0: the sandbox default */
+	size_t max_patch_bytes;      /* 0: 1 MiB */
+	int run_without_patch;       /* 1: an empty patch still runs the tests (validate) */
 };
 
 #define SWERVE_EPISODE_MAX_TRANSITIONS 16
@@ -93,7 +93,7 @@ struct swerve_episode_result {
 	/* the test run */
 	struct swerve_sandbox_result run; /* verdict XX until the tests ran */
 	int ran;
-	char *log;      /* stdout then stderr of the test run, NUL-terminated (or NULL) */
+	char *log; /* stdout then stderr of the test run, NUL-terminated (or NULL) */
 	size_t log_len;
 	int log_truncated;
 

@@ -34,7 +34,8 @@ int swerve_eval_enqueue(size_t *out_enqueued, size_t *out_conflicts, struct swer
 		const struct swerve_task *t = &tasks->tasks[i];
 		const char *patch;
 		if (preds) {
-			const struct swerve_prediction *p = swerve_prediction_set_find(preds, t->instance_id);
+			const struct swerve_prediction *p =
+			        swerve_prediction_set_find(preds, t->instance_id);
 			if (!p)
 				continue; /* not submitted */
 			patch = p->model_patch ? p->model_patch : "";
@@ -43,8 +44,8 @@ int swerve_eval_enqueue(size_t *out_enqueued, size_t *out_conflicts, struct swer
 		}
 		int64_t task_id, rollout;
 		int created = 0;
-		if ((rc = swerve_db_task_upsert(&task_id, db, t->instance_id, t->repo, t->base_commit,
-		                                t->json)) < 0)
+		if ((rc = swerve_db_task_upsert(&task_id, db, t->instance_id, t->repo,
+		                                t->base_commit, t->json)) < 0)
 			goto fail;
 		struct swerve_db_rollout r = {0};
 		r.run = run;
@@ -56,7 +57,8 @@ int swerve_eval_enqueue(size_t *out_enqueued, size_t *out_conflicts, struct swer
 		rc = swerve_db_enqueue(&rollout, &created, db, &r);
 		if (rc == SWERVE_EEXIST) {
 			fprintf(stderr,
-			        "swerve eval: instance %s: this run already holds a different patch "
+			        "swerve eval: instance %s: this run already holds a different "
+			        "patch "
 			        "for it (use --redo, or a new --run-id)\n",
 			        t->instance_id);
 			conflicts++;
@@ -179,13 +181,15 @@ int swerve_eval_report(char **out, size_t *out_resolved, size_t *out_errors, str
 	if (out_resolved || out_errors) {
 		json_t *root = json_loads(json, 0, NULL);
 		if (out_resolved)
-			*out_resolved = (size_t)json_integer_value(json_object_get(root, "resolved_instances"));
+			*out_resolved = (size_t)json_integer_value(
+			        json_object_get(root, "resolved_instances"));
 		/* errors that need attention: not patches that failed to apply (a
 		 * model result, listed under error_ids only for SWE-bench's sake) */
 		json_t *oc = json_object_get(json_object_get(root, "swerve"), "outcome_counts");
 		if (out_errors)
 			*out_errors =
-			        (size_t)(json_integer_value(json_object_get(root, "error_instances")) -
+			        (size_t)(json_integer_value(
+			                         json_object_get(root, "error_instances")) -
 			                 json_integer_value(json_object_get(oc, "patch_failed")));
 		json_decref(root);
 	}
@@ -202,9 +206,9 @@ void swerve_eval_print_summary(FILE *f, const char *report_json)
 	json_t *root = json_loads(report_json, 0, NULL);
 	if (!root)
 		return;
-	static const char *const keys[] = {"total_instances",       "submitted_instances",
-	                                   "completed_instances",   "resolved_instances",
-	                                   "unresolved_instances",  "empty_patch_instances",
+	static const char *const keys[] = {"total_instances",      "submitted_instances",
+	                                   "completed_instances",  "resolved_instances",
+	                                   "unresolved_instances", "empty_patch_instances",
 	                                   "error_instances"};
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
 		fprintf(f, "%-24s %lld\n", keys[i],

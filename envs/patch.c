@@ -731,7 +731,7 @@ static int collect_one(struct swerve_restore_file *f, const char *path, git_repo
 		goto done;
 	}
 	f->kind = git_tree_entry_filemode(te) == GIT_FILEMODE_BLOB_EXECUTABLE ? SWERVE_RESTORE_EXEC
-	                                                                       : SWERVE_RESTORE_FILE;
+	                                                                      : SWERVE_RESTORE_FILE;
 	f->data = malloc(buf.size + 1);
 	if (!f->data) {
 		rc = swerve_error_set(SWERVE_ENOMEM, "restore %s: out of memory", path);
@@ -770,7 +770,8 @@ static int write_one(const char *dir, const struct swerve_restore_file *f)
 		return rc;
 	if (f->kind == SWERVE_RESTORE_LINK) {
 		if (symlink(f->data, full) < 0)
-			return swerve_error_set(SWERVE_EIO, "restore %s: %s", f->path, strerror(errno));
+			return swerve_error_set(SWERVE_EIO, "restore %s: %s", f->path,
+			                        strerror(errno));
 		return 0;
 	}
 	fd = open(full, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,

@@ -23,6 +23,7 @@
 
 #include "db/db.h"
 #include "envs/report.h"
+#include "envs/clock.h"
 #include "sandbox/error.h"
 
 #define DEFAULT_TIMEOUT_MS (1800ull * 1000)
@@ -40,19 +41,6 @@ static void on_stop(int sig)
 {
 	(void)sig;
 	stop_requested++;
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-	nanosleep(&ts, NULL);
 }
 
 /* ---- episode result -> db result --------------------------------------- */
@@ -79,7 +67,7 @@ int swerve_pool_db_result(struct swerve_db_result *out, void **owned,
 	d.resolved = r->graded && r->grade.trusted && r->has_outcome
 	                     ? (r->grade.resolution == SWERVE_RESOLVED_FULL      ? "FULL"
 	                        : r->grade.resolution == SWERVE_RESOLVED_PARTIAL ? "PARTIAL"
-	                                                                          : "NO")
+	                                                                         : "NO")
 	                     : "NO";
 	d.has_reward = r->has_outcome;
 	d.reward = r->has_outcome ? r->reward : 0;
@@ -112,8 +100,8 @@ int swerve_pool_db_result(struct swerve_db_result *out, void **owned,
 	t = (struct swerve_db_test_status *)block;
 	if (hdr) {
 		char *text = block + cap * sizeof(*t);
-		int k = snprintf(text, olen, "swerve: %s: %s\n", swerve_episode_status_name(r->status),
-		                 r->error);
+		int k = snprintf(text, olen, "swerve: %s: %s\n",
+		                 swerve_episode_status_name(r->status), r->error);
 		if (r->log)
 			memcpy(text + k, r->log, r->log_len + 1);
 		d.output = text;
@@ -167,8 +155,7 @@ static int write_text(const char *path, const char *data, size_t len)
 
 static int safe_component(const char *s)
 {
-	return s && *s && strcmp(s, ".") && strcmp(s, "..") && !strchr(s, '/') &&
-	       strlen(s) < 200;
+	return s && *s && strcmp(s, ".") && strcmp(s, "..") && !strchr(s, '/') && strlen(s) < 200;
 }
 
 void swerve_pool_instance_report(struct swerve_instance_report *ir,
@@ -234,8 +221,7 @@ int swerve_pool_write_instance(const char *dir, const struct swerve_task *task, 
 
 /* ---- the worker ------------------------------------------------------------ */
 
-static void episode_line(const struct swerve_task *t, const struct swerve_episode_result *r,
-                         int rc)
+static void episode_line(const struct swerve_task *t, const struct swerve_episode_result *r, int rc)
 {
 	if (rc < 0)
 		fprintf(stderr, "swerve: %s: infrastructure error (will retry): %s\n",
@@ -289,10 +275,11 @@ static int worker_main(const struct swerve_pool_opts *o, struct slot *slot, cons
 		}
 		if (rc < 0) {
 			if (rc == SWERVE_EBUSY) {
-				sleep_ms(50);
+				swerve_sleep_ms(50);
 				continue;
 			}
-			fprintf(stderr, "swerve: worker %s: claim: %s\n", name, swerve_error_last());
+			fprintf(stderr, "swerve: worker %s: claim: %s\n", name,
+			        swerve_error_last());
 			exit_code = 3;
 			break;
 		}
@@ -301,7 +288,7 @@ static int worker_main(const struct swerve_pool_opts *o, struct slot *slot, cons
 			if (!o->serve && swerve_db_stats(&st, db, o->run) == 0 && st.pending == 0 &&
 			    st.running == 0)
 				break;
-			sleep_ms(o->serve ? 200 : 50);
+			swerve_sleep_ms(o->serve ? 200 : 50);
 			continue;
 		}
 		slot->attempt = c->attempt;
@@ -330,25 +317,28 @@ static int worker_main(const struct swerve_pool_opts *o, struct slot *slot, cons
 				episode_line(task, &r, rc);
 			if (rc < 0) {
 				int gave_up = 0;
-				if (swerve_db_fail(&gave_up, db, c->rollout, c->attempt, r.error) == 0 &&
+				if (swerve_db_fail(&gave_up, db, c->rollout, c->attempt, r.error) ==
+				            0 &&
 				    gave_up)
-					fprintf(stderr, "swerve: %s: gave up after repeated infrastructure "
-					                "errors: %s\n",
+					fprintf(stderr,
+					        "swerve: %s: gave up after repeated infrastructure "
+					        "errors: %s\n",
 					        task->instance_id, r.error);
 			} else {
 				struct swerve_db_result dr;
 				void *tests = NULL;
 				int wrc = 0;
 				if (o->out_dir)
-					wrc = swerve_pool_write_instance(o->out_dir, task, c->patch, none,
-					                                 &r);
+					wrc = swerve_pool_write_instance(o->out_dir, task, c->patch,
+					                                 none, &r);
 				if (wrc < 0) {
 					fprintf(stderr, "swerve: %s: %s\n", task->instance_id,
 					        swerve_error_last());
 					swerve_db_fail(NULL, db, c->rollout, c->attempt,
 					               swerve_error_last());
 				} else if (swerve_pool_db_result(&dr, &tests, &r, task) < 0 ||
-				           swerve_db_complete(db, c->rollout, c->attempt, name, &dr) < 0) {
+				           swerve_db_complete(db, c->rollout, c->attempt, name,
+				                              &dr) < 0) {
 					fprintf(stderr, "swerve: %s: storing the result: %s\n",
 					        task->instance_id, swerve_error_last());
 					if (swerve_error_code() != SWERVE_ETIMEOUT &&
@@ -431,7 +421,7 @@ static void progress(const struct swerve_pool_opts *o, struct swerve_db *db, dou
 		return;
 	int64_t total = st.pending + st.running + st.done + st.infra_error;
 	int64_t finished = st.done + st.infra_error;
-	double el = now_s() - t0;
+	double el = swerve_now_s() - t0;
 	double rate = el > 0 ? (double)(finished - start_done) / el : 0;
 	double eta = rate > 0 ? (double)(total - finished) / rate : 0;
 	if (o->progress_tty) {
@@ -440,14 +430,16 @@ static void progress(const struct swerve_pool_opts *o, struct swerve_db *db, dou
 		for (int i = 0; i < width; i++)
 			bar[i] = i < fill ? '#' : '.';
 		bar[width] = '\0';
-		fprintf(stderr, "\r[%s] %lld/%lld  resolved %lld  errors %lld  %.2f/s  ETA %.0fs   ",
-		        bar, (long long)finished, (long long)total, (long long)st.resolved,
+		fprintf(stderr,
+		        "\r[%s] %lld/%lld  resolved %lld  errors %lld  %.2f/s  ETA %.0fs   ", bar,
+		        (long long)finished, (long long)total, (long long)st.resolved,
 		        (long long)st.infra_error, rate, eta);
 		if (final)
 			fputc('\n', stderr);
-	} else if (final || now_s() - last_line >= 5.0) {
-		last_line = now_s();
-		fprintf(stderr, "progress: %lld/%lld done, resolved %lld, errors %lld, %.2f/s, ETA %.0fs\n",
+	} else if (final || swerve_now_s() - last_line >= 5.0) {
+		last_line = swerve_now_s();
+		fprintf(stderr,
+		        "progress: %lld/%lld done, resolved %lld, errors %lld, %.2f/s, ETA %.0fs\n",
 		        (long long)finished, (long long)total, (long long)st.resolved,
 		        (long long)st.infra_error, rate, eta);
 	}
@@ -461,7 +453,7 @@ int swerve_pool_run(struct swerve_pool_stats *out, const struct swerve_pool_opts
 	struct slot *slots;
 	struct sigaction sa, old_int, old_term;
 	struct swerve_pool_stats st = {0};
-	double t0 = now_s();
+	double t0 = swerve_now_s();
 	int64_t start_done = 0;
 	int alive = 0, rc = 0, infra_start = 0;
 
@@ -481,8 +473,9 @@ int swerve_pool_run(struct swerve_pool_stats *out, const struct swerve_pool_opts
 		if (swerve_db_leases_reap(&reaped, db, o.run, worker_alive, NULL) < 0)
 			fprintf(stderr, "swerve: %s\n", swerve_error_last());
 		else if (reaped)
-			fprintf(stderr, "swerve: %zu rollouts held by workers that are gone "
-			                "return to the queue\n",
+			fprintf(stderr,
+			        "swerve: %zu rollouts held by workers that are gone "
+			        "return to the queue\n",
 			        reaped);
 		if (swerve_db_stats(&s0, db, o.run) == 0)
 			start_done = s0.done + s0.infra_error;
@@ -518,14 +511,16 @@ int swerve_pool_run(struct swerve_pool_stats *out, const struct swerve_pool_opts
 			if (stop_requested && forwarded < stop_requested) {
 				for (int i = 0; i < o.workers; i++)
 					if (slots[i].pid > 0)
-						kill(slots[i].pid, stop_requested > 1 ? SIGKILL : SIGTERM);
+						kill(slots[i].pid,
+						     stop_requested > 1 ? SIGKILL : SIGTERM);
 				if (!forwarded)
-					fprintf(stderr, "\nswerve: stopping: finishing the episodes in hand "
+					fprintf(stderr, "\nswerve: stopping: finishing the "
+					                "episodes in hand "
 					                "(signal again to kill them)\n");
 				forwarded = stop_requested;
 			}
 			progress(&o, db, t0, start_done, 0);
-			sleep_ms(100);
+			swerve_sleep_ms(100);
 			continue;
 		}
 		if (pid < 0) {
@@ -541,20 +536,24 @@ int swerve_pool_run(struct swerve_pool_stats *out, const struct swerve_pool_opts
 			continue;
 		alive--;
 		slots[idx].pid = 0;
-		int crashed = WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) != 0 &&
-		                                      WEXITSTATUS(status) != 3);
+		int crashed =
+		        WIFSIGNALED(status) ||
+		        (WIFEXITED(status) && WEXITSTATUS(status) != 0 && WEXITSTATUS(status) != 3);
 		if (WIFEXITED(status) && WEXITSTATUS(status) == 3)
 			infra_start++;
 		if (slots[idx].rollout > 0) {
 			char why[128];
 			if (WIFSIGNALED(status))
-				snprintf(why, sizeof(why), "worker died (signal %d) during the episode",
+				snprintf(why, sizeof(why),
+				         "worker died (signal %d) during the episode",
 				         WTERMSIG(status));
 			else
-				snprintf(why, sizeof(why), "worker exited (status %d) during the episode",
+				snprintf(why, sizeof(why),
+				         "worker exited (status %d) during the episode",
 				         WEXITSTATUS(status));
 			if (!(stop_requested > 1)) {
-				swerve_db_fail(NULL, db, slots[idx].rollout, slots[idx].attempt, why);
+				swerve_db_fail(NULL, db, slots[idx].rollout, slots[idx].attempt,
+				               why);
 				st.infra_fails++;
 			}
 			slots[idx].rollout = 0;
@@ -568,8 +567,8 @@ int swerve_pool_run(struct swerve_pool_stats *out, const struct swerve_pool_opts
 		}
 		if (crashed && !stop_requested) {
 			st.crashes++;
-			fprintf(stderr, "swerve: worker %d crashed (%s %d); starting a new one\n", idx,
-			        WIFSIGNALED(status) ? "signal" : "status",
+			fprintf(stderr, "swerve: worker %d crashed (%s %d); starting a new one\n",
+			        idx, WIFSIGNALED(status) ? "signal" : "status",
 			        WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
 			if (spawn_worker(&o, &slots[idx], idx) > 0)
 				alive++;
@@ -584,8 +583,9 @@ int swerve_pool_run(struct swerve_pool_stats *out, const struct swerve_pool_opts
 		}
 	}
 	if (infra_start == o.workers && rc == 0)
-		rc = swerve_error_set(SWERVE_ERROR, "no worker could start (see the messages above)");
-	st.wall_s = now_s() - t0;
+		rc = swerve_error_set(SWERVE_ERROR,
+		                      "no worker could start (see the messages above)");
+	st.wall_s = swerve_now_s() - t0;
 	sigaction(SIGINT, &old_int, NULL);
 	sigaction(SIGTERM, &old_term, NULL);
 	munmap(slots, sizeof(*slots) * (size_t)o.workers);

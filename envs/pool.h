@@ -22,14 +22,15 @@
 
 struct swerve_pool_opts {
 	const char *db_path;
-	int64_t run;      /* the run to serve; <= 0: every run (work) */
-	int workers;      /* >= 1 */
-	int lease_ms;     /* lease per claimed rollout; 0: 2 x the largest timeout + 120 s */
-	int serve;        /* 1: keep polling for work until stopped (swerve work) */
-	int progress_tty; /* 1: redraw a progress line; 0: plain lines */
-	int quiet;        /* no per-episode lines */
-	const char *home; /* repository cache ($SWERVE_HOME when NULL) */
-	const char *out_dir; /* per-instance files <out>/<id>/{patch.diff,test_output.txt,report.json}; or NULL */
+	int64_t run;         /* the run to serve; <= 0: every run (work) */
+	int workers;         /* >= 1 */
+	int lease_ms;        /* lease per claimed rollout; 0: 2 x the largest timeout + 120 s */
+	int serve;           /* 1: keep polling for work until stopped (swerve work) */
+	int progress_tty;    /* 1: redraw a progress line; 0: plain lines */
+	int quiet;           /* no per-episode lines */
+	const char *home;    /* repository cache ($SWERVE_HOME when NULL) */
+	const char *out_dir; /* per-instance files
+	                        <out>/<id>/{patch.diff,test_output.txt,report.json}; or NULL */
 	const struct swerve_prediction_set *preds; /* eval: for patch_is_None; or NULL */
 	/* episode settings (cache and sb are made per worker) */
 	struct swerve_reward_spec reward;

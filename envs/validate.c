@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "envs/repo.h"
+#include "envs/clock.h"
 #include "sandbox/error.h"
 #include "sandbox/sandbox.h"
 
@@ -308,19 +309,6 @@ struct ctx {
 	struct slot *slots;
 };
 
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-	nanosleep(&ts, NULL);
-}
-
 static void run_job(struct ctx *c, const struct swerve_episode_env *env, int j)
 {
 	const struct job *jb = &c->jobs[j];
@@ -335,7 +323,7 @@ static void run_job(struct ctx *c, const struct swerve_episode_env *env, int j)
 		if (rc < 0 && rec->attempts < c->o.max_attempts) {
 			snprintf(rec->error, sizeof(rec->error), "%s", r.error);
 			swerve_episode_result_dispose(&r);
-			sleep_ms(100 * rec->attempts);
+			swerve_sleep_ms(100 * rec->attempts);
 			continue;
 		}
 		rec->status = rc < 0 ? SWERVE_EPISODE_INFRA_ERROR : (int)r.status;
@@ -437,14 +425,14 @@ static void run_round(struct ctx *c, double t0, double *last_progress)
 		int status;
 		pid_t pid = waitpid(-1, &status, WNOHANG);
 		if (pid == 0) {
-			if (c->o.progress && now_s() - *last_progress >= 5.0) {
-				*last_progress = now_s();
+			if (c->o.progress && swerve_now_s() - *last_progress >= 5.0) {
+				*last_progress = swerve_now_s();
 				size_t d = count_done(c);
-				double el = now_s() - t0;
+				double el = swerve_now_s() - t0;
 				fprintf(stderr, "validate: %zu/%zu episodes, %.2f/s\n", d,
 				        c->n_jobs, el > 0 ? (double)d / el : 0.0);
 			}
-			sleep_ms(20);
+			swerve_sleep_ms(20);
 			continue;
 		}
 		if (pid < 0) {
@@ -515,7 +503,7 @@ int swerve_validate_run(struct swerve_validate_result **out, const struct swerve
 	struct swerve_repo_cache *cache = NULL;
 	struct swerve_sandbox *sb = NULL;
 	struct swerve_validate_obs *obs = NULL;
-	double t0 = now_s(), last_progress = t0;
+	double t0 = swerve_now_s(), last_progress = t0;
 	int rc = 0, runs;
 
 	memset(&c, 0, sizeof(c));
@@ -638,7 +626,7 @@ int swerve_validate_run(struct swerve_validate_result **out, const struct swerve
 		case SWERVE_VALIDATE_ERROR: res->errors++; break;
 		}
 	}
-	res->wall_s = now_s() - t0;
+	res->wall_s = swerve_now_s() - t0;
 done:
 	free(obs);
 	if (c.map)

@@ -469,10 +469,9 @@ struct swerve_ws_patch_step {
 
 int swerve_workspace_patch_step_new(struct swerve_ws_patch_step **out,
                                     struct swerve_patch_outcome *pout,
-                                    struct swerve_patch_outcome *tout,
-                                    struct swerve_workspace *ws, const char *patch, size_t len,
-                                    const char *test_patch, size_t tlen,
-                                    const struct swerve_patch_opts *opts)
+                                    struct swerve_patch_outcome *tout, struct swerve_workspace *ws,
+                                    const char *patch, size_t len, const char *test_patch,
+                                    size_t tlen, const struct swerve_patch_opts *opts)
 {
 	struct swerve_ws_patch_step *st;
 	int rc;
@@ -484,15 +483,15 @@ int swerve_workspace_patch_step_new(struct swerve_ws_patch_step **out,
 	if (!(st = calloc(1, sizeof(*st))))
 		return swerve_error_set(SWERVE_ENOMEM, "patch step: out of memory");
 	if (test_patch && tlen) {
-		rc = swerve_patch_restore_collect(&st->set, tout, ws->git_dir, ws->commit, test_patch,
-		                                  tlen);
+		rc = swerve_patch_restore_collect(&st->set, tout, ws->git_dir, ws->commit,
+		                                  test_patch, tlen);
 		if (rc < 0 || !st->set) {
 			free(st);
 			return rc; /* a refused test_patch stays in tout */
 		}
 	}
-	st->job = (struct apply_job){patch, len, opts, st->set ? test_patch : NULL,
-	                             st->set ? tlen : 0, st->set, 1};
+	st->job = (struct apply_job){
+	        patch, len, opts, st->set ? test_patch : NULL, st->set ? tlen : 0, st->set, 1};
 	*out = st;
 	return 0;
 }

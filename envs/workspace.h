@@ -136,10 +136,9 @@ int swerve_workspace_apply_patches(struct swerve_patch_outcome *out,
 struct swerve_ws_patch_step;
 int swerve_workspace_patch_step_new(struct swerve_ws_patch_step **out,
                                     struct swerve_patch_outcome *pout,
-                                    struct swerve_patch_outcome *tout,
-                                    struct swerve_workspace *ws, const char *patch, size_t len,
-                                    const char *test_patch, size_t tlen,
-                                    const struct swerve_patch_opts *opts);
+                                    struct swerve_patch_outcome *tout, struct swerve_workspace *ws,
+                                    const char *patch, size_t len, const char *test_patch,
+                                    size_t tlen, const struct swerve_patch_opts *opts);
 void swerve_workspace_patch_step_opts(struct swerve_ws_patch_step *st,
                                       struct swerve_sandbox_opts *o);
 int swerve_workspace_patch_step_result(struct swerve_patch_outcome *pout,

@@ -22,8 +22,9 @@ static void setup(void)
 	if (!p.userns)
 		cr_skip_test("the sandbox needs user namespaces here: %s", p.why);
 	dir = ts_mkdtemp();
-	cr_assert_eq(ts_sh(NULL, NULL, "python3 tests/e2e/demo/generate.py %s/data >/dev/null", dir),
-	             0, "generate demo data");
+	cr_assert_eq(
+	        ts_sh(NULL, NULL, "python3 tests/e2e/demo/generate.py %s/data >/dev/null", dir), 0,
+	        "generate demo data");
 	cr_assert_eq(ts_sh(NULL, NULL,
 	                   "while read n p; do SWERVE_HOME=%s/home %s repo add $n $p >/dev/null "
 	                   "|| exit 1; done < %s/data/repos.txt",
@@ -107,9 +108,8 @@ Test(e2e_eval, gold_resolves_every_task)
 	json_t *inst = json_object_get(ir, "swerve-demo__cstr-1");
 	cr_assert(json_is_true(json_object_get(inst, "resolved")));
 	cr_assert(json_is_true(json_object_get(inst, "patch_successfully_applied")));
-	json_t *f2p = json_object_get(json_object_get(json_object_get(inst, "tests_status"),
-	                                              "FAIL_TO_PASS"),
-	                              "success");
+	json_t *f2p = json_object_get(
+	        json_object_get(json_object_get(inst, "tests_status"), "FAIL_TO_PASS"), "success");
 	cr_assert_eq(json_array_size(f2p), 2);
 	char *log = NULL;
 	cr_assert_eq(ts_sh(&log, NULL, "cat %s/g/swerve-demo__cstr-1/test_output.txt", dir), 0);
@@ -148,8 +148,9 @@ Test(e2e_eval, empty_wrong_broken_and_cheating_patches)
 	ir = load_json("%s/b/%s/report.json", dir, "swerve-demo__jsslug-2");
 	json_t *inst = json_object_get(ir, "swerve-demo__jsslug-2");
 	cr_assert(json_is_false(json_object_get(inst, "patch_successfully_applied")));
-	cr_assert_str_eq(json_string_value(json_object_get(json_object_get(inst, "swerve"), "outcome")),
-	                 "patch_failed");
+	cr_assert_str_eq(
+	        json_string_value(json_object_get(json_object_get(inst, "swerve"), "outcome")),
+	        "patch_failed");
 	json_decref(ir);
 	char *log = NULL;
 	ts_sh(&log, NULL, "cat %s/b/swerve-demo__jsslug-2/test_output.txt", dir);
@@ -177,7 +178,8 @@ Test(e2e_eval, killed_run_resumes_to_the_same_report)
 {
 	make_slow("0.8");
 	cr_assert_eq(ts_sh(NULL, NULL, "cp %s/data/slow.jsonl %s/data/tasks.jsonl", dir, dir), 0);
-	cr_assert_eq(eval("mixed", "full", NULL), 0, "a patch that fails to apply is a model result");
+	cr_assert_eq(eval("mixed", "full", NULL), 0,
+	             "a patch that fails to apply is a model result");
 	char *want = stable_report("demo-mixed.full", "full");
 
 	/* start the same evaluation, SIGKILL the whole process group mid-way, resume */
@@ -208,13 +210,14 @@ Test(e2e_eval, killed_run_resumes_to_the_same_report)
 Test(e2e_eval, two_runs_on_different_dbs_do_not_interfere)
 {
 	char cmd[4096];
-	snprintf(cmd, sizeof(cmd),
-	         "export SWERVE_HOME=%s/home; "
-	         "%s eval --tasks %s/data/tasks.jsonl --predictions gold --out %s/x --run-id x "
-	         "--quiet >/dev/null 2>&1 & a=$!; "
-	         "%s eval --tasks %s/data/tasks.jsonl --predictions %s/data/predictions-wrong.jsonl "
-	         "--out %s/y --run-id y --quiet >/dev/null 2>&1 & b=$!; wait $a; wait $b",
-	         dir, ts_swerve_bin(), dir, dir, ts_swerve_bin(), dir, dir, dir);
+	snprintf(
+	        cmd, sizeof(cmd),
+	        "export SWERVE_HOME=%s/home; "
+	        "%s eval --tasks %s/data/tasks.jsonl --predictions gold --out %s/x --run-id x "
+	        "--quiet >/dev/null 2>&1 & a=$!; "
+	        "%s eval --tasks %s/data/tasks.jsonl --predictions %s/data/predictions-wrong.jsonl "
+	        "--out %s/y --run-id y --quiet >/dev/null 2>&1 & b=$!; wait $a; wait $b",
+	        dir, ts_swerve_bin(), dir, dir, ts_swerve_bin(), dir, dir, dir);
 	ts_sh(NULL, NULL, "%s", cmd);
 	json_t *x = run_report("gold.x", "x"), *y = run_report("demo-wrong.y", "y");
 	cr_assert_eq(count(x, "resolved_instances"), 6);
@@ -250,21 +253,23 @@ Test(e2e_eval, worker_killed_mid_episode_is_replaced_and_the_rollout_retried)
 Test(e2e_eval, submit_work_and_the_trainer_view)
 {
 	/* one group of four samples for pycalc-1: gold, wrong, empty, broken */
-	cr_assert_eq(ts_sh(NULL, NULL,
-	                   "python3 -c \"import json\n"
-	                   "rows=[]\n"
-	                   "for k,kind in enumerate(['gold','wrong','empty','broken']):\n"
-	                   "  for p in map(json.loads, open('%s/data/predictions-'+kind+'.jsonl')):\n"
-	                   "    if p['instance_id']=='swerve-demo__pycalc-1':\n"
-	                   "      rows.append(dict(instance_id=p['instance_id'], group='q1', "
-	                   "group_size=4, sample=k, patch=p['model_patch'], response_tokens=[1,2], "
-	                   "logprobs=[-0.5,-0.25]))\n"
-	                   "rows.append(dict(instance_id='missing', group=2, group_size=1, sample=0))\n"
-	                   "print('\\n'.join(map(json.dumps, rows)))\" > %s/rl.jsonl",
-	                   dir, dir),
-	             0);
+	cr_assert_eq(
+	        ts_sh(NULL, NULL,
+	              "python3 -c \"import json\n"
+	              "rows=[]\n"
+	              "for k,kind in enumerate(['gold','wrong','empty','broken']):\n"
+	              "  for p in map(json.loads, open('%s/data/predictions-'+kind+'.jsonl')):\n"
+	              "    if p['instance_id']=='swerve-demo__pycalc-1':\n"
+	              "      rows.append(dict(instance_id=p['instance_id'], group='q1', "
+	              "group_size=4, sample=k, patch=p['model_patch'], response_tokens=[1,2], "
+	              "logprobs=[-0.5,-0.25]))\n"
+	              "rows.append(dict(instance_id='missing', group=2, group_size=1, sample=0))\n"
+	              "print('\\n'.join(map(json.dumps, rows)))\" > %s/rl.jsonl",
+	              dir, dir),
+	        0);
 	char *out = NULL, *err = NULL;
-	int rc = ts_sh(&out, &err, "%s submit --db %s/rl.db --tasks %s/data/tasks.jsonl --rollouts %s/rl.jsonl",
+	int rc = ts_sh(&out, &err,
+	               "%s submit --db %s/rl.db --tasks %s/data/tasks.jsonl --rollouts %s/rl.jsonl",
 	               ts_swerve_bin(), dir, dir, dir);
 	cr_assert_eq(rc, 1, "a bad line makes the exit status 1: %s %s", out, err);
 	cr_assert(strstr(out, "4 rollouts queued"), "%s", out);
@@ -272,16 +277,19 @@ Test(e2e_eval, submit_work_and_the_trainer_view)
 	free(out);
 	free(err);
 	/* idempotent */
-	ts_sh(&out, NULL, "%s submit --db %s/rl.db --tasks %s/data/tasks.jsonl --rollouts %s/rl.jsonl",
+	ts_sh(&out, NULL,
+	      "%s submit --db %s/rl.db --tasks %s/data/tasks.jsonl --rollouts %s/rl.jsonl",
 	      ts_swerve_bin(), dir, dir, dir);
 	cr_assert(strstr(out, "0 rollouts queued, 4 already there"), "%s", out);
 	free(out);
-	cr_assert_eq(ts_sh(NULL, NULL, "SWERVE_HOME=%s/home %s work --db %s/rl.db --workers 2 "
-	                               "--until-empty --quiet 2>/dev/null",
+	cr_assert_eq(ts_sh(NULL, NULL,
+	                   "SWERVE_HOME=%s/home %s work --db %s/rl.db --workers 2 "
+	                   "--until-empty --quiet 2>/dev/null",
 	                   dir, ts_swerve_bin(), dir),
 	             0);
 	ts_sh(&out, NULL,
-	      "sqlite3 %s/rl.db \"select sample, reward, resolved from trainer_samples order by sample\"",
+	      "sqlite3 %s/rl.db \"select sample, reward, resolved from trainer_samples order by "
+	      "sample\"",
 	      dir);
 	cr_assert_str_eq(out, "0|1.0|FULL\n1|0.0|PARTIAL\n2|0.0|NO\n3|0.0|NO\n");
 	free(out);
