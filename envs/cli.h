@@ -12,10 +12,10 @@
 #define SWERVE_VERSION "0.1.0"
 
 enum swerve_exit {
-	SWERVE_EXIT_OK = 0,        /* everything succeeded */
+	SWERVE_EXIT_OK = 0,          /* everything succeeded */
 	SWERVE_EXIT_SOME_FAILED = 1, /* ran, but some items failed (bad input, failed episodes) */
-	SWERVE_EXIT_USAGE = 2,     /* bad command line */
-	SWERVE_EXIT_INFRA = 3,     /* infrastructure error: nothing trustworthy was produced */
+	SWERVE_EXIT_USAGE = 2,       /* bad command line */
+	SWERVE_EXIT_INFRA = 3,       /* infrastructure error: nothing trustworthy was produced */
 };
 
 struct swerve_cmd {
@@ -29,6 +29,6 @@ int swerve_cli_wants_help(int argc, char **argv);
 
 /* Prints "swerve <cmd>: <message>" to stderr; returns code for chaining. */
 int swerve_cli_fail(const char *cmd, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 
 #endif

@@ -18,13 +18,13 @@ int swerve_cmd_version(int argc, char **argv)
 		return SWERVE_EXIT_OK;
 	}
 	if (argc > 1)
-		return swerve_cli_fail("version", SWERVE_EXIT_USAGE,
-				       "unexpected argument '%s'", argv[1]);
+		return swerve_cli_fail("version", SWERVE_EXIT_USAGE, "unexpected argument '%s'",
+		                       argv[1]);
 	git_libgit2_version(&maj, &min, &rev);
 	sv = seccomp_version();
 	printf("swerve %s\n", SWERVE_VERSION);
-	printf("  libgit2 %d.%d.%d, libseccomp %u.%u.%u, SQLite %s, jansson %s\n", maj,
-	       min, rev, sv ? sv->major : 0, sv ? sv->minor : 0, sv ? sv->micro : 0,
-	       sqlite3_libversion(), jansson_version_str());
+	printf("  libgit2 %d.%d.%d, libseccomp %u.%u.%u, SQLite %s, jansson %s\n", maj, min, rev,
+	       sv ? sv->major : 0, sv ? sv->minor : 0, sv ? sv->micro : 0, sqlite3_libversion(),
+	       jansson_version_str());
 	return SWERVE_EXIT_OK;
 }

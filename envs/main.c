@@ -19,16 +19,20 @@ int swerve_cmd_grade(int argc, char **argv);
 
 /* The subcommand table: one row per envs/cmd_<name>.c. */
 static const struct swerve_cmd commands[] = {
-	{ "version", "print the version and the libraries swerve was built with", swerve_cmd_version },
-	{ "db", "create, inspect and export the SQLite store (init, stats, export)", swerve_cmd_db },
-	{ "exec", "run one command in the sandbox and print its verdict (--json)", swerve_cmd_exec },
-	{ "repo", "manage the repository cache (add, list, fetch, resolve, checkout)", swerve_cmd_repo },
-	{ "eval", "evaluate SWE-bench predictions (resumable; SWE-bench reports)", swerve_cmd_eval },
-	{ "submit", "enqueue RL rollouts (JSONL) into a db for swerve work", swerve_cmd_submit },
-	{ "work", "serve the db queue with sandboxed workers until stopped", swerve_cmd_work },
-	{ "report", "the SWE-bench run report of a run, from the db", swerve_cmd_report },
-	{ "validate", "dataset QA: tasks must fail without their gold patch and pass with it", swerve_cmd_validate },
-	{ "grade", "parse a test log and grade it against a task, offline (statuses, reward)", swerve_cmd_grade },
+        {"version", "print the version and the libraries swerve was built with",
+         swerve_cmd_version},
+        {"db", "create, inspect and export the SQLite store (init, stats, export)", swerve_cmd_db},
+        {"exec", "run one command in the sandbox and print its verdict (--json)", swerve_cmd_exec},
+        {"repo", "manage the repository cache (add, list, fetch, resolve, checkout)",
+         swerve_cmd_repo},
+        {"eval", "evaluate SWE-bench predictions (resumable; SWE-bench reports)", swerve_cmd_eval},
+        {"submit", "enqueue RL rollouts (JSONL) into a db for swerve work", swerve_cmd_submit},
+        {"work", "serve the db queue with sandboxed workers until stopped", swerve_cmd_work},
+        {"report", "the SWE-bench run report of a run, from the db", swerve_cmd_report},
+        {"validate", "dataset QA: tasks must fail without their gold patch and pass with it",
+         swerve_cmd_validate},
+        {"grade", "parse a test log and grade it against a task, offline (statuses, reward)",
+         swerve_cmd_grade},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -58,14 +62,14 @@ int swerve_cli_fail(const char *cmd, int code, const char *fmt, ...)
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: swerve <command> [options]\n"
-		   "       swerve <command> --help\n"
-		   "       swerve --version\n\n"
-		   "Sandboxed software-engineering RL environment runner.\n\n"
-		   "commands:\n");
+	           "       swerve <command> --help\n"
+	           "       swerve --version\n\n"
+	           "Sandboxed software-engineering RL environment runner.\n\n"
+	           "commands:\n");
 	for (size_t i = 0; i < NCOMMANDS; i++)
 		fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
 	fprintf(f, "\nexit codes: 0 success, 1 some items failed, 2 usage error, "
-		   "3 infrastructure error\n");
+	           "3 infrastructure error\n");
 }
 
 int main(int argc, char **argv)

@@ -304,8 +304,9 @@ int swerve_run_report_json(char **out, const struct swerve_run_report *rr)
 			idlist_push(&l[L_ERROR], id, cap);
 		} else {
 			idlist_push(&l[L_COMPLETED], id, cap);
-			idlist_push(json_is_true(json_object_get(res, "resolved")) ? &l[L_RESOLVED]
-			                                                           : &l[L_UNRESOLVED],
+			idlist_push(json_is_true(json_object_get(res, "resolved"))
+			                    ? &l[L_RESOLVED]
+			                    : &l[L_UNRESOLVED],
 			            id, cap);
 		}
 		json_object_set_new(

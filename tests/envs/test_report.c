@@ -183,9 +183,11 @@ Test(report, run_report_counts_and_sorted_ids)
 	cr_assert_eq(swerve_run_report_add_instance(rr, &r2), 0);
 	cr_assert_eq(swerve_run_report_add_instance(rr, &r4), 0);
 	cr_assert_eq(swerve_run_report_add_instance(rr, &r5), 0);
-	struct swerve_instance_report r7 = { .instance_id = "t7", .has_outcome = 1,
-					     .outcome = SWERVE_OUTCOME_PATCH_FAILED,
-					     .has_reward = 1, .reward = 0.0 };
+	struct swerve_instance_report r7 = {.instance_id = "t7",
+	                                    .has_outcome = 1,
+	                                    .outcome = SWERVE_OUTCOME_PATCH_FAILED,
+	                                    .has_reward = 1,
+	                                    .reward = 0.0};
 	cr_assert_eq(swerve_run_report_add_instance(rr, &r7), 0);
 	char *text;
 	cr_assert_eq(swerve_run_report_json(&text, rr), 0);

@@ -345,7 +345,8 @@ Test(run, fn_then_argv_in_one_sandbox_and_fn_failure_skips_argv)
 	o.fn = fn_then;
 	o.argv = argv;
 	cr_assert_eq(swerve_sandbox_run(&r, ctx(), &o), 0, "%s", r.reason);
-	cr_assert_eq(r.verdict, SWERVE_VERDICT_OK, "%s %s", swerve_verdict_name(r.verdict), r.err.data);
+	cr_assert_eq(r.verdict, SWERVE_VERDICT_OK, "%s %s", swerve_verdict_name(r.verdict),
+	             r.err.data);
 	/* fn's output, then the command's, which saw fn's file and the scrubbed env */
 	cr_assert_str_eq(r.out.data, "from fn\nfn ran first\nHOME=/tmp\n");
 	swerve_sandbox_result_dispose(&r);
