@@ -477,3 +477,58 @@ Test(workspace, hunks_out_of_order_are_applied_by_some_method)
 	free(out);
 	swerve_workspace_free(ws);
 }
+
+Test(workspace, patch_step_and_tests_in_one_sandbox_start)
+{
+	need_sandbox(0);
+	struct swerve_workspace *ws = ws_new(SWERVE_WS_AUTO, NULL);
+	const char *p = "diff --git a/src/a.py b/src/a.py\n--- a/src/a.py\n+++ b/src/a.py\n"
+	                "@@ -3,2 +3,2 @@\n def f2(x):\n-    return x + 2\n+    return x - 2\n";
+	/* the tests see the patched tree; a forged marker in their output is theirs */
+	const char *argv[] = {
+	        "/bin/sh", "-c",
+	        "printf '\\036swerve: tests start 1\\n'; grep -c 'return x - 2' src/a.py; "
+	        "test -e /swerve/repo.git && echo mirror visible; true",
+	        NULL};
+	struct swerve_patch_outcome po, to;
+	struct swerve_ws_patch_step *st = NULL;
+	cr_assert_eq(
+	        swerve_workspace_patch_step_new(&st, &po, &to, ws, p, strlen(p), NULL, 0, NULL), 0);
+	cr_assert_not_null(st, "%s", po.reason);
+	struct swerve_sandbox_opts o = SWERVE_SANDBOX_OPTS_INIT;
+	swerve_workspace_sandbox_opts(ws, &o);
+	swerve_workspace_patch_step_opts(st, &o);
+	o.argv = argv;
+	struct swerve_sandbox_result r;
+	cr_assert_eq(swerve_sandbox_run(&r, sb, &o), 0, "%s", r.reason);
+	size_t at = 0;
+	uint64_t ns = 0;
+	cr_assert_eq(swerve_workspace_patch_step_result(&po, &to, &at, &ns, st, ws, &r), 0);
+	cr_assert_eq(po.applied, 1, "%s", po.reason);
+	cr_assert_gt(at, 0, "the tests ran");
+	cr_assert_gt(ns, 1, "our marker (not the forged one) carries the time");
+	cr_assert_str_eq(r.out.data + at, "\036swerve: tests start 1\n1\n");
+	swerve_sandbox_result_dispose(&r);
+	swerve_workspace_patch_step_free(st);
+
+	/* a patch libgit2 refuses: the tests do not run */
+	swerve_workspace_reset(ws);
+	const char *bad = "diff --git a/src/a.py b/src/a.py\n--- a/src/a.py\n+++ b/src/a.py\n"
+	                  "@@ -3,2 +3,2 @@\n def f2(x):\n-    return x + 99\n+    return x - 2\n";
+	cr_assert_eq(
+	        swerve_workspace_patch_step_new(&st, &po, &to, ws, bad, strlen(bad), NULL, 0, NULL),
+	        0);
+	cr_assert_not_null(st);
+	o = (struct swerve_sandbox_opts)SWERVE_SANDBOX_OPTS_INIT;
+	swerve_workspace_sandbox_opts(ws, &o);
+	swerve_workspace_patch_step_opts(st, &o);
+	o.argv = argv;
+	cr_assert_eq(swerve_sandbox_run(&r, sb, &o), 0, "%s", r.reason);
+	cr_assert_eq(swerve_workspace_patch_step_result(&po, &to, &at, &ns, st, ws, &r), 0);
+	cr_assert_eq(po.applied, 0);
+	cr_assert_eq(at, 0, "tests must not run after a refused patch");
+	cr_assert(strstr(po.reason, "patch did not apply"), "%s", po.reason);
+	swerve_sandbox_result_dispose(&r);
+	swerve_workspace_patch_step_free(st);
+	swerve_workspace_free(ws);
+}
