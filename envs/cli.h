@@ -31,4 +31,11 @@ int swerve_cli_wants_help(int argc, char **argv);
 int swerve_cli_fail(const char *cmd, int code, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
 
+/* Option values (envs/cmd_common.c): 0, or SWERVE_EXIT_USAGE after a
+ * one-line message naming the command, the flag and the value. */
+#include "envs/workspace.h"
+int swerve_cli_int(int *out, const char *cmd, const char *flag, const char *arg, int lo, int hi);
+int swerve_cli_seconds(double *out, const char *cmd, const char *flag, const char *arg);
+int swerve_cli_ws_mode(enum swerve_ws_mode *out, const char *cmd, const char *arg);
+
 #endif

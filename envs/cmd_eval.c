@@ -97,7 +97,6 @@ int swerve_cmd_eval(int argc, char **argv)
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		char *end;
 		switch (c) {
 		case 't': tasks_path = optarg; break;
 		case 'p': preds_path = optarg; break;
@@ -114,28 +113,16 @@ int swerve_cmd_eval(int argc, char **argv)
 			reward_args[n_reward++] = optarg;
 			break;
 		case 'w':
-			workers = (int)strtol(optarg, &end, 10);
-			if (*end || workers < 1 || workers > 1024)
-				return usage_error("--workers: '%s' is not a number from 1 to 1024",
-				                   optarg);
+			if (swerve_cli_int(&workers, "eval", "--workers", optarg, 1, 1024))
+				return SWERVE_EXIT_USAGE;
 			break;
 		case 'T':
-			timeout_s = strtod(optarg, &end);
-			if (*end || !(timeout_s > 0))
-				return usage_error(
-				        "--timeout: '%s' is not a positive number of seconds",
-				        optarg);
+			if (swerve_cli_seconds(&timeout_s, "eval", "--timeout", optarg))
+				return SWERVE_EXIT_USAGE;
 			break;
 		case 'W':
-			if (strcmp(optarg, "auto") == 0)
-				ws_mode = SWERVE_WS_AUTO;
-			else if (strcmp(optarg, "overlay") == 0)
-				ws_mode = SWERVE_WS_OVERLAY;
-			else if (strcmp(optarg, "copy") == 0)
-				ws_mode = SWERVE_WS_COPY;
-			else
-				return usage_error("--workspace: '%s' is not auto, overlay or copy",
-				                   optarg);
+			if (swerve_cli_ws_mode(&ws_mode, "eval", optarg))
+				return SWERVE_EXIT_USAGE;
 			break;
 		case 'h': fputs(usage_text, stdout); return SWERVE_EXIT_OK;
 		default: return usage_error("bad option%s", "");

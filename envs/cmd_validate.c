@@ -87,7 +87,6 @@ int swerve_cmd_validate(int argc, char **argv)
 	vo.workers = 1;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		char *end;
 		switch (c) {
 		case 't': tasks_path = optarg; break;
 		case 'o': out_path = optarg; break;
@@ -95,34 +94,20 @@ int swerve_cmd_validate(int argc, char **argv)
 		case 'H': vo.home = optarg; break;
 		case 'q': quiet = 1; break;
 		case 'n':
-			vo.runs = (int)strtol(optarg, &end, 10);
-			if (*end || vo.runs < 1 || vo.runs > 1000)
-				return usage_error("--runs: '%s' is not a number from 1 to 1000",
-				                   optarg);
+			if (swerve_cli_int(&vo.runs, "validate", "--runs", optarg, 1, 1000))
+				return SWERVE_EXIT_USAGE;
 			break;
 		case 'w':
-			vo.workers = (int)strtol(optarg, &end, 10);
-			if (*end || vo.workers < 1 || vo.workers > 1024)
-				return usage_error("--workers: '%s' is not a number from 1 to 1024",
-				                   optarg);
+			if (swerve_cli_int(&vo.workers, "validate", "--workers", optarg, 1, 1024))
+				return SWERVE_EXIT_USAGE;
 			break;
 		case 'T':
-			timeout_s = strtod(optarg, &end);
-			if (*end || !(timeout_s > 0))
-				return usage_error(
-				        "--timeout: '%s' is not a positive number of seconds",
-				        optarg);
+			if (swerve_cli_seconds(&timeout_s, "validate", "--timeout", optarg))
+				return SWERVE_EXIT_USAGE;
 			break;
 		case 'W':
-			if (strcmp(optarg, "auto") == 0)
-				vo.ws_mode = SWERVE_WS_AUTO;
-			else if (strcmp(optarg, "overlay") == 0)
-				vo.ws_mode = SWERVE_WS_OVERLAY;
-			else if (strcmp(optarg, "copy") == 0)
-				vo.ws_mode = SWERVE_WS_COPY;
-			else
-				return usage_error("--workspace: '%s' is not auto, overlay or copy",
-				                   optarg);
+			if (swerve_cli_ws_mode(&vo.ws_mode, "validate", optarg))
+				return SWERVE_EXIT_USAGE;
 			break;
 		case 'h': fputs(usage_text, stdout); return SWERVE_EXIT_OK;
 		default: return usage_error("bad option%s", "");

@@ -58,7 +58,7 @@ int swerve_cmd_work(int argc, char **argv)
 	po.serve = 1;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		char *end;
+		double secs;
 		switch (c) {
 		case 'd': po.db_path = optarg; break;
 		case 'r': run_name = optarg; break;
@@ -66,30 +66,22 @@ int swerve_cmd_work(int argc, char **argv)
 		case 'H': po.home = optarg; break;
 		case 'q': po.quiet = 1; break;
 		case 'w':
-			po.workers = (int)strtol(optarg, &end, 10);
-			if (*end || po.workers < 1 || po.workers > 1024)
-				return swerve_cli_fail(
-				        "work", SWERVE_EXIT_USAGE,
-				        "--workers: '%s' is not a number from 1 to 1024", optarg);
+			if (swerve_cli_int(&po.workers, "work", "--workers", optarg, 1, 1024))
+				return SWERVE_EXIT_USAGE;
 			break;
-		case 'l': {
-			double s = strtod(optarg, &end);
-			if (*end || !(s > 0) || s > 2e6)
+		case 'l':
+			if (swerve_cli_seconds(&secs, "work", "--lease", optarg))
+				return SWERVE_EXIT_USAGE;
+			if (secs > 2e6)
 				return swerve_cli_fail("work", SWERVE_EXIT_USAGE,
-				                       "--lease: '%s' is not a number of seconds",
-				                       optarg);
-			po.lease_ms = (int)(s * 1000);
+				                       "--lease: at most 2000000 seconds");
+			po.lease_ms = (int)(secs * 1000);
 			break;
-		}
-		case 'T': {
-			double s = strtod(optarg, &end);
-			if (*end || !(s > 0))
-				return swerve_cli_fail("work", SWERVE_EXIT_USAGE,
-				                       "--timeout: '%s' is not a number of seconds",
-				                       optarg);
-			po.default_timeout_ms = (uint64_t)(s * 1000);
+		case 'T':
+			if (swerve_cli_seconds(&secs, "work", "--timeout", optarg))
+				return SWERVE_EXIT_USAGE;
+			po.default_timeout_ms = (uint64_t)(secs * 1000);
 			break;
-		}
 		case 'k':
 			if (swerve_reward_spec_set_arg(&po.reward, optarg) < 0)
 				return swerve_cli_fail("work", SWERVE_EXIT_USAGE, "--reward %s",
