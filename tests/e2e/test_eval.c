@@ -294,3 +294,56 @@ Test(e2e_eval, submit_work_and_the_trainer_view)
 	cr_assert_str_eq(out, "0|1.0|FULL\n1|0.0|PARTIAL\n2|0.0|NO\n3|0.0|NO\n");
 	free(out);
 }
+
+Test(e2e_eval, build_breaking_patch_is_unresolved_and_a_broken_task_is_an_error)
+{
+	/* cstr-1: a "fix" that does not compile (no test runs: the log alone can't
+	 * be trusted; the run without the patch is, so it is the model's fault,
+	 * graded: every expected test failed);
+	 * pycalc-2: the task's own test_patch is mangled (a task error, no reward) */
+	cr_assert_eq(ts_sh(NULL, NULL,
+	                   "cd %s/data && python3 -c \"import json\n"
+	                   "tasks=[json.loads(l) for l in open('tasks.jsonl')]\n"
+	                   "preds=[]\n"
+	                   "for t in tasks:\n"
+	                   "  p=t['patch']\n"
+	                   "  if t['instance_id']=='swerve-demo__cstr-1': p=p.replace('i < n / 2', "
+	                   "'i < n / 2 oops')\n"
+	                   "  if t['instance_id']=='swerve-demo__pycalc-2': "
+	                   "t['test_patch']=t['test_patch'].replace('def test_parse_int_plain', "
+	                   "'def nothing_like_it')\n"
+	                   "  preds.append(dict(instance_id=t['instance_id'], "
+	                   "model_name_or_path='m', model_patch=p))\n"
+	                   "open('bad-tasks.jsonl','w').write(''.join(json.dumps(t)+'\\\\n' for t "
+	                   "in tasks))\n"
+	                   "open('predictions-build.jsonl','w').write(''.join(json.dumps(p)+'\\\\n'"
+	                   " for p in preds))\"",
+	                   dir),
+	             0);
+	int rc = ts_sh(
+	        NULL, NULL,
+	        "SWERVE_HOME=%s/home %s eval --tasks %s/data/bad-tasks.jsonl --predictions "
+	        "%s/data/predictions-build.jsonl --out %s/bb --run-id bb --quiet >/dev/null 2>&1",
+	        dir, ts_swerve_bin(), dir, dir, dir);
+	cr_assert_eq(rc, 1, "a task error makes the exit status 1");
+	json_t *r = run_report("m.bb", "bb");
+	cr_assert_eq(count(r, "resolved_instances"), 4);
+	cr_assert_eq(count(r, "unresolved_instances"), 1);
+	cr_assert_eq(count(r, "error_instances"), 1);
+	json_decref(r);
+	json_t *ir = load_json("%s/bb/%s/report.json", dir, "swerve-demo__cstr-1");
+	json_t *sw = json_object_get(json_object_get(ir, "swerve-demo__cstr-1"), "swerve");
+	/* its PASS_TO_PASS tests did not pass either: a regression, reward 0 */
+	cr_assert_str_eq(json_string_value(json_object_get(sw, "outcome")), "regression");
+	cr_assert_float_eq(json_number_value(json_object_get(sw, "reward")), 0.0, 1e-12);
+	cr_assert(strstr(json_string_value(json_object_get(sw, "error")), "broke the test run"),
+	          "%s", json_string_value(json_object_get(sw, "error")));
+	json_decref(ir);
+	ir = load_json("%s/bb/%s/report.json", dir, "swerve-demo__pycalc-2");
+	sw = json_object_get(json_object_get(ir, "swerve-demo__pycalc-2"), "swerve");
+	cr_assert(json_is_null(json_object_get(sw, "reward")), "a task error has no reward");
+	cr_assert(strstr(json_string_value(json_object_get(sw, "error")),
+	                 "test_patch does not apply"),
+	          "%s", json_string_value(json_object_get(sw, "error")));
+	json_decref(ir);
+}
