@@ -230,8 +230,20 @@ void swerve_eval_print_summary(FILE *f, const char *report_json)
 	if (json_is_number(mr))
 		fprintf(f, "%-24s %.4f\n", "mean_reward", json_number_value(mr));
 	json_t *errs = json_object_get(root, "error_ids");
+	json_t *outcomes = json_object_get(sw, "outcomes");
 	size_t i;
 	json_t *v;
-	json_array_foreach(errs, i, v) fprintf(f, "error: %s\n", json_string_value(v));
+	json_array_foreach(errs, i, v)
+	{
+		const char *id = json_string_value(v);
+		const char *oc = json_string_value(json_object_get(outcomes, id));
+		if (oc && strcmp(oc, "patch_failed") == 0)
+			fprintf(f,
+			        "error: %s (the patch did not apply: a model result, rewarded; "
+			        "listed under error_ids as SWE-bench does)\n",
+			        id);
+		else
+			fprintf(f, "error: %s\n", id);
+	}
 	json_decref(root);
 }
