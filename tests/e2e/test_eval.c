@@ -347,3 +347,34 @@ Test(e2e_eval, build_breaking_patch_is_unresolved_and_a_broken_task_is_an_error)
 	          "%s", json_string_value(json_object_get(sw, "error")));
 	json_decref(ir);
 }
+
+Test(e2e_eval, sigterm_stops_cleanly_and_the_rerun_finishes)
+{
+	make_slow("0.8");
+	char cmd[4096];
+	snprintf(
+	        cmd, sizeof(cmd),
+	        "SWERVE_HOME=%s/home %s eval --tasks %s/data/slow.jsonl --predictions gold "
+	        "--out %s/t --run-id t --workers 2 --quiet >%s/t.log 2>&1 & pid=$!; "
+	        "i=0; until [ \"$(sqlite3 %s/t/swerve.db 'select count(*) from results' "
+	        "2>/dev/null || echo 0)\" -ge 1 ] 2>/dev/null || [ $i -gt 400 ]; do sleep 0.05; "
+	        "i=$((i+1)); done; kill -TERM $pid; wait $pid; echo $?; "
+	        "sqlite3 %s/t/swerve.db \"select count(*) from rollouts where status = 'running'\"",
+	        dir, ts_swerve_bin(), dir, dir, dir, dir, dir);
+	char *out = NULL, *log = NULL;
+	ts_sh(&out, NULL, "%s", cmd);
+	ts_sh(&log, NULL, "cat %s/t.log", dir);
+	/* exit 1, the episodes in hand finished (nothing left running), told to rerun */
+	cr_assert_str_eq(out, "1\n0\n", "%s", log);
+	cr_assert(strstr(log, "rerun the same command to resume"), "%s", log);
+	free(out);
+	free(log);
+	int rc = ts_sh(NULL, NULL,
+	               "SWERVE_HOME=%s/home %s eval --tasks %s/data/slow.jsonl --predictions gold "
+	               "--out %s/t --run-id t --workers 2 --quiet >/dev/null 2>&1",
+	               dir, ts_swerve_bin(), dir, dir);
+	cr_assert_eq(rc, 0);
+	json_t *r = run_report("gold.t", "t");
+	cr_assert_eq(count(r, "resolved_instances"), 6);
+	json_decref(r);
+}
