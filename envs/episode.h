@@ -15,7 +15,11 @@
  *     command cannot be derived): reported as an error, no reward;
  *   - an infrastructure error: swerve_episode_run() returns < 0 (the
  *     sandbox could not start, the disk is full, the repository is missing):
- *     the caller retries; it never becomes a reward. */
+ *     the caller retries; it never becomes a reward.
+ *
+ * The patch step runs as the sandbox's in-process entry point (a clone of
+ * the caller): call swerve_episode_run from a single-threaded process, as
+ * the worker processes of envs/pool.c and envs/validate.c do. */
 #ifndef SWERVE_ENVS_EPISODE_H
 #define SWERVE_ENVS_EPISODE_H
 
