@@ -88,7 +88,7 @@ PUBLIC_HEADERS := sandbox/error.h $(wildcard sandbox/sandbox.h envs/envs.h rewar
 # Debian packages `make deps` installs when missing (later issues add theirs).
 DEB_PKGS := build-essential pkg-config libseccomp-dev libgit2-dev libsqlite3-dev \
 	    libjansson-dev libcriterion-dev libexpat1-dev git patch python3 \
-	    python3-pytest bubblewrap hyperfine clang clang-format sqlite3 iproute2
+	    python3-pytest bubblewrap hyperfine clang clang-format sqlite3 iproute2 procps
 
 ifneq ($(NVCC),)
 ALL_TARGETS := $(LIB) $(SWERVE) $(CUDA_LIB) $(SWERVE_TRAIN)
