@@ -37,5 +37,7 @@ int swerve_cli_fail(const char *cmd, int code, const char *fmt, ...)
 int swerve_cli_int(int *out, const char *cmd, const char *flag, const char *arg, int lo, int hi);
 int swerve_cli_seconds(double *out, const char *cmd, const char *flag, const char *arg);
 int swerve_cli_ws_mode(enum swerve_ws_mode *out, const char *cmd, const char *arg);
+/* "swerve <cmd>: <message> (see swerve <cmd> --help)"; returns SWERVE_EXIT_USAGE. */
+int swerve_cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #endif

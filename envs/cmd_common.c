@@ -3,6 +3,7 @@
  * --help)" and returns SWERVE_EXIT_USAGE on bad input, 0 otherwise. */
 #include "cli.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,4 +50,15 @@ int swerve_cli_ws_mode(enum swerve_ws_mode *out, const char *cmd, const char *ar
 			return 0;
 		}
 	return bad(cmd, "--workspace", arg, "auto, overlay or copy");
+}
+
+int swerve_cli_usage(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "swerve %s: ", cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, " (see swerve %s --help)\n", cmd);
+	return SWERVE_EXIT_USAGE;
 }

@@ -47,14 +47,6 @@ static const char usage_text[] =
         "exit: 0 every submitted instance completed; 1 some errors or bad input;\n"
         "      2 usage; 3 infrastructure (nothing could run)\n";
 
-static int usage_error(const char *fmt, const char *arg)
-{
-	fprintf(stderr, "swerve eval: ");
-	fprintf(stderr, fmt, arg);
-	fprintf(stderr, " (see swerve eval --help)\n");
-	return SWERVE_EXIT_USAGE;
-}
-
 static void print_problems(char **p, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -109,7 +101,7 @@ int swerve_cmd_eval(int argc, char **argv)
 		case 'q': quiet = 1; break;
 		case 'k':
 			if (n_reward >= 64)
-				return usage_error("too many --reward flags%s", "");
+				return swerve_cli_usage("eval", "too many --reward flags");
 			reward_args[n_reward++] = optarg;
 			break;
 		case 'w':
@@ -125,15 +117,15 @@ int swerve_cmd_eval(int argc, char **argv)
 				return SWERVE_EXIT_USAGE;
 			break;
 		case 'h': fputs(usage_text, stdout); return SWERVE_EXIT_OK;
-		default: return usage_error("bad option%s", "");
+		default: return swerve_cli_usage("eval", "bad option");
 		}
 	}
 	if (optind < argc)
-		return usage_error("unexpected argument '%s'", argv[optind]);
+		return swerve_cli_usage("eval", "unexpected argument '%s'", argv[optind]);
 	if (!tasks_path)
-		return usage_error("--tasks is required%s", "");
+		return swerve_cli_usage("eval", "--tasks is required");
 	if (!preds_path)
-		return usage_error("--predictions is required (a file, or 'gold')%s", "");
+		return swerve_cli_usage("eval", "--predictions is required (a file, or 'gold')");
 
 	memset(&po, 0, sizeof(po));
 	swerve_reward_spec_default(&po.reward);

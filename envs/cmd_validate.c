@@ -42,14 +42,6 @@ static const char usage_text[] =
         "      decided (infrastructure errors) or some items of the file are malformed;\n"
         "      2 usage; 3 infrastructure (nothing could run)\n";
 
-static int usage_error(const char *fmt, const char *arg)
-{
-	fprintf(stderr, "swerve validate: ");
-	fprintf(stderr, fmt, arg);
-	fprintf(stderr, " (see swerve validate --help)\n");
-	return SWERVE_EXIT_USAGE;
-}
-
 /* <tasks path less .jsonl/.json> + suffix */
 static void default_path(char *out, size_t n, const char *tasks, const char *suffix)
 {
@@ -110,13 +102,13 @@ int swerve_cmd_validate(int argc, char **argv)
 				return SWERVE_EXIT_USAGE;
 			break;
 		case 'h': fputs(usage_text, stdout); return SWERVE_EXIT_OK;
-		default: return usage_error("bad option%s", "");
+		default: return swerve_cli_usage("validate", "bad option");
 		}
 	}
 	if (optind < argc)
-		return usage_error("unexpected argument '%s'", argv[optind]);
+		return swerve_cli_usage("validate", "unexpected argument '%s'", argv[optind]);
 	if (!tasks_path)
-		return usage_error("--tasks is required%s", "");
+		return swerve_cli_usage("validate", "--tasks is required");
 	if (!out_path) {
 		default_path(out_buf, sizeof(out_buf), tasks_path, ".valid.jsonl");
 		out_path = out_buf;
@@ -127,8 +119,8 @@ int swerve_cmd_validate(int argc, char **argv)
 	}
 	if (strcmp(out_path, tasks_path) == 0 || strcmp(rej_path, tasks_path) == 0 ||
 	    strcmp(out_path, rej_path) == 0)
-		return usage_error("--out, --rejected and --tasks must be three different files%s",
-		                   "");
+		return swerve_cli_usage(
+		        "validate", "--out, --rejected and --tasks must be three different files");
 	vo.default_timeout_ms = timeout_s > 0 ? (uint64_t)(timeout_s * 1000) : 0;
 	vo.progress = !quiet;
 
