@@ -253,10 +253,15 @@ int swerve_cmd_eval(int argc, char **argv)
 		                            : "model";
 		char safe_model[128];
 		snprintf(safe_model, sizeof(safe_model), "%s", model);
+		char safe_run[128];
+		snprintf(safe_run, sizeof(safe_run), "%s", run_name);
 		for (char *q = safe_model; *q; q++)
 			if (*q == '/')
 				*q = '_';
-		snprintf(path, sizeof(path), "%s/%s.%s.json", out_dir, safe_model, run_name);
+		for (char *q = safe_run; *q; q++)
+			if (*q == '/')
+				*q = '_';
+		snprintf(path, sizeof(path), "%s/%s.%s.json", out_dir, safe_model, safe_run);
 		FILE *f = fopen(path, "w");
 		if (!f || fputs(report, f) < 0 || fclose(f) != 0) {
 			exit_code = swerve_cli_fail("eval", SWERVE_EXIT_INFRA, "%s: %s", path,

@@ -331,7 +331,13 @@ static int worker_main(const struct swerve_pool_opts *o, struct slot *slot, cons
 				if (o->out_dir)
 					wrc = swerve_pool_write_instance(o->out_dir, task, c->patch,
 					                                 none, &r);
-				if (wrc < 0) {
+				if (wrc ==
+				    SWERVE_EINVAL) /* bad id: no files, the result still counts */
+					fprintf(stderr,
+					        "swerve: %s: per-instance files not written: %s\n",
+					        task->instance_id, swerve_error_last());
+				if (wrc < 0 && wrc != SWERVE_EINVAL) {
+					/* disk full or the like: infrastructure, retried */
 					fprintf(stderr, "swerve: %s: %s\n", task->instance_id,
 					        swerve_error_last());
 					swerve_db_fail(NULL, db, c->rollout, c->attempt,
