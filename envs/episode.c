@@ -74,7 +74,7 @@ struct ep {
 	struct swerve_workspace *ws;
 	struct swerve_layer layer;
 	int have_layer;
-	/* NULL-terminated copies of the task's lists, and the run's binds */
+	/* NULL-terminated copies of the task's lists, and its read-only binds */
 	const char **setup, **vars;
 	struct swerve_sandbox_bind *binds;
 	size_t n_binds;
@@ -138,7 +138,7 @@ static int make_workspace(struct ep *e)
 	e->setup = nul_list(&t->setup);
 	e->vars = nul_list(&t->env_vars);
 	e->n_binds = t->env_ro_paths.n;
-	e->binds = calloc(e->n_binds + 4, sizeof(*e->binds));
+	e->binds = calloc(e->n_binds + 1, sizeof(*e->binds));
 	if (!e->setup || !e->vars || !e->binds)
 		return swerve_error_set(SWERVE_ENOMEM, "episode %s: out of memory", t->instance_id);
 	for (size_t i = 0; i < t->env_ro_paths.n; i++)
@@ -174,16 +174,19 @@ static int make_workspace(struct ep *e)
 /* Runs the task's test command in the workspace; fills out->run and the log.
  * With step, the same sandbox start first applies the patches (the step's
  * fn) and execs the tests only when they applied: out->patch / test_patch
- * get the outcomes, and out->ran says whether the tests ran.
- * < 0: the sandbox could not run it (infrastructure). */
-static int run_tests(struct ep *e, struct swerve_ws_patch_step *step)
+ * get the outcomes, and out->ran says whether the tests ran. *tests_us gets
+ * the (monotonic) time the test command started: the step's marker, or the
+ * start of the run. < 0: the sandbox could not run it (infrastructure). */
+static int run_tests(uint64_t *tests_us, struct ep *e, struct swerve_ws_patch_step *step)
 {
 	struct swerve_episode_result *o = e->out;
 	struct swerve_sandbox_opts so = SWERVE_SANDBOX_OPTS_INIT;
 	const char *argv[] = {"/bin/sh", "-c", e->task->test_cmd, NULL};
 	size_t tests_at = 0;
-	uint64_t marker_ns = 0, t0 = swerve_now_us();
+	uint64_t marker_ns = 0;
 	int rc;
+
+	*tests_us = swerve_now_us();
 
 	swerve_sandbox_result_dispose(&o->run);
 	free(o->log);
@@ -213,9 +216,8 @@ static int run_tests(struct ep *e, struct swerve_ws_patch_step *step)
 			return swerve_error_wrap("instance %s: patch step", e->task->instance_id);
 		if (!tests_at)
 			return 0; /* a patch did not apply: the tests did not run */
-		uint64_t applied_us = marker_ns / 1000 > t0 ? marker_ns / 1000 - t0 : 0;
-		o->apply_ms += (int64_t)(applied_us / 1000);
-		o->test_ms -= (int64_t)(applied_us / 1000);
+		if (marker_ns / 1000 > *tests_us)
+			*tests_us = marker_ns / 1000;
 	}
 	o->ran = 1;
 	size_t out_len = o->run.out.len > tests_at ? o->run.out.len - tests_at : 0;
@@ -291,7 +293,8 @@ static int judge_untrusted(struct ep *e)
 	int saved_trunc = o->log_truncated;
 	memset(&o->run, 0, sizeof(o->run));
 	o->log = NULL;
-	rc = run_tests(e, NULL);
+	uint64_t unused;
+	rc = run_tests(&unused, e, NULL);
 	int baseline_ok = 0;
 	if (rc == 0 && parse_and_grade(e) == 0)
 		baseline_ok = o->grade.trusted;
@@ -343,7 +346,7 @@ static int episode(struct ep *e, const char *patch, int patch_is_none)
 	int have_tp = t->test_patch && *t->test_patch;
 	const char *tp = have_tp ? t->test_patch : NULL;
 	size_t tlen = have_tp ? strlen(t->test_patch) : 0;
-	uint64_t t2;
+	uint64_t t_tests = 0;
 	if (!o->empty_patch) {
 		/* fast path: patch, test files + test_patch, tests: one sandbox start */
 		struct swerve_ws_patch_step *step = NULL;
@@ -360,8 +363,7 @@ static int episode(struct ep *e, const char *patch, int patch_is_none)
 			return task_error(e, "the task's test_patch does not apply: %.400s",
 			                  o->test_patch.reason);
 		}
-		t2 = swerve_now_us();
-		rc = run_tests(e, step);
+		rc = run_tests(&t_tests, e, step);
 		swerve_workspace_patch_step_free(step);
 		if (rc < 0)
 			return infra(e, rc);
@@ -385,20 +387,9 @@ static int episode(struct ep *e, const char *patch, int patch_is_none)
 			return task_error(e, "the task's test_patch does not apply: %.400s",
 			                  o->test_patch.reason);
 		enter(e, SWERVE_EP_TEST_PATCH);
-		if (!o->ran) { /* applied by the fallback: the tests still have to run */
-			t2 = swerve_now_us();
-			o->apply_ms = (int64_t)((t2 - t1) / 1000);
-			if ((rc = run_tests(e, NULL)) < 0)
-				return infra(e, rc);
-			o->test_ms = (int64_t)((swerve_now_us() - t2) / 1000);
-		} else {
-			/* run_tests split the one run's time at the marker */
-			int64_t run_ms = (int64_t)((swerve_now_us() - t2) / 1000);
-			o->test_ms += run_ms;
-			o->apply_ms += (int64_t)((t2 - t1) / 1000);
-			if (o->test_ms < 0)
-				o->test_ms = 0;
-		}
+		/* applied by the fallback: the tests still have to run */
+		if (!o->ran && (rc = run_tests(&t_tests, e, NULL)) < 0)
+			return infra(e, rc);
 	} else {
 		enter(e, SWERVE_EP_PATCH);
 		if (have_tp) {
@@ -411,12 +402,12 @@ static int episode(struct ep *e, const char *patch, int patch_is_none)
 				                  o->test_patch.reason);
 		}
 		enter(e, SWERVE_EP_TEST_PATCH);
-		t2 = swerve_now_us();
-		o->apply_ms = (int64_t)((t2 - t1) / 1000);
-		if ((rc = run_tests(e, NULL)) < 0)
+		if ((rc = run_tests(&t_tests, e, NULL)) < 0)
 			return infra(e, rc);
-		o->test_ms = (int64_t)((swerve_now_us() - t2) / 1000);
 	}
+	/* apply: up to the moment the test command started; test: from then on */
+	o->apply_ms = (int64_t)((t_tests - t1) / 1000);
+	o->test_ms = (int64_t)((swerve_now_us() - t_tests) / 1000);
 	enter(e, SWERVE_EP_RUN);
 
 	if (o->run.verdict == SWERVE_VERDICT_TO)

@@ -792,6 +792,7 @@ void swerve_restore_set_free(struct swerve_restore_set *set)
 		free(set->files[i].data);
 	}
 	free(set->files);
+	git_diff_free(set->diff_);
 	free(set);
 }
 
@@ -845,6 +846,8 @@ int swerve_patch_restore_collect(struct swerve_restore_set **out, struct swerve_
 			rc = collect_path(set, d->new_file.path, repo, &id, tree);
 	}
 	if (rc == 0) {
+		set->diff_ = diff; /* parsed once: the sandboxed step applies it as is */
+		diff = NULL;
 		*out = set;
 		set = NULL;
 	}
@@ -861,15 +864,21 @@ int swerve_patch_restore_write(struct swerve_patch_outcome *out, const char *dir
                                const struct swerve_restore_set *set, const char *test_patch,
                                size_t len, const char *scratch)
 {
-	git_diff *diff = NULL;
-	struct swerve_patch_opts opts = SWERVE_PATCH_OPTS_INIT;
+	git_diff *own = NULL, *diff = set->diff_;
 	int rc;
 
-	opts.max_bytes = len + 1;
-	if ((rc = check_all(&diff, out, test_patch, len, &opts)) < 0 || out->reason[0])
-		return rc;
-	if (!diff)
-		return parse(&diff, out, test_patch, len);
+	if (diff) { /* checked and parsed by swerve_patch_restore_collect */
+		memset(out, 0, sizeof(*out));
+		out->files = git_diff_num_deltas(diff);
+	} else {
+		struct swerve_patch_opts opts = SWERVE_PATCH_OPTS_INIT;
+		opts.max_bytes = len + 1;
+		if ((rc = check_all(&own, out, test_patch, len, &opts)) < 0 || out->reason[0])
+			return rc;
+		if (!own)
+			return parse(&own, out, test_patch, len);
+		diff = own;
+	}
 	if ((rc = check_fs(out, dir, diff)) < 0 || out->reason[0])
 		goto done;
 	for (size_t i = 0; i < set->n && rc == 0; i++)
@@ -877,7 +886,7 @@ int swerve_patch_restore_write(struct swerve_patch_outcome *out, const char *dir
 	if (rc == 0)
 		rc = apply_parsed(out, dir, diff, scratch);
 done:
-	git_diff_free(diff);
+	git_diff_free(own);
 	return rc;
 }
 

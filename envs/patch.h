@@ -101,6 +101,7 @@ struct swerve_restore_file {
 struct swerve_restore_set {
 	struct swerve_restore_file *files;
 	size_t n;
+	void *diff_; /* private: the parsed test_patch (a git_diff), reused by restore_write */
 };
 
 /* Checks test_patch (a refusal lands in po, *out stays NULL) and reads the
@@ -111,7 +112,9 @@ int swerve_patch_restore_collect(struct swerve_restore_set **out, struct swerve_
 void swerve_restore_set_free(struct swerve_restore_set *set);
 
 /* Writes set's files under dir (removing what the base lacks), then applies
- * test_patch with libgit2; the in-sandbox half of swerve_patch_restore_dir. */
+ * test_patch with libgit2; the in-sandbox half of swerve_patch_restore_dir.
+ * A set from swerve_patch_restore_collect carries the test_patch already
+ * checked and parsed, so it is not parsed a second time. */
 int swerve_patch_restore_write(struct swerve_patch_outcome *out, const char *dir,
                                const struct swerve_restore_set *set, const char *test_patch,
                                size_t len, const char *scratch);

@@ -54,14 +54,13 @@ static const char *test_status(const struct swerve_testlog *log, const char *nam
 }
 
 int swerve_pool_db_result(struct swerve_db_result *out, void **owned,
-                          const struct swerve_episode_result *r, const struct swerve_task *task)
+                          const struct swerve_episode_result *r)
 {
 	struct swerve_db_result d;
 	struct swerve_db_counts *counts[] = {&d.f2p, &d.p2p, &d.f2f, &d.p2f};
 	size_t n = 0, cap = 0;
 	struct swerve_db_test_status *t = NULL;
 
-	(void)task;
 	memset(&d, 0, sizeof(d));
 	d.verdict = r->ran ? swerve_verdict_name(r->run.verdict) : "NOTRUN";
 	d.resolved = r->graded && r->grade.trusted && r->has_outcome
@@ -342,7 +341,7 @@ static int worker_main(const struct swerve_pool_opts *o, struct slot *slot, cons
 					        swerve_error_last());
 					swerve_db_fail(NULL, db, c->rollout, c->attempt,
 					               swerve_error_last());
-				} else if (swerve_pool_db_result(&dr, &tests, &r, task) < 0 ||
+				} else if (swerve_pool_db_result(&dr, &tests, &r) < 0 ||
 				           swerve_db_complete(db, c->rollout, c->attempt, name,
 				                              &dr) < 0) {
 					fprintf(stderr, "swerve: %s: storing the result: %s\n",

@@ -60,7 +60,7 @@ int swerve_pool_run(struct swerve_pool_stats *out, const struct swerve_pool_opts
  * strings are borrowed from r. */
 struct swerve_db_result;
 int swerve_pool_db_result(struct swerve_db_result *out, void **owned,
-                          const struct swerve_episode_result *r, const struct swerve_task *task);
+                          const struct swerve_episode_result *r);
 
 /* Fills a per-instance report (envs/report.h) from an episode result;
  * borrows from r. */

@@ -51,9 +51,8 @@ struct swerve_ws_opts {
 	}
 
 /* Mount points inside the sandbox. */
-#define SWERVE_WS_MOUNT     "/workspace"
-#define SWERVE_WS_IN_MOUNT  "/swerve/in"
-#define SWERVE_WS_GIT_MOUNT "/swerve/repo.git"
+#define SWERVE_WS_MOUNT    "/workspace"
+#define SWERVE_WS_IN_MOUNT "/swerve/in"
 
 struct swerve_workspace {
 	enum swerve_ws_mode mode; /* OVERLAY or COPY: what this workspace is */
@@ -68,7 +67,7 @@ struct swerve_workspace {
 	char *in;           /* inputs directory (host side) */
 	char *layer_dir;    /* the layer's directory (overlay upper or full tree), or NULL */
 	int layer_full;     /* the layer is a full tree, not an overlay upper */
-	struct swerve_sandbox_bind binds[2]; /* internal: [0] the inputs dir (GNU patch step) */
+	struct swerve_sandbox_bind binds[1]; /* internal: the inputs dir (GNU patch step) */
 };
 
 /* Creates the workspace of one episode on (name, commit): resolves the
