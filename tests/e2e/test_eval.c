@@ -378,3 +378,27 @@ Test(e2e_eval, sigterm_stops_cleanly_and_the_rerun_finishes)
 	cr_assert_eq(count(r, "resolved_instances"), 6);
 	json_decref(r);
 }
+
+Test(e2e_eval, stale_context_falls_back_to_gnu_patch_and_still_resolves)
+{
+	/* the gold fix of pycalc-1 with a drifted first context line: libgit2
+	 * refuses it, GNU patch --fuzz applies it, then the tests run */
+	cr_assert_eq(
+	        ts_sh(NULL, NULL,
+	              "cd %s/data && python3 -c \"import json\n"
+	              "t=[json.loads(l) for l in open('tasks.jsonl')][0]\n"
+	              "p=t['patch'].replace(' def mean(xs):', ' def mean(values):')\n"
+	              "assert p != t['patch']\n"
+	              "print(json.dumps(dict(instance_id=t['instance_id'], model_name_or_path='f', "
+	              "model_patch=p)))\" > predictions-fuzz.jsonl",
+	              dir),
+	        0);
+	cr_assert_eq(eval("fuzz", "fz", NULL), 0);
+	json_t *r = run_report("f.fz", "fz");
+	cr_assert_eq(count(r, "resolved_instances"), 1);
+	json_decref(r);
+	json_t *ir = load_json("%s/fz/%s/report.json", dir, "swerve-demo__pycalc-1");
+	json_t *sw = json_object_get(json_object_get(ir, "swerve-demo__pycalc-1"), "swerve");
+	cr_assert_str_eq(json_string_value(json_object_get(sw, "apply_method")), "patch_fuzz");
+	json_decref(ir);
+}
