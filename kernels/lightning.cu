@@ -39,6 +39,7 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 extern "C" {
 #include "sandbox/error.h"
@@ -542,6 +543,414 @@ __global__ void __launch_bounds__(NT, (STATE_ONLY || V2) ? 3 : 2)
 	}
 }
 
+/* ---- V3: the Hopper warpgroup kernel (wgmma) ----------------------------------
+ *
+ * The same work split as above (a CTA per (e-block, segment) x head x (sequence,
+ * problem), chunks of C = 64 tokens, the fp32 state in registers) but one
+ * warpgroup issues asynchronous wgmma.mma_async products (m64n64k16, bf16, fp32
+ * accumulators) instead of warp-level mma.sync chains:
+ *
+ *   S   = Q K^T            A = Q (smem), B = K (smem), both K-major   D/16 steps
+ *   O   = Q KV             A = Q (smem), B = the bf16 state (smem, MN-major)
+ *   KV  = lambda^m KV + (K .* lambda^(m-1-j))^T V
+ *                          A = K^T scaled (registers, ldmatrix.trans), B = V
+ *   O   = lambda^(i+1) O + P V   A = P (registers: S masked and decayed), B = V
+ *
+ * S, Q KV and the state update are issued back to back and waited for once
+ * each (wgmma.wait_group), so the tensor cores work on the state update while
+ * the warps mask S; that is the latency the mma.sync kernels expose. Every
+ * shared-memory tile uses the 128-byte swizzle (rows of 64 bf16 = 128 bytes,
+ * 16-byte pieces XORed with row % 8), which is what the descriptors say and
+ * keeps cp.async stores, ldmatrix and the bf16 state stores conflict-free.
+ * q, k, v are double-buffered with cp.async. Shared memory: D = 128: 97 KB
+ * (2 CTAs per SM); D = 64: 57 KB. */
+namespace wg
+{
+
+/* shared-memory descriptor: 128-byte swizzle; the 8-row group stride (1024
+ * bytes) in both offset fields: every operand here is one swizzle atom wide in
+ * the dimension the other field would step, so that field is unused */
+__device__ __forceinline__ uint64_t desc(uint32_t saddr)
+{
+	return (uint64_t)((saddr & 0x3FFFF) >> 4) | ((uint64_t)(1024 >> 4) << 16) |
+	       ((uint64_t)(1024 >> 4) << 32) | ((uint64_t)1 << 62);
+}
+
+__device__ __forceinline__ void fence()
+{
+	asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+}
+
+__device__ __forceinline__ void commit()
+{
+	asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+
+template <int N> __device__ __forceinline__ void wait()
+{
+	asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+
+/* keep the compiler from moving accesses of wgmma registers across the
+ * fence/wait instructions (it does not know they are asynchronous) */
+__device__ __forceinline__ void reg_fence(float (&d)[32])
+{
+#pragma unroll
+	for (int i = 0; i < 32; i++)
+		asm volatile("" : "+f"(d[i])::"memory");
+}
+
+__device__ __forceinline__ void reg_fence(uint32_t (&a)[4])
+{
+#pragma unroll
+	for (int i = 0; i < 4; i++)
+		asm volatile("" : "+r"(a[i])::"memory");
+}
+
+__device__ __forceinline__ void fence_proxy_async()
+{
+	asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+
+#define LA_D32(d)                                                                                  \
+	"+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),        \
+	        "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]),         \
+	        "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]),      \
+	        "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]),      \
+	        "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]),      \
+	        "+f"(d[31])
+#define LA_R32                                                                                     \
+	"{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, "   \
+	"%19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}"
+
+/* d (+)= A B, m64n64k16, A and B from shared memory; TB = 1: B is MN-major */
+template <int TB>
+__device__ __forceinline__ void mma_ss(float (&d)[32], uint64_t da, uint64_t db, int acc)
+{
+	asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+	             "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " LA_R32
+	             ", %32, %33, p, 1, 1, 0, %35;\n}\n"
+	             : LA_D32(d)
+	             : "l"(da), "l"(db), "r"(acc), "n"(TB));
+}
+
+/* d += A B, m64n64k16, A from registers (the mma.sync m16n8k16 A layout, warp
+ * w holding rows 16w..16w+15), B from shared memory, MN-major */
+__device__ __forceinline__ void mma_rs(float (&d)[32], const uint32_t (&a)[4], uint64_t db)
+{
+	asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+	             "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " LA_R32
+	             ", {%32, %33, %34, %35}, %36, p, 1, 1, 1;\n}\n"
+	             : LA_D32(d)
+	             : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
+}
+#undef LA_D32
+#undef LA_R32
+
+template <int D, bool SO> struct smem {
+	static constexpr int TILE = C * 128;       /* 64 rows x 64 bf16: one swizzle atom column */
+	static constexpr int QK = (D / 64) * TILE; /* one stage of q or k */
+	static constexpr int Q_OFF = 0;            /* bytes from the 1024-aligned base */
+	static constexpr int K_OFF = Q_OFF + (SO ? 0 : 2 * QK);
+	static constexpr int V_OFF = K_OFF + 2 * QK;
+	static constexpr int KV_OFF = V_OFF + 2 * TILE; /* bf16 state [D][64], swizzled */
+	static constexpr int PW_OFF = KV_OFF + (SO ? 0 : D * 128);
+	static constexpr size_t BYTES = PW_OFF + (2 * C + 1) * sizeof(float) + 1024;
+};
+
+/* byte offset of 16-byte piece c8 (0..7) of row r in a 128-byte-swizzled tile */
+__device__ __forceinline__ uint32_t swz(int r, int c8)
+{
+	return (uint32_t)(r * 128 + ((c8 ^ (r & 7)) << 4));
+}
+
+template <int D, bool SO>
+__global__ void __launch_bounds__(NT, SO ? 3 : 2) kernel(const __grid_constant__ la_params P)
+{
+	using L = smem<D, SO>;
+	constexpr int NEB = D / EB, MB = D / 64, KQ = D / 16;
+	extern __shared__ __align__(1024) unsigned char smem_raw[];
+	const uint32_t base = (smem_u32(smem_raw) + 1023) & ~1023u;
+	unsigned char *sbase_ptr = smem_raw + (base - smem_u32(smem_raw));
+	float *pw = reinterpret_cast<float *>(sbase_ptr + L::PW_OFF) + C;
+
+	const int eb = blockIdx.x % NEB, g = blockIdx.x / NEB, h = blockIdx.y;
+	const int b = blockIdx.z % P.B, pi = blockIdx.z / P.B;
+	const la_prob &pr = P.p[pi];
+	const int T0 = P.cu[b], T = P.cu[b + 1] - T0;
+	const int seg_start = g * P.seg_len;
+	int seg_end;
+	if (SO) {
+		if ((g + 1) * P.seg_len >= T)
+			return;
+		seg_end = seg_start + P.seg_len;
+	} else {
+		if (g > 0 && seg_start >= T)
+			return;
+		seg_end = g == P.G - 1 ? T : min(seg_start + P.seg_len, T);
+	}
+	const int n_chunks = seg_end > seg_start ? (seg_end - seg_start + C - 1) / C : 0;
+	const int H = P.H;
+	const float slope = P.slopes[h];
+	const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
+	const int gq = lane >> 2, t4 = lane & 3;
+
+	for (int n = tid - C; n <= C; n += NT)
+		pw[n] = n >= 0 ? expf(-slope * (float)n) : 0.0f;
+
+	auto row_token = [&](int pos) -> long {
+		return pr.reverse ? (long)T0 + T - 1 - pos : (long)T0 + pos;
+	};
+	/* loads: fixed 16-byte columns of rows r0, r0 + RPI, ... (RPI a multiple
+	 * of 8, so the swizzle of a thread's pieces is the same in every row) */
+	constexpr int CPR = D / 8, RPI = NT / CPR, IT = C / RPI;
+	constexpr int VCPR = EB / 8, VRPI = NT / VCPR, VIT = C / VRPI;
+	static_assert(RPI % 8 == 0 && VRPI % 8 == 0, "row steps keep the swizzle");
+	const int qr0 = tid / CPR, qcc = tid % CPR, vr0 = tid / VCPR, vcc = tid % VCPR;
+	const long HD = (long)H * D;
+	const long qstep = (pr.reverse ? -RPI : RPI) * HD, vstep = (pr.reverse ? -VRPI : VRPI) * HD;
+	const uint32_t qk_sm = (qcc >> 3) * L::TILE + swz(qr0, qcc & 7);
+	const uint32_t v_sm = swz(vr0, vcc);
+	auto load_chunk = [&](int c, int st) {
+		const int pos0 = seg_start + c * C;
+		const bool full = pos0 + C <= seg_end;
+		const long qoff = row_token(pos0 + qr0) * HD + h * D + qcc * 8;
+		const long voff = row_token(pos0 + vr0) * HD + h * D + eb * EB + vcc * 8;
+#pragma unroll
+		for (int it = 0; it < IT; it++) {
+			const bool ok = full || pos0 + qr0 + it * RPI < seg_end;
+			const uint32_t dst = qk_sm + st * L::QK + it * RPI * 128;
+			if (!SO)
+				cp_async16(base + L::Q_OFF + dst,
+				           ok ? pr.q + qoff + it * qstep : pr.q, ok);
+			cp_async16(base + L::K_OFF + dst, ok ? pr.k + qoff + it * qstep : pr.k, ok);
+		}
+#pragma unroll
+		for (int it = 0; it < VIT; it++) {
+			const bool ok = full || pos0 + vr0 + it * VRPI < seg_end;
+			cp_async16(base + L::V_OFF + st * L::TILE + v_sm + it * VRPI * 128,
+			           ok ? pr.v + voff + it * vstep : pr.v, ok);
+		}
+	};
+
+	if (n_chunks > 0)
+		load_chunk(0, 0);
+	cp_commit();
+
+	/* the state: kv[mb][4 nt + r] is row d = 64 mb + 16 w + gq (+8 for r >= 2),
+	 * column e = 8 nt + 2 t4 (+1 for odd r) of this e-block (the wgmma
+	 * accumulator layout) */
+	float kv[MB][32];
+	const size_t sbase = ((size_t)b * H + h) * D * D;
+#pragma unroll
+	for (int mb = 0; mb < MB; mb++)
+#pragma unroll
+		for (int i = 0; i < 32; i++) {
+			const int d = mb * 64 + w * 16 + gq + ((i & 2) ? 8 : 0);
+			const int e = eb * EB + (i >> 2) * 8 + 2 * t4 + (i & 1);
+			float val = 0.0f;
+			if (!SO) {
+				if (pr.init) {
+					float s0 = pr.init_t ? pr.init[sbase + (size_t)e * D + d]
+					                     : pr.init[sbase + (size_t)d * D + e];
+					if (pr.init_div)
+						s0 *= expf(slope);
+					val = s0 * expf(-slope * (float)seg_start);
+				}
+				for (int gp = 0; gp < g; gp++)
+					val += pr.seg[(((size_t)b * H + h) * P.G + gp) * D * D +
+					              (size_t)d * D + e] *
+					       expf(-slope * (float)((g - 1 - gp) * P.seg_len));
+			}
+			kv[mb][i] = val;
+		}
+	/* the bf16 copy for Q KV: [d][e], 128-byte rows, swizzled */
+	auto store_kvs = [&]() {
+#pragma unroll
+		for (int mb = 0; mb < MB; mb++)
+#pragma unroll
+			for (int nt = 0; nt < 8; nt++) {
+				const int d = mb * 64 + w * 16 + gq;
+				asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(base + L::KV_OFF +
+				                                               swz(d, nt) + 4 * t4),
+				             "r"(pack_bf16(kv[mb][4 * nt], kv[mb][4 * nt + 1])));
+				asm volatile(
+				        "st.shared.b32 [%0], %1;\n" ::"r"(base + L::KV_OFF +
+				                                          swz(d + 8, nt) + 4 * t4),
+				        "r"(pack_bf16(kv[mb][4 * nt + 2], kv[mb][4 * nt + 3])));
+			}
+	};
+	if (!SO) {
+		store_kvs();
+		fence_proxy_async();
+	}
+
+	for (int c = 0; c < n_chunks; c++) {
+		const int st = c & 1;
+		if (c + 1 < n_chunks)
+			load_chunk(c + 1, st ^ 1);
+		cp_commit();
+		cp_wait<1>();
+		fence_proxy_async(); /* cp.async wrote generic-proxy; wgmma reads async */
+		__syncthreads();
+		const int m = min(C, seg_end - (seg_start + c * C));
+		const uint32_t Qs = base + L::Q_OFF + st * L::QK, Ks = base + L::K_OFF + st * L::QK;
+		const uint32_t Vs = base + L::V_OFF + st * L::TILE;
+
+		/* A fragments of (K .* lambda^(m-1-j))^T: rows d of this warp, k = j */
+		uint32_t ka[MB][4][4];
+		{
+			const int q8 = lane >> 3;
+#pragma unroll
+			for (int kk = 0; kk < 4; kk++) {
+				const int j = kk * 16 + (q8 >> 1) * 8 + (lane & 7);
+				const int j0 = kk * 16 + 2 * t4;
+				const float f0 = pw[m - 1 - j0], f1 = pw[m - 2 - j0];
+				const float f2 = pw[m - 9 - j0], f3 = pw[m - 10 - j0];
+#pragma unroll
+				for (int mb = 0; mb < MB; mb++) {
+					ldsm_x4_t(ka[mb][kk],
+					          Ks + mb * L::TILE + swz(j, 2 * w + (q8 & 1)));
+					ka[mb][kk][0] = scale_bf16x2(ka[mb][kk][0], f0, f1);
+					ka[mb][kk][1] = scale_bf16x2(ka[mb][kk][1], f0, f1);
+					ka[mb][kk][2] = scale_bf16x2(ka[mb][kk][2], f2, f3);
+					ka[mb][kk][3] = scale_bf16x2(ka[mb][kk][3], f2, f3);
+				}
+			}
+		}
+		const float bd = pw[m];
+#pragma unroll
+		for (int mb = 0; mb < MB; mb++) {
+#pragma unroll
+			for (int i = 0; i < 32; i++)
+				kv[mb][i] *= bd;
+			reg_fence(kv[mb]);
+#pragma unroll
+			for (int kk = 0; kk < 4; kk++)
+				reg_fence(ka[mb][kk]);
+		}
+
+		float s[32], o[32];
+		uint32_t pa[4][4];
+		fence();
+		if (!SO) {
+#pragma unroll
+			for (int kk = 0; kk < KQ; kk++) /* S = Q K^T */
+				mma_ss<0>(s, desc(Qs + (kk >> 2) * L::TILE + (kk & 3) * 32),
+				          desc(Ks + (kk >> 2) * L::TILE + (kk & 3) * 32), kk > 0);
+			commit();
+#pragma unroll
+			for (int kk = 0; kk < KQ; kk++) /* O = Q KV (the state before the chunk) */
+				mma_ss<1>(o, desc(Qs + (kk >> 2) * L::TILE + (kk & 3) * 32),
+				          desc(base + L::KV_OFF + kk * 2048), kk > 0);
+			commit();
+		}
+#pragma unroll
+		for (int mb = 0; mb < MB; mb++) /* the state update */
+#pragma unroll
+			for (int kk = 0; kk < 4; kk++)
+				mma_rs(kv[mb], ka[mb][kk], desc(Vs + kk * 2048));
+		commit();
+
+		if (!SO) {
+			wait<2>();
+			reg_fence(s);
+			/* decay mask, then the bf16 A fragments of P */
+			const int i0 = w * 16 + gq;
+#pragma unroll
+			for (int i = 0; i < 32; i++)
+				s[i] *= pw[i0 + ((i & 2) ? 8 : 0) -
+				           ((i >> 2) * 8 + 2 * t4 + (i & 1))];
+#pragma unroll
+			for (int kk = 0; kk < 4; kk++) {
+				pa[kk][0] = pack_bf16(s[8 * kk + 0], s[8 * kk + 1]);
+				pa[kk][1] = pack_bf16(s[8 * kk + 2], s[8 * kk + 3]);
+				pa[kk][2] = pack_bf16(s[8 * kk + 4], s[8 * kk + 5]);
+				pa[kk][3] = pack_bf16(s[8 * kk + 6], s[8 * kk + 7]);
+			}
+			wait<1>();
+			reg_fence(o);
+			const float f0 = pw[i0 + 1], f1 = pw[i0 + 9];
+#pragma unroll
+			for (int i = 0; i < 32; i++)
+				o[i] *= (i & 2) ? f1 : f0;
+			reg_fence(o);
+#pragma unroll
+			for (int kk = 0; kk < 4; kk++)
+				reg_fence(pa[kk]);
+			fence();
+#pragma unroll
+			for (int kk = 0; kk < 4; kk++) /* O += P V */
+				mma_rs(o, pa[kk], desc(Vs + kk * 2048));
+			commit();
+		}
+		wait<0>();
+		/* the register operands are read asynchronously: keep them live to here */
+#pragma unroll
+		for (int mb = 0; mb < MB; mb++) {
+			reg_fence(kv[mb]);
+#pragma unroll
+			for (int kk = 0; kk < 4; kk++)
+				reg_fence(ka[mb][kk]);
+		}
+		if (!SO) {
+			reg_fence(o);
+#pragma unroll
+			for (int kk = 0; kk < 4; kk++)
+				reg_fence(pa[kk]);
+			/* o straight from the accumulators: rows i0 and i0 + 8 */
+			const int ia = w * 16 + gq, ib = ia + 8;
+			const long ta = row_token(seg_start + c * C + ia),
+			           tb = row_token(seg_start + c * C + ib);
+			__nv_bfloat16 *oa = pr.o + ((size_t)ta * H + h) * D + eb * EB + 2 * t4;
+			__nv_bfloat16 *ob = pr.o + ((size_t)tb * H + h) * D + eb * EB + 2 * t4;
+#pragma unroll
+			for (int nt = 0; nt < 8; nt++) {
+				if (ia < m)
+					*reinterpret_cast<uint32_t *>(oa + nt * 8) =
+					        pack_bf16(o[4 * nt], o[4 * nt + 1]);
+				if (ib < m)
+					*reinterpret_cast<uint32_t *>(ob + nt * 8) =
+					        pack_bf16(o[4 * nt + 2], o[4 * nt + 3]);
+			}
+		}
+		__syncthreads(); /* every warp's products are done with kvs and this stage */
+		if (!SO) {
+			store_kvs();
+			fence_proxy_async();
+		}
+	}
+	cp_wait<0>();
+
+	float *dst = nullptr;
+	float mul = 1.0f;
+	if (SO) {
+		dst = pr.seg + (((size_t)b * H + h) * P.G + g) * D * D;
+	} else {
+		const int last = T > 0 ? min((T - 1) / P.seg_len, P.G - 1) : 0;
+		if (pr.final && g == last) {
+			dst = pr.final + sbase;
+			mul = pr.final_mul ? expf(-slope) : 1.0f;
+		}
+	}
+	if (dst) {
+#pragma unroll
+		for (int mb = 0; mb < MB; mb++)
+#pragma unroll
+			for (int nt = 0; nt < 8; nt++) {
+				const int d = mb * 64 + w * 16 + gq;
+				const int e = eb * EB + nt * 8 + 2 * t4;
+				*reinterpret_cast<float2 *>(dst + (size_t)d * D + e) =
+				        make_float2(kv[mb][4 * nt] * mul, kv[mb][4 * nt + 1] * mul);
+				*reinterpret_cast<float2 *>(dst + (size_t)(d + 8) * D + e) =
+				        make_float2(kv[mb][4 * nt + 2] * mul,
+				                    kv[mb][4 * nt + 3] * mul);
+			}
+	}
+}
+
+} // namespace wg
+
 /* Decode: one CTA per (sequence, head, half of the columns), 256 threads; each
  * thread owns 4 adjacent columns of D/RG rows, so every state element is read
  * and written once with 16-byte accesses, all of a thread's loads are in
@@ -645,42 +1054,53 @@ void plan(const swerve_lightning_dims *d, int nprob, int per_sm, bool force, int
 	*G = (int)((chunks + best_seg - 1) / best_seg);
 }
 
-/* Which main kernel. V2 (3 CTAs per SM) runs a CTA ~1.6x slower than the
- * first version (2 CTAs per SM) when both fill the GPU, so it pays only where
- * the first version's waves quantize badly or segments are needed. Measured
- * on an H100 (tests/bench/RESULTS.md): V2 was 17% slower on the forward at
- * 8 x 2048 and level on the forward elsewhere; on the backward it was 0-6%
- * slower at 8 x 2048 (768 CTAs: 3 waves against 2), 8% faster at 4 x 8192
- * (384 CTAs: 2 waves against 1) and 13% faster at 1 x 32768 (segments). The
- * rule below picks the faster at each: the forward runs the first version;
- * the backward runs V2 if the first version needs segments or twice V2's
- * waves. SWERVE_LIGHTNING_KERNEL=1 or 2 forces one (benchmarks only). */
-bool use_v2(const swerve_lightning_dims *d, int nprob)
+/* Which main kernel: 1 = the first version (mma.sync, 2 CTAs per SM), 2 = V2
+ * (mma.sync, 3 CTAs per SM), 3 = V3 (wgmma, the default).
+ *
+ * Between the two mma.sync forms: V2 runs a CTA ~1.6x slower than the first
+ * version when both fill the GPU, so it pays only where the first version's
+ * waves quantize badly or segments are needed (measured on an H100,
+ * tests/bench/RESULTS.md: forward 17% slower at 8 x 2048, level elsewhere;
+ * backward 0-6% slower at 8 x 2048, 8% faster at 4 x 8192, 13% faster at
+ * 1 x 32768); the second round's default (`mma_choice`) ran the first version
+ * for the forward and V2 for the backward where the first version needs
+ * segments or twice V2's waves. SWERVE_LIGHTNING_KERNEL=1, 2 or 3 forces one
+ * kernel, =12 the second round's choice (benchmarks only). */
+int mma_choice(const swerve_lightning_dims *d, int nprob)
 {
-	const char *e = getenv("SWERVE_LIGHTNING_KERNEL");
-	if (e && (e[0] == '1' || e[0] == '2'))
-		return e[0] == '2';
 	if (nprob != MAX_PROB)
-		return false;
+		return 1;
 	int G, len;
 	plan(d, nprob, 2, false, &G, &len);
 	if (G > 1)
-		return true;
+		return 2;
 	const long ctas = (long)d->batch * d->heads * (d->dim / EB) * nprob, n = sm_count();
-	return (ctas + 2 * n - 1) / (2 * n) >= 2 * ((ctas + 3 * n - 1) / (3 * n));
+	return (ctas + 2 * n - 1) / (2 * n) >= 2 * ((ctas + 3 * n - 1) / (3 * n)) ? 2 : 1;
 }
 
-void plan_for(const swerve_lightning_dims *d, int nprob, bool *v2, int *G, int *seg_len)
+int wg_per_sm(int dim);
+
+int kernel_choice(const swerve_lightning_dims *d, int nprob)
 {
-	*v2 = use_v2(d, nprob);
-	plan(d, nprob, *v2 ? 3 : 2, true, G, seg_len);
+	const char *e = getenv("SWERVE_LIGHTNING_KERNEL");
+	if (e && strcmp(e, "12") == 0)
+		return mma_choice(d, nprob);
+	if (e && (e[0] == '1' || e[0] == '2' || e[0] == '3') && e[1] == 0)
+		return e[0] - '0';
+	return 3;
+}
+
+void plan_for(const swerve_lightning_dims *d, int nprob, int *kver, int *G, int *seg_len)
+{
+	*kver = kernel_choice(d, nprob);
+	const int per_sm = *kver == 3 ? wg_per_sm(d->dim) : *kver == 2 ? 3 : 2;
+	plan(d, nprob, per_sm, true, G, seg_len);
 }
 
 size_t workspace_for(const swerve_lightning_dims *d, int nprob)
 {
-	int G, len;
-	bool v2;
-	plan_for(d, nprob, &v2, &G, &len);
+	int G, len, kver;
+	plan_for(d, nprob, &kver, &G, &len);
 	if (G <= 1)
 		return 0;
 	return (size_t)nprob * d->batch * d->heads * G * d->dim * d->dim * sizeof(float);
@@ -724,24 +1144,76 @@ template <int D, bool SO, bool V2> int set_smem()
 	return 0;
 }
 
+template <int D, bool SO> int wg_set_smem()
+{
+	static bool done = false;
+	if (done)
+		return 0;
+	cudaError_t e =
+	        cudaFuncSetAttribute(wg::kernel<D, SO>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+	                             (int)wg::smem<D, SO>::BYTES);
+	if (e == cudaSuccess)
+		e = cudaFuncSetAttribute(wg::kernel<D, SO>,
+		                         cudaFuncAttributePreferredSharedMemoryCarveout,
+		                         (int)cudaSharedmemCarveoutMaxShared);
+	if (e != cudaSuccess)
+		return swerve_error_set(SWERVE_ERROR, "lightning: shared memory of %zu bytes: %s",
+		                        wg::smem<D, SO>::BYTES, cudaGetErrorString(e));
+	done = true;
+	return 0;
+}
+
+/* resident CTAs per SM of V3's main kernel (2 at D = 128), for the segment plan */
+int wg_per_sm(int dim)
+{
+	static int cached[2] = {0, 0};
+	int &n = cached[dim == 64 ? 0 : 1];
+	if (n > 0)
+		return n;
+	cudaError_t e;
+	if (dim == 64)
+		e = wg_set_smem<64, false>()
+		            ? cudaErrorUnknown
+		            : cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+		                      &n, wg::kernel<64, false>, NT, wg::smem<64, false>::BYTES);
+	else
+		e = wg_set_smem<128, false>()
+		            ? cudaErrorUnknown
+		            : cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+		                      &n, wg::kernel<128, false>, NT, wg::smem<128, false>::BYTES);
+	if (e != cudaSuccess || n <= 0)
+		n = 2;
+	return n;
+}
+
 template <int D>
-int launch(la_params &P, int nprob, bool v2, const swerve_lightning_dims *d, cudaStream_t stream,
+int launch(la_params &P, int nprob, int kver, const swerve_lightning_dims *d, cudaStream_t stream,
            const char *fn)
 {
-	const bool v1 = !v2;
-	int rc = set_smem<D, true, false>();
+	int rc;
+	if (kver == 3)
+		rc = P.G > 1 ? wg_set_smem<D, true>() : 0;
+	else
+		rc = P.G > 1 ? set_smem<D, true, false>() : 0;
 	if (!rc)
-		rc = v1 ? set_smem<D, false, false>() : set_smem<D, false, true>();
+		rc = kver == 3   ? wg_set_smem<D, false>()
+		     : kver == 1 ? set_smem<D, false, false>()
+		                 : set_smem<D, false, true>();
 	if (rc)
 		return swerve_error_wrap("%s", fn);
 	constexpr int NEB = D / EB;
 	if (P.G > 1) {
 		dim3 grid(NEB * (P.G - 1), d->heads, d->batch * nprob);
-		la_chunk_kernel<D, true, false>
-		        <<<grid, NT, la_smem<D, true, false>::BYTES, stream>>>(P);
+		if (kver == 3)
+			wg::kernel<D, true><<<grid, NT, wg::smem<D, true>::BYTES, stream>>>(P);
+		else
+			la_chunk_kernel<D, true, false>
+			        <<<grid, NT, la_smem<D, true, false>::BYTES, stream>>>(P);
 	}
 	dim3 grid(NEB * P.G, d->heads, d->batch * nprob);
-	if (v1)
+	if (kver == 3)
+		wg::kernel<D, false><<<grid, NT, wg::smem<D, false>::BYTES, stream>>>(P);
+	else if (kver == 1)
 		la_chunk_kernel<D, false, false>
 		        <<<grid, NT, la_smem<D, false, false>::BYTES, stream>>>(P);
 	else
@@ -756,8 +1228,8 @@ int launch(la_params &P, int nprob, bool v2, const swerve_lightning_dims *d, cud
 int run(la_params &P, int nprob, const swerve_lightning_dims *d, void *ws, size_t ws_bytes,
         cudaStream_t stream, const char *fn)
 {
-	bool v2;
-	plan_for(d, nprob, &v2, &P.G, &P.seg_len);
+	int kver;
+	plan_for(d, nprob, &kver, &P.G, &P.seg_len);
 	size_t need = workspace_for(d, nprob);
 	if (need > 0 && (!ws || ws_bytes < need))
 		return swerve_error_set(SWERVE_EINVAL,
@@ -771,8 +1243,8 @@ int run(la_params &P, int nprob, const swerve_lightning_dims *d, void *ws, size_
 	P.H = d->heads;
 	if (d->max_seqlen == 0)
 		P.seg_len = C; /* every sequence is empty: one segment still writes final states */
-	return d->dim == 64 ? launch<64>(P, nprob, v2, d, stream, fn)
-	                    : launch<128>(P, nprob, v2, d, stream, fn);
+	return d->dim == 64 ? launch<64>(P, nprob, kver, d, stream, fn)
+	                    : launch<128>(P, nprob, kver, d, stream, fn);
 }
 
 /* cp.async and the vector accesses need 16-byte aligned tensors */
@@ -790,14 +1262,17 @@ const __nv_bfloat16 *bf(const uint16_t *p)
 
 } // namespace
 
-/* Benchmarks only (not in lightning.h): resident CTAs per SM of the main
- * kernel for head dim d, first version (v1 != 0) or current. */
-extern "C" int swerve_lightning_occupancy_(int d, int v1)
+/* Benchmarks only (not in lightning.h): resident CTAs per SM of main kernel
+ * kver (1 = first version, 2 = V2, 3 = V3, wgmma) for head dim d. */
+extern "C" int swerve_lightning_occupancy_(int d, int kver)
 {
+	if (kver == 3)
+		return wg_per_sm(d);
 	int n = -1;
 	if (set_smem<64, false, false>() || set_smem<64, false, true>() ||
 	    set_smem<128, false, false>() || set_smem<128, false, true>())
 		return -1;
+	const bool v1 = kver == 1;
 	cudaError_t e;
 	if (d == 64)
 		e = v1 ? cudaOccupancyMaxActiveBlocksPerMultiprocessor(

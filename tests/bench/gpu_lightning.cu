@@ -44,8 +44,8 @@ extern "C" {
 		}                                                                                  \
 	} while (0)
 
-/* lightning.cu, benchmarks only: resident CTAs per SM of the main kernel */
-extern "C" int swerve_lightning_occupancy_(int d, int v1);
+/* lightning.cu, benchmarks only: resident CTAs per SM of main kernel kver (1, 2, 3) */
+extern "C" int swerve_lightning_occupancy_(int d, int kver);
 
 __global__ void fill_bf16(__nv_bfloat16 *p, size_t n, uint32_t seed, float scale)
 {
@@ -128,9 +128,9 @@ int main(int argc, char **argv)
 		cudaFree(y);
 	}
 	printf("# device %s, %d SMs, copy bandwidth %.2f TB/s (read + write); main kernel "
-	       "CTAs per SM at D = 128: %d (first version %d)\n",
-	       prop.name, prop.multiProcessorCount, bw / 1e12, swerve_lightning_occupancy_(128, 0),
-	       swerve_lightning_occupancy_(128, 1));
+	       "CTAs per SM at D = 128: V3 (wgmma) %d, first version %d, V2 %d\n",
+	       prop.name, prop.multiProcessorCount, bw / 1e12, swerve_lightning_occupancy_(128, 3),
+	       swerve_lightning_occupancy_(128, 1), swerve_lightning_occupancy_(128, 2));
 	printf("%-18s %-16s %9s %9s %9s %9s %8s %8s\n", "impl", "B,T,H,D", "fwd_ms", "fb_ms",
 	       "fwd_TF/s", "fb_TF/s", "fwd/flr", "fb/flr");
 
@@ -205,14 +205,17 @@ int main(int argc, char **argv)
 		double floor_f = 4 * tensor / bw * 1e3, floor_b = 9 * tensor / bw * 1e3;
 		char shape[32];
 		snprintf(shape, sizeof shape, "%d,%d,%d,%d", B, T, H, D);
-		/* the current choice of kernels, the first version's main kernel and
-		 * V2 forced for both passes (SWERVE_LIGHTNING_KERNEL=1, 2), then the
+		/* the current choice of kernels (V3, wgmma), the second round's choice
+		 * between the mma.sync kernels, the first version's main kernel and V2
+		 * forced for both passes (SWERVE_LIGHTNING_KERNEL=12, 1, 2), then the
 		 * current choice again (the spread between its two rows is the run's
 		 * noise) */
-		const char *names[] = {"swerve", "swerve-v1", "swerve-v2", "swerve-again"};
-		for (int r = 0; r < (prof ? 1 : 4); r++) {
-			if (r == 1 || r == 2)
-				setenv("SWERVE_LIGHTNING_KERNEL", r == 1 ? "1" : "2", 1);
+		const char *names[] = {"swerve", "swerve-mma", "swerve-v1", "swerve-v2",
+		                       "swerve-again"};
+		const char *envs[] = {nullptr, "12", "1", "2", nullptr};
+		for (int r = 0; r < (prof ? 1 : 5); r++) {
+			if (envs[r])
+				setenv("SWERVE_LIGHTNING_KERNEL", envs[r], 1);
 			else
 				unsetenv("SWERVE_LIGHTNING_KERNEL");
 			wf = swerve_lightning_forward_workspace(&dims);
