@@ -2,24 +2,34 @@
  * reference (ref.c), forward and backward, with cuBLAS GEMMs and
  * kernels/lightning for the lightning-attention core.
  *
- * Storage is fp32 throughout (master weights, activations, gradients);
- * POLICY_GPU_BF16 runs the projection and expert GEMMs on bf16 tensor cores
- * (CUBLAS_COMPUTE_32F_FAST_16BF, fp32 accumulation), POLICY_GPU_FP32 in
- * plain fp32 (TF32 never). The LM head, router and loss are fp32 always
- * (M1: an fp32 head fixes the train/inference probability mismatch). The
- * lightning kernel takes bf16 q/k/v (kernels/lightning.h).
+ * Master weights, moments, gradients and the residual stream are fp32.
+ * POLICY_GPU_BF16 stores the GEMM operands in bf16 (the norms, gates, SiLU
+ * and SwiGLU kernels write bf16 directly; a bf16 copy of the weights is
+ * refreshed by the AdamW kernel itself) and runs the GEMMs on bf16 tensor
+ * cores with fp32 accumulation (CUBLAS_COMPUTE_32F); POLICY_GPU_ACT=fp32
+ * keeps the older fp32 storage with CUBLAS_COMPUTE_32F_FAST_16BF.
+ * POLICY_GPU_FP32 is fp32 throughout (TF32 never). The LM head, router and
+ * loss are fp32 always (M1: an fp32 head fixes the train/inference
+ * probability mismatch). The lightning kernel takes bf16 q/k/v
+ * (kernels/lightning.h).
  *
- * The MoE routes on the host: each layer copies the top-k choice (T x k
- * ints) and router probabilities back, counting-sorts the assignments by
- * expert and runs one GEMM per expert. Softmax attention is a plain
- * warp-per-(token, head) kernel with the FlashAttention backward algebra
- * (saved log-sum-exp, D = rowsum(dO * O)); it is correct, not fast.
+ * The MoE routes on the device: top-k, a stable counting sort of the
+ * assignments by expert (one block) and the balance loss; only the E + 2
+ * segment offsets come back to the host. Expert segments are padded to a
+ * common capacity (a multiple of 64 rows, zero rows in the padding) so each
+ * projection is one strided-batched GEMM over the experts; when the routing
+ * is too unbalanced for the padded buffers (or POLICY_GPU_MOE=loop) the
+ * segments are compact and each expert gets its own GEMM. The lightning
+ * layers' wq, wk, wv, wgate are adjacent in the arena and run as one
+ * (4 Hd, D) GEMM. Softmax attention runs as cuBLAS batched GEMMs per
+ * sequence and KV group (TF32 in bf16 mode).
  *
  * Shapes are noted as (T, C) row-major; W (out, in) as in ref.c. */
 #include "kernels/lightning.h"
 #include "kernels/policy_loss.h"
 #include "policy/policy.h"
 
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <time.h>
 #include <cuda_runtime.h>
@@ -60,49 +70,78 @@ enum {
 	PROF_EXPERTS,  /* expert GEMMs and SwiGLU */
 	PROF_HEAD,     /* LM head and loss */
 	PROF_ADAMW,
+	PROF_GEMM_HOST, /* host time inside GEMM calls (overlaps the phases above) */
 	PROF_N
 };
 static const char *const prof_names[PROF_N] = {"other",        "lightning core", "lightning proj",
                                                "softmax attn", "moe routing",    "moe experts",
-                                               "lm head+loss", "adamw"};
+                                               "lm head+loss", "adamw",          "gemm host"};
+
+/* a cuBLASLt algorithm chosen once per expert projection and reused for any
+ * row count (the routing changes the row counts every layer and step) */
+struct lt_slot {
+	int used, kind, I, O, yt, acc, batched, ok;
+	cublasLtMatmulAlgo_t algo;
+};
+#define LT_SLOTS 32
 
 /* ---- per-layer saved activations ------------------------------------------ */
 
+/* "A" marks an activation stored in the activation type: bf16 (uint16_t) in
+ * bf16 mode, fp32 otherwise (g->ab, g->at, g->as) */
 struct glayer {
-	float *xin, *n1, *rstd1; /* block input, its norm (T, D), 1/rms (T) */
+	float *xin, *rstd1; /* block input (T, D), 1/rms (T) */
+	void *n1;           /* A (T, D) its norm */
 	float *hmid, *n2, *rstd2;
 	/* lightning */
-	float *pre;        /* (3, T, Hd): q, k, v before SiLU */
-	uint16_t *qkv_b;   /* (3, T, Hd) bf16 after SiLU (bf16 mode) */
-	float *qkv_f;      /* (3, T, Hd) fp32 after SiLU (fp32 mode) */
+	void *pre;         /* A (T, 4 Hd): q, k, v before SiLU, gate pre-activation */
+	uint16_t *qkv_b;   /* (3, T, Hd) bf16 after SiLU (kernels/lightning) */
+	float *qkv_f;      /* (3, T, Hd) fp32 after SiLU (the fp32 kernel) */
 	float *o, *rstd_o; /* (T, Hd) core output, 1/rms over Hd */
-	float *gpre, *gn;  /* (T, Hd) gate pre-activation, gate * norm(o) */
+	void *gn;          /* A (T, Hd) gate * norm(o) */
 	/* softmax */
 	float *q, *k, *v, *lse; /* q (T, Hd) rotated, k/v (T, KVd), lse (T, H) */
-	/* MoE */
-	float *prob, *gate;            /* (T, E), (T, K) */
-	int *sel;                      /* (T, K) device */
-	int *perm, *rowof;             /* (T K) device: row -> token, (t, j) -> row */
-	int *h_off;                    /* (E + 1) host: rows of expert e */
-	float *h_auxc;                 /* (E) host: d aux / d p_e (per token) */
-	float *xp, *h1, *h3, *hh, *yp; /* (TK, D), (TK, F) x3, (TK, D) */
+	/* MoE; rows are the T K assignments sorted by expert (with padding rows
+	 * when h_cap > 0: expert e owns rows [e cap, (e + 1) cap)) */
+	float *prob, *gate;      /* (T, E), (T, K) */
+	int *sel;                /* (T, K) device */
+	int *perm, *rowof;       /* row -> assignment t K + j (-1: padding), (t, j) -> row */
+	float *auxc;             /* (E) device: d aux / d p_e (per token) */
+	int *h_off, h_cap;       /* host: rows of expert e are [h_off[e], h_off[e + 1]) */
+	void *xp, *h1, *h3, *hh; /* A (rows, D), (rows, F) x3 */
+	float *yp;               /* (rows, D) */
 };
 
 struct policy_gpu {
 	struct policy_config cfg;
 	const struct policy_layout *L;
 	int Tm, Sm, prec;
+	int ab;            /* GEMM operands in bf16 (bf16 mode unless POLICY_GPU_ACT=fp32) */
+	cudaDataType_t at; /* the activation / weight operand type */
+	size_t as;         /* its size */
+	int Rp;            /* rows of the MoE buffers (T K plus room for padding) */
+	int moe_loop;      /* POLICY_GPU_MOE=loop: compact segments, a GEMM per expert */
+	int moe_round;     /* capacity granularity (rows; POLICY_GPU_MOE_ROUND) */
+	int use_lt;        /* expert GEMMs through cuBLASLt with cached algorithms (bf16) */
+	cublasLtHandle_t lt;
+	void *lt_ws;
+	size_t lt_ws_bytes;
+	struct lt_slot lts[LT_SLOTS];
+	long lt_calls, lt_fallbacks;
 	cublasHandle_t blas;
 	float *params, *grads, *m, *v;
+	uint16_t *pb;  /* bf16 copy of params (ab), refreshed by AdamW */
 	float *slopes; /* (L, H) */
 	struct glayer *ly;
 	float *x, *xf, *nf, *rstdf, *logits;
 	float *dx, *dn, *dt1, *dt2, *dt3, *dbig; /* scratch */
+	uint16_t *dxb;                           /* bf16 copy of dx (ab) */
 	uint16_t *bscr;                          /* (3, T, Hd) bf16 scratch */
 	int *tok, *tgt, *pos, *sstart, *send, *cu;
+	int *offs, *h_offs;    /* (E + 2) device / host: routing offsets and capacity */
+	double *aux_d;         /* (n_layers) device: balance loss per layer */
 	float *old, *adv, *tl; /* per token: logp_old, adv; tl (4, T): logp, ent, loss, clipped */
-	float *h_tl, *h_prob;
-	int *h_sel, *h_perm, *h_rowof;
+	float *h_tl;
 	void *ws;
 	size_t ws_bytes;
 	float *red; /* reduction scratch */
@@ -146,6 +185,12 @@ static void mark(struct policy_gpu *g, int b)
 	if (b >= 0)
 		g->prof_t[b] += t - g->prof_last;
 	g->prof_last = t;
+}
+
+void policy_gpu_gemm_stats(const struct policy_gpu *g, long *lt_calls, long *lt_fallbacks)
+{
+	*lt_calls = g->lt_calls;
+	*lt_fallbacks = g->lt_fallbacks;
 }
 
 int policy_gpu_profile(const char **names, double *seconds, int max, struct policy_gpu *g)
@@ -233,7 +278,34 @@ __device__ static float bf2f(uint16_t h)
 	return __uint_as_float((uint32_t)h << 16);
 }
 
+/* activation-typed loads and stores: TA is float or uint16_t (bf16) */
+__device__ static float ldf(float x)
+{
+	return x;
+}
+__device__ static float ldf(uint16_t x)
+{
+	return bf2f(x);
+}
+__device__ static void stf(float *p, float v)
+{
+	*p = v;
+}
+__device__ static void stf(uint16_t *p, float v)
+{
+	*p = f2bf(v);
+}
+
 #define GRID(n) (unsigned)(((n) + 255) / 256), 256
+#define NBLK(n) (unsigned)(((n) + 255) / 256)
+/* launches kern<TA> with TA the activation type of g */
+#define LAUNCH_A(g, kern, nblk, nthr, ...)                                                         \
+	do {                                                                                       \
+		if ((g)->ab)                                                                       \
+			kern<uint16_t><<<(nblk), (nthr)>>>(__VA_ARGS__);                           \
+		else                                                                               \
+			kern<float><<<(nblk), (nthr)>>>(__VA_ARGS__);                              \
+	} while (0)
 
 __global__ static void k_embed(float *x, const float *emb, const int *tok, int T, int D)
 {
@@ -256,11 +328,13 @@ __global__ static void k_add(float *y, const float *x, size_t n)
 		y[i] += x[i];
 }
 
-/* y = x * rstd * w, one block per row */
-__global__ static void k_rms_fwd(float *y, float *rstd, const float *x, const float *w, int C,
+/* y = x * rstd * w, one block per row; y of type TO */
+template <typename TO>
+__global__ static void k_rms_fwd(void *yv, float *rstd, const float *x, const float *w, int C,
                                  float eps)
 {
 	const float *xr = x + (size_t)blockIdx.x * C;
+	TO *y = (TO *)yv;
 	float ss = 0, r;
 	for (int i = threadIdx.x; i < C; i += blockDim.x)
 		ss += xr[i] * xr[i];
@@ -269,20 +343,49 @@ __global__ static void k_rms_fwd(float *y, float *rstd, const float *x, const fl
 	if (threadIdx.x == 0)
 		rstd[blockIdx.x] = r;
 	for (int i = threadIdx.x; i < C; i += blockDim.x)
-		y[(size_t)blockIdx.x * C + i] = xr[i] * r * w[i];
+		stf(&y[(size_t)blockIdx.x * C + i], xr[i] * r * w[i]);
 }
 
-/* dx += r dy w - r^3 x (sum dy w x) / C, one block per row */
-__global__ static void k_rms_bwd(float *dx, const float *dy, const float *x, const float *w,
-                                 const float *rstd, int C)
+/* gn = x * rstd * w * sigmoid(gate) (the lightning output norm and gate in
+ * one pass), gate at pre + t * ldp + goff; one block per row */
+template <typename TA>
+__global__ static void k_rms_gate(void *gnv, float *rstd, const float *x, const float *w,
+                                  const void *prev, int C, int ldp, int goff, float eps)
+{
+	const float *xr = x + (size_t)blockIdx.x * C;
+	const TA *gp = (const TA *)prev + (size_t)blockIdx.x * ldp + goff;
+	TA *gn = (TA *)gnv + (size_t)blockIdx.x * C;
+	float ss = 0, r;
+	for (int i = threadIdx.x; i < C; i += blockDim.x)
+		ss += xr[i] * xr[i];
+	ss = block_sum(ss);
+	r = rsqrtf(ss / C + eps);
+	if (threadIdx.x == 0)
+		rstd[blockIdx.x] = r;
+	for (int i = threadIdx.x; i < C; i += blockDim.x)
+		stf(&gn[i], xr[i] * r * w[i] * sigm(ldf(gp[i])));
+}
+
+/* v = r dy w - r^3 x (sum dy w x) / C, one block per row; dx = v (acc 0) or
+ * dx += v (acc 1) where dx is not NULL, and the result in bf16 to xb where
+ * xb is not NULL */
+__global__ static void k_rms_bwd(float *dx, uint16_t *xb, int acc, const float *dy, const float *x,
+                                 const float *w, const float *rstd, int C)
 {
 	size_t o = (size_t)blockIdx.x * C;
 	float r = rstd[blockIdx.x], dot = 0;
 	for (int i = threadIdx.x; i < C; i += blockDim.x)
 		dot += dy[o + i] * w[i] * x[o + i];
 	dot = block_sum(dot);
-	for (int i = threadIdx.x; i < C; i += blockDim.x)
-		dx[o + i] += r * dy[o + i] * w[i] - r * r * r * x[o + i] * dot / C;
+	for (int i = threadIdx.x; i < C; i += blockDim.x) {
+		float v = r * dy[o + i] * w[i] - r * r * r * x[o + i] * dot / C;
+		if (dx && acc)
+			v += dx[o + i];
+		if (dx)
+			dx[o + i] = v;
+		if (xb)
+			xb[o + i] = f2bf(v);
+	}
 }
 
 /* dw[c] += sum_t dy x rstd: a thread per column and block of 64 rows, one
@@ -307,11 +410,23 @@ static void rms_dw(float *dw, const float *dy, const float *x, const float *rstd
 	k_rms_dw<<<grid, 256>>>(dw, dy, x, rstd, T, C);
 }
 
-__global__ static void k_silu_bf16(uint16_t *out, const float *pre, size_t n)
+/* the interleaved (T, 4 Hd) pre-activations: element (j, t, c) of the planar
+ * (3, T, Hd) q, k, v lives at pre[t * 4 Hd + j * Hd + c] */
+__device__ static size_t qkv_at(size_t i, size_t n, int Hd)
+{
+	size_t j = i / n, r = i % n;
+	return r / Hd * 4 * Hd + j * Hd + r % Hd;
+}
+
+/* planar bf16 q, k, v = SiLU(pre) for kernels/lightning; n = T Hd, i < 3n */
+template <typename TA>
+__global__ static void k_silu_bf16(uint16_t *out, const void *prev, size_t n, int Hd)
 {
 	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
-	if (i < n)
-		out[i] = f2bf(pre[i] * sigm(pre[i]));
+	if (i < 3 * n) {
+		float a = ldf(((const TA *)prev)[qkv_at(i, n, Hd)]);
+		out[i] = f2bf(a * sigm(a));
+	}
 }
 
 __global__ static void k_to_bf16(uint16_t *out, const float *in, size_t n)
@@ -328,31 +443,32 @@ __global__ static void k_to_f32(float *out, const uint16_t *in, size_t n)
 		out[i] = bf2f(in[i]);
 }
 
-/* d_pre = bf16 d_post * silu'(pre) */
-__global__ static void k_dsilu(float *dpre, const uint16_t *dpost, const float *pre, size_t n)
+/* interleaved d_pre (T, 4 Hd), columns [0, 3 Hd) = planar d_post (TP: bf16
+ * from kernels/lightning or fp32) * silu'(pre); n = T Hd, i < 3n */
+template <typename TA, typename TP>
+__global__ static void k_dsilu(void *dprev, const TP *dpost, const void *prev, size_t n, int Hd)
 {
 	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
-	if (i < n)
-		dpre[i] = bf2f(dpost[i]) * dsilu(pre[i]);
+	if (i < 3 * n) {
+		size_t at = qkv_at(i, n, Hd);
+		stf((TA *)dprev + at, ldf(dpost[i]) * dsilu(ldf(((const TA *)prev)[at])));
+	}
 }
 
-/* gn = sigmoid(gpre) * n (n already in gn) */
-__global__ static void k_gate(float *gn, const float *gpre, size_t n)
-{
-	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
-	if (i < n)
-		gn[i] *= sigm(gpre[i]);
-}
-
-/* from dgn: dn = dgn g (into dn), dgpre = dgn n g (1 - g) (into dg), n = gn / g */
-__global__ static void k_gate_bwd(float *dn, float *dg, const float *dgn, const float *gn,
-                                  const float *gpre, size_t n)
+/* from dgn: dn = dgn g (into dn), dgpre = dgn n g (1 - g) with n = gn / g,
+ * into column block 3 of the interleaved (T, 4 Hd) dpre; gpre likewise in
+ * pre. n = T Hd */
+template <typename TA>
+__global__ static void k_gate_bwd(float *dn, void *dprev, const float *dgn, const void *gnv,
+                                  const void *prev, size_t n, int Hd)
 {
 	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
 	if (i < n) {
-		float g = sigm(gpre[i]), nn = g > 0 ? gn[i] / g : 0.0f;
+		size_t at = i / Hd * 4 * Hd + 3 * Hd + i % Hd;
+		float g = sigm(ldf(((const TA *)prev)[at]));
+		float nn = g > 0 ? ldf(((const TA *)gnv)[i]) / g : 0.0f;
 		dn[i] = dgn[i] * g;
-		dg[i] = dgn[i] * nn * g * (1.0f - g);
+		stf((TA *)dprev + at, dgn[i] * nn * g * (1.0f - g));
 	}
 }
 
@@ -633,19 +749,14 @@ __global__ static void k_lin_bwd(float *dq, float *dk, float *dv, const float *d
 		}
 }
 
-__global__ static void k_silu(float *out, const float *pre, size_t n)
+/* planar fp32 q, k, v = SiLU(pre) for the fp32 lightning kernel */
+template <typename TA> __global__ static void k_silu(float *out, const void *prev, size_t n, int Hd)
 {
 	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
-	if (i < n)
-		out[i] = pre[i] * sigm(pre[i]);
-}
-
-/* d_pre = d_post * silu'(pre), in place */
-__global__ static void k_dsilu_f32(float *d, const float *pre, size_t n)
-{
-	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
-	if (i < n)
-		d[i] *= dsilu(pre[i]);
+	if (i < 3 * n) {
+		float a = ldf(((const TA *)prev)[qkv_at(i, n, Hd)]);
+		out[i] = a * sigm(a);
+	}
 }
 
 /* router: softmax over E, top-k (ties to the lower index), renormalised gates */
@@ -679,29 +790,129 @@ __global__ static void k_route(float *prob, int *sel, float *gate, const float *
 		gate[(size_t)t * K + j] = p[sel[(size_t)t * K + j]] / S;
 }
 
-__global__ static void k_gather(float *xp, const float *x, const int *perm, int R, int D)
+/* Routing on the device, one block of 1024 threads: a stable counting sort
+ * of the R = T K assignments by expert (rowof[i] = row of assignment i,
+ * perm[row] = i, -1 on padding rows), the segment offsets and capacity to
+ * offs (E + 2: offs[0..E], then the capacity, 0 for compact segments), the
+ * balance loss to *aux and its gradient per token to auxc. Segments are
+ * padded to cap = max count rounded up to rnd unless compact or E cap > Rp. */
+#define SORT_THREADS 1024
+__global__ static void __launch_bounds__(SORT_THREADS)
+        k_route_sort(int *perm, int *rowof, int *offs, float *auxc, double *aux, const int *sel,
+                     const float *prob, int T, int E, int K, int Rp, int compact, int rnd,
+                     double coef)
 {
-	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
-	if (i < (size_t)R * D)
-		xp[i] = x[(size_t)perm[i / D] * D + i % D];
+	__shared__ int wcnt[SORT_THREADS / 32][64];
+	__shared__ int cnt[64], off[65], s_cap;
+	__shared__ double pm[64];
+	int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, R = T * K;
+	if (tid < 64) {
+		cnt[tid] = 0;
+		pm[tid] = 0;
+	}
+	for (int base = 0; base < R; base += SORT_THREADS) {
+		int i = base + tid, e = i < R ? sel[i] : -1, rk;
+		unsigned peers;
+		for (int j = tid; j < SORT_THREADS / 32 * 64; j += SORT_THREADS)
+			wcnt[j / 64][j % 64] = 0;
+		__syncthreads();
+		peers = __match_any_sync(0xffffffffu, e);
+		rk = __popc(peers & ((1u << lane) - 1u)); /* rank among the warp's equals */
+		if (e >= 0 && rk == 0)
+			wcnt[w][e] = __popc(peers);
+		__syncthreads();
+		if (tid < E) { /* exclusive prefix over the warps, after earlier chunks */
+			int run = cnt[tid];
+			for (int v = 0; v < SORT_THREADS / 32; v++) {
+				int c = wcnt[v][tid];
+				wcnt[v][tid] = run;
+				run += c;
+			}
+			cnt[tid] = run;
+		}
+		__syncthreads();
+		if (e >= 0)
+			rowof[i] = wcnt[w][e] + rk; /* rank within expert e */
+		__syncthreads();
+	}
+	if (tid == 0) {
+		int mx = 0, cap;
+		for (int e = 0; e < E; e++)
+			mx = cnt[e] > mx ? cnt[e] : mx;
+		cap = (mx + rnd - 1) / rnd * rnd;
+		if (compact || (long long)cap * E > Rp)
+			cap = 0;
+		off[0] = 0;
+		for (int e = 0; e < E; e++)
+			off[e + 1] = off[e] + (cap ? cap : cnt[e]);
+		for (int e = 0; e <= E; e++)
+			offs[e] = off[e];
+		offs[E + 1] = cap;
+		s_cap = cap;
+	}
+	__syncthreads();
+	if (s_cap)
+		for (int r = tid; r < off[E]; r += SORT_THREADS)
+			perm[r] = -1;
+	__syncthreads();
+	for (int i = tid; i < R; i += SORT_THREADS) {
+		int r = off[sel[i]] + rowof[i];
+		rowof[i] = r;
+		perm[r] = i;
+	}
+	/* balance loss: coef E sum_e f_e P_e, f_e = count / R, P_e = mean prob */
+	for (int e = 0; e < E; e++) {
+		double sum = 0;
+		for (int t = tid; t < T; t += SORT_THREADS)
+			sum += prob[(size_t)t * E + e];
+		for (int o = 16; o > 0; o >>= 1)
+			sum += __shfl_xor_sync(0xffffffffu, sum, o);
+		if (lane == 0)
+			atomicAdd(&pm[e], sum);
+	}
+	__syncthreads();
+	if (tid == 0) {
+		double a = 0;
+		for (int e = 0; e < E; e++) {
+			double f = (double)cnt[e] / R;
+			a += f * pm[e] / T;
+			auxc[e] = (float)(coef * E * f / T);
+		}
+		*aux = a * coef * E;
+	}
 }
 
-__global__ static void k_swiglu(float *hh, const float *h1, const float *h3, size_t n)
+/* xp[row] = x[token of perm[row]] (zero on padding rows), in type TA */
+template <typename TA>
+__global__ static void k_gather(void *xpv, const float *x, const int *perm, int rows, int K, int D)
 {
 	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
-	if (i < n)
-		hh[i] = h1[i] * sigm(h1[i]) * h3[i];
+	if (i < (size_t)rows * D) {
+		int a = perm[i / D];
+		stf((TA *)xpv + i, a >= 0 ? x[(size_t)(a / K) * D + i % D] : 0.0f);
+	}
 }
 
-/* dh (in dh1's place) -> dh1, dh3 */
-__global__ static void k_swiglu_bwd(float *dh1, float *dh3, const float *dh, const float *h1,
-                                    const float *h3, size_t n)
+template <typename TA>
+__global__ static void k_swiglu(void *hhv, const void *h1v, const void *h3v, size_t n)
 {
 	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
 	if (i < n) {
-		float a = h1[i], g = dh[i];
-		dh3[i] = g * a * sigm(a);
-		dh1[i] = g * h3[i] * dsilu(a);
+		float a = ldf(((const TA *)h1v)[i]);
+		stf((TA *)hhv + i, a * sigm(a) * ldf(((const TA *)h3v)[i]));
+	}
+}
+
+/* dh -> dh1, dh3 */
+template <typename TA>
+__global__ static void k_swiglu_bwd(void *dh1v, void *dh3v, const void *dhv, const void *h1v,
+                                    const void *h3v, size_t n)
+{
+	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+	if (i < n) {
+		float a = ldf(((const TA *)h1v)[i]), g = ldf(((const TA *)dhv)[i]);
+		stf((TA *)dh3v + i, g * a * sigm(a));
+		stf((TA *)dh1v + i, g * ldf(((const TA *)h3v)[i]) * dsilu(a));
 	}
 }
 
@@ -719,15 +930,24 @@ __global__ static void k_combine(float *y, const float *yp, const float *gate, c
 	y[i] = s;
 }
 
-/* a block per (t, j): dyp[row] = gate dy[t], dgate = dy[t] . yp[row] */
-__global__ static void k_combine_bwd(float *dyp, float *dgate, const float *dy, const float *yp,
-                                     const float *gate, const int *rowof, int K, int D)
+/* a block per row, assignment tj = perm[row] (t = tj / K): dyp[row] =
+ * gate dy[t] (TA; zero on padding rows), dgate[tj] = dy[t] . yp[row] */
+template <typename TA>
+__global__ static void k_combine_bwd(void *dypv, float *dgate, const float *dy, const float *yp,
+                                     const float *gate, const int *perm, int K, int D)
 {
-	int tj = blockIdx.x, t = tj / K, row = rowof[tj];
-	float g = gate[tj], s = 0;
+	int row = blockIdx.x, tj = perm[row], t = tj / K;
+	TA *dyp = (TA *)dypv + (size_t)row * D;
+	float g, s = 0;
+	if (tj < 0) {
+		for (int c = threadIdx.x; c < D; c += blockDim.x)
+			stf(&dyp[c], 0.0f);
+		return;
+	}
+	g = gate[tj];
 	for (int c = threadIdx.x; c < D; c += blockDim.x) {
 		float v = dy[(size_t)t * D + c];
-		dyp[(size_t)row * D + c] = g * v;
+		stf(&dyp[c], g * v);
 		s += v * yp[(size_t)row * D + c];
 	}
 	s = block_sum(s);
@@ -761,7 +981,7 @@ __global__ static void k_route_bwd(float *dlogit, const float *prob, const int *
 		dlogit[(size_t)t * E + e] = p[e] * (dp[e] - sp);
 }
 
-/* dx[t] += sum_j dxp[rowof[t, j]] */
+/* dx[t] = sum_j dxp[rowof[t, j]] */
 __global__ static void k_scatter(float *dx, const float *dxp, const int *rowof, int T, int K, int D)
 {
 	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
@@ -771,7 +991,7 @@ __global__ static void k_scatter(float *dx, const float *dxp, const int *rowof, 
 	float s = 0;
 	for (int j = 0; j < K; j++)
 		s += dxp[(size_t)rowof[(size_t)t * K + j] * D + c];
-	dx[i] += s;
+	dx[i] = s;
 }
 
 /* loss rows: a block per token; logits overwritten with dloss/dlogits.
@@ -840,9 +1060,10 @@ __global__ static void k_sumsq(float *out, const float *g, size_t n)
 		out[blockIdx.x] = s;
 }
 
-__global__ static void k_adamw(float *p, const float *g, float *m, float *v, size_t n, float scale,
-                               float lr, float b1, float b2, float eps, float wd, float bc1,
-                               float bc2)
+/* the AdamW update; pb (bf16 mode) gets the bf16 copy of the new weights */
+__global__ static void k_adamw(float *p, uint16_t *pb, const float *g, float *m, float *v, size_t n,
+                               float scale, float lr, float b1, float b2, float eps, float wd,
+                               float bc1, float bc2)
 {
 	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
 	if (i >= n)
@@ -850,9 +1071,13 @@ __global__ static void k_adamw(float *p, const float *g, float *m, float *v, siz
 	float gi = g[i] * scale;
 	float mi = b1 * m[i] + (1.0f - b1) * gi;
 	float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
+	float pi = p[i];
 	m[i] = mi;
 	v[i] = vi;
-	p[i] -= lr * ((mi / bc1) / (sqrtf(vi / bc2) + eps) + wd * p[i]);
+	pi -= lr * ((mi / bc1) / (sqrtf(vi / bc2) + eps) + wd * pi);
+	p[i] = pi;
+	if (pb)
+		pb[i] = f2bf(pi);
 }
 
 /* inputs of the fused head: targets clamped to >= 0 with a mask; for
@@ -872,56 +1097,263 @@ __global__ static void k_pl_prep(int *tgt_c, uint8_t *mask, float *old, float *a
 
 /* ---- GEMMs (row-major views) ---------------------------------------------- */
 
-/* fp32 GEMMs run CUBLAS_COMPUTE_32F (no TF32); bf16 mode keeps fp32
- * operands and lets cuBLAS compute on bf16 tensor cores (FAST_16BF). Tried
- * and dropped: converting both operands to bf16 copies before each GEMM
- * (H100: 117 vs 70 ms a benchmark step). */
+/* fp32 GEMMs run CUBLAS_COMPUTE_32F (no TF32); bf16 operands run
+ * CUBLAS_COMPUTE_32F (bf16 tensor cores, fp32 accumulation); fp32 operands
+ * in bf16 mode (POLICY_GPU_ACT=fp32, and the softmax layer's wo) let cuBLAS
+ * down-convert (FAST_16BF). Tried and dropped: converting both operands to
+ * bf16 copies before each GEMM (H100: 117 vs 70 ms a benchmark step). */
 static cublasComputeType_t ctype(const struct policy_gpu *g, int force32)
 {
 	return force32 || g->prec == POLICY_GPU_FP32 ? CUBLAS_COMPUTE_32F
 	                                             : CUBLAS_COMPUTE_32F_FAST_16BF;
 }
 
-/* Y (T, O) = X (T, I) W^T (+ beta Y), W (O, I) */
-static int mm_fwd(struct policy_gpu *g, float *Y, const float *X, const float *W, int T, int I,
-                  int O, float beta, int f32)
+/* column-major C (m, n) = op(A) op(B) + beta C; A and B of type ab, C of
+ * type ct; strided-batched when batch > 1 */
+static int gemm(struct policy_gpu *g, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                int k, const void *A, int lda, long long sa, const void *B, int ldb, long long sb,
+                cudaDataType_t ab, float beta, void *C, cudaDataType_t ct, int ldc, long long sc,
+                int batch, int f32)
 {
 	float one = 1.0f;
-	if (!T || !I || !O)
+	cublasComputeType_t cp = ab == CUDA_R_16BF ? CUBLAS_COMPUTE_32F : ctype(g, f32);
+	cublasStatus_t st;
+	double t0;
+	if (!m || !n || !k || !batch)
 		return 0;
-	CKB(cublasGemmEx(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, O, T, I, &one, W, CUDA_R_32F, I, X,
-	                 CUDA_R_32F, I, &beta, Y, CUDA_R_32F, O, ctype(g, f32),
-	                 CUBLAS_GEMM_DEFAULT));
+	t0 = g->prof ? now_s() : 0;
+	if (batch == 1)
+		st = cublasGemmEx(g->blas, ta, tb, m, n, k, &one, A, ab, lda, B, ab, ldb, &beta, C,
+		                  ct, ldc, cp, CUBLAS_GEMM_DEFAULT);
+	else
+		st = cublasGemmStridedBatchedEx(g->blas, ta, tb, m, n, k, &one, A, ab, lda, sa, B,
+		                                ab, ldb, sb, &beta, C, ct, ldc, sc, batch, cp,
+		                                CUBLAS_GEMM_DEFAULT);
+	if (g->prof)
+		g->prof_t[PROF_GEMM_HOST] += now_s() - t0;
+	if (st != CUBLAS_STATUS_SUCCESS)
+		return swerve_error_set(SWERVE_ERROR,
+		                        "gpu: cuBLAS GEMM %dx%dx%d (batch %d): status %d", m, n, k,
+		                        batch, (int)st);
 	return 0;
+}
+
+/* the cuBLASLt descriptors of one GEMM (column-major, as gemm()) */
+struct lt_call {
+	cublasLtMatmulDesc_t op;
+	cublasLtMatrixLayout_t la, lb, lc;
+};
+
+static void lt_call_free(struct lt_call *c)
+{
+	if (c->la)
+		cublasLtMatrixLayoutDestroy(c->la);
+	if (c->lb)
+		cublasLtMatrixLayoutDestroy(c->lb);
+	if (c->lc)
+		cublasLtMatrixLayoutDestroy(c->lc);
+	if (c->op)
+		cublasLtMatmulDescDestroy(c->op);
+}
+
+#define LTOK(x) ((x) == CUBLAS_STATUS_SUCCESS)
+static int lt_call_make(struct lt_call *c, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                        int k, int lda, long long sa, int ldb, long long sb, cudaDataType_t ab,
+                        cudaDataType_t ct, int ldc, long long sc, int batch)
+{
+	int ok;
+	memset(c, 0, sizeof(*c));
+	ok = LTOK(cublasLtMatmulDescCreate(&c->op, CUBLAS_COMPUTE_32F, CUDA_R_32F)) &&
+	     LTOK(cublasLtMatmulDescSetAttribute(c->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta,
+	                                         sizeof(ta))) &&
+	     LTOK(cublasLtMatmulDescSetAttribute(c->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb,
+	                                         sizeof(tb))) &&
+	     LTOK(cublasLtMatrixLayoutCreate(&c->la, ab, ta == CUBLAS_OP_N ? m : k,
+	                                     ta == CUBLAS_OP_N ? k : m, lda)) &&
+	     LTOK(cublasLtMatrixLayoutCreate(&c->lb, ab, tb == CUBLAS_OP_N ? k : n,
+	                                     tb == CUBLAS_OP_N ? n : k, ldb)) &&
+	     LTOK(cublasLtMatrixLayoutCreate(&c->lc, ct, m, n, ldc));
+	if (ok && batch > 1) {
+		int32_t bc = batch;
+		cublasLtMatrixLayout_t ls[3] = {c->la, c->lb, c->lc};
+		int64_t st[3] = {sa, sb, sc};
+		for (int i = 0; i < 3; i++)
+			ok = ok &&
+			     LTOK(cublasLtMatrixLayoutSetAttribute(
+			             ls[i], CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &bc, sizeof(bc))) &&
+			     LTOK(cublasLtMatrixLayoutSetAttribute(
+			             ls[i], CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &st[i],
+			             sizeof(st[i])));
+	}
+	return ok;
+}
+
+/* the heuristic's first choice for c (16-byte alignment, the workspace) */
+static int lt_pick(struct policy_gpu *g, struct lt_call *c, cublasLtMatmulAlgo_t *algo)
+{
+	cublasLtMatmulPreference_t pref = NULL;
+	cublasLtMatmulHeuristicResult_t res;
+	uint32_t al = 16;
+	uint64_t wsb = g->lt_ws_bytes;
+	int nres = 0, ok;
+	memset(&res, 0, sizeof(res));
+	ok = LTOK(cublasLtMatmulPreferenceCreate(&pref)) &&
+	     LTOK(cublasLtMatmulPreferenceSetAttribute(
+	             pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb, sizeof(wsb))) &&
+	     LTOK(cublasLtMatmulPreferenceSetAttribute(
+	             pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al, sizeof(al))) &&
+	     LTOK(cublasLtMatmulPreferenceSetAttribute(
+	             pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al, sizeof(al))) &&
+	     LTOK(cublasLtMatmulPreferenceSetAttribute(
+	             pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al, sizeof(al))) &&
+	     LTOK(cublasLtMatmulPreferenceSetAttribute(
+	             pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al, sizeof(al))) &&
+	     LTOK(cublasLtMatmulAlgoGetHeuristic(g->lt, c->op, c->la, c->lb, c->lc, c->lc, pref, 1,
+	                                         &res, &nres)) &&
+	     nres > 0;
+	if (pref)
+		cublasLtMatmulPreferenceDestroy(pref);
+	if (ok)
+		*algo = res.algo;
+	return ok;
+}
+
+/* gemm() through cuBLASLt with the algorithm of the slot (kind, I, O, C
+ * type, accumulate, batched): the heuristic's choice at the slot's first
+ * use, reused for every other row count. Where the cached algorithm refuses
+ * a shape, plain cuBLAS runs it (counted in lt_fallbacks). */
+static int lt_gemm(struct policy_gpu *g, int kind, int I, int O, cublasOperation_t ta,
+                   cublasOperation_t tb, int m, int n, int k, const void *A, int lda, long long sa,
+                   const void *B, int ldb, long long sb, cudaDataType_t ab, float beta, void *C,
+                   cudaDataType_t ct, int ldc, long long sc, int batch)
+{
+	struct lt_call c;
+	struct lt_slot *sl = NULL;
+	float one = 1.0f;
+	int acc = beta != 0.0f, ok;
+	double t0;
+	if (!m || !n || !k || !batch)
+		return 0;
+	t0 = g->prof ? now_s() : 0;
+	for (int i = 0; i < LT_SLOTS && !sl; i++) {
+		struct lt_slot *s = &g->lts[i];
+		if (!s->used) {
+			memset(s, 0, sizeof(*s));
+			s->used = 1;
+			s->kind = kind;
+			s->I = I;
+			s->O = O;
+			s->yt = (int)ct;
+			s->acc = acc;
+			s->batched = batch > 1;
+			sl = s;
+		} else if (s->kind == kind && s->I == I && s->O == O && s->yt == (int)ct &&
+		           s->acc == acc && s->batched == (batch > 1))
+			sl = s;
+	}
+	ok = lt_call_make(&c, ta, tb, m, n, k, lda, sa, ldb, sb, ab, ct, ldc, sc, batch);
+	if (ok && sl && !sl->ok)
+		sl->ok = lt_pick(g, &c, &sl->algo);
+	ok = ok && sl && sl->ok &&
+	     LTOK(cublasLtMatmul(g->lt, c.op, &one, A, c.la, B, c.lb, &beta, C, c.lc, C, c.lc,
+	                         &sl->algo, g->lt_ws, g->lt_ws_bytes, 0));
+	lt_call_free(&c);
+	g->lt_calls++;
+	if (g->prof)
+		g->prof_t[PROF_GEMM_HOST] += now_s() - t0;
+	if (ok)
+		return 0;
+	g->lt_fallbacks++;
+	return gemm(g, ta, tb, m, n, k, A, lda, sa, B, ldb, sb, ab, beta, C, ct, ldc, sc, batch, 0);
+}
+
+/* Y (T, O) = X (T, I) W^T (+ beta Y), W (O, I); X and W of type ab */
+static int mm_fwd(struct policy_gpu *g, void *Y, cudaDataType_t yt, const void *X, const void *W,
+                  cudaDataType_t ab, int T, int I, int O, float beta, int f32)
+{
+	return gemm(g, CUBLAS_OP_T, CUBLAS_OP_N, O, T, I, W, I, 0, X, I, 0, ab, beta, Y, yt, O, 0,
+	            1, f32);
 }
 
 /* dX (T, I) = dY (T, O) W (+ beta dX) */
-static int mm_dx(struct policy_gpu *g, float *dX, const float *dY, const float *W, int T, int I,
-                 int O, float beta, int f32)
+static int mm_dx(struct policy_gpu *g, void *dX, cudaDataType_t xt, const void *dY, const void *W,
+                 cudaDataType_t ab, int T, int I, int O, float beta, int f32)
 {
-	float one = 1.0f;
-	if (!T || !I || !O)
-		return 0;
-	CKB(cublasGemmEx(g->blas, CUBLAS_OP_N, CUBLAS_OP_N, I, T, O, &one, W, CUDA_R_32F, I, dY,
-	                 CUDA_R_32F, O, &beta, dX, CUDA_R_32F, I, ctype(g, f32),
-	                 CUBLAS_GEMM_DEFAULT));
+	return gemm(g, CUBLAS_OP_N, CUBLAS_OP_N, I, T, O, W, I, 0, dY, O, 0, ab, beta, dX, xt, I, 0,
+	            1, f32);
+}
+
+/* dW (O, I) += dY^T (O, T) X (T, I), dW fp32 */
+static int mm_dw(struct policy_gpu *g, float *dW, const void *dY, const void *X, cudaDataType_t ab,
+                 int T, int I, int O, int f32)
+{
+	return gemm(g, CUBLAS_OP_N, CUBLAS_OP_T, I, O, T, X, I, 0, dY, O, 0, ab, 1.0f, dW,
+	            CUDA_R_32F, I, 0, 1, f32);
+}
+
+/* the weights of GEMM operands: the bf16 copy in bf16 mode */
+static const void *wp(const struct policy_gpu *g, size_t off)
+{
+	return g->ab ? (const void *)(g->pb + off) : (const void *)(g->params + off);
+}
+
+static size_t tsize(cudaDataType_t t)
+{
+	return t == CUDA_R_16BF ? 2 : 4;
+}
+
+/* The E expert GEMMs of one projection (W_e (O, I) at W + e O I, activation
+ * operands of g->at): one strided-batched GEMM over the padded segments, or
+ * a GEMM per compact segment.
+ *   EX_FWD: Y (rows, O) = A1 (rows, I) W_e^T
+ *   EX_DX:  Y (rows, I) = A1 (rows, O) W_e (+ beta Y)
+ *   EX_DW:  dW_e (O, I) += A1^T (O, rows) A2 (rows, I), Y = the fp32 dW */
+enum { EX_FWD, EX_DX, EX_DW };
+static int xgemm(struct policy_gpu *g, int kind, int I, int O, cublasOperation_t ta,
+                 cublasOperation_t tb, int m, int n, int k, const void *A, int lda, long long sa,
+                 const void *B, int ldb, long long sb, cudaDataType_t ab, float beta, void *C,
+                 cudaDataType_t ct, int ldc, long long sc, int batch)
+{
+	if (g->use_lt)
+		return lt_gemm(g, kind, I, O, ta, tb, m, n, k, A, lda, sa, B, ldb, sb, ab, beta, C,
+		               ct, ldc, sc, batch);
+	return gemm(g, ta, tb, m, n, k, A, lda, sa, B, ldb, sb, ab, beta, C, ct, ldc, sc, batch, 0);
+}
+
+static int expert_mm(struct policy_gpu *g, const struct glayer *ly, int kind, void *Y,
+                     cudaDataType_t yt, const void *A1, const void *A2, const void *W, int I, int O,
+                     float beta)
+{
+	int E = g->cfg.n_experts, cap = ly->h_cap, batch = cap ? E : 1;
+	size_t as = g->as, ys = tsize(yt);
+	int w1 = kind == EX_FWD ? I : O, wy = kind == EX_FWD ? O : I;
+	long long sW = (long long)O * I;
+	for (int e = 0; e < (cap ? 1 : E); e++) {
+		int o = cap ? 0 : ly->h_off[e], n = cap ? cap : ly->h_off[e + 1] - o;
+		const char *a1 = (const char *)A1 + (size_t)o * w1 * as;
+		const char *we = W ? (const char *)W + (size_t)e * sW * as : NULL;
+		if (kind == EX_DW) {
+			const char *a2 = (const char *)A2 + (size_t)o * I * as;
+			CKR(xgemm(g, kind, I, O, CUBLAS_OP_N, CUBLAS_OP_T, I, O, n, a2, I,
+			          (long long)cap * I, a1, O, (long long)cap * O, g->at, 1.0f,
+			          (float *)Y + (size_t)e * sW, CUDA_R_32F, I, sW, batch));
+		} else {
+			char *y = (char *)Y + (size_t)o * wy * ys;
+			if (kind == EX_FWD)
+				CKR(xgemm(g, kind, I, O, CUBLAS_OP_T, CUBLAS_OP_N, O, n, I, we, I,
+				          sW, a1, I, (long long)cap * I, g->at, beta, y, yt, O,
+				          (long long)cap * O, batch));
+			else
+				CKR(xgemm(g, kind, I, O, CUBLAS_OP_N, CUBLAS_OP_N, I, n, O, we, I,
+				          sW, a1, O, (long long)cap * O, g->at, beta, y, yt, I,
+				          (long long)cap * I, batch));
+		}
+	}
 	return 0;
 }
 
-/* dW (O, I) += dY^T (O, T) X (T, I) */
-static int mm_dw(struct policy_gpu *g, float *dW, const float *dY, const float *X, int T, int I,
-                 int O, int f32)
-{
-	float one = 1.0f;
-	if (!T || !I || !O)
-		return 0;
-	CKB(cublasGemmEx(g->blas, CUBLAS_OP_N, CUBLAS_OP_T, I, O, T, &one, X, CUDA_R_32F, I, dY,
-	                 CUDA_R_32F, O, &one, dW, CUDA_R_32F, I, ctype(g, f32),
-	                 CUBLAS_GEMM_DEFAULT));
-	return 0;
-}
-
-/* C = op(A) op(B), column-major, batched with strides (fp32, no TF32) */
+/* C = op(A) op(B), column-major, batched with strides (fp32; TF32 in bf16
+ * mode) */
 static int gemm_b(struct policy_gpu *g, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
                   int k, const float *A, int lda, long long sa, const float *B, int ldb,
                   long long sb, float beta, float *C, int ldc, long long sc, int batch)
@@ -929,7 +1361,8 @@ static int gemm_b(struct policy_gpu *g, cublasOperation_t ta, cublasOperation_t 
 	float one = 1.0f;
 	CKB(cublasGemmStridedBatchedEx(g->blas, ta, tb, m, n, k, &one, A, CUDA_R_32F, lda, sa, B,
 	                               CUDA_R_32F, ldb, sb, &beta, C, CUDA_R_32F, ldc, sc, batch,
-	                               CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+	                               g->ab ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F,
+	                               CUBLAS_GEMM_DEFAULT));
 	return 0;
 }
 
@@ -1034,7 +1467,7 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 	int ndev = 0, D = cfg->dim, Hd = cfg->n_heads * cfg->head_dim;
 	int KVd = cfg->n_kv_heads * cfg->head_dim, E = cfg->n_experts, K = cfg->top_k;
 	int F = cfg->expert_hidden, H = cfg->n_heads, V = cfg->vocab_size;
-	size_t TK = (size_t)Tm * K, big;
+	size_t TK = (size_t)Tm * K, big, Rp, as;
 
 	if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev < 1)
 		return swerve_error_set(SWERVE_EUNSUPPORTED, "gpu: no CUDA device");
@@ -1047,20 +1480,53 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 			                        "gpu: lightning layers need head_dim 64 or 128 "
 			                        "(kernels/lightning), got %d",
 			                        cfg->head_dim);
+	for (int l = 0; l < cfg->n_layers; l++) {
+		const struct policy_layer_params *lp = &L->layers[l];
+		size_t m = (size_t)Hd * D;
+		if (!lp->softmax &&
+		    (lp->wk != lp->wq + m || lp->wv != lp->wk + m || lp->wgate != lp->wv + m))
+			return swerve_error_set(SWERVE_EINVAL,
+			                        "gpu: layer %d: wq, wk, wv, wgate are not adjacent "
+			                        "in the parameter layout",
+			                        l);
+	}
 	g->cfg = *cfg;
 	g->L = L;
 	g->Tm = Tm;
 	g->Sm = Sm;
 	g->prec = prec;
+	g->ab = prec == POLICY_GPU_BF16 &&
+	        !(getenv("POLICY_GPU_ACT") && !strcmp(getenv("POLICY_GPU_ACT"), "fp32"));
+	g->at = g->ab ? CUDA_R_16BF : CUDA_R_32F;
+	g->as = as = g->ab ? 2 : 4;
+	g->moe_loop = getenv("POLICY_GPU_MOE") && !strcmp(getenv("POLICY_GPU_MOE"), "loop");
+	g->moe_round = getenv("POLICY_GPU_MOE_ROUND") ? atoi(getenv("POLICY_GPU_MOE_ROUND")) : 64;
+	g->use_lt = g->ab && !(getenv("POLICY_GPU_LT") && !strcmp(getenv("POLICY_GPU_LT"), "0"));
+	if (g->moe_round < 1 || g->moe_round > 4096)
+		return swerve_error_set(SWERVE_EINVAL,
+		                        "gpu: POLICY_GPU_MOE_ROUND must be 1..4096 rows");
+	/* the MoE rows: T K assignments, padded up to 1.5 T K plus a round a
+	 * segment */
+	Rp = TK + TK / 2 + (size_t)E * g->moe_round;
+	if (Rp > (size_t)Tm * E)
+		Rp = (size_t)Tm * E > TK ? (size_t)Tm * E : TK;
+	g->Rp = (int)Rp;
 	g->prof = getenv("POLICY_GPU_PROFILE") && atoi(getenv("POLICY_GPU_PROFILE")) > 0;
 	g->attn_gemm = !(getenv("POLICY_GPU_ATTN") && !strcmp(getenv("POLICY_GPU_ATTN"), "naive"));
 	g->lin32 = prec == POLICY_GPU_FP32 || (getenv("POLICY_GPU_LIGHTNING") &&
 	                                       !strcmp(getenv("POLICY_GPU_LIGHTNING"), "fp32"));
 	CKB(cublasCreate(&g->blas));
+	if (g->use_lt) {
+		CKB(cublasLtCreate(&g->lt));
+		g->lt_ws_bytes = (size_t)64 << 20;
+		CK(cudaMalloc(&g->lt_ws, g->lt_ws_bytes));
+	}
 	ALLOC(g->params, L->total);
 	ALLOC(g->grads, L->total);
 	ALLOC(g->m, L->total);
 	ALLOC(g->v, L->total);
+	if (g->ab)
+		ALLOC(g->pb, L->total);
 	CK(cudaMemset(g->m, 0, L->total * 4));
 	CK(cudaMemset(g->v, 0, L->total * 4));
 	{
@@ -1076,7 +1542,7 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 	for (int l = 0; l < cfg->n_layers; l++) {
 		struct glayer *y = &g->ly[l];
 		ALLOC(y->xin, (size_t)Tm * D);
-		ALLOC(y->n1, (size_t)Tm * D);
+		CK(cudaMalloc(&y->n1, (size_t)Tm * D * as + 16));
 		ALLOC(y->rstd1, Tm);
 		ALLOC(y->hmid, (size_t)Tm * D);
 		ALLOC(y->n2, (size_t)Tm * D);
@@ -1088,27 +1554,28 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 			ALLOC(y->o, (size_t)Tm * Hd);
 			ALLOC(y->lse, (size_t)Tm * H);
 		} else {
-			ALLOC(y->pre, (size_t)3 * Tm * Hd);
+			CK(cudaMalloc(&y->pre, (size_t)4 * Tm * Hd * as + 16));
 			ALLOC(y->qkv_b, (size_t)3 * Tm * Hd);
 			if (g->lin32)
 				ALLOC(y->qkv_f, (size_t)3 * Tm * Hd);
 			ALLOC(y->o, (size_t)Tm * Hd);
 			ALLOC(y->rstd_o, Tm);
-			ALLOC(y->gpre, (size_t)Tm * Hd);
-			ALLOC(y->gn, (size_t)Tm * Hd);
+			CK(cudaMalloc(&y->gn, (size_t)Tm * Hd * as + 16));
 		}
 		ALLOC(y->prob, (size_t)Tm * E);
 		ALLOC(y->gate, TK);
 		ALLOC(y->sel, TK);
-		ALLOC(y->perm, TK);
+		ALLOC(y->perm, Rp);
 		ALLOC(y->rowof, TK);
+		ALLOC(y->auxc, E);
 		y->h_off = (int *)calloc((size_t)E + 1, sizeof(int));
-		y->h_auxc = (float *)calloc((size_t)E, sizeof(float));
-		ALLOC(y->xp, TK * D);
-		ALLOC(y->h1, TK * F);
-		ALLOC(y->h3, TK * F);
-		ALLOC(y->hh, TK * F);
-		ALLOC(y->yp, TK * D);
+		if (!y->h_off)
+			return swerve_error_set(SWERVE_ENOMEM, "gpu: out of memory");
+		CK(cudaMalloc(&y->xp, Rp * D * as + 16));
+		CK(cudaMalloc(&y->h1, Rp * F * as + 16));
+		CK(cudaMalloc(&y->h3, Rp * F * as + 16));
+		CK(cudaMalloc(&y->hh, Rp * F * as + 16));
+		ALLOC(y->yp, Rp * D);
 	}
 	ALLOC(g->x, (size_t)Tm * D);
 	ALLOC(g->xf, (size_t)Tm * D);
@@ -1117,11 +1584,19 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 	ALLOC(g->logits, (size_t)Tm * V);
 	ALLOC(g->dx, (size_t)Tm * D);
 	ALLOC(g->dn, (size_t)Tm * D);
-	/* scratch sized for the largest per-layer need */
+	/* scratch sized for the largest per-layer need (floats) */
 	big = (size_t)Tm * (4 * Hd + D);
-	if (TK * (2 * D + 3 * F) > big)
-		big = TK * (2 * D + 3 * F);
-	ALLOC(g->dt1, (size_t)Tm * (Hd > D ? Hd : D) * 3);
+	if ((Rp * ((D + 3 * F) * as + 4 * D) + 64) / 4 > big)
+		big = (Rp * ((D + 3 * F) * as + 4 * D) + 64) / 4;
+	{
+		size_t n1 = (size_t)Tm * (Hd > D ? Hd : D) * 4;
+		ALLOC(g->dt1, n1 > (size_t)Tm * (K + E) ? n1 : (size_t)Tm * (K + E));
+	}
+	if (g->ab)
+		ALLOC(g->dxb, (size_t)Tm * D);
+	ALLOC(g->offs, E + 2);
+	ALLOC(g->aux_d, cfg->n_layers);
+	g->h_offs = (int *)calloc((size_t)E + 2, sizeof(int));
 	ALLOC(g->dt2, (size_t)Tm * (Hd > D ? Hd : D));
 	ALLOC(g->dt3, (size_t)Tm * (Hd > D ? Hd : D));
 	ALLOC(g->dbig, big);
@@ -1155,11 +1630,7 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 		ALLOC(g->pl_loss, 1);
 	}
 	g->h_tl = (float *)malloc((size_t)4 * Tm * sizeof(float));
-	g->h_prob = (float *)malloc((size_t)Tm * E * sizeof(float));
-	g->h_sel = (int *)malloc(TK * sizeof(int));
-	g->h_perm = (int *)malloc(TK * sizeof(int));
-	g->h_rowof = (int *)malloc(TK * sizeof(int));
-	if (!g->h_tl || !g->h_prob || !g->h_sel || !g->h_perm || !g->h_rowof)
+	if (!g->h_tl || !g->h_offs)
 		return swerve_error_set(SWERVE_ENOMEM, "gpu: out of memory");
 	return 0;
 }
@@ -1186,14 +1657,13 @@ void policy_gpu_free(struct policy_gpu *g)
 		return;
 	for (int l = 0; g->ly && l < g->cfg.n_layers; l++) {
 		struct glayer *y = &g->ly[l];
-		void *p[] = {y->xin,   y->n1,    y->rstd1, y->hmid,   y->n2,   y->rstd2, y->pre,
-		             y->qkv_b, y->qkv_f, y->o,     y->rstd_o, y->gpre, y->gn,    y->q,
-		             y->k,     y->v,     y->lse,   y->prob,   y->gate, y->sel,   y->perm,
-		             y->rowof, y->xp,    y->h1,    y->h3,     y->hh,   y->yp};
+		void *p[] = {y->xin,   y->n1,    y->rstd1, y->hmid,   y->n2,  y->rstd2, y->pre,
+		             y->qkv_b, y->qkv_f, y->o,     y->rstd_o, y->gn,  y->q,     y->k,
+		             y->v,     y->lse,   y->prob,  y->gate,   y->sel, y->perm,  y->rowof,
+		             y->auxc,  y->xp,    y->h1,    y->h3,     y->hh,  y->yp};
 		for (size_t i = 0; i < sizeof(p) / sizeof(p[0]); i++)
 			cudaFree(p[i]);
 		free(y->h_off);
-		free(y->h_auxc);
 	}
 	{
 		void *p[] = {g->params, g->grads, g->m,      g->v,   g->slopes, g->x,   g->xf,
@@ -1205,27 +1675,38 @@ void policy_gpu_free(struct policy_gpu *g)
 	}
 	if (g->blas)
 		cublasDestroy(g->blas);
+	if (g->lt)
+		cublasLtDestroy(g->lt);
+	cudaFree(g->lt_ws);
 	if (g->pl)
 		swerve_pl_ctx_free(g->pl);
 	{
 		void *p[] = {g->nf_b,   g->tgt_c,   g->mask, g->clip8, g->pl_old,
-		             g->pl_adv, g->pl_loss, g->ws2,  g->att_s, g->att_d};
+		             g->pl_adv, g->pl_loss, g->ws2,  g->att_s, g->att_d,
+		             g->pb,     g->dxb,     g->offs, g->aux_d};
 		for (size_t i = 0; i < sizeof(p) / sizeof(p[0]); i++)
 			cudaFree(p[i]);
 	}
 	free(g->ly);
 	free(g->h_tl);
-	free(g->h_prob);
-	free(g->h_sel);
-	free(g->h_perm);
-	free(g->h_rowof);
+	free(g->h_offs);
 	free(g);
+}
+
+/* after the fp32 weights changed other than through AdamW: the bf16 copy */
+static int params_changed(struct policy_gpu *g)
+{
+	if (g->pb) {
+		k_to_bf16<<<GRID(g->L->total)>>>(g->pb, g->params, g->L->total);
+		LAUNCHED();
+	}
+	return 0;
 }
 
 int policy_gpu_set_params(struct policy_gpu *g, const float *p)
 {
 	CK(cudaMemcpy(g->params, p, g->L->total * 4, cudaMemcpyHostToDevice));
-	return 0;
+	return params_changed(g);
 }
 int policy_gpu_get_params(struct policy_gpu *g, float *p)
 {
@@ -1261,24 +1742,23 @@ static int lightning_fwd(struct policy_gpu *g, int l, float *y, const struct pol
 	const struct policy_config *c = &g->cfg;
 	const struct policy_layer_params *lp = &g->L->layers[l];
 	struct glayer *ly = &g->ly[l];
-	const float *P = g->params;
 	int T = b->n_tokens, D = c->dim, Hd = c->n_heads * c->head_dim;
 	size_t n = (size_t)T * Hd, need;
 	struct swerve_lightning_dims dims = {b->n_seqs, c->n_heads, c->head_dim, maxlen};
 
-	CKR(mm_fwd(g, ly->pre, ly->n1, P + lp->wq, T, D, Hd, 0, 0));
-	CKR(mm_fwd(g, ly->pre + n, ly->n1, P + lp->wk, T, D, Hd, 0, 0));
-	CKR(mm_fwd(g, ly->pre + 2 * n, ly->n1, P + lp->wv, T, D, Hd, 0, 0));
+	/* q, k, v and the gate pre-activation in one GEMM: wq..wgate are one
+	 * (4 Hd, D) matrix */
+	CKR(mm_fwd(g, ly->pre, g->at, ly->n1, wp(g, lp->wq), g->at, T, D, 4 * Hd, 0, 0));
 	mark(g, PROF_LIN_PROJ);
 	if (g->lin32) {
-		k_silu<<<GRID(3 * n)>>>(ly->qkv_f, ly->pre, 3 * n);
+		LAUNCH_A(g, k_silu, NBLK(3 * n), 256, ly->qkv_f, ly->pre, n, Hd);
 		LAUNCHED();
 		k_lin_fwd<<<GRID(n / c->head_dim * 32)>>>(
 		        ly->o, ly->qkv_f, ly->qkv_f + n, ly->qkv_f + 2 * n,
 		        g->slopes + (size_t)l * c->n_heads, g->sstart, T, c->n_heads, c->head_dim);
 		LAUNCHED();
 	} else {
-		k_silu_bf16<<<GRID(3 * n)>>>(ly->qkv_b, ly->pre, 3 * n);
+		LAUNCH_A(g, k_silu_bf16, NBLK(3 * n), 256, ly->qkv_b, ly->pre, n, Hd);
 		LAUNCHED();
 		need = swerve_lightning_forward_workspace(&dims);
 		if (swerve_lightning_backward_workspace(&dims) > need)
@@ -1296,17 +1776,16 @@ static int lightning_fwd(struct policy_gpu *g, int l, float *y, const struct pol
 		LAUNCHED();
 	}
 	mark(g, PROF_LIN_CORE);
-	CKR(mm_fwd(g, ly->gpre, ly->n1, P + lp->wgate, T, D, Hd, 0, 0));
-	k_rms_fwd<<<T, 256>>>(ly->gn, ly->rstd_o, ly->o, P + lp->out_norm, Hd, (float)c->norm_eps);
+	LAUNCH_A(g, k_rms_gate, T, 256, ly->gn, ly->rstd_o, ly->o, g->params + lp->out_norm,
+	         ly->pre, Hd, 4 * Hd, 3 * Hd, (float)c->norm_eps);
 	LAUNCHED();
-	k_gate<<<GRID(n)>>>(ly->gn, ly->gpre, n);
-	LAUNCHED();
-	CKR(mm_fwd(g, y, ly->gn, P + lp->wo, T, Hd, D, 0, 0));
+	CKR(mm_fwd(g, y, CUDA_R_32F, ly->gn, wp(g, lp->wo), g->at, T, Hd, D, 0, 0));
 	mark(g, PROF_LIN_PROJ);
 	return 0;
 }
 
-/* dn (T, D) = d attention input, from dy */
+/* dn (T, D) = d attention input, from dy (fp32 g->dx; its bf16 copy g->dxb
+ * in bf16 mode) */
 static int lightning_bwd(struct policy_gpu *g, int l, float *dn, const float *dy,
                          const struct policy_batch *b, int maxlen)
 {
@@ -1317,20 +1796,22 @@ static int lightning_bwd(struct policy_gpu *g, int l, float *dn, const float *dy
 	float *G = g->grads;
 	int T = b->n_tokens, D = c->dim, Hd = c->n_heads * c->head_dim;
 	size_t n = (size_t)T * Hd;
-	float *dgn = g->dt2, *dnn = g->dt3, *dg = g->dbig, *dO = g->dbig + n;
-	float *dqkv = g->dt1;
+	const void *dyA = g->ab ? (const void *)g->dxb : (const void *)dy;
+	float *dgn = g->dt2, *dnn = g->dt3, *dO = g->dbig, *dqkv = g->dbig + n;
+	void *dpre = g->dt1; /* A (T, 4 Hd) */
 	uint16_t *dO_b = g->bscr;
-	uint16_t *dq_b = (uint16_t *)(g->dbig + 2 * n); /* 3n bf16 = 1.5n floats */
+	uint16_t *dq_b = (uint16_t *)(g->dbig + n); /* 3n bf16 */
 	struct swerve_lightning_dims dims = {b->n_seqs, c->n_heads, c->head_dim, maxlen};
 
-	CKR(mm_dw(g, G + lp->wo, dy, ly->gn, T, Hd, D, 0));
-	CKR(mm_dx(g, dgn, dy, P + lp->wo, T, Hd, D, 0, 0));
-	k_gate_bwd<<<GRID(n)>>>(dnn, dg, dgn, ly->gn, ly->gpre, n);
+	CKR(mm_dw(g, G + lp->wo, dyA, ly->gn, g->at, T, Hd, D, 0));
+	CKR(mm_dx(g, dgn, CUDA_R_32F, dyA, wp(g, lp->wo), g->at, T, Hd, D, 0, 0));
+	LAUNCH_A(g, k_gate_bwd, NBLK(n), 256, dnn, dpre, dgn, ly->gn, ly->pre, n, Hd);
 	LAUNCHED();
-	CKR(mm_dw(g, G + lp->wgate, dg, ly->n1, T, D, Hd, 0));
-	CKR(mm_dx(g, dn, dg, P + lp->wgate, T, D, Hd, 0, 0));
-	CK(cudaMemsetAsync(dO, 0, n * 4));
-	k_rms_bwd<<<T, 256>>>(dO, dnn, ly->o, P + lp->out_norm, ly->rstd_o, Hd);
+	/* d o through the output norm: fp32 for the fp32 kernel, else bf16 */
+	if (g->lin32)
+		k_rms_bwd<<<T, 256>>>(dO, NULL, 0, dnn, ly->o, P + lp->out_norm, ly->rstd_o, Hd);
+	else
+		k_rms_bwd<<<T, 256>>>(NULL, dO_b, 0, dnn, ly->o, P + lp->out_norm, ly->rstd_o, Hd);
 	LAUNCHED();
 	rms_dw(G + lp->out_norm, dnn, ly->o, ly->rstd_o, T, Hd);
 	LAUNCHED();
@@ -1345,25 +1826,26 @@ static int lightning_bwd(struct policy_gpu *g, int l, float *dn, const float *dy
 		        NULL, dqkv + n, dqkv + 2 * n, dO, ly->qkv_f, ly->qkv_f + n,
 		        ly->qkv_f + 2 * n, sl, g->sstart, g->send, T, c->n_heads, c->head_dim, 1);
 		LAUNCHED();
-		k_dsilu_f32<<<GRID(3 * n)>>>(dqkv, ly->pre, 3 * n);
+		if (g->ab)
+			k_dsilu<uint16_t, float><<<GRID(3 * n)>>>(dpre, dqkv, ly->pre, n, Hd);
+		else
+			k_dsilu<float, float><<<GRID(3 * n)>>>(dpre, dqkv, ly->pre, n, Hd);
 		LAUNCHED();
 	} else {
-		k_to_bf16<<<GRID(n)>>>(dO_b, dO, n);
-		LAUNCHED();
 		CKR(swerve_lightning_backward(dq_b, dq_b + n, dq_b + 2 * n, NULL, ly->qkv_b,
 		                              ly->qkv_b + n, ly->qkv_b + 2 * n, dO_b, NULL, g->cu,
 		                              g->slopes + (size_t)l * c->n_heads, NULL, &dims,
 		                              g->ws, g->ws_bytes, NULL));
-		k_dsilu<<<GRID(3 * n)>>>(dqkv, dq_b, ly->pre, 3 * n);
+		if (g->ab)
+			k_dsilu<uint16_t, uint16_t><<<GRID(3 * n)>>>(dpre, dq_b, ly->pre, n, Hd);
+		else
+			k_dsilu<float, uint16_t><<<GRID(3 * n)>>>(dpre, dq_b, ly->pre, n, Hd);
 		LAUNCHED();
 	}
 	mark(g, PROF_LIN_CORE);
-	CKR(mm_dw(g, G + lp->wq, dqkv, ly->n1, T, D, Hd, 0));
-	CKR(mm_dw(g, G + lp->wk, dqkv + n, ly->n1, T, D, Hd, 0));
-	CKR(mm_dw(g, G + lp->wv, dqkv + 2 * n, ly->n1, T, D, Hd, 0));
-	CKR(mm_dx(g, dn, dqkv, P + lp->wq, T, D, Hd, 1, 0));
-	CKR(mm_dx(g, dn, dqkv + n, P + lp->wk, T, D, Hd, 1, 0));
-	CKR(mm_dx(g, dn, dqkv + 2 * n, P + lp->wv, T, D, Hd, 1, 0));
+	/* wq..wgate as one (4 Hd, D) matrix */
+	CKR(mm_dw(g, G + lp->wq, dpre, ly->n1, g->at, T, D, 4 * Hd, 0));
+	CKR(mm_dx(g, dn, CUDA_R_32F, dpre, wp(g, lp->wq), g->at, T, D, 4 * Hd, 0, 0));
 	mark(g, PROF_LIN_PROJ);
 	return 0;
 }
@@ -1377,9 +1859,9 @@ static int softmax_fwd(struct policy_gpu *g, int l, float *y, const struct polic
 	int T = b->n_tokens, D = c->dim, H = c->n_heads, KV = c->n_kv_heads, d = c->head_dim;
 	float scale = 1.0f / sqrtf((float)d);
 
-	CKR(mm_fwd(g, ly->q, ly->n1, P + lp->wq, T, D, H * d, 0, 0));
-	CKR(mm_fwd(g, ly->k, ly->n1, P + lp->wk, T, D, KV * d, 0, 0));
-	CKR(mm_fwd(g, ly->v, ly->n1, P + lp->wv, T, D, KV * d, 0, 0));
+	CKR(mm_fwd(g, ly->q, CUDA_R_32F, ly->n1, wp(g, lp->wq), g->at, T, D, H * d, 0, 0));
+	CKR(mm_fwd(g, ly->k, CUDA_R_32F, ly->n1, wp(g, lp->wk), g->at, T, D, KV * d, 0, 0));
+	CKR(mm_fwd(g, ly->v, CUDA_R_32F, ly->n1, wp(g, lp->wv), g->at, T, D, KV * d, 0, 0));
 	if (c->rotary_dim) {
 		k_rotary<<<GRID((size_t)T * H * (c->rotary_dim / 2))>>>(
 		        ly->q, g->pos, T, H, d, c->rotary_dim, (float)c->rope_theta, 0);
@@ -1395,7 +1877,8 @@ static int softmax_fwd(struct policy_gpu *g, int l, float *y, const struct polic
 		                                         g->sstart, T, H, KV, d, scale);
 		LAUNCHED();
 	}
-	return mm_fwd(g, y, ly->o, P + lp->wo, T, H * d, D, 0, 0);
+	/* o is fp32 (the attention GEMMs): wo on the fp32 master weights */
+	return mm_fwd(g, y, CUDA_R_32F, ly->o, P + lp->wo, CUDA_R_32F, T, H * d, D, 0, 0);
 }
 
 static int softmax_bwd(struct policy_gpu *g, int l, float *dn, const float *dy,
@@ -1411,8 +1894,8 @@ static int softmax_bwd(struct policy_gpu *g, int l, float *dn, const float *dy,
 	size_t nk = (size_t)T * KV * d;
 	float *dO = g->dt2, *dq = g->dt3, *dk = g->dt1, *dv = g->dt1 + nk, *Dsum = g->dbig;
 
-	CKR(mm_dw(g, G + lp->wo, dy, ly->o, T, H * d, D, 0));
-	CKR(mm_dx(g, dO, dy, P + lp->wo, T, H * d, D, 0, 0));
+	CKR(mm_dw(g, G + lp->wo, dy, ly->o, CUDA_R_32F, T, H * d, D, 0));
+	CKR(mm_dx(g, dO, CUDA_R_32F, dy, P + lp->wo, CUDA_R_32F, T, H * d, D, 0, 0));
 	k_attn_dsum<<<GRID((size_t)T * H * 32)>>>(Dsum, dO, ly->o, T * H, d);
 	LAUNCHED();
 	if (g->attn_gemm) {
@@ -1433,75 +1916,62 @@ static int softmax_bwd(struct policy_gpu *g, int l, float *dn, const float *dy,
 		        dk, g->pos, T, KV, d, c->rotary_dim, (float)c->rope_theta, 1);
 		LAUNCHED();
 	}
-	CKR(mm_dw(g, G + lp->wq, dq, ly->n1, T, D, H * d, 0));
-	CKR(mm_dw(g, G + lp->wk, dk, ly->n1, T, D, KV * d, 0));
-	CKR(mm_dw(g, G + lp->wv, dv, ly->n1, T, D, KV * d, 0));
-	CKR(mm_dx(g, dn, dq, P + lp->wq, T, D, H * d, 0, 0));
-	CKR(mm_dx(g, dn, dk, P + lp->wk, T, D, KV * d, 1, 0));
-	return mm_dx(g, dn, dv, P + lp->wv, T, D, KV * d, 1, 0);
+	{
+		/* n1 and the weights are bf16 in bf16 mode: dq, dk, dv too */
+		const void *aq = dq, *ak = dk, *av = dv;
+		if (g->ab) {
+			size_t nq = (size_t)T * H * d, at = ((size_t)T * H + 63) / 64 * 64;
+			uint16_t *b16 = (uint16_t *)(g->dbig + at);
+			k_to_bf16<<<GRID(nq)>>>(b16, dq, nq);
+			LAUNCHED();
+			k_to_bf16<<<GRID(2 * nk)>>>(b16 + nq, dk, 2 * nk); /* dv follows dk */
+			LAUNCHED();
+			aq = b16;
+			ak = b16 + nq;
+			av = b16 + nq + nk;
+		}
+		CKR(mm_dw(g, G + lp->wq, aq, ly->n1, g->at, T, D, H * d, 0));
+		CKR(mm_dw(g, G + lp->wk, ak, ly->n1, g->at, T, D, KV * d, 0));
+		CKR(mm_dw(g, G + lp->wv, av, ly->n1, g->at, T, D, KV * d, 0));
+		CKR(mm_dx(g, dn, CUDA_R_32F, aq, wp(g, lp->wq), g->at, T, D, H * d, 0, 0));
+		CKR(mm_dx(g, dn, CUDA_R_32F, ak, wp(g, lp->wk), g->at, T, D, KV * d, 1, 0));
+		return mm_dx(g, dn, CUDA_R_32F, av, wp(g, lp->wv), g->at, T, D, KV * d, 1, 0);
+	}
 }
 
-static int moe_fwd(struct policy_gpu *g, int l, float *y, int T, double *aux)
+static int moe_fwd(struct policy_gpu *g, int l, float *y, int T)
 {
 	const struct policy_config *c = &g->cfg;
 	const struct policy_layer_params *lp = &g->L->layers[l];
 	struct glayer *ly = &g->ly[l];
 	const float *P = g->params;
-	int D = c->dim, E = c->n_experts, K = c->top_k, F = c->expert_hidden, R = T * K;
+	int D = c->dim, E = c->n_experts, K = c->top_k, F = c->expert_hidden, R = T * K, rows;
 	float *logit = g->dbig;
-	double a = 0;
 
-	CKR(mm_fwd(g, logit, ly->n2, P + lp->router, T, D, E, 0, 1));
+	CKR(mm_fwd(g, logit, CUDA_R_32F, ly->n2, P + lp->router, CUDA_R_32F, T, D, E, 0, 1));
 	k_route<<<GRID(T)>>>(ly->prob, ly->sel, ly->gate, logit, T, E, K);
 	LAUNCHED();
-	CK(cudaMemcpy(g->h_sel, ly->sel, (size_t)R * 4, cudaMemcpyDeviceToHost));
-	CK(cudaMemcpy(g->h_prob, ly->prob, (size_t)T * E * 4, cudaMemcpyDeviceToHost));
-	/* counting sort of the T*K assignments by expert */
-	memset(ly->h_off, 0, (size_t)(E + 1) * sizeof(int));
-	for (int i = 0; i < R; i++)
-		ly->h_off[g->h_sel[i] + 1]++;
-	for (int e = 0; e < E; e++)
-		ly->h_off[e + 1] += ly->h_off[e];
-	{
-		int *fill = (int *)calloc((size_t)E, sizeof(int));
-		double *pm = (double *)calloc((size_t)E, sizeof(double));
-		for (int i = 0; i < R; i++) {
-			int e = g->h_sel[i], r = ly->h_off[e] + fill[e]++;
-			g->h_perm[r] = i / K;
-			g->h_rowof[i] = r;
-		}
-		for (int t = 0; t < T; t++)
-			for (int e = 0; e < E; e++)
-				pm[e] += g->h_prob[(size_t)t * E + e];
-		for (int e = 0; e < E; e++) {
-			double f = (double)(ly->h_off[e + 1] - ly->h_off[e]) / R;
-			a += f * pm[e] / T;
-			ly->h_auxc[e] = (float)(c->aux_loss_coef * E * f / T);
-		}
-		free(fill);
-		free(pm);
-	}
-	*aux = a * c->aux_loss_coef * E;
-	CK(cudaMemcpy(ly->perm, g->h_perm, (size_t)R * 4, cudaMemcpyHostToDevice));
-	CK(cudaMemcpy(ly->rowof, g->h_rowof, (size_t)R * 4, cudaMemcpyHostToDevice));
-	k_gather<<<GRID((size_t)R * D)>>>(ly->xp, ly->n2, ly->perm, R, D);
+	k_route_sort<<<1, SORT_THREADS>>>(ly->perm, ly->rowof, g->offs, ly->auxc, g->aux_d + l,
+	                                  ly->sel, ly->prob, T, E, K, g->Rp, g->moe_loop,
+	                                  g->moe_round, c->aux_loss_coef);
+	LAUNCHED();
+	/* the one host round trip of the layer: E + 2 ints */
+	CK(cudaMemcpy(g->h_offs, g->offs, (size_t)(E + 2) * 4, cudaMemcpyDeviceToHost));
+	memcpy(ly->h_off, g->h_offs, (size_t)(E + 1) * sizeof(int));
+	ly->h_cap = g->h_offs[E + 1];
+	rows = ly->h_off[E];
+	if (rows < R || rows > g->Rp)
+		return swerve_error_set(SWERVE_ERROR, "gpu: routing produced %d rows for %d", rows,
+		                        R);
+	LAUNCH_A(g, k_gather, NBLK((size_t)rows * D), 256, ly->xp, ly->n2, ly->perm, rows, K, D);
 	LAUNCHED();
 	mark(g, PROF_ROUTE);
-	for (int e = 0; e < E; e++) {
-		int o = ly->h_off[e], ne = ly->h_off[e + 1] - o;
-		size_t wf = (size_t)e * F * D;
-		CKR(mm_fwd(g, ly->h1 + (size_t)o * F, ly->xp + (size_t)o * D, P + lp->w1 + wf, ne,
-		           D, F, 0, 0));
-		CKR(mm_fwd(g, ly->h3 + (size_t)o * F, ly->xp + (size_t)o * D, P + lp->w3 + wf, ne,
-		           D, F, 0, 0));
-	}
-	k_swiglu<<<GRID((size_t)R * F)>>>(ly->hh, ly->h1, ly->h3, (size_t)R * F);
+	CKR(expert_mm(g, ly, EX_FWD, ly->h1, g->at, ly->xp, NULL, wp(g, lp->w1), D, F, 0));
+	CKR(expert_mm(g, ly, EX_FWD, ly->h3, g->at, ly->xp, NULL, wp(g, lp->w3), D, F, 0));
+	LAUNCH_A(g, k_swiglu, NBLK((size_t)rows * F), 256, ly->hh, ly->h1, ly->h3,
+	         (size_t)rows * F);
 	LAUNCHED();
-	for (int e = 0; e < E; e++) {
-		int o = ly->h_off[e], ne = ly->h_off[e + 1] - o;
-		CKR(mm_fwd(g, ly->yp + (size_t)o * D, ly->hh + (size_t)o * F,
-		           P + lp->w2 + (size_t)e * D * F, ne, F, D, 0, 0));
-	}
+	CKR(expert_mm(g, ly, EX_FWD, ly->yp, CUDA_R_32F, ly->hh, NULL, wp(g, lp->w2), F, D, 0));
 	k_combine<<<GRID((size_t)T * D)>>>(y, ly->yp, ly->gate, ly->rowof, T, K, D);
 	LAUNCHED();
 	mark(g, PROF_EXPERTS);
@@ -1516,42 +1986,33 @@ static int moe_bwd(struct policy_gpu *g, int l, float *dn, const float *dy, int 
 	const float *P = g->params;
 	float *G = g->grads;
 	int D = c->dim, E = c->n_experts, K = c->top_k, F = c->expert_hidden, R = T * K;
-	float *dyp = g->dbig, *dh = dyp + (size_t)R * D, *dh1 = dh + (size_t)R * F;
-	float *dh3 = dh1 + (size_t)R * F, *dxp = dyp; /* dxp reuses dyp once consumed */
-	float *dgate = g->dt1, *dlog = g->dt1 + R, *auxc = g->dt2;
+	int rows = ly->h_off[E];
+	size_t as = g->as;
+	/* scratch: dyp, dh, dh1, dh3 (A), then dxp (fp32) */
+	char *sp = (char *)g->dbig;
+	void *dyp = sp, *dh = sp + (size_t)rows * D * as, *dh1 = (char *)dh + (size_t)rows * F * as;
+	void *dh3 = (char *)dh1 + (size_t)rows * F * as;
+	float *dxp = (float *)((char *)dh3 + ((size_t)rows * F * as + 15) / 16 * 16);
+	float *dgate = g->dt1, *dlog = g->dt1 + R;
 
-	k_combine_bwd<<<R, 128>>>(dyp, dgate, dy, ly->yp, ly->gate, ly->rowof, K, D);
+	LAUNCH_A(g, k_combine_bwd, rows, 128, dyp, dgate, dy, ly->yp, ly->gate, ly->perm, K, D);
 	LAUNCHED();
-	for (int e = 0; e < E; e++) {
-		int o = ly->h_off[e], ne = ly->h_off[e + 1] - o;
-		const float *w2 = P + lp->w2 + (size_t)e * D * F;
-		CKR(mm_dw(g, G + lp->w2 + (size_t)e * D * F, dyp + (size_t)o * D,
-		          ly->hh + (size_t)o * F, ne, F, D, 0));
-		CKR(mm_dx(g, dh + (size_t)o * F, dyp + (size_t)o * D, w2, ne, F, D, 0, 0));
-	}
-	k_swiglu_bwd<<<GRID((size_t)R * F)>>>(dh1, dh3, dh, ly->h1, ly->h3, (size_t)R * F);
+	CKR(expert_mm(g, ly, EX_DW, G + lp->w2, CUDA_R_32F, dyp, ly->hh, NULL, F, D, 0));
+	CKR(expert_mm(g, ly, EX_DX, dh, g->at, dyp, NULL, wp(g, lp->w2), F, D, 0));
+	LAUNCH_A(g, k_swiglu_bwd, NBLK((size_t)rows * F), 256, dh1, dh3, dh, ly->h1, ly->h3,
+	         (size_t)rows * F);
 	LAUNCHED();
-	for (int e = 0; e < E; e++) {
-		int o = ly->h_off[e], ne = ly->h_off[e + 1] - o;
-		size_t wf = (size_t)e * F * D;
-		CKR(mm_dw(g, G + lp->w1 + wf, dh1 + (size_t)o * F, ly->xp + (size_t)o * D, ne, D, F,
-		          0));
-		CKR(mm_dw(g, G + lp->w3 + wf, dh3 + (size_t)o * F, ly->xp + (size_t)o * D, ne, D, F,
-		          0));
-		CKR(mm_dx(g, dxp + (size_t)o * D, dh1 + (size_t)o * F, P + lp->w1 + wf, ne, D, F, 0,
-		          0));
-		CKR(mm_dx(g, dxp + (size_t)o * D, dh3 + (size_t)o * F, P + lp->w3 + wf, ne, D, F, 1,
-		          0));
-	}
+	CKR(expert_mm(g, ly, EX_DW, G + lp->w1, CUDA_R_32F, dh1, ly->xp, NULL, D, F, 0));
+	CKR(expert_mm(g, ly, EX_DW, G + lp->w3, CUDA_R_32F, dh3, ly->xp, NULL, D, F, 0));
+	CKR(expert_mm(g, ly, EX_DX, dxp, CUDA_R_32F, dh1, NULL, wp(g, lp->w1), D, F, 0));
+	CKR(expert_mm(g, ly, EX_DX, dxp, CUDA_R_32F, dh3, NULL, wp(g, lp->w3), D, F, 1));
 	mark(g, PROF_EXPERTS);
-	CK(cudaMemsetAsync(dn, 0, (size_t)T * D * 4));
 	k_scatter<<<GRID((size_t)T * D)>>>(dn, dxp, ly->rowof, T, K, D);
 	LAUNCHED();
-	CK(cudaMemcpy(auxc, ly->h_auxc, (size_t)E * 4, cudaMemcpyHostToDevice));
-	k_route_bwd<<<GRID(T)>>>(dlog, ly->prob, ly->sel, ly->gate, dgate, auxc, T, E, K);
+	k_route_bwd<<<GRID(T)>>>(dlog, ly->prob, ly->sel, ly->gate, dgate, ly->auxc, T, E, K);
 	LAUNCHED();
-	CKR(mm_dw(g, G + lp->router, dlog, ly->n2, T, D, E, 1));
-	CKR(mm_dx(g, dn, dlog, P + lp->router, T, D, E, 1, 1));
+	CKR(mm_dw(g, G + lp->router, dlog, ly->n2, CUDA_R_32F, T, D, E, 1));
+	CKR(mm_dx(g, dn, CUDA_R_32F, dlog, P + lp->router, CUDA_R_32F, T, D, E, 1, 1));
 	mark(g, PROF_ROUTE);
 	return 0;
 }
@@ -1579,7 +2040,8 @@ static int plain_head(struct policy_gpu *g, struct policy_loss_stats *st, int T,
 	const struct policy_layout *L = g->L;
 	int D = g->cfg.dim, V = g->cfg.vocab_size;
 	struct swerve_pl_opts ko;
-	CKR(mm_fwd(g, g->logits, g->nf, g->params + L->lm_head, T, D, V, 0, 1));
+	CKR(mm_fwd(g, g->logits, CUDA_R_32F, g->nf, g->params + L->lm_head, CUDA_R_32F, T, D, V, 0,
+	           1));
 	pl_opts(&ko, opts);
 	k_loss<<<T, 256>>>(g->logits, g->tl, g->tgt, g->old, g->adv, T, V, n ? 1.0f / n : 0.0f, pg,
 	                   ko, backward);
@@ -1626,8 +2088,10 @@ static int fused_head(struct policy_gpu *g, struct policy_loss_stats *st, int T,
 	ko.accumulate_dw = 0;
 	if (backward)
 		CK(cudaMemsetAsync(g->grads, 0, L->total * 4));
-	k_to_bf16<<<GRID((size_t)T * D)>>>(g->nf_b, g->nf, (size_t)T * D);
-	LAUNCHED();
+	if (!g->ab) { /* bf16 mode's final norm wrote nf_b itself */
+		k_to_bf16<<<GRID((size_t)T * D)>>>(g->nf_b, g->nf, (size_t)T * D);
+		LAUNCHED();
+	}
 	k_pl_prep<<<GRID(T)>>>(g->tgt_c, g->mask, g->pl_old, g->pl_adv, g->tgt, g->old, g->adv, T,
 	                       !pg);
 	LAUNCHED();
@@ -1751,10 +2215,9 @@ int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_lo
 	for (int l = 0; l < c->n_layers; l++) {
 		const struct policy_layer_params *lp = &L->layers[l];
 		struct glayer *ly = &g->ly[l];
-		double a = 0;
 		CK(cudaMemcpyAsync(ly->xin, g->x, TD * 4, cudaMemcpyDeviceToDevice));
-		k_rms_fwd<<<T, 256>>>(ly->n1, ly->rstd1, g->x, g->params + lp->attn_norm, D,
-		                      (float)c->norm_eps);
+		LAUNCH_A(g, k_rms_fwd, T, 256, ly->n1, ly->rstd1, g->x, g->params + lp->attn_norm,
+		         D, (float)c->norm_eps);
 		LAUNCHED();
 		mark(g, PROF_OTHER);
 		if (lp->softmax) {
@@ -1766,18 +2229,21 @@ int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_lo
 		k_add<<<GRID(TD)>>>(g->x, g->dn, TD);
 		LAUNCHED();
 		CK(cudaMemcpyAsync(ly->hmid, g->x, TD * 4, cudaMemcpyDeviceToDevice));
-		k_rms_fwd<<<T, 256>>>(ly->n2, ly->rstd2, g->x, g->params + lp->ffn_norm, D,
-		                      (float)c->norm_eps);
+		k_rms_fwd<float><<<T, 256>>>(ly->n2, ly->rstd2, g->x, g->params + lp->ffn_norm, D,
+		                             (float)c->norm_eps);
 		LAUNCHED();
 		mark(g, PROF_OTHER);
-		CKR(moe_fwd(g, l, g->dn, T, &a));
-		aux += a;
+		CKR(moe_fwd(g, l, g->dn, T));
 		k_add<<<GRID(TD)>>>(g->x, g->dn, TD);
 		LAUNCHED();
 	}
 	CK(cudaMemcpyAsync(g->xf, g->x, TD * 4, cudaMemcpyDeviceToDevice));
-	k_rms_fwd<<<T, 256>>>(g->nf, g->rstdf, g->x, g->params + L->final_norm, D,
-	                      (float)c->norm_eps);
+	if (g->ab) /* only the fused head's bf16 input is needed */
+		k_rms_fwd<uint16_t><<<T, 256>>>(g->nf_b, g->rstdf, g->x, g->params + L->final_norm,
+		                                D, (float)c->norm_eps);
+	else
+		k_rms_fwd<float><<<T, 256>>>(g->nf, g->rstdf, g->x, g->params + L->final_norm, D,
+		                             (float)c->norm_eps);
 	LAUNCHED();
 	mark(g, PROF_OTHER);
 	if (g->pl)
@@ -1785,6 +2251,16 @@ int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_lo
 	else
 		CKR(plain_head(g, st, T, n, targets, logp_old != NULL, opts, backward));
 	mark(g, PROF_HEAD);
+	{
+		double la[256];
+		for (int l0 = 0; l0 < c->n_layers; l0 += 256) {
+			int nl = c->n_layers - l0 < 256 ? c->n_layers - l0 : 256;
+			CK(cudaMemcpy(la, g->aux_d + l0, (size_t)nl * sizeof(double),
+			              cudaMemcpyDeviceToHost));
+			for (int l = 0; l < nl; l++)
+				aux += la[l];
+		}
+	}
 	if (out_logp)
 		memcpy(out_logp, g->h_tl, (size_t)T * 4);
 	if (aux_out)
@@ -1796,12 +2272,12 @@ int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_lo
 	 * the head's gradient) */
 	if (!g->pl) {
 		CK(cudaMemsetAsync(g->grads, 0, L->total * 4));
-		CKR(mm_dw(g, g->grads + L->lm_head, g->logits, g->nf, T, D, V, 1));
-		CKR(mm_dx(g, g->dn, g->logits, g->params + L->lm_head, T, D, V, 0, 1));
+		CKR(mm_dw(g, g->grads + L->lm_head, g->logits, g->nf, CUDA_R_32F, T, D, V, 1));
+		CKR(mm_dx(g, g->dn, CUDA_R_32F, g->logits, g->params + L->lm_head, CUDA_R_32F, T, D,
+		          V, 0, 1));
 		mark(g, PROF_HEAD);
 	}
-	CK(cudaMemsetAsync(g->dx, 0, TD * 4));
-	k_rms_bwd<<<T, 256>>>(g->dx, g->dn, g->xf, g->params + L->final_norm, g->rstdf, D);
+	k_rms_bwd<<<T, 256>>>(g->dx, NULL, 0, g->dn, g->xf, g->params + L->final_norm, g->rstdf, D);
 	LAUNCHED();
 	rms_dw(g->grads + L->final_norm, g->dn, g->xf, g->rstdf, T, D);
 	LAUNCHED();
@@ -1810,8 +2286,9 @@ int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_lo
 		struct glayer *ly = &g->ly[l];
 		mark(g, PROF_OTHER);
 		CKR(moe_bwd(g, l, g->dn, g->dx, T));
-		k_rms_bwd<<<T, 256>>>(g->dx, g->dn, ly->hmid, g->params + lp->ffn_norm, ly->rstd2,
-		                      D);
+		/* the attention's dy: also in bf16 for its GEMMs (bf16 mode) */
+		k_rms_bwd<<<T, 256>>>(g->dx, g->ab ? g->dxb : NULL, 1, g->dn, ly->hmid,
+		                      g->params + lp->ffn_norm, ly->rstd2, D);
 		LAUNCHED();
 		rms_dw(g->grads + lp->ffn_norm, g->dn, ly->hmid, ly->rstd2, T, D);
 		LAUNCHED();
@@ -1822,8 +2299,8 @@ int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_lo
 		} else {
 			CKR(lightning_bwd(g, l, g->dn, g->dx, b, maxlen));
 		}
-		k_rms_bwd<<<T, 256>>>(g->dx, g->dn, ly->xin, g->params + lp->attn_norm, ly->rstd1,
-		                      D);
+		k_rms_bwd<<<T, 256>>>(g->dx, NULL, 1, g->dn, ly->xin, g->params + lp->attn_norm,
+		                      ly->rstd1, D);
 		LAUNCHED();
 		rms_dw(g->grads + lp->attn_norm, g->dn, ly->xin, ly->rstd1, T, D);
 		LAUNCHED();
@@ -1854,10 +2331,10 @@ int policy_gpu_adamw(double *grad_norm, struct policy_gpu *g, struct policy_adam
 	for (int i = 0; i < L->n; i++) {
 		const struct policy_tensor *t = &L->t[i];
 		k_adamw<<<GRID(t->numel)>>>(
-		        g->params + t->offset, g->grads + t->offset, g->m + t->offset,
-		        g->v + t->offset, t->numel, (float)scale, (float)o->lr, (float)o->beta1,
-		        (float)o->beta2, (float)o->eps, (float)(t->decay ? o->weight_decay : 0.0),
-		        (float)bc1, (float)bc2);
+		        g->params + t->offset, g->pb ? g->pb + t->offset : NULL,
+		        g->grads + t->offset, g->m + t->offset, g->v + t->offset, t->numel,
+		        (float)scale, (float)o->lr, (float)o->beta1, (float)o->beta2, (float)o->eps,
+		        (float)(t->decay ? o->weight_decay : 0.0), (float)bc1, (float)bc2);
 		LAUNCHED();
 	}
 	mark(g, PROF_ADAMW);
@@ -1925,7 +2402,8 @@ int policy_trainer_use_gpu(struct policy_trainer *tr, int max_tokens, int max_se
 		return rc;
 	if (cudaMemcpy(g->params, tr->params, n, cudaMemcpyHostToDevice) != cudaSuccess ||
 	    cudaMemcpy(g->m, tr->m, n, cudaMemcpyHostToDevice) != cudaSuccess ||
-	    cudaMemcpy(g->v, tr->v, n, cudaMemcpyHostToDevice) != cudaSuccess) {
+	    cudaMemcpy(g->v, tr->v, n, cudaMemcpyHostToDevice) != cudaSuccess ||
+	    params_changed(g)) {
 		policy_gpu_free(g);
 		return swerve_error_set(SWERVE_ERROR, "gpu: uploading the weights failed");
 	}

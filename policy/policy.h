@@ -412,6 +412,10 @@ int policy_gpu_sync(struct policy_gpu *g);
  * up to max names and seconds, resets the buckets, returns the count. */
 int policy_gpu_profile(const char **names, double *seconds, int max, struct policy_gpu *g);
 
+/* Expert GEMMs run through cuBLASLt so far, and how many of them fell back
+ * to plain cuBLAS (the cached algorithm refused the shape). */
+void policy_gpu_gemm_stats(const struct policy_gpu *g, long *lt_calls, long *lt_fallbacks);
+
 /* Moves tr's steps to the GPU: uploads weights and moments; later sft, pg
  * and logprobs steps run there (batches up to max_tokens / max_seqs). */
 int policy_trainer_use_gpu(struct policy_trainer *tr, int max_tokens, int max_seqs,

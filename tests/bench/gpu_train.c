@@ -142,8 +142,8 @@ static struct result run(const struct policy_config *cfg, enum policy_gpu_precis
 			adam[i - 2] = now() - t0;
 		}
 		if (i == 0 || i == steps + 1)
-			fprintf(stderr, "  %s step %d: loss %.4f grad_norm %.3f\n",
-			        prec == POLICY_GPU_BF16 ? "bf16" : "fp32", i, st.loss, gn);
+			fprintf(stderr, "  %s step %d: loss %.4f grad_norm %.3f\n", label, i,
+			        st.loss, gn);
 	}
 	r.mode = label;
 	r.seqs = seqs;
@@ -164,7 +164,7 @@ static struct result run(const struct policy_config *cfg, enum policy_gpu_precis
 }
 
 /* one profiled bf16 step (POLICY_GPU_PROFILE: synchronising phase timers) */
-static void profile(const struct policy_config *cfg, int seqs, int seq)
+static void profile(const struct policy_config *cfg, int seqs, int seq, const char *label)
 {
 	struct policy_layout L;
 	struct policy_gpu *g;
@@ -196,13 +196,25 @@ static void profile(const struct policy_config *cfg, int seqs, int seq)
 			DIE("%s", swerve_error_last());
 	}
 	n = policy_gpu_profile(names, sec, 16, g);
-	printf("\nbf16 step by phase (synchronised; mean of 2 steps):\n");
+	printf("\n%s step by phase (synchronised; mean of 2 steps):\n", label);
+	for (int i = 0; i < n; i++) /* "gemm host" overlaps the phases */
+		total += strcmp(names[i], "gemm host") ? sec[i] / 2 : 0;
 	for (int i = 0; i < n; i++)
-		total += sec[i] / 2;
-	for (int i = 0; i < n; i++)
-		printf("  %-16s %8.2f ms  %5.1f%%\n", names[i], sec[i] / 2 * 1e3,
-		       100 * sec[i] / 2 / total);
+		if (strcmp(names[i], "gemm host"))
+			printf("  %-16s %8.2f ms  %5.1f%%\n", names[i], sec[i] / 2 * 1e3,
+			       100 * sec[i] / 2 / total);
 	printf("  %-16s %8.2f ms\n", "total", total * 1e3);
+	for (int i = 0; i < n; i++)
+		if (!strcmp(names[i], "gemm host"))
+			printf("  (host time inside GEMM calls: %.2f ms of it)\n",
+			       sec[i] / 2 * 1e3);
+	{
+		long calls, fb;
+		policy_gpu_gemm_stats(g, &calls, &fb);
+		if (calls)
+			printf("  (cuBLASLt expert GEMMs: %ld calls, %ld fell back to cuBLAS)\n",
+			       calls, fb);
+	}
 	policy_gpu_free(g);
 	policy_layout_dispose(&L);
 	free(p);
@@ -217,7 +229,15 @@ int main(void)
 	struct cudaDeviceProp prop;
 	int ndev = 0;
 	const double datasheet = 989e12; /* H100 SXM bf16 dense */
-	struct result r[2];
+	struct result r[5];
+	/* rows: the default bf16 path; the same with a GEMM per expert segment
+	 * (POLICY_GPU_MOE=loop); the earlier fp32 activation storage with
+	 * FAST_16BF GEMMs (POLICY_GPU_ACT=fp32); the fp32 comparison mode */
+	static const char *const env[5][2] = {{NULL, NULL},
+	                                      {"POLICY_GPU_LT", "0"},
+	                                      {"POLICY_GPU_MOE", "loop"},
+	                                      {"POLICY_GPU_ACT", "fp32"},
+	                                      {NULL, NULL}};
 	double peak;
 	if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev < 1) {
 		printf("gpu_train: skipped: no CUDA device\n");
@@ -251,14 +271,28 @@ int main(void)
 		policy_layout_dispose(&L);
 	}
 	peak = gemm_peak();
-	profile(&c, 4, 2048);
-	r[0] = run(&c, POLICY_GPU_BF16, 4, 2048, 5, "bf16");
-	r[1] = run(&c, POLICY_GPU_FP32, 4, 2048, 3, "fp32");
+	profile(&c, 4, 2048, "bf16");
+	setenv("POLICY_GPU_LT", "0", 1);
+	profile(&c, 4, 2048, "bf16, expert GEMMs through plain cuBLAS (POLICY_GPU_LT=0)");
+	unsetenv("POLICY_GPU_LT");
+	setenv("POLICY_GPU_ACT", "fp32", 1);
+	profile(&c, 4, 2048, "bf16, fp32 activations (POLICY_GPU_ACT=fp32)");
+	unsetenv("POLICY_GPU_ACT");
+	for (int i = 0; i < 5; i++) {
+		static const char *const label[5] = {"bf16", "bf16-nolt", "bf16-moeloop",
+		                                     "bf16-act32", "fp32"};
+		if (env[i][0])
+			setenv(env[i][0], env[i][1], 1);
+		r[i] = run(&c, i < 4 ? POLICY_GPU_BF16 : POLICY_GPU_FP32, 4, 2048, i < 4 ? 7 : 3,
+		           label[i]);
+		if (env[i][0])
+			unsetenv(env[i][0]);
+	}
 	printf("\ncard: %s; cuBLAS bf16 GEMM 8192^3 measured %.0f TFLOP/s (datasheet %.0f)\n",
 	       prop.name, peak / 1e12, datasheet / 1e12);
 	printf("%-12s %5s %6s %9s %7s %7s %10s %9s %10s %11s\n", "mode", "seqs", "seqlen",
 	       "step ms", "fwd ms", "adam ms", "tokens/s", "TFLOP/s", "MFU(989)", "MFU(meas.)");
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < 5; i++)
 		printf("%-12s %5d %6d %9.1f %7.1f %7.1f %10.0f %9.1f %9.1f%% %10.1f%%\n", r[i].mode,
 		       r[i].seqs, r[i].seq, r[i].step_s * 1e3, r[i].fwd_s * 1e3, r[i].adam_s * 1e3,
 		       r[i].tok_s, r[i].tflops, 100 * r[i].tflops * 1e12 / datasheet,

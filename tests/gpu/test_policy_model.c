@@ -160,7 +160,10 @@ static void cpu_reference(struct fixture *f, double **logits, double *loss, doub
 	free(dl);
 }
 
-static int check_model(enum policy_gpu_precision prec, int pg)
+/* adam_steps > 0: that many GPU training steps first (lr 1e-2, so the
+ * weights move); the reference then runs on the weights the GPU holds, so
+ * the GPU's bf16 weight copy must have followed its fp32 master weights */
+static int check_model(enum policy_gpu_precision prec, int pg, int adam_steps)
 {
 	struct fixture f;
 	struct policy_gpu *g;
@@ -184,6 +187,26 @@ static int check_model(enum policy_gpu_precision prec, int pg)
 	b.tokens = f.tok;
 	b.n_seqs = f.S;
 	b.cu_seqlens = f.cu;
+	CHECK(policy_gpu_new(&g, &f.c, &f.L, 512, 8, prec) == 0, "%s", swerve_error_last());
+	CHECK(policy_gpu_set_params(g, f.p) == 0, "%s", swerve_error_last());
+	if (adam_steps > 0) {
+		struct policy_adamw ao = POLICY_ADAMW_INIT;
+		double gn, moved = 0;
+		ao.lr = 1e-2;
+		for (int i = 0; i < adam_steps; i++)
+			CHECK(policy_gpu_step(NULL, NULL, NULL, g, &b, f.tgt, NULL, NULL, NULL,
+			                      1) == 0 &&
+			              policy_gpu_adamw(&gn, g, &ao) == 0,
+			      "%s", swerve_error_last());
+		CHECK(policy_gpu_get_params(g, f.p) == 0, "%s", swerve_error_last());
+		for (size_t i = 0; i < f.L.total; i++) {
+			moved += fabs(f.p[i] - f.pd[i]);
+			f.pd[i] = f.p[i];
+		}
+		printf("  after %d AdamW steps on the GPU: mean |weight change| %.3e\n", adam_steps,
+		       moved / f.L.total);
+		CHECK(moved / f.L.total > 1e-4, "the weights did not move");
+	}
 	if (pg) { /* behaviour logprobs near the current ones, advantages per sequence */
 		double *l0, *g0, l, a;
 		cpu_reference(&f, &l0, &l, &a, &g0, NULL, NULL, NULL);
@@ -204,8 +227,6 @@ static int check_model(enum policy_gpu_precision prec, int pg)
 		free(g0);
 	}
 	cpu_reference(&f, &logits, &loss, &aux, &grads, pg ? old : NULL, adv, &o);
-	CHECK(policy_gpu_new(&g, &f.c, &f.L, 512, 8, prec) == 0, "%s", swerve_error_last());
-	CHECK(policy_gpu_set_params(g, f.p) == 0, "%s", swerve_error_last());
 	CHECK(policy_gpu_step(&st, &gaux, NULL, g, &b, f.tgt, pg ? fold : NULL, pg ? fadv : NULL,
 	                      &o, 1) == 0,
 	      "%s", swerve_error_last());
@@ -250,15 +271,48 @@ static int check_model(enum policy_gpu_precision prec, int pg)
 
 static int test_fp32_xent(void)
 {
-	return have_gpu() ? check_model(POLICY_GPU_FP32, 0) : GPU_SKIP;
+	return have_gpu() ? check_model(POLICY_GPU_FP32, 0, 0) : GPU_SKIP;
 }
 static int test_fp32_cispo(void)
 {
-	return have_gpu() ? check_model(POLICY_GPU_FP32, 1) : GPU_SKIP;
+	return have_gpu() ? check_model(POLICY_GPU_FP32, 1, 0) : GPU_SKIP;
 }
 static int test_bf16_xent(void)
 {
-	return have_gpu() ? check_model(POLICY_GPU_BF16, 0) : GPU_SKIP;
+	return have_gpu() ? check_model(POLICY_GPU_BF16, 0, 0) : GPU_SKIP;
+}
+
+/* with an environment variable set while the model is built */
+static int check_with_env(const char *var, const char *val, enum policy_gpu_precision prec,
+                          int adam_steps)
+{
+	int rc;
+	if (!have_gpu())
+		return GPU_SKIP;
+	setenv(var, val, 1);
+	rc = check_model(prec, 0, adam_steps);
+	unsetenv(var);
+	return rc;
+}
+/* compact expert segments and a GEMM per expert (the fallback when the
+ * routing is too unbalanced for the padded batched layout) */
+static int test_fp32_xent_moe_loop(void)
+{
+	return check_with_env("POLICY_GPU_MOE", "loop", POLICY_GPU_FP32, 0);
+}
+static int test_bf16_xent_moe_loop(void)
+{
+	return check_with_env("POLICY_GPU_MOE", "loop", POLICY_GPU_BF16, 0);
+}
+/* bf16 GEMMs on fp32 activation storage (the earlier path) */
+static int test_bf16_xent_act32(void)
+{
+	return check_with_env("POLICY_GPU_ACT", "fp32", POLICY_GPU_BF16, 0);
+}
+/* three AdamW steps first: the bf16 weight copy follows the master weights */
+static int test_bf16_after_adamw(void)
+{
+	return have_gpu() ? check_model(POLICY_GPU_BF16, 0, 3) : GPU_SKIP;
 }
 /* the same with the fp32 lightning kernel instead of kernels/lightning: tells
  * a lightning-kernel difference from one in the rest of the bf16 path */
@@ -268,7 +322,7 @@ static int test_bf16_xent_lin32(void)
 	if (!have_gpu())
 		return GPU_SKIP;
 	setenv("POLICY_GPU_LIGHTNING", "fp32", 1);
-	rc = check_model(POLICY_GPU_BF16, 0);
+	rc = check_model(POLICY_GPU_BF16, 0, 0);
 	unsetenv("POLICY_GPU_LIGHTNING");
 	return rc;
 }
@@ -362,7 +416,7 @@ static int test_lightning_kernel_on_policy_shapes(void)
 
 static int test_bf16_cispo(void)
 {
-	return have_gpu() ? check_model(POLICY_GPU_BF16, 1) : GPU_SKIP;
+	return have_gpu() ? check_model(POLICY_GPU_BF16, 1, 0) : GPU_SKIP;
 }
 
 /* 8 SFT steps through the trainer API: one trainer on the CPU reference, one
@@ -427,6 +481,14 @@ int main(void)
 	        {"kernels/lightning on the policy's shapes vs its CPU reference",
 	         test_lightning_kernel_on_policy_shapes},
 	        {"sft loss curve through the trainer API: 8 steps, gpu vs cpu", test_loss_curve},
+	        {"gpu model fp32, a GEMM per compact expert segment: cross-entropy",
+	         test_fp32_xent_moe_loop},
+	        {"gpu model bf16, a GEMM per compact expert segment: cross-entropy",
+	         test_bf16_xent_moe_loop},
+	        {"gpu model bf16 GEMMs on fp32 activation storage: cross-entropy",
+	         test_bf16_xent_act32},
+	        {"gpu model bf16 after 3 AdamW steps on the GPU (bf16 weight copy)",
+	         test_bf16_after_adamw},
 	};
 	seed = (uint64_t)time(NULL) * 2654435761u + (uint64_t)clock();
 	return gpu_run_tests(tests, (int)(sizeof(tests) / sizeof(tests[0])));
