@@ -51,6 +51,8 @@
 
 static int write_proc(pid_t pid, const char *file, const char *data);
 
+#define VM_STACK (1u << 20) /* per stack of the shared-memory start */
+
 /* The probe's reasons that concern user namespaces (for an error message). */
 static const char *userns_why(const struct swerve_sandbox_probe *p, char *buf, size_t len)
 {
@@ -202,6 +204,8 @@ void swerve_sandbox_free(struct swerve_sandbox *sb)
 	sb_mount_plan_dispose(&sb->run_plan);
 	if (sb->shared && sb->shared != MAP_FAILED)
 		munmap(sb->shared, 4096);
+	if (sb->vm_stacks)
+		munmap(sb->vm_stacks, 2 * VM_STACK);
 	free(sb);
 }
 
@@ -479,10 +483,66 @@ static int child_error(const struct swerve_sandbox *sb, const struct swerve_sand
 	return swerve_error_set(SWERVE_ERROR, "sandbox: %s: %s", sb_step_name(m->step), es);
 }
 
+/* The shared-memory start (fast path, argv only; spawn.c): init and the
+ * command run on these stacks in our address space, so no copy of it is
+ * made per run and none freed when they exit. 1 MiB each, reserved lazily,
+ * a guard page below each. 0, or -1 to use the copy-on-write start. */
+static int vm_stacks(struct swerve_sandbox *sb)
+{
+	if (!SB_VM_START)
+		return -1;
+	if (sb->vm_stacks)
+		return 0;
+	char *m = mmap(NULL, 2 * VM_STACK, PROT_READ | PROT_WRITE,
+	               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+	if (m == MAP_FAILED)
+		return -1;
+	if (mprotect(m, 4096, PROT_NONE) < 0 || mprotect(m + VM_STACK, 4096, PROT_NONE) < 0) {
+		munmap(m, 2 * VM_STACK);
+		return -1;
+	}
+	sb->vm_stacks = m;
+	return 0;
+}
+
+/* While init and the command set up on our memory they own this thread's
+ * errno (they run libc code with our TLS): wait, in system calls that
+ * cannot set errno and with every signal blocked, until init says the
+ * command has exec'd or died (a byte or EOF on started), init is gone, or
+ * the wall-clock limit passes (then the main loop kills the tree). */
+static void vm_park(int started, int pidfd, uint64_t t0, uint64_t wall_ms)
+{
+#if SB_HAVE_RAW_SYSCALL
+	uint64_t deadline = wall_ms == UINT64_MAX ? UINT64_MAX : t0 + wall_ms * 1000000ull;
+	sigset_t all;
+	sigfillset(&all);
+	for (;;) {
+		struct pollfd pf[2] = {{started, POLLIN, 0}, {pidfd, POLLIN, 0}};
+		struct timespec ts, *tsp = NULL;
+		uint64_t now = sb_now_ns();
+		if (deadline != UINT64_MAX) {
+			if (now >= deadline)
+				return;
+			uint64_t d = deadline - now;
+			ts.tv_sec = (time_t)(d / 1000000000ull);
+			ts.tv_nsec = (long)(d % 1000000000ull);
+			tsp = &ts;
+		}
+		long k =
+		        sb_raw_syscall(SYS_ppoll, (long)pf, 2, (long)tsp, (long)&all, _NSIG / 8, 0);
+		if (k > 0 || (k < 0 && k != -EINTR && k != -EAGAIN))
+			return;
+	}
+#else
+	(void)started, (void)pidfd, (void)t0, (void)wall_ms;
+#endif
+}
+
 int swerve_sandbox_run(struct swerve_sandbox_result *r, struct swerve_sandbox *sb,
                        const struct swerve_sandbox_opts *o)
 {
 	int rc = 0, pipe_out[2] = {-1, -1}, pipe_err[2] = {-1, -1}, sv[2] = {-1, -1};
+	int started[2] = {-1, -1};
 	struct envbuf env = {0};
 	struct sb_child c;
 	struct sup s;
@@ -588,7 +648,20 @@ int swerve_sandbox_run(struct swerve_sandbox_result *r, struct swerve_sandbox *s
 	/* fast path: no CLONE_NEWNS (the child joins a copy of the template) */
 	unsigned long flags = sb->fast ? RUN_NS_FLAGS & ~(unsigned long)CLONE_NEWNS
 	                               : RUN_NS_FLAGS | SLOW_NS_FLAGS;
-	pid = (pid_t)syscall(SYS_clone, flags | CLONE_PIDFD | SIGCHLD, 0, &pidfd, NULL, 0);
+	c.vm = sb->fast && !o->fn && vm_stacks(sb) == 0;
+	c.started_w = -1;
+	if (c.vm) {
+		if (pipe2(started, O_CLOEXEC) < 0)
+			goto sysfail;
+		c.started_w = started[1];
+		c.cmd_stack_top = sb->vm_stacks + 2 * VM_STACK;
+		/* init shares our memory: no copy of the address space to make
+		 * (or to free when it exits), see spawn.c */
+		pid = clone(sb_child_vm_entry, sb->vm_stacks + VM_STACK,
+		            (int)(flags | CLONE_VM | CLONE_PIDFD | SIGCHLD), &c, &pidfd);
+	} else {
+		pid = (pid_t)syscall(SYS_clone, flags | CLONE_PIDFD | SIGCHLD, 0, &pidfd, NULL, 0);
+	}
 	if (pid < 0) {
 		int e = errno;
 		swerve_sandbox_probe(&sb->probe); /* to name the setting to change */
@@ -614,6 +687,11 @@ int swerve_sandbox_run(struct swerve_sandbox_result *r, struct swerve_sandbox *s
 	close(pipe_out[1]);
 	close(pipe_err[1]);
 	sv[0] = sv[1] = pipe_out[0] = pipe_out[1] = pipe_err[0] = pipe_err[1] = -1;
+	if (c.vm) {
+		close(started[1]);
+		started[1] = -1;
+		vm_park(started[0], s.pidfd, t0, lim.wall_ms);
+	}
 	fcntl(s.out_r, F_SETFL, O_NONBLOCK);
 	fcntl(s.err_r, F_SETFL, O_NONBLOCK);
 
@@ -809,8 +887,9 @@ done:
 	}
 	sb_capture_dispose(&s.out);
 	sb_capture_dispose(&s.err);
-	int fds[] = {pipe_out[0], pipe_out[1], pipe_err[0], pipe_err[1], sv[0],     sv[1],
-	             s.out_r,     s.err_r,     s.sock,      s.pidfd,     s.listener};
+	int fds[] = {pipe_out[0], pipe_out[1], pipe_err[0], pipe_err[1], sv[0],
+	             sv[1],       s.out_r,     s.err_r,     s.sock,      s.pidfd,
+	             s.listener,  started[0],  started[1]};
 	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
 		if (fds[i] >= 0)
 			close(fds[i]);

@@ -141,7 +141,10 @@ static void exec_path(const struct sb_child *c)
 __attribute__((noreturn)) static void command(const struct sb_child *c)
 {
 	int sock = c->sock, idx = -1, lfd;
-	if (setsid() < 0 || prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+	sigset_t none;
+	sigemptyset(&none); /* a clean signal mask (init blocks everything) */
+	if (sigprocmask(SIG_SETMASK, &none, NULL) < 0 || setsid() < 0 ||
+	    prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
 		fail(sock, SB_STEP_SETSID, -1);
 	int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (nul < 0 || dup2(nul, 0) < 0 || dup2(c->out_w, 1) < 0 || dup2(c->err_w, 2) < 0)
@@ -177,6 +180,15 @@ __attribute__((noreturn)) static void command(const struct sb_child *c)
 	}
 	exec_path(c);
 	fail(sock, SB_STEP_EXEC, -1);
+}
+
+/* clone(2) entry of the command in the shared-memory start: runs on its
+ * own stack in init's (= the caller's) address space until execve, while
+ * init waits (CLONE_VFORK) and the supervisor is parked in a system call
+ * that cannot change errno, so the libc calls here own errno. */
+static int command_vm_entry(void *arg)
+{
+	command(arg);
 }
 
 /* Closes every fd >= 3 except those in keep (unsorted, -1 entries ignored). */
@@ -234,14 +246,59 @@ __attribute__((noreturn)) void sb_holder_main(int sock, const struct sb_mount_pl
 	_exit(0);
 }
 
+int sb_child_vm_entry(void *arg)
+{
+	sb_child_main(arg);
+}
+
+#if SB_HAVE_RAW_SYSCALL
+/* The rest of init in the shared-memory start, once the command has exec'd
+ * (or died): the supervisor runs again on the same memory and TLS, so only
+ * raw system calls from here on (errno is the supervisor's). */
+__attribute__((noreturn)) static void init_vm_wait(const struct sb_child *c, pid_t pid)
+{
+	int sock = c->sock;
+	char b = 's';
+	sb_raw_syscall(SYS_close, c->out_w, 0, 0, 0, 0, 0);
+	sb_raw_syscall(SYS_close, c->err_w, 0, 0, 0, 0, 0);
+	sb_raw_syscall(SYS_write, c->started_w, (long)&b, 1, 0, 0, 0);
+	sb_raw_syscall(SYS_close, c->started_w, 0, 0, 0, 0, 0);
+	for (;;) {
+		int st = 0;
+		long w = sb_raw_syscall(SYS_wait4, -1, (long)&st, __WALL, 0, 0, 0);
+		if (w == pid) {
+			struct sb_msg m = {SB_MSG_EXIT, 0, 0, 0, st};
+			while (sb_raw_syscall(SYS_sendto, sock, (long)&m, sizeof(m), MSG_NOSIGNAL,
+			                      0, 0) == -EINTR)
+				;
+			break;
+		}
+		if (w < 0 && w != -EINTR)
+			break;
+	}
+	for (;;)
+		sb_raw_syscall(SYS_exit_group, 0, 0, 0, 0, 0, 0);
+}
+#endif
+
 __attribute__((noreturn)) void sb_child_main(const struct sb_child *c)
 {
 	int sock = c->sock, step = 0, idx = -1;
 	char go;
-	int keep[7] = {sock, c->out_w, c->err_w, c->ns_user, c->ns_net, c->ns_uts, c->ns_mnt};
+	int keep[8] = {sock,      c->out_w,  c->err_w,  c->ns_user,
+	               c->ns_net, c->ns_uts, c->ns_mnt, c->vm ? c->started_w : -1};
+	if (c->vm) {
+		/* the caller's signal handlers live in this address space: none
+		 * may run here (a signal from inside the sandbox to pid 1 would
+		 * run the supervisor's handler on its memory); SIGKILL still
+		 * works */
+		sigset_t all;
+		sigfillset(&all);
+		sb_raw_syscall(SYS_rt_sigprocmask, SIG_SETMASK, (long)&all, 0, _NSIG / 8, 0, 0);
+	}
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
 		fail(sock, SB_STEP_SETSID, -1);
-	if (close_except(keep, c->fast ? 7 : 3) < 0)
+	if (close_except(keep, c->fast ? 8 : 3) < 0)
 		fail(sock, SB_STEP_STDIO, -1);
 	/* slow path: the supervisor writes our uid/gid maps, then releases us */
 	if (!c->fast && read(sock, &go, 1) != 1)
@@ -272,6 +329,15 @@ __attribute__((noreturn)) void sb_child_main(const struct sb_child *c)
 	}
 	if (chdir(c->cwd) < 0)
 		fail(sock, SB_STEP_CWD, -1);
+#if SB_HAVE_RAW_SYSCALL
+	if (c->vm) {
+		pid_t vpid = clone(command_vm_entry, c->cmd_stack_top,
+		                   CLONE_VM | CLONE_VFORK | SIGCHLD, (void *)c);
+		if (vpid < 0)
+			fail(sock, SB_STEP_FORK, -1);
+		init_vm_wait(c, vpid);
+	}
+#endif
 	pid_t pid = (pid_t)syscall(SYS_clone, SIGCHLD, 0, NULL, NULL, 0);
 	if (pid < 0)
 		fail(sock, SB_STEP_FORK, -1);

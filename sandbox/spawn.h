@@ -24,7 +24,17 @@ struct sb_child {
 	int fast;                            /* join ns_* instead of waiting for id maps */
 	int ns_user, ns_net, ns_uts, ns_mnt; /* the context's namespaces (fast path);
 	                                      * plan is then a RUN plan for ns_mnt */
+	/* shared-memory start (fast path, argv only): init runs in the
+	 * caller's address space on its own stack, the command starts
+	 * vfork-style on another; init writes one byte on started_w once the
+	 * command has exec'd (or died) and from then on uses raw syscalls only */
+	int vm;
+	int started_w;
+	char *cmd_stack_top;
 };
+
+/* clone(2) entry of init for the shared-memory start (arg: the sb_child) */
+int sb_child_vm_entry(void *arg);
 
 __attribute__((noreturn)) void sb_child_main(const struct sb_child *c);
 

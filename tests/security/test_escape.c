@@ -546,3 +546,31 @@ Test(process, supervisor_binary_not_writable_through_proc)
 	cr_assert_eq(pids, 2);
 	swerve_sandbox_result_dispose(&r);
 }
+
+static volatile sig_atomic_t handled;
+static void on_signal(int sig)
+{
+	(void)sig;
+	handled++;
+}
+
+Test(process, init_memory_and_signal_handlers_unreachable)
+{
+	TS_NEED_SANDBOX();
+	/* the supervisor's handlers: on the shared-memory start, pid 1 runs in
+	 * this address space, so a handler running there would be a way in */
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	int sigs[] = {SIGUSR1, SIGTERM, SIGINT, SIGHUP};
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		cr_assert_eq(sigaction(sigs[i], &sa, NULL), 0);
+	for (int run = 0; run < 3; run++) {
+		struct swerve_sandbox_result r = R_INIT;
+		int rc = ts_escape(&r, NULL, "init", NULL);
+		/* /proc is read-only (EROFS before any permission check) */
+		expect_ok(&r, rc, "EROFS\nEACCES\nEACCES\nEACCES\nalive\n");
+		swerve_sandbox_result_dispose(&r);
+	}
+	cr_assert_eq(handled, 0, "a signal sent to pid 1 ran a handler of the supervisor");
+}

@@ -296,6 +296,18 @@ static int run(const char *c, char **argv)
 			if (de->d_name[0] >= '0' && de->d_name[0] <= '9')
 				n++;
 		printf("pids %d\n", n);
+	} else if (!strcmp(c, "init")) {
+		/* pid 1 is the sandbox's init, which may share the supervisor's
+		 * memory: neither its memory nor its signal handlers reachable */
+		say(open("/proc/1/mem", O_RDWR));
+		say(open("/proc/1/mem", O_RDONLY));
+		say(open("/proc/1/maps", O_RDONLY));
+		say(open("/proc/1/environ", O_RDONLY));
+		int sigs[] = {SIGUSR1, SIGTERM, SIGINT, SIGHUP, SIGCHLD};
+		for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+			kill(1, sigs[i]);
+		usleep(50000);
+		printf("alive\n");
 	} else if (!strcmp(c, "threads")) {
 		pthread_t t[8];
 		int v[8] = {0};
