@@ -367,9 +367,12 @@ void policy_sample_dispose(struct policy_sample *s);
 /* ---- the GPU model (policy/gpu.cu; only in libswerve_cuda.a) ------------ */
 
 /* GEMM precision of the GPU path. The LM head, the router and the loss are
- * always fp32 (no TF32); the lightning kernel always takes bf16 q/k/v.
+ * always fp32 (no TF32); the lightning kernel takes bf16 q/k/v (fp32 mode, or
+ * POLICY_GPU_LIGHTNING=fp32, uses an fp32 kernel instead).
  *   POLICY_GPU_FP32  every other GEMM in fp32 (the comparison mode)
- *   POLICY_GPU_BF16  every other GEMM on bf16 tensor cores, fp32 accumulate */
+ *   POLICY_GPU_BF16  every other GEMM on bf16 operands stored in bf16 (a bf16
+ *                    weight copy kept by AdamW), fp32 accumulate; master
+ *                    weights, moments and gradients stay fp32 */
 enum policy_gpu_precision { POLICY_GPU_FP32 = 0, POLICY_GPU_BF16 = 1 };
 
 struct policy_gpu;
