@@ -125,6 +125,7 @@ static inline long sb_raw_syscall(long n, long a, long b, long c, long d, long e
 /* Timestamps the child writes into a MAP_SHARED page (no syscalls). */
 struct sb_shared {
 	uint64_t t_mounts, t_pivot, t_seccomp; /* CLOCK_MONOTONIC ns */
+	uint64_t t_exec;                       /* init saw the command exec (shared-memory start) */
 };
 
 uint64_t sb_now_ns(void);

@@ -695,9 +695,11 @@ int swerve_sandbox_run(struct swerve_sandbox_result *r, struct swerve_sandbox *s
 	fcntl(s.out_r, F_SETFL, O_NONBLOCK);
 	fcntl(s.err_r, F_SETFL, O_NONBLOCK);
 
-	if (!sb->fast && (write_maps(sb, pid) < 0 || send(s.sock, "g", 1, MSG_NOSIGNAL) != 1))
-		goto mapfail;
-	sb->timing.maps_us = (sb_now_ns() - t0) / 1000;
+	if (!sb->fast) {
+		if (write_maps(sb, pid) < 0 || send(s.sock, "g", 1, MSG_NOSIGNAL) != 1)
+			goto mapfail;
+		sb->timing.maps_us = (sb_now_ns() - t0) / 1000;
+	}
 
 	uint64_t deadline = lim.wall_ms == UINT64_MAX ? UINT64_MAX : t0 + lim.wall_ms * 1000000ull;
 	uint64_t next_mem = t0 + MEM_POLL_NS;
@@ -809,8 +811,10 @@ int swerve_sandbox_run(struct swerve_sandbox_result *r, struct swerve_sandbox *s
 		if (sb->shared->t_pivot > t0)
 			sb->timing.pivot_us = (sb->shared->t_pivot - t0) / 1000;
 		if (sb->shared->t_seccomp > t0)
-			sb->timing.seccomp_us = sb->timing.exec_us =
-			        (sb->shared->t_seccomp - t0) / 1000;
+			sb->timing.seccomp_us = (sb->shared->t_seccomp - t0) / 1000;
+		sb->timing.exec_us = sb->shared->t_exec > t0 /* the shared-memory start knows */
+		                             ? (sb->shared->t_exec - t0) / 1000
+		                             : sb->timing.seccomp_us;
 
 		if (sb_capture_finish(&s.out, &r->out) < 0 ||
 		    sb_capture_finish(&s.err, &r->err) < 0)

@@ -238,11 +238,12 @@ int swerve_sandbox_run(struct swerve_sandbox_result *result, struct swerve_sandb
  * the start of swerve_sandbox_run (for benchmarks; 0 = step not reached). */
 struct swerve_sandbox_timing {
 	uint64_t clone_us;   /* clone(2) returned in the parent */
-	uint64_t maps_us;    /* uid/gid maps written, child released */
+	uint64_t maps_us;    /* uid/gid maps written, child released (slow path) */
 	uint64_t mounts_us;  /* child: new root built (incl. workspace) */
 	uint64_t pivot_us;   /* child: pivot_root done, old root detached */
 	uint64_t seccomp_us; /* child: all containment done, seccomp loaded */
-	uint64_t exec_us;    /* parent: exec succeeded (error channel closed) */
+	uint64_t exec_us;    /* the command exec'd (shared-memory start: init said
+	                      * so; otherwise = seccomp_us) */
 	uint64_t wait_us;    /* parent: everything reaped */
 };
 
