@@ -636,24 +636,26 @@ __device__ __forceinline__ void mma_ss(float (&d)[32], uint64_t da, uint64_t db,
 
 /* d += A B, m64n64k16, A from registers (the mma.sync m16n8k16 A layout, warp
  * w holding rows 16w..16w+15), B from shared memory, MN-major */
-__device__ __forceinline__ void mma_rs(float (&d)[32], const uint32_t (&a)[4], uint64_t db)
+__device__ __forceinline__ void mma_rs(float (&d)[32], const uint32_t (&a)[4], uint64_t db,
+                                       int acc = 1)
 {
 	asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
 	             "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " LA_R32
 	             ", {%32, %33, %34, %35}, %36, p, 1, 1, 1;\n}\n"
 	             : LA_D32(d)
-	             : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
+	             : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(acc));
 }
 #undef LA_D32
 #undef LA_R32
 
-template <int D, bool SO> struct smem {
+/* ST stages of q, k, v (ST - 1 chunks loading while one is used) */
+template <int D, bool SO, int ST> struct smem {
 	static constexpr int TILE = C * 128;       /* 64 rows x 64 bf16: one swizzle atom column */
 	static constexpr int QK = (D / 64) * TILE; /* one stage of q or k */
 	static constexpr int Q_OFF = 0;            /* bytes from the 1024-aligned base */
-	static constexpr int K_OFF = Q_OFF + (SO ? 0 : 2 * QK);
-	static constexpr int V_OFF = K_OFF + 2 * QK;
-	static constexpr int KV_OFF = V_OFF + 2 * TILE; /* bf16 state [D][64], swizzled */
+	static constexpr int K_OFF = Q_OFF + (SO ? 0 : ST * QK);
+	static constexpr int V_OFF = K_OFF + ST * QK;
+	static constexpr int KV_OFF = V_OFF + ST * TILE; /* bf16 state [D][64], swizzled */
 	static constexpr int PW_OFF = KV_OFF + (SO ? 0 : D * 128);
 	static constexpr size_t BYTES = PW_OFF + (2 * C + 1) * sizeof(float) + 1024;
 };
@@ -664,10 +666,10 @@ __device__ __forceinline__ uint32_t swz(int r, int c8)
 	return (uint32_t)(r * 128 + ((c8 ^ (r & 7)) << 4));
 }
 
-template <int D, bool SO>
-__global__ void __launch_bounds__(NT, SO ? 3 : 2) kernel(const __grid_constant__ la_params P)
+template <int D, bool SO, int ST, bool ILV>
+__global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1) kernel(const __grid_constant__ la_params P)
 {
-	using L = smem<D, SO>;
+	using L = smem<D, SO, ST>;
 	constexpr int NEB = D / EB, MB = D / 64, KQ = D / 16;
 	extern __shared__ __align__(1024) unsigned char smem_raw[];
 	const uint32_t base = (smem_u32(smem_raw) + 1023) & ~1023u;
@@ -733,9 +735,12 @@ __global__ void __launch_bounds__(NT, SO ? 3 : 2) kernel(const __grid_constant__
 		}
 	};
 
-	if (n_chunks > 0)
-		load_chunk(0, 0);
-	cp_commit();
+#pragma unroll
+	for (int c = 0; c < ST - 1; c++) {
+		if (c < n_chunks)
+			load_chunk(c, c);
+		cp_commit();
+	}
 
 	/* the state: kv[mb][4 nt + r] is row d = 64 mb + 16 w + gq (+8 for r >= 2),
 	 * column e = 8 nt + 2 t4 (+1 for odd r) of this e-block (the wgmma
@@ -757,10 +762,9 @@ __global__ void __launch_bounds__(NT, SO ? 3 : 2) kernel(const __grid_constant__
 						s0 *= expf(slope);
 					val = s0 * expf(-slope * (float)seg_start);
 				}
-				for (int gp = 0; gp < g; gp++)
-					val += pr.seg[(((size_t)b * H + h) * P.G + gp) * D * D +
-					              (size_t)d * D + e] *
-					       expf(-slope * (float)((g - 1 - gp) * P.seg_len));
+				if (g > 0) /* the earlier segments, combined by prefix_kernel */
+					val += pr.seg[(((size_t)b * H + h) * P.G + g - 1) * D * D +
+					              (size_t)d * D + e];
 			}
 			kv[mb][i] = val;
 		}
@@ -786,20 +790,22 @@ __global__ void __launch_bounds__(NT, SO ? 3 : 2) kernel(const __grid_constant__
 	}
 
 	for (int c = 0; c < n_chunks; c++) {
-		const int st = c & 1;
-		if (c + 1 < n_chunks)
-			load_chunk(c + 1, st ^ 1);
+		const int st = c % ST;
+		/* into the stage chunk c - 1 used: every warp is past it (barrier below) */
+		if (c + ST - 1 < n_chunks)
+			load_chunk(c + ST - 1, (c + ST - 1) % ST);
 		cp_commit();
-		cp_wait<1>();
+		cp_wait<ST - 1>();
 		fence_proxy_async(); /* cp.async wrote generic-proxy; wgmma reads async */
 		__syncthreads();
 		const int m = min(C, seg_end - (seg_start + c * C));
 		const uint32_t Qs = base + L::Q_OFF + st * L::QK, Ks = base + L::K_OFF + st * L::QK;
 		const uint32_t Vs = base + L::V_OFF + st * L::TILE;
 
-		/* A fragments of (K .* lambda^(m-1-j))^T: rows d of this warp, k = j */
+		/* A fragments of (K .* lambda^(m-1-j))^T: rows d of this warp, k = j,
+		 * and the decay of the state */
 		uint32_t ka[MB][4][4];
-		{
+		auto prep_state_update = [&]() {
 			const int q8 = lane >> 3;
 #pragma unroll
 			for (int kk = 0; kk < 4; kk++) {
@@ -817,43 +823,87 @@ __global__ void __launch_bounds__(NT, SO ? 3 : 2) kernel(const __grid_constant__
 					ka[mb][kk][3] = scale_bf16x2(ka[mb][kk][3], f2, f3);
 				}
 			}
-		}
-		const float bd = pw[m];
+			const float bd = pw[m];
 #pragma unroll
-		for (int mb = 0; mb < MB; mb++) {
+			for (int mb = 0; mb < MB; mb++) {
 #pragma unroll
-			for (int i = 0; i < 32; i++)
-				kv[mb][i] *= bd;
-			reg_fence(kv[mb]);
+				for (int i = 0; i < 32; i++)
+					kv[mb][i] *= bd;
+				reg_fence(kv[mb]);
 #pragma unroll
-			for (int kk = 0; kk < 4; kk++)
-				reg_fence(ka[mb][kk]);
-		}
-
+				for (int kk = 0; kk < 4; kk++)
+					reg_fence(ka[mb][kk]);
+			}
+		};
 		float s[32], o[32];
 		uint32_t pa[4][4];
-		fence();
-		if (!SO) {
+		auto mma_s = [&](int kk) { /* S = Q K^T */
+			                   mma_ss<0>(s,
+			                             desc(Qs + (kk >> 2) * L::TILE + (kk & 3) * 32),
+			                             desc(Ks + (kk >> 2) * L::TILE + (kk & 3) * 32),
+			                             kk > 0);
+		};
+		auto mma_o = [&](int kk) { /* O = Q KV (the state before the chunk) */
+			                   mma_ss<1>(o,
+			                             desc(Qs + (kk >> 2) * L::TILE + (kk & 3) * 32),
+			                             desc(base + L::KV_OFF + kk * 2048), kk > 0);
+		};
+		if (ILV) {
+			/* Independent accumulators back to back: a wgmma that adds into the
+			 * accumulator of the one before waits for it, so S, O and the two
+			 * state halves take turns; the first rounds of S and O are issued
+			 * before the state update's operands are ready */
+			constexpr int H1 = SO ? 0 : KQ / 2;
+			if (!SO) {
+				fence();
 #pragma unroll
-			for (int kk = 0; kk < KQ; kk++) /* S = Q K^T */
-				mma_ss<0>(s, desc(Qs + (kk >> 2) * L::TILE + (kk & 3) * 32),
-				          desc(Ks + (kk >> 2) * L::TILE + (kk & 3) * 32), kk > 0);
+				for (int kk = 0; kk < H1; kk++) {
+					mma_s(kk);
+					mma_o(kk);
+				}
+			}
+			prep_state_update();
+			fence();
+			constexpr int R = (KQ - H1) > 4 ? (KQ - H1) : 4;
+#pragma unroll
+			for (int r = 0; r < R; r++) {
+				if (!SO && H1 + r < KQ) {
+					mma_s(H1 + r);
+					mma_o(H1 + r);
+				}
+				if (r < 4)
+#pragma unroll
+					for (int mb = 0; mb < MB; mb++)
+						mma_rs(kv[mb], ka[mb][r], desc(Vs + r * 2048));
+			}
 			commit();
+		} else {
+			/* the first V3: each product's steps one after the other */
+			prep_state_update();
+			fence();
+			if (!SO) {
 #pragma unroll
-			for (int kk = 0; kk < KQ; kk++) /* O = Q KV (the state before the chunk) */
-				mma_ss<1>(o, desc(Qs + (kk >> 2) * L::TILE + (kk & 3) * 32),
-				          desc(base + L::KV_OFF + kk * 2048), kk > 0);
+				for (int kk = 0; kk < KQ; kk++)
+					mma_s(kk);
+				commit();
+#pragma unroll
+				for (int kk = 0; kk < KQ; kk++)
+					mma_o(kk);
+				commit();
+			}
+#pragma unroll
+			for (int mb = 0; mb < MB; mb++) /* the state update */
+#pragma unroll
+				for (int kk = 0; kk < 4; kk++)
+					mma_rs(kv[mb], ka[mb][kk], desc(Vs + kk * 2048));
 			commit();
 		}
-#pragma unroll
-		for (int mb = 0; mb < MB; mb++) /* the state update */
-#pragma unroll
-			for (int kk = 0; kk < 4; kk++)
-				mma_rs(kv[mb], ka[mb][kk], desc(Vs + kk * 2048));
-		commit();
 
 		if (!SO) {
-			wait<2>();
+			if (ILV)
+				wait<0>();
+			else
+				wait<2>();
 			reg_fence(s);
 			/* decay mask, then the bf16 A fragments of P */
 			const int i0 = w * 16 + gq;
@@ -868,20 +918,32 @@ __global__ void __launch_bounds__(NT, SO ? 3 : 2) kernel(const __grid_constant__
 				pa[kk][2] = pack_bf16(s[8 * kk + 4], s[8 * kk + 5]);
 				pa[kk][3] = pack_bf16(s[8 * kk + 6], s[8 * kk + 7]);
 			}
-			wait<1>();
+			if (!ILV)
+				wait<1>();
 			reg_fence(o);
 			const float f0 = pw[i0 + 1], f1 = pw[i0 + 9];
 #pragma unroll
 			for (int i = 0; i < 32; i++)
 				o[i] *= (i & 2) ? f1 : f0;
 			reg_fence(o);
+			reg_fence(s);
 #pragma unroll
 			for (int kk = 0; kk < 4; kk++)
 				reg_fence(pa[kk]);
 			fence();
+			if (ILV) {
+				/* O += P V as two chains: key tiles 0, 1 into o, 2, 3 into s
+				 * (free once P is packed), summed below */
 #pragma unroll
-			for (int kk = 0; kk < 4; kk++) /* O += P V */
-				mma_rs(o, pa[kk], desc(Vs + kk * 2048));
+				for (int kk = 0; kk < 2; kk++) {
+					mma_rs(o, pa[kk], desc(Vs + kk * 2048));
+					mma_rs(s, pa[kk + 2], desc(Vs + (kk + 2) * 2048), kk > 0);
+				}
+			} else {
+#pragma unroll
+				for (int kk = 0; kk < 4; kk++) /* O += P V */
+					mma_rs(o, pa[kk], desc(Vs + kk * 2048));
+			}
 			commit();
 		}
 		wait<0>();
@@ -895,9 +957,14 @@ __global__ void __launch_bounds__(NT, SO ? 3 : 2) kernel(const __grid_constant__
 		}
 		if (!SO) {
 			reg_fence(o);
+			reg_fence(s);
 #pragma unroll
 			for (int kk = 0; kk < 4; kk++)
 				reg_fence(pa[kk]);
+			if (ILV)
+#pragma unroll
+				for (int i = 0; i < 32; i++)
+					o[i] += s[i];
 			/* o straight from the accumulators: rows i0 and i0 + 8 */
 			const int ia = w * 16 + gq, ib = ia + 8;
 			const long ta = row_token(seg_start + c * C + ia),
@@ -946,6 +1013,30 @@ __global__ void __launch_bounds__(NT, SO ? 3 : 2) kernel(const __grid_constant__
 				        make_float2(kv[mb][4 * nt + 2] * mul,
 				                    kv[mb][4 * nt + 3] * mul);
 			}
+	}
+}
+
+/* Between V3's state pass and main pass: the segments' own contributions
+ * Delta_g (g < G - 1, those that exist for the sequence) become running sums
+ * P_g = lambda^L P_{g-1} + Delta_g in place, so that the main pass starts
+ * segment g from lambda^(g L) S0 + P_{g-1} with one read. A thread per 4
+ * state elements, 256 threads, grid (D D / 1024, H, B x problems). */
+__global__ void __launch_bounds__(256) prefix_kernel(const __grid_constant__ la_params P, int D)
+{
+	const int h = blockIdx.y, b = blockIdx.z % P.B, pi = blockIdx.z / P.B;
+	const int T = P.cu[b + 1] - P.cu[b];
+	const int nseg = min(T > 0 ? (T + P.seg_len - 1) / P.seg_len : 0, P.G);
+	const size_t n4 = (size_t)D * D / 4, i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+	if (i >= n4 || nseg < 3)
+		return;
+	const float lam = expf(-P.slopes[h] * (float)P.seg_len);
+	float4 *st = reinterpret_cast<float4 *>(P.p[pi].seg + ((size_t)b * P.H + h) * P.G * D * D);
+	float4 acc = st[i];
+	for (int g = 1; g < nseg - 1; g++) {
+		const float4 x = st[g * n4 + i];
+		acc = make_float4(lam * acc.x + x.x, lam * acc.y + x.y, lam * acc.z + x.z,
+		                  lam * acc.w + x.w);
+		st[g * n4 + i] = acc;
 	}
 }
 
@@ -1021,25 +1112,42 @@ int sm_count()
 }
 
 /* Segments: G is chosen by a small cost model of the two launches, in units
- * of one chunk step of the main kernel: (waves of CTAs) x (chunks per segment),
- * with per_sm resident CTAs per SM (2 for the first version's main kernel, 3
- * for V2) and a state-only chunk costing ~0.6 of a full one. G = 1 (no state
- * pass, no workspace) whenever that is as cheap. SWERVE_LIGHTNING_SEGMENTS=<G>
- * forces G where `force` is set (benchmarks only). */
-void plan(const swerve_lightning_dims *d, int nprob, int per_sm, bool force, int *G, int *seg_len)
+ * of one chunk step of the main kernel when it fills the GPU: (waves of CTAs) x
+ * (chunks per segment), with per_sm resident CTAs per SM (2 for the first
+ * version and V3, 3 for V2), a state-only chunk costing so_cost of that (its
+ * own so_per_sm CTAs per SM), and, where the kernel has a one-CTA-per-SM form
+ * (V3's 4-stage kernel, wide_cost > 0), a grid of at most one CTA per SM
+ * costing wide_cost per chunk. G = 1 (no state pass, no workspace) whenever
+ * that is as cheap. SWERVE_LIGHTNING_SEGMENTS=<G> forces G where `force` is set
+ * (benchmarks only). */
+struct cost_model {
+	int per_sm, so_per_sm;
+	double so_cost, wide_cost;
+	bool prefix; /* V3: segment states combined by prefix_kernel, else by each CTA */
+};
+
+void plan(const swerve_lightning_dims *d, int nprob, const cost_model &cm, bool force, int *G,
+          int *seg_len)
 {
 	const long maxT = d->max_seqlen > 0 ? d->max_seqlen : 1;
 	const long chunks = (maxT + C - 1) / C;
-	const long ctas = (long)d->batch * d->heads * (d->dim / EB) * nprob;
-	const long slots = (long)per_sm * sm_count();
+	const long ctas = (long)d->batch * d->heads * (d->dim / EB) * nprob, n = sm_count();
+	const long slots = (long)cm.per_sm * n, so_slots = (long)cm.so_per_sm * n;
 	double best = 1e300;
 	long best_seg = chunks;
 	for (long g = 1; g <= 32 && g <= chunks; g++) {
 		const long seg = (chunks + g - 1) / g, gg = (chunks + seg - 1) / seg;
-		double cost = (double)((ctas * gg + slots - 1) / slots) * seg;
-		if (gg > 1) /* the state pass, and the last segment's combine of gg - 1 states */
-			cost += 0.6 * (double)((ctas * (gg - 1) + slots - 1) / slots) * seg +
-			        0.5 * (gg - 1) * (double)((ctas * gg + slots - 1) / slots);
+		const long waves = (ctas * gg + slots - 1) / slots;
+		double cost = cm.wide_cost > 0 && ctas * gg <= n ? cm.wide_cost * seg
+		                                                 : (double)waves * seg;
+		if (gg > 1) /* the state pass, and the combine of gg - 1 states: the prefix
+		             * kernel reads and writes each (~1 chunk step per 6 MB), or the
+		             * last segment's CTAs read them all */
+			cost += cm.so_cost * (double)((ctas * (gg - 1) + so_slots - 1) / so_slots) *
+			                seg +
+			        (cm.prefix ? (double)ctas / (d->dim / EB) * (gg - 1) * d->dim *
+			                             d->dim * 8 / 6.25e6
+			                   : 0.5 * (gg - 1) * (double)waves);
 		if (cost < best - 1e-9) {
 			best = cost;
 			best_seg = seg;
@@ -1071,14 +1179,20 @@ int mma_choice(const swerve_lightning_dims *d, int nprob)
 	if (nprob != MAX_PROB)
 		return 1;
 	int G, len;
-	plan(d, nprob, 2, false, &G, &len);
+	plan(d, nprob, cost_model{2, 2, 0.6, 0.0, false}, false, &G, &len);
 	if (G > 1)
 		return 2;
 	const long ctas = (long)d->batch * d->heads * (d->dim / EB) * nprob, n = sm_count();
 	return (ctas + 2 * n - 1) / (2 * n) >= 2 * ((ctas + 3 * n - 1) / (3 * n)) ? 2 : 1;
 }
 
-int wg_per_sm(int dim);
+int wg_per_sm(int dim, bool so);
+
+/* V3's cost model (see plan): a state-only chunk (0.2-0.3 measured) and a chunk
+ * of the main kernel when the grid has at most one CTA per SM (0.56-0.6), each
+ * against a chunk step of the main kernel filling the GPU (3.8 us), from G
+ * sweeps on an H200 (tests/bench/RESULTS.md) */
+constexpr double WG_SO_COST = 0.3, WG_WIDE_COST = 0.6;
 
 int kernel_choice(const swerve_lightning_dims *d, int nprob)
 {
@@ -1093,8 +1207,14 @@ int kernel_choice(const swerve_lightning_dims *d, int nprob)
 void plan_for(const swerve_lightning_dims *d, int nprob, int *kver, int *G, int *seg_len)
 {
 	*kver = kernel_choice(d, nprob);
-	const int per_sm = *kver == 3 ? wg_per_sm(d->dim) : *kver == 2 ? 3 : 2;
-	plan(d, nprob, per_sm, true, G, seg_len);
+	if (*kver == 3)
+		plan(d, nprob,
+		     cost_model{wg_per_sm(d->dim, false), wg_per_sm(d->dim, true), WG_SO_COST,
+		                WG_WIDE_COST, true},
+		     true, G, seg_len);
+	else
+		plan(d, nprob, cost_model{*kver == 2 ? 3 : 2, *kver == 2 ? 3 : 2, 0.6, 0.0, false},
+		     true, G, seg_len);
 }
 
 size_t workspace_for(const swerve_lightning_dims *d, int nprob)
@@ -1144,81 +1264,113 @@ template <int D, bool SO, bool V2> int set_smem()
 	return 0;
 }
 
-template <int D, bool SO> int wg_set_smem()
+template <int D, bool SO, int ST, bool ILV> int wg_set_smem()
 {
 	static bool done = false;
 	if (done)
 		return 0;
-	cudaError_t e =
-	        cudaFuncSetAttribute(wg::kernel<D, SO>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-	                             (int)wg::smem<D, SO>::BYTES);
+	cudaError_t e = cudaFuncSetAttribute(wg::kernel<D, SO, ST, ILV>,
+	                                     cudaFuncAttributeMaxDynamicSharedMemorySize,
+	                                     (int)wg::smem<D, SO, ST>::BYTES);
 	if (e == cudaSuccess)
-		e = cudaFuncSetAttribute(wg::kernel<D, SO>,
+		e = cudaFuncSetAttribute(wg::kernel<D, SO, ST, ILV>,
 		                         cudaFuncAttributePreferredSharedMemoryCarveout,
 		                         (int)cudaSharedmemCarveoutMaxShared);
 	if (e != cudaSuccess)
 		return swerve_error_set(SWERVE_ERROR, "lightning: shared memory of %zu bytes: %s",
-		                        wg::smem<D, SO>::BYTES, cudaGetErrorString(e));
+		                        wg::smem<D, SO, ST>::BYTES, cudaGetErrorString(e));
 	done = true;
 	return 0;
 }
 
-/* resident CTAs per SM of V3's main kernel (2 at D = 128), for the segment plan */
-int wg_per_sm(int dim)
+template <int D, bool SO, int ST> int wg_occupancy()
 {
-	static int cached[2] = {0, 0};
-	int &n = cached[dim == 64 ? 0 : 1];
-	if (n > 0)
-		return n;
-	cudaError_t e;
-	if (dim == 64)
-		e = wg_set_smem<64, false>()
-		            ? cudaErrorUnknown
-		            : cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-		                      &n, wg::kernel<64, false>, NT, wg::smem<64, false>::BYTES);
-	else
-		e = wg_set_smem<128, false>()
-		            ? cudaErrorUnknown
-		            : cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-		                      &n, wg::kernel<128, false>, NT, wg::smem<128, false>::BYTES);
-	if (e != cudaSuccess || n <= 0)
-		n = 2;
+	int n = 0;
+	if (wg_set_smem<D, SO, ST, true>() ||
+	    cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, wg::kernel<D, SO, ST, true>, NT,
+	                                                  wg::smem<D, SO, ST>::BYTES) !=
+	            cudaSuccess ||
+	    n <= 0)
+		return 1;
 	return n;
+}
+
+/* resident CTAs per SM of V3's kernels: the main kernel (2 stages, 2 CTAs at
+ * D = 128) and the state-only pass (4 stages, 2 CTAs at D = 128) */
+int wg_per_sm(int dim, bool so)
+{
+	static int cached[2][2];
+	int &n = cached[dim == 64 ? 0 : 1][so ? 1 : 0];
+	if (n <= 0)
+		n = dim == 64 ? (so ? wg_occupancy<64, true, 4>() : wg_occupancy<64, false, 2>())
+		              : (so ? wg_occupancy<128, true, 4>() : wg_occupancy<128, false, 2>());
+	return n;
+}
+
+/* V3's products interleaved (the default) or each chained in turn (the first V3,
+ * SWERVE_LIGHTNING_WG_ORDER=chain, benchmarks only) */
+bool wg_interleaved()
+{
+	const char *e = getenv("SWERVE_LIGHTNING_WG_ORDER");
+	return !(e && strcmp(e, "chain") == 0);
+}
+
+template <int D, bool SO, int ST, bool ILV>
+int wg_launch(dim3 grid, const la_params &P, cudaStream_t stream)
+{
+	int rc = wg_set_smem<D, SO, ST, ILV>();
+	if (!rc)
+		wg::kernel<D, SO, ST, ILV><<<grid, NT, wg::smem<D, SO, ST>::BYTES, stream>>>(P);
+	return rc;
+}
+
+template <int D, bool ILV>
+int wg_run(const la_params &P, int nprob, const swerve_lightning_dims *d, cudaStream_t stream)
+{
+	constexpr int NEB = D / EB;
+	int rc = 0;
+	if (P.G > 1) {
+		rc = wg_launch<D, true, 4, ILV>(dim3(NEB * (P.G - 1), d->heads, d->batch * nprob),
+		                                P, stream);
+		if (!rc && P.G > 2)
+			wg::prefix_kernel<<<dim3((D * D / 4 + 255) / 256, d->heads,
+			                         d->batch * nprob),
+			                    256, 0, stream>>>(P, D);
+	}
+	if (!rc)
+		rc = wg_launch<D, false, 2, ILV>(dim3(NEB * P.G, d->heads, d->batch * nprob), P,
+		                                 stream);
+	return rc;
 }
 
 template <int D>
 int launch(la_params &P, int nprob, int kver, const swerve_lightning_dims *d, cudaStream_t stream,
            const char *fn)
 {
-	int rc;
-	if (kver == 3)
-		rc = P.G > 1 ? wg_set_smem<D, true>() : 0;
-	else
-		rc = P.G > 1 ? set_smem<D, true, false>() : 0;
-	if (!rc)
-		rc = kver == 3   ? wg_set_smem<D, false>()
-		     : kver == 1 ? set_smem<D, false, false>()
-		                 : set_smem<D, false, true>();
-	if (rc)
-		return swerve_error_wrap("%s", fn);
 	constexpr int NEB = D / EB;
-	if (P.G > 1) {
-		dim3 grid(NEB * (P.G - 1), d->heads, d->batch * nprob);
-		if (kver == 3)
-			wg::kernel<D, true><<<grid, NT, wg::smem<D, true>::BYTES, stream>>>(P);
-		else
+	int rc = 0;
+	if (kver == 3) {
+		rc = wg_interleaved() ? wg_run<D, true>(P, nprob, d, stream)
+		                      : wg_run<D, false>(P, nprob, d, stream);
+	} else {
+		rc = P.G > 1 ? set_smem<D, true, false>() : 0;
+		if (!rc)
+			rc = kver == 1 ? set_smem<D, false, false>() : set_smem<D, false, true>();
+		if (!rc && P.G > 1) {
+			dim3 grid(NEB * (P.G - 1), d->heads, d->batch * nprob);
 			la_chunk_kernel<D, true, false>
 			        <<<grid, NT, la_smem<D, true, false>::BYTES, stream>>>(P);
+		}
+		dim3 grid(NEB * P.G, d->heads, d->batch * nprob);
+		if (!rc && kver == 1)
+			la_chunk_kernel<D, false, false>
+			        <<<grid, NT, la_smem<D, false, false>::BYTES, stream>>>(P);
+		else if (!rc)
+			la_chunk_kernel<D, false, true>
+			        <<<grid, NT, la_smem<D, false, true>::BYTES, stream>>>(P);
 	}
-	dim3 grid(NEB * P.G, d->heads, d->batch * nprob);
-	if (kver == 3)
-		wg::kernel<D, false><<<grid, NT, wg::smem<D, false>::BYTES, stream>>>(P);
-	else if (kver == 1)
-		la_chunk_kernel<D, false, false>
-		        <<<grid, NT, la_smem<D, false, false>::BYTES, stream>>>(P);
-	else
-		la_chunk_kernel<D, false, true>
-		        <<<grid, NT, la_smem<D, false, true>::BYTES, stream>>>(P);
+	if (rc)
+		return swerve_error_wrap("%s", fn);
 	cudaError_t e = cudaGetLastError();
 	if (e != cudaSuccess)
 		return swerve_error_set(SWERVE_ERROR, "%s: launch: %s", fn, cudaGetErrorString(e));
@@ -1267,7 +1419,7 @@ const __nv_bfloat16 *bf(const uint16_t *p)
 extern "C" int swerve_lightning_occupancy_(int d, int kver)
 {
 	if (kver == 3)
-		return wg_per_sm(d);
+		return wg_per_sm(d, false);
 	int n = -1;
 	if (set_smem<64, false, false>() || set_smem<64, false, true>() ||
 	    set_smem<128, false, false>() || set_smem<128, false, true>())

@@ -205,19 +205,24 @@ int main(int argc, char **argv)
 		double floor_f = 4 * tensor / bw * 1e3, floor_b = 9 * tensor / bw * 1e3;
 		char shape[32];
 		snprintf(shape, sizeof shape, "%d,%d,%d,%d", B, T, H, D);
-		/* the current choice of kernels (V3, wgmma), the second round's choice
-		 * between the mma.sync kernels, the first version's main kernel and V2
-		 * forced for both passes (SWERVE_LIGHTNING_KERNEL=12, 1, 2), then the
-		 * current choice again (the spread between its two rows is the run's
-		 * noise) */
-		const char *names[] = {"swerve", "swerve-mma", "swerve-v1", "swerve-v2",
-		                       "swerve-again"};
-		const char *envs[] = {nullptr, "12", "1", "2", nullptr};
-		for (int r = 0; r < (prof ? 1 : 5); r++) {
-			if (envs[r])
-				setenv("SWERVE_LIGHTNING_KERNEL", envs[r], 1);
+		/* the current choice of kernels (V3, wgmma, products interleaved), V3
+		 * with each product chained in turn (SWERVE_LIGHTNING_WG_ORDER=chain),
+		 * the second round's choice between the mma.sync kernels, the first
+		 * version's main kernel and V2 forced for both passes
+		 * (SWERVE_LIGHTNING_KERNEL=12, 1, 2), then the current choice again (the
+		 * spread between its two rows is the run's noise) */
+		const char *names[] = {"swerve",    "swerve-v3chain", "swerve-mma",
+		                       "swerve-v1", "swerve-v2",      "swerve-again"};
+		const char *kenv[] = {nullptr, nullptr, "12", "1", "2", nullptr};
+		for (int r = 0; r < (prof ? 1 : 6); r++) {
+			if (kenv[r])
+				setenv("SWERVE_LIGHTNING_KERNEL", kenv[r], 1);
 			else
 				unsetenv("SWERVE_LIGHTNING_KERNEL");
+			if (r == 1)
+				setenv("SWERVE_LIGHTNING_WG_ORDER", "chain", 1);
+			else
+				unsetenv("SWERVE_LIGHTNING_WG_ORDER");
 			wf = swerve_lightning_forward_workspace(&dims);
 			wb = swerve_lightning_backward_workspace(&dims);
 			CK(cudaFree(ws));
@@ -229,6 +234,7 @@ int main(int argc, char **argv)
 			fflush(stdout);
 		}
 		unsetenv("SWERVE_LIGHTNING_KERNEL");
+		unsetenv("SWERVE_LIGHTNING_WG_ORDER");
 		cudaFree(q), cudaFree(k), cudaFree(v), cudaFree(g), cudaFree(o), cudaFree(dq);
 		cudaFree(dk), cudaFree(dv), cudaFree(dcu), cudaFree(ws);
 	}
