@@ -170,6 +170,10 @@ struct policy_gpu {
 	int prof;
 	double prof_t[PROF_N], prof_last;
 	int T; /* tokens of the last step */
+	/* gradient accumulation: micro-batches whose gradients the arena holds
+	 * (summed) since it was last cleared; AdamW takes their mean and resets
+	 * it. The arena is cleared by the first backward step of a window. */
+	int n_acc;
 };
 
 static double now_s(void)
@@ -2090,8 +2094,10 @@ static int fused_head(struct policy_gpu *g, struct policy_loss_stats *st, int T,
 	}
 	ko.precision = SWERVE_PL_FP32;
 	ko.logprob_only = !backward;
-	ko.accumulate_dw = 0;
-	if (backward)
+	/* the first micro-batch of a window clears the arena and writes the
+	 * head's gradient; later ones add to it */
+	ko.accumulate_dw = g->n_acc > 0;
+	if (backward && g->n_acc == 0)
 		CK(cudaMemsetAsync(g->grads, 0, L->total * 4));
 	if (!g->ab) { /* bf16 mode's final norm wrote nf_b itself */
 		k_to_bf16<<<GRID((size_t)T * D)>>>(g->nf_b, g->nf, (size_t)T * D);
@@ -2174,6 +2180,9 @@ int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_lo
 	double aux = 0;
 	int *hp;
 
+	if (backward < 0 || backward > POLICY_GPU_BACKWARD_ACC)
+		return swerve_error_set(SWERVE_EINVAL, "gpu: backward must be 0, 1 or 2, got %d",
+		                        backward);
 	if (T < 1 || T > g->Tm || b->n_seqs < 1 || b->n_seqs > g->Sm)
 		return swerve_error_set(SWERVE_EINVAL,
 		                        "gpu: batch of %d tokens in %d sequences exceeds the "
@@ -2212,6 +2221,9 @@ int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_lo
 		CK(cudaMemcpy(g->old, logp_old, (size_t)T * 4, cudaMemcpyHostToDevice));
 		CK(cudaMemcpy(g->adv, adv, (size_t)T * 4, cudaMemcpyHostToDevice));
 	}
+
+	if (backward == POLICY_GPU_BACKWARD) /* a window of one micro-batch */
+		g->n_acc = 0;
 
 	/* forward */
 	mark(g, -1);
@@ -2276,7 +2288,8 @@ int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_lo
 	/* backward: dlogits are in g->logits (the fused head already wrote dn and
 	 * the head's gradient) */
 	if (!g->pl) {
-		CK(cudaMemsetAsync(g->grads, 0, L->total * 4));
+		if (g->n_acc == 0)
+			CK(cudaMemsetAsync(g->grads, 0, L->total * 4));
 		CKR(mm_dw(g, g->grads + L->lm_head, g->logits, g->nf, CUDA_R_32F, T, D, V, 1));
 		CKR(mm_dx(g, g->dn, CUDA_R_32F, g->logits, g->params + L->lm_head, CUDA_R_32F, T, D,
 		          V, 0, 1));
@@ -2313,6 +2326,7 @@ int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_lo
 	k_embed_bwd<<<GRID(TD)>>>(g->grads + L->tok_emb, g->dx, g->tok, T, D);
 	LAUNCHED();
 	mark(g, PROF_OTHER);
+	g->n_acc++;
 	return 0;
 }
 
@@ -2321,15 +2335,19 @@ int policy_gpu_adamw(double *grad_norm, struct policy_gpu *g, struct policy_adam
 	const struct policy_layout *L = g->L;
 	float part[1024];
 	double ss = 0, norm, scale = 1.0, bc1, bc2;
+	/* the arena holds the sum over the window's micro-batches: their mean */
+	double inv = g->n_acc > 1 ? 1.0 / g->n_acc : 1.0;
 	mark(g, -1);
 	k_sumsq<<<1024, 256>>>(g->red, g->grads, L->total);
 	LAUNCHED();
 	CK(cudaMemcpy(part, g->red, sizeof(part), cudaMemcpyDeviceToHost));
 	for (int i = 0; i < 1024; i++)
 		ss += part[i];
-	norm = sqrt(ss);
+	norm = sqrt(ss) * inv;
 	if (o->clip_norm > 0 && norm > o->clip_norm)
 		scale = o->clip_norm / (norm + 1e-30);
+	scale *= inv;
+	g->n_acc = 0; /* the next backward step starts a new window */
 	o->step++;
 	bc1 = 1.0 - pow(o->beta1, (double)o->step);
 	bc2 = 1.0 - pow(o->beta2, (double)o->step);

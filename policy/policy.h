@@ -277,7 +277,9 @@ double policy_adamw_step(struct policy_adamw *opt, float *params, float *grads, 
  * the weights and moments; policy_trainer_sync_host() brings them back. */
 struct policy_trainer_ops {
 	/* forward (+ backward, gradients on the device) and loss: logp_old NULL
-	 * means cross-entropy; out_logp (may be NULL) per token */
+	 * means cross-entropy; out_logp (may be NULL) per token; backward as
+	 * policy_gpu_step's (POLICY_GPU_BACKWARD_ACC adds to the gradients of
+	 * the micro-batches since the last adamw, which steps on their mean) */
 	int (*step)(void *dev, struct policy_loss_stats *st, double *aux, double *out_logp,
 	            const struct policy_batch *batch, const int *targets, const double *logp_old,
 	            const double *adv, const struct policy_loss_opts *opts, int backward);
@@ -321,6 +323,19 @@ struct policy_step_stats {
 int policy_trainer_sft_step(struct policy_step_stats *st, struct policy_trainer *tr,
                             const struct policy_batch *batch, const int *targets);
 
+/* Gradient accumulation: one optimizer step over n_micro micro-batches
+ * (batches[i] with targets[i]): forward and backward of each in turn, then
+ * one AdamW on the mean of their gradients (each micro-batch's loss is
+ * normalised by its own tokens). Each micro-batch must fit the device
+ * buffers by itself: K micro-batches train on K times the tokens per
+ * optimizer step in the memory of one, and AdamW (which touches every
+ * parameter, active or not) runs once per K. st: loss and aux are means over
+ * the micro-batches, n_tokens the sum, entropy per token. n_micro 1 is
+ * policy_trainer_sft_step. */
+int policy_trainer_sft_step_accum(struct policy_step_stats *st, struct policy_trainer *tr,
+                                  const struct policy_batch *batches, const int *const *targets,
+                                  int n_micro);
+
 /* Loss and logits of the current weights without updating (for
  * eval-logprobs and behaviour logprobs): out_logp[t] = log pi(targets[t]). */
 int policy_trainer_logprobs(double *out_logp, struct policy_trainer *tr,
@@ -331,6 +346,13 @@ int policy_trainer_pg_step(struct policy_step_stats *st, struct policy_trainer *
                            const struct policy_batch *batch, const int *targets,
                            const double *logp_old, const double *adv,
                            const struct policy_loss_opts *opts);
+
+/* The same with accumulation over n_micro micro-batches (logp_old[i], adv[i]
+ * per micro-batch), as policy_trainer_sft_step_accum. */
+int policy_trainer_pg_step_accum(struct policy_step_stats *st, struct policy_trainer *tr,
+                                 const struct policy_batch *batches, const int *const *targets,
+                                 const double *const *logp_old, const double *const *adv,
+                                 const struct policy_loss_opts *opts, int n_micro);
 
 /* ---- sampling (policy/sample.c) ----------------------------------------- */
 
@@ -391,11 +413,22 @@ int policy_gpu_set_params(struct policy_gpu *g, const float *params);
 int policy_gpu_get_params(struct policy_gpu *g, float *params);
 int policy_gpu_get_grads(struct policy_gpu *g, float *grads);
 
-/* Forward, loss and (backward != 0) backward of one packed batch; the
- * gradients of loss + aux are written (not accumulated) to the device
- * gradient arena. logp_old == NULL: mean cross-entropy over targets >= 0;
- * else the policy-gradient loss of opts with per-token logp_old and adv.
- * Host inputs. out_logp (may be NULL) receives log pi(targets[t]). */
+/* Forward, loss and (backward != 0) backward of one packed batch.
+ * logp_old == NULL: mean cross-entropy over targets >= 0; else the
+ * policy-gradient loss of opts with per-token logp_old and adv. Host inputs.
+ * out_logp (may be NULL) receives log pi(targets[t]). backward:
+ *   0                        forward and loss only
+ *   POLICY_GPU_BACKWARD      the gradients of loss + aux are written (not
+ *                            accumulated) to the device gradient arena
+ *   POLICY_GPU_BACKWARD_ACC  gradient accumulation: they are added to the
+ *                            gradients of the micro-batches run since the
+ *                            last policy_gpu_adamw (the first one after it
+ *                            writes), and policy_gpu_adamw then steps on
+ *                            their mean (each micro-batch's loss keeps its
+ *                            own normalisation). policy_gpu_get_grads gives
+ *                            the sum. */
+#define POLICY_GPU_BACKWARD     1
+#define POLICY_GPU_BACKWARD_ACC 2
 int policy_gpu_step(struct policy_loss_stats *st, double *aux, float *out_logp,
                     struct policy_gpu *g, const struct policy_batch *batch, const int *targets,
                     const float *logp_old, const float *adv, const struct policy_loss_opts *opts,
@@ -404,7 +437,9 @@ int policy_gpu_step(struct policy_loss_stats *st, double *aux, float *out_logp,
 /* Logits of the last policy_gpu_step (n_tokens x vocab, fp32) to the host. */
 int policy_gpu_get_logits(struct policy_gpu *g, float *logits);
 
-/* AdamW with global-norm clipping on the device arenas (as policy_adamw_step). */
+/* AdamW with global-norm clipping on the device arenas (as policy_adamw_step),
+ * on the mean gradient of the micro-batches since the last call (the norm
+ * reported and clipped is that mean's); it ends the accumulation window. */
 int policy_gpu_adamw(double *grad_norm, struct policy_gpu *g, struct policy_adamw *opt);
 
 /* Waits for the device; returns -1 with the CUDA error if a kernel failed. */

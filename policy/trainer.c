@@ -80,60 +80,9 @@ static int apply(struct policy_step_stats *st, struct policy_trainer *tr)
 	return 0;
 }
 
-/* one step on the device backend: loss, gradients and AdamW there */
-static int device_step(struct policy_step_stats *st, struct policy_trainer *tr,
-                       const struct policy_batch *b, const int *targets, const double *logp_old,
-                       const double *adv, const struct policy_loss_opts *opts)
-{
-	struct policy_loss_stats ls;
-	double aux = 0;
-	int rc = tr->ops->step(tr->dev, &ls, &aux, NULL, b, targets, logp_old, adv, opts, 1);
-	if (rc || (rc = tr->ops->adamw(tr->dev, &st->grad_norm, &tr->opt)))
-		return rc;
-	st->loss = ls.loss;
-	st->aux = aux;
-	st->n_tokens = ls.n_tokens;
-	st->entropy = ls.n_tokens > 0 ? ls.entropy_sum / ls.n_tokens : 0;
-	st->clipped_frac = ls.n_tokens > 0 ? ls.clipped / ls.n_tokens : 0;
-	return 0;
-}
-
 int policy_trainer_sync_host(struct policy_trainer *tr)
 {
 	return tr->ops ? tr->ops->pull(tr->dev, tr->params, tr->m, tr->v) : 0;
-}
-
-int policy_trainer_sft_step(struct policy_step_stats *st, struct policy_trainer *tr,
-                            const struct policy_batch *b, const int *targets)
-{
-	struct policy_ref_tape *tape = NULL;
-	struct policy_loss_stats ls;
-	double *dl = NULL;
-	int rc;
-	memset(st, 0, sizeof(*st));
-	if (tr->ops)
-		return device_step(st, tr, b, targets, NULL, NULL, NULL);
-	if ((rc = scratch(tr)) ||
-	    (rc = policy_ref_forward(&tape, &tr->cfg, &tr->layout, tr->pd, b)))
-		return rc;
-	dl = malloc((size_t)b->n_tokens * tr->cfg.vocab_size * sizeof(double));
-	if (!dl) {
-		rc = swerve_error_set(SWERVE_ENOMEM, "trainer: out of memory");
-		goto done;
-	}
-	if ((rc = policy_loss_xent(&ls, dl, policy_ref_logits(tape), b->n_tokens,
-	                           tr->cfg.vocab_size, targets)))
-		goto done;
-	if ((rc = policy_ref_backward(tape, dl, 1.0, tr->gd)) || (rc = apply(st, tr)))
-		goto done;
-	st->loss = ls.loss;
-	st->aux = policy_ref_aux_loss(tape);
-	st->n_tokens = ls.n_tokens;
-	st->entropy = ls.n_tokens > 0 ? ls.entropy_sum / ls.n_tokens : 0;
-done:
-	free(dl);
-	policy_ref_tape_free(tape);
-	return rc;
 }
 
 int policy_trainer_logprobs(double *out, struct policy_trainer *tr, const struct policy_batch *b,
@@ -151,37 +100,101 @@ int policy_trainer_logprobs(double *out, struct policy_trainer *tr, const struct
 	return 0;
 }
 
-int policy_trainer_pg_step(struct policy_step_stats *st, struct policy_trainer *tr,
-                           const struct policy_batch *b, const int *targets, const double *logp_old,
-                           const double *adv, const struct policy_loss_opts *opts)
+/* One optimizer step over n micro-batches (gradient accumulation): each
+ * micro-batch's forward and backward add its gradient, scaled by 1 / n, so
+ * AdamW steps on the mean; logp_old NULL means cross-entropy. On the device
+ * the first micro-batch writes the gradient arena and the others add to it
+ * (POLICY_GPU_BACKWARD_ACC); the device's AdamW takes the mean. */
+static int train_step(struct policy_step_stats *st, struct policy_trainer *tr,
+                      const struct policy_batch *bs, const int *const *targets,
+                      const double *const *logp_old, const double *const *adv,
+                      const struct policy_loss_opts *opts, int n)
 {
 	struct policy_ref_tape *tape = NULL;
-	struct policy_loss_stats ls;
-	double *dl = NULL;
-	int rc;
+	double *dl = NULL, ent = 0, clip = 0;
+	int rc = 0;
 	memset(st, 0, sizeof(*st));
-	if (tr->ops)
-		return device_step(st, tr, b, targets, logp_old, adv, opts);
-	if ((rc = scratch(tr)) ||
-	    (rc = policy_ref_forward(&tape, &tr->cfg, &tr->layout, tr->pd, b)))
+	if (n < 1)
+		return swerve_error_set(SWERVE_EINVAL, "trainer: %d micro-batches (need >= 1)", n);
+	if (!tr->ops && (rc = scratch(tr)))
 		return rc;
-	dl = malloc((size_t)b->n_tokens * tr->cfg.vocab_size * sizeof(double));
-	if (!dl) {
-		rc = swerve_error_set(SWERVE_ENOMEM, "trainer: out of memory");
-		goto done;
+	for (int i = 0; i < n; i++) {
+		const struct policy_batch *b = &bs[i];
+		const double *old = logp_old ? logp_old[i] : NULL, *ad = adv ? adv[i] : NULL;
+		struct policy_loss_stats ls;
+		double aux = 0;
+		if (tr->ops) {
+			rc = tr->ops->step(tr->dev, &ls, &aux, NULL, b, targets[i], old, ad, opts,
+			                   i ? POLICY_GPU_BACKWARD_ACC : POLICY_GPU_BACKWARD);
+			if (rc)
+				goto done;
+		} else {
+			size_t nl = (size_t)b->n_tokens * tr->cfg.vocab_size;
+			if ((rc = policy_ref_forward(&tape, &tr->cfg, &tr->layout, tr->pd, b)))
+				goto done;
+			free(dl);
+			dl = malloc(nl * sizeof(double));
+			if (!dl) {
+				rc = swerve_error_set(SWERVE_ENOMEM, "trainer: out of memory");
+				goto done;
+			}
+			rc = old ? policy_loss_pg(&ls, dl, policy_ref_logits(tape), b->n_tokens,
+			                          tr->cfg.vocab_size, targets[i], old, ad, opts)
+			         : policy_loss_xent(&ls, dl, policy_ref_logits(tape), b->n_tokens,
+			                            tr->cfg.vocab_size, targets[i]);
+			if (rc)
+				goto done;
+			if (n > 1)
+				for (size_t j = 0; j < nl; j++)
+					dl[j] /= n;
+			if ((rc = policy_ref_backward(tape, dl, 1.0 / n, tr->gd)))
+				goto done;
+			aux = policy_ref_aux_loss(tape);
+			policy_ref_tape_free(tape);
+			tape = NULL;
+		}
+		st->loss += ls.loss / n;
+		st->aux += aux / n;
+		st->n_tokens += ls.n_tokens;
+		ent += ls.entropy_sum;
+		clip += ls.clipped;
 	}
-	if ((rc = policy_loss_pg(&ls, dl, policy_ref_logits(tape), b->n_tokens, tr->cfg.vocab_size,
-	                         targets, logp_old, adv, opts)))
-		goto done;
-	if ((rc = policy_ref_backward(tape, dl, 1.0, tr->gd)) || (rc = apply(st, tr)))
-		goto done;
-	st->loss = ls.loss;
-	st->aux = policy_ref_aux_loss(tape);
-	st->n_tokens = ls.n_tokens;
-	st->entropy = ls.n_tokens > 0 ? ls.entropy_sum / ls.n_tokens : 0;
-	st->clipped_frac = ls.n_tokens > 0 ? ls.clipped / ls.n_tokens : 0;
+	if (tr->ops)
+		rc = tr->ops->adamw(tr->dev, &st->grad_norm, &tr->opt);
+	else
+		rc = apply(st, tr);
+	st->entropy = st->n_tokens > 0 ? ent / st->n_tokens : 0;
+	st->clipped_frac = logp_old && st->n_tokens > 0 ? clip / st->n_tokens : 0;
 done:
 	free(dl);
 	policy_ref_tape_free(tape);
 	return rc;
+}
+
+int policy_trainer_sft_step(struct policy_step_stats *st, struct policy_trainer *tr,
+                            const struct policy_batch *b, const int *targets)
+{
+	return train_step(st, tr, b, &targets, NULL, NULL, NULL, 1);
+}
+
+int policy_trainer_sft_step_accum(struct policy_step_stats *st, struct policy_trainer *tr,
+                                  const struct policy_batch *batches, const int *const *targets,
+                                  int n_micro)
+{
+	return train_step(st, tr, batches, targets, NULL, NULL, NULL, n_micro);
+}
+
+int policy_trainer_pg_step(struct policy_step_stats *st, struct policy_trainer *tr,
+                           const struct policy_batch *b, const int *targets, const double *logp_old,
+                           const double *adv, const struct policy_loss_opts *opts)
+{
+	return train_step(st, tr, b, &targets, &logp_old, &adv, opts, 1);
+}
+
+int policy_trainer_pg_step_accum(struct policy_step_stats *st, struct policy_trainer *tr,
+                                 const struct policy_batch *batches, const int *const *targets,
+                                 const double *const *logp_old, const double *const *adv,
+                                 const struct policy_loss_opts *opts, int n_micro)
+{
+	return train_step(st, tr, batches, targets, logp_old, adv, opts, n_micro);
 }

@@ -1,8 +1,9 @@
 /* test_policy_model.c - the GPU policy model (policy/gpu.cu) against the CPU
  * reference (policy/ref.c, double): logits, loss and the gradient of every
  * tensor (worst element printed per tensor) for cross-entropy and CISPO, in
- * fp32 and bf16 GEMM modes; then the first steps of an SFT loss curve, GPU
- * vs CPU from the same weights. Fresh random inputs every run; the seed is
+ * fp32 and bf16 GEMM modes; gradient accumulation over two micro-batches;
+ * then the first steps of an SFT loss curve, GPU vs CPU from the same
+ * weights (also with two micro-batches a step). Fresh random inputs every run; the seed is
  * printed. Tolerances are relative L2 errors per tensor: fp32 mode is fp32
  * throughout (tight), bf16 mode carries bf16 operands and kernels/lightning's
  * bf16 q/k/v (loose). */
@@ -419,13 +420,100 @@ static int test_bf16_cispo(void)
 	return have_gpu() ? check_model(POLICY_GPU_BF16, 1, 0) : GPU_SKIP;
 }
 
-/* 8 SFT steps through the trainer API: one trainer on the CPU reference, one
- * moved to the GPU (policy_trainer_use_gpu), from the same weights */
-static int test_loss_curve(void)
+/* gradient accumulation on the device: the fixture's batch as two
+ * micro-batches (sequence 0; sequences 1 and 2). The arena first holds a
+ * stale gradient, which the first micro-batch (POLICY_GPU_BACKWARD) must
+ * overwrite; the second (POLICY_GPU_BACKWARD_ACC) adds to it. Compared with
+ * the sum of the CPU reference's gradients of the two micro-batches. */
+static int check_accum(enum policy_gpu_precision prec)
+{
+	struct fixture f;
+	struct policy_gpu *g;
+	int cu0[2], cu1[3], bad = 0;
+	struct policy_batch b[2];
+	const int *tg[2];
+	double *grads, loss[2], gl[2];
+	float *gg;
+	double tol_g = prec == POLICY_GPU_FP32 ? 1e-3 : 8e-2;
+	if (!have_gpu())
+		return GPU_SKIP;
+	fixture_init(&f);
+	if (prec == POLICY_GPU_BF16) /* as check_model: no near-tied top-k choices */
+		f.c.top_k = f.c.n_experts;
+	cu0[0] = 0;
+	cu0[1] = f.cu[1];
+	cu1[0] = 0;
+	cu1[1] = f.cu[2] - f.cu[1];
+	cu1[2] = f.cu[3] - f.cu[1];
+	b[0] = (struct policy_batch){f.cu[1], f.tok, 1, cu0};
+	b[1] = (struct policy_batch){cu1[2], f.tok + f.cu[1], 2, cu1};
+	tg[0] = f.tgt;
+	tg[1] = f.tgt + f.cu[1];
+	grads = calloc(f.L.total, sizeof(double));
+	for (int m = 0; m < 2; m++) {
+		struct policy_ref_tape *tp;
+		struct policy_loss_stats st;
+		double *dl = calloc((size_t)b[m].n_tokens * f.c.vocab_size, sizeof(double));
+		policy_ref_forward(&tp, &f.c, &f.L, f.pd, &b[m]);
+		policy_loss_xent(&st, dl, policy_ref_logits(tp), b[m].n_tokens, f.c.vocab_size,
+		                 tg[m]);
+		policy_ref_backward(tp, dl, 1.0, grads); /* the sum of the two */
+		loss[m] = st.loss;
+		policy_ref_tape_free(tp);
+		free(dl);
+	}
+	CHECK(policy_gpu_new(&g, &f.c, &f.L, 512, 8, prec) == 0, "%s", swerve_error_last());
+	CHECK(policy_gpu_set_params(g, f.p) == 0, "%s", swerve_error_last());
+	{ /* a stale gradient in the arena (no AdamW after it) */
+		struct policy_batch full = {f.T, f.tok, f.S, f.cu};
+		CHECK(policy_gpu_step(NULL, NULL, NULL, g, &full, f.tgt, NULL, NULL, NULL,
+		                      POLICY_GPU_BACKWARD) == 0,
+		      "%s", swerve_error_last());
+	}
+	for (int m = 0; m < 2; m++) {
+		struct policy_loss_stats st;
+		CHECK(policy_gpu_step(&st, NULL, NULL, g, &b[m], tg[m], NULL, NULL, NULL,
+		                      m ? POLICY_GPU_BACKWARD_ACC : POLICY_GPU_BACKWARD) == 0,
+		      "%s", swerve_error_last());
+		gl[m] = st.loss;
+	}
+	CHECK(policy_gpu_step(NULL, NULL, NULL, g, &b[0], tg[0], NULL, NULL, NULL, 3) != 0,
+	      "backward 3 accepted");
+	gg = malloc(f.L.total * 4);
+	CHECK(policy_gpu_get_grads(g, gg) == 0, "%s", swerve_error_last());
+	printf("%s, two micro-batches (%d + %d tokens), seed %llu: losses gpu %.6f %.6f cpu %.6f "
+	       "%.6f\n",
+	       prec == POLICY_GPU_FP32 ? "fp32" : "bf16", b[0].n_tokens, b[1].n_tokens,
+	       (unsigned long long)seed, gl[0], gl[1], loss[0], loss[1]);
+	for (int i = 0; i < f.L.n; i++)
+		compare(f.L.t[i].name, gg + f.L.t[i].offset, grads + f.L.t[i].offset,
+		        f.L.t[i].numel, tol_g, &bad);
+	policy_gpu_free(g);
+	free(gg);
+	free(grads);
+	fixture_dispose(&f);
+	CHECK(!bad, "an accumulated gradient is outside its tolerance (see above)");
+	return 0;
+}
+static int test_fp32_accum(void)
+{
+	return check_accum(POLICY_GPU_FP32);
+}
+static int test_bf16_accum(void)
+{
+	return check_accum(POLICY_GPU_BF16);
+}
+
+/* SFT steps through the trainer API: one trainer on the CPU reference, one
+ * moved to the GPU (policy_trainer_use_gpu), from the same weights; with
+ * n_micro 2, each step accumulates the fixture as two micro-batches
+ * (policy_trainer_sft_step_accum: AdamW on the mean gradient) */
+static int loss_curve(int n_micro)
 {
 	struct fixture f;
 	struct policy_trainer *tr, *tg;
-	struct policy_batch b;
+	struct policy_batch b, mb[2];
+	const int *mt[2];
 	double worst = 0, pd = 0, pn = 0;
 	if (!have_gpu())
 		return GPU_SKIP;
@@ -440,11 +528,31 @@ static int test_loss_curve(void)
 	memcpy(tg->params, f.p, f.L.total * 4);
 	tr->opt.lr = tg->opt.lr = 3e-3;
 	CHECK(policy_trainer_use_gpu(tg, 512, 8, POLICY_GPU_FP32) == 0, "%s", swerve_error_last());
-	printf("loss curve (seed %llu): step, cpu, gpu\n", (unsigned long long)seed);
+	{
+		static int cu0[2], cu1[3];
+		cu0[1] = f.cu[1];
+		cu1[1] = f.cu[2] - f.cu[1];
+		cu1[2] = f.cu[3] - f.cu[1];
+		mb[0] = (struct policy_batch){f.cu[1], f.tok, 1, cu0};
+		mb[1] = (struct policy_batch){cu1[2], f.tok + f.cu[1], 2, cu1};
+		mt[0] = f.tgt;
+		mt[1] = f.tgt + f.cu[1];
+	}
+	printf("loss curve (seed %llu, %d micro-batches a step): step, cpu, gpu\n",
+	       (unsigned long long)seed, n_micro);
 	for (int s = 0; s < 8; s++) {
 		struct policy_step_stats cs, gs;
-		CHECK(policy_trainer_sft_step(&cs, tr, &b, f.tgt) == 0, "%s", swerve_error_last());
-		CHECK(policy_trainer_sft_step(&gs, tg, &b, f.tgt) == 0, "%s", swerve_error_last());
+		if (n_micro == 1) {
+			CHECK(policy_trainer_sft_step(&cs, tr, &b, f.tgt) == 0, "%s",
+			      swerve_error_last());
+			CHECK(policy_trainer_sft_step(&gs, tg, &b, f.tgt) == 0, "%s",
+			      swerve_error_last());
+		} else {
+			CHECK(policy_trainer_sft_step_accum(&cs, tr, mb, mt, 2) == 0, "%s",
+			      swerve_error_last());
+			CHECK(policy_trainer_sft_step_accum(&gs, tg, mb, mt, 2) == 0, "%s",
+			      swerve_error_last());
+		}
 		/* relative, with a floor: the loss heads for 0 */
 		double rel = fabs(gs.loss - cs.loss) / (cs.loss + 0.05);
 		worst = fmax(worst, rel);
@@ -466,6 +574,14 @@ static int test_loss_curve(void)
 	 * noise shows in the weights long before it shows in the loss: loose */
 	CHECK(sqrt(pd / pn) < 0.25, "weights differ by %.3e", sqrt(pd / pn));
 	return 0;
+}
+static int test_loss_curve(void)
+{
+	return loss_curve(1);
+}
+static int test_loss_curve_accum(void)
+{
+	return loss_curve(2);
 }
 
 int main(void)
@@ -489,6 +605,12 @@ int main(void)
 	         test_bf16_xent_act32},
 	        {"gpu model bf16 after 3 AdamW steps on the GPU (bf16 weight copy)",
 	         test_bf16_after_adamw},
+	        {"gradient accumulation fp32: two micro-batches vs the CPU sum, every tensor",
+	         test_fp32_accum},
+	        {"gradient accumulation bf16: two micro-batches vs the CPU sum, every tensor",
+	         test_bf16_accum},
+	        {"sft loss curve with 2 micro-batches a step (trainer API): gpu vs cpu",
+	         test_loss_curve_accum},
 	};
 	seed = (uint64_t)time(NULL) * 2654435761u + (uint64_t)clock();
 	return gpu_run_tests(tests, (int)(sizeof(tests) / sizeof(tests[0])));

@@ -340,6 +340,102 @@ Test(trainer, checkpoint_round_trip_resumes_bit_exactly)
 	free(dir);
 }
 
+/* gradient accumulation: two identical micro-batches make exactly the step
+ * of one (the mean of equal gradients, halved and summed, is exact) */
+Test(trainer, accumulating_identical_micro_batches_is_one_step)
+{
+	const char *text = "accumulate me";
+	int T = (int)strlen(text), tok[32], tgt[32], cu[2] = {0, T};
+	struct policy_batch b = {T, tok, 1, cu}, bs[2] = {b, b};
+	const int *tg[2] = {tgt, tgt};
+	struct policy_config c;
+	struct policy_trainer *tr, *tr2;
+	struct policy_step_stats st, st2;
+	small_config(&c);
+	for (int t = 0; t < T; t++) {
+		tok[t] = (unsigned char)text[t];
+		tgt[t] = t + 1 < T ? (unsigned char)text[t + 1] : -1;
+	}
+	cr_assert_eq(policy_trainer_new(&tr, &c, 5), 0);
+	cr_assert_eq(policy_trainer_new(&tr2, &c, 5), 0);
+	tr->opt.lr = tr2->opt.lr = 3e-3;
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(policy_trainer_sft_step(&st, tr, &b, tgt), 0, "%s",
+		             swerve_error_last());
+		cr_assert_eq(policy_trainer_sft_step_accum(&st2, tr2, bs, tg, 2), 0, "%s",
+		             swerve_error_last());
+		cr_expect_eq(st.loss, st2.loss, "step %d: loss %.17g vs %.17g", i, st.loss,
+		             st2.loss);
+		cr_expect_eq(st.grad_norm, st2.grad_norm, "step %d: grad norm %.17g vs %.17g", i,
+		             st.grad_norm, st2.grad_norm);
+		cr_expect_eq(st2.n_tokens, 2 * st.n_tokens);
+	}
+	cr_expect_eq(tr2->opt.step, 3, "one optimizer step per accumulation window");
+	cr_expect(same_floats(tr->params, tr2->params, tr->layout.total));
+	cr_expect_eq(policy_trainer_sft_step_accum(&st2, tr2, bs, tg, 0), SWERVE_EINVAL);
+	policy_trainer_free(tr);
+	policy_trainer_free(tr2);
+}
+
+/* two different micro-batches: the loss is the mean of theirs and AdamW sees
+ * the mean of their gradients (its clipping norm is that mean's) */
+Test(trainer, accumulation_steps_on_the_mean_gradient)
+{
+	const char *text[2] = {"first micro-batch", "the second, longer micro-batch"};
+	int tok[2][64], tgt[2][64], cu[2][2];
+	struct policy_batch bs[2];
+	const int *tg[2] = {tgt[0], tgt[1]};
+	struct policy_config c;
+	struct policy_trainer *tr;
+	struct policy_step_stats st;
+	struct policy_layout *L;
+	double *pd, *gd[2], loss[2], ss = 0;
+	small_config(&c);
+	cr_assert_eq(policy_trainer_new(&tr, &c, 9), 0);
+	L = &tr->layout;
+	pd = malloc(L->total * sizeof(double));
+	for (size_t i = 0; i < L->total; i++)
+		pd[i] = tr->params[i];
+	for (int m = 0; m < 2; m++) {
+		int T = (int)strlen(text[m]);
+		struct policy_ref_tape *tape;
+		struct policy_loss_stats ls;
+		double *dl = malloc((size_t)T * c.vocab_size * sizeof(double));
+		for (int t = 0; t < T; t++) {
+			tok[m][t] = (unsigned char)text[m][t];
+			tgt[m][t] = t + 1 < T ? (unsigned char)text[m][t + 1] : -1;
+		}
+		cu[m][0] = 0;
+		cu[m][1] = T;
+		bs[m] = (struct policy_batch){T, tok[m], 1, cu[m]};
+		gd[m] = calloc(L->total, sizeof(double));
+		cr_assert_eq(policy_ref_forward(&tape, &c, L, pd, &bs[m]), 0);
+		cr_assert_eq(
+		        policy_loss_xent(&ls, dl, policy_ref_logits(tape), T, c.vocab_size, tgt[m]),
+		        0);
+		cr_assert_eq(policy_ref_backward(tape, dl, 1.0, gd[m]), 0);
+		loss[m] = ls.loss;
+		policy_ref_tape_free(tape);
+		free(dl);
+	}
+	for (size_t i = 0; i < L->total; i++) {
+		double g = (double)(float)((gd[0][i] + gd[1][i]) / 2);
+		ss += g * g;
+	}
+	cr_assert_eq(policy_trainer_sft_step_accum(&st, tr, bs, tg, 2), 0, "%s",
+	             swerve_error_last());
+	cr_expect(fabs(st.loss - (loss[0] + loss[1]) / 2) < 1e-12 * (loss[0] + loss[1]),
+	          "loss %.17g vs the mean %.17g", st.loss, (loss[0] + loss[1]) / 2);
+	cr_expect(fabs(st.grad_norm - sqrt(ss)) < 1e-6 * sqrt(ss), "grad norm %.10g vs %.10g",
+	          st.grad_norm, sqrt(ss));
+	cr_expect(ss > 0);
+	cr_expect_eq(st.n_tokens, bs[0].n_tokens + bs[1].n_tokens - 2);
+	free(pd);
+	free(gd[0]);
+	free(gd[1]);
+	policy_trainer_free(tr);
+}
+
 Test(trainer, checkpoint_shape_mismatch_is_named)
 {
 	struct policy_config c;
