@@ -31,6 +31,12 @@ int swerve_cli_wants_help(int argc, char **argv);
 int swerve_cli_fail(const char *cmd, int code, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
 
+/* `swerve exec` on a given sandbox context (NULL: a new one for this run);
+ * prints what `swerve exec` prints and returns its exit code. The server
+ * (envs/cmd_serve.c) calls it on its workers' warm contexts. */
+struct swerve_sandbox;
+int swerve_exec_cli(int argc, char **argv, struct swerve_sandbox *ctx);
+
 /* Option values (envs/cmd_common.c): 0, or SWERVE_EXIT_USAGE after a
  * one-line message naming the command, the flag and the value. */
 #include "envs/workspace.h"

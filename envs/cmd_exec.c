@@ -98,12 +98,23 @@ static int print_json(const struct swerve_sandbox_result *r)
 
 int swerve_cmd_exec(int argc, char **argv)
 {
+	return swerve_exec_cli(argc, argv, NULL);
+}
+
+int swerve_exec_cli(int argc, char **argv, struct swerve_sandbox *ctx)
+{
 	struct swerve_sandbox_opts o = SWERVE_SANDBOX_OPTS_INIT;
 	struct swerve_sandbox_bind ro[MAXLIST];
 	char *ro_copy[MAXLIST];
 	const char *env[MAXLIST + 1], *lower[MAXLIST + 1];
 	size_t nro = 0, nenv = 0, nlower = 0;
 	int json = 0, i, code;
+	/* usage errors leave through out: (a server's worker runs many) */
+#define FAIL(...)                                                                                  \
+	do {                                                                                       \
+		code = swerve_cli_fail(__VA_ARGS__);                                               \
+		goto out;                                                                          \
+	} while (0)
 
 	if (swerve_cli_wants_help(argc, argv)) {
 		usage(stdout);
@@ -123,7 +134,7 @@ int swerve_cmd_exec(int argc, char **argv)
 		if (a[0] != '-') /* the command starts here (no `--`) */
 			break;
 		if (!v)
-			return swerve_cli_fail("exec", SWERVE_EXIT_USAGE, "%s: needs a value", a);
+			FAIL("exec", SWERVE_EXIT_USAGE, "%s: needs a value", a);
 		i++;
 		if (!strcmp(a, "--workspace"))
 			o.workspace = v;
@@ -135,8 +146,7 @@ int swerve_cmd_exec(int argc, char **argv)
 			o.cwd = v;
 		else if (!strcmp(a, "--lower") || !strcmp(a, "--env") || !strcmp(a, "--ro")) {
 			if (nlower >= MAXLIST || nenv >= MAXLIST || nro >= MAXLIST)
-				return swerve_cli_fail("exec", SWERVE_EXIT_USAGE, "%s: too many",
-				                       a);
+				FAIL("exec", SWERVE_EXIT_USAGE, "%s: too many", a);
 			if (a[2] == 'l')
 				lower[nlower++] = v;
 			else if (a[2] == 'e')
@@ -144,8 +154,7 @@ int swerve_cmd_exec(int argc, char **argv)
 			else {
 				char *c = strdup(v), *colon = c ? strchr(c, ':') : NULL;
 				if (!c)
-					return swerve_cli_fail("exec", SWERVE_EXIT_INFRA,
-					                       "out of memory");
+					FAIL("exec", SWERVE_EXIT_INFRA, "out of memory");
 				if (colon)
 					*colon = '\0';
 				ro_copy[nro] = c;
@@ -173,18 +182,16 @@ int swerve_cmd_exec(int argc, char **argv)
 			else if (!strcmp(a, "--tmp"))
 				lim = &o.tmp_bytes;
 			else
-				return swerve_cli_fail(
-				        "exec", SWERVE_EXIT_USAGE,
-				        "unknown option '%s' (see swerve exec --help)", a);
+				FAIL("exec", SWERVE_EXIT_USAGE,
+				     "unknown option '%s' (see swerve exec --help)", a);
 			if (parse_size(v, lim) < 0 || *lim == 0)
-				return swerve_cli_fail("exec", SWERVE_EXIT_USAGE,
-				                       "%s: '%s' is not a positive number", a, v);
+				FAIL("exec", SWERVE_EXIT_USAGE, "%s: '%s' is not a positive number",
+				     a, v);
 		}
 	}
 	if (i >= argc)
-		return swerve_cli_fail(
-		        "exec", SWERVE_EXIT_USAGE,
-		        "no command given (usage: swerve exec [options] -- CMD ...)");
+		FAIL("exec", SWERVE_EXIT_USAGE,
+		     "no command given (usage: swerve exec [options] -- CMD ...)");
 	env[nenv] = NULL;
 	lower[nlower] = NULL;
 	o.env = nenv ? env : NULL;
@@ -193,10 +200,10 @@ int swerve_cmd_exec(int argc, char **argv)
 	o.n_ro_binds = nro;
 	o.argv = (const char *const *)argv + i;
 
-	struct swerve_sandbox *sb = NULL;
+	struct swerve_sandbox *sb = ctx;
 	struct swerve_sandbox_result r;
 	memset(&r, 0, sizeof(r));
-	int rc = swerve_sandbox_new(&sb, NULL);
+	int rc = ctx ? 0 : swerve_sandbox_new(&sb, NULL);
 	if (rc < 0) {
 		r.verdict = SWERVE_VERDICT_XX;
 		r.exit_code = -1;
@@ -229,8 +236,11 @@ int swerve_cmd_exec(int argc, char **argv)
 	code = rc < 0 ? SWERVE_EXIT_INFRA
 	              : (r.verdict == SWERVE_VERDICT_OK ? SWERVE_EXIT_OK : SWERVE_EXIT_SOME_FAILED);
 	swerve_sandbox_result_dispose(&r);
-	swerve_sandbox_free(sb);
+	if (!ctx)
+		swerve_sandbox_free(sb);
+out:
 	for (size_t k = 0; k < nro; k++)
 		free(ro_copy[k]);
 	return code;
+#undef FAIL
 }

@@ -16,6 +16,7 @@ int swerve_cmd_work(int argc, char **argv);
 int swerve_cmd_report(int argc, char **argv);
 int swerve_cmd_validate(int argc, char **argv);
 int swerve_cmd_grade(int argc, char **argv);
+int swerve_cmd_serve(int argc, char **argv);
 
 /* The subcommand table: one row per envs/cmd_<name>.c. */
 static const struct swerve_cmd commands[] = {
@@ -33,6 +34,8 @@ static const struct swerve_cmd commands[] = {
          swerve_cmd_validate},
         {"grade", "parse a test log and grade it against a task, offline (statuses, reward)",
          swerve_cmd_grade},
+        {"serve", "keep warm sandboxes and run `swerve exec` for the swerve launcher",
+         swerve_cmd_serve},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
