@@ -279,6 +279,7 @@ struct swerve_sandbox {
 	/* stacks of the shared-memory start (spawn.c): init's and the
 	 * command's, guard page below each; NULL until the first such run */
 	char *vm_stacks;
+	int cap_last; /* /proc/sys/kernel/cap_last_cap (63 when unknown) */
 };
 
 /* The cheap part of the probe (sysctls, seccomp actions; no fork): fills

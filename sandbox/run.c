@@ -186,6 +186,13 @@ int swerve_sandbox_new(struct swerve_sandbox **out, const void *config)
 	snprintf(sb->group, sizeof(sb->group), "root:x:0:\nsandbox:x:%d:\nnogroup:x:65534:\n",
 	         SB_GID);
 	sb->holder_sock = sb->ns_user = sb->ns_net = sb->ns_uts = sb->ns_mnt = -1;
+	sb->cap_last = 63;
+	FILE *cl = fopen("/proc/sys/kernel/cap_last_cap", "re");
+	if (cl) {
+		if (fscanf(cl, "%d", &sb->cap_last) != 1 || sb->cap_last < 0 || sb->cap_last > 63)
+			sb->cap_last = 63;
+		fclose(cl);
+	}
 	/* SWERVE_SANDBOX_SLOW=1 forces the per-run namespaces (tests, benchmarks) */
 	const char *slow = getenv("SWERVE_SANDBOX_SLOW");
 	sb->want_holder = geteuid() == 0 && !(slow && *slow && strcmp(slow, "0"));
@@ -630,6 +637,7 @@ int swerve_sandbox_run(struct swerve_sandbox_result *r, struct swerve_sandbox *s
 	c.plan = plan;
 	sb_limits_plan(c.rl, &o->limits);
 	c.prog = &sb->prog;
+	c.cap_last = sb->cap_last;
 	c.shared = sb->shared;
 	c.fast = sb->fast;
 	c.ns_user = sb->ns_user;

@@ -87,12 +87,13 @@ static int send_fd(int sock, int fd)
 	return sendmsg(sock, &mh, MSG_NOSIGNAL) == 1 ? 0 : -1;
 }
 
-static int drop_caps(void)
+static int drop_caps(int last)
 {
 	struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
 	struct __user_cap_data_struct d[2];
 	memset(d, 0, sizeof(d));
-	for (int cap = 0; cap <= 63; cap++)
+	/* the bounding set: every capability this kernel has (cap_last_cap) */
+	for (int cap = 0; cap <= last; cap++)
 		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
 			return -1;
 	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
@@ -156,7 +157,7 @@ __attribute__((noreturn)) static void command(const struct sb_child *c)
 		fail(sock, SB_STEP_STDIO, -1);
 	if (sb_limits_apply(c->rl, &idx) < 0)
 		fail(sock, SB_STEP_RLIMIT, idx);
-	if (drop_caps() < 0)
+	if (drop_caps(c->cap_last) < 0)
 		fail(sock, SB_STEP_CAPS, -1);
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		fail(sock, SB_STEP_NNP, -1);

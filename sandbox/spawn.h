@@ -30,6 +30,7 @@ struct sb_child {
 	 * command has exec'd (or died) and from then on uses raw syscalls only */
 	int vm;
 	int started_w;
+	int cap_last; /* highest capability number of this kernel */
 	char *cmd_stack_top;
 };
 

@@ -1,8 +1,11 @@
 #!/bin/sh
 # bench_sandbox.sh - whole-process cost of one sandboxed /bin/true, side by
-# side in one hyperfine run: `swerve exec` (seccomp on), bubblewrap with
-# every namespace (no seccomp), and plain /bin/true. (`make bench` runs the
-# in-process benchmark, bench_sandbox, just before this script.)
+# side in one hyperfine run: `swerve exec` (seccomp on) through a resident
+# `swerve serve` (started here, on a private socket), the one-shot path
+# (`swerve-core exec`: what `swerve exec` does when no server listens, minus
+# the launcher's ~0.2 ms hop), bubblewrap with every namespace (no seccomp),
+# and plain /bin/true. (`make bench` runs the in-process benchmark,
+# bench_sandbox, just before this script.)
 # Prints the load average: on a busy 2-core machine every process hand-off
 # waits for a CPU and all numbers grow.
 BUILD=${BUILD:-build}
@@ -18,9 +21,19 @@ else
 		BWRAP=/bin/true
 	fi
 	md=$(mktemp)
-	hyperfine -N --warmup 10 --runs "$RUNS" --export-markdown "$md" \
-		"$SWERVE exec -- /bin/true" "$BWRAP" "/bin/true" 2>&1 | grep -v '^ *$'
+	sdir=$(mktemp -d)
+	SWERVE_SOCKET=$sdir/exec.sock
+	export SWERVE_SOCKET
+	$SWERVE serve --socket "$SWERVE_SOCKET" --workers "$(nproc)" 2>"$sdir/serve.log" &
+	spid=$!
+	for i in $(seq 100); do [ -S "$SWERVE_SOCKET" ] && break; sleep 0.05; done
+	sleep 1 # the workers' warm-up runs
+	hyperfine -N --warmup 20 --runs "$RUNS" --export-markdown "$md" \
+		"$SWERVE exec -- /bin/true" "$BUILD/swerve-core exec -- /bin/true" \
+		"$BWRAP" "/bin/true" 2>&1 | grep -v '^ *$'
+	kill "$spid"
+	wait "$spid" 2>/dev/null
 	cat "$md"
-	rm -f "$md"
+	rm -rf "$md" "$sdir"
 fi
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

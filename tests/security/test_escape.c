@@ -574,3 +574,22 @@ Test(process, init_memory_and_signal_handlers_unreachable)
 	}
 	cr_assert_eq(handled, 0, "a signal sent to pid 1 ran a handler of the supervisor");
 }
+
+Test(process, no_capabilities_no_new_privs_seccomp_filter)
+{
+	TS_NEED_SANDBOX();
+	struct swerve_sandbox_result r = R_INIT;
+	int rc = ts_escape(&r, NULL, "caps", NULL);
+	expect_ok(&r, rc, NULL);
+	/* every set empty, the bounding set included: nothing to regain by exec */
+	const char *want[] = {"CapInh:\t0000000000000000\n",
+	                      "CapPrm:\t0000000000000000\n",
+	                      "CapEff:\t0000000000000000\n",
+	                      "CapBnd:\t0000000000000000\n",
+	                      "CapAmb:\t0000000000000000\n",
+	                      "NoNewPrivs:\t1\n",
+	                      "Seccomp:\t2\n"};
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+		cr_expect(strstr(r.out.data, want[i]), "missing %s in:\n%s", want[i], r.out.data);
+	swerve_sandbox_result_dispose(&r);
+}

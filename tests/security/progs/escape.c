@@ -296,6 +296,16 @@ static int run(const char *c, char **argv)
 			if (de->d_name[0] >= '0' && de->d_name[0] <= '9')
 				n++;
 		printf("pids %d\n", n);
+	} else if (!strcmp(c, "caps")) {
+		/* what the kernel says of us: capability sets, no_new_privs, seccomp */
+		FILE *f = fopen("/proc/self/status", "r");
+		char line[256];
+		while (f && fgets(line, sizeof(line), f))
+			if (!strncmp(line, "Cap", 3) || !strncmp(line, "NoNewPrivs", 10) ||
+			    !strncmp(line, "Seccomp:", 8))
+				fputs(line, stdout);
+		if (f)
+			fclose(f);
 	} else if (!strcmp(c, "init")) {
 		/* pid 1 is the sandbox's init, which may share the supervisor's
 		 * memory: neither its memory nor its signal handlers reachable */
