@@ -27,36 +27,13 @@
 #define REQ_MAX        65536
 #define DEFAULT_SOCKET "/run/swerve/exec.sock"
 
+#include "sandbox/rawsys.h"
+
 #ifdef SWERVE_NOLIBC
-static long sys6(long n, long a, long b, long c, long d, long e, long f)
-{
-#if defined(__x86_64__)
-	long ret;
-	register long r10 __asm__("r10") = d;
-	register long r8 __asm__("r8") = e;
-	register long r9 __asm__("r9") = f;
-	__asm__ volatile("syscall"
-	                 : "=a"(ret)
-	                 : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
-	                 : "rcx", "r11", "memory");
-	return ret;
-#elif defined(__aarch64__)
-	register long x8 __asm__("x8") = n;
-	register long x0 __asm__("x0") = a;
-	register long x1 __asm__("x1") = b;
-	register long x2 __asm__("x2") = c;
-	register long x3 __asm__("x3") = d;
-	register long x4 __asm__("x4") = e;
-	register long x5 __asm__("x5") = f;
-	__asm__ volatile("svc 0"
-	                 : "+r"(x0)
-	                 : "r"(x8), "r"(x1), "r"(x2), "r"(x3), "r"(x4), "r"(x5)
-	                 : "memory");
-	return x0;
-#else
+#if !SB_HAVE_RAW_SYSCALL
 #error "SWERVE_NOLIBC needs x86-64 or arm64"
 #endif
-}
+#define sys6 sb_raw_syscall
 
 /* the compiler may emit calls to these for struct copies */
 void *memset(void *d, int c, size_t n);
