@@ -153,10 +153,10 @@ $(SWERVE_CORE): $(CLI_OBJS) $(LIB)
 LAUNCH_NOLIBC := $(filter x86_64 aarch64,$(shell uname -m))
 $(SWERVE): envs/launch_main.c | $(SWERVE_CORE)
 ifneq ($(LAUNCH_NOLIBC),)
-	$(CC) -O2 -std=gnu11 $(WARN) -D_GNU_SOURCE -DSWERVE_NOLIBC -static -nostdlib -fno-pie -no-pie \
+	$(CC) -O2 -std=gnu11 $(WARN) -D_GNU_SOURCE -I. -DSWERVE_NOLIBC -static -nostdlib -fno-pie -no-pie \
 	  -ffreestanding -fno-builtin -fno-stack-protector -fno-asynchronous-unwind-tables -o $@ $<
 else
-	$(CC) -O2 -std=gnu11 $(WARN) -D_GNU_SOURCE -o $@ $<
+	$(CC) -O2 -std=gnu11 $(WARN) -D_GNU_SOURCE -I. -o $@ $<
 endif
 
 # the trainer command (policy/train_main.c); with nvcc it also links the GPU
