@@ -151,7 +151,7 @@ $(SWERVE_CORE): $(CLI_OBJS) $(LIB)
 # the launcher: static and without any C library on x86-64/arm64 (see
 # envs/launch_main.c); swerve-core comes with it
 LAUNCH_NOLIBC := $(filter x86_64 aarch64,$(shell uname -m))
-$(SWERVE): envs/launch_main.c | $(SWERVE_CORE)
+$(SWERVE): envs/launch_main.c sandbox/rawsys.h | $(SWERVE_CORE)
 ifneq ($(LAUNCH_NOLIBC),)
 	$(CC) -O2 -std=gnu11 $(WARN) -D_GNU_SOURCE -I. -DSWERVE_NOLIBC -static -nostdlib -fno-pie -no-pie \
 	  -ffreestanding -fno-builtin -fno-stack-protector -fno-asynchronous-unwind-tables -o $@ $<
