@@ -4,6 +4,7 @@
 #   <folder>/*.c                 library sources (folders: LIB_DIRS), except
 #   envs/main.c, envs/cmd_*.c    the full command, swerve-core (not in the library)
 #   envs/launch_main.c           `swerve`: the launcher (no libc where it can)
+#   envs/exec_main.c             swerve-exec: `swerve exec` alone, lean
 #   policy/*_main.c              other commands (swerve-train)
 #   kernels/*.cu, policy/*.cu    CUDA sources, built only where nvcc exists
 #   tests/<folder>/test_*.c      Criterion tests, one binary per file
@@ -41,7 +42,7 @@ CUDA_LIBS := -L$(CUDA_HOME)/lib64 -lcudart -lcublas -lcublasLt -lstdc++ -lm -ldl
 LIB_DIRS  := sandbox envs rewards db kernels policy
 ALL_C     := $(wildcard $(addsuffix /*.c,$(LIB_DIRS)))
 CLI_SRCS  := envs/main.c $(wildcard envs/cmd_*.c)
-MAIN_SRCS := $(CLI_SRCS) envs/launch_main.c $(wildcard policy/*_main.c)
+MAIN_SRCS := $(CLI_SRCS) envs/launch_main.c envs/exec_main.c $(wildcard policy/*_main.c)
 LIB_SRCS  := $(filter-out $(MAIN_SRCS),$(ALL_C))
 KERNEL_C  := $(wildcard kernels/*.c) sandbox/error.c
 CU_SRCS   := $(wildcard kernels/*.cu policy/*.cu)
@@ -57,6 +58,7 @@ ASAN_LIB  := $(BUILD)/libswerve-asan.a
 CUDA_LIB  := $(BUILD)/libswerve_cuda.a
 SWERVE    := $(BUILD)/swerve
 SWERVE_CORE := $(BUILD)/swerve-core
+SWERVE_EXEC := $(BUILD)/swerve-exec
 SWERVE_TRAIN := $(BUILD)/swerve-train
 
 SUPPORT_SRCS := $(wildcard tests/support/*.c)
@@ -93,9 +95,9 @@ DEB_PKGS := build-essential pkg-config libseccomp-dev libgit2-dev libsqlite3-dev
 	    python3-pytest bubblewrap hyperfine clang clang-format sqlite3 iproute2 procps
 
 ifneq ($(NVCC),)
-ALL_TARGETS := $(LIB) $(SWERVE) $(SWERVE_CORE) $(CUDA_LIB) $(SWERVE_TRAIN)
+ALL_TARGETS := $(LIB) $(SWERVE) $(SWERVE_CORE) $(SWERVE_EXEC) $(CUDA_LIB) $(SWERVE_TRAIN)
 else
-ALL_TARGETS := $(LIB) $(SWERVE) $(SWERVE_CORE) $(SWERVE_TRAIN)
+ALL_TARGETS := $(LIB) $(SWERVE) $(SWERVE_CORE) $(SWERVE_EXEC) $(SWERVE_TRAIN)
 endif
 
 .SECONDARY:
@@ -148,10 +150,15 @@ $(ASAN_LIB): $(ASAN_OBJS)
 $(SWERVE_CORE): $(CLI_OBJS) $(LIB)
 	$(CC) $(CFLAGS) -o $@ $(CLI_OBJS) $(LIB) $(LDLIBS)
 
+# `swerve exec` alone: the sandbox, libseccomp and jansson (no libgit2 & co.)
+EXEC_OBJS := $(addprefix $(BUILD)/obj/envs/,exec_main.o cmd_exec.o cmd_cli.o)
+$(SWERVE_EXEC): $(EXEC_OBJS) $(LIB)
+	$(CC) $(CFLAGS) -o $@ $(EXEC_OBJS) $(LIB) -lseccomp -ljansson
+
 # the launcher: static and without any C library on x86-64/arm64 (see
-# envs/launch_main.c); swerve-core comes with it
+# envs/launch_main.c); swerve-core and swerve-exec come with it
 LAUNCH_NOLIBC := $(filter x86_64 aarch64,$(shell uname -m))
-$(SWERVE): envs/launch_main.c sandbox/rawsys.h | $(SWERVE_CORE)
+$(SWERVE): envs/launch_main.c sandbox/rawsys.h | $(SWERVE_CORE) $(SWERVE_EXEC)
 ifneq ($(LAUNCH_NOLIBC),)
 	$(CC) -O2 -std=gnu11 $(WARN) -D_GNU_SOURCE -I. -DSWERVE_NOLIBC -static -nostdlib -fno-pie -no-pie \
 	  -ffreestanding -fno-builtin -fno-stack-protector -fno-asynchronous-unwind-tables -o $@ $<
@@ -279,7 +286,7 @@ install: all
 	  install -m 644 $$h $(DESTDIR)$(PREFIX)/include/swerve/$$h; done
 	install -m 755 $(SWERVE) $(DESTDIR)$(PREFIX)/bin/
 	install -d $(DESTDIR)$(PREFIX)/libexec/swerve
-	install -m 755 $(SWERVE_CORE) $(DESTDIR)$(PREFIX)/libexec/swerve/
+	install -m 755 $(SWERVE_CORE) $(SWERVE_EXEC) $(DESTDIR)$(PREFIX)/libexec/swerve/
 	printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include/swerve\n\nName: swerve\nDescription: sandboxed SWE RL environment runner\nVersion: %s\nRequires.private: %s\nCflags: -I$${includedir}\nLibs: -L$${libdir} -lswerve\nLibs.private: -lpthread -lm\n' \
 	  '$(PREFIX)' "$$(sed -n 's/.*SWERVE_VERSION "\(.*\)".*/\1/p' envs/cli.h)" '$(PKGS)' \
 	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/swerve.pc

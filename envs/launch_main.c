@@ -5,9 +5,10 @@
  * arguments, working directory and stdin/stdout/stderr over the socket, the
  * server's worker runs the command on a warm sandbox context and prints
  * exactly what `swerve exec` prints onto those descriptors, and the launcher
- * exits with the code the server sends back. Everything else (and exec when
- * no server listens, or SWERVE_SOCKET is empty) execs swerve-core, the full
- * command, found next to this program or in ../libexec/swerve/.
+ * exits with the code the server sends back. `swerve exec` when no server
+ * listens (or SWERVE_SOCKET is empty) execs swerve-exec (exec alone, linked
+ * lean), everything else swerve-core (the full command); both are found next
+ * to this program or in ../libexec/swerve/.
  *
  * Why a launcher: the full command links libgit2, SQLite, jansson, expat and
  * libseccomp with 19 more shared libraries, and loading them costs ~3 ms
@@ -194,26 +195,29 @@ static int via_server(int argc, char **argv, char **envp)
 	return code;
 }
 
-static void run_core(char **argv, char **envp)
+/* execs the named program found next to this one or in ../libexec/swerve;
+ * returns only when neither exists (ENOENT) or the exec failed (said) */
+static int run_tool(const char *name, char **argv, char **envp)
 {
 	static char buf[4096 + 64];
-	static const char *const tails[] = {"/swerve-core", "/../libexec/swerve/swerve-core"};
+	static const char *const dirs[] = {"/", "/../libexec/swerve/"};
 	long k = sys3(SYS_readlink, "/proc/self/exe", buf, 4096);
-	size_t dir = 0;
+	size_t dir = 0, nl = slen(name);
 	if (k > 0)
 		for (long i = 0; i < k; i++)
 			if (buf[i] == '/')
 				dir = (size_t)i;
 	for (int t = 0; t < 2 && dir; t++) {
-		size_t l = slen(tails[t]);
-		memcpy(buf + dir, tails[t], l + 1);
+		size_t l = slen(dirs[t]);
+		memcpy(buf + dir, dirs[t], l);
+		memcpy(buf + dir + l, name, nl + 1);
 		long e = sys3(SYS_execve, buf, argv, envp);
-		if (e != -ENOENT || t == 1) {
+		if (e != -ENOENT) {
 			say("swerve: cannot run ", buf, ": exec failed\n");
-			return;
+			return -1;
 		}
 	}
-	say("swerve: swerve-core not found next to this program or in ../libexec/swerve", 0, "\n");
+	return 0;
 }
 
 static int launch(int argc, char **argv, char **envp)
@@ -223,7 +227,12 @@ static int launch(int argc, char **argv, char **envp)
 		if (code >= 0)
 			return code;
 	}
-	run_core(argv, envp);
+	/* a one-shot exec: the lean program, else the full one */
+	if (argc >= 2 && seq(argv[1], "exec") && run_tool("swerve-exec", argv, envp) < 0)
+		return 3;
+	if (run_tool("swerve-core", argv, envp) == 0)
+		say("swerve: swerve-core not found next to this program or in ../libexec/swerve", 0,
+		    "\n");
 	return 3;
 }
 

@@ -40,28 +40,6 @@ static const struct swerve_cmd commands[] = {
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
-int swerve_cli_wants_help(int argc, char **argv)
-{
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--") == 0)
-			return 0;
-		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
-			return 1;
-	}
-	return 0;
-}
-
-int swerve_cli_fail(const char *cmd, int code, const char *fmt, ...)
-{
-	va_list ap;
-	fprintf(stderr, "swerve %s: ", cmd);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	return code;
-}
-
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: swerve <command> [options]\n"
