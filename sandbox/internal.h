@@ -11,6 +11,7 @@
  *   capture.c  head+tail output capture (parent)
  *   verdict.c  verdict names, result disposal
  *   probe.c    what the host supports
+ *   cgroup.c   cgroup v2 limits per run where delegated (cgroup.h)
  *   spawn.c    clone, uid/gid maps, handshake, the child's checklist, init
  *   run.c      the supervisor: deadline, output, memory, accounting, verdict */
 #ifndef SWERVE_SANDBOX_INTERNAL_H
@@ -21,6 +22,7 @@
 #include <sys/resource.h>
 #include <sys/types.h>
 
+#include "sandbox/cgroup.h"
 #include "sandbox/sandbox.h"
 
 /* ---- child -> supervisor messages (over the CLOEXEC socketpair) -------- */
@@ -241,6 +243,9 @@ struct swerve_sandbox {
 	/* stacks of the shared-memory start (spawn.c): init's and the
 	 * command's, guard page below each; NULL until the first such run */
 	char *vm_stacks;
+	/* cgroup v2 (cgroup.c): the delegated directory runs make their
+	 * cgroups in; disabled (cg.why says why) where there is none */
+	struct sb_cgroup_parent cg;
 	int cap_last; /* /proc/sys/kernel/cap_last_cap (63 when unknown) */
 };
 

@@ -73,6 +73,63 @@ static int probe_child(const char *dir)
 	return 0;
 }
 
+/* cgroup v2: our own cgroup must have the memory and pids controllers
+ * and be writable: a delegated subtree (systemd Delegate=yes). Reads
+ * /proc only (no fork): the quick probe runs it too, for run.c's cgroups. */
+static void probe_cgroup(struct swerve_sandbox_probe *p)
+{
+	char buf[4096];
+	char cg[512] = "", mnt[512] = "";
+	if (read_small("/proc/self/cgroup", buf, sizeof(buf)) > 0) {
+		char *l = strstr(buf, "0::");
+		if (l) {
+			char *e = strchr(l, '\n');
+			if (e)
+				*e = '\0';
+			snprintf(cg, sizeof(cg), "%s", l + 3);
+		}
+	}
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	if (f) {
+		char line[1024];
+		while (fgets(line, sizeof(line), f)) {
+			char *dash = strstr(line, " - cgroup2 ");
+			if (!dash)
+				continue;
+			char mp[512];
+			if (sscanf(line, "%*s %*s %*s %*s %511s", mp) == 1)
+				snprintf(mnt, sizeof(mnt), "%s", mp);
+			break;
+		}
+		fclose(f);
+	}
+	if (!mnt[0] || !cg[0]) {
+		why(p, "cgroup v2: not mounted (memory/pids limits use rlimits and the "
+		       "supervisor instead)");
+	} else {
+		char ctl[1400];
+		snprintf(p->cgroup2_path, sizeof(p->cgroup2_path), "%s%s", mnt,
+		         strcmp(cg, "/") ? cg : "");
+		snprintf(ctl, sizeof(ctl), "%s/cgroup.controllers", p->cgroup2_path);
+		buf[0] = '\0';
+		read_small(ctl, buf, sizeof(buf));
+		snprintf(ctl, sizeof(ctl), "%s/cgroup.subtree_control", p->cgroup2_path);
+		if (!strstr(buf, "memory") || !strstr(buf, "pids"))
+			why(p, "cgroup v2: no memory/pids controllers in this process's cgroup "
+			       "(a cgroup v1 or hybrid host; boot with "
+			       "systemd.unified_cgroup_hierarchy=1 and run under a unit with "
+			       "Delegate=yes)");
+		else if (!strcmp(cg, "/") || access(ctl, W_OK) < 0)
+			why(p, "cgroup v2: this process's cgroup is not delegated to it (run "
+			       "under systemd-run --user -p Delegate=yes or a unit with "
+			       "Delegate=yes)");
+		else
+			p->cgroup2 = 1;
+		if (!p->cgroup2)
+			p->cgroup2_path[0] = '\0';
+	}
+}
+
 static void probe_once(void)
 {
 	struct swerve_sandbox_probe *p = &cached;
@@ -136,57 +193,7 @@ static void probe_once(void)
 	else
 		p->seccomp = 1;
 
-	/* cgroup v2: our own cgroup must have the memory and pids controllers
-	 * and be writable: a delegated subtree (systemd Delegate=yes) */
-	char cg[512] = "", mnt[512] = "";
-	if (read_small("/proc/self/cgroup", buf, sizeof(buf)) > 0) {
-		char *l = strstr(buf, "0::");
-		if (l) {
-			char *e = strchr(l, '\n');
-			if (e)
-				*e = '\0';
-			snprintf(cg, sizeof(cg), "%s", l + 3);
-		}
-	}
-	FILE *f = fopen("/proc/self/mountinfo", "re");
-	if (f) {
-		char line[1024];
-		while (fgets(line, sizeof(line), f)) {
-			char *dash = strstr(line, " - cgroup2 ");
-			if (!dash)
-				continue;
-			char mp[512];
-			if (sscanf(line, "%*s %*s %*s %*s %511s", mp) == 1)
-				snprintf(mnt, sizeof(mnt), "%s", mp);
-			break;
-		}
-		fclose(f);
-	}
-	if (!mnt[0] || !cg[0]) {
-		why(p, "cgroup v2: not mounted (memory/pids limits use rlimits and the "
-		       "supervisor instead)");
-	} else {
-		char ctl[1400];
-		snprintf(p->cgroup2_path, sizeof(p->cgroup2_path), "%s%s", mnt,
-		         strcmp(cg, "/") ? cg : "");
-		snprintf(ctl, sizeof(ctl), "%s/cgroup.controllers", p->cgroup2_path);
-		buf[0] = '\0';
-		read_small(ctl, buf, sizeof(buf));
-		snprintf(ctl, sizeof(ctl), "%s/cgroup.subtree_control", p->cgroup2_path);
-		if (!strstr(buf, "memory") || !strstr(buf, "pids"))
-			why(p, "cgroup v2: no memory/pids controllers in this process's cgroup "
-			       "(a cgroup v1 or hybrid host; boot with "
-			       "systemd.unified_cgroup_hierarchy=1 and run under a unit with "
-			       "Delegate=yes)");
-		else if (!strcmp(cg, "/") || access(ctl, W_OK) < 0)
-			why(p, "cgroup v2: this process's cgroup is not delegated to it (run "
-			       "under systemd-run --user -p Delegate=yes or a unit with "
-			       "Delegate=yes)");
-		else
-			p->cgroup2 = 1;
-		if (!p->cgroup2)
-			p->cgroup2_path[0] = '\0';
-	}
+	probe_cgroup(p);
 }
 
 int sb_probe_quick(struct swerve_sandbox_probe *p)
@@ -209,6 +216,7 @@ int sb_probe_quick(struct swerve_sandbox_probe *p)
 	if (p->why[0])
 		return -1;
 	p->userns = p->seccomp = 1; /* presumed; the full probe checks */
+	probe_cgroup(p);
 	return 0;
 }
 

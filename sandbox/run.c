@@ -39,6 +39,9 @@
 #ifndef CLONE_PIDFD
 #define CLONE_PIDFD 0x00001000
 #endif
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
 
 /* per run: fresh mount, pid, ipc and cgroup namespaces (the fast path's
  * child copies the template's mount namespace instead); user, net and uts
@@ -196,6 +199,23 @@ int swerve_sandbox_new(struct swerve_sandbox **out, const void *config)
 	/* SWERVE_SANDBOX_SLOW=1 forces the per-run namespaces (tests, benchmarks) */
 	const char *slow = getenv("SWERVE_SANDBOX_SLOW");
 	sb->want_holder = geteuid() == 0 && !(slow && *slow && strcmp(slow, "0"));
+	/* cgroup v2 limits (cgroup.c) where a delegated directory exists:
+	 * SWERVE_SANDBOX_CGROUP names one (it must then be usable), else this
+	 * process's own cgroup is tried where the probe found it delegated;
+	 * otherwise runs keep the sampling and rlimits, and cg.why says why */
+	const char *cgdir = getenv("SWERVE_SANDBOX_CGROUP");
+	if (cgdir && *cgdir) {
+		if (sb_cgroup_parent_open(&sb->cg, cgdir, 0) < 0) {
+			int rc = swerve_error_wrap("sandbox: SWERVE_SANDBOX_CGROUP");
+			swerve_sandbox_free(sb);
+			return rc;
+		}
+	} else if (sb->probe.cgroup2) {
+		if (sb_cgroup_parent_open(&sb->cg, sb->probe.cgroup2_path, 0) < 0)
+			swerve_error_clear();
+	} else {
+		sb_cgroup_parent_disable(&sb->cg, strstr(sb->probe.why, "cgroup v2:"));
+	}
 	*out = sb;
 	return 0;
 }
@@ -205,6 +225,7 @@ void swerve_sandbox_free(struct swerve_sandbox *sb)
 	if (!sb)
 		return;
 	holder_stop(sb);
+	sb_cgroup_parent_close(&sb->cg);
 	sb_seccomp_dispose(&sb->prog);
 	sb_mount_plan_dispose(&sb->plan);
 	sb_mount_plan_dispose(&sb->tmpl);
@@ -545,6 +566,30 @@ static void vm_park(int started, int pidfd, uint64_t t0, uint64_t wall_ms)
 #endif
 }
 
+/* A run with a cgroup (cgroup.c) is cloned straight into it: clone3 with
+ * CLONE_INTO_CGROUP, no moment outside. Where clone3 fails (Linux < 5.7), a
+ * plain clone and *attach = 1: the caller moves the child at once (the slow
+ * path's child waits for its id maps first; on the fast path init may fork
+ * the command before the move, which the pid namespace and the memory
+ * sampling still bound). */
+static pid_t clone_into_cgroup(unsigned long flags, int *pidfd, int cgfd, int *attach)
+{
+	struct {
+		uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls,
+		        set_tid, set_tid_size, cgroup;
+	} a;
+	memset(&a, 0, sizeof(a));
+	a.flags = flags | CLONE_PIDFD | CLONE_INTO_CGROUP;
+	a.pidfd = (uint64_t)(uintptr_t)pidfd;
+	a.exit_signal = SIGCHLD;
+	a.cgroup = (uint64_t)cgfd;
+	pid_t pid = (pid_t)syscall(SYS_clone3, &a, sizeof(a));
+	if (pid >= 0)
+		return pid;
+	*attach = 1;
+	return (pid_t)syscall(SYS_clone, flags | CLONE_PIDFD | SIGCHLD, 0, pidfd, NULL, 0);
+}
+
 int swerve_sandbox_run(struct swerve_sandbox_result *r, struct swerve_sandbox *sb,
                        const struct swerve_sandbox_opts *o)
 {
@@ -558,6 +603,8 @@ int swerve_sandbox_run(struct swerve_sandbox_result *r, struct swerve_sandbox *s
 	uint64_t t0 = sb_now_ns();
 	int e_map;
 	char whybuf[600];
+	struct sb_cgroup cg = {.dirfd = -1};
+	int cg_attach = 0;
 
 	memset(r, 0, sizeof(*r));
 	r->exit_code = -1;
@@ -652,11 +699,25 @@ int swerve_sandbox_run(struct swerve_sandbox_result *r, struct swerve_sandbox *s
 	c.out_w = pipe_out[1];
 	c.err_w = pipe_err[1];
 
+	if (sb_cgroup_enabled(&sb->cg)) {
+		/* tmpfs pages are charged to the cgroup: their sizes add to the
+		 * limit (the sampling counts anonymous memory only) */
+		uint64_t tmpfs = (o->tmp_bytes ? o->tmp_bytes : 512ull << 20) +
+		                 (o->shm_bytes ? o->shm_bytes : 64ull << 20);
+		struct sb_cgroup_limits cl = {
+		        .memory_bytes = lim.memory_bytes > UINT64_MAX - tmpfs
+		                                ? UINT64_MAX
+		                                : lim.memory_bytes + tmpfs,
+		        .pids = lim.nproc + 1 /* init */,
+		};
+		if ((rc = sb_cgroup_create(&cg, &sb->cg, &cl)) < 0)
+			goto fail;
+	}
 	int pidfd = -1;
 	/* fast path: no CLONE_NEWNS (the child joins a copy of the template) */
 	unsigned long flags = sb->fast ? RUN_NS_FLAGS & ~(unsigned long)CLONE_NEWNS
 	                               : RUN_NS_FLAGS | SLOW_NS_FLAGS;
-	c.vm = sb->fast && !o->fn && vm_stacks(sb) == 0;
+	c.vm = sb->fast && !o->fn && cg.dirfd < 0 /* else clone3 */ && vm_stacks(sb) == 0;
 	c.started_w = -1;
 	if (c.vm) {
 		if (pipe2(started, O_CLOEXEC) < 0)
@@ -667,6 +728,8 @@ int swerve_sandbox_run(struct swerve_sandbox_result *r, struct swerve_sandbox *s
 		 * (or to free when it exits), see spawn.c */
 		pid = clone(sb_child_vm_entry, sb->vm_stacks + VM_STACK,
 		            (int)(flags | CLONE_VM | CLONE_PIDFD | SIGCHLD), &c, &pidfd);
+	} else if (cg.dirfd >= 0) {
+		pid = clone_into_cgroup(flags, &pidfd, cg.dirfd, &cg_attach);
 	} else {
 		pid = (pid_t)syscall(SYS_clone, flags | CLONE_PIDFD | SIGCHLD, 0, &pidfd, NULL, 0);
 	}
@@ -695,6 +758,8 @@ int swerve_sandbox_run(struct swerve_sandbox_result *r, struct swerve_sandbox *s
 	close(pipe_out[1]);
 	close(pipe_err[1]);
 	sv[0] = sv[1] = pipe_out[0] = pipe_out[1] = pipe_err[0] = pipe_err[1] = -1;
+	if (cg_attach && (rc = sb_cgroup_attach(&cg, pid)) < 0)
+		goto fail;
 	if (c.vm) {
 		close(started[1]);
 		started[1] = -1;
@@ -823,6 +888,17 @@ int swerve_sandbox_run(struct swerve_sandbox_result *r, struct swerve_sandbox *s
 		sb->timing.exec_us = sb->shared->t_exec > t0 /* the shared-memory start knows */
 		                             ? (sb->shared->t_exec - t0) / 1000
 		                             : sb->timing.seccomp_us;
+		if (cg.dirfd >= 0) {
+			/* the kernel's OOM killer acted in the run's cgroup: ML (init
+			 * may be gone with the rest: memory.oom.group) */
+			struct sb_cgroup_stats cst;
+			if (sb_cgroup_read(&cst, &cg) < 0)
+				swerve_error_clear();
+			if (s.killed < 0 && sb_cgroup_verdict(s.note, sizeof(s.note), &cg, &cst))
+				s.killed = SWERVE_VERDICT_ML;
+			if (cst.have_cpu && cst.usage_usec > r->cpu_us)
+				r->cpu_us = cst.usage_usec; /* every process, reaped or not */
+		}
 
 		if (sb_capture_finish(&s.out, &r->out) < 0 ||
 		    sb_capture_finish(&s.err, &r->err) < 0)
@@ -889,6 +965,18 @@ done:
 			kill(pid, SIGKILL);
 		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
 			;
+	}
+	if (cg.dirfd >= 0) {
+		/* kill what is left, rmdir; a cgroup still busy stays in place
+		 * (cgroup.c), the run's own result and message are kept */
+		int code = swerve_error_code();
+		char keep[sizeof(r->reason)];
+		snprintf(keep, sizeof(keep), "%s", swerve_error_last());
+		sb_cgroup_destroy(&cg);
+		if (code)
+			swerve_error_set(code, "%s", keep);
+		else
+			swerve_error_clear();
 	}
 	if (r->verdict == SWERVE_VERDICT_XX) {
 		swerve_sandbox_result_dispose(r);

@@ -35,6 +35,9 @@ struct fake {
 	int rmdirs;         /* rmdir calls seen */
 	char kill_seen[16]; /* cgroup.kill content at rmdir time */
 	char child[128];    /* the last child's name */
+	const char *events; /* memory.events the "kernel" reports (NULL: quiet) */
+	const char *cpu;    /* cpu.stat likewise */
+	char seen[256];     /* memory.max|pids.max|cgroup.procs at rmdir time */
 };
 
 static void put(const char *dir, const char *name, const char *content)
@@ -70,12 +73,13 @@ static int kernel_mkdir(int parent_fd, const char *name, void *arg)
 	if (!f->no_swap)
 		put(dir, "memory.swap.max", "max\n");
 	put(dir, "memory.oom.group", "0\n");
-	put(dir, "memory.events", "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\noom_group_kill 0\n");
+	put(dir, "memory.events",
+	    f->events ? f->events : "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\noom_group_kill 0\n");
 	put(dir, "memory.peak", "0\n");
 	put(dir, "pids.max", "max\n");
 	put(dir, "pids.events", "max 0\n");
 	put(dir, "cpu.max", "max 100000\n");
-	put(dir, "cpu.stat", "usage_usec 0\nuser_usec 0\nsystem_usec 0\n");
+	put(dir, "cpu.stat", f->cpu ? f->cpu : "usage_usec 0\nuser_usec 0\nsystem_usec 0\n");
 	return 0;
 }
 
@@ -90,6 +94,12 @@ static int kernel_rmdir(int parent_fd, const char *name, void *arg)
 	char *k = get(dir, "cgroup.kill");
 	snprintf(f->kill_seen, sizeof(f->kill_seen), "%s", k ? k : "(none)");
 	free(k);
+	char *m = get(dir, "memory.max"), *pm = get(dir, "pids.max"),
+	     *pr = get(dir, "cgroup.procs");
+	snprintf(f->seen, sizeof(f->seen), "%s|%s|%s", m ? m : "", pm ? pm : "", pr ? pr : "");
+	free(m);
+	free(pm);
+	free(pr);
 	if (f->busy) {
 		if (f->busy > 0)
 			f->busy--;
@@ -629,4 +639,95 @@ Test(cgroup, the_sandbox_still_runs_with_limits_where_cgroup_v2_is_not_delegated
 	swerve_sandbox_free(sb);
 	if (!pr.cgroup2)
 		cr_assert(strstr(pr.why, "cgroup v2:"), "%s", pr.why);
+}
+
+/* The supervisor's side (run.c), on the fake tree: the context's parent is
+ * pointed at it. clone3 cannot clone into a plain directory (EBADF), so the
+ * run takes the fallback: a plain clone, then init's pid written to
+ * cgroup.procs. Limits written, the "kernel's" OOM report read as ML,
+ * accounting taken, the directory removed; slow and fast path. */
+Test(cgroup, a_run_creates_attaches_reads_and_removes_its_cgroup)
+{
+	TS_NEED_SANDBOX();
+	struct fake f;
+	fake_init(&f, "cpu memory pids\n", "cpu memory pids\n");
+	char *before = snapshot(&f);
+	struct swerve_sandbox *sb;
+	cr_assert_eq(swerve_sandbox_new(&sb, NULL), 0, "%s", swerve_error_last());
+	sb_cgroup_parent_close(&sb->cg);
+	sb->cg.on_mkdir = kernel_mkdir;
+	sb->cg.on_rmdir = kernel_rmdir;
+	sb->cg.hook_arg = &f;
+	cr_assert_eq(sb_cgroup_parent_open(&sb->cg, f.root, SB_CGROUP_FAKE), 0, "%s",
+	             swerve_error_last());
+
+	struct swerve_sandbox_opts o = SWERVE_SANDBOX_OPTS_INIT;
+	const char *argv[] = {"/bin/sh", "-c", "echo ok", NULL};
+	o.argv = argv;
+	o.limits.wall_ms = 10000;
+	o.limits.memory_bytes = 256ull << 20;
+	o.limits.nproc = 64;
+	o.tmp_bytes = 16ull << 20;
+	o.shm_bytes = 1ull << 20;
+	/* memory.max: the limit plus the tmpfs sizes (tmpfs pages are charged) */
+	char want_max[32];
+	snprintf(want_max, sizeof(want_max), "%llu", (256ull + 16 + 1) << 20);
+	for (int i = 0; i < 3; i++) { /* slow path, then (as root) the fast path */
+		struct swerve_sandbox_result r;
+		int oom = i == 2;
+		f.events =
+		        oom ? "low 0\nhigh 0\nmax 9\noom 1\noom_kill 1\noom_group_kill 1\n" : NULL;
+		f.cpu = oom ? "usage_usec 5000000\n" : NULL;
+		f.seen[0] = f.child[0] = '\0';
+		int rc = swerve_sandbox_run(&r, sb, &o);
+		cr_assert_eq(rc, 0, "run %d: %s", i, r.reason);
+		if (oom) {
+			cr_assert_eq(r.verdict, SWERVE_VERDICT_ML, "run %d: %s %s", i,
+			             swerve_verdict_name(r.verdict), r.reason);
+			char want[96];
+			snprintf(want, sizeof(want), "memory limit %s bytes (cgroup)", want_max);
+			cr_assert_str_eq(r.reason, want);
+			cr_assert_eq(r.cpu_us, 5000000ull, "cpu.stat usage_usec taken");
+		} else {
+			cr_assert_eq(r.verdict, SWERVE_VERDICT_OK, "run %d: %s %s", i,
+			             swerve_verdict_name(r.verdict), r.reason);
+			cr_assert_str_eq(r.out.data, "ok\n");
+		}
+		/* what the run's cgroup held when it was removed */
+		char max[64] = "", pids[64] = "";
+		long procs = 0;
+		cr_assert_eq(sscanf(f.seen, "%63[^|]|%63[^|]|%ld", max, pids, &procs), 3, "'%s'",
+		             f.seen);
+		cr_assert_str_eq(max, want_max);
+		cr_assert_str_eq(pids, "65");
+		cr_assert_gt(procs, 1, "init's pid in cgroup.procs: '%s'", f.seen);
+		cr_assert_str_eq(f.kill_seen, "1");
+		cr_assert_neq(f.child[0], '\0');
+		cr_assert_not(dir_exists(f.root, f.child), "run %d left %s", i, f.child);
+		swerve_sandbox_result_dispose(&r);
+	}
+	swerve_sandbox_free(sb);
+	char *after = snapshot(&f);
+	cr_assert_str_eq(after, before, "the parent's files changed");
+	free(before);
+	free(after);
+	ts_rmtree(f.root);
+	free(f.root);
+}
+
+Test(cgroup, an_unusable_explicit_cgroup_directory_fails_the_context)
+{
+	struct fake f;
+	fake_init(&f, "memory pids\n", "memory pids\n");
+	setenv("SWERVE_SANDBOX_CGROUP", f.root, 1);
+	struct swerve_sandbox *sb = NULL;
+	int rc = swerve_sandbox_new(&sb, NULL);
+	unsetenv("SWERVE_SANDBOX_CGROUP");
+	cr_assert_eq(rc, SWERVE_EUNSUPPORTED, "rc %d", rc);
+	cr_assert_null(sb);
+	cr_assert(strstr(swerve_error_last(), "SWERVE_SANDBOX_CGROUP") &&
+	                  strstr(swerve_error_last(), "not a cgroup v2 directory"),
+	          "%s", swerve_error_last());
+	ts_rmtree(f.root);
+	free(f.root);
 }
