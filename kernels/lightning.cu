@@ -1,6 +1,6 @@
-/* lightning.cu - lightning attention on sm_90: chunked forward, backward and
- * decode with bf16 tensor-core products (mma.sync m16n8k16), fp32
- * accumulation and an fp32 state. The function is in lightning.h.
+/* lightning.cu - lightning attention on sm_90a: chunked forward, backward and
+ * decode with bf16 tensor-core products, fp32 accumulation and an fp32 state.
+ * The function is in lightning.h.
  *
  * One kernel does all the work. A CTA (4 warps) owns one (sequence, head,
  * 64-column block of v, sequence segment) and walks the segment's chunks of
@@ -12,17 +12,21 @@
  *   KV = lambda^m KV + (K .* lambda^(m-1-j))^T V      m = valid rows of the chunk
  *
  * No T x T matrix exists anywhere; the C x C block lives in registers. The
- * state update of a chunk is issued right after S (they are independent) while
- * the bf16 copy still holds the previous state for Q KV. The forward runs 2
- * CTAs per SM (everything double-buffered); the backward runs the V2 form of
- * the kernel, 3 CTAs per SM (q and k single-buffered, see la_chunk_kernel).
+ * state update of a chunk is issued beside S (they are independent) while the
+ * bf16 copy still holds the previous state for Q KV. Three forms of the main
+ * kernel: V3 (the default, wg::kernel): one warpgroup issuing wgmma.mma_async
+ * (m64n64k16) on 128-byte-swizzled shared-memory tiles, 2 CTAs per SM; and the
+ * mma.sync kernels of the first two rounds (la_chunk_kernel): the first version
+ * (2 CTAs per SM, everything double-buffered) and V2 (3 CTAs per SM, q and k
+ * single-buffered). SWERVE_LIGHTNING_KERNEL=1|2|3|12 picks one (benchmarks).
  *
  * Long sequences are cut into G segments so that short batches still fill the
  * GPU: a first launch (state-only) computes each segment's own state
  * contribution Delta_g (its chunks from a zero state) into the workspace; the
  * main launch starts segment g from lambda^(g L) S0 + sum_{g'<g}
- * lambda^((g-1-g') L) Delta_g'. G = 1 (no workspace) when the batch alone fills
- * the GPU.
+ * lambda^((g-1-g') L) Delta_g' (V3: a small prefix kernel turns the Delta_g
+ * into those sums in place first, so each CTA reads one state). G = 1 (no
+ * workspace) when the batch alone fills the GPU.
  *
  * Backward is three runs of the same kernel in one launch (no per-chunk
  * states are stored, everything is recomputed from q, k, v):
@@ -556,24 +560,32 @@ __global__ void __launch_bounds__(NT, (STATE_ONLY || V2) ? 3 : 2)
  *                          A = K^T scaled (registers, ldmatrix.trans), B = V
  *   O   = lambda^(i+1) O + P V   A = P (registers: S masked and decayed), B = V
  *
- * S, Q KV and the state update are issued back to back and waited for once
- * each (wgmma.wait_group), so the tensor cores work on the state update while
- * the warps mask S; that is the latency the mma.sync kernels expose. Every
- * shared-memory tile uses the 128-byte swizzle (rows of 64 bf16 = 128 bytes,
- * 16-byte pieces XORed with row % 8), which is what the descriptors say and
- * keeps cp.async stores, ldmatrix and the bf16 state stores conflict-free.
- * q, k, v are double-buffered with cp.async. Shared memory: D = 128: 97 KB
- * (2 CTAs per SM); D = 64: 57 KB. */
+ * S, Q KV and the state update are issued back to back (interleaved) and
+ * waited for once, so the tensor cores run them while the warps go on; 28
+ * wgmma per chunk at D = 128. Every shared-memory tile uses the 128-byte
+ * swizzle (rows of 64 bf16 = 128 bytes, 16-byte pieces XORed with row % 8),
+ * which is what the descriptors say and keeps cp.async stores, ldmatrix and
+ * the bf16 state stores conflict-free. The main kernel double-buffers q, k, v
+ * with cp.async (D = 128: 97 KB of shared memory, 2 CTAs per SM); the
+ * state-only pass has 4 stages of k, v. Measured on an H100 (RESULTS.md), a
+ * chunk step is bound by the warps' instruction stream and its latencies,
+ * not by the tensor cores or memory. */
 namespace wg
 {
 
-/* shared-memory descriptor: 128-byte swizzle; the 8-row group stride (1024
+/* shared-memory descriptors: 128-byte swizzle; the 8-row group stride (1024
  * bytes) in both offset fields: every operand here is one swizzle atom wide in
- * the dimension the other field would step, so that field is unused */
-__device__ __forceinline__ uint64_t desc(uint32_t saddr)
+ * the dimension the other field would step, so that field is unused. Shared
+ * addresses are below 2^18 and multiples of 16, so the start-address field of
+ * (address + off) is dlo(address) + off / 16: one add per product. */
+__device__ __forceinline__ uint32_t dlo(uint32_t saddr)
 {
-	return (uint64_t)((saddr & 0x3FFFF) >> 4) | ((uint64_t)(1024 >> 4) << 16) |
-	       ((uint64_t)(1024 >> 4) << 32) | ((uint64_t)1 << 62);
+	return (saddr >> 4) | ((1024u >> 4) << 16);
+}
+
+__device__ __forceinline__ uint64_t dsc(uint32_t lo, uint32_t off)
+{
+	return ((uint64_t)((1024u >> 4) | (1u << 30)) << 32) | (uint64_t)(lo + (off >> 4));
 }
 
 __device__ __forceinline__ void fence()
@@ -623,15 +635,43 @@ __device__ __forceinline__ void fence_proxy_async()
 	"{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, "   \
 	"%19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}"
 
-/* d (+)= A B, m64n64k16, A and B from shared memory; TB = 1: B is MN-major */
-template <int TB>
+/* d (+)= A B, m64n64k16, A and B from shared memory; TA = 1: A is M-major,
+ * TB = 1: B is N-major (else K-major) */
+template <int TA, int TB>
 __device__ __forceinline__ void mma_ss(float (&d)[32], uint64_t da, uint64_t db, int acc)
 {
 	asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
 	             "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " LA_R32
-	             ", %32, %33, p, 1, 1, 0, %35;\n}\n"
+	             ", %32, %33, p, 1, 1, %35, %36;\n}\n"
 	             : LA_D32(d)
-	             : "l"(da), "l"(db), "r"(acc), "n"(TB));
+	             : "l"(da), "l"(db), "r"(acc), "n"(TA), "n"(TB));
+}
+
+__device__ __forceinline__ uint4 lds128(uint32_t a)
+{
+	uint4 x;
+	asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n"
+	             : "=r"(x.x), "=r"(x.y), "=r"(x.z), "=r"(x.w)
+	             : "r"(a));
+	return x;
+}
+
+__device__ __forceinline__ void sts128(uint32_t a, uint4 x)
+{
+	asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(a), "r"(x.x), "r"(x.y),
+	             "r"(x.z), "r"(x.w));
+}
+
+__device__ __forceinline__ void stsm_x4(uint32_t a, uint32_t r0, uint32_t r1, uint32_t r2,
+                                        uint32_t r3)
+{
+	asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(a),
+	             "r"(r0), "r"(r1), "r"(r2), "r"(r3));
+}
+
+__device__ __forceinline__ void prefetch_l2(const void *p, uint32_t bytes)
+{
+	asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(p), "r"(bytes));
 }
 
 /* d += A B, m64n64k16, A from registers (the mma.sync m16n8k16 A layout, warp
@@ -648,15 +688,17 @@ __device__ __forceinline__ void mma_rs(float (&d)[32], const uint32_t (&a)[4], u
 #undef LA_D32
 #undef LA_R32
 
-/* ST stages of q, k, v (ST - 1 chunks loading while one is used) */
-template <int D, bool SO, int ST> struct smem {
+/* ST stages of q, k, v (ST - 1 chunks loading while one is used); VT: a
+ * decayed copy of the chunk's v for the state update (V3 form 2) */
+template <int D, bool SO, int ST, bool VT> struct smem {
 	static constexpr int TILE = C * 128;       /* 64 rows x 64 bf16: one swizzle atom column */
 	static constexpr int QK = (D / 64) * TILE; /* one stage of q or k */
 	static constexpr int Q_OFF = 0;            /* bytes from the 1024-aligned base */
 	static constexpr int K_OFF = Q_OFF + (SO ? 0 : ST * QK);
 	static constexpr int V_OFF = K_OFF + ST * QK;
 	static constexpr int KV_OFF = V_OFF + ST * TILE; /* bf16 state [D][64], swizzled */
-	static constexpr int PW_OFF = KV_OFF + (SO ? 0 : D * 128);
+	static constexpr int VT_OFF = KV_OFF + (SO ? 0 : D * 128);
+	static constexpr int PW_OFF = VT_OFF + (VT ? TILE : 0);
 	static constexpr size_t BYTES = PW_OFF + (2 * C + 1) * sizeof(float) + 1024;
 };
 
@@ -666,10 +708,22 @@ __device__ __forceinline__ uint32_t swz(int r, int c8)
 	return (uint32_t)(r * 128 + ((c8 ^ (r & 7)) << 4));
 }
 
-template <int D, bool SO, int ST, bool ILV>
+/* VAR: the form of V3. 0: each product's wgmma steps issued in turn (the first
+ * V3); 1 (the default): S, Q KV and the state update interleaved, P V in two
+ * chains; 2 (an experiment, correct but measured 1.4x slower on an H100, see
+ * tests/bench/RESULTS.md): as 1, plus the state update from shared memory only
+ * (A = K^T read M-major, B = a decayed copy of v written each chunk behind an
+ * extra barrier: no register operands, half the scaling work), P V in one
+ * chain, the bf16 state stored with stmatrix, the chunk after next prefetched
+ * into L2. Forms 0 and 1 measure the same: the chunk step is bound by the
+ * warps' instruction stream (~1200 instructions per warp per chunk, issue
+ * slots ~35% busy), not by the tensor cores (a wgmma m64n64k16 costs 40
+ * cycles, 28 of them per chunk) */
+template <int D, bool SO, int ST, int VAR>
 __global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1) kernel(const __grid_constant__ la_params P)
 {
-	using L = smem<D, SO, ST>;
+	constexpr bool ILV = VAR >= 1, OPT = VAR == 2;
+	using L = smem<D, SO, ST, OPT>;
 	constexpr int NEB = D / EB, MB = D / 64, KQ = D / 16;
 	extern __shared__ __align__(1024) unsigned char smem_raw[];
 	const uint32_t base = (smem_u32(smem_raw) + 1023) & ~1023u;
@@ -770,19 +824,37 @@ __global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1) kernel(const __grid_const
 		}
 	/* the bf16 copy for Q KV: [d][e], 128-byte rows, swizzled */
 	auto store_kvs = [&]() {
+		if (OPT) { /* four 8 x 8 blocks (rows d, 16-byte pieces of e) per stmatrix */
+			const int q = lane >> 3;
 #pragma unroll
-		for (int mb = 0; mb < MB; mb++)
+			for (int mb = 0; mb < MB; mb++)
 #pragma unroll
-			for (int nt = 0; nt < 8; nt++) {
-				const int d = mb * 64 + w * 16 + gq;
-				asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(base + L::KV_OFF +
-				                                               swz(d, nt) + 4 * t4),
-				             "r"(pack_bf16(kv[mb][4 * nt], kv[mb][4 * nt + 1])));
-				asm volatile(
-				        "st.shared.b32 [%0], %1;\n" ::"r"(base + L::KV_OFF +
-				                                          swz(d + 8, nt) + 4 * t4),
-				        "r"(pack_bf16(kv[mb][4 * nt + 2], kv[mb][4 * nt + 3])));
-			}
+				for (int np = 0; np < 4; np++) {
+					const float *a = kv[mb] + 8 * np;
+					stsm_x4(base + L::KV_OFF +
+					                swz(mb * 64 + w * 16 + (q & 1) * 8 +
+					                            (lane & 7),
+					                    2 * np + (q >> 1)),
+					        pack_bf16(a[0], a[1]), pack_bf16(a[2], a[3]),
+					        pack_bf16(a[4], a[5]), pack_bf16(a[6], a[7]));
+				}
+		} else {
+#pragma unroll
+			for (int mb = 0; mb < MB; mb++)
+#pragma unroll
+				for (int nt = 0; nt < 8; nt++) {
+					const int d = mb * 64 + w * 16 + gq;
+					asm volatile(
+					        "st.shared.b32 [%0], %1;\n" ::"r"(
+					                base + L::KV_OFF + swz(d, nt) + 4 * t4),
+					        "r"(pack_bf16(kv[mb][4 * nt], kv[mb][4 * nt + 1])));
+					asm volatile(
+					        "st.shared.b32 [%0], %1;\n" ::"r"(
+					                base + L::KV_OFF + swz(d + 8, nt) + 4 * t4),
+					        "r"(pack_bf16(kv[mb][4 * nt + 2],
+					                      kv[mb][4 * nt + 3])));
+				}
+		}
 	};
 	if (!SO) {
 		store_kvs();
@@ -795,6 +867,19 @@ __global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1) kernel(const __grid_const
 		if (c + ST - 1 < n_chunks)
 			load_chunk(c + ST - 1, (c + ST - 1) % ST);
 		cp_commit();
+		if (OPT && c + ST < n_chunks) { /* the chunk after: into L2, a row a thread */
+			const int r = tid & 63, pos = seg_start + (c + ST) * C + r;
+			if (pos < seg_end) {
+				const long tok = row_token(pos) * HD + h * D;
+				if (tid < 64) {
+					if (!SO)
+						prefetch_l2(pr.q + tok, D * 2);
+					prefetch_l2(pr.v + tok + eb * EB, EB * 2);
+				} else {
+					prefetch_l2(pr.k + tok, D * 2);
+				}
+			}
+		}
 		cp_wait<ST - 1>();
 		fence_proxy_async(); /* cp.async wrote generic-proxy; wgmma reads async */
 		__syncthreads();
@@ -835,19 +920,45 @@ __global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1) kernel(const __grid_const
 					reg_fence(ka[mb][kk]);
 			}
 		};
+		/* form 2: Vt = v .* lambda^(m-1-j) by rows (16-byte pieces, same
+		 * swizzle), and the decay of the state */
+		const uint32_t Vt = base + L::VT_OFF;
+		const uint32_t qlo = dlo(Qs), klo = dlo(Ks), vlo = dlo(Vs), vtlo = dlo(Vt),
+		               kvlo = dlo(base + L::KV_OFF);
+		auto prep_vt = [&]() {
+#pragma unroll
+			for (int it = 0; it < 4; it++) {
+				const int r = (tid >> 3) + 16 * it;
+				const float f = pw[m - 1 - r];
+				uint4 x = lds128(Vs + swz(r, tid & 7));
+				x.x = scale_bf16x2(x.x, f, f);
+				x.y = scale_bf16x2(x.y, f, f);
+				x.z = scale_bf16x2(x.z, f, f);
+				x.w = scale_bf16x2(x.w, f, f);
+				sts128(Vt + swz(r, tid & 7), x);
+			}
+			const float bd = pw[m];
+#pragma unroll
+			for (int mb = 0; mb < MB; mb++) {
+#pragma unroll
+				for (int i = 0; i < 32; i++)
+					kv[mb][i] *= bd;
+				reg_fence(kv[mb]);
+			}
+		};
 		float s[32], o[32];
 		uint32_t pa[4][4];
-		auto mma_s = [&](int kk) { /* S = Q K^T */
-			                   mma_ss<0>(s,
-			                             desc(Qs + (kk >> 2) * L::TILE + (kk & 3) * 32),
-			                             desc(Ks + (kk >> 2) * L::TILE + (kk & 3) * 32),
-			                             kk > 0);
-		};
-		auto mma_o = [&](int kk) { /* O = Q KV (the state before the chunk) */
-			                   mma_ss<1>(o,
-			                             desc(Qs + (kk >> 2) * L::TILE + (kk & 3) * 32),
-			                             desc(base + L::KV_OFF + kk * 2048), kk > 0);
-		};
+		auto mma_s =
+		        [&](int kk) { /* S = Q K^T */
+			              mma_ss<0, 0>(s, dsc(qlo, (kk >> 2) * L::TILE + (kk & 3) * 32),
+			                           dsc(klo, (kk >> 2) * L::TILE + (kk & 3) * 32),
+			                           kk > 0);
+		        };
+		auto mma_o =
+		        [&](int kk) { /* O = Q KV (the state before the chunk) */
+			              mma_ss<0, 1>(o, dsc(qlo, (kk >> 2) * L::TILE + (kk & 3) * 32),
+			                           dsc(kvlo, kk * 2048), kk > 0);
+		        };
 		if (ILV) {
 			/* Independent accumulators back to back: a wgmma that adds into the
 			 * accumulator of the one before waits for it, so S, O and the two
@@ -862,7 +973,13 @@ __global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1) kernel(const __grid_const
 					mma_o(kk);
 				}
 			}
-			prep_state_update();
+			if (OPT) {
+				prep_vt();
+				fence_proxy_async();
+				__syncthreads(); /* all of Vt written */
+			} else {
+				prep_state_update();
+			}
 			fence();
 			constexpr int R = (KQ - H1) > 4 ? (KQ - H1) : 4;
 #pragma unroll
@@ -873,8 +990,16 @@ __global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1) kernel(const __grid_const
 				}
 				if (r < 4)
 #pragma unroll
-					for (int mb = 0; mb < MB; mb++)
-						mma_rs(kv[mb], ka[mb][r], desc(Vs + r * 2048));
+					for (int mb = 0; mb < MB; mb++) {
+						if (OPT) /* A = K^T, M-major; B = Vt */
+							mma_ss<1, 1>(
+							        kv[mb],
+							        dsc(klo, mb * L::TILE + r * 2048),
+							        dsc(vtlo, r * 2048), 1);
+						else
+							mma_rs(kv[mb], ka[mb][r],
+							       dsc(vlo, r * 2048));
+					}
 			}
 			commit();
 		} else {
@@ -895,7 +1020,7 @@ __global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1) kernel(const __grid_const
 			for (int mb = 0; mb < MB; mb++) /* the state update */
 #pragma unroll
 				for (int kk = 0; kk < 4; kk++)
-					mma_rs(kv[mb], ka[mb][kk], desc(Vs + kk * 2048));
+					mma_rs(kv[mb], ka[mb][kk], dsc(vlo, kk * 2048));
 			commit();
 		}
 
@@ -931,18 +1056,18 @@ __global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1) kernel(const __grid_const
 			for (int kk = 0; kk < 4; kk++)
 				reg_fence(pa[kk]);
 			fence();
-			if (ILV) {
+			if (ILV && !OPT) {
 				/* O += P V as two chains: key tiles 0, 1 into o, 2, 3 into s
 				 * (free once P is packed), summed below */
 #pragma unroll
 				for (int kk = 0; kk < 2; kk++) {
-					mma_rs(o, pa[kk], desc(Vs + kk * 2048));
-					mma_rs(s, pa[kk + 2], desc(Vs + (kk + 2) * 2048), kk > 0);
+					mma_rs(o, pa[kk], dsc(vlo, kk * 2048));
+					mma_rs(s, pa[kk + 2], dsc(vlo, (kk + 2) * 2048), kk > 0);
 				}
 			} else {
 #pragma unroll
 				for (int kk = 0; kk < 4; kk++) /* O += P V */
-					mma_rs(o, pa[kk], desc(Vs + kk * 2048));
+					mma_rs(o, pa[kk], dsc(vlo, kk * 2048));
 			}
 			commit();
 		}
@@ -951,9 +1076,10 @@ __global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1) kernel(const __grid_const
 #pragma unroll
 		for (int mb = 0; mb < MB; mb++) {
 			reg_fence(kv[mb]);
+			if (!OPT)
 #pragma unroll
-			for (int kk = 0; kk < 4; kk++)
-				reg_fence(ka[mb][kk]);
+				for (int kk = 0; kk < 4; kk++)
+					reg_fence(ka[mb][kk]);
 		}
 		if (!SO) {
 			reg_fence(o);
@@ -961,7 +1087,7 @@ __global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1) kernel(const __grid_const
 #pragma unroll
 			for (int kk = 0; kk < 4; kk++)
 				reg_fence(pa[kk]);
-			if (ILV)
+			if (ILV && !OPT)
 #pragma unroll
 				for (int i = 0; i < 32; i++)
 					o[i] += s[i];
@@ -1264,73 +1390,86 @@ template <int D, bool SO, bool V2> int set_smem()
 	return 0;
 }
 
-template <int D, bool SO, int ST, bool ILV> int wg_set_smem()
+template <int D, bool SO, int ST, int VAR> int wg_set_smem()
 {
+	using L = wg::smem<D, SO, ST, VAR == 2>;
 	static bool done = false;
 	if (done)
 		return 0;
-	cudaError_t e = cudaFuncSetAttribute(wg::kernel<D, SO, ST, ILV>,
-	                                     cudaFuncAttributeMaxDynamicSharedMemorySize,
-	                                     (int)wg::smem<D, SO, ST>::BYTES);
+	cudaError_t e =
+	        cudaFuncSetAttribute(wg::kernel<D, SO, ST, VAR>,
+	                             cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L::BYTES);
 	if (e == cudaSuccess)
-		e = cudaFuncSetAttribute(wg::kernel<D, SO, ST, ILV>,
+		e = cudaFuncSetAttribute(wg::kernel<D, SO, ST, VAR>,
 		                         cudaFuncAttributePreferredSharedMemoryCarveout,
 		                         (int)cudaSharedmemCarveoutMaxShared);
 	if (e != cudaSuccess)
 		return swerve_error_set(SWERVE_ERROR, "lightning: shared memory of %zu bytes: %s",
-		                        wg::smem<D, SO, ST>::BYTES, cudaGetErrorString(e));
+		                        L::BYTES, cudaGetErrorString(e));
 	done = true;
 	return 0;
 }
 
-template <int D, bool SO, int ST> int wg_occupancy()
+template <int D, bool SO, int ST, int VAR> int wg_occupancy()
 {
 	int n = 0;
-	if (wg_set_smem<D, SO, ST, true>() ||
-	    cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, wg::kernel<D, SO, ST, true>, NT,
-	                                                  wg::smem<D, SO, ST>::BYTES) !=
+	if (wg_set_smem<D, SO, ST, VAR>() ||
+	    cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, wg::kernel<D, SO, ST, VAR>, NT,
+	                                                  wg::smem<D, SO, ST, VAR == 2>::BYTES) !=
 	            cudaSuccess ||
 	    n <= 0)
 		return 1;
 	return n;
 }
 
-/* resident CTAs per SM of V3's kernels: the main kernel (2 stages, 2 CTAs at
- * D = 128) and the state-only pass (4 stages, 2 CTAs at D = 128) */
+/* V3's form (see wg::kernel): 1 by default, SWERVE_LIGHTNING_WG_FORM=0|2 forces
+ * another (benchmarks only) */
+int wg_form()
+{
+	const char *e = getenv("SWERVE_LIGHTNING_WG_FORM");
+	return e && (strcmp(e, "0") == 0 || strcmp(e, "2") == 0) ? e[0] - '0' : 1;
+}
+
+template <int VAR> int wg_occupancy_of(int dim, bool so)
+{
+	return dim == 64
+	               ? (so ? wg_occupancy<64, true, 4, VAR>() : wg_occupancy<64, false, 2, VAR>())
+	               : (so ? wg_occupancy<128, true, 4, VAR>()
+	                     : wg_occupancy<128, false, 2, VAR>());
+}
+
+/* resident CTAs per SM of V3's kernels in the form in use: the main kernel (2
+ * stages; 2 CTAs at D = 128) and the state-only pass (4 stages; 2 CTAs at
+ * D = 128) */
 int wg_per_sm(int dim, bool so)
 {
-	static int cached[2][2];
-	int &n = cached[dim == 64 ? 0 : 1][so ? 1 : 0];
+	static int cached[3][2][2];
+	const int f = wg_form();
+	int &n = cached[f][dim == 64 ? 0 : 1][so ? 1 : 0];
 	if (n <= 0)
-		n = dim == 64 ? (so ? wg_occupancy<64, true, 4>() : wg_occupancy<64, false, 2>())
-		              : (so ? wg_occupancy<128, true, 4>() : wg_occupancy<128, false, 2>());
+		n = f == 2   ? wg_occupancy_of<2>(dim, so)
+		    : f == 1 ? wg_occupancy_of<1>(dim, so)
+		             : wg_occupancy_of<0>(dim, so);
 	return n;
 }
 
-/* V3's products interleaved (the default) or each chained in turn (the first V3,
- * SWERVE_LIGHTNING_WG_ORDER=chain, benchmarks only) */
-bool wg_interleaved()
-{
-	const char *e = getenv("SWERVE_LIGHTNING_WG_ORDER");
-	return !(e && strcmp(e, "chain") == 0);
-}
-
-template <int D, bool SO, int ST, bool ILV>
+template <int D, bool SO, int ST, int VAR>
 int wg_launch(dim3 grid, const la_params &P, cudaStream_t stream)
 {
-	int rc = wg_set_smem<D, SO, ST, ILV>();
+	int rc = wg_set_smem<D, SO, ST, VAR>();
 	if (!rc)
-		wg::kernel<D, SO, ST, ILV><<<grid, NT, wg::smem<D, SO, ST>::BYTES, stream>>>(P);
+		wg::kernel<D, SO, ST, VAR>
+		        <<<grid, NT, wg::smem<D, SO, ST, VAR == 2>::BYTES, stream>>>(P);
 	return rc;
 }
 
-template <int D, bool ILV>
+template <int D, int VAR>
 int wg_run(const la_params &P, int nprob, const swerve_lightning_dims *d, cudaStream_t stream)
 {
 	constexpr int NEB = D / EB;
 	int rc = 0;
 	if (P.G > 1) {
-		rc = wg_launch<D, true, 4, ILV>(dim3(NEB * (P.G - 1), d->heads, d->batch * nprob),
+		rc = wg_launch<D, true, 4, VAR>(dim3(NEB * (P.G - 1), d->heads, d->batch * nprob),
 		                                P, stream);
 		if (!rc && P.G > 2)
 			wg::prefix_kernel<<<dim3((D * D / 4 + 255) / 256, d->heads,
@@ -1338,7 +1477,7 @@ int wg_run(const la_params &P, int nprob, const swerve_lightning_dims *d, cudaSt
 			                    256, 0, stream>>>(P, D);
 	}
 	if (!rc)
-		rc = wg_launch<D, false, 2, ILV>(dim3(NEB * P.G, d->heads, d->batch * nprob), P,
+		rc = wg_launch<D, false, 2, VAR>(dim3(NEB * P.G, d->heads, d->batch * nprob), P,
 		                                 stream);
 	return rc;
 }
@@ -1350,8 +1489,10 @@ int launch(la_params &P, int nprob, int kver, const swerve_lightning_dims *d, cu
 	constexpr int NEB = D / EB;
 	int rc = 0;
 	if (kver == 3) {
-		rc = wg_interleaved() ? wg_run<D, true>(P, nprob, d, stream)
-		                      : wg_run<D, false>(P, nprob, d, stream);
+		const int f = wg_form();
+		rc = f == 2   ? wg_run<D, 2>(P, nprob, d, stream)
+		     : f == 1 ? wg_run<D, 1>(P, nprob, d, stream)
+		              : wg_run<D, 0>(P, nprob, d, stream);
 	} else {
 		rc = P.G > 1 ? set_smem<D, true, false>() : 0;
 		if (!rc)

@@ -205,24 +205,26 @@ int main(int argc, char **argv)
 		double floor_f = 4 * tensor / bw * 1e3, floor_b = 9 * tensor / bw * 1e3;
 		char shape[32];
 		snprintf(shape, sizeof shape, "%d,%d,%d,%d", B, T, H, D);
-		/* the current choice of kernels (V3, wgmma, products interleaved), V3
-		 * with each product chained in turn (SWERVE_LIGHTNING_WG_ORDER=chain),
-		 * the second round's choice between the mma.sync kernels, the first
-		 * version's main kernel and V2 forced for both passes
-		 * (SWERVE_LIGHTNING_KERNEL=12, 1, 2), then the current choice again (the
-		 * spread between its two rows is the run's noise) */
-		const char *names[] = {"swerve",    "swerve-v3chain", "swerve-mma",
-		                       "swerve-v1", "swerve-v2",      "swerve-again"};
-		const char *kenv[] = {nullptr, nullptr, "12", "1", "2", nullptr};
-		for (int r = 0; r < (prof ? 1 : 6); r++) {
+		/* the current choice of kernels (V3 form 1, wgmma), V3's other forms
+		 * (SWERVE_LIGHTNING_WG_FORM=2: the experiment with the state update
+		 * from shared memory; =0: each product chained in turn), the second
+		 * round's choice between the mma.sync kernels, the first version's main
+		 * kernel and V2 forced for both passes (SWERVE_LIGHTNING_KERNEL=12, 1,
+		 * 2), then the current choice again (the spread between its two rows is
+		 * the run's noise) */
+		const char *names[] = {"swerve",    "swerve-v3f2", "swerve-v3f0", "swerve-mma",
+		                       "swerve-v1", "swerve-v2",   "swerve-again"};
+		const char *kenv[] = {nullptr, nullptr, nullptr, "12", "1", "2", nullptr};
+		const char *fenv[] = {nullptr, "2", "0", nullptr, nullptr, nullptr, nullptr};
+		for (int r = 0; r < (prof ? 1 : 7); r++) {
 			if (kenv[r])
 				setenv("SWERVE_LIGHTNING_KERNEL", kenv[r], 1);
 			else
 				unsetenv("SWERVE_LIGHTNING_KERNEL");
-			if (r == 1)
-				setenv("SWERVE_LIGHTNING_WG_ORDER", "chain", 1);
+			if (fenv[r])
+				setenv("SWERVE_LIGHTNING_WG_FORM", fenv[r], 1);
 			else
-				unsetenv("SWERVE_LIGHTNING_WG_ORDER");
+				unsetenv("SWERVE_LIGHTNING_WG_FORM");
 			wf = swerve_lightning_forward_workspace(&dims);
 			wb = swerve_lightning_backward_workspace(&dims);
 			CK(cudaFree(ws));
@@ -234,7 +236,7 @@ int main(int argc, char **argv)
 			fflush(stdout);
 		}
 		unsetenv("SWERVE_LIGHTNING_KERNEL");
-		unsetenv("SWERVE_LIGHTNING_WG_ORDER");
+		unsetenv("SWERVE_LIGHTNING_WG_FORM");
 		cudaFree(q), cudaFree(k), cudaFree(v), cudaFree(g), cudaFree(o), cudaFree(dq);
 		cudaFree(dk), cudaFree(dv), cudaFree(dcu), cudaFree(ws);
 	}
