@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -89,7 +91,15 @@ static void probe_cgroup(struct swerve_sandbox_probe *p)
 			snprintf(cg, sizeof(cg), "%s", l + 3);
 		}
 	}
-	FILE *f = fopen("/proc/self/mountinfo", "re");
+	/* the usual mount points first (unified, hybrid): two statfs calls
+	 * cost ~4 us, reading mountinfo ~35 us on every sandbox_new */
+	const char *usual[] = {"/sys/fs/cgroup", "/sys/fs/cgroup/unified"};
+	for (size_t i = 0; i < 2 && !mnt[0]; i++) {
+		struct statfs fs;
+		if (statfs(usual[i], &fs) == 0 && fs.f_type == CGROUP2_SUPER_MAGIC)
+			snprintf(mnt, sizeof(mnt), "%s", usual[i]);
+	}
+	FILE *f = mnt[0] ? NULL : fopen("/proc/self/mountinfo", "re");
 	if (f) {
 		char line[1024];
 		while (fgets(line, sizeof(line), f)) {
