@@ -590,6 +590,7 @@ Test(cgroup, this_host_is_not_delegated_and_the_real_hierarchy_is_never_written)
 	struct swerve_sandbox_probe q;
 	sb_probe_quick(&q);
 	cr_assert_eq(q.cgroup2, 0);
+	cr_assert(strstr(q.why, "cgroup v2:"), "quick probe gives no cgroup reason: '%s'", q.why);
 
 	char mnt[512];
 	cgroup2_mount(mnt, sizeof(mnt));
