@@ -567,11 +567,13 @@ static void vm_park(int started, int pidfd, uint64_t t0, uint64_t wall_ms)
 }
 
 /* A run with a cgroup (cgroup.c) is cloned straight into it: clone3 with
- * CLONE_INTO_CGROUP, no moment outside. Where clone3 fails (Linux < 5.7), a
- * plain clone and *attach = 1: the caller moves the child at once (the slow
- * path's child waits for its id maps first; on the fast path init may fork
- * the command before the move, which the pid namespace and the memory
- * sampling still bound). */
+ * CLONE_INTO_CGROUP, no moment outside (Linux >= 5.7; the sandbox needs
+ * 5.12 for mount_setattr anyway). Where clone3 refuses all the same (a
+ * directory that is not a real cgroup: the tests' fake tree), a plain clone
+ * and *attach = 1: the caller moves the child at once (the slow path's child
+ * waits for its id maps first; on the fast path init may fork the command
+ * before the move, which the pid namespace and the memory sampling still
+ * bound). */
 static pid_t clone_into_cgroup(unsigned long flags, int *pidfd, int cgfd, int *attach)
 {
 	struct {
