@@ -36,8 +36,10 @@
 
 #include <cublasLt.h>
 #include <cublas_v2.h>
-#include <time.h>
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
+#include <mma.h>
+#include <time.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,15 +74,16 @@ enum {
 	PROF_LIN_PROJ, /* lightning projections, gate, norm */
 	PROF_SOFTMAX,  /* softmax attention layers */
 	PROF_ROUTE,    /* router, top-k, host sort, gather/scatter */
-	PROF_EXPERTS,  /* expert GEMMs and SwiGLU */
+	PROF_EXPERTS,  /* expert GEMMs */
+	PROF_EXP_EW,   /* the experts' SwiGLU and combine passes (and their backward) */
 	PROF_HEAD,     /* LM head and loss */
 	PROF_ADAMW,
 	PROF_GEMM_HOST, /* host time inside GEMM calls (overlaps the phases above) */
 	PROF_N
 };
-static const char *const prof_names[PROF_N] = {"other",        "lightning core", "lightning proj",
-                                               "softmax attn", "moe routing",    "moe experts",
-                                               "lm head+loss", "adamw",          "gemm host"};
+static const char *const prof_names[PROF_N] = {
+        "other",       "lightning core",  "lightning proj", "softmax attn", "moe routing",
+        "moe experts", "moe swiglu/comb", "lm head+loss",   "adamw",        "gemm host"};
 
 /* a cuBLASLt algorithm chosen once per expert projection and reused for any
  * row count (the routing changes the row counts every layer and step) */
@@ -163,6 +166,7 @@ struct policy_gpu {
 	/* softmax attention through cuBLAS (scores materialised per sequence and
 	 * KV group; POLICY_GPU_ATTN=naive: the warp-per-query kernels) */
 	int attn_gemm;
+	int flash;    /* the tiled kernels (bf16 mode, head_dim 64; POLICY_GPU_ATTN=gemm: cuBLAS) */
 	float *att_s; /* (grp, Lmax, Lmax) scores / probabilities */
 	float *att_d; /* (grp, Lmax, Lmax) dP / dS */
 	size_t att_n;
@@ -174,6 +178,11 @@ struct policy_gpu {
 	 * (summed) since it was last cleared; AdamW takes their mean and resets
 	 * it. The arena is cleared by the first backward step of a window. */
 	int n_acc;
+	/* the residual adds fused with the next RMSNorm (no copies of the
+	 * stream) and the RMSNorm backward with its weight gradient;
+	 * POLICY_GPU_FUSE=0: the separate passes of round 2 */
+	int fuse;
+	long moe_rows, moe_rows_padded; /* assignments and GEMM rows, summed over layers */
 };
 
 static double now_s(void)
@@ -194,6 +203,12 @@ static void mark(struct policy_gpu *g, int b)
 	if (b >= 0)
 		g->prof_t[b] += t - g->prof_last;
 	g->prof_last = t;
+}
+
+void policy_gpu_moe_stats(const struct policy_gpu *g, long *rows, long *gemm_rows)
+{
+	*rows = g->moe_rows;
+	*gemm_rows = g->moe_rows_padded;
 }
 
 void policy_gpu_gemm_stats(const struct policy_gpu *g, long *lt_calls, long *lt_fallbacks)
@@ -417,6 +432,96 @@ static void rms_dw(float *dw, const float *dy, const float *x, const float *rstd
 {
 	dim3 grid((unsigned)((C + 255) / 256), (unsigned)((T + RMS_DW_ROWS - 1) / RMS_DW_ROWS));
 	k_rms_dw<<<grid, 256>>>(dw, dy, x, rstd, T, C);
+}
+
+/* the residual add fused with the next RMSNorm: out = a + b (the stream's
+ * next value, a new buffer: no copy of the stream is kept separately), y =
+ * out * rstd * w in type TO; one block per row */
+template <typename TO>
+__global__ static void k_add_rms(float *out, void *yv, float *rstd, const float *a, const float *b,
+                                 const float *w, int C, float eps)
+{
+	size_t o = (size_t)blockIdx.x * C;
+	TO *y = (TO *)yv + o;
+	float ss = 0, r;
+	for (int i = threadIdx.x; i < C; i += blockDim.x) {
+		float v = a[o + i] + b[o + i];
+		out[o + i] = v;
+		ss += v * v;
+	}
+	ss = block_sum(ss);
+	r = rsqrtf(ss / C + eps);
+	if (threadIdx.x == 0)
+		rstd[blockIdx.x] = r;
+	for (int i = threadIdx.x; i < C; i += blockDim.x) /* this thread's own writes */
+		stf(&y[i], out[o + i] * r * w[i]);
+}
+
+/* k_rms_bwd and k_rms_dw in one pass over dy and x: a block per
+ * RMS_BWD_ROWS rows, each thread keeps the weight-gradient partial sums of
+ * its columns (c = threadIdx.x + j blockDim.x, C <= RMS_BWD_COLS blockDim.x)
+ * and adds them once per block */
+#define RMS_BWD_ROWS 16
+#define RMS_BWD_COLS 4
+__global__ static void __launch_bounds__(256)
+        k_rms_bwd_dw(float *dx, uint16_t *xb, int acc, float *dw, const float *dy, const float *x,
+                     const float *w, const float *rstd, int T, int C)
+{
+	float part[RMS_BWD_COLS], wc[RMS_BWD_COLS], dv[RMS_BWD_COLS], xv[RMS_BWD_COLS];
+	int t0 = blockIdx.x * RMS_BWD_ROWS, t1 = t0 + RMS_BWD_ROWS < T ? t0 + RMS_BWD_ROWS : T;
+#pragma unroll
+	for (int j = 0; j < RMS_BWD_COLS; j++) {
+		int c = threadIdx.x + j * blockDim.x;
+		part[j] = 0;
+		wc[j] = c < C ? w[c] : 0;
+	}
+	for (int t = t0; t < t1; t++) {
+		size_t o = (size_t)t * C;
+		float r = rstd[t], dot = 0;
+#pragma unroll
+		for (int j = 0; j < RMS_BWD_COLS; j++) {
+			int c = threadIdx.x + j * blockDim.x;
+			dv[j] = c < C ? dy[o + c] : 0;
+			xv[j] = c < C ? x[o + c] : 0;
+			dot += dv[j] * wc[j] * xv[j];
+		}
+		dot = block_sum(dot);
+#pragma unroll
+		for (int j = 0; j < RMS_BWD_COLS; j++) {
+			int c = threadIdx.x + j * blockDim.x;
+			if (c < C) {
+				float v = r * dv[j] * wc[j] - r * r * r * xv[j] * dot / C;
+				part[j] += dv[j] * xv[j] * r;
+				if (dx && acc)
+					v += dx[o + c];
+				if (dx)
+					dx[o + c] = v;
+				if (xb)
+					xb[o + c] = f2bf(v);
+			}
+		}
+	}
+#pragma unroll
+	for (int j = 0; j < RMS_BWD_COLS; j++) {
+		int c = threadIdx.x + j * blockDim.x;
+		if (c < C)
+			atomicAdd(&dw[c], part[j]);
+	}
+}
+
+/* the RMSNorm backward (as k_rms_bwd) and its weight gradient (as rms_dw):
+ * one fused pass, or the two kernels (POLICY_GPU_FUSE=0, or C > 1024) */
+static void rms_bwd(const struct policy_gpu *g, float *dx, uint16_t *xb, int acc, float *dw,
+                    const float *dy, const float *x, const float *w, const float *rstd, int T,
+                    int C)
+{
+	if (g->fuse && C <= RMS_BWD_COLS * 256) {
+		k_rms_bwd_dw<<<(unsigned)((T + RMS_BWD_ROWS - 1) / RMS_BWD_ROWS), 256>>>(
+		        dx, xb, acc, dw, dy, x, w, rstd, T, C);
+		return;
+	}
+	k_rms_bwd<<<T, 256>>>(dx, xb, acc, dy, x, w, rstd, C);
+	rms_dw(dw, dy, x, rstd, T, C);
 }
 
 /* the interleaved (T, 4 Hd) pre-activations: element (j, t, c) of the planar
@@ -1463,6 +1568,341 @@ static int attn_gemm_bwd(struct policy_gpu *g, float *dq, float *dk, float *dv, 
 	return 0;
 }
 
+using namespace nvcuda;
+
+/* ---- tiled (flash) softmax attention, bf16 mode, head_dim 64 ------------- */
+
+/* Causal GQA attention over packed sequences without materialising the
+ * scores: a block of 4 warps per 64-row tile, each warp 16 rows; bf16 tensor
+ * cores (WMMA m16n16k16, fp32 accumulation) for every product; q, k, v, o,
+ * lse, dO and the gradients stay in the layouts of the cuBLAS path (fp32,
+ * (T, heads, 64); lse (T, H) of the scaled scores), so the two paths are
+ * interchangeable (POLICY_GPU_ATTN=gemm selects cuBLAS). Forward: online
+ * softmax over 64-key tiles (FlashAttention-2). Backward: one kernel per
+ * key tile accumulates dK and dV over the query tiles and the group's heads
+ * (no atomics), one per query tile accumulates dQ; both rebuild P from the
+ * saved log-sum-exp. Row-wise work is done by lane pairs (a row each, the
+ * columns interleaved between the two lanes). */
+#define FA_T        64              /* rows of a query or key tile */
+#define FA_D        64              /* head dim */
+#define FA_LDH      72              /* bf16 shared-memory row stride */
+#define FA_LDF      68              /* fp32 shared-memory row stride */
+#define FA_TH       (FA_T * FA_LDH) /* elements of a bf16 tile */
+#define FA_TF       (FA_T * FA_LDF) /* elements of an fp32 tile */
+#define FA_FWD_SMEM (4 * FA_TH * 2 + 2 * FA_TF * 4)
+#define FA_BKV_SMEM (6 * FA_TH * 2 + 2 * FA_TF * 4 + 2 * FA_T * 4)
+#define FA_BQ_SMEM  (5 * FA_TH * 2 + 2 * FA_TF * 4 + 2 * FA_T * 4)
+
+typedef __nv_bfloat16 fa_bf;
+typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> fa_acc;
+typedef wmma::fragment<wmma::matrix_a, 16, 16, 16, fa_bf, wmma::row_major> fa_a;
+typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, fa_bf, wmma::row_major> fa_br;
+typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, fa_bf, wmma::col_major> fa_bc;
+
+/* rows [r0, r0 + 64) of an fp32 (T, heads, 64) tensor, head hd, into a bf16
+ * tile (rows at or past n: zero) */
+__device__ static void fa_load(fa_bf *dst, const float *src, int t0, int r0, int n, int heads,
+                               int hd)
+{
+	for (int i = threadIdx.x; i < FA_T * FA_D / 4; i += blockDim.x) {
+		int r = i / (FA_D / 4), c = i % (FA_D / 4) * 4;
+		float4 x = make_float4(0, 0, 0, 0);
+		if (r0 + r < n)
+			x = *(const float4 *)(src + ((size_t)(t0 + r0 + r) * heads + hd) * FA_D +
+			                      c);
+		fa_bf *d = dst + r * FA_LDH + c;
+		d[0] = __float2bfloat16(x.x);
+		d[1] = __float2bfloat16(x.y);
+		d[2] = __float2bfloat16(x.z);
+		d[3] = __float2bfloat16(x.w);
+	}
+}
+
+/* out (16 x 64 fp32, ld FA_LDF) = A (16 x 64, row-major) B^T where B is a
+ * 64 x 64 row-major tile (B^T read column-major): rows of A times rows of B */
+__device__ static void fa_abt(float *out, const fa_bf *A, const fa_bf *B)
+{
+	fa_acc acc[4];
+#pragma unroll
+	for (int j = 0; j < 4; j++)
+		wmma::fill_fragment(acc[j], 0.0f);
+#pragma unroll
+	for (int kk = 0; kk < 4; kk++) {
+		fa_a a;
+		wmma::load_matrix_sync(a, A + kk * 16, FA_LDH);
+#pragma unroll
+		for (int j = 0; j < 4; j++) {
+			fa_bc b;
+			wmma::load_matrix_sync(b, B + j * 16 * FA_LDH + kk * 16, FA_LDH);
+			wmma::mma_sync(acc[j], a, b, acc[j]);
+		}
+	}
+#pragma unroll
+	for (int j = 0; j < 4; j++)
+		wmma::store_matrix_sync(out + j * 16, acc[j], FA_LDF, wmma::mem_row_major);
+}
+
+/* acc (16 x 64, four fragments) += A (16 x 64, row-major) B (64 x 64, row-major) */
+__device__ static void fa_ab(fa_acc *acc, const fa_bf *A, const fa_bf *B)
+{
+#pragma unroll
+	for (int kk = 0; kk < 4; kk++) {
+		fa_a a;
+		wmma::load_matrix_sync(a, A + kk * 16, FA_LDH);
+#pragma unroll
+		for (int j = 0; j < 4; j++) {
+			fa_br b;
+			wmma::load_matrix_sync(b, B + kk * 16 * FA_LDH + j * 16, FA_LDH);
+			wmma::mma_sync(acc[j], a, b, acc[j]);
+		}
+	}
+}
+
+/* grid (query tiles, sequences, H), 128 threads */
+__global__ static void __launch_bounds__(128)
+        k_flash_fwd(float *o, float *lse, const float *q, const float *k, const float *v,
+                    const int *cu, int H, int KV, float scale)
+{
+	extern __shared__ __align__(128) unsigned char fa_sm[];
+	fa_bf *Qs = (fa_bf *)fa_sm, *Ks = Qs + FA_TH, *Vs = Ks + FA_TH, *Ps = Vs + FA_TH;
+	float *Ss = (float *)(Ps + FA_TH), *Os = Ss + FA_TF;
+	/* the longest tiles (most key tiles) first */
+	int qt = gridDim.x - 1 - blockIdx.x, h = blockIdx.z, t0 = cu[blockIdx.y];
+	int L = cu[blockIdx.y + 1] - t0;
+	int q0 = qt * FA_T, kh = h / (H / KV), w = threadIdx.x >> 5, lane = threadIdx.x & 31;
+	int row = w * 16 + (lane >> 1), half = lane & 1, qpos = q0 + row;
+	float m = -INFINITY, l = 0;
+	if (q0 >= L)
+		return;
+	fa_load(Qs, q, t0, q0, L, H, h);
+	for (int i = threadIdx.x; i < FA_T * FA_D; i += blockDim.x)
+		Os[i / FA_D * FA_LDF + i % FA_D] = 0.0f;
+	for (int kt = 0; kt <= qt; kt++) {
+		int k0 = kt * FA_T;
+		float *sr = Ss + row * FA_LDF, *orow = Os + row * FA_LDF, mx = -INFINITY, sum = 0;
+		fa_bf *pr = Ps + row * FA_LDH;
+		__syncthreads(); /* the last tile's K and V are no longer read */
+		fa_load(Ks, k, t0, k0, L, KV, kh);
+		fa_load(Vs, v, t0, k0, L, KV, kh);
+		__syncthreads();
+		fa_abt(Ss + w * 16 * FA_LDF, Qs + w * 16 * FA_LDH, Ks);
+		__syncwarp();
+		for (int i = 0; i < FA_T / 2; i++) {
+			int c = 2 * i + half, kp = k0 + c;
+			float x = kp <= qpos && kp < L ? sr[c] * scale : -INFINITY;
+			sr[c] = x;
+			mx = fmaxf(mx, x);
+		}
+		mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+		float mn = fmaxf(m, mx); /* finite: key k0 <= qpos is always in */
+		float alpha = expf(m - mn);
+		for (int i = 0; i < FA_T / 2; i++) {
+			int c = 2 * i + half;
+			float p = expf(sr[c] - mn);
+			sum += p;
+			pr[c] = __float2bfloat16(p);
+			orow[c] *= alpha;
+		}
+		sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+		l = l * alpha + sum;
+		m = mn;
+		__syncwarp();
+		{
+			fa_acc acc[4];
+			float *ow = Os + w * 16 * FA_LDF;
+#pragma unroll
+			for (int j = 0; j < 4; j++)
+				wmma::load_matrix_sync(acc[j], ow + j * 16, FA_LDF,
+				                       wmma::mem_row_major);
+			fa_ab(acc, Ps + w * 16 * FA_LDH, Vs);
+#pragma unroll
+			for (int j = 0; j < 4; j++)
+				wmma::store_matrix_sync(ow + j * 16, acc[j], FA_LDF,
+				                        wmma::mem_row_major);
+		}
+		__syncwarp();
+	}
+	if (qpos < L) {
+		float *orow = Os + row * FA_LDF, inv = 1.0f / l;
+		float *dst = o + ((size_t)(t0 + qpos) * H + h) * FA_D;
+		for (int i = 0; i < FA_D / 2; i++) {
+			int c = 2 * i + half;
+			dst[c] = orow[c] * inv;
+		}
+		if (half == 0)
+			lse[(size_t)(t0 + qpos) * H + h] = m + logf(l);
+	}
+}
+
+/* fp32 (16 x 64) fragments through shared memory to rows [r0, r0 + 64) of
+ * an fp32 (T, heads, 64) tensor (rows at or past n skipped); warp w's rows */
+__device__ static void fa_store(float *dst, fa_acc *acc, float *scr, int t0, int r0, int n,
+                                int heads, int hd)
+{
+	int w = threadIdx.x >> 5, lane = threadIdx.x & 31;
+	float *sw = scr + w * 16 * FA_LDF;
+#pragma unroll
+	for (int j = 0; j < 4; j++)
+		wmma::store_matrix_sync(sw + j * 16, acc[j], FA_LDF, wmma::mem_row_major);
+	__syncwarp();
+	for (int i = lane; i < 16 * FA_D; i += 32) {
+		int r = i / FA_D, c = i % FA_D, t = r0 + w * 16 + r;
+		if (t < n)
+			dst[((size_t)(t0 + t) * heads + hd) * FA_D + c] = sw[r * FA_LDF + c];
+	}
+}
+
+/* dK, dV of one key tile: grid (key tiles, sequences, KV), 128 threads; warp
+ * w owns keys [16 w, 16 w + 16) of the tile, over every later query tile of
+ * each head of the group */
+__global__ static void __launch_bounds__(128)
+        k_flash_bwd_kv(float *dk, float *dv, const float *q, const float *k, const float *v,
+                       const float *dout, const float *lse, const float *Dsum, const int *cu, int H,
+                       int KV, float scale)
+{
+	extern __shared__ __align__(128) unsigned char fa_sm[];
+	fa_bf *Ks = (fa_bf *)fa_sm, *Vs = Ks + FA_TH, *Qs = Vs + FA_TH, *dOs = Qs + FA_TH;
+	fa_bf *PT = dOs + FA_TH, *dST = PT + FA_TH;
+	float *ST = (float *)(dST + FA_TH), *dPT = ST + FA_TF, *ls = dPT + FA_TF, *Ds = ls + FA_T;
+	int kt = blockIdx.x, kh = blockIdx.z, t0 = cu[blockIdx.y], L = cu[blockIdx.y + 1] - t0;
+	int k0 = kt * FA_T, grp = H / KV, w = threadIdx.x >> 5, lane = threadIdx.x & 31;
+	int kr = w * 16 + (lane >> 1), half = lane & 1, kpos = k0 + kr;
+	fa_acc adk[4], adv[4];
+	if (k0 >= L)
+		return;
+	fa_load(Ks, k, t0, k0, L, KV, kh);
+	fa_load(Vs, v, t0, k0, L, KV, kh);
+#pragma unroll
+	for (int j = 0; j < 4; j++) {
+		wmma::fill_fragment(adk[j], 0.0f);
+		wmma::fill_fragment(adv[j], 0.0f);
+	}
+	for (int hh = 0; hh < grp; hh++) {
+		int h = kh * grp + hh;
+		for (int q0 = k0; q0 < L; q0 += FA_T) {
+			__syncthreads(); /* the last tile's Q, dO, lse, D are no longer read */
+			fa_load(Qs, q, t0, q0, L, H, h);
+			fa_load(dOs, dout, t0, q0, L, H, h);
+			for (int i = threadIdx.x; i < FA_T; i += blockDim.x) {
+				int ok = q0 + i < L;
+				ls[i] = ok ? lse[(size_t)(t0 + q0 + i) * H + h] : 0.0f;
+				Ds[i] = ok ? Dsum[(size_t)(t0 + q0 + i) * H + h] : 0.0f;
+			}
+			__syncthreads();
+			/* S^T = K Q^T and dP^T = V dO^T for this warp's keys */
+			fa_abt(ST + w * 16 * FA_LDF, Ks + w * 16 * FA_LDH, Qs);
+			fa_abt(dPT + w * 16 * FA_LDF, Vs + w * 16 * FA_LDH, dOs);
+			__syncwarp();
+			for (int i = 0; i < FA_T / 2; i++) {
+				int c = 2 * i + half, qp = q0 + c;
+				float p = 0.0f, ds = 0.0f;
+				if (qp >= kpos && qp < L && kpos < L) {
+					p = expf(ST[kr * FA_LDF + c] * scale - ls[c]);
+					ds = p * (dPT[kr * FA_LDF + c] - Ds[c]) * scale;
+				}
+				PT[kr * FA_LDH + c] = __float2bfloat16(p);
+				dST[kr * FA_LDH + c] = __float2bfloat16(ds);
+			}
+			__syncwarp();
+			fa_ab(adv, PT + w * 16 * FA_LDH, dOs); /* dV += P^T dO */
+			fa_ab(adk, dST + w * 16 * FA_LDH, Qs); /* dK += dS^T Q */
+		}
+	}
+	fa_store(dk, adk, ST, t0, k0, L, KV, kh);
+	fa_store(dv, adv, dPT, t0, k0, L, KV, kh);
+}
+
+/* dQ of one query tile: grid (query tiles, sequences, H), 128 threads */
+__global__ static void __launch_bounds__(128)
+        k_flash_bwd_q(float *dq, const float *q, const float *k, const float *v, const float *dout,
+                      const float *lse, const float *Dsum, const int *cu, int H, int KV,
+                      float scale)
+{
+	extern __shared__ __align__(128) unsigned char fa_sm[];
+	fa_bf *Qs = (fa_bf *)fa_sm, *dOs = Qs + FA_TH, *Ks = dOs + FA_TH, *Vs = Ks + FA_TH;
+	fa_bf *dSs = Vs + FA_TH;
+	float *Ss = (float *)(dSs + FA_TH), *dPs = Ss + FA_TF, *ls = dPs + FA_TF, *Ds = ls + FA_T;
+	int qt = gridDim.x - 1 - blockIdx.x, h = blockIdx.z, t0 = cu[blockIdx.y];
+	int L = cu[blockIdx.y + 1] - t0;
+	int q0 = qt * FA_T, kh = h / (H / KV), w = threadIdx.x >> 5, lane = threadIdx.x & 31;
+	int qr = w * 16 + (lane >> 1), half = lane & 1, qpos = q0 + qr;
+	fa_acc adq[4];
+	if (q0 >= L)
+		return;
+	fa_load(Qs, q, t0, q0, L, H, h);
+	fa_load(dOs, dout, t0, q0, L, H, h);
+	for (int i = threadIdx.x; i < FA_T; i += blockDim.x) {
+		int ok = q0 + i < L;
+		ls[i] = ok ? lse[(size_t)(t0 + q0 + i) * H + h] : 0.0f;
+		Ds[i] = ok ? Dsum[(size_t)(t0 + q0 + i) * H + h] : 0.0f;
+	}
+#pragma unroll
+	for (int j = 0; j < 4; j++)
+		wmma::fill_fragment(adq[j], 0.0f);
+	for (int k0 = 0; k0 <= q0; k0 += FA_T) {
+		__syncthreads(); /* the last tile's K and V are no longer read */
+		fa_load(Ks, k, t0, k0, L, KV, kh);
+		fa_load(Vs, v, t0, k0, L, KV, kh);
+		__syncthreads();
+		fa_abt(Ss + w * 16 * FA_LDF, Qs + w * 16 * FA_LDH, Ks);   /* S = Q K^T */
+		fa_abt(dPs + w * 16 * FA_LDF, dOs + w * 16 * FA_LDH, Vs); /* dP = dO V^T */
+		__syncwarp();
+		for (int i = 0; i < FA_T / 2; i++) {
+			int c = 2 * i + half, kp = k0 + c;
+			float ds = 0.0f;
+			if (kp <= qpos && kp < L && qpos < L) {
+				float p = expf(Ss[qr * FA_LDF + c] * scale - ls[qr]);
+				ds = p * (dPs[qr * FA_LDF + c] - Ds[qr]) * scale;
+			}
+			dSs[qr * FA_LDH + c] = __float2bfloat16(ds);
+		}
+		__syncwarp();
+		fa_ab(adq, dSs + w * 16 * FA_LDH, Ks); /* dQ += dS K */
+	}
+	fa_store(dq, adq, Ss, t0, q0, L, H, h);
+}
+
+/* the flash path of softmax_fwd / softmax_bwd (see above) */
+static int batch_maxlen(const struct policy_batch *b)
+{
+	int m = 0;
+	for (int s = 0; s < b->n_seqs; s++)
+		if (b->cu_seqlens[s + 1] - b->cu_seqlens[s] > m)
+			m = b->cu_seqlens[s + 1] - b->cu_seqlens[s];
+	return m;
+}
+
+static int flash_fwd(struct policy_gpu *g, float *o, float *lse, const float *q, const float *k,
+                     const float *v, const struct policy_batch *b)
+{
+	const struct policy_config *c = &g->cfg;
+	int maxlen = batch_maxlen(b);
+	dim3 grid((unsigned)((maxlen + FA_T - 1) / FA_T), (unsigned)b->n_seqs,
+	          (unsigned)c->n_heads);
+	k_flash_fwd<<<grid, 128, FA_FWD_SMEM>>>(o, lse, q, k, v, g->cu, c->n_heads, c->n_kv_heads,
+	                                        1.0f / sqrtf((float)c->head_dim));
+	LAUNCHED();
+	return 0;
+}
+
+static int flash_bwd(struct policy_gpu *g, float *dq, float *dk, float *dv, const float *dout,
+                     const float *Dsum, const float *q, const float *k, const float *v,
+                     const float *lse, const struct policy_batch *b)
+{
+	const struct policy_config *c = &g->cfg;
+	int maxlen = batch_maxlen(b);
+	unsigned nt = (unsigned)((maxlen + FA_T - 1) / FA_T);
+	float scale = 1.0f / sqrtf((float)c->head_dim);
+	k_flash_bwd_kv<<<dim3(nt, (unsigned)b->n_seqs, (unsigned)c->n_kv_heads), 128,
+	                 FA_BKV_SMEM>>>(dk, dv, q, k, v, dout, lse, Dsum, g->cu, c->n_heads,
+	                                c->n_kv_heads, scale);
+	LAUNCHED();
+	k_flash_bwd_q<<<dim3(nt, (unsigned)b->n_seqs, (unsigned)c->n_heads), 128, FA_BQ_SMEM>>>(
+	        dq, q, k, v, dout, lse, Dsum, g->cu, c->n_heads, c->n_kv_heads, scale);
+	LAUNCHED();
+	return 0;
+}
+
 /* ---- setup ------------------------------------------------------------------ */
 
 #define ALLOC(p, n)                                                                                \
@@ -1521,7 +1961,19 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 		Rp = (size_t)Tm * E > TK ? (size_t)Tm * E : TK;
 	g->Rp = (int)Rp;
 	g->prof = getenv("POLICY_GPU_PROFILE") && atoi(getenv("POLICY_GPU_PROFILE")) > 0;
+	g->fuse = !(getenv("POLICY_GPU_FUSE") && !strcmp(getenv("POLICY_GPU_FUSE"), "0"));
 	g->attn_gemm = !(getenv("POLICY_GPU_ATTN") && !strcmp(getenv("POLICY_GPU_ATTN"), "naive"));
+	g->flash = g->ab && cfg->head_dim == FA_D &&
+	           !(getenv("POLICY_GPU_ATTN") && (!strcmp(getenv("POLICY_GPU_ATTN"), "gemm") ||
+	                                           !strcmp(getenv("POLICY_GPU_ATTN"), "naive")));
+	if (g->flash) {
+		CK(cudaFuncSetAttribute(k_flash_fwd, cudaFuncAttributeMaxDynamicSharedMemorySize,
+		                        FA_FWD_SMEM));
+		CK(cudaFuncSetAttribute(k_flash_bwd_kv, cudaFuncAttributeMaxDynamicSharedMemorySize,
+		                        FA_BKV_SMEM));
+		CK(cudaFuncSetAttribute(k_flash_bwd_q, cudaFuncAttributeMaxDynamicSharedMemorySize,
+		                        FA_BQ_SMEM));
+	}
 	g->lin32 = prec == POLICY_GPU_FP32 || (getenv("POLICY_GPU_LIGHTNING") &&
 	                                       !strcmp(getenv("POLICY_GPU_LIGHTNING"), "fp32"));
 	CKB(cublasCreate(&g->blas));
@@ -1620,7 +2072,7 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 	ALLOC(g->adv, Tm);
 	ALLOC(g->tl, (size_t)4 * Tm);
 	ALLOC(g->red, 1024);
-	for (int l = 0; l < cfg->n_layers && g->attn_gemm; l++)
+	for (int l = 0; l < cfg->n_layers && g->attn_gemm && !g->flash; l++)
 		if (cfg->softmax_layer[l]) {
 			size_t lm = (size_t)(cfg->max_seq_len < Tm ? cfg->max_seq_len : Tm);
 			g->att_n = (size_t)(H / cfg->n_kv_heads) * lm * lm;
@@ -1818,11 +2270,11 @@ static int lightning_bwd(struct policy_gpu *g, int l, float *dn, const float *dy
 	LAUNCHED();
 	/* d o through the output norm: fp32 for the fp32 kernel, else bf16 */
 	if (g->lin32)
-		k_rms_bwd<<<T, 256>>>(dO, NULL, 0, dnn, ly->o, P + lp->out_norm, ly->rstd_o, Hd);
+		rms_bwd(g, dO, NULL, 0, G + lp->out_norm, dnn, ly->o, P + lp->out_norm, ly->rstd_o,
+		        T, Hd);
 	else
-		k_rms_bwd<<<T, 256>>>(NULL, dO_b, 0, dnn, ly->o, P + lp->out_norm, ly->rstd_o, Hd);
-	LAUNCHED();
-	rms_dw(G + lp->out_norm, dnn, ly->o, ly->rstd_o, T, Hd);
+		rms_bwd(g, NULL, dO_b, 0, G + lp->out_norm, dnn, ly->o, P + lp->out_norm,
+		        ly->rstd_o, T, Hd);
 	LAUNCHED();
 	mark(g, PROF_LIN_PROJ);
 	if (g->lin32) {
@@ -1879,7 +2331,9 @@ static int softmax_fwd(struct policy_gpu *g, int l, float *y, const struct polic
 		        ly->k, g->pos, T, KV, d, c->rotary_dim, (float)c->rope_theta, 0);
 		LAUNCHED();
 	}
-	if (g->attn_gemm) {
+	if (g->flash) {
+		CKR(flash_fwd(g, ly->o, ly->lse, ly->q, ly->k, ly->v, b));
+	} else if (g->attn_gemm) {
 		CKR(attn_gemm_fwd(g, ly->o, ly->lse, ly->q, ly->k, ly->v, b));
 	} else {
 		k_attn_fwd<<<GRID((size_t)T * H * 32)>>>(ly->o, ly->lse, ly->q, ly->k, ly->v,
@@ -1907,7 +2361,9 @@ static int softmax_bwd(struct policy_gpu *g, int l, float *dn, const float *dy,
 	CKR(mm_dx(g, dO, CUDA_R_32F, dy, P + lp->wo, CUDA_R_32F, T, H * d, D, 0, 0));
 	k_attn_dsum<<<GRID((size_t)T * H * 32)>>>(Dsum, dO, ly->o, T * H, d);
 	LAUNCHED();
-	if (g->attn_gemm) {
+	if (g->flash) {
+		CKR(flash_bwd(g, dq, dk, dv, dO, Dsum, ly->q, ly->k, ly->v, ly->lse, b));
+	} else if (g->attn_gemm) {
 		CKR(attn_gemm_bwd(g, dq, dk, dv, dO, Dsum, ly->q, ly->k, ly->v, ly->lse, b));
 	} else {
 		k_attn_dq<<<GRID((size_t)T * H * 32)>>>(dq, dO, ly->q, ly->k, ly->v, ly->lse, Dsum,
@@ -1969,6 +2425,8 @@ static int moe_fwd(struct policy_gpu *g, int l, float *y, int T)
 	memcpy(ly->h_off, g->h_offs, (size_t)(E + 1) * sizeof(int));
 	ly->h_cap = g->h_offs[E + 1];
 	rows = ly->h_off[E];
+	g->moe_rows += R;
+	g->moe_rows_padded += rows;
 	if (rows < R || rows > g->Rp)
 		return swerve_error_set(SWERVE_ERROR, "gpu: routing produced %d rows for %d", rows,
 		                        R);
@@ -1977,13 +2435,16 @@ static int moe_fwd(struct policy_gpu *g, int l, float *y, int T)
 	mark(g, PROF_ROUTE);
 	CKR(expert_mm(g, ly, EX_FWD, ly->h1, g->at, ly->xp, NULL, wp(g, lp->w1), D, F, 0));
 	CKR(expert_mm(g, ly, EX_FWD, ly->h3, g->at, ly->xp, NULL, wp(g, lp->w3), D, F, 0));
+	mark(g, PROF_EXPERTS);
 	LAUNCH_A(g, k_swiglu, NBLK((size_t)rows * F), 256, ly->hh, ly->h1, ly->h3,
 	         (size_t)rows * F);
 	LAUNCHED();
+	mark(g, PROF_EXP_EW);
 	CKR(expert_mm(g, ly, EX_FWD, ly->yp, CUDA_R_32F, ly->hh, NULL, wp(g, lp->w2), F, D, 0));
+	mark(g, PROF_EXPERTS);
 	k_combine<<<GRID((size_t)T * D)>>>(y, ly->yp, ly->gate, ly->rowof, T, K, D);
 	LAUNCHED();
-	mark(g, PROF_EXPERTS);
+	mark(g, PROF_EXP_EW);
 	return 0;
 }
 
@@ -2006,11 +2467,14 @@ static int moe_bwd(struct policy_gpu *g, int l, float *dn, const float *dy, int 
 
 	LAUNCH_A(g, k_combine_bwd, rows, 128, dyp, dgate, dy, ly->yp, ly->gate, ly->perm, K, D);
 	LAUNCHED();
+	mark(g, PROF_EXP_EW);
 	CKR(expert_mm(g, ly, EX_DW, G + lp->w2, CUDA_R_32F, dyp, ly->hh, NULL, F, D, 0));
 	CKR(expert_mm(g, ly, EX_DX, dh, g->at, dyp, NULL, wp(g, lp->w2), F, D, 0));
+	mark(g, PROF_EXPERTS);
 	LAUNCH_A(g, k_swiglu_bwd, NBLK((size_t)rows * F), 256, dh1, dh3, dh, ly->h1, ly->h3,
 	         (size_t)rows * F);
 	LAUNCHED();
+	mark(g, PROF_EXP_EW);
 	CKR(expert_mm(g, ly, EX_DW, G + lp->w1, CUDA_R_32F, dh1, ly->xp, NULL, D, F, 0));
 	CKR(expert_mm(g, ly, EX_DW, G + lp->w3, CUDA_R_32F, dh3, ly->xp, NULL, D, F, 0));
 	CKR(expert_mm(g, ly, EX_DX, dxp, CUDA_R_32F, dh1, NULL, wp(g, lp->w1), D, F, 0));
@@ -2227,15 +2691,23 @@ int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_lo
 
 	/* forward */
 	mark(g, -1);
-	k_embed<<<GRID(TD)>>>(g->x, g->params + L->tok_emb, g->tok, T, D);
+	/* the residual stream: x_l lives in ly[l].xin, the value after the
+	 * attention in ly[l].hmid, the last one in xf. Fused (default): each add
+	 * writes the next buffer and normalises it in the same pass; else the
+	 * round-2 passes (add in place in g->x, copies, a norm kernel). */
+	k_embed<<<GRID(TD)>>>(g->fuse ? g->ly[0].xin : g->x, g->params + L->tok_emb, g->tok, T, D);
 	LAUNCHED();
 	for (int l = 0; l < c->n_layers; l++) {
 		const struct policy_layer_params *lp = &L->layers[l];
 		struct glayer *ly = &g->ly[l];
-		CK(cudaMemcpyAsync(ly->xin, g->x, TD * 4, cudaMemcpyDeviceToDevice));
-		LAUNCH_A(g, k_rms_fwd, T, 256, ly->n1, ly->rstd1, g->x, g->params + lp->attn_norm,
-		         D, (float)c->norm_eps);
-		LAUNCHED();
+		float eps = (float)c->norm_eps;
+		if (!g->fuse)
+			CK(cudaMemcpyAsync(ly->xin, g->x, TD * 4, cudaMemcpyDeviceToDevice));
+		if (!g->fuse || l == 0) {
+			LAUNCH_A(g, k_rms_fwd, T, 256, ly->n1, ly->rstd1, ly->xin,
+			         g->params + lp->attn_norm, D, eps);
+			LAUNCHED();
+		}
 		mark(g, PROF_OTHER);
 		if (lp->softmax) {
 			CKR(softmax_fwd(g, l, g->dn, b));
@@ -2243,25 +2715,54 @@ int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_lo
 		} else {
 			CKR(lightning_fwd(g, l, g->dn, b, maxlen));
 		}
-		k_add<<<GRID(TD)>>>(g->x, g->dn, TD);
-		LAUNCHED();
-		CK(cudaMemcpyAsync(ly->hmid, g->x, TD * 4, cudaMemcpyDeviceToDevice));
-		k_rms_fwd<float><<<T, 256>>>(ly->n2, ly->rstd2, g->x, g->params + lp->ffn_norm, D,
-		                             (float)c->norm_eps);
-		LAUNCHED();
+		if (g->fuse) {
+			k_add_rms<float><<<T, 256>>>(ly->hmid, ly->n2, ly->rstd2, ly->xin, g->dn,
+			                             g->params + lp->ffn_norm, D, eps);
+			LAUNCHED();
+		} else {
+			k_add<<<GRID(TD)>>>(g->x, g->dn, TD);
+			LAUNCHED();
+			CK(cudaMemcpyAsync(ly->hmid, g->x, TD * 4, cudaMemcpyDeviceToDevice));
+			k_rms_fwd<float><<<T, 256>>>(ly->n2, ly->rstd2, g->x,
+			                             g->params + lp->ffn_norm, D, eps);
+			LAUNCHED();
+		}
 		mark(g, PROF_OTHER);
 		CKR(moe_fwd(g, l, g->dn, T));
-		k_add<<<GRID(TD)>>>(g->x, g->dn, TD);
+		if (!g->fuse) {
+			k_add<<<GRID(TD)>>>(g->x, g->dn, TD);
+			LAUNCHED();
+		} else if (l + 1 < c->n_layers) {
+			struct glayer *nx = &g->ly[l + 1];
+			LAUNCH_A(g, k_add_rms, T, 256, nx->xin, nx->n1, nx->rstd1, ly->hmid, g->dn,
+			         g->params + L->layers[l + 1].attn_norm, D, eps);
+			LAUNCHED();
+		} else {
+			/* the last add and the final norm: the fused head's bf16 input
+			 * in bf16 mode */
+			if (g->ab)
+				k_add_rms<uint16_t><<<T, 256>>>(g->xf, g->nf_b, g->rstdf, ly->hmid,
+				                                g->dn, g->params + L->final_norm, D,
+				                                eps);
+			else
+				k_add_rms<float><<<T, 256>>>(g->xf, g->nf, g->rstdf, ly->hmid,
+				                             g->dn, g->params + L->final_norm, D,
+				                             eps);
+			LAUNCHED();
+		}
+	}
+	if (!g->fuse) {
+		CK(cudaMemcpyAsync(g->xf, g->x, TD * 4, cudaMemcpyDeviceToDevice));
+		if (g->ab) /* only the fused head's bf16 input is needed */
+			k_rms_fwd<uint16_t><<<T, 256>>>(g->nf_b, g->rstdf, g->x,
+			                                g->params + L->final_norm, D,
+			                                (float)c->norm_eps);
+		else
+			k_rms_fwd<float><<<T, 256>>>(g->nf, g->rstdf, g->x,
+			                             g->params + L->final_norm, D,
+			                             (float)c->norm_eps);
 		LAUNCHED();
 	}
-	CK(cudaMemcpyAsync(g->xf, g->x, TD * 4, cudaMemcpyDeviceToDevice));
-	if (g->ab) /* only the fused head's bf16 input is needed */
-		k_rms_fwd<uint16_t><<<T, 256>>>(g->nf_b, g->rstdf, g->x, g->params + L->final_norm,
-		                                D, (float)c->norm_eps);
-	else
-		k_rms_fwd<float><<<T, 256>>>(g->nf, g->rstdf, g->x, g->params + L->final_norm, D,
-		                             (float)c->norm_eps);
-	LAUNCHED();
 	mark(g, PROF_OTHER);
 	if (g->pl)
 		CKR(fused_head(g, st, T, n, targets, logp_old != NULL, opts, backward));
@@ -2295,9 +2796,8 @@ int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_lo
 		          V, 0, 1));
 		mark(g, PROF_HEAD);
 	}
-	k_rms_bwd<<<T, 256>>>(g->dx, NULL, 0, g->dn, g->xf, g->params + L->final_norm, g->rstdf, D);
-	LAUNCHED();
-	rms_dw(g->grads + L->final_norm, g->dn, g->xf, g->rstdf, T, D);
+	rms_bwd(g, g->dx, NULL, 0, g->grads + L->final_norm, g->dn, g->xf,
+	        g->params + L->final_norm, g->rstdf, T, D);
 	LAUNCHED();
 	for (int l = c->n_layers - 1; l >= 0; l--) {
 		const struct policy_layer_params *lp = &L->layers[l];
@@ -2305,10 +2805,8 @@ int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_lo
 		mark(g, PROF_OTHER);
 		CKR(moe_bwd(g, l, g->dn, g->dx, T));
 		/* the attention's dy: also in bf16 for its GEMMs (bf16 mode) */
-		k_rms_bwd<<<T, 256>>>(g->dx, g->ab ? g->dxb : NULL, 1, g->dn, ly->hmid,
-		                      g->params + lp->ffn_norm, ly->rstd2, D);
-		LAUNCHED();
-		rms_dw(g->grads + lp->ffn_norm, g->dn, ly->hmid, ly->rstd2, T, D);
+		rms_bwd(g, g->dx, g->ab ? g->dxb : NULL, 1, g->grads + lp->ffn_norm, g->dn,
+		        ly->hmid, g->params + lp->ffn_norm, ly->rstd2, T, D);
 		LAUNCHED();
 		mark(g, PROF_OTHER);
 		if (lp->softmax) {
@@ -2317,10 +2815,8 @@ int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_lo
 		} else {
 			CKR(lightning_bwd(g, l, g->dn, g->dx, b, maxlen));
 		}
-		k_rms_bwd<<<T, 256>>>(g->dx, NULL, 1, g->dn, ly->xin, g->params + lp->attn_norm,
-		                      ly->rstd1, D);
-		LAUNCHED();
-		rms_dw(g->grads + lp->attn_norm, g->dn, ly->xin, ly->rstd1, T, D);
+		rms_bwd(g, g->dx, NULL, 1, g->grads + lp->attn_norm, g->dn, ly->xin,
+		        g->params + lp->attn_norm, ly->rstd1, T, D);
 		LAUNCHED();
 	}
 	k_embed_bwd<<<GRID(TD)>>>(g->grads + L->tok_emb, g->dx, g->tok, T, D);

@@ -454,6 +454,11 @@ int policy_gpu_profile(const char **names, double *seconds, int max, struct poli
  * to plain cuBLAS (the cached algorithm refused the shape). */
 void policy_gpu_gemm_stats(const struct policy_gpu *g, long *lt_calls, long *lt_fallbacks);
 
+/* MoE rows so far, summed over layers and steps: the token-expert
+ * assignments (T top_k a layer) and the rows the expert GEMMs ran (with the
+ * padding of the common capacity). */
+void policy_gpu_moe_stats(const struct policy_gpu *g, long *rows, long *gemm_rows);
+
 /* Moves tr's steps to the GPU: uploads weights and moments; later sft, pg
  * and logprobs steps run there (batches up to max_tokens / max_seqs). */
 int policy_trainer_use_gpu(struct policy_trainer *tr, int max_tokens, int max_seqs,

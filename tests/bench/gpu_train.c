@@ -1,6 +1,8 @@
 /* gpu_train.c - training throughput (tokens/s) and MFU of the GPU policy
  * model: forward + backward + AdamW on packed batches of sequences of
- * length 2048, for a config of ~125M active parameters. FLOPs per token are
+ * length 2048, for a config of ~125M active parameters. A row with K > 1
+ * accumulates K micro-batches (each 4 x 2048 tokens) per optimizer step
+ * (POLICY_GPU_BACKWARD_ACC), so AdamW runs once per 8192 K tokens. FLOPs per token are
  * policy_config_flops_per_token (6 x active parameters + attention). MFU is
  * given against the datasheet bf16 dense peak (989 TFLOP/s, H100 SXM) and
  * against a cuBLAS bf16 GEMM measured in the same run (the ceiling this card
@@ -78,7 +80,7 @@ static double gemm_peak(void)
 
 struct result {
 	const char *mode;
-	int seqs, seq;
+	int seqs, seq, K;
 	double step_s, fwd_s, adam_s, tok_s, flops_tok, tflops;
 };
 
@@ -94,8 +96,10 @@ static double median(double *v, int n)
 	return v[n / 2];
 }
 
+/* steps optimizer steps of K micro-batches each (the same batch), after 2
+ * warm-up steps; step_s is an optimizer step's median time */
 static struct result run(const struct policy_config *cfg, enum policy_gpu_precision prec, int seqs,
-                         int seq, int steps, const char *label)
+                         int seq, int steps, const char *label, int K)
 {
 	struct policy_layout L;
 	struct policy_gpu *g;
@@ -125,8 +129,11 @@ static struct result run(const struct policy_config *cfg, enum policy_gpu_precis
 		if (policy_gpu_sync(g))
 			DIE("%s", swerve_error_last());
 		t0 = now();
-		if (policy_gpu_step(&st, NULL, NULL, g, &b, tgt, NULL, NULL, NULL, 1) ||
-		    policy_gpu_adamw(&gn, g, &o) || policy_gpu_sync(g))
+		for (int k = 0; k < K; k++)
+			if (policy_gpu_step(&st, NULL, NULL, g, &b, tgt, NULL, NULL, NULL,
+			                    k ? POLICY_GPU_BACKWARD_ACC : POLICY_GPU_BACKWARD))
+				DIE("step %d.%d: %s", i, k, swerve_error_last());
+		if (policy_gpu_adamw(&gn, g, &o) || policy_gpu_sync(g))
 			DIE("step %d: %s", i, swerve_error_last());
 		if (i >= 2) {
 			times[i - 2] = now() - t0;
@@ -148,10 +155,11 @@ static struct result run(const struct policy_config *cfg, enum policy_gpu_precis
 	r.mode = label;
 	r.seqs = seqs;
 	r.seq = seq;
+	r.K = K;
 	r.step_s = median(times, steps);
 	r.fwd_s = median(fwd, steps);
 	r.adam_s = median(adam, steps);
-	r.tok_s = T / r.step_s;
+	r.tok_s = (double)K * T / r.step_s;
 	r.flops_tok = policy_config_flops_per_token(cfg, seq);
 	r.tflops = r.tok_s * r.flops_tok / 1e12;
 	policy_gpu_free(g);
@@ -209,11 +217,14 @@ static void profile(const struct policy_config *cfg, int seqs, int seq, const ch
 			printf("  (host time inside GEMM calls: %.2f ms of it)\n",
 			       sec[i] / 2 * 1e3);
 	{
-		long calls, fb;
+		long calls, fb, rows, grows;
 		policy_gpu_gemm_stats(g, &calls, &fb);
 		if (calls)
 			printf("  (cuBLASLt expert GEMMs: %ld calls, %ld fell back to cuBLAS)\n",
 			       calls, fb);
+		policy_gpu_moe_stats(g, &rows, &grows);
+		printf("  (MoE: %ld token-expert rows, %ld GEMM rows with the padding: x%.2f)\n",
+		       rows, grows, rows ? (double)grows / rows : 0.0);
 	}
 	policy_gpu_free(g);
 	policy_layout_dispose(&L);
@@ -223,21 +234,45 @@ static void profile(const struct policy_config *cfg, int seqs, int seq, const ch
 	free(cu);
 }
 
+/* sets (on) or unsets the VAR=VALUE words of env */
+static void env_apply(const char *env, int on)
+{
+	char buf[256], *save = NULL;
+	snprintf(buf, sizeof(buf), "%s", env);
+	for (char *w = strtok_r(buf, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
+		char *eq = strchr(w, '=');
+		if (!eq)
+			continue;
+		*eq = 0;
+		if (on)
+			setenv(w, eq + 1, 1);
+		else
+			unsetenv(w);
+	}
+}
+
 int main(void)
 {
 	struct policy_config c;
 	struct cudaDeviceProp prop;
 	int ndev = 0;
 	const double datasheet = 989e12; /* H100 SXM bf16 dense */
-	struct result r[5];
-	/* rows: the default bf16 path; the same with a GEMM per expert segment
-	 * (POLICY_GPU_MOE=loop); the earlier fp32 activation storage with
-	 * FAST_16BF GEMMs (POLICY_GPU_ACT=fp32); the fp32 comparison mode */
-	static const char *const env[5][2] = {{NULL, NULL},
-	                                      {"POLICY_GPU_LT", "0"},
-	                                      {"POLICY_GPU_MOE", "loop"},
-	                                      {"POLICY_GPU_ACT", "fp32"},
-	                                      {NULL, NULL}};
+	/* rows, all bf16, each with the environment it runs under: round 2's
+	 * default (unfused passes, cuBLAS attention, one micro-batch per
+	 * optimizer step), the baseline; the fused residual/norm passes; the
+	 * flash attention kernels too (this round's default); then gradient
+	 * accumulation over K micro-batches, on round 2's path and the default */
+#define NROWS 6
+	static const struct {
+		const char *label, *env;
+		int K;
+	} rows[NROWS] = {{"r2-default", "POLICY_GPU_FUSE=0 POLICY_GPU_ATTN=gemm", 1},
+	                 {"fused", "POLICY_GPU_ATTN=gemm", 1},
+	                 {"fused+flash", "", 1},
+	                 {"r2+accum", "POLICY_GPU_FUSE=0 POLICY_GPU_ATTN=gemm", 8},
+	                 {"fused+flash", "", 4},
+	                 {"fused+flash", "", 8}};
+	struct result r[NROWS];
 	double peak;
 	if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev < 1) {
 		printf("gpu_train: skipped: no CUDA device\n");
@@ -271,31 +306,27 @@ int main(void)
 		policy_layout_dispose(&L);
 	}
 	peak = gemm_peak();
-	profile(&c, 4, 2048, "bf16");
-	setenv("POLICY_GPU_LT", "0", 1);
-	profile(&c, 4, 2048, "bf16, expert GEMMs through plain cuBLAS (POLICY_GPU_LT=0)");
-	unsetenv("POLICY_GPU_LT");
-	setenv("POLICY_GPU_ACT", "fp32", 1);
-	profile(&c, 4, 2048, "bf16, fp32 activations (POLICY_GPU_ACT=fp32)");
-	unsetenv("POLICY_GPU_ACT");
-	for (int i = 0; i < 5; i++) {
-		static const char *const label[5] = {"bf16", "bf16-nolt", "bf16-moeloop",
-		                                     "bf16-act32", "fp32"};
-		if (env[i][0])
-			setenv(env[i][0], env[i][1], 1);
-		r[i] = run(&c, i < 4 ? POLICY_GPU_BF16 : POLICY_GPU_FP32, 4, 2048, i < 4 ? 7 : 3,
-		           label[i]);
-		if (env[i][0])
-			unsetenv(env[i][0]);
+	env_apply(rows[0].env, 1);
+	profile(&c, 4, 2048, "bf16, round 2's default (POLICY_GPU_FUSE=0 POLICY_GPU_ATTN=gemm)");
+	env_apply(rows[0].env, 0);
+	profile(&c, 4, 2048, "bf16, this round's default (fused passes, flash attention)");
+	for (int i = 0; i < NROWS; i++) {
+		env_apply(rows[i].env, 1);
+		r[i] = run(&c, POLICY_GPU_BF16, 4, 2048, 7, rows[i].label, rows[i].K);
+		env_apply(rows[i].env, 0);
 	}
 	printf("\ncard: %s; cuBLAS bf16 GEMM 8192^3 measured %.0f TFLOP/s (datasheet %.0f)\n",
 	       prop.name, peak / 1e12, datasheet / 1e12);
-	printf("%-12s %5s %6s %9s %7s %7s %10s %9s %10s %11s\n", "mode", "seqs", "seqlen",
-	       "step ms", "fwd ms", "adam ms", "tokens/s", "TFLOP/s", "MFU(989)", "MFU(meas.)");
-	for (int i = 0; i < 5; i++)
-		printf("%-12s %5d %6d %9.1f %7.1f %7.1f %10.0f %9.1f %9.1f%% %10.1f%%\n", r[i].mode,
-		       r[i].seqs, r[i].seq, r[i].step_s * 1e3, r[i].fwd_s * 1e3, r[i].adam_s * 1e3,
-		       r[i].tok_s, r[i].tflops, 100 * r[i].tflops * 1e12 / datasheet,
-		       100 * r[i].tflops * 1e12 / peak);
+	printf("K = micro-batches of 8192 tokens per optimizer step; step = one optimizer step;\n"
+	       "per-mb = step / K; fwd = one forward pass; adam = one AdamW\n");
+	printf("%-12s %-38s %2s %7s %8s %7s %7s %7s %10s %8s %9s %10s\n", "mode", "environment",
+	       "K", "tok/opt", "step ms", "per-mb", "fwd ms", "adam ms", "tokens/s", "TFLOP/s",
+	       "MFU(989)", "MFU(meas.)");
+	for (int i = 0; i < NROWS; i++)
+		printf("%-12s %-38s %2d %7d %8.1f %7.1f %7.1f %7.1f %10.0f %8.1f %8.1f%% %9.1f%%\n",
+		       r[i].mode, rows[i].env[0] ? rows[i].env : "(default)", r[i].K,
+		       r[i].K * r[i].seqs * r[i].seq, r[i].step_s * 1e3, r[i].step_s / r[i].K * 1e3,
+		       r[i].fwd_s * 1e3, r[i].adam_s * 1e3, r[i].tok_s, r[i].tflops,
+		       100 * r[i].tflops * 1e12 / datasheet, 100 * r[i].tflops * 1e12 / peak);
 	return 0;
 }

@@ -305,6 +305,17 @@ static int test_bf16_xent_moe_loop(void)
 {
 	return check_with_env("POLICY_GPU_MOE", "loop", POLICY_GPU_BF16, 0);
 }
+/* bf16 with softmax attention through cuBLAS (the default is the flash
+ * kernels) */
+static int test_bf16_xent_attn_gemm(void)
+{
+	return check_with_env("POLICY_GPU_ATTN", "gemm", POLICY_GPU_BF16, 0);
+}
+/* the unfused residual adds, copies and RMSNorm backward of round 2 */
+static int test_fp32_xent_unfused(void)
+{
+	return check_with_env("POLICY_GPU_FUSE", "0", POLICY_GPU_FP32, 0);
+}
 /* bf16 GEMMs on fp32 activation storage (the earlier path) */
 static int test_bf16_xent_act32(void)
 {
@@ -611,6 +622,10 @@ int main(void)
 	         test_bf16_accum},
 	        {"sft loss curve with 2 micro-batches a step (trainer API): gpu vs cpu",
 	         test_loss_curve_accum},
+	        {"gpu model fp32, unfused residual/norm passes (POLICY_GPU_FUSE=0)",
+	         test_fp32_xent_unfused},
+	        {"gpu model bf16, softmax attention through cuBLAS (POLICY_GPU_ATTN=gemm)",
+	         test_bf16_xent_attn_gemm},
 	};
 	seed = (uint64_t)time(NULL) * 2654435761u + (uint64_t)clock();
 	return gpu_run_tests(tests, (int)(sizeof(tests) / sizeof(tests[0])));
