@@ -719,7 +719,11 @@ int swerve_sandbox_run(struct swerve_sandbox_result *r, struct swerve_sandbox *s
 	/* fast path: no CLONE_NEWNS (the child joins a copy of the template) */
 	unsigned long flags = sb->fast ? RUN_NS_FLAGS & ~(unsigned long)CLONE_NEWNS
 	                               : RUN_NS_FLAGS | SLOW_NS_FLAGS;
-	c.vm = sb->fast && !o->fn && cg.dirfd < 0 /* else clone3 */ && vm_stacks(sb) == 0;
+	/* the shared-memory start: argv runs; on the slow path only for a root
+	 * worker (init makes the shared memory non-dumpable, and an unprivileged
+	 * worker could then no longer write the next run's id maps) */
+	c.vm = (sb->fast || sb->host_uid == 0) && !o->fn && cg.dirfd < 0 /* else clone3 */ &&
+	       vm_stacks(sb) == 0;
 	c.started_w = -1;
 	if (c.vm) {
 		if (pipe2(started, O_CLOEXEC) < 0)
@@ -762,18 +766,19 @@ int swerve_sandbox_run(struct swerve_sandbox_result *r, struct swerve_sandbox *s
 	sv[0] = sv[1] = pipe_out[0] = pipe_out[1] = pipe_err[0] = pipe_err[1] = -1;
 	if (cg_attach && (rc = sb_cgroup_attach(&cg, pid)) < 0)
 		goto fail;
-	if (c.vm) {
-		close(started[1]);
-		started[1] = -1;
-		vm_park(started[0], s.pidfd, t0, lim.wall_ms);
-	}
 	fcntl(s.out_r, F_SETFL, O_NONBLOCK);
 	fcntl(s.err_r, F_SETFL, O_NONBLOCK);
-
+	/* slow path: the child waits in read(2) for its id maps (so, on the
+	 * shared-memory start, errno is still ours until the "g" is sent) */
 	if (!sb->fast) {
 		if (write_maps(sb, pid) < 0 || send(s.sock, "g", 1, MSG_NOSIGNAL) != 1)
 			goto mapfail;
 		sb->timing.maps_us = (sb_now_ns() - t0) / 1000;
+	}
+	if (c.vm) {
+		close(started[1]);
+		started[1] = -1;
+		vm_park(started[0], s.pidfd, t0, lim.wall_ms);
 	}
 
 	uint64_t deadline = lim.wall_ms == UINT64_MAX ? UINT64_MAX : t0 + lim.wall_ms * 1000000ull;

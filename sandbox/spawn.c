@@ -287,8 +287,8 @@ __attribute__((noreturn)) void sb_child_main(const struct sb_child *c)
 {
 	int sock = c->sock, step = 0, idx = -1;
 	char go;
-	int keep[8] = {sock,      c->out_w,  c->err_w,  c->ns_user,
-	               c->ns_net, c->ns_uts, c->ns_mnt, c->vm ? c->started_w : -1};
+	int keep[8] = {sock,       c->out_w,  c->err_w,  c->vm ? c->started_w : -1,
+	               c->ns_user, c->ns_net, c->ns_uts, c->ns_mnt};
 	if (c->vm) {
 		/* the caller's signal handlers live in this address space: none
 		 * may run here (a signal from inside the sandbox to pid 1 would
@@ -300,7 +300,7 @@ __attribute__((noreturn)) void sb_child_main(const struct sb_child *c)
 	}
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
 		fail(sock, SB_STEP_SETSID, -1);
-	if (close_except(keep, c->fast ? 8 : 3) < 0)
+	if (close_except(keep, c->fast ? 8 : 4) < 0)
 		fail(sock, SB_STEP_STDIO, -1);
 	/* slow path: the supervisor writes our uid/gid maps, then releases us */
 	if (!c->fast && read(sock, &go, 1) != 1)
