@@ -333,7 +333,7 @@ struct common {
 	const char *ckpt, *out, *data, *tokenizer, *device, *db, *run, *precision;
 	int max_tokens;
 	long steps;
-	int batch_tokens, log_every, passes, groups, recompute;
+	int batch_tokens, log_every, passes, groups, recompute, accum;
 	double lr, wd, clip, eps_high, eps_low, peak_tflops;
 	const char *loss;
 };
@@ -363,6 +363,7 @@ static int parse_common(struct common *o, const char *cmd, int argc, char **argv
 	        {"peak-tflops", 1, 0, 'P'},
 	        {"precision", 1, 0, 'p'},
 	        {"max-tokens", 1, 0, 'M'},
+	        {"accum", 1, 0, 'A'},
 	        {"help", 0, 0, 'h'},
 	        {0, 0, 0, 0},
 	};
@@ -375,6 +376,7 @@ static int parse_common(struct common *o, const char *cmd, int argc, char **argv
 	o->batch_tokens = 512;
 	o->log_every = 10;
 	o->passes = 1;
+	o->accum = 1;
 	o->groups = 8;
 	o->lr = -1;
 	o->wd = -1;
@@ -407,6 +409,7 @@ static int parse_common(struct common *o, const char *cmd, int argc, char **argv
 		case 'P': o->peak_tflops = atof(optarg); break;
 		case 'p': o->precision = optarg; break;
 		case 'M': o->max_tokens = atoi(optarg); break;
+		case 'A': o->accum = atoi(optarg); break;
 		case 'h': printf("%s%s", usage, device_note); return -2;
 		default: return -1;
 		}
@@ -420,9 +423,9 @@ static int parse_common(struct common *o, const char *cmd, int argc, char **argv
 		return -1;
 	}
 	if (o->steps < 0 || o->batch_tokens < 2 || o->passes < 1 || o->groups < 1 ||
-	    o->log_every < 1) {
+	    o->log_every < 1 || o->accum < 1) {
 		fail(cmd, EXIT_USAGE,
-		     "--steps, --batch-tokens, --passes, --groups, --log-every "
+		     "--steps, --batch-tokens, --passes, --groups, --log-every, --accum "
 		     "must be positive");
 		return -1;
 	}
@@ -447,16 +450,20 @@ static int cmd_sft(int argc, char **argv)
 	        "usage: swerve-train sft --ckpt DIR --data FILE.jsonl [--out DIR] [--steps N]\n"
 	        "                        [--batch-tokens N] [--lr X] [--weight-decay X] [--clip "
 	        "X]\n"
-	        "                        [--tokenizer tokenizer.json] [--log-every N]\n"
+	        "                        [--tokenizer tokenizer.json] [--log-every N] [--accum K]\n"
 	        "                        [--device cpu|gpu] [--precision bf16|fp32]\n\n"
 	        "Supervised warm start: mean cross-entropy on the data's target tokens (+ the MoE\n"
 	        "balance loss), AdamW. Sequences are packed (varlen) up to --batch-tokens.\n"
+	        "--accum K: gradient accumulation, K packed micro-batches per optimizer step\n"
+	        "(AdamW on the mean of their gradients; the memory of one micro-batch).\n"
 	        "Saves the checkpoint to --out (default: --ckpt) at the end.\n";
 	struct common o;
 	struct policy_trainer *tr = NULL;
 	struct policy_tokenizer *tok = NULL;
 	struct dataset d = {0, NULL};
-	struct packed p = {0, 0, NULL, NULL, NULL};
+	struct packed *p = NULL;
+	struct policy_batch *mb = NULL;
+	const int **mt = NULL;
 	int cursor = 0, rc = parse_common(&o, "sft", argc, argv, usage), code = EXIT_OK;
 	double t0;
 	if (rc == -2)
@@ -472,7 +479,15 @@ static int cmd_sft(int argc, char **argv)
 		goto done;
 	}
 	apply_opt(tr, &o);
-	if (packed_alloc(&p, &d, o.batch_tokens)) {
+	p = calloc((size_t)o.accum, sizeof(*p));
+	mb = calloc((size_t)o.accum, sizeof(*mb));
+	mt = calloc((size_t)o.accum, sizeof(*mt));
+	for (int i = 0; p && i < o.accum; i++)
+		if (packed_alloc(&p[i], &d, o.batch_tokens)) {
+			code = fail("sft", EXIT_INFRA, "out of memory");
+			goto done;
+		}
+	if (!p || !mb || !mt) {
 		code = fail("sft", EXIT_INFRA, "out of memory");
 		goto done;
 	}
@@ -486,14 +501,18 @@ static int cmd_sft(int argc, char **argv)
 	t0 = now_s();
 	for (long s = 0; s < o.steps; s++) {
 		struct policy_step_stats st;
-		struct policy_batch b;
 		double t1 = now_s();
-		pack(&p, &d, &cursor, o.batch_tokens);
-		b.n_tokens = p.n;
-		b.tokens = p.tok;
-		b.n_seqs = p.n_seqs;
-		b.cu_seqlens = p.cu;
-		if (policy_trainer_sft_step(&st, tr, &b, p.tgt)) {
+		int ntok = 0;
+		for (int i = 0; i < o.accum; i++) {
+			pack(&p[i], &d, &cursor, o.batch_tokens);
+			mb[i].n_tokens = p[i].n;
+			mb[i].tokens = p[i].tok;
+			mb[i].n_seqs = p[i].n_seqs;
+			mb[i].cu_seqlens = p[i].cu;
+			mt[i] = p[i].tgt;
+			ntok += p[i].n;
+		}
+		if (policy_trainer_sft_step_accum(&st, tr, mb, mt, o.accum)) {
 			code = fail("sft", EXIT_INFRA, "step %ld: %s", s, swerve_error_last());
 			goto done;
 		}
@@ -501,16 +520,21 @@ static int cmd_sft(int argc, char **argv)
 			printf("step %ld  loss %.4f  aux %.5f  entropy %.3f  grad_norm %.3f  "
 			       "tokens/s %.0f\n",
 			       tr->opt.step, st.loss, st.aux, st.entropy, st.grad_norm,
-			       p.n / (now_s() - t1));
+			       ntok / (now_s() - t1));
 		fflush(stdout);
 	}
 	if ((code = save("sft", tr, o.out)))
 		goto done;
 	printf("sft: %ld steps in %.1f s; checkpoint %s\n", o.steps, now_s() - t0, o.out);
 done:
-	free(p.tok);
-	free(p.tgt);
-	free(p.cu);
+	for (int i = 0; p && i < o.accum; i++) {
+		free(p[i].tok);
+		free(p[i].tgt);
+		free(p[i].cu);
+	}
+	free(p);
+	free(mb);
+	free(mt);
 	dataset_free(&d);
 	policy_tokenizer_free(tok);
 	policy_trainer_free(tr);
