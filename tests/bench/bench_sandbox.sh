@@ -2,7 +2,7 @@
 # bench_sandbox.sh - whole-process cost of one sandboxed /bin/true, side by
 # side in one hyperfine run: `swerve exec` (seccomp on) through a resident
 # `swerve serve` (started here, on a private socket), the one-shot path
-# (`swerve-core exec`: what `swerve exec` does when no server listens, minus
+# (`swerve-exec exec`: what `swerve exec` runs when no server listens, minus
 # the launcher's ~0.2 ms hop), bubblewrap with every namespace (no seccomp),
 # and plain /bin/true. (`make bench` runs the in-process benchmark,
 # bench_sandbox, just before this script.)
@@ -29,7 +29,7 @@ else
 	for i in $(seq 100); do [ -S "$SWERVE_SOCKET" ] && break; sleep 0.05; done
 	sleep 1 # the workers' warm-up runs
 	hyperfine -N --warmup 20 --runs "$RUNS" --export-markdown "$md" \
-		"$SWERVE exec -- /bin/true" "$BUILD/swerve-core exec -- /bin/true" \
+		"$SWERVE exec -- /bin/true" "$BUILD/swerve-exec exec -- /bin/true" \
 		"$BWRAP" "/bin/true" 2>&1 | grep -v '^ *$'
 	kill "$spid"
 	wait "$spid" 2>/dev/null
