@@ -187,15 +187,10 @@ __attribute__((noreturn)) static void worker(int lfd)
 	for (int i = 0; i < 3; i++)
 		if ((saved[i] = fcntl(i, F_DUPFD_CLOEXEC, 10)) < 0)
 			_exit(SWERVE_EXIT_INFRA);
-	/* two runs first: the second starts the context's holder (fast path) */
-	for (int i = 0; i < 2; i++) {
-		struct swerve_sandbox_opts o = SWERVE_SANDBOX_OPTS_INIT;
-		const char *av[] = {"/bin/true", NULL};
-		struct swerve_sandbox_result r;
-		o.argv = av;
-		o.limits.wall_ms = 10000;
-		swerve_sandbox_run(&r, sb, &o);
-		swerve_sandbox_result_dispose(&r);
+	if (swerve_sandbox_warm(sb) < 0) {
+		fprintf(stderr, "swerve serve: worker %d: %s\n", (int)getpid(),
+		        swerve_error_last());
+		_exit(SWERVE_EXIT_INFRA);
 	}
 	if (chdir("/") < 0)
 		_exit(SWERVE_EXIT_INFRA);

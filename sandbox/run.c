@@ -237,6 +237,24 @@ void swerve_sandbox_free(struct swerve_sandbox *sb)
 	free(sb);
 }
 
+int swerve_sandbox_warm(struct swerve_sandbox *sb)
+{
+	for (int i = 0; i < 2 && !sb->fast; i++) {
+		struct swerve_sandbox_opts o = SWERVE_SANDBOX_OPTS_INIT;
+		const char *argv[] = {"/bin/true", NULL};
+		struct swerve_sandbox_result r;
+		o.argv = argv;
+		o.limits.wall_ms = 10000;
+		int rc = swerve_sandbox_run(&r, sb, &o);
+		swerve_sandbox_result_dispose(&r);
+		if (rc < 0)
+			return rc;
+		if (!sb->want_holder)
+			break; /* slow path by choice or necessity: nothing to warm */
+	}
+	return 0;
+}
+
 void swerve_sandbox_last_timing(const struct swerve_sandbox *sb, struct swerve_sandbox_timing *out)
 {
 	*out = sb->timing;

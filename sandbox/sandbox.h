@@ -219,6 +219,12 @@ int swerve_sandbox_new(struct swerve_sandbox **out, const void *config);
 
 void swerve_sandbox_free(struct swerve_sandbox *sb);
 
+/* Puts a fresh context on its fast path now (a root worker's holder starts
+ * at the second run): runs /bin/true until the holder is up, at most twice.
+ * For servers and tests that want their first real run warm. 0, or the
+ * failed run's negative code (message set). */
+int swerve_sandbox_warm(struct swerve_sandbox *sb);
+
 /* Runs opts in a fresh sandbox and waits for it (never longer than the
  * wall-clock limit plus a few milliseconds to reap).
  *

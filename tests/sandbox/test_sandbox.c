@@ -411,6 +411,40 @@ Test(context, slow_path_per_run_namespaces)
 	unsetenv("SWERVE_SANDBOX_SLOW");
 }
 
+Test(context, warm_puts_a_root_context_on_its_fast_path)
+{
+	TS_NEED_SANDBOX();
+	if (geteuid() != 0)
+		cr_skip_test("the fast path needs a root worker");
+	struct swerve_sandbox *sb;
+	struct swerve_sandbox_timing t;
+	cr_assert_eq(swerve_sandbox_new(&sb, NULL), 0);
+	cr_assert_eq(sb->fast, 0);
+	cr_assert_eq(swerve_sandbox_warm(sb), 0, "%s", swerve_error_last());
+	cr_assert_eq(sb->fast, 1);
+	struct swerve_sandbox_opts o = SWERVE_SANDBOX_OPTS_INIT;
+	struct swerve_sandbox_result r;
+	const char *argv[] = {"/bin/echo", "warm", NULL};
+	o.argv = argv;
+	cr_assert_eq(swerve_sandbox_run(&r, sb, &o), 0, "%s", r.reason);
+	cr_assert_str_eq(r.out.data, "warm\n");
+	swerve_sandbox_last_timing(sb, &t);
+	cr_assert_eq(t.maps_us, 0, "the first real run wrote id maps: slow path");
+	swerve_sandbox_result_dispose(&r);
+	swerve_sandbox_free(sb);
+	/* slow by choice: warm is a no-op after one run, and the runs stay slow */
+	setenv("SWERVE_SANDBOX_SLOW", "1", 1);
+	cr_assert_eq(swerve_sandbox_new(&sb, NULL), 0);
+	cr_assert_eq(swerve_sandbox_warm(sb), 0);
+	cr_assert_eq(sb->fast, 0);
+	cr_assert_eq(swerve_sandbox_run(&r, sb, &o), 0, "%s", r.reason);
+	swerve_sandbox_last_timing(sb, &t);
+	cr_assert_gt(t.maps_us, 0);
+	swerve_sandbox_result_dispose(&r);
+	swerve_sandbox_free(sb);
+	unsetenv("SWERVE_SANDBOX_SLOW");
+}
+
 Test(context, fast_path_template_follows_changing_mount_points)
 {
 	TS_NEED_SANDBOX();
