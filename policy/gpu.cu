@@ -87,9 +87,16 @@ static const char *const prof_names[PROF_N] = {
 
 /* a cuBLASLt algorithm chosen once per expert projection and reused for any
  * row count (the routing changes the row counts every layer and step) */
+/* the cuBLASLt descriptors of one GEMM (column-major, as gemm()) */
+struct lt_call {
+	cublasLtMatmulDesc_t op;
+	cublasLtMatrixLayout_t la, lb, lc;
+};
 struct lt_slot {
 	int used, kind, I, O, yt, acc, batched, ok;
 	cublasLtMatmulAlgo_t algo;
+	int have_desc;       /* desc: the slot's descriptors, reshaped per call (cached) */
+	struct lt_call desc; /* (POLICY_GPU_LT_CACHE=0: made and destroyed per call) */
 };
 #define LT_SLOTS 32
 
@@ -131,8 +138,20 @@ struct policy_gpu {
 	int moe_loop;      /* POLICY_GPU_MOE=loop: compact segments, a GEMM per expert */
 	int moe_round;     /* capacity granularity (rows; POLICY_GPU_MOE_ROUND) */
 	int use_lt;        /* expert GEMMs through cuBLASLt with cached algorithms (bf16) */
+	int lt_cache;      /* and cached descriptors (POLICY_GPU_LT_CACHE=0: made per call) */
 	cublasLtHandle_t lt;
 	void *lt_ws;
+	/* compact segments: the experts' GEMMs spread over blocking streams, so
+	 * the small per-expert GEMMs run side by side (each stream with its own
+	 * cuBLASLt workspace; the legacy default stream, which everything else
+	 * uses, orders itself with them implicitly). POLICY_GPU_MOE_STREAMS=n
+	 * (default 4; 1: the default stream only) */
+#define MOE_STREAMS_MAX 8
+	int n_xs;
+	cudaStream_t xs[MOE_STREAMS_MAX];
+	void *xs_ws[MOE_STREAMS_MAX];
+	cudaStream_t cur_st; /* the stream lt_gemm issues on (0: legacy default) */
+	void *cur_ws;
 	size_t lt_ws_bytes;
 	struct lt_slot lts[LT_SLOTS];
 	long lt_calls, lt_fallbacks;
@@ -182,7 +201,9 @@ struct policy_gpu {
 	 * stream) and the RMSNorm backward with its weight gradient;
 	 * POLICY_GPU_FUSE=0: the separate passes of round 2 */
 	int fuse;
-	long moe_rows, moe_rows_padded; /* assignments and GEMM rows, summed over layers */
+	/* summed over layers and steps: token-expert assignments, GEMM rows, and E
+	 * times the busiest expert's rows (what a padded layout needs) */
+	long moe_rows, moe_rows_padded, moe_rows_peak;
 };
 
 static double now_s(void)
@@ -205,10 +226,11 @@ static void mark(struct policy_gpu *g, int b)
 	g->prof_last = t;
 }
 
-void policy_gpu_moe_stats(const struct policy_gpu *g, long *rows, long *gemm_rows)
+void policy_gpu_moe_stats(const struct policy_gpu *g, long *rows, long *gemm_rows, long *peak_rows)
 {
 	*rows = g->moe_rows;
 	*gemm_rows = g->moe_rows_padded;
+	*peak_rows = g->moe_rows_peak;
 }
 
 void policy_gpu_gemm_stats(const struct policy_gpu *g, long *lt_calls, long *lt_fallbacks)
@@ -1252,12 +1274,6 @@ static int gemm(struct policy_gpu *g, cublasOperation_t ta, cublasOperation_t tb
 	return 0;
 }
 
-/* the cuBLASLt descriptors of one GEMM (column-major, as gemm()) */
-struct lt_call {
-	cublasLtMatmulDesc_t op;
-	cublasLtMatrixLayout_t la, lb, lc;
-};
-
 static void lt_call_free(struct lt_call *c)
 {
 	if (c->la)
@@ -1292,6 +1308,40 @@ static int lt_call_make(struct lt_call *c, cublasOperation_t ta, cublasOperation
 		cublasLtMatrixLayout_t ls[3] = {c->la, c->lb, c->lc};
 		int64_t st[3] = {sa, sb, sc};
 		for (int i = 0; i < 3; i++)
+			ok = ok &&
+			     LTOK(cublasLtMatrixLayoutSetAttribute(
+			             ls[i], CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &bc, sizeof(bc))) &&
+			     LTOK(cublasLtMatrixLayoutSetAttribute(
+			             ls[i], CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &st[i],
+			             sizeof(st[i])));
+	}
+	return ok;
+}
+
+/* the cached descriptors of a slot set to this call's shape: rows, columns,
+ * leading dimensions and batch strides (the transposes and types are the
+ * slot's); 0 where cuBLASLt refuses an attribute */
+static int lt_call_reshape(struct lt_call *c, cublasOperation_t ta, cublasOperation_t tb, int m,
+                           int n, int k, int lda, long long sa, int ldb, long long sb, int ldc,
+                           long long sc, int batch)
+{
+	cublasLtMatrixLayout_t ls[3] = {c->la, c->lb, c->lc};
+	uint64_t rows[3] = {(uint64_t)(ta == CUBLAS_OP_N ? m : k),
+	                    (uint64_t)(tb == CUBLAS_OP_N ? k : n), (uint64_t)m};
+	uint64_t cols[3] = {(uint64_t)(ta == CUBLAS_OP_N ? k : m),
+	                    (uint64_t)(tb == CUBLAS_OP_N ? n : k), (uint64_t)n};
+	int64_t ld[3] = {lda, ldb, ldc}, st[3] = {sa, sb, sc};
+	int32_t bc = batch;
+	int ok = 1;
+	for (int i = 0; i < 3; i++) {
+		ok = ok &&
+		     LTOK(cublasLtMatrixLayoutSetAttribute(ls[i], CUBLASLT_MATRIX_LAYOUT_ROWS,
+		                                           &rows[i], sizeof(rows[i]))) &&
+		     LTOK(cublasLtMatrixLayoutSetAttribute(ls[i], CUBLASLT_MATRIX_LAYOUT_COLS,
+		                                           &cols[i], sizeof(cols[i]))) &&
+		     LTOK(cublasLtMatrixLayoutSetAttribute(ls[i], CUBLASLT_MATRIX_LAYOUT_LD, &ld[i],
+		                                           sizeof(ld[i])));
+		if (batch > 1)
 			ok = ok &&
 			     LTOK(cublasLtMatrixLayoutSetAttribute(
 			             ls[i], CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &bc, sizeof(bc))) &&
@@ -1365,19 +1415,40 @@ static int lt_gemm(struct policy_gpu *g, int kind, int I, int O, cublasOperation
 		           s->acc == acc && s->batched == (batch > 1))
 			sl = s;
 	}
-	ok = lt_call_make(&c, ta, tb, m, n, k, lda, sa, ldb, sb, ab, ct, ldc, sc, batch);
+	int cached = sl && sl->have_desc && g->lt_cache, keep = 0;
+	if (cached) { /* the slot's descriptors, reshaped */
+		ok = lt_call_reshape(&sl->desc, ta, tb, m, n, k, lda, sa, ldb, sb, ldc, sc, batch);
+		c = sl->desc;
+	} else {
+		ok = lt_call_make(&c, ta, tb, m, n, k, lda, sa, ldb, sb, ab, ct, ldc, sc, batch);
+		keep = ok && sl && g->lt_cache;
+	}
 	if (ok && sl && !sl->ok)
 		sl->ok = lt_pick(g, &c, &sl->algo);
 	ok = ok && sl && sl->ok &&
 	     LTOK(cublasLtMatmul(g->lt, c.op, &one, A, c.la, B, c.lb, &beta, C, c.lc, C, c.lc,
-	                         &sl->algo, g->lt_ws, g->lt_ws_bytes, 0));
-	lt_call_free(&c);
+	                         &sl->algo, g->cur_ws ? g->cur_ws : g->lt_ws, g->lt_ws_bytes,
+	                         g->cur_st));
+	if (keep) { /* kept for the slot's later calls */
+		sl->desc = c;
+		sl->have_desc = 1;
+	} else if (!cached) {
+		lt_call_free(&c);
+	}
 	g->lt_calls++;
 	if (g->prof)
 		g->prof_t[PROF_GEMM_HOST] += now_s() - t0;
 	if (ok)
 		return 0;
 	g->lt_fallbacks++;
+	if (g->cur_st) { /* plain cuBLAS on the same stream */
+		int rc;
+		CKB(cublasSetStream(g->blas, g->cur_st));
+		rc = gemm(g, ta, tb, m, n, k, A, lda, sa, B, ldb, sb, ab, beta, C, ct, ldc, sc,
+		          batch, 0);
+		CKB(cublasSetStream(g->blas, 0));
+		return rc;
+	}
 	return gemm(g, ta, tb, m, n, k, A, lda, sa, B, ldb, sb, ab, beta, C, ct, ldc, sc, batch, 0);
 }
 
@@ -1442,28 +1513,37 @@ static int expert_mm(struct policy_gpu *g, const struct glayer *ly, int kind, vo
 	size_t as = g->as, ys = tsize(yt);
 	int w1 = kind == EX_FWD ? I : O, wy = kind == EX_FWD ? O : I;
 	long long sW = (long long)O * I;
-	for (int e = 0; e < (cap ? 1 : E); e++) {
+	int rc = 0;
+	for (int e = 0; e < (cap ? 1 : E) && !rc; e++) {
 		int o = cap ? 0 : ly->h_off[e], n = cap ? cap : ly->h_off[e + 1] - o;
 		const char *a1 = (const char *)A1 + (size_t)o * w1 * as;
 		const char *we = W ? (const char *)W + (size_t)e * sW * as : NULL;
+		if (!cap && g->n_xs > 1 && g->use_lt) {
+			/* expert e's stream: the same for every projection of e, so
+			 * its dX accumulation (beta 1) follows its first product */
+			g->cur_st = g->xs[e % g->n_xs];
+			g->cur_ws = g->xs_ws[e % g->n_xs];
+		}
 		if (kind == EX_DW) {
 			const char *a2 = (const char *)A2 + (size_t)o * I * as;
-			CKR(xgemm(g, kind, I, O, CUBLAS_OP_N, CUBLAS_OP_T, I, O, n, a2, I,
-			          (long long)cap * I, a1, O, (long long)cap * O, g->at, 1.0f,
-			          (float *)Y + (size_t)e * sW, CUDA_R_32F, I, sW, batch));
+			rc = xgemm(g, kind, I, O, CUBLAS_OP_N, CUBLAS_OP_T, I, O, n, a2, I,
+			           (long long)cap * I, a1, O, (long long)cap * O, g->at, 1.0f,
+			           (float *)Y + (size_t)e * sW, CUDA_R_32F, I, sW, batch);
 		} else {
 			char *y = (char *)Y + (size_t)o * wy * ys;
 			if (kind == EX_FWD)
-				CKR(xgemm(g, kind, I, O, CUBLAS_OP_T, CUBLAS_OP_N, O, n, I, we, I,
-				          sW, a1, I, (long long)cap * I, g->at, beta, y, yt, O,
-				          (long long)cap * O, batch));
+				rc = xgemm(g, kind, I, O, CUBLAS_OP_T, CUBLAS_OP_N, O, n, I, we, I,
+				           sW, a1, I, (long long)cap * I, g->at, beta, y, yt, O,
+				           (long long)cap * O, batch);
 			else
-				CKR(xgemm(g, kind, I, O, CUBLAS_OP_N, CUBLAS_OP_N, I, n, O, we, I,
-				          sW, a1, O, (long long)cap * O, g->at, beta, y, yt, I,
-				          (long long)cap * I, batch));
+				rc = xgemm(g, kind, I, O, CUBLAS_OP_N, CUBLAS_OP_N, I, n, O, we, I,
+				           sW, a1, O, (long long)cap * O, g->at, beta, y, yt, I,
+				           (long long)cap * I, batch);
 		}
 	}
-	return 0;
+	g->cur_st = 0; /* back to the legacy default stream */
+	g->cur_ws = NULL;
+	return rc;
 }
 
 /* C = op(A) op(B), column-major, batched with strides (fp32; TF32 in bf16
@@ -1951,12 +2031,22 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 	g->moe_loop = getenv("POLICY_GPU_MOE") && !strcmp(getenv("POLICY_GPU_MOE"), "loop");
 	g->moe_round = getenv("POLICY_GPU_MOE_ROUND") ? atoi(getenv("POLICY_GPU_MOE_ROUND")) : 64;
 	g->use_lt = g->ab && !(getenv("POLICY_GPU_LT") && !strcmp(getenv("POLICY_GPU_LT"), "0"));
+	g->lt_cache =
+	        !(getenv("POLICY_GPU_LT_CACHE") && !strcmp(getenv("POLICY_GPU_LT_CACHE"), "0"));
 	if (g->moe_round < 1 || g->moe_round > 4096)
 		return swerve_error_set(SWERVE_EINVAL,
 		                        "gpu: POLICY_GPU_MOE_ROUND must be 1..4096 rows");
-	/* the MoE rows: T K assignments, padded up to 1.5 T K plus a round a
-	 * segment */
-	Rp = TK + TK / 2 + (size_t)E * g->moe_round;
+	/* the MoE rows: T K assignments, padded up to 1.5 T K (POLICY_GPU_MOE_PAD=f:
+	 * f T K, 1 <= f <= E) plus a round a segment; past that, compact segments */
+	{
+		double f = getenv("POLICY_GPU_MOE_PAD") ? atof(getenv("POLICY_GPU_MOE_PAD")) : 1.5;
+		if (!(f >= 1.0 && f <= E))
+			return swerve_error_set(SWERVE_EINVAL,
+			                        "gpu: POLICY_GPU_MOE_PAD must be 1..%d (times the "
+			                        "token-expert rows)",
+			                        E);
+		Rp = (size_t)((double)TK * f) + (size_t)E * g->moe_round;
+	}
 	if (Rp > (size_t)Tm * E)
 		Rp = (size_t)Tm * E > TK ? (size_t)Tm * E : TK;
 	g->Rp = (int)Rp;
@@ -1981,6 +2071,16 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 		CKB(cublasLtCreate(&g->lt));
 		g->lt_ws_bytes = (size_t)64 << 20;
 		CK(cudaMalloc(&g->lt_ws, g->lt_ws_bytes));
+		g->n_xs = getenv("POLICY_GPU_MOE_STREAMS") ? atoi(getenv("POLICY_GPU_MOE_STREAMS"))
+		                                           : 4;
+		if (g->n_xs < 1 || g->n_xs > MOE_STREAMS_MAX)
+			return swerve_error_set(SWERVE_EINVAL,
+			                        "gpu: POLICY_GPU_MOE_STREAMS must be 1..%d",
+			                        MOE_STREAMS_MAX);
+		for (int i = 0; i < g->n_xs && g->n_xs > 1; i++) {
+			CK(cudaStreamCreate(&g->xs[i])); /* blocking: ordered with stream 0 */
+			CK(cudaMalloc(&g->xs_ws[i], g->lt_ws_bytes));
+		}
 	}
 	ALLOC(g->params, L->total);
 	ALLOC(g->grads, L->total);
@@ -2136,9 +2236,17 @@ void policy_gpu_free(struct policy_gpu *g)
 	}
 	if (g->blas)
 		cublasDestroy(g->blas);
+	for (int i = 0; i < LT_SLOTS; i++)
+		if (g->lts[i].have_desc)
+			lt_call_free(&g->lts[i].desc);
 	if (g->lt)
 		cublasLtDestroy(g->lt);
 	cudaFree(g->lt_ws);
+	for (int i = 0; i < MOE_STREAMS_MAX; i++) {
+		if (g->xs[i])
+			cudaStreamDestroy(g->xs[i]);
+		cudaFree(g->xs_ws[i]);
+	}
 	if (g->pl)
 		swerve_pl_ctx_free(g->pl);
 	{
@@ -2427,6 +2535,13 @@ static int moe_fwd(struct policy_gpu *g, int l, float *y, int T)
 	rows = ly->h_off[E];
 	g->moe_rows += R;
 	g->moe_rows_padded += rows;
+	{
+		int mx = ly->h_cap;
+		for (int e = 0; e < E && !ly->h_cap; e++)
+			mx = ly->h_off[e + 1] - ly->h_off[e] > mx ? ly->h_off[e + 1] - ly->h_off[e]
+			                                          : mx;
+		g->moe_rows_peak += (long)E * mx;
+	}
 	if (rows < R || rows > g->Rp)
 		return swerve_error_set(SWERVE_ERROR, "gpu: routing produced %d rows for %d", rows,
 		                        R);

@@ -455,9 +455,11 @@ int policy_gpu_profile(const char **names, double *seconds, int max, struct poli
 void policy_gpu_gemm_stats(const struct policy_gpu *g, long *lt_calls, long *lt_fallbacks);
 
 /* MoE rows so far, summed over layers and steps: the token-expert
- * assignments (T top_k a layer) and the rows the expert GEMMs ran (with the
- * padding of the common capacity). */
-void policy_gpu_moe_stats(const struct policy_gpu *g, long *rows, long *gemm_rows);
+ * assignments (T top_k a layer), the rows the expert GEMMs ran (with the
+ * padding of the common capacity, where it was used), and n_experts times
+ * the busiest expert's rows (what the padded layout needs; it is used when
+ * that is at most 1.5 T top_k, else a GEMM per compact segment). */
+void policy_gpu_moe_stats(const struct policy_gpu *g, long *rows, long *gemm_rows, long *peak_rows);
 
 /* Moves tr's steps to the GPU: uploads weights and moments; later sft, pg
  * and logprobs steps run there (batches up to max_tokens / max_seqs). */

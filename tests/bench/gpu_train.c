@@ -217,14 +217,16 @@ static void profile(const struct policy_config *cfg, int seqs, int seq, const ch
 			printf("  (host time inside GEMM calls: %.2f ms of it)\n",
 			       sec[i] / 2 * 1e3);
 	{
-		long calls, fb, rows, grows;
+		long calls, fb, rows, grows, peak;
 		policy_gpu_gemm_stats(g, &calls, &fb);
 		if (calls)
 			printf("  (cuBLASLt expert GEMMs: %ld calls, %ld fell back to cuBLAS)\n",
 			       calls, fb);
-		policy_gpu_moe_stats(g, &rows, &grows);
-		printf("  (MoE: %ld token-expert rows, %ld GEMM rows with the padding: x%.2f)\n",
-		       rows, grows, rows ? (double)grows / rows : 0.0);
+		policy_gpu_moe_stats(g, &rows, &grows, &peak);
+		printf("  (MoE: %ld token-expert rows, %ld GEMM rows run: x%.2f; the padded layout "
+		       "would need x%.2f (E x the busiest expert); %ld cuBLASLt calls a step)\n",
+		       rows, grows, rows ? (double)grows / rows : 0.0,
+		       rows ? (double)peak / rows : 0.0, calls / 3);
 	}
 	policy_gpu_free(g);
 	policy_layout_dispose(&L);
@@ -258,20 +260,26 @@ int main(void)
 	int ndev = 0;
 	const double datasheet = 989e12; /* H100 SXM bf16 dense */
 	/* rows, all bf16, each with the environment it runs under: round 2's
-	 * default (unfused passes, cuBLAS attention, one micro-batch per
-	 * optimizer step), the baseline; the fused residual/norm passes; the
-	 * flash attention kernels too (this round's default); then gradient
-	 * accumulation over K micro-batches, on round 2's path and the default */
-#define NROWS 6
+	 * default (unfused passes, cuBLAS attention, cuBLASLt descriptors made
+	 * per call, compact expert GEMMs on one stream, one micro-batch per
+	 * optimizer step), the baseline; then this round's changes added one at a
+	 * time: fused passes + flash attention; cached descriptors; expert GEMMs
+	 * on 4 streams (the default); the padded batched expert GEMMs whatever
+	 * the routing's imbalance (POLICY_GPU_MOE_PAD=8); then gradient
+	 * accumulation over K micro-batches */
+#define NROWS 7
+#define R2_ENV                                                                                     \
+	"POLICY_GPU_FUSE=0 POLICY_GPU_ATTN=gemm POLICY_GPU_LT_CACHE=0 POLICY_GPU_MOE_STREAMS=1"
 	static const struct {
 		const char *label, *env;
 		int K;
-	} rows[NROWS] = {{"r2-default", "POLICY_GPU_FUSE=0 POLICY_GPU_ATTN=gemm", 1},
-	                 {"fused", "POLICY_GPU_ATTN=gemm", 1},
-	                 {"fused+flash", "", 1},
-	                 {"r2+accum", "POLICY_GPU_FUSE=0 POLICY_GPU_ATTN=gemm", 8},
-	                 {"fused+flash", "", 4},
-	                 {"fused+flash", "", 8}};
+	} rows[NROWS] = {{"r2-default", R2_ENV, 1},
+	                 {"fuse+flash", "POLICY_GPU_LT_CACHE=0 POLICY_GPU_MOE_STREAMS=1", 1},
+	                 {"+lt-cache", "POLICY_GPU_MOE_STREAMS=1", 1},
+	                 {"+streams", "", 1},
+	                 {"pad-always", "POLICY_GPU_MOE_PAD=8", 1},
+	                 {"default", "", 4},
+	                 {"default", "", 8}};
 	struct result r[NROWS];
 	double peak;
 	if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev < 1) {
@@ -307,9 +315,11 @@ int main(void)
 	}
 	peak = gemm_peak();
 	env_apply(rows[0].env, 1);
-	profile(&c, 4, 2048, "bf16, round 2's default (POLICY_GPU_FUSE=0 POLICY_GPU_ATTN=gemm)");
+	profile(&c, 4, 2048, "bf16, round 2's default (" R2_ENV ")");
 	env_apply(rows[0].env, 0);
-	profile(&c, 4, 2048, "bf16, this round's default (fused passes, flash attention)");
+	profile(&c, 4, 2048,
+	        "bf16, this round's default (fused passes, flash attention, cached descriptors, "
+	        "expert GEMMs on 4 streams)");
 	for (int i = 0; i < NROWS; i++) {
 		env_apply(rows[i].env, 1);
 		r[i] = run(&c, POLICY_GPU_BF16, 4, 2048, 7, rows[i].label, rows[i].K);
@@ -319,11 +329,11 @@ int main(void)
 	       prop.name, peak / 1e12, datasheet / 1e12);
 	printf("K = micro-batches of 8192 tokens per optimizer step; step = one optimizer step;\n"
 	       "per-mb = step / K; fwd = one forward pass; adam = one AdamW\n");
-	printf("%-12s %-38s %2s %7s %8s %7s %7s %7s %10s %8s %9s %10s\n", "mode", "environment",
+	printf("%-12s %-82s %2s %7s %8s %7s %7s %7s %10s %8s %9s %10s\n", "mode", "environment",
 	       "K", "tok/opt", "step ms", "per-mb", "fwd ms", "adam ms", "tokens/s", "TFLOP/s",
 	       "MFU(989)", "MFU(meas.)");
 	for (int i = 0; i < NROWS; i++)
-		printf("%-12s %-38s %2d %7d %8.1f %7.1f %7.1f %7.1f %10.0f %8.1f %8.1f%% %9.1f%%\n",
+		printf("%-12s %-82s %2d %7d %8.1f %7.1f %7.1f %7.1f %10.0f %8.1f %8.1f%% %9.1f%%\n",
 		       r[i].mode, rows[i].env[0] ? rows[i].env : "(default)", r[i].K,
 		       r[i].K * r[i].seqs * r[i].seq, r[i].step_s * 1e3, r[i].step_s / r[i].K * 1e3,
 		       r[i].fwd_s * 1e3, r[i].adam_s * 1e3, r[i].tok_s, r[i].tflops,
