@@ -102,6 +102,20 @@ Test(swerve_train, init_sft_eval_rl, .init = setup, .timeout = 120)
 	free(out);
 	free(err);
 
+	/* --accum 2: two packed micro-batches (one sequence each) per optimizer
+	 * step: 10 more steps take the optimizer from step 40 to 50 */
+	rc = run(
+	        &out, &err,
+	        "%s sft --ckpt %s/ck --out %s/ck3 --data %s/data.jsonl --steps 10 --batch-tokens 8 "
+	        "--accum 2 --lr 1e-2 --log-every 1",
+	        bin, dir, dir, dir);
+	cr_assert_eq(rc, 0, "sft --accum: %s", err);
+	cr_expect(strstr(out, "step 50  loss"), "one optimizer step per 2 micro-batches:\n%s", out);
+	cr_expect(!strstr(out, "step 51 "), "%s", out);
+	cr_expect(last_loss(out) < 1.0, "final loss %g:\n%s", last_loss(out), out);
+	free(out);
+	free(err);
+
 	rc = run(&out, &err, "%s eval-logprobs --ckpt %s/ck --data %s/data.jsonl", bin, dir, dir);
 	cr_assert_eq(rc, 0, "eval: %s", err);
 	{
@@ -178,37 +192,9 @@ Test(swerve_train, init_sft_eval_rl, .init = setup, .timeout = 120)
 	free(out);
 	free(err);
 	snprintf(p, sizeof(p), "%s/ck2/model.safetensors", dir);
-	cr_expect(ts_read_file(p, NULL) != NULL, "rl wrote no checkpoint");
-	ts_rmtree(dir);
-	free(dir);
-}
-
-/* --accum K: K packed micro-batches per optimizer step (one AdamW step each) */
-Test(swerve_train, sft_accumulates_micro_batches, .init = setup, .timeout = 60)
-{
-	char *dir = ts_mkdtemp(), p[4096], *out = NULL, *err = NULL;
-	const char *data = "{\"text\": \"def add(a, b):\\n    return a + b\\n\"}\n"
-	                   "{\"prompt\": \"fix: \", \"response\": \"return a + b\"}\n";
-	int rc;
-	snprintf(p, sizeof(p), "%s/cfg.json", dir);
-	ts_write_file(p, cfg_json, strlen(cfg_json));
-	snprintf(p, sizeof(p), "%s/data.jsonl", dir);
-	ts_write_file(p, data, strlen(data));
-	rc = run(&out, &err, "%s init --config %s/cfg.json --out %s/ck --seed 3", bin, dir, dir);
-	cr_assert_eq(rc, 0, "init: %s", err);
+	out = ts_read_file(p, NULL);
+	cr_expect(out != NULL, "rl wrote no checkpoint");
 	free(out);
-	free(err);
-	/* batches of one sequence each, two a step: 20 optimizer steps see 40 */
-	rc = run(&out, &err,
-	         "%s sft --ckpt %s/ck --data %s/data.jsonl --steps 20 --batch-tokens 8 --accum 2 "
-	         "--lr 1e-2 --log-every 1",
-	         bin, dir, dir);
-	cr_assert_eq(rc, 0, "sft: %s", err);
-	cr_expect(strstr(out, "step 20  loss"), "one optimizer step per 2 micro-batches:\n%s", out);
-	cr_expect(!strstr(out, "step 21 "), "%s", out);
-	cr_expect(last_loss(out) < 2.5, "final loss %g:\n%s", last_loss(out), out);
-	free(out);
-	free(err);
 	ts_rmtree(dir);
 	free(dir);
 }
