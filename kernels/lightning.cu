@@ -74,6 +74,7 @@ struct la_params {
 	const int32_t *cu;
 	const float *slopes;
 	int B, H, G, seg_len;
+	int mst; /* V3: stages of the main kernel (2, or 4 for one CTA per SM) */
 };
 
 /* V2 (the main pass since the second tuning round): q and k single-buffered,
@@ -1238,42 +1239,74 @@ int sm_count()
 }
 
 /* Segments: G is chosen by a small cost model of the two launches, in units
- * of one chunk step of the main kernel when it fills the GPU: (waves of CTAs) x
- * (chunks per segment), with per_sm resident CTAs per SM (2 for the first
- * version and V3, 3 for V2), a state-only chunk costing so_cost of that (its
- * own so_per_sm CTAs per SM), and, where the kernel has a one-CTA-per-SM form
- * (V3's 4-stage kernel, wide_cost > 0), a grid of at most one CTA per SM
- * costing wide_cost per chunk. G = 1 (no state pass, no workspace) whenever
- * that is as cheap. SWERVE_LIGHTNING_SEGMENTS=<G> forces G where `force` is set
- * (benchmarks only). */
+ * of one chunk step of the main kernel when it fills the GPU (per_sm resident
+ * CTAs per SM: 2 for the first version and V3, 3 for V2), times the chunks per
+ * segment. The main pass costs (waves of CTAs); with `tail` (V3, fitted on an
+ * H100 in the fourth tuning round) its cost is that of the SMs with the most
+ * CTAs, k = ceil(CTAs / SMs): k / per_sm full rounds plus a last round of
+ * r = k mod per_sm CTAs that costs wide_cost for one alone (a CTA alone on an
+ * SM runs a chunk in wide_cost of the time two sharing it take), more for
+ * more; without it (the mma.sync kernels and V3 until the third round), whole
+ * waves, and wide_cost for a grid of at most one CTA per SM. The state-only
+ * pass costs so_cost of that with its own so_per_sm; the combine of the
+ * segment states costs prefix_cost chunk steps per 6.25 MB of states read and
+ * written (prefix_kernel, V3) or half a wave per segment (each CTA reading
+ * them). V3 form 1 also has a 4-stage main kernel (one CTA per SM, 177 KB of
+ * shared memory at D = 128), used where the grid has at most one CTA per SM and
+ * wide4_cost < wide_cost. G = 1 (no state pass, no workspace) whenever that
+ * is as cheap. SWERVE_LIGHTNING_SEGMENTS=<G> forces G and
+ * SWERVE_LIGHTNING_WG_STAGES=2|4 the main kernel's stages (4: for any grid)
+ * where `force` is set (benchmarks and tests). */
 struct cost_model {
 	int per_sm, so_per_sm;
 	double so_cost, wide_cost;
-	bool prefix; /* V3: segment states combined by prefix_kernel, else by each CTA */
+	bool prefix;       /* V3: segment states combined by prefix_kernel, else by each CTA */
+	bool tail = false; /* V3 since the fourth round: partly filled last rounds (above) */
+	double prefix_cost = 1.0; /* prefix_kernel, chunk steps per 6.25 MB of states */
+	bool stages4 = false;     /* V3 form 1: the 4-stage main kernel exists */
+	double wide4_cost = 0.0;  /* ... and costs this per chunk, alone on an SM (0: never) */
 };
 
 void plan(const swerve_lightning_dims *d, int nprob, const cost_model &cm, bool force, int *G,
-          int *seg_len)
+          int *seg_len, int *mst = nullptr)
 {
 	const long maxT = d->max_seqlen > 0 ? d->max_seqlen : 1;
 	const long chunks = (maxT + C - 1) / C;
 	const long ctas = (long)d->batch * d->heads * (d->dim / EB) * nprob, n = sm_count();
 	const long slots = (long)cm.per_sm * n, so_slots = (long)cm.so_per_sm * n;
+	const char *fs = force && cm.stages4 ? getenv("SWERVE_LIGHTNING_WG_STAGES") : nullptr;
+	const int fst = fs && (strcmp(fs, "2") == 0 || strcmp(fs, "4") == 0) ? fs[0] - '0' : 0;
+	const bool four = fst != 2 && cm.stages4 && cm.wide4_cost > 0 &&
+	                  cm.wide4_cost < cm.wide_cost; /* where the grid allows */
+	/* a launch of `total` CTAs, per_sm of them resident per SM: cost per chunk */
+	auto rounds = [&](long total, int per) -> double {
+		const long k = (total + n - 1) / n, full = k / per, r = k % per;
+		return (double)full + (r ? cm.wide_cost + (1.0 - cm.wide_cost) * (double)(r - 1) /
+		                                                  (per > 1 ? per - 1 : 1)
+		                         : 0.0);
+	};
 	double best = 1e300;
 	long best_seg = chunks;
 	for (long g = 1; g <= 32 && g <= chunks; g++) {
 		const long seg = (chunks + g - 1) / g, gg = (chunks + seg - 1) / seg;
 		const long waves = (ctas * gg + slots - 1) / slots;
-		double cost = cm.wide_cost > 0 && ctas * gg <= n ? cm.wide_cost * seg
-		                                                 : (double)waves * seg;
-		if (gg > 1) /* the state pass, and the combine of gg - 1 states: the prefix
-		             * kernel reads and writes each (~1 chunk step per 6 MB), or the
-		             * last segment's CTAs read them all */
-			cost += cm.so_cost * (double)((ctas * (gg - 1) + so_slots - 1) / so_slots) *
-			                seg +
-			        (cm.prefix ? (double)ctas / (d->dim / EB) * (gg - 1) * d->dim *
-			                             d->dim * 8 / 6.25e6
-			                   : 0.5 * (gg - 1) * (double)waves);
+		double cost;
+		if (cm.tail && four && ctas * gg <= n)
+			cost = cm.wide4_cost * seg;
+		else if (cm.tail)
+			cost = rounds(ctas * gg, cm.per_sm) * seg;
+		else
+			cost = cm.wide_cost > 0 && ctas * gg <= n ? cm.wide_cost * seg
+			                                          : (double)waves * seg;
+		if (gg > 1) {
+			const long so = ctas * (gg - 1);
+			cost += cm.so_cost * seg *
+			        (cm.tail ? rounds(so, cm.so_per_sm)
+			                 : (double)((so + so_slots - 1) / so_slots));
+			cost += cm.prefix ? cm.prefix_cost * (double)ctas / (d->dim / EB) *
+			                            (gg - 1) * d->dim * d->dim * 8 / 6.25e6
+			                  : 0.5 * (gg - 1) * (double)waves;
+		}
 		if (cost < best - 1e-9) {
 			best = cost;
 			best_seg = seg;
@@ -1286,6 +1319,8 @@ void plan(const swerve_lightning_dims *d, int nprob, const cost_model &cm, bool 
 	}
 	*seg_len = (int)(best_seg * C);
 	*G = (int)((chunks + best_seg - 1) / best_seg);
+	if (mst)
+		*mst = fst == 4 || (four && ctas * *G <= n) ? 4 : 2;
 }
 
 /* Which main kernel: 1 = the first version (mma.sync, 2 CTAs per SM), 2 = V2
@@ -1314,11 +1349,19 @@ int mma_choice(const swerve_lightning_dims *d, int nprob)
 
 int wg_per_sm(int dim, bool so);
 
-/* V3's cost model (see plan): a state-only chunk (0.2-0.3 measured) and a chunk
- * of the main kernel when the grid has at most one CTA per SM (0.56-0.6), each
- * against a chunk step of the main kernel filling the GPU (3.8 us), from G
- * sweeps on an H200 (tests/bench/RESULTS.md) */
-constexpr double WG_SO_COST = 0.3, WG_WIDE_COST = 0.6;
+/* V3's cost model (see plan), fitted on an H100 (fourth tuning round,
+ * tests/bench/RESULTS.md) to two G sweeps of the forward and the backward alone
+ * at the three benchmark shapes (88 points): a CTA alone on an SM runs a chunk
+ * in 0.54 of a full-GPU chunk step (3.3-4.2 us), a state-only chunk costs 0.3
+ * of that, the prefix kernel 1.5 chunk steps per 6.25 MB of states (rms error
+ * 6% forward, 4% backward). Fitted apart, forward and backward gave 0.54 /
+ * 0.36 / 1.5 and 0.64 / 0.46 / 2.0, which choose the same G except the
+ * backward at 1 x 32768 (5 against 11, measured within 1%); one set serves
+ * both. The 4-stage main kernel ran a lone CTA's chunk 1-3% faster than the
+ * 2-stage one (three paired measurements at 4 x 8192, G = 1). The third
+ * round's model (whole waves, state chunk 0.3, fitted on an H200) stays
+ * selectable with SWERVE_LIGHTNING_WG_PLAN=3 (benchmarks only). */
+constexpr double WG_SO_COST = 0.3, WG_WIDE_COST = 0.54, WG_PREFIX_COST = 1.5, WG_WIDE4_COST = 0.53;
 
 int kernel_choice(const swerve_lightning_dims *d, int nprob)
 {
@@ -1330,23 +1373,31 @@ int kernel_choice(const swerve_lightning_dims *d, int nprob)
 	return 3;
 }
 
-void plan_for(const swerve_lightning_dims *d, int nprob, int *kver, int *G, int *seg_len)
+int wg_form();
+
+void plan_for(const swerve_lightning_dims *d, int nprob, int *kver, int *G, int *seg_len, int *mst)
 {
 	*kver = kernel_choice(d, nprob);
-	if (*kver == 3)
-		plan(d, nprob,
-		     cost_model{wg_per_sm(d->dim, false), wg_per_sm(d->dim, true), WG_SO_COST,
-		                WG_WIDE_COST, true},
-		     true, G, seg_len);
-	else
+	*mst = 2;
+	if (*kver == 3) {
+		const char *e = getenv("SWERVE_LIGHTNING_WG_PLAN");
+		const bool third = e && strcmp(e, "3") == 0;
+		cost_model cm{wg_per_sm(d->dim, false), wg_per_sm(d->dim, true),
+		              third ? 0.3 : WG_SO_COST, third ? 0.6 : WG_WIDE_COST, true};
+		cm.tail = !third;
+		cm.prefix_cost = third ? 1.0 : WG_PREFIX_COST;
+		cm.stages4 = wg_form() == 1;
+		cm.wide4_cost = third ? 0.0 : WG_WIDE4_COST;
+		plan(d, nprob, cm, true, G, seg_len, mst);
+	} else
 		plan(d, nprob, cost_model{*kver == 2 ? 3 : 2, *kver == 2 ? 3 : 2, 0.6, 0.0, false},
 		     true, G, seg_len);
 }
 
 size_t workspace_for(const swerve_lightning_dims *d, int nprob)
 {
-	int G, len, kver;
-	plan_for(d, nprob, &kver, &G, &len);
+	int G, len, kver, mst;
+	plan_for(d, nprob, &kver, &G, &len, &mst);
 	if (G <= 1)
 		return 0;
 	return (size_t)nprob * d->batch * d->heads * G * d->dim * d->dim * sizeof(float);
@@ -1476,9 +1527,10 @@ int wg_run(const la_params &P, int nprob, const swerve_lightning_dims *d, cudaSt
 			                         d->batch * nprob),
 			                    256, 0, stream>>>(P, D);
 	}
+	const dim3 grid(NEB * P.G, d->heads, d->batch * nprob);
 	if (!rc)
-		rc = wg_launch<D, false, 2, VAR>(dim3(NEB * P.G, d->heads, d->batch * nprob), P,
-		                                 stream);
+		rc = VAR == 1 && P.mst == 4 ? wg_launch<D, false, 4, 1>(grid, P, stream)
+		                            : wg_launch<D, false, 2, VAR>(grid, P, stream);
 	return rc;
 }
 
@@ -1522,7 +1574,7 @@ int run(la_params &P, int nprob, const swerve_lightning_dims *d, void *ws, size_
         cudaStream_t stream, const char *fn)
 {
 	int kver;
-	plan_for(d, nprob, &kver, &P.G, &P.seg_len);
+	plan_for(d, nprob, &kver, &P.G, &P.seg_len, &P.mst);
 	size_t need = workspace_for(d, nprob);
 	if (need > 0 && (!ws || ws_bytes < need))
 		return swerve_error_set(SWERVE_EINVAL,
@@ -1582,6 +1634,17 @@ extern "C" int swerve_lightning_occupancy_(int d, int kver)
 		                 &n, la_chunk_kernel<128, false, true>, NT,
 		                 la_smem<128, false, true>::BYTES);
 	return e == cudaSuccess ? n : -1;
+}
+
+/* Benchmarks only (not in lightning.h): the plan for a forward (nprob 1) or
+ * backward (3): returns the main kernel (1, 2, 3), sets the segment count and
+ * V3's main-kernel stages. */
+extern "C" int swerve_lightning_plan_(const struct swerve_lightning_dims *d, int nprob, int *G,
+                                      int *stages)
+{
+	int kver, len;
+	plan_for(d, nprob, &kver, G, &len, stages);
+	return kver;
 }
 
 extern "C" size_t swerve_lightning_forward_workspace(const struct swerve_lightning_dims *dims)

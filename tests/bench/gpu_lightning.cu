@@ -44,8 +44,11 @@ extern "C" {
 		}                                                                                  \
 	} while (0)
 
-/* lightning.cu, benchmarks only: resident CTAs per SM of main kernel kver (1, 2, 3) */
+/* lightning.cu, benchmarks only: resident CTAs per SM of main kernel kver (1, 2, 3);
+ * the plan of a forward (nprob 1) or backward (3): kernel, segments, V3 stages */
 extern "C" int swerve_lightning_occupancy_(int d, int kver);
+extern "C" int swerve_lightning_plan_(const swerve_lightning_dims *d, int nprob, int *G,
+                                      int *stages);
 
 __global__ void fill_bf16(__nv_bfloat16 *p, size_t n, uint32_t seed, float scale)
 {
@@ -105,7 +108,8 @@ int main(int argc, char **argv)
 {
 	/* `profile`: shape 1 forward and backward and one decode, once each (for ncu) */
 	const bool prof = argc > 1 && strcmp(argv[1], "profile") == 0;
-	/* `sweep`: also time every shape against a forced segment count */
+	/* `sweep`: also time the forward and the backward (alone) of every shape
+	 * against a forced segment count, for V3's 2- and 4-stage main kernels */
 	const bool sweep = argc > 1 && strcmp(argv[1], "sweep") == 0;
 	cudaDeviceProp prop;
 	if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess) {
@@ -176,24 +180,51 @@ int main(int argc, char **argv)
 			LK(swerve_lightning_forward(U(o), nullptr, U(q), U(k), U(v), dcu, dsl,
 			                            nullptr, &dims, ws, wf, 0));
 		};
-		auto fb = [&] {
-			fwd();
+		auto bwd = [&] {
 			LK(swerve_lightning_backward(U(dq), U(dk), U(dv), nullptr, U(q), U(k), U(v),
 			                             U(g), nullptr, dcu, dsl, nullptr, &dims, ws,
 			                             wb, 0));
 		};
-		if (sweep) { /* forward and forward+backward time against the segment count */
-			for (int gs : {1, 2, 3, 4, 6, 8, 12, 16, 24, 32}) {
-				char val[16];
-				snprintf(val, sizeof val, "%d", gs);
-				setenv("SWERVE_LIGHTNING_SEGMENTS", val, 1);
-				wf = swerve_lightning_forward_workspace(&dims);
-				wb = swerve_lightning_backward_workspace(&dims);
-				CK(cudaFree(ws));
-				CK(cudaMalloc(&ws, std::max(wf, wb) + 16));
-				printf("# sweep B=%d T=%d G=%d: fwd %.3f ms, fwd+bwd %.3f ms\n", B,
-				       T, gs, median_ms(fwd, 10), median_ms(fb, 10));
+		auto fb = [&] {
+			fwd();
+			bwd();
+		};
+		{
+			int gf, sf, gb, sb;
+			swerve_lightning_plan_(&dims, 1, &gf, &sf);
+			swerve_lightning_plan_(&dims, 3, &gb, &sb);
+			setenv("SWERVE_LIGHTNING_WG_PLAN", "3", 1);
+			int g3f, g3b, s3;
+			swerve_lightning_plan_(&dims, 1, &g3f, &s3);
+			swerve_lightning_plan_(&dims, 3, &g3b, &s3);
+			unsetenv("SWERVE_LIGHTNING_WG_PLAN");
+			printf("# plan B=%d T=%d: fwd G=%d stages=%d, bwd G=%d stages=%d (third "
+			       "round's "
+			       "plan: fwd G=%d, bwd G=%d)\n",
+			       B, T, gf, sf, gb, sb, g3f, g3b);
+		}
+		if (sweep) { /* forward and backward time against the segment count */
+			for (const char *stv : {"2", "4"}) {
+				setenv("SWERVE_LIGHTNING_WG_STAGES", stv, 1);
+				for (int gs : {1, 2, 3, 4, 5, 6, 8, 11, 12, 16, 24, 32}) {
+					/* 4 stages: one CTA per SM, so only small grids */
+					if (gs > T / 64 || (stv[0] == '4' && gs > 4))
+						continue;
+					char val[16];
+					snprintf(val, sizeof val, "%d", gs);
+					setenv("SWERVE_LIGHTNING_SEGMENTS", val, 1);
+					wf = swerve_lightning_forward_workspace(&dims);
+					wb = swerve_lightning_backward_workspace(&dims);
+					CK(cudaFree(ws));
+					CK(cudaMalloc(&ws, std::max(wf, wb) + 16));
+					printf("# sweep B=%d T=%d stages=%s G=%d: fwd %.4f bwd "
+					       "%.4f ms\n",
+					       B, T, stv, gs, median_ms(fwd, 15),
+					       median_ms(bwd, 15));
+				}
 			}
+			fflush(stdout);
+			unsetenv("SWERVE_LIGHTNING_WG_STAGES");
 			unsetenv("SWERVE_LIGHTNING_SEGMENTS");
 			wf = swerve_lightning_forward_workspace(&dims);
 			wb = swerve_lightning_backward_workspace(&dims);
@@ -205,18 +236,26 @@ int main(int argc, char **argv)
 		double floor_f = 4 * tensor / bw * 1e3, floor_b = 9 * tensor / bw * 1e3;
 		char shape[32];
 		snprintf(shape, sizeof shape, "%d,%d,%d,%d", B, T, H, D);
-		/* the current choice of kernels (V3 form 1, wgmma), V3's other forms
+		/* the current choice of kernels (V3 form 1, wgmma), V3 with the third
+		 * round's segment plan (SWERVE_LIGHTNING_WG_PLAN=3), V3's other forms
 		 * (SWERVE_LIGHTNING_WG_FORM=2: the experiment with the state update
 		 * from shared memory; =0: each product chained in turn), the second
 		 * round's choice between the mma.sync kernels, the first version's main
 		 * kernel and V2 forced for both passes (SWERVE_LIGHTNING_KERNEL=12, 1,
 		 * 2), then the current choice again (the spread between its two rows is
 		 * the run's noise) */
-		const char *names[] = {"swerve",    "swerve-v3f2", "swerve-v3f0", "swerve-mma",
-		                       "swerve-v1", "swerve-v2",   "swerve-again"};
-		const char *kenv[] = {nullptr, nullptr, nullptr, "12", "1", "2", nullptr};
-		const char *fenv[] = {nullptr, "2", "0", nullptr, nullptr, nullptr, nullptr};
-		for (int r = 0; r < (prof ? 1 : 7); r++) {
+		const char *names[] = {"swerve",     "swerve-plan3", "swerve-v3f2", "swerve-v3f0",
+		                       "swerve-mma", "swerve-v1",    "swerve-v2",   "swerve-again"};
+		const char *kenv[] = {nullptr, nullptr, nullptr, nullptr, "12", "1", "2", nullptr};
+		const char *fenv[] = {nullptr, nullptr, "2",     "0",
+		                      nullptr, nullptr, nullptr, nullptr};
+		const char *penv[] = {nullptr, "3",     nullptr, nullptr,
+		                      nullptr, nullptr, nullptr, nullptr};
+		for (int r = 0; r < (prof ? 1 : 8); r++) {
+			if (penv[r])
+				setenv("SWERVE_LIGHTNING_WG_PLAN", penv[r], 1);
+			else
+				unsetenv("SWERVE_LIGHTNING_WG_PLAN");
 			if (kenv[r])
 				setenv("SWERVE_LIGHTNING_KERNEL", kenv[r], 1);
 			else
@@ -237,6 +276,7 @@ int main(int argc, char **argv)
 		}
 		unsetenv("SWERVE_LIGHTNING_KERNEL");
 		unsetenv("SWERVE_LIGHTNING_WG_FORM");
+		unsetenv("SWERVE_LIGHTNING_WG_PLAN");
 		cudaFree(q), cudaFree(k), cudaFree(v), cudaFree(g), cudaFree(o), cudaFree(dq);
 		cudaFree(dk), cudaFree(dv), cudaFree(dcu), cudaFree(ws);
 	}
