@@ -476,10 +476,14 @@ struct policy_rl_opts {
 	int passes;             /* K update passes over each batch (>= 1) */
 	int recompute_logprobs; /* behaviour logprobs from the current policy, not the rollout */
 	double peak_flops;      /* for MFU (FLOP/s of the device); 0: not reported */
+	int micro_batches;      /* > 1: each pass accumulates over this many micro-batches of
+	                         * whole sequences (policy_trainer_pg_step_accum; each
+	                         * normalised by its own tokens), so a batch larger than the
+	                         * device buffers trains in one optimizer step per pass */
 };
 #define POLICY_RL_OPTS_INIT                                                                        \
 	{                                                                                          \
-		POLICY_LOSS_OPTS_INIT, 1, 0, 0.0                                                   \
+		POLICY_LOSS_OPTS_INIT, 1, 0, 0.0, 1                                                \
 	}
 
 struct policy_rl_stats {

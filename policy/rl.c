@@ -1,7 +1,8 @@
 /* rl.c - the RL training step driven by the db's consumer API: complete
  * groups of rollouts (prompt tokens, response tokens, behaviour logprobs,
  * rewards) become one packed batch with per-token advantages, trained with
- * CISPO (or GRPO/DAPO) for K passes; metrics go back to the db.
+ * CISPO (or GRPO/DAPO) for K passes, each pass optionally accumulated over
+ * micro-batches of whole sequences; metrics go back to the db.
  *
  * Position p of a packed sequence s = prompt ++ response predicts s[p+1], so
  * response token j (at P + j) is the target of position P + j - 1. Groups
@@ -44,7 +45,10 @@ int policy_rl_step_batch(struct policy_rl_stats *st, struct policy_trainer *tr,
 	struct packed pk;
 	size_t total = 0, nsamp = 0;
 	double rsum = 0, t0 = now_s(), *cur = NULL;
-	int rc = 0, need_recompute = 0, L = tr->cfg.max_seq_len;
+	int rc = 0, need_recompute = 0, L = tr->cfg.max_seq_len, K = 1, *mcu = NULL;
+	struct policy_batch *mb = NULL;
+	const int **mt = NULL;
+	const double **mo = NULL, **ma = NULL;
 
 	memset(st, 0, sizeof(*st));
 	memset(&pk, 0, sizeof(pk));
@@ -153,8 +157,35 @@ int policy_rl_step_batch(struct policy_rl_stats *st, struct policy_trainer *tr,
 	st->reward_mean = nsamp ? rsum / (double)nsamp : 0;
 	if (pk.n_seqs == 0)
 		goto done; /* nothing to train on: not an error */
+	/* the packed sequences split into K contiguous micro-batches of about
+	 * n / K tokens each (at least one sequence each) */
+	K = o->micro_batches > 1 ? o->micro_batches : 1;
+	if (K > pk.n_seqs)
+		K = pk.n_seqs;
+	mb = calloc((size_t)K, sizeof(*mb));
+	mcu = calloc((size_t)pk.n_seqs + (size_t)K, sizeof(int));
+	mt = calloc((size_t)K, sizeof(*mt));
+	mo = calloc((size_t)K, sizeof(*mo));
+	ma = calloc((size_t)K, sizeof(*ma));
+	if (!mb || !mcu || !mt || !mo || !ma) {
+		rc = swerve_error_set(SWERVE_ENOMEM, "rl: out of memory");
+		goto done;
+	}
+	for (int i = 0, s0 = 0, *cu = mcu; i < K; i++) {
+		int s1 = s0 + 1, t0 = pk.cu[s0];
+		while (s1 < pk.n_seqs - (K - 1 - i) &&
+		       (i == K - 1 || (long)pk.cu[s1] * K < (long)pk.n * (i + 1)))
+			s1++;
+		for (int q = s0; q <= s1; q++)
+			cu[q - s0] = pk.cu[q] - t0;
+		mb[i] = (struct policy_batch){pk.cu[s1] - t0, pk.tok + t0, s1 - s0, cu};
+		mt[i] = pk.tgt + t0;
+		mo[i] = pk.old + t0;
+		ma[i] = pk.adv + t0;
+		cu += s1 - s0 + 1;
+		s0 = s1;
+	}
 	{
-		struct policy_batch b = {pk.n, pk.tok, pk.n_seqs, pk.cu};
 		struct policy_step_stats ss;
 		if (need_recompute) {
 			cur = calloc((size_t)pk.n, sizeof(double));
@@ -162,15 +193,17 @@ int policy_rl_step_batch(struct policy_rl_stats *st, struct policy_trainer *tr,
 				rc = swerve_error_set(SWERVE_ENOMEM, "rl: out of memory");
 				goto done;
 			}
-			if ((rc = policy_trainer_logprobs(cur, tr, &b, pk.tgt)))
-				goto done;
+			for (int i = 0; i < K; i++)
+				if ((rc = policy_trainer_logprobs(cur + (mt[i] - pk.tgt), tr,
+				                                  &mb[i], mt[i])))
+					goto done;
 			for (int t = 0; t < pk.n; t++)
 				if (!pk.has_old[t])
 					pk.old[t] = cur[t];
 		}
 		for (int k = 0; k < o->passes; k++) {
-			if ((rc = policy_trainer_pg_step(&ss, tr, &b, pk.tgt, pk.old, pk.adv,
-			                                 &o->loss)))
+			if ((rc = policy_trainer_pg_step_accum(&ss, tr, mb, mt, mo, ma, &o->loss,
+			                                       K)))
 				goto done;
 		}
 		st->loss = ss.loss;
@@ -187,6 +220,11 @@ int policy_rl_step_batch(struct policy_rl_stats *st, struct policy_trainer *tr,
 	}
 done:
 	free(cur);
+	free(mb);
+	free(mcu);
+	free(mt);
+	free(mo);
+	free(ma);
 	packed_free(&pk);
 	return rc;
 }

@@ -603,14 +603,16 @@ static int cmd_rl(int argc, char **argv)
 	        "                       [--steps N] [--groups N] [--passes K]\n"
 	        "                       [--loss cispo|grpo|dapo] [--eps-high X] [--eps-low X]\n"
 	        "                       [--recompute-logprobs] [--lr X] [--clip X]\n"
-	        "                       [--peak-tflops X] [--device cpu|gpu]\n\n"
+	        "                       [--peak-tflops X] [--accum K] [--device cpu|gpu]\n\n"
 	        "RL from the runner's rewards: each step fetches up to --groups complete groups\n"
 	        "of run NAME through the db consumer API, computes group advantages (groups\n"
 	        "with equal rewards are skipped), trains --passes times with the chosen loss\n"
-	        "(CISPO: eps-high 4, no lower bound; GRPO 0.2/0.2; DAPO 0.2/0.28), marks the\n"
-	        "groups consumed, and stores loss, reward_mean, clipped_frac, entropy,\n"
-	        "grad_norm, tokens_per_s and mfu in the db. Stops after --steps steps or when\n"
-	        "no complete group is left; saves the checkpoint to --out (default --ckpt).\n";
+	        "(CISPO: eps-high 4, no lower bound; GRPO 0.2/0.2; DAPO 0.2/0.28), each pass\n"
+	        "one optimizer step (--accum K: accumulated over K micro-batches of whole\n"
+	        "sequences), marks the groups consumed, and stores loss, reward_mean,\n"
+	        "clipped_frac, entropy, grad_norm, tokens_per_s and mfu in the db. Stops after\n"
+	        "--steps steps or when no complete group is left; saves the checkpoint to --out\n"
+	        "(default --ckpt).\n";
 	struct common o;
 	struct policy_trainer *tr = NULL;
 	struct swerve_db *db = NULL;
@@ -644,6 +646,7 @@ static int cmd_rl(int argc, char **argv)
 	if (o.eps_low >= 0)
 		ro.loss.eps_low = o.eps_low;
 	ro.passes = o.passes;
+	ro.micro_batches = o.accum;
 	ro.recompute_logprobs = o.recompute;
 	ro.peak_flops = o.peak_tflops * 1e12;
 	{

@@ -181,3 +181,60 @@ Test(rl, rollout_logprobs_are_the_behaviour_policy)
 	ts_rmtree(dir);
 	free(dir);
 }
+
+/* micro-batches: the packed sequences split into contiguous micro-batches,
+ * one optimizer step per pass. Two groups of the same size (different
+ * advantages) split in two are two micro-batches of 16 target tokens each, so
+ * the mean of their token means is the whole batch's token mean: the step
+ * equals the one over the whole batch up to rounding (a split that lost or
+ * repeated a micro-batch would not); more micro-batches than sequences are
+ * capped at one sequence each, which weights tokens differently. */
+Test(rl, micro_batches_accumulate_into_one_step)
+{
+	char *dir = ts_mkdtemp(), path[4096];
+	struct swerve_db *db;
+	int64_t run, task;
+	struct policy_config c;
+	struct policy_trainer *tr[3];
+	struct policy_rl_opts o = POLICY_RL_OPTS_INIT;
+	struct policy_rl_stats st[3];
+	struct swerve_db_batch b = {0};
+	double r[4] = {1, 0, 1, 0}, r2[4] = {0, 1, 1, 0}, num = 0, den = 0, moved = 0;
+	const int mbs[3] = {1, 2, 100};
+	snprintf(path, sizeof(path), "%s/swerve.db", dir);
+	cr_assert_eq(swerve_db_open(&db, path, NULL), 0, "%s", swerve_error_last());
+	cr_assert_eq(swerve_db_run_create(&run, db, "rl-mb", NULL), 0);
+	cr_assert_eq(swerve_db_task_upsert(&task, db, "o__r-3", "o/r", "abc", "{}"), 0);
+	add_group(db, run, task, 11, r, NULL);
+	add_group(db, run, task, 12, r2, NULL);
+	cr_assert_eq(swerve_db_groups_fetch(&b, db, run, 8), 0, "%s", swerve_error_last());
+	cr_assert_eq(b.n, 2);
+	small_config(&c);
+	o.passes = 2;
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(policy_trainer_new(&tr[i], &c, 21), 0);
+		tr[i]->opt.lr = 2e-3;
+		o.micro_batches = mbs[i];
+		cr_assert_eq(policy_rl_step_batch(&st[i], tr[i], &b, &o), 0, "%s",
+		             swerve_error_last());
+		cr_expect_eq(st[i].groups, 2);
+		cr_expect_eq(tr[i]->opt.step, 2, "one optimizer step per pass (micro-batches %d)",
+		             mbs[i]);
+	}
+	for (size_t j = 0; j < tr[0]->layout.total; j++) {
+		double d = (double)tr[1]->params[j] - tr[0]->params[j];
+		num += d * d;
+		den += (double)tr[0]->params[j] * tr[0]->params[j];
+		moved += fabs((double)tr[2]->params[j] - tr[0]->params[j]);
+	}
+	cr_expect(sqrt(num / den) < 1e-6, "2 micro-batches vs 1 batch: rel %.3e", sqrt(num / den));
+	cr_expect(fabs(st[1].loss - st[0].loss) < 1e-9 * (fabs(st[0].loss) + 1e-3),
+	          "loss %.12g vs %.12g", st[1].loss, st[0].loss);
+	cr_expect(moved > 0, "8 micro-batches of one sequence step differently from one batch");
+	for (int i = 0; i < 3; i++)
+		policy_trainer_free(tr[i]);
+	swerve_db_batch_free(&b);
+	swerve_db_close(db);
+	ts_rmtree(dir);
+	free(dir);
+}
