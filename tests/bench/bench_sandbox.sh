@@ -28,12 +28,24 @@ else
 	spid=$!
 	for i in $(seq 100); do [ -S "$SWERVE_SOCKET" ] && break; sleep 0.05; done
 	sleep 1 # the workers' warm-up runs
-	hyperfine -N --warmup 20 --runs "$RUNS" --export-markdown "$md" \
+	hyperfine -N --warmup 20 --runs "$RUNS" --export-markdown "$md" --export-json "$md.json" \
 		"$SWERVE exec -- /bin/true" "$BUILD/swerve-exec exec -- /bin/true" \
 		"$BWRAP" "/bin/true" 2>&1 | grep -v '^ *$'
 	kill "$spid"
 	wait "$spid" 2>/dev/null
 	cat "$md"
-	rm -rf "$md" "$sdir"
+	# the goal is a ratio: print the means exactly, each against bwrap's
+	python3 - "$md.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))["results"]
+bw = [x for x in r if x["command"].startswith("bwrap")]
+base = bw[0]["mean"] if bw else None
+print("\n%-44s %9s %9s %9s" % ("command", "mean ms", "median ms", "x bwrap"))
+for x in r:
+    name = x["command"] if len(x["command"]) < 44 else x["command"][:41] + "..."
+    ratio = "%.3f" % (x["mean"] / base) if base else "-"
+    print("%-44s %9.3f %9.3f %9s" % (name, x["mean"] * 1e3, x["median"] * 1e3, ratio))
+PY
+	rm -rf "$md" "$md.json" "$sdir"
 fi
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
