@@ -216,7 +216,7 @@ test-asan: $(ASAN_BINS)
 test: deps all $(UNIT_BINS) $(ASAN_BINS) $(SEC_BINS) $(E2E_BINS) $(PROG_BINS) $(REPLAY_BINS)
 	@BUILD=$(BUILD) tests/run.sh \
 	  $(addprefix unit:,$(UNIT_BINS)) $(addprefix sec:,$(SEC_BINS)) \
-	  $(addprefix secslow:,$(SEC_BINS)) \
+	  $(addprefix secslow:,$(SEC_BINS)) $(addprefix secprep:,$(SEC_BINS)) \
 	  $(addprefix e2e:,$(E2E_BINS)) $(addprefix fuzz:,$(REPLAY_BINS)) \
 	  $(addprefix asan:,$(ASAN_BINS))
 

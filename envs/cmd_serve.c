@@ -4,6 +4,9 @@
  * N worker processes that accept on it; each worker keeps one sandbox
  * context, so its runs take the fast path (holder, template root, shared-
  * memory start: sandbox/run.c) instead of building namespaces per command.
+ * While idle, a worker keeps the next run's sandbox started
+ * (swerve_sandbox_prepare: same mounts, directory and hostname as its last
+ * run), so a request only sets limits and execs.
  * The `swerve` launcher (envs/launch_main.c) sends one message per
  * `swerve exec`: "SWX1\0", its working directory, then its arguments from
  * "exec" on, each NUL-terminated, with its stdin, stdout and stderr attached
@@ -194,6 +197,8 @@ __attribute__((noreturn)) static void worker(int lfd)
 	}
 	if (chdir("/") < 0)
 		_exit(SWERVE_EXIT_INFRA);
+	if (swerve_sandbox_prepare(sb) < 0)
+		swerve_error_clear();
 	for (;;) {
 		int conn = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 		if (conn < 0) {
@@ -205,6 +210,10 @@ __attribute__((noreturn)) static void worker(int lfd)
 		}
 		serve_one(conn, sb, saved);
 		close(conn);
+		/* idle until the next client: start its sandbox now (same mounts,
+		 * directory and hostname as this run; anything else discards it) */
+		if (swerve_sandbox_prepare(sb) < 0)
+			swerve_error_clear();
 	}
 }
 

@@ -54,6 +54,7 @@ const char *sb_step_name(int step);
 enum sb_msg_kind {
 	SB_MSG_ERROR = 1, /* {step, index, err}: a containment step failed */
 	SB_MSG_EXIT,      /* {status}: the command's wait status (from init) */
+	SB_MSG_READY,     /* a prepared command waits for its run (prepare) */
 };
 
 struct sb_msg {
@@ -231,8 +232,14 @@ struct swerve_sandbox {
 	 * root, a network namespace, a user namespace (ids mapped) and a uts
 	 * namespace per context, which every run joins; see spawn.c. */
 	int fast;
-	struct sb_mount_plan tmpl;     /* the holder's template (fast path) */
-	struct sb_mount_plan run_plan; /* this run's mounts (fast path) */
+	struct sb_mount_plan tmpl;      /* the holder's template (fast path) */
+	struct sb_mount_plan run_plan;  /* this run's mounts (fast path) */
+	struct sb_mount_plan cand_plan; /* the next run's, compared with run_plan */
+	/* swerve_sandbox_prepare (run.c): a started sandbox waiting for its
+	 * command, made with run_plan, last_cwd and last_host */
+	struct sb_prepared *prep;
+	int have_last; /* a fast-path run set run_plan, last_cwd, last_host */
+	char last_cwd[4096], last_host[65];
 	int ns_mnt;
 	int want_holder; /* root and not SWERVE_SANDBOX_SLOW: start it at run 2 */
 	unsigned long runs;

@@ -23,6 +23,7 @@
 #include <inttypes.h>
 #include <linux/seccomp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -55,6 +56,8 @@
 static int write_proc(pid_t pid, const char *file, const char *data);
 
 #define VM_STACK (1u << 20) /* per stack of the shared-memory start */
+
+static void prep_discard(struct swerve_sandbox *sb);
 
 /* The probe's reasons that concern user namespaces (for an error message). */
 static const char *userns_why(const struct swerve_sandbox_probe *p, char *buf, size_t len)
@@ -224,12 +227,14 @@ void swerve_sandbox_free(struct swerve_sandbox *sb)
 {
 	if (!sb)
 		return;
+	prep_discard(sb);
 	holder_stop(sb);
 	sb_cgroup_parent_close(&sb->cg);
 	sb_seccomp_dispose(&sb->prog);
 	sb_mount_plan_dispose(&sb->plan);
 	sb_mount_plan_dispose(&sb->tmpl);
 	sb_mount_plan_dispose(&sb->run_plan);
+	sb_mount_plan_dispose(&sb->cand_plan);
 	if (sb->shared && sb->shared != MAP_FAILED)
 		munmap(sb->shared, 4096);
 	if (sb->vm_stacks)
@@ -610,6 +615,199 @@ static pid_t clone_into_cgroup(unsigned long flags, int *pidfd, int cgfd, int *a
 	return (pid_t)syscall(SYS_clone, flags | CLONE_PIDFD | SIGCHLD, 0, pidfd, NULL, 0);
 }
 
+/* ---- prepared starts -------------------------------------------------------
+ * swerve_sandbox_prepare() starts the next run's sandbox ahead of time (the
+ * shared-memory start, from the last run's mounts, working directory and
+ * hostname) and leaves its command waiting after the seccomp filter (spawn.c
+ * wait_for_run). A run whose mounts, directory and hostname are the same
+ * gives it argv, environment and limits and writes one byte; any other run
+ * discards it. */
+struct sb_prepared {
+	struct sb_child c; /* read by init and the command until the exec */
+	pid_t pid;
+	pthread_t thread; /* init shares this thread's TLS */
+	int pidfd, sock, out_r, err_r, started_r, go_w, listener;
+	char cwd[4096], host[65];
+};
+
+static void prep_close(struct sb_prepared *p)
+{
+	int fds[] = {p->pidfd, p->sock, p->out_r, p->err_r, p->started_r, p->go_w, p->listener};
+	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+}
+
+static void prep_discard(struct swerve_sandbox *sb)
+{
+	struct sb_prepared *p = sb->prep;
+	if (!p)
+		return;
+	sb->prep = NULL;
+	if (p->pid > 0) {
+		if (p->pidfd >= 0)
+			syscall(SYS_pidfd_send_signal, p->pidfd, SIGKILL, NULL, 0);
+		else
+			kill(p->pid, SIGKILL);
+		while (waitpid(p->pid, NULL, __WALL) < 0 && errno == EINTR)
+			;
+	}
+	prep_close(p);
+	free(p);
+}
+
+static int plan_equal(const struct sb_mount_plan *a, const struct sb_mount_plan *b)
+{
+	if (a->n != b->n || a->used_overlay != b->used_overlay)
+		return 0;
+	for (size_t i = 0; i < a->n; i++) {
+		const struct sb_mount_op *x = &a->ops[i], *y = &b->ops[i];
+		const char *xs[] = {x->extra, x->src, x->dst, x->data};
+		const char *ys[] = {y->extra, y->src, y->dst, y->data};
+		if (x->kind != y->kind || x->optional != y->optional)
+			return 0;
+		for (int k = 0; k < 4; k++)
+			if ((xs[k] == NULL) != (ys[k] == NULL) || (xs[k] && strcmp(xs[k], ys[k])))
+				return 0;
+	}
+	return 1;
+}
+
+/* While a prepared start sets up, its init and command own this thread's
+ * errno: wait for SB_MSG_READY (the listener fd comes first) in raw system
+ * calls only, signals blocked. 0 ready, -1 failed (the caller discards). */
+static int prep_wait_ready(struct sb_prepared *p)
+{
+#if SB_HAVE_RAW_SYSCALL
+	uint64_t deadline = sb_now_ns() + 5000000000ull;
+	sigset_t all;
+	sigfillset(&all);
+	for (;;) {
+		struct sb_msg m;
+		union {
+			char buf[CMSG_SPACE(sizeof(int))];
+			struct cmsghdr align;
+		} u;
+		struct iovec iov = {&m, sizeof(m)};
+		struct msghdr mh = {.msg_iov = &iov,
+		                    .msg_iovlen = 1,
+		                    .msg_control = u.buf,
+		                    .msg_controllen = sizeof(u.buf)};
+		long n = sb_raw_syscall(SYS_recvmsg, p->sock, (long)&mh,
+		                        MSG_DONTWAIT | MSG_CMSG_CLOEXEC, 0, 0, 0);
+		if (n > 0) {
+			struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+			if (c && c->cmsg_type == SCM_RIGHTS) {
+				int fd;
+				memcpy(&fd, CMSG_DATA(c), sizeof(int));
+				if (p->listener >= 0)
+					sb_raw_syscall(SYS_close, fd, 0, 0, 0, 0, 0);
+				else
+					p->listener = fd;
+				continue;
+			}
+			if (n == (long)sizeof(m) && m.kind == SB_MSG_READY)
+				return 0;
+			if (n == (long)sizeof(m) && m.kind == SB_MSG_ERROR)
+				return -1;
+			continue;
+		}
+		if (n == 0 || (n != -EAGAIN && n != -EINTR))
+			return -1;
+		uint64_t now = sb_now_ns();
+		if (now >= deadline)
+			return -1;
+		struct pollfd pf[2] = {{p->sock, POLLIN, 0}, {p->pidfd, POLLIN, 0}};
+		struct timespec ts = {(time_t)((deadline - now) / 1000000000ull),
+		                      (long)((deadline - now) % 1000000000ull)};
+		long k =
+		        sb_raw_syscall(SYS_ppoll, (long)pf, 2, (long)&ts, (long)&all, _NSIG / 8, 0);
+		if (k > 0 && pf[1].revents && !pf[0].revents)
+			return -1; /* init is gone */
+	}
+#else
+	(void)p;
+	return -1;
+#endif
+}
+
+int swerve_sandbox_prepare(struct swerve_sandbox *sb)
+{
+	if (sb->prep || !sb->fast || !sb->have_last || sb_cgroup_enabled(&sb->cg) ||
+	    vm_stacks(sb) < 0)
+		return 0; /* nothing to do, or not possible here */
+	struct sb_prepared *p = calloc(1, sizeof(*p));
+	int out[2] = {-1, -1}, err[2] = {-1, -1}, started[2] = {-1, -1}, go[2] = {-1, -1};
+	int sv[2] = {-1, -1};
+	if (!p)
+		return swerve_error_set(SWERVE_ENOMEM, "sandbox: prepare: out of memory");
+	p->pid = -1;
+	p->pidfd = p->sock = p->out_r = p->err_r = p->started_r = p->go_w = p->listener = -1;
+	if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 ||
+	    pipe2(started, O_CLOEXEC) < 0 ||
+	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, go) < 0 ||
+	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+		int e = errno;
+		int fds[] = {out[0], out[1], err[0], err[1], started[0], started[1], go[0], go[1]};
+		for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
+			if (fds[i] >= 0)
+				close(fds[i]);
+		free(p);
+		return swerve_error_set(SWERVE_ERROR, "sandbox: prepare: %s", strerror(e));
+	}
+	snprintf(p->cwd, sizeof(p->cwd), "%s", sb->last_cwd);
+	snprintf(p->host, sizeof(p->host), "%s", sb->last_host);
+	struct sb_child *c = &p->c;
+	c->sock = sv[1];
+	c->out_w = out[1];
+	c->err_w = err[1];
+	c->cwd = p->cwd;
+	c->hostname = p->host;
+	c->plan = &sb->run_plan;
+	c->prog = &sb->prog;
+	c->shared = sb->shared;
+	c->fast = 1;
+	c->ns_user = sb->ns_user;
+	c->ns_net = sb->ns_net;
+	c->ns_uts = sb->ns_uts;
+	c->ns_mnt = sb->ns_mnt;
+	c->vm = 1;
+	c->started_w = started[1];
+	c->cmd_stack_top = sb->vm_stacks + 2 * VM_STACK;
+	c->cap_last = sb->cap_last;
+	c->prepared = 1;
+	c->go_r = go[0];
+	p->sock = sv[0];
+	p->out_r = out[0];
+	p->err_r = err[0];
+	p->started_r = started[0];
+	p->go_w = go[1];
+	p->thread = pthread_self();
+	fcntl(p->out_r, F_SETFL, O_NONBLOCK);
+	fcntl(p->err_r, F_SETFL, O_NONBLOCK);
+	unsigned long flags = RUN_NS_FLAGS & ~(unsigned long)CLONE_NEWNS;
+	p->pid = clone(sb_child_vm_entry, sb->vm_stacks + VM_STACK,
+	               (int)(flags | CLONE_VM | CLONE_PIDFD | SIGCHLD), c, &p->pidfd);
+	int e = errno;
+	/* no failing call from here until the command is ready (errno) */
+	close(sv[1]);
+	close(out[1]);
+	close(err[1]);
+	close(started[1]);
+	close(go[0]);
+	sb->prep = p;
+	if (p->pid < 0) {
+		prep_discard(sb);
+		return swerve_error_set(SWERVE_ERROR, "sandbox: prepare: clone: %s", strerror(e));
+	}
+	if (prep_wait_ready(p) < 0) {
+		prep_discard(sb);
+		return swerve_error_set(SWERVE_ERROR, "sandbox: prepare: the sandbox did not "
+		                                      "become ready (the next run starts afresh)");
+	}
+	return 0;
+}
+
 int swerve_sandbox_run(struct swerve_sandbox_result *r, struct swerve_sandbox *sb,
                        const struct swerve_sandbox_opts *o)
 {
@@ -624,7 +822,8 @@ int swerve_sandbox_run(struct swerve_sandbox_result *r, struct swerve_sandbox *s
 	int e_map;
 	char whybuf[600];
 	struct sb_cgroup cg = {.dirfd = -1};
-	int cg_attach = 0;
+	int cg_attach = 0, use_prep = 0;
+	struct sb_prepared *prep = NULL;
 
 	memset(r, 0, sizeof(*r));
 	r->exit_code = -1;
@@ -661,10 +860,27 @@ int swerve_sandbox_run(struct swerve_sandbox_result *r, struct swerve_sandbox *s
 	/* fast path from the second run on (one-shot callers such as swerve exec
 	 * never pay for the holder): this run's mounts, and a template that has
 	 * their mount points (rebuilt when a run needs other ones) */
+	const char *cwd =
+	        o->cwd ? o->cwd
+	               : (o->workspace || o->workspace_lower
+	                          ? (o->workspace_mount ? o->workspace_mount : "/workspace")
+	                          : "/");
+	const char *host = o->hostname ? o->hostname : "sandbox";
 	if (sb->want_holder && ++sb->runs >= 2) {
-		if ((rc = sb_mount_plan_build(&sb->run_plan, SB_PLAN_RUN, o, sb->passwd,
+		if ((rc = sb_mount_plan_build(&sb->cand_plan, SB_PLAN_RUN, o, sb->passwd,
 		                              sb->group)) < 0)
 			return fail_xx(r, rc);
+		/* a prepared start serves this run if it is set up the same way */
+		use_prep = sb->prep && sb->fast && o->argv && !o->fn &&
+		           plan_equal(&sb->cand_plan, &sb->run_plan) &&
+		           !strcmp(cwd, sb->prep->cwd) && !strcmp(host, sb->prep->host) &&
+		           pthread_equal(sb->prep->thread, pthread_self()) &&
+		           !sb_cgroup_enabled(&sb->cg);
+		if (!use_prep)
+			prep_discard(sb);
+		struct sb_mount_plan t = sb->run_plan;
+		sb->run_plan = sb->cand_plan;
+		sb->cand_plan = t;
 		if (!sb->fast || !sb_mount_key_covered(&sb->tmpl, &sb->run_plan)) {
 			holder_stop(sb);
 			holder_start(sb, o);
@@ -696,11 +912,8 @@ int swerve_sandbox_run(struct swerve_sandbox_result *r, struct swerve_sandbox *s
 	c.path = env.path;
 	c.fn = o->fn;
 	c.fn_arg = o->fn_arg;
-	c.cwd = o->cwd ? o->cwd
-	               : (o->workspace || o->workspace_lower
-	                          ? (o->workspace_mount ? o->workspace_mount : "/workspace")
-	                          : "/");
-	c.hostname = o->hostname ? o->hostname : "sandbox";
+	c.cwd = cwd;
+	c.hostname = host;
 	c.plan = plan;
 	sb_limits_plan(c.rl, &o->limits);
 	c.prog = &sb->prog;
@@ -712,6 +925,33 @@ int swerve_sandbox_run(struct swerve_sandbox_result *r, struct swerve_sandbox *s
 	c.ns_uts = sb->ns_uts;
 	c.ns_mnt = sb->ns_mnt;
 
+	if (use_prep) {
+		/* the prepared command waits after its seccomp filter: give it
+		 * this run's argv, environment and limits, release it, and park
+		 * while it applies them and execs (spawn.c wait_for_run) */
+		prep = sb->prep;
+		sb->prep = NULL;
+		prep->c.argv = (char *const *)o->argv;
+		prep->c.envp = env.envp;
+		prep->c.path = env.path;
+		sb_limits_plan(prep->c.rl, &o->limits);
+		pid = prep->pid;
+		s.pidfd = prep->pidfd;
+		s.sock = prep->sock;
+		s.out_r = prep->out_r;
+		s.err_r = prep->err_r;
+		s.listener = prep->listener;
+		started[0] = prep->started_r;
+		prep->pidfd = prep->sock = prep->out_r = prep->err_r = prep->listener = -1;
+		prep->started_r = -1;
+		sb->timing.prepared = 1;
+		if (send(prep->go_w, "g", 1, MSG_NOSIGNAL) != 1)
+			goto sysfail;
+		close(prep->go_w);
+		prep->go_w = -1;
+		vm_park(started[0], s.pidfd, t0, lim.wall_ms);
+		goto supervise;
+	}
 	if (pipe2(pipe_out, O_CLOEXEC) < 0 || pipe2(pipe_err, O_CLOEXEC) < 0 ||
 	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
 		goto sysfail;
@@ -799,6 +1039,7 @@ int swerve_sandbox_run(struct swerve_sandbox_result *r, struct swerve_sandbox *s
 		vm_park(started[0], s.pidfd, t0, lim.wall_ms);
 	}
 
+supervise:;
 	uint64_t deadline = lim.wall_ms == UINT64_MAX ? UINT64_MAX : t0 + lim.wall_ms * 1000000ull;
 	uint64_t next_mem = t0 + MEM_POLL_NS;
 	int init_done = 0;
@@ -1018,6 +1259,15 @@ done:
 	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
 		if (fds[i] >= 0)
 			close(fds[i]);
+	if (prep) {
+		prep_close(prep);
+		free(prep);
+	}
+	if (sb->fast) { /* what swerve_sandbox_prepare starts the next run with */
+		sb->have_last = 1;
+		snprintf(sb->last_cwd, sizeof(sb->last_cwd), "%s", cwd);
+		snprintf(sb->last_host, sizeof(sb->last_host), "%s", host);
+	}
 	free(env.envp);
 	return rc;
 }

@@ -219,6 +219,20 @@ int swerve_sandbox_new(struct swerve_sandbox **out, const void *config);
 
 void swerve_sandbox_free(struct swerve_sandbox *sb);
 
+/* Starts the next run's sandbox now, while the caller has nothing else to
+ * do (a server between requests): a sandbox with the mounts, working
+ * directory and hostname of the context's last run, its command stopped
+ * right after the seccomp filter (every containment step done but the
+ * limits). The next swerve_sandbox_run() with an argv (no fn) and the same
+ * mounts, working directory and hostname starts from it (it then only sets
+ * the limits and execs: timing.prepared = 1); any other run discards it.
+ * Only on the fast path with the shared-memory start (a root worker, after
+ * a run); elsewhere a no-op. Call it from the thread that will call
+ * swerve_sandbox_run (the sandbox's init shares that thread's TLS). 0 (ready,
+ * or nothing to do), or negative with a message (the next run then starts
+ * afresh). */
+int swerve_sandbox_prepare(struct swerve_sandbox *sb);
+
 /* Puts a fresh context on its fast path now (a root worker's holder starts
  * at the second run): runs /bin/true until the holder is up, at most twice.
  * For servers and tests that want their first real run warm. 0, or the
@@ -251,6 +265,8 @@ struct swerve_sandbox_timing {
 	uint64_t exec_us;    /* the command exec'd (shared-memory start: init said
 	                      * so; otherwise = seccomp_us) */
 	uint64_t wait_us;    /* parent: everything reaped */
+	int prepared;        /* the run started from swerve_sandbox_prepare's sandbox
+	                      * (the steps before exec_us were done then: 0 here) */
 };
 
 void swerve_sandbox_last_timing(const struct swerve_sandbox *sb, struct swerve_sandbox_timing *out);

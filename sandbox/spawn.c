@@ -139,6 +139,27 @@ static void exec_path(const struct sb_child *c)
 	errno = saw_eacces ? EACCES : ENOENT;
 }
 
+static int close_except(int *keep, int n);
+
+/* A prepared command (swerve_sandbox_prepare): every containment step but
+ * the limits is done; says so and waits for its run, whose supervisor then
+ * parks again (libc is ours after the byte). The wait is a raw read: the
+ * supervisor runs on this memory and TLS meanwhile. */
+static void wait_for_run(const struct sb_child *c)
+{
+	struct sb_msg m = {SB_MSG_READY, 0, 0, 0, 0};
+	char go;
+	long k;
+	sb_send(c->sock, &m);
+	do
+		k = sb_raw_syscall(SYS_read, c->go_r, (long)&go, 1, 0, 0, 0);
+	while (k == -EINTR);
+	if (k != 1) /* discarded: the supervisor closed the pipe */
+		for (;;)
+			sb_raw_syscall(SYS_exit_group, 127, 0, 0, 0, 0, 0);
+	close(c->go_r);
+}
+
 __attribute__((noreturn)) static void command(const struct sb_child *c)
 {
 	int sock = c->sock, idx = -1, lfd;
@@ -150,12 +171,12 @@ __attribute__((noreturn)) static void command(const struct sb_child *c)
 	int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (nul < 0 || dup2(nul, 0) < 0 || dup2(c->out_w, 1) < 0 || dup2(c->err_w, 2) < 0)
 		fail(sock, SB_STEP_STDIO, -1);
-	/* every other fd closed: nothing of the supervisor's is visible */
-	if (sock > 3 && syscall(SYS_close_range, 3, sock - 1, 0) < 0)
+	/* every other fd closed: nothing of the supervisor's is visible (a
+	 * prepared command keeps its go pipe, CLOEXEC, until the run) */
+	int keep[2] = {sock, c->prepared ? c->go_r : -1};
+	if (close_except(keep, 2) < 0)
 		fail(sock, SB_STEP_STDIO, -1);
-	if (syscall(SYS_close_range, sock + 1, ~0U, 0) < 0)
-		fail(sock, SB_STEP_STDIO, -1);
-	if (sb_limits_apply(c->rl, &idx) < 0)
+	if (!c->prepared && sb_limits_apply(c->rl, &idx) < 0)
 		fail(sock, SB_STEP_RLIMIT, idx);
 	if (drop_caps(c->cap_last) < 0)
 		fail(sock, SB_STEP_CAPS, -1);
@@ -165,6 +186,11 @@ __attribute__((noreturn)) static void command(const struct sb_child *c)
 	if (lfd < 0 || send_fd(sock, lfd) < 0)
 		fail(sock, SB_STEP_SECCOMP, -1);
 	close(lfd);
+	if (c->prepared) {
+		wait_for_run(c);
+		if (sb_limits_apply(c->rl, &idx) < 0)
+			fail(sock, SB_STEP_RLIMIT, idx);
+	}
 	c->shared->t_seccomp = sb_now_ns();
 	if (c->fn) {
 		/* fn may parse hostile input: it never gets the error channel */
@@ -287,8 +313,15 @@ __attribute__((noreturn)) void sb_child_main(const struct sb_child *c)
 {
 	int sock = c->sock, step = 0, idx = -1;
 	char go;
-	int keep[8] = {sock,       c->out_w,  c->err_w,  c->vm ? c->started_w : -1,
-	               c->ns_user, c->ns_net, c->ns_uts, c->ns_mnt};
+	int keep[9] = {sock,
+	               c->out_w,
+	               c->err_w,
+	               c->vm ? c->started_w : -1,
+	               c->prepared ? c->go_r : -1,
+	               c->ns_user,
+	               c->ns_net,
+	               c->ns_uts,
+	               c->ns_mnt};
 	if (c->vm) {
 		/* the caller's signal handlers live in this address space: none
 		 * may run here (a signal from inside the sandbox to pid 1 would
@@ -300,7 +333,7 @@ __attribute__((noreturn)) void sb_child_main(const struct sb_child *c)
 	}
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
 		fail(sock, SB_STEP_SETSID, -1);
-	if (close_except(keep, c->fast ? 8 : 4) < 0)
+	if (close_except(keep, c->fast ? 9 : 5) < 0)
 		fail(sock, SB_STEP_STDIO, -1);
 	/* slow path: the supervisor writes our uid/gid maps, then releases us */
 	if (!c->fast && read(sock, &go, 1) != 1)

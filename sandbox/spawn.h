@@ -31,6 +31,12 @@ struct sb_child {
 	int vm;
 	int started_w;
 	int cap_last; /* highest capability number of this kernel */
+	/* prepared start (swerve_sandbox_prepare): the command stops after
+	 * loading the seccomp filter, sends SB_MSG_READY and waits in a raw
+	 * read(2) on go_r; argv, envp, path and rl are filled in by the run
+	 * before it writes the byte (the limits are applied after it) */
+	int prepared;
+	int go_r;
 	char *cmd_stack_top;
 };
 

@@ -1,7 +1,8 @@
 #!/bin/sh
 # tests/run.sh - runs test binaries and prints one summary line at the end.
-# Arguments: kind:path, kind in unit|sec|secslow|e2e|asan (Criterion
-# binaries; secslow runs with SWERVE_SANDBOX_SLOW=1),
+# Arguments: kind:path, kind in unit|sec|secslow|secprep|e2e|asan (Criterion
+# binaries; secslow runs with SWERVE_SANDBOX_SLOW=1, secprep with
+# SWERVE_TEST_PREPARE=1),
 # fuzz (corpus replay: exit status), gpu (own harness: "N passed, N failed").
 # Each binary's full output goes to $BUILD/test-logs/; a failing binary's
 # output is also printed. Exit status: 0 iff nothing failed.
@@ -34,9 +35,11 @@ for arg in "$@"; do
 		[ $rc -ne 0 ] && [ "$f" -eq 0 ] && f=1
 		;;
 	*)
-		# secslow: the security suite again on the sandbox's slow path
+		# secslow: the security suite again on the sandbox's slow path;
+		# secprep: again, each case from a prepared sandbox
 		slow=0; [ "$kind" = secslow ] && slow=1
-		SWERVE_SANDBOX_SLOW=$slow timeout "$SWERVE_TEST_TIMEOUT" "$bin" --jobs=2 --verbose >"$log" 2>&1
+		prep=0; [ "$kind" = secprep ] && prep=1
+		SWERVE_SANDBOX_SLOW=$slow SWERVE_TEST_PREPARE=$prep timeout "$SWERVE_TEST_TIMEOUT" "$bin" --jobs=2 --verbose >"$log" 2>&1
 		rc=$?
 		syn=$(grep 'Synthesis:' "$log" | tail -n 1)
 		t=$(echo "$syn" | sed -n 's/.*Tested: \([0-9]*\).*/\1/p'); t=${t:-0}

@@ -1,8 +1,11 @@
 /* bench_sandbox.c - per-run overhead of the sandbox, in process: N runs of
  * /bin/true through one reused context (swerve_sandbox_new once), printing
  * the median and p99 of the whole run and the median time at which each
- * step finished (from swerve_sandbox_last_timing). Baseline in the same run:
- * posix_spawn + waitpid of /bin/true with no isolation.
+ * step finished (from swerve_sandbox_last_timing). Also timed: the same run
+ * of an in-process fn, and the run started from a sandbox that
+ * swerve_sandbox_prepare made beforehand (untimed, as swerve serve does
+ * between requests). Baseline in the same run: posix_spawn + waitpid of
+ * /bin/true with no isolation.
  * Usage: bench_sandbox [N=1000] */
 #include <spawn.h>
 #include <stdio.h>
@@ -53,6 +56,8 @@ int main(int argc, char **argv)
 	}
 	uint64_t *tot = calloc((size_t)n, sizeof(uint64_t)), *st[7], *base = calloc((size_t)n, 8);
 	uint64_t *fnt = calloc((size_t)n, sizeof(uint64_t));
+	uint64_t *prept = calloc((size_t)n, sizeof(uint64_t));
+	int nprep = 0;
 	for (int k = 0; k < 7; k++)
 		st[k] = calloc((size_t)n, sizeof(uint64_t));
 	const char *argv_true[] = {"/bin/true", NULL};
@@ -89,6 +94,17 @@ int main(int argc, char **argv)
 		if (rc < 0 || r.verdict != SWERVE_VERDICT_OK)
 			bad++;
 		swerve_sandbox_result_dispose(&r);
+		/* the same run started from a prepared sandbox (what swerve
+		 * serve's workers do between requests); prepare is not timed */
+		swerve_sandbox_prepare(sb);
+		t0 = now_us();
+		rc = swerve_sandbox_run(&r, sb, &o);
+		prept[i] = now_us() - t0;
+		swerve_sandbox_last_timing(sb, &t);
+		if (rc < 0 || r.verdict != SWERVE_VERDICT_OK)
+			bad++;
+		nprep += t.prepared;
+		swerve_sandbox_result_dispose(&r);
 		/* baseline: the same program without any isolation */
 		pid_t pid;
 		t0 = now_us();
@@ -112,6 +128,9 @@ int main(int argc, char **argv)
 	uint64_t fmed = pct(fnt, n, 0.5), fp99 = pct(fnt, n, 0.99);
 	printf("%-34s %12llu %12llu\n", "swerve_sandbox_run, fn (no exec)",
 	       (unsigned long long)fmed, (unsigned long long)fp99);
+	uint64_t pmed = pct(prept, n, 0.5), pp99 = pct(prept, n, 0.99);
+	printf("%-34s %12llu %12llu   (%d of %d runs prepared)\n", "swerve_sandbox_run, prepared",
+	       (unsigned long long)pmed, (unsigned long long)pp99, nprep, n);
 	printf("%-34s %12llu %12llu\n", "posix_spawn (no isolation)", (unsigned long long)bmed,
 	       (unsigned long long)bp99);
 	printf("failed runs: %d\n", bad);

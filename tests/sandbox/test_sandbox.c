@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <errno.h>
+#include <sys/wait.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <signal.h>
@@ -443,6 +444,106 @@ Test(context, warm_puts_a_root_context_on_its_fast_path)
 	swerve_sandbox_result_dispose(&r);
 	swerve_sandbox_free(sb);
 	unsetenv("SWERVE_SANDBOX_SLOW");
+}
+
+static int fn_exit7(void *arg)
+{
+	(void)arg;
+	return 7;
+}
+
+Test(context, prepared_start_runs_the_next_command_the_same_way)
+{
+	TS_NEED_SANDBOX();
+	if (geteuid() != 0)
+		cr_skip_test("the prepared start needs a root worker (fast path)");
+	if (!SB_VM_START)
+		cr_skip_test("sanitizer build: no shared-memory start, so no prepared one");
+	struct swerve_sandbox *sb;
+	struct swerve_sandbox_timing t;
+	struct swerve_sandbox_result r;
+	cr_assert_eq(swerve_sandbox_new(&sb, NULL), 0);
+	/* before any run there is nothing to prepare from: a no-op */
+	cr_assert_eq(swerve_sandbox_prepare(sb), 0);
+	cr_assert_eq(swerve_sandbox_warm(sb), 0);
+	struct swerve_sandbox_opts o = SWERVE_SANDBOX_OPTS_INIT;
+	const char *argv[] = {"/bin/sh", "-c", "echo $X $(hostname) $(pwd); ulimit -n; id -u",
+	                      NULL};
+	const char *env[] = {"X=first", NULL};
+	o.argv = argv;
+	o.env = env;
+	o.limits.nofile = 77;
+	o.limits.wall_ms = 10000;
+	cr_assert_eq(swerve_sandbox_run(&r, sb, &o), 0, "%s", r.reason);
+	char *unprepared = strdup(r.out.data);
+	swerve_sandbox_result_dispose(&r);
+	/* the same run from a prepared sandbox: same output; this run's env
+	 * and limits, given only when it starts */
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(swerve_sandbox_prepare(sb), 0, "%s", swerve_error_last());
+		cr_assert_eq(swerve_sandbox_run(&r, sb, &o), 0, "%s", r.reason);
+		swerve_sandbox_last_timing(sb, &t);
+		cr_assert_eq(t.prepared, 1, "run %d did not use the prepared sandbox", i);
+		cr_assert_eq(r.verdict, SWERVE_VERDICT_OK);
+		cr_assert_str_eq(r.out.data, unprepared);
+		swerve_sandbox_result_dispose(&r);
+	}
+	cr_assert_str_eq(unprepared, "first sandbox /\n77\n1000\n");
+	free(unprepared);
+	o.limits.nofile = 55;
+	env[0] = "X=second";
+	cr_assert_eq(swerve_sandbox_prepare(sb), 0);
+	cr_assert_eq(swerve_sandbox_run(&r, sb, &o), 0, "%s", r.reason);
+	cr_assert_str_eq(r.out.data, "second sandbox /\n55\n1000\n");
+	swerve_sandbox_result_dispose(&r);
+	/* another working directory or hostname: discarded, a fresh start */
+	o.cwd = "/tmp";
+	cr_assert_eq(swerve_sandbox_prepare(sb), 0);
+	cr_assert_eq(swerve_sandbox_run(&r, sb, &o), 0, "%s", r.reason);
+	swerve_sandbox_last_timing(sb, &t);
+	cr_assert_eq(t.prepared, 0);
+	cr_assert_str_eq(r.out.data, "second sandbox /tmp\n55\n1000\n");
+	swerve_sandbox_result_dispose(&r);
+	o.hostname = "other";
+	cr_assert_eq(swerve_sandbox_prepare(sb), 0);
+	cr_assert_eq(swerve_sandbox_run(&r, sb, &o), 0, "%s", r.reason);
+	swerve_sandbox_last_timing(sb, &t);
+	cr_assert_eq(t.prepared, 0);
+	cr_assert_str_eq(r.out.data, "second other /tmp\n55\n1000\n");
+	swerve_sandbox_result_dispose(&r);
+	/* the deadline counts from the run, and kills a prepared run too */
+	const char *sleeper[] = {"/bin/sleep", "5", NULL};
+	o.argv = sleeper;
+	o.limits.wall_ms = 300;
+	cr_assert_eq(swerve_sandbox_prepare(sb), 0);
+	cr_assert_eq(swerve_sandbox_run(&r, sb, &o), 0, "%s", r.reason);
+	swerve_sandbox_last_timing(sb, &t);
+	cr_assert_eq(t.prepared, 1);
+	cr_assert_eq(r.verdict, SWERVE_VERDICT_TO);
+	cr_assert_geq(r.wall_us, 300000);
+	swerve_sandbox_result_dispose(&r);
+	/* a missing program is still XX naming it */
+	const char *missing[] = {"/no/such/program", NULL};
+	o.argv = missing;
+	cr_assert_eq(swerve_sandbox_prepare(sb), 0);
+	cr_assert_lt(swerve_sandbox_run(&r, sb, &o), 0);
+	cr_assert_eq(r.verdict, SWERVE_VERDICT_XX);
+	cr_assert(strstr(r.reason, "/no/such/program"), "%s", r.reason);
+	swerve_sandbox_result_dispose(&r);
+	/* an fn run (it needs its own copy of our memory) discards it */
+	cr_assert_eq(swerve_sandbox_prepare(sb), 0);
+	o.argv = NULL;
+	o.fn = fn_exit7;
+	cr_assert_eq(swerve_sandbox_run(&r, sb, &o), 0, "%s", r.reason);
+	swerve_sandbox_last_timing(sb, &t);
+	cr_assert_eq(t.prepared, 0);
+	cr_assert_eq(r.exit_code, 7);
+	swerve_sandbox_result_dispose(&r);
+	/* freeing the context with one pending leaves no process behind */
+	cr_assert_eq(swerve_sandbox_prepare(sb), 0);
+	swerve_sandbox_free(sb);
+	cr_assert_eq(waitpid(-1, NULL, WNOHANG), -1, "a child of ours is left");
+	cr_assert_eq(errno, ECHILD);
 }
 
 Test(context, fast_path_template_follows_changing_mount_points)

@@ -61,5 +61,21 @@ int ts_escape(struct swerve_sandbox_result *r, const struct swerve_sandbox_opts 
 	binds[nb++] = (struct swerve_sandbox_bind){ts_progs_dir(), TS_PROGS};
 	o.ro_binds = binds;
 	o.n_ro_binds = nb;
+	/* SWERVE_TEST_PREPARE=1 (`make test`'s secprep pass): each case runs
+	 * from a prepared sandbox (swerve_sandbox_prepare, as swerve serve's
+	 * workers do): a no-op run with the same options first, then prepare */
+	const char *prep = getenv("SWERVE_TEST_PREPARE");
+	if (prep && *prep && strcmp(prep, "0")) {
+		struct swerve_sandbox_opts w = o;
+		const char *noop[] = {TS_ESCAPE, "noop", NULL};
+		struct swerve_sandbox_result wr;
+		w.argv = noop;
+		swerve_sandbox_run(&wr, sb, &w);
+		swerve_sandbox_result_dispose(&wr);
+		if (swerve_sandbox_prepare(sb) < 0) {
+			fprintf(stderr, "sandbox_support: prepare: %s\n", swerve_error_last());
+			abort();
+		}
+	}
 	return swerve_sandbox_run(r, sb, &o);
 }
