@@ -18,7 +18,10 @@
  * (m64n64k16) on 128-byte-swizzled shared-memory tiles, 2 CTAs per SM; and the
  * mma.sync kernels of the first two rounds (la_chunk_kernel): the first version
  * (2 CTAs per SM, everything double-buffered) and V2 (3 CTAs per SM, q and k
- * single-buffered). SWERVE_LIGHTNING_KERNEL=1|2|3|12 picks one (benchmarks).
+ * single-buffered). V4 (wg::kernel4, the fifth round) is a CTA of two
+ * warpgroups walking chunks of 128 tokens (half the sequential steps; q, k, v
+ * loaded once for both). SWERVE_LIGHTNING_KERNEL=1|2|3|4|12 picks one
+ * (benchmarks, tests).
  *
  * Long sequences are cut into G segments so that short batches still fill the
  * GPU: a first launch (state-only) computes each segment's own state
@@ -44,6 +47,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <type_traits>
 
 extern "C" {
 #include "sandbox/error.h"
@@ -1167,6 +1171,389 @@ __global__ void __launch_bounds__(256) prefix_kernel(const __grid_constant__ la_
 	}
 }
 
+/* ---- V4: two warpgroups, chunks of 128 tokens -----------------------------------
+ *
+ * A CTA of 8 warps (two warpgroups) owns the same (e-block, segment) x head x
+ * (sequence, problem) as V3 but walks chunks of C4 = 128 tokens, halving the
+ * sequential steps of a segment. q, k and v of a chunk are loaded once into
+ * shared memory (128-byte-swizzled 64-row tiles, two stages) and shared by both
+ * warpgroups; warpgroup w owns rows 64 w .. 64 w + 63 of the chunk:
+ *
+ *   warpgroup 0: S00 = Q0 K0^T (masked), O0 = Q0 KV, O0 += P00 V0
+ *   warpgroup 1: S11 = Q1 K1^T (masked), S10 = Q1 K0^T (no mask, decay
+ *                lambda^(64 + i - j)), O1 = Q1 KV, O1 += P11 V1 + P10 V0
+ *
+ * and the state update KV = lambda^m KV + (K .* lambda^(m-1-j))^T V over the
+ * chunk's 128 tokens is split by state rows: at D = 128 warpgroup w holds rows
+ * 64 w .. 64 w + 63 (fp32, registers), at D = 64 warpgroup 0 holds all of it
+ * (warpgroup 1 has the extra cross block). Per chunk at D = 128: 28 wgmma
+ * (warpgroup 0) and 40 (warpgroup 1), m64n64k16; two barriers per chunk, as
+ * V3. One CTA per SM at D = 128 (178 KB of shared memory). Segments (G > 1)
+ * use V3's state-only pass and prefix kernel (segment lengths are multiples of
+ * 128 tokens). */
+constexpr int C4 = 128;  /* V4: tokens per chunk */
+constexpr int NT4 = 256; /* V4: threads per CTA, two warpgroups */
+
+template <int D> struct smem4 {
+	static constexpr int TILE = C * 128;        /* 64 rows x 64 bf16, one swizzle atom column */
+	static constexpr int HQK = (D / 64) * TILE; /* 64 rows of q or k */
+	static constexpr int QK = 2 * HQK;          /* a stage of q or k: 128 rows */
+	static constexpr int VST = 2 * TILE;        /* a stage of v: 128 rows x 64 columns */
+	static constexpr int Q_OFF = 0;             /* bytes from the 1024-aligned base */
+	static constexpr int K_OFF = Q_OFF + 2 * QK;
+	static constexpr int V_OFF = K_OFF + 2 * QK;
+	static constexpr int KV_OFF = V_OFF + 2 * VST; /* bf16 state [D][64], swizzled */
+	static constexpr int PW_OFF = KV_OFF + D * 128;
+	static constexpr size_t BYTES = PW_OFF + (2 * C4 + 1) * sizeof(float) + 1024;
+};
+
+template <int D>
+__global__ void __launch_bounds__(NT4, 1) kernel4(const __grid_constant__ la_params P)
+{
+	using L = smem4<D>;
+	constexpr int NEB = D / EB, MB = D / 64, KQ = D / 16;
+	constexpr int MBW = MB > 1 ? MB / 2 : 1; /* state row blocks per warpgroup */
+	extern __shared__ __align__(1024) unsigned char smem_raw[];
+	const uint32_t base = (smem_u32(smem_raw) + 1023) & ~1023u;
+	float *pw =
+	        reinterpret_cast<float *>(smem_raw + (base - smem_u32(smem_raw)) + L::PW_OFF) + C4;
+
+	const int eb = blockIdx.x % NEB, g = blockIdx.x / NEB, h = blockIdx.y;
+	const int b = blockIdx.z % P.B, pi = blockIdx.z / P.B;
+	const la_prob &pr = P.p[pi];
+	const int T0 = P.cu[b], T = P.cu[b + 1] - T0;
+	const int seg_start = g * P.seg_len;
+	if (g > 0 && seg_start >= T)
+		return;
+	const int seg_end = g == P.G - 1 ? T : min(seg_start + P.seg_len, T);
+	const int n_chunks = seg_end > seg_start ? (seg_end - seg_start + C4 - 1) / C4 : 0;
+	const int H = P.H;
+	const float slope = P.slopes[h];
+	/* the warpgroup index through a shuffle: the compiler then knows it is
+	 * warp-uniform, and the wgmma in branches on it are not serialized */
+	const int tid = threadIdx.x, lane = tid & 31, w = (tid >> 5) & 3,
+	          wgi = __shfl_sync(0xffffffffu, tid >> 7, 0);
+	const int gq = lane >> 2, t4 = lane & 3;
+	/* this warpgroup holds state row blocks wgi * MBW .. (D = 64: warpgroup 0 only) */
+	const bool hs = MB > 1 || wgi == 0;
+
+	for (int n = tid - C4; n <= C4; n += NT4)
+		pw[n] = n >= 0 ? expf(-slope * (float)n) : 0.0f;
+
+	auto row_token = [&](int pos) -> long {
+		return pr.reverse ? (long)T0 + T - 1 - pos : (long)T0 + pos;
+	};
+	/* loads: fixed 16-byte columns of rows r0, r0 + RPI, ...; RPI divides 64,
+	 * so iteration it's rows lie in half (it RPI) / 64 of the chunk */
+	constexpr int CPR = D / 8, RPI = NT4 / CPR, IT = C4 / RPI;
+	constexpr int VCPR = EB / 8, VRPI = NT4 / VCPR, VIT = C4 / VRPI;
+	static_assert(RPI % 8 == 0 && VRPI % 8 == 0 && C % RPI == 0 && C % VRPI == 0,
+	              "row steps keep the swizzle and the halves");
+	const int qr0 = tid / CPR, qcc = tid % CPR, vr0 = tid / VCPR, vcc = tid % VCPR;
+	const long HD = (long)H * D;
+	const long qstep = (pr.reverse ? -RPI : RPI) * HD, vstep = (pr.reverse ? -VRPI : VRPI) * HD;
+	const uint32_t qk_sm = (qcc >> 3) * L::TILE + swz(qr0, qcc & 7);
+	const uint32_t v_sm = swz(vr0, vcc);
+	auto load_chunk = [&](int c, int st) {
+		const int pos0 = seg_start + c * C4;
+		const bool full = pos0 + C4 <= seg_end;
+		const long qoff = row_token(pos0 + qr0) * HD + h * D + qcc * 8;
+		const long voff = row_token(pos0 + vr0) * HD + h * D + eb * EB + vcc * 8;
+#pragma unroll
+		for (int it = 0; it < IT; it++) {
+			const int r = it * RPI;
+			const bool ok = full || pos0 + qr0 + r < seg_end;
+			const uint32_t dst = qk_sm + st * L::QK + (r / C) * L::HQK + (r % C) * 128;
+			cp_async16(base + L::Q_OFF + dst, ok ? pr.q + qoff + it * qstep : pr.q, ok);
+			cp_async16(base + L::K_OFF + dst, ok ? pr.k + qoff + it * qstep : pr.k, ok);
+		}
+#pragma unroll
+		for (int it = 0; it < VIT; it++) {
+			const int r = it * VRPI;
+			const bool ok = full || pos0 + vr0 + r < seg_end;
+			cp_async16(base + L::V_OFF + st * L::VST + (r / C) * L::TILE + v_sm +
+			                   (r % C) * 128,
+			           ok ? pr.v + voff + it * vstep : pr.v, ok);
+		}
+	};
+
+	if (n_chunks > 0)
+		load_chunk(0, 0);
+	cp_commit();
+
+	/* the state: kv[i][4 nt + r] is row d = 64 (wgi MBW + i) + 16 w + gq (+8 for
+	 * r >= 2), column e = 8 nt + 2 t4 (+1 for odd r) of this e-block */
+	float kv[MBW][32];
+	const size_t sbase = ((size_t)b * H + h) * D * D;
+#pragma unroll
+	for (int mi = 0; mi < MBW; mi++)
+#pragma unroll
+		for (int i = 0; i < 32; i++) {
+			const int d = (wgi * MBW + mi) * 64 + w * 16 + gq + ((i & 2) ? 8 : 0);
+			const int e = eb * EB + (i >> 2) * 8 + 2 * t4 + (i & 1);
+			float val = 0.0f;
+			if (hs) {
+				if (pr.init) {
+					float s0 = pr.init_t ? pr.init[sbase + (size_t)e * D + d]
+					                     : pr.init[sbase + (size_t)d * D + e];
+					if (pr.init_div)
+						s0 *= expf(slope);
+					val = s0 * expf(-slope * (float)seg_start);
+				}
+				if (g > 0) /* the earlier segments, combined by prefix_kernel */
+					val += pr.seg[(((size_t)b * H + h) * P.G + g - 1) * D * D +
+					              (size_t)d * D + e];
+			}
+			kv[mi][i] = val;
+		}
+	auto store_kvs = [&]() {
+#pragma unroll
+		for (int mi = 0; mi < MBW; mi++)
+#pragma unroll
+			for (int nt = 0; nt < 8; nt++) {
+				const int d = (wgi * MBW + mi) * 64 + w * 16 + gq;
+				asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(base + L::KV_OFF +
+				                                               swz(d, nt) + 4 * t4),
+				             "r"(pack_bf16(kv[mi][4 * nt], kv[mi][4 * nt + 1])));
+				asm volatile(
+				        "st.shared.b32 [%0], %1;\n" ::"r"(base + L::KV_OFF +
+				                                          swz(d + 8, nt) + 4 * t4),
+				        "r"(pack_bf16(kv[mi][4 * nt + 2], kv[mi][4 * nt + 3])));
+			}
+	};
+	if (hs)
+		store_kvs();
+	fence_proxy_async();
+
+	for (int c = 0; c < n_chunks; c++) {
+		const int st = c & 1;
+		/* into the stage chunk c - 1 used: every warp is past it (barrier below) */
+		if (c + 1 < n_chunks)
+			load_chunk(c + 1, st ^ 1);
+		cp_commit();
+		cp_wait<1>();
+		fence_proxy_async(); /* cp.async wrote generic-proxy; wgmma reads async */
+		__syncthreads();
+		const int m = min(C4, seg_end - (seg_start + c * C4));
+		const uint32_t Qs = base + L::Q_OFF + st * L::QK, Ks = base + L::K_OFF + st * L::QK;
+		const uint32_t Vs = base + L::V_OFF + st * L::VST;
+		const uint32_t qlo = dlo(Qs + wgi * L::HQK), k0lo = dlo(Ks),
+		               kwlo = dlo(Ks + wgi * L::HQK), vlo = dlo(Vs),
+		               kvlo = dlo(base + L::KV_OFF);
+
+		/* A fragments of (K .* lambda^(m-1-j))^T over the 128 tokens j: rows d
+		 * of this warp in this warpgroup's state blocks */
+		uint32_t ka[MBW][8][4];
+		auto prep_state_update = [&]() {
+			const int q8 = lane >> 3;
+#pragma unroll
+			for (int kk = 0; kk < 8; kk++) {
+				const int jl = (kk & 3) * 16 + (q8 >> 1) * 8 + (lane & 7);
+				const int j0 = kk * 16 + 2 * t4;
+				const float f0 = pw[m - 1 - j0], f1 = pw[m - 2 - j0];
+				const float f2 = pw[m - 9 - j0], f3 = pw[m - 10 - j0];
+#pragma unroll
+				for (int mi = 0; mi < MBW; mi++) {
+					ldsm_x4_t(ka[mi][kk], Ks + (kk >> 2) * L::HQK +
+					                              (wgi * MBW + mi) * L::TILE +
+					                              swz(jl, 2 * w + (q8 & 1)));
+					ka[mi][kk][0] = scale_bf16x2(ka[mi][kk][0], f0, f1);
+					ka[mi][kk][1] = scale_bf16x2(ka[mi][kk][1], f0, f1);
+					ka[mi][kk][2] = scale_bf16x2(ka[mi][kk][2], f2, f3);
+					ka[mi][kk][3] = scale_bf16x2(ka[mi][kk][3], f2, f3);
+				}
+			}
+#pragma unroll
+			for (int mi = 0; mi < MBW; mi++)
+#pragma unroll
+				for (int kk = 0; kk < 8; kk++)
+					reg_fence(ka[mi][kk]);
+		};
+		float s[32], s2[32], o[32];
+		uint32_t pa[4][4], pb[4][4];
+		auto kstep = [&](int kk) {
+			return (uint32_t)((kk >> 2) * L::TILE + (kk & 3) * 32);
+		};
+		/* products, issued as V3 form 1 does: independent accumulators back to
+		 * back, the first half of the Q products before the state update's
+		 * operands are prepared */
+		constexpr int H1 = KQ / 2, R = (KQ - H1) > 8 ? (KQ - H1) : 8;
+		auto products = [&](auto cross_tag) {
+			constexpr bool CROSS = decltype(cross_tag)::value;
+			constexpr bool HS = !CROSS || MB > 1; /* = hs */
+			/* the state's decay first: kv was last written by a wgmma, and
+			 * touching it while this chunk's products are in flight would
+			 * make the compiler wait for them (V3 form 1 does) */
+			if (HS) {
+				const float bd = pw[m];
+#pragma unroll
+				for (int mi = 0; mi < MBW; mi++) {
+#pragma unroll
+					for (int i = 0; i < 32; i++)
+						kv[mi][i] *= bd;
+					reg_fence(kv[mi]);
+				}
+			}
+			fence();
+#pragma unroll
+			for (int kk = 0; kk < H1; kk++) {
+				mma_ss<0, 0>(s, dsc(qlo, kstep(kk)), dsc(kwlo, kstep(kk)), kk > 0);
+				if (CROSS)
+					mma_ss<0, 0>(s2, dsc(qlo, kstep(kk)), dsc(k0lo, kstep(kk)),
+					             kk > 0);
+				mma_ss<0, 1>(o, dsc(qlo, kstep(kk)), dsc(kvlo, kk * 2048), kk > 0);
+			}
+			if (HS)
+				prep_state_update();
+			fence();
+#pragma unroll
+			for (int r = 0; r < R; r++) {
+				if (H1 + r < KQ) {
+					const int kk = H1 + r;
+					mma_ss<0, 0>(s, dsc(qlo, kstep(kk)), dsc(kwlo, kstep(kk)),
+					             1);
+					if (CROSS)
+						mma_ss<0, 0>(s2, dsc(qlo, kstep(kk)),
+						             dsc(k0lo, kstep(kk)), 1);
+					mma_ss<0, 1>(o, dsc(qlo, kstep(kk)), dsc(kvlo, kk * 2048),
+					             1);
+				}
+				if (r < 8 && HS)
+#pragma unroll
+					for (int mi = 0; mi < MBW; mi++)
+						mma_rs(kv[mi], ka[mi][r],
+						       dsc(vlo,
+						           (r >> 2) * L::TILE + (r & 3) * 2048));
+			}
+			commit();
+			wait<0>();
+			reg_fence(s);
+			if (CROSS)
+				reg_fence(s2);
+			reg_fence(o);
+			if (HS)
+#pragma unroll
+				for (int mi = 0; mi < MBW; mi++) {
+					reg_fence(kv[mi]);
+#pragma unroll
+					for (int kk = 0; kk < 8; kk++)
+						reg_fence(ka[mi][kk]);
+				}
+		};
+		if (wgi == 0)
+			products(std::integral_constant<bool, false>());
+		else
+			products(std::integral_constant<bool, true>());
+
+		/* decay masks, then the bf16 A fragments of P (rows i of this
+		 * warpgroup's half, keys j of the own half; of half 0 for the cross
+		 * block: lambda^(64 + i - j), never masked) */
+		const int i0 = w * 16 + gq;
+#pragma unroll
+		for (int i = 0; i < 32; i++) {
+			const int di = i0 + ((i & 2) ? 8 : 0) - ((i >> 2) * 8 + 2 * t4 + (i & 1));
+			s[i] *= pw[di];
+			if (wgi)
+				s2[i] *= pw[C + di];
+		}
+#pragma unroll
+		for (int kk = 0; kk < 4; kk++) {
+			pa[kk][0] = pack_bf16(s[8 * kk + 0], s[8 * kk + 1]);
+			pa[kk][1] = pack_bf16(s[8 * kk + 2], s[8 * kk + 3]);
+			pa[kk][2] = pack_bf16(s[8 * kk + 4], s[8 * kk + 5]);
+			pa[kk][3] = pack_bf16(s[8 * kk + 6], s[8 * kk + 7]);
+		}
+		if (wgi)
+#pragma unroll
+			for (int kk = 0; kk < 4; kk++) {
+				pb[kk][0] = pack_bf16(s2[8 * kk + 0], s2[8 * kk + 1]);
+				pb[kk][1] = pack_bf16(s2[8 * kk + 2], s2[8 * kk + 3]);
+				pb[kk][2] = pack_bf16(s2[8 * kk + 4], s2[8 * kk + 5]);
+				pb[kk][3] = pack_bf16(s2[8 * kk + 6], s2[8 * kk + 7]);
+			}
+		{
+			const float f0 = pw[wgi * C + i0 + 1], f1 = pw[wgi * C + i0 + 9];
+#pragma unroll
+			for (int i = 0; i < 32; i++)
+				o[i] *= (i & 2) ? f1 : f0;
+		}
+		reg_fence(o);
+		reg_fence(s);
+#pragma unroll
+		for (int kk = 0; kk < 4; kk++) {
+			reg_fence(pa[kk]);
+			reg_fence(pb[kk]);
+		}
+		fence();
+		if (wgi == 0) {
+			/* O0 += P00 V0 as two chains: key tiles 0, 1 into o, 2, 3 into s */
+#pragma unroll
+			for (int kk = 0; kk < 2; kk++) {
+				mma_rs(o, pa[kk], dsc(vlo, kk * 2048));
+				mma_rs(s, pa[kk + 2], dsc(vlo, (kk + 2) * 2048), kk > 0);
+			}
+		} else {
+			/* O1 += P11 V1 into o, P10 V0 into s */
+#pragma unroll
+			for (int kk = 0; kk < 4; kk++) {
+				mma_rs(o, pa[kk], dsc(vlo, L::TILE + kk * 2048));
+				mma_rs(s, pb[kk], dsc(vlo, kk * 2048), kk > 0);
+			}
+		}
+		commit();
+		wait<0>();
+		/* the register operands are read asynchronously: keep them live to here */
+		reg_fence(o);
+		reg_fence(s);
+#pragma unroll
+		for (int kk = 0; kk < 4; kk++) {
+			reg_fence(pa[kk]);
+			reg_fence(pb[kk]);
+		}
+#pragma unroll
+		for (int i = 0; i < 32; i++)
+			o[i] += s[i];
+		/* o straight from the accumulators: rows ia and ia + 8 of the chunk */
+		const int ia = wgi * C + i0, ib = ia + 8;
+		const long ta = row_token(seg_start + c * C4 + ia),
+		           tb = row_token(seg_start + c * C4 + ib);
+		__nv_bfloat16 *oa = pr.o + ((size_t)ta * H + h) * D + eb * EB + 2 * t4;
+		__nv_bfloat16 *ob = pr.o + ((size_t)tb * H + h) * D + eb * EB + 2 * t4;
+#pragma unroll
+		for (int nt = 0; nt < 8; nt++) {
+			if (ia < m)
+				*reinterpret_cast<uint32_t *>(oa + nt * 8) =
+				        pack_bf16(o[4 * nt], o[4 * nt + 1]);
+			if (ib < m)
+				*reinterpret_cast<uint32_t *>(ob + nt * 8) =
+				        pack_bf16(o[4 * nt + 2], o[4 * nt + 3]);
+		}
+		__syncthreads(); /* both warpgroups' products are done with kvs and this stage */
+		if (hs)
+			store_kvs();
+		fence_proxy_async();
+	}
+	cp_wait<0>();
+
+	const int last = T > 0 ? min((T - 1) / P.seg_len, P.G - 1) : 0;
+	if (pr.final && g == last && hs) {
+		float *dst = pr.final + sbase;
+		const float mul = pr.final_mul ? expf(-slope) : 1.0f;
+#pragma unroll
+		for (int mi = 0; mi < MBW; mi++)
+#pragma unroll
+			for (int nt = 0; nt < 8; nt++) {
+				const int d = (wgi * MBW + mi) * 64 + w * 16 + gq;
+				const int e = eb * EB + nt * 8 + 2 * t4;
+				*reinterpret_cast<float2 *>(dst + (size_t)d * D + e) =
+				        make_float2(kv[mi][4 * nt] * mul, kv[mi][4 * nt + 1] * mul);
+				*reinterpret_cast<float2 *>(dst + (size_t)(d + 8) * D + e) =
+				        make_float2(kv[mi][4 * nt + 2] * mul,
+				                    kv[mi][4 * nt + 3] * mul);
+			}
+	}
+}
+
 } // namespace wg
 
 /* Decode: one CTA per (sequence, head, half of the columns), 256 threads; each
@@ -1265,13 +1652,15 @@ struct cost_model {
 	double prefix_cost = 1.0; /* prefix_kernel, chunk steps per 6.25 MB of states */
 	bool stages4 = false;     /* V3 form 1: the 4-stage main kernel exists */
 	double wide4_cost = 0.0;  /* ... and costs this per chunk, alone on an SM (0: never) */
+	int chunk = C;            /* tokens per chunk step of the main kernel (V4: 128) */
 };
 
 void plan(const swerve_lightning_dims *d, int nprob, const cost_model &cm, bool force, int *G,
           int *seg_len, int *mst = nullptr)
 {
 	const long maxT = d->max_seqlen > 0 ? d->max_seqlen : 1;
-	const long chunks = (maxT + C - 1) / C;
+	const int CH = cm.chunk;
+	const long chunks = (maxT + CH - 1) / CH;
 	const long ctas = (long)d->batch * d->heads * (d->dim / EB) * nprob, n = sm_count();
 	const long slots = (long)cm.per_sm * n, so_slots = (long)cm.so_per_sm * n;
 	const char *fs = force && cm.stages4 ? getenv("SWERVE_LIGHTNING_WG_STAGES") : nullptr;
@@ -1317,14 +1706,15 @@ void plan(const swerve_lightning_dims *d, int nprob, const cost_model &cm, bool 
 		const long g = atol(fg) < chunks ? atol(fg) : chunks;
 		best_seg = (chunks + g - 1) / g;
 	}
-	*seg_len = (int)(best_seg * C);
+	*seg_len = (int)(best_seg * CH);
 	*G = (int)((chunks + best_seg - 1) / best_seg);
 	if (mst)
 		*mst = fst == 4 || (four && ctas * *G <= n) ? 4 : 2;
 }
 
 /* Which main kernel: 1 = the first version (mma.sync, 2 CTAs per SM), 2 = V2
- * (mma.sync, 3 CTAs per SM), 3 = V3 (wgmma, the default).
+ * (mma.sync, 3 CTAs per SM), 3 = V3 (wgmma, the default), 4 = V4 (wgmma, two
+ * warpgroups, 128-token chunks).
  *
  * Between the two mma.sync forms: V2 runs a CTA ~1.6x slower than the first
  * version when both fill the GPU, so it pays only where the first version's
@@ -1333,7 +1723,7 @@ void plan(const swerve_lightning_dims *d, int nprob, const cost_model &cm, bool 
  * backward 0-6% slower at 8 x 2048, 8% faster at 4 x 8192, 13% faster at
  * 1 x 32768); the second round's default (`mma_choice`) ran the first version
  * for the forward and V2 for the backward where the first version needs
- * segments or twice V2's waves. SWERVE_LIGHTNING_KERNEL=1, 2 or 3 forces one
+ * segments or twice V2's waves. SWERVE_LIGHTNING_KERNEL=1, 2, 3 or 4 forces one
  * kernel, =12 the second round's choice (benchmarks only). */
 int mma_choice(const swerve_lightning_dims *d, int nprob)
 {
@@ -1368,10 +1758,18 @@ int kernel_choice(const swerve_lightning_dims *d, int nprob)
 	const char *e = getenv("SWERVE_LIGHTNING_KERNEL");
 	if (e && strcmp(e, "12") == 0)
 		return mma_choice(d, nprob);
-	if (e && (e[0] == '1' || e[0] == '2' || e[0] == '3') && e[1] == 0)
+	if (e && (e[0] == '1' || e[0] == '2' || e[0] == '3' || e[0] == '4') && e[1] == 0)
 		return e[0] - '0';
 	return 3;
 }
+
+int wg4_per_sm(int dim);
+
+/* V4's cost model (see plan and wg::kernel4), in units of one V4 chunk step
+ * (128 tokens, one CTA per SM at D = 128): not fitted yet (predicted from V3's
+ * fit: a V4 step ~1.2x a lone V3 64-token step; V3's state-only pass runs 128
+ * tokens in ~0.9 and its prefix kernel 2.2 V4 steps per 6.25 MB) */
+constexpr double WG4_SO_COST = 0.9, WG4_PREFIX_COST = 2.2;
 
 int wg_form();
 
@@ -1388,6 +1786,13 @@ void plan_for(const swerve_lightning_dims *d, int nprob, int *kver, int *G, int 
 		cm.prefix_cost = third ? 1.0 : WG_PREFIX_COST;
 		cm.stages4 = wg_form() == 1;
 		cm.wide4_cost = third ? 0.0 : WG_WIDE4_COST;
+		plan(d, nprob, cm, true, G, seg_len, mst);
+	} else if (*kver == 4) {
+		cost_model cm{wg4_per_sm(d->dim), wg_per_sm(d->dim, true), WG4_SO_COST,
+		              WG_WIDE_COST, true};
+		cm.tail = true;
+		cm.prefix_cost = WG4_PREFIX_COST;
+		cm.chunk = wg::C4;
 		plan(d, nprob, cm, true, G, seg_len, mst);
 	} else
 		plan(d, nprob, cost_model{*kver == 2 ? 3 : 2, *kver == 2 ? 3 : 2, 0.6, 0.0, false},
@@ -1504,6 +1909,50 @@ int wg_per_sm(int dim, bool so)
 	return n;
 }
 
+template <int D> int wg4_set_smem()
+{
+	static bool done = false;
+	if (done)
+		return 0;
+	cudaError_t e =
+	        cudaFuncSetAttribute(wg::kernel4<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+	                             (int)wg::smem4<D>::BYTES);
+	if (e == cudaSuccess)
+		e = cudaFuncSetAttribute(wg::kernel4<D>,
+		                         cudaFuncAttributePreferredSharedMemoryCarveout,
+		                         (int)cudaSharedmemCarveoutMaxShared);
+	if (e != cudaSuccess)
+		return swerve_error_set(SWERVE_ERROR, "lightning: shared memory of %zu bytes: %s",
+		                        wg::smem4<D>::BYTES, cudaGetErrorString(e));
+	done = true;
+	return 0;
+}
+
+template <int D> int wg4_occupancy()
+{
+	int n = 0;
+	if (wg4_set_smem<D>() ||
+	    cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, wg::kernel4<D>, wg::NT4,
+	                                                  wg::smem4<D>::BYTES) != cudaSuccess ||
+	    n <= 0)
+		return 1;
+	return n;
+}
+
+/* resident CTAs per SM of V4's main kernel */
+int wg4_per_sm(int dim)
+{
+	static int cached[2];
+	int &n = cached[dim == 64 ? 0 : 1];
+	if (n <= 0)
+		n = dim == 64 ? wg4_occupancy<64>() : wg4_occupancy<128>();
+	return n;
+}
+
+/* V4: V3's state-only pass and prefix kernel where G > 1, then kernel4 */
+template <int D>
+int wg4_run(const la_params &P, int nprob, const swerve_lightning_dims *d, cudaStream_t stream);
+
 template <int D, bool SO, int ST, int VAR>
 int wg_launch(dim3 grid, const la_params &P, cudaStream_t stream)
 {
@@ -1535,12 +1984,35 @@ int wg_run(const la_params &P, int nprob, const swerve_lightning_dims *d, cudaSt
 }
 
 template <int D>
+int wg4_run(const la_params &P, int nprob, const swerve_lightning_dims *d, cudaStream_t stream)
+{
+	constexpr int NEB = D / EB;
+	int rc = 0;
+	if (P.G > 1) {
+		rc = wg_launch<D, true, 4, 1>(dim3(NEB * (P.G - 1), d->heads, d->batch * nprob), P,
+		                              stream);
+		if (!rc && P.G > 2)
+			wg::prefix_kernel<<<dim3((D * D / 4 + 255) / 256, d->heads,
+			                         d->batch * nprob),
+			                    256, 0, stream>>>(P, D);
+	}
+	if (!rc)
+		rc = wg4_set_smem<D>();
+	if (!rc)
+		wg::kernel4<D><<<dim3(NEB * P.G, d->heads, d->batch * nprob), wg::NT4,
+		                 wg::smem4<D>::BYTES, stream>>>(P);
+	return rc;
+}
+
+template <int D>
 int launch(la_params &P, int nprob, int kver, const swerve_lightning_dims *d, cudaStream_t stream,
            const char *fn)
 {
 	constexpr int NEB = D / EB;
 	int rc = 0;
-	if (kver == 3) {
+	if (kver == 4) {
+		rc = wg4_run<D>(P, nprob, d, stream);
+	} else if (kver == 3) {
 		const int f = wg_form();
 		rc = f == 2   ? wg_run<D, 2>(P, nprob, d, stream)
 		     : f == 1 ? wg_run<D, 1>(P, nprob, d, stream)
@@ -1613,6 +2085,8 @@ extern "C" int swerve_lightning_occupancy_(int d, int kver)
 {
 	if (kver == 3)
 		return wg_per_sm(d, false);
+	if (kver == 4)
+		return wg4_per_sm(d);
 	int n = -1;
 	if (set_smem<64, false, false>() || set_smem<64, false, true>() ||
 	    set_smem<128, false, false>() || set_smem<128, false, true>())

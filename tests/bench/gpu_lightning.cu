@@ -111,6 +111,8 @@ int main(int argc, char **argv)
 	/* `sweep`: also time the forward and the backward (alone) of every shape
 	 * against a forced segment count, for V3's 2- and 4-stage main kernels */
 	const bool sweep = argc > 1 && strcmp(argv[1], "sweep") == 0;
+	/* `sweep4`: the same for V4 (SWERVE_LIGHTNING_KERNEL=4) only */
+	const bool sweep4 = argc > 1 && strcmp(argv[1], "sweep4") == 0;
 	cudaDeviceProp prop;
 	if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess) {
 		printf("skipped: no GPU\n");
@@ -132,9 +134,11 @@ int main(int argc, char **argv)
 		cudaFree(y);
 	}
 	printf("# device %s, %d SMs, copy bandwidth %.2f TB/s (read + write); main kernel "
-	       "CTAs per SM at D = 128: V3 (wgmma) %d, first version %d, V2 %d\n",
-	       prop.name, prop.multiProcessorCount, bw / 1e12, swerve_lightning_occupancy_(128, 3),
-	       swerve_lightning_occupancy_(128, 1), swerve_lightning_occupancy_(128, 2));
+	       "CTAs per SM at D = 128: V4 (two warpgroups) %d, V3 (wgmma) %d, first version %d, "
+	       "V2 %d\n",
+	       prop.name, prop.multiProcessorCount, bw / 1e12, swerve_lightning_occupancy_(128, 4),
+	       swerve_lightning_occupancy_(128, 3), swerve_lightning_occupancy_(128, 1),
+	       swerve_lightning_occupancy_(128, 2));
 	printf("%-18s %-16s %9s %9s %9s %9s %8s %8s\n", "impl", "B,T,H,D", "fwd_ms", "fb_ms",
 	       "fwd_TF/s", "fb_TF/s", "fwd/flr", "fb/flr");
 
@@ -191,17 +195,47 @@ int main(int argc, char **argv)
 		};
 		{
 			int gf, sf, gb, sb;
-			swerve_lightning_plan_(&dims, 1, &gf, &sf);
-			swerve_lightning_plan_(&dims, 3, &gb, &sb);
+			const int kf = swerve_lightning_plan_(&dims, 1, &gf, &sf);
+			const int kb = swerve_lightning_plan_(&dims, 3, &gb, &sb);
 			setenv("SWERVE_LIGHTNING_WG_PLAN", "3", 1);
 			int g3f, g3b, s3;
 			swerve_lightning_plan_(&dims, 1, &g3f, &s3);
 			swerve_lightning_plan_(&dims, 3, &g3b, &s3);
 			unsetenv("SWERVE_LIGHTNING_WG_PLAN");
-			printf("# plan B=%d T=%d: fwd G=%d stages=%d, bwd G=%d stages=%d (third "
-			       "round's "
-			       "plan: fwd G=%d, bwd G=%d)\n",
-			       B, T, gf, sf, gb, sb, g3f, g3b);
+			setenv("SWERVE_LIGHTNING_KERNEL", "4", 1);
+			int g4f, g4b;
+			swerve_lightning_plan_(&dims, 1, &g4f, &s3);
+			swerve_lightning_plan_(&dims, 3, &g4b, &s3);
+			unsetenv("SWERVE_LIGHTNING_KERNEL"); /* each row below sets its own */
+			printf("# plan B=%d T=%d: default kernels fwd %d bwd %d, fwd G=%d "
+			       "stages=%d, "
+			       "bwd G=%d stages=%d (third round's plan: fwd G=%d, bwd G=%d; V4: "
+			       "fwd "
+			       "G=%d, bwd G=%d)\n",
+			       B, T, kf, kb, gf, sf, gb, sb, g3f, g3b, g4f, g4b);
+		}
+		if (sweep4) { /* V4: forward and backward time against the segment count */
+			setenv("SWERVE_LIGHTNING_KERNEL", "4", 1);
+			for (int gs : {1, 2, 3, 4, 5, 6, 8, 12, 16}) {
+				if (gs > T / 128)
+					continue;
+				char val[16];
+				snprintf(val, sizeof val, "%d", gs);
+				setenv("SWERVE_LIGHTNING_SEGMENTS", val, 1);
+				wf = swerve_lightning_forward_workspace(&dims);
+				wb = swerve_lightning_backward_workspace(&dims);
+				CK(cudaFree(ws));
+				CK(cudaMalloc(&ws, std::max(wf, wb) + 16));
+				printf("# sweep4 B=%d T=%d G=%d: fwd %.4f bwd %.4f ms\n", B, T, gs,
+				       median_ms(fwd, 15), median_ms(bwd, 15));
+			}
+			fflush(stdout);
+			unsetenv("SWERVE_LIGHTNING_KERNEL");
+			unsetenv("SWERVE_LIGHTNING_SEGMENTS");
+			wf = swerve_lightning_forward_workspace(&dims);
+			wb = swerve_lightning_backward_workspace(&dims);
+			CK(cudaFree(ws));
+			CK(cudaMalloc(&ws, std::max(wf, wb) + 16));
 		}
 		if (sweep) { /* forward and backward time against the segment count */
 			for (const char *stv : {"2", "4"}) {
@@ -236,22 +270,22 @@ int main(int argc, char **argv)
 		double floor_f = 4 * tensor / bw * 1e3, floor_b = 9 * tensor / bw * 1e3;
 		char shape[32];
 		snprintf(shape, sizeof shape, "%d,%d,%d,%d", B, T, H, D);
-		/* the current choice of kernels (V3 form 1, wgmma), V3 with the third
-		 * round's segment plan (SWERVE_LIGHTNING_WG_PLAN=3), V3's other forms
-		 * (SWERVE_LIGHTNING_WG_FORM=2: the experiment with the state update
-		 * from shared memory; =0: each product chained in turn), the second
-		 * round's choice between the mma.sync kernels, the first version's main
-		 * kernel and V2 forced for both passes (SWERVE_LIGHTNING_KERNEL=12, 1,
-		 * 2), then the current choice again (the spread between its two rows is
-		 * the run's noise) */
-		const char *names[] = {"swerve",     "swerve-plan3", "swerve-v3f2", "swerve-v3f0",
-		                       "swerve-mma", "swerve-v1",    "swerve-v2",   "swerve-again"};
-		const char *kenv[] = {nullptr, nullptr, nullptr, nullptr, "12", "1", "2", nullptr};
-		const char *fenv[] = {nullptr, nullptr, "2",     "0",
-		                      nullptr, nullptr, nullptr, nullptr};
-		const char *penv[] = {nullptr, "3",     nullptr, nullptr,
-		                      nullptr, nullptr, nullptr, nullptr};
-		for (int r = 0; r < (prof ? 1 : 8); r++) {
+		/* the current choice of kernels, V3 (form 1, wgmma, one warpgroup, the
+		 * fourth round's default) and V4 (two warpgroups, 128-token chunks)
+		 * forced for both passes (SWERVE_LIGHTNING_KERNEL=3, 4), V3 with the
+		 * third round's segment plan (SWERVE_LIGHTNING_WG_PLAN=3), the second
+		 * round's choice between the mma.sync kernels (=12), then the current
+		 * choice and V4 again (the spread between two rows of one
+		 * configuration is the run's noise). The earlier rounds' other rows
+		 * (V3 forms 0 and 2, V1, V2 alone) are in git history. */
+		const char *names[] = {"swerve",         "swerve-v3",  "swerve-v4",
+		                       "swerve-plan3",   "swerve-mma", "swerve-again",
+		                       "swerve-v4-again"};
+		const char *kenv[] = {nullptr, "3", "4", "3", "12", nullptr, "4"};
+		const char *fenv[] = {nullptr, nullptr, nullptr, nullptr,
+		                      nullptr, nullptr, nullptr};
+		const char *penv[] = {nullptr, nullptr, nullptr, "3", nullptr, nullptr, nullptr};
+		for (int r = 0; r < (prof ? 1 : 7); r++) {
 			if (penv[r])
 				setenv("SWERVE_LIGHTNING_WG_PLAN", penv[r], 1);
 			else

@@ -260,6 +260,79 @@ static int t_max_seqlen_too_small(void)
 	return check_case("max_seqlen hint 1000 < 3000", {3000, 500, 17}, 2, 128, 0, 32, 1, 1000);
 }
 
+/* V4 (the two-warpgroup kernel with 128-token chunks) forced through
+ * SWERVE_LIGHTNING_KERNEL=4 whatever the default is, and with a forced segment
+ * count (SWERVE_LIGHTNING_SEGMENTS), so that its segmented path (V3's
+ * state-only pass and prefix kernel ahead of it) runs too. The variables are
+ * restored afterwards (the whole binary may run under a forced kernel). */
+struct env_override {
+	const char *name;
+	char *old;
+	env_override(const char *n, const char *v) : name(n), old(nullptr)
+	{
+		const char *o = getenv(n);
+		old = o ? strdup(o) : nullptr;
+		if (v)
+			setenv(n, v, 1);
+		else
+			unsetenv(n);
+	}
+	~env_override()
+	{
+		if (old)
+			setenv(name, old, 1);
+		else
+			unsetenv(name);
+		free(old);
+	}
+};
+
+static int t_v4_varlen_segments_d128(void)
+{
+	env_override k("SWERVE_LIGHTNING_KERNEL", "4"), g("SWERVE_LIGHTNING_SEGMENTS", nullptr);
+	return check_case("V4, varlen, segments, D=128", {1, 0, 700, 3000, 65, 129, 128, 255}, 4,
+	                  128, 0, 32, 1);
+}
+
+static int t_v4_forced_segments_d128(void)
+{
+	/* G = 5: state-only pass, prefix kernel, main pass from combined states */
+	env_override k("SWERVE_LIGHTNING_KERNEL", "4"), g("SWERVE_LIGHTNING_SEGMENTS", "5");
+	return check_case("V4, 5 segments, D=128", {2500, 1, 1300, 640}, 3, 128, 0, 32, 1);
+}
+
+static int t_v4_batch_no_states_d128(void)
+{
+	env_override k("SWERVE_LIGHTNING_KERNEL", "4"), g("SWERVE_LIGHTNING_SEGMENTS", nullptr);
+	return check_case("V4, batch, no states, D=128", std::vector<int>(24, 256), 16, 128, 0, 8,
+	                  0);
+}
+
+static int t_v4_last_layer_d128(void)
+{
+	env_override k("SWERVE_LIGHTNING_KERNEL", "4"), g("SWERVE_LIGHTNING_SEGMENTS", nullptr);
+	return check_case("V4, varlen, last layer, D=128", {2048, 511, 64}, 4, 128, 31, 32, 1);
+}
+
+static int t_v4_varlen_d64(void)
+{
+	env_override k("SWERVE_LIGHTNING_KERNEL", "4"), g("SWERVE_LIGHTNING_SEGMENTS", nullptr);
+	return check_case("V4, varlen, D=64", {1000, 1, 2500, 63, 127}, 3, 64, 2, 16, 1);
+}
+
+static int t_v4_segments_d64(void)
+{
+	env_override k("SWERVE_LIGHTNING_KERNEL", "4"), g("SWERVE_LIGHTNING_SEGMENTS", "3");
+	return check_case("V4, 3 segments, D=64", {1000, 2500, 129}, 2, 64, 0, 16, 1);
+}
+
+static int t_v4_max_seqlen_too_small(void)
+{
+	env_override k("SWERVE_LIGHTNING_KERNEL", "4"), g("SWERVE_LIGHTNING_SEGMENTS", nullptr);
+	return check_case("V4, max_seqlen hint 1000 < 3000", {3000, 500, 17}, 2, 128, 0, 32, 1,
+	                  1000);
+}
+
 /* Decode N tokens from S0 for 64 sequences; the state must equal the chunked
  * forward's final state over the same tokens, and o the reference decode's. */
 static int t_decode_matches_forward(void)
@@ -391,6 +464,13 @@ int main(void)
 	        {"lightning max_seqlen below the longest sequence", t_max_seqlen_too_small},
 	        {"lightning decode matches forward", t_decode_matches_forward},
 	        {"lightning rejects bad input", t_rejects_bad_input},
+	        {"lightning V4 varlen, segments, D=128", t_v4_varlen_segments_d128},
+	        {"lightning V4 forced 5 segments, D=128", t_v4_forced_segments_d128},
+	        {"lightning V4 batch, no states, D=128", t_v4_batch_no_states_d128},
+	        {"lightning V4 varlen, last layer, D=128", t_v4_last_layer_d128},
+	        {"lightning V4 varlen, D=64", t_v4_varlen_d64},
+	        {"lightning V4 forced 3 segments, D=64", t_v4_segments_d64},
+	        {"lightning V4 max_seqlen below the longest sequence", t_v4_max_seqlen_too_small},
 	};
 	return gpu_run_tests(tests, (int)(sizeof tests / sizeof tests[0]));
 }
