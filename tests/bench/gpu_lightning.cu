@@ -113,6 +113,8 @@ int main(int argc, char **argv)
 	const bool sweep = argc > 1 && strcmp(argv[1], "sweep") == 0;
 	/* `sweep4`: the same for V4 (SWERVE_LIGHTNING_KERNEL=4) only */
 	const bool sweep4 = argc > 1 && strcmp(argv[1], "sweep4") == 0;
+	/* SWERVE_BENCH_NO_V4=1: no V4 rows (where V4 failed its tests) */
+	const bool no_v4 = getenv("SWERVE_BENCH_NO_V4") != nullptr;
 	cudaDeviceProp prop;
 	if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess) {
 		printf("skipped: no GPU\n");
@@ -214,7 +216,8 @@ int main(int argc, char **argv)
 			       "G=%d, bwd G=%d)\n",
 			       B, T, kf, kb, gf, sf, gb, sb, g3f, g3b, g4f, g4b);
 		}
-		if (sweep4) { /* V4: forward and backward time against the segment count */
+		if (sweep4 &&
+		    !no_v4) { /* V4: forward and backward time against the segment count */
 			setenv("SWERVE_LIGHTNING_KERNEL", "4", 1);
 			for (int gs : {1, 2, 3, 4, 5, 6, 8, 12, 16}) {
 				if (gs > T / 128)
@@ -286,6 +289,8 @@ int main(int argc, char **argv)
 		                      nullptr, nullptr, nullptr};
 		const char *penv[] = {nullptr, nullptr, nullptr, "3", nullptr, nullptr, nullptr};
 		for (int r = 0; r < (prof ? 1 : 7); r++) {
+			if (no_v4 && kenv[r] && strcmp(kenv[r], "4") == 0)
+				continue;
 			if (penv[r])
 				setenv("SWERVE_LIGHTNING_WG_PLAN", penv[r], 1);
 			else

@@ -30,7 +30,11 @@ p2=$!
 SWERVE_LIGHTNING_KERNEL=4 timeout 200 "$p" >"$OUT/test_policy_v4.log" 2>&1 &
 p3=$!
 wait $p1 $p2 $p3
-SWERVE_LIGHTNING_KERNEL= timeout 200 "$b" sweep4 >"$OUT/bench.log" 2>&1
+# a V4 that failed its tests is left out of the benchmark (a fault would end it)
+case "$(tail -1 "$OUT/test_v4.log")" in
+*" 0 failed"*) env -u SWERVE_LIGHTNING_KERNEL timeout 200 "$b" sweep4 >"$OUT/bench.log" 2>&1 ;;
+*) env -u SWERVE_LIGHTNING_KERNEL SWERVE_BENCH_NO_V4=1 timeout 200 "$b" >"$OUT/bench.log" 2>&1 ;;
+esac
 echo "bench rc=$?" >>"$OUT/bench.log"
 fail=0
 for f in test_default test_v4 test_policy_v4; do
@@ -39,7 +43,10 @@ for f in test_default test_v4 test_policy_v4; do
 	echo "$f: $r"
 	case "$r" in *" 0 failed"*) ;; *) fail=1 ;; esac
 done
-grep -h 'rel ' "$OUT/test_v4.log" | sort -k3 -g | tail -2 | sed 's/^/# worst V4: /'
+for f in test_default test_v4; do
+	awk -v f=$f '{for (i = 1; i < NF; i++) if ($i == "rel") print $(i + 1), f ":", $0}' \
+		"$OUT/$f.log" | sort -g | tail -1 | sed 's/^[^ ]* /# worst rel /'
+done
 grep -h '^# plan\|^# sweep4' "$OUT/bench.log"
 grep -h '^impl\|^swerve\|^bench rc\|^# device\|^# decode' "$OUT/bench.log"
 exit $fail
