@@ -426,28 +426,47 @@ static void read_stream(struct sup *s, int fd, struct sb_capture *c, int *eof, u
 	}
 }
 
+/* One message from the child's socket, without blocking: its size, 0 at
+ * EOF, or -errno; *fd the descriptor it carried, else -1. A raw system call
+ * where there is one: prep_wait_ready calls it while a shared-memory child
+ * owns errno. */
+static long recv_child_msg(int sock, struct sb_msg *m, int *fd)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = {m, sizeof(*m)};
+	struct msghdr mh = {.msg_iov = &iov,
+	                    .msg_iovlen = 1,
+	                    .msg_control = u.buf,
+	                    .msg_controllen = sizeof(u.buf)};
+#if SB_HAVE_RAW_SYSCALL
+	long n = sb_raw_syscall(SYS_recvmsg, sock, (long)&mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC, 0, 0,
+	                        0);
+#else
+	long n = recvmsg(sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	if (n < 0)
+		n = -errno;
+#endif
+	*fd = -1;
+	struct cmsghdr *c = n > 0 ? CMSG_FIRSTHDR(&mh) : NULL;
+	if (c && c->cmsg_type == SCM_RIGHTS)
+		memcpy(fd, CMSG_DATA(c), sizeof(int));
+	return n;
+}
+
 static void read_sock(struct sup *s)
 {
 	for (;;) {
 		struct sb_msg m;
-		union {
-			char buf[CMSG_SPACE(sizeof(int))];
-			struct cmsghdr align;
-		} u;
-		struct iovec iov = {&m, sizeof(m)};
-		struct msghdr mh = {.msg_iov = &iov,
-		                    .msg_iovlen = 1,
-		                    .msg_control = u.buf,
-		                    .msg_controllen = sizeof(u.buf)};
-		ssize_t n = recvmsg(s->sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+		int fd;
+		long n = recv_child_msg(s->sock, &m, &fd);
+		if (n == 0 || (n < 0 && n != -EAGAIN && n != -EINTR))
 			s->sock_eof = 1; /* every copy of the child end is closed */
 		if (n <= 0)
 			return;
-		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-		if (c && c->cmsg_type == SCM_RIGHTS) {
-			int fd;
-			memcpy(&fd, CMSG_DATA(c), sizeof(int));
+		if (fd >= 0) {
 			if (s->listener >= 0)
 				close(fd);
 			else
@@ -684,22 +703,10 @@ static int prep_wait_ready(struct sb_prepared *p)
 	sigfillset(&all);
 	for (;;) {
 		struct sb_msg m;
-		union {
-			char buf[CMSG_SPACE(sizeof(int))];
-			struct cmsghdr align;
-		} u;
-		struct iovec iov = {&m, sizeof(m)};
-		struct msghdr mh = {.msg_iov = &iov,
-		                    .msg_iovlen = 1,
-		                    .msg_control = u.buf,
-		                    .msg_controllen = sizeof(u.buf)};
-		long n = sb_raw_syscall(SYS_recvmsg, p->sock, (long)&mh,
-		                        MSG_DONTWAIT | MSG_CMSG_CLOEXEC, 0, 0, 0);
+		int fd;
+		long n = recv_child_msg(p->sock, &m, &fd);
 		if (n > 0) {
-			struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-			if (c && c->cmsg_type == SCM_RIGHTS) {
-				int fd;
-				memcpy(&fd, CMSG_DATA(c), sizeof(int));
+			if (fd >= 0) {
 				if (p->listener >= 0)
 					sb_raw_syscall(SYS_close, fd, 0, 0, 0, 0, 0);
 				else
