@@ -1766,9 +1766,12 @@ int kernel_choice(const swerve_lightning_dims *d, int nprob)
 int wg4_per_sm(int dim);
 
 /* V4's cost model (see plan and wg::kernel4), in units of one V4 chunk step
- * (128 tokens, one CTA per SM at D = 128): not fitted yet (predicted from V3's
- * fit: a V4 step ~1.2x a lone V3 64-token step; V3's state-only pass runs 128
- * tokens in ~0.9 and its prefix kernel 2.2 V4 steps per 6.25 MB) */
+ * (128 tokens, one CTA per SM at D = 128), predicted from V3's fit before V4
+ * ran (a V4 step ~1.2x a lone V3 64-token step; V3's state-only pass runs 128
+ * tokens in ~0.9 and its prefix kernel 2.2 V4 steps per 6.25 MB). A V4 step
+ * measured ~2x a lone V3 step (4.2 us), but the G sweep of V4 at the three
+ * benchmark shapes (fifth round) put these choices within 2% of the best forced
+ * G (fwd G = 1 / 1 / 4, bwd 1 / 1 / 1, best bwd at 1 x 32768: G = 4, 2% faster) */
 constexpr double WG4_SO_COST = 0.9, WG4_PREFIX_COST = 2.2;
 
 int wg_form();
@@ -1787,14 +1790,27 @@ void plan_for(const swerve_lightning_dims *d, int nprob, int *kver, int *G, int 
 		cm.stages4 = wg_form() == 1;
 		cm.wide4_cost = third ? 0.0 : WG_WIDE4_COST;
 		plan(d, nprob, cm, true, G, seg_len, mst);
-	} else if (*kver == 4) {
+		/* V4 where it measured faster (fifth round, H100, tests/bench/RESULTS.md):
+		 * the forward at D = 128 where V3 runs one segment as a grid of at most
+		 * one CTA per SM (its 4-stage kernel), e.g. 4 x 8192 x 16 heads: 0.266 /
+		 * 0.268 / 0.269 ms against V3's 0.274 / 0.274 / 0.286 in one run; level or
+		 * slower everywhere else (backward, 2 CTAs per SM, segments). Not when
+		 * a kernel or V3's stages are forced. */
+		const char *ke = getenv("SWERVE_LIGHTNING_KERNEL"),
+		           *se = getenv("SWERVE_LIGHTNING_WG_STAGES");
+		if (nprob == 1 && d->dim == 128 && *G == 1 && *mst == 4 && !(ke && *ke) &&
+		    !(se && *se))
+			*kver = 4;
+	}
+	if (*kver == 4) {
 		cost_model cm{wg4_per_sm(d->dim), wg_per_sm(d->dim, true), WG4_SO_COST,
 		              WG_WIDE_COST, true};
 		cm.tail = true;
 		cm.prefix_cost = WG4_PREFIX_COST;
 		cm.chunk = wg::C4;
+		*mst = 2;
 		plan(d, nprob, cm, true, G, seg_len, mst);
-	} else
+	} else if (*kver != 3)
 		plan(d, nprob, cost_model{*kver == 2 ? 3 : 2, *kver == 2 ? 3 : 2, 0.6, 0.0, false},
 		     true, G, seg_len);
 }
