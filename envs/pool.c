@@ -24,6 +24,7 @@
 #include "db/db.h"
 #include "envs/report.h"
 #include "envs/clock.h"
+#include "envs/reap.h"
 #include "sandbox/error.h"
 
 #define DEFAULT_TIMEOUT_MS (1800ull * 1000)
@@ -450,6 +451,37 @@ static void progress(const struct swerve_pool_opts *o, struct swerve_db *db, dou
 	}
 }
 
+/* While no worker has ended: pass a stop request on to the workers (SIGTERM:
+ * finish the episode in hand; a second signal: SIGKILL), show progress. */
+struct idle_ctx {
+	const struct swerve_pool_opts *o;
+	struct swerve_db *db;
+	double t0;
+	int64_t start_done;
+	struct slot *slots;
+	int forwarded;
+};
+
+static pid_t slot_pid(void *arg, int i)
+{
+	return ((struct idle_ctx *)arg)->slots[i].pid;
+}
+
+static void pool_idle(void *arg)
+{
+	struct idle_ctx *c = arg;
+	if (stop_requested && c->forwarded < stop_requested) {
+		for (int i = 0; i < c->o->workers; i++)
+			if (c->slots[i].pid > 0)
+				kill(c->slots[i].pid, stop_requested > 1 ? SIGKILL : SIGTERM);
+		if (!c->forwarded)
+			fprintf(stderr, "\nswerve: stopping: finishing the episodes in hand "
+			                "(signal again to kill them)\n");
+		c->forwarded = stop_requested;
+	}
+	progress(c->o, c->db, c->t0, c->start_done, 0);
+}
+
 int swerve_pool_run(struct swerve_pool_stats *out, const struct swerve_pool_opts *opts)
 {
 	struct swerve_pool_opts o = *opts;
@@ -508,37 +540,12 @@ int swerve_pool_run(struct swerve_pool_stats *out, const struct swerve_pool_opts
 		alive++;
 	}
 
-	int forwarded = 0;
+	struct idle_ctx ic = {&o, db, t0, start_done, slots, 0};
+	struct swerve_reap rp = {o.workers, slot_pid, pool_idle, &ic, 100};
 	while (alive > 0) {
-		int status;
-		pid_t pid = waitpid(-1, &status, WNOHANG);
-		if (pid == 0) {
-			if (stop_requested && forwarded < stop_requested) {
-				for (int i = 0; i < o.workers; i++)
-					if (slots[i].pid > 0)
-						kill(slots[i].pid,
-						     stop_requested > 1 ? SIGKILL : SIGTERM);
-				if (!forwarded)
-					fprintf(stderr, "\nswerve: stopping: finishing the "
-					                "episodes in hand "
-					                "(signal again to kill them)\n");
-				forwarded = stop_requested;
-			}
-			progress(&o, db, t0, start_done, 0);
-			swerve_sleep_ms(100);
-			continue;
-		}
-		if (pid < 0) {
-			if (errno == EINTR)
-				continue;
-			break;
-		}
-		int idx = -1;
-		for (int i = 0; i < o.workers; i++)
-			if (slots[i].pid == pid)
-				idx = i;
+		int status, idx = swerve_reap_next(&rp, &status);
 		if (idx < 0)
-			continue;
+			break;
 		alive--;
 		slots[idx].pid = 0;
 		int crashed =
@@ -548,14 +555,7 @@ int swerve_pool_run(struct swerve_pool_stats *out, const struct swerve_pool_opts
 			infra_start++;
 		if (slots[idx].rollout > 0) {
 			char why[128];
-			if (WIFSIGNALED(status))
-				snprintf(why, sizeof(why),
-				         "worker died (signal %d) during the episode",
-				         WTERMSIG(status));
-			else
-				snprintf(why, sizeof(why),
-				         "worker exited (status %d) during the episode",
-				         WEXITSTATUS(status));
+			swerve_worker_death(why, sizeof(why), status);
 			if (!(stop_requested > 1)) {
 				swerve_db_fail(NULL, db, slots[idx].rollout, slots[idx].attempt,
 				               why);

@@ -29,6 +29,7 @@
 
 #include "envs/repo.h"
 #include "envs/clock.h"
+#include "envs/reap.h"
 #include "sandbox/error.h"
 #include "sandbox/sandbox.h"
 
@@ -411,6 +412,30 @@ static size_t count_done(const struct ctx *c)
 	return n;
 }
 
+struct round_idle {
+	struct ctx *c;
+	double t0, *last_progress;
+};
+
+static pid_t slot_pid(void *arg, int i)
+{
+	return ((struct round_idle *)arg)->c->slots[i].pid;
+}
+
+/* while no worker has ended: a progress line every 5 s */
+static void round_progress(void *arg)
+{
+	struct round_idle *ri = arg;
+	struct ctx *c = ri->c;
+	if (c->o.progress && swerve_now_s() - *ri->last_progress >= 5.0) {
+		*ri->last_progress = swerve_now_s();
+		size_t d = count_done(c);
+		double el = swerve_now_s() - ri->t0;
+		fprintf(stderr, "validate: %zu/%zu episodes, %.2f/s\n", d, c->n_jobs,
+		        el > 0 ? (double)d / el : 0.0);
+	}
+}
+
 /* One round: workers take the round's jobs until none is left. */
 static void run_round(struct ctx *c, double t0, double *last_progress)
 {
@@ -421,31 +446,12 @@ static void run_round(struct ctx *c, double t0, double *last_progress)
 	for (int i = 0; i < nw; i++)
 		if (spawn(c, i) > 0)
 			alive++;
+	struct round_idle ri = {c, t0, last_progress};
+	struct swerve_reap rp = {nw, slot_pid, round_progress, &ri, 20};
 	while (alive > 0) {
-		int status;
-		pid_t pid = waitpid(-1, &status, WNOHANG);
-		if (pid == 0) {
-			if (c->o.progress && swerve_now_s() - *last_progress >= 5.0) {
-				*last_progress = swerve_now_s();
-				size_t d = count_done(c);
-				double el = swerve_now_s() - t0;
-				fprintf(stderr, "validate: %zu/%zu episodes, %.2f/s\n", d,
-				        c->n_jobs, el > 0 ? (double)d / el : 0.0);
-			}
-			swerve_sleep_ms(20);
-			continue;
-		}
-		if (pid < 0) {
-			if (errno == EINTR)
-				continue;
-			break;
-		}
-		int idx = -1;
-		for (int i = 0; i < nw; i++)
-			if (c->slots[i].pid == pid)
-				idx = i;
+		int status, idx = swerve_reap_next(&rp, &status);
 		if (idx < 0)
-			continue;
+			break;
 		alive--;
 		c->slots[idx].pid = 0;
 		int j = c->slots[idx].job;
@@ -453,14 +459,7 @@ static void run_round(struct ctx *c, double t0, double *last_progress)
 		        WIFEXITED(status) && (WEXITSTATUS(status) == 0 || WEXITSTATUS(status) == 3);
 		if (j >= 0 && !c->recs[j].done) {
 			/* died mid-episode: the next round runs it again (attempts counted) */
-			if (WIFSIGNALED(status))
-				snprintf(c->recs[j].error, sizeof(c->recs[j].error),
-				         "worker died (signal %d) during the episode",
-				         WTERMSIG(status));
-			else
-				snprintf(c->recs[j].error, sizeof(c->recs[j].error),
-				         "worker exited (status %d) during the episode",
-				         WEXITSTATUS(status));
+			swerve_worker_death(c->recs[j].error, sizeof(c->recs[j].error), status);
 			fprintf(stderr, "swerve validate: %s: %s\n",
 			        c->tasks->tasks[c->jobs[j].task].instance_id, c->recs[j].error);
 		}
