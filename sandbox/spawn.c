@@ -154,7 +154,7 @@ static void wait_for_run(const struct sb_child *c)
 	do
 		k = sb_raw_syscall(SYS_read, c->go_r, (long)&go, 1, 0, 0, 0);
 	while (k == -EINTR);
-	if (k != 1) /* discarded: the supervisor closed the pipe */
+	if (k != 1) /* discarded: the supervisor closed its end */
 		for (;;)
 			sb_raw_syscall(SYS_exit_group, 127, 0, 0, 0, 0, 0);
 	close(c->go_r);
@@ -172,7 +172,7 @@ __attribute__((noreturn)) static void command(const struct sb_child *c)
 	if (nul < 0 || dup2(nul, 0) < 0 || dup2(c->out_w, 1) < 0 || dup2(c->err_w, 2) < 0)
 		fail(sock, SB_STEP_STDIO, -1);
 	/* every other fd closed: nothing of the supervisor's is visible (a
-	 * prepared command keeps its go pipe, CLOEXEC, until the run) */
+	 * prepared command keeps its go socket, CLOEXEC, until the run) */
 	int keep[2] = {sock, c->prepared ? c->go_r : -1};
 	if (close_except(keep, 2) < 0)
 		fail(sock, SB_STEP_STDIO, -1);
