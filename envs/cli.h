@@ -33,9 +33,11 @@ int swerve_cli_fail(const char *cmd, int code, const char *fmt, ...)
 
 /* `swerve exec` on a given sandbox context (NULL: a new one for this run);
  * prints what `swerve exec` prints and returns its exit code. The server
- * (envs/cmd_serve.c) calls it on its workers' warm contexts. */
+ * (envs/cmd_serve.c) calls it on its workers' warm contexts, with the
+ * client's connection as cancel_fd (the run is cancelled when the client
+ * goes away; 0: none). */
 struct swerve_sandbox;
-int swerve_exec_cli(int argc, char **argv, struct swerve_sandbox *ctx);
+int swerve_exec_cli(int argc, char **argv, struct swerve_sandbox *ctx, int cancel_fd);
 
 /* Option values (envs/cmd_common.c): 0, or SWERVE_EXIT_USAGE after a
  * one-line message naming the command, the flag and the value. */

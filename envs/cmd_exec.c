@@ -98,10 +98,10 @@ static int print_json(const struct swerve_sandbox_result *r)
 
 int swerve_cmd_exec(int argc, char **argv)
 {
-	return swerve_exec_cli(argc, argv, NULL);
+	return swerve_exec_cli(argc, argv, NULL, 0);
 }
 
-int swerve_exec_cli(int argc, char **argv, struct swerve_sandbox *ctx)
+int swerve_exec_cli(int argc, char **argv, struct swerve_sandbox *ctx, int cancel_fd)
 {
 	struct swerve_sandbox_opts o = SWERVE_SANDBOX_OPTS_INIT;
 	struct swerve_sandbox_bind ro[MAXLIST];
@@ -199,6 +199,7 @@ int swerve_exec_cli(int argc, char **argv, struct swerve_sandbox *ctx)
 	o.ro_binds = ro;
 	o.n_ro_binds = nro;
 	o.argv = (const char *const *)argv + i;
+	o.cancel_fd = cancel_fd;
 
 	struct swerve_sandbox *sb = ctx;
 	struct swerve_sandbox_result r;

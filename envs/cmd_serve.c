@@ -14,7 +14,9 @@
  * only), changes to the client's directory, points its fds 0-2 at the
  * client's, runs exactly what `swerve exec` runs (swerve_exec_cli: same
  * options, same output, same verdict line), puts its fds back and sends the
- * exit code (an int). A worker that dies mid-run closes the connection and
+ * exit code (an int). A client that goes away mid-run (its connection
+ * hangs up) cancels the run: the sandbox's tree is killed at once. A worker
+ * that dies mid-run closes the connection and
  * the client reports an infrastructure error (never a verdict); the server
  * starts a new worker. SIGTERM or SIGINT stops the server and its workers
  * and removes the socket. */
@@ -144,7 +146,7 @@ static void serve_one(int conn, struct swerve_sandbox *sb, const int saved[3])
 		dprintf(fds[2], "swerve exec: the server cannot use this terminal: %s\n",
 		        strerror(errno));
 	} else {
-		code = swerve_exec_cli(argc, argv, sb);
+		code = swerve_exec_cli(argc, argv, sb, conn); /* a client gone cancels */
 		fflush(stdout);
 		fflush(stderr);
 	}

@@ -10,6 +10,6 @@
 int main(int argc, char **argv)
 {
 	if (argc >= 2 && strcmp(argv[1], "exec") == 0)
-		return swerve_exec_cli(argc - 1, argv + 1, NULL);
+		return swerve_exec_cli(argc - 1, argv + 1, NULL, 0);
 	return swerve_cli_fail("exec", SWERVE_EXIT_USAGE, "swerve-exec runs only `swerve exec`");
 }

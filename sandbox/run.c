@@ -390,7 +390,8 @@ static uint64_t tree_rss(pid_t init)
 struct sup {
 	int out_r, err_r, sock, pidfd, listener;
 	struct sb_capture out, err;
-	int killed; /* our verdict when we killed it, else -1 */
+	int killed;    /* our verdict when we killed it, else -1 */
+	int cancelled; /* opts->cancel_fd fired: the run is XX */
 	int have_exit, exit_status;
 	int have_error;
 	struct sb_msg error;
@@ -1051,8 +1052,12 @@ supervise:;
 	uint64_t next_mem = t0 + MEM_POLL_NS;
 	int init_done = 0;
 	while (!init_done) {
-		struct pollfd pf[5];
-		int n = 0, i_out = -1, i_err = -1, i_sock = -1, i_pid, i_lis = -1;
+		struct pollfd pf[6];
+		int n = 0, i_out = -1, i_err = -1, i_sock = -1, i_pid, i_lis = -1, i_can = -1;
+		if (o->cancel_fd > 0 && !s.cancelled) {
+			i_can = n;
+			pf[n++] = (struct pollfd){o->cancel_fd, POLLIN, 0};
+		}
 		if (!s.out_eof) {
 			i_out = n;
 			pf[n++] = (struct pollfd){s.out_r, POLLIN, 0};
@@ -1100,6 +1105,10 @@ supervise:;
 		}
 		if (pf[i_pid].revents)
 			init_done = 1;
+		if (i_can >= 0 && pf[i_can].revents && !init_done) {
+			s.cancelled = 1;
+			kill_tree(&s, SWERVE_VERDICT_XX);
+		}
 		now = sb_now_ns();
 		if (!init_done && now >= deadline && s.killed < 0) {
 			snprintf(s.note, sizeof(s.note), "wall-clock limit %" PRIu64 " ms",
@@ -1178,6 +1187,11 @@ supervise:;
 			goto sysfail;
 		if (s.have_error && s.killed < 0) {
 			rc = child_error(sb, o, &s.error);
+			goto fail;
+		}
+		if (s.cancelled) {
+			rc = swerve_error_set(SWERVE_ERROR, "sandbox: cancelled (cancel_fd %d)",
+			                      o->cancel_fd);
 			goto fail;
 		}
 		if (s.killed >= 0) {

@@ -163,6 +163,13 @@ struct swerve_sandbox_opts {
 
 	/* Hostname inside (default "sandbox"). */
 	const char *hostname;
+
+	/* A descriptor of the caller's that cancels the run when it becomes
+	 * readable or hangs up (e.g. the connection of a client that went
+	 * away): the whole tree is killed and the run returns XX ("cancelled",
+	 * SWERVE_ERROR), never a model verdict. 0 (the default) = none, so
+	 * stdin cannot serve. */
+	int cancel_fd;
 };
 
 #define SWERVE_SANDBOX_OPTS_INIT                                                                   \

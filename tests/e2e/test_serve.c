@@ -5,6 +5,7 @@
  * verdict and never a second run; SIGTERM removes the socket. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -217,6 +218,50 @@ Test(serve, worker_killed_mid_run_is_an_infrastructure_error_not_a_rerun)
 			usleep(50000);
 	}
 	cr_assert(ok);
+}
+
+Test(serve, a_client_gone_mid_run_cancels_it)
+{
+	/* Ctrl-C on `swerve exec`: the launcher dies, its connection hangs up,
+	 * and the worker kills the run instead of waiting for its deadline */
+	char marker[512];
+	snprintf(marker, sizeof(marker), "%s/started", dir);
+	pid_t c = fork();
+	if (c == 0) { /* this process becomes the launcher */
+		int nul = open("/dev/null", O_RDWR);
+		if (nul < 0 || dup2(nul, 1) < 0 || dup2(nul, 2) < 0 ||
+		    setenv("SWERVE_SOCKET", sock, 1))
+			_exit(127);
+		execl(ts_swerve_bin(), "swerve", "exec", "--wall-ms", "60000", "--workspace", dir,
+		      "--", "/bin/sh", "-c", "touch /workspace/started; exec sleep 47.5",
+		      (char *)NULL);
+		_exit(127);
+	}
+	int seen = 0;
+	for (int i = 0; i < 500 && !seen; i++) {
+		struct stat st;
+		seen = stat(marker, &st) == 0;
+		if (!seen)
+			usleep(10000);
+	}
+	cr_assert(seen, "the command never started");
+	cr_assert_eq(kill(c, SIGKILL), 0);
+	waitpid(c, NULL, 0);
+	/* the single worker is free again well before the 60 s deadline */
+	char *o, *e;
+	time_t t0 = time(NULL);
+	cr_assert_eq(run_exec(&o, &e, sock, "-- /bin/echo next"), 0, "%s", e);
+	cr_assert_str_eq(o, "next\n");
+	free(o), free(e);
+	cr_assert_lt(time(NULL) - t0, 10, "the cancelled run kept the worker busy");
+	/* and the sandboxed sleep is gone */
+	int gone = 0;
+	for (int i = 0; i < 100 && !gone; i++) {
+		gone = ts_sh(NULL, NULL, "pgrep -f '^sleep 47.5$' >/dev/null") != 0;
+		if (!gone)
+			usleep(50000);
+	}
+	cr_assert(gone, "the cancelled command still runs");
 }
 
 Test(serve, a_second_server_on_the_same_socket_refuses)

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <unistd.h>
+#include <time.h>
 
 #include "sandbox/internal.h"
 #include "sandbox/sandbox.h"
@@ -444,6 +445,46 @@ Test(context, warm_puts_a_root_context_on_its_fast_path)
 	swerve_sandbox_result_dispose(&r);
 	swerve_sandbox_free(sb);
 	unsetenv("SWERVE_SANDBOX_SLOW");
+}
+
+Test(run, cancel_fd_kills_the_tree_and_gives_xx)
+{
+	TS_NEED_SANDBOX();
+	struct swerve_sandbox *sb;
+	struct swerve_sandbox_result r;
+	int p[2];
+	cr_assert_eq(swerve_sandbox_new(&sb, NULL), 0);
+	cr_assert_eq(pipe(p), 0);
+	pid_t w = fork();
+	if (w == 0) { /* the "client": goes away after 300 ms */
+		usleep(300000);
+		_exit(0);
+	}
+	close(p[1]);
+	struct swerve_sandbox_opts o = SWERVE_SANDBOX_OPTS_INIT;
+	const char *argv[] = {"/bin/sh", "-c", "echo before; sleep 30 & wait", NULL};
+	o.argv = argv;
+	o.limits.wall_ms = 20000;
+	o.cancel_fd = p[0];
+	/* the write end lives in the child only: its exit hangs the pipe up */
+	uint64_t t0 = (uint64_t)time(NULL);
+	int rc = swerve_sandbox_run(&r, sb, &o);
+	waitpid(w, NULL, 0);
+	cr_assert_lt(rc, 0, "a cancelled run is an infrastructure outcome");
+	cr_assert_eq(r.verdict, SWERVE_VERDICT_XX);
+	cr_assert(strstr(r.reason, "cancelled"), "%s", r.reason);
+	cr_assert_lt((uint64_t)time(NULL) - t0, 10, "not cancelled promptly");
+	cr_assert(r.out.data && strstr(r.out.data, "before"), "output so far kept");
+	swerve_sandbox_result_dispose(&r);
+	/* the context still works afterwards */
+	o.cancel_fd = 0;
+	const char *ok[] = {"/bin/true", NULL};
+	o.argv = ok;
+	cr_assert_eq(swerve_sandbox_run(&r, sb, &o), 0, "%s", r.reason);
+	cr_assert_eq(r.verdict, SWERVE_VERDICT_OK);
+	swerve_sandbox_result_dispose(&r);
+	close(p[0]);
+	swerve_sandbox_free(sb);
 }
 
 static int fn_exit7(void *arg)
