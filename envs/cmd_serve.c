@@ -32,6 +32,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -210,6 +211,9 @@ __attribute__((noreturn)) static void worker(int lfd)
 			        strerror(errno));
 			_exit(SWERVE_EXIT_INFRA);
 		}
+		/* a client that connects and says nothing must not hold the worker */
+		struct timeval tv = {10, 0};
+		setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 		serve_one(conn, sb, saved);
 		close(conn);
 		/* idle until the next client: start its sandbox now (same mounts,

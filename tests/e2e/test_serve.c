@@ -264,6 +264,23 @@ Test(serve, a_client_gone_mid_run_cancels_it)
 	cr_assert(gone, "the cancelled command still runs");
 }
 
+Test(serve, a_silent_client_holds_a_worker_10_s_at_most)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	memcpy(sa.sun_path, sock, strlen(sock) + 1);
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	/* the only worker took the silent connection; the next client waits
+	 * for the worker's receive timeout, not forever */
+	char *o, *e;
+	time_t t0 = time(NULL);
+	cr_assert_eq(run_exec(&o, &e, sock, "-- /bin/echo after"), 0, "%s", e);
+	cr_assert_str_eq(o, "after\n");
+	cr_assert_lt(time(NULL) - t0, 20);
+	free(o), free(e);
+	close(fd);
+}
+
 Test(serve, a_second_server_on_the_same_socket_refuses)
 {
 	char *o, *e;
