@@ -158,6 +158,11 @@ Test(serve, other_users_are_refused)
 {
 	if (geteuid() != 0)
 		cr_skip_test("needs root to act as another user");
+	struct stat st;
+	cr_assert_eq(stat(sock, &st), 0);
+	cr_assert(S_ISSOCK(st.st_mode));
+	cr_assert_eq(st.st_mode & 0777, 0600, "the socket is born mode %o", st.st_mode & 0777);
+	/* opened up on purpose: the server's own check must still refuse */
 	chmod(sock, 0666);
 	chmod(dir, 0755);
 	char *o, *e;
