@@ -576,6 +576,33 @@ static int vm_stacks(struct swerve_sandbox *sb)
 	return 0;
 }
 
+/* The time left until deadline (CLOCK_MONOTONIC ns) as a relative timeout
+ * in *ts (0 once passed), or NULL for UINT64_MAX (none). */
+static struct timespec *time_left(struct timespec *ts, uint64_t deadline)
+{
+	if (deadline == UINT64_MAX)
+		return NULL;
+	uint64_t now = sb_now_ns(), d = deadline > now ? deadline - now : 0;
+	ts->tv_sec = (time_t)(d / 1000000000ull);
+	ts->tv_nsec = (long)(d % 1000000000ull);
+	return ts;
+}
+
+#if SB_HAVE_RAW_SYSCALL
+/* ppoll with every signal blocked, as a raw system call (no errno): how the
+ * worker waits while a shared-memory child runs libc on its TLS. 0 once the
+ * deadline has passed, else ppoll's result (-errno on failure). */
+static long park_poll(struct pollfd *pf, int n, uint64_t deadline)
+{
+	struct timespec ts, *tsp = time_left(&ts, deadline);
+	sigset_t all;
+	if (tsp && !tsp->tv_sec && !tsp->tv_nsec)
+		return 0;
+	sigfillset(&all);
+	return sb_raw_syscall(SYS_ppoll, (long)pf, n, (long)tsp, (long)&all, _NSIG / 8, 0);
+}
+#endif
+
 /* While init and the command set up on our memory they own this thread's
  * errno (they run libc code with our TLS): wait, in system calls that
  * cannot set errno and with every signal blocked, until init says the
@@ -585,24 +612,11 @@ static void vm_park(int started, int pidfd, uint64_t t0, uint64_t wall_ms)
 {
 #if SB_HAVE_RAW_SYSCALL
 	uint64_t deadline = wall_ms == UINT64_MAX ? UINT64_MAX : t0 + wall_ms * 1000000ull;
-	sigset_t all;
-	sigfillset(&all);
 	for (;;) {
 		struct pollfd pf[2] = {{started, POLLIN, 0}, {pidfd, POLLIN, 0}};
-		struct timespec ts, *tsp = NULL;
-		uint64_t now = sb_now_ns();
-		if (deadline != UINT64_MAX) {
-			if (now >= deadline)
-				return;
-			uint64_t d = deadline - now;
-			ts.tv_sec = (time_t)(d / 1000000000ull);
-			ts.tv_nsec = (long)(d % 1000000000ull);
-			tsp = &ts;
-		}
-		long k =
-		        sb_raw_syscall(SYS_ppoll, (long)pf, 2, (long)tsp, (long)&all, _NSIG / 8, 0);
-		if (k > 0 || (k < 0 && k != -EINTR && k != -EAGAIN))
-			return;
+		long k = park_poll(pf, 2, deadline);
+		if (k != -EINTR && k != -EAGAIN)
+			return; /* ready, deadline passed (0), or failed */
 	}
 #else
 	(void)started, (void)pidfd, (void)t0, (void)wall_ms;
@@ -700,8 +714,6 @@ static int prep_wait_ready(struct sb_prepared *p)
 {
 #if SB_HAVE_RAW_SYSCALL
 	uint64_t deadline = sb_now_ns() + 5000000000ull;
-	sigset_t all;
-	sigfillset(&all);
 	for (;;) {
 		struct sb_msg m;
 		int fd;
@@ -722,14 +734,10 @@ static int prep_wait_ready(struct sb_prepared *p)
 		}
 		if (n == 0 || (n != -EAGAIN && n != -EINTR))
 			return -1;
-		uint64_t now = sb_now_ns();
-		if (now >= deadline)
-			return -1;
 		struct pollfd pf[2] = {{p->sock, POLLIN, 0}, {p->pidfd, POLLIN, 0}};
-		struct timespec ts = {(time_t)((deadline - now) / 1000000000ull),
-		                      (long)((deadline - now) % 1000000000ull)};
-		long k =
-		        sb_raw_syscall(SYS_ppoll, (long)pf, 2, (long)&ts, (long)&all, _NSIG / 8, 0);
+		long k = park_poll(pf, 2, deadline);
+		if (k == 0)
+			return -1; /* not ready in 5 s */
 		if (k > 0 && pf[1].revents && !pf[0].revents)
 			return -1; /* init is gone */
 	}
@@ -1076,18 +1084,11 @@ supervise:;
 			i_lis = n;
 			pf[n++] = (struct pollfd){s.listener, POLLIN, 0};
 		}
-		uint64_t now = sb_now_ns();
 		uint64_t wake = deadline;
 		if (lim.memory_bytes != UINT64_MAX && next_mem < wake)
 			wake = next_mem;
-		struct timespec ts, *tsp = NULL;
-		if (wake != UINT64_MAX) {
-			uint64_t d = wake > now ? wake - now : 0;
-			ts.tv_sec = (time_t)(d / 1000000000ull);
-			ts.tv_nsec = (long)(d % 1000000000ull);
-			tsp = &ts;
-		}
-		int k = ppoll(pf, (nfds_t)n, tsp, NULL);
+		struct timespec ts;
+		int k = ppoll(pf, (nfds_t)n, time_left(&ts, wake), NULL);
 		if (k < 0 && errno != EINTR)
 			goto sysfail_kill;
 		if (i_out >= 0 && pf[i_out].revents)
@@ -1109,7 +1110,7 @@ supervise:;
 			s.cancelled = 1;
 			kill_tree(&s, SWERVE_VERDICT_XX);
 		}
-		now = sb_now_ns();
+		uint64_t now = sb_now_ns();
 		if (!init_done && now >= deadline && s.killed < 0) {
 			snprintf(s.note, sizeof(s.note), "wall-clock limit %" PRIu64 " ms",
 			         lim.wall_ms);
