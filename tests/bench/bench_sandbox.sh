@@ -3,8 +3,9 @@
 # side in one hyperfine run: `swerve exec` (seccomp on) through a resident
 # `swerve serve` (started here, on a private socket), the one-shot path
 # (`swerve-exec exec`: what `swerve exec` runs when no server listens, minus
-# the launcher's ~0.2 ms hop), bubblewrap with every namespace (no seccomp),
-# and plain /bin/true. (`make bench` runs the in-process benchmark,
+# the launcher's hop), bubblewrap with every namespace (no seccomp), and
+# plain /bin/true; then the launcher's own cost: `swerve --version`
+# (launcher + swerve-core) against `swerve-core --version` alone. (`make bench` runs the in-process benchmark,
 # bench_sandbox, just before this script.)
 # Prints the load average: on a busy 2-core machine every process hand-off
 # waits for a CPU and all numbers grow.
@@ -30,7 +31,8 @@ else
 	sleep 1 # the workers' warm-up runs
 	hyperfine -N --warmup 20 --runs "$RUNS" --export-markdown "$md" --export-json "$md.json" \
 		"$SWERVE exec -- /bin/true" "$BUILD/swerve-exec exec -- /bin/true" \
-		"$BWRAP" "/bin/true" 2>&1 | grep -v '^ *$'
+		"$BWRAP" "/bin/true" "$SWERVE --version" "$BUILD/swerve-core --version" 2>&1 |
+		grep -v '^ *$'
 	kill "$spid"
 	wait "$spid" 2>/dev/null
 	cat "$md"
