@@ -1,0 +1,26 @@
+/* gpu_flash.h - tiled (flash) causal softmax attention with grouped KV
+ * heads over packed variable-length sequences, for the GPU policy's softmax
+ * layers (internal to policy/; gpu.cu calls it in bf16 mode when
+ * head_dim == POLICY_FLASH_HEAD_DIM).
+ *
+ * Layouts are the cuBLAS path's, so the two are interchangeable: q, o
+ * (T, H, 64) fp32, k, v (T, KV, 64) fp32, lse (T, H) = log-sum-exp of the
+ * scaled scores of each query row, cu the sequence offsets (n_seqs + 1, on
+ * the device), maxlen the longest sequence. The products run on bf16 tensor
+ * cores with fp32 accumulation. Backward: Dsum (T, H) = rowsum(dout * o);
+ * dq, dk, dv are written, not accumulated. All calls are asynchronous on the
+ * legacy default stream and return 0 or a negative code with a message. */
+#ifndef SWERVE_POLICY_GPU_FLASH_H
+#define SWERVE_POLICY_GPU_FLASH_H
+
+#define POLICY_FLASH_HEAD_DIM 64
+
+/* once per process, before the first call: the kernels' shared-memory limits */
+int policy_flash_setup(void);
+int policy_flash_fwd(float *o, float *lse, const float *q, const float *k, const float *v,
+                     const int *cu, int n_seqs, int maxlen, int H, int KV);
+int policy_flash_bwd(float *dq, float *dk, float *dv, const float *dout, const float *Dsum,
+                     const float *q, const float *k, const float *v, const float *lse,
+                     const int *cu, int n_seqs, int maxlen, int H, int KV);
+
+#endif

@@ -1,0 +1,37 @@
+/* gpu_util.h - error-checking macros shared by the policy's CUDA sources
+ * (internal to policy/): each returns a negative code with a one-line
+ * message naming the call, as every swerve module does. */
+#ifndef SWERVE_POLICY_GPU_UTIL_H
+#define SWERVE_POLICY_GPU_UTIL_H
+
+#include "sandbox/error.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#define CK(call)                                                                                   \
+	do {                                                                                       \
+		cudaError_t e_ = (call);                                                           \
+		if (e_ != cudaSuccess)                                                             \
+			return swerve_error_set(SWERVE_ERROR, "gpu: %s:%d: %s: %s", __FILE__,      \
+			                        __LINE__, #call, cudaGetErrorString(e_));          \
+	} while (0)
+#define CKB(call)                                                                                  \
+	do {                                                                                       \
+		cublasStatus_t s_ = (call);                                                        \
+		if (s_ != CUBLAS_STATUS_SUCCESS)                                                   \
+			return swerve_error_set(SWERVE_ERROR, "gpu: %s:%d: cuBLAS status %d",      \
+			                        __FILE__, __LINE__, (int)s_);                      \
+	} while (0)
+#define LAUNCHED() CK(cudaGetLastError())
+#define CKR(x)                                                                                     \
+	do {                                                                                       \
+		int r_ = (x);                                                                      \
+		if (r_)                                                                            \
+			return r_;                                                                 \
+	} while (0)
+
+/* a 1-D launch of n threads in blocks of 256 */
+#define GRID(n) (unsigned)(((n) + 255) / 256), 256
+
+#endif
