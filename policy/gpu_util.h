@@ -4,7 +4,13 @@
 #ifndef SWERVE_POLICY_GPU_UTIL_H
 #define SWERVE_POLICY_GPU_UTIL_H
 
+#ifdef __cplusplus
+extern "C" {
+#endif
 #include "sandbox/error.h"
+#ifdef __cplusplus
+}
+#endif
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
