@@ -33,6 +33,7 @@
 #include "kernels/lightning.h"
 #include "kernels/policy_loss.h"
 #include "policy/gpu_flash.h"
+#include "policy/gpu_moe.h"
 #include "policy/gpu_util.h"
 #include "policy/policy.h"
 
@@ -102,6 +103,7 @@ struct glayer {
 	int *perm, *rowof;       /* row -> assignment t K + j (-1: padding), (t, j) -> row */
 	float *auxc;             /* (E) device: d aux / d p_e (per token) */
 	int *h_off, h_cap;       /* host: rows of expert e are [h_off[e], h_off[e + 1]) */
+	int *doffs;              /* (E + 2) device: this layer's offsets (grouped path) */
 	void *xp, *h1, *h3, *hh; /* A (rows, D), (rows, F) x3 */
 	float *yp;               /* (rows, D) */
 };
@@ -115,6 +117,8 @@ struct policy_gpu {
 	size_t as;         /* its size */
 	int Rp;            /* rows of the MoE buffers (T K plus room for padding) */
 	int moe_loop;      /* POLICY_GPU_MOE=loop: compact segments, a GEMM per expert */
+	int moe_grouped;   /* bf16: the grouped kernels of gpu_moe.cu (POLICY_GPU_MOE=lt|loop:
+	                    * cuBLASLt per expert or batched, with a host round trip) */
 	int moe_round;     /* capacity granularity (rows; POLICY_GPU_MOE_ROUND) */
 	int use_lt;        /* expert GEMMs through cuBLASLt with cached algorithms (bf16) */
 	int lt_cache;      /* and cached descriptors (POLICY_GPU_LT_CACHE=0: made per call) */
@@ -1682,6 +1686,14 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 	g->at = g->ab ? CUDA_R_16BF : CUDA_R_32F;
 	g->as = as = g->ab ? 2 : 4;
 	g->moe_loop = getenv("POLICY_GPU_MOE") && !strcmp(getenv("POLICY_GPU_MOE"), "loop");
+	g->moe_grouped = g->ab && policy_moe_supported(D, F) &&
+	                 !(getenv("POLICY_GPU_MOE") && (!strcmp(getenv("POLICY_GPU_MOE"), "lt") ||
+	                                                !strcmp(getenv("POLICY_GPU_MOE"), "loop")));
+	for (int l = 0; l < cfg->n_layers && g->moe_grouped; l++) {
+		const struct policy_layer_params *lp = &L->layers[l];
+		if (lp->w1 % 8 || lp->w3 % 8 || lp->w2 % 8) /* 16-byte cp.async operands */
+			g->moe_grouped = 0;
+	}
 	g->moe_round = getenv("POLICY_GPU_MOE_ROUND") ? atoi(getenv("POLICY_GPU_MOE_ROUND")) : 64;
 	g->use_lt = g->ab && !(getenv("POLICY_GPU_LT") && !strcmp(getenv("POLICY_GPU_LT"), "0"));
 	g->lt_cache =
@@ -1776,6 +1788,7 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 		ALLOC(y->perm, Rp);
 		ALLOC(y->rowof, TK);
 		ALLOC(y->auxc, E);
+		ALLOC(y->doffs, E + 2);
 		y->h_off = (int *)calloc((size_t)E + 1, sizeof(int));
 		if (!y->h_off)
 			return swerve_error_set(SWERVE_ENOMEM, "gpu: out of memory");
@@ -1868,7 +1881,7 @@ void policy_gpu_free(struct policy_gpu *g)
 		void *p[] = {y->xin,   y->n1,    y->rstd1, y->hmid,   y->n2,  y->rstd2, y->pre,
 		             y->qkv_b, y->qkv_f, y->o,     y->rstd_o, y->gn,  y->q,     y->k,
 		             y->v,     y->lse,   y->prob,  y->gate,   y->sel, y->perm,  y->rowof,
-		             y->auxc,  y->xp,    y->h1,    y->h3,     y->hh,  y->yp};
+		             y->auxc,  y->xp,    y->h1,    y->h3,     y->hh,  y->yp,    y->doffs};
 		for (size_t i = 0; i < sizeof(p) / sizeof(p[0]); i++)
 			cudaFree(p[i]);
 		free(y->h_off);
@@ -2161,6 +2174,78 @@ static int softmax_bwd(struct policy_gpu *g, int l, float *dn, const float *dy,
 	}
 }
 
+static struct policy_moe_dims moe_dims(const struct policy_gpu *g, const struct glayer *ly, int T)
+{
+	struct policy_moe_dims d;
+	d.T = T;
+	d.K = g->cfg.top_k;
+	d.E = g->cfg.n_experts;
+	d.D = g->cfg.dim;
+	d.F = g->cfg.expert_hidden;
+	d.offs = ly->doffs;
+	d.perm = ly->perm;
+	return d;
+}
+
+/* The grouped path (gpu_moe.cu) after the router: compact segments sorted
+ * on the device into this layer's offsets, which stay there (no host round
+ * trip); the normed input in bf16 (ly->xp, (T, D)) is gathered inside the
+ * up projection, SwiGLU is its epilogue, the down projection writes yp per
+ * assignment slot and one pass sums the K slots with the gates. */
+static int moe_fwd_grouped(struct policy_gpu *g, int l, float *y, int T)
+{
+	const struct policy_config *c = &g->cfg;
+	const struct policy_layer_params *lp = &g->L->layers[l];
+	struct glayer *ly = &g->ly[l];
+	int D = c->dim, E = c->n_experts, K = c->top_k, R = T * K;
+	struct policy_moe_dims d = moe_dims(g, ly, T);
+
+	k_route_sort<<<1, SORT_THREADS>>>(ly->perm, ly->rowof, ly->doffs, ly->auxc, g->aux_d + l,
+	                                  ly->sel, ly->prob, T, E, K, g->Rp, 1, 1,
+	                                  c->aux_loss_coef);
+	LAUNCHED();
+	CKR(policy_moe_to_bf16((uint16_t *)ly->xp, ly->n2, (size_t)T * D));
+	g->moe_rows += R;
+	g->moe_rows_padded += R;
+	mark(g, PROF_ROUTE);
+	CKR(policy_moe_up(&d, (uint16_t *)ly->h1, (uint16_t *)ly->h3, (uint16_t *)ly->hh,
+	                  (const uint16_t *)ly->xp, g->pb + lp->w1, g->pb + lp->w3));
+	CKR(policy_moe_down(&d, ly->yp, (const uint16_t *)ly->hh, g->pb + lp->w2));
+	mark(g, PROF_EXPERTS);
+	CKR(policy_moe_combine(y, ly->yp, ly->gate, T, K, D));
+	mark(g, PROF_EXP_EW);
+	return 0;
+}
+
+/* backward of the grouped path: dyp (rows, D) = gate dy[tok] and dgate in one
+ * pass; dW2 and dh = dyp W2 with the SwiGLU backward in its epilogue
+ * (dh13 = [dh1 | dh3]); dW1, dW3 and dxp = dh13 [W1; W3] per slot; one pass
+ * sums the slots into dn */
+static int moe_bwd_grouped(struct policy_gpu *g, int l, float *dn, const float *dy, int T)
+{
+	const struct policy_config *c = &g->cfg;
+	const struct policy_layer_params *lp = &g->L->layers[l];
+	struct glayer *ly = &g->ly[l];
+	float *G = g->grads;
+	int D = c->dim, F = c->expert_hidden, K = c->top_k, R = T * K;
+	struct policy_moe_dims d = moe_dims(g, ly, T);
+	/* scratch: dyp (R, D), dh13 (R, 2F) bf16, then dxp (R, D) fp32 */
+	char *sp = (char *)g->dbig;
+	uint16_t *dyp = (uint16_t *)sp, *dh13 = dyp + ((size_t)R * D + 7) / 8 * 8;
+	float *dxp = (float *)(dh13 + (size_t)R * 2 * F);
+	float *dgate = g->dt1;
+
+	CKR(policy_moe_combine_bwd(&d, dyp, dgate, dy, ly->yp, ly->gate));
+	mark(g, PROF_EXP_EW);
+	CKR(policy_moe_down_dw(&d, G + lp->w2, dyp, (const uint16_t *)ly->hh));
+	CKR(policy_moe_down_dx(&d, dh13, dyp, g->pb + lp->w2, (const uint16_t *)ly->h1,
+	                       (const uint16_t *)ly->h3));
+	CKR(policy_moe_up_dw(&d, G + lp->w1, G + lp->w3, dh13, (const uint16_t *)ly->xp));
+	CKR(policy_moe_up_dx(&d, dxp, dh13, g->pb + lp->w1, g->pb + lp->w3));
+	mark(g, PROF_EXPERTS);
+	return policy_moe_scatter(dn, dxp, T, K, D, 0);
+}
+
 static int moe_fwd(struct policy_gpu *g, int l, float *y, int T)
 {
 	const struct policy_config *c = &g->cfg;
@@ -2173,6 +2258,8 @@ static int moe_fwd(struct policy_gpu *g, int l, float *y, int T)
 	CKR(mm_fwd(g, logit, CUDA_R_32F, ly->n2, P + lp->router, CUDA_R_32F, T, D, E, 0, 1));
 	k_route<<<GRID(T)>>>(ly->prob, ly->sel, ly->gate, logit, T, E, K);
 	LAUNCHED();
+	if (g->moe_grouped)
+		return moe_fwd_grouped(g, l, y, T);
 	k_route_sort<<<1, SORT_THREADS>>>(ly->perm, ly->rowof, g->offs, ly->auxc, g->aux_d + l,
 	                                  ly->sel, ly->prob, T, E, K, g->Rp, g->moe_loop,
 	                                  g->moe_round, c->aux_loss_coef);
@@ -2229,6 +2316,10 @@ static int moe_bwd(struct policy_gpu *g, int l, float *dn, const float *dy, int 
 	float *dxp = (float *)((char *)dh3 + ((size_t)rows * F * as + 15) / 16 * 16);
 	float *dgate = g->dt1, *dlog = g->dt1 + R;
 
+	if (g->moe_grouped) {
+		CKR(moe_bwd_grouped(g, l, dn, dy, T));
+		goto router;
+	}
 	LAUNCH_A(g, k_combine_bwd, rows, 128, dyp, dgate, dy, ly->yp, ly->gate, ly->perm, K, D);
 	LAUNCHED();
 	mark(g, PROF_EXP_EW);
@@ -2246,6 +2337,7 @@ static int moe_bwd(struct policy_gpu *g, int l, float *dn, const float *dy, int 
 	mark(g, PROF_EXPERTS);
 	k_scatter<<<GRID((size_t)T * D)>>>(dn, dxp, ly->rowof, T, K, D);
 	LAUNCHED();
+router:
 	k_route_bwd<<<GRID(T)>>>(dlog, ly->prob, ly->sel, ly->gate, dgate, ly->auxc, T, E, K);
 	LAUNCHED();
 	CKR(mm_dw(g, G + lp->router, dlog, ly->n2, CUDA_R_32F, T, D, E, 1));

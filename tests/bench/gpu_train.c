@@ -223,10 +223,18 @@ static void profile(const struct policy_config *cfg, int seqs, int seq, const ch
 			printf("  (cuBLASLt expert GEMMs: %ld calls, %ld fell back to cuBLAS)\n",
 			       calls, fb);
 		policy_gpu_moe_stats(g, &rows, &grows, &peak);
-		printf("  (MoE: %ld token-expert rows, %ld GEMM rows run: x%.2f; the padded layout "
-		       "would need x%.2f (E x the busiest expert); %ld cuBLASLt calls a step)\n",
-		       rows, grows, rows ? (double)grows / rows : 0.0,
-		       rows ? (double)peak / rows : 0.0, calls / 3);
+		if (peak) /* the cuBLASLt path (the grouped one brings no counts back) */
+			printf("  (MoE: %ld token-expert rows, %ld GEMM rows run: x%.2f; the "
+			       "padded "
+			       "layout would need x%.2f (E x the busiest expert); %ld cuBLASLt "
+			       "calls "
+			       "a step)\n",
+			       rows, grows, rows ? (double)grows / rows : 0.0,
+			       rows ? (double)peak / rows : 0.0, calls / 3);
+		else
+			printf("  (MoE: %ld token-expert rows, grouped kernels, no host round "
+			       "trip)\n",
+			       rows);
 	}
 	policy_gpu_free(g);
 	policy_layout_dispose(&L);
@@ -259,27 +267,24 @@ int main(void)
 	struct cudaDeviceProp prop;
 	int ndev = 0;
 	const double datasheet = 989e12; /* H100 SXM bf16 dense */
-	/* rows, all bf16, each with the environment it runs under: round 2's
-	 * default (unfused passes, cuBLAS attention, cuBLASLt descriptors made
-	 * per call, compact expert GEMMs on one stream, one micro-batch per
-	 * optimizer step), the baseline; then this round's changes added one at a
-	 * time: fused passes + flash attention; cached descriptors; expert GEMMs
-	 * on 4 streams (the default); the padded batched expert GEMMs whatever
-	 * the routing's imbalance (POLICY_GPU_MOE_PAD=8); then gradient
-	 * accumulation over K micro-batches */
-#define NROWS 7
-#define R2_ENV                                                                                     \
-	"POLICY_GPU_FUSE=0 POLICY_GPU_ATTN=gemm POLICY_GPU_LT_CACHE=0 POLICY_GPU_MOE_STREAMS=1"
+	/* rows, all bf16, each with the environment it runs under: round 3's
+	 * default (the experts through cuBLASLt, a GEMM per expert on 4 streams
+	 * or one padded batched GEMM, one host round trip a layer;
+	 * POLICY_GPU_MOE=lt), the baseline; then round 4's default, the grouped
+	 * MoE kernels of policy/gpu_moe.cu (wgmma); each at K = 1 and 4
+	 * micro-batches per optimizer step, the grouped kernels on mma.sync
+	 * (POLICY_GPU_MOE_KERNEL=mma) at K = 4, and the default at K = 8 */
+#define NROWS  6
+#define R3_ENV "POLICY_GPU_MOE=lt"
 	static const struct {
 		const char *label, *env;
 		int K;
-	} rows[NROWS] = {{"r2-default", R2_ENV, 1},
-	                 {"fuse+flash", "POLICY_GPU_LT_CACHE=0 POLICY_GPU_MOE_STREAMS=1", 1},
-	                 {"+lt-cache", "POLICY_GPU_MOE_STREAMS=1", 1},
-	                 {"+streams", "", 1},
-	                 {"pad-always", "POLICY_GPU_MOE_PAD=8", 1},
-	                 {"default", "", 4},
-	                 {"default", "", 8}};
+	} rows[NROWS] = {{"r3-default", R3_ENV, 1},
+	                 {"grouped", "", 1},
+	                 {"r3-default", R3_ENV, 4},
+	                 {"grouped", "", 4},
+	                 {"grouped-mma", "POLICY_GPU_MOE_KERNEL=mma", 4},
+	                 {"grouped", "", 8}};
 	struct result r[NROWS];
 	double peak;
 	if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev < 1) {
@@ -315,11 +320,9 @@ int main(void)
 	}
 	peak = gemm_peak();
 	env_apply(rows[0].env, 1);
-	profile(&c, 4, 2048, "bf16, round 2's default (" R2_ENV ")");
+	profile(&c, 4, 2048, "bf16, round 3's default, experts through cuBLASLt (" R3_ENV ")");
 	env_apply(rows[0].env, 0);
-	profile(&c, 4, 2048,
-	        "bf16, this round's default (fused passes, flash attention, cached descriptors, "
-	        "expert GEMMs on 4 streams)");
+	profile(&c, 4, 2048, "bf16, this round's default (grouped MoE kernels, policy/gpu_moe.cu)");
 	for (int i = 0; i < NROWS; i++) {
 		env_apply(rows[i].env, 1);
 		r[i] = run(&c, POLICY_GPU_BF16, 4, 2048, 7, rows[i].label, rows[i].K);

@@ -305,6 +305,12 @@ static int test_bf16_xent_moe_loop(void)
 {
 	return check_with_env("POLICY_GPU_MOE", "loop", POLICY_GPU_BF16, 0);
 }
+/* bf16 with the experts through cuBLASLt (round 3's path; the default is
+ * the grouped kernels of policy/gpu_moe.cu) */
+static int test_bf16_xent_moe_lt(void)
+{
+	return check_with_env("POLICY_GPU_MOE", "lt", POLICY_GPU_BF16, 0);
+}
 /* bf16 with softmax attention through cuBLAS (the default is the flash
  * kernels) */
 static int test_bf16_xent_attn_gemm(void)
@@ -626,6 +632,8 @@ int main(void)
 	         test_fp32_xent_unfused},
 	        {"gpu model bf16, softmax attention through cuBLAS (POLICY_GPU_ATTN=gemm)",
 	         test_bf16_xent_attn_gemm},
+	        {"gpu model bf16, experts through cuBLASLt (POLICY_GPU_MOE=lt)",
+	         test_bf16_xent_moe_lt},
 	};
 	seed = (uint64_t)time(NULL) * 2654435761u + (uint64_t)clock();
 	return gpu_run_tests(tests, (int)(sizeof(tests) / sizeof(tests[0])));

@@ -1,0 +1,738 @@
+/* gpu_moe.cu - the MoE experts as grouped GEMMs with the gather, SwiGLU and
+ * the slot-ordered outputs fused; see gpu_moe.h.
+ *
+ * One kernel template, k_mg<MODE>, runs all six expert products of a layer
+ * (forward up and down, their input and weight gradients). A CTA of 8 warps
+ * computes a 128 x 128 fp32 tile (each warp 64 x 32) with mma.sync
+ * m16n8k16 (bf16 in, fp32 accumulation), its operands staged through a
+ * 3-stage cp.async pipeline of 64-deep K slices (96 KB of shared memory, two
+ * CTAs an SM). Shared tiles are rows of 16-byte chunks with the chunk index
+ * XOR-ed with the row's low 3 bits, so every ldmatrix phase (8 rows of one
+ * logical chunk) hits 8 distinct bank groups:
+ *   K-major tile (128 rows of 64 k, 128 B a row): A of the row modes, B
+ *     stored (n, k) (the weights in the forward);
+ *   M/N-major tile (64 k rows of 128, 256 B a row): A of the weight
+ *     gradients (rows are k), B stored (k, n); read with ldmatrix.trans.
+ * Row modes (the expert segment is the M dimension: UP, DOWN, DOWN_DX,
+ * UP_DX) find their expert and first row from offs on the device: CTA row
+ * tile b walks the experts' tile counts ceil(n_e / 128); a grid of
+ * R / 128 + E row tiles covers any routing, and the tiles past the last
+ * expert's exit. Weight-gradient modes (DOWN_DW, UP_DW) run one CTA per
+ * (expert, 128 x 128 tile of dW) over the expert's whole segment as K (no
+ * split-K, so the sum order is fixed: deterministic), and add to dW.
+ * After the main loop the tile goes through shared memory (fp32, padded
+ * rows) and each mode's epilogue writes it with 8- or 16-byte accesses:
+ *   UP      tile columns 0..63 are h1 = x W1^T, 64..127 h3 = x W3^T for the
+ *           same 64 hidden units: writes h1, h3 and hh = SiLU(h1) h3 (bf16);
+ *           A rows gathered from x by the token of perm[row];
+ *   DOWN    yp[perm[row]] (fp32, slot order);
+ *   DOWN_DX dh = dyp W2 -> [dh h3 SiLU'(h1) | dh SiLU(h1)] (bf16);
+ *   UP_DX   dxp[perm[row]] = dh13 [W1; W3] (fp32, slot order; K = 2F);
+ *   DOWN_DW dW2 += dyp^T hh;  UP_DW [dW1; dW3] += dh13^T x[tok] (M = 2F). */
+#include "policy/gpu_moe.h"
+#include "policy/gpu_util.h"
+
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MG_BM      128
+#define MG_BN      128
+#define MG_BK      64
+#define MG_ST      3
+#define MG_THREADS 256
+#define MG_TILE    (MG_BM * MG_BK * 2)          /* bytes of one operand tile */
+#define MG_SMEM    (MG_ST * 2 * MG_TILE + 1024) /* 96 KB and the alignment */
+#define MG_CLD     (MG_BN + 4)                  /* fp32 epilogue row stride */
+
+enum { MG_UP, MG_DOWN, MG_DOWN_DX, MG_UP_DX, MG_DOWN_DW, MG_UP_DW };
+
+struct mg_args {
+	const int *offs, *perm;
+	int K, E, D, F;
+	const uint16_t *a;       /* A operand */
+	const uint16_t *b0, *b1; /* weights (W1 / W3 / W2) or the second activation */
+	const uint16_t *h1, *h3; /* DOWN_DX: the forward's pre-activations */
+	uint16_t *o1, *o2, *o3;  /* bf16 outputs */
+	float *f1, *f2;          /* fp32 outputs */
+};
+
+__device__ __forceinline__ static float mg_sigm(float x)
+{
+	return 1.0f / (1.0f + expf(-x));
+}
+__device__ __forceinline__ static uint16_t mg_f2bf(float f)
+{
+	uint32_t u = __float_as_uint(f);
+	if ((u & 0x7fffffffu) > 0x7f800000u)
+		return 0x7fc0;
+	u += 0x7fffu + ((u >> 16) & 1u);
+	return (uint16_t)(u >> 16);
+}
+__device__ __forceinline__ static float mg_bf2f(uint16_t h)
+{
+	return __uint_as_float((uint32_t)h << 16);
+}
+__device__ __forceinline__ static uint2 mg_pack4(float a, float b, float c, float d)
+{
+	return make_uint2((uint32_t)mg_f2bf(a) | (uint32_t)mg_f2bf(b) << 16,
+	                  (uint32_t)mg_f2bf(c) | (uint32_t)mg_f2bf(d) << 16);
+}
+__device__ __forceinline__ static void mg_unpack4(uint2 v, float *x)
+{
+	x[0] = mg_bf2f((uint16_t)(v.x & 0xffff));
+	x[1] = mg_bf2f((uint16_t)(v.x >> 16));
+	x[2] = mg_bf2f((uint16_t)(v.y & 0xffff));
+	x[3] = mg_bf2f((uint16_t)(v.y >> 16));
+}
+
+__device__ __forceinline__ static void mg_cp16(uint32_t dst, const void *src, bool valid)
+{
+	asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+	             "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ static void mg_commit(void)
+{
+	asm volatile("cp.async.commit_group;\n" ::);
+}
+template <int N> __device__ __forceinline__ static void mg_wait(void)
+{
+	asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+__device__ __forceinline__ static void mg_ldsm(uint32_t *r, uint32_t addr)
+{
+	asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+	             : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+	             : "r"(addr));
+}
+__device__ __forceinline__ static void mg_ldsm_t(uint32_t *r, uint32_t addr)
+{
+	asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+	             : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+	             : "r"(addr));
+}
+__device__ __forceinline__ static void mg_mma(float *c, const uint32_t *a, uint32_t b0, uint32_t b1)
+{
+	asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+	             "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+	             : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+	             : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/* byte offsets in the swizzled tiles (the 128-byte swizzle of wgmma, so the
+ * same tiles serve ldmatrix and wgmma descriptors): K-major, 128 rows of 64
+ * k (128 B); M/N-major, two blocks of 64 k rows x 64 (128 B), chunk c of
+ * 0..15 in block c / 8 */
+__device__ __forceinline__ static uint32_t mg_kofs(int r, int c)
+{
+	return (uint32_t)(r * 128 + ((c ^ (r & 7)) << 4));
+}
+__device__ __forceinline__ static uint32_t mg_nofs(int k, int c)
+{
+	return (uint32_t)((c >> 3) * 8192 + k * 128 + (((c & 7) ^ (k & 7)) << 4));
+}
+
+/* ---- wgmma (as kernels/lightning.cu's V3) ---------------------------------- */
+
+/* shared-memory descriptor, 128-byte swizzle, 8-row groups 1024 B apart (in
+ * both offset fields: every operand is one swizzle atom wide in the
+ * dimension the other would step); off: bytes added to the start address */
+__device__ __forceinline__ static uint64_t mg_desc(uint32_t saddr, uint32_t off)
+{
+	uint32_t lo = ((saddr + off) >> 4) | ((1024u >> 4) << 16);
+	return ((uint64_t)((1024u >> 4) | (1u << 30)) << 32) | (uint64_t)lo;
+}
+__device__ __forceinline__ static void mg_wg_fence(void)
+{
+	asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ static void mg_wg_commit(void)
+{
+	asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ static void mg_wg_wait0(void)
+{
+	asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+}
+__device__ __forceinline__ static void mg_proxy_fence(void)
+{
+	asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+__device__ __forceinline__ static void mg_reg_fence(float (&d)[32])
+{
+#pragma unroll
+	for (int i = 0; i < 32; i++)
+		asm volatile("" : "+f"(d[i])::"memory");
+}
+#define MG_D32(d)                                                                                  \
+	"+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),        \
+	        "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]),         \
+	        "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]),      \
+	        "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]),      \
+	        "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]),      \
+	        "+f"(d[31])
+/* d += A B, m64n64k16, both from shared memory; TA / TB = 1: M- / N-major */
+template <int TA, int TB>
+__device__ __forceinline__ static void mg_wgmma(float (&d)[32], uint64_t da, uint64_t db)
+{
+	asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+	             "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+	             "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+	             "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, "
+	             "%30, %31}, %32, %33, p, 1, 1, %35, %36;\n}\n"
+	             : MG_D32(d)
+	             : "l"(da), "l"(db), "r"(1), "n"(TA), "n"(TB));
+}
+#undef MG_D32
+
+template <int MODE, bool WG>
+__global__ static void __launch_bounds__(MG_THREADS, 2) k_mg(struct mg_args a)
+{
+	extern __shared__ __align__(1024) unsigned char mg_sm[];
+	constexpr bool DW = MODE == MG_DOWN_DW || MODE == MG_UP_DW; /* A stored (k, m) */
+	constexpr bool BT = MODE != MG_UP && MODE != MG_DOWN;       /* B stored (k, n) */
+	const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wm = warp >> 2,
+	          wn = warp & 3;
+	const int D = a.D, F = a.F, K = a.K;
+	/* the product's K and N (row modes) or M and N (weight gradients) */
+	const int Kd = MODE == MG_UP || MODE == MG_DOWN_DX ? D : MODE == MG_DOWN ? F : 2 * F;
+	const int N = MODE == MG_UP || MODE == MG_DOWN_DX || MODE == MG_DOWN_DW ? F : D;
+	const int M = MODE == MG_DOWN_DW ? D : 2 * F;
+	int e = -1, r0 = 0, r1 = 0, m0 = 0, nk;
+	const int n0 = blockIdx.x * (MODE == MG_UP ? MG_BN / 2 : MG_BN);
+
+	if (!DW) { /* row tile blockIdx.y of the experts' ceil(n_e / 128) tiles */
+		int b = blockIdx.y;
+		for (int i = 0; i < a.E; i++) {
+			int s = a.offs[i], t = a.offs[i + 1], nt = (t - s + MG_BM - 1) / MG_BM;
+			if (b < nt) {
+				e = i;
+				r0 = s + b * MG_BM;
+				r1 = t;
+				break;
+			}
+			b -= nt;
+		}
+		if (e < 0)
+			return;
+		nk = (Kd + MG_BK - 1) / MG_BK;
+	} else {
+		e = blockIdx.z;
+		r0 = a.offs[e];
+		r1 = a.offs[e + 1];
+		if (r0 >= r1)
+			return;
+		m0 = blockIdx.y * MG_BM;
+		nk = (r1 - r0 + MG_BK - 1) / MG_BK;
+	}
+
+	/* K-major rows this thread loads (4 of 128, chunk tid & 7): row modes' A,
+	 * and B of UP / DOWN */
+	const uint16_t *ap[4] = {0, 0, 0, 0}, *bp[4] = {0, 0, 0, 0};
+	const size_t wsz = (size_t)F * D; /* one expert's weight matrix */
+	if (!DW)
+		for (int i = 0; i < 4; i++) {
+			int r = (tid >> 3) + 32 * i, row = r0 + r;
+			if (row < r1) {
+				size_t src =
+				        MODE == MG_UP ? (size_t)(a.perm[row] / K) : (size_t)row;
+				ap[i] = a.a + src * Kd;
+			}
+		}
+	if (MODE == MG_UP || MODE == MG_DOWN)
+		for (int i = 0; i < 4; i++) {
+			int n = (tid >> 3) + 32 * i;
+			if (MODE == MG_UP) {
+				int f = n0 + (n & 63);
+				if (f < F)
+					bp[i] = (n < 64 ? a.b0 : a.b1) + e * wsz + (size_t)f * D;
+			} else if (n0 + n < D) {
+				bp[i] = a.b0 + e * wsz + (size_t)(n0 + n) * F;
+			}
+		}
+
+	/* the tiles 1024-byte aligned (the swizzle atoms of the descriptors) */
+	const uint32_t sraw = (uint32_t)__cvta_generic_to_shared(mg_sm),
+	               sbase = (sraw + 1023u) & ~1023u;
+	/* UP_DW: the tokens of the rows of the next k block this thread loads,
+	 * fetched one block ahead so the gather's index loads are not waited for */
+	int ntok[4] = {0, 0, 0, 0};
+	auto fetch_tok = [&](int kb) {
+		if (MODE == MG_UP_DW)
+			for (int i = 0; i < 4; i++) {
+				int row = r0 + kb * MG_BK + (tid >> 4) + 16 * i;
+				ntok[i] = row < r1 ? a.perm[row] / K : 0;
+			}
+	};
+	auto load = [&](int st, int kb) {
+		uint32_t sa = sbase + st * 2 * MG_TILE, sb = sa + MG_TILE;
+		int k0 = kb * MG_BK;
+		if (!DW) {
+			int c = tid & 7, k = k0 + c * 8;
+			for (int i = 0; i < 4; i++) {
+				int r = (tid >> 3) + 32 * i;
+				bool v = ap[i] && k < Kd;
+				mg_cp16(sa + mg_kofs(r, c), v ? ap[i] + k : a.a, v);
+			}
+		} else { /* A (k, m): dyp or dh13 rows r0 + k0 + kr */
+			int c = tid & 15;
+			for (int i = 0; i < 4; i++) {
+				int kr = (tid >> 4) + 16 * i, row = r0 + k0 + kr, m = m0 + c * 8;
+				bool v = row < r1 && m < M;
+				mg_cp16(sa + mg_nofs(kr, c), v ? a.a + (size_t)row * M + m : a.a,
+				        v);
+			}
+		}
+		if (!BT) {
+			int c = tid & 7, k = k0 + c * 8;
+			for (int i = 0; i < 4; i++) {
+				int r = (tid >> 3) + 32 * i;
+				bool v = bp[i] && k < Kd;
+				mg_cp16(sb + mg_kofs(r, c), v ? bp[i] + k : a.b0, v);
+			}
+		} else {
+			int c = tid & 15;
+			for (int i = 0; i < 4; i++) {
+				int kr = (tid >> 4) + 16 * i, n = n0 + c * 8;
+				const uint16_t *src = NULL;
+				if (n < N) {
+					if (MODE == MG_DOWN_DX) { /* W2_e (D, F): (k = d, n = f) */
+						int k = k0 + kr;
+						if (k < D)
+							src = a.b0 + e * wsz + (size_t)k * F + n;
+					} else if (MODE == MG_UP_DX) { /* [W1_e; W3_e] (2F, D) */
+						int k = k0 + kr;
+						if (k < F)
+							src = a.b0 + e * wsz + (size_t)k * D + n;
+						else if (k < 2 * F)
+							src = a.b1 + e * wsz + (size_t)(k - F) * D +
+							      n;
+					} else {
+						int row = r0 + k0 + kr;
+						if (row < r1)
+							src = MODE == MG_DOWN_DW
+							              ? a.b0 + (size_t)row * F + n
+							              : a.b0 + (size_t)ntok[i] * D +
+							                        n;
+					}
+				}
+				mg_cp16(sb + mg_nofs(kr, c), src ? src : a.b0, src != NULL);
+			}
+		}
+	};
+
+	float acc[4][4][4]; /* mma.sync: warp (wm, wn)'s 64 x 32 */
+	float wacc[2][32];  /* wgmma: warpgroup wm's 64 rows x two 64-column halves */
+	for (int i = 0; i < 4; i++)
+		for (int j = 0; j < 4; j++)
+			for (int q = 0; q < 4; q++)
+				acc[i][j][q] = 0.0f;
+	for (int h = 0; h < 2; h++)
+		for (int i = 0; i < 32; i++)
+			wacc[h][i] = 0.0f;
+
+	for (int s = 0; s < MG_ST - 1; s++) {
+		fetch_tok(s);
+		if (s < nk)
+			load(s, s);
+		mg_commit();
+	}
+	fetch_tok(MG_ST - 1);
+	const int q = lane >> 3, li = lane & 7;
+	for (int kb = 0; kb < nk; kb++) {
+		mg_wait<MG_ST - 2>();
+		if (WG)
+			mg_proxy_fence(); /* cp.async wrote through the generic proxy */
+		__syncthreads();
+		if (kb + MG_ST - 1 < nk) {
+			load((kb + MG_ST - 1) % MG_ST, kb + MG_ST - 1);
+			fetch_tok(kb + MG_ST);
+		}
+		mg_commit();
+		uint32_t sa = sbase + (kb % MG_ST) * 2 * MG_TILE, sb = sa + MG_TILE;
+		if constexpr (WG) {
+			/* warpgroup wm: rows 64 wm.. of the tile (A's first block for
+			 * K-major, its block wm for M-major), both 64-column halves of B */
+			mg_wg_fence();
+#pragma unroll
+			for (int kk = 0; kk < MG_BK / 16; kk++) {
+				uint64_t da = mg_desc(sa, wm * 8192 + (DW ? kk * 2048 : kk * 32));
+#pragma unroll
+				for (int h = 0; h < 2; h++)
+					mg_wgmma<DW ? 1 : 0, BT ? 1 : 0>(
+					        wacc[h], da,
+					        mg_desc(sb, h * 8192 + (BT ? kk * 2048 : kk * 32)));
+			}
+			mg_wg_commit();
+			mg_wg_wait0();
+			mg_reg_fence(wacc[0]);
+			mg_reg_fence(wacc[1]);
+		} else {
+#pragma unroll
+			for (int kk = 0; kk < MG_BK / 16; kk++) {
+				uint32_t af[4][4], bf[4][2];
+#pragma unroll
+				for (int mi = 0; mi < 4; mi++) {
+					if (!DW) {
+						int r = wm * 64 + mi * 16 + (lane & 15);
+						mg_ldsm(af[mi],
+						        sa + mg_kofs(r, kk * 2 + (lane >> 4)));
+					} else {
+						int k = kk * 16 + (q >> 1) * 8 + li;
+						mg_ldsm_t(af[mi],
+						          sa + mg_nofs(k, (wm * 64 + mi * 16) / 8 +
+						                                  (q & 1)));
+					}
+				}
+#pragma unroll
+				for (int p = 0; p < 2; p++) {
+					uint32_t r[4];
+					if (!BT) {
+						int n = wn * 32 + p * 16 + (q >> 1) * 8 + li;
+						mg_ldsm(r, sb + mg_kofs(n, kk * 2 + (q & 1)));
+					} else {
+						int k = kk * 16 + (q & 1) * 8 + li;
+						mg_ldsm_t(r,
+						          sb + mg_nofs(k, (wn * 32 + p * 16) / 8 +
+						                                  (q >> 1)));
+					}
+					bf[2 * p][0] = r[0];
+					bf[2 * p][1] = r[1];
+					bf[2 * p + 1][0] = r[2];
+					bf[2 * p + 1][1] = r[3];
+				}
+#pragma unroll
+				for (int mi = 0; mi < 4; mi++)
+#pragma unroll
+					for (int ni = 0; ni < 4; ni++)
+						mg_mma(acc[mi][ni], af[mi], bf[ni][0], bf[ni][1]);
+			}
+		}
+	}
+	mg_wait<0>();
+	__syncthreads();
+
+	/* the tile through shared memory */
+	float *Cs = (float *)(mg_sm + (sbase - sraw));
+	if constexpr (WG) { /* wgmma D layout: warp w4 of the group holds 16 rows */
+		int w4 = warp & 3;
+		for (int h = 0; h < 2; h++)
+			for (int j = 0; j < 8; j++) {
+				int r = wm * 64 + w4 * 16 + (lane >> 2),
+				    c = h * 64 + j * 8 + (lane & 3) * 2;
+				*(float2 *)&Cs[r * MG_CLD + c] =
+				        make_float2(wacc[h][4 * j], wacc[h][4 * j + 1]);
+				*(float2 *)&Cs[(r + 8) * MG_CLD + c] =
+				        make_float2(wacc[h][4 * j + 2], wacc[h][4 * j + 3]);
+			}
+	} else {
+		for (int mi = 0; mi < 4; mi++)
+			for (int ni = 0; ni < 4; ni++) {
+				int r = wm * 64 + mi * 16 + (lane >> 2),
+				    c = wn * 32 + ni * 8 + (lane & 3) * 2;
+				*(float2 *)&Cs[r * MG_CLD + c] =
+				        make_float2(acc[mi][ni][0], acc[mi][ni][1]);
+				*(float2 *)&Cs[(r + 8) * MG_CLD + c] =
+				        make_float2(acc[mi][ni][2], acc[mi][ni][3]);
+			}
+	}
+	__syncthreads();
+
+	if (MODE == MG_UP) {
+		for (int idx = tid; idx < MG_BM * 16; idx += MG_THREADS) {
+			int r = idx >> 4, c = (idx & 15) * 4, row = r0 + r, f = n0 + c;
+			if (row >= r1 || f >= F)
+				continue;
+			float4 u = *(const float4 *)&Cs[r * MG_CLD + c];
+			float4 v = *(const float4 *)&Cs[r * MG_CLD + 64 + c];
+			uint2 pu = mg_pack4(u.x, u.y, u.z, u.w), pv = mg_pack4(v.x, v.y, v.z, v.w);
+			float x1[4], x3[4];
+			mg_unpack4(pu, x1);
+			mg_unpack4(pv, x3);
+			size_t o = (size_t)row * F + f;
+			*(uint2 *)(a.o1 + o) = pu;
+			*(uint2 *)(a.o2 + o) = pv;
+			*(uint2 *)(a.o3 + o) = mg_pack4(
+			        x1[0] * mg_sigm(x1[0]) * x3[0], x1[1] * mg_sigm(x1[1]) * x3[1],
+			        x1[2] * mg_sigm(x1[2]) * x3[2], x1[3] * mg_sigm(x1[3]) * x3[3]);
+		}
+	} else if (MODE == MG_DOWN || MODE == MG_UP_DX) {
+		for (int idx = tid; idx < MG_BM * 32; idx += MG_THREADS) {
+			int r = idx >> 5, c = (idx & 31) * 4, row = r0 + r, n = n0 + c;
+			if (row >= r1 || n >= D)
+				continue;
+			*(float4 *)(a.f1 + (size_t)a.perm[row] * D + n) =
+			        *(const float4 *)&Cs[r * MG_CLD + c];
+		}
+	} else if (MODE == MG_DOWN_DX) {
+		for (int idx = tid; idx < MG_BM * 32; idx += MG_THREADS) {
+			int r = idx >> 5, c = (idx & 31) * 4, row = r0 + r, f = n0 + c;
+			if (row >= r1 || f >= F)
+				continue;
+			float4 g = *(const float4 *)&Cs[r * MG_CLD + c];
+			float gv[4] = {g.x, g.y, g.z, g.w}, x1[4], x3[4], d1[4], d3[4];
+			size_t o = (size_t)row * F + f;
+			mg_unpack4(*(const uint2 *)(a.h1 + o), x1);
+			mg_unpack4(*(const uint2 *)(a.h3 + o), x3);
+			for (int j = 0; j < 4; j++) {
+				float s = mg_sigm(x1[j]);
+				d3[j] = gv[j] * x1[j] * s;
+				d1[j] = gv[j] * x3[j] * s * (1.0f + x1[j] * (1.0f - s));
+			}
+			uint16_t *dst = a.o1 + (size_t)row * 2 * F + f;
+			*(uint2 *)dst = mg_pack4(d1[0], d1[1], d1[2], d1[3]);
+			*(uint2 *)(dst + F) = mg_pack4(d3[0], d3[1], d3[2], d3[3]);
+		}
+	} else { /* weight gradients: dW (M, N) of expert e += the tile */
+		for (int idx = tid; idx < MG_BM * 32; idx += MG_THREADS) {
+			int r = idx >> 5, c = (idx & 31) * 4, m = m0 + r, n = n0 + c;
+			float *dst;
+			if (m >= M || n >= N)
+				continue;
+			if (MODE == MG_DOWN_DW)
+				dst = a.f1 + e * wsz + (size_t)m * F + n;
+			else
+				dst = m < F ? a.f1 + e * wsz + (size_t)m * D + n
+				            : a.f2 + e * wsz + (size_t)(m - F) * D + n;
+			float4 t = *(const float4 *)&Cs[r * MG_CLD + c], o = *(float4 *)dst;
+			o.x += t.x;
+			o.y += t.y;
+			o.z += t.z;
+			o.w += t.w;
+			*(float4 *)dst = o;
+		}
+	}
+}
+
+/* ---- host side ------------------------------------------------------------- */
+
+int policy_moe_supported(int D, int F)
+{
+	return D > 0 && F > 0 && D % 8 == 0 && F % 8 == 0;
+}
+
+static int aligned(const void *p)
+{
+	return ((uintptr_t)p & 15) == 0;
+}
+
+/* the product instruction: wgmma unless POLICY_GPU_MOE_KERNEL=mma (read at
+ * each launch, so one process can time both) */
+int policy_moe_wgmma(void)
+{
+	const char *k = getenv("POLICY_GPU_MOE_KERNEL");
+	return !(k && !strcmp(k, "mma"));
+}
+
+template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct mg_args *a)
+{
+	static int attr_set[2];
+	int wg = policy_moe_wgmma();
+	dim3 grid;
+	int R = d->T * d->K;
+	if (!policy_moe_supported(d->D, d->F))
+		return swerve_error_set(SWERVE_EINVAL,
+		                        "gpu moe: D (%d) and F (%d) must be multiples of 8", d->D,
+		                        d->F);
+	if (!aligned(a->a) || !aligned(a->b0) || (a->b1 && !aligned(a->b1)))
+		return swerve_error_set(SWERVE_EINVAL, "gpu moe: operands not 16-byte aligned");
+	if (d->E < 1 || R < 1)
+		return 0;
+	if (!attr_set[wg]) {
+		CK(cudaFuncSetAttribute(wg ? k_mg<MODE, true> : k_mg<MODE, false>,
+		                        cudaFuncAttributeMaxDynamicSharedMemorySize, MG_SMEM));
+		attr_set[wg] = 1;
+	}
+	a->offs = d->offs;
+	a->perm = d->perm;
+	a->K = d->K;
+	a->E = d->E;
+	a->D = d->D;
+	a->F = d->F;
+	switch (MODE) {
+	case MG_UP: grid = dim3((d->F + 63) / 64, (R + MG_BM - 1) / MG_BM + d->E); break;
+	case MG_DOWN:
+	case MG_UP_DX:
+		grid = dim3((d->D + MG_BN - 1) / MG_BN, (R + MG_BM - 1) / MG_BM + d->E);
+		break;
+	case MG_DOWN_DX:
+		grid = dim3((d->F + MG_BN - 1) / MG_BN, (R + MG_BM - 1) / MG_BM + d->E);
+		break;
+	case MG_DOWN_DW:
+		grid = dim3((d->F + MG_BN - 1) / MG_BN, (d->D + MG_BM - 1) / MG_BM, d->E);
+		break;
+	default:
+		grid = dim3((d->D + MG_BN - 1) / MG_BN, (2 * d->F + MG_BM - 1) / MG_BM, d->E);
+		break;
+	}
+	if (grid.y > 65535)
+		return swerve_error_set(SWERVE_ELIMIT, "gpu moe: %d rows exceed the grid", R);
+	if (wg)
+		k_mg<MODE, true><<<grid, MG_THREADS, MG_SMEM>>>(*a);
+	else
+		k_mg<MODE, false><<<grid, MG_THREADS, MG_SMEM>>>(*a);
+	LAUNCHED();
+	return 0;
+}
+
+int policy_moe_up(const struct policy_moe_dims *d, uint16_t *h1, uint16_t *h3, uint16_t *hh,
+                  const uint16_t *x, const uint16_t *w1, const uint16_t *w3)
+{
+	struct mg_args a = {};
+	a.a = x;
+	a.b0 = w1;
+	a.b1 = w3;
+	a.o1 = h1;
+	a.o2 = h3;
+	a.o3 = hh;
+	return mg_launch<MG_UP>(d, &a);
+}
+
+int policy_moe_down(const struct policy_moe_dims *d, float *yp, const uint16_t *hh,
+                    const uint16_t *w2)
+{
+	struct mg_args a = {};
+	a.a = hh;
+	a.b0 = w2;
+	a.f1 = yp;
+	return mg_launch<MG_DOWN>(d, &a);
+}
+
+int policy_moe_down_dx(const struct policy_moe_dims *d, uint16_t *dh13, const uint16_t *dyp,
+                       const uint16_t *w2, const uint16_t *h1, const uint16_t *h3)
+{
+	struct mg_args a = {};
+	a.a = dyp;
+	a.b0 = w2;
+	a.h1 = h1;
+	a.h3 = h3;
+	a.o1 = dh13;
+	return mg_launch<MG_DOWN_DX>(d, &a);
+}
+
+int policy_moe_up_dx(const struct policy_moe_dims *d, float *dxp, const uint16_t *dh13,
+                     const uint16_t *w1, const uint16_t *w3)
+{
+	struct mg_args a = {};
+	a.a = dh13;
+	a.b0 = w1;
+	a.b1 = w3;
+	a.f1 = dxp;
+	return mg_launch<MG_UP_DX>(d, &a);
+}
+
+int policy_moe_down_dw(const struct policy_moe_dims *d, float *dw2, const uint16_t *dyp,
+                       const uint16_t *hh)
+{
+	struct mg_args a = {};
+	a.a = dyp;
+	a.b0 = hh;
+	a.f1 = dw2;
+	return mg_launch<MG_DOWN_DW>(d, &a);
+}
+
+int policy_moe_up_dw(const struct policy_moe_dims *d, float *dw1, float *dw3, const uint16_t *dh13,
+                     const uint16_t *x)
+{
+	struct mg_args a = {};
+	a.a = dh13;
+	a.b0 = x;
+	a.f1 = dw1;
+	a.f2 = dw3;
+	return mg_launch<MG_UP_DW>(d, &a);
+}
+
+/* ---- the passes around the GEMMs -------------------------------------------- */
+
+__global__ static void k_mg_combine(float *y, const float *yp, const float *gate, int T, int K,
+                                    int D)
+{
+	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+	if (i >= (size_t)T * D)
+		return;
+	size_t t = i / D, c = i % D;
+	float s = 0;
+	for (int j = 0; j < K; j++)
+		s += gate[t * K + j] * yp[(t * K + j) * D + c];
+	y[i] = s;
+}
+
+int policy_moe_combine(float *y, const float *yp, const float *gate, int T, int K, int D)
+{
+	if (T < 1)
+		return 0;
+	k_mg_combine<<<GRID((size_t)T * D)>>>(y, yp, gate, T, K, D);
+	LAUNCHED();
+	return 0;
+}
+
+/* a block of 128 per row */
+__global__ static void k_mg_combine_bwd(uint16_t *dyp, float *dgate, const float *dy,
+                                        const float *yp, const float *gate, const int *perm, int K,
+                                        int D)
+{
+	__shared__ float red[4];
+	int row = blockIdx.x, tj = perm[row], t = tj / K;
+	float g = gate[tj], s = 0;
+	for (int c = threadIdx.x; c < D; c += blockDim.x) {
+		float v = dy[(size_t)t * D + c];
+		dyp[(size_t)row * D + c] = mg_f2bf(g * v);
+		s += v * yp[(size_t)tj * D + c];
+	}
+	for (int o = 16; o > 0; o >>= 1)
+		s += __shfl_xor_sync(0xffffffffu, s, o);
+	if ((threadIdx.x & 31) == 0)
+		red[threadIdx.x >> 5] = s;
+	__syncthreads();
+	if (threadIdx.x == 0)
+		dgate[tj] = red[0] + red[1] + red[2] + red[3];
+}
+
+int policy_moe_combine_bwd(const struct policy_moe_dims *d, uint16_t *dyp, float *dgate,
+                           const float *dy, const float *yp, const float *gate)
+{
+	if (d->T * d->K < 1)
+		return 0;
+	k_mg_combine_bwd<<<d->T * d->K, 128>>>(dyp, dgate, dy, yp, gate, d->perm, d->K, d->D);
+	LAUNCHED();
+	return 0;
+}
+
+__global__ static void k_mg_scatter(float *dx, const float *dxp, int T, int K, int D, int beta)
+{
+	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+	if (i >= (size_t)T * D)
+		return;
+	size_t t = i / D, c = i % D;
+	float s = beta ? dx[i] : 0.0f;
+	for (int j = 0; j < K; j++)
+		s += dxp[(t * K + j) * D + c];
+	dx[i] = s;
+}
+
+int policy_moe_scatter(float *dx, const float *dxp, int T, int K, int D, int beta)
+{
+	if (T < 1)
+		return 0;
+	k_mg_scatter<<<GRID((size_t)T * D)>>>(dx, dxp, T, K, D, beta);
+	LAUNCHED();
+	return 0;
+}
+
+__global__ static void k_mg_to_bf16(uint16_t *out, const float *in, size_t n)
+{
+	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+	if (i < n)
+		out[i] = mg_f2bf(in[i]);
+}
+
+int policy_moe_to_bf16(uint16_t *out, const float *in, size_t n)
+{
+	if (!n)
+		return 0;
+	k_mg_to_bf16<<<GRID(n)>>>(out, in, n);
+	LAUNCHED();
+	return 0;
+}

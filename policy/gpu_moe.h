@@ -1,0 +1,68 @@
+/* gpu_moe.h - the MoE experts of the GPU policy as grouped GEMMs (internal
+ * to policy/; gpu.cu calls them in bf16 mode unless POLICY_GPU_MOE=lt).
+ *
+ * Every expert of a projection runs in ONE launch: the segment offsets
+ * (offs, E + 1 ints: expert e owns the compact rows [offs[e], offs[e + 1])
+ * of the T K assignments sorted by expert) are read on the device, the grid
+ * is sized for any routing (R / 128 + E row tiles; tiles past an expert's
+ * rows exit), so no offsets come back to the host. perm[row] is the
+ * assignment t K + j of a row (its token t = perm[row] / K). bf16 operands
+ * (uint16_t), fp32 accumulation (mma.sync m16n8k16, ldmatrix, a 3-stage
+ * cp.async pipeline). The row gather, SwiGLU and the backward SwiGLU are
+ * fused into the GEMMs; the projections' outputs that feed the combine and
+ * the scatter are written per assignment slot (row perm[row]), so the K
+ * slots of a token are summed by one deterministic pass.
+ *
+ * Shapes: x (T, D) bf16 normed input; W1, W3 (E, F, D), W2 (E, D, F) bf16;
+ * h1, h3, hh (R, F) bf16 in row order; yp, dxp (R, D) fp32 in slot order;
+ * dyp (R, D) bf16 in row order; dh13 (R, 2F) bf16 = [dh1 | dh3]; dW fp32
+ * (accumulated: +=). D and F must be multiples of 8 and every pointer
+ * 16-byte aligned (policy_moe_supported). All calls are asynchronous on the
+ * legacy default stream and return 0 or a negative code with a message. */
+#ifndef SWERVE_POLICY_GPU_MOE_H
+#define SWERVE_POLICY_GPU_MOE_H
+
+#include <stdint.h>
+
+struct policy_moe_dims {
+	int T, K, E, D, F; /* tokens, top-k, experts, width, expert hidden */
+	const int *offs;   /* (E + 1) device */
+	const int *perm;   /* (T K) device: row -> assignment */
+};
+
+/* 1 when the products run on wgmma (the default), 0 for mma.sync
+ * (POLICY_GPU_MOE_KERNEL=mma) */
+int policy_moe_wgmma(void);
+/* 1 when the grouped kernels take these dimensions */
+int policy_moe_supported(int D, int F);
+
+/* forward up projection: h1 = x[tok] W1_e^T, h3 = x[tok] W3_e^T (bf16),
+ * hh = SiLU(h1) h3, from one GEMM per launch over [W1_e | W3_e] */
+int policy_moe_up(const struct policy_moe_dims *d, uint16_t *h1, uint16_t *h3, uint16_t *hh,
+                  const uint16_t *x, const uint16_t *w1, const uint16_t *w3);
+/* forward down projection: yp[perm[row]] = hh[row] W2_e^T (fp32) */
+int policy_moe_down(const struct policy_moe_dims *d, float *yp, const uint16_t *hh,
+                    const uint16_t *w2);
+/* y[t] = sum_j gate[t, j] yp[t K + j] (fp32) */
+int policy_moe_combine(float *y, const float *yp, const float *gate, int T, int K, int D);
+/* dyp[row] = gate[perm[row]] dy[tok] (bf16), dgate[t K + j] = dy[t] . yp[t K + j] */
+int policy_moe_combine_bwd(const struct policy_moe_dims *d, uint16_t *dyp, float *dgate,
+                           const float *dy, const float *yp, const float *gate);
+/* backward through W2 and SwiGLU: dh = dyp W2_e, dh13 = [dh h3 SiLU'(h1) | dh SiLU(h1)] */
+int policy_moe_down_dx(const struct policy_moe_dims *d, uint16_t *dh13, const uint16_t *dyp,
+                       const uint16_t *w2, const uint16_t *h1, const uint16_t *h3);
+/* dW2_e += dyp_e^T hh_e */
+int policy_moe_down_dw(const struct policy_moe_dims *d, float *dw2, const uint16_t *dyp,
+                       const uint16_t *hh);
+/* dxp[perm[row]] = dh13[row] [W1_e; W3_e] (fp32) */
+int policy_moe_up_dx(const struct policy_moe_dims *d, float *dxp, const uint16_t *dh13,
+                     const uint16_t *w1, const uint16_t *w3);
+/* dW1_e += dh1_e^T x[tok], dW3_e += dh3_e^T x[tok] */
+int policy_moe_up_dw(const struct policy_moe_dims *d, float *dw1, float *dw3, const uint16_t *dh13,
+                     const uint16_t *x);
+/* dx[t] = sum_j dxp[t K + j] (fp32; beta 1 adds to dx) */
+int policy_moe_scatter(float *dx, const float *dxp, int T, int K, int D, int beta);
+/* out (n) bf16 = in (n) fp32 */
+int policy_moe_to_bf16(uint16_t *out, const float *in, size_t n);
+
+#endif

@@ -1,0 +1,158 @@
+/* gpu_train_moe.cu - the grouped MoE kernels of policy/gpu_moe.cu alone, at
+ * the training benchmark's shape (T 8192 tokens, top-2 of 8 experts, D 768,
+ * F 1024): each projection's time and TFLOP/s for a balanced routing and for
+ * the benchmark's skewed one (44% of the rows to one expert), on wgmma (the
+ * default) and on mma.sync (POLICY_GPU_MOE_KERNEL=mma), median of 20
+ * launches after 3 warm-ups (CUDA events), random bf16 inputs. Prints a
+ * table last. */
+extern "C" {
+#include "sandbox/error.h"
+}
+#include "policy/gpu_moe.h"
+
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DIE(...)                                                                                   \
+	do {                                                                                       \
+		fprintf(stderr, __VA_ARGS__);                                                      \
+		fputc('\n', stderr);                                                               \
+		exit(1);                                                                           \
+	} while (0)
+#define CKM(x)                                                                                     \
+	do {                                                                                       \
+		if (x)                                                                             \
+			DIE("%s: %s", #x, swerve_error_last());                                    \
+	} while (0)
+
+static void *dev_rand(size_t n, float scale)
+{
+	uint16_t *h = (uint16_t *)malloc(n * 2);
+	void *d;
+	for (size_t i = 0; i < n; i++) {
+		float f = scale * ((float)rand() / RAND_MAX * 2 - 1);
+		uint32_t u;
+		memcpy(&u, &f, 4);
+		h[i] = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+	}
+	if (cudaMalloc(&d, n * 2 + 16) != cudaSuccess)
+		DIE("cudaMalloc");
+	cudaMemcpy(d, h, n * 2, cudaMemcpyHostToDevice);
+	free(h);
+	return d;
+}
+
+static int cmpf(const void *a, const void *b)
+{
+	float x = *(const float *)a, y = *(const float *)b;
+	return x < y ? -1 : x > y;
+}
+
+int main(void)
+{
+	const int T = 8192, K = 2, E = 8, D = 768, F = 1024, R = T * K;
+	const char *names[6] = {"up (w1|w3 + SwiGLU)",   "down (w2, slot rows)",
+	                        "down dX (+SwiGLU bwd)", "down dW",
+	                        "up dX (slot rows)",     "up dW (w1|w3)"};
+	const double fl[6] = {2.0 * R * D * 2 * F, 2.0 * R * F * D,     2.0 * R * D * F,
+	                      2.0 * R * D * F,     2.0 * R * 2 * F * D, 2.0 * R * 2 * F * D};
+	double ms_tab[4][6]; /* (kernel, routing) */
+	int ndev = 0;
+	if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev < 1) {
+		printf("gpu_train_moe: skipped: no CUDA device\n");
+		return 0;
+	}
+	size_t wsz = (size_t)E * F * D;
+	uint16_t *x = (uint16_t *)dev_rand((size_t)T * D, 1),
+	         *w1 = (uint16_t *)dev_rand(wsz, 0.04f);
+	uint16_t *w3 = (uint16_t *)dev_rand(wsz, 0.04f), *w2 = (uint16_t *)dev_rand(wsz, 0.03f);
+	uint16_t *dyp = (uint16_t *)dev_rand((size_t)R * D, 1);
+	uint16_t *h1, *h3, *hh, *dh13;
+	float *yp, *dxp, *dw1, *dw3, *dw2;
+	int *offs, *perm;
+	if (cudaMalloc(&h1, (size_t)R * F * 2) || cudaMalloc(&h3, (size_t)R * F * 2) ||
+	    cudaMalloc(&hh, (size_t)R * F * 2) || cudaMalloc(&dh13, (size_t)R * 2 * F * 2) ||
+	    cudaMalloc(&yp, (size_t)R * D * 4) || cudaMalloc(&dxp, (size_t)R * D * 4) ||
+	    cudaMalloc(&dw1, wsz * 4) || cudaMalloc(&dw3, wsz * 4) || cudaMalloc(&dw2, wsz * 4) ||
+	    cudaMalloc(&offs, (E + 1) * 4) || cudaMalloc(&perm, R * 4))
+		DIE("cudaMalloc");
+	cudaMemset(dw1, 0, wsz * 4);
+	cudaMemset(dw3, 0, wsz * 4);
+	cudaMemset(dw2, 0, wsz * 4);
+	{
+		int *p = (int *)malloc(R * 4);
+		for (int i = 0; i < R; i++)
+			p[i] = i;
+		for (int i = R - 1; i > 0; i--) {
+			int j = rand() % (i + 1), t = p[i];
+			p[i] = p[j];
+			p[j] = t;
+		}
+		cudaMemcpy(perm, p, R * 4, cudaMemcpyHostToDevice);
+		free(p);
+	}
+	cudaEvent_t e0, e1;
+	cudaEventCreate(&e0);
+	cudaEventCreate(&e1);
+	struct policy_moe_dims d = {T, K, E, D, F, offs, perm};
+	for (int v = 0; v < 4; v++) {
+		int o[9], skew = v & 1;
+		if (v >> 1)
+			unsetenv("POLICY_GPU_MOE_KERNEL");
+		else
+			setenv("POLICY_GPU_MOE_KERNEL", "mma", 1);
+		o[0] = 0;
+		for (int e = 0; e < E; e++) {
+			int c = skew ? (e == 0 ? (int)(0.44 * R) : (R - (int)(0.44 * R)) / (E - 1))
+			             : R / E;
+			o[e + 1] = o[e] + c;
+		}
+		o[E] = R;
+		cudaMemcpy(offs, o, sizeof(o), cudaMemcpyHostToDevice);
+		for (int k = 0; k < 6; k++) {
+			float t[20];
+			for (int it = 0; it < 23; it++) {
+				cudaEventRecord(e0, 0);
+				switch (k) {
+				case 0: CKM(policy_moe_up(&d, h1, h3, hh, x, w1, w3)); break;
+				case 1: CKM(policy_moe_down(&d, yp, hh, w2)); break;
+				case 2: CKM(policy_moe_down_dx(&d, dh13, dyp, w2, h1, h3)); break;
+				case 3: CKM(policy_moe_down_dw(&d, dw2, dyp, hh)); break;
+				case 4: CKM(policy_moe_up_dx(&d, dxp, dh13, w1, w3)); break;
+				default: CKM(policy_moe_up_dw(&d, dw1, dw3, dh13, x)); break;
+				}
+				cudaEventRecord(e1, 0);
+				if (cudaEventSynchronize(e1) != cudaSuccess)
+					DIE("kernel failed: %s",
+					    cudaGetErrorString(cudaGetLastError()));
+				if (it >= 3)
+					cudaEventElapsedTime(&t[it - 3], e0, e1);
+			}
+			qsort(t, 20, sizeof(float), cmpf);
+			ms_tab[v][k] = (t[9] + t[10]) / 2;
+		}
+	}
+	cudaDeviceProp prop;
+	cudaGetDeviceProperties(&prop, 0);
+	printf("card: %s; grouped MoE GEMMs, T %d top-%d of %d experts, D %d, F %d\n", prop.name, T,
+	       K, E, D, F);
+	for (int w = 0; w < 2; w++) {
+		double tot[2] = {0, 0}, ftot = 0;
+		printf("%s: %-16s %9s %9s %12s %12s\n", w ? "wgmma   " : "mma.sync", "projection",
+		       "bal. ms", "skew ms", "bal. TFLOP/s", "skew TFLOP/s");
+		for (int k = 0; k < 6; k++) {
+			printf("%-26s %9.3f %9.3f %12.1f %12.1f\n", names[k], ms_tab[2 * w][k],
+			       ms_tab[2 * w + 1][k], fl[k] / ms_tab[2 * w][k] / 1e9,
+			       fl[k] / ms_tab[2 * w + 1][k] / 1e9);
+			tot[0] += ms_tab[2 * w][k];
+			tot[1] += ms_tab[2 * w + 1][k];
+			ftot += fl[k];
+		}
+		printf("%-26s %9.3f %9.3f %12.1f %12.1f\n", "one layer fwd+bwd", tot[0], tot[1],
+		       ftot / tot[0] / 1e9, ftot / tot[1] / 1e9);
+	}
+	return 0;
+}

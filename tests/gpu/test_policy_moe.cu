@@ -1,0 +1,428 @@
+/* test_policy_moe.cu - the policy's grouped MoE GEMMs (policy/gpu_moe.cu)
+ * against a CPU reference in double, on unbalanced routings: random segment
+ * sizes with empty experts, one expert taking every row, balanced, and the
+ * benchmark's shape (D 768, F 1024, 8 experts, ~44% of the rows to one).
+ * Each case runs on both kernels (wgmma, mma.sync). Fresh random inputs each run; outputs poisoned
+ * (NaN) before each launch (the weight gradients start from random values: they are accumulated).
+ * Each stage's reference takes the GPU's bf16 inputs of that stage, so each
+ * kernel is checked on its own; the worst element is printed. */
+extern "C" {
+#include "sandbox/error.h"
+}
+#include "policy/gpu_moe.h"
+#include "tests/gpu/gpu_check.h"
+
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+static uint64_t rng;
+
+static double urand(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return (double)(rng >> 11) / 9007199254740992.0;
+}
+static float nrand(void)
+{
+	return (float)(sqrt(-2 * log(urand() + 1e-300)) * cos(6.283185307179586 * urand()));
+}
+static uint16_t f2bf(float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, 4);
+	u += 0x7fffu + ((u >> 16) & 1u);
+	return (uint16_t)(u >> 16);
+}
+static double bf(uint16_t h)
+{
+	uint32_t u = (uint32_t)h << 16;
+	float f;
+	memcpy(&f, &u, 4);
+	return f;
+}
+static double sigm(double x)
+{
+	return 1 / (1 + exp(-x));
+}
+
+#define CKC(x)                                                                                     \
+	do {                                                                                       \
+		cudaError_t e_ = (x);                                                              \
+		CHECK(e_ == cudaSuccess, "%s", cudaGetErrorString(e_));                            \
+	} while (0)
+#define CKM(x) CHECK((x) == 0, "%s", swerve_error_last())
+
+/* relative error of n values (norm of the difference over the norm of the
+ * reference); NaN anywhere fails; prints the worst element */
+static int compare(const char *what, const double *ref, const double *got, size_t n, double tol)
+{
+	double dn = 0, rn = 0, worst = 0;
+	size_t wi = 0;
+	for (size_t i = 0; i < n; i++) {
+		double d = fabs(got[i] - ref[i]);
+		if (got[i] != got[i]) {
+			printf("  %-6s element %zu not written (NaN)\n", what, i);
+			return 1;
+		}
+		dn += d * d;
+		rn += ref[i] * ref[i];
+		if (d > worst) {
+			worst = d;
+			wi = i;
+		}
+	}
+	double rel = sqrt(dn / (rn > 0 ? rn : 1));
+	printf("  %-6s rel %.2e  worst |d| %.3e at %zu (ref %.5f got %.5f)\n", what, rel, worst, wi,
+	       n ? ref[wi] : 0, n ? got[wi] : 0);
+	return rel <= tol ? 0 : 1;
+}
+
+static void *dup_dev(const void *h, size_t bytes)
+{
+	void *d = NULL;
+	if (cudaMalloc(&d, bytes + 16) != cudaSuccess)
+		return NULL;
+	cudaMemcpy(d, h, bytes, cudaMemcpyHostToDevice);
+	return d;
+}
+static void *poisoned(size_t bytes)
+{
+	void *d = NULL;
+	if (cudaMalloc(&d, bytes + 16) != cudaSuccess)
+		return NULL;
+	cudaMemset(d, 0xff, bytes);
+	return d;
+}
+
+enum { ROUTE_RANDOM, ROUTE_ONE, ROUTE_BALANCED, ROUTE_SKEWED };
+
+static int check_case1(int T, int K, int E, int D, int F, int route)
+{
+	int R = T * K, fail = 0;
+	size_t wsz = (size_t)F * D;
+	int *cnt = (int *)calloc(E, sizeof(int)), *offs = (int *)malloc((E + 1) * sizeof(int));
+	int *perm = (int *)malloc(R * sizeof(int));
+	uint16_t *x = (uint16_t *)malloc((size_t)T * D * 2), *w1 = (uint16_t *)malloc(E * wsz * 2);
+	uint16_t *w3 = (uint16_t *)malloc(E * wsz * 2), *w2 = (uint16_t *)malloc(E * wsz * 2);
+	float *gate = (float *)malloc(R * 4), *dy = (float *)malloc((size_t)T * D * 4);
+	float *dw0 = (float *)malloc(3 * E * wsz * 4);
+	/* segment sizes */
+	if (route == ROUTE_ONE) {
+		cnt[E / 2] = R;
+	} else if (route == ROUTE_BALANCED) {
+		for (int e = 0; e < E; e++)
+			cnt[e] = R / E + (e < R % E);
+	} else {
+		double wgt[64], s = 0;
+		int left = R;
+		for (int e = 0; e < E; e++) {
+			wgt[e] = route == ROUTE_SKEWED ? (e == 0 ? 0.44 * E : 0.08 * E) : urand();
+			if (route == ROUTE_RANDOM && (e == 1 || e == E - 1))
+				wgt[e] = 0; /* empty experts */
+			s += wgt[e];
+		}
+		for (int e = 0; e < E; e++) {
+			cnt[e] = (int)(R * wgt[e] / s);
+			left -= cnt[e];
+		}
+		cnt[0] += left;
+	}
+	offs[0] = 0;
+	for (int e = 0; e < E; e++)
+		offs[e + 1] = offs[e] + cnt[e];
+	for (int i = 0; i < R; i++)
+		perm[i] = i;
+	for (int i = R - 1; i > 0; i--) {
+		int j = (int)(urand() * (i + 1)), t = perm[i];
+		perm[i] = perm[j];
+		perm[j] = t;
+	}
+	for (size_t i = 0; i < (size_t)T * D; i++) {
+		x[i] = f2bf(nrand());
+		dy[i] = nrand();
+	}
+	for (size_t i = 0; i < E * wsz; i++) {
+		w1[i] = f2bf(nrand() / sqrtf((float)D));
+		w3[i] = f2bf(nrand() / sqrtf((float)D));
+		w2[i] = f2bf(nrand() / sqrtf((float)F));
+	}
+	for (int i = 0; i < R; i++)
+		gate[i] = (float)urand();
+	for (size_t i = 0; i < 3 * E * wsz; i++)
+		dw0[i] = nrand();
+
+	/* device */
+	struct policy_moe_dims dm;
+	int *d_offs = (int *)dup_dev(offs, (E + 1) * 4), *d_perm = (int *)dup_dev(perm, R * 4);
+	uint16_t *d_x = (uint16_t *)dup_dev(x, (size_t)T * D * 2);
+	uint16_t *d_w1 = (uint16_t *)dup_dev(w1, E * wsz * 2);
+	uint16_t *d_w3 = (uint16_t *)dup_dev(w3, E * wsz * 2);
+	uint16_t *d_w2 = (uint16_t *)dup_dev(w2, E * wsz * 2);
+	float *d_gate = (float *)dup_dev(gate, R * 4),
+	      *d_dy = (float *)dup_dev(dy, (size_t)T * D * 4);
+	float *d_dw1 = (float *)dup_dev(dw0, E * wsz * 4);
+	float *d_dw3 = (float *)dup_dev(dw0 + E * wsz, E * wsz * 4);
+	float *d_dw2 = (float *)dup_dev(dw0 + 2 * E * wsz, E * wsz * 4);
+	uint16_t *d_h1 = (uint16_t *)poisoned((size_t)R * F * 2);
+	uint16_t *d_h3 = (uint16_t *)poisoned((size_t)R * F * 2);
+	uint16_t *d_hh = (uint16_t *)poisoned((size_t)R * F * 2);
+	uint16_t *d_dyp = (uint16_t *)poisoned((size_t)R * D * 2);
+	uint16_t *d_dh13 = (uint16_t *)poisoned((size_t)R * 2 * F * 2);
+	float *d_yp = (float *)poisoned((size_t)R * D * 4),
+	      *d_y = (float *)poisoned((size_t)T * D * 4);
+	float *d_dgate = (float *)poisoned(R * 4), *d_dxp = (float *)poisoned((size_t)R * D * 4);
+	float *d_dx = (float *)poisoned((size_t)T * D * 4);
+	CHECK(d_dx && d_dxp && d_dh13, "cudaMalloc failed");
+	dm.T = T;
+	dm.K = K;
+	dm.E = E;
+	dm.D = D;
+	dm.F = F;
+	dm.offs = d_offs;
+	dm.perm = d_perm;
+	CKM(policy_moe_up(&dm, d_h1, d_h3, d_hh, d_x, d_w1, d_w3));
+	CKM(policy_moe_down(&dm, d_yp, d_hh, d_w2));
+	CKM(policy_moe_combine(d_y, d_yp, d_gate, T, K, D));
+	CKM(policy_moe_combine_bwd(&dm, d_dyp, d_dgate, d_dy, d_yp, d_gate));
+	CKM(policy_moe_down_dx(&dm, d_dh13, d_dyp, d_w2, d_h1, d_h3));
+	CKM(policy_moe_down_dw(&dm, d_dw2, d_dyp, d_hh));
+	CKM(policy_moe_up_dx(&dm, d_dxp, d_dh13, d_w1, d_w3));
+	CKM(policy_moe_up_dw(&dm, d_dw1, d_dw3, d_dh13, d_x));
+	CKM(policy_moe_scatter(d_dx, d_dxp, T, K, D, 0));
+	CKC(cudaDeviceSynchronize());
+
+	/* back to the host */
+	size_t nRF = (size_t)R * F, nRD = (size_t)R * D;
+	uint16_t *h1 = (uint16_t *)malloc(nRF * 2), *h3 = (uint16_t *)malloc(nRF * 2);
+	uint16_t *hh = (uint16_t *)malloc(nRF * 2), *dyp = (uint16_t *)malloc(nRD * 2);
+	uint16_t *dh13 = (uint16_t *)malloc(2 * nRF * 2);
+	float *yp = (float *)malloc(nRD * 4), *y = (float *)malloc((size_t)T * D * 4);
+	float *dgate = (float *)malloc(R * 4), *dxp = (float *)malloc(nRD * 4);
+	float *dx = (float *)malloc((size_t)T * D * 4), *dw = (float *)malloc(3 * E * wsz * 4);
+	CKC(cudaMemcpy(h1, d_h1, nRF * 2, cudaMemcpyDeviceToHost));
+	CKC(cudaMemcpy(h3, d_h3, nRF * 2, cudaMemcpyDeviceToHost));
+	CKC(cudaMemcpy(hh, d_hh, nRF * 2, cudaMemcpyDeviceToHost));
+	CKC(cudaMemcpy(dyp, d_dyp, nRD * 2, cudaMemcpyDeviceToHost));
+	CKC(cudaMemcpy(dh13, d_dh13, 2 * nRF * 2, cudaMemcpyDeviceToHost));
+	CKC(cudaMemcpy(yp, d_yp, nRD * 4, cudaMemcpyDeviceToHost));
+	CKC(cudaMemcpy(y, d_y, (size_t)T * D * 4, cudaMemcpyDeviceToHost));
+	CKC(cudaMemcpy(dgate, d_dgate, R * 4, cudaMemcpyDeviceToHost));
+	CKC(cudaMemcpy(dxp, d_dxp, nRD * 4, cudaMemcpyDeviceToHost));
+	CKC(cudaMemcpy(dx, d_dx, (size_t)T * D * 4, cudaMemcpyDeviceToHost));
+	CKC(cudaMemcpy(dw, d_dw1, E * wsz * 4, cudaMemcpyDeviceToHost));
+	CKC(cudaMemcpy(dw + E * wsz, d_dw3, E * wsz * 4, cudaMemcpyDeviceToHost));
+	CKC(cudaMemcpy(dw + 2 * E * wsz, d_dw2, E * wsz * 4, cudaMemcpyDeviceToHost));
+
+	/* references (double), each from the GPU's inputs of its stage */
+	size_t nmax = 3 * E * wsz > 2 * nRF ? 3 * E * wsz : 2 * nRF;
+	double *ref = (double *)malloc(nmax * 8), *got = (double *)malloc(nmax * 8);
+	double *ref2 = (double *)malloc(nmax * 8), *got2 = (double *)malloc(nmax * 8);
+	printf(" T %d K %d E %d D %d F %d, rows per expert:", T, K, E, D, F);
+	for (int e = 0; e < E; e++)
+		printf(" %d", cnt[e]);
+	printf("\n");
+	/* up: h1, h3 (and hh from the GPU's h1, h3) */
+	for (int e = 0; e < E; e++)
+		for (int r = offs[e]; r < offs[e + 1]; r++) {
+			const uint16_t *xr = x + (size_t)(perm[r] / K) * D;
+			for (int f = 0; f < F; f++) {
+				double s1 = 0, s3 = 0;
+				const uint16_t *a = w1 + e * wsz + (size_t)f * D,
+				               *b = w3 + e * wsz + (size_t)f * D;
+				for (int k = 0; k < D; k++) {
+					s1 += bf(xr[k]) * bf(a[k]);
+					s3 += bf(xr[k]) * bf(b[k]);
+				}
+				size_t o = (size_t)r * F + f;
+				ref[o] = s1;
+				ref2[o] = s3;
+				got[o] = bf(h1[o]);
+				got2[o] = bf(h3[o]);
+			}
+		}
+	fail |= compare("h1", ref, got, nRF, 1e-2);
+	fail |= compare("h3", ref2, got2, nRF, 1e-2);
+	for (size_t o = 0; o < nRF; o++) {
+		double a = bf(h1[o]);
+		ref[o] = a * sigm(a) * bf(h3[o]);
+		got[o] = bf(hh[o]);
+	}
+	fail |= compare("hh", ref, got, nRF, 1e-2);
+	/* down: yp in slot order; combine */
+	for (int e = 0; e < E; e++)
+		for (int r = offs[e]; r < offs[e + 1]; r++)
+			for (int n = 0; n < D; n++) {
+				double s = 0;
+				const uint16_t *w = w2 + e * wsz + (size_t)n * F;
+				for (int f = 0; f < F; f++)
+					s += bf(hh[(size_t)r * F + f]) * bf(w[f]);
+				ref[(size_t)perm[r] * D + n] = s;
+				got[(size_t)perm[r] * D + n] = yp[(size_t)perm[r] * D + n];
+			}
+	fail |= compare("yp", ref, got, nRD, 1e-4);
+	for (int t = 0; t < T; t++)
+		for (int n = 0; n < D; n++) {
+			double s = 0;
+			for (int j = 0; j < K; j++)
+				s += (double)gate[t * K + j] * yp[((size_t)t * K + j) * D + n];
+			ref[(size_t)t * D + n] = s;
+			got[(size_t)t * D + n] = y[(size_t)t * D + n];
+		}
+	fail |= compare("y", ref, got, (size_t)T * D, 1e-5);
+	/* combine backward */
+	for (int r = 0; r < R; r++) {
+		int tj = perm[r], t = tj / K;
+		double s = 0;
+		for (int n = 0; n < D; n++) {
+			ref[(size_t)r * D + n] = (double)gate[tj] * dy[(size_t)t * D + n];
+			got[(size_t)r * D + n] = bf(dyp[(size_t)r * D + n]);
+			s += (double)dy[(size_t)t * D + n] * yp[(size_t)tj * D + n];
+		}
+		ref2[tj] = s;
+		got2[tj] = dgate[tj];
+	}
+	fail |= compare("dyp", ref, got, nRD, 1e-2);
+	fail |= compare("dgate", ref2, got2, R, 1e-5);
+	/* down dx + SwiGLU backward */
+	for (int e = 0; e < E; e++)
+		for (int r = offs[e]; r < offs[e + 1]; r++)
+			for (int f = 0; f < F; f++) {
+				double g = 0, a = bf(h1[(size_t)r * F + f]),
+				       b = bf(h3[(size_t)r * F + f]);
+				for (int n = 0; n < D; n++)
+					g += bf(dyp[(size_t)r * D + n]) *
+					     bf(w2[e * wsz + (size_t)n * F + f]);
+				double s = sigm(a);
+				size_t o = (size_t)r * 2 * F + f;
+				ref[o] = g * b * s * (1 + a * (1 - s));
+				ref[o + F] = g * a * s;
+				got[o] = bf(dh13[o]);
+				got[o + F] = bf(dh13[o + F]);
+			}
+	fail |= compare("dh13", ref, got, 2 * nRF, 1e-2);
+	/* up dx (slot order) and the scatter */
+	for (int e = 0; e < E; e++)
+		for (int r = offs[e]; r < offs[e + 1]; r++)
+			for (int n = 0; n < D; n++) {
+				double s = 0;
+				for (int f = 0; f < F; f++)
+					s += bf(dh13[(size_t)r * 2 * F + f]) *
+					             bf(w1[e * wsz + (size_t)f * D + n]) +
+					     bf(dh13[(size_t)r * 2 * F + F + f]) *
+					             bf(w3[e * wsz + (size_t)f * D + n]);
+				ref[(size_t)perm[r] * D + n] = s;
+				got[(size_t)perm[r] * D + n] = dxp[(size_t)perm[r] * D + n];
+			}
+	fail |= compare("dxp", ref, got, nRD, 1e-4);
+	for (int t = 0; t < T; t++)
+		for (int n = 0; n < D; n++) {
+			double s = 0;
+			for (int j = 0; j < K; j++)
+				s += dxp[((size_t)t * K + j) * D + n];
+			ref[(size_t)t * D + n] = s;
+			got[(size_t)t * D + n] = dx[(size_t)t * D + n];
+		}
+	fail |= compare("dx", ref, got, (size_t)T * D, 1e-5);
+	/* weight gradients, added to the random start (dw0) */
+	for (size_t i = 0; i < 3 * E * wsz; i++)
+		ref[i] = dw0[i];
+	for (int e = 0; e < E; e++)
+		for (int r = offs[e]; r < offs[e + 1]; r++) {
+			const uint16_t *xr = x + (size_t)(perm[r] / K) * D;
+			for (int f = 0; f < F; f++) {
+				double g1 = bf(dh13[(size_t)r * 2 * F + f]),
+				       g3 = bf(dh13[(size_t)r * 2 * F + F + f]);
+				double *o1 = ref + e * wsz + (size_t)f * D, *o3 = o1 + E * wsz;
+				for (int k = 0; k < D; k++) {
+					o1[k] += g1 * bf(xr[k]);
+					o3[k] += g3 * bf(xr[k]);
+				}
+			}
+			for (int n = 0; n < D; n++) {
+				double g = bf(dyp[(size_t)r * D + n]);
+				double *o2 = ref + 2 * E * wsz + e * wsz + (size_t)n * F;
+				for (int f = 0; f < F; f++)
+					o2[f] += g * bf(hh[(size_t)r * F + f]);
+			}
+		}
+	for (size_t i = 0; i < 3 * E * wsz; i++) {
+		got[i] = dw[i];
+		ref[i] -= dw0[i]; /* compare the increments */
+		got[i] -= dw0[i];
+	}
+	fail |= compare("dW13", ref, got, 2 * E * wsz, 1e-4);
+	fail |= compare("dW2", ref + 2 * E * wsz, got + 2 * E * wsz, E * wsz, 1e-4);
+
+	cudaFree(d_offs), cudaFree(d_perm), cudaFree(d_x), cudaFree(d_w1), cudaFree(d_w3);
+	cudaFree(d_w2), cudaFree(d_gate), cudaFree(d_dy), cudaFree(d_dw1), cudaFree(d_dw3);
+	cudaFree(d_dw2), cudaFree(d_h1), cudaFree(d_h3), cudaFree(d_hh), cudaFree(d_dyp);
+	cudaFree(d_dh13), cudaFree(d_yp), cudaFree(d_y), cudaFree(d_dgate), cudaFree(d_dxp);
+	cudaFree(d_dx);
+	free(cnt), free(offs), free(perm), free(x), free(w1), free(w3), free(w2), free(gate);
+	free(dy), free(dw0), free(h1), free(h3), free(hh), free(dyp), free(dh13), free(yp);
+	free(y), free(dgate), free(dxp), free(dx), free(dw), free(ref), free(got), free(ref2);
+	free(got2);
+	return fail;
+}
+
+/* the case on both kernels: wgmma (the default) and mma.sync */
+static int check_case(int T, int K, int E, int D, int F, int route)
+{
+	int rc;
+	printf(" wgmma:\n");
+	unsetenv("POLICY_GPU_MOE_KERNEL");
+	rc = check_case1(T, K, E, D, F, route);
+	printf(" mma.sync:\n");
+	setenv("POLICY_GPU_MOE_KERNEL", "mma", 1);
+	rc |= check_case1(T, K, E, D, F, route);
+	unsetenv("POLICY_GPU_MOE_KERNEL");
+	return rc;
+}
+
+static int have_gpu(void)
+{
+	int n = 0;
+	return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+}
+
+static int test_random_empty(void)
+{
+	return have_gpu() ? check_case(300, 2, 8, 128, 96, ROUTE_RANDOM) : GPU_SKIP;
+}
+static int test_one_expert_odd_dims(void)
+{
+	return have_gpu() ? check_case(257, 2, 4, 72, 40, ROUTE_ONE) : GPU_SKIP;
+}
+static int test_balanced(void)
+{
+	return have_gpu() ? check_case(512, 2, 8, 256, 192, ROUTE_BALANCED) : GPU_SKIP;
+}
+static int test_bench_shape_skewed(void)
+{
+	return have_gpu() ? check_case(384, 2, 8, 768, 1024, ROUTE_SKEWED) : GPU_SKIP;
+}
+static int test_top1_one_expert_of_many(void)
+{
+	return have_gpu() ? check_case(200, 1, 16, 64, 136, ROUTE_ONE) : GPU_SKIP;
+}
+
+int main(void)
+{
+	const struct gpu_test tests[] = {
+	        {"grouped MoE GEMMs: random segments with empty experts", test_random_empty},
+	        {"grouped MoE GEMMs: one expert takes every row (D 72, F 40)",
+	         test_one_expert_odd_dims},
+	        {"grouped MoE GEMMs: balanced segments", test_balanced},
+	        {"grouped MoE GEMMs: the benchmark's shape, 44% to one expert",
+	         test_bench_shape_skewed},
+	        {"grouped MoE GEMMs: top-1, 16 experts, all rows to one",
+	         test_top1_one_expert_of_many},
+	};
+	rng = (uint64_t)time(NULL) * 2654435761u + (uint64_t)clock() + 1;
+	return gpu_run_tests(tests, (int)(sizeof(tests) / sizeof(tests[0])));
+}
