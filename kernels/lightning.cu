@@ -694,8 +694,12 @@ __device__ __forceinline__ void mma_rs(float (&d)[32], const uint32_t (&a)[4], u
 #undef LA_R32
 
 /* ST stages of q, k, v (ST - 1 chunks loading while one is used); VT: a
- * decayed copy of the chunk's v for the state update (V3 form 2) */
-template <int D, bool SO, int ST, bool VT> struct smem {
+ * decayed copy of the chunk's v for the state update (V3 form 2); OS: the
+ * chunk's output, staged for row-wise bulk copies to global memory (forms 6
+ * and up; 144-byte rows, so that stmatrix is free of bank conflicts) */
+constexpr int OS_ROW = 144;
+template <int D, bool SO, int ST, int VAR> struct smem {
+	static constexpr bool VT = VAR == 2, OS = VAR >= 6 && !SO;
 	static constexpr int TILE = C * 128;       /* 64 rows x 64 bf16: one swizzle atom column */
 	static constexpr int QK = (D / 64) * TILE; /* one stage of q or k */
 	static constexpr int Q_OFF = 0;            /* bytes from the 1024-aligned base */
@@ -703,7 +707,8 @@ template <int D, bool SO, int ST, bool VT> struct smem {
 	static constexpr int V_OFF = K_OFF + ST * QK;
 	static constexpr int KV_OFF = V_OFF + ST * TILE; /* bf16 state [D][64], swizzled */
 	static constexpr int VT_OFF = KV_OFF + (SO ? 0 : D * 128);
-	static constexpr int PW_OFF = VT_OFF + (VT ? TILE : 0);
+	static constexpr int OS_OFF = VT_OFF + (VT ? TILE : 0);
+	static constexpr int PW_OFF = OS_OFF + (OS ? C * OS_ROW : 0);
 	static constexpr size_t BYTES = PW_OFF + (2 * C + 1) * sizeof(float) + 1024;
 };
 
@@ -711,6 +716,39 @@ template <int D, bool SO, int ST, bool VT> struct smem {
 __device__ __forceinline__ uint32_t swz(int r, int c8)
 {
 	return (uint32_t)(r * 128 + ((c8 ^ (r & 7)) << 4));
+}
+
+template <bool SO, int VAR> struct L_OS {
+	static constexpr bool value = VAR >= 6 && !SO;
+};
+
+__device__ __forceinline__ void cp_async16_full(uint32_t dst, const void *src)
+{
+	asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src));
+}
+
+/* a 128-byte row from shared to global memory through the bulk copy engine */
+__device__ __forceinline__ void bulk_store128(void *dst, uint32_t src)
+{
+	asm volatile("cp.async.bulk.global.shared::cta.bulk_group [%0], [%1], 128;\n" ::"l"(dst),
+	             "r"(src)
+	             : "memory");
+}
+
+__device__ __forceinline__ void bulk_commit()
+{
+	asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+}
+
+/* the source of every bulk copy issued so far has been read */
+__device__ __forceinline__ void bulk_wait_read()
+{
+	asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
+}
+
+__device__ __forceinline__ void bulk_wait()
+{
+	asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
 }
 
 /* VAR: the form of V3. 0: each product's wgmma steps issued in turn (the first
@@ -727,8 +765,12 @@ __device__ __forceinline__ uint32_t swz(int r, int c8)
 template <int D, bool SO, int ST, int VAR>
 __global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1) kernel(const __grid_constant__ la_params P)
 {
-	constexpr bool ILV = VAR >= 1, OPT = VAR == 2;
-	using L = smem<D, SO, ST, OPT>;
+	/* forms 4..6 build on form 3: FL fast loads, SM the bf16 state stored
+	 * with stmatrix, OS the output staged in shared memory and written by
+	 * row-wise bulk copies (see the form list above) */
+	constexpr bool ILV = VAR >= 1, OPT = VAR == 2, DF = VAR >= 3, FL = VAR >= 4, SM = VAR >= 5,
+	               OS = L_OS<SO, VAR>::value;
+	using L = smem<D, SO, ST, VAR>;
 	constexpr int NEB = D / EB, MB = D / 64, KQ = D / 16;
 	extern __shared__ __align__(1024) unsigned char smem_raw[];
 	const uint32_t base = (smem_u32(smem_raw) + 1023) & ~1023u;
@@ -772,9 +814,41 @@ __global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1) kernel(const __grid_const
 	const long qstep = (pr.reverse ? -RPI : RPI) * HD, vstep = (pr.reverse ? -VRPI : VRPI) * HD;
 	const uint32_t qk_sm = (qcc >> 3) * L::TILE + swz(qr0, qcc & 7);
 	const uint32_t v_sm = swz(vr0, vcc);
+	/* forms 4 and up: a full chunk's rows are one base per tensor (this
+	 * thread's first row of chunk 0, kept in registers) plus constant steps,
+	 * with no bounds checks; the partial last chunk takes the general path.
+	 * Row steps in bytes fit 32 bits (RPI H D 2 < 2^31 for H <= 65535). */
+	const long cstep = (pr.reverse ? -C : C) * HD; /* elements per chunk */
+	const int rstep = (pr.reverse ? -RPI : RPI) * (int)HD * 2,
+	          vrstep = (pr.reverse ? -VRPI : VRPI) * (int)HD * 2;
+	const char *q0 = nullptr, *k0 = nullptr, *v0 = nullptr;
+	if (FL) {
+		const long qo = row_token(seg_start + qr0) * HD + h * D + qcc * 8;
+		q0 = reinterpret_cast<const char *>(pr.q + qo);
+		k0 = reinterpret_cast<const char *>(pr.k + qo);
+		v0 = reinterpret_cast<const char *>(pr.v + row_token(seg_start + vr0) * HD + h * D +
+		                                    eb * EB + vcc * 8);
+	}
 	auto load_chunk = [&](int c, int st) {
 		const int pos0 = seg_start + c * C;
 		const bool full = pos0 + C <= seg_end;
+		if (FL && full) {
+			const long cb = c * cstep * 2;
+			const char *qa = q0 + cb, *ka = k0 + cb, *va = v0 + cb;
+#pragma unroll
+			for (int it = 0; it < IT; it++) {
+				const uint32_t dst = qk_sm + st * L::QK + it * RPI * 128;
+				if (!SO)
+					cp_async16_full(base + L::Q_OFF + dst, qa + it * rstep);
+				cp_async16_full(base + L::K_OFF + dst, ka + it * rstep);
+			}
+#pragma unroll
+			for (int it = 0; it < VIT; it++)
+				cp_async16_full(base + L::V_OFF + st * L::TILE + v_sm +
+				                        it * VRPI * 128,
+				                va + it * vrstep);
+			return;
+		}
 		const long qoff = row_token(pos0 + qr0) * HD + h * D + qcc * 8;
 		const long voff = row_token(pos0 + vr0) * HD + h * D + eb * EB + vcc * 8;
 #pragma unroll
@@ -829,7 +903,7 @@ __global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1) kernel(const __grid_const
 		}
 	/* the bf16 copy for Q KV: [d][e], 128-byte rows, swizzled */
 	auto store_kvs = [&]() {
-		if (OPT) { /* four 8 x 8 blocks (rows d, 16-byte pieces of e) per stmatrix */
+		if (OPT || SM) { /* four 8 x 8 blocks (rows d, 16-byte pieces of e) per stmatrix */
 			const int q = lane >> 3;
 #pragma unroll
 			for (int mb = 0; mb < MB; mb++)
@@ -916,9 +990,10 @@ __global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1) kernel(const __grid_const
 			const float bd = pw[m];
 #pragma unroll
 			for (int mb = 0; mb < MB; mb++) {
+				if (!DF) /* form 3 decays the state before the first product */
 #pragma unroll
-				for (int i = 0; i < 32; i++)
-					kv[mb][i] *= bd;
+					for (int i = 0; i < 32; i++)
+						kv[mb][i] *= bd;
 				reg_fence(kv[mb]);
 #pragma unroll
 				for (int kk = 0; kk < 4; kk++)
@@ -964,6 +1039,21 @@ __global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1) kernel(const __grid_const
 			              mma_ss<0, 1>(o, dsc(qlo, (kk >> 2) * L::TILE + (kk & 3) * 32),
 			                           dsc(kvlo, kk * 2048), kk > 0);
 		        };
+		if (DF) {
+			/* form 3: the state's decay before any product of this chunk is
+			 * issued; in form 1 it comes after S and Q KV's first half, and
+			 * ptxas injects a warpgroup.wait there (C7517: kv was last written
+			 * by a wgmma), so those products finish before the state update's
+			 * are issued */
+			const float bd = pw[m];
+#pragma unroll
+			for (int mb = 0; mb < MB; mb++) {
+#pragma unroll
+				for (int i = 0; i < 32; i++)
+					kv[mb][i] *= bd;
+				reg_fence(kv[mb]);
+			}
+		}
 		if (ILV) {
 			/* Independent accumulators back to back: a wgmma that adds into the
 			 * accumulator of the one before waits for it, so S, O and the two
@@ -1096,6 +1186,32 @@ __global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1) kernel(const __grid_const
 #pragma unroll
 				for (int i = 0; i < 32; i++)
 					o[i] += s[i];
+			if (OS) {
+				/* the warp's 16 rows into the staging rows (stmatrix, the
+				 * layout of the state's), then one 128-byte bulk copy per
+				 * row; the previous chunk's copies have read it by now */
+				const int q = lane >> 3;
+				const uint32_t ost = base + L::OS_OFF;
+				bulk_wait_read();
+				__syncwarp();
+#pragma unroll
+				for (int np = 0; np < 4; np++) {
+					const float *a = o + 8 * np;
+					stsm_x4(ost + (w * 16 + (q & 1) * 8 + (lane & 7)) * OS_ROW +
+					                (2 * np + (q >> 1)) * 16,
+					        pack_bf16(a[0], a[1]), pack_bf16(a[2], a[3]),
+					        pack_bf16(a[4], a[5]), pack_bf16(a[6], a[7]));
+				}
+				fence_proxy_async();
+				__syncwarp();
+				const int i = w * 16 + lane;
+				if (lane < 16 && i < m) {
+					const long t = row_token(seg_start + c * C + i);
+					bulk_store128(pr.o + ((size_t)t * H + h) * D + eb * EB,
+					              ost + i * OS_ROW);
+					bulk_commit();
+				}
+			}
 			/* o straight from the accumulators: rows i0 and i0 + 8 */
 			const int ia = w * 16 + gq, ib = ia + 8;
 			const long ta = row_token(seg_start + c * C + ia),
@@ -1103,7 +1219,7 @@ __global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1) kernel(const __grid_const
 			__nv_bfloat16 *oa = pr.o + ((size_t)ta * H + h) * D + eb * EB + 2 * t4;
 			__nv_bfloat16 *ob = pr.o + ((size_t)tb * H + h) * D + eb * EB + 2 * t4;
 #pragma unroll
-			for (int nt = 0; nt < 8; nt++) {
+			for (int nt = 0; nt < 8 && !OS; nt++) {
 				if (ia < m)
 					*reinterpret_cast<uint32_t *>(oa + nt * 8) =
 					        pack_bf16(o[4 * nt], o[4 * nt + 1]);
@@ -1119,6 +1235,8 @@ __global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1) kernel(const __grid_const
 		}
 	}
 	cp_wait<0>();
+	if (OS)
+		bulk_wait(); /* the output's last rows are written before the CTA ends */
 
 	float *dst = nullptr;
 	float mul = 1.0f;
@@ -1787,7 +1905,7 @@ void plan_for(const swerve_lightning_dims *d, int nprob, int *kver, int *G, int 
 		              third ? 0.3 : WG_SO_COST, third ? 0.6 : WG_WIDE_COST, true};
 		cm.tail = !third;
 		cm.prefix_cost = third ? 1.0 : WG_PREFIX_COST;
-		cm.stages4 = wg_form() == 1;
+		cm.stages4 = wg_form() != 0 && wg_form() != 2;
 		cm.wide4_cost = third ? 0.0 : WG_WIDE4_COST;
 		plan(d, nprob, cm, true, G, seg_len, mst);
 		/* V4 where it measured faster (fifth round, H100, tests/bench/RESULTS.md):
@@ -1864,7 +1982,7 @@ template <int D, bool SO, bool V2> int set_smem()
 
 template <int D, bool SO, int ST, int VAR> int wg_set_smem()
 {
-	using L = wg::smem<D, SO, ST, VAR == 2>;
+	using L = wg::smem<D, SO, ST, VAR>;
 	static bool done = false;
 	if (done)
 		return 0;
@@ -1887,19 +2005,19 @@ template <int D, bool SO, int ST, int VAR> int wg_occupancy()
 	int n = 0;
 	if (wg_set_smem<D, SO, ST, VAR>() ||
 	    cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, wg::kernel<D, SO, ST, VAR>, NT,
-	                                                  wg::smem<D, SO, ST, VAR == 2>::BYTES) !=
+	                                                  wg::smem<D, SO, ST, VAR>::BYTES) !=
 	            cudaSuccess ||
 	    n <= 0)
 		return 1;
 	return n;
 }
 
-/* V3's form (see wg::kernel): 1 by default, SWERVE_LIGHTNING_WG_FORM=0|2 forces
- * another (benchmarks only) */
+/* V3's form (see wg::kernel): 1 by default, SWERVE_LIGHTNING_WG_FORM=0..6
+ * forces another (benchmarks and tests) */
 int wg_form()
 {
 	const char *e = getenv("SWERVE_LIGHTNING_WG_FORM");
-	return e && (strcmp(e, "0") == 0 || strcmp(e, "2") == 0) ? e[0] - '0' : 1;
+	return e && e[0] >= '0' && e[0] <= '6' && e[1] == 0 ? e[0] - '0' : 1;
 }
 
 template <int VAR> int wg_occupancy_of(int dim, bool so)
@@ -1915,11 +2033,15 @@ template <int VAR> int wg_occupancy_of(int dim, bool so)
  * D = 128) */
 int wg_per_sm(int dim, bool so)
 {
-	static int cached[3][2][2];
+	static int cached[7][2][2];
 	const int f = wg_form();
 	int &n = cached[f][dim == 64 ? 0 : 1][so ? 1 : 0];
 	if (n <= 0)
-		n = f == 2   ? wg_occupancy_of<2>(dim, so)
+		n = f == 6   ? wg_occupancy_of<6>(dim, so)
+		    : f == 5 ? wg_occupancy_of<5>(dim, so)
+		    : f == 4 ? wg_occupancy_of<4>(dim, so)
+		    : f == 3 ? wg_occupancy_of<3>(dim, so)
+		    : f == 2 ? wg_occupancy_of<2>(dim, so)
 		    : f == 1 ? wg_occupancy_of<1>(dim, so)
 		             : wg_occupancy_of<0>(dim, so);
 	return n;
@@ -1975,7 +2097,7 @@ int wg_launch(dim3 grid, const la_params &P, cudaStream_t stream)
 	int rc = wg_set_smem<D, SO, ST, VAR>();
 	if (!rc)
 		wg::kernel<D, SO, ST, VAR>
-		        <<<grid, NT, wg::smem<D, SO, ST, VAR == 2>::BYTES, stream>>>(P);
+		        <<<grid, NT, wg::smem<D, SO, ST, VAR>::BYTES, stream>>>(P);
 	return rc;
 }
 
@@ -1985,8 +2107,9 @@ int wg_run(const la_params &P, int nprob, const swerve_lightning_dims *d, cudaSt
 	constexpr int NEB = D / EB;
 	int rc = 0;
 	if (P.G > 1) {
-		rc = wg_launch<D, true, 4, VAR>(dim3(NEB * (P.G - 1), d->heads, d->batch * nprob),
-		                                P, stream);
+		/* the state-only pass of forms 5 and 6 is form 4's (no output, no bf16 state) */
+		rc = wg_launch<D, true, 4, (VAR > 4 ? 4 : VAR)>(
+		        dim3(NEB * (P.G - 1), d->heads, d->batch * nprob), P, stream);
 		if (!rc && P.G > 2)
 			wg::prefix_kernel<<<dim3((D * D / 4 + 255) / 256, d->heads,
 			                         d->batch * nprob),
@@ -1994,8 +2117,9 @@ int wg_run(const la_params &P, int nprob, const swerve_lightning_dims *d, cudaSt
 	}
 	const dim3 grid(NEB * P.G, d->heads, d->batch * nprob);
 	if (!rc)
-		rc = VAR == 1 && P.mst == 4 ? wg_launch<D, false, 4, 1>(grid, P, stream)
-		                            : wg_launch<D, false, 2, VAR>(grid, P, stream);
+		rc = VAR != 0 && VAR != 2 && P.mst == 4
+		             ? wg_launch<D, false, 4, VAR>(grid, P, stream)
+		             : wg_launch<D, false, 2, VAR>(grid, P, stream);
 	return rc;
 }
 
@@ -2030,7 +2154,11 @@ int launch(la_params &P, int nprob, int kver, const swerve_lightning_dims *d, cu
 		rc = wg4_run<D>(P, nprob, d, stream);
 	} else if (kver == 3) {
 		const int f = wg_form();
-		rc = f == 2   ? wg_run<D, 2>(P, nprob, d, stream)
+		rc = f == 6   ? wg_run<D, 6>(P, nprob, d, stream)
+		     : f == 5 ? wg_run<D, 5>(P, nprob, d, stream)
+		     : f == 4 ? wg_run<D, 4>(P, nprob, d, stream)
+		     : f == 3 ? wg_run<D, 3>(P, nprob, d, stream)
+		     : f == 2 ? wg_run<D, 2>(P, nprob, d, stream)
 		     : f == 1 ? wg_run<D, 1>(P, nprob, d, stream)
 		              : wg_run<D, 0>(P, nprob, d, stream);
 	} else {

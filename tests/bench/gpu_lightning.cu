@@ -104,8 +104,51 @@ template <typename F> static double median_ms(F f, int reps)
 	return t[reps / 2];
 }
 
+/* `once B T H D`: one forward at that shape after one warm-up forward (the
+ * kernel choice from the environment), for ncu with --launch-skip */
+static int run_once(int B, int T, int H, int D)
+{
+	const size_t n = (size_t)B * T * H * D;
+	__nv_bfloat16 *q, *k, *v, *o;
+	CK(cudaMalloc(&q, n * 2));
+	CK(cudaMalloc(&k, n * 2));
+	CK(cudaMalloc(&v, n * 2));
+	CK(cudaMalloc(&o, n * 2));
+	fill_bf16<<<1024, 256>>>(q, n, 1, 0.5f);
+	fill_bf16<<<1024, 256>>>(k, n, 2, 0.5f);
+	fill_bf16<<<1024, 256>>>(v, n, 3, 1.0f);
+	std::vector<float> slopes(H);
+	for (int h = 0; h < H; h++)
+		slopes[h] = swerve_lightning_slope(h, H, 0, 32);
+	std::vector<int32_t> cu(B + 1);
+	for (int b = 0; b <= B; b++)
+		cu[b] = b * T;
+	float *dsl;
+	int32_t *dcu;
+	CK(cudaMalloc(&dsl, H * 4));
+	CK(cudaMalloc(&dcu, (B + 1) * 4));
+	CK(cudaMemcpy(dsl, slopes.data(), H * 4, cudaMemcpyHostToDevice));
+	CK(cudaMemcpy(dcu, cu.data(), (B + 1) * 4, cudaMemcpyHostToDevice));
+	swerve_lightning_dims dims = {B, H, D, T};
+	const size_t wf = swerve_lightning_forward_workspace(&dims);
+	void *ws;
+	CK(cudaMalloc(&ws, wf + 16));
+	int G, st;
+	const int kv = swerve_lightning_plan_(&dims, 1, &G, &st);
+	for (int i = 0; i < 2; i++)
+		LK(swerve_lightning_forward(
+		        reinterpret_cast<uint16_t *>(o), nullptr, reinterpret_cast<uint16_t *>(q),
+		        reinterpret_cast<uint16_t *>(k), reinterpret_cast<uint16_t *>(v), dcu, dsl,
+		        nullptr, &dims, ws, wf, 0));
+	CK(cudaDeviceSynchronize());
+	printf("# once B=%d T=%d H=%d D=%d: kernel %d, G=%d, stages %d\n", B, T, H, D, kv, G, st);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 6 && strcmp(argv[1], "once") == 0)
+		return run_once(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
 	/* `profile`: shape 1 forward and backward and one decode, once each (for ncu) */
 	const bool prof = argc > 1 && strcmp(argv[1], "profile") == 0;
 	/* `sweep`: also time the forward and the backward (alone) of every shape
@@ -144,18 +187,21 @@ int main(int argc, char **argv)
 	printf("%-18s %-16s %9s %9s %9s %9s %8s %8s\n", "impl", "B,T,H,D", "fwd_ms", "fb_ms",
 	       "fwd_TF/s", "fb_TF/s", "fwd/flr", "fb/flr");
 
-	const int H = 16, D = 128;
-	const int shapes[][2] = {{8, 2048}, {4, 8192}, {1, 32768}};
-	std::vector<float> slopes(H);
-	for (int h = 0; h < H; h++)
-		slopes[h] = swerve_lightning_slope(h, H, 0, 32);
+	/* the issue's three shapes (H = 16, D = 128), then the policy trainer's
+	 * lightning layers (4 packed sequences of 2048 tokens, 12 heads of 64,
+	 * policy/: 11 such layers, forward and backward, per training step) */
+	const int shapes[][4] = {
+	        {8, 2048, 16, 128}, {4, 8192, 16, 128}, {1, 32768, 16, 128}, {4, 2048, 12, 64}};
 	float *dsl;
-	CK(cudaMalloc(&dsl, H * 4));
-	CK(cudaMemcpy(dsl, slopes.data(), H * 4, cudaMemcpyHostToDevice));
+	CK(cudaMalloc(&dsl, 16 * 4));
 	for (auto &s : shapes) {
 		if (prof && s[0] != 8)
 			continue;
-		const int B = s[0], T = s[1];
+		const int B = s[0], T = s[1], H = s[2], D = s[3];
+		std::vector<float> slopes(H);
+		for (int h = 0; h < H; h++)
+			slopes[h] = swerve_lightning_slope(h, H, 0, 32);
+		CK(cudaMemcpy(dsl, slopes.data(), H * 4, cudaMemcpyHostToDevice));
 		const size_t n = (size_t)B * T * H * D;
 		__nv_bfloat16 *q, *k, *v, *g, *o, *dq, *dk, *dv;
 		CK(cudaMalloc(&q, n * 2));
@@ -241,6 +287,11 @@ int main(int argc, char **argv)
 			CK(cudaMalloc(&ws, std::max(wf, wb) + 16));
 		}
 		if (sweep) { /* forward and backward time against the segment count */
+			/* V3 in the form SWERVE_BENCH_SWEEP_FORM names (else the default) */
+			setenv("SWERVE_LIGHTNING_KERNEL", "3", 1);
+			const char *sf = getenv("SWERVE_BENCH_SWEEP_FORM");
+			if (sf)
+				setenv("SWERVE_LIGHTNING_WG_FORM", sf, 1);
 			for (const char *stv : {"2", "4"}) {
 				setenv("SWERVE_LIGHTNING_WG_STAGES", stv, 1);
 				for (int gs : {1, 2, 3, 4, 5, 6, 8, 11, 12, 16, 24, 32}) {
@@ -261,6 +312,8 @@ int main(int argc, char **argv)
 				}
 			}
 			fflush(stdout);
+			unsetenv("SWERVE_LIGHTNING_KERNEL");
+			unsetenv("SWERVE_LIGHTNING_WG_FORM");
 			unsetenv("SWERVE_LIGHTNING_WG_STAGES");
 			unsetenv("SWERVE_LIGHTNING_SEGMENTS");
 			wf = swerve_lightning_forward_workspace(&dims);
@@ -273,22 +326,29 @@ int main(int argc, char **argv)
 		double floor_f = 4 * tensor / bw * 1e3, floor_b = 9 * tensor / bw * 1e3;
 		char shape[32];
 		snprintf(shape, sizeof shape, "%d,%d,%d,%d", B, T, H, D);
-		/* the current choice of kernels, V3 (form 1, wgmma, one warpgroup, the
-		 * fourth round's default) and V4 (two warpgroups, 128-token chunks)
-		 * forced for both passes (SWERVE_LIGHTNING_KERNEL=3, 4), V3 with the
-		 * third round's segment plan (SWERVE_LIGHTNING_WG_PLAN=3), the second
-		 * round's choice between the mma.sync kernels (=12), then the current
-		 * choice and V4 again (the spread between two rows of one
-		 * configuration is the run's noise). The earlier rounds' other rows
-		 * (V3 forms 0 and 2, V1, V2 alone) are in git history. */
-		const char *names[] = {"swerve",         "swerve-v3",  "swerve-v4",
-		                       "swerve-plan3",   "swerve-mma", "swerve-again",
-		                       "swerve-v4-again"};
-		const char *kenv[] = {nullptr, "3", "4", "3", "12", nullptr, "4"};
-		const char *fenv[] = {nullptr, nullptr, nullptr, nullptr,
-		                      nullptr, nullptr, nullptr};
-		const char *penv[] = {nullptr, nullptr, nullptr, "3", nullptr, nullptr, nullptr};
-		for (int r = 0; r < (prof ? 1 : 7); r++) {
+		/* the current choice of kernels; V3 (form 1, wgmma, one warpgroup, the
+		 * fourth round's default) forced for both passes; V3 forms 4, 5 and 6
+		 * forced (SWERVE_LIGHTNING_WG_FORM: 4 = form 1 with the state decayed
+		 * first and the fast loads, 5 = 4 with the bf16 state stored by
+		 * stmatrix, 6 = 5 with the output staged and written by bulk copies);
+		 * the current choice with V3 in form 6 wherever it runs V3; V4 (two
+		 * warpgroups, 128-token chunks) forced; form 6 with the third round's
+		 * segment plan (SWERVE_LIGHTNING_WG_PLAN=3); then four configurations
+		 * again (the spread between two rows of one configuration is the
+		 * run's noise). The earlier rounds' other rows (V3 forms 0, 2 and 3,
+		 * the mma.sync kernels) are in git history. */
+		const char *names[] = {"swerve",          "swerve-v3",         "swerve-v3f4",
+		                       "swerve-v3f5",     "swerve-v3f6",       "swerve-f6",
+		                       "swerve-v4",       "swerve-v3f6-plan3", "swerve-again",
+		                       "swerve-v3-again", "swerve-v3f6-again", "swerve-v4-again"};
+		const char *kenv[] = {nullptr, "3", "3",     "3", "3", nullptr,
+		                      "4",     "3", nullptr, "3", "3", "4"};
+		const char *fenv[] = {nullptr, nullptr, "4",     "5",     "6", "6",
+		                      nullptr, "6",     nullptr, nullptr, "6", nullptr};
+		const char *penv[] = {nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+		                      nullptr, "3",     nullptr, nullptr, nullptr, nullptr};
+		constexpr int NROW = sizeof names / sizeof names[0];
+		for (int r = 0; r < (prof ? 1 : NROW); r++) {
 			if (no_v4 && kenv[r] && strcmp(kenv[r], "4") == 0)
 				continue;
 			if (penv[r])
@@ -321,7 +381,11 @@ int main(int argc, char **argv)
 	}
 	/* decode: 64 sequences, one token each, state read and written once */
 	{
-		const int B = 64;
+		const int B = 64, H = 16, D = 128;
+		std::vector<float> slopes(H);
+		for (int h = 0; h < H; h++)
+			slopes[h] = swerve_lightning_slope(h, H, 0, 32);
+		CK(cudaMemcpy(dsl, slopes.data(), H * 4, cudaMemcpyHostToDevice));
 		const size_t ns = (size_t)B * H * D * D, nt = (size_t)B * H * D;
 		float *st;
 		__nv_bfloat16 *q, *k, *v, *o;
