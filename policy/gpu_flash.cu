@@ -1,11 +1,23 @@
 /* gpu_flash.cu - tiled (flash) causal GQA softmax attention for the GPU
- * policy's softmax layers (bf16 mode, head_dim 64); see gpu_flash.h. */
+ * policy's softmax layers (bf16 mode, head_dim 64); see gpu_flash.h.
+ *
+ * Two implementations of the same three calls:
+ *   fa2  (the default) FlashAttention-2 style: mma.sync m16n8k16 bf16 through
+ *        inline PTX, ldmatrix fragments, S and P in registers (P reused as
+ *        the A operand of P V), cp.async double-buffered tiles of bf16 copies
+ *        made once per call;
+ *   wmma the first version (WMMA m16n16k16, every product through shared
+ *        memory, fp32 inputs converted per tile), kept as the baseline.
+ * POLICY_GPU_FLASH=wmma|fa2|fa2_128 picks one at policy_flash_setup();
+ * policy_flash_select() switches in-process (tests, benchmark). */
 #include "policy/gpu_flash.h"
 #include "policy/gpu_util.h"
 
 #include <cuda_bf16.h>
 #include <math.h>
 #include <mma.h>
+#include <stdlib.h>
+#include <string.h>
 
 using namespace nvcuda;
 
@@ -301,23 +313,583 @@ __global__ static void __launch_bounds__(128)
 	fa_store(dq, adq, Ss, t0, q0, L, H, h);
 }
 
+/* ---- FlashAttention-2: mma.sync m16n8k16, register-resident S and P ------- */
+
+/* Each warp owns 16 rows (queries in the forward and dQ kernels, keys in the
+ * dK/dV kernel) and keeps its scores, probabilities and accumulators in
+ * mma.sync fragments: thread (g = lane / 4, t = lane % 4) holds rows g and
+ * g + 8, columns 2t and 2t + 1 of each 8-column block. The C fragment of
+ * S = Q K^T is, packed to bf16 pairs, the A fragment of P V, so P never
+ * touches shared memory. Tiles are 64 keys (or queries) of bf16 rows padded
+ * to 72 elements (144 B: the 8 rows an ldmatrix reads fall in distinct bank
+ * groups), filled by cp.async (rows past the sequence zero-filled) one tile
+ * ahead of the one in use. Softmax in base 2: s * scale * log2(e) and lse *
+ * log2(e), so each probability is one exp2f of one FMA. */
+#define F2_D     64
+#define F2_LD    72             /* bf16 shared-memory row stride */
+#define F2_T     64             /* rows of a key tile (and of a bwd query tile) */
+#define F2_TILE  (F2_T * F2_LD) /* elements of a 64-row tile */
+#define F2_LOG2E 1.4426950408889634f
+#define F2_LN2   0.6931471805599453f
+
+#define F2_FWD_SMEM(bm) (((bm) + 4 * F2_T) * F2_LD * 2)
+#define F2_BKV_SMEM     (6 * F2_TILE * 2 + 4 * F2_T * 4)
+#define F2_BQ_SMEM      (6 * F2_TILE * 2)
+
+__device__ __forceinline__ static unsigned f2_smem(const void *p)
+{
+	return (unsigned)__cvta_generic_to_shared(p);
+}
+
+/* 16 bytes global -> shared, zero-filled when !ok (src is then not read) */
+__device__ __forceinline__ static void f2_cp16(void *dst, const void *src, bool ok)
+{
+	asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(f2_smem(dst)),
+	             "l"(src), "r"(ok ? 16 : 0)
+	             : "memory");
+}
+
+__device__ __forceinline__ static void f2_cp4(void *dst, const void *src, bool ok)
+{
+	asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(f2_smem(dst)), "l"(src),
+	             "r"(ok ? 4 : 0)
+	             : "memory");
+}
+
+__device__ __forceinline__ static void f2_commit(void)
+{
+	asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+
+__device__ __forceinline__ static void f2_wait_all(void)
+{
+	asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+}
+
+__device__ __forceinline__ static void f2_ldsm(unsigned r[4], const fa_bf *p)
+{
+	asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+	             : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+	             : "r"(f2_smem(p))
+	             : "memory");
+}
+
+__device__ __forceinline__ static void f2_ldsm_t(unsigned r[4], const fa_bf *p)
+{
+	asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+	             : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+	             : "r"(f2_smem(p))
+	             : "memory");
+}
+
+/* c (16 x 8 fp32) += a (16 x 16 bf16, row) b (16 x 8 bf16, col) */
+__device__ __forceinline__ static void f2_mma(float c[4], const unsigned a[4], unsigned b0,
+                                              unsigned b1)
+{
+	asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, "
+	    "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+	    : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+	    : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ static unsigned f2_pack(float lo, float hi)
+{
+	__nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+	return *(unsigned *)&v;
+}
+
+/* the A fragment (16 rows x 16 columns) at a row-major tile: rows [0, 16) */
+__device__ __forceinline__ static void f2_lda(unsigned a[4], const fa_bf *tile, int kk, int lane)
+{
+	f2_ldsm(a, tile + (lane & 15) * F2_LD + kk * 16 + (lane >> 4) * 8);
+}
+
+/* B fragments of two 8-column blocks, columns [n0, n0 + 16) of B = X^T for a
+ * row-major X (rows are B's columns): X rows n0.., X columns 16 kk.. */
+__device__ __forceinline__ static void f2_ldb(unsigned b[4], const fa_bf *X, int n0, int kk,
+                                              int lane)
+{
+	f2_ldsm(b, X + (n0 + (lane & 7) + ((lane >> 4) << 3)) * F2_LD + kk * 16 +
+	                   ((lane >> 3) & 1) * 8);
+}
+
+/* B fragments of two 8-column blocks of a row-major B: rows [16 kk, +16),
+ * columns [n0, n0 + 16) */
+__device__ __forceinline__ static void f2_ldb_t(unsigned b[4], const fa_bf *B, int n0, int kk,
+                                                int lane)
+{
+	f2_ldsm_t(b, B + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * F2_LD + n0 +
+	                     (lane >> 4) * 8);
+}
+
+/* acc (16 x 64) = A (16 x 64, fragments a[4]) X^T for a row-major 64 x 64 X */
+__device__ __forceinline__ static void f2_abt(float acc[8][4], const unsigned a[4][4],
+                                              const fa_bf *X, int lane)
+{
+#pragma unroll
+	for (int j = 0; j < 8; j++)
+		acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
+#pragma unroll
+	for (int kk = 0; kk < 4; kk++)
+#pragma unroll
+		for (int np = 0; np < 4; np++) {
+			unsigned b[4];
+			f2_ldb(b, X, np * 16, kk, lane);
+			f2_mma(acc[2 * np], a[kk], b[0], b[1]);
+			f2_mma(acc[2 * np + 1], a[kk], b[2], b[3]);
+		}
+}
+
+/* acc (16 x 64) += P (16 x 64 fp32 C fragments, rounded to bf16) B for a
+ * row-major 64 x 64 B */
+__device__ __forceinline__ static void f2_pb(float acc[8][4], const float p[8][4], const fa_bf *B,
+                                             int lane)
+{
+#pragma unroll
+	for (int kk = 0; kk < 4; kk++) {
+		unsigned a[4] = {f2_pack(p[2 * kk][0], p[2 * kk][1]),
+		                 f2_pack(p[2 * kk][2], p[2 * kk][3]),
+		                 f2_pack(p[2 * kk + 1][0], p[2 * kk + 1][1]),
+		                 f2_pack(p[2 * kk + 1][2], p[2 * kk + 1][3])};
+#pragma unroll
+		for (int dp = 0; dp < 4; dp++) {
+			unsigned b[4];
+			f2_ldb_t(b, B, dp * 16, kk, lane);
+			f2_mma(acc[2 * dp], a, b[0], b[1]);
+			f2_mma(acc[2 * dp + 1], a, b[2], b[3]);
+		}
+	}
+}
+
+/* rows [r0, r0 + rows) of a bf16 (T, heads, 64) tensor, head hd, into a
+ * tile (rows at or past n zero-filled); cp.async, not committed */
+template <int ROWS, int NT>
+__device__ __forceinline__ static void f2_load(fa_bf *dst, const fa_bf *src, int t0, int r0, int n,
+                                               int heads, int hd)
+{
+	static_assert(ROWS * 8 % NT == 0, "whole rounds of 16-byte copies");
+#pragma unroll
+	for (int it = 0; it < ROWS * 8 / NT; it++) {
+		int i = threadIdx.x + it * NT, r = i >> 3, c = (i & 7) * 8;
+		bool ok = r0 + r < n;
+		const fa_bf *s = ok ? src + ((size_t)(t0 + r0 + r) * heads + hd) * F2_D + c : src;
+		f2_cp16(dst + r * F2_LD + c, s, ok);
+	}
+}
+
+/* 64 values x[(t0 + r0 + i) * heads + hd] (zero past n) into dst; 64 threads */
+__device__ __forceinline__ static void f2_load_row(float *dst, const float *x, int t0, int r0,
+                                                   int n, int heads, int hd, int i)
+{
+	bool ok = r0 + i < n;
+	f2_cp4(dst + i, ok ? x + (size_t)(t0 + r0 + i) * heads + hd : x, ok);
+}
+
+/* fp32 -> bf16 of rows [0, cu[n_seqs]) of width w (a multiple of 8), at most
+ * cap rows */
+__global__ static void k_f2_bf16(fa_bf *dst, const float *src, const int *cu, int n_seqs, int w,
+                                 size_t cap)
+{
+	size_t rows = (size_t)cu[n_seqs];
+	size_t n = (rows < cap ? rows : cap) * (size_t)w / 8;
+	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+	     i += (size_t)gridDim.x * blockDim.x) {
+		float4 a = ((const float4 *)src)[2 * i], b = ((const float4 *)src)[2 * i + 1];
+		uint4 o = make_uint4(f2_pack(a.x, a.y), f2_pack(a.z, a.w), f2_pack(b.x, b.y),
+		                     f2_pack(b.z, b.w));
+		((uint4 *)dst)[i] = o;
+	}
+}
+
+/* forward: grid (H, sequences, query tiles of BM = 16 NW rows), the longest
+ * tiles first (blockIdx.z is dispatched slowest) */
+template <int NW>
+__global__ static void __launch_bounds__(NW * 32)
+        k_f2_fwd(float *o, float *lse, const fa_bf *q, const fa_bf *k, const fa_bf *v,
+                 const int *cu, int H, int KV, float sl2)
+{
+	constexpr int BM = NW * 16;
+	extern __shared__ __align__(128) unsigned char f2_sm[];
+	fa_bf *Qs = (fa_bf *)f2_sm, *Ks = Qs + BM * F2_LD, *Vs = Ks + 2 * F2_TILE;
+	int h = blockIdx.x, t0 = cu[blockIdx.y], L = cu[blockIdx.y + 1] - t0;
+	int q0 = (gridDim.z - 1 - blockIdx.z) * BM;
+	if (q0 >= L)
+		return;
+	int kh = h / (H / KV), w = threadIdx.x >> 5, lane = threadIdx.x & 31;
+	int g = lane >> 2, tq = lane & 3, wr0 = q0 + w * 16, row0 = wr0 + g;
+	int kend = min(q0 + BM, L), nkt = (kend + F2_T - 1) / F2_T;
+	unsigned qa[4][4];
+	float oacc[8][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+
+	f2_load<BM, NW * 32>(Qs, q, t0, q0, L, H, h);
+	f2_load<F2_T, NW * 32>(Ks, k, t0, 0, L, KV, kh);
+	f2_load<F2_T, NW * 32>(Vs, v, t0, 0, L, KV, kh);
+	f2_commit();
+#pragma unroll
+	for (int j = 0; j < 8; j++)
+		oacc[j][0] = oacc[j][1] = oacc[j][2] = oacc[j][3] = 0.0f;
+	for (int kt = 0; kt < nkt; kt++) {
+		int k0 = kt * F2_T;
+		const fa_bf *Kb = Ks + (kt & 1) * F2_TILE, *Vb = Vs + (kt & 1) * F2_TILE;
+		f2_wait_all();
+		__syncthreads(); /* tile kt landed; tile kt - 1 is no longer read */
+		if (kt == 0)
+#pragma unroll
+			for (int kk = 0; kk < 4; kk++)
+				f2_lda(qa[kk], Qs + w * 16 * F2_LD, kk, lane);
+		if (kt + 1 < nkt) {
+			f2_load<F2_T, NW * 32>(Ks + ((kt + 1) & 1) * F2_TILE, k, t0, k0 + F2_T, L,
+			                       KV, kh);
+			f2_load<F2_T, NW * 32>(Vs + ((kt + 1) & 1) * F2_TILE, v, t0, k0 + F2_T, L,
+			                       KV, kh);
+		}
+		f2_commit();
+		if (k0 > wr0 + 15)
+			continue; /* every key of the tile is after this warp's rows */
+		float s[8][4], mx[2] = {-INFINITY, -INFINITY}, sum[2] = {0.0f, 0.0f};
+		f2_abt(s, qa, Kb, lane);
+		bool diag = k0 + F2_T - 1 > wr0;
+#pragma unroll
+		for (int j = 0; j < 8; j++)
+#pragma unroll
+			for (int e = 0; e < 4; e++) {
+				float x = s[j][e] * sl2;
+				if (diag && k0 + j * 8 + 2 * tq + (e & 1) > row0 + 8 * (e >> 1))
+					x = -INFINITY;
+				s[j][e] = x;
+				mx[e >> 1] = fmaxf(mx[e >> 1], x);
+			}
+#pragma unroll
+		for (int i = 0; i < 2; i++) {
+			mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 1));
+			mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 2));
+			float mn =
+			        fmaxf(m[i], mx[i]); /* finite: key 0 is in every row's first tile */
+			mx[i] = exp2f(m[i] - mn);   /* the old accumulators' factor */
+			m[i] = mn;
+		}
+#pragma unroll
+		for (int j = 0; j < 8; j++)
+#pragma unroll
+			for (int e = 0; e < 4; e++) {
+				float p = exp2f(s[j][e] - m[e >> 1]);
+				s[j][e] = p;
+				sum[e >> 1] += p;
+				oacc[j][e] *= mx[e >> 1];
+			}
+		l[0] = l[0] * mx[0] + sum[0];
+		l[1] = l[1] * mx[1] + sum[1];
+		f2_pb(oacc, s, Vb, lane);
+	}
+#pragma unroll
+	for (int i = 0; i < 2; i++) {
+		int r = row0 + 8 * i;
+		l[i] += __shfl_xor_sync(0xffffffffu, l[i], 1);
+		l[i] += __shfl_xor_sync(0xffffffffu, l[i], 2);
+		if (r >= L)
+			continue;
+		float inv = 1.0f / l[i];
+		float *dst = o + ((size_t)(t0 + r) * H + h) * F2_D + 2 * tq;
+#pragma unroll
+		for (int j = 0; j < 8; j++)
+			*(float2 *)(dst + j * 8) =
+			        make_float2(oacc[j][2 * i] * inv, oacc[j][2 * i + 1] * inv);
+		if (tq == 0)
+			lse[(size_t)(t0 + r) * H + h] = (m[i] + log2f(l[i])) * F2_LN2;
+	}
+}
+
+/* 16 x 64 fp32 C fragments (times mul) to rows [r0, r0 + 16) of an fp32
+ * (T, heads, 64) tensor, rows at or past n skipped */
+__device__ __forceinline__ static void f2_store(float *dst, const float acc[8][4], float mul,
+                                                int t0, int r0, int n, int heads, int hd, int lane)
+{
+	int g = lane >> 2, tq = lane & 3;
+#pragma unroll
+	for (int i = 0; i < 2; i++) {
+		int r = r0 + g + 8 * i;
+		if (r >= n)
+			continue;
+		float *d = dst + ((size_t)(t0 + r) * heads + hd) * F2_D + 2 * tq;
+#pragma unroll
+		for (int j = 0; j < 8; j++)
+			*(float2 *)(d + j * 8) =
+			        make_float2(acc[j][2 * i] * mul, acc[j][2 * i + 1] * mul);
+	}
+}
+
+/* dK, dV: grid (KV, sequences, key tiles), 128 threads, the longest (first)
+ * key tiles first; warp w owns keys [16 w, 16 w + 16) of the tile and loops
+ * over the group's heads and every query tile from the key tile's on. In the
+ * warp's fragments rows are keys and columns queries: S^T = K Q^T, dP^T =
+ * V dO^T, dV += P^T dO, dK += dS^T Q. */
+__global__ static void __launch_bounds__(128)
+        k_f2_bwd_kv(float *dk, float *dv, const fa_bf *q, const fa_bf *k, const fa_bf *v,
+                    const fa_bf *dout, const float *lse, const float *Dsum, const int *cu, int H,
+                    int KV, float sl2, float scale)
+{
+	extern __shared__ __align__(128) unsigned char f2_sm[];
+	fa_bf *Ks = (fa_bf *)f2_sm, *Vs = Ks + F2_TILE, *Qs = Vs + F2_TILE, *dOs = Qs + 2 * F2_TILE;
+	float *ls = (float *)(dOs + 2 * F2_TILE), *Ds = ls + 2 * F2_T;
+	int kh = blockIdx.x, t0 = cu[blockIdx.y], L = cu[blockIdx.y + 1] - t0;
+	int kt = blockIdx.z, k0 = kt * F2_T;
+	if (k0 >= L)
+		return;
+	int grp = H / KV, w = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2,
+	    tq = lane & 3;
+	int nqt = (L + F2_T - 1) / F2_T - kt, n_it = grp * nqt, key0 = k0 + w * 16 + g;
+	unsigned ka[4][4], va[4][4];
+	float dka[8][4], dva[8][4];
+
+	f2_load<F2_T, 128>(Ks, k, t0, k0, L, KV, kh);
+	f2_load<F2_T, 128>(Vs, v, t0, k0, L, KV, kh);
+	f2_load<F2_T, 128>(Qs, q, t0, k0, L, H, kh * grp);
+	f2_load<F2_T, 128>(dOs, dout, t0, k0, L, H, kh * grp);
+	if (threadIdx.x < F2_T)
+		f2_load_row(ls, lse, t0, k0, L, H, kh * grp, threadIdx.x);
+	else
+		f2_load_row(Ds, Dsum, t0, k0, L, H, kh * grp, threadIdx.x - F2_T);
+	f2_commit();
+#pragma unroll
+	for (int j = 0; j < 8; j++)
+#pragma unroll
+		for (int e = 0; e < 4; e++)
+			dka[j][e] = dva[j][e] = 0.0f;
+	for (int it = 0; it < n_it; it++) {
+		int b = it & 1, qb0 = (kt + it % nqt) * F2_T;
+		const fa_bf *Qb = Qs + b * F2_TILE, *dOb = dOs + b * F2_TILE;
+		const float *lb = ls + b * F2_T, *Db = Ds + b * F2_T;
+		f2_wait_all();
+		__syncthreads(); /* iteration it's tiles landed; it - 1's are no longer read */
+		if (it == 0)
+#pragma unroll
+			for (int kk = 0; kk < 4; kk++) {
+				f2_lda(ka[kk], Ks + w * 16 * F2_LD, kk, lane);
+				f2_lda(va[kk], Vs + w * 16 * F2_LD, kk, lane);
+			}
+		if (it + 1 < n_it) {
+			int h1 = kh * grp + (it + 1) / nqt, q1 = (kt + (it + 1) % nqt) * F2_T;
+			f2_load<F2_T, 128>(Qs + (b ^ 1) * F2_TILE, q, t0, q1, L, H, h1);
+			f2_load<F2_T, 128>(dOs + (b ^ 1) * F2_TILE, dout, t0, q1, L, H, h1);
+			if (threadIdx.x < F2_T)
+				f2_load_row(ls + (b ^ 1) * F2_T, lse, t0, q1, L, H, h1,
+				            threadIdx.x);
+			else
+				f2_load_row(Ds + (b ^ 1) * F2_T, Dsum, t0, q1, L, H, h1,
+				            threadIdx.x - F2_T);
+		}
+		f2_commit();
+		float s[8][4], dp[8][4];
+		f2_abt(s, ka, Qb, lane);   /* S^T = K Q^T */
+		f2_abt(dp, va, dOb, lane); /* dP^T = V dO^T */
+		bool edge = qb0 == k0 || qb0 + F2_T > L;
+#pragma unroll
+		for (int j = 0; j < 8; j++)
+#pragma unroll
+			for (int e = 0; e < 4; e++) {
+				int c = j * 8 + 2 * tq + (e & 1), qp = qb0 + c;
+				float p = exp2f(fmaf(s[j][e], sl2, -lb[c] * F2_LOG2E));
+				if (edge && (qp < key0 + 8 * (e >> 1) || qp >= L))
+					p = 0.0f;
+				s[j][e] = p;
+				dp[j][e] = p * (dp[j][e] - Db[c]);
+			}
+		f2_pb(dva, s, dOb, lane); /* dV += P^T dO */
+		f2_pb(dka, dp, Qb, lane); /* dK += dS^T Q */
+	}
+	f2_store(dk, dka, scale, t0, k0 + w * 16, L, KV, kh, lane);
+	f2_store(dv, dva, 1.0f, t0, k0 + w * 16, L, KV, kh, lane);
+}
+
+/* dQ: grid (H, sequences, query tiles), 128 threads, the longest tiles
+ * first; warp w owns queries [16 w, 16 w + 16): S = Q K^T, dP = dO V^T,
+ * dQ += dS K */
+__global__ static void __launch_bounds__(128)
+        k_f2_bwd_q(float *dq, const fa_bf *q, const fa_bf *k, const fa_bf *v, const fa_bf *dout,
+                   const float *lse, const float *Dsum, const int *cu, int H, int KV, float sl2,
+                   float scale)
+{
+	extern __shared__ __align__(128) unsigned char f2_sm[];
+	fa_bf *Qs = (fa_bf *)f2_sm, *dOs = Qs + F2_TILE, *Ks = dOs + F2_TILE,
+	      *Vs = Ks + 2 * F2_TILE;
+	int h = blockIdx.x, t0 = cu[blockIdx.y], L = cu[blockIdx.y + 1] - t0;
+	int qt = gridDim.z - 1 - blockIdx.z, q0 = qt * F2_T;
+	if (q0 >= L)
+		return;
+	int kh = h / (H / KV), w = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2;
+	int tq = lane & 3, row0 = q0 + w * 16 + g, nkt = qt + 1;
+	unsigned qa[4][4], da[4][4];
+	float dqa[8][4], l2[2], Dr[2];
+
+	f2_load<F2_T, 128>(Qs, q, t0, q0, L, H, h);
+	f2_load<F2_T, 128>(dOs, dout, t0, q0, L, H, h);
+	f2_load<F2_T, 128>(Ks, k, t0, 0, L, KV, kh);
+	f2_load<F2_T, 128>(Vs, v, t0, 0, L, KV, kh);
+	f2_commit();
+#pragma unroll
+	for (int i = 0; i < 2; i++) {
+		int r = row0 + 8 * i;
+		l2[i] = r < L ? lse[(size_t)(t0 + r) * H + h] * F2_LOG2E : 0.0f;
+		Dr[i] = r < L ? Dsum[(size_t)(t0 + r) * H + h] : 0.0f;
+	}
+#pragma unroll
+	for (int j = 0; j < 8; j++)
+		dqa[j][0] = dqa[j][1] = dqa[j][2] = dqa[j][3] = 0.0f;
+	for (int kt = 0; kt < nkt; kt++) {
+		int k0 = kt * F2_T;
+		const fa_bf *Kb = Ks + (kt & 1) * F2_TILE, *Vb = Vs + (kt & 1) * F2_TILE;
+		f2_wait_all();
+		__syncthreads();
+		if (kt == 0)
+#pragma unroll
+			for (int kk = 0; kk < 4; kk++) {
+				f2_lda(qa[kk], Qs + w * 16 * F2_LD, kk, lane);
+				f2_lda(da[kk], dOs + w * 16 * F2_LD, kk, lane);
+			}
+		if (kt + 1 < nkt) {
+			f2_load<F2_T, 128>(Ks + ((kt + 1) & 1) * F2_TILE, k, t0, k0 + F2_T, L, KV,
+			                   kh);
+			f2_load<F2_T, 128>(Vs + ((kt + 1) & 1) * F2_TILE, v, t0, k0 + F2_T, L, KV,
+			                   kh);
+		}
+		f2_commit();
+		float s[8][4], dp[8][4];
+		f2_abt(s, qa, Kb, lane);  /* S = Q K^T */
+		f2_abt(dp, da, Vb, lane); /* dP = dO V^T */
+		bool diag = kt == qt;
+#pragma unroll
+		for (int j = 0; j < 8; j++)
+#pragma unroll
+			for (int e = 0; e < 4; e++) {
+				float p = exp2f(fmaf(s[j][e], sl2, -l2[e >> 1]));
+				if (diag && k0 + j * 8 + 2 * tq + (e & 1) > row0 + 8 * (e >> 1))
+					p = 0.0f;
+				dp[j][e] = p * (dp[j][e] - Dr[e >> 1]);
+			}
+		f2_pb(dqa, dp, Kb, lane); /* dQ += dS K */
+	}
+	f2_store(dq, dqa, scale, t0, q0 + w * 16, L, H, h, lane);
+}
+
+/* ---- dispatch ---------------------------------------------------------------- */
+
+static enum policy_flash_impl f2_impl = POLICY_FLASH_FA2;
+
+/* the bf16 copies of the inputs, per device: grown on demand */
+#define F2_MAX_DEV 16
+static fa_bf *f2_buf[F2_MAX_DEV];
+static size_t f2_cap[F2_MAX_DEV];
+
+static int f2_scratch(fa_bf **out, size_t n)
+{
+	int dev = 0;
+	CK(cudaGetDevice(&dev));
+	if (dev < 0 || dev >= F2_MAX_DEV)
+		return swerve_error_set(SWERVE_EUNSUPPORTED,
+		                        "gpu flash: device %d: at most %d devices", dev,
+		                        F2_MAX_DEV);
+	if (f2_cap[dev] < n) {
+		if (f2_buf[dev])
+			CK(cudaFree(f2_buf[dev]));
+		f2_buf[dev] = NULL;
+		f2_cap[dev] = 0;
+		CK(cudaMalloc((void **)&f2_buf[dev], n * sizeof(fa_bf)));
+		f2_cap[dev] = n;
+	}
+	*out = f2_buf[dev];
+	return 0;
+}
+
+/* bf16 copy of rows [0, cu[n_seqs]) (at most rows) of an fp32 (T, w) tensor */
+static int f2_convert(fa_bf *dst, const float *src, const int *cu, int n_seqs, size_t rows, int w)
+{
+	size_t n8 = rows * (size_t)w / 8, blocks = (n8 + 255) / 256;
+	k_f2_bf16<<<(unsigned)(blocks < 1056 ? (blocks ? blocks : 1) : 1056), 256>>>(
+	        dst, src, cu, n_seqs, w, rows);
+	LAUNCHED();
+	return 0;
+}
+
 int policy_flash_setup(void)
 {
+	const char *e = getenv("POLICY_GPU_FLASH");
 	CK(cudaFuncSetAttribute(k_flash_fwd, cudaFuncAttributeMaxDynamicSharedMemorySize,
 	                        FA_FWD_SMEM));
 	CK(cudaFuncSetAttribute(k_flash_bwd_kv, cudaFuncAttributeMaxDynamicSharedMemorySize,
 	                        FA_BKV_SMEM));
 	CK(cudaFuncSetAttribute(k_flash_bwd_q, cudaFuncAttributeMaxDynamicSharedMemorySize,
 	                        FA_BQ_SMEM));
+	CK(cudaFuncSetAttribute(k_f2_fwd<4>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+	                        F2_FWD_SMEM(64)));
+	CK(cudaFuncSetAttribute(k_f2_fwd<8>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+	                        F2_FWD_SMEM(128)));
+	CK(cudaFuncSetAttribute(k_f2_bwd_kv, cudaFuncAttributeMaxDynamicSharedMemorySize,
+	                        F2_BKV_SMEM));
+	CK(cudaFuncSetAttribute(k_f2_bwd_q, cudaFuncAttributeMaxDynamicSharedMemorySize,
+	                        F2_BQ_SMEM));
+	if (!e || !*e || !strcmp(e, "fa2"))
+		f2_impl = POLICY_FLASH_FA2;
+	else if (!strcmp(e, "fa2_128"))
+		f2_impl = POLICY_FLASH_FA2_128;
+	else if (!strcmp(e, "wmma"))
+		f2_impl = POLICY_FLASH_WMMA;
+	else
+		return swerve_error_set(SWERVE_EINVAL,
+		                        "POLICY_GPU_FLASH=%s: unknown (fa2, fa2_128 or wmma)", e);
+	return 0;
+}
+
+int policy_flash_select(enum policy_flash_impl impl)
+{
+	if (impl != POLICY_FLASH_FA2 && impl != POLICY_FLASH_FA2_128 && impl != POLICY_FLASH_WMMA)
+		return swerve_error_set(SWERVE_EINVAL, "gpu flash: implementation %d: unknown",
+		                        (int)impl);
+	f2_impl = impl;
+	return 0;
+}
+
+enum policy_flash_impl policy_flash_selected(void)
+{
+	return f2_impl;
+}
+
+static int flash_args(int n_seqs, int maxlen, int H, int KV)
+{
+	if (n_seqs < 1 || maxlen < 1 || H < 1 || KV < 1 || H % KV)
+		return swerve_error_set(
+		        SWERVE_EINVAL,
+		        "gpu flash: n_seqs %d, maxlen %d, H %d, KV %d: need positive "
+		        "sizes and H a multiple of KV",
+		        n_seqs, maxlen, H, KV);
 	return 0;
 }
 
 int policy_flash_fwd(float *o, float *lse, const float *q, const float *k, const float *v,
                      const int *cu, int n_seqs, int maxlen, int H, int KV)
 {
-	dim3 grid((unsigned)((maxlen + FA_T - 1) / FA_T), (unsigned)n_seqs, (unsigned)H);
-	k_flash_fwd<<<grid, 128, FA_FWD_SMEM>>>(o, lse, q, k, v, cu, H, KV,
-	                                        1.0f / sqrtf((float)FA_D));
+	float scale = 1.0f / sqrtf((float)FA_D);
+	CKR(flash_args(n_seqs, maxlen, H, KV));
+	if (f2_impl == POLICY_FLASH_WMMA) {
+		dim3 grid((unsigned)((maxlen + FA_T - 1) / FA_T), (unsigned)n_seqs, (unsigned)H);
+		k_flash_fwd<<<grid, 128, FA_FWD_SMEM>>>(o, lse, q, k, v, cu, H, KV, scale);
+		LAUNCHED();
+		return 0;
+	}
+	size_t rows = (size_t)n_seqs * maxlen, nq = rows * H * F2_D, nk = rows * KV * F2_D;
+	fa_bf *b;
+	CKR(f2_scratch(&b, nq + 2 * nk));
+	CKR(f2_convert(b, q, cu, n_seqs, rows, H * F2_D));
+	CKR(f2_convert(b + nq, k, cu, n_seqs, rows, KV * F2_D));
+	CKR(f2_convert(b + nq + nk, v, cu, n_seqs, rows, KV * F2_D));
+	if (f2_impl == POLICY_FLASH_FA2_128) {
+		dim3 grid((unsigned)H, (unsigned)n_seqs, (unsigned)((maxlen + 127) / 128));
+		k_f2_fwd<8><<<grid, 256, F2_FWD_SMEM(128)>>>(o, lse, b, b + nq, b + nq + nk, cu, H,
+		                                             KV, scale * F2_LOG2E);
+	} else {
+		dim3 grid((unsigned)H, (unsigned)n_seqs, (unsigned)((maxlen + 63) / 64));
+		k_f2_fwd<4><<<grid, 128, F2_FWD_SMEM(64)>>>(o, lse, b, b + nq, b + nq + nk, cu, H,
+		                                            KV, scale * F2_LOG2E);
+	}
 	LAUNCHED();
 	return 0;
 }
@@ -328,11 +900,29 @@ int policy_flash_bwd(float *dq, float *dk, float *dv, const float *dout, const f
 {
 	unsigned nt = (unsigned)((maxlen + FA_T - 1) / FA_T);
 	float scale = 1.0f / sqrtf((float)FA_D);
-	k_flash_bwd_kv<<<dim3(nt, (unsigned)n_seqs, (unsigned)KV), 128, FA_BKV_SMEM>>>(
-	        dk, dv, q, k, v, dout, lse, Dsum, cu, H, KV, scale);
+	CKR(flash_args(n_seqs, maxlen, H, KV));
+	if (f2_impl == POLICY_FLASH_WMMA) {
+		k_flash_bwd_kv<<<dim3(nt, (unsigned)n_seqs, (unsigned)KV), 128, FA_BKV_SMEM>>>(
+		        dk, dv, q, k, v, dout, lse, Dsum, cu, H, KV, scale);
+		LAUNCHED();
+		k_flash_bwd_q<<<dim3(nt, (unsigned)n_seqs, (unsigned)H), 128, FA_BQ_SMEM>>>(
+		        dq, q, k, v, dout, lse, Dsum, cu, H, KV, scale);
+		LAUNCHED();
+		return 0;
+	}
+	size_t rows = (size_t)n_seqs * maxlen, nq = rows * H * F2_D, nk = rows * KV * F2_D;
+	fa_bf *b, *bq, *bk, *bv, *bo;
+	CKR(f2_scratch(&b, 2 * nq + 2 * nk));
+	bq = b, bo = b + nq, bk = b + 2 * nq, bv = bk + nk;
+	CKR(f2_convert(bq, q, cu, n_seqs, rows, H * F2_D));
+	CKR(f2_convert(bo, dout, cu, n_seqs, rows, H * F2_D));
+	CKR(f2_convert(bk, k, cu, n_seqs, rows, KV * F2_D));
+	CKR(f2_convert(bv, v, cu, n_seqs, rows, KV * F2_D));
+	k_f2_bwd_kv<<<dim3((unsigned)KV, (unsigned)n_seqs, nt), 128, F2_BKV_SMEM>>>(
+	        dk, dv, bq, bk, bv, bo, lse, Dsum, cu, H, KV, scale * F2_LOG2E, scale);
 	LAUNCHED();
-	k_flash_bwd_q<<<dim3(nt, (unsigned)n_seqs, (unsigned)H), 128, FA_BQ_SMEM>>>(
-	        dq, q, k, v, dout, lse, Dsum, cu, H, KV, scale);
+	k_f2_bwd_q<<<dim3((unsigned)H, (unsigned)n_seqs, nt), 128, F2_BQ_SMEM>>>(
+	        dq, bq, bk, bv, bo, lse, Dsum, cu, H, KV, scale * F2_LOG2E, scale);
 	LAUNCHED();
 	return 0;
 }

@@ -9,14 +9,33 @@
  * the device), maxlen the longest sequence. The products run on bf16 tensor
  * cores with fp32 accumulation. Backward: Dsum (T, H) = rowsum(dout * o);
  * dq, dk, dv are written, not accumulated. All calls are asynchronous on the
- * legacy default stream and return 0 or a negative code with a message. */
+ * legacy default stream and return 0 or a negative code with a message.
+ * The fa2 kernels take the bf16 copies of their inputs in a per-device
+ * scratch buffer that grows on demand (cudaMalloc, synchronising, on the
+ * first call of a new largest shape); they need the packed layout (cu[0] = 0,
+ * sequences back to back, none longer than maxlen). */
 #ifndef SWERVE_POLICY_GPU_FLASH_H
 #define SWERVE_POLICY_GPU_FLASH_H
 
 #define POLICY_FLASH_HEAD_DIM 64
 
-/* once per process, before the first call: the kernels' shared-memory limits */
+/* The kernels behind the calls: FA2 (mma.sync, register-resident S and P,
+ * 64-row query tiles; the default), FA2_128 (the same with 128-row query
+ * tiles in the forward), WMMA (the first, shared-memory version: the
+ * baseline). Bitwise-different results, the same function. */
+enum policy_flash_impl {
+	POLICY_FLASH_FA2 = 0,
+	POLICY_FLASH_FA2_128 = 1,
+	POLICY_FLASH_WMMA = 2,
+};
+
+/* once per process, before the first call: the kernels' shared-memory limits,
+ * and the implementation from POLICY_GPU_FLASH (fa2, fa2_128 or wmma; unset:
+ * fa2); an unknown value is SWERVE_EINVAL */
 int policy_flash_setup(void);
+/* the implementation the next calls use (process-wide) */
+int policy_flash_select(enum policy_flash_impl impl);
+enum policy_flash_impl policy_flash_selected(void);
 int policy_flash_fwd(float *o, float *lse, const float *q, const float *k, const float *v,
                      const int *cu, int n_seqs, int maxlen, int H, int KV);
 int policy_flash_bwd(float *dq, float *dk, float *dv, const float *dout, const float *Dsum,

@@ -1,0 +1,394 @@
+/* test_policy_flash.cu - the policy's flash softmax attention (policy/
+ * gpu_flash.cu) against a plain CPU reference in double, every
+ * implementation (fa2, fa2_128, wmma), on fresh random inputs each run (the
+ * seed is printed), every output poisoned (NaN) before the call.
+ *
+ * Shapes: packed variable-length sequences of 65, 1, 2048, 63 and 300 tokens
+ * (lengths that are and are not multiples of the 64-row tiles, a sequence of
+ * one token, offsets that are not tile-aligned), GQA groups 1 (H = KV = 2) and
+ * 3 (H = 3, KV = 1). Forward: o and lse; backward: dq, dk, dv with lse and
+ * Dsum = rowsum(dout * o) from the reference. Tolerances, as bf16 operands
+ * allow: ||gpu - ref|| / ||ref|| <= 1.5e-2 per tensor and the worst element
+ * within 5e-2 of max |ref| (lse: 2e-2 absolute); every element finite. The
+ * worst element of each tensor is printed. A last test compares fa2 with
+ * wmma at the benchmark shape (4 x 2048, H 12, KV 4), too large for the
+ * reference. */
+#include <cuda_runtime.h>
+
+#include <atomic>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <thread>
+#include <time.h>
+#include <vector>
+
+#include "policy/gpu_flash.h"
+#include "tests/gpu/gpu_check.h"
+
+extern "C" {
+#include "sandbox/error.h"
+}
+
+#define CK(call)                                                                                   \
+	do {                                                                                       \
+		cudaError_t e_ = (call);                                                           \
+		if (e_ != cudaSuccess) {                                                           \
+			fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call,              \
+			        cudaGetErrorString(e_));                                           \
+			return 1;                                                                  \
+		}                                                                                  \
+	} while (0)
+
+#define DH 64
+
+static uint64_t rng_state;
+static double urand(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return (double)(rng_state >> 11) / 9007199254740992.0;
+}
+static double nrand(void)
+{
+	double u = urand() + 1e-300, v = urand();
+	return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
+}
+
+static int have_gpu(void)
+{
+	int n = 0;
+	return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+}
+
+/* runs fn(i) for i in [0, n) on every hardware thread */
+template <class F> static void par_for(int n, F fn)
+{
+	std::atomic<int> next(0);
+	unsigned nt = std::thread::hardware_concurrency();
+	std::vector<std::thread> th;
+	for (unsigned t = 0; t < (nt ? nt : 1); t++)
+		th.emplace_back([&]() {
+			for (int i; (i = next++) < n;)
+				fn(i);
+		});
+	for (auto &t : th)
+		t.join();
+}
+
+struct problem {
+	std::vector<int> cu; /* n_seqs + 1 */
+	int T, H, KV, maxlen;
+	std::vector<float> q, k, v, dout; /* (T, H|KV, 64) */
+	std::vector<double> o, lse, D;    /* reference forward, D = rowsum(dout o) */
+	std::vector<double> dq, dk, dv;   /* reference backward */
+	std::vector<int> seq;             /* token -> sequence */
+};
+
+static double dot64(const float *a, const float *b)
+{
+	double s = 0;
+	for (int c = 0; c < DH; c++)
+		s += (double)a[c] * b[c];
+	return s;
+}
+
+static void make(struct problem *p, const int *lens, int n, int H, int KV, double qk_scale)
+{
+	p->cu.assign(1, 0);
+	p->maxlen = 0;
+	for (int i = 0; i < n; i++) {
+		p->cu.push_back(p->cu.back() + lens[i]);
+		if (lens[i] > p->maxlen)
+			p->maxlen = lens[i];
+	}
+	p->T = p->cu.back(), p->H = H, p->KV = KV;
+	p->seq.resize(p->T);
+	for (int s = 0; s < n; s++)
+		for (int t = p->cu[s]; t < p->cu[s + 1]; t++)
+			p->seq[t] = s;
+	size_t nq = (size_t)p->T * H * DH, nk = (size_t)p->T * KV * DH;
+	p->q.resize(nq), p->dout.resize(nq), p->k.resize(nk), p->v.resize(nk);
+	for (auto &x : p->q)
+		x = (float)(qk_scale * nrand());
+	for (auto &x : p->k)
+		x = (float)(qk_scale * nrand());
+	for (auto &x : p->v)
+		x = (float)nrand();
+	for (auto &x : p->dout)
+		x = (float)nrand();
+}
+
+/* the reference: softmax(scale q k^T, causal within each sequence) v, in double */
+static void reference(struct problem *p)
+{
+	int T = p->T, H = p->H, KV = p->KV, grp = H / KV;
+	double scale = 1.0 / sqrt((double)DH);
+	p->o.assign((size_t)T * H * DH, 0), p->lse.assign((size_t)T * H, 0);
+	p->D.assign((size_t)T * H, 0), p->dq.assign((size_t)T * H * DH, 0);
+	p->dk.assign((size_t)T * KV * DH, 0), p->dv.assign((size_t)T * KV * DH, 0);
+	/* forward, D and dq: one query row of one head per item */
+	par_for(T * H, [&](int it) {
+		int i = it / H, h = it % H, kh = h / grp, t0 = p->cu[p->seq[i]];
+		const float *qi = &p->q[((size_t)i * H + h) * DH],
+		            *gi = &p->dout[((size_t)i * H + h) * DH];
+		std::vector<double> s(i - t0 + 1);
+		double m = -INFINITY, l = 0, D = 0;
+		for (int j = t0; j <= i; j++) {
+			s[j - t0] = scale * dot64(qi, &p->k[((size_t)j * KV + kh) * DH]);
+			m = fmax(m, s[j - t0]);
+		}
+		for (double x : s)
+			l += exp(x - m);
+		double lse = m + log(l), *o = &p->o[((size_t)i * H + h) * DH];
+		for (int j = t0; j <= i; j++) {
+			double pj = exp(s[j - t0] - lse);
+			const float *vj = &p->v[((size_t)j * KV + kh) * DH];
+			for (int c = 0; c < DH; c++)
+				o[c] += pj * vj[c];
+		}
+		for (int c = 0; c < DH; c++)
+			D += gi[c] * o[c];
+		p->lse[(size_t)i * H + h] = lse;
+		p->D[(size_t)i * H + h] = D;
+		double *dq = &p->dq[((size_t)i * H + h) * DH];
+		for (int j = t0; j <= i; j++) {
+			double pj = exp(s[j - t0] - lse);
+			double ds = pj * (dot64(gi, &p->v[((size_t)j * KV + kh) * DH]) - D) * scale;
+			const float *kj = &p->k[((size_t)j * KV + kh) * DH];
+			for (int c = 0; c < DH; c++)
+				dq[c] += ds * kj[c];
+		}
+	});
+	/* dk, dv: one key row of one KV head per item, over the group's heads */
+	par_for(T * KV, [&](int it) {
+		int j = it / KV, kh = it % KV, t1 = p->cu[p->seq[j] + 1];
+		const float *kj = &p->k[((size_t)j * KV + kh) * DH],
+		            *vj = &p->v[((size_t)j * KV + kh) * DH];
+		double *dk = &p->dk[((size_t)j * KV + kh) * DH],
+		       *dv = &p->dv[((size_t)j * KV + kh) * DH];
+		for (int h = kh * grp; h < (kh + 1) * grp; h++)
+			for (int i = j; i < t1; i++) {
+				const float *qi = &p->q[((size_t)i * H + h) * DH];
+				const float *gi = &p->dout[((size_t)i * H + h) * DH];
+				double pij = exp(scale * dot64(qi, kj) - p->lse[(size_t)i * H + h]);
+				double ds = pij * (dot64(gi, vj) - p->D[(size_t)i * H + h]) * scale;
+				for (int c = 0; c < DH; c++) {
+					dk[c] += ds * qi[c];
+					dv[c] += pij * gi[c];
+				}
+			}
+	});
+}
+
+/* compares n values; 0 when within tolerance (abs_tol > 0: absolute only) */
+static int compare(const char *what, const float *got, const double *ref, size_t n, double abs_tol)
+{
+	double e2 = 0, r2 = 0, emax = 0, rmax = 0;
+	size_t at = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (!isfinite(got[i])) {
+			fprintf(stderr, "  %s[%zu] = %g: not written or not finite\n", what, i,
+			        (double)got[i]);
+			return 1;
+		}
+		double e = fabs(got[i] - ref[i]);
+		e2 += e * e, r2 += ref[i] * ref[i];
+		rmax = fmax(rmax, fabs(ref[i]));
+		if (e > emax)
+			emax = e, at = i;
+	}
+	double rel = r2 > 0 ? sqrt(e2 / r2) : sqrt(e2);
+	printf("  %-4s norm rel %.2e, worst [%zu] %.6g vs %.6g (|err| %.2e, %.2e of max|ref| "
+	       "%.3g)\n",
+	       what, rel, at, (double)got[at], ref[at], emax, rmax > 0 ? emax / rmax : emax, rmax);
+	if (abs_tol > 0)
+		return emax > abs_tol;
+	return rel > 1.5e-2 || emax > 5e-2 * rmax;
+}
+
+template <class T> static T *dev_copy(const std::vector<T> &x)
+{
+	T *d = NULL;
+	if (cudaMalloc((void **)&d, x.size() * sizeof(T) + 16) != cudaSuccess)
+		return NULL;
+	cudaMemcpy(d, x.data(), x.size() * sizeof(T), cudaMemcpyHostToDevice);
+	return d;
+}
+
+static std::vector<float> to_float(const std::vector<double> &x)
+{
+	return std::vector<float>(x.begin(), x.end());
+}
+
+static const char *impl_name(enum policy_flash_impl i)
+{
+	return i == POLICY_FLASH_FA2 ? "fa2" : i == POLICY_FLASH_FA2_128 ? "fa2_128" : "wmma";
+}
+
+/* one problem through every implementation against the reference */
+static int check_problem(const int *lens, int n, int H, int KV)
+{
+	if (!have_gpu())
+		return GPU_SKIP;
+	struct problem p;
+	make(&p, lens, n, H, KV, 1.0);
+	reference(&p);
+	size_t nq = (size_t)p.T * H * DH, nk = (size_t)p.T * KV * DH, nr = (size_t)p.T * H;
+	std::vector<float> lsef = to_float(p.lse), Df = to_float(p.D);
+	float *q = dev_copy(p.q), *k = dev_copy(p.k), *v = dev_copy(p.v), *g = dev_copy(p.dout);
+	float *lse_in = dev_copy(lsef), *D = dev_copy(Df), *o, *lse, *dq, *dk, *dv;
+	int *cu = dev_copy(p.cu), fails = 0;
+	CHECK(q && k && v && g && lse_in && D && cu, "cudaMalloc");
+	CK(cudaMalloc(&o, nq * 4));
+	CK(cudaMalloc(&dq, nq * 4));
+	CK(cudaMalloc(&lse, nr * 4));
+	CK(cudaMalloc(&dk, nk * 4));
+	CK(cudaMalloc(&dv, nk * 4));
+	CHECK(policy_flash_setup() == 0, "%s", swerve_error_last());
+	std::vector<float> ho(nq), hl(nr), hq(nq), hk(nk), hv(nk);
+	const enum policy_flash_impl impls[] = {POLICY_FLASH_FA2, POLICY_FLASH_FA2_128,
+	                                        POLICY_FLASH_WMMA};
+	for (enum policy_flash_impl im : impls) {
+		printf(" %s, T %d, H %d, KV %d:\n", impl_name(im), p.T, H, KV);
+		CHECK(policy_flash_select(im) == 0, "%s", swerve_error_last());
+		CK(cudaMemset(o, 0xff, nq * 4));
+		CK(cudaMemset(lse, 0xff, nr * 4));
+		CK(cudaMemset(dq, 0xff, nq * 4));
+		CK(cudaMemset(dk, 0xff, nk * 4));
+		CK(cudaMemset(dv, 0xff, nk * 4));
+		CHECK(policy_flash_fwd(o, lse, q, k, v, cu, n, p.maxlen, H, KV) == 0, "%s",
+		      swerve_error_last());
+		CHECK(policy_flash_bwd(dq, dk, dv, g, D, q, k, v, lse_in, cu, n, p.maxlen, H, KV) ==
+		              0,
+		      "%s", swerve_error_last());
+		CK(cudaDeviceSynchronize());
+		CK(cudaMemcpy(ho.data(), o, nq * 4, cudaMemcpyDeviceToHost));
+		CK(cudaMemcpy(hl.data(), lse, nr * 4, cudaMemcpyDeviceToHost));
+		CK(cudaMemcpy(hq.data(), dq, nq * 4, cudaMemcpyDeviceToHost));
+		CK(cudaMemcpy(hk.data(), dk, nk * 4, cudaMemcpyDeviceToHost));
+		CK(cudaMemcpy(hv.data(), dv, nk * 4, cudaMemcpyDeviceToHost));
+		fails += compare("o", ho.data(), p.o.data(), nq, 0);
+		fails += compare("lse", hl.data(), p.lse.data(), nr, 2e-2);
+		fails += compare("dq", hq.data(), p.dq.data(), nq, 0);
+		fails += compare("dk", hk.data(), p.dk.data(), nk, 0);
+		fails += compare("dv", hv.data(), p.dv.data(), nk, 0);
+	}
+	CHECK(policy_flash_select(POLICY_FLASH_FA2) == 0, "%s", swerve_error_last());
+	cudaFree(q), cudaFree(k), cudaFree(v), cudaFree(g), cudaFree(lse_in), cudaFree(D);
+	cudaFree(o), cudaFree(lse), cudaFree(dq), cudaFree(dk), cudaFree(dv), cudaFree(cu);
+	CHECK(fails == 0, "%d tensors out of tolerance (above)", fails);
+	return 0;
+}
+
+static const int mixed[] = {65, 1, 2048, 63, 300};
+
+static int group1_varlen(void)
+{
+	return check_problem(mixed, 5, 2, 2);
+}
+
+static int group3_varlen(void)
+{
+	return check_problem(mixed, 5, 3, 1);
+}
+
+static int group3_short(void)
+{
+	static const int lens[] = {1, 1, 7, 64, 128, 129};
+	return check_problem(lens, 6, 6, 2);
+}
+
+/* fa2 against wmma at the benchmark shape (no reference: 4 x 2048 x 12 heads) */
+static int fa2_matches_wmma_bench_shape(void)
+{
+	if (!have_gpu())
+		return GPU_SKIP;
+	const int n = 4, L = 2048, H = 12, KV = 4, T = n * L;
+	size_t nq = (size_t)T * H * DH, nk = (size_t)T * KV * DH, nr = (size_t)T * H;
+	std::vector<float> hq(nq), hk(nk), hv(nk), hg(nq), hD(nr);
+	std::vector<int> hcu(n + 1);
+	for (int s = 0; s <= n; s++)
+		hcu[s] = s * L;
+	for (auto *x : {&hq, &hk, &hv, &hg})
+		for (auto &y : *x)
+			y = (float)nrand();
+	float *q = dev_copy(hq), *k = dev_copy(hk), *v = dev_copy(hv), *g = dev_copy(hg);
+	int *cu = dev_copy(hcu);
+	float *out[2][5]; /* o, lse, dq, dk, dv per implementation */
+	size_t sz[5] = {nq, nr, nq, nk, nk};
+	CHECK(q && k && v && g && cu, "cudaMalloc");
+	CHECK(policy_flash_setup() == 0, "%s", swerve_error_last());
+	for (int i = 0; i < 2; i++) {
+		for (int j = 0; j < 5; j++) {
+			CK(cudaMalloc(&out[i][j], sz[j] * 4));
+			CK(cudaMemset(out[i][j], 0xff, sz[j] * 4));
+		}
+		CHECK(policy_flash_select(i ? POLICY_FLASH_WMMA : POLICY_FLASH_FA2) == 0, "%s",
+		      swerve_error_last());
+		CHECK(policy_flash_fwd(out[i][0], out[i][1], q, k, v, cu, n, L, H, KV) == 0, "%s",
+		      swerve_error_last());
+		/* Dsum from fa2's o: both backward passes see the same inputs */
+		if (i == 0) {
+			std::vector<float> ho(nq);
+			CK(cudaMemcpy(ho.data(), out[0][0], nq * 4, cudaMemcpyDeviceToHost));
+			for (size_t r = 0; r < nr; r++) {
+				double s = 0;
+				for (int c = 0; c < DH; c++)
+					s += (double)hg[r * DH + c] * ho[r * DH + c];
+				hD[r] = (float)s;
+			}
+		}
+		float *D = dev_copy(hD);
+		CHECK(D, "cudaMalloc");
+		CHECK(policy_flash_bwd(out[i][2], out[i][3], out[i][4], g, D, q, k, v, out[0][1],
+		                       cu, n, L, H, KV) == 0,
+		      "%s", swerve_error_last());
+		CK(cudaDeviceSynchronize());
+		cudaFree(D);
+	}
+	static const char *names[5] = {"o", "lse", "dq", "dk", "dv"};
+	int fails = 0;
+	printf(" fa2 vs wmma, 4 x 2048, H 12, KV 4:\n");
+	for (int j = 0; j < 5; j++) {
+		std::vector<float> a(sz[j]), b(sz[j]);
+		CK(cudaMemcpy(a.data(), out[0][j], sz[j] * 4, cudaMemcpyDeviceToHost));
+		CK(cudaMemcpy(b.data(), out[1][j], sz[j] * 4, cudaMemcpyDeviceToHost));
+		std::vector<double> bd(b.begin(), b.end());
+		fails += compare(names[j], a.data(), bd.data(), sz[j], j == 1 ? 2e-2 : 0);
+		cudaFree(out[0][j]), cudaFree(out[1][j]);
+	}
+	policy_flash_select(POLICY_FLASH_FA2);
+	cudaFree(q), cudaFree(k), cudaFree(v), cudaFree(g), cudaFree(cu);
+	CHECK(fails == 0, "%d tensors differ beyond tolerance", fails);
+	return 0;
+}
+
+static int bad_shapes_are_refused(void)
+{
+	if (!have_gpu())
+		return GPU_SKIP;
+	CHECK(policy_flash_select((enum policy_flash_impl)7) == SWERVE_EINVAL, "impl 7 accepted");
+	CHECK(policy_flash_fwd(NULL, NULL, NULL, NULL, NULL, NULL, 1, 8, 3, 2) == SWERVE_EINVAL,
+	      "H 3, KV 2 accepted");
+	CHECK(strstr(swerve_error_last(), "multiple") != NULL, "%s", swerve_error_last());
+	return 0;
+}
+
+int main(void)
+{
+	rng_state = (uint64_t)time(NULL) * 2654435761u ^ (uint64_t)clock();
+	if (!rng_state)
+		rng_state = 1;
+	printf("seed %llu\n", (unsigned long long)rng_state);
+	static const struct gpu_test tests[] = {
+	        {"group1_varlen", group1_varlen},
+	        {"group3_varlen", group3_varlen},
+	        {"group3_short", group3_short},
+	        {"fa2_matches_wmma_bench_shape", fa2_matches_wmma_bench_shape},
+	        {"bad_shapes_are_refused", bad_shapes_are_refused},
+	};
+	return gpu_run_tests(tests, (int)(sizeof(tests) / sizeof(tests[0])));
+}
