@@ -14,7 +14,12 @@
  * (kernels/lightning.h).
  *
  * The MoE routes on the device: top-k, a stable counting sort of the
- * assignments by expert (one block) and the balance loss; only the E + 2
+ * assignments by expert (one block) and the balance loss. In bf16 mode the
+ * experts run as grouped GEMMs (policy/gpu_moe.cu: one launch per
+ * projection over all experts, the segment offsets read on the device, the
+ * gather, SwiGLU and its backward fused; no host round trip). The rest of
+ * this paragraph is the cuBLASLt path (POLICY_GPU_MOE=lt, round 3's default;
+ * fp32 mode and POLICY_GPU_ACT=fp32 always): only the E + 2
  * segment offsets come back to the host. Expert segments are padded to a
  * common capacity (a multiple of 64 rows, zero rows in the padding) so each
  * projection is one strided-batched GEMM over the experts; when the routing

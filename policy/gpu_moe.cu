@@ -1,18 +1,21 @@
 /* gpu_moe.cu - the MoE experts as grouped GEMMs with the gather, SwiGLU and
  * the slot-ordered outputs fused; see gpu_moe.h.
  *
- * One kernel template, k_mg<MODE>, runs all six expert products of a layer
- * (forward up and down, their input and weight gradients). A CTA of 8 warps
- * computes a 128 x 128 fp32 tile (each warp 64 x 32) with mma.sync
- * m16n8k16 (bf16 in, fp32 accumulation), its operands staged through a
- * 3-stage cp.async pipeline of 64-deep K slices (96 KB of shared memory, two
- * CTAs an SM). Shared tiles are rows of 16-byte chunks with the chunk index
- * XOR-ed with the row's low 3 bits, so every ldmatrix phase (8 rows of one
- * logical chunk) hits 8 distinct bank groups:
+ * One kernel template, k_mg<MODE, VAR>, runs all six expert products of a
+ * layer (forward up and down, their input and weight gradients). A CTA of 8
+ * warps computes a 128 x 128 fp32 tile (bf16 in, fp32 accumulation), its
+ * operands staged through a 3-stage cp.async pipeline of 64-deep K slices
+ * (96 KB of shared memory, two CTAs an SM). The default (VAR 1) issues
+ * wgmma m64n64k16 from shared memory, each warpgroup 64 rows x 128 columns;
+ * VAR 0 the same tile with mma.sync m16n8k16 and ldmatrix (each warp
+ * 64 x 32); VAR 2 a 128 x 256 tile (see mg_var). Shared tiles use the
+ * 128-byte swizzle (16-byte chunks XOR-ed with the row's low 3 bits), which
+ * the wgmma descriptors describe and which keeps ldmatrix conflict-free:
  *   K-major tile (128 rows of 64 k, 128 B a row): A of the row modes, B
  *     stored (n, k) (the weights in the forward);
- *   M/N-major tile (64 k rows of 128, 256 B a row): A of the weight
- *     gradients (rows are k), B stored (k, n); read with ldmatrix.trans.
+ *   M/N-major tile (blocks of 64 k rows x 64, 128 B a row): A of the weight
+ *     gradients (rows are k), B stored (k, n); wgmma's transposed operand,
+ *     or ldmatrix.trans.
  * Row modes (the expert segment is the M dimension: UP, DOWN, DOWN_DX,
  * UP_DX) find their expert and first row from offs on the device: CTA row
  * tile b walks the experts' tile counts ceil(n_e / 128); a grid of
@@ -39,13 +42,25 @@
 #include <string.h>
 
 #define MG_BM      128
-#define MG_BN      128
 #define MG_BK      64
-#define MG_ST      3
 #define MG_THREADS 256
-#define MG_TILE    (MG_BM * MG_BK * 2)          /* bytes of one operand tile */
-#define MG_SMEM    (MG_ST * 2 * MG_TILE + 1024) /* 96 KB and the alignment */
-#define MG_CLD     (MG_BN + 4)                  /* fp32 epilogue row stride */
+#define MG_TILE    (MG_BM * MG_BK * 2) /* bytes of the A tile */
+#define MG_PD      2                   /* k blocks loading ahead */
+
+/* the variants: 0 mma.sync, 128 x 128 tiles, 3 stages, 2 CTAs an SM;
+ * 1 wgmma (the default), the same tiles and stages, each k block's products
+ * waited for; 2 wgmma, 128 x 256 tiles (2/3 of the L2 traffic per product
+ * of 1), 4 stages, one k block's products left in flight, 1 CTA an SM:
+ * measured slower than 1 (H100: 1.14 against 0.88 ms a layer), the
+ * epilogue and the pipeline's fill no longer hidden by a second CTA */
+template <int VAR> struct mg_var {
+	static constexpr int BN = VAR == 2 ? 256 : 128;
+	static constexpr int ST = VAR == 2 ? 4 : 3;
+	static constexpr int STAGE = MG_TILE + BN * MG_BK * 2; /* bytes: A and B tiles */
+	static constexpr int SMEM = ST * STAGE + 1024;         /* and the alignment */
+	static constexpr int CLD = BN + 4;                     /* fp32 epilogue row stride */
+	static constexpr int NB = BN / 32;                     /* B chunks a thread loads */
+};
 
 enum { MG_UP, MG_DOWN, MG_DOWN_DX, MG_UP_DX, MG_DOWN_DW, MG_UP_DW };
 
@@ -156,6 +171,10 @@ __device__ __forceinline__ static void mg_wg_wait0(void)
 {
 	asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
 }
+__device__ __forceinline__ static void mg_wg_wait1(void)
+{
+	asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+}
 __device__ __forceinline__ static void mg_proxy_fence(void)
 {
 	asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
@@ -187,9 +206,12 @@ __device__ __forceinline__ static void mg_wgmma(float (&d)[32], uint64_t da, uin
 }
 #undef MG_D32
 
-template <int MODE, bool WG>
-__global__ static void __launch_bounds__(MG_THREADS, 2) k_mg(struct mg_args a)
+template <int MODE, int VAR>
+__global__ static void __launch_bounds__(MG_THREADS, VAR == 2 ? 1 : 2) k_mg(struct mg_args a)
 {
+	typedef mg_var<VAR> V;
+	constexpr bool WG = VAR > 0;
+	constexpr int BN = V::BN, ST = V::ST, NB = V::NB, CLD = V::CLD;
 	extern __shared__ __align__(1024) unsigned char mg_sm[];
 	constexpr bool DW = MODE == MG_DOWN_DW || MODE == MG_UP_DW; /* A stored (k, m) */
 	constexpr bool BT = MODE != MG_UP && MODE != MG_DOWN;       /* B stored (k, n) */
@@ -201,7 +223,7 @@ __global__ static void __launch_bounds__(MG_THREADS, 2) k_mg(struct mg_args a)
 	const int N = MODE == MG_UP || MODE == MG_DOWN_DX || MODE == MG_DOWN_DW ? F : D;
 	const int M = MODE == MG_DOWN_DW ? D : 2 * F;
 	int e = -1, r0 = 0, r1 = 0, m0 = 0, nk;
-	const int n0 = blockIdx.x * (MODE == MG_UP ? MG_BN / 2 : MG_BN);
+	const int n0 = blockIdx.x * (MODE == MG_UP ? BN / 2 : BN);
 
 	if (!DW) { /* row tile blockIdx.y of the experts' ceil(n_e / 128) tiles */
 		int b = blockIdx.y;
@@ -230,7 +252,7 @@ __global__ static void __launch_bounds__(MG_THREADS, 2) k_mg(struct mg_args a)
 
 	/* K-major rows this thread loads (4 of 128, chunk tid & 7): row modes' A,
 	 * and B of UP / DOWN */
-	const uint16_t *ap[4] = {0, 0, 0, 0}, *bp[4] = {0, 0, 0, 0};
+	const uint16_t *ap[4] = {0, 0, 0, 0}, *bp[NB];
 	const size_t wsz = (size_t)F * D; /* one expert's weight matrix */
 	if (!DW)
 		for (int i = 0; i < 4; i++) {
@@ -241,13 +263,16 @@ __global__ static void __launch_bounds__(MG_THREADS, 2) k_mg(struct mg_args a)
 				ap[i] = a.a + src * Kd;
 			}
 		}
+	for (int i = 0; i < NB; i++)
+		bp[i] = NULL;
 	if (MODE == MG_UP || MODE == MG_DOWN)
-		for (int i = 0; i < 4; i++) {
+		for (int i = 0; i < NB; i++) {
 			int n = (tid >> 3) + 32 * i;
-			if (MODE == MG_UP) {
-				int f = n0 + (n & 63);
+			if (MODE == MG_UP) { /* rows 0..BN/2-1 of W1, then of W3 */
+				int f = n0 + (n & (BN / 2 - 1));
 				if (f < F)
-					bp[i] = (n < 64 ? a.b0 : a.b1) + e * wsz + (size_t)f * D;
+					bp[i] = (n < BN / 2 ? a.b0 : a.b1) + e * wsz +
+					        (size_t)f * D;
 			} else if (n0 + n < D) {
 				bp[i] = a.b0 + e * wsz + (size_t)(n0 + n) * F;
 			}
@@ -258,16 +283,16 @@ __global__ static void __launch_bounds__(MG_THREADS, 2) k_mg(struct mg_args a)
 	               sbase = (sraw + 1023u) & ~1023u;
 	/* UP_DW: the tokens of the rows of the next k block this thread loads,
 	 * fetched one block ahead so the gather's index loads are not waited for */
-	int ntok[4] = {0, 0, 0, 0};
+	int ntok[NB];
 	auto fetch_tok = [&](int kb) {
 		if (MODE == MG_UP_DW)
-			for (int i = 0; i < 4; i++) {
-				int row = r0 + kb * MG_BK + (tid >> 4) + 16 * i;
+			for (int i = 0; i < NB; i++) {
+				int row = r0 + kb * MG_BK + (tid + 256 * i) / (BN / 8);
 				ntok[i] = row < r1 ? a.perm[row] / K : 0;
 			}
 	};
 	auto load = [&](int st, int kb) {
-		uint32_t sa = sbase + st * 2 * MG_TILE, sb = sa + MG_TILE;
+		uint32_t sa = sbase + st * V::STAGE, sb = sa + MG_TILE;
 		int k0 = kb * MG_BK;
 		if (!DW) {
 			int c = tid & 7, k = k0 + c * 8;
@@ -287,15 +312,15 @@ __global__ static void __launch_bounds__(MG_THREADS, 2) k_mg(struct mg_args a)
 		}
 		if (!BT) {
 			int c = tid & 7, k = k0 + c * 8;
-			for (int i = 0; i < 4; i++) {
+			for (int i = 0; i < NB; i++) {
 				int r = (tid >> 3) + 32 * i;
 				bool v = bp[i] && k < Kd;
 				mg_cp16(sb + mg_kofs(r, c), v ? bp[i] + k : a.b0, v);
 			}
-		} else {
-			int c = tid & 15;
-			for (int i = 0; i < 4; i++) {
-				int kr = (tid >> 4) + 16 * i, n = n0 + c * 8;
+		} else { /* (k, n): BN / 8 chunks a k row */
+			int c = tid % (BN / 8);
+			for (int i = 0; i < NB; i++) {
+				int kr = (tid + 256 * i) / (BN / 8), n = n0 + c * 8;
 				const uint16_t *src = NULL;
 				if (n < N) {
 					if (MODE == MG_DOWN_DX) { /* W2_e (D, F): (k = d, n = f) */
@@ -323,52 +348,58 @@ __global__ static void __launch_bounds__(MG_THREADS, 2) k_mg(struct mg_args a)
 		}
 	};
 
-	float acc[4][4][4]; /* mma.sync: warp (wm, wn)'s 64 x 32 */
-	float wacc[2][32];  /* wgmma: warpgroup wm's 64 rows x two 64-column halves */
+	float acc[4][4][4];      /* mma.sync: warp (wm, wn)'s 64 x 32 */
+	float wacc[BN / 64][32]; /* wgmma: warpgroup wm's 64 rows x the 64-column blocks */
 	for (int i = 0; i < 4; i++)
 		for (int j = 0; j < 4; j++)
 			for (int q = 0; q < 4; q++)
 				acc[i][j][q] = 0.0f;
-	for (int h = 0; h < 2; h++)
+	for (int h = 0; h < BN / 64; h++)
 		for (int i = 0; i < 32; i++)
 			wacc[h][i] = 0.0f;
 
-	for (int s = 0; s < MG_ST - 1; s++) {
+	/* k block kb + MG_PD loads while kb is multiplied; with ST = 4 (variant
+	 * 2) the stage it overwrites was read by block kb - 2, whose products
+	 * every warpgroup has waited for before the barrier */
+	for (int s = 0; s < MG_PD; s++) {
 		fetch_tok(s);
 		if (s < nk)
 			load(s, s);
 		mg_commit();
 	}
-	fetch_tok(MG_ST - 1);
+	fetch_tok(MG_PD);
 	const int q = lane >> 3, li = lane & 7;
 	for (int kb = 0; kb < nk; kb++) {
-		mg_wait<MG_ST - 2>();
+		mg_wait<MG_PD - 1>();
 		if (WG)
 			mg_proxy_fence(); /* cp.async wrote through the generic proxy */
 		__syncthreads();
-		if (kb + MG_ST - 1 < nk) {
-			load((kb + MG_ST - 1) % MG_ST, kb + MG_ST - 1);
-			fetch_tok(kb + MG_ST);
+		if (kb + MG_PD < nk) {
+			load((kb + MG_PD) % ST, kb + MG_PD);
+			fetch_tok(kb + MG_PD + 1);
 		}
 		mg_commit();
-		uint32_t sa = sbase + (kb % MG_ST) * 2 * MG_TILE, sb = sa + MG_TILE;
+		uint32_t sa = sbase + (kb % ST) * V::STAGE, sb = sa + MG_TILE;
 		if constexpr (WG) {
 			/* warpgroup wm: rows 64 wm.. of the tile (A's first block for
-			 * K-major, its block wm for M-major), both 64-column halves of B */
+			 * K-major, its block wm for M-major), every 64-column block of B */
 			mg_wg_fence();
 #pragma unroll
 			for (int kk = 0; kk < MG_BK / 16; kk++) {
 				uint64_t da = mg_desc(sa, wm * 8192 + (DW ? kk * 2048 : kk * 32));
 #pragma unroll
-				for (int h = 0; h < 2; h++)
+				for (int h = 0; h < BN / 64; h++)
 					mg_wgmma<DW ? 1 : 0, BT ? 1 : 0>(
 					        wacc[h], da,
 					        mg_desc(sb, h * 8192 + (BT ? kk * 2048 : kk * 32)));
 			}
 			mg_wg_commit();
-			mg_wg_wait0();
-			mg_reg_fence(wacc[0]);
-			mg_reg_fence(wacc[1]);
+			if (VAR == 2)
+				mg_wg_wait1();
+			else
+				mg_wg_wait0();
+			for (int h = 0; h < BN / 64; h++)
+				mg_reg_fence(wacc[h]);
 		} else {
 #pragma unroll
 			for (int kk = 0; kk < MG_BK / 16; kk++) {
@@ -411,6 +442,11 @@ __global__ static void __launch_bounds__(MG_THREADS, 2) k_mg(struct mg_args a)
 			}
 		}
 	}
+	if (WG) {
+		mg_wg_wait0();
+		for (int h = 0; h < BN / 64; h++)
+			mg_reg_fence(wacc[h]);
+	}
 	mg_wait<0>();
 	__syncthreads();
 
@@ -418,13 +454,13 @@ __global__ static void __launch_bounds__(MG_THREADS, 2) k_mg(struct mg_args a)
 	float *Cs = (float *)(mg_sm + (sbase - sraw));
 	if constexpr (WG) { /* wgmma D layout: warp w4 of the group holds 16 rows */
 		int w4 = warp & 3;
-		for (int h = 0; h < 2; h++)
+		for (int h = 0; h < BN / 64; h++)
 			for (int j = 0; j < 8; j++) {
 				int r = wm * 64 + w4 * 16 + (lane >> 2),
 				    c = h * 64 + j * 8 + (lane & 3) * 2;
-				*(float2 *)&Cs[r * MG_CLD + c] =
+				*(float2 *)&Cs[r * CLD + c] =
 				        make_float2(wacc[h][4 * j], wacc[h][4 * j + 1]);
-				*(float2 *)&Cs[(r + 8) * MG_CLD + c] =
+				*(float2 *)&Cs[(r + 8) * CLD + c] =
 				        make_float2(wacc[h][4 * j + 2], wacc[h][4 * j + 3]);
 			}
 	} else {
@@ -432,21 +468,21 @@ __global__ static void __launch_bounds__(MG_THREADS, 2) k_mg(struct mg_args a)
 			for (int ni = 0; ni < 4; ni++) {
 				int r = wm * 64 + mi * 16 + (lane >> 2),
 				    c = wn * 32 + ni * 8 + (lane & 3) * 2;
-				*(float2 *)&Cs[r * MG_CLD + c] =
+				*(float2 *)&Cs[r * CLD + c] =
 				        make_float2(acc[mi][ni][0], acc[mi][ni][1]);
-				*(float2 *)&Cs[(r + 8) * MG_CLD + c] =
+				*(float2 *)&Cs[(r + 8) * CLD + c] =
 				        make_float2(acc[mi][ni][2], acc[mi][ni][3]);
 			}
 	}
 	__syncthreads();
 
 	if (MODE == MG_UP) {
-		for (int idx = tid; idx < MG_BM * 16; idx += MG_THREADS) {
-			int r = idx >> 4, c = (idx & 15) * 4, row = r0 + r, f = n0 + c;
+		for (int idx = tid; idx < MG_BM * (BN / 8); idx += MG_THREADS) {
+			int r = idx / (BN / 8), c = idx % (BN / 8) * 4, row = r0 + r, f = n0 + c;
 			if (row >= r1 || f >= F)
 				continue;
-			float4 u = *(const float4 *)&Cs[r * MG_CLD + c];
-			float4 v = *(const float4 *)&Cs[r * MG_CLD + 64 + c];
+			float4 u = *(const float4 *)&Cs[r * CLD + c];
+			float4 v = *(const float4 *)&Cs[r * CLD + BN / 2 + c];
 			uint2 pu = mg_pack4(u.x, u.y, u.z, u.w), pv = mg_pack4(v.x, v.y, v.z, v.w);
 			float x1[4], x3[4];
 			mg_unpack4(pu, x1);
@@ -459,19 +495,19 @@ __global__ static void __launch_bounds__(MG_THREADS, 2) k_mg(struct mg_args a)
 			        x1[2] * mg_sigm(x1[2]) * x3[2], x1[3] * mg_sigm(x1[3]) * x3[3]);
 		}
 	} else if (MODE == MG_DOWN || MODE == MG_UP_DX) {
-		for (int idx = tid; idx < MG_BM * 32; idx += MG_THREADS) {
-			int r = idx >> 5, c = (idx & 31) * 4, row = r0 + r, n = n0 + c;
+		for (int idx = tid; idx < MG_BM * (BN / 4); idx += MG_THREADS) {
+			int r = idx / (BN / 4), c = idx % (BN / 4) * 4, row = r0 + r, n = n0 + c;
 			if (row >= r1 || n >= D)
 				continue;
 			*(float4 *)(a.f1 + (size_t)a.perm[row] * D + n) =
-			        *(const float4 *)&Cs[r * MG_CLD + c];
+			        *(const float4 *)&Cs[r * CLD + c];
 		}
 	} else if (MODE == MG_DOWN_DX) {
-		for (int idx = tid; idx < MG_BM * 32; idx += MG_THREADS) {
-			int r = idx >> 5, c = (idx & 31) * 4, row = r0 + r, f = n0 + c;
+		for (int idx = tid; idx < MG_BM * (BN / 4); idx += MG_THREADS) {
+			int r = idx / (BN / 4), c = idx % (BN / 4) * 4, row = r0 + r, f = n0 + c;
 			if (row >= r1 || f >= F)
 				continue;
-			float4 g = *(const float4 *)&Cs[r * MG_CLD + c];
+			float4 g = *(const float4 *)&Cs[r * CLD + c];
 			float gv[4] = {g.x, g.y, g.z, g.w}, x1[4], x3[4], d1[4], d3[4];
 			size_t o = (size_t)row * F + f;
 			mg_unpack4(*(const uint2 *)(a.h1 + o), x1);
@@ -486,8 +522,8 @@ __global__ static void __launch_bounds__(MG_THREADS, 2) k_mg(struct mg_args a)
 			*(uint2 *)(dst + F) = mg_pack4(d3[0], d3[1], d3[2], d3[3]);
 		}
 	} else { /* weight gradients: dW (M, N) of expert e += the tile */
-		for (int idx = tid; idx < MG_BM * 32; idx += MG_THREADS) {
-			int r = idx >> 5, c = (idx & 31) * 4, m = m0 + r, n = n0 + c;
+		for (int idx = tid; idx < MG_BM * (BN / 4); idx += MG_THREADS) {
+			int r = idx / (BN / 4), c = idx % (BN / 4) * 4, m = m0 + r, n = n0 + c;
 			float *dst;
 			if (m >= M || n >= N)
 				continue;
@@ -496,7 +532,7 @@ __global__ static void __launch_bounds__(MG_THREADS, 2) k_mg(struct mg_args a)
 			else
 				dst = m < F ? a.f1 + e * wsz + (size_t)m * D + n
 				            : a.f2 + e * wsz + (size_t)(m - F) * D + n;
-			float4 t = *(const float4 *)&Cs[r * MG_CLD + c], o = *(float4 *)dst;
+			float4 t = *(const float4 *)&Cs[r * CLD + c], o = *(float4 *)dst;
 			o.x += t.x;
 			o.y += t.y;
 			o.z += t.z;
@@ -518,18 +554,37 @@ static int aligned(const void *p)
 	return ((uintptr_t)p & 15) == 0;
 }
 
-/* the product instruction: wgmma unless POLICY_GPU_MOE_KERNEL=mma (read at
- * each launch, so one process can time both) */
-int policy_moe_wgmma(void)
+/* the variant: POLICY_GPU_MOE_KERNEL=mma (0), wg (1, the default) or wg256
+ * (2); read at each launch, so one process can time them all. H100, one
+ * layer's six products at the benchmark's shape (tests/bench/
+ * gpu_train_moe): mma 1.09-1.20 ms, wg 0.88-0.96, wg256 1.14-1.27 */
+int policy_moe_variant(void)
 {
 	const char *k = getenv("POLICY_GPU_MOE_KERNEL");
-	return !(k && !strcmp(k, "mma"));
+	if (k && !strcmp(k, "mma"))
+		return 0;
+	if (k && !strcmp(k, "wg256"))
+		return 2;
+	return 1;
+}
+
+template <int MODE, int VAR> static int mg_run(dim3 grid, const struct mg_args *a)
+{
+	static int attr_set;
+	if (!attr_set) {
+		CK(cudaFuncSetAttribute(k_mg<MODE, VAR>,
+		                        cudaFuncAttributeMaxDynamicSharedMemorySize,
+		                        mg_var<VAR>::SMEM));
+		attr_set = 1;
+	}
+	k_mg<MODE, VAR><<<grid, MG_THREADS, mg_var<VAR>::SMEM>>>(*a);
+	LAUNCHED();
+	return 0;
 }
 
 template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct mg_args *a)
 {
-	static int attr_set[2];
-	int wg = policy_moe_wgmma();
+	int var = policy_moe_variant(), BN = var == 2 ? 256 : 128;
 	dim3 grid;
 	int R = d->T * d->K;
 	if (!policy_moe_supported(d->D, d->F))
@@ -540,11 +595,6 @@ template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct
 		return swerve_error_set(SWERVE_EINVAL, "gpu moe: operands not 16-byte aligned");
 	if (d->E < 1 || R < 1)
 		return 0;
-	if (!attr_set[wg]) {
-		CK(cudaFuncSetAttribute(wg ? k_mg<MODE, true> : k_mg<MODE, false>,
-		                        cudaFuncAttributeMaxDynamicSharedMemorySize, MG_SMEM));
-		attr_set[wg] = 1;
-	}
 	a->offs = d->offs;
 	a->perm = d->perm;
 	a->K = d->K;
@@ -552,29 +602,22 @@ template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct
 	a->D = d->D;
 	a->F = d->F;
 	switch (MODE) {
-	case MG_UP: grid = dim3((d->F + 63) / 64, (R + MG_BM - 1) / MG_BM + d->E); break;
+	case MG_UP:
+		grid = dim3((d->F + BN / 2 - 1) / (BN / 2), (R + MG_BM - 1) / MG_BM + d->E);
+		break;
 	case MG_DOWN:
-	case MG_UP_DX:
-		grid = dim3((d->D + MG_BN - 1) / MG_BN, (R + MG_BM - 1) / MG_BM + d->E);
-		break;
-	case MG_DOWN_DX:
-		grid = dim3((d->F + MG_BN - 1) / MG_BN, (R + MG_BM - 1) / MG_BM + d->E);
-		break;
-	case MG_DOWN_DW:
-		grid = dim3((d->F + MG_BN - 1) / MG_BN, (d->D + MG_BM - 1) / MG_BM, d->E);
-		break;
-	default:
-		grid = dim3((d->D + MG_BN - 1) / MG_BN, (2 * d->F + MG_BM - 1) / MG_BM, d->E);
-		break;
+	case MG_UP_DX: grid = dim3((d->D + BN - 1) / BN, (R + MG_BM - 1) / MG_BM + d->E); break;
+	case MG_DOWN_DX: grid = dim3((d->F + BN - 1) / BN, (R + MG_BM - 1) / MG_BM + d->E); break;
+	case MG_DOWN_DW: grid = dim3((d->F + BN - 1) / BN, (d->D + MG_BM - 1) / MG_BM, d->E); break;
+	default: grid = dim3((d->D + BN - 1) / BN, (2 * d->F + MG_BM - 1) / MG_BM, d->E); break;
 	}
 	if (grid.y > 65535)
 		return swerve_error_set(SWERVE_ELIMIT, "gpu moe: %d rows exceed the grid", R);
-	if (wg)
-		k_mg<MODE, true><<<grid, MG_THREADS, MG_SMEM>>>(*a);
-	else
-		k_mg<MODE, false><<<grid, MG_THREADS, MG_SMEM>>>(*a);
-	LAUNCHED();
-	return 0;
+	if (var == 0)
+		return mg_run<MODE, 0>(grid, a);
+	if (var == 1)
+		return mg_run<MODE, 1>(grid, a);
+	return mg_run<MODE, 2>(grid, a);
 }
 
 int policy_moe_up(const struct policy_moe_dims *d, uint16_t *h1, uint16_t *h3, uint16_t *hh,

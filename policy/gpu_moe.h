@@ -30,9 +30,10 @@ struct policy_moe_dims {
 	const int *perm;   /* (T K) device: row -> assignment */
 };
 
-/* 1 when the products run on wgmma (the default), 0 for mma.sync
- * (POLICY_GPU_MOE_KERNEL=mma) */
-int policy_moe_wgmma(void);
+/* the kernel variant POLICY_GPU_MOE_KERNEL selects: 0 = mma.sync ("mma"),
+ * 1 = wgmma on 128 x 128 tiles ("wg", the default), 2 = wgmma on 128 x 256
+ * tiles with one k block's products in flight ("wg256") */
+int policy_moe_variant(void);
 /* 1 when the grouped kernels take these dimensions */
 int policy_moe_supported(int D, int F);
 

@@ -271,10 +271,11 @@ int main(void)
 	 * default (the experts through cuBLASLt, a GEMM per expert on 4 streams
 	 * or one padded batched GEMM, one host round trip a layer;
 	 * POLICY_GPU_MOE=lt), the baseline; then round 4's default, the grouped
-	 * MoE kernels of policy/gpu_moe.cu (wgmma); each at K = 1 and 4
-	 * micro-batches per optimizer step, the grouped kernels on mma.sync
-	 * (POLICY_GPU_MOE_KERNEL=mma) at K = 4, and the default at K = 8 */
-#define NROWS  6
+	 * MoE kernels of policy/gpu_moe.cu (wgmma, 128 x 128 tiles); each at
+	 * K = 1 and 4 micro-batches per optimizer step, the other kernel
+	 * variants (POLICY_GPU_MOE_KERNEL=wg256: wgmma on 128 x 256 tiles, mma:
+	 * mma.sync) at K = 4, and the default at K = 8 */
+#define NROWS  7
 #define R3_ENV "POLICY_GPU_MOE=lt"
 	static const struct {
 		const char *label, *env;
@@ -283,6 +284,7 @@ int main(void)
 	                 {"grouped", "", 1},
 	                 {"r3-default", R3_ENV, 4},
 	                 {"grouped", "", 4},
+	                 {"grouped-256", "POLICY_GPU_MOE_KERNEL=wg256", 4},
 	                 {"grouped-mma", "POLICY_GPU_MOE_KERNEL=mma", 4},
 	                 {"grouped", "", 8}};
 	struct result r[NROWS];

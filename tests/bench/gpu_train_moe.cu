@@ -1,8 +1,8 @@
 /* gpu_train_moe.cu - the grouped MoE kernels of policy/gpu_moe.cu alone, at
  * the training benchmark's shape (T 8192 tokens, top-2 of 8 experts, D 768,
  * F 1024): each projection's time and TFLOP/s for a balanced routing and for
- * the benchmark's skewed one (44% of the rows to one expert), on wgmma (the
- * default) and on mma.sync (POLICY_GPU_MOE_KERNEL=mma), median of 20
+ * the benchmark's skewed one (44% of the rows to one expert), on each kernel
+ * variant (POLICY_GPU_MOE_KERNEL=mma, wg, wg256), median of 20
  * launches after 3 warm-ups (CUDA events), random bf16 inputs. Prints a
  * table last. */
 extern "C" {
@@ -59,7 +59,8 @@ int main(void)
 	                        "up dX (slot rows)",     "up dW (w1|w3)"};
 	const double fl[6] = {2.0 * R * D * 2 * F, 2.0 * R * F * D,     2.0 * R * D * F,
 	                      2.0 * R * D * F,     2.0 * R * 2 * F * D, 2.0 * R * 2 * F * D};
-	double ms_tab[4][6]; /* (kernel, routing) */
+	double ms_tab[6][6]; /* (kernel, routing) */
+	static const char *const var_env[3] = {"mma", "wg", "wg256"};
 	int ndev = 0;
 	if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev < 1) {
 		printf("gpu_train_moe: skipped: no CUDA device\n");
@@ -98,12 +99,9 @@ int main(void)
 	cudaEventCreate(&e0);
 	cudaEventCreate(&e1);
 	struct policy_moe_dims d = {T, K, E, D, F, offs, perm};
-	for (int v = 0; v < 4; v++) {
+	for (int v = 0; v < 6; v++) {
 		int o[9], skew = v & 1;
-		if (v >> 1)
-			unsetenv("POLICY_GPU_MOE_KERNEL");
-		else
-			setenv("POLICY_GPU_MOE_KERNEL", "mma", 1);
+		setenv("POLICY_GPU_MOE_KERNEL", var_env[v >> 1], 1);
 		o[0] = 0;
 		for (int e = 0; e < E; e++) {
 			int c = skew ? (e == 0 ? (int)(0.44 * R) : (R - (int)(0.44 * R)) / (E - 1))
@@ -139,10 +137,10 @@ int main(void)
 	cudaGetDeviceProperties(&prop, 0);
 	printf("card: %s; grouped MoE GEMMs, T %d top-%d of %d experts, D %d, F %d\n", prop.name, T,
 	       K, E, D, F);
-	for (int w = 0; w < 2; w++) {
+	for (int w = 0; w < 3; w++) {
 		double tot[2] = {0, 0}, ftot = 0;
-		printf("%s: %-16s %9s %9s %12s %12s\n", w ? "wgmma   " : "mma.sync", "projection",
-		       "bal. ms", "skew ms", "bal. TFLOP/s", "skew TFLOP/s");
+		printf("%-6s %-19s %9s %9s %12s %12s\n", var_env[w], "projection", "bal. ms",
+		       "skew ms", "bal. TFLOP/s", "skew TFLOP/s");
 		for (int k = 0; k < 6; k++) {
 			printf("%-26s %9.3f %9.3f %12.1f %12.1f\n", names[k], ms_tab[2 * w][k],
 			       ms_tab[2 * w + 1][k], fl[k] / ms_tab[2 * w][k] / 1e9,

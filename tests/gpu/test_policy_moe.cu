@@ -2,7 +2,8 @@
  * against a CPU reference in double, on unbalanced routings: random segment
  * sizes with empty experts, one expert taking every row, balanced, and the
  * benchmark's shape (D 768, F 1024, 8 experts, ~44% of the rows to one).
- * Each case runs on both kernels (wgmma, mma.sync). Fresh random inputs each run; outputs poisoned
+ * Each case runs on each kernel variant (mma.sync, wgmma 128 x 128, wgmma
+ * 128 x 256). Fresh random inputs each run; outputs poisoned
  * (NaN) before each launch (the weight gradients start from random values: they are accumulated).
  * Each stage's reference takes the GPU's bf16 inputs of that stage, so each
  * kernel is checked on its own; the worst element is printed. */
@@ -370,19 +371,8 @@ static int check_case1(int T, int K, int E, int D, int F, int route)
 	return fail;
 }
 
-/* the case on both kernels: wgmma (the default) and mma.sync */
-static int check_case(int T, int K, int E, int D, int F, int route)
-{
-	int rc;
-	printf(" wgmma:\n");
-	unsetenv("POLICY_GPU_MOE_KERNEL");
-	rc = check_case1(T, K, E, D, F, route);
-	printf(" mma.sync:\n");
-	setenv("POLICY_GPU_MOE_KERNEL", "mma", 1);
-	rc |= check_case1(T, K, E, D, F, route);
-	unsetenv("POLICY_GPU_MOE_KERNEL");
-	return rc;
-}
+static const char *const variant_env[3] = {"mma", "wg", "wg256"};
+static int variant; /* the POLICY_GPU_MOE_KERNEL of the tests below */
 
 static int have_gpu(void)
 {
@@ -390,25 +380,33 @@ static int have_gpu(void)
 	return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
 }
 
+static int check_case(int T, int K, int E, int D, int F, int route)
+{
+	if (!have_gpu())
+		return GPU_SKIP;
+	setenv("POLICY_GPU_MOE_KERNEL", variant_env[variant], 1);
+	return check_case1(T, K, E, D, F, route);
+}
+
 static int test_random_empty(void)
 {
-	return have_gpu() ? check_case(300, 2, 8, 128, 96, ROUTE_RANDOM) : GPU_SKIP;
+	return check_case(300, 2, 8, 128, 96, ROUTE_RANDOM);
 }
 static int test_one_expert_odd_dims(void)
 {
-	return have_gpu() ? check_case(257, 2, 4, 72, 40, ROUTE_ONE) : GPU_SKIP;
+	return check_case(257, 2, 4, 72, 40, ROUTE_ONE);
 }
 static int test_balanced(void)
 {
-	return have_gpu() ? check_case(512, 2, 8, 256, 192, ROUTE_BALANCED) : GPU_SKIP;
+	return check_case(512, 2, 8, 256, 192, ROUTE_BALANCED);
 }
 static int test_bench_shape_skewed(void)
 {
-	return have_gpu() ? check_case(384, 2, 8, 768, 1024, ROUTE_SKEWED) : GPU_SKIP;
+	return check_case(384, 2, 8, 768, 1024, ROUTE_SKEWED);
 }
 static int test_top1_one_expert_of_many(void)
 {
-	return have_gpu() ? check_case(200, 1, 16, 64, 136, ROUTE_ONE) : GPU_SKIP;
+	return check_case(200, 1, 16, 64, 136, ROUTE_ONE);
 }
 
 int main(void)
@@ -423,6 +421,13 @@ int main(void)
 	        {"grouped MoE GEMMs: top-1, 16 experts, all rows to one",
 	         test_top1_one_expert_of_many},
 	};
+	int n = (int)(sizeof(tests) / sizeof(tests[0])), rc = 0;
 	rng = (uint64_t)time(NULL) * 2654435761u + (uint64_t)clock() + 1;
-	return gpu_run_tests(tests, (int)(sizeof(tests) / sizeof(tests[0])));
+	/* every case on each kernel variant, the tests named after it */
+	for (variant = 0; variant < 3; variant++) {
+		printf("== POLICY_GPU_MOE_KERNEL=%s\n", variant_env[variant]);
+		rc |= gpu_run_tests(tests, n);
+	}
+	unsetenv("POLICY_GPU_MOE_KERNEL");
+	return rc;
 }
