@@ -5,10 +5,16 @@
  *   fa2  (the default) FlashAttention-2 style: mma.sync m16n8k16 bf16 through
  *        inline PTX, ldmatrix fragments, S and P in registers (P reused as
  *        the A operand of P V), cp.async double-buffered tiles of bf16 copies
- *        made once per call;
+ *        made once per call (one launch; the forward reads q as fp32 straight
+ *        into its fragments); forward query tiles of 128 rows (8 warps; fa2_64:
+ *        64 rows, 4 warps), both at 128 registers; backward dK/dV per 64-key
+ *        tile (K, V fragments held, 224 registers, 2 blocks an SM), dQ per
+ *        64-query tile. H100, 4 x 2048 tokens, H 12, KV 4: fwd 0.132 ms, bwd
+ *        0.359 ms (measured as two variants of one run), against the wmma
+ *        kernels' 0.832 + 2.535 (/work/notes/flash2.md);
  *   wmma the first version (WMMA m16n16k16, every product through shared
  *        memory, fp32 inputs converted per tile), kept as the baseline.
- * POLICY_GPU_FLASH=wmma|fa2|fa2_128 picks one at policy_flash_setup();
+ * POLICY_GPU_FLASH=fa2|fa2_64|wmma picks one at policy_flash_setup();
  * policy_flash_select() switches in-process (tests, benchmark). */
 #include "policy/gpu_flash.h"
 #include "policy/gpu_util.h"
@@ -332,9 +338,9 @@ __global__ static void __launch_bounds__(128)
 #define F2_LOG2E 1.4426950408889634f
 #define F2_LN2   0.6931471805599453f
 
-#define F2_FWD_SMEM(bm) (((bm) + 4 * F2_T) * F2_LD * 2)
-#define F2_BKV_SMEM     (6 * F2_TILE * 2 + 4 * F2_T * 4)
-#define F2_BQ_SMEM      (6 * F2_TILE * 2)
+#define F2_FWD_SMEM (4 * F2_TILE * 2)
+#define F2_BKV_SMEM (6 * F2_TILE * 2 + 4 * F2_T * 4)
+#define F2_BQ_SMEM  (6 * F2_TILE * 2)
 
 __device__ __forceinline__ static unsigned f2_smem(const void *p)
 {
@@ -485,32 +491,47 @@ __device__ __forceinline__ static void f2_load_row(float *dst, const float *x, i
 	f2_cp4(dst + i, ok ? x + (size_t)(t0 + r0 + i) * heads + hd : x, ok);
 }
 
-/* fp32 -> bf16 of rows [0, cu[n_seqs]) of width w (a multiple of 8), at most
- * cap rows */
-__global__ static void k_f2_bf16(fa_bf *dst, const float *src, const int *cu, int n_seqs, int w,
-                                 size_t cap)
+/* up to 4 fp32 -> bf16 conversions in one launch (blockIdx.y picks one) */
+struct f2_jobs {
+	fa_bf *dst[4];
+	const float *src[4];
+	int w[4]; /* row width, a multiple of 8 */
+};
+
+/* rows [0, cu[n_seqs]) (at most cap) of each job's fp32 (T, w) tensor */
+__global__ static void k_f2_bf16(struct f2_jobs jb, const int *cu, int n_seqs, size_t cap)
 {
 	size_t rows = (size_t)cu[n_seqs];
+	int y = blockIdx.y; /* constant indices: the parameter stays out of local memory */
+	int w = y == 0 ? jb.w[0] : y == 1 ? jb.w[1] : y == 2 ? jb.w[2] : jb.w[3];
+	const float4 *src = (const float4 *)(y == 0   ? jb.src[0]
+	                                     : y == 1 ? jb.src[1]
+	                                     : y == 2 ? jb.src[2]
+	                                              : jb.src[3]);
+	uint4 *dst = (uint4 *)(y == 0   ? jb.dst[0]
+	                       : y == 1 ? jb.dst[1]
+	                       : y == 2 ? jb.dst[2]
+	                                : jb.dst[3]);
 	size_t n = (rows < cap ? rows : cap) * (size_t)w / 8;
 	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
 	     i += (size_t)gridDim.x * blockDim.x) {
-		float4 a = ((const float4 *)src)[2 * i], b = ((const float4 *)src)[2 * i + 1];
+		float4 a = src[2 * i], b = src[2 * i + 1];
 		uint4 o = make_uint4(f2_pack(a.x, a.y), f2_pack(a.z, a.w), f2_pack(b.x, b.y),
 		                     f2_pack(b.z, b.w));
-		((uint4 *)dst)[i] = o;
+		dst[i] = o;
 	}
 }
 
 /* forward: grid (H, sequences, query tiles of BM = 16 NW rows), the longest
  * tiles first (blockIdx.z is dispatched slowest) */
 template <int NW>
-__global__ static void __launch_bounds__(NW * 32)
-        k_f2_fwd(float *o, float *lse, const fa_bf *q, const fa_bf *k, const fa_bf *v,
+__global__ static void __launch_bounds__(NW * 32, 512 / (NW * 32))
+        k_f2_fwd(float *o, float *lse, const float *q, const fa_bf *k, const fa_bf *v,
                  const int *cu, int H, int KV, float sl2)
 {
 	constexpr int BM = NW * 16;
 	extern __shared__ __align__(128) unsigned char f2_sm[];
-	fa_bf *Qs = (fa_bf *)f2_sm, *Ks = Qs + BM * F2_LD, *Vs = Ks + 2 * F2_TILE;
+	fa_bf *Ks = (fa_bf *)f2_sm, *Vs = Ks + 2 * F2_TILE;
 	int h = blockIdx.x, t0 = cu[blockIdx.y], L = cu[blockIdx.y + 1] - t0;
 	int q0 = (gridDim.z - 1 - blockIdx.z) * BM;
 	if (q0 >= L)
@@ -521,10 +542,22 @@ __global__ static void __launch_bounds__(NW * 32)
 	unsigned qa[4][4];
 	float oacc[8][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
 
-	f2_load<BM, NW * 32>(Qs, q, t0, q0, L, H, h);
 	f2_load<F2_T, NW * 32>(Ks, k, t0, 0, L, KV, kh);
 	f2_load<F2_T, NW * 32>(Vs, v, t0, 0, L, KV, kh);
 	f2_commit();
+	/* the warp's 16 query rows, fp32 from global straight into A fragments:
+	 * a[0] row g, a[1] row g + 8, columns 2t, 2t + 1; a[2], a[3] columns + 8 */
+#pragma unroll
+	for (int kk = 0; kk < 4; kk++)
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			int r = row0 + 8 * (i & 1);
+			float2 x = make_float2(0.0f, 0.0f);
+			if (r < L)
+				x = *(const float2 *)(q + ((size_t)(t0 + r) * H + h) * F2_D +
+				                      kk * 16 + (i >> 1) * 8 + 2 * tq);
+			qa[kk][i] = f2_pack(x.x, x.y);
+		}
 #pragma unroll
 	for (int j = 0; j < 8; j++)
 		oacc[j][0] = oacc[j][1] = oacc[j][2] = oacc[j][3] = 0.0f;
@@ -533,10 +566,6 @@ __global__ static void __launch_bounds__(NW * 32)
 		const fa_bf *Kb = Ks + (kt & 1) * F2_TILE, *Vb = Vs + (kt & 1) * F2_TILE;
 		f2_wait_all();
 		__syncthreads(); /* tile kt landed; tile kt - 1 is no longer read */
-		if (kt == 0)
-#pragma unroll
-			for (int kk = 0; kk < 4; kk++)
-				f2_lda(qa[kk], Qs + w * 16 * F2_LD, kk, lane);
 		if (kt + 1 < nkt) {
 			f2_load<F2_T, NW * 32>(Ks + ((kt + 1) & 1) * F2_TILE, k, t0, k0 + F2_T, L,
 			                       KV, kh);
@@ -623,7 +652,7 @@ __device__ __forceinline__ static void f2_store(float *dst, const float acc[8][4
  * over the group's heads and every query tile from the key tile's on. In the
  * warp's fragments rows are keys and columns queries: S^T = K Q^T, dP^T =
  * V dO^T, dV += P^T dO, dK += dS^T Q. */
-__global__ static void __launch_bounds__(128)
+__global__ static void __launch_bounds__(128, 2)
         k_f2_bwd_kv(float *dk, float *dv, const fa_bf *q, const fa_bf *k, const fa_bf *v,
                     const fa_bf *dout, const float *lse, const float *Dsum, const int *cu, int H,
                     int KV, float sl2, float scale)
@@ -679,9 +708,10 @@ __global__ static void __launch_bounds__(128)
 				            threadIdx.x - F2_T);
 		}
 		f2_commit();
+		/* one product at a time, so that S^T and dP^T are not live together
+		 * with both fragment sets: S^T, P^T, dV; then dP^T, dS^T, dK */
 		float s[8][4], dp[8][4];
-		f2_abt(s, ka, Qb, lane);   /* S^T = K Q^T */
-		f2_abt(dp, va, dOb, lane); /* dP^T = V dO^T */
+		f2_abt(s, ka, Qb, lane); /* S^T = K Q^T */
 		bool edge = qb0 == k0 || qb0 + F2_T > L;
 #pragma unroll
 		for (int j = 0; j < 8; j++)
@@ -692,9 +722,14 @@ __global__ static void __launch_bounds__(128)
 				if (edge && (qp < key0 + 8 * (e >> 1) || qp >= L))
 					p = 0.0f;
 				s[j][e] = p;
-				dp[j][e] = p * (dp[j][e] - Db[c]);
 			}
-		f2_pb(dva, s, dOb, lane); /* dV += P^T dO */
+		f2_pb(dva, s, dOb, lane);  /* dV += P^T dO */
+		f2_abt(dp, va, dOb, lane); /* dP^T = V dO^T */
+#pragma unroll
+		for (int j = 0; j < 8; j++)
+#pragma unroll
+			for (int e = 0; e < 4; e++)
+				dp[j][e] = s[j][e] * (dp[j][e] - Db[j * 8 + 2 * tq + (e & 1)]);
 		f2_pb(dka, dp, Qb, lane); /* dK += dS^T Q */
 	}
 	f2_store(dk, dka, scale, t0, k0 + w * 16, L, KV, kh, lane);
@@ -800,12 +835,12 @@ static int f2_scratch(fa_bf **out, size_t n)
 	return 0;
 }
 
-/* bf16 copy of rows [0, cu[n_seqs]) (at most rows) of an fp32 (T, w) tensor */
-static int f2_convert(fa_bf *dst, const float *src, const int *cu, int n_seqs, size_t rows, int w)
+/* bf16 copies of rows [0, cu[n_seqs]) (at most rows) of n fp32 tensors */
+static int f2_convert(const struct f2_jobs *jb, int n, const int *cu, int n_seqs, size_t rows)
 {
-	size_t n8 = rows * (size_t)w / 8, blocks = (n8 + 255) / 256;
-	k_f2_bf16<<<(unsigned)(blocks < 1056 ? (blocks ? blocks : 1) : 1056), 256>>>(
-	        dst, src, cu, n_seqs, w, rows);
+	size_t n8 = rows * (size_t)jb->w[0] / 8, blocks = (n8 + 255) / 256;
+	dim3 grid((unsigned)(blocks < 528 ? (blocks ? blocks : 1) : 528), (unsigned)n);
+	k_f2_bf16<<<grid, 256>>>(*jb, cu, n_seqs, rows);
 	LAUNCHED();
 	return 0;
 }
@@ -820,28 +855,28 @@ int policy_flash_setup(void)
 	CK(cudaFuncSetAttribute(k_flash_bwd_q, cudaFuncAttributeMaxDynamicSharedMemorySize,
 	                        FA_BQ_SMEM));
 	CK(cudaFuncSetAttribute(k_f2_fwd<4>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-	                        F2_FWD_SMEM(64)));
+	                        F2_FWD_SMEM));
 	CK(cudaFuncSetAttribute(k_f2_fwd<8>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-	                        F2_FWD_SMEM(128)));
+	                        F2_FWD_SMEM));
 	CK(cudaFuncSetAttribute(k_f2_bwd_kv, cudaFuncAttributeMaxDynamicSharedMemorySize,
 	                        F2_BKV_SMEM));
 	CK(cudaFuncSetAttribute(k_f2_bwd_q, cudaFuncAttributeMaxDynamicSharedMemorySize,
 	                        F2_BQ_SMEM));
 	if (!e || !*e || !strcmp(e, "fa2"))
 		f2_impl = POLICY_FLASH_FA2;
-	else if (!strcmp(e, "fa2_128"))
-		f2_impl = POLICY_FLASH_FA2_128;
+	else if (!strcmp(e, "fa2_64"))
+		f2_impl = POLICY_FLASH_FA2_64;
 	else if (!strcmp(e, "wmma"))
 		f2_impl = POLICY_FLASH_WMMA;
 	else
 		return swerve_error_set(SWERVE_EINVAL,
-		                        "POLICY_GPU_FLASH=%s: unknown (fa2, fa2_128 or wmma)", e);
+		                        "POLICY_GPU_FLASH=%s: unknown (fa2, fa2_64 or wmma)", e);
 	return 0;
 }
 
 int policy_flash_select(enum policy_flash_impl impl)
 {
-	if (impl != POLICY_FLASH_FA2 && impl != POLICY_FLASH_FA2_128 && impl != POLICY_FLASH_WMMA)
+	if (impl != POLICY_FLASH_FA2 && impl != POLICY_FLASH_FA2_64 && impl != POLICY_FLASH_WMMA)
 		return swerve_error_set(SWERVE_EINVAL, "gpu flash: implementation %d: unknown",
 		                        (int)impl);
 	f2_impl = impl;
@@ -875,20 +910,20 @@ int policy_flash_fwd(float *o, float *lse, const float *q, const float *k, const
 		LAUNCHED();
 		return 0;
 	}
-	size_t rows = (size_t)n_seqs * maxlen, nq = rows * H * F2_D, nk = rows * KV * F2_D;
+	/* q is read as fp32 straight into fragments; k, v go through bf16 copies */
+	size_t rows = (size_t)n_seqs * maxlen, nk = rows * KV * F2_D;
 	fa_bf *b;
-	CKR(f2_scratch(&b, nq + 2 * nk));
-	CKR(f2_convert(b, q, cu, n_seqs, rows, H * F2_D));
-	CKR(f2_convert(b + nq, k, cu, n_seqs, rows, KV * F2_D));
-	CKR(f2_convert(b + nq + nk, v, cu, n_seqs, rows, KV * F2_D));
-	if (f2_impl == POLICY_FLASH_FA2_128) {
-		dim3 grid((unsigned)H, (unsigned)n_seqs, (unsigned)((maxlen + 127) / 128));
-		k_f2_fwd<8><<<grid, 256, F2_FWD_SMEM(128)>>>(o, lse, b, b + nq, b + nq + nk, cu, H,
-		                                             KV, scale * F2_LOG2E);
-	} else {
+	CKR(f2_scratch(&b, 2 * nk));
+	struct f2_jobs jb = {{b, b + nk}, {k, v}, {KV * F2_D, KV * F2_D}};
+	CKR(f2_convert(&jb, 2, cu, n_seqs, rows));
+	if (f2_impl == POLICY_FLASH_FA2_64) {
 		dim3 grid((unsigned)H, (unsigned)n_seqs, (unsigned)((maxlen + 63) / 64));
-		k_f2_fwd<4><<<grid, 128, F2_FWD_SMEM(64)>>>(o, lse, b, b + nq, b + nq + nk, cu, H,
-		                                            KV, scale * F2_LOG2E);
+		k_f2_fwd<4><<<grid, 128, F2_FWD_SMEM>>>(o, lse, q, b, b + nk, cu, H, KV,
+		                                        scale * F2_LOG2E);
+	} else {
+		dim3 grid((unsigned)H, (unsigned)n_seqs, (unsigned)((maxlen + 127) / 128));
+		k_f2_fwd<8><<<grid, 256, F2_FWD_SMEM>>>(o, lse, q, b, b + nk, cu, H, KV,
+		                                        scale * F2_LOG2E);
 	}
 	LAUNCHED();
 	return 0;
@@ -914,10 +949,9 @@ int policy_flash_bwd(float *dq, float *dk, float *dv, const float *dout, const f
 	fa_bf *b, *bq, *bk, *bv, *bo;
 	CKR(f2_scratch(&b, 2 * nq + 2 * nk));
 	bq = b, bo = b + nq, bk = b + 2 * nq, bv = bk + nk;
-	CKR(f2_convert(bq, q, cu, n_seqs, rows, H * F2_D));
-	CKR(f2_convert(bo, dout, cu, n_seqs, rows, H * F2_D));
-	CKR(f2_convert(bk, k, cu, n_seqs, rows, KV * F2_D));
-	CKR(f2_convert(bv, v, cu, n_seqs, rows, KV * F2_D));
+	struct f2_jobs jb = {
+	        {bq, bo, bk, bv}, {q, dout, k, v}, {H * F2_D, H * F2_D, KV * F2_D, KV * F2_D}};
+	CKR(f2_convert(&jb, 4, cu, n_seqs, rows));
 	k_f2_bwd_kv<<<dim3((unsigned)KV, (unsigned)n_seqs, nt), 128, F2_BKV_SMEM>>>(
 	        dk, dv, bq, bk, bv, bo, lse, Dsum, cu, H, KV, scale * F2_LOG2E, scale);
 	LAUNCHED();

@@ -19,18 +19,18 @@
 
 #define POLICY_FLASH_HEAD_DIM 64
 
-/* The kernels behind the calls: FA2 (mma.sync, register-resident S and P,
- * 64-row query tiles; the default), FA2_128 (the same with 128-row query
- * tiles in the forward), WMMA (the first, shared-memory version: the
- * baseline). Bitwise-different results, the same function. */
+/* The kernels behind the calls: FA2 (mma.sync, register-resident S and P;
+ * 128-row query tiles of 8 warps in the forward; the default), FA2_64 (the
+ * same with 64-row forward tiles of 4 warps), WMMA (the first, shared-memory
+ * version: the baseline). Bitwise-different results, the same function. */
 enum policy_flash_impl {
 	POLICY_FLASH_FA2 = 0,
-	POLICY_FLASH_FA2_128 = 1,
+	POLICY_FLASH_FA2_64 = 1,
 	POLICY_FLASH_WMMA = 2,
 };
 
 /* once per process, before the first call: the kernels' shared-memory limits,
- * and the implementation from POLICY_GPU_FLASH (fa2, fa2_128 or wmma; unset:
+ * and the implementation from POLICY_GPU_FLASH (fa2, fa2_64 or wmma; unset:
  * fa2); an unknown value is SWERVE_EINVAL */
 int policy_flash_setup(void);
 /* the implementation the next calls use (process-wide) */

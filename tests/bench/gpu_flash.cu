@@ -1,6 +1,7 @@
 /* gpu_flash.cu - benchmark of the policy's flash softmax attention
- * (policy/gpu_flash.cu): the FlashAttention-2 kernels (fa2: 64-row query
- * tiles, fa2_128: 128-row forward tiles) against the first WMMA kernels
+ * (policy/gpu_flash.cu): the FlashAttention-2 kernels (fa2: 128-row forward
+ * query tiles, the default; fa2_64: 64-row forward tiles; the same backward)
+ * against the first WMMA kernels
  * (wmma, the baseline), side by side in one run.
  *
  * Shapes: 4 x 2048 tokens packed (the trainer's benchmark micro-batch) and
@@ -126,9 +127,10 @@ int main(void)
 		int n, L;
 	} shapes[] = {{4, 2048}, {1, 8192}};
 	const enum policy_flash_impl impls[] = {POLICY_FLASH_WMMA, POLICY_FLASH_FA2,
-	                                        POLICY_FLASH_FA2_128};
-	const char *names[] = {"fa2", "fa2_128", "wmma"};
-	struct result res[2][3];
+	                                        POLICY_FLASH_FA2_64};
+	const char *names[] = {"fa2", "fa2_64", "wmma"};
+	enum { NI = 3 };
+	struct result res[2][NI];
 	double gf[2];
 	for (int si = 0; si < 2; si++) {
 		int n = shapes[si].n, L = shapes[si].L, T = n * L;
@@ -151,7 +153,7 @@ int main(void)
 		FL(policy_flash_fwd(t[5], t[6], t[0], t[1], t[2], cu, n, L, H, KV));
 		CK(cudaDeviceSynchronize());
 		gf[si] = 4.0 * 64 * H * n * (double)L * (L + 1) / 2 / 1e9;
-		for (int i = 0; i < 3; i++) {
+		for (int i = 0; i < NI; i++) {
 			res[si][impls[i]] = run(impls[i], n, L, H, KV, t, cu);
 			printf("%d x %d, %-7s fwd %.3f ms, bwd %.3f ms, fwd+bwd %.3f ms\n", n, L,
 			       names[impls[i]], res[si][impls[i]].fwd, res[si][impls[i]].bwd,
@@ -167,7 +169,7 @@ int main(void)
 	printf("| shape | kernels | fwd ms | bwd ms | fwd+bwd ms | fwd TFLOP/s | bwd TFLOP/s | "
 	       "fwd+bwd TFLOP/s | vs wmma |\n|---|---|---|---|---|---|---|---|---|\n");
 	for (int si = 0; si < 2; si++)
-		for (int i = 0; i < 3; i++) {
+		for (int i = 0; i < NI; i++) {
 			const struct result *r = &res[si][impls[i]];
 			printf("| %d x %d | %s | %.3f | %.3f | %.3f | %.1f | %.1f | %.1f | %.2fx "
 			       "|\n",

@@ -1,6 +1,6 @@
 /* test_policy_flash.cu - the policy's flash softmax attention (policy/
  * gpu_flash.cu) against a plain CPU reference in double, every
- * implementation (fa2, fa2_128, wmma), on fresh random inputs each run (the
+ * implementation (fa2, fa2_64, wmma), on fresh random inputs each run (the
  * seed is printed), every output poisoned (NaN) before the call.
  *
  * Shapes: packed variable-length sequences of 65, 1, 2048, 63 and 300 tokens
@@ -225,7 +225,7 @@ static std::vector<float> to_float(const std::vector<double> &x)
 
 static const char *impl_name(enum policy_flash_impl i)
 {
-	return i == POLICY_FLASH_FA2 ? "fa2" : i == POLICY_FLASH_FA2_128 ? "fa2_128" : "wmma";
+	return i == POLICY_FLASH_FA2 ? "fa2" : i == POLICY_FLASH_FA2_64 ? "fa2_64" : "wmma";
 }
 
 /* one problem through every implementation against the reference */
@@ -249,7 +249,7 @@ static int check_problem(const int *lens, int n, int H, int KV)
 	CK(cudaMalloc(&dv, nk * 4));
 	CHECK(policy_flash_setup() == 0, "%s", swerve_error_last());
 	std::vector<float> ho(nq), hl(nr), hq(nq), hk(nk), hv(nk);
-	const enum policy_flash_impl impls[] = {POLICY_FLASH_FA2, POLICY_FLASH_FA2_128,
+	const enum policy_flash_impl impls[] = {POLICY_FLASH_FA2, POLICY_FLASH_FA2_64,
 	                                        POLICY_FLASH_WMMA};
 	for (enum policy_flash_impl im : impls) {
 		printf(" %s, T %d, H %d, KV %d:\n", impl_name(im), p.T, H, KV);
