@@ -15,12 +15,14 @@
  * state update of a chunk is issued beside S (they are independent) while the
  * bf16 copy still holds the previous state for Q KV. Three forms of the main
  * kernel: V3 (the default, wg::kernel): one warpgroup issuing wgmma.mma_async
- * (m64n64k16) on 128-byte-swizzled shared-memory tiles, 2 CTAs per SM; and the
+ * (m64n64k16) on 128-byte-swizzled shared-memory tiles, 2 CTAs per SM, in one
+ * of several forms (SWERVE_LIGHTNING_WG_FORM, form 7 by default); and the
  * mma.sync kernels of the first two rounds (la_chunk_kernel): the first version
  * (2 CTAs per SM, everything double-buffered) and V2 (3 CTAs per SM, q and k
  * single-buffered). V4 (wg::kernel4, the fifth round) is a CTA of two
  * warpgroups walking chunks of 128 tokens (half the sequential steps; q, k, v
- * loaded once for both). SWERVE_LIGHTNING_KERNEL=1|2|3|4|12 picks one
+ * loaded once for both; the default for the D = 128 forward where V3 would
+ * run one CTA per SM). SWERVE_LIGHTNING_KERNEL=1|2|3|4|12 picks one
  * (benchmarks, tests).
  *
  * Long sequences are cut into G segments so that short batches still fill the
@@ -144,6 +146,14 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi)
 {
 	__nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
 	return *reinterpret_cast<uint32_t *>(&v);
+}
+
+/* two bf16 products in one instruction, each rounded once */
+__device__ __forceinline__ uint32_t mul_bf16x2(uint32_t x, uint32_t f)
+{
+	__nv_bfloat162 r = __hmul2(*reinterpret_cast<__nv_bfloat162 *>(&x),
+	                           *reinterpret_cast<__nv_bfloat162 *>(&f));
+	return *reinterpret_cast<uint32_t *>(&r);
 }
 
 __device__ __forceinline__ uint32_t scale_bf16x2(uint32_t x, float lo, float hi)
@@ -752,24 +762,41 @@ __device__ __forceinline__ void bulk_wait()
 }
 
 /* VAR: the form of V3. 0: each product's wgmma steps issued in turn (the first
- * V3); 1 (the default): S, Q KV and the state update interleaved, P V in two
- * chains; 2 (an experiment, correct but measured 1.4x slower on an H100, see
- * tests/bench/RESULTS.md): as 1, plus the state update from shared memory only
- * (A = K^T read M-major, B = a decayed copy of v written each chunk behind an
- * extra barrier: no register operands, half the scaling work), P V in one
- * chain, the bf16 state stored with stmatrix, the chunk after next prefetched
- * into L2. Forms 0 and 1 measure the same: the chunk step is bound by the
- * warps' instruction stream (~1200 instructions per warp per chunk, issue
- * slots ~35% busy), not by the tensor cores (a wgmma m64n64k16 costs 40
- * cycles, 28 of them per chunk) */
+ * V3); 1 (the default until the sixth round): S, Q KV and the state update
+ * interleaved, P V in two chains; 2 (an experiment, correct but measured 1.4x
+ * slower on an H100, see tests/bench/RESULTS.md): as 1, plus the state update
+ * from shared memory only (A = K^T read M-major, B = a decayed copy of v
+ * written each chunk behind an extra barrier: no register operands, half the
+ * scaling work), P V in one chain, the bf16 state stored with stmatrix, the
+ * chunk after next prefetched into L2. Forms 0 and 1 measure the same: the
+ * chunk step is bound by the warps' instruction stream (~1125 SASS
+ * instructions per warp per chunk, one warp per scheduler issuing every 3.4
+ * cycles), not by the tensor cores (a wgmma m64n64k16 costs 40 cycles, 28 of
+ * them per chunk). The sixth round's forms, each on top of the one before,
+ * from Nsight Compute's stall samples of form 1 (a lone CTA, 4 x 8192):
+ *   3: the state decayed before the first product of the chunk (form 1's
+ *      decay after S's first half made ptxas inject a warpgroup.wait, C7517;
+ *      measured level);
+ *   4: a full chunk's cp.async addresses from per-thread bases and constant
+ *      steps (form 1's loads were 324 SASS instructions, 17% of the samples);
+ *   5: the bf16 state stored with stmatrix (8 instructions, not 32 STS);
+ *   6: the output staged in shared memory (stmatrix) and written by 128-byte
+ *      bulk copies, a row a lane (form 1's 16 4-byte STG per thread held their
+ *      registers until the store queue took them: with the STS of the state,
+ *      32% of the samples);
+ *   7 (the default): K^T for the state update scaled by bf16x2 products (one
+ *      HMUL2 per register instead of unpack, two FMUL and a pack).
+ * Form 7 against form 1, one H100 run: -13% forward and backward at
+ * 8 x 2048, -11% / -10% at 1 x 32768, 3% at 4 x 8192 (a lone CTA per SM,
+ * where the chain's latency stays), 26% fewer instructions. */
 template <int D, bool SO, int ST, int VAR>
 __global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1) kernel(const __grid_constant__ la_params P)
 {
-	/* forms 4..6 build on form 3: FL fast loads, SM the bf16 state stored
+	/* forms 4..7 build on form 3: FL fast loads, SM the bf16 state stored
 	 * with stmatrix, OS the output staged in shared memory and written by
-	 * row-wise bulk copies (see the form list above) */
+	 * row-wise bulk copies, HM the bf16x2 scaling (see the form list above) */
 	constexpr bool ILV = VAR >= 1, OPT = VAR == 2, DF = VAR >= 3, FL = VAR >= 4, SM = VAR >= 5,
-	               OS = L_OS<SO, VAR>::value;
+	               OS = L_OS<SO, VAR>::value, HM = VAR >= 7;
 	using L = smem<D, SO, ST, VAR>;
 	constexpr int NEB = D / EB, MB = D / 64, KQ = D / 16;
 	extern __shared__ __align__(1024) unsigned char smem_raw[];
@@ -981,6 +1008,15 @@ __global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1) kernel(const __grid_const
 				for (int mb = 0; mb < MB; mb++) {
 					ldsm_x4_t(ka[mb][kk],
 					          Ks + mb * L::TILE + swz(j, 2 * w + (q8 & 1)));
+					if (HM) { /* form 7: bf16 pairs times bf16 factor pairs */
+						const uint32_t fa = pack_bf16(f0, f1),
+						               fb = pack_bf16(f2, f3);
+						ka[mb][kk][0] = mul_bf16x2(ka[mb][kk][0], fa);
+						ka[mb][kk][1] = mul_bf16x2(ka[mb][kk][1], fa);
+						ka[mb][kk][2] = mul_bf16x2(ka[mb][kk][2], fb);
+						ka[mb][kk][3] = mul_bf16x2(ka[mb][kk][3], fb);
+						continue;
+					}
 					ka[mb][kk][0] = scale_bf16x2(ka[mb][kk][0], f0, f1);
 					ka[mb][kk][1] = scale_bf16x2(ka[mb][kk][1], f0, f1);
 					ka[mb][kk][2] = scale_bf16x2(ka[mb][kk][2], f2, f3);
@@ -1312,7 +1348,9 @@ __global__ void __launch_bounds__(256) prefix_kernel(const __grid_constant__ la_
 constexpr int C4 = 128;  /* V4: tokens per chunk */
 constexpr int NT4 = 256; /* V4: threads per CTA, two warpgroups */
 
-template <int D> struct smem4 {
+/* F: V4's form, 1 (the fifth round's) or 2 (the sixth round's: V3 form 7's
+ * changes, with the output staged in OS_OFF for row-wise bulk copies) */
+template <int D, int F> struct smem4 {
 	static constexpr int TILE = C * 128;        /* 64 rows x 64 bf16, one swizzle atom column */
 	static constexpr int HQK = (D / 64) * TILE; /* 64 rows of q or k */
 	static constexpr int QK = 2 * HQK;          /* a stage of q or k: 128 rows */
@@ -1321,14 +1359,16 @@ template <int D> struct smem4 {
 	static constexpr int K_OFF = Q_OFF + 2 * QK;
 	static constexpr int V_OFF = K_OFF + 2 * QK;
 	static constexpr int KV_OFF = V_OFF + 2 * VST; /* bf16 state [D][64], swizzled */
-	static constexpr int PW_OFF = KV_OFF + D * 128;
+	static constexpr int OS_OFF = KV_OFF + D * 128;
+	static constexpr int PW_OFF = OS_OFF + (F >= 2 ? C4 * OS_ROW : 0);
 	static constexpr size_t BYTES = PW_OFF + (2 * C4 + 1) * sizeof(float) + 1024;
 };
 
-template <int D>
+template <int D, int F>
 __global__ void __launch_bounds__(NT4, 1) kernel4(const __grid_constant__ la_params P)
 {
-	using L = smem4<D>;
+	using L = smem4<D, F>;
+	constexpr bool NEW = F >= 2; /* form 2: fast loads, stmatrix, staged output, bf16x2 */
 	constexpr int NEB = D / EB, MB = D / 64, KQ = D / 16;
 	constexpr int MBW = MB > 1 ? MB / 2 : 1; /* state row blocks per warpgroup */
 	extern __shared__ __align__(1024) unsigned char smem_raw[];
@@ -1372,9 +1412,41 @@ __global__ void __launch_bounds__(NT4, 1) kernel4(const __grid_constant__ la_par
 	const long qstep = (pr.reverse ? -RPI : RPI) * HD, vstep = (pr.reverse ? -VRPI : VRPI) * HD;
 	const uint32_t qk_sm = (qcc >> 3) * L::TILE + swz(qr0, qcc & 7);
 	const uint32_t v_sm = swz(vr0, vcc);
+	/* form 2: full chunks from per-thread bases and constant steps (V3 form 4) */
+	const long cstep = (pr.reverse ? -C4 : C4) * HD;
+	const int rstep = (pr.reverse ? -RPI : RPI) * (int)HD * 2,
+	          vrstep = (pr.reverse ? -VRPI : VRPI) * (int)HD * 2;
+	const char *q0 = nullptr, *k0 = nullptr, *v0 = nullptr;
+	if (NEW) {
+		const long qo = row_token(seg_start + qr0) * HD + h * D + qcc * 8;
+		q0 = reinterpret_cast<const char *>(pr.q + qo);
+		k0 = reinterpret_cast<const char *>(pr.k + qo);
+		v0 = reinterpret_cast<const char *>(pr.v + row_token(seg_start + vr0) * HD + h * D +
+		                                    eb * EB + vcc * 8);
+	}
 	auto load_chunk = [&](int c, int st) {
 		const int pos0 = seg_start + c * C4;
 		const bool full = pos0 + C4 <= seg_end;
+		if (NEW && full) {
+			const long cb = c * cstep * 2;
+			const char *qa = q0 + cb, *ka = k0 + cb, *va = v0 + cb;
+#pragma unroll
+			for (int it = 0; it < IT; it++) {
+				const int r = it * RPI;
+				const uint32_t dst =
+				        qk_sm + st * L::QK + (r / C) * L::HQK + (r % C) * 128;
+				cp_async16_full(base + L::Q_OFF + dst, qa + it * rstep);
+				cp_async16_full(base + L::K_OFF + dst, ka + it * rstep);
+			}
+#pragma unroll
+			for (int it = 0; it < VIT; it++) {
+				const int r = it * VRPI;
+				cp_async16_full(base + L::V_OFF + st * L::VST + (r / C) * L::TILE +
+				                        v_sm + (r % C) * 128,
+				                va + it * vrstep);
+			}
+			return;
+		}
 		const long qoff = row_token(pos0 + qr0) * HD + h * D + qcc * 8;
 		const long voff = row_token(pos0 + vr0) * HD + h * D + eb * EB + vcc * 8;
 #pragma unroll
@@ -1425,19 +1497,37 @@ __global__ void __launch_bounds__(NT4, 1) kernel4(const __grid_constant__ la_par
 			kv[mi][i] = val;
 		}
 	auto store_kvs = [&]() {
+		if (NEW) { /* stmatrix, as V3 form 5 */
+			const int q = lane >> 3;
 #pragma unroll
-		for (int mi = 0; mi < MBW; mi++)
+			for (int mi = 0; mi < MBW; mi++)
 #pragma unroll
-			for (int nt = 0; nt < 8; nt++) {
-				const int d = (wgi * MBW + mi) * 64 + w * 16 + gq;
-				asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(base + L::KV_OFF +
-				                                               swz(d, nt) + 4 * t4),
-				             "r"(pack_bf16(kv[mi][4 * nt], kv[mi][4 * nt + 1])));
-				asm volatile(
-				        "st.shared.b32 [%0], %1;\n" ::"r"(base + L::KV_OFF +
-				                                          swz(d + 8, nt) + 4 * t4),
-				        "r"(pack_bf16(kv[mi][4 * nt + 2], kv[mi][4 * nt + 3])));
-			}
+				for (int np = 0; np < 4; np++) {
+					const float *a = kv[mi] + 8 * np;
+					stsm_x4(base + L::KV_OFF +
+					                swz((wgi * MBW + mi) * 64 + w * 16 +
+					                            (q & 1) * 8 + (lane & 7),
+					                    2 * np + (q >> 1)),
+					        pack_bf16(a[0], a[1]), pack_bf16(a[2], a[3]),
+					        pack_bf16(a[4], a[5]), pack_bf16(a[6], a[7]));
+				}
+		} else {
+#pragma unroll
+			for (int mi = 0; mi < MBW; mi++)
+#pragma unroll
+				for (int nt = 0; nt < 8; nt++) {
+					const int d = (wgi * MBW + mi) * 64 + w * 16 + gq;
+					asm volatile(
+					        "st.shared.b32 [%0], %1;\n" ::"r"(
+					                base + L::KV_OFF + swz(d, nt) + 4 * t4),
+					        "r"(pack_bf16(kv[mi][4 * nt], kv[mi][4 * nt + 1])));
+					asm volatile(
+					        "st.shared.b32 [%0], %1;\n" ::"r"(
+					                base + L::KV_OFF + swz(d + 8, nt) + 4 * t4),
+					        "r"(pack_bf16(kv[mi][4 * nt + 2],
+					                      kv[mi][4 * nt + 3])));
+				}
+		}
 	};
 	if (hs)
 		store_kvs();
@@ -1475,6 +1565,15 @@ __global__ void __launch_bounds__(NT4, 1) kernel4(const __grid_constant__ la_par
 					ldsm_x4_t(ka[mi][kk], Ks + (kk >> 2) * L::HQK +
 					                              (wgi * MBW + mi) * L::TILE +
 					                              swz(jl, 2 * w + (q8 & 1)));
+					if (NEW) { /* bf16x2 products, as V3 form 7 */
+						const uint32_t fa = pack_bf16(f0, f1),
+						               fb = pack_bf16(f2, f3);
+						ka[mi][kk][0] = mul_bf16x2(ka[mi][kk][0], fa);
+						ka[mi][kk][1] = mul_bf16x2(ka[mi][kk][1], fa);
+						ka[mi][kk][2] = mul_bf16x2(ka[mi][kk][2], fb);
+						ka[mi][kk][3] = mul_bf16x2(ka[mi][kk][3], fb);
+						continue;
+					}
 					ka[mi][kk][0] = scale_bf16x2(ka[mi][kk][0], f0, f1);
 					ka[mi][kk][1] = scale_bf16x2(ka[mi][kk][1], f0, f1);
 					ka[mi][kk][2] = scale_bf16x2(ka[mi][kk][2], f2, f3);
@@ -1631,6 +1730,31 @@ __global__ void __launch_bounds__(NT4, 1) kernel4(const __grid_constant__ la_par
 #pragma unroll
 		for (int i = 0; i < 32; i++)
 			o[i] += s[i];
+		if (NEW) {
+			/* the warp's 16 rows staged (stmatrix), then a 128-byte bulk copy
+			 * per row, as V3 form 6 */
+			const int q = lane >> 3, r0 = wgi * C + w * 16;
+			const uint32_t ost = base + L::OS_OFF;
+			bulk_wait_read();
+			__syncwarp();
+#pragma unroll
+			for (int np = 0; np < 4; np++) {
+				const float *a = o + 8 * np;
+				stsm_x4(ost + (r0 + (q & 1) * 8 + (lane & 7)) * OS_ROW +
+				                (2 * np + (q >> 1)) * 16,
+				        pack_bf16(a[0], a[1]), pack_bf16(a[2], a[3]),
+				        pack_bf16(a[4], a[5]), pack_bf16(a[6], a[7]));
+			}
+			fence_proxy_async();
+			__syncwarp();
+			const int i = r0 + lane;
+			if (lane < 16 && i < m) {
+				const long t = row_token(seg_start + c * C4 + i);
+				bulk_store128(pr.o + ((size_t)t * H + h) * D + eb * EB,
+				              ost + i * OS_ROW);
+				bulk_commit();
+			}
+		}
 		/* o straight from the accumulators: rows ia and ia + 8 of the chunk */
 		const int ia = wgi * C + i0, ib = ia + 8;
 		const long ta = row_token(seg_start + c * C4 + ia),
@@ -1638,7 +1762,7 @@ __global__ void __launch_bounds__(NT4, 1) kernel4(const __grid_constant__ la_par
 		__nv_bfloat16 *oa = pr.o + ((size_t)ta * H + h) * D + eb * EB + 2 * t4;
 		__nv_bfloat16 *ob = pr.o + ((size_t)tb * H + h) * D + eb * EB + 2 * t4;
 #pragma unroll
-		for (int nt = 0; nt < 8; nt++) {
+		for (int nt = 0; nt < 8 && !NEW; nt++) {
 			if (ia < m)
 				*reinterpret_cast<uint32_t *>(oa + nt * 8) =
 				        pack_bf16(o[4 * nt], o[4 * nt + 1]);
@@ -1652,6 +1776,8 @@ __global__ void __launch_bounds__(NT4, 1) kernel4(const __grid_constant__ la_par
 		fence_proxy_async();
 	}
 	cp_wait<0>();
+	if (NEW)
+		bulk_wait(); /* the output's last rows are written before the CTA ends */
 
 	const int last = T > 0 ? min((T - 1) / P.seg_len, P.G - 1) : 0;
 	if (pr.final && g == last && hs) {
@@ -1771,6 +1897,7 @@ struct cost_model {
 	bool stages4 = false;     /* V3 form 1: the 4-stage main kernel exists */
 	double wide4_cost = 0.0;  /* ... and costs this per chunk, alone on an SM (0: never) */
 	int chunk = C;            /* tokens per chunk step of the main kernel (V4: 128) */
+	double launch_cost = 0.0; /* per extra launch (state pass, prefix kernel), chunk steps */
 };
 
 void plan(const swerve_lightning_dims *d, int nprob, const cost_model &cm, bool force, int *G,
@@ -1813,6 +1940,7 @@ void plan(const swerve_lightning_dims *d, int nprob, const cost_model &cm, bool 
 			cost += cm.prefix ? cm.prefix_cost * (double)ctas / (d->dim / EB) *
 			                            (gg - 1) * d->dim * d->dim * 8 / 6.25e6
 			                  : 0.5 * (gg - 1) * (double)waves;
+			cost += cm.launch_cost * (gg > 2 ? 2 : 1);
 		}
 		if (cost < best - 1e-9) {
 			best = cost;
@@ -1866,10 +1994,20 @@ int wg_per_sm(int dim, bool so);
  * 0.36 / 1.5 and 0.64 / 0.46 / 2.0, which choose the same G except the
  * backward at 1 x 32768 (5 against 11, measured within 1%); one set serves
  * both. The 4-stage main kernel ran a lone CTA's chunk 1-3% faster than the
- * 2-stage one (three paired measurements at 4 x 8192, G = 1). The third
- * round's model (whole waves, state chunk 0.3, fitted on an H200) stays
- * selectable with SWERVE_LIGHTNING_WG_PLAN=3 (benchmarks only). */
-constexpr double WG_SO_COST = 0.3, WG_WIDE_COST = 0.54, WG_PREFIX_COST = 1.5, WG_WIDE4_COST = 0.53;
+ * 2-stage one (three paired measurements at 4 x 8192, G = 1). Sixth round
+ * (form 7, one H100 sweep of the three shapes and the policy's D = 64 shape,
+ * /work/notes/la6.md): the prefix kernel 2.0, 2 chunk steps per extra launch
+ * (state pass, prefix kernel), and at D = 64 a lone CTA costs 0.7 of a full
+ * step (its chunk step is cheaper, the latency of a lone CTA's chain is not):
+ * the best measured G at 7 of the 8 (shape, pass) points (D = 64: forward
+ * G = 5, 0.044 ms against the old choice's G = 8, 0.050; backward G = 1, 0.077
+ * against G = 4, 0.099; 1 x 32768 backward G = 5, 0.868 against G = 11,
+ * 0.921), the eighth (4 x 8192 forward) is V4's. The third round's model
+ * (whole waves, state chunk 0.3, fitted on an H200) stays selectable with
+ * SWERVE_LIGHTNING_WG_PLAN=3 (benchmarks only), the fourth and fifth rounds'
+ * constants with =5. */
+constexpr double WG_SO_COST = 0.3, WG_WIDE_COST = 0.54, WG_PREFIX_COST = 2.0, WG_WIDE4_COST = 0.53,
+                 WG_LAUNCH_COST = 2.0, WG_WIDE_COST_D64 = 0.7, WG_WIDE4_COST_D64 = 0.69;
 
 int kernel_choice(const swerve_lightning_dims *d, int nprob)
 {
@@ -1900,13 +2038,20 @@ void plan_for(const swerve_lightning_dims *d, int nprob, int *kver, int *G, int 
 	*mst = 2;
 	if (*kver == 3) {
 		const char *e = getenv("SWERVE_LIGHTNING_WG_PLAN");
-		const bool third = e && strcmp(e, "3") == 0;
+		/* =3: the third round's model; =5: the fourth and fifth rounds' constants */
+		const bool third = e && strcmp(e, "3") == 0, fifth = e && strcmp(e, "5") == 0;
+		const bool d64 = d->dim == 64 && !fifth;
 		cost_model cm{wg_per_sm(d->dim, false), wg_per_sm(d->dim, true),
-		              third ? 0.3 : WG_SO_COST, third ? 0.6 : WG_WIDE_COST, true};
+		              third ? 0.3 : WG_SO_COST,
+		              third ? 0.6
+		              : d64 ? WG_WIDE_COST_D64
+		                    : WG_WIDE_COST,
+		              true};
 		cm.tail = !third;
-		cm.prefix_cost = third ? 1.0 : WG_PREFIX_COST;
+		cm.prefix_cost = third ? 1.0 : fifth ? 1.5 : WG_PREFIX_COST;
 		cm.stages4 = wg_form() != 0 && wg_form() != 2;
-		cm.wide4_cost = third ? 0.0 : WG_WIDE4_COST;
+		cm.wide4_cost = third ? 0.0 : d64 ? WG_WIDE4_COST_D64 : WG_WIDE4_COST;
+		cm.launch_cost = third || fifth ? 0.0 : WG_LAUNCH_COST;
 		plan(d, nprob, cm, true, G, seg_len, mst);
 		/* V4 where it measured faster (fifth round, H100, tests/bench/RESULTS.md):
 		 * the forward at D = 128 where V3 runs one segment as a grid of at most
@@ -2012,12 +2157,12 @@ template <int D, bool SO, int ST, int VAR> int wg_occupancy()
 	return n;
 }
 
-/* V3's form (see wg::kernel): 1 by default, SWERVE_LIGHTNING_WG_FORM=0..6
- * forces another (benchmarks and tests) */
+/* V3's form (see wg::kernel): 7 by default (since the sixth round),
+ * SWERVE_LIGHTNING_WG_FORM=0..7 forces another (benchmarks and tests) */
 int wg_form()
 {
 	const char *e = getenv("SWERVE_LIGHTNING_WG_FORM");
-	return e && e[0] >= '0' && e[0] <= '6' && e[1] == 0 ? e[0] - '0' : 1;
+	return e && e[0] >= '0' && e[0] <= '7' && e[1] == 0 ? e[0] - '0' : 7;
 }
 
 template <int VAR> int wg_occupancy_of(int dim, bool so)
@@ -2033,11 +2178,12 @@ template <int VAR> int wg_occupancy_of(int dim, bool so)
  * D = 128) */
 int wg_per_sm(int dim, bool so)
 {
-	static int cached[7][2][2];
+	static int cached[8][2][2];
 	const int f = wg_form();
 	int &n = cached[f][dim == 64 ? 0 : 1][so ? 1 : 0];
 	if (n <= 0)
-		n = f == 6   ? wg_occupancy_of<6>(dim, so)
+		n = f == 7   ? wg_occupancy_of<7>(dim, so)
+		    : f == 6 ? wg_occupancy_of<6>(dim, so)
 		    : f == 5 ? wg_occupancy_of<5>(dim, so)
 		    : f == 4 ? wg_occupancy_of<4>(dim, so)
 		    : f == 3 ? wg_occupancy_of<3>(dim, so)
@@ -2047,31 +2193,39 @@ int wg_per_sm(int dim, bool so)
 	return n;
 }
 
-template <int D> int wg4_set_smem()
+/* V4's form (see wg::smem4): 2 by default (since the sixth round),
+ * SWERVE_LIGHTNING_V4_FORM=1 the fifth round's (benchmarks and tests) */
+int wg4_form()
+{
+	const char *e = getenv("SWERVE_LIGHTNING_V4_FORM");
+	return e && strcmp(e, "1") == 0 ? 1 : 2;
+}
+
+template <int D, int F> int wg4_set_smem()
 {
 	static bool done = false;
 	if (done)
 		return 0;
 	cudaError_t e =
-	        cudaFuncSetAttribute(wg::kernel4<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-	                             (int)wg::smem4<D>::BYTES);
+	        cudaFuncSetAttribute(wg::kernel4<D, F>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+	                             (int)wg::smem4<D, F>::BYTES);
 	if (e == cudaSuccess)
-		e = cudaFuncSetAttribute(wg::kernel4<D>,
+		e = cudaFuncSetAttribute(wg::kernel4<D, F>,
 		                         cudaFuncAttributePreferredSharedMemoryCarveout,
 		                         (int)cudaSharedmemCarveoutMaxShared);
 	if (e != cudaSuccess)
 		return swerve_error_set(SWERVE_ERROR, "lightning: shared memory of %zu bytes: %s",
-		                        wg::smem4<D>::BYTES, cudaGetErrorString(e));
+		                        wg::smem4<D, F>::BYTES, cudaGetErrorString(e));
 	done = true;
 	return 0;
 }
 
-template <int D> int wg4_occupancy()
+template <int D, int F> int wg4_occupancy()
 {
 	int n = 0;
-	if (wg4_set_smem<D>() ||
-	    cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, wg::kernel4<D>, wg::NT4,
-	                                                  wg::smem4<D>::BYTES) != cudaSuccess ||
+	if (wg4_set_smem<D, F>() ||
+	    cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, wg::kernel4<D, F>, wg::NT4,
+	                                                  wg::smem4<D, F>::BYTES) != cudaSuccess ||
 	    n <= 0)
 		return 1;
 	return n;
@@ -2080,10 +2234,12 @@ template <int D> int wg4_occupancy()
 /* resident CTAs per SM of V4's main kernel */
 int wg4_per_sm(int dim)
 {
-	static int cached[2];
-	int &n = cached[dim == 64 ? 0 : 1];
+	static int cached[2][2];
+	const int f = wg4_form();
+	int &n = cached[f - 1][dim == 64 ? 0 : 1];
 	if (n <= 0)
-		n = dim == 64 ? wg4_occupancy<64>() : wg4_occupancy<128>();
+		n = f == 1 ? (dim == 64 ? wg4_occupancy<64, 1>() : wg4_occupancy<128, 1>())
+		           : (dim == 64 ? wg4_occupancy<64, 2>() : wg4_occupancy<128, 2>());
 	return n;
 }
 
@@ -2108,7 +2264,7 @@ int wg_run(const la_params &P, int nprob, const swerve_lightning_dims *d, cudaSt
 	int rc = 0;
 	if (P.G > 1) {
 		/* the state-only pass of forms 5 and 6 is form 4's (no output, no bf16 state) */
-		rc = wg_launch<D, true, 4, (VAR > 4 ? 4 : VAR)>(
+		rc = wg_launch<D, true, 4, (VAR == 5 || VAR == 6 ? 4 : VAR)>(
 		        dim3(NEB * (P.G - 1), d->heads, d->batch * nprob), P, stream);
 		if (!rc && P.G > 2)
 			wg::prefix_kernel<<<dim3((D * D / 4 + 255) / 256, d->heads,
@@ -2128,19 +2284,23 @@ int wg4_run(const la_params &P, int nprob, const swerve_lightning_dims *d, cudaS
 {
 	constexpr int NEB = D / EB;
 	int rc = 0;
-	if (P.G > 1) {
-		rc = wg_launch<D, true, 4, 1>(dim3(NEB * (P.G - 1), d->heads, d->batch * nprob), P,
-		                              stream);
+	const int f = wg4_form();
+	if (P.G > 1) { /* V3's state pass: form 1's with V4 form 1, form 7's with form 2 */
+		const dim3 sg(NEB * (P.G - 1), d->heads, d->batch * nprob);
+		rc = f == 1 ? wg_launch<D, true, 4, 1>(sg, P, stream)
+		            : wg_launch<D, true, 4, 7>(sg, P, stream);
 		if (!rc && P.G > 2)
 			wg::prefix_kernel<<<dim3((D * D / 4 + 255) / 256, d->heads,
 			                         d->batch * nprob),
 			                    256, 0, stream>>>(P, D);
 	}
+	const dim3 grid(NEB * P.G, d->heads, d->batch * nprob);
 	if (!rc)
-		rc = wg4_set_smem<D>();
-	if (!rc)
-		wg::kernel4<D><<<dim3(NEB * P.G, d->heads, d->batch * nprob), wg::NT4,
-		                 wg::smem4<D>::BYTES, stream>>>(P);
+		rc = f == 1 ? wg4_set_smem<D, 1>() : wg4_set_smem<D, 2>();
+	if (!rc && f == 1)
+		wg::kernel4<D, 1><<<grid, wg::NT4, wg::smem4<D, 1>::BYTES, stream>>>(P);
+	else if (!rc)
+		wg::kernel4<D, 2><<<grid, wg::NT4, wg::smem4<D, 2>::BYTES, stream>>>(P);
 	return rc;
 }
 
@@ -2154,7 +2314,8 @@ int launch(la_params &P, int nprob, int kver, const swerve_lightning_dims *d, cu
 		rc = wg4_run<D>(P, nprob, d, stream);
 	} else if (kver == 3) {
 		const int f = wg_form();
-		rc = f == 6   ? wg_run<D, 6>(P, nprob, d, stream)
+		rc = f == 7   ? wg_run<D, 7>(P, nprob, d, stream)
+		     : f == 6 ? wg_run<D, 6>(P, nprob, d, stream)
 		     : f == 5 ? wg_run<D, 5>(P, nprob, d, stream)
 		     : f == 4 ? wg_run<D, 4>(P, nprob, d, stream)
 		     : f == 3 ? wg_run<D, 3>(P, nprob, d, stream)

@@ -184,7 +184,7 @@ int main(int argc, char **argv)
 	       prop.name, prop.multiProcessorCount, bw / 1e12, swerve_lightning_occupancy_(128, 4),
 	       swerve_lightning_occupancy_(128, 3), swerve_lightning_occupancy_(128, 1),
 	       swerve_lightning_occupancy_(128, 2));
-	printf("%-18s %-16s %9s %9s %9s %9s %8s %8s\n", "impl", "B,T,H,D", "fwd_ms", "fb_ms",
+	printf("%-19s %-15s %9s %9s %9s %9s %8s %8s\n", "impl", "B,T,H,D", "fwd_ms", "fb_ms",
 	       "fwd_TF/s", "fb_TF/s", "fwd/flr", "fb/flr");
 
 	/* the issue's three shapes (H = 16, D = 128), then the policy trainer's
@@ -326,56 +326,60 @@ int main(int argc, char **argv)
 		double floor_f = 4 * tensor / bw * 1e3, floor_b = 9 * tensor / bw * 1e3;
 		char shape[32];
 		snprintf(shape, sizeof shape, "%d,%d,%d,%d", B, T, H, D);
-		/* the current choice of kernels; V3 (form 1, wgmma, one warpgroup, the
-		 * fourth round's default) forced for both passes; V3 forms 4, 5 and 6
-		 * forced (SWERVE_LIGHTNING_WG_FORM: 4 = form 1 with the state decayed
-		 * first and the fast loads, 5 = 4 with the bf16 state stored by
-		 * stmatrix, 6 = 5 with the output staged and written by bulk copies);
-		 * the current choice with V3 in form 6 wherever it runs V3; V4 (two
-		 * warpgroups, 128-token chunks) forced; form 6 with the third round's
-		 * segment plan (SWERVE_LIGHTNING_WG_PLAN=3); then four configurations
-		 * again (the spread between two rows of one configuration is the
-		 * run's noise). The earlier rounds' other rows (V3 forms 0, 2 and 3,
-		 * the mma.sync kernels) are in git history. */
-		const char *names[] = {"swerve",          "swerve-v3",         "swerve-v3f4",
-		                       "swerve-v3f5",     "swerve-v3f6",       "swerve-f6",
-		                       "swerve-v4",       "swerve-v3f6-plan3", "swerve-again",
-		                       "swerve-v3-again", "swerve-v3f6-again", "swerve-v4-again"};
-		const char *kenv[] = {nullptr, "3", "3",     "3", "3", nullptr,
-		                      "4",     "3", nullptr, "3", "3", "4"};
-		const char *fenv[] = {nullptr, nullptr, "4",     "5",     "6", "6",
-		                      nullptr, "6",     nullptr, nullptr, "6", nullptr};
-		const char *penv[] = {nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
-		                      nullptr, "3",     nullptr, nullptr, nullptr, nullptr};
-		constexpr int NROW = sizeof names / sizeof names[0];
+		/* Rows: the current choice of kernels (V3 form 7 with the sixth round's
+		 * segment plan; V4 form 2 for the D = 128 forward where V3 would run
+		 * one CTA per SM); the fifth round's default (V3 form 1, V4 form 1,
+		 * the fifth round's plan); V3 (form 7), V4 (form 2) and V4 form 1
+		 * forced for both passes; the current kernels with the fifth round's
+		 * plan (the plan's share of the change); V3 form 6 (form 7 without
+		 * the bf16x2 scaling); then three configurations again (the spread
+		 * between two rows of one configuration is the run's noise). Each row
+		 * sets SWERVE_LIGHTNING_KERNEL, _WG_FORM, _WG_PLAN and _V4_FORM (or
+		 * leaves them unset). The earlier rounds' other rows (V3 forms 0, 2
+		 * to 5, the mma.sync kernels) are in git history. */
+		struct row {
+			const char *name, *kernel, *form, *plan, *v4form;
+		};
+		static const row rows[] = {
+		        {"swerve", nullptr, nullptr, nullptr, nullptr},
+		        {"swerve-round5", nullptr, "1", "5", "1"},
+		        {"swerve-v3", "3", nullptr, nullptr, nullptr},
+		        {"swerve-v4", "4", nullptr, nullptr, nullptr},
+		        {"swerve-v4f1", "4", nullptr, nullptr, "1"},
+		        {"swerve-plan5", nullptr, nullptr, "5", nullptr},
+		        {"swerve-v3f6", "3", "6", nullptr, nullptr},
+		        {"swerve-again", nullptr, nullptr, nullptr, nullptr},
+		        {"swerve-round5-again", nullptr, "1", "5", "1"},
+		        {"swerve-v4-again", "4", nullptr, nullptr, nullptr},
+		};
+		constexpr int NROW = sizeof rows / sizeof rows[0];
+		auto put = [](const char *name, const char *v) {
+			if (v)
+				setenv(name, v, 1);
+			else
+				unsetenv(name);
+		};
 		for (int r = 0; r < (prof ? 1 : NROW); r++) {
-			if (no_v4 && kenv[r] && strcmp(kenv[r], "4") == 0)
+			if (no_v4 && rows[r].kernel && strcmp(rows[r].kernel, "4") == 0)
 				continue;
-			if (penv[r])
-				setenv("SWERVE_LIGHTNING_WG_PLAN", penv[r], 1);
-			else
-				unsetenv("SWERVE_LIGHTNING_WG_PLAN");
-			if (kenv[r])
-				setenv("SWERVE_LIGHTNING_KERNEL", kenv[r], 1);
-			else
-				unsetenv("SWERVE_LIGHTNING_KERNEL");
-			if (fenv[r])
-				setenv("SWERVE_LIGHTNING_WG_FORM", fenv[r], 1);
-			else
-				unsetenv("SWERVE_LIGHTNING_WG_FORM");
+			put("SWERVE_LIGHTNING_KERNEL", rows[r].kernel);
+			put("SWERVE_LIGHTNING_WG_FORM", rows[r].form);
+			put("SWERVE_LIGHTNING_WG_PLAN", rows[r].plan);
+			put("SWERVE_LIGHTNING_V4_FORM", rows[r].v4form);
 			wf = swerve_lightning_forward_workspace(&dims);
 			wb = swerve_lightning_backward_workspace(&dims);
 			CK(cudaFree(ws));
 			CK(cudaMalloc(&ws, std::max(wf, wb) + 16));
 			double tf = median_ms(fwd, 30), tb = median_ms(fb, 20);
-			printf("%-18s %-16s %9.3f %9.3f %9.1f %9.1f %8.2f %8.2f\n", names[r], shape,
-			       tf, tb, flop / tf * 1e-9, 3 * flop / tb * 1e-9, tf / floor_f,
+			printf("%-19s %-15s %9.3f %9.3f %9.1f %9.1f %8.2f %8.2f\n", rows[r].name,
+			       shape, tf, tb, flop / tf * 1e-9, 3 * flop / tb * 1e-9, tf / floor_f,
 			       tb / floor_b);
 			fflush(stdout);
 		}
 		unsetenv("SWERVE_LIGHTNING_KERNEL");
 		unsetenv("SWERVE_LIGHTNING_WG_FORM");
 		unsetenv("SWERVE_LIGHTNING_WG_PLAN");
+		unsetenv("SWERVE_LIGHTNING_V4_FORM");
 		cudaFree(q), cudaFree(k), cudaFree(v), cudaFree(g), cudaFree(o), cudaFree(dq);
 		cudaFree(dk), cudaFree(dv), cudaFree(dcu), cudaFree(ws);
 	}

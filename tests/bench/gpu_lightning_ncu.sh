@@ -9,10 +9,12 @@
 # few files; a compact table is printed last. The binaries are built
 # beforehand (carried, or `make` them). Knobs (defaults: the sixth round's
 # second call):
-#   LA_TESTS   test runs: default, f1..f6 (SWERVE_LIGHTNING_WG_FORM), f6s4 (form 6
-#              with the 4-stage main kernel forced), v4 (SWERVE_LIGHTNING_KERNEL=4)
+#   LA_TESTS   test runs: default, f1..f7 (SWERVE_LIGHTNING_WG_FORM), f7s4 (form 7
+#              with the 4-stage main kernel forced), v4 (SWERVE_LIGHTNING_KERNEL=4),
+#              v4f1 (SWERVE_LIGHTNING_V4_FORM=1)
 #   NCU_RUNS   profiles: v3lone v3f3lone v3pair v4lone v3long (form 1/3, first
-#              call), v3f6lone v3f6pair (form 6); empty for none
+#              call), v3f6lone v3f6pair v3f7lone v3f7pair (forms 6, 7), v4f2lone
+#              (V4 form 2); empty for none
 #   LA_SWEEP   a V3 form: time the forward and backward against G for it
 # BUILD=build sh tests/bench/gpu_lightning_ncu.sh
 BUILD=${BUILD:-build}
@@ -38,16 +40,17 @@ if command -v cuobjdump >/dev/null; then
 fi
 # the tests: all runs at once, before any timing
 pids=
-for x in ${LA_TESTS-default f4 f5 f6 f6s4}; do
+for x in ${LA_TESTS-default f4 f5 f6 f7 f7s4}; do
 	case $x in
 	default) e= ;;
-	f[0-6]) e="SWERVE_LIGHTNING_WG_FORM=${x#f}" ;;
-	f6s4) e="SWERVE_LIGHTNING_WG_FORM=6 SWERVE_LIGHTNING_WG_STAGES=4" ;;
+	f[0-7]) e="SWERVE_LIGHTNING_WG_FORM=${x#f}" ;;
+	f7s4) e="SWERVE_LIGHTNING_WG_FORM=7 SWERVE_LIGHTNING_WG_STAGES=4" ;;
 	v4) e="SWERVE_LIGHTNING_KERNEL=4" ;;
+	v4f1) e="SWERVE_LIGHTNING_V4_FORM=1" ;;
 	*) continue ;;
 	esac
 	# shellcheck disable=SC2086
-	timeout 200 env -u SWERVE_LIGHTNING_WG_FORM -u SWERVE_LIGHTNING_KERNEL $e "$t" \
+	timeout 200 env -u SWERVE_LIGHTNING_WG_FORM -u SWERVE_LIGHTNING_KERNEL -u SWERVE_LIGHTNING_V4_FORM $e "$t" \
 		>"$R/test_$x.log" 2>&1 &
 	pids="$pids $!"
 done
@@ -58,7 +61,7 @@ prof() { # name "VAR=value ..." shape (B T H D)
 	name=$1 envs=$2
 	shift 2
 	[ -n "$NCU" ] || return
-	case " ${NCU_RUNS-v3f6lone v3f6pair} " in *" $name "*) ;; *) return ;; esac
+	case " ${NCU_RUNS-v3f6lone v3f7lone v3f7pair} " in *" $name "*) ;; *) return ;; esac
 	# shellcheck disable=SC2086
 	timeout 120 env -u SWERVE_LIGHTNING_KERNEL -u SWERVE_LIGHTNING_WG_FORM $envs "$NCU" \
 		--set full --import-source yes --clock-control none -k regex:kernel --launch-skip 1 \
@@ -76,10 +79,13 @@ prof v4lone "SWERVE_LIGHTNING_KERNEL=4" 4 8192 16 128
 prof v3long "SWERVE_LIGHTNING_KERNEL=3 SWERVE_LIGHTNING_SEGMENTS=1" 1 32768 16 128
 prof v3f6lone "SWERVE_LIGHTNING_KERNEL=3 SWERVE_LIGHTNING_WG_FORM=6" 4 8192 16 128
 prof v3f6pair "SWERVE_LIGHTNING_KERNEL=3 SWERVE_LIGHTNING_WG_FORM=6" 8 2048 16 128
+prof v3f7lone "SWERVE_LIGHTNING_KERNEL=3 SWERVE_LIGHTNING_WG_FORM=7" 4 8192 16 128
+prof v3f7pair "SWERVE_LIGHTNING_KERNEL=3 SWERVE_LIGHTNING_WG_FORM=7" 8 2048 16 128
+prof v4f2lone "SWERVE_LIGHTNING_KERNEL=4 SWERVE_LIGHTNING_V4_FORM=2" 4 8192 16 128
 # the benchmark rows (the default, forced kernels and forms, repeats), after a
 # segment sweep of one V3 form where LA_SWEEP names it
-if [ -n "${LA_SWEEP-6}" ]; then
-	env -u SWERVE_LIGHTNING_KERNEL -u SWERVE_LIGHTNING_WG_FORM SWERVE_BENCH_SWEEP_FORM="${LA_SWEEP-6}" \
+if [ -n "${LA_SWEEP-7}" ]; then
+	env -u SWERVE_LIGHTNING_KERNEL -u SWERVE_LIGHTNING_WG_FORM SWERVE_BENCH_SWEEP_FORM="${LA_SWEEP-7}" \
 		timeout 300 "$b" sweep >"$OUT/bench.log" 2>&1
 else
 	env -u SWERVE_LIGHTNING_KERNEL -u SWERVE_LIGHTNING_WG_FORM timeout 200 "$b" >"$OUT/bench.log" 2>&1

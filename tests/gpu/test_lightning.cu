@@ -333,6 +333,56 @@ static int t_v4_max_seqlen_too_small(void)
 	                  1000);
 }
 
+/* V3 forced (SWERVE_LIGHTNING_KERNEL=3): in form 1 (the default until the
+ * sixth round, kept selectable through SWERVE_LIGHTNING_WG_FORM), and in the
+ * default form with forced segment counts (its state-only pass, prefix kernel,
+ * fast full-chunk loads and bulk-copied output around partial chunks and
+ * reversed sequences) and with its 4-stage main kernel forced. */
+static int t_v3f1_varlen_segments_d128(void)
+{
+	env_override k("SWERVE_LIGHTNING_KERNEL", "3"), f("SWERVE_LIGHTNING_WG_FORM", "1"),
+	        g("SWERVE_LIGHTNING_SEGMENTS", nullptr);
+	return check_case("V3 form 1, varlen, segments, D=128",
+	                  {1, 0, 700, 3000, 65, 129, 128, 255}, 4, 128, 0, 32, 1);
+}
+
+static int t_v3f1_varlen_d64(void)
+{
+	env_override k("SWERVE_LIGHTNING_KERNEL", "3"), f("SWERVE_LIGHTNING_WG_FORM", "1"),
+	        g("SWERVE_LIGHTNING_SEGMENTS", nullptr);
+	return check_case("V3 form 1, varlen, D=64", {1000, 1, 2500, 63, 127}, 3, 64, 2, 16, 1);
+}
+
+static int t_v3_forced_segments_d128(void)
+{
+	env_override k("SWERVE_LIGHTNING_KERNEL", "3"), f("SWERVE_LIGHTNING_WG_FORM", nullptr),
+	        g("SWERVE_LIGHTNING_SEGMENTS", "5");
+	return check_case("V3, 5 segments, D=128", {2500, 1, 1300, 640, 65}, 3, 128, 0, 32, 1);
+}
+
+static int t_v3_forced_segments_d64(void)
+{
+	env_override k("SWERVE_LIGHTNING_KERNEL", "3"), f("SWERVE_LIGHTNING_WG_FORM", nullptr),
+	        g("SWERVE_LIGHTNING_SEGMENTS", "3");
+	return check_case("V3, 3 segments, D=64", {1000, 2500, 129, 64}, 2, 64, 0, 16, 1);
+}
+
+static int t_v3_stages4_d128(void)
+{
+	env_override k("SWERVE_LIGHTNING_KERNEL", "3"), f("SWERVE_LIGHTNING_WG_FORM", nullptr),
+	        s("SWERVE_LIGHTNING_WG_STAGES", "4"), g("SWERVE_LIGHTNING_SEGMENTS", nullptr);
+	return check_case("V3, 4 stages, D=128", {3000, 191, 1, 640}, 4, 128, 1, 32, 1);
+}
+
+/* V4 in the fifth round's form (SWERVE_LIGHTNING_V4_FORM=1; the default is 2),
+ * with forced segments */
+static int t_v4f1_forced_segments_d128(void)
+{
+	env_override k("SWERVE_LIGHTNING_KERNEL", "4"), f("SWERVE_LIGHTNING_V4_FORM", "1"),
+	        g("SWERVE_LIGHTNING_SEGMENTS", "5");
+	return check_case("V4 form 1, 5 segments, D=128", {2500, 1, 1300, 640}, 3, 128, 0, 32, 1);
+}
+
 /* Decode N tokens from S0 for 64 sequences; the state must equal the chunked
  * forward's final state over the same tokens, and o the reference decode's. */
 static int t_decode_matches_forward(void)
@@ -471,6 +521,12 @@ int main(void)
 	        {"lightning V4 varlen, D=64", t_v4_varlen_d64},
 	        {"lightning V4 forced 3 segments, D=64", t_v4_segments_d64},
 	        {"lightning V4 max_seqlen below the longest sequence", t_v4_max_seqlen_too_small},
+	        {"lightning V3 form 1 varlen, segments, D=128", t_v3f1_varlen_segments_d128},
+	        {"lightning V3 form 1 varlen, D=64", t_v3f1_varlen_d64},
+	        {"lightning V3 forced 5 segments, D=128", t_v3_forced_segments_d128},
+	        {"lightning V3 forced 3 segments, D=64", t_v3_forced_segments_d64},
+	        {"lightning V3 4-stage main kernel, D=128", t_v3_stages4_d128},
+	        {"lightning V4 form 1 forced 5 segments, D=128", t_v4f1_forced_segments_d128},
 	};
 	return gpu_run_tests(tests, (int)(sizeof tests / sizeof tests[0]));
 }
