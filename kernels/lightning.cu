@@ -783,7 +783,12 @@ __device__ __forceinline__ void bulk_wait()
  *   6: the output staged in shared memory (stmatrix) and written by 128-byte
  *      bulk copies, a row a lane (form 1's 16 4-byte STG per thread held their
  *      registers until the store queue took them: with the STS of the state,
- *      32% of the samples);
+ *      32% of the samples). Left in it (ncu of form 7): the wait for the
+ *      previous chunk's copies compiles to DEPBAR.LE SB0, 0, which also waits
+ *      for the cp.async loads in flight (13% of the samples with 2 CTAs per
+ *      SM), and ptxas issues the per-lane copies one lane at a time (a
+ *      uniform-register loop, 10-15% for a lone CTA): two staging buffers and
+ *      a TMA tensor store per warp would remove both;
  *   7 (the default): K^T for the state update scaled by bf16x2 products (one
  *      HMUL2 per register instead of unpack, two FMUL and a pack).
  * Form 7 against form 1, one H100 run: -13% forward and backward at
@@ -1342,9 +1347,11 @@ __global__ void __launch_bounds__(256) prefix_kernel(const __grid_constant__ la_
  * 64 w .. 64 w + 63 (fp32, registers), at D = 64 warpgroup 0 holds all of it
  * (warpgroup 1 has the extra cross block). Per chunk at D = 128: 28 wgmma
  * (warpgroup 0) and 40 (warpgroup 1), m64n64k16; two barriers per chunk, as
- * V3. One CTA per SM at D = 128 (178 KB of shared memory). Segments (G > 1)
- * use V3's state-only pass and prefix kernel (segment lengths are multiples of
- * 128 tokens). */
+ * V3. One CTA per SM at D = 128 (178 KB of shared memory; 196 KB in form 2).
+ * Segments (G > 1) use V3's state-only pass and prefix kernel (segment
+ * lengths are multiples of 128 tokens). Form 2 (the default since the sixth
+ * round) has V3 form 7's changes: 0.241 ms against form 1's 0.268 for the
+ * 4 x 8192 forward (H100, one run), 60.6M instructions against 75.5M. */
 constexpr int C4 = 128;  /* V4: tokens per chunk */
 constexpr int NT4 = 256; /* V4: threads per CTA, two warpgroups */
 
@@ -2057,7 +2064,11 @@ void plan_for(const swerve_lightning_dims *d, int nprob, int *kver, int *G, int 
 		 * the forward at D = 128 where V3 runs one segment as a grid of at most
 		 * one CTA per SM (its 4-stage kernel), e.g. 4 x 8192 x 16 heads: 0.266 /
 		 * 0.268 / 0.269 ms against V3's 0.274 / 0.274 / 0.286 in one run; level or
-		 * slower everywhere else (backward, 2 CTAs per SM, segments). Not when
+		 * slower everywhere else (backward, 2 CTAs per SM, segments). Sixth
+		 * round (H100, one run, both in their new forms): V4 0.241 / 0.242 ms
+		 * against V3 0.281. (V4 form 2 also ran the 4 x 8192 backward faster,
+		 * fb 0.891 / 0.897 against 0.973 / 0.975 with V3's backward, but not
+		 * the 8 x 2048, 1 x 32768 or D = 64 ones: not used there yet.) Not when
 		 * a kernel or V3's stages are forced. */
 		const char *ke = getenv("SWERVE_LIGHTNING_KERNEL"),
 		           *se = getenv("SWERVE_LIGHTNING_WG_STAGES");

@@ -13,6 +13,6 @@ PYTHONUNBUFFERED=1 python3 "$(dirname "$0")/gpu_lightning.py" >"$tmp/torch" 2>"$
 	{ cat "$tmp/torch" "$tmp/torch.err"; exit 1; }
 grep '^#' "$tmp/swerve" "$tmp/torch" | sed 's/^[^:]*://'
 grep '^impl' "$tmp/swerve"
-for shape in 8,2048,16,128 4,8192,16,128 1,32768,16,128; do
+for shape in 8,2048,16,128 4,8192,16,128 1,32768,16,128 4,2048,12,64; do
 	grep -h " $shape " "$tmp/swerve" "$tmp/torch"
 done
