@@ -8,7 +8,10 @@
 # a segment sweep of one V3 form. Logs and reports go to $OUT (or ./out) as a
 # few files; a compact table is printed last. The binaries are built
 # beforehand (carried, or `make` them). Knobs (defaults: the sixth round's
-# second call):
+# third call, which ran the committed default; its first call was
+# LA_TESTS="default f3" NCU_RUNS="v3lone v3f3lone v3pair v4lone v3long" LA_SWEEP=,
+# its second LA_TESTS="default f4 f5 f6 f7 f7s4" NCU_RUNS="v3f6lone v3f7lone
+# v3f7pair" LA_SWEEP=7, with the benchmark rows of those commits):
 #   LA_TESTS   test runs: default, f1..f7 (SWERVE_LIGHTNING_WG_FORM), f7s4 (form 7
 #              with the 4-stage main kernel forced), v4 (SWERVE_LIGHTNING_KERNEL=4),
 #              v4f1 (SWERVE_LIGHTNING_V4_FORM=1)
@@ -40,7 +43,7 @@ if command -v cuobjdump >/dev/null; then
 fi
 # the tests: all runs at once, before any timing
 pids=
-for x in ${LA_TESTS-default f4 f5 f6 f7 f7s4}; do
+for x in ${LA_TESTS-default f1 v4f1}; do
 	case $x in
 	default) e= ;;
 	f[0-7]) e="SWERVE_LIGHTNING_WG_FORM=${x#f}" ;;
@@ -61,7 +64,7 @@ prof() { # name "VAR=value ..." shape (B T H D)
 	name=$1 envs=$2
 	shift 2
 	[ -n "$NCU" ] || return
-	case " ${NCU_RUNS-v3f6lone v3f7lone v3f7pair} " in *" $name "*) ;; *) return ;; esac
+	case " ${NCU_RUNS-v4f2lone} " in *" $name "*) ;; *) return ;; esac
 	# shellcheck disable=SC2086
 	timeout 120 env -u SWERVE_LIGHTNING_KERNEL -u SWERVE_LIGHTNING_WG_FORM $envs "$NCU" \
 		--set full --import-source yes --clock-control none -k regex:kernel --launch-skip 1 \
@@ -84,8 +87,8 @@ prof v3f7pair "SWERVE_LIGHTNING_KERNEL=3 SWERVE_LIGHTNING_WG_FORM=7" 8 2048 16 1
 prof v4f2lone "SWERVE_LIGHTNING_KERNEL=4 SWERVE_LIGHTNING_V4_FORM=2" 4 8192 16 128
 # the benchmark rows (the default, forced kernels and forms, repeats), after a
 # segment sweep of one V3 form where LA_SWEEP names it
-if [ -n "${LA_SWEEP-7}" ]; then
-	env -u SWERVE_LIGHTNING_KERNEL -u SWERVE_LIGHTNING_WG_FORM SWERVE_BENCH_SWEEP_FORM="${LA_SWEEP-7}" \
+if [ -n "${LA_SWEEP-}" ]; then
+	env -u SWERVE_LIGHTNING_KERNEL -u SWERVE_LIGHTNING_WG_FORM SWERVE_BENCH_SWEEP_FORM="$LA_SWEEP" \
 		timeout 300 "$b" sweep >"$OUT/bench.log" 2>&1
 else
 	env -u SWERVE_LIGHTNING_KERNEL -u SWERVE_LIGHTNING_WG_FORM timeout 200 "$b" >"$OUT/bench.log" 2>&1
