@@ -45,17 +45,28 @@
 #define MG_BK      64
 #define MG_THREADS 256
 #define MG_TILE    (MG_BM * MG_BK * 2) /* bytes of the A tile */
-#define MG_PD      2                   /* k blocks loading ahead */
 
 /* the variants: 0 mma.sync, 128 x 128 tiles, 3 stages, 2 CTAs an SM;
  * 1 wgmma (the default), the same tiles and stages, each k block's products
  * waited for; 2 wgmma, 128 x 256 tiles (2/3 of the L2 traffic per product
  * of 1), 4 stages, one k block's products left in flight, 1 CTA an SM:
  * measured slower than 1 (H100: 1.14 against 0.88 ms a layer), the
- * epilogue and the pipeline's fill no longer hidden by a second CTA */
+ * epilogue and the pipeline's fill no longer hidden by a second CTA;
+ * 6 ("wgp") 1's tiles, each k block's products left in flight across the
+ * barrier (wgmma.wait_group 1: the stage a load overwrites was read by
+ * block kb - 2, complete in every warpgroup once all passed the barrier),
+ * so ST >= PD + 2: 3 stages, loads one block ahead, 2 CTAs an SM; 7
+ * ("wgp4") the same with 4 stages, loads two blocks ahead, 1 CTA an SM; 9
+ * ("wgp6") 6 stages, loads four blocks ahead, 1 CTA an SM (192 KB).
+ * 6, 7 and 9 issue m64n128k16 (one per k16 step; the n128 accumulator is the
+ * two n64 halves side by side) and split DOWN_DW's K (see k_ws) */
 template <int VAR> struct mg_var {
 	static constexpr int BN = VAR == 2 ? 256 : 128;
-	static constexpr int ST = VAR == 2 ? 4 : 3;
+	static constexpr int ST = VAR == 9 ? 6 : VAR == 2 || VAR == 7 ? 4 : 3;
+	static constexpr int PD = VAR == 9 ? 4 : VAR == 6 ? 1 : 2; /* k blocks loading ahead */
+	static constexpr bool W1 = VAR == 2 || VAR >= 6;           /* a block's wgmma in flight */
+	static constexpr bool WIDE = VAR >= 6;                     /* m64n128k16 */
+	static constexpr int MINB = VAR == 2 || VAR == 7 || VAR == 9 ? 1 : 2; /* CTAs an SM */
 	static constexpr int STAGE = MG_TILE + BN * MG_BK * 2; /* bytes: A and B tiles */
 	static constexpr int SMEM = ST * STAGE + 1024;         /* and the alignment */
 	static constexpr int CLD = BN + 4;                     /* fp32 epilogue row stride */
@@ -72,6 +83,8 @@ struct mg_args {
 	const uint16_t *h1, *h3; /* DOWN_DX: the forward's pre-activations */
 	uint16_t *o1, *o2, *o3;  /* bf16 outputs */
 	float *f1, *f2;          /* fp32 outputs */
+	int *flags;              /* ws weight gradients: per (expert, tile) split order */
+	int chr;                 /* ws weight gradients: rows per split (0: none) */
 };
 
 __device__ __forceinline__ static float mg_sigm(float x)
@@ -205,13 +218,126 @@ __device__ __forceinline__ static void mg_wgmma(float (&d)[32], uint64_t da, uin
 	             : "l"(da), "l"(db), "r"(1), "n"(TA), "n"(TB));
 }
 #undef MG_D32
+/* as mg_desc, with the leading byte offset given (MN-major operands wider
+ * than one 64-element swizzle atom) */
+__device__ __forceinline__ static uint64_t mg_desc_l(uint32_t saddr, uint32_t off, uint32_t lbo)
+{
+	uint32_t lo = ((saddr + off) >> 4) | ((lbo >> 4) << 16);
+	return ((uint64_t)((1024u >> 4) | (1u << 30)) << 32) | (uint64_t)lo;
+}
+#define MG_D64(d)                                                                                  \
+	"+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),        \
+	        "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]),         \
+	        "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]),      \
+	        "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]),      \
+	        "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]),      \
+	        "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]),      \
+	        "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]),      \
+	        "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]),      \
+	        "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]),      \
+	        "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]),      \
+	        "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+/* d += A B, m64n128k16, both from shared memory; TA / TB = 1: M- / N-major */
+template <int TA, int TB>
+__device__ __forceinline__ static void mg_wgmma128(float (&d)[64], uint64_t da, uint64_t db)
+{
+	asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+	             "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+	             "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+	             "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, "
+	             "%30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, "
+	             "%44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, "
+	             "%58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, %67, %68;\n}\n"
+	             : MG_D64(d)
+	             : "l"(da), "l"(db), "r"(1), "n"(TA), "n"(TB));
+}
+#undef MG_D64
+
+/* the epilogue of every variant: the fp32 tile Cs (128 x BN, row stride
+ * BN + 4) to each mode's outputs, threads t of nt */
+template <int MODE, int BN>
+__device__ __forceinline__ static void mg_epi(const struct mg_args &a, const float *Cs, int t,
+                                              int nt, int e, int r0, int r1, int m0, int n0)
+{
+	constexpr int CLD = BN + 4;
+	const int D = a.D, F = a.F;
+	const int N = MODE == MG_UP || MODE == MG_DOWN_DX || MODE == MG_DOWN_DW ? F : D;
+	const int M = MODE == MG_DOWN_DW ? D : 2 * F;
+	const size_t wsz = (size_t)F * D;
+	(void)N, (void)M, (void)wsz, (void)m0, (void)e;
+	if (MODE == MG_UP) {
+		for (int idx = t; idx < MG_BM * (BN / 8); idx += nt) {
+			int r = idx / (BN / 8), c = idx % (BN / 8) * 4, row = r0 + r, f = n0 + c;
+			if (row >= r1 || f >= F)
+				continue;
+			float4 u = *(const float4 *)&Cs[r * CLD + c];
+			float4 v = *(const float4 *)&Cs[r * CLD + BN / 2 + c];
+			uint2 pu = mg_pack4(u.x, u.y, u.z, u.w), pv = mg_pack4(v.x, v.y, v.z, v.w);
+			float x1[4], x3[4];
+			mg_unpack4(pu, x1);
+			mg_unpack4(pv, x3);
+			size_t o = (size_t)row * F + f;
+			*(uint2 *)(a.o1 + o) = pu;
+			*(uint2 *)(a.o2 + o) = pv;
+			*(uint2 *)(a.o3 + o) = mg_pack4(
+			        x1[0] * mg_sigm(x1[0]) * x3[0], x1[1] * mg_sigm(x1[1]) * x3[1],
+			        x1[2] * mg_sigm(x1[2]) * x3[2], x1[3] * mg_sigm(x1[3]) * x3[3]);
+		}
+	} else if (MODE == MG_DOWN || MODE == MG_UP_DX) {
+		for (int idx = t; idx < MG_BM * (BN / 4); idx += nt) {
+			int r = idx / (BN / 4), c = idx % (BN / 4) * 4, row = r0 + r, n = n0 + c;
+			if (row >= r1 || n >= D)
+				continue;
+			*(float4 *)(a.f1 + (size_t)a.perm[row] * D + n) =
+			        *(const float4 *)&Cs[r * CLD + c];
+		}
+	} else if (MODE == MG_DOWN_DX) {
+		for (int idx = t; idx < MG_BM * (BN / 4); idx += nt) {
+			int r = idx / (BN / 4), c = idx % (BN / 4) * 4, row = r0 + r, f = n0 + c;
+			if (row >= r1 || f >= F)
+				continue;
+			float4 g = *(const float4 *)&Cs[r * CLD + c];
+			float gv[4] = {g.x, g.y, g.z, g.w}, x1[4], x3[4], d1[4], d3[4];
+			size_t o = (size_t)row * F + f;
+			mg_unpack4(*(const uint2 *)(a.h1 + o), x1);
+			mg_unpack4(*(const uint2 *)(a.h3 + o), x3);
+			for (int j = 0; j < 4; j++) {
+				float s = mg_sigm(x1[j]);
+				d3[j] = gv[j] * x1[j] * s;
+				d1[j] = gv[j] * x3[j] * s * (1.0f + x1[j] * (1.0f - s));
+			}
+			uint16_t *dst = a.o1 + (size_t)row * 2 * F + f;
+			*(uint2 *)dst = mg_pack4(d1[0], d1[1], d1[2], d1[3]);
+			*(uint2 *)(dst + F) = mg_pack4(d3[0], d3[1], d3[2], d3[3]);
+		}
+	} else { /* weight gradients: dW (M, N) of expert e += the tile */
+		for (int idx = t; idx < MG_BM * (BN / 4); idx += nt) {
+			int r = idx / (BN / 4), c = idx % (BN / 4) * 4, m = m0 + r, n = n0 + c;
+			float *dst;
+			if (m >= M || n >= N)
+				continue;
+			if (MODE == MG_DOWN_DW)
+				dst = a.f1 + e * wsz + (size_t)m * F + n;
+			else
+				dst = m < F ? a.f1 + e * wsz + (size_t)m * D + n
+				            : a.f2 + e * wsz + (size_t)(m - F) * D + n;
+			float4 t = *(const float4 *)&Cs[r * CLD + c], o = *(float4 *)dst;
+			o.x += t.x;
+			o.y += t.y;
+			o.z += t.z;
+			o.w += t.w;
+			*(float4 *)dst = o;
+		}
+	}
+}
 
 template <int MODE, int VAR>
-__global__ static void __launch_bounds__(MG_THREADS, VAR == 2 ? 1 : 2) k_mg(struct mg_args a)
+__global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB) k_mg(struct mg_args a)
 {
 	typedef mg_var<VAR> V;
 	constexpr bool WG = VAR > 0;
-	constexpr int BN = V::BN, ST = V::ST, NB = V::NB, CLD = V::CLD;
+	constexpr int BN = V::BN, ST = V::ST, NB = V::NB, CLD = V::CLD, PD = V::PD;
+	static_assert(!V::W1 || ST >= PD + 2, "a stage in use by a wgmma in flight");
 	extern __shared__ __align__(1024) unsigned char mg_sm[];
 	constexpr bool DW = MODE == MG_DOWN_DW || MODE == MG_UP_DW; /* A stored (k, m) */
 	constexpr bool BT = MODE != MG_UP && MODE != MG_DOWN;       /* B stored (k, n) */
@@ -222,7 +348,7 @@ __global__ static void __launch_bounds__(MG_THREADS, VAR == 2 ? 1 : 2) k_mg(stru
 	const int Kd = MODE == MG_UP || MODE == MG_DOWN_DX ? D : MODE == MG_DOWN ? F : 2 * F;
 	const int N = MODE == MG_UP || MODE == MG_DOWN_DX || MODE == MG_DOWN_DW ? F : D;
 	const int M = MODE == MG_DOWN_DW ? D : 2 * F;
-	int e = -1, r0 = 0, r1 = 0, m0 = 0, nk;
+	int e = -1, r0 = 0, r1 = 0, m0 = 0, nk, split = 0, nsplit = 1;
 	const int n0 = blockIdx.x * (MODE == MG_UP ? BN / 2 : BN);
 
 	if (!DW) { /* row tile blockIdx.y of the experts' ceil(n_e / 128) tiles */
@@ -240,6 +366,24 @@ __global__ static void __launch_bounds__(MG_THREADS, VAR == 2 ? 1 : 2) k_mg(stru
 		if (e < 0)
 			return;
 		nk = (Kd + MG_BK - 1) / MG_BK;
+	} else if (a.chr > 0) { /* split s of expert e, as k_ws */
+		int z = blockIdx.z;
+		for (int i = 0; i < a.E; i++) {
+			int s = a.offs[i], t = a.offs[i + 1], ns = (t - s + a.chr - 1) / a.chr;
+			if (z < ns) {
+				e = i;
+				split = z;
+				nsplit = ns;
+				r0 = s + z * a.chr;
+				r1 = min(t, r0 + a.chr);
+				break;
+			}
+			z -= ns;
+		}
+		if (e < 0)
+			return;
+		m0 = blockIdx.y * MG_BM;
+		nk = (r1 - r0 + MG_BK - 1) / MG_BK;
 	} else {
 		e = blockIdx.z;
 		r0 = a.offs[e];
@@ -358,25 +502,26 @@ __global__ static void __launch_bounds__(MG_THREADS, VAR == 2 ? 1 : 2) k_mg(stru
 		for (int i = 0; i < 32; i++)
 			wacc[h][i] = 0.0f;
 
-	/* k block kb + MG_PD loads while kb is multiplied; with ST = 4 (variant
-	 * 2) the stage it overwrites was read by block kb - 2, whose products
-	 * every warpgroup has waited for before the barrier */
-	for (int s = 0; s < MG_PD; s++) {
+	/* k block kb + PD loads while kb is multiplied; with a block's products
+	 * in flight (W1) the stage it overwrites was read by block kb + PD - ST
+	 * <= kb - 2, whose products every warpgroup has waited for before the
+	 * barrier */
+	for (int s = 0; s < PD; s++) {
 		fetch_tok(s);
 		if (s < nk)
 			load(s, s);
 		mg_commit();
 	}
-	fetch_tok(MG_PD);
+	fetch_tok(PD);
 	const int q = lane >> 3, li = lane & 7;
 	for (int kb = 0; kb < nk; kb++) {
-		mg_wait<MG_PD - 1>();
+		mg_wait<PD - 1>();
 		if (WG)
 			mg_proxy_fence(); /* cp.async wrote through the generic proxy */
 		__syncthreads();
-		if (kb + MG_PD < nk) {
-			load((kb + MG_PD) % ST, kb + MG_PD);
-			fetch_tok(kb + MG_PD + 1);
+		if (kb + PD < nk) {
+			load((kb + PD) % ST, kb + PD);
+			fetch_tok(kb + PD + 1);
 		}
 		mg_commit();
 		uint32_t sa = sbase + (kb % ST) * V::STAGE, sb = sa + MG_TILE;
@@ -387,19 +532,28 @@ __global__ static void __launch_bounds__(MG_THREADS, VAR == 2 ? 1 : 2) k_mg(stru
 #pragma unroll
 			for (int kk = 0; kk < MG_BK / 16; kk++) {
 				uint64_t da = mg_desc(sa, wm * 8192 + (DW ? kk * 2048 : kk * 32));
+				if constexpr (V::WIDE) {
+					mg_wgmma128<DW ? 1 : 0, BT ? 1 : 0>(
+					        *reinterpret_cast<float(*)[64]>(&wacc[0][0]), da,
+					        mg_desc_l(sb, BT ? kk * 2048 : kk * 32,
+					                  BT ? 8192 : 1024));
+				} else {
 #pragma unroll
-				for (int h = 0; h < BN / 64; h++)
-					mg_wgmma<DW ? 1 : 0, BT ? 1 : 0>(
-					        wacc[h], da,
-					        mg_desc(sb, h * 8192 + (BT ? kk * 2048 : kk * 32)));
+					for (int h = 0; h < BN / 64; h++)
+						mg_wgmma<DW ? 1 : 0, BT ? 1 : 0>(
+						        wacc[h], da,
+						        mg_desc(sb, h * 8192 + (BT ? kk * 2048
+						                                   : kk * 32)));
+				}
 			}
 			mg_wg_commit();
-			if (VAR == 2)
+			if (V::W1)
 				mg_wg_wait1();
 			else
 				mg_wg_wait0();
-			for (int h = 0; h < BN / 64; h++)
-				mg_reg_fence(wacc[h]);
+			if (VAR == 2 || !V::W1)
+				for (int h = 0; h < BN / 64; h++)
+					mg_reg_fence(wacc[h]);
 		} else {
 #pragma unroll
 			for (int kk = 0; kk < MG_BK / 16; kk++) {
@@ -474,71 +628,323 @@ __global__ static void __launch_bounds__(MG_THREADS, VAR == 2 ? 1 : 2) k_mg(stru
 				        make_float2(acc[mi][ni][2], acc[mi][ni][3]);
 			}
 	}
+	/* split weight gradients: in split order, as k_ws */
+	int *flag = NULL;
+	if (DW && nsplit > 1) {
+		flag = a.flags + ((size_t)e * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
+		if (tid == 0) {
+			int v;
+			do {
+				asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n"
+				             : "=r"(v)
+				             : "l"(flag)
+				             : "memory");
+			} while (v != split);
+		}
+	}
 	__syncthreads();
 
-	if (MODE == MG_UP) {
-		for (int idx = tid; idx < MG_BM * (BN / 8); idx += MG_THREADS) {
-			int r = idx / (BN / 8), c = idx % (BN / 8) * 4, row = r0 + r, f = n0 + c;
-			if (row >= r1 || f >= F)
-				continue;
-			float4 u = *(const float4 *)&Cs[r * CLD + c];
-			float4 v = *(const float4 *)&Cs[r * CLD + BN / 2 + c];
-			uint2 pu = mg_pack4(u.x, u.y, u.z, u.w), pv = mg_pack4(v.x, v.y, v.z, v.w);
-			float x1[4], x3[4];
-			mg_unpack4(pu, x1);
-			mg_unpack4(pv, x3);
-			size_t o = (size_t)row * F + f;
-			*(uint2 *)(a.o1 + o) = pu;
-			*(uint2 *)(a.o2 + o) = pv;
-			*(uint2 *)(a.o3 + o) = mg_pack4(
-			        x1[0] * mg_sigm(x1[0]) * x3[0], x1[1] * mg_sigm(x1[1]) * x3[1],
-			        x1[2] * mg_sigm(x1[2]) * x3[2], x1[3] * mg_sigm(x1[3]) * x3[3]);
-		}
-	} else if (MODE == MG_DOWN || MODE == MG_UP_DX) {
-		for (int idx = tid; idx < MG_BM * (BN / 4); idx += MG_THREADS) {
-			int r = idx / (BN / 4), c = idx % (BN / 4) * 4, row = r0 + r, n = n0 + c;
-			if (row >= r1 || n >= D)
-				continue;
-			*(float4 *)(a.f1 + (size_t)a.perm[row] * D + n) =
-			        *(const float4 *)&Cs[r * CLD + c];
-		}
-	} else if (MODE == MG_DOWN_DX) {
-		for (int idx = tid; idx < MG_BM * (BN / 4); idx += MG_THREADS) {
-			int r = idx / (BN / 4), c = idx % (BN / 4) * 4, row = r0 + r, f = n0 + c;
-			if (row >= r1 || f >= F)
-				continue;
-			float4 g = *(const float4 *)&Cs[r * CLD + c];
-			float gv[4] = {g.x, g.y, g.z, g.w}, x1[4], x3[4], d1[4], d3[4];
-			size_t o = (size_t)row * F + f;
-			mg_unpack4(*(const uint2 *)(a.h1 + o), x1);
-			mg_unpack4(*(const uint2 *)(a.h3 + o), x3);
-			for (int j = 0; j < 4; j++) {
-				float s = mg_sigm(x1[j]);
-				d3[j] = gv[j] * x1[j] * s;
-				d1[j] = gv[j] * x3[j] * s * (1.0f + x1[j] * (1.0f - s));
+	mg_epi<MODE, BN>(a, Cs, tid, MG_THREADS, e, r0, r1, m0, n0);
+	if (flag) {
+		__threadfence();
+		__syncthreads();
+		if (tid == 0)
+			asm volatile("st.release.gpu.global.b32 [%0], %1;\n" ::"l"(flag),
+			             "r"(split + 1)
+			             : "memory");
+	}
+}
+
+/* ---- warp-specialised variants (3, 4, 5) ------------------------------------
+ * The same 128 x 128 tiles, 64-deep k blocks and swizzled layouts as variant
+ * 1, but no CTA-wide barrier in the main loop: PW producer warps (warps 8..)
+ * issue every cp.async of a stage (the row gather through a table of the
+ * tile's source rows in shared memory) and signal its full mbarrier with
+ * cp.async.mbarrier.arrive.noinc; the two consumer warpgroups wait on it,
+ * issue the stage's wgmma and keep them in flight across the k block
+ * boundary (wgmma.wait_group 1): the stage of block kb - 1 is released (its
+ * empty mbarrier, one arrival per consumer warp) once block kb's products
+ * are issued and kb - 1's are complete, so the tensor pipe is never drained
+ * inside a tile. Three stages: while block kb multiplies, blocks kb + 1 and
+ * kb + 2 load. WIDE: one m64n128k16 per k16 step (an MN-major B spans two
+ * 64-wide swizzle atoms, 8192 bytes apart: the descriptor's leading byte
+ * offset) instead of two m64n64k16. Two CTAs an SM (98 KB of shared memory
+ * each), so one CTA's epilogue overlaps the other's main loop. */
+#define WS_ST         3
+#define MG_SPLIT_ROWS 1024 /* weight gradients: rows (k) per split */
+#define WS_STAGE      (2 * MG_TILE)
+#define WS_SMEM       (WS_ST * WS_STAGE + 1024 + 1024 + 64)
+
+__device__ __forceinline__ static void mg_mb_init(uint32_t b, int n)
+{
+	asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(b), "r"(n) : "memory");
+}
+__device__ __forceinline__ static void mg_mb_arrive(uint32_t b)
+{
+	asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(b) : "memory");
+}
+__device__ __forceinline__ static void mg_mb_cp_arrive(uint32_t b)
+{
+	asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(b) : "memory");
+}
+__device__ __forceinline__ static void mg_mb_wait(uint32_t b, int phase)
+{
+	uint32_t ok;
+	do {
+		asm volatile("{\n.reg .pred p;\n"
+		             "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+		             "selp.u32 %0, 1, 0, p;\n}\n"
+		             : "=r"(ok)
+		             : "r"(b), "r"(phase)
+		             : "memory");
+	} while (!ok);
+}
+
+template <int MODE, int PW, int WIDE>
+__global__ static void __launch_bounds__(256 + 32 * PW, 2) k_ws(struct mg_args a)
+{
+	constexpr int PT = 32 * PW, BN = 128, CLD = BN + 4;
+	extern __shared__ __align__(1024) unsigned char mg_sm[];
+	constexpr bool DW = MODE == MG_DOWN_DW || MODE == MG_UP_DW; /* A stored (k, m) */
+	constexpr bool BT = MODE != MG_UP && MODE != MG_DOWN;       /* B stored (k, n) */
+	const int tid = threadIdx.x, warp = tid >> 5;
+	const int D = a.D, F = a.F, K = a.K;
+	const int Kd = MODE == MG_UP || MODE == MG_DOWN_DX ? D : MODE == MG_DOWN ? F : 2 * F;
+	const int N = MODE == MG_UP || MODE == MG_DOWN_DX || MODE == MG_DOWN_DW ? F : D;
+	const int M = MODE == MG_DOWN_DW ? D : 2 * F;
+	int e = -1, r0 = 0, r1 = 0, m0 = 0, nk, split = 0, nsplit = 1;
+	const int n0 = blockIdx.x * (MODE == MG_UP ? BN / 2 : BN);
+
+	if (!DW) { /* as k_mg */
+		int b = blockIdx.y;
+		for (int i = 0; i < a.E; i++) {
+			int s = a.offs[i], t = a.offs[i + 1], nt = (t - s + MG_BM - 1) / MG_BM;
+			if (b < nt) {
+				e = i;
+				r0 = s + b * MG_BM;
+				r1 = t;
+				break;
 			}
-			uint16_t *dst = a.o1 + (size_t)row * 2 * F + f;
-			*(uint2 *)dst = mg_pack4(d1[0], d1[1], d1[2], d1[3]);
-			*(uint2 *)(dst + F) = mg_pack4(d3[0], d3[1], d3[2], d3[3]);
+			b -= nt;
 		}
-	} else { /* weight gradients: dW (M, N) of expert e += the tile */
-		for (int idx = tid; idx < MG_BM * (BN / 4); idx += MG_THREADS) {
-			int r = idx / (BN / 4), c = idx % (BN / 4) * 4, m = m0 + r, n = n0 + c;
-			float *dst;
-			if (m >= M || n >= N)
-				continue;
-			if (MODE == MG_DOWN_DW)
-				dst = a.f1 + e * wsz + (size_t)m * F + n;
-			else
-				dst = m < F ? a.f1 + e * wsz + (size_t)m * D + n
-				            : a.f2 + e * wsz + (size_t)(m - F) * D + n;
-			float4 t = *(const float4 *)&Cs[r * CLD + c], o = *(float4 *)dst;
-			o.x += t.x;
-			o.y += t.y;
-			o.z += t.z;
-			o.w += t.w;
-			*(float4 *)dst = o;
+		if (e < 0)
+			return;
+		nk = (Kd + MG_BK - 1) / MG_BK;
+	} else if (a.chr > 0) { /* split s of expert e: its rows [s chr, (s + 1) chr) */
+		int z = blockIdx.z;
+		for (int i = 0; i < a.E; i++) {
+			int s = a.offs[i], t = a.offs[i + 1], ns = (t - s + a.chr - 1) / a.chr;
+			if (z < ns) {
+				e = i;
+				split = z;
+				nsplit = ns;
+				r0 = s + z * a.chr;
+				r1 = min(t, r0 + a.chr);
+				break;
+			}
+			z -= ns;
 		}
+		if (e < 0)
+			return;
+		m0 = blockIdx.y * MG_BM;
+		nk = (r1 - r0 + MG_BK - 1) / MG_BK;
+	} else {
+		e = blockIdx.z;
+		r0 = a.offs[e];
+		r1 = a.offs[e + 1];
+		if (r0 >= r1)
+			return;
+		m0 = blockIdx.y * MG_BM;
+		nk = (r1 - r0 + MG_BK - 1) / MG_BK;
+	}
+	const size_t wsz = (size_t)F * D;
+	const uint32_t sraw = (uint32_t)__cvta_generic_to_shared(mg_sm),
+	               sbase = (sraw + 1023u) & ~1023u;
+	/* after the stages: the tile's source rows (128 ints), UP_DW's tokens of
+	 * a k block (2 x 64 ints), then the full and empty barriers */
+	int *srow = (int *)(mg_sm + (sbase - sraw) + WS_ST * WS_STAGE), *stok = srow + 128;
+	const uint32_t bfull = sbase + WS_ST * WS_STAGE + 1024, bempty = bfull + 8 * WS_ST;
+
+	if (tid == 0) {
+		for (int s = 0; s < WS_ST; s++) {
+			mg_mb_init(bfull + 8 * s, PT);
+			mg_mb_init(bempty + 8 * s, 8);
+		}
+		asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+	}
+	if (!DW && tid >= 256)
+		for (int r = tid - 256; r < MG_BM; r += PT) {
+			int row = r0 + r;
+			srow[r] = row < r1 ? (MODE == MG_UP ? a.perm[row] / K : row) : -1;
+		}
+	__syncthreads();
+
+	if (tid >= 256) { /* ---- the producer warps ---- */
+		const int pt = tid - 256;
+		for (int kb = 0; kb < nk; kb++) {
+			const int st = kb % WS_ST, k0 = kb * MG_BK;
+			if (kb >= WS_ST)
+				mg_mb_wait(bempty + 8 * st, (kb / WS_ST + 1) & 1);
+			const uint32_t sa = sbase + st * WS_STAGE, sb = sa + MG_TILE;
+			int *tk = stok + (kb & 1) * 64;
+			if (MODE == MG_UP_DW) {
+				for (int r = pt; r < MG_BK; r += PT) {
+					int row = r0 + k0 + r;
+					tk[r] = row < r1 ? a.perm[row] / K : -1;
+				}
+				if (PW == 1)
+					__syncwarp();
+				else
+					asm volatile("bar.sync 2, %0;\n" ::"n"(PT) : "memory");
+			}
+			if (!DW) { /* A (m, k): 128 rows of 8 chunks */
+				const int c = pt & 7, k = k0 + c * 8;
+				const bool kv = k < Kd;
+#pragma unroll 8
+				for (int i = 0; i < 1024 / PT; i++) {
+					int r = (pt >> 3) + (PT / 8) * i, sr = srow[r];
+					bool v = kv && sr >= 0;
+					mg_cp16(sa + mg_kofs(r, c),
+					        v ? a.a + (size_t)sr * Kd + k : a.a, v);
+				}
+			} else { /* A (k, m): 64 k rows of 16 chunks */
+				const int c = pt & 15, m = m0 + c * 8;
+				const bool mv = m < M;
+#pragma unroll 8
+				for (int i = 0; i < 1024 / PT; i++) {
+					int kr = (pt >> 4) + (PT / 16) * i, row = r0 + k0 + kr;
+					bool v = mv && row < r1;
+					mg_cp16(sa + mg_nofs(kr, c),
+					        v ? a.a + (size_t)row * M + m : a.a, v);
+				}
+			}
+			if (!BT) { /* B (n, k): 128 rows of 8 chunks */
+				const int c = pt & 7, k = k0 + c * 8;
+				const bool kv = k < Kd;
+#pragma unroll 8
+				for (int i = 0; i < 1024 / PT; i++) {
+					int n = (pt >> 3) + (PT / 8) * i;
+					const uint16_t *src = NULL;
+					if (MODE == MG_UP) { /* rows 0..63 of W1, then of W3 */
+						int f = n0 + (n & 63);
+						if (f < F)
+							src = (n < 64 ? a.b0 : a.b1) + e * wsz +
+							      (size_t)f * D;
+					} else if (n0 + n < D) {
+						src = a.b0 + e * wsz + (size_t)(n0 + n) * F;
+					}
+					bool v = kv && src;
+					mg_cp16(sb + mg_kofs(n, c), v ? src + k : a.b0, v);
+				}
+			} else { /* B (k, n): 64 k rows of 16 chunks */
+				const int c = pt & 15, n = n0 + c * 8;
+				const bool nv = n < N;
+#pragma unroll 8
+				for (int i = 0; i < 1024 / PT; i++) {
+					int kr = (pt >> 4) + (PT / 16) * i, k = k0 + kr;
+					const uint16_t *src = NULL;
+					if (nv) {
+						if (MODE == MG_DOWN_DX) {
+							if (k < D)
+								src = a.b0 + e * wsz +
+								      (size_t)k * F + n;
+						} else if (MODE == MG_UP_DX) {
+							if (k < F)
+								src = a.b0 + e * wsz +
+								      (size_t)k * D + n;
+							else if (k < 2 * F)
+								src = a.b1 + e * wsz +
+								      (size_t)(k - F) * D + n;
+						} else if (MODE == MG_DOWN_DW) {
+							int row = r0 + k;
+							if (row < r1)
+								src = a.b0 + (size_t)row * F + n;
+						} else {
+							int t = tk[kr];
+							if (t >= 0)
+								src = a.b0 + (size_t)t * D + n;
+						}
+					}
+					mg_cp16(sb + mg_nofs(kr, c), src ? src : a.b0, src != NULL);
+				}
+			}
+			mg_mb_cp_arrive(bfull + 8 * st);
+		}
+		mg_wait<0>();
+		return;
+	}
+
+	/* ---- the consumer warpgroups: wm's 64 rows x the 128 columns ---- */
+	const int wm = warp >> 2, lane = tid & 31;
+	float acc[64];
+	for (int i = 0; i < 64; i++)
+		acc[i] = 0.0f;
+	for (int kb = 0; kb < nk; kb++) {
+		const int st = kb % WS_ST;
+		mg_mb_wait(bfull + 8 * st, (kb / WS_ST) & 1);
+		mg_proxy_fence(); /* cp.async wrote through the generic proxy */
+		const uint32_t sa = sbase + st * WS_STAGE, sb = sa + MG_TILE;
+		mg_wg_fence();
+#pragma unroll
+		for (int kk = 0; kk < MG_BK / 16; kk++) {
+			uint64_t da = mg_desc(sa, wm * 8192 + (DW ? kk * 2048 : kk * 32));
+			if (WIDE) {
+				mg_wgmma128<DW ? 1 : 0, BT ? 1 : 0>(
+				        acc, da,
+				        mg_desc_l(sb, BT ? kk * 2048 : kk * 32, BT ? 8192 : 1024));
+			} else {
+#pragma unroll
+				for (int h = 0; h < 2; h++)
+					mg_wgmma<DW ? 1 : 0, BT ? 1 : 0>(
+					        *reinterpret_cast<float(*)[32]>(acc + 32 * h), da,
+					        mg_desc(sb, h * 8192 + (BT ? kk * 2048 : kk * 32)));
+			}
+		}
+		mg_wg_commit();
+		mg_wg_wait1();
+		if (kb > 0 && lane == 0) /* block kb - 1's products are complete */
+			mg_mb_arrive(bempty + 8 * ((kb - 1) % WS_ST));
+	}
+	mg_wg_wait0();
+	mg_reg_fence(*reinterpret_cast<float(*)[32]>(acc));
+	mg_reg_fence(*reinterpret_cast<float(*)[32]>(acc + 32));
+	/* every consumer's products done before the stages become the C tile */
+	asm volatile("bar.sync 1, 256;\n" ::: "memory");
+	float *Cs = (float *)(mg_sm + (sbase - sraw));
+	{ /* wgmma D layout (n128 = the two n64 halves side by side) */
+		int w4 = warp & 3, r = wm * 64 + w4 * 16 + (lane >> 2);
+#pragma unroll
+		for (int j = 0; j < 16; j++) {
+			int c = j * 8 + (lane & 3) * 2;
+			*(float2 *)&Cs[r * CLD + c] = make_float2(acc[4 * j], acc[4 * j + 1]);
+			*(float2 *)&Cs[(r + 8) * CLD + c] =
+			        make_float2(acc[4 * j + 2], acc[4 * j + 3]);
+		}
+	}
+	/* split weight gradients add to dW in split order (deterministic): split
+	 * s waits until s - 1 has added its tile, then lets s + 1 go */
+	int *flag = NULL;
+	if (DW && nsplit > 1) {
+		flag = a.flags + ((size_t)e * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
+		if (tid == 0) {
+			int v;
+			do {
+				asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n"
+				             : "=r"(v)
+				             : "l"(flag)
+				             : "memory");
+			} while (v != split);
+		}
+	}
+	asm volatile("bar.sync 1, 256;\n" ::: "memory");
+	mg_epi<MODE, BN>(a, Cs, tid, 256, e, r0, r1, m0, n0);
+	if (flag) {
+		__threadfence();
+		asm volatile("bar.sync 1, 256;\n" ::: "memory");
+		if (tid == 0)
+			asm volatile("st.release.gpu.global.b32 [%0], %1;\n" ::"l"(flag),
+			             "r"(split + 1)
+			             : "memory");
 	}
 }
 
@@ -554,10 +960,14 @@ static int aligned(const void *p)
 	return ((uintptr_t)p & 15) == 0;
 }
 
-/* the variant: POLICY_GPU_MOE_KERNEL=mma (0), wg (1, the default) or wg256
- * (2); read at each launch, so one process can time them all. H100, one
+/* the variant: POLICY_GPU_MOE_KERNEL=mma (0), wg (1, the default), wg256
+ * (2), ws (3), ws2 (4), wsn64 (5), wgp (6), wgp4 (7), ws-nosplit (8), wgp6
+ * (9); read at each launch, so one process can time them all. H100, one
  * layer's six products at the benchmark's shape (tests/bench/
- * gpu_train_moe): mma 1.09-1.20 ms, wg 0.88-0.96, wg256 1.14-1.27 */
+ * gpu_train_moe): mma 1.07-1.30 ms, wg 0.90-0.97, wg256 1.13-1.26; round 5
+ * (2026-11-26): ws 1.91-2.32, ws2 1.26-1.50, wsn64 1.95-2.37, ws-nosplit
+ * 1.85-2.31 (one producer warp cannot issue a stage's 2048 cp.async in
+ * the time the tensor cores take to consume it) */
 int policy_moe_variant(void)
 {
 	const char *k = getenv("POLICY_GPU_MOE_KERNEL");
@@ -565,7 +975,37 @@ int policy_moe_variant(void)
 		return 0;
 	if (k && !strcmp(k, "wg256"))
 		return 2;
+	if (k && !strcmp(k, "ws"))
+		return 3;
+	if (k && !strcmp(k, "ws2"))
+		return 4;
+	if (k && !strcmp(k, "wsn64"))
+		return 5;
+	if (k && !strcmp(k, "wgp"))
+		return 6;
+	if (k && !strcmp(k, "wgp4"))
+		return 7;
+	if (k && !strcmp(k, "ws-nosplit"))
+		return 8;
+	if (k && !strcmp(k, "wgp6"))
+		return 9;
 	return 1;
+}
+
+/* the warp-specialised variants: 3 = one producer warp, m64n128k16;
+ * 4 = two producer warps, m64n128k16; 5 = one producer warp, 2 x m64n64k16;
+ * 8 = 3 without the weight gradients' split-K */
+template <int MODE, int PW, int WIDE> static int ws_run(dim3 grid, const struct mg_args *a)
+{
+	static int attr_set;
+	if (!attr_set) {
+		CK(cudaFuncSetAttribute(k_ws<MODE, PW, WIDE>,
+		                        cudaFuncAttributeMaxDynamicSharedMemorySize, WS_SMEM));
+		attr_set = 1;
+	}
+	k_ws<MODE, PW, WIDE><<<grid, 256 + 32 * PW, WS_SMEM>>>(*a);
+	LAUNCHED();
+	return 0;
 }
 
 template <int MODE, int VAR> static int mg_run(dim3 grid, const struct mg_args *a)
@@ -585,6 +1025,10 @@ template <int MODE, int VAR> static int mg_run(dim3 grid, const struct mg_args *
 template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct mg_args *a)
 {
 	int var = policy_moe_variant(), BN = var == 2 ? 256 : 128;
+	/* split-K of the weight gradients: ws, ws2, wsn64 both; wgp, wgp4 DOWN_DW
+	 * (8 x 6 dW tiles an expert: 1.45 waves of 2 CTAs an SM unsplit) */
+	bool split = (var >= 3 && var <= 5 && (MODE == MG_DOWN_DW || MODE == MG_UP_DW)) ||
+	             ((var == 6 || var == 7 || var == 9) && MODE == MG_DOWN_DW);
 	dim3 grid;
 	int R = d->T * d->K;
 	if (!policy_moe_supported(d->D, d->F))
@@ -613,10 +1057,47 @@ template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct
 	}
 	if (grid.y > 65535)
 		return swerve_error_set(SWERVE_ELIMIT, "gpu moe: %d rows exceed the grid", R);
+	a->chr = 0;
+	if (split) {
+		/* split-K: the weight gradients' K (an expert's rows) in pieces of
+		 * MG_SPLIT_ROWS, a CTA each, added in order */
+		static int *flags;
+		static size_t nflags;
+		size_t n = (size_t)grid.x * grid.y * d->E;
+		a->chr = MG_SPLIT_ROWS;
+		grid.z = (R + a->chr - 1) / a->chr + d->E;
+		if (grid.z > 65535)
+			return swerve_error_set(SWERVE_ELIMIT, "gpu moe: %d rows exceed the grid",
+			                        R);
+		if (n > nflags) {
+			if (flags)
+				cudaFree(flags);
+			flags = NULL;
+			nflags = 0;
+			CK(cudaMalloc(&flags, n * sizeof(int)));
+			nflags = n;
+		}
+		CK(cudaMemsetAsync(flags, 0, n * sizeof(int), 0));
+		a->flags = flags;
+	}
 	if (var == 0)
 		return mg_run<MODE, 0>(grid, a);
 	if (var == 1)
 		return mg_run<MODE, 1>(grid, a);
+	if (var == 3)
+		return ws_run<MODE, 1, 1>(grid, a);
+	if (var == 4)
+		return ws_run<MODE, 2, 1>(grid, a);
+	if (var == 5)
+		return ws_run<MODE, 1, 0>(grid, a);
+	if (var == 6)
+		return mg_run<MODE, 6>(grid, a);
+	if (var == 7)
+		return mg_run<MODE, 7>(grid, a);
+	if (var == 8)
+		return ws_run<MODE, 1, 1>(grid, a);
+	if (var == 9)
+		return mg_run<MODE, 9>(grid, a);
 	return mg_run<MODE, 2>(grid, a);
 }
 

@@ -261,7 +261,8 @@ static void env_apply(const char *env, int on)
 	}
 }
 
-int main(void)
+/* argv[1] "quick": the rows marked q only, no profiles (a short device call) */
+int main(int argc, char **argv)
 {
 	struct policy_config c;
 	struct cudaDeviceProp prop;
@@ -270,23 +271,30 @@ int main(void)
 	/* rows, all bf16, each with the environment it runs under: round 3's
 	 * default (the experts through cuBLASLt, a GEMM per expert on 4 streams
 	 * or one padded batched GEMM, one host round trip a layer;
-	 * POLICY_GPU_MOE=lt), the baseline; then round 4's default, the grouped
-	 * MoE kernels of policy/gpu_moe.cu (wgmma, 128 x 128 tiles); each at
-	 * K = 1 and 4 micro-batches per optimizer step, the other kernel
-	 * variants (POLICY_GPU_MOE_KERNEL=wg256: wgmma on 128 x 256 tiles, mma:
-	 * mma.sync) at K = 4, and the default at K = 8 */
-#define NROWS  7
+	 * POLICY_GPU_MOE=lt); round 4's grouped MoE kernel (wgmma, 128 x 128
+	 * tiles, a CTA barrier and a drained wgmma pipe per k block;
+	 * POLICY_GPU_MOE_KERNEL=wg), the in-run baseline; this build's default;
+	 * round 5's variants (wgp: a k block's wgmma in flight across the CTA
+	 * barrier, 3 stages, 2 CTAs an SM; wgp4: 4 stages, 1 CTA; ws2: warp-
+	 * specialised, two producer warps and mbarriers), at K = 4
+	 * micro-batches per optimizer step; wg and the default at K = 1 and the
+	 * default at K = 8 */
+#define NROWS  9
 #define R3_ENV "POLICY_GPU_MOE=lt"
+#define R4_ENV "POLICY_GPU_MOE_KERNEL=wg"
 	static const struct {
 		const char *label, *env;
-		int K;
-	} rows[NROWS] = {{"r3-default", R3_ENV, 1},
-	                 {"grouped", "", 1},
-	                 {"r3-default", R3_ENV, 4},
-	                 {"grouped", "", 4},
-	                 {"grouped-256", "POLICY_GPU_MOE_KERNEL=wg256", 4},
-	                 {"grouped-mma", "POLICY_GPU_MOE_KERNEL=mma", 4},
-	                 {"grouped", "", 8}};
+		int K, q;
+	} rows[NROWS] = {{"r4-wg", R4_ENV, 4, 1},
+	                 {"wgp", "POLICY_GPU_MOE_KERNEL=wgp", 4, 1},
+	                 {"wgp4", "POLICY_GPU_MOE_KERNEL=wgp4", 4, 1},
+	                 {"grouped", "", 4, 0},
+	                 {"r3-default", R3_ENV, 4, 0},
+	                 {"ws2", "POLICY_GPU_MOE_KERNEL=ws2", 4, 0},
+	                 {"r4-wg", R4_ENV, 1, 0},
+	                 {"grouped", "", 1, 0},
+	                 {"grouped", "", 8, 0}};
+	const int quick = argc > 1 && !strcmp(argv[1], "quick");
 	struct result r[NROWS];
 	double peak;
 	if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev < 1) {
@@ -321,11 +329,16 @@ int main(void)
 		policy_layout_dispose(&L);
 	}
 	peak = gemm_peak();
-	env_apply(rows[0].env, 1);
-	profile(&c, 4, 2048, "bf16, round 3's default, experts through cuBLASLt (" R3_ENV ")");
-	env_apply(rows[0].env, 0);
-	profile(&c, 4, 2048, "bf16, this round's default (grouped MoE kernels, policy/gpu_moe.cu)");
+	if (!quick) {
+		env_apply(R4_ENV, 1);
+		profile(&c, 4, 2048, "bf16, round 4's grouped MoE kernel (" R4_ENV ")");
+		env_apply(R4_ENV, 0);
+		profile(&c, 4, 2048,
+		        "bf16, this build's default (grouped MoE kernels, policy/gpu_moe.cu)");
+	}
 	for (int i = 0; i < NROWS; i++) {
+		if (quick && !rows[i].q)
+			continue;
 		env_apply(rows[i].env, 1);
 		r[i] = run(&c, POLICY_GPU_BF16, 4, 2048, 7, rows[i].label, rows[i].K);
 		env_apply(rows[i].env, 0);
@@ -338,10 +351,13 @@ int main(void)
 	       "K", "tok/opt", "step ms", "per-mb", "fwd ms", "adam ms", "tokens/s", "TFLOP/s",
 	       "MFU(989)", "MFU(meas.)");
 	for (int i = 0; i < NROWS; i++)
-		printf("%-12s %-82s %2d %7d %8.1f %7.1f %7.1f %7.1f %10.0f %8.1f %8.1f%% %9.1f%%\n",
-		       r[i].mode, rows[i].env[0] ? rows[i].env : "(default)", r[i].K,
-		       r[i].K * r[i].seqs * r[i].seq, r[i].step_s * 1e3, r[i].step_s / r[i].K * 1e3,
-		       r[i].fwd_s * 1e3, r[i].adam_s * 1e3, r[i].tok_s, r[i].tflops,
-		       100 * r[i].tflops * 1e12 / datasheet, 100 * r[i].tflops * 1e12 / peak);
+		if (!quick || rows[i].q)
+			printf("%-12s %-82s %2d %7d %8.1f %7.1f %7.1f %7.1f %10.0f %8.1f %8.1f%% "
+			       "%9.1f%%\n",
+			       r[i].mode, rows[i].env[0] ? rows[i].env : "(default)", r[i].K,
+			       r[i].K * r[i].seqs * r[i].seq, r[i].step_s * 1e3,
+			       r[i].step_s / r[i].K * 1e3, r[i].fwd_s * 1e3, r[i].adam_s * 1e3,
+			       r[i].tok_s, r[i].tflops, 100 * r[i].tflops * 1e12 / datasheet,
+			       100 * r[i].tflops * 1e12 / peak);
 	return 0;
 }

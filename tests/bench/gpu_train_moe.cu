@@ -2,7 +2,9 @@
  * the training benchmark's shape (T 8192 tokens, top-2 of 8 experts, D 768,
  * F 1024): each projection's time and TFLOP/s for a balanced routing and for
  * the benchmark's skewed one (44% of the rows to one expert), on each kernel
- * variant (POLICY_GPU_MOE_KERNEL=mma, wg, wg256), median of 20
+ * variant (POLICY_GPU_MOE_KERNEL=wg, wgp, wgp4, wgp6, ws2, ws,
+ * wsn64, ws-nosplit, mma, wg256; argv: how many of these to run, default
+ * all), median of 20
  * launches after 3 warm-ups (CUDA events), random bf16 inputs. Prints a
  * table last. */
 extern "C" {
@@ -51,7 +53,9 @@ static int cmpf(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-int main(void)
+#define NVAR 10
+
+int main(int argc, char **argv)
 {
 	const int T = 8192, K = 2, E = 8, D = 768, F = 1024, R = T * K;
 	const char *names[6] = {"up (w1|w3 + SwiGLU)",   "down (w2, slot rows)",
@@ -59,9 +63,13 @@ int main(void)
 	                        "up dX (slot rows)",     "up dW (w1|w3)"};
 	const double fl[6] = {2.0 * R * D * 2 * F, 2.0 * R * F * D,     2.0 * R * D * F,
 	                      2.0 * R * D * F,     2.0 * R * 2 * F * D, 2.0 * R * 2 * F * D};
-	double ms_tab[6][6]; /* (kernel, routing) */
-	static const char *const var_env[3] = {"mma", "wg", "wg256"};
-	int ndev = 0;
+	double ms_tab[2 * NVAR][6]; /* (kernel, routing) */
+	double lay[NVAR][2], lay_f = 0;
+	static const char *const var_env[NVAR] = {"wg", "wgp",   "wgp4",       "wgp6", "ws2",
+	                                          "ws", "wsn64", "ws-nosplit", "mma",  "wg256"};
+	int ndev = 0, nvar = argc > 1 ? atoi(argv[1]) : NVAR;
+	if (nvar < 1 || nvar > NVAR)
+		nvar = NVAR;
 	if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev < 1) {
 		printf("gpu_train_moe: skipped: no CUDA device\n");
 		return 0;
@@ -99,7 +107,7 @@ int main(void)
 	cudaEventCreate(&e0);
 	cudaEventCreate(&e1);
 	struct policy_moe_dims d = {T, K, E, D, F, offs, perm};
-	for (int v = 0; v < 6; v++) {
+	for (int v = 0; v < 2 * nvar; v++) {
 		int o[9], skew = v & 1;
 		setenv("POLICY_GPU_MOE_KERNEL", var_env[v >> 1], 1);
 		o[0] = 0;
@@ -137,7 +145,7 @@ int main(void)
 	cudaGetDeviceProperties(&prop, 0);
 	printf("card: %s; grouped MoE GEMMs, T %d top-%d of %d experts, D %d, F %d\n", prop.name, T,
 	       K, E, D, F);
-	for (int w = 0; w < 3; w++) {
+	for (int w = 0; w < nvar; w++) {
 		double tot[2] = {0, 0}, ftot = 0;
 		printf("%-6s %-19s %9s %9s %12s %12s\n", var_env[w], "projection", "bal. ms",
 		       "skew ms", "bal. TFLOP/s", "skew TFLOP/s");
@@ -151,6 +159,18 @@ int main(void)
 		}
 		printf("%-26s %9.3f %9.3f %12.1f %12.1f\n", "one layer fwd+bwd", tot[0], tot[1],
 		       ftot / tot[0] / 1e9, ftot / tot[1] / 1e9);
+		lay[w][0] = tot[0];
+		lay[w][1] = tot[1];
+		lay_f = ftot;
 	}
+	/* the variants side by side, against wg (round 4's default) of this run */
+	printf("\none layer's six products (%.1f GFLOP), per variant; x = wg's time / this\n",
+	       lay_f / 1e9);
+	printf("%-10s %9s %9s %12s %12s %7s %7s\n", "variant", "bal. ms", "skew ms", "bal. TFLOP/s",
+	       "skew TFLOP/s", "x bal", "x skew");
+	for (int w = 0; w < nvar; w++)
+		printf("%-10s %9.3f %9.3f %12.1f %12.1f %7.2f %7.2f\n", var_env[w], lay[w][0],
+		       lay[w][1], lay_f / lay[w][0] / 1e9, lay_f / lay[w][1] / 1e9,
+		       lay[0][0] / lay[w][0], lay[0][1] / lay[w][1]);
 	return 0;
 }

@@ -3,7 +3,11 @@
  * sizes with empty experts, one expert taking every row, balanced, and the
  * benchmark's shape (D 768, F 1024, 8 experts, ~44% of the rows to one).
  * Each case runs on each kernel variant (mma.sync, wgmma 128 x 128, wgmma
- * 128 x 256). Fresh random inputs each run; outputs poisoned
+ * 128 x 256; round 5's wgp, wgp4, wgp6: a k block's wgmma in flight across
+ * the barrier, 3, 4 or 6 stages; the warp-specialised ws, ws2, wsn64,
+ * ws-nosplit: producer warps and mbarriers; the cases' segments run from
+ * empty to 12 k blocks, so the stage rings wrap; the weight gradients'
+ * split-K runs in the last case). Fresh random inputs each run; outputs poisoned
  * (NaN) before each launch (the weight gradients start from random values: they are accumulated).
  * Each stage's reference takes the GPU's bf16 inputs of that stage, so each
  * kernel is checked on its own; the worst element is printed. */
@@ -371,7 +375,9 @@ static int check_case1(int T, int K, int E, int D, int F, int route)
 	return fail;
 }
 
-static const char *const variant_env[3] = {"mma", "wg", "wg256"};
+#define NVARIANTS 10
+static const char *const variant_env[NVARIANTS] = {"mma", "wg",   "wg256", "ws",    "ws2",
+                                                   "wgp", "wgp4", "wgp6",  "wsn64", "ws-nosplit"};
 static int variant; /* the POLICY_GPU_MOE_KERNEL of the tests below */
 
 static int have_gpu(void)
@@ -408,8 +414,15 @@ static int test_top1_one_expert_of_many(void)
 {
 	return check_case(200, 1, 16, 64, 136, ROUTE_ONE);
 }
+/* experts of ~2600 rows: the ws variants' weight gradients run in 3 splits
+ * of 1024 rows (the last partial), added in split order */
+static int test_split_k(void)
+{
+	return check_case(2600, 2, 4, 136, 72, ROUTE_RANDOM);
+}
 
-int main(void)
+/* argv: the variants to run (all when none are named) */
+int main(int argc, char **argv)
 {
 	const struct gpu_test tests[] = {
 	        {"grouped MoE GEMMs: random segments with empty experts", test_random_empty},
@@ -420,11 +433,17 @@ int main(void)
 	         test_bench_shape_skewed},
 	        {"grouped MoE GEMMs: top-1, 16 experts, all rows to one",
 	         test_top1_one_expert_of_many},
+	        {"grouped MoE GEMMs: 5200 rows on 2 of 4 experts (split-K of dW)", test_split_k},
 	};
 	int n = (int)(sizeof(tests) / sizeof(tests[0])), rc = 0;
 	rng = (uint64_t)time(NULL) * 2654435761u + (uint64_t)clock() + 1;
 	/* every case on each kernel variant, the tests named after it */
-	for (variant = 0; variant < 3; variant++) {
+	for (variant = 0; variant < NVARIANTS; variant++) {
+		int named = argc < 2;
+		for (int i = 1; i < argc; i++)
+			named |= !strcmp(argv[i], variant_env[variant]);
+		if (!named)
+			continue;
 		printf("== POLICY_GPU_MOE_KERNEL=%s\n", variant_env[variant]);
 		rc |= gpu_run_tests(tests, n);
 	}
