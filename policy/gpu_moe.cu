@@ -669,7 +669,12 @@ __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB) k_mg(str
  * kb + 2 load. WIDE: one m64n128k16 per k16 step (an MN-major B spans two
  * 64-wide swizzle atoms, 8192 bytes apart: the descriptor's leading byte
  * offset) instead of two m64n64k16. Two CTAs an SM (98 KB of shared memory
- * each), so one CTA's epilogue overlaps the other's main loop. */
+ * each), so one CTA's epilogue overlaps the other's main loop.
+ * PW 0 ("wgm", variant 10): no producer warps; every thread loads its share
+ * of block kb + 2 into block kb - 1's stage right after its warpgroup's
+ * wait_group 1 at block kb, once all 8 warps have released that stage
+ * (the empty barrier), so block kb's products stay queued on the tensor
+ * cores meanwhile and loads run two blocks ahead with no CTA barrier. */
 #define WS_ST         3
 #define MG_SPLIT_ROWS 1024 /* weight gradients: rows (k) per split */
 #define WS_STAGE      (2 * MG_TILE)
@@ -703,7 +708,8 @@ __device__ __forceinline__ static void mg_mb_wait(uint32_t b, int phase)
 template <int MODE, int PW, int WIDE>
 __global__ static void __launch_bounds__(256 + 32 * PW, 2) k_ws(struct mg_args a)
 {
-	constexpr int PT = 32 * PW, BN = 128, CLD = BN + 4;
+	/* loader threads: the producer warps, or (PW 0) every thread */
+	constexpr int PT = PW ? 32 * PW : 256, BN = 128, CLD = BN + 4;
 	extern __shared__ __align__(1024) unsigned char mg_sm[];
 	constexpr bool DW = MODE == MG_DOWN_DW || MODE == MG_UP_DW; /* A stored (k, m) */
 	constexpr bool BT = MODE != MG_UP && MODE != MG_DOWN;       /* B stored (k, n) */
@@ -772,103 +778,110 @@ __global__ static void __launch_bounds__(256 + 32 * PW, 2) k_ws(struct mg_args a
 		}
 		asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
 	}
-	if (!DW && tid >= 256)
-		for (int r = tid - 256; r < MG_BM; r += PT) {
+	if (!DW && (PW == 0 || tid >= 256))
+		for (int r = PW ? tid - 256 : tid; r < MG_BM; r += PT) {
 			int row = r0 + r;
 			srow[r] = row < r1 ? (MODE == MG_UP ? a.perm[row] / K : row) : -1;
 		}
 	__syncthreads();
 
-	if (tid >= 256) { /* ---- the producer warps ---- */
+	/* one k block's loads into its stage, by loader thread pt of PT; its
+	 * full barrier completes when they have landed */
+	auto produce = [&](int kb, int pt) {
+		const int st = kb % WS_ST, k0 = kb * MG_BK;
+		const uint32_t sa = sbase + st * WS_STAGE, sb = sa + MG_TILE;
+		int *tk = stok + (kb & 1) * 64;
+		if constexpr (MODE == MG_UP_DW && PW > 0) {
+			for (int r = pt; r < MG_BK; r += PT) {
+				int row = r0 + k0 + r;
+				tk[r] = row < r1 ? a.perm[row] / K : -1;
+			}
+			if constexpr (PW == 1)
+				__syncwarp();
+			else
+				asm volatile("bar.sync 2, %0;\n" ::"n"(PT) : "memory");
+		}
+		if (!DW) { /* A (m, k): 128 rows of 8 chunks */
+			const int c = pt & 7, k = k0 + c * 8;
+			const bool kv = k < Kd;
+#pragma unroll 8
+			for (int i = 0; i < 1024 / PT; i++) {
+				int r = (pt >> 3) + (PT / 8) * i, sr = srow[r];
+				bool v = kv && sr >= 0;
+				mg_cp16(sa + mg_kofs(r, c), v ? a.a + (size_t)sr * Kd + k : a.a, v);
+			}
+		} else { /* A (k, m): 64 k rows of 16 chunks */
+			const int c = pt & 15, m = m0 + c * 8;
+			const bool mv = m < M;
+#pragma unroll 8
+			for (int i = 0; i < 1024 / PT; i++) {
+				int kr = (pt >> 4) + (PT / 16) * i, row = r0 + k0 + kr;
+				bool v = mv && row < r1;
+				mg_cp16(sa + mg_nofs(kr, c), v ? a.a + (size_t)row * M + m : a.a,
+				        v);
+			}
+		}
+		if (!BT) { /* B (n, k): 128 rows of 8 chunks */
+			const int c = pt & 7, k = k0 + c * 8;
+			const bool kv = k < Kd;
+#pragma unroll 8
+			for (int i = 0; i < 1024 / PT; i++) {
+				int n = (pt >> 3) + (PT / 8) * i;
+				const uint16_t *src = NULL;
+				if (MODE == MG_UP) { /* rows 0..63 of W1, then of W3 */
+					int f = n0 + (n & 63);
+					if (f < F)
+						src = (n < 64 ? a.b0 : a.b1) + e * wsz +
+						      (size_t)f * D;
+				} else if (n0 + n < D) {
+					src = a.b0 + e * wsz + (size_t)(n0 + n) * F;
+				}
+				bool v = kv && src;
+				mg_cp16(sb + mg_kofs(n, c), v ? src + k : a.b0, v);
+			}
+		} else { /* B (k, n): 64 k rows of 16 chunks */
+			const int c = pt & 15, n = n0 + c * 8;
+			const bool nv = n < N;
+#pragma unroll 8
+			for (int i = 0; i < 1024 / PT; i++) {
+				int kr = (pt >> 4) + (PT / 16) * i, k = k0 + kr;
+				const uint16_t *src = NULL;
+				if (nv) {
+					if (MODE == MG_DOWN_DX) {
+						if (k < D)
+							src = a.b0 + e * wsz + (size_t)k * F + n;
+					} else if (MODE == MG_UP_DX) {
+						if (k < F)
+							src = a.b0 + e * wsz + (size_t)k * D + n;
+						else if (k < 2 * F)
+							src = a.b1 + e * wsz + (size_t)(k - F) * D +
+							      n;
+					} else if (MODE == MG_DOWN_DW) {
+						int row = r0 + k;
+						if (row < r1)
+							src = a.b0 + (size_t)row * F + n;
+					} else {
+						int t;
+						if (PW > 0)
+							t = tk[kr];
+						else /* all threads load: no table */
+							t = r0 + k < r1 ? a.perm[r0 + k] / K : -1;
+						if (t >= 0)
+							src = a.b0 + (size_t)t * D + n;
+					}
+				}
+				mg_cp16(sb + mg_nofs(kr, c), src ? src : a.b0, src != NULL);
+			}
+		}
+		mg_mb_cp_arrive(bfull + 8 * st);
+	};
+
+	if (PW > 0 && tid >= 256) { /* ---- the producer warps ---- */
 		const int pt = tid - 256;
 		for (int kb = 0; kb < nk; kb++) {
-			const int st = kb % WS_ST, k0 = kb * MG_BK;
 			if (kb >= WS_ST)
-				mg_mb_wait(bempty + 8 * st, (kb / WS_ST + 1) & 1);
-			const uint32_t sa = sbase + st * WS_STAGE, sb = sa + MG_TILE;
-			int *tk = stok + (kb & 1) * 64;
-			if (MODE == MG_UP_DW) {
-				for (int r = pt; r < MG_BK; r += PT) {
-					int row = r0 + k0 + r;
-					tk[r] = row < r1 ? a.perm[row] / K : -1;
-				}
-				if (PW == 1)
-					__syncwarp();
-				else
-					asm volatile("bar.sync 2, %0;\n" ::"n"(PT) : "memory");
-			}
-			if (!DW) { /* A (m, k): 128 rows of 8 chunks */
-				const int c = pt & 7, k = k0 + c * 8;
-				const bool kv = k < Kd;
-#pragma unroll 8
-				for (int i = 0; i < 1024 / PT; i++) {
-					int r = (pt >> 3) + (PT / 8) * i, sr = srow[r];
-					bool v = kv && sr >= 0;
-					mg_cp16(sa + mg_kofs(r, c),
-					        v ? a.a + (size_t)sr * Kd + k : a.a, v);
-				}
-			} else { /* A (k, m): 64 k rows of 16 chunks */
-				const int c = pt & 15, m = m0 + c * 8;
-				const bool mv = m < M;
-#pragma unroll 8
-				for (int i = 0; i < 1024 / PT; i++) {
-					int kr = (pt >> 4) + (PT / 16) * i, row = r0 + k0 + kr;
-					bool v = mv && row < r1;
-					mg_cp16(sa + mg_nofs(kr, c),
-					        v ? a.a + (size_t)row * M + m : a.a, v);
-				}
-			}
-			if (!BT) { /* B (n, k): 128 rows of 8 chunks */
-				const int c = pt & 7, k = k0 + c * 8;
-				const bool kv = k < Kd;
-#pragma unroll 8
-				for (int i = 0; i < 1024 / PT; i++) {
-					int n = (pt >> 3) + (PT / 8) * i;
-					const uint16_t *src = NULL;
-					if (MODE == MG_UP) { /* rows 0..63 of W1, then of W3 */
-						int f = n0 + (n & 63);
-						if (f < F)
-							src = (n < 64 ? a.b0 : a.b1) + e * wsz +
-							      (size_t)f * D;
-					} else if (n0 + n < D) {
-						src = a.b0 + e * wsz + (size_t)(n0 + n) * F;
-					}
-					bool v = kv && src;
-					mg_cp16(sb + mg_kofs(n, c), v ? src + k : a.b0, v);
-				}
-			} else { /* B (k, n): 64 k rows of 16 chunks */
-				const int c = pt & 15, n = n0 + c * 8;
-				const bool nv = n < N;
-#pragma unroll 8
-				for (int i = 0; i < 1024 / PT; i++) {
-					int kr = (pt >> 4) + (PT / 16) * i, k = k0 + kr;
-					const uint16_t *src = NULL;
-					if (nv) {
-						if (MODE == MG_DOWN_DX) {
-							if (k < D)
-								src = a.b0 + e * wsz +
-								      (size_t)k * F + n;
-						} else if (MODE == MG_UP_DX) {
-							if (k < F)
-								src = a.b0 + e * wsz +
-								      (size_t)k * D + n;
-							else if (k < 2 * F)
-								src = a.b1 + e * wsz +
-								      (size_t)(k - F) * D + n;
-						} else if (MODE == MG_DOWN_DW) {
-							int row = r0 + k;
-							if (row < r1)
-								src = a.b0 + (size_t)row * F + n;
-						} else {
-							int t = tk[kr];
-							if (t >= 0)
-								src = a.b0 + (size_t)t * D + n;
-						}
-					}
-					mg_cp16(sb + mg_nofs(kr, c), src ? src : a.b0, src != NULL);
-				}
-			}
-			mg_mb_cp_arrive(bfull + 8 * st);
+				mg_mb_wait(bempty + 8 * (kb % WS_ST), (kb / WS_ST + 1) & 1);
+			produce(kb, pt);
 		}
 		mg_wait<0>();
 		return;
@@ -879,6 +892,9 @@ __global__ static void __launch_bounds__(256 + 32 * PW, 2) k_ws(struct mg_args a
 	float acc[64];
 	for (int i = 0; i < 64; i++)
 		acc[i] = 0.0f;
+	if (PW == 0) /* every thread loads: two blocks ahead */
+		for (int kb = 0; kb < 2 && kb < nk; kb++)
+			produce(kb, tid);
 	for (int kb = 0; kb < nk; kb++) {
 		const int st = kb % WS_ST;
 		mg_mb_wait(bfull + 8 * st, (kb / WS_ST) & 1);
@@ -904,6 +920,13 @@ __global__ static void __launch_bounds__(256 + 32 * PW, 2) k_ws(struct mg_args a
 		mg_wg_wait1();
 		if (kb > 0 && lane == 0) /* block kb - 1's products are complete */
 			mg_mb_arrive(bempty + 8 * ((kb - 1) % WS_ST));
+		if (PW == 0 && kb + 2 < nk) {
+			/* block kb + 2 into block kb - 1's stage once every warp has
+			 * released it (block kb's products stay queued meanwhile) */
+			if (kb > 0)
+				mg_mb_wait(bempty + 8 * ((kb - 1) % WS_ST), ((kb - 1) / WS_ST) & 1);
+			produce(kb + 2, tid);
+		}
 	}
 	mg_wg_wait0();
 	mg_reg_fence(*reinterpret_cast<float(*)[32]>(acc));
@@ -962,7 +985,7 @@ static int aligned(const void *p)
 
 /* the variant: POLICY_GPU_MOE_KERNEL=mma (0), wg (1, the default), wg256
  * (2), ws (3), ws2 (4), wsn64 (5), wgp (6), wgp4 (7), ws-nosplit (8), wgp6
- * (9); read at each launch, so one process can time them all. H100, one
+ * (9), wgm (10); read at each launch, so one process can time them all. H100, one
  * layer's six products at the benchmark's shape (tests/bench/
  * gpu_train_moe): mma 1.07-1.30 ms, wg 0.90-0.97, wg256 1.13-1.26; round 5
  * (2026-11-26): ws 1.91-2.32, ws2 1.26-1.50, wsn64 1.95-2.37, ws-nosplit
@@ -989,6 +1012,8 @@ int policy_moe_variant(void)
 		return 8;
 	if (k && !strcmp(k, "wgp6"))
 		return 9;
+	if (k && !strcmp(k, "wgm"))
+		return 10;
 	return 1;
 }
 
@@ -1028,7 +1053,7 @@ template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct
 	/* split-K of the weight gradients: ws, ws2, wsn64 both; wgp, wgp4 DOWN_DW
 	 * (8 x 6 dW tiles an expert: 1.45 waves of 2 CTAs an SM unsplit) */
 	bool split = (var >= 3 && var <= 5 && (MODE == MG_DOWN_DW || MODE == MG_UP_DW)) ||
-	             ((var == 6 || var == 7 || var == 9) && MODE == MG_DOWN_DW);
+	             ((var == 6 || var == 7 || var >= 9) && MODE == MG_DOWN_DW);
 	dim3 grid;
 	int R = d->T * d->K;
 	if (!policy_moe_supported(d->D, d->F))
@@ -1098,6 +1123,8 @@ template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct
 		return ws_run<MODE, 1, 1>(grid, a);
 	if (var == 9)
 		return mg_run<MODE, 9>(grid, a);
+	if (var == 10)
+		return ws_run<MODE, 0, 1>(grid, a);
 	return mg_run<MODE, 2>(grid, a);
 }
 

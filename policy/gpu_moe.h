@@ -35,7 +35,9 @@ struct policy_moe_dims {
  * tiles with one k block's products in flight ("wg256"); round 5: 6, 7, 9 =
  * wg's tiles with a k block's products in flight across the barrier and
  * m64n128k16 ("wgp": 3 stages, 2 CTAs an SM; "wgp4": 4 stages, 1 CTA;
- * "wgp6": 6 stages, 1 CTA); 3, 4, 5, 8 = warp-specialised (producer warps,
+ * "wgp6": 6 stages, 1 CTA); 10 = "wgm": the stages handed over by
+ * mbarriers instead of the barrier, every thread loading two blocks ahead;
+ * 3, 4, 5, 8 = warp-specialised (producer warps,
  * mbarriers, no CTA barrier in the main loop: "ws", "ws2", "wsn64",
  * "ws-nosplit"; see gpu_moe.cu) */
 int policy_moe_variant(void);

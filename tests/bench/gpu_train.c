@@ -274,9 +274,10 @@ int main(int argc, char **argv)
 	 * POLICY_GPU_MOE=lt); round 4's grouped MoE kernel (wgmma, 128 x 128
 	 * tiles, a CTA barrier and a drained wgmma pipe per k block;
 	 * POLICY_GPU_MOE_KERNEL=wg), the in-run baseline; this build's default;
-	 * round 5's variants (wgp: a k block's wgmma in flight across the CTA
-	 * barrier, 3 stages, 2 CTAs an SM; wgp4: 4 stages, 1 CTA; ws2: warp-
-	 * specialised, two producer warps and mbarriers), at K = 4
+	 * round 5's variants (wgm: a k block's wgmma in flight, stages handed
+	 * over by mbarriers, every thread loading two blocks ahead; wgp: the
+	 * same across a CTA barrier, one block ahead; ws2: warp-specialised,
+	 * two producer warps), at K = 4
 	 * micro-batches per optimizer step; wg and the default at K = 1 and the
 	 * default at K = 8 */
 #define NROWS  9
@@ -286,8 +287,8 @@ int main(int argc, char **argv)
 		const char *label, *env;
 		int K, q;
 	} rows[NROWS] = {{"r4-wg", R4_ENV, 4, 1},
+	                 {"wgm", "POLICY_GPU_MOE_KERNEL=wgm", 4, 1},
 	                 {"wgp", "POLICY_GPU_MOE_KERNEL=wgp", 4, 1},
-	                 {"wgp4", "POLICY_GPU_MOE_KERNEL=wgp4", 4, 1},
 	                 {"grouped", "", 4, 0},
 	                 {"r3-default", R3_ENV, 4, 0},
 	                 {"ws2", "POLICY_GPU_MOE_KERNEL=ws2", 4, 0},
