@@ -16,13 +16,14 @@
  * bf16 copy still holds the previous state for Q KV. Three forms of the main
  * kernel: V3 (the default, wg::kernel): one warpgroup issuing wgmma.mma_async
  * (m64n64k16) on 128-byte-swizzled shared-memory tiles, 2 CTAs per SM, in one
- * of several forms (SWERVE_LIGHTNING_WG_FORM, form 7 by default); and the
+ * of several forms (SWERVE_LIGHTNING_WG_FORM, form 9 by default); and the
  * mma.sync kernels of the first two rounds (la_chunk_kernel): the first version
  * (2 CTAs per SM, everything double-buffered) and V2 (3 CTAs per SM, q and k
  * single-buffered). V4 (wg::kernel4, the fifth round) is a CTA of two
  * warpgroups walking chunks of 128 tokens (half the sequential steps; q, k, v
- * loaded once for both; the default for the D = 128 forward where V3 would
- * run one CTA per SM). SWERVE_LIGHTNING_KERNEL=1|2|3|4|12 picks one
+ * loaded once for both; at D = 128 the default for the forward where V3 would
+ * run one CTA per SM, for the backward where one problem's grid would, and
+ * wherever V3 would need segments). SWERVE_LIGHTNING_KERNEL=1|2|3|4|12 picks one
  * (benchmarks, tests).
  *
  * Long sequences are cut into G segments so that short batches still fill the
@@ -44,6 +45,7 @@
  * dk_s likewise with (dout_t.v_s) q_t and v_s dS_T^T. */
 #include "kernels/lightning.h"
 
+#include <cuda.h> /* CUtensorMap and its encoder's types (the encoder is fetched at run time) */
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
@@ -76,6 +78,10 @@ struct la_prob {
 };
 
 struct la_params {
+	/* V3 form 8 and up, V4 form 3: each problem's output o as a 2-D tensor
+	 * [tokens, H D] of bf16, written by TMA tensor stores of 16 x 64 boxes
+	 * (128-byte swizzle); made on the host (make_out_maps) */
+	CUtensorMap otm[MAX_PROB];
 	la_prob p[MAX_PROB];
 	const int32_t *cu;
 	const float *slopes;
@@ -709,7 +715,7 @@ __device__ __forceinline__ void mma_rs(float (&d)[32], const uint32_t (&a)[4], u
  * and up; 144-byte rows, so that stmatrix is free of bank conflicts) */
 constexpr int OS_ROW = 144;
 template <int D, bool SO, int ST, int VAR> struct smem {
-	static constexpr bool VT = VAR == 2, OS = VAR >= 6 && !SO;
+	static constexpr bool VT = VAR == 2, OS = VAR >= 6 && !SO, TM = VAR >= 8 && !SO;
 	static constexpr int TILE = C * 128;       /* 64 rows x 64 bf16: one swizzle atom column */
 	static constexpr int QK = (D / 64) * TILE; /* one stage of q or k */
 	static constexpr int Q_OFF = 0;            /* bytes from the 1024-aligned base */
@@ -718,8 +724,11 @@ template <int D, bool SO, int ST, int VAR> struct smem {
 	static constexpr int KV_OFF = V_OFF + ST * TILE; /* bf16 state [D][64], swizzled */
 	static constexpr int VT_OFF = KV_OFF + (SO ? 0 : D * 128);
 	static constexpr int OS_OFF = VT_OFF + (VT ? TILE : 0);
-	static constexpr int PW_OFF = OS_OFF + (OS ? C * OS_ROW : 0);
+	/* form 8 and up: 128-byte swizzled rows, 16 a warp (the TMA box), from a
+	 * 1024-aligned offset */
+	static constexpr int PW_OFF = OS_OFF + (TM ? C * 128 : OS ? C * OS_ROW : 0);
 	static constexpr size_t BYTES = PW_OFF + (2 * C + 1) * sizeof(float) + 1024;
+	static_assert(OS_OFF % 1024 == 0, "the TMA's 128-byte swizzle needs 1024-aligned rows");
 };
 
 /* byte offset of 16-byte piece c8 (0..7) of row r in a 128-byte-swizzled tile */
@@ -743,6 +752,17 @@ __device__ __forceinline__ void bulk_store128(void *dst, uint32_t src)
 	asm volatile("cp.async.bulk.global.shared::cta.bulk_group [%0], [%1], 128;\n" ::"l"(dst),
 	             "r"(src)
 	             : "memory");
+}
+
+/* 16 rows x 64 bf16 (128-byte swizzled, from smem src) to o[y .. y + 15][x .. x + 63]
+ * through the tensor map (a TMA tensor store: one instruction for a warp's rows) */
+__device__ __forceinline__ void tma_store_16x64(const CUtensorMap *map, int x, int y, uint32_t src)
+{
+	asm volatile(
+	        "cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%1, %2}], [%3];\n" ::
+	                "l"(map),
+	        "r"(x), "r"(y), "r"(src)
+	        : "memory");
 }
 
 __device__ __forceinline__ void bulk_commit()
@@ -789,11 +809,24 @@ __device__ __forceinline__ void bulk_wait()
  *      SM), and ptxas issues the per-lane copies one lane at a time (a
  *      uniform-register loop, 10-15% for a lone CTA): two staging buffers and
  *      a TMA tensor store per warp would remove both;
- *   7 (the default): K^T for the state update scaled by bf16x2 products (one
- *      HMUL2 per register instead of unpack, two FMUL and a pack).
+ *   7 (the sixth round's default): K^T for the state update scaled by bf16x2
+ *      products (one HMUL2 per register instead of unpack, two FMUL and a
+ *      pack).
  * Form 7 against form 1, one H100 run: -13% forward and backward at
  * 8 x 2048, -11% / -10% at 1 x 32768, 3% at 4 x 8192 (a lone CTA per SM,
- * where the chain's latency stays), 26% fewer instructions. */
+ * where the chain's latency stays), 26% fewer instructions. The seventh
+ * round's, on form 7:
+ *   8: a warp's 16 output rows staged in 128-byte swizzled rows (in token
+ *      order, reversed for a reversed walk) and written by one TMA tensor
+ *      store from lane 0 (the per-problem tensor maps in la_params), a partial
+ *      chunk's warps storing from registers: no per-lane copy loop;
+ *   9 (the default): and the wait for the previous chunk's store to have read
+ *      its rows at the top of the chunk, before the next chunk's loads are
+ *      issued (the bulk-group wait compiles to a scoreboard wait that also
+ *      covers the cp.async loads in flight).
+ * Form 9 against form 7, one H100 run: 8 x 2048 fwd 0.105 against 0.113 ms,
+ * fb 0.383 against 0.406; level with form 8 within the run's noise (fwd
+ * 0.105 against 0.107). */
 template <int D, bool SO, int ST, int VAR>
 __global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1) kernel(const __grid_constant__ la_params P)
 {
@@ -802,6 +835,11 @@ __global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1) kernel(const __grid_const
 	 * row-wise bulk copies, HM the bf16x2 scaling (see the form list above) */
 	constexpr bool ILV = VAR >= 1, OPT = VAR == 2, DF = VAR >= 3, FL = VAR >= 4, SM = VAR >= 5,
 	               OS = L_OS<SO, VAR>::value, HM = VAR >= 7;
+	/* form 8: a warp's 16 output rows by one TMA tensor store (lane 0) instead
+	 * of 16 per-lane bulk copies; form 9: and the wait for the previous
+	 * chunk's store to have read its staging rows moved to the top of the
+	 * chunk, before the next chunk's loads are issued */
+	constexpr bool TM = smem<D, SO, ST, VAR>::TM, EW = TM && VAR >= 9;
 	using L = smem<D, SO, ST, VAR>;
 	constexpr int NEB = D / EB, MB = D / 64, KQ = D / 16;
 	extern __shared__ __align__(1024) unsigned char smem_raw[];
@@ -974,6 +1012,10 @@ __global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1) kernel(const __grid_const
 
 	for (int c = 0; c < n_chunks; c++) {
 		const int st = c % ST;
+		/* form 9: the staging rows free again before the loads are issued (a
+		 * bulk-group wait also waits for the cp.async loads in flight) */
+		if (EW && c > 0)
+			bulk_wait_read();
 		/* into the stage chunk c - 1 used: every warp is past it (barrier below) */
 		if (c + ST - 1 < n_chunks)
 			load_chunk(c + ST - 1, (c + ST - 1) % ST);
@@ -1227,7 +1269,35 @@ __global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1) kernel(const __grid_const
 #pragma unroll
 				for (int i = 0; i < 32; i++)
 					o[i] += s[i];
-			if (OS) {
+			/* form 8 and up: a warp whose 16 rows are all in the chunk stages
+			 * them (stmatrix into 128-byte swizzled rows, in token order:
+			 * reversed for a reversed walk) and lane 0 writes them with one
+			 * TMA tensor store; a partial chunk's warps store from registers */
+			const bool tm_rows = TM && w * 16 + 15 < m;
+			if (tm_rows) {
+				const int q = lane >> 3, r = (q & 1) * 8 + (lane & 7);
+				const int br = pr.reverse ? 15 - r : r;
+				const uint32_t wst = base + L::OS_OFF + w * 2048;
+				if (!EW)
+					bulk_wait_read();
+				__syncwarp();
+#pragma unroll
+				for (int np = 0; np < 4; np++) {
+					const float *a = o + 8 * np;
+					stsm_x4(wst + swz(br, 2 * np + (q >> 1)),
+					        pack_bf16(a[0], a[1]), pack_bf16(a[2], a[3]),
+					        pack_bf16(a[4], a[5]), pack_bf16(a[6], a[7]));
+				}
+				fence_proxy_async();
+				__syncwarp();
+				if (lane == 0) {
+					const long t0 = row_token(seg_start + c * C + w * 16 +
+					                          (pr.reverse ? 15 : 0));
+					tma_store_16x64(&P.otm[pi], h * D + eb * EB, (int)t0, wst);
+					bulk_commit();
+				}
+			}
+			if (OS && !TM) {
 				/* the warp's 16 rows into the staging rows (stmatrix, the
 				 * layout of the state's), then one 128-byte bulk copy per
 				 * row; the previous chunk's copies have read it by now */
@@ -1259,15 +1329,16 @@ __global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1) kernel(const __grid_const
 			           tb = row_token(seg_start + c * C + ib);
 			__nv_bfloat16 *oa = pr.o + ((size_t)ta * H + h) * D + eb * EB + 2 * t4;
 			__nv_bfloat16 *ob = pr.o + ((size_t)tb * H + h) * D + eb * EB + 2 * t4;
+			if (!OS || (TM && !tm_rows))
 #pragma unroll
-			for (int nt = 0; nt < 8 && !OS; nt++) {
-				if (ia < m)
-					*reinterpret_cast<uint32_t *>(oa + nt * 8) =
-					        pack_bf16(o[4 * nt], o[4 * nt + 1]);
-				if (ib < m)
-					*reinterpret_cast<uint32_t *>(ob + nt * 8) =
-					        pack_bf16(o[4 * nt + 2], o[4 * nt + 3]);
-			}
+				for (int nt = 0; nt < 8; nt++) {
+					if (ia < m)
+						*reinterpret_cast<uint32_t *>(oa + nt * 8) =
+						        pack_bf16(o[4 * nt], o[4 * nt + 1]);
+					if (ib < m)
+						*reinterpret_cast<uint32_t *>(ob + nt * 8) =
+						        pack_bf16(o[4 * nt + 2], o[4 * nt + 3]);
+				}
 		}
 		__syncthreads(); /* every warp's products are done with kvs and this stage */
 		if (!SO) {
@@ -1349,14 +1420,18 @@ __global__ void __launch_bounds__(256) prefix_kernel(const __grid_constant__ la_
  * (warpgroup 0) and 40 (warpgroup 1), m64n64k16; two barriers per chunk, as
  * V3. One CTA per SM at D = 128 (178 KB of shared memory; 196 KB in form 2).
  * Segments (G > 1) use V3's state-only pass and prefix kernel (segment
- * lengths are multiples of 128 tokens). Form 2 (the default since the sixth
- * round) has V3 form 7's changes: 0.241 ms against form 1's 0.268 for the
- * 4 x 8192 forward (H100, one run), 60.6M instructions against 75.5M. */
+ * lengths are multiples of 128 tokens). Form 2 (the sixth round) has V3 form
+ * 7's changes: 0.241 ms against form 1's 0.268 for the 4 x 8192 forward
+ * (H100, one run), 60.6M instructions against 75.5M. Form 3 (the default
+ * since the seventh round) has V3 form 8's output path (one TMA tensor store
+ * per warp): 4 x 8192 fwd 0.195 against form 2's 0.237 ms, fb 0.742 against
+ * 0.932 (H100, one run, V4 forced for both passes). */
 constexpr int C4 = 128;  /* V4: tokens per chunk */
 constexpr int NT4 = 256; /* V4: threads per CTA, two warpgroups */
 
-/* F: V4's form, 1 (the fifth round's) or 2 (the sixth round's: V3 form 7's
- * changes, with the output staged in OS_OFF for row-wise bulk copies) */
+/* F: V4's form, 1 (the fifth round's), 2 (the sixth round's: V3 form 7's
+ * changes, with the output staged in OS_OFF for row-wise bulk copies) or 3
+ * (the seventh round's: V3 form 8's TMA tensor stores of the output) */
 template <int D, int F> struct smem4 {
 	static constexpr int TILE = C * 128;        /* 64 rows x 64 bf16, one swizzle atom column */
 	static constexpr int HQK = (D / 64) * TILE; /* 64 rows of q or k */
@@ -1367,8 +1442,10 @@ template <int D, int F> struct smem4 {
 	static constexpr int V_OFF = K_OFF + 2 * QK;
 	static constexpr int KV_OFF = V_OFF + 2 * VST; /* bf16 state [D][64], swizzled */
 	static constexpr int OS_OFF = KV_OFF + D * 128;
-	static constexpr int PW_OFF = OS_OFF + (F >= 2 ? C4 * OS_ROW : 0);
+	/* form 3: 128-byte swizzled rows for the TMA tensor stores (V3 form 8) */
+	static constexpr int PW_OFF = OS_OFF + (F >= 3 ? C4 * 128 : F >= 2 ? C4 * OS_ROW : 0);
 	static constexpr size_t BYTES = PW_OFF + (2 * C4 + 1) * sizeof(float) + 1024;
+	static_assert(OS_OFF % 1024 == 0, "the TMA's 128-byte swizzle needs 1024-aligned rows");
 };
 
 template <int D, int F>
@@ -1376,6 +1453,7 @@ __global__ void __launch_bounds__(NT4, 1) kernel4(const __grid_constant__ la_par
 {
 	using L = smem4<D, F>;
 	constexpr bool NEW = F >= 2; /* form 2: fast loads, stmatrix, staged output, bf16x2 */
+	constexpr bool TM = F >= 3;  /* form 3: a warp's output rows by one TMA tensor store */
 	constexpr int NEB = D / EB, MB = D / 64, KQ = D / 16;
 	constexpr int MBW = MB > 1 ? MB / 2 : 1; /* state row blocks per warpgroup */
 	extern __shared__ __align__(1024) unsigned char smem_raw[];
@@ -1737,7 +1815,31 @@ __global__ void __launch_bounds__(NT4, 1) kernel4(const __grid_constant__ la_par
 #pragma unroll
 		for (int i = 0; i < 32; i++)
 			o[i] += s[i];
-		if (NEW) {
+		/* form 3: as V3 form 8 (whole warps: one TMA tensor store by lane 0) */
+		const bool tm_rows = TM && wgi * C + w * 16 + 15 < m;
+		if (tm_rows) {
+			const int q = lane >> 3, r = (q & 1) * 8 + (lane & 7);
+			const int br = pr.reverse ? 15 - r : r;
+			const uint32_t wst = base + L::OS_OFF + (wgi * 4 + w) * 2048;
+			bulk_wait_read();
+			__syncwarp();
+#pragma unroll
+			for (int np = 0; np < 4; np++) {
+				const float *a = o + 8 * np;
+				stsm_x4(wst + swz(br, 2 * np + (q >> 1)), pack_bf16(a[0], a[1]),
+				        pack_bf16(a[2], a[3]), pack_bf16(a[4], a[5]),
+				        pack_bf16(a[6], a[7]));
+			}
+			fence_proxy_async();
+			__syncwarp();
+			if (lane == 0) {
+				const long t0 = row_token(seg_start + c * C4 + wgi * C + w * 16 +
+				                          (pr.reverse ? 15 : 0));
+				tma_store_16x64(&P.otm[pi], h * D + eb * EB, (int)t0, wst);
+				bulk_commit();
+			}
+		}
+		if (NEW && !TM) {
 			/* the warp's 16 rows staged (stmatrix), then a 128-byte bulk copy
 			 * per row, as V3 form 6 */
 			const int q = lane >> 3, r0 = wgi * C + w * 16;
@@ -1768,15 +1870,16 @@ __global__ void __launch_bounds__(NT4, 1) kernel4(const __grid_constant__ la_par
 		           tb = row_token(seg_start + c * C4 + ib);
 		__nv_bfloat16 *oa = pr.o + ((size_t)ta * H + h) * D + eb * EB + 2 * t4;
 		__nv_bfloat16 *ob = pr.o + ((size_t)tb * H + h) * D + eb * EB + 2 * t4;
+		if (!NEW || (TM && !tm_rows))
 #pragma unroll
-		for (int nt = 0; nt < 8 && !NEW; nt++) {
-			if (ia < m)
-				*reinterpret_cast<uint32_t *>(oa + nt * 8) =
-				        pack_bf16(o[4 * nt], o[4 * nt + 1]);
-			if (ib < m)
-				*reinterpret_cast<uint32_t *>(ob + nt * 8) =
-				        pack_bf16(o[4 * nt + 2], o[4 * nt + 3]);
-		}
+			for (int nt = 0; nt < 8; nt++) {
+				if (ia < m)
+					*reinterpret_cast<uint32_t *>(oa + nt * 8) =
+					        pack_bf16(o[4 * nt], o[4 * nt + 1]);
+				if (ib < m)
+					*reinterpret_cast<uint32_t *>(ob + nt * 8) =
+					        pack_bf16(o[4 * nt + 2], o[4 * nt + 3]);
+			}
 		__syncthreads(); /* both warpgroups' products are done with kvs and this stage */
 		if (hs)
 			store_kvs();
@@ -2068,13 +2171,31 @@ void plan_for(const swerve_lightning_dims *d, int nprob, int *kver, int *G, int 
 		 * round (H100, one run, both in their new forms): V4 0.241 / 0.242 ms
 		 * against V3 0.281. (V4 form 2 also ran the 4 x 8192 backward faster,
 		 * fb 0.891 / 0.897 against 0.973 / 0.975 with V3's backward, but not
-		 * the 8 x 2048, 1 x 32768 or D = 64 ones: not used there yet.) Not when
-		 * a kernel or V3's stages are forced. */
+		 * the 8 x 2048, 1 x 32768 or D = 64 ones.) Seventh round (H100, one
+		 * run, V4 form 3 against V3 form 9, both with TMA-stored output), two
+		 * more rules at D = 128: V4 for the backward where V3's plan is one
+		 * segment and one problem's grid has at most one CTA per SM (4 x 8192
+		 * x 16 heads: 128 CTAs a problem; fb 0.753 / 0.761 ms against 0.856
+		 * with V3's backward), and V4 (with its own plan) for both passes
+		 * wherever V3's plan needs segments (1 x 32768: fwd 0.279 against
+		 * 0.310 / 0.308, fb 0.965 against 1.120 / 1.113); V3 stays where its
+		 * grid fills whole rounds of two CTAs per SM (8 x 2048: V4 0.108 /
+		 * 0.400 against 0.105 / 0.383) and at D = 64 (V4 1.4-1.7x slower).
+		 * SWERVE_LIGHTNING_V4_RULES=6 keeps the sixth round's rule only. Not
+		 * when a kernel or V3's stages are forced. */
 		const char *ke = getenv("SWERVE_LIGHTNING_KERNEL"),
-		           *se = getenv("SWERVE_LIGHTNING_WG_STAGES");
-		if (nprob == 1 && d->dim == 128 && *G == 1 && *mst == 4 && !(ke && *ke) &&
-		    !(se && *se))
-			*kver = 4;
+		           *se = getenv("SWERVE_LIGHTNING_WG_STAGES"),
+		           *re = getenv("SWERVE_LIGHTNING_V4_RULES");
+		const bool forced = (ke && *ke) || (se && *se), r6 = re && strcmp(re, "6") == 0;
+		const long per_prob = (long)d->batch * d->heads * (d->dim / EB);
+		if (d->dim == 128 && !forced) {
+			if (nprob == 1 && *G == 1 && *mst == 4)
+				*kver = 4;
+			else if (!r6 && nprob == MAX_PROB && *G == 1 && per_prob <= sm_count())
+				*kver = 4;
+			else if (!r6 && *G > 1)
+				*kver = 4;
+		}
 	}
 	if (*kver == 4) {
 		cost_model cm{wg4_per_sm(d->dim), wg_per_sm(d->dim, true), WG4_SO_COST,
@@ -2168,12 +2289,12 @@ template <int D, bool SO, int ST, int VAR> int wg_occupancy()
 	return n;
 }
 
-/* V3's form (see wg::kernel): 7 by default (since the sixth round),
- * SWERVE_LIGHTNING_WG_FORM=0..7 forces another (benchmarks and tests) */
+/* V3's form (see wg::kernel): 9 by default (since the seventh round),
+ * SWERVE_LIGHTNING_WG_FORM=0..9 forces another (benchmarks and tests) */
 int wg_form()
 {
 	const char *e = getenv("SWERVE_LIGHTNING_WG_FORM");
-	return e && e[0] >= '0' && e[0] <= '7' && e[1] == 0 ? e[0] - '0' : 7;
+	return e && e[0] >= '0' && e[0] <= '9' && e[1] == 0 ? e[0] - '0' : 9;
 }
 
 template <int VAR> int wg_occupancy_of(int dim, bool so)
@@ -2189,11 +2310,13 @@ template <int VAR> int wg_occupancy_of(int dim, bool so)
  * D = 128) */
 int wg_per_sm(int dim, bool so)
 {
-	static int cached[8][2][2];
+	static int cached[10][2][2];
 	const int f = wg_form();
 	int &n = cached[f][dim == 64 ? 0 : 1][so ? 1 : 0];
 	if (n <= 0)
-		n = f == 7   ? wg_occupancy_of<7>(dim, so)
+		n = f == 9   ? wg_occupancy_of<9>(dim, so)
+		    : f == 8 ? wg_occupancy_of<8>(dim, so)
+		    : f == 7 ? wg_occupancy_of<7>(dim, so)
 		    : f == 6 ? wg_occupancy_of<6>(dim, so)
 		    : f == 5 ? wg_occupancy_of<5>(dim, so)
 		    : f == 4 ? wg_occupancy_of<4>(dim, so)
@@ -2204,12 +2327,13 @@ int wg_per_sm(int dim, bool so)
 	return n;
 }
 
-/* V4's form (see wg::smem4): 2 by default (since the sixth round),
- * SWERVE_LIGHTNING_V4_FORM=1 the fifth round's (benchmarks and tests) */
+/* V4's form (see wg::smem4): 3 by default (since the seventh round),
+ * SWERVE_LIGHTNING_V4_FORM=1 the fifth round's, =2 the sixth round's
+ * (benchmarks and tests) */
 int wg4_form()
 {
 	const char *e = getenv("SWERVE_LIGHTNING_V4_FORM");
-	return e && strcmp(e, "1") == 0 ? 1 : 2;
+	return e && (e[0] == '1' || e[0] == '2') && e[1] == 0 ? e[0] - '0' : 3;
 }
 
 template <int D, int F> int wg4_set_smem()
@@ -2245,12 +2369,13 @@ template <int D, int F> int wg4_occupancy()
 /* resident CTAs per SM of V4's main kernel */
 int wg4_per_sm(int dim)
 {
-	static int cached[2][2];
+	static int cached[3][2];
 	const int f = wg4_form();
 	int &n = cached[f - 1][dim == 64 ? 0 : 1];
 	if (n <= 0)
-		n = f == 1 ? (dim == 64 ? wg4_occupancy<64, 1>() : wg4_occupancy<128, 1>())
-		           : (dim == 64 ? wg4_occupancy<64, 2>() : wg4_occupancy<128, 2>());
+		n = f == 1   ? (dim == 64 ? wg4_occupancy<64, 1>() : wg4_occupancy<128, 1>())
+		    : f == 2 ? (dim == 64 ? wg4_occupancy<64, 2>() : wg4_occupancy<128, 2>())
+		             : (dim == 64 ? wg4_occupancy<64, 3>() : wg4_occupancy<128, 3>());
 	return n;
 }
 
@@ -2274,8 +2399,12 @@ int wg_run(const la_params &P, int nprob, const swerve_lightning_dims *d, cudaSt
 	constexpr int NEB = D / EB;
 	int rc = 0;
 	if (P.G > 1) {
-		/* the state-only pass of forms 5 and 6 is form 4's (no output, no bf16 state) */
-		rc = wg_launch<D, true, 4, (VAR == 5 || VAR == 6 ? 4 : VAR)>(
+		/* the state-only pass of forms 5 and 6 is form 4's, of forms 8 and 9
+		 * form 7's (no output, no bf16 state) */
+		rc = wg_launch<D, true, 4,
+		               (VAR == 5 || VAR == 6 ? 4
+		                : VAR >= 8           ? 7
+		                                     : VAR)>(
 		        dim3(NEB * (P.G - 1), d->heads, d->batch * nprob), P, stream);
 		if (!rc && P.G > 2)
 			wg::prefix_kernel<<<dim3((D * D / 4 + 255) / 256, d->heads,
@@ -2296,7 +2425,7 @@ int wg4_run(const la_params &P, int nprob, const swerve_lightning_dims *d, cudaS
 	constexpr int NEB = D / EB;
 	int rc = 0;
 	const int f = wg4_form();
-	if (P.G > 1) { /* V3's state pass: form 1's with V4 form 1, form 7's with form 2 */
+	if (P.G > 1) { /* V3's state pass: form 1's with V4 form 1, form 7's with forms 2, 3 */
 		const dim3 sg(NEB * (P.G - 1), d->heads, d->batch * nprob);
 		rc = f == 1 ? wg_launch<D, true, 4, 1>(sg, P, stream)
 		            : wg_launch<D, true, 4, 7>(sg, P, stream);
@@ -2307,11 +2436,15 @@ int wg4_run(const la_params &P, int nprob, const swerve_lightning_dims *d, cudaS
 	}
 	const dim3 grid(NEB * P.G, d->heads, d->batch * nprob);
 	if (!rc)
-		rc = f == 1 ? wg4_set_smem<D, 1>() : wg4_set_smem<D, 2>();
+		rc = f == 1   ? wg4_set_smem<D, 1>()
+		     : f == 2 ? wg4_set_smem<D, 2>()
+		              : wg4_set_smem<D, 3>();
 	if (!rc && f == 1)
 		wg::kernel4<D, 1><<<grid, wg::NT4, wg::smem4<D, 1>::BYTES, stream>>>(P);
-	else if (!rc)
+	else if (!rc && f == 2)
 		wg::kernel4<D, 2><<<grid, wg::NT4, wg::smem4<D, 2>::BYTES, stream>>>(P);
+	else if (!rc)
+		wg::kernel4<D, 3><<<grid, wg::NT4, wg::smem4<D, 3>::BYTES, stream>>>(P);
 	return rc;
 }
 
@@ -2325,7 +2458,9 @@ int launch(la_params &P, int nprob, int kver, const swerve_lightning_dims *d, cu
 		rc = wg4_run<D>(P, nprob, d, stream);
 	} else if (kver == 3) {
 		const int f = wg_form();
-		rc = f == 7   ? wg_run<D, 7>(P, nprob, d, stream)
+		rc = f == 9   ? wg_run<D, 9>(P, nprob, d, stream)
+		     : f == 8 ? wg_run<D, 8>(P, nprob, d, stream)
+		     : f == 7 ? wg_run<D, 7>(P, nprob, d, stream)
 		     : f == 6 ? wg_run<D, 6>(P, nprob, d, stream)
 		     : f == 5 ? wg_run<D, 5>(P, nprob, d, stream)
 		     : f == 4 ? wg_run<D, 4>(P, nprob, d, stream)
@@ -2358,6 +2493,48 @@ int launch(la_params &P, int nprob, int kver, const swerve_lightning_dims *d, cu
 	return 0;
 }
 
+/* The output tensor maps of V3 form 8 and up and V4 form 3 (la_params::otm):
+ * o of each problem as [rows, H D] bf16 with 16 x 64 boxes, 128-byte swizzle.
+ * The row count is not known on the host (cu_seqlens is on the device) and a
+ * store never covers a row past its sequence (partial chunks store from
+ * registers), so the map's row bound is 2^31 - 1. The encoder comes from the
+ * driver through the runtime (no link against libcuda). */
+typedef CUresult (*encode_tiled_fn)(CUtensorMap *, CUtensorMapDataType, cuuint32_t, void *,
+                                    const cuuint64_t *, const cuuint64_t *, const cuuint32_t *,
+                                    const cuuint32_t *, CUtensorMapInterleave, CUtensorMapSwizzle,
+                                    CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+
+int make_out_maps(la_params &P, int nprob, const swerve_lightning_dims *d, const char *fn)
+{
+	static encode_tiled_fn encode = nullptr;
+	if (!encode) {
+		void *f = nullptr;
+		cudaDriverEntryPointQueryResult q;
+		cudaError_t e = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f,
+		                                                 12000, cudaEnableDefault, &q);
+		if (e != cudaSuccess || q != cudaDriverEntryPointSuccess || !f)
+			return swerve_error_set(
+			        SWERVE_ERROR,
+			        "%s: cuTensorMapEncodeTiled not found in the driver: %s", fn,
+			        cudaGetErrorString(e));
+		encode = reinterpret_cast<encode_tiled_fn>(f);
+	}
+	const cuuint64_t dim[2] = {(cuuint64_t)d->heads * d->dim, (cuuint64_t)0x7fffffff};
+	const cuuint64_t stride[1] = {(cuuint64_t)d->heads * d->dim * 2};
+	const cuuint32_t box[2] = {EB, 16}, estride[2] = {1, 1};
+	for (int i = 0; i < nprob; i++) {
+		CUresult r = encode(&P.otm[i], CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, P.p[i].o, dim,
+		                    stride, box, estride, CU_TENSOR_MAP_INTERLEAVE_NONE,
+		                    CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_NONE,
+		                    CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+		if (r != CUDA_SUCCESS)
+			return swerve_error_set(SWERVE_ERROR,
+			                        "%s: output tensor map of problem %d: CUresult %d",
+			                        fn, i, (int)r);
+	}
+	return 0;
+}
+
 int run(la_params &P, int nprob, const swerve_lightning_dims *d, void *ws, size_t ws_bytes,
         cudaStream_t stream, const char *fn)
 {
@@ -2376,6 +2553,11 @@ int run(la_params &P, int nprob, const swerve_lightning_dims *d, void *ws, size_
 	P.H = d->heads;
 	if (d->max_seqlen == 0)
 		P.seg_len = C; /* every sequence is empty: one segment still writes final states */
+	if ((kver == 3 && wg_form() >= 8) || (kver == 4 && wg4_form() >= 3)) {
+		const int rc = make_out_maps(P, nprob, d, fn);
+		if (rc)
+			return rc;
+	}
 	return d->dim == 64 ? launch<64>(P, nprob, kver, d, stream, fn)
 	                    : launch<128>(P, nprob, kver, d, stream, fn);
 }

@@ -326,31 +326,36 @@ int main(int argc, char **argv)
 		double floor_f = 4 * tensor / bw * 1e3, floor_b = 9 * tensor / bw * 1e3;
 		char shape[32];
 		snprintf(shape, sizeof shape, "%d,%d,%d,%d", B, T, H, D);
-		/* Rows: the current choice of kernels (V3 form 7 with the sixth round's
-		 * segment plan; V4 form 2 for the D = 128 forward where V3 would run
-		 * one CTA per SM); the fifth round's default (V3 form 1, V4 form 1,
-		 * the fifth round's plan); V3 (form 7), V4 (form 2) and V4 form 1
-		 * forced for both passes; the current kernels with the fifth round's
-		 * plan (the plan's share of the change); V3 form 6 (form 7 without
-		 * the bf16x2 scaling); then three configurations again (the spread
-		 * between two rows of one configuration is the run's noise). Each row
-		 * sets SWERVE_LIGHTNING_KERNEL, _WG_FORM, _WG_PLAN and _V4_FORM (or
-		 * leaves them unset). The earlier rounds' other rows (V3 forms 0, 2
-		 * to 5, the mma.sync kernels) are in git history. */
+		/* Rows: the current choice of kernels (V3 form 9 with the sixth
+		 * round's segment plan; at D = 128 V4 form 3 for the forward where V3
+		 * would run one CTA per SM, for the backward where one problem's grid
+		 * has at most one CTA per SM, and for both wherever V3 needs
+		 * segments); the sixth round's default (V3 form 7, V4 form 2, its
+		 * rule only); the current output path with the sixth round's kernel
+		 * choice (the rules' share), and the sixth round's output path with
+		 * the current choice (the output path's share); form 8 (TMA stores,
+		 * the wait where form 7 had it); V3 and V4 forced for both passes in
+		 * their current and sixth-round forms; then two configurations again
+		 * (the spread between two rows of one configuration is the run's
+		 * noise). Each row sets SWERVE_LIGHTNING_KERNEL, _WG_FORM, _V4_FORM
+		 * and _V4_RULES (or leaves them unset). The earlier rounds' other rows (V3 forms 0
+		 * to 6, V4 form 1, the fifth round's plan, the mma.sync kernels) are in git
+		 * history. */
 		struct row {
-			const char *name, *kernel, *form, *plan, *v4form;
+			const char *name, *kernel, *form, *v4form, *rules;
 		};
 		static const row rows[] = {
 		        {"swerve", nullptr, nullptr, nullptr, nullptr},
-		        {"swerve-round5", nullptr, "1", "5", "1"},
+		        {"swerve-round6", nullptr, "7", "2", "6"},
+		        {"swerve-rules6", nullptr, nullptr, nullptr, "6"},
+		        {"swerve-out6", nullptr, "7", "2", nullptr},
+		        {"swerve-f8", nullptr, "8", nullptr, nullptr},
 		        {"swerve-v3", "3", nullptr, nullptr, nullptr},
+		        {"swerve-v3f7", "3", "7", nullptr, nullptr},
 		        {"swerve-v4", "4", nullptr, nullptr, nullptr},
-		        {"swerve-v4f1", "4", nullptr, nullptr, "1"},
-		        {"swerve-plan5", nullptr, nullptr, "5", nullptr},
-		        {"swerve-v3f6", "3", "6", nullptr, nullptr},
+		        {"swerve-v4f2", "4", nullptr, "2", nullptr},
 		        {"swerve-again", nullptr, nullptr, nullptr, nullptr},
-		        {"swerve-round5-again", nullptr, "1", "5", "1"},
-		        {"swerve-v4-again", "4", nullptr, nullptr, nullptr},
+		        {"swerve-round6-again", nullptr, "7", "2", "6"},
 		};
 		constexpr int NROW = sizeof rows / sizeof rows[0];
 		auto put = [](const char *name, const char *v) {
@@ -364,8 +369,8 @@ int main(int argc, char **argv)
 				continue;
 			put("SWERVE_LIGHTNING_KERNEL", rows[r].kernel);
 			put("SWERVE_LIGHTNING_WG_FORM", rows[r].form);
-			put("SWERVE_LIGHTNING_WG_PLAN", rows[r].plan);
 			put("SWERVE_LIGHTNING_V4_FORM", rows[r].v4form);
+			put("SWERVE_LIGHTNING_V4_RULES", rows[r].rules);
 			wf = swerve_lightning_forward_workspace(&dims);
 			wb = swerve_lightning_backward_workspace(&dims);
 			CK(cudaFree(ws));
@@ -380,6 +385,7 @@ int main(int argc, char **argv)
 		unsetenv("SWERVE_LIGHTNING_WG_FORM");
 		unsetenv("SWERVE_LIGHTNING_WG_PLAN");
 		unsetenv("SWERVE_LIGHTNING_V4_FORM");
+		unsetenv("SWERVE_LIGHTNING_V4_RULES");
 		cudaFree(q), cudaFree(k), cudaFree(v), cudaFree(g), cudaFree(o), cudaFree(dq);
 		cudaFree(dk), cudaFree(dv), cudaFree(dcu), cudaFree(ws);
 	}

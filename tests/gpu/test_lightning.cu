@@ -383,6 +383,48 @@ static int t_v4f1_forced_segments_d128(void)
 	return check_case("V4 form 1, 5 segments, D=128", {2500, 1, 1300, 640}, 3, 128, 0, 32, 1);
 }
 
+/* The sixth round's output path (V3 form 7, V4 form 2: a bulk copy per row
+ * from 144-byte staging rows), kept selectable; the default (V3 form 9, V4
+ * form 3) writes whole warps' rows by TMA tensor stores and partial chunks from
+ * registers, which the cases above cover (ragged lengths, reversed walks of
+ * the backward). */
+extern "C" int swerve_lightning_plan_(const struct swerve_lightning_dims *d, int nprob, int *G,
+                                      int *stages);
+
+static int t_v3f7_varlen_segments_d128(void)
+{
+	env_override k("SWERVE_LIGHTNING_KERNEL", "3"), f("SWERVE_LIGHTNING_WG_FORM", "7"),
+	        g("SWERVE_LIGHTNING_SEGMENTS", nullptr);
+	return check_case("V3 form 7, varlen, segments, D=128",
+	                  {1, 0, 700, 3000, 65, 129, 128, 255}, 4, 128, 0, 32, 1);
+}
+
+static int t_v4f2_varlen_d128(void)
+{
+	env_override k("SWERVE_LIGHTNING_KERNEL", "4"), f("SWERVE_LIGHTNING_V4_FORM", "2"),
+	        g("SWERVE_LIGHTNING_SEGMENTS", nullptr);
+	return check_case("V4 form 2, varlen, D=128", {1000, 1, 2500, 63, 127, 200}, 3, 128, 1, 32,
+	                  1);
+}
+
+/* The backward's kernel choice at 4 sequences x 1000 tokens x 16 heads, D =
+ * 128 (128 CTAs a problem, one segment): V4 by the seventh round's rule */
+static int t_v4_rule_backward_d128(void)
+{
+	env_override k("SWERVE_LIGHTNING_KERNEL", nullptr), g("SWERVE_LIGHTNING_SEGMENTS", nullptr),
+	        f("SWERVE_LIGHTNING_WG_STAGES", nullptr), r("SWERVE_LIGHTNING_V4_RULES", nullptr);
+	if (!have_gpu())
+		return GPU_SKIP;
+	int sms = 0, G = 0, st = 0;
+	CUDA_OK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+	const swerve_lightning_dims dims = {4, 16, 128, 1000};
+	const int kver = swerve_lightning_plan_(&dims, 3, &G, &st);
+	printf("  backward plan on %d SMs: kernel %d, %d segment(s)\n", sms, kver, G);
+	CHECK(sms < 128 || (kver == 4 && G == 1), "backward plan: kernel %d, G %d", kver, G);
+	return check_case("default plan, 4 x 1000, 16 heads, D=128", {1000, 1000, 1000, 1000}, 16,
+	                  128, 0, 32, 1);
+}
+
 /* Decode N tokens from S0 for 64 sequences; the state must equal the chunked
  * forward's final state over the same tokens, and o the reference decode's. */
 static int t_decode_matches_forward(void)
@@ -527,6 +569,9 @@ int main(void)
 	        {"lightning V3 forced 3 segments, D=64", t_v3_forced_segments_d64},
 	        {"lightning V3 4-stage main kernel, D=128", t_v3_stages4_d128},
 	        {"lightning V4 form 1 forced 5 segments, D=128", t_v4f1_forced_segments_d128},
+	        {"lightning V3 form 7 varlen, segments, D=128", t_v3f7_varlen_segments_d128},
+	        {"lightning V4 form 2 varlen, D=128", t_v4f2_varlen_d128},
+	        {"lightning default plan 4 x 1000 x 16 heads, D=128", t_v4_rule_backward_d128},
 	};
 	return gpu_run_tests(tests, (int)(sizeof tests / sizeof tests[0]));
 }
