@@ -22,41 +22,7 @@
 #include <vector>
 
 #include "policy/gpu_flash.h"
-
-extern "C" {
-#include "sandbox/error.h"
-}
-
-#define CK(call)                                                                                   \
-	do {                                                                                       \
-		cudaError_t e_ = (call);                                                           \
-		if (e_ != cudaSuccess) {                                                           \
-			fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call,              \
-			        cudaGetErrorString(e_));                                           \
-			exit(1);                                                                   \
-		}                                                                                  \
-	} while (0)
-#define FL(call)                                                                                   \
-	do {                                                                                       \
-		if ((call) != 0) {                                                                 \
-			fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call,              \
-			        swerve_error_last());                                              \
-			exit(1);                                                                   \
-		}                                                                                  \
-	} while (0)
-
-__global__ static void fill_normal(float *x, size_t n, float scale, unsigned long long seed)
-{
-	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
-	     i += (size_t)gridDim.x * blockDim.x) {
-		unsigned long long s = (i + 1) * 0x9E3779B97F4A7C15ull ^ seed;
-		s ^= s >> 33, s *= 0xff51afd7ed558ccdull, s ^= s >> 33, s *= 0xc4ceb9fe1a85ec53ull,
-		        s ^= s >> 33;
-		float u1 = ((s >> 40) + 1) * (1.0f / 16777217.0f),
-		      u2 = ((s >> 16) & 0xffffff) * (1.0f / 16777216.0f);
-		x[i] = scale * sqrtf(-2.f * logf(u1)) * cospif(2.f * u2);
-	}
-}
+#include "tests/bench/gpu_bench.cuh"
 
 struct result {
 	double fwd, bwd, both;
@@ -78,18 +44,18 @@ static struct result run(enum policy_flash_impl impl, int n, int L, int H, int K
 	std::vector<float> f, b, fb;
 	CK(cudaEventCreate(&e0));
 	CK(cudaEventCreate(&e1));
-	FL(policy_flash_select(impl));
+	SW(policy_flash_select(impl));
 	for (int r = 0; r < WARM + REPS; r++) {
 		float ms = 0;
 		CK(cudaEventRecord(e0));
-		FL(policy_flash_fwd(t[5], t[6], t[0], t[1], t[2], cu, n, L, H, KV));
+		SW(policy_flash_fwd(t[5], t[6], t[0], t[1], t[2], cu, n, L, H, KV));
 		CK(cudaEventRecord(e1));
 		CK(cudaEventSynchronize(e1));
 		CK(cudaEventElapsedTime(&ms, e0, e1));
 		if (r >= WARM)
 			f.push_back(ms);
 		CK(cudaEventRecord(e0));
-		FL(policy_flash_bwd(t[7], t[8], t[9], t[3], t[4], t[0], t[1], t[2], t[6], cu, n, L,
+		SW(policy_flash_bwd(t[7], t[8], t[9], t[3], t[4], t[0], t[1], t[2], t[6], cu, n, L,
 		                    H, KV));
 		CK(cudaEventRecord(e1));
 		CK(cudaEventSynchronize(e1));
@@ -97,8 +63,8 @@ static struct result run(enum policy_flash_impl impl, int n, int L, int H, int K
 		if (r >= WARM)
 			b.push_back(ms);
 		CK(cudaEventRecord(e0));
-		FL(policy_flash_fwd(t[5], t[6], t[0], t[1], t[2], cu, n, L, H, KV));
-		FL(policy_flash_bwd(t[7], t[8], t[9], t[3], t[4], t[0], t[1], t[2], t[6], cu, n, L,
+		SW(policy_flash_fwd(t[5], t[6], t[0], t[1], t[2], cu, n, L, H, KV));
+		SW(policy_flash_bwd(t[7], t[8], t[9], t[3], t[4], t[0], t[1], t[2], t[6], cu, n, L,
 		                    H, KV));
 		CK(cudaEventRecord(e1));
 		CK(cudaEventSynchronize(e1));
@@ -121,7 +87,7 @@ int main(void)
 	}
 	cudaDeviceProp prop;
 	CK(cudaGetDeviceProperties(&prop, 0));
-	FL(policy_flash_setup());
+	SW(policy_flash_setup());
 	const int H = 12, KV = 4;
 	const struct {
 		int n, L;
@@ -149,8 +115,8 @@ int main(void)
 		CK(cudaMalloc(&cu, (n + 1) * sizeof(int)));
 		CK(cudaMemcpy(cu, hcu.data(), (n + 1) * sizeof(int), cudaMemcpyHostToDevice));
 		/* lse of these inputs, so that backward sees real probabilities */
-		FL(policy_flash_select(POLICY_FLASH_FA2));
-		FL(policy_flash_fwd(t[5], t[6], t[0], t[1], t[2], cu, n, L, H, KV));
+		SW(policy_flash_select(POLICY_FLASH_FA2));
+		SW(policy_flash_fwd(t[5], t[6], t[0], t[1], t[2], cu, n, L, H, KV));
 		CK(cudaDeviceSynchronize());
 		gf[si] = 4.0 * 64 * H * n * (double)L * (L + 1) / 2 / 1e9;
 		for (int i = 0; i < NI; i++) {

@@ -27,43 +27,10 @@
 #include <vector>
 
 #include "kernels/policy_loss.h"
-
-extern "C" {
-#include "sandbox/error.h"
-}
-
-#define CK(call)                                                                                   \
-	do {                                                                                       \
-		cudaError_t e_ = (call);                                                           \
-		if (e_ != cudaSuccess) {                                                           \
-			fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call,              \
-			        cudaGetErrorString(e_));                                           \
-			exit(1);                                                                   \
-		}                                                                                  \
-	} while (0)
-#define PL(call)                                                                                   \
-	do {                                                                                       \
-		if ((call) != 0) {                                                                 \
-			fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call,              \
-			        swerve_error_last());                                              \
-			exit(1);                                                                   \
-		}                                                                                  \
-	} while (0)
+#include "tests/bench/gpu_bench.cuh"
 
 static const int N = 16384, D = 1024, NSAMPLE = 512;
 
-__global__ void fill_normal(float *x, size_t n, float scale, uint64_t seed)
-{
-	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
-	     i += (size_t)gridDim.x * blockDim.x) {
-		uint64_t s = (i + 1) * 0x9E3779B97F4A7C15ull ^ seed;
-		s ^= s >> 33, s *= 0xff51afd7ed558ccdull, s ^= s >> 33, s *= 0xc4ceb9fe1a85ec53ull,
-		        s ^= s >> 33;
-		float u1 = ((s >> 40) + 1) * (1.0f / 16777217.0f),
-		      u2 = ((s >> 16) & 0xffffff) * (1.0f / 16777216.0f);
-		x[i] = scale * sqrtf(-2.f * logf(u1)) * cospif(2.f * u2);
-	}
-}
 __global__ void to_bf16(const float *x, size_t n, __nv_bfloat16 *y)
 {
 	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
@@ -183,7 +150,7 @@ static void bench(int V, enum swerve_pl_precision prec, int chunk, struct swerve
 	/* logp_old: this policy's own logp, shifted so some ratios are capped */
 	struct swerve_pl_opts lo = o;
 	lo.logprob_only = 1;
-	PL(swerve_policy_loss_cuda(ctx, &out, &b, (const uint16_t *)X, Wt, &lo, ws, wsz, NULL));
+	SW(swerve_policy_loss_cuda(ctx, &out, &b, (const uint16_t *)X, Wt, &lo, ws, wsz, NULL));
 	std::vector<float> h(N);
 	CK(cudaMemcpy(h.data(), logp, N * 4, cudaMemcpyDeviceToHost));
 	for (int t = 0; t < N; t++)
@@ -196,7 +163,7 @@ static void bench(int V, enum swerve_pl_precision prec, int chunk, struct swerve
 	std::vector<float> ms;
 	for (int it = 0; it < 12; it++) {
 		CK(cudaEventRecord(e0));
-		PL(swerve_policy_loss_cuda(ctx, &out, &b, (const uint16_t *)X, Wt, &o, ws, wsz,
+		SW(swerve_policy_loss_cuda(ctx, &out, &b, (const uint16_t *)X, Wt, &o, ws, wsz,
 		                           NULL));
 		CK(cudaEventRecord(e1));
 		CK(cudaEventSynchronize(e1));
@@ -312,7 +279,7 @@ int main(void)
 		/* base excludes the cuBLAS handle of this context: count it per row */
 		size_t base = used_bytes();
 		struct swerve_pl_ctx *ctx;
-		PL(swerve_pl_ctx_new(&ctx));
+		SW(swerve_pl_ctx_new(&ctx));
 		bench(V, SWERVE_PL_FP32, 0, ctx, base);
 		for (int c : chunks)
 			bench(V, SWERVE_PL_FP32, c, ctx, base);

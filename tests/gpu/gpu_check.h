@@ -5,8 +5,11 @@
 #ifndef SWERVE_GPU_CHECK_H
 #define SWERVE_GPU_CHECK_H
 
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #define GPU_SKIP 77
 
@@ -19,6 +22,35 @@
 			return 1;                                                                  \
 		}                                                                                  \
 	} while (0)
+
+/* Fresh random inputs every run: an xorshift64 generator seeded from the
+ * clock by gpu_rng_seed(), which prints the seed (to replay a failure, set
+ * gpu_rng_state to it instead). */
+static uint64_t gpu_rng_state = 1;
+
+static inline void gpu_rng_seed(void)
+{
+	gpu_rng_state = (uint64_t)time(NULL) * 2654435761u ^ (uint64_t)clock();
+	if (!gpu_rng_state)
+		gpu_rng_state = 1;
+	printf("seed %llu\n", (unsigned long long)gpu_rng_state);
+}
+
+/* uniform in [0, 1) with 53 bits */
+static inline double gpu_urand(void)
+{
+	gpu_rng_state ^= gpu_rng_state << 13;
+	gpu_rng_state ^= gpu_rng_state >> 7;
+	gpu_rng_state ^= gpu_rng_state << 17;
+	return (double)(gpu_rng_state >> 11) / 9007199254740992.0;
+}
+
+/* standard normal (Box-Muller) */
+static inline double gpu_nrand(void)
+{
+	double u = gpu_urand() + 1e-300, v = gpu_urand();
+	return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
+}
 
 struct gpu_test {
 	const char *name;

@@ -43,20 +43,6 @@ extern "C" {
 
 #define DH 64
 
-static uint64_t rng_state;
-static double urand(void)
-{
-	rng_state ^= rng_state << 13;
-	rng_state ^= rng_state >> 7;
-	rng_state ^= rng_state << 17;
-	return (double)(rng_state >> 11) / 9007199254740992.0;
-}
-static double nrand(void)
-{
-	double u = urand() + 1e-300, v = urand();
-	return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
-}
-
 static int have_gpu(void)
 {
 	int n = 0;
@@ -112,13 +98,13 @@ static void make(struct problem *p, const int *lens, int n, int H, int KV, doubl
 	size_t nq = (size_t)p->T * H * DH, nk = (size_t)p->T * KV * DH;
 	p->q.resize(nq), p->dout.resize(nq), p->k.resize(nk), p->v.resize(nk);
 	for (auto &x : p->q)
-		x = (float)(qk_scale * nrand());
+		x = (float)(qk_scale * gpu_nrand());
 	for (auto &x : p->k)
-		x = (float)(qk_scale * nrand());
+		x = (float)(qk_scale * gpu_nrand());
 	for (auto &x : p->v)
-		x = (float)nrand();
+		x = (float)gpu_nrand();
 	for (auto &x : p->dout)
-		x = (float)nrand();
+		x = (float)gpu_nrand();
 }
 
 /* the reference: softmax(scale q k^T, causal within each sequence) v, in double */
@@ -314,7 +300,7 @@ static int fa2_matches_wmma_bench_shape(void)
 		hcu[s] = s * L;
 	for (auto *x : {&hq, &hk, &hv, &hg})
 		for (auto &y : *x)
-			y = (float)nrand();
+			y = (float)gpu_nrand();
 	float *q = dev_copy(hq), *k = dev_copy(hk), *v = dev_copy(hv), *g = dev_copy(hg);
 	int *cu = dev_copy(hcu);
 	float *out[2][5]; /* o, lse, dq, dk, dv per implementation */
@@ -379,10 +365,7 @@ static int bad_shapes_are_refused(void)
 
 int main(void)
 {
-	rng_state = (uint64_t)time(NULL) * 2654435761u ^ (uint64_t)clock();
-	if (!rng_state)
-		rng_state = 1;
-	printf("seed %llu\n", (unsigned long long)rng_state);
+	gpu_rng_seed();
 	static const struct gpu_test tests[] = {
 	        {"group1_varlen", group1_varlen},
 	        {"group3_varlen", group3_varlen},

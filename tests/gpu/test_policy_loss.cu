@@ -33,20 +33,6 @@ extern "C" {
 		}                                                                                  \
 	} while (0)
 
-static uint64_t rng_state;
-static double urand(void)
-{
-	rng_state ^= rng_state << 13;
-	rng_state ^= rng_state >> 7;
-	rng_state ^= rng_state << 17;
-	return (double)(rng_state >> 11) / 9007199254740992.0;
-}
-static double nrand(void)
-{
-	double u = urand() + 1e-300, v = urand();
-	return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
-}
-
 struct cfg {
 	const char *name;
 	int N, d, V, S, chunk;
@@ -90,19 +76,19 @@ static int run_case(const struct cfg *c)
 	std::vector<uint8_t> mask(N, 1);
 	const double wscale = 2.0 / sqrt((double)d);
 	for (size_t i = 0; i < Xb.size(); i++) {
-		Xb[i] = swerve_float_to_bf16((float)nrand());
+		Xb[i] = swerve_float_to_bf16((float)gpu_nrand());
 		Xf[i] = swerve_bf16_to_float(Xb[i]);
 	}
 	for (auto &w : W)
-		w = (float)(wscale * nrand());
+		w = (float)(wscale * gpu_nrand());
 	for (int t = 0; t < N; t++) {
-		y[t] = (int32_t)(urand() * V);
+		y[t] = (int32_t)(gpu_urand() * V);
 		seq[t] = (int32_t)((long)t * S / N);
 		if (c->use_mask)
-			mask[t] = urand() < 0.8;
+			mask[t] = gpu_urand() < 0.8;
 	}
 	for (auto &a : adv)
-		a = (float)nrand();
+		a = (float)gpu_nrand();
 
 	struct swerve_pl_opts o;
 	swerve_pl_opts_init(&o, c->variant);
@@ -129,10 +115,10 @@ static int run_case(const struct cfg *c)
 	      swerve_error_last());
 	const double offs[] = {-2.0, -0.5, -0.1, 0.0, 0.05, 0.6};
 	for (int t = 0; t < N; t++)
-		old[t] = rlogp[t] + (float)offs[(int)(urand() * 6)];
+		old[t] = rlogp[t] + (float)offs[(int)(gpu_urand() * 6)];
 	std::vector<float> dW0((size_t)V * d);
 	for (auto &w : dW0)
-		w = (float)nrand();
+		w = (float)gpu_nrand();
 	if (c->accumulate)
 		rdW = dW0;
 	o.logprob_only = c->logprob_only;
@@ -313,10 +299,7 @@ static int bad_workspace_is_refused(void)
 
 int main(void)
 {
-	rng_state = (uint64_t)time(NULL) * 2654435761u ^ (uint64_t)clock();
-	if (!rng_state)
-		rng_state = 1;
-	printf("seed %llu\n", (unsigned long long)rng_state);
+	gpu_rng_seed();
 	static const struct gpu_test tests[] = {
 	        {"cispo_fp32_vec", cispo_fp32_vec},
 	        {"cispo_fp32_odd", cispo_fp32_odd},

@@ -1,0 +1,51 @@
+/* gpu_bench.cuh - what the GPU benchmarks share: stop on a CUDA or swerve
+ * error with the call and its message, and fill a device buffer with
+ * normal numbers (a hash per element, so any grid gives the same values for
+ * a seed). Header-only: one per benchmark binary. */
+#ifndef SWERVE_GPU_BENCH_CUH
+#define SWERVE_GPU_BENCH_CUH
+
+#include <cuda_runtime.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+extern "C" {
+#include "sandbox/error.h"
+}
+
+/* a CUDA runtime call */
+#define CK(call)                                                                                   \
+	do {                                                                                       \
+		cudaError_t e_ = (call);                                                           \
+		if (e_ != cudaSuccess) {                                                           \
+			fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call,              \
+			        cudaGetErrorString(e_));                                           \
+			exit(1);                                                                   \
+		}                                                                                  \
+	} while (0)
+
+/* a swerve call returning 0 or a negative code with swerve_error_last() */
+#define SW(call)                                                                                   \
+	do {                                                                                       \
+		if ((call) != 0) {                                                                 \
+			fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call,              \
+			        swerve_error_last());                                              \
+			exit(1);                                                                   \
+		}                                                                                  \
+	} while (0)
+
+__global__ static void fill_normal(float *x, size_t n, float scale, uint64_t seed)
+{
+	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+	     i += (size_t)gridDim.x * blockDim.x) {
+		uint64_t s = (i + 1) * 0x9E3779B97F4A7C15ull ^ seed;
+		s ^= s >> 33, s *= 0xff51afd7ed558ccdull, s ^= s >> 33, s *= 0xc4ceb9fe1a85ec53ull,
+		        s ^= s >> 33;
+		float u1 = ((s >> 40) + 1) * (1.0f / 16777217.0f),
+		      u2 = ((s >> 16) & 0xffffff) * (1.0f / 16777216.0f);
+		x[i] = scale * sqrtf(-2.f * logf(u1)) * cospif(2.f * u2);
+	}
+}
+
+#endif
