@@ -52,21 +52,23 @@
  * of 1), 4 stages, one k block's products left in flight, 1 CTA an SM:
  * measured slower than 1 (H100: 1.14 against 0.88 ms a layer), the
  * epilogue and the pipeline's fill no longer hidden by a second CTA;
- * 6 ("wgp") 1's tiles, each k block's products left in flight across the
- * barrier (wgmma.wait_group 1: the stage a load overwrites was read by
- * block kb - 2, complete in every warpgroup once all passed the barrier),
- * so ST >= PD + 2: 3 stages, loads one block ahead, 2 CTAs an SM; 7
- * ("wgp4") the same with 4 stages, loads two blocks ahead, 1 CTA an SM; 9
- * ("wgp6") 6 stages, loads four blocks ahead, 1 CTA an SM (192 KB).
- * 6, 7 and 9 issue m64n128k16 (one per k16 step; the n128 accumulator is the
- * two n64 halves side by side) and split DOWN_DW's K (see k_ws) */
+ * 3 ("wgp", round 5) 1's tiles, each k block's products left in flight
+ * across the barrier (wgmma.wait_group 1: the stage a load overwrites was
+ * read by block kb - 2, complete in every warpgroup once all passed the
+ * barrier), so ST >= PD + 2: 3 stages, loads one block ahead, 2 CTAs an
+ * SM; m64n128k16 (one per k16 step; the n128 accumulator is the two n64
+ * halves side by side); DOWN_DW's K split (see k_ws). H100, 2026-11-26:
+ * 0.91-1.00 ms a layer against wg's 0.88-0.95 in the same run (no gain:
+ * the drained wgmma pipe was not what limits wg, the second CTA covers
+ * it); with 4 stages loading two blocks ahead or 6 loading four, 1 CTA an
+ * SM, 1.24-1.34 ms (the depth did not matter, the second CTA did) */
 template <int VAR> struct mg_var {
 	static constexpr int BN = VAR == 2 ? 256 : 128;
-	static constexpr int ST = VAR == 9 ? 6 : VAR == 2 || VAR == 7 ? 4 : 3;
-	static constexpr int PD = VAR == 9 ? 4 : VAR == 6 ? 1 : 2; /* k blocks loading ahead */
-	static constexpr bool W1 = VAR == 2 || VAR >= 6;           /* a block's wgmma in flight */
-	static constexpr bool WIDE = VAR >= 6;                     /* m64n128k16 */
-	static constexpr int MINB = VAR == 2 || VAR == 7 || VAR == 9 ? 1 : 2; /* CTAs an SM */
+	static constexpr int ST = VAR == 2 ? 4 : 3;
+	static constexpr int PD = VAR == 3 ? 1 : 2;            /* k blocks loading ahead */
+	static constexpr bool W1 = VAR == 2 || VAR == 3;       /* a block's wgmma in flight */
+	static constexpr bool WIDE = VAR == 3;                 /* m64n128k16 */
+	static constexpr int MINB = VAR == 2 ? 1 : 2;          /* CTAs an SM */
 	static constexpr int STAGE = MG_TILE + BN * MG_BK * 2; /* bytes: A and B tiles */
 	static constexpr int SMEM = ST * STAGE + 1024;         /* and the alignment */
 	static constexpr int CLD = BN + 4;                     /* fp32 epilogue row stride */
@@ -655,7 +657,7 @@ __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB) k_mg(str
 	}
 }
 
-/* ---- warp-specialised variants (3, 4, 5) ------------------------------------
+/* ---- mbarrier-pipelined variants (4 wgm, 5 ws2) ------------------------------
  * The same 128 x 128 tiles, 64-deep k blocks and swizzled layouts as variant
  * 1, but no CTA-wide barrier in the main loop: PW producer warps (warps 8..)
  * issue every cp.async of a stage (the row gather through a table of the
@@ -669,12 +671,16 @@ __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB) k_mg(str
  * kb + 2 load. WIDE: one m64n128k16 per k16 step (an MN-major B spans two
  * 64-wide swizzle atoms, 8192 bytes apart: the descriptor's leading byte
  * offset) instead of two m64n64k16. Two CTAs an SM (98 KB of shared memory
- * each), so one CTA's epilogue overlaps the other's main loop.
- * PW 0 ("wgm", variant 10): no producer warps; every thread loads its share
+ * each), so one CTA's epilogue overlaps the other's main loop. PW 2 is
+ * "ws2" (variant 5): H100 1.25-1.50 ms a layer against wg's 0.88-0.95, and
+ * PW 1 was 1.91-2.32: the producer warps cannot issue the cp.async fast
+ * enough (TMA would take that off them; the gathered operands need rows).
+ * PW 0 ("wgm", variant 4): no producer warps; every thread loads its share
  * of block kb + 2 into block kb - 1's stage right after its warpgroup's
  * wait_group 1 at block kb, once all 8 warps have released that stage
  * (the empty barrier), so block kb's products stay queued on the tensor
- * cores meanwhile and loads run two blocks ahead with no CTA barrier. */
+ * cores meanwhile and loads run two blocks ahead with no CTA barrier.
+ * H100: 0.94-1.03 ms a layer, wg 0.88-0.95 in the same run. */
 #define WS_ST         3
 #define MG_SPLIT_ROWS 1024 /* weight gradients: rows (k) per split */
 #define WS_STAGE      (2 * MG_TILE)
@@ -984,42 +990,24 @@ static int aligned(const void *p)
 }
 
 /* the variant: POLICY_GPU_MOE_KERNEL=mma (0), wg (1, the default), wg256
- * (2), ws (3), ws2 (4), wsn64 (5), wgp (6), wgp4 (7), ws-nosplit (8), wgp6
- * (9), wgm (10); read at each launch, so one process can time them all. H100, one
- * layer's six products at the benchmark's shape (tests/bench/
- * gpu_train_moe): mma 1.07-1.30 ms, wg 0.90-0.97, wg256 1.13-1.26; round 5
- * (2026-11-26): ws 1.91-2.32, ws2 1.26-1.50, wsn64 1.95-2.37, ws-nosplit
- * 1.85-2.31 (one producer warp cannot issue a stage's 2048 cp.async in
- * the time the tensor cores take to consume it) */
+ * (2), wgp (3), wgm (4) or ws2 (5); read at each launch, so one process
+ * can time them all. H100, one layer's six products at the benchmark's
+ * shape (tests/bench/gpu_train_moe), balanced / skewed routing, 2026-11-26:
+ * mma 1.07-1.30 ms, wg 0.88-0.95, wg256 1.13-1.26, wgp 0.91-1.00, wgm
+ * 0.94-1.03, ws2 1.25-1.50 (round 5's warp-specialised kernels with one
+ * producer warp, 1.85-2.37, are no longer built: one warp cannot issue a
+ * stage's 2048 cp.async in the time the tensor cores take to consume it) */
 int policy_moe_variant(void)
 {
 	const char *k = getenv("POLICY_GPU_MOE_KERNEL");
-	if (k && !strcmp(k, "mma"))
-		return 0;
-	if (k && !strcmp(k, "wg256"))
-		return 2;
-	if (k && !strcmp(k, "ws"))
-		return 3;
-	if (k && !strcmp(k, "ws2"))
-		return 4;
-	if (k && !strcmp(k, "wsn64"))
-		return 5;
-	if (k && !strcmp(k, "wgp"))
-		return 6;
-	if (k && !strcmp(k, "wgp4"))
-		return 7;
-	if (k && !strcmp(k, "ws-nosplit"))
-		return 8;
-	if (k && !strcmp(k, "wgp6"))
-		return 9;
-	if (k && !strcmp(k, "wgm"))
-		return 10;
+	static const char *const names[6] = {"mma", "wg", "wg256", "wgp", "wgm", "ws2"};
+	for (int i = 0; k && i < 6; i++)
+		if (!strcmp(k, names[i]))
+			return i;
 	return 1;
 }
 
-/* the warp-specialised variants: 3 = one producer warp, m64n128k16;
- * 4 = two producer warps, m64n128k16; 5 = one producer warp, 2 x m64n64k16;
- * 8 = 3 without the weight gradients' split-K */
+/* the k_ws variants: wgm (4) = no producer warps, ws2 (5) = two */
 template <int MODE, int PW, int WIDE> static int ws_run(dim3 grid, const struct mg_args *a)
 {
 	static int attr_set;
@@ -1050,10 +1038,13 @@ template <int MODE, int VAR> static int mg_run(dim3 grid, const struct mg_args *
 template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct mg_args *a)
 {
 	int var = policy_moe_variant(), BN = var == 2 ? 256 : 128;
-	/* split-K of the weight gradients: ws, ws2, wsn64 both; wgp, wgp4 DOWN_DW
-	 * (8 x 6 dW tiles an expert: 1.45 waves of 2 CTAs an SM unsplit) */
-	bool split = (var >= 3 && var <= 5 && (MODE == MG_DOWN_DW || MODE == MG_UP_DW)) ||
-	             ((var == 6 || var == 7 || var >= 9) && MODE == MG_DOWN_DW);
+	/* split-K of the weight gradients: ws2 both; wgp, wgm DOWN_DW (8 x 6 dW
+	 * tiles an expert: 1.45 waves of 2 CTAs an SM unsplit). Measured slower
+	 * for DOWN_DW (H100: wgp 0.112 / 0.148 ms balanced / skewed against wg's
+	 * unsplit 0.088 / 0.110): the RMWs in split order and the extra dW
+	 * traffic cost more than the waves gain */
+	bool split = (var == 5 && (MODE == MG_DOWN_DW || MODE == MG_UP_DW)) ||
+	             ((var == 3 || var == 4) && MODE == MG_DOWN_DW);
 	dim3 grid;
 	int R = d->T * d->K;
 	if (!policy_moe_supported(d->D, d->F))
@@ -1105,27 +1096,14 @@ template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct
 		CK(cudaMemsetAsync(flags, 0, n * sizeof(int), 0));
 		a->flags = flags;
 	}
-	if (var == 0)
-		return mg_run<MODE, 0>(grid, a);
-	if (var == 1)
-		return mg_run<MODE, 1>(grid, a);
-	if (var == 3)
-		return ws_run<MODE, 1, 1>(grid, a);
-	if (var == 4)
-		return ws_run<MODE, 2, 1>(grid, a);
-	if (var == 5)
-		return ws_run<MODE, 1, 0>(grid, a);
-	if (var == 6)
-		return mg_run<MODE, 6>(grid, a);
-	if (var == 7)
-		return mg_run<MODE, 7>(grid, a);
-	if (var == 8)
-		return ws_run<MODE, 1, 1>(grid, a);
-	if (var == 9)
-		return mg_run<MODE, 9>(grid, a);
-	if (var == 10)
-		return ws_run<MODE, 0, 1>(grid, a);
-	return mg_run<MODE, 2>(grid, a);
+	switch (var) {
+	case 0: return mg_run<MODE, 0>(grid, a);
+	case 2: return mg_run<MODE, 2>(grid, a);
+	case 3: return mg_run<MODE, 3>(grid, a);
+	case 4: return ws_run<MODE, 0, 1>(grid, a);
+	case 5: return ws_run<MODE, 2, 1>(grid, a);
+	default: return mg_run<MODE, 1>(grid, a);
+	}
 }
 
 int policy_moe_up(const struct policy_moe_dims *d, uint16_t *h1, uint16_t *h3, uint16_t *hh,

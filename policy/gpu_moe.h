@@ -32,14 +32,12 @@ struct policy_moe_dims {
 
 /* the kernel variant POLICY_GPU_MOE_KERNEL selects: 0 = mma.sync ("mma"),
  * 1 = wgmma on 128 x 128 tiles ("wg", the default), 2 = wgmma on 128 x 256
- * tiles with one k block's products in flight ("wg256"); round 5: 6, 7, 9 =
- * wg's tiles with a k block's products in flight across the barrier and
- * m64n128k16 ("wgp": 3 stages, 2 CTAs an SM; "wgp4": 4 stages, 1 CTA;
- * "wgp6": 6 stages, 1 CTA); 10 = "wgm": the stages handed over by
- * mbarriers instead of the barrier, every thread loading two blocks ahead;
- * 3, 4, 5, 8 = warp-specialised (producer warps,
- * mbarriers, no CTA barrier in the main loop: "ws", "ws2", "wsn64",
- * "ws-nosplit"; see gpu_moe.cu) */
+ * tiles with one k block's products in flight ("wg256"); round 5 (each
+ * measured slower than wg, kept selectable): 3 = "wgp", wg's tiles with a
+ * k block's products in flight across the barrier and m64n128k16; 4 =
+ * "wgm", the stages handed over by mbarriers, every thread loading two
+ * blocks ahead; 5 = "ws2", two producer warps and mbarriers (see
+ * gpu_moe.cu) */
 int policy_moe_variant(void);
 /* 1 when the grouped kernels take these dimensions */
 int policy_moe_supported(int D, int F);
