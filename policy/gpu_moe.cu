@@ -1001,10 +1001,16 @@ int policy_moe_variant(void)
 {
 	const char *k = getenv("POLICY_GPU_MOE_KERNEL");
 	static const char *const names[6] = {"mma", "wg", "wg256", "wgp", "wgm", "ws2"};
-	for (int i = 0; k && i < 6; i++)
+	if (!k || !*k)
+		return 1;
+	for (int i = 0; i < 6; i++)
 		if (!strcmp(k, names[i]))
 			return i;
-	return 1;
+	return swerve_error_set(
+	        SWERVE_EINVAL,
+	        "POLICY_GPU_MOE_KERNEL=%s: unknown kernel (mma, wg, wg256, wgp, wgm, "
+	        "ws2)",
+	        k);
 }
 
 /* the k_ws variants: wgm (4) = no producer warps, ws2 (5) = two */
@@ -1038,6 +1044,8 @@ template <int MODE, int VAR> static int mg_run(dim3 grid, const struct mg_args *
 template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct mg_args *a)
 {
 	int var = policy_moe_variant(), BN = var == 2 ? 256 : 128;
+	if (var < 0)
+		return var;
 	/* split-K of the weight gradients: ws2 both; wgp, wgm DOWN_DW (8 x 6 dW
 	 * tiles an expert: 1.45 waves of 2 CTAs an SM unsplit). Measured slower
 	 * for DOWN_DW (H100: wgp 0.112 / 0.148 ms balanced / skewed against wg's

@@ -37,7 +37,8 @@ struct policy_moe_dims {
  * k block's products in flight across the barrier and m64n128k16; 4 =
  * "wgm", the stages handed over by mbarriers, every thread loading two
  * blocks ahead; 5 = "ws2", two producer warps and mbarriers (see
- * gpu_moe.cu) */
+ * gpu_moe.cu); an unknown name is SWERVE_EINVAL with a message, and every
+ * product refuses to run */
 int policy_moe_variant(void);
 /* 1 when the grouped kernels take these dimensions */
 int policy_moe_supported(int D, int F);
