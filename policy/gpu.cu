@@ -125,8 +125,15 @@ struct policy_gpu {
 	int moe_grouped;   /* bf16: the grouped kernels of gpu_moe.cu (POLICY_GPU_MOE=lt|loop:
 	                    * cuBLASLt per expert or batched, with a host round trip) */
 	int moe_round;     /* capacity granularity (rows; POLICY_GPU_MOE_ROUND) */
-	int use_lt;        /* expert GEMMs through cuBLASLt with cached algorithms (bf16) */
-	int lt_cache;      /* and cached descriptors (POLICY_GPU_LT_CACHE=0: made per call) */
+	/* round 6 (grouped path, fused residual stream): the RMSNorm before the
+	 * MoE also writes its bf16 input, and the residual add after it sums the
+	 * K slots itself (no y pass); POLICY_GPU_MOE_FUSE=0: the separate passes */
+	int moe_fused;
+	/* the expert dW stored instead of added when the arena was just cleared
+	 * (POLICY_GPU_MOE_DWSTORE=0: always added) */
+	int moe_dwstore;
+	int use_lt;   /* expert GEMMs through cuBLASLt with cached algorithms (bf16) */
+	int lt_cache; /* and cached descriptors (POLICY_GPU_LT_CACHE=0: made per call) */
 	cublasLtHandle_t lt;
 	void *lt_ws;
 	/* compact segments: the experts' GEMMs spread over blocking streams, so
@@ -464,6 +471,43 @@ __global__ static void k_add_rms(float *out, void *yv, float *rstd, const float 
 		rstd[blockIdx.x] = r;
 	for (int i = threadIdx.x; i < C; i += blockDim.x) /* this thread's own writes */
 		stf(&y[i], out[o + i] * r * w[i]);
+}
+
+/* k_add_rms with the grouped MoE around it (round 6): with yp, b is the
+ * MoE's combine, sum_j gate[t K + j] yp[(t K + j) C + i] in k_mg_combine's
+ * order (the y pass and its (T, C) fp32 round trip fused away); with yb, a
+ * bf16 copy of y (the experts' input: the x -> bf16 pass fused) */
+template <typename TO>
+__global__ static void k_add_rms_moe(float *out, void *yv, uint16_t *yb, float *rstd,
+                                     const float *a, const float *b, const float *yp,
+                                     const float *gate, int K, const float *w, int C, float eps)
+{
+	size_t o = (size_t)blockIdx.x * C;
+	TO *y = (TO *)yv + o;
+	float ss = 0, r;
+	for (int i = threadIdx.x; i < C; i += blockDim.x) {
+		float bv = 0;
+		if (yp)
+			for (int j = 0; j < K; j++) {
+				size_t tj = (size_t)blockIdx.x * K + j;
+				bv += gate[tj] * yp[tj * C + i];
+			}
+		else
+			bv = b[o + i];
+		float v = a[o + i] + bv;
+		out[o + i] = v;
+		ss += v * v;
+	}
+	ss = block_sum(ss);
+	r = rsqrtf(ss / C + eps);
+	if (threadIdx.x == 0)
+		rstd[blockIdx.x] = r;
+	for (int i = threadIdx.x; i < C; i += blockDim.x) { /* this thread's own writes */
+		float v = out[o + i] * r * w[i];
+		stf(&y[i], v);
+		if (yb)
+			yb[o + i] = f2bf(v);
+	}
 }
 
 /* k_rms_bwd and k_rms_dw in one pass over dy and x: a block per
@@ -1722,6 +1766,11 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 	g->Rp = (int)Rp;
 	g->prof = getenv("POLICY_GPU_PROFILE") && atoi(getenv("POLICY_GPU_PROFILE")) > 0;
 	g->fuse = !(getenv("POLICY_GPU_FUSE") && !strcmp(getenv("POLICY_GPU_FUSE"), "0"));
+	g->moe_fused =
+	        g->moe_grouped && g->fuse &&
+	        !(getenv("POLICY_GPU_MOE_FUSE") && !strcmp(getenv("POLICY_GPU_MOE_FUSE"), "0"));
+	g->moe_dwstore = !(getenv("POLICY_GPU_MOE_DWSTORE") &&
+	                   !strcmp(getenv("POLICY_GPU_MOE_DWSTORE"), "0"));
 	g->attn_gemm = !(getenv("POLICY_GPU_ATTN") && !strcmp(getenv("POLICY_GPU_ATTN"), "naive"));
 	g->flash = g->ab && cfg->head_dim == POLICY_FLASH_HEAD_DIM &&
 	           !(getenv("POLICY_GPU_ATTN") && (!strcmp(getenv("POLICY_GPU_ATTN"), "gemm") ||
@@ -2209,7 +2258,8 @@ static int moe_fwd_grouped(struct policy_gpu *g, int l, float *y, int T)
 	                                  ly->sel, ly->prob, T, E, K, g->Rp, 1, 1,
 	                                  c->aux_loss_coef);
 	LAUNCHED();
-	CKR(policy_moe_to_bf16((uint16_t *)ly->xp, ly->n2, (size_t)T * D));
+	if (!g->moe_fused) /* else the RMSNorm wrote it */
+		CKR(policy_moe_to_bf16((uint16_t *)ly->xp, ly->n2, (size_t)T * D));
 	g->moe_rows += R;
 	g->moe_rows_padded += R;
 	mark(g, PROF_ROUTE);
@@ -2217,8 +2267,10 @@ static int moe_fwd_grouped(struct policy_gpu *g, int l, float *y, int T)
 	                  (const uint16_t *)ly->xp, g->pb + lp->w1, g->pb + lp->w3));
 	CKR(policy_moe_down(&d, ly->yp, (const uint16_t *)ly->hh, g->pb + lp->w2));
 	mark(g, PROF_EXPERTS);
-	CKR(policy_moe_combine(y, ly->yp, ly->gate, T, K, D));
-	mark(g, PROF_EXP_EW);
+	if (!g->moe_fused) { /* else the residual add after the MoE sums the slots */
+		CKR(policy_moe_combine(y, ly->yp, ly->gate, T, K, D));
+		mark(g, PROF_EXP_EW);
+	}
 	return 0;
 }
 
@@ -2242,10 +2294,13 @@ static int moe_bwd_grouped(struct policy_gpu *g, int l, float *dn, const float *
 
 	CKR(policy_moe_combine_bwd(&d, dyp, dgate, dy, ly->yp, ly->gate));
 	mark(g, PROF_EXP_EW);
-	CKR(policy_moe_down_dw(&d, G + lp->w2, dyp, (const uint16_t *)ly->hh));
+	/* the arena was cleared by this step (first micro-batch of a window):
+	 * store the expert dW instead of reading and adding */
+	int beta = !(g->moe_dwstore && g->n_acc == 0);
+	CKR(policy_moe_down_dw(&d, G + lp->w2, dyp, (const uint16_t *)ly->hh, beta));
 	CKR(policy_moe_down_dx(&d, dh13, dyp, g->pb + lp->w2, (const uint16_t *)ly->h1,
 	                       (const uint16_t *)ly->h3));
-	CKR(policy_moe_up_dw(&d, G + lp->w1, G + lp->w3, dh13, (const uint16_t *)ly->xp));
+	CKR(policy_moe_up_dw(&d, G + lp->w1, G + lp->w3, dh13, (const uint16_t *)ly->xp, beta));
 	CKR(policy_moe_up_dx(&d, dxp, dh13, g->pb + lp->w1, g->pb + lp->w3));
 	mark(g, PROF_EXPERTS);
 	return policy_moe_scatter(dn, dxp, T, K, D, 0);
@@ -2576,7 +2631,12 @@ int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_lo
 		} else {
 			CKR(lightning_fwd(g, l, g->dn, b, maxlen));
 		}
-		if (g->fuse) {
+		if (g->moe_fused) {
+			k_add_rms_moe<float><<<T, 256>>>(ly->hmid, ly->n2, (uint16_t *)ly->xp,
+			                                 ly->rstd2, ly->xin, g->dn, NULL, NULL, 0,
+			                                 g->params + lp->ffn_norm, D, eps);
+			LAUNCHED();
+		} else if (g->fuse) {
 			k_add_rms<float><<<T, 256>>>(ly->hmid, ly->n2, ly->rstd2, ly->xin, g->dn,
 			                             g->params + lp->ffn_norm, D, eps);
 			LAUNCHED();
@@ -2592,6 +2652,21 @@ int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_lo
 		CKR(moe_fwd(g, l, g->dn, T));
 		if (!g->fuse) {
 			k_add<<<GRID(TD)>>>(g->x, g->dn, TD);
+			LAUNCHED();
+		} else if (g->moe_fused) { /* the combine inside the residual add */
+			const float *w =
+			        g->params +
+			        (l + 1 < c->n_layers ? L->layers[l + 1].attn_norm : L->final_norm);
+			if (l + 1 < c->n_layers) { /* the fused path is bf16: n1 in bf16 */
+				struct glayer *nx = &g->ly[l + 1];
+				k_add_rms_moe<uint16_t>
+				        <<<T, 256>>>(nx->xin, nx->n1, NULL, nx->rstd1, ly->hmid,
+				                     NULL, ly->yp, ly->gate, c->top_k, w, D, eps);
+			} else {
+				k_add_rms_moe<uint16_t><<<T, 256>>>(g->xf, g->nf_b, NULL, g->rstdf,
+				                                    ly->hmid, NULL, ly->yp,
+				                                    ly->gate, c->top_k, w, D, eps);
+			}
 			LAUNCHED();
 		} else if (l + 1 < c->n_layers) {
 			struct glayer *nx = &g->ly[l + 1];

@@ -35,6 +35,7 @@
 #include "policy/gpu_moe.h"
 #include "policy/gpu_util.h"
 
+#include <cuda.h> /* CUtensorMap and its encoder's types (the encoder is fetched at run time) */
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
@@ -87,6 +88,7 @@ struct mg_args {
 	float *f1, *f2;          /* fp32 outputs */
 	int *flags;              /* ws weight gradients: per (expert, tile) split order */
 	int chr;                 /* ws weight gradients: rows per split (0: none) */
+	int beta;                /* weight gradients: 1 add to dW, 0 store (round 6) */
 };
 
 __device__ __forceinline__ static float mg_sigm(float x)
@@ -259,7 +261,8 @@ __device__ __forceinline__ static void mg_wgmma128(float (&d)[64], uint64_t da, 
  * BN + 4) to each mode's outputs, threads t of nt */
 template <int MODE, int BN>
 __device__ __forceinline__ static void mg_epi(const struct mg_args &a, const float *Cs, int t,
-                                              int nt, int e, int r0, int r1, int m0, int n0)
+                                              int nt, int e, int r0, int r1, int m0, int n0,
+                                              bool add)
 {
 	constexpr int CLD = BN + 4;
 	const int D = a.D, F = a.F;
@@ -323,21 +326,103 @@ __device__ __forceinline__ static void mg_epi(const struct mg_args &a, const flo
 			else
 				dst = m < F ? a.f1 + e * wsz + (size_t)m * D + n
 				            : a.f2 + e * wsz + (size_t)(m - F) * D + n;
-			float4 t = *(const float4 *)&Cs[r * CLD + c], o = *(float4 *)dst;
-			o.x += t.x;
-			o.y += t.y;
-			o.z += t.z;
-			o.w += t.w;
-			*(float4 *)dst = o;
+			float4 t = *(const float4 *)&Cs[r * CLD + c];
+			if (add) { /* the arena was not just cleared: read-modify-write */
+				float4 o = *(float4 *)dst;
+				t.x += o.x;
+				t.y += o.y;
+				t.z += o.z;
+				t.w += o.w;
+			}
+			*(float4 *)dst = t;
 		}
 	}
 }
 
+/* ---- TMA (variant 6, "wgt", round 6) ---------------------------------------
+ * The operands that are not gathered (the weights of the four row modes, and
+ * A of DOWN, DOWN_DX, UP_DX: rows r0.. of a contiguous (R, K) matrix) come
+ * by cp.async.bulk.tensor from thread 0 into the same 128-byte swizzled
+ * tiles (a box's 64 bf16 = 128 B rows, 1024-byte aligned destinations: the
+ * TMA swizzle is mg_kofs / mg_nofs), completion by an mbarrier per stage
+ * (expect-tx). Maps made on the host per launch (the encoder from the driver
+ * through the runtime, as kernels/lightning.cu): a (R, K) rows, box 64 x
+ * 128; b0, b1 weights (E, rows, cols), box 64 x 64 x 1. Out-of-range
+ * boxes are zero-filled (k past K: no contribution; n past N: columns the
+ * epilogue does not store); rows past r1 of A are the next expert's, whose
+ * products the epilogue does not store either. */
+struct mg_tma {
+	CUtensorMap a, b0, b1;
+};
+__device__ __forceinline__ static void mg_tb_init(uint32_t bar)
+{
+	asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n" ::"r"(bar) : "memory");
+}
+__device__ __forceinline__ static void mg_tb_expect(uint32_t bar, uint32_t bytes)
+{
+	asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar),
+	             "r"(bytes)
+	             : "memory");
+}
+__device__ __forceinline__ static void mg_tb_wait(uint32_t bar, int phase)
+{
+	uint32_t ok;
+	do {
+		asm volatile("{\n.reg .pred p;\n"
+		             "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+		             "selp.u32 %0, 1, 0, p;\n}\n"
+		             : "=r"(ok)
+		             : "r"(bar), "r"(phase)
+		             : "memory");
+	} while (!ok);
+}
+__device__ __forceinline__ static void mg_tma2(uint32_t dst, const CUtensorMap *map, int x, int y,
+                                               uint32_t bar)
+{
+	asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes "
+	             "[%0], [%1, {%2, %3}], [%4];\n" ::"r"(dst),
+	             "l"(map), "r"(x), "r"(y), "r"(bar)
+	             : "memory");
+}
+__device__ __forceinline__ static void mg_tma3(uint32_t dst, const CUtensorMap *map, int x, int y,
+                                               int z, uint32_t bar)
+{
+	asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes "
+	             "[%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(dst),
+	             "l"(map), "r"(x), "r"(y), "r"(z), "r"(bar)
+	             : "memory");
+}
+
+/* the dW tile (m0, n0) of expert e (bn columns) set to zero: a stored
+ * (beta 0) weight gradient of an expert without rows */
+template <int MODE>
+__device__ static void mg_dw_zero(const struct mg_args &a, int e, int m0, int n0, int bn)
+{
+	const int D = a.D, F = a.F, N = MODE == MG_DOWN_DW ? F : D,
+	          M = MODE == MG_DOWN_DW ? D : 2 * F;
+	const size_t wsz = (size_t)F * D;
+	for (int idx = threadIdx.x; idx < MG_BM * (bn / 4); idx += blockDim.x) {
+		int r = idx / (bn / 4), c = idx % (bn / 4) * 4, m = m0 + r, n = n0 + c;
+		if (m >= M || n >= N)
+			continue;
+		float *dst = MODE == MG_DOWN_DW ? a.f1 + e * wsz + (size_t)m * F + n
+		             : m < F            ? a.f1 + e * wsz + (size_t)m * D + n
+		                                : a.f2 + e * wsz + (size_t)(m - F) * D + n;
+		*(float4 *)dst = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+	}
+}
+
 template <int MODE, int VAR>
-__global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB) k_mg(struct mg_args a)
+__global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB)
+        k_mg(struct mg_args a, const __grid_constant__ struct mg_tma tm)
 {
 	typedef mg_var<VAR> V;
 	constexpr bool WG = VAR > 0;
+	/* variant 6: B of the row modes, A of those with contiguous rows, by TMA */
+	constexpr bool TB = VAR == 6 && (MODE == MG_UP || MODE == MG_DOWN || MODE == MG_DOWN_DX ||
+	                                 MODE == MG_UP_DX);
+	constexpr bool TA = TB && MODE != MG_UP;
+	__shared__ __align__(8) uint64_t mg_full[3];
 	constexpr int BN = V::BN, ST = V::ST, NB = V::NB, CLD = V::CLD, PD = V::PD;
 	static_assert(!V::W1 || ST >= PD + 2, "a stage in use by a wgmma in flight");
 	extern __shared__ __align__(1024) unsigned char mg_sm[];
@@ -390,9 +475,12 @@ __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB) k_mg(str
 		e = blockIdx.z;
 		r0 = a.offs[e];
 		r1 = a.offs[e + 1];
-		if (r0 >= r1)
-			return;
 		m0 = blockIdx.y * MG_BM;
+		if (r0 >= r1) { /* no rows: a stored dW is zero */
+			if (!a.beta)
+				mg_dw_zero<MODE>(a, e, m0, n0, BN);
+			return;
+		}
 		nk = (r1 - r0 + MG_BK - 1) / MG_BK;
 	}
 
@@ -437,10 +525,35 @@ __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB) k_mg(str
 				ntok[i] = row < r1 ? a.perm[row] / K : 0;
 			}
 	};
+	const uint32_t fbar = (uint32_t)__cvta_generic_to_shared(mg_full);
 	auto load = [&](int st, int kb) {
 		uint32_t sa = sbase + st * V::STAGE, sb = sa + MG_TILE;
 		int k0 = kb * MG_BK;
-		if (!DW) {
+		if constexpr (TB) {
+			if (tid == 0) { /* one thread: the stage's boxes, counted in bytes */
+				const uint32_t bar = fbar + 8 * st;
+				mg_tb_expect(bar, TA ? 2 * MG_TILE : MG_TILE);
+				if (TA)
+					mg_tma2(sa, &tm.a, k0, r0, bar);
+				if (MODE == MG_UP) { /* W1 rows n0.. then W3's */
+					mg_tma3(sb, &tm.b0, k0, n0, e, bar);
+					mg_tma3(sb + 8192, &tm.b1, k0, n0, e, bar);
+				} else if (MODE == MG_DOWN) { /* W2 (n, k): two 64-row boxes */
+					mg_tma3(sb, &tm.b0, k0, n0, e, bar);
+					mg_tma3(sb + 8192, &tm.b0, k0, n0 + 64, e, bar);
+				} else if (MODE == MG_DOWN_DX) { /* W2 (k = d, n = f) */
+					mg_tma3(sb, &tm.b0, n0, k0, e, bar);
+					mg_tma3(sb + 8192, &tm.b0, n0 + 64, k0, e, bar);
+				} else { /* [W1; W3] (k, n): F % 64 == 0, a block in one */
+					const CUtensorMap *m = k0 < F ? &tm.b0 : &tm.b1;
+					int kr = k0 < F ? k0 : k0 - F;
+					mg_tma3(sb, m, n0, kr, e, bar);
+					mg_tma3(sb + 8192, m, n0 + 64, kr, e, bar);
+				}
+			}
+		}
+		if (TA) {
+		} else if (!DW) {
 			int c = tid & 7, k = k0 + c * 8;
 			for (int i = 0; i < 4; i++) {
 				int r = (tid >> 3) + 32 * i;
@@ -456,7 +569,8 @@ __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB) k_mg(str
 				        v);
 			}
 		}
-		if (!BT) {
+		if (TB) {
+		} else if (!BT) {
 			int c = tid & 7, k = k0 + c * 8;
 			for (int i = 0; i < NB; i++) {
 				int r = (tid >> 3) + 32 * i;
@@ -508,6 +622,14 @@ __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB) k_mg(str
 	 * in flight (W1) the stage it overwrites was read by block kb + PD - ST
 	 * <= kb - 2, whose products every warpgroup has waited for before the
 	 * barrier */
+	if (TB) {
+		if (tid == 0) {
+			for (int s = 0; s < ST; s++)
+				mg_tb_init(fbar + 8 * s);
+			asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+		}
+		__syncthreads();
+	}
 	for (int s = 0; s < PD; s++) {
 		fetch_tok(s);
 		if (s < nk)
@@ -518,6 +640,8 @@ __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB) k_mg(str
 	const int q = lane >> 3, li = lane & 7;
 	for (int kb = 0; kb < nk; kb++) {
 		mg_wait<PD - 1>();
+		if (TB) /* the stage's boxes landed */
+			mg_tb_wait(fbar + 8 * (kb % ST), (kb / ST) & 1);
 		if (WG)
 			mg_proxy_fence(); /* cp.async wrote through the generic proxy */
 		__syncthreads();
@@ -646,7 +770,7 @@ __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB) k_mg(str
 	}
 	__syncthreads();
 
-	mg_epi<MODE, BN>(a, Cs, tid, MG_THREADS, e, r0, r1, m0, n0);
+	mg_epi<MODE, BN>(a, Cs, tid, MG_THREADS, e, r0, r1, m0, n0, a.beta || split > 0);
 	if (flag) {
 		__threadfence();
 		__syncthreads();
@@ -764,9 +888,12 @@ __global__ static void __launch_bounds__(256 + 32 * PW, 2) k_ws(struct mg_args a
 		e = blockIdx.z;
 		r0 = a.offs[e];
 		r1 = a.offs[e + 1];
-		if (r0 >= r1)
-			return;
 		m0 = blockIdx.y * MG_BM;
+		if (r0 >= r1) { /* no rows: a stored dW is zero */
+			if (!a.beta)
+				mg_dw_zero<MODE>(a, e, m0, n0, BN);
+			return;
+		}
 		nk = (r1 - r0 + MG_BK - 1) / MG_BK;
 	}
 	const size_t wsz = (size_t)F * D;
@@ -966,7 +1093,7 @@ __global__ static void __launch_bounds__(256 + 32 * PW, 2) k_ws(struct mg_args a
 		}
 	}
 	asm volatile("bar.sync 1, 256;\n" ::: "memory");
-	mg_epi<MODE, BN>(a, Cs, tid, 256, e, r0, r1, m0, n0);
+	mg_epi<MODE, BN>(a, Cs, tid, 256, e, r0, r1, m0, n0, a.beta || split > 0);
 	if (flag) {
 		__threadfence();
 		asm volatile("bar.sync 1, 256;\n" ::: "memory");
@@ -1000,16 +1127,16 @@ static int aligned(const void *p)
 int policy_moe_variant(void)
 {
 	const char *k = getenv("POLICY_GPU_MOE_KERNEL");
-	static const char *const names[6] = {"mma", "wg", "wg256", "wgp", "wgm", "ws2"};
+	static const char *const names[7] = {"mma", "wg", "wg256", "wgp", "wgm", "ws2", "wgt"};
 	if (!k || !*k)
 		return 1;
-	for (int i = 0; i < 6; i++)
+	for (int i = 0; i < 7; i++)
 		if (!strcmp(k, names[i]))
 			return i;
 	return swerve_error_set(
 	        SWERVE_EINVAL,
 	        "POLICY_GPU_MOE_KERNEL=%s: unknown kernel (mma, wg, wg256, wgp, wgm, "
-	        "ws2)",
+	        "ws2, wgt)",
 	        k);
 }
 
@@ -1027,7 +1154,8 @@ template <int MODE, int PW, int WIDE> static int ws_run(dim3 grid, const struct 
 	return 0;
 }
 
-template <int MODE, int VAR> static int mg_run(dim3 grid, const struct mg_args *a)
+template <int MODE, int VAR>
+static int mg_run(dim3 grid, const struct mg_args *a, const struct mg_tma *tm)
 {
 	static int attr_set;
 	if (!attr_set) {
@@ -1036,9 +1164,64 @@ template <int MODE, int VAR> static int mg_run(dim3 grid, const struct mg_args *
 		                        mg_var<VAR>::SMEM));
 		attr_set = 1;
 	}
-	k_mg<MODE, VAR><<<grid, MG_THREADS, mg_var<VAR>::SMEM>>>(*a);
+	k_mg<MODE, VAR><<<grid, MG_THREADS, mg_var<VAR>::SMEM>>>(*a, *tm);
 	LAUNCHED();
 	return 0;
+}
+
+/* the tensor maps of variant 6 (see struct mg_tma) */
+typedef CUresult (*mg_encode_fn)(CUtensorMap *, CUtensorMapDataType, cuuint32_t, void *,
+                                 const cuuint64_t *, const cuuint64_t *, const cuuint32_t *,
+                                 const cuuint32_t *, CUtensorMapInterleave, CUtensorMapSwizzle,
+                                 CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+
+/* map of a bf16 tensor: dims (innermost first, 2 or 3), box (rows of 64) */
+static int mg_map(CUtensorMap *m, const void *p, int nd, const cuuint64_t *dim, int box_rows)
+{
+	static mg_encode_fn encode;
+	if (!encode) {
+		void *f = NULL;
+		cudaDriverEntryPointQueryResult q;
+		cudaError_t e = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f,
+		                                                 12000, cudaEnableDefault, &q);
+		if (e != cudaSuccess || q != cudaDriverEntryPointSuccess || !f)
+			return swerve_error_set(SWERVE_ERROR,
+			                        "gpu moe: cuTensorMapEncodeTiled not found in the "
+			                        "driver: %s",
+			                        cudaGetErrorString(e));
+		encode = (mg_encode_fn)f;
+	}
+	const cuuint64_t stride[2] = {dim[0] * 2, dim[0] * dim[1] * 2};
+	const cuuint32_t box[3] = {64, (cuuint32_t)box_rows, 1}, es[3] = {1, 1, 1};
+	CUresult r =
+	        encode(m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, (cuuint32_t)nd, (void *)p, dim, stride,
+	               box, es, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+	               CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+	if (r != CUDA_SUCCESS)
+		return swerve_error_set(SWERVE_ERROR, "gpu moe: tensor map: CUresult %d", (int)r);
+	return 0;
+}
+
+/* variant 6's maps for mode MODE: A (R, Kd) rows, the weights (E, rows, cols) */
+template <int MODE> static int mg_maps(struct mg_tma *tm, const struct mg_args *a, int R)
+{
+	const cuuint64_t E = (cuuint64_t)a->E, D = (cuuint64_t)a->D, F = (cuuint64_t)a->F;
+	const cuuint64_t wfd[3] = {D, F, E}, wdf[3] = {F, D, E}; /* W1, W3 / W2 */
+	int rc = 0;
+	if (MODE == MG_UP) {
+		rc = mg_map(&tm->b0, a->b0, 3, wfd, 64);
+		if (!rc)
+			rc = mg_map(&tm->b1, a->b1, 3, wfd, 64);
+		return rc;
+	}
+	const cuuint64_t kd = MODE == MG_DOWN ? F : MODE == MG_DOWN_DX ? D : 2 * F;
+	const cuuint64_t adim[2] = {kd, (cuuint64_t)R};
+	rc = mg_map(&tm->a, a->a, 2, adim, 128);
+	if (!rc)
+		rc = mg_map(&tm->b0, a->b0, 3, MODE == MG_UP_DX ? wfd : wdf, 64);
+	if (!rc && MODE == MG_UP_DX)
+		rc = mg_map(&tm->b1, a->b1, 3, wfd, 64);
+	return rc;
 }
 
 template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct mg_args *a)
@@ -1103,14 +1286,34 @@ template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct
 		}
 		CK(cudaMemsetAsync(flags, 0, n * sizeof(int), 0));
 		a->flags = flags;
+		if (!a->beta) { /* an expert without rows gets no CTA: clear, then add */
+			size_t wn = (size_t)d->E * d->F * d->D * sizeof(float);
+			CK(cudaMemsetAsync(a->f1, 0, wn, 0));
+			if (a->f2)
+				CK(cudaMemsetAsync(a->f2, 0, wn, 0));
+			a->beta = 1;
+		}
+	}
+	struct mg_tma tm;
+	memset(&tm, 0, sizeof(tm));
+	/* wgt: the row modes by TMA where F % 64 == 0 (a k block of UP_DX's
+	 * [W1; W3] then lies in one of them); otherwise and for the weight
+	 * gradients it is wg */
+	if (var == 6 && (MODE == MG_DOWN_DW || MODE == MG_UP_DW || d->F % 64))
+		var = 1;
+	if (var == 6) {
+		int rc = mg_maps<MODE>(&tm, a, R);
+		if (rc)
+			return rc;
 	}
 	switch (var) {
-	case 0: return mg_run<MODE, 0>(grid, a);
-	case 2: return mg_run<MODE, 2>(grid, a);
-	case 3: return mg_run<MODE, 3>(grid, a);
+	case 0: return mg_run<MODE, 0>(grid, a, &tm);
+	case 2: return mg_run<MODE, 2>(grid, a, &tm);
+	case 3: return mg_run<MODE, 3>(grid, a, &tm);
 	case 4: return ws_run<MODE, 0, 1>(grid, a);
 	case 5: return ws_run<MODE, 2, 1>(grid, a);
-	default: return mg_run<MODE, 1>(grid, a);
+	case 6: return mg_run<MODE, 6>(grid, a, &tm);
+	default: return mg_run<MODE, 1>(grid, a, &tm);
 	}
 }
 
@@ -1161,9 +1364,10 @@ int policy_moe_up_dx(const struct policy_moe_dims *d, float *dxp, const uint16_t
 }
 
 int policy_moe_down_dw(const struct policy_moe_dims *d, float *dw2, const uint16_t *dyp,
-                       const uint16_t *hh)
+                       const uint16_t *hh, int beta)
 {
 	struct mg_args a = {};
+	a.beta = beta;
 	a.a = dyp;
 	a.b0 = hh;
 	a.f1 = dw2;
@@ -1171,9 +1375,10 @@ int policy_moe_down_dw(const struct policy_moe_dims *d, float *dw2, const uint16
 }
 
 int policy_moe_up_dw(const struct policy_moe_dims *d, float *dw1, float *dw3, const uint16_t *dh13,
-                     const uint16_t *x)
+                     const uint16_t *x, int beta)
 {
 	struct mg_args a = {};
+	a.beta = beta;
 	a.a = dh13;
 	a.b0 = x;
 	a.f1 = dw1;

@@ -16,7 +16,7 @@
  * Shapes: x (T, D) bf16 normed input; W1, W3 (E, F, D), W2 (E, D, F) bf16;
  * h1, h3, hh (R, F) bf16 in row order; yp, dxp (R, D) fp32 in slot order;
  * dyp (R, D) bf16 in row order; dh13 (R, 2F) bf16 = [dh1 | dh3]; dW fp32
- * (accumulated: +=). D and F must be multiples of 8 and every pointer
+ * (accumulated: +=, or stored: beta 0). D and F must be multiples of 8 and every pointer
  * 16-byte aligned (policy_moe_supported). All calls are asynchronous on the
  * legacy default stream and return 0 or a negative code with a message. */
 #ifndef SWERVE_POLICY_GPU_MOE_H
@@ -58,15 +58,16 @@ int policy_moe_combine_bwd(const struct policy_moe_dims *d, uint16_t *dyp, float
 /* backward through W2 and SwiGLU: dh = dyp W2_e, dh13 = [dh h3 SiLU'(h1) | dh SiLU(h1)] */
 int policy_moe_down_dx(const struct policy_moe_dims *d, uint16_t *dh13, const uint16_t *dyp,
                        const uint16_t *w2, const uint16_t *h1, const uint16_t *h3);
-/* dW2_e += dyp_e^T hh_e */
+/* dW2_e += dyp_e^T hh_e (beta 1), or = (beta 0: stored without reading dW,
+ * for an arena just cleared; an expert without rows gets zeros) */
 int policy_moe_down_dw(const struct policy_moe_dims *d, float *dw2, const uint16_t *dyp,
-                       const uint16_t *hh);
+                       const uint16_t *hh, int beta);
 /* dxp[perm[row]] = dh13[row] [W1_e; W3_e] (fp32) */
 int policy_moe_up_dx(const struct policy_moe_dims *d, float *dxp, const uint16_t *dh13,
                      const uint16_t *w1, const uint16_t *w3);
-/* dW1_e += dh1_e^T x[tok], dW3_e += dh3_e^T x[tok] */
+/* dW1_e += dh1_e^T x[tok], dW3_e += dh3_e^T x[tok] (beta as down_dw) */
 int policy_moe_up_dw(const struct policy_moe_dims *d, float *dw1, float *dw3, const uint16_t *dh13,
-                     const uint16_t *x);
+                     const uint16_t *x, int beta);
 /* dx[t] = sum_j dxp[t K + j] (fp32; beta 1 adds to dx) */
 int policy_moe_scatter(float *dx, const float *dxp, int T, int K, int D, int beta);
 /* out (n) bf16 = in (n) fp32 */

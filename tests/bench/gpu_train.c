@@ -261,7 +261,7 @@ static void env_apply(const char *env, int on)
 	}
 }
 
-/* argv[1] "quick": the rows marked q only, no profiles (a short device call) */
+/* argv[1] "quick": the rows marked q only (a short device call) */
 int main(int argc, char **argv)
 {
 	struct policy_config c;
@@ -279,21 +279,27 @@ int main(int argc, char **argv)
 	 * same across a CTA barrier, one block ahead; ws2: warp-specialised,
 	 * two producer warps), at K = 4
 	 * micro-batches per optimizer step; wg and the default at K = 1 and the
-	 * default at K = 8 */
-#define NROWS  9
+	 * default at K = 8. Round 6: r5-wg = wg without round 6's fusions (the
+	 * separate x -> bf16 and combine passes, dW always added), the in-run
+	 * baseline, at K = 4 and K = 1 (where every micro-batch stores dW);
+	 * wgt = wg with the non-gathered operands loaded by TMA */
+#define NROWS  11
 #define R3_ENV "POLICY_GPU_MOE=lt"
 #define R4_ENV "POLICY_GPU_MOE_KERNEL=wg"
+#define R5_ENV "POLICY_GPU_MOE_KERNEL=wg POLICY_GPU_MOE_FUSE=0 POLICY_GPU_MOE_DWSTORE=0"
 	static const struct {
 		const char *label, *env;
 		int K, q;
-	} rows[NROWS] = {{"r4-wg", R4_ENV, 4, 1},
-	                 {"wgm", "POLICY_GPU_MOE_KERNEL=wgm", 4, 1},
-	                 {"wgp", "POLICY_GPU_MOE_KERNEL=wgp", 4, 1},
-	                 {"grouped", "", 4, 0},
-	                 {"r3-default", R3_ENV, 4, 0},
+	} rows[NROWS] = {{"r5-wg", R5_ENV, 4, 1},
+	                 {"grouped", "", 4, 1},
+	                 {"wgt", "POLICY_GPU_MOE_KERNEL=wgt", 4, 1},
+	                 {"r3-default", R3_ENV, 4, 1},
+	                 {"r5-wg", R5_ENV, 1, 1},
+	                 {"grouped", "", 1, 1},
+	                 {"wgm", "POLICY_GPU_MOE_KERNEL=wgm", 4, 0},
+	                 {"wgp", "POLICY_GPU_MOE_KERNEL=wgp", 4, 0},
 	                 {"ws2", "POLICY_GPU_MOE_KERNEL=ws2", 4, 0},
 	                 {"r4-wg", R4_ENV, 1, 0},
-	                 {"grouped", "", 1, 0},
 	                 {"grouped", "", 8, 0}};
 	const int quick = argc > 1 && !strcmp(argv[1], "quick");
 	struct result r[NROWS];
@@ -330,10 +336,10 @@ int main(int argc, char **argv)
 		policy_layout_dispose(&L);
 	}
 	peak = gemm_peak();
-	if (!quick) {
-		env_apply(R4_ENV, 1);
-		profile(&c, 4, 2048, "bf16, round 4's grouped MoE kernel (" R4_ENV ")");
-		env_apply(R4_ENV, 0);
+	{ /* quick too: the fusions are measured in the step profile */
+		env_apply(R5_ENV, 1);
+		profile(&c, 4, 2048, "bf16, round 5's default (" R5_ENV ")");
+		env_apply(R5_ENV, 0);
 		profile(&c, 4, 2048,
 		        "bf16, this build's default (grouped MoE kernels, policy/gpu_moe.cu)");
 	}

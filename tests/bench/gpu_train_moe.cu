@@ -2,7 +2,7 @@
  * the training benchmark's shape (T 8192 tokens, top-2 of 8 experts, D 768,
  * F 1024): each projection's time and TFLOP/s for a balanced routing and for
  * the benchmark's skewed one (44% of the rows to one expert), on each kernel
- * variant (POLICY_GPU_MOE_KERNEL=wg, wgm, wgp, ws2, mma, wg256; argv: how
+ * variant (POLICY_GPU_MOE_KERNEL=wg, wgt, wgm, wgp, ws2, mma, wg256; argv: how
  * many of these to run, default all), median of 20
  * launches after 3 warm-ups (CUDA events), random bf16 inputs. Prints a
  * table last. */
@@ -52,19 +52,25 @@ static int cmpf(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-#define NVAR 6
+#define NVAR 7
+#define NP   8
 
 int main(int argc, char **argv)
 {
 	const int T = 8192, K = 2, E = 8, D = 768, F = 1024, R = T * K;
-	const char *names[6] = {"up (w1|w3 + SwiGLU)",   "down (w2, slot rows)",
-	                        "down dX (+SwiGLU bwd)", "down dW",
-	                        "up dX (slot rows)",     "up dW (w1|w3)"};
-	const double fl[6] = {2.0 * R * D * 2 * F, 2.0 * R * F * D,     2.0 * R * D * F,
-	                      2.0 * R * D * F,     2.0 * R * 2 * F * D, 2.0 * R * 2 * F * D};
-	double ms_tab[2 * NVAR][6]; /* (kernel, routing) */
+	/* rows 6, 7: the weight gradients stored (beta 0, round 6: an arena just
+	 * cleared), not in the layer's total (which adds, as every micro-batch
+	 * after a window's first) */
+	const char *names[NP] = {"up (w1|w3 + SwiGLU)",   "down (w2, slot rows)",
+	                         "down dX (+SwiGLU bwd)", "down dW",
+	                         "up dX (slot rows)",     "up dW (w1|w3)",
+	                         "down dW stored",        "up dW stored"};
+	const double fl[NP] = {2.0 * R * D * 2 * F, 2.0 * R * F * D,     2.0 * R * D * F,
+	                       2.0 * R * D * F,     2.0 * R * 2 * F * D, 2.0 * R * 2 * F * D,
+	                       2.0 * R * D * F,     2.0 * R * 2 * F * D};
+	double ms_tab[2 * NVAR][NP]; /* (kernel, routing) */
 	double lay[NVAR][2], lay_f = 0;
-	static const char *const var_env[NVAR] = {"wg", "wgm", "wgp", "ws2", "mma", "wg256"};
+	static const char *const var_env[NVAR] = {"wg", "wgt", "wgm", "wgp", "ws2", "mma", "wg256"};
 	int ndev = 0, nvar = argc > 1 ? atoi(argv[1]) : NVAR;
 	if (nvar < 1 || nvar > NVAR)
 		nvar = NVAR;
@@ -116,7 +122,7 @@ int main(int argc, char **argv)
 		}
 		o[E] = R;
 		cudaMemcpy(offs, o, sizeof(o), cudaMemcpyHostToDevice);
-		for (int k = 0; k < 6; k++) {
+		for (int k = 0; k < NP; k++) {
 			float t[20];
 			for (int it = 0; it < 23; it++) {
 				cudaEventRecord(e0, 0);
@@ -124,9 +130,11 @@ int main(int argc, char **argv)
 				case 0: CKM(policy_moe_up(&d, h1, h3, hh, x, w1, w3)); break;
 				case 1: CKM(policy_moe_down(&d, yp, hh, w2)); break;
 				case 2: CKM(policy_moe_down_dx(&d, dh13, dyp, w2, h1, h3)); break;
-				case 3: CKM(policy_moe_down_dw(&d, dw2, dyp, hh)); break;
+				case 3: CKM(policy_moe_down_dw(&d, dw2, dyp, hh, 1)); break;
 				case 4: CKM(policy_moe_up_dx(&d, dxp, dh13, w1, w3)); break;
-				default: CKM(policy_moe_up_dw(&d, dw1, dw3, dh13, x)); break;
+				case 5: CKM(policy_moe_up_dw(&d, dw1, dw3, dh13, x, 1)); break;
+				case 6: CKM(policy_moe_down_dw(&d, dw2, dyp, hh, 0)); break;
+				default: CKM(policy_moe_up_dw(&d, dw1, dw3, dh13, x, 0)); break;
 				}
 				cudaEventRecord(e1, 0);
 				if (cudaEventSynchronize(e1) != cudaSuccess)
@@ -147,10 +155,12 @@ int main(int argc, char **argv)
 		double tot[2] = {0, 0}, ftot = 0;
 		printf("%-6s %-19s %9s %9s %12s %12s\n", var_env[w], "projection", "bal. ms",
 		       "skew ms", "bal. TFLOP/s", "skew TFLOP/s");
-		for (int k = 0; k < 6; k++) {
+		for (int k = 0; k < NP; k++) {
 			printf("%-26s %9.3f %9.3f %12.1f %12.1f\n", names[k], ms_tab[2 * w][k],
 			       ms_tab[2 * w + 1][k], fl[k] / ms_tab[2 * w][k] / 1e9,
 			       fl[k] / ms_tab[2 * w + 1][k] / 1e9);
+			if (k >= 6)
+				continue;
 			tot[0] += ms_tab[2 * w][k];
 			tot[1] += ms_tab[2 * w + 1][k];
 			ftot += fl[k];

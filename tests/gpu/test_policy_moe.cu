@@ -182,7 +182,11 @@ static int check_case1(int T, int K, int E, int D, int F, int route)
 	      *d_y = (float *)poisoned((size_t)T * D * 4);
 	float *d_dgate = (float *)poisoned(R * 4), *d_dxp = (float *)poisoned((size_t)R * D * 4);
 	float *d_dx = (float *)poisoned((size_t)T * D * 4);
-	CHECK(d_dx && d_dxp && d_dh13, "cudaMalloc failed");
+	/* the weight gradients stored (beta 0) into poisoned buffers: every
+	 * element written, zeros for experts without rows */
+	float *d_sw1 = (float *)poisoned(E * wsz * 4), *d_sw3 = (float *)poisoned(E * wsz * 4);
+	float *d_sw2 = (float *)poisoned(E * wsz * 4);
+	CHECK(d_dx && d_dxp && d_dh13 && d_sw2, "cudaMalloc failed");
 	dm.T = T;
 	dm.K = K;
 	dm.E = E;
@@ -195,9 +199,11 @@ static int check_case1(int T, int K, int E, int D, int F, int route)
 	CKM(policy_moe_combine(d_y, d_yp, d_gate, T, K, D));
 	CKM(policy_moe_combine_bwd(&dm, d_dyp, d_dgate, d_dy, d_yp, d_gate));
 	CKM(policy_moe_down_dx(&dm, d_dh13, d_dyp, d_w2, d_h1, d_h3));
-	CKM(policy_moe_down_dw(&dm, d_dw2, d_dyp, d_hh));
+	CKM(policy_moe_down_dw(&dm, d_dw2, d_dyp, d_hh, 1));
+	CKM(policy_moe_down_dw(&dm, d_sw2, d_dyp, d_hh, 0));
 	CKM(policy_moe_up_dx(&dm, d_dxp, d_dh13, d_w1, d_w3));
-	CKM(policy_moe_up_dw(&dm, d_dw1, d_dw3, d_dh13, d_x));
+	CKM(policy_moe_up_dw(&dm, d_dw1, d_dw3, d_dh13, d_x, 1));
+	CKM(policy_moe_up_dw(&dm, d_sw1, d_sw3, d_dh13, d_x, 0));
 	CKM(policy_moe_scatter(d_dx, d_dxp, T, K, D, 0));
 	CKC(cudaDeviceSynchronize());
 
@@ -209,6 +215,7 @@ static int check_case1(int T, int K, int E, int D, int F, int route)
 	float *yp = (float *)malloc(nRD * 4), *y = (float *)malloc((size_t)T * D * 4);
 	float *dgate = (float *)malloc(R * 4), *dxp = (float *)malloc(nRD * 4);
 	float *dx = (float *)malloc((size_t)T * D * 4), *dw = (float *)malloc(3 * E * wsz * 4);
+	float *sw = (float *)malloc(3 * E * wsz * 4);
 	CKC(cudaMemcpy(h1, d_h1, nRF * 2, cudaMemcpyDeviceToHost));
 	CKC(cudaMemcpy(h3, d_h3, nRF * 2, cudaMemcpyDeviceToHost));
 	CKC(cudaMemcpy(hh, d_hh, nRF * 2, cudaMemcpyDeviceToHost));
@@ -222,6 +229,9 @@ static int check_case1(int T, int K, int E, int D, int F, int route)
 	CKC(cudaMemcpy(dw, d_dw1, E * wsz * 4, cudaMemcpyDeviceToHost));
 	CKC(cudaMemcpy(dw + E * wsz, d_dw3, E * wsz * 4, cudaMemcpyDeviceToHost));
 	CKC(cudaMemcpy(dw + 2 * E * wsz, d_dw2, E * wsz * 4, cudaMemcpyDeviceToHost));
+	CKC(cudaMemcpy(sw, d_sw1, E * wsz * 4, cudaMemcpyDeviceToHost));
+	CKC(cudaMemcpy(sw + E * wsz, d_sw3, E * wsz * 4, cudaMemcpyDeviceToHost));
+	CKC(cudaMemcpy(sw + 2 * E * wsz, d_sw2, E * wsz * 4, cudaMemcpyDeviceToHost));
 
 	/* references (double), each from the GPU's inputs of its stage */
 	size_t nmax = 3 * E * wsz > 2 * nRF ? 3 * E * wsz : 2 * nRF;
@@ -362,12 +372,16 @@ static int check_case1(int T, int K, int E, int D, int F, int route)
 	}
 	fail |= compare("dW13", ref, got, 2 * E * wsz, 1e-4);
 	fail |= compare("dW2", ref + 2 * E * wsz, got + 2 * E * wsz, E * wsz, 1e-4);
+	for (size_t i = 0; i < 3 * E * wsz; i++)
+		got[i] = sw[i];
+	fail |= compare("dW13 stored", ref, got, 2 * E * wsz, 1e-4);
+	fail |= compare("dW2 stored", ref + 2 * E * wsz, got + 2 * E * wsz, E * wsz, 1e-4);
 
 	cudaFree(d_offs), cudaFree(d_perm), cudaFree(d_x), cudaFree(d_w1), cudaFree(d_w3);
 	cudaFree(d_w2), cudaFree(d_gate), cudaFree(d_dy), cudaFree(d_dw1), cudaFree(d_dw3);
 	cudaFree(d_dw2), cudaFree(d_h1), cudaFree(d_h3), cudaFree(d_hh), cudaFree(d_dyp);
 	cudaFree(d_dh13), cudaFree(d_yp), cudaFree(d_y), cudaFree(d_dgate), cudaFree(d_dxp);
-	cudaFree(d_dx);
+	cudaFree(d_dx), cudaFree(d_sw1), cudaFree(d_sw3), cudaFree(d_sw2), free(sw);
 	free(cnt), free(offs), free(perm), free(x), free(w1), free(w3), free(w2), free(gate);
 	free(dy), free(dw0), free(h1), free(h3), free(hh), free(dyp), free(dh13), free(yp);
 	free(y), free(dgate), free(dxp), free(dx), free(dw), free(ref), free(got), free(ref2);
@@ -375,8 +389,9 @@ static int check_case1(int T, int K, int E, int D, int F, int route)
 	return fail;
 }
 
-#define NVARIANTS 6
-static const char *const variant_env[NVARIANTS] = {"mma", "wg", "wg256", "wgp", "wgm", "ws2"};
+#define NVARIANTS 7
+static const char *const variant_env[NVARIANTS] = {"mma", "wg",  "wg256", "wgp",
+                                                   "wgm", "ws2", "wgt"};
 static int variant; /* the POLICY_GPU_MOE_KERNEL of the tests below */
 
 static int have_gpu(void)
@@ -420,6 +435,18 @@ static int test_split_k(void)
 	return check_case(2600, 2, 4, 136, 72, ROUTE_RANDOM);
 }
 
+/* F % 64 == 0: wgt's TMA path (other F run wgt as wg); empty experts,
+ * partial row tiles (A rows past an expert's end: the next expert's) */
+static int test_tma_random_empty(void)
+{
+	return check_case(300, 2, 8, 128, 128, ROUTE_RANDOM);
+}
+/* D 72: k past D and n past D in the zero-filled boxes */
+static int test_tma_odd_width(void)
+{
+	return check_case(257, 2, 4, 72, 64, ROUTE_ONE);
+}
+
 /* argv: the variants to run (all when none are named) */
 int main(int argc, char **argv)
 {
@@ -433,6 +460,8 @@ int main(int argc, char **argv)
 	        {"grouped MoE GEMMs: top-1, 16 experts, all rows to one",
 	         test_top1_one_expert_of_many},
 	        {"grouped MoE GEMMs: 5200 rows on 2 of 4 experts (split-K of dW)", test_split_k},
+	        {"grouped MoE GEMMs: random segments, empty experts, F 128", test_tma_random_empty},
+	        {"grouped MoE GEMMs: one expert, D 72, F 64", test_tma_odd_width},
 	};
 	int n = (int)(sizeof(tests) / sizeof(tests[0])), rc = 0;
 	rng = (uint64_t)time(NULL) * 2654435761u + (uint64_t)clock() + 1;
