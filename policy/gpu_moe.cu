@@ -5,8 +5,10 @@
  * layer (forward up and down, their input and weight gradients). A CTA of 8
  * warps computes a 128 x 128 fp32 tile (bf16 in, fp32 accumulation), its
  * operands staged through a 3-stage cp.async pipeline of 64-deep K slices
- * (96 KB of shared memory, two CTAs an SM). The default (VAR 1) issues
+ * (96 KB of shared memory, two CTAs an SM). VAR 1 ("wg") issues
  * wgmma m64n64k16 from shared memory, each warpgroup 64 rows x 128 columns;
+ * the default, VAR 6 ("wgt", round 6), is VAR 1 with the operands that are
+ * not gathered loaded by TMA from one thread (see struct mg_tma);
  * VAR 0 the same tile with mma.sync m16n8k16 and ldmatrix (each warp
  * 64 x 32); VAR 2 a 128 x 256 tile (see mg_var). Shared tiles use the
  * 128-byte swizzle (16-byte chunks XOR-ed with the row's low 3 bits), which
@@ -48,7 +50,7 @@
 #define MG_TILE    (MG_BM * MG_BK * 2) /* bytes of the A tile */
 
 /* the variants: 0 mma.sync, 128 x 128 tiles, 3 stages, 2 CTAs an SM;
- * 1 wgmma (the default), the same tiles and stages, each k block's products
+ * 1 wgmma (6 and 7 are 1 with TMA loads), the same tiles and stages, each k block's products
  * waited for; 2 wgmma, 128 x 256 tiles (2/3 of the L2 traffic per product
  * of 1), 4 stages, one k block's products left in flight, 1 CTA an SM:
  * measured slower than 1 (H100: 1.14 against 0.88 ms a layer), the
@@ -419,9 +421,13 @@ __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB)
 	typedef mg_var<VAR> V;
 	constexpr bool WG = VAR > 0;
 	/* variant 6: B of the row modes, A of those with contiguous rows, by TMA */
-	constexpr bool TB = VAR == 6 && (MODE == MG_UP || MODE == MG_DOWN || MODE == MG_DOWN_DX ||
-	                                 MODE == MG_UP_DX);
+	constexpr bool TB = (VAR == 6 || VAR == 7) && (MODE == MG_UP || MODE == MG_DOWN ||
+	                                               MODE == MG_DOWN_DX || MODE == MG_UP_DX);
 	constexpr bool TA = TB && MODE != MG_UP;
+	/* variant 7: also A of the weight gradients (dyp, dh13 rows) and DOWN_DW's
+	 * B (hh rows) by TMA, except an expert's last k block when partial (rows
+	 * past its end must be zero there: they are K; cp.async zero-fills) */
+	constexpr bool TD = VAR == 7 && (MODE == MG_DOWN_DW || MODE == MG_UP_DW);
 	__shared__ __align__(8) uint64_t mg_full[3];
 	constexpr int BN = V::BN, ST = V::ST, NB = V::NB, CLD = V::CLD, PD = V::PD;
 	static_assert(!V::W1 || ST >= PD + 2, "a stage in use by a wgmma in flight");
@@ -552,7 +558,25 @@ __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB)
 				}
 			}
 		}
-		if (TA) {
+		const bool full = TD && r0 + k0 + MG_BK <= r1;
+		if constexpr (TD) {
+			if (tid == 0) {
+				const uint32_t bar = fbar + 8 * st;
+				if (full) { /* 64 rows x 64 columns a box, 128-byte rows */
+					mg_tb_expect(bar,
+					             MODE == MG_DOWN_DW ? 2 * MG_TILE : MG_TILE);
+					mg_tma2(sa, &tm.a, m0, r0 + k0, bar);
+					mg_tma2(sa + 8192, &tm.a, m0 + 64, r0 + k0, bar);
+					if (MODE == MG_DOWN_DW) {
+						mg_tma2(sb, &tm.b0, n0, r0 + k0, bar);
+						mg_tma2(sb + 8192, &tm.b0, n0 + 64, r0 + k0, bar);
+					}
+				} else { /* the phase completes with this arrival alone */
+					mg_tb_expect(bar, 0);
+				}
+			}
+		}
+		if (TA || full) {
 		} else if (!DW) {
 			int c = tid & 7, k = k0 + c * 8;
 			for (int i = 0; i < 4; i++) {
@@ -569,7 +593,7 @@ __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB)
 				        v);
 			}
 		}
-		if (TB) {
+		if (TB || (full && MODE == MG_DOWN_DW)) {
 		} else if (!BT) {
 			int c = tid & 7, k = k0 + c * 8;
 			for (int i = 0; i < NB; i++) {
@@ -622,7 +646,7 @@ __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB)
 	 * in flight (W1) the stage it overwrites was read by block kb + PD - ST
 	 * <= kb - 2, whose products every warpgroup has waited for before the
 	 * barrier */
-	if (TB) {
+	if (TB || TD) {
 		if (tid == 0) {
 			for (int s = 0; s < ST; s++)
 				mg_tb_init(fbar + 8 * s);
@@ -640,7 +664,7 @@ __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB)
 	const int q = lane >> 3, li = lane & 7;
 	for (int kb = 0; kb < nk; kb++) {
 		mg_wait<PD - 1>();
-		if (TB) /* the stage's boxes landed */
+		if (TB || TD) /* the stage's boxes landed */
 			mg_tb_wait(fbar + 8 * (kb % ST), (kb / ST) & 1);
 		if (WG)
 			mg_proxy_fence(); /* cp.async wrote through the generic proxy */
@@ -1116,27 +1140,33 @@ static int aligned(const void *p)
 	return ((uintptr_t)p & 15) == 0;
 }
 
-/* the variant: POLICY_GPU_MOE_KERNEL=mma (0), wg (1, the default), wg256
- * (2), wgp (3), wgm (4) or ws2 (5); read at each launch, so one process
+/* the variant: POLICY_GPU_MOE_KERNEL=mma (0), wg (1), wg256 (2), wgp (3),
+ * wgm (4), ws2 (5), wgt (6, the default since round 6) or wgtd (7); read
+ * at each launch, so one process
  * can time them all. H100, one layer's six products at the benchmark's
  * shape (tests/bench/gpu_train_moe), balanced / skewed routing, 2026-11-26:
  * mma 1.07-1.30 ms, wg 0.88-0.95, wg256 1.13-1.26, wgp 0.91-1.00, wgm
  * 0.94-1.03, ws2 1.25-1.50 (round 5's warp-specialised kernels with one
  * producer warp, 1.85-2.37, are no longer built: one warp cannot issue a
- * stage's 2048 cp.async in the time the tensor cores take to consume it) */
+ * stage's 2048 cp.async in the time the tensor cores take to consume it).
+ * Round 6 (H100, same run): wgt 0.824 / 0.881 ms against wg 0.909 / 0.969
+ * (x1.10; up dX 0.143 -> 0.104 ms = 495 TFLOP/s, down dX 0.137 -> 0.120,
+ * down 0.076 -> 0.068; up, whose A is gathered, level), 32.4 against 33.1 ms
+ * a micro-batch end to end: the default. wgt runs wg where F % 64 != 0 */
 int policy_moe_variant(void)
 {
 	const char *k = getenv("POLICY_GPU_MOE_KERNEL");
-	static const char *const names[7] = {"mma", "wg", "wg256", "wgp", "wgm", "ws2", "wgt"};
+	static const char *const names[8] = {"mma", "wg",  "wg256", "wgp",
+	                                     "wgm", "ws2", "wgt",   "wgtd"};
 	if (!k || !*k)
-		return 1;
-	for (int i = 0; i < 7; i++)
+		return 6;
+	for (int i = 0; i < 8; i++)
 		if (!strcmp(k, names[i]))
 			return i;
 	return swerve_error_set(
 	        SWERVE_EINVAL,
 	        "POLICY_GPU_MOE_KERNEL=%s: unknown kernel (mma, wg, wg256, wgp, wgm, "
-	        "ws2, wgt)",
+	        "ws2, wgt, wgtd)",
 	        k);
 }
 
@@ -1208,6 +1238,14 @@ template <int MODE> static int mg_maps(struct mg_tma *tm, const struct mg_args *
 	const cuuint64_t E = (cuuint64_t)a->E, D = (cuuint64_t)a->D, F = (cuuint64_t)a->F;
 	const cuuint64_t wfd[3] = {D, F, E}, wdf[3] = {F, D, E}; /* W1, W3 / W2 */
 	int rc = 0;
+	if (MODE == MG_DOWN_DW || MODE == MG_UP_DW) { /* variant 7: dyp / dh13, hh rows */
+		const cuuint64_t adim[2] = {MODE == MG_DOWN_DW ? D : 2 * F, (cuuint64_t)R};
+		const cuuint64_t bdim[2] = {F, (cuuint64_t)R};
+		rc = mg_map(&tm->a, a->a, 2, adim, 64);
+		if (!rc && MODE == MG_DOWN_DW)
+			rc = mg_map(&tm->b0, a->b0, 2, bdim, 64);
+		return rc;
+	}
 	if (MODE == MG_UP) {
 		rc = mg_map(&tm->b0, a->b0, 3, wfd, 64);
 		if (!rc)
@@ -1299,9 +1337,10 @@ template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct
 	/* wgt: the row modes by TMA where F % 64 == 0 (a k block of UP_DX's
 	 * [W1; W3] then lies in one of them); otherwise and for the weight
 	 * gradients it is wg */
-	if (var == 6 && (MODE == MG_DOWN_DW || MODE == MG_UP_DW || d->F % 64))
+	if ((var == 6 && (MODE == MG_DOWN_DW || MODE == MG_UP_DW)) ||
+	    ((var == 6 || var == 7) && d->F % 64))
 		var = 1;
-	if (var == 6) {
+	if (var == 6 || var == 7) {
 		int rc = mg_maps<MODE>(&tm, a, R);
 		if (rc)
 			return rc;
@@ -1313,6 +1352,7 @@ template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct
 	case 4: return ws_run<MODE, 0, 1>(grid, a);
 	case 5: return ws_run<MODE, 2, 1>(grid, a);
 	case 6: return mg_run<MODE, 6>(grid, a, &tm);
+	case 7: return mg_run<MODE, 7>(grid, a, &tm);
 	default: return mg_run<MODE, 1>(grid, a, &tm);
 	}
 }

@@ -31,14 +31,17 @@ struct policy_moe_dims {
 };
 
 /* the kernel variant POLICY_GPU_MOE_KERNEL selects: 0 = mma.sync ("mma"),
- * 1 = wgmma on 128 x 128 tiles ("wg", the default), 2 = wgmma on 128 x 256
+ * 1 = wgmma on 128 x 128 tiles ("wg"), 2 = wgmma on 128 x 256
  * tiles with one k block's products in flight ("wg256"); round 5 (each
  * measured slower than wg, kept selectable): 3 = "wgp", wg's tiles with a
  * k block's products in flight across the barrier and m64n128k16; 4 =
  * "wgm", the stages handed over by mbarriers, every thread loading two
- * blocks ahead; 5 = "ws2", two producer warps and mbarriers (see
- * gpu_moe.cu); an unknown name is SWERVE_EINVAL with a message, and every
- * product refuses to run */
+ * blocks ahead; 5 = "ws2", two producer warps and mbarriers; round 6: 6 =
+ * "wgt" (the default), wg with the operands that are not gathered (the
+ * weights, A of down, down dX, up dX) loaded by TMA from one thread (F % 64
+ * == 0; else wg); 7 = "wgtd", wgt and the weight gradients' contiguous
+ * operands by TMA too (see gpu_moe.cu); an unknown name is SWERVE_EINVAL
+ * with a message, and every product refuses to run */
 int policy_moe_variant(void);
 /* 1 when the grouped kernels take these dimensions */
 int policy_moe_supported(int D, int F);

@@ -282,8 +282,10 @@ int main(int argc, char **argv)
 	 * default at K = 8. Round 6: r5-wg = wg without round 6's fusions (the
 	 * separate x -> bf16 and combine passes, dW always added), the in-run
 	 * baseline, at K = 4 and K = 1 (where every micro-batch stores dW);
-	 * wgt = wg with the non-gathered operands loaded by TMA */
-#define NROWS  11
+	 * wgt = wg with the non-gathered operands loaded by TMA (the default
+	 * since call 1 of round 6); r6-wg = wg with round 6's fusions; wgtd =
+	 * wgt and the weight gradients' contiguous operands by TMA */
+#define NROWS  12
 #define R3_ENV "POLICY_GPU_MOE=lt"
 #define R4_ENV "POLICY_GPU_MOE_KERNEL=wg"
 #define R5_ENV "POLICY_GPU_MOE_KERNEL=wg POLICY_GPU_MOE_FUSE=0 POLICY_GPU_MOE_DWSTORE=0"
@@ -292,7 +294,8 @@ int main(int argc, char **argv)
 		int K, q;
 	} rows[NROWS] = {{"r5-wg", R5_ENV, 4, 1},
 	                 {"grouped", "", 4, 1},
-	                 {"wgt", "POLICY_GPU_MOE_KERNEL=wgt", 4, 1},
+	                 {"r6-wg", R4_ENV, 4, 1},
+	                 {"wgtd", "POLICY_GPU_MOE_KERNEL=wgtd", 4, 1},
 	                 {"r3-default", R3_ENV, 4, 1},
 	                 {"r5-wg", R5_ENV, 1, 1},
 	                 {"grouped", "", 1, 1},

@@ -2,7 +2,7 @@
  * the training benchmark's shape (T 8192 tokens, top-2 of 8 experts, D 768,
  * F 1024): each projection's time and TFLOP/s for a balanced routing and for
  * the benchmark's skewed one (44% of the rows to one expert), on each kernel
- * variant (POLICY_GPU_MOE_KERNEL=wg, wgt, wgm, wgp, ws2, mma, wg256; argv: how
+ * variant (POLICY_GPU_MOE_KERNEL=wg, wgt, wgtd, wgm, wgp, ws2, mma, wg256; argv: how
  * many of these to run, default all), median of 20
  * launches after 3 warm-ups (CUDA events), random bf16 inputs. Prints a
  * table last. */
@@ -52,7 +52,7 @@ static int cmpf(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-#define NVAR 7
+#define NVAR 8
 #define NP   8
 
 int main(int argc, char **argv)
@@ -70,7 +70,8 @@ int main(int argc, char **argv)
 	                       2.0 * R * D * F,     2.0 * R * 2 * F * D};
 	double ms_tab[2 * NVAR][NP]; /* (kernel, routing) */
 	double lay[NVAR][2], lay_f = 0;
-	static const char *const var_env[NVAR] = {"wg", "wgt", "wgm", "wgp", "ws2", "mma", "wg256"};
+	static const char *const var_env[NVAR] = {"wg",  "wgt", "wgtd", "wgm",
+	                                          "wgp", "ws2", "mma",  "wg256"};
 	int ndev = 0, nvar = argc > 1 ? atoi(argv[1]) : NVAR;
 	if (nvar < 1 || nvar > NVAR)
 		nvar = NVAR;

@@ -389,9 +389,9 @@ static int check_case1(int T, int K, int E, int D, int F, int route)
 	return fail;
 }
 
-#define NVARIANTS 7
+#define NVARIANTS 8
 static const char *const variant_env[NVARIANTS] = {"mma", "wg",  "wg256", "wgp",
-                                                   "wgm", "ws2", "wgt"};
+                                                   "wgm", "ws2", "wgt",   "wgtd"};
 static int variant; /* the POLICY_GPU_MOE_KERNEL of the tests below */
 
 static int have_gpu(void)
