@@ -32,7 +32,13 @@
  * main launch starts segment g from lambda^(g L) S0 + sum_{g'<g}
  * lambda^((g-1-g') L) Delta_g' (V3: a small prefix kernel turns the Delta_g
  * into those sums in place first, so each CTA reads one state). G = 1 (no
- * workspace) when the batch alone fills the GPU.
+ * workspace) when the batch alone fills the GPU. Since the eighth round (V3
+ * and V4) the state pass runs on F sub-segments of each segment (shorter
+ * chains, more CTAs: state_plan) and reads only the tokens inside each head's
+ * window before the next segment start (window_len: the tokens it skips add
+ * at most 2^-32 max |k| |v| to a state element); prefix_kernel sums the
+ * sub-segments' states. 1 x 32768 x 16 heads forward, layer 0's decay, one
+ * H100 run: 0.234-0.254 ms against the seventh round's 0.286-0.290.
  *
  * Backward is three runs of the same kernel in one launch (no per-chunk
  * states are stored, everything is recomputed from q, k, v):
@@ -89,7 +95,52 @@ struct la_params {
 	const float *slopes;
 	int B, H, G, seg_len;
 	int mst; /* V3: stages of the main kernel (2, or 4 for one CTA per SM) */
+	/* V3 and V4 with G > 1 (the eighth round): the state pass runs on F
+	 * sub-segments of sub_len tokens per segment (the last one of a segment
+	 * may be shorter; F = 1: the segments themselves), so the workspace holds
+	 * G F states per (sequence, head, problem) and the main pass of segment g
+	 * starts from the running sum at sub-segment g F - 1; win_bits > 0: the
+	 * state pass skips the tokens outside each head's window (window_len);
+	 * pfx: prefix_kernel runs between the passes */
+	int F, sub_len, win_bits, pfx;
 };
+
+/* Head window of the state pass (the eighth round): a token t contributes
+ * lambda^(E - 1 - t) k_t^T v_t to the state a segment starting at E begins
+ * from; the tokens at distances E - 1 - t >= W, W the smallest integer with
+ * lambda^W / (1 - lambda) <= 2^-bits, together add at most 2^-bits
+ * max_t |k_t|_inf |v_t|_inf to each state element (a geometric tail). W =
+ * ceil((bits ln 2 + ln(1 / (1 - lambda))) / slope), one token more for fp32
+ * rounding; INT_MAX (no window) for bits 0, a slope <= 0, or W >= 2^30 (weak
+ * decay: longer than any sequence). The same function in the state pass and
+ * the prefix kernel, so both skip the same sub-segments. */
+__device__ __forceinline__ int window_len(float slope, int bits)
+{
+	if (bits <= 0 || !(slope > 0.0f))
+		return 0x7fffffff;
+	const float w = ((float)bits * 0.693147181f - logf(-expm1f(-slope))) / slope;
+	return w < 1.0e9f ? (int)ceilf(w) + 1 : 0x7fffffff;
+}
+
+/* Sub-segment s of the state pass: tokens [a, e) of a sequence, feeding the
+ * segment that starts at E (the end of a's segment); first: the first token
+ * it reads, rounded down to a chunk of C tokens from a (first >= e: none, the
+ * whole sub-segment is outside the window and its state is zero) */
+struct sub_range {
+	int a, e, E, first;
+};
+
+__device__ __forceinline__ sub_range sub_seg(const la_params &P, int s, int wl)
+{
+	sub_range r;
+	const int gm = s / P.F, j = s - gm * P.F;
+	r.E = (gm + 1) * P.seg_len;
+	r.a = gm * P.seg_len + j * P.sub_len;
+	r.e = min(r.a + P.sub_len, r.E);
+	const long t0 = (long)r.E - wl;
+	r.first = t0 <= r.a ? r.a : t0 >= r.e ? r.e : r.a + (int)((t0 - r.a) / C) * C;
+	return r;
+}
 
 /* V2 (the main pass since the second tuning round): q and k single-buffered,
  * v double-buffered, so that 3 CTAs fit in an SM's shared memory (70.5 KB
@@ -708,20 +759,27 @@ __global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1) kernel(const __grid_const
 	const int b = blockIdx.z % P.B, pi = blockIdx.z / P.B;
 	const la_prob &pr = P.p[pi];
 	const int T0 = P.cu[b], T = P.cu[b + 1] - T0;
-	const int seg_start = g * P.seg_len;
-	int seg_end;
+	const float slope = P.slopes[h];
+	int seg_start, seg_end;
 	if (SO) {
-		if ((g + 1) * P.seg_len >= T)
-			return;
-		seg_end = seg_start + P.seg_len;
+		/* g is sub-segment g of the state pass (g / F of the segments): its
+		 * chunks within the head's window of the next segment's start, from
+		 * a zero state, decayed to the sub-segment's end */
+		if ((g / P.F + 1) * P.seg_len >= T)
+			return; /* no later segment needs this one */
+		const sub_range r = sub_seg(P, g, window_len(slope, P.win_bits));
+		if (r.first >= r.e && P.pfx)
+			return; /* outside the window: prefix_kernel counts it as zero */
+		seg_start = r.first;
+		seg_end = r.e;
 	} else {
+		seg_start = g * P.seg_len;
 		if (g > 0 && seg_start >= T)
 			return;
 		seg_end = g == P.G - 1 ? T : min(seg_start + P.seg_len, T);
 	}
 	const int n_chunks = seg_end > seg_start ? (seg_end - seg_start + C - 1) / C : 0;
 	const int H = P.H;
-	const float slope = P.slopes[h];
 	const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
 	const int gq = lane >> 2, t4 = lane & 3;
 
@@ -823,7 +881,9 @@ __global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1) kernel(const __grid_const
 					val = s0 * expf(-slope * (float)seg_start);
 				}
 				if (g > 0) /* the earlier segments, combined by prefix_kernel */
-					val += pr.seg[(((size_t)b * H + h) * P.G + g - 1) * D * D +
+					val += pr.seg[(((size_t)b * H + h) * P.G * P.F + g * P.F -
+					               1) * D *
+					                      D +
 					              (size_t)d * D + e];
 			}
 			kv[mb][i] = val;
@@ -1210,7 +1270,7 @@ __global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1) kernel(const __grid_const
 	float *dst = nullptr;
 	float mul = 1.0f;
 	if (SO) {
-		dst = pr.seg + (((size_t)b * H + h) * P.G + g) * D * D;
+		dst = pr.seg + (((size_t)b * H + h) * P.G * P.F + g) * D * D;
 	} else {
 		const int last = T > 0 ? min((T - 1) / P.seg_len, P.G - 1) : 0;
 		if (pr.final && g == last) {
@@ -1234,27 +1294,55 @@ __global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1) kernel(const __grid_const
 	}
 }
 
-/* Between V3's state pass and main pass: the segments' own contributions
- * Delta_g (g < G - 1, those that exist for the sequence) become running sums
- * P_g = lambda^L P_{g-1} + Delta_g in place, so that the main pass starts
- * segment g from lambda^(g L) S0 + P_{g-1} with one read. A thread per 4
- * state elements, 256 threads, grid (D D / 1024, H, B x problems). */
+/* Between the state pass and the main pass (V3 and V4): the sub-segments' own
+ * contributions Delta_s (s < (nseg - 1) F, those that exist for the
+ * sequence) become running sums P_s = lambda^len_s P_{s-1} + Delta_s, written
+ * in place where the main pass reads them (s = g F - 1, the start of segment
+ * g), so that it starts segment g from lambda^(g L) S0 + P_{gF-1} with one
+ * read. A sub-segment outside the head's window (window_len) was not written
+ * by the state pass and counts as zero. The sums go through a thread's
+ * registers, the states read 8 at a time (independent loads in flight). A
+ * thread per 4 state elements, 256 threads, grid (D D / 1024, H, B x
+ * problems). With F = 1 and no window: the seventh round's combine. */
 __global__ void __launch_bounds__(256) prefix_kernel(const __grid_constant__ la_params P, int D)
 {
 	const int h = blockIdx.y, b = blockIdx.z % P.B, pi = blockIdx.z / P.B;
 	const int T = P.cu[b + 1] - P.cu[b];
 	const int nseg = min(T > 0 ? (T + P.seg_len - 1) / P.seg_len : 0, P.G);
 	const size_t n4 = (size_t)D * D / 4, i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-	if (i >= n4 || nseg < 3)
+	if (i >= n4 || nseg < 2)
 		return;
-	const float lam = expf(-P.slopes[h] * (float)P.seg_len);
-	float4 *st = reinterpret_cast<float4 *>(P.p[pi].seg + ((size_t)b * P.H + h) * P.G * D * D);
-	float4 acc = st[i];
-	for (int g = 1; g < nseg - 1; g++) {
-		const float4 x = st[g * n4 + i];
-		acc = make_float4(lam * acc.x + x.x, lam * acc.y + x.y, lam * acc.z + x.z,
-		                  lam * acc.w + x.w);
-		st[g * n4 + i] = acc;
+	const float slope = P.slopes[h];
+	const int wl = window_len(slope, P.win_bits), nsub = (nseg - 1) * P.F;
+	float4 *st =
+	        reinterpret_cast<float4 *>(P.p[pi].seg + ((size_t)b * P.H + h) * P.G * P.F * D * D);
+	float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+	constexpr int BATCH = 8;
+	for (int s0 = 0; s0 < nsub; s0 += BATCH) {
+		float4 x[BATCH];
+		float lam[BATCH];
+#pragma unroll
+		for (int u = 0; u < BATCH; u++) {
+			const int s = s0 + u;
+			x[u] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+			lam[u] = 1.0f;
+			if (s < nsub) {
+				const sub_range r = sub_seg(P, s, wl);
+				lam[u] = expf(-slope * (float)(r.e - r.a));
+				if (r.first < r.e)
+					x[u] = st[s * n4 + i];
+			}
+		}
+#pragma unroll
+		for (int u = 0; u < BATCH; u++) {
+			const int s = s0 + u;
+			if (s >= nsub)
+				break;
+			acc = make_float4(lam[u] * acc.x + x[u].x, lam[u] * acc.y + x[u].y,
+			                  lam[u] * acc.z + x[u].z, lam[u] * acc.w + x[u].w);
+			if (s % P.F == P.F - 1)
+				st[s * n4 + i] = acc;
+		}
 	}
 }
 
@@ -1433,7 +1521,9 @@ __global__ void __launch_bounds__(NT4, 1) kernel4(const __grid_constant__ la_par
 					val = s0 * expf(-slope * (float)seg_start);
 				}
 				if (g > 0) /* the earlier segments, combined by prefix_kernel */
-					val += pr.seg[(((size_t)b * H + h) * P.G + g - 1) * D * D +
+					val += pr.seg[(((size_t)b * H + h) * P.G * P.F + g * P.F -
+					               1) * D *
+					                      D +
 					              (size_t)d * D + e];
 			}
 			kv[mi][i] = val;
@@ -2067,13 +2157,52 @@ void plan_for(const swerve_lightning_dims *d, int nprob, int *kver, int *G, int 
 		     true, G, seg_len);
 }
 
+/* The eighth round's state pass (V3 and V4, G > 1): F sub-segments per
+ * segment and the head window's bits (la_params). The state pass costs the
+ * longer of its slowest CTA's chain (sub_len / 64 state-only chunk steps of a
+ * lone CTA, ~0.55 us each on an H100: 1 x 32768 at G = 4, one 8192-token
+ * segment a CTA, ran ~70 us) and its bytes (k and v of the tokens inside the
+ * windows before each segment start: 37 MB = 13 us at 2.8 TB/s with layer 0's
+ * slopes at 1 x 32768 x 16 heads, G = 4, against 201 MB without the window).
+ * Rule: the smallest power of two F (at most 32) that cuts the segments into
+ * sub-segments of at most 1024 tokens (16 steps, ~9 us: below the bytes'
+ * time at layer 0's decay, far below it at weak decay); each sub-segment
+ * adds one 4 D^2-byte state per head to write and read (F = 8 at 1 x 32768:
+ * <= 25 MB, 6.5 MB inside layer 0's windows). The window: 2^-32 of
+ * max |k| |v| per state element (window_len). SWERVE_LIGHTNING_STATE_SPLIT=<F>
+ * forces F (1: the seventh round's state pass), SWERVE_LIGHTNING_WINDOW=<bits>
+ * the window's bound (0: no window); benchmarks and tests. */
+void state_plan(int kver, int G, int seg_len, int *F, int *sub_len, int *bits)
+{
+	*F = 1;
+	*sub_len = seg_len;
+	*bits = 0;
+	if ((kver != 3 && kver != 4) || G <= 1)
+		return;
+	const char *fe = getenv("SWERVE_LIGHTNING_STATE_SPLIT"),
+	           *we = getenv("SWERVE_LIGHTNING_WINDOW");
+	int f = 1;
+	if (fe && atoi(fe) > 0)
+		f = atoi(fe) < 1024 ? atoi(fe) : 1024;
+	else
+		while (f < 32 && (seg_len + f - 1) / f > 1024)
+			f *= 2;
+	*bits = we && *we ? (atoi(we) > 0 ? (atoi(we) < 120 ? atoi(we) : 120) : 0) : 32;
+	/* sub-segments: whole chunks of the state pass, the last one of a
+	 * segment the rest */
+	const int sl = ((seg_len + f - 1) / f + C - 1) / C * C;
+	*sub_len = sl < seg_len ? sl : seg_len;
+	*F = (seg_len + *sub_len - 1) / *sub_len;
+}
+
 size_t workspace_for(const swerve_lightning_dims *d, int nprob)
 {
-	int G, len, kver, mst;
+	int G, len, kver, mst, F, sub, bits;
 	plan_for(d, nprob, &kver, &G, &len, &mst);
 	if (G <= 1)
 		return 0;
-	return (size_t)nprob * d->batch * d->heads * G * d->dim * d->dim * sizeof(float);
+	state_plan(kver, G, len, &F, &sub, &bits);
+	return (size_t)nprob * d->batch * d->heads * G * F * d->dim * d->dim * sizeof(float);
 }
 
 int check(const swerve_lightning_dims *d, const char *fn)
@@ -2262,8 +2391,8 @@ int wg_run(const la_params &P, int nprob, const swerve_lightning_dims *d, cudaSt
 		               (VAR == 5 || VAR == 6 ? 4
 		                : VAR >= 8           ? 7
 		                                     : VAR)>(
-		        dim3(NEB * (P.G - 1), d->heads, d->batch * nprob), P, stream);
-		if (!rc && P.G > 2)
+		        dim3(NEB * (P.G - 1) * P.F, d->heads, d->batch * nprob), P, stream);
+		if (!rc && P.pfx)
 			wg::prefix_kernel<<<dim3((D * D / 4 + 255) / 256, d->heads,
 			                         d->batch * nprob),
 			                    256, 0, stream>>>(P, D);
@@ -2283,10 +2412,10 @@ int wg4_run(const la_params &P, int nprob, const swerve_lightning_dims *d, cudaS
 	int rc = 0;
 	const int f = wg4_form();
 	if (P.G > 1) { /* V3's state pass: form 1's with V4 form 1, form 7's with forms 2, 3 */
-		const dim3 sg(NEB * (P.G - 1), d->heads, d->batch * nprob);
+		const dim3 sg(NEB * (P.G - 1) * P.F, d->heads, d->batch * nprob);
 		rc = f == 1 ? wg_launch<D, true, 4, 1>(sg, P, stream)
 		            : wg_launch<D, true, 4, 7>(sg, P, stream);
-		if (!rc && P.G > 2)
+		if (!rc && P.pfx)
 			wg::prefix_kernel<<<dim3((D * D / 4 + 255) / 256, d->heads,
 			                         d->batch * nprob),
 			                    256, 0, stream>>>(P, D);
@@ -2410,6 +2539,9 @@ int run(la_params &P, int nprob, const swerve_lightning_dims *d, void *ws, size_
 	P.H = d->heads;
 	if (d->max_seqlen == 0)
 		P.seg_len = C; /* every sequence is empty: one segment still writes final states */
+	state_plan(kver, P.G, P.seg_len, &P.F, &P.sub_len, &P.win_bits);
+	/* the mma.sync kernels combine the segment states themselves (F = 1) */
+	P.pfx = (kver == 3 || kver == 4) && P.G > 1 && (P.G > 2 || P.F > 1 || P.win_bits > 0);
 	if ((kver == 3 && wg_form() >= 8) || (kver == 4 && wg4_form() >= 3)) {
 		const int rc = make_out_maps(P, nprob, d, fn);
 		if (rc)
@@ -2474,6 +2606,18 @@ extern "C" int swerve_lightning_plan_(const struct swerve_lightning_dims *d, int
 	int kver, len;
 	plan_for(d, nprob, &kver, G, &len, stages);
 	return kver;
+}
+
+/* Benchmarks and tests only (not in lightning.h): the state pass's plan for a
+ * forward (nprob 1) or backward (3): sub-segments per segment (returned),
+ * their length in tokens and the window's bits (0: none). */
+extern "C" int swerve_lightning_state_plan_(const struct swerve_lightning_dims *d, int nprob,
+                                            int *sub_len, int *bits)
+{
+	int kver, G, len, mst, F;
+	plan_for(d, nprob, &kver, &G, &len, &mst);
+	state_plan(kver, G, len, &F, sub_len, bits);
+	return F;
 }
 
 extern "C" size_t swerve_lightning_forward_workspace(const struct swerve_lightning_dims *dims)

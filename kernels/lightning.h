@@ -87,7 +87,11 @@ size_t swerve_lightning_forward_workspace(const struct swerve_lightning_dims *di
 
 /* o [N, H, D] bf16 (and final_state [B, H, D, D] fp32 if not NULL) from q, k, v
  * [N, H, D] bf16, cu_seqlens [B+1] int32, slopes [H] fp32, initial_state
- * [B, H, D, D] fp32 or NULL. All pointers are device pointers. */
+ * [B, H, D, D] fp32 or NULL. All pointers are device pointers. Long sequences
+ * cut into segments start each segment from a state that leaves out the
+ * tokens t at distances E - 1 - t >= W_h before its start E, W_h the least
+ * with lambda_h^W_h / (1 - lambda_h) <= 2^-32: at most 2^-32 max_t |k_t| |v_t|
+ * per state element (the backward likewise with its operands). */
 int swerve_lightning_forward(uint16_t *o, float *final_state, const uint16_t *q, const uint16_t *k,
                              const uint16_t *v, const int32_t *cu_seqlens, const float *slopes,
                              const float *initial_state, const struct swerve_lightning_dims *dims,

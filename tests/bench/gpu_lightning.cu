@@ -49,6 +49,9 @@ extern "C" {
 extern "C" int swerve_lightning_occupancy_(int d, int kver);
 extern "C" int swerve_lightning_plan_(const swerve_lightning_dims *d, int nprob, int *G,
                                       int *stages);
+/* the state pass's sub-segments per segment (returned), their tokens, the window's bits */
+extern "C" int swerve_lightning_state_plan_(const swerve_lightning_dims *d, int nprob, int *sub_len,
+                                            int *bits);
 
 __global__ void fill_bf16(__nv_bfloat16 *p, size_t n, uint32_t seed, float scale)
 {
@@ -261,6 +264,12 @@ int main(int argc, char **argv)
 			       "fwd "
 			       "G=%d, bwd G=%d)\n",
 			       B, T, kf, kb, gf, sf, gb, sb, g3f, g3b, g4f, g4b);
+			int subf, bitsf, subb, bitsb;
+			const int ff = swerve_lightning_state_plan_(&dims, 1, &subf, &bitsf);
+			const int fb_ = swerve_lightning_state_plan_(&dims, 3, &subb, &bitsb);
+			printf("# state plan B=%d T=%d: fwd F=%d of %d tokens, window 2^-%d; bwd "
+			       "F=%d of %d tokens, window 2^-%d (F 1, window 0 where G = 1)\n",
+			       B, T, ff, subf, bitsf, fb_, subb, bitsb);
 		}
 		if (sweep4 &&
 		    !no_v4) { /* V4: forward and backward time against the segment count */
@@ -326,36 +335,32 @@ int main(int argc, char **argv)
 		double floor_f = 4 * tensor / bw * 1e3, floor_b = 9 * tensor / bw * 1e3;
 		char shape[32];
 		snprintf(shape, sizeof shape, "%d,%d,%d,%d", B, T, H, D);
-		/* Rows: the current choice of kernels (V3 form 9 with the sixth
-		 * round's segment plan; at D = 128 V4 form 3 for the forward where V3
-		 * would run one CTA per SM, for the backward where one problem's grid
-		 * has at most one CTA per SM, and for both wherever V3 needs
-		 * segments); the sixth round's default (V3 form 7, V4 form 2, its
-		 * rule only); the current output path with the sixth round's kernel
-		 * choice (the rules' share), and the sixth round's output path with
-		 * the current choice (the output path's share); form 8 (TMA stores,
-		 * the wait where form 7 had it); V3 and V4 forced for both passes in
-		 * their current and sixth-round forms; then two configurations again
-		 * (the spread between two rows of one configuration is the run's
-		 * noise). Each row sets SWERVE_LIGHTNING_KERNEL, _WG_FORM, _V4_FORM
-		 * and _V4_RULES (or leaves them unset). The earlier rounds' other rows (V3 forms 0
-		 * to 6, V4 form 1, the fifth round's plan, the mma.sync kernels) are in git
-		 * history. */
+		/* Rows (eighth round): the current choice (V3 form 9, V4 form 3, the
+		 * seventh round's kernel rules and segment plan; the state pass on
+		 * sub-segments of <= 1024 tokens with the 2^-32 head windows); the
+		 * seventh round's state pass (SWERVE_LIGHTNING_STATE_SPLIT=1,
+		 * SWERVE_LIGHTNING_WINDOW=0: whole segments, every token); each change
+		 * alone (sub-segments without the window, the window on whole
+		 * segments); other splits (4, 16); V3 and V4 forced; then the default
+		 * and the seventh round's again (the spread between two rows of one
+		 * configuration is the run's noise). Each row sets
+		 * SWERVE_LIGHTNING_KERNEL, _STATE_SPLIT and _WINDOW (or leaves them
+		 * unset). The seventh round's other rows (the sixth round's forms and
+		 * rules) are in git history. */
 		struct row {
-			const char *name, *kernel, *form, *v4form, *rules;
+			const char *name, *kernel, *split, *window;
 		};
 		static const row rows[] = {
-		        {"swerve", nullptr, nullptr, nullptr, nullptr},
-		        {"swerve-round6", nullptr, "7", "2", "6"},
-		        {"swerve-rules6", nullptr, nullptr, nullptr, "6"},
-		        {"swerve-out6", nullptr, "7", "2", nullptr},
-		        {"swerve-f8", nullptr, "8", nullptr, nullptr},
-		        {"swerve-v3", "3", nullptr, nullptr, nullptr},
-		        {"swerve-v3f7", "3", "7", nullptr, nullptr},
-		        {"swerve-v4", "4", nullptr, nullptr, nullptr},
-		        {"swerve-v4f2", "4", nullptr, "2", nullptr},
-		        {"swerve-again", nullptr, nullptr, nullptr, nullptr},
-		        {"swerve-round6-again", nullptr, "7", "2", "6"},
+		        {"swerve", nullptr, nullptr, nullptr},
+		        {"swerve-round7", nullptr, "1", "0"},
+		        {"swerve-split-only", nullptr, nullptr, "0"},
+		        {"swerve-window-only", nullptr, "1", nullptr},
+		        {"swerve-split4", nullptr, "4", nullptr},
+		        {"swerve-split16", nullptr, "16", nullptr},
+		        {"swerve-v3", "3", nullptr, nullptr},
+		        {"swerve-v4", "4", nullptr, nullptr},
+		        {"swerve-again", nullptr, nullptr, nullptr},
+		        {"swerve-round7-again", nullptr, "1", "0"},
 		};
 		constexpr int NROW = sizeof rows / sizeof rows[0];
 		auto put = [](const char *name, const char *v) {
@@ -368,9 +373,8 @@ int main(int argc, char **argv)
 			if (no_v4 && rows[r].kernel && strcmp(rows[r].kernel, "4") == 0)
 				continue;
 			put("SWERVE_LIGHTNING_KERNEL", rows[r].kernel);
-			put("SWERVE_LIGHTNING_WG_FORM", rows[r].form);
-			put("SWERVE_LIGHTNING_V4_FORM", rows[r].v4form);
-			put("SWERVE_LIGHTNING_V4_RULES", rows[r].rules);
+			put("SWERVE_LIGHTNING_STATE_SPLIT", rows[r].split);
+			put("SWERVE_LIGHTNING_WINDOW", rows[r].window);
 			wf = swerve_lightning_forward_workspace(&dims);
 			wb = swerve_lightning_backward_workspace(&dims);
 			CK(cudaFree(ws));
@@ -386,6 +390,8 @@ int main(int argc, char **argv)
 		unsetenv("SWERVE_LIGHTNING_WG_PLAN");
 		unsetenv("SWERVE_LIGHTNING_V4_FORM");
 		unsetenv("SWERVE_LIGHTNING_V4_RULES");
+		unsetenv("SWERVE_LIGHTNING_STATE_SPLIT");
+		unsetenv("SWERVE_LIGHTNING_WINDOW");
 		cudaFree(q), cudaFree(k), cudaFree(v), cudaFree(g), cudaFree(o), cudaFree(dq);
 		cudaFree(dk), cudaFree(dv), cudaFree(dcu), cudaFree(ws);
 	}

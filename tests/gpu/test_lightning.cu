@@ -425,6 +425,106 @@ static int t_v4_rule_backward_d128(void)
 	                  128, 0, 32, 1);
 }
 
+/* The eighth round's state pass: sub-segments (SWERVE_LIGHTNING_STATE_SPLIT=F:
+ * F per segment, the last one of a segment shorter where F does not divide
+ * it) and the head windows (SWERVE_LIGHTNING_WINDOW=<bits>, 0: none), with
+ * forced segment counts, on ragged batches (lengths not multiples of a
+ * sub-segment), forward and backward (reversed walks), initial and final
+ * states. Layer 0 of 8 heads: windows of 47 to 7099 tokens (slopes 1/2 ..
+ * 1/256), so that whole sub-segments fall outside the short ones; the last
+ * layer: windows longer than any sequence. */
+extern "C" int swerve_lightning_state_plan_(const struct swerve_lightning_dims *d, int nprob,
+                                            int *sub_len, int *bits);
+
+static int t_split_v4_d128(void)
+{
+	env_override k("SWERVE_LIGHTNING_KERNEL", "4"), g("SWERVE_LIGHTNING_SEGMENTS", "4"),
+	        f("SWERVE_LIGHTNING_STATE_SPLIT", "4"), w("SWERVE_LIGHTNING_WINDOW", nullptr);
+	return check_case("V4, 4 segments x 4 sub-segments, window, D=128",
+	                  {2600, 1, 333, 1500, 129}, 8, 128, 0, 32, 1);
+}
+
+static int t_split_v3_d64(void)
+{
+	/* V3 segments of 512 tokens in sub-segments of 192, 192, 128 */
+	env_override k("SWERVE_LIGHTNING_KERNEL", "3"), g("SWERVE_LIGHTNING_SEGMENTS", "5"),
+	        f("SWERVE_LIGHTNING_STATE_SPLIT", "3"), w("SWERVE_LIGHTNING_WINDOW", nullptr);
+	return check_case("V3, 5 segments x 3 sub-segments, window, D=64", {2500, 777, 64, 1}, 8,
+	                  64, 0, 32, 1);
+}
+
+static int t_split_v3_d128(void)
+{
+	env_override k("SWERVE_LIGHTNING_KERNEL", "3"), g("SWERVE_LIGHTNING_SEGMENTS", "6"),
+	        f("SWERVE_LIGHTNING_STATE_SPLIT", "8"), w("SWERVE_LIGHTNING_WINDOW", nullptr);
+	return check_case("V3, 6 segments x 8 sub-segments, window, D=128", {3000, 65, 1100}, 8,
+	                  128, 0, 32, 1);
+}
+
+static int t_split_v4_d64_strong(void)
+{
+	/* 64-token sub-segments: most of them outside the first heads' windows */
+	env_override k("SWERVE_LIGHTNING_KERNEL", "4"), g("SWERVE_LIGHTNING_SEGMENTS", "8"),
+	        f("SWERVE_LIGHTNING_STATE_SPLIT", "32"), w("SWERVE_LIGHTNING_WINDOW", nullptr);
+	return check_case("V4, 8 segments x 64-token sub-segments, window, D=64", {2100, 900, 3}, 8,
+	                  64, 0, 32, 1);
+}
+
+static int t_split_no_decay_d128(void)
+{
+	env_override k("SWERVE_LIGHTNING_KERNEL", "4"), g("SWERVE_LIGHTNING_SEGMENTS", "3"),
+	        f("SWERVE_LIGHTNING_STATE_SPLIT", "2"), w("SWERVE_LIGHTNING_WINDOW", nullptr);
+	return check_case("V4, 3 segments x 2 sub-segments, last layer, D=128", {2048, 511, 1300},
+	                  4, 128, 31, 32, 1);
+}
+
+static int t_split_no_window_d128(void)
+{
+	env_override k("SWERVE_LIGHTNING_KERNEL", "3"), g("SWERVE_LIGHTNING_SEGMENTS", "4"),
+	        f("SWERVE_LIGHTNING_STATE_SPLIT", "4"), w("SWERVE_LIGHTNING_WINDOW", "0");
+	return check_case("V3, 4 segments x 4 sub-segments, no window, D=128", {2500, 1, 640}, 4,
+	                  128, 0, 32, 1);
+}
+
+static int t_split_two_segments_d128(void)
+{
+	/* G = 2 with the window and F = 1: the prefix kernel still runs (an
+	 * outside-window state is not written) */
+	env_override k("SWERVE_LIGHTNING_KERNEL", "4"), g("SWERVE_LIGHTNING_SEGMENTS", "2"),
+	        f("SWERVE_LIGHTNING_STATE_SPLIT", "1"), w("SWERVE_LIGHTNING_WINDOW", nullptr);
+	return check_case("V4, 2 segments, window, D=128", {1800, 200, 1000}, 8, 128, 0, 32, 1);
+}
+
+/* The default state plan at 1 x 32768 x 16 heads, D = 128 (the issue's
+ * shape; its values are too long for the CPU reference here): V4, 4
+ * segments in sub-segments of 1024 tokens, the 2^-32 window */
+static int t_state_plan_default(void)
+{
+	env_override k("SWERVE_LIGHTNING_KERNEL", nullptr), g("SWERVE_LIGHTNING_SEGMENTS", nullptr),
+	        f("SWERVE_LIGHTNING_STATE_SPLIT", nullptr), w("SWERVE_LIGHTNING_WINDOW", nullptr),
+	        s("SWERVE_LIGHTNING_WG_STAGES", nullptr), r("SWERVE_LIGHTNING_V4_RULES", nullptr);
+	if (!have_gpu())
+		return GPU_SKIP;
+	int sms = 0, G = 0, st = 0, sub = 0, bits = 0;
+	CUDA_OK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+	const swerve_lightning_dims dims = {1, 16, 128, 32768};
+	const int kver = swerve_lightning_plan_(&dims, 1, &G, &st);
+	const int F = swerve_lightning_state_plan_(&dims, 1, &sub, &bits);
+	printf("  forward plan on %d SMs: kernel %d, G %d, F %d of %d tokens, window 2^-%d\n", sms,
+	       kver, G, F, sub, bits);
+	CHECK(sms < 128 || (kver == 4 && G == 4), "kernel %d, G %d", kver, G);
+	CHECK(G <= 1 || (sub <= 1024 && F * sub >= 32768 / G && bits == 32),
+	      "F %d, sub-segment %d, bits %d", F, sub, bits);
+	{
+		env_override f1("SWERVE_LIGHTNING_STATE_SPLIT", "1"),
+		        w0("SWERVE_LIGHTNING_WINDOW", "0");
+		const int F1 = swerve_lightning_state_plan_(&dims, 1, &sub, &bits);
+		CHECK(F1 == 1 && bits == 0 && (G <= 1 || sub == 32768 / G),
+		      "forced: F %d, sub-segment %d, bits %d", F1, sub, bits);
+	}
+	return 0;
+}
+
 /* Decode N tokens from S0 for 64 sequences; the state must equal the chunked
  * forward's final state over the same tokens, and o the reference decode's. */
 static int t_decode_matches_forward(void)
@@ -572,6 +672,14 @@ int main(void)
 	        {"lightning V3 form 7 varlen, segments, D=128", t_v3f7_varlen_segments_d128},
 	        {"lightning V4 form 2 varlen, D=128", t_v4f2_varlen_d128},
 	        {"lightning default plan 4 x 1000 x 16 heads, D=128", t_v4_rule_backward_d128},
+	        {"lightning V4 4 segments x 4 sub-segments, D=128", t_split_v4_d128},
+	        {"lightning V3 5 segments x 3 sub-segments, D=64", t_split_v3_d64},
+	        {"lightning V3 6 segments x 8 sub-segments, D=128", t_split_v3_d128},
+	        {"lightning V4 64-token sub-segments, strong decay, D=64", t_split_v4_d64_strong},
+	        {"lightning V4 sub-segments, no decay, D=128", t_split_no_decay_d128},
+	        {"lightning V3 sub-segments, no window, D=128", t_split_no_window_d128},
+	        {"lightning V4 2 segments, window, D=128", t_split_two_segments_d128},
+	        {"lightning default state plan 1 x 32768, D=128", t_state_plan_default},
 	};
 	return gpu_run_tests(tests, (int)(sizeof tests / sizeof tests[0]));
 }
