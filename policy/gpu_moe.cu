@@ -7,8 +7,9 @@
  * operands staged through a 3-stage cp.async pipeline of 64-deep K slices
  * (96 KB of shared memory, two CTAs an SM). VAR 1 ("wg") issues
  * wgmma m64n64k16 from shared memory, each warpgroup 64 rows x 128 columns;
- * the default, VAR 6 ("wgt", round 6), is VAR 1 with the operands that are
- * not gathered loaded by TMA from one thread (see struct mg_tma);
+ * VAR 6 ("wgt", round 6) is VAR 1 with the operands that are not gathered
+ * loaded by TMA from one thread (see struct mg_tma); the default, VAR 7
+ * ("wgtd"), also the weight gradients' contiguous operands;
  * VAR 0 the same tile with mma.sync m16n8k16 and ldmatrix (each warp
  * 64 x 32); VAR 2 a 128 x 256 tile (see mg_var). Shared tiles use the
  * 128-byte swizzle (16-byte chunks XOR-ed with the row's low 3 bits), which
@@ -1141,7 +1142,7 @@ static int aligned(const void *p)
 }
 
 /* the variant: POLICY_GPU_MOE_KERNEL=mma (0), wg (1), wg256 (2), wgp (3),
- * wgm (4), ws2 (5), wgt (6, the default since round 6) or wgtd (7); read
+ * wgm (4), ws2 (5), wgt (6) or wgtd (7, the default since round 6); read
  * at each launch, so one process
  * can time them all. H100, one layer's six products at the benchmark's
  * shape (tests/bench/gpu_train_moe), balanced / skewed routing, 2026-11-26:
@@ -1152,14 +1153,17 @@ static int aligned(const void *p)
  * Round 6 (H100, same run): wgt 0.824 / 0.881 ms against wg 0.909 / 0.969
  * (x1.10; up dX 0.143 -> 0.104 ms = 495 TFLOP/s, down dX 0.137 -> 0.120,
  * down 0.076 -> 0.068; up, whose A is gathered, level), 32.4 against 33.1 ms
- * a micro-batch end to end: the default. wgt runs wg where F % 64 != 0 */
+ * a micro-batch end to end. Round 6 call 2 (H100, same run): wgtd 0.800 /
+ * 0.834 ms, wgt 0.838 / 0.889, wg 0.896 / 0.961 (down dW 0.102 -> 0.076,
+ * up dW 0.284 -> 0.273 by TMA); end to end 32.4 / 32.6 / 33.3 ms a
+ * micro-batch: wgtd the default. wgt and wgtd run wg where F % 64 != 0 */
 int policy_moe_variant(void)
 {
 	const char *k = getenv("POLICY_GPU_MOE_KERNEL");
 	static const char *const names[8] = {"mma", "wg",  "wg256", "wgp",
 	                                     "wgm", "ws2", "wgt",   "wgtd"};
 	if (!k || !*k)
-		return 6;
+		return 7;
 	for (int i = 0; i < 8; i++)
 		if (!strcmp(k, names[i]))
 			return i;

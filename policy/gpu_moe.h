@@ -37,10 +37,10 @@ struct policy_moe_dims {
  * k block's products in flight across the barrier and m64n128k16; 4 =
  * "wgm", the stages handed over by mbarriers, every thread loading two
  * blocks ahead; 5 = "ws2", two producer warps and mbarriers; round 6: 6 =
- * "wgt" (the default), wg with the operands that are not gathered (the
- * weights, A of down, down dX, up dX) loaded by TMA from one thread (F % 64
- * == 0; else wg); 7 = "wgtd", wgt and the weight gradients' contiguous
- * operands by TMA too (see gpu_moe.cu); an unknown name is SWERVE_EINVAL
+ * "wgt", wg with the operands that are not gathered (the weights, A of
+ * down, down dX, up dX) loaded by TMA from one thread (F % 64 == 0; else
+ * wg); 7 = "wgtd" (the default), wgt and the weight gradients' contiguous
+ * operands (dyp, dh13, hh rows) by TMA too (see gpu_moe.cu); an unknown name is SWERVE_EINVAL
  * with a message, and every product refuses to run */
 int policy_moe_variant(void);
 /* 1 when the grouped kernels take these dimensions */

@@ -282,9 +282,10 @@ int main(int argc, char **argv)
 	 * default at K = 8. Round 6: r5-wg = wg without round 6's fusions (the
 	 * separate x -> bf16 and combine passes, dW always added), the in-run
 	 * baseline, at K = 4 and K = 1 (where every micro-batch stores dW);
-	 * wgt = wg with the non-gathered operands loaded by TMA (the default
-	 * since call 1 of round 6); r6-wg = wg with round 6's fusions; wgtd =
-	 * wgt and the weight gradients' contiguous operands by TMA */
+	 * wgt = wg with the non-gathered operands loaded by TMA; r6-wg = wg with
+	 * round 6's fusions; wgtd = wgt and the weight gradients' contiguous
+	 * operands by TMA (the default since round 6's call 2; its row here
+	 * and the default's are then the same) */
 #define NROWS  12
 #define R3_ENV "POLICY_GPU_MOE=lt"
 #define R4_ENV "POLICY_GPU_MOE_KERNEL=wg"
