@@ -35,6 +35,7 @@
  *   DOWN_DX dh = dyp W2 -> [dh h3 SiLU'(h1) | dh SiLU(h1)] (bf16);
  *   UP_DX   dxp[perm[row]] = dh13 [W1; W3] (fp32, slot order; K = 2F);
  *   DOWN_DW dW2 += dyp^T hh;  UP_DW [dW1; dW3] += dh13^T x[tok] (M = 2F). */
+#include "kernels/ptx.cuh"
 #include "policy/gpu_moe.h"
 #include "policy/gpu_util.h"
 
@@ -123,39 +124,6 @@ __device__ __forceinline__ static void mg_unpack4(uint2 v, float *x)
 	x[3] = mg_bf2f((uint16_t)(v.y >> 16));
 }
 
-__device__ __forceinline__ static void mg_cp16(uint32_t dst, const void *src, bool valid)
-{
-	asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
-	             "r"(valid ? 16 : 0));
-}
-__device__ __forceinline__ static void mg_commit(void)
-{
-	asm volatile("cp.async.commit_group;\n" ::);
-}
-template <int N> __device__ __forceinline__ static void mg_wait(void)
-{
-	asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
-__device__ __forceinline__ static void mg_ldsm(uint32_t *r, uint32_t addr)
-{
-	asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-	             : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-	             : "r"(addr));
-}
-__device__ __forceinline__ static void mg_ldsm_t(uint32_t *r, uint32_t addr)
-{
-	asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-	             : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-	             : "r"(addr));
-}
-__device__ __forceinline__ static void mg_mma(float *c, const uint32_t *a, uint32_t b0, uint32_t b1)
-{
-	asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-	             "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-	             : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-	             : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
 /* byte offsets in the swizzled tiles (the 128-byte swizzle of wgmma, so the
  * same tiles serve ldmatrix and wgmma descriptors): K-major, 128 rows of 64
  * k (128 B); M/N-major, two blocks of 64 k rows x 64 (128 B), chunk c of
@@ -179,52 +147,6 @@ __device__ __forceinline__ static uint64_t mg_desc(uint32_t saddr, uint32_t off)
 	uint32_t lo = ((saddr + off) >> 4) | ((1024u >> 4) << 16);
 	return ((uint64_t)((1024u >> 4) | (1u << 30)) << 32) | (uint64_t)lo;
 }
-__device__ __forceinline__ static void mg_wg_fence(void)
-{
-	asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-}
-__device__ __forceinline__ static void mg_wg_commit(void)
-{
-	asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-}
-__device__ __forceinline__ static void mg_wg_wait0(void)
-{
-	asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
-}
-__device__ __forceinline__ static void mg_wg_wait1(void)
-{
-	asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
-}
-__device__ __forceinline__ static void mg_proxy_fence(void)
-{
-	asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-}
-__device__ __forceinline__ static void mg_reg_fence(float (&d)[32])
-{
-#pragma unroll
-	for (int i = 0; i < 32; i++)
-		asm volatile("" : "+f"(d[i])::"memory");
-}
-#define MG_D32(d)                                                                                  \
-	"+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),        \
-	        "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]),         \
-	        "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]),      \
-	        "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]),      \
-	        "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]),      \
-	        "+f"(d[31])
-/* d += A B, m64n64k16, both from shared memory; TA / TB = 1: M- / N-major */
-template <int TA, int TB>
-__device__ __forceinline__ static void mg_wgmma(float (&d)[32], uint64_t da, uint64_t db)
-{
-	asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
-	             "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
-	             "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-	             "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, "
-	             "%30, %31}, %32, %33, p, 1, 1, %35, %36;\n}\n"
-	             : MG_D32(d)
-	             : "l"(da), "l"(db), "r"(1), "n"(TA), "n"(TB));
-}
-#undef MG_D32
 /* as mg_desc, with the leading byte offset given (MN-major operands wider
  * than one 64-element swizzle atom) */
 __device__ __forceinline__ static uint64_t mg_desc_l(uint32_t saddr, uint32_t off, uint32_t lbo)
@@ -583,15 +505,15 @@ __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB)
 			for (int i = 0; i < 4; i++) {
 				int r = (tid >> 3) + 32 * i;
 				bool v = ap[i] && k < Kd;
-				mg_cp16(sa + mg_kofs(r, c), v ? ap[i] + k : a.a, v);
+				ptx::cp_async16(sa + mg_kofs(r, c), v ? ap[i] + k : a.a, v);
 			}
 		} else { /* A (k, m): dyp or dh13 rows r0 + k0 + kr */
 			int c = tid & 15;
 			for (int i = 0; i < 4; i++) {
 				int kr = (tid >> 4) + 16 * i, row = r0 + k0 + kr, m = m0 + c * 8;
 				bool v = row < r1 && m < M;
-				mg_cp16(sa + mg_nofs(kr, c), v ? a.a + (size_t)row * M + m : a.a,
-				        v);
+				ptx::cp_async16(sa + mg_nofs(kr, c),
+				                v ? a.a + (size_t)row * M + m : a.a, v);
 			}
 		}
 		if (TB || (full && MODE == MG_DOWN_DW)) {
@@ -600,7 +522,7 @@ __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB)
 			for (int i = 0; i < NB; i++) {
 				int r = (tid >> 3) + 32 * i;
 				bool v = bp[i] && k < Kd;
-				mg_cp16(sb + mg_kofs(r, c), v ? bp[i] + k : a.b0, v);
+				ptx::cp_async16(sb + mg_kofs(r, c), v ? bp[i] + k : a.b0, v);
 			}
 		} else { /* (k, n): BN / 8 chunks a k row */
 			int c = tid % (BN / 8);
@@ -628,7 +550,7 @@ __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB)
 							                        n;
 					}
 				}
-				mg_cp16(sb + mg_nofs(kr, c), src ? src : a.b0, src != NULL);
+				ptx::cp_async16(sb + mg_nofs(kr, c), src ? src : a.b0, src != NULL);
 			}
 		}
 	};
@@ -659,27 +581,27 @@ __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB)
 		fetch_tok(s);
 		if (s < nk)
 			load(s, s);
-		mg_commit();
+		ptx::cp_commit();
 	}
 	fetch_tok(PD);
 	const int q = lane >> 3, li = lane & 7;
 	for (int kb = 0; kb < nk; kb++) {
-		mg_wait<PD - 1>();
+		ptx::cp_wait<PD - 1>();
 		if (TB || TD) /* the stage's boxes landed */
 			mg_tb_wait(fbar + 8 * (kb % ST), (kb / ST) & 1);
 		if (WG)
-			mg_proxy_fence(); /* cp.async wrote through the generic proxy */
+			ptx::fence_proxy_async(); /* cp.async wrote through the generic proxy */
 		__syncthreads();
 		if (kb + PD < nk) {
 			load((kb + PD) % ST, kb + PD);
 			fetch_tok(kb + PD + 1);
 		}
-		mg_commit();
+		ptx::cp_commit();
 		uint32_t sa = sbase + (kb % ST) * V::STAGE, sb = sa + MG_TILE;
 		if constexpr (WG) {
 			/* warpgroup wm: rows 64 wm.. of the tile (A's first block for
 			 * K-major, its block wm for M-major), every 64-column block of B */
-			mg_wg_fence();
+			ptx::fence();
 #pragma unroll
 			for (int kk = 0; kk < MG_BK / 16; kk++) {
 				uint64_t da = mg_desc(sa, wm * 8192 + (DW ? kk * 2048 : kk * 32));
@@ -691,20 +613,21 @@ __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB)
 				} else {
 #pragma unroll
 					for (int h = 0; h < BN / 64; h++)
-						mg_wgmma<DW ? 1 : 0, BT ? 1 : 0>(
+						ptx::mma_ss<DW ? 1 : 0, BT ? 1 : 0>(
 						        wacc[h], da,
 						        mg_desc(sb, h * 8192 + (BT ? kk * 2048
-						                                   : kk * 32)));
+						                                   : kk * 32)),
+						        1);
 				}
 			}
-			mg_wg_commit();
+			ptx::commit();
 			if (V::W1)
-				mg_wg_wait1();
+				ptx::wait<1>();
 			else
-				mg_wg_wait0();
+				ptx::wait<0>();
 			if (VAR == 2 || !V::W1)
 				for (int h = 0; h < BN / 64; h++)
-					mg_reg_fence(wacc[h]);
+					ptx::reg_fence(wacc[h]);
 		} else {
 #pragma unroll
 			for (int kk = 0; kk < MG_BK / 16; kk++) {
@@ -713,13 +636,14 @@ __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB)
 				for (int mi = 0; mi < 4; mi++) {
 					if (!DW) {
 						int r = wm * 64 + mi * 16 + (lane & 15);
-						mg_ldsm(af[mi],
-						        sa + mg_kofs(r, kk * 2 + (lane >> 4)));
+						ptx::ldsm_x4(af[mi],
+						             sa + mg_kofs(r, kk * 2 + (lane >> 4)));
 					} else {
 						int k = kk * 16 + (q >> 1) * 8 + li;
-						mg_ldsm_t(af[mi],
-						          sa + mg_nofs(k, (wm * 64 + mi * 16) / 8 +
-						                                  (q & 1)));
+						ptx::ldsm_x4_t(
+						        af[mi],
+						        sa + mg_nofs(k, (wm * 64 + mi * 16) / 8 +
+						                                (q & 1)));
 					}
 				}
 #pragma unroll
@@ -727,12 +651,12 @@ __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB)
 					uint32_t r[4];
 					if (!BT) {
 						int n = wn * 32 + p * 16 + (q >> 1) * 8 + li;
-						mg_ldsm(r, sb + mg_kofs(n, kk * 2 + (q & 1)));
+						ptx::ldsm_x4(r, sb + mg_kofs(n, kk * 2 + (q & 1)));
 					} else {
 						int k = kk * 16 + (q & 1) * 8 + li;
-						mg_ldsm_t(r,
-						          sb + mg_nofs(k, (wn * 32 + p * 16) / 8 +
-						                                  (q >> 1)));
+						ptx::ldsm_x4_t(
+						        r, sb + mg_nofs(k, (wn * 32 + p * 16) / 8 +
+						                                   (q >> 1)));
 					}
 					bf[2 * p][0] = r[0];
 					bf[2 * p][1] = r[1];
@@ -743,16 +667,17 @@ __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB)
 				for (int mi = 0; mi < 4; mi++)
 #pragma unroll
 					for (int ni = 0; ni < 4; ni++)
-						mg_mma(acc[mi][ni], af[mi], bf[ni][0], bf[ni][1]);
+						ptx::mma16816(acc[mi][ni], af[mi], bf[ni][0],
+						              bf[ni][1]);
 			}
 		}
 	}
 	if (WG) {
-		mg_wg_wait0();
+		ptx::wait<0>();
 		for (int h = 0; h < BN / 64; h++)
-			mg_reg_fence(wacc[h]);
+			ptx::reg_fence(wacc[h]);
 	}
-	mg_wait<0>();
+	ptx::cp_wait<0>();
 	__syncthreads();
 
 	/* the tile through shared memory */
@@ -966,7 +891,8 @@ __global__ static void __launch_bounds__(256 + 32 * PW, 2) k_ws(struct mg_args a
 			for (int i = 0; i < 1024 / PT; i++) {
 				int r = (pt >> 3) + (PT / 8) * i, sr = srow[r];
 				bool v = kv && sr >= 0;
-				mg_cp16(sa + mg_kofs(r, c), v ? a.a + (size_t)sr * Kd + k : a.a, v);
+				ptx::cp_async16(sa + mg_kofs(r, c),
+				                v ? a.a + (size_t)sr * Kd + k : a.a, v);
 			}
 		} else { /* A (k, m): 64 k rows of 16 chunks */
 			const int c = pt & 15, m = m0 + c * 8;
@@ -975,8 +901,8 @@ __global__ static void __launch_bounds__(256 + 32 * PW, 2) k_ws(struct mg_args a
 			for (int i = 0; i < 1024 / PT; i++) {
 				int kr = (pt >> 4) + (PT / 16) * i, row = r0 + k0 + kr;
 				bool v = mv && row < r1;
-				mg_cp16(sa + mg_nofs(kr, c), v ? a.a + (size_t)row * M + m : a.a,
-				        v);
+				ptx::cp_async16(sa + mg_nofs(kr, c),
+				                v ? a.a + (size_t)row * M + m : a.a, v);
 			}
 		}
 		if (!BT) { /* B (n, k): 128 rows of 8 chunks */
@@ -995,7 +921,7 @@ __global__ static void __launch_bounds__(256 + 32 * PW, 2) k_ws(struct mg_args a
 					src = a.b0 + e * wsz + (size_t)(n0 + n) * F;
 				}
 				bool v = kv && src;
-				mg_cp16(sb + mg_kofs(n, c), v ? src + k : a.b0, v);
+				ptx::cp_async16(sb + mg_kofs(n, c), v ? src + k : a.b0, v);
 			}
 		} else { /* B (k, n): 64 k rows of 16 chunks */
 			const int c = pt & 15, n = n0 + c * 8;
@@ -1028,7 +954,7 @@ __global__ static void __launch_bounds__(256 + 32 * PW, 2) k_ws(struct mg_args a
 							src = a.b0 + (size_t)t * D + n;
 					}
 				}
-				mg_cp16(sb + mg_nofs(kr, c), src ? src : a.b0, src != NULL);
+				ptx::cp_async16(sb + mg_nofs(kr, c), src ? src : a.b0, src != NULL);
 			}
 		}
 		mg_mb_cp_arrive(bfull + 8 * st);
@@ -1041,7 +967,7 @@ __global__ static void __launch_bounds__(256 + 32 * PW, 2) k_ws(struct mg_args a
 				mg_mb_wait(bempty + 8 * (kb % WS_ST), (kb / WS_ST + 1) & 1);
 			produce(kb, pt);
 		}
-		mg_wait<0>();
+		ptx::cp_wait<0>();
 		return;
 	}
 
@@ -1056,9 +982,9 @@ __global__ static void __launch_bounds__(256 + 32 * PW, 2) k_ws(struct mg_args a
 	for (int kb = 0; kb < nk; kb++) {
 		const int st = kb % WS_ST;
 		mg_mb_wait(bfull + 8 * st, (kb / WS_ST) & 1);
-		mg_proxy_fence(); /* cp.async wrote through the generic proxy */
+		ptx::fence_proxy_async(); /* cp.async wrote through the generic proxy */
 		const uint32_t sa = sbase + st * WS_STAGE, sb = sa + MG_TILE;
-		mg_wg_fence();
+		ptx::fence();
 #pragma unroll
 		for (int kk = 0; kk < MG_BK / 16; kk++) {
 			uint64_t da = mg_desc(sa, wm * 8192 + (DW ? kk * 2048 : kk * 32));
@@ -1069,13 +995,14 @@ __global__ static void __launch_bounds__(256 + 32 * PW, 2) k_ws(struct mg_args a
 			} else {
 #pragma unroll
 				for (int h = 0; h < 2; h++)
-					mg_wgmma<DW ? 1 : 0, BT ? 1 : 0>(
+					ptx::mma_ss<DW ? 1 : 0, BT ? 1 : 0>(
 					        *reinterpret_cast<float(*)[32]>(acc + 32 * h), da,
-					        mg_desc(sb, h * 8192 + (BT ? kk * 2048 : kk * 32)));
+					        mg_desc(sb, h * 8192 + (BT ? kk * 2048 : kk * 32)),
+					        1);
 			}
 		}
-		mg_wg_commit();
-		mg_wg_wait1();
+		ptx::commit();
+		ptx::wait<1>();
 		if (kb > 0 && lane == 0) /* block kb - 1's products are complete */
 			mg_mb_arrive(bempty + 8 * ((kb - 1) % WS_ST));
 		if (PW == 0 && kb + 2 < nk) {
@@ -1086,9 +1013,9 @@ __global__ static void __launch_bounds__(256 + 32 * PW, 2) k_ws(struct mg_args a
 			produce(kb + 2, tid);
 		}
 	}
-	mg_wg_wait0();
-	mg_reg_fence(*reinterpret_cast<float(*)[32]>(acc));
-	mg_reg_fence(*reinterpret_cast<float(*)[32]>(acc + 32));
+	ptx::wait<0>();
+	ptx::reg_fence(*reinterpret_cast<float(*)[32]>(acc));
+	ptx::reg_fence(*reinterpret_cast<float(*)[32]>(acc + 32));
 	/* every consumer's products done before the stages become the C tile */
 	asm volatile("bar.sync 1, 256;\n" ::: "memory");
 	float *Cs = (float *)(mg_sm + (sbase - sraw));
