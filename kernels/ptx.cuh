@@ -1,10 +1,10 @@
-/* ptx.cuh - the inline PTX primitives that swerve's hand-written CUDA kernels
- * share (kernels/lightning.cu, policy/gpu_moe.cu; internal, device code only,
- * sm_90a): cp.async
- * copies, ldmatrix / stmatrix, mma.sync m16n8k16 (bf16, fp32 accumulation)
- * and Hopper's wgmma m64n64k16 with 128-byte-swizzled shared-memory
- * descriptors. One definition of each, so every kernel issues the same
- * instructions with the same compiler barriers. */
+/* ptx.cuh - the inline PTX primitives that swerve's hand-written CUDA
+ * kernels share (kernels/lightning.cu, policy/gpu_moe.cu; internal, device
+ * code only, sm_90a): cp.async copies, ldmatrix / stmatrix, mma.sync
+ * m16n8k16 (bf16, fp32 accumulation) and Hopper's wgmma m64n64k16 with
+ * 128-byte-swizzled shared-memory descriptors. One definition of each, so
+ * every kernel issues the same instructions with the same compiler
+ * barriers. */
 #ifndef SWERVE_KERNELS_PTX_CUH
 #define SWERVE_KERNELS_PTX_CUH
 
