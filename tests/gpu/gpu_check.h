@@ -23,6 +23,20 @@
 		}                                                                                  \
 	} while (0)
 
+#ifdef __CUDACC__
+#include <cuda_runtime.h>
+/* a CUDA runtime call inside a test: on an error, print it and fail the test */
+#define CK(call)                                                                                   \
+	do {                                                                                       \
+		cudaError_t e_ = (call);                                                           \
+		if (e_ != cudaSuccess) {                                                           \
+			fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call,              \
+			        cudaGetErrorString(e_));                                           \
+			return 1;                                                                  \
+		}                                                                                  \
+	} while (0)
+#endif
+
 /* Fresh random inputs every run: an xorshift64 generator seeded from the
  * clock by gpu_rng_seed(), which prints the seed (to replay a failure, set
  * gpu_rng_state to it instead). */

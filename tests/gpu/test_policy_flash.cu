@@ -31,16 +31,6 @@ extern "C" {
 #include "sandbox/error.h"
 }
 
-#define CK(call)                                                                                   \
-	do {                                                                                       \
-		cudaError_t e_ = (call);                                                           \
-		if (e_ != cudaSuccess) {                                                           \
-			fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call,              \
-			        cudaGetErrorString(e_));                                           \
-			return 1;                                                                  \
-		}                                                                                  \
-	} while (0)
-
 #define DH 64
 
 static int have_gpu(void)

@@ -23,16 +23,6 @@ extern "C" {
 #include "sandbox/error.h"
 }
 
-#define CK(call)                                                                                   \
-	do {                                                                                       \
-		cudaError_t e_ = (call);                                                           \
-		if (e_ != cudaSuccess) {                                                           \
-			fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call,              \
-			        cudaGetErrorString(e_));                                           \
-			return 1;                                                                  \
-		}                                                                                  \
-	} while (0)
-
 struct cfg {
 	const char *name;
 	int N, d, V, S, chunk;
