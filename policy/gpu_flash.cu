@@ -22,6 +22,7 @@
 #include <cuda_bf16.h>
 #include <math.h>
 #include <mma.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -810,10 +811,15 @@ __global__ static void __launch_bounds__(128)
 
 static enum policy_flash_impl f2_impl = POLICY_FLASH_FA2;
 
-/* the bf16 copies of the inputs, per device: grown on demand */
+/* the bf16 copies of the inputs, per device: grown on demand and shared by
+ * every caller, so a forward or backward holds f2_lock from taking the buffer
+ * to its last launch (a grow frees the old buffer; cudaFree waits for the
+ * kernels already queued, but another thread must not queue any on it
+ * afterwards) */
 #define F2_MAX_DEV 16
 static fa_bf *f2_buf[F2_MAX_DEV];
 static size_t f2_cap[F2_MAX_DEV];
+static pthread_mutex_t f2_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static int f2_scratch(fa_bf **out, size_t n)
 {
@@ -899,7 +905,7 @@ static int flash_args(int n_seqs, int maxlen, int H, int KV)
 	return 0;
 }
 
-int policy_flash_fwd(float *o, float *lse, const float *q, const float *k, const float *v,
+static int flash_fwd(float *o, float *lse, const float *q, const float *k, const float *v,
                      const int *cu, int n_seqs, int maxlen, int H, int KV)
 {
 	float scale = 1.0f / sqrtf((float)FA_D);
@@ -929,7 +935,7 @@ int policy_flash_fwd(float *o, float *lse, const float *q, const float *k, const
 	return 0;
 }
 
-int policy_flash_bwd(float *dq, float *dk, float *dv, const float *dout, const float *Dsum,
+static int flash_bwd(float *dq, float *dk, float *dv, const float *dout, const float *Dsum,
                      const float *q, const float *k, const float *v, const float *lse,
                      const int *cu, int n_seqs, int maxlen, int H, int KV)
 {
@@ -959,4 +965,23 @@ int policy_flash_bwd(float *dq, float *dk, float *dv, const float *dout, const f
 	        dq, bq, bk, bv, bo, lse, Dsum, cu, H, KV, scale * F2_LOG2E, scale);
 	LAUNCHED();
 	return 0;
+}
+
+int policy_flash_fwd(float *o, float *lse, const float *q, const float *k, const float *v,
+                     const int *cu, int n_seqs, int maxlen, int H, int KV)
+{
+	pthread_mutex_lock(&f2_lock);
+	int rc = flash_fwd(o, lse, q, k, v, cu, n_seqs, maxlen, H, KV);
+	pthread_mutex_unlock(&f2_lock);
+	return rc;
+}
+
+int policy_flash_bwd(float *dq, float *dk, float *dv, const float *dout, const float *Dsum,
+                     const float *q, const float *k, const float *v, const float *lse,
+                     const int *cu, int n_seqs, int maxlen, int H, int KV)
+{
+	pthread_mutex_lock(&f2_lock);
+	int rc = flash_bwd(dq, dk, dv, dout, Dsum, q, k, v, lse, cu, n_seqs, maxlen, H, KV);
+	pthread_mutex_unlock(&f2_lock);
+	return rc;
 }

@@ -13,7 +13,9 @@
  * The fa2 kernels take the bf16 copies of their inputs in a per-device
  * scratch buffer that grows on demand (cudaMalloc, synchronising, on the
  * first call of a new largest shape); they need the packed layout (cu[0] = 0,
- * sequences back to back, none longer than maxlen). */
+ * sequences back to back, none longer than maxlen). The buffer is shared by
+ * every caller in the process: calls from several threads are serialised
+ * on the host (a lock held while a call queues its kernels). */
 #ifndef SWERVE_POLICY_GPU_FLASH_H
 #define SWERVE_POLICY_GPU_FLASH_H
 
