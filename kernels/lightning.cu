@@ -51,6 +51,7 @@
  * dk_s likewise with (dout_t.v_s) q_t and v_s dS_T^T. */
 #include "kernels/lightning.h"
 #include "kernels/ptx.cuh"
+#include "kernels/tma.h"
 
 #include <cuda.h> /* CUtensorMap and its encoder's types (the encoder is fetched at run time) */
 #include <cuda_bf16.h>
@@ -2483,28 +2484,12 @@ int launch(la_params &P, int nprob, int kver, const swerve_lightning_dims *d, cu
  * o of each problem as [rows, H D] bf16 with 16 x 64 boxes, 128-byte swizzle.
  * The row count is not known on the host (cu_seqlens is on the device) and a
  * store never covers a row past its sequence (partial chunks store from
- * registers), so the map's row bound is 2^31 - 1. The encoder comes from the
- * driver through the runtime (no link against libcuda). */
-typedef CUresult (*encode_tiled_fn)(CUtensorMap *, CUtensorMapDataType, cuuint32_t, void *,
-                                    const cuuint64_t *, const cuuint64_t *, const cuuint32_t *,
-                                    const cuuint32_t *, CUtensorMapInterleave, CUtensorMapSwizzle,
-                                    CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
-
+ * registers), so the map's row bound is 2^31 - 1. The encoder: kernels/tma.h. */
 int make_out_maps(la_params &P, int nprob, const swerve_lightning_dims *d, const char *fn)
 {
-	static encode_tiled_fn encode = nullptr;
-	if (!encode) {
-		void *f = nullptr;
-		cudaDriverEntryPointQueryResult q;
-		cudaError_t e = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f,
-		                                                 12000, cudaEnableDefault, &q);
-		if (e != cudaSuccess || q != cudaDriverEntryPointSuccess || !f)
-			return swerve_error_set(
-			        SWERVE_ERROR,
-			        "%s: cuTensorMapEncodeTiled not found in the driver: %s", fn,
-			        cudaGetErrorString(e));
-		encode = reinterpret_cast<encode_tiled_fn>(f);
-	}
+	const swerve_tma_encode_fn encode = swerve_tma_encoder(fn);
+	if (!encode)
+		return SWERVE_ERROR;
 	const cuuint64_t dim[2] = {(cuuint64_t)d->heads * d->dim, (cuuint64_t)0x7fffffff};
 	const cuuint64_t stride[1] = {(cuuint64_t)d->heads * d->dim * 2};
 	const cuuint32_t box[2] = {EB, 16}, estride[2] = {1, 1};

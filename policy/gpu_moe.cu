@@ -36,6 +36,7 @@
  *   UP_DX   dxp[perm[row]] = dh13 [W1; W3] (fp32, slot order; K = 2F);
  *   DOWN_DW dW2 += dyp^T hh;  UP_DW [dW1; dW3] += dh13^T x[tok] (M = 2F). */
 #include "kernels/ptx.cuh"
+#include "kernels/tma.h"
 #include "policy/gpu_moe.h"
 #include "policy/gpu_util.h"
 
@@ -1130,28 +1131,13 @@ static int mg_run(dim3 grid, const struct mg_args *a, const struct mg_tma *tm)
 	return 0;
 }
 
-/* the tensor maps of variant 6 (see struct mg_tma) */
-typedef CUresult (*mg_encode_fn)(CUtensorMap *, CUtensorMapDataType, cuuint32_t, void *,
-                                 const cuuint64_t *, const cuuint64_t *, const cuuint32_t *,
-                                 const cuuint32_t *, CUtensorMapInterleave, CUtensorMapSwizzle,
-                                 CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
-
-/* map of a bf16 tensor: dims (innermost first, 2 or 3), box (rows of 64) */
+/* the tensor maps of variants 6 and 7 (see struct mg_tma): map of a bf16
+ * tensor, dims innermost first (2 or 3), boxes of 64 x box_rows */
 static int mg_map(CUtensorMap *m, const void *p, int nd, const cuuint64_t *dim, int box_rows)
 {
-	static mg_encode_fn encode;
-	if (!encode) {
-		void *f = NULL;
-		cudaDriverEntryPointQueryResult q;
-		cudaError_t e = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f,
-		                                                 12000, cudaEnableDefault, &q);
-		if (e != cudaSuccess || q != cudaDriverEntryPointSuccess || !f)
-			return swerve_error_set(SWERVE_ERROR,
-			                        "gpu moe: cuTensorMapEncodeTiled not found in the "
-			                        "driver: %s",
-			                        cudaGetErrorString(e));
-		encode = (mg_encode_fn)f;
-	}
+	const swerve_tma_encode_fn encode = swerve_tma_encoder("gpu moe");
+	if (!encode)
+		return SWERVE_ERROR;
 	const cuuint64_t stride[2] = {dim[0] * 2, dim[0] * dim[1] * 2};
 	const cuuint32_t box[3] = {64, (cuuint32_t)box_rows, 1}, es[3] = {1, 1, 1};
 	CUresult r =

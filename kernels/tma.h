@@ -1,0 +1,18 @@
+/* tma.h - the driver's tensor-map encoder for the TMA (bulk tensor copy)
+ * kernels, fetched once through the runtime so nothing links against
+ * libcuda (internal to kernels/ and policy/; C++ host code only). */
+#ifndef SWERVE_KERNELS_TMA_H
+#define SWERVE_KERNELS_TMA_H
+
+#include <cuda.h>
+
+typedef CUresult (*swerve_tma_encode_fn)(CUtensorMap *, CUtensorMapDataType, cuuint32_t, void *,
+                                         const cuuint64_t *, const cuuint64_t *, const cuuint32_t *,
+                                         const cuuint32_t *, CUtensorMapInterleave,
+                                         CUtensorMapSwizzle, CUtensorMapL2promotion,
+                                         CUtensorMapFloatOOBfill);
+
+/* cuTensorMapEncodeTiled, or NULL with a one-line message naming `who` */
+swerve_tma_encode_fn swerve_tma_encoder(const char *who);
+
+#endif
