@@ -14,6 +14,14 @@ extern "C" {
 #include "sandbox/error.h"
 }
 
+/* stop with a printf-style message */
+#define DIE(...)                                                                                   \
+	do {                                                                                       \
+		fprintf(stderr, __VA_ARGS__);                                                      \
+		fputc('\n', stderr);                                                               \
+		exit(1);                                                                           \
+	} while (0)
+
 /* a CUDA runtime call */
 #define CK(call)                                                                                   \
 	do {                                                                                       \

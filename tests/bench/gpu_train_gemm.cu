@@ -14,12 +14,7 @@
 #include <string.h>
 #include <time.h>
 
-#define DIE(...)                                                                                   \
-	do {                                                                                       \
-		fprintf(stderr, __VA_ARGS__);                                                      \
-		fputc('\n', stderr);                                                               \
-		exit(1);                                                                           \
-	} while (0)
+#include "tests/bench/gpu_bench.cuh"
 
 static double now(void)
 {

@@ -6,28 +6,14 @@
  * many of these to run, default all), median of 20
  * launches after 3 warm-ups (CUDA events), random bf16 inputs. Prints a
  * table last. */
-extern "C" {
-#include "sandbox/error.h"
-}
 #include "policy/gpu_moe.h"
+#include "tests/bench/gpu_bench.cuh"
 
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define DIE(...)                                                                                   \
-	do {                                                                                       \
-		fprintf(stderr, __VA_ARGS__);                                                      \
-		fputc('\n', stderr);                                                               \
-		exit(1);                                                                           \
-	} while (0)
-#define CKM(x)                                                                                     \
-	do {                                                                                       \
-		if (x)                                                                             \
-			DIE("%s: %s", #x, swerve_error_last());                                    \
-	} while (0)
 
 static void *dev_rand(size_t n, float scale)
 {
@@ -128,14 +114,14 @@ int main(int argc, char **argv)
 			for (int it = 0; it < 23; it++) {
 				cudaEventRecord(e0, 0);
 				switch (k) {
-				case 0: CKM(policy_moe_up(&d, h1, h3, hh, x, w1, w3)); break;
-				case 1: CKM(policy_moe_down(&d, yp, hh, w2)); break;
-				case 2: CKM(policy_moe_down_dx(&d, dh13, dyp, w2, h1, h3)); break;
-				case 3: CKM(policy_moe_down_dw(&d, dw2, dyp, hh, 1)); break;
-				case 4: CKM(policy_moe_up_dx(&d, dxp, dh13, w1, w3)); break;
-				case 5: CKM(policy_moe_up_dw(&d, dw1, dw3, dh13, x, 1)); break;
-				case 6: CKM(policy_moe_down_dw(&d, dw2, dyp, hh, 0)); break;
-				default: CKM(policy_moe_up_dw(&d, dw1, dw3, dh13, x, 0)); break;
+				case 0: SW(policy_moe_up(&d, h1, h3, hh, x, w1, w3)); break;
+				case 1: SW(policy_moe_down(&d, yp, hh, w2)); break;
+				case 2: SW(policy_moe_down_dx(&d, dh13, dyp, w2, h1, h3)); break;
+				case 3: SW(policy_moe_down_dw(&d, dw2, dyp, hh, 1)); break;
+				case 4: SW(policy_moe_up_dx(&d, dxp, dh13, w1, w3)); break;
+				case 5: SW(policy_moe_up_dw(&d, dw1, dw3, dh13, x, 1)); break;
+				case 6: SW(policy_moe_down_dw(&d, dw2, dyp, hh, 0)); break;
+				default: SW(policy_moe_up_dw(&d, dw1, dw3, dh13, x, 0)); break;
 				}
 				cudaEventRecord(e1, 0);
 				if (cudaEventSynchronize(e1) != cudaSuccess)
