@@ -45,32 +45,29 @@ static struct result run(enum policy_flash_impl impl, int n, int L, int H, int K
 	CK(cudaEventCreate(&e0));
 	CK(cudaEventCreate(&e1));
 	SW(policy_flash_select(impl));
-	for (int r = 0; r < WARM + REPS; r++) {
+	/* one timed region: CUDA events around fn, kept after the warm-ups */
+	auto timed = [&](std::vector<float> &into, int r, auto &&fn) {
 		float ms = 0;
 		CK(cudaEventRecord(e0));
-		SW(policy_flash_fwd(t[5], t[6], t[0], t[1], t[2], cu, n, L, H, KV));
+		fn();
 		CK(cudaEventRecord(e1));
 		CK(cudaEventSynchronize(e1));
 		CK(cudaEventElapsedTime(&ms, e0, e1));
 		if (r >= WARM)
-			f.push_back(ms);
-		CK(cudaEventRecord(e0));
+			into.push_back(ms);
+	};
+	auto fwd = [&] { SW(policy_flash_fwd(t[5], t[6], t[0], t[1], t[2], cu, n, L, H, KV)); };
+	auto bwd = [&] {
 		SW(policy_flash_bwd(t[7], t[8], t[9], t[3], t[4], t[0], t[1], t[2], t[6], cu, n, L,
 		                    H, KV));
-		CK(cudaEventRecord(e1));
-		CK(cudaEventSynchronize(e1));
-		CK(cudaEventElapsedTime(&ms, e0, e1));
-		if (r >= WARM)
-			b.push_back(ms);
-		CK(cudaEventRecord(e0));
-		SW(policy_flash_fwd(t[5], t[6], t[0], t[1], t[2], cu, n, L, H, KV));
-		SW(policy_flash_bwd(t[7], t[8], t[9], t[3], t[4], t[0], t[1], t[2], t[6], cu, n, L,
-		                    H, KV));
-		CK(cudaEventRecord(e1));
-		CK(cudaEventSynchronize(e1));
-		CK(cudaEventElapsedTime(&ms, e0, e1));
-		if (r >= WARM)
-			fb.push_back(ms);
+	};
+	for (int r = 0; r < WARM + REPS; r++) {
+		timed(f, r, fwd);
+		timed(b, r, bwd);
+		timed(fb, r, [&] {
+			fwd();
+			bwd();
+		});
 	}
 	CK(cudaEventDestroy(e0));
 	CK(cudaEventDestroy(e1));
