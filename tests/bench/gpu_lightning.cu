@@ -23,26 +23,7 @@
 
 #include "kernels/kernels.h"
 
-extern "C" {
-#include "sandbox/error.h"
-}
-
-#define CK(x)                                                                                      \
-	do {                                                                                       \
-		cudaError_t e_ = (x);                                                              \
-		if (e_ != cudaSuccess) {                                                           \
-			fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x,                 \
-			        cudaGetErrorString(e_));                                           \
-			exit(1);                                                                   \
-		}                                                                                  \
-	} while (0)
-#define LK(x)                                                                                      \
-	do {                                                                                       \
-		if ((x) != 0) {                                                                    \
-			fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, swerve_error_last());   \
-			exit(1);                                                                   \
-		}                                                                                  \
-	} while (0)
+#include "tests/bench/gpu_bench.cuh"
 
 /* lightning.cu, benchmarks only: resident CTAs per SM of main kernel kver (1, 2, 3);
  * the plan of a forward (nprob 1) or backward (3): kernel, segments, V3 stages */
@@ -139,7 +120,7 @@ static int run_once(int B, int T, int H, int D)
 	int G, st;
 	const int kv = swerve_lightning_plan_(&dims, 1, &G, &st);
 	for (int i = 0; i < 2; i++)
-		LK(swerve_lightning_forward(
+		SW(swerve_lightning_forward(
 		        reinterpret_cast<uint16_t *>(o), nullptr, reinterpret_cast<uint16_t *>(q),
 		        reinterpret_cast<uint16_t *>(k), reinterpret_cast<uint16_t *>(v), dcu, dsl,
 		        nullptr, &dims, ws, wf, 0));
@@ -230,13 +211,20 @@ int main(int argc, char **argv)
 		       wb = swerve_lightning_backward_workspace(&dims);
 		void *ws;
 		CK(cudaMalloc(&ws, std::max(wf, wb) + 16));
+		/* the workspace again, after a switch that changes the plan */
+		auto regrow_ws = [&] {
+			wf = swerve_lightning_forward_workspace(&dims);
+			wb = swerve_lightning_backward_workspace(&dims);
+			CK(cudaFree(ws));
+			CK(cudaMalloc(&ws, std::max(wf, wb) + 16));
+		};
 		auto U = [](__nv_bfloat16 *p) { return reinterpret_cast<uint16_t *>(p); };
 		auto fwd = [&] {
-			LK(swerve_lightning_forward(U(o), nullptr, U(q), U(k), U(v), dcu, dsl,
+			SW(swerve_lightning_forward(U(o), nullptr, U(q), U(k), U(v), dcu, dsl,
 			                            nullptr, &dims, ws, wf, 0));
 		};
 		auto bwd = [&] {
-			LK(swerve_lightning_backward(U(dq), U(dk), U(dv), nullptr, U(q), U(k), U(v),
+			SW(swerve_lightning_backward(U(dq), U(dk), U(dv), nullptr, U(q), U(k), U(v),
 			                             U(g), nullptr, dcu, dsl, nullptr, &dims, ws,
 			                             wb, 0));
 		};
@@ -280,20 +268,14 @@ int main(int argc, char **argv)
 				char val[16];
 				snprintf(val, sizeof val, "%d", gs);
 				setenv("SWERVE_LIGHTNING_SEGMENTS", val, 1);
-				wf = swerve_lightning_forward_workspace(&dims);
-				wb = swerve_lightning_backward_workspace(&dims);
-				CK(cudaFree(ws));
-				CK(cudaMalloc(&ws, std::max(wf, wb) + 16));
+				regrow_ws();
 				printf("# sweep4 B=%d T=%d G=%d: fwd %.4f bwd %.4f ms\n", B, T, gs,
 				       median_ms(fwd, 15), median_ms(bwd, 15));
 			}
 			fflush(stdout);
 			unsetenv("SWERVE_LIGHTNING_KERNEL");
 			unsetenv("SWERVE_LIGHTNING_SEGMENTS");
-			wf = swerve_lightning_forward_workspace(&dims);
-			wb = swerve_lightning_backward_workspace(&dims);
-			CK(cudaFree(ws));
-			CK(cudaMalloc(&ws, std::max(wf, wb) + 16));
+			regrow_ws();
 		}
 		if (sweep) { /* forward and backward time against the segment count */
 			/* V3 in the form SWERVE_BENCH_SWEEP_FORM names (else the default) */
@@ -310,10 +292,7 @@ int main(int argc, char **argv)
 					char val[16];
 					snprintf(val, sizeof val, "%d", gs);
 					setenv("SWERVE_LIGHTNING_SEGMENTS", val, 1);
-					wf = swerve_lightning_forward_workspace(&dims);
-					wb = swerve_lightning_backward_workspace(&dims);
-					CK(cudaFree(ws));
-					CK(cudaMalloc(&ws, std::max(wf, wb) + 16));
+					regrow_ws();
 					printf("# sweep B=%d T=%d stages=%s G=%d: fwd %.4f bwd "
 					       "%.4f ms\n",
 					       B, T, stv, gs, median_ms(fwd, 15),
@@ -325,10 +304,7 @@ int main(int argc, char **argv)
 			unsetenv("SWERVE_LIGHTNING_WG_FORM");
 			unsetenv("SWERVE_LIGHTNING_WG_STAGES");
 			unsetenv("SWERVE_LIGHTNING_SEGMENTS");
-			wf = swerve_lightning_forward_workspace(&dims);
-			wb = swerve_lightning_backward_workspace(&dims);
-			CK(cudaFree(ws));
-			CK(cudaMalloc(&ws, std::max(wf, wb) + 16));
+			regrow_ws();
 		}
 		double flop = (double)B * T * H * (4.0 * 64 * D + 4.0 * D * D);
 		double tensor = (double)n * 2;
@@ -375,10 +351,7 @@ int main(int argc, char **argv)
 			put("SWERVE_LIGHTNING_KERNEL", rows[r].kernel);
 			put("SWERVE_LIGHTNING_STATE_SPLIT", rows[r].split);
 			put("SWERVE_LIGHTNING_WINDOW", rows[r].window);
-			wf = swerve_lightning_forward_workspace(&dims);
-			wb = swerve_lightning_backward_workspace(&dims);
-			CK(cudaFree(ws));
-			CK(cudaMalloc(&ws, std::max(wf, wb) + 16));
+			regrow_ws();
 			double tf = median_ms(fwd, 30), tb = median_ms(fb, 20);
 			printf("%-19s %-15s %9.3f %9.3f %9.1f %9.1f %8.2f %8.2f\n", rows[r].name,
 			       shape, tf, tb, flop / tf * 1e-9, 3 * flop / tb * 1e-9, tf / floor_f,
@@ -419,7 +392,7 @@ int main(int argc, char **argv)
 		const int steps = 20;
 		auto decode20 = [&] {
 			for (int i = 0; i < steps; i++)
-				LK(swerve_lightning_decode(U(o), st, U(q), U(k), U(v), dsl, B, H, D,
+				SW(swerve_lightning_decode(U(o), st, U(q), U(k), U(v), dsl, B, H, D,
 				                           0));
 		};
 		double t = median_ms(decode20, 20) / steps;
