@@ -192,6 +192,10 @@ struct policy_gpu {
 	 * (summed) since it was last cleared; AdamW takes their mean and resets
 	 * it. The arena is cleared by the first backward step of a window. */
 	int n_acc;
+	/* the fused AdamW's tensor table (made at the first update);
+	 * POLICY_GPU_ADAMW=tensor: a launch per tensor (round 6's kernels) */
+	struct adam_seg *adam_seg;
+	int adam_nseg, adam_blocks, adam_per_tensor;
 	/* the residual adds fused with the next RMSNorm (no copies of the
 	 * stream) and the RMSNorm backward with its weight gradient;
 	 * POLICY_GPU_FUSE=0: the separate passes of round 2 */
@@ -1247,6 +1251,93 @@ __global__ static void k_adamw(float *p, uint16_t *pb, const float *g, float *m,
 		pb[i] = f2bf(pi);
 }
 
+/* The fused AdamW: one launch over every tensor of the arena. Tensor i owns
+ * blocks [blk0[i], blk0[i + 1]) of ADAM_CHUNK elements each; a block finds
+ * its tensor by binary search over the n + 1 block starts, then updates its
+ * chunk with float4 loads and stores where the tensor's offset and size
+ * allow (the same arithmetic per element as k_adamw, so the same bits). */
+#define ADAM_THREADS 256
+#define ADAM_CHUNK   (ADAM_THREADS * 4 * 4)
+struct adam_seg {
+	size_t off, n;
+	int decay, blk0;
+};
+
+__device__ static inline void adam_one(float &p, float gi, float &m, float &v, float scale,
+                                       float lr, float b1, float b2, float eps, float wd,
+                                       float bc1, float bc2)
+{
+	gi *= scale;
+	float mi = b1 * m + (1.0f - b1) * gi;
+	float vi = b2 * v + (1.0f - b2) * gi * gi;
+	float pi = p;
+	m = mi;
+	v = vi;
+	pi -= lr * ((mi / bc1) / (sqrtf(vi / bc2) + eps) + wd * pi);
+	p = pi;
+}
+
+__global__ static void __launch_bounds__(ADAM_THREADS)
+        k_adamw_all(float *p, uint16_t *pb, const float *g, float *m, float *v,
+                    const struct adam_seg *seg, int nseg, float scale, float lr, float b1,
+                    float b2, float eps, float wd, float bc1, float bc2)
+{
+	int lo = 0, hi = nseg - 1, b = blockIdx.x;
+	while (lo < hi) { /* the last tensor whose first block is <= b */
+		int mid = (lo + hi + 1) / 2;
+		if (seg[mid].blk0 <= b)
+			lo = mid;
+		else
+			hi = mid - 1;
+	}
+	const struct adam_seg s = seg[lo];
+	const float w = s.decay ? wd : 0.0f;
+	size_t i0 = (size_t)(b - s.blk0) * ADAM_CHUNK;
+	size_t i1 = i0 + ADAM_CHUNK < s.n ? i0 + ADAM_CHUNK : s.n;
+	if ((s.off & 3) == 0 && (s.n & 3) == 0) {
+		for (size_t i = i0 + 4 * threadIdx.x; i < i1; i += 4 * ADAM_THREADS) {
+			size_t j = s.off + i;
+			float4 pp = *(float4 *)(p + j), mm = *(float4 *)(m + j);
+			float4 vv = *(float4 *)(v + j);
+			const float4 gg = *(const float4 *)(g + j);
+			adam_one(pp.x, gg.x, mm.x, vv.x, scale, lr, b1, b2, eps, w, bc1, bc2);
+			adam_one(pp.y, gg.y, mm.y, vv.y, scale, lr, b1, b2, eps, w, bc1, bc2);
+			adam_one(pp.z, gg.z, mm.z, vv.z, scale, lr, b1, b2, eps, w, bc1, bc2);
+			adam_one(pp.w, gg.w, mm.w, vv.w, scale, lr, b1, b2, eps, w, bc1, bc2);
+			*(float4 *)(p + j) = pp;
+			*(float4 *)(m + j) = mm;
+			*(float4 *)(v + j) = vv;
+			if (pb) /* four bf16 in one 8-byte store */
+				*(uint2 *)(pb + j) =
+				        make_uint2(f2bf(pp.x) | (unsigned)f2bf(pp.y) << 16,
+				                   f2bf(pp.z) | (unsigned)f2bf(pp.w) << 16);
+		}
+	} else {
+		for (size_t i = i0 + threadIdx.x; i < i1; i += ADAM_THREADS) {
+			size_t j = s.off + i;
+			adam_one(p[j], g[j], m[j], v[j], scale, lr, b1, b2, eps, w, bc1, bc2);
+			if (pb)
+				pb[j] = f2bf(p[j]);
+		}
+	}
+}
+
+/* sum of squares with float4 loads (n % 4 elements by the first threads) */
+__global__ static void k_sumsq4(float *out, const float *g, size_t n)
+{
+	float s = 0;
+	size_t n4 = n / 4, stride = (size_t)gridDim.x * blockDim.x;
+	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n4; i += stride) {
+		float4 x = ((const float4 *)g)[i];
+		s += x.x * x.x + x.y * x.y + x.z * x.z + x.w * x.w;
+	}
+	if (blockIdx.x == 0 && threadIdx.x < n - 4 * n4)
+		s += g[4 * n4 + threadIdx.x] * g[4 * n4 + threadIdx.x];
+	s = block_sum(s);
+	if (threadIdx.x == 0)
+		out[blockIdx.x] = s;
+}
+
 /* inputs of the fused head: targets clamped to >= 0 with a mask; for
  * cross-entropy (xent), CISPO with A = 1 and a ratio capped at 1 (logp_old
  * far below any logp, eps_high 0) is exactly -logp / N */
@@ -1948,6 +2039,7 @@ void policy_gpu_free(struct policy_gpu *g)
 		for (size_t i = 0; i < sizeof(p) / sizeof(p[0]); i++)
 			cudaFree(p[i]);
 	}
+	cudaFree(g->adam_seg);
 	if (g->blas)
 		cublasDestroy(g->blas);
 	for (int i = 0; i < LT_SLOTS; i++)
@@ -2770,7 +2862,33 @@ int policy_gpu_adamw(double *grad_norm, struct policy_gpu *g, struct policy_adam
 	/* the arena holds the sum over the window's micro-batches: their mean */
 	double inv = g->n_acc > 1 ? 1.0 / g->n_acc : 1.0;
 	mark(g, -1);
-	k_sumsq<<<1024, 256>>>(g->red, g->grads, L->total);
+	if (!g->adam_seg) {
+		struct adam_seg *h = (struct adam_seg *)calloc((size_t)L->n, sizeof(*h));
+		int nb = 0;
+		if (!h)
+			return swerve_error_set(SWERVE_ENOMEM, "gpu: AdamW tensor table");
+		for (int i = 0; i < L->n; i++) {
+			h[i].off = L->t[i].offset;
+			h[i].n = L->t[i].numel;
+			h[i].decay = L->t[i].decay;
+			h[i].blk0 = nb;
+			nb += (int)((L->t[i].numel + ADAM_CHUNK - 1) / ADAM_CHUNK);
+		}
+		cudaError_t e = cudaMalloc(&g->adam_seg, (size_t)L->n * sizeof(*h));
+		if (e == cudaSuccess)
+			e = cudaMemcpy(g->adam_seg, h, (size_t)L->n * sizeof(*h),
+			               cudaMemcpyHostToDevice);
+		free(h);
+		CK(e);
+		g->adam_nseg = L->n;
+		g->adam_blocks = nb;
+		g->adam_per_tensor =
+		        getenv("POLICY_GPU_ADAMW") && !strcmp(getenv("POLICY_GPU_ADAMW"), "tensor");
+	}
+	if (g->adam_per_tensor)
+		k_sumsq<<<1024, 256>>>(g->red, g->grads, L->total);
+	else
+		k_sumsq4<<<1024, 256>>>(g->red, g->grads, L->total);
 	LAUNCHED();
 	CK(cudaMemcpy(part, g->red, sizeof(part), cudaMemcpyDeviceToHost));
 	for (int i = 0; i < 1024; i++)
@@ -2783,7 +2901,14 @@ int policy_gpu_adamw(double *grad_norm, struct policy_gpu *g, struct policy_adam
 	o->step++;
 	bc1 = 1.0 - pow(o->beta1, (double)o->step);
 	bc2 = 1.0 - pow(o->beta2, (double)o->step);
-	for (int i = 0; i < L->n; i++) {
+	if (!g->adam_per_tensor) {
+		k_adamw_all<<<g->adam_blocks, ADAM_THREADS>>>(
+		        g->params, g->pb, g->grads, g->m, g->v, g->adam_seg, g->adam_nseg,
+		        (float)scale, (float)o->lr, (float)o->beta1, (float)o->beta2, (float)o->eps,
+		        (float)o->weight_decay, (float)bc1, (float)bc2);
+		LAUNCHED();
+	}
+	for (int i = 0; i < L->n && g->adam_per_tensor; i++) {
 		const struct policy_tensor *t = &L->t[i];
 		k_adamw<<<GRID(t->numel)>>>(
 		        g->params + t->offset, g->pb ? g->pb + t->offset : NULL,
