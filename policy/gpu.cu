@@ -34,11 +34,23 @@
  * (4 Hd, D) GEMM. Softmax attention runs as cuBLAS batched GEMMs per
  * sequence and KV group (TF32 in bf16 mode).
  *
+ * Round 7 (gpu_route.cu, gpu_linew.cu): the routing runs as a fused
+ * logits/softmax/top-k/count pass, a multi-block stable counting sort and
+ * one fused backward pass with a deterministic dW reduction
+ * (POLICY_GPU_ROUTE=old: the router GEMMs, k_route, the one-block
+ * k_route_sort and k_route_bwd); the lightning layer's elementwise passes
+ * are vectorised SiLU / SiLU backward, the output norm reading the core's
+ * bf16 output directly (no k_to_f32 copy) and the gate and norm backward
+ * in one pass (POLICY_GPU_LIN_EW=old: k_silu*, k_to_f32, k_rms_gate,
+ * k_gate_bwd + rms_bwd, k_dsilu).
+ *
  * Shapes are noted as (T, C) row-major; W (out, in) as in ref.c. */
 #include "kernels/lightning.h"
 #include "kernels/policy_loss.h"
 #include "policy/gpu_flash.h"
+#include "policy/gpu_linew.h"
 #include "policy/gpu_moe.h"
+#include "policy/gpu_route.h"
 #include "policy/gpu_util.h"
 #include "policy/policy.h"
 
@@ -177,6 +189,13 @@ struct policy_gpu {
 	void *ws2;
 	size_t ws2_bytes;
 	int lin32; /* the fp32 lightning kernel (fp32 mode, or POLICY_GPU_LIGHTNING=fp32) */
+	/* round 7: the fused routing (gpu_route.cu; POLICY_GPU_ROUTE=old: off)
+	 * and its scratch; the lightning passes of gpu_linew.cu
+	 * (POLICY_GPU_LIN_EW=old: off). With lin_ew and kernels/lightning, a
+	 * lightning layer's o holds the core's bf16 output. */
+	int route_new, lin_ew;
+	float *route_ws;
+	size_t route_ws_n;
 	/* softmax attention through cuBLAS (scores materialised per sequence and
 	 * KV group; POLICY_GPU_ATTN=naive: the warp-per-query kernels) */
 	int attn_gemm;
@@ -1870,6 +1889,10 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 		CKR(policy_flash_setup());
 	g->lin32 = prec == POLICY_GPU_FP32 || (getenv("POLICY_GPU_LIGHTNING") &&
 	                                       !strcmp(getenv("POLICY_GPU_LIGHTNING"), "fp32"));
+	g->route_new = !(getenv("POLICY_GPU_ROUTE") && !strcmp(getenv("POLICY_GPU_ROUTE"), "old")) &&
+	               policy_route_supported(E, K, D);
+	g->lin_ew = !(getenv("POLICY_GPU_LIN_EW") && !strcmp(getenv("POLICY_GPU_LIN_EW"), "old")) &&
+	            policy_lin_ew_supported(Tm, Hd);
 	CKB(cublasCreate(&g->blas));
 	if (g->use_lt) {
 		CKB(cublasLtCreate(&g->lt));
@@ -2040,6 +2063,7 @@ void policy_gpu_free(struct policy_gpu *g)
 			cudaFree(p[i]);
 	}
 	cudaFree(g->adam_seg);
+	cudaFree(g->route_ws);
 	if (g->blas)
 		cublasDestroy(g->blas);
 	for (int i = 0; i < LT_SLOTS; i++)
@@ -2126,15 +2150,23 @@ static int lightning_fwd(struct policy_gpu *g, int l, float *y, const struct pol
 	CKR(mm_fwd(g, ly->pre, g->at, ly->n1, wp(g, lp->wq), g->at, T, D, 4 * Hd, 0, 0));
 	mark(g, PROF_LIN_PROJ);
 	if (g->lin32) {
-		LAUNCH_A(g, k_silu, NBLK(3 * n), 256, ly->qkv_f, ly->pre, n, Hd);
-		LAUNCHED();
+		if (g->lin_ew) {
+			CKR(policy_lin_silu(ly->qkv_f, 0, ly->pre, g->ab, T, Hd));
+		} else {
+			LAUNCH_A(g, k_silu, NBLK(3 * n), 256, ly->qkv_f, ly->pre, n, Hd);
+			LAUNCHED();
+		}
 		k_lin_fwd<<<GRID(n / c->head_dim * 32)>>>(
 		        ly->o, ly->qkv_f, ly->qkv_f + n, ly->qkv_f + 2 * n,
 		        g->slopes + (size_t)l * c->n_heads, g->sstart, T, c->n_heads, c->head_dim);
 		LAUNCHED();
 	} else {
-		LAUNCH_A(g, k_silu_bf16, NBLK(3 * n), 256, ly->qkv_b, ly->pre, n, Hd);
-		LAUNCHED();
+		if (g->lin_ew) {
+			CKR(policy_lin_silu(ly->qkv_b, 1, ly->pre, g->ab, T, Hd));
+		} else {
+			LAUNCH_A(g, k_silu_bf16, NBLK(3 * n), 256, ly->qkv_b, ly->pre, n, Hd);
+			LAUNCHED();
+		}
 		need = swerve_lightning_forward_workspace(&dims);
 		if (swerve_lightning_backward_workspace(&dims) > need)
 			need = swerve_lightning_backward_workspace(&dims);
@@ -2144,16 +2176,26 @@ static int lightning_fwd(struct policy_gpu *g, int l, float *y, const struct pol
 			CK(cudaMalloc(&g->ws, need));
 			g->ws_bytes = need;
 		}
+		/* lin_ew: the core's bf16 output stays in o (no fp32 copy) */
 		CKR(swerve_lightning_forward(
-		        g->bscr, NULL, ly->qkv_b, ly->qkv_b + n, ly->qkv_b + 2 * n, g->cu,
-		        g->slopes + (size_t)l * c->n_heads, NULL, &dims, g->ws, g->ws_bytes, NULL));
-		k_to_f32<<<GRID(n)>>>(ly->o, g->bscr, n);
-		LAUNCHED();
+		        g->lin_ew ? (uint16_t *)ly->o : g->bscr, NULL, ly->qkv_b, ly->qkv_b + n,
+		        ly->qkv_b + 2 * n, g->cu, g->slopes + (size_t)l * c->n_heads, NULL, &dims,
+		        g->ws, g->ws_bytes, NULL));
+		if (!g->lin_ew) {
+			k_to_f32<<<GRID(n)>>>(ly->o, g->bscr, n);
+			LAUNCHED();
+		}
 	}
 	mark(g, PROF_LIN_CORE);
-	LAUNCH_A(g, k_rms_gate, T, 256, ly->gn, ly->rstd_o, ly->o, g->params + lp->out_norm,
-	         ly->pre, Hd, 4 * Hd, 3 * Hd, (float)c->norm_eps);
-	LAUNCHED();
+	if (g->lin_ew) {
+		CKR(policy_lin_rms_gate(ly->gn, ly->rstd_o, ly->o, !g->lin32,
+		                        g->params + lp->out_norm, ly->pre, g->ab, T, Hd,
+		                        (float)c->norm_eps));
+	} else {
+		LAUNCH_A(g, k_rms_gate, T, 256, ly->gn, ly->rstd_o, ly->o, g->params + lp->out_norm,
+		         ly->pre, Hd, 4 * Hd, 3 * Hd, (float)c->norm_eps);
+		LAUNCHED();
+	}
 	CKR(mm_fwd(g, y, CUDA_R_32F, ly->gn, wp(g, lp->wo), g->at, T, Hd, D, 0, 0));
 	mark(g, PROF_LIN_PROJ);
 	return 0;
@@ -2180,16 +2222,23 @@ static int lightning_bwd(struct policy_gpu *g, int l, float *dn, const float *dy
 
 	CKR(mm_dw(g, G + lp->wo, dyA, ly->gn, g->at, T, Hd, D, 0));
 	CKR(mm_dx(g, dgn, CUDA_R_32F, dyA, wp(g, lp->wo), g->at, T, Hd, D, 0, 0));
-	LAUNCH_A(g, k_gate_bwd, NBLK(n), 256, dnn, dpre, dgn, ly->gn, ly->pre, n, Hd);
-	LAUNCHED();
-	/* d o through the output norm: fp32 for the fp32 kernel, else bf16 */
-	if (g->lin32)
-		rms_bwd(g, dO, NULL, 0, G + lp->out_norm, dnn, ly->o, P + lp->out_norm, ly->rstd_o,
-		        T, Hd);
-	else
-		rms_bwd(g, NULL, dO_b, 0, G + lp->out_norm, dnn, ly->o, P + lp->out_norm,
-		        ly->rstd_o, T, Hd);
-	LAUNCHED();
+	/* d o through the gate and the output norm: fp32 for the fp32 kernel,
+	 * else bf16 */
+	if (g->lin_ew) { /* one pass; o in the core's output type */
+		CKR(policy_lin_gate_rms_bwd(g->lin32 ? (void *)dO : (void *)dO_b, G + lp->out_norm,
+		                            dpre, g->ab, dgn, ly->o, !g->lin32, ly->pre,
+		                            P + lp->out_norm, ly->rstd_o, T, Hd));
+	} else {
+		LAUNCH_A(g, k_gate_bwd, NBLK(n), 256, dnn, dpre, dgn, ly->gn, ly->pre, n, Hd);
+		LAUNCHED();
+		if (g->lin32)
+			rms_bwd(g, dO, NULL, 0, G + lp->out_norm, dnn, ly->o, P + lp->out_norm,
+			        ly->rstd_o, T, Hd);
+		else
+			rms_bwd(g, NULL, dO_b, 0, G + lp->out_norm, dnn, ly->o, P + lp->out_norm,
+			        ly->rstd_o, T, Hd);
+		LAUNCHED();
+	}
 	mark(g, PROF_LIN_PROJ);
 	if (g->lin32) {
 		const float *sl = g->slopes + (size_t)l * c->n_heads;
@@ -2201,7 +2250,9 @@ static int lightning_bwd(struct policy_gpu *g, int l, float *dn, const float *dy
 		        NULL, dqkv + n, dqkv + 2 * n, dO, ly->qkv_f, ly->qkv_f + n,
 		        ly->qkv_f + 2 * n, sl, g->sstart, g->send, T, c->n_heads, c->head_dim, 1);
 		LAUNCHED();
-		if (g->ab)
+		if (g->lin_ew)
+			CKR(policy_lin_dsilu(dpre, g->ab, dqkv, 0, ly->pre, T, Hd));
+		else if (g->ab)
 			k_dsilu<uint16_t, float><<<GRID(3 * n)>>>(dpre, dqkv, ly->pre, n, Hd);
 		else
 			k_dsilu<float, float><<<GRID(3 * n)>>>(dpre, dqkv, ly->pre, n, Hd);
@@ -2211,7 +2262,9 @@ static int lightning_bwd(struct policy_gpu *g, int l, float *dn, const float *dy
 		                              ly->qkv_b + n, ly->qkv_b + 2 * n, dO_b, NULL, g->cu,
 		                              g->slopes + (size_t)l * c->n_heads, NULL, &dims,
 		                              g->ws, g->ws_bytes, NULL));
-		if (g->ab)
+		if (g->lin_ew)
+			CKR(policy_lin_dsilu(dpre, g->ab, dq_b, 1, ly->pre, T, Hd));
+		else if (g->ab)
 			k_dsilu<uint16_t, uint16_t><<<GRID(3 * n)>>>(dpre, dq_b, ly->pre, n, Hd);
 		else
 			k_dsilu<float, uint16_t><<<GRID(3 * n)>>>(dpre, dq_b, ly->pre, n, Hd);
@@ -2333,6 +2386,39 @@ static struct policy_moe_dims moe_dims(const struct policy_gpu *g, const struct 
 	return d;
 }
 
+/* round 7: the routing's scratch (grown on demand) */
+static int route_ws(struct policy_gpu *g, int T)
+{
+	size_t n = policy_route_scratch_floats(T, g->cfg.n_experts, g->cfg.dim);
+	if (n > g->route_ws_n) {
+		cudaFree(g->route_ws);
+		g->route_ws = NULL;
+		g->route_ws_n = 0;
+		CK(cudaMalloc(&g->route_ws, n * 4));
+		g->route_ws_n = n;
+	}
+	return 0;
+}
+
+/* the stable counting sort of layer l's assignments by expert into perm,
+ * rowof and offs (E + 2), with the balance loss: the multi-block sort of
+ * gpu_route.cu after policy_route_fwd, else the one-block k_route_sort */
+static int route_sort(struct policy_gpu *g, int l, int *offs, int compact, int rnd, int T)
+{
+	const struct policy_config *c = &g->cfg;
+	struct glayer *ly = &g->ly[l];
+	int E = c->n_experts, K = c->top_k;
+	if (g->route_new)
+		return policy_route_sort(ly->perm, ly->rowof, offs, ly->auxc, g->aux_d + l,
+		                         g->route_ws, ly->sel, T, E, K, g->Rp, compact, rnd,
+		                         c->aux_loss_coef);
+	k_route_sort<<<1, SORT_THREADS>>>(ly->perm, ly->rowof, offs, ly->auxc, g->aux_d + l,
+	                                  ly->sel, ly->prob, T, E, K, g->Rp, compact, rnd,
+	                                  c->aux_loss_coef);
+	LAUNCHED();
+	return 0;
+}
+
 /* The grouped path (gpu_moe.cu) after the router: compact segments sorted
  * on the device into this layer's offsets, which stay there (no host round
  * trip); the normed input in bf16 (ly->xp, (T, D)) is gathered inside the
@@ -2343,13 +2429,10 @@ static int moe_fwd_grouped(struct policy_gpu *g, int l, float *y, int T)
 	const struct policy_config *c = &g->cfg;
 	const struct policy_layer_params *lp = &g->L->layers[l];
 	struct glayer *ly = &g->ly[l];
-	int D = c->dim, E = c->n_experts, K = c->top_k, R = T * K;
+	int D = c->dim, K = c->top_k, R = T * K;
 	struct policy_moe_dims d = moe_dims(g, ly, T);
 
-	k_route_sort<<<1, SORT_THREADS>>>(ly->perm, ly->rowof, ly->doffs, ly->auxc, g->aux_d + l,
-	                                  ly->sel, ly->prob, T, E, K, g->Rp, 1, 1,
-	                                  c->aux_loss_coef);
-	LAUNCHED();
+	CKR(route_sort(g, l, ly->doffs, 1, 1, T));
 	if (!g->moe_fused) /* else the RMSNorm wrote it */
 		CKR(policy_moe_to_bf16((uint16_t *)ly->xp, ly->n2, (size_t)T * D));
 	g->moe_rows += R;
@@ -2407,15 +2490,19 @@ static int moe_fwd(struct policy_gpu *g, int l, float *y, int T)
 	int D = c->dim, E = c->n_experts, K = c->top_k, F = c->expert_hidden, R = T * K, rows;
 	float *logit = g->dbig;
 
-	CKR(mm_fwd(g, logit, CUDA_R_32F, ly->n2, P + lp->router, CUDA_R_32F, T, D, E, 0, 1));
-	k_route<<<GRID(T)>>>(ly->prob, ly->sel, ly->gate, logit, T, E, K);
-	LAUNCHED();
+	if (g->route_new) { /* logits, softmax, top-k and per-block counts in one pass */
+		CKR(route_ws(g, T));
+		CKR(policy_route_fwd(ly->prob, ly->sel, ly->gate, ly->rowof, g->route_ws, ly->n2,
+		                     P + lp->router, T, E, K, D));
+	} else {
+		CKR(mm_fwd(g, logit, CUDA_R_32F, ly->n2, P + lp->router, CUDA_R_32F, T, D, E, 0,
+		           1));
+		k_route<<<GRID(T)>>>(ly->prob, ly->sel, ly->gate, logit, T, E, K);
+		LAUNCHED();
+	}
 	if (g->moe_grouped)
 		return moe_fwd_grouped(g, l, y, T);
-	k_route_sort<<<1, SORT_THREADS>>>(ly->perm, ly->rowof, g->offs, ly->auxc, g->aux_d + l,
-	                                  ly->sel, ly->prob, T, E, K, g->Rp, g->moe_loop,
-	                                  g->moe_round, c->aux_loss_coef);
-	LAUNCHED();
+	CKR(route_sort(g, l, g->offs, g->moe_loop, g->moe_round, T));
 	/* the one host round trip of the layer: E + 2 ints */
 	CK(cudaMemcpy(g->h_offs, g->offs, (size_t)(E + 2) * 4, cudaMemcpyDeviceToHost));
 	memcpy(ly->h_off, g->h_offs, (size_t)(E + 1) * sizeof(int));
@@ -2490,6 +2577,14 @@ static int moe_bwd(struct policy_gpu *g, int l, float *dn, const float *dy, int 
 	k_scatter<<<GRID((size_t)T * D)>>>(dn, dxp, ly->rowof, T, K, D);
 	LAUNCHED();
 router:
+	if (g->route_new) { /* d logits, dn += d logits Wr, dW parts; their sum */
+		CKR(route_ws(g, T));
+		CKR(policy_route_bwd(dn, g->route_ws, ly->n2, P + lp->router, ly->prob, ly->sel,
+		                     ly->gate, dgate, ly->auxc, T, E, K, D));
+		CKR(policy_route_dw(G + lp->router, g->route_ws, T, E, D));
+		mark(g, PROF_ROUTE);
+		return 0;
+	}
 	k_route_bwd<<<GRID(T)>>>(dlog, ly->prob, ly->sel, ly->gate, dgate, ly->auxc, T, E, K);
 	LAUNCHED();
 	CKR(mm_dw(g, G + lp->router, dlog, ly->n2, CUDA_R_32F, T, D, E, 1));

@@ -322,6 +322,32 @@ static int test_fp32_xent_unfused(void)
 {
 	return check_with_env("POLICY_GPU_FUSE", "0", POLICY_GPU_FP32, 0);
 }
+/* round 7's switches off: the router GEMMs, k_route and the one-block sort
+ * (POLICY_GPU_ROUTE=old); the lightning layer's old elementwise passes
+ * (POLICY_GPU_LIN_EW=old); the new ones are the default in every other case */
+static int test_bf16_xent_route_old(void)
+{
+	return check_with_env("POLICY_GPU_ROUTE", "old", POLICY_GPU_BF16, 0);
+}
+static int test_fp32_xent_route_old(void)
+{
+	return check_with_env("POLICY_GPU_ROUTE", "old", POLICY_GPU_FP32, 0);
+}
+static int test_bf16_xent_lin_ew_old(void)
+{
+	return check_with_env("POLICY_GPU_LIN_EW", "old", POLICY_GPU_BF16, 0);
+}
+/* round 7's lightning passes with fp32 activation storage (fp32 pre, gn) */
+static int test_bf16_cispo_act32(void)
+{
+	int rc;
+	if (!have_gpu())
+		return GPU_SKIP;
+	setenv("POLICY_GPU_ACT", "fp32", 1);
+	rc = check_model(POLICY_GPU_BF16, 1, 0);
+	unsetenv("POLICY_GPU_ACT");
+	return rc;
+}
 /* bf16 GEMMs on fp32 activation storage (the earlier path) */
 static int test_bf16_xent_act32(void)
 {
@@ -711,6 +737,14 @@ int main(void)
 	         test_bf16_xent_attn_gemm},
 	        {"gpu model bf16, experts through cuBLASLt (POLICY_GPU_MOE=lt)",
 	         test_bf16_xent_moe_lt},
+	        {"gpu model bf16, round 6's routing (POLICY_GPU_ROUTE=old)",
+	         test_bf16_xent_route_old},
+	        {"gpu model fp32, round 6's routing (POLICY_GPU_ROUTE=old)",
+	         test_fp32_xent_route_old},
+	        {"gpu model bf16, round 6's lightning passes (POLICY_GPU_LIN_EW=old)",
+	         test_bf16_xent_lin_ew_old},
+	        {"gpu model bf16 CISPO on fp32 activation storage (fp32 pre / gn)",
+	         test_bf16_cispo_act32},
 	        {"fused AdamW vs a launch per tensor, bit for bit (bf16 copy kept)",
 	         test_adamw_fused_bf16},
 	        {"fused AdamW vs a launch per tensor, bit for bit (fp32, dim 102: scalar path)",

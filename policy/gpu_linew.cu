@@ -1,0 +1,330 @@
+/* gpu_linew.cu - the lightning layer's elementwise passes (see gpu_linew.h).
+ *
+ * Round 7 (issue 10): SiLU and its backward move 16 bytes of bf16 a thread
+ * with 32-bit index arithmetic (gpu.cu's k_silu_bf16 / k_dsilu: one element
+ * and several 64-bit divisions a thread); the output norm reads the core's
+ * bf16 output directly (no fp32 copy of it is written or read); the gate's
+ * and the norm's backward are one pass over a row (no fp32 d(norm) tensor
+ * in between). Every value is computed with the same formulas as gpu.cu's
+ * kernels (the same bf16 rounding), so SiLU and its backward are bitwise
+ * equal to the old passes. */
+#include "policy/gpu_linew.h"
+#include "policy/gpu_util.h"
+
+#include <cuda_bf16.h>
+#include <math.h>
+#include <stdint.h>
+
+#define LW_ROWS 16 /* rows a block in the fused backward */
+#define LW_COLS 4  /* columns a thread: Hd <= LW_COLS x 256 */
+
+__device__ static float lw_sigm(float x)
+{
+	return 1.0f / (1.0f + expf(-x));
+}
+__device__ static float lw_dsilu(float a)
+{
+	float s = lw_sigm(a);
+	return s * (1.0f + a * (1.0f - s));
+}
+__device__ static uint16_t lw_f2bf(float f)
+{
+	uint32_t u = __float_as_uint(f);
+	if ((u & 0x7fffffffu) > 0x7f800000u)
+		return 0x7fc0;
+	u += 0x7fffu + ((u >> 16) & 1u);
+	return (uint16_t)(u >> 16);
+}
+__device__ static float lw_ld(float x)
+{
+	return x;
+}
+__device__ static float lw_ld(uint16_t x)
+{
+	return __uint_as_float((uint32_t)x << 16);
+}
+__device__ static void lw_st(float *p, float v)
+{
+	*p = v;
+}
+__device__ static void lw_st(uint16_t *p, float v)
+{
+	*p = lw_f2bf(v);
+}
+
+/* 8 consecutive values (16-byte aligned for bf16, 32 for fp32) */
+__device__ static void ld8(float *v, const uint16_t *p)
+{
+	uint4 u = *(const uint4 *)p;
+	uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+	for (int k = 0; k < 4; k++) {
+		v[2 * k] = __uint_as_float(w[k] << 16);
+		v[2 * k + 1] = __uint_as_float(w[k] & 0xffff0000u);
+	}
+}
+__device__ static void ld8(float *v, const float *p)
+{
+	float4 a = *(const float4 *)p, b = *(const float4 *)(p + 4);
+	v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w;
+	v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+}
+__device__ static void st8(uint16_t *p, const float *v)
+{
+	uint4 u;
+	u.x = lw_f2bf(v[0]) | (uint32_t)lw_f2bf(v[1]) << 16;
+	u.y = lw_f2bf(v[2]) | (uint32_t)lw_f2bf(v[3]) << 16;
+	u.z = lw_f2bf(v[4]) | (uint32_t)lw_f2bf(v[5]) << 16;
+	u.w = lw_f2bf(v[6]) | (uint32_t)lw_f2bf(v[7]) << 16;
+	*(uint4 *)p = u;
+}
+__device__ static void st8(float *p, const float *v)
+{
+	*(float4 *)p = make_float4(v[0], v[1], v[2], v[3]);
+	*(float4 *)(p + 4) = make_float4(v[4], v[5], v[6], v[7]);
+}
+
+/* chunk u of the (T, 3 Hd / 8) q|k|v chunks: row t, column rem 8 of the
+ * interleaved row, planar element (j, t, c) */
+struct lw_at {
+	size_t il, pl; /* interleaved offset in pre, planar offset */
+};
+__device__ static struct lw_at lw_index(unsigned u, int T, int Hd)
+{
+	unsigned h8 = (unsigned)Hd / 8, per = 3 * h8, t = u / per, rem = u % per;
+	unsigned j = rem / h8, c = rem % h8 * 8;
+	struct lw_at a;
+	a.il = (size_t)t * 4 * Hd + (size_t)rem * 8;
+	a.pl = (size_t)j * T * Hd + (size_t)t * Hd + c;
+	return a;
+}
+
+template <typename TA, typename TO>
+__global__ static void k_lw_silu(TO *out, const TA *pre, int T, int Hd)
+{
+	unsigned u = blockIdx.x * blockDim.x + threadIdx.x;
+	float v[8];
+	if (u >= (unsigned)T * 3 * (Hd / 8))
+		return;
+	struct lw_at a = lw_index(u, T, Hd);
+	ld8(v, pre + a.il);
+#pragma unroll
+	for (int k = 0; k < 8; k++)
+		v[k] = v[k] * lw_sigm(v[k]);
+	st8(out + a.pl, v);
+}
+
+template <typename TA, typename TP>
+__global__ static void k_lw_dsilu(TA *dpre, const TP *dpost, const TA *pre, int T, int Hd)
+{
+	unsigned u = blockIdx.x * blockDim.x + threadIdx.x;
+	float a[8], d[8];
+	if (u >= (unsigned)T * 3 * (Hd / 8))
+		return;
+	struct lw_at at = lw_index(u, T, Hd);
+	ld8(a, pre + at.il);
+	ld8(d, dpost + at.pl);
+#pragma unroll
+	for (int k = 0; k < 8; k++)
+		d[k] = d[k] * lw_dsilu(a[k]);
+	st8(dpre + at.il, d);
+}
+
+__device__ static float lw_block_sum(float v)
+{
+	__shared__ float s[33];
+	int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+	for (int o = 16; o > 0; o >>= 1)
+		v += __shfl_xor_sync(0xffffffffu, v, o);
+	__syncthreads();
+	if (lane == 0)
+		s[w] = v;
+	__syncthreads();
+	if (w == 0) {
+		v = lane < nw ? s[lane] : 0.0f;
+		for (int o = 16; o > 0; o >>= 1)
+			v += __shfl_xor_sync(0xffffffffu, v, o);
+		if (lane == 0)
+			s[32] = v;
+	}
+	__syncthreads();
+	return s[32];
+}
+
+/* gpu.cu's k_rms_gate with o of type TX: a block per row */
+template <typename TA, typename TX>
+__global__ static void k_lw_rms_gate(TA *gn, float *rstd, const TX *o, const float *w,
+                                     const TA *pre, int C, float eps)
+{
+	const TX *xr = o + (size_t)blockIdx.x * C;
+	const TA *gp = pre + (size_t)blockIdx.x * 4 * C + 3 * C;
+	TA *y = gn + (size_t)blockIdx.x * C;
+	float ss = 0, r;
+	for (int i = threadIdx.x; i < C; i += blockDim.x) {
+		float v = lw_ld(xr[i]);
+		ss += v * v;
+	}
+	ss = lw_block_sum(ss);
+	r = rsqrtf(ss / C + eps);
+	if (threadIdx.x == 0)
+		rstd[blockIdx.x] = r;
+	for (int i = threadIdx.x; i < C; i += blockDim.x)
+		lw_st(&y[i], lw_ld(xr[i]) * r * w[i] * lw_sigm(lw_ld(gp[i])));
+}
+
+/* a block per LW_ROWS rows, columns c = tid + j 256: g = sigmoid(gate
+ * pre), n = o r w, dn = dgn g, d gate pre = dgn n g (1 - g); then the
+ * RMSNorm backward of dn: dO = r dn w - r^3 o (sum dn w o) / C, and the
+ * weight gradient's partial sums dn o r, added once per block */
+template <typename TA, typename TX>
+__global__ static void __launch_bounds__(256)
+        k_lw_gate_rms_bwd(TX *dO, float *dw, TA *dpre, const float *dgn, const TX *o, const TA *pre,
+                          const float *w, const float *rstd, int T, int C)
+{
+	float part[LW_COLS], wc[LW_COLS], dv[LW_COLS], xv[LW_COLS];
+	int t0 = blockIdx.x * LW_ROWS, t1 = t0 + LW_ROWS < T ? t0 + LW_ROWS : T;
+#pragma unroll
+	for (int j = 0; j < LW_COLS; j++) {
+		int c = threadIdx.x + j * blockDim.x;
+		part[j] = 0;
+		wc[j] = c < C ? w[c] : 0;
+	}
+	for (int t = t0; t < t1; t++) {
+		size_t ro = (size_t)t * C, go = (size_t)t * 4 * C + 3 * C;
+		float r = rstd[t], dot = 0;
+#pragma unroll
+		for (int j = 0; j < LW_COLS; j++) {
+			int c = threadIdx.x + j * blockDim.x;
+			dv[j] = xv[j] = 0;
+			if (c < C) {
+				float xo = lw_ld(o[ro + c]), g = lw_sigm(lw_ld(pre[go + c]));
+				float dg = dgn[ro + c];
+				lw_st(&dpre[go + c], dg * (xo * r * wc[j]) * g * (1.0f - g));
+				dv[j] = dg * g;
+				xv[j] = xo;
+				dot += dv[j] * wc[j] * xo;
+			}
+		}
+		dot = lw_block_sum(dot);
+#pragma unroll
+		for (int j = 0; j < LW_COLS; j++) {
+			int c = threadIdx.x + j * blockDim.x;
+			if (c < C) {
+				part[j] += dv[j] * xv[j] * r;
+				lw_st(&dO[ro + c], r * dv[j] * wc[j] - r * r * r * xv[j] * dot / C);
+			}
+		}
+	}
+#pragma unroll
+	for (int j = 0; j < LW_COLS; j++) {
+		int c = threadIdx.x + j * blockDim.x;
+		if (c < C)
+			atomicAdd(&dw[c], part[j]);
+	}
+}
+
+int policy_lin_ew_supported(int T, int Hd)
+{
+	return Hd >= 8 && Hd % 8 == 0 && Hd <= LW_COLS * 256 && (long long)3 * T * Hd < (1LL << 31);
+}
+
+static int lw_check(int T, int Hd)
+{
+	if (!policy_lin_ew_supported(T, Hd))
+		return swerve_error_set(SWERVE_EINVAL,
+		                        "gpu lightning passes: T %d, Hd %d not supported (Hd a "
+		                        "multiple of 8, at most %d)",
+		                        T, Hd, LW_COLS * 256);
+	return 0;
+}
+
+#define LW_GRID(T, Hd) (unsigned)(((size_t)(T)*3 * ((Hd) / 8) + 255) / 256), 256
+
+int policy_lin_silu(void *out, int out_bf16, const void *pre, int a_bf16, int T, int Hd)
+{
+	CKR(lw_check(T, Hd));
+	if (T < 1)
+		return 0;
+	if (a_bf16 && out_bf16)
+		k_lw_silu<<<LW_GRID(T, Hd)>>>((uint16_t *)out, (const uint16_t *)pre, T, Hd);
+	else if (a_bf16)
+		k_lw_silu<<<LW_GRID(T, Hd)>>>((float *)out, (const uint16_t *)pre, T, Hd);
+	else if (out_bf16)
+		k_lw_silu<<<LW_GRID(T, Hd)>>>((uint16_t *)out, (const float *)pre, T, Hd);
+	else
+		k_lw_silu<<<LW_GRID(T, Hd)>>>((float *)out, (const float *)pre, T, Hd);
+	LAUNCHED();
+	return 0;
+}
+
+int policy_lin_dsilu(void *dpre, int a_bf16, const void *dpost, int post_bf16, const void *pre,
+                     int T, int Hd)
+{
+	CKR(lw_check(T, Hd));
+	if (T < 1)
+		return 0;
+	if (a_bf16 && post_bf16)
+		k_lw_dsilu<<<LW_GRID(T, Hd)>>>((uint16_t *)dpre, (const uint16_t *)dpost,
+		                               (const uint16_t *)pre, T, Hd);
+	else if (a_bf16)
+		k_lw_dsilu<<<LW_GRID(T, Hd)>>>((uint16_t *)dpre, (const float *)dpost,
+		                               (const uint16_t *)pre, T, Hd);
+	else if (post_bf16)
+		k_lw_dsilu<<<LW_GRID(T, Hd)>>>((float *)dpre, (const uint16_t *)dpost,
+		                               (const float *)pre, T, Hd);
+	else
+		k_lw_dsilu<<<LW_GRID(T, Hd)>>>((float *)dpre, (const float *)dpost,
+		                               (const float *)pre, T, Hd);
+	LAUNCHED();
+	return 0;
+}
+
+int policy_lin_rms_gate(void *gn, float *rstd, const void *o, int o_bf16, const float *w,
+                        const void *pre, int a_bf16, int T, int Hd, float eps)
+{
+	CKR(lw_check(T, Hd));
+	if (T < 1)
+		return 0;
+	if (a_bf16 && o_bf16)
+		k_lw_rms_gate<<<T, 256>>>((uint16_t *)gn, rstd, (const uint16_t *)o, w,
+		                          (const uint16_t *)pre, Hd, eps);
+	else if (a_bf16)
+		k_lw_rms_gate<<<T, 256>>>((uint16_t *)gn, rstd, (const float *)o, w,
+		                          (const uint16_t *)pre, Hd, eps);
+	else if (o_bf16)
+		k_lw_rms_gate<<<T, 256>>>((float *)gn, rstd, (const uint16_t *)o, w,
+		                          (const float *)pre, Hd, eps);
+	else
+		k_lw_rms_gate<<<T, 256>>>((float *)gn, rstd, (const float *)o, w,
+		                          (const float *)pre, Hd, eps);
+	LAUNCHED();
+	return 0;
+}
+
+int policy_lin_gate_rms_bwd(void *dO, float *dw, void *dpre, int a_bf16, const float *dgn,
+                            const void *o, int o_bf16, const void *pre, const float *w,
+                            const float *rstd, int T, int Hd)
+{
+	unsigned nb = (unsigned)((T + LW_ROWS - 1) / LW_ROWS);
+	CKR(lw_check(T, Hd));
+	if (T < 1)
+		return 0;
+	if (a_bf16 && o_bf16)
+		k_lw_gate_rms_bwd<<<nb, 256>>>((uint16_t *)dO, dw, (uint16_t *)dpre, dgn,
+		                               (const uint16_t *)o, (const uint16_t *)pre, w, rstd,
+		                               T, Hd);
+	else if (a_bf16)
+		k_lw_gate_rms_bwd<<<nb, 256>>>((float *)dO, dw, (uint16_t *)dpre, dgn,
+		                               (const float *)o, (const uint16_t *)pre, w, rstd, T,
+		                               Hd);
+	else if (o_bf16)
+		k_lw_gate_rms_bwd<<<nb, 256>>>((uint16_t *)dO, dw, (float *)dpre, dgn,
+		                               (const uint16_t *)o, (const float *)pre, w, rstd, T,
+		                               Hd);
+	else
+		k_lw_gate_rms_bwd<<<nb, 256>>>((float *)dO, dw, (float *)dpre, dgn,
+		                               (const float *)o, (const float *)pre, w, rstd, T,
+		                               Hd);
+	LAUNCHED();
+	return 0;
+}

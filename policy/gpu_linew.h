@@ -1,0 +1,43 @@
+/* gpu_linew.h - the lightning layer's elementwise passes of the GPU policy
+ * (internal to policy/; round 7, issue 10; POLICY_GPU_LIN_EW=old in gpu.cu
+ * restores gpu.cu's k_silu/k_silu_bf16, k_to_f32, k_rms_gate, k_gate_bwd +
+ * rms_bwd and k_dsilu).
+ *
+ * pre (T, 4 Hd) is the interleaved [q | k | v | gate] pre-activation of
+ * the fused projection, in the activation type (a_bf16: bf16, else fp32);
+ * q, k, v after SiLU and their gradients are planar (3, T, Hd). The core
+ * output o (T, Hd) is read in the type the core wrote it (o_bf16: bf16 from
+ * kernels/lightning, which removes gpu.cu's bf16 -> fp32 copy; else fp32
+ * from the fp32 kernel), and the gradient dO of the core output is written
+ * in that same type. Hd must be a multiple of 8 and at most 1024
+ * (policy_lin_ew_supported); pointers 16-byte aligned. All calls are
+ * asynchronous on the legacy default stream and return 0 or a negative
+ * code with a message. */
+#ifndef SWERVE_POLICY_GPU_LINEW_H
+#define SWERVE_POLICY_GPU_LINEW_H
+
+/* 1 when these passes take Hd (and 3 T Hd fits a 32-bit index) */
+int policy_lin_ew_supported(int T, int Hd);
+
+/* planar q, k, v = SiLU(pre[:, :3 Hd]) into out (out_bf16: bf16, else
+ * fp32); 8 elements a thread */
+int policy_lin_silu(void *out, int out_bf16, const void *pre, int a_bf16, int T, int Hd);
+
+/* the output norm and gate: gn = o rstd w sigmoid(pre gate) (gn in the
+ * activation type), rstd = 1 / rms(o) */
+int policy_lin_rms_gate(void *gn, float *rstd, const void *o, int o_bf16, const float *w,
+                        const void *pre, int a_bf16, int T, int Hd, float eps);
+
+/* backward of the gate and the output norm in one pass (gpu.cu's
+ * k_gate_bwd and rms_bwd): from dgn (fp32), dpre's gate columns (activation
+ * type), dO = d o (o's type) and dw += the norm weight's gradient; the
+ * normalised o is recomputed (o rstd w) instead of gn / sigmoid */
+int policy_lin_gate_rms_bwd(void *dO, float *dw, void *dpre, int a_bf16, const float *dgn,
+                            const void *o, int o_bf16, const void *pre, const float *w,
+                            const float *rstd, int T, int Hd);
+
+/* dpre[:, :3 Hd] = dpost (planar; post_bf16: bf16, else fp32) silu'(pre) */
+int policy_lin_dsilu(void *dpre, int a_bf16, const void *dpost, int post_bf16, const void *pre,
+                     int T, int Hd);
+
+#endif

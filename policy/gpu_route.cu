@@ -1,0 +1,388 @@
+/* gpu_route.cu - the MoE routing in fused passes (see gpu_route.h).
+ *
+ * Round 7 (issue 10). Before: an fp32 cuBLAS GEMM with N = E = 8 for the
+ * logits, k_route (a thread per token), ONE block of 1024 threads sorting
+ * all T K assignments, then k_route_bwd and two more fp32 cuBLAS GEMMs (the
+ * router's dW, reduced over T, and its dX added into dn). Here: the logits,
+ * softmax, top-k and per-block counts in one pass over x; a multi-block
+ * stable counting sort (every block recomputes the exclusive prefix of the
+ * per-block counts it needs: E x blocks ints); the route backward, the
+ * router's dX and its dW parts in one pass over x and dn, and one
+ * deterministic reduction of the parts. */
+#include "policy/gpu_route.h"
+#include "policy/gpu_util.h"
+
+#include <math.h>
+#include <stdint.h>
+
+#define ROUTE_THREADS    256
+#define ROUTE_FWD_TOKENS 64 /* tokens a forward / sort block (8 a warp) */
+#define ROUTE_BWD_TOKENS 32 /* tokens a backward block */
+#define ROUTE_COLS       4  /* columns a backward thread: D <= ROUTE_COLS x ROUTE_THREADS */
+#define ROUTE_SMEM_MAX   (40 * 1024) /* the router weight; 48 KiB less the static arrays */
+
+static int nblk(int T, int ch)
+{
+	return (T + ch - 1) / ch;
+}
+
+int policy_route_supported(int E, int K, int D)
+{
+	return E >= 1 && E <= ROUTE_EMAX && K >= 1 && K <= E && D >= 1 &&
+	       D <= ROUTE_COLS * ROUTE_THREADS && (size_t)E * D * 4 <= ROUTE_SMEM_MAX;
+}
+
+size_t policy_route_scratch_floats(int T, int E, int D)
+{
+	size_t f = 2 * (size_t)nblk(T, ROUTE_FWD_TOKENS) * E;
+	size_t b = (size_t)nblk(T, ROUTE_BWD_TOKENS) * E * D;
+	return f > b ? f : b;
+}
+
+__device__ static float rt_warp_sum(float v)
+{
+	for (int o = 16; o > 0; o >>= 1)
+		v += __shfl_xor_sync(0xffffffffu, v, o);
+	return v;
+}
+
+/* logits x Wr^T, softmax, top-k (gpu.cu's k_route, per token: ties to the
+ * lower index, gates renormalised over the chosen k), then per block:
+ * hist[b][e] = its assignments of expert e, rowof[i] = the rank of
+ * assignment i among them (assignment order), psum[b][e] = sum of prob */
+__global__ static void __launch_bounds__(ROUTE_THREADS)
+        k_rt_fwd(float *prob, int *sel, float *gate, int *rowof, int *hist, float *psum,
+                 const float *x, const float *Wr, int T, int E, int K, int D)
+{
+	extern __shared__ float s_w[]; /* (E, D) */
+	__shared__ float s_p[ROUTE_FWD_TOKENS][ROUTE_EMAX];
+	__shared__ int s_sel[ROUTE_FWD_TOKENS * ROUTE_EMAX];
+	__shared__ int s_wc[ROUTE_THREADS / 32][ROUTE_EMAX];
+	__shared__ int s_cnt[ROUTE_EMAX];
+	int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
+	int t0 = blockIdx.x * ROUTE_FWD_TOKENS;
+	int nt = T - t0 < ROUTE_FWD_TOKENS ? T - t0 : ROUTE_FWD_TOKENS, nA = nt * K;
+
+	for (int i = tid; i < E * D; i += blockDim.x)
+		s_w[i] = Wr[i];
+	if (tid < ROUTE_EMAX)
+		s_cnt[tid] = 0;
+	__syncthreads();
+	for (int tl = w; tl < nt; tl += ROUTE_THREADS / 32) {
+		const float *xr = x + (size_t)(t0 + tl) * D;
+		float acc[ROUTE_EMAX];
+#pragma unroll
+		for (int e = 0; e < ROUTE_EMAX; e++)
+			acc[e] = 0;
+#pragma unroll 4
+		for (int c = lane; c < D; c += 32) {
+			float v = xr[c];
+#pragma unroll
+			for (int e = 0; e < ROUTE_EMAX; e++)
+				if (e < E)
+					acc[e] += v * s_w[e * D + c];
+		}
+#pragma unroll
+		for (int e = 0; e < ROUTE_EMAX; e++)
+			if (e < E)
+				acc[e] = rt_warp_sum(acc[e]);
+		if (lane == 0) {
+			float *p = s_p[tl], mx = -INFINITY, z = 0, S = 0;
+			int *sl = s_sel + tl * K;
+			size_t t = (size_t)t0 + tl;
+#pragma unroll
+			for (int e = 0; e < ROUTE_EMAX; e++)
+				if (e < E)
+					mx = fmaxf(mx, acc[e]);
+#pragma unroll
+			for (int e = 0; e < ROUTE_EMAX; e++)
+				if (e < E)
+					z += (p[e] = expf(acc[e] - mx));
+			for (int e = 0; e < E; e++)
+				p[e] /= z;
+			for (int j = 0; j < K; j++) {
+				int best = -1;
+				for (int e = 0; e < E; e++) {
+					int taken = 0;
+					for (int i = 0; i < j; i++)
+						taken |= sl[i] == e;
+					if (!taken && (best < 0 || p[e] > p[best]))
+						best = e;
+				}
+				sl[j] = best;
+				S += p[best];
+			}
+			for (int j = 0; j < K; j++) {
+				sel[t * K + j] = sl[j];
+				gate[t * K + j] = p[sl[j]] / S;
+			}
+			for (int e = 0; e < E; e++)
+				prob[t * E + e] = p[e];
+		}
+	}
+	__syncthreads();
+	/* ranks within the block, as k_route_sort: a warp's equals by
+	 * __match_any_sync, the warps' counts prefixed in warp order */
+	for (int base = 0; base < nA; base += ROUTE_THREADS) {
+		int a = base + tid, e = a < nA ? s_sel[a] : -1, rk;
+		unsigned peers;
+		if (tid < ROUTE_THREADS / 32 * ROUTE_EMAX)
+			s_wc[tid / ROUTE_EMAX][tid % ROUTE_EMAX] = 0;
+		__syncthreads();
+		peers = __match_any_sync(0xffffffffu, e);
+		rk = __popc(peers & ((1u << lane) - 1u));
+		if (e >= 0 && rk == 0)
+			s_wc[w][e] = __popc(peers);
+		__syncthreads();
+		if (tid < E) {
+			int run = s_cnt[tid];
+			for (int v = 0; v < ROUTE_THREADS / 32; v++) {
+				int c = s_wc[v][tid];
+				s_wc[v][tid] = run;
+				run += c;
+			}
+			s_cnt[tid] = run;
+		}
+		__syncthreads();
+		if (e >= 0)
+			rowof[(size_t)t0 * K + a] = s_wc[w][e] + rk;
+		__syncthreads();
+	}
+	if (tid < E) {
+		float s = 0;
+		for (int tl = 0; tl < nt; tl++)
+			s += s_p[tl][tid];
+		hist[(size_t)blockIdx.x * E + tid] = s_cnt[tid];
+		psum[(size_t)blockIdx.x * E + tid] = s;
+	}
+}
+
+/* the stable counting sort from the per-block counts: row of assignment i
+ * = off[e] + (assignments of e in earlier blocks) + its rank in its block;
+ * padding rows (cap > 0) get perm -1; block 0 writes offs and the balance
+ * loss: coef E sum_e f_e P_e, f_e = count / R, P_e = mean prob (per-block
+ * sums added in block order) */
+__global__ static void __launch_bounds__(ROUTE_THREADS)
+        k_rt_sort(int *perm, int *rowof, int *offs, float *auxc, double *aux, const int *hist,
+                  const float *psum, const int *sel, int T, int E, int K, int Rp, int compact,
+                  int rnd, double coef)
+{
+	__shared__ int s_tot[ROUTE_EMAX], s_pre[ROUTE_EMAX], s_off[ROUTE_EMAX + 1], s_cap;
+	__shared__ double s_pm[ROUTE_EMAX];
+	int tid = threadIdx.x, b = blockIdx.x, nb = gridDim.x;
+	int t0 = b * ROUTE_FWD_TOKENS;
+	int nt = T - t0 < ROUTE_FWD_TOKENS ? T - t0 : ROUTE_FWD_TOKENS;
+
+	if (tid < ROUTE_EMAX) {
+		s_tot[tid] = 0;
+		s_pre[tid] = 0;
+	}
+	__syncthreads();
+	for (int i = tid; i < nb * E; i += blockDim.x) { /* integer sums: any order */
+		int e = i % E, h = hist[i];
+		atomicAdd(&s_tot[e], h);
+		if (i / E < b)
+			atomicAdd(&s_pre[e], h);
+	}
+	__syncthreads();
+	if (tid == 0) {
+		int mx = 0, cap;
+		for (int e = 0; e < E; e++)
+			mx = s_tot[e] > mx ? s_tot[e] : mx;
+		cap = (mx + rnd - 1) / rnd * rnd;
+		if (compact || (long long)cap * E > Rp)
+			cap = 0;
+		s_off[0] = 0;
+		for (int e = 0; e < E; e++)
+			s_off[e + 1] = s_off[e] + (cap ? cap : s_tot[e]);
+		s_cap = cap;
+		if (b == 0) {
+			for (int e = 0; e <= E; e++)
+				offs[e] = s_off[e];
+			offs[E + 1] = cap;
+		}
+	}
+	__syncthreads();
+	for (int a = tid; a < nt * K; a += blockDim.x) {
+		size_t i = (size_t)t0 * K + a;
+		int e = sel[i], r = s_off[e] + s_pre[e] + rowof[i];
+		rowof[i] = r;
+		perm[r] = (int)i;
+	}
+	if (s_cap)
+		for (int e = 0; e < E; e++)
+			for (int r = s_off[e] + s_tot[e] + b * blockDim.x + tid; r < s_off[e + 1];
+			     r += nb * blockDim.x)
+				perm[r] = -1;
+	if (b == 0) {
+		if (tid < E) {
+			double pm = 0;
+			for (int bb = 0; bb < nb; bb++)
+				pm += psum[(size_t)bb * E + tid];
+			s_pm[tid] = pm;
+		}
+		__syncthreads();
+		if (tid == 0) {
+			double a = 0, R = (double)T * K;
+			for (int e = 0; e < E; e++) {
+				double f = s_tot[e] / R;
+				a += f * s_pm[e] / T;
+				auxc[e] = (float)(coef * E * f / T);
+			}
+			*aux = a * coef * E;
+		}
+	}
+}
+
+/* per token (a thread each, as gpu.cu's k_route_bwd): dp from the gates and
+ * the balance loss, d logit = p (dp - p . dp); then a thread per column
+ * (c = tid + j ROUTE_THREADS) over the block's tokens: dn[t, c] += sum_e
+ * dl[t, e] Wr[e, c] and part[b][e][c] = sum_t dl[t, e] x[t, c] */
+__global__ static void __launch_bounds__(ROUTE_THREADS)
+        k_rt_bwd(float *dn, float *part, const float *x, const float *Wr, const float *prob,
+                 const int *sel, const float *gate, const float *dgate, const float *auxc, int T,
+                 int E, int K, int D)
+{
+	__shared__ float s_dl[ROUTE_BWD_TOKENS][ROUTE_EMAX];
+	int tid = threadIdx.x, t0 = blockIdx.x * ROUTE_BWD_TOKENS;
+	int nt = T - t0 < ROUTE_BWD_TOKENS ? T - t0 : ROUTE_BWD_TOKENS;
+	float wr[ROUTE_EMAX][ROUTE_COLS], acc[ROUTE_EMAX][ROUTE_COLS];
+
+	if (tid < nt) {
+		size_t t = (size_t)t0 + tid;
+		const float *p = prob + t * E;
+		float S = 0, sdg = 0, sp = 0, dp[ROUTE_EMAX];
+		for (int j = 0; j < K; j++) {
+			S += p[sel[t * K + j]];
+			sdg += dgate[t * K + j] * gate[t * K + j];
+		}
+		for (int e = 0; e < E; e++)
+			dp[e] = auxc[e];
+		for (int j = 0; j < K; j++)
+			dp[sel[t * K + j]] += (dgate[t * K + j] - sdg) / S;
+		for (int e = 0; e < E; e++)
+			sp += p[e] * dp[e];
+		for (int e = 0; e < ROUTE_EMAX; e++)
+			s_dl[tid][e] = e < E ? p[e] * (dp[e] - sp) : 0.0f;
+	}
+#pragma unroll
+	for (int j = 0; j < ROUTE_COLS; j++) {
+		int c = tid + j * ROUTE_THREADS;
+#pragma unroll
+		for (int e = 0; e < ROUTE_EMAX; e++) {
+			wr[e][j] = c < D && e < E ? Wr[(size_t)e * D + c] : 0.0f;
+			acc[e][j] = 0;
+		}
+	}
+	__syncthreads();
+#pragma unroll 2
+	for (int tl = 0; tl < nt; tl++) {
+		size_t o = (size_t)(t0 + tl) * D;
+		float dl[ROUTE_EMAX];
+#pragma unroll
+		for (int e = 0; e < ROUTE_EMAX; e++)
+			dl[e] = s_dl[tl][e];
+#pragma unroll
+		for (int j = 0; j < ROUTE_COLS; j++) {
+			int c = tid + j * ROUTE_THREADS;
+			if (c < D) {
+				float xv = x[o + c], d = dn[o + c];
+#pragma unroll
+				for (int e = 0; e < ROUTE_EMAX; e++) {
+					acc[e][j] += dl[e] * xv;
+					d += dl[e] * wr[e][j];
+				}
+				dn[o + c] = d;
+			}
+		}
+	}
+	{
+		float *pb = part + (size_t)blockIdx.x * E * D;
+#pragma unroll
+		for (int j = 0; j < ROUTE_COLS; j++) {
+			int c = tid + j * ROUTE_THREADS;
+#pragma unroll
+			for (int e = 0; e < ROUTE_EMAX; e++)
+				if (c < D && e < E)
+					pb[(size_t)e * D + c] = acc[e][j];
+		}
+	}
+}
+
+/* dW[i] += sum_b part[b][i]: 32 outputs a block, 8 warps each summing every
+ * 8th part, then the 8 sums in warp order (deterministic) */
+__global__ static void __launch_bounds__(ROUTE_THREADS)
+        k_rt_dw(float *dW, const float *part, int nb, int n)
+{
+	__shared__ float s_r[ROUTE_THREADS / 32][32];
+	int lane = threadIdx.x & 31, w = threadIdx.x >> 5, i = blockIdx.x * 32 + lane;
+	float s = 0;
+	if (i < n)
+		for (int b = w; b < nb; b += ROUTE_THREADS / 32)
+			s += part[(size_t)b * n + i];
+	s_r[w][lane] = s;
+	__syncthreads();
+	if (w == 0 && i < n) {
+		float t = 0;
+		for (int v = 0; v < ROUTE_THREADS / 32; v++)
+			t += s_r[v][lane];
+		dW[i] += t;
+	}
+}
+
+int policy_route_fwd(float *prob, int *sel, float *gate, int *rowof, float *scratch, const float *x,
+                     const float *Wr, int T, int E, int K, int D)
+{
+	int nb = nblk(T, ROUTE_FWD_TOKENS);
+	if (!policy_route_supported(E, K, D))
+		return swerve_error_set(SWERVE_EINVAL, "gpu route: E %d, K %d, D %d not supported",
+		                        E, K, D);
+	if (T < 1)
+		return 0;
+	k_rt_fwd<<<nb, ROUTE_THREADS, (size_t)E * D * 4>>>(prob, sel, gate, rowof, (int *)scratch,
+	                                                   scratch + (size_t)nb * E, x, Wr, T, E, K,
+	                                                   D);
+	LAUNCHED();
+	return 0;
+}
+
+int policy_route_sort(int *perm, int *rowof, int *offs, float *auxc, double *aux,
+                      const float *scratch, const int *sel, int T, int E, int K, int Rp,
+                      int compact, int rnd, double coef)
+{
+	int nb = nblk(T, ROUTE_FWD_TOKENS);
+	if (T < 1)
+		return 0;
+	if (rnd < 1)
+		return swerve_error_set(SWERVE_EINVAL, "gpu route: capacity round %d < 1", rnd);
+	k_rt_sort<<<nb, ROUTE_THREADS>>>(perm, rowof, offs, auxc, aux, (const int *)scratch,
+	                                 scratch + (size_t)nb * E, sel, T, E, K, Rp, compact, rnd,
+	                                 coef);
+	LAUNCHED();
+	return 0;
+}
+
+int policy_route_bwd(float *dn, float *scratch, const float *x, const float *Wr, const float *prob,
+                     const int *sel, const float *gate, const float *dgate, const float *auxc,
+                     int T, int E, int K, int D)
+{
+	if (!policy_route_supported(E, K, D))
+		return swerve_error_set(SWERVE_EINVAL, "gpu route: E %d, K %d, D %d not supported",
+		                        E, K, D);
+	if (T < 1)
+		return 0;
+	k_rt_bwd<<<nblk(T, ROUTE_BWD_TOKENS), ROUTE_THREADS>>>(dn, scratch, x, Wr, prob, sel, gate,
+	                                                       dgate, auxc, T, E, K, D);
+	LAUNCHED();
+	return 0;
+}
+
+int policy_route_dw(float *dW, const float *scratch, int T, int E, int D)
+{
+	int n = E * D;
+	if (T < 1)
+		return 0;
+	k_rt_dw<<<(n + 31) / 32, ROUTE_THREADS>>>(dW, scratch, nblk(T, ROUTE_BWD_TOKENS), n);
+	LAUNCHED();
+	return 0;
+}

@@ -1,0 +1,53 @@
+/* gpu_route.h - the MoE routing of the GPU policy in three short passes
+ * (internal to policy/; round 7, issue 10; POLICY_GPU_ROUTE=old in gpu.cu
+ * restores the router GEMM + k_route + one-block sort + router GEMMs).
+ *
+ * Forward, two launches over blocks of ROUTE_FWD_TOKENS tokens:
+ * policy_route_fwd computes the router logits (a warp per token, the (E, D)
+ * fp32 router weight in shared memory), softmax, top-k and gates exactly as
+ * gpu.cu's k_route (ties to the lower index), and per block the expert
+ * counts, each assignment's rank among its block's assignments of that
+ * expert (stable: assignment order t K + j) and the block's sum of the
+ * probabilities; policy_route_sort then turns them into the stable counting
+ * sort of the T K assignments by expert (rowof, perm, offs; identical to the
+ * one-block k_route_sort: rows within an expert in assignment order, padded
+ * segments when not compact) and the balance loss (aux, auxc) from the
+ * per-block sums in block order (deterministic).
+ *
+ * Backward, two launches: policy_route_bwd computes d logits per token (as
+ * k_route_bwd), adds d logits . Wr into dn (T, D) and writes each block's
+ * part of the router's weight gradient; policy_route_dw sums those parts in
+ * block order into dW (+=; deterministic).
+ *
+ * Shapes: x (T, D) fp32 (the normed MoE input), Wr (E, D) fp32, prob (T, E),
+ * sel (T K), gate (T K), dgate (T K), perm (rows), rowof (T K), offs (E + 2:
+ * offsets, then the capacity, 0 for compact segments), auxc (E). Scratch:
+ * policy_route_scratch_floats(T, E, D) floats (shared by the forward's
+ * counts and the backward's weight-gradient parts; both live only inside
+ * one call pair). All calls are asynchronous on the legacy default stream
+ * and return 0 or a negative code with a message. */
+#ifndef SWERVE_POLICY_GPU_ROUTE_H
+#define SWERVE_POLICY_GPU_ROUTE_H
+
+#include <stddef.h>
+
+#define ROUTE_EMAX 8 /* experts the fused kernels take (else: the old path) */
+
+/* 1 when the fused routing takes these dimensions */
+int policy_route_supported(int E, int K, int D);
+/* floats of scratch the routing needs for T tokens */
+size_t policy_route_scratch_floats(int T, int E, int D);
+
+int policy_route_fwd(float *prob, int *sel, float *gate, int *rowof, float *scratch, const float *x,
+                     const float *Wr, int T, int E, int K, int D);
+/* Rp: rows of the MoE buffers; compact: no padding; rnd: the capacity's
+ * granularity; coef: the balance loss coefficient */
+int policy_route_sort(int *perm, int *rowof, int *offs, float *auxc, double *aux,
+                      const float *scratch, const int *sel, int T, int E, int K, int Rp,
+                      int compact, int rnd, double coef);
+int policy_route_bwd(float *dn, float *scratch, const float *x, const float *Wr, const float *prob,
+                     const int *sel, const float *gate, const float *dgate, const float *auxc,
+                     int T, int E, int K, int D);
+int policy_route_dw(float *dW, const float *scratch, int T, int E, int D);
+
+#endif

@@ -1,0 +1,549 @@
+/* gpu_route.cu - round 7 (issue 10) kernel-level A/B on the policy's
+ * benchmark shape (T 8192 tokens, D 768, 8 experts top-2, Hd 768, bf16
+ * activations): the MoE routing and the lightning layer's elementwise
+ * passes, today's kernels (copied here verbatim from policy/gpu.cu of
+ * round 6, with the router's fp32 cuBLAS GEMMs as gpu.cu calls them)
+ * against round 7's (policy/gpu_route.cu, policy/gpu_linew.cu), timed with
+ * CUDA events, median of 20 launches of each group. Prints one table. */
+#include "policy/gpu_linew.h"
+#include "policy/gpu_route.h"
+#include "tests/bench/gpu_bench.cuh"
+
+#include <algorithm>
+#include <cublas_v2.h>
+#include <math.h>
+#include <string.h>
+#include <vector>
+
+/* ---- round 6's kernels (policy/gpu.cu), bf16 activations ----------------- */
+
+__device__ static float warp_sum(float v)
+{
+	for (int o = 16; o > 0; o >>= 1)
+		v += __shfl_xor_sync(0xffffffffu, v, o);
+	return v;
+}
+__device__ static float block_sum(float v)
+{
+	__shared__ float s[33];
+	int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+	v = warp_sum(v);
+	__syncthreads();
+	if (lane == 0)
+		s[w] = v;
+	__syncthreads();
+	if (w == 0) {
+		v = lane < nw ? s[lane] : 0.0f;
+		v = warp_sum(v);
+		if (lane == 0)
+			s[32] = v;
+	}
+	__syncthreads();
+	return s[32];
+}
+__device__ static float sigm(float x)
+{
+	return 1.0f / (1.0f + expf(-x));
+}
+__device__ static float dsilu(float a)
+{
+	float s = sigm(a);
+	return s * (1.0f + a * (1.0f - s));
+}
+__device__ static uint16_t f2bf(float f)
+{
+	uint32_t u = __float_as_uint(f);
+	if ((u & 0x7fffffffu) > 0x7f800000u)
+		return 0x7fc0;
+	u += 0x7fffu + ((u >> 16) & 1u);
+	return (uint16_t)(u >> 16);
+}
+__device__ static float bf2f(uint16_t h)
+{
+	return __uint_as_float((uint32_t)h << 16);
+}
+
+__global__ static void k_route(float *prob, int *sel, float *gate, const float *logit, int T, int E,
+                               int K)
+{
+	int t = blockIdx.x * blockDim.x + threadIdx.x;
+	if (t >= T)
+		return;
+	float *p = prob + (size_t)t * E, mx = -INFINITY, z = 0, S = 0;
+	const float *l = logit + (size_t)t * E;
+	for (int e = 0; e < E; e++)
+		mx = fmaxf(mx, l[e]);
+	for (int e = 0; e < E; e++)
+		z += (p[e] = expf(l[e] - mx));
+	for (int e = 0; e < E; e++)
+		p[e] /= z;
+	for (int j = 0; j < K; j++) {
+		int best = -1;
+		for (int e = 0; e < E; e++) {
+			int taken = 0;
+			for (int i = 0; i < j; i++)
+				taken |= sel[(size_t)t * K + i] == e;
+			if (!taken && (best < 0 || p[e] > p[best]))
+				best = e;
+		}
+		sel[(size_t)t * K + j] = best;
+		S += p[best];
+	}
+	for (int j = 0; j < K; j++)
+		gate[(size_t)t * K + j] = p[sel[(size_t)t * K + j]] / S;
+}
+
+#define SORT_THREADS 1024
+__global__ static void __launch_bounds__(SORT_THREADS)
+        k_route_sort(int *perm, int *rowof, int *offs, float *auxc, double *aux, const int *sel,
+                     const float *prob, int T, int E, int K, int Rp, int compact, int rnd,
+                     double coef)
+{
+	__shared__ int wcnt[SORT_THREADS / 32][64];
+	__shared__ int cnt[64], off[65], s_cap;
+	__shared__ double pm[64];
+	int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, R = T * K;
+	if (tid < 64) {
+		cnt[tid] = 0;
+		pm[tid] = 0;
+	}
+	for (int base = 0; base < R; base += SORT_THREADS) {
+		int i = base + tid, e = i < R ? sel[i] : -1, rk;
+		unsigned peers;
+		for (int j = tid; j < SORT_THREADS / 32 * 64; j += SORT_THREADS)
+			wcnt[j / 64][j % 64] = 0;
+		__syncthreads();
+		peers = __match_any_sync(0xffffffffu, e);
+		rk = __popc(peers & ((1u << lane) - 1u));
+		if (e >= 0 && rk == 0)
+			wcnt[w][e] = __popc(peers);
+		__syncthreads();
+		if (tid < E) {
+			int run = cnt[tid];
+			for (int v = 0; v < SORT_THREADS / 32; v++) {
+				int c = wcnt[v][tid];
+				wcnt[v][tid] = run;
+				run += c;
+			}
+			cnt[tid] = run;
+		}
+		__syncthreads();
+		if (e >= 0)
+			rowof[i] = wcnt[w][e] + rk;
+		__syncthreads();
+	}
+	if (tid == 0) {
+		int mx = 0, cap;
+		for (int e = 0; e < E; e++)
+			mx = cnt[e] > mx ? cnt[e] : mx;
+		cap = (mx + rnd - 1) / rnd * rnd;
+		if (compact || (long long)cap * E > Rp)
+			cap = 0;
+		off[0] = 0;
+		for (int e = 0; e < E; e++)
+			off[e + 1] = off[e] + (cap ? cap : cnt[e]);
+		for (int e = 0; e <= E; e++)
+			offs[e] = off[e];
+		offs[E + 1] = cap;
+		s_cap = cap;
+	}
+	__syncthreads();
+	if (s_cap)
+		for (int r = tid; r < off[E]; r += SORT_THREADS)
+			perm[r] = -1;
+	__syncthreads();
+	for (int i = tid; i < R; i += SORT_THREADS) {
+		int r = off[sel[i]] + rowof[i];
+		rowof[i] = r;
+		perm[r] = i;
+	}
+	for (int e = 0; e < E; e++) {
+		double sum = 0;
+		for (int t = tid; t < T; t += SORT_THREADS)
+			sum += prob[(size_t)t * E + e];
+		for (int o = 16; o > 0; o >>= 1)
+			sum += __shfl_xor_sync(0xffffffffu, sum, o);
+		if (lane == 0)
+			atomicAdd(&pm[e], sum);
+	}
+	__syncthreads();
+	if (tid == 0) {
+		double a = 0;
+		for (int e = 0; e < E; e++) {
+			double f = (double)cnt[e] / R;
+			a += f * pm[e] / T;
+			auxc[e] = (float)(coef * E * f / T);
+		}
+		*aux = a * coef * E;
+	}
+}
+
+__global__ static void k_route_bwd(float *dlogit, const float *prob, const int *sel,
+                                   const float *gate, const float *dgate, const float *auxc, int T,
+                                   int E, int K)
+{
+	int t = blockIdx.x * blockDim.x + threadIdx.x;
+	if (t >= T)
+		return;
+	const float *p = prob + (size_t)t * E;
+	float S = 0, sdg = 0, sp = 0;
+	float dp[64];
+	for (int j = 0; j < K; j++) {
+		S += p[sel[(size_t)t * K + j]];
+		sdg += dgate[(size_t)t * K + j] * gate[(size_t)t * K + j];
+	}
+	for (int e = 0; e < E; e++)
+		dp[e] = auxc[e];
+	for (int j = 0; j < K; j++)
+		dp[sel[(size_t)t * K + j]] += (dgate[(size_t)t * K + j] - sdg) / S;
+	for (int e = 0; e < E; e++)
+		sp += p[e] * dp[e];
+	for (int e = 0; e < E; e++)
+		dlogit[(size_t)t * E + e] = p[e] * (dp[e] - sp);
+}
+
+__device__ static size_t qkv_at(size_t i, size_t n, int Hd)
+{
+	size_t j = i / n, r = i % n;
+	return r / Hd * 4 * Hd + j * Hd + r % Hd;
+}
+__global__ static void k_silu_bf16(uint16_t *out, const uint16_t *prev, size_t n, int Hd)
+{
+	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+	if (i < 3 * n) {
+		float a = bf2f(prev[qkv_at(i, n, Hd)]);
+		out[i] = f2bf(a * sigm(a));
+	}
+}
+__global__ static void k_to_f32(float *out, const uint16_t *in, size_t n)
+{
+	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+	if (i < n)
+		out[i] = bf2f(in[i]);
+}
+__global__ static void k_dsilu(uint16_t *dprev, const uint16_t *dpost, const uint16_t *prev,
+                               size_t n, int Hd)
+{
+	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+	if (i < 3 * n) {
+		size_t at = qkv_at(i, n, Hd);
+		dprev[at] = f2bf(bf2f(dpost[i]) * dsilu(bf2f(prev[at])));
+	}
+}
+__global__ static void k_gate_bwd(float *dn, uint16_t *dprev, const float *dgn, const uint16_t *gn,
+                                  const uint16_t *prev, size_t n, int Hd)
+{
+	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+	if (i < n) {
+		size_t at = i / Hd * 4 * Hd + 3 * Hd + i % Hd;
+		float g = sigm(bf2f(prev[at]));
+		float nn = g > 0 ? bf2f(gn[i]) / g : 0.0f;
+		dn[i] = dgn[i] * g;
+		dprev[at] = f2bf(dgn[i] * nn * g * (1.0f - g));
+	}
+}
+__global__ static void k_rms_gate(uint16_t *gn, float *rstd, const float *x, const float *w,
+                                  const uint16_t *prev, int C, int ldp, int goff, float eps)
+{
+	const float *xr = x + (size_t)blockIdx.x * C;
+	const uint16_t *gp = prev + (size_t)blockIdx.x * ldp + goff;
+	uint16_t *y = gn + (size_t)blockIdx.x * C;
+	float ss = 0, r;
+	for (int i = threadIdx.x; i < C; i += blockDim.x)
+		ss += xr[i] * xr[i];
+	ss = block_sum(ss);
+	r = rsqrtf(ss / C + eps);
+	if (threadIdx.x == 0)
+		rstd[blockIdx.x] = r;
+	for (int i = threadIdx.x; i < C; i += blockDim.x)
+		y[i] = f2bf(xr[i] * r * w[i] * sigm(bf2f(gp[i])));
+}
+#define RMS_BWD_ROWS 16
+#define RMS_BWD_COLS 4
+__global__ static void __launch_bounds__(256)
+        k_rms_bwd_dw(float *dx, uint16_t *xb, int acc, float *dw, const float *dy, const float *x,
+                     const float *w, const float *rstd, int T, int C)
+{
+	float part[RMS_BWD_COLS], wc[RMS_BWD_COLS], dv[RMS_BWD_COLS], xv[RMS_BWD_COLS];
+	int t0 = blockIdx.x * RMS_BWD_ROWS, t1 = t0 + RMS_BWD_ROWS < T ? t0 + RMS_BWD_ROWS : T;
+#pragma unroll
+	for (int j = 0; j < RMS_BWD_COLS; j++) {
+		int c = threadIdx.x + j * blockDim.x;
+		part[j] = 0;
+		wc[j] = c < C ? w[c] : 0;
+	}
+	for (int t = t0; t < t1; t++) {
+		size_t o = (size_t)t * C;
+		float r = rstd[t], dot = 0;
+#pragma unroll
+		for (int j = 0; j < RMS_BWD_COLS; j++) {
+			int c = threadIdx.x + j * blockDim.x;
+			dv[j] = c < C ? dy[o + c] : 0;
+			xv[j] = c < C ? x[o + c] : 0;
+			dot += dv[j] * wc[j] * xv[j];
+		}
+		dot = block_sum(dot);
+#pragma unroll
+		for (int j = 0; j < RMS_BWD_COLS; j++) {
+			int c = threadIdx.x + j * blockDim.x;
+			if (c < C) {
+				float v = r * dv[j] * wc[j] - r * r * r * xv[j] * dot / C;
+				part[j] += dv[j] * xv[j] * r;
+				if (dx && acc)
+					v += dx[o + c];
+				if (dx)
+					dx[o + c] = v;
+				if (xb)
+					xb[o + c] = f2bf(v);
+			}
+		}
+	}
+#pragma unroll
+	for (int j = 0; j < RMS_BWD_COLS; j++) {
+		int c = threadIdx.x + j * blockDim.x;
+		if (c < C)
+			atomicAdd(&dw[c], part[j]);
+	}
+}
+
+__global__ static void to_bf16(uint16_t *o, const float *x, size_t n)
+{
+	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+	     i += (size_t)gridDim.x * blockDim.x)
+		o[i] = f2bf(x[i]);
+}
+
+/* ---- timing ----------------------------------------------------------------- */
+
+static cublasHandle_t blas;
+
+#define CKB(call)                                                                                  \
+	do {                                                                                       \
+		cublasStatus_t s_ = (call);                                                        \
+		if (s_ != CUBLAS_STATUS_SUCCESS)                                                   \
+			DIE("%s:%d: cuBLAS status %d", __FILE__, __LINE__, (int)s_);               \
+	} while (0)
+
+/* median ms of reps runs of f (after one warm-up) */
+template <typename F> static double time_ms(F f, int reps = 20)
+{
+	cudaEvent_t a, b;
+	std::vector<float> v;
+	CK(cudaEventCreate(&a));
+	CK(cudaEventCreate(&b));
+	f();
+	CK(cudaDeviceSynchronize());
+	for (int i = 0; i < reps; i++) {
+		float ms;
+		CK(cudaEventRecord(a));
+		f();
+		CK(cudaEventRecord(b));
+		CK(cudaEventSynchronize(b));
+		CK(cudaEventElapsedTime(&ms, a, b));
+		v.push_back(ms);
+	}
+	CK(cudaGetLastError());
+	std::sort(v.begin(), v.end());
+	cudaEventDestroy(a);
+	cudaEventDestroy(b);
+	return v[v.size() / 2];
+}
+
+static void row(const char *what, double old_ms, double new_ms, double mb_new)
+{
+	printf("%-44s %9.1f %9.1f %7.2fx %9.0f\n", what, old_ms * 1e3, new_ms * 1e3,
+	       new_ms > 0 ? old_ms / new_ms : 0.0,
+	       mb_new > 0 ? mb_new / (new_ms * 1e-3) / 1e9 : 0.0);
+}
+
+int main(void)
+{
+	int ndev = 0;
+	const int T = 8192, D = 768, E = 8, K = 2, Hd = 768, R = T * K;
+	const int Rp = R + R / 2 + 64 * E;
+	const float one = 1.0f, zero = 0.0f;
+	size_t n = (size_t)T * Hd;
+	cudaDeviceProp prop;
+	if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev < 1) {
+		printf("gpu_route: skipped: no CUDA device\n");
+		return 0;
+	}
+	CK(cudaGetDeviceProperties(&prop, 0));
+	CKB(cublasCreate(&blas));
+
+	/* routing buffers */
+	float *x, *wr, *logit, *prob, *gate, *dgate, *dn, *dlog, *dwr, *auxc, *ws;
+	int *sel, *rowof, *perm, *offs;
+	double *aux;
+	CK(cudaMalloc(&x, (size_t)T * D * 4));
+	CK(cudaMalloc(&wr, (size_t)E * D * 4));
+	CK(cudaMalloc(&logit, (size_t)T * E * 4));
+	CK(cudaMalloc(&prob, (size_t)T * E * 4));
+	CK(cudaMalloc(&gate, (size_t)R * 4));
+	CK(cudaMalloc(&dgate, (size_t)R * 4));
+	CK(cudaMalloc(&dn, (size_t)T * D * 4));
+	CK(cudaMalloc(&dlog, (size_t)T * E * 4));
+	CK(cudaMalloc(&dwr, (size_t)E * D * 4));
+	CK(cudaMalloc(&auxc, E * 4));
+	CK(cudaMalloc(&ws, policy_route_scratch_floats(T, E, D) * 4));
+	CK(cudaMalloc(&sel, (size_t)R * 4));
+	CK(cudaMalloc(&rowof, (size_t)R * 4));
+	CK(cudaMalloc(&perm, (size_t)Rp * 4));
+	CK(cudaMalloc(&offs, (E + 2) * 4));
+	CK(cudaMalloc(&aux, 8));
+	fill_normal<<<512, 256>>>(x, (size_t)T * D, 1.0f, 1);
+	fill_normal<<<64, 256>>>(wr, (size_t)E * D, 0.05f, 2);
+	fill_normal<<<64, 256>>>(dgate, (size_t)R, 1.0f, 3);
+	fill_normal<<<512, 256>>>(dn, (size_t)T * D, 1.0f, 4);
+	CK(cudaMemset(dwr, 0, (size_t)E * D * 4));
+	CK(cudaMemset(auxc, 0, E * 4));
+	CK(cudaDeviceSynchronize());
+
+	/* Y (T, E) = X W^T: gemm(OP_T, OP_N, E, T, D), fp32 (mm_fwd, f32) */
+	auto old_fwd_gemm = [&] {
+		CKB(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, E, T, D, &one, wr, CUDA_R_32F, D,
+		                 x, CUDA_R_32F, D, &zero, logit, CUDA_R_32F, E, CUBLAS_COMPUTE_32F,
+		                 CUBLAS_GEMM_DEFAULT));
+	};
+	auto old_route = [&] {
+		k_route<<<(T + 255) / 256, 256>>>(prob, sel, gate, logit, T, E, K);
+	};
+	auto old_sort = [&] {
+		k_route_sort<<<1, SORT_THREADS>>>(perm, rowof, offs, auxc, aux, sel, prob, T, E, K,
+		                                  Rp, 1, 1, 0.01);
+	};
+	auto old_rbwd = [&] {
+		k_route_bwd<<<(T + 255) / 256, 256>>>(dlog, prob, sel, gate, dgate, auxc, T, E, K);
+	};
+	/* dW (E, D) += dlog^T X: gemm(OP_N, OP_T, D, E, T) (mm_dw) */
+	auto old_dw = [&] {
+		CKB(cublasGemmEx(blas, CUBLAS_OP_N, CUBLAS_OP_T, D, E, T, &one, x, CUDA_R_32F, D,
+		                 dlog, CUDA_R_32F, E, &one, dwr, CUDA_R_32F, D, CUBLAS_COMPUTE_32F,
+		                 CUBLAS_GEMM_DEFAULT));
+	};
+	/* dX (T, D) += dlog W: gemm(OP_N, OP_N, D, T, E) (mm_dx, beta 1) */
+	auto old_dx = [&] {
+		CKB(cublasGemmEx(blas, CUBLAS_OP_N, CUBLAS_OP_N, D, T, E, &one, wr, CUDA_R_32F, D,
+		                 dlog, CUDA_R_32F, E, &one, dn, CUDA_R_32F, D, CUBLAS_COMPUTE_32F,
+		                 CUBLAS_GEMM_DEFAULT));
+	};
+	auto new_fwd = [&] { SW(policy_route_fwd(prob, sel, gate, rowof, ws, x, wr, T, E, K, D)); };
+	auto new_sort = [&] {
+		SW(policy_route_sort(perm, rowof, offs, auxc, aux, ws, sel, T, E, K, Rp, 1, 1,
+		                     0.01));
+	};
+	auto new_bwd = [&] {
+		SW(policy_route_bwd(dn, ws, x, wr, prob, sel, gate, dgate, auxc, T, E, K, D));
+	};
+	auto new_dw = [&] { SW(policy_route_dw(dwr, ws, T, E, D)); };
+
+	double r_og = time_ms(old_fwd_gemm), r_or = time_ms(old_route);
+	double r_os = time_ms([&] {
+		              old_route(); /* the sort reads sel; rowof is rewritten each time */
+		              old_sort();
+	              }) -
+	              r_or;
+	double r_ob = time_ms(old_rbwd), r_odw = time_ms(old_dw), r_odx = time_ms(old_dx);
+	double r_nf = time_ms(new_fwd);
+	double r_ns = time_ms([&] {
+		              new_fwd();
+		              new_sort();
+	              }) -
+	              r_nf;
+	double r_nb = time_ms(new_bwd), r_ndw = time_ms(new_dw);
+	double r_oall = time_ms([&] {
+		old_fwd_gemm();
+		old_route();
+		old_sort();
+		old_rbwd();
+		old_dw();
+		old_dx();
+	});
+	double r_nall = time_ms([&] {
+		new_fwd();
+		new_sort();
+		new_bwd();
+		new_dw();
+	});
+
+	/* lightning passes */
+	uint16_t *pre, *qkv, *ob, *gn, *dpre, *dq, *dOb;
+	float *of, *rstd, *w, *dgn, *dnn, *dw;
+	CK(cudaMalloc(&pre, 4 * n * 2));
+	CK(cudaMalloc(&qkv, 3 * n * 2));
+	CK(cudaMalloc(&ob, n * 2));
+	CK(cudaMalloc(&gn, n * 2));
+	CK(cudaMalloc(&dpre, 4 * n * 2));
+	CK(cudaMalloc(&dq, 3 * n * 2));
+	CK(cudaMalloc(&dOb, n * 2));
+	CK(cudaMalloc(&of, n * 4));
+	CK(cudaMalloc(&rstd, T * 4));
+	CK(cudaMalloc(&w, Hd * 4));
+	CK(cudaMalloc(&dgn, n * 4));
+	CK(cudaMalloc(&dnn, n * 4));
+	CK(cudaMalloc(&dw, Hd * 4));
+	{
+		float *tmp;
+		CK(cudaMalloc(&tmp, 4 * n * 4));
+		fill_normal<<<1024, 256>>>(tmp, 4 * n, 1.0f, 5);
+		to_bf16<<<1024, 256>>>(pre, tmp, 4 * n);
+		fill_normal<<<1024, 256>>>(tmp, n, 1.0f, 6);
+		to_bf16<<<1024, 256>>>(ob, tmp, n);
+		fill_normal<<<1024, 256>>>(tmp, 3 * n, 1.0f, 7);
+		to_bf16<<<1024, 256>>>(dq, tmp, 3 * n);
+		CK(cudaDeviceSynchronize());
+		CK(cudaFree(tmp));
+	}
+	fill_normal<<<1024, 256>>>(dgn, n, 1.0f, 8);
+	fill_normal<<<4, 256>>>(w, Hd, 1.0f, 9);
+	CK(cudaMemset(dw, 0, Hd * 4));
+	CK(cudaDeviceSynchronize());
+
+	auto o_silu = [&] {
+		k_silu_bf16<<<(unsigned)((3 * n + 255) / 256), 256>>>(qkv, pre, n, Hd);
+	};
+	auto n_silu = [&] { SW(policy_lin_silu(qkv, 1, pre, 1, T, Hd)); };
+	auto o_norm = [&] {
+		k_to_f32<<<(unsigned)((n + 255) / 256), 256>>>(of, ob, n);
+		k_rms_gate<<<T, 256>>>(gn, rstd, of, w, pre, Hd, 4 * Hd, 3 * Hd, 1e-5f);
+	};
+	auto n_norm = [&] { SW(policy_lin_rms_gate(gn, rstd, ob, 1, w, pre, 1, T, Hd, 1e-5f)); };
+	auto o_gbwd = [&] {
+		k_gate_bwd<<<(unsigned)((n + 255) / 256), 256>>>(dnn, dpre, dgn, gn, pre, n, Hd);
+		k_rms_bwd_dw<<<(T + RMS_BWD_ROWS - 1) / RMS_BWD_ROWS, 256>>>(NULL, dOb, 0, dw, dnn,
+		                                                             of, w, rstd, T, Hd);
+	};
+	auto n_gbwd = [&] {
+		SW(policy_lin_gate_rms_bwd(dOb, dw, dpre, 1, dgn, ob, 1, pre, w, rstd, T, Hd));
+	};
+	auto o_dsilu = [&] {
+		k_dsilu<<<(unsigned)((3 * n + 255) / 256), 256>>>(dpre, dq, pre, n, Hd);
+	};
+	auto n_dsilu = [&] { SW(policy_lin_dsilu(dpre, 1, dq, 1, pre, T, Hd)); };
+	double l_os = time_ms(o_silu), l_ns = time_ms(n_silu);
+	double l_on = time_ms(o_norm), l_nn = time_ms(n_norm);
+	double l_og = time_ms(o_gbwd), l_ng = time_ms(n_gbwd);
+	double l_od = time_ms(o_dsilu), l_nd = time_ms(n_dsilu);
+
+	printf("gpu_route (round 7, issue 10): %s; T %d, D %d, E %d top-%d, Hd %d; median of 20\n",
+	       prop.name, T, D, E, K, Hd);
+	printf("%-44s %9s %9s %8s %9s\n", "pass (one layer)", "old us", "new us", "speedup",
+	       "new GB/s");
+	row("route fwd: router GEMM (old) / fused (new)", r_og + r_or, r_nf, (double)T * D * 4);
+	row("  of which old router GEMM / k_route", r_og, r_or, 0);
+	row("route sort: one block (old) / multi-block", r_os, r_ns, 0);
+	row("route bwd: k_route_bwd + dX GEMM / fused", r_ob + r_odx, r_nb, (double)T * D * 12);
+	row("router dW: GEMM (old) / part sum (new)", r_odw, r_ndw, 0);
+	row("routing, all of it (fwd + sort + bwd)", r_oall, r_nall, 0);
+	row("SiLU -> planar bf16 q, k, v", l_os, l_ns, 12.0 * n);
+	row("out norm + gate (old: + k_to_f32)", l_on, l_nn, 6.0 * n);
+	row("gate bwd + norm bwd (old: 2 passes)", l_og, l_ng, 12.0 * n);
+	row("SiLU bwd", l_od, l_nd, 18.0 * n);
+	row("lightning passes, sum", l_os + l_on + l_og + l_od, l_ns + l_nn + l_ng + l_nd, 0);
+	printf("(per micro-batch: routing x 12 layers, lightning passes x 11)\n");
+	printf("routing per micro-batch: old %.2f ms, new %.2f ms; lightning passes: old %.2f ms, "
+	       "new %.2f ms\n",
+	       12 * r_oall, 12 * r_nall, 11 * (l_os + l_on + l_og + l_od),
+	       11 * (l_ns + l_nn + l_ng + l_nd));
+	return 0;
+}
