@@ -122,6 +122,7 @@ struct glayer {
 	int *h_off, h_cap;       /* host: rows of expert e are [h_off[e], h_off[e + 1]) */
 	int *doffs;              /* (E + 2) device: this layer's offsets (grouped path) */
 	void *xp, *h1, *h3, *hh; /* A (rows, D), (rows, F) x3 */
+	void *xg;                /* grouped, POLICY_GPU_MOE_GATHER=copy: xp gathered (T K, D) */
 	float *yp;               /* (rows, D) */
 };
 
@@ -144,6 +145,10 @@ struct policy_gpu {
 	/* the expert dW stored instead of added when the arena was just cleared
 	 * (POLICY_GPU_MOE_DWSTORE=0: always added) */
 	int moe_dwstore;
+	/* round 7: the up projection's rows gathered once into ly->xg after the
+	 * routing sort, read contiguously by up and up dW (the default;
+	 * POLICY_GPU_MOE_GATHER=load: round 6's gather in the loads) */
+	int moe_gather;
 	int use_lt;   /* expert GEMMs through cuBLASLt with cached algorithms (bf16) */
 	int lt_cache; /* and cached descriptors (POLICY_GPU_LT_CACHE=0: made per call) */
 	cublasLtHandle_t lt;
@@ -1881,6 +1886,8 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 	        !(getenv("POLICY_GPU_MOE_FUSE") && !strcmp(getenv("POLICY_GPU_MOE_FUSE"), "0"));
 	g->moe_dwstore = !(getenv("POLICY_GPU_MOE_DWSTORE") &&
 	                   !strcmp(getenv("POLICY_GPU_MOE_DWSTORE"), "0"));
+	if (g->moe_grouped && (g->moe_gather = policy_moe_gather_mode()) < 0)
+		return g->moe_gather;
 	g->attn_gemm = !(getenv("POLICY_GPU_ATTN") && !strcmp(getenv("POLICY_GPU_ATTN"), "naive"));
 	g->flash = g->ab && cfg->head_dim == POLICY_FLASH_HEAD_DIM &&
 	           !(getenv("POLICY_GPU_ATTN") && (!strcmp(getenv("POLICY_GPU_ATTN"), "gemm") ||
@@ -1965,6 +1972,8 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 		CK(cudaMalloc(&y->h3, Rp * F * as + 16));
 		CK(cudaMalloc(&y->hh, Rp * F * as + 16));
 		ALLOC(y->yp, Rp * D);
+		if (g->moe_gather) /* kept for the backward's up dW */
+			CK(cudaMalloc(&y->xg, TK * D * 2 + 16));
 	}
 	ALLOC(g->x, (size_t)Tm * D);
 	ALLOC(g->xf, (size_t)Tm * D);
@@ -2049,7 +2058,8 @@ void policy_gpu_free(struct policy_gpu *g)
 		void *p[] = {y->xin,   y->n1,    y->rstd1, y->hmid,   y->n2,  y->rstd2, y->pre,
 		             y->qkv_b, y->qkv_f, y->o,     y->rstd_o, y->gn,  y->q,     y->k,
 		             y->v,     y->lse,   y->prob,  y->gate,   y->sel, y->perm,  y->rowof,
-		             y->auxc,  y->xp,    y->h1,    y->h3,     y->hh,  y->yp,    y->doffs};
+		             y->auxc,  y->xp,    y->h1,    y->h3,     y->hh,  y->yp,    y->doffs,
+		             y->xg};
 		for (size_t i = 0; i < sizeof(p) / sizeof(p[0]); i++)
 			cudaFree(p[i]);
 		free(y->h_off);
@@ -2383,6 +2393,7 @@ static struct policy_moe_dims moe_dims(const struct policy_gpu *g, const struct 
 	d.F = g->cfg.expert_hidden;
 	d.offs = ly->doffs;
 	d.perm = ly->perm;
+	d.gathered = g->moe_gather;
 	return d;
 }
 
@@ -2437,9 +2448,12 @@ static int moe_fwd_grouped(struct policy_gpu *g, int l, float *y, int T)
 		CKR(policy_moe_to_bf16((uint16_t *)ly->xp, ly->n2, (size_t)T * D));
 	g->moe_rows += R;
 	g->moe_rows_padded += R;
+	if (g->moe_gather) /* round 7: the rows once, in row order (kept for up dW) */
+		CKR(policy_moe_gather(&d, (uint16_t *)ly->xg, (const uint16_t *)ly->xp));
 	mark(g, PROF_ROUTE);
 	CKR(policy_moe_up(&d, (uint16_t *)ly->h1, (uint16_t *)ly->h3, (uint16_t *)ly->hh,
-	                  (const uint16_t *)ly->xp, g->pb + lp->w1, g->pb + lp->w3));
+	                  (const uint16_t *)(g->moe_gather ? ly->xg : ly->xp), g->pb + lp->w1,
+	                  g->pb + lp->w3));
 	CKR(policy_moe_down(&d, ly->yp, (const uint16_t *)ly->hh, g->pb + lp->w2));
 	mark(g, PROF_EXPERTS);
 	if (!g->moe_fused) { /* else the residual add after the MoE sums the slots */
@@ -2475,7 +2489,8 @@ static int moe_bwd_grouped(struct policy_gpu *g, int l, float *dn, const float *
 	CKR(policy_moe_down_dw(&d, G + lp->w2, dyp, (const uint16_t *)ly->hh, beta));
 	CKR(policy_moe_down_dx(&d, dh13, dyp, g->pb + lp->w2, (const uint16_t *)ly->h1,
 	                       (const uint16_t *)ly->h3));
-	CKR(policy_moe_up_dw(&d, G + lp->w1, G + lp->w3, dh13, (const uint16_t *)ly->xp, beta));
+	CKR(policy_moe_up_dw(&d, G + lp->w1, G + lp->w3, dh13,
+	                     (const uint16_t *)(g->moe_gather ? ly->xg : ly->xp), beta));
 	CKR(policy_moe_up_dx(&d, dxp, dh13, g->pb + lp->w1, g->pb + lp->w3));
 	mark(g, PROF_EXPERTS);
 	return policy_moe_scatter(dn, dxp, T, K, D, 0);

@@ -34,7 +34,12 @@
  *   DOWN    yp[perm[row]] (fp32, slot order);
  *   DOWN_DX dh = dyp W2 -> [dh h3 SiLU'(h1) | dh SiLU(h1)] (bf16);
  *   UP_DX   dxp[perm[row]] = dh13 [W1; W3] (fp32, slot order; K = 2F);
- *   DOWN_DW dW2 += dyp^T hh;  UP_DW [dW1; dW3] += dh13^T x[tok] (M = 2F). */
+ *   DOWN_DW dW2 += dyp^T hh;  UP_DW [dW1; dW3] += dh13^T x[tok] (M = 2F).
+ * Round 7 (the default; POLICY_GPU_MOE_GATHER=load is round 6): x[tok] is
+ * gathered once per layer into xg (T K, D) in row order (k_mg_gather), so
+ * UP's A and UP_DW's B are contiguous rows like the other products' and
+ * come by TMA in wgt / wgtd (mg_args.gx; the cp.async variants read xg's
+ * rows directly). */
 #include "kernels/ptx.cuh"
 #include "kernels/tma.h"
 #include "policy/gpu_moe.h"
@@ -94,6 +99,7 @@ struct mg_args {
 	int *flags;              /* ws weight gradients: per (expert, tile) split order */
 	int chr;                 /* ws weight gradients: rows per split (0: none) */
 	int beta;                /* weight gradients: 1 add to dW, 0 store (round 6) */
+	int gx; /* round 7: UP's A / UP_DW's B is xg (R, D) in row order, not x by token */
 };
 
 __device__ __forceinline__ static float mg_sigm(float x)
@@ -348,6 +354,10 @@ __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB)
 	constexpr bool TB = (VAR == 6 || VAR == 7) && (MODE == MG_UP || MODE == MG_DOWN ||
 	                                               MODE == MG_DOWN_DX || MODE == MG_UP_DX);
 	constexpr bool TA = TB && MODE != MG_UP;
+	/* round 7: UP's A is contiguous when it is the gathered copy xg */
+	const bool ta = TA || (TB && MODE == MG_UP && a.gx);
+	/* and UP_DW's B (xg rows) by TMA as DOWN_DW's (variant 7) */
+	const bool tdb = MODE == MG_DOWN_DW || (MODE == MG_UP_DW && a.gx);
 	/* variant 7: also A of the weight gradients (dyp, dh13 rows) and DOWN_DW's
 	 * B (hh rows) by TMA, except an expert's last k block when partial (rows
 	 * past its end must be zero there: they are K; cp.async zero-fills) */
@@ -422,8 +432,8 @@ __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB)
 		for (int i = 0; i < 4; i++) {
 			int r = (tid >> 3) + 32 * i, row = r0 + r;
 			if (row < r1) {
-				size_t src =
-				        MODE == MG_UP ? (size_t)(a.perm[row] / K) : (size_t)row;
+				size_t src = MODE == MG_UP && !a.gx ? (size_t)(a.perm[row] / K)
+				                                    : (size_t)row;
 				ap[i] = a.a + src * Kd;
 			}
 		}
@@ -452,7 +462,7 @@ __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB)
 		if (MODE == MG_UP_DW)
 			for (int i = 0; i < NB; i++) {
 				int row = r0 + kb * MG_BK + (tid + 256 * i) / (BN / 8);
-				ntok[i] = row < r1 ? a.perm[row] / K : 0;
+				ntok[i] = row >= r1 ? 0 : a.gx ? row : a.perm[row] / K;
 			}
 	};
 	const uint32_t fbar = (uint32_t)__cvta_generic_to_shared(mg_full);
@@ -462,8 +472,8 @@ __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB)
 		if constexpr (TB) {
 			if (tid == 0) { /* one thread: the stage's boxes, counted in bytes */
 				const uint32_t bar = fbar + 8 * st;
-				mg_tb_expect(bar, TA ? 2 * MG_TILE : MG_TILE);
-				if (TA)
+				mg_tb_expect(bar, ta ? 2 * MG_TILE : MG_TILE);
+				if (ta)
 					mg_tma2(sa, &tm.a, k0, r0, bar);
 				if (MODE == MG_UP) { /* W1 rows n0.. then W3's */
 					mg_tma3(sb, &tm.b0, k0, n0, e, bar);
@@ -487,11 +497,10 @@ __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB)
 			if (tid == 0) {
 				const uint32_t bar = fbar + 8 * st;
 				if (full) { /* 64 rows x 64 columns a box, 128-byte rows */
-					mg_tb_expect(bar,
-					             MODE == MG_DOWN_DW ? 2 * MG_TILE : MG_TILE);
+					mg_tb_expect(bar, tdb ? 2 * MG_TILE : MG_TILE);
 					mg_tma2(sa, &tm.a, m0, r0 + k0, bar);
 					mg_tma2(sa + 8192, &tm.a, m0 + 64, r0 + k0, bar);
-					if (MODE == MG_DOWN_DW) {
+					if (tdb) { /* hh or xg rows (k, n) */
 						mg_tma2(sb, &tm.b0, n0, r0 + k0, bar);
 						mg_tma2(sb + 8192, &tm.b0, n0 + 64, r0 + k0, bar);
 					}
@@ -500,7 +509,7 @@ __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB)
 				}
 			}
 		}
-		if (TA || full) {
+		if (ta || full) {
 		} else if (!DW) {
 			int c = tid & 7, k = k0 + c * 8;
 			for (int i = 0; i < 4; i++) {
@@ -517,7 +526,7 @@ __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB)
 				                v ? a.a + (size_t)row * M + m : a.a, v);
 			}
 		}
-		if (TB || (full && MODE == MG_DOWN_DW)) {
+		if (TB || (full && tdb)) {
 		} else if (!BT) {
 			int c = tid & 7, k = k0 + c * 8;
 			for (int i = 0; i < NB; i++) {
@@ -865,7 +874,7 @@ __global__ static void __launch_bounds__(256 + 32 * PW, 2) k_ws(struct mg_args a
 	if (!DW && (PW == 0 || tid >= 256))
 		for (int r = PW ? tid - 256 : tid; r < MG_BM; r += PT) {
 			int row = r0 + r;
-			srow[r] = row < r1 ? (MODE == MG_UP ? a.perm[row] / K : row) : -1;
+			srow[r] = row >= r1 ? -1 : MODE == MG_UP && !a.gx ? a.perm[row] / K : row;
 		}
 	__syncthreads();
 
@@ -878,7 +887,7 @@ __global__ static void __launch_bounds__(256 + 32 * PW, 2) k_ws(struct mg_args a
 		if constexpr (MODE == MG_UP_DW && PW > 0) {
 			for (int r = pt; r < MG_BK; r += PT) {
 				int row = r0 + k0 + r;
-				tk[r] = row < r1 ? a.perm[row] / K : -1;
+				tk[r] = row >= r1 ? -1 : a.gx ? row : a.perm[row] / K;
 			}
 			if constexpr (PW == 1)
 				__syncwarp();
@@ -950,7 +959,9 @@ __global__ static void __launch_bounds__(256 + 32 * PW, 2) k_ws(struct mg_args a
 						if (PW > 0)
 							t = tk[kr];
 						else /* all threads load: no table */
-							t = r0 + k < r1 ? a.perm[r0 + k] / K : -1;
+							t = r0 + k >= r1 ? -1
+							    : a.gx       ? r0 + k
+							                 : a.perm[r0 + k] / K;
 						if (t >= 0)
 							src = a.b0 + (size_t)t * D + n;
 					}
@@ -1157,14 +1168,19 @@ template <int MODE> static int mg_maps(struct mg_tma *tm, const struct mg_args *
 	int rc = 0;
 	if (MODE == MG_DOWN_DW || MODE == MG_UP_DW) { /* variant 7: dyp / dh13, hh rows */
 		const cuuint64_t adim[2] = {MODE == MG_DOWN_DW ? D : 2 * F, (cuuint64_t)R};
-		const cuuint64_t bdim[2] = {F, (cuuint64_t)R};
+		const cuuint64_t bdim[2] = {MODE == MG_DOWN_DW ? F : D, (cuuint64_t)R};
 		rc = mg_map(&tm->a, a->a, 2, adim, 64);
-		if (!rc && MODE == MG_DOWN_DW)
+		if (!rc && (MODE == MG_DOWN_DW || a->gx)) /* hh, or xg (round 7) */
 			rc = mg_map(&tm->b0, a->b0, 2, bdim, 64);
 		return rc;
 	}
 	if (MODE == MG_UP) {
-		rc = mg_map(&tm->b0, a->b0, 3, wfd, 64);
+		if (a->gx) { /* round 7: xg (R, D) rows, as DOWN's A */
+			const cuuint64_t adim[2] = {D, (cuuint64_t)R};
+			rc = mg_map(&tm->a, a->a, 2, adim, 128);
+		}
+		if (!rc)
+			rc = mg_map(&tm->b0, a->b0, 3, wfd, 64);
 		if (!rc)
 			rc = mg_map(&tm->b1, a->b1, 3, wfd, 64);
 		return rc;
@@ -1207,6 +1223,7 @@ template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct
 	a->E = d->E;
 	a->D = d->D;
 	a->F = d->F;
+	a->gx = d->gathered != 0 && (MODE == MG_UP || MODE == MG_UP_DW);
 	switch (MODE) {
 	case MG_UP:
 		grid = dim3((d->F + BN / 2 - 1) / (BN / 2), (R + MG_BM - 1) / MG_BM + d->E);
@@ -1416,6 +1433,50 @@ int policy_moe_scatter(float *dx, const float *dxp, int T, int K, int D, int bet
 	if (T < 1)
 		return 0;
 	k_mg_scatter<<<GRID((size_t)T * D)>>>(dx, dxp, T, K, D, beta);
+	LAUNCHED();
+	return 0;
+}
+
+/* round 7: the gathered copy, one 16-byte chunk a thread (D % 8 == 0) */
+__global__ static void k_mg_gather(uint4 *xg, const uint4 *x, const int *perm, int R, int K, int D8)
+{
+	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+	if (i >= (size_t)R * D8)
+		return;
+	size_t row = i / D8, c = i % D8;
+	xg[i] = x[(size_t)(perm[row] / K) * D8 + c];
+}
+
+/* POLICY_GPU_MOE_GATHER=copy (1, the default since round 7) | load (0,
+ * round 6: the row gather in up's A loads and up dW's B loads, cp.async by
+ * perm[row] / K). H100, 2026-11-26, one run (gpu_train_moe, wgtd,
+ * balanced / skewed): up 0.159 -> 0.142 ms, up dW added 0.289 -> 0.128,
+ * stored 0.268 -> 0.108 (476 TFLOP/s), the pass 0.018; one layer 0.821 /
+ * 0.865 -> 0.660 / 0.707 ms; end to end (gpu_train quick, K = 4) 29.6 ->
+ * 27.3 ms a micro-batch. Costs T K D bf16 a layer (kept for the backward) */
+int policy_moe_gather_mode(void)
+{
+	const char *v = getenv("POLICY_GPU_MOE_GATHER");
+	if (!v || !*v || !strcmp(v, "copy"))
+		return 1;
+	if (!strcmp(v, "load"))
+		return 0;
+	return swerve_error_set(SWERVE_EINVAL,
+	                        "POLICY_GPU_MOE_GATHER=%s: unknown mode (load, copy)", v);
+}
+
+int policy_moe_gather(const struct policy_moe_dims *d, uint16_t *xg, const uint16_t *x)
+{
+	size_t n = (size_t)d->T * d->K * (d->D / 8);
+	if (!policy_moe_supported(d->D, 8))
+		return swerve_error_set(SWERVE_EINVAL, "gpu moe: D (%d) must be a multiple of 8",
+		                        d->D);
+	if (!aligned(xg) || !aligned(x))
+		return swerve_error_set(SWERVE_EINVAL, "gpu moe: gather: not 16-byte aligned");
+	if (!n)
+		return 0;
+	k_mg_gather<<<GRID(n)>>>((uint4 *)xg, (const uint4 *)x, d->perm, d->T * d->K, d->K,
+	                         d->D / 8);
 	LAUNCHED();
 	return 0;
 }

@@ -28,7 +28,19 @@ struct policy_moe_dims {
 	int T, K, E, D, F; /* tokens, top-k, experts, width, expert hidden */
 	const int *offs;   /* (E + 1) device */
 	const int *perm;   /* (T K) device: row -> assignment */
+	/* round 7: 1 when the x of policy_moe_up and policy_moe_up_dw is the
+	 * gathered copy xg (T K, D) in row order (policy_moe_gather), so both
+	 * read contiguous rows (by TMA in wgt / wgtd); 0: x (T, D) by token,
+	 * gathered inside the GEMMs (cp.async by perm[row] / K) */
+	int gathered;
 };
+
+/* POLICY_GPU_MOE_GATHER: "copy" (1, the default since round 7: one pass
+ * writes xg after the routing sort) or "load" (0: round 6's row gather
+ * inside the GEMMs); an unknown value is SWERVE_EINVAL with a message */
+int policy_moe_gather_mode(void);
+/* xg[row] = x[perm[row] / K] (bf16, (T K, D) in row order) */
+int policy_moe_gather(const struct policy_moe_dims *d, uint16_t *xg, const uint16_t *x);
 
 /* the kernel variant POLICY_GPU_MOE_KERNEL selects: 0 = mma.sync ("mma"),
  * 1 = wgmma on 128 x 128 tiles ("wg"), 2 = wgmma on 128 x 256
@@ -47,7 +59,8 @@ int policy_moe_variant(void);
 int policy_moe_supported(int D, int F);
 
 /* forward up projection: h1 = x[tok] W1_e^T, h3 = x[tok] W3_e^T (bf16),
- * hh = SiLU(h1) h3, from one GEMM per launch over [W1_e | W3_e] */
+ * hh = SiLU(h1) h3, from one GEMM per launch over [W1_e | W3_e]; x (T, D),
+ * or xg (T K, D) in row order when d->gathered */
 int policy_moe_up(const struct policy_moe_dims *d, uint16_t *h1, uint16_t *h3, uint16_t *hh,
                   const uint16_t *x, const uint16_t *w1, const uint16_t *w3);
 /* forward down projection: yp[perm[row]] = hh[row] W2_e^T (fp32) */
@@ -68,7 +81,8 @@ int policy_moe_down_dw(const struct policy_moe_dims *d, float *dw2, const uint16
 /* dxp[perm[row]] = dh13[row] [W1_e; W3_e] (fp32) */
 int policy_moe_up_dx(const struct policy_moe_dims *d, float *dxp, const uint16_t *dh13,
                      const uint16_t *w1, const uint16_t *w3);
-/* dW1_e += dh1_e^T x[tok], dW3_e += dh3_e^T x[tok] (beta as down_dw) */
+/* dW1_e += dh1_e^T x[tok], dW3_e += dh3_e^T x[tok] (beta as down_dw; x as
+ * policy_moe_up's: by token, or the gathered copy when d->gathered) */
 int policy_moe_up_dw(const struct policy_moe_dims *d, float *dw1, float *dw3, const uint16_t *dh13,
                      const uint16_t *x, int beta);
 /* dx[t] = sum_j dxp[t K + j] (fp32; beta 1 adds to dx) */

@@ -4,8 +4,10 @@
  * the benchmark's skewed one (44% of the rows to one expert), on each kernel
  * variant (POLICY_GPU_MOE_KERNEL=wg, wgt, wgtd, wgm, wgp, ws2, mma, wg256; argv: how
  * many of these to run, default all), median of 20
- * launches after 3 warm-ups (CUDA events), random bf16 inputs. Prints a
- * table last. */
+ * launches after 3 warm-ups (CUDA events), random bf16 inputs. Round 7:
+ * also the gather pass (x -> xg in row order) and up / up dW reading xg
+ * (POLICY_GPU_MOE_GATHER=copy), and the layer with them. Prints a table
+ * last. */
 #include "policy/gpu_moe.h"
 #include "tests/bench/gpu_bench.cuh"
 
@@ -39,7 +41,7 @@ static int cmpf(const void *a, const void *b)
 }
 
 #define NVAR 8
-#define NP   8
+#define NP   12
 
 int main(int argc, char **argv)
 {
@@ -50,12 +52,15 @@ int main(int argc, char **argv)
 	const char *names[NP] = {"up (w1|w3 + SwiGLU)",   "down (w2, slot rows)",
 	                         "down dX (+SwiGLU bwd)", "down dW",
 	                         "up dX (slot rows)",     "up dW (w1|w3)",
-	                         "down dW stored",        "up dW stored"};
+	                         "down dW stored",        "up dW stored",
+	                         "gather x -> xg (pass)", "up, A = xg",
+	                         "up dW, B = xg",         "up dW xg stored"};
 	const double fl[NP] = {2.0 * R * D * 2 * F, 2.0 * R * F * D,     2.0 * R * D * F,
 	                       2.0 * R * D * F,     2.0 * R * 2 * F * D, 2.0 * R * 2 * F * D,
-	                       2.0 * R * D * F,     2.0 * R * 2 * F * D};
+	                       2.0 * R * D * F,     2.0 * R * 2 * F * D, 0,
+	                       2.0 * R * D * 2 * F, 2.0 * R * 2 * F * D, 2.0 * R * 2 * F * D};
 	double ms_tab[2 * NVAR][NP]; /* (kernel, routing) */
-	double lay[NVAR][2], lay_f = 0;
+	double lay[NVAR][2], layg[NVAR][2], lay_f = 0;
 	static const char *const var_env[NVAR] = {"wg",  "wgt", "wgtd", "wgm",
 	                                          "wgp", "ws2", "mma",  "wg256"};
 	int ndev = 0, nvar = argc > 1 ? atoi(argv[1]) : NVAR;
@@ -70,13 +75,14 @@ int main(int argc, char **argv)
 	         *w1 = (uint16_t *)dev_rand(wsz, 0.04f);
 	uint16_t *w3 = (uint16_t *)dev_rand(wsz, 0.04f), *w2 = (uint16_t *)dev_rand(wsz, 0.03f);
 	uint16_t *dyp = (uint16_t *)dev_rand((size_t)R * D, 1);
-	uint16_t *h1, *h3, *hh, *dh13;
+	uint16_t *h1, *h3, *hh, *dh13, *xg;
 	float *yp, *dxp, *dw1, *dw3, *dw2;
 	int *offs, *perm;
 	if (cudaMalloc(&h1, (size_t)R * F * 2) || cudaMalloc(&h3, (size_t)R * F * 2) ||
 	    cudaMalloc(&hh, (size_t)R * F * 2) || cudaMalloc(&dh13, (size_t)R * 2 * F * 2) ||
-	    cudaMalloc(&yp, (size_t)R * D * 4) || cudaMalloc(&dxp, (size_t)R * D * 4) ||
-	    cudaMalloc(&dw1, wsz * 4) || cudaMalloc(&dw3, wsz * 4) || cudaMalloc(&dw2, wsz * 4) ||
+	    cudaMalloc(&xg, (size_t)R * D * 2 + 16) || cudaMalloc(&yp, (size_t)R * D * 4) ||
+	    cudaMalloc(&dxp, (size_t)R * D * 4) || cudaMalloc(&dw1, wsz * 4) ||
+	    cudaMalloc(&dw3, wsz * 4) || cudaMalloc(&dw2, wsz * 4) ||
 	    cudaMalloc(&offs, (E + 1) * 4) || cudaMalloc(&perm, R * 4))
 		DIE("cudaMalloc");
 	cudaMemset(dw1, 0, wsz * 4);
@@ -97,7 +103,9 @@ int main(int argc, char **argv)
 	cudaEvent_t e0, e1;
 	cudaEventCreate(&e0);
 	cudaEventCreate(&e1);
-	struct policy_moe_dims d = {T, K, E, D, F, offs, perm};
+	struct policy_moe_dims d = {T, K, E, D, F, offs, perm, 0};
+	/* round 7: up and up dW reading the gathered copy xg (R, D) */
+	struct policy_moe_dims dg = {T, K, E, D, F, offs, perm, 1};
 	for (int v = 0; v < 2 * nvar; v++) {
 		int o[9], skew = v & 1;
 		setenv("POLICY_GPU_MOE_KERNEL", var_env[v >> 1], 1);
@@ -121,7 +129,11 @@ int main(int argc, char **argv)
 				case 4: SW(policy_moe_up_dx(&d, dxp, dh13, w1, w3)); break;
 				case 5: SW(policy_moe_up_dw(&d, dw1, dw3, dh13, x, 1)); break;
 				case 6: SW(policy_moe_down_dw(&d, dw2, dyp, hh, 0)); break;
-				default: SW(policy_moe_up_dw(&d, dw1, dw3, dh13, x, 0)); break;
+				case 7: SW(policy_moe_up_dw(&d, dw1, dw3, dh13, x, 0)); break;
+				case 8: SW(policy_moe_gather(&d, xg, x)); break;
+				case 9: SW(policy_moe_up(&dg, h1, h3, hh, xg, w1, w3)); break;
+				case 10: SW(policy_moe_up_dw(&dg, dw1, dw3, dh13, xg, 1)); break;
+				default: SW(policy_moe_up_dw(&dg, dw1, dw3, dh13, xg, 0)); break;
 				}
 				cudaEventRecord(e1, 0);
 				if (cudaEventSynchronize(e1) != cudaSuccess)
@@ -157,15 +169,28 @@ int main(int argc, char **argv)
 		lay[w][0] = tot[0];
 		lay[w][1] = tot[1];
 		lay_f = ftot;
+		/* with the gathered copy: the pass, up and up dW (added) from xg */
+		for (int s = 0; s < 2; s++)
+			layg[w][s] = tot[s] - ms_tab[2 * w + s][0] - ms_tab[2 * w + s][5] +
+			             ms_tab[2 * w + s][8] + ms_tab[2 * w + s][9] +
+			             ms_tab[2 * w + s][10];
+		printf("%-26s %9.3f %9.3f %12.1f %12.1f\n", "layer, GATHER=copy", layg[w][0],
+		       layg[w][1], ftot / layg[w][0] / 1e9, ftot / layg[w][1] / 1e9);
 	}
 	/* the variants side by side, against wg (round 4's default) of this run */
-	printf("\none layer's six products (%.1f GFLOP), per variant; x = wg's time / this\n",
+	printf("\none layer's six products (%.1f GFLOP), per variant; x = wg's time / this;\n"
+	       "+xg = POLICY_GPU_MOE_GATHER=copy (the gather pass counted in)\n",
 	       lay_f / 1e9);
 	printf("%-10s %9s %9s %12s %12s %7s %7s\n", "variant", "bal. ms", "skew ms", "bal. TFLOP/s",
 	       "skew TFLOP/s", "x bal", "x skew");
 	for (int w = 0; w < nvar; w++)
-		printf("%-10s %9.3f %9.3f %12.1f %12.1f %7.2f %7.2f\n", var_env[w], lay[w][0],
-		       lay[w][1], lay_f / lay[w][0] / 1e9, lay_f / lay[w][1] / 1e9,
-		       lay[0][0] / lay[w][0], lay[0][1] / lay[w][1]);
+		for (int g = 0; g < 2; g++) {
+			double(*L)[2] = g ? layg : lay;
+			char nm[16];
+			snprintf(nm, sizeof(nm), "%s%s", var_env[w], g ? " +xg" : "");
+			printf("%-10s %9.3f %9.3f %12.1f %12.1f %7.2f %7.2f\n", nm, L[w][0],
+			       L[w][1], lay_f / L[w][0] / 1e9, lay_f / L[w][1] / 1e9,
+			       lay[0][0] / L[w][0], lay[0][1] / L[w][1]);
+		}
 	return 0;
 }

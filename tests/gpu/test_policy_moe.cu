@@ -194,6 +194,7 @@ static int check_case1(int T, int K, int E, int D, int F, int route)
 	dm.F = F;
 	dm.offs = d_offs;
 	dm.perm = d_perm;
+	dm.gathered = 0;
 	CKM(policy_moe_up(&dm, d_h1, d_h3, d_hh, d_x, d_w1, d_w3));
 	CKM(policy_moe_down(&dm, d_yp, d_hh, d_w2));
 	CKM(policy_moe_combine(d_y, d_yp, d_gate, T, K, D));
@@ -206,6 +207,23 @@ static int check_case1(int T, int K, int E, int D, int F, int route)
 	CKM(policy_moe_up_dw(&dm, d_sw1, d_sw3, d_dh13, d_x, 0));
 	CKM(policy_moe_scatter(d_dx, d_dxp, T, K, D, 0));
 	CKC(cudaDeviceSynchronize());
+	/* round 7 (POLICY_GPU_MOE_GATHER=copy): x gathered once into xg (R, D) in
+	 * row order; up and up dW read its rows (contiguous: by TMA in wgt /
+	 * wgtd) into fresh poisoned outputs, dW from the same random start */
+	uint16_t *d_xg = (uint16_t *)poisoned((size_t)R * D * 2);
+	uint16_t *d_h1g = (uint16_t *)poisoned((size_t)R * F * 2);
+	uint16_t *d_h3g = (uint16_t *)poisoned((size_t)R * F * 2);
+	uint16_t *d_hhg = (uint16_t *)poisoned((size_t)R * F * 2);
+	float *d_dw1g = (float *)dup_dev(dw0, E * wsz * 4);
+	float *d_dw3g = (float *)dup_dev(dw0 + E * wsz, E * wsz * 4);
+	float *d_sw1g = (float *)poisoned(E * wsz * 4), *d_sw3g = (float *)poisoned(E * wsz * 4);
+	CHECK(d_xg && d_hhg && d_dw3g && d_sw3g, "cudaMalloc failed");
+	CKM(policy_moe_gather(&dm, d_xg, d_x));
+	dm.gathered = 1;
+	CKM(policy_moe_up(&dm, d_h1g, d_h3g, d_hhg, d_xg, d_w1, d_w3));
+	CKM(policy_moe_up_dw(&dm, d_dw1g, d_dw3g, d_dh13, d_xg, 1));
+	CKM(policy_moe_up_dw(&dm, d_sw1g, d_sw3g, d_dh13, d_xg, 0));
+	CKC(cudaDeviceSynchronize());
 
 	/* back to the host */
 	size_t nRF = (size_t)R * F, nRD = (size_t)R * D;
@@ -216,6 +234,17 @@ static int check_case1(int T, int K, int E, int D, int F, int route)
 	float *dgate = (float *)malloc(R * 4), *dxp = (float *)malloc(nRD * 4);
 	float *dx = (float *)malloc((size_t)T * D * 4), *dw = (float *)malloc(3 * E * wsz * 4);
 	float *sw = (float *)malloc(3 * E * wsz * 4);
+	uint16_t *xg = (uint16_t *)malloc(nRD * 2), *h1g = (uint16_t *)malloc(nRF * 2);
+	uint16_t *h3g = (uint16_t *)malloc(nRF * 2), *hhg = (uint16_t *)malloc(nRF * 2);
+	float *dwg = (float *)malloc(2 * E * wsz * 4), *swg = (float *)malloc(2 * E * wsz * 4);
+	CKC(cudaMemcpy(xg, d_xg, nRD * 2, cudaMemcpyDeviceToHost));
+	CKC(cudaMemcpy(h1g, d_h1g, nRF * 2, cudaMemcpyDeviceToHost));
+	CKC(cudaMemcpy(h3g, d_h3g, nRF * 2, cudaMemcpyDeviceToHost));
+	CKC(cudaMemcpy(hhg, d_hhg, nRF * 2, cudaMemcpyDeviceToHost));
+	CKC(cudaMemcpy(dwg, d_dw1g, E * wsz * 4, cudaMemcpyDeviceToHost));
+	CKC(cudaMemcpy(dwg + E * wsz, d_dw3g, E * wsz * 4, cudaMemcpyDeviceToHost));
+	CKC(cudaMemcpy(swg, d_sw1g, E * wsz * 4, cudaMemcpyDeviceToHost));
+	CKC(cudaMemcpy(swg + E * wsz, d_sw3g, E * wsz * 4, cudaMemcpyDeviceToHost));
 	CKC(cudaMemcpy(h1, d_h1, nRF * 2, cudaMemcpyDeviceToHost));
 	CKC(cudaMemcpy(h3, d_h3, nRF * 2, cudaMemcpyDeviceToHost));
 	CKC(cudaMemcpy(hh, d_hh, nRF * 2, cudaMemcpyDeviceToHost));
@@ -262,6 +291,31 @@ static int check_case1(int T, int K, int E, int D, int F, int route)
 		}
 	fail |= compare("h1", ref, got, nRF, 1e-2);
 	fail |= compare("h3", ref2, got2, nRF, 1e-2);
+	{ /* the gathered copy: exact; up from it against the same reference */
+		size_t bad = 0;
+		for (int r = 0; r < R; r++)
+			bad += memcmp(xg + (size_t)r * D, x + (size_t)(perm[r] / K) * D,
+			              (size_t)D * 2) != 0;
+		printf("  xg     %zu of %d rows differ from x[perm / K]\n", bad, R);
+		fail |= bad != 0;
+		for (size_t o = 0; o < nRF; o++) {
+			got[o] = bf(h1g[o]);
+			got2[o] = bf(h3g[o]);
+		}
+		fail |= compare("h1 xg", ref, got, nRF, 1e-2);
+		fail |= compare("h3 xg", ref2, got2, nRF, 1e-2);
+		for (size_t o = 0; o < nRF; o++) {
+			double a = bf(h1g[o]);
+			ref[o] = a * sigm(a) * bf(h3g[o]);
+			got[o] = bf(hhg[o]);
+		}
+		fail |= compare("hh xg", ref, got, nRF, 1e-2);
+		printf("  up from xg bit-identical to the gather in the loads: %s\n",
+		       !memcmp(h1g, h1, nRF * 2) && !memcmp(h3g, h3, nRF * 2) &&
+		                       !memcmp(hhg, hh, nRF * 2)
+		               ? "yes"
+		               : "no");
+	}
 	for (size_t o = 0; o < nRF; o++) {
 		double a = bf(h1[o]);
 		ref[o] = a * sigm(a) * bf(h3[o]);
@@ -376,12 +430,21 @@ static int check_case1(int T, int K, int E, int D, int F, int route)
 		got[i] = sw[i];
 	fail |= compare("dW13 stored", ref, got, 2 * E * wsz, 1e-4);
 	fail |= compare("dW2 stored", ref + 2 * E * wsz, got + 2 * E * wsz, E * wsz, 1e-4);
+	for (size_t i = 0; i < 2 * E * wsz; i++)
+		got[i] = dwg[i] - dw0[i];
+	fail |= compare("dW13 xg", ref, got, 2 * E * wsz, 1e-4);
+	for (size_t i = 0; i < 2 * E * wsz; i++)
+		got[i] = swg[i];
+	fail |= compare("dW13 xg stored", ref, got, 2 * E * wsz, 1e-4);
 
 	cudaFree(d_offs), cudaFree(d_perm), cudaFree(d_x), cudaFree(d_w1), cudaFree(d_w3);
 	cudaFree(d_w2), cudaFree(d_gate), cudaFree(d_dy), cudaFree(d_dw1), cudaFree(d_dw3);
 	cudaFree(d_dw2), cudaFree(d_h1), cudaFree(d_h3), cudaFree(d_hh), cudaFree(d_dyp);
 	cudaFree(d_dh13), cudaFree(d_yp), cudaFree(d_y), cudaFree(d_dgate), cudaFree(d_dxp);
 	cudaFree(d_dx), cudaFree(d_sw1), cudaFree(d_sw3), cudaFree(d_sw2), free(sw);
+	cudaFree(d_xg), cudaFree(d_h1g), cudaFree(d_h3g), cudaFree(d_hhg), cudaFree(d_dw1g);
+	cudaFree(d_dw3g), cudaFree(d_sw1g), cudaFree(d_sw3g), free(xg), free(h1g), free(h3g);
+	free(hhg), free(dwg), free(swg);
 	free(cnt), free(offs), free(perm), free(x), free(w1), free(w3), free(w2), free(gate);
 	free(dy), free(dw0), free(h1), free(h3), free(hh), free(dyp), free(dh13), free(yp);
 	free(y), free(dgate), free(dxp), free(dx), free(dw), free(ref), free(got), free(ref2);
