@@ -10,7 +10,10 @@
  * wgm and ws2 runs in the last case). Fresh random inputs each run; outputs poisoned
  * (NaN) before each launch (the weight gradients start from random values: they are accumulated).
  * Each stage's reference takes the GPU's bf16 inputs of that stage, so each
- * kernel is checked on its own; the worst element is printed. */
+ * kernel is checked on its own; the worst element is printed. Round 7: each
+ * case also gathers x into xg (row order, compared exactly) and runs up and
+ * up dW (added and stored) from it (POLICY_GPU_MOE_GATHER=copy's path: A /
+ * B contiguous, by TMA in wgt / wgtd) against the same references. */
 extern "C" {
 #include "sandbox/error.h"
 }
