@@ -197,7 +197,8 @@ struct policy_gpu {
 	/* round 7: the fused routing (gpu_route.cu; POLICY_GPU_ROUTE=old: off)
 	 * and its scratch; the lightning passes of gpu_linew.cu
 	 * (POLICY_GPU_LIN_EW=old: off). With lin_ew and kernels/lightning, a
-	 * lightning layer's o holds the core's bf16 output. */
+	 * lightning layer's o holds the core's bf16 output. route_new 2:
+	 * gpu_route.cu's variant v2 (POLICY_GPU_ROUTE=v2; not yet run). */
 	int route_new, lin_ew;
 	float *route_ws;
 	size_t route_ws_n;
@@ -1896,8 +1897,12 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 		CKR(policy_flash_setup());
 	g->lin32 = prec == POLICY_GPU_FP32 || (getenv("POLICY_GPU_LIGHTNING") &&
 	                                       !strcmp(getenv("POLICY_GPU_LIGHTNING"), "fp32"));
-	g->route_new = !(getenv("POLICY_GPU_ROUTE") && !strcmp(getenv("POLICY_GPU_ROUTE"), "old")) &&
-	               policy_route_supported(E, K, D);
+	{ /* POLICY_GPU_ROUTE=old: round 6's routing; v2: gpu_route.cu's variant 2 */
+		const char *rt = getenv("POLICY_GPU_ROUTE");
+		g->route_new = rt && !strcmp(rt, "old") ? 0 : policy_route_supported(E, K, D);
+		if (g->route_new && rt && !strcmp(rt, "v2") && policy_route_v2_supported(E, K, D))
+			g->route_new = 2;
+	}
 	g->lin_ew = !(getenv("POLICY_GPU_LIN_EW") && !strcmp(getenv("POLICY_GPU_LIN_EW"), "old")) &&
 	            policy_lin_ew_supported(Tm, Hd);
 	CKB(cublasCreate(&g->blas));
@@ -2422,7 +2427,7 @@ static int route_sort(struct policy_gpu *g, int l, int *offs, int compact, int r
 	if (g->route_new)
 		return policy_route_sort(ly->perm, ly->rowof, offs, ly->auxc, g->aux_d + l,
 		                         g->route_ws, ly->sel, T, E, K, g->Rp, compact, rnd,
-		                         c->aux_loss_coef);
+		                         c->aux_loss_coef, g->route_new == 2);
 	k_route_sort<<<1, SORT_THREADS>>>(ly->perm, ly->rowof, offs, ly->auxc, g->aux_d + l,
 	                                  ly->sel, ly->prob, T, E, K, g->Rp, compact, rnd,
 	                                  c->aux_loss_coef);
@@ -2508,7 +2513,7 @@ static int moe_fwd(struct policy_gpu *g, int l, float *y, int T)
 	if (g->route_new) { /* logits, softmax, top-k and per-block counts in one pass */
 		CKR(route_ws(g, T));
 		CKR(policy_route_fwd(ly->prob, ly->sel, ly->gate, ly->rowof, g->route_ws, ly->n2,
-		                     P + lp->router, T, E, K, D));
+		                     P + lp->router, T, E, K, D, g->route_new == 2));
 	} else {
 		CKR(mm_fwd(g, logit, CUDA_R_32F, ly->n2, P + lp->router, CUDA_R_32F, T, D, E, 0,
 		           1));
@@ -2595,7 +2600,7 @@ router:
 	if (g->route_new) { /* d logits, dn += d logits Wr, dW parts; their sum */
 		CKR(route_ws(g, T));
 		CKR(policy_route_bwd(dn, g->route_ws, ly->n2, P + lp->router, ly->prob, ly->sel,
-		                     ly->gate, dgate, ly->auxc, T, E, K, D));
+		                     ly->gate, dgate, ly->auxc, T, E, K, D, g->route_new == 2));
 		CKR(policy_route_dw(G + lp->router, g->route_ws, T, E, D));
 		mark(g, PROF_ROUTE);
 		return 0;

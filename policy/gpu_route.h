@@ -24,7 +24,13 @@
  * offsets, then the capacity, 0 for compact segments), auxc (E). Scratch:
  * policy_route_scratch_floats(T, E, D) floats (shared by the forward's
  * counts and the backward's weight-gradient parts; both live only inside
- * one call pair). All calls are asynchronous on the legacy default stream
+ * one call pair).
+ *
+ * v2 (1; POLICY_GPU_ROUTE=v2 in gpu.cu): the same results from kernels that
+ * keep more loads in flight (see gpu_route.cu); the forward and the sort of
+ * one layer must use the same variant (their per-block counts differ in
+ * block size). v2 was written after round 7's device run and has not run on
+ * a GPU yet. All calls are asynchronous on the legacy default stream
  * and return 0 or a negative code with a message. */
 #ifndef SWERVE_POLICY_GPU_ROUTE_H
 #define SWERVE_POLICY_GPU_ROUTE_H
@@ -35,19 +41,21 @@
 
 /* 1 when the fused routing takes these dimensions */
 int policy_route_supported(int E, int K, int D);
+/* 1 when variant v2 takes them too (D a multiple of 4, at most 1024) */
+int policy_route_v2_supported(int E, int K, int D);
 /* floats of scratch the routing needs for T tokens */
 size_t policy_route_scratch_floats(int T, int E, int D);
 
 int policy_route_fwd(float *prob, int *sel, float *gate, int *rowof, float *scratch, const float *x,
-                     const float *Wr, int T, int E, int K, int D);
+                     const float *Wr, int T, int E, int K, int D, int v2);
 /* Rp: rows of the MoE buffers; compact: no padding; rnd: the capacity's
  * granularity; coef: the balance loss coefficient */
 int policy_route_sort(int *perm, int *rowof, int *offs, float *auxc, double *aux,
                       const float *scratch, const int *sel, int T, int E, int K, int Rp,
-                      int compact, int rnd, double coef);
+                      int compact, int rnd, double coef, int v2);
 int policy_route_bwd(float *dn, float *scratch, const float *x, const float *Wr, const float *prob,
                      const int *sel, const float *gate, const float *dgate, const float *auxc,
-                     int T, int E, int K, int D);
+                     int T, int E, int K, int D, int v2);
 int policy_route_dw(float *dW, const float *scratch, int T, int E, int D);
 
 #endif

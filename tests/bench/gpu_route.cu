@@ -3,8 +3,9 @@
  * activations): the MoE routing and the lightning layer's elementwise
  * passes, today's kernels (copied here verbatim from policy/gpu.cu of
  * round 6, with the router's fp32 cuBLAS GEMMs as gpu.cu calls them)
- * against round 7's (policy/gpu_route.cu, policy/gpu_linew.cu), timed with
- * CUDA events, median of 20 launches of each group. Prints one table. */
+ * against round 7's (policy/gpu_route.cu, policy/gpu_linew.cu; the routing
+ * also as variant v2, POLICY_GPU_ROUTE=v2), timed with CUDA events, median
+ * of 20 launches of each group. Prints one table. */
 #include "policy/gpu_linew.h"
 #include "policy/gpu_route.h"
 #include "tests/bench/gpu_bench.cuh"
@@ -349,11 +350,14 @@ template <typename F> static double time_ms(F f, int reps = 20)
 	return v[v.size() / 2];
 }
 
-static void row(const char *what, double old_ms, double new_ms, double mb_new)
+static void row(const char *what, double old_ms, double new_ms, double mb_new, double v2_ms)
 {
-	printf("%-44s %9.1f %9.1f %7.2fx %9.0f\n", what, old_ms * 1e3, new_ms * 1e3,
+	printf("%-44s %9.1f %9.1f %7.2fx %9.0f", what, old_ms * 1e3, new_ms * 1e3,
 	       new_ms > 0 ? old_ms / new_ms : 0.0,
 	       mb_new > 0 ? mb_new / (new_ms * 1e-3) / 1e9 : 0.0);
+	if (v2_ms >= 0)
+		printf(" %9.1f %7.2fx", v2_ms * 1e3, v2_ms > 0 ? old_ms / v2_ms : 0.0);
+	printf("\n");
 }
 
 int main(void)
@@ -427,13 +431,16 @@ int main(void)
 		                 dlog, CUDA_R_32F, E, &one, dn, CUDA_R_32F, D, CUBLAS_COMPUTE_32F,
 		                 CUBLAS_GEMM_DEFAULT));
 	};
-	auto new_fwd = [&] { SW(policy_route_fwd(prob, sel, gate, rowof, ws, x, wr, T, E, K, D)); };
+	int v2 = 0; /* the variant the new_* calls run */
+	auto new_fwd = [&] {
+		SW(policy_route_fwd(prob, sel, gate, rowof, ws, x, wr, T, E, K, D, v2));
+	};
 	auto new_sort = [&] {
-		SW(policy_route_sort(perm, rowof, offs, auxc, aux, ws, sel, T, E, K, Rp, 1, 1,
-		                     0.01));
+		SW(policy_route_sort(perm, rowof, offs, auxc, aux, ws, sel, T, E, K, Rp, 1, 1, 0.01,
+		                     v2));
 	};
 	auto new_bwd = [&] {
-		SW(policy_route_bwd(dn, ws, x, wr, prob, sel, gate, dgate, auxc, T, E, K, D));
+		SW(policy_route_bwd(dn, ws, x, wr, prob, sel, gate, dgate, auxc, T, E, K, D, v2));
 	};
 	auto new_dw = [&] { SW(policy_route_dw(dwr, ws, T, E, D)); };
 
@@ -451,6 +458,22 @@ int main(void)
 	              }) -
 	              r_nf;
 	double r_nb = time_ms(new_bwd), r_ndw = time_ms(new_dw);
+	/* variant v2 (POLICY_GPU_ROUTE=v2) */
+	v2 = 1;
+	double r_vf = time_ms(new_fwd);
+	double r_vs = time_ms([&] {
+		              new_fwd();
+		              new_sort();
+	              }) -
+	              r_vf;
+	double r_vb = time_ms(new_bwd), r_vdw = time_ms(new_dw);
+	double r_vall = time_ms([&] {
+		new_fwd();
+		new_sort();
+		new_bwd();
+		new_dw();
+	});
+	v2 = 0;
 	double r_oall = time_ms([&] {
 		old_fwd_gemm();
 		old_route();
@@ -527,23 +550,26 @@ int main(void)
 
 	printf("gpu_route (round 7, issue 10): %s; T %d, D %d, E %d top-%d, Hd %d; median of 20\n",
 	       prop.name, T, D, E, K, Hd);
-	printf("%-44s %9s %9s %8s %9s\n", "pass (one layer)", "old us", "new us", "speedup",
-	       "new GB/s");
-	row("route fwd: router GEMM (old) / fused (new)", r_og + r_or, r_nf, (double)T * D * 4);
-	row("  of which old router GEMM / k_route", r_og, r_or, 0);
-	row("route sort: one block (old) / multi-block", r_os, r_ns, 0);
-	row("route bwd: k_route_bwd + dX GEMM / fused", r_ob + r_odx, r_nb, (double)T * D * 12);
-	row("router dW: GEMM (old) / part sum (new)", r_odw, r_ndw, 0);
-	row("routing, all of it (fwd + sort + bwd)", r_oall, r_nall, 0);
-	row("SiLU -> planar bf16 q, k, v", l_os, l_ns, 12.0 * n);
-	row("out norm + gate (old: + k_to_f32)", l_on, l_nn, 6.0 * n);
-	row("gate bwd + norm bwd (old: 2 passes)", l_og, l_ng, 12.0 * n);
-	row("SiLU bwd", l_od, l_nd, 18.0 * n);
-	row("lightning passes, sum", l_os + l_on + l_og + l_od, l_ns + l_nn + l_ng + l_nd, 0);
+	printf("%-44s %9s %9s %8s %9s %9s %8s\n", "pass (one layer)", "old us", "new us", "speedup",
+	       "new GB/s", "v2 us", "speedup");
+	row("route fwd: router GEMM (old) / fused (new)", r_og + r_or, r_nf, (double)T * D * 4,
+	    r_vf);
+	row("  of which old router GEMM / k_route", r_og, r_or, 0, -1);
+	row("route sort: one block (old) / multi-block", r_os, r_ns, 0, r_vs);
+	row("route bwd: k_route_bwd + dX GEMM / fused", r_ob + r_odx, r_nb, (double)T * D * 12,
+	    r_vb);
+	row("router dW: GEMM (old) / part sum (new)", r_odw, r_ndw, 0, r_vdw);
+	row("routing, all of it (fwd + sort + bwd)", r_oall, r_nall, 0, r_vall);
+	row("SiLU -> planar bf16 q, k, v", l_os, l_ns, 12.0 * n, -1);
+	row("out norm + gate (old: + k_to_f32)", l_on, l_nn, 6.0 * n, -1);
+	row("gate bwd + norm bwd (old: 2 passes)", l_og, l_ng, 12.0 * n, -1);
+	row("SiLU bwd", l_od, l_nd, 18.0 * n, -1);
+	row("lightning passes, sum", l_os + l_on + l_og + l_od, l_ns + l_nn + l_ng + l_nd, 0, -1);
 	printf("(per micro-batch: routing x 12 layers, lightning passes x 11)\n");
-	printf("routing per micro-batch: old %.2f ms, new %.2f ms; lightning passes: old %.2f ms, "
-	       "new %.2f ms\n",
-	       12 * r_oall, 12 * r_nall, 11 * (l_os + l_on + l_og + l_od),
+	printf("routing per micro-batch: old %.2f ms, new %.2f ms, v2 %.2f ms; lightning passes: "
+	       "old "
+	       "%.2f ms, new %.2f ms\n",
+	       12 * r_oall, 12 * r_nall, 12 * r_vall, 11 * (l_os + l_on + l_og + l_od),
 	       11 * (l_ns + l_nn + l_ng + l_nd));
 	return 0;
 }

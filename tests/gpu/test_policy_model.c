@@ -337,6 +337,17 @@ static int test_bf16_xent_lin_ew_old(void)
 {
 	return check_with_env("POLICY_GPU_LIN_EW", "old", POLICY_GPU_BF16, 0);
 }
+/* round 7's routing variant v2 (POLICY_GPU_ROUTE=v2: more loads in flight) */
+static int test_bf16_cispo_route_v2(void)
+{
+	int rc;
+	if (!have_gpu())
+		return GPU_SKIP;
+	setenv("POLICY_GPU_ROUTE", "v2", 1);
+	rc = check_model(POLICY_GPU_BF16, 1, 0);
+	unsetenv("POLICY_GPU_ROUTE");
+	return rc;
+}
 /* round 7's lightning passes with fp32 activation storage (fp32 pre, gn) */
 static int test_bf16_cispo_act32(void)
 {
@@ -782,6 +793,8 @@ int main(void)
 	         test_fp32_xent_route_old},
 	        {"gpu model bf16, round 6's lightning passes (POLICY_GPU_LIN_EW=old)",
 	         test_bf16_xent_lin_ew_old},
+	        {"gpu model bf16 CISPO, routing variant v2 (POLICY_GPU_ROUTE=v2)",
+	         test_bf16_cispo_route_v2},
 	        {"gpu model bf16 CISPO on fp32 activation storage (fp32 pre / gn)",
 	         test_bf16_cispo_act32},
 	        {"fused and per-tensor AdamW vs a host AdamW on the GPU's gradients (bf16)",

@@ -9,7 +9,8 @@
  * poisoned before each launch; the worst element is printed. The sort must
  * match exactly (it is the one-block k_route_sort's order: rows of an
  * expert in assignment order), the backward's dW must be bitwise the same
- * in two runs (a deterministic reduction). */
+ * in two runs (a deterministic reduction). Every case runs on both
+ * variants: v1 (the default) and v2 (POLICY_GPU_ROUTE=v2). */
 extern "C" {
 #include "sandbox/error.h"
 }
@@ -33,7 +34,7 @@ struct rcase {
 
 /* one case: forward, both sorts (compact; padded to a multiple of 64 rows),
  * backward, each against the CPU */
-static int run_case(const struct rcase *rc)
+static int run_case(const struct rcase *rc, int v2)
 {
 	int T = rc->T, D = rc->D, E = rc->E, K = rc->K, R = T * K;
 	int Rp = R + R / 2 + 64 * E;
@@ -93,8 +94,8 @@ static int run_case(const struct rcase *rc)
 	CK(cudaMemset(d_rowof, 0x7f, (size_t)R * 4));
 	CK(cudaMemset(d_ws, 0xff, nws * 4));
 
-	CHECK(!policy_route_fwd(d_prob, d_sel, d_gate, d_rowof, d_ws, d_x, d_w, T, E, K, D), "%s",
-	      swerve_error_last());
+	CHECK(!policy_route_fwd(d_prob, d_sel, d_gate, d_rowof, d_ws, d_x, d_w, T, E, K, D, v2),
+	      "%s", swerve_error_last());
 	/* keep the forward's counts: both sorts read them */
 	float *h_ws = (float *)malloc(nws * 4);
 	int *rowof_tmp = (int *)malloc((size_t)R * 4);
@@ -160,7 +161,7 @@ static int run_case(const struct rcase *rc)
 		CK(cudaMemset(d_offs, 0x7f, (ROUTE_EMAX + 2) * 4));
 		CK(cudaMemset(d_auxc, 0xff, ROUTE_EMAX * 4));
 		CHECK(!policy_route_sort(d_perm, d_rowof, d_offs, d_auxc, d_aux, d_ws, d_sel, T, E,
-		                         K, Rp, compact, rnd, 0.01),
+		                         K, Rp, compact, rnd, 0.01, v2),
 		      "%s", swerve_error_last());
 		CK(cudaMemcpy(perm, d_perm, (size_t)Rp * 4, cudaMemcpyDeviceToHost));
 		CK(cudaMemcpy(rowof, d_rowof, (size_t)R * 4, cudaMemcpyDeviceToHost));
@@ -216,7 +217,7 @@ static int run_case(const struct rcase *rc)
 		CK(cudaMemcpy(d_dw, dw0, nw * 4, cudaMemcpyHostToDevice));
 		CK(cudaMemset(d_ws, 0xff, nws * 4));
 		CHECK(!policy_route_bwd(d_dn, d_ws, d_x, d_w, d_prob, d_sel, d_gate, d_dgate,
-		                        d_auxc, T, E, K, D),
+		                        d_auxc, T, E, K, D, v2),
 		      "%s", swerve_error_last());
 		CHECK(!policy_route_dw(d_dw, d_ws, T, E, D), "%s", swerve_error_last());
 		CK(cudaMemcpy(rep ? dw2 : dw, d_dw, nw * 4, cudaMemcpyDeviceToHost));
@@ -258,10 +259,10 @@ static int run_case(const struct rcase *rc)
 		}
 		free(rdw);
 	}
-	printf("  T %d D %d E %d K %d%s: worst |prob| %.2e, |gate| %.2e, dn %.2e (max %.2f), dW "
+	printf("  %s T %d D %d E %d K %d%s: worst |prob| %.2e, |gate| %.2e, dn %.2e (max %.2f), dW "
 	       "%.2e (max %.2f)\n",
-	       T, D, E, K, rc->skew ? " skewed" : "", worst_p, worst_g, worst_dn, dmax, worst_dw,
-	       wmax);
+	       v2 ? "v2" : "v1", T, D, E, K, rc->skew ? " skewed" : "", worst_p, worst_g, worst_dn,
+	       dmax, worst_dw, wmax);
 	CHECK(worst_dn <= 1e-5 * (dmax > 1 ? dmax : 1), "dn worst %g", worst_dn);
 	CHECK(worst_dw <= 1e-4 * (wmax > 1 ? wmax : 1), "dW worst %g", worst_dw);
 
@@ -293,21 +294,22 @@ static int test_small_shapes(void)
 	if (!have_gpu())
 		return GPU_SKIP;
 	for (size_t i = 0; i < sizeof(cs) / sizeof(cs[0]); i++)
-		if (run_case(&cs[i]))
-			return 1;
+		for (int v2 = 0; v2 < 2; v2++)
+			if (run_case(&cs[i], v2))
+				return 1;
 	return 0;
 }
 
 static int test_bench_shape(void)
 {
 	struct rcase c = {8192, 768, 8, 2, 0};
-	return have_gpu() ? run_case(&c) : GPU_SKIP;
+	return !have_gpu() ? GPU_SKIP : run_case(&c, 0) || run_case(&c, 1);
 }
 
 static int test_skewed(void)
 {
 	struct rcase c = {4100, 768, 8, 2, 1};
-	return have_gpu() ? run_case(&c) : GPU_SKIP;
+	return !have_gpu() ? GPU_SKIP : run_case(&c, 0) || run_case(&c, 1);
 }
 
 static int test_unsupported(void)
@@ -317,6 +319,8 @@ static int test_unsupported(void)
 	CHECK(!policy_route_supported(4, 5, 64), "K > E accepted");
 	CHECK(!policy_route_supported(8, 2, 4096), "D 4096 accepted");
 	CHECK(policy_route_supported(8, 2, 768), "the benchmark's shape refused");
+	CHECK(policy_route_v2_supported(8, 2, 768), "the benchmark's shape refused by v2");
+	CHECK(!policy_route_v2_supported(8, 2, 766), "v2 took D 766 (not a multiple of 4)");
 	return 0;
 }
 
