@@ -384,8 +384,8 @@ __global__ static void __launch_bounds__(ROUTE_THREADS)
 			v[u][k] = tl < nt && c < D4 ? xr[c] : make_float4(0.f, 0.f, 0.f, 0.f);
 		}
 	}
-	for (int i = tid; i < E * D4; i += blockDim.x)
-		s_w4[i] = ((const float4 *)Wr)[i];
+	for (int i = tid; i < E * D; i += blockDim.x) /* Wr: no 16-byte alignment assumed */
+		((float *)s_w4)[i] = Wr[i];
 	if (tid < ROUTE_EMAX)
 		s_cnt[tid] = 0;
 	__syncthreads();
