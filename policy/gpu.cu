@@ -198,7 +198,8 @@ struct policy_gpu {
 	 * and its scratch; the lightning passes of gpu_linew.cu
 	 * (POLICY_GPU_LIN_EW=old: off). With lin_ew and kernels/lightning, a
 	 * lightning layer's o holds the core's bf16 output. route_new 2:
-	 * gpu_route.cu's variant v2 (POLICY_GPU_ROUTE=v2; not yet run). */
+	 * gpu_route.cu's variant v2 (POLICY_GPU_ROUTE=v2; not yet run); lin_ew
+	 * 2: gpu_linew.cu's v2 norm kernels (POLICY_GPU_LIN_EW=v2; not yet run). */
 	int route_new, lin_ew;
 	float *route_ws;
 	size_t route_ws_n;
@@ -1903,8 +1904,12 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 		if (g->route_new && rt && !strcmp(rt, "v2") && policy_route_v2_supported(E, K, D))
 			g->route_new = 2;
 	}
-	g->lin_ew = !(getenv("POLICY_GPU_LIN_EW") && !strcmp(getenv("POLICY_GPU_LIN_EW"), "old")) &&
-	            policy_lin_ew_supported(Tm, Hd);
+	{ /* POLICY_GPU_LIN_EW=old: round 6's passes; v2: gpu_linew.cu's v2 norm kernels */
+		const char *le = getenv("POLICY_GPU_LIN_EW");
+		g->lin_ew = le && !strcmp(le, "old") ? 0 : policy_lin_ew_supported(Tm, Hd);
+		if (g->lin_ew && le && !strcmp(le, "v2"))
+			g->lin_ew = 2;
+	}
 	CKB(cublasCreate(&g->blas));
 	if (g->use_lt) {
 		CKB(cublasLtCreate(&g->lt));
@@ -2205,7 +2210,7 @@ static int lightning_fwd(struct policy_gpu *g, int l, float *y, const struct pol
 	if (g->lin_ew) {
 		CKR(policy_lin_rms_gate(ly->gn, ly->rstd_o, ly->o, !g->lin32,
 		                        g->params + lp->out_norm, ly->pre, g->ab, T, Hd,
-		                        (float)c->norm_eps));
+		                        (float)c->norm_eps, g->lin_ew == 2));
 	} else {
 		LAUNCH_A(g, k_rms_gate, T, 256, ly->gn, ly->rstd_o, ly->o, g->params + lp->out_norm,
 		         ly->pre, Hd, 4 * Hd, 3 * Hd, (float)c->norm_eps);
@@ -2242,7 +2247,7 @@ static int lightning_bwd(struct policy_gpu *g, int l, float *dn, const float *dy
 	if (g->lin_ew) { /* one pass; o in the core's output type */
 		CKR(policy_lin_gate_rms_bwd(g->lin32 ? (void *)dO : (void *)dO_b, G + lp->out_norm,
 		                            dpre, g->ab, dgn, ly->o, !g->lin32, ly->pre,
-		                            P + lp->out_norm, ly->rstd_o, T, Hd));
+		                            P + lp->out_norm, ly->rstd_o, T, Hd, g->lin_ew == 2));
 	} else {
 		LAUNCH_A(g, k_gate_bwd, NBLK(n), 256, dnn, dpre, dgn, ly->gn, ly->pre, n, Hd);
 		LAUNCHED();

@@ -230,6 +230,146 @@ __global__ static void __launch_bounds__(256)
 	}
 }
 
+/* ---- v2 (POLICY_GPU_LIN_EW=v2; written after round 7's device run, which
+ * measured the two kernels above at ~1.0-1.1 TB/s: a block per row or per 16
+ * rows with two barriers a row). A warp per row: each lane loads its
+ * LW_CH chunks of 8 columns (16-byte loads of bf16, 32 of fp32) before any
+ * use, the row's sums by warp shuffles, no barrier per row. Not yet run. */
+#define LW_CH   4 /* chunks of 8 columns a lane: Hd <= 32 x 8 x LW_CH */
+#define LW_WROW 4 /* rows a warp in the backward */
+#define LW_NW   8 /* warps a block */
+
+__device__ static float lw_warp_sum(float v)
+{
+	for (int o = 16; o > 0; o >>= 1)
+		v += __shfl_xor_sync(0xffffffffu, v, o);
+	return v;
+}
+
+/* the norm and gate: a warp per row */
+template <typename TA, typename TX>
+__global__ static void __launch_bounds__(LW_NW * 32)
+        k_lw_rms_gate2(TA *__restrict__ gn, float *__restrict__ rstd, const TX *__restrict__ o,
+                       const float *__restrict__ w, const TA *__restrict__ pre, int T, int C,
+                       float eps)
+{
+	int lane = threadIdx.x & 31, t = blockIdx.x * LW_NW + (threadIdx.x >> 5), C8 = C / 8;
+	float xv[LW_CH][8], gv[LW_CH][8], ss = 0, r;
+	if (t >= T) /* warp-uniform */
+		return;
+#pragma unroll
+	for (int k = 0; k < LW_CH; k++) {
+		int c = lane + 32 * k;
+		if (c < C8) {
+			ld8(xv[k], o + (size_t)t * C + c * 8);
+			ld8(gv[k], pre + (size_t)t * 4 * C + 3 * C + c * 8);
+		}
+	}
+#pragma unroll
+	for (int k = 0; k < LW_CH; k++)
+		if (lane + 32 * k < C8)
+#pragma unroll
+			for (int q = 0; q < 8; q++)
+				ss += xv[k][q] * xv[k][q];
+	ss = lw_warp_sum(ss);
+	r = rsqrtf(ss / C + eps);
+	if (lane == 0)
+		rstd[t] = r;
+#pragma unroll
+	for (int k = 0; k < LW_CH; k++) {
+		int c = lane + 32 * k;
+		if (c < C8) {
+			float y[8];
+#pragma unroll
+			for (int q = 0; q < 8; q++)
+				y[q] = xv[k][q] * r * w[c * 8 + q] * lw_sigm(gv[k][q]);
+			st8(gn + (size_t)t * C + c * 8, y);
+		}
+	}
+}
+
+/* the gate and norm backward: a warp per row, LW_WROW rows a warp; the
+ * weight gradient's partial sums per lane, summed over the block's warps in
+ * shared memory (warp order) and added once per block */
+template <typename TA, typename TX>
+__global__ static void __launch_bounds__(LW_NW * 32)
+        k_lw_gate_rms_bwd2(TX *__restrict__ dO, float *__restrict__ dw, TA *__restrict__ dpre,
+                           const float *__restrict__ dgn, const TX *__restrict__ o,
+                           const TA *__restrict__ pre, const float *__restrict__ w,
+                           const float *__restrict__ rstd, int T, int C)
+{
+	extern __shared__ float s_part[]; /* (LW_NW, C) */
+	int lane = threadIdx.x & 31, wi = threadIdx.x >> 5, C8 = C / 8;
+	int t0 = (blockIdx.x * LW_NW + wi) * LW_WROW;
+	float part[LW_CH][8];
+#pragma unroll
+	for (int k = 0; k < LW_CH; k++)
+#pragma unroll
+		for (int q = 0; q < 8; q++)
+			part[k][q] = 0;
+	for (int i = 0; i < LW_WROW; i++) {
+		int t = t0 + i;
+		float dg[LW_CH][8], xo[LW_CH][8], gp[LW_CH][8], dot = 0, r;
+		if (t >= T) /* warp-uniform */
+			break;
+		r = rstd[t];
+#pragma unroll
+		for (int k = 0; k < LW_CH; k++) {
+			int c = lane + 32 * k;
+			if (c < C8) {
+				ld8(dg[k], dgn + (size_t)t * C + c * 8);
+				ld8(xo[k], o + (size_t)t * C + c * 8);
+				ld8(gp[k], pre + (size_t)t * 4 * C + 3 * C + c * 8);
+			}
+		}
+#pragma unroll
+		for (int k = 0; k < LW_CH; k++) {
+			int c = lane + 32 * k;
+			if (c < C8) {
+				float dgp[8];
+#pragma unroll
+				for (int q = 0; q < 8; q++) {
+					float wc = w[c * 8 + q], g = lw_sigm(gp[k][q]);
+					dgp[q] = dg[k][q] * (xo[k][q] * r * wc) * g * (1.0f - g);
+					dg[k][q] *= g; /* now d of the normed output */
+					dot += dg[k][q] * wc * xo[k][q];
+				}
+				st8(dpre + (size_t)t * 4 * C + 3 * C + c * 8, dgp);
+			}
+		}
+		dot = lw_warp_sum(dot);
+#pragma unroll
+		for (int k = 0; k < LW_CH; k++) {
+			int c = lane + 32 * k;
+			if (c < C8) {
+				float v[8];
+#pragma unroll
+				for (int q = 0; q < 8; q++) {
+					float wc = w[c * 8 + q];
+					part[k][q] += dg[k][q] * xo[k][q] * r;
+					v[q] = r * dg[k][q] * wc - r * r * r * xo[k][q] * dot / C;
+				}
+				st8(dO + (size_t)t * C + c * 8, v);
+			}
+		}
+	}
+#pragma unroll
+	for (int k = 0; k < LW_CH; k++) {
+		int c = lane + 32 * k;
+		if (c < C8)
+#pragma unroll
+			for (int q = 0; q < 8; q++)
+				s_part[wi * C + c * 8 + q] = part[k][q];
+	}
+	__syncthreads();
+	for (int c = threadIdx.x; c < C; c += blockDim.x) {
+		float s = 0;
+		for (int q = 0; q < LW_NW; q++)
+			s += s_part[q * C + c];
+		atomicAdd(&dw[c], s);
+	}
+}
+
 int policy_lin_ew_supported(int T, int Hd)
 {
 	return Hd >= 8 && Hd % 8 == 0 && Hd <= LW_COLS * 256 && (long long)3 * T * Hd < (1LL << 31);
@@ -287,11 +427,29 @@ int policy_lin_dsilu(void *dpre, int a_bf16, const void *dpost, int post_bf16, c
 }
 
 int policy_lin_rms_gate(void *gn, float *rstd, const void *o, int o_bf16, const float *w,
-                        const void *pre, int a_bf16, int T, int Hd, float eps)
+                        const void *pre, int a_bf16, int T, int Hd, float eps, int v2)
 {
 	CKR(lw_check(T, Hd));
 	if (T < 1)
 		return 0;
+	if (v2) {
+		unsigned nb = (unsigned)((T + LW_NW - 1) / LW_NW);
+		if (a_bf16 && o_bf16)
+			k_lw_rms_gate2<<<nb, LW_NW * 32>>>((uint16_t *)gn, rstd,
+			                                   (const uint16_t *)o, w,
+			                                   (const uint16_t *)pre, T, Hd, eps);
+		else if (a_bf16)
+			k_lw_rms_gate2<<<nb, LW_NW * 32>>>((uint16_t *)gn, rstd, (const float *)o,
+			                                   w, (const uint16_t *)pre, T, Hd, eps);
+		else if (o_bf16)
+			k_lw_rms_gate2<<<nb, LW_NW * 32>>>((float *)gn, rstd, (const uint16_t *)o,
+			                                   w, (const float *)pre, T, Hd, eps);
+		else
+			k_lw_rms_gate2<<<nb, LW_NW * 32>>>((float *)gn, rstd, (const float *)o, w,
+			                                   (const float *)pre, T, Hd, eps);
+		LAUNCHED();
+		return 0;
+	}
 	if (a_bf16 && o_bf16)
 		k_lw_rms_gate<<<T, 256>>>((uint16_t *)gn, rstd, (const uint16_t *)o, w,
 		                          (const uint16_t *)pre, Hd, eps);
@@ -310,12 +468,34 @@ int policy_lin_rms_gate(void *gn, float *rstd, const void *o, int o_bf16, const 
 
 int policy_lin_gate_rms_bwd(void *dO, float *dw, void *dpre, int a_bf16, const float *dgn,
                             const void *o, int o_bf16, const void *pre, const float *w,
-                            const float *rstd, int T, int Hd)
+                            const float *rstd, int T, int Hd, int v2)
 {
 	unsigned nb = (unsigned)((T + LW_ROWS - 1) / LW_ROWS);
 	CKR(lw_check(T, Hd));
 	if (T < 1)
 		return 0;
+	if (v2) {
+		unsigned nb2 = (unsigned)((T + LW_NW * LW_WROW - 1) / (LW_NW * LW_WROW));
+		size_t sm = (size_t)LW_NW * Hd * 4;
+		if (a_bf16 && o_bf16)
+			k_lw_gate_rms_bwd2<<<nb2, LW_NW * 32, sm>>>(
+			        (uint16_t *)dO, dw, (uint16_t *)dpre, dgn, (const uint16_t *)o,
+			        (const uint16_t *)pre, w, rstd, T, Hd);
+		else if (a_bf16)
+			k_lw_gate_rms_bwd2<<<nb2, LW_NW * 32, sm>>>(
+			        (float *)dO, dw, (uint16_t *)dpre, dgn, (const float *)o,
+			        (const uint16_t *)pre, w, rstd, T, Hd);
+		else if (o_bf16)
+			k_lw_gate_rms_bwd2<<<nb2, LW_NW * 32, sm>>>(
+			        (uint16_t *)dO, dw, (float *)dpre, dgn, (const uint16_t *)o,
+			        (const float *)pre, w, rstd, T, Hd);
+		else
+			k_lw_gate_rms_bwd2<<<nb2, LW_NW * 32, sm>>>(
+			        (float *)dO, dw, (float *)dpre, dgn, (const float *)o,
+			        (const float *)pre, w, rstd, T, Hd);
+		LAUNCHED();
+		return 0;
+	}
 	if (a_bf16 && o_bf16)
 		k_lw_gate_rms_bwd<<<nb, 256>>>((uint16_t *)dO, dw, (uint16_t *)dpre, dgn,
 		                               (const uint16_t *)o, (const uint16_t *)pre, w, rstd,

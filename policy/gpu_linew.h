@@ -10,7 +10,11 @@
  * kernels/lightning, which removes gpu.cu's bf16 -> fp32 copy; else fp32
  * from the fp32 kernel), and the gradient dO of the core output is written
  * in that same type. Hd must be a multiple of 8 and at most 1024
- * (policy_lin_ew_supported); pointers 16-byte aligned. All calls are
+ * (policy_lin_ew_supported); pointers 16-byte aligned (the norm weight w
+ * excepted). v2 (POLICY_GPU_LIN_EW=v2 in gpu.cu): the norm + gate and its
+ * backward as a warp per row with all of a row's loads in flight (same
+ * results up to summation order; written after round 7's device run, not
+ * yet run on a GPU). All calls are
  * asynchronous on the legacy default stream and return 0 or a negative
  * code with a message. */
 #ifndef SWERVE_POLICY_GPU_LINEW_H
@@ -26,7 +30,7 @@ int policy_lin_silu(void *out, int out_bf16, const void *pre, int a_bf16, int T,
 /* the output norm and gate: gn = o rstd w sigmoid(pre gate) (gn in the
  * activation type), rstd = 1 / rms(o) */
 int policy_lin_rms_gate(void *gn, float *rstd, const void *o, int o_bf16, const float *w,
-                        const void *pre, int a_bf16, int T, int Hd, float eps);
+                        const void *pre, int a_bf16, int T, int Hd, float eps, int v2);
 
 /* backward of the gate and the output norm in one pass (gpu.cu's
  * k_gate_bwd and rms_bwd): from dgn (fp32), dpre's gate columns (activation
@@ -34,7 +38,7 @@ int policy_lin_rms_gate(void *gn, float *rstd, const void *o, int o_bf16, const 
  * normalised o is recomputed (o rstd w) instead of gn / sigmoid */
 int policy_lin_gate_rms_bwd(void *dO, float *dw, void *dpre, int a_bf16, const float *dgn,
                             const void *o, int o_bf16, const void *pre, const float *w,
-                            const float *rstd, int T, int Hd);
+                            const float *rstd, int T, int Hd, int v2);
 
 /* dpre[:, :3 Hd] = dpost (planar; post_bf16: bf16, else fp32) silu'(pre) */
 int policy_lin_dsilu(void *dpre, int a_bf16, const void *dpost, int post_bf16, const void *pre,

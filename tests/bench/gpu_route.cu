@@ -4,7 +4,8 @@
  * passes, today's kernels (copied here verbatim from policy/gpu.cu of
  * round 6, with the router's fp32 cuBLAS GEMMs as gpu.cu calls them)
  * against round 7's (policy/gpu_route.cu, policy/gpu_linew.cu; the routing
- * also as variant v2, POLICY_GPU_ROUTE=v2), timed with CUDA events, median
+ * and the lightning norm kernels also as their variants v2,
+ * POLICY_GPU_ROUTE=v2 and POLICY_GPU_LIN_EW=v2), timed with CUDA events, median
  * of 20 launches of each group. Prints one table. */
 #include "policy/gpu_linew.h"
 #include "policy/gpu_route.h"
@@ -530,14 +531,17 @@ int main(void)
 		k_to_f32<<<(unsigned)((n + 255) / 256), 256>>>(of, ob, n);
 		k_rms_gate<<<T, 256>>>(gn, rstd, of, w, pre, Hd, 4 * Hd, 3 * Hd, 1e-5f);
 	};
-	auto n_norm = [&] { SW(policy_lin_rms_gate(gn, rstd, ob, 1, w, pre, 1, T, Hd, 1e-5f)); };
+	int lv2 = 0; /* the lightning norm kernels' variant */
+	auto n_norm = [&] {
+		SW(policy_lin_rms_gate(gn, rstd, ob, 1, w, pre, 1, T, Hd, 1e-5f, lv2));
+	};
 	auto o_gbwd = [&] {
 		k_gate_bwd<<<(unsigned)((n + 255) / 256), 256>>>(dnn, dpre, dgn, gn, pre, n, Hd);
 		k_rms_bwd_dw<<<(T + RMS_BWD_ROWS - 1) / RMS_BWD_ROWS, 256>>>(NULL, dOb, 0, dw, dnn,
 		                                                             of, w, rstd, T, Hd);
 	};
 	auto n_gbwd = [&] {
-		SW(policy_lin_gate_rms_bwd(dOb, dw, dpre, 1, dgn, ob, 1, pre, w, rstd, T, Hd));
+		SW(policy_lin_gate_rms_bwd(dOb, dw, dpre, 1, dgn, ob, 1, pre, w, rstd, T, Hd, lv2));
 	};
 	auto o_dsilu = [&] {
 		k_dsilu<<<(unsigned)((3 * n + 255) / 256), 256>>>(dpre, dq, pre, n, Hd);
@@ -546,6 +550,9 @@ int main(void)
 	double l_os = time_ms(o_silu), l_ns = time_ms(n_silu);
 	double l_on = time_ms(o_norm), l_nn = time_ms(n_norm);
 	double l_og = time_ms(o_gbwd), l_ng = time_ms(n_gbwd);
+	lv2 = 1;
+	double l_vn = time_ms(n_norm), l_vg = time_ms(n_gbwd);
+	lv2 = 0;
 	double l_od = time_ms(o_dsilu), l_nd = time_ms(n_dsilu);
 
 	printf("gpu_route (round 7, issue 10): %s; T %d, D %d, E %d top-%d, Hd %d; median of 20\n",
@@ -561,10 +568,11 @@ int main(void)
 	row("router dW: GEMM (old) / part sum (new)", r_odw, r_ndw, 0, r_vdw);
 	row("routing, all of it (fwd + sort + bwd)", r_oall, r_nall, 0, r_vall);
 	row("SiLU -> planar bf16 q, k, v", l_os, l_ns, 12.0 * n, -1);
-	row("out norm + gate (old: + k_to_f32)", l_on, l_nn, 6.0 * n, -1);
-	row("gate bwd + norm bwd (old: 2 passes)", l_og, l_ng, 12.0 * n, -1);
+	row("out norm + gate (old: + k_to_f32)", l_on, l_nn, 6.0 * n, l_vn);
+	row("gate bwd + norm bwd (old: 2 passes)", l_og, l_ng, 12.0 * n, l_vg);
 	row("SiLU bwd", l_od, l_nd, 18.0 * n, -1);
-	row("lightning passes, sum", l_os + l_on + l_og + l_od, l_ns + l_nn + l_ng + l_nd, 0, -1);
+	row("lightning passes, sum", l_os + l_on + l_og + l_od, l_ns + l_nn + l_ng + l_nd, 0,
+	    l_ns + l_vn + l_vg + l_nd);
 	printf("(per micro-batch: routing x 12 layers, lightning passes x 11)\n");
 	printf("routing per micro-batch: old %.2f ms, new %.2f ms, v2 %.2f ms; lightning passes: "
 	       "old "

@@ -337,6 +337,15 @@ static int test_bf16_xent_lin_ew_old(void)
 {
 	return check_with_env("POLICY_GPU_LIN_EW", "old", POLICY_GPU_BF16, 0);
 }
+/* round 7's lightning norm kernels v2 (POLICY_GPU_LIN_EW=v2: a warp a row) */
+static int test_bf16_xent_lin_ew_v2(void)
+{
+	return check_with_env("POLICY_GPU_LIN_EW", "v2", POLICY_GPU_BF16, 0);
+}
+static int test_fp32_xent_lin_ew_v2(void)
+{
+	return check_with_env("POLICY_GPU_LIN_EW", "v2", POLICY_GPU_FP32, 0);
+}
 /* round 7's routing variant v2 (POLICY_GPU_ROUTE=v2: more loads in flight) */
 static int test_bf16_cispo_route_v2(void)
 {
@@ -795,6 +804,10 @@ int main(void)
 	         test_bf16_xent_lin_ew_old},
 	        {"gpu model bf16 CISPO, routing variant v2 (POLICY_GPU_ROUTE=v2)",
 	         test_bf16_cispo_route_v2},
+	        {"gpu model bf16, lightning norm kernels v2 (POLICY_GPU_LIN_EW=v2)",
+	         test_bf16_xent_lin_ew_v2},
+	        {"gpu model fp32, lightning norm kernels v2 (POLICY_GPU_LIN_EW=v2)",
+	         test_fp32_xent_lin_ew_v2},
 	        {"gpu model bf16 CISPO on fp32 activation storage (fp32 pre / gn)",
 	         test_bf16_cispo_act32},
 	        {"fused and per-tensor AdamW vs a host AdamW on the GPU's gradients (bf16)",
