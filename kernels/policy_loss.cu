@@ -28,7 +28,16 @@
  * recomputed exactly (fp32 FMAs, d per token): its error does not average out
  * as the log-sum-exp's does (TF32 mode: logp error 1.1e-4 -> 2.8e-6).
  * TF32 mode runs plain cuBLAS TF32 GEMMs on fp32 operands (dZ in place of Z);
- * BF16 mode is PW = PZ = 1.
+ * BF16 mode is PW = PZ = 1. FP32_FWD mode is PW = 3, PZ = 1: the forward
+ * (and so logp, entropy, ratio, loss, clip flags) exactly as FP32, then
+ *   dX          = dZ0 W0                            one GEMM, K = V
+ *   dW          = dZ0^T X                           one GEMM, K = c
+ * at bf16 product precision (dZ0 rounds dZ to 8 bits, 2^-9 relative: the
+ * accumulator's truncation over K = V sits far under that, so no blocking).
+ *
+ * Sub-chunks: the forward GEMM and the row kernel run on R <= C rows at a
+ * time (swerve_pl_row_tokens), writing their dZ rows into the chunk's dZ
+ * buffer; dX and dW then run once per chunk. The logits buffer is R x V.
  *
  * Memory: the workspace (swerve_pl_workspace_size) is all there is; nothing
  * here allocates except cuBLAS's own handle workspace. */
@@ -53,13 +62,17 @@ extern "C" {
 
 struct swerve_pl_ctx {
 	cublasHandle_t h;
+	int prof;          /* phase timing on (swerve_pl_profile) */
+	cudaEvent_t ev[2]; /* made when profiling is first switched on */
+	double prof_ms[SWERVE_PL_NPHASES];
 };
 
 /* ---- workspace layout ------------------------------------------------------ */
 
 struct pl_layout {
 	int PW, PZ; /* bf16 parts of W and of dZ; 0 = TF32 (fp32 operands) */
-	int C;      /* tokens per chunk */
+	int C;      /* tokens per chunk (dX, dW) */
+	int R;      /* tokens per sub-chunk (forward GEMM, row kernel; R <= C) */
 	size_t wp, z, dzs, x3, x3r, xf, terms, count, total; /* offsets; total = size */
 };
 
@@ -70,29 +83,22 @@ static size_t al256(size_t x)
 
 static int w_parts(const struct swerve_pl_opts *o)
 {
-	return o->precision == SWERVE_PL_FP32 ? 3 : o->precision == SWERVE_PL_BF16 ? 1 : 0;
+	switch (o->precision) {
+	case SWERVE_PL_FP32:
+	case SWERVE_PL_FP32_FWD: return 3;
+	case SWERVE_PL_BF16: return 1;
+	default: return 0;
+	}
 }
 
 static int dz_parts(const struct swerve_pl_opts *o)
 {
-	return o->precision == SWERVE_PL_FP32 ? 2 : o->precision == SWERVE_PL_BF16 ? 1 : 0;
-}
-
-extern "C" int swerve_pl_chunk_tokens(int n_tokens, int vocab, const struct swerve_pl_opts *o)
-{
-	long c = o->chunk_tokens;
-	if (c <= 0) {
-		/* up to 2^28 logits (1 GiB fp32) a chunk, 64..2048 tokens: larger
-		 * chunks re-read dW less often, smaller ones use less memory */
-		c = ((1L << 28) / (vocab > 0 ? vocab : 1)) / 64 * 64;
-		if (c < 64)
-			c = 64;
-		if (c > 2048)
-			c = 2048;
+	switch (o->precision) {
+	case SWERVE_PL_FP32: return 2;
+	case SWERVE_PL_FP32_FWD:
+	case SWERVE_PL_BF16: return 1;
+	default: return 0;
 	}
-	if (c > n_tokens)
-		c = n_tokens;
-	return (int)(c > 0 ? c : 1);
 }
 
 static struct pl_layout layout_of(const struct swerve_pl_batch *b, const struct swerve_pl_opts *o)
@@ -103,13 +109,14 @@ static struct pl_layout layout_of(const struct swerve_pl_batch *b, const struct 
 	L.PW = w_parts(o);
 	L.PZ = dz_parts(o);
 	L.C = swerve_pl_chunk_tokens(b->n_tokens, b->vocab, o);
-	const size_t PW = (size_t)L.PW, PZ = (size_t)L.PZ, C = (size_t)L.C;
+	L.R = swerve_pl_row_tokens(b->n_tokens, b->vocab, o);
+	const size_t PW = (size_t)L.PW, PZ = (size_t)L.PZ, C = (size_t)L.C, R = (size_t)L.R;
 	const int grad = !o->logprob_only;
 	size_t off = 0;
 	L.wp = off;
 	off += al256(V * PW * d * 2); /* (V, PW d) bf16 */
 	L.z = off;
-	off += al256(C * V * 4); /* (C, V) fp32 */
+	off += al256(R * V * 4); /* (R, V) fp32 */
 	L.dzs = off;
 	off += grad ? al256(PZ * C * V * 2) : 0; /* (PZ C, V) bf16 */
 	L.x3 = off;
@@ -176,13 +183,13 @@ __device__ __forceinline__ void lse_merge(lse3 &a, lse3 b)
 }
 
 struct row_args {
-	float *Z;               /* (c, V) logits in; TF32: dZ out in place */
-	__nv_bfloat16 *dzs;     /* (PZ c, V) split dZ out */
+	float *Z;               /* (r, V) logits in (the sub-chunk); TF32: dZ out in place */
+	__nv_bfloat16 *dzs;     /* (PZ c, V) split dZ out; the sub-chunk's rows from r0 */
 	const __nv_bfloat16 *X; /* (N, d) */
 	const float *W;         /* (V, d) */
 	int d;
-	size_t piece_stride; /* c V */
-	int V, t0, S, adv_per_seq;
+	size_t piece_stride;           /* c V */
+	int V, t0, r0, S, adv_per_seq; /* t0: the sub-chunk's first token, r0: its row in dzs */
 	const int32_t *targets;
 	const float *logp_old, *adv;
 	const int32_t *seq_idx;
@@ -201,7 +208,7 @@ template <int P> __device__ __forceinline__ void put_grad(const row_args &a, int
 	if (P == 0) {
 		a.Z[(size_t)r * a.V + v] = g;
 	} else {
-		__nv_bfloat16 *o = a.dzs + (size_t)r * a.V + v;
+		__nv_bfloat16 *o = a.dzs + (size_t)(r + a.r0) * a.V + v;
 #pragma unroll
 		for (int k = 0; k < P; k++) {
 			__nv_bfloat16 h = __float2bfloat16_rn(g);
@@ -217,7 +224,7 @@ __device__ __forceinline__ void put_grad4(const row_args &a, int r, int v, float
 	if (P == 0) {
 		*(float4 *)(a.Z + (size_t)r * a.V + v) = g;
 	} else {
-		__nv_bfloat16 *o = a.dzs + (size_t)r * a.V + v;
+		__nv_bfloat16 *o = a.dzs + (size_t)(r + a.r0) * a.V + v;
 #pragma unroll
 		for (int k = 0; k < P; k++) {
 			__nv_bfloat162 h01 = __floats2bfloat162_rn(g.x, g.y);
@@ -236,6 +243,68 @@ __device__ __forceinline__ void put_grad4(const row_args &a, int r, int v, float
 			g.w -= f23.y;
 		}
 	}
+}
+
+/* The per-token part of the row kernel (thread 0 of the token's block), given
+ * the row's (max, sum e^(z-m), sum e^(z-m) (z-m)) and the exact target logit:
+ * writes logp, entropy, ratio, clipped and the loss term; returns the
+ * logit-gradient coefficient dlogp, with ln(sum) in *ls and the target (or
+ * -1 when out of range) in *yo. */
+__device__ float row_token(const row_args &a, int t, lse3 acc, double zyd, double *ls_out, int *yo)
+{
+	const int V = a.V;
+	const double ls = log((double)acc.s);
+	const double lse = (double)acc.m + ls;
+	const int y = a.targets[t];
+	const int yok = y >= 0 && y < V;
+	const double logp = yok ? zyd - lse : (double)NAN;
+	a.logp[t] = (float)logp;
+	if (a.entropy)
+		a.entropy[t] = (float)(ls - (double)acc.sz / (double)acc.s);
+	float coef = 0.f;
+	if (!a.opts.logprob_only) {
+		const int on = !a.mask || a.mask[t];
+		const int seq = a.seq_idx ? a.seq_idx[t] : 0;
+		double norm = 0.0, A = (double)NAN;
+		if (seq >= 0 && seq < a.S) {
+			if (on && a.opts.norm == SWERVE_PL_NORM_SEQUENCE)
+				norm = 1.0 / ((double)a.S * (double)a.count[seq]);
+			else if (on)
+				norm = 1.0 / (double)a.count[a.S];
+			A = (double)a.adv[a.adv_per_seq ? seq : t];
+		} else {
+			norm = (double)NAN;
+		}
+		struct swerve_pl_token tk =
+		        swerve_pl_token_eval(&a.opts, logp, (double)a.logp_old[t], A, norm);
+		if (a.ratio)
+			a.ratio[t] = (float)tk.ratio;
+		if (a.clipped)
+			a.clipped[t] = (uint8_t)tk.clipped;
+		a.terms[t] = tk.loss;
+		coef = (float)tk.dlogp;
+	}
+	*ls_out = ls;
+	*yo = yok ? y : -1;
+	return coef;
+}
+
+/* This block's part of the target's logit, exactly: x_t . W[y] in fp32 FMAs
+ * (thread-strided over d), summed over the warp; lane 0 holds it. */
+__device__ __forceinline__ float target_logit(const row_args &a, int t)
+{
+	const int yt = a.targets[t];
+	float zy = 0.f;
+	if (yt >= 0 && yt < a.V) {
+		const __nv_bfloat16 *x = a.X + (size_t)t * a.d;
+		const float *w = a.W + (size_t)yt * a.d;
+		for (int k = threadIdx.x; k < a.d; k += ROW_THREADS)
+			zy = fmaf(__bfloat162float(x[k]), w[k], zy);
+	}
+#pragma unroll
+	for (int off = 16; off > 0; off >>= 1)
+		zy += __shfl_xor_sync(0xffffffffu, zy, off);
+	return zy;
 }
 
 /* One block per token of the chunk. */
@@ -273,18 +342,8 @@ template <int P, bool VEC> __global__ void __launch_bounds__(ROW_THREADS) pl_row
 	}
 	if ((threadIdx.x & 31) == 0)
 		sh_part[threadIdx.x / 32] = acc;
-	/* the target's logit again, exactly: x_t . W[y] in fp32 FMAs */
-	const int yt = a.targets[t];
-	float zy = 0.f;
-	if (yt >= 0 && yt < V) {
-		const __nv_bfloat16 *x = a.X + (size_t)t * a.d;
-		const float *w = a.W + (size_t)yt * a.d;
-		for (int k = threadIdx.x; k < a.d; k += ROW_THREADS)
-			zy = fmaf(__bfloat162float(x[k]), w[k], zy);
-	}
-#pragma unroll
-	for (int off = 16; off > 0; off >>= 1)
-		zy += __shfl_xor_sync(0xffffffffu, zy, off);
+	/* the target's logit again, exactly */
+	const float zy = target_logit(a, t);
 	if ((threadIdx.x & 31) == 0)
 		sh_zy[threadIdx.x / 32] = zy;
 	__syncthreads();
@@ -294,41 +353,10 @@ template <int P, bool VEC> __global__ void __launch_bounds__(ROW_THREADS) pl_row
 			zyd += (double)sh_zy[w];
 		for (int w = 1; w < ROW_THREADS / 32; w++)
 			lse_merge(acc, sh_part[w]);
-		const double ls = log((double)acc.s);
-		const double lse = (double)acc.m + ls;
-		const int y = a.targets[t];
-		const int yok = y >= 0 && y < V;
-		const double logp = yok ? zyd - lse : (double)NAN;
-		a.logp[t] = (float)logp;
-		if (a.entropy)
-			a.entropy[t] = (float)(ls - (double)acc.sz / (double)acc.s);
-		float coef = 0.f;
-		if (!a.opts.logprob_only) {
-			const int on = !a.mask || a.mask[t];
-			const int seq = a.seq_idx ? a.seq_idx[t] : 0;
-			double norm = 0.0, A = (double)NAN;
-			if (seq >= 0 && seq < a.S) {
-				if (on && a.opts.norm == SWERVE_PL_NORM_SEQUENCE)
-					norm = 1.0 / ((double)a.S * (double)a.count[seq]);
-				else if (on)
-					norm = 1.0 / (double)a.count[a.S];
-				A = (double)a.adv[a.adv_per_seq ? seq : t];
-			} else {
-				norm = (double)NAN;
-			}
-			struct swerve_pl_token tk =
-			        swerve_pl_token_eval(&a.opts, logp, (double)a.logp_old[t], A, norm);
-			if (a.ratio)
-				a.ratio[t] = (float)tk.ratio;
-			if (a.clipped)
-				a.clipped[t] = (uint8_t)tk.clipped;
-			a.terms[t] = tk.loss;
-			coef = (float)tk.dlogp;
-		}
-		sh_coef = coef;
+		double ls;
+		sh_coef = row_token(a, t, acc, zyd, &ls, &sh_y);
 		sh_m = acc.m;
 		sh_ls2 = (float)(ls * 1.4426950408889634);
-		sh_y = yok ? y : -1;
 	}
 	__syncthreads();
 	if (a.opts.logprob_only)
@@ -368,6 +396,112 @@ template <int P, bool VEC> __global__ void __launch_bounds__(ROW_THREADS) pl_row
 					g += coef;
 			}
 			put_grad<P>(a, r, v, g);
+		}
+	}
+}
+
+/* The same with the row held in registers (V % 4 == 0, V <= 4 NC
+ * ROW_THREADS): the logits are read once, the max taken first, and e^(z-m)
+ * kept for the gradient pass (no second read, no second exp). */
+template <int P, int NC>
+__global__ void __launch_bounds__(ROW_THREADS) pl_row_kernel_reg(row_args a)
+{
+	const int r = blockIdx.x, t = a.t0 + r, V4 = a.V / 4;
+	const float4 *z4 = (const float4 *)(a.Z + (size_t)r * a.V);
+	__shared__ float sh_a[ROW_THREADS / 32], sh_b[ROW_THREADS / 32], sh_zy[ROW_THREADS / 32];
+	__shared__ float sh_coef, sh_inv_s, sh_mx;
+	__shared__ int sh_y;
+	const int lane = threadIdx.x & 31, warp = threadIdx.x / 32;
+
+	float4 q[NC];
+#pragma unroll
+	for (int j = 0; j < NC; j++) {
+		const int i = threadIdx.x + j * ROW_THREADS;
+		q[j] = i < V4 ? z4[i] : make_float4(-INFINITY, -INFINITY, -INFINITY, -INFINITY);
+	}
+	float m = -INFINITY;
+#pragma unroll
+	for (int j = 0; j < NC; j++)
+		m = fmaxf(m, fmaxf(fmaxf(q[j].x, q[j].y), fmaxf(q[j].z, q[j].w)));
+#pragma unroll
+	for (int off = 16; off > 0; off >>= 1)
+		m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
+	const float zy = target_logit(a, t);
+	if (lane == 0) {
+		sh_a[warp] = m;
+		sh_zy[warp] = zy;
+	}
+	__syncthreads();
+	if (threadIdx.x == 0) {
+		float mm = sh_a[0];
+		for (int w = 1; w < ROW_THREADS / 32; w++)
+			mm = fmaxf(mm, sh_a[w]);
+		sh_mx = mm;
+	}
+	__syncthreads();
+	m = sh_mx;
+	/* e = e^(z - m) in place; sums of e and e (z - m) */
+	float se = 0.f, sz = 0.f;
+#pragma unroll
+	for (int j = 0; j < NC; j++) {
+		if (threadIdx.x + j * ROW_THREADS < V4) {
+			float d0 = q[j].x - m, d1 = q[j].y - m, d2 = q[j].z - m, d3 = q[j].w - m;
+			q[j].x = exp2f(d0 * LOG2E);
+			q[j].y = exp2f(d1 * LOG2E);
+			q[j].z = exp2f(d2 * LOG2E);
+			q[j].w = exp2f(d3 * LOG2E);
+			se += (q[j].x + q[j].y) + (q[j].z + q[j].w);
+			sz += (q[j].x * d0 + q[j].y * d1) + (q[j].z * d2 + q[j].w * d3);
+		}
+	}
+#pragma unroll
+	for (int off = 16; off > 0; off >>= 1) {
+		se += __shfl_xor_sync(0xffffffffu, se, off);
+		sz += __shfl_xor_sync(0xffffffffu, sz, off);
+	}
+	__syncthreads(); /* sh_a was read by thread 0 above */
+	if (lane == 0) {
+		sh_a[warp] = se;
+		sh_b[warp] = sz;
+	}
+	__syncthreads();
+	if (threadIdx.x == 0) {
+		lse3 acc = {m, 0.f, 0.f};
+		double zyd = 0.0;
+		for (int w = 0; w < ROW_THREADS / 32; w++) {
+			acc.s += sh_a[w];
+			acc.sz += sh_b[w];
+			zyd += (double)sh_zy[w];
+		}
+		double ls;
+		sh_coef = row_token(a, t, acc, zyd, &ls, &sh_y);
+		sh_inv_s = 1.0f / acc.s;
+	}
+	__syncthreads();
+	if (a.opts.logprob_only)
+		return;
+
+	/* dZ = coef * (onehot - p), p = e / s */
+	const float coef = sh_coef, cs = -sh_coef * sh_inv_s;
+	const int y = sh_y;
+#pragma unroll
+	for (int j = 0; j < NC; j++) {
+		const int i = threadIdx.x + j * ROW_THREADS;
+		if (i < V4) {
+			float4 g = make_float4(0.f, 0.f, 0.f, 0.f);
+			if (coef != 0.f) {
+				g = make_float4(cs * q[j].x, cs * q[j].y, cs * q[j].z, cs * q[j].w);
+				const int v = 4 * i;
+				if (y == v)
+					g.x += coef;
+				else if (y == v + 1)
+					g.y += coef;
+				else if (y == v + 2)
+					g.z += coef;
+				else if (y == v + 3)
+					g.w += coef;
+			}
+			put_grad4<P>(a, r, 4 * i, g);
 		}
 	}
 }
@@ -466,6 +600,10 @@ extern "C" int swerve_pl_ctx_new(struct swerve_pl_ctx **out)
 	}
 	cublasSetMathMode(c->h, (cublasMath_t)(CUBLAS_DEFAULT_MATH |
 	                                       CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION));
+	c->prof = 0;
+	c->ev[0] = c->ev[1] = NULL;
+	for (int i = 0; i < SWERVE_PL_NPHASES; i++)
+		c->prof_ms[i] = 0.0;
 	*out = c;
 	return 0;
 }
@@ -475,12 +613,68 @@ extern "C" void swerve_pl_ctx_free(struct swerve_pl_ctx *c)
 	if (!c)
 		return;
 	cublasDestroy(c->h);
+	for (int i = 0; i < 2; i++)
+		if (c->ev[i])
+			cudaEventDestroy(c->ev[i]);
 	delete c;
 }
 
-template <int P> static void launch_rows(const row_args &a, int rows, bool vec, cudaStream_t st)
+extern "C" const char *swerve_pl_phase_name(int ph)
 {
-	if (vec)
+	static const char *const names[SWERVE_PL_NPHASES] = {"prep (count, split W)",
+	                                                     "X copies",
+	                                                     "forward GEMM",
+	                                                     "row kernel",
+	                                                     "dX GEMM",
+	                                                     "dW GEMM",
+	                                                     "loss sum"};
+	return ph >= 0 && ph < SWERVE_PL_NPHASES ? names[ph] : "?";
+}
+
+extern "C" int swerve_pl_profile(struct swerve_pl_ctx *c, int on)
+{
+	if (!c)
+		return swerve_error_set(SWERVE_EINVAL, "policy loss: profile: no context");
+	for (int i = 0; i < 2 && on; i++)
+		if (!c->ev[i])
+			CUDA_TRY(cudaEventCreate(&c->ev[i]), "profile: cudaEventCreate");
+	c->prof = on;
+	for (int i = 0; i < SWERVE_PL_NPHASES; i++)
+		c->prof_ms[i] = 0.0;
+	return 0;
+}
+
+extern "C" void swerve_pl_profile_read(const struct swerve_pl_ctx *c, double ms[SWERVE_PL_NPHASES])
+{
+	for (int i = 0; i < SWERVE_PL_NPHASES; i++)
+		ms[i] = c ? c->prof_ms[i] : 0.0;
+}
+
+/* profiling: the GPU time since the last mark (or the call's start) goes to
+ * phase ph; a no-op unless profiling is on */
+static int prof_mark(struct swerve_pl_ctx *c, int ph, cudaStream_t st)
+{
+	if (!c->prof)
+		return 0;
+	float t = 0.f;
+	CUDA_TRY(cudaEventRecord(c->ev[1], st), "profile: event record");
+	CUDA_TRY(cudaEventSynchronize(c->ev[1]), "profile: event sync");
+	if (ph >= 0) {
+		CUDA_TRY(cudaEventElapsedTime(&t, c->ev[0], c->ev[1]), "profile: elapsed");
+		c->prof_ms[ph] += t;
+	}
+	CUDA_TRY(cudaEventRecord(c->ev[0], st), "profile: event record");
+	return 0;
+}
+
+#define ROW_NC 16 /* float4 a thread in the register-held row kernel: V <= 32768 */
+
+template <int P>
+static void launch_rows(const row_args &a, int rows, bool vec, bool reread, cudaStream_t st)
+{
+	if (vec && !reread && a.V / 4 <= ROW_NC * ROW_THREADS)
+		pl_row_kernel_reg<P, ROW_NC><<<rows, ROW_THREADS, 0, st>>>(a);
+	else if (vec)
 		pl_row_kernel<P, true><<<rows, ROW_THREADS, 0, st>>>(a);
 	else
 		pl_row_kernel<P, false><<<rows, ROW_THREADS, 0, st>>>(a);
@@ -520,7 +714,7 @@ extern "C" int swerve_policy_loss_cuda(struct swerve_pl_ctx *ctx, const struct s
 	BLAS_TRY(cublasSetStream(h, st), "set stream");
 
 	const int N = b->n_tokens, d = b->d, V = b->vocab, S = b->seq_idx ? b->n_seqs : 1;
-	const int PW = L.PW, PZ = L.PZ, C = L.C, grad = !o->logprob_only;
+	const int PW = L.PW, PZ = L.PZ, C = L.C, R = L.R, grad = !o->logprob_only;
 	char *ws = (char *)workspace;
 	__nv_bfloat16 *Wp = (__nv_bfloat16 *)(ws + L.wp);
 	float *Z = (float *)(ws + L.z);
@@ -534,6 +728,8 @@ extern "C" int swerve_policy_loss_cuda(struct swerve_pl_ctx *ctx, const struct s
 	const bool vec = V % 4 == 0;
 	const cublasComputeType_t ct = PW == 0 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
 
+	if ((rc = prof_mark(ctx, -1, st)))
+		return rc;
 	if (grad) {
 		CUDA_TRY(cudaMemsetAsync(count, 0, ((size_t)S + 1) * sizeof(int), st), "memset");
 		pl_count<<<(N + 255) / 256, 256, 0, st>>>(b->mask, b->seq_idx, N, S, count);
@@ -548,6 +744,8 @@ extern "C" int swerve_policy_loss_cuda(struct swerve_pl_ctx *ctx, const struct s
 			pl_split_w<1><<<blocks, 256, 0, st>>>(W, (size_t)V, d, Wp);
 		CUDA_TRY(cudaGetLastError(), "split W kernel");
 	}
+	if ((rc = prof_mark(ctx, SWERVE_PL_PH_PREP, st)))
+		return rc;
 
 	row_args a;
 	a.Z = Z;
@@ -601,27 +799,42 @@ extern "C" int swerve_policy_loss_cuda(struct swerve_pl_ctx *ctx, const struct s
 			xfwd = Xf;
 			xdw = Xf;
 		}
-
-		/* 1. Z (c, V) = X_c W^T; column-major: Z^T (V x c) = W (V x Kd) . X^T */
-		if (PW > 0)
-			rc = gemm(h, CUBLAS_OP_T, CUBLAS_OP_N, V, c, PW * d, Wp, CUDA_R_16BF,
-			          PW * d, xfwd, CUDA_R_16BF, PW * d, 0.f, Z, V, ct, "forward GEMM");
-		else
-			rc = gemm(h, CUBLAS_OP_T, CUBLAS_OP_N, V, c, d, W, CUDA_R_32F, d, xfwd,
-			          CUDA_R_32F, d, 0.f, Z, V, ct, "forward GEMM");
-		if (rc)
+		if ((rc = prof_mark(ctx, SWERVE_PL_PH_XCOPY, st)))
 			return rc;
 
-		/* 2. the row kernel */
-		a.t0 = t0;
+		/* 1-2 per sub-chunk of R rows: the logits buffer holds one sub-chunk, the
+		 * split dZ the whole chunk (rows r0..) */
 		a.piece_stride = (size_t)c * V;
-		if (PZ == 2)
-			launch_rows<2>(a, c, vec, st);
-		else if (PZ == 1)
-			launch_rows<1>(a, c, vec, st);
-		else
-			launch_rows<0>(a, c, vec, st);
-		CUDA_TRY(cudaGetLastError(), "row kernel");
+		for (int r0 = 0; r0 < c; r0 += R) {
+			const int rr = c - r0 < R ? c - r0 : R;
+			/* 1. Z (rr, V) = X_s W^T; column-major: Z^T (V x rr) = W (V x Kd) . X^T */
+			if (PW > 0)
+				rc = gemm(h, CUBLAS_OP_T, CUBLAS_OP_N, V, rr, PW * d, Wp,
+				          CUDA_R_16BF, PW * d,
+				          (const __nv_bfloat16 *)xfwd + (size_t)r0 * PW * d,
+				          CUDA_R_16BF, PW * d, 0.f, Z, V, ct, "forward GEMM");
+			else
+				rc = gemm(h, CUBLAS_OP_T, CUBLAS_OP_N, V, rr, d, W, CUDA_R_32F, d,
+				          (const float *)xfwd + (size_t)r0 * d, CUDA_R_32F, d, 0.f,
+				          Z, V, ct, "forward GEMM");
+			if (rc)
+				return rc;
+			if ((rc = prof_mark(ctx, SWERVE_PL_PH_FWD, st)))
+				return rc;
+
+			/* 2. the row kernel */
+			a.t0 = t0 + r0;
+			a.r0 = r0;
+			if (PZ == 2)
+				launch_rows<2>(a, rr, vec, o->row_reread, st);
+			else if (PZ == 1)
+				launch_rows<1>(a, rr, vec, o->row_reread, st);
+			else
+				launch_rows<0>(a, rr, vec, o->row_reread, st);
+			CUDA_TRY(cudaGetLastError(), "row kernel");
+			if ((rc = prof_mark(ctx, SWERVE_PL_PH_ROW, st)))
+				return rc;
+		}
 		if (!grad)
 			continue;
 
@@ -653,6 +866,8 @@ extern "C" int swerve_policy_loss_cuda(struct swerve_pl_ctx *ctx, const struct s
 			if (rc)
 				return rc;
 		}
+		if ((rc = prof_mark(ctx, SWERVE_PL_PH_DX, st)))
+			return rc;
 
 		/* 4. dW (V, d) += dZ^T X_c; column-major: dW^T (d x V) = X^T (d x PZ c) . dZs */
 		const float beta = (t0 > 0 || o->accumulate_dw) ? 1.f : 0.f;
@@ -664,10 +879,12 @@ extern "C" int swerve_policy_loss_cuda(struct swerve_pl_ctx *ctx, const struct s
 			          CUDA_R_32F, V, beta, out->dW, d, ct, "dW GEMM");
 		if (rc)
 			return rc;
+		if ((rc = prof_mark(ctx, SWERVE_PL_PH_DW, st)))
+			return rc;
 	}
 	if (grad) {
 		pl_loss_sum<<<1, 1024, 0, st>>>(terms, N, out->loss);
 		CUDA_TRY(cudaGetLastError(), "loss kernel");
 	}
-	return 0;
+	return prof_mark(ctx, SWERVE_PL_PH_LOSS, st);
 }

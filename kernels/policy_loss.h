@@ -50,15 +50,24 @@ enum swerve_pl_norm {
 
 /* How the GPU computes the head's products (the CPU reference always uses
  * double). X is bf16 and so exact in every mode; what differs is W and dZ:
- *   FP32  W split into 3 bf16 parts (24 bits), the logit gradient into 2
- *         (16 bits), products on bf16 tensor cores with fp32 accumulation,
- *         the target logit recomputed exactly: fp32-accurate (M1).
- *   TF32  one cuBLAS TF32 product per GEMM (10-bit mantissas).
- *   BF16  W and dZ rounded to bf16 (8-bit mantissas): fastest, least exact. */
+ *   FP32      W split into 3 bf16 parts (24 bits), the logit gradient into 2
+ *             (16 bits), products on bf16 tensor cores with fp32
+ *             accumulation, the target logit recomputed exactly:
+ *             fp32-accurate forward and gradients (M1). 8 bf16 product
+ *             passes: forward 3, dX 3, dW 2.
+ *   TF32      one cuBLAS TF32 product per GEMM (10-bit mantissas).
+ *   BF16      W and dZ rounded to bf16 (8-bit mantissas): fastest, least exact.
+ *   FP32_FWD  the forward exactly as FP32 (logp, entropy, ratio, loss and the
+ *             clip decisions fp32-accurate: the train/inference probability
+ *             match), the backward at bf16 product precision with fp32
+ *             accumulation like the rest of a bf16 model: dZ as one bf16 part,
+ *             dX = dZ W0 (W0 = bf16(W)) and dW = dZ^T X one GEMM each.
+ *             5 product passes. The CPU reference treats it as FP32. */
 enum swerve_pl_precision {
 	SWERVE_PL_FP32 = 0,
 	SWERVE_PL_TF32 = 1,
 	SWERVE_PL_BF16 = 2,
+	SWERVE_PL_FP32_FWD = 3,
 };
 
 #define SWERVE_PL_OPTS_VERSION 1
@@ -75,6 +84,12 @@ struct swerve_pl_opts {
 	int logprob_only;                   /* only logp (and entropy): no loss, no gradients */
 	int accumulate_dw;                  /* dW += gradient instead of dW = gradient */
 	int chunk_tokens;                   /* GPU: tokens per chunk; 0 = automatic */
+	int row_tokens; /* GPU: tokens per forward GEMM + row kernel sub-chunk inside a
+	                 * chunk (the logits buffer holds this many rows); 0 = automatic
+	                 * (swerve_pl_row_tokens). dX and dW still run per chunk. */
+	int row_reread; /* GPU: the row kernel reads each logit row twice (log-sum-exp,
+	                 * then the gradient) instead of holding it in registers, which
+	                 * it does where V % 4 == 0 and V <= 32768; for comparison */
 };
 
 /* Defaults for a variant: CISPO eps_high 4 (ratio cap 5, ScaleRL), no lower
@@ -120,6 +135,18 @@ int swerve_policy_loss_cpu(const struct swerve_pl_out *out, const struct swerve_
 float swerve_bf16_to_float(uint16_t h);
 uint16_t swerve_float_to_bf16(float f);
 
+/* The chunk size a call with these options uses (opts->chunk_tokens, or the
+ * automatic choice, a multiple of 64: FP32, TF32, BF16 at most 2^28 logits
+ * per chunk, 64 to 2048 tokens; FP32_FWD at most 2^28 dZ elements, 64 to
+ * 8192 tokens), at most n_tokens. Host code (policy_loss.c): both libraries. */
+int swerve_pl_chunk_tokens(int n_tokens, int vocab, const struct swerve_pl_opts *opts);
+
+/* The sub-chunk a call with these options runs its forward GEMM and row
+ * kernel on (opts->row_tokens, or automatic: at most 2^28 logits, 64 to 2048
+ * tokens), at most the chunk size; TF32 mode (dZ written in place of the
+ * logits) always uses the chunk. Host code, as swerve_pl_chunk_tokens. */
+int swerve_pl_row_tokens(int n_tokens, int vocab, const struct swerve_pl_opts *opts);
+
 /* ---- CUDA (policy_loss.cu; only in libswerve_cuda.a) ---------------------- */
 
 struct CUstream_st;
@@ -129,15 +156,11 @@ struct swerve_pl_ctx;
 int swerve_pl_ctx_new(struct swerve_pl_ctx **out);
 void swerve_pl_ctx_free(struct swerve_pl_ctx *ctx);
 
-/* The chunk size a call with these options uses (opts->chunk_tokens, or the
- * automatic choice: at most 2^28 logits per chunk, 64 to 2048 tokens, a
- * multiple of 64). */
-int swerve_pl_chunk_tokens(int n_tokens, int vocab, const struct swerve_pl_opts *opts);
-
-/* Bytes of device workspace swerve_policy_loss_cuda needs: the split W (FP32:
- * 6 V d, BF16: 2 V d, TF32: 0), one chunk of logits (4 C V) and of the split
- * logit gradient (FP32: 4 C V, BF16: 2 C V, TF32: in place), chunk copies of X,
- * and O(N + n_seqs) per-token scratch. C = swerve_pl_chunk_tokens(). This is
+/* Bytes of device workspace swerve_policy_loss_cuda needs: the split W (FP32,
+ * FP32_FWD: 6 V d, BF16: 2 V d, TF32: 0), one sub-chunk of logits (4 R V, R =
+ * swerve_pl_row_tokens()) and one chunk of the split logit gradient (FP32:
+ * 4 C V, FP32_FWD and BF16: 2 C V, TF32: in place), chunk copies of X, and
+ * O(N + n_seqs) per-token scratch. C = swerve_pl_chunk_tokens(). This is
  * the whole extra memory: nothing else is allocated per call. */
 size_t swerve_pl_workspace_size(const struct swerve_pl_batch *batch,
                                 const struct swerve_pl_opts *opts);
@@ -153,6 +176,25 @@ int swerve_policy_loss_cuda(struct swerve_pl_ctx *ctx, const struct swerve_pl_ou
                             const struct swerve_pl_batch *batch, const uint16_t *X, const float *W,
                             const struct swerve_pl_opts *opts, void *workspace,
                             size_t workspace_bytes, struct CUstream_st *stream);
+
+/* Phase timing, for benchmarks: with profiling on, every call records a CUDA
+ * event after each phase and synchronises on it (so the phases do not
+ * overlap and the call is slower), adding the GPU milliseconds of each
+ * phase to the context's totals. swerve_pl_profile(ctx, on) switches it and
+ * zeroes the totals; swerve_pl_profile_read copies them out. */
+enum swerve_pl_phase {
+	SWERVE_PL_PH_PREP = 0, /* counts, the split of W */
+	SWERVE_PL_PH_XCOPY,    /* chunk copies of X ([X X X], [X; X], fp32) */
+	SWERVE_PL_PH_FWD,      /* forward GEMM(s) Z = X W^T */
+	SWERVE_PL_PH_ROW,      /* the row kernel (log-sum-exp, loss math, dZ) */
+	SWERVE_PL_PH_DX,       /* dX GEMM(s) */
+	SWERVE_PL_PH_DW,       /* dW GEMM */
+	SWERVE_PL_PH_LOSS,     /* the loss sum */
+	SWERVE_PL_NPHASES
+};
+const char *swerve_pl_phase_name(int phase);
+int swerve_pl_profile(struct swerve_pl_ctx *ctx, int on);
+void swerve_pl_profile_read(const struct swerve_pl_ctx *ctx, double ms[SWERVE_PL_NPHASES]);
 
 /* ---- the per-token math, shared by both implementations ------------------ */
 

@@ -10,7 +10,12 @@
  * keeps the older fp32 storage with CUBLAS_COMPUTE_32F_FAST_16BF.
  * POLICY_GPU_FP32 is fp32 throughout (TF32 never). The LM head, router and
  * loss are fp32 always (M1: an fp32 head fixes the train/inference
- * probability mismatch). The lightning kernel takes bf16 q/k/v
+ * probability mismatch). In bf16 mode the head is kernels/policy_loss's
+ * fused head: POLICY_GPU_HEAD=fp32fwd (the default) keeps its forward
+ * (logits, log-probs, entropy, ratios, loss) fp32-accurate and runs its
+ * backward's products at bf16 with fp32 accumulation like every other
+ * layer (5 bf16 product passes); POLICY_GPU_HEAD=fp32 makes the gradients
+ * fp32-accurate too (8 passes). The lightning kernel takes bf16 q/k/v
  * (kernels/lightning.h).
  *
  * The MoE routes on the device: top-k, a stable counting sort of the
@@ -2663,6 +2668,22 @@ static int plain_head(struct policy_gpu *g, struct policy_loss_stats *st, int T,
 	return 0;
 }
 
+/* the fused head's precision (kernels/policy_loss.h), POLICY_GPU_HEAD:
+ * fp32fwd (the default: the forward fp32-accurate, the backward's products
+ * at bf16 with fp32 accumulation) or fp32 (every product fp32-accurate) */
+static int head_precision(enum swerve_pl_precision *p)
+{
+	const char *e = getenv("POLICY_GPU_HEAD");
+	if (!e || !*e || !strcmp(e, "fp32fwd"))
+		*p = SWERVE_PL_FP32_FWD;
+	else if (!strcmp(e, "fp32"))
+		*p = SWERVE_PL_FP32;
+	else
+		return swerve_error_set(SWERVE_EINVAL, "gpu: POLICY_GPU_HEAD=%s: not fp32fwd or fp32",
+		                        e);
+	return 0;
+}
+
 /* the LM head and loss through the fused kernel: X = bf16(final norm), W
  * the fp32 master head; dX lands in g->dn, dW in the gradient arena (which
  * it overwrites, so the arena is cleared first) */
@@ -2684,7 +2705,7 @@ static int fused_head(struct policy_gpu *g, struct policy_loss_stats *st, int T,
 		ko.norm = SWERVE_PL_NORM_TOKENS;
 		ko.eps_high = 0.0f;
 	}
-	ko.precision = SWERVE_PL_FP32;
+	CKR(head_precision(&ko.precision));
 	ko.logprob_only = !backward;
 	/* the first micro-batch of a window clears the arena and writes the
 	 * head's gradient; later ones add to it */

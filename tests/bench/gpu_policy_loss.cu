@@ -1,6 +1,15 @@
 /* gpu_policy_loss.cu - benchmark of the fused policy loss (kernels/policy_loss.cu).
  *
- * Issue 9's sizes: N = 16384 tokens, d = 1024, V = 32768 and 131072, forward
+ * `gpu_policy_loss policy`: the policy's head (policy/gpu.cu fused_head) at
+ * its shape, T = 8192 tokens, d = 768, V = 32000: FP32, FP32_FWD and BF16
+ * side by side with the automatic chunks, then FP32_FWD at each chunk:row
+ * pair of PL_CFGS (chunk_tokens:row_tokens, 0 = automatic; default below)
+ * and FP32 at each pair of PL_CFGS_FP32; each row then runs once more with
+ * phase timing on (swerve_pl_profile:
+ * synchronised after every phase) and prints where the time goes. A compact
+ * table comes last.
+ *
+ * Without an argument: issue 9's sizes: N = 16384 tokens, d = 1024, V = 32768 and 131072, forward
  * + backward (CISPO, all tokens on), each precision mode. Prints one line per
  * configuration, "ROW|impl|V|mode|ms|peak GiB|TFLOP/s|logp err|extra GiB",
  * "|dX err" (max |dX - ref| / max |ref| over the sampled tokens' rows, ref
@@ -24,12 +33,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <utility>
 #include <vector>
 
 #include "kernels/policy_loss.h"
 #include "tests/bench/gpu_bench.cuh"
 
-static const int N = 16384, D = 1024, NSAMPLE = 512;
+static int N = 16384, D = 1024;
+/* the policy shape's FP32_FWD and FP32 rows past the three baselines: C:R,
+ * ":x" = the two-pass row kernel (row_reread) */
+#define PL_CFGS_DEFAULT                                                                            \
+	"0:0,2048:256:x,2048:512:x,2048:1024:x,8192:256:x,8192:512:x,8192:1024:x,2048:256,2048:"   \
+	"512,8192:256,8192:512,8192:1024,8192:2048,4096:1024"
+#define PL_CFGS_FP32_DEFAULT "0:0,2048:512,4096:512"
+
+static const int NSAMPLE = 512;
 
 __global__ void to_bf16(const float *x, size_t n, __nv_bfloat16 *y)
 {
@@ -103,12 +121,24 @@ static size_t used_bytes(void)
 
 static const char *mode_name(enum swerve_pl_precision p)
 {
-	return p == SWERVE_PL_FP32 ? "fp32(3xbf16)" : p == SWERVE_PL_TF32 ? "tf32" : "bf16";
+	return p == SWERVE_PL_FP32       ? "fp32(3xbf16)"
+	       : p == SWERVE_PL_TF32     ? "tf32"
+	       : p == SWERVE_PL_FP32_FWD ? "fp32fwd"
+	                                 : "bf16";
 }
 
-static void bench(int V, enum swerve_pl_precision prec, int chunk, struct swerve_pl_ctx *ctx,
-                  size_t base)
+/* one row's figures, for the policy-shape table */
+struct row {
+	char mode[64];
+	int C, R;
+	double ms, peak, tflops, lp_err, dx_err, extra, ph[SWERVE_PL_NPHASES];
+};
+
+static struct row bench(int V, enum swerve_pl_precision prec, int chunk, int rows,
+                        struct swerve_pl_ctx *ctx, size_t base, int reread = 0)
 {
+	struct row res;
+	memset(&res, 0, sizeof(res));
 	const size_t nx = (size_t)N * D, nw = (size_t)V * D;
 	float *Wt, *tmp, *old, *adv, *logp, *ent, *ratio, *loss, *dX, *dW;
 	__nv_bfloat16 *X;
@@ -142,6 +172,8 @@ static void bench(int V, enum swerve_pl_precision prec, int chunk, struct swerve
 	swerve_pl_opts_init(&o, SWERVE_PL_CISPO);
 	o.precision = prec;
 	o.chunk_tokens = chunk;
+	o.row_tokens = rows;
+	o.row_reread = reread;
 	struct swerve_pl_batch b = {N, D, V, y, old, adv, NULL, 0, 0, NULL};
 	struct swerve_pl_out out = {logp, ent, ratio, clipped, loss, dX, dW};
 	size_t wsz = swerve_pl_workspace_size(&b, &o);
@@ -179,6 +211,12 @@ static void bench(int V, enum swerve_pl_precision prec, int chunk, struct swerve
 	const double tflops = 6.0 * N * (double)V * D / (med * 1e-3) / 1e12;
 	float hl;
 	CK(cudaMemcpy(&hl, loss, 4, cudaMemcpyDeviceToHost));
+	/* one more call with phase timing (synchronised per phase) */
+	SW(swerve_pl_profile(ctx, 1));
+	SW(swerve_policy_loss_cuda(ctx, &out, &b, (const uint16_t *)X, Wt, &o, ws, wsz, NULL));
+	CK(cudaDeviceSynchronize());
+	swerve_pl_profile_read(ctx, res.ph);
+	SW(swerve_pl_profile(ctx, 0));
 	CK(cudaFree(ws));
 
 	/* logp error against float64 on sampled tokens */
@@ -238,10 +276,22 @@ static void bench(int V, enum swerve_pl_precision prec, int chunk, struct swerve
 		}
 	}
 	char name[64];
-	snprintf(name, sizeof(name), "%s%s", mode_name(prec), chunk ? "" : "");
-	printf("ROW|swerve|%d|%s C=%d|%.2f|%.3f|%.1f|%.2e|%.3f|%.2e\n", V, name,
-	       swerve_pl_chunk_tokens(N, V, &o), med, peak / 1073741824.0, tflops, err,
-	       wsz / 1073741824.0, dxe / dxm);
+	const int C = swerve_pl_chunk_tokens(N, V, &o), R = swerve_pl_row_tokens(N, V, &o);
+	if (R < C)
+		snprintf(name, sizeof(name), "%s C=%d R=%d%s", mode_name(prec), C, R,
+		         reread ? " 2-pass" : "");
+	else
+		snprintf(name, sizeof(name), "%s C=%d%s", mode_name(prec), C,
+		         reread ? " 2-pass" : "");
+	printf("ROW|swerve|%d|%s|%.2f|%.3f|%.1f|%.2e|%.3f|%.2e\n", V, name, med,
+	       peak / 1073741824.0, tflops, err, wsz / 1073741824.0, dxe / dxm);
+	printf("PHASES|%d|%s", V, name);
+	for (int ph = 0; ph < SWERVE_PL_NPHASES; ph++)
+		printf("|%s %.3f", swerve_pl_phase_name(ph), res.ph[ph]);
+	printf("\n");
+	snprintf(res.mode, sizeof(res.mode), "%s", name);
+	res.C = C, res.R = R, res.ms = med, res.peak = peak / 1073741824.0, res.tflops = tflops;
+	res.lp_err = err, res.dx_err = dxe / dxm, res.extra = wsz / 1073741824.0;
 	fprintf(stderr,
 	        "  swerve V=%d %s: loss %.6g, times(ms) min %.2f max %.2f, dX err (max/max) %.2e\n",
 	        V, name, hl, ms.front(), ms.back(), dxe / dxm);
@@ -252,9 +302,73 @@ static void bench(int V, enum swerve_pl_precision prec, int chunk, struct swerve
 	        cudaFree(ratio);
 	cudaFree(loss), cudaFree(clipped), cudaFree(y), cudaFree(dX), cudaFree(dW);
 	cudaEventDestroy(e0), cudaEventDestroy(e1);
+	return res;
 }
 
-int main(void)
+/* "C:R[:x],..." -> (chunk_tokens, row_tokens, row_reread = an x) */
+struct cfg3 {
+	int C, R, reread;
+};
+static std::vector<cfg3> cfg_list(const char *env, const char *dflt)
+{
+	std::vector<cfg3> v;
+	const char *s0 = getenv(env) ? getenv(env) : dflt;
+	for (char *s = (char *)s0; *s;) {
+		cfg3 c = {(int)strtol(s, &s, 10), 0, 0};
+		if (*s == ':')
+			c.R = (int)strtol(s + 1, &s, 10);
+		if (*s == ':' && s[1] == 'x')
+			c.reread = 1, s += 2;
+		if (c.C >= 0 && c.R >= 0)
+			v.push_back(c);
+		if (*s != ',')
+			break;
+		s++;
+	}
+	return v;
+}
+
+/* the policy's head: T 8192, d 768, V 32000 */
+static void policy_shape(void)
+{
+	N = 8192;
+	D = 768;
+	const int V = 32000;
+	std::vector<struct row> r;
+	size_t base = used_bytes();
+	struct swerve_pl_ctx *ctx;
+	SW(swerve_pl_ctx_new(&ctx));
+	/* the baseline: FP32 as issue 9 left it (automatic chunk, two-pass rows) */
+	r.push_back(bench(V, SWERVE_PL_FP32, 0, 0, ctx, base, 1));
+	r.push_back(bench(V, SWERVE_PL_FP32_FWD, 0, 0, ctx, base, 1));
+	r.push_back(bench(V, SWERVE_PL_BF16, 0, 0, ctx, base, 1));
+	for (auto c : cfg_list("PL_CFGS", PL_CFGS_DEFAULT))
+		r.push_back(bench(V, SWERVE_PL_FP32_FWD, c.C, c.R, ctx, base, c.reread));
+	for (auto c : cfg_list("PL_CFGS_FP32", PL_CFGS_FP32_DEFAULT))
+		r.push_back(bench(V, SWERVE_PL_FP32, c.C, c.R, ctx, base, c.reread));
+	swerve_pl_ctx_free(ctx);
+	cudaDeviceProp p;
+	CK(cudaGetDeviceProperties(&p, 0));
+	printf("\nthe policy's LM head + loss, T=%d d=%d V=%d, CISPO forward+backward, card: %s "
+	       "(L2 %d MB)\n",
+	       N, D, V, p.name, p.l2CacheSize >> 20);
+	printf("ms: median of 10 after 2 warm-ups; phases: one more call, synchronised per "
+	       "phase (ms)\n");
+	printf("%-26s %7s %6s %7s %9s %9s %6s | %6s %6s %6s %6s %6s %6s %6s %7s\n", "mode", "ms",
+	       "vsFP32", "TFLOP/s", "logp err", "dX err", "extra", "prep", "xcopy", "fwd", "row",
+	       "dX", "dW", "loss", "sum");
+	for (auto &x : r) {
+		double sum = 0;
+		for (double v : x.ph)
+			sum += v;
+		printf("%-26s %7.3f %5.2fx %7.1f %9.2e %9.2e %6.3f | %6.3f %6.3f %6.3f %6.3f "
+		       "%6.3f %6.3f %6.3f %7.3f\n",
+		       x.mode, x.ms, r[0].ms / x.ms, x.tflops, x.lp_err, x.dx_err, x.extra, x.ph[0],
+		       x.ph[1], x.ph[2], x.ph[3], x.ph[4], x.ph[5], x.ph[6], sum);
+	}
+}
+
+int main(int argc, char **argv)
 {
 	int n = 0;
 	if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
@@ -265,6 +379,10 @@ int main(void)
 	CK(cudaGetDeviceProperties(&p, 0));
 	CK(cudaFree(0));
 	fprintf(stderr, "device: %s, %d SMs\n", p.name, p.multiProcessorCount);
+	if (argc > 1 && !strcmp(argv[1], "policy")) {
+		policy_shape();
+		return 0;
+	}
 	std::vector<int> chunks;
 	if (getenv("PL_CHUNKS"))
 		for (char *s = getenv("PL_CHUNKS"); *s;) {
@@ -280,11 +398,12 @@ int main(void)
 		size_t base = used_bytes();
 		struct swerve_pl_ctx *ctx;
 		SW(swerve_pl_ctx_new(&ctx));
-		bench(V, SWERVE_PL_FP32, 0, ctx, base);
+		bench(V, SWERVE_PL_FP32, 0, 0, ctx, base);
 		for (int c : chunks)
-			bench(V, SWERVE_PL_FP32, c, ctx, base);
-		bench(V, SWERVE_PL_TF32, 0, ctx, base);
-		bench(V, SWERVE_PL_BF16, 0, ctx, base);
+			bench(V, SWERVE_PL_FP32, c, 0, ctx, base);
+		bench(V, SWERVE_PL_TF32, 0, 0, ctx, base);
+		bench(V, SWERVE_PL_FP32_FWD, 0, 0, ctx, base);
+		bench(V, SWERVE_PL_BF16, 0, 0, ctx, base);
 		swerve_pl_ctx_free(ctx);
 	}
 	return 0;

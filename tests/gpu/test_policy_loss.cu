@@ -6,7 +6,13 @@
  *   FP32  logp 1e-5 per token, entropy/ratio/loss 5e-5, dX/dW 1e-4
  *   TF32  logp 1e-3 per token (10-bit mantissas), the rest 2e-3, dX/dW 5e-3
  *   BF16  logp 5e-3 per token (8-bit mantissas), the rest 1e-2, dX/dW 2e-2
- * (measured on an H100, 2026-11-26, the errors sit 4-10x under these). */
+ *   FP32_FWD  the forward's outputs (logp, entropy, ratio, loss, clip flags)
+ *         at FP32's tolerances, dX/dW at BF16's (2e-2)
+ * (measured on an H100, 2026-11-26, the errors sit 4-10x under these).
+ * Cases with a row sub-chunk (rows > 0) run the forward GEMM and the row
+ * kernel on sub-chunks smaller than the chunk (not dividing it). Where
+ * V % 4 == 0 and V <= 32768 the row kernel holds the row in registers
+ * unless reread (the two-pass kernel, which V odd always runs). */
 #include <cuda_runtime.h>
 
 #include <math.h>
@@ -30,6 +36,8 @@ struct cfg {
 	enum swerve_pl_precision prec;
 	enum swerve_pl_norm norm;
 	int adv_per_seq, use_mask, cispo_mask, lower_bound, logprob_only, accumulate;
+	int rows;   /* swerve_pl_opts.row_tokens */
+	int reread; /* swerve_pl_opts.row_reread */
 };
 
 /* max |a - b| / max |b| over n elements, and where */
@@ -88,6 +96,8 @@ static int run_case(const struct cfg *c)
 	o.cispo_lower_bound = c->lower_bound;
 	o.chunk_tokens = c->chunk;
 	o.accumulate_dw = c->accumulate;
+	o.row_tokens = c->rows;
+	o.row_reread = c->reread;
 
 	/* the reference, and logp_old placed away from the clip boundaries */
 	std::vector<float> rlogp(N), rent(N), rratio(N), rdX((size_t)N * d),
@@ -166,12 +176,9 @@ static int run_case(const struct cfg *c)
 	CK(cudaMemcpy(gdx.data(), gdX, gdx.size() * 4, cudaMemcpyDeviceToHost));
 	CK(cudaMemcpy(gdw.data(), gdW, gdw.size() * 4, cudaMemcpyDeviceToHost));
 
-	const double tl = c->prec == SWERVE_PL_FP32   ? 1e-5
-	                  : c->prec == SWERVE_PL_TF32 ? 1e-3
-	                                              : 5e-3;
-	const double tv = c->prec == SWERVE_PL_FP32   ? 5e-5
-	                  : c->prec == SWERVE_PL_TF32 ? 2e-3
-	                                              : 1e-2;
+	const int fwd32 = c->prec == SWERVE_PL_FP32 || c->prec == SWERVE_PL_FP32_FWD;
+	const double tl = fwd32 ? 1e-5 : c->prec == SWERVE_PL_TF32 ? 1e-3 : 5e-3;
+	const double tv = fwd32 ? 5e-5 : c->prec == SWERVE_PL_TF32 ? 2e-3 : 1e-2;
 	const double tg = c->prec == SWERVE_PL_FP32   ? 1e-4
 	                  : c->prec == SWERVE_PL_TF32 ? 5e-3
 	                                              : 2e-2;
@@ -206,7 +213,7 @@ static int run_case(const struct cfg *c)
 		       e_rat, e_loss, gl, rloss, e_dx, atx, e_dw, at, gdw[at], rdW[at], clip_diff,
 		       nclip);
 		fail |= !(e_rat <= tv) || !(e_loss <= tv) || !(e_dx <= tg) || !(e_dw <= tg);
-		if (c->prec == SWERVE_PL_FP32)
+		if (fwd32)
 			fail |= clip_diff != 0;
 	} else {
 		/* logprob-only: loss, dX and dW untouched (still poisoned) */
@@ -245,27 +252,51 @@ static int have_gpu(void)
 	}
 
 /* name, N, d, V, S, chunk, variant, precision, norm, adv_per_seq, mask, cispo_mask, lower, lp_only,
- * accumulate */
+ * accumulate, rows, reread */
 CASE(cispo_fp32_vec, {"cispo fp32 V%4=0", 300, 136, 2048, 5, 64, SWERVE_PL_CISPO, SWERVE_PL_FP32,
-                      SWERVE_PL_NORM_TOKENS, 0, 1, 0, 0, 0, 0})
+                      SWERVE_PL_NORM_TOKENS, 0, 1, 0, 0, 0, 0, 0, 0})
 CASE(cispo_fp32_odd, {"cispo fp32 V odd, 1 chunk", 97, 72, 1001, 3, 0, SWERVE_PL_CISPO,
-                      SWERVE_PL_FP32, SWERVE_PL_NORM_SEQUENCE, 1, 1, 1, 1, 0, 0})
+                      SWERVE_PL_FP32, SWERVE_PL_NORM_SEQUENCE, 1, 1, 1, 1, 0, 0, 0, 0})
 CASE(grpo_fp32_seq, {"grpo fp32 per-seq", 256, 128, 4096, 8, 96, SWERVE_PL_GRPO, SWERVE_PL_FP32,
-                     SWERVE_PL_NORM_SEQUENCE, 1, 1, 0, 0, 0, 1})
+                     SWERVE_PL_NORM_SEQUENCE, 1, 1, 0, 0, 0, 1, 0, 0})
 CASE(dapo_fp32, {"dapo fp32", 200, 256, 3000, 4, 128, SWERVE_PL_DAPO, SWERVE_PL_FP32,
-                 SWERVE_PL_NORM_TOKENS, 0, 0, 0, 0, 0, 0})
+                 SWERVE_PL_NORM_TOKENS, 0, 0, 0, 0, 0, 0, 0, 0})
 CASE(grpo_fp32_long, {"grpo fp32 N2048 (dW over chunks)", 2048, 64, 2048, 16, 256, SWERVE_PL_GRPO,
-                      SWERVE_PL_FP32, SWERVE_PL_NORM_SEQUENCE, 1, 1, 0, 0, 0, 0})
+                      SWERVE_PL_FP32, SWERVE_PL_NORM_SEQUENCE, 1, 1, 0, 0, 0, 0, 0, 0})
 CASE(logprob_only_fp32, {"logprob-only fp32", 150, 128, 5000, 1, 64, SWERVE_PL_CISPO,
-                         SWERVE_PL_FP32, SWERVE_PL_NORM_TOKENS, 0, 0, 0, 0, 1, 0})
+                         SWERVE_PL_FP32, SWERVE_PL_NORM_TOKENS, 0, 0, 0, 0, 1, 0, 0, 0})
 CASE(cispo_tf32, {"cispo tf32", 300, 136, 2048, 5, 64, SWERVE_PL_CISPO, SWERVE_PL_TF32,
-                  SWERVE_PL_NORM_TOKENS, 0, 1, 0, 0, 0, 0})
+                  SWERVE_PL_NORM_TOKENS, 0, 1, 0, 0, 0, 0, 0, 0})
 CASE(grpo_tf32_odd, {"grpo tf32 V odd", 97, 72, 1001, 3, 32, SWERVE_PL_GRPO, SWERVE_PL_TF32,
-                     SWERVE_PL_NORM_SEQUENCE, 1, 1, 0, 0, 0, 1})
+                     SWERVE_PL_NORM_SEQUENCE, 1, 1, 0, 0, 0, 1, 0, 0})
 CASE(cispo_bf16, {"cispo bf16", 300, 136, 2048, 5, 64, SWERVE_PL_CISPO, SWERVE_PL_BF16,
-                  SWERVE_PL_NORM_TOKENS, 0, 1, 0, 0, 0, 0})
+                  SWERVE_PL_NORM_TOKENS, 0, 1, 0, 0, 0, 0, 0, 0})
 CASE(cispo_fp32_big, {"cispo fp32 d1024 V8192", 128, 1024, 8192, 4, 0, SWERVE_PL_CISPO,
-                      SWERVE_PL_FP32, SWERVE_PL_NORM_TOKENS, 0, 1, 0, 0, 0, 0})
+                      SWERVE_PL_FP32, SWERVE_PL_NORM_TOKENS, 0, 1, 0, 0, 0, 0, 0, 0})
+
+CASE(cispo_fp32fwd_vec, {"cispo fp32fwd V%4=0", 300, 136, 2048, 5, 64, SWERVE_PL_CISPO,
+                         SWERVE_PL_FP32_FWD, SWERVE_PL_NORM_TOKENS, 0, 1, 0, 0, 0, 0, 0, 0})
+CASE(grpo_fp32fwd_rows, {"grpo fp32fwd N2048 R96 acc", 2048, 64, 2048, 16, 256, SWERVE_PL_GRPO,
+                         SWERVE_PL_FP32_FWD, SWERVE_PL_NORM_SEQUENCE, 1, 1, 0, 0, 0, 1, 96, 0})
+CASE(cispo_fp32fwd_odd, {"cispo fp32fwd V odd R40", 97, 72, 1001, 3, 0, SWERVE_PL_CISPO,
+                         SWERVE_PL_FP32_FWD, SWERVE_PL_NORM_SEQUENCE, 1, 1, 1, 1, 0, 0, 40, 0})
+CASE(cispo_fp32fwd_policy, {"cispo fp32fwd d768 V32000 R16", 48, 768, 32000, 2, 0, SWERVE_PL_CISPO,
+                            SWERVE_PL_FP32_FWD, SWERVE_PL_NORM_TOKENS, 0, 1, 0, 0, 0, 0, 16, 0})
+CASE(dapo_fp32_rows, {"dapo fp32 R48", 200, 256, 3000, 4, 128, SWERVE_PL_DAPO, SWERVE_PL_FP32,
+                      SWERVE_PL_NORM_TOKENS, 0, 0, 0, 0, 0, 0, 48, 0})
+CASE(logprob_only_rows, {"logprob-only fp32fwd R40", 150, 128, 5000, 1, 64, SWERVE_PL_CISPO,
+                         SWERVE_PL_FP32_FWD, SWERVE_PL_NORM_TOKENS, 0, 0, 0, 0, 1, 0, 40, 0})
+CASE(cispo_bf16_rows, {"cispo bf16 R100", 300, 136, 2048, 5, 0, SWERVE_PL_CISPO, SWERVE_PL_BF16,
+                       SWERVE_PL_NORM_TOKENS, 0, 1, 0, 0, 0, 0, 100, 0})
+CASE(cispo_fp32_reread, {"cispo fp32 reread", 300, 136, 2048, 5, 64, SWERVE_PL_CISPO,
+                         SWERVE_PL_FP32, SWERVE_PL_NORM_TOKENS, 0, 1, 0, 0, 0, 0, 0, 1})
+CASE(grpo_fp32fwd_reread, {"grpo fp32fwd R96 reread acc", 2048, 64, 2048, 16, 256, SWERVE_PL_GRPO,
+                           SWERVE_PL_FP32_FWD, SWERVE_PL_NORM_SEQUENCE, 1, 1, 0, 0, 0, 1, 96, 1})
+CASE(cispo_fp32fwd_v32768,
+     {"cispo fp32fwd V32768 (reg limit)", 40, 64, 32768, 2, 0, SWERVE_PL_CISPO, SWERVE_PL_FP32_FWD,
+      SWERVE_PL_NORM_TOKENS, 0, 1, 0, 0, 0, 0, 16, 0})
+CASE(cispo_fp32fwd_v32772, {"cispo fp32fwd V32772 (2-pass)", 40, 64, 32772, 2, 0, SWERVE_PL_CISPO,
+                            SWERVE_PL_FP32_FWD, SWERVE_PL_NORM_TOKENS, 0, 1, 0, 0, 0, 0, 16, 0})
 
 static int bad_workspace_is_refused(void)
 {
@@ -301,6 +332,17 @@ int main(void)
 	        {"grpo_tf32_odd", grpo_tf32_odd},
 	        {"cispo_bf16", cispo_bf16},
 	        {"cispo_fp32_big", cispo_fp32_big},
+	        {"cispo_fp32fwd_vec", cispo_fp32fwd_vec},
+	        {"grpo_fp32fwd_rows", grpo_fp32fwd_rows},
+	        {"cispo_fp32fwd_odd", cispo_fp32fwd_odd},
+	        {"cispo_fp32fwd_policy", cispo_fp32fwd_policy},
+	        {"dapo_fp32_rows", dapo_fp32_rows},
+	        {"logprob_only_rows", logprob_only_rows},
+	        {"cispo_bf16_rows", cispo_bf16_rows},
+	        {"cispo_fp32_reread", cispo_fp32_reread},
+	        {"grpo_fp32fwd_reread", grpo_fp32fwd_reread},
+	        {"cispo_fp32fwd_v32768", cispo_fp32fwd_v32768},
+	        {"cispo_fp32fwd_v32772", cispo_fp32fwd_v32772},
 	        {"bad_workspace_is_refused", bad_workspace_is_refused},
 	};
 	return gpu_run_tests(tests, (int)(sizeof(tests) / sizeof(tests[0])));

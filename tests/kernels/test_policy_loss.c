@@ -451,3 +451,76 @@ Test(policy_loss_cpu, opts_defaults)
 	cr_assert_eq(o.cispo_mask, 0);
 	cr_assert_eq(o.precision, SWERVE_PL_FP32);
 }
+
+/* FP32_FWD changes only how the GPU computes the backward's products: the
+ * CPU reference (double throughout) must accept it and give FP32's outputs
+ * bit for bit; precisions past the last one and negative chunk/row sizes are
+ * refused by name. */
+Test(policy_loss_cpu, fp32_fwd_precision_is_the_fp32_reference)
+{
+	struct prob p;
+	prob_init(&p, 6, 5, 9, 2);
+	static const double offs[] = {-1.0, 0.0, 0.3};
+	set_old(&p, offs, 3);
+	struct swerve_pl_opts o;
+	swerve_pl_opts_init(&o, SWERVE_PL_CISPO);
+	o.row_tokens = 2;
+	run_loss(&p, &o);
+	float loss = *p.loss;
+	float *lp = malloc(sizeof(float) * 6), *dX = malloc(sizeof(float) * 30),
+	      *dW = malloc(sizeof(float) * 45);
+	memcpy(lp, p.logp, sizeof(float) * 6);
+	memcpy(dX, p.dX, sizeof(float) * 30);
+	memcpy(dW, p.dW, sizeof(float) * 45);
+	o.precision = SWERVE_PL_FP32_FWD;
+	run_loss(&p, &o);
+	cr_assert_eq(*p.loss, loss);
+	cr_assert_eq(memcmp(lp, p.logp, sizeof(float) * 6), 0);
+	cr_assert_eq(memcmp(dX, p.dX, sizeof(float) * 30), 0);
+	cr_assert_eq(memcmp(dW, p.dW, sizeof(float) * 45), 0);
+	cr_assert_neq(loss, 0.0f, "a zero loss would prove nothing");
+
+	o.precision = (enum swerve_pl_precision)(SWERVE_PL_FP32_FWD + 1);
+	cr_assert_eq(swerve_policy_loss_cpu(&p.out, &p.b, p.X, p.W, &o), SWERVE_EINVAL);
+	cr_assert(strstr(swerve_error_last(), "precision (4)"), "%s", swerve_error_last());
+	o.precision = SWERVE_PL_FP32_FWD;
+	o.row_tokens = -1;
+	cr_assert_eq(swerve_policy_loss_cpu(&p.out, &p.b, p.X, p.W, &o), SWERVE_EINVAL);
+	cr_assert(strstr(swerve_error_last(), "row_tokens (-1)"), "%s", swerve_error_last());
+	free(lp), free(dX), free(dW);
+	prob_free(&p);
+}
+
+/* The GPU's chunk and sub-chunk sizes (host rules, in policy_loss.c). */
+Test(policy_loss_cpu, chunk_and_row_sizes)
+{
+	struct swerve_pl_opts o;
+	swerve_pl_opts_init(&o, SWERVE_PL_CISPO);
+	/* FP32: 2^28 logits a chunk, 64..2048, the sub-chunk the chunk */
+	cr_assert_eq(swerve_pl_chunk_tokens(8192, 32000, &o), 2048);
+	cr_assert_eq(swerve_pl_row_tokens(8192, 32000, &o), 2048);
+	cr_assert_eq(swerve_pl_chunk_tokens(16384, 131072, &o), 2048);
+	cr_assert_eq(swerve_pl_chunk_tokens(16384, 1 << 24, &o), 64);
+	cr_assert_eq(swerve_pl_chunk_tokens(100, 32000, &o), 100);
+	/* FP32_FWD: the chunk holds only bf16 dZ: up to 8192 rows; logits 2048 */
+	o.precision = SWERVE_PL_FP32_FWD;
+	cr_assert_eq(swerve_pl_chunk_tokens(8192, 32000, &o), 8192);
+	cr_assert_eq(swerve_pl_row_tokens(8192, 32000, &o), 2048);
+	cr_assert_eq(swerve_pl_chunk_tokens(20000, 32000, &o), 8192);
+	cr_assert_eq(swerve_pl_chunk_tokens(16384, 131072, &o), 2048);
+	cr_assert_eq(swerve_pl_row_tokens(16384, 131072, &o), 2048);
+	cr_assert_eq(swerve_pl_chunk_tokens(48, 32000, &o), 48);
+	cr_assert_eq(swerve_pl_row_tokens(48, 32000, &o), 48);
+	/* explicit sizes, the sub-chunk at most the chunk */
+	o.chunk_tokens = 1000;
+	o.row_tokens = 300;
+	cr_assert_eq(swerve_pl_chunk_tokens(8192, 32000, &o), 1000);
+	cr_assert_eq(swerve_pl_row_tokens(8192, 32000, &o), 300);
+	o.row_tokens = 5000;
+	cr_assert_eq(swerve_pl_row_tokens(8192, 32000, &o), 1000);
+	cr_assert_eq(swerve_pl_row_tokens(700, 32000, &o), 700);
+	/* TF32 writes dZ over the logits: no sub-chunks */
+	o.precision = SWERVE_PL_TF32;
+	o.row_tokens = 300;
+	cr_assert_eq(swerve_pl_row_tokens(8192, 32000, &o), 1000);
+}
