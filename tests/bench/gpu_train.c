@@ -78,6 +78,20 @@ static double gemm_peak(void)
 	return 2.0 * n * n * (double)n / ((best[4] + best[5]) / 2 * 1e-3);
 }
 
+/* the initial weights (seed 42), made once: every row and profile starts
+ * from the same ones, and the 310M normal draws are not repeated per row */
+static float *init_params(const struct policy_layout *L)
+{
+	static float *p;
+	if (!p) {
+		p = malloc(L->total * 4);
+		if (!p)
+			DIE("out of memory for the weights");
+		policy_params_init(p, L, 42);
+	}
+	return p;
+}
+
 struct result {
 	const char *mode;
 	int seqs, seq, K;
@@ -111,8 +125,7 @@ static struct result run(const struct policy_config *cfg, enum policy_gpu_precis
 	double t0 = 0, times[64], fwd[64], adam[64];
 	if (policy_layout_init(&L, cfg))
 		DIE("%s", swerve_error_last());
-	p = malloc(L.total * 4);
-	policy_params_init(p, &L, 42);
+	p = init_params(&L);
 	for (int t = 0; t < T; t++)
 		tok[t] = rand() % cfg->vocab_size;
 	for (int s = 0; s <= seqs; s++)
@@ -164,7 +177,6 @@ static struct result run(const struct policy_config *cfg, enum policy_gpu_precis
 	r.tflops = r.tok_s * r.flops_tok / 1e12;
 	policy_gpu_free(g);
 	policy_layout_dispose(&L);
-	free(p);
 	free(tok);
 	free(tgt);
 	free(cu);
@@ -183,8 +195,7 @@ static void profile(const struct policy_config *cfg, int seqs, int seq, const ch
 	double sec[16], total = 0, gn;
 	float *p;
 	policy_layout_init(&L, cfg);
-	p = malloc(L.total * 4);
-	policy_params_init(p, &L, 7);
+	p = init_params(&L);
 	for (int t = 0; t < T; t++)
 		tok[t] = rand() % cfg->vocab_size;
 	for (int s = 0; s <= seqs; s++)
@@ -238,7 +249,6 @@ static void profile(const struct policy_config *cfg, int seqs, int seq, const ch
 	}
 	policy_gpu_free(g);
 	policy_layout_dispose(&L);
-	free(p);
 	free(tok);
 	free(tgt);
 	free(cu);
@@ -285,27 +295,39 @@ int main(int argc, char **argv)
 	 * wgt = wg with the non-gathered operands loaded by TMA; r6-wg = wg with
 	 * round 6's fusions; wgtd = wgt and the weight gradients' contiguous
 	 * operands by TMA (the default since round 6's call 2; its row here
-	 * and the default's are then the same) */
-#define NROWS  12
+	 * and the default's are then the same). Round 7: r6-default = every
+	 * round-7 switch off (R6_ENV: the gather inside the up loads, the
+	 * round-6 routing and lightning passes, AdamW a launch per tensor, the
+	 * full-FP32 LM head), the in-run baseline; v2 = the opt-in v2 routing
+	 * and lightning-pass kernels. The older rows carry
+	 * POLICY_GPU_MOE_GATHER=load so they still measure what they name. */
+#define NROWS  13
+#define GL     "POLICY_GPU_MOE_GATHER=load "
 #define R3_ENV "POLICY_GPU_MOE=lt"
-#define R4_ENV "POLICY_GPU_MOE_KERNEL=wg"
-#define R5_ENV "POLICY_GPU_MOE_KERNEL=wg POLICY_GPU_MOE_FUSE=0 POLICY_GPU_MOE_DWSTORE=0"
+#define R4_ENV GL "POLICY_GPU_MOE_KERNEL=wg"
+#define R5_ENV GL "POLICY_GPU_MOE_KERNEL=wg POLICY_GPU_MOE_FUSE=0 POLICY_GPU_MOE_DWSTORE=0"
+#define R6_ENV                                                                                     \
+	GL "POLICY_GPU_ROUTE=old POLICY_GPU_LIN_EW=old POLICY_GPU_ADAMW=tensor "                   \
+	   "POLICY_GPU_HEAD=fp32"
+#define V2_ENV "POLICY_GPU_ROUTE=v2 POLICY_GPU_LIN_EW=v2"
 	static const struct {
 		const char *label, *env;
 		int K, q;
-	} rows[NROWS] = {{"r5-wg", R5_ENV, 4, 1},
-	                 {"grouped", "", 4, 1},
-	                 {"r6-wg", R4_ENV, 4, 1},
-	                 {"wgtd", "POLICY_GPU_MOE_KERNEL=wgtd", 4, 1},
-	                 {"r3-default", R3_ENV, 4, 1},
-	                 {"r5-wg", R5_ENV, 1, 1},
-	                 {"grouped", "", 1, 1},
-	                 {"wgm", "POLICY_GPU_MOE_KERNEL=wgm", 4, 0},
-	                 {"wgp", "POLICY_GPU_MOE_KERNEL=wgp", 4, 0},
-	                 {"ws2", "POLICY_GPU_MOE_KERNEL=ws2", 4, 0},
-	                 {"r4-wg", R4_ENV, 1, 0},
-	                 {"grouped", "", 8, 0}};
+	} rows[NROWS] = {{"r6-default", R6_ENV, 4, 1},
+	                 {"default", "", 4, 1},
+	                 {"v2", V2_ENV, 4, 1},
+	                 {"r3-default", R3_ENV, 4, 0},
+	                 {"r6-default", R6_ENV, 1, 1},
+	                 {"default", "", 1, 1},
+	                 {"default", "", 8, 1},
+	                 {"r5-wg", R5_ENV, 4, 0},
+	                 {"r6-wg", R4_ENV, 4, 0},
+	                 {"wgm", GL "POLICY_GPU_MOE_KERNEL=wgm", 4, 0},
+	                 {"wgp", GL "POLICY_GPU_MOE_KERNEL=wgp", 4, 0},
+	                 {"ws2", GL "POLICY_GPU_MOE_KERNEL=ws2", 4, 0},
+	                 {"r4-wg", R4_ENV, 1, 0}};
 	const int quick = argc > 1 && !strcmp(argv[1], "quick");
+	setvbuf(stdout, NULL, _IOLBF, 0); /* a killed run keeps what it printed */
 	struct result r[NROWS];
 	double peak;
 	if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev < 1) {
@@ -341,11 +363,10 @@ int main(int argc, char **argv)
 	}
 	peak = gemm_peak();
 	{ /* quick too: the fusions are measured in the step profile */
-		env_apply(R5_ENV, 1);
-		profile(&c, 4, 2048, "bf16, round 5's default (" R5_ENV ")");
-		env_apply(R5_ENV, 0);
-		profile(&c, 4, 2048,
-		        "bf16, this build's default (grouped MoE kernels, policy/gpu_moe.cu)");
+		env_apply(R6_ENV, 1);
+		profile(&c, 4, 2048, "bf16, round 6's default (" R6_ENV ")");
+		env_apply(R6_ENV, 0);
+		profile(&c, 4, 2048, "bf16, this build's default");
 	}
 	for (int i = 0; i < NROWS; i++) {
 		if (quick && !rows[i].q)
