@@ -47,7 +47,9 @@
  * are vectorised SiLU / SiLU backward, the output norm reading the core's
  * bf16 output directly (no k_to_f32 copy) and the gate and norm backward
  * in one pass (POLICY_GPU_LIN_EW=old: k_silu*, k_to_f32, k_rms_gate,
- * k_gate_bwd + rms_bwd, k_dsilu).
+ * k_gate_bwd + rms_bwd, k_dsilu). The default is each one's variant v2
+ * (more loads in flight; POLICY_GPU_ROUTE=v1 / POLICY_GPU_LIN_EW=v1: the
+ * first versions).
  *
  * Shapes are noted as (T, C) row-major; W (out, in) as in ref.c. */
 #include "kernels/lightning.h"
@@ -203,8 +205,10 @@ struct policy_gpu {
 	 * and its scratch; the lightning passes of gpu_linew.cu
 	 * (POLICY_GPU_LIN_EW=old: off). With lin_ew and kernels/lightning, a
 	 * lightning layer's o holds the core's bf16 output. route_new 2:
-	 * gpu_route.cu's variant v2 (POLICY_GPU_ROUTE=v2; not yet run); lin_ew
-	 * 2: gpu_linew.cu's v2 norm kernels (POLICY_GPU_LIN_EW=v2; not yet run). */
+	 * gpu_route.cu's variant v2, lin_ew 2: gpu_linew.cu's v2 norm kernels
+	 * (both the default since the lead's round-7 run, H100: 24.6 against
+	 * 25.4 ms a micro-batch; POLICY_GPU_ROUTE=v1 / POLICY_GPU_LIN_EW=v1:
+	 * the first versions). */
 	int route_new, lin_ew;
 	float *route_ws;
 	size_t route_ws_n;
@@ -1903,16 +1907,22 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 		CKR(policy_flash_setup());
 	g->lin32 = prec == POLICY_GPU_FP32 || (getenv("POLICY_GPU_LIGHTNING") &&
 	                                       !strcmp(getenv("POLICY_GPU_LIGHTNING"), "fp32"));
-	{ /* POLICY_GPU_ROUTE=old: round 6's routing; v2: gpu_route.cu's variant 2 */
+	{ /* POLICY_GPU_ROUTE=v2 (the default where supported) | v1 | old (round 6) */
 		const char *rt = getenv("POLICY_GPU_ROUTE");
+		if (rt && *rt && strcmp(rt, "v2") && strcmp(rt, "v1") && strcmp(rt, "old"))
+			return swerve_error_set(SWERVE_EINVAL,
+			                        "gpu: POLICY_GPU_ROUTE=%s: not v2, v1 or old", rt);
 		g->route_new = rt && !strcmp(rt, "old") ? 0 : policy_route_supported(E, K, D);
-		if (g->route_new && rt && !strcmp(rt, "v2") && policy_route_v2_supported(E, K, D))
+		if (g->route_new && !(rt && !strcmp(rt, "v1")) && policy_route_v2_supported(E, K, D))
 			g->route_new = 2;
 	}
-	{ /* POLICY_GPU_LIN_EW=old: round 6's passes; v2: gpu_linew.cu's v2 norm kernels */
+	{ /* POLICY_GPU_LIN_EW=v2 (the default where supported) | v1 | old (round 6) */
 		const char *le = getenv("POLICY_GPU_LIN_EW");
+		if (le && *le && strcmp(le, "v2") && strcmp(le, "v1") && strcmp(le, "old"))
+			return swerve_error_set(SWERVE_EINVAL,
+			                        "gpu: POLICY_GPU_LIN_EW=%s: not v2, v1 or old", le);
 		g->lin_ew = le && !strcmp(le, "old") ? 0 : policy_lin_ew_supported(Tm, Hd);
-		if (g->lin_ew && le && !strcmp(le, "v2"))
+		if (g->lin_ew && !(le && !strcmp(le, "v1")))
 			g->lin_ew = 2;
 	}
 	CKB(cublasCreate(&g->blas));

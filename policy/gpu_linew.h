@@ -11,10 +11,9 @@
  * from the fp32 kernel), and the gradient dO of the core output is written
  * in that same type. Hd must be a multiple of 8 and at most 1024
  * (policy_lin_ew_supported); pointers 16-byte aligned (the norm weight w
- * excepted). v2 (POLICY_GPU_LIN_EW=v2 in gpu.cu): the norm + gate and its
- * backward as a warp per row with all of a row's loads in flight (same
- * results up to summation order; written after round 7's device run, not
- * yet run on a GPU). All calls are
+ * excepted). v2 (gpu.cu's default; POLICY_GPU_LIN_EW=v1 for the first
+ * version): the norm + gate and its backward as a warp per row with all of
+ * a row's loads in flight (same results up to summation order). All calls are
  * asynchronous on the legacy default stream and return 0 or a negative
  * code with a message. */
 #ifndef SWERVE_POLICY_GPU_LINEW_H

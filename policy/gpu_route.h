@@ -26,12 +26,11 @@
  * counts and the backward's weight-gradient parts; both live only inside
  * one call pair).
  *
- * v2 (1; POLICY_GPU_ROUTE=v2 in gpu.cu): the same results from kernels that
- * keep more loads in flight (see gpu_route.cu); the forward and the sort of
- * one layer must use the same variant (their per-block counts differ in
- * block size). v2 was written after round 7's device run and has not run on
- * a GPU yet. All calls are asynchronous on the legacy default stream
- * and return 0 or a negative code with a message. */
+ * v2 (1; gpu.cu's default, POLICY_GPU_ROUTE=v1 for the first version): the
+ * same results from kernels that keep more loads in flight (see
+ * gpu_route.cu); the forward and the sort of one layer must use the same
+ * variant (their per-block counts differ in block size). All calls are asynchronous on the legacy
+ * default stream and return 0 or a negative code with a message. */
 #ifndef SWERVE_POLICY_GPU_ROUTE_H
 #define SWERVE_POLICY_GPU_ROUTE_H
 

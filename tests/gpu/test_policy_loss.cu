@@ -201,7 +201,21 @@ static int run_case(const struct cfg *c)
 		double e_dx = worst(gdx.data(), rdX.data(), gdx.size(), &at);
 		size_t atx = at;
 		double e_dw = worst(gdw.data(), rdW.data(), gdw.size(), &at);
-		double e_loss = fabs((double)gl - rloss) / fmax(fabs((double)rloss), 1e-6);
+		/* the loss is a sum of per-token terms of both signs (advantages of
+		 * either sign): its error is measured against the terms' scale,
+		 * mean |A logp ratio| over the counted tokens, not against the net
+		 * sum, which can be far smaller than its terms */
+		double l1 = 0.0;
+		int nl1 = 0;
+		for (int t = 0; t < N; t++)
+			if (!c->use_mask || mask[t]) {
+				double a = adv[c->adv_per_seq ? seq[t] : t];
+				l1 += fabs(a * rlogp[t] * rratio[t]);
+				nl1++;
+			}
+		l1 = nl1 ? l1 / nl1 : 0.0;
+		double e_loss =
+		        fabs((double)gl - rloss) / fmax(fmax(fabs((double)rloss), l1), 1e-6);
 		int clip_diff = 0, nclip = 0;
 		for (int t = 0; t < N; t++) {
 			clip_diff += gcl[t] != rclip[t];

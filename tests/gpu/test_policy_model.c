@@ -337,22 +337,23 @@ static int test_bf16_xent_lin_ew_old(void)
 {
 	return check_with_env("POLICY_GPU_LIN_EW", "old", POLICY_GPU_BF16, 0);
 }
-/* round 7's lightning norm kernels v2 (POLICY_GPU_LIN_EW=v2: a warp a row) */
-static int test_bf16_xent_lin_ew_v2(void)
+/* round 7's first lightning norm kernels (POLICY_GPU_LIN_EW=v1; v2, a warp
+ * a row, is the default every other case runs) */
+static int test_bf16_xent_lin_ew_v1(void)
 {
-	return check_with_env("POLICY_GPU_LIN_EW", "v2", POLICY_GPU_BF16, 0);
+	return check_with_env("POLICY_GPU_LIN_EW", "v1", POLICY_GPU_BF16, 0);
 }
-static int test_fp32_xent_lin_ew_v2(void)
+static int test_fp32_xent_lin_ew_v1(void)
 {
-	return check_with_env("POLICY_GPU_LIN_EW", "v2", POLICY_GPU_FP32, 0);
+	return check_with_env("POLICY_GPU_LIN_EW", "v1", POLICY_GPU_FP32, 0);
 }
-/* round 7's routing variant v2 (POLICY_GPU_ROUTE=v2: more loads in flight) */
-static int test_bf16_cispo_route_v2(void)
+/* round 7's first routing kernels (POLICY_GPU_ROUTE=v1; v2 is the default) */
+static int test_bf16_cispo_route_v1(void)
 {
 	int rc;
 	if (!have_gpu())
 		return GPU_SKIP;
-	setenv("POLICY_GPU_ROUTE", "v2", 1);
+	setenv("POLICY_GPU_ROUTE", "v1", 1);
 	rc = check_model(POLICY_GPU_BF16, 1, 0);
 	unsetenv("POLICY_GPU_ROUTE");
 	return rc;
@@ -763,6 +764,30 @@ static int test_adamw_fused_fp32_odd(void)
 	return adamw_paths(POLICY_GPU_FP32, 102);
 }
 
+/* a misspelt switch is an error naming it, not a silent fallback */
+static int test_bad_switches(void)
+{
+	static const char *vars[] = {"POLICY_GPU_ROUTE", "POLICY_GPU_LIN_EW",
+	                             "POLICY_GPU_MOE_GATHER"};
+	struct fixture f;
+	if (!have_gpu())
+		return GPU_SKIP;
+	fixture_init(&f);
+	for (int i = 0; i < 3; i++) {
+		struct policy_gpu *g = NULL;
+		int rc;
+		setenv(vars[i], "v9", 1);
+		rc = policy_gpu_new(&g, &f.c, &f.L, 512, 8, POLICY_GPU_BF16);
+		unsetenv(vars[i]);
+		printf("  %s=v9: rc %d: %s\n", vars[i], rc,
+		       rc ? swerve_error_last() : "(accepted)");
+		CHECK(rc != 0 && strstr(swerve_error_last(), vars[i]), "%s=v9 was not refused",
+		      vars[i]);
+	}
+	fixture_dispose(&f);
+	return 0;
+}
+
 int main(void)
 {
 	const struct gpu_test tests[] = {
@@ -802,12 +827,13 @@ int main(void)
 	         test_fp32_xent_route_old},
 	        {"gpu model bf16, round 6's lightning passes (POLICY_GPU_LIN_EW=old)",
 	         test_bf16_xent_lin_ew_old},
-	        {"gpu model bf16 CISPO, routing variant v2 (POLICY_GPU_ROUTE=v2)",
-	         test_bf16_cispo_route_v2},
-	        {"gpu model bf16, lightning norm kernels v2 (POLICY_GPU_LIN_EW=v2)",
-	         test_bf16_xent_lin_ew_v2},
-	        {"gpu model fp32, lightning norm kernels v2 (POLICY_GPU_LIN_EW=v2)",
-	         test_fp32_xent_lin_ew_v2},
+	        {"misspelt POLICY_GPU_* switches are refused with their name", test_bad_switches},
+	        {"gpu model bf16 CISPO, routing variant v1 (POLICY_GPU_ROUTE=v1)",
+	         test_bf16_cispo_route_v1},
+	        {"gpu model bf16, lightning norm kernels v1 (POLICY_GPU_LIN_EW=v1)",
+	         test_bf16_xent_lin_ew_v1},
+	        {"gpu model fp32, lightning norm kernels v1 (POLICY_GPU_LIN_EW=v1)",
+	         test_fp32_xent_lin_ew_v1},
 	        {"gpu model bf16 CISPO on fp32 activation storage (fp32 pre / gn)",
 	         test_bf16_cispo_act32},
 	        {"fused and per-tensor AdamW vs a host AdamW on the GPU's gradients (bf16)",
