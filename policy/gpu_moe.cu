@@ -285,6 +285,10 @@ __device__ __forceinline__ static void mg_epi(const struct mg_args &a, const flo
  * products the epilogue does not store either. */
 struct mg_tma {
 	CUtensorMap a, b0, b1;
+	/* round 8 (variant 8, the TMA epilogues): UP: the stores of h1, h3, hh
+	 * (boxes 64 x 16); DOWN_DX: s1 the store of dh13 (64 x 16), s2 / s3 the
+	 * loads of h1 / h3 (64 x 128) */
+	CUtensorMap s1, s2, s3;
 };
 __device__ __forceinline__ static void mg_tb_init(uint32_t bar)
 {
@@ -325,6 +329,24 @@ __device__ __forceinline__ static void mg_tma3(uint32_t dst, const CUtensorMap *
 	             : "memory");
 }
 
+/* a TMA tensor store of a 64 x 16 box from shared memory (bulk group) */
+__device__ __forceinline__ static void mg_tma_st(const CUtensorMap *map, int x, int y, uint32_t src)
+{
+	asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%1, %2}], [%3];\n" ::
+	                     "l"(map),
+	             "r"(x), "r"(y), "r"(src)
+	             : "memory");
+}
+__device__ __forceinline__ static void mg_bulk_commit()
+{
+	asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+}
+/* the sources of this thread's bulk stores have been read */
+__device__ __forceinline__ static void mg_bulk_wait_read()
+{
+	asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
+}
+
 /* the dW tile (m0, n0) of expert e (bn columns) set to zero: a stored
  * (beta 0) weight gradient of an expert without rows */
 template <int MODE>
@@ -344,6 +366,141 @@ __device__ static void mg_dw_zero(const struct mg_args &a, int e, int m0, int n0
 	}
 }
 
+/* variant 8's epilogues (round 8): warp w owns the 16 rows 16 w.. of the
+ * tile (warpgroup w / 4, its warp w % 4 of the wgmma D layout) in 64-column
+ * blocks wacc[h]; each 16 x 16 piece is four 8 x 8 bf16 matrices, one
+ * stmatrix.x4 into a 128-byte swizzled 16-row staging block (the layout of
+ * the TMA's 128-byte swizzle, 2048-byte aligned), and lane 0 stores the
+ * warp's 16 rows with a TMA tensor store per 64-column block. A warp whose
+ * rows pass the expert's end (r1: the next expert's rows) stores its
+ * in-range rows from registers instead. The rounding is mg_epi's (h1, h3
+ * rounded, hh from the rounded values; DOWN_DX from the fp32 dh), so the
+ * outputs are bit-identical to variant 7's.
+ *   UP: h1 | h3 (wacc[0] | wacc[1], the same hidden units) and hh staged in
+ *       three blocks (stages 0-1, free after the main loop);
+ *   DOWN_DX: h1 / h3 of the tile (TMA loads in the main loop, stages sh1 /
+ *       sh3) read by ldmatrix (the inverse of stmatrix: the accumulators'
+ *       layout), and dh1 / dh3 written back in place, then stored. */
+template <int MODE>
+__device__ __forceinline__ static void mg_epi_tma(const struct mg_args &a, const struct mg_tma &tm,
+                                                  float (&wacc)[2][32], uint32_t sbase,
+                                                  uint32_t s1b, uint32_t s3b, uint32_t ebar,
+                                                  int r0, int r1, int n0)
+{
+	const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, q = lane >> 3;
+	const int wr = warp * 16, sl = (q & 1) * 8 + (lane & 7), rr = lane >> 2,
+	          cc = (lane & 3) * 2, F = a.F;
+	const bool tmrow = r0 + wr + 16 <= r1;
+	if (MODE == MG_UP) {
+		const uint32_t st0 = sbase + warp * 2048;
+#pragma unroll
+		for (int np = 0; np < 4; np++) {
+			const float *a1 = &wacc[0][8 * np], *a3 = &wacc[1][8 * np];
+			uint32_t u1[4], u3[4], uh[4];
+#pragma unroll
+			for (int i = 0; i < 4; i++) {
+				uint16_t b1l = mg_f2bf(a1[2 * i]), b1h = mg_f2bf(a1[2 * i + 1]),
+				         b3l = mg_f2bf(a3[2 * i]), b3h = mg_f2bf(a3[2 * i + 1]);
+				float x1l = mg_bf2f(b1l), x1h = mg_bf2f(b1h), x3l = mg_bf2f(b3l),
+				      x3h = mg_bf2f(b3h);
+				u1[i] = (uint32_t)b1l | (uint32_t)b1h << 16;
+				u3[i] = (uint32_t)b3l | (uint32_t)b3h << 16;
+				uh[i] = (uint32_t)mg_f2bf(x1l * mg_sigm(x1l) * x3l) |
+				        (uint32_t)mg_f2bf(x1h * mg_sigm(x1h) * x3h) << 16;
+			}
+			if (tmrow) {
+				const uint32_t o = mg_kofs(sl, 2 * np + (q >> 1));
+				ptx::stsm_x4(st0 + o, u1[0], u1[1], u1[2], u1[3]);
+				ptx::stsm_x4(st0 + 16384 + o, u3[0], u3[1], u3[2], u3[3]);
+				ptx::stsm_x4(st0 + 32768 + o, uh[0], uh[1], uh[2], uh[3]);
+			} else {
+#pragma unroll
+				for (int i = 0; i < 4; i++) {
+					int row = r0 + wr + rr + (i & 1) * 8,
+					    f = n0 + 16 * np + (i >> 1) * 8 + cc;
+					if (row >= r1)
+						continue;
+					size_t o = (size_t)row * F + f;
+					*(uint32_t *)(a.o1 + o) = u1[i];
+					*(uint32_t *)(a.o2 + o) = u3[i];
+					*(uint32_t *)(a.o3 + o) = uh[i];
+				}
+			}
+		}
+		if (tmrow) {
+			ptx::fence_proxy_async();
+			__syncwarp();
+			if (lane == 0) {
+				mg_tma_st(&tm.s1, n0, r0 + wr, st0);
+				mg_tma_st(&tm.s2, n0, r0 + wr, st0 + 16384);
+				mg_tma_st(&tm.s3, n0, r0 + wr, st0 + 32768);
+				mg_bulk_commit();
+				mg_bulk_wait_read();
+			}
+		}
+	} else {
+		mg_tb_wait(ebar, 0);
+		mg_tb_wait(ebar + 8, 0);
+#pragma unroll
+		for (int h = 0; h < 2; h++) {
+			if (n0 + h * 64 >= F) /* F % 64 == 0: whole blocks past F */
+				continue;
+#pragma unroll
+			for (int np = 0; np < 4; np++) {
+				const uint32_t o = h * 16384 + mg_kofs(wr + sl, 2 * np + (q >> 1));
+				uint32_t x1r[4], x3r[4], u1[4], u3[4];
+				ptx::ldsm_x4(x1r, s1b + o);
+				ptx::ldsm_x4(x3r, s3b + o);
+				const float *g = &wacc[h][8 * np];
+#pragma unroll
+				for (int i = 0; i < 4; i++) {
+					float d1[2], d3[2];
+#pragma unroll
+					for (int j = 0; j < 2; j++) {
+						float x1 = mg_bf2f((uint16_t)(x1r[i] >> (16 * j))),
+						      x3 = mg_bf2f((uint16_t)(x3r[i] >> (16 * j))),
+						      gv = g[2 * i + j], s = mg_sigm(x1);
+						d3[j] = gv * x1 * s;
+						d1[j] = gv * x3 * s * (1.0f + x1 * (1.0f - s));
+					}
+					u1[i] = (uint32_t)mg_f2bf(d1[0]) | (uint32_t)mg_f2bf(d1[1]) << 16;
+					u3[i] = (uint32_t)mg_f2bf(d3[0]) | (uint32_t)mg_f2bf(d3[1]) << 16;
+				}
+				if (tmrow) {
+					ptx::stsm_x4(s1b + o, u1[0], u1[1], u1[2], u1[3]);
+					ptx::stsm_x4(s3b + o, u3[0], u3[1], u3[2], u3[3]);
+				} else {
+#pragma unroll
+					for (int i = 0; i < 4; i++) {
+						int row = r0 + wr + rr + (i & 1) * 8,
+						    f = n0 + h * 64 + 16 * np + (i >> 1) * 8 + cc;
+						if (row >= r1)
+							continue;
+						uint16_t *dst = a.o1 + (size_t)row * 2 * F + f;
+						*(uint32_t *)dst = u1[i];
+						*(uint32_t *)(dst + F) = u3[i];
+					}
+				}
+			}
+		}
+		if (tmrow) {
+			ptx::fence_proxy_async();
+			__syncwarp();
+			if (lane == 0) {
+				for (int h = 0; h < 2; h++) {
+					if (n0 + h * 64 >= F)
+						continue;
+					const uint32_t o = h * 16384 + wr * 128;
+					mg_tma_st(&tm.s1, n0 + h * 64, r0 + wr, s1b + o);
+					mg_tma_st(&tm.s1, F + n0 + h * 64, r0 + wr, s3b + o);
+				}
+				mg_bulk_commit();
+				mg_bulk_wait_read();
+			}
+		}
+	}
+}
+
 template <int MODE, int VAR>
 __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB)
         k_mg(struct mg_args a, const __grid_constant__ struct mg_tma tm)
@@ -351,8 +508,9 @@ __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB)
 	typedef mg_var<VAR> V;
 	constexpr bool WG = VAR > 0;
 	/* variant 6: B of the row modes, A of those with contiguous rows, by TMA */
-	constexpr bool TB = (VAR == 6 || VAR == 7) && (MODE == MG_UP || MODE == MG_DOWN ||
-	                                               MODE == MG_DOWN_DX || MODE == MG_UP_DX);
+	constexpr bool TB = (VAR == 6 || VAR == 7 || VAR == 8) &&
+	                    (MODE == MG_UP || MODE == MG_DOWN || MODE == MG_DOWN_DX ||
+	                     MODE == MG_UP_DX);
 	constexpr bool TA = TB && MODE != MG_UP;
 	/* round 7: UP's A is contiguous when it is the gathered copy xg */
 	const bool ta = TA || (TB && MODE == MG_UP && a.gx);
@@ -361,8 +519,14 @@ __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB)
 	/* variant 7: also A of the weight gradients (dyp, dh13 rows) and DOWN_DW's
 	 * B (hh rows) by TMA, except an expert's last k block when partial (rows
 	 * past its end must be zero there: they are K; cp.async zero-fills) */
-	constexpr bool TD = VAR == 7 && (MODE == MG_DOWN_DW || MODE == MG_UP_DW);
+	constexpr bool TD = (VAR == 7 || VAR == 8) && (MODE == MG_DOWN_DW || MODE == MG_UP_DW);
+	/* round 8, variant 8 (wgtd + POLICY_GPU_MOE_EPI=tma): UP's and DOWN_DX's
+	 * bf16 outputs from the accumulators by stmatrix and TMA stores, no fp32
+	 * tile; DOWN_DX's h1 / h3 tiles by TMA into stages the main loop is done
+	 * with (mg_epb) */
+	constexpr bool EPI = VAR == 8 && (MODE == MG_UP || MODE == MG_DOWN_DX);
 	__shared__ __align__(8) uint64_t mg_full[3];
+	__shared__ __align__(8) uint64_t mg_epb[2];
 	constexpr int BN = V::BN, ST = V::ST, NB = V::NB, CLD = V::CLD, PD = V::PD;
 	static_assert(!V::W1 || ST >= PD + 2, "a stage in use by a wgmma in flight");
 	extern __shared__ __align__(1024) unsigned char mg_sm[];
@@ -579,8 +743,18 @@ __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB)
 	 * in flight (W1) the stage it overwrites was read by block kb + PD - ST
 	 * <= kb - 2, whose products every warpgroup has waited for before the
 	 * barrier */
+	/* DOWN_DX, variant 8: the stages h1 and h3 are fetched into, each once
+	 * its last k block has been multiplied (ST 3: h1 at block nk - 2 into the
+	 * stage of block nk, h3 at nk - 1 into that of nk + 1; nk 1: both at 0) */
+	const uint32_t ebar = (uint32_t)__cvta_generic_to_shared(mg_epb);
+	const int sh1 = nk >= 2 ? nk % ST : 2, sh3 = nk >= 2 ? (nk + 1) % ST : 1;
+	(void)ebar, (void)sh1, (void)sh3;
 	if (TB || TD) {
 		if (tid == 0) {
+			if (EPI && MODE == MG_DOWN_DX) {
+				mg_tb_init(ebar);
+				mg_tb_init(ebar + 8);
+			}
 			for (int s = 0; s < ST; s++)
 				mg_tb_init(fbar + 8 * s);
 			asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
@@ -605,6 +779,20 @@ __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB)
 		if (kb + PD < nk) {
 			load((kb + PD) % ST, kb + PD);
 			fetch_tok(kb + PD + 1);
+		}
+		if constexpr (EPI && MODE == MG_DOWN_DX) {
+			if (tid == 0 && (kb == (nk >= 2 ? nk - 2 : 0) || kb == nk - 1)) {
+				/* two 64-column boxes of 128 rows r0.. (columns n0..) */
+				const bool first = kb == (nk >= 2 ? nk - 2 : 0);
+				for (int j = first ? 0 : 1; j < (kb == nk - 1 ? 2 : 1); j++) {
+					const uint32_t dst = sbase + (j ? sh3 : sh1) * V::STAGE,
+					               bar = ebar + 8 * j;
+					const CUtensorMap *m = j ? &tm.s3 : &tm.s2;
+					mg_tb_expect(bar, 2 * 16384);
+					mg_tma2(dst, m, n0, r0, bar);
+					mg_tma2(dst + 16384, m, n0 + 64, r0, bar);
+				}
+			}
 		}
 		ptx::cp_commit();
 		uint32_t sa = sbase + (kb % ST) * V::STAGE, sb = sa + MG_TILE;
@@ -689,6 +877,11 @@ __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB)
 	}
 	ptx::cp_wait<0>();
 	__syncthreads();
+	if constexpr (EPI) {
+		mg_epi_tma<MODE>(a, tm, wacc, sbase, sbase + sh1 * V::STAGE, sbase + sh3 * V::STAGE,
+		                 ebar, r0, r1, n0);
+		return;
+	}
 
 	/* the tile through shared memory */
 	float *Cs = (float *)(mg_sm + (sbase - sraw));
@@ -1195,11 +1388,50 @@ template <int MODE> static int mg_maps(struct mg_tma *tm, const struct mg_args *
 	return rc;
 }
 
+/* POLICY_GPU_MOE_EPI: "smem" (0, the default: the fp32 tile through shared
+ * memory) or "tma" (1, round 8: UP's and DOWN_DX's epilogues in wgtd by
+ * stmatrix and TMA stores, variant 8); an unknown value is SWERVE_EINVAL */
+int policy_moe_epi(void)
+{
+	const char *v = getenv("POLICY_GPU_MOE_EPI");
+	if (!v || !*v || !strcmp(v, "smem"))
+		return 0;
+	if (!strcmp(v, "tma"))
+		return 1;
+	return swerve_error_set(SWERVE_EINVAL, "POLICY_GPU_MOE_EPI=%s: unknown epilogue (smem, tma)",
+	                        v);
+}
+
+/* variant 8's extra maps: UP's outputs (F, R) in 64 x 16 boxes; DOWN_DX's
+ * dh13 (2F, R) in 64 x 16, h1 and h3 (F, R) in 64 x 128 */
+template <int MODE> static int mg_maps_epi(struct mg_tma *tm, const struct mg_args *a, int R)
+{
+	const cuuint64_t F = (cuuint64_t)a->F, fr[2] = {F, (cuuint64_t)R},
+	                 f2r[2] = {2 * F, (cuuint64_t)R};
+	int rc;
+	if (MODE == MG_UP) {
+		rc = mg_map(&tm->s1, a->o1, 2, fr, 16);
+		if (!rc)
+			rc = mg_map(&tm->s2, a->o2, 2, fr, 16);
+		if (!rc)
+			rc = mg_map(&tm->s3, a->o3, 2, fr, 16);
+		return rc;
+	}
+	rc = mg_map(&tm->s1, a->o1, 2, f2r, 16);
+	if (!rc)
+		rc = mg_map(&tm->s2, a->h1, 2, fr, 128);
+	if (!rc)
+		rc = mg_map(&tm->s3, a->h3, 2, fr, 128);
+	return rc;
+}
+
 template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct mg_args *a)
 {
-	int var = policy_moe_variant(), BN = var == 2 ? 256 : 128;
+	int var = policy_moe_variant(), BN = var == 2 ? 256 : 128, epi = policy_moe_epi();
 	if (var < 0)
 		return var;
+	if (epi < 0)
+		return epi;
 	/* split-K of the weight gradients: ws2 both; wgp, wgm DOWN_DW (8 x 6 dW
 	 * tiles an expert: 1.45 waves of 2 CTAs an SM unsplit). Measured slower
 	 * for DOWN_DW (H100: wgp 0.112 / 0.148 ms balanced / skewed against wg's
@@ -1278,6 +1510,18 @@ template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct
 		int rc = mg_maps<MODE>(&tm, a, R);
 		if (rc)
 			return rc;
+	}
+	if constexpr (MODE == MG_UP || MODE == MG_DOWN_DX) {
+		/* round 8: wgtd with the TMA epilogues (its outputs and DOWN_DX's h1,
+		 * h3 16-byte aligned: the TMA's global addresses) */
+		if (var == 7 && epi && aligned(a->o1) &&
+		    (MODE == MG_UP ? aligned(a->o2) && aligned(a->o3)
+		                   : aligned(a->h1) && aligned(a->h3))) {
+			int rc = mg_maps_epi<MODE>(&tm, a, R);
+			if (rc)
+				return rc;
+			return mg_run<MODE, 8>(grid, a, &tm);
+		}
 	}
 	switch (var) {
 	case 0: return mg_run<MODE, 0>(grid, a, &tm);

@@ -55,6 +55,13 @@ int policy_moe_gather(const struct policy_moe_dims *d, uint16_t *xg, const uint1
  * operands (dyp, dh13, hh rows) by TMA too (see gpu_moe.cu); an unknown name is SWERVE_EINVAL
  * with a message, and every product refuses to run */
 int policy_moe_variant(void);
+/* POLICY_GPU_MOE_EPI (round 8): "smem" (0, the default: every epilogue
+ * through an fp32 tile in shared memory) or "tma" (1: in wgtd, the bf16
+ * outputs of policy_moe_up and policy_moe_down_dx written from the
+ * accumulators by stmatrix and TMA tensor stores, DOWN_DX's h1 / h3 tiles
+ * loaded by TMA; bit-identical outputs); an unknown value is SWERVE_EINVAL
+ * with a message, and every product refuses to run */
+int policy_moe_epi(void);
 /* 1 when the grouped kernels take these dimensions */
 int policy_moe_supported(int D, int F);
 

@@ -2,12 +2,15 @@
  * the training benchmark's shape (T 8192 tokens, top-2 of 8 experts, D 768,
  * F 1024): each projection's time and TFLOP/s for a balanced routing and for
  * the benchmark's skewed one (44% of the rows to one expert), on each kernel
- * variant (POLICY_GPU_MOE_KERNEL=wg, wgt, wgtd, wgm, wgp, ws2, mma, wg256; argv: how
- * many of these to run, default all), median of 20
+ * variant (POLICY_GPU_MOE_KERNEL=wg, wgt, wgtd, wgm, wgp, ws2, mma, wg256;
+ * round 8: wgtd+tma = wgtd with POLICY_GPU_MOE_EPI=tma; argv: a number, how
+ * many of these to run from the first, or the variants by name; default
+ * all), median of 20
  * launches after 3 warm-ups (CUDA events), random bf16 inputs. Round 7:
  * also the gather pass (x -> xg in row order) and up / up dW reading xg
  * (POLICY_GPU_MOE_GATHER=copy), and the layer with them. Prints a table
- * last. */
+ * last (x = the first variant run's time / this; then each projection side
+ * by side). */
 #include "policy/gpu_moe.h"
 #include "tests/bench/gpu_bench.cuh"
 
@@ -40,7 +43,7 @@ static int cmpf(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-#define NVAR 8
+#define NVAR 9
 #define NP   12
 
 int main(int argc, char **argv)
@@ -61,11 +64,29 @@ int main(int argc, char **argv)
 	                       2.0 * R * D * 2 * F, 2.0 * R * 2 * F * D, 2.0 * R * 2 * F * D};
 	double ms_tab[2 * NVAR][NP]; /* (kernel, routing) */
 	double lay[NVAR][2], layg[NVAR][2], lay_f = 0;
-	static const char *const var_env[NVAR] = {"wg",  "wgt", "wgtd", "wgm",
-	                                          "wgp", "ws2", "mma",  "wg256"};
-	int ndev = 0, nvar = argc > 1 ? atoi(argv[1]) : NVAR;
-	if (nvar < 1 || nvar > NVAR)
-		nvar = NVAR;
+	static const char *const all_env[NVAR] = {"wg",  "wgt", "wgtd",  "wgm",     "wgp",
+	                                          "ws2", "mma", "wg256", "wgtd+tma"};
+	const char *var_env[NVAR];
+	int ndev = 0, nvar = 0;
+	if (argc > 1 && argv[1][0] >= '0' && argv[1][0] <= '9') { /* the first n */
+		int n = atoi(argv[1]);
+		if (n < 1 || n > NVAR)
+			n = NVAR;
+		for (; nvar < n; nvar++)
+			var_env[nvar] = all_env[nvar];
+	} else if (argc > 1) { /* by name */
+		for (int i = 1; i < argc && nvar < NVAR; i++) {
+			int k = 0;
+			while (k < NVAR && strcmp(argv[i], all_env[k]))
+				k++;
+			if (k == NVAR)
+				DIE("unknown variant %s", argv[i]);
+			var_env[nvar++] = all_env[k];
+		}
+	} else {
+		for (; nvar < NVAR; nvar++)
+			var_env[nvar] = all_env[nvar];
+	}
 	if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev < 1) {
 		printf("gpu_train_moe: skipped: no CUDA device\n");
 		return 0;
@@ -108,7 +129,18 @@ int main(int argc, char **argv)
 	struct policy_moe_dims dg = {T, K, E, D, F, offs, perm, 1};
 	for (int v = 0; v < 2 * nvar; v++) {
 		int o[9], skew = v & 1;
-		setenv("POLICY_GPU_MOE_KERNEL", var_env[v >> 1], 1);
+		{ /* "NAME+EPI": NAME with POLICY_GPU_MOE_EPI=EPI */
+			char k[32];
+			snprintf(k, sizeof(k), "%s", var_env[v >> 1]);
+			char *plus = strchr(k, '+');
+			if (plus) {
+				*plus = 0;
+				setenv("POLICY_GPU_MOE_EPI", plus + 1, 1);
+			} else {
+				unsetenv("POLICY_GPU_MOE_EPI");
+			}
+			setenv("POLICY_GPU_MOE_KERNEL", k, 1);
+		}
 		o[0] = 0;
 		for (int e = 0; e < E; e++) {
 			int c = skew ? (e == 0 ? (int)(0.44 * R) : (R - (int)(0.44 * R)) / (E - 1))
@@ -177,16 +209,27 @@ int main(int argc, char **argv)
 		printf("%-26s %9.3f %9.3f %12.1f %12.1f\n", "layer, GATHER=copy", layg[w][0],
 		       layg[w][1], ftot / layg[w][0] / 1e9, ftot / layg[w][1] / 1e9);
 	}
-	/* the variants side by side, against wg (round 4's default) of this run */
-	printf("\none layer's six products (%.1f GFLOP), per variant; x = wg's time / this;\n"
+	/* each projection, the variants side by side (ms balanced / skewed) */
+	printf("\nper projection, ms balanced / skewed\n%-26s", "projection");
+	for (int w = 0; w < nvar; w++)
+		printf(" %17s", var_env[w]);
+	printf("\n");
+	for (int k = 0; k < NP; k++) {
+		printf("%-26s", names[k]);
+		for (int w = 0; w < nvar; w++)
+			printf("     %6.3f/%6.3f", ms_tab[2 * w][k], ms_tab[2 * w + 1][k]);
+		printf("\n");
+	}
+	/* the variants side by side, against the first one run */
+	printf("\none layer's six products (%.1f GFLOP), per variant; x = %s's time / this;\n"
 	       "+xg = POLICY_GPU_MOE_GATHER=copy (the gather pass counted in)\n",
-	       lay_f / 1e9);
+	       lay_f / 1e9, var_env[0]);
 	printf("%-10s %9s %9s %12s %12s %7s %7s\n", "variant", "bal. ms", "skew ms", "bal. TFLOP/s",
 	       "skew TFLOP/s", "x bal", "x skew");
 	for (int w = 0; w < nvar; w++)
 		for (int g = 0; g < 2; g++) {
 			double(*L)[2] = g ? layg : lay;
-			char nm[16];
+			char nm[24];
 			snprintf(nm, sizeof(nm), "%s%s", var_env[w], g ? " +xg" : "");
 			printf("%-10s %9.3f %9.3f %12.1f %12.1f %7.2f %7.2f\n", nm, L[w][0],
 			       L[w][1], lay_f / L[w][0] / 1e9, lay_f / L[w][1] / 1e9,

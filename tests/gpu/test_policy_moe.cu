@@ -13,7 +13,11 @@
  * kernel is checked on its own; the worst element is printed. Round 7: each
  * case also gathers x into xg (row order, compared exactly) and runs up and
  * up dW (added and stored) from it (POLICY_GPU_MOE_GATHER=copy's path: A /
- * B contiguous, by TMA in wgt / wgtd) against the same references. */
+ * B contiguous, by TMA in wgt / wgtd) against the same references. Round
+ * 8: "wgtd+tma" = wgtd with POLICY_GPU_MOE_EPI=tma (up's and down dX's
+ * epilogues by stmatrix + TMA stores; the F % 64 == 0 cases take it, the
+ * others run wg); a misspelt POLICY_GPU_MOE_EPI is refused.
+ * argv: the variants to run, by name (every variant when none is named). */
 extern "C" {
 #include "sandbox/error.h"
 }
@@ -455,10 +459,25 @@ static int check_case1(int T, int K, int E, int D, int F, int route)
 	return fail;
 }
 
-#define NVARIANTS 8
-static const char *const variant_env[NVARIANTS] = {"mma", "wg",  "wg256", "wgp",
-                                                   "wgm", "ws2", "wgt",   "wgtd"};
+#define NVARIANTS 9
+static const char *const variant_env[NVARIANTS] = {"mma", "wg",  "wg256", "wgp",     "wgm",
+                                                   "ws2", "wgt", "wgtd",  "wgtd+tma"};
 static int variant; /* the POLICY_GPU_MOE_KERNEL of the tests below */
+
+/* the variant's environment: "NAME+tma" = NAME with POLICY_GPU_MOE_EPI=tma */
+static void variant_setenv(void)
+{
+	char k[32];
+	snprintf(k, sizeof(k), "%s", variant_env[variant]);
+	char *plus = strchr(k, '+');
+	if (plus) {
+		*plus = 0;
+		setenv("POLICY_GPU_MOE_EPI", plus + 1, 1);
+	} else {
+		unsetenv("POLICY_GPU_MOE_EPI");
+	}
+	setenv("POLICY_GPU_MOE_KERNEL", k, 1);
+}
 
 static int have_gpu(void)
 {
@@ -470,7 +489,7 @@ static int check_case(int T, int K, int E, int D, int F, int route)
 {
 	if (!have_gpu())
 		return GPU_SKIP;
-	setenv("POLICY_GPU_MOE_KERNEL", variant_env[variant], 1);
+	variant_setenv();
 	return check_case1(T, K, E, D, F, route);
 }
 
@@ -513,6 +532,31 @@ static int test_tma_odd_width(void)
 	return check_case(257, 2, 4, 72, 64, ROUTE_ONE);
 }
 
+/* D 64: one k block (down dX's h1 and h3 fetched at block 0 into the two
+ * stages no block uses) */
+static int test_tma_one_kblock(void)
+{
+	return check_case(200, 2, 4, 64, 128, ROUTE_RANDOM);
+}
+
+/* a misspelt POLICY_GPU_MOE_EPI: every product refuses, naming it */
+static int test_epi_misspelt(void)
+{
+	if (!have_gpu())
+		return GPU_SKIP;
+	struct policy_moe_dims d = {1, 1, 1, 64, 64, NULL, NULL, 0};
+	setenv("POLICY_GPU_MOE_EPI", "tmaa", 1);
+	int rc = policy_moe_up(&d, NULL, NULL, NULL, NULL, NULL, NULL);
+	char msg[256];
+	snprintf(msg, sizeof(msg), "%s", swerve_error_last());
+	variant_setenv();
+	if (rc != SWERVE_EINVAL || !strstr(msg, "POLICY_GPU_MOE_EPI=tmaa")) {
+		printf("    rc %d, message \"%s\"\n", rc, msg);
+		return 1;
+	}
+	return 0;
+}
+
 /* argv: the variants to run (all when none are named) */
 int main(int argc, char **argv)
 {
@@ -528,6 +572,8 @@ int main(int argc, char **argv)
 	        {"grouped MoE GEMMs: 5200 rows on 2 of 4 experts (split-K of dW)", test_split_k},
 	        {"grouped MoE GEMMs: random segments, empty experts, F 128", test_tma_random_empty},
 	        {"grouped MoE GEMMs: one expert, D 72, F 64", test_tma_odd_width},
+	        {"grouped MoE GEMMs: one k block, D 64, F 128", test_tma_one_kblock},
+	        {"grouped MoE GEMMs: a misspelt POLICY_GPU_MOE_EPI is refused", test_epi_misspelt},
 	};
 	int n = (int)(sizeof(tests) / sizeof(tests[0])), rc = 0;
 	rng = (uint64_t)time(NULL) * 2654435761u + (uint64_t)clock() + 1;
@@ -542,5 +588,6 @@ int main(int argc, char **argv)
 		rc |= gpu_run_tests(tests, n);
 	}
 	unsetenv("POLICY_GPU_MOE_KERNEL");
+	unsetenv("POLICY_GPU_MOE_EPI");
 	return rc;
 }
