@@ -6,7 +6,12 @@
  * weights (also with two micro-batches a step). Fresh random inputs every run; the seed is
  * printed. Tolerances are relative L2 errors per tensor: fp32 mode is fp32
  * throughout (tight), bf16 mode carries bf16 operands and kernels/lightning's
- * bf16 q/k/v (loose). */
+ * bf16 q/k/v (loose). bf16 cases compare with the CPU reference rounded to
+ * bf16 where the GPU rounds in the lightning layers (tests/support/
+ * policy_bf16.h; issue 10: layer 0's wq/wk gradients are ill-conditioned on
+ * some fixtures, 0.1+ from the exact reference by rounding alone).
+ * SWERVE_TEST_SEED=n replays a case's fixture, SWERVE_TEST_ONLY=text runs the
+ * cases whose name contains text, SWERVE_TEST_REPEAT=n runs them n times. */
 #include "tests/gpu/gpu_check.h"
 
 #include <math.h>
@@ -18,18 +23,8 @@
 #include "kernels/lightning.h"
 #include "kernels/policy_loss.h"
 #include "policy/policy.h"
+#include "tests/support/policy_bf16.h"
 #include <cuda_runtime.h>
-
-static uint64_t seed;
-static double urand(void)
-{
-	seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
-	return ((seed >> 11) + 0.5) / 9007199254740992.0;
-}
-static double nrand(void)
-{
-	return sqrt(-2 * log(urand())) * cos(6.283185307179586 * urand());
-}
 
 static int have_gpu(void)
 {
@@ -48,67 +43,6 @@ static int have_gpu(void)
 		printf("no GPU: %s\n", swerve_error_last());
 	policy_layout_dispose(&L);
 	return rc == 0;
-}
-
-static void gpu_config(struct policy_config *c)
-{
-	policy_config_default(c);
-	c->vocab_size = 300;
-	c->dim = 128;
-	c->n_layers = 2;
-	c->n_heads = 2;
-	c->head_dim = 64;
-	c->n_kv_heads = 1;
-	c->rotary_dim = 32;
-	c->softmax_every = 2; /* layer 0 lightning, layer 1 softmax */
-	c->n_experts = 4;
-	c->top_k = 2;
-	c->expert_hidden = 96;
-	c->max_seq_len = 256;
-	c->aux_loss_coef = 0.01;
-	policy_config_validate(c);
-}
-
-struct fixture {
-	struct policy_config c;
-	struct policy_layout L;
-	float *p;
-	double *pd;
-	int T, S, tok[512], tgt[512], cu[8];
-};
-
-static void fixture_init(struct fixture *f)
-{
-	int lens[3] = {45, 64, 19};
-	gpu_config(&f->c);
-	policy_layout_init(&f->L, &f->c);
-	f->p = calloc(f->L.total, 4);
-	f->pd = calloc(f->L.total, sizeof(double));
-	policy_params_init(f->p, &f->L, seed);
-	for (int i = 0; i < f->L.n; i++) /* norms away from 1, matrices larger */
-		for (size_t j = 0; j < f->L.t[i].numel; j++) {
-			float *x = &f->p[f->L.t[i].offset + j];
-			*x = f->L.t[i].ndim == 1 ? (float)(1 + 0.2 * nrand()) : *x * 4.0f;
-		}
-	for (size_t i = 0; i < f->L.total; i++)
-		f->pd[i] = f->p[i];
-	f->S = 3;
-	f->cu[0] = 0;
-	for (int s = 0; s < 3; s++)
-		f->cu[s + 1] = f->cu[s] + lens[s];
-	f->T = f->cu[3];
-	for (int t = 0; t < f->T; t++)
-		f->tok[t] = (int)(urand() * f->c.vocab_size);
-	for (int s = 0; s < 3; s++)
-		for (int t = f->cu[s]; t < f->cu[s + 1]; t++)
-			f->tgt[t] = t + 1 < f->cu[s + 1] && t % 7 != 3 ? f->tok[t + 1] : -1;
-}
-
-static void fixture_dispose(struct fixture *f)
-{
-	free(f->p);
-	free(f->pd);
-	policy_layout_dispose(&f->L);
 }
 
 /* relative L2 error of a vs the reference r, with the worst element */
@@ -137,18 +71,26 @@ static double compare(const char *name, const float *a, const double *r, size_t 
 	return rel;
 }
 
-/* CPU reference: logits, loss, grads (double) of loss + aux */
+/* CPU reference: logits, loss, grads (double) of loss + aux; flags 0:
+ * policy/ref.c, else its copy in tests/support/policy_bf16.h that rounds to
+ * bf16 at the PB_* points (where the GPU's bf16 mode rounds) */
 static void cpu_reference(struct fixture *f, double **logits, double *loss, double *aux,
                           double **grads, const double *old, const double *adv,
-                          const struct policy_loss_opts *o)
+                          const struct policy_loss_opts *o, int flags)
 {
 	struct policy_ref_tape *tp;
 	struct policy_batch b = {f->T, f->tok, f->S, f->cu};
 	struct policy_loss_stats st;
-	double *dl = calloc((size_t)f->T * f->c.vocab_size, sizeof(double));
+	double *dl;
 	*grads = calloc(f->L.total, sizeof(double));
-	policy_ref_forward(&tp, &f->c, &f->L, f->pd, &b);
 	*logits = malloc((size_t)f->T * f->c.vocab_size * sizeof(double));
+	if (flags) {
+		pb_model(*logits, *grads, loss, aux, &f->c, &f->L, f->pd, &b, f->tgt, old, adv, o,
+		         flags);
+		return;
+	}
+	dl = calloc((size_t)f->T * f->c.vocab_size, sizeof(double));
+	policy_ref_forward(&tp, &f->c, &f->L, f->pd, &b);
 	memcpy(*logits, policy_ref_logits(tp), (size_t)f->T * f->c.vocab_size * sizeof(double));
 	if (old)
 		policy_loss_pg(&st, dl, *logits, f->T, f->c.vocab_size, f->tgt, old, adv, o);
@@ -161,9 +103,47 @@ static void cpu_reference(struct fixture *f, double **logits, double *loss, doub
 	free(dl);
 }
 
+/* SWERVE_TEST_SEED=n: every fixture starts from the generator state n (the
+ * "seed" a case prints), so a failure replays; returns -1 if it is not a
+ * number */
+static int replay_seed(void)
+{
+	const char *e = getenv("SWERVE_TEST_SEED");
+	char *end;
+	if (!e || !*e)
+		return 0;
+	seed = strtoull(e, &end, 0);
+	if (*end) {
+		printf("SWERVE_TEST_SEED=%s: not a number\n", e);
+		return -1;
+	}
+	return 0;
+}
+
+/* Where the GPU's bf16 mode rounds in a lightning layer (PB_* of
+ * tests/support/policy_bf16.h), under the switches that change it. Issue 10:
+ * layer 0's wq/wk gradients are ill-conditioned on some fixtures (a
+ * sequence's first token whose q.k nearly cancels in one head: the output
+ * norm's gradient then scales as 1/(q.k)), so bf16 q/k/v alone move them by
+ * 0.1+ of their norm against the exact reference; the GPU matches the
+ * reference that rounds as it does. */
+static int bf16_round_points(void)
+{
+	const char *lin = getenv("POLICY_GPU_LIGHTNING"), *act = getenv("POLICY_GPU_ACT");
+	int act32 = act && !strcmp(act, "fp32"); /* fp32 storage, GEMMs FAST_16BF */
+	/* the fp32 lightning kernel: q/k/v, o and dO in fp32 */
+	if (lin && !strcmp(lin, "fp32"))
+		return act32 ? PB_GEMM : PB_GEMM | PB_PRE;
+	return act32 ? PB_ALL & ~PB_PRE : PB_ALL;
+}
+
 /* adam_steps > 0: that many GPU training steps first (lr 1e-2, so the
  * weights move); the reference then runs on the weights the GPU holds, so
- * the GPU's bf16 weight copy must have followed its fp32 master weights */
+ * the GPU's bf16 weight copy must have followed its fp32 master weights.
+ * bf16 mode is compared with the CPU reference rounded where the GPU rounds
+ * in the lightning layers (bf16_round_points), within 8e-2 for what is not
+ * emulated (the other layers' bf16 GEMMs, the fused head); the distance of
+ * that reference from the exact one is printed. */
 static int check_model(enum policy_gpu_precision prec, int pg, int adam_steps)
 {
 	struct fixture f;
@@ -179,7 +159,11 @@ static int check_model(enum policy_gpu_precision prec, int pg, int adam_steps)
 	 * whose rounding can also flip a near-tied top-k routing choice. */
 	double tol_l = prec == POLICY_GPU_FP32 ? 1e-4 : 3e-2;
 	double tol_g = prec == POLICY_GPU_FP32 ? 1e-3 : 8e-2;
+	int flags = prec == POLICY_GPU_BF16 ? bf16_round_points() : 0;
+	uint64_t seed0;
 
+	CHECK(replay_seed() == 0, "bad SWERVE_TEST_SEED");
+	seed0 = seed;
 	fixture_init(&f);
 	if (prec == POLICY_GPU_BF16) /* every expert active: bf16 noise cannot flip a top-k
 	                              * choice (fp32 mode keeps the real top-2 routing) */
@@ -210,7 +194,7 @@ static int check_model(enum policy_gpu_precision prec, int pg, int adam_steps)
 	}
 	if (pg) { /* behaviour logprobs near the current ones, advantages per sequence */
 		double *l0, *g0, l, a;
-		cpu_reference(&f, &l0, &l, &a, &g0, NULL, NULL, NULL);
+		cpu_reference(&f, &l0, &l, &a, &g0, NULL, NULL, NULL, 0);
 		policy_logprobs(old, l0, f.T, f.c.vocab_size, f.tgt);
 		for (int s = 0; s < f.S; s++) {
 			double A = nrand();
@@ -227,7 +211,7 @@ static int check_model(enum policy_gpu_precision prec, int pg, int adam_steps)
 		free(l0);
 		free(g0);
 	}
-	cpu_reference(&f, &logits, &loss, &aux, &grads, pg ? old : NULL, adv, &o);
+	cpu_reference(&f, &logits, &loss, &aux, &grads, pg ? old : NULL, adv, &o, flags);
 	CHECK(policy_gpu_step(&st, &gaux, NULL, g, &b, f.tgt, pg ? fold : NULL, pg ? fadv : NULL,
 	                      &o, 1) == 0,
 	      "%s", swerve_error_last());
@@ -246,9 +230,28 @@ static int check_model(enum policy_gpu_precision prec, int pg, int adam_steps)
 	                      &o, 1) == 0,
 	      "%s", swerve_error_last());
 	CHECK(policy_gpu_get_grads(g, gg) == 0, "%s", swerve_error_last());
-	printf("%s, %s loss: seed %llu, %d tokens in %d sequences\n",
+	printf("%s, %s loss: seed %llu (SWERVE_TEST_SEED replays it), %d tokens in %d "
+	       "sequences\n",
 	       prec == POLICY_GPU_FP32 ? "fp32" : "bf16", pg ? "CISPO" : "cross-entropy",
-	       (unsigned long long)seed, f.T, f.S);
+	       (unsigned long long)seed0, f.T, f.S);
+	if (flags) { /* how far bf16 rounding alone moves each tensor (CPU) */
+		double *l2, *g2, x, a2, worst = 0;
+		const char *wn = "";
+		cpu_reference(&f, &l2, &x, &a2, &g2, pg ? old : NULL, adv, &o, 0);
+		for (int i = 0; i < f.L.n; i++) {
+			double r = pb_rel(grads + f.L.t[i].offset, g2 + f.L.t[i].offset,
+			                  f.L.t[i].numel);
+			if (r > worst) {
+				worst = r;
+				wn = f.L.t[i].name;
+			}
+		}
+		printf("  cpu reference rounded at points 0x%x; it is %.2e from the exact one at "
+		       "worst (%s)\n",
+		       flags, worst, wn);
+		free(l2);
+		free(g2);
+	}
 	printf("  loss gpu %.8f cpu %.8f   aux gpu %.8f cpu %.8f\n", st.loss, loss, gaux, aux);
 	if (fabs(st.loss - loss) > tol_l * (fabs(loss) + 1e-3) ||
 	    fabs(gaux - aux) > tol_l * (fabs(aux) + 1e-6)) {
@@ -499,8 +502,10 @@ static int check_accum(enum policy_gpu_precision prec)
 	double *grads, loss[2], gl[2];
 	float *gg;
 	double tol_g = prec == POLICY_GPU_FP32 ? 1e-3 : 8e-2;
+	int flags = prec == POLICY_GPU_BF16 ? bf16_round_points() : 0; /* as check_model */
 	if (!have_gpu())
 		return GPU_SKIP;
+	CHECK(replay_seed() == 0, "bad SWERVE_TEST_SEED");
 	fixture_init(&f);
 	if (prec == POLICY_GPU_BF16) /* as check_model: no near-tied top-k choices */
 		f.c.top_k = f.c.n_experts;
@@ -518,6 +523,12 @@ static int check_accum(enum policy_gpu_precision prec)
 		struct policy_ref_tape *tp;
 		struct policy_loss_stats st;
 		double *dl = calloc((size_t)b[m].n_tokens * f.c.vocab_size, sizeof(double));
+		if (flags) { /* dl holds the logits */
+			pb_model(dl, grads, &loss[m], NULL, &f.c, &f.L, f.pd, &b[m], tg[m], NULL,
+			         NULL, NULL, flags);
+			free(dl);
+			continue;
+		}
 		policy_ref_forward(&tp, &f.c, &f.L, f.pd, &b[m]);
 		policy_loss_xent(&st, dl, policy_ref_logits(tp), b[m].n_tokens, f.c.vocab_size,
 		                 tg[m]);
@@ -788,6 +799,34 @@ static int test_bad_switches(void)
 	return 0;
 }
 
+/* SWERVE_TEST_ONLY=text: only the cases whose name contains text;
+ * SWERVE_TEST_REPEAT=n: those n times over (each time a fresh fixture unless
+ * SWERVE_TEST_SEED is set), e.g. SWERVE_TEST_ONLY=bf16 SWERVE_TEST_REPEAT=20 */
+static int run_selected(const struct gpu_test *tests, int n)
+{
+	const char *only = getenv("SWERVE_TEST_ONLY"), *rep = getenv("SWERVE_TEST_REPEAT");
+	int reps = rep ? atoi(rep) : 1, m = 0, rc;
+	struct gpu_test *sel;
+	seed = (uint64_t)time(NULL) * 2654435761u + (uint64_t)clock();
+	if (reps < 1 || reps > 10000) {
+		printf("SWERVE_TEST_REPEAT=%s: must be 1..10000\n", rep);
+		return 1;
+	}
+	sel = malloc((size_t)n * reps * sizeof(*sel));
+	for (int r = 0; r < reps; r++)
+		for (int i = 0; i < n; i++)
+			if (!only || strstr(tests[i].name, only))
+				sel[m++] = tests[i];
+	if (!m) {
+		printf("SWERVE_TEST_ONLY=%s: no case's name contains it\n", only);
+		free(sel);
+		return 1;
+	}
+	rc = gpu_run_tests(sel, m);
+	free(sel);
+	return rc;
+}
+
 int main(void)
 {
 	const struct gpu_test tests[] = {
@@ -841,6 +880,5 @@ int main(void)
 	        {"fused and per-tensor AdamW vs a host AdamW (fp32, dim 102: scalar path)",
 	         test_adamw_fused_fp32_odd},
 	};
-	seed = (uint64_t)time(NULL) * 2654435761u + (uint64_t)clock();
-	return gpu_run_tests(tests, (int)(sizeof(tests) / sizeof(tests[0])));
+	return run_selected(tests, (int)(sizeof(tests) / sizeof(tests[0])));
 }
