@@ -55,11 +55,11 @@ int policy_moe_gather(const struct policy_moe_dims *d, uint16_t *xg, const uint1
  * operands (dyp, dh13, hh rows) by TMA too (see gpu_moe.cu); an unknown name is SWERVE_EINVAL
  * with a message, and every product refuses to run */
 int policy_moe_variant(void);
-/* POLICY_GPU_MOE_EPI (round 8): "smem" (0, the default: every epilogue
- * through an fp32 tile in shared memory) or "tma" (1: in wgtd, the bf16
+/* POLICY_GPU_MOE_EPI (round 8): "tma" (1, the default since round 8: in wgtd, the bf16
  * outputs of policy_moe_up and policy_moe_down_dx written from the
  * accumulators by stmatrix and TMA tensor stores, DOWN_DX's h1 / h3 tiles
- * loaded by TMA; bit-identical outputs); an unknown value is SWERVE_EINVAL
+ * loaded by TMA; mg_epi's rounding) or "smem" (0, round 7: every epilogue
+ * through an fp32 tile in shared memory); an unknown value is SWERVE_EINVAL
  * with a message, and every product refuses to run */
 int policy_moe_epi(void);
 /* 1 when the grouped kernels take these dimensions */

@@ -136,8 +136,8 @@ int main(int argc, char **argv)
 			if (plus) {
 				*plus = 0;
 				setenv("POLICY_GPU_MOE_EPI", plus + 1, 1);
-			} else {
-				unsetenv("POLICY_GPU_MOE_EPI");
+			} else { /* round 7's epilogues (EPI=tma the default since round 8) */
+				setenv("POLICY_GPU_MOE_EPI", "smem", 1);
 			}
 			setenv("POLICY_GPU_MOE_KERNEL", k, 1);
 		}

@@ -464,7 +464,8 @@ static const char *const variant_env[NVARIANTS] = {"mma", "wg",  "wg256", "wgp",
                                                    "ws2", "wgt", "wgtd",  "wgtd+tma"};
 static int variant; /* the POLICY_GPU_MOE_KERNEL of the tests below */
 
-/* the variant's environment: "NAME+tma" = NAME with POLICY_GPU_MOE_EPI=tma */
+/* the variant's environment: "NAME+tma" = NAME with POLICY_GPU_MOE_EPI=tma
+ * (the default since round 8), NAME alone with POLICY_GPU_MOE_EPI=smem */
 static void variant_setenv(void)
 {
 	char k[32];
@@ -474,7 +475,7 @@ static void variant_setenv(void)
 		*plus = 0;
 		setenv("POLICY_GPU_MOE_EPI", plus + 1, 1);
 	} else {
-		unsetenv("POLICY_GPU_MOE_EPI");
+		setenv("POLICY_GPU_MOE_EPI", "smem", 1);
 	}
 	setenv("POLICY_GPU_MOE_KERNEL", k, 1);
 }
