@@ -298,24 +298,28 @@ int main(int argc, char **argv)
 	 * and the default's are then the same). Round 7: r6-default = every
 	 * round-7 switch off (R6_ENV: the gather inside the up loads, the
 	 * round-6 routing and lightning passes, AdamW a launch per tensor, the
-	 * full-FP32 LM head), the in-run baseline; r7-v1 = round 7's first
-	 * routing and lightning-pass kernels (v2, the default, replaced them). The older rows carry
+	 * full-FP32 LM head, the fp32-tile MoE epilogues), the in-run baseline;
+	 * r7-default = round 7's default (round 8's bf16 TMA-store epilogues of
+	 * up and down dX off: POLICY_GPU_MOE_EPI=smem); r7-v1 = round 7's first
+	 * routing and lightning-pass kernels. The older rows carry
 	 * POLICY_GPU_MOE_GATHER=load so they still measure what they name. */
-#define NROWS  13
+#define NROWS  14
 #define GL     "POLICY_GPU_MOE_GATHER=load "
 #define R3_ENV "POLICY_GPU_MOE=lt"
 #define R4_ENV GL "POLICY_GPU_MOE_KERNEL=wg"
 #define R5_ENV GL "POLICY_GPU_MOE_KERNEL=wg POLICY_GPU_MOE_FUSE=0 POLICY_GPU_MOE_DWSTORE=0"
 #define R6_ENV                                                                                     \
 	GL "POLICY_GPU_ROUTE=old POLICY_GPU_LIN_EW=old POLICY_GPU_ADAMW=tensor "                   \
-	   "POLICY_GPU_HEAD=fp32"
+	   "POLICY_GPU_HEAD=fp32 POLICY_GPU_MOE_EPI=smem"
+#define R7_ENV "POLICY_GPU_MOE_EPI=smem"
 #define V1_ENV "POLICY_GPU_ROUTE=v1 POLICY_GPU_LIN_EW=v1"
 	static const struct {
 		const char *label, *env;
 		int K, q;
 	} rows[NROWS] = {{"r6-default", R6_ENV, 4, 1},
 	                 {"default", "", 4, 1},
-	                 {"r7-v1", V1_ENV, 4, 1},
+	                 {"r7-default", R7_ENV, 4, 1},
+	                 {"r7-v1", V1_ENV " " R7_ENV, 4, 0},
 	                 {"r3-default", R3_ENV, 4, 0},
 	                 {"r6-default", R6_ENV, 1, 1},
 	                 {"default", "", 1, 1},
