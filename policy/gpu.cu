@@ -51,9 +51,17 @@
  * (more loads in flight; POLICY_GPU_ROUTE=v1 / POLICY_GPU_LIN_EW=v1: the
  * first versions).
  *
+ * Round 8 (gpu_ew.cu): the embedding (fused with the first norm), the
+ * residual adds fused with the next RMSNorm (and the MoE combine), the
+ * final norm and the RMSNorm backward run as a warp per row with a row's
+ * float4 loads all in flight and no block barrier per row
+ * (POLICY_GPU_EW=old: k_embed, k_embed_bwd, k_rms_fwd, k_add_rms,
+ * k_add_rms_moe, k_rms_bwd_dw / k_rms_bwd).
+ *
  * Shapes are noted as (T, C) row-major; W (out, in) as in ref.c. */
 #include "kernels/lightning.h"
 #include "kernels/policy_loss.h"
+#include "policy/gpu_ew.h"
 #include "policy/gpu_flash.h"
 #include "policy/gpu_linew.h"
 #include "policy/gpu_moe.h"
@@ -212,6 +220,9 @@ struct policy_gpu {
 	int route_new, lin_ew;
 	float *route_ws;
 	size_t route_ws_n;
+	/* round 8: the residual stream's passes of gpu_ew.cu (POLICY_GPU_EW=old
+	 * or a dim they do not take: gpu.cu's kernels) */
+	int ew;
 	/* softmax attention through cuBLAS (scores materialised per sequence and
 	 * KV group; POLICY_GPU_ATTN=naive: the warp-per-query kernels) */
 	int attn_gemm;
@@ -603,17 +614,24 @@ __global__ static void __launch_bounds__(256)
 
 /* the RMSNorm backward (as k_rms_bwd) and its weight gradient (as rms_dw):
  * one fused pass, or the two kernels (POLICY_GPU_FUSE=0, or C > 1024) */
-static void rms_bwd(const struct policy_gpu *g, float *dx, uint16_t *xb, int acc, float *dw,
-                    const float *dy, const float *x, const float *w, const float *rstd, int T,
-                    int C)
+static int rms_bwd(const struct policy_gpu *g, float *dx, uint16_t *xb, int acc, float *dw,
+                   const float *dy, const float *x, const float *w, const float *rstd, int T,
+                   int C)
 {
+	if (g->ew && policy_ew_supported(C)) { /* round 8: a warp per row (gpu_ew.cu) */
+		CKR(policy_ew_rms_bwd(dx, xb, acc, g->fuse ? dw : NULL, dy, x, w, rstd, T, C));
+		if (!g->fuse)
+			rms_dw(dw, dy, x, rstd, T, C);
+		return 0;
+	}
 	if (g->fuse && C <= RMS_BWD_COLS * 256) {
 		k_rms_bwd_dw<<<(unsigned)((T + RMS_BWD_ROWS - 1) / RMS_BWD_ROWS), 256>>>(
 		        dx, xb, acc, dw, dy, x, w, rstd, T, C);
-		return;
+		return 0;
 	}
 	k_rms_bwd<<<T, 256>>>(dx, xb, acc, dy, x, w, rstd, C);
 	rms_dw(dw, dy, x, rstd, T, C);
+	return 0;
 }
 
 /* the interleaved (T, 4 Hd) pre-activations: element (j, t, c) of the planar
@@ -1925,6 +1943,13 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 		if (g->lin_ew && !(le && !strcmp(le, "v1")))
 			g->lin_ew = 2;
 	}
+	{ /* POLICY_GPU_EW=new (the default where supported) | old (round 7's kernels) */
+		const char *ew = getenv("POLICY_GPU_EW");
+		if (ew && *ew && strcmp(ew, "new") && strcmp(ew, "old"))
+			return swerve_error_set(SWERVE_EINVAL, "gpu: POLICY_GPU_EW=%s: not new or old",
+			                        ew);
+		g->ew = !(ew && !strcmp(ew, "old")) && policy_ew_supported(D);
+	}
 	CKB(cublasCreate(&g->blas));
 	if (g->use_lt) {
 		CKB(cublasLtCreate(&g->lt));
@@ -2801,7 +2826,7 @@ int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_lo
 	int T = b->n_tokens, D = c->dim, V = c->vocab_size, maxlen = 0, n = 0;
 	size_t TD = (size_t)T * D;
 	double aux = 0;
-	int *hp;
+	int *hp, emb_norm = 0; /* emb_norm: the embedding wrote the first norm (round 8) */
 
 	if (backward < 0 || backward > POLICY_GPU_BACKWARD_ACC)
 		return swerve_error_set(SWERVE_EINVAL, "gpu: backward must be 0, 1 or 2, got %d",
@@ -2854,15 +2879,32 @@ int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_lo
 	 * attention in ly[l].hmid, the last one in xf. Fused (default): each add
 	 * writes the next buffer and normalises it in the same pass; else the
 	 * round-2 passes (add in place in g->x, copies, a norm kernel). */
-	k_embed<<<GRID(TD)>>>(g->fuse ? g->ly[0].xin : g->x, g->params + L->tok_emb, g->tok, T, D);
-	LAUNCHED();
+	if (g->ew && g->fuse && c->n_layers > 0 &&
+	    !((uintptr_t)(g->params + L->tok_emb) & 15)) { /* round 8: with the first norm */
+		emb_norm = 1;
+		CKR(policy_ew_add_rms(g->ly[0].xin, g->ly[0].n1, g->ab, NULL, g->ly[0].rstd1, NULL,
+		                      g->params + L->tok_emb, g->tok, NULL, NULL, NULL, 0,
+		                      g->params + L->layers[0].attn_norm, T, D,
+		                      (float)c->norm_eps));
+	} else if (g->ew) {
+		CKR(policy_ew_embed(g->fuse ? g->ly[0].xin : g->x, g->params + L->tok_emb, g->tok,
+		                    T, D));
+	} else {
+		k_embed<<<GRID(TD)>>>(g->fuse ? g->ly[0].xin : g->x, g->params + L->tok_emb,
+		                      g->tok, T, D);
+		LAUNCHED();
+	}
 	for (int l = 0; l < c->n_layers; l++) {
 		const struct policy_layer_params *lp = &L->layers[l];
 		struct glayer *ly = &g->ly[l];
 		float eps = (float)c->norm_eps;
 		if (!g->fuse)
 			CK(cudaMemcpyAsync(ly->xin, g->x, TD * 4, cudaMemcpyDeviceToDevice));
-		if (!g->fuse || l == 0) {
+		if (g->ew && (!g->fuse || (l == 0 && !emb_norm))) {
+			CKR(policy_ew_add_rms(NULL, ly->n1, g->ab, NULL, ly->rstd1, ly->xin, NULL, NULL,
+			                      NULL, NULL, NULL, 0, g->params + lp->attn_norm, T, D,
+			                      eps));
+		} else if (!g->fuse || l == 0) {
 			LAUNCH_A(g, k_rms_fwd, T, 256, ly->n1, ly->rstd1, ly->xin,
 			         g->params + lp->attn_norm, D, eps);
 			LAUNCHED();
@@ -2874,7 +2916,12 @@ int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_lo
 		} else {
 			CKR(lightning_fwd(g, l, g->dn, b, maxlen));
 		}
-		if (g->moe_fused) {
+		if (g->ew && g->fuse) { /* round 8 (gpu_ew.cu); xp: the experts' bf16 input */
+			CKR(policy_ew_add_rms(ly->hmid, ly->n2, 0,
+			                      g->moe_fused ? (uint16_t *)ly->xp : NULL, ly->rstd2,
+			                      ly->xin, NULL, NULL, g->dn, NULL, NULL, 0,
+			                      g->params + lp->ffn_norm, T, D, eps));
+		} else if (g->moe_fused) {
 			k_add_rms_moe<float><<<T, 256>>>(ly->hmid, ly->n2, (uint16_t *)ly->xp,
 			                                 ly->rstd2, ly->xin, g->dn, NULL, NULL, 0,
 			                                 g->params + lp->ffn_norm, D, eps);
@@ -2887,8 +2934,13 @@ int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_lo
 			k_add<<<GRID(TD)>>>(g->x, g->dn, TD);
 			LAUNCHED();
 			CK(cudaMemcpyAsync(ly->hmid, g->x, TD * 4, cudaMemcpyDeviceToDevice));
-			k_rms_fwd<float><<<T, 256>>>(ly->n2, ly->rstd2, g->x,
-			                             g->params + lp->ffn_norm, D, eps);
+			if (g->ew)
+				CKR(policy_ew_add_rms(NULL, ly->n2, 0, NULL, ly->rstd2, g->x, NULL,
+				                      NULL, NULL, NULL, NULL, 0,
+				                      g->params + lp->ffn_norm, T, D, eps));
+			else
+				k_rms_fwd<float><<<T, 256>>>(ly->n2, ly->rstd2, g->x,
+				                             g->params + lp->ffn_norm, D, eps);
 			LAUNCHED();
 		}
 		mark(g, PROF_OTHER);
@@ -2896,6 +2948,20 @@ int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_lo
 		if (!g->fuse) {
 			k_add<<<GRID(TD)>>>(g->x, g->dn, TD);
 			LAUNCHED();
+		} else if (g->ew) { /* round 8: the next norm (or the final one) in one pass */
+			int last = l + 1 == c->n_layers;
+			struct glayer *nx = last ? NULL : &g->ly[l + 1];
+			const float *w =
+			        g->params + (last ? L->final_norm : L->layers[l + 1].attn_norm);
+			/* the last: the fused head's bf16 input in bf16 mode */
+			int yb16 = g->ab || g->moe_fused; /* the grouped MoE is bf16 only */
+			void *y = last ? (yb16 ? (void *)g->nf_b : (void *)g->nf) : nx->n1;
+			/* the combine inside the residual add (the grouped MoE) */
+			CKR(policy_ew_add_rms(last ? g->xf : nx->xin, y, yb16, NULL,
+			                      last ? g->rstdf : nx->rstd1, ly->hmid, NULL, NULL,
+			                      g->moe_fused ? NULL : g->dn,
+			                      g->moe_fused ? ly->yp : NULL,
+			                      g->moe_fused ? ly->gate : NULL, c->top_k, w, T, D, eps));
 		} else if (g->moe_fused) { /* the combine inside the residual add */
 			const float *w =
 			        g->params +
@@ -2932,7 +2998,11 @@ int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_lo
 	}
 	if (!g->fuse) {
 		CK(cudaMemcpyAsync(g->xf, g->x, TD * 4, cudaMemcpyDeviceToDevice));
-		if (g->ab) /* only the fused head's bf16 input is needed */
+		if (g->ew) /* only the fused head's bf16 input is needed in bf16 mode */
+			CKR(policy_ew_add_rms(NULL, g->ab ? (void *)g->nf_b : (void *)g->nf, g->ab,
+			                      NULL, g->rstdf, g->x, NULL, NULL, NULL, NULL, NULL, 0,
+			                      g->params + L->final_norm, T, D, (float)c->norm_eps));
+		else if (g->ab) /* only the fused head's bf16 input is needed */
 			k_rms_fwd<uint16_t><<<T, 256>>>(g->nf_b, g->rstdf, g->x,
 			                                g->params + L->final_norm, D,
 			                                (float)c->norm_eps);
@@ -2975,8 +3045,8 @@ int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_lo
 		          V, 0, 1));
 		mark(g, PROF_HEAD);
 	}
-	rms_bwd(g, g->dx, NULL, 0, g->grads + L->final_norm, g->dn, g->xf,
-	        g->params + L->final_norm, g->rstdf, T, D);
+	CKR(rms_bwd(g, g->dx, NULL, 0, g->grads + L->final_norm, g->dn, g->xf,
+	            g->params + L->final_norm, g->rstdf, T, D));
 	LAUNCHED();
 	for (int l = c->n_layers - 1; l >= 0; l--) {
 		const struct policy_layer_params *lp = &L->layers[l];
@@ -2984,8 +3054,8 @@ int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_lo
 		mark(g, PROF_OTHER);
 		CKR(moe_bwd(g, l, g->dn, g->dx, T));
 		/* the attention's dy: also in bf16 for its GEMMs (bf16 mode) */
-		rms_bwd(g, g->dx, g->ab ? g->dxb : NULL, 1, g->grads + lp->ffn_norm, g->dn,
-		        ly->hmid, g->params + lp->ffn_norm, ly->rstd2, T, D);
+		CKR(rms_bwd(g, g->dx, g->ab ? g->dxb : NULL, 1, g->grads + lp->ffn_norm, g->dn,
+		            ly->hmid, g->params + lp->ffn_norm, ly->rstd2, T, D));
 		LAUNCHED();
 		mark(g, PROF_OTHER);
 		if (lp->softmax) {
@@ -2994,12 +3064,16 @@ int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_lo
 		} else {
 			CKR(lightning_bwd(g, l, g->dn, g->dx, b, maxlen));
 		}
-		rms_bwd(g, g->dx, NULL, 1, g->grads + lp->attn_norm, g->dn, ly->xin,
-		        g->params + lp->attn_norm, ly->rstd1, T, D);
+		CKR(rms_bwd(g, g->dx, NULL, 1, g->grads + lp->attn_norm, g->dn, ly->xin,
+		            g->params + lp->attn_norm, ly->rstd1, T, D));
 		LAUNCHED();
 	}
-	k_embed_bwd<<<GRID(TD)>>>(g->grads + L->tok_emb, g->dx, g->tok, T, D);
-	LAUNCHED();
+	if (g->ew) {
+		CKR(policy_ew_embed_bwd(g->grads + L->tok_emb, g->dx, g->tok, T, D));
+	} else {
+		k_embed_bwd<<<GRID(TD)>>>(g->grads + L->tok_emb, g->dx, g->tok, T, D);
+		LAUNCHED();
+	}
 	mark(g, PROF_OTHER);
 	g->n_acc++;
 	return 0;

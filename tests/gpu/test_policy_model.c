@@ -350,6 +350,23 @@ static int test_fp32_xent_lin_ew_v1(void)
 {
 	return check_with_env("POLICY_GPU_LIN_EW", "v1", POLICY_GPU_FP32, 0);
 }
+/* round 7's residual / RMSNorm / embedding passes (POLICY_GPU_EW=old; round
+ * 8's warp-per-row passes of policy/gpu_ew.cu are the default every other
+ * case runs) */
+static int test_bf16_xent_ew_old(void)
+{
+	return check_with_env("POLICY_GPU_EW", "old", POLICY_GPU_BF16, 0);
+}
+static int test_fp32_cispo_ew_old(void)
+{
+	int rc;
+	if (!have_gpu())
+		return GPU_SKIP;
+	setenv("POLICY_GPU_EW", "old", 1);
+	rc = check_model(POLICY_GPU_FP32, 1, 0);
+	unsetenv("POLICY_GPU_EW");
+	return rc;
+}
 /* round 7's first routing kernels (POLICY_GPU_ROUTE=v1; v2 is the default) */
 static int test_bf16_cispo_route_v1(void)
 {
@@ -779,12 +796,12 @@ static int test_adamw_fused_fp32_odd(void)
 static int test_bad_switches(void)
 {
 	static const char *vars[] = {"POLICY_GPU_ROUTE", "POLICY_GPU_LIN_EW",
-	                             "POLICY_GPU_MOE_GATHER"};
+	                             "POLICY_GPU_MOE_GATHER", "POLICY_GPU_EW"};
 	struct fixture f;
 	if (!have_gpu())
 		return GPU_SKIP;
 	fixture_init(&f);
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < (int)(sizeof(vars) / sizeof(vars[0])); i++) {
 		struct policy_gpu *g = NULL;
 		int rc;
 		setenv(vars[i], "v9", 1);
@@ -879,6 +896,10 @@ int main(void)
 	         test_adamw_fused_bf16},
 	        {"fused and per-tensor AdamW vs a host AdamW (fp32, dim 102: scalar path)",
 	         test_adamw_fused_fp32_odd},
+	        {"gpu model bf16, round 7's residual/norm/embedding passes (POLICY_GPU_EW=old)",
+	         test_bf16_xent_ew_old},
+	        {"gpu model fp32 CISPO, round 7's residual/norm passes (POLICY_GPU_EW=old)",
+	         test_fp32_cispo_ew_old},
 	};
 	return run_selected(tests, (int)(sizeof(tests) / sizeof(tests[0])));
 }

@@ -1,0 +1,390 @@
+/* gpu_ew.cu - the residual stream's passes of the GPU policy (see gpu_ew.h).
+ *
+ * Round 8 (issue 10): gpu.cu's k_add_rms / k_add_rms_moe / k_rms_fwd ran a
+ * block of 256 threads per row (3 columns a thread at D 768, two block
+ * barriers a row, the row's second pass re-reading its own writes), the
+ * fused RMSNorm backward 16 rows a block with a block barrier per row, the
+ * embedding and its backward one element a thread with 64-bit div/mod.
+ * Here every pass is a warp per row: a lane's chunks of 4 columns (CH of
+ * them, C <= 128 CH) are all loaded (float4) before any use, the row's sum
+ * of squares / dot product by warp shuffles, bf16 outputs stored 4 at a
+ * time (8 bytes). The backward's weight gradient is kept per lane over a
+ * warp's EW_WROW rows and summed over the block's warps in shared memory
+ * (warp order), one atomic add per column and block. The embedding's
+ * backward adds float4s atomically (sm_90) where the arena offset allows.
+ *
+ * Measured (H100, 2026-11-26, tests/bench/gpu_ew, T 8192, D 768, top-2,
+ * old -> new us): embed + first norm 60.6 -> 30.0, add + ffn norm 48.7 ->
+ * 45.4, combine + add + next norm 65.2 -> 46.6, norm bwd ffn 64.9 -> 49.0,
+ * attn 60.6 -> 43.1, final 41.1 -> 37.1, embed bwd 29.3 -> 24.3; 3.00 -> 2.30
+ * ms a micro-batch (~2.0-2.5 TB/s); gpu_train's K = 1 profile "other" 3.27
+ * -> 2.51 ms, K = 4 24.7 -> 23.9 ms a micro-batch (same call). */
+#include "policy/gpu_ew.h"
+#include "policy/gpu_util.h"
+
+#include <math.h>
+#include <stdint.h>
+
+#define EW_NW   8 /* warps a block (a row each at a time) */
+#define EW_WROW 4 /* rows a warp in the backward */
+#define EW_CMAX 1024
+
+__device__ static float ew_warp_sum(float v)
+{
+	for (int o = 16; o > 0; o >>= 1)
+		v += __shfl_xor_sync(0xffffffffu, v, o);
+	return v;
+}
+__device__ static uint16_t ew_f2bf(float f) /* as gpu.cu's f2bf */
+{
+	uint32_t u = __float_as_uint(f);
+	if ((u & 0x7fffffffu) > 0x7f800000u)
+		return 0x7fc0;
+	u += 0x7fffu + ((u >> 16) & 1u);
+	return (uint16_t)(u >> 16);
+}
+__device__ static void ew_st4(float *p, const float v[4])
+{
+	*(float4 *)p = make_float4(v[0], v[1], v[2], v[3]);
+}
+__device__ static void ew_st4(uint16_t *p, const float v[4])
+{
+	uint2 u;
+	u.x = (uint32_t)ew_f2bf(v[0]) | (uint32_t)ew_f2bf(v[1]) << 16;
+	u.y = (uint32_t)ew_f2bf(v[2]) | (uint32_t)ew_f2bf(v[3]) << 16;
+	*(uint2 *)p = u;
+}
+__device__ static void ew_ld4(float v[4], const float *p)
+{
+	float4 f = *(const float4 *)p;
+	v[0] = f.x, v[1] = f.y, v[2] = f.z, v[3] = f.w;
+}
+
+/* x[t] = emb[tok[t]]: a warp per row; VEC: emb 16-byte aligned */
+template <int VEC>
+__global__ static void __launch_bounds__(EW_NW * 32)
+        k_ew_embed(float *__restrict__ x, const float *__restrict__ emb,
+                   const int *__restrict__ tok, int T, int C)
+{
+	int lane = threadIdx.x & 31, t = blockIdx.x * EW_NW + (threadIdx.x >> 5);
+	if (t >= T)
+		return;
+	const float *e = emb + (size_t)tok[t] * C;
+	float *xr = x + (size_t)t * C;
+	if (VEC)
+		for (int c = lane * 4; c < C; c += 128)
+			*(float4 *)(xr + c) = *(const float4 *)(e + c);
+	else
+		for (int c = lane; c < C; c += 32)
+			xr[c] = e[c];
+}
+
+/* demb[tok[t]] += dx[t]: a warp per row; VEC: float4 atomics (demb aligned) */
+template <int VEC>
+__global__ static void __launch_bounds__(EW_NW * 32)
+        k_ew_embed_bwd(float *__restrict__ demb, const float *__restrict__ dx,
+                       const int *__restrict__ tok, int T, int C)
+{
+	int lane = threadIdx.x & 31, t = blockIdx.x * EW_NW + (threadIdx.x >> 5);
+	if (t >= T)
+		return;
+	float *e = demb + (size_t)tok[t] * C;
+	const float *d = dx + (size_t)t * C;
+	for (int c = lane * 4; c < C; c += 128) {
+		float4 v = *(const float4 *)(d + c);
+		if (VEC) {
+			atomicAdd((float4 *)(e + c), v);
+		} else {
+			atomicAdd(e + c, v.x);
+			atomicAdd(e + c + 1, v.y);
+			atomicAdd(e + c + 2, v.z);
+			atomicAdd(e + c + 3, v.w);
+		}
+	}
+}
+
+/* the add + RMSNorm (gpu_ew.h): a warp per row, CH chunks of 4 columns a
+ * lane (chunk k of lane l: columns 4 (l + 32 k) ..); y of type TO */
+template <typename TO, int CH>
+__global__ static void __launch_bounds__(EW_NW * 32)
+        k_ew_add_rms(float *__restrict__ out, TO *__restrict__ y, uint16_t *__restrict__ yb,
+                     float *__restrict__ rstd, const float *__restrict__ a,
+                     const float *__restrict__ emb, const int *__restrict__ tok,
+                     const float *__restrict__ b, const float *__restrict__ yp,
+                     const float *__restrict__ gate, int K, const float *__restrict__ w, int T,
+                     int C, float eps)
+{
+	int lane = threadIdx.x & 31, t = blockIdx.x * EW_NW + (threadIdx.x >> 5), C4 = C / 4;
+	float v[CH][4], bv[CH][4], ss = 0, r;
+	size_t o = (size_t)t * C;
+	if (t >= T) /* warp-uniform */
+		return;
+	const float *ar = a ? a + o : emb + (size_t)tok[t] * C;
+#pragma unroll
+	for (int k = 0; k < CH; k++) {
+		int c = lane + 32 * k;
+		if (c < C4) {
+			ew_ld4(v[k], ar + c * 4);
+			if (b)
+				ew_ld4(bv[k], b + o + c * 4);
+		}
+	}
+	if (b) {
+#pragma unroll
+		for (int k = 0; k < CH; k++)
+#pragma unroll
+			for (int q = 0; q < 4; q++)
+				v[k][q] += bv[k][q];
+	}
+	if (yp) { /* the combine, j in order, then added to a (k_add_rms_moe's order) */
+#pragma unroll
+		for (int k = 0; k < CH; k++)
+#pragma unroll
+			for (int q = 0; q < 4; q++)
+				bv[k][q] = 0;
+		for (int j = 0; j < K; j++) {
+			size_t tj = (size_t)t * K + j;
+			float gj = gate[tj], yv[CH][4];
+#pragma unroll
+			for (int k = 0; k < CH; k++) {
+				int c = lane + 32 * k;
+				if (c < C4)
+					ew_ld4(yv[k], yp + tj * C + c * 4);
+			}
+#pragma unroll
+			for (int k = 0; k < CH; k++)
+#pragma unroll
+				for (int q = 0; q < 4; q++)
+					bv[k][q] += gj * yv[k][q];
+		}
+#pragma unroll
+		for (int k = 0; k < CH; k++)
+#pragma unroll
+			for (int q = 0; q < 4; q++)
+				v[k][q] += bv[k][q];
+	}
+#pragma unroll
+	for (int k = 0; k < CH; k++) {
+		int c = lane + 32 * k;
+		if (c < C4) {
+			if (out)
+				ew_st4(out + o + c * 4, v[k]);
+#pragma unroll
+			for (int q = 0; q < 4; q++)
+				ss += v[k][q] * v[k][q];
+		}
+	}
+	ss = ew_warp_sum(ss);
+	r = rsqrtf(ss / C + eps);
+	if (lane == 0)
+		rstd[t] = r;
+#pragma unroll
+	for (int k = 0; k < CH; k++) {
+		int c = lane + 32 * k;
+		if (c < C4) {
+			float yv[4];
+#pragma unroll
+			for (int q = 0; q < 4; q++)
+				yv[q] = v[k][q] * r * w[c * 4 + q];
+			ew_st4(y + o + c * 4, yv);
+			if (yb)
+				ew_st4(yb + o + c * 4, yv);
+		}
+	}
+}
+
+/* the RMSNorm backward (gpu_ew.h): a warp per row, EW_WROW rows a warp, CH
+ * chunks of 4 columns a lane; the weight gradient's partial sums per lane,
+ * summed over the block's warps in shared memory (warp order) */
+template <int CH>
+__global__ static void __launch_bounds__(EW_NW * 32)
+        k_ew_rms_bwd(float *__restrict__ dx, uint16_t *__restrict__ xb, int acc,
+                     float *__restrict__ dw, const float *__restrict__ dy,
+                     const float *__restrict__ x, const float *__restrict__ w,
+                     const float *__restrict__ rstd, int T, int C)
+{
+	extern __shared__ float s_part[]; /* (EW_NW, C) where dw */
+	int lane = threadIdx.x & 31, wi = threadIdx.x >> 5, C4 = C / 4;
+	int t0 = (blockIdx.x * EW_NW + wi) * EW_WROW;
+	float part[CH][4];
+#pragma unroll
+	for (int k = 0; k < CH; k++)
+#pragma unroll
+		for (int q = 0; q < 4; q++)
+			part[k][q] = 0;
+	for (int i = 0; i < EW_WROW; i++) {
+		int t = t0 + i;
+		size_t o = (size_t)t * C;
+		float dv[CH][4], xv[CH][4], av[CH][4], dot = 0, r;
+		if (t >= T) /* warp-uniform */
+			break;
+		r = rstd[t];
+#pragma unroll
+		for (int k = 0; k < CH; k++) {
+			int c = lane + 32 * k;
+			if (c < C4) {
+				ew_ld4(dv[k], dy + o + c * 4);
+				ew_ld4(xv[k], x + o + c * 4);
+				if (dx && acc)
+					ew_ld4(av[k], dx + o + c * 4);
+			}
+		}
+#pragma unroll
+		for (int k = 0; k < CH; k++) {
+			int c = lane + 32 * k;
+			if (c < C4)
+#pragma unroll
+				for (int q = 0; q < 4; q++)
+					dot += dv[k][q] * w[c * 4 + q] * xv[k][q];
+		}
+		dot = ew_warp_sum(dot);
+#pragma unroll
+		for (int k = 0; k < CH; k++) {
+			int c = lane + 32 * k;
+			if (c < C4) {
+				float vv[4];
+#pragma unroll
+				for (int q = 0; q < 4; q++) {
+					vv[q] = r * dv[k][q] * w[c * 4 + q] -
+					        r * r * r * xv[k][q] * dot / C;
+					part[k][q] += dv[k][q] * xv[k][q] * r;
+					if (dx && acc)
+						vv[q] += av[k][q];
+				}
+				if (dx)
+					ew_st4(dx + o + c * 4, vv);
+				if (xb)
+					ew_st4(xb + o + c * 4, vv);
+			}
+		}
+	}
+	if (!dw)
+		return;
+#pragma unroll
+	for (int k = 0; k < CH; k++) {
+		int c = lane + 32 * k;
+		if (c < C4)
+#pragma unroll
+			for (int q = 0; q < 4; q++)
+				s_part[wi * C + c * 4 + q] = part[k][q];
+	}
+	__syncthreads();
+	for (int c = threadIdx.x; c < C; c += blockDim.x) {
+		float s = 0;
+		for (int q = 0; q < EW_NW; q++)
+			s += s_part[q * C + c];
+		atomicAdd(&dw[c], s);
+	}
+}
+
+int policy_ew_supported(int C)
+{
+	return C >= 4 && C % 4 == 0 && C <= EW_CMAX;
+}
+
+static int ew_check(int T, int C, const void *p16a, const void *p16b)
+{
+	if (!policy_ew_supported(C) || T < 0)
+		return swerve_error_set(SWERVE_EINVAL,
+		                        "gpu residual passes: T %d, C %d not supported (C a "
+		                        "multiple of 4, at most %d)",
+		                        T, C, EW_CMAX);
+	if (((uintptr_t)p16a | (uintptr_t)p16b) & 15)
+		return swerve_error_set(
+		        SWERVE_EINVAL, "gpu residual passes: an activation is not 16-byte aligned");
+	return 0;
+}
+
+#define EW_BLOCKS(T) (unsigned)(((T) + EW_NW - 1) / EW_NW), EW_NW * 32
+
+int policy_ew_embed(float *x, const float *emb, const int *tok, int T, int C)
+{
+	CKR(ew_check(T, C, x, NULL));
+	if (T < 1)
+		return 0;
+	if ((uintptr_t)emb & 15)
+		k_ew_embed<0><<<EW_BLOCKS(T)>>>(x, emb, tok, T, C);
+	else
+		k_ew_embed<1><<<EW_BLOCKS(T)>>>(x, emb, tok, T, C);
+	LAUNCHED();
+	return 0;
+}
+
+int policy_ew_embed_bwd(float *demb, const float *dx, const int *tok, int T, int C)
+{
+	CKR(ew_check(T, C, dx, NULL));
+	if (T < 1)
+		return 0;
+	if ((uintptr_t)demb & 15)
+		k_ew_embed_bwd<0><<<EW_BLOCKS(T)>>>(demb, dx, tok, T, C);
+	else
+		k_ew_embed_bwd<1><<<EW_BLOCKS(T)>>>(demb, dx, tok, T, C);
+	LAUNCHED();
+	return 0;
+}
+
+/* CH = the chunks a lane needs, rounded up to 2, 4, 6 or 8 */
+#define EW_DISPATCH(C, CALL)                                                                       \
+	do {                                                                                       \
+		int ch_ = ((C) + 127) / 128;                                                       \
+		if (ch_ <= 2) {                                                                    \
+			CALL(2);                                                                   \
+		} else if (ch_ <= 4) {                                                             \
+			CALL(4);                                                                   \
+		} else if (ch_ <= 6) {                                                             \
+			CALL(6);                                                                   \
+		} else {                                                                           \
+			CALL(8);                                                                   \
+		}                                                                                  \
+	} while (0)
+
+int policy_ew_add_rms(float *out, void *y, int y_bf16, uint16_t *yb, float *rstd, const float *a,
+                      const float *emb, const int *tok, const float *b, const float *yp,
+                      const float *gate, int K, const float *w, int T, int C, float eps)
+{
+	CKR(ew_check(T, C, out, y));
+	if (((uintptr_t)a | (uintptr_t)b | (uintptr_t)yp | (uintptr_t)yb) & 15)
+		return swerve_error_set(
+		        SWERVE_EINVAL, "gpu residual passes: an activation is not 16-byte aligned");
+	if (!a && (!emb || !tok))
+		return swerve_error_set(SWERVE_EINVAL, "gpu residual passes: no input rows");
+	if (!a && ((uintptr_t)emb & 15))
+		return swerve_error_set(
+		        SWERVE_EINVAL, "gpu residual passes: the embedding is not 16-byte aligned");
+	if (T < 1)
+		return 0;
+#define EW_FWD(CH)                                                                                 \
+	do {                                                                                       \
+		if (y_bf16)                                                                        \
+			k_ew_add_rms<uint16_t, CH><<<EW_BLOCKS(T)>>>(out, (uint16_t *)y, yb, rstd, \
+			                                             a, emb, tok, b, yp, gate, K,  \
+			                                             w, T, C, eps);                \
+		else                                                                               \
+			k_ew_add_rms<float, CH><<<EW_BLOCKS(T)>>>(out, (float *)y, yb, rstd, a,    \
+			                                          emb, tok, b, yp, gate, K, w, T,  \
+			                                          C, eps);                         \
+	} while (0)
+	EW_DISPATCH(C, EW_FWD);
+#undef EW_FWD
+	LAUNCHED();
+	return 0;
+}
+
+int policy_ew_rms_bwd(float *dx, uint16_t *xb, int acc, float *dw, const float *dy, const float *x,
+                      const float *w, const float *rstd, int T, int C)
+{
+	unsigned nb;
+	size_t sh = dw ? (size_t)EW_NW * C * sizeof(float) : 0;
+	CKR(ew_check(T, C, dx, dy));
+	if (((uintptr_t)x | (uintptr_t)xb) & 15)
+		return swerve_error_set(
+		        SWERVE_EINVAL, "gpu residual passes: an activation is not 16-byte aligned");
+	if (T < 1)
+		return 0;
+	nb = (unsigned)((T + EW_NW * EW_WROW - 1) / (EW_NW * EW_WROW));
+#define EW_BWD(CH) k_ew_rms_bwd<CH><<<nb, EW_NW * 32, sh>>>(dx, xb, acc, dw, dy, x, w, rstd, T, C)
+	EW_DISPATCH(C, EW_BWD);
+#undef EW_BWD
+	LAUNCHED();
+	return 0;
+}

@@ -1,0 +1,50 @@
+/* gpu_ew.h - the residual stream's passes of the GPU policy: the token
+ * embedding and its backward, the residual adds fused with the next RMSNorm
+ * (and the MoE combine), the RMSNorm backward with its weight gradient
+ * (internal to policy/; round 8, issue 10; POLICY_GPU_EW=old in gpu.cu
+ * restores gpu.cu's k_embed, k_embed_bwd, k_add_rms, k_add_rms_moe,
+ * k_rms_fwd, k_rms_bwd_dw / k_rms_bwd).
+ *
+ * Every pass is a warp per row of C fp32 columns: each lane loads its
+ * chunks of 4 columns (16-byte loads) before any use, the row's sums by warp
+ * shuffles, no block barrier per row. C must be a multiple of 4, at most
+ * 1024 (policy_ew_supported); the (T, C) activations 16-byte aligned; the
+ * weights (w, emb, dw, demb) may sit anywhere in the arena (scalar or
+ * checked accesses). Same results as the old kernels up to the order of
+ * the row sums (and the atomics' order). All calls are asynchronous on the
+ * legacy default stream and return 0 or a negative code with a message. */
+#ifndef SWERVE_POLICY_GPU_EW_H
+#define SWERVE_POLICY_GPU_EW_H
+
+#include <stdint.h>
+
+/* 1 when these passes take rows of C columns */
+int policy_ew_supported(int C);
+
+/* x[t] = emb[tok[t]] (T, C) */
+int policy_ew_embed(float *x, const float *emb, const int *tok, int T, int C);
+
+/* demb[tok[t]] += dx[t] (atomics) */
+int policy_ew_embed_bwd(float *demb, const float *dx, const int *tok, int T, int C);
+
+/* the residual add fused with the next RMSNorm, per row t:
+ *   v = a[t] (or emb[tok[t]] where a is NULL)
+ *       + b[t] (where b is not NULL)
+ *       + sum_j gate[t K + j] yp[t K + j] (where yp is not NULL; the MoE's
+ *         combine, j in order, summed before it is added to a)
+ *   out[t] = v (where out is not NULL), rstd[t] = 1 / rms(v),
+ *   y[t] = v rstd w in bf16 (y_bf16) or fp32, and yb[t] the same in bf16
+ *   (where yb is not NULL).
+ * With a only (b, yp NULL) it is the plain RMSNorm forward. */
+int policy_ew_add_rms(float *out, void *y, int y_bf16, uint16_t *yb, float *rstd, const float *a,
+                      const float *emb, const int *tok, const float *b, const float *yp,
+                      const float *gate, int K, const float *w, int T, int C, float eps);
+
+/* the RMSNorm backward, per row: v = r dy w - r^3 x (sum dy w x) / C; dx = v
+ * (acc 0) or dx += v (acc 1) where dx is not NULL, v in bf16 to xb where xb
+ * is not NULL; dw += sum_t dy x r where dw is not NULL (per block partial
+ * sums, one atomic add per column and block) */
+int policy_ew_rms_bwd(float *dx, uint16_t *xb, int acc, float *dw, const float *dy, const float *x,
+                      const float *w, const float *rstd, int T, int C);
+
+#endif
