@@ -300,7 +300,7 @@ int main(int argc, char **argv)
 	 * round-6 routing and lightning passes, AdamW a launch per tensor, the
 	 * full-FP32 LM head, the fp32-tile MoE epilogues), the in-run baseline;
 	 * r7-default = round 7's default (round 8's bf16 TMA-store epilogues of
-	 * up and down dX off: POLICY_GPU_MOE_EPI=smem); r7-v1 = round 7's first
+	 * up and down dX and its warp-per-row residual/norm passes off); r7-v1 = round 7's first
 	 * routing and lightning-pass kernels. The older rows carry
 	 * POLICY_GPU_MOE_GATHER=load so they still measure what they name. */
 #define NROWS  14
@@ -310,8 +310,8 @@ int main(int argc, char **argv)
 #define R5_ENV GL "POLICY_GPU_MOE_KERNEL=wg POLICY_GPU_MOE_FUSE=0 POLICY_GPU_MOE_DWSTORE=0"
 #define R6_ENV                                                                                     \
 	GL "POLICY_GPU_ROUTE=old POLICY_GPU_LIN_EW=old POLICY_GPU_ADAMW=tensor "                   \
-	   "POLICY_GPU_HEAD=fp32 POLICY_GPU_MOE_EPI=smem"
-#define R7_ENV "POLICY_GPU_MOE_EPI=smem"
+	   "POLICY_GPU_HEAD=fp32 POLICY_GPU_MOE_EPI=smem POLICY_GPU_EW=old"
+#define R7_ENV "POLICY_GPU_MOE_EPI=smem POLICY_GPU_EW=old"
 #define V1_ENV "POLICY_GPU_ROUTE=v1 POLICY_GPU_LIN_EW=v1"
 	static const struct {
 		const char *label, *env;
