@@ -615,8 +615,7 @@ __global__ static void __launch_bounds__(256)
 /* the RMSNorm backward (as k_rms_bwd) and its weight gradient (as rms_dw):
  * one fused pass, or the two kernels (POLICY_GPU_FUSE=0, or C > 1024) */
 static int rms_bwd(const struct policy_gpu *g, float *dx, uint16_t *xb, int acc, float *dw,
-                   const float *dy, const float *x, const float *w, const float *rstd, int T,
-                   int C)
+                   const float *dy, const float *x, const float *w, const float *rstd, int T, int C)
 {
 	if (g->ew && policy_ew_supported(C)) { /* round 8: a warp per row (gpu_ew.cu) */
 		CKR(policy_ew_rms_bwd(dx, xb, acc, g->fuse ? dw : NULL, dy, x, w, rstd, T, C));
@@ -1317,8 +1316,8 @@ struct adam_seg {
 };
 
 __device__ static inline void adam_one(float &p, float gi, float &m, float &v, float scale,
-                                       float lr, float b1, float b2, float eps, float wd,
-                                       float bc1, float bc2)
+                                       float lr, float b1, float b2, float eps, float wd, float bc1,
+                                       float bc2)
 {
 	gi *= scale;
 	float mi = b1 * m + (1.0f - b1) * gi;
@@ -1332,8 +1331,8 @@ __device__ static inline void adam_one(float &p, float gi, float &m, float &v, f
 
 __global__ static void __launch_bounds__(ADAM_THREADS)
         k_adamw_all(float *p, uint16_t *pb, const float *g, float *m, float *v,
-                    const struct adam_seg *seg, int nseg, float scale, float lr, float b1,
-                    float b2, float eps, float wd, float bc1, float bc2)
+                    const struct adam_seg *seg, int nseg, float scale, float lr, float b1, float b2,
+                    float eps, float wd, float bc1, float bc2)
 {
 	int lo = 0, hi = nseg - 1, b = blockIdx.x;
 	while (lo < hi) { /* the last tensor whose first block is <= b */
@@ -1931,7 +1930,8 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 			return swerve_error_set(SWERVE_EINVAL,
 			                        "gpu: POLICY_GPU_ROUTE=%s: not v2, v1 or old", rt);
 		g->route_new = rt && !strcmp(rt, "old") ? 0 : policy_route_supported(E, K, D);
-		if (g->route_new && !(rt && !strcmp(rt, "v1")) && policy_route_v2_supported(E, K, D))
+		if (g->route_new && !(rt && !strcmp(rt, "v1")) &&
+		    policy_route_v2_supported(E, K, D))
 			g->route_new = 2;
 	}
 	{ /* POLICY_GPU_LIN_EW=v2 (the default where supported) | v1 | old (round 6) */
@@ -1946,8 +1946,8 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 	{ /* POLICY_GPU_EW=new (the default where supported) | old (round 7's kernels) */
 		const char *ew = getenv("POLICY_GPU_EW");
 		if (ew && *ew && strcmp(ew, "new") && strcmp(ew, "old"))
-			return swerve_error_set(SWERVE_EINVAL, "gpu: POLICY_GPU_EW=%s: not new or old",
-			                        ew);
+			return swerve_error_set(SWERVE_EINVAL,
+			                        "gpu: POLICY_GPU_EW=%s: not new or old", ew);
 		g->ew = !(ew && !strcmp(ew, "old")) && policy_ew_supported(D);
 	}
 	CKB(cublasCreate(&g->blas));
@@ -2105,11 +2105,11 @@ void policy_gpu_free(struct policy_gpu *g)
 		return;
 	for (int l = 0; g->ly && l < g->cfg.n_layers; l++) {
 		struct glayer *y = &g->ly[l];
-		void *p[] = {y->xin,   y->n1,    y->rstd1, y->hmid,   y->n2,  y->rstd2, y->pre,
-		             y->qkv_b, y->qkv_f, y->o,     y->rstd_o, y->gn,  y->q,     y->k,
-		             y->v,     y->lse,   y->prob,  y->gate,   y->sel, y->perm,  y->rowof,
-		             y->auxc,  y->xp,    y->h1,    y->h3,     y->hh,  y->yp,    y->doffs,
-		             y->xg};
+		void *p[] = {y->xin, y->n1,    y->rstd1, y->hmid,  y->n2,     y->rstd2,
+		             y->pre, y->qkv_b, y->qkv_f, y->o,     y->rstd_o, y->gn,
+		             y->q,   y->k,     y->v,     y->lse,   y->prob,   y->gate,
+		             y->sel, y->perm,  y->rowof, y->auxc,  y->xp,     y->h1,
+		             y->h3,  y->hh,    y->yp,    y->doffs, y->xg};
 		for (size_t i = 0; i < sizeof(p) / sizeof(p[0]); i++)
 			cudaFree(p[i]);
 		free(y->h_off);
@@ -2237,10 +2237,10 @@ static int lightning_fwd(struct policy_gpu *g, int l, float *y, const struct pol
 			g->ws_bytes = need;
 		}
 		/* lin_ew: the core's bf16 output stays in o (no fp32 copy) */
-		CKR(swerve_lightning_forward(
-		        g->lin_ew ? (uint16_t *)ly->o : g->bscr, NULL, ly->qkv_b, ly->qkv_b + n,
-		        ly->qkv_b + 2 * n, g->cu, g->slopes + (size_t)l * c->n_heads, NULL, &dims,
-		        g->ws, g->ws_bytes, NULL));
+		CKR(swerve_lightning_forward(g->lin_ew ? (uint16_t *)ly->o : g->bscr, NULL,
+		                             ly->qkv_b, ly->qkv_b + n, ly->qkv_b + 2 * n, g->cu,
+		                             g->slopes + (size_t)l * c->n_heads, NULL, &dims, g->ws,
+		                             g->ws_bytes, NULL));
 		if (!g->lin_ew) {
 			k_to_f32<<<GRID(n)>>>(ly->o, g->bscr, n);
 			LAUNCHED();
@@ -2714,8 +2714,8 @@ static int head_precision(enum swerve_pl_precision *p)
 	else if (!strcmp(e, "fp32"))
 		*p = SWERVE_PL_FP32;
 	else
-		return swerve_error_set(SWERVE_EINVAL, "gpu: POLICY_GPU_HEAD=%s: not fp32fwd or fp32",
-		                        e);
+		return swerve_error_set(SWERVE_EINVAL,
+		                        "gpu: POLICY_GPU_HEAD=%s: not fp32fwd or fp32", e);
 	return 0;
 }
 
@@ -2890,8 +2890,8 @@ int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_lo
 		CKR(policy_ew_embed(g->fuse ? g->ly[0].xin : g->x, g->params + L->tok_emb, g->tok,
 		                    T, D));
 	} else {
-		k_embed<<<GRID(TD)>>>(g->fuse ? g->ly[0].xin : g->x, g->params + L->tok_emb,
-		                      g->tok, T, D);
+		k_embed<<<GRID(TD)>>>(g->fuse ? g->ly[0].xin : g->x, g->params + L->tok_emb, g->tok,
+		                      T, D);
 		LAUNCHED();
 	}
 	for (int l = 0; l < c->n_layers; l++) {
@@ -2901,9 +2901,9 @@ int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_lo
 		if (!g->fuse)
 			CK(cudaMemcpyAsync(ly->xin, g->x, TD * 4, cudaMemcpyDeviceToDevice));
 		if (g->ew && (!g->fuse || (l == 0 && !emb_norm))) {
-			CKR(policy_ew_add_rms(NULL, ly->n1, g->ab, NULL, ly->rstd1, ly->xin, NULL, NULL,
-			                      NULL, NULL, NULL, 0, g->params + lp->attn_norm, T, D,
-			                      eps));
+			CKR(policy_ew_add_rms(NULL, ly->n1, g->ab, NULL, ly->rstd1, ly->xin, NULL,
+			                      NULL, NULL, NULL, NULL, 0, g->params + lp->attn_norm,
+			                      T, D, eps));
 		} else if (!g->fuse || l == 0) {
 			LAUNCH_A(g, k_rms_fwd, T, 256, ly->n1, ly->rstd1, ly->xin,
 			         g->params + lp->attn_norm, D, eps);
@@ -2957,11 +2957,11 @@ int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_lo
 			int yb16 = g->ab || g->moe_fused; /* the grouped MoE is bf16 only */
 			void *y = last ? (yb16 ? (void *)g->nf_b : (void *)g->nf) : nx->n1;
 			/* the combine inside the residual add (the grouped MoE) */
-			CKR(policy_ew_add_rms(last ? g->xf : nx->xin, y, yb16, NULL,
-			                      last ? g->rstdf : nx->rstd1, ly->hmid, NULL, NULL,
-			                      g->moe_fused ? NULL : g->dn,
-			                      g->moe_fused ? ly->yp : NULL,
-			                      g->moe_fused ? ly->gate : NULL, c->top_k, w, T, D, eps));
+			CKR(policy_ew_add_rms(
+			        last ? g->xf : nx->xin, y, yb16, NULL, last ? g->rstdf : nx->rstd1,
+			        ly->hmid, NULL, NULL, g->moe_fused ? NULL : g->dn,
+			        g->moe_fused ? ly->yp : NULL, g->moe_fused ? ly->gate : NULL,
+			        c->top_k, w, T, D, eps));
 		} else if (g->moe_fused) { /* the combine inside the residual add */
 			const float *w =
 			        g->params +
