@@ -20,6 +20,7 @@
  * ms a micro-batch (~2.0-2.5 TB/s); gpu_train's K = 1 profile "other" 3.27
  * -> 2.51 ms, K = 4 24.7 -> 23.9 ms a micro-batch (same call). */
 #include "policy/gpu_ew.h"
+#include "policy/gpu_dev.cuh"
 #include "policy/gpu_util.h"
 
 #include <math.h>
@@ -29,20 +30,6 @@
 #define EW_WROW 4 /* rows a warp in the backward */
 #define EW_CMAX 1024
 
-__device__ static float ew_warp_sum(float v)
-{
-	for (int o = 16; o > 0; o >>= 1)
-		v += __shfl_xor_sync(0xffffffffu, v, o);
-	return v;
-}
-__device__ static uint16_t ew_f2bf(float f) /* as gpu.cu's f2bf */
-{
-	uint32_t u = __float_as_uint(f);
-	if ((u & 0x7fffffffu) > 0x7f800000u)
-		return 0x7fc0;
-	u += 0x7fffu + ((u >> 16) & 1u);
-	return (uint16_t)(u >> 16);
-}
 __device__ static void ew_st4(float *p, const float v[4])
 {
 	*(float4 *)p = make_float4(v[0], v[1], v[2], v[3]);
@@ -50,8 +37,8 @@ __device__ static void ew_st4(float *p, const float v[4])
 __device__ static void ew_st4(uint16_t *p, const float v[4])
 {
 	uint2 u;
-	u.x = (uint32_t)ew_f2bf(v[0]) | (uint32_t)ew_f2bf(v[1]) << 16;
-	u.y = (uint32_t)ew_f2bf(v[2]) | (uint32_t)ew_f2bf(v[3]) << 16;
+	u.x = (uint32_t)f2bf(v[0]) | (uint32_t)f2bf(v[1]) << 16;
+	u.y = (uint32_t)f2bf(v[2]) | (uint32_t)f2bf(v[3]) << 16;
 	*(uint2 *)p = u;
 }
 __device__ static void ew_ld4(float v[4], const float *p)
@@ -174,7 +161,7 @@ __global__ static void __launch_bounds__(EW_NW * 32)
 				ss += v[k][q] * v[k][q];
 		}
 	}
-	ss = ew_warp_sum(ss);
+	ss = warp_sum(ss);
 	r = rsqrtf(ss / C + eps);
 	if (lane == 0)
 		rstd[t] = r;
@@ -237,7 +224,7 @@ __global__ static void __launch_bounds__(EW_NW * 32)
 				for (int q = 0; q < 4; q++)
 					dot += dv[k][q] * w[c * 4 + q] * xv[k][q];
 		}
-		dot = ew_warp_sum(dot);
+		dot = warp_sum(dot);
 #pragma unroll
 		for (int k = 0; k < CH; k++) {
 			int c = lane + 32 * k;

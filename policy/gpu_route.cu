@@ -19,6 +19,7 @@
  * held behind stores that may alias them): variant v2 below addresses that
  * and has not run yet. */
 #include "policy/gpu_route.h"
+#include "policy/gpu_dev.cuh"
 #include "policy/gpu_util.h"
 
 #include <math.h>
@@ -46,13 +47,6 @@ size_t policy_route_scratch_floats(int T, int E, int D)
 	size_t f = 2 * (size_t)nblk(T, 16) * E; /* ROUTE_FWD2_TOKENS (v2) <= ROUTE_FWD_TOKENS */
 	size_t b = (size_t)nblk(T, ROUTE_BWD_TOKENS) * E * D;
 	return f > b ? f : b;
-}
-
-__device__ static float rt_warp_sum(float v)
-{
-	for (int o = 16; o > 0; o >>= 1)
-		v += __shfl_xor_sync(0xffffffffu, v, o);
-	return v;
 }
 
 /* logits x Wr^T, softmax, top-k (gpu.cu's k_route, per token: ties to the
@@ -94,7 +88,7 @@ __global__ static void __launch_bounds__(ROUTE_THREADS)
 #pragma unroll
 		for (int e = 0; e < ROUTE_EMAX; e++)
 			if (e < E)
-				acc[e] = rt_warp_sum(acc[e]);
+				acc[e] = warp_sum(acc[e]);
 		if (lane == 0) {
 			float *p = s_p[tl], mx = -INFINITY, z = 0, S = 0;
 			int *sl = s_sel + tl * K;
@@ -418,7 +412,7 @@ __global__ static void __launch_bounds__(ROUTE_THREADS)
 #pragma unroll
 		for (int e = 0; e < ROUTE_EMAX; e++)
 			if (e < E) {
-				acc[e] = rt_warp_sum(acc[e]);
+				acc[e] = warp_sum(acc[e]);
 				mx = fmaxf(mx, acc[e]);
 			}
 #pragma unroll

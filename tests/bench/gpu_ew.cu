@@ -10,6 +10,7 @@
  * GB/s, and the worst |old - new| of its outputs (same inputs; the row sums'
  * order differs). Prints one table. */
 #include "policy/gpu_ew.h"
+#include "policy/gpu_dev.cuh"
 #include "tests/bench/gpu_bench.cuh"
 
 #include <algorithm>
@@ -19,46 +20,7 @@
 
 /* ---- round 7's kernels (policy/gpu.cu, verbatim) -------------------------- */
 
-__device__ static float warp_sum(float v)
-{
-	for (int o = 16; o > 0; o >>= 1)
-		v += __shfl_xor_sync(0xffffffffu, v, o);
-	return v;
-}
-__device__ static float block_sum(float v)
-{
-	__shared__ float s[33];
-	int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
-	v = warp_sum(v);
-	__syncthreads();
-	if (lane == 0)
-		s[w] = v;
-	__syncthreads();
-	if (w == 0) {
-		v = lane < nw ? s[lane] : 0.0f;
-		v = warp_sum(v);
-		if (lane == 0)
-			s[32] = v;
-	}
-	__syncthreads();
-	return s[32];
-}
-__device__ static uint16_t f2bf(float f)
-{
-	uint32_t u = __float_as_uint(f);
-	if ((u & 0x7fffffffu) > 0x7f800000u)
-		return 0x7fc0;
-	u += 0x7fffu + ((u >> 16) & 1u);
-	return (uint16_t)(u >> 16);
-}
-__device__ static void stf(float *p, float v)
-{
-	*p = v;
-}
-__device__ static void stf(uint16_t *p, float v)
-{
-	*p = f2bf(v);
-}
+/* the device helpers are gpu.cu's own (policy/gpu_dev.cuh) */
 
 __global__ static void k_embed(float *x, const float *emb, const int *tok, int T, int D)
 {

@@ -9,6 +9,7 @@
  * of 20 launches of each group. Prints one table. */
 #include "policy/gpu_linew.h"
 #include "policy/gpu_route.h"
+#include "policy/gpu_dev.cuh"
 #include "tests/bench/gpu_bench.cuh"
 
 #include <algorithm>
@@ -19,51 +20,7 @@
 
 /* ---- round 6's kernels (policy/gpu.cu), bf16 activations ----------------- */
 
-__device__ static float warp_sum(float v)
-{
-	for (int o = 16; o > 0; o >>= 1)
-		v += __shfl_xor_sync(0xffffffffu, v, o);
-	return v;
-}
-__device__ static float block_sum(float v)
-{
-	__shared__ float s[33];
-	int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
-	v = warp_sum(v);
-	__syncthreads();
-	if (lane == 0)
-		s[w] = v;
-	__syncthreads();
-	if (w == 0) {
-		v = lane < nw ? s[lane] : 0.0f;
-		v = warp_sum(v);
-		if (lane == 0)
-			s[32] = v;
-	}
-	__syncthreads();
-	return s[32];
-}
-__device__ static float sigm(float x)
-{
-	return 1.0f / (1.0f + expf(-x));
-}
-__device__ static float dsilu(float a)
-{
-	float s = sigm(a);
-	return s * (1.0f + a * (1.0f - s));
-}
-__device__ static uint16_t f2bf(float f)
-{
-	uint32_t u = __float_as_uint(f);
-	if ((u & 0x7fffffffu) > 0x7f800000u)
-		return 0x7fc0;
-	u += 0x7fffu + ((u >> 16) & 1u);
-	return (uint16_t)(u >> 16);
-}
-__device__ static float bf2f(uint16_t h)
-{
-	return __uint_as_float((uint32_t)h << 16);
-}
+/* the device helpers are gpu.cu's own (policy/gpu_dev.cuh) */
 
 __global__ static void k_route(float *prob, int *sel, float *gate, const float *logit, int T, int E,
                                int K)

@@ -1,0 +1,102 @@
+/* gpu_dev.cuh - device helpers shared by policy/'s CUDA files (gpu.cu,
+ * gpu_linew.cu, gpu_ew.cu, gpu_route.cu): warp and block reductions, the
+ * SiLU pieces, bf16 <-> fp32 (round to nearest even, NaN kept), and the
+ * activation-typed loads and stores (TA float or uint16_t = bf16). Each
+ * includer gets its own static copies. */
+#ifndef SWERVE_POLICY_GPU_DEV_CUH
+#define SWERVE_POLICY_GPU_DEV_CUH
+
+#include <math.h>
+#include <stdint.h>
+
+__device__ static float warp_sum(float v)
+{
+	for (int o = 16; o > 0; o >>= 1)
+		v += __shfl_xor_sync(0xffffffffu, v, o);
+	return v;
+}
+
+/* sum over a block of up to 1024 threads (a multiple of 32); every thread
+ * gets the result. The leading barrier makes back-to-back calls safe. */
+__device__ static float block_sum(float v)
+{
+	__shared__ float s[33];
+	int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+	v = warp_sum(v);
+	__syncthreads();
+	if (lane == 0)
+		s[w] = v;
+	__syncthreads();
+	if (w == 0) {
+		v = lane < nw ? s[lane] : 0.0f;
+		v = warp_sum(v);
+		if (lane == 0)
+			s[32] = v;
+	}
+	__syncthreads();
+	return s[32];
+}
+
+__device__ static float block_max(float v)
+{
+	__shared__ float s[33];
+	int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+	for (int o = 16; o > 0; o >>= 1)
+		v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+	__syncthreads();
+	if (lane == 0)
+		s[w] = v;
+	__syncthreads();
+	if (w == 0) {
+		v = lane < nw ? s[lane] : -INFINITY;
+		for (int o = 16; o > 0; o >>= 1)
+			v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+		if (lane == 0)
+			s[32] = v;
+	}
+	__syncthreads();
+	return s[32];
+}
+
+__device__ static float sigm(float x)
+{
+	return 1.0f / (1.0f + expf(-x));
+}
+__device__ static float dsilu(float a)
+{
+	float s = sigm(a);
+	return s * (1.0f + a * (1.0f - s));
+}
+
+__device__ static uint16_t f2bf(float f)
+{
+	uint32_t u = __float_as_uint(f);
+	if ((u & 0x7fffffffu) > 0x7f800000u)
+		return 0x7fc0;
+	u += 0x7fffu + ((u >> 16) & 1u);
+	return (uint16_t)(u >> 16);
+}
+__device__ static float bf2f(uint16_t h)
+{
+	return __uint_as_float((uint32_t)h << 16);
+}
+
+/* activation-typed loads and stores: TA is float or uint16_t (bf16) */
+__device__ static float ldf(float x)
+{
+	return x;
+}
+__device__ static float ldf(uint16_t x)
+{
+	return bf2f(x);
+}
+__device__ static void stf(float *p, float v)
+{
+	*p = v;
+}
+__device__ static void stf(uint16_t *p, float v)
+{
+	*p = f2bf(v);
+}
+
+#endif
