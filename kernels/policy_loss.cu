@@ -62,8 +62,8 @@ extern "C" {
 
 struct swerve_pl_ctx {
 	cublasHandle_t h;
-	int prof;          /* phase timing on (swerve_pl_profile) */
-	cudaEvent_t ev[2]; /* made when profiling is first switched on */
+	int prof, pf_blocks[3]; /* profiling on; the prefetching row kernel's grid by PZ */
+	cudaEvent_t ev[2];      /* made when profiling is first switched on */
 	double prof_ms[SWERVE_PL_NPHASES];
 };
 
@@ -565,6 +565,208 @@ __global__ void __launch_bounds__(1024) pl_loss_sum(const double *terms, int N, 
 		*loss = (float)sh[0];
 }
 
+/* ---- the persistent row kernel with the next row prefetched (row_reread = 2) ----
+ *
+ * Opt-in (SWERVE_PL_ROWS_PREFETCH), not yet measured on a GPU. The register
+ * kernel above runs one 512-thread block a row and fits one block an SM (128
+ * registers a thread), so a row's load, its reductions and the per-token math
+ * never overlap (H100: 0.83 ms for 8192 x 32000, ~1.9 TB/s). Here one block an
+ * SM walks rows r = blockIdx.x, + gridDim.x, ...: row k+1 is bulk-copied
+ * (cp.async.bulk, completion counted on an mbarrier) into shared memory while
+ * row k, already copied into registers, is reduced and its dZ written. The
+ * math after the load is the register kernel's, line for line (same
+ * reductions, same order, row_token, put_grad4): the outputs are bit-identical
+ * to SWERVE_PL_ROWS_REG's. Shared memory: one row (V 4 bytes, <= 128 KiB).
+ *
+ * Why no wait can hang (each block, independently): the barrier is set up
+ * with an arrival count of 1. Phase k of it is the block's k-th row
+ * r_k = blockIdx.x + k gridDim.x. Thread 0 gives phase k its one arrival
+ * (mbarrier.arrive.expect_tx with exactly V 4 bytes) and issues copies that
+ * total exactly V 4 bytes (pf_load_row: pieces of PF_PIECE, the last one
+ * the rest, all multiples of 16 since V % 4 == 0): for k = 0 before the loop
+ * under r_0 < rows, for k >= 1 in iteration k-1 under r_{k-1} + gridDim.x
+ * < rows, i.e. r_k < rows, the very condition under which iteration k runs
+ * and waits on phase k (parity k & 1). The conditions depend only on
+ * blockIdx, gridDim and rows (uniform in the block); the loop has no break,
+ * return or continue, and logprob_only only skips the dZ stores. Phase k+1's
+ * arrival is issued after thread 0 itself passed phase k's wait, so at most
+ * one phase is ever pending and a parity wait cannot confuse k with k+2.
+ * The copy into the buffer that row k was read from happens after a
+ * __syncthreads that follows every thread's reads of it (and a
+ * fence.proxy.async, since the copy is an async-proxy write). A faulting
+ * copy (bad Z) traps the kernel (an error from the next CUDA call), it does
+ * not hang. */
+
+#define PF_PIECE 32768u /* bytes per bulk copy; a row is V 4 bytes */
+
+__device__ __forceinline__ uint32_t pf_smem(const void *p)
+{
+	return (uint32_t)__cvta_generic_to_shared(p);
+}
+
+__device__ __forceinline__ void pf_bar_init(uint32_t bar, uint32_t count)
+{
+	asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+	asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+}
+
+__device__ __forceinline__ void pf_wait(uint32_t bar, uint32_t parity)
+{
+	uint32_t done;
+	do {
+		asm volatile("{\n.reg .pred p;\n"
+		             "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+		             "selp.u32 %0, 1, 0, p;\n}\n"
+		             : "=r"(done)
+		             : "r"(bar), "r"(parity)
+		             : "memory");
+	} while (!done);
+}
+
+/* thread 0 only: phase's one arrival, expecting `bytes`, then the copies of
+ * the row (bytes in all) from global src into shared dst */
+__device__ __forceinline__ void pf_load_row(uint32_t bar, uint32_t dst, const float *src,
+                                            uint32_t bytes)
+{
+	asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar),
+	             "r"(bytes)
+	             : "memory");
+	for (uint32_t off = 0; off < bytes; off += PF_PIECE) {
+		const uint32_t n = bytes - off < PF_PIECE ? bytes - off : PF_PIECE;
+		asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes "
+		             "[%0], [%1], %2, [%3];\n" ::"r"(dst + off),
+		             "l"((const char *)src + off), "r"(n), "r"(bar)
+		             : "memory");
+	}
+}
+
+/* rows: the sub-chunk's rows; the grid is at most rows blocks (one an SM) */
+template <int P, int NC>
+__global__ void __launch_bounds__(ROW_THREADS, 1) pl_row_kernel_pf(row_args a, int rows)
+{
+	extern __shared__ __align__(128) float4 sh_row[]; /* (V / 4) the row in flight */
+	__shared__ __align__(8) uint64_t sh_bar;
+	__shared__ float sh_a[ROW_THREADS / 32], sh_b[ROW_THREADS / 32], sh_zy[ROW_THREADS / 32];
+	__shared__ float sh_coef, sh_inv_s, sh_mx;
+	__shared__ int sh_y;
+	const int V4 = a.V / 4, lane = threadIdx.x & 31, warp = threadIdx.x / 32;
+	const uint32_t bar = pf_smem(&sh_bar), buf = pf_smem(sh_row);
+	const uint32_t bytes = (uint32_t)a.V * 4u;
+
+	if (threadIdx.x == 0)
+		pf_bar_init(bar, 1);
+	__syncthreads();
+	if (threadIdx.x == 0 && (int)blockIdx.x < rows) /* phase 0: row r_0 */
+		pf_load_row(bar, buf, a.Z + (size_t)blockIdx.x * a.V, bytes);
+	uint32_t parity = 0;
+	for (int r = blockIdx.x; r < rows; r += gridDim.x) {
+		const int t = a.t0 + r;
+		pf_wait(bar, parity);
+		parity ^= 1u;
+		float4 q[NC];
+#pragma unroll
+		for (int j = 0; j < NC; j++) {
+			const int i = threadIdx.x + j * ROW_THREADS;
+			q[j] = i < V4 ? sh_row[i]
+			              : make_float4(-INFINITY, -INFINITY, -INFINITY, -INFINITY);
+		}
+		/* every thread's reads of sh_row done (and of last row's shared scalars) */
+		__syncthreads();
+		if (threadIdx.x == 0 && r + (int)gridDim.x < rows) { /* phase k+1: row r_{k+1} */
+			asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+			pf_load_row(bar, buf, a.Z + (size_t)(r + gridDim.x) * a.V, bytes);
+		}
+
+		/* from here on, pl_row_kernel_reg's math */
+		float m = -INFINITY;
+#pragma unroll
+		for (int j = 0; j < NC; j++)
+			m = fmaxf(m, fmaxf(fmaxf(q[j].x, q[j].y), fmaxf(q[j].z, q[j].w)));
+#pragma unroll
+		for (int off = 16; off > 0; off >>= 1)
+			m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
+		const float zy = target_logit(a, t);
+		if (lane == 0) {
+			sh_a[warp] = m;
+			sh_zy[warp] = zy;
+		}
+		__syncthreads();
+		if (threadIdx.x == 0) {
+			float mm = sh_a[0];
+			for (int w = 1; w < ROW_THREADS / 32; w++)
+				mm = fmaxf(mm, sh_a[w]);
+			sh_mx = mm;
+		}
+		__syncthreads();
+		m = sh_mx;
+		float se = 0.f, sz = 0.f;
+#pragma unroll
+		for (int j = 0; j < NC; j++) {
+			if (threadIdx.x + j * ROW_THREADS < V4) {
+				float d0 = q[j].x - m, d1 = q[j].y - m, d2 = q[j].z - m,
+				      d3 = q[j].w - m;
+				q[j].x = exp2f(d0 * LOG2E);
+				q[j].y = exp2f(d1 * LOG2E);
+				q[j].z = exp2f(d2 * LOG2E);
+				q[j].w = exp2f(d3 * LOG2E);
+				se += (q[j].x + q[j].y) + (q[j].z + q[j].w);
+				sz += (q[j].x * d0 + q[j].y * d1) + (q[j].z * d2 + q[j].w * d3);
+			}
+		}
+#pragma unroll
+		for (int off = 16; off > 0; off >>= 1) {
+			se += __shfl_xor_sync(0xffffffffu, se, off);
+			sz += __shfl_xor_sync(0xffffffffu, sz, off);
+		}
+		__syncthreads(); /* sh_a was read by thread 0 above */
+		if (lane == 0) {
+			sh_a[warp] = se;
+			sh_b[warp] = sz;
+		}
+		__syncthreads();
+		if (threadIdx.x == 0) {
+			lse3 acc = {m, 0.f, 0.f};
+			double zyd = 0.0;
+			for (int w = 0; w < ROW_THREADS / 32; w++) {
+				acc.s += sh_a[w];
+				acc.sz += sh_b[w];
+				zyd += (double)sh_zy[w];
+			}
+			double ls;
+			sh_coef = row_token(a, t, acc, zyd, &ls, &sh_y);
+			sh_inv_s = 1.0f / acc.s;
+		}
+		__syncthreads();
+		/* the next iteration's first shared write (sh_a) comes after its
+		 * __syncthreads, which every thread reaches after reading these */
+		const float coef = sh_coef, cs = -sh_coef * sh_inv_s;
+		const int y = sh_y;
+		if (!a.opts.logprob_only) {
+#pragma unroll
+			for (int j = 0; j < NC; j++) {
+				const int i = threadIdx.x + j * ROW_THREADS;
+				if (i < V4) {
+					float4 g = make_float4(0.f, 0.f, 0.f, 0.f);
+					if (coef != 0.f) {
+						g = make_float4(cs * q[j].x, cs * q[j].y,
+						                cs * q[j].z, cs * q[j].w);
+						const int v = 4 * i;
+						if (y == v)
+							g.x += coef;
+						else if (y == v + 1)
+							g.y += coef;
+						else if (y == v + 2)
+							g.z += coef;
+						else if (y == v + 3)
+							g.w += coef;
+					}
+					put_grad4<P>(a, r, 4 * i, g);
+				}
+			}
+		}
+	}
+}
+
 /* ---- host side ------------------------------------------------------------- */
 
 extern "C" int swerve_pl_check_args(const struct swerve_pl_out *out,
@@ -602,6 +804,7 @@ extern "C" int swerve_pl_ctx_new(struct swerve_pl_ctx **out)
 	                                       CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION));
 	c->prof = 0;
 	c->ev[0] = c->ev[1] = NULL;
+	c->pf_blocks[0] = c->pf_blocks[1] = c->pf_blocks[2] = 0;
 	for (int i = 0; i < SWERVE_PL_NPHASES; i++)
 		c->prof_ms[i] = 0.0;
 	*out = c;
@@ -669,15 +872,58 @@ static int prof_mark(struct swerve_pl_ctx *c, int ph, cudaStream_t st)
 
 #define ROW_NC 16 /* float4 a thread in the register-held row kernel: V <= 32768 */
 
-template <int P>
-static void launch_rows(const row_args &a, int rows, bool vec, bool reread, cudaStream_t st)
+/* the persistent kernel's blocks a multiprocessor (one: 512 threads of up
+ * to 128 registers, up to 128 KiB of shared memory) times the
+ * multiprocessors; asked once a context (the first launch; its profile
+ * counts it in the row phase), each launch then takes at most its rows.
+ * The shared-memory limit is set for the largest row, V = 4 ROW_NC
+ * ROW_THREADS, so it holds for every V the kernel runs. */
+template <int P> static int pf_blocks(int *blocks)
 {
-	if (vec && !reread && a.V / 4 <= ROW_NC * ROW_THREADS)
+	const size_t smem = (size_t)ROW_NC * ROW_THREADS * 16;
+	int dev = 0, sms = 0, per_sm = 0;
+	CUDA_TRY(cudaGetDevice(&dev), "row kernel: cudaGetDevice");
+	CUDA_TRY(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev),
+	         "row kernel: multiprocessor count");
+	CUDA_TRY(cudaFuncSetAttribute(pl_row_kernel_pf<P, ROW_NC>,
+	                              cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem),
+	         "row kernel: shared memory size");
+	CUDA_TRY(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, pl_row_kernel_pf<P, ROW_NC>,
+	                                                       ROW_THREADS, smem),
+	         "row kernel: occupancy");
+	if (per_sm < 1 || sms < 1)
+		return swerve_error_set(SWERVE_ERROR,
+		                        "policy loss: row kernel: the prefetching kernel does not "
+		                        "fit a multiprocessor (%zu bytes of shared memory)",
+		                        smem);
+	*blocks = sms * per_sm;
+	return 0;
+}
+
+/* mode: opts.row_reread (SWERVE_PL_ROWS_*; PREFETCH goes to launch_rows_pf
+ * where the row fits) */
+template <int P>
+static void launch_rows(const row_args &a, int rows, bool vec, int mode, cudaStream_t st)
+{
+	if (vec && mode == SWERVE_PL_ROWS_REG && a.V / 4 <= ROW_NC * ROW_THREADS)
 		pl_row_kernel_reg<P, ROW_NC><<<rows, ROW_THREADS, 0, st>>>(a);
 	else if (vec)
 		pl_row_kernel<P, true><<<rows, ROW_THREADS, 0, st>>>(a);
 	else
 		pl_row_kernel<P, false><<<rows, ROW_THREADS, 0, st>>>(a);
+}
+
+/* SWERVE_PL_ROWS_PREFETCH (V % 4 == 0, V <= 4 ROW_NC ROW_THREADS); *blocks:
+ * the context's pf_blocks[P], asked on the first launch */
+template <int P>
+static int launch_rows_pf(const row_args &a, int rows, int *blocks, cudaStream_t st)
+{
+	int rc;
+	if (!*blocks && (rc = pf_blocks<P>(blocks)))
+		return rc;
+	const int grid = *blocks < rows ? *blocks : rows;
+	pl_row_kernel_pf<P, ROW_NC><<<grid, ROW_THREADS, (size_t)a.V * 4, st>>>(a, rows);
+	return 0;
 }
 
 static int gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
@@ -726,6 +972,9 @@ extern "C" int swerve_policy_loss_cuda(struct swerve_pl_ctx *ctx, const struct s
 	int *count = (int *)(ws + L.count);
 	const __nv_bfloat16 *Xb = (const __nv_bfloat16 *)X;
 	const bool vec = V % 4 == 0;
+	/* the persistent prefetching row kernel, where asked for and the row fits */
+	const bool pf =
+	        vec && o->row_reread == SWERVE_PL_ROWS_PREFETCH && V / 4 <= ROW_NC * ROW_THREADS;
 	const cublasComputeType_t ct = PW == 0 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
 
 	if ((rc = prof_mark(ctx, -1, st)))
@@ -825,12 +1074,21 @@ extern "C" int swerve_policy_loss_cuda(struct swerve_pl_ctx *ctx, const struct s
 			/* 2. the row kernel */
 			a.t0 = t0 + r0;
 			a.r0 = r0;
-			if (PZ == 2)
-				launch_rows<2>(a, rr, vec, o->row_reread, st);
-			else if (PZ == 1)
-				launch_rows<1>(a, rr, vec, o->row_reread, st);
-			else
-				launch_rows<0>(a, rr, vec, o->row_reread, st);
+			if (!pf) {
+				if (PZ == 2)
+					launch_rows<2>(a, rr, vec, o->row_reread, st);
+				else if (PZ == 1)
+					launch_rows<1>(a, rr, vec, o->row_reread, st);
+				else
+					launch_rows<0>(a, rr, vec, o->row_reread, st);
+			} else {
+				int *nb = &ctx->pf_blocks[PZ]; /* asked once a context */
+				rc = PZ == 2   ? launch_rows_pf<2>(a, rr, nb, st)
+				     : PZ == 1 ? launch_rows_pf<1>(a, rr, nb, st)
+				               : launch_rows_pf<0>(a, rr, nb, st);
+				if (rc)
+					return rc;
+			}
 			CUDA_TRY(cudaGetLastError(), "row kernel");
 			if ((rc = prof_mark(ctx, SWERVE_PL_PH_ROW, st)))
 				return rc;

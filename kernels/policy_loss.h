@@ -87,9 +87,9 @@ struct swerve_pl_opts {
 	int row_tokens; /* GPU: tokens per forward GEMM + row kernel sub-chunk inside a
 	                 * chunk (the logits buffer holds this many rows); 0 = automatic
 	                 * (swerve_pl_row_tokens). dX and dW still run per chunk. */
-	int row_reread; /* GPU: the row kernel reads each logit row twice (log-sum-exp,
-	                 * then the gradient) instead of holding it in registers, which
-	                 * it does where V % 4 == 0 and V <= 32768; for comparison */
+	int row_reread; /* GPU: which row kernel (SWERVE_PL_ROWS_*, end of this file):
+	                 * 0 the row in registers (default), 1 two-pass (reads it twice),
+	                 * 2 persistent, next row prefetched; 0 and 2 need V%4 = 0, V <= 32768 */
 };
 
 /* Defaults for a variant: CISPO eps_high 4 (ratio cap 5, ScaleRL), no lower
@@ -251,6 +251,15 @@ swerve_pl_token_eval(const struct swerve_pl_opts *o, double logp, double logp_ol
 	}
 	return t;
 }
+
+/* opts.row_reread: the row kernel. Where V % 4 != 0 or V > 32768, 0 and 2
+ * run the two-pass kernel too. 2 is opt-in: not yet measured on a GPU. */
+enum swerve_pl_rows {
+	SWERVE_PL_ROWS_REG = 0,      /* one block a row, the row held in registers */
+	SWERVE_PL_ROWS_TWOPASS = 1,  /* one block a row, read twice (issue 9's kernel) */
+	SWERVE_PL_ROWS_PREFETCH = 2, /* persistent blocks; the next row bulk-copied into
+	                              * shared memory while this one is reduced */
+};
 
 #ifdef __cplusplus
 }

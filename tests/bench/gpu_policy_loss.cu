@@ -41,9 +41,11 @@
 
 static int N = 16384, D = 1024;
 /* the policy shape's FP32_FWD and FP32 rows past the three baselines: C:R,
- * ":x" = the two-pass row kernel (row_reread) */
+ * ":x" = the two-pass row kernel (row_reread 1), ":p" = the persistent kernel
+ * that prefetches the next row (row_reread 2, round 9) */
 #define PL_CFGS_DEFAULT                                                                            \
-	"0:0,2048:256:x,2048:512:x,2048:1024:x,8192:256:x,8192:512:x,8192:1024:x,2048:256,2048:"   \
+	"0:0,0:0:p,2048:256:x,2048:512:x,2048:1024:x,8192:256:x,8192:512:x,8192:1024:x,2048:256,"  \
+	"2048:"                                                                                    \
 	"512,8192:256,8192:512,8192:1024,8192:2048,4096:1024"
 #define PL_CFGS_FP32_DEFAULT "0:0,2048:512,4096:512"
 
@@ -277,12 +279,11 @@ static struct row bench(int V, enum swerve_pl_precision prec, int chunk, int row
 	}
 	char name[64];
 	const int C = swerve_pl_chunk_tokens(N, V, &o), R = swerve_pl_row_tokens(N, V, &o);
+	const char *kern = reread == 2 ? " prefetch" : reread ? " 2-pass" : "";
 	if (R < C)
-		snprintf(name, sizeof(name), "%s C=%d R=%d%s", mode_name(prec), C, R,
-		         reread ? " 2-pass" : "");
+		snprintf(name, sizeof(name), "%s C=%d R=%d%s", mode_name(prec), C, R, kern);
 	else
-		snprintf(name, sizeof(name), "%s C=%d%s", mode_name(prec), C,
-		         reread ? " 2-pass" : "");
+		snprintf(name, sizeof(name), "%s C=%d%s", mode_name(prec), C, kern);
 	printf("ROW|swerve|%d|%s|%.2f|%.3f|%.1f|%.2e|%.3f|%.2e\n", V, name, med,
 	       peak / 1073741824.0, tflops, err, wsz / 1073741824.0, dxe / dxm);
 	printf("PHASES|%d|%s", V, name);
@@ -305,7 +306,7 @@ static struct row bench(int V, enum swerve_pl_precision prec, int chunk, int row
 	return res;
 }
 
-/* "C:R[:x],..." -> (chunk_tokens, row_tokens, row_reread = an x) */
+/* "C:R[:x|:p],..." -> (chunk_tokens, row_tokens, row_reread = 1 for x, 2 for p) */
 struct cfg3 {
 	int C, R, reread;
 };
@@ -317,8 +318,8 @@ static std::vector<cfg3> cfg_list(const char *env, const char *dflt)
 		cfg3 c = {(int)strtol(s, &s, 10), 0, 0};
 		if (*s == ':')
 			c.R = (int)strtol(s + 1, &s, 10);
-		if (*s == ':' && s[1] == 'x')
-			c.reread = 1, s += 2;
+		if (*s == ':' && (s[1] == 'x' || s[1] == 'p'))
+			c.reread = s[1] == 'x' ? 1 : 2, s += 2;
 		if (c.C >= 0 && c.R >= 0)
 			v.push_back(c);
 		if (*s != ',')
@@ -342,6 +343,11 @@ static void policy_shape(void)
 	r.push_back(bench(V, SWERVE_PL_FP32, 0, 0, ctx, base, 1));
 	r.push_back(bench(V, SWERVE_PL_FP32_FWD, 0, 0, ctx, base, 1));
 	r.push_back(bench(V, SWERVE_PL_BF16, 0, 0, ctx, base, 1));
+	/* round 9: BF16 with the register and the prefetching row kernels */
+	if (!getenv("PL_NO_BF16_ROWS")) {
+		r.push_back(bench(V, SWERVE_PL_BF16, 0, 0, ctx, base, 0));
+		r.push_back(bench(V, SWERVE_PL_BF16, 0, 0, ctx, base, 2));
+	}
 	for (auto c : cfg_list("PL_CFGS", PL_CFGS_DEFAULT))
 		r.push_back(bench(V, SWERVE_PL_FP32_FWD, c.C, c.R, ctx, base, c.reread));
 	for (auto c : cfg_list("PL_CFGS_FP32", PL_CFGS_FP32_DEFAULT))

@@ -12,7 +12,9 @@
  * Cases with a row sub-chunk (rows > 0) run the forward GEMM and the row
  * kernel on sub-chunks smaller than the chunk (not dividing it). Where
  * V % 4 == 0 and V <= 32768 the row kernel holds the row in registers
- * unless reread (the two-pass kernel, which V odd always runs). */
+ * unless reread (1: the two-pass kernel, which V odd always runs; 2: the
+ * persistent kernel that prefetches the next row, the pf_* cases, not yet
+ * run on a GPU when written). */
 #include <cuda_runtime.h>
 
 #include <math.h>
@@ -312,6 +314,112 @@ CASE(cispo_fp32fwd_v32768,
 CASE(cispo_fp32fwd_v32772, {"cispo fp32fwd V32772 (2-pass)", 40, 64, 32772, 2, 0, SWERVE_PL_CISPO,
                             SWERVE_PL_FP32_FWD, SWERVE_PL_NORM_TOKENS, 0, 1, 0, 0, 0, 0, 16, 0})
 
+/* round 9: the persistent prefetching row kernel (row_reread = 2). Where V % 4
+ * != 0 or V > 32768 it falls back to the two-pass kernel. Rows beyond the
+ * SM count make each block walk several rows (the prefetch path). */
+CASE(pf_fp32fwd_policy, {"pf fp32fwd d768 V32000 R16", 48, 768, 32000, 2, 0, SWERVE_PL_CISPO,
+                         SWERVE_PL_FP32_FWD, SWERVE_PL_NORM_TOKENS, 0, 1, 0, 0, 0, 0, 16, 2})
+CASE(pf_fp32fwd_v32000_many,
+     {"pf fp32fwd V32000 N400 (3+ rows/blk)", 400, 64, 32000, 4, 0, SWERVE_PL_CISPO,
+      SWERVE_PL_FP32_FWD, SWERVE_PL_NORM_SEQUENCE, 1, 1, 1, 0, 0, 0, 0, 2})
+CASE(pf_fp32fwd_v1004, {"pf fp32fwd V1004 N600 R500", 600, 72, 1004, 6, 0, SWERVE_PL_GRPO,
+                        SWERVE_PL_FP32_FWD, SWERVE_PL_NORM_SEQUENCE, 1, 1, 0, 0, 0, 1, 500, 2})
+CASE(pf_bf16, {"pf bf16 R100", 300, 136, 2048, 5, 0, SWERVE_PL_CISPO, SWERVE_PL_BF16,
+               SWERVE_PL_NORM_TOKENS, 0, 1, 0, 0, 0, 0, 100, 2})
+CASE(pf_bf16_v32000_many, {"pf bf16 V32000 N400", 400, 64, 32000, 4, 0, SWERVE_PL_DAPO,
+                           SWERVE_PL_BF16, SWERVE_PL_NORM_TOKENS, 0, 0, 0, 0, 0, 0, 0, 2})
+CASE(pf_grpo_bf16_long, {"pf grpo bf16 N2048 C256 acc", 2048, 64, 2048, 16, 256, SWERVE_PL_GRPO,
+                         SWERVE_PL_BF16, SWERVE_PL_NORM_SEQUENCE, 1, 1, 0, 0, 0, 1, 0, 2})
+CASE(pf_dapo_fp32, {"pf dapo fp32 V3000 R48", 200, 256, 3000, 4, 128, SWERVE_PL_DAPO,
+                    SWERVE_PL_FP32, SWERVE_PL_NORM_TOKENS, 0, 0, 0, 0, 0, 0, 48, 2})
+CASE(pf_tf32, {"pf tf32 (dZ in place)", 300, 136, 2048, 5, 0, SWERVE_PL_CISPO, SWERVE_PL_TF32,
+               SWERVE_PL_NORM_TOKENS, 0, 1, 0, 0, 0, 0, 0, 2})
+CASE(pf_logprob_only, {"pf logprob-only fp32fwd R40", 150, 128, 5000, 1, 64, SWERVE_PL_CISPO,
+                       SWERVE_PL_FP32_FWD, SWERVE_PL_NORM_TOKENS, 0, 0, 0, 0, 1, 0, 40, 2})
+CASE(pf_v32768, {"pf fp32fwd V32768 (smem limit)", 200, 64, 32768, 2, 0, SWERVE_PL_CISPO,
+                 SWERVE_PL_FP32_FWD, SWERVE_PL_NORM_TOKENS, 0, 1, 0, 0, 0, 0, 0, 2})
+CASE(pf_v32772, {"pf fp32fwd V32772 (2-pass)", 40, 64, 32772, 2, 0, SWERVE_PL_CISPO,
+                 SWERVE_PL_FP32_FWD, SWERVE_PL_NORM_TOKENS, 0, 1, 0, 0, 0, 0, 16, 2})
+CASE(pf_v_odd, {"pf fp32fwd V odd (2-pass)", 97, 72, 1001, 3, 0, SWERVE_PL_CISPO,
+                SWERVE_PL_FP32_FWD, SWERVE_PL_NORM_SEQUENCE, 1, 1, 1, 1, 0, 0, 40, 2})
+
+/* The prefetching kernel runs the register kernel's math line for line: the
+ * same inputs give the same bytes in every output (dX and dW too: the GEMMs
+ * see the same dZ). One run of each on the same device buffers, outputs
+ * poisoned before each. */
+static int pf_bitwise_one(enum swerve_pl_precision prec, int N, int d, int V, int rows)
+{
+	std::vector<uint16_t> Xb((size_t)N * d);
+	std::vector<float> W((size_t)V * d), old(N), adv(N);
+	std::vector<int32_t> y(N);
+	for (auto &x : Xb)
+		x = swerve_float_to_bf16((float)gpu_nrand());
+	for (auto &w : W)
+		w = (float)(2.0 / sqrt((double)d) * gpu_nrand());
+	for (int t = 0; t < N; t++) {
+		y[t] = (int32_t)(gpu_urand() * V);
+		old[t] = (float)(-log((double)V) + gpu_nrand());
+		adv[t] = (float)gpu_nrand();
+	}
+	uint16_t *dX16 = dev_copy(Xb);
+	float *dWt = dev_copy(W), *dold = dev_copy(old), *dadv = dev_copy(adv);
+	int32_t *dy = dev_copy(y);
+	CHECK(dX16 && dWt && dold && dadv && dy, "cudaMalloc");
+	/* one buffer for all outputs: logp, entropy, ratio (N each), loss, dX, dW, clipped */
+	const size_t nf = 3 * (size_t)N + 1 + (size_t)N * d + (size_t)V * d, bytes = nf * 4 + N;
+	std::vector<uint8_t> h[2];
+	for (int k = 0; k < 2; k++) {
+		struct swerve_pl_opts o;
+		swerve_pl_opts_init(&o, SWERVE_PL_CISPO);
+		o.precision = prec;
+		o.row_tokens = rows;
+		o.row_reread = k ? SWERVE_PL_ROWS_PREFETCH : SWERVE_PL_ROWS_REG;
+		float *g = NULL;
+		CK(cudaMalloc(&g, bytes));
+		CK(cudaMemset(g, 0xff, bytes));
+		struct swerve_pl_batch db = {N, d, V, dy, dold, dadv, NULL, 1, 0, NULL};
+		struct swerve_pl_out dout = {g,
+		                             g + N,
+		                             g + 2 * N,
+		                             (uint8_t *)(g + nf),
+		                             g + 3 * N,
+		                             g + 3 * N + 1,
+		                             g + 3 * N + 1 + (size_t)N * d};
+		size_t wsz = swerve_pl_workspace_size(&db, &o);
+		void *ws = NULL;
+		CK(cudaMalloc(&ws, wsz));
+		struct swerve_pl_ctx *ctx = NULL;
+		CHECK(swerve_pl_ctx_new(&ctx) == 0, "%s", swerve_error_last());
+		CHECK(swerve_policy_loss_cuda(ctx, &dout, &db, dX16, dWt, &o, ws, wsz, NULL) == 0,
+		      "%s", swerve_error_last());
+		CK(cudaDeviceSynchronize());
+		h[k].resize(bytes);
+		CK(cudaMemcpy(h[k].data(), g, bytes, cudaMemcpyDeviceToHost));
+		swerve_pl_ctx_free(ctx);
+		cudaFree(ws), cudaFree(g);
+	}
+	cudaFree(dX16), cudaFree(dWt), cudaFree(dold), cudaFree(dadv), cudaFree(dy);
+	size_t ndiff = 0, first = 0;
+	for (size_t i = 0; i < bytes; i++)
+		if (h[0][i] != h[1][i] && !ndiff++)
+			first = i;
+	printf("  pf vs register, %s N%d d%d V%d R%d: %zu of %zu bytes differ (first at byte "
+	       "%zu)\n",
+	       prec == SWERVE_PL_BF16 ? "bf16" : "fp32fwd", N, d, V, rows, ndiff, bytes, first);
+	CHECK(ndiff == 0, "the prefetching row kernel's outputs differ from the register kernel's");
+	return 0;
+}
+
+static int pf_matches_register_bitwise(void)
+{
+	if (!have_gpu())
+		return GPU_SKIP;
+	int rc = pf_bitwise_one(SWERVE_PL_FP32_FWD, 1000, 128, 32000, 0);
+	if (!rc)
+		rc = pf_bitwise_one(SWERVE_PL_BF16, 700, 64, 2052, 300);
+	return rc;
+}
+
 static int bad_workspace_is_refused(void)
 {
 	if (!have_gpu())
@@ -357,6 +465,19 @@ int main(void)
 	        {"grpo_fp32fwd_reread", grpo_fp32fwd_reread},
 	        {"cispo_fp32fwd_v32768", cispo_fp32fwd_v32768},
 	        {"cispo_fp32fwd_v32772", cispo_fp32fwd_v32772},
+	        {"pf_fp32fwd_policy", pf_fp32fwd_policy},
+	        {"pf_fp32fwd_v32000_many", pf_fp32fwd_v32000_many},
+	        {"pf_fp32fwd_v1004", pf_fp32fwd_v1004},
+	        {"pf_bf16", pf_bf16},
+	        {"pf_bf16_v32000_many", pf_bf16_v32000_many},
+	        {"pf_grpo_bf16_long", pf_grpo_bf16_long},
+	        {"pf_dapo_fp32", pf_dapo_fp32},
+	        {"pf_tf32", pf_tf32},
+	        {"pf_logprob_only", pf_logprob_only},
+	        {"pf_v32768", pf_v32768},
+	        {"pf_v32772", pf_v32772},
+	        {"pf_v_odd", pf_v_odd},
+	        {"pf_matches_register_bitwise", pf_matches_register_bitwise},
 	        {"bad_workspace_is_refused", bad_workspace_is_refused},
 	};
 	return gpu_run_tests(tests, (int)(sizeof(tests) / sizeof(tests[0])));

@@ -3,6 +3,7 @@
  * central finite differences, normalisation, masks, variants, bad input. */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -488,6 +489,41 @@ Test(policy_loss_cpu, fp32_fwd_precision_is_the_fp32_reference)
 	cr_assert_eq(swerve_policy_loss_cpu(&p.out, &p.b, p.X, p.W, &o), SWERVE_EINVAL);
 	cr_assert(strstr(swerve_error_last(), "row_tokens (-1)"), "%s", swerve_error_last());
 	free(lp), free(dX), free(dW);
+	prob_free(&p);
+}
+
+/* opts.row_reread picks the GPU's row kernel: 0, 1 and 2 (the prefetching
+ * kernel, round 9) are accepted and change nothing on the CPU; anything else
+ * is refused by name, on the CPU as on the GPU (the same check). */
+Test(policy_loss_cpu, row_kernel_choice_is_checked)
+{
+	struct prob p;
+	prob_init(&p, 6, 5, 9, 2);
+	static const double offs[] = {-1.0, 0.0, 0.3};
+	set_old(&p, offs, 3);
+	struct swerve_pl_opts o;
+	swerve_pl_opts_init(&o, SWERVE_PL_CISPO);
+	cr_assert_eq(o.row_reread, SWERVE_PL_ROWS_REG, "the default stays the register kernel");
+	o.precision = SWERVE_PL_FP32_FWD;
+	run_loss(&p, &o);
+	const float loss = *p.loss;
+	float lp[6];
+	memcpy(lp, p.logp, sizeof(lp));
+	cr_assert_neq(loss, 0.0f, "a zero loss would prove nothing");
+	for (int k = SWERVE_PL_ROWS_TWOPASS; k <= SWERVE_PL_ROWS_PREFETCH; k++) {
+		o.row_reread = k;
+		run_loss(&p, &o);
+		cr_assert_eq(*p.loss, loss, "row_reread %d", k);
+		cr_assert_eq(memcmp(lp, p.logp, sizeof(lp)), 0, "row_reread %d", k);
+	}
+	static const int bad[] = {3, -1, 100};
+	for (int i = 0; i < 3; i++) {
+		o.row_reread = bad[i];
+		cr_assert_eq(swerve_policy_loss_cpu(&p.out, &p.b, p.X, p.W, &o), SWERVE_EINVAL);
+		char want[32];
+		snprintf(want, sizeof(want), "row_reread (%d)", bad[i]);
+		cr_assert(strstr(swerve_error_last(), want), "%s", swerve_error_last());
+	}
 	prob_free(&p);
 }
 
