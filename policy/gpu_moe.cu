@@ -385,17 +385,25 @@ __device__ static void mg_dw_zero(const struct mg_args &a, int e, int m0, int n0
  *   DOWN_DX: h1 / h3 of the tile (TMA loads in the main loop, stages sh1 /
  *       sh3) read by ldmatrix (the inverse of stmatrix: the accumulators'
  *       layout), and dh1 / dh3 written back in place, then stored. */
-template <int MODE>
+/* P (round 9, k_mgp, the persistent CTAs): UP stages h1 | h3 in sbase
+ * (32 KB: the stage s1b's) and hh in s3b; the h1 / h3 mbarriers are waited
+ * with parity eph (one phase a tile); the stores are committed but not
+ * waited for: the caller waits (wait_group.read) before the staging is
+ * loaded into again. P false is round 8's code. */
+template <int MODE, bool P = false>
 __device__ __forceinline__ static void
 mg_epi_tma(const struct mg_args &a, const struct mg_tma &tm, float (&wacc)[2][32], uint32_t sbase,
-           uint32_t s1b, uint32_t s3b, uint32_t ebar, int r0, int r1, int n0)
+           uint32_t s1b, uint32_t s3b, uint32_t ebar, int r0, int r1, int n0, int eph = 0)
 {
 	const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, q = lane >> 3;
 	const int wr = warp * 16, sl = (q & 1) * 8 + (lane & 7), rr = lane >> 2,
 	          cc = (lane & 3) * 2, F = a.F;
 	const bool tmrow = r0 + wr + 16 <= r1;
+	(void)eph;
 	if (MODE == MG_UP) {
 		const uint32_t st0 = sbase + warp * 2048;
+		const uint32_t sth = s3b + warp * 2048; /* P: hh's staging */
+		(void)sth;
 #pragma unroll
 		for (int np = 0; np < 4; np++) {
 			const float *a1 = &wacc[0][8 * np], *a3 = &wacc[1][8 * np];
@@ -415,7 +423,10 @@ mg_epi_tma(const struct mg_args &a, const struct mg_tma &tm, float (&wacc)[2][32
 				const uint32_t o = mg_kofs(sl, 2 * np + (q >> 1));
 				ptx::stsm_x4(st0 + o, u1[0], u1[1], u1[2], u1[3]);
 				ptx::stsm_x4(st0 + 16384 + o, u3[0], u3[1], u3[2], u3[3]);
-				ptx::stsm_x4(st0 + 32768 + o, uh[0], uh[1], uh[2], uh[3]);
+				if constexpr (P)
+					ptx::stsm_x4(sth + o, uh[0], uh[1], uh[2], uh[3]);
+				else
+					ptx::stsm_x4(st0 + 32768 + o, uh[0], uh[1], uh[2], uh[3]);
 			} else {
 #pragma unroll
 				for (int i = 0; i < 4; i++) {
@@ -436,14 +447,15 @@ mg_epi_tma(const struct mg_args &a, const struct mg_tma &tm, float (&wacc)[2][32
 			if (lane == 0) {
 				mg_tma_st(&tm.s1, n0, r0 + wr, st0);
 				mg_tma_st(&tm.s2, n0, r0 + wr, st0 + 16384);
-				mg_tma_st(&tm.s3, n0, r0 + wr, st0 + 32768);
+				mg_tma_st(&tm.s3, n0, r0 + wr, P ? sth : st0 + 32768);
 				mg_bulk_commit();
-				mg_bulk_wait_read();
+				if constexpr (!P)
+					mg_bulk_wait_read();
 			}
 		}
 	} else {
-		mg_tb_wait(ebar, 0);
-		mg_tb_wait(ebar + 8, 0);
+		mg_tb_wait(ebar, P ? eph : 0);
+		mg_tb_wait(ebar + 8, P ? eph : 0);
 #pragma unroll
 		for (int h = 0; h < 2; h++) {
 			if (n0 + h * 64 >= F) /* F % 64 == 0: whole blocks past F */
@@ -500,7 +512,8 @@ mg_epi_tma(const struct mg_args &a, const struct mg_tma &tm, float (&wacc)[2][32
 					mg_tma_st(&tm.s1, F + n0 + h * 64, r0 + wr, s3b + o);
 				}
 				mg_bulk_commit();
-				mg_bulk_wait_read();
+				if constexpr (!P)
+					mg_bulk_wait_read();
 			}
 		}
 	}
@@ -939,6 +952,223 @@ __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB)
 	}
 }
 
+/* ---- persistent CTAs (round 9, "wgtdp"; opt-in, NOT YET RUN ON A GPU) --------
+ * k_mgp<MODE> (UP with A = xg, DOWN_DX) is variant 8 (wgtd's TMA main loop
+ * and its TMA-store epilogue) with a grid of at most SMs x (CTAs an SM) CTAs
+ * that walk the tile list with a static stride: CTA c takes the tiles c,
+ * c + G, c + 2G, ... (G = gridDim.x); tile t is column tile t % nx of row
+ * tile t / nx (row tiles: the experts' ceil(n_e / 128) in expert order, as
+ * k_mg's blockIdx.y), so the tiles and each tile's sums are k_mg's:
+ * deterministic, and the outputs are variant 8's (same epilogue code).
+ * What persistence buys: a tile's TMA stores stay in flight (committed,
+ * waited for with wait_group.read only at the start of the CTA's next tile,
+ * before its first loads into the staging stages) while the next tile's
+ * block 0 loads, no CTA launch / barrier init / tile walk a tile, and the
+ * next tile's block 0 loads during this tile's epilogue.
+ *
+ * Stages: the CTA's stage sequence continues over its tiles. Tile i uses the
+ * slots base_i .. base_i + nk + 1 (mod ST = 3): its k blocks j at
+ * (base_i + j) % 3, then two staging stages sh1 = (base_i + nk) % 3 and sh3 =
+ * (base_i + nk + 1) % 3 (nk 1: sh1 = base_i + 2, sh3 = base_i + 1, the same
+ * set); base_{i+1} = base_i + nk + 2, i.e. (mod 3) the stage of tile i's
+ * last k block, free once the main loop is done. DOWN_DX fetches h1 / h3
+ * into sh1 / sh3 during its last two k blocks (as variant 8) and writes dh1
+ * / dh3 back in place; UP stages h1 | h3 in sh1 and hh in sh3. The next
+ * tile's block 0 is loaded right after the main loop (into base_{i+1}),
+ * block 1 (into sh1 of tile i) and block 2 (sh3 of tile i) only after every
+ * warp's wait_group.read at the start of tile i + 1.
+ *
+ * Every mbarrier wait has its arrival (the argument; a hang costs a device
+ * call):
+ *  - full[s] (count 1; one arrive.expect_tx by thread 0 per load, bytes =
+ *    the boxes': A 64 x 128 and two B 64 x 64 = 32768, counted in full for
+ *    zero-filled boxes too). Every k block of every tile the CTA processes
+ *    is loaded exactly once: block 0 of its first tile after the first
+ *    tile-start barrier (which follows the barriers' init and fence),
+ *    block 0 of a later tile after the previous tile's main loop under the
+ *    same condition (t + G < total) that makes the loop process it, block 1
+ *    at the tile's start when nk >= 2, block kb >= 2 at iteration kb - 2
+ *    (kb - 2 + 2 < nk). Each is waited for exactly once, by every thread, in
+ *    iteration kb of its tile (all threads run the same tile sequence: t,
+ *    total and nk are uniform). Phases: a stage is armed again only for a
+ *    later slot of the sequence, after a __syncthreads that every thread
+ *    passed after its wait for the stage's previous load (block kb + 2 is
+ *    armed after iteration kb's barrier, its stage's previous block kb - 1
+ *    was waited before it; block 0 of tile i + 1 after the barrier that
+ *    follows tile i's main loop; blocks 1 and 2 after the tile-start
+ *    barrier), so arms and waits alternate per stage, and each thread's
+ *    parity bit for stage s (ph bit s, flipped at each wait) names the
+ *    phase of the load it waits for.
+ *  - epb[0] / epb[1] (DOWN_DX's h1 / h3, count 1): armed once a tile each
+ *    (h1 at kb = nk - 2, h3 at kb = nk - 1; both at kb 0 when nk = 1, as
+ *    k_mg), waited once a tile by every thread in the epilogue with parity
+ *    eph (flipped a tile); re-armed in the next tile's main loop, after its
+ *    tile-start barrier, which every thread reaches after its waits.
+ *  - No cp.async here (UP's A is xg by TMA: k_mgp runs only when gathered).
+ * The stores' sources: a warp's lane 0 issues its bulk stores and commits;
+ * every lane 0 waits (wait_group.read 0) before the tile-start barrier of
+ * its next tile (and before the CTA exits), and stages sh1 / sh3 are loaded
+ * into only after that barrier; the staging writes (stmatrix, generic
+ * proxy) are fenced (fence.proxy.async) before the stores read them, and the
+ * tile-start barrier orders the epilogue's ldmatrix reads (DOWN_DX) before
+ * the TMA loads that overwrite them, as k_mg's per-block barrier does. */
+__device__ __forceinline__ static bool mgp_tile(const struct mg_args &a, int t, int nx, int bnc,
+                                                int &e, int &r0, int &r1, int &n0)
+{
+	int b = t / nx;
+	n0 = (t % nx) * bnc;
+	for (int i = 0; i < a.E; i++) {
+		int s = a.offs[i], u = a.offs[i + 1], nt = (u - s + MG_BM - 1) / MG_BM;
+		if (b < nt) {
+			e = i;
+			r0 = s + b * MG_BM;
+			r1 = u;
+			return true;
+		}
+		b -= nt;
+	}
+	return false;
+}
+
+template <int MODE>
+__global__ static void __launch_bounds__(MG_THREADS, 2)
+        k_mgp(struct mg_args a, const __grid_constant__ struct mg_tma tm)
+{
+	static_assert(MODE == MG_UP || MODE == MG_DOWN_DX, "k_mgp: UP and DOWN_DX only");
+	typedef mg_var<8> V;
+	constexpr int ST = V::ST;
+	constexpr bool BT = MODE != MG_UP; /* B stored (k, n): DOWN_DX's W2 */
+	__shared__ __align__(8) uint64_t mg_full[ST];
+	__shared__ __align__(8) uint64_t mg_epb[2];
+	extern __shared__ __align__(1024) unsigned char mg_sm[];
+	const int tid = threadIdx.x, warp = tid >> 5, wm = warp >> 2;
+	const int D = a.D, F = a.F;
+	const int Kd = D, nk = (Kd + MG_BK - 1) / MG_BK; /* UP and DOWN_DX: K = D */
+	const int bnc = MODE == MG_UP ? V::BN / 2 : V::BN, nx = (F + bnc - 1) / bnc;
+	int total = 0; /* tiles: the experts' row tiles x nx */
+	for (int i = 0; i < a.E; i++)
+		total += (a.offs[i + 1] - a.offs[i] + MG_BM - 1) / MG_BM;
+	total *= nx;
+	int t = blockIdx.x;
+	if (t >= total) /* uniform: the CTA has no tile, and touches no barrier */
+		return;
+	int e = 0, r0 = 0, r1 = 0, n0 = 0;
+	mgp_tile(a, t, nx, bnc, e, r0, r1, n0);
+
+	const uint32_t sraw = (uint32_t)__cvta_generic_to_shared(mg_sm),
+	               sbase = (sraw + 1023u) & ~1023u;
+	const uint32_t fbar = (uint32_t)__cvta_generic_to_shared(mg_full),
+	               ebar = (uint32_t)__cvta_generic_to_shared(mg_epb);
+	/* thread 0: k block kb of the tile (e, r0, n0) into stage st */
+	auto load = [&](int st, int kb, int le, int lr0, int ln0) {
+		const uint32_t sa = sbase + st * V::STAGE, sb = sa + MG_TILE, bar = fbar + 8 * st;
+		const int k0 = kb * MG_BK;
+		mg_tb_expect(bar, 2 * MG_TILE);
+		mg_tma2(sa, &tm.a, k0, lr0, bar);
+		if (MODE == MG_UP) { /* W1 rows n0.. then W3's */
+			mg_tma3(sb, &tm.b0, k0, ln0, le, bar);
+			mg_tma3(sb + 8192, &tm.b1, k0, ln0, le, bar);
+		} else { /* W2 (k = d, n = f) */
+			mg_tma3(sb, &tm.b0, ln0, k0, le, bar);
+			mg_tma3(sb + 8192, &tm.b0, ln0 + 64, k0, le, bar);
+		}
+	};
+	if (tid == 0) {
+		if (MODE == MG_DOWN_DX) {
+			mg_tb_init(ebar);
+			mg_tb_init(ebar + 8);
+		}
+		for (int s = 0; s < ST; s++)
+			mg_tb_init(fbar + 8 * s);
+		asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+	}
+	bool first = true; /* block 0 of the CTA's first tile: after the barrier */
+	int base = 0;      /* stage of the tile's k block 0 */
+	uint32_t ph = 0;   /* bit s: parity of the next wait on full[s] */
+	int eph = 0;       /* parity of the next wait on epb[0] / epb[1] */
+	for (;;) {
+		const int sh1 = (base + (nk >= 2 ? nk : 2)) % ST,
+		          sh3 = (base + (nk >= 2 ? nk + 1 : 1)) % ST;
+		/* the previous tile's stores have read their staging (sh1 / sh3 of
+		 * that tile: the stages of this tile's blocks 1 and 2) */
+		if ((tid & 31) == 0)
+			mg_bulk_wait_read();
+		ptx::fence_proxy_async();
+		__syncthreads();
+		if (tid == 0) {
+			if (first) /* later tiles' block 0: after the previous main loop */
+				load(base, 0, e, r0, n0);
+			if (nk >= 2)
+				load((base + 1) % ST, 1, e, r0, n0);
+		}
+		first = false;
+		float wacc[2][32];
+		for (int h = 0; h < 2; h++)
+			for (int i = 0; i < 32; i++)
+				wacc[h][i] = 0.0f;
+		for (int kb = 0; kb < nk; kb++) {
+			const int st = (base + kb) % ST;
+			mg_tb_wait(fbar + 8 * st, (ph >> st) & 1);
+			ph ^= 1u << st;
+			__syncthreads();
+			if (tid == 0 && kb + 2 < nk)
+				load((base + kb + 2) % ST, kb + 2, e, r0, n0);
+			if (MODE == MG_DOWN_DX && tid == 0 &&
+			    (kb == (nk >= 2 ? nk - 2 : 0) || kb == nk - 1)) {
+				/* two 64-column boxes of 128 rows r0.. (columns n0..) */
+				const bool h1now = kb == (nk >= 2 ? nk - 2 : 0);
+				for (int j = h1now ? 0 : 1; j < (kb == nk - 1 ? 2 : 1); j++) {
+					const uint32_t dst = sbase + (j ? sh3 : sh1) * V::STAGE,
+					               bar = ebar + 8 * j;
+					const CUtensorMap *m = j ? &tm.s3 : &tm.s2;
+					mg_tb_expect(bar, 2 * 16384);
+					mg_tma2(dst, m, n0, r0, bar);
+					mg_tma2(dst + 16384, m, n0 + 64, r0, bar);
+				}
+			}
+			const uint32_t sa = sbase + st * V::STAGE, sb = sa + MG_TILE;
+			ptx::fence();
+#pragma unroll
+			for (int kk = 0; kk < MG_BK / 16; kk++) {
+				uint64_t da = mg_desc(sa, wm * 8192 + kk * 32);
+#pragma unroll
+				for (int h = 0; h < 2; h++)
+					ptx::mma_ss<0, BT ? 1 : 0>(
+					        wacc[h], da,
+					        mg_desc(sb, h * 8192 + (BT ? kk * 2048 : kk * 32)),
+					        1);
+			}
+			ptx::commit();
+			ptx::wait<0>();
+			for (int h = 0; h < 2; h++)
+				ptx::reg_fence(wacc[h]);
+		}
+		/* every warpgroup's products of the last block are done: its stage
+		 * (the next tile's base) is free */
+		__syncthreads();
+		const int tn = t + gridDim.x, nbase = (base + nk + 2) % ST;
+		int ne = 0, nr0 = 0, nr1 = 0, nn0 = 0;
+		if (tn < total) {
+			mgp_tile(a, tn, nx, bnc, ne, nr0, nr1, nn0);
+			if (tid == 0)
+				load(nbase, 0, ne, nr0, nn0);
+		}
+		mg_epi_tma<MODE, true>(a, tm, wacc, sbase + sh1 * V::STAGE, sbase + sh1 * V::STAGE,
+		                       sbase + sh3 * V::STAGE, ebar, r0, r1, n0, eph);
+		eph ^= 1;
+		if (tn >= total)
+			break;
+		t = tn;
+		e = ne;
+		r0 = nr0;
+		r1 = nr1;
+		n0 = nn0;
+		base = nbase;
+	}
+	if ((tid & 31) == 0) /* the staging stays valid until the stores read it */
+		mg_bulk_wait_read();
+}
+
 /* ---- mbarrier-pipelined variants (4 wgm, 5 ws2) ------------------------------
  * The same 128 x 128 tiles, 64-deep k blocks and swizzled layouts as variant
  * 1, but no CTA-wide barrier in the main loop: PW producer warps (warps 8..)
@@ -1304,10 +1534,12 @@ int policy_moe_variant(void)
 	for (int i = 0; i < 8; i++)
 		if (!strcmp(k, names[i]))
 			return i;
+	if (!strcmp(k, "wgtdp")) /* round 9: wgtd with persistent CTAs (k_mgp) */
+		return 9;
 	return swerve_error_set(
 	        SWERVE_EINVAL,
 	        "POLICY_GPU_MOE_KERNEL=%s: unknown kernel (mma, wg, wg256, wgp, wgm, "
-	        "ws2, wgt, wgtd)",
+	        "ws2, wgt, wgtd, wgtdp)",
 	        k);
 }
 
@@ -1336,6 +1568,55 @@ static int mg_run(dim3 grid, const struct mg_args *a, const struct mg_tma *tm)
 		attr_set = 1;
 	}
 	k_mg<MODE, VAR><<<grid, MG_THREADS, mg_var<VAR>::SMEM>>>(*a, *tm);
+	LAUNCHED();
+	return 0;
+}
+
+/* POLICY_GPU_MOE_CTAS=n (tests, benches; wgtdp only): at most n persistent
+ * CTAs, so each walks many tiles (the stage sequence and the mbarrier
+ * phases across tiles); 0 when unset, SWERVE_EINVAL when not a count */
+static int mg_ctas(void)
+{
+	const char *cv = getenv("POLICY_GPU_MOE_CTAS");
+	char *end;
+	if (!cv || !*cv)
+		return 0;
+	long v = strtol(cv, &end, 10);
+	if (*end || v < 1 || v > 1000000)
+		return swerve_error_set(
+		        SWERVE_EINVAL, "POLICY_GPU_MOE_CTAS=%s: not a count of CTAs (1 to 1000000)",
+		        cv);
+	return (int)v;
+}
+
+/* round 9: the persistent kernel, a grid of min(tiles, SMs x the CTAs an
+ * SM that fit, cap when > 0) CTAs (tiles: an upper bound, R / 128 + E row tiles x nx;
+ * CTAs past the device's count of tiles exit at once) */
+template <int MODE>
+static int mgp_run(const struct mg_args *a, const struct mg_tma *tm, int R, int cap)
+{
+	static int attr_set, ctas;
+	if (!attr_set) {
+		int dev, sms, occ;
+		CK(cudaFuncSetAttribute(k_mgp<MODE>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+		                        mg_var<8>::SMEM));
+		CK(cudaGetDevice(&dev));
+		CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+		CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, k_mgp<MODE>, MG_THREADS,
+		                                                 mg_var<8>::SMEM));
+		if (occ < 1)
+			return swerve_error_set(SWERVE_ERROR,
+			                        "gpu moe: wgtdp: no CTA fits an SM (%d bytes)",
+			                        mg_var<8>::SMEM);
+		ctas = sms * occ;
+		attr_set = 1;
+	}
+	if (cap < 1 || cap > ctas)
+		cap = ctas;
+	const int bnc = MODE == MG_UP ? 64 : 128, nx = (a->F + bnc - 1) / bnc;
+	const long tiles = (long)((R + MG_BM - 1) / MG_BM + a->E) * nx;
+	const int grid = tiles < cap ? (int)tiles : cap;
+	k_mgp<MODE><<<grid, MG_THREADS, mg_var<8>::SMEM>>>(*a, *tm);
 	LAUNCHED();
 	return 0;
 }
@@ -1439,6 +1720,15 @@ template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct
 	int var = policy_moe_variant(), BN = var == 2 ? 256 : 128, epi = policy_moe_epi();
 	if (var < 0)
 		return var;
+	/* round 9: wgtdp is wgtd (7) with UP (A = xg) and DOWN_DX in persistent
+	 * CTAs when the TMA epilogues run (k_mgp); the other products, UP with
+	 * A gathered in the loads and EPI=smem run wgtd's kernels */
+	const bool pers = var == 9;
+	const int cap = pers ? mg_ctas() : 0;
+	if (cap < 0)
+		return cap;
+	if (pers)
+		var = 7;
 	if (epi < 0)
 		return epi;
 	/* split-K of the weight gradients: ws2 both; wgp, wgm DOWN_DW (8 x 6 dW
@@ -1529,6 +1819,8 @@ template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct
 			int rc = mg_maps_epi<MODE>(&tm, a, R);
 			if (rc)
 				return rc;
+			if (pers && (MODE == MG_DOWN_DX || a->gx))
+				return mgp_run<MODE>(a, &tm, R, cap);
 			return mg_run<MODE, 8>(grid, a, &tm);
 		}
 	}

@@ -3,7 +3,8 @@
  * F 1024): each projection's time and TFLOP/s for a balanced routing and for
  * the benchmark's skewed one (44% of the rows to one expert), on each kernel
  * variant (POLICY_GPU_MOE_KERNEL=wg, wgt, wgtd, wgm, wgp, ws2, mma, wg256;
- * round 8: wgtd+tma = wgtd with POLICY_GPU_MOE_EPI=tma; argv: a number, how
+ * round 8: wgtd+tma = wgtd with POLICY_GPU_MOE_EPI=tma; round 9: wgtdp,
+ * wgtdp/c132 (persistent CTAs, see all_env); argv: a number, how
  * many of these to run from the first, or the variants by name; default
  * all), median of 20
  * launches after 3 warm-ups (CUDA events), random bf16 inputs. Round 7:
@@ -43,7 +44,7 @@ static int cmpf(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-#define NVAR 9
+#define NVAR 11
 #define NP   12
 
 int main(int argc, char **argv)
@@ -64,8 +65,13 @@ int main(int argc, char **argv)
 	                       2.0 * R * D * 2 * F, 2.0 * R * 2 * F * D, 2.0 * R * 2 * F * D};
 	double ms_tab[2 * NVAR][NP]; /* (kernel, routing) */
 	double lay[NVAR][2], layg[NVAR][2], lay_f = 0;
-	static const char *const all_env[NVAR] = {"wg",  "wgt", "wgtd",  "wgm",     "wgp",
-	                                          "ws2", "mma", "wg256", "wgtd+tma"};
+	/* round 9: wgtdp = wgtd + EPI=tma with up (A = xg) and down dX in
+	 * persistent CTAs (its other rows are wgtd+tma's kernels); wgtdp/c132 =
+	 * the same with at most 132 CTAs (POLICY_GPU_MOE_CTAS: one an SM on an
+	 * H100 SXM) */
+	static const char *const all_env[NVAR] = {"wg",       "wgt",   "wgtd",      "wgm",
+	                                          "wgp",      "ws2",   "mma",       "wg256",
+	                                          "wgtd+tma", "wgtdp", "wgtdp/c132"};
 	const char *var_env[NVAR];
 	int ndev = 0, nvar = 0;
 	if (argc > 1 && argv[1][0] >= '0' && argv[1][0] <= '9') { /* the first n */
@@ -132,12 +138,19 @@ int main(int argc, char **argv)
 		{ /* "NAME+EPI": NAME with POLICY_GPU_MOE_EPI=EPI */
 			char k[32];
 			snprintf(k, sizeof(k), "%s", var_env[v >> 1]);
-			char *plus = strchr(k, '+');
+			char *plus = strchr(k, '+'), *cap = strstr(k, "/c");
+			unsetenv("POLICY_GPU_MOE_CTAS");
+			if (cap) { /* "NAME/cN": at most N persistent CTAs */
+				*cap = 0;
+				setenv("POLICY_GPU_MOE_CTAS", cap + 2, 1);
+			}
 			if (plus) {
 				*plus = 0;
 				setenv("POLICY_GPU_MOE_EPI", plus + 1, 1);
-			} else { /* round 7's epilogues (EPI=tma the default since round 8) */
-				setenv("POLICY_GPU_MOE_EPI", "smem", 1);
+			} else { /* round 7's epilogues (EPI=tma the default since round 8);
+				  * wgtdp is persistent only with EPI=tma */
+				setenv("POLICY_GPU_MOE_EPI", strcmp(k, "wgtdp") ? "smem" : "tma",
+				       1);
 			}
 			setenv("POLICY_GPU_MOE_KERNEL", k, 1);
 		}
@@ -224,14 +237,14 @@ int main(int argc, char **argv)
 	printf("\none layer's six products (%.1f GFLOP), per variant; x = %s's time / this;\n"
 	       "+xg = POLICY_GPU_MOE_GATHER=copy (the gather pass counted in)\n",
 	       lay_f / 1e9, var_env[0]);
-	printf("%-10s %9s %9s %12s %12s %7s %7s\n", "variant", "bal. ms", "skew ms", "bal. TFLOP/s",
+	printf("%-15s %9s %9s %12s %12s %7s %7s\n", "variant", "bal. ms", "skew ms", "bal. TFLOP/s",
 	       "skew TFLOP/s", "x bal", "x skew");
 	for (int w = 0; w < nvar; w++)
 		for (int g = 0; g < 2; g++) {
 			double(*L)[2] = g ? layg : lay;
 			char nm[24];
 			snprintf(nm, sizeof(nm), "%s%s", var_env[w], g ? " +xg" : "");
-			printf("%-10s %9.3f %9.3f %12.1f %12.1f %7.2f %7.2f\n", nm, L[w][0],
+			printf("%-15s %9.3f %9.3f %12.1f %12.1f %7.2f %7.2f\n", nm, L[w][0],
 			       L[w][1], lay_f / L[w][0] / 1e9, lay_f / L[w][1] / 1e9,
 			       lay[0][0] / L[w][0], lay[0][1] / L[w][1]);
 		}

@@ -16,7 +16,9 @@
  * B contiguous, by TMA in wgt / wgtd) against the same references. Round
  * 8: "wgtd+tma" = wgtd with POLICY_GPU_MOE_EPI=tma (up's and down dX's
  * epilogues by stmatrix + TMA stores; the F % 64 == 0 cases take it, the
- * others run wg); a misspelt POLICY_GPU_MOE_EPI is refused.
+ * others run wg); a misspelt POLICY_GPU_MOE_EPI is refused. Round 9:
+ * "wgtdp" (persistent CTAs, see variant_env), a misspelt
+ * POLICY_GPU_MOE_CTAS refused.
  * argv: the variants to run, by name (every variant when none is named). */
 extern "C" {
 #include "sandbox/error.h"
@@ -459,9 +461,15 @@ static int check_case1(int T, int K, int E, int D, int F, int route)
 	return fail;
 }
 
-#define NVARIANTS 9
-static const char *const variant_env[NVARIANTS] = {"mma", "wg",  "wg256", "wgp",     "wgm",
-                                                   "ws2", "wgt", "wgtd",  "wgtd+tma"};
+/* round 9: "wgtdp" (persistent CTAs for up from xg and down dX, with the
+ * TMA epilogues) on the device's grid, and "wgtdp/c3" with at most 3 CTAs
+ * (POLICY_GPU_MOE_CTAS=3), so every CTA walks many tiles: the stage
+ * sequence and the mbarrier phases across tiles (the cases' k blocks a
+ * tile, 1, 2, 4 and 12, give every rotation of the 3 stages); naming
+ * "wgtdp" runs both */
+#define NVARIANTS 11
+static const char *const variant_env[NVARIANTS] = {
+        "mma", "wg", "wg256", "wgp", "wgm", "ws2", "wgt", "wgtd", "wgtd+tma", "wgtdp", "wgtdp/c3"};
 static int variant; /* the POLICY_GPU_MOE_KERNEL of the tests below */
 
 /* the variant's environment: "NAME+tma" = NAME with POLICY_GPU_MOE_EPI=tma
@@ -470,12 +478,18 @@ static void variant_setenv(void)
 {
 	char k[32];
 	snprintf(k, sizeof(k), "%s", variant_env[variant]);
-	char *plus = strchr(k, '+');
+	char *plus = strchr(k, '+'), *cap = strstr(k, "/c");
+	unsetenv("POLICY_GPU_MOE_CTAS");
+	if (cap) { /* "NAME/cN": at most N persistent CTAs */
+		*cap = 0;
+		setenv("POLICY_GPU_MOE_CTAS", cap + 2, 1);
+	}
 	if (plus) {
 		*plus = 0;
 		setenv("POLICY_GPU_MOE_EPI", plus + 1, 1);
 	} else {
-		setenv("POLICY_GPU_MOE_EPI", "smem", 1);
+		/* wgtdp: persistent only with the TMA epilogues (the default) */
+		setenv("POLICY_GPU_MOE_EPI", strcmp(k, "wgtdp") ? "smem" : "tma", 1);
 	}
 	setenv("POLICY_GPU_MOE_KERNEL", k, 1);
 }
@@ -558,6 +572,27 @@ static int test_epi_misspelt(void)
 	return 0;
 }
 
+/* wgtdp: a misspelt POLICY_GPU_MOE_CTAS is refused, naming it (other
+ * variants ignore it) */
+static int test_ctas_misspelt(void)
+{
+	if (!have_gpu())
+		return GPU_SKIP;
+	if (strncmp(variant_env[variant], "wgtdp", 5))
+		return 0;
+	struct policy_moe_dims d = {1, 1, 1, 64, 64, NULL, NULL, 0};
+	setenv("POLICY_GPU_MOE_CTAS", "3x", 1);
+	int rc = policy_moe_down_dx(&d, NULL, NULL, NULL, NULL, NULL);
+	char msg[256];
+	snprintf(msg, sizeof(msg), "%s", swerve_error_last());
+	variant_setenv();
+	if (rc != SWERVE_EINVAL || !strstr(msg, "POLICY_GPU_MOE_CTAS=3x")) {
+		printf("    rc %d, message \"%s\"\n", rc, msg);
+		return 1;
+	}
+	return 0;
+}
+
 /* argv: the variants to run (all when none are named) */
 int main(int argc, char **argv)
 {
@@ -575,14 +610,20 @@ int main(int argc, char **argv)
 	        {"grouped MoE GEMMs: one expert, D 72, F 64", test_tma_odd_width},
 	        {"grouped MoE GEMMs: one k block, D 64, F 128", test_tma_one_kblock},
 	        {"grouped MoE GEMMs: a misspelt POLICY_GPU_MOE_EPI is refused", test_epi_misspelt},
+	        {"grouped MoE GEMMs: a misspelt POLICY_GPU_MOE_CTAS is refused (wgtdp)",
+	         test_ctas_misspelt},
 	};
 	int n = (int)(sizeof(tests) / sizeof(tests[0])), rc = 0;
 	rng = (uint64_t)time(NULL) * 2654435761u + (uint64_t)clock() + 1;
 	/* every case on each kernel variant, the tests named after it */
 	for (variant = 0; variant < NVARIANTS; variant++) {
 		int named = argc < 2;
-		for (int i = 1; i < argc; i++)
-			named |= !strcmp(argv[i], variant_env[variant]);
+		for (int i = 1; i < argc; i++) { /* "wgtdp" names "wgtdp/c3" too */
+			size_t l = strlen(argv[i]);
+			named |= !strcmp(argv[i], variant_env[variant]) ||
+			         (!strncmp(argv[i], variant_env[variant], l) &&
+			          variant_env[variant][l] == '/');
+		}
 		if (!named)
 			continue;
 		printf("== POLICY_GPU_MOE_KERNEL=%s\n", variant_env[variant]);
@@ -590,5 +631,6 @@ int main(int argc, char **argv)
 	}
 	unsetenv("POLICY_GPU_MOE_KERNEL");
 	unsetenv("POLICY_GPU_MOE_EPI");
+	unsetenv("POLICY_GPU_MOE_CTAS");
 	return rc;
 }
