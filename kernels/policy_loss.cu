@@ -623,6 +623,11 @@ __device__ __forceinline__ void pf_wait(uint32_t bar, uint32_t parity)
 	} while (!done);
 }
 
+__device__ __forceinline__ void pf_l1(const void *p)
+{
+	asm volatile("prefetch.global.L1 [%0];\n" ::"l"(p));
+}
+
 /* thread 0 only: phase's one arrival, expecting `bytes`, then the copies of
  * the row (bytes in all) from global src into shared dst */
 __device__ __forceinline__ void pf_load_row(uint32_t bar, uint32_t dst, const float *src,
@@ -675,6 +680,19 @@ __global__ void __launch_bounds__(ROW_THREADS, 1) pl_row_kernel_pf(row_args a, i
 		if (threadIdx.x == 0 && r + (int)gridDim.x < rows) { /* phase k+1: row r_{k+1} */
 			asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 			pf_load_row(bar, buf, a.Z + (size_t)(r + gridDim.x) * a.V, bytes);
+		}
+
+		/* the per-token scalars thread 0 reads in row_token, one dependent
+		 * global load after another: asked into L1 now, ~2 reductions ahead */
+		if (threadIdx.x == 32 && !a.opts.logprob_only) { /* valid addresses only */
+			const int seq = a.seq_idx ? a.seq_idx[t] : 0;
+			pf_l1(a.logp_old + t);
+			if (!a.adv_per_seq)
+				pf_l1(a.adv + t);
+			else if (seq >= 0 && seq < a.S)
+				pf_l1(a.adv + seq);
+			if (a.mask)
+				pf_l1(a.mask + t);
 		}
 
 		/* from here on, pl_row_kernel_reg's math */

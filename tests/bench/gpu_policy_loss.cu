@@ -2,8 +2,10 @@
  *
  * `gpu_policy_loss policy`: the policy's head (policy/gpu.cu fused_head) at
  * its shape, T = 8192 tokens, d = 768, V = 32000: FP32, FP32_FWD and BF16
- * side by side with the automatic chunks, then FP32_FWD at each chunk:row
- * pair of PL_CFGS (chunk_tokens:row_tokens, 0 = automatic; default below)
+ * side by side with the automatic chunks, BF16 with the register and the
+ * prefetching row kernels (round 9; PL_NO_BF16_ROWS=1 leaves them out),
+ * then FP32_FWD at each chunk:row[:x|:p] of PL_CFGS (chunk_tokens:row_tokens,
+ * 0 = automatic, x = two-pass rows, p = prefetching rows; default below)
  * and FP32 at each pair of PL_CFGS_FP32; each row then runs once more with
  * phase timing on (swerve_pl_profile:
  * synchronised after every phase) and prints where the time goes. A compact
