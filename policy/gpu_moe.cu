@@ -41,7 +41,9 @@
  * come by TMA in wgt / wgtd (mg_args.gx; the cp.async variants read xg's
  * rows directly). Round 8 (the default; POLICY_GPU_MOE_EPI=smem is round
  * 7): in wgtd, UP's and DOWN_DX's bf16 outputs skip the fp32 tile: stmatrix
- * from the accumulators and TMA tensor stores (mg_epi_tma, variant 8). */
+ * from the accumulators and TMA tensor stores (mg_epi_tma, variant 8).
+ * Round 9 (opt-in "wgtdp", not yet run on a GPU): UP from xg and DOWN_DX in
+ * persistent CTAs, a tile's stores in flight under the next tile (k_mgp). */
 #include "kernels/ptx.cuh"
 #include "kernels/tma.h"
 #include "policy/gpu_moe.h"
