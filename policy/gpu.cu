@@ -1836,30 +1836,36 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 	g->lin32 = prec == POLICY_GPU_FP32 || (getenv("POLICY_GPU_LIGHTNING") &&
 	                                       !strcmp(getenv("POLICY_GPU_LIGHTNING"), "fp32"));
 	{ /* POLICY_GPU_ROUTE=v2 (the default where supported) | v1 | old (round 6) */
-		const char *rt = getenv("POLICY_GPU_ROUTE");
-		if (rt && *rt && strcmp(rt, "v2") && strcmp(rt, "v1") && strcmp(rt, "old"))
-			return swerve_error_set(SWERVE_EINVAL,
-			                        "gpu: POLICY_GPU_ROUTE=%s: not v2, v1 or old", rt);
-		g->route_new = rt && !strcmp(rt, "old") ? 0 : policy_route_supported(E, K, D);
-		if (g->route_new && !(rt && !strcmp(rt, "v1")) &&
-		    policy_route_v2_supported(E, K, D))
+		static const char *const names[] = {"v2", "v1", "old"};
+		int v = policy_env_choice("POLICY_GPU_ROUTE", names, 3, 0);
+		if (v < 0)
+			return v;
+		g->route_new = v == 2 ? 0 : policy_route_supported(E, K, D);
+		if (g->route_new && v == 0 && policy_route_v2_supported(E, K, D))
 			g->route_new = 2;
 	}
 	{ /* POLICY_GPU_LIN_EW=v2 (the default where supported) | v1 | old (round 6) */
-		const char *le = getenv("POLICY_GPU_LIN_EW");
-		if (le && *le && strcmp(le, "v2") && strcmp(le, "v1") && strcmp(le, "old"))
-			return swerve_error_set(SWERVE_EINVAL,
-			                        "gpu: POLICY_GPU_LIN_EW=%s: not v2, v1 or old", le);
-		g->lin_ew = le && !strcmp(le, "old") ? 0 : policy_lin_ew_supported(Tm, Hd);
-		if (g->lin_ew && !(le && !strcmp(le, "v1")))
+		static const char *const names[] = {"v2", "v1", "old"};
+		int v = policy_env_choice("POLICY_GPU_LIN_EW", names, 3, 0);
+		if (v < 0)
+			return v;
+		g->lin_ew = v == 2 ? 0 : policy_lin_ew_supported(Tm, Hd);
+		if (g->lin_ew && v == 0)
 			g->lin_ew = 2;
 	}
 	{ /* POLICY_GPU_EW=new (the default where supported) | old (round 7's kernels) */
-		const char *ew = getenv("POLICY_GPU_EW");
-		if (ew && *ew && strcmp(ew, "new") && strcmp(ew, "old"))
-			return swerve_error_set(SWERVE_EINVAL,
-			                        "gpu: POLICY_GPU_EW=%s: not new or old", ew);
-		g->ew = !(ew && !strcmp(ew, "old")) && policy_ew_supported(D);
+		static const char *const names[] = {"new", "old"};
+		int v = policy_env_choice("POLICY_GPU_EW", names, 2, 0);
+		if (v < 0)
+			return v;
+		g->ew = v == 0 && policy_ew_supported(D);
+	}
+	{ /* POLICY_GPU_ADAMW=fused (the default) | tensor (a launch per tensor) */
+		static const char *const names[] = {"fused", "tensor"};
+		int v = policy_env_choice("POLICY_GPU_ADAMW", names, 2, 0);
+		if (v < 0)
+			return v;
+		g->adam_per_tensor = v;
 	}
 	CKB(cublasCreate(&g->blas));
 	if (g->use_lt) {
@@ -2619,14 +2625,11 @@ static int plain_head(struct policy_gpu *g, struct policy_loss_stats *st, int T,
  * at bf16 with fp32 accumulation) or fp32 (every product fp32-accurate) */
 static int head_precision(enum swerve_pl_precision *p)
 {
-	const char *e = getenv("POLICY_GPU_HEAD");
-	if (!e || !*e || !strcmp(e, "fp32fwd"))
-		*p = SWERVE_PL_FP32_FWD;
-	else if (!strcmp(e, "fp32"))
-		*p = SWERVE_PL_FP32;
-	else
-		return swerve_error_set(SWERVE_EINVAL,
-		                        "gpu: POLICY_GPU_HEAD=%s: not fp32fwd or fp32", e);
+	static const char *const names[] = {"fp32fwd", "fp32"};
+	int v = policy_env_choice("POLICY_GPU_HEAD", names, 2, 0);
+	if (v < 0)
+		return v;
+	*p = v == 0 ? SWERVE_PL_FP32_FWD : SWERVE_PL_FP32;
 	return 0;
 }
 
@@ -3018,8 +3021,6 @@ int policy_gpu_adamw(double *grad_norm, struct policy_gpu *g, struct policy_adam
 		CK(e);
 		g->adam_nseg = L->n;
 		g->adam_blocks = nb;
-		g->adam_per_tensor =
-		        getenv("POLICY_GPU_ADAMW") && !strcmp(getenv("POLICY_GPU_ADAMW"), "tensor");
 	}
 	if (g->adam_per_tensor)
 		k_sumsq<<<1024, 256>>>(g->red, g->grads, L->total);

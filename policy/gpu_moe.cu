@@ -1528,21 +1528,12 @@ static int aligned(const void *p)
  * micro-batch: wgtd the default. wgt and wgtd run wg where F % 64 != 0 */
 int policy_moe_variant(void)
 {
-	const char *k = getenv("POLICY_GPU_MOE_KERNEL");
-	static const char *const names[8] = {"mma", "wg",  "wg256", "wgp",
-	                                     "wgm", "ws2", "wgt",   "wgtd"};
-	if (!k || !*k)
-		return 7;
-	for (int i = 0; i < 8; i++)
-		if (!strcmp(k, names[i]))
-			return i;
-	if (!strcmp(k, "wgtdp")) /* round 9: wgtd with persistent CTAs (k_mgp) */
-		return 9;
-	return swerve_error_set(
-	        SWERVE_EINVAL,
-	        "POLICY_GPU_MOE_KERNEL=%s: unknown kernel (mma, wg, wg256, wgp, wgm, "
-	        "ws2, wgt, wgtd, wgtdp)",
-	        k);
+	/* variant 8 is wgtd's TMA-store epilogue (POLICY_GPU_MOE_EPI), not a name
+	 * here; round 9's wgtdp (wgtd with persistent CTAs, k_mgp) is variant 9 */
+	static const char *const names[9] = {"mma", "wg",  "wg256", "wgp",  "wgm",
+	                                     "ws2", "wgt", "wgtd",  "wgtdp"};
+	int v = policy_env_choice("POLICY_GPU_MOE_KERNEL", names, 9, 7);
+	return v == 8 ? 9 : v;
 }
 
 /* the k_ws variants: wgm (4) = no producer warps, ws2 (5) = two */
@@ -1685,13 +1676,8 @@ template <int MODE> static int mg_maps(struct mg_tma *tm, const struct mg_args *
  * end (gpu_train quick, K = 4) 24.0 -> 23.8 ms a micro-batch */
 int policy_moe_epi(void)
 {
-	const char *v = getenv("POLICY_GPU_MOE_EPI");
-	if (!v || !*v || !strcmp(v, "tma"))
-		return 1;
-	if (!strcmp(v, "smem"))
-		return 0;
-	return swerve_error_set(SWERVE_EINVAL,
-	                        "POLICY_GPU_MOE_EPI=%s: unknown epilogue (smem, tma)", v);
+	static const char *const names[] = {"smem", "tma"};
+	return policy_env_choice("POLICY_GPU_MOE_EPI", names, 2, 1);
 }
 
 /* variant 8's extra maps: UP's outputs (F, R) in 64 x 16 boxes; DOWN_DX's
@@ -2003,13 +1989,8 @@ __global__ static void k_mg_gather(uint4 *xg, const uint4 *x, const int *perm, i
  * 27.3 ms a micro-batch. Costs T K D bf16 a layer (kept for the backward) */
 int policy_moe_gather_mode(void)
 {
-	const char *v = getenv("POLICY_GPU_MOE_GATHER");
-	if (!v || !*v || !strcmp(v, "copy"))
-		return 1;
-	if (!strcmp(v, "load"))
-		return 0;
-	return swerve_error_set(SWERVE_EINVAL,
-	                        "POLICY_GPU_MOE_GATHER=%s: unknown mode (load, copy)", v);
+	static const char *const names[] = {"load", "copy"};
+	return policy_env_choice("POLICY_GPU_MOE_GATHER", names, 2, 1);
 }
 
 int policy_moe_gather(const struct policy_moe_dims *d, uint16_t *xg, const uint16_t *x)

@@ -13,6 +13,9 @@ extern "C" {
 #endif
 
 #include <cublas_v2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <cuda_runtime.h>
 
 #define CK(call)                                                                                   \
@@ -39,5 +42,25 @@ extern "C" {
 
 /* a 1-D launch of n threads in blocks of 256 */
 #define GRID(n) (unsigned)(((n) + 255) / 256), 256
+
+/* An environment switch that picks one of n named values: the index of
+ * getenv(var) in names, def where var is unset or empty; any other value is
+ * SWERVE_EINVAL with a message naming var, the value and what it may be. */
+static inline int policy_env_choice(const char *var, const char *const *names, int n, int def)
+{
+	const char *v = getenv(var);
+	char list[256];
+	size_t len = 0;
+	if (!v || !*v)
+		return def;
+	for (int i = 0; i < n; i++)
+		if (!strcmp(v, names[i]))
+			return i;
+	list[0] = 0;
+	for (int i = 0; i < n && len < sizeof(list); i++)
+		len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s", i ? ", " : "",
+		                        names[i]);
+	return swerve_error_set(SWERVE_EINVAL, "%s=%s: not one of %s", var, v, list);
+}
 
 #endif

@@ -805,7 +805,7 @@ static int test_adamw_fused_fp32_odd(void)
 static int test_bad_switches(void)
 {
 	static const char *vars[] = {"POLICY_GPU_ROUTE", "POLICY_GPU_LIN_EW",
-	                             "POLICY_GPU_MOE_GATHER", "POLICY_GPU_EW"};
+	                             "POLICY_GPU_MOE_GATHER", "POLICY_GPU_EW", "POLICY_GPU_ADAMW"};
 	struct fixture f;
 	if (!have_gpu())
 		return GPU_SKIP;
