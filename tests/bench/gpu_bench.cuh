@@ -43,6 +43,40 @@ extern "C" {
 		}                                                                                  \
 	} while (0)
 
+/* the median over reps timed calls of f (CUDA events on the default
+ * stream), in ms, after warm warm-up calls */
+template <typename F> static double bench_median_ms(F f, int reps = 20, int warm = 1)
+{
+	cudaEvent_t a, b;
+	float *t = (float *)malloc(sizeof(float) * (size_t)reps);
+	if (!t)
+		DIE("out of memory");
+	CK(cudaEventCreate(&a));
+	CK(cudaEventCreate(&b));
+	for (int i = 0; i < warm; i++)
+		f();
+	CK(cudaDeviceSynchronize());
+	for (int i = 0; i < reps; i++) {
+		CK(cudaEventRecord(a));
+		f();
+		CK(cudaEventRecord(b));
+		CK(cudaEventSynchronize(b));
+		CK(cudaEventElapsedTime(&t[i], a, b));
+	}
+	CK(cudaGetLastError());
+	for (int i = 1; i < reps; i++) /* insertion sort: reps is small */
+		for (int j = i; j > 0 && t[j] < t[j - 1]; j--) {
+			float x = t[j];
+			t[j] = t[j - 1];
+			t[j - 1] = x;
+		}
+	double m = t[reps / 2];
+	cudaEventDestroy(a);
+	cudaEventDestroy(b);
+	free(t);
+	return m;
+}
+
 __global__ static void fill_normal(float *x, size_t n, float scale, uint64_t seed)
 {
 	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;

@@ -138,30 +138,6 @@ __global__ static void __launch_bounds__(256)
 
 #define GRID(n) (unsigned)(((n) + 255) / 256), 256
 
-template <typename F> static double time_ms(F f, int reps = 20)
-{
-	cudaEvent_t a, b;
-	std::vector<float> v;
-	CK(cudaEventCreate(&a));
-	CK(cudaEventCreate(&b));
-	f();
-	CK(cudaDeviceSynchronize());
-	for (int i = 0; i < reps; i++) {
-		float ms;
-		CK(cudaEventRecord(a));
-		f();
-		CK(cudaEventRecord(b));
-		CK(cudaEventSynchronize(b));
-		CK(cudaEventElapsedTime(&ms, a, b));
-		v.push_back(ms);
-	}
-	CK(cudaGetLastError());
-	std::sort(v.begin(), v.end());
-	cudaEventDestroy(a);
-	cudaEventDestroy(b);
-	return v[v.size() / 2];
-}
-
 static float *falloc(size_t n, float scale, uint64_t seed)
 {
 	float *p;
@@ -268,11 +244,11 @@ int main(void)
 	const double MB = 1e-6;
 
 	{ /* embedding + the first norm (bf16 n1): old k_embed + k_rms_fwd */
-		double to = time_ms([&] {
+		double to = bench_median_ms([&] {
 			k_embed<<<GRID(TD)>>>(out[0], emb, tok, T, D);
 			k_rms_fwd<uint16_t><<<T, 256>>>(yh[0], rstd[0], out[0], w, D, eps);
 		});
-		double tn = time_ms([&] {
+		double tn = bench_median_ms([&] {
 			SW(policy_ew_add_rms(out[1], yh[1], 1, NULL, rstd[1], NULL, emb, tok, NULL,
 			                     NULL, NULL, 0, w, T, D, eps));
 		});
@@ -280,17 +256,17 @@ int main(void)
 		        fmax(maxdiff(out[0], out[1], TD, 0), maxdiff(yh[0], yh[1], TD, 1)));
 	}
 	{ /* the embedding alone (the unfused path) */
-		double to = time_ms([&] { k_embed<<<GRID(TD)>>>(out[0], emb, tok, T, D); });
-		double tn = time_ms([&] { SW(policy_ew_embed(out[1], emb, tok, T, D)); });
+		double to = bench_median_ms([&] { k_embed<<<GRID(TD)>>>(out[0], emb, tok, T, D); });
+		double tn = bench_median_ms([&] { SW(policy_ew_embed(out[1], emb, tok, T, D)); });
 		add_row("embed alone (unfused)", 0, to, tn, TD * 8 * MB,
 		        maxdiff(out[0], out[1], TD, 0));
 	}
 	{ /* attention's add + ffn norm: n2 fp32 and the experts' bf16 copy */
-		double to = time_ms([&] {
+		double to = bench_median_ms([&] {
 			k_add_rms_moe<float><<<T, 256>>>(out[0], yf[0], yb[0], rstd[0], a, bb, NULL,
 			                                 NULL, 0, w, D, eps);
 		});
-		double tn = time_ms([&] {
+		double tn = bench_median_ms([&] {
 			SW(policy_ew_add_rms(out[1], yf[1], 0, yb[1], rstd[1], a, NULL, NULL, bb,
 			                     NULL, NULL, 0, w, T, D, eps));
 		});
@@ -299,11 +275,11 @@ int main(void)
 		             maxdiff(yb[0], yb[1], TD, 1)));
 	}
 	{ /* the MoE combine + add + next norm (bf16) */
-		double to = time_ms([&] {
+		double to = bench_median_ms([&] {
 			k_add_rms_moe<uint16_t><<<T, 256>>>(out[0], yh[0], NULL, rstd[0], a, NULL,
 			                                    yp, gate, K, w, D, eps);
 		});
-		double tn = time_ms([&] {
+		double tn = bench_median_ms([&] {
 			SW(policy_ew_add_rms(out[1], yh[1], 1, NULL, rstd[1], a, NULL, NULL, NULL,
 			                     yp, gate, K, w, T, D, eps));
 		});
@@ -319,11 +295,11 @@ int main(void)
 		uint16_t *xb0 = kind == 0 ? yb[0] : NULL, *xb1 = kind == 0 ? yb[1] : NULL;
 		/* each timed launch adds into dx: reset it first (outside the timing
 		 * for the error check, inside both timings alike otherwise) */
-		double to = time_ms([&] {
+		double to = bench_median_ms([&] {
 			k_rms_bwd_dw<<<(unsigned)((T + RMS_BWD_ROWS - 1) / RMS_BWD_ROWS), 256>>>(
 			        dx[0], xb0, acc, dw[0], dy, a, w, rs, T, D);
 		});
-		double tn = time_ms(
+		double tn = bench_median_ms(
 		        [&] { SW(policy_ew_rms_bwd(dx[1], xb1, acc, dw[1], dy, a, w, rs, T, D)); });
 		double err;
 		for (int i = 0; i < 2; i++) {
@@ -341,8 +317,10 @@ int main(void)
 		        TD * (acc ? 16 : 12) * MB + (xb0 ? TD * 2 * MB : 0), err);
 	}
 	{ /* the embedding's backward (atomics into the (V, D) gradient) */
-		double to = time_ms([&] { k_embed_bwd<<<GRID(TD)>>>(demb[0], dy, tok, T, D); });
-		double tn = time_ms([&] { SW(policy_ew_embed_bwd(demb[1], dy, tok, T, D)); });
+		double to =
+		        bench_median_ms([&] { k_embed_bwd<<<GRID(TD)>>>(demb[0], dy, tok, T, D); });
+		double tn =
+		        bench_median_ms([&] { SW(policy_ew_embed_bwd(demb[1], dy, tok, T, D)); });
 		for (int i = 0; i < 2; i++)
 			CK(cudaMemset(demb[i], 0, (size_t)V * D * 4));
 		k_embed_bwd<<<GRID(TD)>>>(demb[0], dy, tok, T, D);
@@ -370,7 +348,7 @@ int main(void)
 		float *ga;
 		size_t bytes = ARENA * 4;
 		CK(cudaMalloc(&ga, bytes));
-		double tm = time_ms([&] { CK(cudaMemsetAsync(ga, 0, bytes)); }, 10);
+		double tm = bench_median_ms([&] { CK(cudaMemsetAsync(ga, 0, bytes)); }, 10);
 		printf("grad arena clear (cudaMemsetAsync %.3f GB, once per optimizer step): %.3f "
 		       "ms, "
 		       "%.0f GB/s\n",

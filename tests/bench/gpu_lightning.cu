@@ -67,25 +67,7 @@ template <typename F> static double median_ms(F f, int reps)
 		CK(cudaDeviceSynchronize());
 		return 1.0;
 	}
-	cudaEvent_t a, b;
-	CK(cudaEventCreate(&a));
-	CK(cudaEventCreate(&b));
-	for (int i = 0; i < 3; i++)
-		f();
-	CK(cudaDeviceSynchronize());
-	std::vector<float> t(reps);
-	for (int i = 0; i < reps; i++) {
-		CK(cudaEventRecord(a));
-		f();
-		CK(cudaEventRecord(b));
-		CK(cudaEventSynchronize(b));
-		CK(cudaEventElapsedTime(&t[i], a, b));
-	}
-	CK(cudaGetLastError());
-	std::sort(t.begin(), t.end());
-	cudaEventDestroy(a);
-	cudaEventDestroy(b);
-	return t[reps / 2];
+	return bench_median_ms(f, reps, 3);
 }
 
 /* `once B T H D`: one forward at that shape after one warm-up forward (the

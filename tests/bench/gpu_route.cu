@@ -284,30 +284,6 @@ static cublasHandle_t blas;
 	} while (0)
 
 /* median ms of reps runs of f (after one warm-up) */
-template <typename F> static double time_ms(F f, int reps = 20)
-{
-	cudaEvent_t a, b;
-	std::vector<float> v;
-	CK(cudaEventCreate(&a));
-	CK(cudaEventCreate(&b));
-	f();
-	CK(cudaDeviceSynchronize());
-	for (int i = 0; i < reps; i++) {
-		float ms;
-		CK(cudaEventRecord(a));
-		f();
-		CK(cudaEventRecord(b));
-		CK(cudaEventSynchronize(b));
-		CK(cudaEventElapsedTime(&ms, a, b));
-		v.push_back(ms);
-	}
-	CK(cudaGetLastError());
-	std::sort(v.begin(), v.end());
-	cudaEventDestroy(a);
-	cudaEventDestroy(b);
-	return v[v.size() / 2];
-}
-
 static void row(const char *what, double old_ms, double new_ms, double mb_new, double v2_ms)
 {
 	printf("%-44s %9.1f %9.1f %7.2fx %9.0f", what, old_ms * 1e3, new_ms * 1e3,
@@ -402,37 +378,38 @@ int main(void)
 	};
 	auto new_dw = [&] { SW(policy_route_dw(dwr, ws, T, E, D)); };
 
-	double r_og = time_ms(old_fwd_gemm), r_or = time_ms(old_route);
-	double r_os = time_ms([&] {
+	double r_og = bench_median_ms(old_fwd_gemm), r_or = bench_median_ms(old_route);
+	double r_os = bench_median_ms([&] {
 		              old_route(); /* the sort reads sel; rowof is rewritten each time */
 		              old_sort();
 	              }) -
 	              r_or;
-	double r_ob = time_ms(old_rbwd), r_odw = time_ms(old_dw), r_odx = time_ms(old_dx);
-	double r_nf = time_ms(new_fwd);
-	double r_ns = time_ms([&] {
+	double r_ob = bench_median_ms(old_rbwd), r_odw = bench_median_ms(old_dw),
+	       r_odx = bench_median_ms(old_dx);
+	double r_nf = bench_median_ms(new_fwd);
+	double r_ns = bench_median_ms([&] {
 		              new_fwd();
 		              new_sort();
 	              }) -
 	              r_nf;
-	double r_nb = time_ms(new_bwd), r_ndw = time_ms(new_dw);
+	double r_nb = bench_median_ms(new_bwd), r_ndw = bench_median_ms(new_dw);
 	/* variant v2 (POLICY_GPU_ROUTE=v2) */
 	v2 = 1;
-	double r_vf = time_ms(new_fwd);
-	double r_vs = time_ms([&] {
+	double r_vf = bench_median_ms(new_fwd);
+	double r_vs = bench_median_ms([&] {
 		              new_fwd();
 		              new_sort();
 	              }) -
 	              r_vf;
-	double r_vb = time_ms(new_bwd), r_vdw = time_ms(new_dw);
-	double r_vall = time_ms([&] {
+	double r_vb = bench_median_ms(new_bwd), r_vdw = bench_median_ms(new_dw);
+	double r_vall = bench_median_ms([&] {
 		new_fwd();
 		new_sort();
 		new_bwd();
 		new_dw();
 	});
 	v2 = 0;
-	double r_oall = time_ms([&] {
+	double r_oall = bench_median_ms([&] {
 		old_fwd_gemm();
 		old_route();
 		old_sort();
@@ -440,7 +417,7 @@ int main(void)
 		old_dw();
 		old_dx();
 	});
-	double r_nall = time_ms([&] {
+	double r_nall = bench_median_ms([&] {
 		new_fwd();
 		new_sort();
 		new_bwd();
@@ -504,13 +481,13 @@ int main(void)
 		k_dsilu<<<(unsigned)((3 * n + 255) / 256), 256>>>(dpre, dq, pre, n, Hd);
 	};
 	auto n_dsilu = [&] { SW(policy_lin_dsilu(dpre, 1, dq, 1, pre, T, Hd)); };
-	double l_os = time_ms(o_silu), l_ns = time_ms(n_silu);
-	double l_on = time_ms(o_norm), l_nn = time_ms(n_norm);
-	double l_og = time_ms(o_gbwd), l_ng = time_ms(n_gbwd);
+	double l_os = bench_median_ms(o_silu), l_ns = bench_median_ms(n_silu);
+	double l_on = bench_median_ms(o_norm), l_nn = bench_median_ms(n_norm);
+	double l_og = bench_median_ms(o_gbwd), l_ng = bench_median_ms(n_gbwd);
 	lv2 = 1;
-	double l_vn = time_ms(n_norm), l_vg = time_ms(n_gbwd);
+	double l_vn = bench_median_ms(n_norm), l_vg = bench_median_ms(n_gbwd);
 	lv2 = 0;
-	double l_od = time_ms(o_dsilu), l_nd = time_ms(n_dsilu);
+	double l_od = bench_median_ms(o_dsilu), l_nd = bench_median_ms(n_dsilu);
 
 	printf("gpu_route (round 7, issue 10): %s; T %d, D %d, E %d top-%d, Hd %d; median of 20\n",
 	       prop.name, T, D, E, K, Hd);
