@@ -10,7 +10,7 @@
  * GB/s, and the worst |old - new| of its outputs (same inputs; the row sums'
  * order differs). Prints one table. */
 #include "policy/gpu_ew.h"
-#include "policy/gpu_dev.cuh"
+#include "policy/gpu_rows.cuh"
 #include "tests/bench/gpu_bench.cuh"
 
 #include <algorithm>
@@ -18,121 +18,7 @@
 #include <string.h>
 #include <vector>
 
-/* ---- round 7's kernels (policy/gpu.cu, verbatim) -------------------------- */
-
-/* the device helpers are gpu.cu's own (policy/gpu_dev.cuh) */
-
-__global__ static void k_embed(float *x, const float *emb, const int *tok, int T, int D)
-{
-	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
-	if (i < (size_t)T * D)
-		x[i] = emb[(size_t)tok[i / D] * D + i % D];
-}
-
-__global__ static void k_embed_bwd(float *demb, const float *dx, const int *tok, int T, int D)
-{
-	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
-	if (i < (size_t)T * D)
-		atomicAdd(&demb[(size_t)tok[i / D] * D + i % D], dx[i]);
-}
-
-template <typename TO>
-__global__ static void k_rms_fwd(void *yv, float *rstd, const float *x, const float *w, int C,
-                                 float eps)
-{
-	const float *xr = x + (size_t)blockIdx.x * C;
-	TO *y = (TO *)yv;
-	float ss = 0, r;
-	for (int i = threadIdx.x; i < C; i += blockDim.x)
-		ss += xr[i] * xr[i];
-	ss = block_sum(ss);
-	r = rsqrtf(ss / C + eps);
-	if (threadIdx.x == 0)
-		rstd[blockIdx.x] = r;
-	for (int i = threadIdx.x; i < C; i += blockDim.x)
-		stf(&y[(size_t)blockIdx.x * C + i], xr[i] * r * w[i]);
-}
-
-template <typename TO>
-__global__ static void k_add_rms_moe(float *out, void *yv, uint16_t *yb, float *rstd,
-                                     const float *a, const float *b, const float *yp,
-                                     const float *gate, int K, const float *w, int C, float eps)
-{
-	size_t o = (size_t)blockIdx.x * C;
-	TO *y = (TO *)yv + o;
-	float ss = 0, r;
-	for (int i = threadIdx.x; i < C; i += blockDim.x) {
-		float bv = 0;
-		if (yp)
-			for (int j = 0; j < K; j++) {
-				size_t tj = (size_t)blockIdx.x * K + j;
-				bv += gate[tj] * yp[tj * C + i];
-			}
-		else
-			bv = b[o + i];
-		float v = a[o + i] + bv;
-		out[o + i] = v;
-		ss += v * v;
-	}
-	ss = block_sum(ss);
-	r = rsqrtf(ss / C + eps);
-	if (threadIdx.x == 0)
-		rstd[blockIdx.x] = r;
-	for (int i = threadIdx.x; i < C; i += blockDim.x) { /* this thread's own writes */
-		float v = out[o + i] * r * w[i];
-		stf(&y[i], v);
-		if (yb)
-			yb[o + i] = f2bf(v);
-	}
-}
-
-#define RMS_BWD_ROWS 16
-#define RMS_BWD_COLS 4
-__global__ static void __launch_bounds__(256)
-        k_rms_bwd_dw(float *dx, uint16_t *xb, int acc, float *dw, const float *dy, const float *x,
-                     const float *w, const float *rstd, int T, int C)
-{
-	float part[RMS_BWD_COLS], wc[RMS_BWD_COLS], dv[RMS_BWD_COLS], xv[RMS_BWD_COLS];
-	int t0 = blockIdx.x * RMS_BWD_ROWS, t1 = t0 + RMS_BWD_ROWS < T ? t0 + RMS_BWD_ROWS : T;
-#pragma unroll
-	for (int j = 0; j < RMS_BWD_COLS; j++) {
-		int c = threadIdx.x + j * blockDim.x;
-		part[j] = 0;
-		wc[j] = c < C ? w[c] : 0;
-	}
-	for (int t = t0; t < t1; t++) {
-		size_t o = (size_t)t * C;
-		float r = rstd[t], dot = 0;
-#pragma unroll
-		for (int j = 0; j < RMS_BWD_COLS; j++) {
-			int c = threadIdx.x + j * blockDim.x;
-			dv[j] = c < C ? dy[o + c] : 0;
-			xv[j] = c < C ? x[o + c] : 0;
-			dot += dv[j] * wc[j] * xv[j];
-		}
-		dot = block_sum(dot);
-#pragma unroll
-		for (int j = 0; j < RMS_BWD_COLS; j++) {
-			int c = threadIdx.x + j * blockDim.x;
-			if (c < C) {
-				float v = r * dv[j] * wc[j] - r * r * r * xv[j] * dot / C;
-				part[j] += dv[j] * xv[j] * r;
-				if (dx && acc)
-					v += dx[o + c];
-				if (dx)
-					dx[o + c] = v;
-				if (xb)
-					xb[o + c] = f2bf(v);
-			}
-		}
-	}
-#pragma unroll
-	for (int j = 0; j < RMS_BWD_COLS; j++) {
-		int c = threadIdx.x + j * blockDim.x;
-		if (c < C)
-			atomicAdd(&dw[c], part[j]);
-	}
-}
+/* ---- round 7's kernels: policy/gpu_rows.cuh, the code POLICY_GPU_EW=old runs */
 
 /* ---- harness --------------------------------------------------------------- */
 

@@ -9,7 +9,8 @@
  * of 20 launches of each group. Prints one table. */
 #include "policy/gpu_linew.h"
 #include "policy/gpu_route.h"
-#include "policy/gpu_dev.cuh"
+#include "policy/gpu_route_r6.cuh"
+#include "policy/gpu_rows.cuh"
 #include "tests/bench/gpu_bench.cuh"
 
 #include <algorithm>
@@ -18,252 +19,10 @@
 #include <string.h>
 #include <vector>
 
-/* ---- round 6's kernels (policy/gpu.cu), bf16 activations ----------------- */
-
-/* the device helpers are gpu.cu's own (policy/gpu_dev.cuh) */
-
-__global__ static void k_route(float *prob, int *sel, float *gate, const float *logit, int T, int E,
-                               int K)
-{
-	int t = blockIdx.x * blockDim.x + threadIdx.x;
-	if (t >= T)
-		return;
-	float *p = prob + (size_t)t * E, mx = -INFINITY, z = 0, S = 0;
-	const float *l = logit + (size_t)t * E;
-	for (int e = 0; e < E; e++)
-		mx = fmaxf(mx, l[e]);
-	for (int e = 0; e < E; e++)
-		z += (p[e] = expf(l[e] - mx));
-	for (int e = 0; e < E; e++)
-		p[e] /= z;
-	for (int j = 0; j < K; j++) {
-		int best = -1;
-		for (int e = 0; e < E; e++) {
-			int taken = 0;
-			for (int i = 0; i < j; i++)
-				taken |= sel[(size_t)t * K + i] == e;
-			if (!taken && (best < 0 || p[e] > p[best]))
-				best = e;
-		}
-		sel[(size_t)t * K + j] = best;
-		S += p[best];
-	}
-	for (int j = 0; j < K; j++)
-		gate[(size_t)t * K + j] = p[sel[(size_t)t * K + j]] / S;
-}
-
-#define SORT_THREADS 1024
-__global__ static void __launch_bounds__(SORT_THREADS)
-        k_route_sort(int *perm, int *rowof, int *offs, float *auxc, double *aux, const int *sel,
-                     const float *prob, int T, int E, int K, int Rp, int compact, int rnd,
-                     double coef)
-{
-	__shared__ int wcnt[SORT_THREADS / 32][64];
-	__shared__ int cnt[64], off[65], s_cap;
-	__shared__ double pm[64];
-	int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, R = T * K;
-	if (tid < 64) {
-		cnt[tid] = 0;
-		pm[tid] = 0;
-	}
-	for (int base = 0; base < R; base += SORT_THREADS) {
-		int i = base + tid, e = i < R ? sel[i] : -1, rk;
-		unsigned peers;
-		for (int j = tid; j < SORT_THREADS / 32 * 64; j += SORT_THREADS)
-			wcnt[j / 64][j % 64] = 0;
-		__syncthreads();
-		peers = __match_any_sync(0xffffffffu, e);
-		rk = __popc(peers & ((1u << lane) - 1u));
-		if (e >= 0 && rk == 0)
-			wcnt[w][e] = __popc(peers);
-		__syncthreads();
-		if (tid < E) {
-			int run = cnt[tid];
-			for (int v = 0; v < SORT_THREADS / 32; v++) {
-				int c = wcnt[v][tid];
-				wcnt[v][tid] = run;
-				run += c;
-			}
-			cnt[tid] = run;
-		}
-		__syncthreads();
-		if (e >= 0)
-			rowof[i] = wcnt[w][e] + rk;
-		__syncthreads();
-	}
-	if (tid == 0) {
-		int mx = 0, cap;
-		for (int e = 0; e < E; e++)
-			mx = cnt[e] > mx ? cnt[e] : mx;
-		cap = (mx + rnd - 1) / rnd * rnd;
-		if (compact || (long long)cap * E > Rp)
-			cap = 0;
-		off[0] = 0;
-		for (int e = 0; e < E; e++)
-			off[e + 1] = off[e] + (cap ? cap : cnt[e]);
-		for (int e = 0; e <= E; e++)
-			offs[e] = off[e];
-		offs[E + 1] = cap;
-		s_cap = cap;
-	}
-	__syncthreads();
-	if (s_cap)
-		for (int r = tid; r < off[E]; r += SORT_THREADS)
-			perm[r] = -1;
-	__syncthreads();
-	for (int i = tid; i < R; i += SORT_THREADS) {
-		int r = off[sel[i]] + rowof[i];
-		rowof[i] = r;
-		perm[r] = i;
-	}
-	for (int e = 0; e < E; e++) {
-		double sum = 0;
-		for (int t = tid; t < T; t += SORT_THREADS)
-			sum += prob[(size_t)t * E + e];
-		for (int o = 16; o > 0; o >>= 1)
-			sum += __shfl_xor_sync(0xffffffffu, sum, o);
-		if (lane == 0)
-			atomicAdd(&pm[e], sum);
-	}
-	__syncthreads();
-	if (tid == 0) {
-		double a = 0;
-		for (int e = 0; e < E; e++) {
-			double f = (double)cnt[e] / R;
-			a += f * pm[e] / T;
-			auxc[e] = (float)(coef * E * f / T);
-		}
-		*aux = a * coef * E;
-	}
-}
-
-__global__ static void k_route_bwd(float *dlogit, const float *prob, const int *sel,
-                                   const float *gate, const float *dgate, const float *auxc, int T,
-                                   int E, int K)
-{
-	int t = blockIdx.x * blockDim.x + threadIdx.x;
-	if (t >= T)
-		return;
-	const float *p = prob + (size_t)t * E;
-	float S = 0, sdg = 0, sp = 0;
-	float dp[64];
-	for (int j = 0; j < K; j++) {
-		S += p[sel[(size_t)t * K + j]];
-		sdg += dgate[(size_t)t * K + j] * gate[(size_t)t * K + j];
-	}
-	for (int e = 0; e < E; e++)
-		dp[e] = auxc[e];
-	for (int j = 0; j < K; j++)
-		dp[sel[(size_t)t * K + j]] += (dgate[(size_t)t * K + j] - sdg) / S;
-	for (int e = 0; e < E; e++)
-		sp += p[e] * dp[e];
-	for (int e = 0; e < E; e++)
-		dlogit[(size_t)t * E + e] = p[e] * (dp[e] - sp);
-}
-
-__device__ static size_t qkv_at(size_t i, size_t n, int Hd)
-{
-	size_t j = i / n, r = i % n;
-	return r / Hd * 4 * Hd + j * Hd + r % Hd;
-}
-__global__ static void k_silu_bf16(uint16_t *out, const uint16_t *prev, size_t n, int Hd)
-{
-	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
-	if (i < 3 * n) {
-		float a = bf2f(prev[qkv_at(i, n, Hd)]);
-		out[i] = f2bf(a * sigm(a));
-	}
-}
-__global__ static void k_to_f32(float *out, const uint16_t *in, size_t n)
-{
-	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
-	if (i < n)
-		out[i] = bf2f(in[i]);
-}
-__global__ static void k_dsilu(uint16_t *dprev, const uint16_t *dpost, const uint16_t *prev,
-                               size_t n, int Hd)
-{
-	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
-	if (i < 3 * n) {
-		size_t at = qkv_at(i, n, Hd);
-		dprev[at] = f2bf(bf2f(dpost[i]) * dsilu(bf2f(prev[at])));
-	}
-}
-__global__ static void k_gate_bwd(float *dn, uint16_t *dprev, const float *dgn, const uint16_t *gn,
-                                  const uint16_t *prev, size_t n, int Hd)
-{
-	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
-	if (i < n) {
-		size_t at = i / Hd * 4 * Hd + 3 * Hd + i % Hd;
-		float g = sigm(bf2f(prev[at]));
-		float nn = g > 0 ? bf2f(gn[i]) / g : 0.0f;
-		dn[i] = dgn[i] * g;
-		dprev[at] = f2bf(dgn[i] * nn * g * (1.0f - g));
-	}
-}
-__global__ static void k_rms_gate(uint16_t *gn, float *rstd, const float *x, const float *w,
-                                  const uint16_t *prev, int C, int ldp, int goff, float eps)
-{
-	const float *xr = x + (size_t)blockIdx.x * C;
-	const uint16_t *gp = prev + (size_t)blockIdx.x * ldp + goff;
-	uint16_t *y = gn + (size_t)blockIdx.x * C;
-	float ss = 0, r;
-	for (int i = threadIdx.x; i < C; i += blockDim.x)
-		ss += xr[i] * xr[i];
-	ss = block_sum(ss);
-	r = rsqrtf(ss / C + eps);
-	if (threadIdx.x == 0)
-		rstd[blockIdx.x] = r;
-	for (int i = threadIdx.x; i < C; i += blockDim.x)
-		y[i] = f2bf(xr[i] * r * w[i] * sigm(bf2f(gp[i])));
-}
-#define RMS_BWD_ROWS 16
-#define RMS_BWD_COLS 4
-__global__ static void __launch_bounds__(256)
-        k_rms_bwd_dw(float *dx, uint16_t *xb, int acc, float *dw, const float *dy, const float *x,
-                     const float *w, const float *rstd, int T, int C)
-{
-	float part[RMS_BWD_COLS], wc[RMS_BWD_COLS], dv[RMS_BWD_COLS], xv[RMS_BWD_COLS];
-	int t0 = blockIdx.x * RMS_BWD_ROWS, t1 = t0 + RMS_BWD_ROWS < T ? t0 + RMS_BWD_ROWS : T;
-#pragma unroll
-	for (int j = 0; j < RMS_BWD_COLS; j++) {
-		int c = threadIdx.x + j * blockDim.x;
-		part[j] = 0;
-		wc[j] = c < C ? w[c] : 0;
-	}
-	for (int t = t0; t < t1; t++) {
-		size_t o = (size_t)t * C;
-		float r = rstd[t], dot = 0;
-#pragma unroll
-		for (int j = 0; j < RMS_BWD_COLS; j++) {
-			int c = threadIdx.x + j * blockDim.x;
-			dv[j] = c < C ? dy[o + c] : 0;
-			xv[j] = c < C ? x[o + c] : 0;
-			dot += dv[j] * wc[j] * xv[j];
-		}
-		dot = block_sum(dot);
-#pragma unroll
-		for (int j = 0; j < RMS_BWD_COLS; j++) {
-			int c = threadIdx.x + j * blockDim.x;
-			if (c < C) {
-				float v = r * dv[j] * wc[j] - r * r * r * xv[j] * dot / C;
-				part[j] += dv[j] * xv[j] * r;
-				if (dx && acc)
-					v += dx[o + c];
-				if (dx)
-					dx[o + c] = v;
-				if (xb)
-					xb[o + c] = f2bf(v);
-			}
-		}
-	}
-#pragma unroll
-	for (int j = 0; j < RMS_BWD_COLS; j++) {
-		int c = threadIdx.x + j * blockDim.x;
-		if (c < C)
-			atomicAdd(&dw[c], part[j]);
-	}
-}
+/* ---- the baselines are the library's own kernels: round 6's routing
+ * (policy/gpu_route_r6.cuh, what POLICY_GPU_ROUTE=old runs) and the
+ * lightning layer's round-6 passes (policy/gpu_rows.cuh, POLICY_GPU_LIN_EW=old),
+ * at bf16 activations ------------------------------------------------------ */
 
 __global__ static void to_bf16(uint16_t *o, const float *x, size_t n)
 {
@@ -458,19 +217,20 @@ int main(void)
 	CK(cudaDeviceSynchronize());
 
 	auto o_silu = [&] {
-		k_silu_bf16<<<(unsigned)((3 * n + 255) / 256), 256>>>(qkv, pre, n, Hd);
+		k_silu_bf16<uint16_t><<<(unsigned)((3 * n + 255) / 256), 256>>>(qkv, pre, n, Hd);
 	};
 	auto n_silu = [&] { SW(policy_lin_silu(qkv, 1, pre, 1, T, Hd)); };
 	auto o_norm = [&] {
 		k_to_f32<<<(unsigned)((n + 255) / 256), 256>>>(of, ob, n);
-		k_rms_gate<<<T, 256>>>(gn, rstd, of, w, pre, Hd, 4 * Hd, 3 * Hd, 1e-5f);
+		k_rms_gate<uint16_t><<<T, 256>>>(gn, rstd, of, w, pre, Hd, 4 * Hd, 3 * Hd, 1e-5f);
 	};
 	int lv2 = 0; /* the lightning norm kernels' variant */
 	auto n_norm = [&] {
 		SW(policy_lin_rms_gate(gn, rstd, ob, 1, w, pre, 1, T, Hd, 1e-5f, lv2));
 	};
 	auto o_gbwd = [&] {
-		k_gate_bwd<<<(unsigned)((n + 255) / 256), 256>>>(dnn, dpre, dgn, gn, pre, n, Hd);
+		k_gate_bwd<uint16_t>
+		        <<<(unsigned)((n + 255) / 256), 256>>>(dnn, dpre, dgn, gn, pre, n, Hd);
 		k_rms_bwd_dw<<<(T + RMS_BWD_ROWS - 1) / RMS_BWD_ROWS, 256>>>(NULL, dOb, 0, dw, dnn,
 		                                                             of, w, rstd, T, Hd);
 	};
@@ -478,7 +238,8 @@ int main(void)
 		SW(policy_lin_gate_rms_bwd(dOb, dw, dpre, 1, dgn, ob, 1, pre, w, rstd, T, Hd, lv2));
 	};
 	auto o_dsilu = [&] {
-		k_dsilu<<<(unsigned)((3 * n + 255) / 256), 256>>>(dpre, dq, pre, n, Hd);
+		k_dsilu<uint16_t, uint16_t>
+		        <<<(unsigned)((3 * n + 255) / 256), 256>>>(dpre, dq, pre, n, Hd);
 	};
 	auto n_dsilu = [&] { SW(policy_lin_dsilu(dpre, 1, dq, 1, pre, T, Hd)); };
 	double l_os = bench_median_ms(o_silu), l_ns = bench_median_ms(n_silu);
