@@ -403,22 +403,18 @@ template <int P, bool VEC> __global__ void __launch_bounds__(ROW_THREADS) pl_row
 /* The same with the row held in registers (V % 4 == 0, V <= 4 NC
  * ROW_THREADS): the logits are read once, the max taken first, and e^(z-m)
  * kept for the gradient pass (no second read, no second exp). */
+/* The row math of both register-held row kernels, on the row's logits in
+ * q (NC float4 a thread, -inf past V): the max, e = e^(z - m) in place, the
+ * sums of e and e (z - m), row_token by thread 0, then dZ = coef (onehot -
+ * p) into row r (unless logprob-only). The shared scalars are the caller's;
+ * every thread calls it, and it ends after a barrier, so the caller may
+ * reuse them once every thread has read sh_coef, sh_inv_s and sh_y. */
 template <int P, int NC>
-__global__ void __launch_bounds__(ROW_THREADS) pl_row_kernel_reg(row_args a)
+__device__ __forceinline__ void row_math(const row_args &a, int r, int t, float4 (&q)[NC], int V4,
+                                         float *sh_a, float *sh_b, float *sh_zy, float &sh_coef,
+                                         float &sh_inv_s, float &sh_mx, int &sh_y)
 {
-	const int r = blockIdx.x, t = a.t0 + r, V4 = a.V / 4;
-	const float4 *z4 = (const float4 *)(a.Z + (size_t)r * a.V);
-	__shared__ float sh_a[ROW_THREADS / 32], sh_b[ROW_THREADS / 32], sh_zy[ROW_THREADS / 32];
-	__shared__ float sh_coef, sh_inv_s, sh_mx;
-	__shared__ int sh_y;
 	const int lane = threadIdx.x & 31, warp = threadIdx.x / 32;
-
-	float4 q[NC];
-#pragma unroll
-	for (int j = 0; j < NC; j++) {
-		const int i = threadIdx.x + j * ROW_THREADS;
-		q[j] = i < V4 ? z4[i] : make_float4(-INFINITY, -INFINITY, -INFINITY, -INFINITY);
-	}
 	float m = -INFINITY;
 #pragma unroll
 	for (int j = 0; j < NC; j++)
@@ -504,6 +500,24 @@ __global__ void __launch_bounds__(ROW_THREADS) pl_row_kernel_reg(row_args a)
 			put_grad4<P>(a, r, 4 * i, g);
 		}
 	}
+}
+
+template <int P, int NC>
+__global__ void __launch_bounds__(ROW_THREADS) pl_row_kernel_reg(row_args a)
+{
+	const int r = blockIdx.x, t = a.t0 + r, V4 = a.V / 4;
+	const float4 *z4 = (const float4 *)(a.Z + (size_t)r * a.V);
+	__shared__ float sh_a[ROW_THREADS / 32], sh_b[ROW_THREADS / 32], sh_zy[ROW_THREADS / 32];
+	__shared__ float sh_coef, sh_inv_s, sh_mx;
+	__shared__ int sh_y;
+
+	float4 q[NC];
+#pragma unroll
+	for (int j = 0; j < NC; j++) {
+		const int i = threadIdx.x + j * ROW_THREADS;
+		q[j] = i < V4 ? z4[i] : make_float4(-INFINITY, -INFINITY, -INFINITY, -INFINITY);
+	}
+	row_math<P, NC>(a, r, t, q, V4, sh_a, sh_b, sh_zy, sh_coef, sh_inv_s, sh_mx, sh_y);
 }
 
 /* W (V, d) fp32 -> Wp (V, P d) bf16 rows [W0 | W1 | ...], W = W0 + W1 + ... */
@@ -654,7 +668,7 @@ __global__ void __launch_bounds__(ROW_THREADS, 1) pl_row_kernel_pf(row_args a, i
 	__shared__ float sh_a[ROW_THREADS / 32], sh_b[ROW_THREADS / 32], sh_zy[ROW_THREADS / 32];
 	__shared__ float sh_coef, sh_inv_s, sh_mx;
 	__shared__ int sh_y;
-	const int V4 = a.V / 4, lane = threadIdx.x & 31, warp = threadIdx.x / 32;
+	const int V4 = a.V / 4;
 	const uint32_t bar = pf_smem(&sh_bar), buf = pf_smem(sh_row);
 	const uint32_t bytes = (uint32_t)a.V * 4u;
 
@@ -695,93 +709,9 @@ __global__ void __launch_bounds__(ROW_THREADS, 1) pl_row_kernel_pf(row_args a, i
 				pf_l1(a.mask + t);
 		}
 
-		/* from here on, pl_row_kernel_reg's math */
-		float m = -INFINITY;
-#pragma unroll
-		for (int j = 0; j < NC; j++)
-			m = fmaxf(m, fmaxf(fmaxf(q[j].x, q[j].y), fmaxf(q[j].z, q[j].w)));
-#pragma unroll
-		for (int off = 16; off > 0; off >>= 1)
-			m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
-		const float zy = target_logit(a, t);
-		if (lane == 0) {
-			sh_a[warp] = m;
-			sh_zy[warp] = zy;
-		}
-		__syncthreads();
-		if (threadIdx.x == 0) {
-			float mm = sh_a[0];
-			for (int w = 1; w < ROW_THREADS / 32; w++)
-				mm = fmaxf(mm, sh_a[w]);
-			sh_mx = mm;
-		}
-		__syncthreads();
-		m = sh_mx;
-		float se = 0.f, sz = 0.f;
-#pragma unroll
-		for (int j = 0; j < NC; j++) {
-			if (threadIdx.x + j * ROW_THREADS < V4) {
-				float d0 = q[j].x - m, d1 = q[j].y - m, d2 = q[j].z - m,
-				      d3 = q[j].w - m;
-				q[j].x = exp2f(d0 * LOG2E);
-				q[j].y = exp2f(d1 * LOG2E);
-				q[j].z = exp2f(d2 * LOG2E);
-				q[j].w = exp2f(d3 * LOG2E);
-				se += (q[j].x + q[j].y) + (q[j].z + q[j].w);
-				sz += (q[j].x * d0 + q[j].y * d1) + (q[j].z * d2 + q[j].w * d3);
-			}
-		}
-#pragma unroll
-		for (int off = 16; off > 0; off >>= 1) {
-			se += __shfl_xor_sync(0xffffffffu, se, off);
-			sz += __shfl_xor_sync(0xffffffffu, sz, off);
-		}
-		__syncthreads(); /* sh_a was read by thread 0 above */
-		if (lane == 0) {
-			sh_a[warp] = se;
-			sh_b[warp] = sz;
-		}
-		__syncthreads();
-		if (threadIdx.x == 0) {
-			lse3 acc = {m, 0.f, 0.f};
-			double zyd = 0.0;
-			for (int w = 0; w < ROW_THREADS / 32; w++) {
-				acc.s += sh_a[w];
-				acc.sz += sh_b[w];
-				zyd += (double)sh_zy[w];
-			}
-			double ls;
-			sh_coef = row_token(a, t, acc, zyd, &ls, &sh_y);
-			sh_inv_s = 1.0f / acc.s;
-		}
-		__syncthreads();
+		row_math<P, NC>(a, r, t, q, V4, sh_a, sh_b, sh_zy, sh_coef, sh_inv_s, sh_mx, sh_y);
 		/* the next iteration's first shared write (sh_a) comes after its
-		 * __syncthreads, which every thread reaches after reading these */
-		const float coef = sh_coef, cs = -sh_coef * sh_inv_s;
-		const int y = sh_y;
-		if (!a.opts.logprob_only) {
-#pragma unroll
-			for (int j = 0; j < NC; j++) {
-				const int i = threadIdx.x + j * ROW_THREADS;
-				if (i < V4) {
-					float4 g = make_float4(0.f, 0.f, 0.f, 0.f);
-					if (coef != 0.f) {
-						g = make_float4(cs * q[j].x, cs * q[j].y,
-						                cs * q[j].z, cs * q[j].w);
-						const int v = 4 * i;
-						if (y == v)
-							g.x += coef;
-						else if (y == v + 1)
-							g.y += coef;
-						else if (y == v + 2)
-							g.z += coef;
-						else if (y == v + 3)
-							g.w += coef;
-					}
-					put_grad4<P>(a, r, 4 * i, g);
-				}
-			}
-		}
+		 * __syncthreads, which every thread reaches after row_math's reads */
 	}
 }
 
