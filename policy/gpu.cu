@@ -2211,6 +2211,20 @@ static int head_precision(enum swerve_pl_precision *p)
 	return 0;
 }
 
+/* the fused head's row kernel (kernels/policy_loss.h), POLICY_GPU_HEAD_ROWS:
+ * reg (the default: a block a row, the row held in registers) or prefetch
+ * (persistent blocks, the next row bulk-copied into shared memory while the
+ * current one is reduced) */
+static int head_rows(int *row_reread)
+{
+	static const char *const names[] = {"reg", "prefetch"};
+	int v = policy_env_choice("POLICY_GPU_HEAD_ROWS", names, 2, 0);
+	if (v < 0)
+		return v;
+	*row_reread = v == 0 ? SWERVE_PL_ROWS_REG : SWERVE_PL_ROWS_PREFETCH;
+	return 0;
+}
+
 /* the LM head and loss through the fused kernel: X = bf16(final norm), W
  * the fp32 master head; dX lands in g->dn, dW in the gradient arena (which
  * it overwrites, so the arena is cleared first) */
@@ -2233,6 +2247,7 @@ static int fused_head(struct policy_gpu *g, struct policy_loss_stats *st, int T,
 		ko.eps_high = 0.0f;
 	}
 	CKR(head_precision(&ko.precision));
+	CKR(head_rows(&ko.row_reread));
 	ko.logprob_only = !backward;
 	/* the first micro-batch of a window clears the arena and writes the
 	 * head's gradient; later ones add to it */

@@ -8,6 +8,7 @@
  * against a cuBLAS bf16 GEMM measured in the same run (the ceiling this card
  * reaches), per METHOD.md. Prints a table last. */
 #include <cublas_v2.h>
+#include <cuda_profiler_api.h>
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdio.h>
@@ -112,6 +113,10 @@ static double median(double *v, int n)
 
 /* steps optimizer steps of K micro-batches each (the same batch), after 2
  * warm-up steps; step_s is an optimizer step's median time */
+/* "one" mode: the profiler (ncu --profile-from-start off) sees one K = 1
+ * training step and its AdamW, after two warm-up steps */
+static int prof_one;
+
 static struct result run(const struct policy_config *cfg, enum policy_gpu_precision prec, int seqs,
                          int seq, int steps, const char *label, int K)
 {
@@ -141,6 +146,8 @@ static struct result run(const struct policy_config *cfg, enum policy_gpu_precis
 		double gn;
 		if (policy_gpu_sync(g))
 			DIE("%s", swerve_error_last());
+		if (prof_one && i == 2)
+			cudaProfilerStart();
 		t0 = now();
 		for (int k = 0; k < K; k++)
 			if (policy_gpu_step(&st, NULL, NULL, g, &b, tgt, NULL, NULL, NULL,
@@ -148,6 +155,8 @@ static struct result run(const struct policy_config *cfg, enum policy_gpu_precis
 				DIE("step %d.%d: %s", i, k, swerve_error_last());
 		if (policy_gpu_adamw(&gn, g, &o) || policy_gpu_sync(g))
 			DIE("step %d: %s", i, swerve_error_last());
+		if (prof_one && i == 2)
+			cudaProfilerStop();
 		if (i >= 2) {
 			times[i - 2] = now() - t0;
 			/* the parts: forward only, and AdamW alone */
@@ -271,7 +280,12 @@ static void env_apply(const char *env, int on)
 	}
 }
 
-/* argv[1] "quick": the rows marked q only (a short device call) */
+/* argv[1] "one": only this build's default at K = 1, 3 measured steps, the
+ * first of them (and its AdamW) between cudaProfilerStart / Stop, for a
+ * per-kernel listing by ncu; argv[1] "quick": the rows marked q only (a
+ * short device call); then any
+ * number of "label:VAR=VALUE ..." arguments, each an extra row at K = 4 under
+ * that environment (a variant measured beside the default in one run) */
 int main(int argc, char **argv)
 {
 	struct policy_config c;
@@ -332,7 +346,20 @@ int main(int argc, char **argv)
 	                 {"r4-wg", R4_ENV, 1, 0}};
 	const int quick = argc > 1 && !strcmp(argv[1], "quick");
 	setvbuf(stdout, NULL, _IOLBF, 0); /* a killed run keeps what it printed */
-	struct result r[NROWS];
+	enum { MAXX = 8 };
+	struct result r[NROWS], rx[MAXX];
+	char xlabel[MAXX][32];
+	const char *xenv[MAXX];
+	int nx = 0;
+	for (int i = 2; i < argc; i++) {
+		const char *colon = strchr(argv[i], ':');
+		if (!colon || colon == argv[i] || colon - argv[i] >= 32 || nx == MAXX)
+			DIE("gpu_train: %s: expected label:VAR=VALUE ... (at most %d, label < 32 "
+			    "characters)",
+			    argv[i], MAXX);
+		snprintf(xlabel[nx], sizeof(xlabel[nx]), "%.*s", (int)(colon - argv[i]), argv[i]);
+		xenv[nx++] = colon + 1;
+	}
 	double peak;
 	if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev < 1) {
 		printf("gpu_train: skipped: no CUDA device\n");
@@ -365,6 +392,15 @@ int main(int argc, char **argv)
 		       policy_config_flops_per_token(&c, 2048) / 1e9);
 		policy_layout_dispose(&L);
 	}
+	if (argc > 1 && !strcmp(argv[1], "one")) {
+		struct result o1;
+		prof_one = 1;
+		o1 = run(&c, POLICY_GPU_BF16, 4, 2048, 3, "one", 1);
+		printf("one: K = 1 step %.2f ms (forward %.2f, AdamW %.2f), %.0f tokens/s, %.1f "
+		       "TFLOP/s\n",
+		       o1.step_s * 1e3, o1.fwd_s * 1e3, o1.adam_s * 1e3, o1.tok_s, o1.tflops);
+		return 0;
+	}
 	peak = gemm_peak();
 	{ /* quick too: the fusions are measured in the step profile */
 		env_apply(R6_ENV, 1);
@@ -378,6 +414,11 @@ int main(int argc, char **argv)
 		env_apply(rows[i].env, 1);
 		r[i] = run(&c, POLICY_GPU_BF16, 4, 2048, 7, rows[i].label, rows[i].K);
 		env_apply(rows[i].env, 0);
+	}
+	for (int i = 0; i < nx; i++) {
+		env_apply(xenv[i], 1);
+		rx[i] = run(&c, POLICY_GPU_BF16, 4, 2048, 7, xlabel[i], 4);
+		env_apply(xenv[i], 0);
 	}
 	printf("\ncard: %s; cuBLAS bf16 GEMM 8192^3 measured %.0f TFLOP/s (datasheet %.0f)\n",
 	       prop.name, peak / 1e12, datasheet / 1e12);
@@ -395,5 +436,11 @@ int main(int argc, char **argv)
 			       r[i].step_s / r[i].K * 1e3, r[i].fwd_s * 1e3, r[i].adam_s * 1e3,
 			       r[i].tok_s, r[i].tflops, 100 * r[i].tflops * 1e12 / datasheet,
 			       100 * r[i].tflops * 1e12 / peak);
+	for (int i = 0; i < nx; i++)
+		printf("%-12s %-82s %2d %7d %8.1f %7.1f %7.1f %7.1f %10.0f %8.1f %8.1f%% %9.1f%%\n",
+		       xlabel[i], xenv[i], rx[i].K, rx[i].K * rx[i].seqs * rx[i].seq,
+		       rx[i].step_s * 1e3, rx[i].step_s / rx[i].K * 1e3, rx[i].fwd_s * 1e3,
+		       rx[i].adam_s * 1e3, rx[i].tok_s, rx[i].tflops,
+		       100 * rx[i].tflops * 1e12 / datasheet, 100 * rx[i].tflops * 1e12 / peak);
 	return 0;
 }

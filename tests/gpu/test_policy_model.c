@@ -806,6 +806,7 @@ static int test_bad_switches(void)
 {
 	static const char *vars[] = {"POLICY_GPU_ROUTE", "POLICY_GPU_LIN_EW",
 	                             "POLICY_GPU_MOE_GATHER", "POLICY_GPU_EW", "POLICY_GPU_ADAMW"};
+	static const char *step_vars[] = {"POLICY_GPU_HEAD", "POLICY_GPU_HEAD_ROWS"};
 	struct fixture f;
 	if (!have_gpu())
 		return GPU_SKIP;
@@ -820,6 +821,23 @@ static int test_bad_switches(void)
 		       rc ? swerve_error_last() : "(accepted)");
 		CHECK(rc != 0 && strstr(swerve_error_last(), vars[i]), "%s=v9 was not refused",
 		      vars[i]);
+	}
+	/* the head's switches are read at each step */
+	for (int i = 0; i < (int)(sizeof(step_vars) / sizeof(step_vars[0])); i++) {
+		struct policy_gpu *g = NULL;
+		struct policy_batch b = {f.T, f.tok, f.S, f.cu};
+		int rc;
+		CHECK(policy_gpu_new(&g, &f.c, &f.L, 512, 8, POLICY_GPU_BF16) == 0 &&
+		              policy_gpu_set_params(g, f.p) == 0,
+		      "%s", swerve_error_last());
+		setenv(step_vars[i], "v9", 1);
+		rc = policy_gpu_step(NULL, NULL, NULL, g, &b, f.tgt, NULL, NULL, NULL, 1);
+		unsetenv(step_vars[i]);
+		printf("  %s=v9: step rc %d: %s\n", step_vars[i], rc,
+		       rc ? swerve_error_last() : "(accepted)");
+		policy_gpu_free(g);
+		CHECK(rc != 0 && strstr(swerve_error_last(), step_vars[i]), "%s=v9 was not refused",
+		      step_vars[i]);
 	}
 	fixture_dispose(&f);
 	return 0;
