@@ -581,7 +581,12 @@ __global__ void __launch_bounds__(1024) pl_loss_sum(const double *terms, int N, 
 
 /* ---- the persistent row kernel with the next row prefetched (row_reread = 2) ----
  *
- * Opt-in (SWERVE_PL_ROWS_PREFETCH), not yet measured on a GPU. The register
+ * Opt-in (SWERVE_PL_ROWS_PREFETCH; the policy's POLICY_GPU_HEAD_ROWS=prefetch).
+ * Measured (H100, 2026-11-27, T 8192 V 32000 FP32_FWD): bit-identical to the
+ * register kernel on every output byte; the row phase 0.87 -> 0.77 ms (the
+ * prediction was 0.60: the per-row critical path, not the load, limits it),
+ * the whole head 3.71 -> 3.68 ms, and no gain end to end (gpu_train K = 4
+ * 23.3 / 23.5 ms, within noise): kept opt-in. The register
  * kernel above runs one 512-thread block a row and fits one block an SM (128
  * registers a thread), so a row's load, its reductions and the per-token math
  * never overlap (H100: 0.83 ms for 8192 x 32000, ~1.9 TB/s). Here one block an
