@@ -1,0 +1,388 @@
+/* gpu_moe_ws.cu - round 10 (opt-in, POLICY_GPU_MOE_KERNEL=wsb): a
+ * warp-specialised, persistent, 128 x 256-tile grouped GEMM for the MoE up
+ * projection from the gathered copy xg (policy_moe_up with d->gathered);
+ * see gpu_moe_ws.h. Every other product of the variant runs wgtd's kernels
+ * (policy/gpu_moe.cu, with POLICY_GPU_MOE_EPI as set: tma by default).
+ *
+ * Design (k_ws_up):
+ * - CTA tile: 128 rows (of one expert's segment) x 128 hidden units, i.e.
+ *   256 GEMM columns laid out [128 of W1 | the same 128 of W3], so a
+ *   thread's h1 column j and h3 column j sit in its own accumulators (index
+ *   i and i + 64) and SwiGLU needs no exchange.
+ * - 384 threads, 1 CTA an SM: warpgroup 0 is the producer (one thread
+ *   issues the TMA loads; setmaxnreg.dec 40), warpgroups 1 and 2 the
+ *   consumers (setmaxnreg.inc 232), consumer c owning rows 64 c.. of the
+ *   tile and all 256 columns: wgmma m64n256k16 (A and B from shared memory,
+ *   128 fp32 accumulators a thread), four a 64-deep k block.
+ * - A 4-stage ring of 48 KB stages (A box 64 x 128 rows of xg, W1 and W3
+ *   boxes 64 x 128 x 1; 128-byte swizzle, as gpu_moe.cu's tiles) with a full
+ *   mbarrier (producer's expect-tx, TMA completion) and an empty mbarrier
+ *   (8 arrivals: lane 0 of each consumer warp) per stage; phases from a
+ *   running k-block counter that continues across tiles.
+ * - Consumers keep one k block's wgmma in flight (wait_group 1) and release
+ *   the previous block's stage; after a tile's last block wait_group 0 and
+ *   release.
+ * - Persistent CTAs (grid = SMs, or POLICY_GPU_MOE_CTAS=n for tests), static
+ *   stride over the tile list: tile t = row tile t / nx, hidden-unit tile
+ *   t % nx; the row tiles are the experts' ceil(n_e / 128) tiles in order,
+ *   found from offs on the device (no host round trip); the producer runs
+ *   into the next tile's k blocks while the consumers do the epilogue.
+ * - Epilogue straight from the accumulators: h1, h3 rounded to bf16, hh =
+ *   SiLU(h1) h3 from the rounded values (gpu_moe.cu's mg_epi rounding),
+ *   4-byte stores (a row's 8 columns from 4 lanes); rows past the expert's
+ *   end (the next expert's, computed from the same A box) and columns past
+ *   F (zero-filled boxes) are not stored. Deterministic: no atomics, fixed
+ *   k order. */
+#include "kernels/ptx.cuh"
+#include "kernels/tma.h"
+#include "policy/gpu_moe_ws.h"
+#include "policy/gpu_util.h"
+
+#include <cuda.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+#include <string.h>
+
+extern "C" {
+#include "sandbox/error.h"
+}
+
+#define WS_BM      128 /* rows a tile */
+#define WS_BF      128 /* hidden units a tile (256 GEMM columns) */
+#define WS_BK      64
+#define WS_ST      4
+#define WS_ATILE   (WS_BM * WS_BK * 2)       /* 16 KB */
+#define WS_STAGE   (WS_ATILE + 2 * WS_ATILE) /* A, W1, W3: 48 KB */
+#define WS_SMEM    (WS_ST * WS_STAGE + 1024)
+#define WS_THREADS 384
+
+struct ws_maps {
+	CUtensorMap a, w1, w3;
+};
+
+struct ws_args {
+	const int *offs;
+	int E, D, F;
+	uint16_t *h1, *h3, *hh;
+};
+
+__device__ __forceinline__ static void ws_bar_init(uint32_t bar, int n)
+{
+	asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(n) : "memory");
+}
+__device__ __forceinline__ static void ws_expect(uint32_t bar, uint32_t bytes)
+{
+	asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar),
+	             "r"(bytes)
+	             : "memory");
+}
+__device__ __forceinline__ static void ws_arrive(uint32_t bar)
+{
+	asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+__device__ __forceinline__ static void ws_wait(uint32_t bar, int parity)
+{
+	uint32_t ok;
+	do {
+		asm volatile("{\n.reg .pred p;\n"
+		             "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+		             "selp.u32 %0, 1, 0, p;\n}\n"
+		             : "=r"(ok)
+		             : "r"(bar), "r"(parity)
+		             : "memory");
+	} while (!ok);
+}
+__device__ __forceinline__ static void ws_tma2(uint32_t dst, const CUtensorMap *map, int x, int y,
+                                               uint32_t bar)
+{
+	asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes "
+	             "[%0], [%1, {%2, %3}], [%4];\n" ::"r"(dst),
+	             "l"(map), "r"(x), "r"(y), "r"(bar)
+	             : "memory");
+}
+__device__ __forceinline__ static void ws_tma3(uint32_t dst, const CUtensorMap *map, int x, int y,
+                                               int z, uint32_t bar)
+{
+	asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes "
+	             "[%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(dst),
+	             "l"(map), "r"(x), "r"(y), "r"(z), "r"(bar)
+	             : "memory");
+}
+
+/* d (+)= A B, m64n256k16, both K-major from shared memory (128-byte swizzle
+ * descriptors, ptx::dsc); acc 0: d = A B */
+__device__ __forceinline__ static void ws_wgmma256(float (&d)[128], uint64_t da, uint64_t db,
+                                                   int acc)
+{
+	asm volatile(
+	        "{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
+	        "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 {"
+	        "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+	        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+	        "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+	        "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, "
+	        "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, "
+	        "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, "
+	        "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, "
+	        "%110, %111, "
+	        "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, "
+	        "%125, %126, %127}, "
+	        "%128, %129, p, 1, 1, 0, 0;\n}\n"
+	        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]),
+	          "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]),
+	          "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]),
+	          "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+	          "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]),
+	          "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]),
+	          "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]),
+	          "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+	          "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]),
+	          "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]),
+	          "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]),
+	          "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]),
+	          "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]),
+	          "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]),
+	          "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]),
+	          "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]),
+	          "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]),
+	          "+f"(d[102]), "+f"(d[103]), "+f"(d[104]), "+f"(d[105]), "+f"(d[106]),
+	          "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]),
+	          "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]),
+	          "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]), "+f"(d[121]),
+	          "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
+	        : "l"(da), "l"(db), "r"(acc));
+}
+
+__device__ __forceinline__ static void ws_reg_fence(float (&d)[128])
+{
+#pragma unroll
+	for (int i = 0; i < 128; i++)
+		asm volatile("" : "+f"(d[i])::"memory");
+}
+
+__device__ __forceinline__ static float ws_sigm(float x)
+{
+	return 1.0f / (1.0f + expf(-x));
+}
+__device__ __forceinline__ static uint16_t ws_f2bf(float f)
+{
+	uint32_t u = __float_as_uint(f);
+	if ((u & 0x7fffffffu) > 0x7f800000u)
+		return 0x7fc0;
+	u += 0x7fffu + ((u >> 16) & 1u);
+	return (uint16_t)(u >> 16);
+}
+__device__ __forceinline__ static float ws_bf2f(uint16_t h)
+{
+	return __uint_as_float((uint32_t)h << 16);
+}
+
+/* row tile b of the experts' ceil(n_e / 128) tiles: expert, first row, end */
+__device__ __forceinline__ static void ws_rowtile(const int *offs, int E, int b, int *e, int *r0,
+                                                  int *r1)
+{
+	for (int i = 0; i < E; i++) {
+		int s = offs[i], t = offs[i + 1], nt = (t - s + WS_BM - 1) / WS_BM;
+		if (b < nt) {
+			*e = i;
+			*r0 = s + b * WS_BM;
+			*r1 = t;
+			return;
+		}
+		b -= nt;
+	}
+	*e = -1;
+}
+
+__global__ static void __launch_bounds__(WS_THREADS, 1)
+        k_ws_up(struct ws_args a, const __grid_constant__ struct ws_maps tm)
+{
+	extern __shared__ __align__(1024) unsigned char ws_sm[];
+	__shared__ __align__(8) uint64_t full[WS_ST], empty[WS_ST];
+	const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+	const int D = a.D, F = a.F, E = a.E;
+	const int nk = (D + WS_BK - 1) / WS_BK, nx = (F + WS_BF - 1) / WS_BF;
+	const uint32_t sbase = (ptx::smem_u32(ws_sm) + 1023u) & ~1023u;
+	const uint32_t fb = ptx::smem_u32(full), eb = ptx::smem_u32(empty);
+	int nrt = 0; /* row tiles of all experts */
+	for (int i = 0; i < E; i++)
+		nrt += (a.offs[i + 1] - a.offs[i] + WS_BM - 1) / WS_BM;
+	const int ntiles = nrt * nx;
+
+	if (tid == 0) {
+		for (int s = 0; s < WS_ST; s++) {
+			ws_bar_init(fb + 8 * s, 1);
+			ws_bar_init(eb + 8 * s, 8);
+		}
+		asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+	}
+	__syncthreads();
+
+	if (warp < 4) { /* the producer warpgroup: one thread issues the loads */
+		asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
+		if (tid != 0)
+			return;
+		int it = 0;
+		for (int t = blockIdx.x; t < ntiles; t += gridDim.x) {
+			int e, r0, r1;
+			ws_rowtile(a.offs, E, t / nx, &e, &r0, &r1);
+			const int n0 = (t % nx) * WS_BF;
+			for (int kb = 0; kb < nk; kb++, it++) {
+				const int s = it % WS_ST;
+				const uint32_t sa = sbase + s * WS_STAGE, bar = fb + 8 * s;
+				ws_wait(eb + 8 * s, ((it / WS_ST) & 1) ^ 1);
+				ws_expect(bar, WS_STAGE);
+				ws_tma2(sa, &tm.a, kb * WS_BK, r0, bar);
+				ws_tma3(sa + WS_ATILE, &tm.w1, kb * WS_BK, n0, e, bar);
+				ws_tma3(sa + 2 * WS_ATILE, &tm.w3, kb * WS_BK, n0, e, bar);
+			}
+		}
+		return;
+	}
+
+	/* consumers: warpgroup c = rows 64 c.. of the tile, all 256 columns */
+	asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
+	const int c = (warp >> 2) - 1, w4 = warp & 3;
+	float acc[128];
+	int it = 0;
+	for (int t = blockIdx.x; t < ntiles; t += gridDim.x) {
+		int e, r0, r1;
+		ws_rowtile(a.offs, E, t / nx, &e, &r0, &r1);
+		const int n0 = (t % nx) * WS_BF;
+		for (int kb = 0; kb < nk; kb++, it++) {
+			const int s = it % WS_ST;
+			const uint32_t sa = sbase + s * WS_STAGE;
+			ws_wait(fb + 8 * s, (it / WS_ST) & 1);
+			const uint32_t la = ptx::dlo(sa + c * 8192), lb = ptx::dlo(sa + WS_ATILE);
+			ptx::fence();
+#pragma unroll
+			for (int kk = 0; kk < WS_BK / 16; kk++)
+				ws_wgmma256(acc, ptx::dsc(la, kk * 32), ptx::dsc(lb, kk * 32),
+				            kb > 0 || kk > 0);
+			ptx::commit();
+			ptx::wait<1>();
+			if (kb > 0) { /* block it - 1's products are done: its stage is free */
+				__syncwarp();
+				if (lane == 0)
+					ws_arrive(eb + 8 * ((it - 1) % WS_ST));
+			}
+		}
+		ptx::wait<0>();
+		ws_reg_fence(acc);
+		__syncwarp();
+		if (lane == 0)
+			ws_arrive(eb + 8 * ((it - 1) % WS_ST));
+
+		/* epilogue: thread holds rows rr, rr + 8 and columns 8 j + cc, + 1
+		 * of each 8-column block j (h1: j < 16, h3: j + 16) */
+		const int rr = r0 + c * 64 + w4 * 16 + (lane >> 2), cc = (lane & 3) * 2;
+#pragma unroll
+		for (int j = 0; j < 16; j++) {
+			const int f = n0 + 8 * j + cc;
+#pragma unroll
+			for (int h = 0; h < 2; h++) {
+				const int row = rr + 8 * h;
+				const float *p1 = &acc[4 * j + 2 * h],
+				            *p3 = &acc[64 + 4 * j + 2 * h];
+				uint16_t b1l = ws_f2bf(p1[0]), b1h = ws_f2bf(p1[1]),
+				         b3l = ws_f2bf(p3[0]), b3h = ws_f2bf(p3[1]);
+				float x1l = ws_bf2f(b1l), x1h = ws_bf2f(b1h), x3l = ws_bf2f(b3l),
+				      x3h = ws_bf2f(b3h);
+				if (row < r1 && f < F) {
+					const size_t o = (size_t)row * F + f;
+					*(uint32_t *)(a.h1 + o) = (uint32_t)b1l | (uint32_t)b1h
+					                                                  << 16;
+					*(uint32_t *)(a.h3 + o) = (uint32_t)b3l | (uint32_t)b3h
+					                                                  << 16;
+					*(uint32_t *)(a.hh + o) =
+					        (uint32_t)ws_f2bf(x1l * ws_sigm(x1l) * x3l) |
+					        (uint32_t)ws_f2bf(x1h * ws_sigm(x1h) * x3h) << 16;
+				}
+			}
+		}
+	}
+}
+
+/* ---- host side ------------------------------------------------------------- */
+
+/* a bf16 tensor map, dims innermost first, boxes of 64 x box_rows (x 1) */
+static int ws_map(CUtensorMap *m, const void *p, int nd, const cuuint64_t *dim, int box_rows)
+{
+	const swerve_tma_encode_fn encode = swerve_tma_encoder("gpu moe wsb");
+	if (!encode)
+		return SWERVE_ERROR;
+	const cuuint64_t stride[2] = {dim[0] * 2, dim[0] * dim[1] * 2};
+	const cuuint32_t box[3] = {64, (cuuint32_t)box_rows, 1}, es[3] = {1, 1, 1};
+	CUresult r =
+	        encode(m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, (cuuint32_t)nd, (void *)p, dim, stride,
+	               box, es, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+	               CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+	if (r != CUDA_SUCCESS)
+		return swerve_error_set(SWERVE_ERROR, "gpu moe wsb: tensor map: CUresult %d",
+		                        (int)r);
+	return 0;
+}
+
+static int ws_aligned(const void *p)
+{
+	return ((uintptr_t)p & 15) == 0;
+}
+
+int policy_moe_ws_up(const struct policy_moe_dims *d, uint16_t *h1, uint16_t *h3, uint16_t *hh,
+                     const uint16_t *xg, const uint16_t *w1, const uint16_t *w3, int cap,
+                     void *stream)
+{
+	static int ctas;
+	const int R = d->T * d->K;
+	if (!d->gathered)
+		return swerve_error_set(SWERVE_EINVAL, "gpu moe wsb: up needs the gathered xg");
+	if (d->D <= 0 || d->F <= 0 || d->D % 8 || d->F % 8)
+		return swerve_error_set(SWERVE_EINVAL,
+		                        "gpu moe wsb: D (%d) and F (%d) must be multiples of 8",
+		                        d->D, d->F);
+	if (!ws_aligned(h1) || !ws_aligned(h3) || !ws_aligned(hh) || !ws_aligned(xg) ||
+	    !ws_aligned(w1) || !ws_aligned(w3))
+		return swerve_error_set(SWERVE_EINVAL, "gpu moe wsb: operands not 16-byte aligned");
+	if (d->E < 1 || R < 1)
+		return 0;
+	if (!ctas) {
+		int dev, sms, occ;
+		CK(cudaFuncSetAttribute(k_ws_up, cudaFuncAttributeMaxDynamicSharedMemorySize,
+		                        WS_SMEM));
+		CK(cudaGetDevice(&dev));
+		CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+		CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, k_ws_up, WS_THREADS,
+		                                                 WS_SMEM));
+		if (occ < 1)
+			return swerve_error_set(
+			        SWERVE_ERROR, "gpu moe wsb: no CTA fits an SM (%d bytes)", WS_SMEM);
+		ctas = sms * occ;
+	}
+	struct ws_maps tm;
+	memset(&tm, 0, sizeof(tm));
+	const cuuint64_t D = (cuuint64_t)d->D, F = (cuuint64_t)d->F, E = (cuuint64_t)d->E;
+	const cuuint64_t adim[2] = {D, (cuuint64_t)R}, wdim[3] = {D, F, E};
+	int rc = ws_map(&tm.a, xg, 2, adim, WS_BM);
+	if (!rc)
+		rc = ws_map(&tm.w1, w1, 3, wdim, WS_BF);
+	if (!rc)
+		rc = ws_map(&tm.w3, w3, 3, wdim, WS_BF);
+	if (rc)
+		return rc;
+	struct ws_args a;
+	a.offs = d->offs;
+	a.E = d->E;
+	a.D = d->D;
+	a.F = d->F;
+	a.h1 = h1;
+	a.h3 = h3;
+	a.hh = hh;
+	const int nx = (d->F + WS_BF - 1) / WS_BF;
+	const long tiles = (long)((R + WS_BM - 1) / WS_BM + d->E) * nx;
+	int grid = cap > 0 && cap < ctas ? cap : ctas;
+	if (tiles < grid)
+		grid = (int)tiles;
+	k_ws_up<<<grid, WS_THREADS, WS_SMEM, (cudaStream_t)stream>>>(a, tm);
+	LAUNCHED();
+	return 0;
+}

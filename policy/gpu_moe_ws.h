@@ -1,0 +1,23 @@
+/* gpu_moe_ws.h - round 10 (opt-in): the warp-specialised, persistent
+ * 128 x 256-tile grouped GEMM of the MoE up projection (policy/gpu_moe_ws.cu;
+ * internal to policy/). policy/gpu_moe.cu calls it for policy_moe_up when
+ * POLICY_GPU_MOE_KERNEL=wsb and x is the gathered copy xg; every other
+ * product of that variant runs wgtd's kernels. */
+#ifndef SWERVE_POLICY_GPU_MOE_WS_H
+#define SWERVE_POLICY_GPU_MOE_WS_H
+
+#include "policy/gpu_moe.h"
+
+#include <stdint.h>
+
+/* h1 = xg W1_e^T, h3 = xg W3_e^T (bf16), hh = SiLU(h1) h3, the rows of
+ * expert e = [offs[e], offs[e + 1]) of xg (T K, D) in row order
+ * (d->gathered must be 1); cap > 0: at most cap persistent CTAs (tests),
+ * else one an SM. D, F multiples of 8, pointers 16-byte aligned; 0 or a
+ * negative code with a message; asynchronous on stream (a cudaStream_t;
+ * NULL: the legacy default stream) */
+int policy_moe_ws_up(const struct policy_moe_dims *d, uint16_t *h1, uint16_t *h3, uint16_t *hh,
+                     const uint16_t *xg, const uint16_t *w1, const uint16_t *w3, int cap,
+                     void *stream);
+
+#endif
