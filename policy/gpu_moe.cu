@@ -1536,6 +1536,18 @@ int policy_moe_variant(void)
 	return v == 8 ? 9 : v;
 }
 
+/* the stream the grouped products (and split-K's clears) launch on: NULL,
+ * the legacy default stream, unless policy_moe_stream set one (gpu.cu's
+ * POLICY_GPU_STREAMS=2 puts the weight gradients on a second stream) */
+static cudaStream_t mg_stream;
+
+void *policy_moe_stream(void *stream)
+{
+	void *old = (void *)mg_stream;
+	mg_stream = (cudaStream_t)stream;
+	return old;
+}
+
 /* the k_ws variants: wgm (4) = no producer warps, ws2 (5) = two */
 template <int MODE, int PW, int WIDE> static int ws_run(dim3 grid, const struct mg_args *a)
 {
@@ -1545,7 +1557,7 @@ template <int MODE, int PW, int WIDE> static int ws_run(dim3 grid, const struct 
 		                        cudaFuncAttributeMaxDynamicSharedMemorySize, WS_SMEM));
 		attr_set = 1;
 	}
-	k_ws<MODE, PW, WIDE><<<grid, 256 + 32 * PW, WS_SMEM>>>(*a);
+	k_ws<MODE, PW, WIDE><<<grid, 256 + 32 * PW, WS_SMEM, mg_stream>>>(*a);
 	LAUNCHED();
 	return 0;
 }
@@ -1560,7 +1572,7 @@ static int mg_run(dim3 grid, const struct mg_args *a, const struct mg_tma *tm)
 		                        mg_var<VAR>::SMEM));
 		attr_set = 1;
 	}
-	k_mg<MODE, VAR><<<grid, MG_THREADS, mg_var<VAR>::SMEM>>>(*a, *tm);
+	k_mg<MODE, VAR><<<grid, MG_THREADS, mg_var<VAR>::SMEM, mg_stream>>>(*a, *tm);
 	LAUNCHED();
 	return 0;
 }
@@ -1609,7 +1621,7 @@ static int mgp_run(const struct mg_args *a, const struct mg_tma *tm, int R, int 
 	const int bnc = MODE == MG_UP ? 64 : 128, nx = (a->F + bnc - 1) / bnc;
 	const long tiles = (long)((R + MG_BM - 1) / MG_BM + a->E) * nx;
 	const int grid = tiles < cap ? (int)tiles : cap;
-	k_mgp<MODE><<<grid, MG_THREADS, mg_var<8>::SMEM>>>(*a, *tm);
+	k_mgp<MODE><<<grid, MG_THREADS, mg_var<8>::SMEM, mg_stream>>>(*a, *tm);
 	LAUNCHED();
 	return 0;
 }
@@ -1775,13 +1787,13 @@ template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct
 			CK(cudaMalloc(&flags, n * sizeof(int)));
 			nflags = n;
 		}
-		CK(cudaMemsetAsync(flags, 0, n * sizeof(int), 0));
+		CK(cudaMemsetAsync(flags, 0, n * sizeof(int), mg_stream));
 		a->flags = flags;
 		if (!a->beta) { /* an expert without rows gets no CTA: clear, then add */
 			size_t wn = (size_t)d->E * d->F * d->D * sizeof(float);
-			CK(cudaMemsetAsync(a->f1, 0, wn, 0));
+			CK(cudaMemsetAsync(a->f1, 0, wn, mg_stream));
 			if (a->f2)
-				CK(cudaMemsetAsync(a->f2, 0, wn, 0));
+				CK(cudaMemsetAsync(a->f2, 0, wn, mg_stream));
 			a->beta = 1;
 		}
 	}

@@ -18,7 +18,8 @@
  * dyp (R, D) bf16 in row order; dh13 (R, 2F) bf16 = [dh1 | dh3]; dW fp32
  * (accumulated: +=, or stored: beta 0). D and F must be multiples of 8 and every pointer
  * 16-byte aligned (policy_moe_supported). All calls are asynchronous on the
- * legacy default stream and return 0 or a negative code with a message. */
+ * legacy default stream (the products: see policy_moe_stream) and return 0
+ * or a negative code with a message. */
 #ifndef SWERVE_POLICY_GPU_MOE_H
 #define SWERVE_POLICY_GPU_MOE_H
 
@@ -69,6 +70,12 @@ int policy_moe_variant(void);
 int policy_moe_epi(void);
 /* 1 when the grouped kernels take these dimensions */
 int policy_moe_supported(int D, int F);
+
+/* the cudaStream_t (as void *) that policy_moe_up, _down, _down_dx,
+ * _up_dx, _down_dw and _up_dw launch on from now on (NULL: the legacy
+ * default stream, the default); returns the previous one. The other passes
+ * (combine, scatter, gather, to_bf16) stay on the legacy default stream. */
+void *policy_moe_stream(void *stream);
 
 /* forward up projection: h1 = x[tok] W1_e^T, h3 = x[tok] W3_e^T (bf16),
  * hh = SiLU(h1) h3, from one GEMM per launch over [W1_e | W3_e]; x (T, D),
