@@ -47,6 +47,7 @@
 #include "kernels/ptx.cuh"
 #include "kernels/tma.h"
 #include "policy/gpu_moe.h"
+#include "policy/gpu_moe_ws.h"
 #include "policy/gpu_util.h"
 
 #include <cuda.h> /* CUtensorMap and its encoder's types (the encoder is fetched at run time) */
@@ -1529,11 +1530,12 @@ static int aligned(const void *p)
 int policy_moe_variant(void)
 {
 	/* variant 8 is wgtd's TMA-store epilogue (POLICY_GPU_MOE_EPI), not a name
-	 * here; round 9's wgtdp (wgtd with persistent CTAs, k_mgp) is variant 9 */
-	static const char *const names[9] = {"mma", "wg",  "wg256", "wgp",  "wgm",
-	                                     "ws2", "wgt", "wgtd",  "wgtdp"};
-	int v = policy_env_choice("POLICY_GPU_MOE_KERNEL", names, 9, 7);
-	return v == 8 ? 9 : v;
+	 * here; round 9's wgtdp (wgtd with persistent CTAs, k_mgp) is variant 9;
+	 * round 10's wsb (policy/gpu_moe_ws.cu, opt-in) is variant 10 */
+	static const char *const names[10] = {"mma", "wg",  "wg256", "wgp",   "wgm",
+	                                      "ws2", "wgt", "wgtd",  "wgtdp", "wsb"};
+	int v = policy_env_choice("POLICY_GPU_MOE_KERNEL", names, 10, 7);
+	return v >= 8 ? v + 1 : v;
 }
 
 /* the stream the grouped products (and split-K's clears) launch on: NULL,
@@ -1724,7 +1726,7 @@ template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct
 	 * CTAs when the TMA epilogues run (k_mgp); the other products, UP with
 	 * A gathered in the loads and EPI=smem run wgtd's kernels */
 	const bool pers = var == 9;
-	const int cap = pers ? mg_ctas() : 0;
+	const int cap = pers || var == 10 ? mg_ctas() : 0;
 	if (cap < 0)
 		return cap;
 	if (pers)
@@ -1755,6 +1757,13 @@ template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct
 	a->D = d->D;
 	a->F = d->F;
 	a->gx = d->gathered != 0 && (MODE == MG_UP || MODE == MG_UP_DW);
+	/* round 10: wsb runs UP from xg in policy/gpu_moe_ws.cu, the rest as wgtd */
+	if (var == 10) {
+		if (MODE == MG_UP && a->gx)
+			return policy_moe_ws_up(d, a->o1, a->o2, a->o3, a->a, a->b0, a->b1, cap,
+			                        NULL);
+		var = 7;
+	}
 	switch (MODE) {
 	case MG_UP:
 		grid = dim3((d->F + BN / 2 - 1) / (BN / 2), (R + MG_BM - 1) / MG_BM + d->E);

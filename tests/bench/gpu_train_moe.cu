@@ -4,7 +4,7 @@
  * the benchmark's skewed one (44% of the rows to one expert), on each kernel
  * variant (POLICY_GPU_MOE_KERNEL=wg, wgt, wgtd, wgm, wgp, ws2, mma, wg256;
  * round 8: wgtd+tma = wgtd with POLICY_GPU_MOE_EPI=tma; round 9: wgtdp,
- * wgtdp/c132 (persistent CTAs, see all_env); argv: a number, how
+ * wgtdp/c132 (persistent CTAs, see all_env); round 10: wsb, wsb/c66; argv: a number, how
  * many of these to run from the first, or the variants by name; default
  * all), median of 20
  * launches after 3 warm-ups (CUDA events), random bf16 inputs. Round 7:
@@ -44,7 +44,7 @@ static int cmpf(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-#define NVAR 11
+#define NVAR 13
 #define NP   12
 
 int main(int argc, char **argv)
@@ -68,10 +68,12 @@ int main(int argc, char **argv)
 	/* round 9: wgtdp = wgtd + EPI=tma with up (A = xg) and down dX in
 	 * persistent CTAs (its other rows are wgtd+tma's kernels); wgtdp/c132 =
 	 * the same with at most 132 CTAs (POLICY_GPU_MOE_CTAS: one an SM on an
-	 * H100 SXM) */
-	static const char *const all_env[NVAR] = {"wg",       "wgt",   "wgtd",      "wgm",
-	                                          "wgp",      "ws2",   "mma",       "wg256",
-	                                          "wgtd+tma", "wgtdp", "wgtdp/c132"};
+	 * H100 SXM); round 10: wsb = up (A = xg) in policy/gpu_moe_ws.cu's
+	 * warp-specialised persistent 128 x 256 tiles, its other rows wgtd+tma's
+	 * kernels; wsb/c66 = the same on half the SMs (is the grid the limit) */
+	static const char *const all_env[NVAR] = {
+	        "wg",    "wgt",      "wgtd",  "wgm",        "wgp", "ws2",    "mma",
+	        "wg256", "wgtd+tma", "wgtdp", "wgtdp/c132", "wsb", "wsb/c66"};
 	const char *var_env[NVAR];
 	int ndev = 0, nvar = 0;
 	if (argc > 1 && argv[1][0] >= '0' && argv[1][0] <= '9') { /* the first n */
@@ -148,9 +150,10 @@ int main(int argc, char **argv)
 				*plus = 0;
 				setenv("POLICY_GPU_MOE_EPI", plus + 1, 1);
 			} else { /* round 7's epilogues (EPI=tma the default since round 8);
-				  * wgtdp is persistent only with EPI=tma */
-				setenv("POLICY_GPU_MOE_EPI", strcmp(k, "wgtdp") ? "smem" : "tma",
-				       1);
+				  * wgtdp is persistent only with EPI=tma; wsb's other
+				  * products are the default's (wgtd + tma) */
+				setenv("POLICY_GPU_MOE_EPI",
+				       strcmp(k, "wgtdp") && strcmp(k, "wsb") ? "smem" : "tma", 1);
 			}
 			setenv("POLICY_GPU_MOE_KERNEL", k, 1);
 		}

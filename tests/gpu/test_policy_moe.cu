@@ -466,10 +466,14 @@ static int check_case1(int T, int K, int E, int D, int F, int route)
  * (POLICY_GPU_MOE_CTAS=3), so every CTA walks many tiles: the stage
  * sequence and the mbarrier phases across tiles (the cases' k blocks a
  * tile, 1, 2, 4 and 12, give every rotation of the 3 stages); naming
- * "wgtdp" runs both */
-#define NVARIANTS 11
-static const char *const variant_env[NVARIANTS] = {
-        "mma", "wg", "wg256", "wgp", "wgm", "ws2", "wgt", "wgtd", "wgtd+tma", "wgtdp", "wgtdp/c3"};
+ * "wgtdp" runs both. Round 10: "wsb" (policy/gpu_moe_ws.cu: up from xg in
+ * a warp-specialised persistent 128 x 256-tile kernel, the rest wgtd+tma)
+ * and "wsb/c3" (3 CTAs: each walks many tiles, the 4-stage ring and its
+ * mbarrier phases across tiles) */
+#define NVARIANTS 13
+static const char *const variant_env[NVARIANTS] = {"mma",      "wg",  "wg256", "wgp",      "wgm",
+                                                   "ws2",      "wgt", "wgtd",  "wgtd+tma", "wgtdp",
+                                                   "wgtdp/c3", "wsb", "wsb/c3"};
 static int variant; /* the POLICY_GPU_MOE_KERNEL of the tests below */
 
 /* the variant's environment: "NAME+tma" = NAME with POLICY_GPU_MOE_EPI=tma
@@ -488,8 +492,10 @@ static void variant_setenv(void)
 		*plus = 0;
 		setenv("POLICY_GPU_MOE_EPI", plus + 1, 1);
 	} else {
-		/* wgtdp: persistent only with the TMA epilogues (the default) */
-		setenv("POLICY_GPU_MOE_EPI", strcmp(k, "wgtdp") ? "smem" : "tma", 1);
+		/* wgtdp: persistent only with the TMA epilogues (the default);
+		 * wsb: its other products as the default (wgtd + tma) */
+		setenv("POLICY_GPU_MOE_EPI",
+		       strcmp(k, "wgtdp") && strcmp(k, "wsb") ? "smem" : "tma", 1);
 	}
 	setenv("POLICY_GPU_MOE_KERNEL", k, 1);
 }
@@ -572,13 +578,13 @@ static int test_epi_misspelt(void)
 	return 0;
 }
 
-/* wgtdp: a misspelt POLICY_GPU_MOE_CTAS is refused, naming it (other
+/* wgtdp, wsb: a misspelt POLICY_GPU_MOE_CTAS is refused, naming it (other
  * variants ignore it) */
 static int test_ctas_misspelt(void)
 {
 	if (!have_gpu())
 		return GPU_SKIP;
-	if (strncmp(variant_env[variant], "wgtdp", 5))
+	if (strncmp(variant_env[variant], "wgtdp", 5) && strncmp(variant_env[variant], "wsb", 3))
 		return 0;
 	struct policy_moe_dims d = {1, 1, 1, 64, 64, NULL, NULL, 0};
 	setenv("POLICY_GPU_MOE_CTAS", "3x", 1);
@@ -610,7 +616,7 @@ int main(int argc, char **argv)
 	        {"grouped MoE GEMMs: one expert, D 72, F 64", test_tma_odd_width},
 	        {"grouped MoE GEMMs: one k block, D 64, F 128", test_tma_one_kblock},
 	        {"grouped MoE GEMMs: a misspelt POLICY_GPU_MOE_EPI is refused", test_epi_misspelt},
-	        {"grouped MoE GEMMs: a misspelt POLICY_GPU_MOE_CTAS is refused (wgtdp)",
+	        {"grouped MoE GEMMs: a misspelt POLICY_GPU_MOE_CTAS is refused (wgtdp, wsb)",
 	         test_ctas_misspelt},
 	};
 	int n = (int)(sizeof(tests) / sizeof(tests[0])), rc = 0;
