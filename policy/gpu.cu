@@ -58,6 +58,11 @@
  * (POLICY_GPU_EW=old: k_embed, k_embed_bwd, k_rms_fwd, k_add_rms,
  * k_add_rms_moe, k_rms_bwd_dw / k_rms_bwd).
  *
+ * Round 10 (opt-in, POLICY_GPU_STREAMS=2): the backward's weight-gradient
+ * products on a second, non-blocking stream beside the dX chain, ordered by
+ * events (struct policy_gpu's streams; the results bit for bit the
+ * default's). The default, "1", is one stream, unchanged.
+ *
  * Shapes are noted as (T, C) row-major; W (out, in) as in ref.c. */
 #include "kernels/lightning.h"
 #include "kernels/policy_loss.h"
@@ -66,6 +71,7 @@
 #include "policy/gpu_linew.h"
 #include "policy/gpu_moe.h"
 #include "policy/gpu_route.h"
+#include "policy/gpu_comb.h"
 #include "policy/gpu_util.h"
 #include "policy/gpu_dev.cuh"
 #include "policy/policy.h"
@@ -141,6 +147,10 @@ struct glayer {
 	void *xg;                /* grouped, POLICY_GPU_MOE_GATHER=copy: xp gathered (T K, D) */
 	float *yp;               /* (rows, D) */
 };
+
+/* the side stream's scratch readers (POLICY_GPU_STREAMS=2): SV_DX g->dx,
+ * SV_DXB g->dxb, SV_DT1 g->dt1, SV_DBIG g->dbig, SV_MOE g->moe_scr */
+enum { SV_DX, SV_DXB, SV_DT1, SV_DBIG, SV_MOE, SV_N };
 
 struct policy_gpu {
 	struct policy_config cfg;
@@ -221,6 +231,11 @@ struct policy_gpu {
 	int route_new, lin_ew;
 	float *route_ws;
 	size_t route_ws_n;
+	/* round 10: route_new 3 = POLICY_GPU_ROUTE=v3 (gpu_route.cu; the grouped
+	 * backward leaves its slots in route_slots for policy_route_bwd_slots
+	 * to sum); moe_comb: POLICY_GPU_MOE_COMB=new (gpu_comb.cu) */
+	int moe_comb;
+	const float *route_slots;
 	/* round 8: the residual stream's passes of gpu_ew.cu (POLICY_GPU_EW=old
 	 * or a dim they do not take: gpu.cu's kernels) */
 	int ew;
@@ -250,6 +265,26 @@ struct policy_gpu {
 	/* summed over layers and steps: token-expert assignments, GEMM rows, and E
 	 * times the busiest expert's rows (what a padded layout needs) */
 	long moe_rows, moe_rows_padded, moe_rows_peak;
+	/* round 10, POLICY_GPU_STREAMS=2 (streams = 1; "1", the default: 0): the
+	 * backward's weight-gradient products (the lightning wo / wq..wgate, the
+	 * softmax wo and, in bf16 mode, wq / wk / wv through cuBLAS; the grouped
+	 * experts' down and up dW through gpu_moe.cu) on a second, non-blocking
+	 * stream beside the dX chain on the legacy default stream. Each forks
+	 * after the main stream's work so far (ev_fork); ev[SV_*] marks the side
+	 * stream done reading a scratch buffer, which the main stream waits for
+	 * before it writes the buffer again; the step ends by joining the side
+	 * stream (ev_join), so AdamW, the next micro-batch and every copy are
+	 * ordered after it. Same kernels, same sums, bit for bit: only the order
+	 * of independent launches changes. The grouped MoE's backward scratch
+	 * (moe_scr) and dgate (dgate_s) get their own buffers, so the expert dW
+	 * can run on beside the lightning core's backward, which writes dbig. */
+	int streams;
+	int on_side; /* gemm() issues on blas_side */
+	cudaStream_t side;
+	cublasHandle_t blas_side;
+	cudaEvent_t ev_fork, ev_join, ev[SV_N];
+	void *moe_scr;
+	float *dgate_s;
 };
 
 static double now_s(void)
@@ -921,12 +956,13 @@ static int gemm(struct policy_gpu *g, cublasOperation_t ta, cublasOperation_t tb
 	if (!m || !n || !k || !batch)
 		return 0;
 	t0 = g->prof ? now_s() : 0;
+	cublasHandle_t h = g->on_side ? g->blas_side : g->blas;
 	if (batch == 1)
-		st = cublasGemmEx(g->blas, ta, tb, m, n, k, &one, A, ab, lda, B, ab, ldb, &beta, C,
-		                  ct, ldc, cp, CUBLAS_GEMM_DEFAULT);
+		st = cublasGemmEx(h, ta, tb, m, n, k, &one, A, ab, lda, B, ab, ldb, &beta, C, ct,
+		                  ldc, cp, CUBLAS_GEMM_DEFAULT);
 	else
-		st = cublasGemmStridedBatchedEx(g->blas, ta, tb, m, n, k, &one, A, ab, lda, sa, B,
-		                                ab, ldb, sb, &beta, C, ct, ldc, sc, batch, cp,
+		st = cublasGemmStridedBatchedEx(h, ta, tb, m, n, k, &one, A, ab, lda, sa, B, ab,
+		                                ldb, sb, &beta, C, ct, ldc, sc, batch, cp,
 		                                CUBLAS_GEMM_DEFAULT);
 	if (g->prof)
 		g->prof_t[PROF_GEMM_HOST] += now_s() - t0;
@@ -1137,6 +1173,60 @@ static int mm_dw(struct policy_gpu *g, float *dW, const void *dY, const void *X,
 {
 	return gemm(g, CUBLAS_OP_N, CUBLAS_OP_T, I, O, T, X, I, 0, dY, O, 0, ab, 1.0f, dW,
 	            CUDA_R_32F, I, 0, 1, f32);
+}
+
+/* ---- round 10: the weight gradients on a second stream ------------------------ */
+
+/* from here on, issue on the side stream (POLICY_GPU_STREAMS=2), after
+ * the main stream's work so far */
+static int side_fork(struct policy_gpu *g)
+{
+	CK(cudaEventRecord(g->ev_fork, 0));
+	CK(cudaStreamWaitEvent(g->side, g->ev_fork, 0));
+	g->on_side = 1;
+	policy_moe_stream(g->side);
+	return 0;
+}
+
+/* back to the main stream (rc: the side calls' result); the side stream's
+ * work so far marks the buffers of slot as read */
+static int side_done(struct policy_gpu *g, int slot, int rc)
+{
+	g->on_side = 0;
+	policy_moe_stream(NULL);
+	CKR(rc);
+	CK(cudaEventRecord(g->ev[slot], g->side));
+	return 0;
+}
+
+/* the main stream waits until the side stream has read slot's buffers (a
+ * no-op without the side stream, or for a slot not yet recorded) */
+static int side_wait(struct policy_gpu *g, int slot)
+{
+	if (g->streams)
+		CK(cudaStreamWaitEvent(0, g->ev[slot], 0));
+	return 0;
+}
+
+/* the main stream waits for everything issued on the side stream */
+static int side_join(struct policy_gpu *g)
+{
+	if (!g->streams)
+		return 0;
+	CK(cudaEventRecord(g->ev_join, g->side));
+	CK(cudaStreamWaitEvent(0, g->ev_join, 0));
+	return 0;
+}
+
+/* mm_dw on the side stream when there is one (its inputs dY and X then
+ * marked read in slot), else on the main stream */
+static int mm_dw_side(struct policy_gpu *g, int slot, float *dW, const void *dY, const void *X,
+                      cudaDataType_t ab, int T, int I, int O, int f32)
+{
+	if (!g->streams)
+		return mm_dw(g, dW, dY, X, ab, T, I, O, f32);
+	CKR(side_fork(g));
+	return side_done(g, slot, mm_dw(g, dW, dY, X, ab, T, I, O, f32));
 }
 
 /* the weights of GEMM operands: the bf16 copy in bf16 mode */
@@ -1413,14 +1503,17 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 		CKR(policy_flash_setup());
 	g->lin32 = prec == POLICY_GPU_FP32 || (getenv("POLICY_GPU_LIGHTNING") &&
 	                                       !strcmp(getenv("POLICY_GPU_LIGHTNING"), "fp32"));
-	{ /* POLICY_GPU_ROUTE=v2 (the default where supported) | v1 | old (round 6) */
-		static const char *const names[] = {"v2", "v1", "old"};
-		int v = policy_env_choice("POLICY_GPU_ROUTE", names, 3, 0);
+	{ /* POLICY_GPU_ROUTE=v2 (the default where supported) | v1 | old (round 6) | v3 */
+		static const char *const names[] = {"v2", "v1", "old", "v3"};
+		int v = policy_env_choice("POLICY_GPU_ROUTE", names, 4, 0);
 		if (v < 0)
 			return v;
 		g->route_new = v == 2 ? 0 : policy_route_supported(E, K, D);
-		if (g->route_new && v == 0 && policy_route_v2_supported(E, K, D))
-			g->route_new = 2;
+		if (g->route_new && (v == 0 || v == 3) && policy_route_v2_supported(E, K, D))
+			g->route_new = v == 3 ? 3 : 2;
+		if ((g->moe_comb = policy_moe_comb_mode()) < 0)
+			return g->moe_comb;
+		g->moe_comb = g->moe_comb && policy_moe_comb_supported(D);
 	}
 	{ /* POLICY_GPU_LIN_EW=v2 (the default where supported) | v1 | old (round 6) */
 		static const char *const names[] = {"v2", "v1", "old"};
@@ -1446,6 +1539,25 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 		g->adam_per_tensor = v;
 	}
 	CKB(cublasCreate(&g->blas));
+	{ /* round 10: POLICY_GPU_STREAMS=1 (the default) | 2 (weight gradients on a
+	   * second stream) */
+		static const char *const names[] = {"1", "2"};
+		int v = policy_env_choice("POLICY_GPU_STREAMS", names, 2, 0);
+		if (v < 0)
+			return v;
+		g->streams = v;
+	}
+	if (g->streams) {
+		/* non-blocking: the legacy default stream does not order itself
+		 * with it; the events do */
+		CK(cudaStreamCreateWithFlags(&g->side, cudaStreamNonBlocking));
+		CKB(cublasCreate(&g->blas_side)); /* its own workspace */
+		CKB(cublasSetStream(g->blas_side, g->side));
+		CK(cudaEventCreateWithFlags(&g->ev_fork, cudaEventDisableTiming));
+		CK(cudaEventCreateWithFlags(&g->ev_join, cudaEventDisableTiming));
+		for (int i = 0; i < SV_N; i++)
+			CK(cudaEventCreateWithFlags(&g->ev[i], cudaEventDisableTiming));
+	}
 	if (g->use_lt) {
 		CKB(cublasLtCreate(&g->lt));
 		g->lt_ws_bytes = (size_t)64 << 20;
@@ -1537,6 +1649,12 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 	}
 	if (g->ab)
 		ALLOC(g->dxb, (size_t)Tm * D);
+	if (g->streams) { /* the grouped MoE backward's own scratch (moe_bwd_grouped) */
+		ALLOC(g->dgate_s, TK);
+		if (g->moe_grouped)
+			CK(cudaMalloc(&g->moe_scr,
+			              ((TK * D + 7) / 8 * 8 + TK * 2 * F) * 2 + TK * D * 4 + 64));
+	}
 	ALLOC(g->offs, E + 2);
 	ALLOC(g->aux_d, cfg->n_layers);
 	g->h_offs = (int *)calloc((size_t)E + 2, sizeof(int));
@@ -1621,6 +1739,19 @@ void policy_gpu_free(struct policy_gpu *g)
 	cudaFree(g->route_ws);
 	if (g->blas)
 		cublasDestroy(g->blas);
+	if (g->blas_side)
+		cublasDestroy(g->blas_side);
+	if (g->side)
+		cudaStreamDestroy(g->side);
+	if (g->ev_fork)
+		cudaEventDestroy(g->ev_fork);
+	if (g->ev_join)
+		cudaEventDestroy(g->ev_join);
+	for (int i = 0; i < SV_N; i++)
+		if (g->ev[i])
+			cudaEventDestroy(g->ev[i]);
+	cudaFree(g->moe_scr);
+	cudaFree(g->dgate_s);
 	for (int i = 0; i < LT_SLOTS; i++)
 		if (g->lts[i].have_desc)
 			lt_call_free(&g->lts[i].desc);
@@ -1775,8 +1906,12 @@ static int lightning_bwd(struct policy_gpu *g, int l, float *dn, const float *dy
 	uint16_t *dq_b = (uint16_t *)(g->dbig + n); /* 3n bf16 */
 	struct swerve_lightning_dims dims = {b->n_seqs, c->n_heads, c->head_dim, maxlen};
 
-	CKR(mm_dw(g, G + lp->wo, dyA, ly->gn, g->at, T, Hd, D, 0));
+	CKR(mm_dw_side(g, g->ab ? SV_DXB : SV_DX, G + lp->wo, dyA, ly->gn, g->at, T, Hd, D, 0));
 	CKR(mm_dx(g, dgn, CUDA_R_32F, dyA, wp(g, lp->wo), g->at, T, Hd, D, 0, 0));
+	/* dpre (dt1) and dO / dq (dbig) are rewritten below: the side stream's
+	 * readers of them (the layer above) done first */
+	CKR(side_wait(g, SV_DT1));
+	CKR(side_wait(g, SV_DBIG));
 	/* d o through the gate and the output norm: fp32 for the fp32 kernel,
 	 * else bf16 */
 	if (g->lin_ew) { /* one pass; o in the core's output type */
@@ -1827,7 +1962,7 @@ static int lightning_bwd(struct policy_gpu *g, int l, float *dn, const float *dy
 	}
 	mark(g, PROF_LIN_CORE);
 	/* wq..wgate as one (4 Hd, D) matrix */
-	CKR(mm_dw(g, G + lp->wq, dpre, ly->n1, g->at, T, D, 4 * Hd, 0));
+	CKR(mm_dw_side(g, SV_DT1, G + lp->wq, dpre, ly->n1, g->at, T, D, 4 * Hd, 0));
 	CKR(mm_dx(g, dn, CUDA_R_32F, dpre, wp(g, lp->wq), g->at, T, D, 4 * Hd, 0, 0));
 	mark(g, PROF_LIN_PROJ);
 	return 0;
@@ -1880,8 +2015,11 @@ static int softmax_bwd(struct policy_gpu *g, int l, float *dn, const float *dy,
 	size_t nk = (size_t)T * KV * d;
 	float *dO = g->dt2, *dq = g->dt3, *dk = g->dt1, *dv = g->dt1 + nk, *Dsum = g->dbig;
 
-	CKR(mm_dw(g, G + lp->wo, dy, ly->o, CUDA_R_32F, T, H * d, D, 0));
+	CKR(mm_dw_side(g, SV_DX, G + lp->wo, dy, ly->o, CUDA_R_32F, T, H * d, D, 0));
 	CKR(mm_dx(g, dO, CUDA_R_32F, dy, P + lp->wo, CUDA_R_32F, T, H * d, D, 0, 0));
+	/* Dsum (dbig), dk / dv (dt1) are rewritten below */
+	CKR(side_wait(g, SV_DT1));
+	CKR(side_wait(g, SV_DBIG));
 	k_attn_dsum<<<GRID((size_t)T * H * 32)>>>(Dsum, dO, ly->o, T * H, d);
 	LAUNCHED();
 	if (g->flash) {
@@ -1919,9 +2057,16 @@ static int softmax_bwd(struct policy_gpu *g, int l, float *dn, const float *dy,
 			ak = b16 + nq;
 			av = b16 + nq + nk;
 		}
-		CKR(mm_dw(g, G + lp->wq, aq, ly->n1, g->at, T, D, H * d, 0));
-		CKR(mm_dw(g, G + lp->wk, ak, ly->n1, g->at, T, D, KV * d, 0));
-		CKR(mm_dw(g, G + lp->wv, av, ly->n1, g->at, T, D, KV * d, 0));
+		/* the side stream (bf16 mode: the operands are in dbig) */
+		int side = g->streams && g->ab, rc;
+		if (side)
+			CKR(side_fork(g));
+		rc = mm_dw(g, G + lp->wq, aq, ly->n1, g->at, T, D, H * d, 0);
+		if (!rc)
+			rc = mm_dw(g, G + lp->wk, ak, ly->n1, g->at, T, D, KV * d, 0);
+		if (!rc)
+			rc = mm_dw(g, G + lp->wv, av, ly->n1, g->at, T, D, KV * d, 0);
+		CKR(side ? side_done(g, SV_DBIG, rc) : rc);
 		CKR(mm_dx(g, dn, CUDA_R_32F, aq, wp(g, lp->wq), g->at, T, D, H * d, 0, 0));
 		CKR(mm_dx(g, dn, CUDA_R_32F, ak, wp(g, lp->wk), g->at, T, D, KV * d, 1, 0));
 		return mm_dx(g, dn, CUDA_R_32F, av, wp(g, lp->wv), g->at, T, D, KV * d, 1, 0);
@@ -1967,7 +2112,7 @@ static int route_sort(struct policy_gpu *g, int l, int *offs, int compact, int r
 	if (g->route_new)
 		return policy_route_sort(ly->perm, ly->rowof, offs, ly->auxc, g->aux_d + l,
 		                         g->route_ws, ly->sel, T, E, K, g->Rp, compact, rnd,
-		                         c->aux_loss_coef, g->route_new == 2);
+		                         c->aux_loss_coef, g->route_new - 1);
 	k_route_sort<<<1, SORT_THREADS>>>(ly->perm, ly->rowof, offs, ly->auxc, g->aux_d + l,
 	                                  ly->sel, ly->prob, T, E, K, g->Rp, compact, rnd,
 	                                  c->aux_loss_coef);
@@ -2008,6 +2153,13 @@ static int moe_fwd_grouped(struct policy_gpu *g, int l, float *y, int T)
 	return 0;
 }
 
+/* the MoE backward's dgate (T K): dt1, or with the side stream its own
+ * buffer (the side stream may still be reading dt1: lightning's dpre) */
+static float *moe_dgate(const struct policy_gpu *g)
+{
+	return g->streams && g->moe_grouped ? g->dgate_s : g->dt1;
+}
+
 /* backward of the grouped path: dyp (rows, D) = gate dy[tok] and dgate in one
  * pass; dW2 and dh = dyp W2 with the SwiGLU backward in its epilogue
  * (dh13 = [dh1 | dh3]); dW1, dW3 and dxp = dh13 [W1; W3] per slot; one pass
@@ -2020,25 +2172,46 @@ static int moe_bwd_grouped(struct policy_gpu *g, int l, float *dn, const float *
 	float *G = g->grads;
 	int D = c->dim, F = c->expert_hidden, K = c->top_k, R = T * K;
 	struct policy_moe_dims d = moe_dims(g, ly, T);
-	/* scratch: dyp (R, D), dh13 (R, 2F) bf16, then dxp (R, D) fp32 */
-	char *sp = (char *)g->dbig;
+	/* scratch: dyp (R, D), dh13 (R, 2F) bf16, then dxp (R, D) fp32; in dbig,
+	 * or with the side stream in moe_scr (the weight gradients read dyp and
+	 * dh13 there while the attention's backward writes dbig) */
+	char *sp = (char *)(g->streams ? g->moe_scr : g->dbig);
 	uint16_t *dyp = (uint16_t *)sp, *dh13 = dyp + ((size_t)R * D + 7) / 8 * 8;
 	float *dxp = (float *)(dh13 + (size_t)R * 2 * F);
-	float *dgate = g->dt1;
+	float *dgate = moe_dgate(g);
+	int rc;
 
-	CKR(policy_moe_combine_bwd(&d, dyp, dgate, dy, ly->yp, ly->gate));
+	CKR(side_wait(g, SV_MOE)); /* the layer above's expert dW have read moe_scr */
+	CKR(g->moe_comb ? policy_moe_combine_bwd2(dyp, dgate, dy, ly->yp, ly->gate, ly->rowof, T,
+	                                          K, D)
+	                : policy_moe_combine_bwd(&d, dyp, dgate, dy, ly->yp, ly->gate));
 	mark(g, PROF_EXP_EW);
 	/* the arena was cleared by this step (first micro-batch of a window):
 	 * store the expert dW instead of reading and adding */
 	int beta = !(g->moe_dwstore && g->n_acc == 0);
-	CKR(policy_moe_down_dw(&d, G + lp->w2, dyp, (const uint16_t *)ly->hh, beta));
+	if (g->streams)
+		CKR(side_fork(g));
+	rc = policy_moe_down_dw(&d, G + lp->w2, dyp, (const uint16_t *)ly->hh, beta);
+	if (g->streams) /* SV_MOE again after up dW, which reads moe_scr too */
+		CKR(side_done(g, SV_MOE, rc));
+	CKR(rc);
 	CKR(policy_moe_down_dx(&d, dh13, dyp, g->pb + lp->w2, (const uint16_t *)ly->h1,
 	                       (const uint16_t *)ly->h3));
-	CKR(policy_moe_up_dw(&d, G + lp->w1, G + lp->w3, dh13,
-	                     (const uint16_t *)(g->moe_gather ? ly->xg : ly->xp), beta));
+	if (g->streams)
+		CKR(side_fork(g));
+	rc = policy_moe_up_dw(&d, G + lp->w1, G + lp->w3, dh13,
+	                      (const uint16_t *)(g->moe_gather ? ly->xg : ly->xp), beta);
+	if (g->streams)
+		CKR(side_done(g, SV_MOE, rc));
+	CKR(rc);
 	CKR(policy_moe_up_dx(&d, dxp, dh13, g->pb + lp->w1, g->pb + lp->w3));
 	mark(g, PROF_EXPERTS);
-	return policy_moe_scatter(dn, dxp, T, K, D, 0);
+	if (g->route_new == 3) { /* round 10: the route backward sums the slots */
+		g->route_slots = dxp;
+		return 0;
+	}
+	return g->moe_comb ? policy_moe_scatter2(dn, dxp, T, K, D, 0)
+	                   : policy_moe_scatter(dn, dxp, T, K, D, 0);
 }
 
 static int moe_fwd(struct policy_gpu *g, int l, float *y, int T)
@@ -2053,7 +2226,7 @@ static int moe_fwd(struct policy_gpu *g, int l, float *y, int T)
 	if (g->route_new) { /* logits, softmax, top-k and per-block counts in one pass */
 		CKR(route_ws(g, T));
 		CKR(policy_route_fwd(ly->prob, ly->sel, ly->gate, ly->rowof, g->route_ws, ly->n2,
-		                     P + lp->router, T, E, K, D, g->route_new == 2));
+		                     P + lp->router, T, E, K, D, g->route_new - 1));
 	} else {
 		CKR(mm_fwd(g, logit, CUDA_R_32F, ly->n2, P + lp->router, CUDA_R_32F, T, D, E, 0,
 		           1));
@@ -2113,12 +2286,15 @@ static int moe_bwd(struct policy_gpu *g, int l, float *dn, const float *dy, int 
 	void *dyp = sp, *dh = sp + (size_t)rows * D * as, *dh1 = (char *)dh + (size_t)rows * F * as;
 	void *dh3 = (char *)dh1 + (size_t)rows * F * as;
 	float *dxp = (float *)((char *)dh3 + ((size_t)rows * F * as + 15) / 16 * 16);
-	float *dgate = g->dt1, *dlog = g->dt1 + R;
+	float *dgate = moe_dgate(g), *dlog = g->dt1 + R;
 
 	if (g->moe_grouped) {
 		CKR(moe_bwd_grouped(g, l, dn, dy, T));
 		goto router;
 	}
+	/* the cuBLASLt path writes dt1 and dbig (read by the side stream) */
+	CKR(side_wait(g, SV_DT1));
+	CKR(side_wait(g, SV_DBIG));
 	LAUNCH_A(g, k_combine_bwd, rows, 128, dyp, dgate, dy, ly->yp, ly->gate, ly->perm, K, D);
 	LAUNCHED();
 	mark(g, PROF_EXP_EW);
@@ -2138,13 +2314,20 @@ static int moe_bwd(struct policy_gpu *g, int l, float *dn, const float *dy, int 
 	LAUNCHED();
 router:
 	if (g->route_new) { /* d logits, dn += d logits Wr, dW parts; their sum */
+		const float *slots = g->route_slots;
+		g->route_slots = NULL;
 		CKR(route_ws(g, T));
-		CKR(policy_route_bwd(dn, g->route_ws, ly->n2, P + lp->router, ly->prob, ly->sel,
-		                     ly->gate, dgate, ly->auxc, T, E, K, D, g->route_new == 2));
+		CKR(slots ? policy_route_bwd_slots(dn, g->route_ws, slots, ly->n2, P + lp->router,
+		                                   ly->prob, ly->sel, ly->gate, dgate, ly->auxc, T,
+		                                   E, K, D)
+		          : policy_route_bwd(dn, g->route_ws, ly->n2, P + lp->router, ly->prob,
+		                             ly->sel, ly->gate, dgate, ly->auxc, T, E, K, D,
+		                             g->route_new - 1));
 		CKR(policy_route_dw(G + lp->router, g->route_ws, T, E, D));
 		mark(g, PROF_ROUTE);
 		return 0;
 	}
+	CKR(side_wait(g, SV_DT1)); /* dlog is in dt1 */
 	k_route_bwd<<<GRID(T)>>>(dlog, ly->prob, ly->sel, ly->gate, dgate, ly->auxc, T, E, K);
 	LAUNCHED();
 	CKR(mm_dw(g, G + lp->router, dlog, ly->n2, CUDA_R_32F, T, D, E, 1));
@@ -2560,6 +2743,9 @@ int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_lo
 		struct glayer *ly = &g->ly[l];
 		mark(g, PROF_OTHER);
 		CKR(moe_bwd(g, l, g->dn, g->dx, T));
+		/* dx and dxb rewritten: the side stream's dW above have read them */
+		CKR(side_wait(g, SV_DX));
+		CKR(side_wait(g, SV_DXB));
 		/* the attention's dy: also in bf16 for its GEMMs (bf16 mode) */
 		CKR(rms_bwd(g, g->dx, g->ab ? g->dxb : NULL, 1, g->grads + lp->ffn_norm, g->dn,
 		            ly->hmid, g->params + lp->ffn_norm, ly->rstd2, T, D));
@@ -2571,6 +2757,7 @@ int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_lo
 		} else {
 			CKR(lightning_bwd(g, l, g->dn, g->dx, b, maxlen));
 		}
+		CKR(side_wait(g, SV_DX)); /* dx rewritten */
 		CKR(rms_bwd(g, g->dx, NULL, 1, g->grads + lp->attn_norm, g->dn, ly->xin,
 		            g->params + lp->attn_norm, ly->rstd1, T, D));
 		LAUNCHED();
@@ -2581,6 +2768,9 @@ int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_lo
 		k_embed_bwd<<<GRID(TD)>>>(g->grads + L->tok_emb, g->dx, g->tok, T, D);
 		LAUNCHED();
 	}
+	/* the side stream's weight gradients done before anything that follows
+	 * (AdamW, the next micro-batch, copies of the arena) */
+	CKR(side_join(g));
 	mark(g, PROF_OTHER);
 	g->n_acc++;
 	return 0;

@@ -801,11 +801,163 @@ static int test_adamw_fused_fp32_odd(void)
 	return adamw_paths(POLICY_GPU_FP32, 102);
 }
 
+/* Round 10: POLICY_GPU_STREAMS=2 (the weight gradients on a second stream)
+ * against the default, bit for bit: two optimizer steps of K = 2
+ * micro-batches each (the arena cleared by the first, added to by the
+ * second, read by AdamW), on a config larger than the fixture (4 layers,
+ * two of them softmax, 8 experts top-2, about 1000 tokens a micro-batch) so
+ * that a missing dependency between the streams has room to show. Two
+ * default models tell which tensors' gradients are not reproducible from
+ * one model to the next (atomics: the norms' and the embedding's); those
+ * must agree within 1e-5 relative, every other tensor's gradient and
+ * weights after AdamW, and every loss, bit for bit. After each AdamW the
+ * three models continue from the first default model's weights. */
+static int streams_bitwise(enum policy_gpu_precision prec)
+{
+	struct policy_config c;
+	struct policy_layout L;
+	struct policy_gpu *g[3] = {NULL, NULL, NULL};
+	struct policy_adamw ao[3] = {POLICY_ADAMW_INIT, POLICY_ADAMW_INIT, POLICY_ADAMW_INIT};
+	static const int lens0[2] = {600, 424}, lens1[3] = {512, 300, 212};
+	int tok[2][1024], tgt[2][1024], cu0[3], cu1[4], n_bits = 0, n_atomic = 0, bad = 0;
+	struct policy_batch b[2];
+	float *p0, *gr[3], *pw[3];
+	const char *env = getenv("POLICY_GPU_STREAMS");
+	char saved[16];
+	if (!have_gpu())
+		return GPU_SKIP;
+	snprintf(saved, sizeof(saved), "%s", env ? env : "");
+	gpu_config(&c);
+	c.vocab_size = 1000;
+	c.dim = 256;
+	c.n_layers = 4;
+	c.n_heads = 4;
+	c.n_kv_heads = 2;
+	c.softmax_every = 2; /* layers 1 and 3 */
+	c.n_experts = 8;
+	c.expert_hidden = 256;
+	c.max_seq_len = 1024;
+	CHECK(policy_config_validate(&c) == 0, "%s", swerve_error_last());
+	policy_layout_init(&L, &c);
+	p0 = malloc(L.total * 4);
+	policy_params_init(p0, &L, seed);
+	cu0[0] = cu1[0] = 0;
+	for (int s = 0; s < 2; s++)
+		cu0[s + 1] = cu0[s] + lens0[s];
+	for (int s = 0; s < 3; s++)
+		cu1[s + 1] = cu1[s] + lens1[s];
+	for (int m = 0; m < 2; m++)
+		for (int t = 0; t < 1024; t++)
+			tok[m][t] = (int)(urand() * c.vocab_size);
+	for (int m = 0; m < 2; m++) {
+		const int *cu = m ? cu1 : cu0;
+		for (int s = 0; s < 2 + m; s++)
+			for (int t = cu[s]; t < cu[s + 1]; t++)
+				tgt[m][t] = t + 1 < cu[s + 1] && t % 11 != 5 ? tok[m][t + 1] : -1;
+	}
+	b[0] = (struct policy_batch){1024, tok[0], 2, cu0};
+	b[1] = (struct policy_batch){1024, tok[1], 3, cu1};
+	for (int k = 0; k < 3; k++) { /* default, default, 2 streams */
+		setenv("POLICY_GPU_STREAMS", k == 2 ? "2" : "1", 1);
+		CHECK(policy_gpu_new(&g[k], &c, &L, 1024, 4, prec) == 0 &&
+		              policy_gpu_set_params(g[k], p0) == 0,
+		      "%s", swerve_error_last());
+		gr[k] = malloc(L.total * 4);
+		pw[k] = malloc(L.total * 4);
+		ao[k].lr = 1e-3;
+	}
+	if (*saved)
+		setenv("POLICY_GPU_STREAMS", saved, 1);
+	else
+		unsetenv("POLICY_GPU_STREAMS");
+	for (int w = 0; w < 2; w++) {
+		double loss[3][2], gn[3];
+		for (int k = 0; k < 3; k++) {
+			for (int m = 0; m < 2; m++) {
+				struct policy_loss_stats st;
+				CHECK(policy_gpu_step(&st, NULL, NULL, g[k], &b[m], tgt[m], NULL,
+				                      NULL, NULL,
+				                      m ? POLICY_GPU_BACKWARD_ACC
+				                        : POLICY_GPU_BACKWARD) == 0,
+				      "%s", swerve_error_last());
+				loss[k][m] = st.loss;
+			}
+			CHECK(policy_gpu_get_grads(g[k], gr[k]) == 0 &&
+			              policy_gpu_adamw(&gn[k], g[k], &ao[k]) == 0 &&
+			              policy_gpu_get_params(g[k], pw[k]) == 0,
+			      "%s", swerve_error_last());
+		}
+		printf("  %s step %d: losses %.9g %.9g (default) %.9g %.9g (streams 2); grad norm "
+		       "%.9g / %.9g / %.9g\n",
+		       prec == POLICY_GPU_FP32 ? "fp32" : "bf16", w + 1, loss[0][0], loss[0][1],
+		       loss[2][0], loss[2][1], gn[0], gn[1], gn[2]);
+		CHECK(loss[2][0] == loss[0][0] && loss[2][1] == loss[0][1],
+		      "step %d: the losses differ", w + 1);
+		CHECK(fabs(gn[2] - gn[0]) <= 1e-6 * gn[0] + fabs(gn[1] - gn[0]),
+		      "step %d: grad norm %.9g vs %.9g", w + 1, gn[2], gn[0]);
+		for (int i = 0; i < L.n; i++) {
+			size_t o = L.t[i].offset, n = L.t[i].numel, nb = n * 4;
+			if (!memcmp(gr[0] + o, gr[1] + o, nb)) { /* reproducible: bit for bit */
+				int same = !memcmp(gr[2] + o, gr[0] + o, nb) &&
+				           !memcmp(pw[2] + o, pw[0] + o, nb);
+				n_bits++;
+				if (!same) {
+					size_t j = 0;
+					while (j < n && gr[2][o + j] == gr[0][o + j] &&
+					       pw[2][o + j] == pw[0][o + j])
+						j++;
+					printf("  %-24s differs at %zu: grad %.9g vs %.9g, weight "
+					       "%.9g vs %.9g  <-- FAIL\n",
+					       L.t[i].name, j, gr[2][o + j], gr[0][o + j],
+					       pw[2][o + j], pw[0][o + j]);
+					bad = 1;
+				}
+			} else { /* atomics: within the spread of two default runs */
+				double num = 0, den = 0;
+				for (size_t j = 0; j < n; j++) {
+					double d = (double)gr[2][o + j] - gr[0][o + j];
+					num += d * d;
+					den += (double)gr[0][o + j] * gr[0][o + j];
+				}
+				double rel = den > 0 ? sqrt(num / den) : sqrt(num);
+				n_atomic++;
+				printf("  %-24s not reproducible by the default itself: streams 2 "
+				       "rel %.2e%s\n",
+				       L.t[i].name, rel, rel > 1e-5 ? "  <-- FAIL" : "");
+				bad |= rel > 1e-5;
+			}
+		}
+		for (int k = 1; k < 3; k++) /* the next step from the same weights */
+			CHECK(policy_gpu_set_params(g[k], pw[0]) == 0, "%s", swerve_error_last());
+	}
+	printf("  %s: %d tensor checks bit for bit, %d within 1e-5 (atomics)\n",
+	       prec == POLICY_GPU_FP32 ? "fp32" : "bf16", n_bits, n_atomic);
+	for (int k = 0; k < 3; k++) {
+		policy_gpu_free(g[k]);
+		free(gr[k]);
+		free(pw[k]);
+	}
+	free(p0);
+	policy_layout_dispose(&L);
+	CHECK(!bad, "POLICY_GPU_STREAMS=2 differs from the default (see above)");
+	CHECK(n_bits > 0, "no tensor was reproducible bit for bit");
+	return 0;
+}
+static int test_streams_bitwise_bf16(void)
+{
+	return streams_bitwise(POLICY_GPU_BF16);
+}
+static int test_streams_bitwise_fp32(void)
+{
+	return streams_bitwise(POLICY_GPU_FP32);
+}
+
 /* a misspelt switch is an error naming it, not a silent fallback */
 static int test_bad_switches(void)
 {
-	static const char *vars[] = {"POLICY_GPU_ROUTE", "POLICY_GPU_LIN_EW",
-	                             "POLICY_GPU_MOE_GATHER", "POLICY_GPU_EW", "POLICY_GPU_ADAMW"};
+	static const char *vars[] = {"POLICY_GPU_ROUTE",      "POLICY_GPU_LIN_EW",
+	                             "POLICY_GPU_MOE_GATHER", "POLICY_GPU_EW",
+	                             "POLICY_GPU_ADAMW",      "POLICY_GPU_STREAMS"};
 	static const char *step_vars[] = {"POLICY_GPU_HEAD", "POLICY_GPU_HEAD_ROWS"};
 	struct fixture f;
 	if (!have_gpu())
@@ -814,9 +966,16 @@ static int test_bad_switches(void)
 	for (int i = 0; i < (int)(sizeof(vars) / sizeof(vars[0])); i++) {
 		struct policy_gpu *g = NULL;
 		int rc;
+		const char *was = getenv(vars[i]);
+		char keep[64];
+		snprintf(keep, sizeof(keep), "%s", was ? was : ""); /* e.g. the whole run
+		                                                     * under a switch */
 		setenv(vars[i], "v9", 1);
 		rc = policy_gpu_new(&g, &f.c, &f.L, 512, 8, POLICY_GPU_BF16);
-		unsetenv(vars[i]);
+		if (*keep)
+			setenv(vars[i], keep, 1);
+		else
+			unsetenv(vars[i]);
 		printf("  %s=v9: rc %d: %s\n", vars[i], rc,
 		       rc ? swerve_error_last() : "(accepted)");
 		CHECK(rc != 0 && strstr(swerve_error_last(), vars[i]), "%s=v9 was not refused",
@@ -927,6 +1086,10 @@ int main(void)
 	         test_bf16_xent_ew_old},
 	        {"gpu model fp32 CISPO, round 7's residual/norm passes (POLICY_GPU_EW=old)",
 	         test_fp32_cispo_ew_old},
+	        {"POLICY_GPU_STREAMS=2 vs the default, bit for bit: 2 steps of K = 2 (bf16)",
+	         test_streams_bitwise_bf16},
+	        {"POLICY_GPU_STREAMS=2 vs the default, bit for bit: 2 steps of K = 2 (fp32)",
+	         test_streams_bitwise_fp32},
 	};
 	return run_selected(tests, (int)(sizeof(tests) / sizeof(tests[0])));
 }
