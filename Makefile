@@ -251,6 +251,11 @@ $(BUILD)/tests/bench/gpu_train: tests/bench/gpu_train.c $(POLICY_REF_C) $(CUDA_L
 	@mkdir -p $(@D)
 	$(CC) -O2 -g -std=gnu11 -D_GNU_SOURCE $(WARN) -I. -I$(CUDA_HOME)/include -o $@ $< $(POLICY_REF_C) $(CUDA_LIB) $(CUDA_LIBS)
 
+# gpu_idle (issue 10 round 10) reads CUPTI's activity records
+$(BUILD)/tests/bench/gpu_idle: tests/bench/gpu_idle.c $(POLICY_REF_C) $(CUDA_LIB)
+	@mkdir -p $(@D)
+	$(CC) -O2 -g -std=gnu11 -D_GNU_SOURCE $(WARN) -I. -I$(CUDA_HOME)/include -o $@ $< $(POLICY_REF_C) $(CUDA_LIB) $(CUDA_LIBS) -lcupti
+
 define gpu_gate
 	if [ -z "$(NVCC)" ]; then echo "$(1): skipped: nvcc not found (CUDA toolkit not installed)"; exit 0; fi; \
 	if ! nvidia-smi -L >/dev/null 2>&1; then echo "$(1): skipped: no NVIDIA GPU on this machine (nvidia-smi -L failed); run it on the lent H100"; exit 0; fi
