@@ -1761,7 +1761,7 @@ template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct
 	if (var == 10) {
 		if (MODE == MG_UP && a->gx)
 			return policy_moe_ws_up(d, a->o1, a->o2, a->o3, a->a, a->b0, a->b1, cap,
-			                        NULL);
+			                        (void *)mg_stream);
 		var = 7;
 	}
 	switch (MODE) {

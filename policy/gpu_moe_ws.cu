@@ -39,6 +39,7 @@
 #include "policy/gpu_util.h"
 
 #include <cuda.h>
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
 #include <string.h>
@@ -47,14 +48,13 @@ extern "C" {
 #include "sandbox/error.h"
 }
 
-#define WS_BM      128 /* rows a tile */
-#define WS_BF      128 /* hidden units a tile (256 GEMM columns) */
-#define WS_BK      64
-#define WS_ST      4
-#define WS_ATILE   (WS_BM * WS_BK * 2)       /* 16 KB */
-#define WS_STAGE   (WS_ATILE + 2 * WS_ATILE) /* A, W1, W3: 48 KB */
-#define WS_SMEM    (WS_ST * WS_STAGE + 1024)
-#define WS_THREADS 384
+#define WS_BM       128 /* rows a tile */
+#define WS_BF       128 /* hidden units a tile (256 GEMM columns) */
+#define WS_BK       64
+#define WS_ATILE    (WS_BM * WS_BK * 2)       /* 16 KB */
+#define WS_STAGE    (WS_ATILE + 2 * WS_ATILE) /* A, W1, W3: 48 KB */
+#define WS_SMEM(st) ((st)*WS_STAGE + 1024)
+#define WS_THREADS  384
 
 struct ws_maps {
 	CUtensorMap a, w1, w3;
@@ -64,7 +64,11 @@ struct ws_args {
 	const int *offs;
 	int E, D, F;
 	uint16_t *h1, *h3, *hh;
+	int epi; /* WS_EPI_* */
 };
+
+/* the epilogue's stores (POLICY_GPU_MOE_WSB_EPI, for measurements) */
+enum { WS_EPI_ST16, WS_EPI_ST4, WS_EPI_NOSTORE, WS_EPI_NONE };
 
 __device__ __forceinline__ static void ws_bar_init(uint32_t bar, int n)
 {
@@ -160,21 +164,113 @@ __device__ __forceinline__ static void ws_reg_fence(float (&d)[128])
 		asm volatile("" : "+f"(d[i])::"memory");
 }
 
-__device__ __forceinline__ static float ws_sigm(float x)
+/* two floats to packed bf16 (round to nearest even; cvt.rn.bf16x2.f32) and back */
+__device__ __forceinline__ static uint32_t ws_pack(float lo, float hi)
 {
-	return 1.0f / (1.0f + expf(-x));
+	__nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+	return *reinterpret_cast<uint32_t *>(&v);
 }
-__device__ __forceinline__ static uint16_t ws_f2bf(float f)
+__device__ __forceinline__ static float ws_lo(uint32_t u)
 {
-	uint32_t u = __float_as_uint(f);
-	if ((u & 0x7fffffffu) > 0x7f800000u)
-		return 0x7fc0;
-	u += 0x7fffu + ((u >> 16) & 1u);
-	return (uint16_t)(u >> 16);
+	return __uint_as_float(u << 16);
 }
-__device__ __forceinline__ static float ws_bf2f(uint16_t h)
+__device__ __forceinline__ static float ws_hi(uint32_t u)
 {
-	return __uint_as_float((uint32_t)h << 16);
+	return __uint_as_float(u & 0xffff0000u);
+}
+__device__ __forceinline__ static float ws_silu(float x)
+{
+	return __fdividef(x, 1.0f + __expf(-x));
+}
+
+/* the 4 x 4 transpose of a quad's packed pairs: lane q's v[p] becomes lane
+ * p's v[q] (two butterfly steps, xor 1 then xor 2), so lane q holds the 8
+ * columns of block q */
+__device__ __forceinline__ static void ws_transpose4(uint32_t (&v)[4], int q)
+{
+	uint32_t s0 = (q & 1) ? v[0] : v[1], s1 = (q & 1) ? v[2] : v[3];
+	s0 = __shfl_xor_sync(0xffffffffu, s0, 1);
+	s1 = __shfl_xor_sync(0xffffffffu, s1, 1);
+	if (q & 1) {
+		v[0] = s0;
+		v[2] = s1;
+	} else {
+		v[1] = s0;
+		v[3] = s1;
+	}
+	s0 = (q & 2) ? v[0] : v[2];
+	s1 = (q & 2) ? v[1] : v[3];
+	s0 = __shfl_xor_sync(0xffffffffu, s0, 2);
+	s1 = __shfl_xor_sync(0xffffffffu, s1, 2);
+	if (q & 2) {
+		v[0] = s0;
+		v[1] = s1;
+	} else {
+		v[2] = s0;
+		v[3] = s1;
+	}
+}
+
+/* the epilogue of a consumer thread: rows rr, rr + 8 (rr = the row of
+ * lane / 4), columns 8 j + 2 q, + 1 of each 8-column block j (h1 in
+ * acc[4 j..], h3 in acc[64 + 4 j..], j < 16); h1, h3 rounded to bf16, hh
+ * from the rounded values. a.epi: WS_EPI_ST16 (the default) transposes
+ * each 4 blocks across the quad (lane q then holds block q's 8 columns)
+ * and stores 16 bytes a lane; WS_EPI_ST4 stores each lane's pair (4
+ * bytes); WS_EPI_NOSTORE / WS_EPI_NONE (timing only: no output) */
+__device__ __forceinline__ static void ws_epi(const struct ws_args &a, const float (&acc)[128],
+                                              int rr, int r1, int n0, int q)
+{
+	const int F = a.F;
+	if (a.epi == WS_EPI_NONE)
+		return;
+#pragma unroll
+	for (int h = 0; h < 2; h++) {
+		const int row = rr + 8 * h;
+		const bool rok = row < r1;
+#pragma unroll
+		for (int g = 0; g < 4; g++) {
+			uint32_t v1[4], v3[4], vh[4];
+#pragma unroll
+			for (int jj = 0; jj < 4; jj++) {
+				const int j = 4 * g + jj;
+				v1[jj] = ws_pack(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
+				v3[jj] = ws_pack(acc[64 + 4 * j + 2 * h],
+				                 acc[64 + 4 * j + 2 * h + 1]);
+				vh[jj] = ws_pack(ws_silu(ws_lo(v1[jj])) * ws_lo(v3[jj]),
+				                 ws_silu(ws_hi(v1[jj])) * ws_hi(v3[jj]));
+			}
+			if (a.epi == WS_EPI_ST16) {
+				ws_transpose4(v1, q);
+				ws_transpose4(v3, q);
+				ws_transpose4(vh, q);
+				const int f = n0 + 8 * (4 * g + q);
+				if (rok && f < F) {
+					const size_t o = (size_t)row * F + f;
+					*(uint4 *)(a.h1 + o) =
+					        make_uint4(v1[0], v1[1], v1[2], v1[3]);
+					*(uint4 *)(a.h3 + o) =
+					        make_uint4(v3[0], v3[1], v3[2], v3[3]);
+					*(uint4 *)(a.hh + o) =
+					        make_uint4(vh[0], vh[1], vh[2], vh[3]);
+				}
+			} else if (a.epi == WS_EPI_ST4) {
+#pragma unroll
+				for (int jj = 0; jj < 4; jj++) {
+					const int f = n0 + 8 * (4 * g + jj) + 2 * q;
+					if (rok && f < F) {
+						const size_t o = (size_t)row * F + f;
+						*(uint32_t *)(a.h1 + o) = v1[jj];
+						*(uint32_t *)(a.h3 + o) = v3[jj];
+						*(uint32_t *)(a.hh + o) = vh[jj];
+					}
+				}
+			} else if (rr < 0) { /* WS_EPI_NOSTORE: never taken, keeps the math */
+				*(uint32_t *)a.hh = v1[0] ^ v1[1] ^ v1[2] ^ v1[3] ^ v3[0] ^ v3[1] ^
+				                    v3[2] ^ v3[3] ^ vh[0] ^ vh[1] ^ vh[2] ^ vh[3];
+			}
+		}
+	}
 }
 
 /* row tile b of the experts' ceil(n_e / 128) tiles: expert, first row, end */
@@ -194,6 +290,7 @@ __device__ __forceinline__ static void ws_rowtile(const int *offs, int E, int b,
 	*e = -1;
 }
 
+template <int WS_ST>
 __global__ static void __launch_bounds__(WS_THREADS, 1)
         k_ws_up(struct ws_args a, const __grid_constant__ struct ws_maps tm)
 {
@@ -273,33 +370,7 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 		if (lane == 0)
 			ws_arrive(eb + 8 * ((it - 1) % WS_ST));
 
-		/* epilogue: thread holds rows rr, rr + 8 and columns 8 j + cc, + 1
-		 * of each 8-column block j (h1: j < 16, h3: j + 16) */
-		const int rr = r0 + c * 64 + w4 * 16 + (lane >> 2), cc = (lane & 3) * 2;
-#pragma unroll
-		for (int j = 0; j < 16; j++) {
-			const int f = n0 + 8 * j + cc;
-#pragma unroll
-			for (int h = 0; h < 2; h++) {
-				const int row = rr + 8 * h;
-				const float *p1 = &acc[4 * j + 2 * h],
-				            *p3 = &acc[64 + 4 * j + 2 * h];
-				uint16_t b1l = ws_f2bf(p1[0]), b1h = ws_f2bf(p1[1]),
-				         b3l = ws_f2bf(p3[0]), b3h = ws_f2bf(p3[1]);
-				float x1l = ws_bf2f(b1l), x1h = ws_bf2f(b1h), x3l = ws_bf2f(b3l),
-				      x3h = ws_bf2f(b3h);
-				if (row < r1 && f < F) {
-					const size_t o = (size_t)row * F + f;
-					*(uint32_t *)(a.h1 + o) = (uint32_t)b1l | (uint32_t)b1h
-					                                                  << 16;
-					*(uint32_t *)(a.h3 + o) = (uint32_t)b3l | (uint32_t)b3h
-					                                                  << 16;
-					*(uint32_t *)(a.hh + o) =
-					        (uint32_t)ws_f2bf(x1l * ws_sigm(x1l) * x3l) |
-					        (uint32_t)ws_f2bf(x1h * ws_sigm(x1h) * x3h) << 16;
-				}
-			}
-		}
+		ws_epi(a, acc, r0 + c * 64 + w4 * 16 + (lane >> 2), r1, n0, lane & 3);
 	}
 }
 
@@ -328,11 +399,35 @@ static int ws_aligned(const void *p)
 	return ((uintptr_t)p & 15) == 0;
 }
 
+/* the CTAs of a full grid of k_ws_up<ST> (SMs x CTAs an SM; the shared
+ * memory attribute set once), or a negative code */
+template <int ST> static int ws_ctas(void)
+{
+	static int ctas;
+	if (!ctas) {
+		int dev, sms, occ;
+		CK(cudaFuncSetAttribute(k_ws_up<ST>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+		                        WS_SMEM(ST)));
+		CK(cudaGetDevice(&dev));
+		CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+		CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, k_ws_up<ST>, WS_THREADS,
+		                                                 WS_SMEM(ST)));
+		if (occ < 1)
+			return swerve_error_set(SWERVE_ERROR,
+			                        "gpu moe wsb: no CTA fits an SM (%d bytes)",
+			                        WS_SMEM(ST));
+		ctas = sms * occ;
+	}
+	return ctas;
+}
+
+/* POLICY_GPU_MOE_WSB_ST (measurements): the stages of the ring, 3 or 4 (the default) */
+static const char *const ws_st_names[] = {"3", "4"};
+
 int policy_moe_ws_up(const struct policy_moe_dims *d, uint16_t *h1, uint16_t *h3, uint16_t *hh,
                      const uint16_t *xg, const uint16_t *w1, const uint16_t *w3, int cap,
                      void *stream)
 {
-	static int ctas;
 	const int R = d->T * d->K;
 	if (!d->gathered)
 		return swerve_error_set(SWERVE_EINVAL, "gpu moe wsb: up needs the gathered xg");
@@ -343,21 +438,18 @@ int policy_moe_ws_up(const struct policy_moe_dims *d, uint16_t *h1, uint16_t *h3
 	if (!ws_aligned(h1) || !ws_aligned(h3) || !ws_aligned(hh) || !ws_aligned(xg) ||
 	    !ws_aligned(w1) || !ws_aligned(w3))
 		return swerve_error_set(SWERVE_EINVAL, "gpu moe wsb: operands not 16-byte aligned");
+	static const char *const epis[] = {"st16", "st4", "nostore", "none"};
+	const int epi = policy_env_choice("POLICY_GPU_MOE_WSB_EPI", epis, 4, WS_EPI_ST16);
+	if (epi < 0)
+		return epi;
 	if (d->E < 1 || R < 1)
 		return 0;
-	if (!ctas) {
-		int dev, sms, occ;
-		CK(cudaFuncSetAttribute(k_ws_up, cudaFuncAttributeMaxDynamicSharedMemorySize,
-		                        WS_SMEM));
-		CK(cudaGetDevice(&dev));
-		CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-		CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, k_ws_up, WS_THREADS,
-		                                                 WS_SMEM));
-		if (occ < 1)
-			return swerve_error_set(
-			        SWERVE_ERROR, "gpu moe wsb: no CTA fits an SM (%d bytes)", WS_SMEM);
-		ctas = sms * occ;
-	}
+	const int st = policy_env_choice("POLICY_GPU_MOE_WSB_ST", ws_st_names, 2, 1) + 3;
+	if (st < 3)
+		return st - 3;
+	const int ctas = st == 3 ? ws_ctas<3>() : ws_ctas<4>();
+	if (ctas < 0)
+		return ctas;
 	struct ws_maps tm;
 	memset(&tm, 0, sizeof(tm));
 	const cuuint64_t D = (cuuint64_t)d->D, F = (cuuint64_t)d->F, E = (cuuint64_t)d->E;
@@ -377,12 +469,16 @@ int policy_moe_ws_up(const struct policy_moe_dims *d, uint16_t *h1, uint16_t *h3
 	a.h1 = h1;
 	a.h3 = h3;
 	a.hh = hh;
+	a.epi = epi;
 	const int nx = (d->F + WS_BF - 1) / WS_BF;
 	const long tiles = (long)((R + WS_BM - 1) / WS_BM + d->E) * nx;
 	int grid = cap > 0 && cap < ctas ? cap : ctas;
 	if (tiles < grid)
 		grid = (int)tiles;
-	k_ws_up<<<grid, WS_THREADS, WS_SMEM, (cudaStream_t)stream>>>(a, tm);
+	if (st == 3)
+		k_ws_up<3><<<grid, WS_THREADS, WS_SMEM(3), (cudaStream_t)stream>>>(a, tm);
+	else
+		k_ws_up<4><<<grid, WS_THREADS, WS_SMEM(4), (cudaStream_t)stream>>>(a, tm);
 	LAUNCHED();
 	return 0;
 }
