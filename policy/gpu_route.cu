@@ -44,7 +44,9 @@ int policy_route_supported(int E, int K, int D)
 
 size_t policy_route_scratch_floats(int T, int E, int D)
 {
-	size_t f = 2 * (size_t)nblk(T, 16) * E; /* ROUTE_FWD2_TOKENS (v2) <= ROUTE_FWD_TOKENS */
+	/* the forward's counts and sums: 2 E a block; v3's blocks (ROUTE_FWD3_TOKENS
+	 * = 8) are the smallest */
+	size_t f = 2 * (size_t)nblk(T, 8) * E;
 	size_t b = (size_t)nblk(T, ROUTE_BWD_TOKENS) * E * D;
 	return f > b ? f : b;
 }
@@ -660,6 +662,436 @@ __global__ static void __launch_bounds__(ROUTE_THREADS)
 	}
 }
 
+/* ---- variant v3 (POLICY_GPU_ROUTE=v3; round 10, issue 10). ncu of one
+ * training step (H100, 2026-11-27) put v2 at fwd 44 us, sort 23 us, bwd
+ * 30 us a layer (T 8192, D 768, E 8, K 2) against byte floors of ~9, ~1
+ * and ~25 us. v3, the same probabilities, selections, gates, sort and
+ * gradients (bit for bit: the same per-lane and per-column arithmetic):
+ * - k_rt_fwd3: the router weight read through L1 (no 24 KiB shared fill and
+ *   barrier a block; x streamed past L1), each weight float4 used for the
+ *   warp's two tokens, 8-token blocks of 4 warps (1024 blocks), the float4
+ *   count a lane a template argument (fewer registers), the block's ranks
+ *   by one warp; per-block counts and probability sums stored expert-major
+ *   (hist[e][b]) so the sort reads them coalesced.
+ * - k_rt_sort3: a block per 32 forward blocks (256 tokens): warp e sums
+ *   expert e's counts with coalesced loads and scans the 32 in its range in
+ *   registers; the balance loss's probability sum by a fixed-shape tree in
+ *   double (v2's block 0 added 512 per-block sums one after another, which
+ *   the whole sort waited for). aux therefore differs from v2 in its last
+ *   bits (double sums of the same float parts in another order); auxc and
+ *   everything else are the same.
+ * - k_rt_bwd3 (policy_route_bwd_slots): the MoE backward's slot sum
+ *   (gpu_moe.cu's k_mg_scatter: dn[t] = sum_j dxp[t K + j], 38 us) folded
+ *   into the route backward, which read dn right after it: dn is written
+ *   once (75 MB of traffic a layer less). */
+#define ROUTE_FWD3_TOKENS  8 /* tokens a forward block: 4 warps of 2 */
+#define ROUTE_FWD3_THREADS 128
+#define ROUTE_SORT3_FB     32 /* forward blocks a sort block */
+#define ROUTE_SORT3_TOKENS (ROUTE_FWD3_TOKENS * ROUTE_SORT3_FB)
+#define ROUTE_BATCH3       2 /* tokens whose rows a backward thread loads at once */
+
+int policy_route_v3_supported(int E, int K, int D)
+{
+	return policy_route_v2_supported(E, K, D);
+}
+
+/* 16 bytes of x, not kept in L1 (read once; the router weight stays); al:
+ * p is 16-byte aligned, else four 4-byte loads */
+__device__ __forceinline__ static float4 ld_stream4(const float *p, int al)
+{
+	float4 v;
+	if (al)
+		asm volatile("ld.global.nc.L1::no_allocate.v4.f32 {%0, %1, %2, %3}, [%4];"
+		             : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w)
+		             : "l"(p));
+	else
+		v = make_float4(__ldcs(p), __ldcs(p + 1), __ldcs(p + 2), __ldcs(p + 3));
+	return v;
+}
+/* 16 bytes of the router weight through L1 */
+__device__ __forceinline__ static float4 ld_w4(const float *p, int al)
+{
+	if (al)
+		return __ldg((const float4 *)p);
+	return make_float4(__ldg(p), __ldg(p + 1), __ldg(p + 2), __ldg(p + 3));
+}
+
+template <int NV>
+__global__ static void __launch_bounds__(ROUTE_FWD3_THREADS)
+        k_rt_fwd3(float *__restrict__ prob, int *__restrict__ sel, float *__restrict__ gate,
+                  int *__restrict__ rowof, int *__restrict__ hist, float *__restrict__ psum,
+                  const float *__restrict__ x, const float *__restrict__ Wr, int T, int E, int K,
+                  int D, int nb, int al)
+{
+	const int NW = ROUTE_FWD3_THREADS / 32, TPW = ROUTE_FWD3_TOKENS / NW;
+	__shared__ float s_p[ROUTE_FWD3_TOKENS][ROUTE_EMAX];
+	__shared__ int s_sel[ROUTE_FWD3_TOKENS * ROUTE_EMAX];
+	int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, D4 = D / 4;
+	int t0 = blockIdx.x * ROUTE_FWD3_TOKENS;
+	int nt = T - t0 < ROUTE_FWD3_TOKENS ? T - t0 : ROUTE_FWD3_TOKENS, nA = nt * K;
+	float4 v[TPW][NV];
+	float acc[TPW][ROUTE_EMAX];
+
+#pragma unroll
+	for (int u = 0; u < TPW; u++) {
+		int tl = w * TPW + u;
+		const float *xr = x + (size_t)(t0 + (tl < nt ? tl : 0)) * D;
+#pragma unroll
+		for (int k = 0; k < NV; k++) {
+			int c = lane + 32 * k;
+			v[u][k] = tl < nt && c < D4 ? ld_stream4(xr + 4 * c, al)
+			                            : make_float4(0.f, 0.f, 0.f, 0.f);
+		}
+#pragma unroll
+		for (int e = 0; e < ROUTE_EMAX; e++)
+			acc[u][e] = 0;
+	}
+	/* v2's per-lane sums (columns lane + 32 k, k ascending), a weight
+	 * float4 loaded once for both tokens */
+#pragma unroll
+	for (int k = 0; k < NV; k++) {
+		int c = lane + 32 * k;
+		if (c < D4) {
+#pragma unroll
+			for (int e = 0; e < ROUTE_EMAX; e++)
+				if (e < E) {
+					float4 b = ld_w4(Wr + (size_t)(e * D4 + c) * 4, al);
+#pragma unroll
+					for (int u = 0; u < TPW; u++) {
+						float4 a = v[u][k];
+						acc[u][e] += a.x * b.x + a.y * b.y + a.z * b.z +
+						             a.w * b.w;
+					}
+				}
+		}
+	}
+#pragma unroll
+	for (int u = 0; u < TPW; u++) {
+		int tl = w * TPW + u;
+		float p[ROUTE_EMAX], gv[ROUTE_EMAX], mx = -INFINITY, z = 0, S = 0;
+		int sl[ROUTE_EMAX];
+		unsigned taken = 0;
+		if (tl >= nt) /* warp-uniform */
+			continue;
+			/* k_route's arithmetic, in registers on every lane (as v2) */
+#pragma unroll
+		for (int e = 0; e < ROUTE_EMAX; e++)
+			if (e < E) {
+				acc[u][e] = warp_sum(acc[u][e]);
+				mx = fmaxf(mx, acc[u][e]);
+			}
+#pragma unroll
+		for (int e = 0; e < ROUTE_EMAX; e++)
+			if (e < E)
+				z += (p[e] = expf(acc[u][e] - mx));
+#pragma unroll
+		for (int e = 0; e < ROUTE_EMAX; e++)
+			if (e < E)
+				p[e] /= z;
+#pragma unroll
+		for (int j = 0; j < ROUTE_EMAX; j++)
+			if (j < K) {
+				int best = -1;
+				float bv = 0;
+#pragma unroll
+				for (int e = 0; e < ROUTE_EMAX; e++)
+					if (e < E && !(taken >> e & 1u) &&
+					    (best < 0 || p[e] > bv)) {
+						best = e;
+						bv = p[e];
+					}
+				taken |= 1u << best;
+				sl[j] = best;
+				gv[j] = bv;
+				S += bv;
+			}
+		/* lanes j < K and e < E write one value each */
+		{
+			size_t t = (size_t)t0 + tl;
+			float gj = 0, pe = 0;
+			int sj = 0;
+#pragma unroll
+			for (int j = 0; j < ROUTE_EMAX; j++)
+				if (j == lane) {
+					sj = sl[j];
+					gj = gv[j];
+				}
+#pragma unroll
+			for (int e = 0; e < ROUTE_EMAX; e++)
+				if (e == lane)
+					pe = p[e];
+			if (lane < K) {
+				sel[t * K + lane] = sj;
+				gate[t * K + lane] = gj / S;
+				s_sel[tl * K + lane] = sj;
+			}
+			if (lane < E) {
+				prob[t * E + lane] = pe;
+				s_p[tl][lane] = pe;
+			}
+		}
+	}
+	__syncthreads();
+	if (w)
+		return;
+	/* warp 0: each assignment's rank among the block's assignments of its
+	 * expert (assignment order), the counts and the probability sums */
+	{
+		int run = 0; /* lane e: assignments of expert e so far */
+		for (int base = 0; base < nA; base += 32) {
+			int a = base + lane, e = a < nA ? s_sel[a] : -1;
+			unsigned peers = __match_any_sync(0xffffffffu, e);
+			int rk = __popc(peers & ((1u << lane) - 1u));
+			int before = __shfl_sync(0xffffffffu, run, e < 0 ? 0 : e);
+			if (e >= 0)
+				rowof[(size_t)t0 * K + a] = before + rk;
+#pragma unroll
+			for (int q = 0; q < ROUTE_EMAX; q++) {
+				unsigned b = __ballot_sync(0xffffffffu, e == q);
+				if (lane == q)
+					run += __popc(b);
+			}
+		}
+		if (lane < E) {
+			float s = 0;
+			for (int tl = 0; tl < nt; tl++)
+				s += s_p[tl][lane];
+			hist[(size_t)lane * nb + blockIdx.x] = run;
+			psum[(size_t)lane * nb + blockIdx.x] = s;
+		}
+	}
+}
+
+__global__ static void __launch_bounds__(ROUTE_THREADS)
+        k_rt_sort3(int *__restrict__ perm, int *__restrict__ rowof, int *__restrict__ offs,
+                   float *__restrict__ auxc, double *__restrict__ aux, const int *__restrict__ hist,
+                   const float *__restrict__ psum, const int *__restrict__ sel, int T, int E, int K,
+                   int Rp, int compact, int rnd, double coef, int nb)
+{
+	__shared__ int s_tot[ROUTE_EMAX], s_pre[ROUTE_EMAX][ROUTE_SORT3_FB], s_off[ROUTE_EMAX + 1],
+	        s_cap;
+	__shared__ double s_pm[ROUTE_EMAX];
+	int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, b = blockIdx.x, ns = gridDim.x;
+	int fb0 = b * ROUTE_SORT3_FB, t0 = b * ROUTE_SORT3_TOKENS;
+	int nt = T - t0 < ROUTE_SORT3_TOKENS ? T - t0 : ROUTE_SORT3_TOKENS;
+
+	if (w < E) { /* E <= ROUTE_EMAX = the block's warps */
+		const int *h = hist + (size_t)w * nb;
+		int tot = 0, pre = 0, mine = fb0 + lane < nb ? h[fb0 + lane] : 0, ex;
+		for (int bb = lane; bb < nb; bb += 32) {
+			int v = h[bb];
+			tot += v;
+			pre += bb < fb0 ? v : 0;
+		}
+		tot = __reduce_add_sync(0xffffffffu, tot);
+		pre = __reduce_add_sync(0xffffffffu, pre);
+		ex = mine; /* inclusive scan of this range's counts, then exclusive */
+		for (int o = 1; o < 32; o <<= 1) {
+			int y = __shfl_up_sync(0xffffffffu, ex, o);
+			if (lane >= o)
+				ex += y;
+		}
+		s_pre[w][lane] = pre + ex - mine;
+		if (lane == 0)
+			s_tot[w] = tot;
+	}
+	__syncthreads();
+	if (tid == 0) {
+		int mx = 0, cap;
+		for (int e = 0; e < E; e++)
+			mx = s_tot[e] > mx ? s_tot[e] : mx;
+		cap = (mx + rnd - 1) / rnd * rnd;
+		if (compact || (long long)cap * E > Rp)
+			cap = 0;
+		s_off[0] = 0;
+		for (int e = 0; e < E; e++)
+			s_off[e + 1] = s_off[e] + (cap ? cap : s_tot[e]);
+		s_cap = cap;
+		if (b == 0) {
+			for (int e = 0; e <= E; e++)
+				offs[e] = s_off[e];
+			offs[E + 1] = cap;
+		}
+	}
+	__syncthreads();
+	for (int a = tid; a < nt * K; a += blockDim.x) {
+		size_t i = (size_t)t0 * K + a;
+		int e = sel[i], r = s_off[e] + s_pre[e][a / (ROUTE_FWD3_TOKENS * K)] + rowof[i];
+		rowof[i] = r;
+		perm[r] = (int)i;
+	}
+	if (s_cap)
+		for (int e = 0; e < E; e++)
+			for (int r = s_off[e] + s_tot[e] + b * blockDim.x + tid; r < s_off[e + 1];
+			     r += ns * blockDim.x)
+				perm[r] = -1;
+	if (b == 0) {
+		if (w < E) { /* a fixed tree: lanes in stride, then the warp's */
+			const float *ps = psum + (size_t)w * nb;
+			double pm = 0;
+			for (int bb = lane; bb < nb; bb += 32)
+				pm += ps[bb];
+			for (int o = 16; o > 0; o >>= 1)
+				pm += __shfl_xor_sync(0xffffffffu, pm, o);
+			if (lane == 0)
+				s_pm[w] = pm;
+		}
+		__syncthreads();
+		if (tid == 0) {
+			double a = 0, R = (double)T * K;
+			for (int e = 0; e < E; e++) {
+				double f = s_tot[e] / R;
+				a += f * s_pm[e] / T;
+				auxc[e] = (float)(coef * E * f / T);
+			}
+			*aux = a * coef * E;
+		}
+	}
+}
+
+/* k_rt_bwd2 with dn's old value replaced by the MoE's slot sum
+ * sum_j slots[t K + j] (k_mg_scatter's order: 0 + slot 0 + slot 1 ...); KT:
+ * K when 1 or 2 (every slot row loaded at once), else 0 (K at run time) */
+template <int KT>
+__global__ static void __launch_bounds__(ROUTE_THREADS)
+        k_rt_bwd3(float *__restrict__ dn, float *__restrict__ part, const float *__restrict__ slots,
+                  const float *__restrict__ x, const float *__restrict__ Wr,
+                  const float *__restrict__ prob, const int *__restrict__ sel,
+                  const float *__restrict__ gate, const float *__restrict__ dgate,
+                  const float *__restrict__ auxc, int T, int E, int K, int D)
+{
+	const int KU = KT > 0 ? KT : 1;
+	__shared__ float s_dl[ROUTE_BWD_TOKENS][ROUTE_EMAX];
+	int tid = threadIdx.x, t0 = blockIdx.x * ROUTE_BWD_TOKENS;
+	int nt = T - t0 < ROUTE_BWD_TOKENS ? T - t0 : ROUTE_BWD_TOKENS;
+	float wr[ROUTE_EMAX][ROUTE_COLS], acc[ROUTE_EMAX][ROUTE_COLS];
+
+	if (tid < nt) {
+		size_t t = (size_t)t0 + tid;
+		const float *p = prob + t * E;
+		float S = 0, sdg = 0, sp = 0, dp[ROUTE_EMAX];
+		for (int j = 0; j < K; j++) {
+			S += p[sel[t * K + j]];
+			sdg += dgate[t * K + j] * gate[t * K + j];
+		}
+		for (int e = 0; e < E; e++)
+			dp[e] = auxc[e];
+		for (int j = 0; j < K; j++)
+			dp[sel[t * K + j]] += (dgate[t * K + j] - sdg) / S;
+		for (int e = 0; e < E; e++)
+			sp += p[e] * dp[e];
+		for (int e = 0; e < ROUTE_EMAX; e++)
+			s_dl[tid][e] = e < E ? p[e] * (dp[e] - sp) : 0.0f;
+	}
+#pragma unroll
+	for (int j = 0; j < ROUTE_COLS; j++) {
+		int c = tid + j * ROUTE_THREADS;
+#pragma unroll
+		for (int e = 0; e < ROUTE_EMAX; e++) {
+			wr[e][j] = c < D && e < E ? Wr[(size_t)e * D + c] : 0.0f;
+			acc[e][j] = 0;
+		}
+	}
+	__syncthreads();
+	for (int tb = 0; tb < nt; tb += ROUTE_BATCH3) {
+		float xv[ROUTE_BATCH3][ROUTE_COLS], dv[ROUTE_BATCH3][ROUTE_COLS];
+		float sv[ROUTE_BATCH3][KU][ROUTE_COLS];
+#pragma unroll
+		for (int q = 0; q < ROUTE_BATCH3; q++) {
+			size_t t = (size_t)(t0 + tb + q);
+#pragma unroll
+			for (int j = 0; j < ROUTE_COLS; j++) {
+				int c = tid + j * ROUTE_THREADS;
+				int ok = tb + q < nt && c < D;
+				xv[q][j] = ok ? x[t * D + c] : 0.0f;
+#pragma unroll
+				for (int s = 0; s < KU; s++)
+					sv[q][s][j] = ok && KT ? slots[(t * K + s) * D + c] : 0.0f;
+			}
+		}
+#pragma unroll
+		for (int q = 0; q < ROUTE_BATCH3; q++) {
+			size_t t = (size_t)(t0 + tb + q);
+#pragma unroll
+			for (int j = 0; j < ROUTE_COLS; j++) {
+				int c = tid + j * ROUTE_THREADS;
+				float s = 0.0f;
+				if (KT) {
+#pragma unroll
+					for (int u = 0; u < KU; u++)
+						s += sv[q][u][j];
+				} else if (tb + q < nt && c < D) {
+					for (int u = 0; u < K; u++)
+						s += slots[(t * K + u) * D + c];
+				}
+				dv[q][j] = s;
+			}
+		}
+#pragma unroll
+		for (int q = 0; q < ROUTE_BATCH3; q++) {
+			size_t o = (size_t)(t0 + tb + q) * D;
+			float dl[ROUTE_EMAX];
+			if (tb + q >= nt)
+				break;
+#pragma unroll
+			for (int e = 0; e < ROUTE_EMAX; e++)
+				dl[e] = s_dl[tb + q][e];
+#pragma unroll
+			for (int j = 0; j < ROUTE_COLS; j++) {
+				int c = tid + j * ROUTE_THREADS;
+				if (c < D) {
+					float d = dv[q][j];
+#pragma unroll
+					for (int e = 0; e < ROUTE_EMAX; e++) {
+						acc[e][j] += dl[e] * xv[q][j];
+						d += dl[e] * wr[e][j];
+					}
+					dn[o + c] = d;
+				}
+			}
+		}
+	}
+	{
+		float *pb = part + (size_t)blockIdx.x * E * D;
+#pragma unroll
+		for (int j = 0; j < ROUTE_COLS; j++) {
+			int c = tid + j * ROUTE_THREADS;
+#pragma unroll
+			for (int e = 0; e < ROUTE_EMAX; e++)
+				if (c < D && e < E)
+					pb[(size_t)e * D + c] = acc[e][j];
+		}
+	}
+}
+
+static int fwd3_launch(float *prob, int *sel, float *gate, int *rowof, float *scratch,
+                       const float *x, const float *Wr, int T, int E, int K, int D)
+{
+	int nb = nblk(T, ROUTE_FWD3_TOKENS), nv = (D / 4 + 31) / 32;
+	int *hist = (int *)scratch;
+	float *psum = scratch + (size_t)nb * E;
+	int al = ((uintptr_t)x | (uintptr_t)Wr) % 16 == 0;
+#define FWD3(n)                                                                                    \
+	case n:                                                                                    \
+		k_rt_fwd3<n><<<nb, ROUTE_FWD3_THREADS>>>(prob, sel, gate, rowof, hist, psum, x,    \
+		                                         Wr, T, E, K, D, nb, al);                  \
+		break
+	switch (nv) {
+		FWD3(1);
+		FWD3(2);
+		FWD3(3);
+		FWD3(4);
+		FWD3(5);
+		FWD3(6);
+		FWD3(7);
+		FWD3(8);
+	default: return swerve_error_set(SWERVE_EINVAL, "gpu route v3: D %d not supported", D);
+	}
+#undef FWD3
+	LAUNCHED();
+	return 0;
+}
+
 int policy_route_fwd(float *prob, int *sel, float *gate, int *rowof, float *scratch, const float *x,
                      const float *Wr, int T, int E, int K, int D, int v2)
 {
@@ -667,9 +1099,14 @@ int policy_route_fwd(float *prob, int *sel, float *gate, int *rowof, float *scra
 	if (!(v2 ? policy_route_v2_supported(E, K, D) : policy_route_supported(E, K, D)))
 		return swerve_error_set(SWERVE_EINVAL,
 		                        "gpu route%s: E %d, K %d, D %d not supported",
-		                        v2 ? " v2" : "", E, K, D);
+		                        v2 == 2 ? " v3"
+		                        : v2    ? " v2"
+		                                : "",
+		                        E, K, D);
 	if (T < 1)
 		return 0;
+	if (v2 == 2)
+		return fwd3_launch(prob, sel, gate, rowof, scratch, x, Wr, T, E, K, D);
 	if (v2) {
 		k_rt_fwd2<<<nb, ROUTE_THREADS, (size_t)E * D * 4>>>(
 		        prob, sel, gate, rowof, (int *)scratch, scratch + (size_t)nb * E, x, Wr, T,
@@ -693,6 +1130,14 @@ int policy_route_sort(int *perm, int *rowof, int *offs, float *auxc, double *aux
 		return 0;
 	if (rnd < 1)
 		return swerve_error_set(SWERVE_EINVAL, "gpu route: capacity round %d < 1", rnd);
+	if (v2 == 2) {
+		nb = nblk(T, ROUTE_FWD3_TOKENS);
+		k_rt_sort3<<<nblk(T, ROUTE_SORT3_TOKENS), ROUTE_THREADS>>>(
+		        perm, rowof, offs, auxc, aux, (const int *)scratch,
+		        scratch + (size_t)nb * E, sel, T, E, K, Rp, compact, rnd, coef, nb);
+		LAUNCHED();
+		return 0;
+	}
 	if (v2) {
 		k_rt_sort2<<<nb, ROUTE_THREADS>>>(perm, rowof, offs, auxc, aux,
 		                                  (const int *)scratch, scratch + (size_t)nb * E,
@@ -724,6 +1169,29 @@ int policy_route_bwd(float *dn, float *scratch, const float *x, const float *Wr,
 	}
 	k_rt_bwd<<<nblk(T, ROUTE_BWD_TOKENS), ROUTE_THREADS>>>(dn, scratch, x, Wr, prob, sel, gate,
 	                                                       dgate, auxc, T, E, K, D);
+	LAUNCHED();
+	return 0;
+}
+
+int policy_route_bwd_slots(float *dn, float *scratch, const float *slots, const float *x,
+                           const float *Wr, const float *prob, const int *sel, const float *gate,
+                           const float *dgate, const float *auxc, int T, int E, int K, int D)
+{
+	int nb = nblk(T, ROUTE_BWD_TOKENS);
+	if (!policy_route_supported(E, K, D))
+		return swerve_error_set(SWERVE_EINVAL, "gpu route: E %d, K %d, D %d not supported",
+		                        E, K, D);
+	if (T < 1)
+		return 0;
+	if (K == 1)
+		k_rt_bwd3<1><<<nb, ROUTE_THREADS>>>(dn, scratch, slots, x, Wr, prob, sel, gate,
+		                                    dgate, auxc, T, E, K, D);
+	else if (K == 2)
+		k_rt_bwd3<2><<<nb, ROUTE_THREADS>>>(dn, scratch, slots, x, Wr, prob, sel, gate,
+		                                    dgate, auxc, T, E, K, D);
+	else
+		k_rt_bwd3<0><<<nb, ROUTE_THREADS>>>(dn, scratch, slots, x, Wr, prob, sel, gate,
+		                                    dgate, auxc, T, E, K, D);
 	LAUNCHED();
 	return 0;
 }

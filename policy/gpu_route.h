@@ -30,7 +30,14 @@
  * same results from kernels that keep more loads in flight (see
  * gpu_route.cu); the forward and the sort of one layer must use the same
  * variant (their per-block counts differ in block size). All calls are asynchronous on the legacy
- * default stream and return 0 or a negative code with a message. */
+ * default stream and return 0 or a negative code with a message.
+ *
+ * The last argument v2 of policy_route_fwd, _sort and _bwd names the
+ * variant: 0 = v1, 1 = v2, 2 = v3 (round 10, POLICY_GPU_ROUTE=v3: the same
+ * results as v2 bit for bit but aux, which is summed in another order in
+ * double; a lighter forward, a sort without v2's serial tail, and
+ * policy_route_bwd_slots, which folds the MoE backward's slot sum into the
+ * route backward; see gpu_route.cu). v3's backward without slots is v2's. */
 #ifndef SWERVE_POLICY_GPU_ROUTE_H
 #define SWERVE_POLICY_GPU_ROUTE_H
 
@@ -42,6 +49,8 @@
 int policy_route_supported(int E, int K, int D);
 /* 1 when variant v2 takes them too (D a multiple of 4, at most 1024) */
 int policy_route_v2_supported(int E, int K, int D);
+/* 1 when variant v3 takes them (as v2) */
+int policy_route_v3_supported(int E, int K, int D);
 /* floats of scratch the routing needs for T tokens */
 size_t policy_route_scratch_floats(int T, int E, int D);
 
@@ -55,6 +64,13 @@ int policy_route_sort(int *perm, int *rowof, int *offs, float *auxc, double *aux
 int policy_route_bwd(float *dn, float *scratch, const float *x, const float *Wr, const float *prob,
                      const int *sel, const float *gate, const float *dgate, const float *auxc,
                      int T, int E, int K, int D, int v2);
+/* v3: policy_route_bwd with dn (T, D) written as sum_j slots[t K + j] +
+ * d logits Wr (slots (T K, D) fp32: the MoE's per-slot input gradient, in
+ * gpu_moe.cu's k_mg_scatter order), not added to; the dW parts as
+ * policy_route_bwd (then policy_route_dw) */
+int policy_route_bwd_slots(float *dn, float *scratch, const float *slots, const float *x,
+                           const float *Wr, const float *prob, const int *sel, const float *gate,
+                           const float *dgate, const float *auxc, int T, int E, int K, int D);
 int policy_route_dw(float *dW, const float *scratch, int T, int E, int D);
 
 #endif

@@ -952,6 +952,37 @@ static int test_streams_bitwise_fp32(void)
 	return streams_bitwise(POLICY_GPU_FP32);
 }
 
+/* round 10: POLICY_GPU_ROUTE=v3 with POLICY_GPU_MOE_COMB=new (the MoE's
+ * slot sum inside the route backward, the token-major combine backward);
+ * moe: POLICY_GPU_MOE for the run (NULL: the grouped default) */
+static int check_route_v3(enum policy_gpu_precision prec, int cispo, const char *moe)
+{
+	int rc;
+	if (!have_gpu())
+		return GPU_SKIP;
+	setenv("POLICY_GPU_ROUTE", "v3", 1);
+	setenv("POLICY_GPU_MOE_COMB", "new", 1);
+	if (moe)
+		setenv("POLICY_GPU_MOE", moe, 1);
+	rc = check_model(prec, cispo, 0);
+	if (moe)
+		unsetenv("POLICY_GPU_MOE");
+	unsetenv("POLICY_GPU_MOE_COMB");
+	unsetenv("POLICY_GPU_ROUTE");
+	return rc;
+}
+static int test_bf16_route_v3(void)
+{
+	return check_route_v3(POLICY_GPU_BF16, 0, NULL);
+}
+static int test_bf16_cispo_route_v3(void)
+{
+	return check_route_v3(POLICY_GPU_BF16, 1, NULL);
+}
+static int test_fp32_route_v3_lt(void)
+{
+	return check_route_v3(POLICY_GPU_FP32, 0, "lt");
+}
 /* a misspelt switch is an error naming it, not a silent fallback */
 static int test_bad_switches(void)
 {
@@ -1072,6 +1103,11 @@ int main(void)
 	        {"misspelt POLICY_GPU_* switches are refused with their name", test_bad_switches},
 	        {"gpu model bf16 CISPO, routing variant v1 (POLICY_GPU_ROUTE=v1)",
 	         test_bf16_cispo_route_v1},
+	        {"gpu model bf16, POLICY_GPU_ROUTE=v3 POLICY_GPU_MOE_COMB=new", test_bf16_route_v3},
+	        {"gpu model bf16 CISPO, POLICY_GPU_ROUTE=v3 POLICY_GPU_MOE_COMB=new",
+	         test_bf16_cispo_route_v3},
+	        {"gpu model fp32, POLICY_GPU_ROUTE=v3 POLICY_GPU_MOE_COMB=new POLICY_GPU_MOE=lt",
+	         test_fp32_route_v3_lt},
 	        {"gpu model bf16, lightning norm kernels v1 (POLICY_GPU_LIN_EW=v1)",
 	         test_bf16_xent_lin_ew_v1},
 	        {"gpu model fp32, lightning norm kernels v1 (POLICY_GPU_LIN_EW=v1)",

@@ -9,11 +9,19 @@
  * poisoned before each launch; the worst element is printed. The sort must
  * match exactly (it is the one-block k_route_sort's order: rows of an
  * expert in assignment order), the backward's dW must be bitwise the same
- * in two runs (a deterministic reduction). Every case runs on both
- * variants: v1 (the default) and v2 (POLICY_GPU_ROUTE=v2). */
+ * in two runs (a deterministic reduction). Every case runs on the three
+ * variants: v1, v2 (the default) and v3 (round 10, POLICY_GPU_ROUTE=v3).
+ * Round 10 also: v3 against v2 bit for bit (everything but aux, which v3
+ * sums in another order), the route backward with the MoE's slot sum
+ * folded in (policy_route_bwd_slots) against scatter + backward and the
+ * CPU, and gpu_comb.cu's token-major combine backward and slot sum
+ * (POLICY_GPU_MOE_COMB=new) against gpu_moe.cu's kernels bit for bit and
+ * the CPU, on rows from a real routing sort. */
 extern "C" {
 #include "sandbox/error.h"
 }
+#include "policy/gpu_comb.h"
+#include "policy/gpu_moe.h"
 #include "policy/gpu_route.h"
 #include "tests/gpu/gpu_check.h"
 
@@ -211,14 +219,29 @@ static int run_case(const struct rcase *rc, int v2)
 		free(seen);
 	}
 
-	/* backward, twice (dW bitwise equal) */
+	/* backward, twice (dW bitwise equal); v3 through policy_route_bwd_slots
+	 * with slot 0 of each token = dn0's row and the other slots 0 (0 + dn0 +
+	 * 0 ... = dn0: the same reference), dn poisoned (written, not added to) */
+	float *d_slots = NULL;
+	if (v2 == 2) {
+		CK(cudaMalloc(&d_slots, (size_t)R * D * 4));
+		CK(cudaMemset(d_slots, 0, (size_t)R * D * 4));
+		CK(cudaMemcpy2D(d_slots, (size_t)K * D * 4, dn0, (size_t)D * 4, (size_t)D * 4, T,
+		                cudaMemcpyHostToDevice));
+	}
 	for (int rep = 0; rep < 2; rep++) {
 		CK(cudaMemcpy(d_dn, dn0, nx * 4, cudaMemcpyHostToDevice));
 		CK(cudaMemcpy(d_dw, dw0, nw * 4, cudaMemcpyHostToDevice));
 		CK(cudaMemset(d_ws, 0xff, nws * 4));
-		CHECK(!policy_route_bwd(d_dn, d_ws, d_x, d_w, d_prob, d_sel, d_gate, d_dgate,
-		                        d_auxc, T, E, K, D, v2),
-		      "%s", swerve_error_last());
+		if (v2 == 2) {
+			CK(cudaMemset(d_dn, 0xff, nx * 4));
+			CHECK(!policy_route_bwd_slots(d_dn, d_ws, d_slots, d_x, d_w, d_prob, d_sel,
+			                              d_gate, d_dgate, d_auxc, T, E, K, D),
+			      "%s", swerve_error_last());
+		} else
+			CHECK(!policy_route_bwd(d_dn, d_ws, d_x, d_w, d_prob, d_sel, d_gate,
+			                        d_dgate, d_auxc, T, E, K, D, v2),
+			      "%s", swerve_error_last());
 		CHECK(!policy_route_dw(d_dw, d_ws, T, E, D), "%s", swerve_error_last());
 		CK(cudaMemcpy(rep ? dw2 : dw, d_dw, nw * 4, cudaMemcpyDeviceToHost));
 		CK(cudaMemcpy(dn, d_dn, nx * 4, cudaMemcpyDeviceToHost));
@@ -261,8 +284,11 @@ static int run_case(const struct rcase *rc, int v2)
 	}
 	printf("  %s T %d D %d E %d K %d%s: worst |prob| %.2e, |gate| %.2e, dn %.2e (max %.2f), dW "
 	       "%.2e (max %.2f)\n",
-	       v2 ? "v2" : "v1", T, D, E, K, rc->skew ? " skewed" : "", worst_p, worst_g, worst_dn,
-	       dmax, worst_dw, wmax);
+	       v2 == 2 ? "v3"
+	       : v2    ? "v2"
+	               : "v1",
+	       T, D, E, K, rc->skew ? " skewed" : "", worst_p, worst_g, worst_dn, dmax, worst_dw,
+	       wmax);
 	CHECK(worst_dn <= 1e-5 * (dmax > 1 ? dmax : 1), "dn worst %g", worst_dn);
 	CHECK(worst_dw <= 1e-4 * (wmax > 1 ? wmax : 1), "dW worst %g", worst_dw);
 
@@ -280,6 +306,7 @@ static int run_case(const struct rcase *rc, int v2)
 	cudaFree(d_dn);
 	cudaFree(d_dw);
 	cudaFree(d_ws);
+	cudaFree(d_slots);
 	free(x), free(w), free(prob), free(gate), free(sel), free(rowof), free(perm);
 	free(dgate), free(dn0), free(dn), free(dw0), free(dw), free(dw2), free(h_ws),
 	        free(rowof_tmp);
@@ -294,7 +321,7 @@ static int test_small_shapes(void)
 	if (!have_gpu())
 		return GPU_SKIP;
 	for (size_t i = 0; i < sizeof(cs) / sizeof(cs[0]); i++)
-		for (int v2 = 0; v2 < 2; v2++)
+		for (int v2 = 0; v2 < 3; v2++)
 			if (run_case(&cs[i], v2))
 				return 1;
 	return 0;
@@ -303,13 +330,13 @@ static int test_small_shapes(void)
 static int test_bench_shape(void)
 {
 	struct rcase c = {8192, 768, 8, 2, 0};
-	return !have_gpu() ? GPU_SKIP : run_case(&c, 0) || run_case(&c, 1);
+	return !have_gpu() ? GPU_SKIP : run_case(&c, 0) || run_case(&c, 1) || run_case(&c, 2);
 }
 
 static int test_skewed(void)
 {
 	struct rcase c = {4100, 768, 8, 2, 1};
-	return !have_gpu() ? GPU_SKIP : run_case(&c, 0) || run_case(&c, 1);
+	return !have_gpu() ? GPU_SKIP : run_case(&c, 0) || run_case(&c, 1) || run_case(&c, 2);
 }
 
 static int test_unsupported(void)
@@ -324,6 +351,307 @@ static int test_unsupported(void)
 	return 0;
 }
 
+/* ---- round 10 ----------------------------------------------------------------- */
+
+static float *dev_rand(size_t n, double scale, float *keep)
+{
+	float *h = keep ? keep : (float *)malloc(n * 4), *d = NULL;
+	for (size_t i = 0; i < n; i++)
+		h[i] = (float)(gpu_nrand() * scale);
+	if (cudaMalloc(&d, n * 4) == cudaSuccess)
+		cudaMemcpy(d, h, n * 4, cudaMemcpyHostToDevice);
+	if (!keep)
+		free(h);
+	return d;
+}
+
+static int same(const char *what, const void *a, const void *b, size_t bytes, int T)
+{
+	const unsigned char *x = (const unsigned char *)a, *y = (const unsigned char *)b;
+	for (size_t i = 0; i < bytes; i++)
+		CHECK(x[i] == y[i], "T %d: %s differs at byte %zu (of %zu)", T, what, i, bytes);
+	return 0;
+}
+
+/* v3 against v2 on the same inputs: prob, sel, gate, the sorts (compact and
+ * padded: perm, rowof, offs, auxc), the backward's dn and dW, and the slot
+ * backward against policy_moe_scatter + v2's backward, bit for bit; aux
+ * within 1e-12 relative */
+static int cmp_v3(int T, int D, int E, int K)
+{
+	int R = T * K, Rp = R + R / 2 + 64 * E;
+	size_t nx = (size_t)T * D, nw = (size_t)E * D, nws = policy_route_scratch_floats(T, E, D);
+	float *x = dev_rand(nx, 1.0, NULL), *w = dev_rand(nw, 0.05, NULL);
+	float *dgate = dev_rand(R, 1.0, NULL), *dn0 = dev_rand(nx, 1.0, NULL);
+	float *dw0 = dev_rand(nw, 1.0, NULL), *slots = dev_rand((size_t)R * D, 1.0, NULL);
+	size_t szs[13] = {(size_t)T * E * 4,
+	                  (size_t)R * 4,
+	                  (size_t)R * 4,
+	                  (size_t)Rp * 4,
+	                  (size_t)R * 4,
+	                  (ROUTE_EMAX + 2) * 4,
+	                  ROUTE_EMAX * 4,
+	                  (size_t)Rp * 4,
+	                  (size_t)R * 4,
+	                  (ROUTE_EMAX + 2) * 4,
+	                  nx * 4,
+	                  nw * 4,
+	                  nx * 4};
+	void *h[2][14];
+	double aux[2][2];
+	float *ws, *prob, *gate, *auxc, *dn, *dw;
+	int *sel, *rowof, *perm, *offs;
+	double *d_aux;
+	CHECK(x && w && dgate && dn0 && dw0 && slots, "cudaMalloc failed");
+	CK(cudaMalloc(&ws, nws * 4));
+	CK(cudaMalloc(&prob, (size_t)T * E * 4));
+	CK(cudaMalloc(&gate, (size_t)R * 4));
+	CK(cudaMalloc(&auxc, ROUTE_EMAX * 4));
+	CK(cudaMalloc(&dn, nx * 4));
+	CK(cudaMalloc(&dw, nw * 4));
+	CK(cudaMalloc(&sel, (size_t)R * 4));
+	CK(cudaMalloc(&rowof, (size_t)R * 4));
+	CK(cudaMalloc(&perm, (size_t)Rp * 4));
+	CK(cudaMalloc(&offs, (ROUTE_EMAX + 2) * 4));
+	CK(cudaMalloc(&d_aux, 8));
+	for (int v = 0; v < 2; v++) {
+		int var = v + 1; /* 1 = v2, 2 = v3 */
+		for (int i = 0; i < 13; i++)
+			h[v][i] = calloc(1, szs[i]);
+		h[v][13] = calloc(1, nw * 4);
+		for (int mode = 0; mode < 2; mode++) {
+			CK(cudaMemset(prob, 0xff, (size_t)T * E * 4));
+			CK(cudaMemset(gate, 0xff, (size_t)R * 4));
+			CK(cudaMemset(perm, 0x7f, (size_t)Rp * 4));
+			CK(cudaMemset(offs, 0x7f, (ROUTE_EMAX + 2) * 4));
+			CK(cudaMemset(auxc, 0xff, ROUTE_EMAX * 4));
+			CHECK(!policy_route_fwd(prob, sel, gate, rowof, ws, x, w, T, E, K, D, var),
+			      "%s", swerve_error_last());
+			if (mode == 0) {
+				CK(cudaMemcpy(h[v][0], prob, szs[0], cudaMemcpyDeviceToHost));
+				CK(cudaMemcpy(h[v][1], sel, szs[1], cudaMemcpyDeviceToHost));
+				CK(cudaMemcpy(h[v][2], gate, szs[2], cudaMemcpyDeviceToHost));
+			}
+			CHECK(!policy_route_sort(perm, rowof, offs, auxc, d_aux, ws, sel, T, E, K,
+			                         Rp, mode == 0, mode ? 64 : 1, 0.01, var),
+			      "%s", swerve_error_last());
+			CK(cudaMemcpy(h[v][3 + 4 * mode], perm, szs[3], cudaMemcpyDeviceToHost));
+			CK(cudaMemcpy(h[v][4 + 4 * mode], rowof, szs[4], cudaMemcpyDeviceToHost));
+			CK(cudaMemcpy(h[v][5 + 4 * mode], offs, szs[5], cudaMemcpyDeviceToHost));
+			CK(cudaMemcpy(h[v][6], auxc, szs[6], cudaMemcpyDeviceToHost));
+			CK(cudaMemcpy(&aux[v][mode], d_aux, 8, cudaMemcpyDeviceToHost));
+		}
+		/* the backward (v3 without slots is v2's), then with slots: v2 as
+		 * gpu.cu runs it (policy_moe_scatter, then the backward), v3 fused */
+		CK(cudaMemcpy(dn, dn0, nx * 4, cudaMemcpyDeviceToDevice));
+		CK(cudaMemcpy(dw, dw0, nw * 4, cudaMemcpyDeviceToDevice));
+		CHECK(!policy_route_bwd(dn, ws, x, w, prob, sel, gate, dgate, auxc, T, E, K, D,
+		                        var),
+		      "%s", swerve_error_last());
+		CHECK(!policy_route_dw(dw, ws, T, E, D), "%s", swerve_error_last());
+		CK(cudaMemcpy(h[v][10], dn, nx * 4, cudaMemcpyDeviceToHost));
+		CK(cudaMemcpy(h[v][11], dw, nw * 4, cudaMemcpyDeviceToHost));
+		CK(cudaMemset(dn, 0xff, nx * 4));
+		CK(cudaMemcpy(dw, dw0, nw * 4, cudaMemcpyDeviceToDevice));
+		if (var == 1) {
+			CHECK(!policy_moe_scatter(dn, slots, T, K, D, 0), "%s",
+			      swerve_error_last());
+			CHECK(!policy_route_bwd(dn, ws, x, w, prob, sel, gate, dgate, auxc, T, E, K,
+			                        D, var),
+			      "%s", swerve_error_last());
+		} else
+			CHECK(!policy_route_bwd_slots(dn, ws, slots, x, w, prob, sel, gate, dgate,
+			                              auxc, T, E, K, D),
+			      "%s", swerve_error_last());
+		CHECK(!policy_route_dw(dw, ws, T, E, D), "%s", swerve_error_last());
+		CK(cudaMemcpy(h[v][12], dn, nx * 4, cudaMemcpyDeviceToHost));
+		CK(cudaMemcpy(h[v][13], dw, nw * 4, cudaMemcpyDeviceToHost));
+	}
+	{
+		static const char *const names[14] = {"prob",
+		                                      "sel",
+		                                      "gate",
+		                                      "perm (compact)",
+		                                      "rowof (compact)",
+		                                      "offs (compact)",
+		                                      "auxc",
+		                                      "perm (padded)",
+		                                      "rowof (padded)",
+		                                      "offs (padded)",
+		                                      "dn",
+		                                      "dW",
+		                                      "dn (slots)",
+		                                      "dW (slots)"};
+		for (int i = 0; i < 14; i++)
+			if (same(names[i], h[0][i], h[1][i], i == 13 ? nw * 4 : szs[i], T))
+				return 1;
+	}
+	for (int mode = 0; mode < 2; mode++)
+		CHECK(fabs(aux[1][mode] - aux[0][mode]) <= 1e-6 * fabs(aux[0][mode]),
+		      "aux v3 %.17g vs v2 %.17g", aux[1][mode], aux[0][mode]);
+	printf("  v3 = v2 bit for bit: T %d D %d E %d K %d (aux %.3e rel)\n", T, D, E, K,
+	       fabs(aux[1][0] - aux[0][0]) / (fabs(aux[0][0]) + 1e-300));
+	for (int v = 0; v < 2; v++)
+		for (int i = 0; i < 14; i++)
+			free(h[v][i]);
+	cudaFree(x), cudaFree(w), cudaFree(dgate), cudaFree(dn0), cudaFree(dw0), cudaFree(slots);
+	cudaFree(ws), cudaFree(prob), cudaFree(gate), cudaFree(auxc), cudaFree(dn), cudaFree(dw);
+	cudaFree(sel), cudaFree(rowof), cudaFree(perm), cudaFree(offs), cudaFree(d_aux);
+	return 0;
+}
+
+static int test_v3_bitwise(void)
+{
+	if (!have_gpu())
+		return GPU_SKIP;
+	return cmp_v3(8192, 768, 8, 2) || cmp_v3(999, 200, 5, 3) || cmp_v3(63, 64, 4, 1) ||
+	       cmp_v3(4100, 1024, 8, 8) || cmp_v3(1, 64, 4, 2);
+}
+
+static uint16_t h_f2bf(float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, 4);
+	if ((u & 0x7fffffffu) > 0x7f800000u)
+		return 0x7fc0;
+	u += 0x7fffu + ((u >> 16) & 1u);
+	return (uint16_t)(u >> 16);
+}
+
+/* gpu_comb.cu against gpu_moe.cu's kernels (bit for bit) and the CPU, on
+ * the rows of a real routing sort (compact) */
+static int cmp_comb(int T, int D, int E, int K)
+{
+	int R = T * K, var = policy_route_v2_supported(E, K, D) ? 1 : 0;
+	size_t nx = (size_t)T * D, nr = (size_t)R * D;
+	float *h_dy = (float *)malloc(nx * 4), *h_yp = (float *)malloc(nr * 4);
+	float *h_dxp = (float *)malloc(nr * 4), *h_dx0 = (float *)malloc(nx * 4);
+	float *x = dev_rand(nx, 1.0, NULL), *w = dev_rand((size_t)E * D, 0.05, NULL);
+	float *dy = dev_rand(nx, 1.0, h_dy), *yp = dev_rand(nr, 1.0, h_yp);
+	float *dxp = dev_rand(nr, 1.0, h_dxp), *dx0 = dev_rand(nx, 1.0, h_dx0);
+	float *ws, *prob, *gate, *auxc, *dg[2], *dx[2];
+	int *sel, *rowof, *perm, *offs;
+	uint16_t *dyp[2];
+	double *d_aux, worst = 0;
+	CHECK(x && w && dy && yp && dxp && dx0, "cudaMalloc failed");
+	CK(cudaMalloc(&ws, policy_route_scratch_floats(T, E, D) * 4));
+	CK(cudaMalloc(&prob, (size_t)T * E * 4));
+	CK(cudaMalloc(&gate, (size_t)R * 4));
+	CK(cudaMalloc(&auxc, ROUTE_EMAX * 4));
+	CK(cudaMalloc(&sel, (size_t)R * 4));
+	CK(cudaMalloc(&rowof, (size_t)R * 4));
+	CK(cudaMalloc(&perm, (size_t)R * 4));
+	CK(cudaMalloc(&offs, (ROUTE_EMAX + 2) * 4));
+	CK(cudaMalloc(&d_aux, 8));
+	for (int v = 0; v < 2; v++) {
+		CK(cudaMalloc(&dg[v], (size_t)R * 4));
+		CK(cudaMalloc(&dx[v], nx * 4));
+		CK(cudaMalloc(&dyp[v], nr * 2));
+		CK(cudaMemset(dg[v], 0xff, (size_t)R * 4));
+		CK(cudaMemset(dyp[v], 0xff, nr * 2));
+	}
+	CHECK(!policy_route_fwd(prob, sel, gate, rowof, ws, x, w, T, E, K, D, var), "%s",
+	      swerve_error_last());
+	CHECK(!policy_route_sort(perm, rowof, offs, auxc, d_aux, ws, sel, T, E, K, R, 1, 1, 0.01,
+	                         var),
+	      "%s", swerve_error_last());
+	{
+		struct policy_moe_dims dm;
+		memset(&dm, 0, sizeof(dm));
+		dm.T = T, dm.K = K, dm.E = E, dm.D = D, dm.F = 64, dm.offs = offs, dm.perm = perm;
+		CHECK(!policy_moe_combine_bwd(&dm, dyp[0], dg[0], dy, yp, gate), "%s",
+		      swerve_error_last());
+	}
+	CHECK(!policy_moe_combine_bwd2(dyp[1], dg[1], dy, yp, gate, rowof, T, K, D), "%s",
+	      swerve_error_last());
+	{
+		uint16_t *a = (uint16_t *)malloc(nr * 2), *b = (uint16_t *)malloc(nr * 2);
+		float *ga = (float *)malloc((size_t)R * 4), *gb = (float *)malloc((size_t)R * 4);
+		float *hg = (float *)malloc((size_t)R * 4);
+		int *hrow = (int *)malloc((size_t)R * 4);
+		CK(cudaMemcpy(a, dyp[0], nr * 2, cudaMemcpyDeviceToHost));
+		CK(cudaMemcpy(b, dyp[1], nr * 2, cudaMemcpyDeviceToHost));
+		CK(cudaMemcpy(ga, dg[0], (size_t)R * 4, cudaMemcpyDeviceToHost));
+		CK(cudaMemcpy(gb, dg[1], (size_t)R * 4, cudaMemcpyDeviceToHost));
+		CK(cudaMemcpy(hg, gate, (size_t)R * 4, cudaMemcpyDeviceToHost));
+		CK(cudaMemcpy(hrow, rowof, (size_t)R * 4, cudaMemcpyDeviceToHost));
+		if (same("dyp (combine bwd2 vs k_mg_combine_bwd)", a, b, nr * 2, T) ||
+		    same("dgate (combine bwd2 vs k_mg_combine_bwd)", ga, gb, (size_t)R * 4, T))
+			return 1;
+		for (int t = 0; t < T; t++)
+			for (int j = 0; j < K; j++) {
+				size_t tj = (size_t)t * K + j;
+				double sd = 0, sa = 0;
+				for (int c = 0; c < D; c++) {
+					float dv = h_dy[(size_t)t * D + c];
+					uint16_t want = h_f2bf(hg[tj] * dv);
+					CHECK(b[(size_t)hrow[tj] * D + c] == want,
+					      "T %d: dyp row %d col %d: %04x vs %04x", T, hrow[tj],
+					      c, b[(size_t)hrow[tj] * D + c], want);
+					sd += (double)dv * h_yp[tj * D + c];
+					sa += fabs((double)dv * h_yp[tj * D + c]);
+				}
+				double err = fabs(gb[tj] - sd) / (sa > 1 ? sa : 1);
+				CHECK(err < 1e-5, "T %d: dgate[%zu] %g vs %g", T, tj, gb[tj], sd);
+				worst = err > worst ? err : worst;
+			}
+		free(a), free(b), free(ga), free(gb), free(hg), free(hrow);
+	}
+	for (int beta = 0; beta < 2; beta++) {
+		float *a = (float *)malloc(nx * 4), *b = (float *)malloc(nx * 4);
+		for (int v = 0; v < 2; v++)
+			CK(cudaMemcpy(dx[v], dx0, nx * 4, cudaMemcpyDeviceToDevice));
+		CHECK(!policy_moe_scatter(dx[0], dxp, T, K, D, beta), "%s", swerve_error_last());
+		CHECK(!policy_moe_scatter2(dx[1], dxp, T, K, D, beta), "%s", swerve_error_last());
+		CK(cudaMemcpy(a, dx[0], nx * 4, cudaMemcpyDeviceToHost));
+		CK(cudaMemcpy(b, dx[1], nx * 4, cudaMemcpyDeviceToHost));
+		if (same("dx (scatter2 vs k_mg_scatter)", a, b, nx * 4, T))
+			return 1;
+		for (int t = 0; t < T; t++)
+			for (int c = 0; c < D; c++) {
+				volatile float s = beta ? h_dx0[(size_t)t * D + c] : 0.0f;
+				for (int j = 0; j < K; j++)
+					s = s + h_dxp[((size_t)t * K + j) * D + c];
+				CHECK(b[(size_t)t * D + c] == s,
+				      "T %d beta %d: dx[%d][%d] %.9g vs %.9g", T, beta, t, c,
+				      b[(size_t)t * D + c], (float)s);
+			}
+		free(a), free(b);
+	}
+	printf("  comb T %d D %d E %d K %d: dyp, dgate, dx bit for bit with gpu_moe.cu's; "
+	       "dgate vs double %.2e\n",
+	       T, D, E, K, worst);
+	free(h_dy), free(h_yp), free(h_dxp), free(h_dx0);
+	cudaFree(x), cudaFree(w), cudaFree(dy), cudaFree(yp), cudaFree(dxp), cudaFree(dx0);
+	cudaFree(ws), cudaFree(prob), cudaFree(gate), cudaFree(auxc), cudaFree(sel);
+	cudaFree(rowof), cudaFree(perm), cudaFree(offs), cudaFree(d_aux);
+	for (int v = 0; v < 2; v++)
+		cudaFree(dg[v]), cudaFree(dx[v]), cudaFree(dyp[v]);
+	return 0;
+}
+
+static int test_comb(void)
+{
+	if (!have_gpu())
+		return GPU_SKIP;
+	return cmp_comb(8192, 768, 8, 2) || cmp_comb(999, 200, 5, 3) || cmp_comb(300, 40, 1, 1) ||
+	       cmp_comb(65, 98, 8, 2) || cmp_comb(257, 1024, 8, 8);
+}
+
+static int test_comb_refused(void)
+{
+	CHECK(policy_moe_combine_bwd2(NULL, NULL, NULL, NULL, NULL, NULL, 4, 2, COMB_DMAX + 1) ==
+	              SWERVE_EINVAL,
+	      "combine bwd2 took D %d", COMB_DMAX + 1);
+	setenv("POLICY_GPU_MOE_COMB", "neww", 1);
+	CHECK(policy_moe_comb_mode() == SWERVE_EINVAL, "a misspelt POLICY_GPU_MOE_COMB accepted");
+	setenv("POLICY_GPU_MOE_COMB", "new", 1);
+	CHECK(policy_moe_comb_mode() == 1, "POLICY_GPU_MOE_COMB=new not 1");
+	unsetenv("POLICY_GPU_MOE_COMB");
+	CHECK(policy_moe_comb_mode() == 0, "the default not old");
+	return 0;
+}
+
 int main(void)
 {
 	const struct gpu_test tests[] = {
@@ -333,6 +661,12 @@ int main(void)
 	        {"route: a routing skewed to one expert (padded capacity past the buffers)",
 	         test_skewed},
 	        {"route: unsupported shapes refused (gpu.cu falls back)", test_unsupported},
+	        {"route v3: bit for bit with v2, the slot sum folded in (5 shapes)",
+	         test_v3_bitwise},
+	        {"moe comb new: combine bwd2 and scatter2 bit for bit with the old kernels and "
+	         "vs the CPU (5 shapes)",
+	         test_comb},
+	        {"moe comb: D past COMB_DMAX and a misspelt switch refused", test_comb_refused},
 	};
 	gpu_rng_seed();
 	return gpu_run_tests(tests, (int)(sizeof(tests) / sizeof(tests[0])));

@@ -1,0 +1,36 @@
+/* gpu_comb.h - round 10 (issue 10): the grouped MoE's passes around its
+ * GEMMs in the backward, token-major (internal to policy/; gpu.cu selects
+ * them with POLICY_GPU_MOE_COMB=new; the default "old" keeps gpu_moe.cu's
+ * k_mg_combine_bwd and k_mg_scatter).
+ *
+ * policy_moe_combine_bwd2: a block per token reads dy[t] once for its K
+ * slots (gpu_moe.cu's k_mg_combine_bwd, a block per sorted row, read it K
+ * times): dyp[rowof[t K + j]] = bf16(gate[t K + j] dy[t]) and dgate[t K + j]
+ * = dy[t] . yp[t K + j], with k_mg_combine_bwd's arithmetic (128 threads,
+ * thread i takes columns i + 128 n in order, the warps' sums added in warp
+ * order), so the results are bit for bit the same. D <= 1024.
+ *
+ * policy_moe_scatter2: dx[t] (+)= sum_j dxp[t K + j], 16 bytes a thread (D
+ * a multiple of 4, 16-byte aligned buffers), k_mg_scatter's order (bit for
+ * bit the same). Under POLICY_GPU_ROUTE=v3 gpu.cu does not call it: the
+ * route backward sums the slots (policy_route_bwd_slots).
+ *
+ * All calls are asynchronous on the legacy default stream and return 0 or a
+ * negative code with a message. */
+#ifndef SWERVE_POLICY_GPU_COMB_H
+#define SWERVE_POLICY_GPU_COMB_H
+
+#include <stdint.h>
+
+#define COMB_DMAX 1024
+
+/* POLICY_GPU_MOE_COMB: "old" (0, the default) | "new" (1); an unknown
+ * value is SWERVE_EINVAL with a message */
+int policy_moe_comb_mode(void);
+/* 1 when the token-major passes take D */
+int policy_moe_comb_supported(int D);
+int policy_moe_combine_bwd2(uint16_t *dyp, float *dgate, const float *dy, const float *yp,
+                            const float *gate, const int *rowof, int T, int K, int D);
+int policy_moe_scatter2(float *dx, const float *dxp, int T, int K, int D, int beta);
+
+#endif
