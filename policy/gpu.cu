@@ -71,6 +71,7 @@
 #include "policy/gpu_linew.h"
 #include "policy/gpu_moe.h"
 #include "policy/gpu_route.h"
+#include "policy/gpu_comb.h"
 #include "policy/gpu_util.h"
 #include "policy/gpu_dev.cuh"
 #include "policy/policy.h"
@@ -230,6 +231,11 @@ struct policy_gpu {
 	int route_new, lin_ew;
 	float *route_ws;
 	size_t route_ws_n;
+	/* round 10: route_new 3 = POLICY_GPU_ROUTE=v3 (gpu_route.cu; the grouped
+	 * backward leaves its slots in route_slots for policy_route_bwd_slots
+	 * to sum); moe_comb: POLICY_GPU_MOE_COMB=new (gpu_comb.cu) */
+	int moe_comb;
+	const float *route_slots;
 	/* round 8: the residual stream's passes of gpu_ew.cu (POLICY_GPU_EW=old
 	 * or a dim they do not take: gpu.cu's kernels) */
 	int ew;
@@ -1497,14 +1503,17 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 		CKR(policy_flash_setup());
 	g->lin32 = prec == POLICY_GPU_FP32 || (getenv("POLICY_GPU_LIGHTNING") &&
 	                                       !strcmp(getenv("POLICY_GPU_LIGHTNING"), "fp32"));
-	{ /* POLICY_GPU_ROUTE=v2 (the default where supported) | v1 | old (round 6) */
-		static const char *const names[] = {"v2", "v1", "old"};
-		int v = policy_env_choice("POLICY_GPU_ROUTE", names, 3, 0);
+	{ /* POLICY_GPU_ROUTE=v2 (the default where supported) | v1 | old (round 6) | v3 */
+		static const char *const names[] = {"v2", "v1", "old", "v3"};
+		int v = policy_env_choice("POLICY_GPU_ROUTE", names, 4, 0);
 		if (v < 0)
 			return v;
 		g->route_new = v == 2 ? 0 : policy_route_supported(E, K, D);
-		if (g->route_new && v == 0 && policy_route_v2_supported(E, K, D))
-			g->route_new = 2;
+		if (g->route_new && (v == 0 || v == 3) && policy_route_v2_supported(E, K, D))
+			g->route_new = v == 3 ? 3 : 2;
+		if ((g->moe_comb = policy_moe_comb_mode()) < 0)
+			return g->moe_comb;
+		g->moe_comb = g->moe_comb && policy_moe_comb_supported(D);
 	}
 	{ /* POLICY_GPU_LIN_EW=v2 (the default where supported) | v1 | old (round 6) */
 		static const char *const names[] = {"v2", "v1", "old"};
@@ -2103,7 +2112,7 @@ static int route_sort(struct policy_gpu *g, int l, int *offs, int compact, int r
 	if (g->route_new)
 		return policy_route_sort(ly->perm, ly->rowof, offs, ly->auxc, g->aux_d + l,
 		                         g->route_ws, ly->sel, T, E, K, g->Rp, compact, rnd,
-		                         c->aux_loss_coef, g->route_new == 2);
+		                         c->aux_loss_coef, g->route_new - 1);
 	k_route_sort<<<1, SORT_THREADS>>>(ly->perm, ly->rowof, offs, ly->auxc, g->aux_d + l,
 	                                  ly->sel, ly->prob, T, E, K, g->Rp, compact, rnd,
 	                                  c->aux_loss_coef);
@@ -2173,7 +2182,9 @@ static int moe_bwd_grouped(struct policy_gpu *g, int l, float *dn, const float *
 	int rc;
 
 	CKR(side_wait(g, SV_MOE)); /* the layer above's expert dW have read moe_scr */
-	CKR(policy_moe_combine_bwd(&d, dyp, dgate, dy, ly->yp, ly->gate));
+	CKR(g->moe_comb ? policy_moe_combine_bwd2(dyp, dgate, dy, ly->yp, ly->gate, ly->rowof, T,
+	                                          K, D)
+	                : policy_moe_combine_bwd(&d, dyp, dgate, dy, ly->yp, ly->gate));
 	mark(g, PROF_EXP_EW);
 	/* the arena was cleared by this step (first micro-batch of a window):
 	 * store the expert dW instead of reading and adding */
@@ -2195,7 +2206,12 @@ static int moe_bwd_grouped(struct policy_gpu *g, int l, float *dn, const float *
 	CKR(rc);
 	CKR(policy_moe_up_dx(&d, dxp, dh13, g->pb + lp->w1, g->pb + lp->w3));
 	mark(g, PROF_EXPERTS);
-	return policy_moe_scatter(dn, dxp, T, K, D, 0);
+	if (g->route_new == 3) { /* round 10: the route backward sums the slots */
+		g->route_slots = dxp;
+		return 0;
+	}
+	return g->moe_comb ? policy_moe_scatter2(dn, dxp, T, K, D, 0)
+	                   : policy_moe_scatter(dn, dxp, T, K, D, 0);
 }
 
 static int moe_fwd(struct policy_gpu *g, int l, float *y, int T)
@@ -2210,7 +2226,7 @@ static int moe_fwd(struct policy_gpu *g, int l, float *y, int T)
 	if (g->route_new) { /* logits, softmax, top-k and per-block counts in one pass */
 		CKR(route_ws(g, T));
 		CKR(policy_route_fwd(ly->prob, ly->sel, ly->gate, ly->rowof, g->route_ws, ly->n2,
-		                     P + lp->router, T, E, K, D, g->route_new == 2));
+		                     P + lp->router, T, E, K, D, g->route_new - 1));
 	} else {
 		CKR(mm_fwd(g, logit, CUDA_R_32F, ly->n2, P + lp->router, CUDA_R_32F, T, D, E, 0,
 		           1));
@@ -2298,9 +2314,15 @@ static int moe_bwd(struct policy_gpu *g, int l, float *dn, const float *dy, int 
 	LAUNCHED();
 router:
 	if (g->route_new) { /* d logits, dn += d logits Wr, dW parts; their sum */
+		const float *slots = g->route_slots;
+		g->route_slots = NULL;
 		CKR(route_ws(g, T));
-		CKR(policy_route_bwd(dn, g->route_ws, ly->n2, P + lp->router, ly->prob, ly->sel,
-		                     ly->gate, dgate, ly->auxc, T, E, K, D, g->route_new == 2));
+		CKR(slots ? policy_route_bwd_slots(dn, g->route_ws, slots, ly->n2, P + lp->router,
+		                                   ly->prob, ly->sel, ly->gate, dgate, ly->auxc, T,
+		                                   E, K, D)
+		          : policy_route_bwd(dn, g->route_ws, ly->n2, P + lp->router, ly->prob,
+		                             ly->sel, ly->gate, dgate, ly->auxc, T, E, K, D,
+		                             g->route_new - 1));
 		CKR(policy_route_dw(G + lp->router, g->route_ws, T, E, D));
 		mark(g, PROF_ROUTE);
 		return 0;
