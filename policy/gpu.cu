@@ -285,6 +285,19 @@ struct policy_gpu {
 	cudaEvent_t ev_fork, ev_join, ev[SV_N];
 	void *moe_scr;
 	float *dgate_s;
+	/* round 10, POLICY_GPU_COPY=async (copy_async 1; "sync", the default: 0):
+	 * the step's uploads (tokens, targets, positions, sequence bounds,
+	 * cu_seqlens, logp_old, advantages) go through pinned staging (h_stage)
+	 * as asynchronous copies, so the host does not wait for the previous
+	 * micro-batch's backward before queueing this one (ev_stage: the last
+	 * uploads have read the staging), and the fused head's read-backs (the
+	 * per-token results into a pinned h_tl, the loss, the clip flags, the
+	 * balance losses: h_pin) are one synchronisation instead of four. The
+	 * same values either way. */
+	int copy_async, aux_ready;
+	int *h_stage;
+	cudaEvent_t ev_stage;
+	char *h_pin;
 };
 
 static double now_s(void)
@@ -1649,6 +1662,20 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 	}
 	if (g->ab)
 		ALLOC(g->dxb, (size_t)Tm * D);
+	{ /* round 10: POLICY_GPU_COPY=sync (the default) | async (pinned staging) */
+		static const char *const names[] = {"sync", "async"};
+		int v = policy_env_choice("POLICY_GPU_COPY", names, 2, 0);
+		if (v < 0)
+			return v;
+		g->copy_async = v;
+	}
+	if (g->copy_async) {
+		CK(cudaHostAlloc((void **)&g->h_stage, ((size_t)7 * Tm + Sm + 1) * 4,
+		                 cudaHostAllocDefault));
+		CK(cudaHostAlloc((void **)&g->h_pin, 16 + (size_t)cfg->n_layers * 8 + Tm,
+		                 cudaHostAllocDefault));
+		CK(cudaEventCreateWithFlags(&g->ev_stage, cudaEventDisableTiming));
+	}
 	if (g->streams) { /* the grouped MoE backward's own scratch (moe_bwd_grouped) */
 		ALLOC(g->dgate_s, TK);
 		if (g->moe_grouped)
@@ -1690,7 +1717,11 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 		ALLOC(g->pl_adv, Tm);
 		ALLOC(g->pl_loss, 1);
 	}
-	g->h_tl = (float *)malloc((size_t)4 * Tm * sizeof(float));
+	if (g->copy_async) /* pinned: the fused head's asynchronous read-back */
+		CK(cudaHostAlloc((void **)&g->h_tl, (size_t)4 * Tm * sizeof(float),
+		                 cudaHostAllocDefault));
+	else
+		g->h_tl = (float *)malloc((size_t)4 * Tm * sizeof(float));
 	if (!g->h_tl || !g->h_offs)
 		return swerve_error_set(SWERVE_ENOMEM, "gpu: out of memory");
 	return 0;
@@ -1773,7 +1804,14 @@ void policy_gpu_free(struct policy_gpu *g)
 			cudaFree(p[i]);
 	}
 	free(g->ly);
-	free(g->h_tl);
+	if (g->copy_async)
+		cudaFreeHost(g->h_tl);
+	else
+		free(g->h_tl);
+	cudaFreeHost(g->h_stage);
+	cudaFreeHost(g->h_pin);
+	if (g->ev_stage)
+		cudaEventDestroy(g->ev_stage);
 	free(g->h_offs);
 	free(g);
 }
@@ -2182,9 +2220,9 @@ static int moe_bwd_grouped(struct policy_gpu *g, int l, float *dn, const float *
 	int rc;
 
 	CKR(side_wait(g, SV_MOE)); /* the layer above's expert dW have read moe_scr */
-	CKR(g->moe_comb ? policy_moe_combine_bwd2(dyp, dgate, dy, ly->yp, ly->gate, ly->rowof, T,
-	                                          K, D)
-	                : policy_moe_combine_bwd(&d, dyp, dgate, dy, ly->yp, ly->gate));
+	CKR(g->moe_comb
+	            ? policy_moe_combine_bwd2(dyp, dgate, dy, ly->yp, ly->gate, ly->rowof, T, K, D)
+	            : policy_moe_combine_bwd(&d, dyp, dgate, dy, ly->yp, ly->gate));
 	mark(g, PROF_EXP_EW);
 	/* the arena was cleared by this step (first micro-batch of a window):
 	 * store the expert dW instead of reading and adding */
@@ -2470,12 +2508,35 @@ static int fused_head(struct policy_gpu *g, struct policy_loss_stats *st, int T,
 	}
 	CKR(swerve_policy_loss_cuda(g->pl, &po, &pb, g->nf_b, g->params + L->lm_head, &ko, g->ws2,
 	                            g->ws2_bytes, NULL));
-	CK(cudaMemcpy(g->h_tl, g->tl, (size_t)2 * T * 4, cudaMemcpyDeviceToHost));
-	if (backward)
-		CK(cudaMemcpy(&loss, g->pl_loss, 4, cudaMemcpyDeviceToHost));
+	if (g->copy_async) { /* one synchronisation for every read-back */
+		float *h_loss = (float *)g->h_pin;
+		double *h_aux = (double *)(g->h_pin + 16);
+		uint8_t *h_clip = (uint8_t *)(h_aux + g->cfg.n_layers);
+		CK(cudaMemcpyAsync(g->h_tl, g->tl, (size_t)2 * T * 4, cudaMemcpyDeviceToHost, 0));
+		if (backward)
+			CK(cudaMemcpyAsync(h_loss, g->pl_loss, 4, cudaMemcpyDeviceToHost, 0));
+		if (st && pg && backward)
+			CK(cudaMemcpyAsync(h_clip, g->clip8, (size_t)T, cudaMemcpyDeviceToHost, 0));
+		CK(cudaMemcpyAsync(h_aux, g->aux_d, (size_t)g->cfg.n_layers * sizeof(double),
+		                   cudaMemcpyDeviceToHost, 0));
+		CK(cudaStreamSynchronize(0));
+		g->aux_ready = 1; /* policy_gpu_step reads h_aux */
+		if (backward)
+			loss = *h_loss;
+		if (st && pg && backward) {
+			clip = (uint8_t *)malloc((size_t)T);
+			if (!clip)
+				return swerve_error_set(SWERVE_ENOMEM, "gpu: out of memory");
+			memcpy(clip, h_clip, (size_t)T);
+		}
+	} else {
+		CK(cudaMemcpy(g->h_tl, g->tl, (size_t)2 * T * 4, cudaMemcpyDeviceToHost));
+		if (backward)
+			CK(cudaMemcpy(&loss, g->pl_loss, 4, cudaMemcpyDeviceToHost));
+	}
 	if (st) {
 		memset(st, 0, sizeof(*st));
-		if (pg && backward) {
+		if (pg && backward && !g->copy_async) {
 			clip = (uint8_t *)malloc((size_t)T);
 			if (!clip)
 				return swerve_error_set(SWERVE_ENOMEM, "gpu: out of memory");
@@ -2548,16 +2609,55 @@ int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_lo
 			hp[2 * T + t] = e;
 		}
 	}
-	CK(cudaMemcpy(g->tok, b->tokens, (size_t)T * 4, cudaMemcpyHostToDevice));
-	CK(cudaMemcpy(g->tgt, targets, (size_t)T * 4, cudaMemcpyHostToDevice));
-	CK(cudaMemcpy(g->pos, hp, (size_t)T * 4, cudaMemcpyHostToDevice));
-	CK(cudaMemcpy(g->sstart, hp + T, (size_t)T * 4, cudaMemcpyHostToDevice));
-	CK(cudaMemcpy(g->send, hp + 2 * T, (size_t)T * 4, cudaMemcpyHostToDevice));
-	CK(cudaMemcpy(g->cu, b->cu_seqlens, (size_t)(b->n_seqs + 1) * 4, cudaMemcpyHostToDevice));
-	free(hp);
-	if (logp_old) {
-		CK(cudaMemcpy(g->old, logp_old, (size_t)T * 4, cudaMemcpyHostToDevice));
-		CK(cudaMemcpy(g->adv, adv, (size_t)T * 4, cudaMemcpyHostToDevice));
+	if (g->copy_async) { /* round 10: through the pinned staging, not waiting */
+		int *s = g->h_stage, ns1 = b->n_seqs + 1;
+		float *f = (float *)(s + 5 * (size_t)T + ns1);
+		cudaError_t e = cudaEventSynchronize(g->ev_stage); /* the last uploads read it */
+		if (e != cudaSuccess) {
+			free(hp);
+			CK(e);
+		}
+		memcpy(s, b->tokens, (size_t)T * 4);
+		memcpy(s + T, targets, (size_t)T * 4);
+		memcpy(s + 2 * (size_t)T, hp, (size_t)3 * T * 4); /* pos, sstart, send */
+		memcpy(s + 5 * (size_t)T, b->cu_seqlens, (size_t)ns1 * 4);
+		free(hp);
+		if (logp_old) {
+			memcpy(f, logp_old, (size_t)T * 4);
+			memcpy(f + T, adv, (size_t)T * 4);
+		}
+		{
+			void *dst[8] = {g->tok,  g->tgt, g->pos, g->sstart,
+			                g->send, g->cu,  g->old, g->adv};
+			const void *src[8] = {s,
+			                      s + T,
+			                      s + 2 * (size_t)T,
+			                      s + 3 * (size_t)T,
+			                      s + 4 * (size_t)T,
+			                      s + 5 * (size_t)T,
+			                      f,
+			                      f + T};
+			size_t nb[8] = {(size_t)T * 4, (size_t)T * 4, (size_t)T * 4,
+			                (size_t)T * 4, (size_t)T * 4, (size_t)ns1 * 4,
+			                (size_t)T * 4, (size_t)T * 4};
+			for (int i = 0; i < (logp_old ? 8 : 6); i++)
+				CK(cudaMemcpyAsync(dst[i], src[i], nb[i], cudaMemcpyHostToDevice,
+				                   0));
+		}
+		CK(cudaEventRecord(g->ev_stage, 0));
+	} else {
+		CK(cudaMemcpy(g->tok, b->tokens, (size_t)T * 4, cudaMemcpyHostToDevice));
+		CK(cudaMemcpy(g->tgt, targets, (size_t)T * 4, cudaMemcpyHostToDevice));
+		CK(cudaMemcpy(g->pos, hp, (size_t)T * 4, cudaMemcpyHostToDevice));
+		CK(cudaMemcpy(g->sstart, hp + T, (size_t)T * 4, cudaMemcpyHostToDevice));
+		CK(cudaMemcpy(g->send, hp + 2 * T, (size_t)T * 4, cudaMemcpyHostToDevice));
+		CK(cudaMemcpy(g->cu, b->cu_seqlens, (size_t)(b->n_seqs + 1) * 4,
+		              cudaMemcpyHostToDevice));
+		free(hp);
+		if (logp_old) {
+			CK(cudaMemcpy(g->old, logp_old, (size_t)T * 4, cudaMemcpyHostToDevice));
+			CK(cudaMemcpy(g->adv, adv, (size_t)T * 4, cudaMemcpyHostToDevice));
+		}
 	}
 
 	if (backward == POLICY_GPU_BACKWARD) /* a window of one micro-batch */
@@ -2708,7 +2808,12 @@ int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_lo
 	else
 		CKR(plain_head(g, st, T, n, targets, logp_old != NULL, opts, backward));
 	mark(g, PROF_HEAD);
-	{
+	if (g->aux_ready) { /* the fused head read them back (POLICY_GPU_COPY=async) */
+		const double *h_aux = (const double *)(g->h_pin + 16);
+		for (int l = 0; l < c->n_layers; l++)
+			aux += h_aux[l];
+		g->aux_ready = 0;
+	} else {
 		double la[256];
 		for (int l0 = 0; l0 < c->n_layers; l0 += 256) {
 			int nl = c->n_layers - l0 < 256 ? c->n_layers - l0 : 256;

@@ -802,7 +802,9 @@ static int test_adamw_fused_fp32_odd(void)
 }
 
 /* Round 10: POLICY_GPU_STREAMS=2 (the weight gradients on a second stream)
- * against the default, bit for bit: two optimizer steps of K = 2
+ * and POLICY_GPU_COPY=async (pinned, asynchronous uploads, one read-back
+ * synchronisation), each given as env ("VAR=VALUE ..."), against the
+ * default, bit for bit: two optimizer steps of K = 2
  * micro-batches each (the arena cleared by the first, added to by the
  * second, read by AdamW), on a config larger than the fixture (4 layers,
  * two of them softmax, 8 experts top-2, about 1000 tokens a micro-batch) so
@@ -811,8 +813,11 @@ static int test_adamw_fused_fp32_odd(void)
  * one model to the next (atomics: the norms' and the embedding's); those
  * must agree within 1e-5 relative, every other tensor's gradient and
  * weights after AdamW, and every loss, bit for bit. After each AdamW the
- * three models continue from the first default model's weights. */
-static int streams_bitwise(enum policy_gpu_precision prec)
+ * three models continue from the first default model's weights. pg: the
+ * CISPO loss with behaviour logprobs and advantages (uploaded too), else
+ * cross-entropy. */
+static const char *const round10_vars[] = {"POLICY_GPU_STREAMS", "POLICY_GPU_COPY"};
+static int variant_bitwise(enum policy_gpu_precision prec, const char *env, int pg)
 {
 	struct policy_config c;
 	struct policy_layout L;
@@ -822,11 +827,15 @@ static int streams_bitwise(enum policy_gpu_precision prec)
 	int tok[2][1024], tgt[2][1024], cu0[3], cu1[4], n_bits = 0, n_atomic = 0, bad = 0;
 	struct policy_batch b[2];
 	float *p0, *gr[3], *pw[3];
-	const char *env = getenv("POLICY_GPU_STREAMS");
-	char saved[16];
+	struct policy_loss_opts lo = POLICY_LOSS_OPTS_INIT;
+	float old[2][1024], adv[2][1024];
+	char saved[2][16];
 	if (!have_gpu())
 		return GPU_SKIP;
-	snprintf(saved, sizeof(saved), "%s", env ? env : "");
+	for (int v = 0; v < 2; v++) { /* a run under a switch: restored at the end */
+		const char *was = getenv(round10_vars[v]);
+		snprintf(saved[v], sizeof(saved[v]), "%s", was ? was : "");
+	}
 	gpu_config(&c);
 	c.vocab_size = 1000;
 	c.dim = 256;
@@ -854,11 +863,25 @@ static int streams_bitwise(enum policy_gpu_precision prec)
 		for (int s = 0; s < 2 + m; s++)
 			for (int t = cu[s]; t < cu[s + 1]; t++)
 				tgt[m][t] = t + 1 < cu[s + 1] && t % 11 != 5 ? tok[m][t + 1] : -1;
+		for (int t = 0; t < 1024; t++) { /* behaviour logprobs near uniform's */
+			old[m][t] = (float)(-log((double)c.vocab_size) + 0.3 * nrand());
+			adv[m][t] = (float)nrand();
+		}
 	}
 	b[0] = (struct policy_batch){1024, tok[0], 2, cu0};
 	b[1] = (struct policy_batch){1024, tok[1], 3, cu1};
-	for (int k = 0; k < 3; k++) { /* default, default, 2 streams */
-		setenv("POLICY_GPU_STREAMS", k == 2 ? "2" : "1", 1);
+	for (int k = 0; k < 3; k++) { /* default, default, the variant */
+		char buf[128], *save = NULL;
+		setenv("POLICY_GPU_STREAMS", "1", 1);
+		setenv("POLICY_GPU_COPY", "sync", 1);
+		snprintf(buf, sizeof(buf), "%s", k == 2 ? env : "");
+		for (char *w = strtok_r(buf, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
+			char *eq = strchr(w, '=');
+			if (eq) {
+				*eq = 0;
+				setenv(w, eq + 1, 1);
+			}
+		}
 		CHECK(policy_gpu_new(&g[k], &c, &L, 1024, 4, prec) == 0 &&
 		              policy_gpu_set_params(g[k], p0) == 0,
 		      "%s", swerve_error_last());
@@ -866,33 +889,38 @@ static int streams_bitwise(enum policy_gpu_precision prec)
 		pw[k] = malloc(L.total * 4);
 		ao[k].lr = 1e-3;
 	}
-	if (*saved)
-		setenv("POLICY_GPU_STREAMS", saved, 1);
-	else
-		unsetenv("POLICY_GPU_STREAMS");
+	for (int v = 0; v < 2; v++)
+		if (*saved[v])
+			setenv(round10_vars[v], saved[v], 1);
+		else
+			unsetenv(round10_vars[v]);
 	for (int w = 0; w < 2; w++) {
-		double loss[3][2], gn[3];
+		double loss[3][2], gn[3], clipped[3][2];
 		for (int k = 0; k < 3; k++) {
 			for (int m = 0; m < 2; m++) {
 				struct policy_loss_stats st;
-				CHECK(policy_gpu_step(&st, NULL, NULL, g[k], &b[m], tgt[m], NULL,
-				                      NULL, NULL,
+				CHECK(policy_gpu_step(&st, NULL, NULL, g[k], &b[m], tgt[m],
+				                      pg ? old[m] : NULL, pg ? adv[m] : NULL,
+				                      pg ? &lo : NULL,
 				                      m ? POLICY_GPU_BACKWARD_ACC
 				                        : POLICY_GPU_BACKWARD) == 0,
 				      "%s", swerve_error_last());
 				loss[k][m] = st.loss;
+				clipped[k][m] = st.clipped;
 			}
 			CHECK(policy_gpu_get_grads(g[k], gr[k]) == 0 &&
 			              policy_gpu_adamw(&gn[k], g[k], &ao[k]) == 0 &&
 			              policy_gpu_get_params(g[k], pw[k]) == 0,
 			      "%s", swerve_error_last());
 		}
-		printf("  %s step %d: losses %.9g %.9g (default) %.9g %.9g (streams 2); grad norm "
-		       "%.9g / %.9g / %.9g\n",
-		       prec == POLICY_GPU_FP32 ? "fp32" : "bf16", w + 1, loss[0][0], loss[0][1],
-		       loss[2][0], loss[2][1], gn[0], gn[1], gn[2]);
-		CHECK(loss[2][0] == loss[0][0] && loss[2][1] == loss[0][1],
-		      "step %d: the losses differ", w + 1);
+		printf("  %s %s step %d: losses %.9g %.9g (default) %.9g %.9g (%s); clipped %g "
+		       "%g / %g %g; grad norm %.9g / %.9g / %.9g\n",
+		       prec == POLICY_GPU_FP32 ? "fp32" : "bf16", pg ? "cispo" : "xent", w + 1,
+		       loss[0][0], loss[0][1], loss[2][0], loss[2][1], env, clipped[0][0],
+		       clipped[0][1], clipped[2][0], clipped[2][1], gn[0], gn[1], gn[2]);
+		CHECK(loss[2][0] == loss[0][0] && loss[2][1] == loss[0][1] &&
+		              clipped[2][0] == clipped[0][0] && clipped[2][1] == clipped[0][1],
+		      "step %d: the losses or clip counts differ", w + 1);
 		CHECK(fabs(gn[2] - gn[0]) <= 1e-6 * gn[0] + fabs(gn[1] - gn[0]),
 		      "step %d: grad norm %.9g vs %.9g", w + 1, gn[2], gn[0]);
 		for (int i = 0; i < L.n; i++) {
@@ -939,17 +967,25 @@ static int streams_bitwise(enum policy_gpu_precision prec)
 	}
 	free(p0);
 	policy_layout_dispose(&L);
-	CHECK(!bad, "POLICY_GPU_STREAMS=2 differs from the default (see above)");
+	CHECK(!bad, "%s differs from the default (see above)", env);
 	CHECK(n_bits > 0, "no tensor was reproducible bit for bit");
 	return 0;
 }
 static int test_streams_bitwise_bf16(void)
 {
-	return streams_bitwise(POLICY_GPU_BF16);
+	return variant_bitwise(POLICY_GPU_BF16, "POLICY_GPU_STREAMS=2", 0);
 }
 static int test_streams_bitwise_fp32(void)
 {
-	return streams_bitwise(POLICY_GPU_FP32);
+	return variant_bitwise(POLICY_GPU_FP32, "POLICY_GPU_STREAMS=2", 0);
+}
+static int test_copy_bitwise_bf16_cispo(void)
+{
+	return variant_bitwise(POLICY_GPU_BF16, "POLICY_GPU_COPY=async", 1);
+}
+static int test_streams_copy_bitwise_bf16_cispo(void)
+{
+	return variant_bitwise(POLICY_GPU_BF16, "POLICY_GPU_STREAMS=2 POLICY_GPU_COPY=async", 1);
 }
 
 /* round 10: POLICY_GPU_ROUTE=v3 with POLICY_GPU_MOE_COMB=new (the MoE's
@@ -986,9 +1022,9 @@ static int test_fp32_route_v3_lt(void)
 /* a misspelt switch is an error naming it, not a silent fallback */
 static int test_bad_switches(void)
 {
-	static const char *vars[] = {"POLICY_GPU_ROUTE",      "POLICY_GPU_LIN_EW",
-	                             "POLICY_GPU_MOE_GATHER", "POLICY_GPU_EW",
-	                             "POLICY_GPU_ADAMW",      "POLICY_GPU_STREAMS"};
+	static const char *vars[] = {
+	        "POLICY_GPU_ROUTE", "POLICY_GPU_LIN_EW",  "POLICY_GPU_MOE_GATHER", "POLICY_GPU_EW",
+	        "POLICY_GPU_ADAMW", "POLICY_GPU_STREAMS", "POLICY_GPU_COPY"};
 	static const char *step_vars[] = {"POLICY_GPU_HEAD", "POLICY_GPU_HEAD_ROWS"};
 	struct fixture f;
 	if (!have_gpu())
@@ -1126,6 +1162,12 @@ int main(void)
 	         test_streams_bitwise_bf16},
 	        {"POLICY_GPU_STREAMS=2 vs the default, bit for bit: 2 steps of K = 2 (fp32)",
 	         test_streams_bitwise_fp32},
+	        {"POLICY_GPU_COPY=async vs the default, bit for bit: 2 steps of K = 2 (bf16 "
+	         "CISPO)",
+	         test_copy_bitwise_bf16_cispo},
+	        {"POLICY_GPU_STREAMS=2 + COPY=async vs the default, bit for bit: 2 steps of K = 2 "
+	         "(bf16 CISPO)",
+	         test_streams_copy_bitwise_bf16_cispo},
 	};
 	return run_selected(tests, (int)(sizeof(tests) / sizeof(tests[0])));
 }
