@@ -815,9 +815,24 @@ static int test_adamw_fused_fp32_odd(void)
  * weights after AdamW, and every loss, bit for bit. After each AdamW the
  * three models continue from the first default model's weights. pg: the
  * CISPO loss with behaviour logprobs and advantages (uploaded too), else
- * cross-entropy. */
-static const char *const round10_vars[] = {"POLICY_GPU_STREAMS", "POLICY_GPU_COPY"};
-static int variant_bitwise(enum policy_gpu_precision prec, const char *env, int pg)
+ * cross-entropy. base: switches all three models run under (one of
+ * round10_vars, which are restored afterwards; "" for none). */
+static const char *const round10_vars[] = {"POLICY_GPU_STREAMS", "POLICY_GPU_COPY",
+                                           "POLICY_GPU_ACT"};
+static void apply_env(const char *env)
+{
+	char buf[128], *save = NULL;
+	snprintf(buf, sizeof(buf), "%s", env);
+	for (char *w = strtok_r(buf, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
+		char *eq = strchr(w, '=');
+		if (eq) {
+			*eq = 0;
+			setenv(w, eq + 1, 1);
+		}
+	}
+}
+static int variant_bitwise(enum policy_gpu_precision prec, const char *base, const char *env,
+                           int pg)
 {
 	struct policy_config c;
 	struct policy_layout L;
@@ -829,10 +844,10 @@ static int variant_bitwise(enum policy_gpu_precision prec, const char *env, int 
 	float *p0, *gr[3], *pw[3];
 	struct policy_loss_opts lo = POLICY_LOSS_OPTS_INIT;
 	float old[2][1024], adv[2][1024];
-	char saved[2][16];
+	char saved[3][16];
 	if (!have_gpu())
 		return GPU_SKIP;
-	for (int v = 0; v < 2; v++) { /* a run under a switch: restored at the end */
+	for (int v = 0; v < 3; v++) { /* a run under a switch: restored at the end */
 		const char *was = getenv(round10_vars[v]);
 		snprintf(saved[v], sizeof(saved[v]), "%s", was ? was : "");
 	}
@@ -871,17 +886,12 @@ static int variant_bitwise(enum policy_gpu_precision prec, const char *env, int 
 	b[0] = (struct policy_batch){1024, tok[0], 2, cu0};
 	b[1] = (struct policy_batch){1024, tok[1], 3, cu1};
 	for (int k = 0; k < 3; k++) { /* default, default, the variant */
-		char buf[128], *save = NULL;
 		setenv("POLICY_GPU_STREAMS", "1", 1);
 		setenv("POLICY_GPU_COPY", "sync", 1);
-		snprintf(buf, sizeof(buf), "%s", k == 2 ? env : "");
-		for (char *w = strtok_r(buf, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
-			char *eq = strchr(w, '=');
-			if (eq) {
-				*eq = 0;
-				setenv(w, eq + 1, 1);
-			}
-		}
+		unsetenv("POLICY_GPU_ACT");
+		apply_env(base);
+		if (k == 2)
+			apply_env(env);
 		CHECK(policy_gpu_new(&g[k], &c, &L, 1024, 4, prec) == 0 &&
 		              policy_gpu_set_params(g[k], p0) == 0,
 		      "%s", swerve_error_last());
@@ -889,7 +899,7 @@ static int variant_bitwise(enum policy_gpu_precision prec, const char *env, int 
 		pw[k] = malloc(L.total * 4);
 		ao[k].lr = 1e-3;
 	}
-	for (int v = 0; v < 2; v++)
+	for (int v = 0; v < 3; v++)
 		if (*saved[v])
 			setenv(round10_vars[v], saved[v], 1);
 		else
@@ -913,11 +923,12 @@ static int variant_bitwise(enum policy_gpu_precision prec, const char *env, int 
 			              policy_gpu_get_params(g[k], pw[k]) == 0,
 			      "%s", swerve_error_last());
 		}
-		printf("  %s %s step %d: losses %.9g %.9g (default) %.9g %.9g (%s); clipped %g "
-		       "%g / %g %g; grad norm %.9g / %.9g / %.9g\n",
-		       prec == POLICY_GPU_FP32 ? "fp32" : "bf16", pg ? "cispo" : "xent", w + 1,
-		       loss[0][0], loss[0][1], loss[2][0], loss[2][1], env, clipped[0][0],
-		       clipped[0][1], clipped[2][0], clipped[2][1], gn[0], gn[1], gn[2]);
+		printf("  %s%s%s %s step %d: losses %.9g %.9g (default) %.9g %.9g (%s); clipped "
+		       "%g %g / %g %g; grad norm %.9g / %.9g / %.9g\n",
+		       prec == POLICY_GPU_FP32 ? "fp32" : "bf16", *base ? " " : "", base,
+		       pg ? "cispo" : "xent", w + 1, loss[0][0], loss[0][1], loss[2][0], loss[2][1],
+		       env, clipped[0][0], clipped[0][1], clipped[2][0], clipped[2][1], gn[0],
+		       gn[1], gn[2]);
 		CHECK(loss[2][0] == loss[0][0] && loss[2][1] == loss[0][1] &&
 		              clipped[2][0] == clipped[0][0] && clipped[2][1] == clipped[0][1],
 		      "step %d: the losses or clip counts differ", w + 1);
@@ -973,19 +984,27 @@ static int variant_bitwise(enum policy_gpu_precision prec, const char *env, int 
 }
 static int test_streams_bitwise_bf16(void)
 {
-	return variant_bitwise(POLICY_GPU_BF16, "POLICY_GPU_STREAMS=2", 0);
+	return variant_bitwise(POLICY_GPU_BF16, "", "POLICY_GPU_STREAMS=2", 0);
 }
 static int test_streams_bitwise_fp32(void)
 {
-	return variant_bitwise(POLICY_GPU_FP32, "POLICY_GPU_STREAMS=2", 0);
+	return variant_bitwise(POLICY_GPU_FP32, "", "POLICY_GPU_STREAMS=2", 0);
 }
 static int test_copy_bitwise_bf16_cispo(void)
 {
-	return variant_bitwise(POLICY_GPU_BF16, "POLICY_GPU_COPY=async", 1);
+	return variant_bitwise(POLICY_GPU_BF16, "", "POLICY_GPU_COPY=async", 1);
+}
+/* POLICY_GPU_ACT=fp32: fp32 activations, the experts through cuBLASLt (the
+ * side stream's fp32 dy / dpre waits) */
+static int test_streams_copy_bitwise_act32_cispo(void)
+{
+	return variant_bitwise(POLICY_GPU_BF16, "POLICY_GPU_ACT=fp32",
+	                       "POLICY_GPU_STREAMS=2 POLICY_GPU_COPY=async", 1);
 }
 static int test_streams_copy_bitwise_bf16_cispo(void)
 {
-	return variant_bitwise(POLICY_GPU_BF16, "POLICY_GPU_STREAMS=2 POLICY_GPU_COPY=async", 1);
+	return variant_bitwise(POLICY_GPU_BF16, "", "POLICY_GPU_STREAMS=2 POLICY_GPU_COPY=async",
+	                       1);
 }
 
 /* round 10: POLICY_GPU_ROUTE=v3 with POLICY_GPU_MOE_COMB=new (the MoE's
@@ -1168,6 +1187,9 @@ int main(void)
 	        {"POLICY_GPU_STREAMS=2 + COPY=async vs the default, bit for bit: 2 steps of K = 2 "
 	         "(bf16 CISPO)",
 	         test_streams_copy_bitwise_bf16_cispo},
+	        {"POLICY_GPU_STREAMS=2 + COPY=async vs the default, bit for bit: 2 steps of K = 2 "
+	         "(bf16 GEMMs, POLICY_GPU_ACT=fp32, CISPO)",
+	         test_streams_copy_bitwise_act32_cispo},
 	};
 	return run_selected(tests, (int)(sizeof(tests) / sizeof(tests[0])));
 }
