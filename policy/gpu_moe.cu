@@ -1531,10 +1531,10 @@ int policy_moe_variant(void)
 {
 	/* variant 8 is wgtd's TMA-store epilogue (POLICY_GPU_MOE_EPI), not a name
 	 * here; round 9's wgtdp (wgtd with persistent CTAs, k_mgp) is variant 9;
-	 * round 10's wsb (policy/gpu_moe_ws.cu, opt-in) is variant 10 */
-	static const char *const names[10] = {"mma", "wg",  "wg256", "wgp",   "wgm",
-	                                      "ws2", "wgt", "wgtd",  "wgtdp", "wsb"};
-	int v = policy_env_choice("POLICY_GPU_MOE_KERNEL", names, 10, 7);
+	 * round 10's wsb and wsb2 (policy/gpu_moe_ws.cu, opt-in) are 10 and 11 */
+	static const char *const names[11] = {"mma", "wg",   "wg256", "wgp", "wgm", "ws2",
+	                                      "wgt", "wgtd", "wgtdp", "wsb", "wsb2"};
+	int v = policy_env_choice("POLICY_GPU_MOE_KERNEL", names, 11, 7);
 	return v >= 8 ? v + 1 : v;
 }
 
@@ -1726,7 +1726,7 @@ template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct
 	 * CTAs when the TMA epilogues run (k_mgp); the other products, UP with
 	 * A gathered in the loads and EPI=smem run wgtd's kernels */
 	const bool pers = var == 9;
-	const int cap = pers || var == 10 ? mg_ctas() : 0;
+	const int cap = pers || var == 10 || var == 11 ? mg_ctas() : 0;
 	if (cap < 0)
 		return cap;
 	if (pers)
@@ -1757,11 +1757,17 @@ template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct
 	a->D = d->D;
 	a->F = d->F;
 	a->gx = d->gathered != 0 && (MODE == MG_UP || MODE == MG_UP_DW);
-	/* round 10: wsb runs UP from xg in policy/gpu_moe_ws.cu, the rest as wgtd */
-	if (var == 10) {
+	/* round 10: wsb runs UP from xg in policy/gpu_moe_ws.cu, wsb2 also DOWN
+	 * and UP_DX (F % 64 == 0); the rest as wgtd */
+	if (var == 10 || var == 11) {
 		if (MODE == MG_UP && a->gx)
 			return policy_moe_ws_up(d, a->o1, a->o2, a->o3, a->a, a->b0, a->b1, cap,
 			                        (void *)mg_stream);
+		if (var == 11 && MODE == MG_DOWN)
+			return policy_moe_ws_down(d, a->f1, a->a, a->b0, cap, (void *)mg_stream);
+		if (var == 11 && MODE == MG_UP_DX && d->F % 64 == 0)
+			return policy_moe_ws_up_dx(d, a->f1, a->a, a->b0, a->b1, cap,
+			                           (void *)mg_stream);
 		var = 7;
 	}
 	switch (MODE) {

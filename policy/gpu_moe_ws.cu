@@ -1,10 +1,12 @@
-/* gpu_moe_ws.cu - round 10 (opt-in, POLICY_GPU_MOE_KERNEL=wsb): a
- * warp-specialised, persistent, 128 x 256-tile grouped GEMM for the MoE up
- * projection from the gathered copy xg (policy_moe_up with d->gathered);
- * see gpu_moe_ws.h. Every other product of the variant runs wgtd's kernels
- * (policy/gpu_moe.cu, with POLICY_GPU_MOE_EPI as set: tma by default).
+/* gpu_moe_ws.cu - round 10 (opt-in): a warp-specialised, persistent,
+ * 128 x 256-tile grouped GEMM for the MoE experts; see gpu_moe_ws.h.
+ * POLICY_GPU_MOE_KERNEL=wsb runs the up projection from the gathered copy
+ * xg (policy_moe_up with d->gathered) here; wsb2 also the down projection
+ * and up dX (F % 64 == 0). Every other product of the variants runs wgtd's
+ * kernels (policy/gpu_moe.cu, with POLICY_GPU_MOE_EPI as set: tma by
+ * default).
  *
- * Design (k_ws_up):
+ * Design (k_ws<MODE, ST>, shown for UP; DOWN and UP_DX: 256 columns of D):
  * - CTA tile: 128 rows (of one expert's segment) x 128 hidden units, i.e.
  *   256 GEMM columns laid out [128 of W1 | the same 128 of W3], so a
  *   thread's h1 column j and h3 column j sit in its own accumulators (index
@@ -15,7 +17,9 @@
  *   tile and all 256 columns: wgmma m64n256k16 (A and B from shared memory,
  *   128 fp32 accumulators a thread), four a 64-deep k block.
  * - A 4-stage ring of 48 KB stages (A box 64 x 128 rows of xg, W1 and W3
- *   boxes 64 x 128 x 1; 128-byte swizzle, as gpu_moe.cu's tiles) with a full
+ *   boxes 64 x 128 x 1; DOWN: two W2 boxes; UP_DX: four 64 x 64 boxes of
+ *   [W1; W3] (k, n), N-major; 128-byte swizzle, as gpu_moe.cu's tiles;
+ *   POLICY_GPU_MOE_WSB_ST=3 for 3 stages) with a full
  *   mbarrier (producer's expect-tx, TMA completion) and an empty mbarrier
  *   (8 arrivals: lane 0 of each consumer warp) per stage; phases from a
  *   running k-block counter that continues across tiles.
@@ -28,10 +32,14 @@
  *   found from offs on the device (no host round trip); the producer runs
  *   into the next tile's k blocks while the consumers do the epilogue.
  * - Epilogue straight from the accumulators: h1, h3 rounded to bf16, hh =
- *   SiLU(h1) h3 from the rounded values (gpu_moe.cu's mg_epi rounding),
- *   4-byte stores (a row's 8 columns from 4 lanes); rows past the expert's
- *   end (the next expert's, computed from the same A box) and columns past
- *   F (zero-filled boxes) are not stored. Deterministic: no atomics, fixed
+ *   SiLU(h1) h3 from the rounded values (gpu_moe.cu's mg_epi rounding);
+ *   each 4 8-column blocks of a row transposed across the lane quad so each
+ *   lane stores a block's 8 columns with one 16-byte store (4-byte stores
+ *   of each lane's pair, POLICY_GPU_MOE_WSB_EPI=st4, were 2x slower: H100,
+ *   0.187 against 0.097 ms); DOWN / UP_DX: fp32 rows to out[perm[row]]
+ *   (slot order), two 16-byte stores a block. Rows past the expert's end
+ *   (the next expert's, computed from the same A box) and columns past F
+ *   or D (zero-filled boxes) are not stored. Deterministic: no atomics, fixed
  *   k order. */
 #include "kernels/ptx.cuh"
 #include "kernels/tma.h"
@@ -61,11 +69,17 @@ struct ws_maps {
 };
 
 struct ws_args {
-	const int *offs;
+	const int *offs, *perm;
 	int E, D, F;
-	uint16_t *h1, *h3, *hh;
-	int epi; /* WS_EPI_* */
+	uint16_t *h1, *h3, *hh; /* WS_UP's outputs */
+	float *out;             /* WS_DOWN's yp, WS_UP_DX's dxp (slot order) */
+	int epi;                /* WS_EPI_* */
 };
+
+/* the products: UP (A = xg, B = [W1 | W3] K-major, SwiGLU epilogue), DOWN
+ * (A = hh, B = W2 K-major, yp[perm[row]] fp32), UP_DX (A = dh13, B = [W1;
+ * W3] N-major, K = 2F, dxp[perm[row]] fp32) */
+enum { WS_UP, WS_DOWN, WS_UP_DX };
 
 /* the epilogue's stores (POLICY_GPU_MOE_WSB_EPI, for measurements) */
 enum { WS_EPI_ST16, WS_EPI_ST4, WS_EPI_NOSTORE, WS_EPI_NONE };
@@ -113,8 +127,9 @@ __device__ __forceinline__ static void ws_tma3(uint32_t dst, const CUtensorMap *
 	             : "memory");
 }
 
-/* d (+)= A B, m64n256k16, both K-major from shared memory (128-byte swizzle
- * descriptors, ptx::dsc); acc 0: d = A B */
+/* d (+)= A B, m64n256k16, A K-major, B K-major (TB 0) or N-major (TB 1)
+ * from shared memory (128-byte swizzle descriptors); acc 0: d = A B */
+template <int TB>
 __device__ __forceinline__ static void ws_wgmma256(float (&d)[128], uint64_t da, uint64_t db,
                                                    int acc)
 {
@@ -131,7 +146,7 @@ __device__ __forceinline__ static void ws_wgmma256(float (&d)[128], uint64_t da,
 	        "%110, %111, "
 	        "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, "
 	        "%125, %126, %127}, "
-	        "%128, %129, p, 1, 1, 0, 0;\n}\n"
+	        "%128, %129, p, 1, 1, 0, %131;\n}\n"
 	        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]),
 	          "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]),
 	          "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]),
@@ -154,7 +169,15 @@ __device__ __forceinline__ static void ws_wgmma256(float (&d)[128], uint64_t da,
 	          "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]),
 	          "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]), "+f"(d[121]),
 	          "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
-	        : "l"(da), "l"(db), "r"(acc));
+	        : "l"(da), "l"(db), "r"(acc), "n"(TB));
+}
+
+/* an N-major B descriptor: 128-byte swizzle, 8-row groups 1024 B apart, the
+ * 64-column atoms lbo bytes apart */
+__device__ __forceinline__ static uint64_t ws_desc_n(uint32_t saddr, uint32_t lbo)
+{
+	uint32_t lo = (saddr >> 4) | ((lbo >> 4) << 16);
+	return ((uint64_t)((1024u >> 4) | (1u << 30)) << 32) | (uint64_t)lo;
 }
 
 __device__ __forceinline__ static void ws_reg_fence(float (&d)[128])
@@ -273,6 +296,41 @@ __device__ __forceinline__ static void ws_epi(const struct ws_args &a, const flo
 	}
 }
 
+/* the fp32 epilogue of DOWN / UP_DX: rows rr, rr + 8 to out[perm[row]]
+ * (slot order, D wide), the pairs of each 4 8-column blocks transposed
+ * across the quad so lane q writes block q's 8 floats (two 16-byte stores) */
+__device__ __forceinline__ static void ws_epi_f32(const struct ws_args &a, const float (&acc)[128],
+                                                  int rr, int r1, int n0, int q)
+{
+	const int D = a.D;
+#pragma unroll
+	for (int h = 0; h < 2; h++) {
+		const int row = rr + 8 * h;
+		const bool rok = row < r1;
+		float *dst = a.out + (rok ? (size_t)a.perm[row] * D : 0);
+#pragma unroll
+		for (int g = 0; g < 8; g++) {
+			uint32_t lo[4], hi[4];
+#pragma unroll
+			for (int jj = 0; jj < 4; jj++) {
+				const int j = 4 * g + jj;
+				lo[jj] = __float_as_uint(acc[4 * j + 2 * h]);
+				hi[jj] = __float_as_uint(acc[4 * j + 2 * h + 1]);
+			}
+			ws_transpose4(lo, q);
+			ws_transpose4(hi, q);
+			const int n = n0 + 8 * (4 * g + q);
+			if (rok && n < D) {
+				float4 *o = (float4 *)(dst + n);
+				o[0] = make_float4(__uint_as_float(lo[0]), __uint_as_float(hi[0]),
+				                   __uint_as_float(lo[1]), __uint_as_float(hi[1]));
+				o[1] = make_float4(__uint_as_float(lo[2]), __uint_as_float(hi[2]),
+				                   __uint_as_float(lo[3]), __uint_as_float(hi[3]));
+			}
+		}
+	}
+}
+
 /* row tile b of the experts' ceil(n_e / 128) tiles: expert, first row, end */
 __device__ __forceinline__ static void ws_rowtile(const int *offs, int E, int b, int *e, int *r0,
                                                   int *r1)
@@ -290,15 +348,19 @@ __device__ __forceinline__ static void ws_rowtile(const int *offs, int E, int b,
 	*e = -1;
 }
 
-template <int WS_ST>
+template <int MODE, int WS_ST>
 __global__ static void __launch_bounds__(WS_THREADS, 1)
-        k_ws_up(struct ws_args a, const __grid_constant__ struct ws_maps tm)
+        k_ws(struct ws_args a, const __grid_constant__ struct ws_maps tm)
 {
 	extern __shared__ __align__(1024) unsigned char ws_sm[];
 	__shared__ __align__(8) uint64_t full[WS_ST], empty[WS_ST];
 	const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
 	const int D = a.D, F = a.F, E = a.E;
-	const int nk = (D + WS_BK - 1) / WS_BK, nx = (F + WS_BF - 1) / WS_BF;
+	/* k blocks a tile; column tiles (UP: 128 hidden units, else 256 of D) */
+	const int Kd = MODE == WS_UP ? D : MODE == WS_DOWN ? F : 2 * F;
+	const int nk = (Kd + WS_BK - 1) / WS_BK,
+	          nx = MODE == WS_UP ? (F + WS_BF - 1) / WS_BF : (D + 255) / 256;
+	const int bn = MODE == WS_UP ? WS_BF : 256;
 	const uint32_t sbase = (ptx::smem_u32(ws_sm) + 1023u) & ~1023u;
 	const uint32_t fb = ptx::smem_u32(full), eb = ptx::smem_u32(empty);
 	int nrt = 0; /* row tiles of all experts */
@@ -323,15 +385,26 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 		for (int t = blockIdx.x; t < ntiles; t += gridDim.x) {
 			int e, r0, r1;
 			ws_rowtile(a.offs, E, t / nx, &e, &r0, &r1);
-			const int n0 = (t % nx) * WS_BF;
+			const int n0 = (t % nx) * bn;
 			for (int kb = 0; kb < nk; kb++, it++) {
-				const int s = it % WS_ST;
+				const int s = it % WS_ST, k0 = kb * WS_BK;
 				const uint32_t sa = sbase + s * WS_STAGE, bar = fb + 8 * s;
 				ws_wait(eb + 8 * s, ((it / WS_ST) & 1) ^ 1);
 				ws_expect(bar, WS_STAGE);
-				ws_tma2(sa, &tm.a, kb * WS_BK, r0, bar);
-				ws_tma3(sa + WS_ATILE, &tm.w1, kb * WS_BK, n0, e, bar);
-				ws_tma3(sa + 2 * WS_ATILE, &tm.w3, kb * WS_BK, n0, e, bar);
+				ws_tma2(sa, &tm.a, k0, r0, bar);
+				if (MODE == WS_UP) { /* W1 rows n0.., then W3's */
+					ws_tma3(sa + WS_ATILE, &tm.w1, k0, n0, e, bar);
+					ws_tma3(sa + 2 * WS_ATILE, &tm.w3, k0, n0, e, bar);
+				} else if (MODE == WS_DOWN) { /* W2 rows (d) n0.., n0 + 128.. */
+					ws_tma3(sa + WS_ATILE, &tm.w1, k0, n0, e, bar);
+					ws_tma3(sa + 2 * WS_ATILE, &tm.w1, k0, n0 + 128, e, bar);
+				} else { /* [W1; W3] (k, n): F % 64 == 0, a block in one */
+					const CUtensorMap *m = k0 < F ? &tm.w1 : &tm.w3;
+					const int kr = k0 < F ? k0 : k0 - F;
+					for (int i = 0; i < 4; i++)
+						ws_tma3(sa + WS_ATILE + i * 8192, m, n0 + 64 * i,
+						        kr, e, bar);
+				}
 			}
 		}
 		return;
@@ -345,7 +418,7 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 	for (int t = blockIdx.x; t < ntiles; t += gridDim.x) {
 		int e, r0, r1;
 		ws_rowtile(a.offs, E, t / nx, &e, &r0, &r1);
-		const int n0 = (t % nx) * WS_BF;
+		const int n0 = (t % nx) * bn;
 		for (int kb = 0; kb < nk; kb++, it++) {
 			const int s = it % WS_ST;
 			const uint32_t sa = sbase + s * WS_STAGE;
@@ -353,9 +426,15 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 			const uint32_t la = ptx::dlo(sa + c * 8192), lb = ptx::dlo(sa + WS_ATILE);
 			ptx::fence();
 #pragma unroll
-			for (int kk = 0; kk < WS_BK / 16; kk++)
-				ws_wgmma256(acc, ptx::dsc(la, kk * 32), ptx::dsc(lb, kk * 32),
-				            kb > 0 || kk > 0);
+			for (int kk = 0; kk < WS_BK / 16; kk++) {
+				if (MODE == WS_UP_DX) /* B (k, n): 16 k rows a step */
+					ws_wgmma256<1>(acc, ptx::dsc(la, kk * 32),
+					               ws_desc_n(sa + WS_ATILE + kk * 2048, 8192),
+					               kb > 0 || kk > 0);
+				else
+					ws_wgmma256<0>(acc, ptx::dsc(la, kk * 32),
+					               ptx::dsc(lb, kk * 32), kb > 0 || kk > 0);
+			}
 			ptx::commit();
 			ptx::wait<1>();
 			if (kb > 0) { /* block it - 1's products are done: its stage is free */
@@ -370,7 +449,10 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 		if (lane == 0)
 			ws_arrive(eb + 8 * ((it - 1) % WS_ST));
 
-		ws_epi(a, acc, r0 + c * 64 + w4 * 16 + (lane >> 2), r1, n0, lane & 3);
+		if (MODE == WS_UP)
+			ws_epi(a, acc, r0 + c * 64 + w4 * 16 + (lane >> 2), r1, n0, lane & 3);
+		else
+			ws_epi_f32(a, acc, r0 + c * 64 + w4 * 16 + (lane >> 2), r1, n0, lane & 3);
 	}
 }
 
@@ -399,18 +481,18 @@ static int ws_aligned(const void *p)
 	return ((uintptr_t)p & 15) == 0;
 }
 
-/* the CTAs of a full grid of k_ws_up<ST> (SMs x CTAs an SM; the shared
+/* the CTAs of a full grid of k_ws<MODE, ST> (SMs x CTAs an SM; the shared
  * memory attribute set once), or a negative code */
-template <int ST> static int ws_ctas(void)
+template <int MODE, int ST> static int ws_ctas(void)
 {
 	static int ctas;
 	if (!ctas) {
 		int dev, sms, occ;
-		CK(cudaFuncSetAttribute(k_ws_up<ST>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+		CK(cudaFuncSetAttribute(k_ws<MODE, ST>, cudaFuncAttributeMaxDynamicSharedMemorySize,
 		                        WS_SMEM(ST)));
 		CK(cudaGetDevice(&dev));
 		CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-		CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, k_ws_up<ST>, WS_THREADS,
+		CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, k_ws<MODE, ST>, WS_THREADS,
 		                                                 WS_SMEM(ST)));
 		if (occ < 1)
 			return swerve_error_set(SWERVE_ERROR,
@@ -424,61 +506,91 @@ template <int ST> static int ws_ctas(void)
 /* POLICY_GPU_MOE_WSB_ST (measurements): the stages of the ring, 3 or 4 (the default) */
 static const char *const ws_st_names[] = {"3", "4"};
 
-int policy_moe_ws_up(const struct policy_moe_dims *d, uint16_t *h1, uint16_t *h3, uint16_t *hh,
-                     const uint16_t *xg, const uint16_t *w1, const uint16_t *w3, int cap,
-                     void *stream)
+/* one product: the checks, the tensor maps, a grid of min(tiles, SMs, cap)
+ * persistent CTAs */
+template <int MODE>
+static int ws_launch(const struct policy_moe_dims *d, struct ws_args *a, const uint16_t *A,
+                     const uint16_t *b0, const uint16_t *b1, int cap, void *stream)
 {
 	const int R = d->T * d->K;
-	if (!d->gathered)
-		return swerve_error_set(SWERVE_EINVAL, "gpu moe wsb: up needs the gathered xg");
-	if (d->D <= 0 || d->F <= 0 || d->D % 8 || d->F % 8)
+	if (d->D <= 0 || d->F <= 0 || d->D % 8 || d->F % 8 || (MODE == WS_UP_DX && d->F % 64))
 		return swerve_error_set(SWERVE_EINVAL,
-		                        "gpu moe wsb: D (%d) and F (%d) must be multiples of 8",
+		                        "gpu moe wsb: D (%d) and F (%d) must be multiples of 8 "
+		                        "(F of 64 for up dX)",
 		                        d->D, d->F);
-	if (!ws_aligned(h1) || !ws_aligned(h3) || !ws_aligned(hh) || !ws_aligned(xg) ||
-	    !ws_aligned(w1) || !ws_aligned(w3))
+	if (!ws_aligned(A) || !ws_aligned(b0) || (b1 && !ws_aligned(b1)) ||
+	    (MODE == WS_UP ? !ws_aligned(a->h1) || !ws_aligned(a->h3) || !ws_aligned(a->hh)
+	                   : !ws_aligned(a->out)))
 		return swerve_error_set(SWERVE_EINVAL, "gpu moe wsb: operands not 16-byte aligned");
 	static const char *const epis[] = {"st16", "st4", "nostore", "none"};
 	const int epi = policy_env_choice("POLICY_GPU_MOE_WSB_EPI", epis, 4, WS_EPI_ST16);
 	if (epi < 0)
 		return epi;
-	if (d->E < 1 || R < 1)
-		return 0;
 	const int st = policy_env_choice("POLICY_GPU_MOE_WSB_ST", ws_st_names, 2, 1) + 3;
 	if (st < 3)
 		return st - 3;
-	const int ctas = st == 3 ? ws_ctas<3>() : ws_ctas<4>();
+	if (d->E < 1 || R < 1)
+		return 0;
+	const int ctas = st == 3 ? ws_ctas<MODE, 3>() : ws_ctas<MODE, 4>();
 	if (ctas < 0)
 		return ctas;
 	struct ws_maps tm;
 	memset(&tm, 0, sizeof(tm));
 	const cuuint64_t D = (cuuint64_t)d->D, F = (cuuint64_t)d->F, E = (cuuint64_t)d->E;
-	const cuuint64_t adim[2] = {D, (cuuint64_t)R}, wdim[3] = {D, F, E};
-	int rc = ws_map(&tm.a, xg, 2, adim, WS_BM);
-	if (!rc)
-		rc = ws_map(&tm.w1, w1, 3, wdim, WS_BF);
-	if (!rc)
-		rc = ws_map(&tm.w3, w3, 3, wdim, WS_BF);
+	const cuuint64_t kd = MODE == WS_UP ? D : MODE == WS_DOWN ? F : 2 * F;
+	const cuuint64_t adim[2] = {kd, (cuuint64_t)R}, wfd[3] = {D, F, E}, wdf[3] = {F, D, E};
+	int rc = ws_map(&tm.a, A, 2, adim, WS_BM);
+	if (!rc) /* UP: W1 / W3 rows, 128 a box; DOWN: W2 rows; UP_DX: (k, n) 64 x 64 */
+		rc = ws_map(&tm.w1, b0, 3, MODE == WS_DOWN ? wdf : wfd,
+		            MODE == WS_UP_DX ? 64 : 128);
+	if (!rc && MODE != WS_DOWN)
+		rc = ws_map(&tm.w3, b1, 3, wfd, MODE == WS_UP_DX ? 64 : 128);
 	if (rc)
 		return rc;
-	struct ws_args a;
-	a.offs = d->offs;
-	a.E = d->E;
-	a.D = d->D;
-	a.F = d->F;
-	a.h1 = h1;
-	a.h3 = h3;
-	a.hh = hh;
-	a.epi = epi;
-	const int nx = (d->F + WS_BF - 1) / WS_BF;
+	a->offs = d->offs;
+	a->perm = d->perm;
+	a->E = d->E;
+	a->D = d->D;
+	a->F = d->F;
+	a->epi = epi;
+	const int nx = MODE == WS_UP ? (d->F + WS_BF - 1) / WS_BF : (d->D + 255) / 256;
 	const long tiles = (long)((R + WS_BM - 1) / WS_BM + d->E) * nx;
 	int grid = cap > 0 && cap < ctas ? cap : ctas;
 	if (tiles < grid)
 		grid = (int)tiles;
 	if (st == 3)
-		k_ws_up<3><<<grid, WS_THREADS, WS_SMEM(3), (cudaStream_t)stream>>>(a, tm);
+		k_ws<MODE, 3><<<grid, WS_THREADS, WS_SMEM(3), (cudaStream_t)stream>>>(*a, tm);
 	else
-		k_ws_up<4><<<grid, WS_THREADS, WS_SMEM(4), (cudaStream_t)stream>>>(a, tm);
+		k_ws<MODE, 4><<<grid, WS_THREADS, WS_SMEM(4), (cudaStream_t)stream>>>(*a, tm);
 	LAUNCHED();
 	return 0;
+}
+
+int policy_moe_ws_up(const struct policy_moe_dims *d, uint16_t *h1, uint16_t *h3, uint16_t *hh,
+                     const uint16_t *xg, const uint16_t *w1, const uint16_t *w3, int cap,
+                     void *stream)
+{
+	struct ws_args a = {};
+	if (!d->gathered)
+		return swerve_error_set(SWERVE_EINVAL, "gpu moe wsb: up needs the gathered xg");
+	a.h1 = h1;
+	a.h3 = h3;
+	a.hh = hh;
+	return ws_launch<WS_UP>(d, &a, xg, w1, w3, cap, stream);
+}
+
+int policy_moe_ws_down(const struct policy_moe_dims *d, float *yp, const uint16_t *hh,
+                       const uint16_t *w2, int cap, void *stream)
+{
+	struct ws_args a = {};
+	a.out = yp;
+	return ws_launch<WS_DOWN>(d, &a, hh, w2, NULL, cap, stream);
+}
+
+int policy_moe_ws_up_dx(const struct policy_moe_dims *d, float *dxp, const uint16_t *dh13,
+                        const uint16_t *w1, const uint16_t *w3, int cap, void *stream)
+{
+	struct ws_args a = {};
+	a.out = dxp;
+	return ws_launch<WS_UP_DX>(d, &a, dh13, w1, w3, cap, stream);
 }

@@ -2,7 +2,8 @@
  * 128 x 256-tile grouped GEMM of the MoE up projection (policy/gpu_moe_ws.cu;
  * internal to policy/). policy/gpu_moe.cu calls it for policy_moe_up when
  * POLICY_GPU_MOE_KERNEL=wsb and x is the gathered copy xg; every other
- * product of that variant runs wgtd's kernels. */
+ * product of that variant runs wgtd's kernels. POLICY_GPU_MOE_KERNEL=wsb2
+ * also runs policy_moe_down and policy_moe_up_dx (F % 64 == 0) here. */
 #ifndef SWERVE_POLICY_GPU_MOE_WS_H
 #define SWERVE_POLICY_GPU_MOE_WS_H
 
@@ -19,5 +20,13 @@
 int policy_moe_ws_up(const struct policy_moe_dims *d, uint16_t *h1, uint16_t *h3, uint16_t *hh,
                      const uint16_t *xg, const uint16_t *w1, const uint16_t *w3, int cap,
                      void *stream);
+/* "wsb2" (round 10, opt-in): the same kernel for the plain products:
+ * yp[perm[row]] = hh[row] W2_e^T (fp32, slot order) and dxp[perm[row]] =
+ * dh13[row] [W1_e; W3_e] (fp32, slot order; F a multiple of 64); 128 x 256
+ * tiles of D columns */
+int policy_moe_ws_down(const struct policy_moe_dims *d, float *yp, const uint16_t *hh,
+                       const uint16_t *w2, int cap, void *stream);
+int policy_moe_ws_up_dx(const struct policy_moe_dims *d, float *dxp, const uint16_t *dh13,
+                        const uint16_t *w1, const uint16_t *w3, int cap, void *stream);
 
 #endif

@@ -44,7 +44,7 @@ static int cmpf(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-#define NVAR 13
+#define NVAR 14
 #define NP   12
 
 int main(int argc, char **argv)
@@ -70,10 +70,11 @@ int main(int argc, char **argv)
 	 * the same with at most 132 CTAs (POLICY_GPU_MOE_CTAS: one an SM on an
 	 * H100 SXM); round 10: wsb = up (A = xg) in policy/gpu_moe_ws.cu's
 	 * warp-specialised persistent 128 x 256 tiles, its other rows wgtd+tma's
-	 * kernels; wsb/c66 = the same on half the SMs (is the grid the limit) */
+	 * kernels; wsb/c66 = the same on half the SMs (is the grid the limit);
+	 * wsb2 = wsb with down and up dX in that kernel too */
 	static const char *const all_env[NVAR] = {
-	        "wg",    "wgt",      "wgtd",  "wgm",        "wgp", "ws2",    "mma",
-	        "wg256", "wgtd+tma", "wgtdp", "wgtdp/c132", "wsb", "wsb/c66"};
+	        "wg",    "wgt",      "wgtd",  "wgm",        "wgp", "ws2",     "mma",
+	        "wg256", "wgtd+tma", "wgtdp", "wgtdp/c132", "wsb", "wsb/c66", "wsb2"};
 	const char *var_env[NVAR];
 	int ndev = 0, nvar = 0;
 	if (argc > 1 && argv[1][0] >= '0' && argv[1][0] <= '9') { /* the first n */
@@ -153,7 +154,8 @@ int main(int argc, char **argv)
 				  * wgtdp is persistent only with EPI=tma; wsb's other
 				  * products are the default's (wgtd + tma) */
 				setenv("POLICY_GPU_MOE_EPI",
-				       strcmp(k, "wgtdp") && strcmp(k, "wsb") ? "smem" : "tma", 1);
+				       strcmp(k, "wgtdp") && strncmp(k, "wsb", 3) ? "smem" : "tma",
+				       1);
 			}
 			setenv("POLICY_GPU_MOE_KERNEL", k, 1);
 		}

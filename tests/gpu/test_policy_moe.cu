@@ -469,11 +469,12 @@ static int check_case1(int T, int K, int E, int D, int F, int route)
  * "wgtdp" runs both. Round 10: "wsb" (policy/gpu_moe_ws.cu: up from xg in
  * a warp-specialised persistent 128 x 256-tile kernel, the rest wgtd+tma)
  * and "wsb/c3" (3 CTAs: each walks many tiles, the 4-stage ring and its
- * mbarrier phases across tiles) */
-#define NVARIANTS 13
-static const char *const variant_env[NVARIANTS] = {"mma",      "wg",  "wg256", "wgp",      "wgm",
-                                                   "ws2",      "wgt", "wgtd",  "wgtd+tma", "wgtdp",
-                                                   "wgtdp/c3", "wsb", "wsb/c3"};
+ * mbarrier phases across tiles); "wsb2" / "wsb2/c3": wsb with down and up dX
+ * in that kernel too (fp32 slot-order epilogues; up dX where F % 64 == 0) */
+#define NVARIANTS 15
+static const char *const variant_env[NVARIANTS] = {
+        "mma",      "wg",    "wg256",    "wgp", "wgm",    "ws2",  "wgt",    "wgtd",
+        "wgtd+tma", "wgtdp", "wgtdp/c3", "wsb", "wsb/c3", "wsb2", "wsb2/c3"};
 static int variant; /* the POLICY_GPU_MOE_KERNEL of the tests below */
 
 /* the variant's environment: "NAME+tma" = NAME with POLICY_GPU_MOE_EPI=tma
@@ -495,7 +496,7 @@ static void variant_setenv(void)
 		/* wgtdp: persistent only with the TMA epilogues (the default);
 		 * wsb: its other products as the default (wgtd + tma) */
 		setenv("POLICY_GPU_MOE_EPI",
-		       strcmp(k, "wgtdp") && strcmp(k, "wsb") ? "smem" : "tma", 1);
+		       strcmp(k, "wgtdp") && strncmp(k, "wsb", 3) ? "smem" : "tma", 1);
 	}
 	setenv("POLICY_GPU_MOE_KERNEL", k, 1);
 }
