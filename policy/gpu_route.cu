@@ -44,9 +44,9 @@ int policy_route_supported(int E, int K, int D)
 
 size_t policy_route_scratch_floats(int T, int E, int D)
 {
-	/* the forward's counts and sums: 2 E a block; v3's blocks (ROUTE_FWD3_TOKENS
-	 * = 8) are the smallest */
-	size_t f = 2 * (size_t)nblk(T, 8) * E;
+	/* the forward's counts and sums: 2 E a block; v2's and v3's blocks (16
+	 * tokens) are the smallest */
+	size_t f = 2 * (size_t)nblk(T, 16) * E;
 	size_t b = (size_t)nblk(T, ROUTE_BWD_TOKENS) * E * D;
 	return f > b ? f : b;
 }
@@ -664,31 +664,41 @@ __global__ static void __launch_bounds__(ROUTE_THREADS)
 
 /* ---- variant v3 (POLICY_GPU_ROUTE=v3; round 10, issue 10). ncu of one
  * training step (H100, 2026-11-27) put v2 at fwd 44 us, sort 23 us, bwd
- * 30 us a layer (T 8192, D 768, E 8, K 2) against byte floors of ~9, ~1
- * and ~25 us. v3, the same probabilities, selections, gates, sort and
- * gradients (bit for bit: the same per-lane and per-column arithmetic):
- * - k_rt_fwd3: the router weight read through L1 (no 24 KiB shared fill and
- *   barrier a block; x streamed past L1), each weight float4 used for the
- *   warp's two tokens, 8-token blocks of 4 warps (1024 blocks), the float4
- *   count a lane a template argument (fewer registers), the block's ranks
- *   by one warp; per-block counts and probability sums stored expert-major
- *   (hist[e][b]) so the sort reads them coalesced.
- * - k_rt_sort3: a block per 32 forward blocks (256 tokens): warp e sums
- *   expert e's counts with coalesced loads and scans the 32 in its range in
- *   registers; the balance loss's probability sum by a fixed-shape tree in
- *   double (v2's block 0 added 512 per-block sums one after another, which
- *   the whole sort waited for). aux therefore differs from v2 in its last
- *   bits (double sums of the same float parts in another order); auxc and
- *   everything else are the same.
+ * 30 us a layer (T 8192, D 768, E 8, K 2) against byte floors of ~9, ~0 and
+ * ~25 us. v3 gives the same probabilities, selections, gates, sort and
+ * gradients as v2 bit for bit (the same per-lane and per-column arithmetic;
+ * aux may differ in its last bits: its double sum runs in another order):
+ * - k_rt_fwd3: v2's blocks (16 tokens, 2 a warp), but the router weight
+ *   copied into shared memory by cp.async with every 16-byte load in
+ *   flight at once, issued with the x rows (v2's 4-byte fill loop was a
+ *   chain of memory round trips before the first FMA: the weight is cold in
+ *   a step), each weight float4 read from shared memory once for both of a
+ *   warp's tokens, x streamed past L1, the float4 count a lane a template
+ *   argument (78 registers at D 768), the block's ranks by one warp; the
+ *   per-block counts and probability sums stored expert-major (hist[e][b]).
+ *   Measured 47 -> 29 us (tests/bench/gpu_comb); what is left is the
+ *   per-token softmax / top-k that every lane repeats (ncu: issue-bound, MIO
+ *   stalls, DRAM at ~20%). Two tries that ran and lost (H100, 2026-11-27):
+ *   the weight read through L1 in 8-token blocks (46 us: each cold weight
+ *   float4 a DRAM round trip in turn) and a persistent kernel walking
+ *   8-token groups with the next group's x prefetched (35 us; 45 us with
+ *   two tokens a warp).
+ * - k_rt_sort3: a block per 32 forward blocks (512 tokens): warp e loads
+ *   expert e's counts coalesced, all in flight at once with this block's
+ *   sel / rowof, and scans the 32 in its range in registers; block 0 sums
+ *   the probability sums for aux by a fixed tree in double (v2's block 0
+ *   added 512 of them one after another, which the whole sort waited for).
+ *   25 -> 9 us.
  * - k_rt_bwd3 (policy_route_bwd_slots): the MoE backward's slot sum
  *   (gpu_moe.cu's k_mg_scatter: dn[t] = sum_j dxp[t K + j], 38 us) folded
  *   into the route backward, which read dn right after it: dn is written
- *   once (75 MB of traffic a layer less). */
-#define ROUTE_FWD3_TOKENS  8 /* tokens a forward block: 4 warps of 2 */
-#define ROUTE_FWD3_THREADS 128
+ *   once (50 MB of traffic a layer less): scatter + bwd 74 -> 47 us. */
+#define ROUTE_FWD3_TOKENS  16 /* tokens a forward block: 8 warps of 2 */
+#define ROUTE_FWD3_THREADS 256
 #define ROUTE_SORT3_FB     32 /* forward blocks a sort block */
-#define ROUTE_SORT3_TOKENS (ROUTE_FWD3_TOKENS * ROUTE_SORT3_FB)
-#define ROUTE_BATCH3       2 /* tokens whose rows a backward thread loads at once */
+#define ROUTE_BATCH3       2  /* tokens whose rows a backward thread loads at once */
+#define SORT3_Q            16 /* per-group counts a lane loads at once in k_rt_sort3 */
+#define SORT3_A            4  /* assignments a thread loads with them */
 
 int policy_route_v3_supported(int E, int K, int D)
 {
@@ -708,13 +718,6 @@ __device__ __forceinline__ static float4 ld_stream4(const float *p, int al)
 		v = make_float4(__ldcs(p), __ldcs(p + 1), __ldcs(p + 2), __ldcs(p + 3));
 	return v;
 }
-/* 16 bytes of the router weight through L1 */
-__device__ __forceinline__ static float4 ld_w4(const float *p, int al)
-{
-	if (al)
-		return __ldg((const float4 *)p);
-	return make_float4(__ldg(p), __ldg(p + 1), __ldg(p + 2), __ldg(p + 3));
-}
 
 template <int NV>
 __global__ static void __launch_bounds__(ROUTE_FWD3_THREADS)
@@ -724,14 +727,35 @@ __global__ static void __launch_bounds__(ROUTE_FWD3_THREADS)
                   int D, int nb, int al)
 {
 	const int NW = ROUTE_FWD3_THREADS / 32, TPW = ROUTE_FWD3_TOKENS / NW;
+	const int WQ =
+	        ROUTE_EMAX * ROUTE_V4 * 128 / 4 / ROUTE_FWD3_THREADS; /* Wr float4 a thread */
+	extern __shared__ float4 s_w4[];                              /* (E, D / 4) */
 	__shared__ float s_p[ROUTE_FWD3_TOKENS][ROUTE_EMAX];
 	__shared__ int s_sel[ROUTE_FWD3_TOKENS * ROUTE_EMAX];
-	int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, D4 = D / 4;
+	int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, D4 = D / 4, n4 = E * D4;
 	int t0 = blockIdx.x * ROUTE_FWD3_TOKENS;
 	int nt = T - t0 < ROUTE_FWD3_TOKENS ? T - t0 : ROUTE_FWD3_TOKENS, nA = nt * K;
 	float4 v[TPW][NV];
 	float acc[TPW][ROUTE_EMAX];
 
+	/* the router weight into shared memory by cp.async (no registers held)
+	 * and the x rows: every load in flight at once, one memory round trip
+	 * (v2 filled the weight 4 bytes a thread at a time before its sums) */
+	if (al) {
+#pragma unroll
+		for (int q = 0; q < WQ; q++) {
+			int i = tid + q * ROUTE_FWD3_THREADS;
+			if (i < n4)
+				asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(
+				                     (unsigned)__cvta_generic_to_shared(s_w4 + i)),
+				             "l"(Wr + (size_t)i * 4));
+		}
+		asm volatile("cp.async.commit_group;" ::: "memory");
+	} else {
+#pragma unroll 8
+		for (int i = tid; i < 4 * n4; i += ROUTE_FWD3_THREADS)
+			((float *)s_w4)[i] = Wr[i];
+	}
 #pragma unroll
 	for (int u = 0; u < TPW; u++) {
 		int tl = w * TPW + u;
@@ -746,8 +770,11 @@ __global__ static void __launch_bounds__(ROUTE_FWD3_THREADS)
 		for (int e = 0; e < ROUTE_EMAX; e++)
 			acc[u][e] = 0;
 	}
+	if (al)
+		asm volatile("cp.async.wait_all;" ::: "memory");
+	__syncthreads();
 	/* v2's per-lane sums (columns lane + 32 k, k ascending), a weight
-	 * float4 loaded once for both tokens */
+	 * float4 read from shared memory once for both tokens */
 #pragma unroll
 	for (int k = 0; k < NV; k++) {
 		int c = lane + 32 * k;
@@ -755,7 +782,7 @@ __global__ static void __launch_bounds__(ROUTE_FWD3_THREADS)
 #pragma unroll
 			for (int e = 0; e < ROUTE_EMAX; e++)
 				if (e < E) {
-					float4 b = ld_w4(Wr + (size_t)(e * D4 + c) * 4, al);
+					float4 b = s_w4[e * D4 + c];
 #pragma unroll
 					for (int u = 0; u < TPW; u++) {
 						float4 a = v[u][k];
@@ -866,25 +893,51 @@ __global__ static void __launch_bounds__(ROUTE_THREADS)
         k_rt_sort3(int *__restrict__ perm, int *__restrict__ rowof, int *__restrict__ offs,
                    float *__restrict__ auxc, double *__restrict__ aux, const int *__restrict__ hist,
                    const float *__restrict__ psum, const int *__restrict__ sel, int T, int E, int K,
-                   int Rp, int compact, int rnd, double coef, int nb)
+                   int Rp, int compact, int rnd, double coef, int nb, int gt)
 {
 	__shared__ int s_tot[ROUTE_EMAX], s_pre[ROUTE_EMAX][ROUTE_SORT3_FB], s_off[ROUTE_EMAX + 1],
 	        s_cap;
 	__shared__ double s_pm[ROUTE_EMAX];
 	int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, b = blockIdx.x, ns = gridDim.x;
-	int fb0 = b * ROUTE_SORT3_FB, t0 = b * ROUTE_SORT3_TOKENS;
-	int nt = T - t0 < ROUTE_SORT3_TOKENS ? T - t0 : ROUTE_SORT3_TOKENS;
+	int fb0 = b * ROUTE_SORT3_FB, st = ROUTE_SORT3_FB * gt, t0 = b * st;
+	int nt = T - t0 < st ? T - t0 : st, nA = nt * K, se[SORT3_A], sr[SORT3_A];
+
+	/* this thread's first SORT3_A assignments, loaded with the counts */
+#pragma unroll
+	for (int q = 0; q < SORT3_A; q++) {
+		int a = tid + q * ROUTE_THREADS;
+		size_t i = (size_t)t0 * K + a;
+		se[q] = a < nA ? sel[i] : 0;
+		sr[q] = a < nA ? rowof[i] : 0;
+	}
 
 	if (w < E) { /* E <= ROUTE_EMAX = the block's warps */
 		const int *h = hist + (size_t)w * nb;
+		const float *ps = psum + (size_t)w * nb;
 		int tot = 0, pre = 0, mine = fb0 + lane < nb ? h[fb0 + lane] : 0, ex;
-		for (int bb = lane; bb < nb; bb += 32) {
-			int v = h[bb];
-			tot += v;
-			pre += bb < fb0 ? v : 0;
+		double pm = 0;
+		/* SORT3_Q counts a lane in flight at once (all of them for nb <=
+		 * 32 SORT3_Q: one round trip), block 0 the probability sums too */
+		for (int bb0 = 0; bb0 < nb; bb0 += 32 * SORT3_Q) {
+			int hv[SORT3_Q];
+			float pv[SORT3_Q];
+#pragma unroll
+			for (int q = 0; q < SORT3_Q; q++) {
+				int bb = bb0 + lane + 32 * q;
+				hv[q] = bb < nb ? h[bb] : 0;
+				pv[q] = b == 0 && bb < nb ? ps[bb] : 0.0f;
+			}
+#pragma unroll
+			for (int q = 0; q < SORT3_Q; q++) {
+				tot += hv[q];
+				pre += bb0 + lane + 32 * q < fb0 ? hv[q] : 0;
+				pm += pv[q];
+			}
 		}
 		tot = __reduce_add_sync(0xffffffffu, tot);
 		pre = __reduce_add_sync(0xffffffffu, pre);
+		for (int o = 16; o > 0; o >>= 1) /* a fixed tree: deterministic */
+			pm += __shfl_xor_sync(0xffffffffu, pm, o);
 		ex = mine; /* inclusive scan of this range's counts, then exclusive */
 		for (int o = 1; o < 32; o <<= 1) {
 			int y = __shfl_up_sync(0xffffffffu, ex, o);
@@ -892,8 +945,10 @@ __global__ static void __launch_bounds__(ROUTE_THREADS)
 				ex += y;
 		}
 		s_pre[w][lane] = pre + ex - mine;
-		if (lane == 0)
+		if (lane == 0) {
 			s_tot[w] = tot;
+			s_pm[w] = pm;
+		}
 	}
 	__syncthreads();
 	if (tid == 0) {
@@ -914,9 +969,20 @@ __global__ static void __launch_bounds__(ROUTE_THREADS)
 		}
 	}
 	__syncthreads();
-	for (int a = tid; a < nt * K; a += blockDim.x) {
+#pragma unroll
+	for (int q = 0; q < SORT3_A; q++) {
+		int a = tid + q * ROUTE_THREADS;
 		size_t i = (size_t)t0 * K + a;
-		int e = sel[i], r = s_off[e] + s_pre[e][a / (ROUTE_FWD3_TOKENS * K)] + rowof[i];
+		if (a < nA) {
+			int e = se[q], r = s_off[e] + s_pre[e][a / (gt * K)] + sr[q];
+			rowof[i] = r;
+			perm[r] = (int)i;
+		}
+	}
+#pragma unroll 4
+	for (int a = tid + SORT3_A * ROUTE_THREADS; a < nA; a += ROUTE_THREADS) {
+		size_t i = (size_t)t0 * K + a;
+		int e = sel[i], r = s_off[e] + s_pre[e][a / (gt * K)] + rowof[i];
 		rowof[i] = r;
 		perm[r] = (int)i;
 	}
@@ -926,17 +992,6 @@ __global__ static void __launch_bounds__(ROUTE_THREADS)
 			     r += ns * blockDim.x)
 				perm[r] = -1;
 	if (b == 0) {
-		if (w < E) { /* a fixed tree: lanes in stride, then the warp's */
-			const float *ps = psum + (size_t)w * nb;
-			double pm = 0;
-			for (int bb = lane; bb < nb; bb += 32)
-				pm += ps[bb];
-			for (int o = 16; o > 0; o >>= 1)
-				pm += __shfl_xor_sync(0xffffffffu, pm, o);
-			if (lane == 0)
-				s_pm[w] = pm;
-		}
-		__syncthreads();
 		if (tid == 0) {
 			double a = 0, R = (double)T * K;
 			for (int e = 0; e < E; e++) {
@@ -1073,8 +1128,8 @@ static int fwd3_launch(float *prob, int *sel, float *gate, int *rowof, float *sc
 	int al = ((uintptr_t)x | (uintptr_t)Wr) % 16 == 0;
 #define FWD3(n)                                                                                    \
 	case n:                                                                                    \
-		k_rt_fwd3<n><<<nb, ROUTE_FWD3_THREADS>>>(prob, sel, gate, rowof, hist, psum, x,    \
-		                                         Wr, T, E, K, D, nb, al);                  \
+		k_rt_fwd3<n><<<nb, ROUTE_FWD3_THREADS, (size_t)E * D * 4>>>(                       \
+		        prob, sel, gate, rowof, hist, psum, x, Wr, T, E, K, D, nb, al);            \
 		break
 	switch (nv) {
 		FWD3(1);
@@ -1131,10 +1186,11 @@ int policy_route_sort(int *perm, int *rowof, int *offs, float *auxc, double *aux
 	if (rnd < 1)
 		return swerve_error_set(SWERVE_EINVAL, "gpu route: capacity round %d < 1", rnd);
 	if (v2 == 2) {
-		nb = nblk(T, ROUTE_FWD3_TOKENS);
-		k_rt_sort3<<<nblk(T, ROUTE_SORT3_TOKENS), ROUTE_THREADS>>>(
+		int gt = ROUTE_FWD3_TOKENS;
+		nb = nblk(T, gt);
+		k_rt_sort3<<<nblk(T, ROUTE_SORT3_FB * gt), ROUTE_THREADS>>>(
 		        perm, rowof, offs, auxc, aux, (const int *)scratch,
-		        scratch + (size_t)nb * E, sel, T, E, K, Rp, compact, rnd, coef, nb);
+		        scratch + (size_t)nb * E, sel, T, E, K, Rp, compact, rnd, coef, nb, gt);
 		LAUNCHED();
 		return 0;
 	}

@@ -140,6 +140,7 @@ int main(void)
 	double f2 = time_us(nop, [&] { fwd(1); }), f3 = time_us(nop, [&] { fwd(2); });
 	double s2 = time_us([&] { fwd(1); }, [&] { sort(1); });
 	double s3 = time_us([&] { fwd(2); }, [&] { sort(2); });
+
 	/* the backward passes on v3's routing (the same rows as v2's) */
 	double c0 = time_us(nop, cb_old), c1 = time_us(nop, cb_new);
 	double g0 = time_us(nop, gather);

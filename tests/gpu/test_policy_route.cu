@@ -505,7 +505,7 @@ static int test_v3_bitwise(void)
 	if (!have_gpu())
 		return GPU_SKIP;
 	return cmp_v3(8192, 768, 8, 2) || cmp_v3(999, 200, 5, 3) || cmp_v3(63, 64, 4, 1) ||
-	       cmp_v3(4100, 1024, 8, 8) || cmp_v3(1, 64, 4, 2);
+	       cmp_v3(4100, 1024, 8, 8) || cmp_v3(1, 64, 4, 2) || cmp_v3(20000, 896, 7, 2);
 }
 
 static uint16_t h_f2bf(float f)
@@ -661,7 +661,7 @@ int main(void)
 	        {"route: a routing skewed to one expert (padded capacity past the buffers)",
 	         test_skewed},
 	        {"route: unsupported shapes refused (gpu.cu falls back)", test_unsupported},
-	        {"route v3: bit for bit with v2, the slot sum folded in (5 shapes)",
+	        {"route v3: bit for bit with v2, the slot sum folded in (6 shapes)",
 	         test_v3_bitwise},
 	        {"moe comb new: combine bwd2 and scatter2 bit for bit with the old kernels and "
 	         "vs the CPU (5 shapes)",
