@@ -231,7 +231,7 @@ struct policy_gpu {
 	int route_new, lin_ew;
 	float *route_ws;
 	size_t route_ws_n;
-	/* round 10: route_new 3 = POLICY_GPU_ROUTE=v3 (gpu_route.cu; the grouped
+	/* round 10: route_new 3 / 4 = POLICY_GPU_ROUTE=v3 / v4 (gpu_route.cu; the grouped
 	 * backward leaves its slots in route_slots for policy_route_bwd_slots
 	 * to sum); moe_comb: POLICY_GPU_MOE_COMB=new (gpu_comb.cu) */
 	int moe_comb;
@@ -1516,14 +1516,14 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 		CKR(policy_flash_setup());
 	g->lin32 = prec == POLICY_GPU_FP32 || (getenv("POLICY_GPU_LIGHTNING") &&
 	                                       !strcmp(getenv("POLICY_GPU_LIGHTNING"), "fp32"));
-	{ /* POLICY_GPU_ROUTE=v2 (the default where supported) | v1 | old (round 6) | v3 */
-		static const char *const names[] = {"v2", "v1", "old", "v3"};
-		int v = policy_env_choice("POLICY_GPU_ROUTE", names, 4, 0);
+	{ /* POLICY_GPU_ROUTE=v2 (the default where supported) | v1 | old (round 6) | v3 | v4 */
+		static const char *const names[] = {"v2", "v1", "old", "v3", "v4"};
+		int v = policy_env_choice("POLICY_GPU_ROUTE", names, 5, 0);
 		if (v < 0)
 			return v;
 		g->route_new = v == 2 ? 0 : policy_route_supported(E, K, D);
-		if (g->route_new && (v == 0 || v == 3) && policy_route_v2_supported(E, K, D))
-			g->route_new = v == 3 ? 3 : 2;
+		if (g->route_new && (v == 0 || v >= 3) && policy_route_v2_supported(E, K, D))
+			g->route_new = v >= 3 ? v : 2;
 		if ((g->moe_comb = policy_moe_comb_mode()) < 0)
 			return g->moe_comb;
 		g->moe_comb = g->moe_comb && policy_moe_comb_supported(D);
@@ -2244,7 +2244,7 @@ static int moe_bwd_grouped(struct policy_gpu *g, int l, float *dn, const float *
 	CKR(rc);
 	CKR(policy_moe_up_dx(&d, dxp, dh13, g->pb + lp->w1, g->pb + lp->w3));
 	mark(g, PROF_EXPERTS);
-	if (g->route_new == 3) { /* round 10: the route backward sums the slots */
+	if (g->route_new >= 3) { /* round 10 (v3, v4): the route backward sums the slots */
 		g->route_slots = dxp;
 		return 0;
 	}

@@ -1119,6 +1119,205 @@ __global__ static void __launch_bounds__(ROUTE_THREADS)
 	}
 }
 
+/* ---- variant v4 (POLICY_GPU_ROUTE=v4; round 10, written after the last
+ * device run, NOT YET RUN): v3 with k_rt_fwd4 for the forward (the sort
+ * and the backward are v3's). ncu showed k_rt_fwd3 issue-bound (DRAM at
+ * ~20%, MIO stalls): every lane of a warp repeats its tokens' 16 warp
+ * sums (80 shuffles), 8 expf, 8 IEEE divides and the top-k. k_rt_fwd4
+ * keeps fwd3's loads and sums and then: the 16 (token, expert) sums of a
+ * warp by one reduce-scatter butterfly (16 shuffles; at each level a lane
+ * adds its own partial and its partner's exactly as warp_sum does, so the
+ * totals are the same bits), one lane of each pair stores its logit to
+ * shared memory, and one thread per token (lanes 0..15 of warp 0) runs
+ * k_route's softmax, top-k and gates with v2's operations in v2's order;
+ * then warp 0 ranks as in fwd3. Same results as v2 / v3 bit for bit
+ * (test_policy_route checks); predicted ~12 us against fwd3's 29. */
+template <int NV>
+__global__ static void __launch_bounds__(ROUTE_FWD3_THREADS)
+        k_rt_fwd4(float *__restrict__ prob, int *__restrict__ sel, float *__restrict__ gate,
+                  int *__restrict__ rowof, int *__restrict__ hist, float *__restrict__ psum,
+                  const float *__restrict__ x, const float *__restrict__ Wr, int T, int E, int K,
+                  int D, int nb, int al)
+{
+	const int NW = ROUTE_FWD3_THREADS / 32, TPW = ROUTE_FWD3_TOKENS / NW;
+	const int WQ =
+	        ROUTE_EMAX * ROUTE_V4 * 128 / 4 / ROUTE_FWD3_THREADS; /* Wr float4 a thread */
+	static_assert(TPW == 2 && ROUTE_EMAX == 8, "the butterfly below takes 16 sums a warp");
+	extern __shared__ float4 s_w4[]; /* (E, D / 4) */
+	__shared__ float s_l[ROUTE_FWD3_TOKENS][ROUTE_EMAX];
+	__shared__ float s_p[ROUTE_FWD3_TOKENS][ROUTE_EMAX];
+	__shared__ int s_sel[ROUTE_FWD3_TOKENS * ROUTE_EMAX];
+	int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, D4 = D / 4, n4 = E * D4;
+	int t0 = blockIdx.x * ROUTE_FWD3_TOKENS;
+	int nt = T - t0 < ROUTE_FWD3_TOKENS ? T - t0 : ROUTE_FWD3_TOKENS, nA = nt * K;
+	float4 v[TPW][NV];
+	float acc[TPW * ROUTE_EMAX];
+
+	/* as k_rt_fwd3: the weight by cp.async and the x rows, all in flight */
+	if (al) {
+#pragma unroll
+		for (int q = 0; q < WQ; q++) {
+			int i = tid + q * ROUTE_FWD3_THREADS;
+			if (i < n4)
+				asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(
+				                     (unsigned)__cvta_generic_to_shared(s_w4 + i)),
+				             "l"(Wr + (size_t)i * 4));
+		}
+		asm volatile("cp.async.commit_group;" ::: "memory");
+	} else {
+#pragma unroll 8
+		for (int i = tid; i < 4 * n4; i += ROUTE_FWD3_THREADS)
+			((float *)s_w4)[i] = Wr[i];
+	}
+#pragma unroll
+	for (int u = 0; u < TPW; u++) {
+		int tl = w * TPW + u;
+		const float *xr = x + (size_t)(t0 + (tl < nt ? tl : 0)) * D;
+#pragma unroll
+		for (int k = 0; k < NV; k++) {
+			int c = lane + 32 * k;
+			v[u][k] = tl < nt && c < D4 ? ld_stream4(xr + 4 * c, al)
+			                            : make_float4(0.f, 0.f, 0.f, 0.f);
+		}
+	}
+#pragma unroll
+	for (int i = 0; i < TPW * ROUTE_EMAX; i++)
+		acc[i] = 0;
+	if (al)
+		asm volatile("cp.async.wait_all;" ::: "memory");
+	__syncthreads();
+#pragma unroll
+	for (int k = 0; k < NV; k++) {
+		int c = lane + 32 * k;
+		if (c < D4) {
+#pragma unroll
+			for (int e = 0; e < ROUTE_EMAX; e++)
+				if (e < E) {
+					float4 b = s_w4[e * D4 + c];
+#pragma unroll
+					for (int u = 0; u < TPW; u++) {
+						float4 a = v[u][k];
+						acc[u * ROUTE_EMAX + e] += a.x * b.x + a.y * b.y +
+						                           a.z * b.z + a.w * b.w;
+					}
+				}
+		}
+	}
+	/* reduce-scatter over the warp: at level o a lane keeps the half of its
+	 * values its bit o selects and adds the partner's copy of them (own +
+	 * partner, warp_sum's order); lane l ends with value (l >> 1) & 15 =
+	 * token (l >> 4) of the warp, expert (l >> 1) & 7 */
+	{
+		const unsigned full = 0xffffffffu;
+		float b8[8], b4[4], b2[2], b1;
+		int h = lane >> 4 & 1;
+#pragma unroll
+		for (int j = 0; j < 8; j++) {
+			float keep = h ? acc[j + 8] : acc[j], send = h ? acc[j] : acc[j + 8];
+			b8[j] = keep + __shfl_xor_sync(full, send, 16);
+		}
+		h = lane >> 3 & 1;
+#pragma unroll
+		for (int j = 0; j < 4; j++) {
+			float keep = h ? b8[j + 4] : b8[j], send = h ? b8[j] : b8[j + 4];
+			b4[j] = keep + __shfl_xor_sync(full, send, 8);
+		}
+		h = lane >> 2 & 1;
+#pragma unroll
+		for (int j = 0; j < 2; j++) {
+			float keep = h ? b4[j + 2] : b4[j], send = h ? b4[j] : b4[j + 2];
+			b2[j] = keep + __shfl_xor_sync(full, send, 4);
+		}
+		h = lane >> 1 & 1;
+		{
+			float keep = h ? b2[1] : b2[0], send = h ? b2[0] : b2[1];
+			b1 = keep + __shfl_xor_sync(full, send, 2);
+		}
+		b1 += __shfl_xor_sync(full, b1, 1);
+		if (!(lane & 1)) {
+			int u = lane >> 4, e = lane >> 1 & 7;
+			s_l[w * TPW + u][e] = b1;
+		}
+	}
+	__syncthreads();
+	if (w)
+		return;
+	/* a thread a token: k_route's arithmetic in v2's order */
+	if (lane < nt) {
+		size_t t = (size_t)t0 + lane;
+		float p[ROUTE_EMAX], gv[ROUTE_EMAX], mx = -INFINITY, z = 0, S = 0;
+		int sl[ROUTE_EMAX];
+		unsigned taken = 0;
+#pragma unroll
+		for (int e = 0; e < ROUTE_EMAX; e++)
+			if (e < E)
+				mx = fmaxf(mx, s_l[lane][e]);
+#pragma unroll
+		for (int e = 0; e < ROUTE_EMAX; e++)
+			if (e < E)
+				z += (p[e] = expf(s_l[lane][e] - mx));
+#pragma unroll
+		for (int e = 0; e < ROUTE_EMAX; e++)
+			if (e < E)
+				p[e] /= z;
+#pragma unroll
+		for (int j = 0; j < ROUTE_EMAX; j++)
+			if (j < K) {
+				int best = -1;
+				float bv = 0;
+#pragma unroll
+				for (int e = 0; e < ROUTE_EMAX; e++)
+					if (e < E && !(taken >> e & 1u) &&
+					    (best < 0 || p[e] > bv)) {
+						best = e;
+						bv = p[e];
+					}
+				taken |= 1u << best;
+				sl[j] = best;
+				gv[j] = bv;
+				S += bv;
+			}
+#pragma unroll
+		for (int j = 0; j < ROUTE_EMAX; j++)
+			if (j < K) {
+				sel[t * K + j] = sl[j];
+				gate[t * K + j] = gv[j] / S;
+				s_sel[lane * K + j] = sl[j];
+			}
+#pragma unroll
+		for (int e = 0; e < ROUTE_EMAX; e++)
+			if (e < E) {
+				prob[t * E + e] = p[e];
+				s_p[lane][e] = p[e];
+			}
+	}
+	__syncwarp();
+	{ /* the ranks, counts and sums as k_rt_fwd3 */
+		int run = 0;
+		for (int base = 0; base < nA; base += 32) {
+			int a = base + lane, e = a < nA ? s_sel[a] : -1;
+			unsigned peers = __match_any_sync(0xffffffffu, e);
+			int rk = __popc(peers & ((1u << lane) - 1u));
+			int before = __shfl_sync(0xffffffffu, run, e < 0 ? 0 : e);
+			if (e >= 0)
+				rowof[(size_t)t0 * K + a] = before + rk;
+#pragma unroll
+			for (int q = 0; q < ROUTE_EMAX; q++) {
+				unsigned b = __ballot_sync(0xffffffffu, e == q);
+				if (lane == q)
+					run += __popc(b);
+			}
+		}
+		if (lane < E) {
+			float s = 0;
+			for (int tl = 0; tl < nt; tl++)
+				s += s_p[tl][lane];
+			hist[(size_t)lane * nb + blockIdx.x] = run;
+			psum[(size_t)lane * nb + blockIdx.x] = s;
+		}
+	}
+}
+
 static int fwd3_launch(float *prob, int *sel, float *gate, int *rowof, float *scratch,
                        const float *x, const float *Wr, int T, int E, int K, int D)
 {
@@ -1147,6 +1346,34 @@ static int fwd3_launch(float *prob, int *sel, float *gate, int *rowof, float *sc
 	return 0;
 }
 
+static int fwd4_launch(float *prob, int *sel, float *gate, int *rowof, float *scratch,
+                       const float *x, const float *Wr, int T, int E, int K, int D)
+{
+	int nb = nblk(T, ROUTE_FWD3_TOKENS), nv = (D / 4 + 31) / 32;
+	int *hist = (int *)scratch;
+	float *psum = scratch + (size_t)nb * E;
+	int al = ((uintptr_t)x | (uintptr_t)Wr) % 16 == 0;
+#define FWD4(n)                                                                                    \
+	case n:                                                                                    \
+		k_rt_fwd4<n><<<nb, ROUTE_FWD3_THREADS, (size_t)E * D * 4>>>(                       \
+		        prob, sel, gate, rowof, hist, psum, x, Wr, T, E, K, D, nb, al);            \
+		break
+	switch (nv) {
+		FWD4(1);
+		FWD4(2);
+		FWD4(3);
+		FWD4(4);
+		FWD4(5);
+		FWD4(6);
+		FWD4(7);
+		FWD4(8);
+	default: return swerve_error_set(SWERVE_EINVAL, "gpu route v4: D %d not supported", D);
+	}
+#undef FWD4
+	LAUNCHED();
+	return 0;
+}
+
 int policy_route_fwd(float *prob, int *sel, float *gate, int *rowof, float *scratch, const float *x,
                      const float *Wr, int T, int E, int K, int D, int v2)
 {
@@ -1154,14 +1381,17 @@ int policy_route_fwd(float *prob, int *sel, float *gate, int *rowof, float *scra
 	if (!(v2 ? policy_route_v2_supported(E, K, D) : policy_route_supported(E, K, D)))
 		return swerve_error_set(SWERVE_EINVAL,
 		                        "gpu route%s: E %d, K %d, D %d not supported",
-		                        v2 == 2 ? " v3"
-		                        : v2    ? " v2"
-		                                : "",
+		                        v2 == 3   ? " v4"
+		                        : v2 == 2 ? " v3"
+		                        : v2      ? " v2"
+		                                  : "",
 		                        E, K, D);
 	if (T < 1)
 		return 0;
 	if (v2 == 2)
 		return fwd3_launch(prob, sel, gate, rowof, scratch, x, Wr, T, E, K, D);
+	if (v2 == 3)
+		return fwd4_launch(prob, sel, gate, rowof, scratch, x, Wr, T, E, K, D);
 	if (v2) {
 		k_rt_fwd2<<<nb, ROUTE_THREADS, (size_t)E * D * 4>>>(
 		        prob, sel, gate, rowof, (int *)scratch, scratch + (size_t)nb * E, x, Wr, T,
@@ -1185,7 +1415,7 @@ int policy_route_sort(int *perm, int *rowof, int *offs, float *auxc, double *aux
 		return 0;
 	if (rnd < 1)
 		return swerve_error_set(SWERVE_EINVAL, "gpu route: capacity round %d < 1", rnd);
-	if (v2 == 2) {
+	if (v2 >= 2) { /* v3 and v4 */
 		int gt = ROUTE_FWD3_TOKENS;
 		nb = nblk(T, gt);
 		k_rt_sort3<<<nblk(T, ROUTE_SORT3_FB * gt), ROUTE_THREADS>>>(

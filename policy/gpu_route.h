@@ -37,7 +37,10 @@
  * results as v2 bit for bit but aux, which is summed in another order in
  * double; a lighter forward, a sort without v2's serial tail, and
  * policy_route_bwd_slots, which folds the MoE backward's slot sum into the
- * route backward; see gpu_route.cu). v3's backward without slots is v2's. */
+ * route backward; see gpu_route.cu). v3's backward without slots is v2's.
+ * 3 = v4 (POLICY_GPU_ROUTE=v4, written after the last device run, not yet
+ * run): v3 with a forward whose softmax / top-k runs once per token instead
+ * of on every lane of a warp; the same results. */
 #ifndef SWERVE_POLICY_GPU_ROUTE_H
 #define SWERVE_POLICY_GPU_ROUTE_H
 
@@ -49,7 +52,7 @@
 int policy_route_supported(int E, int K, int D);
 /* 1 when variant v2 takes them too (D a multiple of 4, at most 1024) */
 int policy_route_v2_supported(int E, int K, int D);
-/* 1 when variant v3 takes them (as v2) */
+/* 1 when variant v3 (and v4) takes them (as v2) */
 int policy_route_v3_supported(int E, int K, int D);
 /* floats of scratch the routing needs for T tokens */
 size_t policy_route_scratch_floats(int T, int E, int D);

@@ -140,6 +140,7 @@ int main(void)
 	double f2 = time_us(nop, [&] { fwd(1); }), f3 = time_us(nop, [&] { fwd(2); });
 	double s2 = time_us([&] { fwd(1); }, [&] { sort(1); });
 	double s3 = time_us([&] { fwd(2); }, [&] { sort(2); });
+	double f4 = time_us(nop, [&] { fwd(3); }); /* v4's forward (the sort is v3's) */
 
 	/* the backward passes on v3's routing (the same rows as v2's) */
 	double c0 = time_us(nop, cb_old), c1 = time_us(nop, cb_new);
@@ -183,6 +184,7 @@ int main(void)
 	       "new us", "speedup", "old GB/s", "new GB/s");
 	row("route fwd (k_rt_fwd2 -> k_rt_fwd3)", b_fwd, f2, f3);
 	row("route sort (k_rt_sort2 -> k_rt_sort3)", b_sort, s2, s3);
+	row("route fwd, v4 (k_rt_fwd2 -> k_rt_fwd4)", b_fwd, f2, f4);
 	row("combine bwd (k_mg_combine_bwd -> k_cb_bwd)", b_cb, c0, c1);
 	row("scatter (k_mg_scatter -> k_cb_scatter)", b_sc, sc0, sc1);
 	row("route bwd (k_rt_bwd2, dn read)", b_b2, b2, b2);

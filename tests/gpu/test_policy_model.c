@@ -1007,15 +1007,16 @@ static int test_streams_copy_bitwise_bf16_cispo(void)
 	                       1);
 }
 
-/* round 10: POLICY_GPU_ROUTE=v3 with POLICY_GPU_MOE_COMB=new (the MoE's
+/* round 10: POLICY_GPU_ROUTE=route (v3, v4) with POLICY_GPU_MOE_COMB=new (the MoE's
  * slot sum inside the route backward, the token-major combine backward);
  * moe: POLICY_GPU_MOE for the run (NULL: the grouped default) */
-static int check_route_v3(enum policy_gpu_precision prec, int cispo, const char *moe)
+static int check_route_v3(const char *route, enum policy_gpu_precision prec, int cispo,
+                          const char *moe)
 {
 	int rc;
 	if (!have_gpu())
 		return GPU_SKIP;
-	setenv("POLICY_GPU_ROUTE", "v3", 1);
+	setenv("POLICY_GPU_ROUTE", route, 1);
 	setenv("POLICY_GPU_MOE_COMB", "new", 1);
 	if (moe)
 		setenv("POLICY_GPU_MOE", moe, 1);
@@ -1028,15 +1029,20 @@ static int check_route_v3(enum policy_gpu_precision prec, int cispo, const char 
 }
 static int test_bf16_route_v3(void)
 {
-	return check_route_v3(POLICY_GPU_BF16, 0, NULL);
+	return check_route_v3("v3", POLICY_GPU_BF16, 0, NULL);
 }
 static int test_bf16_cispo_route_v3(void)
 {
-	return check_route_v3(POLICY_GPU_BF16, 1, NULL);
+	return check_route_v3("v3", POLICY_GPU_BF16, 1, NULL);
 }
 static int test_fp32_route_v3_lt(void)
 {
-	return check_route_v3(POLICY_GPU_FP32, 0, "lt");
+	return check_route_v3("v3", POLICY_GPU_FP32, 0, "lt");
+}
+/* v4 (v3 with k_rt_fwd4) */
+static int test_bf16_cispo_route_v4(void)
+{
+	return check_route_v3("v4", POLICY_GPU_BF16, 1, NULL);
 }
 /* a misspelt switch is an error naming it, not a silent fallback */
 static int test_bad_switches(void)
@@ -1163,6 +1169,8 @@ int main(void)
 	         test_bf16_cispo_route_v3},
 	        {"gpu model fp32, POLICY_GPU_ROUTE=v3 POLICY_GPU_MOE_COMB=new POLICY_GPU_MOE=lt",
 	         test_fp32_route_v3_lt},
+	        {"gpu model bf16 CISPO, POLICY_GPU_ROUTE=v4 POLICY_GPU_MOE_COMB=new",
+	         test_bf16_cispo_route_v4},
 	        {"gpu model bf16, lightning norm kernels v1 (POLICY_GPU_LIN_EW=v1)",
 	         test_bf16_xent_lin_ew_v1},
 	        {"gpu model fp32, lightning norm kernels v1 (POLICY_GPU_LIN_EW=v1)",

@@ -10,9 +10,10 @@
  * match exactly (it is the one-block k_route_sort's order: rows of an
  * expert in assignment order), the backward's dW must be bitwise the same
  * in two runs (a deterministic reduction). Every case runs on the three
- * variants: v1, v2 (the default) and v3 (round 10, POLICY_GPU_ROUTE=v3).
- * Round 10 also: v3 against v2 bit for bit (everything but aux, which v3
- * sums in another order), the route backward with the MoE's slot sum
+ * variants: v1, v2 (the default) and v3 (round 10, POLICY_GPU_ROUTE=v3), and v4
+ * (v3 with k_rt_fwd4, POLICY_GPU_ROUTE=v4).
+ * Round 10 also: v3 and v4 against v2 bit for bit (aux within 1e-6: it
+ * may be summed in another order), the route backward with the MoE's slot sum
  * folded in (policy_route_bwd_slots) against scatter + backward and the
  * CPU, and gpu_comb.cu's token-major combine backward and slot sum
  * (POLICY_GPU_MOE_COMB=new) against gpu_moe.cu's kernels bit for bit and
@@ -223,7 +224,7 @@ static int run_case(const struct rcase *rc, int v2)
 	 * with slot 0 of each token = dn0's row and the other slots 0 (0 + dn0 +
 	 * 0 ... = dn0: the same reference), dn poisoned (written, not added to) */
 	float *d_slots = NULL;
-	if (v2 == 2) {
+	if (v2 >= 2) {
 		CK(cudaMalloc(&d_slots, (size_t)R * D * 4));
 		CK(cudaMemset(d_slots, 0, (size_t)R * D * 4));
 		CK(cudaMemcpy2D(d_slots, (size_t)K * D * 4, dn0, (size_t)D * 4, (size_t)D * 4, T,
@@ -233,7 +234,7 @@ static int run_case(const struct rcase *rc, int v2)
 		CK(cudaMemcpy(d_dn, dn0, nx * 4, cudaMemcpyHostToDevice));
 		CK(cudaMemcpy(d_dw, dw0, nw * 4, cudaMemcpyHostToDevice));
 		CK(cudaMemset(d_ws, 0xff, nws * 4));
-		if (v2 == 2) {
+		if (v2 >= 2) {
 			CK(cudaMemset(d_dn, 0xff, nx * 4));
 			CHECK(!policy_route_bwd_slots(d_dn, d_ws, d_slots, d_x, d_w, d_prob, d_sel,
 			                              d_gate, d_dgate, d_auxc, T, E, K, D),
@@ -284,9 +285,10 @@ static int run_case(const struct rcase *rc, int v2)
 	}
 	printf("  %s T %d D %d E %d K %d%s: worst |prob| %.2e, |gate| %.2e, dn %.2e (max %.2f), dW "
 	       "%.2e (max %.2f)\n",
-	       v2 == 2 ? "v3"
-	       : v2    ? "v2"
-	               : "v1",
+	       v2 == 3   ? "v4"
+	       : v2 == 2 ? "v3"
+	       : v2      ? "v2"
+	                 : "v1",
 	       T, D, E, K, rc->skew ? " skewed" : "", worst_p, worst_g, worst_dn, dmax, worst_dw,
 	       wmax);
 	CHECK(worst_dn <= 1e-5 * (dmax > 1 ? dmax : 1), "dn worst %g", worst_dn);
@@ -321,7 +323,7 @@ static int test_small_shapes(void)
 	if (!have_gpu())
 		return GPU_SKIP;
 	for (size_t i = 0; i < sizeof(cs) / sizeof(cs[0]); i++)
-		for (int v2 = 0; v2 < 3; v2++)
+		for (int v2 = 0; v2 < 4; v2++)
 			if (run_case(&cs[i], v2))
 				return 1;
 	return 0;
@@ -330,13 +332,17 @@ static int test_small_shapes(void)
 static int test_bench_shape(void)
 {
 	struct rcase c = {8192, 768, 8, 2, 0};
-	return !have_gpu() ? GPU_SKIP : run_case(&c, 0) || run_case(&c, 1) || run_case(&c, 2);
+	return !have_gpu()
+	               ? GPU_SKIP
+	               : run_case(&c, 0) || run_case(&c, 1) || run_case(&c, 2) || run_case(&c, 3);
 }
 
 static int test_skewed(void)
 {
 	struct rcase c = {4100, 768, 8, 2, 1};
-	return !have_gpu() ? GPU_SKIP : run_case(&c, 0) || run_case(&c, 1) || run_case(&c, 2);
+	return !have_gpu()
+	               ? GPU_SKIP
+	               : run_case(&c, 0) || run_case(&c, 1) || run_case(&c, 2) || run_case(&c, 3);
 }
 
 static int test_unsupported(void)
@@ -347,6 +353,7 @@ static int test_unsupported(void)
 	CHECK(!policy_route_supported(8, 2, 4096), "D 4096 accepted");
 	CHECK(policy_route_supported(8, 2, 768), "the benchmark's shape refused");
 	CHECK(policy_route_v2_supported(8, 2, 768), "the benchmark's shape refused by v2");
+	CHECK(policy_route_v3_supported(8, 2, 768), "the benchmark's shape refused by v3 / v4");
 	CHECK(!policy_route_v2_supported(8, 2, 766), "v2 took D 766 (not a multiple of 4)");
 	return 0;
 }
@@ -377,7 +384,7 @@ static int same(const char *what, const void *a, const void *b, size_t bytes, in
  * padded: perm, rowof, offs, auxc), the backward's dn and dW, and the slot
  * backward against policy_moe_scatter + v2's backward, bit for bit; aux
  * within 1e-12 relative */
-static int cmp_v3(int T, int D, int E, int K)
+static int cmp_v3(int T, int D, int E, int K, int nv)
 {
 	int R = T * K, Rp = R + R / 2 + 64 * E;
 	size_t nx = (size_t)T * D, nw = (size_t)E * D, nws = policy_route_scratch_floats(T, E, D);
@@ -415,7 +422,7 @@ static int cmp_v3(int T, int D, int E, int K)
 	CK(cudaMalloc(&offs, (ROUTE_EMAX + 2) * 4));
 	CK(cudaMalloc(&d_aux, 8));
 	for (int v = 0; v < 2; v++) {
-		int var = v + 1; /* 1 = v2, 2 = v3 */
+		int var = v ? nv : 1; /* 1 = v2, nv: 2 = v3, 3 = v4 */
 		for (int i = 0; i < 13; i++)
 			h[v][i] = calloc(1, szs[i]);
 		h[v][13] = calloc(1, nw * 4);
@@ -488,8 +495,8 @@ static int cmp_v3(int T, int D, int E, int K)
 	}
 	for (int mode = 0; mode < 2; mode++)
 		CHECK(fabs(aux[1][mode] - aux[0][mode]) <= 1e-6 * fabs(aux[0][mode]),
-		      "aux v3 %.17g vs v2 %.17g", aux[1][mode], aux[0][mode]);
-	printf("  v3 = v2 bit for bit: T %d D %d E %d K %d (aux %.3e rel)\n", T, D, E, K,
+		      "aux v%d %.17g vs v2 %.17g", nv + 1, aux[1][mode], aux[0][mode]);
+	printf("  v%d = v2 bit for bit: T %d D %d E %d K %d (aux %.3e rel)\n", nv + 1, T, D, E, K,
 	       fabs(aux[1][0] - aux[0][0]) / (fabs(aux[0][0]) + 1e-300));
 	for (int v = 0; v < 2; v++)
 		for (int i = 0; i < 14; i++)
@@ -504,8 +511,12 @@ static int test_v3_bitwise(void)
 {
 	if (!have_gpu())
 		return GPU_SKIP;
-	return cmp_v3(8192, 768, 8, 2) || cmp_v3(999, 200, 5, 3) || cmp_v3(63, 64, 4, 1) ||
-	       cmp_v3(4100, 1024, 8, 8) || cmp_v3(1, 64, 4, 2) || cmp_v3(20000, 896, 7, 2);
+	for (int nv = 2; nv <= 3; nv++) /* v3, v4 */
+		if (cmp_v3(8192, 768, 8, 2, nv) || cmp_v3(999, 200, 5, 3, nv) ||
+		    cmp_v3(63, 64, 4, 1, nv) || cmp_v3(4100, 1024, 8, 8, nv) ||
+		    cmp_v3(1, 64, 4, 2, nv) || cmp_v3(20000, 896, 7, 2, nv))
+			return 1;
+	return 0;
 }
 
 static uint16_t h_f2bf(float f)
@@ -661,7 +672,7 @@ int main(void)
 	        {"route: a routing skewed to one expert (padded capacity past the buffers)",
 	         test_skewed},
 	        {"route: unsupported shapes refused (gpu.cu falls back)", test_unsupported},
-	        {"route v3: bit for bit with v2, the slot sum folded in (6 shapes)",
+	        {"route v3 and v4: bit for bit with v2, the slot sum folded in (6 shapes)",
 	         test_v3_bitwise},
 	        {"moe comb new: combine bwd2 and scatter2 bit for bit with the old kernels and "
 	         "vs the CPU (5 shapes)",
