@@ -61,7 +61,13 @@
  * Round 10 (opt-in, POLICY_GPU_STREAMS=2): the backward's weight-gradient
  * products on a second, non-blocking stream beside the dX chain, ordered by
  * events (struct policy_gpu's streams; the results bit for bit the
- * default's). The default, "1", is one stream, unchanged.
+ * default's). The default, "1", is one stream, unchanged. H100, 2026-11-27
+ * (gpu_train quick, K = 4, two runs): 94.0 -> 91.2 ms an optimizer step
+ * (-3.0 %; gpu_idle's CUPTI trace: 14 ms of the dW products overlapped with
+ * the dX chain's kernels, busy time 91.8 -> 88.8 ms). POLICY_GPU_COPY=async
+ * (pinned asynchronous uploads, one read-back synchronisation) measured
+ * within noise (94.2 vs 94.0 ms): the default step has only ~0.7 ms of host
+ * synchronisation gaps and ~2.6 ms of launch gaps in 95 ms.
  *
  * Shapes are noted as (T, C) row-major; W (out, in) as in ref.c. */
 #include "kernels/lightning.h"
