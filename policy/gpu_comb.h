@@ -12,7 +12,7 @@
  *
  * policy_moe_scatter2: dx[t] (+)= sum_j dxp[t K + j], 16 bytes a thread (D
  * a multiple of 4, 16-byte aligned buffers), k_mg_scatter's order (bit for
- * bit the same). Under POLICY_GPU_ROUTE=v3 gpu.cu does not call it: the
+ * bit the same). Under POLICY_GPU_ROUTE=v3 / v4 gpu.cu does not call it: the
  * route backward sums the slots (policy_route_bwd_slots).
  *
  * All calls are asynchronous on the legacy default stream and return 0 or a
