@@ -130,7 +130,10 @@ static int replay_seed(void)
 static int bf16_round_points(void)
 {
 	const char *lin = getenv("POLICY_GPU_LIGHTNING"), *act = getenv("POLICY_GPU_ACT");
+	const char *force = getenv("SWERVE_TEST_ROUND"); /* diagnosis: PB_* mask, e.g. 0x7d */
 	int act32 = act && !strcmp(act, "fp32"); /* fp32 storage, GEMMs FAST_16BF */
+	if (force && *force)
+		return (int)strtol(force, NULL, 0) & PB_ALL;
 	/* the fp32 lightning kernel: q/k/v, o and dO in fp32 */
 	if (lin && !strcmp(lin, "fp32"))
 		return act32 ? PB_GEMM : PB_GEMM | PB_PRE;
