@@ -127,6 +127,12 @@ static int replay_seed(void)
  * norm's gradient then scales as 1/(q.k)), so bf16 q/k/v alone move them by
  * 0.1+ of their norm against the exact reference; the GPU matches the
  * reference that rounds as it does. */
+static int act32_storage(void)
+{
+	const char *act = getenv("POLICY_GPU_ACT");
+	return act && !strcmp(act, "fp32");
+}
+
 static int bf16_round_points(void)
 {
 	const char *lin = getenv("POLICY_GPU_LIGHTNING"), *act = getenv("POLICY_GPU_ACT");
@@ -156,6 +162,7 @@ static int check_model(enum policy_gpu_precision prec, int pg, int adam_steps)
 	struct policy_loss_opts o = POLICY_LOSS_OPTS_INIT;
 	double *logits, *grads, loss, aux, gaux, old[512], adv[512];
 	float *gl, *gg, fold[512], fadv[512];
+	double *sens; /* per tensor: the rounded reference's distance from the exact one */
 	int bad = 0;
 	/* fp32 mode is fp32 end to end (its own lightning kernel): float rounding
 	 * only. bf16 mode: bf16 GEMM operands and kernels/lightning's bf16 q/k/v,
@@ -237,6 +244,7 @@ static int check_model(enum policy_gpu_precision prec, int pg, int adam_steps)
 	       "sequences\n",
 	       prec == POLICY_GPU_FP32 ? "fp32" : "bf16", pg ? "CISPO" : "cross-entropy",
 	       (unsigned long long)seed0, f.T, f.S);
+	sens = calloc((size_t)f.L.n, sizeof(*sens));
 	if (flags) { /* how far bf16 rounding alone moves each tensor (CPU) */
 		double *l2, *g2, x, a2, worst = 0;
 		const char *wn = "";
@@ -244,6 +252,7 @@ static int check_model(enum policy_gpu_precision prec, int pg, int adam_steps)
 		for (int i = 0; i < f.L.n; i++) {
 			double r = pb_rel(grads + f.L.t[i].offset, g2 + f.L.t[i].offset,
 			                  f.L.t[i].numel);
+			sens[i] = r;
 			if (r > worst) {
 				worst = r;
 				wn = f.L.t[i].name;
@@ -263,9 +272,20 @@ static int check_model(enum policy_gpu_precision prec, int pg, int adam_steps)
 	}
 	if (prec == POLICY_GPU_FP32)
 		compare("logits", gl, logits, (size_t)f.T * f.c.vocab_size, tol_l, &bad);
-	for (int i = 0; i < f.L.n; i++)
+	for (int i = 0; i < f.L.n; i++) {
+		/* fp32 activation storage: cuBLAS's FAST_16BF may or may not round a
+		 * GEMM's operands to bf16 (it picks the kernel), so the rounding
+		 * points cannot be emulated; a tensor is held to twice the distance
+		 * bf16 rounding moves it on the CPU where that exceeds tol_g (only
+		 * ill-conditioned fixtures: layer 0's wq/wk, see above) */
+		double tol = act32_storage() && 2 * sens[i] > tol_g ? 2 * sens[i] : tol_g;
+		if (tol > tol_g)
+			printf("  %-24s held to %.2e: bf16 rounding moves it %.2e on the CPU\n",
+			       f.L.t[i].name, tol, sens[i]);
 		compare(f.L.t[i].name, gg + f.L.t[i].offset, grads + f.L.t[i].offset,
-		        f.L.t[i].numel, tol_g, &bad);
+		        f.L.t[i].numel, tol, &bad);
+	}
+	free(sens);
 	policy_gpu_free(g);
 	free(gl);
 	free(gg);
