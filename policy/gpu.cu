@@ -58,10 +58,11 @@
  * (POLICY_GPU_EW=old: k_embed, k_embed_bwd, k_rms_fwd, k_add_rms,
  * k_add_rms_moe, k_rms_bwd_dw / k_rms_bwd).
  *
- * Round 10 (opt-in, POLICY_GPU_STREAMS=2): the backward's weight-gradient
+ * Round 10 (the default since the lead's round-10 run; POLICY_GPU_STREAMS=1
+ * restores one stream): the backward's weight-gradient
  * products on a second, non-blocking stream beside the dX chain, ordered by
- * events (struct policy_gpu's streams; the results bit for bit the
- * default's). The default, "1", is one stream, unchanged. H100, 2026-11-27
+ * events (struct policy_gpu's streams; the results bit for bit one
+ * stream's). H100, 2026-11-27
  * (gpu_train quick, K = 4, two runs): 94.0 -> 91.2 ms an optimizer step
  * (-3.0 %; gpu_idle's CUPTI trace: 14 ms of the dW products overlapped with
  * the dX chain's kernels, busy time 91.8 -> 88.8 ms). POLICY_GPU_COPY=async
@@ -237,9 +238,10 @@ struct policy_gpu {
 	int route_new, lin_ew;
 	float *route_ws;
 	size_t route_ws_n;
-	/* round 10: route_new 3 / 4 = POLICY_GPU_ROUTE=v3 / v4 (gpu_route.cu; the grouped
-	 * backward leaves its slots in route_slots for policy_route_bwd_slots
-	 * to sum); moe_comb: POLICY_GPU_MOE_COMB=new (gpu_comb.cu) */
+	/* round 10: route_new 3 / 4 = POLICY_GPU_ROUTE=v3 / v4 (gpu_route.cu; v4
+	 * the default; the grouped backward leaves its slots in route_slots for
+	 * policy_route_bwd_slots to sum); moe_comb: POLICY_GPU_MOE_COMB=new
+	 * (gpu_comb.cu, the default; "old": gpu_moe.cu's passes) */
 	int moe_comb;
 	const float *route_slots;
 	/* round 8: the residual stream's passes of gpu_ew.cu (POLICY_GPU_EW=old
@@ -271,7 +273,7 @@ struct policy_gpu {
 	/* summed over layers and steps: token-expert assignments, GEMM rows, and E
 	 * times the busiest expert's rows (what a padded layout needs) */
 	long moe_rows, moe_rows_padded, moe_rows_peak;
-	/* round 10, POLICY_GPU_STREAMS=2 (streams = 1; "1", the default: 0): the
+	/* round 10, POLICY_GPU_STREAMS=2 (streams = 1, the default; "1": 0): the
 	 * backward's weight-gradient products (the lightning wo / wq..wgate, the
 	 * softmax wo and, in bf16 mode, wq / wk / wv through cuBLAS; the grouped
 	 * experts' down and up dW through gpu_moe.cu) on a second, non-blocking
@@ -1522,9 +1524,10 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 		CKR(policy_flash_setup());
 	g->lin32 = prec == POLICY_GPU_FP32 || (getenv("POLICY_GPU_LIGHTNING") &&
 	                                       !strcmp(getenv("POLICY_GPU_LIGHTNING"), "fp32"));
-	{ /* POLICY_GPU_ROUTE=v2 (the default where supported) | v1 | old (round 6) | v3 | v4 */
+	{ /* POLICY_GPU_ROUTE=v4 (the default where supported, round 10) | v3 | v2
+	   * (round 7-9's default) | v1 | old (round 6) */
 		static const char *const names[] = {"v2", "v1", "old", "v3", "v4"};
-		int v = policy_env_choice("POLICY_GPU_ROUTE", names, 5, 0);
+		int v = policy_env_choice("POLICY_GPU_ROUTE", names, 5, 4);
 		if (v < 0)
 			return v;
 		g->route_new = v == 2 ? 0 : policy_route_supported(E, K, D);
@@ -1558,10 +1561,10 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 		g->adam_per_tensor = v;
 	}
 	CKB(cublasCreate(&g->blas));
-	{ /* round 10: POLICY_GPU_STREAMS=1 (the default) | 2 (weight gradients on a
-	   * second stream) */
+	{ /* round 10: POLICY_GPU_STREAMS=2 (the default: weight gradients on a
+	   * second stream) | 1 (one stream, rounds 1-9) */
 		static const char *const names[] = {"1", "2"};
-		int v = policy_env_choice("POLICY_GPU_STREAMS", names, 2, 0);
+		int v = policy_env_choice("POLICY_GPU_STREAMS", names, 2, 1);
 		if (v < 0)
 			return v;
 		g->streams = v;

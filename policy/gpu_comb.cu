@@ -24,7 +24,7 @@
 int policy_moe_comb_mode(void)
 {
 	static const char *const names[] = {"old", "new"};
-	return policy_env_choice("POLICY_GPU_MOE_COMB", names, 2, 0);
+	return policy_env_choice("POLICY_GPU_MOE_COMB", names, 2, 1);
 }
 
 int policy_moe_comb_supported(int D)

@@ -1,6 +1,6 @@
 /* gpu_comb.h - round 10 (issue 10): the grouped MoE's passes around its
  * GEMMs in the backward, token-major (internal to policy/; gpu.cu selects
- * them with POLICY_GPU_MOE_COMB=new; the default "old" keeps gpu_moe.cu's
+ * them by default, POLICY_GPU_MOE_COMB=new; "old" restores gpu_moe.cu's
  * k_mg_combine_bwd and k_mg_scatter).
  *
  * policy_moe_combine_bwd2: a block per token reads dy[t] once for its K
@@ -24,7 +24,7 @@
 
 #define COMB_DMAX 1024
 
-/* POLICY_GPU_MOE_COMB: "old" (0, the default) | "new" (1); an unknown
+/* POLICY_GPU_MOE_COMB: "old" (0) | "new" (1, the default); an unknown
  * value is SWERVE_EINVAL with a message */
 int policy_moe_comb_mode(void);
 /* 1 when the token-major passes take D */

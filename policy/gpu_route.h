@@ -26,7 +26,7 @@
  * counts and the backward's weight-gradient parts; both live only inside
  * one call pair).
  *
- * v2 (1; gpu.cu's default, POLICY_GPU_ROUTE=v1 for the first version): the
+ * v2 (1; gpu.cu's default in rounds 7-9, POLICY_GPU_ROUTE=v2; v1 for the first version): the
  * same results from kernels that keep more loads in flight (see
  * gpu_route.cu); the forward and the sort of one layer must use the same
  * variant (their per-block counts differ in block size). All calls are asynchronous on the legacy
@@ -38,9 +38,10 @@
  * double; a lighter forward, a sort without v2's serial tail, and
  * policy_route_bwd_slots, which folds the MoE backward's slot sum into the
  * route backward; see gpu_route.cu). v3's backward without slots is v2's.
- * 3 = v4 (POLICY_GPU_ROUTE=v4, written after the last device run, not yet
- * run): v3 with a forward whose softmax / top-k runs once per token instead
- * of on every lane of a warp; the same results. */
+ * 3 = v4 (POLICY_GPU_ROUTE=v4, gpu.cu's default since round 10; its test
+ * cases passed on an H100 on 2026-11-27): v3 with a forward whose softmax /
+ * top-k runs once per token instead of on every lane of a warp; the same
+ * results. */
 #ifndef SWERVE_POLICY_GPU_ROUTE_H
 #define SWERVE_POLICY_GPU_ROUTE_H
 

@@ -266,7 +266,7 @@ static void profile(const struct policy_config *cfg, int seqs, int seq, const ch
 /* sets (on) or unsets the VAR=VALUE words of env */
 static void env_apply(const char *env, int on)
 {
-	char buf[256], *save = NULL;
+	char buf[1024], *save = NULL;
 	snprintf(buf, sizeof(buf), "%s", env);
 	for (char *w = strtok_r(buf, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
 		char *eq = strchr(w, '=');
@@ -315,22 +315,30 @@ int main(int argc, char **argv)
 	 * full-FP32 LM head, the fp32-tile MoE epilogues), the in-run baseline;
 	 * r7-default = round 7's default (round 8's bf16 TMA-store epilogues of
 	 * up and down dX and its warp-per-row residual/norm passes off); r7-v1 = round 7's first
-	 * routing and lightning-pass kernels. The older rows carry
+	 * routing and lightning-pass kernels. Round 10: r9-default = every round-10
+	 * switch off (R9_ENV), the in-run baseline of round 10. The older rows carry
 	 * POLICY_GPU_MOE_GATHER=load so they still measure what they name. */
-#define NROWS  14
-#define GL     "POLICY_GPU_MOE_GATHER=load "
+#define NROWS 15
+#define GL    "POLICY_GPU_MOE_GATHER=load "
+	/* round 9's default (the start of round 10): one stream, routing v2,
+	 * gpu_moe.cu's combine passes, the wgtd expert kernels */
+#define R9_ENV                                                                                     \
+	"POLICY_GPU_STREAMS=1 POLICY_GPU_ROUTE=v2 POLICY_GPU_MOE_COMB=old "                        \
+	"POLICY_GPU_MOE_KERNEL=wgtd"
 #define R3_ENV "POLICY_GPU_MOE=lt"
 #define R4_ENV GL "POLICY_GPU_MOE_KERNEL=wg"
 #define R5_ENV GL "POLICY_GPU_MOE_KERNEL=wg POLICY_GPU_MOE_FUSE=0 POLICY_GPU_MOE_DWSTORE=0"
 #define R6_ENV                                                                                     \
 	GL "POLICY_GPU_ROUTE=old POLICY_GPU_LIN_EW=old POLICY_GPU_ADAMW=tensor "                   \
-	   "POLICY_GPU_HEAD=fp32 POLICY_GPU_MOE_EPI=smem POLICY_GPU_EW=old"
-#define R7_ENV "POLICY_GPU_MOE_EPI=smem POLICY_GPU_EW=old"
+	   "POLICY_GPU_HEAD=fp32 POLICY_GPU_MOE_EPI=smem POLICY_GPU_EW=old POLICY_GPU_STREAMS=1 "  \
+	   "POLICY_GPU_MOE_COMB=old POLICY_GPU_MOE_KERNEL=wgtd"
+#define R7_ENV R9_ENV " POLICY_GPU_MOE_EPI=smem POLICY_GPU_EW=old"
 #define V1_ENV "POLICY_GPU_ROUTE=v1 POLICY_GPU_LIN_EW=v1"
 	static const struct {
 		const char *label, *env;
 		int K, q;
 	} rows[NROWS] = {{"r6-default", R6_ENV, 4, 1},
+	                 {"r9-default", R9_ENV, 4, 1},
 	                 {"default", "", 4, 1},
 	                 {"r7-default", R7_ENV, 4, 1},
 	                 {"r7-v1", V1_ENV " " R7_ENV, 4, 0},

@@ -137,7 +137,7 @@ static int bf16_round_points(void)
 {
 	const char *lin = getenv("POLICY_GPU_LIGHTNING"), *act = getenv("POLICY_GPU_ACT");
 	const char *force = getenv("SWERVE_TEST_ROUND"); /* diagnosis: PB_* mask, e.g. 0x7d */
-	int act32 = act && !strcmp(act, "fp32"); /* fp32 storage, GEMMs FAST_16BF */
+	int act32 = act && !strcmp(act, "fp32");         /* fp32 storage, GEMMs FAST_16BF */
 	if (force && *force)
 		return (int)strtol(force, NULL, 0) & PB_ALL;
 	/* the fp32 lightning kernel: q/k/v, o and dO in fp32 */
@@ -826,8 +826,9 @@ static int test_adamw_fused_fp32_odd(void)
 
 /* Round 10: POLICY_GPU_STREAMS=2 (the weight gradients on a second stream)
  * and POLICY_GPU_COPY=async (pinned, asynchronous uploads, one read-back
- * synchronisation), each given as env ("VAR=VALUE ..."), against the
- * default, bit for bit: two optimizer steps of K = 2
+ * synchronisation), each given as env ("VAR=VALUE ..."), against one
+ * stream and synchronous copies (STREAMS=1 COPY=sync: rounds 1-9; since
+ * round 10 STREAMS=2 is the default), bit for bit: two optimizer steps of K = 2
  * micro-batches each (the arena cleared by the first, added to by the
  * second, read by AdamW), on a config larger than the fixture (4 layers,
  * two of them softmax, 8 experts top-2, about 1000 tokens a micro-batch) so
@@ -946,7 +947,8 @@ static int variant_bitwise(enum policy_gpu_precision prec, const char *base, con
 			              policy_gpu_get_params(g[k], pw[k]) == 0,
 			      "%s", swerve_error_last());
 		}
-		printf("  %s%s%s %s step %d: losses %.9g %.9g (default) %.9g %.9g (%s); clipped "
+		printf("  %s%s%s %s step %d: losses %.9g %.9g (STREAMS=1 COPY=sync) %.9g %.9g "
+		       "(%s); clipped "
 		       "%g %g / %g %g; grad norm %.9g / %.9g / %.9g\n",
 		       prec == POLICY_GPU_FP32 ? "fp32" : "bf16", *base ? " " : "", base,
 		       pg ? "cispo" : "xent", w + 1, loss[0][0], loss[0][1], loss[2][0], loss[2][1],
@@ -1208,17 +1210,22 @@ int main(void)
 	         test_bf16_xent_ew_old},
 	        {"gpu model fp32 CISPO, round 7's residual/norm passes (POLICY_GPU_EW=old)",
 	         test_fp32_cispo_ew_old},
-	        {"POLICY_GPU_STREAMS=2 vs the default, bit for bit: 2 steps of K = 2 (bf16)",
+	        {"POLICY_GPU_STREAMS=2 vs STREAMS=1 COPY=sync, bit for bit: 2 steps of K = 2 "
+	         "(bf16)",
 	         test_streams_bitwise_bf16},
-	        {"POLICY_GPU_STREAMS=2 vs the default, bit for bit: 2 steps of K = 2 (fp32)",
+	        {"POLICY_GPU_STREAMS=2 vs STREAMS=1 COPY=sync, bit for bit: 2 steps of K = 2 "
+	         "(fp32)",
 	         test_streams_bitwise_fp32},
-	        {"POLICY_GPU_COPY=async vs the default, bit for bit: 2 steps of K = 2 (bf16 "
+	        {"POLICY_GPU_COPY=async vs STREAMS=1 COPY=sync, bit for bit: 2 steps of K = 2 "
+	         "(bf16 "
 	         "CISPO)",
 	         test_copy_bitwise_bf16_cispo},
-	        {"POLICY_GPU_STREAMS=2 + COPY=async vs the default, bit for bit: 2 steps of K = 2 "
+	        {"POLICY_GPU_STREAMS=2 + COPY=async vs STREAMS=1 COPY=sync, bit for bit: 2 steps "
+	         "of K = 2 "
 	         "(bf16 CISPO)",
 	         test_streams_copy_bitwise_bf16_cispo},
-	        {"POLICY_GPU_STREAMS=2 + COPY=async vs the default, bit for bit: 2 steps of K = 2 "
+	        {"POLICY_GPU_STREAMS=2 + COPY=async vs STREAMS=1 COPY=sync, bit for bit: 2 steps "
+	         "of K = 2 "
 	         "(bf16 GEMMs, POLICY_GPU_ACT=fp32, CISPO)",
 	         test_streams_copy_bitwise_act32_cispo},
 	};
