@@ -1531,10 +1531,11 @@ int policy_moe_variant(void)
 {
 	/* variant 8 is wgtd's TMA-store epilogue (POLICY_GPU_MOE_EPI), not a name
 	 * here; round 9's wgtdp (wgtd with persistent CTAs, k_mgp) is variant 9;
-	 * round 10's wsb and wsb2 (policy/gpu_moe_ws.cu, opt-in) are 10 and 11 */
-	static const char *const names[11] = {"mma", "wg",   "wg256", "wgp", "wgm", "ws2",
-	                                      "wgt", "wgtd", "wgtdp", "wsb", "wsb2"};
-	int v = policy_env_choice("POLICY_GPU_MOE_KERNEL", names, 11, 7);
+	 * round 10's wsb and wsb2 (policy/gpu_moe_ws.cu, opt-in) are 10 and 11;
+	 * round 11's wsb3 (wsb2 + down dX, down dW, up dW from xg) is 12 */
+	static const char *const names[12] = {"mma", "wg",   "wg256", "wgp", "wgm",  "ws2",
+	                                      "wgt", "wgtd", "wgtdp", "wsb", "wsb2", "wsb3"};
+	int v = policy_env_choice("POLICY_GPU_MOE_KERNEL", names, 12, 7);
 	return v >= 8 ? v + 1 : v;
 }
 
@@ -1726,7 +1727,7 @@ template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct
 	 * CTAs when the TMA epilogues run (k_mgp); the other products, UP with
 	 * A gathered in the loads and EPI=smem run wgtd's kernels */
 	const bool pers = var == 9;
-	const int cap = pers || var == 10 || var == 11 ? mg_ctas() : 0;
+	const int cap = pers || var == 10 || var == 11 || var == 12 ? mg_ctas() : 0;
 	if (cap < 0)
 		return cap;
 	if (pers)
@@ -1759,13 +1760,23 @@ template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct
 	a->gx = d->gathered != 0 && (MODE == MG_UP || MODE == MG_UP_DW);
 	/* round 10: wsb runs UP from xg in policy/gpu_moe_ws.cu, wsb2 also DOWN
 	 * and UP_DX (F % 64 == 0); the rest as wgtd */
-	if (var == 10 || var == 11) {
+	if (var == 10 || var == 11 || var == 12) {
 		if (MODE == MG_UP && a->gx)
 			return policy_moe_ws_up(d, a->o1, a->o2, a->o3, a->a, a->b0, a->b1, cap,
 			                        (void *)mg_stream);
-		if (var == 11 && MODE == MG_DOWN)
+		if (var >= 11 && MODE == MG_DOWN)
 			return policy_moe_ws_down(d, a->f1, a->a, a->b0, cap, (void *)mg_stream);
-		if (var == 11 && MODE == MG_UP_DX && d->F % 64 == 0)
+		/* round 11: wsb3 also DOWN_DX, DOWN_DW and UP_DW from xg */
+		if (var == 12 && MODE == MG_DOWN_DX)
+			return policy_moe_ws_down_dx(d, a->o1, a->a, a->b0, a->h1, a->h3, cap,
+			                             (void *)mg_stream);
+		if (var == 12 && MODE == MG_DOWN_DW && d->E <= 256)
+			return policy_moe_ws_down_dw(d, a->f1, a->a, a->b0, a->beta, cap,
+			                             (void *)mg_stream);
+		if (var == 12 && MODE == MG_UP_DW && a->gx && d->E <= 256)
+			return policy_moe_ws_up_dw(d, a->f1, a->f2, a->a, a->b0, a->beta, cap,
+			                           (void *)mg_stream);
+		if (var >= 11 && MODE == MG_UP_DX && d->F % 64 == 0)
 			return policy_moe_ws_up_dx(d, a->f1, a->a, a->b0, a->b1, cap,
 			                           (void *)mg_stream);
 		var = 7;

@@ -59,6 +59,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 extern "C" {
@@ -72,6 +73,7 @@ extern "C" {
 #define WS_STAGE    (WS_ATILE + 2 * WS_ATILE) /* A, W1, W3: 48 KB */
 #define WS_SMEM(st) ((st)*WS_STAGE + 1024)
 #define WS_THREADS  384
+#define WS_EMAX     256 /* the weight gradients' experts (wsb3) */
 
 struct ws_maps {
 	CUtensorMap a, w1, w3;
@@ -83,12 +85,29 @@ struct ws_args {
 	uint16_t *h1, *h3, *hh; /* WS_UP's outputs */
 	float *out;             /* WS_DOWN's yp, WS_UP_DX's dxp (slot order) */
 	int epi;                /* WS_EPI_* */
+	/* round 11 ("wsb3"): WS_DOWN_DX reads the forward's h1 / h3 (R, F) and
+	 * writes dh13 (R, 2F); the weight gradients write dw1 (DOWN_DW's dW2,
+	 * UP_DW's dW1) and dw3 (UP_DW's dW3), added to (beta 1) or stored */
+	const uint16_t *x1, *x3;
+	uint16_t *dh13;
+	float *dw1, *dw3;
+	int beta;
+	int dyn; /* the weight gradients' tiles: 1 dynamic (a counter), 0 static */
+	/* the weight gradients' K split: at most kch k blocks a tile (0: the
+	 * kernel picks); flags (2 a dW tile, one a consumer's rows) order the
+	 * splits' adds and return to 0 after the last */
+	int kch;
+	int *flags;
 };
 
 /* the products: UP (A = xg, B = [W1 | W3] K-major, SwiGLU epilogue), DOWN
  * (A = hh, B = W2 K-major, yp[perm[row]] fp32), UP_DX (A = dh13, B = [W1;
- * W3] N-major, K = 2F, dxp[perm[row]] fp32) */
-enum { WS_UP, WS_DOWN, WS_UP_DX };
+ * W3] N-major, K = 2F, dxp[perm[row]] fp32); round 11: DOWN_DX (A = dyp,
+ * B = W2 (k = d, n = f) N-major, K = D, the SwiGLU backward to dh13 bf16),
+ * DOWN_DW (dW2 (D, F) (+)= dyp^T hh) and UP_DW ([dW1; dW3] (2F, D) (+)=
+ * dh13^T xg): M the weight rows, K the expert's rows, A M-major (dyp /
+ * dh13 rows), B N-major (hh / xg rows) */
+enum { WS_UP, WS_DOWN, WS_UP_DX, WS_DOWN_DX, WS_DOWN_DW, WS_UP_DW };
 
 /* the epilogue's stores (POLICY_GPU_MOE_WSB_EPI, for measurements) */
 enum { WS_EPI_ST16, WS_EPI_ST4, WS_EPI_NOSTORE, WS_EPI_NONE };
@@ -136,9 +155,10 @@ __device__ __forceinline__ static void ws_tma3(uint32_t dst, const CUtensorMap *
 	             : "memory");
 }
 
-/* d (+)= A B, m64n256k16, A K-major, B K-major (TB 0) or N-major (TB 1)
- * from shared memory (128-byte swizzle descriptors); acc 0: d = A B */
-template <int TB>
+/* d (+)= A B, m64n256k16, A K-major (TA 0) or M-major (TA 1), B K-major
+ * (TB 0) or N-major (TB 1) from shared memory (128-byte swizzle
+ * descriptors); acc 0: d = A B */
+template <int TA, int TB>
 __device__ __forceinline__ static void ws_wgmma256(float (&d)[128], uint64_t da, uint64_t db,
                                                    int acc)
 {
@@ -155,7 +175,7 @@ __device__ __forceinline__ static void ws_wgmma256(float (&d)[128], uint64_t da,
 	        "%110, %111, "
 	        "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, "
 	        "%125, %126, %127}, "
-	        "%128, %129, p, 1, 1, 0, %131;\n}\n"
+	        "%128, %129, p, 1, 1, %131, %132;\n}\n"
 	        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]),
 	          "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]),
 	          "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]),
@@ -178,7 +198,7 @@ __device__ __forceinline__ static void ws_wgmma256(float (&d)[128], uint64_t da,
 	          "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]),
 	          "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]), "+f"(d[121]),
 	          "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
-	        : "l"(da), "l"(db), "r"(acc), "n"(TB));
+	        : "l"(da), "l"(db), "r"(acc), "n"(TA), "n"(TB));
 }
 
 /* an N-major B descriptor: 128-byte swizzle, 8-row groups 1024 B apart, the
@@ -340,6 +360,126 @@ __device__ __forceinline__ static void ws_epi_f32(const struct ws_args &a, const
 	}
 }
 
+/* the quad transpose of a row's 4 8-column blocks g.. of fp32 pairs: lane q
+ * then holds block 4 g + q's 8 columns in v[0..7] */
+__device__ __forceinline__ static void ws_rows8(const float (&acc)[128], int h, int g, int q,
+                                                float (&v)[8])
+{
+	uint32_t lo[4], hi[4];
+#pragma unroll
+	for (int jj = 0; jj < 4; jj++) {
+		const int j = 4 * g + jj;
+		lo[jj] = __float_as_uint(acc[4 * j + 2 * h]);
+		hi[jj] = __float_as_uint(acc[4 * j + 2 * h + 1]);
+	}
+	ws_transpose4(lo, q);
+	ws_transpose4(hi, q);
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		v[2 * i] = __uint_as_float(lo[i]);
+		v[2 * i + 1] = __uint_as_float(hi[i]);
+	}
+}
+
+/* round 11: DOWN_DX's epilogue, dh (fp32, rows rr, rr + 8, 256 columns of F
+ * from n0) -> dh13[row] = [dh h3 SiLU'(h1) | dh SiLU(h1)] (bf16), h1 / h3
+ * of the row read 16 bytes a lane (gpu_moe.cu's mg_epi formula: s =
+ * sigmoid(h1), d3 = dh h1 s, d1 = dh h3 s (1 + h1 (1 - s)), rounded to
+ * nearest even) */
+__device__ __forceinline__ static void ws_epi_dx(const struct ws_args &a, const float (&acc)[128],
+                                                 int rr, int r1, int n0, int q)
+{
+	const int F = a.F;
+#pragma unroll
+	for (int h = 0; h < 2; h++) {
+		const int row = rr + 8 * h;
+		const bool rok = row < r1;
+#pragma unroll
+		for (int g = 0; g < 8; g++) {
+			float gv[8];
+			ws_rows8(acc, h, g, q, gv);
+			const int f = n0 + 8 * (4 * g + q);
+			if (rok && f < F) {
+				const size_t o = (size_t)row * F + f;
+				const uint4 u1 = *(const uint4 *)(a.x1 + o),
+				            u3 = *(const uint4 *)(a.x3 + o);
+				const uint32_t p1[4] = {u1.x, u1.y, u1.z, u1.w},
+				               p3[4] = {u3.x, u3.y, u3.z, u3.w};
+				uint32_t d1[4], d3[4];
+#pragma unroll
+				for (int i = 0; i < 4; i++) {
+					float r1v[2], r3v[2];
+#pragma unroll
+					for (int j = 0; j < 2; j++) {
+						const float x1 = j ? ws_hi(p1[i]) : ws_lo(p1[i]),
+						            x3 = j ? ws_hi(p3[i]) : ws_lo(p3[i]),
+						            g1 = gv[2 * i + j],
+						            s = 1.0f / (1.0f + expf(-x1));
+						r3v[j] = g1 * x1 * s;
+						r1v[j] = g1 * x3 * s * (1.0f + x1 * (1.0f - s));
+					}
+					d1[i] = ws_pack(r1v[0], r1v[1]);
+					d3[i] = ws_pack(r3v[0], r3v[1]);
+				}
+				uint16_t *dst = a.dh13 + (size_t)row * 2 * F + f;
+				*(uint4 *)dst = make_uint4(d1[0], d1[1], d1[2], d1[3]);
+				*(uint4 *)(dst + F) = make_uint4(d3[0], d3[1], d3[2], d3[3]);
+			}
+		}
+	}
+}
+
+/* round 11: the weight gradients' epilogue: dW rows mr, mr + 8 (of M),
+ * 256 columns from n0 (of N) of expert e, added to (beta) or stored, 8
+ * floats a lane (two 16-byte accesses) after the quad transpose; zero: the
+ * tile of an expert without rows (stored zeros; nothing when beta) */
+template <int MODE>
+__device__ __forceinline__ static void ws_epi_dw(const struct ws_args &a, const float (&acc)[128],
+                                                 int e, int mr, int n0, int q, bool zero, bool add)
+{
+	const int D = a.D, F = a.F, M = MODE == WS_DOWN_DW ? D : 2 * F,
+	          N = MODE == WS_DOWN_DW ? F : D;
+	const size_t wsz = (size_t)F * D;
+	if (zero && add)
+		return;
+#pragma unroll
+	for (int h = 0; h < 2; h++) {
+		const int m = mr + 8 * h;
+		if (m >= M)
+			continue;
+		float *dst = MODE == WS_DOWN_DW ? a.dw1 + e * wsz + (size_t)m * F
+		             : m < F            ? a.dw1 + e * wsz + (size_t)m * D
+		                                : a.dw3 + e * wsz + (size_t)(m - F) * D;
+#pragma unroll
+		for (int g = 0; g < 8; g++) {
+			float v[8];
+			ws_rows8(acc, h, g, q, v);
+			const int n = n0 + 8 * (4 * g + q);
+			if (n < N) {
+				float4 *o = (float4 *)(dst + n);
+				float4 t0 = make_float4(v[0], v[1], v[2], v[3]),
+				       t1 = make_float4(v[4], v[5], v[6], v[7]);
+				if (zero) {
+					t0 = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+					t1 = t0;
+				} else if (add) {
+					const float4 o0 = o[0], o1 = o[1];
+					t0.x += o0.x;
+					t0.y += o0.y;
+					t0.z += o0.z;
+					t0.w += o0.w;
+					t1.x += o1.x;
+					t1.y += o1.y;
+					t1.z += o1.z;
+					t1.w += o1.w;
+				}
+				o[0] = t0;
+				o[1] = t1;
+			}
+		}
+	}
+}
+
 /* row tile b of the experts' ceil(n_e / 128) tiles: expert, first row, end */
 __device__ __forceinline__ static void ws_rowtile(const int *offs, int E, int b, int *e, int *r0,
                                                   int *r1)
@@ -357,25 +497,135 @@ __device__ __forceinline__ static void ws_rowtile(const int *offs, int E, int b,
 	*e = -1;
 }
 
+/* the geometry of MODE: K of a row tile (row modes), the column tiles nx
+ * (UP: 128 hidden units; else 256 columns of D, F or N), the row tiles of
+ * an expert's dW (my; weight gradients) */
+template <int MODE> struct ws_geo {
+	static constexpr bool DW = MODE == WS_DOWN_DW || MODE == WS_UP_DW;
+	static constexpr bool TA = DW;                               /* A stored (k, m) */
+	static constexpr bool TB = MODE != WS_UP && MODE != WS_DOWN; /* B stored (k, n) */
+	static constexpr int BN = MODE == WS_UP ? WS_BF : 256;
+	__device__ __forceinline__ static int kd(int D, int F)
+	{
+		return MODE == WS_UP || MODE == WS_DOWN_DX ? D : MODE == WS_DOWN ? F : 2 * F;
+	}
+	/* N of the product (UP: hidden units) */
+	__host__ __device__ __forceinline__ static int n(int D, int F)
+	{
+		return MODE == WS_UP || MODE == WS_DOWN_DX || MODE == WS_DOWN_DW ? F : D;
+	}
+	__host__ __device__ __forceinline__ static int m(int D, int F)
+	{
+		return MODE == WS_DOWN_DW ? D : 2 * F;
+	}
+};
+
+/* the weight gradients' tile list, set up by each CTA alike: the experts
+ * by segment size (largest first), each expert's tiles (splits x my x nx)
+ * from tbase[rank], kch k blocks a split */
+struct ws_dwlist {
+	int ord[WS_EMAX], tbase[WS_EMAX + 1], kch;
+};
+
+/* tile t: expert e, its rows [r0, r1) (weight gradients: the split's),
+ * dW rows m0.., columns n0.., k blocks nk, split sp of nsp */
+template <int MODE>
+__device__ __forceinline__ static void ws_tile(const struct ws_args &a, const struct ws_dwlist &L,
+                                               int t, int nx, int my, int *e, int *r0, int *r1,
+                                               int *m0, int *n0, int *nk, int *sp, int *nsp)
+{
+	typedef ws_geo<MODE> G;
+	if (G::DW) {
+		const int per = my * nx, rows = L.kch * WS_BK;
+		int r = 0;
+		while (L.tbase[r + 1] <= t)
+			r++;
+		const int i = t - L.tbase[r], rem = i % per;
+		*e = L.ord[r];
+		*sp = i / per;
+		*nsp = (L.tbase[r + 1] - L.tbase[r]) / per;
+		const int s0 = a.offs[*e], s1 = a.offs[*e + 1];
+		*r0 = s0 + *sp * rows;
+		*r1 = min(s1, *r0 + rows);
+		*m0 = rem / nx * WS_BM;
+		*n0 = rem % nx * G::BN;
+		*nk = (*r1 - *r0 + WS_BK - 1) / WS_BK;
+	} else {
+		ws_rowtile(a.offs, a.E, t / nx, e, r0, r1);
+		*m0 = 0;
+		*n0 = t % nx * G::BN;
+		*nk = (G::kd(a.D, a.F) + WS_BK - 1) / WS_BK;
+		*sp = 0;
+		*nsp = 1;
+	}
+}
+
+/* the weight gradients' dynamic tile counters (POLICY_GPU_MOE_WSB_SCHED=dyn):
+ * per DW mode, the next tile past the grid's first and the CTAs done; the
+ * last CTA done resets both for the next launch (launches of one mode are
+ * stream-ordered) */
+__device__ static int ws_sched[2][2];
+
 template <int MODE, int WS_ST>
 __global__ static void __launch_bounds__(WS_THREADS, 1)
         k_ws(struct ws_args a, const __grid_constant__ struct ws_maps tm)
 {
+	typedef ws_geo<MODE> G;
 	extern __shared__ __align__(1024) unsigned char ws_sm[];
 	__shared__ __align__(8) uint64_t full[WS_ST], empty[WS_ST];
+	/* DW: the tile a stage's k block belongs to, written by the producer
+	 * with a tile's first block (-1: no more tiles) */
+	__shared__ int tile_of[WS_ST];
+	__shared__ struct ws_dwlist L[1];
 	const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
 	const int D = a.D, F = a.F, E = a.E;
-	/* k blocks a tile; column tiles (UP: 128 hidden units, else 256 of D) */
-	const int Kd = MODE == WS_UP ? D : MODE == WS_DOWN ? F : 2 * F;
-	const int nk = (Kd + WS_BK - 1) / WS_BK,
-	          nx = MODE == WS_UP ? (F + WS_BF - 1) / WS_BF : (D + 255) / 256;
-	const int bn = MODE == WS_UP ? WS_BF : 256;
+	const int nx = (G::n(D, F) + G::BN - 1) / G::BN, my = (G::m(D, F) + WS_BM - 1) / WS_BM;
 	const uint32_t sbase = (ptx::smem_u32(ws_sm) + 1023u) & ~1023u;
 	const uint32_t fb = ptx::smem_u32(full), eb = ptx::smem_u32(empty);
-	int nrt = 0; /* row tiles of all experts */
-	for (int i = 0; i < E; i++)
-		nrt += (a.offs[i + 1] - a.offs[i] + WS_BM - 1) / WS_BM;
-	const int ntiles = nrt * nx;
+	int ntiles = 0;
+	if (G::DW) {
+		if (E <= WS_EMAX && tid < E) { /* rank: larger segments first, ties by index */
+			const int n = a.offs[tid + 1] - a.offs[tid];
+			int rk = 0;
+			for (int j = 0; j < E; j++) {
+				const int nj = a.offs[j + 1] - a.offs[j];
+				rk += nj > n || (nj == n && j < tid);
+			}
+			L->ord[rk] = tid;
+		}
+		__syncthreads();
+		if (tid == 0 && E <= WS_EMAX) {
+			/* the split: tiles of at most kch k blocks, so the longest
+			 * expert's tiles take no more than a CTA's share of the
+			 * whole (the mean k blocks a CTA) */
+			const int per = my * nx;
+			long sum = 0;
+			int mx = 1;
+			for (int i = 0; i < E; i++) {
+				const int nk = (a.offs[i + 1] - a.offs[i] + WS_BK - 1) / WS_BK;
+				sum += nk;
+				mx = max(mx, nk);
+			}
+			const int avg = (int)max(1L, (sum * per + gridDim.x - 1) / gridDim.x);
+			int kch = a.kch > 0 ? a.kch : mx;
+			if (a.kch <= 0 && mx > avg)
+				kch = (mx + (mx + avg - 1) / avg - 1) / ((mx + avg - 1) / avg);
+			L->kch = kch;
+			L->tbase[0] = 0;
+			for (int r = 0; r < E; r++) {
+				const int i = L->ord[r],
+				          nk = (a.offs[i + 1] - a.offs[i] + WS_BK - 1) / WS_BK;
+				L->tbase[r + 1] = L->tbase[r] + max(1, (nk + kch - 1) / kch) * per;
+			}
+		}
+		__syncthreads();
+		ntiles = E <= WS_EMAX ? L->tbase[E] : 0; /* more: refused on the host */
+	} else {
+		int nrt = 0; /* row tiles of all experts */
+		for (int i = 0; i < E; i++)
+			nrt += (a.offs[i + 1] - a.offs[i] + WS_BM - 1) / WS_BM;
+		ntiles = nrt * nx;
+	}
 
 	if (tid == 0) {
 		for (int s = 0; s < WS_ST; s++) {
@@ -391,58 +641,127 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 		if (tid != 0)
 			return;
 		int it = 0;
-		for (int t = blockIdx.x; t < ntiles; t += gridDim.x) {
-			int e, r0, r1;
-			ws_rowtile(a.offs, E, t / nx, &e, &r0, &r1);
-			const int n0 = (t % nx) * bn;
-			for (int kb = 0; kb < nk; kb++, it++) {
+		for (int t = blockIdx.x;;) {
+			int e = 0, r0 = 0, r1 = 0, m0 = 0, n0 = 0, nk = 0, sp, nsp;
+			if (t >= ntiles) {
+				if (!G::DW)
+					break;
+				t = -1;
+			} else {
+				ws_tile<MODE>(a, *L, t, nx, my, &e, &r0, &r1, &m0, &n0, &nk, &sp,
+				              &nsp);
+			}
+			/* DW: a tile without k blocks (an expert without rows) and
+			 * the end mark take one stage without loads */
+			const int nslot = G::DW && nk == 0 ? 1 : nk;
+			for (int kb = 0; kb < nslot; kb++, it++) {
 				const int s = it % WS_ST, k0 = kb * WS_BK;
-				const uint32_t sa = sbase + s * WS_STAGE, bar = fb + 8 * s;
+				const uint32_t sa = sbase + s * WS_STAGE, sb = sa + WS_ATILE,
+				               bar = fb + 8 * s;
 				ws_wait(eb + 8 * s, ((it / WS_ST) & 1) ^ 1);
+				if (G::DW) {
+					if (kb == 0)
+						*(volatile int *)&tile_of[s] = t;
+					if (nk == 0) { /* the phase completes with this arrival */
+						ws_arrive(bar);
+						continue;
+					}
+				}
 				ws_expect(bar, WS_STAGE);
+				if (G::DW) { /* A (k, m): two 64 x 64 boxes; B (k, n): four */
+					ws_tma2(sa, &tm.a, m0, r0 + k0, bar);
+					ws_tma2(sa + 8192, &tm.a, m0 + 64, r0 + k0, bar);
+					for (int i = 0; i < 4; i++)
+						ws_tma2(sb + i * 8192, &tm.w1, n0 + 64 * i, r0 + k0,
+						        bar);
+					continue;
+				}
 				ws_tma2(sa, &tm.a, k0, r0, bar);
 				if (MODE == WS_UP) { /* W1 rows n0.., then W3's */
-					ws_tma3(sa + WS_ATILE, &tm.w1, k0, n0, e, bar);
-					ws_tma3(sa + 2 * WS_ATILE, &tm.w3, k0, n0, e, bar);
+					ws_tma3(sb, &tm.w1, k0, n0, e, bar);
+					ws_tma3(sb + WS_ATILE, &tm.w3, k0, n0, e, bar);
 				} else if (MODE == WS_DOWN) { /* W2 rows (d) n0.., n0 + 128.. */
-					ws_tma3(sa + WS_ATILE, &tm.w1, k0, n0, e, bar);
-					ws_tma3(sa + 2 * WS_ATILE, &tm.w1, k0, n0 + 128, e, bar);
+					ws_tma3(sb, &tm.w1, k0, n0, e, bar);
+					ws_tma3(sb + WS_ATILE, &tm.w1, k0, n0 + 128, e, bar);
+				} else if (MODE == WS_DOWN_DX) { /* W2 (k = d, n = f) */
+					for (int i = 0; i < 4; i++)
+						ws_tma3(sb + i * 8192, &tm.w1, n0 + 64 * i, k0, e,
+						        bar);
 				} else { /* [W1; W3] (k, n): F % 64 == 0, a block in one */
 					const CUtensorMap *m = k0 < F ? &tm.w1 : &tm.w3;
 					const int kr = k0 < F ? k0 : k0 - F;
 					for (int i = 0; i < 4; i++)
-						ws_tma3(sa + WS_ATILE + i * 8192, m, n0 + 64 * i,
-						        kr, e, bar);
+						ws_tma3(sb + i * 8192, m, n0 + 64 * i, kr, e, bar);
 				}
 			}
+			if (t < 0)
+				break;
+			if (G::DW && a.dyn)
+				t = gridDim.x + atomicAdd(&ws_sched[MODE - WS_DOWN_DW][0], 1);
+			else
+				t += gridDim.x;
+		}
+		if (G::DW && a.dyn &&
+		    atomicAdd(&ws_sched[MODE - WS_DOWN_DW][1], 1) == (int)gridDim.x - 1) {
+			atomicExch(&ws_sched[MODE - WS_DOWN_DW][0], 0);
+			atomicExch(&ws_sched[MODE - WS_DOWN_DW][1], 0);
 		}
 		return;
 	}
 
 	/* consumers: warpgroup c = rows 64 c.. of the tile, all 256 columns */
 	asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
-	const int c = (warp >> 2) - 1, w4 = warp & 3;
+	const int c = (warp >> 2) - 1, w4 = warp & 3, wt = tid - 128 * (c + 1);
 	float acc[128];
 	int it = 0;
-	for (int t = blockIdx.x; t < ntiles; t += gridDim.x) {
-		int e, r0, r1;
-		ws_rowtile(a.offs, E, t / nx, &e, &r0, &r1);
-		const int n0 = (t % nx) * bn;
+	for (int t = blockIdx.x;; t += gridDim.x) {
+		if (G::DW) { /* the tile of the next stage's block */
+			ws_wait(fb + 8 * (it % WS_ST), (it / WS_ST) & 1);
+			t = *(volatile int *)&tile_of[it % WS_ST];
+			if (t < 0)
+				break;
+		} else if (t >= ntiles) {
+			break;
+		}
+		int e, r0, r1, m0, n0, nk, sp, nsp;
+		ws_tile<MODE>(a, *L, t, nx, my, &e, &r0, &r1, &m0, &n0, &nk, &sp, &nsp);
 		for (int kb = 0; kb < nk; kb++, it++) {
 			const int s = it % WS_ST;
 			const uint32_t sa = sbase + s * WS_STAGE;
 			ws_wait(fb + 8 * s, (it / WS_ST) & 1);
+			if (G::DW) {
+				/* an expert's partial last k block: the rows past its end
+				 * (the next expert's; past R the TMA zero-fills) zeroed in
+				 * this warpgroup's A block, so they add 0 (predicated
+				 * stores; the fence and barrier only in that block) */
+				const int v = r1 - r0 - kb * WS_BK;
+				if (v < WS_BK) {
+#pragma unroll
+					for (int j = 0; j < 4; j++) {
+						const int i = wt + 128 * j;
+						asm volatile(
+						        "{\n.reg .pred p;\nsetp.ge.s32 p, %1, %2;\n"
+						        "@p st.shared.v4.u32 [%0], {%3, %3, %3, "
+						        "%3};\n}\n" ::"r"(sa + c * 8192 + i * 16),
+						        "r"(i >> 3), "r"(v), "r"(0)
+						        : "memory");
+					}
+					ptx::fence_proxy_async();
+					asm volatile("bar.sync %0, 128;\n" ::"r"(1 + c) : "memory");
+				}
+			}
 			const uint32_t la = ptx::dlo(sa + c * 8192), lb = ptx::dlo(sa + WS_ATILE);
 			ptx::fence();
 #pragma unroll
 			for (int kk = 0; kk < WS_BK / 16; kk++) {
-				if (MODE == WS_UP_DX) /* B (k, n): 16 k rows a step */
-					ws_wgmma256<1>(acc, ptx::dsc(la, kk * 32),
-					               ws_desc_n(sa + WS_ATILE + kk * 2048, 8192),
-					               kb > 0 || kk > 0);
-				else
-					ws_wgmma256<0>(acc, ptx::dsc(la, kk * 32),
-					               ptx::dsc(lb, kk * 32), kb > 0 || kk > 0);
+				/* K-major: 16 k a step = 32 bytes along the row; (k, m) /
+				 * (k, n): 16 k rows = 2048 bytes */
+				const uint64_t da = ptx::dsc(la, G::TA ? kk * 2048 : kk * 32);
+				const uint64_t db =
+				        G::TB ? ws_desc_n(sa + WS_ATILE + kk * 2048, 8192)
+				              : ptx::dsc(lb, kk * 32);
+				ws_wgmma256<G::TA ? 1 : 0, G::TB ? 1 : 0>(acc, da, db,
+				                                          kb > 0 || kk > 0);
 			}
 			ptx::commit();
 			ptx::wait<1>();
@@ -452,16 +771,44 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 					ws_arrive(eb + 8 * ((it - 1) % WS_ST));
 			}
 		}
+		if (G::DW && nk == 0) /* the tile's one stage, without loads */
+			it++;
 		ptx::wait<0>();
 		ws_reg_fence(acc);
 		__syncwarp();
 		if (lane == 0)
 			ws_arrive(eb + 8 * ((it - 1) % WS_ST));
 
+		const int rr = c * 64 + w4 * 16 + (lane >> 2);
 		if (MODE == WS_UP)
-			ws_epi(a, acc, r0 + c * 64 + w4 * 16 + (lane >> 2), r1, n0, lane & 3);
-		else
-			ws_epi_f32(a, acc, r0 + c * 64 + w4 * 16 + (lane >> 2), r1, n0, lane & 3);
+			ws_epi(a, acc, r0 + rr, r1, n0, lane & 3);
+		else if (MODE == WS_DOWN_DX)
+			ws_epi_dx(a, acc, r0 + rr, r1, n0, lane & 3);
+		else if (G::DW && nsp == 1)
+			ws_epi_dw<MODE>(a, acc, e, m0 + rr, n0, lane & 3, nk == 0, a.beta);
+		else if (G::DW) { /* split sp of nsp: added after split sp - 1's */
+			int *flag =
+			        a.flags + ((size_t)(e * my + m0 / WS_BM) * nx + n0 / G::BN) * 2 + c;
+			if (wt == 0) {
+				int v;
+				do {
+					asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n"
+					             : "=r"(v)
+					             : "l"(flag)
+					             : "memory");
+				} while (v != sp);
+			}
+			asm volatile("bar.sync %0, 128;\n" ::"r"(1 + c) : "memory");
+			ws_epi_dw<MODE>(a, acc, e, m0 + rr, n0, lane & 3, nk == 0,
+			                a.beta || sp > 0);
+			__threadfence();
+			asm volatile("bar.sync %0, 128;\n" ::"r"(1 + c) : "memory");
+			if (wt == 0) /* the last split leaves the flag 0 for the next launch */
+				asm volatile("st.release.gpu.global.b32 [%0], %1;\n" ::"l"(flag),
+				             "r"(sp + 1 < nsp ? sp + 1 : 0)
+				             : "memory");
+		} else
+			ws_epi_f32(a, acc, r0 + rr, r1, n0, lane & 3);
 	}
 }
 
@@ -527,9 +874,13 @@ static int ws_launch(const struct policy_moe_dims *d, struct ws_args *a, const u
 		                        "gpu moe wsb: D (%d) and F (%d) must be multiples of 8 "
 		                        "(F of 64 for up dX)",
 		                        d->D, d->F);
-	if (!ws_aligned(A) || !ws_aligned(b0) || (b1 && !ws_aligned(b1)) ||
-	    (MODE == WS_UP ? !ws_aligned(a->h1) || !ws_aligned(a->h3) || !ws_aligned(a->hh)
-	                   : !ws_aligned(a->out)))
+	const bool outs_ok =
+	        MODE == WS_UP        ? ws_aligned(a->h1) && ws_aligned(a->h3) && ws_aligned(a->hh)
+	        : MODE == WS_DOWN_DX ? ws_aligned(a->x1) && ws_aligned(a->x3) && ws_aligned(a->dh13)
+	        : MODE == WS_DOWN_DW ? ws_aligned(a->dw1)
+	        : MODE == WS_UP_DW   ? ws_aligned(a->dw1) && ws_aligned(a->dw3)
+	                             : ws_aligned(a->out);
+	if (!ws_aligned(A) || !ws_aligned(b0) || (b1 && !ws_aligned(b1)) || !outs_ok)
 		return swerve_error_set(SWERVE_EINVAL, "gpu moe wsb: operands not 16-byte aligned");
 	static const char *const epis[] = {"st16", "st4", "nostore", "none"};
 	const int epi = policy_env_choice("POLICY_GPU_MOE_WSB_EPI", epis, 4, WS_EPI_ST16);
@@ -538,6 +889,28 @@ static int ws_launch(const struct policy_moe_dims *d, struct ws_args *a, const u
 	const int st = policy_env_choice("POLICY_GPU_MOE_WSB_ST", ws_st_names, 2, 1) + 3;
 	if (st < 3)
 		return st - 3;
+	/* round 11, the weight gradients (measurements): dyn (the default) hands
+	 * the tiles out by a counter, largest experts first; static: a stride */
+	static const char *const scheds[] = {"static", "dyn"};
+	const int dyn = policy_env_choice("POLICY_GPU_MOE_WSB_SCHED", scheds, 2, 1);
+	if (dyn < 0)
+		return dyn;
+	if ((MODE == WS_DOWN_DW || MODE == WS_UP_DW) && d->E > WS_EMAX)
+		return swerve_error_set(SWERVE_EINVAL, "gpu moe wsb3: %d experts (at most %d)",
+		                        d->E, WS_EMAX);
+	/* POLICY_GPU_MOE_WSB_KCH (measurements): the weight gradients' split,
+	 * at most that many k blocks a tile; unset or 0: the kernel picks */
+	int kch = 0;
+	const char *ks = getenv("POLICY_GPU_MOE_WSB_KCH");
+	if (ks && *ks) {
+		char *end;
+		long v = strtol(ks, &end, 10);
+		if (*end || v < 0 || v > 1000000)
+			return swerve_error_set(
+			        SWERVE_EINVAL, "POLICY_GPU_MOE_WSB_KCH=%s: not a count of k blocks",
+			        ks);
+		kch = (int)v;
+	}
 	if (d->E < 1 || R < 1)
 		return 0;
 	const int ctas = st == 3 ? ws_ctas<MODE, 3>() : ws_ctas<MODE, 4>();
@@ -546,14 +919,29 @@ static int ws_launch(const struct policy_moe_dims *d, struct ws_args *a, const u
 	struct ws_maps tm;
 	memset(&tm, 0, sizeof(tm));
 	const cuuint64_t D = (cuuint64_t)d->D, F = (cuuint64_t)d->F, E = (cuuint64_t)d->E;
-	const cuuint64_t kd = MODE == WS_UP ? D : MODE == WS_DOWN ? F : 2 * F;
+	/* A's row width: K of the row modes; M of the weight gradients */
+	const cuuint64_t kd = MODE == WS_UP || MODE == WS_DOWN_DX || MODE == WS_DOWN_DW ? D
+	                      : MODE == WS_DOWN                                         ? F
+	                                                                                : 2 * F;
 	const cuuint64_t adim[2] = {kd, (cuuint64_t)R}, wfd[3] = {D, F, E}, wdf[3] = {F, D, E};
-	int rc = ws_map(&tm.a, A, 2, adim, WS_BM);
-	if (!rc) /* UP: W1 / W3 rows, 128 a box; DOWN: W2 rows; UP_DX: (k, n) 64 x 64 */
-		rc = ws_map(&tm.w1, b0, 3, MODE == WS_DOWN ? wdf : wfd,
-		            MODE == WS_UP_DX ? 64 : 128);
-	if (!rc && MODE != WS_DOWN)
-		rc = ws_map(&tm.w3, b1, 3, wfd, MODE == WS_UP_DX ? 64 : 128);
+	int rc;
+	if (MODE == WS_DOWN_DW || MODE == WS_UP_DW) {
+		/* A (dyp / dh13 rows) and B (hh / xg rows): 64 x 64 boxes */
+		const cuuint64_t bdim[2] = {MODE == WS_DOWN_DW ? F : D, (cuuint64_t)R};
+		rc = ws_map(&tm.a, A, 2, adim, 64);
+		if (!rc)
+			rc = ws_map(&tm.w1, b0, 2, bdim, 64);
+	} else {
+		rc = ws_map(&tm.a, A, 2, adim, WS_BM);
+		/* UP: W1 / W3 rows, 128 a box; DOWN: W2 rows; UP_DX: (k, n) 64 x 64;
+		 * DOWN_DX: W2 (k = d, n = f) 64 x 64 */
+		if (!rc)
+			rc = ws_map(&tm.w1, b0, 3,
+			            MODE == WS_DOWN || MODE == WS_DOWN_DX ? wdf : wfd,
+			            MODE == WS_UP_DX || MODE == WS_DOWN_DX ? 64 : 128);
+		if (!rc && (MODE == WS_UP || MODE == WS_UP_DX))
+			rc = ws_map(&tm.w3, b1, 3, wfd, MODE == WS_UP_DX ? 64 : 128);
+	}
 	if (rc)
 		return rc;
 	a->offs = d->offs;
@@ -562,8 +950,27 @@ static int ws_launch(const struct policy_moe_dims *d, struct ws_args *a, const u
 	a->D = d->D;
 	a->F = d->F;
 	a->epi = epi;
-	const int nx = MODE == WS_UP ? (d->F + WS_BF - 1) / WS_BF : (d->D + 255) / 256;
-	const long tiles = (long)((R + WS_BM - 1) / WS_BM + d->E) * nx;
+	a->dyn = dyn;
+	a->kch = kch;
+	typedef ws_geo<MODE> G;
+	const int nx = (G::n(d->D, d->F) + G::BN - 1) / G::BN;
+	const long tiles = G::DW ? (long)d->E * nx * ((G::m(d->D, d->F) + WS_BM - 1) / WS_BM)
+	                         : (long)((R + WS_BM - 1) / WS_BM + d->E) * nx;
+	if (G::DW) { /* the split order flags, 2 a dW tile (zero between launches) */
+		static int *flags;
+		static size_t nflags;
+		const size_t n = (size_t)2 * d->E * nx * ((G::m(d->D, d->F) + WS_BM - 1) / WS_BM);
+		if (n > nflags) {
+			if (flags)
+				cudaFree(flags);
+			flags = NULL;
+			nflags = 0;
+			CK(cudaMalloc(&flags, n * sizeof(int)));
+			CK(cudaMemset(flags, 0, n * sizeof(int)));
+			nflags = n;
+		}
+		a->flags = flags;
+	}
 	int grid = cap > 0 && cap < ctas ? cap : ctas;
 	if (tiles < grid)
 		grid = (int)tiles;
@@ -602,4 +1009,36 @@ int policy_moe_ws_up_dx(const struct policy_moe_dims *d, float *dxp, const uint1
 	struct ws_args a = {};
 	a.out = dxp;
 	return ws_launch<WS_UP_DX>(d, &a, dh13, w1, w3, cap, stream);
+}
+
+int policy_moe_ws_down_dx(const struct policy_moe_dims *d, uint16_t *dh13, const uint16_t *dyp,
+                          const uint16_t *w2, const uint16_t *h1, const uint16_t *h3, int cap,
+                          void *stream)
+{
+	struct ws_args a = {};
+	a.x1 = h1;
+	a.x3 = h3;
+	a.dh13 = dh13;
+	return ws_launch<WS_DOWN_DX>(d, &a, dyp, w2, NULL, cap, stream);
+}
+
+int policy_moe_ws_down_dw(const struct policy_moe_dims *d, float *dw2, const uint16_t *dyp,
+                          const uint16_t *hh, int beta, int cap, void *stream)
+{
+	struct ws_args a = {};
+	a.dw1 = dw2;
+	a.beta = beta != 0;
+	return ws_launch<WS_DOWN_DW>(d, &a, dyp, hh, NULL, cap, stream);
+}
+
+int policy_moe_ws_up_dw(const struct policy_moe_dims *d, float *dw1, float *dw3,
+                        const uint16_t *dh13, const uint16_t *xg, int beta, int cap, void *stream)
+{
+	struct ws_args a = {};
+	if (!d->gathered)
+		return swerve_error_set(SWERVE_EINVAL, "gpu moe wsb3: up dW needs the gathered xg");
+	a.dw1 = dw1;
+	a.dw3 = dw3;
+	a.beta = beta != 0;
+	return ws_launch<WS_UP_DW>(d, &a, dh13, xg, NULL, cap, stream);
 }

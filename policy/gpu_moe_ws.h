@@ -28,5 +28,19 @@ int policy_moe_ws_down(const struct policy_moe_dims *d, float *yp, const uint16_
                        const uint16_t *w2, int cap, void *stream);
 int policy_moe_ws_up_dx(const struct policy_moe_dims *d, float *dxp, const uint16_t *dh13,
                         const uint16_t *w1, const uint16_t *w3, int cap, void *stream);
+/* "wsb3" (round 11, opt-in): wsb2 with the other three products in the
+ * same kernel: dh13 = [dh h3 SiLU'(h1) | dh SiLU(h1)] (bf16, (R, 2F)) with
+ * dh = dyp W2_e (128 x 256 tiles of F; h1, h3 the forward's (R, F));
+ * dW2_e (D, F) and [dW1_e; dW3_e] (F, D) each (+)= the expert's rows'
+ * products (dyp^T hh, dh13^T xg: d->gathered must be 1), added to when
+ * beta, else stored (an expert without rows: zeros); one CTA a 128 x 256
+ * dW tile over the expert's whole segment (deterministic, no split-K) */
+int policy_moe_ws_down_dx(const struct policy_moe_dims *d, uint16_t *dh13, const uint16_t *dyp,
+                          const uint16_t *w2, const uint16_t *h1, const uint16_t *h3, int cap,
+                          void *stream);
+int policy_moe_ws_down_dw(const struct policy_moe_dims *d, float *dw2, const uint16_t *dyp,
+                          const uint16_t *hh, int beta, int cap, void *stream);
+int policy_moe_ws_up_dw(const struct policy_moe_dims *d, float *dw1, float *dw3,
+                        const uint16_t *dh13, const uint16_t *xg, int beta, int cap, void *stream);
 
 #endif

@@ -4,7 +4,8 @@
  * the benchmark's skewed one (44% of the rows to one expert), on each kernel
  * variant (POLICY_GPU_MOE_KERNEL=wg, wgt, wgtd, wgm, wgp, ws2, mma, wg256;
  * round 8: wgtd+tma = wgtd with POLICY_GPU_MOE_EPI=tma; round 9: wgtdp,
- * wgtdp/c132 (persistent CTAs, see all_env); round 10: wsb, wsb/c66; argv: a number, how
+ * wgtdp/c132 (persistent CTAs, see all_env); round 10: wsb, wsb/c66, wsb2;
+ * round 11: wsb3; argv: a number, how
  * many of these to run from the first, or the variants by name; default
  * all), median of 20
  * launches after 3 warm-ups (CUDA events), random bf16 inputs. Round 7:
@@ -44,7 +45,7 @@ static int cmpf(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-#define NVAR 14
+#define NVAR 15
 #define NP   12
 
 int main(int argc, char **argv)
@@ -71,10 +72,11 @@ int main(int argc, char **argv)
 	 * H100 SXM); round 10: wsb = up (A = xg) in policy/gpu_moe_ws.cu's
 	 * warp-specialised persistent 128 x 256 tiles, its other rows wgtd+tma's
 	 * kernels; wsb/c66 = the same on half the SMs (is the grid the limit);
-	 * wsb2 = wsb with down and up dX in that kernel too */
+	 * wsb2 = wsb with down and up dX in that kernel too; round 11: wsb3 =
+	 * wsb2 with down dX, down dW and up dW from xg there too */
 	static const char *const all_env[NVAR] = {
-	        "wg",    "wgt",      "wgtd",  "wgm",        "wgp", "ws2",     "mma",
-	        "wg256", "wgtd+tma", "wgtdp", "wgtdp/c132", "wsb", "wsb/c66", "wsb2"};
+	        "wg",       "wgt",   "wgtd",       "wgm", "wgp",     "ws2",  "mma", "wg256",
+	        "wgtd+tma", "wgtdp", "wgtdp/c132", "wsb", "wsb/c66", "wsb2", "wsb3"};
 	const char *var_env[NVAR];
 	int ndev = 0, nvar = 0;
 	if (argc > 1 && argv[1][0] >= '0' && argv[1][0] <= '9') { /* the first n */

@@ -470,11 +470,14 @@ static int check_case1(int T, int K, int E, int D, int F, int route)
  * a warp-specialised persistent 128 x 256-tile kernel, the rest wgtd+tma)
  * and "wsb/c3" (3 CTAs: each walks many tiles, the 4-stage ring and its
  * mbarrier phases across tiles); "wsb2" / "wsb2/c3": wsb with down and up dX
- * in that kernel too (fp32 slot-order epilogues; up dX where F % 64 == 0) */
-#define NVARIANTS 15
+ * in that kernel too (fp32 slot-order epilogues; up dX where F % 64 == 0).
+ * Round 11: "wsb3" / "wsb3/c3": wsb2 with down dX (the SwiGLU backward
+ * epilogue), down dW and up dW from xg (added and stored; an expert's
+ * partial last k block zeroed in shared memory) in that kernel too */
+#define NVARIANTS 17
 static const char *const variant_env[NVARIANTS] = {
-        "mma",      "wg",    "wg256",    "wgp", "wgm",    "ws2",  "wgt",    "wgtd",
-        "wgtd+tma", "wgtdp", "wgtdp/c3", "wsb", "wsb/c3", "wsb2", "wsb2/c3"};
+        "mma",   "wg",       "wg256", "wgp",    "wgm",  "ws2",     "wgt",  "wgtd",   "wgtd+tma",
+        "wgtdp", "wgtdp/c3", "wsb",   "wsb/c3", "wsb2", "wsb2/c3", "wsb3", "wsb3/c3"};
 static int variant; /* the POLICY_GPU_MOE_KERNEL of the tests below */
 
 /* the variant's environment: "NAME+tma" = NAME with POLICY_GPU_MOE_EPI=tma
