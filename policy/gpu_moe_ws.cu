@@ -49,7 +49,31 @@
  * 0.096 / 0.118 against 0.106 / 0.122; a layer's six products + the gather
  * 0.582 / 0.650 (wsb2), 0.596 / 0.652 (wsb), 0.637 / 0.688 (wgtd + tma).
  * End to end (tests/bench/gpu_train quick, K = 4, one process): 22.9 ms a
- * micro-batch (wsb2), 23.1 (wsb) against the default's 23.5 / 23.6. */
+ * micro-batch (wsb2), 23.1 (wsb) against the default's 23.5 / 23.6.
+ *
+ * Round 11, POLICY_GPU_MOE_KERNEL=wsb3 (opt-in): wsb2 with the other three
+ * products here too. DOWN_DX: A = dyp rows, B = W2 (k = d, n = f) N-major
+ * (UP_DX's four 64 x 64 boxes), the SwiGLU backward from the accumulators
+ * (h1 / h3 read 16 bytes a lane, a row's 16 blocks in one batch, row 0's
+ * issued before the last wgmma wait), dh13 bf16 16-byte stores. DOWN_DW /
+ * UP_DW: a 128 x 256 dW tile per (expert, tile) over the expert's rows as
+ * K, A (dyp / dh13 rows) M-major, B (hh / xg rows) N-major, the rows past
+ * an expert's end in its partial last k block zeroed in shared memory, dW
+ * added or stored (old values loaded in a batch before the last wgmma
+ * wait); tiles handed out by a counter, largest expert first (tile ids to
+ * the consumers through shared memory); POLICY_GPU_MOE_WSB_KCH=n|auto
+ * splits K (ordered adds, deterministic; off by default).
+ * Measured (H100 80GB HBM3, 2026-11-27, gpu_train_moe, ms balanced /
+ * skewed, against wgtd + EPI=tma in the same process): up dW from xg 0.106
+ * / 0.103 against 0.127 / 0.139 (stored 0.099 / 0.095 against 0.109 /
+ * 0.110); down dW 0.068 / 0.087 against 0.078 / 0.086; down dX 0.107 /
+ * 0.127 against 0.102 / 0.107 (slower: wgtd's stmatrix + TMA-store
+ * epilogue with h1 / h3 fetched by TMA during the main loop beats register
+ * loads after it); a layer's products + gather 0.556 / 0.638 (wsb3), 0.580
+ * / 0.650 (wsb2), 0.634 / 0.688 (wgtd + tma). End to end (gpu_train quick,
+ * K = 4, round 10's defaults with POLICY_GPU_STREAMS=2): 21.4 ms a
+ * micro-batch (wsb3) against 21.3 (wsb2): no gain (the weight gradients
+ * run on the side stream, off the critical path). */
 #include "kernels/ptx.cuh"
 #include "kernels/tma.h"
 #include "policy/gpu_moe_ws.h"
@@ -93,8 +117,8 @@ struct ws_args {
 	float *dw1, *dw3;
 	int beta;
 	int dyn; /* the weight gradients' tiles: 1 dynamic (a counter), 0 static */
-	/* the weight gradients' K split: at most kch k blocks a tile (0: the
-	 * kernel picks); flags (2 a dW tile, one a consumer's rows) order the
+	/* the weight gradients' K split: at most kch k blocks a tile (0: no
+	 * split, -1: the kernel picks); flags (2 a dW tile, one a consumer's rows) order the
 	 * splits' adds and return to 0 after the last */
 	int kch;
 	int *flags;
@@ -381,102 +405,134 @@ __device__ __forceinline__ static void ws_rows8(const float (&acc)[128], int h, 
 	}
 }
 
+/* the epilogues below read before they write (DOWN_DX h1 / h3, an added
+ * dW's old values): a row's 16 8-column blocks of inputs are loaded in one
+ * batch (64 registers), so they are in flight together (in program order
+ * after stores they may alias they would each wait a round trip); the
+ * kernel issues row 0's batch before it waits for the tile's last wgmma */
+
 /* round 11: DOWN_DX's epilogue, dh (fp32, rows rr, rr + 8, 256 columns of F
  * from n0) -> dh13[row] = [dh h3 SiLU'(h1) | dh SiLU(h1)] (bf16), h1 / h3
  * of the row read 16 bytes a lane (gpu_moe.cu's mg_epi formula: s =
  * sigmoid(h1), d3 = dh h1 s, d1 = dh h3 s (1 + h1 (1 - s)), rounded to
- * nearest even) */
-__device__ __forceinline__ static void ws_epi_dx(const struct ws_args &a, const float (&acc)[128],
-                                                 int rr, int r1, int n0, int q)
+ * nearest even); ws_dx_load: row h's h1 / h3 */
+__device__ __forceinline__ static void ws_dx_load(const struct ws_args &a, int rr, int r1, int n0,
+                                                  int q, int h, uint4 (&u)[8][2])
 {
-	const int F = a.F;
+	const int F = a.F, row = rr + 8 * h;
 #pragma unroll
-	for (int h = 0; h < 2; h++) {
-		const int row = rr + 8 * h;
-		const bool rok = row < r1;
-#pragma unroll
-		for (int g = 0; g < 8; g++) {
-			float gv[8];
-			ws_rows8(acc, h, g, q, gv);
-			const int f = n0 + 8 * (4 * g + q);
-			if (rok && f < F) {
-				const size_t o = (size_t)row * F + f;
-				const uint4 u1 = *(const uint4 *)(a.x1 + o),
-				            u3 = *(const uint4 *)(a.x3 + o);
-				const uint32_t p1[4] = {u1.x, u1.y, u1.z, u1.w},
-				               p3[4] = {u3.x, u3.y, u3.z, u3.w};
-				uint32_t d1[4], d3[4];
-#pragma unroll
-				for (int i = 0; i < 4; i++) {
-					float r1v[2], r3v[2];
-#pragma unroll
-					for (int j = 0; j < 2; j++) {
-						const float x1 = j ? ws_hi(p1[i]) : ws_lo(p1[i]),
-						            x3 = j ? ws_hi(p3[i]) : ws_lo(p3[i]),
-						            g1 = gv[2 * i + j],
-						            s = 1.0f / (1.0f + expf(-x1));
-						r3v[j] = g1 * x1 * s;
-						r1v[j] = g1 * x3 * s * (1.0f + x1 * (1.0f - s));
-					}
-					d1[i] = ws_pack(r1v[0], r1v[1]);
-					d3[i] = ws_pack(r3v[0], r3v[1]);
-				}
-				uint16_t *dst = a.dh13 + (size_t)row * 2 * F + f;
-				*(uint4 *)dst = make_uint4(d1[0], d1[1], d1[2], d1[3]);
-				*(uint4 *)(dst + F) = make_uint4(d3[0], d3[1], d3[2], d3[3]);
-			}
+	for (int g = 0; g < 8; g++) {
+		const int f = n0 + 8 * (4 * g + q);
+		const size_t o = (size_t)row * F + f;
+		u[g][0] = make_uint4(0, 0, 0, 0);
+		u[g][1] = u[g][0];
+		if (row < r1 && f < F) {
+			u[g][0] = __ldg((const uint4 *)(a.x1 + o));
+			u[g][1] = __ldg((const uint4 *)(a.x3 + o));
 		}
+	}
+}
+__device__ __forceinline__ static void ws_dx_store(const struct ws_args &a, const float (&acc)[128],
+                                                   int rr, int r1, int n0, int q, int h,
+                                                   const uint4 (&u)[8][2])
+{
+	const int F = a.F, row = rr + 8 * h;
+#pragma unroll
+	for (int g = 0; g < 8; g++) {
+		const int f = n0 + 8 * (4 * g + q);
+		float gv[8];
+		ws_rows8(acc, h, g, q, gv);
+		if (row >= r1 || f >= F)
+			continue;
+		const uint32_t p1[4] = {u[g][0].x, u[g][0].y, u[g][0].z, u[g][0].w},
+		               p3[4] = {u[g][1].x, u[g][1].y, u[g][1].z, u[g][1].w};
+		uint32_t d1[4], d3[4];
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			float r1v[2], r3v[2];
+#pragma unroll
+			for (int j = 0; j < 2; j++) {
+				const float x1 = j ? ws_hi(p1[i]) : ws_lo(p1[i]),
+				            x3 = j ? ws_hi(p3[i]) : ws_lo(p3[i]),
+				            g1 = gv[2 * i + j], s = 1.0f / (1.0f + expf(-x1));
+				r3v[j] = g1 * x1 * s;
+				r1v[j] = g1 * x3 * s * (1.0f + x1 * (1.0f - s));
+			}
+			d1[i] = ws_pack(r1v[0], r1v[1]);
+			d3[i] = ws_pack(r3v[0], r3v[1]);
+		}
+		uint16_t *dst = a.dh13 + (size_t)row * 2 * F + f;
+		*(uint4 *)dst = make_uint4(d1[0], d1[1], d1[2], d1[3]);
+		*(uint4 *)(dst + F) = make_uint4(d3[0], d3[1], d3[2], d3[3]);
 	}
 }
 
 /* round 11: the weight gradients' epilogue: dW rows mr, mr + 8 (of M),
- * 256 columns from n0 (of N) of expert e, added to (beta) or stored, 8
+ * 256 columns from n0 (of N) of expert e, added to (add) or stored, 8
  * floats a lane (two 16-byte accesses) after the quad transpose; zero: the
- * tile of an expert without rows (stored zeros; nothing when beta) */
+ * tile of an expert without rows (stored zeros; nothing when add);
+ * ws_dw_load: row h's old values (add) */
 template <int MODE>
-__device__ __forceinline__ static void ws_epi_dw(const struct ws_args &a, const float (&acc)[128],
-                                                 int e, int mr, int n0, int q, bool zero, bool add)
+__device__ __forceinline__ static float *ws_dw_row(const struct ws_args &a, int e, int m)
 {
-	const int D = a.D, F = a.F, M = MODE == WS_DOWN_DW ? D : 2 * F,
-	          N = MODE == WS_DOWN_DW ? F : D;
+	const int D = a.D, F = a.F;
 	const size_t wsz = (size_t)F * D;
-	if (zero && add)
-		return;
+	return MODE == WS_DOWN_DW ? a.dw1 + e * wsz + (size_t)m * F
+	       : m < F            ? a.dw1 + e * wsz + (size_t)m * D
+	                          : a.dw3 + e * wsz + (size_t)(m - F) * D;
+}
+template <int MODE>
+__device__ __forceinline__ static void ws_dw_load(const struct ws_args &a, int e, int mr, int n0,
+                                                  int q, int h, float4 (&o)[8][2])
+{
+	const int M = MODE == WS_DOWN_DW ? a.D : 2 * a.F, N = MODE == WS_DOWN_DW ? a.F : a.D,
+	          m = mr + 8 * h;
+	const float *src = m < M ? ws_dw_row<MODE>(a, e, m) : NULL;
 #pragma unroll
-	for (int h = 0; h < 2; h++) {
-		const int m = mr + 8 * h;
-		if (m >= M)
-			continue;
-		float *dst = MODE == WS_DOWN_DW ? a.dw1 + e * wsz + (size_t)m * F
-		             : m < F            ? a.dw1 + e * wsz + (size_t)m * D
-		                                : a.dw3 + e * wsz + (size_t)(m - F) * D;
-#pragma unroll
-		for (int g = 0; g < 8; g++) {
-			float v[8];
-			ws_rows8(acc, h, g, q, v);
-			const int n = n0 + 8 * (4 * g + q);
-			if (n < N) {
-				float4 *o = (float4 *)(dst + n);
-				float4 t0 = make_float4(v[0], v[1], v[2], v[3]),
-				       t1 = make_float4(v[4], v[5], v[6], v[7]);
-				if (zero) {
-					t0 = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-					t1 = t0;
-				} else if (add) {
-					const float4 o0 = o[0], o1 = o[1];
-					t0.x += o0.x;
-					t0.y += o0.y;
-					t0.z += o0.z;
-					t0.w += o0.w;
-					t1.x += o1.x;
-					t1.y += o1.y;
-					t1.z += o1.z;
-					t1.w += o1.w;
-				}
-				o[0] = t0;
-				o[1] = t1;
-			}
+	for (int g = 0; g < 8; g++) {
+		const int n = n0 + 8 * (4 * g + q);
+		o[g][0] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+		o[g][1] = o[g][0];
+		if (src && n < N) {
+			o[g][0] = ((const float4 *)(src + n))[0];
+			o[g][1] = ((const float4 *)(src + n))[1];
 		}
+	}
+}
+template <int MODE>
+__device__ __forceinline__ static void ws_dw_store(const struct ws_args &a, const float (&acc)[128],
+                                                   int e, int mr, int n0, int q, int h, bool zero,
+                                                   bool add, const float4 (&o)[8][2])
+{
+	const int M = MODE == WS_DOWN_DW ? a.D : 2 * a.F, N = MODE == WS_DOWN_DW ? a.F : a.D,
+	          m = mr + 8 * h;
+	if (m >= M)
+		return;
+	float *dst = ws_dw_row<MODE>(a, e, m);
+#pragma unroll
+	for (int g = 0; g < 8; g++) {
+		const int n = n0 + 8 * (4 * g + q);
+		float v[8];
+		ws_rows8(acc, h, g, q, v);
+		if (n >= N)
+			continue;
+		float4 t0 = make_float4(v[0], v[1], v[2], v[3]),
+		       t1 = make_float4(v[4], v[5], v[6], v[7]);
+		if (zero) {
+			t0 = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+			t1 = t0;
+		} else if (add) {
+			t0.x += o[g][0].x;
+			t0.y += o[g][0].y;
+			t0.z += o[g][0].z;
+			t0.w += o[g][0].w;
+			t1.x += o[g][1].x;
+			t1.y += o[g][1].y;
+			t1.z += o[g][1].z;
+			t1.w += o[g][1].w;
+		}
+		((float4 *)(dst + n))[0] = t0;
+		((float4 *)(dst + n))[1] = t1;
 	}
 }
 
@@ -595,9 +651,12 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 		}
 		__syncthreads();
 		if (tid == 0 && E <= WS_EMAX) {
-			/* the split: tiles of at most kch k blocks, so the longest
-			 * expert's tiles take no more than a CTA's share of the
-			 * whole (the mean k blocks a CTA) */
+			/* the split: tiles of at most kch k blocks: none by default
+			 * (kch 0; H100, auto against none, ms balanced / skewed: up
+			 * dW 0.108 / 0.113 vs 0.106 / 0.103, down dW 0.070 / 0.081
+			 * vs 0.068 / 0.087; 16: 0.145 / 0.217, 0.090 / 0.140); auto (kch < 0): so
+			 * the longest expert's tiles take no more than a CTA's share of the whole
+			 * (the mean k blocks a CTA) */
 			const int per = my * nx;
 			long sum = 0;
 			int mx = 1;
@@ -608,7 +667,7 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 			}
 			const int avg = (int)max(1L, (sum * per + gridDim.x - 1) / gridDim.x);
 			int kch = a.kch > 0 ? a.kch : mx;
-			if (a.kch <= 0 && mx > avg)
+			if (a.kch < 0 && mx > avg)
 				kch = (mx + (mx + avg - 1) / avg - 1) / ((mx + avg - 1) / avg);
 			L->kch = kch;
 			L->tbase[0] = 0;
@@ -773,20 +832,39 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 		}
 		if (G::DW && nk == 0) /* the tile's one stage, without loads */
 			it++;
+		/* the epilogue's first row of inputs in flight under the last wgmma
+		 * (DOWN_DX: h1 / h3; an unsplit added dW: its old values) */
+		const int rr = c * 64 + w4 * 16 + (lane >> 2), q = lane & 3;
+		const bool dwadd = G::DW && nsp == 1 && a.beta && nk > 0;
+		uint4 xin[MODE == WS_DOWN_DX ? 8 : 1][2];
+		float4 win[G::DW ? 8 : 1][2];
+		if constexpr (MODE == WS_DOWN_DX)
+			ws_dx_load(a, r0 + rr, r1, n0, q, 0, xin);
+		if constexpr (G::DW)
+			if (dwadd)
+				ws_dw_load<MODE>(a, e, m0 + rr, n0, q, 0, win);
 		ptx::wait<0>();
 		ws_reg_fence(acc);
 		__syncwarp();
 		if (lane == 0)
 			ws_arrive(eb + 8 * ((it - 1) % WS_ST));
 
-		const int rr = c * 64 + w4 * 16 + (lane >> 2);
-		if (MODE == WS_UP)
-			ws_epi(a, acc, r0 + rr, r1, n0, lane & 3);
-		else if (MODE == WS_DOWN_DX)
-			ws_epi_dx(a, acc, r0 + rr, r1, n0, lane & 3);
-		else if (G::DW && nsp == 1)
-			ws_epi_dw<MODE>(a, acc, e, m0 + rr, n0, lane & 3, nk == 0, a.beta);
-		else if (G::DW) { /* split sp of nsp: added after split sp - 1's */
+		if constexpr (MODE == WS_UP) {
+			ws_epi(a, acc, r0 + rr, r1, n0, q);
+		} else if constexpr (MODE == WS_DOWN_DX) {
+			ws_dx_store(a, acc, r0 + rr, r1, n0, q, 0, xin);
+			ws_dx_load(a, r0 + rr, r1, n0, q, 1, xin);
+			ws_dx_store(a, acc, r0 + rr, r1, n0, q, 1, xin);
+		} else if constexpr (!G::DW) {
+			ws_epi_f32(a, acc, r0 + rr, r1, n0, q);
+		} else if (nsp == 1) {
+			if (nk == 0 && a.beta) /* an expert without rows adds nothing */
+				continue;
+			ws_dw_store<MODE>(a, acc, e, m0 + rr, n0, q, 0, nk == 0, dwadd, win);
+			if (dwadd)
+				ws_dw_load<MODE>(a, e, m0 + rr, n0, q, 1, win);
+			ws_dw_store<MODE>(a, acc, e, m0 + rr, n0, q, 1, nk == 0, dwadd, win);
+		} else { /* split sp of nsp: added after split sp - 1's */
 			int *flag =
 			        a.flags + ((size_t)(e * my + m0 / WS_BM) * nx + n0 / G::BN) * 2 + c;
 			if (wt == 0) {
@@ -799,16 +877,19 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 				} while (v != sp);
 			}
 			asm volatile("bar.sync %0, 128;\n" ::"r"(1 + c) : "memory");
-			ws_epi_dw<MODE>(a, acc, e, m0 + rr, n0, lane & 3, nk == 0,
-			                a.beta || sp > 0);
+			const bool add = a.beta || sp > 0;
+			for (int h = 0; h < 2; h++) {
+				if (add)
+					ws_dw_load<MODE>(a, e, m0 + rr, n0, q, h, win);
+				ws_dw_store<MODE>(a, acc, e, m0 + rr, n0, q, h, false, add, win);
+			}
 			__threadfence();
 			asm volatile("bar.sync %0, 128;\n" ::"r"(1 + c) : "memory");
 			if (wt == 0) /* the last split leaves the flag 0 for the next launch */
 				asm volatile("st.release.gpu.global.b32 [%0], %1;\n" ::"l"(flag),
 				             "r"(sp + 1 < nsp ? sp + 1 : 0)
 				             : "memory");
-		} else
-			ws_epi_f32(a, acc, r0 + rr, r1, n0, lane & 3);
+		}
 	}
 }
 
@@ -899,10 +980,13 @@ static int ws_launch(const struct policy_moe_dims *d, struct ws_args *a, const u
 		return swerve_error_set(SWERVE_EINVAL, "gpu moe wsb3: %d experts (at most %d)",
 		                        d->E, WS_EMAX);
 	/* POLICY_GPU_MOE_WSB_KCH (measurements): the weight gradients' split,
-	 * at most that many k blocks a tile; unset or 0: the kernel picks */
+	 * at most that many k blocks a tile; auto: the kernel picks; unset or
+	 * 0: none */
 	int kch = 0;
 	const char *ks = getenv("POLICY_GPU_MOE_WSB_KCH");
-	if (ks && *ks) {
+	if (ks && !strcmp(ks, "auto")) {
+		kch = -1;
+	} else if (ks && *ks) {
 		char *end;
 		long v = strtol(ks, &end, 10);
 		if (*end || v < 0 || v > 1000000)

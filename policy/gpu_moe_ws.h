@@ -3,7 +3,9 @@
  * internal to policy/). policy/gpu_moe.cu calls it for policy_moe_up when
  * POLICY_GPU_MOE_KERNEL=wsb and x is the gathered copy xg; every other
  * product of that variant runs wgtd's kernels. POLICY_GPU_MOE_KERNEL=wsb2
- * also runs policy_moe_down and policy_moe_up_dx (F % 64 == 0) here. */
+ * also runs policy_moe_down and policy_moe_up_dx (F % 64 == 0) here;
+ * round 11's wsb3 also policy_moe_down_dx, policy_moe_down_dw and
+ * policy_moe_up_dw (from xg). */
 #ifndef SWERVE_POLICY_GPU_MOE_WS_H
 #define SWERVE_POLICY_GPU_MOE_WS_H
 
@@ -34,7 +36,9 @@ int policy_moe_ws_up_dx(const struct policy_moe_dims *d, float *dxp, const uint1
  * dW2_e (D, F) and [dW1_e; dW3_e] (F, D) each (+)= the expert's rows'
  * products (dyp^T hh, dh13^T xg: d->gathered must be 1), added to when
  * beta, else stored (an expert without rows: zeros); one CTA a 128 x 256
- * dW tile over the expert's whole segment (deterministic, no split-K) */
+ * dW tile over the expert's whole segment (deterministic; the opt-in
+ * POLICY_GPU_MOE_WSB_KCH split adds its pieces in a fixed order, no
+ * atomics on dW); at most 256 experts for the weight gradients */
 int policy_moe_ws_down_dx(const struct policy_moe_dims *d, uint16_t *dh13, const uint16_t *dyp,
                           const uint16_t *w2, const uint16_t *h1, const uint16_t *h3, int cap,
                           void *stream);
