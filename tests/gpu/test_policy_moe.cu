@@ -473,11 +473,15 @@ static int check_case1(int T, int K, int E, int D, int F, int route)
  * in that kernel too (fp32 slot-order epilogues; up dX where F % 64 == 0).
  * Round 11: "wsb3" / "wsb3/c3": wsb2 with down dX (the SwiGLU backward
  * epilogue), down dW and up dW from xg (added and stored; an expert's
- * partial last k block zeroed in shared memory) in that kernel too */
-#define NVARIANTS 17
+ * partial last k block zeroed in shared memory) in that kernel too;
+ * "wsb3/k1": the weight gradients' K split forced to one k block a piece
+ * (POLICY_GPU_MOE_WSB_KCH=1: every piece added in split order) */
+#define NVARIANTS 18
 static const char *const variant_env[NVARIANTS] = {
-        "mma",   "wg",       "wg256", "wgp",    "wgm",  "ws2",     "wgt",  "wgtd",   "wgtd+tma",
-        "wgtdp", "wgtdp/c3", "wsb",   "wsb/c3", "wsb2", "wsb2/c3", "wsb3", "wsb3/c3"};
+        "mma",   "wg",       "wg256", "wgp",    "wgm",  "ws2",     "wgt",  "wgtd",    "wgtd+tma",
+        "wgtdp", "wgtdp/c3", "wsb",   "wsb/c3", "wsb2", "wsb2/c3", "wsb3", "wsb3/c3", "wsb3/k1"};
+/* POLICY_GPU_MOE_WSB_KCH as the run started ("NAME/kN" sets it for NAME) */
+static const char *kch_env;
 static int variant; /* the POLICY_GPU_MOE_KERNEL of the tests below */
 
 /* the variant's environment: "NAME+tma" = NAME with POLICY_GPU_MOE_EPI=tma
@@ -486,8 +490,16 @@ static void variant_setenv(void)
 {
 	char k[32];
 	snprintf(k, sizeof(k), "%s", variant_env[variant]);
-	char *plus = strchr(k, '+'), *cap = strstr(k, "/c");
+	char *plus = strchr(k, '+'), *cap = strstr(k, "/c"), *kch = strstr(k, "/k");
 	unsetenv("POLICY_GPU_MOE_CTAS");
+	if (kch) { /* "NAME/kN": the weight gradients' K split, N k blocks a piece */
+		*kch = 0;
+		setenv("POLICY_GPU_MOE_WSB_KCH", kch + 2, 1);
+	} else if (kch_env) {
+		setenv("POLICY_GPU_MOE_WSB_KCH", kch_env, 1);
+	} else {
+		unsetenv("POLICY_GPU_MOE_WSB_KCH");
+	}
 	if (cap) { /* "NAME/cN": at most N persistent CTAs */
 		*cap = 0;
 		setenv("POLICY_GPU_MOE_CTAS", cap + 2, 1);
@@ -625,6 +637,9 @@ int main(int argc, char **argv)
 	};
 	int n = (int)(sizeof(tests) / sizeof(tests[0])), rc = 0;
 	rng = (uint64_t)time(NULL) * 2654435761u + (uint64_t)clock() + 1;
+	kch_env = getenv("POLICY_GPU_MOE_WSB_KCH");
+	if (kch_env)
+		kch_env = strdup(kch_env);
 	/* every case on each kernel variant, the tests named after it */
 	for (variant = 0; variant < NVARIANTS; variant++) {
 		int named = argc < 2;
