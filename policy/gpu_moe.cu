@@ -42,8 +42,11 @@
  * rows directly). Round 8 (the default; POLICY_GPU_MOE_EPI=smem is round
  * 7): in wgtd, UP's and DOWN_DX's bf16 outputs skip the fp32 tile: stmatrix
  * from the accumulators and TMA tensor stores (mg_epi_tma, variant 8).
- * Round 9 (opt-in "wgtdp", not yet run on a GPU): UP from xg and DOWN_DX in
- * persistent CTAs, a tile's stores in flight under the next tile (k_mgp). */
+ * Round 9 (opt-in "wgtdp"; H100: correct, -1% a layer): UP from xg and
+ * DOWN_DX in persistent CTAs, a tile's stores in flight under the next
+ * tile (k_mgp). Round 10 (the default, "wsb2"): UP from xg, DOWN and UP_DX
+ * in policy/gpu_moe_ws.cu's warp-specialised 128 x 256 kernel; the other
+ * products run wgtd's kernels here. */
 #include "kernels/ptx.cuh"
 #include "kernels/tma.h"
 #include "policy/gpu_moe.h"
@@ -1512,7 +1515,8 @@ static int aligned(const void *p)
 }
 
 /* the variant: POLICY_GPU_MOE_KERNEL=mma (0), wg (1), wg256 (2), wgp (3),
- * wgm (4), ws2 (5), wgt (6) or wgtd (7, the default since round 6); read
+ * wgm (4), ws2 (5), wgt (6), wgtd (7, the default in rounds 6-9), wgtdp,
+ * wsb, wsb2 (the default since round 10) or wsb3 (see below); read
  * at each launch, so one process
  * can time them all. H100, one layer's six products at the benchmark's
  * shape (tests/bench/gpu_train_moe), balanced / skewed routing, 2026-11-26:
@@ -1531,11 +1535,13 @@ int policy_moe_variant(void)
 {
 	/* variant 8 is wgtd's TMA-store epilogue (POLICY_GPU_MOE_EPI), not a name
 	 * here; round 9's wgtdp (wgtd with persistent CTAs, k_mgp) is variant 9;
-	 * round 10's wsb and wsb2 (policy/gpu_moe_ws.cu, opt-in) are 10 and 11;
+	 * round 10's wsb and wsb2 (policy/gpu_moe_ws.cu; wsb2 the default since
+	 * the lead's round-10 run, H100: 21.1 against 23.7-24.0 ms a micro-batch
+	 * with round 10's other defaults; wsb2 alone -3%) are 10 and 11;
 	 * round 11's wsb3 (wsb2 + down dX, down dW, up dW from xg) is 12 */
 	static const char *const names[12] = {"mma", "wg",   "wg256", "wgp", "wgm",  "ws2",
 	                                      "wgt", "wgtd", "wgtdp", "wsb", "wsb2", "wsb3"};
-	int v = policy_env_choice("POLICY_GPU_MOE_KERNEL", names, 12, 7);
+	int v = policy_env_choice("POLICY_GPU_MOE_KERNEL", names, 12, 10);
 	return v >= 8 ? v + 1 : v;
 }
 

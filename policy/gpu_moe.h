@@ -52,13 +52,14 @@ int policy_moe_gather(const struct policy_moe_dims *d, uint16_t *xg, const uint1
  * blocks ahead; 5 = "ws2", two producer warps and mbarriers; round 6: 6 =
  * "wgt", wg with the operands that are not gathered (the weights, A of
  * down, down dX, up dX) loaded by TMA from one thread (F % 64 == 0; else
- * wg); 7 = "wgtd" (the default), wgt and the weight gradients' contiguous
+ * wg); 7 = "wgtd" (the default in rounds 6-9), wgt and the weight gradients' contiguous
  * operands (dyp, dh13, hh rows) by TMA too (see gpu_moe.cu); round 9
- * (opt-in, not yet run on a GPU): 9 = "wgtdp", wgtd with policy_moe_up
+ * (opt-in; correct on an H100, -1% a layer): 9 = "wgtdp", wgtd with policy_moe_up
  * (gathered x) and policy_moe_down_dx in persistent CTAs (k_mgp: a tile's
  * TMA stores left in flight while the CTA's next tile starts; needs the TMA
  * epilogues, POLICY_GPU_MOE_EPI=tma; POLICY_GPU_MOE_CTAS=n caps its grid,
- * for tests); an unknown name is SWERVE_EINVAL
+ * for tests); round 10 (policy/gpu_moe_ws.h): 10 = "wsb", 11 = "wsb2" (the
+ * default since round 10), 12 = "wsb3"; an unknown name is SWERVE_EINVAL
  * with a message, and every product refuses to run */
 int policy_moe_variant(void);
 /* POLICY_GPU_MOE_EPI (round 8): "tma" (1, the default since round 8: in wgtd, the bf16

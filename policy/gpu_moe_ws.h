@@ -1,4 +1,4 @@
-/* gpu_moe_ws.h - round 10 (opt-in): the warp-specialised, persistent
+/* gpu_moe_ws.h - round 10 (wsb2: the default since round 10): the warp-specialised, persistent
  * 128 x 256-tile grouped GEMM of the MoE up projection (policy/gpu_moe_ws.cu;
  * internal to policy/). policy/gpu_moe.cu calls it for policy_moe_up when
  * POLICY_GPU_MOE_KERNEL=wsb and x is the gathered copy xg; every other
@@ -22,7 +22,7 @@
 int policy_moe_ws_up(const struct policy_moe_dims *d, uint16_t *h1, uint16_t *h3, uint16_t *hh,
                      const uint16_t *xg, const uint16_t *w1, const uint16_t *w3, int cap,
                      void *stream);
-/* "wsb2" (round 10, opt-in): the same kernel for the plain products:
+/* "wsb2" (round 10, the default): the same kernel for the plain products:
  * yp[perm[row]] = hh[row] W2_e^T (fp32, slot order) and dxp[perm[row]] =
  * dh13[row] [W1_e; W3_e] (fp32, slot order; F a multiple of 64); 128 x 256
  * tiles of D columns */

@@ -509,7 +509,7 @@ static void variant_setenv(void)
 		setenv("POLICY_GPU_MOE_EPI", plus + 1, 1);
 	} else {
 		/* wgtdp: persistent only with the TMA epilogues (the default);
-		 * wsb: its other products as the default (wgtd + tma) */
+		 * wsb*: their other products as wgtd + tma */
 		setenv("POLICY_GPU_MOE_EPI",
 		       strcmp(k, "wgtdp") && strncmp(k, "wsb", 3) ? "smem" : "tma", 1);
 	}

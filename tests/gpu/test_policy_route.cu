@@ -10,8 +10,8 @@
  * match exactly (it is the one-block k_route_sort's order: rows of an
  * expert in assignment order), the backward's dW must be bitwise the same
  * in two runs (a deterministic reduction). Every case runs on the three
- * variants: v1, v2 (the default) and v3 (round 10, POLICY_GPU_ROUTE=v3), and v4
- * (v3 with k_rt_fwd4, POLICY_GPU_ROUTE=v4).
+ * variants: v1, v2 (rounds 7-9's default) and v3 (round 10, POLICY_GPU_ROUTE=v3), and v4
+ * (v3 with k_rt_fwd4, POLICY_GPU_ROUTE=v4, the default since round 10).
  * Round 10 also: v3 and v4 against v2 bit for bit (aux within 1e-6: it
  * may be summed in another order), the route backward with the MoE's slot sum
  * folded in (policy_route_bwd_slots) against scatter + backward and the
@@ -656,10 +656,12 @@ static int test_comb_refused(void)
 	      "combine bwd2 took D %d", COMB_DMAX + 1);
 	setenv("POLICY_GPU_MOE_COMB", "neww", 1);
 	CHECK(policy_moe_comb_mode() == SWERVE_EINVAL, "a misspelt POLICY_GPU_MOE_COMB accepted");
+	setenv("POLICY_GPU_MOE_COMB", "old", 1);
+	CHECK(policy_moe_comb_mode() == 0, "POLICY_GPU_MOE_COMB=old not 0");
 	setenv("POLICY_GPU_MOE_COMB", "new", 1);
 	CHECK(policy_moe_comb_mode() == 1, "POLICY_GPU_MOE_COMB=new not 1");
 	unsetenv("POLICY_GPU_MOE_COMB");
-	CHECK(policy_moe_comb_mode() == 0, "the default not old");
+	CHECK(policy_moe_comb_mode() == 1, "the default not new (round 10's default)");
 	return 0;
 }
 
