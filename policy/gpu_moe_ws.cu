@@ -96,8 +96,13 @@ extern "C" {
 #define WS_ATILE    (WS_BM * WS_BK * 2)       /* 16 KB */
 #define WS_STAGE    (WS_ATILE + 2 * WS_ATILE) /* A, W1, W3: 48 KB */
 #define WS_SMEM(st) ((st)*WS_STAGE + 1024)
-#define WS_THREADS  384
-#define WS_EMAX     256 /* the weight gradients' experts (wsb3) */
+/* round 12 ("wsb4", ping-pong): each consumer warpgroup its own 64 x 256
+ * tile, so a stage is A 64 rows (8 KB) + B 256 columns (32 KB) */
+#define WS_PP_ATILE      (64 * WS_BK * 2)
+#define WS_PP_STAGE      (WS_PP_ATILE + 2 * WS_ATILE)
+#define WS_SMEMX(st, pp) ((pp) ? (st)*WS_PP_STAGE + 1024 : WS_SMEM(st))
+#define WS_THREADS       384
+#define WS_EMAX          256 /* the weight gradients' experts (wsb3) */
 
 struct ws_maps {
 	CUtensorMap a, w1, w3;
@@ -537,14 +542,14 @@ __device__ __forceinline__ static void ws_dw_store(const struct ws_args &a, cons
 }
 
 /* row tile b of the experts' ceil(n_e / 128) tiles: expert, first row, end */
-__device__ __forceinline__ static void ws_rowtile(const int *offs, int E, int b, int *e, int *r0,
-                                                  int *r1)
+__device__ __forceinline__ static void ws_rowtile(const int *offs, int E, int b, int bm, int *e,
+                                                  int *r0, int *r1)
 {
 	for (int i = 0; i < E; i++) {
-		int s = offs[i], t = offs[i + 1], nt = (t - s + WS_BM - 1) / WS_BM;
+		int s = offs[i], t = offs[i + 1], nt = (t - s + bm - 1) / bm;
 		if (b < nt) {
 			*e = i;
-			*r0 = s + b * WS_BM;
+			*r0 = s + b * bm;
 			*r1 = t;
 			return;
 		}
@@ -586,9 +591,9 @@ struct ws_dwlist {
 /* tile t: expert e, its rows [r0, r1) (weight gradients: the split's),
  * dW rows m0.., columns n0.., k blocks nk, split sp of nsp */
 template <int MODE>
-__device__ __forceinline__ static void ws_tile(const struct ws_args &a, const struct ws_dwlist &L,
-                                               int t, int nx, int my, int *e, int *r0, int *r1,
-                                               int *m0, int *n0, int *nk, int *sp, int *nsp)
+__device__ __forceinline__ static void
+ws_tile(const struct ws_args &a, const struct ws_dwlist &L, int t, int nx, int my, int bm, int *e,
+        int *r0, int *r1, int *m0, int *n0, int *nk, int *sp, int *nsp)
 {
 	typedef ws_geo<MODE> G;
 	if (G::DW) {
@@ -607,7 +612,7 @@ __device__ __forceinline__ static void ws_tile(const struct ws_args &a, const st
 		*n0 = rem % nx * G::BN;
 		*nk = (*r1 - *r0 + WS_BK - 1) / WS_BK;
 	} else {
-		ws_rowtile(a.offs, a.E, t / nx, e, r0, r1);
+		ws_rowtile(a.offs, a.E, t / nx, bm, e, r0, r1);
 		*m0 = 0;
 		*n0 = t % nx * G::BN;
 		*nk = (G::kd(a.D, a.F) + WS_BK - 1) / WS_BK;
@@ -622,11 +627,21 @@ __device__ __forceinline__ static void ws_tile(const struct ws_args &a, const st
  * stream-ordered) */
 __device__ static int ws_sched[2][2];
 
-template <int MODE, int WS_ST>
+/* PP (round 12, "wsb4", row modes only): ping-pong consumers: consumer
+ * warpgroup c takes the CTA's tiles j = c, c + 2, ... (64 x 256 each, the
+ * whole of it), so while one does its epilogue the other's MMAs run; the
+ * ring holds the tiles' k blocks in j order, so the two main loops
+ * alternate without a further barrier (a stage is released by the 4 warps
+ * of the warpgroup that read it) */
+template <int MODE, int WS_ST, bool PP>
 __global__ static void __launch_bounds__(WS_THREADS, 1)
         k_ws(struct ws_args a, const __grid_constant__ struct ws_maps tm)
 {
 	typedef ws_geo<MODE> G;
+	static_assert(!PP || !G::DW, "ping-pong: row modes only");
+	constexpr int BMR = PP ? 64 : WS_BM;             /* rows a tile */
+	constexpr int ATL = PP ? WS_PP_ATILE : WS_ATILE; /* A's bytes a stage */
+	constexpr int STG = PP ? WS_PP_STAGE : WS_STAGE; /* a stage's bytes */
 	extern __shared__ __align__(1024) unsigned char ws_sm[];
 	__shared__ __align__(8) uint64_t full[WS_ST], empty[WS_ST];
 	/* DW: the tile a stage's k block belongs to, written by the producer
@@ -682,14 +697,14 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 	} else {
 		int nrt = 0; /* row tiles of all experts */
 		for (int i = 0; i < E; i++)
-			nrt += (a.offs[i + 1] - a.offs[i] + WS_BM - 1) / WS_BM;
+			nrt += (a.offs[i + 1] - a.offs[i] + BMR - 1) / BMR;
 		ntiles = nrt * nx;
 	}
 
 	if (tid == 0) {
 		for (int s = 0; s < WS_ST; s++) {
 			ws_bar_init(fb + 8 * s, 1);
-			ws_bar_init(eb + 8 * s, 8);
+			ws_bar_init(eb + 8 * s, PP ? 4 : 8);
 		}
 		asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
 	}
@@ -707,15 +722,15 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 					break;
 				t = -1;
 			} else {
-				ws_tile<MODE>(a, *L, t, nx, my, &e, &r0, &r1, &m0, &n0, &nk, &sp,
-				              &nsp);
+				ws_tile<MODE>(a, *L, t, nx, my, BMR, &e, &r0, &r1, &m0, &n0, &nk,
+				              &sp, &nsp);
 			}
 			/* DW: a tile without k blocks (an expert without rows) and
 			 * the end mark take one stage without loads */
 			const int nslot = G::DW && nk == 0 ? 1 : nk;
 			for (int kb = 0; kb < nslot; kb++, it++) {
 				const int s = it % WS_ST, k0 = kb * WS_BK;
-				const uint32_t sa = sbase + s * WS_STAGE, sb = sa + WS_ATILE,
+				const uint32_t sa = sbase + s * STG, sb = sa + ATL,
 				               bar = fb + 8 * s;
 				ws_wait(eb + 8 * s, ((it / WS_ST) & 1) ^ 1);
 				if (G::DW) {
@@ -726,7 +741,7 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 						continue;
 					}
 				}
-				ws_expect(bar, WS_STAGE);
+				ws_expect(bar, STG);
 				if (G::DW) { /* A (k, m): two 64 x 64 boxes; B (k, n): four */
 					ws_tma2(sa, &tm.a, m0, r0 + k0, bar);
 					ws_tma2(sa + 8192, &tm.a, m0 + 64, r0 + k0, bar);
@@ -768,12 +783,14 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 		return;
 	}
 
-	/* consumers: warpgroup c = rows 64 c.. of the tile, all 256 columns */
+	/* consumers: warpgroup c = rows 64 c.. of the tile, all 256 columns
+	 * (PP: the whole 64-row tile of every other tile j) */
 	asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
 	const int c = (warp >> 2) - 1, w4 = warp & 3, wt = tid - 128 * (c + 1);
+	const int nkr = (G::kd(D, F) + WS_BK - 1) / WS_BK; /* k blocks of a row-mode tile */
 	float acc[128];
-	int it = 0;
-	for (int t = blockIdx.x;; t += gridDim.x) {
+	int it = 0, j = PP ? c : 0;
+	for (int t = blockIdx.x + j * gridDim.x;; j += PP ? 2 : 1, t = blockIdx.x + j * gridDim.x) {
 		if (G::DW) { /* the tile of the next stage's block */
 			ws_wait(fb + 8 * (it % WS_ST), (it / WS_ST) & 1);
 			t = *(volatile int *)&tile_of[it % WS_ST];
@@ -783,10 +800,12 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 			break;
 		}
 		int e, r0, r1, m0, n0, nk, sp, nsp;
-		ws_tile<MODE>(a, *L, t, nx, my, &e, &r0, &r1, &m0, &n0, &nk, &sp, &nsp);
+		ws_tile<MODE>(a, *L, t, nx, my, BMR, &e, &r0, &r1, &m0, &n0, &nk, &sp, &nsp);
+		if (PP) /* the ring's blocks of tile j (the tiles before it, either consumer's) */
+			it = j * nkr;
 		for (int kb = 0; kb < nk; kb++, it++) {
 			const int s = it % WS_ST;
-			const uint32_t sa = sbase + s * WS_STAGE;
+			const uint32_t sa = sbase + s * STG;
 			ws_wait(fb + 8 * s, (it / WS_ST) & 1);
 			if (G::DW) {
 				/* an expert's partial last k block: the rows past its end
@@ -809,16 +828,16 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 					asm volatile("bar.sync %0, 128;\n" ::"r"(1 + c) : "memory");
 				}
 			}
-			const uint32_t la = ptx::dlo(sa + c * 8192), lb = ptx::dlo(sa + WS_ATILE);
+			const uint32_t la = ptx::dlo(sa + (PP ? 0 : c * 8192)),
+			               lb = ptx::dlo(sa + ATL);
 			ptx::fence();
 #pragma unroll
 			for (int kk = 0; kk < WS_BK / 16; kk++) {
 				/* K-major: 16 k a step = 32 bytes along the row; (k, m) /
 				 * (k, n): 16 k rows = 2048 bytes */
 				const uint64_t da = ptx::dsc(la, G::TA ? kk * 2048 : kk * 32);
-				const uint64_t db =
-				        G::TB ? ws_desc_n(sa + WS_ATILE + kk * 2048, 8192)
-				              : ptx::dsc(lb, kk * 32);
+				const uint64_t db = G::TB ? ws_desc_n(sa + ATL + kk * 2048, 8192)
+				                          : ptx::dsc(lb, kk * 32);
 				ws_wgmma256<G::TA ? 1 : 0, G::TB ? 1 : 0>(acc, da, db,
 				                                          kb > 0 || kk > 0);
 			}
@@ -834,7 +853,7 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 			it++;
 		/* the epilogue's first row of inputs in flight under the last wgmma
 		 * (DOWN_DX: h1 / h3; an unsplit added dW: its old values) */
-		const int rr = c * 64 + w4 * 16 + (lane >> 2), q = lane & 3;
+		const int rr = (PP ? 0 : c * 64) + w4 * 16 + (lane >> 2), q = lane & 3;
 		const bool dwadd = G::DW && nsp == 1 && a.beta && nk > 0;
 		uint4 xin[MODE == WS_DOWN_DX ? 8 : 1][2];
 		float4 win[G::DW ? 8 : 1][2];
@@ -920,32 +939,34 @@ static int ws_aligned(const void *p)
 
 /* the CTAs of a full grid of k_ws<MODE, ST> (SMs x CTAs an SM; the shared
  * memory attribute set once), or a negative code */
-template <int MODE, int ST> static int ws_ctas(void)
+template <int MODE, int ST, bool PP> static int ws_ctas(void)
 {
 	static int ctas;
 	if (!ctas) {
 		int dev, sms, occ;
-		CK(cudaFuncSetAttribute(k_ws<MODE, ST>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-		                        WS_SMEM(ST)));
+		CK(cudaFuncSetAttribute(k_ws<MODE, ST, PP>,
+		                        cudaFuncAttributeMaxDynamicSharedMemorySize,
+		                        WS_SMEMX(ST, PP)));
 		CK(cudaGetDevice(&dev));
 		CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-		CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, k_ws<MODE, ST>, WS_THREADS,
-		                                                 WS_SMEM(ST)));
+		CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, k_ws<MODE, ST, PP>,
+		                                                 WS_THREADS, WS_SMEMX(ST, PP)));
 		if (occ < 1)
 			return swerve_error_set(SWERVE_ERROR,
 			                        "gpu moe wsb: no CTA fits an SM (%d bytes)",
-			                        WS_SMEM(ST));
+			                        WS_SMEMX(ST, PP));
 		ctas = sms * occ;
 	}
 	return ctas;
 }
 
-/* POLICY_GPU_MOE_WSB_ST (measurements): the stages of the ring, 3 or 4 (the default) */
-static const char *const ws_st_names[] = {"3", "4"};
+/* POLICY_GPU_MOE_WSB_ST (measurements): the stages of the ring, 3 or 4 (the
+ * default); round 12's ping-pong kernel (40 KB stages): 4 or 5 (the default) */
+static const char *const ws_st_names[] = {"3", "4", "5"};
 
 /* one product: the checks, the tensor maps, a grid of min(tiles, SMs, cap)
  * persistent CTAs */
-template <int MODE>
+template <int MODE, bool PP = false>
 static int ws_launch(const struct policy_moe_dims *d, struct ws_args *a, const uint16_t *A,
                      const uint16_t *b0, const uint16_t *b1, int cap, void *stream)
 {
@@ -967,9 +988,13 @@ static int ws_launch(const struct policy_moe_dims *d, struct ws_args *a, const u
 	const int epi = policy_env_choice("POLICY_GPU_MOE_WSB_EPI", epis, 4, WS_EPI_ST16);
 	if (epi < 0)
 		return epi;
-	const int st = policy_env_choice("POLICY_GPU_MOE_WSB_ST", ws_st_names, 2, 1) + 3;
+	const int st = policy_env_choice("POLICY_GPU_MOE_WSB_ST", ws_st_names, 3, PP ? 2 : 1) + 3;
 	if (st < 3)
 		return st - 3;
+	if (PP ? st < 4 : st > 4)
+		return swerve_error_set(SWERVE_EINVAL,
+		                        "POLICY_GPU_MOE_WSB_ST=%d: this kernel takes %s stages", st,
+		                        PP ? "4 or 5" : "3 or 4");
 	/* round 11, the weight gradients (measurements): dyn (the default) hands
 	 * the tiles out by a counter, largest experts first; static: a stride */
 	static const char *const scheds[] = {"static", "dyn"};
@@ -997,7 +1022,11 @@ static int ws_launch(const struct policy_moe_dims *d, struct ws_args *a, const u
 	}
 	if (d->E < 1 || R < 1)
 		return 0;
-	const int ctas = st == 3 ? ws_ctas<MODE, 3>() : ws_ctas<MODE, 4>();
+	int ctas;
+	if constexpr (PP)
+		ctas = st == 5 ? ws_ctas<MODE, 5, true>() : ws_ctas<MODE, 4, true>();
+	else
+		ctas = st == 3 ? ws_ctas<MODE, 3, false>() : ws_ctas<MODE, 4, false>();
 	if (ctas < 0)
 		return ctas;
 	struct ws_maps tm;
@@ -1016,7 +1045,7 @@ static int ws_launch(const struct policy_moe_dims *d, struct ws_args *a, const u
 		if (!rc)
 			rc = ws_map(&tm.w1, b0, 2, bdim, 64);
 	} else {
-		rc = ws_map(&tm.a, A, 2, adim, WS_BM);
+		rc = ws_map(&tm.a, A, 2, adim, PP ? 64 : WS_BM);
 		/* UP: W1 / W3 rows, 128 a box; DOWN: W2 rows; UP_DX: (k, n) 64 x 64;
 		 * DOWN_DX: W2 (k = d, n = f) 64 x 64 */
 		if (!rc)
@@ -1038,8 +1067,8 @@ static int ws_launch(const struct policy_moe_dims *d, struct ws_args *a, const u
 	a->kch = kch;
 	typedef ws_geo<MODE> G;
 	const int nx = (G::n(d->D, d->F) + G::BN - 1) / G::BN;
-	const long tiles = G::DW ? (long)d->E * nx * ((G::m(d->D, d->F) + WS_BM - 1) / WS_BM)
-	                         : (long)((R + WS_BM - 1) / WS_BM + d->E) * nx;
+	long tiles = G::DW ? (long)d->E * nx * ((G::m(d->D, d->F) + WS_BM - 1) / WS_BM)
+	                   : (long)((R + (PP ? 64 : WS_BM) - 1) / (PP ? 64 : WS_BM) + d->E) * nx;
 	if (G::DW) { /* the split order flags, 2 a dW tile (zero between launches) */
 		static int *flags;
 		static size_t nflags;
@@ -1056,12 +1085,22 @@ static int ws_launch(const struct policy_moe_dims *d, struct ws_args *a, const u
 		a->flags = flags;
 	}
 	int grid = cap > 0 && cap < ctas ? cap : ctas;
+	if (PP) /* two tiles at a time a CTA */
+		tiles = (tiles + 1) / 2;
 	if (tiles < grid)
 		grid = (int)tiles;
-	if (st == 3)
-		k_ws<MODE, 3><<<grid, WS_THREADS, WS_SMEM(3), (cudaStream_t)stream>>>(*a, tm);
-	else
-		k_ws<MODE, 4><<<grid, WS_THREADS, WS_SMEM(4), (cudaStream_t)stream>>>(*a, tm);
+	const cudaStream_t cs = (cudaStream_t)stream;
+	if constexpr (PP) {
+		if (st == 5)
+			k_ws<MODE, 5, true><<<grid, WS_THREADS, WS_SMEMX(5, 1), cs>>>(*a, tm);
+		else
+			k_ws<MODE, 4, true><<<grid, WS_THREADS, WS_SMEMX(4, 1), cs>>>(*a, tm);
+	} else {
+		if (st == 3)
+			k_ws<MODE, 3, false><<<grid, WS_THREADS, WS_SMEMX(3, 0), cs>>>(*a, tm);
+		else
+			k_ws<MODE, 4, false><<<grid, WS_THREADS, WS_SMEMX(4, 0), cs>>>(*a, tm);
+	}
 	LAUNCHED();
 	return 0;
 }
@@ -1125,4 +1164,46 @@ int policy_moe_ws_up_dw(const struct policy_moe_dims *d, float *dw1, float *dw3,
 	a.dw3 = dw3;
 	a.beta = beta != 0;
 	return ws_launch<WS_UP_DW>(d, &a, dh13, xg, NULL, cap, stream);
+}
+
+/* round 12 ("wsb4", opt-in): the same products with ping-pong consumers
+ * (64 x 256 tiles, one warpgroup each, 5 stages of 40 KB) */
+int policy_moe_ws4_up(const struct policy_moe_dims *d, uint16_t *h1, uint16_t *h3, uint16_t *hh,
+                      const uint16_t *xg, const uint16_t *w1, const uint16_t *w3, int cap,
+                      void *stream)
+{
+	struct ws_args a = {};
+	if (!d->gathered)
+		return swerve_error_set(SWERVE_EINVAL, "gpu moe wsb4: up needs the gathered xg");
+	a.h1 = h1;
+	a.h3 = h3;
+	a.hh = hh;
+	return ws_launch<WS_UP, true>(d, &a, xg, w1, w3, cap, stream);
+}
+
+int policy_moe_ws4_down(const struct policy_moe_dims *d, float *yp, const uint16_t *hh,
+                        const uint16_t *w2, int cap, void *stream)
+{
+	struct ws_args a = {};
+	a.out = yp;
+	return ws_launch<WS_DOWN, true>(d, &a, hh, w2, NULL, cap, stream);
+}
+
+int policy_moe_ws4_up_dx(const struct policy_moe_dims *d, float *dxp, const uint16_t *dh13,
+                         const uint16_t *w1, const uint16_t *w3, int cap, void *stream)
+{
+	struct ws_args a = {};
+	a.out = dxp;
+	return ws_launch<WS_UP_DX, true>(d, &a, dh13, w1, w3, cap, stream);
+}
+
+int policy_moe_ws4_down_dx(const struct policy_moe_dims *d, uint16_t *dh13, const uint16_t *dyp,
+                           const uint16_t *w2, const uint16_t *h1, const uint16_t *h3, int cap,
+                           void *stream)
+{
+	struct ws_args a = {};
+	a.x1 = h1;
+	a.x3 = h3;
+	a.dh13 = dh13;
+	return ws_launch<WS_DOWN_DX, true>(d, &a, dyp, w2, NULL, cap, stream);
 }

@@ -46,5 +46,19 @@ int policy_moe_ws_down_dw(const struct policy_moe_dims *d, float *dw2, const uin
                           const uint16_t *hh, int beta, int cap, void *stream);
 int policy_moe_ws_up_dw(const struct policy_moe_dims *d, float *dw1, float *dw3,
                         const uint16_t *dh13, const uint16_t *xg, int beta, int cap, void *stream);
+/* "wsb4" (round 12, opt-in): up (from xg), down, up dX and down dX with
+ * ping-pong consumers: each consumer warpgroup computes whole 64 x 256
+ * tiles, the two alternating, so one's epilogue runs under the other's
+ * MMAs; arguments and results as the functions above */
+int policy_moe_ws4_up(const struct policy_moe_dims *d, uint16_t *h1, uint16_t *h3, uint16_t *hh,
+                      const uint16_t *xg, const uint16_t *w1, const uint16_t *w3, int cap,
+                      void *stream);
+int policy_moe_ws4_down(const struct policy_moe_dims *d, float *yp, const uint16_t *hh,
+                        const uint16_t *w2, int cap, void *stream);
+int policy_moe_ws4_up_dx(const struct policy_moe_dims *d, float *dxp, const uint16_t *dh13,
+                         const uint16_t *w1, const uint16_t *w3, int cap, void *stream);
+int policy_moe_ws4_down_dx(const struct policy_moe_dims *d, uint16_t *dh13, const uint16_t *dyp,
+                           const uint16_t *w2, const uint16_t *h1, const uint16_t *h3, int cap,
+                           void *stream);
 
 #endif

@@ -475,13 +475,21 @@ static int check_case1(int T, int K, int E, int D, int F, int route)
  * epilogue), down dW and up dW from xg (added and stored; an expert's
  * partial last k block zeroed in shared memory) in that kernel too;
  * "wsb3/k1": the weight gradients' K split forced to one k block a piece
- * (POLICY_GPU_MOE_WSB_KCH=1: every piece added in split order) */
-#define NVARIANTS 18
+ * (POLICY_GPU_MOE_WSB_KCH=1: every piece added in split order).
+ * Round 12: "wsb4" / "wsb4/c3": up from xg, down, up dX and down dX with
+ * ping-pong consumers (64 x 256 tiles, each warpgroup its own; /c3: each
+ * consumer walks many tiles, every other one of its CTA, the 5-stage ring's
+ * phases continuing across both consumers' tiles); "wsb4/s4": the same with
+ * 4 stages (POLICY_GPU_MOE_WSB_ST=4) */
+#define NVARIANTS 21
 static const char *const variant_env[NVARIANTS] = {
-        "mma",   "wg",       "wg256", "wgp",    "wgm",  "ws2",     "wgt",  "wgtd",    "wgtd+tma",
-        "wgtdp", "wgtdp/c3", "wsb",   "wsb/c3", "wsb2", "wsb2/c3", "wsb3", "wsb3/c3", "wsb3/k1"};
+        "mma",     "wg",       "wg256",   "wgp",      "wgm",  "ws2",     "wgt",
+        "wgtd",    "wgtd+tma", "wgtdp",   "wgtdp/c3", "wsb",  "wsb/c3",  "wsb2",
+        "wsb2/c3", "wsb3",     "wsb3/c3", "wsb3/k1",  "wsb4", "wsb4/c3", "wsb4/s4"};
 /* POLICY_GPU_MOE_WSB_KCH as the run started ("NAME/kN" sets it for NAME) */
 static const char *kch_env;
+/* POLICY_GPU_MOE_WSB_ST as the run started ("NAME/sN" sets it for NAME) */
+static const char *st_env;
 static int variant; /* the POLICY_GPU_MOE_KERNEL of the tests below */
 
 /* the variant's environment: "NAME+tma" = NAME with POLICY_GPU_MOE_EPI=tma
@@ -490,8 +498,17 @@ static void variant_setenv(void)
 {
 	char k[32];
 	snprintf(k, sizeof(k), "%s", variant_env[variant]);
-	char *plus = strchr(k, '+'), *cap = strstr(k, "/c"), *kch = strstr(k, "/k");
+	char *plus = strchr(k, '+'), *cap = strstr(k, "/c"), *kch = strstr(k, "/k"),
+	     *st = strstr(k, "/s");
 	unsetenv("POLICY_GPU_MOE_CTAS");
+	if (st) { /* "NAME/sN": N stages in the ring */
+		*st = 0;
+		setenv("POLICY_GPU_MOE_WSB_ST", st + 2, 1);
+	} else if (st_env) {
+		setenv("POLICY_GPU_MOE_WSB_ST", st_env, 1);
+	} else {
+		unsetenv("POLICY_GPU_MOE_WSB_ST");
+	}
 	if (kch) { /* "NAME/kN": the weight gradients' K split, N k blocks a piece */
 		*kch = 0;
 		setenv("POLICY_GPU_MOE_WSB_KCH", kch + 2, 1);
@@ -638,8 +655,11 @@ int main(int argc, char **argv)
 	int n = (int)(sizeof(tests) / sizeof(tests[0])), rc = 0;
 	rng = (uint64_t)time(NULL) * 2654435761u + (uint64_t)clock() + 1;
 	kch_env = getenv("POLICY_GPU_MOE_WSB_KCH");
+	st_env = getenv("POLICY_GPU_MOE_WSB_ST");
 	if (kch_env)
 		kch_env = strdup(kch_env);
+	if (st_env)
+		st_env = strdup(st_env);
 	/* every case on each kernel variant, the tests named after it */
 	for (variant = 0; variant < NVARIANTS; variant++) {
 		int named = argc < 2;
