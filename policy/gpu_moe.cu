@@ -1538,10 +1538,13 @@ int policy_moe_variant(void)
 	 * round 10's wsb and wsb2 (policy/gpu_moe_ws.cu; wsb2 the default since
 	 * the lead's round-10 run, H100: 21.1 against 23.7-24.0 ms a micro-batch
 	 * with round 10's other defaults; wsb2 alone -3%) are 10 and 11;
-	 * round 11's wsb3 (wsb2 + down dX, down dW, up dW from xg) is 12 */
-	static const char *const names[12] = {"mma", "wg",   "wg256", "wgp", "wgm",  "ws2",
-	                                      "wgt", "wgtd", "wgtdp", "wsb", "wsb2", "wsb3"};
-	int v = policy_env_choice("POLICY_GPU_MOE_KERNEL", names, 12, 10);
+	 * round 11's wsb3 (wsb2 + down dX, down dW, up dW from xg) is 12;
+	 * round 12's wsb4 (wsb2's three products + down dX with ping-pong
+	 * consumers, 64 x 256 tiles) is 13, wsb4a (wsb4 with wgtd's down dX) 14 */
+	static const char *const names[14] = {"mma",  "wg",   "wg256", "wgp",  "wgm",
+	                                      "ws2",  "wgt",  "wgtd",  "wgtdp", "wsb",
+	                                      "wsb2", "wsb3", "wsb4",  "wsb4a"};
+	int v = policy_env_choice("POLICY_GPU_MOE_KERNEL", names, 14, 10);
 	return v >= 8 ? v + 1 : v;
 }
 
@@ -1733,7 +1736,7 @@ template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct
 	 * CTAs when the TMA epilogues run (k_mgp); the other products, UP with
 	 * A gathered in the loads and EPI=smem run wgtd's kernels */
 	const bool pers = var == 9;
-	const int cap = pers || var == 10 || var == 11 || var == 12 ? mg_ctas() : 0;
+	const int cap = pers || (var >= 10 && var <= 14) ? mg_ctas() : 0;
 	if (cap < 0)
 		return cap;
 	if (pers)
@@ -1785,6 +1788,22 @@ template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct
 		if (var >= 11 && MODE == MG_UP_DX && d->F % 64 == 0)
 			return policy_moe_ws_up_dx(d, a->f1, a->a, a->b0, a->b1, cap,
 			                           (void *)mg_stream);
+		var = 7;
+	}
+	/* round 12: wsb4 runs UP from xg, DOWN, UP_DX (F % 64 == 0) and DOWN_DX
+	 * with ping-pong consumers (wsb4a: DOWN_DX as wgtd); the rest as wgtd */
+	if (var == 13 || var == 14) {
+		if (MODE == MG_UP && a->gx)
+			return policy_moe_ws4_up(d, a->o1, a->o2, a->o3, a->a, a->b0, a->b1, cap,
+			                         (void *)mg_stream);
+		if (MODE == MG_DOWN)
+			return policy_moe_ws4_down(d, a->f1, a->a, a->b0, cap, (void *)mg_stream);
+		if (var == 13 && MODE == MG_DOWN_DX)
+			return policy_moe_ws4_down_dx(d, a->o1, a->a, a->b0, a->h1, a->h3, cap,
+			                              (void *)mg_stream);
+		if (MODE == MG_UP_DX && d->F % 64 == 0)
+			return policy_moe_ws4_up_dx(d, a->f1, a->a, a->b0, a->b1, cap,
+			                            (void *)mg_stream);
 		var = 7;
 	}
 	switch (MODE) {
