@@ -27,13 +27,8 @@
 #include <time.h>
 
 #include "policy/policy.h"
+#include "tests/bench/gpu_bench.h"
 
-#define DIE(...)                                                                                   \
-	do {                                                                                       \
-		fprintf(stderr, __VA_ARGS__);                                                      \
-		fputc('\n', stderr);                                                               \
-		exit(1);                                                                           \
-	} while (0)
 #define CU(x)                                                                                      \
 	do {                                                                                       \
 		CUptiResult r_ = (x);                                                              \
@@ -43,13 +38,6 @@
 			DIE("%s: %s", #x, m_);                                                     \
 		}                                                                                  \
 	} while (0)
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* ---- CUPTI activity buffer ---------------------------------------------------- */
 
@@ -139,22 +127,6 @@ struct row {
 		char before[48], after[48];
 	} top[4];
 };
-
-static void env_apply(const char *env, int on)
-{
-	char buf[256], *save = NULL;
-	snprintf(buf, sizeof(buf), "%s", env);
-	for (char *w = strtok_r(buf, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
-		char *eq = strchr(w, '=');
-		if (!eq)
-			continue;
-		*eq = 0;
-		if (on)
-			setenv(w, eq + 1, 1);
-		else
-			unsetenv(w);
-	}
-}
 
 static void opt_step(struct policy_gpu *g, struct policy_adamw *o, const struct policy_batch *b,
                      const int *tgt, int K)

@@ -17,20 +17,7 @@
 #include <time.h>
 
 #include "policy/policy.h"
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-#define DIE(...)                                                                                   \
-	do {                                                                                       \
-		fprintf(stderr, __VA_ARGS__);                                                      \
-		fputc('\n', stderr);                                                               \
-		exit(1);                                                                           \
-	} while (0)
+#include "tests/bench/gpu_bench.h"
 
 /* measured bf16 GEMM ceiling: 8192^3 with fp32 accumulation, median of 10 */
 static double gemm_peak(void)
@@ -261,23 +248,6 @@ static void profile(const struct policy_config *cfg, int seqs, int seq, const ch
 	free(tok);
 	free(tgt);
 	free(cu);
-}
-
-/* sets (on) or unsets the VAR=VALUE words of env */
-static void env_apply(const char *env, int on)
-{
-	char buf[1024], *save = NULL;
-	snprintf(buf, sizeof(buf), "%s", env);
-	for (char *w = strtok_r(buf, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
-		char *eq = strchr(w, '=');
-		if (!eq)
-			continue;
-		*eq = 0;
-		if (on)
-			setenv(w, eq + 1, 1);
-		else
-			unsetenv(w);
-	}
 }
 
 /* argv[1] "one": only this build's default at K = 1, 3 measured steps, the
