@@ -239,20 +239,17 @@ __global__ static void __launch_bounds__(ROUTE_THREADS)
 	}
 }
 
-/* per token (a thread each, as gpu.cu's k_route_bwd): dp from the gates and
- * the balance loss, d logit = p (dp - p . dp); then a thread per column
- * (c = tid + j ROUTE_THREADS) over the block's tokens: dn[t, c] += sum_e
- * dl[t, e] Wr[e, c] and part[b][e][c] = sum_t dl[t, e] x[t, c] */
-__global__ static void __launch_bounds__(ROUTE_THREADS)
-        k_rt_bwd(float *dn, float *part, const float *x, const float *Wr, const float *prob,
-                 const int *sel, const float *gate, const float *dgate, const float *auxc, int T,
-                 int E, int K, int D)
+/* the route backward's start, shared by its kernels: thread tid < nt puts
+ * token t0 + tid's logit gradients in s_dl (dp from the renormalised top-k
+ * gates and the balance loss's auxc, d logit = p (dp - p . dp)); every
+ * thread loads its router-weight columns (c = tid + j ROUTE_THREADS) into wr
+ * and clears acc */
+__device__ __forceinline__ static void
+rt_bwd_start(float (*s_dl)[ROUTE_EMAX], float (&wr)[ROUTE_EMAX][ROUTE_COLS],
+             float (&acc)[ROUTE_EMAX][ROUTE_COLS], int tid, int t0, int nt, const float *Wr,
+             const float *prob, const int *sel, const float *gate, const float *dgate,
+             const float *auxc, int E, int K, int D)
 {
-	__shared__ float s_dl[ROUTE_BWD_TOKENS][ROUTE_EMAX];
-	int tid = threadIdx.x, t0 = blockIdx.x * ROUTE_BWD_TOKENS;
-	int nt = T - t0 < ROUTE_BWD_TOKENS ? T - t0 : ROUTE_BWD_TOKENS;
-	float wr[ROUTE_EMAX][ROUTE_COLS], acc[ROUTE_EMAX][ROUTE_COLS];
-
 	if (tid < nt) {
 		size_t t = (size_t)t0 + tid;
 		const float *p = prob + t * E;
@@ -280,6 +277,23 @@ __global__ static void __launch_bounds__(ROUTE_THREADS)
 		}
 	}
 	__syncthreads();
+}
+
+/* per token (a thread each, as gpu.cu's k_route_bwd): dp from the gates and
+ * the balance loss, d logit = p (dp - p . dp); then a thread per column
+ * (c = tid + j ROUTE_THREADS) over the block's tokens: dn[t, c] += sum_e
+ * dl[t, e] Wr[e, c] and part[b][e][c] = sum_t dl[t, e] x[t, c] */
+__global__ static void __launch_bounds__(ROUTE_THREADS)
+        k_rt_bwd(float *dn, float *part, const float *x, const float *Wr, const float *prob,
+                 const int *sel, const float *gate, const float *dgate, const float *auxc, int T,
+                 int E, int K, int D)
+{
+	__shared__ float s_dl[ROUTE_BWD_TOKENS][ROUTE_EMAX];
+	int tid = threadIdx.x, t0 = blockIdx.x * ROUTE_BWD_TOKENS;
+	int nt = T - t0 < ROUTE_BWD_TOKENS ? T - t0 : ROUTE_BWD_TOKENS;
+	float wr[ROUTE_EMAX][ROUTE_COLS], acc[ROUTE_EMAX][ROUTE_COLS];
+
+	rt_bwd_start(s_dl, wr, acc, tid, t0, nt, Wr, prob, sel, gate, dgate, auxc, E, K, D);
 #pragma unroll 2
 	for (int tl = 0; tl < nt; tl++) {
 		size_t o = (size_t)(t0 + tl) * D;
@@ -585,33 +599,7 @@ __global__ static void __launch_bounds__(ROUTE_THREADS)
 	int nt = T - t0 < ROUTE_BWD_TOKENS ? T - t0 : ROUTE_BWD_TOKENS;
 	float wr[ROUTE_EMAX][ROUTE_COLS], acc[ROUTE_EMAX][ROUTE_COLS];
 
-	if (tid < nt) {
-		size_t t = (size_t)t0 + tid;
-		const float *p = prob + t * E;
-		float S = 0, sdg = 0, sp = 0, dp[ROUTE_EMAX];
-		for (int j = 0; j < K; j++) {
-			S += p[sel[t * K + j]];
-			sdg += dgate[t * K + j] * gate[t * K + j];
-		}
-		for (int e = 0; e < E; e++)
-			dp[e] = auxc[e];
-		for (int j = 0; j < K; j++)
-			dp[sel[t * K + j]] += (dgate[t * K + j] - sdg) / S;
-		for (int e = 0; e < E; e++)
-			sp += p[e] * dp[e];
-		for (int e = 0; e < ROUTE_EMAX; e++)
-			s_dl[tid][e] = e < E ? p[e] * (dp[e] - sp) : 0.0f;
-	}
-#pragma unroll
-	for (int j = 0; j < ROUTE_COLS; j++) {
-		int c = tid + j * ROUTE_THREADS;
-#pragma unroll
-		for (int e = 0; e < ROUTE_EMAX; e++) {
-			wr[e][j] = c < D && e < E ? Wr[(size_t)e * D + c] : 0.0f;
-			acc[e][j] = 0;
-		}
-	}
-	__syncthreads();
+	rt_bwd_start(s_dl, wr, acc, tid, t0, nt, Wr, prob, sel, gate, dgate, auxc, E, K, D);
 	for (int tb = 0; tb < nt; tb += ROUTE_BATCH) {
 		float xv[ROUTE_BATCH][ROUTE_COLS], dv[ROUTE_BATCH][ROUTE_COLS];
 #pragma unroll
@@ -1021,33 +1009,7 @@ __global__ static void __launch_bounds__(ROUTE_THREADS)
 	int nt = T - t0 < ROUTE_BWD_TOKENS ? T - t0 : ROUTE_BWD_TOKENS;
 	float wr[ROUTE_EMAX][ROUTE_COLS], acc[ROUTE_EMAX][ROUTE_COLS];
 
-	if (tid < nt) {
-		size_t t = (size_t)t0 + tid;
-		const float *p = prob + t * E;
-		float S = 0, sdg = 0, sp = 0, dp[ROUTE_EMAX];
-		for (int j = 0; j < K; j++) {
-			S += p[sel[t * K + j]];
-			sdg += dgate[t * K + j] * gate[t * K + j];
-		}
-		for (int e = 0; e < E; e++)
-			dp[e] = auxc[e];
-		for (int j = 0; j < K; j++)
-			dp[sel[t * K + j]] += (dgate[t * K + j] - sdg) / S;
-		for (int e = 0; e < E; e++)
-			sp += p[e] * dp[e];
-		for (int e = 0; e < ROUTE_EMAX; e++)
-			s_dl[tid][e] = e < E ? p[e] * (dp[e] - sp) : 0.0f;
-	}
-#pragma unroll
-	for (int j = 0; j < ROUTE_COLS; j++) {
-		int c = tid + j * ROUTE_THREADS;
-#pragma unroll
-		for (int e = 0; e < ROUTE_EMAX; e++) {
-			wr[e][j] = c < D && e < E ? Wr[(size_t)e * D + c] : 0.0f;
-			acc[e][j] = 0;
-		}
-	}
-	__syncthreads();
+	rt_bwd_start(s_dl, wr, acc, tid, t0, nt, Wr, prob, sel, gate, dgate, auxc, E, K, D);
 	for (int tb = 0; tb < nt; tb += ROUTE_BATCH3) {
 		float xv[ROUTE_BATCH3][ROUTE_COLS], dv[ROUTE_BATCH3][ROUTE_COLS];
 		float sv[ROUTE_BATCH3][KU][ROUTE_COLS];
