@@ -361,20 +361,7 @@ int main(int argc, char **argv)
 		rows[nr++].env = colon + 1;
 	}
 	CU(cuptiActivityRegisterCallbacks(buf_req, buf_done));
-	/* gpu_train's config */
-	policy_config_default(&c);
-	c.vocab_size = 32000;
-	c.dim = 768;
-	c.n_layers = 12;
-	c.n_heads = 12;
-	c.head_dim = 64;
-	c.n_kv_heads = 4;
-	c.rotary_dim = 32;
-	c.softmax_every = 8;
-	c.n_experts = 8;
-	c.top_k = 2;
-	c.expert_hidden = 1024;
-	c.max_seq_len = 2048;
+	bench_config(&c);
 	if (policy_config_validate(&c) || policy_layout_init(&L, &c))
 		DIE("%s", swerve_error_last());
 	p = malloc(L.total * 4);

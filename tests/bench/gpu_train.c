@@ -344,19 +344,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	cudaGetDeviceProperties(&prop, 0);
-	policy_config_default(&c);
-	c.vocab_size = 32000;
-	c.dim = 768;
-	c.n_layers = 12;
-	c.n_heads = 12;
-	c.head_dim = 64;
-	c.n_kv_heads = 4;
-	c.rotary_dim = 32;
-	c.softmax_every = 8;
-	c.n_experts = 8;
-	c.top_k = 2;
-	c.expert_hidden = 1024;
-	c.max_seq_len = 2048;
+	bench_config(&c);
 	if (policy_config_validate(&c))
 		DIE("%s", swerve_error_last());
 	{
