@@ -648,6 +648,8 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 	 * with a tile's first block (-1: no more tiles) */
 	__shared__ int tile_of[WS_ST];
 	__shared__ struct ws_dwlist L[1];
+	/* PP: the last tile j whose k blocks consumer c has all waited for */
+	__shared__ int pp_done[2];
 	const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
 	const int D = a.D, F = a.F, E = a.E;
 	const int nx = (G::n(D, F) + G::BN - 1) / G::BN, my = (G::m(D, F) + WS_BM - 1) / WS_BM;
@@ -707,6 +709,7 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 			ws_bar_init(eb + 8 * s, PP ? 4 : 8);
 		}
 		asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+		pp_done[0] = pp_done[1] = -1;
 	}
 	__syncthreads();
 
@@ -801,8 +804,19 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 		}
 		int e, r0, r1, m0, n0, nk, sp, nsp;
 		ws_tile<MODE>(a, *L, t, nx, my, BMR, &e, &r0, &r1, &m0, &n0, &nk, &sp, &nsp);
-		if (PP) /* the ring's blocks of tile j (the tiles before it, either consumer's) */
+		if (PP) {
+			/* the ring's blocks of tile j (the tiles before it, either
+			 * consumer's). Its main loop starts only once the other
+			 * consumer has waited for all of tile j - 1's blocks: a full
+			 * barrier's parity names a phase only within one lap of the
+			 * ring, so tile j's first blocks must not be waited for while
+			 * the stage's previous load (tile j - 1's, or earlier) is not
+			 * complete (that is also the ping-pong order of the MMAs) */
 			it = j * nkr;
+			if (j > 0)
+				while (*(volatile int *)&pp_done[1 - c] < j - 1)
+					;
+		}
 		for (int kb = 0; kb < nk; kb++, it++) {
 			const int s = it % WS_ST;
 			const uint32_t sa = sbase + s * STG;
@@ -851,6 +865,8 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 		}
 		if (G::DW && nk == 0) /* the tile's one stage, without loads */
 			it++;
+		if (PP && wt == 0) /* each thread waited for every block of tile j */
+			*(volatile int *)&pp_done[c] = j;
 		/* the epilogue's first row of inputs in flight under the last wgmma
 		 * (DOWN_DX: h1 / h3; an unsplit added dW: its old values) */
 		const int rr = (PP ? 0 : c * 64) + w4 * 16 + (lane >> 2), q = lane & 3;
