@@ -73,7 +73,24 @@
  * / 0.650 (wsb2), 0.634 / 0.688 (wgtd + tma). End to end (gpu_train quick,
  * K = 4, round 10's defaults with POLICY_GPU_STREAMS=2): 21.4 ms a
  * micro-batch (wsb3) against 21.3 (wsb2): no gain (the weight gradients
- * run on the side stream, off the critical path). */
+ * run on the side stream, off the critical path).
+ *
+ * Round 12, POLICY_GPU_MOE_KERNEL=wsb4 / wsb4a / wsb4d (opt-in): k_ws<MODE,
+ * ST, PP = true> for the row modes: ping-pong consumers, each warpgroup
+ * whole 64 x 256 tiles (every other tile of its CTA), a 5 x 40 KB ring,
+ * tile j's main loop started once the other consumer has waited for all of
+ * tile j - 1's blocks (the full barriers' parity is only good within one lap
+ * of the ring; without that order H100 call 1 hung). One warpgroup's
+ * epilogue now runs under the other's MMAs, but B is loaded once per 64 rows
+ * instead of 128 (1.67x the L2 -> SM bytes of UP). Measured (H100 80GB HBM3,
+ * 2026-11-27, gpu_train_moe, ms balanced / skewed, wsb2 in the same
+ * process): up from xg 0.122 / 0.121 against 0.100 / 0.108 (slower: ~8
+ * TB/s of loads, the rate the cooperative main loop alone reaches), up dX
+ * 0.119 / 0.117 against 0.103 / 0.116 (slower), down 0.067 / 0.066 against
+ * 0.076 / 0.075 (faster: its 50 MB fp32 epilogue is hidden), down dX 0.121 /
+ * 0.120 against wgtd's 0.112 / 0.108 (slower); layer + gather 0.648 /
+ * 0.657 (wsb4), 0.612 / 0.648 (wsb4a) against 0.622 / 0.646. wsb4d = wsb2
+ * with only down here (not yet run as a variant). */
 #include "kernels/ptx.cuh"
 #include "kernels/tma.h"
 #include "policy/gpu_moe_ws.h"

@@ -45,7 +45,7 @@ static int cmpf(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-#define NVAR 17
+#define NVAR 18
 #define NP   12
 
 int main(int argc, char **argv)
@@ -75,11 +75,12 @@ int main(int argc, char **argv)
 	 * wsb2 = wsb with down and up dX in that kernel too; round 11: wsb3 =
 	 * wsb2 with down dX, down dW and up dW from xg there too; round 12:
 	 * wsb4 = wsb2's three products + down dX with ping-pong consumers (64 x
-	 * 256 tiles), wsb4a = wsb4 with wgtd's down dX */
+	 * 256 tiles), wsb4a = wsb4 with wgtd's down dX, wsb4d = wsb2 with only
+	 * down in the ping-pong kernel */
 	static const char *const all_env[NVAR] = {
 	        "wg",      "wgt",   "wgtd",     "wgm",   "wgp",        "ws2",
 	        "mma",     "wg256", "wgtd+tma", "wgtdp", "wgtdp/c132", "wsb",
-	        "wsb/c66", "wsb2",  "wsb3",     "wsb4",  "wsb4a"};
+	        "wsb/c66", "wsb2",  "wsb3",     "wsb4",  "wsb4a",      "wsb4d"};
 	const char *var_env[NVAR];
 	int ndev = 0, nvar = 0;
 	if (argc > 1 && argv[1][0] >= '0' && argv[1][0] <= '9') { /* the first n */

@@ -480,12 +480,13 @@ static int check_case1(int T, int K, int E, int D, int F, int route)
  * ping-pong consumers (64 x 256 tiles, each warpgroup its own; /c3: each
  * consumer walks many tiles, every other one of its CTA, the 5-stage ring's
  * phases continuing across both consumers' tiles); "wsb4/s4": the same with
- * 4 stages (POLICY_GPU_MOE_WSB_ST=4) */
-#define NVARIANTS 21
+ * 4 stages (POLICY_GPU_MOE_WSB_ST=4); "wsb4d": wsb2 with only down in the
+ * ping-pong kernel */
+#define NVARIANTS 22
 static const char *const variant_env[NVARIANTS] = {
-        "mma",     "wg",       "wg256",   "wgp",      "wgm",  "ws2",     "wgt",
-        "wgtd",    "wgtd+tma", "wgtdp",   "wgtdp/c3", "wsb",  "wsb/c3",  "wsb2",
-        "wsb2/c3", "wsb3",     "wsb3/c3", "wsb3/k1",  "wsb4", "wsb4/c3", "wsb4/s4"};
+        "mma",      "wg",      "wg256",    "wgp",     "wgm",     "ws2",  "wgt",     "wgtd",
+        "wgtd+tma", "wgtdp",   "wgtdp/c3", "wsb",     "wsb/c3",  "wsb2", "wsb2/c3", "wsb3",
+        "wsb3/c3",  "wsb3/k1", "wsb4",     "wsb4/c3", "wsb4/s4", "wsb4d"};
 /* POLICY_GPU_MOE_WSB_KCH as the run started ("NAME/kN" sets it for NAME) */
 static const char *kch_env;
 /* POLICY_GPU_MOE_WSB_ST as the run started ("NAME/sN" sets it for NAME) */
