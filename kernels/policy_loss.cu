@@ -51,6 +51,7 @@
 #include <new>
 
 #include "kernels/policy_loss.h"
+#include "kernels/ptx.cuh"
 
 extern "C" {
 #include "sandbox/error.h"
@@ -629,19 +630,6 @@ __device__ __forceinline__ void pf_bar_init(uint32_t bar, uint32_t count)
 	asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
 }
 
-__device__ __forceinline__ void pf_wait(uint32_t bar, uint32_t parity)
-{
-	uint32_t done;
-	do {
-		asm volatile("{\n.reg .pred p;\n"
-		             "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
-		             "selp.u32 %0, 1, 0, p;\n}\n"
-		             : "=r"(done)
-		             : "r"(bar), "r"(parity)
-		             : "memory");
-	} while (!done);
-}
-
 __device__ __forceinline__ void pf_l1(const void *p)
 {
 	asm volatile("prefetch.global.L1 [%0];\n" ::"l"(p));
@@ -685,7 +673,7 @@ __global__ void __launch_bounds__(ROW_THREADS, 1) pl_row_kernel_pf(row_args a, i
 	uint32_t parity = 0;
 	for (int r = blockIdx.x; r < rows; r += gridDim.x) {
 		const int t = a.t0 + r;
-		pf_wait(bar, parity);
+		ptx::mbar_wait(bar, parity);
 		parity ^= 1u;
 		float4 q[NC];
 #pragma unroll

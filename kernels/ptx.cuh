@@ -1,13 +1,16 @@
 /* ptx.cuh - the inline PTX primitives that swerve's hand-written CUDA
  * kernels share (kernels/lightning.cu, policy/gpu_moe.cu; internal, device
  * code only, sm_90a): cp.async copies, ldmatrix / stmatrix, mma.sync
- * m16n8k16 (bf16, fp32 accumulation) and Hopper's wgmma m64n64k16 with
- * 128-byte-swizzled shared-memory descriptors. One definition of each, so
+ * m16n8k16 (bf16, fp32 accumulation), Hopper's wgmma m64n64k16 with
+ * 128-byte-swizzled shared-memory descriptors, and the mbarrier and TMA
+ * (cp.async.bulk.tensor) loads that feed them (policy/gpu_moe_ws.cu,
+ * kernels/policy_loss.cu too). One definition of each, so
  * every kernel issues the same instructions with the same compiler
  * barriers. */
 #ifndef SWERVE_KERNELS_PTX_CUH
 #define SWERVE_KERNELS_PTX_CUH
 
+#include <cuda.h> /* CUtensorMap (a type only) */
 #include <cuda_bf16.h>
 #include <stdint.h>
 
@@ -162,6 +165,50 @@ __device__ __forceinline__ void mma_rs(float (&d)[32], const uint32_t (&a)[4], u
 }
 #undef LA_D32
 #undef LA_R32
+
+/* ---- mbarriers and TMA loads ---------------------------------------------------- */
+
+/* arrive on the shared-memory mbarrier at bar and expect bytes more of
+ * asynchronous copies for the current phase */
+__device__ __forceinline__ void mbar_expect(uint32_t bar, uint32_t bytes)
+{
+	asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar),
+	             "r"(bytes)
+	             : "memory");
+}
+
+/* spin until the phase of parity `parity` of the mbarrier at bar completed */
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity)
+{
+	uint32_t ok;
+	do {
+		asm volatile("{\n.reg .pred p;\n"
+		             "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+		             "selp.u32 %0, 1, 0, p;\n}\n"
+		             : "=r"(ok)
+		             : "r"(bar), "r"(parity)
+		             : "memory");
+	} while (!ok);
+}
+
+/* a 2-D / 3-D TMA tensor load of the box at (x, y[, z]) of map into shared
+ * memory at dst, its bytes counted on the mbarrier at bar */
+__device__ __forceinline__ void tma_load2(uint32_t dst, const CUtensorMap *map, int x, int y,
+                                          uint32_t bar)
+{
+	asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes "
+	             "[%0], [%1, {%2, %3}], [%4];\n" ::"r"(dst),
+	             "l"(map), "r"(x), "r"(y), "r"(bar)
+	             : "memory");
+}
+__device__ __forceinline__ void tma_load3(uint32_t dst, const CUtensorMap *map, int x, int y, int z,
+                                          uint32_t bar)
+{
+	asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes "
+	             "[%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(dst),
+	             "l"(map), "r"(x), "r"(y), "r"(z), "r"(bar)
+	             : "memory");
+}
 
 } // namespace ptx
 

@@ -302,40 +302,6 @@ __device__ __forceinline__ static void mg_tb_init(uint32_t bar)
 {
 	asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n" ::"r"(bar) : "memory");
 }
-__device__ __forceinline__ static void mg_tb_expect(uint32_t bar, uint32_t bytes)
-{
-	asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar),
-	             "r"(bytes)
-	             : "memory");
-}
-__device__ __forceinline__ static void mg_tb_wait(uint32_t bar, int phase)
-{
-	uint32_t ok;
-	do {
-		asm volatile("{\n.reg .pred p;\n"
-		             "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
-		             "selp.u32 %0, 1, 0, p;\n}\n"
-		             : "=r"(ok)
-		             : "r"(bar), "r"(phase)
-		             : "memory");
-	} while (!ok);
-}
-__device__ __forceinline__ static void mg_tma2(uint32_t dst, const CUtensorMap *map, int x, int y,
-                                               uint32_t bar)
-{
-	asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes "
-	             "[%0], [%1, {%2, %3}], [%4];\n" ::"r"(dst),
-	             "l"(map), "r"(x), "r"(y), "r"(bar)
-	             : "memory");
-}
-__device__ __forceinline__ static void mg_tma3(uint32_t dst, const CUtensorMap *map, int x, int y,
-                                               int z, uint32_t bar)
-{
-	asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes "
-	             "[%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(dst),
-	             "l"(map), "r"(x), "r"(y), "r"(z), "r"(bar)
-	             : "memory");
-}
 
 /* a TMA tensor store of a 64 x 16 box from shared memory (bulk group) */
 __device__ __forceinline__ static void mg_tma_st(const CUtensorMap *map, int x, int y, uint32_t src)
@@ -460,8 +426,8 @@ mg_epi_tma(const struct mg_args &a, const struct mg_tma &tm, float (&wacc)[2][32
 			}
 		}
 	} else {
-		mg_tb_wait(ebar, P ? eph : 0);
-		mg_tb_wait(ebar + 8, P ? eph : 0);
+		ptx::mbar_wait(ebar, P ? eph : 0);
+		ptx::mbar_wait(ebar + 8, P ? eph : 0);
 #pragma unroll
 		for (int h = 0; h < 2; h++) {
 			if (n0 + h * 64 >= F) /* F % 64 == 0: whole blocks past F */
@@ -660,23 +626,23 @@ __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB)
 		if constexpr (TB) {
 			if (tid == 0) { /* one thread: the stage's boxes, counted in bytes */
 				const uint32_t bar = fbar + 8 * st;
-				mg_tb_expect(bar, ta ? 2 * MG_TILE : MG_TILE);
+				ptx::mbar_expect(bar, ta ? 2 * MG_TILE : MG_TILE);
 				if (ta)
-					mg_tma2(sa, &tm.a, k0, r0, bar);
+					ptx::tma_load2(sa, &tm.a, k0, r0, bar);
 				if (MODE == MG_UP) { /* W1 rows n0.. then W3's */
-					mg_tma3(sb, &tm.b0, k0, n0, e, bar);
-					mg_tma3(sb + 8192, &tm.b1, k0, n0, e, bar);
+					ptx::tma_load3(sb, &tm.b0, k0, n0, e, bar);
+					ptx::tma_load3(sb + 8192, &tm.b1, k0, n0, e, bar);
 				} else if (MODE == MG_DOWN) { /* W2 (n, k): two 64-row boxes */
-					mg_tma3(sb, &tm.b0, k0, n0, e, bar);
-					mg_tma3(sb + 8192, &tm.b0, k0, n0 + 64, e, bar);
+					ptx::tma_load3(sb, &tm.b0, k0, n0, e, bar);
+					ptx::tma_load3(sb + 8192, &tm.b0, k0, n0 + 64, e, bar);
 				} else if (MODE == MG_DOWN_DX) { /* W2 (k = d, n = f) */
-					mg_tma3(sb, &tm.b0, n0, k0, e, bar);
-					mg_tma3(sb + 8192, &tm.b0, n0 + 64, k0, e, bar);
+					ptx::tma_load3(sb, &tm.b0, n0, k0, e, bar);
+					ptx::tma_load3(sb + 8192, &tm.b0, n0 + 64, k0, e, bar);
 				} else { /* [W1; W3] (k, n): F % 64 == 0, a block in one */
 					const CUtensorMap *m = k0 < F ? &tm.b0 : &tm.b1;
 					int kr = k0 < F ? k0 : k0 - F;
-					mg_tma3(sb, m, n0, kr, e, bar);
-					mg_tma3(sb + 8192, m, n0 + 64, kr, e, bar);
+					ptx::tma_load3(sb, m, n0, kr, e, bar);
+					ptx::tma_load3(sb + 8192, m, n0 + 64, kr, e, bar);
 				}
 			}
 		}
@@ -685,15 +651,16 @@ __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB)
 			if (tid == 0) {
 				const uint32_t bar = fbar + 8 * st;
 				if (full) { /* 64 rows x 64 columns a box, 128-byte rows */
-					mg_tb_expect(bar, tdb ? 2 * MG_TILE : MG_TILE);
-					mg_tma2(sa, &tm.a, m0, r0 + k0, bar);
-					mg_tma2(sa + 8192, &tm.a, m0 + 64, r0 + k0, bar);
+					ptx::mbar_expect(bar, tdb ? 2 * MG_TILE : MG_TILE);
+					ptx::tma_load2(sa, &tm.a, m0, r0 + k0, bar);
+					ptx::tma_load2(sa + 8192, &tm.a, m0 + 64, r0 + k0, bar);
 					if (tdb) { /* hh or xg rows (k, n) */
-						mg_tma2(sb, &tm.b0, n0, r0 + k0, bar);
-						mg_tma2(sb + 8192, &tm.b0, n0 + 64, r0 + k0, bar);
+						ptx::tma_load2(sb, &tm.b0, n0, r0 + k0, bar);
+						ptx::tma_load2(sb + 8192, &tm.b0, n0 + 64, r0 + k0,
+						               bar);
 					}
 				} else { /* the phase completes with this arrival alone */
-					mg_tb_expect(bar, 0);
+					ptx::mbar_expect(bar, 0);
 				}
 			}
 		}
@@ -796,7 +763,7 @@ __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB)
 	for (int kb = 0; kb < nk; kb++) {
 		ptx::cp_wait<PD - 1>();
 		if (TB || TD) /* the stage's boxes landed */
-			mg_tb_wait(fbar + 8 * (kb % ST), (kb / ST) & 1);
+			ptx::mbar_wait(fbar + 8 * (kb % ST), (kb / ST) & 1);
 		if (WG)
 			ptx::fence_proxy_async(); /* cp.async wrote through the generic proxy */
 		__syncthreads();
@@ -812,9 +779,9 @@ __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB)
 					const uint32_t dst = sbase + (j ? sh3 : sh1) * V::STAGE,
 					               bar = ebar + 8 * j;
 					const CUtensorMap *m = j ? &tm.s3 : &tm.s2;
-					mg_tb_expect(bar, 2 * 16384);
-					mg_tma2(dst, m, n0, r0, bar);
-					mg_tma2(dst + 16384, m, n0 + 64, r0, bar);
+					ptx::mbar_expect(bar, 2 * 16384);
+					ptx::tma_load2(dst, m, n0, r0, bar);
+					ptx::tma_load2(dst + 16384, m, n0 + 64, r0, bar);
 				}
 			}
 		}
@@ -1069,14 +1036,14 @@ __global__ static void __launch_bounds__(MG_THREADS, 2)
 	auto load = [&](int st, int kb, int le, int lr0, int ln0) {
 		const uint32_t sa = sbase + st * V::STAGE, sb = sa + MG_TILE, bar = fbar + 8 * st;
 		const int k0 = kb * MG_BK;
-		mg_tb_expect(bar, 2 * MG_TILE);
-		mg_tma2(sa, &tm.a, k0, lr0, bar);
+		ptx::mbar_expect(bar, 2 * MG_TILE);
+		ptx::tma_load2(sa, &tm.a, k0, lr0, bar);
 		if (MODE == MG_UP) { /* W1 rows n0.. then W3's */
-			mg_tma3(sb, &tm.b0, k0, ln0, le, bar);
-			mg_tma3(sb + 8192, &tm.b1, k0, ln0, le, bar);
+			ptx::tma_load3(sb, &tm.b0, k0, ln0, le, bar);
+			ptx::tma_load3(sb + 8192, &tm.b1, k0, ln0, le, bar);
 		} else { /* W2 (k = d, n = f) */
-			mg_tma3(sb, &tm.b0, ln0, k0, le, bar);
-			mg_tma3(sb + 8192, &tm.b0, ln0 + 64, k0, le, bar);
+			ptx::tma_load3(sb, &tm.b0, ln0, k0, le, bar);
+			ptx::tma_load3(sb + 8192, &tm.b0, ln0 + 64, k0, le, bar);
 		}
 	};
 	if (tid == 0) {
@@ -1114,7 +1081,7 @@ __global__ static void __launch_bounds__(MG_THREADS, 2)
 				wacc[h][i] = 0.0f;
 		for (int kb = 0; kb < nk; kb++) {
 			const int st = (base + kb) % ST;
-			mg_tb_wait(fbar + 8 * st, (ph >> st) & 1);
+			ptx::mbar_wait(fbar + 8 * st, (ph >> st) & 1);
 			ph ^= 1u << st;
 			__syncthreads();
 			if (tid == 0 && kb + 2 < nk)
@@ -1127,9 +1094,9 @@ __global__ static void __launch_bounds__(MG_THREADS, 2)
 					const uint32_t dst = sbase + (j ? sh3 : sh1) * V::STAGE,
 					               bar = ebar + 8 * j;
 					const CUtensorMap *m = j ? &tm.s3 : &tm.s2;
-					mg_tb_expect(bar, 2 * 16384);
-					mg_tma2(dst, m, n0, r0, bar);
-					mg_tma2(dst + 16384, m, n0 + 64, r0, bar);
+					ptx::mbar_expect(bar, 2 * 16384);
+					ptx::tma_load2(dst, m, n0, r0, bar);
+					ptx::tma_load2(dst + 16384, m, n0 + 64, r0, bar);
 				}
 			}
 			const uint32_t sa = sbase + st * V::STAGE, sb = sa + MG_TILE;

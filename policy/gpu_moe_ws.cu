@@ -162,43 +162,9 @@ __device__ __forceinline__ static void ws_bar_init(uint32_t bar, int n)
 {
 	asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(n) : "memory");
 }
-__device__ __forceinline__ static void ws_expect(uint32_t bar, uint32_t bytes)
-{
-	asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar),
-	             "r"(bytes)
-	             : "memory");
-}
 __device__ __forceinline__ static void ws_arrive(uint32_t bar)
 {
 	asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
-}
-__device__ __forceinline__ static void ws_wait(uint32_t bar, int parity)
-{
-	uint32_t ok;
-	do {
-		asm volatile("{\n.reg .pred p;\n"
-		             "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
-		             "selp.u32 %0, 1, 0, p;\n}\n"
-		             : "=r"(ok)
-		             : "r"(bar), "r"(parity)
-		             : "memory");
-	} while (!ok);
-}
-__device__ __forceinline__ static void ws_tma2(uint32_t dst, const CUtensorMap *map, int x, int y,
-                                               uint32_t bar)
-{
-	asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes "
-	             "[%0], [%1, {%2, %3}], [%4];\n" ::"r"(dst),
-	             "l"(map), "r"(x), "r"(y), "r"(bar)
-	             : "memory");
-}
-__device__ __forceinline__ static void ws_tma3(uint32_t dst, const CUtensorMap *map, int x, int y,
-                                               int z, uint32_t bar)
-{
-	asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes "
-	             "[%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(dst),
-	             "l"(map), "r"(x), "r"(y), "r"(z), "r"(bar)
-	             : "memory");
 }
 
 /* d (+)= A B, m64n256k16, A K-major (TA 0) or M-major (TA 1), B K-major
@@ -752,7 +718,7 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 				const int s = it % WS_ST, k0 = kb * WS_BK;
 				const uint32_t sa = sbase + s * STG, sb = sa + ATL,
 				               bar = fb + 8 * s;
-				ws_wait(eb + 8 * s, ((it / WS_ST) & 1) ^ 1);
+				ptx::mbar_wait(eb + 8 * s, ((it / WS_ST) & 1) ^ 1);
 				if (G::DW) {
 					if (kb == 0)
 						*(volatile int *)&tile_of[s] = t;
@@ -761,31 +727,32 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 						continue;
 					}
 				}
-				ws_expect(bar, STG);
+				ptx::mbar_expect(bar, STG);
 				if (G::DW) { /* A (k, m): two 64 x 64 boxes; B (k, n): four */
-					ws_tma2(sa, &tm.a, m0, r0 + k0, bar);
-					ws_tma2(sa + 8192, &tm.a, m0 + 64, r0 + k0, bar);
+					ptx::tma_load2(sa, &tm.a, m0, r0 + k0, bar);
+					ptx::tma_load2(sa + 8192, &tm.a, m0 + 64, r0 + k0, bar);
 					for (int i = 0; i < 4; i++)
-						ws_tma2(sb + i * 8192, &tm.w1, n0 + 64 * i, r0 + k0,
-						        bar);
+						ptx::tma_load2(sb + i * 8192, &tm.w1, n0 + 64 * i,
+						               r0 + k0, bar);
 					continue;
 				}
-				ws_tma2(sa, &tm.a, k0, r0, bar);
+				ptx::tma_load2(sa, &tm.a, k0, r0, bar);
 				if (MODE == WS_UP) { /* W1 rows n0.., then W3's */
-					ws_tma3(sb, &tm.w1, k0, n0, e, bar);
-					ws_tma3(sb + WS_ATILE, &tm.w3, k0, n0, e, bar);
+					ptx::tma_load3(sb, &tm.w1, k0, n0, e, bar);
+					ptx::tma_load3(sb + WS_ATILE, &tm.w3, k0, n0, e, bar);
 				} else if (MODE == WS_DOWN) { /* W2 rows (d) n0.., n0 + 128.. */
-					ws_tma3(sb, &tm.w1, k0, n0, e, bar);
-					ws_tma3(sb + WS_ATILE, &tm.w1, k0, n0 + 128, e, bar);
+					ptx::tma_load3(sb, &tm.w1, k0, n0, e, bar);
+					ptx::tma_load3(sb + WS_ATILE, &tm.w1, k0, n0 + 128, e, bar);
 				} else if (MODE == WS_DOWN_DX) { /* W2 (k = d, n = f) */
 					for (int i = 0; i < 4; i++)
-						ws_tma3(sb + i * 8192, &tm.w1, n0 + 64 * i, k0, e,
-						        bar);
+						ptx::tma_load3(sb + i * 8192, &tm.w1, n0 + 64 * i,
+						               k0, e, bar);
 				} else { /* [W1; W3] (k, n): F % 64 == 0, a block in one */
 					const CUtensorMap *m = k0 < F ? &tm.w1 : &tm.w3;
 					const int kr = k0 < F ? k0 : k0 - F;
 					for (int i = 0; i < 4; i++)
-						ws_tma3(sb + i * 8192, m, n0 + 64 * i, kr, e, bar);
+						ptx::tma_load3(sb + i * 8192, m, n0 + 64 * i, kr, e,
+						               bar);
 				}
 			}
 			if (t < 0)
@@ -812,7 +779,7 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 	int it = 0, j = PP ? c : 0;
 	for (int t = blockIdx.x + j * gridDim.x;; j += PP ? 2 : 1, t = blockIdx.x + j * gridDim.x) {
 		if (G::DW) { /* the tile of the next stage's block */
-			ws_wait(fb + 8 * (it % WS_ST), (it / WS_ST) & 1);
+			ptx::mbar_wait(fb + 8 * (it % WS_ST), (it / WS_ST) & 1);
 			t = *(volatile int *)&tile_of[it % WS_ST];
 			if (t < 0)
 				break;
@@ -837,7 +804,7 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 		for (int kb = 0; kb < nk; kb++, it++) {
 			const int s = it % WS_ST;
 			const uint32_t sa = sbase + s * STG;
-			ws_wait(fb + 8 * s, (it / WS_ST) & 1);
+			ptx::mbar_wait(fb + 8 * s, (it / WS_ST) & 1);
 			if (G::DW) {
 				/* an expert's partial last k block: the rows past its end
 				 * (the next expert's; past R the TMA zero-fills) zeroed in
