@@ -1,7 +1,8 @@
 /* gpu_train.c - training throughput (tokens/s) and MFU of the GPU policy
  * model: forward + backward + AdamW on packed batches of sequences of
  * length 2048, for a config of ~125M active parameters. A row with K > 1
- * accumulates K micro-batches (each 4 x 2048 tokens) per optimizer step
+ * accumulates K micro-batches (each 4 x 2048 tokens, or 8 x 2048 in the
+ * rows whose tokens per optimizer step say so) per optimizer step
  * (POLICY_GPU_BACKWARD_ACC), so AdamW runs once per 8192 K tokens. FLOPs per token are
  * policy_config_flops_per_token (6 x active parameters + attention). MFU is
  * given against the datasheet bf16 dense peak (989 TFLOP/s, H100 SXM) and
@@ -288,7 +289,7 @@ int main(int argc, char **argv)
 	 * routing and lightning-pass kernels. Round 10: r9-default = every round-10
 	 * switch off (R9_ENV), the in-run baseline of round 10. The older rows carry
 	 * POLICY_GPU_MOE_GATHER=load so they still measure what they name. */
-#define NROWS 15
+#define NROWS 17
 #define GL    "POLICY_GPU_MOE_GATHER=load "
 	/* round 9's default (the start of round 10): one stream, routing v2,
 	 * gpu_moe.cu's combine passes, the wgtd expert kernels */
@@ -306,22 +307,24 @@ int main(int argc, char **argv)
 #define V1_ENV "POLICY_GPU_ROUTE=v1 POLICY_GPU_LIN_EW=v1"
 	static const struct {
 		const char *label, *env;
-		int K, q;
-	} rows[NROWS] = {{"r6-default", R6_ENV, 4, 1},
-	                 {"r9-default", R9_ENV, 4, 1},
-	                 {"default", "", 4, 1},
-	                 {"r7-default", R7_ENV, 4, 1},
-	                 {"r7-v1", V1_ENV " " R7_ENV, 4, 0},
-	                 {"r3-default", R3_ENV, 4, 0},
-	                 {"r6-default", R6_ENV, 1, 1},
-	                 {"default", "", 1, 1},
-	                 {"default", "", 8, 1},
-	                 {"r5-wg", R5_ENV, 4, 0},
-	                 {"r6-wg", R4_ENV, 4, 0},
-	                 {"wgm", GL "POLICY_GPU_MOE_KERNEL=wgm", 4, 0},
-	                 {"wgp", GL "POLICY_GPU_MOE_KERNEL=wgp", 4, 0},
-	                 {"ws2", GL "POLICY_GPU_MOE_KERNEL=ws2", 4, 0},
-	                 {"r4-wg", R4_ENV, 1, 0}};
+		int K, q, seqs; /* seqs: sequences of 2048 a micro-batch */
+	} rows[NROWS] = {{"r6-default", R6_ENV, 4, 1, 4},
+	                 {"r9-default", R9_ENV, 4, 1, 4},
+	                 {"default", "", 4, 1, 4},
+	                 {"r7-default", R7_ENV, 4, 1, 4},
+	                 {"r7-v1", V1_ENV " " R7_ENV, 4, 0, 4},
+	                 {"r3-default", R3_ENV, 4, 0, 4},
+	                 {"r6-default", R6_ENV, 1, 1, 4},
+	                 {"default", "", 1, 1, 4},
+	                 {"default", "", 8, 1, 4},
+	                 {"default", "", 2, 1, 8},
+	                 {"default", "", 4, 1, 8},
+	                 {"r5-wg", R5_ENV, 4, 0, 4},
+	                 {"r6-wg", R4_ENV, 4, 0, 4},
+	                 {"wgm", GL "POLICY_GPU_MOE_KERNEL=wgm", 4, 0, 4},
+	                 {"wgp", GL "POLICY_GPU_MOE_KERNEL=wgp", 4, 0, 4},
+	                 {"ws2", GL "POLICY_GPU_MOE_KERNEL=ws2", 4, 0, 4},
+	                 {"r4-wg", R4_ENV, 1, 0, 4}};
 	const int quick = argc > 1 && !strcmp(argv[1], "quick");
 	setvbuf(stdout, NULL, _IOLBF, 0); /* a killed run keeps what it printed */
 	enum { MAXX = 8 };
@@ -378,7 +381,7 @@ int main(int argc, char **argv)
 		if (quick && !rows[i].q)
 			continue;
 		env_apply(rows[i].env, 1);
-		r[i] = run(&c, POLICY_GPU_BF16, 4, 2048, 7, rows[i].label, rows[i].K);
+		r[i] = run(&c, POLICY_GPU_BF16, rows[i].seqs, 2048, 7, rows[i].label, rows[i].K);
 		env_apply(rows[i].env, 0);
 	}
 	for (int i = 0; i < nx; i++) {
@@ -388,8 +391,9 @@ int main(int argc, char **argv)
 	}
 	printf("\ncard: %s; cuBLAS bf16 GEMM 8192^3 measured %.0f TFLOP/s (datasheet %.0f)\n",
 	       prop.name, peak / 1e12, datasheet / 1e12);
-	printf("K = micro-batches of 8192 tokens per optimizer step; step = one optimizer step;\n"
-	       "per-mb = step / K; fwd = one forward pass; adam = one AdamW\n");
+	printf("K = micro-batches per optimizer step, of 8192 tokens (16384 where tok/opt = 16384 "
+	       "K); step = one optimizer step;\n"
+	       "per-mb = step / K; fwd = one forward pass (of a micro-batch); adam = one AdamW\n");
 	printf("%-12s %-82s %2s %7s %8s %7s %7s %7s %10s %8s %9s %10s\n", "mode", "environment",
 	       "K", "tok/opt", "step ms", "per-mb", "fwd ms", "adam ms", "tokens/s", "TFLOP/s",
 	       "MFU(989)", "MFU(meas.)");
