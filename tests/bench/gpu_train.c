@@ -1,8 +1,8 @@
 /* gpu_train.c - training throughput (tokens/s) and MFU of the GPU policy
  * model: forward + backward + AdamW on packed batches of sequences of
  * length 2048, for a config of ~125M active parameters. A row with K > 1
- * accumulates K micro-batches (each 4 x 2048 tokens, or 8 x 2048 in the
- * rows whose tokens per optimizer step say so) per optimizer step
+ * accumulates K micro-batches (each 4 x 2048 tokens, or 8 or 16 x 2048 in
+ * the rows whose tokens per optimizer step say so) per optimizer step
  * (POLICY_GPU_BACKWARD_ACC), so AdamW runs once per 8192 K tokens. FLOPs per token are
  * policy_config_flops_per_token (6 x active parameters + attention). MFU is
  * given against the datasheet bf16 dense peak (989 TFLOP/s, H100 SXM) and
@@ -289,7 +289,7 @@ int main(int argc, char **argv)
 	 * routing and lightning-pass kernels. Round 10: r9-default = every round-10
 	 * switch off (R9_ENV), the in-run baseline of round 10. The older rows carry
 	 * POLICY_GPU_MOE_GATHER=load so they still measure what they name. */
-#define NROWS 17
+#define NROWS 19
 #define GL    "POLICY_GPU_MOE_GATHER=load "
 	/* round 9's default (the start of round 10): one stream, routing v2,
 	 * gpu_moe.cu's combine passes, the wgtd expert kernels */
@@ -319,6 +319,8 @@ int main(int argc, char **argv)
 	                 {"default", "", 8, 1, 4},
 	                 {"default", "", 2, 1, 8},
 	                 {"default", "", 4, 1, 8},
+	                 {"default", "", 1, 1, 16},
+	                 {"default", "", 2, 1, 16},
 	                 {"r5-wg", R5_ENV, 4, 0, 4},
 	                 {"r6-wg", R4_ENV, 4, 0, 4},
 	                 {"wgm", GL "POLICY_GPU_MOE_KERNEL=wgm", 4, 0, 4},
@@ -383,6 +385,10 @@ int main(int argc, char **argv)
 		env_apply(rows[i].env, 1);
 		r[i] = run(&c, POLICY_GPU_BF16, rows[i].seqs, 2048, 7, rows[i].label, rows[i].K);
 		env_apply(rows[i].env, 0);
+		/* at once too: a later row that fails (e.g. out of memory) keeps it */
+		printf("  %s: K %d x %d tokens, %.1f ms a micro-batch, %.0f tokens/s, MFU %.1f%%\n",
+		       rows[i].label, r[i].K, r[i].seqs * r[i].seq, r[i].step_s / r[i].K * 1e3,
+		       r[i].tok_s, 100 * r[i].tflops * 1e12 / datasheet);
 	}
 	for (int i = 0; i < nx; i++) {
 		env_apply(xenv[i], 1);
@@ -391,8 +397,8 @@ int main(int argc, char **argv)
 	}
 	printf("\ncard: %s; cuBLAS bf16 GEMM 8192^3 measured %.0f TFLOP/s (datasheet %.0f)\n",
 	       prop.name, peak / 1e12, datasheet / 1e12);
-	printf("K = micro-batches per optimizer step, of 8192 tokens (16384 where tok/opt = 16384 "
-	       "K); step = one optimizer step;\n"
+	printf("K = micro-batches per optimizer step, of 8192 tokens (16384 or 32768 where "
+	       "tok/opt says so); step = one optimizer step;\n"
 	       "per-mb = step / K; fwd = one forward pass (of a micro-batch); adam = one AdamW\n");
 	printf("%-12s %-82s %2s %7s %8s %7s %7s %7s %10s %8s %9s %10s\n", "mode", "environment",
 	       "K", "tok/opt", "step ms", "per-mb", "fwd ms", "adam ms", "tokens/s", "TFLOP/s",
