@@ -111,7 +111,8 @@ __global__ static void k_rms_dw(float *dw, const float *dy, const float *x, cons
 	atomicAdd(&dw[c], s);
 }
 
-static inline void rms_dw(float *dw, const float *dy, const float *x, const float *rstd, int T, int C)
+static inline void rms_dw(float *dw, const float *dy, const float *x, const float *rstd, int T,
+                          int C)
 {
 	dim3 grid((unsigned)((C + 255) / 256), (unsigned)((T + RMS_DW_ROWS - 1) / RMS_DW_ROWS));
 	k_rms_dw<<<grid, 256>>>(dw, dy, x, rstd, T, C);
