@@ -1509,11 +1509,12 @@ int policy_moe_variant(void)
 	 * round 12's wsb4 (wsb2's three products + down dX with ping-pong
 	 * consumers, 64 x 256 tiles) is 13, wsb4a (wsb4 with wgtd's down dX) 14,
 	 * wsb4d (wsb2 with only DOWN in ping-pong, the one product it sped up:
-	 * H100, 0.067 against 0.076 ms) 15 */
-	static const char *const names[15] = {"mma",  "wg",   "wg256", "wgp",   "wgm",
-	                                      "ws2",  "wgt",  "wgtd",  "wgtdp", "wsb",
-	                                      "wsb2", "wsb3", "wsb4",  "wsb4a", "wsb4d"};
-	int v = policy_env_choice("POLICY_GPU_MOE_KERNEL", names, 15, 10);
+	 * H100, 0.067 against 0.076 ms) 15; round 13's wsb5 (wsb2 + down dX in
+	 * k_ws with h1 / h3 by TMA; opt-in, not yet run on a GPU) 16 */
+	static const char *const names[16] = {"mma",  "wg",    "wg256", "wgp", "wgm",  "ws2",
+	                                      "wgt",  "wgtd",  "wgtdp", "wsb", "wsb2", "wsb3",
+	                                      "wsb4", "wsb4a", "wsb4d", "wsb5"};
+	int v = policy_env_choice("POLICY_GPU_MOE_KERNEL", names, 16, 10);
 	return v >= 8 ? v + 1 : v;
 }
 
@@ -1705,7 +1706,7 @@ template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct
 	 * CTAs when the TMA epilogues run (k_mgp); the other products, UP with
 	 * A gathered in the loads and EPI=smem run wgtd's kernels */
 	const bool pers = var == 9;
-	const int cap = pers || (var >= 10 && var <= 15) ? mg_ctas() : 0;
+	const int cap = pers || (var >= 10 && var <= 16) ? mg_ctas() : 0;
 	if (cap < 0)
 		return cap;
 	if (pers)
@@ -1736,6 +1737,13 @@ template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct
 	a->D = d->D;
 	a->F = d->F;
 	a->gx = d->gathered != 0 && (MODE == MG_UP || MODE == MG_UP_DW);
+	/* round 13: wsb5 is wsb2 with DOWN_DX in k_ws, h1 / h3 by TMA */
+	if (var == 16) {
+		if (MODE == MG_DOWN_DX)
+			return policy_moe_ws5_down_dx(d, a->o1, a->a, a->b0, a->h1, a->h3, cap,
+			                              (void *)mg_stream);
+		var = 11;
+	}
 	/* round 12: wsb4d is wsb2 with DOWN in the ping-pong kernel */
 	if (var == 15) {
 		if (MODE == MG_DOWN)

@@ -100,6 +100,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -153,7 +154,13 @@ struct ws_args {
  * DOWN_DW (dW2 (D, F) (+)= dyp^T hh) and UP_DW ([dW1; dW3] (2F, D) (+)=
  * dh13^T xg): M the weight rows, K the expert's rows, A M-major (dyp /
  * dh13 rows), B N-major (hh / xg rows) */
-enum { WS_UP, WS_DOWN, WS_UP_DX, WS_DOWN_DX, WS_DOWN_DW, WS_UP_DW };
+enum { WS_UP, WS_DOWN, WS_UP_DX, WS_DOWN_DX, WS_DOWN_DW, WS_UP_DW, WS_DOWN_DXT };
+/* round 13 ("wsb5"): WS_DOWN_DXT is WS_DOWN_DX with the tile's h1 / h3 (128
+ * rows x 256 hidden units each: 8 TMA boxes of 64 x 128, 16 KB) fetched by
+ * the producer into WS_NH extra ring slots after the tile's k blocks (3
+ * boxes a 48 KB slot: h1 0, h3 0, h1 1 | h3 1, h1 2, h3 2 | h1 3, h3 3), so
+ * the epilogue reads them from shared memory; see ws_dxt_epi */
+#define WS_NH 3
 
 /* the epilogue's stores (POLICY_GPU_MOE_WSB_EPI, for measurements) */
 enum { WS_EPI_ST16, WS_EPI_ST4, WS_EPI_NOSTORE, WS_EPI_NONE };
@@ -455,6 +462,85 @@ __device__ __forceinline__ static void ws_dx_store(const struct ws_args &a, cons
 	}
 }
 
+/* round 13 ("wsb5"): DOWN_DXT's epilogue: as ws_dx_store (the same formula
+ * and rounding), but h1 / h3 come from the tile's WS_NH ring slots from ith
+ * (filled by TMA during the main loop, 128-byte swizzle: row lr's 16-byte
+ * chunk k at lr * 128 + ((k ^ (lr & 7)) << 4) of its box), in 64-column
+ * chunks i = 0..3 (h1 box 2 i, h3 box 2 i + 1; box b in slot b / 3 at
+ * (b % 3) x 16 KB); a slot is waited for before its first box is read
+ * (i = 0: slot 0, i = 1: slot 1, i = 3: slot 2) and released (lane 0 of each
+ * of the 8 consumer warps: the empty barrier's 8 arrivals) after its last
+ * (i = 1, 2, 3), so the producer refills slot 0 while chunks 2-3 run. Every
+ * consumer thread runs every wait and every release: the row / column
+ * predicates only skip the math and the stores */
+__device__ __forceinline__ static uint4 ws_lds16(uint32_t addr)
+{
+	uint4 v;
+	asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+	             : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+	             : "r"(addr));
+	return v;
+}
+template <int ST>
+__device__ __forceinline__ static void ws_dxt_epi(const struct ws_args &a, const float (&acc)[128],
+                                                  uint32_t sbase, uint32_t fb, uint32_t eb, int ith,
+                                                  int rr, int r0, int r1, int n0, int q, int lane)
+{
+	const int F = a.F;
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		if (i != 2) { /* the slot of box 2 i + 1 (box 2 i's is it or earlier) */
+			const int s = ith + (2 * i + 1) / 3;
+			ptx::mbar_wait(fb + 8 * (s % ST), (s / ST) & 1);
+		}
+		const uint32_t b1 = sbase + ((ith + (2 * i) / 3) % ST) * WS_STAGE +
+		                    ((2 * i) % 3) * WS_ATILE,
+		               b3 = sbase + ((ith + (2 * i + 1) / 3) % ST) * WS_STAGE +
+		                    ((2 * i + 1) % 3) * WS_ATILE;
+#pragma unroll
+		for (int gg = 0; gg < 2; gg++) {
+			const int g = 2 * i + gg, f = n0 + 8 * (4 * g + q), k = 4 * gg + q;
+#pragma unroll
+			for (int h = 0; h < 2; h++) {
+				const int lr = rr + 8 * h, row = r0 + lr;
+				float gv[8];
+				ws_rows8(acc, h, g, q, gv); /* shuffles: every lane */
+				const uint32_t o =
+				        (uint32_t)lr * 128 + ((uint32_t)(k ^ (lr & 7)) << 4);
+				const uint4 u1 = ws_lds16(b1 + o), u3 = ws_lds16(b3 + o);
+				if (row >= r1 || f >= F)
+					continue;
+				const uint32_t p1[4] = {u1.x, u1.y, u1.z, u1.w},
+				               p3[4] = {u3.x, u3.y, u3.z, u3.w};
+				uint32_t d1[4], d3[4];
+#pragma unroll
+				for (int m = 0; m < 4; m++) {
+					float r1v[2], r3v[2];
+#pragma unroll
+					for (int j = 0; j < 2; j++) {
+						const float x1 = j ? ws_hi(p1[m]) : ws_lo(p1[m]),
+						            x3 = j ? ws_hi(p3[m]) : ws_lo(p3[m]),
+						            g1 = gv[2 * m + j],
+						            s = 1.0f / (1.0f + expf(-x1));
+						r3v[j] = g1 * x1 * s;
+						r1v[j] = g1 * x3 * s * (1.0f + x1 * (1.0f - s));
+					}
+					d1[m] = ws_pack(r1v[0], r1v[1]);
+					d3[m] = ws_pack(r3v[0], r3v[1]);
+				}
+				uint16_t *dst = a.dh13 + (size_t)row * 2 * F + f;
+				*(uint4 *)dst = make_uint4(d1[0], d1[1], d1[2], d1[3]);
+				*(uint4 *)(dst + F) = make_uint4(d3[0], d3[1], d3[2], d3[3]);
+			}
+		}
+		if (i != 0) { /* slot i - 1's boxes are all read (into registers) */
+			__syncwarp();
+			if (lane == 0)
+				ws_arrive(eb + 8 * ((ith + i - 1) % ST));
+		}
+	}
+}
+
 /* round 11: the weight gradients' epilogue: dW rows mr, mr + 8 (of M),
  * 256 columns from n0 (of N) of expert e, added to (add) or stored, 8
  * floats a lane (two 16-byte accesses) after the quad transpose; zero: the
@@ -551,12 +637,17 @@ template <int MODE> struct ws_geo {
 	static constexpr int BN = MODE == WS_UP ? WS_BF : 256;
 	__device__ __forceinline__ static int kd(int D, int F)
 	{
-		return MODE == WS_UP || MODE == WS_DOWN_DX ? D : MODE == WS_DOWN ? F : 2 * F;
+		return MODE == WS_UP || MODE == WS_DOWN_DX || MODE == WS_DOWN_DXT ? D
+		       : MODE == WS_DOWN                                          ? F
+		                                                                  : 2 * F;
 	}
 	/* N of the product (UP: hidden units) */
 	__host__ __device__ __forceinline__ static int n(int D, int F)
 	{
-		return MODE == WS_UP || MODE == WS_DOWN_DX || MODE == WS_DOWN_DW ? F : D;
+		return MODE == WS_UP || MODE == WS_DOWN_DX || MODE == WS_DOWN_DW ||
+		                       MODE == WS_DOWN_DXT
+		               ? F
+		               : D;
 	}
 	__host__ __device__ __forceinline__ static int m(int D, int F)
 	{
@@ -610,6 +701,39 @@ ws_tile(const struct ws_args &a, const struct ws_dwlist &L, int t, int nx, int m
  * stream-ordered) */
 __device__ static int ws_sched[2][2];
 
+/* Round 13 (WS_DOWN_DXT, "wsb5"): why every mbarrier wait is matched.
+ * The ring: slot n of the CTA's running counter (producer and consumers
+ * each count it alike) uses stage n % ST; its full barrier (count 1)
+ * completes a phase when the producer's one arrive.expect_tx(bytes) has
+ * arrived and the TMA has delivered exactly those bytes; its empty barrier
+ * (count 8) when lane 0 of each of the 8 consumer warps has arrived once.
+ * Waits use parity (n / ST) & 1 (full) and ((n / ST) & 1) ^ 1 (empty; the
+ * first lap passes on a fresh barrier), which names the right phase as long
+ * as no side runs more than one lap ahead of the other: the producer waits
+ * for slot n's empty phase before it writes slot n (so it is never more than
+ * ST slots ahead of the slowest consumer), and a consumer waits for slots in
+ * increasing n (so it is never ahead of the loads).
+ * DOWN_DXT's slots a tile: nk k blocks (nk = ceil(D / 64), the same for every
+ * tile of a row mode), then WS_NH = 3 h1 / h3 slots. The producer, for each
+ * of its CTA's tiles (static stride, the same tile list as the consumers):
+ * nk slots with expect_tx(STG) and 1 + 4 boxes (16 + 4 x 8 KB = STG), then 3
+ * slots with expect_tx(3, 3, 2 x 16 KB) and 3, 3, 2 boxes of 16 KB (the
+ * boxes' full bytes arrive even where they pass R or F: zero fill counts).
+ * The consumers, for the same tiles: each thread waits full for the nk
+ * blocks (lane 0 of each warp arrives empty for block kb - 1 after the
+ * wgmma of block kb is issued and block kb - 1's retired, and for block nk
+ * - 1 after wait_group 0), then ws_dxt_epi waits full for h slots 0, 1, 2
+ * (before chunks 0, 1, 3) and lane 0 of each warp arrives empty on h slots
+ * 0, 1, 2 (after chunks 1, 2, 3): unconditionally, outside the row / column
+ * predicates (which only skip math and stores), and the counter advances
+ * by WS_NH. Both sides leave the tile loop at the same t >= ntiles, so
+ * every expect_tx is matched by its TMA bytes and waited once, and every
+ * empty phase the producer waits for gets its 8 arrivals. No consumer waits
+ * on anything of the producer after the last tile; the producer's last
+ * empty waits are for slots the consumers release in their last tile (it
+ * waits for the empty phase of slot n - ST only). A TMA error (a bad map)
+ * would leave a full phase incomplete: a hang, so ws_map_planes's encode
+ * is checked on the host and the launch refused on failure. */
 /* PP (round 12, "wsb4", row modes only): ping-pong consumers: consumer
  * warpgroup c takes the CTA's tiles j = c, c + 2, ... (64 x 256 each, the
  * whole of it), so while one does its epilogue the other's MMAs run; the
@@ -622,6 +746,7 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 {
 	typedef ws_geo<MODE> G;
 	static_assert(!PP || !G::DW, "ping-pong: row modes only");
+	static_assert(!PP || MODE != WS_DOWN_DXT, "ping-pong: not with h1 / h3 by TMA");
 	constexpr int BMR = PP ? 64 : WS_BM;             /* rows a tile */
 	constexpr int ATL = PP ? WS_PP_ATILE : WS_ATILE; /* A's bytes a stage */
 	constexpr int STG = PP ? WS_PP_STAGE : WS_STAGE; /* a stage's bytes */
@@ -743,7 +868,8 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 				} else if (MODE == WS_DOWN) { /* W2 rows (d) n0.., n0 + 128.. */
 					ptx::tma_load3(sb, &tm.w1, k0, n0, e, bar);
 					ptx::tma_load3(sb + WS_ATILE, &tm.w1, k0, n0 + 128, e, bar);
-				} else if (MODE == WS_DOWN_DX) { /* W2 (k = d, n = f) */
+				} else if (MODE == WS_DOWN_DX ||
+				           MODE == WS_DOWN_DXT) { /* W2 (k = d, n = f) */
 					for (int i = 0; i < 4; i++)
 						ptx::tma_load3(sb + i * 8192, &tm.w1, n0 + 64 * i,
 						               k0, e, bar);
@@ -753,6 +879,26 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 					for (int i = 0; i < 4; i++)
 						ptx::tma_load3(sb + i * 8192, m, n0 + 64 * i, kr, e,
 						               bar);
+				}
+			}
+			if constexpr (MODE == WS_DOWN_DXT) {
+				/* the tile's h1 / h3 into the WS_NH slots after its k
+				 * blocks (so issued while the consumers run the last k
+				 * blocks): box b = h1 (b even) or h3 of the 64 hidden
+				 * units n0 + 64 (b / 2).., 128 rows from r0 (rows past R,
+				 * columns past F zero-filled; the full box bytes count);
+				 * tm.w3 is the two-plane map of h1 / h3, h1 in plane a.beta */
+				for (int hs = 0; hs < WS_NH; hs++, it++) {
+					const int s = it % WS_ST, nb = min(3, 8 - 3 * hs);
+					const uint32_t sa = sbase + s * STG, bar = fb + 8 * s;
+					ptx::mbar_wait(eb + 8 * s, ((it / WS_ST) & 1) ^ 1);
+					ptx::mbar_expect(bar, nb * WS_ATILE);
+					for (int i = 0; i < nb; i++) {
+						const int b = 3 * hs + i;
+						ptx::tma_load3(sa + i * WS_ATILE, &tm.w3,
+						               n0 + 64 * (b >> 1), r0,
+						               (b & 1) ^ a.beta, bar);
+					}
 				}
 			}
 			if (t < 0)
@@ -870,6 +1016,10 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 
 		if constexpr (MODE == WS_UP) {
 			ws_epi(a, acc, r0 + rr, r1, n0, q);
+		} else if constexpr (MODE == WS_DOWN_DXT) {
+			/* it is the tile's first h1 / h3 slot */
+			ws_dxt_epi<WS_ST>(a, acc, sbase, fb, eb, it, rr, r0, r1, n0, q, lane);
+			it += WS_NH;
 		} else if constexpr (MODE == WS_DOWN_DX) {
 			ws_dx_store(a, acc, r0 + rr, r1, n0, q, 0, xin);
 			ws_dx_load(a, r0 + rr, r1, n0, q, 1, xin);
@@ -932,6 +1082,40 @@ static int ws_map(CUtensorMap *m, const void *p, int nd, const cuuint64_t *dim, 
 	return 0;
 }
 
+/* round 13 (DOWN_DXT): h1 and h3 (R, F) as one 3-D map {F, R, 2} from the
+ * lower address, the planes |h3 - h1| bytes apart (a multiple of 16: both
+ * are 16-byte aligned), boxes 64 x 128 x 1; *plane: h1's plane (0 or 1). A
+ * distance of 2^40 bytes or more (the map's stride limit) is refused
+ * (SWERVE_ELIMIT: the caller falls back to round 11's register loads) */
+static int ws_map_planes(CUtensorMap *m, const uint16_t *h1, const uint16_t *h3, int F, int R,
+                         int *plane)
+{
+	const swerve_tma_encode_fn encode = swerve_tma_encoder("gpu moe wsb5");
+	if (!encode)
+		return SWERVE_ERROR;
+	const uint16_t *lo = h1 < h3 ? h1 : h3, *hi = h1 < h3 ? h3 : h1;
+	const cuuint64_t dist = (cuuint64_t)((const char *)hi - (const char *)lo);
+	if (dist == 0)
+		return swerve_error_set(SWERVE_EINVAL, "gpu moe wsb5: h1 and h3 are one buffer");
+	if (dist >= ((cuuint64_t)1 << 40))
+		return swerve_error_set(SWERVE_ELIMIT,
+		                        "gpu moe wsb5: h1 and h3 %llu bytes apart (limit 2^40)",
+		                        (unsigned long long)dist);
+	*plane = h1 < h3 ? 0 : 1;
+	const cuuint64_t dim[3] = {(cuuint64_t)F, (cuuint64_t)R, 2},
+	                 stride[2] = {(cuuint64_t)F * 2, dist};
+	const cuuint32_t box[3] = {64, WS_BM, 1}, es[3] = {1, 1, 1};
+	CUresult r = encode(m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, (void *)lo, dim, stride, box,
+	                    es, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+	                    CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+	if (r != CUDA_SUCCESS)
+		return swerve_error_set(SWERVE_ERROR,
+		                        "gpu moe wsb5: tensor map of h1 / h3 (planes %llu bytes "
+		                        "apart): CUresult %d",
+		                        (unsigned long long)dist, (int)r);
+	return 0;
+}
+
 static int ws_aligned(const void *p)
 {
 	return ((uintptr_t)p & 15) == 0;
@@ -976,12 +1160,13 @@ static int ws_launch(const struct policy_moe_dims *d, struct ws_args *a, const u
 		                        "gpu moe wsb: D (%d) and F (%d) must be multiples of 8 "
 		                        "(F of 64 for up dX)",
 		                        d->D, d->F);
-	const bool outs_ok =
-	        MODE == WS_UP        ? ws_aligned(a->h1) && ws_aligned(a->h3) && ws_aligned(a->hh)
-	        : MODE == WS_DOWN_DX ? ws_aligned(a->x1) && ws_aligned(a->x3) && ws_aligned(a->dh13)
-	        : MODE == WS_DOWN_DW ? ws_aligned(a->dw1)
-	        : MODE == WS_UP_DW   ? ws_aligned(a->dw1) && ws_aligned(a->dw3)
-	                             : ws_aligned(a->out);
+	const bool outs_ok = MODE == WS_UP
+	                             ? ws_aligned(a->h1) && ws_aligned(a->h3) && ws_aligned(a->hh)
+	                     : MODE == WS_DOWN_DX || MODE == WS_DOWN_DXT
+	                             ? ws_aligned(a->x1) && ws_aligned(a->x3) && ws_aligned(a->dh13)
+	                     : MODE == WS_DOWN_DW ? ws_aligned(a->dw1)
+	                     : MODE == WS_UP_DW   ? ws_aligned(a->dw1) && ws_aligned(a->dw3)
+	                                          : ws_aligned(a->out);
 	if (!ws_aligned(A) || !ws_aligned(b0) || (b1 && !ws_aligned(b1)) || !outs_ok)
 		return swerve_error_set(SWERVE_EINVAL, "gpu moe wsb: operands not 16-byte aligned");
 	static const char *const epis[] = {"st16", "st4", "nostore", "none"};
@@ -1033,9 +1218,10 @@ static int ws_launch(const struct policy_moe_dims *d, struct ws_args *a, const u
 	memset(&tm, 0, sizeof(tm));
 	const cuuint64_t D = (cuuint64_t)d->D, F = (cuuint64_t)d->F, E = (cuuint64_t)d->E;
 	/* A's row width: K of the row modes; M of the weight gradients */
-	const cuuint64_t kd = MODE == WS_UP || MODE == WS_DOWN_DX || MODE == WS_DOWN_DW ? D
-	                      : MODE == WS_DOWN                                         ? F
-	                                                                                : 2 * F;
+	const cuuint64_t kd =
+	        MODE == WS_UP || MODE == WS_DOWN_DX || MODE == WS_DOWN_DW || MODE == WS_DOWN_DXT ? D
+	        : MODE == WS_DOWN                                                                ? F
+	                          : 2 * F;
 	const cuuint64_t adim[2] = {kd, (cuuint64_t)R}, wfd[3] = {D, F, E}, wdf[3] = {F, D, E};
 	int rc;
 	if (MODE == WS_DOWN_DW || MODE == WS_UP_DW) {
@@ -1050,8 +1236,15 @@ static int ws_launch(const struct policy_moe_dims *d, struct ws_args *a, const u
 		 * DOWN_DX: W2 (k = d, n = f) 64 x 64 */
 		if (!rc)
 			rc = ws_map(&tm.w1, b0, 3,
-			            MODE == WS_DOWN || MODE == WS_DOWN_DX ? wdf : wfd,
-			            MODE == WS_UP_DX || MODE == WS_DOWN_DX ? 64 : 128);
+			            MODE == WS_DOWN || MODE == WS_DOWN_DX || MODE == WS_DOWN_DXT
+			                    ? wdf
+			                    : wfd,
+			            MODE == WS_UP_DX || MODE == WS_DOWN_DX || MODE == WS_DOWN_DXT
+			                    ? 64
+			                    : 128);
+		/* round 13: DOWN_DXT's h1 / h3 planes (h1's plane in a->beta) */
+		if (!rc && MODE == WS_DOWN_DXT)
+			rc = ws_map_planes(&tm.w3, a->x1, a->x3, d->F, R, &a->beta);
 		if (!rc && (MODE == WS_UP || MODE == WS_UP_DX))
 			rc = ws_map(&tm.w3, b1, 3, wfd, MODE == WS_UP_DX ? 64 : 128);
 	}
@@ -1206,4 +1399,24 @@ int policy_moe_ws4_down_dx(const struct policy_moe_dims *d, uint16_t *dh13, cons
 	a.x3 = h3;
 	a.dh13 = dh13;
 	return ws_launch<WS_DOWN_DX, true>(d, &a, dyp, w2, NULL, cap, stream);
+}
+
+/* round 13 ("wsb5", opt-in): down dX with h1 / h3 by TMA into the ring
+ * (WS_DOWN_DXT); h1 and h3 2^40 bytes apart or more: round 11's kernel */
+int policy_moe_ws5_down_dx(const struct policy_moe_dims *d, uint16_t *dh13, const uint16_t *dyp,
+                           const uint16_t *w2, const uint16_t *h1, const uint16_t *h3, int cap,
+                           void *stream)
+{
+	struct ws_args a = {};
+	a.x1 = h1;
+	a.x3 = h3;
+	a.dh13 = dh13;
+	int rc = ws_launch<WS_DOWN_DXT>(d, &a, dyp, w2, NULL, cap, stream);
+	if (rc == SWERVE_ELIMIT) {
+		static int told;
+		if (!told++)
+			fprintf(stderr, "%s; down dX by round 11's kernel\n", swerve_error_last());
+		rc = policy_moe_ws_down_dx(d, dh13, dyp, w2, h1, h3, cap, stream);
+	}
+	return rc;
 }

@@ -62,5 +62,13 @@ int policy_moe_ws4_up_dx(const struct policy_moe_dims *d, float *dxp, const uint
 int policy_moe_ws4_down_dx(const struct policy_moe_dims *d, uint16_t *dh13, const uint16_t *dyp,
                            const uint16_t *w2, const uint16_t *h1, const uint16_t *h3, int cap,
                            void *stream);
+/* "wsb5" (round 13, opt-in): wsb2 with down dX here too, the tile's h1 / h3
+ * fetched by TMA into the ring's slots after its k blocks (the epilogue
+ * reads them from shared memory); arguments and results as
+ * policy_moe_ws_down_dx (h1 and h3 2^40 bytes apart or more: that function
+ * runs instead, said once on stderr) */
+int policy_moe_ws5_down_dx(const struct policy_moe_dims *d, uint16_t *dh13, const uint16_t *dyp,
+                           const uint16_t *w2, const uint16_t *h1, const uint16_t *h3, int cap,
+                           void *stream);
 
 #endif

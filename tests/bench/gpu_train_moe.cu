@@ -5,7 +5,8 @@
  * variant (POLICY_GPU_MOE_KERNEL=wg, wgt, wgtd, wgm, wgp, ws2, mma, wg256;
  * round 8: wgtd+tma = wgtd with POLICY_GPU_MOE_EPI=tma; round 9: wgtdp,
  * wgtdp/c132 (persistent CTAs, see all_env); round 10: wsb, wsb/c66, wsb2;
- * round 11: wsb3; argv: a number, how
+ * round 11: wsb3; round 12: wsb4, wsb4a, wsb4d; round 13: wsb5 (wsb2 with
+ * down dX in k_ws, h1 / h3 by TMA; not yet run on a GPU); argv: a number, how
  * many of these to run from the first, or the variants by name; default
  * all), median of 20
  * launches after 3 warm-ups (CUDA events), random bf16 inputs. Round 7:
@@ -45,7 +46,7 @@ static int cmpf(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-#define NVAR 18
+#define NVAR 19
 #define NP   12
 
 int main(int argc, char **argv)
@@ -76,11 +77,13 @@ int main(int argc, char **argv)
 	 * wsb2 with down dX, down dW and up dW from xg there too; round 12:
 	 * wsb4 = wsb2's three products + down dX with ping-pong consumers (64 x
 	 * 256 tiles), wsb4a = wsb4 with wgtd's down dX, wsb4d = wsb2 with only
-	 * down in the ping-pong kernel */
+	 * down in the ping-pong kernel; round 13: wsb5 = wsb2 with down dX in
+	 * k_ws, the tile's h1 / h3 by TMA into the ring (its row "down dX"
+	 * against wsb2's = wgtd+tma's kernel) */
 	static const char *const all_env[NVAR] = {
-	        "wg",      "wgt",   "wgtd",     "wgm",   "wgp",        "ws2",
-	        "mma",     "wg256", "wgtd+tma", "wgtdp", "wgtdp/c132", "wsb",
-	        "wsb/c66", "wsb2",  "wsb3",     "wsb4",  "wsb4a",      "wsb4d"};
+	        "wg",    "wgt",      "wgtd",  "wgm",        "wgp", "ws2",     "mma",
+	        "wg256", "wgtd+tma", "wgtdp", "wgtdp/c132", "wsb", "wsb/c66", "wsb2",
+	        "wsb3",  "wsb4",     "wsb4a", "wsb4d",      "wsb5"};
 	const char *var_env[NVAR];
 	int ndev = 0, nvar = 0;
 	if (argc > 1 && argv[1][0] >= '0' && argv[1][0] <= '9') { /* the first n */

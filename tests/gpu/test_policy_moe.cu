@@ -481,12 +481,17 @@ static int check_case1(int T, int K, int E, int D, int F, int route)
  * consumer walks many tiles, every other one of its CTA, the 5-stage ring's
  * phases continuing across both consumers' tiles); "wsb4/s4": the same with
  * 4 stages (POLICY_GPU_MOE_WSB_ST=4); "wsb4d": wsb2 with only down in the
- * ping-pong kernel */
-#define NVARIANTS 22
+ * ping-pong kernel. Round 13: "wsb5" / "wsb5/c3": wsb2 with down dX in
+ * k_ws, the tile's h1 / h3 fetched by TMA into 3 ring slots after its k
+ * blocks (/c3: each CTA walks many tiles, the ring's phases continuing
+ * through the h1 / h3 slots); "wsb5/s3": a 3-stage ring, where the h1 /
+ * h3 slots take every stage until the epilogue frees them */
+#define NVARIANTS 25
 static const char *const variant_env[NVARIANTS] = {
-        "mma",      "wg",      "wg256",    "wgp",     "wgm",     "ws2",  "wgt",     "wgtd",
-        "wgtd+tma", "wgtdp",   "wgtdp/c3", "wsb",     "wsb/c3",  "wsb2", "wsb2/c3", "wsb3",
-        "wsb3/c3",  "wsb3/k1", "wsb4",     "wsb4/c3", "wsb4/s4", "wsb4d"};
+        "mma",     "wg",       "wg256",   "wgp",      "wgm",  "ws2",     "wgt",
+        "wgtd",    "wgtd+tma", "wgtdp",   "wgtdp/c3", "wsb",  "wsb/c3",  "wsb2",
+        "wsb2/c3", "wsb3",     "wsb3/c3", "wsb3/k1",  "wsb4", "wsb4/c3", "wsb4/s4",
+        "wsb4d",   "wsb5",     "wsb5/c3", "wsb5/s3"};
 /* POLICY_GPU_MOE_WSB_KCH as the run started ("NAME/kN" sets it for NAME) */
 static const char *kch_env;
 /* POLICY_GPU_MOE_WSB_ST as the run started ("NAME/sN" sets it for NAME) */
