@@ -59,6 +59,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <mutex>
 #include <type_traits>
 
 extern "C" {
@@ -2196,12 +2197,83 @@ void state_plan(int kver, int G, int seg_len, int *F, int *sub_len, int *bits)
 	*F = (seg_len + *sub_len - 1) / *sub_len;
 }
 
+/* Round 13 (opt-in, SWERVE_LIGHTNING_BWD_SPLIT; not yet run on a GPU): the
+ * backward's overflow split. At the policy's shape (4 x 2048, 12 heads of 64:
+ * 3 problems x 4 sequences x 12 heads = 144 chains of one CTA each, G = 1)
+ * 144 CTAs meet 132 SMs: 12 SMs hold two chains, and a CTA sharing an SM takes
+ * a full chunk step where a lone one takes ~0.7 of it (WG_WIDE_COST_D64), so
+ * the whole pass runs at the paired rate (32 steps x ~1.75 us = 56 us, ncu)
+ * although 120 SMs hold one chain. Segments for all chains (G >= 2) pay a
+ * state pass and a prefix kernel over every chain and leave 288+ CTAs on 264
+ * slots (measured slower at this shape, la6). The split keeps G = 1 for the
+ * chains that fill the SMs once (the last `oz` (sequence, problem) pairs left
+ * out: the last oz sequences of the last problem, dk) and cuts only the
+ * overflow chains into G2 segments (auto: as many pieces as there are SMs,
+ * 12 chains x 11 segments of 192 tokens = 132 pieces), run on a side stream
+ * (state pass, prefix kernel, main pass over those pairs alone, through
+ * cu_seqlens + the first overflow sequence) beside the main pass of the
+ * others: each SM runs one whole chain alone for most of its chunks and
+ * shares it with one short piece. The whole chains are the default's kernel
+ * with the default's arithmetic (bit for bit); the overflow pairs start their
+ * segments from the state pass's sums (within the segmented path's
+ * tolerance). SWERVE_LIGHTNING_BWD_SPLIT=1: the rule (V3 form 9, G = 1,
+ * SMs < chains <= 2 SMs, the overflow within the last problem's sequences);
+ * =<G2> (>= 2) forces G2; SWERVE_LIGHTNING_BWD_SPLIT_Z=<oz> forces the number
+ * of overflow pairs whatever the SM count (tests at small shapes). */
+struct bwd_split {
+	int oz = 0;   /* overflow (sequence, problem) pairs; 0: no split */
+	int G2 = 1;   /* their segments */
+	int seg2 = 0; /* tokens per segment */
+};
+
+bwd_split split_plan(const swerve_lightning_dims *d, int nprob, int kver, int G)
+{
+	bwd_split s;
+	const char *e = getenv("SWERVE_LIGHTNING_BWD_SPLIT");
+	if (!e || atoi(e) <= 0 || nprob != MAX_PROB || kver != 3 || G != 1 || wg_form() != 9 ||
+	    d->max_seqlen <= 0)
+		return s;
+	const long cz = (long)d->heads * (d->dim / EB), nz = (long)d->batch * nprob;
+	const long n = sm_count(), chunks = ((long)d->max_seqlen + C - 1) / C;
+	const char *ze = getenv("SWERVE_LIGHTNING_BWD_SPLIT_Z");
+	long oz;
+	if (ze && atoi(ze) > 0) {
+		oz = atoi(ze);
+	} else {
+		if (cz * nz <= n || cz * nz > 2 * n)
+			return s;
+		oz = (cz * nz - n + cz - 1) / cz;
+	}
+	if (oz > d->batch || oz >= nz || chunks < 2)
+		return s;
+	long g2 = atoi(e) >= 2 ? atoi(e) : n / (oz * cz);
+	g2 = g2 < 32 ? g2 : 32;
+	g2 = g2 < chunks ? g2 : chunks;
+	if (g2 < 2)
+		return s;
+	const long seg = (chunks + g2 - 1) / g2;
+	s.oz = (int)oz;
+	s.seg2 = (int)(seg * C);
+	s.G2 = (int)((chunks + seg - 1) / seg);
+	return s;
+}
+
+/* workspace of the overflow pairs' segment states (one problem, oz sequences) */
+size_t split_workspace(const swerve_lightning_dims *d, const bwd_split &s)
+{
+	if (!s.oz)
+		return 0;
+	int F, sub, bits;
+	state_plan(3, s.G2, s.seg2, &F, &sub, &bits);
+	return (size_t)s.oz * d->heads * s.G2 * F * d->dim * d->dim * sizeof(float);
+}
+
 size_t workspace_for(const swerve_lightning_dims *d, int nprob)
 {
 	int G, len, kver, mst, F, sub, bits;
 	plan_for(d, nprob, &kver, &G, &len, &mst);
 	if (G <= 1)
-		return 0;
+		return split_workspace(d, split_plan(d, nprob, kver, G));
 	state_plan(kver, G, len, &F, &sub, &bits);
 	return (size_t)nprob * d->batch * d->heads * G * F * d->dim * d->dim * sizeof(float);
 }
@@ -2506,11 +2578,91 @@ int make_out_maps(la_params &P, int nprob, const swerve_lightning_dims *d, const
 	return 0;
 }
 
+/* The side stream and the fork / join events of the backward's overflow split,
+ * one set per device, made on first use (never freed: they live as long as the
+ * process). The mutex is held while a split is enqueued, so that two host
+ * threads never interleave records of the same events. */
+struct side_set {
+	cudaStream_t s = nullptr;
+	cudaEvent_t fork = nullptr, join = nullptr;
+};
+std::mutex side_mu;
+side_set side_sets[64];
+
+/* the overflow split (split_plan): the side stream runs the overflow pairs'
+ * state pass, prefix kernel and main pass, the caller's stream the main pass
+ * of the other pairs (G = 1, two stages, the default's kernel), joined before
+ * return. Called with P set up for G = 1 (run) and its output maps made. */
+template <int D>
+int split_run(la_params &P, int nprob, const swerve_lightning_dims *d, const bwd_split &sp,
+              void *ws, cudaStream_t stream, const char *fn)
+{
+	constexpr int NEB = D / EB;
+	la_params P2 = P;
+	const int b0 = d->batch - sp.oz;
+	const size_t ss = (size_t)d->heads * d->dim * d->dim;
+	P2.p[0] = P.p[nprob - 1];
+	P2.otm[0] = P.otm[nprob - 1];
+	P2.p[0].seg = reinterpret_cast<float *>(ws);
+	if (P2.p[0].init)
+		P2.p[0].init += (size_t)b0 * ss;
+	if (P2.p[0].final)
+		P2.p[0].final += (size_t)b0 * ss;
+	P2.cu = P.cu + b0;
+	P2.B = sp.oz;
+	P2.G = sp.G2;
+	P2.seg_len = sp.seg2;
+	P2.mst = 2;
+	state_plan(3, P2.G, P2.seg_len, &P2.F, &P2.sub_len, &P2.win_bits);
+	P2.pfx = P2.G > 2 || P2.F > 1 || P2.win_bits > 0;
+	const swerve_lightning_dims d2 = {sp.oz, d->heads, d->dim, d->max_seqlen};
+	int dev = 0;
+	if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64)
+		return swerve_error_set(SWERVE_ERROR, "%s: split: no current device below 64", fn);
+	std::lock_guard<std::mutex> lock(side_mu);
+	side_set &S = side_sets[dev];
+	cudaError_t e = cudaSuccess;
+	if (!S.s && (e = cudaStreamCreateWithFlags(&S.s, cudaStreamNonBlocking)) != cudaSuccess)
+		S.s = nullptr;
+	if (e == cudaSuccess && !S.fork)
+		e = cudaEventCreateWithFlags(&S.fork, cudaEventDisableTiming);
+	if (e == cudaSuccess && !S.join)
+		e = cudaEventCreateWithFlags(&S.join, cudaEventDisableTiming);
+	if (e == cudaSuccess)
+		e = cudaEventRecord(S.fork, stream);
+	if (e == cudaSuccess)
+		e = cudaStreamWaitEvent(S.s, S.fork, 0);
+	if (e != cudaSuccess)
+		return swerve_error_set(SWERVE_ERROR, "%s: split: side stream: %s", fn,
+		                        cudaGetErrorString(e));
+	/* the whole chains first, on an idle GPU: one CTA per SM (as the
+	 * default's first SMs-many CTAs), then the overflow pairs' passes into
+	 * the second slots */
+	int rc =
+	        wg_launch<D, false, 2, 9>(dim3(NEB, d->heads, d->batch * nprob - sp.oz), P, stream);
+	if (!rc)
+		rc = wg_run<D, 9>(P2, 1, &d2, S.s);
+	/* join even after a failed launch, so that the caller's stream never runs
+	 * ahead of work already enqueued on the side stream */
+	e = cudaEventRecord(S.join, S.s);
+	if (e == cudaSuccess)
+		e = cudaStreamWaitEvent(stream, S.join, 0);
+	if (rc)
+		return swerve_error_wrap("%s", fn);
+	if (e == cudaSuccess)
+		e = cudaGetLastError();
+	if (e != cudaSuccess)
+		return swerve_error_set(SWERVE_ERROR, "%s: split: launch: %s", fn,
+		                        cudaGetErrorString(e));
+	return 0;
+}
+
 int run(la_params &P, int nprob, const swerve_lightning_dims *d, void *ws, size_t ws_bytes,
         cudaStream_t stream, const char *fn)
 {
 	int kver;
 	plan_for(d, nprob, &kver, &P.G, &P.seg_len, &P.mst);
+	const bwd_split sp = split_plan(d, nprob, kver, P.G);
 	size_t need = workspace_for(d, nprob);
 	if (need > 0 && (!ws || ws_bytes < need))
 		return swerve_error_set(SWERVE_EINVAL,
@@ -2531,6 +2683,11 @@ int run(la_params &P, int nprob, const swerve_lightning_dims *d, void *ws, size_
 		const int rc = make_out_maps(P, nprob, d, fn);
 		if (rc)
 			return rc;
+	}
+	if (sp.oz) {
+		P.mst = 2; /* the whole chains share their SMs with the pieces */
+		return d->dim == 64 ? split_run<64>(P, nprob, d, sp, ws, stream, fn)
+		                    : split_run<128>(P, nprob, d, sp, ws, stream, fn);
 	}
 	return d->dim == 64 ? launch<64>(P, nprob, kver, d, stream, fn)
 	                    : launch<128>(P, nprob, kver, d, stream, fn);
@@ -2603,6 +2760,20 @@ extern "C" int swerve_lightning_state_plan_(const struct swerve_lightning_dims *
 	plan_for(d, nprob, &kver, &G, &len, &mst);
 	state_plan(kver, G, len, &F, sub_len, bits);
 	return F;
+}
+
+/* Benchmarks and tests only: the backward's overflow split (split_plan; round
+ * 13, opt-in): the overflow (sequence, problem) pairs (0: no split), their
+ * segments and segment length in tokens. */
+extern "C" int swerve_lightning_bwd_split_(const struct swerve_lightning_dims *d, int *G2,
+                                           int *seg_len)
+{
+	int kver, G, len, mst;
+	plan_for(d, MAX_PROB, &kver, &G, &len, &mst);
+	const bwd_split s = split_plan(d, MAX_PROB, kver, G);
+	*G2 = s.G2;
+	*seg_len = s.seg2;
+	return s.oz;
 }
 
 extern "C" size_t swerve_lightning_forward_workspace(const struct swerve_lightning_dims *dims)

@@ -33,6 +33,9 @@ extern "C" int swerve_lightning_plan_(const swerve_lightning_dims *d, int nprob,
 /* the state pass's sub-segments per segment (returned), their tokens, the window's bits */
 extern "C" int swerve_lightning_state_plan_(const swerve_lightning_dims *d, int nprob, int *sub_len,
                                             int *bits);
+/* the backward's overflow split (round 13, opt-in SWERVE_LIGHTNING_BWD_SPLIT):
+ * overflow sequences (returned; 0: none), their segments and tokens a segment */
+extern "C" int swerve_lightning_bwd_split_(const swerve_lightning_dims *d, int *G2, int *seg_len);
 
 __global__ void fill_bf16(__nv_bfloat16 *p, size_t n, uint32_t seed, float scale)
 {
@@ -122,6 +125,8 @@ int main(int argc, char **argv)
 	const bool sweep = argc > 1 && strcmp(argv[1], "sweep") == 0;
 	/* `sweep4`: the same for V4 (SWERVE_LIGHTNING_KERNEL=4) only */
 	const bool sweep4 = argc > 1 && strcmp(argv[1], "sweep4") == 0;
+	/* `policy`: the policy trainer's shape only (4 x 2048, 12 heads of 64) */
+	const bool policy_only = argc > 1 && strcmp(argv[1], "policy") == 0;
 	/* SWERVE_BENCH_NO_V4=1: no V4 rows (where V4 failed its tests) */
 	const bool no_v4 = getenv("SWERVE_BENCH_NO_V4") != nullptr;
 	cudaDeviceProp prop;
@@ -161,7 +166,7 @@ int main(int argc, char **argv)
 	float *dsl;
 	CK(cudaMalloc(&dsl, 16 * 4));
 	for (auto &s : shapes) {
-		if (prof && s[0] != 8)
+		if ((prof && s[0] != 8) || (policy_only && s[3] != 64))
 			continue;
 		const int B = s[0], T = s[1], H = s[2], D = s[3];
 		std::vector<float> slopes(H);
@@ -305,20 +310,27 @@ int main(int argc, char **argv)
 		 * SWERVE_LIGHTNING_KERNEL, _STATE_SPLIT and _WINDOW (or leaves them
 		 * unset). The seventh round's other rows (the sixth round's forms and
 		 * rules) are in git history. */
+		/* Round 13: swerve-bsplit (and -again) runs the backward's overflow
+		 * split (SWERVE_LIGHTNING_BWD_SPLIT=1; it applies at the policy's
+		 * shape only: elsewhere the same kernels as `swerve`, i.e. a noise
+		 * row), and a `# bwd alone` line compares the backward alone, default
+		 * against split, interleaved, where the split applies. */
 		struct row {
-			const char *name, *kernel, *split, *window;
+			const char *name, *kernel, *split, *window, *bsplit;
 		};
 		static const row rows[] = {
-		        {"swerve", nullptr, nullptr, nullptr},
-		        {"swerve-round7", nullptr, "1", "0"},
-		        {"swerve-split-only", nullptr, nullptr, "0"},
-		        {"swerve-window-only", nullptr, "1", nullptr},
-		        {"swerve-split4", nullptr, "4", nullptr},
-		        {"swerve-split16", nullptr, "16", nullptr},
-		        {"swerve-v3", "3", nullptr, nullptr},
-		        {"swerve-v4", "4", nullptr, nullptr},
-		        {"swerve-again", nullptr, nullptr, nullptr},
-		        {"swerve-round7-again", nullptr, "1", "0"},
+		        {"swerve", nullptr, nullptr, nullptr, nullptr},
+		        {"swerve-bsplit", nullptr, nullptr, nullptr, "1"},
+		        {"swerve-round7", nullptr, "1", "0", nullptr},
+		        {"swerve-split-only", nullptr, nullptr, "0", nullptr},
+		        {"swerve-window-only", nullptr, "1", nullptr, nullptr},
+		        {"swerve-split4", nullptr, "4", nullptr, nullptr},
+		        {"swerve-split16", nullptr, "16", nullptr, nullptr},
+		        {"swerve-v3", "3", nullptr, nullptr, nullptr},
+		        {"swerve-v4", "4", nullptr, nullptr, nullptr},
+		        {"swerve-again", nullptr, nullptr, nullptr, nullptr},
+		        {"swerve-bsplit-again", nullptr, nullptr, nullptr, "1"},
+		        {"swerve-round7-again", nullptr, "1", "0", nullptr},
 		};
 		constexpr int NROW = sizeof rows / sizeof rows[0];
 		auto put = [](const char *name, const char *v) {
@@ -333,6 +345,7 @@ int main(int argc, char **argv)
 			put("SWERVE_LIGHTNING_KERNEL", rows[r].kernel);
 			put("SWERVE_LIGHTNING_STATE_SPLIT", rows[r].split);
 			put("SWERVE_LIGHTNING_WINDOW", rows[r].window);
+			put("SWERVE_LIGHTNING_BWD_SPLIT", rows[r].bsplit);
 			regrow_ws();
 			double tf = median_ms(fwd, 30), tb = median_ms(fb, 20);
 			printf("%-19s %-15s %9.3f %9.3f %9.1f %9.1f %8.2f %8.2f\n", rows[r].name,
@@ -347,6 +360,27 @@ int main(int argc, char **argv)
 		unsetenv("SWERVE_LIGHTNING_V4_RULES");
 		unsetenv("SWERVE_LIGHTNING_STATE_SPLIT");
 		unsetenv("SWERVE_LIGHTNING_WINDOW");
+		unsetenv("SWERVE_LIGHTNING_BWD_SPLIT");
+		/* the backward alone, default against the overflow split, three
+		 * interleaved pairs of medians (the split's workspace serves both) */
+		setenv("SWERVE_LIGHTNING_BWD_SPLIT", "1", 1);
+		int sg2 = 0, sseg = 0;
+		const int soz = swerve_lightning_bwd_split_(&dims, &sg2, &sseg);
+		regrow_ws();
+		unsetenv("SWERVE_LIGHTNING_BWD_SPLIT");
+		if (soz > 0 && !prof) {
+			double td[3], ts[3];
+			for (int i = 0; i < 3; i++) {
+				td[i] = median_ms(bwd, 30);
+				setenv("SWERVE_LIGHTNING_BWD_SPLIT", "1", 1);
+				ts[i] = median_ms(bwd, 30);
+				unsetenv("SWERVE_LIGHTNING_BWD_SPLIT");
+			}
+			printf("# bwd alone %s: default %.4f %.4f %.4f ms, split (%d overflow "
+			       "sequence(s), %d segments of %d tokens) %.4f %.4f %.4f ms\n",
+			       shape, td[0], td[1], td[2], soz, sg2, sseg, ts[0], ts[1], ts[2]);
+			fflush(stdout);
+		}
 		cudaFree(q), cudaFree(k), cudaFree(v), cudaFree(g), cudaFree(o), cudaFree(dq);
 		cudaFree(dk), cudaFree(dv), cudaFree(dcu), cudaFree(ws);
 	}

@@ -612,6 +612,177 @@ static int t_decode_matches_forward(void)
 	return rc;
 }
 
+/* Round 13 (opt-in): the backward's overflow split (SWERVE_LIGHTNING_BWD_SPLIT,
+ * SWERVE_LIGHTNING_BWD_SPLIT_Z): the chains that fill the SMs once keep G = 1,
+ * the last oz sequences of the dk problem run in segments on a side stream.
+ * Checked twice: against the CPU reference (check_case, initial and final
+ * states), and bit for bit against the default backward wherever the split
+ * keeps the default's arithmetic (dq, dv, d initial state, and dk of the
+ * sequences before the overflow ones), the overflow rows of dk within 1e-2 of
+ * the default's. */
+extern "C" int swerve_lightning_bwd_split_(const struct swerve_lightning_dims *d, int *G2,
+                                           int *seg_len);
+
+static int split_bitwise(const char *name, std::vector<int> lens, int H, int D, int layer,
+                         int layers, const char *split, const char *z)
+{
+	if (!have_gpu())
+		return GPU_SKIP;
+	const int B = (int)lens.size();
+	std::vector<int32_t> cu(B + 1, 0);
+	int maxT = 0;
+	for (int b = 0; b < B; b++) {
+		cu[b + 1] = cu[b] + lens[b];
+		maxT = lens[b] > maxT ? lens[b] : maxT;
+	}
+	const size_t n = (size_t)cu[B] * H * D, ns = (size_t)B * H * D * D;
+	std::vector<uint16_t> qb, kb, vb, gb;
+	std::vector<float> q, k, v, g, s0(ns), dsT(ns), slopes(H);
+	rand_bf16(qb, q, n, 0.5f);
+	rand_bf16(kb, k, n, 0.5f);
+	rand_bf16(vb, v, n, 1.0f);
+	rand_bf16(gb, g, n, 1.0f);
+	for (size_t i = 0; i < ns; i++) {
+		s0[i] = frand();
+		dsT[i] = frand();
+	}
+	for (int h = 0; h < H; h++)
+		slopes[h] = swerve_lightning_slope(h, H, layer, layers);
+	const swerve_lightning_dims dims = {B, H, D, maxT};
+	uint16_t *dq_ = dev_upload(qb), *dk_ = dev_upload(kb), *dv_ = dev_upload(vb),
+	         *dg_ = dev_upload(gb);
+	int32_t *dcu = dev_upload(cu);
+	float *dsl = dev_upload(slopes), *ds0 = dev_upload(s0), *ddsT = dev_upload(dsT);
+	/* run 0: the default; run 1: the split (both with the 2-stage main
+	 * kernel, the split's, so that only the split differs) */
+	env_override st("SWERVE_LIGHTNING_WG_STAGES", "2");
+	std::vector<uint16_t> hq[2], hk[2], hv[2];
+	std::vector<float> hs0[2];
+	int oz = 0, G2 = 0, seg = 0;
+	for (int r = 0; r < 2; r++) {
+		env_override s("SWERVE_LIGHTNING_BWD_SPLIT", r ? split : nullptr),
+		        zz("SWERVE_LIGHTNING_BWD_SPLIT_Z", r ? z : nullptr);
+		if (r) {
+			oz = swerve_lightning_bwd_split_(&dims, &G2, &seg);
+			printf("  %s: split of %d overflow sequence(s) into %d segment(s) of %d "
+			       "tokens\n",
+			       name, oz, G2, seg);
+		}
+		const size_t wsb = swerve_lightning_backward_workspace(&dims);
+		uint16_t *gq_, *gk_, *gv_;
+		float *gs0_;
+		void *ws = nullptr;
+		CUDA_OK(cudaMalloc(&gq_, n * 2 + 16));
+		CUDA_OK(cudaMalloc(&gk_, n * 2 + 16));
+		CUDA_OK(cudaMalloc(&gv_, n * 2 + 16));
+		CUDA_OK(cudaMalloc(&gs0_, ns * 4));
+		CUDA_OK(cudaMalloc(&ws, wsb + 16));
+		CUDA_OK(cudaMemset(gq_, 0xff, n * 2));
+		CUDA_OK(cudaMemset(gk_, 0xff, n * 2));
+		CUDA_OK(cudaMemset(gv_, 0xff, n * 2));
+		CUDA_OK(cudaMemset(gs0_, 0xff, ns * 4));
+		CHECK(swerve_lightning_backward(gq_, gk_, gv_, gs0_, dq_, dk_, dv_, dg_, ddsT, dcu,
+		                                dsl, ds0, &dims, ws, wsb, 0) == 0,
+		      "%s", swerve_error_last());
+		CUDA_OK(cudaDeviceSynchronize());
+		hq[r].resize(n), hk[r].resize(n), hv[r].resize(n), hs0[r].resize(ns);
+		CUDA_OK(cudaMemcpy(hq[r].data(), gq_, n * 2, cudaMemcpyDeviceToHost));
+		CUDA_OK(cudaMemcpy(hk[r].data(), gk_, n * 2, cudaMemcpyDeviceToHost));
+		CUDA_OK(cudaMemcpy(hv[r].data(), gv_, n * 2, cudaMemcpyDeviceToHost));
+		CUDA_OK(cudaMemcpy(hs0[r].data(), gs0_, ns * 4, cudaMemcpyDeviceToHost));
+		cudaFree(gq_), cudaFree(gk_), cudaFree(gv_), cudaFree(gs0_), cudaFree(ws);
+	}
+	cudaFree(dq_), cudaFree(dk_), cudaFree(dv_), cudaFree(dg_), cudaFree(dcu), cudaFree(dsl);
+	cudaFree(ds0), cudaFree(ddsT);
+	CHECK(oz > 0, "%s: the split did not apply (SWERVE_LIGHTNING_BWD_SPLIT=%s, _Z=%s)", name,
+	      split, z ? z : "unset");
+	/* dk rows before the first overflow sequence: the default's bits */
+	const size_t kept = (size_t)cu[B - oz] * H * D;
+	CHECK(memcmp(hq[0].data(), hq[1].data(), n * 2) == 0, "dq differs from the default");
+	CHECK(memcmp(hv[0].data(), hv[1].data(), n * 2) == 0, "dv differs from the default");
+	CHECK(memcmp(hs0[0].data(), hs0[1].data(), ns * 4) == 0,
+	      "d initial state differs from the default");
+	CHECK(memcmp(hk[0].data(), hk[1].data(), kept * 2) == 0,
+	      "dk of the sequences before the overflow differs from the default");
+	printf("  dq, dv, d initial state and dk of %d of %d sequences: bit for bit\n", B - oz, B);
+	return report(
+	        "dk overflow rows vs the default",
+	        compare(bf16_to_float(std::vector<uint16_t>(hk[1].begin() + kept, hk[1].end()))
+	                        .data(),
+	                bf16_to_float(std::vector<uint16_t>(hk[0].begin() + kept, hk[0].end()))
+	                        .data(),
+	                n - kept),
+	        1e-2);
+}
+
+/* the policy's shape: 4 x 2048, 12 heads of 64, the rule (on 132 SMs: 1
+ * overflow sequence, 11 segments of 192 tokens) */
+static int t_bwd_split_policy(void)
+{
+	env_override s("SWERVE_LIGHTNING_BWD_SPLIT", "1"),
+	        zz("SWERVE_LIGHTNING_BWD_SPLIT_Z", nullptr), k("SWERVE_LIGHTNING_KERNEL", nullptr),
+	        g("SWERVE_LIGHTNING_SEGMENTS", nullptr);
+	if (!have_gpu())
+		return GPU_SKIP;
+	int sms = 0, G2 = 0, seg = 0;
+	CUDA_OK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+	const swerve_lightning_dims dims = {4, 12, 64, 2048};
+	const int oz = swerve_lightning_bwd_split_(&dims, &G2, &seg);
+	printf("  split on %d SMs: %d overflow sequence(s), %d segments of %d tokens\n", sms, oz,
+	       G2, seg);
+	/* 144 chains: the rule splits where SMs < 144 <= 2 SMs */
+	if (!oz) {
+		CHECK(sms >= 144 || sms < 72, "no split on %d SMs", sms);
+		printf("  the rule does not split on %d SMs: skipped\n", sms);
+		return GPU_SKIP;
+	}
+	CHECK(sms != 132 || (oz == 1 && G2 == 11 && seg == 192), "split: oz %d, G2 %d, seg %d", oz,
+	      G2, seg);
+	int rc = check_case("split, policy shape 4 x 2048, 12 heads, D=64",
+	                    {2048, 2048, 2048, 2048}, 12, 64, 3, 12, 1);
+	return rc | split_bitwise("split bitwise, policy shape", {2048, 2048, 2048, 2048}, 12, 64,
+	                          3, 12, "1", nullptr);
+}
+
+/* ragged, forced: the last 2 of 5 sequences (1500 and 129 tokens) in 4
+ * segments of 384 tokens (the 129-token one: only its first segment) */
+static int t_bwd_split_ragged_d64(void)
+{
+	env_override s("SWERVE_LIGHTNING_BWD_SPLIT", "4"), zz("SWERVE_LIGHTNING_BWD_SPLIT_Z", "2"),
+	        k("SWERVE_LIGHTNING_KERNEL", nullptr), g("SWERVE_LIGHTNING_SEGMENTS", "1");
+	int rc = check_case("split forced, ragged, D=64", {700, 1, 333, 1500, 129}, 4, 64, 0, 8, 1);
+	return rc | split_bitwise("split bitwise, ragged, D=64", {700, 1, 333, 1500, 129}, 4, 64, 0,
+	                          8, "4", "2");
+}
+
+/* D = 128 with V3 forced (the default backward there is V4 where one
+ * problem's grid fits the SMs), the rule's segment count for 2 forced
+ * overflow sequences (64 and 900 tokens: the short one in its first segment
+ * only), an empty sequence before them, the last layer (weak decay: no
+ * window). Both ragged cases force one segment for the rest (the plan could
+ * choose more at these small grids, and the split applies at G = 1 only). */
+static int t_bwd_split_ragged_d128(void)
+{
+	env_override s("SWERVE_LIGHTNING_BWD_SPLIT", "1"), zz("SWERVE_LIGHTNING_BWD_SPLIT_Z", "2"),
+	        k("SWERVE_LIGHTNING_KERNEL", "3"), g("SWERVE_LIGHTNING_SEGMENTS", "1");
+	int rc = check_case("split forced, ragged, D=128", {1000, 517, 0, 64, 900}, 3, 128, 31, 32,
+	                    1);
+	return rc | split_bitwise("split bitwise, ragged, D=128", {1000, 517, 0, 64, 900}, 3, 128,
+	                          31, 32, "1", "2");
+}
+
+/* off by default: no split without the switch */
+static int t_bwd_split_off(void)
+{
+	env_override s("SWERVE_LIGHTNING_BWD_SPLIT", nullptr);
+	if (!have_gpu())
+		return GPU_SKIP;
+	int G2 = 0, seg = 0;
+	const swerve_lightning_dims dims = {4, 12, 64, 2048};
+	CHECK(swerve_lightning_bwd_split_(&dims, &G2, &seg) == 0, "split without the switch");
+	return 0;
+}
+
 static int t_rejects_bad_input(void)
 {
 	if (!have_gpu())
@@ -680,6 +851,17 @@ int main(void)
 	        {"lightning V3 sub-segments, no window, D=128", t_split_no_window_d128},
 	        {"lightning V4 2 segments, window, D=128", t_split_two_segments_d128},
 	        {"lightning default state plan 1 x 32768, D=128", t_state_plan_default},
+	        {"lightning backward split, policy shape, D=64", t_bwd_split_policy},
+	        {"lightning backward split forced, ragged, D=64", t_bwd_split_ragged_d64},
+	        {"lightning backward split forced, ragged, V3, D=128", t_bwd_split_ragged_d128},
+	        {"lightning backward split off by default", t_bwd_split_off},
 	};
-	return gpu_run_tests(tests, (int)(sizeof tests / sizeof tests[0]));
+	/* LIGHTNING_TEST_ONLY=<text>: only the tests whose name contains it (a
+	 * short device run of one round's cases) */
+	const char *only = getenv("LIGHTNING_TEST_ONLY");
+	std::vector<gpu_test> pick;
+	for (const gpu_test &t : tests)
+		if (!only || !*only || strstr(t.name, only))
+			pick.push_back(t);
+	return gpu_run_tests(pick.data(), (int)pick.size());
 }
