@@ -361,24 +361,37 @@ int main(int argc, char **argv)
 		unsetenv("SWERVE_LIGHTNING_STATE_SPLIT");
 		unsetenv("SWERVE_LIGHTNING_WINDOW");
 		unsetenv("SWERVE_LIGHTNING_BWD_SPLIT");
-		/* the backward alone, default against the overflow split, three
-		 * interleaved pairs of medians (the split's workspace serves both) */
-		setenv("SWERVE_LIGHTNING_BWD_SPLIT", "1", 1);
+		/* the backward alone, default against the overflow split (the rule,
+		 * then forced piece counts 6, 4 and 2), three interleaved pairs of
+		 * medians each (the largest split workspace serves all) */
+		static const char *const gs[] = {"1", "6", "4", "2"};
 		int sg2 = 0, sseg = 0;
+		setenv("SWERVE_LIGHTNING_BWD_SPLIT", "1", 1);
 		const int soz = swerve_lightning_bwd_split_(&dims, &sg2, &sseg);
-		regrow_ws();
+		size_t wmax = 0;
+		for (const char *gv : gs) {
+			setenv("SWERVE_LIGHTNING_BWD_SPLIT", gv, 1);
+			wmax = std::max(wmax, swerve_lightning_backward_workspace(&dims));
+		}
 		unsetenv("SWERVE_LIGHTNING_BWD_SPLIT");
-		if (soz > 0 && !prof) {
+		CK(cudaFree(ws));
+		CK(cudaMalloc(&ws, wmax + 16));
+		wb = wmax;
+		for (int v = 0; soz > 0 && !prof && v < 4; v++) {
+			setenv("SWERVE_LIGHTNING_BWD_SPLIT", gs[v], 1);
+			swerve_lightning_bwd_split_(&dims, &sg2, &sseg);
+			unsetenv("SWERVE_LIGHTNING_BWD_SPLIT");
 			double td[3], ts[3];
 			for (int i = 0; i < 3; i++) {
 				td[i] = median_ms(bwd, 30);
-				setenv("SWERVE_LIGHTNING_BWD_SPLIT", "1", 1);
+				setenv("SWERVE_LIGHTNING_BWD_SPLIT", gs[v], 1);
 				ts[i] = median_ms(bwd, 30);
 				unsetenv("SWERVE_LIGHTNING_BWD_SPLIT");
 			}
-			printf("# bwd alone %s: default %.4f %.4f %.4f ms, split (%d overflow "
+			printf("# bwd alone %s: default %.4f %.4f %.4f ms, split=%s (%d overflow "
 			       "sequence(s), %d segments of %d tokens) %.4f %.4f %.4f ms\n",
-			       shape, td[0], td[1], td[2], soz, sg2, sseg, ts[0], ts[1], ts[2]);
+			       shape, td[0], td[1], td[2], gs[v], soz, sg2, sseg, ts[0], ts[1],
+			       ts[2]);
 			fflush(stdout);
 		}
 		cudaFree(q), cudaFree(k), cudaFree(v), cudaFree(g), cudaFree(o), cudaFree(dq);
