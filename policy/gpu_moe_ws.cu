@@ -472,13 +472,15 @@ __device__ __forceinline__ static void ws_dx_store(const struct ws_args &a, cons
  * of the 8 consumer warps: the empty barrier's 8 arrivals) after its last
  * (i = 1, 2, 3), so the producer refills slot 0 while chunks 2-3 run. Every
  * consumer thread runs every wait and every release: the row / column
- * predicates only skip the math and the stores */
+ * predicates only skip the math and the stores. ws_lds16 clobbers memory so
+ * the compiler keeps it between the slot's full wait and its release */
 __device__ __forceinline__ static uint4 ws_lds16(uint32_t addr)
 {
 	uint4 v;
 	asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n"
 	             : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-	             : "r"(addr));
+	             : "r"(addr)
+	             : "memory");
 	return v;
 }
 template <int ST>
