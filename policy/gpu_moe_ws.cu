@@ -90,7 +90,16 @@
  * 0.076 / 0.075 (faster: its 50 MB fp32 epilogue is hidden), down dX 0.121 /
  * 0.120 against wgtd's 0.112 / 0.108 (slower); layer + gather 0.648 /
  * 0.657 (wsb4), 0.612 / 0.648 (wsb4a) against 0.622 / 0.646. wsb4d = wsb2
- * with only down here (not yet run as a variant). */
+ * with only down here (not yet run as a variant).
+ *
+ * Round 13, POLICY_GPU_MOE_KERNEL=wsb5 (opt-in, NOT YET RUN on a GPU): wsb2
+ * with down dX here as WS_DOWN_DXT: round 11's DOWN_DX main loop, then the
+ * tile's h1 / h3 (2 x 128 rows x 256 hidden units = 8 TMA boxes of 16 KB)
+ * loaded by the producer into 3 more ring slots after the tile's k blocks
+ * (one two-plane tensor map of h1 / h3 in tm.w3), read from shared memory
+ * by the epilogue (ws_dxt_epi), the slots released chunk by chunk. The
+ * mbarrier argument is above k_ws. Predicted (H100): down dX ~0.085 /
+ * ~0.098 ms balanced / skewed against wgtd+tma's 0.100 / 0.107. */
 #include "kernels/ptx.cuh"
 #include "kernels/tma.h"
 #include "policy/gpu_moe_ws.h"
