@@ -668,7 +668,16 @@ int main(int argc, char **argv)
 		st_env = strdup(st_env);
 	/* every case on each kernel variant, the tests named after it */
 	for (variant = 0; variant < NVARIANTS; variant++) {
-		int named = argc < 2;
+		/* variants written without a GPU run only when named, so that a
+		 * hang in one cannot stop `make test-gpu` (round 13's wsb5: not yet
+		 * run on a GPU; drop it from here once it has passed) */
+		int unrun = !strncmp(variant_env[variant], "wsb5", 4);
+		int named = argc < 2 && !unrun;
+		if (argc < 2 && unrun)
+			printf("== POLICY_GPU_MOE_KERNEL=%s: not run (not yet run on a GPU; name "
+			       "it "
+			       "to run it)\n",
+			       variant_env[variant]);
 		for (int i = 1; i < argc; i++) { /* "wgtdp" names "wgtdp/c3" too */
 			size_t l = strlen(argv[i]);
 			named |= !strcmp(argv[i], variant_env[variant]) ||
