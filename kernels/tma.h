@@ -15,4 +15,11 @@ typedef CUresult (*swerve_tma_encode_fn)(CUtensorMap *, CUtensorMapDataType, cuu
 /* cuTensorMapEncodeTiled, or NULL with a one-line message naming `who` */
 swerve_tma_encode_fn swerve_tma_encoder(const char *who);
 
+/* *m = the tensor map of a dense bf16 tensor at p, nd (2 or 3) dims given
+ * innermost first, boxes of 64 x box_rows (x 1), 128-byte swizzle, L2
+ * promotion 256 B, no out-of-bounds fill; 0, or SWERVE_ERROR with a
+ * one-line message naming `who` */
+int swerve_tma_map_bf16(CUtensorMap *m, const void *p, int nd, const cuuint64_t *dim, int box_rows,
+                        const char *who);
+
 #endif

@@ -1078,19 +1078,7 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 /* a bf16 tensor map, dims innermost first, boxes of 64 x box_rows (x 1) */
 static int ws_map(CUtensorMap *m, const void *p, int nd, const cuuint64_t *dim, int box_rows)
 {
-	const swerve_tma_encode_fn encode = swerve_tma_encoder("gpu moe wsb");
-	if (!encode)
-		return SWERVE_ERROR;
-	const cuuint64_t stride[2] = {dim[0] * 2, dim[0] * dim[1] * 2};
-	const cuuint32_t box[3] = {64, (cuuint32_t)box_rows, 1}, es[3] = {1, 1, 1};
-	CUresult r =
-	        encode(m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, (cuuint32_t)nd, (void *)p, dim, stride,
-	               box, es, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-	               CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-	if (r != CUDA_SUCCESS)
-		return swerve_error_set(SWERVE_ERROR, "gpu moe wsb: tensor map: CUresult %d",
-		                        (int)r);
-	return 0;
+	return swerve_tma_map_bf16(m, p, nd, dim, box_rows, "gpu moe wsb");
 }
 
 /* round 13 (DOWN_DXT): h1 and h3 (R, F) as one 3-D map {F, R, 2} from the
