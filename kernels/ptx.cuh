@@ -4,7 +4,8 @@
  * m16n8k16 (bf16, fp32 accumulation), Hopper's wgmma m64n64k16 with
  * 128-byte-swizzled shared-memory descriptors, and the mbarrier and TMA
  * (cp.async.bulk.tensor) loads that feed them (policy/gpu_moe_ws.cu,
- * kernels/policy_loss.cu too). One definition of each, so
+ * kernels/policy_loss.cu too), and the acquire / release flags that order
+ * split weight-gradient tiles between CTAs. One definition of each, so
  * every kernel issues the same instructions with the same compiler
  * barriers. */
 #ifndef SWERVE_KERNELS_PTX_CUH
@@ -208,6 +209,27 @@ __device__ __forceinline__ void tma_load3(uint32_t dst, const CUtensorMap *map, 
 	             "[%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(dst),
 	             "l"(map), "r"(x), "r"(y), "r"(z), "r"(bar)
 	             : "memory");
+}
+
+/* ---- ordering between CTAs through a flag in global memory ---------------------- */
+
+/* spin until the flag reads value (acquire, GPU scope: what the CTA that set
+ * it wrote before its release is visible after this) */
+__device__ __forceinline__ void flag_wait(const int *flag, int value)
+{
+	int v;
+	do {
+		asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n"
+		             : "=r"(v)
+		             : "l"(flag)
+		             : "memory");
+	} while (v != value);
+}
+
+/* set the flag to value (release, GPU scope) */
+__device__ __forceinline__ void flag_set(int *flag, int value)
+{
+	asm volatile("st.release.gpu.global.b32 [%0], %1;\n" ::"l"(flag), "r"(value) : "memory");
 }
 
 } // namespace ptx

@@ -902,15 +902,8 @@ __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB)
 	int *flag = NULL;
 	if (DW && nsplit > 1) {
 		flag = a.flags + ((size_t)e * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
-		if (tid == 0) {
-			int v;
-			do {
-				asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n"
-				             : "=r"(v)
-				             : "l"(flag)
-				             : "memory");
-			} while (v != split);
-		}
+		if (tid == 0)
+			ptx::flag_wait(flag, split);
 	}
 	__syncthreads();
 
@@ -919,9 +912,7 @@ __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB)
 		__threadfence();
 		__syncthreads();
 		if (tid == 0)
-			asm volatile("st.release.gpu.global.b32 [%0], %1;\n" ::"l"(flag),
-			             "r"(split + 1)
-			             : "memory");
+			ptx::flag_set(flag, split + 1);
 	}
 }
 
@@ -1447,15 +1438,8 @@ __global__ static void __launch_bounds__(256 + 32 * PW, 2) k_ws(struct mg_args a
 	int *flag = NULL;
 	if (DW && nsplit > 1) {
 		flag = a.flags + ((size_t)e * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
-		if (tid == 0) {
-			int v;
-			do {
-				asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n"
-				             : "=r"(v)
-				             : "l"(flag)
-				             : "memory");
-			} while (v != split);
-		}
+		if (tid == 0)
+			ptx::flag_wait(flag, split);
 	}
 	asm volatile("bar.sync 1, 256;\n" ::: "memory");
 	mg_epi<MODE, BN>(a, Cs, tid, 256, e, r0, r1, m0, n0, a.beta || split > 0);
@@ -1463,9 +1447,7 @@ __global__ static void __launch_bounds__(256 + 32 * PW, 2) k_ws(struct mg_args a
 		__threadfence();
 		asm volatile("bar.sync 1, 256;\n" ::: "memory");
 		if (tid == 0)
-			asm volatile("st.release.gpu.global.b32 [%0], %1;\n" ::"l"(flag),
-			             "r"(split + 1)
-			             : "memory");
+			ptx::flag_set(flag, split + 1);
 	}
 }
 

@@ -1047,15 +1047,8 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 		} else { /* split sp of nsp: added after split sp - 1's */
 			int *flag =
 			        a.flags + ((size_t)(e * my + m0 / WS_BM) * nx + n0 / G::BN) * 2 + c;
-			if (wt == 0) {
-				int v;
-				do {
-					asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n"
-					             : "=r"(v)
-					             : "l"(flag)
-					             : "memory");
-				} while (v != sp);
-			}
+			if (wt == 0)
+				ptx::flag_wait(flag, sp);
 			asm volatile("bar.sync %0, 128;\n" ::"r"(1 + c) : "memory");
 			const bool add = a.beta || sp > 0;
 			for (int h = 0; h < 2; h++) {
@@ -1066,9 +1059,7 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 			__threadfence();
 			asm volatile("bar.sync %0, 128;\n" ::"r"(1 + c) : "memory");
 			if (wt == 0) /* the last split leaves the flag 0 for the next launch */
-				asm volatile("st.release.gpu.global.b32 [%0], %1;\n" ::"l"(flag),
-				             "r"(sp + 1 < nsp ? sp + 1 : 0)
-				             : "memory");
+				ptx::flag_set(flag, sp + 1 < nsp ? sp + 1 : 0);
 		}
 	}
 }
