@@ -254,7 +254,9 @@ static void profile(const struct policy_config *cfg, int seqs, int seq, const ch
 /* argv[1] "one": only this build's default at K = 1, 3 measured steps, the
  * first of them (and its AdamW) between cudaProfilerStart / Stop, for a
  * per-kernel listing by ncu; argv[1] "quick": the rows marked q only (a
- * short device call); then any
+ * short device call); argv[1] "x": only the default at K = 4 and the extra
+ * rows, no profile (a variant against the default in the shortest call);
+ * then any
  * number of "label:VAR=VALUE ..." arguments, each an extra row at K = 4 under
  * that environment (a variant measured beside the default in one run) */
 int main(int argc, char **argv)
@@ -327,7 +329,8 @@ int main(int argc, char **argv)
 	                 {"wgp", GL "POLICY_GPU_MOE_KERNEL=wgp", 4, 0, 4},
 	                 {"ws2", GL "POLICY_GPU_MOE_KERNEL=ws2", 4, 0, 4},
 	                 {"r4-wg", R4_ENV, 1, 0, 4}};
-	const int quick = argc > 1 && !strcmp(argv[1], "quick");
+	const int xonly = argc > 1 && !strcmp(argv[1], "x");
+	const int quick = xonly || (argc > 1 && !strcmp(argv[1], "quick"));
 	setvbuf(stdout, NULL, _IOLBF, 0); /* a killed run keeps what it printed */
 	enum { MAXX = 8 };
 	struct result r[NROWS], rx[MAXX];
@@ -373,14 +376,15 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	peak = gemm_peak();
-	{ /* quick too: the fusions are measured in the step profile */
+	if (!xonly) { /* quick too: the fusions are measured in the step profile */
 		env_apply(R6_ENV, 1);
 		profile(&c, 4, 2048, "bf16, round 6's default (" R6_ENV ")");
 		env_apply(R6_ENV, 0);
 		profile(&c, 4, 2048, "bf16, this build's default");
 	}
 	for (int i = 0; i < NROWS; i++) {
-		if (quick && !rows[i].q)
+		if ((quick && !rows[i].q) ||
+		    (xonly && (rows[i].env[0] || rows[i].K != 4 || rows[i].seqs != 4)))
 			continue;
 		env_apply(rows[i].env, 1);
 		r[i] = run(&c, POLICY_GPU_BF16, rows[i].seqs, 2048, 7, rows[i].label, rows[i].K);
@@ -404,7 +408,8 @@ int main(int argc, char **argv)
 	       "K", "tok/opt", "step ms", "per-mb", "fwd ms", "adam ms", "tokens/s", "TFLOP/s",
 	       "MFU(989)", "MFU(meas.)");
 	for (int i = 0; i < NROWS; i++)
-		if (!quick || rows[i].q)
+		if ((!quick || rows[i].q) &&
+		    !(xonly && (rows[i].env[0] || rows[i].K != 4 || rows[i].seqs != 4)))
 			printf("%-12s %-82s %2d %7d %8.1f %7.1f %7.1f %7.1f %10.0f %8.1f %8.1f%% "
 			       "%9.1f%%\n",
 			       r[i].mode, rows[i].env[0] ? rows[i].env : "(default)", r[i].K,
