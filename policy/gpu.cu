@@ -79,6 +79,7 @@
 #include "policy/gpu_moe.h"
 #include "policy/gpu_route.h"
 #include "policy/gpu_comb.h"
+#include "policy/gpu_graph.h"
 #include "policy/gpu_util.h"
 #include "policy/gpu_dev.cuh"
 #include "policy/policy.h"
@@ -306,7 +307,28 @@ struct policy_gpu {
 	int *h_stage;
 	cudaEvent_t ev_stage;
 	char *h_pin;
+	/* round 14, POLICY_GPU_GRAPH=1 (graph 1; "0", the default: 0; only
+	 * where the step has no host round trip: bf16 mode with the grouped
+	 * experts and the fused head, no POLICY_GPU_PROFILE): the step on its
+	 * own stream gst (policy_gpu_st while it runs; cuBLAS bound to it with
+	 * a fixed workspace blas_ws, the side handle with side_ws), its
+	 * uploads and read-backs as POLICY_GPU_COPY=async's, each micro-batch
+	 * a CUDA graph (graphs, gpu_graph.h); AdamW's clip scale on the device
+	 * (gnorm: the norm, then the float scale) with one read-back of the
+	 * norm (h_norm) at its end. ev_leg orders gst after the legacy default
+	 * stream's earlier work; ev_live: the side-stream events recorded by
+	 * this step (side_wait waits for those only). */
+	int graph;
+	cudaStream_t gst;
+	cudaEvent_t ev_leg;
+	void *blas_ws, *side_ws;
+	size_t blas_ws_bytes;
+	struct policy_graphs *graphs;
+	double *gnorm, *h_norm;
+	unsigned ev_live;
 };
+
+cudaStream_t policy_gpu_st; /* gpu_util.h */
 
 static double now_s(void)
 {
@@ -341,6 +363,13 @@ void policy_gpu_gemm_stats(const struct policy_gpu *g, long *lt_calls, long *lt_
 	*lt_fallbacks = g->lt_fallbacks;
 }
 
+int policy_gpu_graph_stats(const struct policy_gpu *g, long *captures, long *replays)
+{
+	*captures = g->graphs ? g->graphs->captures : 0;
+	*replays = g->graphs ? g->graphs->replays : 0;
+	return g->graph;
+}
+
 int policy_gpu_profile(const char **names, double *seconds, int max, struct policy_gpu *g)
 {
 	int n = max < PROF_N ? max : PROF_N;
@@ -359,9 +388,9 @@ int policy_gpu_profile(const char **names, double *seconds, int max, struct poli
 #define LAUNCH_A(g, kern, nblk, nthr, ...)                                                         \
 	do {                                                                                       \
 		if ((g)->ab)                                                                       \
-			kern<uint16_t><<<(nblk), (nthr)>>>(__VA_ARGS__);                           \
+			kern<uint16_t><<<(nblk), (nthr), 0, PST>>>(__VA_ARGS__);                   \
 		else                                                                               \
-			kern<float><<<(nblk), (nthr)>>>(__VA_ARGS__);                              \
+			kern<float><<<(nblk), (nthr), 0, PST>>>(__VA_ARGS__);                      \
 	} while (0)
 
 #include "policy/gpu_rows.cuh"
@@ -378,11 +407,11 @@ static int rms_bwd(const struct policy_gpu *g, float *dx, uint16_t *xb, int acc,
 		return 0;
 	}
 	if (g->fuse && C <= RMS_BWD_COLS * 256) {
-		k_rms_bwd_dw<<<(unsigned)((T + RMS_BWD_ROWS - 1) / RMS_BWD_ROWS), 256>>>(
+		k_rms_bwd_dw<<<(unsigned)((T + RMS_BWD_ROWS - 1) / RMS_BWD_ROWS), 256, 0, PST>>>(
 		        dx, xb, acc, dw, dy, x, w, rstd, T, C);
 		return 0;
 	}
-	k_rms_bwd<<<T, 256>>>(dx, xb, acc, dy, x, w, rstd, C);
+	k_rms_bwd<<<T, 256, 0, PST>>>(dx, xb, acc, dy, x, w, rstd, C);
 	rms_dw(dw, dy, x, rstd, T, C);
 	return 0;
 }
@@ -874,12 +903,16 @@ __device__ static inline void adam_one(float &p, float gi, float &m, float &v, f
 	p = pi;
 }
 
+/* DEV (round 14, graph mode): the scale read from scale_d (k_clip_scale's) */
+template <bool DEV>
 __global__ static void __launch_bounds__(ADAM_THREADS)
         k_adamw_all(float *p, uint16_t *pb, const float *g, float *m, float *v,
-                    const struct adam_seg *seg, int nseg, float scale, float lr, float b1, float b2,
-                    float eps, float wd, float bc1, float bc2)
+                    const struct adam_seg *seg, int nseg, float scale, const float *scale_d,
+                    float lr, float b1, float b2, float eps, float wd, float bc1, float bc2)
 {
 	int lo = 0, hi = nseg - 1, b = blockIdx.x;
+	if (DEV)
+		scale = *scale_d;
 	while (lo < hi) { /* the last tensor whose first block is <= b */
 		int mid = (lo + hi + 1) / 2;
 		if (seg[mid].blk0 <= b)
@@ -916,6 +949,29 @@ __global__ static void __launch_bounds__(ADAM_THREADS)
 			if (pb)
 				pb[j] = f2bf(p[j]);
 		}
+	}
+}
+
+/* round 14 (graph mode): policy_gpu_adamw's host arithmetic on the device,
+ * in the same order and precision (double; IEEE sqrt and division): the
+ * 1024 partial sums added in order, the norm (out[0]) and the float clip
+ * scale (at out + 1) that k_adamw_all<true> reads */
+__global__ static void k_clip_scale(double *out, const float *part, double inv, double clip)
+{
+	__shared__ float p[1024];
+	for (int i = threadIdx.x; i < 1024; i += blockDim.x)
+		p[i] = part[i];
+	__syncthreads();
+	if (threadIdx.x == 0) {
+		double ss = 0, norm, scale = 1.0;
+		for (int i = 0; i < 1024; i++)
+			ss += p[i];
+		norm = sqrt(ss) * inv;
+		if (clip > 0 && norm > clip)
+			scale = clip / (norm + 1e-30);
+		scale *= inv;
+		out[0] = norm;
+		*(float *)(out + 1) = (float)scale;
 	}
 }
 
@@ -961,6 +1017,16 @@ static cublasComputeType_t ctype(const struct policy_gpu *g, int force32)
 {
 	return force32 || g->prec == POLICY_GPU_FP32 ? CUBLAS_COMPUTE_32F
 	                                             : CUBLAS_COMPUTE_32F_FAST_16BF;
+}
+
+/* the main cuBLAS handle back on the step's stream (graph mode: gst with
+ * its fixed workspace, which cublasSetStream resets) */
+static int blas_home(struct policy_gpu *g)
+{
+	CKB(cublasSetStream(g->blas, g->gst));
+	if (g->graph)
+		CKB(cublasSetWorkspace(g->blas, g->blas_ws, g->blas_ws_bytes));
+	return 0;
 }
 
 /* column-major C (m, n) = op(A) op(B) + beta C; A and B of type ab, C of
@@ -1148,7 +1214,7 @@ static int lt_gemm(struct policy_gpu *g, int kind, int I, int O, cublasOperation
 	ok = ok && sl && sl->ok &&
 	     LTOK(cublasLtMatmul(g->lt, c.op, &one, A, c.la, B, c.lb, &beta, C, c.lc, C, c.lc,
 	                         &sl->algo, g->cur_ws ? g->cur_ws : g->lt_ws, g->lt_ws_bytes,
-	                         g->cur_st));
+	                         g->cur_st ? g->cur_st : PST));
 	if (keep) { /* kept for the slot's later calls */
 		sl->desc = c;
 		sl->have_desc = 1;
@@ -1166,7 +1232,7 @@ static int lt_gemm(struct policy_gpu *g, int kind, int I, int O, cublasOperation
 		CKB(cublasSetStream(g->blas, g->cur_st));
 		rc = gemm(g, ta, tb, m, n, k, A, lda, sa, B, ldb, sb, ab, beta, C, ct, ldc, sc,
 		          batch, 0);
-		CKB(cublasSetStream(g->blas, 0));
+		CKR(blas_home(g));
 		return rc;
 	}
 	return gemm(g, ta, tb, m, n, k, A, lda, sa, B, ldb, sb, ab, beta, C, ct, ldc, sc, batch, 0);
@@ -1202,7 +1268,7 @@ static int mm_dw(struct policy_gpu *g, float *dW, const void *dY, const void *X,
  * the main stream's work so far */
 static int side_fork(struct policy_gpu *g)
 {
-	CK(cudaEventRecord(g->ev_fork, 0));
+	CK(cudaEventRecord(g->ev_fork, PST));
 	CK(cudaStreamWaitEvent(g->side, g->ev_fork, 0));
 	g->on_side = 1;
 	policy_moe_stream(g->side);
@@ -1214,9 +1280,10 @@ static int side_fork(struct policy_gpu *g)
 static int side_done(struct policy_gpu *g, int slot, int rc)
 {
 	g->on_side = 0;
-	policy_moe_stream(NULL);
+	policy_moe_stream(PST);
 	CKR(rc);
 	CK(cudaEventRecord(g->ev[slot], g->side));
+	g->ev_live |= 1u << slot;
 	return 0;
 }
 
@@ -1224,8 +1291,10 @@ static int side_done(struct policy_gpu *g, int slot, int rc)
  * no-op without the side stream, or for a slot not yet recorded) */
 static int side_wait(struct policy_gpu *g, int slot)
 {
-	if (g->streams)
-		CK(cudaStreamWaitEvent(0, g->ev[slot], 0));
+	/* graph mode: an event of an earlier step (outside the capture) is
+	 * not waited for; that step's side_join already ordered it */
+	if (g->streams && (!g->graph || (g->ev_live >> slot & 1)))
+		CK(cudaStreamWaitEvent(PST, g->ev[slot], 0));
 	return 0;
 }
 
@@ -1235,7 +1304,7 @@ static int side_join(struct policy_gpu *g)
 	if (!g->streams)
 		return 0;
 	CK(cudaEventRecord(g->ev_join, g->side));
-	CK(cudaStreamWaitEvent(0, g->ev_join, 0));
+	CK(cudaStreamWaitEvent(PST, g->ev_join, 0));
 	return 0;
 }
 
@@ -1360,7 +1429,7 @@ static int attn_gemm_fwd(struct policy_gpu *g, float *o, float *lse, const float
 			float *O = o + ((size_t)t0 * H + kg * grp) * d;
 			CKR(gemm_b(g, CUBLAS_OP_T, CUBLAS_OP_N, L, L, d, K, KV * d, 0, Q, H * d, d,
 			           0, g->att_s, L, (long long)L * L, grp));
-			k_causal_softmax<<<dim3((unsigned)L, (unsigned)grp), 128>>>(
+			k_causal_softmax<<<dim3((unsigned)L, (unsigned)grp), 128, 0, PST>>>(
 			        g->att_s, lse, NULL, L, scale, t0, H, kg * grp);
 			LAUNCHED();
 			CKR(gemm_b(g, CUBLAS_OP_N, CUBLAS_OP_N, d, L, L, V, KV * d, 0, g->att_s, L,
@@ -1396,14 +1465,14 @@ static int attn_gemm_bwd(struct policy_gpu *g, float *dq, float *dk, float *dv, 
 			/* P from S and the saved lse */
 			CKR(gemm_b(g, CUBLAS_OP_T, CUBLAS_OP_N, L, L, d, K, KV * d, 0, Q, H * d, d,
 			           0, g->att_s, L, LL, grp));
-			k_causal_softmax<<<rows, 128>>>(g->att_s, NULL, lse, L, scale, t0, H,
-			                                kg * grp);
+			k_causal_softmax<<<rows, 128, 0, PST>>>(g->att_s, NULL, lse, L, scale, t0,
+			                                        H, kg * grp);
 			LAUNCHED();
 			/* dP^T = V dO^T, then dS */
 			CKR(gemm_b(g, CUBLAS_OP_T, CUBLAS_OP_N, L, L, d, V, KV * d, 0, dO, H * d, d,
 			           0, g->att_d, L, LL, grp));
-			k_causal_ds<<<rows, 128>>>(g->att_d, g->att_s, Dsum, L, scale, t0, H,
-			                           kg * grp);
+			k_causal_ds<<<rows, 128, 0, PST>>>(g->att_d, g->att_s, Dsum, L, scale, t0,
+			                                   H, kg * grp);
 			LAUNCHED();
 			/* dQ^T = K^T dS^T */
 			CKR(gemm_b(g, CUBLAS_OP_N, CUBLAS_OP_N, d, L, L, K, KV * d, 0, g->att_d, L,
@@ -1433,6 +1502,30 @@ static int batch_maxlen(const struct policy_batch *b)
 }
 
 /* ---- setup ------------------------------------------------------------------ */
+
+/* round 14: graph mode's stream, events, fixed cuBLAS workspaces (cuBLAS's
+ * default size on the card: 32 MiB on compute capability 9, else 4 MiB, so
+ * that it picks the same algorithms as the default step) */
+static int graph_setup(struct policy_gpu *g)
+{
+	int dev = 0, major = 0;
+	CK(cudaGetDevice(&dev));
+	CK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+	g->blas_ws_bytes = (size_t)(major >= 9 ? 32 : 4) << 20;
+	CK(cudaStreamCreateWithFlags(&g->gst, cudaStreamNonBlocking));
+	CK(cudaEventCreateWithFlags(&g->ev_leg, cudaEventDisableTiming));
+	CK(cudaMalloc(&g->blas_ws, g->blas_ws_bytes));
+	CK(cudaMalloc(&g->gnorm, 16));
+	CK(cudaHostAlloc((void **)&g->h_norm, sizeof(double), cudaHostAllocDefault));
+	if (g->blas_side) {
+		CK(cudaMalloc(&g->side_ws, g->blas_ws_bytes));
+		CKB(cublasSetWorkspace(g->blas_side, g->side_ws, g->blas_ws_bytes));
+	}
+	g->graphs = (struct policy_graphs *)calloc(1, sizeof(*g->graphs));
+	if (!g->graphs)
+		return swerve_error_set(SWERVE_ENOMEM, "gpu: out of memory");
+	return blas_home(g);
+}
 
 #define ALLOC(p, n)                                                                                \
 	do {                                                                                       \
@@ -1678,6 +1771,17 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 			return v;
 		g->copy_async = v;
 	}
+	{ /* round 14: POLICY_GPU_GRAPH=0 (the default) | 1 (the micro-batch as a
+	   * CUDA graph where the step has no host round trip; elsewhere 1 runs
+	   * the default step) */
+		static const char *const names[] = {"0", "1"};
+		int v = policy_env_choice("POLICY_GPU_GRAPH", names, 2, 0);
+		if (v < 0)
+			return v;
+		g->graph = v && prec == POLICY_GPU_BF16 && g->moe_grouped && !g->prof;
+		if (g->graph) /* its staging and pinned read-backs */
+			g->copy_async = 1;
+	}
 	if (g->copy_async) {
 		CK(cudaHostAlloc((void **)&g->h_stage, ((size_t)7 * Tm + Sm + 1) * 4,
 		                 cudaHostAllocDefault));
@@ -1733,7 +1837,7 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 		g->h_tl = (float *)malloc((size_t)4 * Tm * sizeof(float));
 	if (!g->h_tl || !g->h_offs)
 		return swerve_error_set(SWERVE_ENOMEM, "gpu: out of memory");
-	return 0;
+	return g->graph ? graph_setup(g) : 0;
 }
 
 int policy_gpu_new(struct policy_gpu **out, const struct policy_config *cfg,
@@ -1821,6 +1925,18 @@ void policy_gpu_free(struct policy_gpu *g)
 	cudaFreeHost(g->h_pin);
 	if (g->ev_stage)
 		cudaEventDestroy(g->ev_stage);
+	if (g->graphs) {
+		policy_graph_clear(g->graphs);
+		free(g->graphs);
+	}
+	if (g->gst)
+		cudaStreamDestroy(g->gst);
+	if (g->ev_leg)
+		cudaEventDestroy(g->ev_leg);
+	cudaFree(g->blas_ws);
+	cudaFree(g->side_ws);
+	cudaFree(g->gnorm);
+	cudaFreeHost(g->h_norm);
 	free(g->h_offs);
 	free(g);
 }
@@ -1829,7 +1945,7 @@ void policy_gpu_free(struct policy_gpu *g)
 static int params_changed(struct policy_gpu *g)
 {
 	if (g->pb) {
-		k_to_bf16<<<GRID(g->L->total)>>>(g->pb, g->params, g->L->total);
+		k_to_bf16<<<GRID(g->L->total), 0, PST>>>(g->pb, g->params, g->L->total);
 		LAUNCHED();
 	}
 	return 0;
@@ -1889,7 +2005,7 @@ static int lightning_fwd(struct policy_gpu *g, int l, float *y, const struct pol
 			LAUNCH_A(g, k_silu, NBLK(3 * n), 256, ly->qkv_f, ly->pre, n, Hd);
 			LAUNCHED();
 		}
-		k_lin_fwd<<<GRID(n / c->head_dim * 32)>>>(
+		k_lin_fwd<<<GRID(n / c->head_dim * 32), 0, PST>>>(
 		        ly->o, ly->qkv_f, ly->qkv_f + n, ly->qkv_f + 2 * n,
 		        g->slopes + (size_t)l * c->n_heads, g->sstart, T, c->n_heads, c->head_dim);
 		LAUNCHED();
@@ -1907,15 +2023,16 @@ static int lightning_fwd(struct policy_gpu *g, int l, float *y, const struct pol
 			cudaFree(g->ws);
 			g->ws = NULL;
 			CK(cudaMalloc(&g->ws, need));
+			policy_gpu_alloc_gen++;
 			g->ws_bytes = need;
 		}
 		/* lin_ew: the core's bf16 output stays in o (no fp32 copy) */
 		CKR(swerve_lightning_forward(g->lin_ew ? (uint16_t *)ly->o : g->bscr, NULL,
 		                             ly->qkv_b, ly->qkv_b + n, ly->qkv_b + 2 * n, g->cu,
 		                             g->slopes + (size_t)l * c->n_heads, NULL, &dims, g->ws,
-		                             g->ws_bytes, NULL));
+		                             g->ws_bytes, PST));
 		if (!g->lin_ew) {
-			k_to_f32<<<GRID(n)>>>(ly->o, g->bscr, n);
+			k_to_f32<<<GRID(n), 0, PST>>>(ly->o, g->bscr, n);
 			LAUNCHED();
 		}
 	}
@@ -1979,32 +2096,35 @@ static int lightning_bwd(struct policy_gpu *g, int l, float *dn, const float *dy
 	mark(g, PROF_LIN_PROJ);
 	if (g->lin32) {
 		const float *sl = g->slopes + (size_t)l * c->n_heads;
-		k_lin_bwd<<<GRID(n / c->head_dim * 32)>>>(
+		k_lin_bwd<<<GRID(n / c->head_dim * 32), 0, PST>>>(
 		        dqkv, NULL, NULL, dO, ly->qkv_f, ly->qkv_f + n, ly->qkv_f + 2 * n, sl,
 		        g->sstart, g->send, T, c->n_heads, c->head_dim, 0);
 		LAUNCHED();
-		k_lin_bwd<<<GRID(n / c->head_dim * 32)>>>(
+		k_lin_bwd<<<GRID(n / c->head_dim * 32), 0, PST>>>(
 		        NULL, dqkv + n, dqkv + 2 * n, dO, ly->qkv_f, ly->qkv_f + n,
 		        ly->qkv_f + 2 * n, sl, g->sstart, g->send, T, c->n_heads, c->head_dim, 1);
 		LAUNCHED();
 		if (g->lin_ew)
 			CKR(policy_lin_dsilu(dpre, g->ab, dqkv, 0, ly->pre, T, Hd));
 		else if (g->ab)
-			k_dsilu<uint16_t, float><<<GRID(3 * n)>>>(dpre, dqkv, ly->pre, n, Hd);
+			k_dsilu<uint16_t, float>
+			        <<<GRID(3 * n), 0, PST>>>(dpre, dqkv, ly->pre, n, Hd);
 		else
-			k_dsilu<float, float><<<GRID(3 * n)>>>(dpre, dqkv, ly->pre, n, Hd);
+			k_dsilu<float, float><<<GRID(3 * n), 0, PST>>>(dpre, dqkv, ly->pre, n, Hd);
 		LAUNCHED();
 	} else {
 		CKR(swerve_lightning_backward(dq_b, dq_b + n, dq_b + 2 * n, NULL, ly->qkv_b,
 		                              ly->qkv_b + n, ly->qkv_b + 2 * n, dO_b, NULL, g->cu,
 		                              g->slopes + (size_t)l * c->n_heads, NULL, &dims,
-		                              g->ws, g->ws_bytes, NULL));
+		                              g->ws, g->ws_bytes, PST));
 		if (g->lin_ew)
 			CKR(policy_lin_dsilu(dpre, g->ab, dq_b, 1, ly->pre, T, Hd));
 		else if (g->ab)
-			k_dsilu<uint16_t, uint16_t><<<GRID(3 * n)>>>(dpre, dq_b, ly->pre, n, Hd);
+			k_dsilu<uint16_t, uint16_t>
+			        <<<GRID(3 * n), 0, PST>>>(dpre, dq_b, ly->pre, n, Hd);
 		else
-			k_dsilu<float, uint16_t><<<GRID(3 * n)>>>(dpre, dq_b, ly->pre, n, Hd);
+			k_dsilu<float, uint16_t>
+			        <<<GRID(3 * n), 0, PST>>>(dpre, dq_b, ly->pre, n, Hd);
 		LAUNCHED();
 	}
 	mark(g, PROF_LIN_CORE);
@@ -2028,10 +2148,10 @@ static int softmax_fwd(struct policy_gpu *g, int l, float *y, const struct polic
 	CKR(mm_fwd(g, ly->k, CUDA_R_32F, ly->n1, wp(g, lp->wk), g->at, T, D, KV * d, 0, 0));
 	CKR(mm_fwd(g, ly->v, CUDA_R_32F, ly->n1, wp(g, lp->wv), g->at, T, D, KV * d, 0, 0));
 	if (c->rotary_dim) {
-		k_rotary<<<GRID((size_t)T * H * (c->rotary_dim / 2))>>>(
+		k_rotary<<<GRID((size_t)T * H * (c->rotary_dim / 2)), 0, PST>>>(
 		        ly->q, g->pos, T, H, d, c->rotary_dim, (float)c->rope_theta, 0);
 		LAUNCHED();
-		k_rotary<<<GRID((size_t)T * KV * (c->rotary_dim / 2))>>>(
+		k_rotary<<<GRID((size_t)T * KV * (c->rotary_dim / 2)), 0, PST>>>(
 		        ly->k, g->pos, T, KV, d, c->rotary_dim, (float)c->rope_theta, 0);
 		LAUNCHED();
 	}
@@ -2041,8 +2161,8 @@ static int softmax_fwd(struct policy_gpu *g, int l, float *y, const struct polic
 	} else if (g->attn_gemm) {
 		CKR(attn_gemm_fwd(g, ly->o, ly->lse, ly->q, ly->k, ly->v, b));
 	} else {
-		k_attn_fwd<<<GRID((size_t)T * H * 32)>>>(ly->o, ly->lse, ly->q, ly->k, ly->v,
-		                                         g->sstart, T, H, KV, d, scale);
+		k_attn_fwd<<<GRID((size_t)T * H * 32), 0, PST>>>(
+		        ly->o, ly->lse, ly->q, ly->k, ly->v, g->sstart, T, H, KV, d, scale);
 		LAUNCHED();
 	}
 	/* o is fp32 (the attention GEMMs): wo on the fp32 master weights */
@@ -2067,7 +2187,7 @@ static int softmax_bwd(struct policy_gpu *g, int l, float *dn, const float *dy,
 	/* Dsum (dbig), dk / dv (dt1) are rewritten below */
 	CKR(side_wait(g, SV_DT1));
 	CKR(side_wait(g, SV_DBIG));
-	k_attn_dsum<<<GRID((size_t)T * H * 32)>>>(Dsum, dO, ly->o, T * H, d);
+	k_attn_dsum<<<GRID((size_t)T * H * 32), 0, PST>>>(Dsum, dO, ly->o, T * H, d);
 	LAUNCHED();
 	if (g->flash) {
 		CKR(policy_flash_bwd(dq, dk, dv, dO, Dsum, ly->q, ly->k, ly->v, ly->lse, g->cu,
@@ -2075,18 +2195,19 @@ static int softmax_bwd(struct policy_gpu *g, int l, float *dn, const float *dy,
 	} else if (g->attn_gemm) {
 		CKR(attn_gemm_bwd(g, dq, dk, dv, dO, Dsum, ly->q, ly->k, ly->v, ly->lse, b));
 	} else {
-		k_attn_dq<<<GRID((size_t)T * H * 32)>>>(dq, dO, ly->q, ly->k, ly->v, ly->lse, Dsum,
-		                                        g->sstart, T, H, KV, d, scale);
+		k_attn_dq<<<GRID((size_t)T * H * 32), 0, PST>>>(
+		        dq, dO, ly->q, ly->k, ly->v, ly->lse, Dsum, g->sstart, T, H, KV, d, scale);
 		LAUNCHED();
-		k_attn_dkv<<<GRID((size_t)T * KV * 32)>>>(dk, dv, dO, ly->q, ly->k, ly->v, ly->lse,
-		                                          Dsum, g->send, T, H, KV, d, scale);
+		k_attn_dkv<<<GRID((size_t)T * KV * 32), 0, PST>>>(dk, dv, dO, ly->q, ly->k, ly->v,
+		                                                  ly->lse, Dsum, g->send, T, H, KV,
+		                                                  d, scale);
 		LAUNCHED();
 	}
 	if (c->rotary_dim) {
-		k_rotary<<<GRID((size_t)T * H * (c->rotary_dim / 2))>>>(
+		k_rotary<<<GRID((size_t)T * H * (c->rotary_dim / 2)), 0, PST>>>(
 		        dq, g->pos, T, H, d, c->rotary_dim, (float)c->rope_theta, 1);
 		LAUNCHED();
-		k_rotary<<<GRID((size_t)T * KV * (c->rotary_dim / 2))>>>(
+		k_rotary<<<GRID((size_t)T * KV * (c->rotary_dim / 2)), 0, PST>>>(
 		        dk, g->pos, T, KV, d, c->rotary_dim, (float)c->rope_theta, 1);
 		LAUNCHED();
 	}
@@ -2096,9 +2217,10 @@ static int softmax_bwd(struct policy_gpu *g, int l, float *dn, const float *dy,
 		if (g->ab) {
 			size_t nq = (size_t)T * H * d, at = ((size_t)T * H + 63) / 64 * 64;
 			uint16_t *b16 = (uint16_t *)(g->dbig + at);
-			k_to_bf16<<<GRID(nq)>>>(b16, dq, nq);
+			k_to_bf16<<<GRID(nq), 0, PST>>>(b16, dq, nq);
 			LAUNCHED();
-			k_to_bf16<<<GRID(2 * nk)>>>(b16 + nq, dk, 2 * nk); /* dv follows dk */
+			k_to_bf16<<<GRID(2 * nk), 0, PST>>>(b16 + nq, dk,
+			                                    2 * nk); /* dv follows dk */
 			LAUNCHED();
 			aq = b16;
 			ak = b16 + nq;
@@ -2143,6 +2265,7 @@ static int route_ws(struct policy_gpu *g, int T)
 		g->route_ws = NULL;
 		g->route_ws_n = 0;
 		CK(cudaMalloc(&g->route_ws, n * 4));
+		policy_gpu_alloc_gen++;
 		g->route_ws_n = n;
 	}
 	return 0;
@@ -2160,9 +2283,9 @@ static int route_sort(struct policy_gpu *g, int l, int *offs, int compact, int r
 		return policy_route_sort(ly->perm, ly->rowof, offs, ly->auxc, g->aux_d + l,
 		                         g->route_ws, ly->sel, T, E, K, g->Rp, compact, rnd,
 		                         c->aux_loss_coef, g->route_new - 1);
-	k_route_sort<<<1, SORT_THREADS>>>(ly->perm, ly->rowof, offs, ly->auxc, g->aux_d + l,
-	                                  ly->sel, ly->prob, T, E, K, g->Rp, compact, rnd,
-	                                  c->aux_loss_coef);
+	k_route_sort<<<1, SORT_THREADS, 0, PST>>>(ly->perm, ly->rowof, offs, ly->auxc, g->aux_d + l,
+	                                          ly->sel, ly->prob, T, E, K, g->Rp, compact, rnd,
+	                                          c->aux_loss_coef);
 	LAUNCHED();
 	return 0;
 }
@@ -2277,7 +2400,7 @@ static int moe_fwd(struct policy_gpu *g, int l, float *y, int T)
 	} else {
 		CKR(mm_fwd(g, logit, CUDA_R_32F, ly->n2, P + lp->router, CUDA_R_32F, T, D, E, 0,
 		           1));
-		k_route<<<GRID(T)>>>(ly->prob, ly->sel, ly->gate, logit, T, E, K);
+		k_route<<<GRID(T), 0, PST>>>(ly->prob, ly->sel, ly->gate, logit, T, E, K);
 		LAUNCHED();
 	}
 	if (g->moe_grouped)
@@ -2312,7 +2435,7 @@ static int moe_fwd(struct policy_gpu *g, int l, float *y, int T)
 	mark(g, PROF_EXP_EW);
 	CKR(expert_mm(g, ly, EX_FWD, ly->yp, CUDA_R_32F, ly->hh, NULL, wp(g, lp->w2), F, D, 0));
 	mark(g, PROF_EXPERTS);
-	k_combine<<<GRID((size_t)T * D)>>>(y, ly->yp, ly->gate, ly->rowof, T, K, D);
+	k_combine<<<GRID((size_t)T * D), 0, PST>>>(y, ly->yp, ly->gate, ly->rowof, T, K, D);
 	LAUNCHED();
 	mark(g, PROF_EXP_EW);
 	return 0;
@@ -2357,7 +2480,7 @@ static int moe_bwd(struct policy_gpu *g, int l, float *dn, const float *dy, int 
 	CKR(expert_mm(g, ly, EX_DX, dxp, CUDA_R_32F, dh1, NULL, wp(g, lp->w1), D, F, 0));
 	CKR(expert_mm(g, ly, EX_DX, dxp, CUDA_R_32F, dh3, NULL, wp(g, lp->w3), D, F, 1));
 	mark(g, PROF_EXPERTS);
-	k_scatter<<<GRID((size_t)T * D)>>>(dn, dxp, ly->rowof, T, K, D);
+	k_scatter<<<GRID((size_t)T * D), 0, PST>>>(dn, dxp, ly->rowof, T, K, D);
 	LAUNCHED();
 router:
 	if (g->route_new) { /* d logits, dn += d logits Wr, dW parts; their sum */
@@ -2375,7 +2498,8 @@ router:
 		return 0;
 	}
 	CKR(side_wait(g, SV_DT1)); /* dlog is in dt1 */
-	k_route_bwd<<<GRID(T)>>>(dlog, ly->prob, ly->sel, ly->gate, dgate, ly->auxc, T, E, K);
+	k_route_bwd<<<GRID(T), 0, PST>>>(dlog, ly->prob, ly->sel, ly->gate, dgate, ly->auxc, T, E,
+	                                 K);
 	LAUNCHED();
 	CKR(mm_dw(g, G + lp->router, dlog, ly->n2, CUDA_R_32F, T, D, E, 1));
 	CKR(mm_dx(g, dn, CUDA_R_32F, dlog, P + lp->router, CUDA_R_32F, T, D, E, 1, 1));
@@ -2409,8 +2533,8 @@ static int plain_head(struct policy_gpu *g, struct policy_loss_stats *st, int T,
 	CKR(mm_fwd(g, g->logits, CUDA_R_32F, g->nf, g->params + L->lm_head, CUDA_R_32F, T, D, V, 0,
 	           1));
 	pl_opts(&ko, opts);
-	k_loss<<<T, 256>>>(g->logits, g->tl, g->tgt, g->old, g->adv, T, V, n ? 1.0f / n : 0.0f, pg,
-	                   ko, backward);
+	k_loss<<<T, 256, 0, PST>>>(g->logits, g->tl, g->tgt, g->old, g->adv, T, V,
+	                           n ? 1.0f / n : 0.0f, pg, ko, backward);
 	LAUNCHED();
 	CK(cudaMemcpy(g->h_tl, g->tl, (size_t)4 * T * 4, cudaMemcpyDeviceToHost));
 	if (st) {
@@ -2455,6 +2579,9 @@ static int head_rows(int *row_reread)
 	return 0;
 }
 
+static int head_collect(struct policy_gpu *g, struct policy_loss_stats *st, int T, int n,
+                        const int *targets, int pg, int backward);
+
 /* the LM head and loss through the fused kernel: X = bf16(final norm), W
  * the fp32 master head; dX lands in g->dn, dW in the gradient arena (which
  * it overwrites, so the arena is cleared first) */
@@ -2467,8 +2594,6 @@ static int fused_head(struct policy_gpu *g, struct policy_loss_stats *st, int T,
 	struct swerve_pl_batch pb;
 	struct swerve_pl_out po;
 	size_t need;
-	float loss = 0;
-	uint8_t *clip = NULL;
 
 	pl_opts(&ko, opts);
 	if (!pg) { /* cross-entropy as CISPO with w = 1 */
@@ -2483,13 +2608,13 @@ static int fused_head(struct policy_gpu *g, struct policy_loss_stats *st, int T,
 	 * head's gradient; later ones add to it */
 	ko.accumulate_dw = g->n_acc > 0;
 	if (backward && g->n_acc == 0)
-		CK(cudaMemsetAsync(g->grads, 0, L->total * 4));
+		CK(cudaMemsetAsync(g->grads, 0, L->total * 4, PST));
 	if (!g->ab) { /* bf16 mode's final norm wrote nf_b itself */
-		k_to_bf16<<<GRID((size_t)T * D)>>>(g->nf_b, g->nf, (size_t)T * D);
+		k_to_bf16<<<GRID((size_t)T * D), 0, PST>>>(g->nf_b, g->nf, (size_t)T * D);
 		LAUNCHED();
 	}
-	k_pl_prep<<<GRID(T)>>>(g->tgt_c, g->mask, g->pl_old, g->pl_adv, g->tgt, g->old, g->adv, T,
-	                       !pg);
+	k_pl_prep<<<GRID(T), 0, PST>>>(g->tgt_c, g->mask, g->pl_old, g->pl_adv, g->tgt, g->old,
+	                               g->adv, T, !pg);
 	LAUNCHED();
 	memset(&pb, 0, sizeof(pb));
 	pb.n_tokens = T;
@@ -2513,22 +2638,37 @@ static int fused_head(struct policy_gpu *g, struct policy_loss_stats *st, int T,
 		g->ws2 = NULL;
 		g->ws2_bytes = 0;
 		CK(cudaMalloc(&g->ws2, need));
+		policy_gpu_alloc_gen++;
 		g->ws2_bytes = need;
 	}
 	CKR(swerve_policy_loss_cuda(g->pl, &po, &pb, g->nf_b, g->params + L->lm_head, &ko, g->ws2,
-	                            g->ws2_bytes, NULL));
+	                            g->ws2_bytes, PST));
+	if (g->graph) /* round 14: read back after the step's launches */
+		return 0;
+	return head_collect(g, st, T, n, targets, pg, backward);
+}
+
+/* the fused head's read-backs: per-token results, loss, clip flags (and
+ * with POLICY_GPU_COPY=async the balance losses) into st */
+static int head_collect(struct policy_gpu *g, struct policy_loss_stats *st, int T, int n,
+                        const int *targets, int pg, int backward)
+{
+	float loss = 0;
+	uint8_t *clip = NULL;
+
 	if (g->copy_async) { /* one synchronisation for every read-back */
 		float *h_loss = (float *)g->h_pin;
 		double *h_aux = (double *)(g->h_pin + 16);
 		uint8_t *h_clip = (uint8_t *)(h_aux + g->cfg.n_layers);
-		CK(cudaMemcpyAsync(g->h_tl, g->tl, (size_t)2 * T * 4, cudaMemcpyDeviceToHost, 0));
+		CK(cudaMemcpyAsync(g->h_tl, g->tl, (size_t)2 * T * 4, cudaMemcpyDeviceToHost, PST));
 		if (backward)
-			CK(cudaMemcpyAsync(h_loss, g->pl_loss, 4, cudaMemcpyDeviceToHost, 0));
+			CK(cudaMemcpyAsync(h_loss, g->pl_loss, 4, cudaMemcpyDeviceToHost, PST));
 		if (st && pg && backward)
-			CK(cudaMemcpyAsync(h_clip, g->clip8, (size_t)T, cudaMemcpyDeviceToHost, 0));
+			CK(cudaMemcpyAsync(h_clip, g->clip8, (size_t)T, cudaMemcpyDeviceToHost,
+			                   PST));
 		CK(cudaMemcpyAsync(h_aux, g->aux_d, (size_t)g->cfg.n_layers * sizeof(double),
-		                   cudaMemcpyDeviceToHost, 0));
-		CK(cudaStreamSynchronize(0));
+		                   cudaMemcpyDeviceToHost, PST));
+		CK(cudaStreamSynchronize(PST));
 		g->aux_ready = 1; /* policy_gpu_step reads h_aux */
 		if (backward)
 			loss = *h_loss;
@@ -2576,17 +2716,309 @@ static int fused_head(struct policy_gpu *g, struct policy_loss_stats *st, int T,
 	return 0;
 }
 
-int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_logp,
-                    struct policy_gpu *g, const struct policy_batch *b, const int *targets,
-                    const float *logp_old, const float *adv, const struct policy_loss_opts *opts,
-                    int backward)
+/* ---- the step's launches --------------------------------------------------- */
+
+/* the forward and the head (its read-backs inline, or in graph mode by
+ * head_collect after the step's launches) */
+static int step_fwd(struct policy_gpu *g, struct policy_loss_stats *st,
+                    const struct policy_batch *b, const int *targets, int pg,
+                    const struct policy_loss_opts *opts, int backward, int maxlen, int n)
 {
 	const struct policy_config *c = &g->cfg;
 	const struct policy_layout *L = g->L;
-	int T = b->n_tokens, D = c->dim, V = c->vocab_size, maxlen = 0, n = 0;
+	int T = b->n_tokens, D = c->dim;
 	size_t TD = (size_t)T * D;
+	int emb_norm = 0; /* the embedding wrote the first norm (round 8) */
+
+	mark(g, -1);
+	/* the residual stream: x_l lives in ly[l].xin, the value after the
+	 * attention in ly[l].hmid, the last one in xf. Fused (default): each add
+	 * writes the next buffer and normalises it in the same pass; else the
+	 * round-2 passes (add in place in g->x, copies, a norm kernel). */
+	if (g->ew && g->fuse && c->n_layers > 0 &&
+	    !((uintptr_t)(g->params + L->tok_emb) & 15)) { /* round 8: with the first norm */
+		emb_norm = 1;
+		CKR(policy_ew_add_rms(g->ly[0].xin, g->ly[0].n1, g->ab, NULL, g->ly[0].rstd1, NULL,
+		                      g->params + L->tok_emb, g->tok, NULL, NULL, NULL, 0,
+		                      g->params + L->layers[0].attn_norm, T, D,
+		                      (float)c->norm_eps));
+	} else if (g->ew) {
+		CKR(policy_ew_embed(g->fuse ? g->ly[0].xin : g->x, g->params + L->tok_emb, g->tok,
+		                    T, D));
+	} else {
+		k_embed<<<GRID(TD), 0, PST>>>(g->fuse ? g->ly[0].xin : g->x, g->params + L->tok_emb,
+		                              g->tok, T, D);
+		LAUNCHED();
+	}
+	for (int l = 0; l < c->n_layers; l++) {
+		const struct policy_layer_params *lp = &L->layers[l];
+		struct glayer *ly = &g->ly[l];
+		float eps = (float)c->norm_eps;
+		if (!g->fuse)
+			CK(cudaMemcpyAsync(ly->xin, g->x, TD * 4, cudaMemcpyDeviceToDevice, PST));
+		if (g->ew && (!g->fuse || (l == 0 && !emb_norm))) {
+			CKR(policy_ew_add_rms(NULL, ly->n1, g->ab, NULL, ly->rstd1, ly->xin, NULL,
+			                      NULL, NULL, NULL, NULL, 0, g->params + lp->attn_norm,
+			                      T, D, eps));
+		} else if (!g->fuse || l == 0) {
+			LAUNCH_A(g, k_rms_fwd, T, 256, ly->n1, ly->rstd1, ly->xin,
+			         g->params + lp->attn_norm, D, eps);
+			LAUNCHED();
+		}
+		mark(g, PROF_OTHER);
+		if (lp->softmax) {
+			CKR(softmax_fwd(g, l, g->dn, b));
+			mark(g, PROF_SOFTMAX);
+		} else {
+			CKR(lightning_fwd(g, l, g->dn, b, maxlen));
+		}
+		if (g->ew && g->fuse) { /* round 8 (gpu_ew.cu); xp: the experts' bf16 input */
+			CKR(policy_ew_add_rms(ly->hmid, ly->n2, 0,
+			                      g->moe_fused ? (uint16_t *)ly->xp : NULL, ly->rstd2,
+			                      ly->xin, NULL, NULL, g->dn, NULL, NULL, 0,
+			                      g->params + lp->ffn_norm, T, D, eps));
+		} else if (g->moe_fused) {
+			k_add_rms_moe<float><<<T, 256, 0, PST>>>(
+			        ly->hmid, ly->n2, (uint16_t *)ly->xp, ly->rstd2, ly->xin, g->dn,
+			        NULL, NULL, 0, g->params + lp->ffn_norm, D, eps);
+			LAUNCHED();
+		} else if (g->fuse) {
+			k_add_rms<float><<<T, 256, 0, PST>>>(ly->hmid, ly->n2, ly->rstd2, ly->xin,
+			                                     g->dn, g->params + lp->ffn_norm, D,
+			                                     eps);
+			LAUNCHED();
+		} else {
+			k_add<<<GRID(TD), 0, PST>>>(g->x, g->dn, TD);
+			LAUNCHED();
+			CK(cudaMemcpyAsync(ly->hmid, g->x, TD * 4, cudaMemcpyDeviceToDevice, PST));
+			if (g->ew)
+				CKR(policy_ew_add_rms(NULL, ly->n2, 0, NULL, ly->rstd2, g->x, NULL,
+				                      NULL, NULL, NULL, NULL, 0,
+				                      g->params + lp->ffn_norm, T, D, eps));
+			else
+				k_rms_fwd<float><<<T, 256, 0, PST>>>(
+				        ly->n2, ly->rstd2, g->x, g->params + lp->ffn_norm, D, eps);
+			LAUNCHED();
+		}
+		mark(g, PROF_OTHER);
+		CKR(moe_fwd(g, l, g->dn, T));
+		if (!g->fuse) {
+			k_add<<<GRID(TD), 0, PST>>>(g->x, g->dn, TD);
+			LAUNCHED();
+		} else if (g->ew) { /* round 8: the next norm (or the final one) in one pass */
+			int last = l + 1 == c->n_layers;
+			struct glayer *nx = last ? NULL : &g->ly[l + 1];
+			const float *w =
+			        g->params + (last ? L->final_norm : L->layers[l + 1].attn_norm);
+			/* the last: the fused head's bf16 input in bf16 mode */
+			int yb16 = g->ab || g->moe_fused; /* the grouped MoE is bf16 only */
+			void *y = last ? (yb16 ? (void *)g->nf_b : (void *)g->nf) : nx->n1;
+			/* the combine inside the residual add (the grouped MoE) */
+			CKR(policy_ew_add_rms(
+			        last ? g->xf : nx->xin, y, yb16, NULL, last ? g->rstdf : nx->rstd1,
+			        ly->hmid, NULL, NULL, g->moe_fused ? NULL : g->dn,
+			        g->moe_fused ? ly->yp : NULL, g->moe_fused ? ly->gate : NULL,
+			        c->top_k, w, T, D, eps));
+		} else if (g->moe_fused) { /* the combine inside the residual add */
+			const float *w =
+			        g->params +
+			        (l + 1 < c->n_layers ? L->layers[l + 1].attn_norm : L->final_norm);
+			if (l + 1 < c->n_layers) { /* the fused path is bf16: n1 in bf16 */
+				struct glayer *nx = &g->ly[l + 1];
+				k_add_rms_moe<uint16_t><<<T, 256, 0, PST>>>(
+				        nx->xin, nx->n1, NULL, nx->rstd1, ly->hmid, NULL, ly->yp,
+				        ly->gate, c->top_k, w, D, eps);
+			} else {
+				k_add_rms_moe<uint16_t><<<T, 256, 0, PST>>>(
+				        g->xf, g->nf_b, NULL, g->rstdf, ly->hmid, NULL, ly->yp,
+				        ly->gate, c->top_k, w, D, eps);
+			}
+			LAUNCHED();
+		} else if (l + 1 < c->n_layers) {
+			struct glayer *nx = &g->ly[l + 1];
+			LAUNCH_A(g, k_add_rms, T, 256, nx->xin, nx->n1, nx->rstd1, ly->hmid, g->dn,
+			         g->params + L->layers[l + 1].attn_norm, D, eps);
+			LAUNCHED();
+		} else {
+			/* the last add and the final norm: the fused head's bf16 input
+			 * in bf16 mode */
+			if (g->ab)
+				k_add_rms<uint16_t><<<T, 256, 0, PST>>>(
+				        g->xf, g->nf_b, g->rstdf, ly->hmid, g->dn,
+				        g->params + L->final_norm, D, eps);
+			else
+				k_add_rms<float><<<T, 256, 0, PST>>>(
+				        g->xf, g->nf, g->rstdf, ly->hmid, g->dn,
+				        g->params + L->final_norm, D, eps);
+			LAUNCHED();
+		}
+	}
+	if (!g->fuse) {
+		CK(cudaMemcpyAsync(g->xf, g->x, TD * 4, cudaMemcpyDeviceToDevice, PST));
+		if (g->ew) /* only the fused head's bf16 input is needed in bf16 mode */
+			CKR(policy_ew_add_rms(NULL, g->ab ? (void *)g->nf_b : (void *)g->nf, g->ab,
+			                      NULL, g->rstdf, g->x, NULL, NULL, NULL, NULL, NULL, 0,
+			                      g->params + L->final_norm, T, D, (float)c->norm_eps));
+		else if (g->ab) /* only the fused head's bf16 input is needed */
+			k_rms_fwd<uint16_t><<<T, 256, 0, PST>>>(g->nf_b, g->rstdf, g->x,
+			                                        g->params + L->final_norm, D,
+			                                        (float)c->norm_eps);
+		else
+			k_rms_fwd<float><<<T, 256, 0, PST>>>(g->nf, g->rstdf, g->x,
+			                                     g->params + L->final_norm, D,
+			                                     (float)c->norm_eps);
+		LAUNCHED();
+	}
+	mark(g, PROF_OTHER);
+	if (g->pl)
+		CKR(fused_head(g, st, T, n, targets, pg, opts, backward));
+	else
+		CKR(plain_head(g, st, T, n, targets, pg, opts, backward));
+	mark(g, PROF_HEAD);
+	return 0;
+}
+
+/* the backward after step_fwd, ending joined with the side stream */
+static int step_bwd(struct policy_gpu *g, const struct policy_batch *b, int maxlen)
+{
+	const struct policy_config *c = &g->cfg;
+	const struct policy_layout *L = g->L;
+	int T = b->n_tokens, D = c->dim, V = c->vocab_size;
+	size_t TD = (size_t)T * D;
+
+	/* backward: dlogits are in g->logits (the fused head already wrote dn and
+	 * the head's gradient) */
+	if (!g->pl) {
+		if (g->n_acc == 0)
+			CK(cudaMemsetAsync(g->grads, 0, L->total * 4, PST));
+		CKR(mm_dw(g, g->grads + L->lm_head, g->logits, g->nf, CUDA_R_32F, T, D, V, 1));
+		CKR(mm_dx(g, g->dn, CUDA_R_32F, g->logits, g->params + L->lm_head, CUDA_R_32F, T, D,
+		          V, 0, 1));
+		mark(g, PROF_HEAD);
+	}
+	CKR(rms_bwd(g, g->dx, NULL, 0, g->grads + L->final_norm, g->dn, g->xf,
+	            g->params + L->final_norm, g->rstdf, T, D));
+	LAUNCHED();
+	for (int l = c->n_layers - 1; l >= 0; l--) {
+		const struct policy_layer_params *lp = &L->layers[l];
+		struct glayer *ly = &g->ly[l];
+		mark(g, PROF_OTHER);
+		CKR(moe_bwd(g, l, g->dn, g->dx, T));
+		/* dx and dxb rewritten: the side stream's dW above have read them */
+		CKR(side_wait(g, SV_DX));
+		CKR(side_wait(g, SV_DXB));
+		/* the attention's dy: also in bf16 for its GEMMs (bf16 mode) */
+		CKR(rms_bwd(g, g->dx, g->ab ? g->dxb : NULL, 1, g->grads + lp->ffn_norm, g->dn,
+		            ly->hmid, g->params + lp->ffn_norm, ly->rstd2, T, D));
+		LAUNCHED();
+		mark(g, PROF_OTHER);
+		if (lp->softmax) {
+			CKR(softmax_bwd(g, l, g->dn, g->dx, b));
+			mark(g, PROF_SOFTMAX);
+		} else {
+			CKR(lightning_bwd(g, l, g->dn, g->dx, b, maxlen));
+		}
+		CKR(side_wait(g, SV_DX)); /* dx rewritten */
+		CKR(rms_bwd(g, g->dx, NULL, 1, g->grads + lp->attn_norm, g->dn, ly->xin,
+		            g->params + lp->attn_norm, ly->rstd1, T, D));
+		LAUNCHED();
+	}
+	if (g->ew) {
+		CKR(policy_ew_embed_bwd(g->grads + L->tok_emb, g->dx, g->tok, T, D));
+	} else {
+		k_embed_bwd<<<GRID(TD), 0, PST>>>(g->grads + L->tok_emb, g->dx, g->tok, T, D);
+		LAUNCHED();
+	}
+	/* the side stream's weight gradients done before anything that follows
+	 * (AdamW, the next micro-batch, copies of the arena) */
+	CKR(side_join(g));
+	mark(g, PROF_OTHER);
+	return 0;
+}
+
+/* ---- round 14: the micro-batch as a CUDA graph (POLICY_GPU_GRAPH=1) ------- */
+
+/* the host counters a step's launch code adds to (a replay adds the same) */
+static void graph_stats(const struct policy_gpu *g, long *s)
+{
+	s[0] = g->moe_rows;
+	s[1] = g->moe_rows_padded;
+	s[2] = g->moe_rows_peak;
+	s[3] = g->lt_calls;
+	s[4] = g->lt_fallbacks;
+}
+
+static void graph_stats_add(struct policy_gpu *g, const long *d)
+{
+	g->moe_rows += d[0];
+	g->moe_rows_padded += d[1];
+	g->moe_rows_peak += d[2];
+	g->lt_calls += d[3];
+	g->lt_fallbacks += d[4];
+}
+
+/* every launch of a micro-batch on g->gst (graph mode) */
+static int step_launch(struct policy_gpu *g, const struct policy_batch *b, const int *targets,
+                       int pg, const struct policy_loss_opts *opts, int backward, int maxlen, int n)
+{
+	g->ev_live = 0; /* no side-stream event recorded by this step yet */
+	CKR(step_fwd(g, NULL, b, targets, pg, opts, backward, maxlen, n));
+	return backward ? step_bwd(g, b, maxlen) : 0;
+}
+
+/* The micro-batch's launches: its graph replayed when one was captured for
+ * the key, else launched as they are, then captured (the capture runs
+ * nothing) and instantiated for the next micro-batch of the same key. */
+static int graph_step(struct policy_gpu *g, const struct policy_batch *b, const int *targets,
+                      int pg, const struct policy_loss_opts *opts, int backward, int maxlen, int n)
+{
+	struct policy_graph_key k;
+	struct policy_graph_slot *e;
+	long s0[POLICY_GRAPH_STATS], s1[POLICY_GRAPH_STATS], d[POLICY_GRAPH_STATS];
+	int rc;
+	memset(&k, 0, sizeof(k)); /* the padding too: keys compare with memcmp */
+	k.T = b->n_tokens;
+	k.n_seqs = b->n_seqs;
+	k.maxlen = maxlen;
+	k.backward = backward;
+	k.first = g->n_acc == 0;
+	k.pg = pg;
+	if (pg && opts) {
+		k.kind = (int)opts->kind + 1;
+		k.eps_low = opts->eps_low;
+		k.eps_high = opts->eps_high;
+	}
+	if ((e = policy_graph_find(g->graphs, &k, b->cu_seqlens))) {
+		CK(cudaGraphLaunch(e->exec, g->gst));
+		graph_stats_add(g, e->stats);
+		return 0;
+	}
+	graph_stats(g, s0);
+	CKR(step_launch(g, b, targets, pg, opts, backward, maxlen, n));
+	graph_stats(g, s1);
+	for (int i = 0; i < POLICY_GRAPH_STATS; i++)
+		d[i] = s1[i] - s0[i];
+	CKR(policy_graph_capture_begin(g->gst));
+	rc = step_launch(g, b, targets, pg, opts, backward, maxlen, n);
+	for (int i = 0; i < POLICY_GRAPH_STATS; i++) /* the capture ran nothing */
+		d[i] = s1[i] - s0[i];
+	g->moe_rows = s1[0];
+	g->moe_rows_padded = s1[1];
+	g->moe_rows_peak = s1[2];
+	g->lt_calls = s1[3];
+	g->lt_fallbacks = s1[4];
+	return policy_graph_capture_end(g->graphs, &k, b->cu_seqlens, g->gst, rc, d);
+}
+
+static int step_impl(struct policy_loss_stats *st, double *aux_out, float *out_logp,
+                     struct policy_gpu *g, const struct policy_batch *b, const int *targets,
+                     const float *logp_old, const float *adv, const struct policy_loss_opts *opts,
+                     int backward)
+{
+	const struct policy_config *c = &g->cfg;
+	int T = b->n_tokens, V = c->vocab_size, maxlen = 0, n = 0;
 	double aux = 0;
-	int *hp, emb_norm = 0; /* emb_norm: the embedding wrote the first norm (round 8) */
+	int *hp;
 
 	if (backward < 0 || backward > POLICY_GPU_BACKWARD_ACC)
 		return swerve_error_set(SWERVE_EINVAL, "gpu: backward must be 0, 1 or 2, got %d",
@@ -2651,9 +3083,9 @@ int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_lo
 			                (size_t)T * 4, (size_t)T * 4};
 			for (int i = 0; i < (logp_old ? 8 : 6); i++)
 				CK(cudaMemcpyAsync(dst[i], src[i], nb[i], cudaMemcpyHostToDevice,
-				                   0));
+				                   PST));
 		}
-		CK(cudaEventRecord(g->ev_stage, 0));
+		CK(cudaEventRecord(g->ev_stage, PST));
 	} else {
 		CK(cudaMemcpy(g->tok, b->tokens, (size_t)T * 4, cudaMemcpyHostToDevice));
 		CK(cudaMemcpy(g->tgt, targets, (size_t)T * 4, cudaMemcpyHostToDevice));
@@ -2672,151 +3104,12 @@ int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_lo
 	if (backward == POLICY_GPU_BACKWARD) /* a window of one micro-batch */
 		g->n_acc = 0;
 
-	/* forward */
-	mark(g, -1);
-	/* the residual stream: x_l lives in ly[l].xin, the value after the
-	 * attention in ly[l].hmid, the last one in xf. Fused (default): each add
-	 * writes the next buffer and normalises it in the same pass; else the
-	 * round-2 passes (add in place in g->x, copies, a norm kernel). */
-	if (g->ew && g->fuse && c->n_layers > 0 &&
-	    !((uintptr_t)(g->params + L->tok_emb) & 15)) { /* round 8: with the first norm */
-		emb_norm = 1;
-		CKR(policy_ew_add_rms(g->ly[0].xin, g->ly[0].n1, g->ab, NULL, g->ly[0].rstd1, NULL,
-		                      g->params + L->tok_emb, g->tok, NULL, NULL, NULL, 0,
-		                      g->params + L->layers[0].attn_norm, T, D,
-		                      (float)c->norm_eps));
-	} else if (g->ew) {
-		CKR(policy_ew_embed(g->fuse ? g->ly[0].xin : g->x, g->params + L->tok_emb, g->tok,
-		                    T, D));
+	if (g->graph) { /* round 14: the launches (a graph), then the read-backs */
+		CKR(graph_step(g, b, targets, logp_old != NULL, opts, backward, maxlen, n));
+		CKR(head_collect(g, st, T, n, targets, logp_old != NULL, backward));
 	} else {
-		k_embed<<<GRID(TD)>>>(g->fuse ? g->ly[0].xin : g->x, g->params + L->tok_emb, g->tok,
-		                      T, D);
-		LAUNCHED();
+		CKR(step_fwd(g, st, b, targets, logp_old != NULL, opts, backward, maxlen, n));
 	}
-	for (int l = 0; l < c->n_layers; l++) {
-		const struct policy_layer_params *lp = &L->layers[l];
-		struct glayer *ly = &g->ly[l];
-		float eps = (float)c->norm_eps;
-		if (!g->fuse)
-			CK(cudaMemcpyAsync(ly->xin, g->x, TD * 4, cudaMemcpyDeviceToDevice));
-		if (g->ew && (!g->fuse || (l == 0 && !emb_norm))) {
-			CKR(policy_ew_add_rms(NULL, ly->n1, g->ab, NULL, ly->rstd1, ly->xin, NULL,
-			                      NULL, NULL, NULL, NULL, 0, g->params + lp->attn_norm,
-			                      T, D, eps));
-		} else if (!g->fuse || l == 0) {
-			LAUNCH_A(g, k_rms_fwd, T, 256, ly->n1, ly->rstd1, ly->xin,
-			         g->params + lp->attn_norm, D, eps);
-			LAUNCHED();
-		}
-		mark(g, PROF_OTHER);
-		if (lp->softmax) {
-			CKR(softmax_fwd(g, l, g->dn, b));
-			mark(g, PROF_SOFTMAX);
-		} else {
-			CKR(lightning_fwd(g, l, g->dn, b, maxlen));
-		}
-		if (g->ew && g->fuse) { /* round 8 (gpu_ew.cu); xp: the experts' bf16 input */
-			CKR(policy_ew_add_rms(ly->hmid, ly->n2, 0,
-			                      g->moe_fused ? (uint16_t *)ly->xp : NULL, ly->rstd2,
-			                      ly->xin, NULL, NULL, g->dn, NULL, NULL, 0,
-			                      g->params + lp->ffn_norm, T, D, eps));
-		} else if (g->moe_fused) {
-			k_add_rms_moe<float><<<T, 256>>>(ly->hmid, ly->n2, (uint16_t *)ly->xp,
-			                                 ly->rstd2, ly->xin, g->dn, NULL, NULL, 0,
-			                                 g->params + lp->ffn_norm, D, eps);
-			LAUNCHED();
-		} else if (g->fuse) {
-			k_add_rms<float><<<T, 256>>>(ly->hmid, ly->n2, ly->rstd2, ly->xin, g->dn,
-			                             g->params + lp->ffn_norm, D, eps);
-			LAUNCHED();
-		} else {
-			k_add<<<GRID(TD)>>>(g->x, g->dn, TD);
-			LAUNCHED();
-			CK(cudaMemcpyAsync(ly->hmid, g->x, TD * 4, cudaMemcpyDeviceToDevice));
-			if (g->ew)
-				CKR(policy_ew_add_rms(NULL, ly->n2, 0, NULL, ly->rstd2, g->x, NULL,
-				                      NULL, NULL, NULL, NULL, 0,
-				                      g->params + lp->ffn_norm, T, D, eps));
-			else
-				k_rms_fwd<float><<<T, 256>>>(ly->n2, ly->rstd2, g->x,
-				                             g->params + lp->ffn_norm, D, eps);
-			LAUNCHED();
-		}
-		mark(g, PROF_OTHER);
-		CKR(moe_fwd(g, l, g->dn, T));
-		if (!g->fuse) {
-			k_add<<<GRID(TD)>>>(g->x, g->dn, TD);
-			LAUNCHED();
-		} else if (g->ew) { /* round 8: the next norm (or the final one) in one pass */
-			int last = l + 1 == c->n_layers;
-			struct glayer *nx = last ? NULL : &g->ly[l + 1];
-			const float *w =
-			        g->params + (last ? L->final_norm : L->layers[l + 1].attn_norm);
-			/* the last: the fused head's bf16 input in bf16 mode */
-			int yb16 = g->ab || g->moe_fused; /* the grouped MoE is bf16 only */
-			void *y = last ? (yb16 ? (void *)g->nf_b : (void *)g->nf) : nx->n1;
-			/* the combine inside the residual add (the grouped MoE) */
-			CKR(policy_ew_add_rms(
-			        last ? g->xf : nx->xin, y, yb16, NULL, last ? g->rstdf : nx->rstd1,
-			        ly->hmid, NULL, NULL, g->moe_fused ? NULL : g->dn,
-			        g->moe_fused ? ly->yp : NULL, g->moe_fused ? ly->gate : NULL,
-			        c->top_k, w, T, D, eps));
-		} else if (g->moe_fused) { /* the combine inside the residual add */
-			const float *w =
-			        g->params +
-			        (l + 1 < c->n_layers ? L->layers[l + 1].attn_norm : L->final_norm);
-			if (l + 1 < c->n_layers) { /* the fused path is bf16: n1 in bf16 */
-				struct glayer *nx = &g->ly[l + 1];
-				k_add_rms_moe<uint16_t>
-				        <<<T, 256>>>(nx->xin, nx->n1, NULL, nx->rstd1, ly->hmid,
-				                     NULL, ly->yp, ly->gate, c->top_k, w, D, eps);
-			} else {
-				k_add_rms_moe<uint16_t><<<T, 256>>>(g->xf, g->nf_b, NULL, g->rstdf,
-				                                    ly->hmid, NULL, ly->yp,
-				                                    ly->gate, c->top_k, w, D, eps);
-			}
-			LAUNCHED();
-		} else if (l + 1 < c->n_layers) {
-			struct glayer *nx = &g->ly[l + 1];
-			LAUNCH_A(g, k_add_rms, T, 256, nx->xin, nx->n1, nx->rstd1, ly->hmid, g->dn,
-			         g->params + L->layers[l + 1].attn_norm, D, eps);
-			LAUNCHED();
-		} else {
-			/* the last add and the final norm: the fused head's bf16 input
-			 * in bf16 mode */
-			if (g->ab)
-				k_add_rms<uint16_t><<<T, 256>>>(g->xf, g->nf_b, g->rstdf, ly->hmid,
-				                                g->dn, g->params + L->final_norm, D,
-				                                eps);
-			else
-				k_add_rms<float><<<T, 256>>>(g->xf, g->nf, g->rstdf, ly->hmid,
-				                             g->dn, g->params + L->final_norm, D,
-				                             eps);
-			LAUNCHED();
-		}
-	}
-	if (!g->fuse) {
-		CK(cudaMemcpyAsync(g->xf, g->x, TD * 4, cudaMemcpyDeviceToDevice));
-		if (g->ew) /* only the fused head's bf16 input is needed in bf16 mode */
-			CKR(policy_ew_add_rms(NULL, g->ab ? (void *)g->nf_b : (void *)g->nf, g->ab,
-			                      NULL, g->rstdf, g->x, NULL, NULL, NULL, NULL, NULL, 0,
-			                      g->params + L->final_norm, T, D, (float)c->norm_eps));
-		else if (g->ab) /* only the fused head's bf16 input is needed */
-			k_rms_fwd<uint16_t><<<T, 256>>>(g->nf_b, g->rstdf, g->x,
-			                                g->params + L->final_norm, D,
-			                                (float)c->norm_eps);
-		else
-			k_rms_fwd<float><<<T, 256>>>(g->nf, g->rstdf, g->x,
-			                             g->params + L->final_norm, D,
-			                             (float)c->norm_eps);
-		LAUNCHED();
-	}
-	mark(g, PROF_OTHER);
-	if (g->pl)
-		CKR(fused_head(g, st, T, n, targets, logp_old != NULL, opts, backward));
-	else
-		CKR(plain_head(g, st, T, n, targets, logp_old != NULL, opts, backward));
-	mark(g, PROF_HEAD);
 	if (g->aux_ready) { /* the fused head read them back (POLICY_GPU_COPY=async) */
 		const double *h_aux = (const double *)(g->h_pin + 16);
 		for (int l = 0; l < c->n_layers; l++)
@@ -2839,58 +3132,36 @@ int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_lo
 	if (!backward)
 		return 0;
 
-	/* backward: dlogits are in g->logits (the fused head already wrote dn and
-	 * the head's gradient) */
-	if (!g->pl) {
-		if (g->n_acc == 0)
-			CK(cudaMemsetAsync(g->grads, 0, L->total * 4));
-		CKR(mm_dw(g, g->grads + L->lm_head, g->logits, g->nf, CUDA_R_32F, T, D, V, 1));
-		CKR(mm_dx(g, g->dn, CUDA_R_32F, g->logits, g->params + L->lm_head, CUDA_R_32F, T, D,
-		          V, 0, 1));
-		mark(g, PROF_HEAD);
-	}
-	CKR(rms_bwd(g, g->dx, NULL, 0, g->grads + L->final_norm, g->dn, g->xf,
-	            g->params + L->final_norm, g->rstdf, T, D));
-	LAUNCHED();
-	for (int l = c->n_layers - 1; l >= 0; l--) {
-		const struct policy_layer_params *lp = &L->layers[l];
-		struct glayer *ly = &g->ly[l];
-		mark(g, PROF_OTHER);
-		CKR(moe_bwd(g, l, g->dn, g->dx, T));
-		/* dx and dxb rewritten: the side stream's dW above have read them */
-		CKR(side_wait(g, SV_DX));
-		CKR(side_wait(g, SV_DXB));
-		/* the attention's dy: also in bf16 for its GEMMs (bf16 mode) */
-		CKR(rms_bwd(g, g->dx, g->ab ? g->dxb : NULL, 1, g->grads + lp->ffn_norm, g->dn,
-		            ly->hmid, g->params + lp->ffn_norm, ly->rstd2, T, D));
-		LAUNCHED();
-		mark(g, PROF_OTHER);
-		if (lp->softmax) {
-			CKR(softmax_bwd(g, l, g->dn, g->dx, b));
-			mark(g, PROF_SOFTMAX);
-		} else {
-			CKR(lightning_bwd(g, l, g->dn, g->dx, b, maxlen));
-		}
-		CKR(side_wait(g, SV_DX)); /* dx rewritten */
-		CKR(rms_bwd(g, g->dx, NULL, 1, g->grads + lp->attn_norm, g->dn, ly->xin,
-		            g->params + lp->attn_norm, ly->rstd1, T, D));
-		LAUNCHED();
-	}
-	if (g->ew) {
-		CKR(policy_ew_embed_bwd(g->grads + L->tok_emb, g->dx, g->tok, T, D));
-	} else {
-		k_embed_bwd<<<GRID(TD)>>>(g->grads + L->tok_emb, g->dx, g->tok, T, D);
-		LAUNCHED();
-	}
-	/* the side stream's weight gradients done before anything that follows
-	 * (AdamW, the next micro-batch, copies of the arena) */
-	CKR(side_join(g));
-	mark(g, PROF_OTHER);
+	if (!g->graph)
+		CKR(step_bwd(g, b, maxlen));
 	g->n_acc++;
 	return 0;
 }
 
-int policy_gpu_adamw(double *grad_norm, struct policy_gpu *g, struct policy_adamw *o)
+int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_logp,
+                    struct policy_gpu *g, const struct policy_batch *b, const int *targets,
+                    const float *logp_old, const float *adv, const struct policy_loss_opts *opts,
+                    int backward)
+{
+	int rc;
+	if (!g->graph)
+		return step_impl(st, aux_out, out_logp, g, b, targets, logp_old, adv, opts,
+		                 backward);
+	/* round 14: everything on g->gst, after what the legacy default stream
+	 * was given before (weights set, their bf16 copy); gst is idle again
+	 * when the step returns (head_collect synchronised it) */
+	if (cudaEventRecord(g->ev_leg, 0) != cudaSuccess ||
+	    cudaStreamWaitEvent(g->gst, g->ev_leg, 0) != cudaSuccess)
+		return swerve_error_set(SWERVE_ERROR, "gpu: ordering the step's stream failed");
+	policy_gpu_st = g->gst;
+	policy_moe_stream(g->gst);
+	rc = step_impl(st, aux_out, out_logp, g, b, targets, logp_old, adv, opts, backward);
+	policy_gpu_st = 0;
+	policy_moe_stream(NULL);
+	return rc;
+}
+
+static int adamw_impl(double *grad_norm, struct policy_gpu *g, struct policy_adamw *o)
 {
 	const struct policy_layout *L = g->L;
 	float part[1024];
@@ -2920,11 +3191,37 @@ int policy_gpu_adamw(double *grad_norm, struct policy_gpu *g, struct policy_adam
 		g->adam_blocks = nb;
 	}
 	if (g->adam_per_tensor)
-		k_sumsq<<<1024, 256>>>(g->red, g->grads, L->total);
+		k_sumsq<<<1024, 256, 0, PST>>>(g->red, g->grads, L->total);
 	else
-		k_sumsq4<<<1024, 256>>>(g->red, g->grads, L->total);
+		k_sumsq4<<<1024, 256, 0, PST>>>(g->red, g->grads, L->total);
 	LAUNCHED();
-	CK(cudaMemcpy(part, g->red, sizeof(part), cudaMemcpyDeviceToHost));
+	if (g->graph && !g->adam_per_tensor) { /* round 14: the scale on the device */
+		k_clip_scale<<<1, 256, 0, PST>>>(g->gnorm, g->red, inv, o->clip_norm);
+		LAUNCHED();
+		g->n_acc = 0;
+		o->step++;
+		bc1 = 1.0 - pow(o->beta1, (double)o->step);
+		bc2 = 1.0 - pow(o->beta2, (double)o->step);
+		k_adamw_all<true><<<g->adam_blocks, ADAM_THREADS, 0, PST>>>(
+		        g->params, g->pb, g->grads, g->m, g->v, g->adam_seg, g->adam_nseg, 0.0f,
+		        (const float *)(g->gnorm + 1), (float)o->lr, (float)o->beta1,
+		        (float)o->beta2, (float)o->eps, (float)o->weight_decay, (float)bc1,
+		        (float)bc2);
+		LAUNCHED();
+		/* the norm the caller gets, read back once the update is queued */
+		CK(cudaMemcpyAsync(g->h_norm, g->gnorm, sizeof(double), cudaMemcpyDeviceToHost,
+		                   PST));
+		CK(cudaStreamSynchronize(PST));
+		if (grad_norm)
+			*grad_norm = *g->h_norm;
+		return 0;
+	}
+	if (g->graph) { /* per tensor: gst's sums */
+		CK(cudaMemcpyAsync(part, g->red, sizeof(part), cudaMemcpyDeviceToHost, PST));
+		CK(cudaStreamSynchronize(PST));
+	} else {
+		CK(cudaMemcpy(part, g->red, sizeof(part), cudaMemcpyDeviceToHost));
+	}
 	for (int i = 0; i < 1024; i++)
 		ss += part[i];
 	norm = sqrt(ss) * inv;
@@ -2936,15 +3233,15 @@ int policy_gpu_adamw(double *grad_norm, struct policy_gpu *g, struct policy_adam
 	bc1 = 1.0 - pow(o->beta1, (double)o->step);
 	bc2 = 1.0 - pow(o->beta2, (double)o->step);
 	if (!g->adam_per_tensor) {
-		k_adamw_all<<<g->adam_blocks, ADAM_THREADS>>>(
+		k_adamw_all<false><<<g->adam_blocks, ADAM_THREADS, 0, PST>>>(
 		        g->params, g->pb, g->grads, g->m, g->v, g->adam_seg, g->adam_nseg,
-		        (float)scale, (float)o->lr, (float)o->beta1, (float)o->beta2, (float)o->eps,
-		        (float)o->weight_decay, (float)bc1, (float)bc2);
+		        (float)scale, NULL, (float)o->lr, (float)o->beta1, (float)o->beta2,
+		        (float)o->eps, (float)o->weight_decay, (float)bc1, (float)bc2);
 		LAUNCHED();
 	}
 	for (int i = 0; i < L->n && g->adam_per_tensor; i++) {
 		const struct policy_tensor *t = &L->t[i];
-		k_adamw<<<GRID(t->numel)>>>(
+		k_adamw<<<GRID(t->numel), 0, PST>>>(
 		        g->params + t->offset, g->pb ? g->pb + t->offset : NULL,
 		        g->grads + t->offset, g->m + t->offset, g->v + t->offset, t->numel,
 		        (float)scale, (float)o->lr, (float)o->beta1, (float)o->beta2, (float)o->eps,
@@ -2955,6 +3252,24 @@ int policy_gpu_adamw(double *grad_norm, struct policy_gpu *g, struct policy_adam
 	if (grad_norm)
 		*grad_norm = norm;
 	return 0;
+}
+
+int policy_gpu_adamw(double *grad_norm, struct policy_gpu *g, struct policy_adamw *o)
+{
+	int rc;
+	if (!g->graph)
+		return adamw_impl(grad_norm, g, o);
+	/* round 14: on gst after the legacy stream's earlier work; idle again
+	 * on return (the norm's read-back synchronised it) */
+	if (cudaEventRecord(g->ev_leg, 0) != cudaSuccess ||
+	    cudaStreamWaitEvent(g->gst, g->ev_leg, 0) != cudaSuccess)
+		return swerve_error_set(SWERVE_ERROR, "gpu: ordering AdamW's stream failed");
+	policy_gpu_st = g->gst;
+	rc = adamw_impl(grad_norm, g, o);
+	if (g->graph && g->adam_per_tensor && !rc && cudaStreamSynchronize(g->gst) != cudaSuccess)
+		rc = swerve_error_set(SWERVE_ERROR, "gpu: AdamW failed");
+	policy_gpu_st = 0;
+	return rc;
 }
 
 /* ---- the trainer's GPU backend ---------------------------------------------- */

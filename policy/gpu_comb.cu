@@ -99,9 +99,9 @@ int policy_moe_combine_bwd2(uint16_t *dyp, float *dgate, const float *dy, const 
 	if (T < 1)
 		return 0;
 	if (K == 2)
-		k_cb_bwd<2><<<T, CB_THREADS>>>(dyp, dgate, dy, yp, gate, rowof, K, D);
+		k_cb_bwd<2><<<T, CB_THREADS, 0, PST>>>(dyp, dgate, dy, yp, gate, rowof, K, D);
 	else
-		k_cb_bwd<1><<<T, CB_THREADS>>>(dyp, dgate, dy, yp, gate, rowof, K, D);
+		k_cb_bwd<1><<<T, CB_THREADS, 0, PST>>>(dyp, dgate, dy, yp, gate, rowof, K, D);
 	LAUNCHED();
 	return 0;
 }
@@ -147,12 +147,12 @@ int policy_moe_scatter2(float *dx, const float *dxp, int T, int K, int D, int be
 	if (T < 1 || D < 1)
 		return 0;
 	if (D % 4 || ((uintptr_t)dx | (uintptr_t)dxp) % 16 || n >= (1u << 31)) {
-		k_cb_scatter1<<<GRID((size_t)T * D)>>>(dx, dxp, (size_t)T, K, D, beta);
+		k_cb_scatter1<<<GRID((size_t)T * D), 0, PST>>>(dx, dxp, (size_t)T, K, D, beta);
 		LAUNCHED();
 		return 0;
 	}
-	k_cb_scatter<<<GRID(n)>>>((float4 *)dx, (const float4 *)dxp, (unsigned)T, K,
-	                          (unsigned)(D / 4), beta);
+	k_cb_scatter<<<GRID(n), 0, PST>>>((float4 *)dx, (const float4 *)dxp, (unsigned)T, K,
+	                                  (unsigned)(D / 4), beta);
 	LAUNCHED();
 	return 0;
 }

@@ -290,9 +290,9 @@ int policy_ew_embed(float *x, const float *emb, const int *tok, int T, int C)
 	if (T < 1)
 		return 0;
 	if ((uintptr_t)emb & 15)
-		k_ew_embed<0><<<EW_BLOCKS(T)>>>(x, emb, tok, T, C);
+		k_ew_embed<0><<<EW_BLOCKS(T), 0, PST>>>(x, emb, tok, T, C);
 	else
-		k_ew_embed<1><<<EW_BLOCKS(T)>>>(x, emb, tok, T, C);
+		k_ew_embed<1><<<EW_BLOCKS(T), 0, PST>>>(x, emb, tok, T, C);
 	LAUNCHED();
 	return 0;
 }
@@ -303,9 +303,9 @@ int policy_ew_embed_bwd(float *demb, const float *dx, const int *tok, int T, int
 	if (T < 1)
 		return 0;
 	if ((uintptr_t)demb & 15)
-		k_ew_embed_bwd<0><<<EW_BLOCKS(T)>>>(demb, dx, tok, T, C);
+		k_ew_embed_bwd<0><<<EW_BLOCKS(T), 0, PST>>>(demb, dx, tok, T, C);
 	else
-		k_ew_embed_bwd<1><<<EW_BLOCKS(T)>>>(demb, dx, tok, T, C);
+		k_ew_embed_bwd<1><<<EW_BLOCKS(T), 0, PST>>>(demb, dx, tok, T, C);
 	LAUNCHED();
 	return 0;
 }
@@ -343,13 +343,13 @@ int policy_ew_add_rms(float *out, void *y, int y_bf16, uint16_t *yb, float *rstd
 #define EW_FWD(CH)                                                                                 \
 	do {                                                                                       \
 		if (y_bf16)                                                                        \
-			k_ew_add_rms<uint16_t, CH><<<EW_BLOCKS(T)>>>(out, (uint16_t *)y, yb, rstd, \
-			                                             a, emb, tok, b, yp, gate, K,  \
-			                                             w, T, C, eps);                \
+			k_ew_add_rms<uint16_t, CH>                                                 \
+			        <<<EW_BLOCKS(T), 0, PST>>>(out, (uint16_t *)y, yb, rstd, a, emb,   \
+			                                   tok, b, yp, gate, K, w, T, C, eps);     \
 		else                                                                               \
-			k_ew_add_rms<float, CH><<<EW_BLOCKS(T)>>>(out, (float *)y, yb, rstd, a,    \
-			                                          emb, tok, b, yp, gate, K, w, T,  \
-			                                          C, eps);                         \
+			k_ew_add_rms<float, CH>                                                    \
+			        <<<EW_BLOCKS(T), 0, PST>>>(out, (float *)y, yb, rstd, a, emb, tok, \
+			                                   b, yp, gate, K, w, T, C, eps);          \
 	} while (0)
 	EW_DISPATCH(C, EW_FWD);
 #undef EW_FWD
@@ -369,7 +369,8 @@ int policy_ew_rms_bwd(float *dx, uint16_t *xb, int acc, float *dw, const float *
 	if (T < 1)
 		return 0;
 	nb = (unsigned)((T + EW_NW * EW_WROW - 1) / (EW_NW * EW_WROW));
-#define EW_BWD(CH) k_ew_rms_bwd<CH><<<nb, EW_NW * 32, sh>>>(dx, xb, acc, dw, dy, x, w, rstd, T, C)
+#define EW_BWD(CH)                                                                                 \
+	k_ew_rms_bwd<CH><<<nb, EW_NW * 32, sh, PST>>>(dx, xb, acc, dw, dy, x, w, rstd, T, C)
 	EW_DISPATCH(C, EW_BWD);
 #undef EW_BWD
 	LAUNCHED();

@@ -835,6 +835,7 @@ static int f2_scratch(fa_bf **out, size_t n)
 		f2_buf[dev] = NULL;
 		f2_cap[dev] = 0;
 		CK(cudaMalloc((void **)&f2_buf[dev], n * sizeof(fa_bf)));
+		policy_gpu_alloc_gen++; /* gpu_util.h */
 		f2_cap[dev] = n;
 	}
 	*out = f2_buf[dev];
@@ -846,7 +847,7 @@ static int f2_convert(const struct f2_jobs *jb, int n, const int *cu, int n_seqs
 {
 	size_t n8 = rows * (size_t)jb->w[0] / 8, blocks = (n8 + 255) / 256;
 	dim3 grid((unsigned)(blocks < 528 ? (blocks ? blocks : 1) : 528), (unsigned)n);
-	k_f2_bf16<<<grid, 256>>>(*jb, cu, n_seqs, rows);
+	k_f2_bf16<<<grid, 256, 0, PST>>>(*jb, cu, n_seqs, rows);
 	LAUNCHED();
 	return 0;
 }
@@ -912,7 +913,7 @@ static int flash_fwd(float *o, float *lse, const float *q, const float *k, const
 	CKR(flash_args(n_seqs, maxlen, H, KV));
 	if (f2_impl == POLICY_FLASH_WMMA) {
 		dim3 grid((unsigned)((maxlen + FA_T - 1) / FA_T), (unsigned)n_seqs, (unsigned)H);
-		k_flash_fwd<<<grid, 128, FA_FWD_SMEM>>>(o, lse, q, k, v, cu, H, KV, scale);
+		k_flash_fwd<<<grid, 128, FA_FWD_SMEM, PST>>>(o, lse, q, k, v, cu, H, KV, scale);
 		LAUNCHED();
 		return 0;
 	}
@@ -924,12 +925,12 @@ static int flash_fwd(float *o, float *lse, const float *q, const float *k, const
 	CKR(f2_convert(&jb, 2, cu, n_seqs, rows));
 	if (f2_impl == POLICY_FLASH_FA2_64) {
 		dim3 grid((unsigned)H, (unsigned)n_seqs, (unsigned)((maxlen + 63) / 64));
-		k_f2_fwd<4><<<grid, 128, F2_FWD_SMEM>>>(o, lse, q, b, b + nk, cu, H, KV,
-		                                        scale * F2_LOG2E);
+		k_f2_fwd<4><<<grid, 128, F2_FWD_SMEM, PST>>>(o, lse, q, b, b + nk, cu, H, KV,
+		                                             scale * F2_LOG2E);
 	} else {
 		dim3 grid((unsigned)H, (unsigned)n_seqs, (unsigned)((maxlen + 127) / 128));
-		k_f2_fwd<8><<<grid, 256, F2_FWD_SMEM>>>(o, lse, q, b, b + nk, cu, H, KV,
-		                                        scale * F2_LOG2E);
+		k_f2_fwd<8><<<grid, 256, F2_FWD_SMEM, PST>>>(o, lse, q, b, b + nk, cu, H, KV,
+		                                             scale * F2_LOG2E);
 	}
 	LAUNCHED();
 	return 0;
@@ -943,10 +944,10 @@ static int flash_bwd(float *dq, float *dk, float *dv, const float *dout, const f
 	float scale = 1.0f / sqrtf((float)FA_D);
 	CKR(flash_args(n_seqs, maxlen, H, KV));
 	if (f2_impl == POLICY_FLASH_WMMA) {
-		k_flash_bwd_kv<<<dim3(nt, (unsigned)n_seqs, (unsigned)KV), 128, FA_BKV_SMEM>>>(
+		k_flash_bwd_kv<<<dim3(nt, (unsigned)n_seqs, (unsigned)KV), 128, FA_BKV_SMEM, PST>>>(
 		        dk, dv, q, k, v, dout, lse, Dsum, cu, H, KV, scale);
 		LAUNCHED();
-		k_flash_bwd_q<<<dim3(nt, (unsigned)n_seqs, (unsigned)H), 128, FA_BQ_SMEM>>>(
+		k_flash_bwd_q<<<dim3(nt, (unsigned)n_seqs, (unsigned)H), 128, FA_BQ_SMEM, PST>>>(
 		        dq, q, k, v, dout, lse, Dsum, cu, H, KV, scale);
 		LAUNCHED();
 		return 0;
@@ -958,10 +959,10 @@ static int flash_bwd(float *dq, float *dk, float *dv, const float *dout, const f
 	struct f2_jobs jb = {
 	        {bq, bo, bk, bv}, {q, dout, k, v}, {H * F2_D, H * F2_D, KV * F2_D, KV * F2_D}};
 	CKR(f2_convert(&jb, 4, cu, n_seqs, rows));
-	k_f2_bwd_kv<<<dim3((unsigned)KV, (unsigned)n_seqs, nt), 128, F2_BKV_SMEM>>>(
+	k_f2_bwd_kv<<<dim3((unsigned)KV, (unsigned)n_seqs, nt), 128, F2_BKV_SMEM, PST>>>(
 	        dk, dv, bq, bk, bv, bo, lse, Dsum, cu, H, KV, scale * F2_LOG2E, scale);
 	LAUNCHED();
-	k_f2_bwd_q<<<dim3((unsigned)H, (unsigned)n_seqs, nt), 128, F2_BQ_SMEM>>>(
+	k_f2_bwd_q<<<dim3((unsigned)H, (unsigned)n_seqs, nt), 128, F2_BQ_SMEM, PST>>>(
 	        dq, bq, bk, bv, bo, lse, Dsum, cu, H, KV, scale * F2_LOG2E, scale);
 	LAUNCHED();
 	return 0;

@@ -332,13 +332,14 @@ int policy_lin_silu(void *out, int out_bf16, const void *pre, int a_bf16, int T,
 	if (T < 1)
 		return 0;
 	if (a_bf16 && out_bf16)
-		k_lw_silu<<<LW_GRID(T, Hd)>>>((uint16_t *)out, (const uint16_t *)pre, T, Hd);
+		k_lw_silu<<<LW_GRID(T, Hd), 0, PST>>>((uint16_t *)out, (const uint16_t *)pre, T,
+		                                      Hd);
 	else if (a_bf16)
-		k_lw_silu<<<LW_GRID(T, Hd)>>>((float *)out, (const uint16_t *)pre, T, Hd);
+		k_lw_silu<<<LW_GRID(T, Hd), 0, PST>>>((float *)out, (const uint16_t *)pre, T, Hd);
 	else if (out_bf16)
-		k_lw_silu<<<LW_GRID(T, Hd)>>>((uint16_t *)out, (const float *)pre, T, Hd);
+		k_lw_silu<<<LW_GRID(T, Hd), 0, PST>>>((uint16_t *)out, (const float *)pre, T, Hd);
 	else
-		k_lw_silu<<<LW_GRID(T, Hd)>>>((float *)out, (const float *)pre, T, Hd);
+		k_lw_silu<<<LW_GRID(T, Hd), 0, PST>>>((float *)out, (const float *)pre, T, Hd);
 	LAUNCHED();
 	return 0;
 }
@@ -350,17 +351,17 @@ int policy_lin_dsilu(void *dpre, int a_bf16, const void *dpost, int post_bf16, c
 	if (T < 1)
 		return 0;
 	if (a_bf16 && post_bf16)
-		k_lw_dsilu<<<LW_GRID(T, Hd)>>>((uint16_t *)dpre, (const uint16_t *)dpost,
-		                               (const uint16_t *)pre, T, Hd);
+		k_lw_dsilu<<<LW_GRID(T, Hd), 0, PST>>>((uint16_t *)dpre, (const uint16_t *)dpost,
+		                                       (const uint16_t *)pre, T, Hd);
 	else if (a_bf16)
-		k_lw_dsilu<<<LW_GRID(T, Hd)>>>((uint16_t *)dpre, (const float *)dpost,
-		                               (const uint16_t *)pre, T, Hd);
+		k_lw_dsilu<<<LW_GRID(T, Hd), 0, PST>>>((uint16_t *)dpre, (const float *)dpost,
+		                                       (const uint16_t *)pre, T, Hd);
 	else if (post_bf16)
-		k_lw_dsilu<<<LW_GRID(T, Hd)>>>((float *)dpre, (const uint16_t *)dpost,
-		                               (const float *)pre, T, Hd);
+		k_lw_dsilu<<<LW_GRID(T, Hd), 0, PST>>>((float *)dpre, (const uint16_t *)dpost,
+		                                       (const float *)pre, T, Hd);
 	else
-		k_lw_dsilu<<<LW_GRID(T, Hd)>>>((float *)dpre, (const float *)dpost,
-		                               (const float *)pre, T, Hd);
+		k_lw_dsilu<<<LW_GRID(T, Hd), 0, PST>>>((float *)dpre, (const float *)dpost,
+		                                       (const float *)pre, T, Hd);
 	LAUNCHED();
 	return 0;
 }
@@ -374,33 +375,36 @@ int policy_lin_rms_gate(void *gn, float *rstd, const void *o, int o_bf16, const 
 	if (v2) {
 		unsigned nb = (unsigned)((T + LW_NW - 1) / LW_NW);
 		if (a_bf16 && o_bf16)
-			k_lw_rms_gate2<<<nb, LW_NW * 32>>>((uint16_t *)gn, rstd,
-			                                   (const uint16_t *)o, w,
-			                                   (const uint16_t *)pre, T, Hd, eps);
+			k_lw_rms_gate2<<<nb, LW_NW * 32, 0, PST>>>(
+			        (uint16_t *)gn, rstd, (const uint16_t *)o, w, (const uint16_t *)pre,
+			        T, Hd, eps);
 		else if (a_bf16)
-			k_lw_rms_gate2<<<nb, LW_NW * 32>>>((uint16_t *)gn, rstd, (const float *)o,
-			                                   w, (const uint16_t *)pre, T, Hd, eps);
+			k_lw_rms_gate2<<<nb, LW_NW * 32, 0, PST>>>(
+			        (uint16_t *)gn, rstd, (const float *)o, w, (const uint16_t *)pre, T,
+			        Hd, eps);
 		else if (o_bf16)
-			k_lw_rms_gate2<<<nb, LW_NW * 32>>>((float *)gn, rstd, (const uint16_t *)o,
-			                                   w, (const float *)pre, T, Hd, eps);
+			k_lw_rms_gate2<<<nb, LW_NW * 32, 0, PST>>>((float *)gn, rstd,
+			                                           (const uint16_t *)o, w,
+			                                           (const float *)pre, T, Hd, eps);
 		else
-			k_lw_rms_gate2<<<nb, LW_NW * 32>>>((float *)gn, rstd, (const float *)o, w,
-			                                   (const float *)pre, T, Hd, eps);
+			k_lw_rms_gate2<<<nb, LW_NW * 32, 0, PST>>>((float *)gn, rstd,
+			                                           (const float *)o, w,
+			                                           (const float *)pre, T, Hd, eps);
 		LAUNCHED();
 		return 0;
 	}
 	if (a_bf16 && o_bf16)
-		k_lw_rms_gate<<<T, 256>>>((uint16_t *)gn, rstd, (const uint16_t *)o, w,
-		                          (const uint16_t *)pre, Hd, eps);
+		k_lw_rms_gate<<<T, 256, 0, PST>>>((uint16_t *)gn, rstd, (const uint16_t *)o, w,
+		                                  (const uint16_t *)pre, Hd, eps);
 	else if (a_bf16)
-		k_lw_rms_gate<<<T, 256>>>((uint16_t *)gn, rstd, (const float *)o, w,
-		                          (const uint16_t *)pre, Hd, eps);
+		k_lw_rms_gate<<<T, 256, 0, PST>>>((uint16_t *)gn, rstd, (const float *)o, w,
+		                                  (const uint16_t *)pre, Hd, eps);
 	else if (o_bf16)
-		k_lw_rms_gate<<<T, 256>>>((float *)gn, rstd, (const uint16_t *)o, w,
-		                          (const float *)pre, Hd, eps);
+		k_lw_rms_gate<<<T, 256, 0, PST>>>((float *)gn, rstd, (const uint16_t *)o, w,
+		                                  (const float *)pre, Hd, eps);
 	else
-		k_lw_rms_gate<<<T, 256>>>((float *)gn, rstd, (const float *)o, w,
-		                          (const float *)pre, Hd, eps);
+		k_lw_rms_gate<<<T, 256, 0, PST>>>((float *)gn, rstd, (const float *)o, w,
+		                                  (const float *)pre, Hd, eps);
 	LAUNCHED();
 	return 0;
 }
@@ -417,40 +421,40 @@ int policy_lin_gate_rms_bwd(void *dO, float *dw, void *dpre, int a_bf16, const f
 		unsigned nb2 = (unsigned)((T + LW_NW * LW_WROW - 1) / (LW_NW * LW_WROW));
 		size_t sm = (size_t)LW_NW * Hd * 4;
 		if (a_bf16 && o_bf16)
-			k_lw_gate_rms_bwd2<<<nb2, LW_NW * 32, sm>>>(
+			k_lw_gate_rms_bwd2<<<nb2, LW_NW * 32, sm, PST>>>(
 			        (uint16_t *)dO, dw, (uint16_t *)dpre, dgn, (const uint16_t *)o,
 			        (const uint16_t *)pre, w, rstd, T, Hd);
 		else if (a_bf16)
-			k_lw_gate_rms_bwd2<<<nb2, LW_NW * 32, sm>>>(
+			k_lw_gate_rms_bwd2<<<nb2, LW_NW * 32, sm, PST>>>(
 			        (float *)dO, dw, (uint16_t *)dpre, dgn, (const float *)o,
 			        (const uint16_t *)pre, w, rstd, T, Hd);
 		else if (o_bf16)
-			k_lw_gate_rms_bwd2<<<nb2, LW_NW * 32, sm>>>(
+			k_lw_gate_rms_bwd2<<<nb2, LW_NW * 32, sm, PST>>>(
 			        (uint16_t *)dO, dw, (float *)dpre, dgn, (const uint16_t *)o,
 			        (const float *)pre, w, rstd, T, Hd);
 		else
-			k_lw_gate_rms_bwd2<<<nb2, LW_NW * 32, sm>>>(
+			k_lw_gate_rms_bwd2<<<nb2, LW_NW * 32, sm, PST>>>(
 			        (float *)dO, dw, (float *)dpre, dgn, (const float *)o,
 			        (const float *)pre, w, rstd, T, Hd);
 		LAUNCHED();
 		return 0;
 	}
 	if (a_bf16 && o_bf16)
-		k_lw_gate_rms_bwd<<<nb, 256>>>((uint16_t *)dO, dw, (uint16_t *)dpre, dgn,
-		                               (const uint16_t *)o, (const uint16_t *)pre, w, rstd,
-		                               T, Hd);
+		k_lw_gate_rms_bwd<<<nb, 256, 0, PST>>>((uint16_t *)dO, dw, (uint16_t *)dpre, dgn,
+		                                       (const uint16_t *)o, (const uint16_t *)pre,
+		                                       w, rstd, T, Hd);
 	else if (a_bf16)
-		k_lw_gate_rms_bwd<<<nb, 256>>>((float *)dO, dw, (uint16_t *)dpre, dgn,
-		                               (const float *)o, (const uint16_t *)pre, w, rstd, T,
-		                               Hd);
+		k_lw_gate_rms_bwd<<<nb, 256, 0, PST>>>((float *)dO, dw, (uint16_t *)dpre, dgn,
+		                                       (const float *)o, (const uint16_t *)pre, w,
+		                                       rstd, T, Hd);
 	else if (o_bf16)
-		k_lw_gate_rms_bwd<<<nb, 256>>>((uint16_t *)dO, dw, (float *)dpre, dgn,
-		                               (const uint16_t *)o, (const float *)pre, w, rstd, T,
-		                               Hd);
+		k_lw_gate_rms_bwd<<<nb, 256, 0, PST>>>((uint16_t *)dO, dw, (float *)dpre, dgn,
+		                                       (const uint16_t *)o, (const float *)pre, w,
+		                                       rstd, T, Hd);
 	else
-		k_lw_gate_rms_bwd<<<nb, 256>>>((float *)dO, dw, (float *)dpre, dgn,
-		                               (const float *)o, (const float *)pre, w, rstd, T,
-		                               Hd);
+		k_lw_gate_rms_bwd<<<nb, 256, 0, PST>>>((float *)dO, dw, (float *)dpre, dgn,
+		                                       (const float *)o, (const float *)pre, w,
+		                                       rstd, T, Hd);
 	LAUNCHED();
 	return 0;
 }

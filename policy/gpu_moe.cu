@@ -1790,6 +1790,7 @@ template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct
 			flags = NULL;
 			nflags = 0;
 			CK(cudaMalloc(&flags, n * sizeof(int)));
+			policy_gpu_alloc_gen++; /* gpu_util.h */
 			nflags = n;
 		}
 		CK(cudaMemsetAsync(flags, 0, n * sizeof(int), mg_stream));
@@ -1929,7 +1930,7 @@ int policy_moe_combine(float *y, const float *yp, const float *gate, int T, int 
 {
 	if (T < 1)
 		return 0;
-	k_mg_combine<<<GRID((size_t)T * D)>>>(y, yp, gate, T, K, D);
+	k_mg_combine<<<GRID((size_t)T * D), 0, PST>>>(y, yp, gate, T, K, D);
 	LAUNCHED();
 	return 0;
 }
@@ -1961,7 +1962,8 @@ int policy_moe_combine_bwd(const struct policy_moe_dims *d, uint16_t *dyp, float
 {
 	if (d->T * d->K < 1)
 		return 0;
-	k_mg_combine_bwd<<<d->T * d->K, 128>>>(dyp, dgate, dy, yp, gate, d->perm, d->K, d->D);
+	k_mg_combine_bwd<<<d->T * d->K, 128, 0, PST>>>(dyp, dgate, dy, yp, gate, d->perm, d->K,
+	                                               d->D);
 	LAUNCHED();
 	return 0;
 }
@@ -1982,7 +1984,7 @@ int policy_moe_scatter(float *dx, const float *dxp, int T, int K, int D, int bet
 {
 	if (T < 1)
 		return 0;
-	k_mg_scatter<<<GRID((size_t)T * D)>>>(dx, dxp, T, K, D, beta);
+	k_mg_scatter<<<GRID((size_t)T * D), 0, PST>>>(dx, dxp, T, K, D, beta);
 	LAUNCHED();
 	return 0;
 }
@@ -2020,8 +2022,8 @@ int policy_moe_gather(const struct policy_moe_dims *d, uint16_t *xg, const uint1
 		return swerve_error_set(SWERVE_EINVAL, "gpu moe: gather: not 16-byte aligned");
 	if (!n)
 		return 0;
-	k_mg_gather<<<GRID(n)>>>((uint4 *)xg, (const uint4 *)x, d->perm, d->T * d->K, d->K,
-	                         d->D / 8);
+	k_mg_gather<<<GRID(n), 0, PST>>>((uint4 *)xg, (const uint4 *)x, d->perm, d->T * d->K, d->K,
+	                                 d->D / 8);
 	LAUNCHED();
 	return 0;
 }
@@ -2037,7 +2039,7 @@ int policy_moe_to_bf16(uint16_t *out, const float *in, size_t n)
 {
 	if (!n)
 		return 0;
-	k_mg_to_bf16<<<GRID(n)>>>(out, in, n);
+	k_mg_to_bf16<<<GRID(n), 0, PST>>>(out, in, n);
 	LAUNCHED();
 	return 0;
 }

@@ -1262,6 +1262,7 @@ static int ws_launch(const struct policy_moe_dims *d, struct ws_args *a, const u
 			flags = NULL;
 			nflags = 0;
 			CK(cudaMalloc(&flags, n * sizeof(int)));
+			policy_gpu_alloc_gen++; /* gpu_util.h */
 			CK(cudaMemset(flags, 0, n * sizeof(int)));
 			nflags = n;
 		}

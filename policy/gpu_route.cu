@@ -1289,7 +1289,7 @@ static int fwd3_launch(float *prob, int *sel, float *gate, int *rowof, float *sc
 	int al = ((uintptr_t)x | (uintptr_t)Wr) % 16 == 0;
 #define FWD3(n)                                                                                    \
 	case n:                                                                                    \
-		k_rt_fwd3<n><<<nb, ROUTE_FWD3_THREADS, (size_t)E * D * 4>>>(                       \
+		k_rt_fwd3<n><<<nb, ROUTE_FWD3_THREADS, (size_t)E * D * 4, PST>>>(                  \
 		        prob, sel, gate, rowof, hist, psum, x, Wr, T, E, K, D, nb, al);            \
 		break
 	switch (nv) {
@@ -1317,7 +1317,7 @@ static int fwd4_launch(float *prob, int *sel, float *gate, int *rowof, float *sc
 	int al = ((uintptr_t)x | (uintptr_t)Wr) % 16 == 0;
 #define FWD4(n)                                                                                    \
 	case n:                                                                                    \
-		k_rt_fwd4<n><<<nb, ROUTE_FWD3_THREADS, (size_t)E * D * 4>>>(                       \
+		k_rt_fwd4<n><<<nb, ROUTE_FWD3_THREADS, (size_t)E * D * 4, PST>>>(                  \
 		        prob, sel, gate, rowof, hist, psum, x, Wr, T, E, K, D, nb, al);            \
 		break
 	switch (nv) {
@@ -1355,15 +1355,15 @@ int policy_route_fwd(float *prob, int *sel, float *gate, int *rowof, float *scra
 	if (v2 == 3)
 		return fwd4_launch(prob, sel, gate, rowof, scratch, x, Wr, T, E, K, D);
 	if (v2) {
-		k_rt_fwd2<<<nb, ROUTE_THREADS, (size_t)E * D * 4>>>(
+		k_rt_fwd2<<<nb, ROUTE_THREADS, (size_t)E * D * 4, PST>>>(
 		        prob, sel, gate, rowof, (int *)scratch, scratch + (size_t)nb * E, x, Wr, T,
 		        E, K, D);
 		LAUNCHED();
 		return 0;
 	}
-	k_rt_fwd<<<nb, ROUTE_THREADS, (size_t)E * D * 4>>>(prob, sel, gate, rowof, (int *)scratch,
-	                                                   scratch + (size_t)nb * E, x, Wr, T, E, K,
-	                                                   D);
+	k_rt_fwd<<<nb, ROUTE_THREADS, (size_t)E * D * 4, PST>>>(
+	        prob, sel, gate, rowof, (int *)scratch, scratch + (size_t)nb * E, x, Wr, T, E, K,
+	        D);
 	LAUNCHED();
 	return 0;
 }
@@ -1380,22 +1380,22 @@ int policy_route_sort(int *perm, int *rowof, int *offs, float *auxc, double *aux
 	if (v2 >= 2) { /* v3 and v4 */
 		int gt = ROUTE_FWD3_TOKENS;
 		nb = nblk(T, gt);
-		k_rt_sort3<<<nblk(T, ROUTE_SORT3_FB * gt), ROUTE_THREADS>>>(
+		k_rt_sort3<<<nblk(T, ROUTE_SORT3_FB * gt), ROUTE_THREADS, 0, PST>>>(
 		        perm, rowof, offs, auxc, aux, (const int *)scratch,
 		        scratch + (size_t)nb * E, sel, T, E, K, Rp, compact, rnd, coef, nb, gt);
 		LAUNCHED();
 		return 0;
 	}
 	if (v2) {
-		k_rt_sort2<<<nb, ROUTE_THREADS>>>(perm, rowof, offs, auxc, aux,
-		                                  (const int *)scratch, scratch + (size_t)nb * E,
-		                                  sel, T, E, K, Rp, compact, rnd, coef);
+		k_rt_sort2<<<nb, ROUTE_THREADS, 0, PST>>>(
+		        perm, rowof, offs, auxc, aux, (const int *)scratch,
+		        scratch + (size_t)nb * E, sel, T, E, K, Rp, compact, rnd, coef);
 		LAUNCHED();
 		return 0;
 	}
-	k_rt_sort<<<nb, ROUTE_THREADS>>>(perm, rowof, offs, auxc, aux, (const int *)scratch,
-	                                 scratch + (size_t)nb * E, sel, T, E, K, Rp, compact, rnd,
-	                                 coef);
+	k_rt_sort<<<nb, ROUTE_THREADS, 0, PST>>>(perm, rowof, offs, auxc, aux, (const int *)scratch,
+	                                         scratch + (size_t)nb * E, sel, T, E, K, Rp,
+	                                         compact, rnd, coef);
 	LAUNCHED();
 	return 0;
 }
@@ -1410,13 +1410,13 @@ int policy_route_bwd(float *dn, float *scratch, const float *x, const float *Wr,
 	if (T < 1)
 		return 0;
 	if (v2) {
-		k_rt_bwd2<<<nblk(T, ROUTE_BWD_TOKENS), ROUTE_THREADS>>>(
+		k_rt_bwd2<<<nblk(T, ROUTE_BWD_TOKENS), ROUTE_THREADS, 0, PST>>>(
 		        dn, scratch, x, Wr, prob, sel, gate, dgate, auxc, T, E, K, D);
 		LAUNCHED();
 		return 0;
 	}
-	k_rt_bwd<<<nblk(T, ROUTE_BWD_TOKENS), ROUTE_THREADS>>>(dn, scratch, x, Wr, prob, sel, gate,
-	                                                       dgate, auxc, T, E, K, D);
+	k_rt_bwd<<<nblk(T, ROUTE_BWD_TOKENS), ROUTE_THREADS, 0, PST>>>(
+	        dn, scratch, x, Wr, prob, sel, gate, dgate, auxc, T, E, K, D);
 	LAUNCHED();
 	return 0;
 }
@@ -1432,14 +1432,14 @@ int policy_route_bwd_slots(float *dn, float *scratch, const float *slots, const 
 	if (T < 1)
 		return 0;
 	if (K == 1)
-		k_rt_bwd3<1><<<nb, ROUTE_THREADS>>>(dn, scratch, slots, x, Wr, prob, sel, gate,
-		                                    dgate, auxc, T, E, K, D);
+		k_rt_bwd3<1><<<nb, ROUTE_THREADS, 0, PST>>>(dn, scratch, slots, x, Wr, prob, sel,
+		                                            gate, dgate, auxc, T, E, K, D);
 	else if (K == 2)
-		k_rt_bwd3<2><<<nb, ROUTE_THREADS>>>(dn, scratch, slots, x, Wr, prob, sel, gate,
-		                                    dgate, auxc, T, E, K, D);
+		k_rt_bwd3<2><<<nb, ROUTE_THREADS, 0, PST>>>(dn, scratch, slots, x, Wr, prob, sel,
+		                                            gate, dgate, auxc, T, E, K, D);
 	else
-		k_rt_bwd3<0><<<nb, ROUTE_THREADS>>>(dn, scratch, slots, x, Wr, prob, sel, gate,
-		                                    dgate, auxc, T, E, K, D);
+		k_rt_bwd3<0><<<nb, ROUTE_THREADS, 0, PST>>>(dn, scratch, slots, x, Wr, prob, sel,
+		                                            gate, dgate, auxc, T, E, K, D);
 	LAUNCHED();
 	return 0;
 }
@@ -1449,7 +1449,8 @@ int policy_route_dw(float *dW, const float *scratch, int T, int E, int D)
 	int n = E * D;
 	if (T < 1)
 		return 0;
-	k_rt_dw<<<(n + 31) / 32, ROUTE_THREADS>>>(dW, scratch, nblk(T, ROUTE_BWD_TOKENS), n);
+	k_rt_dw<<<(n + 31) / 32, ROUTE_THREADS, 0, PST>>>(dW, scratch, nblk(T, ROUTE_BWD_TOKENS),
+	                                                  n);
 	LAUNCHED();
 	return 0;
 }

@@ -115,7 +115,7 @@ static inline void rms_dw(float *dw, const float *dy, const float *x, const floa
                           int C)
 {
 	dim3 grid((unsigned)((C + 255) / 256), (unsigned)((T + RMS_DW_ROWS - 1) / RMS_DW_ROWS));
-	k_rms_dw<<<grid, 256>>>(dw, dy, x, rstd, T, C);
+	k_rms_dw<<<grid, 256, 0, PST>>>(dw, dy, x, rstd, T, C);
 }
 
 /* the residual add fused with the next RMSNorm: out = a + b (the stream's

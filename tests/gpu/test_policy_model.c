@@ -1087,11 +1087,198 @@ static int test_bf16_cispo_route_v4(void)
 	return check_route_v3("v4", POLICY_GPU_BF16, 1, NULL);
 }
 /* a misspelt switch is an error naming it, not a silent fallback */
+/* Round 14: POLICY_GPU_GRAPH=1 (the micro-batch as a CUDA graph, AdamW's
+ * clip scale on the device) against the default, bit for bit, as
+ * variant_bitwise judges it (tensors the default reproduces itself bit for
+ * bit, the atomically summed ones within 1e-5): 4 optimizer steps of K = 2
+ * micro-batches whose shapes change between steps (1024 tokens in 2 and in
+ * 3 sequences, 768 in 2; the first micro-batch of a window clears the
+ * arena, the second adds), so graphs are captured for new keys and replayed
+ * for known ones; then two forward-only calls (the per-token logprobs bit
+ * for bit). Losses and clip counts bit for bit; the gradient norm as the
+ * default's own spread. pg: CISPO, else cross-entropy. */
+static int graph_bitwise(int pg)
+{
+	struct policy_config c;
+	struct policy_layout L;
+	struct policy_gpu *g[3] = {NULL, NULL, NULL};
+	struct policy_adamw ao[3] = {POLICY_ADAMW_INIT, POLICY_ADAMW_INIT, POLICY_ADAMW_INIT};
+	static const int lens[3][3] = {{600, 424, 0}, {512, 300, 212}, {500, 268, 0}};
+	static const int nseq[3] = {2, 3, 2}, ntok[3] = {1024, 1024, 768};
+	static const int sched[4][2] = {{0, 1}, {0, 1}, {1, 0}, {2, 0}};
+	int tok[3][1024], tgt[3][1024], cu[3][4], n_bits = 0, n_atomic = 0, bad = 0;
+	struct policy_batch b[3];
+	float *p0, *gr[3], *pw[3], old[3][1024], adv[3][1024], lp[3][1024];
+	struct policy_loss_opts lo = POLICY_LOSS_OPTS_INIT;
+	char saved[16];
+	long caps = 0, reps = 0;
+	const char *was = getenv("POLICY_GPU_GRAPH");
+	if (!have_gpu())
+		return GPU_SKIP;
+	snprintf(saved, sizeof(saved), "%s", was ? was : "");
+	gpu_config(&c);
+	c.vocab_size = 1000;
+	c.dim = 256;
+	c.n_layers = 4;
+	c.n_heads = 4;
+	c.n_kv_heads = 2;
+	c.softmax_every = 2; /* layers 1 and 3 */
+	c.n_experts = 8;
+	c.expert_hidden = 256;
+	c.max_seq_len = 1024;
+	CHECK(policy_config_validate(&c) == 0, "%s", swerve_error_last());
+	policy_layout_init(&L, &c);
+	p0 = malloc(L.total * 4);
+	policy_params_init(p0, &L, seed);
+	for (int m = 0; m < 3; m++) {
+		cu[m][0] = 0;
+		for (int s = 0; s < nseq[m]; s++)
+			cu[m][s + 1] = cu[m][s] + lens[m][s];
+		for (int t = 0; t < 1024; t++) {
+			tok[m][t] = (int)(urand() * c.vocab_size);
+			old[m][t] = (float)(-log((double)c.vocab_size) + 0.3 * nrand());
+			adv[m][t] = (float)nrand();
+		}
+		for (int s = 0; s < nseq[m]; s++)
+			for (int t = cu[m][s]; t < cu[m][s + 1]; t++)
+				tgt[m][t] =
+				        t + 1 < cu[m][s + 1] && t % 11 != 5 ? tok[m][t + 1] : -1;
+		b[m] = (struct policy_batch){ntok[m], tok[m], nseq[m], cu[m]};
+	}
+	for (int k = 0; k < 3; k++) { /* default, default, graph */
+		if (k == 2)
+			setenv("POLICY_GPU_GRAPH", "1", 1);
+		else
+			unsetenv("POLICY_GPU_GRAPH");
+		CHECK(policy_gpu_new(&g[k], &c, &L, 1024, 4, POLICY_GPU_BF16) == 0 &&
+		              policy_gpu_set_params(g[k], p0) == 0,
+		      "%s", swerve_error_last());
+		gr[k] = malloc(L.total * 4);
+		pw[k] = malloc(L.total * 4);
+		ao[k].lr = 1e-3;
+	}
+	if (*saved)
+		setenv("POLICY_GPU_GRAPH", saved, 1);
+	else
+		unsetenv("POLICY_GPU_GRAPH");
+	CHECK(policy_gpu_graph_stats(g[2], &caps, &reps) == 1 &&
+	              policy_gpu_graph_stats(g[0], &caps, &reps) == 0,
+	      "POLICY_GPU_GRAPH=1 did not select graph mode for a bf16 model");
+	for (int w = 0; w < 4; w++) {
+		double loss[3][2], gn[3], clipped[3][2];
+		for (int k = 0; k < 3; k++) {
+			for (int j = 0; j < 2; j++) {
+				int m = sched[w][j];
+				struct policy_loss_stats st;
+				CHECK(policy_gpu_step(&st, NULL, NULL, g[k], &b[m], tgt[m],
+				                      pg ? old[m] : NULL, pg ? adv[m] : NULL,
+				                      pg ? &lo : NULL,
+				                      j ? POLICY_GPU_BACKWARD_ACC
+				                        : POLICY_GPU_BACKWARD) == 0,
+				      "%s", swerve_error_last());
+				loss[k][j] = st.loss;
+				clipped[k][j] = st.clipped;
+			}
+			CHECK(policy_gpu_get_grads(g[k], gr[k]) == 0 &&
+			              policy_gpu_adamw(&gn[k], g[k], &ao[k]) == 0 &&
+			              policy_gpu_get_params(g[k], pw[k]) == 0,
+			      "%s", swerve_error_last());
+		}
+		policy_gpu_graph_stats(g[2], &caps, &reps);
+		printf("  %s step %d (batches %d %d): losses %.9g %.9g (default) %.9g %.9g "
+		       "(graph); clipped %g %g / %g %g; grad norm %.9g / %.9g / %.9g; graphs "
+		       "captured %ld, replayed %ld\n",
+		       pg ? "cispo" : "xent", w + 1, sched[w][0], sched[w][1], loss[0][0],
+		       loss[0][1], loss[2][0], loss[2][1], clipped[0][0], clipped[0][1],
+		       clipped[2][0], clipped[2][1], gn[0], gn[1], gn[2], caps, reps);
+		CHECK(loss[2][0] == loss[0][0] && loss[2][1] == loss[0][1] &&
+		              clipped[2][0] == clipped[0][0] && clipped[2][1] == clipped[0][1],
+		      "step %d: the losses or clip counts differ", w + 1);
+		CHECK(fabs(gn[2] - gn[0]) <= 1e-6 * gn[0] + fabs(gn[1] - gn[0]),
+		      "step %d: grad norm %.9g vs %.9g", w + 1, gn[2], gn[0]);
+		for (int i = 0; i < L.n; i++) {
+			size_t o = L.t[i].offset, n = L.t[i].numel, nb = n * 4;
+			if (!memcmp(gr[0] + o, gr[1] + o, nb)) {
+				n_bits++;
+				if (memcmp(gr[2] + o, gr[0] + o, nb) ||
+				    memcmp(pw[2] + o, pw[0] + o, nb)) {
+					size_t j = 0;
+					while (j < n && gr[2][o + j] == gr[0][o + j] &&
+					       pw[2][o + j] == pw[0][o + j])
+						j++;
+					printf("  %-24s differs at %zu: grad %.9g vs %.9g, weight "
+					       "%.9g vs %.9g  <-- FAIL\n",
+					       L.t[i].name, j, gr[2][o + j], gr[0][o + j],
+					       pw[2][o + j], pw[0][o + j]);
+					bad = 1;
+				}
+			} else {
+				double num = 0, den = 0, rel;
+				for (size_t j = 0; j < n; j++) {
+					double d = (double)gr[2][o + j] - gr[0][o + j];
+					num += d * d;
+					den += (double)gr[0][o + j] * gr[0][o + j];
+				}
+				rel = den > 0 ? sqrt(num / den) : sqrt(num);
+				n_atomic++;
+				if (rel > 1e-5) {
+					printf("  %-24s (atomics) graph rel %.2e  <-- FAIL\n",
+					       L.t[i].name, rel);
+					bad = 1;
+				}
+			}
+		}
+		for (int k = 1; k < 3; k++) /* the next step from the same weights */
+			CHECK(policy_gpu_set_params(g[k], pw[0]) == 0, "%s", swerve_error_last());
+	}
+	/* forward only, twice (captured, then replayed) */
+	for (int r = 0; r < 2; r++) {
+		for (int k = 0; k < 3; k++)
+			CHECK(policy_gpu_step(NULL, NULL, lp[k], g[k], &b[1], tgt[1], NULL, NULL,
+			                      NULL, 0) == 0,
+			      "%s", swerve_error_last());
+		if (!memcmp(lp[0], lp[1], (size_t)ntok[1] * 4)) {
+			int j = 0;
+			while (j < ntok[1] && lp[2][j] == lp[0][j])
+				j++;
+			CHECK(j == ntok[1], "forward %d: logprob %d %.9g vs %.9g", r + 1, j,
+			      lp[2][j], lp[0][j]);
+		}
+	}
+	policy_gpu_graph_stats(g[2], &caps, &reps);
+	printf("  %s: %d tensor checks bit for bit, %d within 1e-5 (atomics); graphs captured "
+	       "%ld, replayed %ld\n",
+	       pg ? "cispo" : "xent", n_bits, n_atomic, caps, reps);
+	for (int k = 0; k < 3; k++) {
+		policy_gpu_free(g[k]);
+		free(gr[k]);
+		free(pw[k]);
+	}
+	free(p0);
+	policy_layout_dispose(&L);
+	CHECK(!bad, "POLICY_GPU_GRAPH=1 differs from the default (see above)");
+	CHECK(n_bits > 0, "no tensor was reproducible bit for bit");
+	/* 10 micro-batches in graph mode, 6 keys: (b0 first, b1 acc) twice, (b1
+	 * first, b0 acc), (b2 first, b0 acc), forward b1 twice; a grown scratch
+	 * buffer drops the graphs (a key captured again) */
+	CHECK(caps + reps == 10 && reps >= 2, "graphs captured %ld, replayed %ld (of 10; 6 keys)",
+	      caps, reps);
+	return 0;
+}
+static int test_graph_bitwise_xent(void)
+{
+	return graph_bitwise(0);
+}
+static int test_graph_bitwise_cispo(void)
+{
+	return graph_bitwise(1);
+}
 static int test_bad_switches(void)
 {
-	static const char *vars[] = {
-	        "POLICY_GPU_ROUTE", "POLICY_GPU_LIN_EW",  "POLICY_GPU_MOE_GATHER", "POLICY_GPU_EW",
-	        "POLICY_GPU_ADAMW", "POLICY_GPU_STREAMS", "POLICY_GPU_COPY"};
+	static const char *vars[] = {"POLICY_GPU_ROUTE",      "POLICY_GPU_LIN_EW",
+	                             "POLICY_GPU_MOE_GATHER", "POLICY_GPU_EW",
+	                             "POLICY_GPU_ADAMW",      "POLICY_GPU_STREAMS",
+	                             "POLICY_GPU_COPY",       "POLICY_GPU_GRAPH"};
 	static const char *step_vars[] = {"POLICY_GPU_HEAD", "POLICY_GPU_HEAD_ROWS"};
 	struct fixture f;
 	if (!have_gpu())
@@ -1245,6 +1432,12 @@ int main(void)
 	         "of K = 2 "
 	         "(bf16 GEMMs, POLICY_GPU_ACT=fp32, CISPO)",
 	         test_streams_copy_bitwise_act32_cispo},
+	        {"POLICY_GPU_GRAPH=1 vs the default, bit for bit: 4 steps of K = 2, shapes "
+	         "changing (bf16 xent)",
+	         test_graph_bitwise_xent},
+	        {"POLICY_GPU_GRAPH=1 vs the default, bit for bit: 4 steps of K = 2, shapes "
+	         "changing (bf16 CISPO)",
+	         test_graph_bitwise_cispo},
 	};
 	return run_selected(tests, (int)(sizeof(tests) / sizeof(tests[0])));
 }

@@ -1,0 +1,99 @@
+/* gpu_graph.cu - round 14: the cache of captured micro-batch graphs (see
+ * gpu_graph.h). */
+#include "policy/gpu_graph.h"
+#include "policy/gpu_util.h"
+
+unsigned policy_gpu_alloc_gen;
+
+static void slot_drop(struct policy_graph_slot *s)
+{
+	if (s->exec)
+		cudaGraphExecDestroy(s->exec);
+	free(s->cu);
+	memset(s, 0, sizeof(*s));
+}
+
+void policy_graph_clear(struct policy_graphs *c)
+{
+	for (int i = 0; i < POLICY_GRAPH_SLOTS; i++)
+		if (c->s[i].used)
+			slot_drop(&c->s[i]);
+}
+
+struct policy_graph_slot *policy_graph_find(struct policy_graphs *c,
+                                            const struct policy_graph_key *k, const int *cu)
+{
+	for (int i = 0; i < POLICY_GRAPH_SLOTS; i++) {
+		struct policy_graph_slot *s = &c->s[i];
+		if (s->used && s->gen != policy_gpu_alloc_gen) { /* stale pointers: all of them */
+			policy_graph_clear(c);
+			return NULL;
+		}
+	}
+	for (int i = 0; i < POLICY_GRAPH_SLOTS; i++) {
+		struct policy_graph_slot *s = &c->s[i];
+		if (s->used && !memcmp(&s->key, k, sizeof(*k)) &&
+		    !memcmp(s->cu, cu, (size_t)(k->n_seqs + 1) * sizeof(int))) {
+			s->last = ++c->clock;
+			c->replays++;
+			return s;
+		}
+	}
+	return NULL;
+}
+
+int policy_graph_capture_begin(cudaStream_t st)
+{
+	CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
+	return 0;
+}
+
+int policy_graph_capture_end(struct policy_graphs *c, const struct policy_graph_key *k,
+                             const int *cu, cudaStream_t st, int body_rc, const long *stats)
+{
+	cudaGraph_t graph = NULL;
+	cudaGraphExec_t exec = NULL;
+	cudaError_t e = cudaStreamEndCapture(st, &graph);
+	struct policy_graph_slot *s = NULL;
+	int *cuc;
+	if (body_rc) { /* the launches' own message stands */
+		if (graph)
+			cudaGraphDestroy(graph);
+		cudaGetLastError();
+		return body_rc;
+	}
+	if (e != cudaSuccess)
+		return swerve_error_set(SWERVE_ERROR,
+		                        "gpu: POLICY_GPU_GRAPH=1: capturing the step failed: %s",
+		                        cudaGetErrorString(e));
+	e = cudaGraphInstantiate(&exec, graph, 0);
+	cudaGraphDestroy(graph);
+	if (e != cudaSuccess)
+		return swerve_error_set(
+		        SWERVE_ERROR, "gpu: POLICY_GPU_GRAPH=1: instantiating the step failed: %s",
+		        cudaGetErrorString(e));
+	cuc = (int *)malloc((size_t)(k->n_seqs + 1) * sizeof(int));
+	if (!cuc) {
+		cudaGraphExecDestroy(exec);
+		return swerve_error_set(SWERVE_ENOMEM, "gpu: out of memory");
+	}
+	memcpy(cuc, cu, (size_t)(k->n_seqs + 1) * sizeof(int));
+	for (int i = 0; i < POLICY_GRAPH_SLOTS; i++) /* a free slot, else the oldest */
+		if (!c->s[i].used) {
+			s = &c->s[i];
+			break;
+		} else if (!s || c->s[i].last < s->last) {
+			s = &c->s[i];
+		}
+	if (s->used)
+		slot_drop(s);
+	s->used = 1;
+	s->key = *k;
+	s->cu = cuc;
+	s->gen = policy_gpu_alloc_gen;
+	s->last = ++c->clock;
+	s->exec = exec;
+	memcpy(s->stats, stats, sizeof(s->stats));
+	c->captures++;
+	return 0;
+}
