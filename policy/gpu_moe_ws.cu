@@ -170,6 +170,14 @@ enum { WS_UP, WS_DOWN, WS_UP_DX, WS_DOWN_DX, WS_DOWN_DW, WS_UP_DW, WS_DOWN_DXT }
  * boxes a 48 KB slot: h1 0, h3 0, h1 1 | h3 1, h1 2, h3 2 | h1 3, h3 3), so
  * the epilogue reads them from shared memory; see ws_dxt_epi */
 #define WS_NH 3
+/* round 14 ("wsb6"): UP, DOWN and UP_DX with the epilogue deferred under
+ * the next tile's main loop (see ws_def_keep); ws_base: the product a mode
+ * computes (its loads, tiles and geometry) */
+enum { WS_UPD = 7, WS_DOWND, WS_UP_DXD };
+__host__ __device__ constexpr int ws_base(int m)
+{
+	return m == WS_UPD ? WS_UP : m == WS_DOWND ? WS_DOWN : m == WS_UP_DXD ? WS_UP_DX : m;
+}
 
 /* the epilogue's stores (POLICY_GPU_MOE_WSB_EPI, for measurements) */
 enum { WS_EPI_ST16, WS_EPI_ST4, WS_EPI_NOSTORE, WS_EPI_NONE };
@@ -642,27 +650,26 @@ __device__ __forceinline__ static void ws_rowtile(const int *offs, int E, int b,
  * (UP: 128 hidden units; else 256 columns of D, F or N), the row tiles of
  * an expert's dW (my; weight gradients) */
 template <int MODE> struct ws_geo {
-	static constexpr bool DW = MODE == WS_DOWN_DW || MODE == WS_UP_DW;
-	static constexpr bool TA = DW;                               /* A stored (k, m) */
-	static constexpr bool TB = MODE != WS_UP && MODE != WS_DOWN; /* B stored (k, n) */
-	static constexpr int BN = MODE == WS_UP ? WS_BF : 256;
+	static constexpr int MB = ws_base(MODE);
+	static constexpr bool DW = MB == WS_DOWN_DW || MB == WS_UP_DW;
+	static constexpr bool TA = DW;                           /* A stored (k, m) */
+	static constexpr bool TB = MB != WS_UP && MB != WS_DOWN; /* B stored (k, n) */
+	static constexpr int BN = MB == WS_UP ? WS_BF : 256;
 	__device__ __forceinline__ static int kd(int D, int F)
 	{
-		return MODE == WS_UP || MODE == WS_DOWN_DX || MODE == WS_DOWN_DXT ? D
-		       : MODE == WS_DOWN                                          ? F
-		                                                                  : 2 * F;
+		return MB == WS_UP || MB == WS_DOWN_DX || MB == WS_DOWN_DXT ? D
+		       : MB == WS_DOWN                                      ? F
+		                                                            : 2 * F;
 	}
 	/* N of the product (UP: hidden units) */
 	__host__ __device__ __forceinline__ static int n(int D, int F)
 	{
-		return MODE == WS_UP || MODE == WS_DOWN_DX || MODE == WS_DOWN_DW ||
-		                       MODE == WS_DOWN_DXT
-		               ? F
-		               : D;
+		return MB == WS_UP || MB == WS_DOWN_DX || MB == WS_DOWN_DW || MB == WS_DOWN_DXT ? F
+		                                                                                : D;
 	}
 	__host__ __device__ __forceinline__ static int m(int D, int F)
 	{
-		return MODE == WS_DOWN_DW ? D : 2 * F;
+		return MB == WS_DOWN_DW ? D : 2 * F;
 	}
 };
 
@@ -712,6 +719,129 @@ ws_tile(const struct ws_args &a, const struct ws_dwlist &L, int t, int nx, int m
  * stream-ordered) */
 __device__ static int ws_sched[2][2];
 
+/* round 14 ("wsb6"): the deferred epilogue (WS_UPD, WS_DOWND, WS_UP_DXD).
+ * In the cooperative schedule both consumer warpgroups ran the epilogue
+ * from the accumulators while the tensor cores idled (UP: 0.021 of 0.097
+ * ms, H100). Here a consumer, after a tile's last wgmma, only moves what it
+ * must out of the accumulators into 64 more registers (ws_def_keep) and
+ * starts the next tile's main loop at once; the rest of the epilogue runs
+ * in WS_NCH = 8 chunks (ws_def_chunk), chunk i right after the wgmma of the
+ * next tile's k block i are issued (so while the tensor cores run them and
+ * the previous block's); chunks the next tile's k blocks did not reach run
+ * after its last block (before its own keep), the CTA's last tile's all
+ * after the loop. The ring, the barriers and the loads are the base mode's
+ * (no more shared memory, B loaded once per 128 rows).
+ * UP: the 64 h1 / h3 pairs rounded to bf16 (P[2 j + h] = h1 of 8-column
+ * block j, row half h; P[32 + 2 j + h] = h3): the rounding is what ws_epi
+ * does first, so the outputs are bit for bit ws_epi's; chunk i = row half i
+ * / 4, blocks 4 (i % 4)..: SiLU, the quad transposes, 3 16-byte stores.
+ * DOWN / UP_DX (fp32): the row half h = 0 stored at once (as ws_epi_f32),
+ * the h = 1 row's 64 floats kept (P[2 j], P[2 j + 1] of 8-column block j <
+ * 32) and stored 4 blocks a chunk (chunk i = blocks 4 i..). */
+#define WS_NCH 8
+struct ws_pend {
+	int row, r1, n0; /* UP: the thread's first row, the expert's end, n0 */
+	float *dst;      /* DOWN / UP_DX: the h = 1 row's out row (NULL: past r1) */
+};
+
+/* 4 8-column fp32 blocks (pairs lo / hi of blocks 4 g.., this lane's) to
+ * row dst of out, lane q writing block 4 g + q (two 16-byte stores) */
+__device__ __forceinline__ static void ws_f32_blocks(float *dst, int n0, int D, int g, int q,
+                                                     uint32_t (&lo)[4], uint32_t (&hi)[4])
+{
+	ws_transpose4(lo, q);
+	ws_transpose4(hi, q);
+	const int n = n0 + 8 * (4 * g + q);
+	if (dst && n < D) {
+		float4 *o = (float4 *)(dst + n);
+		o[0] = make_float4(__uint_as_float(lo[0]), __uint_as_float(hi[0]),
+		                   __uint_as_float(lo[1]), __uint_as_float(hi[1]));
+		o[1] = make_float4(__uint_as_float(lo[2]), __uint_as_float(hi[2]),
+		                   __uint_as_float(lo[3]), __uint_as_float(hi[3]));
+	}
+}
+
+template <int MB>
+__device__ __forceinline__ static void ws_def_keep(const struct ws_args &a, const float (&acc)[128],
+                                                   uint32_t (&P)[64], struct ws_pend &pd, int row,
+                                                   int r1, int n0, int q)
+{
+	if constexpr (MB == WS_UP) {
+#pragma unroll
+		for (int j = 0; j < 16; j++) {
+#pragma unroll
+			for (int h = 0; h < 2; h++) {
+				P[2 * j + h] = ws_pack(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
+				P[32 + 2 * j + h] = ws_pack(acc[64 + 4 * j + 2 * h],
+				                            acc[64 + 4 * j + 2 * h + 1]);
+			}
+		}
+		pd.row = row;
+		pd.r1 = r1;
+		pd.n0 = n0;
+	} else {
+		float *dst = row < r1 ? a.out + (size_t)a.perm[row] * a.D : NULL;
+		pd.dst = row + 8 < r1 ? a.out + (size_t)a.perm[row + 8] * a.D : NULL;
+		pd.n0 = n0;
+		/* xor a.beta (0 in these modes; unknown to ptxas): a plain copy
+		 * is coalesced into the accumulators' registers, and ptxas then
+		 * serialises the next tile's wgmma with the chunks (C7517 / C7519) */
+		const uint32_t key = (uint32_t)a.beta;
+#pragma unroll
+		for (int j = 0; j < 32; j++) { /* 32 8-column blocks of 256 columns */
+			P[2 * j] = __float_as_uint(acc[4 * j + 2]) ^ key;
+			P[2 * j + 1] = __float_as_uint(acc[4 * j + 3]) ^ key;
+		}
+#pragma unroll
+		for (int g = 0; g < 8; g++) {
+			uint32_t lo[4], hi[4];
+#pragma unroll
+			for (int jj = 0; jj < 4; jj++) {
+				lo[jj] = __float_as_uint(acc[4 * (4 * g + jj)]);
+				hi[jj] = __float_as_uint(acc[4 * (4 * g + jj) + 1]);
+			}
+			ws_f32_blocks(dst, n0, a.D, g, q, lo, hi);
+		}
+	}
+}
+
+template <int MB>
+__device__ __forceinline__ static void ws_def_chunk(const struct ws_args &a,
+                                                    const uint32_t (&P)[64],
+                                                    const struct ws_pend &pd, int q, int i)
+{
+	if constexpr (MB == WS_UP) {
+		const int h = i >> 2, g = i & 3, row = pd.row + 8 * h;
+		uint32_t v1[4], v3[4], vh[4];
+#pragma unroll
+		for (int jj = 0; jj < 4; jj++) {
+			const int j = 4 * g + jj;
+			v1[jj] = P[2 * j + h];
+			v3[jj] = P[32 + 2 * j + h];
+			vh[jj] = ws_pack(ws_silu(ws_lo(v1[jj])) * ws_lo(v3[jj]),
+			                 ws_silu(ws_hi(v1[jj])) * ws_hi(v3[jj]));
+		}
+		ws_transpose4(v1, q);
+		ws_transpose4(v3, q);
+		ws_transpose4(vh, q);
+		const int f = pd.n0 + 8 * (4 * g + q);
+		if (row < pd.r1 && f < a.F) {
+			const size_t o = (size_t)row * a.F + f;
+			*(uint4 *)(a.h1 + o) = make_uint4(v1[0], v1[1], v1[2], v1[3]);
+			*(uint4 *)(a.h3 + o) = make_uint4(v3[0], v3[1], v3[2], v3[3]);
+			*(uint4 *)(a.hh + o) = make_uint4(vh[0], vh[1], vh[2], vh[3]);
+		}
+	} else {
+		uint32_t lo[4], hi[4];
+#pragma unroll
+		for (int jj = 0; jj < 4; jj++) { /* ws_def_keep's xor undone */
+			lo[jj] = P[2 * (4 * i + jj)] ^ (uint32_t)a.beta;
+			hi[jj] = P[2 * (4 * i + jj) + 1] ^ (uint32_t)a.beta;
+		}
+		ws_f32_blocks(pd.dst, pd.n0, a.D, i, q, lo, hi);
+	}
+}
+
 /* Round 13 (WS_DOWN_DXT, "wsb5"): why every mbarrier wait is matched.
  * The ring: slot n of the CTA's running counter (producer and consumers
  * each count it alike) uses stage n % ST; its full barrier (count 1)
@@ -756,8 +886,11 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
         k_ws(struct ws_args a, const __grid_constant__ struct ws_maps tm)
 {
 	typedef ws_geo<MODE> G;
+	constexpr int MB = ws_base(MODE);
+	constexpr bool DEF = MODE != MB; /* round 14: the deferred epilogue */
 	static_assert(!PP || !G::DW, "ping-pong: row modes only");
-	static_assert(!PP || MODE != WS_DOWN_DXT, "ping-pong: not with h1 / h3 by TMA");
+	static_assert(!PP || MB != WS_DOWN_DXT, "ping-pong: not with h1 / h3 by TMA");
+	static_assert(!PP || !DEF, "ping-pong: its epilogue is hidden already");
 	constexpr int BMR = PP ? 64 : WS_BM;             /* rows a tile */
 	constexpr int ATL = PP ? WS_PP_ATILE : WS_ATILE; /* A's bytes a stage */
 	constexpr int STG = PP ? WS_PP_STAGE : WS_STAGE; /* a stage's bytes */
@@ -873,14 +1006,14 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 					continue;
 				}
 				ptx::tma_load2(sa, &tm.a, k0, r0, bar);
-				if (MODE == WS_UP) { /* W1 rows n0.., then W3's */
+				if (MB == WS_UP) { /* W1 rows n0.., then W3's */
 					ptx::tma_load3(sb, &tm.w1, k0, n0, e, bar);
 					ptx::tma_load3(sb + WS_ATILE, &tm.w3, k0, n0, e, bar);
-				} else if (MODE == WS_DOWN) { /* W2 rows (d) n0.., n0 + 128.. */
+				} else if (MB == WS_DOWN) { /* W2 rows (d) n0.., n0 + 128.. */
 					ptx::tma_load3(sb, &tm.w1, k0, n0, e, bar);
 					ptx::tma_load3(sb + WS_ATILE, &tm.w1, k0, n0 + 128, e, bar);
-				} else if (MODE == WS_DOWN_DX ||
-				           MODE == WS_DOWN_DXT) { /* W2 (k = d, n = f) */
+				} else if (MB == WS_DOWN_DX ||
+				           MB == WS_DOWN_DXT) { /* W2 (k = d, n = f) */
 					for (int i = 0; i < 4; i++)
 						ptx::tma_load3(sb + i * 8192, &tm.w1, n0 + 64 * i,
 						               k0, e, bar);
@@ -892,7 +1025,7 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 						               bar);
 				}
 			}
-			if constexpr (MODE == WS_DOWN_DXT) {
+			if constexpr (MB == WS_DOWN_DXT) {
 				/* the tile's h1 / h3 into the WS_NH slots after its k
 				 * blocks (so issued while the consumers run the last k
 				 * blocks): box b = h1 (b even) or h3 of the 64 hidden
@@ -934,6 +1067,10 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 	const int nkr = (G::kd(D, F) + WS_BK - 1) / WS_BK; /* k blocks of a row-mode tile */
 	float acc[128];
 	int it = 0, j = PP ? c : 0;
+	/* round 14 (DEF): the previous tile's kept outputs, pend: not yet all stored */
+	uint32_t P[DEF ? 64 : 1];
+	struct ws_pend pd = {0, 0, 0, NULL};
+	bool pend = false;
 	for (int t = blockIdx.x + j * gridDim.x;; j += PP ? 2 : 1, t = blockIdx.x + j * gridDim.x) {
 		if (G::DW) { /* the tile of the next stage's block */
 			ptx::mbar_wait(fb + 8 * (it % WS_ST), (it / WS_ST) & 1);
@@ -997,6 +1134,14 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 				                                          kb > 0 || kk > 0);
 			}
 			ptx::commit();
+			if constexpr (DEF) { /* the previous tile's chunk kb, under the MMAs */
+				if (pend) {
+#pragma unroll
+					for (int i = 0; i < WS_NCH; i++)
+						if (i == kb)
+							ws_def_chunk<MB>(a, P, pd, lane & 3, i);
+				}
+			}
 			ptx::wait<1>();
 			if (kb > 0) { /* block it - 1's products are done: its stage is free */
 				__syncwarp();
@@ -1008,13 +1153,21 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 			it++;
 		if (PP && wt == 0) /* each thread waited for every block of tile j */
 			*(volatile int *)&pp_done[c] = j;
+		if constexpr (DEF) { /* chunks the k blocks did not reach */
+			if (pend) {
+#pragma unroll
+				for (int i = 0; i < WS_NCH; i++)
+					if (i >= nk)
+						ws_def_chunk<MB>(a, P, pd, lane & 3, i);
+			}
+		}
 		/* the epilogue's first row of inputs in flight under the last wgmma
 		 * (DOWN_DX: h1 / h3; an unsplit added dW: its old values) */
 		const int rr = (PP ? 0 : c * 64) + w4 * 16 + (lane >> 2), q = lane & 3;
 		const bool dwadd = G::DW && nsp == 1 && a.beta && nk > 0;
-		uint4 xin[MODE == WS_DOWN_DX ? 8 : 1][2];
+		uint4 xin[MB == WS_DOWN_DX ? 8 : 1][2];
 		float4 win[G::DW ? 8 : 1][2];
-		if constexpr (MODE == WS_DOWN_DX)
+		if constexpr (MB == WS_DOWN_DX)
 			ws_dx_load(a, r0 + rr, r1, n0, q, 0, xin);
 		if constexpr (G::DW)
 			if (dwadd)
@@ -1025,13 +1178,16 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 		if (lane == 0)
 			ws_arrive(eb + 8 * ((it - 1) % WS_ST));
 
-		if constexpr (MODE == WS_UP) {
+		if constexpr (DEF) {
+			ws_def_keep<MB>(a, acc, P, pd, r0 + rr, r1, n0, q);
+			pend = true;
+		} else if constexpr (MB == WS_UP) {
 			ws_epi(a, acc, r0 + rr, r1, n0, q);
-		} else if constexpr (MODE == WS_DOWN_DXT) {
+		} else if constexpr (MB == WS_DOWN_DXT) {
 			/* it is the tile's first h1 / h3 slot */
 			ws_dxt_epi<WS_ST>(a, acc, sbase, fb, eb, it, rr, r0, r1, n0, q, lane);
 			it += WS_NH;
-		} else if constexpr (MODE == WS_DOWN_DX) {
+		} else if constexpr (MB == WS_DOWN_DX) {
 			ws_dx_store(a, acc, r0 + rr, r1, n0, q, 0, xin);
 			ws_dx_load(a, r0 + rr, r1, n0, q, 1, xin);
 			ws_dx_store(a, acc, r0 + rr, r1, n0, q, 1, xin);
@@ -1060,6 +1216,13 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 			asm volatile("bar.sync %0, 128;\n" ::"r"(1 + c) : "memory");
 			if (wt == 0) /* the last split leaves the flag 0 for the next launch */
 				ptx::flag_set(flag, sp + 1 < nsp ? sp + 1 : 0);
+		}
+	}
+	if constexpr (DEF) { /* the CTA's last tile */
+		if (pend) {
+#pragma unroll
+			for (int i = 0; i < WS_NCH; i++)
+				ws_def_chunk<MB>(a, P, pd, lane & 3, i);
 		}
 	}
 }
@@ -1145,18 +1308,19 @@ static int ws_launch(const struct policy_moe_dims *d, struct ws_args *a, const u
                      const uint16_t *b0, const uint16_t *b1, int cap, void *stream)
 {
 	const int R = d->T * d->K;
-	if (d->D <= 0 || d->F <= 0 || d->D % 8 || d->F % 8 || (MODE == WS_UP_DX && d->F % 64))
+	constexpr int MB = ws_base(MODE);
+	if (d->D <= 0 || d->F <= 0 || d->D % 8 || d->F % 8 || (MB == WS_UP_DX && d->F % 64))
 		return swerve_error_set(SWERVE_EINVAL,
 		                        "gpu moe wsb: D (%d) and F (%d) must be multiples of 8 "
 		                        "(F of 64 for up dX)",
 		                        d->D, d->F);
-	const bool outs_ok = MODE == WS_UP
+	const bool outs_ok = MB == WS_UP
 	                             ? ws_aligned(a->h1) && ws_aligned(a->h3) && ws_aligned(a->hh)
-	                     : MODE == WS_DOWN_DX || MODE == WS_DOWN_DXT
+	                     : MB == WS_DOWN_DX || MB == WS_DOWN_DXT
 	                             ? ws_aligned(a->x1) && ws_aligned(a->x3) && ws_aligned(a->dh13)
-	                     : MODE == WS_DOWN_DW ? ws_aligned(a->dw1)
-	                     : MODE == WS_UP_DW   ? ws_aligned(a->dw1) && ws_aligned(a->dw3)
-	                                          : ws_aligned(a->out);
+	                     : MB == WS_DOWN_DW ? ws_aligned(a->dw1)
+	                     : MB == WS_UP_DW   ? ws_aligned(a->dw1) && ws_aligned(a->dw3)
+	                                        : ws_aligned(a->out);
 	if (!ws_aligned(A) || !ws_aligned(b0) || (b1 && !ws_aligned(b1)) || !outs_ok)
 		return swerve_error_set(SWERVE_EINVAL, "gpu moe wsb: operands not 16-byte aligned");
 	static const char *const epis[] = {"st16", "st4", "nostore", "none"};
@@ -1176,7 +1340,7 @@ static int ws_launch(const struct policy_moe_dims *d, struct ws_args *a, const u
 	const int dyn = policy_env_choice("POLICY_GPU_MOE_WSB_SCHED", scheds, 2, 1);
 	if (dyn < 0)
 		return dyn;
-	if ((MODE == WS_DOWN_DW || MODE == WS_UP_DW) && d->E > WS_EMAX)
+	if ((MB == WS_DOWN_DW || MB == WS_UP_DW) && d->E > WS_EMAX)
 		return swerve_error_set(SWERVE_EINVAL, "gpu moe wsb3: %d experts (at most %d)",
 		                        d->E, WS_EMAX);
 	/* POLICY_GPU_MOE_WSB_KCH (measurements): the weight gradients' split,
@@ -1209,14 +1373,14 @@ static int ws_launch(const struct policy_moe_dims *d, struct ws_args *a, const u
 	const cuuint64_t D = (cuuint64_t)d->D, F = (cuuint64_t)d->F, E = (cuuint64_t)d->E;
 	/* A's row width: K of the row modes; M of the weight gradients */
 	const cuuint64_t kd =
-	        MODE == WS_UP || MODE == WS_DOWN_DX || MODE == WS_DOWN_DW || MODE == WS_DOWN_DXT ? D
-	        : MODE == WS_DOWN                                                                ? F
-	                          : 2 * F;
+	        MB == WS_UP || MB == WS_DOWN_DX || MB == WS_DOWN_DW || MB == WS_DOWN_DXT ? D
+	        : MB == WS_DOWN                                                          ? F
+	                                                                                 : 2 * F;
 	const cuuint64_t adim[2] = {kd, (cuuint64_t)R}, wfd[3] = {D, F, E}, wdf[3] = {F, D, E};
 	int rc;
-	if (MODE == WS_DOWN_DW || MODE == WS_UP_DW) {
+	if (MB == WS_DOWN_DW || MB == WS_UP_DW) {
 		/* A (dyp / dh13 rows) and B (hh / xg rows): 64 x 64 boxes */
-		const cuuint64_t bdim[2] = {MODE == WS_DOWN_DW ? F : D, (cuuint64_t)R};
+		const cuuint64_t bdim[2] = {MB == WS_DOWN_DW ? F : D, (cuuint64_t)R};
 		rc = ws_map(&tm.a, A, 2, adim, 64);
 		if (!rc)
 			rc = ws_map(&tm.w1, b0, 2, bdim, 64);
@@ -1225,18 +1389,15 @@ static int ws_launch(const struct policy_moe_dims *d, struct ws_args *a, const u
 		/* UP: W1 / W3 rows, 128 a box; DOWN: W2 rows; UP_DX: (k, n) 64 x 64;
 		 * DOWN_DX: W2 (k = d, n = f) 64 x 64 */
 		if (!rc)
-			rc = ws_map(&tm.w1, b0, 3,
-			            MODE == WS_DOWN || MODE == WS_DOWN_DX || MODE == WS_DOWN_DXT
-			                    ? wdf
-			                    : wfd,
-			            MODE == WS_UP_DX || MODE == WS_DOWN_DX || MODE == WS_DOWN_DXT
-			                    ? 64
-			                    : 128);
+			rc = ws_map(
+			        &tm.w1, b0, 3,
+			        MB == WS_DOWN || MB == WS_DOWN_DX || MB == WS_DOWN_DXT ? wdf : wfd,
+			        MB == WS_UP_DX || MB == WS_DOWN_DX || MB == WS_DOWN_DXT ? 64 : 128);
 		/* round 13: DOWN_DXT's h1 / h3 planes (h1's plane in a->beta) */
-		if (!rc && MODE == WS_DOWN_DXT)
+		if (!rc && MB == WS_DOWN_DXT)
 			rc = ws_map_planes(&tm.w3, a->x1, a->x3, d->F, R, &a->beta);
-		if (!rc && (MODE == WS_UP || MODE == WS_UP_DX))
-			rc = ws_map(&tm.w3, b1, 3, wfd, MODE == WS_UP_DX ? 64 : 128);
+		if (!rc && (MB == WS_UP || MB == WS_UP_DX))
+			rc = ws_map(&tm.w3, b1, 3, wfd, MB == WS_UP_DX ? 64 : 128);
 	}
 	if (rc)
 		return rc;
@@ -1390,6 +1551,39 @@ int policy_moe_ws4_down_dx(const struct policy_moe_dims *d, uint16_t *dh13, cons
 	a.x3 = h3;
 	a.dh13 = dh13;
 	return ws_launch<WS_DOWN_DX, true>(d, &a, dyp, w2, NULL, cap, stream);
+}
+
+/* round 14 ("wsb6", opt-in): up (from xg), down and up dX with the
+ * epilogue deferred under the next tile's main loop (WS_UPD, WS_DOWND,
+ * WS_UP_DXD; outputs bit for bit those of policy_moe_ws_up / _down /
+ * _up_dx) */
+int policy_moe_ws6_up(const struct policy_moe_dims *d, uint16_t *h1, uint16_t *h3, uint16_t *hh,
+                      const uint16_t *xg, const uint16_t *w1, const uint16_t *w3, int cap,
+                      void *stream)
+{
+	struct ws_args a = {};
+	if (!d->gathered)
+		return swerve_error_set(SWERVE_EINVAL, "gpu moe wsb6: up needs the gathered xg");
+	a.h1 = h1;
+	a.h3 = h3;
+	a.hh = hh;
+	return ws_launch<WS_UPD>(d, &a, xg, w1, w3, cap, stream);
+}
+
+int policy_moe_ws6_down(const struct policy_moe_dims *d, float *yp, const uint16_t *hh,
+                        const uint16_t *w2, int cap, void *stream)
+{
+	struct ws_args a = {};
+	a.out = yp;
+	return ws_launch<WS_DOWND>(d, &a, hh, w2, NULL, cap, stream);
+}
+
+int policy_moe_ws6_up_dx(const struct policy_moe_dims *d, float *dxp, const uint16_t *dh13,
+                         const uint16_t *w1, const uint16_t *w3, int cap, void *stream)
+{
+	struct ws_args a = {};
+	a.out = dxp;
+	return ws_launch<WS_UP_DXD>(d, &a, dh13, w1, w3, cap, stream);
 }
 
 /* round 13 ("wsb5", opt-in): down dX with h1 / h3 by TMA into the ring

@@ -70,5 +70,17 @@ int policy_moe_ws4_down_dx(const struct policy_moe_dims *d, uint16_t *dh13, cons
 int policy_moe_ws5_down_dx(const struct policy_moe_dims *d, uint16_t *dh13, const uint16_t *dyp,
                            const uint16_t *w2, const uint16_t *h1, const uint16_t *h3, int cap,
                            void *stream);
+/* "wsb6" (round 14, opt-in): up (from xg), down and up dX in the same
+ * cooperative kernel, each tile's epilogue deferred under the next tile's
+ * main loop (the outputs kept in registers, stored in 8 chunks between the
+ * next tile's first k blocks' MMAs; fp32 products: half the rows' stores);
+ * arguments and results (bit for bit) as policy_moe_ws_up / _down / _up_dx */
+int policy_moe_ws6_up(const struct policy_moe_dims *d, uint16_t *h1, uint16_t *h3, uint16_t *hh,
+                      const uint16_t *xg, const uint16_t *w1, const uint16_t *w3, int cap,
+                      void *stream);
+int policy_moe_ws6_down(const struct policy_moe_dims *d, float *yp, const uint16_t *hh,
+                        const uint16_t *w2, int cap, void *stream);
+int policy_moe_ws6_up_dx(const struct policy_moe_dims *d, float *dxp, const uint16_t *dh13,
+                         const uint16_t *w1, const uint16_t *w3, int cap, void *stream);
 
 #endif

@@ -6,7 +6,9 @@
  * round 8: wgtd+tma = wgtd with POLICY_GPU_MOE_EPI=tma; round 9: wgtdp,
  * wgtdp/c132 (persistent CTAs, see all_env); round 10: wsb, wsb/c66, wsb2;
  * round 11: wsb3; round 12: wsb4, wsb4a, wsb4d; round 13: wsb5 (wsb2 with
- * down dX in k_ws, h1 / h3 by TMA; not yet run on a GPU); argv: a number, how
+ * down dX in k_ws, h1 / h3 by TMA); round 14: wsb6, wsb6u (wsb2 with the
+ * epilogues of up, down and up dX / of up only deferred under the next
+ * tile's main loop; not yet run on a GPU); argv: a number, how
  * many of these to run from the first, or the variants by name; default
  * all), median of 20
  * launches after 3 warm-ups (CUDA events), random bf16 inputs. Round 7:
@@ -46,7 +48,7 @@ static int cmpf(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-#define NVAR 19
+#define NVAR 21
 #define NP   12
 
 int main(int argc, char **argv)
@@ -79,11 +81,14 @@ int main(int argc, char **argv)
 	 * 256 tiles), wsb4a = wsb4 with wgtd's down dX, wsb4d = wsb2 with only
 	 * down in the ping-pong kernel; round 13: wsb5 = wsb2 with down dX in
 	 * k_ws, the tile's h1 / h3 by TMA into the ring (its row "down dX"
-	 * against wsb2's = wgtd+tma's kernel) */
+	 * against wsb2's = wgtd+tma's kernel); round 14: wsb6 = wsb2 with up
+	 * (A = xg), down and up dX's epilogues deferred under the next tile's
+	 * main loop, wsb6u = only up's (rows "up, A = xg", "down", "up dX"
+	 * against wsb2's; name a variant twice to interleave repeats) */
 	static const char *const all_env[NVAR] = {
-	        "wg",    "wgt",      "wgtd",  "wgm",        "wgp", "ws2",     "mma",
-	        "wg256", "wgtd+tma", "wgtdp", "wgtdp/c132", "wsb", "wsb/c66", "wsb2",
-	        "wsb3",  "wsb4",     "wsb4a", "wsb4d",      "wsb5"};
+	        "wg",    "wgt",      "wgtd",  "wgm",        "wgp",  "ws2",     "mma",
+	        "wg256", "wgtd+tma", "wgtdp", "wgtdp/c132", "wsb",  "wsb/c66", "wsb2",
+	        "wsb3",  "wsb4",     "wsb4a", "wsb4d",      "wsb5", "wsb6",    "wsb6u"};
 	const char *var_env[NVAR];
 	int ndev = 0, nvar = 0;
 	if (argc > 1 && argv[1][0] >= '0' && argv[1][0] <= '9') { /* the first n */
