@@ -1494,7 +1494,8 @@ int policy_moe_variant(void)
 	 * H100, 0.067 against 0.076 ms) 15; round 13's wsb5 (wsb2 + down dX in
 	 * k_ws with h1 / h3 by TMA; opt-in, not yet run on a GPU) 16; round
 	 * 14's wsb6 (wsb2 with up, down and up dX's epilogues deferred under the
-	 * next tile's main loop; opt-in) 17, wsb6u (only up's) 18 */
+	 * next tile's main loop; opt-in; H100: those products 3-5% faster, end
+	 * to end within noise) 17, wsb6u (only up's) 18 */
 	static const char *const names[18] = {"mma",  "wg",    "wg256", "wgp",  "wgm",  "ws2",
 	                                      "wgt",  "wgtd",  "wgtdp", "wsb",  "wsb2", "wsb3",
 	                                      "wsb4", "wsb4a", "wsb4d", "wsb5", "wsb6", "wsb6u"};

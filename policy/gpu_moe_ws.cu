@@ -99,7 +99,23 @@
  * (one two-plane tensor map of h1 / h3 in tm.w3), read from shared memory
  * by the epilogue (ws_dxt_epi), the slots released chunk by chunk. The
  * mbarrier argument is above k_ws. Predicted (H100): down dX ~0.085 /
- * ~0.098 ms balanced / skewed against wgtd+tma's 0.100 / 0.107. */
+ * ~0.098 ms balanced / skewed against wgtd+tma's 0.100 / 0.107.
+ *
+ * Round 14, POLICY_GPU_MOE_KERNEL=wsb6 / wsb6u (opt-in): modes WS_UPD,
+ * WS_DOWND, WS_UP_DXD = UP, DOWN, UP_DX with the epilogue deferred under the
+ * next tile's main loop (ws_def_keep / ws_def_chunk: the outputs kept in 64
+ * registers beside the 128 accumulators, stored in 8 chunks between the next
+ * tile's first k blocks' wgmma issue and wait; UP all of it, the fp32
+ * products the second row half); same ring, smem and loads as wsb2; outputs
+ * bit for bit wsb2's. Measured (H100 80GB HBM3, 2026-11-27, gpu_train_moe,
+ * ms balanced / skewed, wsb2 in the same process, two interleaved repeats):
+ * up from xg 0.097-0.098 / 0.107-0.108 against 0.101 / 0.111-0.112 (the
+ * main loop alone, POLICY_GPU_MOE_WSB_EPI=none: 0.075 / 0.082: only 0.003
+ * of the 0.026 epilogue hidden), down 0.061-0.062 / 0.072-0.073 against
+ * 0.065 / 0.076-0.077, up dX 0.093 / 0.115 against 0.097-0.098 / 0.120;
+ * layer + gather 0.577-0.580 / 0.644-0.648 against 0.591-0.592 / 0.659-0.661
+ * (-2.0 to -2.5%). End to end (gpu_train x, K = 4): 21.2 ms a micro-batch
+ * (wsb6), 21.4 (wsb6u) against the default's 21.3 / 21.5: within noise. */
 #include "kernels/ptx.cuh"
 #include "kernels/tma.h"
 #include "policy/gpu_moe_ws.h"

@@ -8,7 +8,7 @@
  * round 11: wsb3; round 12: wsb4, wsb4a, wsb4d; round 13: wsb5 (wsb2 with
  * down dX in k_ws, h1 / h3 by TMA); round 14: wsb6, wsb6u (wsb2 with the
  * epilogues of up, down and up dX / of up only deferred under the next
- * tile's main loop; not yet run on a GPU); argv: a number, how
+ * tile's main loop); argv: a number, how
  * many of these to run from the first, or the variants by name; default
  * all), median of 20
  * launches after 3 warm-ups (CUDA events), random bf16 inputs. Round 7:
