@@ -76,6 +76,7 @@
 #include "policy/gpu_ew.h"
 #include "policy/gpu_flash.h"
 #include "policy/gpu_linew.h"
+#include "policy/gpu_gate.h"
 #include "policy/gpu_moe.h"
 #include "policy/gpu_route.h"
 #include "policy/gpu_comb.h"
@@ -237,6 +238,7 @@ struct policy_gpu {
 	 * 25.4 ms a micro-batch; POLICY_GPU_ROUTE=v1 / POLICY_GPU_LIN_EW=v1:
 	 * the first versions). */
 	int route_new, lin_ew;
+	int lw_gate; /* round 14: POLICY_GPU_LW_GATE (gpu_gate.h mode; 0: v2) */
 	float *route_ws;
 	size_t route_ws_n;
 	/* round 10: route_new 3 / 4 = POLICY_GPU_ROUTE=v3 / v4 (gpu_route.cu; v4
@@ -1639,6 +1641,15 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 		if (g->lin_ew && v == 0)
 			g->lin_ew = 2;
 	}
+	{ /* round 14: POLICY_GPU_LW_GATE=v2 (the default) | v3 | v3a | v4 (gpu_gate.cu;
+	   * taken where the v2 passes run; v4: dgn in bf16) */
+		int v = policy_gate_mode();
+		if (v < 0)
+			return v;
+		g->lw_gate = g->lin_ew == 2 && policy_gate_supported(Tm, Hd) ? v : 0;
+		if (g->lw_gate)
+			CKR(policy_gate_reserve(Hd));
+	}
 	{ /* POLICY_GPU_EW=new (the default where supported) | old (round 7's kernels) */
 		static const char *const names[] = {"new", "old"};
 		int v = policy_env_choice("POLICY_GPU_EW", names, 2, 0);
@@ -2037,7 +2048,10 @@ static int lightning_fwd(struct policy_gpu *g, int l, float *y, const struct pol
 		}
 	}
 	mark(g, PROF_LIN_CORE);
-	if (g->lin_ew) {
+	if (g->lw_gate) {
+		CKR(policy_gate_fwd(ly->gn, ly->rstd_o, ly->o, !g->lin32, g->params + lp->out_norm,
+		                    ly->pre, g->ab, T, Hd, (float)c->norm_eps, g->lw_gate));
+	} else if (g->lin_ew) {
 		CKR(policy_lin_rms_gate(ly->gn, ly->rstd_o, ly->o, !g->lin32,
 		                        g->params + lp->out_norm, ly->pre, g->ab, T, Hd,
 		                        (float)c->norm_eps, g->lin_ew == 2));
@@ -2071,14 +2085,20 @@ static int lightning_bwd(struct policy_gpu *g, int l, float *dn, const float *dy
 	struct swerve_lightning_dims dims = {b->n_seqs, c->n_heads, c->head_dim, maxlen};
 
 	CKR(mm_dw_side(g, g->ab ? SV_DXB : SV_DX, G + lp->wo, dyA, ly->gn, g->at, T, Hd, D, 0));
-	CKR(mm_dx(g, dgn, CUDA_R_32F, dyA, wp(g, lp->wo), g->at, T, Hd, D, 0, 0));
+	/* round 14, POLICY_GPU_LW_GATE=v4: dgn in bf16 (bf16 mode) */
+	CKR(mm_dx(g, dgn, g->lw_gate == 3 && g->ab ? CUDA_R_16BF : CUDA_R_32F, dyA,
+	          wp(g, lp->wo), g->at, T, Hd, D, 0, 0));
 	/* dpre (dt1) and dO / dq (dbig) are rewritten below: the side stream's
 	 * readers of them (the layer above) done first */
 	CKR(side_wait(g, SV_DT1));
 	CKR(side_wait(g, SV_DBIG));
 	/* d o through the gate and the output norm: fp32 for the fp32 kernel,
 	 * else bf16 */
-	if (g->lin_ew) { /* one pass; o in the core's output type */
+	if (g->lw_gate) { /* round 14 (gpu_gate.cu) */
+		CKR(policy_gate_bwd(g->lin32 ? (void *)dO : (void *)dO_b, G + lp->out_norm, dpre,
+		                    g->ab, dgn, g->lw_gate == 3 && g->ab, ly->o, !g->lin32, ly->pre,
+		                    P + lp->out_norm, ly->rstd_o, T, Hd));
+	} else if (g->lin_ew) { /* one pass; o in the core's output type */
 		CKR(policy_lin_gate_rms_bwd(g->lin32 ? (void *)dO : (void *)dO_b, G + lp->out_norm,
 		                            dpre, g->ab, dgn, ly->o, !g->lin32, ly->pre,
 		                            P + lp->out_norm, ly->rstd_o, T, Hd, g->lin_ew == 2));

@@ -390,6 +390,33 @@ static int test_fp32_xent_lin_ew_v1(void)
 {
 	return check_with_env("POLICY_GPU_LIN_EW", "v1", POLICY_GPU_FP32, 0);
 }
+/* round 14's lightning output norm + gate kernels (POLICY_GPU_LW_GATE=v3,
+ * policy/gpu_gate.cu; v2 is the default every other case runs); the
+ * variable's earlier value is put back (a whole run under v4, say) */
+static int check_lw_gate(const char *val, enum policy_gpu_precision prec, int pg)
+{
+	const char *was = getenv("POLICY_GPU_LW_GATE");
+	char keep[16];
+	int rc;
+	if (!have_gpu())
+		return GPU_SKIP;
+	snprintf(keep, sizeof(keep), "%s", was ? was : "");
+	setenv("POLICY_GPU_LW_GATE", val, 1);
+	rc = check_model(prec, pg, 0);
+	if (*keep)
+		setenv("POLICY_GPU_LW_GATE", keep, 1);
+	else
+		unsetenv("POLICY_GPU_LW_GATE");
+	return rc;
+}
+static int test_bf16_cispo_lw_gate_v3(void)
+{
+	return check_lw_gate("v3", POLICY_GPU_BF16, 1);
+}
+static int test_fp32_xent_lw_gate_v3(void)
+{
+	return check_lw_gate("v3", POLICY_GPU_FP32, 0);
+}
 /* round 7's residual / RMSNorm / embedding passes (POLICY_GPU_EW=old; round
  * 8's warp-per-row passes of policy/gpu_ew.cu are the default every other
  * case runs) */
@@ -1404,6 +1431,10 @@ int main(void)
 	         test_bf16_xent_lin_ew_v1},
 	        {"gpu model fp32, lightning norm kernels v1 (POLICY_GPU_LIN_EW=v1)",
 	         test_fp32_xent_lin_ew_v1},
+	        {"gpu model bf16 CISPO, lightning gate v3 (POLICY_GPU_LW_GATE=v3)",
+	         test_bf16_cispo_lw_gate_v3},
+	        {"gpu model fp32, lightning gate v3 (POLICY_GPU_LW_GATE=v3)",
+	         test_fp32_xent_lw_gate_v3},
 	        {"gpu model bf16 CISPO on fp32 activation storage (fp32 pre / gn)",
 	         test_bf16_cispo_act32},
 	        {"fused and per-tensor AdamW vs a host AdamW on the GPU's gradients (bf16)",
