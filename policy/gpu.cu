@@ -322,7 +322,7 @@ struct policy_gpu {
 	 * this step (side_wait waits for those only). */
 	int graph;
 	cudaStream_t gst;
-	cudaEvent_t ev_leg;
+	cudaEvent_t ev_leg, ev_norm;
 	void *blas_ws, *side_ws;
 	size_t blas_ws_bytes;
 	struct policy_graphs *graphs;
@@ -1516,6 +1516,7 @@ static int graph_setup(struct policy_gpu *g)
 	g->blas_ws_bytes = (size_t)(major >= 9 ? 32 : 4) << 20;
 	CK(cudaStreamCreateWithFlags(&g->gst, cudaStreamNonBlocking));
 	CK(cudaEventCreateWithFlags(&g->ev_leg, cudaEventDisableTiming));
+	CK(cudaEventCreateWithFlags(&g->ev_norm, cudaEventDisableTiming));
 	CK(cudaMalloc(&g->blas_ws, g->blas_ws_bytes));
 	CK(cudaMalloc(&g->gnorm, 16));
 	CK(cudaHostAlloc((void **)&g->h_norm, sizeof(double), cudaHostAllocDefault));
@@ -1871,6 +1872,8 @@ void policy_gpu_free(struct policy_gpu *g)
 {
 	if (!g)
 		return;
+	if (g->gst)
+		cudaStreamSynchronize(g->gst);
 	for (int l = 0; g->ly && l < g->cfg.n_layers; l++) {
 		struct glayer *y = &g->ly[l];
 		void *p[] = {y->xin, y->n1,    y->rstd1, y->hmid,  y->n2,     y->rstd2,
@@ -1944,6 +1947,8 @@ void policy_gpu_free(struct policy_gpu *g)
 		cudaStreamDestroy(g->gst);
 	if (g->ev_leg)
 		cudaEventDestroy(g->ev_leg);
+	if (g->ev_norm)
+		cudaEventDestroy(g->ev_norm);
 	cudaFree(g->blas_ws);
 	cudaFree(g->side_ws);
 	cudaFree(g->gnorm);
@@ -1962,18 +1967,30 @@ static int params_changed(struct policy_gpu *g)
 	return 0;
 }
 
+/* graph mode: the step's stream done (a backward or AdamW may still run on
+ * it when the step returns) before the legacy default stream's copies */
+static int gst_drain(struct policy_gpu *g)
+{
+	if (g->gst)
+		CK(cudaStreamSynchronize(g->gst));
+	return 0;
+}
+
 int policy_gpu_set_params(struct policy_gpu *g, const float *p)
 {
+	CKR(gst_drain(g));
 	CK(cudaMemcpy(g->params, p, g->L->total * 4, cudaMemcpyHostToDevice));
 	return params_changed(g);
 }
 int policy_gpu_get_params(struct policy_gpu *g, float *p)
 {
+	CKR(gst_drain(g));
 	CK(cudaMemcpy(p, g->params, g->L->total * 4, cudaMemcpyDeviceToHost));
 	return 0;
 }
 int policy_gpu_get_grads(struct policy_gpu *g, float *p)
 {
+	CKR(gst_drain(g));
 	CK(cudaMemcpy(p, g->grads, g->L->total * 4, cudaMemcpyDeviceToHost));
 	return 0;
 }
@@ -2977,20 +2994,27 @@ static void graph_stats_add(struct policy_gpu *g, const long *d)
 	g->lt_fallbacks += d[4];
 }
 
-/* every launch of a micro-batch on g->gst (graph mode) */
-static int step_launch(struct policy_gpu *g, const struct policy_batch *b, const int *targets,
-                       int pg, const struct policy_loss_opts *opts, int backward, int maxlen, int n)
+/* part 0 (the forward and the head) or 1 (the backward) of a micro-batch,
+ * launched on g->gst (graph mode) */
+static int step_launch(struct policy_gpu *g, int part, const struct policy_batch *b,
+                       const int *targets, int pg, const struct policy_loss_opts *opts,
+                       int backward, int maxlen, int n)
 {
-	g->ev_live = 0; /* no side-stream event recorded by this step yet */
-	CKR(step_fwd(g, NULL, b, targets, pg, opts, backward, maxlen, n));
-	return backward ? step_bwd(g, b, maxlen) : 0;
+	if (!part)
+		return step_fwd(g, NULL, b, targets, pg, opts, backward, maxlen, n);
+	g->ev_live = 0; /* no side-stream event recorded by this backward yet */
+	return step_bwd(g, b, maxlen);
 }
 
-/* The micro-batch's launches: its graph replayed when one was captured for
- * the key, else launched as they are, then captured (the capture runs
- * nothing) and instantiated for the next micro-batch of the same key. */
-static int graph_step(struct policy_gpu *g, const struct policy_batch *b, const int *targets,
-                      int pg, const struct policy_loss_opts *opts, int backward, int maxlen, int n)
+/* A part of the micro-batch (two graphs: the head's read-backs come
+ * between them, as in the default step, so that the backward runs while
+ * the caller prepares the next micro-batch): its graph replayed when one
+ * was captured for the key, else launched as it is, then captured (the
+ * capture runs nothing) and instantiated for the next micro-batch of the
+ * same key. */
+static int graph_part(struct policy_gpu *g, int part, const struct policy_batch *b,
+                      const int *targets, int pg, const struct policy_loss_opts *opts, int backward,
+                      int maxlen, int n)
 {
 	struct policy_graph_key k;
 	struct policy_graph_slot *e;
@@ -3003,6 +3027,7 @@ static int graph_step(struct policy_gpu *g, const struct policy_batch *b, const 
 	k.backward = backward;
 	k.first = g->n_acc == 0;
 	k.pg = pg;
+	k.part = part;
 	if (pg && opts) {
 		k.kind = (int)opts->kind + 1;
 		k.eps_low = opts->eps_low;
@@ -3014,12 +3039,12 @@ static int graph_step(struct policy_gpu *g, const struct policy_batch *b, const 
 		return 0;
 	}
 	graph_stats(g, s0);
-	CKR(step_launch(g, b, targets, pg, opts, backward, maxlen, n));
+	CKR(step_launch(g, part, b, targets, pg, opts, backward, maxlen, n));
 	graph_stats(g, s1);
 	for (int i = 0; i < POLICY_GRAPH_STATS; i++)
 		d[i] = s1[i] - s0[i];
 	CKR(policy_graph_capture_begin(g->gst));
-	rc = step_launch(g, b, targets, pg, opts, backward, maxlen, n);
+	rc = step_launch(g, part, b, targets, pg, opts, backward, maxlen, n);
 	for (int i = 0; i < POLICY_GRAPH_STATS; i++) /* the capture ran nothing */
 		d[i] = s1[i] - s0[i];
 	g->moe_rows = s1[0];
@@ -3124,8 +3149,8 @@ static int step_impl(struct policy_loss_stats *st, double *aux_out, float *out_l
 	if (backward == POLICY_GPU_BACKWARD) /* a window of one micro-batch */
 		g->n_acc = 0;
 
-	if (g->graph) { /* round 14: the launches (a graph), then the read-backs */
-		CKR(graph_step(g, b, targets, logp_old != NULL, opts, backward, maxlen, n));
+	if (g->graph) { /* round 14: the forward's graph, then the read-backs */
+		CKR(graph_part(g, 0, b, targets, logp_old != NULL, opts, backward, maxlen, n));
 		CKR(head_collect(g, st, T, n, targets, logp_old != NULL, backward));
 	} else {
 		CKR(step_fwd(g, st, b, targets, logp_old != NULL, opts, backward, maxlen, n));
@@ -3152,7 +3177,9 @@ static int step_impl(struct policy_loss_stats *st, double *aux_out, float *out_l
 	if (!backward)
 		return 0;
 
-	if (!g->graph)
+	if (g->graph) /* the backward's graph, left running */
+		CKR(graph_part(g, 1, b, targets, logp_old != NULL, opts, backward, maxlen, n));
+	else
 		CKR(step_bwd(g, b, maxlen));
 	g->n_acc++;
 	return 0;
@@ -3168,8 +3195,8 @@ int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_lo
 		return step_impl(st, aux_out, out_logp, g, b, targets, logp_old, adv, opts,
 		                 backward);
 	/* round 14: everything on g->gst, after what the legacy default stream
-	 * was given before (weights set, their bf16 copy); gst is idle again
-	 * when the step returns (head_collect synchronised it) */
+	 * was given before (weights set, their bf16 copy); the backward may
+	 * still run on gst when the step returns (gst_drain) */
 	if (cudaEventRecord(g->ev_leg, 0) != cudaSuccess ||
 	    cudaStreamWaitEvent(g->gst, g->ev_leg, 0) != cudaSuccess)
 		return swerve_error_set(SWERVE_ERROR, "gpu: ordering the step's stream failed");
@@ -3218,6 +3245,10 @@ static int adamw_impl(double *grad_norm, struct policy_gpu *g, struct policy_ada
 	if (g->graph && !g->adam_per_tensor) { /* round 14: the scale on the device */
 		k_clip_scale<<<1, 256, 0, PST>>>(g->gnorm, g->red, inv, o->clip_norm);
 		LAUNCHED();
+		/* the norm the caller gets: read back while the update runs */
+		CK(cudaMemcpyAsync(g->h_norm, g->gnorm, sizeof(double), cudaMemcpyDeviceToHost,
+		                   PST));
+		CK(cudaEventRecord(g->ev_norm, PST));
 		g->n_acc = 0;
 		o->step++;
 		bc1 = 1.0 - pow(o->beta1, (double)o->step);
@@ -3228,10 +3259,7 @@ static int adamw_impl(double *grad_norm, struct policy_gpu *g, struct policy_ada
 		        (float)o->beta2, (float)o->eps, (float)o->weight_decay, (float)bc1,
 		        (float)bc2);
 		LAUNCHED();
-		/* the norm the caller gets, read back once the update is queued */
-		CK(cudaMemcpyAsync(g->h_norm, g->gnorm, sizeof(double), cudaMemcpyDeviceToHost,
-		                   PST));
-		CK(cudaStreamSynchronize(PST));
+		CK(cudaEventSynchronize(g->ev_norm));
 		if (grad_norm)
 			*grad_norm = *g->h_norm;
 		return 0;
@@ -3279,15 +3307,13 @@ int policy_gpu_adamw(double *grad_norm, struct policy_gpu *g, struct policy_adam
 	int rc;
 	if (!g->graph)
 		return adamw_impl(grad_norm, g, o);
-	/* round 14: on gst after the legacy stream's earlier work; idle again
-	 * on return (the norm's read-back synchronised it) */
+	/* round 14: on gst after the legacy stream's earlier work; the update
+	 * may still run on it when this returns (gst_drain) */
 	if (cudaEventRecord(g->ev_leg, 0) != cudaSuccess ||
 	    cudaStreamWaitEvent(g->gst, g->ev_leg, 0) != cudaSuccess)
 		return swerve_error_set(SWERVE_ERROR, "gpu: ordering AdamW's stream failed");
 	policy_gpu_st = g->gst;
 	rc = adamw_impl(grad_norm, g, o);
-	if (g->graph && g->adam_per_tensor && !rc && cudaStreamSynchronize(g->gst) != cudaSuccess)
-		rc = swerve_error_set(SWERVE_ERROR, "gpu: AdamW failed");
 	policy_gpu_st = 0;
 	return rc;
 }
@@ -3326,6 +3352,7 @@ static int ops_pull(void *dev, float *params, float *m, float *v)
 {
 	struct policy_gpu *g = (struct policy_gpu *)dev;
 	size_t n = g->L->total * 4;
+	CKR(gst_drain(g));
 	CK(cudaMemcpy(params, g->params, n, cudaMemcpyDeviceToHost));
 	CK(cudaMemcpy(m, g->m, n, cudaMemcpyDeviceToHost));
 	CK(cudaMemcpy(v, g->v, n, cudaMemcpyDeviceToHost));

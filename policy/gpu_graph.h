@@ -3,11 +3,14 @@
  *
  * gpu.cu launches a micro-batch's forward, fused head and backward on one
  * stream of its own (policy_gpu_st, gpu_util.h) instead of the legacy
- * default stream, which cannot be captured. The first micro-batch of a
- * shape runs as launched and is then captured (global capture mode; the
- * capture runs nothing) and instantiated; a later micro-batch with the same
- * key replays it with one cudaGraphLaunch after its inputs were copied into
- * the same device buffers. The key is everything that changes the launch
+ * default stream, which cannot be captured, as two graphs: the forward
+ * with the head, then (after the head's read-backs, as the default step
+ * does them) the backward, which runs on while the caller prepares the
+ * next micro-batch. The first micro-batch of a shape runs as launched and
+ * is then captured (global capture mode; the capture runs nothing) and
+ * instantiated; a later micro-batch with the same key replays each part
+ * with one cudaGraphLaunch after its inputs were copied into the same
+ * device buffers. The key is everything that changes the launch
  * sequence or a kernel's arguments: tokens, sequences and their bounds
  * (cu_seqlens), the longest sequence, backward or not, the first
  * micro-batch of an accumulation window (the arena cleared, the head's and
@@ -24,6 +27,7 @@
 #define POLICY_GRAPH_STATS 5 /* host counters a replay adds (gpu.cu's graph_stats) */
 
 struct policy_graph_key {
+	int part; /* 0: the forward and the head, 1: the backward */
 	int T, n_seqs, maxlen, backward, first, pg, kind;
 	double eps_low, eps_high;
 };
