@@ -323,6 +323,8 @@ struct policy_gpu {
 	int graph;
 	cudaStream_t gst;
 	cudaEvent_t ev_leg, ev_norm;
+	cudaStream_t cst; /* graph 2: the head's read-backs, after ev_fwd */
+	cudaEvent_t ev_fwd;
 	void *blas_ws, *side_ws;
 	size_t blas_ws_bytes;
 	struct policy_graphs *graphs;
@@ -1517,6 +1519,10 @@ static int graph_setup(struct policy_gpu *g)
 	CK(cudaStreamCreateWithFlags(&g->gst, cudaStreamNonBlocking));
 	CK(cudaEventCreateWithFlags(&g->ev_leg, cudaEventDisableTiming));
 	CK(cudaEventCreateWithFlags(&g->ev_norm, cudaEventDisableTiming));
+	if (g->graph == 2) {
+		CK(cudaStreamCreateWithFlags(&g->cst, cudaStreamNonBlocking));
+		CK(cudaEventCreateWithFlags(&g->ev_fwd, cudaEventDisableTiming));
+	}
 	CK(cudaMalloc(&g->blas_ws, g->blas_ws_bytes));
 	CK(cudaMalloc(&g->gnorm, 16));
 	CK(cudaHostAlloc((void **)&g->h_norm, sizeof(double), cudaHostAllocDefault));
@@ -1783,14 +1789,15 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 			return v;
 		g->copy_async = v;
 	}
-	{ /* round 14: POLICY_GPU_GRAPH=0 (the default) | 1 (the micro-batch as a
-	   * CUDA graph where the step has no host round trip; elsewhere 1 runs
-	   * the default step) */
-		static const char *const names[] = {"0", "1"};
-		int v = policy_env_choice("POLICY_GPU_GRAPH", names, 2, 0);
+	{ /* round 14: POLICY_GPU_GRAPH=0 (the default) | 1 (the micro-batch as
+	   * CUDA graphs where the step has no host round trip; elsewhere 1 runs
+	   * the default step) | 2 (1 with the backward's graph queued before the
+	   * head's read-backs, which run on a copy stream; not yet run on a GPU) */
+		static const char *const names[] = {"0", "1", "2"};
+		int v = policy_env_choice("POLICY_GPU_GRAPH", names, 3, 0);
 		if (v < 0)
 			return v;
-		g->graph = v && prec == POLICY_GPU_BF16 && g->moe_grouped && !g->prof;
+		g->graph = prec == POLICY_GPU_BF16 && g->moe_grouped && !g->prof ? v : 0;
 		if (g->graph) /* its staging and pinned read-backs */
 			g->copy_async = 1;
 	}
@@ -1949,6 +1956,10 @@ void policy_gpu_free(struct policy_gpu *g)
 		cudaEventDestroy(g->ev_leg);
 	if (g->ev_norm)
 		cudaEventDestroy(g->ev_norm);
+	if (g->cst)
+		cudaStreamDestroy(g->cst);
+	if (g->ev_fwd)
+		cudaEventDestroy(g->ev_fwd);
 	cudaFree(g->blas_ws);
 	cudaFree(g->side_ws);
 	cudaFree(g->gnorm);
@@ -3063,7 +3074,7 @@ static int step_impl(struct policy_loss_stats *st, double *aux_out, float *out_l
 	const struct policy_config *c = &g->cfg;
 	int T = b->n_tokens, V = c->vocab_size, maxlen = 0, n = 0;
 	double aux = 0;
-	int *hp;
+	int *hp, rc;
 
 	if (backward < 0 || backward > POLICY_GPU_BACKWARD_ACC)
 		return swerve_error_set(SWERVE_EINVAL, "gpu: backward must be 0, 1 or 2, got %d",
@@ -3149,7 +3160,18 @@ static int step_impl(struct policy_loss_stats *st, double *aux_out, float *out_l
 	if (backward == POLICY_GPU_BACKWARD) /* a window of one micro-batch */
 		g->n_acc = 0;
 
-	if (g->graph) { /* round 14: the forward's graph, then the read-backs */
+	if (g->graph == 2 && backward) { /* the backward queued behind the forward */
+		CKR(graph_part(g, 0, b, targets, logp_old != NULL, opts, backward, maxlen, n));
+		CK(cudaEventRecord(g->ev_fwd, g->gst));
+		CKR(graph_part(g, 1, b, targets, logp_old != NULL, opts, backward, maxlen, n));
+		/* the head's results (which the backward does not write) read back
+		 * on the copy stream once the forward is done */
+		CK(cudaStreamWaitEvent(g->cst, g->ev_fwd, 0));
+		policy_gpu_st = g->cst;
+		rc = head_collect(g, st, T, n, targets, logp_old != NULL, backward);
+		policy_gpu_st = g->gst;
+		CKR(rc);
+	} else if (g->graph) { /* round 14: the forward's graph, then the read-backs */
 		CKR(graph_part(g, 0, b, targets, logp_old != NULL, opts, backward, maxlen, n));
 		CKR(head_collect(g, st, T, n, targets, logp_old != NULL, backward));
 	} else {
@@ -3177,9 +3199,9 @@ static int step_impl(struct policy_loss_stats *st, double *aux_out, float *out_l
 	if (!backward)
 		return 0;
 
-	if (g->graph) /* the backward's graph, left running */
+	if (g->graph == 1) /* the backward's graph, left running */
 		CKR(graph_part(g, 1, b, targets, logp_old != NULL, opts, backward, maxlen, n));
-	else
+	else if (!g->graph)
 		CKR(step_bwd(g, b, maxlen));
 	g->n_acc++;
 	return 0;

@@ -461,10 +461,10 @@ void policy_gpu_gemm_stats(const struct policy_gpu *g, long *lt_calls, long *lt_
  * that is at most 1.5 T top_k, else a GEMM per compact segment). */
 void policy_gpu_moe_stats(const struct policy_gpu *g, long *rows, long *gemm_rows, long *peak_rows);
 
-/* POLICY_GPU_GRAPH=1 (round 14): whether g runs its micro-batches as CUDA
- * graphs (0: the switch is off, or the step of g's mode has a host round
- * trip: fp32, POLICY_GPU_ACT=fp32, cuBLASLt experts, POLICY_GPU_PROFILE),
- * and the graphs captured and replayed so far. */
+/* POLICY_GPU_GRAPH=1 | 2 (round 14): whether g runs its micro-batches as
+ * CUDA graphs (the switch's value; 0: it is off, or the step of g's mode
+ * has a host round trip: fp32, POLICY_GPU_ACT=fp32, cuBLASLt experts,
+ * POLICY_GPU_PROFILE), and the graphs captured and replayed so far. */
 int policy_gpu_graph_stats(const struct policy_gpu *g, long *captures, long *replays);
 
 /* Moves tr's steps to the GPU: uploads weights and moments; later sft, pg
