@@ -20,14 +20,26 @@
  * unused is held), the bf16 inputs stay packed (uint4) in registers and are
  * widened when used, w is staged once per block in shared memory (read as
  * float4), and the backward's weight-gradient partials sit in shared memory
- * (a row of C floats per warp, each lane adding into its own columns), so
- * the backward fits 3 blocks an SM (24 warps, ptxas <= 80 registers) and the
- * grid is sized to one wave (blocks = SMs x resident blocks, rows split
- * evenly, a multiple of 8 a block). The forward does 2 rows a warp with all
- * loads issued first. The weight gradient: each block's 8 warp rows summed
- * in warp order, one partial row per block into a scratch buffer, then
- * k_gt_dw adds the partials in block order (1024 threads per 32 columns)
- * and adds the total into dw: deterministic, no float atomics. */
+ * (a row of C floats per warp, each lane adding into its own columns): 114
+ * registers, 2 blocks an SM, the grid one wave (2 x SMs blocks, rows split
+ * evenly, a multiple of 8 a block). The forward: a one-wave grid of warps
+ * striding over the rows, the next row's loads issued before this row is
+ * computed (v3a: 2 rows a warp, all loads first). The weight gradient:
+ * each block's 8 warp rows summed in warp order, one partial row per block
+ * into a scratch buffer, then k_gt_dw adds the partials in block order
+ * (1024 threads per 32 columns) and adds the total into dw: deterministic,
+ * no float atomics. v4: v3 reading dgn in bf16.
+ *
+ * Measured (H100, 2026-11-27, tests/bench/gpu_gate, L2 flushed before each
+ * launch): forward 26.1 -> 24.8 us (v3a 26.8), backward 58.3 -> 41.5 (v4
+ * 36.7); ncu at base clocks: k_gt_bwd 33.5 + k_gt_dw 4.3 against
+ * k_lw_gate_rms_bwd2's 61.2, the forwards level (24.1 vs 24.4). Both stay
+ * ~2x their byte floors, bound by the per-element expf and IEEE reciprocal
+ * (they slow down with the clock; DRAM reads are exactly the inputs' bytes).
+ * gpu_train x (K 4): 21.1 / 21.2 (default, twice) -> 21.0 ms a micro-batch
+ * for v3 and v4 (-0.7..-1.2%): opt-in; the default stays v2. The first
+ * tries (call 1): a next-row prefetch at 128 registers (spills) 45.2 us, 3
+ * blocks an SM at 80 registers (spills) 51.0. */
 #include "policy/gpu_gate.h"
 #include "policy/gpu_dev.cuh"
 #include "policy/gpu_util.h"
