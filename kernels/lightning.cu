@@ -107,6 +107,25 @@ struct la_params {
 	int F, sub_len, win_bits, pfx;
 };
 
+/* Round 14 (opt-in; swerve_lightning_forward_silu / _backward_silu): the
+ * SiLU of the lightning layer folded into V3 (form 9, its state pass form 7),
+ * a second kernel parameter of wg::kernel_fu only, so that the default
+ * kernels keep their parameters and code. Per problem: the row strides of
+ * its q', k', v' (elements: the interleaved projection output's 4 H D, or
+ * H D), which of them are pre-activations (SiLU applied in shared memory
+ * after the load), and for the backward the output's row stride and the
+ * pre-activation the output is scaled by (o *= SiLU'(dact), read in the
+ * epilogue). */
+struct la_fu_prob {
+	const __nv_bfloat16 *dact; /* o *= SiLU'(dact[t ldo + h D + e]); NULL: not */
+	int ld[3];                 /* row strides of q', k', v' (elements) */
+	int ldo;                   /* the output's row stride (elements) */
+	int silu;                  /* bits 0, 1, 2: q', k', v' are pre-activations */
+};
+struct la_fu {
+	la_fu_prob p[MAX_PROB];
+};
+
 /* Head window of the state pass (the eighth round): a token t contributes
  * lambda^(E - 1 - t) k_t^T v_t to the state a segment starting at E begins
  * from; the tokens at distances E - 1 - t >= W, W the smallest integer with
@@ -737,8 +756,52 @@ __device__ __forceinline__ void bulk_wait()
  * Form 9 against form 7, one H100 run: 8 x 2048 fwd 0.105 against 0.113 ms,
  * fb 0.383 against 0.406; level with form 8 within the run's noise (fwd
  * 0.105 against 0.107). */
-template <int D, bool SO, int ST, int VAR>
-__global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1) kernel(const __grid_constant__ la_params P)
+/* SiLU with one MUFU op: x sigmoid(x) = h + h tanh(h), h = x / 2 (halving a
+ * bf16 pair is exact); tanh.approx.f32's relative error ~2^-11 (the result
+ * is rounded to bf16) */
+__device__ __forceinline__ float tanh_fast(float x)
+{
+	float y;
+	asm("tanh.approx.f32 %0, %1;" : "=f"(y) : "f"(x));
+	return y;
+}
+
+__device__ __forceinline__ uint32_t silu_bf16x2(uint32_t x)
+{
+	const uint32_t h = mul_bf16x2(x, 0x3f003f00u); /* x / 2, both halves */
+	const float lo = __uint_as_float(h << 16), hi = __uint_as_float(h & 0xffff0000u);
+	return pack_bf16(fmaf(lo, tanh_fast(lo), lo), fmaf(hi, tanh_fast(hi), hi));
+}
+
+/* SiLU'(a) = s (1 + a (1 - s)), s = sigmoid(a) = (1 + tanh(a / 2)) / 2 */
+__device__ __forceinline__ float dsilu_fast(float a)
+{
+	const float s = fmaf(0.5f, tanh_fast(0.5f * a), 0.5f);
+	return s * fmaf(a, 1.0f - s, 1.0f);
+}
+
+/* 8 bf16 in shared memory (16 bytes at a) replaced by their SiLU */
+__device__ __forceinline__ void silu_piece(uint32_t a)
+{
+	uint4 x = lds128(a);
+	x.x = silu_bf16x2(x.x);
+	x.y = silu_bf16x2(x.y);
+	x.z = silu_bf16x2(x.z);
+	x.w = silu_bf16x2(x.w);
+	sts128(a, x);
+}
+
+__device__ __forceinline__ uint32_t ldg_nc32(const void *p)
+{
+	uint32_t x;
+	asm volatile("ld.global.nc.b32 %0, [%1];\n" : "=r"(x) : "l"(p));
+	return x;
+}
+
+/* the body of V3's kernels: kernel (FU false: F unused, may be NULL) and
+ * kernel_fu (round 14: SiLU folded in, la_fu) */
+template <int D, bool SO, int ST, int VAR, bool FU>
+__device__ __forceinline__ void kernel_body(const la_params &P, const la_fu *F)
 {
 	/* forms 4..7 build on form 3: FL fast loads, SM the bf16 state stored
 	 * with stmatrix, OS the output staged in shared memory and written by
@@ -809,7 +872,18 @@ __global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1) kernel(const __grid_const
 	const int rstep = (pr.reverse ? -RPI : RPI) * (int)HD * 2,
 	          vrstep = (pr.reverse ? -VRPI : VRPI) * (int)HD * 2;
 	const char *q0 = nullptr, *k0 = nullptr, *v0 = nullptr;
-	if (FL) {
+	/* round 14 (FU): each of q', k', v' with its own row stride */
+	const la_fu_prob *fp = FU ? &F->p[pi] : nullptr;
+	const long LDQ = FU ? fp->ld[0] : HD, LDK = FU ? fp->ld[1] : HD, LDV = FU ? fp->ld[2] : HD;
+	const int sgn = pr.reverse ? -1 : 1;
+	if (FU && FL) {
+		q0 = reinterpret_cast<const char *>(pr.q + row_token(seg_start + qr0) * LDQ +
+		                                    h * D + qcc * 8);
+		k0 = reinterpret_cast<const char *>(pr.k + row_token(seg_start + qr0) * LDK +
+		                                    h * D + qcc * 8);
+		v0 = reinterpret_cast<const char *>(pr.v + row_token(seg_start + vr0) * LDV +
+		                                    h * D + eb * EB + vcc * 8);
+	} else if (FL) {
 		const long qo = row_token(seg_start + qr0) * HD + h * D + qcc * 8;
 		q0 = reinterpret_cast<const char *>(pr.q + qo);
 		k0 = reinterpret_cast<const char *>(pr.k + qo);
@@ -819,6 +893,51 @@ __global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1) kernel(const __grid_const
 	auto load_chunk = [&](int c, int st) {
 		const int pos0 = seg_start + c * C;
 		const bool full = pos0 + C <= seg_end;
+		if (FU) {
+			if (FL && full) {
+				const char *qa = q0 + (long)c * sgn * C * LDQ * 2,
+				           *ka = k0 + (long)c * sgn * C * LDK * 2,
+				           *va = v0 + (long)c * sgn * C * LDV * 2;
+				const int qs = sgn * RPI * (int)LDQ * 2,
+				          ks = sgn * RPI * (int)LDK * 2,
+				          vs = sgn * VRPI * (int)LDV * 2;
+#pragma unroll
+				for (int it = 0; it < IT; it++) {
+					const uint32_t dst = qk_sm + st * L::QK + it * RPI * 128;
+					if (!SO)
+						cp_async16_full(base + L::Q_OFF + dst,
+						                qa + it * qs);
+					cp_async16_full(base + L::K_OFF + dst, ka + it * ks);
+				}
+#pragma unroll
+				for (int it = 0; it < VIT; it++)
+					cp_async16_full(base + L::V_OFF + st * L::TILE + v_sm +
+					                        it * VRPI * 128,
+					                va + it * vs);
+				return;
+			}
+#pragma unroll
+			for (int it = 0; it < IT; it++) {
+				const bool ok = full || pos0 + qr0 + it * RPI < seg_end;
+				const uint32_t dst = qk_sm + st * L::QK + it * RPI * 128;
+				const long t = ok ? row_token(pos0 + qr0 + it * RPI) : 0;
+				if (!SO)
+					cp_async16(base + L::Q_OFF + dst,
+					           ok ? pr.q + t * LDQ + h * D + qcc * 8 : pr.q,
+					           ok);
+				cp_async16(base + L::K_OFF + dst,
+				           ok ? pr.k + t * LDK + h * D + qcc * 8 : pr.k, ok);
+			}
+#pragma unroll
+			for (int it = 0; it < VIT; it++) {
+				const bool ok = full || pos0 + vr0 + it * VRPI < seg_end;
+				const long t = ok ? row_token(pos0 + vr0 + it * VRPI) : 0;
+				cp_async16(base + L::V_OFF + st * L::TILE + v_sm + it * VRPI * 128,
+				           ok ? pr.v + t * LDV + h * D + eb * EB + vcc * 8 : pr.v,
+				           ok);
+			}
+			return;
+		}
 		if (FL && full) {
 			const long cb = c * cstep * 2;
 			const char *qa = q0 + cb, *ka = k0 + cb, *va = v0 + cb;
@@ -953,9 +1072,49 @@ __global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1) kernel(const __grid_const
 			}
 		}
 		cp_wait<ST - 1>();
+		if (FU) {
+			/* round 14: SiLU of the pre-activations in place, each thread on
+			 * the 16-byte pieces it loaded itself (visible to it after the
+			 * wait; zero-filled rows stay 0), before the barrier */
+			const int sm = fp->silu;
+			if (!SO && (sm & 1))
+#pragma unroll
+				for (int it = 0; it < IT; it++)
+					silu_piece(base + L::Q_OFF + qk_sm + st * L::QK +
+					           it * RPI * 128);
+			if (sm & 2)
+#pragma unroll
+				for (int it = 0; it < IT; it++)
+					silu_piece(base + L::K_OFF + qk_sm + st * L::QK +
+					           it * RPI * 128);
+			if (sm & 4)
+#pragma unroll
+				for (int it = 0; it < VIT; it++)
+					silu_piece(base + L::V_OFF + st * L::TILE + v_sm +
+					           it * VRPI * 128);
+		}
 		fence_proxy_async(); /* cp.async wrote generic-proxy; wgmma reads async */
 		__syncthreads();
 		const int m = min(C, seg_end - (seg_start + c * C));
+		/* round 14, backward: the pre-activations of this thread's output
+		 * elements (rows w 16 + gq and + 8, column pairs 8 nt + 2 t4), read
+		 * now for the epilogue's SiLU' */
+		uint32_t dpv[16];
+		if (FU && !SO && fp->dact) {
+			const int ia = w * 16 + gq, ib = ia + 8;
+			const long ldo = fp->ldo;
+			const __nv_bfloat16 *ra =
+			        fp->dact + (ia < m ? row_token(seg_start + c * C + ia) : 0) * ldo +
+			        h * D + eb * EB + 2 * t4;
+			const __nv_bfloat16 *rb =
+			        fp->dact + (ib < m ? row_token(seg_start + c * C + ib) : 0) * ldo +
+			        h * D + eb * EB + 2 * t4;
+#pragma unroll
+			for (int nt = 0; nt < 8; nt++) {
+				dpv[nt] = ia < m ? ldg_nc32(ra + nt * 8) : 0u;
+				dpv[8 + nt] = ib < m ? ldg_nc32(rb + nt * 8) : 0u;
+			}
+		}
 		const uint32_t Qs = base + L::Q_OFF + st * L::QK, Ks = base + L::K_OFF + st * L::QK;
 		const uint32_t Vs = base + L::V_OFF + st * L::TILE;
 
@@ -1188,6 +1347,17 @@ __global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1) kernel(const __grid_const
 #pragma unroll
 				for (int i = 0; i < 32; i++)
 					o[i] += s[i];
+			if (FU && fp->dact)
+#pragma unroll
+				for (int nt = 0; nt < 8; nt++) {
+					const uint32_t a = dpv[nt], b2 = dpv[8 + nt];
+					o[4 * nt] *= dsilu_fast(__uint_as_float(a << 16));
+					o[4 * nt + 1] *=
+					        dsilu_fast(__uint_as_float(a & 0xffff0000u));
+					o[4 * nt + 2] *= dsilu_fast(__uint_as_float(b2 << 16));
+					o[4 * nt + 3] *=
+					        dsilu_fast(__uint_as_float(b2 & 0xffff0000u));
+				}
 			/* form 8 and up: a warp whose 16 rows are all in the chunk stages
 			 * them (stmatrix into 128-byte swizzled rows, in token order:
 			 * reversed for a reversed walk) and lane 0 writes them with one
@@ -1246,8 +1416,12 @@ __global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1) kernel(const __grid_const
 			const int ia = w * 16 + gq, ib = ia + 8;
 			const long ta = row_token(seg_start + c * C + ia),
 			           tb = row_token(seg_start + c * C + ib);
-			__nv_bfloat16 *oa = pr.o + ((size_t)ta * H + h) * D + eb * EB + 2 * t4;
-			__nv_bfloat16 *ob = pr.o + ((size_t)tb * H + h) * D + eb * EB + 2 * t4;
+			__nv_bfloat16 *oa =
+			        FU ? pr.o + ta * (long)fp->ldo + h * D + eb * EB + 2 * t4
+			           : pr.o + ((size_t)ta * H + h) * D + eb * EB + 2 * t4;
+			__nv_bfloat16 *ob =
+			        FU ? pr.o + tb * (long)fp->ldo + h * D + eb * EB + 2 * t4
+			           : pr.o + ((size_t)tb * H + h) * D + eb * EB + 2 * t4;
 			if (!OS || (TM && !tm_rows))
 #pragma unroll
 				for (int nt = 0; nt < 8; nt++) {
@@ -1294,6 +1468,20 @@ __global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1) kernel(const __grid_const
 				                    kv[mb][4 * nt + 3] * mul);
 			}
 	}
+}
+
+template <int D, bool SO, int ST, int VAR>
+__global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1) kernel(const __grid_constant__ la_params P)
+{
+	kernel_body<D, SO, ST, VAR, false>(P, nullptr);
+}
+
+/* round 14: V3 with the layer's SiLU folded in (see la_fu) */
+template <int D, bool SO, int ST, int VAR>
+__global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1)
+        kernel_fu(const __grid_constant__ la_params P, const __grid_constant__ la_fu F)
+{
+	kernel_body<D, SO, ST, VAR, true>(P, &F);
 }
 
 /* Between the state pass and the main pass (V3 and V4): the sub-segments' own
@@ -2091,9 +2279,11 @@ constexpr double WG4_SO_COST = 0.9, WG4_PREFIX_COST = 2.2;
 
 int wg_form();
 
-void plan_for(const swerve_lightning_dims *d, int nprob, int *kver, int *G, int *seg_len, int *mst)
+void plan_for(const swerve_lightning_dims *d, int nprob, int *kver, int *G, int *seg_len, int *mst,
+              bool fused = false)
 {
-	*kver = kernel_choice(d, nprob);
+	/* round 14's fused SiLU exists in V3 form 9 only: V3, whatever is forced */
+	*kver = fused ? 3 : kernel_choice(d, nprob);
 	*mst = 2;
 	if (*kver == 3) {
 		const char *e = getenv("SWERVE_LIGHTNING_WG_PLAN");
@@ -2108,7 +2298,7 @@ void plan_for(const swerve_lightning_dims *d, int nprob, int *kver, int *G, int 
 		              true};
 		cm.tail = !third;
 		cm.prefix_cost = third ? 1.0 : fifth ? 1.5 : WG_PREFIX_COST;
-		cm.stages4 = wg_form() != 0 && wg_form() != 2;
+		cm.stages4 = fused || (wg_form() != 0 && wg_form() != 2);
 		cm.wide4_cost = third ? 0.0 : d64 ? WG_WIDE4_COST_D64 : WG_WIDE4_COST;
 		cm.launch_cost = third || fifth ? 0.0 : WG_LAUNCH_COST;
 		plan(d, nprob, cm, true, G, seg_len, mst);
@@ -2137,7 +2327,7 @@ void plan_for(const swerve_lightning_dims *d, int nprob, int *kver, int *G, int 
 		           *re = getenv("SWERVE_LIGHTNING_V4_RULES");
 		const bool forced = (ke && *ke) || (se && *se), r6 = re && strcmp(re, "6") == 0;
 		const long per_prob = (long)d->batch * d->heads * (d->dim / EB);
-		if (d->dim == 128 && !forced) {
+		if (d->dim == 128 && !forced && !fused) {
 			if (nprob == 1 && *G == 1 && *mst == 4)
 				*kver = 4;
 			else if (!r6 && nprob == MAX_PROB && *G == 1 && per_prob <= sm_count())
@@ -2226,12 +2416,12 @@ struct bwd_split {
 	int seg2 = 0; /* tokens per segment */
 };
 
-bwd_split split_plan(const swerve_lightning_dims *d, int nprob, int kver, int G)
+bwd_split split_plan(const swerve_lightning_dims *d, int nprob, int kver, int G, bool fused = false)
 {
 	bwd_split s;
 	const char *e = getenv("SWERVE_LIGHTNING_BWD_SPLIT");
-	if (!e || atoi(e) <= 0 || nprob != MAX_PROB || kver != 3 || G != 1 || wg_form() != 9 ||
-	    d->max_seqlen <= 0)
+	if (!e || atoi(e) <= 0 || nprob != MAX_PROB || kver != 3 || G != 1 ||
+	    (!fused && wg_form() != 9) || d->max_seqlen <= 0)
 		return s;
 	const long cz = (long)d->heads * (d->dim / EB), nz = (long)d->batch * nprob;
 	const long n = sm_count(), chunks = ((long)d->max_seqlen + C - 1) / C;
@@ -2268,12 +2458,12 @@ size_t split_workspace(const swerve_lightning_dims *d, const bwd_split &s)
 	return (size_t)s.oz * d->heads * s.G2 * F * d->dim * d->dim * sizeof(float);
 }
 
-size_t workspace_for(const swerve_lightning_dims *d, int nprob)
+size_t workspace_for(const swerve_lightning_dims *d, int nprob, bool fused = false)
 {
 	int G, len, kver, mst, F, sub, bits;
-	plan_for(d, nprob, &kver, &G, &len, &mst);
+	plan_for(d, nprob, &kver, &G, &len, &mst, fused);
 	if (G <= 1)
-		return split_workspace(d, split_plan(d, nprob, kver, G));
+		return split_workspace(d, split_plan(d, nprob, kver, G, fused));
 	state_plan(kver, G, len, &F, &sub, &bits);
 	return (size_t)nprob * d->batch * d->heads * G * F * d->dim * d->dim * sizeof(float);
 }
@@ -2327,6 +2517,27 @@ template <int D, bool SO, int ST, int VAR> int wg_set_smem()
 	                             cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L::BYTES);
 	if (e == cudaSuccess)
 		e = cudaFuncSetAttribute(wg::kernel<D, SO, ST, VAR>,
+		                         cudaFuncAttributePreferredSharedMemoryCarveout,
+		                         (int)cudaSharedmemCarveoutMaxShared);
+	if (e != cudaSuccess)
+		return swerve_error_set(SWERVE_ERROR, "lightning: shared memory of %zu bytes: %s",
+		                        L::BYTES, cudaGetErrorString(e));
+	done = true;
+	return 0;
+}
+
+/* round 14: kernel_fu's attributes (the same shared memory as kernel's) */
+template <int D, bool SO, int ST, int VAR> int wg_fu_set_smem()
+{
+	using L = wg::smem<D, SO, ST, VAR>;
+	static bool done = false;
+	if (done)
+		return 0;
+	cudaError_t e =
+	        cudaFuncSetAttribute(wg::kernel_fu<D, SO, ST, VAR>,
+	                             cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L::BYTES);
+	if (e == cudaSuccess)
+		e = cudaFuncSetAttribute(wg::kernel_fu<D, SO, ST, VAR>,
 		                         cudaFuncAttributePreferredSharedMemoryCarveout,
 		                         (int)cudaSharedmemCarveoutMaxShared);
 	if (e != cudaSuccess)
@@ -2443,8 +2654,22 @@ template <int D>
 int wg4_run(const la_params &P, int nprob, const swerve_lightning_dims *d, cudaStream_t stream);
 
 template <int D, bool SO, int ST, int VAR>
-int wg_launch(dim3 grid, const la_params &P, cudaStream_t stream)
+int wg_launch(dim3 grid, const la_params &P, cudaStream_t stream, const la_fu *F = nullptr)
 {
+	if constexpr ((!SO && VAR == 9) || (SO && VAR == 7)) {
+		if (F) { /* round 14: the fused SiLU (form 9, its state pass form 7) */
+			int rc = wg_fu_set_smem<D, SO, ST, VAR>();
+			if (!rc)
+				wg::kernel_fu<D, SO, ST, VAR>
+				        <<<grid, NT, wg::smem<D, SO, ST, VAR>::BYTES, stream>>>(P,
+				                                                                *F);
+			return rc;
+		}
+	} else {
+		if (F)
+			return swerve_error_set(SWERVE_EUNSUPPORTED,
+			                        "lightning: the fused SiLU needs V3 form 9");
+	}
 	int rc = wg_set_smem<D, SO, ST, VAR>();
 	if (!rc)
 		wg::kernel<D, SO, ST, VAR>
@@ -2453,7 +2678,8 @@ int wg_launch(dim3 grid, const la_params &P, cudaStream_t stream)
 }
 
 template <int D, int VAR>
-int wg_run(const la_params &P, int nprob, const swerve_lightning_dims *d, cudaStream_t stream)
+int wg_run(const la_params &P, int nprob, const swerve_lightning_dims *d, cudaStream_t stream,
+           const la_fu *F = nullptr)
 {
 	constexpr int NEB = D / EB;
 	int rc = 0;
@@ -2464,7 +2690,7 @@ int wg_run(const la_params &P, int nprob, const swerve_lightning_dims *d, cudaSt
 		               (VAR == 5 || VAR == 6 ? 4
 		                : VAR >= 8           ? 7
 		                                     : VAR)>(
-		        dim3(NEB * (P.G - 1) * P.F, d->heads, d->batch * nprob), P, stream);
+		        dim3(NEB * (P.G - 1) * P.F, d->heads, d->batch * nprob), P, stream, F);
 		if (!rc && P.pfx)
 			wg::prefix_kernel<<<dim3((D * D / 4 + 255) / 256, d->heads,
 			                         d->batch * nprob),
@@ -2473,8 +2699,8 @@ int wg_run(const la_params &P, int nprob, const swerve_lightning_dims *d, cudaSt
 	const dim3 grid(NEB * P.G, d->heads, d->batch * nprob);
 	if (!rc)
 		rc = VAR != 0 && VAR != 2 && P.mst == 4
-		             ? wg_launch<D, false, 4, VAR>(grid, P, stream)
-		             : wg_launch<D, false, 2, VAR>(grid, P, stream);
+		             ? wg_launch<D, false, 4, VAR>(grid, P, stream, F)
+		             : wg_launch<D, false, 2, VAR>(grid, P, stream, F);
 	return rc;
 }
 
@@ -2509,11 +2735,13 @@ int wg4_run(const la_params &P, int nprob, const swerve_lightning_dims *d, cudaS
 
 template <int D>
 int launch(la_params &P, int nprob, int kver, const swerve_lightning_dims *d, cudaStream_t stream,
-           const char *fn)
+           const char *fn, const la_fu *F = nullptr)
 {
 	constexpr int NEB = D / EB;
 	int rc = 0;
-	if (kver == 4) {
+	if (F) { /* round 14: V3 form 9 (plan_for's fused plan) */
+		rc = wg_run<D, 9>(P, nprob, d, stream, F);
+	} else if (kver == 4) {
 		rc = wg4_run<D>(P, nprob, d, stream);
 	} else if (kver == 3) {
 		const int f = wg_form();
@@ -2557,7 +2785,8 @@ int launch(la_params &P, int nprob, int kver, const swerve_lightning_dims *d, cu
  * The row count is not known on the host (cu_seqlens is on the device) and a
  * store never covers a row past its sequence (partial chunks store from
  * registers), so the map's row bound is 2^31 - 1. The encoder: kernels/tma.h. */
-int make_out_maps(la_params &P, int nprob, const swerve_lightning_dims *d, const char *fn)
+int make_out_maps(la_params &P, int nprob, const swerve_lightning_dims *d, const char *fn,
+                  const la_fu *F = nullptr)
 {
 	const swerve_tma_encode_fn encode = swerve_tma_encoder(fn);
 	if (!encode)
@@ -2566,8 +2795,10 @@ int make_out_maps(la_params &P, int nprob, const swerve_lightning_dims *d, const
 	const cuuint64_t stride[1] = {(cuuint64_t)d->heads * d->dim * 2};
 	const cuuint32_t box[2] = {EB, 16}, estride[2] = {1, 1};
 	for (int i = 0; i < nprob; i++) {
+		/* round 14: the output's own row stride (the interleaved dpre) */
+		const cuuint64_t fstride[1] = {F ? (cuuint64_t)F->p[i].ldo * 2 : stride[0]};
 		CUresult r = encode(&P.otm[i], CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, P.p[i].o, dim,
-		                    stride, box, estride, CU_TENSOR_MAP_INTERLEAVE_NONE,
+		                    fstride, box, estride, CU_TENSOR_MAP_INTERLEAVE_NONE,
 		                    CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_NONE,
 		                    CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
 		if (r != CUDA_SUCCESS)
@@ -2595,10 +2826,13 @@ side_set side_sets[64];
  * return. Called with P set up for G = 1 (run) and its output maps made. */
 template <int D>
 int split_run(la_params &P, int nprob, const swerve_lightning_dims *d, const bwd_split &sp,
-              void *ws, cudaStream_t stream, const char *fn)
+              void *ws, cudaStream_t stream, const char *fn, const la_fu *F = nullptr)
 {
 	constexpr int NEB = D / EB;
 	la_params P2 = P;
+	la_fu F2 = {};
+	if (F)
+		F2.p[0] = F->p[nprob - 1];
 	const int b0 = d->batch - sp.oz;
 	const size_t ss = (size_t)d->heads * d->dim * d->dim;
 	P2.p[0] = P.p[nprob - 1];
@@ -2638,10 +2872,10 @@ int split_run(la_params &P, int nprob, const swerve_lightning_dims *d, const bwd
 	/* the whole chains first, on an idle GPU: one CTA per SM (as the
 	 * default's first SMs-many CTAs), then the overflow pairs' passes into
 	 * the second slots */
-	int rc =
-	        wg_launch<D, false, 2, 9>(dim3(NEB, d->heads, d->batch * nprob - sp.oz), P, stream);
+	int rc = wg_launch<D, false, 2, 9>(dim3(NEB, d->heads, d->batch * nprob - sp.oz), P, stream,
+	                                   F);
 	if (!rc)
-		rc = wg_run<D, 9>(P2, 1, &d2, S.s);
+		rc = wg_run<D, 9>(P2, 1, &d2, S.s, F ? &F2 : nullptr);
 	/* join even after a failed launch, so that the caller's stream never runs
 	 * ahead of work already enqueued on the side stream */
 	e = cudaEventRecord(S.join, S.s);
@@ -2658,12 +2892,13 @@ int split_run(la_params &P, int nprob, const swerve_lightning_dims *d, const bwd
 }
 
 int run(la_params &P, int nprob, const swerve_lightning_dims *d, void *ws, size_t ws_bytes,
-        cudaStream_t stream, const char *fn)
+        cudaStream_t stream, const char *fn, const la_fu *F = nullptr)
 {
 	int kver;
-	plan_for(d, nprob, &kver, &P.G, &P.seg_len, &P.mst);
-	const bwd_split sp = split_plan(d, nprob, kver, P.G);
-	size_t need = workspace_for(d, nprob);
+	const bool fu = F != nullptr;
+	plan_for(d, nprob, &kver, &P.G, &P.seg_len, &P.mst, fu);
+	const bwd_split sp = split_plan(d, nprob, kver, P.G, fu);
+	size_t need = workspace_for(d, nprob, fu);
 	if (need > 0 && (!ws || ws_bytes < need))
 		return swerve_error_set(SWERVE_EINVAL,
 		                        "%s: workspace of %zu bytes given, %zu needed "
@@ -2679,18 +2914,18 @@ int run(la_params &P, int nprob, const swerve_lightning_dims *d, void *ws, size_
 	state_plan(kver, P.G, P.seg_len, &P.F, &P.sub_len, &P.win_bits);
 	/* the mma.sync kernels combine the segment states themselves (F = 1) */
 	P.pfx = (kver == 3 || kver == 4) && P.G > 1 && (P.G > 2 || P.F > 1 || P.win_bits > 0);
-	if ((kver == 3 && wg_form() >= 8) || (kver == 4 && wg4_form() >= 3)) {
-		const int rc = make_out_maps(P, nprob, d, fn);
+	if (fu || (kver == 3 && wg_form() >= 8) || (kver == 4 && wg4_form() >= 3)) {
+		const int rc = make_out_maps(P, nprob, d, fn, F);
 		if (rc)
 			return rc;
 	}
 	if (sp.oz) {
 		P.mst = 2; /* the whole chains share their SMs with the pieces */
-		return d->dim == 64 ? split_run<64>(P, nprob, d, sp, ws, stream, fn)
-		                    : split_run<128>(P, nprob, d, sp, ws, stream, fn);
+		return d->dim == 64 ? split_run<64>(P, nprob, d, sp, ws, stream, fn, F)
+		                    : split_run<128>(P, nprob, d, sp, ws, stream, fn, F);
 	}
-	return d->dim == 64 ? launch<64>(P, nprob, kver, d, stream, fn)
-	                    : launch<128>(P, nprob, kver, d, stream, fn);
+	return d->dim == 64 ? launch<64>(P, nprob, kver, d, stream, fn, F)
+	                    : launch<128>(P, nprob, kver, d, stream, fn, F);
 }
 
 /* cp.async and the vector accesses need 16-byte aligned tensors */
@@ -2860,6 +3095,127 @@ extern "C" int swerve_lightning_backward(uint16_t *dq, uint16_t *dk, uint16_t *d
 	P.p[2] = la_prob{bf(v), bf(dout), bf(q), out(dk), dfinal_state, nullptr, nullptr,
 	                 1,     1,        1,     0};
 	return run(P, 3, dims, workspace, workspace_bytes, stream, fn);
+}
+
+/* ---- round 14: the layer's SiLU folded into the core (opt-in) ---- */
+
+namespace
+{
+/* pre's row stride: q, k, v's H D columns each, 16-byte rows */
+int check_ld(const swerve_lightning_dims *d, int ld, const char *fn)
+{
+	if (ld < 3 * d->heads * d->dim || ld % 8 != 0 || ld > (1 << 24))
+		return swerve_error_set(SWERVE_EINVAL,
+		                        "%s: ld %d: must be a multiple of 8, at least 3 H D = %d "
+		                        "and at most 2^24",
+		                        fn, ld, 3 * d->heads * d->dim);
+	return 0;
+}
+} // namespace
+
+extern "C" size_t swerve_lightning_forward_silu_workspace(const struct swerve_lightning_dims *dims)
+{
+	return dims ? workspace_for(dims, 1, true) : 0;
+}
+
+extern "C" size_t swerve_lightning_backward_silu_workspace(const struct swerve_lightning_dims *dims)
+{
+	return dims ? workspace_for(dims, 3, true) : 0;
+}
+
+extern "C" int swerve_lightning_forward_silu(uint16_t *o, float *final_state, const uint16_t *pre,
+                                             int ld, const int32_t *cu_seqlens, const float *slopes,
+                                             const float *initial_state,
+                                             const struct swerve_lightning_dims *dims,
+                                             void *workspace, size_t workspace_bytes,
+                                             struct CUstream_st *stream)
+{
+	const char *fn = "lightning forward (fused SiLU)";
+	int rc = check(dims, fn);
+	if (rc || (rc = check_ld(dims, ld, fn)))
+		return rc;
+	if (!o || !pre || !cu_seqlens || !slopes)
+		return swerve_error_set(SWERVE_EINVAL,
+		                        "%s: o, pre, cu_seqlens and slopes must be set", fn);
+	if ((rc = misaligned(fn, "o", o)) || (rc = misaligned(fn, "pre", pre)) ||
+	    (rc = misaligned(fn, "final_state", final_state)) ||
+	    (rc = misaligned(fn, "workspace", workspace)))
+		return rc;
+	const long HD = (long)dims->heads * dims->dim;
+	la_params P = {};
+	P.cu = cu_seqlens;
+	P.slopes = slopes;
+	P.p[0] = la_prob{bf(pre),
+	                 bf(pre + HD),
+	                 bf(pre + 2 * HD),
+	                 reinterpret_cast<__nv_bfloat16 *>(o),
+	                 initial_state,
+	                 final_state,
+	                 nullptr,
+	                 0,
+	                 0,
+	                 0,
+	                 0};
+	la_fu F = {};
+	F.p[0] = la_fu_prob{nullptr, {ld, ld, ld}, (int)HD, 7};
+	return run(P, 1, dims, workspace, workspace_bytes, stream, fn, &F);
+}
+
+extern "C" int swerve_lightning_backward_silu(uint16_t *dpre, float *dinitial_state,
+                                              const uint16_t *pre, int ld, const uint16_t *dout,
+                                              const float *dfinal_state, const int32_t *cu_seqlens,
+                                              const float *slopes, const float *initial_state,
+                                              const struct swerve_lightning_dims *dims,
+                                              void *workspace, size_t workspace_bytes,
+                                              struct CUstream_st *stream)
+{
+	const char *fn = "lightning backward (fused SiLU)";
+	int rc = check(dims, fn);
+	if (rc || (rc = check_ld(dims, ld, fn)))
+		return rc;
+	if (!dpre || !pre || !dout || !cu_seqlens || !slopes)
+		return swerve_error_set(SWERVE_EINVAL,
+		                        "%s: dpre, pre, dout, cu_seqlens and slopes must be set",
+		                        fn);
+	if (dpre == pre)
+		return swerve_error_set(SWERVE_EINVAL,
+		                        "%s: dpre and pre are the same buffer (pre is read while "
+		                        "dpre is written)",
+		                        fn);
+	if ((rc = misaligned(fn, "dpre", dpre)) || (rc = misaligned(fn, "pre", pre)) ||
+	    (rc = misaligned(fn, "dout", dout)) ||
+	    (rc = misaligned(fn, "dinitial_state", dinitial_state)) ||
+	    (rc = misaligned(fn, "workspace", workspace)))
+		return rc;
+	const long HD = (long)dims->heads * dims->dim;
+	const uint16_t *q = pre, *k = pre + HD, *v = pre + 2 * HD;
+	const int hd = (int)HD;
+	la_params P = {};
+	P.cu = cu_seqlens;
+	P.slopes = slopes;
+	auto out = [](uint16_t *p) { return reinterpret_cast<__nv_bfloat16 *>(p); };
+	/* as swerve_lightning_backward, with q, k, v the SiLU of pre's columns
+	 * and each output scaled by SiLU' of its own columns of pre */
+	P.p[0] = la_prob{bf(dout), bf(v), bf(k), out(dpre), initial_state, nullptr, nullptr,
+	                 0,        1,     0,     0};
+	P.p[1] = la_prob{bf(k),
+	                 bf(q),
+	                 bf(dout),
+	                 out(dpre + 2 * HD),
+	                 dfinal_state,
+	                 dinitial_state,
+	                 nullptr,
+	                 1,
+	                 0,
+	                 1,
+	                 1};
+	P.p[2] = la_prob{bf(v), bf(dout), bf(q), out(dpre + HD), dfinal_state, nullptr, nullptr, 1,
+	                 1,     1,        0};
+	la_fu F = {};
+	F.p[0] = la_fu_prob{bf(q), {hd, ld, ld}, ld, 6};
+	F.p[1] = la_fu_prob{bf(v), {ld, ld, hd}, ld, 3};
+	F.p[2] = la_fu_prob{bf(k), {ld, hd, ld}, ld, 5};
+	return run(P, 3, dims, workspace, workspace_bytes, stream, fn, &F);
 }
 
 extern "C" int swerve_lightning_decode(uint16_t *o, float *state, const uint16_t *q,

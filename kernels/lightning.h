@@ -110,6 +110,37 @@ int swerve_lightning_backward(uint16_t *dq, uint16_t *dk, uint16_t *dv, float *d
                               const float *initial_state, const struct swerve_lightning_dims *dims,
                               void *workspace, size_t workspace_bytes, struct CUstream_st *stream);
 
+/* ---- GPU, round 14 (opt-in): the lightning layer's SiLU folded in ---------
+ *
+ * pre [N, ld] bf16 (ld >= 3 H D, a multiple of 8): row t holds the
+ * pre-activations of q | k | v (H D columns each, head-major as above; the
+ * columns past 3 H D are neither read nor written), q = SiLU(pre[:, 0, HD)),
+ * k = SiLU(pre[:, HD, 2HD)), v = SiLU(pre[:, 2HD, 3HD)). The SiLU is applied
+ * as the core loads its tiles (recomputed in the backward; tanh.approx: the
+ * activated values can differ from an fp32 SiLU rounded to bf16 by ~1 bf16
+ * ulp). V3 form 9 only (V4, SWERVE_LIGHTNING_KERNEL and _WG_FORM do not
+ * apply); SWERVE_LIGHTNING_BWD_SPLIT does. Workspace: the _silu_workspace
+ * functions (may differ from the unfused ones at D = 128). */
+size_t swerve_lightning_forward_silu_workspace(const struct swerve_lightning_dims *dims);
+size_t swerve_lightning_backward_silu_workspace(const struct swerve_lightning_dims *dims);
+
+/* swerve_lightning_forward of the SiLU of pre's q, k, v columns: o [N, H, D] */
+int swerve_lightning_forward_silu(uint16_t *o, float *final_state, const uint16_t *pre, int ld,
+                                  const int32_t *cu_seqlens, const float *slopes,
+                                  const float *initial_state,
+                                  const struct swerve_lightning_dims *dims, void *workspace,
+                                  size_t workspace_bytes, struct CUstream_st *stream);
+
+/* swerve_lightning_backward through the SiLU: dpre [N, ld] (same layout as
+ * pre; only its q, k, v columns are written) = d(q, k, v) * SiLU'(pre), from
+ * dout [N, H, D]; dpre must not be pre */
+int swerve_lightning_backward_silu(uint16_t *dpre, float *dinitial_state, const uint16_t *pre,
+                                   int ld, const uint16_t *dout, const float *dfinal_state,
+                                   const int32_t *cu_seqlens, const float *slopes,
+                                   const float *initial_state,
+                                   const struct swerve_lightning_dims *dims, void *workspace,
+                                   size_t workspace_bytes, struct CUstream_st *stream);
+
 /* One token for each of B sequences, on the GPU: state [B, H, D, D] fp32 is
  * updated in place (S = lambda S + k^T v) and o = q S, with q, k, v, o [B, H, D]
  * bf16. Needs no workspace. */

@@ -240,6 +240,10 @@ struct policy_gpu {
 	void *ws2;
 	size_t ws2_bytes;
 	int lin32; /* the fp32 lightning kernel (fp32 mode, or POLICY_GPU_LIGHTNING=fp32) */
+	/* round 14: POLICY_GPU_LW_SILU=core (opt-in): the SiLU and its backward
+	 * folded into kernels/lightning (swerve_lightning_*_silu; bf16 mode with
+	 * the bf16 core only, else the passes run) */
+	int lw_silu;
 	/* round 7: the fused routing (gpu_route.cu; POLICY_GPU_ROUTE=old: off)
 	 * and its scratch; the lightning passes of gpu_linew.cu
 	 * (POLICY_GPU_LIN_EW=old: off). With lin_ew and kernels/lightning, a
@@ -1637,6 +1641,12 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 		CKR(policy_flash_setup());
 	g->lin32 = prec == POLICY_GPU_FP32 || (getenv("POLICY_GPU_LIGHTNING") &&
 	                                       !strcmp(getenv("POLICY_GPU_LIGHTNING"), "fp32"));
+	{ /* round 14: POLICY_GPU_LW_SILU=pass (the default) | core */
+		int v = policy_lin_silu_mode();
+		if (v < 0)
+			return v;
+		g->lw_silu = v == 1 && !g->lin32 && g->ab;
+	}
 	{ /* POLICY_GPU_ROUTE=v4 (the default where supported, round 10) | v3 | v2
 	   * (round 7-9's default) | v1 | old (round 6) */
 		static const char *const names[] = {"v2", "v1", "old", "v3", "v4"};
@@ -2060,7 +2070,9 @@ static int lightning_fwd(struct policy_gpu *g, int l, float *y, const struct pol
 		        g->slopes + (size_t)l * c->n_heads, g->sstart, T, c->n_heads, c->head_dim);
 		LAUNCHED();
 	} else {
-		if (g->lin_ew) {
+		if (g->lw_silu) {
+			/* round 14: the core applies the SiLU to pre's columns itself */
+		} else if (g->lin_ew) {
 			CKR(policy_lin_silu(ly->qkv_b, 1, ly->pre, g->ab, T, Hd));
 		} else {
 			LAUNCH_A(g, k_silu_bf16, NBLK(3 * n), 256, ly->qkv_b, ly->pre, n, Hd);
@@ -2069,6 +2081,10 @@ static int lightning_fwd(struct policy_gpu *g, int l, float *y, const struct pol
 		need = swerve_lightning_forward_workspace(&dims);
 		if (swerve_lightning_backward_workspace(&dims) > need)
 			need = swerve_lightning_backward_workspace(&dims);
+		if (g->lw_silu && swerve_lightning_forward_silu_workspace(&dims) > need)
+			need = swerve_lightning_forward_silu_workspace(&dims);
+		if (g->lw_silu && swerve_lightning_backward_silu_workspace(&dims) > need)
+			need = swerve_lightning_backward_silu_workspace(&dims);
 		if (need > g->ws_bytes) {
 			cudaFree(g->ws);
 			g->ws = NULL;
@@ -2077,10 +2093,16 @@ static int lightning_fwd(struct policy_gpu *g, int l, float *y, const struct pol
 			g->ws_bytes = need;
 		}
 		/* lin_ew: the core's bf16 output stays in o (no fp32 copy) */
-		CKR(swerve_lightning_forward(g->lin_ew ? (uint16_t *)ly->o : g->bscr, NULL,
-		                             ly->qkv_b, ly->qkv_b + n, ly->qkv_b + 2 * n, g->cu,
-		                             g->slopes + (size_t)l * c->n_heads, NULL, &dims, g->ws,
-		                             g->ws_bytes, PST));
+		if (g->lw_silu)
+			CKR(swerve_lightning_forward_silu(g->lin_ew ? (uint16_t *)ly->o : g->bscr,
+			                                  NULL, (const uint16_t *)ly->pre, 4 * Hd,
+			                                  g->cu, g->slopes + (size_t)l * c->n_heads,
+			                                  NULL, &dims, g->ws, g->ws_bytes, PST));
+		else
+			CKR(swerve_lightning_forward(g->lin_ew ? (uint16_t *)ly->o : g->bscr, NULL,
+			                             ly->qkv_b, ly->qkv_b + n, ly->qkv_b + 2 * n,
+			                             g->cu, g->slopes + (size_t)l * c->n_heads,
+			                             NULL, &dims, g->ws, g->ws_bytes, PST));
 		if (!g->lin_ew) {
 			k_to_f32<<<GRID(n), 0, PST>>>(ly->o, g->bscr, n);
 			LAUNCHED();
@@ -2171,6 +2193,12 @@ static int lightning_bwd(struct policy_gpu *g, int l, float *dn, const float *dy
 		else
 			k_dsilu<float, float><<<GRID(3 * n), 0, PST>>>(dpre, dqkv, ly->pre, n, Hd);
 		LAUNCHED();
+	} else if (g->lw_silu) {
+		/* round 14: d pre's q, k, v columns straight from the core */
+		CKR(swerve_lightning_backward_silu((uint16_t *)dpre, NULL,
+		                                   (const uint16_t *)ly->pre, 4 * Hd, dO_b, NULL,
+		                                   g->cu, g->slopes + (size_t)l * c->n_heads, NULL,
+		                                   &dims, g->ws, g->ws_bytes, PST));
 	} else {
 		CKR(swerve_lightning_backward(dq_b, dq_b + n, dq_b + 2 * n, NULL, ly->qkv_b,
 		                              ly->qkv_b + n, ly->qkv_b + 2 * n, dO_b, NULL, g->cu,

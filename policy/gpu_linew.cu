@@ -344,6 +344,15 @@ int policy_lin_silu(void *out, int out_bf16, const void *pre, int a_bf16, int T,
 	return 0;
 }
 
+/* round 14: POLICY_GPU_LW_SILU=pass (the default: the two passes above) |
+ * core (kernels/lightning's swerve_lightning_*_silu apply the SiLU and its
+ * backward themselves; gpu.cu takes it in bf16 mode with the bf16 core) */
+int policy_lin_silu_mode(void)
+{
+	static const char *const names[] = {"pass", "core"};
+	return policy_env_choice("POLICY_GPU_LW_SILU", names, 2, 0);
+}
+
 int policy_lin_dsilu(void *dpre, int a_bf16, const void *dpost, int post_bf16, const void *pre,
                      int T, int Hd)
 {

@@ -14,6 +14,7 @@
  * Inputs are random (never zeros); each time is the median of the repeats,
  * measured with CUDA events after warm-up. */
 #include <algorithm>
+#include <functional>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <stdio.h>
@@ -114,8 +115,202 @@ static int run_once(int B, int T, int H, int D)
 	return 0;
 }
 
+/* ---- round 14: `silu`: the layer's SiLU folded into the core (opt-in) ----
+ * At the policy's shape (4 x 2048, 12 heads of 64, layer 3 of 12), from the
+ * projection's interleaved output pre [T, 4 H D] (q | k | v | gate):
+ *   unfused forward  = the SiLU pass (a copy of policy/gpu_linew.cu's
+ *                      k_lw_silu, same launch) + swerve_lightning_forward
+ *   fused forward    = swerve_lightning_forward_silu
+ *   unfused backward = swerve_lightning_backward + the SiLU' pass (k_lw_dsilu)
+ *   fused backward   = swerve_lightning_backward_silu
+ * three interleaved pairs of medians each, the passes and the cores alone
+ * too; then the same with round 13's backward split (SWERVE_LIGHTNING_BWD_SPLIT=1). */
+__device__ static float b_sigm(float x)
+{
+	return 1.0f / (1.0f + expf(-x));
+}
+__device__ static uint16_t b_f2bf(float f)
+{
+	uint32_t u = __float_as_uint(f);
+	if ((u & 0x7fffffffu) > 0x7f800000u)
+		return 0x7fc0;
+	u += 0x7fffu + ((u >> 16) & 1u);
+	return (uint16_t)(u >> 16);
+}
+__device__ static void b_ld8(float *v, const uint16_t *p)
+{
+	uint4 u = *(const uint4 *)p;
+	uint32_t w[4] = {u.x, u.y, u.z, u.w};
+	for (int k = 0; k < 4; k++) {
+		v[2 * k] = __uint_as_float(w[k] << 16);
+		v[2 * k + 1] = __uint_as_float(w[k] & 0xffff0000u);
+	}
+}
+__device__ static void b_st8(uint16_t *p, const float *v)
+{
+	uint4 u;
+	u.x = b_f2bf(v[0]) | (uint32_t)b_f2bf(v[1]) << 16;
+	u.y = b_f2bf(v[2]) | (uint32_t)b_f2bf(v[3]) << 16;
+	u.z = b_f2bf(v[4]) | (uint32_t)b_f2bf(v[5]) << 16;
+	u.w = b_f2bf(v[6]) | (uint32_t)b_f2bf(v[7]) << 16;
+	*(uint4 *)p = u;
+}
+__device__ static void b_index(unsigned u, int T, int Hd, size_t *il, size_t *pl)
+{
+	unsigned h8 = (unsigned)Hd / 8, per = 3 * h8, t = u / per, rem = u % per;
+	unsigned j = rem / h8, c = rem % h8 * 8;
+	*il = (size_t)t * 4 * Hd + (size_t)rem * 8;
+	*pl = (size_t)j * T * Hd + (size_t)t * Hd + c;
+}
+__global__ static void b_silu(uint16_t *out, const uint16_t *pre, int T, int Hd)
+{
+	unsigned u = blockIdx.x * blockDim.x + threadIdx.x;
+	float v[8];
+	size_t il, pl;
+	if (u >= (unsigned)T * 3 * (Hd / 8))
+		return;
+	b_index(u, T, Hd, &il, &pl);
+	b_ld8(v, pre + il);
+	for (int k = 0; k < 8; k++)
+		v[k] = v[k] * b_sigm(v[k]);
+	b_st8(out + pl, v);
+}
+__global__ static void b_dsilu(uint16_t *dpre, const uint16_t *dpost, const uint16_t *pre, int T,
+                               int Hd)
+{
+	unsigned u = blockIdx.x * blockDim.x + threadIdx.x;
+	float a[8], d[8];
+	size_t il, pl;
+	if (u >= (unsigned)T * 3 * (Hd / 8))
+		return;
+	b_index(u, T, Hd, &il, &pl);
+	b_ld8(a, pre + il);
+	b_ld8(d, dpost + pl);
+	for (int k = 0; k < 8; k++) {
+		float s = b_sigm(a[k]);
+		d[k] = d[k] * (s * (1.0f + a[k] * (1.0f - s)));
+	}
+	b_st8(dpre + il, d);
+}
+
+static int run_silu(void)
+{
+	const int B = 4, T = 2048, H = 12, D = 64, HD = H * D, N = B * T;
+	const size_t n = (size_t)N * HD, np = (size_t)N * 4 * HD;
+	__nv_bfloat16 *pre, *dpre, *qkv, *dqkv, *o, *g;
+	CK(cudaMalloc(&pre, np * 2));
+	CK(cudaMalloc(&dpre, np * 2));
+	CK(cudaMalloc(&qkv, 3 * n * 2));
+	CK(cudaMalloc(&dqkv, 3 * n * 2));
+	CK(cudaMalloc(&o, n * 2));
+	CK(cudaMalloc(&g, n * 2));
+	fill_bf16<<<1024, 256>>>(pre, np, 11, 2.5f);
+	fill_bf16<<<1024, 256>>>(g, n, 12, 1.0f);
+	std::vector<float> slopes(H);
+	for (int h = 0; h < H; h++)
+		slopes[h] = swerve_lightning_slope(h, H, 3, 12);
+	std::vector<int32_t> cu(B + 1);
+	for (int b = 0; b <= B; b++)
+		cu[b] = b * T;
+	float *dsl;
+	int32_t *dcu;
+	CK(cudaMalloc(&dsl, H * 4));
+	CK(cudaMalloc(&dcu, (B + 1) * 4));
+	CK(cudaMemcpy(dsl, slopes.data(), H * 4, cudaMemcpyHostToDevice));
+	CK(cudaMemcpy(dcu, cu.data(), (B + 1) * 4, cudaMemcpyHostToDevice));
+	const swerve_lightning_dims dims = {B, H, D, T};
+	size_t wmax = 0;
+	for (int sp = 0; sp < 2; sp++) {
+		if (sp)
+			setenv("SWERVE_LIGHTNING_BWD_SPLIT", "1", 1);
+		wmax = std::max({wmax, swerve_lightning_forward_workspace(&dims),
+		                 swerve_lightning_backward_workspace(&dims),
+		                 swerve_lightning_forward_silu_workspace(&dims),
+		                 swerve_lightning_backward_silu_workspace(&dims)});
+	}
+	unsetenv("SWERVE_LIGHTNING_BWD_SPLIT");
+	void *ws;
+	CK(cudaMalloc(&ws, wmax + 16));
+	auto U = [](__nv_bfloat16 *p) { return reinterpret_cast<uint16_t *>(p); };
+	const unsigned grid = (unsigned)(((size_t)N * 3 * (HD / 8) + 255) / 256);
+	auto silu_pass = [&] { b_silu<<<grid, 256>>>(U(qkv), U(pre), N, HD); };
+	auto dsilu_pass = [&] { b_dsilu<<<grid, 256>>>(U(dpre), U(dqkv), U(pre), N, HD); };
+	auto core_f = [&] {
+		SW(swerve_lightning_forward(U(o), nullptr, U(qkv), U(qkv) + n, U(qkv) + 2 * n, dcu,
+		                            dsl, nullptr, &dims, ws, wmax, 0));
+	};
+	auto core_b = [&] {
+		SW(swerve_lightning_backward(U(dqkv), U(dqkv) + n, U(dqkv) + 2 * n, nullptr, U(qkv),
+		                             U(qkv) + n, U(qkv) + 2 * n, U(g), nullptr, dcu, dsl,
+		                             nullptr, &dims, ws, wmax, 0));
+	};
+	auto unf_f = [&] {
+		silu_pass();
+		core_f();
+	};
+	auto unf_b = [&] {
+		core_b();
+		dsilu_pass();
+	};
+	auto fu_f = [&] {
+		SW(swerve_lightning_forward_silu(U(o), nullptr, U(pre), 4 * HD, dcu, dsl, nullptr,
+		                                 &dims, ws, wmax, 0));
+	};
+	auto fu_b = [&] {
+		SW(swerve_lightning_backward_silu(U(dpre), nullptr, U(pre), 4 * HD, U(g), nullptr,
+		                                  dcu, dsl, nullptr, &dims, ws, wmax, 0));
+	};
+	auto unf_fb = [&] {
+		unf_f();
+		unf_b();
+	};
+	auto fu_fb = [&] {
+		fu_f();
+		fu_b();
+	};
+	cudaDeviceProp prop;
+	CK(cudaGetDeviceProperties(&prop, 0));
+	printf("# silu: device %s, %d SMs; policy shape %d x %d, %d heads of %d, layer 3 of 12; "
+	       "ms, medians of 30, three interleaved pairs\n",
+	       prop.name, prop.multiProcessorCount, B, T, H, D);
+	printf("# silu pass %.4f ms, SiLU' pass %.4f ms, core fwd %.4f ms, core bwd %.4f ms\n",
+	       median_ms(silu_pass, 30), median_ms(dsilu_pass, 30), median_ms(core_f, 30),
+	       median_ms(core_b, 30));
+	struct cmp_row {
+		const char *what;
+		std::function<void()> a, b;
+	};
+	const cmp_row rows[] = {
+	        {"fwd", unf_f, fu_f}, {"bwd", unf_b, fu_b}, {"fwd+bwd", unf_fb, fu_fb}};
+	printf("%-8s %-6s %9s %9s %9s   %9s %9s %9s   %7s\n", "pass", "split", "unfused", "", "",
+	       "fused", "", "", "fused/unf");
+	for (int sp = 0; sp < 2; sp++) {
+		if (sp)
+			setenv("SWERVE_LIGHTNING_BWD_SPLIT", "1", 1);
+		for (const cmp_row &r : rows) {
+			double a[3], b[3];
+			for (int i = 0; i < 3; i++) {
+				a[i] = median_ms(r.a, 30);
+				b[i] = median_ms(r.b, 30);
+			}
+			std::sort(a, a + 3);
+			std::sort(b, b + 3);
+			printf("%-8s %-6s %9.4f %9.4f %9.4f   %9.4f %9.4f %9.4f   %7.3f\n", r.what,
+			       sp ? "bsplit" : "-", a[0], a[1], a[2], b[0], b[1], b[2],
+			       b[1] / a[1]);
+			fflush(stdout);
+		}
+	}
+	unsetenv("SWERVE_LIGHTNING_BWD_SPLIT");
+	cudaFree(pre), cudaFree(dpre), cudaFree(qkv), cudaFree(dqkv), cudaFree(o), cudaFree(g);
+	cudaFree(dsl), cudaFree(dcu), cudaFree(ws);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc > 1 && strcmp(argv[1], "silu") == 0)
+		return run_silu();
 	if (argc == 6 && strcmp(argv[1], "once") == 0)
 		return run_once(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
 	/* `profile`: shape 1 forward and backward and one decode, once each (for ncu) */

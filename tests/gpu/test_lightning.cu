@@ -783,6 +783,251 @@ static int t_bwd_split_off(void)
 	return 0;
 }
 
+/* ---- round 14: the layer's SiLU folded into the core (opt-in) ----------
+ *
+ * pre [N, ld] bf16 with ld = 4 H D as the policy's projection writes it (q |
+ * k | v | gate); the truth: q, k, v = SiLU(pre) in double from pre's bf16
+ * values, the CPU reference's forward / backward of those, and d pre =
+ * d(q, k, v) SiLU'(pre). dpre's q, k, v columns are poisoned (NaN), its gate
+ * columns hold 1.0, which must survive. The unfused GPU path (SiLU on the
+ * host, rounded to bf16, then swerve_lightning_forward / _backward) is
+ * compared with the fused one too (printed, same tolerance). */
+static double silu_d(double x)
+{
+	return x / (1.0 + exp(-x));
+}
+static double dsilu_d(double x)
+{
+	const double s = 1.0 / (1.0 + exp(-x));
+	return s * (1.0 + x * (1.0 - s));
+}
+
+static int check_fused(const char *name, std::vector<int> lens, int H, int D, int layer, int layers,
+                       int with_states)
+{
+	if (!have_gpu())
+		return GPU_SKIP;
+	printf("%s: B=%zu H=%d D=%d layer %d/%d states=%d\n", name, lens.size(), H, D, layer,
+	       layers, with_states);
+	const int B = (int)lens.size(), HD = H * D, ld = 4 * HD;
+	std::vector<int32_t> cu(B + 1, 0);
+	int maxT = 0;
+	for (int b = 0; b < B; b++) {
+		cu[b + 1] = cu[b] + lens[b];
+		maxT = lens[b] > maxT ? lens[b] : maxT;
+	}
+	const int N = cu[B];
+	const size_t n = (size_t)N * HD, np = (size_t)N * ld, ns = (size_t)B * H * D * D;
+	std::vector<uint16_t> preb, gb;
+	std::vector<float> pre, g;
+	rand_bf16(preb, pre, np, 2.5f);
+	rand_bf16(gb, g, n, 1.0f);
+	std::vector<float> q(n), k(n), v(n);
+	std::vector<uint16_t> qb(n), kb(n), vb(n);
+	for (int t = 0; t < N; t++)
+		for (int c = 0; c < HD; c++) {
+			const size_t i = (size_t)t * HD + c, r = (size_t)t * ld + c;
+			q[i] = (float)silu_d(pre[r]);
+			k[i] = (float)silu_d(pre[r + HD]);
+			v[i] = (float)silu_d(pre[r + 2 * HD]);
+			qb[i] = to_bf16(q[i]), kb[i] = to_bf16(k[i]), vb[i] = to_bf16(v[i]);
+		}
+	std::vector<float> s0(ns), dsT(ns), slopes(H);
+	for (size_t i = 0; i < ns; i++) {
+		s0[i] = with_states ? frand() : 0.0f;
+		dsT[i] = with_states ? frand() : 0.0f;
+	}
+	for (int h = 0; h < H; h++)
+		slopes[h] = swerve_lightning_slope(h, H, layer, layers);
+	swerve_lightning_dims dims = {B, H, D, maxT};
+
+	std::vector<float> ro(n), rsT(ns), rdq(n), rdk(n), rdv(n), rds0(ns);
+	CHECK(swerve_lightning_ref_forward(ro.data(), rsT.data(), q.data(), k.data(), v.data(),
+	                                   cu.data(), slopes.data(),
+	                                   with_states ? s0.data() : nullptr, &dims) == 0,
+	      "%s", swerve_error_last());
+	CHECK(swerve_lightning_ref_backward(
+	              rdq.data(), rdk.data(), rdv.data(), rds0.data(), q.data(), k.data(), v.data(),
+	              g.data(), with_states ? dsT.data() : nullptr, cu.data(), slopes.data(),
+	              with_states ? s0.data() : nullptr, &dims) == 0,
+	      "%s", swerve_error_last());
+	/* d pre, q | k | v columns, [N][3 HD] */
+	std::vector<float> rdp((size_t)N * 3 * HD);
+	for (int t = 0; t < N; t++)
+		for (int c = 0; c < HD; c++) {
+			const size_t i = (size_t)t * HD + c, r = (size_t)t * ld + c,
+			             o3 = (size_t)t * 3 * HD + c;
+			rdp[o3] = (float)(rdq[i] * dsilu_d(pre[r]));
+			rdp[o3 + HD] = (float)(rdk[i] * dsilu_d(pre[r + HD]));
+			rdp[o3 + 2 * HD] = (float)(rdv[i] * dsilu_d(pre[r + 2 * HD]));
+		}
+
+	uint16_t *dpre_ = dev_upload(preb), *dg_ = dev_upload(gb), *dq_ = dev_upload(qb),
+	         *dk_ = dev_upload(kb), *dv_ = dev_upload(vb);
+	int32_t *dcu = dev_upload(cu);
+	float *dsl = dev_upload(slopes), *ds0 = dev_upload(s0), *ddsT = dev_upload(dsT);
+	uint16_t *o_, *ou_, *gp_, *gq_, *gk_, *gv_;
+	float *sT_, *gs0_;
+	CUDA_OK(cudaMalloc(&o_, n * 2 + 16));
+	CUDA_OK(cudaMalloc(&ou_, n * 2 + 16));
+	CUDA_OK(cudaMalloc(&gp_, np * 2 + 16));
+	CUDA_OK(cudaMalloc(&gq_, n * 2 + 16));
+	CUDA_OK(cudaMalloc(&gk_, n * 2 + 16));
+	CUDA_OK(cudaMalloc(&gv_, n * 2 + 16));
+	CUDA_OK(cudaMalloc(&sT_, ns * 4));
+	CUDA_OK(cudaMalloc(&gs0_, ns * 4));
+	CUDA_OK(cudaMemset(o_, 0xff, n * 2));
+	CUDA_OK(cudaMemset(ou_, 0xff, n * 2));
+	CUDA_OK(cudaMemset(sT_, 0xff, ns * 4));
+	CUDA_OK(cudaMemset(gs0_, 0xff, ns * 4));
+	{ /* dpre: NaN in q, k, v's columns, 1.0 in the gate's */
+		std::vector<uint16_t> init(np, 0xffff);
+		for (int t = 0; t < N; t++)
+			for (int c = 3 * HD; c < ld; c++)
+				init[(size_t)t * ld + c] = 0x3f80;
+		CUDA_OK(cudaMemcpy(gp_, init.data(), np * 2, cudaMemcpyHostToDevice));
+	}
+	const size_t wsf = swerve_lightning_forward_silu_workspace(&dims),
+	             wsb = swerve_lightning_backward_silu_workspace(&dims),
+	             wuf = swerve_lightning_forward_workspace(&dims),
+	             wub = swerve_lightning_backward_workspace(&dims);
+	size_t wmax = wsf;
+	wmax = wsb > wmax ? wsb : wmax;
+	wmax = wuf > wmax ? wuf : wmax;
+	wmax = wub > wmax ? wub : wmax;
+	void *ws = nullptr;
+	CUDA_OK(cudaMalloc(&ws, wmax + 16));
+	int G = 0, st = 0, Gb = 0;
+	swerve_lightning_plan_(&dims, 1, &G, &st);
+	swerve_lightning_plan_(&dims, 3, &Gb, &st);
+	printf("  workspace: fused forward %zu, backward %zu bytes (unfused plan: G %d fwd, %d "
+	       "bwd)\n",
+	       wsf, wsb, G, Gb);
+	CHECK(swerve_lightning_forward_silu(o_, sT_, dpre_, ld, dcu, dsl,
+	                                    with_states ? ds0 : nullptr, &dims, ws, wsf, 0) == 0,
+	      "%s", swerve_error_last());
+	CHECK(swerve_lightning_backward_silu(gp_, gs0_, dpre_, ld, dg_,
+	                                     with_states ? ddsT : nullptr, dcu, dsl,
+	                                     with_states ? ds0 : nullptr, &dims, ws, wsb, 0) == 0,
+	      "%s", swerve_error_last());
+	CUDA_OK(cudaDeviceSynchronize());
+	std::vector<uint16_t> ho(n), hp(np);
+	std::vector<float> hsT(ns), hs0(ns);
+	CUDA_OK(cudaMemcpy(ho.data(), o_, n * 2, cudaMemcpyDeviceToHost));
+	CUDA_OK(cudaMemcpy(hp.data(), gp_, np * 2, cudaMemcpyDeviceToHost));
+	CUDA_OK(cudaMemcpy(hsT.data(), sT_, ns * 4, cudaMemcpyDeviceToHost));
+	CUDA_OK(cudaMemcpy(hs0.data(), gs0_, ns * 4, cudaMemcpyDeviceToHost));
+	/* the unfused path on the same inputs */
+	CHECK(swerve_lightning_forward(ou_, nullptr, dq_, dk_, dv_, dcu, dsl,
+	                               with_states ? ds0 : nullptr, &dims, ws, wuf, 0) == 0,
+	      "%s", swerve_error_last());
+	CHECK(swerve_lightning_backward(gq_, gk_, gv_, nullptr, dq_, dk_, dv_, dg_,
+	                                with_states ? ddsT : nullptr, dcu, dsl,
+	                                with_states ? ds0 : nullptr, &dims, ws, wub, 0) == 0,
+	      "%s", swerve_error_last());
+	CUDA_OK(cudaDeviceSynchronize());
+	std::vector<uint16_t> hou(n), hq(n), hk(n), hv(n);
+	CUDA_OK(cudaMemcpy(hou.data(), ou_, n * 2, cudaMemcpyDeviceToHost));
+	CUDA_OK(cudaMemcpy(hq.data(), gq_, n * 2, cudaMemcpyDeviceToHost));
+	CUDA_OK(cudaMemcpy(hk.data(), gk_, n * 2, cudaMemcpyDeviceToHost));
+	CUDA_OK(cudaMemcpy(hv.data(), gv_, n * 2, cudaMemcpyDeviceToHost));
+	cudaFree(dpre_), cudaFree(dg_), cudaFree(dq_), cudaFree(dk_), cudaFree(dv_);
+	cudaFree(dcu), cudaFree(dsl), cudaFree(ds0), cudaFree(ddsT), cudaFree(o_), cudaFree(ou_);
+	cudaFree(gp_), cudaFree(gq_), cudaFree(gk_), cudaFree(gv_), cudaFree(sT_), cudaFree(gs0_);
+	cudaFree(ws);
+
+	size_t gate_bad = 0;
+	std::vector<float> gdp((size_t)N * 3 * HD), udp((size_t)N * 3 * HD);
+	for (int t = 0; t < N; t++) {
+		for (int c = 3 * HD; c < ld; c++)
+			gate_bad += hp[(size_t)t * ld + c] != 0x3f80;
+		for (int c = 0; c < 3 * HD; c++)
+			gdp[(size_t)t * 3 * HD + c] = from_bf16(hp[(size_t)t * ld + c]);
+		for (int c = 0; c < HD; c++) {
+			const size_t i = (size_t)t * HD + c, r = (size_t)t * ld + c,
+			             o3 = (size_t)t * 3 * HD + c;
+			udp[o3] = (float)(from_bf16(hq[i]) * dsilu_d(pre[r]));
+			udp[o3 + HD] = (float)(from_bf16(hk[i]) * dsilu_d(pre[r + HD]));
+			udp[o3 + 2 * HD] = (float)(from_bf16(hv[i]) * dsilu_d(pre[r + 2 * HD]));
+		}
+	}
+	int rc = 0;
+	rc |= report("o (fused)", compare(bf16_to_float(ho).data(), ro.data(), n), 1e-2);
+	rc |= report("final state (fused)", compare(hsT.data(), rsT.data(), ns), 1e-2);
+	rc |= report("d pre q|k|v (fused)", compare(gdp.data(), rdp.data(), gdp.size()), 1e-2);
+	rc |= report("d initial state (fused)", compare(hs0.data(), rds0.data(), ns), 1e-2);
+	rc |= report("o unfused vs ref", compare(bf16_to_float(hou).data(), ro.data(), n), 1e-2);
+	rc |= report("d pre unfused vs ref", compare(udp.data(), rdp.data(), udp.size()), 1e-2);
+	rc |= report("o fused vs unfused",
+	             compare(bf16_to_float(ho).data(), bf16_to_float(hou).data(), n), 1e-2);
+	rc |= report("d pre fused vs unfused", compare(gdp.data(), udp.data(), gdp.size()), 1e-2);
+	printf("  dpre gate columns changed: %zu\n", gate_bad);
+	CHECK(gate_bad == 0, "%zu of dpre's gate elements were overwritten", gate_bad);
+	return rc;
+}
+
+static int t_fused_policy(void)
+{
+	env_override s("SWERVE_LIGHTNING_BWD_SPLIT", nullptr),
+	        g("SWERVE_LIGHTNING_SEGMENTS", nullptr);
+	return check_fused("fused SiLU, policy shape 4 x 2048, 12 heads, D=64",
+	                   {2048, 2048, 2048, 2048}, 12, 64, 3, 12, 1);
+}
+
+static int t_fused_ragged_d64(void)
+{
+	env_override s("SWERVE_LIGHTNING_BWD_SPLIT", nullptr),
+	        g("SWERVE_LIGHTNING_SEGMENTS", nullptr);
+	return check_fused("fused SiLU, ragged, D=64", {1000, 1, 2500, 63, 0, 130}, 3, 64, 2, 16,
+	                   1);
+}
+
+/* forced segments: the fused state pass (form 7) and prefix sums */
+static int t_fused_segments_d64(void)
+{
+	env_override s("SWERVE_LIGHTNING_BWD_SPLIT", nullptr), g("SWERVE_LIGHTNING_SEGMENTS", "4");
+	return check_fused("fused SiLU, 4 segments, D=64", {1500, 700, 2100}, 2, 64, 0, 12, 1);
+}
+
+/* D = 128 (V3 where the unfused plan picks V4), the last layer, no states */
+static int t_fused_ragged_d128(void)
+{
+	env_override s("SWERVE_LIGHTNING_BWD_SPLIT", nullptr),
+	        g("SWERVE_LIGHTNING_SEGMENTS", nullptr);
+	return check_fused("fused SiLU, ragged, D=128", {700, 3000, 65, 128}, 2, 128, 11, 12, 0);
+}
+
+/* with round 13's backward split (the overflow chains' segments on a side
+ * stream): forced on 2 sequences at a small shape */
+static int t_fused_bwd_split(void)
+{
+	env_override s("SWERVE_LIGHTNING_BWD_SPLIT", "4"), zz("SWERVE_LIGHTNING_BWD_SPLIT_Z", "2"),
+	        g("SWERVE_LIGHTNING_SEGMENTS", "1");
+	return check_fused("fused SiLU + backward split forced, D=64", {700, 1, 333, 1500, 129}, 4,
+	                   64, 0, 8, 1);
+}
+
+static int t_fused_rejects(void)
+{
+	if (!have_gpu())
+		return GPU_SKIP;
+	swerve_lightning_dims dims = {2, 4, 64, 100};
+	uint16_t *p = (uint16_t *)16;
+	CHECK(swerve_lightning_forward_silu(p, nullptr, p, 3 * 256 - 8, (int32_t *)p, (float *)p,
+	                                    nullptr, &dims, nullptr, 0, 0) == SWERVE_EINVAL,
+	      "ld below 3 H D accepted");
+	CHECK(strstr(swerve_error_last(), "ld") != NULL, "message: %s", swerve_error_last());
+	CHECK(swerve_lightning_forward_silu(p, nullptr, p, 3 * 256 + 4, (int32_t *)p, (float *)p,
+	                                    nullptr, &dims, nullptr, 0, 0) == SWERVE_EINVAL,
+	      "ld not a multiple of 8 accepted");
+	CHECK(swerve_lightning_backward_silu(p, nullptr, p, 4 * 256, p + 64, nullptr, (int32_t *)p,
+	                                     (float *)p, nullptr, &dims, nullptr, 0,
+	                                     0) == SWERVE_EINVAL,
+	      "dpre == pre accepted");
+	CHECK(strstr(swerve_error_last(), "dpre") != NULL, "message: %s", swerve_error_last());
+	return 0;
+}
+
 static int t_rejects_bad_input(void)
 {
 	if (!have_gpu())
@@ -855,6 +1100,12 @@ int main(void)
 	        {"lightning backward split forced, ragged, D=64", t_bwd_split_ragged_d64},
 	        {"lightning backward split forced, ragged, V3, D=128", t_bwd_split_ragged_d128},
 	        {"lightning backward split off by default", t_bwd_split_off},
+	        {"lightning fused SiLU, policy shape, D=64", t_fused_policy},
+	        {"lightning fused SiLU, ragged, D=64", t_fused_ragged_d64},
+	        {"lightning fused SiLU, 4 segments, D=64", t_fused_segments_d64},
+	        {"lightning fused SiLU, ragged, D=128", t_fused_ragged_d128},
+	        {"lightning fused SiLU + backward split, D=64", t_fused_bwd_split},
+	        {"lightning fused SiLU rejects bad input", t_fused_rejects},
 	};
 	/* LIGHTNING_TEST_ONLY=<text>: only the tests whose name contains it (a
 	 * short device run of one round's cases) */
