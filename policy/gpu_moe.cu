@@ -1495,11 +1495,13 @@ int policy_moe_variant(void)
 	 * k_ws with h1 / h3 by TMA; opt-in, not yet run on a GPU) 16; round
 	 * 14's wsb6 (wsb2 with up, down and up dX's epilogues deferred under the
 	 * next tile's main loop; opt-in; H100: those products 3-5% faster, end
-	 * to end within noise) 17, wsb6u (only up's) 18 */
-	static const char *const names[18] = {"mma",  "wg",    "wg256", "wgp",  "wgm",  "ws2",
-	                                      "wgt",  "wgtd",  "wgtdp", "wsb",  "wsb2", "wsb3",
-	                                      "wsb4", "wsb4a", "wsb4d", "wsb5", "wsb6", "wsb6u"};
-	int v = policy_env_choice("POLICY_GPU_MOE_KERNEL", names, 18, 10);
+	 * to end within noise) 17, wsb6u (only up's) 18, wsb6r (wsb6 with each
+	 * deferred chunk after the previous block's release; not yet run on a
+	 * GPU) 19 */
+	static const char *const names[19] = {
+	        "mma",  "wg",   "wg256", "wgp",   "wgm",   "ws2",  "wgt",  "wgtd",  "wgtdp", "wsb",
+	        "wsb2", "wsb3", "wsb4",  "wsb4a", "wsb4d", "wsb5", "wsb6", "wsb6u", "wsb6r"};
+	int v = policy_env_choice("POLICY_GPU_MOE_KERNEL", names, 19, 10);
 	return v >= 8 ? v + 1 : v;
 }
 
@@ -1680,7 +1682,7 @@ template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct
 	 * CTAs when the TMA epilogues run (k_mgp); the other products, UP with
 	 * A gathered in the loads and EPI=smem run wgtd's kernels */
 	const bool pers = var == 9;
-	const int cap = pers || (var >= 10 && var <= 18) ? mg_ctas() : 0;
+	const int cap = pers || (var >= 10 && var <= 19) ? mg_ctas() : 0;
 	if (cap < 0)
 		return cap;
 	if (pers)
@@ -1712,7 +1714,19 @@ template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct
 	a->F = d->F;
 	a->gx = d->gathered != 0 && (MODE == MG_UP || MODE == MG_UP_DW);
 	/* round 14: wsb6 is wsb2 with UP (A = xg), DOWN and UP_DX's epilogues
-	 * deferred under the next tile's main loop; wsb6u only UP's */
+	 * deferred under the next tile's main loop; wsb6u only UP's; wsb6r: wsb6
+	 * with each chunk after the previous block's release */
+	if (var == 19) {
+		if (MODE == MG_UP && a->gx)
+			return policy_moe_ws6r_up(d, a->o1, a->o2, a->o3, a->a, a->b0, a->b1, cap,
+			                          (void *)mg_stream);
+		if (MODE == MG_DOWN)
+			return policy_moe_ws6r_down(d, a->f1, a->a, a->b0, cap, (void *)mg_stream);
+		if (MODE == MG_UP_DX && d->F % 64 == 0)
+			return policy_moe_ws6r_up_dx(d, a->f1, a->a, a->b0, a->b1, cap,
+			                             (void *)mg_stream);
+		var = 11;
+	}
 	if (var == 17 || var == 18) {
 		if (MODE == MG_UP && a->gx)
 			return policy_moe_ws6_up(d, a->o1, a->o2, a->o3, a->a, a->b0, a->b1, cap,

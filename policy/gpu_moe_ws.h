@@ -84,5 +84,15 @@ int policy_moe_ws6_down(const struct policy_moe_dims *d, float *yp, const uint16
                         const uint16_t *w2, int cap, void *stream);
 int policy_moe_ws6_up_dx(const struct policy_moe_dims *d, float *dxp, const uint16_t *dh13,
                          const uint16_t *w1, const uint16_t *w3, int cap, void *stream);
+/* "wsb6r" (round 14, opt-in, not yet run on a GPU): as the three above, each
+ * deferred chunk run after the previous k block's stage is released rather
+ * than before (the ring is not held longer by the chunks) */
+int policy_moe_ws6r_up(const struct policy_moe_dims *d, uint16_t *h1, uint16_t *h3, uint16_t *hh,
+                       const uint16_t *xg, const uint16_t *w1, const uint16_t *w3, int cap,
+                       void *stream);
+int policy_moe_ws6r_down(const struct policy_moe_dims *d, float *yp, const uint16_t *hh,
+                         const uint16_t *w2, int cap, void *stream);
+int policy_moe_ws6r_up_dx(const struct policy_moe_dims *d, float *dxp, const uint16_t *dh13,
+                          const uint16_t *w1, const uint16_t *w3, int cap, void *stream);
 
 #endif

@@ -48,7 +48,7 @@ static int cmpf(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-#define NVAR 21
+#define NVAR 22
 #define NP   12
 
 int main(int argc, char **argv)
@@ -84,11 +84,12 @@ int main(int argc, char **argv)
 	 * against wsb2's = wgtd+tma's kernel); round 14: wsb6 = wsb2 with up
 	 * (A = xg), down and up dX's epilogues deferred under the next tile's
 	 * main loop, wsb6u = only up's (rows "up, A = xg", "down", "up dX"
-	 * against wsb2's; name a variant twice to interleave repeats) */
+	 * against wsb2's; name a variant twice to interleave repeats); wsb6r =
+	 * wsb6 with each chunk after the previous block's release */
 	static const char *const all_env[NVAR] = {
-	        "wg",    "wgt",      "wgtd",  "wgm",        "wgp",  "ws2",     "mma",
-	        "wg256", "wgtd+tma", "wgtdp", "wgtdp/c132", "wsb",  "wsb/c66", "wsb2",
-	        "wsb3",  "wsb4",     "wsb4a", "wsb4d",      "wsb5", "wsb6",    "wsb6u"};
+	        "wg",       "wgt",   "wgtd",       "wgm",  "wgp",     "ws2",  "mma",  "wg256",
+	        "wgtd+tma", "wgtdp", "wgtdp/c132", "wsb",  "wsb/c66", "wsb2", "wsb3", "wsb4",
+	        "wsb4a",    "wsb4d", "wsb5",       "wsb6", "wsb6u",   "wsb6r"};
 	const char *var_env[NVAR];
 	int ndev = 0, nvar = 0;
 	if (argc > 1 && argv[1][0] >= '0' && argv[1][0] <= '9') { /* the first n */
