@@ -1323,10 +1323,10 @@ static int test_graph2_bitwise_cispo(void)
 }
 static int test_bad_switches(void)
 {
-	static const char *vars[] = {"POLICY_GPU_ROUTE",      "POLICY_GPU_LIN_EW",
-	                             "POLICY_GPU_MOE_GATHER", "POLICY_GPU_EW",
-	                             "POLICY_GPU_ADAMW",      "POLICY_GPU_STREAMS",
-	                             "POLICY_GPU_COPY",       "POLICY_GPU_GRAPH"};
+	static const char *vars[] = {
+	        "POLICY_GPU_ROUTE", "POLICY_GPU_LIN_EW", "POLICY_GPU_MOE_GATHER",
+	        "POLICY_GPU_EW",    "POLICY_GPU_ADAMW",  "POLICY_GPU_STREAMS",
+	        "POLICY_GPU_COPY",  "POLICY_GPU_GRAPH",  "POLICY_GPU_LW_GATE"};
 	static const char *step_vars[] = {"POLICY_GPU_HEAD", "POLICY_GPU_HEAD_ROWS"};
 	struct fixture f;
 	if (!have_gpu())
