@@ -835,13 +835,18 @@ __device__ __forceinline__ static void ws_def_keep(const struct ws_args &a, cons
 	}
 }
 
-template <int MB>
+/* KNOB (wsb6r's UP only, for measurements): POLICY_GPU_MOE_WSB_EPI=none
+ * skips the chunks (no outputs), =nostore keeps their math but not the
+ * stores, as ws_epi's knobs do for wsb2 */
+template <int MB, bool KNOB>
 __device__ __forceinline__ static void ws_def_chunk(const struct ws_args &a,
                                                     const uint32_t (&P)[64],
                                                     const struct ws_pend &pd, int q, int i)
 {
 	if constexpr (MB == WS_UP) {
 		const int h = i >> 2, g = i & 3, row = pd.row + 8 * h;
+		if (KNOB && a.epi == WS_EPI_NONE)
+			return;
 		uint32_t v1[4], v3[4], vh[4];
 #pragma unroll
 		for (int jj = 0; jj < 4; jj++) {
@@ -854,6 +859,12 @@ __device__ __forceinline__ static void ws_def_chunk(const struct ws_args &a,
 		ws_transpose4(v1, q);
 		ws_transpose4(v3, q);
 		ws_transpose4(vh, q);
+		if (KNOB && a.epi == WS_EPI_NOSTORE) {
+			if (row < 0) /* never taken: keeps the math */
+				*(uint32_t *)a.hh = v1[0] ^ v1[1] ^ v1[2] ^ v1[3] ^ v3[0] ^ v3[1] ^
+				                    v3[2] ^ v3[3] ^ vh[0] ^ vh[1] ^ vh[2] ^ vh[3];
+			return;
+		}
 		const int f = pd.n0 + 8 * (4 * g + q);
 		if (row < pd.r1 && f < a.F) {
 			const size_t o = (size_t)row * a.F + f;
@@ -1171,7 +1182,8 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 #pragma unroll
 					for (int i = 0; i < WS_NCH; i++)
 						if (i == kb)
-							ws_def_chunk<MB>(a, P, pd, lane & 3, i);
+							ws_def_chunk<MB, REL>(a, P, pd, lane & 3,
+							                      i);
 				}
 			}
 			ptx::wait<1>();
@@ -1185,7 +1197,8 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 #pragma unroll
 					for (int i = 0; i < WS_NCH; i++)
 						if (i == kb)
-							ws_def_chunk<MB>(a, P, pd, lane & 3, i);
+							ws_def_chunk<MB, REL>(a, P, pd, lane & 3,
+							                      i);
 				}
 			}
 		}
@@ -1198,7 +1211,7 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 #pragma unroll
 				for (int i = 0; i < WS_NCH; i++)
 					if (i >= nk)
-						ws_def_chunk<MB>(a, P, pd, lane & 3, i);
+						ws_def_chunk<MB, REL>(a, P, pd, lane & 3, i);
 			}
 		}
 		/* the epilogue's first row of inputs in flight under the last wgmma
@@ -1262,7 +1275,7 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 		if (pend) {
 #pragma unroll
 			for (int i = 0; i < WS_NCH; i++)
-				ws_def_chunk<MB>(a, P, pd, lane & 3, i);
+				ws_def_chunk<MB, REL>(a, P, pd, lane & 3, i);
 		}
 	}
 }
@@ -1380,6 +1393,23 @@ static int ws_launch(const struct policy_moe_dims *d, struct ws_args *a, const u
 	const int dyn = policy_env_choice("POLICY_GPU_MOE_WSB_SCHED", scheds, 2, 1);
 	if (dyn < 0)
 		return dyn;
+	/* round 14 (measurements, opt-in): POLICY_GPU_MOE_DW_CTAS=n, at most n
+	 * persistent CTAs for the weight gradients (wsb3's DOWN_DW / UP_DW), so
+	 * that on the side stream (POLICY_GPU_STREAMS=2) they leave SMs to the
+	 * main stream's kernels; unset or 0: a full grid */
+	if (MB == WS_DOWN_DW || MB == WS_UP_DW) {
+		const char *ds = getenv("POLICY_GPU_MOE_DW_CTAS");
+		if (ds && *ds) {
+			char *end;
+			long v = strtol(ds, &end, 10);
+			if (*end || v < 0 || v > 1000000)
+				return swerve_error_set(
+				        SWERVE_EINVAL,
+				        "POLICY_GPU_MOE_DW_CTAS=%s: not a count of CTAs", ds);
+			if (v > 0 && (cap <= 0 || v < cap))
+				cap = (int)v;
+		}
+	}
 	if ((MB == WS_DOWN_DW || MB == WS_UP_DW) && d->E > WS_EMAX)
 		return swerve_error_set(SWERVE_EINVAL, "gpu moe wsb3: %d experts (at most %d)",
 		                        d->E, WS_EMAX);
