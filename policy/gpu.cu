@@ -1669,8 +1669,8 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 		if (g->lin_ew && v == 0)
 			g->lin_ew = 2;
 	}
-	{ /* round 14: POLICY_GPU_LW_GATE=v2 (the default) | v3 | v3a | v4 (gpu_gate.cu;
-	   * taken where the v2 passes run; v4: dgn in bf16) */
+	{ /* round 14: POLICY_GPU_LW_GATE=v2 (the default) | v3 | v3a | v4 | v5 (gpu_gate.cu;
+	   * taken where the v2 passes run; v4: dgn in bf16; v5: a fast sigmoid) */
 		int v = policy_gate_mode();
 		if (v < 0)
 			return v;
@@ -2158,7 +2158,7 @@ static int lightning_bwd(struct policy_gpu *g, int l, float *dn, const float *dy
 	if (g->lw_gate) { /* round 14 (gpu_gate.cu) */
 		CKR(policy_gate_bwd(g->lin32 ? (void *)dO : (void *)dO_b, G + lp->out_norm, dpre,
 		                    g->ab, dgn, g->lw_gate == 3 && g->ab, ly->o, !g->lin32, ly->pre,
-		                    P + lp->out_norm, ly->rstd_o, T, Hd));
+		                    P + lp->out_norm, ly->rstd_o, T, Hd, g->lw_gate == 4));
 	} else if (g->lin_ew) { /* one pass; o in the core's output type */
 		CKR(policy_lin_gate_rms_bwd(g->lin32 ? (void *)dO : (void *)dO_b, G + lp->out_norm,
 		                            dpre, g->ab, dgn, ly->o, !g->lin32, ly->pre,

@@ -27,11 +27,13 @@
 #define SWERVE_POLICY_GPU_GATE_H
 
 /* POLICY_GPU_LW_GATE: v2 (unset or empty: the default) 0 | v3 1 | v3a 2 |
- * v4 3; a misspelt value is SWERVE_EINVAL naming the variable. v3: the
- * forward a one-wave grid of warps striding over the rows (the next row's
- * loads in flight), the backward 2 blocks an SM; v3a: v3 with round 14's
- * first forward (2 rows a warp, one block per 16 rows); v4: v3 with dgn in
- * bf16 (gpu.cu has the dX GEMM write it in bf16 in bf16 mode) */
+ * v4 3 | v5 4; a misspelt value is SWERVE_EINVAL naming the variable. v3:
+ * the forward a one-wave grid of warps striding over the rows (the next
+ * row's loads in flight), the backward 2 blocks an SM; v3a: v3 with round
+ * 14's first forward (2 rows a warp, one block per 16 rows); v4: v3 with
+ * dgn in bf16 (gpu.cu has the dX GEMM write it in bf16 in bf16 mode); v5
+ * (NOT YET RUN on a GPU): v3 with the gate's sigmoid by __expf and
+ * __fdividef (a few ulp from v2's; both kernels) */
 int policy_gate_mode(void);
 
 /* 1 when the v3 kernels take T rows of Hd columns */
@@ -42,15 +44,15 @@ int policy_gate_supported(int T, int Hd);
 int policy_gate_reserve(int Hd);
 
 /* gn = o rstd w sigmoid(pre gate) in the activation type, rstd = 1 /
- * rms(o); var: the mode (1..3) */
+ * rms(o); var: the mode (1..4) */
 int policy_gate_fwd(void *gn, float *rstd, const void *o, int o_bf16, const float *w,
                     const void *pre, int a_bf16, int T, int Hd, float eps, int var);
 
 /* the gate's and the norm's backward in one pass: dpre's gate columns, dO
  * (o's type), dw += the norm weight's gradient (deterministic); dgn fp32,
- * or bf16 (dgn_bf16, with a_bf16 only) */
+ * or bf16 (dgn_bf16, with a_bf16 only); fast: v5's sigmoid */
 int policy_gate_bwd(void *dO, float *dw, void *dpre, int a_bf16, const void *dgn, int dgn_bf16,
                     const void *o, int o_bf16, const void *pre, const float *w, const float *rstd,
-                    int T, int Hd);
+                    int T, int Hd, int fast);
 
 #endif

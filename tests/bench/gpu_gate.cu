@@ -3,7 +3,8 @@
  * shape (T 8192 tokens, Hd 768, bf16 activations and core output, dgn
  * fp32): v2 (gpu_linew.cu's k_lw_rms_gate2 / k_lw_gate_rms_bwd2, the
  * default) against v3 (policy/gpu_gate.cu, POLICY_GPU_LW_GATE=v3 | v3a |
- * v4; the backward's time includes its weight-gradient reduction kernel).
+ * v4 | v5 (v5 not yet run); the backward's time includes its
+ * weight-gradient reduction kernel).
  * Also the residual stream's passes of gpu_ew.cu at the step's shapes (D
  * 768, top-2; unchanged this round) against their byte floors, and a
  * device-to-device copy for the achievable rate. Each launch timed alone
@@ -141,11 +142,15 @@ int main(int argc, char **argv)
 		SW(policy_lin_gate_rms_bwd(dO, dw, dpre, 1, dgn, o, 1, pre, wa, rstd, T, Hd, 1));
 	};
 	auto bwd3 = [&] {
-		SW(policy_gate_bwd(dO, dw, dpre, 1, dgn, 0, o, 1, pre, wa, rstd, T, Hd));
+		SW(policy_gate_bwd(dO, dw, dpre, 1, dgn, 0, o, 1, pre, wa, rstd, T, Hd, 0));
 	};
 	/* v4: dgn in bf16 (the dX GEMM writes it so) */
 	auto bwd4 = [&] {
-		SW(policy_gate_bwd(dO, dw, dpre, 1, dgn16, 1, o, 1, pre, wa, rstd, T, Hd));
+		SW(policy_gate_bwd(dO, dw, dpre, 1, dgn16, 1, o, 1, pre, wa, rstd, T, Hd, 0));
+	};
+	/* v5 (not yet run): v3 with the fast sigmoid */
+	auto bwd5 = [&] {
+		SW(policy_gate_bwd(dO, dw, dpre, 1, dgn, 0, o, 1, pre, wa, rstd, T, Hd, 1));
 	};
 	/* attention's add + the ffn norm: out, fp32 n2, the experts' bf16 copy */
 	auto add_ffn = [&] {
@@ -164,9 +169,9 @@ int main(int argc, char **argv)
 	const double mb_f = 3.0 * n * 2 / 1e6, mb_b = (n * 4 + 4.0 * n * 2) / 1e6;
 	const double mb_b4 = 5.0 * n * 2 / 1e6;
 	if (once) { /* for ncu: each gate kernel once, after a warm-up call */
-		fwd2(), fwd3(1), fwd3(2), bwd2(), bwd3(), bwd4();
+		fwd2(), fwd3(1), fwd3(2), fwd3(4), bwd2(), bwd3(), bwd4(), bwd5();
 		CK(cudaDeviceSynchronize());
-		fwd2(), fwd3(1), fwd3(2), bwd2(), bwd3(), bwd4();
+		fwd2(), fwd3(1), fwd3(2), fwd3(4), bwd2(), bwd3(), bwd4(), bwd5();
 		CK(cudaDeviceSynchronize());
 		return 0;
 	}
@@ -177,8 +182,9 @@ int main(int argc, char **argv)
 	       prop.name, T, Hd, D, K);
 	for (int pass = 0; pass < 2; pass++) {
 		double f2 = time_us(fwd2), f3 = time_us([&] { fwd3(1); });
-		double f3a = time_us([&] { fwd3(2); });
+		double f3a = time_us([&] { fwd3(2); }), f5 = time_us([&] { fwd3(4); });
 		double b2 = time_us(bwd2), b3 = time_us(bwd3), b4 = time_us(bwd4);
+		double b5 = time_us(bwd5);
 		double a1 = time_us(add_ffn), a2 = time_us(add_comb), r1 = time_us(bwd_ffn);
 		double r2 = time_us(bwd_attn), cp = time_us(copy);
 		printf("\nrun %d\n%-44s %7s %7s %8s %8s %7s %7s %7s %5s\n", pass + 1, "pass", "MB",
@@ -187,6 +193,8 @@ int main(int argc, char **argv)
 		row("lightning norm + gate fwd (v2 | v3a)", mb_f, f2, f3a);
 		row("lightning gate + norm bwd (v2 | v3)", mb_b, b2, b3);
 		row("lightning gate + norm bwd, bf16 dgn (v2 | v4)", mb_b4, b2, b4);
+		row("lightning norm + gate fwd (v2 | v5, unrun)", mb_f, f2, f5);
+		row("lightning gate + norm bwd (v2 | v5, unrun)", mb_b, b2, b5);
 		row("ew add + ffn norm (fp32 n2, bf16 copy)", mb_add, a1, 0);
 		row("ew combine K2 + add + next norm (bf16)", mb_add, a2, 0);
 		row("ew norm bwd ffn (acc, bf16 copy, dw)", mb_bf, r1, 0);

@@ -14,7 +14,9 @@
  * runs (no float atomics); dpre's q/k/v columns untouched; everything
  * against the CPU in double; with bf16 activations, dgn holds
  * bf16-representable values and v4's bf16 dgn gives v3's bits exactly; a
- * misspelt switch and unsupported shapes refused. */
+ * misspelt switch and unsupported shapes refused. v5 (a fast sigmoid, not
+ * yet run on a GPU) only under POLICY_GATE_TEST_V5=1: gn and dpre within
+ * one rounding of v2's instead of bit for bit. */
 extern "C" {
 #include "sandbox/error.h"
 }
@@ -106,7 +108,7 @@ static double tol_cpu(int bf, double ref)
 
 /* one case: forward and backward, v3 (every backward variant) vs v2 and
  * the CPU */
-static int run_case(int T, int Hd, int a_bf16, int o_bf16)
+static int run_case(int T, int Hd, int a_bf16, int o_bf16, int fast)
 {
 	const float eps = 1e-6f;
 	size_t n = (size_t)T * Hd, np = (size_t)T * 4 * Hd;
@@ -173,7 +175,9 @@ static int run_case(int T, int Hd, int a_bf16, int o_bf16)
 	      "%s", swerve_error_last());
 	CK(cudaMemcpy(gn2.raw, d_gn, ht_bytes(&gn2), cudaMemcpyDeviceToHost));
 	CK(cudaMemcpy(rstd2, d_rstd, T * 4, cudaMemcpyDeviceToHost));
-	for (int var = 2; var >= 1; var--) { /* v3a's forward, then v3's */
+	/* v3a's forward, then v3's; fast: v5's alone */
+	for (int vi = 0, fv[2] = {fast ? 4 : 2, 1}; vi < (fast ? 1 : 2); vi++) {
+		int var = fv[vi];
 		CK(cudaMemset(d_gn, 0xff, ht_bytes(&gn2)));
 		CK(cudaMemset(d_rstd, 0xff, T * 4));
 		CHECK(policy_gate_fwd(d_gn, d_rstd, d_o, o_bf16, wa, d_pre, a_bf16, T, Hd, eps,
@@ -182,8 +186,18 @@ static int run_case(int T, int Hd, int a_bf16, int o_bf16)
 		CK(cudaDeviceSynchronize());
 		CK(cudaMemcpy(gn3.raw, d_gn, ht_bytes(&gn3), cudaMemcpyDeviceToHost));
 		CK(cudaMemcpy(rstd3, d_rstd, T * 4, cudaMemcpyDeviceToHost));
-		gn_diff += memcmp(gn2.raw, gn3.raw, ht_bytes(&gn3)) != 0;
 		rstd_diff += memcmp(rstd2, rstd3, T * 4) != 0;
+		if (!fast) {
+			gn_diff += memcmp(gn2.raw, gn3.raw, ht_bytes(&gn3)) != 0;
+			continue;
+		}
+		/* v5: within one rounding of v2's (its sigmoid is a few ulp off) */
+		ht_from_raw(&gn2);
+		ht_from_raw(&gn3);
+		for (size_t i = 0; i < n; i++)
+			if (!(fabs((double)gn3.f[i] - gn2.f[i]) <=
+			      (a_bf16 ? fabs(gn2.f[i]) / 128 : 8e-6 * fabs(gn2.f[i]) + 1e-30)))
+				gn_diff++;
 	}
 	ht_from_raw(&gn3);
 	for (int t = 0; t < T; t++) {
@@ -234,7 +248,7 @@ static int run_case(int T, int Hd, int a_bf16, int o_bf16)
 		CK(cudaMemcpy(d_dw, dw0, Hd * 4, cudaMemcpyHostToDevice));
 		CHECK(policy_gate_bwd(d_dO, d_dw, d_dpre, a_bf16,
 		                      var == 2 ? (void *)d_dgn16 : d_dgn, var == 2, d_o, o_bf16,
-		                      d_pre, wa, d_rstd, T, Hd) == 0,
+		                      d_pre, wa, d_rstd, T, Hd, fast) == 0,
 		      "%s", swerve_error_last());
 		CK(cudaDeviceSynchronize());
 		CK(cudaMemcpy(dO3.raw, d_dO, ht_bytes(&dO3), cudaMemcpyDeviceToHost));
@@ -243,9 +257,27 @@ static int run_case(int T, int Hd, int a_bf16, int o_bf16)
 		if (var == 1)
 			memcpy(dO1, dO3.raw, ht_bytes(&dO3));
 		ht_from_raw(&dO3);
-		/* dpre: gate columns bit for bit, the rest still the poison */
-		if (memcmp(dpre2.raw, dpre3.raw, ht_bytes(&dpre3)))
+		/* dpre: gate columns bit for bit (v5: within one rounding), the
+		 * rest still the poison */
+		if (!fast && memcmp(dpre2.raw, dpre3.raw, ht_bytes(&dpre3)))
 			dpre_diff++;
+		if (fast) {
+			size_t es = a_bf16 ? 2 : 4, rb = (size_t)4 * Hd * es;
+			ht_from_raw(&dpre2);
+			ht_from_raw(&dpre3);
+			for (int t = 0; t < T; t++) {
+				size_t g0 = (size_t)t * 4 * Hd + 3 * Hd;
+				if (memcmp((char *)dpre2.raw + t * rb, (char *)dpre3.raw + t * rb,
+				           3 * Hd * es))
+					dpre_diff++;
+				for (int c = 0; c < Hd; c++) {
+					double a = dpre2.f[g0 + c], d = fabs(dpre3.f[g0 + c] - a);
+					if (!(d <=
+					      (a_bf16 ? fabs(a) / 128 : 8e-6 * fabs(a) + 1e-7)))
+						dpre_diff++;
+				}
+			}
+		}
 		if (var == 1) {
 			/* dO vs v2 and the CPU; dpre's gate columns vs the CPU */
 			for (int t = 0; t < T; t++) {
@@ -300,7 +332,7 @@ static int run_case(int T, int Hd, int a_bf16, int o_bf16)
 	/* variant 1 again: the same bits (deterministic weight gradient) */
 	CK(cudaMemcpy(d_dw, dw0, Hd * 4, cudaMemcpyHostToDevice));
 	CHECK(policy_gate_bwd(d_dO, d_dw, d_dpre, a_bf16, d_dgn, 0, d_o, o_bf16, d_pre, wa, d_rstd,
-	                      T, Hd) == 0,
+	                      T, Hd, fast) == 0,
 	      "%s", swerve_error_last());
 	CK(cudaMemcpy(dw3b, d_dw, Hd * 4, cudaMemcpyDeviceToHost));
 	int dw_again = memcmp(dw3, dw3b, Hd * 4) != 0;
@@ -315,7 +347,8 @@ static int run_case(int T, int Hd, int a_bf16, int o_bf16)
 	       worst_v2_dO, worst_dO, worst_dw, dwmax, worst_v2_dw,
 	       dw_again ? "DIFFERENT BITS" : "same bits");
 	fail |= gn_diff || rstd_diff || dpre_diff || dO_over || dw_again;
-	fail |= !(worst_gn <= 1.0) || !(worst_dO <= 1.0) || !(worst_dpre <= 1.0);
+	fail |= !(worst_gn <= (fast ? 4.0 : 1.0)) || !(worst_dO <= (fast ? 4.0 : 1.0)) ||
+	        !(worst_dpre <= (fast ? 4.0 : 1.0));
 	fail |= !(worst_dw <= 1e-4 * (dwmax + 1)) || !(worst_v2_dw <= 1e-5 * (dwmax + 1));
 
 	cudaFree(d_o), cudaFree(d_pre), cudaFree(d_gn), cudaFree(d_dO), cudaFree(d_dpre);
@@ -335,7 +368,7 @@ static int test_shapes(void)
 		return GPU_SKIP;
 	for (int i = 0; i < (int)(sizeof(sh) / sizeof(sh[0])); i++)
 		for (int ty = 0; ty < 4; ty++)
-			fail |= run_case(sh[i][0], sh[i][1], !(ty & 1), !(ty & 2));
+			fail |= run_case(sh[i][0], sh[i][1], !(ty & 1), !(ty & 2), 0);
 	CHECK(!fail, "a shape differed (above)");
 	return 0;
 }
@@ -344,7 +377,30 @@ static int test_bench_shape(void)
 {
 	if (!have_gpu())
 		return GPU_SKIP;
-	CHECK(run_case(8192, 768, 1, 1) == 0, "the benchmark's shape differed (above)");
+	CHECK(run_case(8192, 768, 1, 1, 0) == 0, "the benchmark's shape differed (above)");
+	return 0;
+}
+
+/* v5 (POLICY_GPU_LW_GATE=v5, a fast sigmoid): NOT YET RUN on a GPU, so it
+ * runs only when named (POLICY_GATE_TEST_V5=1), as the lead's rule for
+ * unrun variants asks; gn and dpre within one rounding of v2's, the rest as
+ * for v3 */
+static int test_v5(void)
+{
+	static const int sh[][2] = {{37, 64}, {300, 768}, {129, 136}, {200, 1024}};
+	const char *on = getenv("POLICY_GATE_TEST_V5");
+	int fail = 0;
+	if (!have_gpu())
+		return GPU_SKIP;
+	if (!on || strcmp(on, "1")) {
+		printf("  not yet run on a GPU: set POLICY_GATE_TEST_V5=1 to run it\n");
+		return GPU_SKIP;
+	}
+	for (int i = 0; i < (int)(sizeof(sh) / sizeof(sh[0])); i++)
+		for (int ty = 0; ty < 4; ty++)
+			fail |= run_case(sh[i][0], sh[i][1], !(ty & 1), !(ty & 2), 1);
+	fail |= run_case(8192, 768, 1, 1, 1);
+	CHECK(!fail, "a v5 case differed (above)");
 	return 0;
 }
 
@@ -368,7 +424,8 @@ static int test_refused(void)
 		return 0;
 	CHECK(policy_gate_fwd(NULL, NULL, NULL, 1, NULL, NULL, 1, 4, 100, 1e-6f, 1) < 0,
 	      "Hd 100 accepted");
-	CHECK(policy_gate_bwd(NULL, NULL, NULL, 0, NULL, 1, NULL, 1, NULL, NULL, NULL, 4, 64) < 0,
+	CHECK(policy_gate_bwd(NULL, NULL, NULL, 0, NULL, 1, NULL, 1, NULL, NULL, NULL, 4, 64, 0) <
+	              0,
 	      "bf16 dgn with fp32 activations accepted");
 	return 0;
 }
@@ -379,6 +436,9 @@ int main(void)
 	        {"gate v3: 5 shapes x 4 type pairs vs v2 (bit for bit) and the CPU", test_shapes},
 	        {"gate v3: the benchmark's shape (T 8192, Hd 768, bf16)", test_bench_shape},
 	        {"gate v3: misspelt switch and unsupported shapes refused", test_refused},
+	        {"gate v5 (fast sigmoid; not yet run on a GPU: POLICY_GATE_TEST_V5=1): 4 shapes x "
+	         "4 type pairs + the benchmark's, vs v2 and the CPU",
+	         test_v5},
 	};
 	gpu_rng_seed();
 	return gpu_run_tests(tests, (int)(sizeof(tests) / sizeof(tests[0])));
