@@ -123,7 +123,14 @@ struct la_fu_prob {
 	int silu;                  /* bits 0, 1, 2: q', k', v' are pre-activations */
 };
 struct la_fu {
+	/* POLICY_GPU_LW_SILU=keep (the forward, store set): the activated q, k, v
+	 * also written, [tokens, H D] each (act), a full chunk's tiles by TMA
+	 * tensor stores of 64 x 64 boxes (128-byte swizzle, amap), a partial
+	 * chunk's rows by each thread from its registers */
+	CUtensorMap amap[3];
 	la_fu_prob p[MAX_PROB];
+	__nv_bfloat16 *act[3];
+	int store;
 };
 
 /* Head window of the state pass (the eighth round): a token t contributes
@@ -780,8 +787,8 @@ __device__ __forceinline__ float dsilu_fast(float a)
 	return s * fmaf(a, 1.0f - s, 1.0f);
 }
 
-/* 8 bf16 in shared memory (16 bytes at a) replaced by their SiLU */
-__device__ __forceinline__ void silu_piece(uint32_t a)
+/* 8 bf16 in shared memory (16 bytes at a) replaced by their SiLU (returned) */
+__device__ __forceinline__ uint4 silu_piece(uint32_t a)
 {
 	uint4 x = lds128(a);
 	x.x = silu_bf16x2(x.x);
@@ -789,6 +796,7 @@ __device__ __forceinline__ void silu_piece(uint32_t a)
 	x.z = silu_bf16x2(x.z);
 	x.w = silu_bf16x2(x.w);
 	sts128(a, x);
+	return x;
 }
 
 __device__ __forceinline__ uint32_t ldg_nc32(const void *p)
@@ -893,7 +901,7 @@ __device__ __forceinline__ void kernel_body(const la_params &P, const la_fu *F)
 	auto load_chunk = [&](int c, int st) {
 		const int pos0 = seg_start + c * C;
 		const bool full = pos0 + C <= seg_end;
-		if (FU) {
+		if constexpr (FU) {
 			if (FL && full) {
 				const char *qa = q0 + (long)c * sgn * C * LDQ * 2,
 				           *ka = k0 + (long)c * sgn * C * LDK * 2,
@@ -1072,26 +1080,44 @@ __device__ __forceinline__ void kernel_body(const la_params &P, const la_fu *F)
 			}
 		}
 		cp_wait<ST - 1>();
-		if (FU) {
+		if constexpr (FU) {
 			/* round 14: SiLU of the pre-activations in place, each thread on
 			 * the 16-byte pieces it loaded itself (visible to it after the
-			 * wait; zero-filled rows stay 0), before the barrier */
-			const int sm = fp->silu;
+			 * wait; zero-filled rows stay 0), before the barrier; keep: a
+			 * partial chunk's valid rows also stored by each thread (q and
+			 * k by e-block 0 only) */
+			const int sm = fp->silu, mm = min(C, seg_end - (seg_start + c * C));
+			const bool pst = !SO && F->store && mm < C;
+			auto piece = [&](uint32_t a, __nv_bfloat16 *g, int r) {
+				const uint4 x = silu_piece(a);
+				if (pst && g && r < mm)
+					*reinterpret_cast<uint4 *>(
+					        g + row_token(seg_start + c * C + r) * HD) = x;
+			};
+			__nv_bfloat16 *gq = nullptr, *gk = nullptr, *gv = nullptr;
+			if (pst) {
+				if (eb == 0) {
+					gq = F->act[0] + h * D + qcc * 8;
+					gk = F->act[1] + h * D + qcc * 8;
+				}
+				gv = F->act[2] + h * D + eb * EB + vcc * 8;
+			}
 			if (!SO && (sm & 1))
 #pragma unroll
 				for (int it = 0; it < IT; it++)
-					silu_piece(base + L::Q_OFF + qk_sm + st * L::QK +
-					           it * RPI * 128);
+					piece(base + L::Q_OFF + qk_sm + st * L::QK + it * RPI * 128,
+					      gq, qr0 + it * RPI);
 			if (sm & 2)
 #pragma unroll
 				for (int it = 0; it < IT; it++)
-					silu_piece(base + L::K_OFF + qk_sm + st * L::QK +
-					           it * RPI * 128);
+					piece(base + L::K_OFF + qk_sm + st * L::QK + it * RPI * 128,
+					      gk, qr0 + it * RPI);
 			if (sm & 4)
 #pragma unroll
 				for (int it = 0; it < VIT; it++)
-					silu_piece(base + L::V_OFF + st * L::TILE + v_sm +
-					           it * VRPI * 128);
+					piece(base + L::V_OFF + st * L::TILE + v_sm +
+					              it * VRPI * 128,
+					      gv, vr0 + it * VRPI);
 		}
 		fence_proxy_async(); /* cp.async wrote generic-proxy; wgmma reads async */
 		__syncthreads();
@@ -1099,6 +1125,26 @@ __device__ __forceinline__ void kernel_body(const la_params &P, const la_fu *F)
 		/* round 14, backward: the pre-activations of this thread's output
 		 * elements (rows w 16 + gq and + 8, column pairs 8 nt + 2 t4), read
 		 * now for the epilogue's SiLU' */
+		/* keep: a full chunk's activated tiles written by one thread (tid 1:
+		 * no other bulk copies) through TMA tensor stores; it waits for
+		 * them to have read the stage before the chunk's last barrier */
+		bool ast = false;
+		if constexpr (FU && !SO)
+			ast = F->store && m == C && tid == 1;
+		if (ast) {
+			const int t0 = (int)row_token(seg_start + c * C);
+			if (eb == 0)
+#pragma unroll
+				for (int j = 0; j < D / 64; j++) {
+					tma_store_16x64(&F->amap[0], h * D + j * 64, t0,
+					                base + L::Q_OFF + st * L::QK + j * L::TILE);
+					tma_store_16x64(&F->amap[1], h * D + j * 64, t0,
+					                base + L::K_OFF + st * L::QK + j * L::TILE);
+				}
+			tma_store_16x64(&F->amap[2], h * D + eb * EB, t0,
+			                base + L::V_OFF + st * L::TILE);
+			bulk_commit();
+		}
 		uint32_t dpv[16];
 		if (FU && !SO && fp->dact) {
 			const int ia = w * 16 + gq, ib = ia + 8;
@@ -1433,6 +1479,8 @@ __device__ __forceinline__ void kernel_body(const la_params &P, const la_fu *F)
 						        pack_bf16(o[4 * nt + 2], o[4 * nt + 3]);
 				}
 		}
+		if (ast)
+			bulk_wait_read(); /* the stage is loaded again after the barrier */
 		__syncthreads(); /* every warp's products are done with kvs and this stage */
 		if (!SO) {
 			store_kvs();
@@ -1440,7 +1488,7 @@ __device__ __forceinline__ void kernel_body(const la_params &P, const la_fu *F)
 		}
 	}
 	cp_wait<0>();
-	if (OS)
+	if (OS || (FU && !SO && F->store))
 		bulk_wait(); /* the output's last rows are written before the CTA ends */
 
 	float *dst = nullptr;
@@ -3123,7 +3171,8 @@ extern "C" size_t swerve_lightning_backward_silu_workspace(const struct swerve_l
 	return dims ? workspace_for(dims, 3, true) : 0;
 }
 
-extern "C" int swerve_lightning_forward_silu(uint16_t *o, float *final_state, const uint16_t *pre,
+extern "C" int swerve_lightning_forward_silu(uint16_t *o, float *final_state, uint16_t *act_q,
+                                             uint16_t *act_k, uint16_t *act_v, const uint16_t *pre,
                                              int ld, const int32_t *cu_seqlens, const float *slopes,
                                              const float *initial_state,
                                              const struct swerve_lightning_dims *dims,
@@ -3138,10 +3187,40 @@ extern "C" int swerve_lightning_forward_silu(uint16_t *o, float *final_state, co
 		return swerve_error_set(SWERVE_EINVAL,
 		                        "%s: o, pre, cu_seqlens and slopes must be set", fn);
 	if ((rc = misaligned(fn, "o", o)) || (rc = misaligned(fn, "pre", pre)) ||
+	    (rc = misaligned(fn, "act_q", act_q)) || (rc = misaligned(fn, "act_k", act_k)) ||
+	    (rc = misaligned(fn, "act_v", act_v)) ||
 	    (rc = misaligned(fn, "final_state", final_state)) ||
 	    (rc = misaligned(fn, "workspace", workspace)))
 		return rc;
 	const long HD = (long)dims->heads * dims->dim;
+	la_fu F = {};
+	if (!act_q != !act_k || !act_q != !act_v)
+		return swerve_error_set(SWERVE_EINVAL,
+		                        "%s: act_q, act_k and act_v must be all set or all NULL",
+		                        fn);
+	if (act_q) { /* keep: the activated q, k, v by TMA stores (la_fu::amap) */
+		uint16_t *act[3] = {act_q, act_k, act_v};
+		const swerve_tma_encode_fn encode = swerve_tma_encoder(fn);
+		if (!encode)
+			return SWERVE_ERROR;
+		const cuuint64_t dim[2] = {(cuuint64_t)HD, (cuuint64_t)0x7fffffff};
+		const cuuint64_t stride[1] = {(cuuint64_t)HD * 2};
+		const cuuint32_t box[2] = {64, C}, estride[2] = {1, 1};
+		for (int j = 0; j < 3; j++) {
+			F.act[j] = reinterpret_cast<__nv_bfloat16 *>(act[j]);
+			CUresult r =
+			        encode(&F.amap[j], CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, act[j], dim,
+			               stride, box, estride, CU_TENSOR_MAP_INTERLEAVE_NONE,
+			               CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_NONE,
+			               CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+			if (r != CUDA_SUCCESS)
+				return swerve_error_set(
+				        SWERVE_ERROR,
+				        "%s: tensor map of the activated %c: CUresult %d", fn,
+				        "qkv"[j], (int)r);
+		}
+		F.store = 1;
+	}
 	la_params P = {};
 	P.cu = cu_seqlens;
 	P.slopes = slopes;
@@ -3156,7 +3235,6 @@ extern "C" int swerve_lightning_forward_silu(uint16_t *o, float *final_state, co
 	                 0,
 	                 0,
 	                 0};
-	la_fu F = {};
 	F.p[0] = la_fu_prob{nullptr, {ld, ld, ld}, (int)HD, 7};
 	return run(P, 1, dims, workspace, workspace_bytes, stream, fn, &F);
 }
@@ -3215,6 +3293,63 @@ extern "C" int swerve_lightning_backward_silu(uint16_t *dpre, float *dinitial_st
 	F.p[0] = la_fu_prob{bf(q), {hd, ld, ld}, ld, 6};
 	F.p[1] = la_fu_prob{bf(v), {ld, ld, hd}, ld, 3};
 	F.p[2] = la_fu_prob{bf(k), {ld, hd, ld}, ld, 5};
+	return run(P, 3, dims, workspace, workspace_bytes, stream, fn, &F);
+}
+
+extern "C" int swerve_lightning_backward_dsilu(
+        uint16_t *dpre, float *dinitial_state, const uint16_t *q, const uint16_t *k,
+        const uint16_t *v, const uint16_t *pre, int ld, const uint16_t *dout,
+        const float *dfinal_state, const int32_t *cu_seqlens, const float *slopes,
+        const float *initial_state, const struct swerve_lightning_dims *dims, void *workspace,
+        size_t workspace_bytes, struct CUstream_st *stream)
+{
+	const char *fn = "lightning backward (fused SiLU')";
+	int rc = check(dims, fn);
+	if (rc || (rc = check_ld(dims, ld, fn)))
+		return rc;
+	if (!dpre || !q || !k || !v || !pre || !dout || !cu_seqlens || !slopes)
+		return swerve_error_set(SWERVE_EINVAL,
+		                        "%s: dpre, q, k, v, pre, dout, cu_seqlens and slopes must "
+		                        "be set",
+		                        fn);
+	if (dpre == pre)
+		return swerve_error_set(SWERVE_EINVAL,
+		                        "%s: dpre and pre are the same buffer (pre is read while "
+		                        "dpre is written)",
+		                        fn);
+	if ((rc = misaligned(fn, "dpre", dpre)) || (rc = misaligned(fn, "pre", pre)) ||
+	    (rc = misaligned(fn, "q", q)) || (rc = misaligned(fn, "k", k)) ||
+	    (rc = misaligned(fn, "v", v)) || (rc = misaligned(fn, "dout", dout)) ||
+	    (rc = misaligned(fn, "dinitial_state", dinitial_state)) ||
+	    (rc = misaligned(fn, "workspace", workspace)))
+		return rc;
+	const long HD = (long)dims->heads * dims->dim;
+	const int hd = (int)HD;
+	la_params P = {};
+	P.cu = cu_seqlens;
+	P.slopes = slopes;
+	auto out = [](uint16_t *p) { return reinterpret_cast<__nv_bfloat16 *>(p); };
+	/* as swerve_lightning_backward (activated q, k, v given), each output
+	 * scaled by SiLU' of its own columns of pre */
+	P.p[0] = la_prob{bf(dout), bf(v), bf(k), out(dpre), initial_state, nullptr, nullptr,
+	                 0,        1,     0,     0};
+	P.p[1] = la_prob{bf(k),
+	                 bf(q),
+	                 bf(dout),
+	                 out(dpre + 2 * HD),
+	                 dfinal_state,
+	                 dinitial_state,
+	                 nullptr,
+	                 1,
+	                 0,
+	                 1,
+	                 1};
+	P.p[2] = la_prob{bf(v), bf(dout), bf(q), out(dpre + HD), dfinal_state, nullptr, nullptr, 1,
+	                 1,     1,        0};
+	la_fu F = {};
+	F.p[0] = la_fu_prob{bf(pre), {hd, hd, hd}, ld, 0};
+	F.p[1] = la_fu_prob{bf(pre + 2 * HD), {hd, hd, hd}, ld, 0};
+	F.p[2] = la_fu_prob{bf(pre + HD), {hd, hd, hd}, ld, 0};
 	return run(P, 3, dims, workspace, workspace_bytes, stream, fn, &F);
 }
 

@@ -124,8 +124,12 @@ int swerve_lightning_backward(uint16_t *dq, uint16_t *dk, uint16_t *dv, float *d
 size_t swerve_lightning_forward_silu_workspace(const struct swerve_lightning_dims *dims);
 size_t swerve_lightning_backward_silu_workspace(const struct swerve_lightning_dims *dims);
 
-/* swerve_lightning_forward of the SiLU of pre's q, k, v columns: o [N, H, D] */
-int swerve_lightning_forward_silu(uint16_t *o, float *final_state, const uint16_t *pre, int ld,
+/* swerve_lightning_forward of the SiLU of pre's q, k, v columns: o [N, H, D];
+ * act_q, act_k, act_v [N, H, D] (all set, or all NULL: not written) receive
+ * the activated q, k, v as the core computed them (for
+ * swerve_lightning_backward_dsilu) */
+int swerve_lightning_forward_silu(uint16_t *o, float *final_state, uint16_t *act_q, uint16_t *act_k,
+                                  uint16_t *act_v, const uint16_t *pre, int ld,
                                   const int32_t *cu_seqlens, const float *slopes,
                                   const float *initial_state,
                                   const struct swerve_lightning_dims *dims, void *workspace,
@@ -140,6 +144,18 @@ int swerve_lightning_backward_silu(uint16_t *dpre, float *dinitial_state, const 
                                    const float *initial_state,
                                    const struct swerve_lightning_dims *dims, void *workspace,
                                    size_t workspace_bytes, struct CUstream_st *stream);
+
+/* swerve_lightning_backward of the activated q, k, v [N, H, D] (as
+ * swerve_lightning_forward_silu's act_*), through the SiLU: dpre's q, k, v
+ * columns = d(q, k, v) * SiLU'(pre) (the SiLU' in the epilogue, no SiLU on
+ * the loads; POLICY_GPU_LW_SILU=keep); workspace: the _backward_silu one */
+int swerve_lightning_backward_dsilu(uint16_t *dpre, float *dinitial_state, const uint16_t *q,
+                                    const uint16_t *k, const uint16_t *v, const uint16_t *pre,
+                                    int ld, const uint16_t *dout, const float *dfinal_state,
+                                    const int32_t *cu_seqlens, const float *slopes,
+                                    const float *initial_state,
+                                    const struct swerve_lightning_dims *dims, void *workspace,
+                                    size_t workspace_bytes, struct CUstream_st *stream);
 
 /* One token for each of B sequences, on the GPU: state [B, H, D, D] fp32 is
  * updated in place (S = lambda S + k^T v) and o = q S, with q, k, v, o [B, H, D]

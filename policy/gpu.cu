@@ -240,9 +240,9 @@ struct policy_gpu {
 	void *ws2;
 	size_t ws2_bytes;
 	int lin32; /* the fp32 lightning kernel (fp32 mode, or POLICY_GPU_LIGHTNING=fp32) */
-	/* round 14: POLICY_GPU_LW_SILU=core (opt-in): the SiLU and its backward
-	 * folded into kernels/lightning (swerve_lightning_*_silu; bf16 mode with
-	 * the bf16 core only, else the passes run) */
+	/* round 14: POLICY_GPU_LW_SILU=core (1) | keep (2) (opt-in): the SiLU
+	 * and its backward folded into kernels/lightning (gpu_linew.h; bf16 mode
+	 * with the bf16 core only, else the passes run) */
 	int lw_silu;
 	/* round 7: the fused routing (gpu_route.cu; POLICY_GPU_ROUTE=old: off)
 	 * and its scratch; the lightning passes of gpu_linew.cu
@@ -1641,11 +1641,11 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 		CKR(policy_flash_setup());
 	g->lin32 = prec == POLICY_GPU_FP32 || (getenv("POLICY_GPU_LIGHTNING") &&
 	                                       !strcmp(getenv("POLICY_GPU_LIGHTNING"), "fp32"));
-	{ /* round 14: POLICY_GPU_LW_SILU=pass (the default) | core */
+	{ /* round 14: POLICY_GPU_LW_SILU=pass (the default) | core | keep */
 		int v = policy_lin_silu_mode();
 		if (v < 0)
 			return v;
-		g->lw_silu = v == 1 && !g->lin32 && g->ab;
+		g->lw_silu = !g->lin32 && g->ab ? v : 0;
 	}
 	{ /* POLICY_GPU_ROUTE=v4 (the default where supported, round 10) | v3 | v2
 	   * (round 7-9's default) | v1 | old (round 6) */
@@ -2093,11 +2093,14 @@ static int lightning_fwd(struct policy_gpu *g, int l, float *y, const struct pol
 			g->ws_bytes = need;
 		}
 		/* lin_ew: the core's bf16 output stays in o (no fp32 copy) */
-		if (g->lw_silu)
-			CKR(swerve_lightning_forward_silu(g->lin_ew ? (uint16_t *)ly->o : g->bscr,
-			                                  NULL, (const uint16_t *)ly->pre, 4 * Hd,
-			                                  g->cu, g->slopes + (size_t)l * c->n_heads,
-			                                  NULL, &dims, g->ws, g->ws_bytes, PST));
+		if (g->lw_silu) /* keep (2): the activated q, k, v into qkv_b too */
+			CKR(swerve_lightning_forward_silu(
+			        g->lin_ew ? (uint16_t *)ly->o : g->bscr, NULL,
+			        g->lw_silu == 2 ? ly->qkv_b : NULL,
+			        g->lw_silu == 2 ? ly->qkv_b + n : NULL,
+			        g->lw_silu == 2 ? ly->qkv_b + 2 * n : NULL, (const uint16_t *)ly->pre,
+			        4 * Hd, g->cu, g->slopes + (size_t)l * c->n_heads, NULL, &dims, g->ws,
+			        g->ws_bytes, PST));
 		else
 			CKR(swerve_lightning_forward(g->lin_ew ? (uint16_t *)ly->o : g->bscr, NULL,
 			                             ly->qkv_b, ly->qkv_b + n, ly->qkv_b + 2 * n,
@@ -2193,6 +2196,13 @@ static int lightning_bwd(struct policy_gpu *g, int l, float *dn, const float *dy
 		else
 			k_dsilu<float, float><<<GRID(3 * n), 0, PST>>>(dpre, dqkv, ly->pre, n, Hd);
 		LAUNCHED();
+	} else if (g->lw_silu == 2) {
+		/* round 14, keep: the forward's activated q, k, v; d pre's q, k, v
+		 * columns straight from the core */
+		CKR(swerve_lightning_backward_dsilu(
+		        (uint16_t *)dpre, NULL, ly->qkv_b, ly->qkv_b + n, ly->qkv_b + 2 * n,
+		        (const uint16_t *)ly->pre, 4 * Hd, dO_b, NULL, g->cu,
+		        g->slopes + (size_t)l * c->n_heads, NULL, &dims, g->ws, g->ws_bytes, PST));
 	} else if (g->lw_silu) {
 		/* round 14: d pre's q, k, v columns straight from the core */
 		CKR(swerve_lightning_backward_silu((uint16_t *)dpre, NULL,

@@ -345,12 +345,16 @@ int policy_lin_silu(void *out, int out_bf16, const void *pre, int a_bf16, int T,
 }
 
 /* round 14: POLICY_GPU_LW_SILU=pass (the default: the two passes above) |
- * core (kernels/lightning's swerve_lightning_*_silu apply the SiLU and its
- * backward themselves; gpu.cu takes it in bf16 mode with the bf16 core) */
+ * core (kernels/lightning's swerve_lightning_forward_silu /
+ * _backward_silu apply the SiLU on their loads and SiLU' in the backward's
+ * epilogue) | keep (the forward as core, also writing the activated q, k,
+ * v; the backward reads them, SiLU' in its epilogue:
+ * swerve_lightning_backward_dsilu); gpu.cu takes them in bf16 mode with the
+ * bf16 core */
 int policy_lin_silu_mode(void)
 {
-	static const char *const names[] = {"pass", "core"};
-	return policy_env_choice("POLICY_GPU_LW_SILU", names, 2, 0);
+	static const char *const names[] = {"pass", "core", "keep"};
+	return policy_env_choice("POLICY_GPU_LW_SILU", names, 3, 0);
 }
 
 int policy_lin_dsilu(void *dpre, int a_bf16, const void *dpost, int post_bf16, const void *pre,

@@ -44,8 +44,10 @@ int policy_lin_dsilu(void *dpre, int a_bf16, const void *dpost, int post_bf16, c
                      int T, int Hd);
 
 /* round 14: POLICY_GPU_LW_SILU: 0 pass (the default: policy_lin_silu /
- * policy_lin_dsilu run), 1 core (kernels/lightning's fused SiLU), or a
- * negative code with a message naming the variable and its values */
+ * policy_lin_dsilu run), 1 core (kernels/lightning's fused SiLU, recomputed
+ * in the backward), 2 keep (fused; the forward also writes the activated
+ * q, k, v for the backward), or a negative code with a message naming the
+ * variable and its values */
 int policy_lin_silu_mode(void);
 
 #endif

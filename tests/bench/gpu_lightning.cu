@@ -124,7 +124,11 @@ static int run_once(int B, int T, int H, int D)
  *   unfused backward = swerve_lightning_backward + the SiLU' pass (k_lw_dsilu)
  *   fused backward   = swerve_lightning_backward_silu
  * three interleaved pairs of medians each, the passes and the cores alone
- * too; then the same with round 13's backward split (SWERVE_LIGHTNING_BWD_SPLIT=1). */
+ * too; then the same with round 13's backward split (SWERVE_LIGHTNING_BWD_SPLIT=1).
+ * keep (POLICY_GPU_LW_SILU=keep): the fused forward also writes the activated
+ * q, k, v (swerve_lightning_forward_silu's act_*), the backward reads them
+ * and applies only SiLU' in its epilogue (swerve_lightning_backward_dsilu);
+ * rows `... keep` against the passes, `fb keep/core` against core. */
 __device__ static float b_sigm(float x)
 {
 	return 1.0f / (1.0f + expf(-x));
@@ -253,12 +257,28 @@ static int run_silu(void)
 		dsilu_pass();
 	};
 	auto fu_f = [&] {
-		SW(swerve_lightning_forward_silu(U(o), nullptr, U(pre), 4 * HD, dcu, dsl, nullptr,
-		                                 &dims, ws, wmax, 0));
+		SW(swerve_lightning_forward_silu(U(o), nullptr, nullptr, nullptr, nullptr, U(pre),
+		                                 4 * HD, dcu, dsl, nullptr, &dims, ws, wmax, 0));
 	};
 	auto fu_b = [&] {
 		SW(swerve_lightning_backward_silu(U(dpre), nullptr, U(pre), 4 * HD, U(g), nullptr,
 		                                  dcu, dsl, nullptr, &dims, ws, wmax, 0));
+	};
+	/* keep: the forward writes the activated q, k, v (qkv), the backward reads
+	 * them and applies SiLU' in its epilogue */
+	auto kp_f = [&] {
+		SW(swerve_lightning_forward_silu(U(o), nullptr, U(qkv), U(qkv) + n, U(qkv) + 2 * n,
+		                                 U(pre), 4 * HD, dcu, dsl, nullptr, &dims, ws, wmax,
+		                                 0));
+	};
+	auto kp_b = [&] {
+		SW(swerve_lightning_backward_dsilu(U(dpre), nullptr, U(qkv), U(qkv) + n,
+		                                   U(qkv) + 2 * n, U(pre), 4 * HD, U(g), nullptr,
+		                                   dcu, dsl, nullptr, &dims, ws, wmax, 0));
+	};
+	auto kp_fb = [&] {
+		kp_f();
+		kp_b();
 	};
 	auto unf_fb = [&] {
 		unf_f();
@@ -280,10 +300,13 @@ static int run_silu(void)
 		const char *what;
 		std::function<void()> a, b;
 	};
-	const cmp_row rows[] = {
-	        {"fwd", unf_f, fu_f}, {"bwd", unf_b, fu_b}, {"fwd+bwd", unf_fb, fu_fb}};
-	printf("%-8s %-6s %9s %9s %9s   %9s %9s %9s   %7s\n", "pass", "split", "unfused", "", "",
-	       "fused", "", "", "fused/unf");
+	/* core against the passes, keep against the passes, keep against core */
+	const cmp_row rows[] = {{"fwd", unf_f, fu_f},          {"bwd", unf_b, fu_b},
+	                        {"fwd+bwd", unf_fb, fu_fb},    {"fwd keep", unf_f, kp_f},
+	                        {"bwd keep", unf_b, kp_b},     {"fb keep", unf_fb, kp_fb},
+	                        {"fb keep/core", fu_fb, kp_fb}};
+	printf("%-12s %-6s %9s %9s %9s   %9s %9s %9s   %7s\n", "pass", "split", "unfused", "", "",
+	       "fused", "", "", "b/a");
 	for (int sp = 0; sp < 2; sp++) {
 		if (sp)
 			setenv("SWERVE_LIGHTNING_BWD_SPLIT", "1", 1);
@@ -295,7 +318,7 @@ static int run_silu(void)
 			}
 			std::sort(a, a + 3);
 			std::sort(b, b + 3);
-			printf("%-8s %-6s %9.4f %9.4f %9.4f   %9.4f %9.4f %9.4f   %7.3f\n", r.what,
+			printf("%-12s %-6s %9.4f %9.4f %9.4f   %9.4f %9.4f %9.4f   %7.3f\n", r.what,
 			       sp ? "bsplit" : "-", a[0], a[1], a[2], b[0], b[1], b[2],
 			       b[1] / a[1]);
 			fflush(stdout);

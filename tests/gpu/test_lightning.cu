@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <algorithm>
 #include <vector>
 
 #include "kernels/kernels.h"
@@ -803,7 +804,7 @@ static double dsilu_d(double x)
 }
 
 static int check_fused(const char *name, std::vector<int> lens, int H, int D, int layer, int layers,
-                       int with_states)
+                       int with_states, bool keep = false)
 {
 	if (!have_gpu())
 		return GPU_SKIP;
@@ -866,8 +867,10 @@ static int check_fused(const char *name, std::vector<int> lens, int H, int D, in
 	         *dk_ = dev_upload(kb), *dv_ = dev_upload(vb);
 	int32_t *dcu = dev_upload(cu);
 	float *dsl = dev_upload(slopes), *ds0 = dev_upload(s0), *ddsT = dev_upload(dsT);
-	uint16_t *o_, *ou_, *gp_, *gq_, *gk_, *gv_;
+	uint16_t *o_, *ou_, *gp_, *gq_, *gk_, *gv_, *act_;
 	float *sT_, *gs0_;
+	CUDA_OK(cudaMalloc(&act_, 3 * n * 2 + 16));
+	CUDA_OK(cudaMemset(act_, 0xff, 3 * n * 2));
 	CUDA_OK(cudaMalloc(&o_, n * 2 + 16));
 	CUDA_OK(cudaMalloc(&ou_, n * 2 + 16));
 	CUDA_OK(cudaMalloc(&gp_, np * 2 + 16));
@@ -903,16 +906,29 @@ static int check_fused(const char *name, std::vector<int> lens, int H, int D, in
 	printf("  workspace: fused forward %zu, backward %zu bytes (unfused plan: G %d fwd, %d "
 	       "bwd)\n",
 	       wsf, wsb, G, Gb);
-	CHECK(swerve_lightning_forward_silu(o_, sT_, dpre_, ld, dcu, dsl,
+	/* keep: the forward also writes the activated q, k, v (act_), which the
+	 * backward then reads (SiLU' in its epilogue only) */
+	CHECK(swerve_lightning_forward_silu(o_, sT_, keep ? act_ : nullptr,
+	                                    keep ? act_ + n : nullptr,
+	                                    keep ? act_ + 2 * n : nullptr, dpre_, ld, dcu, dsl,
 	                                    with_states ? ds0 : nullptr, &dims, ws, wsf, 0) == 0,
 	      "%s", swerve_error_last());
-	CHECK(swerve_lightning_backward_silu(gp_, gs0_, dpre_, ld, dg_,
-	                                     with_states ? ddsT : nullptr, dcu, dsl,
-	                                     with_states ? ds0 : nullptr, &dims, ws, wsb, 0) == 0,
-	      "%s", swerve_error_last());
+	if (keep)
+		CHECK(swerve_lightning_backward_dsilu(gp_, gs0_, act_, act_ + n, act_ + 2 * n,
+		                                      dpre_, ld, dg_, with_states ? ddsT : nullptr,
+		                                      dcu, dsl, with_states ? ds0 : nullptr, &dims,
+		                                      ws, wsb, 0) == 0,
+		      "%s", swerve_error_last());
+	else
+		CHECK(swerve_lightning_backward_silu(
+		              gp_, gs0_, dpre_, ld, dg_, with_states ? ddsT : nullptr, dcu, dsl,
+		              with_states ? ds0 : nullptr, &dims, ws, wsb, 0) == 0,
+		      "%s", swerve_error_last());
 	CUDA_OK(cudaDeviceSynchronize());
-	std::vector<uint16_t> ho(n), hp(np);
+	std::vector<uint16_t> ho(n), hp(np), hact(3 * n);
 	std::vector<float> hsT(ns), hs0(ns);
+	CUDA_OK(cudaMemcpy(hact.data(), act_, 3 * n * 2, cudaMemcpyDeviceToHost));
+	cudaFree(act_);
 	CUDA_OK(cudaMemcpy(ho.data(), o_, n * 2, cudaMemcpyDeviceToHost));
 	CUDA_OK(cudaMemcpy(hp.data(), gp_, np * 2, cudaMemcpyDeviceToHost));
 	CUDA_OK(cudaMemcpy(hsT.data(), sT_, ns * 4, cudaMemcpyDeviceToHost));
@@ -952,6 +968,21 @@ static int check_fused(const char *name, std::vector<int> lens, int H, int D, in
 		}
 	}
 	int rc = 0;
+	if (keep) { /* the activated values against SiLU in double rounded to bf16 */
+		std::vector<uint16_t> want(3 * n);
+		std::copy(qb.begin(), qb.end(), want.begin());
+		std::copy(kb.begin(), kb.end(), want.begin() + n);
+		std::copy(vb.begin(), vb.end(), want.begin() + 2 * n);
+		size_t diff = 0;
+		for (size_t i = 0; i < 3 * n; i++)
+			diff += hact[i] != want[i];
+		printf("  activated q, k, v: %zu of %zu differ from SiLU in double rounded to "
+		       "bf16\n",
+		       diff, 3 * n);
+		rc |= report("activated q|k|v (keep)",
+		             compare(bf16_to_float(hact).data(), bf16_to_float(want).data(), 3 * n),
+		             1e-2);
+	}
 	rc |= report("o (fused)", compare(bf16_to_float(ho).data(), ro.data(), n), 1e-2);
 	rc |= report("final state (fused)", compare(hsT.data(), rsT.data(), ns), 1e-2);
 	rc |= report("d pre q|k|v (fused)", compare(gdp.data(), rdp.data(), gdp.size()), 1e-2);
@@ -1007,18 +1038,69 @@ static int t_fused_bwd_split(void)
 	                   64, 0, 8, 1);
 }
 
+/* keep: the forward writes the activated q, k, v; the backward reads them */
+static int t_keep_policy(void)
+{
+	env_override s("SWERVE_LIGHTNING_BWD_SPLIT", nullptr),
+	        g("SWERVE_LIGHTNING_SEGMENTS", nullptr);
+	return check_fused("keep, policy shape 4 x 2048, 12 heads, D=64", {2048, 2048, 2048, 2048},
+	                   12, 64, 3, 12, 1, true);
+}
+
+/* ragged: partial chunks stored by each thread, an empty sequence */
+static int t_keep_ragged_d64(void)
+{
+	env_override s("SWERVE_LIGHTNING_BWD_SPLIT", nullptr),
+	        g("SWERVE_LIGHTNING_SEGMENTS", nullptr);
+	return check_fused("keep, ragged, D=64", {1000, 1, 2500, 63, 0, 130}, 3, 64, 2, 16, 1,
+	                   true);
+}
+
+static int t_keep_segments_d64(void)
+{
+	env_override s("SWERVE_LIGHTNING_BWD_SPLIT", nullptr), g("SWERVE_LIGHTNING_SEGMENTS", "4");
+	return check_fused("keep, 4 segments, D=64", {1500, 700, 2100}, 2, 64, 0, 12, 1, true);
+}
+
+/* D = 128: two e-blocks, q and k stored by e-block 0 only */
+static int t_keep_ragged_d128(void)
+{
+	env_override s("SWERVE_LIGHTNING_BWD_SPLIT", nullptr),
+	        g("SWERVE_LIGHTNING_SEGMENTS", nullptr);
+	return check_fused("keep, ragged, D=128", {700, 3000, 65, 128}, 2, 128, 11, 12, 0, true);
+}
+
+static int t_keep_bwd_split(void)
+{
+	env_override s("SWERVE_LIGHTNING_BWD_SPLIT", "4"), zz("SWERVE_LIGHTNING_BWD_SPLIT_Z", "2"),
+	        g("SWERVE_LIGHTNING_SEGMENTS", "1");
+	return check_fused("keep + backward split forced, D=64", {700, 1, 333, 1500, 129}, 4, 64, 0,
+	                   8, 1, true);
+}
+
 static int t_fused_rejects(void)
 {
 	if (!have_gpu())
 		return GPU_SKIP;
 	swerve_lightning_dims dims = {2, 4, 64, 100};
 	uint16_t *p = (uint16_t *)16;
-	CHECK(swerve_lightning_forward_silu(p, nullptr, p, 3 * 256 - 8, (int32_t *)p, (float *)p,
-	                                    nullptr, &dims, nullptr, 0, 0) == SWERVE_EINVAL,
+	CHECK(swerve_lightning_forward_silu(p, nullptr, nullptr, nullptr, nullptr, p, 3 * 256 - 8,
+	                                    (int32_t *)p, (float *)p, nullptr, &dims, nullptr, 0,
+	                                    0) == SWERVE_EINVAL,
 	      "ld below 3 H D accepted");
 	CHECK(strstr(swerve_error_last(), "ld") != NULL, "message: %s", swerve_error_last());
-	CHECK(swerve_lightning_forward_silu(p, nullptr, p, 3 * 256 + 4, (int32_t *)p, (float *)p,
-	                                    nullptr, &dims, nullptr, 0, 0) == SWERVE_EINVAL,
+	CHECK(swerve_lightning_forward_silu(p, nullptr, p, nullptr, nullptr, p, 4 * 256,
+	                                    (int32_t *)p, (float *)p, nullptr, &dims, nullptr, 0,
+	                                    0) == SWERVE_EINVAL,
+	      "act_q without act_k and act_v accepted");
+	CHECK(strstr(swerve_error_last(), "act_q") != NULL, "message: %s", swerve_error_last());
+	CHECK(swerve_lightning_backward_dsilu(p, nullptr, p, p, p, p, 4 * 256, p + 64, nullptr,
+	                                      (int32_t *)p, (float *)p, nullptr, &dims, nullptr, 0,
+	                                      0) == SWERVE_EINVAL,
+	      "keep: dpre == pre accepted");
+	CHECK(swerve_lightning_forward_silu(p, nullptr, nullptr, nullptr, nullptr, p, 3 * 256 + 4,
+	                                    (int32_t *)p, (float *)p, nullptr, &dims, nullptr, 0,
+	                                    0) == SWERVE_EINVAL,
 	      "ld not a multiple of 8 accepted");
 	CHECK(swerve_lightning_backward_silu(p, nullptr, p, 4 * 256, p + 64, nullptr, (int32_t *)p,
 	                                     (float *)p, nullptr, &dims, nullptr, 0,
@@ -1106,6 +1188,11 @@ int main(void)
 	        {"lightning fused SiLU, ragged, D=128", t_fused_ragged_d128},
 	        {"lightning fused SiLU + backward split, D=64", t_fused_bwd_split},
 	        {"lightning fused SiLU rejects bad input", t_fused_rejects},
+	        {"lightning fused SiLU keep, policy shape, D=64", t_keep_policy},
+	        {"lightning fused SiLU keep, ragged, D=64", t_keep_ragged_d64},
+	        {"lightning fused SiLU keep, 4 segments, D=64", t_keep_segments_d64},
+	        {"lightning fused SiLU keep, ragged, D=128", t_keep_ragged_d128},
+	        {"lightning fused SiLU keep + backward split, D=64", t_keep_bwd_split},
 	};
 	/* LIGHTNING_TEST_ONLY=<text>: only the tests whose name contains it (a
 	 * short device run of one round's cases) */
