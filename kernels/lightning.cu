@@ -130,7 +130,10 @@ struct la_fu {
 	CUtensorMap amap[3];
 	la_fu_prob p[MAX_PROB];
 	__nv_bfloat16 *act[3];
-	int store;
+	int store; /* 1: TMA for full chunks; 2 (SWERVE_LIGHTNING_SILU_STG=1, not
+	            * yet run on a GPU): every chunk's rows by each thread */
+	int early; /* SWERVE_LIGHTNING_SILU_EARLY=1 (not yet run on a GPU):
+	            * kernel_fu's EA form, see kernel_body */
 };
 
 /* Head window of the state pass (the eighth round): a token t contributes
@@ -808,7 +811,7 @@ __device__ __forceinline__ uint32_t ldg_nc32(const void *p)
 
 /* the body of V3's kernels: kernel (FU false: F unused, may be NULL) and
  * kernel_fu (round 14: SiLU folded in, la_fu) */
-template <int D, bool SO, int ST, int VAR, bool FU>
+template <int D, bool SO, int ST, int VAR, bool FU, bool EA = false>
 __device__ __forceinline__ void kernel_body(const la_params &P, const la_fu *F)
 {
 	/* forms 4..7 build on form 3: FL fast loads, SM the bf16 state stored
@@ -1056,6 +1059,36 @@ __device__ __forceinline__ void kernel_body(const la_params &P, const la_fu *F)
 		fence_proxy_async();
 	}
 
+	/* round 14, backward: the pre-activations of this thread's output
+	 * elements of chunk cc (rows w 16 + gq and + 8, column pairs 8 nt +
+	 * 2 t4), for the epilogue's SiLU' (0 past the segment) */
+	auto load_dact = [&](int cc, uint32_t *dst) {
+		const int mc = min(C, seg_end - (seg_start + cc * C));
+		const int ia = w * 16 + gq, ib = ia + 8;
+		const long ldo = fp->ldo;
+		const __nv_bfloat16 *ra = fp->dact +
+		                          (ia < mc ? row_token(seg_start + cc * C + ia) : 0) * ldo +
+		                          h * D + eb * EB + 2 * t4;
+		const __nv_bfloat16 *rb = fp->dact +
+		                          (ib < mc ? row_token(seg_start + cc * C + ib) : 0) * ldo +
+		                          h * D + eb * EB + 2 * t4;
+#pragma unroll
+		for (int nt = 0; nt < 8; nt++) {
+			dst[nt] = ia < mc ? ldg_nc32(ra + nt * 8) : 0u;
+			dst[8 + nt] = ib < mc ? ldg_nc32(rb + nt * 8) : 0u;
+		}
+	};
+	/* EA (SWERVE_LIGHTNING_SILU_EARLY=1, not yet run on a GPU): chunk c's
+	 * pre-activations loaded during chunk c - 1 (dpa), turned into the 32
+	 * SiLU' factors (dsf) while chunk c's products run, so that the epilogue
+	 * keeps 32 multiplies (keep's backward measured +32 us over the core
+	 * with the SiLU' in the epilogue) */
+	uint32_t dpa[16];
+	float dsf[32];
+	if constexpr (FU && EA && !SO) {
+		if (fp->dact && n_chunks > 0)
+			load_dact(0, dpa);
+	}
 	for (int c = 0; c < n_chunks; c++) {
 		const int st = c % ST;
 		/* form 9: the staging rows free again before the loads are issued (a
@@ -1087,7 +1120,7 @@ __device__ __forceinline__ void kernel_body(const la_params &P, const la_fu *F)
 			 * partial chunk's valid rows also stored by each thread (q and
 			 * k by e-block 0 only) */
 			const int sm = fp->silu, mm = min(C, seg_end - (seg_start + c * C));
-			const bool pst = !SO && F->store && mm < C;
+			const bool pst = !SO && F->store && (mm < C || F->store == 2);
 			auto piece = [&](uint32_t a, __nv_bfloat16 *g, int r) {
 				const uint4 x = silu_piece(a);
 				if (pst && g && r < mm)
@@ -1130,7 +1163,7 @@ __device__ __forceinline__ void kernel_body(const la_params &P, const la_fu *F)
 		 * them to have read the stage before the chunk's last barrier */
 		bool ast = false;
 		if constexpr (FU && !SO)
-			ast = F->store && m == C && tid == 1;
+			ast = F->store == 1 && m == C && tid == 1;
 		if (ast) {
 			const int t0 = (int)row_token(seg_start + c * C);
 			if (eb == 0)
@@ -1146,21 +1179,8 @@ __device__ __forceinline__ void kernel_body(const la_params &P, const la_fu *F)
 			bulk_commit();
 		}
 		uint32_t dpv[16];
-		if (FU && !SO && fp->dact) {
-			const int ia = w * 16 + gq, ib = ia + 8;
-			const long ldo = fp->ldo;
-			const __nv_bfloat16 *ra =
-			        fp->dact + (ia < m ? row_token(seg_start + c * C + ia) : 0) * ldo +
-			        h * D + eb * EB + 2 * t4;
-			const __nv_bfloat16 *rb =
-			        fp->dact + (ib < m ? row_token(seg_start + c * C + ib) : 0) * ldo +
-			        h * D + eb * EB + 2 * t4;
-#pragma unroll
-			for (int nt = 0; nt < 8; nt++) {
-				dpv[nt] = ia < m ? ldg_nc32(ra + nt * 8) : 0u;
-				dpv[8 + nt] = ib < m ? ldg_nc32(rb + nt * 8) : 0u;
-			}
-		}
+		if (FU && !SO && fp->dact) /* EA: chunk c + 1's, used next chunk */
+			load_dact(EA ? c + 1 : c, dpv);
 		const uint32_t Qs = base + L::Q_OFF + st * L::QK, Ks = base + L::K_OFF + st * L::QK;
 		const uint32_t Vs = base + L::V_OFF + st * L::TILE;
 
@@ -1326,6 +1346,15 @@ __device__ __forceinline__ void kernel_body(const la_params &P, const la_fu *F)
 			commit();
 		}
 
+		if constexpr (FU && EA && !SO) {
+			if (fp->dact) /* while the products run */
+#pragma unroll
+				for (int i = 0; i < 16; i++) {
+					dsf[2 * i] = dsilu_fast(__uint_as_float(dpa[i] << 16));
+					dsf[2 * i + 1] =
+					        dsilu_fast(__uint_as_float(dpa[i] & 0xffff0000u));
+				}
+		}
 		if (!SO) {
 			if (ILV)
 				wait<0>();
@@ -1393,7 +1422,15 @@ __device__ __forceinline__ void kernel_body(const la_params &P, const la_fu *F)
 #pragma unroll
 				for (int i = 0; i < 32; i++)
 					o[i] += s[i];
-			if (FU && fp->dact)
+			if (FU && EA && fp->dact)
+#pragma unroll
+				for (int nt = 0; nt < 8; nt++) {
+					o[4 * nt] *= dsf[2 * nt];
+					o[4 * nt + 1] *= dsf[2 * nt + 1];
+					o[4 * nt + 2] *= dsf[16 + 2 * nt];
+					o[4 * nt + 3] *= dsf[16 + 2 * nt + 1];
+				}
+			if (FU && !EA && fp->dact)
 #pragma unroll
 				for (int nt = 0; nt < 8; nt++) {
 					const uint32_t a = dpv[nt], b2 = dpv[8 + nt];
@@ -1479,6 +1516,12 @@ __device__ __forceinline__ void kernel_body(const la_params &P, const la_fu *F)
 						        pack_bf16(o[4 * nt + 2], o[4 * nt + 3]);
 				}
 		}
+		if constexpr (FU && EA && !SO) {
+			if (fp->dact)
+#pragma unroll
+				for (int i = 0; i < 16; i++)
+					dpa[i] = dpv[i];
+		}
 		if (ast)
 			bulk_wait_read(); /* the stage is loaded again after the barrier */
 		__syncthreads(); /* every warp's products are done with kvs and this stage */
@@ -1525,11 +1568,11 @@ __global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1) kernel(const __grid_const
 }
 
 /* round 14: V3 with the layer's SiLU folded in (see la_fu) */
-template <int D, bool SO, int ST, int VAR>
+template <int D, bool SO, int ST, int VAR, bool EA>
 __global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1)
         kernel_fu(const __grid_constant__ la_params P, const __grid_constant__ la_fu F)
 {
-	kernel_body<D, SO, ST, VAR, true>(P, &F);
+	kernel_body<D, SO, ST, VAR, true, EA>(P, &F);
 }
 
 /* Between the state pass and the main pass (V3 and V4): the sub-segments' own
@@ -2575,17 +2618,17 @@ template <int D, bool SO, int ST, int VAR> int wg_set_smem()
 }
 
 /* round 14: kernel_fu's attributes (the same shared memory as kernel's) */
-template <int D, bool SO, int ST, int VAR> int wg_fu_set_smem()
+template <int D, bool SO, int ST, int VAR, bool EA> int wg_fu_set_smem()
 {
 	using L = wg::smem<D, SO, ST, VAR>;
 	static bool done = false;
 	if (done)
 		return 0;
 	cudaError_t e =
-	        cudaFuncSetAttribute(wg::kernel_fu<D, SO, ST, VAR>,
+	        cudaFuncSetAttribute(wg::kernel_fu<D, SO, ST, VAR, EA>,
 	                             cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L::BYTES);
 	if (e == cudaSuccess)
-		e = cudaFuncSetAttribute(wg::kernel_fu<D, SO, ST, VAR>,
+		e = cudaFuncSetAttribute(wg::kernel_fu<D, SO, ST, VAR, EA>,
 		                         cudaFuncAttributePreferredSharedMemoryCarveout,
 		                         (int)cudaSharedmemCarveoutMaxShared);
 	if (e != cudaSuccess)
@@ -2706,11 +2749,16 @@ int wg_launch(dim3 grid, const la_params &P, cudaStream_t stream, const la_fu *F
 {
 	if constexpr ((!SO && VAR == 9) || (SO && VAR == 7)) {
 		if (F) { /* round 14: the fused SiLU (form 9, its state pass form 7) */
-			int rc = wg_fu_set_smem<D, SO, ST, VAR>();
-			if (!rc)
-				wg::kernel_fu<D, SO, ST, VAR>
-				        <<<grid, NT, wg::smem<D, SO, ST, VAR>::BYTES, stream>>>(P,
-				                                                                *F);
+			constexpr size_t B = wg::smem<D, SO, ST, VAR>::BYTES;
+			int rc;
+			if (!SO && F->early) {
+				if (!(rc = wg_fu_set_smem<D, SO, ST, VAR, !SO>()))
+					wg::kernel_fu<D, SO, ST, VAR, !SO>
+					        <<<grid, NT, B, stream>>>(P, *F);
+			} else if (!(rc = wg_fu_set_smem<D, SO, ST, VAR, false>())) {
+				wg::kernel_fu<D, SO, ST, VAR, false>
+				        <<<grid, NT, B, stream>>>(P, *F);
+			}
 			return rc;
 		}
 	} else {
@@ -3149,6 +3197,14 @@ extern "C" int swerve_lightning_backward(uint16_t *dq, uint16_t *dk, uint16_t *d
 
 namespace
 {
+/* SWERVE_LIGHTNING_SILU_EARLY=1 (not yet run on a GPU): the fused
+ * backwards' SiLU' factors one chunk ahead (kernel_fu's EA form) */
+int silu_early()
+{
+	const char *e = getenv("SWERVE_LIGHTNING_SILU_EARLY");
+	return e && atoi(e) > 0;
+}
+
 /* pre's row stride: q, k, v's H D columns each, 16-byte rows */
 int check_ld(const swerve_lightning_dims *d, int ld, const char *fn)
 {
@@ -3219,7 +3275,10 @@ extern "C" int swerve_lightning_forward_silu(uint16_t *o, float *final_state, ui
 				        "%s: tensor map of the activated %c: CUresult %d", fn,
 				        "qkv"[j], (int)r);
 		}
-		F.store = 1;
+		/* SWERVE_LIGHTNING_SILU_STG=1 (not yet run on a GPU): every chunk's
+		 * rows by each thread's stores, no TMA and no wait */
+		const char *e = getenv("SWERVE_LIGHTNING_SILU_STG");
+		F.store = e && atoi(e) > 0 ? 2 : 1;
 	}
 	la_params P = {};
 	P.cu = cu_seqlens;
@@ -3293,6 +3352,7 @@ extern "C" int swerve_lightning_backward_silu(uint16_t *dpre, float *dinitial_st
 	F.p[0] = la_fu_prob{bf(q), {hd, ld, ld}, ld, 6};
 	F.p[1] = la_fu_prob{bf(v), {ld, ld, hd}, ld, 3};
 	F.p[2] = la_fu_prob{bf(k), {ld, hd, ld}, ld, 5};
+	F.early = silu_early();
 	return run(P, 3, dims, workspace, workspace_bytes, stream, fn, &F);
 }
 
@@ -3350,6 +3410,7 @@ extern "C" int swerve_lightning_backward_dsilu(
 	F.p[0] = la_fu_prob{bf(pre), {hd, hd, hd}, ld, 0};
 	F.p[1] = la_fu_prob{bf(pre + 2 * HD), {hd, hd, hd}, ld, 0};
 	F.p[2] = la_fu_prob{bf(pre + HD), {hd, hd, hd}, ld, 0};
+	F.early = silu_early();
 	return run(P, 3, dims, workspace, workspace_bytes, stream, fn, &F);
 }
 

@@ -280,6 +280,22 @@ static int run_silu(void)
 		kp_f();
 		kp_b();
 	};
+	/* keep2 (not yet run on a GPU): SWERVE_LIGHTNING_SILU_STG=1 (the
+	 * activations by each thread's stores) and SWERVE_LIGHTNING_SILU_EARLY=1
+	 * (the backward's SiLU' factors one chunk ahead), each alone and both */
+	auto with = [](const char *var, const std::function<void()> &f) {
+		return [var, f] {
+			setenv(var, "1", 1);
+			f();
+			unsetenv(var);
+		};
+	};
+	auto k2_f = with("SWERVE_LIGHTNING_SILU_STG", kp_f);
+	auto k2_b = with("SWERVE_LIGHTNING_SILU_EARLY", kp_b);
+	auto k2_fb = [&] {
+		k2_f();
+		k2_b();
+	};
 	auto unf_fb = [&] {
 		unf_f();
 		unf_b();
@@ -301,10 +317,17 @@ static int run_silu(void)
 		std::function<void()> a, b;
 	};
 	/* core against the passes, keep against the passes, keep against core */
-	const cmp_row rows[] = {{"fwd", unf_f, fu_f},          {"bwd", unf_b, fu_b},
-	                        {"fwd+bwd", unf_fb, fu_fb},    {"fwd keep", unf_f, kp_f},
-	                        {"bwd keep", unf_b, kp_b},     {"fb keep", unf_fb, kp_fb},
-	                        {"fb keep/core", fu_fb, kp_fb}};
+	const cmp_row rows[] = {{"fwd", unf_f, fu_f},
+	                        {"bwd", unf_b, fu_b},
+	                        {"fwd+bwd", unf_fb, fu_fb},
+	                        {"fwd keep", unf_f, kp_f},
+	                        {"bwd keep", unf_b, kp_b},
+	                        {"fb keep", unf_fb, kp_fb},
+	                        {"fb keep/core", fu_fb, kp_fb},
+	                        {"fwd keep stg", unf_f, k2_f},
+	                        {"bwd keep early", unf_b, k2_b},
+	                        {"fb keep2", unf_fb, k2_fb},
+	                        {"fb keep2/keep", kp_fb, k2_fb}};
 	printf("%-12s %-6s %9s %9s %9s   %9s %9s %9s   %7s\n", "pass", "split", "unfused", "", "",
 	       "fused", "", "", "b/a");
 	for (int sp = 0; sp < 2; sp++) {

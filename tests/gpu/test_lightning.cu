@@ -1078,6 +1078,43 @@ static int t_keep_bwd_split(void)
 	                   8, 1, true);
 }
 
+/* prepared, not yet run on a GPU: SWERVE_LIGHTNING_SILU_EARLY=1 (the
+ * backward's SiLU' factors one chunk ahead) and SWERVE_LIGHTNING_SILU_STG=1
+ * (keep's activations stored by each thread, no TMA) */
+static int t_keep2_policy(void)
+{
+	env_override s("SWERVE_LIGHTNING_BWD_SPLIT", nullptr),
+	        g("SWERVE_LIGHTNING_SEGMENTS", nullptr), e("SWERVE_LIGHTNING_SILU_EARLY", "1"),
+	        t("SWERVE_LIGHTNING_SILU_STG", "1");
+	return check_fused("keep2 (early + stg), policy shape, D=64", {2048, 2048, 2048, 2048}, 12,
+	                   64, 3, 12, 1, true);
+}
+
+static int t_keep2_ragged_d64(void)
+{
+	env_override s("SWERVE_LIGHTNING_BWD_SPLIT", nullptr), g("SWERVE_LIGHTNING_SEGMENTS", "3"),
+	        e("SWERVE_LIGHTNING_SILU_EARLY", "1"), t("SWERVE_LIGHTNING_SILU_STG", "1");
+	return check_fused("keep2 (early + stg), ragged, 3 segments, D=64",
+	                   {1000, 1, 2500, 63, 0, 130}, 3, 64, 2, 16, 1, true);
+}
+
+static int t_keep2_ragged_d128(void)
+{
+	env_override s("SWERVE_LIGHTNING_BWD_SPLIT", nullptr),
+	        g("SWERVE_LIGHTNING_SEGMENTS", nullptr), e("SWERVE_LIGHTNING_SILU_EARLY", "1"),
+	        t("SWERVE_LIGHTNING_SILU_STG", "1");
+	return check_fused("keep2 (early + stg), ragged, D=128", {700, 3000, 65, 128}, 2, 128, 11,
+	                   12, 0, true);
+}
+
+static int t_core_early_split(void)
+{
+	env_override s("SWERVE_LIGHTNING_BWD_SPLIT", "4"), zz("SWERVE_LIGHTNING_BWD_SPLIT_Z", "2"),
+	        g("SWERVE_LIGHTNING_SEGMENTS", "1"), e("SWERVE_LIGHTNING_SILU_EARLY", "1");
+	return check_fused("core, early, backward split forced, D=64", {700, 1, 333, 1500, 129}, 4,
+	                   64, 0, 8, 1);
+}
+
 static int t_fused_rejects(void)
 {
 	if (!have_gpu())
@@ -1193,6 +1230,10 @@ int main(void)
 	        {"lightning fused SiLU keep, 4 segments, D=64", t_keep_segments_d64},
 	        {"lightning fused SiLU keep, ragged, D=128", t_keep_ragged_d128},
 	        {"lightning fused SiLU keep + backward split, D=64", t_keep_bwd_split},
+	        {"lightning fused SiLU keep2 (not yet run), policy shape, D=64", t_keep2_policy},
+	        {"lightning fused SiLU keep2 (not yet run), ragged, D=64", t_keep2_ragged_d64},
+	        {"lightning fused SiLU keep2 (not yet run), ragged, D=128", t_keep2_ragged_d128},
+	        {"lightning fused SiLU core early (not yet run), split, D=64", t_core_early_split},
 	};
 	/* LIGHTNING_TEST_ONLY=<text>: only the tests whose name contains it (a
 	 * short device run of one round's cases) */
