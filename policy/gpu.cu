@@ -240,7 +240,7 @@ struct policy_gpu {
 	void *ws2;
 	size_t ws2_bytes;
 	int lin32; /* the fp32 lightning kernel (fp32 mode, or POLICY_GPU_LIGHTNING=fp32) */
-	/* round 14: POLICY_GPU_LW_SILU=core (1) | keep (2) (opt-in): the SiLU
+	/* round 14: POLICY_GPU_LW_SILU=keep (2, the default) | core (1) | pass (0): the SiLU
 	 * and its backward folded into kernels/lightning (gpu_linew.h; bf16 mode
 	 * with the bf16 core only, else the passes run) */
 	int lw_silu;
@@ -253,7 +253,7 @@ struct policy_gpu {
 	 * 25.4 ms a micro-batch; POLICY_GPU_ROUTE=v1 / POLICY_GPU_LIN_EW=v1:
 	 * the first versions). */
 	int route_new, lin_ew;
-	int lw_gate; /* round 14: POLICY_GPU_LW_GATE (gpu_gate.h mode; 0: v2) */
+	int lw_gate; /* round 14: POLICY_GPU_LW_GATE (gpu_gate.h mode; 0: v2, 1: v3 the default) */
 	float *route_ws;
 	size_t route_ws_n;
 	/* round 10: route_new 3 / 4 = POLICY_GPU_ROUTE=v3 / v4 (gpu_route.cu; v4
@@ -1641,7 +1641,7 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 		CKR(policy_flash_setup());
 	g->lin32 = prec == POLICY_GPU_FP32 || (getenv("POLICY_GPU_LIGHTNING") &&
 	                                       !strcmp(getenv("POLICY_GPU_LIGHTNING"), "fp32"));
-	{ /* round 14: POLICY_GPU_LW_SILU=pass (the default) | core | keep */
+	{ /* round 14: POLICY_GPU_LW_SILU=keep (the default) | core | pass (rounds 7-13) */
 		int v = policy_lin_silu_mode();
 		if (v < 0)
 			return v;
@@ -1669,8 +1669,8 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 		if (g->lin_ew && v == 0)
 			g->lin_ew = 2;
 	}
-	{ /* round 14: POLICY_GPU_LW_GATE=v2 (the default) | v3 | v3a | v4 | v5 (gpu_gate.cu;
-	   * taken where the v2 passes run; v4: dgn in bf16; v5: a fast sigmoid) */
+	{ /* round 14: POLICY_GPU_LW_GATE=v3 (the default) | v2 (rounds 7-13) | v3a | v4 | v5
+	   * (gpu_gate.cu; taken where the v2 passes run; v4: dgn in bf16; v5: a fast sigmoid) */
 		int v = policy_gate_mode();
 		if (v < 0)
 			return v;
@@ -2094,13 +2094,14 @@ static int lightning_fwd(struct policy_gpu *g, int l, float *y, const struct pol
 		}
 		/* lin_ew: the core's bf16 output stays in o (no fp32 copy) */
 		if (g->lw_silu) /* keep (2): the activated q, k, v into qkv_b too */
-			CKR(swerve_lightning_forward_silu(
-			        g->lin_ew ? (uint16_t *)ly->o : g->bscr, NULL,
-			        g->lw_silu == 2 ? ly->qkv_b : NULL,
-			        g->lw_silu == 2 ? ly->qkv_b + n : NULL,
-			        g->lw_silu == 2 ? ly->qkv_b + 2 * n : NULL, (const uint16_t *)ly->pre,
-			        4 * Hd, g->cu, g->slopes + (size_t)l * c->n_heads, NULL, &dims, g->ws,
-			        g->ws_bytes, PST));
+			CKR(swerve_lightning_forward_silu(g->lin_ew ? (uint16_t *)ly->o : g->bscr,
+			                                  NULL, g->lw_silu == 2 ? ly->qkv_b : NULL,
+			                                  g->lw_silu == 2 ? ly->qkv_b + n : NULL,
+			                                  g->lw_silu == 2 ? ly->qkv_b + 2 * n
+			                                                  : NULL,
+			                                  (const uint16_t *)ly->pre, 4 * Hd, g->cu,
+			                                  g->slopes + (size_t)l * c->n_heads, NULL,
+			                                  &dims, g->ws, g->ws_bytes, PST));
 		else
 			CKR(swerve_lightning_forward(g->lin_ew ? (uint16_t *)ly->o : g->bscr, NULL,
 			                             ly->qkv_b, ly->qkv_b + n, ly->qkv_b + 2 * n,
@@ -2150,8 +2151,8 @@ static int lightning_bwd(struct policy_gpu *g, int l, float *dn, const float *dy
 
 	CKR(mm_dw_side(g, g->ab ? SV_DXB : SV_DX, G + lp->wo, dyA, ly->gn, g->at, T, Hd, D, 0));
 	/* round 14, POLICY_GPU_LW_GATE=v4: dgn in bf16 (bf16 mode) */
-	CKR(mm_dx(g, dgn, g->lw_gate == 3 && g->ab ? CUDA_R_16BF : CUDA_R_32F, dyA,
-	          wp(g, lp->wo), g->at, T, Hd, D, 0, 0));
+	CKR(mm_dx(g, dgn, g->lw_gate == 3 && g->ab ? CUDA_R_16BF : CUDA_R_32F, dyA, wp(g, lp->wo),
+	          g->at, T, Hd, D, 0, 0));
 	/* dpre (dt1) and dO / dq (dbig) are rewritten below: the side stream's
 	 * readers of them (the layer above) done first */
 	CKR(side_wait(g, SV_DT1));

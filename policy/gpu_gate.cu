@@ -37,7 +37,8 @@
  * ~2x their byte floors, bound by the per-element expf and IEEE reciprocal
  * (they slow down with the clock; DRAM reads are exactly the inputs' bytes).
  * gpu_train x (K 4): 21.1 / 21.2 (default, twice) -> 21.0 ms a micro-batch
- * for v3 and v4 (-0.7..-1.2%): opt-in; the default stays v2. The first
+ * for v3 and v4 (-0.7..-1.2%); with the kept SiLU (POLICY_GPU_LW_SILU=keep)
+ * the lead's run made v3 the default (21.2 / 21.5 -> 21.1 / 21.0 ms). The first
  * tries (call 1): a next-row prefetch at 128 registers (spills) 45.2 us, 3
  * blocks an SM at 80 registers (spills) 51.0.
  *
@@ -347,7 +348,7 @@ __global__ static void __launch_bounds__(1024)
 int policy_gate_mode(void)
 {
 	static const char *const names[] = {"v2", "v3", "v3a", "v4", "v5"};
-	return policy_env_choice("POLICY_GPU_LW_GATE", names, 5, 0);
+	return policy_env_choice("POLICY_GPU_LW_GATE", names, 5, 1); /* v3: the default */
 }
 
 int policy_gate_supported(int T, int Hd)

@@ -1,7 +1,7 @@
 /* gpu_gate.h - round 14 (issue 10): the lightning layer's output norm and
  * gate, forward and backward, toward their byte floors (internal to
- * policy/; opt-in: POLICY_GPU_LW_GATE=v3 in gpu.cu; the default v2 stays
- * gpu_linew.cu's k_lw_rms_gate2 / k_lw_gate_rms_bwd2).
+ * policy/; POLICY_GPU_LW_GATE=v3, the default since round 14; v2 is
+ * gpu_linew.cu's k_lw_rms_gate2 / k_lw_gate_rms_bwd2, rounds 7-13).
  *
  * Same contract as policy_lin_rms_gate / policy_lin_gate_rms_bwd of
  * gpu_linew.h: pre (T, 4 Hd) is the interleaved [q | k | v | gate]
@@ -26,7 +26,7 @@
 #ifndef SWERVE_POLICY_GPU_GATE_H
 #define SWERVE_POLICY_GPU_GATE_H
 
-/* POLICY_GPU_LW_GATE: v2 (unset or empty: the default) 0 | v3 1 | v3a 2 |
+/* POLICY_GPU_LW_GATE: v2 0 | v3 (unset or empty: the default) 1 | v3a 2 |
  * v4 3 | v5 4; a misspelt value is SWERVE_EINVAL naming the variable. v3:
  * the forward a one-wave grid of warps striding over the rows (the next
  * row's loads in flight), the backward 2 blocks an SM; v3a: v3 with round

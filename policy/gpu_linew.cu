@@ -344,7 +344,8 @@ int policy_lin_silu(void *out, int out_bf16, const void *pre, int a_bf16, int T,
 	return 0;
 }
 
-/* round 14: POLICY_GPU_LW_SILU=pass (the default: the two passes above) |
+/* round 14: POLICY_GPU_LW_SILU=keep (the default since the lead's round-14
+ * run) | pass (rounds 7-13: the two passes above) |
  * core (kernels/lightning's swerve_lightning_forward_silu /
  * _backward_silu apply the SiLU on their loads and SiLU' in the backward's
  * epilogue) | keep (the forward as core, also writing the activated q, k,
@@ -354,7 +355,7 @@ int policy_lin_silu(void *out, int out_bf16, const void *pre, int a_bf16, int T,
 int policy_lin_silu_mode(void)
 {
 	static const char *const names[] = {"pass", "core", "keep"};
-	return policy_env_choice("POLICY_GPU_LW_SILU", names, 3, 0);
+	return policy_env_choice("POLICY_GPU_LW_SILU", names, 3, 2); /* keep: the default */
 }
 
 int policy_lin_dsilu(void *dpre, int a_bf16, const void *dpost, int post_bf16, const void *pre,

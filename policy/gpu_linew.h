@@ -43,11 +43,11 @@ int policy_lin_gate_rms_bwd(void *dO, float *dw, void *dpre, int a_bf16, const f
 int policy_lin_dsilu(void *dpre, int a_bf16, const void *dpost, int post_bf16, const void *pre,
                      int T, int Hd);
 
-/* round 14: POLICY_GPU_LW_SILU: 0 pass (the default: policy_lin_silu /
+/* round 14: POLICY_GPU_LW_SILU: 0 pass (rounds 7-13: policy_lin_silu /
  * policy_lin_dsilu run), 1 core (kernels/lightning's fused SiLU, recomputed
- * in the backward), 2 keep (fused; the forward also writes the activated
- * q, k, v for the backward), or a negative code with a message naming the
- * variable and its values */
+ * in the backward), 2 keep (unset: the default since round 14; fused, the
+ * forward also writes the activated q, k, v for the backward), or a negative code with a message
+ * naming the variable and its values */
 int policy_lin_silu_mode(void);
 
 #endif

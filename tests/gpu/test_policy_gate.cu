@@ -1,7 +1,7 @@
 /* test_policy_gate.cu - round 14 (issue 10): the lightning layer's output
  * norm + gate, forward and backward, v3 (policy/gpu_gate.cu,
  * POLICY_GPU_LW_GATE=v3 | v3a | v4) against v2 (gpu_linew.cu's
- * k_lw_rms_gate2 / k_lw_gate_rms_bwd2, the default) and a CPU reference in
+ * k_lw_rms_gate2 / k_lw_gate_rms_bwd2, rounds 7-13) and a CPU reference in
  * double. Shapes: Hd from 64 to 1024 (1 to 4 chunks a lane, partly filled
  * lanes), T not a multiple of any block's rows, and the benchmark's (T
  * 8192, Hd 768); the four type pairs (bf16 / fp32 activations x bf16 /
@@ -416,7 +416,7 @@ static int test_refused(void)
 	rc = policy_gate_mode();
 	unsetenv("POLICY_GPU_LW_GATE");
 	CHECK(rc == 1, "v3 gave %d", rc);
-	CHECK(policy_gate_mode() == 0, "unset is not v2");
+	CHECK(policy_gate_mode() == 1, "unset is not v3 (the default since round 14)");
 	CHECK(!policy_gate_supported(10, 1032) && !policy_gate_supported(10, 100) &&
 	              policy_gate_supported(10, 768),
 	      "supported shapes");

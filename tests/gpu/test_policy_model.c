@@ -390,9 +390,10 @@ static int test_fp32_xent_lin_ew_v1(void)
 {
 	return check_with_env("POLICY_GPU_LIN_EW", "v1", POLICY_GPU_FP32, 0);
 }
-/* round 14's lightning output norm + gate kernels (POLICY_GPU_LW_GATE=v3,
- * policy/gpu_gate.cu; v2 is the default every other case runs); the
- * variable's earlier value is put back (a whole run under v4, say) */
+/* the lightning output norm + gate kernels: round 14's v3 (policy/gpu_gate.cu)
+ * is the default every other case runs; these run rounds 7-13's v2
+ * (POLICY_GPU_LW_GATE=v2, gpu_linew.cu); the variable's earlier value is put
+ * back (a whole run under v4, say) */
 static int check_lw_gate(const char *val, enum policy_gpu_precision prec, int pg)
 {
 	const char *was = getenv("POLICY_GPU_LW_GATE");
@@ -409,13 +410,24 @@ static int check_lw_gate(const char *val, enum policy_gpu_precision prec, int pg
 		unsetenv("POLICY_GPU_LW_GATE");
 	return rc;
 }
-static int test_bf16_cispo_lw_gate_v3(void)
+static int test_bf16_cispo_lw_gate_v2(void)
 {
-	return check_lw_gate("v3", POLICY_GPU_BF16, 1);
+	return check_lw_gate("v2", POLICY_GPU_BF16, 1);
 }
-static int test_fp32_xent_lw_gate_v3(void)
+static int test_fp32_xent_lw_gate_v2(void)
 {
-	return check_lw_gate("v3", POLICY_GPU_FP32, 0);
+	return check_lw_gate("v2", POLICY_GPU_FP32, 0);
+}
+/* the lightning SiLU: round 14's keep (folded into kernels/lightning, the
+ * activated q, k, v kept for the backward) is the default every bf16 case
+ * runs; these run the two passes (rounds 7-13) and the recomputing form */
+static int test_bf16_adam_lw_silu_pass(void)
+{
+	return check_with_env("POLICY_GPU_LW_SILU", "pass", POLICY_GPU_BF16, 1);
+}
+static int test_bf16_xent_lw_silu_core(void)
+{
+	return check_with_env("POLICY_GPU_LW_SILU", "core", POLICY_GPU_BF16, 0);
 }
 /* round 7's residual / RMSNorm / embedding passes (POLICY_GPU_EW=old; round
  * 8's warp-per-row passes of policy/gpu_ew.cu are the default every other
@@ -1452,10 +1464,14 @@ int main(void)
 	         test_bf16_xent_lin_ew_v1},
 	        {"gpu model fp32, lightning norm kernels v1 (POLICY_GPU_LIN_EW=v1)",
 	         test_fp32_xent_lin_ew_v1},
-	        {"gpu model bf16 CISPO, lightning gate v3 (POLICY_GPU_LW_GATE=v3)",
-	         test_bf16_cispo_lw_gate_v3},
-	        {"gpu model fp32, lightning gate v3 (POLICY_GPU_LW_GATE=v3)",
-	         test_fp32_xent_lw_gate_v3},
+	        {"gpu model bf16 CISPO, lightning gate v2 (POLICY_GPU_LW_GATE=v2)",
+	         test_bf16_cispo_lw_gate_v2},
+	        {"gpu model fp32, lightning gate v2 (POLICY_GPU_LW_GATE=v2)",
+	         test_fp32_xent_lw_gate_v2},
+	        {"gpu model bf16 + an AdamW step, the lightning SiLU as two passes (LW_SILU=pass)",
+	         test_bf16_adam_lw_silu_pass},
+	        {"gpu model bf16, the lightning SiLU recomputed in the core (LW_SILU=core)",
+	         test_bf16_xent_lw_silu_core},
 	        {"gpu model bf16 CISPO on fp32 activation storage (fp32 pre / gn)",
 	         test_bf16_cispo_act32},
 	        {"fused and per-tensor AdamW vs a host AdamW on the GPU's gradients (bf16)",
