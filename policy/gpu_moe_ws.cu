@@ -194,12 +194,27 @@ enum { WS_UPD = 7, WS_DOWND, WS_UP_DXD };
  * the same with each chunk after the wait for block kb - 1 and the release
  * of its stage, not before them (see ws_def_keep) */
 enum { WS_UPR = 10, WS_DOWNR, WS_UP_DXR };
+/* round 15 (POLICY_GPU_MOE_WSB_SILU, opt-in): UP with a cheaper epilogue
+ * (see ws_epi15): WS_UPS the SiLU with half its MUFU reciprocals on the FMA
+ * pipe and the quad transposes replaced by stmatrix through a per-warp
+ * shared staging buffer ("fast"); WS_UPSX the same stores with wsb2's math
+ * ("stsm": outputs bit for bit WS_UP's); WS_UPF the fast math with wsb2's
+ * shuffles ("fastshfl") */
+enum { WS_UPF = 13, WS_UPS, WS_UPSX };
+__host__ __device__ constexpr bool ws_stsm(int m)
+{
+	return m == WS_UPS || m == WS_UPSX;
+}
+/* a consumer warp's staging (WS_UPS / WS_UPSX): 3 outputs x 16 rows x 32
+ * columns of bf16 */
+#define WS_STG_WARP 3072
+#define WS_STG      (8 * WS_STG_WARP)
 __host__ __device__ constexpr int ws_base(int m)
 {
-	return m == WS_UPD || m == WS_UPR         ? WS_UP
-	       : m == WS_DOWND || m == WS_DOWNR   ? WS_DOWN
-	       : m == WS_UP_DXD || m == WS_UP_DXR ? WS_UP_DX
-	                                          : m;
+	return m == WS_UPD || m == WS_UPR || m == WS_UPF || ws_stsm(m) ? WS_UP
+	       : m == WS_DOWND || m == WS_DOWNR                        ? WS_DOWN
+	       : m == WS_UP_DXD || m == WS_UP_DXR                      ? WS_UP_DX
+	                                                               : m;
 }
 
 /* the epilogue's stores (POLICY_GPU_MOE_WSB_EPI, for measurements) */
@@ -380,6 +395,122 @@ __device__ __forceinline__ static void ws_epi(const struct ws_args &a, const flo
 				*(uint32_t *)a.hh = v1[0] ^ v1[1] ^ v1[2] ^ v1[3] ^ v3[0] ^ v3[1] ^
 				                    v3[2] ^ v3[3] ^ vh[0] ^ vh[1] ^ vh[2] ^ vh[3];
 			}
+		}
+	}
+}
+
+/* round 15: hh of a pair of rounded h1 / h3 values (packed bf16) with 3
+ * MUFU ops instead of 4: the low element as ws_silu (ex2 + reciprocal), the
+ * high one's reciprocal 1 / y (y = 1 + e^-x, clamped to 2^126 so an infinite
+ * e^-x cannot make a NaN) from a bit-trick guess (|1 - y r0| <= 0.051 over
+ * a binade) refined by one cubic step r0 (1 + t + t^2), t = 1 - y r0 (3 FMA:
+ * relative error <= 1.3e-4 before rounding, 1 / 30 of a bf16 ulp), so the
+ * MUFU pipe and the issue slots are about equally loaded; the product with
+ * h3 in fp32 and one rounding as ws_epi, so hh is within 1 bf16 ulp of
+ * ws_epi's (and h1 / h3 are bit for bit). Where y reaches 2^126 (x < -87)
+ * __fdividef gives 0 and this ~x 2^-126 */
+__device__ __forceinline__ static uint32_t ws_hh_fast(uint32_t v1, uint32_t v3)
+{
+	const float x0 = ws_lo(v1), x1 = ws_hi(v1);
+	const float y = fminf(1.0f + __expf(-x1), 0x1p126f);
+	float r = __int_as_float(0x7ef31000 - __float_as_int(y));
+	const float t = fmaf(-y, r, 1.0f);
+	r = fmaf(r, fmaf(t, t, t), r);
+	return ws_pack(ws_silu(x0) * ws_lo(v3), x1 * r * ws_hi(v3));
+}
+
+__device__ __forceinline__ static void ws_stsm4(uint32_t addr, const uint32_t (&v)[4])
+{
+	asm volatile(
+	        "stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(addr),
+	        "r"(v[0]), "r"(v[1]), "r"(v[2]), "r"(v[3])
+	        : "memory");
+}
+__device__ __forceinline__ static uint4 ws_lds16(uint32_t addr);
+
+/* round 15 (POLICY_GPU_MOE_WSB_SILU): UP's epilogue, cheaper. Why: wsb2's
+ * costs ~0.019 ms of up's 0.100 in arithmetic and shuffles (H100, the
+ * lead's EPI=nostore / none), and per pair of outputs it issues ~33
+ * instructions a thread (2 packs + 4 unpacks + 2 x 5 for the SiLUs + 2
+ * products + a pack, and the three quad transposes' 12 shuffles and ~36
+ * selects a 4-block group over its 8 pairs) while the MUFU pipe (16
+ * lanes a clock an SM: 8 cycles a warp instruction) needs 4 x 8 = 32
+ * cycles: both limits are reached together, so moving MUFU work to the FMA
+ * pipe alone gains nothing. FAST (WS_UPS, WS_UPF): ws_hh_fast (3 MUFU a
+ * pair, +4 issues). STSM (WS_UPS, WS_UPSX): each row half's 4 blocks of an
+ * output by one stmatrix.x4 (the mma fragment is stmatrix's layout) into
+ * the warp's staging (16 rows x 64 bytes an output, 16-byte chunk c of row
+ * R at chunk c ^ ((R >> 1) & 3): stmatrix's 8 rows and the reads' quarter
+ * warps hit 8 distinct bank groups), __syncwarp, each lane reads back its
+ * block's 16 bytes and stores them as ws_epi does, __syncwarp (the next
+ * group reuses the buffer): 6 stmatrix + 6 loads + 2 warp syncs a group
+ * instead of ~96 shuffles and selects. Predicted per pair: ~26 issues, 24
+ * MUFU cycles (against ~33 / 32) */
+template <bool FAST, bool STSM>
+__device__ __forceinline__ static void ws_epi15(const struct ws_args &a, const float (&acc)[128],
+                                                int rr, int r1, int n0, int q, int lane,
+                                                uint32_t stg)
+{
+	const int F = a.F;
+#pragma unroll
+	for (int g = 0; g < 4; g++) {
+		const int f = n0 + 8 * (4 * g + q);
+#pragma unroll
+		for (int h = 0; h < 2; h++) {
+			uint32_t v[3][4]; /* output (h1, h3, hh), block */
+#pragma unroll
+			for (int jj = 0; jj < 4; jj++) {
+				const int j = 4 * g + jj;
+				const uint32_t v1 =
+				        ws_pack(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
+				const uint32_t v3 = ws_pack(acc[64 + 4 * j + 2 * h],
+				                            acc[64 + 4 * j + 2 * h + 1]);
+				v[0][jj] = v1;
+				v[1][jj] = v3;
+				v[2][jj] = FAST ? ws_hh_fast(v1, v3)
+				                : ws_pack(ws_silu(ws_lo(v1)) * ws_lo(v3),
+				                          ws_silu(ws_hi(v1)) * ws_hi(v3));
+			}
+			if constexpr (STSM) {
+				const int R = 8 * h + (lane & 7);
+				const uint32_t o = (uint32_t)R * 64 +
+				                   ((uint32_t)((lane >> 3) ^ ((R >> 1) & 3)) << 4);
+#pragma unroll
+				for (int k = 0; k < 3; k++)
+					ws_stsm4(stg + k * 1024 + o, v[k]);
+			} else {
+				const int row = rr + 8 * h;
+#pragma unroll
+				for (int k = 0; k < 3; k++)
+					ws_transpose4(v[k], q);
+				if (row < r1 && f < F) {
+					const size_t off = (size_t)row * F + f;
+					*(uint4 *)(a.h1 + off) =
+					        make_uint4(v[0][0], v[0][1], v[0][2], v[0][3]);
+					*(uint4 *)(a.h3 + off) =
+					        make_uint4(v[1][0], v[1][1], v[1][2], v[1][3]);
+					*(uint4 *)(a.hh + off) =
+					        make_uint4(v[2][0], v[2][1], v[2][2], v[2][3]);
+				}
+			}
+		}
+		if constexpr (STSM) {
+			__syncwarp();
+#pragma unroll
+			for (int h = 0; h < 2; h++) {
+				const int R = 8 * h + (lane >> 2), row = rr + 8 * h;
+				const uint32_t o =
+				        (uint32_t)R * 64 + ((uint32_t)(q ^ ((R >> 1) & 3)) << 4);
+				const uint4 u1 = ws_lds16(stg + o), u3 = ws_lds16(stg + 1024 + o),
+				            uh = ws_lds16(stg + 2048 + o);
+				if (row < r1 && f < F) {
+					const size_t off = (size_t)row * F + f;
+					*(uint4 *)(a.h1 + off) = u1;
+					*(uint4 *)(a.h3 + off) = u3;
+					*(uint4 *)(a.hh + off) = uh;
+				}
+			}
+			__syncwarp();
 		}
 	}
 }
@@ -928,7 +1059,8 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 {
 	typedef ws_geo<MODE> G;
 	constexpr int MB = ws_base(MODE);
-	constexpr bool DEF = MODE != MB; /* round 14: the deferred epilogue */
+	/* round 14: the deferred epilogue */
+	constexpr bool DEF = MODE >= WS_UPD && MODE <= WS_UP_DXR;
 	constexpr bool REL = MODE >= WS_UPR && MODE <= WS_UP_DXR; /* its chunks after the release */
 	static_assert(!PP || !G::DW, "ping-pong: row modes only");
 	static_assert(!PP || MB != WS_DOWN_DXT, "ping-pong: not with h1 / h3 by TMA");
@@ -1234,6 +1366,10 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 		if constexpr (DEF) {
 			ws_def_keep<MB>(a, acc, P, pd, r0 + rr, r1, n0, q);
 			pend = true;
+		} else if constexpr (MODE == WS_UPF || ws_stsm(MODE)) { /* round 15 */
+			ws_epi15<MODE != WS_UPSX, ws_stsm(MODE)>(
+			        a, acc, r0 + rr, r1, n0, q, lane,
+			        sbase + WS_ST * STG + (uint32_t)(warp - 4) * WS_STG_WARP);
 		} else if constexpr (MB == WS_UP) {
 			ws_epi(a, acc, r0 + rr, r1, n0, q);
 		} else if constexpr (MB == WS_DOWN_DXT) {
@@ -1327,8 +1463,16 @@ static int ws_aligned(const void *p)
 	return ((uintptr_t)p & 15) == 0;
 }
 
+/* the dynamic shared memory of k_ws<MODE, st, pp>: the ring (+ round 15's
+ * staging) */
+static constexpr int ws_smem(int mode, int st, bool pp)
+{
+	return WS_SMEMX(st, pp) + (ws_stsm(mode) ? WS_STG : 0);
+}
+
 /* the CTAs of a full grid of k_ws<MODE, ST> (SMs x CTAs an SM; the shared
  * memory attribute set once), or a negative code */
+
 template <int MODE, int ST, bool PP> static int ws_ctas(void)
 {
 	static int ctas;
@@ -1336,15 +1480,15 @@ template <int MODE, int ST, bool PP> static int ws_ctas(void)
 		int dev, sms, occ;
 		CK(cudaFuncSetAttribute(k_ws<MODE, ST, PP>,
 		                        cudaFuncAttributeMaxDynamicSharedMemorySize,
-		                        WS_SMEMX(ST, PP)));
+		                        ws_smem(MODE, ST, PP)));
 		CK(cudaGetDevice(&dev));
 		CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-		CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, k_ws<MODE, ST, PP>,
-		                                                 WS_THREADS, WS_SMEMX(ST, PP)));
+		CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+		        &occ, k_ws<MODE, ST, PP>, WS_THREADS, ws_smem(MODE, ST, PP)));
 		if (occ < 1)
 			return swerve_error_set(SWERVE_ERROR,
 			                        "gpu moe wsb: no CTA fits an SM (%d bytes)",
-			                        WS_SMEMX(ST, PP));
+			                        ws_smem(MODE, ST, PP));
 		ctas = sms * occ;
 	}
 	return ctas;
@@ -1507,57 +1651,97 @@ static int ws_launch(const struct policy_moe_dims *d, struct ws_args *a, const u
 	const cudaStream_t cs = (cudaStream_t)stream;
 	if constexpr (PP) {
 		if (st == 5)
-			k_ws<MODE, 5, true><<<grid, WS_THREADS, WS_SMEMX(5, 1), cs>>>(*a, tm);
+			k_ws<MODE, 5, true>
+			        <<<grid, WS_THREADS, ws_smem(MODE, 5, true), cs>>>(*a, tm);
 		else
-			k_ws<MODE, 4, true><<<grid, WS_THREADS, WS_SMEMX(4, 1), cs>>>(*a, tm);
+			k_ws<MODE, 4, true>
+			        <<<grid, WS_THREADS, ws_smem(MODE, 4, true), cs>>>(*a, tm);
 	} else {
 		if (st == 3)
-			k_ws<MODE, 3, false><<<grid, WS_THREADS, WS_SMEMX(3, 0), cs>>>(*a, tm);
+			k_ws<MODE, 3, false>
+			        <<<grid, WS_THREADS, ws_smem(MODE, 3, false), cs>>>(*a, tm);
 		else
-			k_ws<MODE, 4, false><<<grid, WS_THREADS, WS_SMEMX(4, 0), cs>>>(*a, tm);
+			k_ws<MODE, 4, false>
+			        <<<grid, WS_THREADS, ws_smem(MODE, 4, false), cs>>>(*a, tm);
 	}
 	LAUNCHED();
 	return 0;
 }
 
+/* the launchers of the row products: UP from xg (name: the variant, for
+ * the message) and the fp32 ones (DOWN: b1 NULL; UP_DX) */
+template <int MODE, bool PP = false>
+static int ws_up_as(const char *name, const struct policy_moe_dims *d, uint16_t *h1, uint16_t *h3,
+                    uint16_t *hh, const uint16_t *xg, const uint16_t *w1, const uint16_t *w3,
+                    int cap, void *stream)
+{
+	struct ws_args a = {};
+	if (!d->gathered)
+		return swerve_error_set(SWERVE_EINVAL, "gpu moe %s: up needs the gathered xg",
+		                        name);
+	a.h1 = h1;
+	a.h3 = h3;
+	a.hh = hh;
+	return ws_launch<MODE, PP>(d, &a, xg, w1, w3, cap, stream);
+}
+
+template <int MODE, bool PP = false>
+static int ws_f32_as(const struct policy_moe_dims *d, float *out, const uint16_t *A,
+                     const uint16_t *b0, const uint16_t *b1, int cap, void *stream)
+{
+	struct ws_args a = {};
+	a.out = out;
+	return ws_launch<MODE, PP>(d, &a, A, b0, b1, cap, stream);
+}
+
+template <int MODE, bool PP = false>
+static int ws_down_dx_as(const struct policy_moe_dims *d, uint16_t *dh13, const uint16_t *dyp,
+                         const uint16_t *w2, const uint16_t *h1, const uint16_t *h3, int cap,
+                         void *stream)
+{
+	struct ws_args a = {};
+	a.x1 = h1;
+	a.x3 = h3;
+	a.dh13 = dh13;
+	return ws_launch<MODE, PP>(d, &a, dyp, w2, NULL, cap, stream);
+}
+
+/* round 15: POLICY_GPU_MOE_WSB_SILU picks UP's epilogue: exact (unset: wsb2's
+ * ws_epi), fast (WS_UPS), stsm (WS_UPSX), fastshfl (WS_UPF); see ws_epi15 */
 int policy_moe_ws_up(const struct policy_moe_dims *d, uint16_t *h1, uint16_t *h3, uint16_t *hh,
                      const uint16_t *xg, const uint16_t *w1, const uint16_t *w3, int cap,
                      void *stream)
 {
-	struct ws_args a = {};
-	if (!d->gathered)
-		return swerve_error_set(SWERVE_EINVAL, "gpu moe wsb: up needs the gathered xg");
-	a.h1 = h1;
-	a.h3 = h3;
-	a.hh = hh;
-	return ws_launch<WS_UP>(d, &a, xg, w1, w3, cap, stream);
+	static const char *const silus[] = {"exact", "fast", "stsm", "fastshfl"};
+	const int si = policy_env_choice("POLICY_GPU_MOE_WSB_SILU", silus, 4, 0);
+	if (si < 0)
+		return si;
+	if (si == 1)
+		return ws_up_as<WS_UPS>("wsb", d, h1, h3, hh, xg, w1, w3, cap, stream);
+	if (si == 2)
+		return ws_up_as<WS_UPSX>("wsb", d, h1, h3, hh, xg, w1, w3, cap, stream);
+	if (si == 3)
+		return ws_up_as<WS_UPF>("wsb", d, h1, h3, hh, xg, w1, w3, cap, stream);
+	return ws_up_as<WS_UP>("wsb", d, h1, h3, hh, xg, w1, w3, cap, stream);
 }
 
 int policy_moe_ws_down(const struct policy_moe_dims *d, float *yp, const uint16_t *hh,
                        const uint16_t *w2, int cap, void *stream)
 {
-	struct ws_args a = {};
-	a.out = yp;
-	return ws_launch<WS_DOWN>(d, &a, hh, w2, NULL, cap, stream);
+	return ws_f32_as<WS_DOWN>(d, yp, hh, w2, NULL, cap, stream);
 }
 
 int policy_moe_ws_up_dx(const struct policy_moe_dims *d, float *dxp, const uint16_t *dh13,
                         const uint16_t *w1, const uint16_t *w3, int cap, void *stream)
 {
-	struct ws_args a = {};
-	a.out = dxp;
-	return ws_launch<WS_UP_DX>(d, &a, dh13, w1, w3, cap, stream);
+	return ws_f32_as<WS_UP_DX>(d, dxp, dh13, w1, w3, cap, stream);
 }
 
 int policy_moe_ws_down_dx(const struct policy_moe_dims *d, uint16_t *dh13, const uint16_t *dyp,
                           const uint16_t *w2, const uint16_t *h1, const uint16_t *h3, int cap,
                           void *stream)
 {
-	struct ws_args a = {};
-	a.x1 = h1;
-	a.x3 = h3;
-	a.dh13 = dh13;
-	return ws_launch<WS_DOWN_DX>(d, &a, dyp, w2, NULL, cap, stream);
+	return ws_down_dx_as<WS_DOWN_DX>(d, dh13, dyp, w2, h1, h3, cap, stream);
 }
 
 int policy_moe_ws_down_dw(const struct policy_moe_dims *d, float *dw2, const uint16_t *dyp,
@@ -1587,104 +1771,69 @@ int policy_moe_ws4_up(const struct policy_moe_dims *d, uint16_t *h1, uint16_t *h
                       const uint16_t *xg, const uint16_t *w1, const uint16_t *w3, int cap,
                       void *stream)
 {
-	struct ws_args a = {};
-	if (!d->gathered)
-		return swerve_error_set(SWERVE_EINVAL, "gpu moe wsb4: up needs the gathered xg");
-	a.h1 = h1;
-	a.h3 = h3;
-	a.hh = hh;
-	return ws_launch<WS_UP, true>(d, &a, xg, w1, w3, cap, stream);
+	return ws_up_as<WS_UP, true>("wsb4", d, h1, h3, hh, xg, w1, w3, cap, stream);
 }
 
 int policy_moe_ws4_down(const struct policy_moe_dims *d, float *yp, const uint16_t *hh,
                         const uint16_t *w2, int cap, void *stream)
 {
-	struct ws_args a = {};
-	a.out = yp;
-	return ws_launch<WS_DOWN, true>(d, &a, hh, w2, NULL, cap, stream);
+	return ws_f32_as<WS_DOWN, true>(d, yp, hh, w2, NULL, cap, stream);
 }
 
 int policy_moe_ws4_up_dx(const struct policy_moe_dims *d, float *dxp, const uint16_t *dh13,
                          const uint16_t *w1, const uint16_t *w3, int cap, void *stream)
 {
-	struct ws_args a = {};
-	a.out = dxp;
-	return ws_launch<WS_UP_DX, true>(d, &a, dh13, w1, w3, cap, stream);
+	return ws_f32_as<WS_UP_DX, true>(d, dxp, dh13, w1, w3, cap, stream);
 }
 
 int policy_moe_ws4_down_dx(const struct policy_moe_dims *d, uint16_t *dh13, const uint16_t *dyp,
                            const uint16_t *w2, const uint16_t *h1, const uint16_t *h3, int cap,
                            void *stream)
 {
-	struct ws_args a = {};
-	a.x1 = h1;
-	a.x3 = h3;
-	a.dh13 = dh13;
-	return ws_launch<WS_DOWN_DX, true>(d, &a, dyp, w2, NULL, cap, stream);
+	return ws_down_dx_as<WS_DOWN_DX, true>(d, dh13, dyp, w2, h1, h3, cap, stream);
 }
 
 /* round 14 ("wsb6", opt-in): up (from xg), down and up dX with the
  * epilogue deferred under the next tile's main loop (WS_UPD, WS_DOWND,
  * WS_UP_DXD; outputs bit for bit those of policy_moe_ws_up / _down /
- * _up_dx) */
+ * _up_dx); "wsb6r" (opt-in): the same, each chunk after the previous
+ * block's release (WS_UPR, WS_DOWNR, WS_UP_DXR) */
 int policy_moe_ws6_up(const struct policy_moe_dims *d, uint16_t *h1, uint16_t *h3, uint16_t *hh,
                       const uint16_t *xg, const uint16_t *w1, const uint16_t *w3, int cap,
                       void *stream)
 {
-	struct ws_args a = {};
-	if (!d->gathered)
-		return swerve_error_set(SWERVE_EINVAL, "gpu moe wsb6: up needs the gathered xg");
-	a.h1 = h1;
-	a.h3 = h3;
-	a.hh = hh;
-	return ws_launch<WS_UPD>(d, &a, xg, w1, w3, cap, stream);
+	return ws_up_as<WS_UPD>("wsb6", d, h1, h3, hh, xg, w1, w3, cap, stream);
 }
 
 int policy_moe_ws6_down(const struct policy_moe_dims *d, float *yp, const uint16_t *hh,
                         const uint16_t *w2, int cap, void *stream)
 {
-	struct ws_args a = {};
-	a.out = yp;
-	return ws_launch<WS_DOWND>(d, &a, hh, w2, NULL, cap, stream);
+	return ws_f32_as<WS_DOWND>(d, yp, hh, w2, NULL, cap, stream);
 }
 
 int policy_moe_ws6_up_dx(const struct policy_moe_dims *d, float *dxp, const uint16_t *dh13,
                          const uint16_t *w1, const uint16_t *w3, int cap, void *stream)
 {
-	struct ws_args a = {};
-	a.out = dxp;
-	return ws_launch<WS_UP_DXD>(d, &a, dh13, w1, w3, cap, stream);
+	return ws_f32_as<WS_UP_DXD>(d, dxp, dh13, w1, w3, cap, stream);
 }
 
-/* round 14, "wsb6r" (opt-in, not yet run on a GPU): the same products, each
- * chunk after the previous block's release */
 int policy_moe_ws6r_up(const struct policy_moe_dims *d, uint16_t *h1, uint16_t *h3, uint16_t *hh,
                        const uint16_t *xg, const uint16_t *w1, const uint16_t *w3, int cap,
                        void *stream)
 {
-	struct ws_args a = {};
-	if (!d->gathered)
-		return swerve_error_set(SWERVE_EINVAL, "gpu moe wsb6r: up needs the gathered xg");
-	a.h1 = h1;
-	a.h3 = h3;
-	a.hh = hh;
-	return ws_launch<WS_UPR>(d, &a, xg, w1, w3, cap, stream);
+	return ws_up_as<WS_UPR>("wsb6r", d, h1, h3, hh, xg, w1, w3, cap, stream);
 }
 
 int policy_moe_ws6r_down(const struct policy_moe_dims *d, float *yp, const uint16_t *hh,
                          const uint16_t *w2, int cap, void *stream)
 {
-	struct ws_args a = {};
-	a.out = yp;
-	return ws_launch<WS_DOWNR>(d, &a, hh, w2, NULL, cap, stream);
+	return ws_f32_as<WS_DOWNR>(d, yp, hh, w2, NULL, cap, stream);
 }
 
 int policy_moe_ws6r_up_dx(const struct policy_moe_dims *d, float *dxp, const uint16_t *dh13,
                           const uint16_t *w1, const uint16_t *w3, int cap, void *stream)
 {
-	struct ws_args a = {};
-	a.out = dxp;
-	return ws_launch<WS_UP_DXR>(d, &a, dh13, w1, w3, cap, stream);
+	return ws_f32_as<WS_UP_DXR>(d, dxp, dh13, w1, w3, cap, stream);
 }
 
 /* round 13 ("wsb5", opt-in): down dX with h1 / h3 by TMA into the ring
@@ -1693,11 +1842,7 @@ int policy_moe_ws5_down_dx(const struct policy_moe_dims *d, uint16_t *dh13, cons
                            const uint16_t *w2, const uint16_t *h1, const uint16_t *h3, int cap,
                            void *stream)
 {
-	struct ws_args a = {};
-	a.x1 = h1;
-	a.x3 = h3;
-	a.dh13 = dh13;
-	int rc = ws_launch<WS_DOWN_DXT>(d, &a, dyp, w2, NULL, cap, stream);
+	int rc = ws_down_dx_as<WS_DOWN_DXT>(d, dh13, dyp, w2, h1, h3, cap, stream);
 	if (rc == SWERVE_ELIMIT) {
 		static int told;
 		if (!told++)

@@ -48,7 +48,7 @@ static int cmpf(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-#define NVAR 22
+#define NVAR 25
 #define NP   12
 
 int main(int argc, char **argv)
@@ -85,11 +85,15 @@ int main(int argc, char **argv)
 	 * (A = xg), down and up dX's epilogues deferred under the next tile's
 	 * main loop, wsb6u = only up's (rows "up, A = xg", "down", "up dX"
 	 * against wsb2's; name a variant twice to interleave repeats); wsb6r =
-	 * wsb6 with each chunk after the previous block's release */
+	 * wsb6 with each chunk after the previous block's release; round 15:
+	 * "wsb2:S" = wsb2 with POLICY_GPU_MOE_WSB_SILU=S (fast: up's epilogue
+	 * with fewer MUFU ops and stmatrix; stsm: only the stmatrix stores;
+	 * fastshfl: only the math; the row "up, A = xg" against wsb2's) */
 	static const char *const all_env[NVAR] = {
-	        "wg",       "wgt",   "wgtd",       "wgm",  "wgp",     "ws2",  "mma",  "wg256",
-	        "wgtd+tma", "wgtdp", "wgtdp/c132", "wsb",  "wsb/c66", "wsb2", "wsb3", "wsb4",
-	        "wsb4a",    "wsb4d", "wsb5",       "wsb6", "wsb6u",   "wsb6r"};
+	        "wg",    "wgt",       "wgtd",      "wgm",          "wgp",  "ws2",     "mma",
+	        "wg256", "wgtd+tma",  "wgtdp",     "wgtdp/c132",   "wsb",  "wsb/c66", "wsb2",
+	        "wsb3",  "wsb4",      "wsb4a",     "wsb4d",        "wsb5", "wsb6",    "wsb6u",
+	        "wsb6r", "wsb2:fast", "wsb2:stsm", "wsb2:fastshfl"};
 	const char *var_env[NVAR];
 	int ndev = 0, nvar = 0;
 	if (argc > 1 && argv[1][0] >= '0' && argv[1][0] <= '9') { /* the first n */
@@ -156,6 +160,13 @@ int main(int argc, char **argv)
 		{ /* "NAME+EPI": NAME with POLICY_GPU_MOE_EPI=EPI */
 			char k[32];
 			snprintf(k, sizeof(k), "%s", var_env[v >> 1]);
+			char *silu = strchr(k, ':');
+			if (silu) { /* "NAME:S": POLICY_GPU_MOE_WSB_SILU=S */
+				*silu = 0;
+				setenv("POLICY_GPU_MOE_WSB_SILU", silu + 1, 1);
+			} else {
+				unsetenv("POLICY_GPU_MOE_WSB_SILU");
+			}
 			char *plus = strchr(k, '+'), *cap = strstr(k, "/c");
 			unsetenv("POLICY_GPU_MOE_CTAS");
 			if (cap) { /* "NAME/cN": at most N persistent CTAs */

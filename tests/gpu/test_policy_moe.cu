@@ -491,13 +491,23 @@ static int check_case1(int T, int K, int E, int D, int F, int route)
  * CTA, so the chunks run between the next tile's k blocks, or after them in
  * the cases with fewer than 8; on the full grid mostly the last tile's flush
  * after the loop); "wsb6u": only up's; "wsb6r" (/c3, /s3): wsb6 with each
- * chunk after the previous k block's stage is released */
-#define NVARIANTS 32
+ * chunk after the previous k block's stage is released. Round 15:
+ * "wsb2:fast" (/c3, /s3) = wsb2 with POLICY_GPU_MOE_WSB_SILU=fast (up's
+ * epilogue with fewer MUFU ops and stmatrix instead of the quad
+ * transposes), "wsb2:stsm" (stmatrix, wsb2's math: bit for bit wsb2's),
+ * "wsb2:fastshfl" (the fast math, wsb2's shuffles); with them the case
+ * "SiLU epilogue vs wsb2's" compares h1 / h3 (bit for bit) and hh (at most
+ * 1 bf16 ulp; stsm: bit for bit) with the exact epilogue's at the
+ * benchmark's shape */
+#define NVARIANTS 38
 static const char *const variant_env[NVARIANTS] = {
-        "mma",      "wg",      "wg256",    "wgp",     "wgm",     "ws2",   "wgt",      "wgtd",
-        "wgtd+tma", "wgtdp",   "wgtdp/c3", "wsb",     "wsb/c3",  "wsb2",  "wsb2/c3",  "wsb3",
-        "wsb3/c3",  "wsb3/k1", "wsb4",     "wsb4/c3", "wsb4/s4", "wsb4d", "wsb5",     "wsb5/c3",
-        "wsb5/s3",  "wsb6",    "wsb6/c3",  "wsb6/s3", "wsb6u",   "wsb6r", "wsb6r/c3", "wsb6r/s3"};
+        "mma",           "wg",          "wg256",     "wgp",          "wgm",          "ws2",
+        "wgt",           "wgtd",        "wgtd+tma",  "wgtdp",        "wgtdp/c3",     "wsb",
+        "wsb/c3",        "wsb2",        "wsb2/c3",   "wsb3",         "wsb3/c3",      "wsb3/k1",
+        "wsb4",          "wsb4/c3",     "wsb4/s4",   "wsb4d",        "wsb5",         "wsb5/c3",
+        "wsb5/s3",       "wsb6",        "wsb6/c3",   "wsb6/s3",      "wsb6u",        "wsb6r",
+        "wsb6r/c3",      "wsb6r/s3",    "wsb2:fast", "wsb2/c3:fast", "wsb2/s3:fast", "wsb2:stsm",
+        "wsb2:fastshfl", "wsb2/c3:stsm"};
 /* POLICY_GPU_MOE_WSB_KCH as the run started ("NAME/kN" sets it for NAME) */
 static const char *kch_env;
 /* POLICY_GPU_MOE_WSB_ST as the run started ("NAME/sN" sets it for NAME) */
@@ -510,6 +520,13 @@ static void variant_setenv(void)
 {
 	char k[32];
 	snprintf(k, sizeof(k), "%s", variant_env[variant]);
+	char *silu = strchr(k, ':');
+	if (silu) { /* "NAME:S": POLICY_GPU_MOE_WSB_SILU=S (round 15) */
+		*silu = 0;
+		setenv("POLICY_GPU_MOE_WSB_SILU", silu + 1, 1);
+	} else {
+		unsetenv("POLICY_GPU_MOE_WSB_SILU");
+	}
 	char *plus = strchr(k, '+'), *cap = strstr(k, "/c"), *kch = strstr(k, "/k"),
 	     *st = strstr(k, "/s");
 	unsetenv("POLICY_GPU_MOE_CTAS");
@@ -644,6 +661,98 @@ static int test_ctas_misspelt(void)
 	return 0;
 }
 
+/* round 15: with "NAME:S" (POLICY_GPU_MOE_WSB_SILU=S), up from xg at the
+ * benchmark's shape (T 8192, top-2 of 8 balanced, D 768, F 1024; x scaled
+ * by xs, so h1 reaches ~4 xs) against the exact epilogue (the variable
+ * unset) on the same inputs: h1 / h3 bit for bit, hh within 1 bf16 ulp
+ * (stsm: bit for bit); prints the largest difference and how many differ */
+static int32_t bf_ord(uint16_t h)
+{
+	return (h & 0x8000) ? -(int32_t)(h & 0x7fff) : (int32_t)h;
+}
+static int silu_case(float xs)
+{
+	const int T = 8192, K = 2, E = 8, D = 768, F = 1024, R = T * K;
+	const char *sv = getenv("POLICY_GPU_MOE_WSB_SILU");
+	const size_t nRD = (size_t)R * D, nRF = (size_t)R * F, wsz = (size_t)E * F * D;
+	int fail = 0, offs[E + 1];
+	for (int e = 0; e <= E; e++)
+		offs[e] = e * (R / E);
+	int *perm = (int *)malloc(R * sizeof(int));
+	uint16_t *x = (uint16_t *)malloc(nRD * 2), *w = (uint16_t *)malloc(2 * wsz * 2);
+	for (int i = 0; i < R; i++)
+		perm[i] = i;
+	for (size_t i = 0; i < nRD; i++)
+		x[i] = f2bf(xs * nrand());
+	for (size_t i = 0; i < 2 * wsz; i++)
+		w[i] = f2bf(nrand() / sqrtf((float)D));
+	int *d_offs = (int *)dup_dev(offs, (E + 1) * 4), *d_perm = (int *)dup_dev(perm, R * 4);
+	uint16_t *d_x = (uint16_t *)dup_dev(x, nRD * 2), *d_w = (uint16_t *)dup_dev(w, 2 * wsz * 2);
+	uint16_t *o[2][3];
+	for (int v = 0; v < 2; v++)
+		for (int i = 0; i < 3; i++)
+			o[v][i] = (uint16_t *)poisoned(nRF * 2);
+	CHECK(d_offs && d_perm && d_x && d_w && o[1][2], "cudaMalloc failed");
+	struct policy_moe_dims dm = {T, K, E, D, F, d_offs, d_perm, 1};
+	char keep[32];
+	snprintf(keep, sizeof(keep), "%s", sv ? sv : "");
+	unsetenv("POLICY_GPU_MOE_WSB_SILU");
+	CKM(policy_moe_up(&dm, o[0][0], o[0][1], o[0][2], d_x, d_w, d_w + wsz));
+	setenv("POLICY_GPU_MOE_WSB_SILU", keep, 1);
+	CKM(policy_moe_up(&dm, o[1][0], o[1][1], o[1][2], d_x, d_w, d_w + wsz));
+	CKC(cudaDeviceSynchronize());
+	uint16_t *hv[2][3];
+	for (int v = 0; v < 2; v++)
+		for (int i = 0; i < 3; i++) {
+			hv[v][i] = (uint16_t *)malloc(nRF * 2);
+			CKC(cudaMemcpy(hv[v][i], o[v][i], nRF * 2, cudaMemcpyDeviceToHost));
+		}
+	const int exact = !strcmp(keep, "stsm");
+	static const char *const nm[3] = {"h1", "h3", "hh"};
+	for (int i = 0; i < 3; i++) {
+		size_t ndiff = 0, wi = 0;
+		int32_t worst = 0;
+		for (size_t j = 0; j < nRF; j++) {
+			int32_t d = bf_ord(hv[1][i][j]) - bf_ord(hv[0][i][j]);
+			d = d < 0 ? -d : d;
+			if (hv[1][i][j] == 0xffff) /* poison: not written */
+				d = 1 << 20;
+			ndiff += d != 0;
+			if (d > worst) {
+				worst = d;
+				wi = j;
+			}
+		}
+		const int32_t lim = i < 2 || exact ? 0 : 1;
+		printf("  %s (x scale %g, SILU=%s) vs exact: %zu of %zu differ, max %d ulp at %zu "
+		       "(exact %.6g, got %.6g)%s\n",
+		       nm[i], xs, keep, ndiff, nRF, worst, wi, bf(hv[0][i][wi]), bf(hv[1][i][wi]),
+		       worst > lim ? "  FAIL" : "");
+		fail |= worst > lim;
+	}
+	for (int v = 0; v < 2; v++)
+		for (int i = 0; i < 3; i++) {
+			cudaFree(o[v][i]);
+			free(hv[v][i]);
+		}
+	cudaFree(d_offs);
+	cudaFree(d_perm);
+	cudaFree(d_x);
+	cudaFree(d_w);
+	free(perm);
+	free(x);
+	free(w);
+	return fail;
+}
+static int test_silu_vs_exact(void)
+{
+	if (!have_gpu())
+		return GPU_SKIP;
+	if (!strchr(variant_env[variant], ':'))
+		return 0; /* the variant's epilogue is the exact one */
+	return silu_case(1.0f) | silu_case(8.0f);
+}
+
 /* argv: the variants to run (all when none are named) */
 int main(int argc, char **argv)
 {
@@ -663,6 +772,8 @@ int main(int argc, char **argv)
 	        {"grouped MoE GEMMs: a misspelt POLICY_GPU_MOE_EPI is refused", test_epi_misspelt},
 	        {"grouped MoE GEMMs: a misspelt POLICY_GPU_MOE_CTAS is refused (wgtdp, wsb)",
 	         test_ctas_misspelt},
+	        {"grouped MoE GEMMs: SiLU epilogue vs wsb2's (POLICY_GPU_MOE_WSB_SILU)",
+	         test_silu_vs_exact},
 	};
 	int n = (int)(sizeof(tests) / sizeof(tests[0])), rc = 0;
 	rng = (uint64_t)time(NULL) * 2654435761u + (uint64_t)clock() + 1;
@@ -680,7 +791,8 @@ int main(int argc, char **argv)
 		 * 33 cases on an H100 on 2026-11-27, round 14's wsb6 its 33 and
 		 * wsb6u its 11 the same day; all run by default; wsb6r: not yet
 		 * run on a GPU) */
-		static const char *const unrun_prefix[] = {"wsb6r", NULL};
+		static const char *const unrun_prefix[] = {"wsb6r",
+		                                           "wsb2:", "wsb2/c3:", "wsb2/s3:", NULL};
 		int unrun = 0;
 		for (int u = 0; unrun_prefix[u]; u++)
 			unrun |= !strncmp(variant_env[variant], unrun_prefix[u],
@@ -705,5 +817,6 @@ int main(int argc, char **argv)
 	unsetenv("POLICY_GPU_MOE_KERNEL");
 	unsetenv("POLICY_GPU_MOE_EPI");
 	unsetenv("POLICY_GPU_MOE_CTAS");
+	unsetenv("POLICY_GPU_MOE_WSB_SILU");
 	return rc;
 }
