@@ -3048,6 +3048,53 @@ const __nv_bfloat16 *bf(const uint16_t *p)
 	return reinterpret_cast<const __nv_bfloat16 *>(p);
 }
 
+__nv_bfloat16 *bf_out(uint16_t *p)
+{
+	return reinterpret_cast<__nv_bfloat16 *>(p);
+}
+
+/* the forward's one problem (swerve_lightning_forward, _forward_silu) */
+void forward_prob(la_params &P, const uint16_t *q, const uint16_t *k, const uint16_t *v,
+                  uint16_t *o, const float *initial_state, float *final_state,
+                  const int32_t *cu_seqlens, const float *slopes)
+{
+	P.cu = cu_seqlens;
+	P.slopes = slopes;
+	P.p[0] = la_prob{bf(q), bf(k), bf(v), bf_out(o), initial_state, final_state, nullptr,
+	                 0,     0,     0,     0};
+}
+
+/* the backward's three problems (swerve_lightning_backward and the fused
+ * SiLU backwards, whose q, k, v and outputs are columns of pre and dpre) */
+void backward_probs(la_params &P, const uint16_t *q, const uint16_t *k, const uint16_t *v,
+                    const uint16_t *dout, uint16_t *dq, uint16_t *dk, uint16_t *dv,
+                    const float *initial_state, const float *dfinal_state, float *dinitial_state,
+                    const int32_t *cu_seqlens, const float *slopes)
+{
+	P.cu = cu_seqlens;
+	P.slopes = slopes;
+	/* dq: forward in time with S0^T */
+	P.p[0] = la_prob{bf(dout), bf(v), bf(k), bf_out(dq), initial_state, nullptr, nullptr,
+	                 0,        1,     0,     0};
+	/* dv: reversed, S_init = dS_T / lambda; its final state * lambda is dS0 */
+	P.p[1] = la_prob{bf(k), bf(q), bf(dout), bf_out(dv), dfinal_state, dinitial_state, nullptr,
+	                 1,     0,     1,        1};
+	/* dk: reversed, S_init = dS_T^T / lambda */
+	P.p[2] = la_prob{bf(v), bf(dout), bf(q), bf_out(dk), dfinal_state, nullptr, nullptr,
+	                 1,     1,        1,     0};
+}
+
+/* the fused SiLU backwards: pre is read while dpre is written */
+int check_dpre(const char *fn, const uint16_t *dpre, const uint16_t *pre)
+{
+	if (dpre != pre)
+		return 0;
+	return swerve_error_set(SWERVE_EINVAL,
+	                        "%s: dpre and pre are the same buffer (pre is read while "
+	                        "dpre is written)",
+	                        fn);
+}
+
 } // namespace
 
 /* Benchmarks only (not in lightning.h): resident CTAs per SM of main kernel
@@ -3148,19 +3195,7 @@ extern "C" int swerve_lightning_forward(uint16_t *o, float *final_state, const u
 	    (rc = misaligned(fn, "workspace", workspace)))
 		return rc;
 	la_params P = {};
-	P.cu = cu_seqlens;
-	P.slopes = slopes;
-	P.p[0] = la_prob{bf(q),
-	                 bf(k),
-	                 bf(v),
-	                 reinterpret_cast<__nv_bfloat16 *>(o),
-	                 initial_state,
-	                 final_state,
-	                 nullptr,
-	                 0,
-	                 0,
-	                 0,
-	                 0};
+	forward_prob(P, q, k, v, o, initial_state, final_state, cu_seqlens, slopes);
 	return run(P, 1, dims, workspace, workspace_bytes, stream, fn);
 }
 
@@ -3189,18 +3224,8 @@ extern "C" int swerve_lightning_backward(uint16_t *dq, uint16_t *dk, uint16_t *d
 	    (rc = misaligned(fn, "workspace", workspace)))
 		return rc;
 	la_params P = {};
-	P.cu = cu_seqlens;
-	P.slopes = slopes;
-	auto out = [](uint16_t *p) { return reinterpret_cast<__nv_bfloat16 *>(p); };
-	/* dq: forward in time with S0^T */
-	P.p[0] = la_prob{bf(dout), bf(v), bf(k), out(dq), initial_state, nullptr, nullptr,
-	                 0,        1,     0,     0};
-	/* dv: reversed, S_init = dS_T / lambda; its final state * lambda is dS0 */
-	P.p[1] = la_prob{bf(k), bf(q), bf(dout), out(dv), dfinal_state, dinitial_state, nullptr,
-	                 1,     0,     1,        1};
-	/* dk: reversed, S_init = dS_T^T / lambda */
-	P.p[2] = la_prob{bf(v), bf(dout), bf(q), out(dk), dfinal_state, nullptr, nullptr,
-	                 1,     1,        1,     0};
+	backward_probs(P, q, k, v, dout, dq, dk, dv, initial_state, dfinal_state, dinitial_state,
+	               cu_seqlens, slopes);
 	return run(P, 3, dims, workspace, workspace_bytes, stream, fn);
 }
 
@@ -3292,19 +3317,8 @@ extern "C" int swerve_lightning_forward_silu(uint16_t *o, float *final_state, ui
 		F.store = e && atoi(e) > 0 ? 2 : 1;
 	}
 	la_params P = {};
-	P.cu = cu_seqlens;
-	P.slopes = slopes;
-	P.p[0] = la_prob{bf(pre),
-	                 bf(pre + HD),
-	                 bf(pre + 2 * HD),
-	                 reinterpret_cast<__nv_bfloat16 *>(o),
-	                 initial_state,
-	                 final_state,
-	                 nullptr,
-	                 0,
-	                 0,
-	                 0,
-	                 0};
+	forward_prob(P, pre, pre + HD, pre + 2 * HD, o, initial_state, final_state, cu_seqlens,
+	             slopes);
 	F.p[0] = la_fu_prob{nullptr, {ld, ld, ld}, (int)HD, 7};
 	return run(P, 1, dims, workspace, workspace_bytes, stream, fn, &F);
 }
@@ -3325,13 +3339,8 @@ extern "C" int swerve_lightning_backward_silu(uint16_t *dpre, float *dinitial_st
 		return swerve_error_set(SWERVE_EINVAL,
 		                        "%s: dpre, pre, dout, cu_seqlens and slopes must be set",
 		                        fn);
-	if (dpre == pre)
-		return swerve_error_set(SWERVE_EINVAL,
-		                        "%s: dpre and pre are the same buffer (pre is read while "
-		                        "dpre is written)",
-		                        fn);
-	if ((rc = misaligned(fn, "dpre", dpre)) || (rc = misaligned(fn, "pre", pre)) ||
-	    (rc = misaligned(fn, "dout", dout)) ||
+	if ((rc = check_dpre(fn, dpre, pre)) || (rc = misaligned(fn, "dpre", dpre)) ||
+	    (rc = misaligned(fn, "pre", pre)) || (rc = misaligned(fn, "dout", dout)) ||
 	    (rc = misaligned(fn, "dinitial_state", dinitial_state)) ||
 	    (rc = misaligned(fn, "workspace", workspace)))
 		return rc;
@@ -3339,26 +3348,10 @@ extern "C" int swerve_lightning_backward_silu(uint16_t *dpre, float *dinitial_st
 	const uint16_t *q = pre, *k = pre + HD, *v = pre + 2 * HD;
 	const int hd = (int)HD;
 	la_params P = {};
-	P.cu = cu_seqlens;
-	P.slopes = slopes;
-	auto out = [](uint16_t *p) { return reinterpret_cast<__nv_bfloat16 *>(p); };
 	/* as swerve_lightning_backward, with q, k, v the SiLU of pre's columns
 	 * and each output scaled by SiLU' of its own columns of pre */
-	P.p[0] = la_prob{bf(dout), bf(v), bf(k), out(dpre), initial_state, nullptr, nullptr,
-	                 0,        1,     0,     0};
-	P.p[1] = la_prob{bf(k),
-	                 bf(q),
-	                 bf(dout),
-	                 out(dpre + 2 * HD),
-	                 dfinal_state,
-	                 dinitial_state,
-	                 nullptr,
-	                 1,
-	                 0,
-	                 1,
-	                 1};
-	P.p[2] = la_prob{bf(v), bf(dout), bf(q), out(dpre + HD), dfinal_state, nullptr, nullptr, 1,
-	                 1,     1,        0};
+	backward_probs(P, q, k, v, dout, dpre, dpre + HD, dpre + 2 * HD, initial_state,
+	               dfinal_state, dinitial_state, cu_seqlens, slopes);
 	la_fu F = {};
 	F.p[0] = la_fu_prob{bf(q), {hd, ld, ld}, ld, 6};
 	F.p[1] = la_fu_prob{bf(v), {ld, ld, hd}, ld, 3};
@@ -3383,40 +3376,20 @@ extern "C" int swerve_lightning_backward_dsilu(
 		                        "%s: dpre, q, k, v, pre, dout, cu_seqlens and slopes must "
 		                        "be set",
 		                        fn);
-	if (dpre == pre)
-		return swerve_error_set(SWERVE_EINVAL,
-		                        "%s: dpre and pre are the same buffer (pre is read while "
-		                        "dpre is written)",
-		                        fn);
-	if ((rc = misaligned(fn, "dpre", dpre)) || (rc = misaligned(fn, "pre", pre)) ||
-	    (rc = misaligned(fn, "q", q)) || (rc = misaligned(fn, "k", k)) ||
-	    (rc = misaligned(fn, "v", v)) || (rc = misaligned(fn, "dout", dout)) ||
+	if ((rc = check_dpre(fn, dpre, pre)) || (rc = misaligned(fn, "dpre", dpre)) ||
+	    (rc = misaligned(fn, "pre", pre)) || (rc = misaligned(fn, "q", q)) ||
+	    (rc = misaligned(fn, "k", k)) || (rc = misaligned(fn, "v", v)) ||
+	    (rc = misaligned(fn, "dout", dout)) ||
 	    (rc = misaligned(fn, "dinitial_state", dinitial_state)) ||
 	    (rc = misaligned(fn, "workspace", workspace)))
 		return rc;
 	const long HD = (long)dims->heads * dims->dim;
 	const int hd = (int)HD;
 	la_params P = {};
-	P.cu = cu_seqlens;
-	P.slopes = slopes;
-	auto out = [](uint16_t *p) { return reinterpret_cast<__nv_bfloat16 *>(p); };
 	/* as swerve_lightning_backward (activated q, k, v given), each output
 	 * scaled by SiLU' of its own columns of pre */
-	P.p[0] = la_prob{bf(dout), bf(v), bf(k), out(dpre), initial_state, nullptr, nullptr,
-	                 0,        1,     0,     0};
-	P.p[1] = la_prob{bf(k),
-	                 bf(q),
-	                 bf(dout),
-	                 out(dpre + 2 * HD),
-	                 dfinal_state,
-	                 dinitial_state,
-	                 nullptr,
-	                 1,
-	                 0,
-	                 1,
-	                 1};
-	P.p[2] = la_prob{bf(v), bf(dout), bf(q), out(dpre + HD), dfinal_state, nullptr, nullptr, 1,
-	                 1,     1,        0};
+	backward_probs(P, q, k, v, dout, dpre, dpre + HD, dpre + 2 * HD, initial_state,
+	               dfinal_state, dinitial_state, cu_seqlens, slopes);
 	la_fu F = {};
 	F.p[0] = la_fu_prob{bf(pre), {hd, hd, hd}, ld, 0};
 	F.p[1] = la_fu_prob{bf(pre + 2 * HD), {hd, hd, hd}, ld, 0};
