@@ -1,13 +1,31 @@
 /* gpu_dev.cuh - device helpers shared by policy/'s CUDA files (gpu.cu,
  * gpu_linew.cu, gpu_ew.cu, gpu_route.cu): warp and block reductions, the
  * SiLU pieces, bf16 <-> fp32 (round to nearest even, NaN kept), and the
- * activation-typed loads and stores (TA float or uint16_t = bf16). Each
- * includer gets its own static copies. */
+ * activation-typed loads and stores (TA float or uint16_t = bf16), and
+ * the launchers' size dispatch (DEV_DISPATCH4). Each includer gets its own
+ * static copies. */
 #ifndef SWERVE_POLICY_GPU_DEV_CUH
 #define SWERVE_POLICY_GPU_DEV_CUH
 
 #include <math.h>
 #include <stdint.h>
+
+/* host: CALL(S1), CALL(S2), CALL(S3) or CALL(S4), the first of the
+ * ascending sizes that is at least N, S4 above S3 (the launchers' chunk
+ * counts: gpu_ew.cu's EW_DISPATCH, gpu_gate.cu's GT_DISPATCH) */
+#define DEV_DISPATCH4(N, S1, S2, S3, S4, CALL)                                                     \
+	do {                                                                                       \
+		const int n_ = (N);                                                                \
+		if (n_ <= (S1)) {                                                                  \
+			CALL(S1);                                                                  \
+		} else if (n_ <= (S2)) {                                                           \
+			CALL(S2);                                                                  \
+		} else if (n_ <= (S3)) {                                                           \
+			CALL(S3);                                                                  \
+		} else {                                                                           \
+			CALL(S4);                                                                  \
+		}                                                                                  \
+	} while (0)
 
 __device__ static float warp_sum(float v)
 {

@@ -311,19 +311,7 @@ int policy_ew_embed_bwd(float *demb, const float *dx, const int *tok, int T, int
 }
 
 /* CH = the chunks a lane needs, rounded up to 2, 4, 6 or 8 */
-#define EW_DISPATCH(C, CALL)                                                                       \
-	do {                                                                                       \
-		int ch_ = ((C) + 127) / 128;                                                       \
-		if (ch_ <= 2) {                                                                    \
-			CALL(2);                                                                   \
-		} else if (ch_ <= 4) {                                                             \
-			CALL(4);                                                                   \
-		} else if (ch_ <= 6) {                                                             \
-			CALL(6);                                                                   \
-		} else {                                                                           \
-			CALL(8);                                                                   \
-		}                                                                                  \
-	} while (0)
+#define EW_DISPATCH(C, CALL) DEV_DISPATCH4(((C) + 127) / 128, 2, 4, 6, 8, CALL)
 
 int policy_ew_add_rms(float *out, void *y, int y_bf16, uint16_t *yb, float *rstd, const float *a,
                       const float *emb, const int *tok, const float *b, const float *yp,

@@ -372,19 +372,7 @@ static int gt_check(int T, int Hd, const void *a, const void *b, const void *c, 
 }
 
 /* CH = the chunks of 8 columns a lane needs (1..4) */
-#define GT_DISPATCH(C8, CALL)                                                                      \
-	do {                                                                                       \
-		int ch_ = ((C8) + 31) / 32;                                                        \
-		if (ch_ <= 1) {                                                                    \
-			CALL(1);                                                                   \
-		} else if (ch_ == 2) {                                                             \
-			CALL(2);                                                                   \
-		} else if (ch_ == 3) {                                                             \
-			CALL(3);                                                                   \
-		} else {                                                                           \
-			CALL(4);                                                                   \
-		}                                                                                  \
-	} while (0)
+#define GT_DISPATCH(C8, CALL) DEV_DISPATCH4(((C8) + 31) / 32, 1, 2, 3, 4, CALL)
 
 template <typename TA, typename TX, int CH, int PERS, int FAST>
 static int gt_fwd_ch(TA *gn, float *rstd, const TX *o, const float *w, const TA *pre, int T, int C,
