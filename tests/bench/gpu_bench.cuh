@@ -1,7 +1,8 @@
 /* gpu_bench.cuh - what the GPU benchmarks share: stop on a CUDA or swerve
- * error with the call and its message, and fill a device buffer with
- * normal numbers (a hash per element, so any grid gives the same values for
- * a seed). Header-only: one per benchmark binary. */
+ * error with the call and its message, median timers (each call timed
+ * alone; bench_flushed_us after an L2 flush), and fill a device buffer
+ * with normal numbers (a hash per element, so any grid gives the same
+ * values for a seed). Header-only: one per benchmark binary. */
 #ifndef SWERVE_GPU_BENCH_CUH
 #define SWERVE_GPU_BENCH_CUH
 
@@ -43,9 +44,12 @@ extern "C" {
 		}                                                                                  \
 	} while (0)
 
-/* the median over reps timed calls of f (CUDA events on the default
- * stream), in ms, after warm warm-up calls */
-template <typename F> static double bench_median_ms(F f, int reps = 20, int warm = 1)
+/* the median of reps timed calls of f in ms, each timed alone with CUDA
+ * events on the default stream after prep() and, where flush is set, a
+ * memset of its flush_bytes (pushes the inputs out of L2, as ncu does);
+ * warm untimed prep() and f() first */
+template <typename P, typename F>
+static double bench_median_each(P prep, void *flush, size_t flush_bytes, F f, int reps, int warm)
 {
 	cudaEvent_t a, b;
 	float *t = (float *)malloc(sizeof(float) * (size_t)reps);
@@ -53,10 +57,15 @@ template <typename F> static double bench_median_ms(F f, int reps = 20, int warm
 		DIE("out of memory");
 	CK(cudaEventCreate(&a));
 	CK(cudaEventCreate(&b));
-	for (int i = 0; i < warm; i++)
+	for (int i = 0; i < warm; i++) {
+		prep();
 		f();
+	}
 	CK(cudaDeviceSynchronize());
 	for (int i = 0; i < reps; i++) {
+		prep();
+		if (flush)
+			CK(cudaMemsetAsync(flush, i & 0xff, flush_bytes));
 		CK(cudaEventRecord(a));
 		f();
 		CK(cudaEventRecord(b));
@@ -75,6 +84,22 @@ template <typename F> static double bench_median_ms(F f, int reps = 20, int warm
 	cudaEventDestroy(b);
 	free(t);
 	return m;
+}
+
+/* the median us of reps launches of f, each after prep() and an L2 flush
+ * (a memset of flush_bytes of flush); one untimed prep() and f() first */
+template <typename P, typename F>
+static double bench_flushed_us(void *flush, size_t flush_bytes, P prep, F f, int reps = 25)
+{
+	return bench_median_each(prep, flush, flush_bytes, f, reps, 1) * 1e3;
+}
+
+/* the median over reps timed calls of f (CUDA events on the default
+ * stream), in ms, after warm warm-up calls */
+template <typename F> static double bench_median_ms(F f, int reps = 20, int warm = 1)
+{
+	auto none = [] {};
+	return bench_median_each(none, nullptr, 0, f, reps, warm);
 }
 
 __global__ static void fill_normal(float *x, size_t n, float scale, uint64_t seed)

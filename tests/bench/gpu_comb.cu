@@ -25,32 +25,7 @@ static const size_t FLUSH = (size_t)128 << 20;
 /* the median us of reps launches of f, each after prep() and an L2 flush */
 template <typename P, typename F> static double time_us(P prep, F f, int reps = 25)
 {
-	cudaEvent_t a, b;
-	float t[64];
-	CK(cudaEventCreate(&a));
-	CK(cudaEventCreate(&b));
-	prep();
-	f();
-	CK(cudaDeviceSynchronize());
-	for (int i = 0; i < reps; i++) {
-		prep();
-		CK(cudaMemsetAsync(flushbuf, i & 0xff, FLUSH));
-		CK(cudaEventRecord(a));
-		f();
-		CK(cudaEventRecord(b));
-		CK(cudaEventSynchronize(b));
-		CK(cudaEventElapsedTime(&t[i], a, b));
-	}
-	CK(cudaGetLastError());
-	for (int i = 1; i < reps; i++)
-		for (int j = i; j > 0 && t[j] < t[j - 1]; j--) {
-			float x = t[j];
-			t[j] = t[j - 1];
-			t[j - 1] = x;
-		}
-	cudaEventDestroy(a);
-	cudaEventDestroy(b);
-	return t[reps / 2] * 1e3;
+	return bench_flushed_us(flushbuf, FLUSH, prep, f, reps);
 }
 
 static void row(const char *what, double mb, double old_us, double new_us)
