@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "kernels/kernels.h"
+#include "policy/gpu_dev.cuh" /* sigm, f2bf: as policy/gpu_linew.cu's passes */
 
 #include "tests/bench/gpu_bench.cuh"
 
@@ -62,6 +63,27 @@ __global__ void fill_f32(float *p, size_t n, uint32_t seed)
 	}
 }
 
+/* the slopes of layer l of L for H heads, copied to dsl (H floats) */
+static void put_slopes(float *dsl, int H, int l, int L)
+{
+	std::vector<float> slopes(H);
+	for (int h = 0; h < H; h++)
+		slopes[h] = swerve_lightning_slope(h, H, l, L);
+	CK(cudaMemcpy(dsl, slopes.data(), H * 4, cudaMemcpyHostToDevice));
+}
+
+/* cu_seqlens of B packed sequences of T tokens each, in a new device buffer */
+static int32_t *new_cu(int B, int T)
+{
+	std::vector<int32_t> cu(B + 1);
+	for (int b = 0; b <= B; b++)
+		cu[b] = b * T;
+	int32_t *dcu;
+	CK(cudaMalloc(&dcu, (B + 1) * 4));
+	CK(cudaMemcpy(dcu, cu.data(), (B + 1) * 4, cudaMemcpyHostToDevice));
+	return dcu;
+}
+
 static bool g_prof;
 
 template <typename F> static double median_ms(F f, int reps)
@@ -87,18 +109,10 @@ static int run_once(int B, int T, int H, int D)
 	fill_bf16<<<1024, 256>>>(q, n, 1, 0.5f);
 	fill_bf16<<<1024, 256>>>(k, n, 2, 0.5f);
 	fill_bf16<<<1024, 256>>>(v, n, 3, 1.0f);
-	std::vector<float> slopes(H);
-	for (int h = 0; h < H; h++)
-		slopes[h] = swerve_lightning_slope(h, H, 0, 32);
-	std::vector<int32_t> cu(B + 1);
-	for (int b = 0; b <= B; b++)
-		cu[b] = b * T;
 	float *dsl;
-	int32_t *dcu;
 	CK(cudaMalloc(&dsl, H * 4));
-	CK(cudaMalloc(&dcu, (B + 1) * 4));
-	CK(cudaMemcpy(dsl, slopes.data(), H * 4, cudaMemcpyHostToDevice));
-	CK(cudaMemcpy(dcu, cu.data(), (B + 1) * 4, cudaMemcpyHostToDevice));
+	put_slopes(dsl, H, 0, 32);
+	int32_t *dcu = new_cu(B, T);
 	swerve_lightning_dims dims = {B, H, D, T};
 	const size_t wf = swerve_lightning_forward_workspace(&dims);
 	void *ws;
@@ -129,18 +143,6 @@ static int run_once(int B, int T, int H, int D)
  * q, k, v (swerve_lightning_forward_silu's act_*), the backward reads them
  * and applies only SiLU' in its epilogue (swerve_lightning_backward_dsilu);
  * rows `... keep` against the passes, `fb keep/core` against core. */
-__device__ static float b_sigm(float x)
-{
-	return 1.0f / (1.0f + expf(-x));
-}
-__device__ static uint16_t b_f2bf(float f)
-{
-	uint32_t u = __float_as_uint(f);
-	if ((u & 0x7fffffffu) > 0x7f800000u)
-		return 0x7fc0;
-	u += 0x7fffu + ((u >> 16) & 1u);
-	return (uint16_t)(u >> 16);
-}
 __device__ static void b_ld8(float *v, const uint16_t *p)
 {
 	uint4 u = *(const uint4 *)p;
@@ -153,10 +155,10 @@ __device__ static void b_ld8(float *v, const uint16_t *p)
 __device__ static void b_st8(uint16_t *p, const float *v)
 {
 	uint4 u;
-	u.x = b_f2bf(v[0]) | (uint32_t)b_f2bf(v[1]) << 16;
-	u.y = b_f2bf(v[2]) | (uint32_t)b_f2bf(v[3]) << 16;
-	u.z = b_f2bf(v[4]) | (uint32_t)b_f2bf(v[5]) << 16;
-	u.w = b_f2bf(v[6]) | (uint32_t)b_f2bf(v[7]) << 16;
+	u.x = f2bf(v[0]) | (uint32_t)f2bf(v[1]) << 16;
+	u.y = f2bf(v[2]) | (uint32_t)f2bf(v[3]) << 16;
+	u.z = f2bf(v[4]) | (uint32_t)f2bf(v[5]) << 16;
+	u.w = f2bf(v[6]) | (uint32_t)f2bf(v[7]) << 16;
 	*(uint4 *)p = u;
 }
 __device__ static void b_index(unsigned u, int T, int Hd, size_t *il, size_t *pl)
@@ -176,7 +178,7 @@ __global__ static void b_silu(uint16_t *out, const uint16_t *pre, int T, int Hd)
 	b_index(u, T, Hd, &il, &pl);
 	b_ld8(v, pre + il);
 	for (int k = 0; k < 8; k++)
-		v[k] = v[k] * b_sigm(v[k]);
+		v[k] = v[k] * sigm(v[k]);
 	b_st8(out + pl, v);
 }
 __global__ static void b_dsilu(uint16_t *dpre, const uint16_t *dpost, const uint16_t *pre, int T,
@@ -191,7 +193,7 @@ __global__ static void b_dsilu(uint16_t *dpre, const uint16_t *dpost, const uint
 	b_ld8(a, pre + il);
 	b_ld8(d, dpost + pl);
 	for (int k = 0; k < 8; k++) {
-		float s = b_sigm(a[k]);
+		float s = sigm(a[k]);
 		d[k] = d[k] * (s * (1.0f + a[k] * (1.0f - s)));
 	}
 	b_st8(dpre + il, d);
@@ -210,18 +212,10 @@ static int run_silu(void)
 	CK(cudaMalloc(&g, n * 2));
 	fill_bf16<<<1024, 256>>>(pre, np, 11, 2.5f);
 	fill_bf16<<<1024, 256>>>(g, n, 12, 1.0f);
-	std::vector<float> slopes(H);
-	for (int h = 0; h < H; h++)
-		slopes[h] = swerve_lightning_slope(h, H, 3, 12);
-	std::vector<int32_t> cu(B + 1);
-	for (int b = 0; b <= B; b++)
-		cu[b] = b * T;
 	float *dsl;
-	int32_t *dcu;
 	CK(cudaMalloc(&dsl, H * 4));
-	CK(cudaMalloc(&dcu, (B + 1) * 4));
-	CK(cudaMemcpy(dsl, slopes.data(), H * 4, cudaMemcpyHostToDevice));
-	CK(cudaMemcpy(dcu, cu.data(), (B + 1) * 4, cudaMemcpyHostToDevice));
+	put_slopes(dsl, H, 3, 12);
+	int32_t *dcu = new_cu(B, T);
 	const swerve_lightning_dims dims = {B, H, D, T};
 	size_t wmax = 0;
 	for (int sp = 0; sp < 2; sp++) {
@@ -410,10 +404,7 @@ int main(int argc, char **argv)
 		if ((prof && s[0] != 8) || (policy_only && s[3] != 64))
 			continue;
 		const int B = s[0], T = s[1], H = s[2], D = s[3];
-		std::vector<float> slopes(H);
-		for (int h = 0; h < H; h++)
-			slopes[h] = swerve_lightning_slope(h, H, 0, 32);
-		CK(cudaMemcpy(dsl, slopes.data(), H * 4, cudaMemcpyHostToDevice));
+		put_slopes(dsl, H, 0, 32);
 		const size_t n = (size_t)B * T * H * D;
 		__nv_bfloat16 *q, *k, *v, *g, *o, *dq, *dk, *dv;
 		CK(cudaMalloc(&q, n * 2));
@@ -428,12 +419,7 @@ int main(int argc, char **argv)
 		fill_bf16<<<1024, 256>>>(k, n, 2, 0.5f);
 		fill_bf16<<<1024, 256>>>(v, n, 3, 1.0f);
 		fill_bf16<<<1024, 256>>>(g, n, 4, 1.0f);
-		std::vector<int32_t> cu(B + 1);
-		for (int b = 0; b <= B; b++)
-			cu[b] = b * T;
-		int32_t *dcu;
-		CK(cudaMalloc(&dcu, (B + 1) * 4));
-		CK(cudaMemcpy(dcu, cu.data(), (B + 1) * 4, cudaMemcpyHostToDevice));
+		int32_t *dcu = new_cu(B, T);
 		swerve_lightning_dims dims = {B, H, D, T};
 		size_t wf = swerve_lightning_forward_workspace(&dims),
 		       wb = swerve_lightning_backward_workspace(&dims);
@@ -641,10 +627,7 @@ int main(int argc, char **argv)
 	/* decode: 64 sequences, one token each, state read and written once */
 	{
 		const int B = 64, H = 16, D = 128;
-		std::vector<float> slopes(H);
-		for (int h = 0; h < H; h++)
-			slopes[h] = swerve_lightning_slope(h, H, 0, 32);
-		CK(cudaMemcpy(dsl, slopes.data(), H * 4, cudaMemcpyHostToDevice));
+		put_slopes(dsl, H, 0, 32);
 		const size_t ns = (size_t)B * H * D * D, nt = (size_t)B * H * D;
 		float *st;
 		__nv_bfloat16 *q, *k, *v, *o;
