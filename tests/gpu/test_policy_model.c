@@ -911,6 +911,121 @@ static void apply_env(const char *env)
 		}
 	}
 }
+/* the bitwise cases' model (variant_bitwise, graph_bitwise): 4 layers of
+ * 256, softmax attention at layers 1 and 3, 8 experts of 256, sequences of
+ * up to 1024 tokens; *p0 its initial parameters (malloc'd) */
+static int bitwise_model(struct policy_config *c, struct policy_layout *L, float **p0)
+{
+	gpu_config(c);
+	c->vocab_size = 1000;
+	c->dim = 256;
+	c->n_layers = 4;
+	c->n_heads = 4;
+	c->n_kv_heads = 2;
+	c->softmax_every = 2; /* layers 1 and 3 */
+	c->n_experts = 8;
+	c->expert_hidden = 256;
+	c->max_seq_len = 1024;
+	CHECK(policy_config_validate(c) == 0, "%s", swerve_error_last());
+	policy_layout_init(L, c);
+	*p0 = malloc(L->total * 4);
+	policy_params_init(*p0, L, seed);
+	return 0;
+}
+
+/* step w of models 0 and 1 (the default, twice) and 2 (the variant): the
+ * losses and clip counts equal, the grad norm within the defaults' spread;
+ * a tensor bit for bit (gradient and updated weight) where the defaults
+ * agree bit for bit, else within 1e-5 relative (atomics; each printed where
+ * streams is set, else only a failure); *bad set where they differ */
+static int bitwise_check(const struct policy_layout *L, int w, double loss[3][2],
+                         double clipped[3][2], const double gn[3], float *gr[3], float *pw[3],
+                         int streams, int *n_bits, int *n_atomic, int *bad)
+{
+	CHECK(loss[2][0] == loss[0][0] && loss[2][1] == loss[0][1] &&
+	              clipped[2][0] == clipped[0][0] && clipped[2][1] == clipped[0][1],
+	      "step %d: the losses or clip counts differ", w + 1);
+	CHECK(fabs(gn[2] - gn[0]) <= 1e-6 * gn[0] + fabs(gn[1] - gn[0]),
+	      "step %d: grad norm %.9g vs %.9g", w + 1, gn[2], gn[0]);
+	for (int i = 0; i < L->n; i++) {
+		size_t o = L->t[i].offset, n = L->t[i].numel, nb = n * 4;
+		if (!memcmp(gr[0] + o, gr[1] + o, nb)) { /* reproducible: bit for bit */
+			(*n_bits)++;
+			if (memcmp(gr[2] + o, gr[0] + o, nb) || memcmp(pw[2] + o, pw[0] + o, nb)) {
+				size_t j = 0;
+				while (j < n && gr[2][o + j] == gr[0][o + j] &&
+				       pw[2][o + j] == pw[0][o + j])
+					j++;
+				printf("  %-24s differs at %zu: grad %.9g vs %.9g, weight "
+				       "%.9g vs %.9g  <-- FAIL\n",
+				       L->t[i].name, j, gr[2][o + j], gr[0][o + j], pw[2][o + j],
+				       pw[0][o + j]);
+				*bad = 1;
+			}
+		} else { /* atomics: within the spread of two default runs */
+			double num = 0, den = 0, rel;
+			for (size_t j = 0; j < n; j++) {
+				double d = (double)gr[2][o + j] - gr[0][o + j];
+				num += d * d;
+				den += (double)gr[0][o + j] * gr[0][o + j];
+			}
+			rel = den > 0 ? sqrt(num / den) : sqrt(num);
+			(*n_atomic)++;
+			if (streams)
+				printf("  %-24s not reproducible by the default itself: streams 2 "
+				       "rel %.2e%s\n",
+				       L->t[i].name, rel, rel > 1e-5 ? "  <-- FAIL" : "");
+			else if (rel > 1e-5)
+				printf("  %-24s (atomics) graph rel %.2e  <-- FAIL\n", L->t[i].name,
+				       rel);
+			*bad |= rel > 1e-5;
+		}
+	}
+	return 0;
+}
+
+/* one step of each of the three models: micro-batch ms[0], then ms[1]
+ * accumulated (lo NULL: cross-entropy, else CISPO with old and adv), then
+ * AdamW; each micro-batch's loss and clip count, the grad norm, and the
+ * gradients and updated weights read back */
+static int bitwise_step(struct policy_gpu *g[3], struct policy_adamw ao[3],
+                        const struct policy_batch *b, int (*tgt)[1024], float (*old)[1024],
+                        float (*adv)[1024], const struct policy_loss_opts *lo, const int ms[2],
+                        double loss[3][2], double clipped[3][2], double gn[3], float *gr[3],
+                        float *pw[3])
+{
+	for (int k = 0; k < 3; k++) {
+		for (int j = 0; j < 2; j++) {
+			int m = ms[j];
+			struct policy_loss_stats st;
+			CHECK(policy_gpu_step(&st, NULL, NULL, g[k], &b[m], tgt[m],
+			                      lo ? old[m] : NULL, lo ? adv[m] : NULL, lo,
+			                      j ? POLICY_GPU_BACKWARD_ACC : POLICY_GPU_BACKWARD) ==
+			              0,
+			      "%s", swerve_error_last());
+			loss[k][j] = st.loss;
+			clipped[k][j] = st.clipped;
+		}
+		CHECK(policy_gpu_get_grads(g[k], gr[k]) == 0 &&
+		              policy_gpu_adamw(&gn[k], g[k], &ao[k]) == 0 &&
+		              policy_gpu_get_params(g[k], pw[k]) == 0,
+		      "%s", swerve_error_last());
+	}
+	return 0;
+}
+
+static void bitwise_free(struct policy_gpu *g[3], float *gr[3], float *pw[3], float *p0,
+                         struct policy_layout *L)
+{
+	for (int k = 0; k < 3; k++) {
+		policy_gpu_free(g[k]);
+		free(gr[k]);
+		free(pw[k]);
+	}
+	free(p0);
+	policy_layout_dispose(L);
+}
+
 static int variant_bitwise(enum policy_gpu_precision prec, const char *base, const char *env,
                            int pg)
 {
@@ -931,20 +1046,8 @@ static int variant_bitwise(enum policy_gpu_precision prec, const char *base, con
 		const char *was = getenv(round10_vars[v]);
 		snprintf(saved[v], sizeof(saved[v]), "%s", was ? was : "");
 	}
-	gpu_config(&c);
-	c.vocab_size = 1000;
-	c.dim = 256;
-	c.n_layers = 4;
-	c.n_heads = 4;
-	c.n_kv_heads = 2;
-	c.softmax_every = 2; /* layers 1 and 3 */
-	c.n_experts = 8;
-	c.expert_hidden = 256;
-	c.max_seq_len = 1024;
-	CHECK(policy_config_validate(&c) == 0, "%s", swerve_error_last());
-	policy_layout_init(&L, &c);
-	p0 = malloc(L.total * 4);
-	policy_params_init(p0, &L, seed);
+	if (bitwise_model(&c, &L, &p0))
+		return 1;
 	cu0[0] = cu1[0] = 0;
 	for (int s = 0; s < 2; s++)
 		cu0[s + 1] = cu0[s] + lens0[s];
@@ -985,24 +1088,11 @@ static int variant_bitwise(enum policy_gpu_precision prec, const char *base, con
 		else
 			unsetenv(round10_vars[v]);
 	for (int w = 0; w < 2; w++) {
+		static const int ms[2] = {0, 1};
 		double loss[3][2], gn[3], clipped[3][2];
-		for (int k = 0; k < 3; k++) {
-			for (int m = 0; m < 2; m++) {
-				struct policy_loss_stats st;
-				CHECK(policy_gpu_step(&st, NULL, NULL, g[k], &b[m], tgt[m],
-				                      pg ? old[m] : NULL, pg ? adv[m] : NULL,
-				                      pg ? &lo : NULL,
-				                      m ? POLICY_GPU_BACKWARD_ACC
-				                        : POLICY_GPU_BACKWARD) == 0,
-				      "%s", swerve_error_last());
-				loss[k][m] = st.loss;
-				clipped[k][m] = st.clipped;
-			}
-			CHECK(policy_gpu_get_grads(g[k], gr[k]) == 0 &&
-			              policy_gpu_adamw(&gn[k], g[k], &ao[k]) == 0 &&
-			              policy_gpu_get_params(g[k], pw[k]) == 0,
-			      "%s", swerve_error_last());
-		}
+		if (bitwise_step(g, ao, b, tgt, old, adv, pg ? &lo : NULL, ms, loss, clipped, gn,
+		                 gr, pw))
+			return 1;
 		printf("  %s%s%s %s step %d: losses %.9g %.9g (STREAMS=1 COPY=sync) %.9g %.9g "
 		       "(%s); clipped "
 		       "%g %g / %g %g; grad norm %.9g / %.9g / %.9g\n",
@@ -1010,55 +1100,14 @@ static int variant_bitwise(enum policy_gpu_precision prec, const char *base, con
 		       pg ? "cispo" : "xent", w + 1, loss[0][0], loss[0][1], loss[2][0], loss[2][1],
 		       env, clipped[0][0], clipped[0][1], clipped[2][0], clipped[2][1], gn[0],
 		       gn[1], gn[2]);
-		CHECK(loss[2][0] == loss[0][0] && loss[2][1] == loss[0][1] &&
-		              clipped[2][0] == clipped[0][0] && clipped[2][1] == clipped[0][1],
-		      "step %d: the losses or clip counts differ", w + 1);
-		CHECK(fabs(gn[2] - gn[0]) <= 1e-6 * gn[0] + fabs(gn[1] - gn[0]),
-		      "step %d: grad norm %.9g vs %.9g", w + 1, gn[2], gn[0]);
-		for (int i = 0; i < L.n; i++) {
-			size_t o = L.t[i].offset, n = L.t[i].numel, nb = n * 4;
-			if (!memcmp(gr[0] + o, gr[1] + o, nb)) { /* reproducible: bit for bit */
-				int same = !memcmp(gr[2] + o, gr[0] + o, nb) &&
-				           !memcmp(pw[2] + o, pw[0] + o, nb);
-				n_bits++;
-				if (!same) {
-					size_t j = 0;
-					while (j < n && gr[2][o + j] == gr[0][o + j] &&
-					       pw[2][o + j] == pw[0][o + j])
-						j++;
-					printf("  %-24s differs at %zu: grad %.9g vs %.9g, weight "
-					       "%.9g vs %.9g  <-- FAIL\n",
-					       L.t[i].name, j, gr[2][o + j], gr[0][o + j],
-					       pw[2][o + j], pw[0][o + j]);
-					bad = 1;
-				}
-			} else { /* atomics: within the spread of two default runs */
-				double num = 0, den = 0;
-				for (size_t j = 0; j < n; j++) {
-					double d = (double)gr[2][o + j] - gr[0][o + j];
-					num += d * d;
-					den += (double)gr[0][o + j] * gr[0][o + j];
-				}
-				double rel = den > 0 ? sqrt(num / den) : sqrt(num);
-				n_atomic++;
-				printf("  %-24s not reproducible by the default itself: streams 2 "
-				       "rel %.2e%s\n",
-				       L.t[i].name, rel, rel > 1e-5 ? "  <-- FAIL" : "");
-				bad |= rel > 1e-5;
-			}
-		}
+		if (bitwise_check(&L, w, loss, clipped, gn, gr, pw, 1, &n_bits, &n_atomic, &bad))
+			return 1;
 		for (int k = 1; k < 3; k++) /* the next step from the same weights */
 			CHECK(policy_gpu_set_params(g[k], pw[0]) == 0, "%s", swerve_error_last());
 	}
 	printf("  %s: %d tensor checks bit for bit, %d within 1e-5 (atomics)\n",
 	       prec == POLICY_GPU_FP32 ? "fp32" : "bf16", n_bits, n_atomic);
-	for (int k = 0; k < 3; k++) {
-		policy_gpu_free(g[k]);
-		free(gr[k]);
-		free(pw[k]);
-	}
-	free(p0);
-	policy_layout_dispose(&L);
+	bitwise_free(g, gr, pw, p0, &L);
 	CHECK(!bad, "%s differs from the default (see above)", env);
 	CHECK(n_bits > 0, "no tensor was reproducible bit for bit");
 	return 0;
@@ -1156,20 +1205,8 @@ static int graph_bitwise(int pg, const char *mode)
 	if (!have_gpu())
 		return GPU_SKIP;
 	snprintf(saved, sizeof(saved), "%s", was ? was : "");
-	gpu_config(&c);
-	c.vocab_size = 1000;
-	c.dim = 256;
-	c.n_layers = 4;
-	c.n_heads = 4;
-	c.n_kv_heads = 2;
-	c.softmax_every = 2; /* layers 1 and 3 */
-	c.n_experts = 8;
-	c.expert_hidden = 256;
-	c.max_seq_len = 1024;
-	CHECK(policy_config_validate(&c) == 0, "%s", swerve_error_last());
-	policy_layout_init(&L, &c);
-	p0 = malloc(L.total * 4);
-	policy_params_init(p0, &L, seed);
+	if (bitwise_model(&c, &L, &p0))
+		return 1;
 	for (int m = 0; m < 3; m++) {
 		cu[m][0] = 0;
 		for (int s = 0; s < nseq[m]; s++)
@@ -1206,24 +1243,9 @@ static int graph_bitwise(int pg, const char *mode)
 	      "POLICY_GPU_GRAPH=%s did not select graph mode %s for a bf16 model", mode, mode);
 	for (int w = 0; w < 4; w++) {
 		double loss[3][2], gn[3], clipped[3][2];
-		for (int k = 0; k < 3; k++) {
-			for (int j = 0; j < 2; j++) {
-				int m = sched[w][j];
-				struct policy_loss_stats st;
-				CHECK(policy_gpu_step(&st, NULL, NULL, g[k], &b[m], tgt[m],
-				                      pg ? old[m] : NULL, pg ? adv[m] : NULL,
-				                      pg ? &lo : NULL,
-				                      j ? POLICY_GPU_BACKWARD_ACC
-				                        : POLICY_GPU_BACKWARD) == 0,
-				      "%s", swerve_error_last());
-				loss[k][j] = st.loss;
-				clipped[k][j] = st.clipped;
-			}
-			CHECK(policy_gpu_get_grads(g[k], gr[k]) == 0 &&
-			              policy_gpu_adamw(&gn[k], g[k], &ao[k]) == 0 &&
-			              policy_gpu_get_params(g[k], pw[k]) == 0,
-			      "%s", swerve_error_last());
-		}
+		if (bitwise_step(g, ao, b, tgt, old, adv, pg ? &lo : NULL, sched[w], loss, clipped,
+		                 gn, gr, pw))
+			return 1;
 		policy_gpu_graph_stats(g[2], &caps, &reps);
 		printf("  GRAPH=%s %s step %d (batches %d %d): losses %.9g %.9g (default) %.9g "
 		       "%.9g "
@@ -1232,43 +1254,8 @@ static int graph_bitwise(int pg, const char *mode)
 		       mode, pg ? "cispo" : "xent", w + 1, sched[w][0], sched[w][1], loss[0][0],
 		       loss[0][1], loss[2][0], loss[2][1], clipped[0][0], clipped[0][1],
 		       clipped[2][0], clipped[2][1], gn[0], gn[1], gn[2], caps, reps);
-		CHECK(loss[2][0] == loss[0][0] && loss[2][1] == loss[0][1] &&
-		              clipped[2][0] == clipped[0][0] && clipped[2][1] == clipped[0][1],
-		      "step %d: the losses or clip counts differ", w + 1);
-		CHECK(fabs(gn[2] - gn[0]) <= 1e-6 * gn[0] + fabs(gn[1] - gn[0]),
-		      "step %d: grad norm %.9g vs %.9g", w + 1, gn[2], gn[0]);
-		for (int i = 0; i < L.n; i++) {
-			size_t o = L.t[i].offset, n = L.t[i].numel, nb = n * 4;
-			if (!memcmp(gr[0] + o, gr[1] + o, nb)) {
-				n_bits++;
-				if (memcmp(gr[2] + o, gr[0] + o, nb) ||
-				    memcmp(pw[2] + o, pw[0] + o, nb)) {
-					size_t j = 0;
-					while (j < n && gr[2][o + j] == gr[0][o + j] &&
-					       pw[2][o + j] == pw[0][o + j])
-						j++;
-					printf("  %-24s differs at %zu: grad %.9g vs %.9g, weight "
-					       "%.9g vs %.9g  <-- FAIL\n",
-					       L.t[i].name, j, gr[2][o + j], gr[0][o + j],
-					       pw[2][o + j], pw[0][o + j]);
-					bad = 1;
-				}
-			} else {
-				double num = 0, den = 0, rel;
-				for (size_t j = 0; j < n; j++) {
-					double d = (double)gr[2][o + j] - gr[0][o + j];
-					num += d * d;
-					den += (double)gr[0][o + j] * gr[0][o + j];
-				}
-				rel = den > 0 ? sqrt(num / den) : sqrt(num);
-				n_atomic++;
-				if (rel > 1e-5) {
-					printf("  %-24s (atomics) graph rel %.2e  <-- FAIL\n",
-					       L.t[i].name, rel);
-					bad = 1;
-				}
-			}
-		}
+		if (bitwise_check(&L, w, loss, clipped, gn, gr, pw, 0, &n_bits, &n_atomic, &bad))
+			return 1;
 		for (int k = 1; k < 3; k++) /* the next step from the same weights */
 			CHECK(policy_gpu_set_params(g[k], pw[0]) == 0, "%s", swerve_error_last());
 	}
@@ -1290,13 +1277,7 @@ static int graph_bitwise(int pg, const char *mode)
 	printf("  %s: %d tensor checks bit for bit, %d within 1e-5 (atomics); graphs captured "
 	       "%ld, replayed %ld\n",
 	       pg ? "cispo" : "xent", n_bits, n_atomic, caps, reps);
-	for (int k = 0; k < 3; k++) {
-		policy_gpu_free(g[k]);
-		free(gr[k]);
-		free(pw[k]);
-	}
-	free(p0);
-	policy_layout_dispose(&L);
+	bitwise_free(g, gr, pw, p0, &L);
 	CHECK(!bad, "POLICY_GPU_GRAPH=%s differs from the default (see above)", mode);
 	CHECK(n_bits > 0, "no tensor was reproducible bit for bit");
 	/* 8 backward micro-batches (two graphs each: forward + head, backward)
