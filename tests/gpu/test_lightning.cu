@@ -115,6 +115,15 @@ template <typename T> static T *dev_upload(const std::vector<T> &h)
 	return d;
 }
 
+/* a device buffer of bytes + pad bytes, its first bytes poisoned: 0xFF
+ * bytes are NaN in bf16 and fp32 */
+template <typename T> static int dev_nan(T **p, size_t bytes, size_t pad = 0)
+{
+	CUDA_OK(cudaMalloc(p, bytes + pad));
+	CUDA_OK(cudaMemset(*p, 0xff, bytes));
+	return 0;
+}
+
 static std::vector<float> bf16_to_float(const std::vector<uint16_t> &b)
 {
 	std::vector<float> f(b.size());
@@ -135,6 +144,55 @@ static int have_gpu(void)
 
 /* One varlen problem: forward (o, final state) and backward (dq, dk, dv, dS0)
  * against the CPU reference. */
+/* the offsets of sequences of lens tokens, packed; *maxT the longest */
+static std::vector<int32_t> cu_of(const std::vector<int> &lens, int *maxT)
+{
+	const int B = (int)lens.size();
+	std::vector<int32_t> cu(B + 1, 0);
+	*maxT = 0;
+	for (int b = 0; b < B; b++) {
+		cu[b + 1] = cu[b] + lens[b];
+		*maxT = lens[b] > *maxT ? lens[b] : *maxT;
+	}
+	return cu;
+}
+
+/* ns initial-state and final-state-gradient elements (frand in turn, zeros
+ * without states) and the slopes of H heads of layer of layers */
+static void states_slopes(std::vector<float> &s0, std::vector<float> &dsT,
+                          std::vector<float> &slopes, size_t ns, int H, int layer, int layers,
+                          int with_states)
+{
+	s0.resize(ns);
+	dsT.resize(ns);
+	slopes.resize(H);
+	for (size_t i = 0; i < ns; i++) {
+		s0[i] = with_states ? frand() : 0.0f;
+		dsT[i] = with_states ? frand() : 0.0f;
+	}
+	for (int h = 0; h < H; h++)
+		slopes[h] = swerve_lightning_slope(h, H, layer, layers);
+}
+
+/* the CPU reference's forward (ro, rsT) and backward (rdq, rdk, rdv, rds0)
+ * of q, k, v with output gradient g; s0, dsT: NULL without states */
+static int ref_fwd_bwd(std::vector<float> &ro, std::vector<float> &rsT, std::vector<float> &rdq,
+                       std::vector<float> &rdk, std::vector<float> &rdv, std::vector<float> &rds0,
+                       const std::vector<float> &q, const std::vector<float> &k,
+                       const std::vector<float> &v, const std::vector<float> &g,
+                       const std::vector<int32_t> &cu, const std::vector<float> &slopes,
+                       const float *s0, const float *dsT, const swerve_lightning_dims *dims)
+{
+	CHECK(swerve_lightning_ref_forward(ro.data(), rsT.data(), q.data(), k.data(), v.data(),
+	                                   cu.data(), slopes.data(), s0, dims) == 0,
+	      "%s", swerve_error_last());
+	CHECK(swerve_lightning_ref_backward(rdq.data(), rdk.data(), rdv.data(), rds0.data(),
+	                                    q.data(), k.data(), v.data(), g.data(), dsT, cu.data(),
+	                                    slopes.data(), s0, dims) == 0,
+	      "%s", swerve_error_last());
+	return 0;
+}
+
 static int check_case(const char *name, std::vector<int> lens, int H, int D, int layer, int layers,
                       int with_states, int max_seqlen_hint = 0)
 {
@@ -143,12 +201,8 @@ static int check_case(const char *name, std::vector<int> lens, int H, int D, int
 	printf("%s: B=%zu H=%d D=%d layer %d/%d states=%d\n", name, lens.size(), H, D, layer,
 	       layers, with_states);
 	const int B = (int)lens.size();
-	std::vector<int32_t> cu(B + 1, 0);
 	int maxT = 0;
-	for (int b = 0; b < B; b++) {
-		cu[b + 1] = cu[b] + lens[b];
-		maxT = lens[b] > maxT ? lens[b] : maxT;
-	}
+	const std::vector<int32_t> cu = cu_of(lens, &maxT);
 	const int N = cu[B];
 	const size_t n = (size_t)N * H * D, ns = (size_t)B * H * D * D;
 	std::vector<uint16_t> qb, kb, vb, gb;
@@ -157,27 +211,17 @@ static int check_case(const char *name, std::vector<int> lens, int H, int D, int
 	rand_bf16(kb, k, n, 0.5f);
 	rand_bf16(vb, v, n, 1.0f);
 	rand_bf16(gb, g, n, 1.0f);
-	std::vector<float> s0(ns), dsT(ns), slopes(H);
-	for (size_t i = 0; i < ns; i++) {
-		s0[i] = with_states ? frand() : 0.0f;
-		dsT[i] = with_states ? frand() : 0.0f;
-	}
-	for (int h = 0; h < H; h++)
-		slopes[h] = swerve_lightning_slope(h, H, layer, layers);
+	std::vector<float> s0, dsT, slopes;
+	states_slopes(s0, dsT, slopes, ns, H, layer, layers, with_states);
 	/* a hint below the longest sequence must stay correct (only slower) */
 	swerve_lightning_dims dims = {B, H, D, max_seqlen_hint > 0 ? max_seqlen_hint : maxT};
 
 	/* reference */
 	std::vector<float> ro(n), rsT(ns), rdq(n), rdk(n), rdv(n), rds0(ns);
-	CHECK(swerve_lightning_ref_forward(ro.data(), rsT.data(), q.data(), k.data(), v.data(),
-	                                   cu.data(), slopes.data(),
-	                                   with_states ? s0.data() : nullptr, &dims) == 0,
-	      "%s", swerve_error_last());
-	CHECK(swerve_lightning_ref_backward(
-	              rdq.data(), rdk.data(), rdv.data(), rds0.data(), q.data(), k.data(), v.data(),
-	              g.data(), with_states ? dsT.data() : nullptr, cu.data(), slopes.data(),
-	              with_states ? s0.data() : nullptr, &dims) == 0,
-	      "%s", swerve_error_last());
+	if (ref_fwd_bwd(ro, rsT, rdq, rdk, rdv, rds0, q, k, v, g, cu, slopes,
+	                with_states ? s0.data() : nullptr, with_states ? dsT.data() : nullptr,
+	                &dims))
+		return 1;
 
 	/* GPU */
 	uint16_t *dq_ = dev_upload(qb), *dk_ = dev_upload(kb), *dv_ = dev_upload(vb),
@@ -186,19 +230,9 @@ static int check_case(const char *name, std::vector<int> lens, int H, int D, int
 	float *dsl = dev_upload(slopes), *ds0 = dev_upload(s0), *ddsT = dev_upload(dsT);
 	uint16_t *o_, *gq_, *gk_, *gv_;
 	float *sT_, *gs0_;
-	CUDA_OK(cudaMalloc(&o_, n * 2 + 16));
-	CUDA_OK(cudaMalloc(&gq_, n * 2 + 16));
-	CUDA_OK(cudaMalloc(&gk_, n * 2 + 16));
-	CUDA_OK(cudaMalloc(&gv_, n * 2 + 16));
-	CUDA_OK(cudaMalloc(&sT_, ns * 4));
-	CUDA_OK(cudaMalloc(&gs0_, ns * 4));
-	/* poison: 0xFF bytes are NaN in bf16 and fp32 */
-	CUDA_OK(cudaMemset(o_, 0xff, n * 2));
-	CUDA_OK(cudaMemset(gq_, 0xff, n * 2));
-	CUDA_OK(cudaMemset(gk_, 0xff, n * 2));
-	CUDA_OK(cudaMemset(gv_, 0xff, n * 2));
-	CUDA_OK(cudaMemset(sT_, 0xff, ns * 4));
-	CUDA_OK(cudaMemset(gs0_, 0xff, ns * 4));
+	if (dev_nan(&o_, n * 2, 16) || dev_nan(&gq_, n * 2, 16) || dev_nan(&gk_, n * 2, 16) ||
+	    dev_nan(&gv_, n * 2, 16) || dev_nan(&sT_, ns * 4) || dev_nan(&gs0_, ns * 4))
+		return 1;
 	size_t wsf = swerve_lightning_forward_workspace(&dims),
 	       wsb = swerve_lightning_backward_workspace(&dims);
 	void *ws = nullptr;
@@ -630,25 +664,16 @@ static int split_bitwise(const char *name, std::vector<int> lens, int H, int D, 
 	if (!have_gpu())
 		return GPU_SKIP;
 	const int B = (int)lens.size();
-	std::vector<int32_t> cu(B + 1, 0);
 	int maxT = 0;
-	for (int b = 0; b < B; b++) {
-		cu[b + 1] = cu[b] + lens[b];
-		maxT = lens[b] > maxT ? lens[b] : maxT;
-	}
+	const std::vector<int32_t> cu = cu_of(lens, &maxT);
 	const size_t n = (size_t)cu[B] * H * D, ns = (size_t)B * H * D * D;
 	std::vector<uint16_t> qb, kb, vb, gb;
-	std::vector<float> q, k, v, g, s0(ns), dsT(ns), slopes(H);
+	std::vector<float> q, k, v, g, s0, dsT, slopes;
 	rand_bf16(qb, q, n, 0.5f);
 	rand_bf16(kb, k, n, 0.5f);
 	rand_bf16(vb, v, n, 1.0f);
 	rand_bf16(gb, g, n, 1.0f);
-	for (size_t i = 0; i < ns; i++) {
-		s0[i] = frand();
-		dsT[i] = frand();
-	}
-	for (int h = 0; h < H; h++)
-		slopes[h] = swerve_lightning_slope(h, H, layer, layers);
+	states_slopes(s0, dsT, slopes, ns, H, layer, layers, 1);
 	const swerve_lightning_dims dims = {B, H, D, maxT};
 	uint16_t *dq_ = dev_upload(qb), *dk_ = dev_upload(kb), *dv_ = dev_upload(vb),
 	         *dg_ = dev_upload(gb);
@@ -811,12 +836,8 @@ static int check_fused(const char *name, std::vector<int> lens, int H, int D, in
 	printf("%s: B=%zu H=%d D=%d layer %d/%d states=%d\n", name, lens.size(), H, D, layer,
 	       layers, with_states);
 	const int B = (int)lens.size(), HD = H * D, ld = 4 * HD;
-	std::vector<int32_t> cu(B + 1, 0);
 	int maxT = 0;
-	for (int b = 0; b < B; b++) {
-		cu[b + 1] = cu[b] + lens[b];
-		maxT = lens[b] > maxT ? lens[b] : maxT;
-	}
+	const std::vector<int32_t> cu = cu_of(lens, &maxT);
 	const int N = cu[B];
 	const size_t n = (size_t)N * HD, np = (size_t)N * ld, ns = (size_t)B * H * D * D;
 	std::vector<uint16_t> preb, gb;
@@ -833,25 +854,15 @@ static int check_fused(const char *name, std::vector<int> lens, int H, int D, in
 			v[i] = (float)silu_d(pre[r + 2 * HD]);
 			qb[i] = to_bf16(q[i]), kb[i] = to_bf16(k[i]), vb[i] = to_bf16(v[i]);
 		}
-	std::vector<float> s0(ns), dsT(ns), slopes(H);
-	for (size_t i = 0; i < ns; i++) {
-		s0[i] = with_states ? frand() : 0.0f;
-		dsT[i] = with_states ? frand() : 0.0f;
-	}
-	for (int h = 0; h < H; h++)
-		slopes[h] = swerve_lightning_slope(h, H, layer, layers);
+	std::vector<float> s0, dsT, slopes;
+	states_slopes(s0, dsT, slopes, ns, H, layer, layers, with_states);
 	swerve_lightning_dims dims = {B, H, D, maxT};
 
 	std::vector<float> ro(n), rsT(ns), rdq(n), rdk(n), rdv(n), rds0(ns);
-	CHECK(swerve_lightning_ref_forward(ro.data(), rsT.data(), q.data(), k.data(), v.data(),
-	                                   cu.data(), slopes.data(),
-	                                   with_states ? s0.data() : nullptr, &dims) == 0,
-	      "%s", swerve_error_last());
-	CHECK(swerve_lightning_ref_backward(
-	              rdq.data(), rdk.data(), rdv.data(), rds0.data(), q.data(), k.data(), v.data(),
-	              g.data(), with_states ? dsT.data() : nullptr, cu.data(), slopes.data(),
-	              with_states ? s0.data() : nullptr, &dims) == 0,
-	      "%s", swerve_error_last());
+	if (ref_fwd_bwd(ro, rsT, rdq, rdk, rdv, rds0, q, k, v, g, cu, slopes,
+	                with_states ? s0.data() : nullptr, with_states ? dsT.data() : nullptr,
+	                &dims))
+		return 1;
 	/* d pre, q | k | v columns, [N][3 HD] */
 	std::vector<float> rdp((size_t)N * 3 * HD);
 	for (int t = 0; t < N; t++)
@@ -869,20 +880,13 @@ static int check_fused(const char *name, std::vector<int> lens, int H, int D, in
 	float *dsl = dev_upload(slopes), *ds0 = dev_upload(s0), *ddsT = dev_upload(dsT);
 	uint16_t *o_, *ou_, *gp_, *gq_, *gk_, *gv_, *act_;
 	float *sT_, *gs0_;
-	CUDA_OK(cudaMalloc(&act_, 3 * n * 2 + 16));
-	CUDA_OK(cudaMemset(act_, 0xff, 3 * n * 2));
-	CUDA_OK(cudaMalloc(&o_, n * 2 + 16));
-	CUDA_OK(cudaMalloc(&ou_, n * 2 + 16));
+	if (dev_nan(&act_, 3 * n * 2, 16) || dev_nan(&o_, n * 2, 16) || dev_nan(&ou_, n * 2, 16) ||
+	    dev_nan(&sT_, ns * 4) || dev_nan(&gs0_, ns * 4))
+		return 1;
 	CUDA_OK(cudaMalloc(&gp_, np * 2 + 16));
 	CUDA_OK(cudaMalloc(&gq_, n * 2 + 16));
 	CUDA_OK(cudaMalloc(&gk_, n * 2 + 16));
 	CUDA_OK(cudaMalloc(&gv_, n * 2 + 16));
-	CUDA_OK(cudaMalloc(&sT_, ns * 4));
-	CUDA_OK(cudaMalloc(&gs0_, ns * 4));
-	CUDA_OK(cudaMemset(o_, 0xff, n * 2));
-	CUDA_OK(cudaMemset(ou_, 0xff, n * 2));
-	CUDA_OK(cudaMemset(sT_, 0xff, ns * 4));
-	CUDA_OK(cudaMemset(gs0_, 0xff, ns * 4));
 	{ /* dpre: NaN in q, k, v's columns, 1.0 in the gate's */
 		std::vector<uint16_t> init(np, 0xffff);
 		for (int t = 0; t < N; t++)
