@@ -230,12 +230,7 @@ static int run_case(int T, int Hd, int a_bf16, int o_bf16, int fast)
 	ht_from_raw(&dO2);
 	/* the CPU, with v3's rstd (the same bits as v2's where gn matched) */
 	for (int t = 0; t < T; t++) {
-		double r = rstd3[t], dot = 0;
-		for (int c = 0; c < Hd; c++) {
-			size_t i = (size_t)t * Hd + c;
-			double g = sig(pre.f[(size_t)t * 4 * Hd + 3 * Hd + c]);
-			dot += dgn[i] * g * w[c + 1] * o.f[i];
-		}
+		double r = rstd3[t];
 		for (int c = 0; c < Hd; c++) {
 			size_t i = (size_t)t * Hd + c;
 			double g = sig(pre.f[(size_t)t * 4 * Hd + 3 * Hd + c]), dn = dgn[i] * g;
