@@ -10,6 +10,7 @@
 #define SWERVE_POLICY_GPU_ROWS_CUH
 
 #include "policy/gpu_dev.cuh"
+#include "policy/gpu_stream.h"
 
 #include <stddef.h>
 #include <stdint.h>

@@ -40,13 +40,7 @@ extern "C" {
 			return r_;                                                                 \
 	} while (0)
 
-/* Round 14 (POLICY_GPU_GRAPH=1, policy/gpu_graph.h): the stream every
- * launch, copy and cuBLAS call of the training step issues on. 0 (the
- * legacy default stream) unless the step of a model in graph mode runs
- * (policy_gpu_step / policy_gpu_adamw set it to that model's stream, which
- * a CUDA graph can capture, and back to 0 on return). Defined in gpu.cu. */
-extern cudaStream_t policy_gpu_st;
-#define PST policy_gpu_st
+#include "policy/gpu_stream.h" /* PST: the stream the training step launches on */
 /* bumped by every reallocation of a device buffer that a captured step may
  * use (grown scratch): the captured graphs hold its old address */
 extern unsigned policy_gpu_alloc_gen;
