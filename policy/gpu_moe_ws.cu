@@ -115,7 +115,29 @@
  * 0.065 / 0.076-0.077, up dX 0.093 / 0.115 against 0.097-0.098 / 0.120;
  * layer + gather 0.577-0.580 / 0.644-0.648 against 0.591-0.592 / 0.659-0.661
  * (-2.0 to -2.5%). End to end (gpu_train x, K = 4): 21.2 ms a micro-batch
- * (wsb6), 21.4 (wsb6u) against the default's 21.3 / 21.5: within noise. */
+ * (wsb6), 21.4 (wsb6u) against the default's 21.3 / 21.5: within noise.
+ *
+ * Round 15, POLICY_GPU_MOE_WSB_SILU=fast | stsm | fastshfl (opt-in; unset or
+ * exact: wsb2's ws_epi): UP's epilogue by ws_epi15 (modes WS_UPS, WS_UPSX,
+ * WS_UPF): stmatrix through a per-warp staging buffer instead of the quad
+ * transposes and / or half the SiLU reciprocals on the FMA pipe. ncu of
+ * k_ws<WS_UP, 4> (H100, balanced, ncu's 1.35 GHz): the MUFU (XU) pipe at
+ * 11% of its peak over the kernel, issue slots 27.5%, 2.25 warps a
+ * scheduler, no eligible warp 70% of the cycles; the epilogue's stall
+ * samples spread over SEL, IMAD, FMUL, F2FP, MUFU, LOP3, FADD, SHFL (each
+ * 1-5%, mostly "wait" / "short scoreboard" / "selected"): it is latency
+ * bound (two consumer warps a scheduler, dependent chains), not MUFU or
+ * issue bound. Measured (gpu_train_moe, up from xg, ms balanced / skewed,
+ * two interleaved repeats, wsb2 0.099-0.101 / 0.110-0.111): fast 0.101-0.103 /
+ * 0.111-0.114, stsm 0.104 / 0.118 (the shared round trip's latency: STG
+ * waiting on LDS), fastshfl 0.099 / 0.111: no gain; hh within 1 bf16 ulp of
+ * wsb2's (0.5-0.6% of the elements differ), h1 / h3 and stsm's outputs bit
+ * for bit. Kept opt-in for the record. The same ncu run showed __expf
+ * (ex2.approx.f32 without -ftz) compiling to FSETP + 2 predicated FMUL +
+ * MUFU.EX2 (a denormal fix-up): POLICY_GPU_MOE_WSB_SILU=ftz (WS_UPZ, prepared
+ * after the call, NOT yet run on a GPU) is wsb2's ws_epi with e^-x by
+ * ex2.approx.ftz: 192 of its 1462 warp instructions a tile fewer, outputs
+ * bit for bit (see ws_silu_ftz); predicted up from xg -0.001 to -0.002 ms. */
 #include "kernels/ptx.cuh"
 #include "kernels/tma.h"
 #include "policy/gpu_moe_ws.h"
@@ -199,8 +221,10 @@ enum { WS_UPR = 10, WS_DOWNR, WS_UP_DXR };
  * pipe and the quad transposes replaced by stmatrix through a per-warp
  * shared staging buffer ("fast"); WS_UPSX the same stores with wsb2's math
  * ("stsm": outputs bit for bit WS_UP's); WS_UPF the fast math with wsb2's
- * shuffles ("fastshfl") */
-enum { WS_UPF = 13, WS_UPS, WS_UPSX };
+ * shuffles ("fastshfl"); WS_UPZ ws_epi<true>: wsb2's epilogue with e^-x by
+ * ex2.approx.ftz ("ftz": bit for bit WS_UP's, 3 instructions fewer an
+ * element; prepared after the H100 call, not yet run on a GPU) */
+enum { WS_UPF = 13, WS_UPS, WS_UPSX, WS_UPZ };
 __host__ __device__ constexpr bool ws_stsm(int m)
 {
 	return m == WS_UPS || m == WS_UPSX;
@@ -211,10 +235,10 @@ __host__ __device__ constexpr bool ws_stsm(int m)
 #define WS_STG      (8 * WS_STG_WARP)
 __host__ __device__ constexpr int ws_base(int m)
 {
-	return m == WS_UPD || m == WS_UPR || m == WS_UPF || ws_stsm(m) ? WS_UP
-	       : m == WS_DOWND || m == WS_DOWNR                        ? WS_DOWN
-	       : m == WS_UP_DXD || m == WS_UP_DXR                      ? WS_UP_DX
-	                                                               : m;
+	return m == WS_UPD || m == WS_UPR || m == WS_UPF || ws_stsm(m) || m == WS_UPZ ? WS_UP
+	       : m == WS_DOWND || m == WS_DOWNR                                       ? WS_DOWN
+	       : m == WS_UP_DXD || m == WS_UP_DXR                                     ? WS_UP_DX
+	                                                                              : m;
 }
 
 /* the epilogue's stores (POLICY_GPU_MOE_WSB_EPI, for measurements) */
@@ -337,6 +361,20 @@ __device__ __forceinline__ static void ws_transpose4(uint32_t (&v)[4], int q)
 	}
 }
 
+/* round 15 ("ftz"): ws_silu with e^-x by ex2.approx.ftz.f32 of the same
+ * product x (-log2 e) that __expf forms. __expf without -ftz compiles to
+ * the non-ftz ex2 with a denormal fix-up (FSETP t < -126, t / 2 before,
+ * the square after: 3 of the ~23 instructions of an element in wsb2's
+ * epilogue, H100 SASS); the fix-up only changes e where e < 2^-126, and
+ * there 1 + e rounds to 1 either way, so the result is bit for bit
+ * ws_silu's */
+__device__ __forceinline__ static float ws_silu_ftz(float x)
+{
+	float e;
+	asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(e) : "f"(x * -1.44269502f));
+	return __fdividef(x, 1.0f + e);
+}
+
 /* the epilogue of a consumer thread: rows rr, rr + 8 (rr = the row of
  * lane / 4), columns 8 j + 2 q, + 1 of each 8-column block j (h1 in
  * acc[4 j..], h3 in acc[64 + 4 j..], j < 16); h1, h3 rounded to bf16, hh
@@ -344,6 +382,7 @@ __device__ __forceinline__ static void ws_transpose4(uint32_t (&v)[4], int q)
  * each 4 blocks across the quad (lane q then holds block q's 8 columns)
  * and stores 16 bytes a lane; WS_EPI_ST4 stores each lane's pair (4
  * bytes); WS_EPI_NOSTORE / WS_EPI_NONE (timing only: no output) */
+template <bool FTZ = false>
 __device__ __forceinline__ static void ws_epi(const struct ws_args &a, const float (&acc)[128],
                                               int rr, int r1, int n0, int q)
 {
@@ -363,8 +402,10 @@ __device__ __forceinline__ static void ws_epi(const struct ws_args &a, const flo
 				v1[jj] = ws_pack(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
 				v3[jj] = ws_pack(acc[64 + 4 * j + 2 * h],
 				                 acc[64 + 4 * j + 2 * h + 1]);
-				vh[jj] = ws_pack(ws_silu(ws_lo(v1[jj])) * ws_lo(v3[jj]),
-				                 ws_silu(ws_hi(v1[jj])) * ws_hi(v3[jj]));
+				vh[jj] = FTZ ? ws_pack(ws_silu_ftz(ws_lo(v1[jj])) * ws_lo(v3[jj]),
+				                       ws_silu_ftz(ws_hi(v1[jj])) * ws_hi(v3[jj]))
+				             : ws_pack(ws_silu(ws_lo(v1[jj])) * ws_lo(v3[jj]),
+				                       ws_silu(ws_hi(v1[jj])) * ws_hi(v3[jj]));
 			}
 			if (a.epi == WS_EPI_ST16) {
 				ws_transpose4(v1, q);
@@ -445,7 +486,9 @@ __device__ __forceinline__ static uint4 ws_lds16(uint32_t addr);
  * block's 16 bytes and stores them as ws_epi does, __syncwarp (the next
  * group reuses the buffer): 6 stmatrix + 6 loads + 2 warp syncs a group
  * instead of ~96 shuffles and selects. Predicted per pair: ~26 issues, 24
- * MUFU cycles (against ~33 / 32) */
+ * MUFU cycles (against ~33 / 32). Measured (H100, see the top comment): no
+ * gain; ncu shows the epilogue latency bound, not MUFU or issue bound, and
+ * the staging round trip adds latency (fast / stsm 0.002-0.005 ms slower) */
 template <bool FAST, bool STSM>
 __device__ __forceinline__ static void ws_epi15(const struct ws_args &a, const float (&acc)[128],
                                                 int rr, int r1, int n0, int q, int lane,
@@ -1370,8 +1413,8 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 			ws_epi15<MODE != WS_UPSX, ws_stsm(MODE)>(
 			        a, acc, r0 + rr, r1, n0, q, lane,
 			        sbase + WS_ST * STG + (uint32_t)(warp - 4) * WS_STG_WARP);
-		} else if constexpr (MB == WS_UP) {
-			ws_epi(a, acc, r0 + rr, r1, n0, q);
+		} else if constexpr (MB == WS_UP) { /* WS_UP, round 15's WS_UPZ */
+			ws_epi<MODE == WS_UPZ>(a, acc, r0 + rr, r1, n0, q);
 		} else if constexpr (MB == WS_DOWN_DXT) {
 			/* it is the tile's first h1 / h3 slot */
 			ws_dxt_epi<WS_ST>(a, acc, sbase, fb, eb, it, rr, r0, r1, n0, q, lane);
@@ -1707,13 +1750,14 @@ static int ws_down_dx_as(const struct policy_moe_dims *d, uint16_t *dh13, const 
 }
 
 /* round 15: POLICY_GPU_MOE_WSB_SILU picks UP's epilogue: exact (unset: wsb2's
- * ws_epi), fast (WS_UPS), stsm (WS_UPSX), fastshfl (WS_UPF); see ws_epi15 */
+ * ws_epi), fast (WS_UPS), stsm (WS_UPSX), fastshfl (WS_UPF), ftz (WS_UPZ);
+ * see ws_epi15 */
 int policy_moe_ws_up(const struct policy_moe_dims *d, uint16_t *h1, uint16_t *h3, uint16_t *hh,
                      const uint16_t *xg, const uint16_t *w1, const uint16_t *w3, int cap,
                      void *stream)
 {
-	static const char *const silus[] = {"exact", "fast", "stsm", "fastshfl"};
-	const int si = policy_env_choice("POLICY_GPU_MOE_WSB_SILU", silus, 4, 0);
+	static const char *const silus[] = {"exact", "fast", "stsm", "fastshfl", "ftz"};
+	const int si = policy_env_choice("POLICY_GPU_MOE_WSB_SILU", silus, 5, 0);
 	if (si < 0)
 		return si;
 	if (si == 1)
@@ -1722,6 +1766,8 @@ int policy_moe_ws_up(const struct policy_moe_dims *d, uint16_t *h1, uint16_t *h3
 		return ws_up_as<WS_UPSX>("wsb", d, h1, h3, hh, xg, w1, w3, cap, stream);
 	if (si == 3)
 		return ws_up_as<WS_UPF>("wsb", d, h1, h3, hh, xg, w1, w3, cap, stream);
+	if (si == 4)
+		return ws_up_as<WS_UPZ>("wsb", d, h1, h3, hh, xg, w1, w3, cap, stream);
 	return ws_up_as<WS_UP>("wsb", d, h1, h3, hh, xg, w1, w3, cap, stream);
 }
 
@@ -1797,44 +1843,28 @@ int policy_moe_ws4_down_dx(const struct policy_moe_dims *d, uint16_t *dh13, cons
  * epilogue deferred under the next tile's main loop (WS_UPD, WS_DOWND,
  * WS_UP_DXD; outputs bit for bit those of policy_moe_ws_up / _down /
  * _up_dx); "wsb6r" (opt-in): the same, each chunk after the previous
- * block's release (WS_UPR, WS_DOWNR, WS_UP_DXR) */
-int policy_moe_ws6_up(const struct policy_moe_dims *d, uint16_t *h1, uint16_t *h3, uint16_t *hh,
-                      const uint16_t *xg, const uint16_t *w1, const uint16_t *w3, int cap,
-                      void *stream)
-{
-	return ws_up_as<WS_UPD>("wsb6", d, h1, h3, hh, xg, w1, w3, cap, stream);
-}
-
-int policy_moe_ws6_down(const struct policy_moe_dims *d, float *yp, const uint16_t *hh,
-                        const uint16_t *w2, int cap, void *stream)
-{
-	return ws_f32_as<WS_DOWND>(d, yp, hh, w2, NULL, cap, stream);
-}
-
-int policy_moe_ws6_up_dx(const struct policy_moe_dims *d, float *dxp, const uint16_t *dh13,
-                         const uint16_t *w1, const uint16_t *w3, int cap, void *stream)
-{
-	return ws_f32_as<WS_UP_DXD>(d, dxp, dh13, w1, w3, cap, stream);
-}
-
-int policy_moe_ws6r_up(const struct policy_moe_dims *d, uint16_t *h1, uint16_t *h3, uint16_t *hh,
-                       const uint16_t *xg, const uint16_t *w1, const uint16_t *w3, int cap,
-                       void *stream)
-{
-	return ws_up_as<WS_UPR>("wsb6r", d, h1, h3, hh, xg, w1, w3, cap, stream);
-}
-
-int policy_moe_ws6r_down(const struct policy_moe_dims *d, float *yp, const uint16_t *hh,
-                         const uint16_t *w2, int cap, void *stream)
-{
-	return ws_f32_as<WS_DOWNR>(d, yp, hh, w2, NULL, cap, stream);
-}
-
-int policy_moe_ws6r_up_dx(const struct policy_moe_dims *d, float *dxp, const uint16_t *dh13,
-                          const uint16_t *w1, const uint16_t *w3, int cap, void *stream)
-{
-	return ws_f32_as<WS_UP_DXR>(d, dxp, dh13, w1, w3, cap, stream);
-}
+ * block's release (WS_UPR, WS_DOWNR, WS_UP_DXR). WS_ROW3(P, NAME, U, D, X)
+ * defines policy_moe_P_up / _down / _up_dx on modes U, D, X */
+#define WS_ROW3(P, NAME, U, DN, X)                                                                 \
+	int policy_moe_##P##_up(const struct policy_moe_dims *d, uint16_t *h1, uint16_t *h3,       \
+	                        uint16_t *hh, const uint16_t *xg, const uint16_t *w1,              \
+	                        const uint16_t *w3, int cap, void *stream)                         \
+	{                                                                                          \
+		return ws_up_as<U>(NAME, d, h1, h3, hh, xg, w1, w3, cap, stream);                  \
+	}                                                                                          \
+	int policy_moe_##P##_down(const struct policy_moe_dims *d, float *yp, const uint16_t *hh,  \
+	                          const uint16_t *w2, int cap, void *stream)                       \
+	{                                                                                          \
+		return ws_f32_as<DN>(d, yp, hh, w2, NULL, cap, stream);                            \
+	}                                                                                          \
+	int policy_moe_##P##_up_dx(const struct policy_moe_dims *d, float *dxp,                    \
+	                           const uint16_t *dh13, const uint16_t *w1, const uint16_t *w3,   \
+	                           int cap, void *stream)                                          \
+	{                                                                                          \
+		return ws_f32_as<X>(d, dxp, dh13, w1, w3, cap, stream);                            \
+	}
+WS_ROW3(ws6, "wsb6", WS_UPD, WS_DOWND, WS_UP_DXD)
+WS_ROW3(ws6r, "wsb6r", WS_UPR, WS_DOWNR, WS_UP_DXR)
 
 /* round 13 ("wsb5", opt-in): down dX with h1 / h3 by TMA into the ring
  * (WS_DOWN_DXT); h1 and h3 2^40 bytes apart or more: round 11's kernel */

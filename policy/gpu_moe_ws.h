@@ -18,7 +18,13 @@
  * (d->gathered must be 1); cap > 0: at most cap persistent CTAs (tests),
  * else one an SM. D, F multiples of 8, pointers 16-byte aligned; 0 or a
  * negative code with a message; asynchronous on stream (a cudaStream_t;
- * NULL: the legacy default stream) */
+ * NULL: the legacy default stream). Round 15 (opt-in, measurements):
+ * POLICY_GPU_MOE_WSB_SILU=fast | stsm | fastshfl picks a cheaper epilogue
+ * (stmatrix stores and / or half the SiLU reciprocals on the FMA pipe; hh
+ * within 1 bf16 ulp, stsm bit for bit; H100: none faster, see
+ * gpu_moe_ws.cu); ftz: e^-x without the denormal fix-up (bit for bit; not
+ * yet run on a GPU); unset or exact: the default; anything else is
+ * refused */
 int policy_moe_ws_up(const struct policy_moe_dims *d, uint16_t *h1, uint16_t *h3, uint16_t *hh,
                      const uint16_t *xg, const uint16_t *w1, const uint16_t *w3, int cap,
                      void *stream);

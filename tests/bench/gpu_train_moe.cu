@@ -48,7 +48,7 @@ static int cmpf(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-#define NVAR 25
+#define NVAR 26
 #define NP   12
 
 int main(int argc, char **argv)
@@ -88,12 +88,13 @@ int main(int argc, char **argv)
 	 * wsb6 with each chunk after the previous block's release; round 15:
 	 * "wsb2:S" = wsb2 with POLICY_GPU_MOE_WSB_SILU=S (fast: up's epilogue
 	 * with fewer MUFU ops and stmatrix; stsm: only the stmatrix stores;
-	 * fastshfl: only the math; the row "up, A = xg" against wsb2's) */
+	 * fastshfl: only the math; ftz: wsb2's epilogue with e^-x by
+	 * ex2.approx.ftz, bit for bit; the row "up, A = xg" against wsb2's) */
 	static const char *const all_env[NVAR] = {
-	        "wg",    "wgt",       "wgtd",      "wgm",          "wgp",  "ws2",     "mma",
-	        "wg256", "wgtd+tma",  "wgtdp",     "wgtdp/c132",   "wsb",  "wsb/c66", "wsb2",
-	        "wsb3",  "wsb4",      "wsb4a",     "wsb4d",        "wsb5", "wsb6",    "wsb6u",
-	        "wsb6r", "wsb2:fast", "wsb2:stsm", "wsb2:fastshfl"};
+	        "wg",    "wgt",       "wgtd",      "wgm",           "wgp",     "ws2",     "mma",
+	        "wg256", "wgtd+tma",  "wgtdp",     "wgtdp/c132",    "wsb",     "wsb/c66", "wsb2",
+	        "wsb3",  "wsb4",      "wsb4a",     "wsb4d",         "wsb5",    "wsb6",    "wsb6u",
+	        "wsb6r", "wsb2:fast", "wsb2:stsm", "wsb2:fastshfl", "wsb2:ftz"};
 	const char *var_env[NVAR];
 	int ndev = 0, nvar = 0;
 	if (argc > 1 && argv[1][0] >= '0' && argv[1][0] <= '9') { /* the first n */
