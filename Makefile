@@ -96,8 +96,12 @@ DEB_PKGS := build-essential pkg-config libseccomp-dev libgit2-dev libsqlite3-dev
 
 ifneq ($(NVCC),)
 ALL_TARGETS := $(LIB) $(SWERVE) $(SWERVE_CORE) $(SWERVE_EXEC) $(CUDA_LIB) $(SWERVE_TRAIN)
+# `make test` also builds (does not run) every GPU test and benchmark where
+# nvcc exists, so a change that breaks one fails CI, not the next GPU call
+GPU_BUILD_CHECK := $(GPU_TEST_BINS) $(GPU_BENCH_BINS)
 else
 ALL_TARGETS := $(LIB) $(SWERVE) $(SWERVE_CORE) $(SWERVE_EXEC) $(SWERVE_TRAIN)
+GPU_BUILD_CHECK :=
 endif
 
 .SECONDARY:
@@ -213,7 +217,8 @@ fuzz: $(FUZZ_BINS)
 test-unit: $(UNIT_BINS)
 test-asan: $(ASAN_BINS)
 
-test: deps all $(UNIT_BINS) $(ASAN_BINS) $(SEC_BINS) $(E2E_BINS) $(PROG_BINS) $(REPLAY_BINS)
+test: deps all $(UNIT_BINS) $(ASAN_BINS) $(SEC_BINS) $(E2E_BINS) $(PROG_BINS) $(REPLAY_BINS) \
+      $(GPU_BUILD_CHECK)
 	@BUILD=$(BUILD) tests/run.sh \
 	  $(addprefix unit:,$(UNIT_BINS)) $(addprefix sec:,$(SEC_BINS)) \
 	  $(addprefix secslow:,$(SEC_BINS)) $(addprefix secprep:,$(SEC_BINS)) \
