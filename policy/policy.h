@@ -378,13 +378,45 @@ struct policy_sample {
 	enum policy_stop stop;
 };
 
-/* Generates one response to prompt with the CPU reference (each step
- * re-runs the forward pass over the whole sequence: small models only).
+/* Generates one response to prompt with the CPU reference, decoding
+ * incrementally (policy_decode: one token's forward per step; small models
+ * only).
  * *rng is the sampler state (advanced). out is filled on success; free
  * with policy_sample_dispose. */
 int policy_sample(struct policy_sample *out, struct policy_trainer *tr, const int *prompt,
                   int n_prompt, const struct policy_sample_opts *opts, uint64_t *rng);
 void policy_sample_dispose(struct policy_sample *s);
+
+/* The same sampler on the old path, one full policy_ref_forward over the
+ * whole prefix per token (O(T^2)): kept for the tests and bench_sample that
+ * compare the decoder against it. Same rng draws and results. */
+int policy_sample_full_forward(struct policy_sample *out, struct policy_trainer *tr,
+                               const int *prompt, int n_prompt,
+                               const struct policy_sample_opts *opts, uint64_t *rng);
+
+/* ---- incremental decoding (policy/decode.c) ------------------------------ */
+
+/* One sequence's decoding state for the CPU reference model: per lightning
+ * layer the recurrent state (n_heads x head_dim x head_dim doubles), per
+ * softmax layer the rotated key and value cache (max_seq_len x n_kv_heads x
+ * head_dim each). A push costs one token's forward; its logits equal the
+ * last row of policy_ref_forward over the tokens pushed so far. */
+struct policy_decode;
+
+/* cfg is copied; layout and params (the arena in double) are borrowed and
+ * must outlive the decoder. */
+int policy_decode_new(struct policy_decode **out, const struct policy_config *cfg,
+                      const struct policy_layout *layout, const double *params);
+/* Feeds the next token; logits_out (vocab_size doubles) gets the next-token
+ * logits, or NULL to skip the LM head (prompt tokens). SWERVE_EINVAL for a
+ * token id outside the vocabulary, SWERVE_ELIMIT past max_seq_len; the
+ * state is unchanged on error. */
+int policy_decode_push(struct policy_decode *dec, int token, double *logits_out);
+/* Tokens pushed so far. */
+int policy_decode_pos(const struct policy_decode *dec);
+/* Back to the empty sequence (keeps the buffers). */
+void policy_decode_reset(struct policy_decode *dec);
+void policy_decode_free(struct policy_decode *dec);
 
 /* ---- the GPU model (policy/gpu.cu; only in libswerve_cuda.a) ------------ */
 
