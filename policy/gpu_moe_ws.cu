@@ -558,41 +558,6 @@ __device__ __forceinline__ static void ws_epi15(const struct ws_args &a, const f
 	}
 }
 
-/* the fp32 epilogue of DOWN / UP_DX: rows rr, rr + 8 to out[perm[row]]
- * (slot order, D wide), the pairs of each 4 8-column blocks transposed
- * across the quad so lane q writes block q's 8 floats (two 16-byte stores) */
-__device__ __forceinline__ static void ws_epi_f32(const struct ws_args &a, const float (&acc)[128],
-                                                  int rr, int r1, int n0, int q)
-{
-	const int D = a.D;
-#pragma unroll
-	for (int h = 0; h < 2; h++) {
-		const int row = rr + 8 * h;
-		const bool rok = row < r1;
-		float *dst = a.out + (rok ? (size_t)a.perm[row] * D : 0);
-#pragma unroll
-		for (int g = 0; g < 8; g++) {
-			uint32_t lo[4], hi[4];
-#pragma unroll
-			for (int jj = 0; jj < 4; jj++) {
-				const int j = 4 * g + jj;
-				lo[jj] = __float_as_uint(acc[4 * j + 2 * h]);
-				hi[jj] = __float_as_uint(acc[4 * j + 2 * h + 1]);
-			}
-			ws_transpose4(lo, q);
-			ws_transpose4(hi, q);
-			const int n = n0 + 8 * (4 * g + q);
-			if (rok && n < D) {
-				float4 *o = (float4 *)(dst + n);
-				o[0] = make_float4(__uint_as_float(lo[0]), __uint_as_float(hi[0]),
-				                   __uint_as_float(lo[1]), __uint_as_float(hi[1]));
-				o[1] = make_float4(__uint_as_float(lo[2]), __uint_as_float(hi[2]),
-				                   __uint_as_float(lo[3]), __uint_as_float(hi[3]));
-			}
-		}
-	}
-}
-
 /* the quad transpose of a row's 4 8-column blocks g.. of fp32 pairs: lane q
  * then holds block 4 g + q's 8 columns in v[0..7] */
 __device__ __forceinline__ static void ws_rows8(const float (&acc)[128], int h, int g, int q,
@@ -611,6 +576,32 @@ __device__ __forceinline__ static void ws_rows8(const float (&acc)[128], int h, 
 	for (int i = 0; i < 4; i++) {
 		v[2 * i] = __uint_as_float(lo[i]);
 		v[2 * i + 1] = __uint_as_float(hi[i]);
+	}
+}
+
+/* the fp32 epilogue of DOWN / UP_DX: rows rr, rr + 8 to out[perm[row]]
+ * (slot order, D wide), the pairs of each 4 8-column blocks transposed
+ * across the quad so lane q writes block q's 8 floats (two 16-byte stores) */
+__device__ __forceinline__ static void ws_epi_f32(const struct ws_args &a, const float (&acc)[128],
+                                                  int rr, int r1, int n0, int q)
+{
+	const int D = a.D;
+#pragma unroll
+	for (int h = 0; h < 2; h++) {
+		const int row = rr + 8 * h;
+		const bool rok = row < r1;
+		float *dst = a.out + (rok ? (size_t)a.perm[row] * D : 0);
+#pragma unroll
+		for (int g = 0; g < 8; g++) {
+			float v[8];
+			ws_rows8(acc, h, g, q, v);
+			const int n = n0 + 8 * (4 * g + q);
+			if (rok && n < D) {
+				float4 *o = (float4 *)(dst + n);
+				o[0] = make_float4(v[0], v[1], v[2], v[3]);
+				o[1] = make_float4(v[4], v[5], v[6], v[7]);
+			}
+		}
 	}
 }
 
