@@ -765,7 +765,9 @@ static int cmd_sample(int argc, char **argv)
 	        "tokenizer's end-of-text token (unless --no-stop), after --max-new tokens, or\n"
 	        "when the repetition guard sees --guard-run consecutive tokens each with\n"
 	        "probability > 0.99 (M1; default 3000). --data lines are {\"prompt\": ...} or\n"
-	        "{\"prompt_tokens\": [...]}.\n";
+	        "{\"prompt_tokens\": [...]}. A prompt that cannot be sampled (too long, a token\n"
+	        "outside the vocabulary) is named on stderr and skipped; the others still run\n"
+	        "and the exit status is then 2.\n";
 	static const struct option lo[] = {
 	        {"ckpt", 1, 0, 'k'},    {"prompt", 1, 0, 'p'},    {"data", 1, 0, 'd'},
 	        {"n", 1, 0, 'n'},       {"max-new", 1, 0, 'm'},   {"temperature", 1, 0, 't'},
@@ -834,9 +836,11 @@ static int cmd_sample(int argc, char **argv)
 			char *text = NULL, *line;
 			size_t len = 0;
 			if (policy_sample(&s, tr, d.s[i].tok, d.s[i].n, &so, &rng)) {
+				/* a bad prompt is named and skipped; the others still
+				 * run, and the exit status says one failed */
 				code = fail("sample", EXIT_USAGE, "prompt %d: %s", i,
 				            swerve_error_last());
-				goto done;
+				break;
 			}
 			o = json_object();
 			json_object_set_new(o, "prompt_index", json_integer(i));

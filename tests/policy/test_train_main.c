@@ -148,6 +148,32 @@ Test(swerve_train, init_sft_eval_rl, .init = setup, .timeout = 120)
 	free(out);
 	free(err);
 
+	/* a prompt that cannot be sampled (121 tokens + 8 new > max_seq_len
+	 * 128) is named on stderr and skipped; the prompts around it still run
+	 * and the exit status is 2 */
+	{
+		char longp[200];
+		memset(longp, 'x', 121);
+		longp[121] = 0;
+		snprintf(p, sizeof(p), "%s/prompts.jsonl", dir);
+		FILE *f = fopen(p, "w");
+		cr_assert(f);
+		fprintf(f,
+		        "{\"prompt\": \"def a\"}\n{\"prompt\": \"%s\"}\n{\"prompt\": \"def b\"}\n",
+		        longp);
+		fclose(f);
+	}
+	rc = run(&out, &err,
+	         "%s sample --ckpt %s/ck --data %s/prompts.jsonl --temperature 0 --max-new 8 --n 2",
+	         bin, dir, dir);
+	cr_expect_eq(rc, 2, "a bad prompt fails the run's status: %d\n%s", rc, err);
+	cr_expect(strstr(err, "prompt 1:") && strstr(err, "max_seq_len"), "%s", err);
+	cr_expect(strstr(out, "\"prompt_index\":0,\"sample\":1"), "%s", out);
+	cr_expect(strstr(out, "\"prompt_index\":2,\"sample\":1"), "prompt 2 still runs:\n%s", out);
+	cr_expect(!strstr(out, "\"prompt_index\":1"), "%s", out);
+	free(out);
+	free(err);
+
 	/* a db as the runner leaves it: one group of 2 rewarded samples */
 	snprintf(p, sizeof(p), "%s/swerve.db", dir);
 	cr_assert_eq(swerve_db_open(&db, p, NULL), 0, "%s", swerve_error_last());
