@@ -51,6 +51,7 @@ struct seq {
 struct dataset {
 	int n;
 	struct seq *s;
+	int bad; /* load_prompts: lines reported and kept as empty entries */
 };
 
 static void dataset_free(struct dataset *d)
@@ -460,7 +461,7 @@ static int cmd_sft(int argc, char **argv)
 	struct common o;
 	struct policy_trainer *tr = NULL;
 	struct policy_tokenizer *tok = NULL;
-	struct dataset d = {0, NULL};
+	struct dataset d = {0, NULL, 0};
 	struct packed *p = NULL;
 	struct policy_batch *mb = NULL;
 	const int **mt = NULL;
@@ -552,7 +553,7 @@ static int cmd_eval(int argc, char **argv)
 	struct common o;
 	struct policy_trainer *tr = NULL;
 	struct policy_tokenizer *tok = NULL;
-	struct dataset d = {0, NULL};
+	struct dataset d = {0, NULL, 0};
 	int rc = parse_common(&o, "eval-logprobs", argc, argv, usage), code = EXIT_OK;
 	if (rc == -2)
 		return EXIT_OK;
@@ -702,10 +703,14 @@ static int load_prompts(struct dataset *d, const char *path, const struct policy
 	if (!f)
 		return swerve_error_set(errno == ENOENT ? SWERVE_ENOTFOUND : SWERVE_EIO, "%s: %s",
 		                        path, strerror(errno));
+	/* a bad line is named on stderr and kept as an empty entry, so
+	 * prompt_index still counts the file's non-blank lines and the other
+	 * prompts still run */
 	while (getline(&line, &cap, f) > 0) {
 		json_error_t je;
 		json_t *o;
-		int *a = NULL, n;
+		int *a = NULL, n, bad = 0;
+		struct seq *grown;
 		lineno++;
 		if (line[strspn(line, " \t\r\n")] == 0)
 			continue;
@@ -713,38 +718,49 @@ static int load_prompts(struct dataset *d, const char *path, const struct policy
 		o = json_loads(line, 0, &je);
 		if (!json_is_object(o)) {
 			json_decref(o);
-			rc = swerve_error_set(SWERVE_EINVAL, "%s: not a JSON object (%s)", where,
-			                      je.text);
-			break;
+			bad = swerve_error_set(SWERVE_EINVAL, "%s: not a JSON object (%s)", where,
+			                       je.text);
+			n = 0;
+		} else {
+			n = field_ids(&a, o, "prompt", "prompt_tokens", tok, where);
+			json_decref(o);
+			if (n < 0)
+				bad = swerve_error_code() ? swerve_error_code() : -1;
+			else if (n == 0)
+				bad = swerve_error_set(SWERVE_EINVAL,
+				                       "%s: needs a non-empty \"prompt\" or "
+				                       "\"prompt_tokens\"",
+				                       where);
 		}
-		n = field_ids(&a, o, "prompt", "prompt_tokens", tok, where);
-		json_decref(o);
-		if (n <= 0) {
-			free(a);
-			rc = n < 0 ? (swerve_error_code() ? swerve_error_code() : -1)
-			           : swerve_error_set(SWERVE_EINVAL,
-			                              "%s: needs a non-empty \"prompt\" or "
-			                              "\"prompt_tokens\"",
-			                              where);
-			break;
-		}
-		for (int t = 0; t < n && !rc; t++)
+		for (int t = 0; t < n && !bad; t++)
 			if (a[t] < 0 || a[t] >= V)
-				rc = swerve_error_set(SWERVE_EINVAL,
-				                      "%s: token %d outside the vocabulary", where,
-				                      a[t]);
-		d->s = realloc(d->s, (size_t)(d->n + 1) * sizeof(*d->s));
+				bad = swerve_error_set(SWERVE_EINVAL,
+				                       "%s: token %d outside the vocabulary", where,
+				                       a[t]);
+		if (bad) {
+			fail("sample", 0, "%s (skipped)", swerve_error_last());
+			free(a);
+			a = NULL;
+			n = 0;
+			d->bad++;
+		}
+		grown = realloc(d->s, (size_t)(d->n + 1) * sizeof(*d->s));
+		if (!grown) {
+			free(a);
+			rc = swerve_error_set(SWERVE_ENOMEM, "%s: out of memory", where);
+			break;
+		}
+		d->s = grown;
 		d->s[d->n].n = n;
 		d->s[d->n].tok = a;
 		d->s[d->n].tgt = NULL;
 		d->n++;
-		if (rc)
-			break;
 	}
 	free(line);
 	fclose(f);
-	if (!rc && d->n == 0)
-		rc = swerve_error_set(SWERVE_EINVAL, "%s: no prompts", path);
+	if (!rc && d->n == d->bad)
+		rc = swerve_error_set(SWERVE_EINVAL, "%s: no prompts%s", path,
+		                      d->bad ? " that can be read" : "");
 	if (rc)
 		dataset_free(d);
 	return rc;
@@ -765,9 +781,10 @@ static int cmd_sample(int argc, char **argv)
 	        "tokenizer's end-of-text token (unless --no-stop), after --max-new tokens, or\n"
 	        "when the repetition guard sees --guard-run consecutive tokens each with\n"
 	        "probability > 0.99 (M1; default 3000). --data lines are {\"prompt\": ...} or\n"
-	        "{\"prompt_tokens\": [...]}. A prompt that cannot be sampled (too long, a token\n"
-	        "outside the vocabulary) is named on stderr and skipped; the others still run\n"
-	        "and the exit status is then 2.\n";
+	        "{\"prompt_tokens\": [...]}. A line that cannot be read or a prompt that cannot\n"
+	        "be sampled (too long, a token outside the vocabulary) is named on stderr and\n"
+	        "skipped; the others still run (prompt_index counts the non-blank lines) and\n"
+	        "the exit status is then 2.\n";
 	static const struct option lo[] = {
 	        {"ckpt", 1, 0, 'k'},    {"prompt", 1, 0, 'p'},    {"data", 1, 0, 'd'},
 	        {"n", 1, 0, 'n'},       {"max-new", 1, 0, 'm'},   {"temperature", 1, 0, 't'},
@@ -779,7 +796,7 @@ static int cmd_sample(int argc, char **argv)
 	struct policy_sample_opts so = POLICY_SAMPLE_OPTS_INIT;
 	struct policy_trainer *tr = NULL;
 	struct policy_tokenizer *tok = NULL;
-	struct dataset d = {0, NULL};
+	struct dataset d = {0, NULL, 0};
 	uint64_t rng = 1;
 	int nsamp = 1, no_stop = 0, c, code = EXIT_OK;
 	optind = 1;
@@ -828,8 +845,10 @@ static int cmd_sample(int argc, char **argv)
 		code = fail("sample", EXIT_USAGE, "%s", swerve_error_last());
 		goto done;
 	}
+	if (d.bad)
+		code = EXIT_USAGE; /* named as they were read */
 	for (int i = 0; i < d.n; i++)
-		for (int j = 0; j < nsamp; j++) {
+		for (int j = 0; j < nsamp && d.s[i].n > 0; j++) {
 			struct policy_sample s;
 			static const char *const stops[] = {"length", "stop_token", "guard"};
 			json_t *o;

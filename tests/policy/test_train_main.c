@@ -149,8 +149,9 @@ Test(swerve_train, init_sft_eval_rl, .init = setup, .timeout = 120)
 	free(err);
 
 	/* a prompt that cannot be sampled (121 tokens + 8 new > max_seq_len
-	 * 128) is named on stderr and skipped; the prompts around it still run
-	 * and the exit status is 2 */
+	 * 128) and a line that is not JSON are named on stderr and skipped; the
+	 * prompts around them still run (prompt_index counts the non-blank
+	 * lines) and the exit status is 2 */
 	{
 		char longp[200];
 		memset(longp, 'x', 121);
@@ -159,18 +160,23 @@ Test(swerve_train, init_sft_eval_rl, .init = setup, .timeout = 120)
 		FILE *f = fopen(p, "w");
 		cr_assert(f);
 		fprintf(f,
-		        "{\"prompt\": \"def a\"}\n{\"prompt\": \"%s\"}\n{\"prompt\": \"def b\"}\n",
+		        "{\"prompt\": \"def a\"}\n{\"prompt\": \"%s\"}\n{\"prompt\": \"def b\"}\n"
+		        "not json\n\n{\"prompt\": \"def c\"}\n",
 		        longp);
 		fclose(f);
 	}
 	rc = run(&out, &err,
 	         "%s sample --ckpt %s/ck --data %s/prompts.jsonl --temperature 0 --max-new 8 --n 2",
 	         bin, dir, dir);
-	cr_expect_eq(rc, 2, "a bad prompt fails the run's status: %d\n%s", rc, err);
+	cr_expect_eq(rc, 2, "bad prompts fail the run's status: %d\n%s", rc, err);
 	cr_expect(strstr(err, "prompt 1:") && strstr(err, "max_seq_len"), "%s", err);
+	cr_expect(strstr(err, "prompts.jsonl:4: not a JSON object"), "%s", err);
 	cr_expect(strstr(out, "\"prompt_index\":0,\"sample\":1"), "%s", out);
 	cr_expect(strstr(out, "\"prompt_index\":2,\"sample\":1"), "prompt 2 still runs:\n%s", out);
-	cr_expect(!strstr(out, "\"prompt_index\":1"), "%s", out);
+	cr_expect(strstr(out, "\"prompt_index\":4,\"sample\":1"), "the line after the bad one:\n%s",
+	          out);
+	cr_expect(!strstr(out, "\"prompt_index\":1") && !strstr(out, "\"prompt_index\":3"), "%s",
+	          out);
 	free(out);
 	free(err);
 
