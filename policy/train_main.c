@@ -61,6 +61,7 @@ static void dataset_free(struct dataset *d)
 		free(d->s[i].tgt);
 	}
 	free(d->s);
+	memset(d, 0, sizeof(*d)); /* a loader's error path frees, then the caller does */
 }
 
 /* appends ids of a text or token-array field; returns count or -1 */
@@ -94,7 +95,7 @@ static int field_ids(int **out, json_t *o, const char *tfield, const char *kfiel
 }
 
 static int load_data(struct dataset *d, const char *path, const struct policy_tokenizer *tok,
-                     const struct policy_config *cfg)
+                     const struct policy_config *cfg, const char *skip_bad)
 {
 	FILE *f = fopen(path, "r");
 	char *line = NULL, where[4200];
@@ -104,11 +105,15 @@ static int load_data(struct dataset *d, const char *path, const struct policy_to
 	if (!f)
 		return swerve_error_set(errno == ENOENT ? SWERVE_ENOTFOUND : SWERVE_EIO, "%s: %s",
 		                        path, strerror(errno));
+	/* skip_bad (the command's name): a bad line is named on stderr and kept
+	 * as an empty entry (the others keep their index); NULL: it fails the
+	 * file (sft: no training on part of what was asked) */
 	while (getline(&line, &cap, f) > 0) {
 		json_error_t je;
 		json_t *o;
-		int *a = NULL, *b = NULL, na, nb, full;
-		struct seq s;
+		int *a = NULL, *b = NULL, na, nb, full, bad = 0;
+		struct seq s = {0, NULL, NULL};
+		struct seq *grown;
 		lineno++;
 		if (line[strspn(line, " \t\r\n")] == 0)
 			continue;
@@ -116,9 +121,9 @@ static int load_data(struct dataset *d, const char *path, const struct policy_to
 		o = json_loads(line, 0, &je);
 		if (!json_is_object(o)) {
 			json_decref(o);
-			rc = swerve_error_set(SWERVE_EINVAL, "%s: not a JSON object (%s)", where,
-			                      je.text);
-			break;
+			bad = swerve_error_set(SWERVE_EINVAL, "%s: not a JSON object (%s)", where,
+			                       je.text);
+			goto add;
 		}
 		full = json_object_get(o, "text") || json_object_get(o, "tokens");
 		na = field_ids(&a, o, full ? "text" : "prompt", full ? "tokens" : "prompt_tokens",
@@ -126,50 +131,70 @@ static int load_data(struct dataset *d, const char *path, const struct policy_to
 		nb = full ? 0 : field_ids(&b, o, "response", "response_tokens", tok, where);
 		json_decref(o);
 		if (na < 0 || nb < 0) {
-			free(a);
-			free(b);
-			rc = swerve_error_code() ? swerve_error_code() : -1;
-			break;
+			bad = swerve_error_code() ? swerve_error_code() : -1;
+			goto add;
 		}
 		s.n = na + nb;
 		if (s.n > cfg->max_seq_len)
 			s.n = cfg->max_seq_len; /* truncate on the right */
 		if (s.n < 2 || (!full && nb == 0)) {
-			free(a);
-			free(b);
-			rc = swerve_error_set(
+			bad = swerve_error_set(
 			        SWERVE_EINVAL,
 			        "%s: needs \"text\"/\"tokens\" or \"prompt\"+\"response\" "
 			        "with at least 2 tokens",
 			        where);
-			break;
+			goto add;
 		}
 		s.tok = calloc((size_t)s.n, sizeof(int));
 		s.tgt = calloc((size_t)s.n, sizeof(int));
+		if (!s.tok || !s.tgt) {
+			bad = swerve_error_set(SWERVE_ENOMEM, "%s: out of memory", where);
+			goto add;
+		}
 		for (int t = 0; t < s.n; t++)
 			s.tok[t] = t < na ? a[t] : b[t - na];
 		for (int t = 0; t < s.n; t++) {
 			int ok = t + 1 < s.n && (full || t + 1 >= na);
 			s.tgt[t] = ok ? s.tok[t + 1] : -1;
-			if (s.tok[t] < 0 || s.tok[t] >= cfg->vocab_size) {
-				rc = swerve_error_set(
+			if (!bad && (s.tok[t] < 0 || s.tok[t] >= cfg->vocab_size))
+				bad = swerve_error_set(
 				        SWERVE_EINVAL,
 				        "%s: token %d is outside the model's vocabulary "
 				        "(%d)",
 				        where, s.tok[t], cfg->vocab_size);
-			}
 		}
+	add:
 		free(a);
 		free(b);
-		d->s = realloc(d->s, (size_t)(d->n + 1) * sizeof(*d->s));
-		d->s[d->n++] = s;
-		if (rc)
+		if (bad && !skip_bad) {
+			free(s.tok);
+			free(s.tgt);
+			rc = bad;
 			break;
+		}
+		if (bad) {
+			fail(skip_bad, 0, "%s (skipped)", swerve_error_last());
+			free(s.tok);
+			free(s.tgt);
+			s.tok = s.tgt = NULL;
+			s.n = 0;
+			d->bad++;
+		}
+		grown = realloc(d->s, (size_t)(d->n + 1) * sizeof(*d->s));
+		if (!grown) {
+			free(s.tok);
+			free(s.tgt);
+			rc = swerve_error_set(SWERVE_ENOMEM, "%s: out of memory", where);
+			break;
+		}
+		d->s = grown;
+		d->s[d->n++] = s;
 	}
 	free(line);
 	fclose(f);
-	if (!rc && d->n == 0)
-		rc = swerve_error_set(SWERVE_EINVAL, "%s: no sequences", path);
+	if (!rc && d->n == d->bad)
+		rc = swerve_error_set(SWERVE_EINVAL, "%s: no sequences%s", path,
+		                      d->bad ? " that can be read" : "");
 	if (rc)
 		dataset_free(d);
 	return rc;
@@ -475,7 +500,8 @@ static int cmd_sft(int argc, char **argv)
 		return fail("sft", EXIT_USAGE, "--data FILE.jsonl is required");
 	if (policy_checkpoint_load(&tr, o.ckpt))
 		return fail("sft", EXIT_INFRA, "%s", swerve_error_last());
-	if (open_tokenizer(&tok, o.tokenizer, &tr->cfg) || load_data(&d, o.data, tok, &tr->cfg)) {
+	if (open_tokenizer(&tok, o.tokenizer, &tr->cfg) ||
+	    load_data(&d, o.data, tok, &tr->cfg, NULL)) {
 		code = fail("sft", EXIT_USAGE, "%s", swerve_error_last());
 		goto done;
 	}
@@ -549,7 +575,9 @@ static int cmd_eval(int argc, char **argv)
 	        "                                  [--tokenizer tokenizer.json] [--device "
 	        "cpu|gpu]\n\n"
 	        "Prints one JSON line per data line: the log-probability of each target token\n"
-	        "under the checkpoint, their sum and count (behaviour logprobs for rollouts).\n";
+	        "under the checkpoint, their sum and count (behaviour logprobs for rollouts).\n"
+	        "A line that cannot be read is named on stderr and skipped (its index, which\n"
+	        "counts the non-blank lines, is left out); the exit status is then 2.\n";
 	struct common o;
 	struct policy_trainer *tr = NULL;
 	struct policy_tokenizer *tok = NULL;
@@ -563,14 +591,21 @@ static int cmd_eval(int argc, char **argv)
 		return fail("eval-logprobs", EXIT_USAGE, "--data FILE.jsonl is required");
 	if (policy_checkpoint_load(&tr, o.ckpt))
 		return fail("eval-logprobs", EXIT_INFRA, "%s", swerve_error_last());
-	if (open_tokenizer(&tok, o.tokenizer, &tr->cfg) || load_data(&d, o.data, tok, &tr->cfg)) {
+	if (open_tokenizer(&tok, o.tokenizer, &tr->cfg) ||
+	    load_data(&d, o.data, tok, &tr->cfg, "eval-logprobs")) {
 		code = fail("eval-logprobs", EXIT_USAGE, "%s", swerve_error_last());
 		goto done;
 	}
-	if ((code = to_device("eval-logprobs", tr, o.device, o.precision, tr->cfg.max_seq_len, 2)))
+	if (d.bad)
+		code = EXIT_USAGE; /* named as they were read; the others still run */
+	if ((rc = to_device("eval-logprobs", tr, o.device, o.precision, tr->cfg.max_seq_len, 2))) {
+		code = rc;
 		goto done;
+	}
 	for (int i = 0; i < d.n; i++) {
 		int cu[2] = {0, d.s[i].n};
+		if (d.s[i].n == 0)
+			continue; /* a bad line, named when read */
 		struct policy_batch b = {d.s[i].n, d.s[i].tok, 1, cu};
 		double *lp = calloc((size_t)d.s[i].n, sizeof(double)), sum = 0;
 		int n = 0;

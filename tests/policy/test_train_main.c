@@ -137,6 +137,34 @@ Test(swerve_train, init_sft_eval_rl, .init = setup, .timeout = 120)
 	free(out);
 	free(err);
 
+	/* eval-logprobs names a bad line and skips it; the others keep their
+	 * index; exit status 2 */
+	snprintf(p, sizeof(p), "%s/eval.jsonl", dir);
+	{
+		FILE *f = fopen(p, "w");
+		cr_assert(f);
+		fputs("{\"text\": \"def add(a, b):\"}\n{\"text\": 5}\n\n"
+		      "{\"prompt\": \"def\", \"response\": \" add\"}\n",
+		      f);
+		fclose(f);
+	}
+	rc = run(&out, &err, "%s eval-logprobs --ckpt %s/ck --data %s/eval.jsonl", bin, dir, dir);
+	cr_expect_eq(rc, 2, "a bad line fails the status: %d\n%s", rc, err);
+	cr_expect(strstr(err, "eval.jsonl:2") && strstr(err, "skipped"), "%s", err);
+	cr_expect(strstr(out, "{\"index\": 0,") && strstr(out, "{\"index\": 2,"), "%s", out);
+	cr_expect(!strstr(out, "\"index\": 1,"), "%s", out);
+	free(out);
+	free(err);
+
+	/* sft refuses a data file with a bad line before it trains (named, exit
+	 * 2; it used to free the dataset twice and crash) */
+	rc = run(&out, &err, "%s sft --ckpt %s/ck --out %s/ck4 --data %s/eval.jsonl --steps 1", bin,
+	         dir, dir, dir);
+	cr_expect_eq(rc, 2, "sft with a bad line: %d\n%s", rc, err);
+	cr_expect(strstr(err, "eval.jsonl:2"), "%s", err);
+	free(out);
+	free(err);
+
 	/* greedy samples after sft continue the training text */
 	rc = run(&out, &err,
 	         "%s sample --ckpt %s/ck --prompt 'def add(a, b):' --temperature 0 "
