@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #define GPU_SKIP 77
@@ -64,6 +65,23 @@ static inline double gpu_nrand(void)
 {
 	double u = gpu_urand() + 1e-300, v = gpu_urand();
 	return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
+}
+
+/* host-side bf16: float -> bf16 rounded to nearest even (finite values, as
+ * the kernels' __float2bfloat16_rn) and back */
+static inline uint16_t gpu_f2bf(float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, 4);
+	u += 0x7fffu + ((u >> 16) & 1u);
+	return (uint16_t)(u >> 16);
+}
+static inline float gpu_bf2f(uint16_t h)
+{
+	uint32_t u = (uint32_t)h << 16;
+	float f;
+	memcpy(&f, &u, 4);
+	return f;
 }
 
 struct gpu_test {

@@ -35,21 +35,6 @@ static int have_gpu(void)
 	return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
 }
 
-static uint16_t h_f2bf(float f)
-{
-	uint32_t u;
-	memcpy(&u, &f, 4);
-	u += 0x7fffu + ((u >> 16) & 1u);
-	return (uint16_t)(u >> 16);
-}
-static float h_bf2f(uint16_t h)
-{
-	uint32_t u = (uint32_t)h << 16;
-	float f;
-	memcpy(&f, &u, 4);
-	return f;
-}
-
 /* a host tensor of n values in bf16 or fp32, with its fp32 view (the values
  * the kernel sees) */
 struct ht {
@@ -67,8 +52,8 @@ static void ht_init(struct ht *h, int bf, size_t n)
 static void ht_set(struct ht *h, size_t i, float v)
 {
 	if (h->bf) {
-		((uint16_t *)h->raw)[i] = h_f2bf(v);
-		h->f[i] = h_bf2f(((uint16_t *)h->raw)[i]);
+		((uint16_t *)h->raw)[i] = gpu_f2bf(v);
+		h->f[i] = gpu_bf2f(((uint16_t *)h->raw)[i]);
 	} else {
 		((float *)h->raw)[i] = v;
 		h->f[i] = v;
@@ -77,7 +62,7 @@ static void ht_set(struct ht *h, size_t i, float v)
 static void ht_from_raw(struct ht *h)
 {
 	for (size_t i = 0; i < h->n; i++)
-		h->f[i] = h->bf ? h_bf2f(((uint16_t *)h->raw)[i]) : ((float *)h->raw)[i];
+		h->f[i] = h->bf ? gpu_bf2f(((uint16_t *)h->raw)[i]) : ((float *)h->raw)[i];
 }
 static void ht_free(struct ht *h)
 {
@@ -139,8 +124,8 @@ static int run_case(int T, int Hd, int a_bf16, int o_bf16, int fast)
 		ht_set(&o, i, (float)(gpu_nrand() * (0.2 + (i / Hd) % 7)));
 		dgn[i] = (float)gpu_nrand();
 		if (a_bf16) { /* representable in bf16: v4's bf16 dgn holds the same values */
-			dgn16[i] = h_f2bf(dgn[i]);
-			dgn[i] = h_bf2f(dgn16[i]);
+			dgn16[i] = gpu_f2bf(dgn[i]);
+			dgn[i] = gpu_bf2f(dgn16[i]);
 		}
 	}
 	for (size_t i = 0; i < np; i++)
@@ -292,7 +277,7 @@ static int run_case(int T, int Hd, int a_bf16, int o_bf16, int fast)
 					double rdp = dgn[i] * (o.f[i] * r * w[c + 1]) * g * (1 - g);
 					double e1 = fabs(dO3.f[i] - rdO) /
 					            (tol_cpu(o_bf16, rdO) + 1e-5 * sc + 1e-6);
-					double dpv = a_bf16 ? h_bf2f(((uint16_t *)dpre3.raw)[gi])
+					double dpv = a_bf16 ? gpu_bf2f(((uint16_t *)dpre3.raw)[gi])
 					                    : ((float *)dpre3.raw)[gi];
 					double e2 = fabs(dpv - rdp) / (tol_cpu(a_bf16, rdp) + 1e-6);
 					/* v2 vs v3: one rounding of r^3 dot / C moved */

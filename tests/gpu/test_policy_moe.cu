@@ -47,17 +47,11 @@ static float nrand(void)
 }
 static uint16_t f2bf(float f)
 {
-	uint32_t u;
-	memcpy(&u, &f, 4);
-	u += 0x7fffu + ((u >> 16) & 1u);
-	return (uint16_t)(u >> 16);
+	return gpu_f2bf(f);
 }
 static double bf(uint16_t h)
 {
-	uint32_t u = (uint32_t)h << 16;
-	float f;
-	memcpy(&f, &u, 4);
-	return f;
+	return gpu_bf2f(h);
 }
 static double sigm(double x)
 {
