@@ -1176,15 +1176,7 @@ __device__ __forceinline__ static void mg_mb_cp_arrive(uint32_t b)
 }
 __device__ __forceinline__ static void mg_mb_wait(uint32_t b, int phase)
 {
-	uint32_t ok;
-	do {
-		asm volatile("{\n.reg .pred p;\n"
-		             "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
-		             "selp.u32 %0, 1, 0, p;\n}\n"
-		             : "=r"(ok)
-		             : "r"(b), "r"(phase)
-		             : "memory");
-	} while (!ok);
+	ptx::mbar_wait(b, (uint32_t)phase);
 }
 
 template <int MODE, int PW, int WIDE>
