@@ -258,7 +258,9 @@ static void profile(const struct policy_config *cfg, int seqs, int seq, const ch
  * rows, no profile (a variant against the default in the shortest call);
  * then any
  * number of "label:VAR=VALUE ..." arguments, each an extra row at K = 4 under
- * that environment (a variant measured beside the default in one run) */
+ * that environment (a variant measured beside the default in one run);
+ * "label@KxS:..." runs that row at K micro-batches an optimizer step of S
+ * sequences of 2048 each (e.g. "llmc@1x32:" for 65536-token micro-batches) */
 int main(int argc, char **argv)
 {
 	struct policy_config c;
@@ -336,14 +338,23 @@ int main(int argc, char **argv)
 	struct result r[NROWS], rx[MAXX];
 	char xlabel[MAXX][32];
 	const char *xenv[MAXX];
-	int nx = 0;
+	int nx = 0, xk[MAXX], xseqs[MAXX];
 	for (int i = 2; i < argc; i++) {
 		const char *colon = strchr(argv[i], ':');
 		if (!colon || colon == argv[i] || colon - argv[i] >= 32 || nx == MAXX)
-			DIE("gpu_train: %s: expected label:VAR=VALUE ... (at most %d, label < 32 "
-			    "characters)",
+			DIE("gpu_train: %s: expected label[@KxS]:VAR=VALUE ... (at most %d, label "
+			    "< "
+			    "32 characters)",
 			    argv[i], MAXX);
 		snprintf(xlabel[nx], sizeof(xlabel[nx]), "%.*s", (int)(colon - argv[i]), argv[i]);
+		/* label@KxS: K micro-batches an optimizer step of S sequences of 2048 */
+		char *at = strchr(xlabel[nx], '@');
+		xk[nx] = 4;
+		xseqs[nx] = 4;
+		if (at && (sscanf(at + 1, "%dx%d", &xk[nx], &xseqs[nx]) != 2 || xk[nx] < 1 ||
+		           xk[nx] > 64 || xseqs[nx] < 1 || xseqs[nx] > 64))
+			DIE("gpu_train: %s: expected @KxS with K and S in 1..64 (e.g. big@1x32)",
+			    argv[i]);
 		xenv[nx++] = colon + 1;
 	}
 	double peak;
@@ -396,7 +407,7 @@ int main(int argc, char **argv)
 	}
 	for (int i = 0; i < nx; i++) {
 		env_apply(xenv[i], 1);
-		rx[i] = run(&c, POLICY_GPU_BF16, 4, 2048, 7, xlabel[i], 4);
+		rx[i] = run(&c, POLICY_GPU_BF16, xseqs[i], 2048, 7, xlabel[i], xk[i]);
 		env_apply(xenv[i], 0);
 	}
 	printf("\ncard: %s; cuBLAS bf16 GEMM 8192^3 measured %.0f TFLOP/s (datasheet %.0f)\n",
