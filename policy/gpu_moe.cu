@@ -1489,11 +1489,13 @@ int policy_moe_variant(void)
 	 * next tile's main loop; opt-in; H100: those products 3-5% faster, end
 	 * to end within noise) 17, wsb6u (only up's) 18, wsb6r (wsb6 with each
 	 * deferred chunk after the previous block's release; not yet run on a
-	 * GPU) 19 */
-	static const char *const names[19] = {
-	        "mma",  "wg",   "wg256", "wgp",   "wgm",   "ws2",  "wgt",  "wgtd",  "wgtdp", "wsb",
-	        "wsb2", "wsb3", "wsb4",  "wsb4a", "wsb4d", "wsb5", "wsb6", "wsb6u", "wsb6r"};
-	int v = policy_env_choice("POLICY_GPU_MOE_KERNEL", names, 19, 10);
+	 * GPU) 19; round 16's wsb3w (wsb3's two weight gradients, wgtd's down
+	 * dX: wsb3 minus the one product it slowed) 20 */
+	static const char *const names[20] = {"mma",  "wg",   "wg256", "wgp",   "wgm",
+	                                      "ws2",  "wgt",  "wgtd",  "wgtdp", "wsb",
+	                                      "wsb2", "wsb3", "wsb4",  "wsb4a", "wsb4d",
+	                                      "wsb5", "wsb6", "wsb6u", "wsb6r", "wsb3w"};
+	int v = policy_env_choice("POLICY_GPU_MOE_KERNEL", names, 20, 10);
 	return v >= 8 ? v + 1 : v;
 }
 
@@ -1674,7 +1676,7 @@ template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct
 	 * CTAs when the TMA epilogues run (k_mgp); the other products, UP with
 	 * A gathered in the loads and EPI=smem run wgtd's kernels */
 	const bool pers = var == 9;
-	const int cap = pers || (var >= 10 && var <= 19) ? mg_ctas() : 0;
+	const int cap = pers || (var >= 10 && var <= 20) ? mg_ctas() : 0;
 	if (cap < 0)
 		return cap;
 	if (pers)
@@ -1743,6 +1745,10 @@ template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct
 			return policy_moe_ws4_down(d, a->f1, a->a, a->b0, cap, (void *)mg_stream);
 		var = 11;
 	}
+	/* round 16: wsb3w is wsb3 with wgtd's DOWN_DX */
+	const bool w3 = var == 20;
+	if (w3)
+		var = 12;
 	/* round 10: wsb runs UP from xg in policy/gpu_moe_ws.cu, wsb2 also DOWN
 	 * and UP_DX (F % 64 == 0); the rest as wgtd */
 	if (var == 10 || var == 11 || var == 12) {
@@ -1752,7 +1758,7 @@ template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct
 		if (var >= 11 && MODE == MG_DOWN)
 			return policy_moe_ws_down(d, a->f1, a->a, a->b0, cap, (void *)mg_stream);
 		/* round 11: wsb3 also DOWN_DX, DOWN_DW and UP_DW from xg */
-		if (var == 12 && MODE == MG_DOWN_DX)
+		if (var == 12 && !w3 && MODE == MG_DOWN_DX)
 			return policy_moe_ws_down_dx(d, a->o1, a->a, a->b0, a->h1, a->h3, cap,
 			                             (void *)mg_stream);
 		if (var == 12 && MODE == MG_DOWN_DW && d->E <= 256)

@@ -493,8 +493,10 @@ static int check_case1(int T, int K, int E, int D, int F, int route)
  * epilogue with e^-x by ex2.approx.ftz: bit for bit; not yet run on a GPU);
  * with them the case "SiLU epilogue vs wsb2's" compares h1 / h3 (bit for
  * bit) and hh (at most 1 bf16 ulp; stsm, ftz: bit for bit) with the exact
- * epilogue's at the benchmark's shape */
-#define NVARIANTS 39
+ * epilogue's at the benchmark's shape. Round 16: "wsb3w" = wsb3's weight
+ * gradients with wgtd's down dX (each product already tested in wsb3 /
+ * wgtd; run when named) */
+#define NVARIANTS 40
 static const char *const variant_env[NVARIANTS] = {
         "mma",           "wg",           "wg256",     "wgp",          "wgm",          "ws2",
         "wgt",           "wgtd",         "wgtd+tma",  "wgtdp",        "wgtdp/c3",     "wsb",
@@ -502,7 +504,7 @@ static const char *const variant_env[NVARIANTS] = {
         "wsb4",          "wsb4/c3",      "wsb4/s4",   "wsb4d",        "wsb5",         "wsb5/c3",
         "wsb5/s3",       "wsb6",         "wsb6/c3",   "wsb6/s3",      "wsb6u",        "wsb6r",
         "wsb6r/c3",      "wsb6r/s3",     "wsb2:fast", "wsb2/c3:fast", "wsb2/s3:fast", "wsb2:stsm",
-        "wsb2:fastshfl", "wsb2/c3:stsm", "wsb2:ftz"};
+        "wsb2:fastshfl", "wsb2/c3:stsm", "wsb2:ftz",  "wsb3w"};
 /* POLICY_GPU_MOE_WSB_KCH as the run started ("NAME/kN" sets it for NAME) */
 static const char *kch_env;
 /* POLICY_GPU_MOE_WSB_ST as the run started ("NAME/sN" sets it for NAME) */
@@ -788,8 +790,8 @@ int main(int argc, char **argv)
 		 * run on a GPU; round 15's wsb2:S forms passed their 12 each on
 		 * an H100 on 2026-11-27 but stay named-only: opt-in, no faster,
 		 * and their bench-shape ulp case adds seconds) */
-		static const char *const unrun_prefix[] = {"wsb6r",
-		                                           "wsb2:", "wsb2/c3:", "wsb2/s3:", NULL};
+		static const char *const unrun_prefix[] = {
+		        "wsb6r", "wsb2:", "wsb2/c3:", "wsb2/s3:", "wsb3w", NULL};
 		int unrun = 0;
 		for (int u = 0; unrun_prefix[u]; u++)
 			unrun |= !strncmp(variant_env[variant], unrun_prefix[u],
