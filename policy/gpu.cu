@@ -265,6 +265,13 @@ struct policy_gpu {
 	/* round 8: the residual stream's passes of gpu_ew.cu (POLICY_GPU_EW=old
 	 * or a dim they do not take: gpu.cu's kernels) */
 	int ew;
+	/* round 16 (issue 10, opt-in): POLICY_GPU_ACT16=off (0, the default) |
+	 * slots (1: the MoE's slot tensors yp, dxp in bf16) | resid (2: also the
+	 * residual stream's value xin / hmid / xf in bf16, the router reading
+	 * the experts' bf16 input xp; n2 not written); taken where the fused
+	 * grouped path with the v3 / v4 route, gpu_ew.cu, gpu_comb.cu and wsb2's
+	 * down / up dX run, else off */
+	int act16;
 	/* softmax attention through cuBLAS (scores materialised per sequence and
 	 * KV group; POLICY_GPU_ATTN=naive: the warp-per-query kernels) */
 	int attn_gemm;
@@ -419,6 +426,8 @@ int policy_gpu_profile(const char **names, double *seconds, int max, struct poli
 static int rms_bwd(const struct policy_gpu *g, float *dx, uint16_t *xb, int acc, float *dw,
                    const float *dy, const float *x, const float *w, const float *rstd, int T, int C)
 {
+	if (g->act16 >= 2) /* round 16: x is the residual stream's bf16 value */
+		return policy_ew_rms_bwd16(dx, xb, acc, dw, dy, (const uint16_t *)x, w, rstd, T, C);
 	if (g->ew && policy_ew_supported(C)) { /* round 8: a warp per row (gpu_ew.cu) */
 		CKR(policy_ew_rms_bwd(dx, xb, acc, g->fuse ? dw : NULL, dy, x, w, rstd, T, C));
 		if (!g->fuse)
@@ -1685,6 +1694,19 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 			return v;
 		g->ew = v == 0 && policy_ew_supported(D);
 	}
+	{ /* round 16: POLICY_GPU_ACT16=off (the default) | slots | resid */
+		static const char *const names[] = {"off", "slots", "resid"};
+		int v = policy_env_choice("POLICY_GPU_ACT16", names, 3, 0);
+		if (v < 0)
+			return v;
+		g->act16 = g->moe_fused && g->ew && g->route_new >= 3 && g->moe_comb &&
+		                           policy_moe_slots16_supported(cfg->expert_hidden)
+		                   ? v
+		                   : 0;
+		/* resid: the embedding's add writes x_0 (the embedding 16-byte aligned) */
+		if (g->act16 >= 2 && ((L->tok_emb & 3) || g->route_new != 4))
+			g->act16 = 1;
+	}
 	{ /* POLICY_GPU_ADAMW=fused (the default) | tensor (a launch per tensor) */
 		static const char *const names[] = {"fused", "tensor"};
 		int v = policy_env_choice("POLICY_GPU_ADAMW", names, 2, 0);
@@ -2412,7 +2434,11 @@ static int moe_fwd_grouped(struct policy_gpu *g, int l, float *y, int T)
 	CKR(policy_moe_up(&d, (uint16_t *)ly->h1, (uint16_t *)ly->h3, (uint16_t *)ly->hh,
 	                  (const uint16_t *)(g->moe_gather ? ly->xg : ly->xp), g->pb + lp->w1,
 	                  g->pb + lp->w3));
-	CKR(policy_moe_down(&d, ly->yp, (const uint16_t *)ly->hh, g->pb + lp->w2));
+	if (g->act16) /* round 16: the slots in bf16 */
+		CKR(policy_moe_down_b16(&d, (uint16_t *)ly->yp, (const uint16_t *)ly->hh,
+		                        g->pb + lp->w2));
+	else
+		CKR(policy_moe_down(&d, ly->yp, (const uint16_t *)ly->hh, g->pb + lp->w2));
 	mark(g, PROF_EXPERTS);
 	if (!g->moe_fused) { /* else the residual add after the MoE sums the slots */
 		CKR(policy_moe_combine(y, ly->yp, ly->gate, T, K, D));
@@ -2450,9 +2476,13 @@ static int moe_bwd_grouped(struct policy_gpu *g, int l, float *dn, const float *
 	int rc;
 
 	CKR(side_wait(g, SV_MOE)); /* the layer above's expert dW have read moe_scr */
-	CKR(g->moe_comb
-	            ? policy_moe_combine_bwd2(dyp, dgate, dy, ly->yp, ly->gate, ly->rowof, T, K, D)
-	            : policy_moe_combine_bwd(&d, dyp, dgate, dy, ly->yp, ly->gate));
+	if (g->act16) /* round 16: the slots in bf16 */
+		CKR(policy_moe_combine_bwd2_b16(dyp, dgate, dy, (const uint16_t *)ly->yp, ly->gate,
+		                                ly->rowof, T, K, D));
+	else
+		CKR(g->moe_comb ? policy_moe_combine_bwd2(dyp, dgate, dy, ly->yp, ly->gate,
+		                                          ly->rowof, T, K, D)
+		                : policy_moe_combine_bwd(&d, dyp, dgate, dy, ly->yp, ly->gate));
 	mark(g, PROF_EXP_EW);
 	/* the arena was cleared by this step (first micro-batch of a window):
 	 * store the expert dW instead of reading and adding */
@@ -2472,7 +2502,11 @@ static int moe_bwd_grouped(struct policy_gpu *g, int l, float *dn, const float *
 	if (g->streams)
 		CKR(side_done(g, SV_MOE, rc));
 	CKR(rc);
-	CKR(policy_moe_up_dx(&d, dxp, dh13, g->pb + lp->w1, g->pb + lp->w3));
+	if (g->act16) /* round 16: the slots in bf16 (route_new >= 3 sums them) */
+		CKR(policy_moe_up_dx_b16(&d, (uint16_t *)dxp, dh13, g->pb + lp->w1,
+		                         g->pb + lp->w3));
+	else
+		CKR(policy_moe_up_dx(&d, dxp, dh13, g->pb + lp->w1, g->pb + lp->w3));
 	mark(g, PROF_EXPERTS);
 	if (g->route_new >= 3) { /* round 10 (v3, v4): the route backward sums the slots */
 		g->route_slots = dxp;
@@ -2493,8 +2527,13 @@ static int moe_fwd(struct policy_gpu *g, int l, float *y, int T)
 
 	if (g->route_new) { /* logits, softmax, top-k and per-block counts in one pass */
 		CKR(route_ws(g, T));
-		CKR(policy_route_fwd(ly->prob, ly->sel, ly->gate, ly->rowof, g->route_ws, ly->n2,
-		                     P + lp->router, T, E, K, D, g->route_new - 1));
+		if (g->act16 >= 2) /* round 16: the experts' bf16 input (n2 not written) */
+			CKR(policy_route_fwd_b16(ly->prob, ly->sel, ly->gate, ly->rowof,
+			                         g->route_ws, (const uint16_t *)ly->xp,
+			                         P + lp->router, T, E, K, D));
+		else
+			CKR(policy_route_fwd(ly->prob, ly->sel, ly->gate, ly->rowof, g->route_ws,
+			                     ly->n2, P + lp->router, T, E, K, D, g->route_new - 1));
 	} else {
 		CKR(mm_fwd(g, logit, CUDA_R_32F, ly->n2, P + lp->router, CUDA_R_32F, T, D, E, 0,
 		           1));
@@ -2585,12 +2624,20 @@ router:
 		const float *slots = g->route_slots;
 		g->route_slots = NULL;
 		CKR(route_ws(g, T));
-		CKR(slots ? policy_route_bwd_slots(dn, g->route_ws, slots, ly->n2, P + lp->router,
-		                                   ly->prob, ly->sel, ly->gate, dgate, ly->auxc, T,
-		                                   E, K, D)
-		          : policy_route_bwd(dn, g->route_ws, ly->n2, P + lp->router, ly->prob,
-		                             ly->sel, ly->gate, dgate, ly->auxc, T, E, K, D,
-		                             g->route_new - 1));
+		if (slots && g->act16) /* round 16: bf16 slots (and x, resid) */
+			CKR(policy_route_bwd_slots_b16(
+			        dn, g->route_ws, (const uint16_t *)slots,
+			        g->act16 >= 2 ? (const void *)ly->xp : (const void *)ly->n2,
+			        g->act16 >= 2, P + lp->router, ly->prob, ly->sel, ly->gate, dgate,
+			        ly->auxc, T, E, K, D));
+		else if (slots)
+			CKR(policy_route_bwd_slots(dn, g->route_ws, slots, ly->n2, P + lp->router,
+			                           ly->prob, ly->sel, ly->gate, dgate, ly->auxc, T, E,
+			                           K, D));
+		else
+			CKR(policy_route_bwd(dn, g->route_ws, ly->n2, P + lp->router, ly->prob,
+			                     ly->sel, ly->gate, dgate, ly->auxc, T, E, K, D,
+			                     g->route_new - 1));
 		CKR(policy_route_dw(G + lp->router, g->route_ws, T, E, D));
 		mark(g, PROF_ROUTE);
 		return 0;
@@ -2816,6 +2863,18 @@ static int head_collect(struct policy_gpu *g, struct policy_loss_stats *st, int 
 
 /* ---- the step's launches --------------------------------------------------- */
 
+/* round 16: gpu_ew.cu's add + RMSNorm with the residual stream (out, a) in
+ * bf16 under POLICY_GPU_ACT16=resid and the slots yp in bf16 under slots or
+ * resid; off: policy_ew_add_rms */
+static int ew_add_rms(const struct policy_gpu *g, void *out, void *y, int y_bf16, uint16_t *yb,
+                      float *rstd, const void *a, const float *emb, const int *tok,
+                      const float *b, const void *yp, const float *gate, int K, const float *w,
+                      int T, int C, float eps)
+{
+	return policy_ew_add_rms16(out, g->act16 >= 2, y, y_bf16, yb, rstd, a, emb, tok, b, yp,
+	                           g->act16 && yp, gate, K, w, T, C, eps);
+}
+
 /* the forward and the head (its read-backs inline, or in graph mode by
  * head_collect after the step's launches) */
 static int step_fwd(struct policy_gpu *g, struct policy_loss_stats *st,
@@ -2836,10 +2895,9 @@ static int step_fwd(struct policy_gpu *g, struct policy_loss_stats *st,
 	if (g->ew && g->fuse && c->n_layers > 0 &&
 	    !((uintptr_t)(g->params + L->tok_emb) & 15)) { /* round 8: with the first norm */
 		emb_norm = 1;
-		CKR(policy_ew_add_rms(g->ly[0].xin, g->ly[0].n1, g->ab, NULL, g->ly[0].rstd1, NULL,
-		                      g->params + L->tok_emb, g->tok, NULL, NULL, NULL, 0,
-		                      g->params + L->layers[0].attn_norm, T, D,
-		                      (float)c->norm_eps));
+		CKR(ew_add_rms(g, g->ly[0].xin, g->ly[0].n1, g->ab, NULL, g->ly[0].rstd1, NULL,
+		               g->params + L->tok_emb, g->tok, NULL, NULL, NULL, 0,
+		               g->params + L->layers[0].attn_norm, T, D, (float)c->norm_eps));
 	} else if (g->ew) {
 		CKR(policy_ew_embed(g->fuse ? g->ly[0].xin : g->x, g->params + L->tok_emb, g->tok,
 		                    T, D));
@@ -2871,10 +2929,15 @@ static int step_fwd(struct policy_gpu *g, struct policy_loss_stats *st,
 			CKR(lightning_fwd(g, l, g->dn, b, maxlen));
 		}
 		if (g->ew && g->fuse) { /* round 8 (gpu_ew.cu); xp: the experts' bf16 input */
-			CKR(policy_ew_add_rms(ly->hmid, ly->n2, 0,
-			                      g->moe_fused ? (uint16_t *)ly->xp : NULL, ly->rstd2,
-			                      ly->xin, NULL, NULL, g->dn, NULL, NULL, 0,
-			                      g->params + lp->ffn_norm, T, D, eps));
+			if (g->act16 >= 2) /* round 16: the router reads xp, n2 not written */
+				CKR(ew_add_rms(g, ly->hmid, ly->xp, 1, NULL, ly->rstd2, ly->xin, NULL,
+				               NULL, g->dn, NULL, NULL, 0, g->params + lp->ffn_norm, T,
+				               D, eps));
+			else
+				CKR(policy_ew_add_rms(ly->hmid, ly->n2, 0,
+				                      g->moe_fused ? (uint16_t *)ly->xp : NULL,
+				                      ly->rstd2, ly->xin, NULL, NULL, g->dn, NULL, NULL,
+				                      0, g->params + lp->ffn_norm, T, D, eps));
 		} else if (g->moe_fused) {
 			k_add_rms_moe<float><<<T, 256, 0, PST>>>(
 			        ly->hmid, ly->n2, (uint16_t *)ly->xp, ly->rstd2, ly->xin, g->dn,
@@ -2912,11 +2975,10 @@ static int step_fwd(struct policy_gpu *g, struct policy_loss_stats *st,
 			int yb16 = g->ab || g->moe_fused; /* the grouped MoE is bf16 only */
 			void *y = last ? (yb16 ? (void *)g->nf_b : (void *)g->nf) : nx->n1;
 			/* the combine inside the residual add (the grouped MoE) */
-			CKR(policy_ew_add_rms(
-			        last ? g->xf : nx->xin, y, yb16, NULL, last ? g->rstdf : nx->rstd1,
-			        ly->hmid, NULL, NULL, g->moe_fused ? NULL : g->dn,
-			        g->moe_fused ? ly->yp : NULL, g->moe_fused ? ly->gate : NULL,
-			        c->top_k, w, T, D, eps));
+			CKR(ew_add_rms(g, last ? g->xf : nx->xin, y, yb16, NULL,
+			               last ? g->rstdf : nx->rstd1, ly->hmid, NULL, NULL,
+			               g->moe_fused ? NULL : g->dn, g->moe_fused ? ly->yp : NULL,
+			               g->moe_fused ? ly->gate : NULL, c->top_k, w, T, D, eps));
 		} else if (g->moe_fused) { /* the combine inside the residual add */
 			const float *w =
 			        g->params +

@@ -34,11 +34,11 @@ int policy_moe_comb_supported(int D)
 
 /* a block per token; KT slots' yp rows loaded at once (KT = K when 1 or 2,
  * else 1: K at run time, a slot at a time) */
-template <int KT>
-__global__ static void __launch_bounds__(CB_THREADS)
-        k_cb_bwd(uint16_t *__restrict__ dyp, float *__restrict__ dgate,
-                 const float *__restrict__ dy, const float *__restrict__ yp,
-                 const float *__restrict__ gate, const int *__restrict__ rowof, int K, int D)
+template <int KT, typename TP>
+__device__ __forceinline__ static void
+cb_bwd(uint16_t *__restrict__ dyp, float *__restrict__ dgate, const float *__restrict__ dy,
+       const TP *__restrict__ yp, const float *__restrict__ gate, const int *__restrict__ rowof,
+       int K, int D)
 {
 	__shared__ float red[CB_KMAX][CB_THREADS / 32];
 	int t = blockIdx.x, tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
@@ -62,7 +62,7 @@ __global__ static void __launch_bounds__(CB_THREADS)
 #pragma unroll
 			for (int i = 0; i < CB_COLS; i++) {
 				int c = tid + i * CB_THREADS;
-				y[u][i] = ok && c < D ? yp[tj * D + c] : 0.0f;
+				y[u][i] = ok && c < D ? ldf(yp[tj * D + c]) : 0.0f;
 			}
 		}
 #pragma unroll
@@ -89,6 +89,25 @@ __global__ static void __launch_bounds__(CB_THREADS)
 		dgate[(size_t)t * K + tid] = red[tid][0] + red[tid][1] + red[tid][2] + red[tid][3];
 }
 
+template <int KT>
+__global__ static void __launch_bounds__(CB_THREADS)
+        k_cb_bwd(uint16_t *__restrict__ dyp, float *__restrict__ dgate,
+                 const float *__restrict__ dy, const float *__restrict__ yp,
+                 const float *__restrict__ gate, const int *__restrict__ rowof, int K, int D)
+{
+	cb_bwd<KT, float>(dyp, dgate, dy, yp, gate, rowof, K, D);
+}
+
+/* round 16 (POLICY_GPU_ACT16=slots): the slots yp in bf16 */
+template <int KT>
+__global__ static void __launch_bounds__(CB_THREADS)
+        k_cb_bwd16(uint16_t *__restrict__ dyp, float *__restrict__ dgate,
+                   const float *__restrict__ dy, const uint16_t *__restrict__ yp,
+                   const float *__restrict__ gate, const int *__restrict__ rowof, int K, int D)
+{
+	cb_bwd<KT, uint16_t>(dyp, dgate, dy, yp, gate, rowof, K, D);
+}
+
 int policy_moe_combine_bwd2(uint16_t *dyp, float *dgate, const float *dy, const float *yp,
                             const float *gate, const int *rowof, int T, int K, int D)
 {
@@ -102,6 +121,25 @@ int policy_moe_combine_bwd2(uint16_t *dyp, float *dgate, const float *dy, const 
 		k_cb_bwd<2><<<T, CB_THREADS, 0, PST>>>(dyp, dgate, dy, yp, gate, rowof, K, D);
 	else
 		k_cb_bwd<1><<<T, CB_THREADS, 0, PST>>>(dyp, dgate, dy, yp, gate, rowof, K, D);
+	LAUNCHED();
+	return 0;
+}
+
+int policy_moe_combine_bwd2_b16(uint16_t *dyp, float *dgate, const float *dy, const uint16_t *yp,
+                                const float *gate, const int *rowof, int T, int K, int D)
+{
+	if (!policy_moe_comb_supported(D) || K < 1 || K > CB_KMAX)
+		return swerve_error_set(
+		        SWERVE_EINVAL,
+		        "gpu moe combine bwd2 (bf16 slots): D %d (at most %d), K %d "
+		        "(1..%d)",
+		        D, COMB_DMAX, K, CB_KMAX);
+	if (T < 1)
+		return 0;
+	if (K == 2)
+		k_cb_bwd16<2><<<T, CB_THREADS, 0, PST>>>(dyp, dgate, dy, yp, gate, rowof, K, D);
+	else
+		k_cb_bwd16<1><<<T, CB_THREADS, 0, PST>>>(dyp, dgate, dy, yp, gate, rowof, K, D);
 	LAUNCHED();
 	return 0;
 }

@@ -31,6 +31,10 @@ int policy_moe_comb_mode(void);
 int policy_moe_comb_supported(int D);
 int policy_moe_combine_bwd2(uint16_t *dyp, float *dgate, const float *dy, const float *yp,
                             const float *gate, const int *rowof, int T, int K, int D);
+/* round 16 (issue 10, POLICY_GPU_ACT16=slots, opt-in): the same with the
+ * slots yp (T K, D) in bf16 (dgate's products and sums in fp32) */
+int policy_moe_combine_bwd2_b16(uint16_t *dyp, float *dgate, const float *dy, const uint16_t *yp,
+                                const float *gate, const int *rowof, int T, int K, int D);
 int policy_moe_scatter2(float *dx, const float *dxp, int T, int K, int D, int beta);
 
 #endif

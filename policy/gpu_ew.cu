@@ -46,6 +46,22 @@ __device__ static void ew_ld4(float v[4], const float *p)
 	float4 f = *(const float4 *)p;
 	v[0] = f.x, v[1] = f.y, v[2] = f.z, v[3] = f.w;
 }
+/* round 16 (POLICY_GPU_ACT16): 4 bf16 (8 bytes) as floats; ew_rnd: a value
+ * as its type stores it (bf16: rounded to nearest even) */
+__device__ static void ew_ld4(float v[4], const uint16_t *p)
+{
+	uint2 u = *(const uint2 *)p;
+	v[0] = __uint_as_float(u.x << 16), v[1] = __uint_as_float(u.x & 0xffff0000u);
+	v[2] = __uint_as_float(u.y << 16), v[3] = __uint_as_float(u.y & 0xffff0000u);
+}
+__device__ static float ew_rnd(float v, const float *)
+{
+	return v;
+}
+__device__ static float ew_rnd(float v, const uint16_t *)
+{
+	return bf2f(f2bf(v));
+}
 
 /* x[t] = emb[tok[t]]: a warp per row; VEC: emb 16-byte aligned */
 template <int VEC>
@@ -91,29 +107,46 @@ __global__ static void __launch_bounds__(EW_NW * 32)
 }
 
 /* the add + RMSNorm (gpu_ew.h): a warp per row, CH chunks of 4 columns a
- * lane (chunk k of lane l: columns 4 (l + 32 k) ..); y of type TO */
-template <typename TO, int CH>
-__global__ static void __launch_bounds__(EW_NW * 32)
-        k_ew_add_rms(float *__restrict__ out, TO *__restrict__ y, uint16_t *__restrict__ yb,
-                     float *__restrict__ rstd, const float *__restrict__ a,
-                     const float *__restrict__ emb, const int *__restrict__ tok,
-                     const float *__restrict__ b, const float *__restrict__ yp,
-                     const float *__restrict__ gate, int K, const float *__restrict__ w, int T,
-                     int C, float eps)
+ * lane (chunk k of lane l: columns 4 (l + 32 k) ..); y of type TO; round
+ * 16: the residual stream (a, out) of type TX, the slots yp of type TP
+ * (bf16: the row's value rounded as stored before its norm) */
+template <typename TO, int CH, typename TX, typename TP>
+__device__ __forceinline__ static void
+ew_add_rms(TX *__restrict__ out, TO *__restrict__ y, uint16_t *__restrict__ yb,
+           float *__restrict__ rstd, const TX *__restrict__ a, const float *__restrict__ emb,
+           const int *__restrict__ tok, const float *__restrict__ b, const TP *__restrict__ yp,
+           const float *__restrict__ gate, int K, const float *__restrict__ w, int T, int C,
+           float eps)
 {
 	int lane = threadIdx.x & 31, t = blockIdx.x * EW_NW + (threadIdx.x >> 5), C4 = C / 4;
 	float v[CH][4], bv[CH][4], ss = 0, r;
 	size_t o = (size_t)t * C;
 	if (t >= T) /* warp-uniform */
 		return;
-	const float *ar = a ? a + o : emb + (size_t)tok[t] * C;
+	if constexpr (sizeof(TX) == 4) { /* fp32: one row pointer (the old kernel) */
+		const float *ar = a ? (const float *)a + o : emb + (size_t)tok[t] * C;
 #pragma unroll
-	for (int k = 0; k < CH; k++) {
-		int c = lane + 32 * k;
-		if (c < C4) {
-			ew_ld4(v[k], ar + c * 4);
-			if (b)
-				ew_ld4(bv[k], b + o + c * 4);
+		for (int k = 0; k < CH; k++) {
+			int c = lane + 32 * k;
+			if (c < C4) {
+				ew_ld4(v[k], ar + c * 4);
+				if (b)
+					ew_ld4(bv[k], b + o + c * 4);
+			}
+		}
+	} else {
+		const float *er = a ? NULL : emb + (size_t)tok[t] * C;
+#pragma unroll
+		for (int k = 0; k < CH; k++) {
+			int c = lane + 32 * k;
+			if (c < C4) {
+				if (a)
+					ew_ld4(v[k], a + o + c * 4);
+				else
+					ew_ld4(v[k], er + c * 4);
+				if (b)
+					ew_ld4(bv[k], b + o + c * 4);
+			}
 		}
 	}
 	if (b) {
@@ -154,6 +187,9 @@ __global__ static void __launch_bounds__(EW_NW * 32)
 	for (int k = 0; k < CH; k++) {
 		int c = lane + 32 * k;
 		if (c < C4) {
+#pragma unroll
+			for (int q = 0; q < 4; q++)
+				v[k][q] = ew_rnd(v[k][q], out);
 			if (out)
 				ew_st4(out + o + c * 4, v[k]);
 #pragma unroll
@@ -180,15 +216,41 @@ __global__ static void __launch_bounds__(EW_NW * 32)
 	}
 }
 
+template <typename TO, int CH>
+__global__ static void __launch_bounds__(EW_NW * 32)
+        k_ew_add_rms(float *__restrict__ out, TO *__restrict__ y, uint16_t *__restrict__ yb,
+                     float *__restrict__ rstd, const float *__restrict__ a,
+                     const float *__restrict__ emb, const int *__restrict__ tok,
+                     const float *__restrict__ b, const float *__restrict__ yp,
+                     const float *__restrict__ gate, int K, const float *__restrict__ w, int T,
+                     int C, float eps)
+{
+	ew_add_rms<TO, CH, float, float>(out, y, yb, rstd, a, emb, tok, b, yp, gate, K, w, T, C,
+	                                 eps);
+}
+
+/* round 16 (POLICY_GPU_ACT16): the same with a bf16 residual stream (TX)
+ * and / or bf16 slots (TP) */
+template <typename TO, int CH, typename TX, typename TP>
+__global__ static void __launch_bounds__(EW_NW * 32)
+        k_ew_add_rms16(TX *__restrict__ out, TO *__restrict__ y, uint16_t *__restrict__ yb,
+                       float *__restrict__ rstd, const TX *__restrict__ a,
+                       const float *__restrict__ emb, const int *__restrict__ tok,
+                       const float *__restrict__ b, const TP *__restrict__ yp,
+                       const float *__restrict__ gate, int K, const float *__restrict__ w, int T,
+                       int C, float eps)
+{
+	ew_add_rms<TO, CH, TX, TP>(out, y, yb, rstd, a, emb, tok, b, yp, gate, K, w, T, C, eps);
+}
+
 /* the RMSNorm backward (gpu_ew.h): a warp per row, EW_WROW rows a warp, CH
  * chunks of 4 columns a lane; the weight gradient's partial sums per lane,
  * summed over the block's warps in shared memory (warp order) */
-template <int CH>
-__global__ static void __launch_bounds__(EW_NW * 32)
-        k_ew_rms_bwd(float *__restrict__ dx, uint16_t *__restrict__ xb, int acc,
-                     float *__restrict__ dw, const float *__restrict__ dy,
-                     const float *__restrict__ x, const float *__restrict__ w,
-                     const float *__restrict__ rstd, int T, int C)
+template <int CH, typename TX>
+__device__ __forceinline__ static void
+ew_rms_bwd(float *__restrict__ dx, uint16_t *__restrict__ xb, int acc, float *__restrict__ dw,
+           const float *__restrict__ dy, const TX *__restrict__ x, const float *__restrict__ w,
+           const float *__restrict__ rstd, int T, int C)
 {
 	extern __shared__ float s_part[]; /* (EW_NW, C) where dw */
 	int lane = threadIdx.x & 31, wi = threadIdx.x >> 5, C4 = C / 4;
@@ -262,6 +324,27 @@ __global__ static void __launch_bounds__(EW_NW * 32)
 			s += s_part[q * C + c];
 		atomicAdd(&dw[c], s);
 	}
+}
+
+template <int CH>
+__global__ static void __launch_bounds__(EW_NW * 32)
+        k_ew_rms_bwd(float *__restrict__ dx, uint16_t *__restrict__ xb, int acc,
+                     float *__restrict__ dw, const float *__restrict__ dy,
+                     const float *__restrict__ x, const float *__restrict__ w,
+                     const float *__restrict__ rstd, int T, int C)
+{
+	ew_rms_bwd<CH, float>(dx, xb, acc, dw, dy, x, w, rstd, T, C);
+}
+
+/* round 16 (POLICY_GPU_ACT16=resid): the residual stream's value x in bf16 */
+template <int CH>
+__global__ static void __launch_bounds__(EW_NW * 32)
+        k_ew_rms_bwd16(float *__restrict__ dx, uint16_t *__restrict__ xb, int acc,
+                       float *__restrict__ dw, const float *__restrict__ dy,
+                       const uint16_t *__restrict__ x, const float *__restrict__ w,
+                       const float *__restrict__ rstd, int T, int C)
+{
+	ew_rms_bwd<CH, uint16_t>(dx, xb, acc, dw, dy, x, w, rstd, T, C);
 }
 
 int policy_ew_supported(int C)
@@ -341,6 +424,72 @@ int policy_ew_add_rms(float *out, void *y, int y_bf16, uint16_t *yb, float *rstd
 	} while (0)
 	EW_DISPATCH(C, EW_FWD);
 #undef EW_FWD
+	LAUNCHED();
+	return 0;
+}
+
+int policy_ew_add_rms16(void *out, int x16, void *y, int y_bf16, uint16_t *yb, float *rstd,
+                        const void *a, const float *emb, const int *tok, const float *b,
+                        const void *yp, int yp16, const float *gate, int K, const float *w, int T,
+                        int C, float eps)
+{
+	if (!x16 && !yp16)
+		return policy_ew_add_rms((float *)out, y, y_bf16, yb, rstd, (const float *)a, emb,
+		                         tok, b, (const float *)yp, gate, K, w, T, C, eps);
+	if (x16 && yp && !yp16)
+		return swerve_error_set(SWERVE_EINVAL, "gpu residual passes: a bf16 residual "
+		                                       "stream takes bf16 slots only");
+	CKR(ew_check(T, C, out, y));
+	if (((uintptr_t)a | (uintptr_t)b | (uintptr_t)yp | (uintptr_t)yb) & 15)
+		return swerve_error_set(
+		        SWERVE_EINVAL, "gpu residual passes: an activation is not 16-byte aligned");
+	if (!a && (!emb || !tok))
+		return swerve_error_set(SWERVE_EINVAL, "gpu residual passes: no input rows");
+	if (!a && ((uintptr_t)emb & 15))
+		return swerve_error_set(
+		        SWERVE_EINVAL, "gpu residual passes: the embedding is not 16-byte aligned");
+	if (T < 1)
+		return 0;
+#define EW_FWD16(CH, TX)                                                                           \
+	do {                                                                                       \
+		if (y_bf16)                                                                        \
+			k_ew_add_rms16<uint16_t, CH, TX, uint16_t><<<EW_BLOCKS(T), 0, PST>>>(      \
+			        (TX *)out, (uint16_t *)y, yb, rstd, (const TX *)a, emb, tok, b,    \
+			        (const uint16_t *)yp, gate, K, w, T, C, eps);                      \
+		else                                                                               \
+			k_ew_add_rms16<float, CH, TX, uint16_t><<<EW_BLOCKS(T), 0, PST>>>(         \
+			        (TX *)out, (float *)y, yb, rstd, (const TX *)a, emb, tok, b,       \
+			        (const uint16_t *)yp, gate, K, w, T, C, eps);                      \
+	} while (0)
+#define EW_FWD16X(CH) EW_FWD16(CH, uint16_t)
+#define EW_FWD16S(CH) EW_FWD16(CH, float)
+	if (x16)
+		EW_DISPATCH(C, EW_FWD16X);
+	else
+		EW_DISPATCH(C, EW_FWD16S);
+#undef EW_FWD16S
+#undef EW_FWD16X
+#undef EW_FWD16
+	LAUNCHED();
+	return 0;
+}
+
+int policy_ew_rms_bwd16(float *dx, uint16_t *xb, int acc, float *dw, const float *dy,
+                        const uint16_t *x, const float *w, const float *rstd, int T, int C)
+{
+	unsigned nb;
+	size_t sh = dw ? (size_t)EW_NW * C * sizeof(float) : 0;
+	CKR(ew_check(T, C, dx, dy));
+	if (((uintptr_t)x | (uintptr_t)xb) & 15)
+		return swerve_error_set(
+		        SWERVE_EINVAL, "gpu residual passes: an activation is not 16-byte aligned");
+	if (T < 1)
+		return 0;
+	nb = (unsigned)((T + EW_NW * EW_WROW - 1) / (EW_NW * EW_WROW));
+#define EW_BWD16(CH)                                                                               \
+	k_ew_rms_bwd16<CH><<<nb, EW_NW * 32, sh, PST>>>(dx, xb, acc, dw, dy, x, w, rstd, T, C)
+	EW_DISPATCH(C, EW_BWD16);
+#undef EW_BWD16
 	LAUNCHED();
 	return 0;
 }

@@ -47,4 +47,17 @@ int policy_ew_add_rms(float *out, void *y, int y_bf16, uint16_t *yb, float *rstd
 int policy_ew_rms_bwd(float *dx, uint16_t *xb, int acc, float *dw, const float *dy, const float *x,
                       const float *w, const float *rstd, int T, int C);
 
+/* round 16 (issue 10, POLICY_GPU_ACT16, opt-in): policy_ew_add_rms with the
+ * residual stream (a, out) in bf16 where x16 (the row's value rounded to
+ * nearest even as stored, then normalised: the norm sees what the backward
+ * reads) and the slots yp in bf16 where yp16 (fp32 sums in registers); x16
+ * with fp32 slots is refused; neither: policy_ew_add_rms */
+int policy_ew_add_rms16(void *out, int x16, void *y, int y_bf16, uint16_t *yb, float *rstd,
+                        const void *a, const float *emb, const int *tok, const float *b,
+                        const void *yp, int yp16, const float *gate, int K, const float *w, int T,
+                        int C, float eps);
+/* round 16: policy_ew_rms_bwd with the residual stream's value x in bf16 */
+int policy_ew_rms_bwd16(float *dx, uint16_t *xb, int acc, float *dw, const float *dy,
+                        const uint16_t *x, const float *w, const float *rstd, int T, int C);
+
 #endif

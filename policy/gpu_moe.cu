@@ -2071,3 +2071,49 @@ int policy_moe_to_bf16(uint16_t *out, const float *in, size_t n)
 	LAUNCHED();
 	return 0;
 }
+
+/* round 16 (issue 10, POLICY_GPU_ACT16=slots, opt-in): policy_moe_down and
+ * policy_moe_up_dx with the slot rows stored in bf16 (rounded once to
+ * nearest even from the fp32 accumulators), by gpu_moe_ws.cu's k_ws: the
+ * variants whose down and up dX run wsb2's kernel (wsb2, wsb3, wsb5, wsb6u,
+ * wsb3w; up dX: F a multiple of 64); any other is refused with a message */
+static int mg_b16_var(void)
+{
+	int var = policy_moe_variant(), cap = mg_ctas();
+	if (var < 0)
+		return var;
+	if (cap < 0)
+		return cap;
+	if (var != 11 && var != 12 && var != 16 && var != 18 && var != 20)
+		return swerve_error_set(SWERVE_EINVAL,
+		                        "gpu moe: bf16 slots (POLICY_GPU_ACT16) need "
+		                        "POLICY_GPU_MOE_KERNEL=wsb2, wsb3, wsb5, wsb6u or wsb3w");
+	return cap;
+}
+
+int policy_moe_slots16_supported(int F)
+{
+	int var = policy_moe_variant();
+	return F % 64 == 0 && (var == 11 || var == 12 || var == 16 || var == 18 || var == 20);
+}
+
+int policy_moe_down_b16(const struct policy_moe_dims *d, uint16_t *yp, const uint16_t *hh,
+                        const uint16_t *w2)
+{
+	int cap = mg_b16_var();
+	return cap < 0 ? cap : policy_moe_ws_down_b16(d, yp, hh, w2, cap, (void *)mg_stream);
+}
+
+int policy_moe_up_dx_b16(const struct policy_moe_dims *d, uint16_t *dxp, const uint16_t *dh13,
+                         const uint16_t *w1, const uint16_t *w3)
+{
+	int cap = mg_b16_var();
+	if (cap >= 0 && d->F % 64)
+		return swerve_error_set(
+		        SWERVE_EINVAL,
+		        "gpu moe: bf16 slots (POLICY_GPU_ACT16): up dX needs F (%d) "
+		        "a multiple of 64",
+		        d->F);
+	return cap < 0 ? cap
+	               : policy_moe_ws_up_dx_b16(d, dxp, dh13, w1, w3, cap, (void *)mg_stream);
+}

@@ -225,6 +225,10 @@ enum { WS_UPR = 10, WS_DOWNR, WS_UP_DXR };
  * ex2.approx.ftz ("ftz": bit for bit WS_UP's, 3 instructions fewer an
  * element; prepared after the H100 call, not yet run on a GPU) */
 enum { WS_UPF = 13, WS_UPS, WS_UPSX, WS_UPZ };
+/* round 16 (issue 10, POLICY_GPU_ACT16=slots, opt-in): DOWN and UP_DX with
+ * the slot rows (yp, dxp) stored in bf16 (ws_epi_b16), a.out holding the
+ * (R, D) bf16 buffer */
+enum { WS_DOWNB = 24, WS_UP_DXB };
 __host__ __device__ constexpr bool ws_stsm(int m)
 {
 	return m == WS_UPS || m == WS_UPSX;
@@ -236,8 +240,8 @@ __host__ __device__ constexpr bool ws_stsm(int m)
 __host__ __device__ constexpr int ws_base(int m)
 {
 	return m == WS_UPD || m == WS_UPR || m == WS_UPF || ws_stsm(m) || m == WS_UPZ ? WS_UP
-	       : m == WS_DOWND || m == WS_DOWNR                                       ? WS_DOWN
-	       : m == WS_UP_DXD || m == WS_UP_DXR                                     ? WS_UP_DX
+	       : m == WS_DOWND || m == WS_DOWNR || m == WS_DOWNB                      ? WS_DOWN
+	       : m == WS_UP_DXD || m == WS_UP_DXR || m == WS_UP_DXB                   ? WS_UP_DX
 	                                                                              : m;
 }
 
@@ -601,6 +605,30 @@ __device__ __forceinline__ static void ws_epi_f32(const struct ws_args &a, const
 				o[0] = make_float4(v[0], v[1], v[2], v[3]);
 				o[1] = make_float4(v[4], v[5], v[6], v[7]);
 			}
+		}
+	}
+}
+
+/* round 16: ws_epi_f32 with the rows rounded to bf16 once (nearest even):
+ * lane q's 8 columns of a row in one 16-byte store (WS_DOWNB, WS_UP_DXB) */
+__device__ __forceinline__ static void ws_epi_b16(const struct ws_args &a, const float (&acc)[128],
+                                                  int rr, int r1, int n0, int q)
+{
+	const int D = a.D;
+#pragma unroll
+	for (int h = 0; h < 2; h++) {
+		const int row = rr + 8 * h;
+		const bool rok = row < r1;
+		uint16_t *dst = (uint16_t *)a.out + (rok ? (size_t)a.perm[row] * D : 0);
+#pragma unroll
+		for (int g = 0; g < 8; g++) {
+			float v[8];
+			ws_rows8(acc, h, g, q, v);
+			const int n = n0 + 8 * (4 * g + q);
+			if (rok && n < D)
+				*(uint4 *)(dst + n) =
+				        make_uint4(ws_pack(v[0], v[1]), ws_pack(v[2], v[3]),
+				                   ws_pack(v[4], v[5]), ws_pack(v[6], v[7]));
 		}
 	}
 }
@@ -1414,6 +1442,8 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 			ws_dx_store(a, acc, r0 + rr, r1, n0, q, 0, xin);
 			ws_dx_load(a, r0 + rr, r1, n0, q, 1, xin);
 			ws_dx_store(a, acc, r0 + rr, r1, n0, q, 1, xin);
+		} else if constexpr (MODE == WS_DOWNB || MODE == WS_UP_DXB) { /* round 16 */
+			ws_epi_b16(a, acc, r0 + rr, r1, n0, q);
 		} else if constexpr (!G::DW) {
 			ws_epi_f32(a, acc, r0 + rr, r1, n0, q);
 		} else if (nsp == 1) {
@@ -1772,6 +1802,19 @@ int policy_moe_ws_up_dx(const struct policy_moe_dims *d, float *dxp, const uint1
                         const uint16_t *w1, const uint16_t *w3, int cap, void *stream)
 {
 	return ws_f32_as<WS_UP_DX>(d, dxp, dh13, w1, w3, cap, stream);
+}
+
+/* round 16 (POLICY_GPU_ACT16=slots): the slots in bf16 */
+int policy_moe_ws_down_b16(const struct policy_moe_dims *d, uint16_t *yp, const uint16_t *hh,
+                           const uint16_t *w2, int cap, void *stream)
+{
+	return ws_f32_as<WS_DOWNB>(d, (float *)(void *)yp, hh, w2, NULL, cap, stream);
+}
+
+int policy_moe_ws_up_dx_b16(const struct policy_moe_dims *d, uint16_t *dxp, const uint16_t *dh13,
+                            const uint16_t *w1, const uint16_t *w3, int cap, void *stream)
+{
+	return ws_f32_as<WS_UP_DXB>(d, (float *)(void *)dxp, dh13, w1, w3, cap, stream);
 }
 
 int policy_moe_ws_down_dx(const struct policy_moe_dims *d, uint16_t *dh13, const uint16_t *dyp,

@@ -36,6 +36,13 @@ int policy_moe_ws_down(const struct policy_moe_dims *d, float *yp, const uint16_
                        const uint16_t *w2, int cap, void *stream);
 int policy_moe_ws_up_dx(const struct policy_moe_dims *d, float *dxp, const uint16_t *dh13,
                         const uint16_t *w1, const uint16_t *w3, int cap, void *stream);
+/* round 16 (issue 10, POLICY_GPU_ACT16=slots, opt-in): the same products
+ * with the slot rows stored in bf16 (rounded once, to nearest even; the
+ * accumulation fp32 as above): yp, dxp (R, D) bf16 in slot order */
+int policy_moe_ws_down_b16(const struct policy_moe_dims *d, uint16_t *yp, const uint16_t *hh,
+                           const uint16_t *w2, int cap, void *stream);
+int policy_moe_ws_up_dx_b16(const struct policy_moe_dims *d, uint16_t *dxp, const uint16_t *dh13,
+                            const uint16_t *w1, const uint16_t *w3, int cap, void *stream);
 /* "wsb3" (round 11, opt-in): wsb2 with the other three products in the
  * same kernel: dh13 = [dh h3 SiLU'(h1) | dh SiLU(h1)] (bf16, (R, 2F)) with
  * dh = dyp W2_e (128 x 256 tiles of F; h1, h3 the forward's (R, F));

@@ -693,6 +693,23 @@ int policy_route_v3_supported(int E, int K, int D)
 	return policy_route_v2_supported(E, K, D);
 }
 
+/* round 16 (POLICY_GPU_ACT16=resid): 4 bf16 of x (8 bytes; al: p 8-byte
+ * aligned, else four 2-byte loads) as floats, not kept in L1 */
+__device__ __forceinline__ static float4 ld_stream4(const uint16_t *p, int al)
+{
+	unsigned u0, u1;
+	if (al) {
+		asm volatile("ld.global.nc.L1::no_allocate.v2.u32 {%0, %1}, [%2];"
+		             : "=r"(u0), "=r"(u1)
+		             : "l"(p));
+	} else {
+		u0 = (unsigned)__ldcs(p) | (unsigned)__ldcs(p + 1) << 16;
+		u1 = (unsigned)__ldcs(p + 2) | (unsigned)__ldcs(p + 3) << 16;
+	}
+	return make_float4(__uint_as_float(u0 << 16), __uint_as_float(u0 & 0xffff0000u),
+	                   __uint_as_float(u1 << 16), __uint_as_float(u1 & 0xffff0000u));
+}
+
 /* 16 bytes of x, not kept in L1 (read once; the router weight stays); al:
  * p is 16-byte aligned, else four 4-byte loads */
 __device__ __forceinline__ static float4 ld_stream4(const float *p, int al)
@@ -995,10 +1012,10 @@ __global__ static void __launch_bounds__(ROUTE_THREADS)
 /* k_rt_bwd2 with dn's old value replaced by the MoE's slot sum
  * sum_j slots[t K + j] (k_mg_scatter's order: 0 + slot 0 + slot 1 ...); KT:
  * K when 1 or 2 (every slot row loaded at once), else 0 (K at run time) */
-template <int KT>
+template <int KT, typename TS = float, typename TX = float>
 __global__ static void __launch_bounds__(ROUTE_THREADS)
-        k_rt_bwd3(float *__restrict__ dn, float *__restrict__ part, const float *__restrict__ slots,
-                  const float *__restrict__ x, const float *__restrict__ Wr,
+        k_rt_bwd3(float *__restrict__ dn, float *__restrict__ part, const TS *__restrict__ slots,
+                  const TX *__restrict__ x, const float *__restrict__ Wr,
                   const float *__restrict__ prob, const int *__restrict__ sel,
                   const float *__restrict__ gate, const float *__restrict__ dgate,
                   const float *__restrict__ auxc, int T, int E, int K, int D)
@@ -1020,10 +1037,10 @@ __global__ static void __launch_bounds__(ROUTE_THREADS)
 			for (int j = 0; j < ROUTE_COLS; j++) {
 				int c = tid + j * ROUTE_THREADS;
 				int ok = tb + q < nt && c < D;
-				xv[q][j] = ok ? x[t * D + c] : 0.0f;
+				xv[q][j] = ok ? ldf(x[t * D + c]) : 0.0f;
 #pragma unroll
 				for (int s = 0; s < KU; s++)
-					sv[q][s][j] = ok && KT ? slots[(t * K + s) * D + c] : 0.0f;
+					sv[q][s][j] = ok && KT ? ldf(slots[(t * K + s) * D + c]) : 0.0f;
 			}
 		}
 #pragma unroll
@@ -1039,7 +1056,7 @@ __global__ static void __launch_bounds__(ROUTE_THREADS)
 						s += sv[q][u][j];
 				} else if (tb + q < nt && c < D) {
 					for (int u = 0; u < K; u++)
-						s += slots[(t * K + u) * D + c];
+						s += ldf(slots[(t * K + u) * D + c]);
 				}
 				dv[q][j] = s;
 			}
@@ -1094,11 +1111,11 @@ __global__ static void __launch_bounds__(ROUTE_THREADS)
  * k_route's softmax, top-k and gates with v2's operations in v2's order;
  * then warp 0 ranks as in fwd3. Same results as v2 / v3 bit for bit
  * (test_policy_route checks); predicted ~12 us against fwd3's 29. */
-template <int NV>
+template <int NV, typename TX = float>
 __global__ static void __launch_bounds__(ROUTE_FWD3_THREADS)
         k_rt_fwd4(float *__restrict__ prob, int *__restrict__ sel, float *__restrict__ gate,
                   int *__restrict__ rowof, int *__restrict__ hist, float *__restrict__ psum,
-                  const float *__restrict__ x, const float *__restrict__ Wr, int T, int E, int K,
+                  const TX *__restrict__ x, const float *__restrict__ Wr, int T, int E, int K,
                   int D, int nb, int al)
 {
 	const int NW = ROUTE_FWD3_THREADS / 32, TPW = ROUTE_FWD3_TOKENS / NW;
@@ -1134,7 +1151,7 @@ __global__ static void __launch_bounds__(ROUTE_FWD3_THREADS)
 #pragma unroll
 	for (int u = 0; u < TPW; u++) {
 		int tl = w * TPW + u;
-		const float *xr = x + (size_t)(t0 + (tl < nt ? tl : 0)) * D;
+		const TX *xr = x + (size_t)(t0 + (tl < nt ? tl : 0)) * D;
 #pragma unroll
 		for (int k = 0; k < NV; k++) {
 			int c = lane + 32 * k;
@@ -1336,6 +1353,42 @@ static int fwd4_launch(float *prob, int *sel, float *gate, int *rowof, float *sc
 	return 0;
 }
 
+/* round 16 (POLICY_GPU_ACT16=resid): k_rt_fwd4 on the bf16 copy of the
+ * normed input */
+int policy_route_fwd_b16(float *prob, int *sel, float *gate, int *rowof, float *scratch,
+                         const uint16_t *x, const float *Wr, int T, int E, int K, int D)
+{
+	int nb = nblk(T, ROUTE_FWD3_TOKENS), nv = (D / 4 + 31) / 32;
+	int *hist = (int *)scratch;
+	float *psum = scratch + (size_t)nb * E;
+	int al = (uintptr_t)x % 8 == 0 && (uintptr_t)Wr % 16 == 0;
+	if (!policy_route_v2_supported(E, K, D))
+		return swerve_error_set(SWERVE_EINVAL,
+		                        "gpu route v4 (bf16 input): E %d, K %d, D %d not supported",
+		                        E, K, D);
+	if (T < 1)
+		return 0;
+#define FWD4B(n)                                                                                   \
+	case n:                                                                                    \
+		k_rt_fwd4<n, uint16_t><<<nb, ROUTE_FWD3_THREADS, (size_t)E * D * 4, PST>>>(        \
+		        prob, sel, gate, rowof, hist, psum, x, Wr, T, E, K, D, nb, al);            \
+		break
+	switch (nv) {
+		FWD4B(1);
+		FWD4B(2);
+		FWD4B(3);
+		FWD4B(4);
+		FWD4B(5);
+		FWD4B(6);
+		FWD4B(7);
+		FWD4B(8);
+	default: return swerve_error_set(SWERVE_EINVAL, "gpu route v4: D %d not supported", D);
+	}
+#undef FWD4B
+	LAUNCHED();
+	return 0;
+}
+
 int policy_route_fwd(float *prob, int *sel, float *gate, int *rowof, float *scratch, const float *x,
                      const float *Wr, int T, int E, int K, int D, int v2)
 {
@@ -1440,6 +1493,43 @@ int policy_route_bwd_slots(float *dn, float *scratch, const float *slots, const 
 	else
 		k_rt_bwd3<0><<<nb, ROUTE_THREADS, 0, PST>>>(dn, scratch, slots, x, Wr, prob, sel,
 		                                            gate, dgate, auxc, T, E, K, D);
+	LAUNCHED();
+	return 0;
+}
+
+/* round 16 (POLICY_GPU_ACT16): the slots in bf16, and the router's input x
+ * in bf16 where x16 */
+int policy_route_bwd_slots_b16(float *dn, float *scratch, const uint16_t *slots, const void *x,
+                               int x16, const float *Wr, const float *prob, const int *sel,
+                               const float *gate, const float *dgate, const float *auxc, int T,
+                               int E, int K, int D)
+{
+	int nb = nblk(T, ROUTE_BWD_TOKENS);
+	if (!policy_route_supported(E, K, D))
+		return swerve_error_set(SWERVE_EINVAL, "gpu route: E %d, K %d, D %d not supported",
+		                        E, K, D);
+	if (T < 1)
+		return 0;
+#define BWD3B(KT, TX)                                                                              \
+	k_rt_bwd3<KT, uint16_t, TX><<<nb, ROUTE_THREADS, 0, PST>>>(dn, scratch, slots,             \
+	                                                           (const TX *)x, Wr, prob, sel,   \
+	                                                           gate, dgate, auxc, T, E, K, D)
+	if (x16) {
+		if (K == 1)
+			BWD3B(1, uint16_t);
+		else if (K == 2)
+			BWD3B(2, uint16_t);
+		else
+			BWD3B(0, uint16_t);
+	} else {
+		if (K == 1)
+			BWD3B(1, float);
+		else if (K == 2)
+			BWD3B(2, float);
+		else
+			BWD3B(0, float);
+	}
+#undef BWD3B
 	LAUNCHED();
 	return 0;
 }

@@ -46,6 +46,7 @@
 #define SWERVE_POLICY_GPU_ROUTE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define ROUTE_EMAX 8 /* experts the fused kernels take (else: the old path) */
 
@@ -76,5 +77,16 @@ int policy_route_bwd_slots(float *dn, float *scratch, const float *slots, const 
                            const float *Wr, const float *prob, const int *sel, const float *gate,
                            const float *dgate, const float *auxc, int T, int E, int K, int D);
 int policy_route_dw(float *dW, const float *scratch, int T, int E, int D);
+
+/* round 16 (issue 10, POLICY_GPU_ACT16, opt-in; v4 / v3 only):
+ * policy_route_fwd (v4) with the router's input x (T, D) the experts' bf16
+ * copy (level resid), and policy_route_bwd_slots with the slots (T K, D) in
+ * bf16 (level slots) and x in bf16 where x16; fp32 arithmetic inside */
+int policy_route_fwd_b16(float *prob, int *sel, float *gate, int *rowof, float *scratch,
+                         const uint16_t *x, const float *Wr, int T, int E, int K, int D);
+int policy_route_bwd_slots_b16(float *dn, float *scratch, const uint16_t *slots, const void *x,
+                               int x16, const float *Wr, const float *prob, const int *sel,
+                               const float *gate, const float *dgate, const float *auxc, int T,
+                               int E, int K, int D);
 
 #endif

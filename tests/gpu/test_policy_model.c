@@ -146,6 +146,44 @@ static int bf16_round_points(void)
 	return act32 ? PB_ALL & ~PB_PRE : PB_ALL;
 }
 
+/* round 16 (POLICY_GPU_ACT16): where fixture_hidden is set, the fixture
+ * with that many expert hidden units (F 96 does not take wsb2's up dX, F %
+ * 64, and the switch then falls back to off); else fixture_init's */
+static int fixture_hidden;
+
+static void fixture_make(struct fixture *f)
+{
+	int lens[3] = {45, 64, 19};
+	if (!fixture_hidden) {
+		fixture_init(f);
+		return;
+	}
+	gpu_config(&f->c); /* fixture_init with c.expert_hidden = fixture_hidden */
+	f->c.expert_hidden = fixture_hidden;
+	policy_config_validate(&f->c);
+	policy_layout_init(&f->L, &f->c);
+	f->p = calloc(f->L.total, 4);
+	f->pd = calloc(f->L.total, sizeof(double));
+	policy_params_init(f->p, &f->L, seed);
+	for (int i = 0; i < f->L.n; i++)
+		for (size_t j = 0; j < f->L.t[i].numel; j++) {
+			float *x = &f->p[f->L.t[i].offset + j];
+			*x = f->L.t[i].ndim == 1 ? (float)(1 + 0.2 * nrand()) : *x * 4.0f;
+		}
+	for (size_t i = 0; i < f->L.total; i++)
+		f->pd[i] = f->p[i];
+	f->S = 3;
+	f->cu[0] = 0;
+	for (int s = 0; s < 3; s++)
+		f->cu[s + 1] = f->cu[s] + lens[s];
+	f->T = f->cu[3];
+	for (int t = 0; t < f->T; t++)
+		f->tok[t] = (int)(urand() * f->c.vocab_size);
+	for (int s = 0; s < 3; s++)
+		for (int t = f->cu[s]; t < f->cu[s + 1]; t++)
+			f->tgt[t] = t + 1 < f->cu[s + 1] && t % 7 != 3 ? f->tok[t + 1] : -1;
+}
+
 /* adam_steps > 0: that many GPU training steps first (lr 1e-2, so the
  * weights move); the reference then runs on the weights the GPU holds, so
  * the GPU's bf16 weight copy must have followed its fp32 master weights.
@@ -174,7 +212,7 @@ static int check_model(enum policy_gpu_precision prec, int pg, int adam_steps)
 
 	CHECK(replay_seed() == 0, "bad SWERVE_TEST_SEED");
 	seed0 = seed;
-	fixture_init(&f);
+	fixture_make(&f);
 	if (prec == POLICY_GPU_BF16) /* every expert active: bf16 noise cannot flip a top-k
 	                              * choice (fp32 mode keeps the real top-2 routing) */
 		f.c.top_k = f.c.n_experts;
@@ -1316,10 +1354,11 @@ static int test_graph2_bitwise_cispo(void)
 }
 static int test_bad_switches(void)
 {
-	static const char *vars[] = {
-	        "POLICY_GPU_ROUTE", "POLICY_GPU_LIN_EW", "POLICY_GPU_MOE_GATHER",
-	        "POLICY_GPU_EW",    "POLICY_GPU_ADAMW",  "POLICY_GPU_STREAMS",
-	        "POLICY_GPU_COPY",  "POLICY_GPU_GRAPH",  "POLICY_GPU_LW_GATE"};
+	static const char *vars[] = {"POLICY_GPU_ROUTE",      "POLICY_GPU_LIN_EW",
+	                             "POLICY_GPU_MOE_GATHER", "POLICY_GPU_EW",
+	                             "POLICY_GPU_ADAMW",      "POLICY_GPU_STREAMS",
+	                             "POLICY_GPU_COPY",       "POLICY_GPU_GRAPH",
+	                             "POLICY_GPU_LW_GATE",    "POLICY_GPU_ACT16"};
 	static const char *step_vars[] = {"POLICY_GPU_HEAD", "POLICY_GPU_HEAD_ROWS"};
 	struct fixture f;
 	if (!have_gpu())
@@ -1392,6 +1431,205 @@ static int run_selected(const struct gpu_test *tests, int n)
 	return rc;
 }
 
+/* ---- round 16 (issue 10): POLICY_GPU_ACT16 -------------------------------
+ * bf16 storage of the MoE's slot tensors yp / dxp (slots) and also of the
+ * residual stream's value (resid), opt-in. Every case runs on F 128 (see
+ * fixture_make). Tolerances are bf16 mode's (8e-2 relative L2 a tensor,
+ * 3e-2 the loss): not relaxed for either level (a bf16-stored element
+ * carries ~3 significant digits, 2^-9 relative, far inside them); the
+ * numbers printed are what the notes quote. */
+static char act16_keep[64];
+static void act16_set(const char *level)
+{
+	const char *was = getenv("POLICY_GPU_ACT16");
+	snprintf(act16_keep, sizeof(act16_keep), "%s", was ? was : "");
+	setenv("POLICY_GPU_ACT16", level, 1);
+}
+static void act16_restore(void)
+{
+	if (*act16_keep)
+		setenv("POLICY_GPU_ACT16", act16_keep, 1);
+	else
+		unsetenv("POLICY_GPU_ACT16");
+}
+
+/* check_model (every tensor vs the CPU reference) under a level */
+static int check_act16(const char *level, int pg)
+{
+	int rc;
+	if (!have_gpu())
+		return GPU_SKIP;
+	act16_set(level);
+	fixture_hidden = 128;
+	printf("  POLICY_GPU_ACT16=%s, F 128\n", level);
+	rc = check_model(POLICY_GPU_BF16, pg, 0);
+	fixture_hidden = 0;
+	act16_restore();
+	return rc;
+}
+static int test_act16_off_xent(void)
+{
+	return check_act16("off", 0);
+}
+static int test_act16_slots_xent(void)
+{
+	return check_act16("slots", 0);
+}
+static int test_act16_slots_cispo(void)
+{
+	return check_act16("slots", 1);
+}
+static int test_act16_resid_xent(void)
+{
+	return check_act16("resid", 0);
+}
+static int test_act16_resid_cispo(void)
+{
+	return check_act16("resid", 1);
+}
+
+/* one bf16 training step's gradients and loss under a level */
+static int act16_grads(const char *level, struct fixture *f, float *gg, double *loss)
+{
+	struct policy_gpu *g;
+	struct policy_batch b = {f->T, f->tok, f->S, f->cu};
+	struct policy_loss_stats st;
+	int rc;
+	act16_set(level);
+	rc = policy_gpu_new(&g, &f->c, &f->L, 512, 8, POLICY_GPU_BF16);
+	act16_restore();
+	CHECK(rc == 0, "%s", swerve_error_last());
+	rc = policy_gpu_set_params(g, f->p);
+	if (!rc)
+		rc = policy_gpu_step(&st, NULL, NULL, g, &b, f->tgt, NULL, NULL, NULL, 1);
+	if (!rc)
+		rc = policy_gpu_get_grads(g, gg);
+	policy_gpu_free(g);
+	CHECK(rc == 0, "%s", swerve_error_last());
+	*loss = st.loss;
+	return 0;
+}
+
+/* the real top-2 routing (the benchmark's K): each level against off on
+ * the same fixture, every tensor; the gradients must differ (the level's
+ * kernels ran) and stay within bf16 mode's tolerance of off's */
+static int test_act16_vs_off_top2(void)
+{
+	static const char *const levels[] = {"slots", "resid"};
+	struct fixture f;
+	float *g0, *g1;
+	double *r, l0, l1;
+	int bad = 0;
+	uint64_t seed0;
+	if (!have_gpu())
+		return GPU_SKIP;
+	CHECK(replay_seed() == 0, "bad SWERVE_TEST_SEED");
+	seed0 = seed;
+	fixture_hidden = 128;
+	fixture_make(&f);
+	fixture_hidden = 0;
+	g0 = malloc(f.L.total * 4);
+	g1 = malloc(f.L.total * 4);
+	r = malloc(f.L.total * sizeof(double));
+	CHECK(act16_grads("off", &f, g0, &l0) == 0, "off");
+	for (size_t i = 0; i < f.L.total; i++)
+		r[i] = g0[i];
+	printf("  seed %llu, top-%d of %d experts, F %d; loss off %.8f\n",
+	       (unsigned long long)seed0, f.c.top_k, f.c.n_experts, f.c.expert_hidden, l0);
+	for (int k = 0; k < 2; k++) {
+		size_t ndiff = 0;
+		CHECK(act16_grads(levels[k], &f, g1, &l1) == 0, "%s", levels[k]);
+		for (size_t i = 0; i < f.L.total; i++)
+			ndiff += g1[i] != g0[i];
+		printf("  POLICY_GPU_ACT16=%s vs off: loss %.8f (rel %.2e), %zu of %zu gradient "
+		       "elements differ\n",
+		       levels[k], l1, fabs(l1 - l0) / fabs(l0), ndiff, f.L.total);
+		CHECK(ndiff > 0, "%s: the gradients are off's bit for bit (the level did not run)",
+		      levels[k]);
+		if (fabs(l1 - l0) > 3e-2 * fabs(l0))
+			bad = 1;
+		for (int i = 0; i < f.L.n; i++)
+			compare(f.L.t[i].name, g1 + f.L.t[i].offset, r + f.L.t[i].offset,
+			        f.L.t[i].numel, 8e-2, &bad);
+	}
+	free(g0);
+	free(g1);
+	free(r);
+	fixture_dispose(&f);
+	CHECK(!bad, "a level is outside bf16 mode's tolerance of off (see above)");
+	return 0;
+}
+
+/* the issue's "training loss curve of a small config matches the CPU's for
+ * the first steps", in bf16 mode: 8 SFT steps through the trainer API, the
+ * CPU reference and three GPU trainers (off, slots, resid) from the same
+ * weights; each within 3e-2 of the CPU's loss (relative, floor 0.05), and
+ * the levels' distance from off printed */
+static int test_act16_loss_curve(void)
+{
+	static const char *const levels[] = {"off", "slots", "resid"};
+	struct fixture f;
+	struct policy_trainer *tr, *tg[3];
+	struct policy_batch b;
+	double worst[3] = {0, 0, 0}, woff[3] = {0, 0, 0};
+	uint64_t seed0;
+	if (!have_gpu())
+		return GPU_SKIP;
+	CHECK(replay_seed() == 0, "bad SWERVE_TEST_SEED");
+	seed0 = seed;
+	fixture_hidden = 128;
+	fixture_make(&f);
+	fixture_hidden = 0;
+	f.c.top_k = f.c.n_experts; /* as loss_curve: no near-tied top-k choices */
+	b.n_tokens = f.T;
+	b.tokens = f.tok;
+	b.n_seqs = f.S;
+	b.cu_seqlens = f.cu;
+	CHECK(policy_trainer_new(&tr, &f.c, 1) == 0, "%s", swerve_error_last());
+	memcpy(tr->params, f.p, f.L.total * 4);
+	tr->opt.lr = 3e-3;
+	for (int k = 0; k < 3; k++) {
+		int rc;
+		CHECK(policy_trainer_new(&tg[k], &f.c, 1) == 0, "%s", swerve_error_last());
+		memcpy(tg[k]->params, f.p, f.L.total * 4);
+		tg[k]->opt.lr = 3e-3;
+		act16_set(levels[k]);
+		rc = policy_trainer_use_gpu(tg[k], 512, 8, POLICY_GPU_BF16);
+		act16_restore();
+		CHECK(rc == 0, "%s", swerve_error_last());
+	}
+	printf("bf16 loss curve (seed %llu, F %d): step, cpu, gpu off, slots, resid\n",
+	       (unsigned long long)seed0, f.c.expert_hidden);
+	for (int s = 0; s < 8; s++) {
+		struct policy_step_stats cs, gs[3];
+		CHECK(policy_trainer_sft_step(&cs, tr, &b, f.tgt) == 0, "%s", swerve_error_last());
+		for (int k = 0; k < 3; k++)
+			CHECK(policy_trainer_sft_step(&gs[k], tg[k], &b, f.tgt) == 0, "%s",
+			      swerve_error_last());
+		printf("  %d  %.6f  %.6f  %.6f  %.6f  (rel to cpu", s + 1, cs.loss, gs[0].loss,
+		       gs[1].loss, gs[2].loss);
+		for (int k = 0; k < 3; k++) {
+			double rel = fabs(gs[k].loss - cs.loss) / (cs.loss + 0.05);
+			worst[k] = fmax(worst[k], rel);
+			woff[k] =
+			        fmax(woff[k], fabs(gs[k].loss - gs[0].loss) / (gs[0].loss + 0.05));
+			printf(" %.2e", rel);
+		}
+		printf(")\n");
+	}
+	for (int k = 0; k < 3; k++)
+		printf("  %-5s worst rel to cpu %.2e, to gpu off %.2e\n", levels[k], worst[k],
+		       woff[k]);
+	policy_trainer_free(tr);
+	for (int k = 0; k < 3; k++)
+		policy_trainer_free(tg[k]);
+	fixture_dispose(&f);
+	for (int k = 0; k < 3; k++)
+		CHECK(worst[k] < 3e-2, "%s: the loss curve differs from the cpu's by %.3e",
+		      levels[k], worst[k]);
+	return 0;
+}
+
 int main(void)
 {
 	const struct gpu_test tests[] = {
@@ -1432,6 +1670,17 @@ int main(void)
 	        {"gpu model bf16, round 6's lightning passes (POLICY_GPU_LIN_EW=old)",
 	         test_bf16_xent_lin_ew_old},
 	        {"misspelt POLICY_GPU_* switches are refused with their name", test_bad_switches},
+	        {"act16: bf16 F 128 baseline (POLICY_GPU_ACT16=off) vs CPU reference",
+	         test_act16_off_xent},
+	        {"act16: POLICY_GPU_ACT16=slots vs CPU reference: cross-entropy",
+	         test_act16_slots_xent},
+	        {"act16: POLICY_GPU_ACT16=slots vs CPU reference: CISPO", test_act16_slots_cispo},
+	        {"act16: POLICY_GPU_ACT16=resid vs CPU reference: cross-entropy",
+	         test_act16_resid_xent},
+	        {"act16: POLICY_GPU_ACT16=resid vs CPU reference: CISPO", test_act16_resid_cispo},
+	        {"act16: slots / resid vs off, real top-2 routing", test_act16_vs_off_top2},
+	        {"act16: bf16 sft loss curve, cpu vs gpu off / slots / resid",
+	         test_act16_loss_curve},
 	        {"gpu model bf16 CISPO, routing variant v1 (POLICY_GPU_ROUTE=v1)",
 	         test_bf16_cispo_route_v1},
 	        {"gpu model bf16, POLICY_GPU_ROUTE=v3 POLICY_GPU_MOE_COMB=new", test_bf16_route_v3},
