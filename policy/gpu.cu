@@ -426,8 +426,6 @@ int policy_gpu_profile(const char **names, double *seconds, int max, struct poli
 static int rms_bwd(const struct policy_gpu *g, float *dx, uint16_t *xb, int acc, float *dw,
                    const float *dy, const float *x, const float *w, const float *rstd, int T, int C)
 {
-	if (g->act16 >= 2) /* round 16: x is the residual stream's bf16 value */
-		return policy_ew_rms_bwd16(dx, xb, acc, dw, dy, (const uint16_t *)x, w, rstd, T, C);
 	if (g->ew && policy_ew_supported(C)) { /* round 8: a warp per row (gpu_ew.cu) */
 		CKR(policy_ew_rms_bwd(dx, xb, acc, g->fuse ? dw : NULL, dy, x, w, rstd, T, C));
 		if (!g->fuse)
@@ -442,6 +440,17 @@ static int rms_bwd(const struct policy_gpu *g, float *dx, uint16_t *xb, int acc,
 	k_rms_bwd<<<T, 256, 0, PST>>>(dx, xb, acc, dy, x, w, rstd, C);
 	rms_dw(dw, dy, x, rstd, T, C);
 	return 0;
+}
+
+/* rms_bwd of a norm over the residual stream (x = xin, hmid or xf), which
+ * is bf16 under POLICY_GPU_ACT16=resid (round 16) */
+static int resid_rms_bwd(const struct policy_gpu *g, float *dx, uint16_t *xb, int acc, float *dw,
+                         const float *dy, const float *x, const float *w, const float *rstd, int T,
+                         int C)
+{
+	if (g->act16 >= 2)
+		return policy_ew_rms_bwd16(dx, xb, acc, dw, dy, (const uint16_t *)x, w, rstd, T, C);
+	return rms_bwd(g, dx, xb, acc, dw, dy, x, w, rstd, T, C);
 }
 
 /* rotate-half on the first rd dims of each of H heads; inverse: R^T */
@@ -2476,7 +2485,8 @@ static int moe_bwd_grouped(struct policy_gpu *g, int l, float *dn, const float *
 	int rc;
 
 	CKR(side_wait(g, SV_MOE)); /* the layer above's expert dW have read moe_scr */
-	if (g->act16) /* round 16: the slots in bf16 */
+	/* round 16: the slots in bf16 */
+	if (g->act16)
 		CKR(policy_moe_combine_bwd2_b16(dyp, dgate, dy, (const uint16_t *)ly->yp, ly->gate,
 		                                ly->rowof, T, K, D));
 	else
@@ -2632,8 +2642,8 @@ router:
 			        ly->auxc, T, E, K, D));
 		else if (slots)
 			CKR(policy_route_bwd_slots(dn, g->route_ws, slots, ly->n2, P + lp->router,
-			                           ly->prob, ly->sel, ly->gate, dgate, ly->auxc, T, E,
-			                           K, D));
+			                           ly->prob, ly->sel, ly->gate, dgate, ly->auxc, T,
+			                           E, K, D));
 		else
 			CKR(policy_route_bwd(dn, g->route_ws, ly->n2, P + lp->router, ly->prob,
 			                     ly->sel, ly->gate, dgate, ly->auxc, T, E, K, D,
@@ -2867,9 +2877,9 @@ static int head_collect(struct policy_gpu *g, struct policy_loss_stats *st, int 
  * bf16 under POLICY_GPU_ACT16=resid and the slots yp in bf16 under slots or
  * resid; off: policy_ew_add_rms */
 static int ew_add_rms(const struct policy_gpu *g, void *out, void *y, int y_bf16, uint16_t *yb,
-                      float *rstd, const void *a, const float *emb, const int *tok,
-                      const float *b, const void *yp, const float *gate, int K, const float *w,
-                      int T, int C, float eps)
+                      float *rstd, const void *a, const float *emb, const int *tok, const float *b,
+                      const void *yp, const float *gate, int K, const float *w, int T, int C,
+                      float eps)
 {
 	return policy_ew_add_rms16(out, g->act16 >= 2, y, y_bf16, yb, rstd, a, emb, tok, b, yp,
 	                           g->act16 && yp, gate, K, w, T, C, eps);
@@ -2929,15 +2939,17 @@ static int step_fwd(struct policy_gpu *g, struct policy_loss_stats *st,
 			CKR(lightning_fwd(g, l, g->dn, b, maxlen));
 		}
 		if (g->ew && g->fuse) { /* round 8 (gpu_ew.cu); xp: the experts' bf16 input */
-			if (g->act16 >= 2) /* round 16: the router reads xp, n2 not written */
-				CKR(ew_add_rms(g, ly->hmid, ly->xp, 1, NULL, ly->rstd2, ly->xin, NULL,
-				               NULL, g->dn, NULL, NULL, 0, g->params + lp->ffn_norm, T,
-				               D, eps));
+			/* round 16, resid: the router reads xp, n2 not written */
+			if (g->act16 >= 2)
+				CKR(ew_add_rms(g, ly->hmid, ly->xp, 1, NULL, ly->rstd2, ly->xin,
+				               NULL, NULL, g->dn, NULL, NULL, 0,
+				               g->params + lp->ffn_norm, T, D, eps));
 			else
 				CKR(policy_ew_add_rms(ly->hmid, ly->n2, 0,
 				                      g->moe_fused ? (uint16_t *)ly->xp : NULL,
-				                      ly->rstd2, ly->xin, NULL, NULL, g->dn, NULL, NULL,
-				                      0, g->params + lp->ffn_norm, T, D, eps));
+				                      ly->rstd2, ly->xin, NULL, NULL, g->dn, NULL,
+				                      NULL, 0, g->params + lp->ffn_norm, T, D,
+				                      eps));
 		} else if (g->moe_fused) {
 			k_add_rms_moe<float><<<T, 256, 0, PST>>>(
 			        ly->hmid, ly->n2, (uint16_t *)ly->xp, ly->rstd2, ly->xin, g->dn,
@@ -3056,8 +3068,8 @@ static int step_bwd(struct policy_gpu *g, const struct policy_batch *b, int maxl
 		          V, 0, 1));
 		mark(g, PROF_HEAD);
 	}
-	CKR(rms_bwd(g, g->dx, NULL, 0, g->grads + L->final_norm, g->dn, g->xf,
-	            g->params + L->final_norm, g->rstdf, T, D));
+	CKR(resid_rms_bwd(g, g->dx, NULL, 0, g->grads + L->final_norm, g->dn, g->xf,
+	                  g->params + L->final_norm, g->rstdf, T, D));
 	LAUNCHED();
 	for (int l = c->n_layers - 1; l >= 0; l--) {
 		const struct policy_layer_params *lp = &L->layers[l];
@@ -3068,8 +3080,8 @@ static int step_bwd(struct policy_gpu *g, const struct policy_batch *b, int maxl
 		CKR(side_wait(g, SV_DX));
 		CKR(side_wait(g, SV_DXB));
 		/* the attention's dy: also in bf16 for its GEMMs (bf16 mode) */
-		CKR(rms_bwd(g, g->dx, g->ab ? g->dxb : NULL, 1, g->grads + lp->ffn_norm, g->dn,
-		            ly->hmid, g->params + lp->ffn_norm, ly->rstd2, T, D));
+		CKR(resid_rms_bwd(g, g->dx, g->ab ? g->dxb : NULL, 1, g->grads + lp->ffn_norm,
+		                  g->dn, ly->hmid, g->params + lp->ffn_norm, ly->rstd2, T, D));
 		LAUNCHED();
 		mark(g, PROF_OTHER);
 		if (lp->softmax) {
@@ -3079,8 +3091,8 @@ static int step_bwd(struct policy_gpu *g, const struct policy_batch *b, int maxl
 			CKR(lightning_bwd(g, l, g->dn, g->dx, b, maxlen));
 		}
 		CKR(side_wait(g, SV_DX)); /* dx rewritten */
-		CKR(rms_bwd(g, g->dx, NULL, 1, g->grads + lp->attn_norm, g->dn, ly->xin,
-		            g->params + lp->attn_norm, ly->rstd1, T, D));
+		CKR(resid_rms_bwd(g, g->dx, NULL, 1, g->grads + lp->attn_norm, g->dn, ly->xin,
+		                  g->params + lp->attn_norm, ly->rstd1, T, D));
 		LAUNCHED();
 	}
 	if (g->ew) {

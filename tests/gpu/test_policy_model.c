@@ -148,7 +148,9 @@ static int bf16_round_points(void)
 
 /* round 16 (POLICY_GPU_ACT16): where fixture_hidden is set, the fixture
  * with that many expert hidden units (F 96 does not take wsb2's up dX, F %
- * 64, and the switch then falls back to off); else fixture_init's */
+ * 64, and the switch then falls back to off); else fixture_init's. A run
+ * under POLICY_GPU_ACT16=slots or resid sets it to 128 for every case, so
+ * the level runs wherever the case's path takes it (bf16 mode) */
 static int fixture_hidden;
 
 static void fixture_make(struct fixture *f)
@@ -640,7 +642,7 @@ static int check_accum(enum policy_gpu_precision prec)
 	if (!have_gpu())
 		return GPU_SKIP;
 	CHECK(replay_seed() == 0, "bad SWERVE_TEST_SEED");
-	fixture_init(&f);
+	fixture_make(&f);
 	if (prec == POLICY_GPU_BF16) /* as check_model: no near-tied top-k choices */
 		f.c.top_k = f.c.n_experts;
 	cu0[0] = 0;
@@ -729,7 +731,7 @@ static int loss_curve(int n_micro)
 		return GPU_SKIP;
 	CHECK(replay_seed() == 0, "bad SWERVE_TEST_SEED");
 	seed0 = seed;
-	fixture_init(&f);
+	fixture_make(&f);
 	/* every expert active: with a real top-2, a router near-tie that a
 	 * rounding difference flips sends the two curves apart (a CPU run with
 	 * the weights scaled by 1 +- 1e-5 reproduced such a GPU curve to 4-5
@@ -1363,7 +1365,7 @@ static int test_bad_switches(void)
 	struct fixture f;
 	if (!have_gpu())
 		return GPU_SKIP;
-	fixture_init(&f);
+	fixture_make(&f);
 	for (int i = 0; i < (int)(sizeof(vars) / sizeof(vars[0])); i++) {
 		struct policy_gpu *g = NULL;
 		int rc;
@@ -1459,11 +1461,12 @@ static int check_act16(const char *level, int pg)
 	int rc;
 	if (!have_gpu())
 		return GPU_SKIP;
+	int keep = fixture_hidden;
 	act16_set(level);
 	fixture_hidden = 128;
 	printf("  POLICY_GPU_ACT16=%s, F 128\n", level);
 	rc = check_model(POLICY_GPU_BF16, pg, 0);
-	fixture_hidden = 0;
+	fixture_hidden = keep;
 	act16_restore();
 	return rc;
 }
@@ -1519,15 +1522,16 @@ static int test_act16_vs_off_top2(void)
 	struct fixture f;
 	float *g0, *g1;
 	double *r, l0, l1;
-	int bad = 0;
+	int bad = 0, keep;
 	uint64_t seed0;
 	if (!have_gpu())
 		return GPU_SKIP;
 	CHECK(replay_seed() == 0, "bad SWERVE_TEST_SEED");
 	seed0 = seed;
+	keep = fixture_hidden;
 	fixture_hidden = 128;
 	fixture_make(&f);
-	fixture_hidden = 0;
+	fixture_hidden = keep;
 	g0 = malloc(f.L.total * 4);
 	g1 = malloc(f.L.total * 4);
 	r = malloc(f.L.total * sizeof(double));
@@ -1573,13 +1577,15 @@ static int test_act16_loss_curve(void)
 	struct policy_batch b;
 	double worst[3] = {0, 0, 0}, woff[3] = {0, 0, 0};
 	uint64_t seed0;
+	int keep;
 	if (!have_gpu())
 		return GPU_SKIP;
 	CHECK(replay_seed() == 0, "bad SWERVE_TEST_SEED");
 	seed0 = seed;
+	keep = fixture_hidden;
 	fixture_hidden = 128;
 	fixture_make(&f);
-	fixture_hidden = 0;
+	fixture_hidden = keep;
 	f.c.top_k = f.c.n_experts; /* as loss_curve: no near-tied top-k choices */
 	b.n_tokens = f.T;
 	b.tokens = f.tok;
@@ -1743,5 +1749,13 @@ int main(void)
 	         "changing (bf16 CISPO)",
 	         test_graph2_bitwise_cispo},
 	};
+	{ /* round 16: a run under a level holds every case's fixture to F 128 */
+		const char *a16 = getenv("POLICY_GPU_ACT16");
+		if (a16 && *a16 && strcmp(a16, "off")) {
+			fixture_hidden = 128;
+			printf("POLICY_GPU_ACT16=%s: every fixture with F 128 (the level's path)\n",
+			       a16);
+		}
+	}
 	return run_selected(tests, (int)(sizeof(tests) / sizeof(tests[0])));
 }

@@ -1,0 +1,198 @@
+/* gpu_act16.cu - round 16 (issue 10): kernel-level A/B of POLICY_GPU_ACT16
+ * on the policy's benchmark shape (T 8192 tokens, D 768, 8 experts top-2, F
+ * 1024, R 16384 slot rows): each memory-bound pass that moves the MoE's
+ * slot tensors (yp, dxp) or the residual stream, in the default's fp32
+ * storage against the level's bf16 (slots: yp / dxp; resid: also the
+ * stream's value and the router's input), and the two expert products
+ * whose epilogues store the slots (wsb2's down and up dX). Each launch timed
+ * alone with CUDA events after a 128 MiB memset has pushed its inputs out
+ * of L2 (as gpu_comb), the median of 25. The byte floor: the bytes a pass
+ * must move at 3.0 TB/s. Prints one table. */
+#include "policy/gpu_comb.h"
+#include "policy/gpu_ew.h"
+#include "policy/gpu_moe.h"
+#include "policy/gpu_moe_ws.h"
+#include "policy/gpu_route.h"
+#include "tests/bench/gpu_bench.cuh"
+
+#include <string.h>
+
+static void *flushbuf;
+static const size_t FLUSH = (size_t)128 << 20;
+
+template <typename P, typename F> static double time_us(P prep, F f, int reps = 25)
+{
+	return bench_flushed_us(flushbuf, FLUSH, prep, f, reps);
+}
+
+static void row(const char *what, double mb0, double mb1, double us0, double us1)
+{
+	printf("%-44s %7.1f %7.1f %7.1f %7.1f %8.1f %8.1f %6.2fx %6.0f %6.0f\n", what, mb0, mb1,
+	       mb0 / 3.0e6 * 1e6, mb1 / 3.0e6 * 1e6, us0, us1, us1 > 0 ? us0 / us1 : 0.0,
+	       us0 > 0 ? mb0 / us0 * 1e3 : 0.0, us1 > 0 ? mb1 / us1 * 1e3 : 0.0);
+}
+
+int main(void)
+{
+	int ndev = 0;
+	const int T = 8192, D = 768, E = 8, K = 2, R = T * K, F = 1024;
+	const size_t nx = (size_t)T * D, nr = (size_t)R * D;
+	cudaDeviceProp prop;
+	if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev < 1) {
+		printf("gpu_act16: skipped: no CUDA device\n");
+		return 0;
+	}
+	CK(cudaGetDeviceProperties(&prop, 0));
+	CK(cudaMalloc(&flushbuf, FLUSH));
+
+	float *x, *x2, *dn, *wr, *prob, *gate, *dgate, *auxc, *ws, *dy, *yp, *dxp, *w, *rstd, *dw;
+	float *y32;
+	int *sel, *rowof, *perm, *offs;
+	uint16_t *xh, *xh2, *yph, *dxph, *dyp, *yb, *hh, *w2, *dh13, *w1, *w3;
+	double *aux;
+	CK(cudaMalloc(&x, nx * 4));
+	CK(cudaMalloc(&x2, nx * 4));
+	CK(cudaMalloc(&dn, nx * 4));
+	CK(cudaMalloc(&y32, nx * 4));
+	CK(cudaMalloc(&wr, (size_t)E * D * 4));
+	CK(cudaMalloc(&prob, (size_t)T * E * 4));
+	CK(cudaMalloc(&gate, (size_t)R * 4));
+	CK(cudaMalloc(&dgate, (size_t)R * 4));
+	CK(cudaMalloc(&auxc, E * 4));
+	CK(cudaMalloc(&ws, policy_route_scratch_floats(T, E, D) * 4));
+	CK(cudaMalloc(&dy, nx * 4));
+	CK(cudaMalloc(&yp, nr * 4));
+	CK(cudaMalloc(&dxp, nr * 4));
+	CK(cudaMalloc(&w, D * 4));
+	CK(cudaMalloc(&dw, D * 4));
+	CK(cudaMalloc(&rstd, T * 4));
+	CK(cudaMalloc(&sel, (size_t)R * 4));
+	CK(cudaMalloc(&rowof, (size_t)R * 4));
+	CK(cudaMalloc(&perm, (size_t)R * 4));
+	CK(cudaMalloc(&offs, (E + 2) * 4));
+	CK(cudaMalloc(&xh, nx * 2));
+	CK(cudaMalloc(&xh2, nx * 2));
+	CK(cudaMalloc(&yph, nr * 2));
+	CK(cudaMalloc(&dxph, nr * 2));
+	CK(cudaMalloc(&dyp, nr * 2));
+	CK(cudaMalloc(&yb, nx * 2));
+	CK(cudaMalloc(&hh, (size_t)R * F * 2));
+	CK(cudaMalloc(&dh13, (size_t)R * 2 * F * 2));
+	CK(cudaMalloc(&w1, (size_t)E * F * D * 2));
+	CK(cudaMalloc(&w2, (size_t)E * F * D * 2));
+	CK(cudaMalloc(&w3, (size_t)E * F * D * 2));
+	CK(cudaMalloc(&aux, 8));
+	fill_normal<<<512, 256>>>(x, nx, 1.0f, 1);
+	fill_normal<<<512, 256>>>(x2, nx, 1.0f, 7);
+	fill_normal<<<64, 256>>>(wr, (size_t)E * D, 0.05f, 2);
+	fill_normal<<<64, 256>>>(dgate, (size_t)R, 1.0f, 3);
+	fill_normal<<<512, 256>>>(dy, nx, 1.0f, 4);
+	fill_normal<<<512, 256>>>(yp, nr, 1.0f, 5);
+	fill_normal<<<512, 256>>>(dxp, nr, 1.0f, 6);
+	fill_normal<<<4, 256>>>(w, D, 1.0f, 8);
+	CK(cudaMemset(xh, 0x3f, nx * 2));
+	CK(cudaMemset(xh2, 0x3e, nx * 2));
+	CK(cudaMemset(yph, 0x3f, nr * 2));
+	CK(cudaMemset(dxph, 0x3f, nr * 2));
+	CK(cudaMemset(hh, 0x3c, (size_t)R * F * 2));
+	CK(cudaMemset(dh13, 0x3c, (size_t)R * 2 * F * 2));
+	CK(cudaMemset(w1, 0x3c, (size_t)E * F * D * 2));
+	CK(cudaMemset(w2, 0x3c, (size_t)E * F * D * 2));
+	CK(cudaMemset(w3, 0x3c, (size_t)E * F * D * 2));
+	CK(cudaMemset(dw, 0, D * 4));
+	CK(cudaDeviceSynchronize());
+
+	/* a routing (v4 forward + sort, compact segments) for the products */
+	SW(policy_route_fwd(prob, sel, gate, rowof, ws, x, wr, T, E, K, D, 3));
+	SW(policy_route_sort(perm, rowof, offs, auxc, aux, ws, sel, T, E, K, R, 1, 1, 0.01, 3));
+	CK(cudaDeviceSynchronize());
+	struct policy_moe_dims dm;
+	memset(&dm, 0, sizeof(dm));
+	dm.T = T, dm.K = K, dm.E = E, dm.D = D, dm.F = F, dm.offs = offs, dm.perm = perm;
+	dm.gathered = 1;
+
+	auto nop = [] {};
+	const float eps = 1e-6f;
+	/* forward: the add after the attention (xin + dn -> hmid, n2 fp32 + xp
+	 * bf16; resid: xin, hmid bf16, xp only), the add after the MoE with the
+	 * combine (hmid + sum gate yp -> next xin, n1 bf16) */
+	double a0 = time_us(nop, [&] {
+		SW(policy_ew_add_rms(x2, y32, 0, yb, rstd, x, NULL, NULL, dn, NULL, NULL, 0, w, T,
+		                     D, eps));
+	});
+	double a2 = time_us(nop, [&] {
+		SW(policy_ew_add_rms16(xh2, 1, yb, 1, NULL, rstd, xh, NULL, NULL, dn, NULL, 0, NULL,
+		                       0, w, T, D, eps));
+	});
+	double m0 = time_us(nop, [&] {
+		SW(policy_ew_add_rms(x2, yb, 1, NULL, rstd, x, NULL, NULL, NULL, yp, gate, K, w, T,
+		                     D, eps));
+	});
+	double m1 = time_us(nop, [&] {
+		SW(policy_ew_add_rms16(x2, 0, yb, 1, NULL, rstd, x, NULL, NULL, NULL, yph, 1, gate,
+		                       K, w, T, D, eps));
+	});
+	double m2 = time_us(nop, [&] {
+		SW(policy_ew_add_rms16(xh2, 1, yb, 1, NULL, rstd, xh, NULL, NULL, NULL, yph, 1,
+		                       gate, K, w, T, D, eps));
+	});
+	/* the router: v4 forward on n2 fp32 / xp bf16 */
+	double r0 = time_us(nop, [&] {
+		SW(policy_route_fwd(prob, sel, gate, rowof, ws, x, wr, T, E, K, D, 3));
+	});
+	double r2 = time_us(nop, [&] {
+		SW(policy_route_fwd_b16(prob, sel, gate, rowof, ws, xh, wr, T, E, K, D));
+	});
+	/* keep the sorted routing the products use */
+	SW(policy_route_fwd(prob, sel, gate, rowof, ws, x, wr, T, E, K, D, 3));
+	SW(policy_route_sort(perm, rowof, offs, auxc, aux, ws, sel, T, E, K, R, 1, 1, 0.01, 3));
+	/* the products that store the slots */
+	double d0 = time_us(nop, [&] { SW(policy_moe_ws_down(&dm, yp, hh, w2, 0, NULL)); });
+	double d1 = time_us(nop, [&] { SW(policy_moe_ws_down_b16(&dm, yph, hh, w2, 0, NULL)); });
+	double u0 = time_us(nop, [&] { SW(policy_moe_ws_up_dx(&dm, dxp, dh13, w1, w3, 0, NULL)); });
+	double u1 = time_us(nop,
+	                    [&] { SW(policy_moe_ws_up_dx_b16(&dm, dxph, dh13, w1, w3, 0, NULL)); });
+	/* backward: the combine backward, the route backward with the slot sum,
+	 * the RMSNorm backward (dx += ..., its weight gradient) */
+	double c0 = time_us(nop, [&] {
+		SW(policy_moe_combine_bwd2(dyp, dgate, dy, yp, gate, rowof, T, K, D));
+	});
+	double c1 = time_us(nop, [&] {
+		SW(policy_moe_combine_bwd2_b16(dyp, dgate, dy, yph, gate, rowof, T, K, D));
+	});
+	double b0 = time_us(nop, [&] {
+		SW(policy_route_bwd_slots(dn, ws, dxp, x, wr, prob, sel, gate, dgate, auxc, T, E, K,
+		                          D));
+	});
+	double b1 = time_us(nop, [&] {
+		SW(policy_route_bwd_slots_b16(dn, ws, dxph, x, 0, wr, prob, sel, gate, dgate, auxc,
+		                              T, E, K, D));
+	});
+	double b2 = time_us(nop, [&] {
+		SW(policy_route_bwd_slots_b16(dn, ws, dxph, xh, 1, wr, prob, sel, gate, dgate, auxc,
+		                              T, E, K, D));
+	});
+	double n0 =
+	        time_us(nop, [&] { SW(policy_ew_rms_bwd(dn, NULL, 1, dw, dy, x, w, rstd, T, D)); });
+	double n2 = time_us(
+	        nop, [&] { SW(policy_ew_rms_bwd16(dn, NULL, 1, dw, dy, xh, w, rstd, T, D)); });
+
+	const double MB = 1e6, X4 = nx * 4 / MB, X2 = nx * 2 / MB, R4 = nr * 4 / MB,
+	             R2 = nr * 2 / MB;
+	printf("gpu_act16: %s, T %d D %d E %d K %d F %d (R %d rows), L2 flushed before each "
+	       "launch, median of 25\n",
+	       prop.name, T, D, E, K, F, R);
+	printf("%-44s %7s %7s %7s %7s %8s %8s %7s %6s %6s\n", "pass: fp32 (default) -> level", "MB",
+	       "MB", "floor", "floor", "fp32 us", "bf16 us", "speedup", "GB/s", "GB/s");
+	row("add+norm after attn -> resid", 4 * X4 + X2, 2 * X2 + X4 + X2, a0, a2);
+	row("add+norm+combine after MoE -> slots", 2 * X4 + R4 + X2, 2 * X4 + R2 + X2, m0, m1);
+	row("add+norm+combine after MoE -> resid", 2 * X4 + R4 + X2, 3 * X2 + R2, m0, m2);
+	row("route fwd v4 (x) -> resid (xp bf16)", X4, X2, r0, r2);
+	row("down product, yp store -> slots", R2 * F / D + R4, R2 * F / D + R2, d0, d1);
+	row("up dX product, dxp store -> slots", 2 * R2 * F / D + R4, 2 * R2 * F / D + R2, u0, u1);
+	row("combine bwd (dy, yp, dyp) -> slots", X4 + R4 + R2, X4 + R2 + R2, c0, c1);
+	row("route bwd + slot sum -> slots", 2 * X4 + R4, 2 * X4 + R2, b0, b1);
+	row("route bwd + slot sum -> resid (x bf16)", 2 * X4 + R4, X4 + X2 + R2, b0, b2);
+	row("rms bwd (dy, x, dx rmw) -> resid", 4 * X4, 3 * X4 + X2, n0, n2);
+	return 0;
+}
