@@ -270,8 +270,10 @@ struct policy_gpu {
 	 * residual stream's value xin / hmid / xf in bf16, the router reading
 	 * the experts' bf16 input xp; n2 not written); taken where the fused
 	 * grouped path with the v3 / v4 route, gpu_ew.cu, gpu_comb.cu and wsb2's
-	 * down / up dX run, else off */
-	int act16;
+	 * down / up dX run, else off; a16x: the residual stream in bf16, a16r:
+	 * the router on xp (resid: both; "stream" / "router": slots and one of
+	 * them, to measure each lever alone) */
+	int act16, a16x, a16r;
 	/* softmax attention through cuBLAS (scores materialised per sequence and
 	 * KV group; POLICY_GPU_ATTN=naive: the warp-per-query kernels) */
 	int attn_gemm;
@@ -448,7 +450,7 @@ static int resid_rms_bwd(const struct policy_gpu *g, float *dx, uint16_t *xb, in
                          const float *dy, const float *x, const float *w, const float *rstd, int T,
                          int C)
 {
-	if (g->act16 >= 2)
+	if (g->a16x)
 		return policy_ew_rms_bwd16(dx, xb, acc, dw, dy, (const uint16_t *)x, w, rstd, T, C);
 	return rms_bwd(g, dx, xb, acc, dw, dy, x, w, rstd, T, C);
 }
@@ -1704,17 +1706,18 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 		g->ew = v == 0 && policy_ew_supported(D);
 	}
 	{ /* round 16: POLICY_GPU_ACT16=off (the default) | slots | resid */
-		static const char *const names[] = {"off", "slots", "resid"};
-		int v = policy_env_choice("POLICY_GPU_ACT16", names, 3, 0);
+		static const char *const names[] = {"off", "slots", "resid", "stream", "router"};
+		int v = policy_env_choice("POLICY_GPU_ACT16", names, 5, 0);
 		if (v < 0)
 			return v;
 		g->act16 = g->moe_fused && g->ew && g->route_new >= 3 && g->moe_comb &&
 		                           policy_moe_slots16_supported(cfg->expert_hidden)
-		                   ? v
+		                   ? (v ? 1 : 0)
 		                   : 0;
-		/* resid: the embedding's add writes x_0 (the embedding 16-byte aligned) */
-		if (g->act16 >= 2 && ((L->tok_emb & 3) || g->route_new != 4))
-			g->act16 = 1;
+		/* the stream: the embedding's add writes x_0 (the embedding 16-byte
+		 * aligned); the router on xp: v4's forward */
+		g->a16x = g->act16 && (v == 2 || v == 3) && !(L->tok_emb & 3);
+		g->a16r = g->act16 && (v == 2 || v == 4) && g->route_new == 4;
 	}
 	{ /* POLICY_GPU_ADAMW=fused (the default) | tensor (a launch per tensor) */
 		static const char *const names[] = {"fused", "tensor"};
@@ -2537,7 +2540,7 @@ static int moe_fwd(struct policy_gpu *g, int l, float *y, int T)
 
 	if (g->route_new) { /* logits, softmax, top-k and per-block counts in one pass */
 		CKR(route_ws(g, T));
-		if (g->act16 >= 2) /* round 16: the experts' bf16 input (n2 not written) */
+		if (g->a16r) /* round 16: the experts' bf16 input */
 			CKR(policy_route_fwd_b16(ly->prob, ly->sel, ly->gate, ly->rowof,
 			                         g->route_ws, (const uint16_t *)ly->xp,
 			                         P + lp->router, T, E, K, D));
@@ -2635,11 +2638,11 @@ router:
 		g->route_slots = NULL;
 		CKR(route_ws(g, T));
 		if (slots && g->act16) /* round 16: bf16 slots (and x, resid) */
-			CKR(policy_route_bwd_slots_b16(
-			        dn, g->route_ws, (const uint16_t *)slots,
-			        g->act16 >= 2 ? (const void *)ly->xp : (const void *)ly->n2,
-			        g->act16 >= 2, P + lp->router, ly->prob, ly->sel, ly->gate, dgate,
-			        ly->auxc, T, E, K, D));
+			CKR(policy_route_bwd_slots_b16(dn, g->route_ws, (const uint16_t *)slots,
+			                               g->a16r ? (const void *)ly->xp
+			                                       : (const void *)ly->n2,
+			                               g->a16r, P + lp->router, ly->prob, ly->sel,
+			                               ly->gate, dgate, ly->auxc, T, E, K, D));
 		else if (slots)
 			CKR(policy_route_bwd_slots(dn, g->route_ws, slots, ly->n2, P + lp->router,
 			                           ly->prob, ly->sel, ly->gate, dgate, ly->auxc, T,
@@ -2881,7 +2884,7 @@ static int ew_add_rms(const struct policy_gpu *g, void *out, void *y, int y_bf16
                       const void *yp, const float *gate, int K, const float *w, int T, int C,
                       float eps)
 {
-	return policy_ew_add_rms16(out, g->act16 >= 2, y, y_bf16, yb, rstd, a, emb, tok, b, yp,
+	return policy_ew_add_rms16(out, g->a16x, y, y_bf16, yb, rstd, a, emb, tok, b, yp,
 	                           g->act16 && yp, gate, K, w, T, C, eps);
 }
 
@@ -2926,7 +2929,11 @@ static int step_fwd(struct policy_gpu *g, struct policy_loss_stats *st,
 			CKR(policy_ew_add_rms(NULL, ly->n1, g->ab, NULL, ly->rstd1, ly->xin, NULL,
 			                      NULL, NULL, NULL, NULL, 0, g->params + lp->attn_norm,
 			                      T, D, eps));
-		} else if (!g->fuse || l == 0) {
+		} else if (!g->fuse || (l == 0 && !g->a16x)) {
+			/* l == 0 after the embedding's add (emb_norm): the same norm
+			 * again (n1, rstd1 rewritten, the default's bits); not with the
+			 * bf16 stream (round 16), where xin is bf16 and the add's norm
+			 * stands */
 			LAUNCH_A(g, k_rms_fwd, T, 256, ly->n1, ly->rstd1, ly->xin,
 			         g->params + lp->attn_norm, D, eps);
 			LAUNCHED();
@@ -2939,17 +2946,16 @@ static int step_fwd(struct policy_gpu *g, struct policy_loss_stats *st,
 			CKR(lightning_fwd(g, l, g->dn, b, maxlen));
 		}
 		if (g->ew && g->fuse) { /* round 8 (gpu_ew.cu); xp: the experts' bf16 input */
-			/* round 16, resid: the router reads xp, n2 not written */
-			if (g->act16 >= 2)
+			/* round 16: the router on xp: n2 not written */
+			if (g->a16r)
 				CKR(ew_add_rms(g, ly->hmid, ly->xp, 1, NULL, ly->rstd2, ly->xin,
 				               NULL, NULL, g->dn, NULL, NULL, 0,
 				               g->params + lp->ffn_norm, T, D, eps));
 			else
-				CKR(policy_ew_add_rms(ly->hmid, ly->n2, 0,
-				                      g->moe_fused ? (uint16_t *)ly->xp : NULL,
-				                      ly->rstd2, ly->xin, NULL, NULL, g->dn, NULL,
-				                      NULL, 0, g->params + lp->ffn_norm, T, D,
-				                      eps));
+				CKR(ew_add_rms(g, ly->hmid, ly->n2, 0,
+				               g->moe_fused ? (uint16_t *)ly->xp : NULL, ly->rstd2,
+				               ly->xin, NULL, NULL, g->dn, NULL, NULL, 0,
+				               g->params + lp->ffn_norm, T, D, eps));
 		} else if (g->moe_fused) {
 			k_add_rms_moe<float><<<T, 256, 0, PST>>>(
 			        ly->hmid, ly->n2, (uint16_t *)ly->xp, ly->rstd2, ly->xin, g->dn,

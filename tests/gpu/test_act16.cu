@@ -1,0 +1,399 @@
+/* test_act16.cu - round 16 (issue 10): the bf16-storage variants of
+ * POLICY_GPU_ACT16 against the default fp32 kernels on the same values.
+ * Every input a variant reads in bf16 is drawn bf16-representable and given
+ * to the fp32 kernel as the same floats, so the arithmetic inside is the
+ * same and each output must match exactly: the bf16 outputs equal the fp32
+ * kernel's rounded to nearest even, the fp32 outputs are the same bits
+ * (sums the kernels add atomically, the RMSNorm weight gradient: within
+ * 1e-5). Passes: the residual add + RMSNorm (after the attention, after the
+ * MoE with its combine, the embedding's), the RMSNorm backward, the route
+ * forward (v4) and backward with the slot sum, the combine backward, and
+ * the two expert products whose epilogues store the slots (wsb2's down and
+ * up dX). Fresh random inputs every run (the seed is printed); rows not a
+ * multiple of a block. Prints "N passed, N failed, N skipped". */
+#include "policy/gpu_comb.h"
+#include "policy/gpu_ew.h"
+#include "policy/gpu_moe.h"
+#include "policy/gpu_moe_ws.h"
+#include "policy/gpu_route.h"
+#include "tests/gpu/gpu_check.h"
+
+#include <cuda_runtime.h>
+
+extern "C" {
+#include "sandbox/error.h"
+}
+
+#define SW(x) CHECK((x) == 0, "%s", swerve_error_last())
+
+static int have_gpu(void)
+{
+	int n = 0;
+	return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+}
+
+/* device buffers, freed at the end of a test */
+static void *bufs[64];
+static int nbufs;
+static void *dalloc(size_t bytes)
+{
+	void *p = NULL;
+	if (cudaMalloc(&p, bytes ? bytes : 16) != cudaSuccess)
+		return NULL;
+	cudaMemset(p, 0xff, bytes); /* poisoned: NaN in fp32 and bf16 */
+	bufs[nbufs++] = p;
+	return p;
+}
+static void dfree(void)
+{
+	while (nbufs)
+		cudaFree(bufs[--nbufs]);
+}
+template <typename T> static T *up(const T *h, size_t n)
+{
+	T *d = (T *)dalloc(n * sizeof(T));
+	if (d)
+		cudaMemcpy(d, h, n * sizeof(T), cudaMemcpyHostToDevice);
+	return d;
+}
+template <typename T> static T *down(const T *d, size_t n)
+{
+	T *h = (T *)malloc(n * sizeof(T));
+	cudaMemcpy(h, d, n * sizeof(T), cudaMemcpyDeviceToHost);
+	return h;
+}
+
+/* n bf16-representable normals (scale s), as bf16 and as floats */
+static void draw(uint16_t *h, float *f, size_t n, double s)
+{
+	for (size_t i = 0; i < n; i++) {
+		h[i] = gpu_f2bf((float)(s * gpu_nrand()));
+		f[i] = gpu_bf2f(h[i]);
+	}
+}
+static void drawf(float *f, size_t n, double s)
+{
+	for (size_t i = 0; i < n; i++)
+		f[i] = (float)(s * gpu_nrand());
+}
+
+/* a bf16 output against the fp32 kernel's rounded: mismatches, the worst */
+static int cmp_b16(const char *what, const uint16_t *b, const float *f, size_t n)
+{
+	size_t bad = 0, at = 0;
+	for (size_t i = 0; i < n; i++)
+		if (b[i] != gpu_f2bf(f[i]) && !bad++)
+			at = i;
+	printf("  %-30s %zu of %zu elements differ from the fp32 kernel's, rounded%s", what, bad, n,
+	       bad ? "" : "\n");
+	if (bad)
+		printf(" (first at %zu: 0x%04x vs %g)\n", at, b[at], f[at]);
+	return bad != 0;
+}
+/* fp32 outputs: bit for bit (tol 0) or within tol relative to the largest */
+static int cmp_f32(const char *what, const float *a, const float *b, size_t n, double tol)
+{
+	double worst = 0, big = 0;
+	size_t at = 0, nd = 0;
+	for (size_t i = 0; i < n; i++) {
+		double d = fabs((double)a[i] - b[i]);
+		big = fmax(big, fabs((double)b[i]));
+		nd += memcmp(&a[i], &b[i], 4) != 0;
+		if (d > worst || d != d) {
+			worst = d;
+			at = i;
+		}
+	}
+	int bad = tol == 0 ? nd != 0 : !(worst <= tol * big);
+	printf("  %-30s %zu of %zu differ, worst |d| %.3e at %zu (%g vs %g)%s\n", what, nd, n,
+	       worst, at, n ? a[at] : 0.0, n ? b[at] : 0.0, bad ? "  <-- FAIL" : "");
+	return bad;
+}
+
+static const int T = 333, E = 8, K = 2;
+static const float EPS = 1e-6f;
+
+/* the residual add + RMSNorm: after the attention (a + b, y fp32 + yb, or
+ * y bf16 alone), after the MoE (a + the combine of bf16 slots), the
+ * embedding's (rows of emb); bf16 stream (x16) or fp32 stream, bf16 slots */
+static int ew_case(int D, int mode, int x16)
+{
+	size_t n = (size_t)T * D, nr = n * K;
+	uint16_t *ah = (uint16_t *)malloc(n * 2), *yph = (uint16_t *)malloc(nr * 2);
+	float *af = (float *)malloc(n * 4), *bf = (float *)malloc(n * 4);
+	float *ypf = (float *)malloc(nr * 4), *gf = (float *)malloc(nr * 4);
+	float *wf = (float *)malloc(D * 4), *embf = (float *)malloc((size_t)50 * D * 4);
+	uint16_t *embh = (uint16_t *)malloc((size_t)50 * D * 2);
+	int *tok = (int *)malloc(T * 4), bad = 0;
+	draw(ah, af, n, 3.0);
+	drawf(bf, n, 1.0);
+	draw(yph, ypf, nr, 1.0);
+	for (size_t i = 0; i < nr; i++)
+		gf[i] = (float)gpu_urand();
+	drawf(wf, D, 1.0);
+	draw(embh, embf, (size_t)50 * D, 2.0);
+	for (int t = 0; t < T; t++)
+		tok[t] = (int)(gpu_urand() * 50);
+	float *a32 = up(af, n), *b32 = up(bf, n), *yp32 = up(ypf, nr), *g = up(gf, nr);
+	float *w = up(wf, (size_t)D), *emb = up(embf, (size_t)50 * D);
+	uint16_t *a16 = up(ah, n), *yp16 = up(yph, nr);
+	int *tk = up(tok, (size_t)T);
+	float *o32 = (float *)dalloc(n * 4), *y32 = (float *)dalloc(n * 4);
+	float *r32 = (float *)dalloc(T * 4), *r16 = (float *)dalloc(T * 4);
+	uint16_t *yb32 = (uint16_t *)dalloc(n * 2), *o16 = (uint16_t *)dalloc(n * 2);
+	uint16_t *y16 = (uint16_t *)dalloc(n * 2), *yb16 = (uint16_t *)dalloc(n * 2);
+	float *y16f = (float *)dalloc(n * 4);
+	CHECK(a32 && o32 && y16f, "cudaMalloc");
+	const float *A32 = mode == 2 ? NULL : a32;
+	const void *A16 = mode == 2 ? NULL : (x16 ? (const void *)a16 : (const void *)a32);
+	const float *B = mode == 0 ? b32 : NULL;
+	const char *name = mode == 0 ? "after attention" : mode == 1 ? "after MoE" : "embedding";
+	/* the fp32 kernel on the same values: y fp32 + yb bf16 */
+	SW(policy_ew_add_rms(o32, y32, 0, yb32, r32, A32, emb, tk, B, mode == 1 ? yp32 : NULL,
+	                     mode == 1 ? g : NULL, K, w, T, D, EPS));
+	/* the variant: y bf16 (as resid's attention add writes xp), y fp32 + yb */
+	SW(policy_ew_add_rms16(x16 ? (void *)o16 : (void *)y16f, x16, y16, 1, NULL, r16, A16, emb,
+	                       tk, B, mode == 1 ? (const void *)yp16 : NULL, 1,
+	                       mode == 1 ? g : NULL, K, w, T, D, EPS));
+	CK(cudaDeviceSynchronize());
+	float *ho32 = down(o32, n), *hy32 = down(y32, n), *hr32 = down(r32, (size_t)T);
+	float *hr16 = down(r16, (size_t)T), *hf16 = down(y16f, n);
+	uint16_t *ho16 = down(o16, n), *hy16 = down(y16, n), *hyb32 = down(yb32, n);
+	printf(" %s, D %d, %s stream:\n", name, D, x16 ? "bf16" : "fp32");
+	if (x16) {
+		/* the stream's value: the fp32 sum rounded; the norm then sees the
+		 * rounded value (rstd, y from it: compared with the host's) */
+		bad |= cmp_b16("x (the stream's value)", ho16, ho32, n);
+		double worst = 0, wr = 0;
+		for (int t = 0; t < T; t++) {
+			double ss = 0;
+			for (int c = 0; c < D; c++) {
+				double v = gpu_bf2f(ho16[(size_t)t * D + c]);
+				ss += v * v;
+			}
+			double r = 1 / sqrt(ss / D + EPS);
+			wr = fmax(wr, fabs(hr16[t] - r) / r);
+			for (int c = 0; c < D; c++) {
+				double y = gpu_bf2f(ho16[(size_t)t * D + c]) * r * wf[c];
+				double d = fabs(gpu_bf2f(hy16[(size_t)t * D + c]) - y);
+				worst = fmax(worst, d / (fabs(y) + 1e-3));
+			}
+		}
+		printf("  %-30s rstd rel %.2e, y rel %.2e (bf16: 3.9e-3) vs the host's\n",
+		       "norm of the rounded value", wr, worst);
+		bad |= !(wr < 1e-5 && worst < 8e-3);
+	} else {
+		bad |= cmp_f32("x (fp32 stream)", hf16, ho32, n, 0);
+		bad |= cmp_f32("rstd", hr16, hr32, (size_t)T, 0);
+		bad |= cmp_b16("y (bf16)", hy16, hy32, n);
+		(void)hyb32;
+	}
+	free(ah), free(yph), free(af), free(bf), free(ypf), free(gf), free(wf), free(embf);
+	free(embh), free(tok), free(ho32), free(hy32), free(hr32), free(hr16), free(hf16);
+	free(ho16), free(hy16), free(hyb32);
+	dfree();
+	CHECK(!bad, "%s: the bf16 variant differs (see above)", name);
+	return 0;
+}
+
+static int test_ew_attn_stream(void)
+{
+	return have_gpu() ? ew_case(128, 0, 1) || ew_case(768, 0, 1) : GPU_SKIP;
+}
+static int test_ew_moe_slots(void)
+{
+	return have_gpu() ? ew_case(128, 1, 0) || ew_case(768, 1, 0) : GPU_SKIP;
+}
+static int test_ew_moe_stream(void)
+{
+	return have_gpu() ? ew_case(128, 1, 1) || ew_case(768, 1, 1) : GPU_SKIP;
+}
+static int test_ew_embed_stream(void)
+{
+	return have_gpu() ? ew_case(128, 2, 1) || ew_case(768, 2, 1) : GPU_SKIP;
+}
+
+/* the RMSNorm backward with x in bf16 vs the fp32 kernel on the same x */
+static int rms_bwd_case(int D)
+{
+	size_t n = (size_t)T * D;
+	uint16_t *xh = (uint16_t *)malloc(n * 2);
+	float *xf = (float *)malloc(n * 4), *dyf = (float *)malloc(n * 4);
+	float *dxf = (float *)malloc(n * 4), *wf = (float *)malloc(D * 4);
+	float *rf = (float *)malloc(T * 4);
+	int bad = 0;
+	draw(xh, xf, n, 2.0);
+	drawf(dyf, n, 1.0);
+	drawf(dxf, n, 1.0);
+	drawf(wf, D, 1.0);
+	for (int t = 0; t < T; t++)
+		rf[t] = (float)(0.3 + gpu_urand());
+	float *x32 = up(xf, n), *dy = up(dyf, n), *w = up(wf, (size_t)D), *r = up(rf, (size_t)T);
+	float *dx0 = up(dxf, n), *dx1 = up(dxf, n);
+	uint16_t *x16 = up(xh, n), *xb0 = (uint16_t *)dalloc(n * 2),
+	         *xb1 = (uint16_t *)dalloc(n * 2);
+	float *dw0 = (float *)dalloc(D * 4), *dw1 = (float *)dalloc(D * 4);
+	CHECK(dx1 && dw1, "cudaMalloc");
+	CK(cudaMemset(dw0, 0, D * 4));
+	CK(cudaMemset(dw1, 0, D * 4));
+	SW(policy_ew_rms_bwd(dx0, xb0, 1, dw0, dy, x32, w, r, T, D));
+	SW(policy_ew_rms_bwd16(dx1, xb1, 1, dw1, dy, x16, w, r, T, D));
+	CK(cudaDeviceSynchronize());
+	float *h0 = down(dx0, n), *h1 = down(dx1, n), *w0 = down(dw0, (size_t)D),
+	      *w1 = down(dw1, (size_t)D);
+	uint16_t *b0 = down(xb0, n), *b1 = down(xb1, n);
+	printf(" RMSNorm backward, D %d, x bf16:\n", D);
+	bad |= cmp_f32("dx (+=)", h1, h0, n, 0);
+	bad |= memcmp(b0, b1, n * 2) != 0;
+	printf("  %-30s %s\n", "dx in bf16", memcmp(b0, b1, n * 2) ? "differs  <-- FAIL" : "same");
+	bad |= cmp_f32("dw (atomics)", w1, w0, (size_t)D, 1e-5);
+	free(xh), free(xf), free(dyf), free(dxf), free(wf), free(rf), free(h0), free(h1);
+	free(w0), free(w1), free(b0), free(b1);
+	dfree();
+	CHECK(!bad, "rms bwd: the bf16 variant differs (see above)");
+	return 0;
+}
+static int test_rms_bwd_stream(void)
+{
+	return have_gpu() ? rms_bwd_case(128) || rms_bwd_case(768) : GPU_SKIP;
+}
+
+/* the routing: v4's forward on x bf16 vs fp32 on the same values, then the
+ * backward with the slot sum (slots bf16; x bf16 or fp32) vs fp32; the
+ * combine backward with yp bf16 vs fp32; the down / up dX products'
+ * bf16 slot stores vs the fp32 ones, rounded */
+static int route_case(int D, int F)
+{
+	size_t n = (size_t)T * D, nr = n * K, ns = policy_route_scratch_floats(T, E, D);
+	uint16_t *xh = (uint16_t *)malloc(n * 2), *sh = (uint16_t *)malloc(nr * 2);
+	float *xf = (float *)malloc(n * 4), *sf = (float *)malloc(nr * 4);
+	float *wrf = (float *)malloc((size_t)E * D * 4), *dgf = (float *)malloc(nr * 4);
+	float *dyf = (float *)malloc(n * 4);
+	uint16_t *hhh = (uint16_t *)malloc((size_t)nr / D * F * 2 * 2);
+	uint16_t *wh = (uint16_t *)malloc((size_t)E * F * D * 2 * 2);
+	float *tmp = (float *)malloc((size_t)E * F * D * 2 * 4);
+	int bad = 0, R = T * K;
+	draw(xh, xf, n, 1.0);
+	draw(sh, sf, nr, 1.0);
+	drawf(wrf, (size_t)E * D, 0.1);
+	drawf(dgf, nr, 1.0);
+	drawf(dyf, n, 1.0);
+	draw(hhh, tmp, (size_t)R * F * 2, 1.0);
+	draw(wh, tmp, (size_t)E * F * D * 2, 0.05);
+	float *x32 = up(xf, n), *s32 = up(sf, nr), *wr = up(wrf, (size_t)E * D);
+	float *dg = up(dgf, nr), *dy = up(dyf, n);
+	uint16_t *x16 = up(xh, n), *s16 = up(sh, nr), *hh = up(hhh, (size_t)R * F * 2);
+	uint16_t *w1 = up(wh, (size_t)E * F * D),
+	         *w3 = up(wh + (size_t)E * F * D, (size_t)E * F * D);
+	float *prob[2], *gate[2], *ws[2], *dn[3], *auxc = (float *)dalloc(E * 4);
+	int *sel[2], *rowof[2], *perm = (int *)dalloc(R * 4), *offs = (int *)dalloc((E + 2) * 4);
+	double *aux = (double *)dalloc(8);
+	for (int i = 0; i < 2; i++) {
+		prob[i] = (float *)dalloc((size_t)T * E * 4);
+		gate[i] = (float *)dalloc(nr / D * 4);
+		ws[i] = (float *)dalloc(ns * 4);
+		sel[i] = (int *)dalloc(R * 4);
+		rowof[i] = (int *)dalloc(R * 4);
+	}
+	for (int i = 0; i < 3; i++)
+		dn[i] = (float *)dalloc(n * 4);
+	CHECK(dn[2] && hh && w3, "cudaMalloc");
+	printf(" routing, D %d:\n", D);
+	SW(policy_route_fwd(prob[0], sel[0], gate[0], rowof[0], ws[0], x32, wr, T, E, K, D, 3));
+	SW(policy_route_fwd_b16(prob[1], sel[1], gate[1], rowof[1], ws[1], x16, wr, T, E, K, D));
+	CK(cudaDeviceSynchronize());
+	{
+		float *p0 = down(prob[0], (size_t)T * E), *p1 = down(prob[1], (size_t)T * E);
+		float *g0 = down(gate[0], (size_t)R), *g1 = down(gate[1], (size_t)R);
+		int *s0 = down(sel[0], (size_t)R), *s1 = down(sel[1], (size_t)R);
+		int *q0 = down(rowof[0], (size_t)R), *q1 = down(rowof[1], (size_t)R);
+		bad |= cmp_f32("route fwd: prob", p1, p0, (size_t)T * E, 0);
+		bad |= cmp_f32("route fwd: gate", g1, g0, (size_t)R, 0);
+		int sd = memcmp(s0, s1, R * 4) || memcmp(q0, q1, R * 4);
+		printf("  %-30s %s\n", "route fwd: sel, rowof", sd ? "differ  <-- FAIL" : "same");
+		bad |= sd;
+		free(p0), free(p1), free(g0), free(g1), free(s0), free(s1), free(q0), free(q1);
+	}
+	SW(policy_route_sort(perm, rowof[0], offs, auxc, aux, ws[0], sel[0], T, E, K, R, 1, 1, 0.01,
+	                     3));
+	/* the backward: fp32 slots and x; bf16 slots, fp32 x; bf16 both */
+	float *part[3];
+	for (int i = 0; i < 3; i++)
+		part[i] = (float *)dalloc(ns * 4);
+	SW(policy_route_bwd_slots(dn[0], part[0], s32, x32, wr, prob[0], sel[0], gate[0], dg, auxc,
+	                          T, E, K, D));
+	SW(policy_route_bwd_slots_b16(dn[1], part[1], s16, x32, 0, wr, prob[0], sel[0], gate[0], dg,
+	                              auxc, T, E, K, D));
+	SW(policy_route_bwd_slots_b16(dn[2], part[2], s16, x16, 1, wr, prob[0], sel[0], gate[0], dg,
+	                              auxc, T, E, K, D));
+	/* the combine backward */
+	uint16_t *dyp0 = (uint16_t *)dalloc(nr * 2), *dyp1 = (uint16_t *)dalloc(nr * 2);
+	float *dga0 = (float *)dalloc(nr / D * 4), *dga1 = (float *)dalloc(nr / D * 4);
+	SW(policy_moe_combine_bwd2(dyp0, dga0, dy, s32, gate[0], rowof[0], T, K, D));
+	SW(policy_moe_combine_bwd2_b16(dyp1, dga1, dy, s16, gate[0], rowof[0], T, K, D));
+	CK(cudaDeviceSynchronize());
+	{
+		size_t np = (size_t)((T + 31) / 32) * E * D; /* the blocks' parts: at most */
+		if (np > ns)
+			np = ns;
+		float *d0 = down(dn[0], n), *d1 = down(dn[1], n), *d2 = down(dn[2], n);
+		float *q0 = down(part[0], np), *q1 = down(part[1], np), *q2 = down(part[2], np);
+		bad |= cmp_f32("route bwd, slots bf16: dn", d1, d0, n, 0);
+		bad |= cmp_f32("route bwd, slots bf16: dW parts", q1, q0, np, 0);
+		bad |= cmp_f32("route bwd, x bf16 too: dn", d2, d0, n, 0);
+		bad |= cmp_f32("route bwd, x bf16 too: dW parts", q2, q0, np, 0);
+		uint16_t *y0 = down(dyp0, nr), *y1 = down(dyp1, nr);
+		float *a0 = down(dga0, (size_t)R), *a1 = down(dga1, (size_t)R);
+		int yd = memcmp(y0, y1, nr * 2) != 0;
+		printf("  %-30s %s\n", "combine bwd: dyp", yd ? "differs  <-- FAIL" : "same");
+		bad |= yd;
+		bad |= cmp_f32("combine bwd: dgate", a1, a0, (size_t)R, 0);
+		free(d0), free(d1), free(d2), free(q0), free(q1), free(q2), free(y0), free(y1);
+		free(a0), free(a1);
+	}
+	/* the products: wsb2's down and up dX, fp32 vs bf16 slot stores */
+	if (policy_moe_supported(D, F) && F % 64 == 0) {
+		struct policy_moe_dims d;
+		memset(&d, 0, sizeof(d));
+		d.T = T, d.K = K, d.E = E, d.D = D, d.F = F, d.offs = offs, d.perm = perm;
+		d.gathered = 1;
+		float *yp0 = (float *)dalloc(nr * 4), *dx0 = (float *)dalloc(nr * 4);
+		uint16_t *yp1 = (uint16_t *)dalloc(nr * 2), *dx1 = (uint16_t *)dalloc(nr * 2);
+		CHECK(dx1, "cudaMalloc");
+		SW(policy_moe_ws_down(&d, yp0, hh, w1, 0, NULL));
+		SW(policy_moe_ws_down_b16(&d, yp1, hh, w1, 0, NULL));
+		SW(policy_moe_ws_up_dx(&d, dx0, hh, w1, w3, 0, NULL));
+		SW(policy_moe_ws_up_dx_b16(&d, dx1, hh, w1, w3, 0, NULL));
+		CK(cudaDeviceSynchronize());
+		float *h0 = down(yp0, nr), *g0 = down(dx0, nr);
+		uint16_t *h1 = down(yp1, nr), *g1 = down(dx1, nr);
+		bad |= cmp_b16("down product: yp", h1, h0, nr);
+		bad |= cmp_b16("up dX product: dxp", g1, g0, nr);
+		free(h0), free(g0), free(h1), free(g1);
+	}
+	free(xh), free(sh), free(xf), free(sf), free(wrf), free(dgf), free(dyf), free(hhh);
+	free(wh), free(tmp);
+	dfree();
+	CHECK(!bad, "routing / combine / products: a bf16 variant differs (see above)");
+	return 0;
+}
+static int test_route_comb_products(void)
+{
+	return have_gpu() ? route_case(128, 128) || route_case(768, 1024) : GPU_SKIP;
+}
+
+int main(void)
+{
+	const struct gpu_test tests[] = {
+	        {"act16: add + norm after the attention, bf16 stream", test_ew_attn_stream},
+	        {"act16: add + norm + combine after the MoE, bf16 slots", test_ew_moe_slots},
+	        {"act16: add + norm + combine after the MoE, bf16 stream and slots",
+	         test_ew_moe_stream},
+	        {"act16: embedding + first norm, bf16 stream", test_ew_embed_stream},
+	        {"act16: RMSNorm backward, x bf16", test_rms_bwd_stream},
+	        {"act16: route fwd / bwd, combine bwd, down / up dX stores in bf16",
+	         test_route_comb_products},
+	};
+	gpu_rng_seed();
+	return gpu_run_tests(tests, (int)(sizeof(tests) / sizeof(tests[0])));
+}
