@@ -1040,7 +1040,8 @@ __global__ static void __launch_bounds__(ROUTE_THREADS)
 				xv[q][j] = ok ? ldf(x[t * D + c]) : 0.0f;
 #pragma unroll
 				for (int s = 0; s < KU; s++)
-					sv[q][s][j] = ok && KT ? ldf(slots[(t * K + s) * D + c]) : 0.0f;
+					sv[q][s][j] =
+					        ok && KT ? ldf(slots[(t * K + s) * D + c]) : 0.0f;
 			}
 		}
 #pragma unroll
@@ -1511,9 +1512,8 @@ int policy_route_bwd_slots_b16(float *dn, float *scratch, const uint16_t *slots,
 	if (T < 1)
 		return 0;
 #define BWD3B(KT, TX)                                                                              \
-	k_rt_bwd3<KT, uint16_t, TX><<<nb, ROUTE_THREADS, 0, PST>>>(dn, scratch, slots,             \
-	                                                           (const TX *)x, Wr, prob, sel,   \
-	                                                           gate, dgate, auxc, T, E, K, D)
+	k_rt_bwd3<KT, uint16_t, TX><<<nb, ROUTE_THREADS, 0, PST>>>(                                \
+	        dn, scratch, slots, (const TX *)x, Wr, prob, sel, gate, dgate, auxc, T, E, K, D)
 	if (x16) {
 		if (K == 1)
 			BWD3B(1, uint16_t);
