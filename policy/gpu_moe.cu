@@ -1490,12 +1490,16 @@ int policy_moe_variant(void)
 	 * to end within noise) 17, wsb6u (only up's) 18, wsb6r (wsb6 with each
 	 * deferred chunk after the previous block's release; not yet run on a
 	 * GPU) 19; round 16's wsb3w (wsb3's two weight gradients, wgtd's down
-	 * dX: wsb3 minus the one product it slowed) 20 */
-	static const char *const names[20] = {"mma",  "wg",   "wg256", "wgp",   "wgm",
-	                                      "ws2",  "wgt",  "wgtd",  "wgtdp", "wsb",
-	                                      "wsb2", "wsb3", "wsb4",  "wsb4a", "wsb4d",
-	                                      "wsb5", "wsb6", "wsb6u", "wsb6r", "wsb3w"};
-	int v = policy_env_choice("POLICY_GPU_MOE_KERNEL", names, 20, 10);
+	 * dX: wsb3 minus the one product it slowed) 20; round 16's wsb7 (wsb2
+	 * with up and down in the ping-pong kernel run by 2-CTA clusters sharing
+	 * B by TMA multicast; opt-in; H100: 2.2-2.4x slower, see gpu_moe_ws.cu)
+	 * 21, wsb7d (only down's) 22, wsb7u (only up's) 23, wsb7dx (wsb7 with up
+	 * dX there too: WRONG results on an H100, for the next attempt only) 24 */
+	static const char *const names[24] = {
+	        "mma",   "wg",    "wg256", "wgp",   "wgm",  "ws2",   "wgt",   "wgtd",
+	        "wgtdp", "wsb",   "wsb2",  "wsb3",  "wsb4", "wsb4a", "wsb4d", "wsb5",
+	        "wsb6",  "wsb6u", "wsb6r", "wsb3w", "wsb7", "wsb7d", "wsb7u", "wsb7dx"};
+	int v = policy_env_choice("POLICY_GPU_MOE_KERNEL", names, 24, 10);
 	return v >= 8 ? v + 1 : v;
 }
 
@@ -1676,7 +1680,7 @@ template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct
 	 * CTAs when the TMA epilogues run (k_mgp); the other products, UP with
 	 * A gathered in the loads and EPI=smem run wgtd's kernels */
 	const bool pers = var == 9;
-	const int cap = pers || (var >= 10 && var <= 20) ? mg_ctas() : 0;
+	const int cap = pers || (var >= 10 && var <= 24) ? mg_ctas() : 0;
 	if (cap < 0)
 		return cap;
 	if (pers)
@@ -1707,6 +1711,20 @@ template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct
 	a->D = d->D;
 	a->F = d->F;
 	a->gx = d->gathered != 0 && (MODE == MG_UP || MODE == MG_UP_DW);
+	/* round 16: wsb7 is wsb2 with UP (A = xg) and DOWN in 2-CTA clusters
+	 * (ping-pong consumers, B shared by TMA multicast); wsb7d only DOWN,
+	 * wsb7u only UP; wsb7dx also UP_DX (D % 64 == 0; wrong on an H100) */
+	if (var >= 21 && var <= 24) {
+		if (var != 22 && MODE == MG_UP && a->gx)
+			return policy_moe_ws7_up(d, a->o1, a->o2, a->o3, a->a, a->b0, a->b1, cap,
+			                         (void *)mg_stream);
+		if ((var == 21 || var == 22 || var == 24) && MODE == MG_DOWN)
+			return policy_moe_ws7_down(d, a->f1, a->a, a->b0, cap, (void *)mg_stream);
+		if (var == 24 && MODE == MG_UP_DX && d->F % 64 == 0 && d->D % 64 == 0)
+			return policy_moe_ws7_up_dx(d, a->f1, a->a, a->b0, a->b1, cap,
+			                            (void *)mg_stream);
+		var = 11;
+	}
 	/* round 14: wsb6 is wsb2 with UP (A = xg), DOWN and UP_DX's epilogues
 	 * deferred under the next tile's main loop; wsb6u only UP's; wsb6r: wsb6
 	 * with each chunk after the previous block's release */

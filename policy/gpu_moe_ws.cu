@@ -137,7 +137,32 @@
  * MUFU.EX2 (a denormal fix-up): POLICY_GPU_MOE_WSB_SILU=ftz (WS_UPZ, prepared
  * after the call, NOT yet run on a GPU) is wsb2's ws_epi with e^-x by
  * ex2.approx.ftz: 192 of its 1462 warp instructions a tile fewer, outputs
- * bit for bit (see ws_silu_ftz); predicted up from xg -0.001 to -0.002 ms. */
+ * bit for bit (see ws_silu_ftz); predicted up from xg -0.001 to -0.002 ms.
+ *
+ * Round 16, POLICY_GPU_MOE_KERNEL=wsb7 / wsb7d / wsb7u / wsb7dx (opt-in):
+ * modes WS_UPC, WS_DOWNC, WS_UP_DXC: round 12's ping-pong kernel (64 x 256
+ * tiles a warpgroup, 5 x 40 KB ring) run by 2-CTA clusters on the two
+ * 64-row halves of the cooperative kernel's 128-row tiles, each CTA loading
+ * half of the tile's B block with TMA multicast into both (B read from L2
+ * once per 128 rows, as wsb2's); barriers: see the "Round 16" comment above
+ * k_ws. Predicted (H100): up from xg ~0.086 ms, down ~0.058, up dX ~0.088.
+ * Measured (H100 80GB HBM3, 2026-11-27, gpu_train_moe, ms balanced /
+ * skewed, wsb2 in the same process, two interleaved repeats): up from xg
+ * 0.235-0.238 / 0.247-0.250 against 0.099-0.100 / 0.109-0.110 (the main
+ * loop alone, POLICY_GPU_MOE_WSB_EPI=none: 0.217 against 0.072), down
+ * 0.138-0.140 / 0.152-0.155 against 0.064 / 0.075; 4 stages = 5: not the
+ * L2 (up's main loop moves 2.8 TB/s) nor the ring, a fixed ~1.1-1.4 us a
+ * stage whatever the product: likely the release (two
+ * mbarrier.arrive.release.cluster a warp a stage, each a cluster-scope
+ * fence before the warp's next wgmma); POLICY_GPU_MOE_WSB7_ARRIVE=cta
+ * (CUTLASS's plain remote arrive, prepared after the calls, not yet run)
+ * tests that. End to end (gpu_train x, K = 4): up + down in clusters 23.4
+ * ms a micro-batch, down only 21.9, against 21.0 / 20.9. Up dX in the
+ * clusters (wsb7dx) is WRONG: in every case the second 8 KB of the 16 KB
+ * B half that the OTHER CTA multicast is stale or unwritten when read
+ * (with two 8 KB boxes and with one 64 x 64 x 2 box of ws_map_atoms
+ * alike), while up and down (one 64 x 128 K-major box a CTA) are right in
+ * every case; not understood. */
 #include "kernels/ptx.cuh"
 #include "kernels/tma.h"
 #include "policy/gpu_moe_ws.h"
@@ -233,6 +258,18 @@ __host__ __device__ constexpr bool ws_stsm(int m)
 {
 	return m == WS_UPS || m == WS_UPSX;
 }
+/* round 16 ("wsb7", opt-in): UP, DOWN and UP_DX in the ping-pong kernel
+ * (PP: each consumer warpgroup whole 64 x 256 tiles) run by clusters of 2
+ * CTAs that take the two 64-row halves of the same 128-row tile (same
+ * expert, same column block), each CTA loading half of the tile's B block
+ * by TMA multicast into both CTAs' ring, so B comes from L2 once per 128
+ * rows (as in the cooperative kernel) while one warpgroup's epilogue runs
+ * under the other's MMAs; see the comment above k_ws */
+enum { WS_UPC = 17, WS_DOWNC, WS_UP_DXC };
+__host__ __device__ constexpr bool ws_cl(int m)
+{
+	return m >= WS_UPC && m <= WS_UP_DXC;
+}
 /* a consumer warp's staging (WS_UPS / WS_UPSX): 3 outputs x 16 rows x 32
  * columns of bf16 */
 #define WS_STG_WARP 3072
@@ -242,7 +279,8 @@ __host__ __device__ constexpr int ws_base(int m)
 	return m == WS_UPD || m == WS_UPR || m == WS_UPF || ws_stsm(m) || m == WS_UPZ ? WS_UP
 	       : m == WS_DOWND || m == WS_DOWNR || m == WS_DOWNB                      ? WS_DOWN
 	       : m == WS_UP_DXD || m == WS_UP_DXR || m == WS_UP_DXB                   ? WS_UP_DX
-	                                                                              : m;
+	       : ws_cl(m) ? m - WS_UPC /* round 16 */
+	                  : m;
 }
 
 /* the epilogue's stores (POLICY_GPU_MOE_WSB_EPI, for measurements) */
@@ -255,6 +293,79 @@ __device__ __forceinline__ static void ws_bar_init(uint32_t bar, int n)
 __device__ __forceinline__ static void ws_arrive(uint32_t bar)
 {
 	asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+
+/* round 16 (the 2-CTA clusters): which 0: this CTA's rank in its cluster,
+ * 1: the cluster's index (x), 2: the clusters (x) */
+__device__ __forceinline__ static uint32_t ws_cl_sreg(int which)
+{
+	uint32_t r;
+	if (which == 0)
+		asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
+	else if (which == 1)
+		asm volatile("mov.u32 %0, %%clusterid.x;\n" : "=r"(r));
+	else
+		asm volatile("mov.u32 %0, %%nclusterid.x;\n" : "=r"(r));
+	return r;
+}
+/* a barrier of every thread of the cluster (release / acquire) */
+__device__ __forceinline__ static void ws_cl_sync(void)
+{
+	asm volatile("barrier.cluster.arrive.release.aligned;\n"
+	             "barrier.cluster.wait.acquire.aligned;\n" ::
+	                     : "memory");
+}
+/* an arrive (release, cluster scope) on the mbarrier at the CTA-relative
+ * shared address bar of the cluster's CTA rank */
+__device__ __forceinline__ static void ws_arrive_cl(uint32_t bar, uint32_t rank)
+{
+	asm volatile("{\n.reg .b32 ra;\nmapa.shared::cluster.u32 ra, %0, %1;\n"
+	             "mbarrier.arrive.release.cluster.shared::cluster.b64 _, [ra];\n}\n" ::"r"(bar),
+	             "r"(rank)
+	             : "memory");
+}
+/* a 3-D TMA load of the box at (x, y, z) of map multicast to the CTAs of
+ * mask: into each one's shared memory at the CTA-relative address dst, its
+ * bytes counted on each one's mbarrier at bar */
+__device__ __forceinline__ static void ws_tma3_mc(uint32_t dst, const CUtensorMap *map, int x,
+                                                  int y, int z, uint32_t bar, uint16_t mask)
+{
+	asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes"
+	             ".multicast::cluster [%0], [%1, {%2, %3, %4}], [%5], %6;\n" ::"r"(dst),
+	             "l"(map), "r"(x), "r"(y), "r"(z), "r"(bar), "h"(mask)
+	             : "memory");
+}
+/* a plain arrive (CUTLASS's ClusterBarrier::arrive: the default
+ * semantics, no cluster-scope release) on the mbarrier at the CTA-relative
+ * shared address bar of the cluster's CTA rank */
+__device__ __forceinline__ static void ws_arrive_remote(uint32_t bar, uint32_t rank)
+{
+	asm volatile("{\n.reg .b32 ra;\nmapa.shared::cluster.u32 ra, %0, %1;\n"
+	             "mbarrier.arrive.shared::cluster.b64 _, [ra];\n}\n" ::"r"(bar),
+	             "r"(rank)
+	             : "memory");
+}
+/* a consumer warp's release of a ring slot: its CTA's empty barrier; CL
+ * (the clusters): both CTAs' (either CTA's producer writes the slot of
+ * both): plain 0 (H100 call 2, the measured form): an
+ * mbarrier.arrive.release.cluster on each (through mapa); plain 1
+ * (POLICY_GPU_MOE_WSB7_ARRIVE=cta, prepared after the calls, not yet run
+ * on a GPU): a local arrive and CUTLASS's plain remote arrive on the
+ * peer's (rank peer) */
+template <bool CL>
+__device__ __forceinline__ static void ws_release(uint32_t bar, uint32_t peer, int plain)
+{
+	if constexpr (CL) {
+		if (plain) {
+			ws_arrive(bar);
+			ws_arrive_remote(bar, peer);
+		} else {
+			ws_arrive_cl(bar, 0);
+			ws_arrive_cl(bar, 1);
+		}
+	} else {
+		ws_arrive(bar);
+	}
 }
 
 /* d (+)= A B, m64n256k16, A K-major (TA 0) or M-major (TA 1), B K-major
@@ -1109,6 +1220,32 @@ __device__ __forceinline__ static void ws_def_chunk(const struct ws_args &a,
  * waits for the empty phase of slot n - ST only). A TMA error (a bad map)
  * would leave a full phase incomplete: a hang, so ws_map_planes's encode
  * is checked on the host and the launch refused on failure. */
+/* Round 16 (CL: WS_UPC, WS_DOWNC, WS_UP_DXC, "wsb7"): why every wait is
+ * matched. A cluster of 2 CTAs (ranks 0, 1) walks the 128-row tiles t =
+ * cluster + j x clusters (both CTAs the same list: the same offs, nx, nk);
+ * CTA rank r computes rows 64 r.. of tile t (PP: its consumer j % 2 the
+ * whole 64 x 256; a half at or past the expert's end still runs, with A
+ * from the tile's first rows, and stores nothing). Each CTA's ring slot n
+ * (40 KB: A 8 KB, B 32 KB) gets: its own A box (8 KB), its own half of B
+ * (16 KB) multicast to both CTAs and the peer's half (16 KB) multicast to
+ * both; each CTA's producer arrives once with expect_tx(40 KB) on its own
+ * full barrier (count 1), so the phase completes when the producer's
+ * arrival and all 40 KB have landed (the peer's bytes may land first: the
+ * tx count goes negative within the phase; it cannot complete without the
+ * arrival). The empty barrier of each CTA counts 8: lane 0 of each of the 4
+ * warps of the consumer warpgroup that read the slot, in BOTH CTAs (each
+ * arrives on its own and, by mapa, on the peer's), so a producer writes slot
+ * n (into both CTAs) only after both CTAs released slot n - ST; the peer's
+ * bytes for slot n therefore never land in a full barrier still in slot n -
+ * ST's phase (the releases of n - ST follow that phase's completion in each
+ * CTA). No cycle: a producer at slot n waits for slot n - ST's releases,
+ * which wait only for both producers' loads of slot n - ST. Start: the
+ * barriers are initialised and a cluster barrier passed before any
+ * multicast or remote arrive. End: no CTA exits while the peer may still
+ * arrive on its barriers or write its shared memory: each producer, after
+ * its last slot, waits for the empty phases of the last ST slots (all 8
+ * arrivals, the peer's included; the peer's consumers released them after
+ * the multicasts into the peer landed) */
 /* PP (round 12, "wsb4", row modes only): ping-pong consumers: consumer
  * warpgroup c takes the CTA's tiles j = c, c + 2, ... (64 x 256 each, the
  * whole of it), so while one does its epilogue the other's MMAs run; the
@@ -1127,7 +1264,10 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 	static_assert(!PP || !G::DW, "ping-pong: row modes only");
 	static_assert(!PP || MB != WS_DOWN_DXT, "ping-pong: not with h1 / h3 by TMA");
 	static_assert(!PP || !DEF, "ping-pong: its epilogue is hidden already");
-	constexpr int BMR = PP ? 64 : WS_BM;             /* rows a tile */
+	/* round 16: the 2-CTA clusters, each CTA ping-pong over its halves */
+	constexpr bool CL = ws_cl(MODE);
+	static_assert(!CL || PP, "clusters: with ping-pong consumers only");
+	constexpr int BMR = PP && !CL ? 64 : WS_BM;      /* rows a tile (CL: a cluster's) */
 	constexpr int ATL = PP ? WS_PP_ATILE : WS_ATILE; /* A's bytes a stage */
 	constexpr int STG = PP ? WS_PP_STAGE : WS_STAGE; /* a stage's bytes */
 	extern __shared__ __align__(1024) unsigned char ws_sm[];
@@ -1143,6 +1283,10 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 	const int nx = (G::n(D, F) + G::BN - 1) / G::BN, my = (G::m(D, F) + WS_BM - 1) / WS_BM;
 	const uint32_t sbase = (ptx::smem_u32(ws_sm) + 1023u) & ~1023u;
 	const uint32_t fb = ptx::smem_u32(full), eb = ptx::smem_u32(empty);
+	/* CL: this CTA's half (rows 64 crank.. of the cluster's tiles); the
+	 * cluster's walk over the tiles: first tb, stride ts */
+	const uint32_t crank = CL ? ws_cl_sreg(0) : 0u, tb = CL ? ws_cl_sreg(1) : 0u,
+	               ts = CL ? ws_cl_sreg(2) : 1u;
 	int ntiles = 0;
 	if (G::DW) {
 		if (E <= WS_EMAX && tid < E) { /* rank: larger segments first, ties by index */
@@ -1194,19 +1338,21 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 	if (tid == 0) {
 		for (int s = 0; s < WS_ST; s++) {
 			ws_bar_init(fb + 8 * s, 1);
-			ws_bar_init(eb + 8 * s, PP ? 4 : 8);
+			ws_bar_init(eb + 8 * s, PP && !CL ? 4 : 8);
 		}
 		asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
 		pp_done[0] = pp_done[1] = -1;
 	}
 	__syncthreads();
+	if constexpr (CL) /* the peer's barriers initialised before any multicast or arrive */
+		ws_cl_sync();
 
 	if (warp < 4) { /* the producer warpgroup: one thread issues the loads */
 		asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
 		if (tid != 0)
 			return;
 		int it = 0;
-		for (int t = blockIdx.x;;) {
+		for (int t = CL ? tb : blockIdx.x;;) {
 			int e = 0, r0 = 0, r1 = 0, m0 = 0, n0 = 0, nk = 0, sp, nsp;
 			if (t >= ntiles) {
 				if (!G::DW)
@@ -1239,6 +1385,34 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 					for (int i = 0; i < 4; i++)
 						ptx::tma_load2(sb + i * 8192, &tm.w1, n0 + 64 * i,
 						               r0 + k0, bar);
+					continue;
+				}
+				if constexpr (CL) {
+					/* A: this CTA's 64 rows (an empty half: the tile's
+					 * first rows, computed, not stored); B: this CTA's
+					 * half of the block multicast into both CTAs' stage
+					 * (the peer loads the other half; each CTA's full
+					 * barrier expects the whole STG) */
+					const int hr = r0 + 64 * (int)crank, ay = hr < r1 ? hr : r0;
+					ptx::tma_load2(sa, &tm.a, k0, ay, bar);
+					if (MB == WS_UP) { /* rank 0 W1's box, rank 1 W3's */
+						ws_tma3_mc(sb + crank * WS_ATILE,
+						           crank ? &tm.w3 : &tm.w1, k0, n0, e, bar,
+						           3);
+					} else if (MB == WS_DOWN) {
+						ws_tma3_mc(sb + crank * WS_ATILE, &tm.w1, k0,
+						           n0 + 128 * (int)crank, e, bar, 3);
+					} else {
+						/* UP_DX: the 64-column atoms 2 crank, 2 crank + 1
+						 * of four as one 16 KB box of the atoms map
+						 * (H100 call 1: two 8 KB multicasts a CTA, as
+						 * non-CL UP_DX loads them, left the peer's copy
+						 * of each CTA's second box unwritten or stale) */
+						const CUtensorMap *m = k0 < F ? &tm.w1 : &tm.w3;
+						const int kr = k0 < F ? k0 : k0 - F;
+						ws_tma3_mc(sb + crank * WS_ATILE, m, 0, e * F + kr,
+						           n0 / 64 + 2 * (int)crank, bar, 3);
+					}
 					continue;
 				}
 				ptx::tma_load2(sa, &tm.a, k0, r0, bar);
@@ -1286,7 +1460,14 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 			if (G::DW && a.dyn)
 				t = gridDim.x + atomicAdd(&ws_sched[MODE - WS_DOWN_DW][0], 1);
 			else
-				t += gridDim.x;
+				t += CL ? ts : gridDim.x;
+		}
+		if constexpr (CL) {
+			/* the last WS_ST slots released by both CTAs' consumers: the
+			 * peer's remote arrivals on this CTA's barriers (and its reads
+			 * of this CTA's multicasts) are done before this CTA exits */
+			for (int i = 0; i < WS_ST; i++, it++)
+				ptx::mbar_wait(eb + 8 * (it % WS_ST), ((it / WS_ST) & 1) ^ 1);
 		}
 		if (G::DW && a.dyn &&
 		    atomicAdd(&ws_sched[MODE - WS_DOWN_DW][1], 1) == (int)gridDim.x - 1) {
@@ -1307,7 +1488,8 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 	uint32_t P[DEF ? 64 : 1];
 	struct ws_pend pd = {0, 0, 0, NULL};
 	bool pend = false;
-	for (int t = blockIdx.x + j * gridDim.x;; j += PP ? 2 : 1, t = blockIdx.x + j * gridDim.x) {
+	for (int t = CL ? tb + j * ts : blockIdx.x + j * gridDim.x;;
+	     j += PP ? 2 : 1, t = CL ? tb + j * ts : blockIdx.x + j * gridDim.x) {
 		if (G::DW) { /* the tile of the next stage's block */
 			ptx::mbar_wait(fb + 8 * (it % WS_ST), (it / WS_ST) & 1);
 			t = *(volatile int *)&tile_of[it % WS_ST];
@@ -1318,6 +1500,8 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 		}
 		int e, r0, r1, m0, n0, nk, sp, nsp;
 		ws_tile<MODE>(a, *L, t, nx, my, BMR, &e, &r0, &r1, &m0, &n0, &nk, &sp, &nsp);
+		if constexpr (CL) /* this CTA's half of the cluster's tile */
+			r0 += 64 * (int)crank;
 		if (PP) {
 			/* the ring's blocks of tile j (the tiles before it, either
 			 * consumer's). Its main loop starts only once the other
@@ -1384,7 +1568,8 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 			if (kb > 0) { /* block it - 1's products are done: its stage is free */
 				__syncwarp();
 				if (lane == 0)
-					ws_arrive(eb + 8 * ((it - 1) % WS_ST));
+					ws_release<CL>(eb + 8 * ((it - 1) % WS_ST), crank ^ 1u,
+					               a.kch);
 			}
 			if constexpr (REL) { /* wsb6r: chunk kb once block kb - 1's stage is free */
 				if (pend) {
@@ -1423,7 +1608,7 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 		ws_reg_fence(acc);
 		__syncwarp();
 		if (lane == 0)
-			ws_arrive(eb + 8 * ((it - 1) % WS_ST));
+			ws_release<CL>(eb + 8 * ((it - 1) % WS_ST), crank ^ 1u, a.kch);
 
 		if constexpr (DEF) {
 			ws_def_keep<MB>(a, acc, P, pd, r0 + rr, r1, n0, q);
@@ -1558,6 +1743,77 @@ template <int MODE, int ST, bool PP> static int ws_ctas(void)
 	return ctas;
 }
 
+/* round 16 (WS_UP_DXC): W (E, F, D) bf16 as (k = f, n = d) 64-column atoms:
+ * a 3-D map {64, E F, D / 64} (strides D x 2 and 128 bytes; D % 64 == 0),
+ * boxes 64 x 64 x 2: two N-major atoms (the wgmma's 8 KB apart) in one box,
+ * at (0, e F + k, n / 64) */
+static int ws_map_atoms(CUtensorMap *m, const uint16_t *w, int D, int F, int E)
+{
+	const swerve_tma_encode_fn encode = swerve_tma_encoder("gpu moe wsb7");
+	if (!encode)
+		return SWERVE_ERROR;
+	const cuuint64_t dim[3] = {64, (cuuint64_t)E * F, (cuuint64_t)D / 64},
+	                 stride[2] = {(cuuint64_t)D * 2, 128};
+	const cuuint32_t box[3] = {64, 64, 2}, es[3] = {1, 1, 1};
+	CUresult r = encode(m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, (void *)w, dim, stride, box, es,
+	                    CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+	                    CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+	if (r != CUDA_SUCCESS)
+		return swerve_error_set(SWERVE_ERROR,
+		                        "gpu moe wsb7: tensor map of the weights' 64-column atoms "
+		                        "(D %d): CUresult %d",
+		                        D, (int)r);
+	return 0;
+}
+
+/* round 16: the clusters of 2 CTAs of k_ws<MODE, ST, true> (a CL mode)
+ * that can be resident at once (the shared memory attribute set once), or a
+ * negative code; ws_cl_launch: a grid of grid CTAs (even) in such clusters */
+template <int MODE, int ST> static cudaLaunchConfig_t ws_cl_cfg(cudaLaunchAttribute *at, int grid)
+{
+	cudaLaunchConfig_t cfg = {};
+	at->id = cudaLaunchAttributeClusterDimension;
+	at->val.clusterDim.x = 2;
+	at->val.clusterDim.y = 1;
+	at->val.clusterDim.z = 1;
+	cfg.gridDim = dim3(grid);
+	cfg.blockDim = dim3(WS_THREADS);
+	cfg.dynamicSmemBytes = ws_smem(MODE, ST, true);
+	cfg.attrs = at;
+	cfg.numAttrs = 1;
+	return cfg;
+}
+template <int MODE, int ST> static int ws_ncl(void)
+{
+	static int ncl;
+	if (!ncl) {
+		CK(cudaFuncSetAttribute(k_ws<MODE, ST, true>,
+		                        cudaFuncAttributeMaxDynamicSharedMemorySize,
+		                        ws_smem(MODE, ST, true)));
+		cudaLaunchAttribute at;
+		const cudaLaunchConfig_t cfg = ws_cl_cfg<MODE, ST>(&at, 2);
+		int n = 0;
+		CK(cudaOccupancyMaxActiveClusters(&n, k_ws<MODE, ST, true>, &cfg));
+		if (n < 1)
+			return swerve_error_set(SWERVE_ERROR,
+			                        "gpu moe wsb7: no cluster of 2 CTAs fits (%d bytes "
+			                        "each)",
+			                        ws_smem(MODE, ST, true));
+		ncl = n;
+	}
+	return ncl;
+}
+template <int MODE, int ST>
+static int ws_cl_launch(int grid, const struct ws_args &a, const struct ws_maps &tm,
+                        cudaStream_t cs)
+{
+	cudaLaunchAttribute at;
+	cudaLaunchConfig_t cfg = ws_cl_cfg<MODE, ST>(&at, grid);
+	cfg.stream = cs;
+	CK(cudaLaunchKernelEx(&cfg, k_ws<MODE, ST, true>, a, tm));
+	return 0;
+}
+
 /* POLICY_GPU_MOE_WSB_ST (measurements): the stages of the ring, 3 or 4 (the
  * default); round 12's ping-pong kernel (40 KB stages): 4 or 5 (the default) */
 static const char *const ws_st_names[] = {"3", "4", "5"};
@@ -1570,6 +1826,11 @@ static int ws_launch(const struct policy_moe_dims *d, struct ws_args *a, const u
 {
 	const int R = d->T * d->K;
 	constexpr int MB = ws_base(MODE);
+	if (MODE == WS_UP_DXC && d->D % 64)
+		return swerve_error_set(SWERVE_EINVAL,
+		                        "gpu moe wsb7: up dX needs D (%d) a multiple "
+		                        "of 64",
+		                        d->D);
 	if (d->D <= 0 || d->F <= 0 || d->D % 8 || d->F % 8 || (MB == WS_UP_DX && d->F % 64))
 		return swerve_error_set(SWERVE_EINVAL,
 		                        "gpu moe wsb: D (%d) and F (%d) must be multiples of 8 "
@@ -1591,7 +1852,7 @@ static int ws_launch(const struct policy_moe_dims *d, struct ws_args *a, const u
 	const int st = policy_env_choice("POLICY_GPU_MOE_WSB_ST", ws_st_names, 3, PP ? 2 : 1) + 3;
 	if (st < 3)
 		return st - 3;
-	if (PP ? st < 4 : st > 4)
+	if (ws_cl(MODE) ? false : PP ? st < 4 : st > 4)
 		return swerve_error_set(SWERVE_EINVAL,
 		                        "POLICY_GPU_MOE_WSB_ST=%d: this kernel takes %s stages", st,
 		                        PP ? "4 or 5" : "3 or 4");
@@ -1640,7 +1901,12 @@ static int ws_launch(const struct policy_moe_dims *d, struct ws_args *a, const u
 	if (d->E < 1 || R < 1)
 		return 0;
 	int ctas;
-	if constexpr (PP)
+	if constexpr (ws_cl(MODE)) { /* round 16: 2 CTAs a cluster, 3 to 5 stages */
+		ctas = st == 5   ? ws_ncl<MODE, 5>()
+		       : st == 4 ? ws_ncl<MODE, 4>()
+		                 : ws_ncl<MODE, 3>();
+		ctas = ctas < 0 ? ctas : 2 * ctas;
+	} else if constexpr (PP)
 		ctas = st == 5 ? ws_ctas<MODE, 5, true>() : ws_ctas<MODE, 4, true>();
 	else
 		ctas = st == 3 ? ws_ctas<MODE, 3, false>() : ws_ctas<MODE, 4, false>();
@@ -1676,6 +1942,11 @@ static int ws_launch(const struct policy_moe_dims *d, struct ws_args *a, const u
 			rc = ws_map_planes(&tm.w3, a->x1, a->x3, d->F, R, &a->beta);
 		if (!rc && (MB == WS_UP || MB == WS_UP_DX))
 			rc = ws_map(&tm.w3, b1, 3, wfd, MB == WS_UP_DX ? 64 : 128);
+		/* round 16: WS_UP_DXC's B halves as one box (the atoms maps) */
+		if (!rc && MODE == WS_UP_DXC)
+			rc = ws_map_atoms(&tm.w1, b0, d->D, d->F, d->E);
+		if (!rc && MODE == WS_UP_DXC)
+			rc = ws_map_atoms(&tm.w3, b1, d->D, d->F, d->E);
 	}
 	if (rc)
 		return rc;
@@ -1687,10 +1958,19 @@ static int ws_launch(const struct policy_moe_dims *d, struct ws_args *a, const u
 	a->epi = epi;
 	a->dyn = dyn;
 	a->kch = kch;
+	if (ws_cl(MODE)) { /* round 16: a.kch is the clusters' release form (see ws_release) */
+		static const char *const arrives[] = {"cluster", "cta"};
+		const int ar = policy_env_choice("POLICY_GPU_MOE_WSB7_ARRIVE", arrives, 2, 0);
+		if (ar < 0)
+			return ar;
+		a->kch = ar;
+	}
 	typedef ws_geo<MODE> G;
 	const int nx = (G::n(d->D, d->F) + G::BN - 1) / G::BN;
 	long tiles = G::DW ? (long)d->E * nx * ((G::m(d->D, d->F) + WS_BM - 1) / WS_BM)
 	                   : (long)((R + (PP ? 64 : WS_BM) - 1) / (PP ? 64 : WS_BM) + d->E) * nx;
+	if (ws_cl(MODE)) /* round 16: the clusters' 128-row tiles */
+		tiles = (long)((R + WS_BM - 1) / WS_BM + d->E) * nx;
 	if (G::DW) { /* the split order flags, 2 a dW tile (zero between launches) */
 		static int *flags;
 		static size_t nflags;
@@ -1708,12 +1988,21 @@ static int ws_launch(const struct policy_moe_dims *d, struct ws_args *a, const u
 		a->flags = flags;
 	}
 	int grid = cap > 0 && cap < ctas ? cap : ctas;
-	if (PP) /* two tiles at a time a CTA */
+	if (ws_cl(MODE)) /* two tiles at a time a cluster of two CTAs */
+		tiles = 2 * ((tiles + 1) / 2);
+	else if (PP) /* two tiles at a time a CTA */
 		tiles = (tiles + 1) / 2;
 	if (tiles < grid)
 		grid = (int)tiles;
 	const cudaStream_t cs = (cudaStream_t)stream;
-	if constexpr (PP) {
+	if constexpr (ws_cl(MODE)) { /* whole clusters (POLICY_GPU_MOE_CTAS=3: one) */
+		grid = grid < 2 ? 2 : grid & ~1;
+		rc = st == 5   ? ws_cl_launch<MODE, 5>(grid, *a, tm, cs)
+		     : st == 4 ? ws_cl_launch<MODE, 4>(grid, *a, tm, cs)
+		               : ws_cl_launch<MODE, 3>(grid, *a, tm, cs);
+		if (rc)
+			return rc;
+	} else if constexpr (PP) {
 		if (st == 5)
 			k_ws<MODE, 5, true>
 			        <<<grid, WS_THREADS, ws_smem(MODE, 5, true), cs>>>(*a, tm);
@@ -1899,6 +2188,29 @@ int policy_moe_ws4_down_dx(const struct policy_moe_dims *d, uint16_t *dh13, cons
 	}
 WS_ROW3(ws6, "wsb6", WS_UPD, WS_DOWND, WS_UP_DXD)
 WS_ROW3(ws6r, "wsb6r", WS_UPR, WS_DOWNR, WS_UP_DXR)
+
+/* round 16 ("wsb7", opt-in): up (from xg), down and up dX in the ping-pong
+ * kernel run by 2-CTA clusters sharing B by TMA multicast (WS_UPC,
+ * WS_DOWNC, WS_UP_DXC; outputs those of policy_moe_ws_up / _down / _up_dx:
+ * the same k order and epilogue code) */
+int policy_moe_ws7_up(const struct policy_moe_dims *d, uint16_t *h1, uint16_t *h3, uint16_t *hh,
+                      const uint16_t *xg, const uint16_t *w1, const uint16_t *w3, int cap,
+                      void *stream)
+{
+	return ws_up_as<WS_UPC, true>("wsb7", d, h1, h3, hh, xg, w1, w3, cap, stream);
+}
+
+int policy_moe_ws7_down(const struct policy_moe_dims *d, float *yp, const uint16_t *hh,
+                        const uint16_t *w2, int cap, void *stream)
+{
+	return ws_f32_as<WS_DOWNC, true>(d, yp, hh, w2, NULL, cap, stream);
+}
+
+int policy_moe_ws7_up_dx(const struct policy_moe_dims *d, float *dxp, const uint16_t *dh13,
+                         const uint16_t *w1, const uint16_t *w3, int cap, void *stream)
+{
+	return ws_f32_as<WS_UP_DXC, true>(d, dxp, dh13, w1, w3, cap, stream);
+}
 
 /* round 13 ("wsb5", opt-in): down dX with h1 / h3 by TMA into the ring
  * (WS_DOWN_DXT); h1 and h3 2^40 bytes apart or more: round 11's kernel */

@@ -107,5 +107,23 @@ int policy_moe_ws6r_down(const struct policy_moe_dims *d, float *yp, const uint1
                          const uint16_t *w2, int cap, void *stream);
 int policy_moe_ws6r_up_dx(const struct policy_moe_dims *d, float *dxp, const uint16_t *dh13,
                           const uint16_t *w1, const uint16_t *w3, int cap, void *stream);
+/* "wsb7" (round 16, opt-in): up (from xg), down and up dX in the ping-pong
+ * kernel (each consumer warpgroup whole 64 x 256 tiles) run by clusters of
+ * 2 CTAs on the two 64-row halves of the same 128 x 256 tile, each CTA
+ * loading half of the tile's B block by TMA multicast into both, so B is
+ * read from L2 once per 128 rows; arguments and results as policy_moe_ws_up
+ * / _down / _up_dx (cap: at most cap CTAs, rounded down to whole clusters,
+ * at least one; up dX: D % 64 == 0); POLICY_GPU_MOE_WSB_ST=3|4|5 stages
+ * (default 5); POLICY_GPU_MOE_WSB7_ARRIVE=cluster|cta the release form (see
+ * gpu_moe_ws.cu). H100 (2026-11-27): up and down correct but 2.2-2.4x
+ * slower than wsb2's; policy_moe_ws7_up_dx gives WRONG results (one 8 KB
+ * quarter of B stale in one CTA of each pair), kept for the next attempt */
+int policy_moe_ws7_up(const struct policy_moe_dims *d, uint16_t *h1, uint16_t *h3, uint16_t *hh,
+                      const uint16_t *xg, const uint16_t *w1, const uint16_t *w3, int cap,
+                      void *stream);
+int policy_moe_ws7_down(const struct policy_moe_dims *d, float *yp, const uint16_t *hh,
+                        const uint16_t *w2, int cap, void *stream);
+int policy_moe_ws7_up_dx(const struct policy_moe_dims *d, float *dxp, const uint16_t *dh13,
+                         const uint16_t *w1, const uint16_t *w3, int cap, void *stream);
 
 #endif

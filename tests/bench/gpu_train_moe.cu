@@ -8,7 +8,10 @@
  * round 11: wsb3; round 12: wsb4, wsb4a, wsb4d; round 13: wsb5 (wsb2 with
  * down dX in k_ws, h1 / h3 by TMA); round 14: wsb6, wsb6u (wsb2 with the
  * epilogues of up, down and up dX / of up only deferred under the next
- * tile's main loop); argv: a number, how
+ * tile's main loop); round 16: wsb7 (wsb2 with up and down in the
+ * ping-pong kernel run by 2-CTA clusters sharing B by TMA multicast),
+ * wsb7d (only down), wsb7u (only up), wsb7dx (wsb7 + up dX there: wrong
+ * results on an H100, timing only); argv: a number, how
  * many of these to run from the first, or the variants by name; default
  * all), median of 20
  * launches after 3 warm-ups (CUDA events), random bf16 inputs. Round 7:
@@ -48,7 +51,7 @@ static int cmpf(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-#define NVAR 26
+#define NVAR 30
 #define NP   12
 
 int main(int argc, char **argv)
@@ -91,10 +94,11 @@ int main(int argc, char **argv)
 	 * fastshfl: only the math; ftz: wsb2's epilogue with e^-x by
 	 * ex2.approx.ftz, bit for bit; the row "up, A = xg" against wsb2's) */
 	static const char *const all_env[NVAR] = {
-	        "wg",    "wgt",       "wgtd",      "wgm",           "wgp",     "ws2",     "mma",
-	        "wg256", "wgtd+tma",  "wgtdp",     "wgtdp/c132",    "wsb",     "wsb/c66", "wsb2",
-	        "wsb3",  "wsb4",      "wsb4a",     "wsb4d",         "wsb5",    "wsb6",    "wsb6u",
-	        "wsb6r", "wsb2:fast", "wsb2:stsm", "wsb2:fastshfl", "wsb2:ftz"};
+	        "wg",    "wgt",       "wgtd",      "wgm",           "wgp",      "ws2",     "mma",
+	        "wg256", "wgtd+tma",  "wgtdp",     "wgtdp/c132",    "wsb",      "wsb/c66", "wsb2",
+	        "wsb3",  "wsb4",      "wsb4a",     "wsb4d",         "wsb5",     "wsb6",    "wsb6u",
+	        "wsb6r", "wsb2:fast", "wsb2:stsm", "wsb2:fastshfl", "wsb2:ftz", "wsb7",    "wsb7d",
+	        "wsb7u", "wsb7dx"};
 	const char *var_env[NVAR];
 	int ndev = 0, nvar = 0;
 	if (argc > 1 && argv[1][0] >= '0' && argv[1][0] <= '9') { /* the first n */
