@@ -44,9 +44,10 @@
  * from the accumulators and TMA tensor stores (mg_epi_tma, variant 8).
  * Round 9 (opt-in "wgtdp"; H100: correct, -1% a layer): UP from xg and
  * DOWN_DX in persistent CTAs, a tile's stores in flight under the next
- * tile (k_mgp). Round 10 (the default, "wsb2"): UP from xg, DOWN and UP_DX
+ * tile (k_mgp). Round 10 ("wsb2"): UP from xg, DOWN and UP_DX
  * in policy/gpu_moe_ws.cu's warp-specialised 128 x 256 kernel; the other
- * products run wgtd's kernels here. */
+ * products run wgtd's kernels here. Round 16 (the default, "wsb3w"): wsb2
+ * plus both weight gradients in that kernel; DOWN_DX stays here (wgtd). */
 #include "kernels/ptx.cuh"
 #include "kernels/tma.h"
 #include "policy/gpu_moe.h"
@@ -1490,7 +1491,9 @@ int policy_moe_variant(void)
 	 * to end within noise) 17, wsb6u (only up's) 18, wsb6r (wsb6 with each
 	 * deferred chunk after the previous block's release; not yet run on a
 	 * GPU) 19; round 16's wsb3w (wsb3's two weight gradients, wgtd's down
-	 * dX: wsb3 minus the one product it slowed) 20; round 16's wsb7 (wsb2
+	 * dX: wsb3 minus the one product it slowed; the default since the
+	 * lead's round-16 run, H100 2026-11-27: 20.5 / 20.4 against wsb2's 20.8
+	 * / 20.8 ms a micro-batch, interleaved) 20; round 16's wsb7 (wsb2
 	 * with up and down in the ping-pong kernel run by 2-CTA clusters sharing
 	 * B by TMA multicast; opt-in; H100: 2.2-2.4x slower, see gpu_moe_ws.cu)
 	 * 21, wsb7d (only down's) 22, wsb7u (only up's) 23, wsb7dx (wsb7 with up
@@ -1499,7 +1502,7 @@ int policy_moe_variant(void)
 	        "mma",   "wg",    "wg256", "wgp",   "wgm",  "ws2",   "wgt",   "wgtd",
 	        "wgtdp", "wsb",   "wsb2",  "wsb3",  "wsb4", "wsb4a", "wsb4d", "wsb5",
 	        "wsb6",  "wsb6u", "wsb6r", "wsb3w", "wsb7", "wsb7d", "wsb7u", "wsb7dx"};
-	int v = policy_env_choice("POLICY_GPU_MOE_KERNEL", names, 24, 10);
+	int v = policy_env_choice("POLICY_GPU_MOE_KERNEL", names, 24, 19);
 	return v >= 8 ? v + 1 : v;
 }
 

@@ -1,4 +1,5 @@
-/* gpu_moe_ws.h - round 10 (wsb2: the default since round 10): the warp-specialised, persistent
+/* gpu_moe_ws.h - round 10 (wsb2, the default in rounds 10-15; round 16's default, wsb3w, also
+ * runs both weight gradients here): the warp-specialised, persistent
  * 128 x 256-tile grouped GEMM of the MoE up projection (policy/gpu_moe_ws.cu;
  * internal to policy/). policy/gpu_moe.cu calls it for policy_moe_up when
  * POLICY_GPU_MOE_KERNEL=wsb and x is the gathered copy xg; every other
