@@ -11,7 +11,12 @@
  * policy_bf16.h; issue 10: layer 0's wq/wk gradients are ill-conditioned on
  * some fixtures, 0.1+ from the exact reference by rounding alone).
  * SWERVE_TEST_SEED=n replays a case's fixture, SWERVE_TEST_ONLY=text runs the
- * cases whose name contains text, SWERVE_TEST_REPEAT=n runs them n times. */
+ * cases whose name contains text, SWERVE_TEST_REPEAT=n runs them n times.
+ * Round 16 (POLICY_GPU_ACT16, bf16 slots / residual stream): the act16
+ * cases run each level on a fixture with F 128 (the levels need F % 64)
+ * against the CPU reference, against off with the real top-2 routing, and
+ * a bf16 SFT loss curve (cpu vs gpu off / slots / resid); a whole run
+ * under POLICY_GPU_ACT16=level holds every fixture at F 128. */
 #include "tests/gpu/gpu_check.h"
 
 #include <math.h>
