@@ -265,14 +265,13 @@ struct policy_gpu {
 	/* round 8: the residual stream's passes of gpu_ew.cu (POLICY_GPU_EW=old
 	 * or a dim they do not take: gpu.cu's kernels) */
 	int ew;
-	/* round 16 (issue 10, opt-in): POLICY_GPU_ACT16=off (0, the default) |
-	 * slots (1: the MoE's slot tensors yp, dxp in bf16) | resid (2: also the
-	 * residual stream's value xin / hmid / xf in bf16, the router reading
-	 * the experts' bf16 input xp; n2 not written); taken where the fused
-	 * grouped path with the v3 / v4 route, gpu_ew.cu, gpu_comb.cu and wsb2's
-	 * down / up dX run, else off; a16x: the residual stream in bf16, a16r:
-	 * the router on xp (resid: both; "stream" / "router": slots and one of
-	 * them, to measure each lever alone) */
+	/* round 16 (issue 10, opt-in): POLICY_GPU_ACT16=off (the default) |
+	 * slots (act16 1: the MoE's slot tensors yp, dxp in bf16) | stream
+	 * (slots and a16x: the residual stream's value xin / hmid / xf in bf16)
+	 * | router (slots and a16r: the router reads the experts' bf16 input xp,
+	 * n2 not written) | resid (all three); taken where the fused grouped
+	 * path with the v3 / v4 route (a16r: v4), gpu_ew.cu, gpu_comb.cu and
+	 * wsb2's down / up dX kernel run, else off */
 	int act16, a16x, a16r;
 	/* softmax attention through cuBLAS (scores materialised per sequence and
 	 * KV group; POLICY_GPU_ATTN=naive: the warp-per-query kernels) */
@@ -1705,7 +1704,7 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 			return v;
 		g->ew = v == 0 && policy_ew_supported(D);
 	}
-	{ /* round 16: POLICY_GPU_ACT16=off (the default) | slots | resid */
+	{ /* round 16: POLICY_GPU_ACT16=off (the default) | slots | resid | stream | router */
 		static const char *const names[] = {"off", "slots", "resid", "stream", "router"};
 		int v = policy_env_choice("POLICY_GPU_ACT16", names, 5, 0);
 		if (v < 0)
