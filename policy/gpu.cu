@@ -2,7 +2,10 @@
  * reference (ref.c), forward and backward, with cuBLAS GEMMs and
  * kernels/lightning for the lightning-attention core.
  *
- * Master weights, moments, gradients and the residual stream are fp32.
+ * Master weights, moments and gradients are fp32; the residual stream is
+ * fp32 in POLICY_GPU_FP32 and, since round 16, bf16 in POLICY_GPU_BF16
+ * where POLICY_GPU_ACT16=resid (the default) takes (every add and norm in
+ * fp32 registers, the sum rounded once; POLICY_GPU_ACT16=off keeps it fp32).
  * POLICY_GPU_BF16 stores the GEMM operands in bf16 (the norms, gates, SiLU
  * and SwiGLU kernels write bf16 directly; a bf16 copy of the weights is
  * refreshed by the AdamW kernel itself) and runs the GEMMs on bf16 tensor
@@ -10,7 +13,8 @@
  * keeps the older fp32 storage with CUBLAS_COMPUTE_32F_FAST_16BF.
  * POLICY_GPU_FP32 is fp32 throughout (TF32 never). The LM head, router and
  * loss are fp32 always (M1: an fp32 head fixes the train/inference
- * probability mismatch). In bf16 mode the head is kernels/policy_loss's
+ * probability mismatch; under ACT16=resid the router's fp32 math reads the
+ * experts' bf16 input). In bf16 mode the head is kernels/policy_loss's
  * fused head: POLICY_GPU_HEAD=fp32fwd (the default) keeps its forward
  * (logits, log-probs, entropy, ratios, loss) fp32-accurate and runs its
  * backward's products at bf16 with fp32 accumulation like every other
@@ -265,7 +269,9 @@ struct policy_gpu {
 	/* round 8: the residual stream's passes of gpu_ew.cu (POLICY_GPU_EW=old
 	 * or a dim they do not take: gpu.cu's kernels) */
 	int ew;
-	/* round 16 (issue 10, opt-in): POLICY_GPU_ACT16=off (the default) |
+	/* round 16 (issue 10): POLICY_GPU_ACT16=resid (the default since the
+	 * lead's round-16 run: H100, 2026-11-27, 20.2 / 20.1 against off's 20.7 /
+	 * 20.8 / 20.9 ms a micro-batch) | off (rounds 1-15: fp32) |
 	 * slots (act16 1: the MoE's slot tensors yp, dxp in bf16) | stream
 	 * (slots and a16x: the residual stream's value xin / hmid / xf in bf16)
 	 * | router (slots and a16r: the router reads the experts' bf16 input xp,
@@ -1704,9 +1710,9 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 			return v;
 		g->ew = v == 0 && policy_ew_supported(D);
 	}
-	{ /* round 16: POLICY_GPU_ACT16=off (the default) | slots | resid | stream | router */
+	{ /* round 16: POLICY_GPU_ACT16=resid (the default) | off | slots | stream | router */
 		static const char *const names[] = {"off", "slots", "resid", "stream", "router"};
-		int v = policy_env_choice("POLICY_GPU_ACT16", names, 5, 0);
+		int v = policy_env_choice("POLICY_GPU_ACT16", names, 5, 2);
 		if (v < 0)
 			return v;
 		g->act16 = g->moe_fused && g->ew && g->route_new >= 3 && g->moe_comb &&

@@ -16,7 +16,8 @@
  * cases run each level on a fixture with F 128 (the levels need F % 64)
  * against the CPU reference, against off with the real top-2 routing, and
  * a bf16 SFT loss curve (cpu vs gpu off / slots / resid); a whole run
- * under POLICY_GPU_ACT16=level holds every fixture at F 128. */
+ * under a level (resid, the default since round 16, unless
+ * POLICY_GPU_ACT16=off) holds every fixture at F 128. */
 #include "tests/gpu/gpu_check.h"
 
 #include <math.h>
@@ -1520,7 +1521,17 @@ static int act16_grads(const char *level, struct fixture *f, float *gg, double *
 
 /* the real top-2 routing (the benchmark's K): each level against off on
  * the same fixture, every tensor; the gradients must differ (the level's
- * kernels ran) and stay within bf16 mode's tolerance of off's */
+ * kernels ran) and stay within bf16 mode's tolerance of off's. With top-2
+ * of 8 experts a bf16 rounding can flip a near-tied choice (why check_model
+ * routes to every expert in bf16 mode), which moves the gradients that
+ * depend on the choice itself: the router's and the RMSNorm weight before
+ * it (H100, 2026-11-27: 14.1% and 8.6% relative on 2 of 3 seeds, every
+ * other tensor within 8e-2). Those two get 0.3; the loss and all other
+ * tensors bf16 mode's 3e-2 / 8e-2. */
+static double act16_top2_tol(const char *name)
+{
+	return strstr(name, "moe.router") || strstr(name, "ffn_norm") ? 0.3 : 8e-2;
+}
 static int test_act16_vs_off_top2(void)
 {
 	static const char *const levels[] = {"slots", "resid"};
@@ -1559,7 +1570,7 @@ static int test_act16_vs_off_top2(void)
 			bad = 1;
 		for (int i = 0; i < f.L.n; i++)
 			compare(f.L.t[i].name, g1 + f.L.t[i].offset, r + f.L.t[i].offset,
-			        f.L.t[i].numel, 8e-2, &bad);
+			        f.L.t[i].numel, act16_top2_tol(f.L.t[i].name), &bad);
 	}
 	free(g0);
 	free(g1);
@@ -1754,12 +1765,14 @@ int main(void)
 	         "changing (bf16 CISPO)",
 	         test_graph2_bitwise_cispo},
 	};
-	{ /* round 16: a run under a level holds every case's fixture to F 128 */
+	{ /* round 16: a run under a level (resid, the default, unless
+	   * POLICY_GPU_ACT16=off) holds every case's fixture to F 128, so the
+	   * level runs wherever the case's path takes it; under off, F 96 */
 		const char *a16 = getenv("POLICY_GPU_ACT16");
-		if (a16 && *a16 && strcmp(a16, "off")) {
+		if (!a16 || !*a16 || strcmp(a16, "off")) {
 			fixture_hidden = 128;
 			printf("POLICY_GPU_ACT16=%s: every fixture with F 128 (the level's path)\n",
-			       a16);
+			       a16 && *a16 ? a16 : "resid (the default)");
 		}
 	}
 	return run_selected(tests, (int)(sizeof(tests) / sizeof(tests[0])));
