@@ -14,7 +14,7 @@
  * cases whose name contains text, SWERVE_TEST_REPEAT=n runs them n times.
  * Round 16 (POLICY_GPU_ACT16, bf16 slots / residual stream): the act16
  * cases run each level on a fixture with F 128 (the levels need F % 64)
- * against the CPU reference, against off with the real top-2 routing, and
+ * against the CPU reference, against off at top-2 of 2 experts, and
  * a bf16 SFT loss curve (cpu vs gpu off / slots / resid); a whole run
  * under a level (resid, the default since round 16, unless
  * POLICY_GPU_ACT16=off) holds every fixture at F 128. */
@@ -158,6 +158,9 @@ static int bf16_round_points(void)
  * under POLICY_GPU_ACT16=slots or resid sets it to 128 for every case, so
  * the level runs wherever the case's path takes it (bf16 mode) */
 static int fixture_hidden;
+/* where set (with fixture_hidden), that many experts, each token routed to
+ * all of them (top-k = E) */
+static int fixture_experts;
 
 static void fixture_make(struct fixture *f)
 {
@@ -168,6 +171,8 @@ static void fixture_make(struct fixture *f)
 	}
 	gpu_config(&f->c); /* fixture_init with c.expert_hidden = fixture_hidden */
 	f->c.expert_hidden = fixture_hidden;
+	if (fixture_experts)
+		f->c.n_experts = f->c.top_k = fixture_experts;
 	policy_config_validate(&f->c);
 	policy_layout_init(&f->L, &f->c);
 	f->p = calloc(f->L.total, 4);
@@ -1519,19 +1524,17 @@ static int act16_grads(const char *level, struct fixture *f, float *gg, double *
 	return 0;
 }
 
-/* the real top-2 routing (the benchmark's K): each level against off on
- * the same fixture, every tensor; the gradients must differ (the level's
- * kernels ran) and stay within bf16 mode's tolerance of off's. With top-2
- * of 8 experts a bf16 rounding can flip a near-tied choice (why check_model
- * routes to every expert in bf16 mode), which moves the gradients that
- * depend on the choice itself: the router's and the RMSNorm weight before
- * it (H100, 2026-11-27: 14.1% and 8.6% relative on 2 of 3 seeds, every
- * other tensor within 8e-2). Those two get 0.3; the loss and all other
- * tensors bf16 mode's 3e-2 / 8e-2. */
-static double act16_top2_tol(const char *name)
-{
-	return strstr(name, "moe.router") || strstr(name, "ffn_norm") ? 0.3 : 8e-2;
-}
+/* the benchmark's K = 2 (its top-2 kernels: route, combine and slot-sum
+ * passes specialised for two slots a token): each level against off on the
+ * same fixture, every tensor; the gradients must differ (the level's
+ * kernels ran) and stay within bf16 mode's tolerance of off's (3e-2 the
+ * loss, 8e-2 a tensor). Two experts, both taken by every token: with top-2
+ * of 8 a bf16 rounding flips near-tied choices of this random init (why
+ * check_model routes to every expert in bf16 mode), and a flipped choice
+ * moves every gradient of its layer: H100, 2026-11-27, resid vs off 5-13%
+ * across tensors on 3 of 3 seeds (the router reads bf16 there), slots vs
+ * off 0.2-0.8%. Those are routing choices, not the levels' rounding, which
+ * tests/gpu/test_act16 checks kernel by kernel at K = 2 of 8 experts. */
 static int test_act16_vs_off_top2(void)
 {
 	static const char *const levels[] = {"slots", "resid"};
@@ -1546,7 +1549,9 @@ static int test_act16_vs_off_top2(void)
 	seed0 = seed;
 	keep = fixture_hidden;
 	fixture_hidden = 128;
+	fixture_experts = 2;
 	fixture_make(&f);
+	fixture_experts = 0;
 	fixture_hidden = keep;
 	g0 = malloc(f.L.total * 4);
 	g1 = malloc(f.L.total * 4);
@@ -1570,7 +1575,7 @@ static int test_act16_vs_off_top2(void)
 			bad = 1;
 		for (int i = 0; i < f.L.n; i++)
 			compare(f.L.t[i].name, g1 + f.L.t[i].offset, r + f.L.t[i].offset,
-			        f.L.t[i].numel, act16_top2_tol(f.L.t[i].name), &bad);
+			        f.L.t[i].numel, 8e-2, &bad);
 	}
 	free(g0);
 	free(g1);
@@ -1609,12 +1614,15 @@ static int test_act16_loss_curve(void)
 	b.cu_seqlens = f.cu;
 	CHECK(policy_trainer_new(&tr, &f.c, 1) == 0, "%s", swerve_error_last());
 	memcpy(tr->params, f.p, f.L.total * 4);
-	tr->opt.lr = 3e-3;
+	/* lr 1e-3: at 3e-3 this F 128 fixture's loss fell from ~6 to ~0.1 in 8
+	 * steps, where bf16 trajectories part from the CPU's by 5-19% at the
+	 * last steps (H100, 2026-11-27: off itself on 1 of 6 seeds) */
+	tr->opt.lr = 1e-3;
 	for (int k = 0; k < 3; k++) {
 		int rc;
 		CHECK(policy_trainer_new(&tg[k], &f.c, 1) == 0, "%s", swerve_error_last());
 		memcpy(tg[k]->params, f.p, f.L.total * 4);
-		tg[k]->opt.lr = 3e-3;
+		tg[k]->opt.lr = 1e-3;
 		act16_set(levels[k]);
 		rc = policy_trainer_use_gpu(tg[k], 512, 8, POLICY_GPU_BF16);
 		act16_restore();
@@ -1700,7 +1708,8 @@ int main(void)
 	        {"act16: POLICY_GPU_ACT16=resid vs CPU reference: cross-entropy",
 	         test_act16_resid_xent},
 	        {"act16: POLICY_GPU_ACT16=resid vs CPU reference: CISPO", test_act16_resid_cispo},
-	        {"act16: slots / resid vs off, real top-2 routing", test_act16_vs_off_top2},
+	        {"act16: slots / resid vs off, top-2 of 2 experts (the K = 2 kernels)",
+	         test_act16_vs_off_top2},
 	        {"act16: bf16 sft loss curve, cpu vs gpu off / slots / resid",
 	         test_act16_loss_curve},
 	        {"gpu model bf16 CISPO, routing variant v1 (POLICY_GPU_ROUTE=v1)",
