@@ -474,28 +474,11 @@ int policy_ew_add_rms16(void *out, int x16, void *y, int y_bf16, uint16_t *yb, f
 	return 0;
 }
 
-int policy_ew_rms_bwd16(float *dx, uint16_t *xb, int acc, float *dw, const float *dy,
-                        const uint16_t *x, const float *w, const float *rstd, int T, int C)
-{
-	unsigned nb;
-	size_t sh = dw ? (size_t)EW_NW * C * sizeof(float) : 0;
-	CKR(ew_check(T, C, dx, dy));
-	if (((uintptr_t)x | (uintptr_t)xb) & 15)
-		return swerve_error_set(
-		        SWERVE_EINVAL, "gpu residual passes: an activation is not 16-byte aligned");
-	if (T < 1)
-		return 0;
-	nb = (unsigned)((T + EW_NW * EW_WROW - 1) / (EW_NW * EW_WROW));
-#define EW_BWD16(CH)                                                                               \
-	k_ew_rms_bwd16<CH><<<nb, EW_NW * 32, sh, PST>>>(dx, xb, acc, dw, dy, x, w, rstd, T, C)
-	EW_DISPATCH(C, EW_BWD16);
-#undef EW_BWD16
-	LAUNCHED();
-	return 0;
-}
-
-int policy_ew_rms_bwd(float *dx, uint16_t *xb, int acc, float *dw, const float *dy, const float *x,
-                      const float *w, const float *rstd, int T, int C)
+/* the RMSNorm backward's launch, x in fp32 (k_ew_rms_bwd) or, under
+ * POLICY_GPU_ACT16's bf16 stream, in bf16 (k_ew_rms_bwd16) */
+template <typename TX>
+static int ew_rms_bwd_run(float *dx, uint16_t *xb, int acc, float *dw, const float *dy, const TX *x,
+                          const float *w, const float *rstd, int T, int C)
 {
 	unsigned nb;
 	size_t sh = dw ? (size_t)EW_NW * C * sizeof(float) : 0;
@@ -507,9 +490,28 @@ int policy_ew_rms_bwd(float *dx, uint16_t *xb, int acc, float *dw, const float *
 		return 0;
 	nb = (unsigned)((T + EW_NW * EW_WROW - 1) / (EW_NW * EW_WROW));
 #define EW_BWD(CH)                                                                                 \
-	k_ew_rms_bwd<CH><<<nb, EW_NW * 32, sh, PST>>>(dx, xb, acc, dw, dy, x, w, rstd, T, C)
+	do {                                                                                       \
+		if constexpr (sizeof(TX) == 2)                                                     \
+			k_ew_rms_bwd16<CH><<<nb, EW_NW * 32, sh, PST>>>(dx, xb, acc, dw, dy, x, w, \
+			                                                rstd, T, C);               \
+		else                                                                               \
+			k_ew_rms_bwd<CH><<<nb, EW_NW * 32, sh, PST>>>(dx, xb, acc, dw, dy, x, w,   \
+			                                              rstd, T, C);                 \
+	} while (0)
 	EW_DISPATCH(C, EW_BWD);
 #undef EW_BWD
 	LAUNCHED();
 	return 0;
+}
+
+int policy_ew_rms_bwd16(float *dx, uint16_t *xb, int acc, float *dw, const float *dy,
+                        const uint16_t *x, const float *w, const float *rstd, int T, int C)
+{
+	return ew_rms_bwd_run(dx, xb, acc, dw, dy, x, w, rstd, T, C);
+}
+
+int policy_ew_rms_bwd(float *dx, uint16_t *xb, int acc, float *dw, const float *dy, const float *x,
+                      const float *w, const float *rstd, int T, int C)
+{
+	return ew_rms_bwd_run(dx, xb, acc, dw, dy, x, w, rstd, T, C);
 }
