@@ -164,37 +164,7 @@ static int fixture_experts;
 
 static void fixture_make(struct fixture *f)
 {
-	int lens[3] = {45, 64, 19};
-	if (!fixture_hidden) {
-		fixture_init(f);
-		return;
-	}
-	gpu_config(&f->c); /* fixture_init with c.expert_hidden = fixture_hidden */
-	f->c.expert_hidden = fixture_hidden;
-	if (fixture_experts)
-		f->c.n_experts = f->c.top_k = fixture_experts;
-	policy_config_validate(&f->c);
-	policy_layout_init(&f->L, &f->c);
-	f->p = calloc(f->L.total, 4);
-	f->pd = calloc(f->L.total, sizeof(double));
-	policy_params_init(f->p, &f->L, seed);
-	for (int i = 0; i < f->L.n; i++)
-		for (size_t j = 0; j < f->L.t[i].numel; j++) {
-			float *x = &f->p[f->L.t[i].offset + j];
-			*x = f->L.t[i].ndim == 1 ? (float)(1 + 0.2 * nrand()) : *x * 4.0f;
-		}
-	for (size_t i = 0; i < f->L.total; i++)
-		f->pd[i] = f->p[i];
-	f->S = 3;
-	f->cu[0] = 0;
-	for (int s = 0; s < 3; s++)
-		f->cu[s + 1] = f->cu[s] + lens[s];
-	f->T = f->cu[3];
-	for (int t = 0; t < f->T; t++)
-		f->tok[t] = (int)(urand() * f->c.vocab_size);
-	for (int s = 0; s < 3; s++)
-		for (int t = f->cu[s]; t < f->cu[s + 1]; t++)
-			f->tgt[t] = t + 1 < f->cu[s + 1] && t % 7 != 3 ? f->tok[t + 1] : -1;
+	fixture_init_cfg(f, fixture_hidden, fixture_hidden ? fixture_experts : 0);
 }
 
 /* adam_steps > 0: that many GPU training steps first (lr 1e-2, so the

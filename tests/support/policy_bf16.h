@@ -88,11 +88,19 @@ struct fixture {
 
 /* the weights from policy_params_init(seed), then norms 1 +- 0.2 and every
  * matrix 4x larger; 3 sequences (45, 64, 19 tokens), every 7th target
- * masked. Draws 2 per norm element and 1 per token from the generator. */
-static inline void fixture_init(struct fixture *f)
+ * masked. Draws 2 per norm element and 1 per token from the generator.
+ * hidden > 0: that many expert hidden units; experts > 0: that many
+ * experts, every token routed to all of them (top-k = E). */
+static inline void fixture_init_cfg(struct fixture *f, int hidden, int experts)
 {
 	int lens[3] = {45, 64, 19};
 	gpu_config(&f->c);
+	if (hidden > 0)
+		f->c.expert_hidden = hidden;
+	if (experts > 0)
+		f->c.n_experts = f->c.top_k = experts;
+	if (hidden > 0 || experts > 0)
+		policy_config_validate(&f->c);
 	policy_layout_init(&f->L, &f->c);
 	f->p = calloc(f->L.total, 4);
 	f->pd = calloc(f->L.total, sizeof(double));
@@ -114,6 +122,11 @@ static inline void fixture_init(struct fixture *f)
 	for (int s = 0; s < 3; s++)
 		for (int t = f->cu[s]; t < f->cu[s + 1]; t++)
 			f->tgt[t] = t + 1 < f->cu[s + 1] && t % 7 != 3 ? f->tok[t + 1] : -1;
+}
+
+static inline void fixture_init(struct fixture *f)
+{
+	fixture_init_cfg(f, 0, 0);
 }
 
 /* draws fixture_init takes from the generator (for pb_seed_back) */
