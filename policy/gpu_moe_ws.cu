@@ -2134,27 +2134,8 @@ int policy_moe_ws_up_dw(const struct policy_moe_dims *d, float *dw1, float *dw3,
 	return ws_launch<WS_UP_DW>(d, &a, dh13, xg, NULL, cap, stream);
 }
 
-/* round 12 ("wsb4", opt-in): the same products with ping-pong consumers
- * (64 x 256 tiles, one warpgroup each, 5 stages of 40 KB) */
-int policy_moe_ws4_up(const struct policy_moe_dims *d, uint16_t *h1, uint16_t *h3, uint16_t *hh,
-                      const uint16_t *xg, const uint16_t *w1, const uint16_t *w3, int cap,
-                      void *stream)
-{
-	return ws_up_as<WS_UP, true>("wsb4", d, h1, h3, hh, xg, w1, w3, cap, stream);
-}
-
-int policy_moe_ws4_down(const struct policy_moe_dims *d, float *yp, const uint16_t *hh,
-                        const uint16_t *w2, int cap, void *stream)
-{
-	return ws_f32_as<WS_DOWN, true>(d, yp, hh, w2, NULL, cap, stream);
-}
-
-int policy_moe_ws4_up_dx(const struct policy_moe_dims *d, float *dxp, const uint16_t *dh13,
-                         const uint16_t *w1, const uint16_t *w3, int cap, void *stream)
-{
-	return ws_f32_as<WS_UP_DX, true>(d, dxp, dh13, w1, w3, cap, stream);
-}
-
+/* round 12 ("wsb4", opt-in): down dX with ping-pong consumers (up, down
+ * and up dX: WS_ROW3 below) */
 int policy_moe_ws4_down_dx(const struct policy_moe_dims *d, uint16_t *dh13, const uint16_t *dyp,
                            const uint16_t *w2, const uint16_t *h1, const uint16_t *h3, int cap,
                            void *stream)
@@ -2162,55 +2143,40 @@ int policy_moe_ws4_down_dx(const struct policy_moe_dims *d, uint16_t *dh13, cons
 	return ws_down_dx_as<WS_DOWN_DX, true>(d, dh13, dyp, w2, h1, h3, cap, stream);
 }
 
-/* round 14 ("wsb6", opt-in): up (from xg), down and up dX with the
- * epilogue deferred under the next tile's main loop (WS_UPD, WS_DOWND,
- * WS_UP_DXD; outputs bit for bit those of policy_moe_ws_up / _down /
- * _up_dx); "wsb6r" (opt-in): the same, each chunk after the previous
- * block's release (WS_UPR, WS_DOWNR, WS_UP_DXR). WS_ROW3(P, NAME, U, D, X)
- * defines policy_moe_P_up / _down / _up_dx on modes U, D, X */
-#define WS_ROW3(P, NAME, U, DN, X)                                                                 \
+/* WS_ROW3(P, NAME, U, D, X, PP) defines policy_moe_P_up / _down / _up_dx
+ * on modes U, D, X (PP: the ping-pong consumers). Round 12 ("wsb4",
+ * opt-in): the same products with ping-pong consumers (64 x 256 tiles, one
+ * warpgroup each, 5 stages of 40 KB). Round 14 ("wsb6", opt-in): up (from
+ * xg), down and up dX with the epilogue deferred under the next tile's
+ * main loop (WS_UPD, WS_DOWND, WS_UP_DXD; outputs bit for bit those of
+ * policy_moe_ws_up / _down / _up_dx); "wsb6r" (opt-in): the same, each
+ * chunk after the previous block's release (WS_UPR, WS_DOWNR, WS_UP_DXR).
+ * Round 16 ("wsb7", opt-in): the ping-pong kernel run by 2-CTA clusters
+ * sharing B by TMA multicast (WS_UPC, WS_DOWNC, WS_UP_DXC; outputs those
+ * of policy_moe_ws_up / _down / _up_dx: the same k order and epilogue
+ * code) */
+#define WS_ROW3(P, NAME, U, DN, X, PP)                                                             \
 	int policy_moe_##P##_up(const struct policy_moe_dims *d, uint16_t *h1, uint16_t *h3,       \
 	                        uint16_t *hh, const uint16_t *xg, const uint16_t *w1,              \
 	                        const uint16_t *w3, int cap, void *stream)                         \
 	{                                                                                          \
-		return ws_up_as<U>(NAME, d, h1, h3, hh, xg, w1, w3, cap, stream);                  \
+		return ws_up_as<U, PP>(NAME, d, h1, h3, hh, xg, w1, w3, cap, stream);              \
 	}                                                                                          \
 	int policy_moe_##P##_down(const struct policy_moe_dims *d, float *yp, const uint16_t *hh,  \
 	                          const uint16_t *w2, int cap, void *stream)                       \
 	{                                                                                          \
-		return ws_f32_as<DN>(d, yp, hh, w2, NULL, cap, stream);                            \
+		return ws_f32_as<DN, PP>(d, yp, hh, w2, NULL, cap, stream);                        \
 	}                                                                                          \
 	int policy_moe_##P##_up_dx(const struct policy_moe_dims *d, float *dxp,                    \
 	                           const uint16_t *dh13, const uint16_t *w1, const uint16_t *w3,   \
 	                           int cap, void *stream)                                          \
 	{                                                                                          \
-		return ws_f32_as<X>(d, dxp, dh13, w1, w3, cap, stream);                            \
+		return ws_f32_as<X, PP>(d, dxp, dh13, w1, w3, cap, stream);                        \
 	}
-WS_ROW3(ws6, "wsb6", WS_UPD, WS_DOWND, WS_UP_DXD)
-WS_ROW3(ws6r, "wsb6r", WS_UPR, WS_DOWNR, WS_UP_DXR)
-
-/* round 16 ("wsb7", opt-in): up (from xg), down and up dX in the ping-pong
- * kernel run by 2-CTA clusters sharing B by TMA multicast (WS_UPC,
- * WS_DOWNC, WS_UP_DXC; outputs those of policy_moe_ws_up / _down / _up_dx:
- * the same k order and epilogue code) */
-int policy_moe_ws7_up(const struct policy_moe_dims *d, uint16_t *h1, uint16_t *h3, uint16_t *hh,
-                      const uint16_t *xg, const uint16_t *w1, const uint16_t *w3, int cap,
-                      void *stream)
-{
-	return ws_up_as<WS_UPC, true>("wsb7", d, h1, h3, hh, xg, w1, w3, cap, stream);
-}
-
-int policy_moe_ws7_down(const struct policy_moe_dims *d, float *yp, const uint16_t *hh,
-                        const uint16_t *w2, int cap, void *stream)
-{
-	return ws_f32_as<WS_DOWNC, true>(d, yp, hh, w2, NULL, cap, stream);
-}
-
-int policy_moe_ws7_up_dx(const struct policy_moe_dims *d, float *dxp, const uint16_t *dh13,
-                         const uint16_t *w1, const uint16_t *w3, int cap, void *stream)
-{
-	return ws_f32_as<WS_UP_DXC, true>(d, dxp, dh13, w1, w3, cap, stream);
-}
+WS_ROW3(ws4, "wsb4", WS_UP, WS_DOWN, WS_UP_DX, true)
+WS_ROW3(ws6, "wsb6", WS_UPD, WS_DOWND, WS_UP_DXD, false)
+WS_ROW3(ws6r, "wsb6r", WS_UPR, WS_DOWNR, WS_UP_DXR, false)
+WS_ROW3(ws7, "wsb7", WS_UPC, WS_DOWNC, WS_UP_DXC, true)
 
 /* round 13 ("wsb5", opt-in): down dX with h1 / h3 by TMA into the ring
  * (WS_DOWN_DXT); h1 and h3 2^40 bytes apart or more: round 11's kernel */
