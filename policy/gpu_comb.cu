@@ -13,6 +13,7 @@
  * at 79% of its peak), scatter 45.1 -> 30.5 us. */
 #include "policy/gpu_comb.h"
 #include "policy/gpu_dev.cuh"
+#include "policy/gpu_route.h"
 #include "policy/gpu_util.h"
 
 #include <stdint.h>
@@ -33,8 +34,11 @@ int policy_moe_comb_supported(int D)
 }
 
 /* a block per token; KT slots' yp rows loaded at once (KT = K when 1 or 2,
- * else 1: K at run time, a slot at a time) */
-template <int KT, typename TP>
+ * else 1: K at run time, a slot at a time). ST (round 17, bf16 yp, KT = K):
+ * the token's K yp rows (contiguous) copied to shared memory by 16-byte
+ * cp.async first, each thread then reading its own columns from there (the
+ * same values, sums and order as the 2-byte loads) */
+template <int KT, typename TP, bool ST = false>
 __device__ __forceinline__ static void
 cb_bwd(uint16_t *__restrict__ dyp, float *__restrict__ dgate, const float *__restrict__ dy,
        const TP *__restrict__ yp, const float *__restrict__ gate, const int *__restrict__ rowof,
@@ -44,6 +48,15 @@ cb_bwd(uint16_t *__restrict__ dyp, float *__restrict__ dgate, const float *__res
 	int t = blockIdx.x, tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
 	float v[CB_COLS];
 
+	if (ST) {
+		extern __shared__ float4 s_y4[];
+		const char *src = (const char *)(yp + (size_t)t * KT * D);
+		unsigned d = (unsigned)__cvta_generic_to_shared(s_y4);
+		for (int i = tid; i < KT * D / 8; i += CB_THREADS)
+			asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d + 16u * i),
+			             "l"(src + (size_t)16 * i));
+		asm volatile("cp.async.commit_group;" ::: "memory");
+	}
 #pragma unroll
 	for (int i = 0; i < CB_COLS; i++) {
 		int c = tid + i * CB_THREADS;
@@ -53,6 +66,10 @@ cb_bwd(uint16_t *__restrict__ dyp, float *__restrict__ dgate, const float *__res
 		float y[KT][CB_COLS], s[KT];
 		size_t row[KT];
 		float g[KT];
+		if (ST) {
+			asm volatile("cp.async.wait_all;" ::: "memory");
+			__syncthreads();
+		}
 #pragma unroll
 		for (int u = 0; u < KT; u++) {
 			size_t tj = (size_t)t * K + j0 + u;
@@ -62,7 +79,12 @@ cb_bwd(uint16_t *__restrict__ dyp, float *__restrict__ dgate, const float *__res
 #pragma unroll
 			for (int i = 0; i < CB_COLS; i++) {
 				int c = tid + i * CB_THREADS;
-				y[u][i] = ok && c < D ? ldf(yp[tj * D + c]) : 0.0f;
+				if (ST) {
+					extern __shared__ float4 s_y4[];
+					y[u][i] = ok && c < D ? ldf(((const TP *)s_y4)[u * D + c])
+					                      : 0.0f;
+				} else
+					y[u][i] = ok && c < D ? ldf(yp[tj * D + c]) : 0.0f;
 			}
 		}
 #pragma unroll
@@ -98,14 +120,15 @@ __global__ static void __launch_bounds__(CB_THREADS)
 	cb_bwd<KT, float>(dyp, dgate, dy, yp, gate, rowof, K, D);
 }
 
-/* round 16 (POLICY_GPU_ACT16=slots): the slots yp in bf16 */
-template <int KT>
+/* round 16 (POLICY_GPU_ACT16=slots): the slots yp in bf16; ST: round 17's
+ * staged rows (KT = K, D % 8 == 0, yp 16-byte aligned) */
+template <int KT, bool ST = false>
 __global__ static void __launch_bounds__(CB_THREADS)
         k_cb_bwd16(uint16_t *__restrict__ dyp, float *__restrict__ dgate,
                    const float *__restrict__ dy, const uint16_t *__restrict__ yp,
                    const float *__restrict__ gate, const int *__restrict__ rowof, int K, int D)
 {
-	cb_bwd<KT, uint16_t>(dyp, dgate, dy, yp, gate, rowof, K, D);
+	cb_bwd<KT, uint16_t, ST>(dyp, dgate, dy, yp, gate, rowof, K, D);
 }
 
 int policy_moe_combine_bwd2(uint16_t *dyp, float *dgate, const float *dy, const float *yp,
@@ -128,15 +151,25 @@ int policy_moe_combine_bwd2(uint16_t *dyp, float *dgate, const float *dy, const 
 int policy_moe_combine_bwd2_b16(uint16_t *dyp, float *dgate, const float *dy, const uint16_t *yp,
                                 const float *gate, const int *rowof, int T, int K, int D)
 {
+	int st = policy_route_rt16_mode(); /* round 17: POLICY_GPU_RT16 */
 	if (!policy_moe_comb_supported(D) || K < 1 || K > CB_KMAX)
 		return swerve_error_set(
 		        SWERVE_EINVAL,
 		        "gpu moe combine bwd2 (bf16 slots): D %d (at most %d), K %d "
 		        "(1..%d)",
 		        D, COMB_DMAX, K, CB_KMAX);
+	if (st < 0)
+		return st;
 	if (T < 1)
 		return 0;
-	if (K == 2)
+	if (st && K <= 2 && D % 8 == 0 && (uintptr_t)yp % 16 == 0) {
+		if (K == 2)
+			k_cb_bwd16<2, true><<<T, CB_THREADS, (size_t)2 * D * 2, PST>>>(
+			        dyp, dgate, dy, yp, gate, rowof, K, D);
+		else
+			k_cb_bwd16<1, true><<<T, CB_THREADS, (size_t)D * 2, PST>>>(
+			        dyp, dgate, dy, yp, gate, rowof, K, D);
+	} else if (K == 2)
 		k_cb_bwd16<2><<<T, CB_THREADS, 0, PST>>>(dyp, dgate, dy, yp, gate, rowof, K, D);
 	else
 		k_cb_bwd16<1><<<T, CB_THREADS, 0, PST>>>(dyp, dgate, dy, yp, gate, rowof, K, D);

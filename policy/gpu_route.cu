@@ -688,6 +688,26 @@ __global__ static void __launch_bounds__(ROUTE_THREADS)
 #define SORT3_Q            16 /* per-group counts a lane loads at once in k_rt_sort3 */
 #define SORT3_A            4  /* assignments a thread loads with them */
 
+/* round 17 (issue 10): POLICY_GPU_RT16=new (the default) stages the bf16
+ * rows k_rt_fwd4<NV, bf16>, k_rt_bwd3<KT, bf16, TX> and gpu_comb's
+ * k_cb_bwd16 read into shared memory by 16-byte cp.async (round 16 loaded
+ * them 8 or 2 bytes a thread: request-bound); each thread then reads its
+ * own columns from there, so every sum keeps its order (test_act16: the
+ * same bits as the fp32 kernels). H100, 2026-11-27, tests/bench/gpu_act16
+ * (L2 flushed, median of 25) old -> new: route fwd 27.6 -> 16.4 us, route
+ * bwd (x bf16) 43.7 -> 31.6, (x fp32) 47.2 -> 36.4, combine bwd 37.1 ->
+ * 32.5; gpu_train x (K 4) 20.0 -> 19.7 / 19.5 ms a micro-batch.
+ * The dynamic shared memory the staged (ST) bf16 kernels may
+ * take: fwd E D 4 + 16 D 2, bwd RT16_NS (2 D 4 + 2 K D 2), D <= 1024, K <= 2 */
+#define RT16_SMEM (64 * 1024)
+#define RT16_NS   4 /* k_rt_bwd3's staged batches (ROUTE_BATCH3 tokens) in the ring */
+
+int policy_route_rt16_mode(void)
+{
+	static const char *const names[] = {"old", "new"};
+	return policy_env_choice("POLICY_GPU_RT16", names, 2, 1);
+}
+
 int policy_route_v3_supported(int E, int K, int D)
 {
 	return policy_route_v2_supported(E, K, D);
@@ -1009,10 +1029,36 @@ __global__ static void __launch_bounds__(ROUTE_THREADS)
 	}
 }
 
+/* round 17: n16 16-byte pieces from src to shared address dst by cp.async
+ * (L2 only), a block of ROUTE_THREADS */
+__device__ __forceinline__ static void rt16_cp(unsigned dst, const void *src, int n16, int tid)
+{
+	for (int i = tid; i < n16; i += ROUTE_THREADS)
+		asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst + 16u * i),
+		             "l"((const char *)src + (size_t)16 * i));
+}
+
+/* round 17 (ST): batch b's x rows and their KT slot rows (each contiguous
+ * in memory) into ring entry b % RT16_NS; one commit group (maybe empty) */
+template <int KT, typename TX>
+__device__ __forceinline__ static void rt16_stage(unsigned s0, int b, int nt, int t0, int tid,
+                                                  const uint16_t *slots, const TX *x, int D)
+{
+	const int xb = ROUTE_BATCH3 * D * (int)sizeof(TX), sb = ROUTE_BATCH3 * KT * D * 2;
+	int tb = b * ROUTE_BATCH3, nq = nt - tb < ROUTE_BATCH3 ? nt - tb : ROUTE_BATCH3;
+	if (nq > 0) {
+		unsigned d = s0 + (unsigned)(b % RT16_NS) * (xb + sb);
+		size_t t = (size_t)t0 + tb;
+		rt16_cp(d, x + t * D, nq * D * (int)sizeof(TX) / 16, tid);
+		rt16_cp(d + xb, slots + t * KT * D, nq * KT * D * 2 / 16, tid);
+	}
+	asm volatile("cp.async.commit_group;" ::: "memory");
+}
+
 /* k_rt_bwd2 with dn's old value replaced by the MoE's slot sum
  * sum_j slots[t K + j] (k_mg_scatter's order: 0 + slot 0 + slot 1 ...); KT:
  * K when 1 or 2 (every slot row loaded at once), else 0 (K at run time) */
-template <int KT, typename TS = float, typename TX = float>
+template <int KT, typename TS = float, typename TX = float, bool ST = false>
 __global__ static void __launch_bounds__(ROUTE_THREADS)
         k_rt_bwd3(float *__restrict__ dn, float *__restrict__ part, const TS *__restrict__ slots,
                   const TX *__restrict__ x, const float *__restrict__ Wr,
@@ -1026,22 +1072,60 @@ __global__ static void __launch_bounds__(ROUTE_THREADS)
 	int nt = T - t0 < ROUTE_BWD_TOKENS ? T - t0 : ROUTE_BWD_TOKENS;
 	float wr[ROUTE_EMAX][ROUTE_COLS], acc[ROUTE_EMAX][ROUTE_COLS];
 
+	unsigned s0 = 0;
+	if (ST) { /* round 17: the first RT16_NS - 1 batches in flight before
+		   * the start's loads (KT is 1 or 2 here) */
+		extern __shared__ float4 s_w4[];
+		s0 = (unsigned)__cvta_generic_to_shared(s_w4);
+#pragma unroll
+		for (int b = 0; b < RT16_NS - 1; b++)
+			rt16_stage<KU, TX>(s0, b, nt, t0, tid, (const uint16_t *)slots, x, D);
+	}
 	rt_bwd_start(s_dl, wr, acc, tid, t0, nt, Wr, prob, sel, gate, dgate, auxc, E, K, D);
 	for (int tb = 0; tb < nt; tb += ROUTE_BATCH3) {
 		float xv[ROUTE_BATCH3][ROUTE_COLS], dv[ROUTE_BATCH3][ROUTE_COLS];
 		float sv[ROUTE_BATCH3][KU][ROUTE_COLS];
+		if (ST) { /* this batch from the ring (the values the loads below
+			   * give), the batch RT16_NS - 1 ahead issued */
+			extern __shared__ float4 s_w4[];
+			const int xb = ROUTE_BATCH3 * D * (int)sizeof(TX);
+			int b = tb / ROUTE_BATCH3;
+			const char *e = (const char *)s_w4 +
+			                (size_t)(b % RT16_NS) * (xb + ROUTE_BATCH3 * KU * D * 2);
+			const TX *xs = (const TX *)e;
+			const uint16_t *ss = (const uint16_t *)(e + xb);
+			rt16_stage<KU, TX>(s0, b + RT16_NS - 1, nt, t0, tid,
+			                   (const uint16_t *)slots, x, D);
+			asm volatile("cp.async.wait_group %0;" ::"n"(RT16_NS - 1) : "memory");
+			__syncthreads();
 #pragma unroll
-		for (int q = 0; q < ROUTE_BATCH3; q++) {
-			size_t t = (size_t)(t0 + tb + q);
+			for (int q = 0; q < ROUTE_BATCH3; q++) {
 #pragma unroll
-			for (int j = 0; j < ROUTE_COLS; j++) {
-				int c = tid + j * ROUTE_THREADS;
-				int ok = tb + q < nt && c < D;
-				xv[q][j] = ok ? ldf(x[t * D + c]) : 0.0f;
+				for (int j = 0; j < ROUTE_COLS; j++) {
+					int c = tid + j * ROUTE_THREADS;
+					int ok = tb + q < nt && c < D;
+					xv[q][j] = ok ? ldf(xs[q * D + c]) : 0.0f;
 #pragma unroll
-				for (int s = 0; s < KU; s++)
-					sv[q][s][j] =
-					        ok && KT ? ldf(slots[(t * K + s) * D + c]) : 0.0f;
+					for (int s = 0; s < KU; s++)
+						sv[q][s][j] =
+						        ok ? bf2f(ss[(q * KU + s) * D + c]) : 0.0f;
+				}
+			}
+		} else {
+#pragma unroll
+			for (int q = 0; q < ROUTE_BATCH3; q++) {
+				size_t t = (size_t)(t0 + tb + q);
+#pragma unroll
+				for (int j = 0; j < ROUTE_COLS; j++) {
+					int c = tid + j * ROUTE_THREADS;
+					int ok = tb + q < nt && c < D;
+					xv[q][j] = ok ? ldf(x[t * D + c]) : 0.0f;
+#pragma unroll
+					for (int s = 0; s < KU; s++)
+						sv[q][s][j] =
+						        ok && KT ? ldf(slots[(t * K + s) * D + c])
+						                 : 0.0f;
+				}
 			}
 		}
 #pragma unroll
@@ -1085,6 +1169,8 @@ __global__ static void __launch_bounds__(ROUTE_THREADS)
 				}
 			}
 		}
+		if (ST) /* ring entry b % RT16_NS is refilled next */
+			__syncthreads();
 	}
 	{
 		float *pb = part + (size_t)blockIdx.x * E * D;
@@ -1112,7 +1198,7 @@ __global__ static void __launch_bounds__(ROUTE_THREADS)
  * k_route's softmax, top-k and gates with v2's operations in v2's order;
  * then warp 0 ranks as in fwd3. Same results as v2 / v3 bit for bit
  * (test_policy_route checks); predicted ~12 us against fwd3's 29. */
-template <int NV, typename TX = float>
+template <int NV, typename TX = float, bool ST = false>
 __global__ static void __launch_bounds__(ROUTE_FWD3_THREADS)
         k_rt_fwd4(float *__restrict__ prob, int *__restrict__ sel, float *__restrict__ gate,
                   int *__restrict__ rowof, int *__restrict__ hist, float *__restrict__ psum,
@@ -1149,23 +1235,55 @@ __global__ static void __launch_bounds__(ROUTE_FWD3_THREADS)
 		for (int i = tid; i < 4 * n4; i += ROUTE_FWD3_THREADS)
 			((float *)s_w4)[i] = Wr[i];
 	}
+	if (ST) { /* round 17: the block's x rows into shared memory by 16-byte
+		   * cp.async (nt D / 8 of them, with the weight's), then each lane
+		   * reads its own 4 columns from there: the same values, sums and
+		   * order as the 8-byte loads below, half the memory requests */
+		const uint16_t *xs = (const uint16_t *)x + (size_t)t0 * D;
+		unsigned sx = (unsigned)__cvta_generic_to_shared(s_w4 + n4);
+		for (int i = tid; i < nt * D / 8; i += ROUTE_FWD3_THREADS)
+			asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(sx + 16 * i),
+			             "l"(xs + (size_t)i * 8));
+		asm volatile("cp.async.commit_group;" ::: "memory");
 #pragma unroll
-	for (int u = 0; u < TPW; u++) {
-		int tl = w * TPW + u;
-		const TX *xr = x + (size_t)(t0 + (tl < nt ? tl : 0)) * D;
-#pragma unroll
-		for (int k = 0; k < NV; k++) {
-			int c = lane + 32 * k;
-			v[u][k] = tl < nt && c < D4 ? ld_stream4(xr + 4 * c, al)
-			                            : make_float4(0.f, 0.f, 0.f, 0.f);
-		}
-	}
-#pragma unroll
-	for (int i = 0; i < TPW * ROUTE_EMAX; i++)
-		acc[i] = 0;
-	if (al)
+		for (int i = 0; i < TPW * ROUTE_EMAX; i++)
+			acc[i] = 0;
 		asm volatile("cp.async.wait_all;" ::: "memory");
-	__syncthreads();
+		__syncthreads();
+#pragma unroll
+		for (int u = 0; u < TPW; u++) {
+			int tl = w * TPW + u;
+			const uint2 *xr =
+			        (const uint2 *)(s_w4 + n4) + (size_t)(tl < nt ? tl : 0) * D4;
+#pragma unroll
+			for (int k = 0; k < NV; k++) {
+				int c = lane + 32 * k;
+				uint2 q = tl < nt && c < D4 ? xr[c] : make_uint2(0u, 0u);
+				v[u][k] = make_float4(__uint_as_float(q.x << 16),
+				                      __uint_as_float(q.x & 0xffff0000u),
+				                      __uint_as_float(q.y << 16),
+				                      __uint_as_float(q.y & 0xffff0000u));
+			}
+		}
+	} else {
+#pragma unroll
+		for (int u = 0; u < TPW; u++) {
+			int tl = w * TPW + u;
+			const TX *xr = x + (size_t)(t0 + (tl < nt ? tl : 0)) * D;
+#pragma unroll
+			for (int k = 0; k < NV; k++) {
+				int c = lane + 32 * k;
+				v[u][k] = tl < nt && c < D4 ? ld_stream4(xr + 4 * c, al)
+				                            : make_float4(0.f, 0.f, 0.f, 0.f);
+			}
+		}
+#pragma unroll
+		for (int i = 0; i < TPW * ROUTE_EMAX; i++)
+			acc[i] = 0;
+		if (al)
+			asm volatile("cp.async.wait_all;" ::: "memory");
+		__syncthreads();
+	}
 #pragma unroll
 	for (int k = 0; k < NV; k++) {
 		int c = lane + 32 * k;
@@ -1363,16 +1481,34 @@ int policy_route_fwd_b16(float *prob, int *sel, float *gate, int *rowof, float *
 	int *hist = (int *)scratch;
 	float *psum = scratch + (size_t)nb * E;
 	int al = (uintptr_t)x % 8 == 0 && (uintptr_t)Wr % 16 == 0;
+	int st = policy_route_rt16_mode();
+	size_t sm = (size_t)E * D * 4;
 	if (!policy_route_v2_supported(E, K, D))
 		return swerve_error_set(SWERVE_EINVAL,
 		                        "gpu route v4 (bf16 input): E %d, K %d, D %d not supported",
 		                        E, K, D);
+	if (st < 0)
+		return st;
 	if (T < 1)
 		return 0;
+	/* round 17: the x rows staged by 16-byte cp.async where they can be */
+	st = st && D % 8 == 0 && ((uintptr_t)x | (uintptr_t)Wr) % 16 == 0;
+	if (st)
+		sm += (size_t)ROUTE_FWD3_TOKENS * D * 2;
 #define FWD4B(n)                                                                                   \
 	case n:                                                                                    \
-		k_rt_fwd4<n, uint16_t><<<nb, ROUTE_FWD3_THREADS, (size_t)E * D * 4, PST>>>(        \
-		        prob, sel, gate, rowof, hist, psum, x, Wr, T, E, K, D, nb, al);            \
+		if (st) {                                                                          \
+			static int attr_;                                                          \
+			if (!attr_)                                                                \
+				CK(cudaFuncSetAttribute(                                           \
+				        k_rt_fwd4<n, uint16_t, true>,                              \
+				        cudaFuncAttributeMaxDynamicSharedMemorySize, RT16_SMEM));  \
+			attr_ = 1;                                                                 \
+			k_rt_fwd4<n, uint16_t, true><<<nb, ROUTE_FWD3_THREADS, sm, PST>>>(         \
+			        prob, sel, gate, rowof, hist, psum, x, Wr, T, E, K, D, nb, al);    \
+		} else                                                                             \
+			k_rt_fwd4<n, uint16_t><<<nb, ROUTE_FWD3_THREADS, sm, PST>>>(               \
+			        prob, sel, gate, rowof, hist, psum, x, Wr, T, E, K, D, nb, al);    \
 		break
 	switch (nv) {
 		FWD4B(1);
@@ -1505,12 +1641,42 @@ int policy_route_bwd_slots_b16(float *dn, float *scratch, const uint16_t *slots,
                                const float *gate, const float *dgate, const float *auxc, int T,
                                int E, int K, int D)
 {
-	int nb = nblk(T, ROUTE_BWD_TOKENS);
+	int nb = nblk(T, ROUTE_BWD_TOKENS), st = policy_route_rt16_mode();
 	if (!policy_route_supported(E, K, D))
 		return swerve_error_set(SWERVE_EINVAL, "gpu route: E %d, K %d, D %d not supported",
 		                        E, K, D);
+	if (st < 0)
+		return st;
 	if (T < 1)
 		return 0;
+	/* round 17: x and the slots staged by 16-byte cp.async where they can
+	 * be (K 1 or 2) */
+	if (st && (K == 1 || K == 2) && D % 8 == 0 && ((uintptr_t)x | (uintptr_t)slots) % 16 == 0) {
+		size_t sm = (size_t)RT16_NS * ROUTE_BATCH3 * D * ((x16 ? 2 : 4) + 2 * K);
+#define BWD3S(KT, TX)                                                                              \
+	do {                                                                                       \
+		static int attr_;                                                                  \
+		if (!attr_)                                                                        \
+			CK(cudaFuncSetAttribute(k_rt_bwd3<KT, uint16_t, TX, true>,                 \
+			                        cudaFuncAttributeMaxDynamicSharedMemorySize,       \
+			                        RT16_SMEM));                                       \
+		attr_ = 1;                                                                         \
+		k_rt_bwd3<KT, uint16_t, TX, true><<<nb, ROUTE_THREADS, sm, PST>>>(                 \
+		        dn, scratch, slots, (const TX *)x, Wr, prob, sel, gate, dgate, auxc, T, E, \
+		        K, D);                                                                     \
+	} while (0)
+		if (x16 && K == 1)
+			BWD3S(1, uint16_t);
+		else if (x16)
+			BWD3S(2, uint16_t);
+		else if (K == 1)
+			BWD3S(1, float);
+		else
+			BWD3S(2, float);
+#undef BWD3S
+		LAUNCHED();
+		return 0;
+	}
 #define BWD3B(KT, TX)                                                                              \
 	k_rt_bwd3<KT, uint16_t, TX><<<nb, ROUTE_THREADS, 0, PST>>>(                                \
 	        dn, scratch, slots, (const TX *)x, Wr, prob, sel, gate, dgate, auxc, T, E, K, D)

@@ -15,6 +15,7 @@
 #include "policy/gpu_route.h"
 #include "tests/bench/gpu_bench.cuh"
 
+#include <stdlib.h>
 #include <string.h>
 
 static void *flushbuf;
@@ -177,6 +178,34 @@ int main(void)
 	double n2 = time_us(
 	        nop, [&] { SW(policy_ew_rms_bwd16(dn, NULL, 1, dw, dy, xh, w, rstd, T, D)); });
 
+	/* round 17: the bf16 passes again on round 16's loads (POLICY_GPU_RT16=
+	 * old: 2 or 8 bytes a thread) and once more on the default (new: rows
+	 * staged by 16-byte cp.async), same process, same inputs */
+	double o[2][4];
+	for (int k = 0; k < 2; k++) {
+		if (k == 0)
+			setenv("POLICY_GPU_RT16", "old", 1);
+		else
+			unsetenv("POLICY_GPU_RT16");
+		o[k][0] = time_us(nop, [&] {
+			SW(policy_route_fwd_b16(prob, sel, gate, rowof, ws, xh, wr, T, E, K, D));
+		});
+		SW(policy_route_fwd(prob, sel, gate, rowof, ws, x, wr, T, E, K, D, 3));
+		SW(policy_route_sort(perm, rowof, offs, auxc, aux, ws, sel, T, E, K, R, 1, 1, 0.01,
+		                     3));
+		o[k][1] = time_us(nop, [&] {
+			SW(policy_moe_combine_bwd2_b16(dyp, dgate, dy, yph, gate, rowof, T, K, D));
+		});
+		o[k][2] = time_us(nop, [&] {
+			SW(policy_route_bwd_slots_b16(dn, ws, dxph, x, 0, wr, prob, sel, gate,
+			                              dgate, auxc, T, E, K, D));
+		});
+		o[k][3] = time_us(nop, [&] {
+			SW(policy_route_bwd_slots_b16(dn, ws, dxph, xh, 1, wr, prob, sel, gate,
+			                              dgate, auxc, T, E, K, D));
+		});
+	}
+
 	const double MB = 1e6, X4 = nx * 4 / MB, X2 = nx * 2 / MB, R4 = nr * 4 / MB,
 	             R2 = nr * 2 / MB;
 	printf("gpu_act16: %s, T %d D %d E %d K %d F %d (R %d rows), L2 flushed before each "
@@ -194,5 +223,16 @@ int main(void)
 	row("route bwd + slot sum -> slots", 2 * X4 + R4, 2 * X4 + R2, b0, b1);
 	row("route bwd + slot sum -> resid (x bf16)", 2 * X4 + R4, X4 + X2 + R2, b0, b2);
 	row("rms bwd (dy, x, dx rmw) -> resid", 4 * X4, 3 * X4 + X2, n0, n2);
+	printf("\nround 17: bf16 passes, POLICY_GPU_RT16=old (round 16's loads) -> new (staged "
+	       "by 16-byte cp.async; the default)\n");
+	printf("%-44s %7s %7s %7s %7s %8s %8s %7s %6s %6s\n", "pass: old -> new (bf16 both)", "MB",
+	       "MB", "floor", "floor", "old us", "new us", "speedup", "GB/s", "GB/s");
+	row("route fwd v4, xp bf16", X2, X2, o[0][0], o[1][0]);
+	row("combine bwd, yp bf16", X4 + R2 + R2, X4 + R2 + R2, o[0][1], o[1][1]);
+	row("route bwd + slot sum, slots bf16", 2 * X4 + R2, 2 * X4 + R2, o[0][2], o[1][2]);
+	row("route bwd + slot sum, x bf16 too", X4 + X2 + R2, X4 + X2 + R2, o[0][3], o[1][3]);
+	printf("(new in the first table, same process: fwd %.1f, combine %.1f, bwd %.1f / %.1f "
+	       "us)\n",
+	       r2, c1, b1, b2);
 	return 0;
 }

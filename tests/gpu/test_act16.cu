@@ -19,6 +19,8 @@
 #include "tests/gpu/gpu_check.h"
 
 #include <cuda_runtime.h>
+#include <stdlib.h>
+#include <string.h>
 
 extern "C" {
 #include "sandbox/error.h"
@@ -382,6 +384,39 @@ static int test_route_comb_products(void)
 	return have_gpu() ? route_case(128, 128) || route_case(768, 1024) : GPU_SKIP;
 }
 
+/* round 17: the same cases on round 16's bf16 loads (POLICY_GPU_RT16=old;
+ * the default, new, stages the rows by 16-byte cp.async); both must give
+ * the fp32 kernels' bits */
+static int test_route_comb_rt16_old(void)
+{
+	int r;
+	if (!have_gpu())
+		return GPU_SKIP;
+	setenv("POLICY_GPU_RT16", "old", 1);
+	printf(" POLICY_GPU_RT16=old\n");
+	r = route_case(128, 128) || route_case(768, 1024);
+	unsetenv("POLICY_GPU_RT16");
+	return r;
+}
+
+/* a misspelt POLICY_GPU_RT16 is refused by each function it steers */
+static int test_rt16_bad_switch(void)
+{
+	int a, b, c;
+	setenv("POLICY_GPU_RT16", "newer", 1);
+	a = policy_route_fwd_b16(NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, E, K, 128);
+	b = policy_route_bwd_slots_b16(NULL, NULL, NULL, NULL, 1, NULL, NULL, NULL, NULL, NULL,
+	                               NULL, 0, E, K, 128);
+	c = policy_moe_combine_bwd2_b16(NULL, NULL, NULL, NULL, NULL, NULL, 0, K, 128);
+	unsetenv("POLICY_GPU_RT16");
+	printf("  rt16=newer: %d %d %d (%s)\n", a, b, c, swerve_error_last());
+	CHECK(a == SWERVE_EINVAL && b == SWERVE_EINVAL && c == SWERVE_EINVAL,
+	      "POLICY_GPU_RT16=newer accepted");
+	CHECK(strstr(swerve_error_last(), "POLICY_GPU_RT16=newer") != NULL, "message: %s",
+	      swerve_error_last());
+	return 0;
+}
+
 int main(void)
 {
 	const struct gpu_test tests[] = {
@@ -393,6 +428,9 @@ int main(void)
 	        {"act16: RMSNorm backward, x bf16", test_rms_bwd_stream},
 	        {"act16: route fwd / bwd, combine bwd, down / up dX stores in bf16",
 	         test_route_comb_products},
+	        {"rt17: the same on round 16's bf16 loads (POLICY_GPU_RT16=old)",
+	         test_route_comb_rt16_old},
+	        {"rt17: POLICY_GPU_RT16 misspelt is refused", test_rt16_bad_switch},
 	};
 	gpu_rng_seed();
 	return gpu_run_tests(tests, (int)(sizeof(tests) / sizeof(tests[0])));
