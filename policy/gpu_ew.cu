@@ -396,9 +396,11 @@ int policy_ew_embed_bwd(float *demb, const float *dx, const int *tok, int T, int
 /* CH = the chunks a lane needs, rounded up to 2, 4, 6 or 8 */
 #define EW_DISPATCH(C, CALL) DEV_DISPATCH4(((C) + 127) / 128, 2, 4, 6, 8, CALL)
 
-int policy_ew_add_rms(float *out, void *y, int y_bf16, uint16_t *yb, float *rstd, const float *a,
-                      const float *emb, const int *tok, const float *b, const float *yp,
-                      const float *gate, int K, const float *w, int T, int C, float eps)
+/* the residual add's inputs: 0 to launch, 1 when there are no rows, else
+ * the error (set) */
+static int ew_add_rms_args(int T, int C, const void *out, const void *y, const void *a,
+                           const void *b, const void *yp, const void *yb, const float *emb,
+                           const int *tok)
 {
 	CKR(ew_check(T, C, out, y));
 	if (((uintptr_t)a | (uintptr_t)b | (uintptr_t)yp | (uintptr_t)yb) & 15)
@@ -409,8 +411,18 @@ int policy_ew_add_rms(float *out, void *y, int y_bf16, uint16_t *yb, float *rstd
 	if (!a && ((uintptr_t)emb & 15))
 		return swerve_error_set(
 		        SWERVE_EINVAL, "gpu residual passes: the embedding is not 16-byte aligned");
-	if (T < 1)
-		return 0;
+	return T < 1;
+}
+
+int policy_ew_add_rms(float *out, void *y, int y_bf16, uint16_t *yb, float *rstd, const float *a,
+                      const float *emb, const int *tok, const float *b, const float *yp,
+                      const float *gate, int K, const float *w, int T, int C, float eps)
+{
+	{
+		int rc = ew_add_rms_args(T, C, out, y, a, b, yp, yb, emb, tok);
+		if (rc)
+			return rc < 0 ? rc : 0;
+	}
 #define EW_FWD(CH)                                                                                 \
 	do {                                                                                       \
 		if (y_bf16)                                                                        \
@@ -439,17 +451,11 @@ int policy_ew_add_rms16(void *out, int x16, void *y, int y_bf16, uint16_t *yb, f
 	if (x16 && yp && !yp16)
 		return swerve_error_set(SWERVE_EINVAL, "gpu residual passes: a bf16 residual "
 		                                       "stream takes bf16 slots only");
-	CKR(ew_check(T, C, out, y));
-	if (((uintptr_t)a | (uintptr_t)b | (uintptr_t)yp | (uintptr_t)yb) & 15)
-		return swerve_error_set(
-		        SWERVE_EINVAL, "gpu residual passes: an activation is not 16-byte aligned");
-	if (!a && (!emb || !tok))
-		return swerve_error_set(SWERVE_EINVAL, "gpu residual passes: no input rows");
-	if (!a && ((uintptr_t)emb & 15))
-		return swerve_error_set(
-		        SWERVE_EINVAL, "gpu residual passes: the embedding is not 16-byte aligned");
-	if (T < 1)
-		return 0;
+	{
+		int rc = ew_add_rms_args(T, C, out, y, a, b, yp, yb, emb, tok);
+		if (rc)
+			return rc < 0 ? rc : 0;
+	}
 #define EW_FWD16(CH, TX)                                                                           \
 	do {                                                                                       \
 		if (y_bf16)                                                                        \
