@@ -38,7 +38,7 @@ int policy_moe_comb_supported(int D)
  * the token's K yp rows (contiguous) copied to shared memory by 16-byte
  * cp.async first, each thread then reading its own columns from there (the
  * same values, sums and order as the 2-byte loads) */
-template <int KT, typename TP, bool ST = false>
+template <int KT, typename TP, bool ST = false, bool SO = false>
 __device__ __forceinline__ static void
 cb_bwd(uint16_t *__restrict__ dyp, float *__restrict__ dgate, const float *__restrict__ dy,
        const TP *__restrict__ yp, const float *__restrict__ gate, const int *__restrict__ rowof,
@@ -96,7 +96,12 @@ cb_bwd(uint16_t *__restrict__ dyp, float *__restrict__ dgate, const float *__res
 			for (int i = 0; i < CB_COLS; i++) {
 				int c = tid + i * CB_THREADS;
 				if (c < D) {
-					dyp[row[u] * D + c] = f2bf(g[u] * v[i]);
+					if (SO) { /* round 18: the row staged */
+						extern __shared__ float4 s_y4[];
+						((uint16_t *)s_y4)[(KT + u) * D + c] =
+						        f2bf(g[u] * v[i]);
+					} else
+						dyp[row[u] * D + c] = f2bf(g[u] * v[i]);
 					s[u] += v[i] * y[u][i];
 				}
 			}
@@ -107,6 +112,16 @@ cb_bwd(uint16_t *__restrict__ dyp, float *__restrict__ dgate, const float *__res
 		}
 	}
 	__syncthreads();
+	if (SO) { /* round 18: the K staged dyp rows by 16-byte stores */
+		extern __shared__ float4 s_y4[];
+		const uint4 *so = (const uint4 *)((const uint16_t *)s_y4 + KT * D);
+		int D8 = D / 8;
+		for (int i = tid; i < KT * D8; i += CB_THREADS) {
+			int u = i >= D8, q = i - u * D8;
+			size_t r = (size_t)rowof[(size_t)t * K + u];
+			*(uint4 *)(dyp + r * D + 8 * q) = so[i];
+		}
+	}
 	if (tid < K)
 		dgate[(size_t)t * K + tid] = red[tid][0] + red[tid][1] + red[tid][2] + red[tid][3];
 }
@@ -122,13 +137,14 @@ __global__ static void __launch_bounds__(CB_THREADS)
 
 /* round 16 (POLICY_GPU_ACT16=slots): the slots yp in bf16; ST: round 17's
  * staged rows (KT = K, D % 8 == 0, yp 16-byte aligned) */
-template <int KT, bool ST = false>
+template <int KT, bool ST = false, bool SO = false>
 __global__ static void __launch_bounds__(CB_THREADS)
         k_cb_bwd16(uint16_t *__restrict__ dyp, float *__restrict__ dgate,
                    const float *__restrict__ dy, const uint16_t *__restrict__ yp,
                    const float *__restrict__ gate, const int *__restrict__ rowof, int K, int D)
 {
-	cb_bwd<KT, uint16_t, ST>(dyp, dgate, dy, yp, gate, rowof, K, D);
+	static_assert(!SO || (ST && KT <= 2), "SO: the staged form, KT = K <= 2");
+	cb_bwd<KT, uint16_t, ST, SO>(dyp, dgate, dy, yp, gate, rowof, K, D);
 }
 
 int policy_moe_combine_bwd2(uint16_t *dyp, float *dgate, const float *dy, const float *yp,
@@ -162,7 +178,15 @@ int policy_moe_combine_bwd2_b16(uint16_t *dyp, float *dgate, const float *dy, co
 		return st;
 	if (T < 1)
 		return 0;
-	if (st && K <= 2 && D % 8 == 0 && (uintptr_t)yp % 16 == 0) {
+	if ((st == 1 || st == 3) && K <= 2 && D % 8 == 0 &&
+	    ((uintptr_t)yp | (uintptr_t)dyp) % 16 == 0) { /* round 18 */
+		if (K == 2)
+			k_cb_bwd16<2, true, true><<<T, CB_THREADS, (size_t)4 * D * 2, PST>>>(
+			        dyp, dgate, dy, yp, gate, rowof, K, D);
+		else
+			k_cb_bwd16<1, true, true><<<T, CB_THREADS, (size_t)2 * D * 2, PST>>>(
+			        dyp, dgate, dy, yp, gate, rowof, K, D);
+	} else if (st && K <= 2 && D % 8 == 0 && (uintptr_t)yp % 16 == 0) {
 		if (K == 2)
 			k_cb_bwd16<2, true><<<T, CB_THREADS, (size_t)2 * D * 2, PST>>>(
 			        dyp, dgate, dy, yp, gate, rowof, K, D);

@@ -701,11 +701,14 @@ __global__ static void __launch_bounds__(ROUTE_THREADS)
  * take: fwd E D 4 + 16 D 2, bwd RT16_NS (2 D 4 + 2 K D 2), D <= 1024, K <= 2 */
 #define RT16_SMEM (64 * 1024)
 #define RT16_NS   4 /* k_rt_bwd3's staged batches (ROUTE_BATCH3 tokens) in the ring */
+/* round 18: k_rt_fwd5's dynamic shared memory at most (E D 4 + 64 D 2 at D
+ * 1024: 160 KB) */
+#define RT18_SMEM (192 * 1024)
 
 int policy_route_rt16_mode(void)
 {
-	static const char *const names[] = {"old", "new"};
-	return policy_env_choice("POLICY_GPU_RT16", names, 2, 1);
+	static const char *const names[] = {"old", "new", "rt17", "new32"};
+	return policy_env_choice("POLICY_GPU_RT16", names, 4, 1);
 }
 
 int policy_route_v3_supported(int E, int K, int D)
@@ -1416,6 +1419,208 @@ __global__ static void __launch_bounds__(ROUTE_FWD3_THREADS)
 	}
 }
 
+/* round 18 (issue 10, POLICY_GPU_RT16=new, the default; rt17 = round 17's
+ * k_rt_fwd4<NV, bf16, true>): the bf16 forward with FB (64 or 32) tokens a
+ * block, i.e. FB / 16 of fwd4's 16-token groups: the router weight copied
+ * into shared memory once for FB tokens (fwd4: once for 16), the x rows by
+ * 16-byte cp.async with it; each warp sums 4 tokens (a weight float4 read
+ * once for 4 tokens: half fwd4's shared loads) with each lane's columns,
+ * products and order as fwd4's (acc += the 4-product dot of column c, c =
+ * lane + 32 k, k ascending), then one reduce-scatter butterfly of its 32
+ * (token, expert) sums at levels 16, 8, 4, 2, 1 (warp_sum's pairs: the same
+ * bits); then warp g runs fwd4's tail (softmax, top-k, gates, ranks, counts)
+ * for group g, the groups' tails in parallel. Outputs, scratch layout (hist
+ * and psum a 16-token group) and bits are fwd4's. */
+#define ROUTE_FWD5_TPW 4 /* tokens a warp */
+template <int NV, int FB>
+__global__ static void __launch_bounds__(FB / ROUTE_FWD5_TPW * 32)
+        k_rt_fwd5(float *__restrict__ prob, int *__restrict__ sel, float *__restrict__ gate,
+                  int *__restrict__ rowof, int *__restrict__ hist, float *__restrict__ psum,
+                  const uint16_t *__restrict__ x, const float *__restrict__ Wr, int T, int E, int K,
+                  int D, int nb)
+{
+	const int TPW = ROUTE_FWD5_TPW, NT = FB / TPW * 32, G = FB / ROUTE_FWD3_TOKENS;
+	static_assert(TPW == 4 && ROUTE_EMAX == 8, "the butterfly below takes 32 sums a warp");
+	static_assert(FB % ROUTE_FWD3_TOKENS == 0 && G <= NT / 32, "a warp a group's tail");
+	extern __shared__ float4 s_w4[]; /* (E, D / 4), then the x rows (FB, D) bf16 */
+	__shared__ float s_l[FB][ROUTE_EMAX];
+	__shared__ float s_p[FB][ROUTE_EMAX];
+	__shared__ int s_sel[G][ROUTE_FWD3_TOKENS * ROUTE_EMAX];
+	int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, D4 = D / 4, n4 = E * D4;
+	int t0 = blockIdx.x * FB, nt = T - t0 < FB ? T - t0 : FB;
+	float acc[TPW * ROUTE_EMAX];
+
+	{
+		unsigned sw = (unsigned)__cvta_generic_to_shared(s_w4);
+		for (int i = tid; i < n4; i += NT)
+			asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(sw + 16 * i),
+			             "l"(Wr + (size_t)i * 4));
+		const uint16_t *xs = x + (size_t)t0 * D;
+		unsigned sx = sw + 16 * n4;
+		for (int i = tid; i < nt * D / 8; i += NT)
+			asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(sx + 16 * i),
+			             "l"(xs + (size_t)i * 8));
+		asm volatile("cp.async.commit_group;" ::: "memory");
+	}
+#pragma unroll
+	for (int i = 0; i < TPW * ROUTE_EMAX; i++)
+		acc[i] = 0;
+	asm volatile("cp.async.wait_all;" ::: "memory");
+	__syncthreads();
+	{
+		const uint2 *xr = (const uint2 *)(s_w4 + n4);
+#pragma unroll
+		for (int k = 0; k < NV; k++) {
+			int c = lane + 32 * k;
+			if (c < D4) {
+				float4 a[TPW];
+#pragma unroll
+				for (int u = 0; u < TPW; u++) {
+					int tl = w * TPW + u;
+					uint2 q = tl < nt ? xr[(size_t)tl * D4 + c]
+					                  : make_uint2(0u, 0u);
+					a[u] = make_float4(__uint_as_float(q.x << 16),
+					                   __uint_as_float(q.x & 0xffff0000u),
+					                   __uint_as_float(q.y << 16),
+					                   __uint_as_float(q.y & 0xffff0000u));
+				}
+#pragma unroll
+				for (int e = 0; e < ROUTE_EMAX; e++)
+					if (e < E) {
+						float4 b = s_w4[e * D4 + c];
+#pragma unroll
+						for (int u = 0; u < TPW; u++)
+							acc[u * ROUTE_EMAX + e] +=
+							        a[u].x * b.x + a[u].y * b.y +
+							        a[u].z * b.z + a[u].w * b.w;
+					}
+			}
+		}
+	}
+	/* reduce-scatter: at level o a lane keeps the half of its values its
+	 * bit o selects and adds the partner's copy (own + partner, as
+	 * warp_sum); lane l ends with value l = token (l >> 3) of the warp,
+	 * expert l & 7 */
+	{
+		const unsigned full = 0xffffffffu;
+		float b16[16], b8[8], b4[4], b2[2], b1;
+		int h = lane >> 4 & 1;
+#pragma unroll
+		for (int j = 0; j < 16; j++) {
+			float keep = h ? acc[j + 16] : acc[j], send = h ? acc[j] : acc[j + 16];
+			b16[j] = keep + __shfl_xor_sync(full, send, 16);
+		}
+		h = lane >> 3 & 1;
+#pragma unroll
+		for (int j = 0; j < 8; j++) {
+			float keep = h ? b16[j + 8] : b16[j], send = h ? b16[j] : b16[j + 8];
+			b8[j] = keep + __shfl_xor_sync(full, send, 8);
+		}
+		h = lane >> 2 & 1;
+#pragma unroll
+		for (int j = 0; j < 4; j++) {
+			float keep = h ? b8[j + 4] : b8[j], send = h ? b8[j] : b8[j + 4];
+			b4[j] = keep + __shfl_xor_sync(full, send, 4);
+		}
+		h = lane >> 1 & 1;
+#pragma unroll
+		for (int j = 0; j < 2; j++) {
+			float keep = h ? b4[j + 2] : b4[j], send = h ? b4[j] : b4[j + 2];
+			b2[j] = keep + __shfl_xor_sync(full, send, 2);
+		}
+		h = lane & 1;
+		{
+			float keep = h ? b2[1] : b2[0], send = h ? b2[0] : b2[1];
+			b1 = keep + __shfl_xor_sync(full, send, 1);
+		}
+		s_l[w * TPW + (lane >> 3)][lane & 7] = b1;
+	}
+	__syncthreads();
+	if (w >= G)
+		return;
+	/* warp w: fwd4's tail for group w (16 tokens; scratch slot vb) */
+	int vb = blockIdx.x * G + w, g0 = w * ROUTE_FWD3_TOKENS, ng = nt - g0;
+	if (ng <= 0)
+		return;
+	if (ng > ROUTE_FWD3_TOKENS)
+		ng = ROUTE_FWD3_TOKENS;
+	int nA = ng * K;
+	if (lane < ng) {
+		size_t t = (size_t)t0 + g0 + lane;
+		float p[ROUTE_EMAX], gv[ROUTE_EMAX], mx = -INFINITY, z = 0, S = 0;
+		const float *lg = s_l[g0 + lane];
+		int sl[ROUTE_EMAX];
+		unsigned taken = 0;
+#pragma unroll
+		for (int e = 0; e < ROUTE_EMAX; e++)
+			if (e < E)
+				mx = fmaxf(mx, lg[e]);
+#pragma unroll
+		for (int e = 0; e < ROUTE_EMAX; e++)
+			if (e < E)
+				z += (p[e] = expf(lg[e] - mx));
+#pragma unroll
+		for (int e = 0; e < ROUTE_EMAX; e++)
+			if (e < E)
+				p[e] /= z;
+#pragma unroll
+		for (int j = 0; j < ROUTE_EMAX; j++)
+			if (j < K) {
+				int best = -1;
+				float bv = 0;
+#pragma unroll
+				for (int e = 0; e < ROUTE_EMAX; e++)
+					if (e < E && !(taken >> e & 1u) &&
+					    (best < 0 || p[e] > bv)) {
+						best = e;
+						bv = p[e];
+					}
+				taken |= 1u << best;
+				sl[j] = best;
+				gv[j] = bv;
+				S += bv;
+			}
+#pragma unroll
+		for (int j = 0; j < ROUTE_EMAX; j++)
+			if (j < K) {
+				sel[t * K + j] = sl[j];
+				gate[t * K + j] = gv[j] / S;
+				s_sel[w][lane * K + j] = sl[j];
+			}
+#pragma unroll
+		for (int e = 0; e < ROUTE_EMAX; e++)
+			if (e < E) {
+				prob[t * E + e] = p[e];
+				s_p[g0 + lane][e] = p[e];
+			}
+	}
+	__syncwarp();
+	{ /* the ranks, counts and sums as k_rt_fwd4 */
+		int run = 0;
+		for (int base = 0; base < nA; base += 32) {
+			int a = base + lane, e = a < nA ? s_sel[w][a] : -1;
+			unsigned peers = __match_any_sync(0xffffffffu, e);
+			int rk = __popc(peers & ((1u << lane) - 1u));
+			int before = __shfl_sync(0xffffffffu, run, e < 0 ? 0 : e);
+			if (e >= 0)
+				rowof[((size_t)t0 + g0) * K + a] = before + rk;
+#pragma unroll
+			for (int q = 0; q < ROUTE_EMAX; q++) {
+				unsigned b = __ballot_sync(0xffffffffu, e == q);
+				if (lane == q)
+					run += __popc(b);
+			}
+		}
+		if (lane < E) {
+			float s = 0;
+			for (int tl = 0; tl < ng; tl++)
+				s += s_p[g0 + tl][lane];
+			hist[(size_t)lane * nb + vb] = run;
+			psum[(size_t)lane * nb + vb] = s;
+		}
+	}
+}
+
 static int fwd3_launch(float *prob, int *sel, float *gate, int *rowof, float *scratch,
                        const float *x, const float *Wr, int T, int E, int K, int D)
 {
@@ -1491,8 +1696,51 @@ int policy_route_fwd_b16(float *prob, int *sel, float *gate, int *rowof, float *
 		return st;
 	if (T < 1)
 		return 0;
-	/* round 17: the x rows staged by 16-byte cp.async where they can be */
-	st = st && D % 8 == 0 && ((uintptr_t)x | (uintptr_t)Wr) % 16 == 0;
+	/* round 17: the x rows staged by 16-byte cp.async where they can be;
+	 * round 18: by k_rt_fwd5 (64 or 32 tokens a block) unless rt17 */
+	st = D % 8 == 0 && ((uintptr_t)x | (uintptr_t)Wr) % 16 == 0 ? st : 0;
+	if (st == 1 || st == 3) {
+		int fb = st == 1 ? 64 : 32;
+		sm += (size_t)fb * D * 2;
+#define FWD5(n)                                                                                    \
+	case n:                                                                                    \
+		if (fb == 64) {                                                                    \
+			static int attr_;                                                          \
+			if (!attr_)                                                                \
+				CK(cudaFuncSetAttribute(                                           \
+				        k_rt_fwd5<n, 64>,                                          \
+				        cudaFuncAttributeMaxDynamicSharedMemorySize, RT18_SMEM));  \
+			attr_ = 1;                                                                 \
+			k_rt_fwd5<n, 64><<<nblk(T, 64), 64 / ROUTE_FWD5_TPW * 32, sm, PST>>>(      \
+			        prob, sel, gate, rowof, hist, psum, x, Wr, T, E, K, D, nb);        \
+		} else {                                                                           \
+			static int attr_;                                                          \
+			if (!attr_)                                                                \
+				CK(cudaFuncSetAttribute(                                           \
+				        k_rt_fwd5<n, 32>,                                          \
+				        cudaFuncAttributeMaxDynamicSharedMemorySize, RT18_SMEM));  \
+			attr_ = 1;                                                                 \
+			k_rt_fwd5<n, 32><<<nblk(T, 32), 32 / ROUTE_FWD5_TPW * 32, sm, PST>>>(      \
+			        prob, sel, gate, rowof, hist, psum, x, Wr, T, E, K, D, nb);        \
+		}                                                                                  \
+		break
+		switch (nv) {
+			FWD5(1);
+			FWD5(2);
+			FWD5(3);
+			FWD5(4);
+			FWD5(5);
+			FWD5(6);
+			FWD5(7);
+			FWD5(8);
+		default:
+			return swerve_error_set(SWERVE_EINVAL, "gpu route v4: D %d not supported",
+			                        D);
+		}
+#undef FWD5
+		LAUNCHED();
+		return 0;
+	}
 	if (st)
 		sm += (size_t)ROUTE_FWD3_TOKENS * D * 2;
 #define FWD4B(n)                                                                                   \

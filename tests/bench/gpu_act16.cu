@@ -179,12 +179,15 @@ int main(void)
 	        nop, [&] { SW(policy_ew_rms_bwd16(dn, NULL, 1, dw, dy, xh, w, rstd, T, D)); });
 
 	/* round 17: the bf16 passes again on round 16's loads (POLICY_GPU_RT16=
-	 * old: 2 or 8 bytes a thread) and once more on the default (new: rows
-	 * staged by 16-byte cp.async), same process, same inputs */
-	double o[2][4];
-	for (int k = 0; k < 2; k++) {
-		if (k == 0)
-			setenv("POLICY_GPU_RT16", "old", 1);
+	 * old: 2 or 8 bytes a thread), round 17's staged rows (rt17), and once
+	 * more on the default (new, round 18: route fwd 64 tokens a block,
+	 * combine bwd's dyp rows staged for 16-byte stores) and new32 (32 tokens
+	 * a block), same process, same inputs */
+	static const char *const modes[4] = {"old", "rt17", NULL, "new32"};
+	double o[4][4];
+	for (int k = 0; k < 4; k++) {
+		if (modes[k])
+			setenv("POLICY_GPU_RT16", modes[k], 1);
 		else
 			unsetenv("POLICY_GPU_RT16");
 		o[k][0] = time_us(nop, [&] {
@@ -205,6 +208,7 @@ int main(void)
 			                              dgate, auxc, T, E, K, D));
 		});
 	}
+	unsetenv("POLICY_GPU_RT16");
 
 	const double MB = 1e6, X4 = nx * 4 / MB, X2 = nx * 2 / MB, R4 = nr * 4 / MB,
 	             R2 = nr * 2 / MB;
@@ -231,6 +235,17 @@ int main(void)
 	row("combine bwd, yp bf16", X4 + R2 + R2, X4 + R2 + R2, o[0][1], o[1][1]);
 	row("route bwd + slot sum, slots bf16", 2 * X4 + R2, 2 * X4 + R2, o[0][2], o[1][2]);
 	row("route bwd + slot sum, x bf16 too", X4 + X2 + R2, X4 + X2 + R2, o[0][3], o[1][3]);
+	printf("\nround 18: POLICY_GPU_RT16=rt17 (round 17's staged rows) -> new (the default: "
+	       "route fwd 64 tokens a block, combine bwd dyp by 16-byte stores); new32: route "
+	       "fwd 32 tokens a block\n");
+	printf("%-44s %7s %7s %7s %7s %8s %8s %7s %6s %6s\n", "pass: rt17 -> new (bf16 both)", "MB",
+	       "MB", "floor", "floor", "rt17 us", "new us", "speedup", "GB/s", "GB/s");
+	row("route fwd v4, xp bf16", X2, X2, o[1][0], o[2][0]);
+	row("route fwd v4, xp bf16 (rt17 -> new32)", X2, X2, o[1][0], o[3][0]);
+	row("combine bwd, yp bf16", X4 + R2 + R2, X4 + R2 + R2, o[1][1], o[2][1]);
+	row("combine bwd, yp bf16 (rt17 -> new32)", X4 + R2 + R2, X4 + R2 + R2, o[1][1], o[3][1]);
+	row("route bwd + slot sum, x bf16 (unchanged)", X4 + X2 + R2, X4 + X2 + R2, o[1][3],
+	    o[2][3]);
 	printf("(new in the first table, same process: fwd %.1f, combine %.1f, bwd %.1f / %.1f "
 	       "us)\n",
 	       r2, c1, b1, b2);

@@ -112,7 +112,8 @@ static int cmp_f32(const char *what, const float *a, const float *b, size_t n, d
 	return bad;
 }
 
-static const int T = 333, E = 8, K = 2;
+static int T = 333; /* round 18: 301 too (a 45-token last block of 64) */
+static const int E = 8, K = 2;
 static const float EPS = 1e-6f;
 
 /* the residual add + RMSNorm: after the attention (a + b, y fp32 + yb, or
@@ -399,6 +400,39 @@ static int test_route_comb_rt16_old(void)
 	return r;
 }
 
+/* round 18: the same cases on round 17's kernels (rt17), on route fwd with
+ * 32 tokens a block (new32), and on the default (new: 64 tokens a block,
+ * dyp stored by 16-byte pieces) at T 301 (last blocks of 45 / 13 tokens:
+ * a part-filled group after two full ones); all must give the fp32 bits */
+static int rt16_mode_case(const char *mode, int t)
+{
+	int r;
+	if (!have_gpu())
+		return GPU_SKIP;
+	if (mode)
+		setenv("POLICY_GPU_RT16", mode, 1);
+	T = t;
+	printf(" POLICY_GPU_RT16=%s, T %d\n", mode ? mode : "(default, new)", T);
+	r = route_case(128, 128) || route_case(768, 1024);
+	T = 333;
+	unsetenv("POLICY_GPU_RT16");
+	return r;
+}
+static int test_route_comb_rt17(void)
+{
+	return rt16_mode_case("rt17", 333);
+}
+static int test_route_comb_new32(void)
+{
+	if (!have_gpu())
+		return GPU_SKIP;
+	return rt16_mode_case("new32", 333) || rt16_mode_case("new32", 301);
+}
+static int test_route_comb_new_t301(void)
+{
+	return rt16_mode_case(NULL, 301);
+}
+
 /* a misspelt POLICY_GPU_RT16 is refused by each function it steers */
 static int test_rt16_bad_switch(void)
 {
@@ -431,6 +465,10 @@ int main(void)
 	        {"rt17: the same on round 16's bf16 loads (POLICY_GPU_RT16=old)",
 	         test_route_comb_rt16_old},
 	        {"rt17: POLICY_GPU_RT16 misspelt is refused", test_rt16_bad_switch},
+	        {"rt18: the same on round 17's kernels (POLICY_GPU_RT16=rt17)",
+	         test_route_comb_rt17},
+	        {"rt18: route fwd 32 tokens a block (new32), T 333 and 301", test_route_comb_new32},
+	        {"rt18: the default (new) at T 301", test_route_comb_new_t301},
 	};
 	gpu_rng_seed();
 	return gpu_run_tests(tests, (int)(sizeof(tests) / sizeof(tests[0])));
