@@ -178,8 +178,12 @@ int policy_moe_combine_bwd2_b16(uint16_t *dyp, float *dgate, const float *dy, co
 		return st;
 	if (T < 1)
 		return 0;
-	if ((st == 1 || st == 3) && K <= 2 && D % 8 == 0 &&
-	    ((uintptr_t)yp | (uintptr_t)dyp) % 16 == 0) { /* round 18 */
+	/* round 18 (POLICY_GPU_RT16=rt18 / rt18_32, opt-in): the dyp rows staged
+	 * for 16-byte stores; same bits, measured slower (H100, 2026-11-27,
+	 * gpu_act16: 32.5 -> 35.9 us: the extra barrier and shared round trip
+	 * cost more than the 2-byte stores, already 64 contiguous bytes a warp) */
+	if ((st == 2 || st == 3) && K <= 2 && D % 8 == 0 &&
+	    ((uintptr_t)yp | (uintptr_t)dyp) % 16 == 0) {
 		if (K == 2)
 			k_cb_bwd16<2, true, true><<<T, CB_THREADS, (size_t)4 * D * 2, PST>>>(
 			        dyp, dgate, dy, yp, gate, rowof, K, D);

@@ -707,7 +707,7 @@ __global__ static void __launch_bounds__(ROUTE_THREADS)
 
 int policy_route_rt16_mode(void)
 {
-	static const char *const names[] = {"old", "new", "rt17", "new32"};
+	static const char *const names[] = {"old", "new", "rt18", "rt18_32"};
 	return policy_env_choice("POLICY_GPU_RT16", names, 4, 1);
 }
 
@@ -1419,8 +1419,9 @@ __global__ static void __launch_bounds__(ROUTE_FWD3_THREADS)
 	}
 }
 
-/* round 18 (issue 10, POLICY_GPU_RT16=new, the default; rt17 = round 17's
- * k_rt_fwd4<NV, bf16, true>): the bf16 forward with FB (64 or 32) tokens a
+/* round 18 (issue 10, POLICY_GPU_RT16=rt18 / rt18_32, opt-in; the default,
+ * new, stays round 17's k_rt_fwd4<NV, bf16, true>): the bf16 forward with FB
+ * (64 or 32) tokens a
  * block, i.e. FB / 16 of fwd4's 16-token groups: the router weight copied
  * into shared memory once for FB tokens (fwd4: once for 16), the x rows by
  * 16-byte cp.async with it; each warp sums 4 tokens (a weight float4 read
@@ -1430,7 +1431,12 @@ __global__ static void __launch_bounds__(ROUTE_FWD3_THREADS)
  * (token, expert) sums at levels 16, 8, 4, 2, 1 (warp_sum's pairs: the same
  * bits); then warp g runs fwd4's tail (softmax, top-k, gates, ranks, counts)
  * for group g, the groups' tails in parallel. Outputs, scratch layout (hist
- * and psum a 16-token group) and bits are fwd4's. */
+ * and psum a 16-token group) and bits are fwd4's.
+ * Measured (H100, 2026-11-27, tests/bench/gpu_act16, L2 flushed, median of
+ * 25; T 8192, D 768): slower than fwd4 staged, 16.3 us -> 17.7 (64 tokens
+ * a block) / 17.4 (32), same bits (test_act16): one 129 KB block an SM (or
+ * 3 of 74 KB) leaves no other block's sums to overlap a block's loads; so
+ * not the default. */
 #define ROUTE_FWD5_TPW 4 /* tokens a warp */
 template <int NV, int FB>
 __global__ static void __launch_bounds__(FB / ROUTE_FWD5_TPW * 32)
@@ -1697,10 +1703,10 @@ int policy_route_fwd_b16(float *prob, int *sel, float *gate, int *rowof, float *
 	if (T < 1)
 		return 0;
 	/* round 17: the x rows staged by 16-byte cp.async where they can be;
-	 * round 18: by k_rt_fwd5 (64 or 32 tokens a block) unless rt17 */
+	 * round 18 (opt-in): by k_rt_fwd5 (rt18: 64 tokens a block, rt18_32: 32) */
 	st = D % 8 == 0 && ((uintptr_t)x | (uintptr_t)Wr) % 16 == 0 ? st : 0;
-	if (st == 1 || st == 3) {
-		int fb = st == 1 ? 64 : 32;
+	if (st == 2 || st == 3) {
+		int fb = st == 2 ? 64 : 32;
 		sm += (size_t)fb * D * 2;
 #define FWD5(n)                                                                                    \
 	case n:                                                                                    \

@@ -88,16 +88,16 @@ int policy_route_bwd_slots_b16(float *dn, float *scratch, const uint16_t *slots,
                                int x16, const float *Wr, const float *prob, const int *sel,
                                const float *gate, const float *dgate, const float *auxc, int T,
                                int E, int K, int D);
-/* round 17 (issue 10): POLICY_GPU_RT16=old|new|rt17|new32 (default new):
- * rt17 stages the bf16 rows the two functions above (and
+/* round 17 (issue 10): POLICY_GPU_RT16=old|new|rt18|rt18_32 (default new):
+ * new stages the bf16 rows the two functions above (and
  * policy_moe_combine_bwd2_b16) read into shared memory by 16-byte cp.async
  * (same arithmetic, same bits); old is round 16's loads (2 or 8 bytes a
- * thread); new (round 18) is rt17 with the route forward taking 64 tokens a
- * block (k_rt_fwd5: the router weight copied once for 4 groups of 16, the
- * groups' softmax / top-k tails in parallel) and the combine backward's dyp
- * rows staged for 16-byte stores; new32: new with 32 tokens a block. Same
- * bits in every mode. Returns 0 old, 1 new, 2 rt17, 3 new32, SWERVE_EINVAL
- * for another value */
+ * thread); rt18 (round 18, opt-in: measured slower) is new with the route
+ * forward taking 64 tokens a block (k_rt_fwd5: the router weight copied once
+ * for 4 groups of 16, the groups' softmax / top-k tails in parallel) and the
+ * combine backward's dyp rows staged for 16-byte stores; rt18_32: rt18 with
+ * 32 tokens a block. Same bits in every mode. Returns 0 old, 1 new, 2 rt18,
+ * 3 rt18_32, SWERVE_EINVAL for another value */
 int policy_route_rt16_mode(void);
 
 #endif

@@ -179,11 +179,11 @@ int main(void)
 	        nop, [&] { SW(policy_ew_rms_bwd16(dn, NULL, 1, dw, dy, xh, w, rstd, T, D)); });
 
 	/* round 17: the bf16 passes again on round 16's loads (POLICY_GPU_RT16=
-	 * old: 2 or 8 bytes a thread), round 17's staged rows (rt17), and once
-	 * more on the default (new, round 18: route fwd 64 tokens a block,
-	 * combine bwd's dyp rows staged for 16-byte stores) and new32 (32 tokens
-	 * a block), same process, same inputs */
-	static const char *const modes[4] = {"old", "rt17", NULL, "new32"};
+	 * old: 2 or 8 bytes a thread), once more on the default (new: round 17's
+	 * staged rows), and on round 18's opt-in forms (rt18: route fwd 64 tokens
+	 * a block, combine bwd's dyp rows staged for 16-byte stores; rt18_32: 32
+	 * tokens a block), same process, same inputs */
+	static const char *const modes[4] = {"old", NULL, "rt18", "rt18_32"};
 	double o[4][4];
 	for (int k = 0; k < 4; k++) {
 		if (modes[k])
@@ -235,15 +235,15 @@ int main(void)
 	row("combine bwd, yp bf16", X4 + R2 + R2, X4 + R2 + R2, o[0][1], o[1][1]);
 	row("route bwd + slot sum, slots bf16", 2 * X4 + R2, 2 * X4 + R2, o[0][2], o[1][2]);
 	row("route bwd + slot sum, x bf16 too", X4 + X2 + R2, X4 + X2 + R2, o[0][3], o[1][3]);
-	printf("\nround 18: POLICY_GPU_RT16=rt17 (round 17's staged rows) -> new (the default: "
-	       "route fwd 64 tokens a block, combine bwd dyp by 16-byte stores); new32: route "
+	printf("\nround 18: POLICY_GPU_RT16=new (the default: round 17's staged rows) -> rt18 "
+	       "(route fwd 64 tokens a block, combine bwd dyp by 16-byte stores); rt18_32: route "
 	       "fwd 32 tokens a block\n");
-	printf("%-44s %7s %7s %7s %7s %8s %8s %7s %6s %6s\n", "pass: rt17 -> new (bf16 both)", "MB",
-	       "MB", "floor", "floor", "rt17 us", "new us", "speedup", "GB/s", "GB/s");
+	printf("%-44s %7s %7s %7s %7s %8s %8s %7s %6s %6s\n", "pass: new -> rt18 (bf16 both)", "MB",
+	       "MB", "floor", "floor", "new us", "rt18 us", "speedup", "GB/s", "GB/s");
 	row("route fwd v4, xp bf16", X2, X2, o[1][0], o[2][0]);
-	row("route fwd v4, xp bf16 (rt17 -> new32)", X2, X2, o[1][0], o[3][0]);
+	row("route fwd v4, xp bf16 (new -> rt18_32)", X2, X2, o[1][0], o[3][0]);
 	row("combine bwd, yp bf16", X4 + R2 + R2, X4 + R2 + R2, o[1][1], o[2][1]);
-	row("combine bwd, yp bf16 (rt17 -> new32)", X4 + R2 + R2, X4 + R2 + R2, o[1][1], o[3][1]);
+	row("combine bwd, yp bf16 (new -> rt18_32)", X4 + R2 + R2, X4 + R2 + R2, o[1][1], o[3][1]);
 	row("route bwd + slot sum, x bf16 (unchanged)", X4 + X2 + R2, X4 + X2 + R2, o[1][3],
 	    o[2][3]);
 	printf("(new in the first table, same process: fwd %.1f, combine %.1f, bwd %.1f / %.1f "

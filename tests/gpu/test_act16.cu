@@ -400,10 +400,11 @@ static int test_route_comb_rt16_old(void)
 	return r;
 }
 
-/* round 18: the same cases on round 17's kernels (rt17), on route fwd with
- * 32 tokens a block (new32), and on the default (new: 64 tokens a block,
- * dyp stored by 16-byte pieces) at T 301 (last blocks of 45 / 13 tokens:
- * a part-filled group after two full ones); all must give the fp32 bits */
+/* round 18: the same cases on the opt-in round 18 kernels, rt18 (route fwd
+ * 64 tokens a block, dyp stored by 16-byte pieces) and rt18_32 (32 tokens
+ * a block), at T 333 and 301 (last blocks of 45 / 13 tokens: a part-filled
+ * group after two full ones), and on the default (new) at T 301; all must
+ * give the fp32 bits */
 static int rt16_mode_case(const char *mode, int t)
 {
 	int r;
@@ -418,15 +419,17 @@ static int rt16_mode_case(const char *mode, int t)
 	unsetenv("POLICY_GPU_RT16");
 	return r;
 }
-static int test_route_comb_rt17(void)
-{
-	return rt16_mode_case("rt17", 333);
-}
-static int test_route_comb_new32(void)
+static int test_route_comb_rt18(void)
 {
 	if (!have_gpu())
 		return GPU_SKIP;
-	return rt16_mode_case("new32", 333) || rt16_mode_case("new32", 301);
+	return rt16_mode_case("rt18", 333) || rt16_mode_case("rt18", 301);
+}
+static int test_route_comb_rt18_32(void)
+{
+	if (!have_gpu())
+		return GPU_SKIP;
+	return rt16_mode_case("rt18_32", 333) || rt16_mode_case("rt18_32", 301);
 }
 static int test_route_comb_new_t301(void)
 {
@@ -465,9 +468,11 @@ int main(void)
 	        {"rt17: the same on round 16's bf16 loads (POLICY_GPU_RT16=old)",
 	         test_route_comb_rt16_old},
 	        {"rt17: POLICY_GPU_RT16 misspelt is refused", test_rt16_bad_switch},
-	        {"rt18: the same on round 17's kernels (POLICY_GPU_RT16=rt17)",
-	         test_route_comb_rt17},
-	        {"rt18: route fwd 32 tokens a block (new32), T 333 and 301", test_route_comb_new32},
+	        {"rt18: route fwd 64 tokens a block, dyp 16-byte stores (POLICY_GPU_RT16=rt18), "
+	         "T 333 and 301",
+	         test_route_comb_rt18},
+	        {"rt18: route fwd 32 tokens a block (rt18_32), T 333 and 301",
+	         test_route_comb_rt18_32},
 	        {"rt18: the default (new) at T 301", test_route_comb_new_t301},
 	};
 	gpu_rng_seed();
