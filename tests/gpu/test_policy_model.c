@@ -139,6 +139,14 @@ static int act32_storage(void)
 	return act && !strcmp(act, "fp32");
 }
 
+/* POLICY_GPU_ACT16's bf16 residual stream (resid, the default since round
+ * 16, or stream): rounding points the CPU reference does not emulate */
+static int act16_stream(void)
+{
+	const char *v = getenv("POLICY_GPU_ACT16");
+	return !v || !*v || !strcmp(v, "resid") || !strcmp(v, "stream");
+}
+
 static int bf16_round_points(void)
 {
 	const char *lin = getenv("POLICY_GPU_LIGHTNING"), *act = getenv("POLICY_GPU_ACT");
@@ -313,10 +321,16 @@ static int check_model(enum policy_gpu_precision prec, int pg, int adam_steps)
 	for (int i = 0; i < f.L.n; i++) {
 		/* fp32 activation storage: cuBLAS's FAST_16BF may or may not round a
 		 * GEMM's operands to bf16 (it picks the kernel), so the rounding
-		 * points cannot be emulated; a tensor is held to twice the distance
-		 * bf16 rounding moves it on the CPU where that exceeds tol_g (only
-		 * ill-conditioned fixtures: layer 0's wq/wk, see above) */
-		double tol = act32_storage() && 2 * sens[i] > tol_g ? 2 * sens[i] : tol_g;
+		 * points cannot be emulated; nor does the reference round the bf16
+		 * residual stream (ACT16=resid / stream). There a tensor is held to
+		 * twice the distance bf16 rounding moves it on the CPU where that
+		 * exceeds tol_g (only ill-conditioned fixtures: layer 0's wq/wk, see
+		 * above; H100, 2026-11-27, under resid: wq 8.7e-2 / wk 9.7e-2 at a
+		 * seed whose rounded reference is 1.48e-1 from the exact one) */
+		double tol = (act32_storage() || (prec == POLICY_GPU_BF16 && act16_stream())) &&
+		                             2 * sens[i] > tol_g
+		                     ? 2 * sens[i]
+		                     : tol_g;
 		if (tol > tol_g)
 			printf("  %-24s held to %.2e: bf16 rounding moves it %.2e on the CPU\n",
 			       f.L.t[i].name, tol, sens[i]);
