@@ -1458,7 +1458,8 @@ static int aligned(const void *p)
 
 /* the variant: POLICY_GPU_MOE_KERNEL=mma (0), wg (1), wg256 (2), wgp (3),
  * wgm (4), ws2 (5), wgt (6), wgtd (7, the default in rounds 6-9), wgtdp,
- * wsb, wsb2 (the default since round 10) or wsb3 (see below); read
+ * wsb, wsb2 (the default in rounds 10-15), wsb3, wsb3w (the default since
+ * round 16; see below); read
  * at each launch, so one process
  * can time them all. H100, one layer's six products at the benchmark's
  * shape (tests/bench/gpu_train_moe), balanced / skewed routing, 2026-11-26:

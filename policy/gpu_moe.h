@@ -101,10 +101,10 @@ int policy_moe_down_dw(const struct policy_moe_dims *d, float *dw2, const uint16
 /* dxp[perm[row]] = dh13[row] [W1_e; W3_e] (fp32) */
 int policy_moe_up_dx(const struct policy_moe_dims *d, float *dxp, const uint16_t *dh13,
                      const uint16_t *w1, const uint16_t *w3);
-/* round 16 (issue 10, POLICY_GPU_ACT16=slots, opt-in): policy_moe_down and
+/* round 16 (issue 10, POLICY_GPU_ACT16=slots / resid, resid the default): policy_moe_down and
  * policy_moe_up_dx with yp / dxp (R, D) stored in bf16 (fp32 accumulation,
  * rounded once to nearest even); only the variants that run wsb2's kernel
- * for these products (wsb2, the default, wsb3, wsb5, wsb6u, wsb3w; up dX:
+ * for these products (wsb2, wsb3, wsb5, wsb6u, wsb3w (the default); up dX:
  * F % 64 == 0); others are SWERVE_EINVAL with a message */
 int policy_moe_slots16_supported(int F); /* 1 when the variant and F take them */
 int policy_moe_down_b16(const struct policy_moe_dims *d, uint16_t *yp, const uint16_t *hh,
