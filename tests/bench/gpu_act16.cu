@@ -18,14 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void *flushbuf;
-static const size_t FLUSH = (size_t)128 << 20;
-
-template <typename P, typename F> static double time_us(P prep, F f, int reps = 25)
-{
-	return bench_flushed_us(flushbuf, FLUSH, prep, f, reps);
-}
-
 static void row(const char *what, double mb0, double mb1, double us0, double us1)
 {
 	printf("%-44s %7.1f %7.1f %7.1f %7.1f %8.1f %8.1f %6.2fx %6.0f %6.0f\n", what, mb0, mb1,
@@ -44,7 +36,6 @@ int main(void)
 		return 0;
 	}
 	CK(cudaGetDeviceProperties(&prop, 0));
-	CK(cudaMalloc(&flushbuf, FLUSH));
 
 	float *x, *x2, *dn, *wr, *prob, *gate, *dgate, *auxc, *ws, *dy, *yp, *dxp, *w, *rstd, *dw;
 	float *y32;
@@ -117,65 +108,67 @@ int main(void)
 	/* forward: the add after the attention (xin + dn -> hmid, n2 fp32 + xp
 	 * bf16; resid: xin, hmid bf16, xp only), the add after the MoE with the
 	 * combine (hmid + sum gate yp -> next xin, n1 bf16) */
-	double a0 = time_us(nop, [&] {
+	double a0 = bench_cold_us(nop, [&] {
 		SW(policy_ew_add_rms(x2, y32, 0, yb, rstd, x, NULL, NULL, dn, NULL, NULL, 0, w, T,
 		                     D, eps));
 	});
-	double a2 = time_us(nop, [&] {
+	double a2 = bench_cold_us(nop, [&] {
 		SW(policy_ew_add_rms16(xh2, 1, yb, 1, NULL, rstd, xh, NULL, NULL, dn, NULL, 0, NULL,
 		                       0, w, T, D, eps));
 	});
-	double m0 = time_us(nop, [&] {
+	double m0 = bench_cold_us(nop, [&] {
 		SW(policy_ew_add_rms(x2, yb, 1, NULL, rstd, x, NULL, NULL, NULL, yp, gate, K, w, T,
 		                     D, eps));
 	});
-	double m1 = time_us(nop, [&] {
+	double m1 = bench_cold_us(nop, [&] {
 		SW(policy_ew_add_rms16(x2, 0, yb, 1, NULL, rstd, x, NULL, NULL, NULL, yph, 1, gate,
 		                       K, w, T, D, eps));
 	});
-	double m2 = time_us(nop, [&] {
+	double m2 = bench_cold_us(nop, [&] {
 		SW(policy_ew_add_rms16(xh2, 1, yb, 1, NULL, rstd, xh, NULL, NULL, NULL, yph, 1,
 		                       gate, K, w, T, D, eps));
 	});
 	/* the router: v4 forward on n2 fp32 / xp bf16 */
-	double r0 = time_us(nop, [&] {
+	double r0 = bench_cold_us(nop, [&] {
 		SW(policy_route_fwd(prob, sel, gate, rowof, ws, x, wr, T, E, K, D, 3));
 	});
-	double r2 = time_us(nop, [&] {
+	double r2 = bench_cold_us(nop, [&] {
 		SW(policy_route_fwd_b16(prob, sel, gate, rowof, ws, xh, wr, T, E, K, D));
 	});
 	/* keep the sorted routing the products use */
 	SW(policy_route_fwd(prob, sel, gate, rowof, ws, x, wr, T, E, K, D, 3));
 	SW(policy_route_sort(perm, rowof, offs, auxc, aux, ws, sel, T, E, K, R, 1, 1, 0.01, 3));
 	/* the products that store the slots */
-	double d0 = time_us(nop, [&] { SW(policy_moe_ws_down(&dm, yp, hh, w2, 0, NULL)); });
-	double d1 = time_us(nop, [&] { SW(policy_moe_ws_down_b16(&dm, yph, hh, w2, 0, NULL)); });
-	double u0 = time_us(nop, [&] { SW(policy_moe_ws_up_dx(&dm, dxp, dh13, w1, w3, 0, NULL)); });
-	double u1 = time_us(nop,
-	                    [&] { SW(policy_moe_ws_up_dx_b16(&dm, dxph, dh13, w1, w3, 0, NULL)); });
+	double d0 = bench_cold_us(nop, [&] { SW(policy_moe_ws_down(&dm, yp, hh, w2, 0, NULL)); });
+	double d1 =
+	        bench_cold_us(nop, [&] { SW(policy_moe_ws_down_b16(&dm, yph, hh, w2, 0, NULL)); });
+	double u0 = bench_cold_us(
+	        nop, [&] { SW(policy_moe_ws_up_dx(&dm, dxp, dh13, w1, w3, 0, NULL)); });
+	double u1 = bench_cold_us(
+	        nop, [&] { SW(policy_moe_ws_up_dx_b16(&dm, dxph, dh13, w1, w3, 0, NULL)); });
 	/* backward: the combine backward, the route backward with the slot sum,
 	 * the RMSNorm backward (dx += ..., its weight gradient) */
-	double c0 = time_us(nop, [&] {
+	double c0 = bench_cold_us(nop, [&] {
 		SW(policy_moe_combine_bwd2(dyp, dgate, dy, yp, gate, rowof, T, K, D));
 	});
-	double c1 = time_us(nop, [&] {
+	double c1 = bench_cold_us(nop, [&] {
 		SW(policy_moe_combine_bwd2_b16(dyp, dgate, dy, yph, gate, rowof, T, K, D));
 	});
-	double b0 = time_us(nop, [&] {
+	double b0 = bench_cold_us(nop, [&] {
 		SW(policy_route_bwd_slots(dn, ws, dxp, x, wr, prob, sel, gate, dgate, auxc, T, E, K,
 		                          D));
 	});
-	double b1 = time_us(nop, [&] {
+	double b1 = bench_cold_us(nop, [&] {
 		SW(policy_route_bwd_slots_b16(dn, ws, dxph, x, 0, wr, prob, sel, gate, dgate, auxc,
 		                              T, E, K, D));
 	});
-	double b2 = time_us(nop, [&] {
+	double b2 = bench_cold_us(nop, [&] {
 		SW(policy_route_bwd_slots_b16(dn, ws, dxph, xh, 1, wr, prob, sel, gate, dgate, auxc,
 		                              T, E, K, D));
 	});
-	double n0 =
-	        time_us(nop, [&] { SW(policy_ew_rms_bwd(dn, NULL, 1, dw, dy, x, w, rstd, T, D)); });
-	double n2 = time_us(
+	double n0 = bench_cold_us(
+	        nop, [&] { SW(policy_ew_rms_bwd(dn, NULL, 1, dw, dy, x, w, rstd, T, D)); });
+	double n2 = bench_cold_us(
 	        nop, [&] { SW(policy_ew_rms_bwd16(dn, NULL, 1, dw, dy, xh, w, rstd, T, D)); });
 
 	/* round 17: the bf16 passes again on round 16's loads (POLICY_GPU_RT16=
@@ -190,20 +183,20 @@ int main(void)
 			setenv("POLICY_GPU_RT16", modes[k], 1);
 		else
 			unsetenv("POLICY_GPU_RT16");
-		o[k][0] = time_us(nop, [&] {
+		o[k][0] = bench_cold_us(nop, [&] {
 			SW(policy_route_fwd_b16(prob, sel, gate, rowof, ws, xh, wr, T, E, K, D));
 		});
 		SW(policy_route_fwd(prob, sel, gate, rowof, ws, x, wr, T, E, K, D, 3));
 		SW(policy_route_sort(perm, rowof, offs, auxc, aux, ws, sel, T, E, K, R, 1, 1, 0.01,
 		                     3));
-		o[k][1] = time_us(nop, [&] {
+		o[k][1] = bench_cold_us(nop, [&] {
 			SW(policy_moe_combine_bwd2_b16(dyp, dgate, dy, yph, gate, rowof, T, K, D));
 		});
-		o[k][2] = time_us(nop, [&] {
+		o[k][2] = bench_cold_us(nop, [&] {
 			SW(policy_route_bwd_slots_b16(dn, ws, dxph, x, 0, wr, prob, sel, gate,
 			                              dgate, auxc, T, E, K, D));
 		});
-		o[k][3] = time_us(nop, [&] {
+		o[k][3] = bench_cold_us(nop, [&] {
 			SW(policy_route_bwd_slots_b16(dn, ws, dxph, xh, 1, wr, prob, sel, gate,
 			                              dgate, auxc, T, E, K, D));
 		});

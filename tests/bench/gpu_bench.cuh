@@ -94,6 +94,26 @@ static double bench_flushed_us(void *flush, size_t flush_bytes, P prep, F f, int
 	return bench_median_each(prep, flush, flush_bytes, f, reps, 1) * 1e3;
 }
 
+/* a 128 MiB buffer whose memset pushes a pass's inputs out of the H100's
+ * 50 MB L2, allocated at the first call; *bytes its size */
+static inline void *bench_l2_flush_buf(size_t *bytes)
+{
+	static void *buf;
+	*bytes = (size_t)128 << 20;
+	if (!buf)
+		CK(cudaMalloc(&buf, *bytes));
+	return buf;
+}
+
+/* bench_flushed_us with that buffer: the median us of reps launches of f,
+ * each after prep() and an L2 flush */
+template <typename P, typename F> static double bench_cold_us(P prep, F f, int reps = 25)
+{
+	size_t n;
+	void *buf = bench_l2_flush_buf(&n);
+	return bench_flushed_us(buf, n, prep, f, reps);
+}
+
 /* the median over reps timed calls of f (CUDA events on the default
  * stream), in ms, after warm warm-up calls */
 template <typename F> static double bench_median_ms(F f, int reps = 20, int warm = 1)

@@ -19,15 +19,6 @@
 
 #include <string.h>
 
-static void *flushbuf;
-static const size_t FLUSH = (size_t)128 << 20;
-
-/* the median us of reps launches of f, each after prep() and an L2 flush */
-template <typename P, typename F> static double time_us(P prep, F f, int reps = 25)
-{
-	return bench_flushed_us(flushbuf, FLUSH, prep, f, reps);
-}
-
 static void row(const char *what, double mb, double old_us, double new_us)
 {
 	printf("%-40s %7.1f %7.1f %8.1f %8.1f %6.2fx %7.0f %7.0f\n", what, mb, mb / 3.0e6 * 1e6,
@@ -46,7 +37,6 @@ int main(void)
 		return 0;
 	}
 	CK(cudaGetDeviceProperties(&prop, 0));
-	CK(cudaMalloc(&flushbuf, FLUSH));
 
 	float *x, *wr, *prob, *gate, *dgate, *dn, *dwr, *auxc, *ws, *dy, *yp, *dxp;
 	int *sel, *rowof, *perm, *offs;
@@ -112,22 +102,22 @@ int main(void)
 	auto gather = [&] { SW(policy_moe_gather(&dm, xg, xb)); };
 
 	/* the forward and the sort (each variant's sort after its own forward) */
-	double f2 = time_us(nop, [&] { fwd(1); }), f3 = time_us(nop, [&] { fwd(2); });
-	double s2 = time_us([&] { fwd(1); }, [&] { sort(1); });
-	double s3 = time_us([&] { fwd(2); }, [&] { sort(2); });
-	double f4 = time_us(nop, [&] { fwd(3); }); /* v4's forward (the sort is v3's) */
+	double f2 = bench_cold_us(nop, [&] { fwd(1); }), f3 = bench_cold_us(nop, [&] { fwd(2); });
+	double s2 = bench_cold_us([&] { fwd(1); }, [&] { sort(1); });
+	double s3 = bench_cold_us([&] { fwd(2); }, [&] { sort(2); });
+	double f4 = bench_cold_us(nop, [&] { fwd(3); }); /* v4's forward (the sort is v3's) */
 
 	/* the backward passes on v3's routing (the same rows as v2's) */
-	double c0 = time_us(nop, cb_old), c1 = time_us(nop, cb_new);
-	double g0 = time_us(nop, gather);
-	double sc0 = time_us(nop, sc_old), sc1 = time_us(nop, sc_new);
-	double b2 = time_us(nop, bwd2), b3 = time_us(nop, bwd3);
-	double scb0 = time_us(nop, [&] {
+	double c0 = bench_cold_us(nop, cb_old), c1 = bench_cold_us(nop, cb_new);
+	double g0 = bench_cold_us(nop, gather);
+	double sc0 = bench_cold_us(nop, sc_old), sc1 = bench_cold_us(nop, sc_new);
+	double b2 = bench_cold_us(nop, bwd2), b3 = bench_cold_us(nop, bwd3);
+	double scb0 = bench_cold_us(nop, [&] {
 		sc_old();
 		bwd2();
 	});
-	double dw0 = time_us(nop, dw);
-	double chain0 = time_us(nop, [&] {
+	double dw0 = bench_cold_us(nop, dw);
+	double chain0 = bench_cold_us(nop, [&] {
 		fwd(1);
 		sort(1);
 		gather();
@@ -136,7 +126,7 @@ int main(void)
 		bwd2();
 		dw();
 	});
-	double chain1 = time_us(nop, [&] {
+	double chain1 = bench_cold_us(nop, [&] {
 		fwd(2);
 		sort(2);
 		gather();
