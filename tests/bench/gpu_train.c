@@ -251,7 +251,8 @@ static void profile(const struct policy_config *cfg, int seqs, int seq, const ch
 	free(cu);
 }
 
-/* argv[1] "one": only this build's default at K = 1, 3 measured steps, the
+/* argv[1] "one": only this build's default at K = 1 (GPU_TRAIN_ONE_SEQS
+ * sequences of 2048 a micro-batch, default 4), 3 measured steps, the
  * first of them (and its AdamW) between cudaProfilerStart / Stop, for a
  * per-kernel listing by ncu; argv[1] "quick": the rows marked q only (a
  * short device call); argv[1] "x": only the default at K = 4 and the extra
@@ -379,8 +380,12 @@ int main(int argc, char **argv)
 	}
 	if (argc > 1 && !strcmp(argv[1], "one")) {
 		struct result o1;
+		const char *os = getenv("GPU_TRAIN_ONE_SEQS"); /* sequences of 2048 (default 4) */
+		int one_seqs = os ? atoi(os) : 4;
+		if (one_seqs < 1 || one_seqs > 64)
+			DIE("gpu_train: GPU_TRAIN_ONE_SEQS=%s: expected 1..64 sequences", os);
 		prof_one = 1;
-		o1 = run(&c, POLICY_GPU_BF16, 4, 2048, 3, "one", 1);
+		o1 = run(&c, POLICY_GPU_BF16, one_seqs, 2048, 3, "one", 1);
 		printf("one: K = 1 step %.2f ms (forward %.2f, AdamW %.2f), %.0f tokens/s, %.1f "
 		       "TFLOP/s\n",
 		       o1.step_s * 1e3, o1.fwd_s * 1e3, o1.adam_s * 1e3, o1.tok_s, o1.tflops);

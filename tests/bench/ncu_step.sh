@@ -7,6 +7,7 @@
 # Run by hand on the GPU machine (not part of bench-gpu: ~40 s); ncu
 # serialises the kernels and flushes the caches between them, so the sum of
 # the durations is not the step's wall time, which gpu_train prints first.
+# GPU_TRAIN_ONE_SEQS=32 in the environment lists a 65,536-token micro-batch.
 # Output: the table on stdout; the raw CSV and the launch order in $OUT (or
 # ./out). Needs ncu (CUDA's Nsight Compute) and a CUDA device.
 set -e
