@@ -279,6 +279,12 @@ struct policy_gpu {
 	 * path with the v3 / v4 route (a16r: v4), gpu_ew.cu, gpu_comb.cu and
 	 * wsb2's down / up dX kernel run, else off */
 	int act16, a16x, a16r;
+	/* round 19 (issue 10): POLICY_GPU_ACT16=all = resid and a16g: the
+	 * residual stream's gradient in bf16, kept in g->dxb (bf16 mode's copy
+	 * for the attention's GEMMs, which read it as before); g->dx then holds
+	 * only the fp32 copy the softmax layers' backward reads; taken with
+	 * resid's conditions in bf16 mode (g->ab), else resid */
+	int a16g;
 	/* softmax attention through cuBLAS (scores materialised per sequence and
 	 * KV group; POLICY_GPU_ATTN=naive: the warp-per-query kernels) */
 	int attn_gemm;
@@ -1710,9 +1716,11 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 			return v;
 		g->ew = v == 0 && policy_ew_supported(D);
 	}
-	{ /* round 16: POLICY_GPU_ACT16=resid (the default) | off | slots | stream | router */
-		static const char *const names[] = {"off", "slots", "resid", "stream", "router"};
-		int v = policy_env_choice("POLICY_GPU_ACT16", names, 5, 2);
+	{ /* round 16: POLICY_GPU_ACT16=resid (the default) | off | slots | stream | router
+	   * | all (round 19) */
+		static const char *const names[] = {"off",    "slots",  "resid",
+		                                    "stream", "router", "all"};
+		int v = policy_env_choice("POLICY_GPU_ACT16", names, 6, 2);
 		if (v < 0)
 			return v;
 		g->act16 = g->moe_fused && g->ew && g->route_new >= 3 && g->moe_comb &&
@@ -1721,8 +1729,9 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 		                   : 0;
 		/* the stream: the embedding's add writes x_0 (the embedding 16-byte
 		 * aligned); the router on xp: v4's forward */
-		g->a16x = g->act16 && (v == 2 || v == 3) && !(L->tok_emb & 3);
-		g->a16r = g->act16 && (v == 2 || v == 4) && g->route_new == 4;
+		g->a16x = g->act16 && (v == 2 || v == 3 || v == 5) && !(L->tok_emb & 3);
+		g->a16r = g->act16 && (v == 2 || v == 4 || v == 5) && g->route_new == 4;
+		g->a16g = v == 5 && g->a16x && g->a16r && g->ab;
 	}
 	{ /* POLICY_GPU_ADAMW=fused (the default) | tensor (a launch per tensor) */
 		static const char *const names[] = {"fused", "tensor"};
@@ -2493,8 +2502,13 @@ static int moe_bwd_grouped(struct policy_gpu *g, int l, float *dn, const float *
 	int rc;
 
 	CKR(side_wait(g, SV_MOE)); /* the layer above's expert dW have read moe_scr */
-	/* round 16: the slots in bf16 */
-	if (g->act16)
+	/* round 16: the slots in bf16; round 19 (a16g): dy too (the caller
+	 * passes the bf16 gradient g->dxb) */
+	if (g->a16g)
+		CKR(policy_moe_combine_bwd2_b16g(dyp, dgate, (const uint16_t *)dy,
+		                                 (const uint16_t *)ly->yp, ly->gate, ly->rowof, T,
+		                                 K, D));
+	else if (g->act16)
 		CKR(policy_moe_combine_bwd2_b16(dyp, dgate, dy, (const uint16_t *)ly->yp, ly->gate,
 		                                ly->rowof, T, K, D));
 	else
@@ -3079,20 +3093,34 @@ static int step_bwd(struct policy_gpu *g, const struct policy_batch *b, int maxl
 		          V, 0, 1));
 		mark(g, PROF_HEAD);
 	}
-	CKR(resid_rms_bwd(g, g->dx, NULL, 0, g->grads + L->final_norm, g->dn, g->xf,
-	                  g->params + L->final_norm, g->rstdf, T, D));
+	if (g->a16g) /* round 19: the residual gradient in bf16 (g->dxb) */
+		CKR(policy_ew_rms_bwd16g(g->dxb, NULL, 0, g->grads + L->final_norm, g->dn,
+		                         (const uint16_t *)g->xf, g->params + L->final_norm,
+		                         g->rstdf, T, D));
+	else
+		CKR(resid_rms_bwd(g, g->dx, NULL, 0, g->grads + L->final_norm, g->dn, g->xf,
+		                  g->params + L->final_norm, g->rstdf, T, D));
 	LAUNCHED();
 	for (int l = c->n_layers - 1; l >= 0; l--) {
 		const struct policy_layer_params *lp = &L->layers[l];
 		struct glayer *ly = &g->ly[l];
 		mark(g, PROF_OTHER);
-		CKR(moe_bwd(g, l, g->dn, g->dx, T));
+		CKR(moe_bwd(g, l, g->dn, g->a16g ? (const float *)g->dxb : g->dx, T));
 		/* dx and dxb rewritten: the side stream's dW above have read them */
 		CKR(side_wait(g, SV_DX));
 		CKR(side_wait(g, SV_DXB));
-		/* the attention's dy: also in bf16 for its GEMMs (bf16 mode) */
-		CKR(resid_rms_bwd(g, g->dx, g->ab ? g->dxb : NULL, 1, g->grads + lp->ffn_norm,
-		                  g->dn, ly->hmid, g->params + lp->ffn_norm, ly->rstd2, T, D));
+		/* the attention's dy: also in bf16 for its GEMMs (bf16 mode); round
+		 * 19 (a16g): the bf16 gradient itself, with an fp32 copy in g->dx
+		 * for a softmax layer */
+		if (g->a16g)
+			CKR(policy_ew_rms_bwd16g(g->dxb, lp->softmax ? g->dx : NULL, 1,
+			                         g->grads + lp->ffn_norm, g->dn,
+			                         (const uint16_t *)ly->hmid,
+			                         g->params + lp->ffn_norm, ly->rstd2, T, D));
+		else
+			CKR(resid_rms_bwd(g, g->dx, g->ab ? g->dxb : NULL, 1,
+			                  g->grads + lp->ffn_norm, g->dn, ly->hmid,
+			                  g->params + lp->ffn_norm, ly->rstd2, T, D));
 		LAUNCHED();
 		mark(g, PROF_OTHER);
 		if (lp->softmax) {
@@ -3102,11 +3130,19 @@ static int step_bwd(struct policy_gpu *g, const struct policy_batch *b, int maxl
 			CKR(lightning_bwd(g, l, g->dn, g->dx, b, maxlen));
 		}
 		CKR(side_wait(g, SV_DX)); /* dx rewritten */
-		CKR(resid_rms_bwd(g, g->dx, NULL, 1, g->grads + lp->attn_norm, g->dn, ly->xin,
-		                  g->params + lp->attn_norm, ly->rstd1, T, D));
+		if (g->a16g) {            /* round 19: dxb rewritten (the wo dW has read it) */
+			CKR(side_wait(g, SV_DXB));
+			CKR(policy_ew_rms_bwd16g(g->dxb, NULL, 1, g->grads + lp->attn_norm, g->dn,
+			                         (const uint16_t *)ly->xin,
+			                         g->params + lp->attn_norm, ly->rstd1, T, D));
+		} else
+			CKR(resid_rms_bwd(g, g->dx, NULL, 1, g->grads + lp->attn_norm, g->dn,
+			                  ly->xin, g->params + lp->attn_norm, ly->rstd1, T, D));
 		LAUNCHED();
 	}
-	if (g->ew) {
+	if (g->a16g) {
+		CKR(policy_ew_embed_bwd16(g->grads + L->tok_emb, g->dxb, g->tok, T, D));
+	} else if (g->ew) {
 		CKR(policy_ew_embed_bwd(g->grads + L->tok_emb, g->dx, g->tok, T, D));
 	} else {
 		k_embed_bwd<<<GRID(TD), 0, PST>>>(g->grads + L->tok_emb, g->dx, g->tok, T, D);

@@ -38,11 +38,11 @@ int policy_moe_comb_supported(int D)
  * the token's K yp rows (contiguous) copied to shared memory by 16-byte
  * cp.async first, each thread then reading its own columns from there (the
  * same values, sums and order as the 2-byte loads) */
-template <int KT, typename TP, bool ST = false, bool SO = false>
-__device__ __forceinline__ static void
-cb_bwd(uint16_t *__restrict__ dyp, float *__restrict__ dgate, const float *__restrict__ dy,
-       const TP *__restrict__ yp, const float *__restrict__ gate, const int *__restrict__ rowof,
-       int K, int D)
+template <int KT, typename TP, bool ST = false, bool SO = false, typename TY = float>
+__device__ __forceinline__ static void cb_bwd(uint16_t *__restrict__ dyp, float *__restrict__ dgate,
+                                              const TY *__restrict__ dy, const TP *__restrict__ yp,
+                                              const float *__restrict__ gate,
+                                              const int *__restrict__ rowof, int K, int D)
 {
 	__shared__ float red[CB_KMAX][CB_THREADS / 32];
 	int t = blockIdx.x, tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
@@ -55,12 +55,31 @@ cb_bwd(uint16_t *__restrict__ dyp, float *__restrict__ dgate, const float *__res
 		for (int i = tid; i < KT * D / 8; i += CB_THREADS)
 			asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d + 16u * i),
 			             "l"(src + (size_t)16 * i));
+		if constexpr (sizeof(TY) == 2) {
+			/* round 19 (ACT16=all): dy's bf16 row after the K yp rows */
+			const char *sy = (const char *)(dy + (size_t)t * D);
+			for (int i = tid; i < D / 8; i += CB_THREADS)
+				asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(
+				                     d + 16u * (KT * D / 8 + i)),
+				             "l"(sy + (size_t)16 * i));
+		}
 		asm volatile("cp.async.commit_group;" ::: "memory");
 	}
+	if constexpr (sizeof(TY) == 2 && ST) {
+		extern __shared__ float4 s_y4[];
+		asm volatile("cp.async.wait_all;" ::: "memory");
+		__syncthreads();
 #pragma unroll
-	for (int i = 0; i < CB_COLS; i++) {
-		int c = tid + i * CB_THREADS;
-		v[i] = c < D ? dy[(size_t)t * D + c] : 0.0f;
+		for (int i = 0; i < CB_COLS; i++) {
+			int c = tid + i * CB_THREADS;
+			v[i] = c < D ? ldf(((const uint16_t *)s_y4)[KT * D + c]) : 0.0f;
+		}
+	} else {
+#pragma unroll
+		for (int i = 0; i < CB_COLS; i++) {
+			int c = tid + i * CB_THREADS;
+			v[i] = c < D ? ldf(dy[(size_t)t * D + c]) : 0.0f;
+		}
 	}
 	for (int j0 = 0; j0 < K; j0 += KT) {
 		float y[KT][CB_COLS], s[KT];
@@ -147,6 +166,17 @@ __global__ static void __launch_bounds__(CB_THREADS)
 	cb_bwd<KT, uint16_t, ST, SO>(dyp, dgate, dy, yp, gate, rowof, K, D);
 }
 
+/* round 19 (POLICY_GPU_ACT16=all): dy (the residual gradient) in bf16 as
+ * well as the slots; ST: dy's row staged with the yp rows (cp.async) */
+template <int KT, bool ST>
+__global__ static void __launch_bounds__(CB_THREADS)
+        k_cb_bwd16g(uint16_t *__restrict__ dyp, float *__restrict__ dgate,
+                    const uint16_t *__restrict__ dy, const uint16_t *__restrict__ yp,
+                    const float *__restrict__ gate, const int *__restrict__ rowof, int K, int D)
+{
+	cb_bwd<KT, uint16_t, ST, false, uint16_t>(dyp, dgate, dy, yp, gate, rowof, K, D);
+}
+
 int policy_moe_combine_bwd2(uint16_t *dyp, float *dgate, const float *dy, const float *yp,
                             const float *gate, const int *rowof, int T, int K, int D)
 {
@@ -201,6 +231,35 @@ int policy_moe_combine_bwd2_b16(uint16_t *dyp, float *dgate, const float *dy, co
 		k_cb_bwd16<2><<<T, CB_THREADS, 0, PST>>>(dyp, dgate, dy, yp, gate, rowof, K, D);
 	else
 		k_cb_bwd16<1><<<T, CB_THREADS, 0, PST>>>(dyp, dgate, dy, yp, gate, rowof, K, D);
+	LAUNCHED();
+	return 0;
+}
+
+int policy_moe_combine_bwd2_b16g(uint16_t *dyp, float *dgate, const uint16_t *dy,
+                                 const uint16_t *yp, const float *gate, const int *rowof, int T,
+                                 int K, int D)
+{
+	if (!policy_moe_comb_supported(D) || K < 1 || K > CB_KMAX)
+		return swerve_error_set(
+		        SWERVE_EINVAL,
+		        "gpu moe combine bwd2 (bf16 dy and slots): D %d (at most %d), K %d "
+		        "(1..%d)",
+		        D, COMB_DMAX, K, CB_KMAX);
+	if (T < 1)
+		return 0;
+	if (K <= 2 && D % 8 == 0 && ((uintptr_t)yp | (uintptr_t)dy) % 16 == 0) {
+		if (K == 2)
+			k_cb_bwd16g<2, true><<<T, CB_THREADS, (size_t)3 * D * 2, PST>>>(
+			        dyp, dgate, dy, yp, gate, rowof, K, D);
+		else
+			k_cb_bwd16g<1, true><<<T, CB_THREADS, (size_t)2 * D * 2, PST>>>(
+			        dyp, dgate, dy, yp, gate, rowof, K, D);
+	} else if (K == 2)
+		k_cb_bwd16g<2, false>
+		        <<<T, CB_THREADS, 0, PST>>>(dyp, dgate, dy, yp, gate, rowof, K, D);
+	else
+		k_cb_bwd16g<1, false>
+		        <<<T, CB_THREADS, 0, PST>>>(dyp, dgate, dy, yp, gate, rowof, K, D);
 	LAUNCHED();
 	return 0;
 }

@@ -35,6 +35,12 @@ int policy_moe_combine_bwd2(uint16_t *dyp, float *dgate, const float *dy, const 
  * slots yp (T K, D) in bf16 (dgate's products and sums in fp32) */
 int policy_moe_combine_bwd2_b16(uint16_t *dyp, float *dgate, const float *dy, const uint16_t *yp,
                                 const float *gate, const int *rowof, int T, int K, int D);
+/* round 19 (POLICY_GPU_ACT16=all): the same with dy (the residual
+ * gradient) in bf16 too; the same sums as the fp32 kernel on the same
+ * values (its bits) */
+int policy_moe_combine_bwd2_b16g(uint16_t *dyp, float *dgate, const uint16_t *dy,
+                                 const uint16_t *yp, const float *gate, const int *rowof, int T,
+                                 int K, int D);
 int policy_moe_scatter2(float *dx, const float *dxp, int T, int K, int D, int beta);
 
 #endif

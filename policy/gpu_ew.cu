@@ -246,9 +246,9 @@ __global__ static void __launch_bounds__(EW_NW * 32)
 /* the RMSNorm backward (gpu_ew.h): a warp per row, EW_WROW rows a warp, CH
  * chunks of 4 columns a lane; the weight gradient's partial sums per lane,
  * summed over the block's warps in shared memory (warp order) */
-template <int CH, typename TX>
+template <int CH, typename TX, typename TD = float, typename TB = uint16_t>
 __device__ __forceinline__ static void
-ew_rms_bwd(float *__restrict__ dx, uint16_t *__restrict__ xb, int acc, float *__restrict__ dw,
+ew_rms_bwd(TD *__restrict__ dx, TB *__restrict__ xb, int acc, float *__restrict__ dw,
            const float *__restrict__ dy, const TX *__restrict__ x, const float *__restrict__ w,
            const float *__restrict__ rstd, int T, int C)
 {
@@ -299,6 +299,10 @@ ew_rms_bwd(float *__restrict__ dx, uint16_t *__restrict__ xb, int acc, float *__
 					part[k][q] += dv[k][q] * xv[k][q] * r;
 					if (dx && acc)
 						vv[q] += av[k][q];
+					/* round 19 (level all): the fp32 copy is the
+					 * value the bf16 gradient stores */
+					if constexpr (sizeof(TD) == 2)
+						vv[q] = ew_rnd(vv[q], dx);
 				}
 				if (dx)
 					ew_st4(dx + o + c * 4, vv);
@@ -345,6 +349,45 @@ __global__ static void __launch_bounds__(EW_NW * 32)
                        const float *__restrict__ rstd, int T, int C)
 {
 	ew_rms_bwd<CH, uint16_t>(dx, xb, acc, dw, dy, x, w, rstd, T, C);
+}
+
+/* round 19 (POLICY_GPU_ACT16=all): the residual gradient dx in bf16 (read
+ * where acc, the fp32 sum rounded once as stored), its optional fp32 copy
+ * xf (the stored value), x in bf16 */
+template <int CH>
+__global__ static void __launch_bounds__(EW_NW * 32)
+        k_ew_rms_bwd16g(uint16_t *__restrict__ dx, float *__restrict__ xf, int acc,
+                        float *__restrict__ dw, const float *__restrict__ dy,
+                        const uint16_t *__restrict__ x, const float *__restrict__ w,
+                        const float *__restrict__ rstd, int T, int C)
+{
+	ew_rms_bwd<CH, uint16_t, uint16_t, float>(dx, xf, acc, dw, dy, x, w, rstd, T, C);
+}
+
+/* round 19: demb[tok[t]] += dx[t] with dx in bf16 (8-byte loads, 4 columns
+ * a lane; VEC: float4 atomics) */
+template <int VEC>
+__global__ static void __launch_bounds__(EW_NW * 32)
+        k_ew_embed_bwd16(float *__restrict__ demb, const uint16_t *__restrict__ dx,
+                         const int *__restrict__ tok, int T, int C)
+{
+	int lane = threadIdx.x & 31, t = blockIdx.x * EW_NW + (threadIdx.x >> 5);
+	if (t >= T)
+		return;
+	float *e = demb + (size_t)tok[t] * C;
+	const uint16_t *d = dx + (size_t)t * C;
+	for (int c = lane * 4; c < C; c += 128) {
+		float v[4];
+		ew_ld4(v, d + c);
+		if (VEC) {
+			atomicAdd((float4 *)(e + c), make_float4(v[0], v[1], v[2], v[3]));
+		} else {
+			atomicAdd(e + c, v[0]);
+			atomicAdd(e + c + 1, v[1]);
+			atomicAdd(e + c + 2, v[2]);
+			atomicAdd(e + c + 3, v[3]);
+		}
+	}
 }
 
 int policy_ew_supported(int C)
@@ -520,4 +563,41 @@ int policy_ew_rms_bwd(float *dx, uint16_t *xb, int acc, float *dw, const float *
                       const float *w, const float *rstd, int T, int C)
 {
 	return ew_rms_bwd_run(dx, xb, acc, dw, dy, x, w, rstd, T, C);
+}
+
+/* round 19 (POLICY_GPU_ACT16=all) */
+int policy_ew_rms_bwd16g(uint16_t *dx, float *xf, int acc, float *dw, const float *dy,
+                         const uint16_t *x, const float *w, const float *rstd, int T, int C)
+{
+	unsigned nb;
+	size_t sh = dw ? (size_t)EW_NW * C * sizeof(float) : 0;
+	CKR(ew_check(T, C, dx, dy));
+	if (((uintptr_t)x | (uintptr_t)xf) & 15)
+		return swerve_error_set(
+		        SWERVE_EINVAL, "gpu residual passes: an activation is not 16-byte aligned");
+	if (!dx)
+		return swerve_error_set(
+		        SWERVE_EINVAL, "gpu residual passes: the bf16 gradient's rms bwd needs dx");
+	if (T < 1)
+		return 0;
+	nb = (unsigned)((T + EW_NW * EW_WROW - 1) / (EW_NW * EW_WROW));
+#define EW_BWDG(CH)                                                                                \
+	k_ew_rms_bwd16g<CH><<<nb, EW_NW * 32, sh, PST>>>(dx, xf, acc, dw, dy, x, w, rstd, T, C)
+	EW_DISPATCH(C, EW_BWDG);
+#undef EW_BWDG
+	LAUNCHED();
+	return 0;
+}
+
+int policy_ew_embed_bwd16(float *demb, const uint16_t *dx, const int *tok, int T, int C)
+{
+	CKR(ew_check(T, C, dx, NULL));
+	if (T < 1)
+		return 0;
+	if ((uintptr_t)demb & 15)
+		k_ew_embed_bwd16<0><<<EW_BLOCKS(T), 0, PST>>>(demb, dx, tok, T, C);
+	else
+		k_ew_embed_bwd16<1><<<EW_BLOCKS(T), 0, PST>>>(demb, dx, tok, T, C);
+	LAUNCHED();
+	return 0;
 }

@@ -60,4 +60,14 @@ int policy_ew_add_rms16(void *out, int x16, void *y, int y_bf16, uint16_t *yb, f
 int policy_ew_rms_bwd16(float *dx, uint16_t *xb, int acc, float *dw, const float *dy,
                         const uint16_t *x, const float *w, const float *rstd, int T, int C);
 
+/* round 19 (issue 10, POLICY_GPU_ACT16=all): the RMSNorm backward with the
+ * residual gradient dx in bf16 as well as x: dx = v (acc 0) or dx += v (acc
+ * 1; the sum in fp32, rounded to nearest even once as stored), xf (where not
+ * NULL) the stored value as fp32 (for the fp32 readers: the softmax
+ * attention's backward); dx required */
+int policy_ew_rms_bwd16g(uint16_t *dx, float *xf, int acc, float *dw, const float *dy,
+                         const uint16_t *x, const float *w, const float *rstd, int T, int C);
+/* round 19: demb[tok[t]] += dx[t] with dx in bf16 */
+int policy_ew_embed_bwd16(float *demb, const uint16_t *dx, const int *tok, int T, int C);
+
 #endif

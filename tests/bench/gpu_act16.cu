@@ -18,6 +18,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* round 19: the same row with the floor at 3.35 TB/s (H100 SXM's HBM3) and
+ * each time as a multiple of its floor */
+static void row19(const char *what, double mb0, double mb1, double us0, double us1)
+{
+	double f0 = mb0 / 3.35e6 * 1e6, f1 = mb1 / 3.35e6 * 1e6;
+	printf("%-44s %7.1f %7.1f %7.1f %7.1f %8.1f %8.1f %6.2fx %6.2f %6.2f\n", what, mb0, mb1, f0,
+	       f1, us0, us1, us1 > 0 ? us0 / us1 : 0.0, us0 / f0, us1 / f1);
+}
+
 static void row(const char *what, double mb0, double mb1, double us0, double us1)
 {
 	printf("%-44s %7.1f %7.1f %7.1f %7.1f %8.1f %8.1f %6.2fx %6.0f %6.0f\n", what, mb0, mb1,
@@ -203,6 +212,64 @@ int main(void)
 	}
 	unsetenv("POLICY_GPU_RT16");
 
+	/* round 19 (POLICY_GPU_ACT16=all): the passes that move the residual
+	 * gradient, resid's fp32 dx against all's bf16 dx (xh2 here) */
+	const int V = 32768;
+	int *tok;
+	float *demb;
+	CK(cudaMalloc(&tok, T * 4));
+	CK(cudaMalloc(&demb, (size_t)V * D * 4));
+	{
+		int *h = (int *)malloc(T * 4);
+		uint64_t z = 12345;
+		for (int t = 0; t < T; t++) {
+			z = z * 6364136223846793005ULL + 1442695040888963407ULL;
+			h[t] = (int)((z >> 33) % V);
+		}
+		CK(cudaMemcpy(tok, h, T * 4, cudaMemcpyHostToDevice));
+		free(h);
+	}
+	CK(cudaMemset(demb, 0, (size_t)V * D * 4));
+	double g[2][6];
+	for (int k = 0; k < 2; k++) { /* twice: the second pass's figures are printed */
+		g[0][0] = bench_cold_us(
+		        nop, [&] { /* ffn norm: dx += .., dxb copy */
+			           SW(policy_ew_rms_bwd16(dn, yb, 1, dw, dy, xh, w, rstd, T, D));
+		        });
+		g[1][0] = bench_cold_us(nop, [&] {
+			SW(policy_ew_rms_bwd16g(xh2, NULL, 1, dw, dy, xh, w, rstd, T, D));
+		});
+		g[0][1] = bench_cold_us(
+		        nop, [&] { /* attention norm: dx += .. */
+			           SW(policy_ew_rms_bwd16(dn, NULL, 1, dw, dy, xh, w, rstd, T, D));
+		        });
+		g[1][1] = bench_cold_us(nop, [&] { /* the same call as the ffn norm's */
+			                           SW(policy_ew_rms_bwd16g(xh2, NULL, 1, dw, dy, xh,
+			                                                   w, rstd, T, D));
+		});
+		g[1][5] = bench_cold_us(
+		        nop, [&] { /* a softmax layer's ffn norm: + fp32 copy */
+			           SW(policy_ew_rms_bwd16g(xh2, dn, 1, dw, dy, xh, w, rstd, T, D));
+		        });
+		g[0][2] = bench_cold_us(
+		        nop, [&] { /* the final norm: dx = .. */
+			           SW(policy_ew_rms_bwd16(dn, NULL, 0, dw, dy, xh, w, rstd, T, D));
+		        });
+		g[1][2] = bench_cold_us(nop, [&] {
+			SW(policy_ew_rms_bwd16g(xh2, NULL, 0, dw, dy, xh, w, rstd, T, D));
+		});
+		g[0][3] = bench_cold_us(nop, [&] {
+			SW(policy_moe_combine_bwd2_b16(dyp, dgate, dy, yph, gate, rowof, T, K, D));
+		});
+		g[1][3] = bench_cold_us(nop, [&] {
+			SW(policy_moe_combine_bwd2_b16g(dyp, dgate, xh2, yph, gate, rowof, T, K,
+			                                D));
+		});
+		g[0][4] = bench_cold_us(nop, [&] { SW(policy_ew_embed_bwd(demb, dy, tok, T, D)); });
+		g[1][4] = bench_cold_us(nop,
+		                        [&] { SW(policy_ew_embed_bwd16(demb, xh2, tok, T, D)); });
+	}
+
 	const double MB = 1e6, X4 = nx * 4 / MB, X2 = nx * 2 / MB, R4 = nr * 4 / MB,
 	             R2 = nr * 2 / MB;
 	printf("gpu_act16: %s, T %d D %d E %d K %d F %d (R %d rows), L2 flushed before each "
@@ -242,5 +309,28 @@ int main(void)
 	printf("(new in the first table, same process: fwd %.1f, combine %.1f, bwd %.1f / %.1f "
 	       "us)\n",
 	       r2, c1, b1, b2);
+	printf("\nround 19: the residual gradient dx, POLICY_GPU_ACT16=resid (fp32) -> all (bf16); "
+	       "floor at 3.35 TB/s, x/fl = time / floor\n");
+	printf("%-44s %7s %7s %7s %7s %8s %8s %7s %6s %6s\n", "pass: resid -> all", "MB", "MB",
+	       "fl us", "fl us", "us", "us", "speedup", "x/fl", "x/fl");
+	row19("rms bwd ffn (dy, x, dx rmw, dxb store)", X4 + X2 + 2 * X4 + X2, X4 + X2 + 2 * X2,
+	      g[0][0], g[1][0]);
+	row19("rms bwd attn (dy, x, dx rmw)", X4 + X2 + 2 * X4, X4 + X2 + 2 * X2, g[0][1], g[1][1]);
+	row19("rms bwd ffn, softmax layer (+ fp32 copy)", X4 + X2 + 2 * X4 + X2,
+	      X4 + X2 + 2 * X2 + X4, g[0][0], g[1][5]);
+	row19("rms bwd final (dy, x, dx store)", X4 + X2 + X4, X4 + X2 + X2, g[0][2], g[1][2]);
+	row19("combine bwd (dy, yp, dyp)", X4 + R2 + R2, X2 + R2 + R2, g[0][3], g[1][3]);
+	row19("embed bwd (dx; atomics not counted)", X4, X2, g[0][4], g[1][4]);
+	{
+		double l0 = g[0][0] + g[0][1] + g[0][3], l1 = g[1][0] + g[1][1] + g[1][3];
+		double s0 = 12 * l0 + g[0][2] + g[0][4];
+		double s1 = 11 * l1 + (g[1][5] + g[1][1] + g[1][3]) + g[1][2] + g[1][4];
+		printf("a layer (ffn + attn norms + combine): resid %.1f us, all %.1f us (%+.1f); "
+		       "a "
+		       "micro-batch's backward (12 layers, one softmax, final, embed): %.1f -> "
+		       "%.1f "
+		       "us (%+.1f)\n",
+		       l0, l1, l1 - l0, s0, s1, s1 - s0);
+	}
 	return 0;
 }

@@ -261,6 +261,133 @@ static int test_rms_bwd_stream(void)
 	return have_gpu() ? rms_bwd_case(128) || rms_bwd_case(768) : GPU_SKIP;
 }
 
+/* round 19 (POLICY_GPU_ACT16=all): the residual gradient in bf16. The
+ * RMSNorm backward with dx bf16 (acc 0 and 1; x bf16) vs the x-bf16 kernel
+ * with fp32 dx on the same values: dx the fp32 kernel's rounded, its fp32
+ * copy the stored value, dw within atomics order; the combine backward with
+ * dy bf16 vs dy fp32 (the same values; D 132: the unstaged form) and the
+ * embedding's backward (distinct tokens: no atomics order) bit for bit */
+static int grad16_case(int D)
+{
+	size_t n = (size_t)T * D, nr = n * K;
+	uint16_t *xh = (uint16_t *)malloc(n * 2), *dxh = (uint16_t *)malloc(n * 2);
+	uint16_t *yph = (uint16_t *)malloc(nr * 2);
+	float *xf = (float *)malloc(n * 4), *dyf = (float *)malloc(n * 4);
+	float *dxf = (float *)malloc(n * 4), *wf = (float *)malloc(D * 4);
+	float *ypf = (float *)malloc(nr * 4), *gf = (float *)malloc(nr * 4);
+	float *rf = (float *)malloc(T * 4);
+	int *rowh = (int *)malloc(nr / D * 4), *tokh = (int *)malloc(T * 4), bad = 0;
+	const int V = T + 17;
+	draw(xh, xf, n, 2.0);
+	drawf(dyf, n, 1.0);
+	draw(dxh, dxf, n, 1.0);
+	draw(yph, ypf, nr, 1.0);
+	drawf(wf, D, 1.0);
+	drawf(gf, nr / D, 0.5);
+	for (int t = 0; t < T; t++)
+		rf[t] = (float)(0.3 + gpu_urand());
+	for (size_t i = 0; i < nr / D; i++) /* a permutation of the rows */
+		rowh[i] = (int)(nr / D - 1 - i);
+	for (int t = 0; t < T; t++) /* distinct tokens */
+		tokh[t] = V - 1 - t;
+	float *dy = up(dyf, n), *w = up(wf, (size_t)D), *r = up(rf, (size_t)T);
+	uint16_t *x16 = up(xh, n);
+	printf(" the residual gradient in bf16, D %d:\n", D);
+	for (int acc = 0; acc < 2; acc++) {
+		float *dx0 = up(dxf, n), *dx1 = (float *)dalloc(n * 4);
+		uint16_t *dx16 = up(dxh, n);
+		float *dw0 = (float *)dalloc(D * 4), *dw1 = (float *)dalloc(D * 4);
+		CHECK(dw1, "cudaMalloc");
+		CK(cudaMemset(dw0, 0, D * 4));
+		CK(cudaMemset(dw1, 0, D * 4));
+		SW(policy_ew_rms_bwd16(dx0, NULL, acc, dw0, dy, x16, w, r, T, D));
+		SW(policy_ew_rms_bwd16g(dx16, dx1, acc, dw1, dy, x16, w, r, T, D));
+		CK(cudaDeviceSynchronize());
+		float *h0 = down(dx0, n), *h1 = down(dx1, n), *w0 = down(dw0, (size_t)D),
+		      *w1 = down(dw1, (size_t)D);
+		uint16_t *b1 = down(dx16, n);
+		size_t nc = 0;
+		bad |= cmp_b16(acc ? "rms bwd: dx bf16 (+=)" : "rms bwd: dx bf16 (=)", b1, h0, n);
+		for (size_t i = 0; i < n; i++) {
+			float v = gpu_bf2f(b1[i]);
+			nc += memcmp(&h1[i], &v, 4) != 0;
+		}
+		printf("  %-30s %zu of %zu differ from the bf16 value%s\n", "rms bwd: dx fp32 copy",
+		       nc, n, nc ? "  <-- FAIL" : "");
+		bad |= nc != 0;
+		bad |= cmp_f32("rms bwd: dw (atomics)", w1, w0, (size_t)D, 1e-5);
+		free(h0), free(h1), free(w0), free(w1), free(b1);
+	}
+	{ /* the final norm's form: no fp32 copy, no dw */
+		uint16_t *dx16 = up(dxh, n);
+		float *dx0 = up(dxf, n);
+		SW(policy_ew_rms_bwd16(dx0, NULL, 1, NULL, dy, x16, w, r, T, D));
+		SW(policy_ew_rms_bwd16g(dx16, NULL, 1, NULL, dy, x16, w, r, T, D));
+		CK(cudaDeviceSynchronize());
+		float *h0 = down(dx0, n);
+		uint16_t *b1 = down(dx16, n);
+		bad |= cmp_b16("rms bwd: dx bf16, no copy/dw", b1, h0, n);
+		free(h0), free(b1);
+	}
+	{ /* the combine backward: dy bf16 vs fp32 (dy = dx's values) */
+		float *dyv = up(dxf, n), *gate = up(gf, nr / D);
+		uint16_t *dy16 = up(dxh, n), *yp = up(yph, nr);
+		int *rowof = up(rowh, nr / D);
+		uint16_t *dyp0 = (uint16_t *)dalloc(nr * 2), *dyp1 = (uint16_t *)dalloc(nr * 2);
+		float *dg0 = (float *)dalloc(nr / D * 4), *dg1 = (float *)dalloc(nr / D * 4);
+		CHECK(dg1, "cudaMalloc");
+		SW(policy_moe_combine_bwd2_b16(dyp0, dg0, dyv, yp, gate, rowof, T, K, D));
+		SW(policy_moe_combine_bwd2_b16g(dyp1, dg1, dy16, yp, gate, rowof, T, K, D));
+		CK(cudaDeviceSynchronize());
+		uint16_t *y0 = down(dyp0, nr), *y1 = down(dyp1, nr);
+		float *a0 = down(dg0, nr / D), *a1 = down(dg1, nr / D);
+		int yd = memcmp(y0, y1, nr * 2) != 0;
+		printf("  %-30s %s\n", "combine bwd, dy bf16: dyp",
+		       yd ? "differs  <-- FAIL" : "same");
+		bad |= yd;
+		bad |= cmp_f32("combine bwd, dy bf16: dgate", a1, a0, nr / D, 0);
+		/* K = 1: the first T rows of yp and gate, rows of T */
+		for (int t = 0; t < T; t++)
+			rowh[t] = T - 1 - t;
+		int *rowof1 = up(rowh, (size_t)T);
+		SW(policy_moe_combine_bwd2_b16(dyp0, dg0, dyv, yp, gate, rowof1, T, 1, D));
+		SW(policy_moe_combine_bwd2_b16g(dyp1, dg1, dy16, yp, gate, rowof1, T, 1, D));
+		CK(cudaDeviceSynchronize());
+		uint16_t *z0 = down(dyp0, n), *z1 = down(dyp1, n);
+		float *c0 = down(dg0, (size_t)T), *c1 = down(dg1, (size_t)T);
+		yd = memcmp(z0, z1, n * 2) != 0;
+		printf("  %-30s %s\n", "combine bwd K 1: dyp", yd ? "differs  <-- FAIL" : "same");
+		bad |= yd;
+		bad |= cmp_f32("combine bwd K 1: dgate", c1, c0, (size_t)T, 0);
+		free(y0), free(y1), free(a0), free(a1), free(z0), free(z1), free(c0), free(c1);
+	}
+	{ /* the embedding's backward */
+		float *dx0 = up(dxf, n);
+		uint16_t *dx16 = up(dxh, n);
+		int *tok = up(tokh, (size_t)T);
+		float *e0 = (float *)dalloc((size_t)V * D * 4),
+		      *e1 = (float *)dalloc((size_t)V * D * 4);
+		CHECK(e1, "cudaMalloc");
+		CK(cudaMemset(e0, 0, (size_t)V * D * 4));
+		CK(cudaMemset(e1, 0, (size_t)V * D * 4));
+		SW(policy_ew_embed_bwd(e0, dx0, tok, T, D));
+		SW(policy_ew_embed_bwd16(e1, dx16, tok, T, D));
+		CK(cudaDeviceSynchronize());
+		float *h0 = down(e0, (size_t)V * D), *h1 = down(e1, (size_t)V * D);
+		bad |= cmp_f32("embed bwd, dx bf16", h1, h0, (size_t)V * D, 0);
+		free(h0), free(h1);
+	}
+	free(xh), free(dxh), free(yph), free(xf), free(dyf), free(dxf), free(wf), free(ypf);
+	free(gf), free(rf), free(rowh), free(tokh);
+	dfree();
+	CHECK(!bad, "the bf16 residual gradient's passes differ (see above)");
+	return 0;
+}
+static int test_grad16(void)
+{
+	return have_gpu() ? grad16_case(128) || grad16_case(132) || grad16_case(768) : GPU_SKIP;
+}
+
 /* the routing: v4's forward on x bf16 vs fp32 on the same values, then the
  * backward with the slot sum (slots bf16; x bf16 or fp32) vs fp32; the
  * combine backward with yp bf16 vs fp32; the down / up dX products'
@@ -474,6 +601,9 @@ int main(void)
 	        {"rt18: route fwd 32 tokens a block (rt18_32), T 333 and 301",
 	         test_route_comb_rt18_32},
 	        {"rt18: the default (new) at T 301", test_route_comb_new_t301},
+	        {"all19: RMSNorm bwd, combine bwd, embedding bwd with the residual gradient "
+	         "in bf16, D 128, 132, 768",
+	         test_grad16},
 	};
 	gpu_rng_seed();
 	return gpu_run_tests(tests, (int)(sizeof(tests) / sizeof(tests[0])));

@@ -140,11 +140,19 @@ static int act32_storage(void)
 }
 
 /* POLICY_GPU_ACT16's bf16 residual stream (resid, the default since round
- * 16, or stream): rounding points the CPU reference does not emulate */
+ * 16, stream, or all): rounding points the CPU reference does not emulate */
 static int act16_stream(void)
 {
 	const char *v = getenv("POLICY_GPU_ACT16");
-	return !v || !*v || !strcmp(v, "resid") || !strcmp(v, "stream");
+	return !v || !*v || !strcmp(v, "resid") || !strcmp(v, "stream") || !strcmp(v, "all");
+}
+
+/* round 19: POLICY_GPU_ACT16=all also stores the residual stream's gradient
+ * in bf16, which the CPU reference rounds where it is stored (PB_DRES) */
+static int act16_grad16(void)
+{
+	const char *v = getenv("POLICY_GPU_ACT16");
+	return v && !strcmp(v, "all");
 }
 
 static int bf16_round_points(void)
@@ -152,12 +160,13 @@ static int bf16_round_points(void)
 	const char *lin = getenv("POLICY_GPU_LIGHTNING"), *act = getenv("POLICY_GPU_ACT");
 	const char *force = getenv("SWERVE_TEST_ROUND"); /* diagnosis: PB_* mask, e.g. 0x7d */
 	int act32 = act && !strcmp(act, "fp32");         /* fp32 storage, GEMMs FAST_16BF */
+	int dres = act16_grad16() ? PB_DRES : 0;
 	if (force && *force)
-		return (int)strtol(force, NULL, 0) & PB_ALL;
+		return (int)strtol(force, NULL, 0) & (PB_ALL | PB_DRES);
 	/* the fp32 lightning kernel: q/k/v, o and dO in fp32 */
 	if (lin && !strcmp(lin, "fp32"))
-		return act32 ? PB_GEMM : PB_GEMM | PB_PRE;
-	return act32 ? PB_ALL & ~PB_PRE : PB_ALL;
+		return (act32 ? PB_GEMM : PB_GEMM | PB_PRE) | dres;
+	return (act32 ? PB_ALL & ~PB_PRE : PB_ALL) | dres;
 }
 
 /* round 16 (POLICY_GPU_ACT16): where fixture_hidden is set, the fixture
@@ -1356,7 +1365,8 @@ static int test_bad_switches(void)
 	                             "POLICY_GPU_ADAMW",      "POLICY_GPU_STREAMS",
 	                             "POLICY_GPU_COPY",       "POLICY_GPU_GRAPH",
 	                             "POLICY_GPU_LW_GATE",    "POLICY_GPU_ACT16"};
-	static const char *step_vars[] = {"POLICY_GPU_HEAD", "POLICY_GPU_HEAD_ROWS"};
+	static const char *step_vars[] = {"POLICY_GPU_HEAD", "POLICY_GPU_HEAD_ROWS",
+	                                  "SWERVE_PL_ROWS"};
 	struct fixture f;
 	if (!have_gpu())
 		return GPU_SKIP;
@@ -1485,6 +1495,14 @@ static int test_act16_resid_cispo(void)
 {
 	return check_act16("resid", 1);
 }
+static int test_act16_all_xent(void)
+{
+	return check_act16("all", 0);
+}
+static int test_act16_all_cispo(void)
+{
+	return check_act16("all", 1);
+}
 
 /* one bf16 training step's gradients and loss under a level */
 static int act16_grads(const char *level, struct fixture *f, float *gg, double *loss)
@@ -1521,9 +1539,9 @@ static int act16_grads(const char *level, struct fixture *f, float *gg, double *
  * tests/gpu/test_act16 checks kernel by kernel at K = 2 of 8 experts. */
 static int test_act16_vs_off_top2(void)
 {
-	static const char *const levels[] = {"slots", "resid"};
+	static const char *const levels[] = {"slots", "resid", "all"};
 	struct fixture f;
-	float *g0, *g1;
+	float *g0, *g1, *gr;
 	double *r, l0, l1;
 	int bad = 0, keep;
 	uint64_t seed0;
@@ -1539,17 +1557,30 @@ static int test_act16_vs_off_top2(void)
 	fixture_hidden = keep;
 	g0 = malloc(f.L.total * 4);
 	g1 = malloc(f.L.total * 4);
+	gr = malloc(f.L.total * 4);
 	r = malloc(f.L.total * sizeof(double));
 	CHECK(act16_grads("off", &f, g0, &l0) == 0, "off");
 	for (size_t i = 0; i < f.L.total; i++)
 		r[i] = g0[i];
 	printf("  seed %llu, top-%d of %d experts, F %d; loss off %.8f\n",
 	       (unsigned long long)seed0, f.c.top_k, f.c.n_experts, f.c.expert_hidden, l0);
-	for (int k = 0; k < 2; k++) {
+	for (int k = 0; k < 3; k++) {
 		size_t ndiff = 0;
 		CHECK(act16_grads(levels[k], &f, g1, &l1) == 0, "%s", levels[k]);
 		for (size_t i = 0; i < f.L.total; i++)
 			ndiff += g1[i] != g0[i];
+		if (k == 1)
+			memcpy(gr, g1, f.L.total * 4);
+		if (k == 2) { /* round 19: all's bf16 gradient ran (it is not resid's) */
+			size_t nr = 0;
+			for (size_t i = 0; i < f.L.total; i++)
+				nr += g1[i] != gr[i];
+			printf("  POLICY_GPU_ACT16=all vs resid: %zu of %zu gradient elements "
+			       "differ\n",
+			       nr, f.L.total);
+			CHECK(nr > 0, "all: the gradients are resid's bit for bit (the level did "
+			              "not run)");
+		}
 		printf("  POLICY_GPU_ACT16=%s vs off: loss %.8f (rel %.2e), %zu of %zu gradient "
 		       "elements differ\n",
 		       levels[k], l1, fabs(l1 - l0) / fabs(l0), ndiff, f.L.total);
@@ -1563,6 +1594,7 @@ static int test_act16_vs_off_top2(void)
 	}
 	free(g0);
 	free(g1);
+	free(gr);
 	free(r);
 	fixture_dispose(&f);
 	CHECK(!bad, "a level is outside bf16 mode's tolerance of off (see above)");
@@ -1571,16 +1603,16 @@ static int test_act16_vs_off_top2(void)
 
 /* the issue's "training loss curve of a small config matches the CPU's for
  * the first steps", in bf16 mode: 8 SFT steps through the trainer API, the
- * CPU reference and three GPU trainers (off, slots, resid) from the same
+ * CPU reference and four GPU trainers (off, slots, resid, all) from the same
  * weights; each within 3e-2 of the CPU's loss (relative, floor 0.05), and
  * the levels' distance from off printed */
 static int test_act16_loss_curve(void)
 {
-	static const char *const levels[] = {"off", "slots", "resid"};
+	static const char *const levels[] = {"off", "slots", "resid", "all"};
 	struct fixture f;
-	struct policy_trainer *tr, *tg[3];
+	struct policy_trainer *tr, *tg[4];
 	struct policy_batch b;
-	double worst[3] = {0, 0, 0}, woff[3] = {0, 0, 0};
+	double worst[4] = {0, 0, 0, 0}, woff[4] = {0, 0, 0, 0};
 	uint64_t seed0;
 	int keep;
 	if (!have_gpu())
@@ -1602,7 +1634,7 @@ static int test_act16_loss_curve(void)
 	 * steps, where bf16 trajectories part from the CPU's by 5-19% at the
 	 * last steps (H100, 2026-11-27: off itself on 1 of 6 seeds) */
 	tr->opt.lr = 1e-3;
-	for (int k = 0; k < 3; k++) {
+	for (int k = 0; k < 4; k++) {
 		int rc;
 		CHECK(policy_trainer_new(&tg[k], &f.c, 1) == 0, "%s", swerve_error_last());
 		memcpy(tg[k]->params, f.p, f.L.total * 4);
@@ -1612,17 +1644,17 @@ static int test_act16_loss_curve(void)
 		act16_restore();
 		CHECK(rc == 0, "%s", swerve_error_last());
 	}
-	printf("bf16 loss curve (seed %llu, F %d): step, cpu, gpu off, slots, resid\n",
+	printf("bf16 loss curve (seed %llu, F %d): step, cpu, gpu off, slots, resid, all\n",
 	       (unsigned long long)seed0, f.c.expert_hidden);
 	for (int s = 0; s < 8; s++) {
-		struct policy_step_stats cs, gs[3];
+		struct policy_step_stats cs, gs[4];
 		CHECK(policy_trainer_sft_step(&cs, tr, &b, f.tgt) == 0, "%s", swerve_error_last());
-		for (int k = 0; k < 3; k++)
+		for (int k = 0; k < 4; k++)
 			CHECK(policy_trainer_sft_step(&gs[k], tg[k], &b, f.tgt) == 0, "%s",
 			      swerve_error_last());
-		printf("  %d  %.6f  %.6f  %.6f  %.6f  (rel to cpu", s + 1, cs.loss, gs[0].loss,
-		       gs[1].loss, gs[2].loss);
-		for (int k = 0; k < 3; k++) {
+		printf("  %d  %.6f  %.6f  %.6f  %.6f  %.6f  (rel to cpu", s + 1, cs.loss,
+		       gs[0].loss, gs[1].loss, gs[2].loss, gs[3].loss);
+		for (int k = 0; k < 4; k++) {
 			double rel = fabs(gs[k].loss - cs.loss) / (cs.loss + 0.05);
 			worst[k] = fmax(worst[k], rel);
 			woff[k] =
@@ -1631,14 +1663,14 @@ static int test_act16_loss_curve(void)
 		}
 		printf(")\n");
 	}
-	for (int k = 0; k < 3; k++)
+	for (int k = 0; k < 4; k++)
 		printf("  %-5s worst rel to cpu %.2e, to gpu off %.2e\n", levels[k], worst[k],
 		       woff[k]);
 	policy_trainer_free(tr);
-	for (int k = 0; k < 3; k++)
+	for (int k = 0; k < 4; k++)
 		policy_trainer_free(tg[k]);
 	fixture_dispose(&f);
-	for (int k = 0; k < 3; k++)
+	for (int k = 0; k < 4; k++)
 		CHECK(worst[k] < 3e-2, "%s: the loss curve differs from the cpu's by %.3e",
 		      levels[k], worst[k]);
 	return 0;
@@ -1692,9 +1724,13 @@ int main(void)
 	        {"act16: POLICY_GPU_ACT16=resid vs CPU reference: cross-entropy",
 	         test_act16_resid_xent},
 	        {"act16: POLICY_GPU_ACT16=resid vs CPU reference: CISPO", test_act16_resid_cispo},
-	        {"act16: slots / resid vs off, top-2 of 2 experts (the K = 2 kernels)",
+	        {"act16 (round 19): POLICY_GPU_ACT16=all vs CPU reference: cross-entropy",
+	         test_act16_all_xent},
+	        {"act16 (round 19): POLICY_GPU_ACT16=all vs CPU reference: CISPO",
+	         test_act16_all_cispo},
+	        {"act16: slots / resid / all vs off, top-2 of 2 experts (the K = 2 kernels)",
 	         test_act16_vs_off_top2},
-	        {"act16: bf16 sft loss curve, cpu vs gpu off / slots / resid",
+	        {"act16: bf16 sft loss curve, cpu vs gpu off / slots / resid / all",
 	         test_act16_loss_curve},
 	        {"gpu model bf16 CISPO, routing variant v1 (POLICY_GPU_ROUTE=v1)",
 	         test_bf16_cispo_route_v1},

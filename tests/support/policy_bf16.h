@@ -20,6 +20,11 @@
  *   PB_O     the core's output o (bf16)
  *   PB_DO    d o, from the output norm's backward, rounded for the kernel
  *   PB_DQKV  the kernel's dq, dk, dv (bf16)
+ *   PB_DRES  (round 19, POLICY_GPU_ACT16=all; not in PB_ALL) the residual
+ *            stream's gradient dx, rounded where each RMSNorm backward
+ *            stores it (the final norm's, then the ffn and attention norms'
+ *            dx += v of every layer): what the MoE's combine backward, the
+ *            attention's backward and the embedding's gradient read
  * Softmax layers, the MoE and the head stay exact (double): they are not
  * where issue 10's error is. Layer functions other than the lightning
  * layer are policy/ref.c's. */
@@ -157,6 +162,7 @@ enum {
 	PB_DO = 32,
 	PB_DQKV = 64,
 	PB_ALL = 127,
+	PB_DRES = 128,
 };
 
 /* round to the nearest bf16 (ties to even) via float, as the GPU rounds its
@@ -403,6 +409,7 @@ static inline void pb_model(double *logits, double *grads, double *loss, double 
 	memset(x, 0, TD * sizeof(double)); /* x is dx from here */
 	ref_linear_bwd(dn, grads + L->lm_head, dl, nrm, P + L->lm_head, T, D, V);
 	ref_rmsnorm_bwd(x, grads + L->final_norm, dn, xf, P + L->final_norm, T, D, c->norm_eps);
+	pb_round(x, TD, flags & PB_DRES);
 	for (int l = NL - 1; l >= 0; l--) {
 		const struct policy_layer_params *lp = &L->layers[l];
 		const double *h = hmid + l * TD, *xi = xin + l * TD;
@@ -411,6 +418,7 @@ static inline void pb_model(double *logits, double *grads, double *loss, double 
 		ref_moe_bwd(dn, grads, x, 1.0, nrm, P, lp, c, T);
 		ref_rmsnorm_bwd(x, grads + lp->ffn_norm, dn, h, P + lp->ffn_norm, T, D,
 		                c->norm_eps);
+		pb_round(x, TD, flags & PB_DRES);
 		ref_rmsnorm_fwd(nrm, xi, P + lp->attn_norm, T, D, c->norm_eps);
 		memset(dn, 0, TD * sizeof(double));
 		if (lp->softmax)
@@ -419,6 +427,7 @@ static inline void pb_model(double *logits, double *grads, double *loss, double 
 			pb_lin_bwd(dn, grads, x, nrm, P, lp, c, l, b, flags);
 		ref_rmsnorm_bwd(x, grads + lp->attn_norm, dn, xi, P + lp->attn_norm, T, D,
 		                c->norm_eps);
+		pb_round(x, TD, flags & PB_DRES);
 	}
 	for (int t = 0; t < T; t++)
 		for (int i = 0; i < D; i++)
