@@ -124,10 +124,10 @@ int swerve_pl_check_args(const struct swerve_pl_out *out, const struct swerve_pl
 		                        "policy loss: opts: chunk_tokens (%d) and row_tokens (%d) "
 		                        "must be >= 0",
 		                        o->chunk_tokens, o->row_tokens);
-	if ((unsigned)o->row_reread > SWERVE_PL_ROWS_PREFETCH)
+	if ((unsigned)o->row_reread > SWERVE_PL_ROWS_STREAM)
 		return swerve_error_set(SWERVE_EINVAL,
 		                        "policy loss: opts: row_reread (%d) must be 0 (registers), "
-		                        "1 (two-pass) or 2 (prefetch)",
+		                        "1 (two-pass), 2 (prefetch), 3 (lean) or 4 (stream)",
 		                        o->row_reread);
 	if (!(o->eps_low >= 0.0f) || !(o->eps_high >= 0.0f))
 		return swerve_error_set(SWERVE_EINVAL,

@@ -47,6 +47,8 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include <new>
 
@@ -708,6 +710,308 @@ __global__ void __launch_bounds__(ROW_THREADS, 1) pl_row_kernel_pf(row_args a, i
 	}
 }
 
+/* ---- round 19: the lean row kernels (row_reread 3 and 4) -------------------
+ *
+ * Opt-in (SWERVE_PL_ROWS_LEAN / _STREAM, or the env switch SWERVE_PL_ROWS=
+ * lean|stream read by swerve_policy_loss_cuda). The register kernel spends a
+ * row's time mostly outside its load (one block an SM, 128 registers a
+ * thread): five barriers, the target logit's loads issued only after the max
+ * (a second memory latency), and thread 0's row_token, which loads the
+ * token's mask, sequence, count, advantage and old log-prob one after the
+ * other (each store to an output may alias them). Both kernels here:
+ *   - load the per-token inputs (tok_load) and issue the target logit's loads
+ *     at the start, beside the row's own loads;
+ *   - have every thread read the 16 warps' partials after one barrier (the
+ *     same values in the same order as thread 0 in row_math) and evaluate
+ *     the token itself (tok_eval: row_token's double math on the preloaded
+ *     values), so two barriers a row instead of five; thread 0 writes the
+ *     per-token outputs.
+ * LEAN holds the row in registers like the register kernel (one block an SM).
+ * STREAM holds none of it: 64 registers a thread, two blocks an SM, so one
+ * row's load overlaps the other's math; it reads the row three times (max;
+ * e^(z-m) and its sums; the gradient, recomputing e^(z-m) by the same
+ * expression), the second and third from L2 (2 rows an SM = 34 MB at V
+ * 32000), the third and the dZ stores with evict-first hints.
+ * Each thread covers the same elements (i = tid + 512 j) in the same order
+ * with the same expressions as row_math, so the outputs are meant to be bit
+ * for bit the register kernel's (test_policy_loss compares every byte). */
+
+/* row_token's inputs that do not depend on the row */
+struct tok_in {
+	int y, yok;
+	double norm, A, old;
+};
+
+__device__ __forceinline__ tok_in tok_load(const row_args &a, int t)
+{
+	tok_in k;
+	k.y = a.targets[t];
+	k.yok = k.y >= 0 && k.y < a.V;
+	k.norm = 0.0;
+	k.A = (double)NAN;
+	k.old = 0.0;
+	if (!a.opts.logprob_only) {
+		const int on = !a.mask || a.mask[t];
+		const int seq = a.seq_idx ? a.seq_idx[t] : 0;
+		if (seq >= 0 && seq < a.S) {
+			if (on && a.opts.norm == SWERVE_PL_NORM_SEQUENCE)
+				k.norm = 1.0 / ((double)a.S * (double)a.count[seq]);
+			else if (on)
+				k.norm = 1.0 / (double)a.count[a.S];
+			k.A = (double)a.adv[a.adv_per_seq ? seq : t];
+		} else {
+			k.norm = (double)NAN;
+		}
+		k.old = (double)a.logp_old[t];
+	}
+	return k;
+}
+
+/* row_token on preloaded inputs, by every thread (the same result in each);
+ * thread 0 writes the outputs. Returns coef (dlogp as float). */
+__device__ __forceinline__ float tok_eval(const row_args &a, int t, const tok_in &k, lse3 acc,
+                                          double zyd)
+{
+	const double ls = log((double)acc.s);
+	const double lse = (double)acc.m + ls;
+	const double logp = k.yok ? zyd - lse : (double)NAN;
+	const bool w0 = threadIdx.x == 0;
+	if (w0) {
+		a.logp[t] = (float)logp;
+		if (a.entropy)
+			a.entropy[t] = (float)(ls - (double)acc.sz / (double)acc.s);
+	}
+	float coef = 0.f;
+	if (!a.opts.logprob_only) {
+		struct swerve_pl_token tk = swerve_pl_token_eval(&a.opts, logp, k.old, k.A, k.norm);
+		if (w0) {
+			if (a.ratio)
+				a.ratio[t] = (float)tk.ratio;
+			if (a.clipped)
+				a.clipped[t] = (uint8_t)tk.clipped;
+			a.terms[t] = tk.loss;
+		}
+		coef = (float)tk.dlogp;
+	}
+	return coef;
+}
+
+/* target_logit with the target already loaded */
+__device__ __forceinline__ float target_logit_y(const row_args &a, int t, int yt)
+{
+	float zy = 0.f;
+	if (yt >= 0 && yt < a.V) {
+		const __nv_bfloat16 *x = a.X + (size_t)t * a.d;
+		const float *w = a.W + (size_t)yt * a.d;
+		for (int k = threadIdx.x; k < a.d; k += ROW_THREADS)
+			zy = fmaf(__bfloat162float(x[k]), w[k], zy);
+	}
+#pragma unroll
+	for (int off = 16; off > 0; off >>= 1)
+		zy += __shfl_xor_sync(0xffffffffu, zy, off);
+	return zy;
+}
+
+/* put_grad4 with an evict-first store (st.global.cs) */
+template <int P>
+__device__ __forceinline__ void put_grad4_cs(const row_args &a, int r, int v, float4 g)
+{
+	if (P == 0) {
+		__stcs((float4 *)(a.Z + (size_t)r * a.V + v), g);
+	} else {
+		__nv_bfloat16 *o = a.dzs + (size_t)(r + a.r0) * a.V + v;
+#pragma unroll
+		for (int k = 0; k < P; k++) {
+			__nv_bfloat162 h01 = __floats2bfloat162_rn(g.x, g.y);
+			__nv_bfloat162 h23 = __floats2bfloat162_rn(g.z, g.w);
+			union {
+				__nv_bfloat162 h[2];
+				uint2 u;
+			} pk;
+			pk.h[0] = h01;
+			pk.h[1] = h23;
+			__stcs((uint2 *)(o + k * a.piece_stride), pk.u);
+			float2 f01 = __bfloat1622float2(h01), f23 = __bfloat1622float2(h23);
+			g.x -= f01.x;
+			g.y -= f01.y;
+			g.z -= f23.x;
+			g.w -= f23.y;
+		}
+	}
+}
+
+/* e = e^(z - m) of one float4 in place, adding to the sums (row_math's
+ * expressions) */
+__device__ __forceinline__ void exp_sum4(float4 &q, float m, float &se, float &sz)
+{
+	float d0 = q.x - m, d1 = q.y - m, d2 = q.z - m, d3 = q.w - m;
+	q.x = exp2f(d0 * LOG2E);
+	q.y = exp2f(d1 * LOG2E);
+	q.z = exp2f(d2 * LOG2E);
+	q.w = exp2f(d3 * LOG2E);
+	se += (q.x + q.y) + (q.z + q.w);
+	sz += (q.x * d0 + q.y * d1) + (q.z * d2 + q.w * d3);
+}
+
+/* dZ of one float4 of e (row_math's expressions) */
+__device__ __forceinline__ float4 grad4(float4 e, float coef, float cs, int y, int i)
+{
+	float4 g = make_float4(cs * e.x, cs * e.y, cs * e.z, cs * e.w);
+	const int v = 4 * i;
+	if (y == v)
+		g.x += coef;
+	else if (y == v + 1)
+		g.y += coef;
+	else if (y == v + 2)
+		g.z += coef;
+	else if (y == v + 3)
+		g.w += coef;
+	return g;
+}
+
+#define LEAN_NB 8 /* STREAM: float4 loads in flight a thread (a batch) */
+
+template <int P, int NC, bool STREAM>
+__global__ void __launch_bounds__(ROW_THREADS, STREAM ? 2 : 1) pl_row_kernel_lean(row_args a)
+{
+	const int r = blockIdx.x, t = a.t0 + r, V4 = a.V / 4;
+	const int lane = threadIdx.x & 31, warp = threadIdx.x / 32;
+	const float4 *z4 = (const float4 *)(a.Z + (size_t)r * a.V);
+	__shared__ float sh_m[ROW_THREADS / 32], sh_zy[ROW_THREADS / 32];
+	__shared__ float sh_s[ROW_THREADS / 32], sh_sz[ROW_THREADS / 32];
+	static_assert(NC % LEAN_NB == 0, "NC must be a multiple of LEAN_NB");
+
+	const tok_in k = tok_load(a, t);
+	float4 q[STREAM ? LEAN_NB : NC];
+	float m = -INFINITY;
+	if (!STREAM) {
+#pragma unroll
+		for (int j = 0; j < NC; j++) {
+			const int i = threadIdx.x + j * ROW_THREADS;
+			q[j] = i < V4 ? z4[i]
+			              : make_float4(-INFINITY, -INFINITY, -INFINITY, -INFINITY);
+		}
+	}
+	const float zy = target_logit_y(a, t, k.y);
+	if (!STREAM) {
+#pragma unroll
+		for (int j = 0; j < NC; j++)
+			m = fmaxf(m, fmaxf(fmaxf(q[j].x, q[j].y), fmaxf(q[j].z, q[j].w)));
+	} else {
+#pragma unroll 1
+		for (int j0 = 0; j0 < NC; j0 += LEAN_NB) {
+#pragma unroll
+			for (int j = 0; j < LEAN_NB; j++) {
+				const int i = threadIdx.x + (j0 + j) * ROW_THREADS;
+				q[j] = i < V4 ? z4[i]
+				              : make_float4(-INFINITY, -INFINITY, -INFINITY,
+				                            -INFINITY);
+			}
+#pragma unroll
+			for (int j = 0; j < LEAN_NB; j++)
+				m = fmaxf(m, fmaxf(fmaxf(q[j].x, q[j].y), fmaxf(q[j].z, q[j].w)));
+		}
+	}
+#pragma unroll
+	for (int off = 16; off > 0; off >>= 1)
+		m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
+	if (lane == 0) {
+		sh_m[warp] = m;
+		sh_zy[warp] = zy;
+	}
+	__syncthreads();
+	{
+		float mm = sh_m[0];
+		for (int w = 1; w < ROW_THREADS / 32; w++)
+			mm = fmaxf(mm, sh_m[w]);
+		m = mm;
+	}
+	/* e = e^(z - m); sums of e and e (z - m), in row_math's order */
+	float se = 0.f, sz = 0.f;
+	if (!STREAM) {
+#pragma unroll
+		for (int j = 0; j < NC; j++)
+			if (threadIdx.x + j * ROW_THREADS < V4)
+				exp_sum4(q[j], m, se, sz);
+	} else {
+#pragma unroll 1
+		for (int j0 = 0; j0 < NC; j0 += LEAN_NB) {
+#pragma unroll
+			for (int j = 0; j < LEAN_NB; j++) {
+				const int i = threadIdx.x + (j0 + j) * ROW_THREADS;
+				if (i < V4)
+					q[j] = z4[i];
+			}
+#pragma unroll
+			for (int j = 0; j < LEAN_NB; j++)
+				if (threadIdx.x + (j0 + j) * ROW_THREADS < V4)
+					exp_sum4(q[j], m, se, sz);
+		}
+	}
+#pragma unroll
+	for (int off = 16; off > 0; off >>= 1) {
+		se += __shfl_xor_sync(0xffffffffu, se, off);
+		sz += __shfl_xor_sync(0xffffffffu, sz, off);
+	}
+	if (lane == 0) {
+		sh_s[warp] = se;
+		sh_sz[warp] = sz;
+	}
+	__syncthreads();
+	lse3 acc = {m, 0.f, 0.f};
+	double zyd = 0.0;
+	for (int w = 0; w < ROW_THREADS / 32; w++) {
+		acc.s += sh_s[w];
+		acc.sz += sh_sz[w];
+		zyd += (double)sh_zy[w];
+	}
+	const float coef = tok_eval(a, t, k, acc, zyd);
+	if (a.opts.logprob_only)
+		return;
+
+	/* dZ = coef * (onehot - p), p = e / s */
+	const float inv_s = 1.0f / acc.s, cs = -coef * inv_s;
+	const int y = k.yok ? k.y : -1;
+	if (!STREAM) {
+#pragma unroll
+		for (int j = 0; j < NC; j++) {
+			const int i = threadIdx.x + j * ROW_THREADS;
+			if (i < V4) {
+				float4 g = make_float4(0.f, 0.f, 0.f, 0.f);
+				if (coef != 0.f)
+					g = grad4(q[j], coef, cs, y, i);
+				put_grad4<P>(a, r, 4 * i, g);
+			}
+		}
+	} else {
+#pragma unroll 1
+		for (int j0 = 0; j0 < NC; j0 += LEAN_NB) {
+			if (coef != 0.f) {
+#pragma unroll
+				for (int j = 0; j < LEAN_NB; j++) {
+					const int i = threadIdx.x + (j0 + j) * ROW_THREADS;
+					if (i < V4)
+						q[j] = __ldcs(z4 + i);
+				}
+			}
+#pragma unroll
+			for (int j = 0; j < LEAN_NB; j++) {
+				const int i = threadIdx.x + (j0 + j) * ROW_THREADS;
+				if (i < V4) {
+					float4 g = make_float4(0.f, 0.f, 0.f, 0.f);
+					if (coef != 0.f) {
+						float e0 = 0.f,
+						      e1 = 0.f; /* the sums are not needed */
+						exp_sum4(q[j], m, e0, e1);
+						g = grad4(q[j], coef, cs, y, i);
+					}
+					put_grad4_cs<P>(a, r, 4 * i, g);
+				}
+			}
+		}
+	}
+}
+
 /* ---- host side ------------------------------------------------------------- */
 
 extern "C" int swerve_pl_check_args(const struct swerve_pl_out *out,
@@ -848,6 +1152,10 @@ static void launch_rows(const row_args &a, int rows, bool vec, int mode, cudaStr
 {
 	if (vec && mode == SWERVE_PL_ROWS_REG && a.V / 4 <= ROW_NC * ROW_THREADS)
 		pl_row_kernel_reg<P, ROW_NC><<<rows, ROW_THREADS, 0, st>>>(a);
+	else if (vec && mode == SWERVE_PL_ROWS_LEAN && a.V / 4 <= ROW_NC * ROW_THREADS)
+		pl_row_kernel_lean<P, ROW_NC, false><<<rows, ROW_THREADS, 0, st>>>(a);
+	else if (vec && mode == SWERVE_PL_ROWS_STREAM && a.V / 4 <= ROW_NC * ROW_THREADS)
+		pl_row_kernel_lean<P, ROW_NC, true><<<rows, ROW_THREADS, 0, st>>>(a);
 	else if (vec)
 		pl_row_kernel<P, true><<<rows, ROW_THREADS, 0, st>>>(a);
 	else
@@ -865,6 +1173,29 @@ static int launch_rows_pf(const row_args &a, int rows, int *blocks, cudaStream_t
 	const int grid = *blocks < rows ? *blocks : rows;
 	pl_row_kernel_pf<P, ROW_NC><<<grid, ROW_THREADS, (size_t)a.V * 4, st>>>(a, rows);
 	return 0;
+}
+
+/* SWERVE_PL_ROWS = reg | twopass | prefetch | lean | stream picks the row
+ * kernel in place of opts.row_reread (SWERVE_PL_ROWS_*, in that order), read
+ * at each call so that a caller that does not set row_reread (the policy)
+ * can be switched; unset or empty: opts.row_reread. Anything else is an
+ * error naming it. */
+static int rows_mode(const struct swerve_pl_opts *o, int *mode)
+{
+	static const char *const names[] = {"reg", "twopass", "prefetch", "lean", "stream"};
+	const char *e = getenv("SWERVE_PL_ROWS");
+	*mode = o->row_reread;
+	if (!e || !*e)
+		return 0;
+	for (int i = 0; i < (int)(sizeof(names) / sizeof(names[0])); i++)
+		if (!strcmp(e, names[i])) {
+			*mode = i;
+			return 0;
+		}
+	return swerve_error_set(SWERVE_EINVAL,
+	                        "policy loss: SWERVE_PL_ROWS=%s: must be reg, twopass, prefetch, "
+	                        "lean or stream",
+	                        e);
 }
 
 static int gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
@@ -913,9 +1244,12 @@ extern "C" int swerve_policy_loss_cuda(struct swerve_pl_ctx *ctx, const struct s
 	int *count = (int *)(ws + L.count);
 	const __nv_bfloat16 *Xb = (const __nv_bfloat16 *)X;
 	const bool vec = V % 4 == 0;
+	int rows_kind;
+	if ((rc = rows_mode(o, &rows_kind)))
+		return rc;
 	/* the persistent prefetching row kernel, where asked for and the row fits */
 	const bool pf =
-	        vec && o->row_reread == SWERVE_PL_ROWS_PREFETCH && V / 4 <= ROW_NC * ROW_THREADS;
+	        vec && rows_kind == SWERVE_PL_ROWS_PREFETCH && V / 4 <= ROW_NC * ROW_THREADS;
 	const cublasComputeType_t ct = PW == 0 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
 
 	if ((rc = prof_mark(ctx, -1, st)))
@@ -1017,11 +1351,11 @@ extern "C" int swerve_policy_loss_cuda(struct swerve_pl_ctx *ctx, const struct s
 			a.r0 = r0;
 			if (!pf) {
 				if (PZ == 2)
-					launch_rows<2>(a, rr, vec, o->row_reread, st);
+					launch_rows<2>(a, rr, vec, rows_kind, st);
 				else if (PZ == 1)
-					launch_rows<1>(a, rr, vec, o->row_reread, st);
+					launch_rows<1>(a, rr, vec, rows_kind, st);
 				else
-					launch_rows<0>(a, rr, vec, o->row_reread, st);
+					launch_rows<0>(a, rr, vec, rows_kind, st);
 			} else {
 				int *nb = &ctx->pf_blocks[PZ]; /* asked once a context */
 				rc = PZ == 2   ? launch_rows_pf<2>(a, rr, nb, st)

@@ -343,11 +343,52 @@ CASE(pf_v32772, {"pf fp32fwd V32772 (2-pass)", 40, 64, 32772, 2, 0, SWERVE_PL_CI
 CASE(pf_v_odd, {"pf fp32fwd V odd (2-pass)", 97, 72, 1001, 3, 0, SWERVE_PL_CISPO,
                 SWERVE_PL_FP32_FWD, SWERVE_PL_NORM_SEQUENCE, 1, 1, 1, 1, 0, 0, 40, 2})
 
+/* round 19: the lean row kernels (row_reread 3 = LEAN, 4 = STREAM: the row
+ * re-read from L2, two blocks an SM). The same shapes as the pf_* cases:
+ * every precision (P 0 in place, 1, 2), masks, per-sequence advantages and
+ * norms, logprob-only, V/4 < 512 threads, V 32768, and the fallbacks. */
+CASE(ln_fp32fwd_policy, {"lean fp32fwd d768 V32000 R16", 48, 768, 32000, 2, 0, SWERVE_PL_CISPO,
+                         SWERVE_PL_FP32_FWD, SWERVE_PL_NORM_TOKENS, 0, 1, 0, 0, 0, 0, 16, 3})
+CASE(ln_fp32fwd_v32000_many, {"lean fp32fwd V32000 N400 seq", 400, 64, 32000, 4, 0, SWERVE_PL_CISPO,
+                              SWERVE_PL_FP32_FWD, SWERVE_PL_NORM_SEQUENCE, 1, 1, 1, 0, 0, 0, 0, 3})
+CASE(ln_dapo_fp32, {"lean dapo fp32 V3000 R48", 200, 256, 3000, 4, 128, SWERVE_PL_DAPO,
+                    SWERVE_PL_FP32, SWERVE_PL_NORM_TOKENS, 0, 0, 0, 0, 0, 0, 48, 3})
+CASE(ln_tf32, {"lean tf32 (dZ in place)", 300, 136, 2048, 5, 0, SWERVE_PL_CISPO, SWERVE_PL_TF32,
+               SWERVE_PL_NORM_TOKENS, 0, 1, 0, 0, 0, 0, 0, 3})
+CASE(ln_logprob_only, {"lean logprob-only fp32fwd R40", 150, 128, 5000, 1, 64, SWERVE_PL_CISPO,
+                       SWERVE_PL_FP32_FWD, SWERVE_PL_NORM_TOKENS, 0, 0, 0, 0, 1, 0, 40, 3})
+CASE(ln_v32768, {"lean fp32fwd V32768", 200, 64, 32768, 2, 0, SWERVE_PL_CISPO, SWERVE_PL_FP32_FWD,
+                 SWERVE_PL_NORM_TOKENS, 0, 1, 0, 0, 0, 0, 0, 3})
+CASE(st_fp32fwd_policy, {"stream fp32fwd d768 V32000 R16", 48, 768, 32000, 2, 0, SWERVE_PL_CISPO,
+                         SWERVE_PL_FP32_FWD, SWERVE_PL_NORM_TOKENS, 0, 1, 0, 0, 0, 0, 16, 4})
+CASE(st_fp32fwd_v32000_many,
+     {"stream fp32fwd V32000 N400 seq", 400, 64, 32000, 4, 0, SWERVE_PL_CISPO, SWERVE_PL_FP32_FWD,
+      SWERVE_PL_NORM_SEQUENCE, 1, 1, 1, 0, 0, 0, 0, 4})
+CASE(st_fp32fwd_v1004, {"stream fp32fwd V1004 N600 R500", 600, 72, 1004, 6, 0, SWERVE_PL_GRPO,
+                        SWERVE_PL_FP32_FWD, SWERVE_PL_NORM_SEQUENCE, 1, 1, 0, 0, 0, 1, 500, 4})
+CASE(st_bf16, {"stream bf16 R100", 300, 136, 2048, 5, 0, SWERVE_PL_CISPO, SWERVE_PL_BF16,
+               SWERVE_PL_NORM_TOKENS, 0, 1, 0, 0, 0, 0, 100, 4})
+CASE(st_grpo_bf16_long, {"stream grpo bf16 N2048 C256 acc", 2048, 64, 2048, 16, 256, SWERVE_PL_GRPO,
+                         SWERVE_PL_BF16, SWERVE_PL_NORM_SEQUENCE, 1, 1, 0, 0, 0, 1, 0, 4})
+CASE(st_dapo_fp32, {"stream dapo fp32 V3000 R48", 200, 256, 3000, 4, 128, SWERVE_PL_DAPO,
+                    SWERVE_PL_FP32, SWERVE_PL_NORM_TOKENS, 0, 0, 0, 0, 0, 0, 48, 4})
+CASE(st_tf32, {"stream tf32 (dZ in place)", 300, 136, 2048, 5, 0, SWERVE_PL_CISPO, SWERVE_PL_TF32,
+               SWERVE_PL_NORM_TOKENS, 0, 1, 0, 0, 0, 0, 0, 4})
+CASE(st_logprob_only, {"stream logprob-only fp32fwd R40", 150, 128, 5000, 1, 64, SWERVE_PL_CISPO,
+                       SWERVE_PL_FP32_FWD, SWERVE_PL_NORM_TOKENS, 0, 0, 0, 0, 1, 0, 40, 4})
+CASE(st_v32768, {"stream fp32fwd V32768", 200, 64, 32768, 2, 0, SWERVE_PL_CISPO, SWERVE_PL_FP32_FWD,
+                 SWERVE_PL_NORM_TOKENS, 0, 1, 0, 0, 0, 0, 0, 4})
+CASE(st_v32772, {"stream fp32fwd V32772 (2-pass)", 40, 64, 32772, 2, 0, SWERVE_PL_CISPO,
+                 SWERVE_PL_FP32_FWD, SWERVE_PL_NORM_TOKENS, 0, 1, 0, 0, 0, 0, 16, 4})
+CASE(st_v_odd, {"stream fp32fwd V odd (2-pass)", 97, 72, 1001, 3, 0, SWERVE_PL_CISPO,
+                SWERVE_PL_FP32_FWD, SWERVE_PL_NORM_SEQUENCE, 1, 1, 1, 1, 0, 0, 40, 4})
+
 /* The prefetching kernel runs the register kernel's math line for line: the
  * same inputs give the same bytes in every output (dX and dW too: the GEMMs
  * see the same dZ). One run of each on the same device buffers, outputs
  * poisoned before each. */
-static int pf_bitwise_one(enum swerve_pl_precision prec, int N, int d, int V, int rows)
+static int pf_bitwise_one(enum swerve_pl_precision prec, int N, int d, int V, int rows,
+                          int mode = SWERVE_PL_ROWS_PREFETCH)
 {
 	std::vector<uint16_t> Xb((size_t)N * d);
 	std::vector<float> W((size_t)V * d), old(N), adv(N);
@@ -373,7 +414,7 @@ static int pf_bitwise_one(enum swerve_pl_precision prec, int N, int d, int V, in
 		swerve_pl_opts_init(&o, SWERVE_PL_CISPO);
 		o.precision = prec;
 		o.row_tokens = rows;
-		o.row_reread = k ? SWERVE_PL_ROWS_PREFETCH : SWERVE_PL_ROWS_REG;
+		o.row_reread = k ? mode : SWERVE_PL_ROWS_REG;
 		float *g = NULL;
 		CK(cudaMalloc(&g, bytes));
 		CK(cudaMemset(g, 0xff, bytes));
@@ -403,10 +444,13 @@ static int pf_bitwise_one(enum swerve_pl_precision prec, int N, int d, int V, in
 	for (size_t i = 0; i < bytes; i++)
 		if (h[0][i] != h[1][i] && !ndiff++)
 			first = i;
-	printf("  pf vs register, %s N%d d%d V%d R%d: %zu of %zu bytes differ (first at byte "
+	static const char *const kn[] = {"reg", "2-pass", "pf", "lean", "stream"};
+	static const char *const pn[] = {"fp32", "tf32", "bf16", "fp32fwd"};
+	printf("  %s vs register, %s N%d d%d V%d R%d: %zu of %zu bytes differ (first at byte "
 	       "%zu)\n",
-	       prec == SWERVE_PL_BF16 ? "bf16" : "fp32fwd", N, d, V, rows, ndiff, bytes, first);
-	CHECK(ndiff == 0, "the prefetching row kernel's outputs differ from the register kernel's");
+	       kn[mode], pn[prec], N, d, V, rows, ndiff, bytes, first);
+	CHECK(ndiff == 0, "the %s row kernel's outputs differ from the register kernel's",
+	      kn[mode]);
 	return 0;
 }
 
@@ -418,6 +462,75 @@ static int pf_matches_register_bitwise(void)
 	if (!rc)
 		rc = pf_bitwise_one(SWERVE_PL_BF16, 700, 64, 2052, 300);
 	return rc;
+}
+
+/* round 19: LEAN and STREAM against the register kernel, every output byte;
+ * FP32 (dZ in 2 parts) and TF32 (dZ in place) too */
+static int lean_stream_match_register_bitwise(void)
+{
+	if (!have_gpu())
+		return GPU_SKIP;
+	int rc = 0;
+	for (int mode = SWERVE_PL_ROWS_LEAN; mode <= SWERVE_PL_ROWS_STREAM && !rc; mode++) {
+		rc = pf_bitwise_one(SWERVE_PL_FP32_FWD, 1000, 128, 32000, 0, mode);
+		if (!rc)
+			rc = pf_bitwise_one(SWERVE_PL_BF16, 700, 64, 2052, 300, mode);
+		if (!rc)
+			rc = pf_bitwise_one(SWERVE_PL_FP32, 300, 64, 3000, 48, mode);
+		if (!rc)
+			rc = pf_bitwise_one(SWERVE_PL_TF32, 300, 64, 2048, 0, mode);
+	}
+	return rc;
+}
+
+/* SWERVE_PL_ROWS overrides row_reread; a misspelt value is refused by name */
+static int rows_env_is_checked(void)
+{
+	if (!have_gpu())
+		return GPU_SKIP;
+	const char *was = getenv("SWERVE_PL_ROWS");
+	char keep[64];
+	snprintf(keep, sizeof(keep), "%s", was ? was : "");
+	struct swerve_pl_opts o;
+	swerve_pl_opts_init(&o, SWERVE_PL_CISPO);
+	const int n = 4, d = 64, v = 64;
+	std::vector<int32_t> hy(n, 1);
+	std::vector<float> hf((size_t)v * d, 0.01f);
+	std::vector<uint16_t> hx((size_t)n * d, 0x3f80); /* bf16 1.0 */
+	int32_t *y = dev_copy(hy);
+	float *f = dev_copy(hf);
+	uint16_t *x = dev_copy(hx);
+	CHECK(y && f && x, "cudaMalloc");
+	struct swerve_pl_batch b = {n, d, v, y, f, f, NULL, 0, 0, NULL};
+	float *g = NULL;
+	CK(cudaMalloc(&g, (3 * n + 1 + (size_t)n * d + (size_t)v * d) * 4));
+	struct swerve_pl_out out = {
+	        g, g + n, g + 2 * n, NULL, g + 3 * n, g + 3 * n + 1, g + 3 * n + 1 + n * d};
+	size_t wsz = swerve_pl_workspace_size(&b, &o);
+	void *ws = NULL;
+	CK(cudaMalloc(&ws, wsz));
+	struct swerve_pl_ctx *ctx = NULL;
+	CHECK(swerve_pl_ctx_new(&ctx) == 0, "%s", swerve_error_last());
+	static const char *const good[] = {"reg", "twopass", "prefetch", "lean", "stream", ""};
+	int rc_good = 0;
+	for (int i = 0; i < 6 && !rc_good; i++) {
+		setenv("SWERVE_PL_ROWS", good[i], 1);
+		rc_good = swerve_policy_loss_cuda(ctx, &out, &b, x, f, &o, ws, wsz, NULL);
+	}
+	setenv("SWERVE_PL_ROWS", "v9", 1);
+	int rc = swerve_policy_loss_cuda(ctx, &out, &b, x, f, &o, ws, wsz, NULL);
+	if (*keep)
+		setenv("SWERVE_PL_ROWS", keep, 1);
+	else
+		unsetenv("SWERVE_PL_ROWS");
+	printf("  SWERVE_PL_ROWS=v9: rc %d: %s\n", rc, swerve_error_last());
+	CK(cudaDeviceSynchronize());
+	swerve_pl_ctx_free(ctx);
+	cudaFree(ws), cudaFree(g), cudaFree(y), cudaFree(f), cudaFree(x);
+	CHECK(rc_good == 0, "a valid SWERVE_PL_ROWS was refused");
+	CHECK(rc == SWERVE_EINVAL && strstr(swerve_error_last(), "SWERVE_PL_ROWS=v9"),
+	      "SWERVE_PL_ROWS=v9 was not refused by name (rc %d)", rc);
+	return 0;
 }
 
 static int bad_workspace_is_refused(void)
@@ -478,6 +591,25 @@ int main(void)
 	        {"pf_v32772", pf_v32772},
 	        {"pf_v_odd", pf_v_odd},
 	        {"pf_matches_register_bitwise", pf_matches_register_bitwise},
+	        {"ln_fp32fwd_policy", ln_fp32fwd_policy},
+	        {"ln_fp32fwd_v32000_many", ln_fp32fwd_v32000_many},
+	        {"ln_dapo_fp32", ln_dapo_fp32},
+	        {"ln_tf32", ln_tf32},
+	        {"ln_logprob_only", ln_logprob_only},
+	        {"ln_v32768", ln_v32768},
+	        {"st_fp32fwd_policy", st_fp32fwd_policy},
+	        {"st_fp32fwd_v32000_many", st_fp32fwd_v32000_many},
+	        {"st_fp32fwd_v1004", st_fp32fwd_v1004},
+	        {"st_bf16", st_bf16},
+	        {"st_grpo_bf16_long", st_grpo_bf16_long},
+	        {"st_dapo_fp32", st_dapo_fp32},
+	        {"st_tf32", st_tf32},
+	        {"st_logprob_only", st_logprob_only},
+	        {"st_v32768", st_v32768},
+	        {"st_v32772", st_v32772},
+	        {"st_v_odd", st_v_odd},
+	        {"lean_stream_match_register_bitwise", lean_stream_match_register_bitwise},
+	        {"rows_env_is_checked", rows_env_is_checked},
 	        {"bad_workspace_is_refused", bad_workspace_is_refused},
 	};
 	return gpu_run_tests(tests, (int)(sizeof(tests) / sizeof(tests[0])));
