@@ -612,5 +612,22 @@ int main(void)
 	        {"rows_env_is_checked", rows_env_is_checked},
 	        {"bad_workspace_is_refused", bad_workspace_is_refused},
 	};
-	return gpu_run_tests(tests, (int)(sizeof(tests) / sizeof(tests[0])));
+	/* PL_TEST_ONLY=prefix,prefix,...: only the cases whose names start with
+	 * one of them (a short device call for one kernel's cases) */
+	const int n = (int)(sizeof(tests) / sizeof(tests[0]));
+	const char *only = getenv("PL_TEST_ONLY");
+	if (!only || !*only)
+		return gpu_run_tests(tests, n);
+	std::vector<struct gpu_test> pick;
+	for (int i = 0; i < n; i++)
+		for (const char *p = only; *p;) {
+			size_t len = strcspn(p, ",");
+			if (len && !strncmp(tests[i].name, p, len)) {
+				pick.push_back(tests[i]);
+				break;
+			}
+			p += len + (p[len] == ',');
+		}
+	printf("PL_TEST_ONLY=%s: %zu of %d cases\n", only, pick.size(), n);
+	return gpu_run_tests(pick.data(), (int)pick.size());
 }
