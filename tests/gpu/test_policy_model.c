@@ -158,9 +158,9 @@ static int act16_grad16(void)
 static int bf16_round_points(void)
 {
 	const char *lin = getenv("POLICY_GPU_LIGHTNING"), *act = getenv("POLICY_GPU_ACT");
-	const char *force = getenv("SWERVE_TEST_ROUND"); /* diagnosis: PB_* mask, e.g. 0x7d */
-	int act32 = act && !strcmp(act, "fp32");         /* fp32 storage, GEMMs FAST_16BF */
-	int dres = act16_grad16() ? PB_DRES : 0;
+	const char *force = getenv("SWERVE_TEST_ROUND");   /* diagnosis: PB_* mask, e.g. 0x7d */
+	int act32 = act && !strcmp(act, "fp32");           /* fp32 storage, GEMMs FAST_16BF */
+	int dres = act16_grad16() && !act32 ? PB_DRES : 0; /* all needs bf16 storage */
 	if (force && *force)
 		return (int)strtol(force, NULL, 0) & (PB_ALL | PB_DRES);
 	/* the fp32 lightning kernel: q/k/v, o and dO in fp32 */
@@ -1366,7 +1366,8 @@ static int test_bad_switches(void)
 	                             "POLICY_GPU_COPY",       "POLICY_GPU_GRAPH",
 	                             "POLICY_GPU_LW_GATE",    "POLICY_GPU_ACT16"};
 	static const char *step_vars[] = {"POLICY_GPU_HEAD", "POLICY_GPU_HEAD_ROWS",
-	                                  "SWERVE_PL_ROWS"};
+	                                  "SWERVE_PL_ROWS", "SWERVE_LIGHTNING_DACT",
+	                                  "SWERVE_LIGHTNING_FWD_SEGMENTS"};
 	struct fixture f;
 	if (!have_gpu())
 		return GPU_SKIP;
