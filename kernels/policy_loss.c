@@ -124,10 +124,11 @@ int swerve_pl_check_args(const struct swerve_pl_out *out, const struct swerve_pl
 		                        "policy loss: opts: chunk_tokens (%d) and row_tokens (%d) "
 		                        "must be >= 0",
 		                        o->chunk_tokens, o->row_tokens);
-	if ((unsigned)o->row_reread > SWERVE_PL_ROWS_STREAM)
+	if ((unsigned)o->row_reread > SWERVE_PL_ROWS_STREAM_PLAIN)
 		return swerve_error_set(SWERVE_EINVAL,
 		                        "policy loss: opts: row_reread (%d) must be 0 (registers), "
-		                        "1 (two-pass), 2 (prefetch), 3 (lean) or 4 (stream)",
+		                        "1 (two-pass), 2 (prefetch), 3 (lean), 4 (stream) or 5 "
+		                        "(stream-plain)",
 		                        o->row_reread);
 	if (!(o->eps_low >= 0.0f) || !(o->eps_high >= 0.0f))
 		return swerve_error_set(SWERVE_EINVAL,

@@ -871,7 +871,9 @@ __device__ __forceinline__ float4 grad4(float4 e, float coef, float cs, int y, i
 
 #define LEAN_NB 8 /* STREAM: float4 loads in flight a thread (a batch) */
 
-template <int P, int NC, bool STREAM>
+/* HINT (STREAM only): the third read and the dZ stores evict-first
+ * (ld/st.global.cs); false = plain loads and stores (STREAM_PLAIN) */
+template <int P, int NC, bool STREAM, bool HINT = true>
 __global__ void __launch_bounds__(ROW_THREADS, STREAM ? 2 : 1) pl_row_kernel_lean(row_args a)
 {
 	const int r = blockIdx.x, t = a.t0 + r, V4 = a.V / 4;
@@ -991,7 +993,7 @@ __global__ void __launch_bounds__(ROW_THREADS, STREAM ? 2 : 1) pl_row_kernel_lea
 				for (int j = 0; j < LEAN_NB; j++) {
 					const int i = threadIdx.x + (j0 + j) * ROW_THREADS;
 					if (i < V4)
-						q[j] = __ldcs(z4 + i);
+						q[j] = HINT ? __ldcs(z4 + i) : z4[i];
 				}
 			}
 #pragma unroll
@@ -1005,7 +1007,10 @@ __global__ void __launch_bounds__(ROW_THREADS, STREAM ? 2 : 1) pl_row_kernel_lea
 						exp_sum4(q[j], m, e0, e1);
 						g = grad4(q[j], coef, cs, y, i);
 					}
-					put_grad4_cs<P>(a, r, 4 * i, g);
+					if (HINT)
+						put_grad4_cs<P>(a, r, 4 * i, g);
+					else
+						put_grad4<P>(a, r, 4 * i, g);
 				}
 			}
 		}
@@ -1156,6 +1161,8 @@ static void launch_rows(const row_args &a, int rows, bool vec, int mode, cudaStr
 		pl_row_kernel_lean<P, ROW_NC, false><<<rows, ROW_THREADS, 0, st>>>(a);
 	else if (vec && mode == SWERVE_PL_ROWS_STREAM && a.V / 4 <= ROW_NC * ROW_THREADS)
 		pl_row_kernel_lean<P, ROW_NC, true><<<rows, ROW_THREADS, 0, st>>>(a);
+	else if (vec && mode == SWERVE_PL_ROWS_STREAM_PLAIN && a.V / 4 <= ROW_NC * ROW_THREADS)
+		pl_row_kernel_lean<P, ROW_NC, true, false><<<rows, ROW_THREADS, 0, st>>>(a);
 	else if (vec)
 		pl_row_kernel<P, true><<<rows, ROW_THREADS, 0, st>>>(a);
 	else
@@ -1175,14 +1182,15 @@ static int launch_rows_pf(const row_args &a, int rows, int *blocks, cudaStream_t
 	return 0;
 }
 
-/* SWERVE_PL_ROWS = reg | twopass | prefetch | lean | stream picks the row
+/* SWERVE_PL_ROWS = reg | twopass | prefetch | lean | stream | stream-plain picks the row
  * kernel in place of opts.row_reread (SWERVE_PL_ROWS_*, in that order), read
  * at each call so that a caller that does not set row_reread (the policy)
  * can be switched; unset or empty: opts.row_reread. Anything else is an
  * error naming it. */
 static int rows_mode(const struct swerve_pl_opts *o, int *mode)
 {
-	static const char *const names[] = {"reg", "twopass", "prefetch", "lean", "stream"};
+	static const char *const names[] = {"reg",  "twopass", "prefetch",
+	                                    "lean", "stream",  "stream-plain"};
 	const char *e = getenv("SWERVE_PL_ROWS");
 	*mode = o->row_reread;
 	if (!e || !*e)
@@ -1194,7 +1202,7 @@ static int rows_mode(const struct swerve_pl_opts *o, int *mode)
 		}
 	return swerve_error_set(SWERVE_EINVAL,
 	                        "policy loss: SWERVE_PL_ROWS=%s: must be reg, twopass, prefetch, "
-	                        "lean or stream",
+	                        "lean, stream or stream-plain",
 	                        e);
 }
 

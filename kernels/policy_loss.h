@@ -90,7 +90,8 @@ struct swerve_pl_opts {
 	int row_reread; /* GPU: which row kernel (SWERVE_PL_ROWS_*, end of this file):
 	                 * 0 the row in registers (default), 1 two-pass (reads it twice),
 	                 * 2 persistent, next row prefetched, 3 lean registers, 4 streamed
-	                 * from L2; all but 1 need V%4 = 0, V <= 32768 (else 1 runs) */
+	                 * from L2, 5 = 4 without cache hints; all but 1 need V%4 = 0,
+	                 * V <= 32768 (else 1 runs) */
 };
 
 /* Defaults for a variant: CISPO eps_high 4 (ratio cap 5, ScaleRL), no lower
@@ -257,17 +258,19 @@ swerve_pl_token_eval(const struct swerve_pl_opts *o, double logp, double logp_ol
  * run the two-pass kernel too. 2 is opt-in: bit-identical to 0, its row
  * phase ~11% faster on an H100, no gain end to end (2026-11-27). */
 enum swerve_pl_rows {
-	SWERVE_PL_ROWS_REG = 0,      /* one block a row, the row held in registers */
-	SWERVE_PL_ROWS_TWOPASS = 1,  /* one block a row, read twice (issue 9's kernel) */
-	SWERVE_PL_ROWS_PREFETCH = 2, /* persistent blocks; the next row bulk-copied into
-	                              * shared memory while this one is reduced */
-	SWERVE_PL_ROWS_LEAN = 3,     /* as REG with the token's inputs loaded up front
-	                              * and two barriers a row instead of five */
-	SWERVE_PL_ROWS_STREAM = 4,   /* as LEAN, the row not held: two blocks an SM,
-	                              * the row re-read from L2 (round 19) */
+	SWERVE_PL_ROWS_REG = 0,          /* one block a row, the row held in registers */
+	SWERVE_PL_ROWS_TWOPASS = 1,      /* one block a row, read twice (issue 9's kernel) */
+	SWERVE_PL_ROWS_PREFETCH = 2,     /* persistent blocks; the next row bulk-copied into
+	                                  * shared memory while this one is reduced */
+	SWERVE_PL_ROWS_LEAN = 3,         /* as REG with the token's inputs loaded up front
+	                                  * and two barriers a row instead of five */
+	SWERVE_PL_ROWS_STREAM = 4,       /* as LEAN, the row not held: two blocks an SM,
+	                                  * the row re-read from L2 (round 19) */
+	SWERVE_PL_ROWS_STREAM_PLAIN = 5, /* STREAM without its evict-first load/store
+	                                  * hints (prepared, not yet run on a GPU) */
 };
 /* The environment value SWERVE_PL_ROWS = reg | twopass | prefetch | lean |
- * stream, where set, overrides opts.row_reread in swerve_policy_loss_cuda
+ * stream | stream-plain, where set, overrides opts.row_reread in swerve_policy_loss_cuda
  * (a misspelt value is refused by name). LEAN and STREAM are opt-in and
  * meant to be bit-identical to REG. */
 

@@ -45,7 +45,8 @@ static int N = 16384, D = 1024;
 /* the policy shape's FP32_FWD and FP32 rows past the three baselines: C:R,
  * ":x" = the two-pass row kernel (row_reread 1), ":p" = the persistent kernel
  * that prefetches the next row (row_reread 2, round 9), ":l" / ":s" = round
- * 19's lean register kernel / the streaming one (row_reread 3 / 4) */
+ * 19's lean register kernel / the streaming one (row_reread 3 / 4), ":n" the
+ * streaming one without cache hints (5) */
 #define PL_CFGS_DEFAULT                                                                            \
 	"0:0,0:0:p,2048:256:x,2048:512:x,2048:1024:x,8192:256:x,8192:512:x,8192:1024:x,2048:256,"  \
 	"2048:"                                                                                    \
@@ -282,8 +283,9 @@ static struct row bench(int V, enum swerve_pl_precision prec, int chunk, int row
 	}
 	char name[64];
 	const int C = swerve_pl_chunk_tokens(N, V, &o), R = swerve_pl_row_tokens(N, V, &o);
-	static const char *const kerns[] = {"", " 2-pass", " prefetch", " lean", " stream"};
-	const char *kern = reread >= 0 && reread <= 4 ? kerns[reread] : " ?";
+	static const char *const kerns[] = {"",      " 2-pass", " prefetch",
+	                                    " lean", " stream", " stream-plain"};
+	const char *kern = reread >= 0 && reread <= 5 ? kerns[reread] : " ?";
 	if (R < C)
 		snprintf(name, sizeof(name), "%s C=%d R=%d%s", mode_name(prec), C, R, kern);
 	else
@@ -310,8 +312,8 @@ static struct row bench(int V, enum swerve_pl_precision prec, int chunk, int row
 	return res;
 }
 
-/* "C:R[:x|:p|:l|:s],..." -> (chunk_tokens, row_tokens, row_reread = 1 for x,
- * 2 for p, 3 for l (lean), 4 for s (stream)) */
+/* "C:R[:x|:p|:l|:s|:n],..." -> (chunk_tokens, row_tokens, row_reread = 1 for
+ * x, 2 for p, 3 for l (lean), 4 for s (stream), 5 for n (stream-plain)) */
 struct cfg3 {
 	int C, R, reread;
 };
@@ -323,8 +325,8 @@ static std::vector<cfg3> cfg_list(const char *env, const char *dflt)
 		cfg3 c = {(int)strtol(s, &s, 10), 0, 0};
 		if (*s == ':')
 			c.R = (int)strtol(s + 1, &s, 10);
-		if (*s == ':' && s[1] && strchr("xpls", s[1]))
-			c.reread = (int)(strchr("xpls", s[1]) - "xpls") + 1, s += 2;
+		if (*s == ':' && s[1] && strchr("xplsn", s[1]))
+			c.reread = (int)(strchr("xplsn", s[1]) - "xplsn") + 1, s += 2;
 		if (c.C >= 0 && c.R >= 0)
 			v.push_back(c);
 		if (*s != ',')

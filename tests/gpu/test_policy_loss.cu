@@ -383,6 +383,16 @@ CASE(st_v32772, {"stream fp32fwd V32772 (2-pass)", 40, 64, 32772, 2, 0, SWERVE_P
 CASE(st_v_odd, {"stream fp32fwd V odd (2-pass)", 97, 72, 1001, 3, 0, SWERVE_PL_CISPO,
                 SWERVE_PL_FP32_FWD, SWERVE_PL_NORM_SEQUENCE, 1, 1, 1, 1, 0, 0, 40, 4})
 
+/* stream-plain (5, prepared, not yet run on a GPU): stream without the
+ * evict-first hints; the same code otherwise, so a few shapes */
+CASE(sp_fp32fwd_policy,
+     {"stream-plain fp32fwd d768 V32000 R16", 48, 768, 32000, 2, 0, SWERVE_PL_CISPO,
+      SWERVE_PL_FP32_FWD, SWERVE_PL_NORM_TOKENS, 0, 1, 0, 0, 0, 0, 16, 5})
+CASE(sp_tf32, {"stream-plain tf32 (dZ in place)", 300, 136, 2048, 5, 0, SWERVE_PL_CISPO,
+               SWERVE_PL_TF32, SWERVE_PL_NORM_TOKENS, 0, 1, 0, 0, 0, 0, 0, 5})
+CASE(sp_dapo_fp32, {"stream-plain dapo fp32 V3000 R48", 200, 256, 3000, 4, 128, SWERVE_PL_DAPO,
+                    SWERVE_PL_FP32, SWERVE_PL_NORM_TOKENS, 0, 0, 0, 0, 0, 0, 48, 5})
+
 /* The prefetching kernel runs the register kernel's math line for line: the
  * same inputs give the same bytes in every output (dX and dW too: the GEMMs
  * see the same dZ). One run of each on the same device buffers, outputs
@@ -444,7 +454,7 @@ static int pf_bitwise_one(enum swerve_pl_precision prec, int N, int d, int V, in
 	for (size_t i = 0; i < bytes; i++)
 		if (h[0][i] != h[1][i] && !ndiff++)
 			first = i;
-	static const char *const kn[] = {"reg", "2-pass", "pf", "lean", "stream"};
+	static const char *const kn[] = {"reg", "2-pass", "pf", "lean", "stream", "stream-plain"};
 	static const char *const pn[] = {"fp32", "tf32", "bf16", "fp32fwd"};
 	printf("  %s vs register, %s N%d d%d V%d R%d: %zu of %zu bytes differ (first at byte "
 	       "%zu)\n",
@@ -464,14 +474,14 @@ static int pf_matches_register_bitwise(void)
 	return rc;
 }
 
-/* round 19: LEAN and STREAM against the register kernel, every output byte;
+/* round 19: LEAN, STREAM and STREAM_PLAIN against the register kernel, every output byte;
  * FP32 (dZ in 2 parts) and TF32 (dZ in place) too */
 static int lean_stream_match_register_bitwise(void)
 {
 	if (!have_gpu())
 		return GPU_SKIP;
 	int rc = 0;
-	for (int mode = SWERVE_PL_ROWS_LEAN; mode <= SWERVE_PL_ROWS_STREAM && !rc; mode++) {
+	for (int mode = SWERVE_PL_ROWS_LEAN; mode <= SWERVE_PL_ROWS_STREAM_PLAIN && !rc; mode++) {
 		rc = pf_bitwise_one(SWERVE_PL_FP32_FWD, 1000, 128, 32000, 0, mode);
 		if (!rc)
 			rc = pf_bitwise_one(SWERVE_PL_BF16, 700, 64, 2052, 300, mode);
@@ -511,9 +521,10 @@ static int rows_env_is_checked(void)
 	CK(cudaMalloc(&ws, wsz));
 	struct swerve_pl_ctx *ctx = NULL;
 	CHECK(swerve_pl_ctx_new(&ctx) == 0, "%s", swerve_error_last());
-	static const char *const good[] = {"reg", "twopass", "prefetch", "lean", "stream", ""};
+	static const char *const good[] = {"reg",    "twopass",      "prefetch", "lean",
+	                                   "stream", "stream-plain", ""};
 	int rc_good = 0;
-	for (int i = 0; i < 6 && !rc_good; i++) {
+	for (int i = 0; i < 7 && !rc_good; i++) {
 		setenv("SWERVE_PL_ROWS", good[i], 1);
 		rc_good = swerve_policy_loss_cuda(ctx, &out, &b, x, f, &o, ws, wsz, NULL);
 	}
@@ -610,6 +621,9 @@ int main(void)
 	        {"st_v_odd", st_v_odd},
 	        {"lean_stream_match_register_bitwise", lean_stream_match_register_bitwise},
 	        {"rows_env_is_checked", rows_env_is_checked},
+	        {"sp_fp32fwd_policy", sp_fp32fwd_policy},
+	        {"sp_tf32", sp_tf32},
+	        {"sp_dapo_fp32", sp_dapo_fp32},
 	        {"bad_workspace_is_refused", bad_workspace_is_refused},
 	};
 	/* PL_TEST_ONLY=prefix,prefix,...: only the cases whose names start with

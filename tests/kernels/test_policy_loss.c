@@ -492,8 +492,8 @@ Test(policy_loss_cpu, fp32_fwd_precision_is_the_fp32_reference)
 	prob_free(&p);
 }
 
-/* opts.row_reread picks the GPU's row kernel: 0 to 4 (2 the prefetching
- * kernel, round 9; 3 and 4 the lean ones, round 19) are accepted and change nothing on the CPU;
+/* opts.row_reread picks the GPU's row kernel: 0 to 5 (2 the prefetching
+ * kernel, round 9; 3 to 5 the lean ones, round 19) are accepted and change nothing on the CPU;
  * anything else is refused by name, on the CPU as on the GPU (the same check). */
 Test(policy_loss_cpu, row_kernel_choice_is_checked)
 {
@@ -510,13 +510,13 @@ Test(policy_loss_cpu, row_kernel_choice_is_checked)
 	float lp[6];
 	memcpy(lp, p.logp, sizeof(lp));
 	cr_assert_neq(loss, 0.0f, "a zero loss would prove nothing");
-	for (int k = SWERVE_PL_ROWS_TWOPASS; k <= SWERVE_PL_ROWS_STREAM; k++) {
+	for (int k = SWERVE_PL_ROWS_TWOPASS; k <= SWERVE_PL_ROWS_STREAM_PLAIN; k++) {
 		o.row_reread = k;
 		run_loss(&p, &o);
 		cr_assert_eq(*p.loss, loss, "row_reread %d", k);
 		cr_assert_eq(memcmp(lp, p.logp, sizeof(lp)), 0, "row_reread %d", k);
 	}
-	static const int bad[] = {5, -1, 100};
+	static const int bad[] = {6, -1, 100};
 	for (int i = 0; i < 3; i++) {
 		o.row_reread = bad[i];
 		cr_assert_eq(swerve_policy_loss_cpu(&p.out, &p.b, p.X, p.W, &o), SWERVE_EINVAL);
