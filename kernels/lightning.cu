@@ -143,8 +143,9 @@ struct la_fu {
 	__nv_bfloat16 *act[3];
 	int store; /* 1: TMA for full chunks; 2 (SWERVE_LIGHTNING_SILU_STG=1, not
 	            * yet run on a GPU): every chunk's rows by each thread */
-	int early; /* SWERVE_LIGHTNING_SILU_EARLY=1 (not yet run on a GPU):
-	            * kernel_fu's EA form, see kernel_body */
+	int early; /* SWERVE_LIGHTNING_SILU_EARLY=1: kernel_fu's EA form, see
+	            * kernel_body; 3 (round 19, SWERVE_LIGHTNING_DACT=smem): the
+	            * backward's main pass is kernel_ds */
 };
 
 /* Head window of the state pass (the eighth round): a token t contributes
@@ -648,6 +649,15 @@ __device__ __forceinline__ uint4 lds128(uint32_t a)
 	return x;
 }
 
+/* round 19 (kernel_ds): not volatile, so that ptxas may issue the 16 reads
+ * early; they follow the chunk's barrier in program order */
+__device__ __forceinline__ uint32_t lds32(uint32_t a)
+{
+	uint32_t x;
+	asm("ld.shared.b32 %0, [%1];\n" : "=r"(x) : "r"(a) : "memory");
+	return x;
+}
+
 __device__ __forceinline__ void sts128(uint32_t a, uint4 x)
 {
 	asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(a), "r"(x.x), "r"(x.y),
@@ -679,6 +689,15 @@ template <int D, bool SO, int ST, int VAR> struct smem {
 	static constexpr int PW_OFF = OS_OFF + (TM ? C * 128 : OS ? C * OS_ROW : 0);
 	static constexpr size_t BYTES = PW_OFF + (2 * C + 1) * sizeof(float) + 1024;
 	static_assert(OS_OFF % 1024 == 0, "the TMA's 128-byte swizzle needs 1024-aligned rows");
+};
+
+/* round 19 (kernel_ds): the SiLU' source stages (ST x 64 rows of 128 bytes)
+ * after smem's regions, 1024-aligned; kernel_ds's dynamic shared memory is
+ * OFF + ST C 128 + 1024 bytes */
+template <int D, bool SO, int ST, int VAR> struct ds_layout {
+	static constexpr int OFF =
+	        (smem<D, SO, ST, VAR>::PW_OFF + (2 * C + 1) * (int)sizeof(float) + 1023) / 1024 *
+	        1024;
 };
 
 /* byte offset of 16-byte piece c8 (0..7) of row r in a 128-byte-swizzled tile */
@@ -822,7 +841,7 @@ __device__ __forceinline__ uint32_t ldg_nc32(const void *p)
 
 /* the body of V3's kernels: kernel (FU false: F unused, may be NULL) and
  * kernel_fu (round 14: SiLU folded in, la_fu) */
-template <int D, bool SO, int ST, int VAR, bool FU, bool EA = false>
+template <int D, bool SO, int ST, int VAR, bool FU, bool EA = false, bool DS = false>
 __device__ __forceinline__ void kernel_body(const la_params &P, const la_fu *F)
 {
 	/* forms 4..7 build on form 3: FL fast loads, SM the bf16 state stored
@@ -837,6 +856,9 @@ __device__ __forceinline__ void kernel_body(const la_params &P, const la_fu *F)
 	constexpr bool TM = smem<D, SO, ST, VAR>::TM, EW = TM && VAR >= 9;
 	using L = smem<D, SO, ST, VAR>;
 	constexpr int NEB = D / EB, MB = D / 64, KQ = D / 16;
+	/* DS (round 19): the backward's SiLU' source tiles, a stage each, after
+	 * the other regions (ds_layout) */
+	constexpr int DA_OFF = DS ? ds_layout<D, SO, ST, VAR>::OFF : 0;
 	extern __shared__ __align__(1024) unsigned char smem_raw[];
 	const uint32_t base = (smem_u32(smem_raw) + 1023) & ~1023u;
 	unsigned char *sbase_ptr = smem_raw + (base - smem_u32(smem_raw));
@@ -893,9 +915,11 @@ __device__ __forceinline__ void kernel_body(const la_params &P, const la_fu *F)
 	const long cstep = (pr.reverse ? -C : C) * HD; /* elements per chunk */
 	const int rstep = (pr.reverse ? -RPI : RPI) * (int)HD * 2,
 	          vrstep = (pr.reverse ? -VRPI : VRPI) * (int)HD * 2;
-	const char *q0 = nullptr, *k0 = nullptr, *v0 = nullptr;
+	const char *q0 = nullptr, *k0 = nullptr, *v0 = nullptr, *da0 = nullptr;
 	/* round 14 (FU): each of q', k', v' with its own row stride */
 	const la_fu_prob *fp = FU ? &F->p[pi] : nullptr;
+	/* DS: the SiLU' source rows ride the stage pipeline, laid out as v's */
+	const bool dsa = DS && !SO && fp->dact;
 	const long LDQ = FU ? fp->ld[0] : HD, LDK = FU ? fp->ld[1] : HD, LDV = FU ? fp->ld[2] : HD;
 	const int sgn = pr.reverse ? -1 : 1;
 	if (FU && FL) {
@@ -905,6 +929,10 @@ __device__ __forceinline__ void kernel_body(const la_params &P, const la_fu *F)
 		                                    h * D + qcc * 8);
 		v0 = reinterpret_cast<const char *>(pr.v + row_token(seg_start + vr0) * LDV +
 		                                    h * D + eb * EB + vcc * 8);
+		if (dsa)
+			da0 = reinterpret_cast<const char *>(fp->dact +
+			                                     row_token(seg_start + vr0) * fp->ldo +
+			                                     h * D + eb * EB + vcc * 8);
 	} else if (FL) {
 		const long qo = row_token(seg_start + qr0) * HD + h * D + qcc * 8;
 		q0 = reinterpret_cast<const char *>(pr.q + qo);
@@ -936,6 +964,15 @@ __device__ __forceinline__ void kernel_body(const la_params &P, const la_fu *F)
 					cp_async16_full(base + L::V_OFF + st * L::TILE + v_sm +
 					                        it * VRPI * 128,
 					                va + it * vs);
+				if (dsa) {
+					const char *da = da0 + (long)c * sgn * C * fp->ldo * 2;
+					const int ds = sgn * VRPI * fp->ldo * 2;
+#pragma unroll
+					for (int it = 0; it < VIT; it++)
+						cp_async16_full(base + DA_OFF + st * L::TILE +
+						                        v_sm + it * VRPI * 128,
+						                da + it * ds);
+				}
 				return;
 			}
 #pragma unroll
@@ -957,6 +994,13 @@ __device__ __forceinline__ void kernel_body(const la_params &P, const la_fu *F)
 				cp_async16(base + L::V_OFF + st * L::TILE + v_sm + it * VRPI * 128,
 				           ok ? pr.v + t * LDV + h * D + eb * EB + vcc * 8 : pr.v,
 				           ok);
+				if (dsa) /* rows past the segment: 0 (unused) */
+					cp_async16(base + DA_OFF + st * L::TILE + v_sm +
+					                   it * VRPI * 128,
+					           ok ? fp->dact + t * fp->ldo + h * D + eb * EB +
+					                           vcc * 8
+					              : fp->dact,
+					           ok);
 			}
 			return;
 		}
@@ -1190,7 +1234,7 @@ __device__ __forceinline__ void kernel_body(const la_params &P, const la_fu *F)
 			bulk_commit();
 		}
 		uint32_t dpv[16];
-		if (FU && !SO && fp->dact) /* EA: chunk c + 1's, used next chunk */
+		if (FU && !DS && !SO && fp->dact) /* EA: chunk c + 1's, used next chunk */
 			load_dact(EA ? c + 1 : c, dpv);
 		const uint32_t Qs = base + L::Q_OFF + st * L::QK, Ks = base + L::K_OFF + st * L::QK;
 		const uint32_t Vs = base + L::V_OFF + st * L::TILE;
@@ -1441,6 +1485,14 @@ __device__ __forceinline__ void kernel_body(const la_params &P, const la_fu *F)
 					o[4 * nt + 2] *= dsf[16 + 2 * nt];
 					o[4 * nt + 3] *= dsf[16 + 2 * nt + 1];
 				}
+			if (FU && DS && fp->dact) /* DS: this stage's rows, swizzled as v's */
+#pragma unroll
+				for (int nt = 0; nt < 8; nt++) {
+					const int ia = w * 16 + gq;
+					const uint32_t da = base + DA_OFF + st * L::TILE + 4 * t4;
+					dpv[nt] = lds32(da + swz(ia, nt));
+					dpv[8 + nt] = lds32(da + swz(ia + 8, nt));
+				}
 			if (FU && !EA && fp->dact)
 #pragma unroll
 				for (int nt = 0; nt < 8; nt++) {
@@ -1584,6 +1636,18 @@ __global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1)
         kernel_fu(const __grid_constant__ la_params P, const __grid_constant__ la_fu F)
 {
 	kernel_body<D, SO, ST, VAR, true, EA>(P, &F);
+}
+
+/* round 19 (SWERVE_LIGHTNING_DACT=smem): kernel_fu's main pass with the
+ * backward's SiLU' source (pre) loaded by cp.async with each chunk's stage
+ * into shared memory (ds_layout::OFF), read in the epilogue from there; keep's
+ * backward measured 18% of its warp samples waiting for the LDGs the default
+ * issues at the chunk's start (H100, ncu, lc19) */
+template <int D, bool SO, int ST, int VAR>
+__global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1)
+        kernel_ds(const __grid_constant__ la_params P, const __grid_constant__ la_fu F)
+{
+	kernel_body<D, SO, ST, VAR, true, false, true>(P, &F);
 }
 
 /* Between the state pass and the main pass (V3 and V4): the sub-segments' own
@@ -2250,7 +2314,7 @@ struct cost_model {
 };
 
 void plan(const swerve_lightning_dims *d, int nprob, const cost_model &cm, bool force, int *G,
-          int *seg_len, int *mst = nullptr)
+          int *seg_len, int *mst = nullptr, const char *seg_env = "SWERVE_LIGHTNING_SEGMENTS")
 {
 	const long maxT = d->max_seqlen > 0 ? d->max_seqlen : 1;
 	const int CH = cm.chunk;
@@ -2296,7 +2360,7 @@ void plan(const swerve_lightning_dims *d, int nprob, const cost_model &cm, bool 
 			best_seg = seg;
 		}
 	}
-	const char *fg = force ? getenv("SWERVE_LIGHTNING_SEGMENTS") : nullptr;
+	const char *fg = force ? getenv(seg_env) : nullptr;
 	if (fg && atol(fg) > 0) {
 		const long g = atol(fg) < chunks ? atol(fg) : chunks;
 		best_seg = (chunks + g - 1) / g;
@@ -2403,7 +2467,14 @@ void plan_for(const swerve_lightning_dims *d, int nprob, int *kver, int *G, int 
 		cm.stages4 = fused || (wg_form() != 0 && wg_form() != 2);
 		cm.wide4_cost = third ? 0.0 : d64 ? WG_WIDE4_COST_D64 : WG_WIDE4_COST;
 		cm.launch_cost = third || fifth ? 0.0 : WG_LAUNCH_COST;
-		plan(d, nprob, cm, true, G, seg_len, mst);
+		/* round 19: SWERVE_LIGHTNING_FWD_SEGMENTS=<G> forces the fused
+		 * forward's segments alone (the policy's keep forward: G = 5 of
+		 * 448 tokens by the model at 4 x 2048 x 12 heads of 64; its state
+		 * pass and prefix kernel are 21 of its ~60 us under ncu, lc19) */
+		const char *fs =
+		        fused && nprob == 1 ? getenv("SWERVE_LIGHTNING_FWD_SEGMENTS") : nullptr;
+		plan(d, nprob, cm, true, G, seg_len, mst,
+		     fs && *fs ? "SWERVE_LIGHTNING_FWD_SEGMENTS" : "SWERVE_LIGHTNING_SEGMENTS");
 		/* V4 where it measured faster (fifth round, H100, tests/bench/RESULTS.md):
 		 * the forward at D = 128 where V3 runs one segment as a grid of at most
 		 * one CTA per SM (its 4-stage kernel), e.g. 4 x 8192 x 16 heads: 0.266 /
@@ -2649,6 +2720,25 @@ template <int D, bool SO, int ST, int VAR, bool EA> int wg_fu_set_smem()
 	return 0;
 }
 
+template <int D, bool SO, int ST, int VAR> int wg_ds_set_smem()
+{
+	constexpr size_t DB = (size_t)wg::ds_layout<D, SO, ST, VAR>::OFF + ST * C * 128 + 1024;
+	static bool done = false;
+	if (done)
+		return 0;
+	cudaError_t e = cudaFuncSetAttribute(wg::kernel_ds<D, SO, ST, VAR>,
+	                                     cudaFuncAttributeMaxDynamicSharedMemorySize, (int)DB);
+	if (e == cudaSuccess)
+		e = cudaFuncSetAttribute(wg::kernel_ds<D, SO, ST, VAR>,
+		                         cudaFuncAttributePreferredSharedMemoryCarveout,
+		                         (int)cudaSharedmemCarveoutMaxShared);
+	if (e != cudaSuccess)
+		return swerve_error_set(SWERVE_ERROR, "lightning: shared memory of %zu bytes: %s",
+		                        DB, cudaGetErrorString(e));
+	done = true;
+	return 0;
+}
+
 template <int D, bool SO, int ST, int VAR> int wg_occupancy()
 {
 	int n = 0;
@@ -2762,6 +2852,17 @@ int wg_launch(dim3 grid, const la_params &P, cudaStream_t stream, const la_fu *F
 		if (F) { /* round 14: the fused SiLU (form 9, its state pass form 7) */
 			constexpr size_t B = wg::smem<D, SO, ST, VAR>::BYTES;
 			int rc;
+			if constexpr (!SO) {
+				if (F->early == 3) { /* round 19: SWERVE_LIGHTNING_DACT=smem */
+					constexpr size_t DB =
+					        (size_t)wg::ds_layout<D, SO, ST, VAR>::OFF +
+					        ST * C * 128 + 1024;
+					if (!(rc = wg_ds_set_smem<D, SO, ST, VAR>()))
+						wg::kernel_ds<D, SO, ST, VAR>
+						        <<<grid, NT, DB, stream>>>(P, *F);
+					return rc;
+				}
+			}
 			if (!SO && F->early) {
 				if (!(rc = wg_fu_set_smem<D, SO, ST, VAR, !SO>()))
 					wg::kernel_fu<D, SO, ST, VAR, !SO>
@@ -2938,8 +3039,11 @@ int split_run(la_params &P, int nprob, const swerve_lightning_dims *d, const bwd
 	constexpr int NEB = D / EB;
 	la_params P2 = P;
 	la_fu F2 = {};
-	if (F)
+	if (F) {
 		F2.p[0] = F->p[nprob - 1];
+		if (F->early == 3) /* round 19: the overflow pieces' main pass too */
+			F2.early = 3;
+	}
 	const int b0 = d->batch - sp.oz;
 	const size_t ss = (size_t)d->heads * d->dim * d->dim;
 	P2.p[0] = P.p[nprob - 1];
@@ -3241,6 +3345,42 @@ int silu_early()
 	return e && atoi(e) > 0;
 }
 
+/* Round 19: SWERVE_LIGHTNING_FWD_SEGMENTS=<G> (1..32; unset or empty: the
+ * plan's) for the fused forwards (plan_for); anything else is refused */
+int fwd_segments_check(const char *fn)
+{
+	const char *e = getenv("SWERVE_LIGHTNING_FWD_SEGMENTS");
+	if (!e || !*e)
+		return 0;
+	char *end = nullptr;
+	const long g = strtol(e, &end, 10);
+	if (*end || g < 1 || g > 32)
+		return swerve_error_set(SWERVE_EINVAL,
+		                        "%s: SWERVE_LIGHTNING_FWD_SEGMENTS=%s: not a segment count "
+		                        "(1 to 32)",
+		                        fn, e);
+	return 0;
+}
+
+/* Round 19: where the fused backwards' epilogue reads SiLU's source (pre)
+ * from. SWERVE_LIGHTNING_DACT=ldg (the default): 16 LDG.32 a thread issued
+ * at the chunk's start (keep's backward at the policy's shape: 18% of its
+ * warp samples wait for them in the epilogue, H100 ncu, lc19); =smem: the
+ * rows ride each chunk's cp.async stage into shared memory (kernel_ds, 16 KB
+ * more a CTA at 2 stages) and the epilogue reads them there (it overrides
+ * SWERVE_LIGHTNING_SILU_EARLY). Any other value is refused. Returns 1 for
+ * smem, 0 for ldg, or an error. */
+int dact_mode(const char *fn)
+{
+	const char *e = getenv("SWERVE_LIGHTNING_DACT");
+	if (!e || !*e || strcmp(e, "ldg") == 0)
+		return 0;
+	if (strcmp(e, "smem") == 0)
+		return 1;
+	return swerve_error_set(SWERVE_EINVAL,
+	                        "%s: SWERVE_LIGHTNING_DACT=%s: unknown value (ldg or smem)", fn, e);
+}
+
 /* pre's row stride: q, k, v's H D columns each, 16-byte rows */
 int check_ld(const swerve_lightning_dims *d, int ld, const char *fn)
 {
@@ -3273,7 +3413,7 @@ extern "C" int swerve_lightning_forward_silu(uint16_t *o, float *final_state, ui
 {
 	const char *fn = "lightning forward (fused SiLU)";
 	int rc = check(dims, fn);
-	if (rc || (rc = check_ld(dims, ld, fn)))
+	if (rc || (rc = check_ld(dims, ld, fn)) || (rc = fwd_segments_check(fn)))
 		return rc;
 	if (!o || !pre || !cu_seqlens || !slopes)
 		return swerve_error_set(SWERVE_EINVAL,
@@ -3335,6 +3475,9 @@ extern "C" int swerve_lightning_backward_silu(uint16_t *dpre, float *dinitial_st
 	int rc = check(dims, fn);
 	if (rc || (rc = check_ld(dims, ld, fn)))
 		return rc;
+	const int dsm = dact_mode(fn);
+	if (dsm < 0)
+		return dsm;
 	if (!dpre || !pre || !dout || !cu_seqlens || !slopes)
 		return swerve_error_set(SWERVE_EINVAL,
 		                        "%s: dpre, pre, dout, cu_seqlens and slopes must be set",
@@ -3356,7 +3499,7 @@ extern "C" int swerve_lightning_backward_silu(uint16_t *dpre, float *dinitial_st
 	F.p[0] = la_fu_prob{bf(q), {hd, ld, ld}, ld, 6};
 	F.p[1] = la_fu_prob{bf(v), {ld, ld, hd}, ld, 3};
 	F.p[2] = la_fu_prob{bf(k), {ld, hd, ld}, ld, 5};
-	F.early = silu_early();
+	F.early = dsm ? 3 : silu_early(); /* 3: kernel_ds (round 19) */
 	return run(P, 3, dims, workspace, workspace_bytes, stream, fn, &F);
 }
 
@@ -3371,6 +3514,9 @@ extern "C" int swerve_lightning_backward_dsilu(
 	int rc = check(dims, fn);
 	if (rc || (rc = check_ld(dims, ld, fn)))
 		return rc;
+	const int dsm = dact_mode(fn);
+	if (dsm < 0)
+		return dsm;
 	if (!dpre || !q || !k || !v || !pre || !dout || !cu_seqlens || !slopes)
 		return swerve_error_set(SWERVE_EINVAL,
 		                        "%s: dpre, q, k, v, pre, dout, cu_seqlens and slopes must "
@@ -3394,7 +3540,7 @@ extern "C" int swerve_lightning_backward_dsilu(
 	F.p[0] = la_fu_prob{bf(pre), {hd, hd, hd}, ld, 0};
 	F.p[1] = la_fu_prob{bf(pre + 2 * HD), {hd, hd, hd}, ld, 0};
 	F.p[2] = la_fu_prob{bf(pre + HD), {hd, hd, hd}, ld, 0};
-	F.early = silu_early();
+	F.early = dsm ? 3 : silu_early(); /* 3: kernel_ds (round 19) */
 	return run(P, 3, dims, workspace, workspace_bytes, stream, fn, &F);
 }
 

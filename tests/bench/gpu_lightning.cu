@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <functional>
 #include <cuda_bf16.h>
+#include <cuda_profiler_api.h>
 #include <cuda_runtime.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -199,7 +200,10 @@ __global__ static void b_dsilu(uint16_t *dpre, const uint16_t *dpost, const uint
 	b_st8(dpre + il, d);
 }
 
-static int run_silu(void)
+/* keep1 (round 19, for ncu --profile-from-start off): one keep forward and
+ * backward after a warm-up pair, between cudaProfilerStart / Stop, under the
+ * environment's switches; no timing */
+static int run_silu(bool keep1)
 {
 	const int B = 4, T = 2048, H = 12, D = 64, HD = H * D, N = B * T;
 	const size_t n = (size_t)N * HD, np = (size_t)N * 4 * HD;
@@ -218,6 +222,11 @@ static int run_silu(void)
 	int32_t *dcu = new_cu(B, T);
 	const swerve_lightning_dims dims = {B, H, D, T};
 	size_t wmax = 0;
+	/* keep1 runs under the environment's split switch: restored below */
+	const char *bs_env = getenv("SWERVE_LIGHTNING_BWD_SPLIT");
+	char bs0[32] = "";
+	if (bs_env)
+		snprintf(bs0, sizeof bs0, "%s", bs_env);
 	for (int sp = 0; sp < 2; sp++) {
 		if (sp)
 			setenv("SWERVE_LIGHTNING_BWD_SPLIT", "1", 1);
@@ -227,6 +236,8 @@ static int run_silu(void)
 		                 swerve_lightning_backward_silu_workspace(&dims)});
 	}
 	unsetenv("SWERVE_LIGHTNING_BWD_SPLIT");
+	if (keep1 && bs_env)
+		setenv("SWERVE_LIGHTNING_BWD_SPLIT", bs0, 1);
 	void *ws;
 	CK(cudaMalloc(&ws, wmax + 16));
 	auto U = [](__nv_bfloat16 *p) { return reinterpret_cast<uint16_t *>(p); };
@@ -274,6 +285,22 @@ static int run_silu(void)
 		kp_f();
 		kp_b();
 	};
+	if (keep1) {
+		kp_fb();
+		CK(cudaDeviceSynchronize());
+		CK(cudaProfilerStart());
+		kp_fb();
+		CK(cudaDeviceSynchronize());
+		CK(cudaProfilerStop());
+		int G2 = 0, seg2 = 0;
+		const int oz = swerve_lightning_bwd_split_(&dims, &G2, &seg2);
+		printf("# keep1: policy shape %d x %d, %d heads of %d: one keep forward + backward "
+		       "profiled; backward split: %d overflow pair(s), %d segments of %d\n",
+		       B, T, H, D, oz, G2, seg2);
+		cudaFree(pre), cudaFree(dpre), cudaFree(qkv), cudaFree(dqkv), cudaFree(o);
+		cudaFree(g), cudaFree(dsl), cudaFree(dcu), cudaFree(ws);
+		return 0;
+	}
 	/* keep2 (not yet run on a GPU): SWERVE_LIGHTNING_SILU_STG=1 (the
 	 * activations by each thread's stores) and SWERVE_LIGHTNING_SILU_EARLY=1
 	 * (the backward's SiLU' factors one chunk ahead), each alone and both */
@@ -290,6 +317,25 @@ static int run_silu(void)
 		k2_f();
 		k2_b();
 	};
+	/* round 19: SWERVE_LIGHTNING_DACT=smem (the backward's SiLU' source
+	 * through the cp.async stages) and SWERVE_LIGHTNING_FWD_SEGMENTS=<G> (the
+	 * fused forward's segments; the plan's G is 5 at this shape) */
+	auto withv = [](const char *var, const char *val, const std::function<void()> &f) {
+		return [var, val, f] {
+			setenv(var, val, 1);
+			f();
+			unsetenv(var);
+		};
+	};
+	auto ds_b = withv("SWERVE_LIGHTNING_DACT", "smem", kp_b);
+	auto ds_fb = [&] {
+		kp_f();
+		ds_b();
+	};
+	static const char *const gs[] = {"1", "2", "3", "4", "6", "8"};
+	std::vector<std::function<void()>> fs_f;
+	for (const char *gv : gs)
+		fs_f.push_back(withv("SWERVE_LIGHTNING_FWD_SEGMENTS", gv, kp_f));
 	auto unf_fb = [&] {
 		unf_f();
 		unf_b();
@@ -321,7 +367,15 @@ static int run_silu(void)
 	                        {"fwd keep stg", unf_f, k2_f},
 	                        {"bwd keep early", unf_b, k2_b},
 	                        {"fb keep2", unf_fb, k2_fb},
-	                        {"fb keep2/keep", kp_fb, k2_fb}};
+	                        {"fb keep2/keep", kp_fb, k2_fb},
+	                        {"bwd dsm/keep", kp_b, ds_b},
+	                        {"fb dsm/keep", kp_fb, ds_fb},
+	                        {"fwd G=1/keep", kp_f, fs_f[0]},
+	                        {"fwd G=2/keep", kp_f, fs_f[1]},
+	                        {"fwd G=3/keep", kp_f, fs_f[2]},
+	                        {"fwd G=4/keep", kp_f, fs_f[3]},
+	                        {"fwd G=6/keep", kp_f, fs_f[4]},
+	                        {"fwd G=8/keep", kp_f, fs_f[5]}};
 	printf("%-12s %-6s %9s %9s %9s   %9s %9s %9s   %7s\n", "pass", "split", "unfused", "", "",
 	       "fused", "", "", "b/a");
 	for (int sp = 0; sp < 2; sp++) {
@@ -350,7 +404,9 @@ static int run_silu(void)
 int main(int argc, char **argv)
 {
 	if (argc > 1 && strcmp(argv[1], "silu") == 0)
-		return run_silu();
+		return run_silu(false);
+	if (argc > 1 && strcmp(argv[1], "keep1") == 0)
+		return run_silu(true);
 	if (argc == 6 && strcmp(argv[1], "once") == 0)
 		return run_once(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
 	/* `profile`: shape 1 forward and backward and one decode, once each (for ncu) */

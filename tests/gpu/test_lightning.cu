@@ -829,7 +829,7 @@ static double dsilu_d(double x)
 }
 
 static int check_fused(const char *name, std::vector<int> lens, int H, int D, int layer, int layers,
-                       int with_states, bool keep = false)
+                       int with_states, bool keep = false, bool dsm = false)
 {
 	if (!have_gpu())
 		return GPU_SKIP;
@@ -917,6 +917,32 @@ static int check_fused(const char *name, std::vector<int> lens, int H, int D, in
 	                                    keep ? act_ + 2 * n : nullptr, dpre_, ld, dcu, dsl,
 	                                    with_states ? ds0 : nullptr, &dims, ws, wsf, 0) == 0,
 	      "%s", swerve_error_last());
+	/* round 19, dsm: the backward first with SWERVE_LIGHTNING_DACT=ldg (the
+	 * default) into gp2_, then the subject with =smem: the same arithmetic
+	 * from another copy of pre, so d pre and d initial state bit for bit */
+	uint16_t *gp2_ = nullptr;
+	float *gs02_ = nullptr;
+	if (dsm) {
+		env_override de("SWERVE_LIGHTNING_DACT", "ldg");
+		CUDA_OK(cudaMalloc(&gp2_, np * 2 + 16));
+		CUDA_OK(cudaMemcpy(gp2_, gp_, np * 2, cudaMemcpyDeviceToDevice));
+		if (dev_nan(&gs02_, ns * 4))
+			return 1;
+		if (keep)
+			CHECK(swerve_lightning_backward_dsilu(
+			              gp2_, gs02_, act_, act_ + n, act_ + 2 * n, dpre_, ld, dg_,
+			              with_states ? ddsT : nullptr, dcu, dsl,
+			              with_states ? ds0 : nullptr, &dims, ws, wsb, 0) == 0,
+			      "%s", swerve_error_last());
+		else
+			CHECK(swerve_lightning_backward_silu(gp2_, gs02_, dpre_, ld, dg_,
+			                                     with_states ? ddsT : nullptr, dcu, dsl,
+			                                     with_states ? ds0 : nullptr, &dims, ws,
+			                                     wsb, 0) == 0,
+			      "%s", swerve_error_last());
+		CUDA_OK(cudaDeviceSynchronize());
+	}
+	env_override dse("SWERVE_LIGHTNING_DACT", dsm ? "smem" : getenv("SWERVE_LIGHTNING_DACT"));
 	if (keep)
 		CHECK(swerve_lightning_backward_dsilu(gp_, gs0_, act_, act_ + n, act_ + 2 * n,
 		                                      dpre_, ld, dg_, with_states ? ddsT : nullptr,
@@ -932,6 +958,26 @@ static int check_fused(const char *name, std::vector<int> lens, int H, int D, in
 	std::vector<uint16_t> ho(n), hp(np), hact(3 * n);
 	std::vector<float> hsT(ns), hs0(ns);
 	CUDA_OK(cudaMemcpy(hact.data(), act_, 3 * n * 2, cudaMemcpyDeviceToHost));
+	int rc = 0;
+	if (dsm) {
+		std::vector<uint16_t> hp1(np), hp2(np);
+		std::vector<float> h01(ns), h02(ns);
+		CUDA_OK(cudaMemcpy(hp1.data(), gp_, np * 2, cudaMemcpyDeviceToHost));
+		CUDA_OK(cudaMemcpy(hp2.data(), gp2_, np * 2, cudaMemcpyDeviceToHost));
+		CUDA_OK(cudaMemcpy(h01.data(), gs0_, ns * 4, cudaMemcpyDeviceToHost));
+		CUDA_OK(cudaMemcpy(h02.data(), gs02_, ns * 4, cudaMemcpyDeviceToHost));
+		cudaFree(gp2_), cudaFree(gs02_);
+		size_t pd = 0, sd = 0;
+		for (size_t i = 0; i < np; i++)
+			pd += hp1[i] != hp2[i];
+		for (size_t i = 0; i < ns; i++)
+			sd += memcmp(&h01[i], &h02[i], 4) != 0;
+		printf("  DACT=smem vs ldg: d pre %zu of %zu, d initial state %zu of %zu differ\n",
+		       pd, np, sd, ns);
+		CHECK(pd == 0 && sd == 0,
+		      "DACT=smem: d pre / d initial state not bit for bit ldg's (%zu, %zu differ)",
+		      pd, sd);
+	}
 	cudaFree(act_);
 	CUDA_OK(cudaMemcpy(ho.data(), o_, n * 2, cudaMemcpyDeviceToHost));
 	CUDA_OK(cudaMemcpy(hp.data(), gp_, np * 2, cudaMemcpyDeviceToHost));
@@ -971,7 +1017,6 @@ static int check_fused(const char *name, std::vector<int> lens, int H, int D, in
 			udp[o3 + 2 * HD] = (float)(from_bf16(hv[i]) * dsilu_d(pre[r + 2 * HD]));
 		}
 	}
-	int rc = 0;
 	if (keep) { /* the activated values against SiLU in double rounded to bf16 */
 		std::vector<uint16_t> want(3 * n);
 		std::copy(qb.begin(), qb.end(), want.begin());
@@ -1119,6 +1164,103 @@ static int t_core_early_split(void)
 	                   64, 0, 8, 1);
 }
 
+/* round 19: SWERVE_LIGHTNING_DACT=smem (the backward's SiLU' source rows
+ * through the cp.async stages into shared memory) against the default LDGs,
+ * bit for bit, and against the CPU reference: keep at the policy shape,
+ * ragged with partial chunks and forced segments, with the backward split
+ * forced, core (SiLU recomputed), D = 128 (two e-blocks) */
+static int t_dsm_keep_policy(void)
+{
+	env_override s("SWERVE_LIGHTNING_BWD_SPLIT", nullptr),
+	        g("SWERVE_LIGHTNING_SEGMENTS", nullptr);
+	return check_fused("keep, DACT=smem, policy shape 4 x 2048, 12 heads, D=64",
+	                   {2048, 2048, 2048, 2048}, 12, 64, 3, 12, 1, true, true);
+}
+
+static int t_dsm_keep_ragged_d64(void)
+{
+	env_override s("SWERVE_LIGHTNING_BWD_SPLIT", nullptr), g("SWERVE_LIGHTNING_SEGMENTS", "3");
+	return check_fused("keep, DACT=smem, ragged, 3 segments, D=64", {1000, 1, 2500, 63, 0, 130},
+	                   3, 64, 2, 16, 1, true, true);
+}
+
+static int t_dsm_keep_split(void)
+{
+	env_override s("SWERVE_LIGHTNING_BWD_SPLIT", "4"), zz("SWERVE_LIGHTNING_BWD_SPLIT_Z", "2"),
+	        g("SWERVE_LIGHTNING_SEGMENTS", "1");
+	return check_fused("keep, DACT=smem + backward split forced, D=64",
+	                   {700, 1, 333, 1500, 129}, 4, 64, 0, 8, 1, true, true);
+}
+
+static int t_dsm_core_ragged(void)
+{
+	env_override s("SWERVE_LIGHTNING_BWD_SPLIT", nullptr),
+	        g("SWERVE_LIGHTNING_SEGMENTS", nullptr);
+	return check_fused("core, DACT=smem, ragged, D=64", {1000, 1, 2500, 63, 0, 130}, 3, 64, 2,
+	                   16, 1, false, true);
+}
+
+static int t_dsm_keep_d128(void)
+{
+	env_override s("SWERVE_LIGHTNING_BWD_SPLIT", nullptr),
+	        g("SWERVE_LIGHTNING_SEGMENTS", nullptr);
+	return check_fused("keep, DACT=smem, ragged, D=128", {700, 3000, 65, 128}, 2, 128, 11, 12,
+	                   0, true, true);
+}
+
+/* round 19: SWERVE_LIGHTNING_FWD_SEGMENTS=<G> (the fused forward's segments
+ * alone): one segment and three, ragged, keep, against the CPU reference */
+static int t_fwdseg1_keep_ragged(void)
+{
+	env_override s("SWERVE_LIGHTNING_BWD_SPLIT", nullptr),
+	        g("SWERVE_LIGHTNING_SEGMENTS", nullptr), f("SWERVE_LIGHTNING_FWD_SEGMENTS", "1");
+	return check_fused("keep, FWD_SEGMENTS=1, ragged, D=64", {1000, 1, 2500, 63, 0, 130}, 3, 64,
+	                   2, 16, 1, true);
+}
+
+static int t_fwdseg3_keep_policy(void)
+{
+	env_override s("SWERVE_LIGHTNING_BWD_SPLIT", nullptr),
+	        g("SWERVE_LIGHTNING_SEGMENTS", nullptr), f("SWERVE_LIGHTNING_FWD_SEGMENTS", "3");
+	return check_fused("keep, FWD_SEGMENTS=3 + DACT=smem, policy shape, D=64",
+	                   {2048, 2048, 2048, 2048}, 12, 64, 3, 12, 1, true, true);
+}
+
+/* misspelt round-19 switches are refused with their name and value */
+static int t_round19_misspelt(void)
+{
+	if (!have_gpu())
+		return GPU_SKIP;
+	swerve_lightning_dims dims = {1, 4, 64, 64};
+	uint16_t *p = (uint16_t *)16;
+	{
+		env_override e("SWERVE_LIGHTNING_DACT", "smen");
+		CHECK(swerve_lightning_backward_dsilu(p + 4096, nullptr, p, p, p, p, 4 * 256, p,
+		                                      nullptr, (int32_t *)p, (float *)p, nullptr,
+		                                      &dims, nullptr, 0, 0) == SWERVE_EINVAL,
+		      "backward_dsilu: SWERVE_LIGHTNING_DACT=smen accepted");
+		CHECK(strstr(swerve_error_last(), "SWERVE_LIGHTNING_DACT=smen") != NULL,
+		      "message: %s", swerve_error_last());
+		CHECK(swerve_lightning_backward_silu(p + 4096, nullptr, p, 4 * 256, p, nullptr,
+		                                     (int32_t *)p, (float *)p, nullptr, &dims,
+		                                     nullptr, 0, 0) == SWERVE_EINVAL,
+		      "backward_silu: SWERVE_LIGHTNING_DACT=smen accepted");
+		CHECK(strstr(swerve_error_last(), "SWERVE_LIGHTNING_DACT=smen") != NULL,
+		      "message: %s", swerve_error_last());
+	}
+	static const char *bad[] = {"0", "33", "3x", "x"};
+	for (const char *b : bad) {
+		env_override e("SWERVE_LIGHTNING_FWD_SEGMENTS", b);
+		CHECK(swerve_lightning_forward_silu(p, nullptr, p, p, p, p, 4 * 256, (int32_t *)p,
+		                                    (float *)p, nullptr, &dims, nullptr, 0,
+		                                    0) == SWERVE_EINVAL,
+		      "SWERVE_LIGHTNING_FWD_SEGMENTS=%s accepted", b);
+		CHECK(strstr(swerve_error_last(), "SWERVE_LIGHTNING_FWD_SEGMENTS=") != NULL,
+		      "message: %s", swerve_error_last());
+	}
+	return 0;
+}
+
 static int t_fused_rejects(void)
 {
 	if (!have_gpu())
@@ -1238,6 +1380,17 @@ int main(void)
 	        {"lightning fused SiLU keep2 (not yet run), ragged, D=64", t_keep2_ragged_d64},
 	        {"lightning fused SiLU keep2 (not yet run), ragged, D=128", t_keep2_ragged_d128},
 	        {"lightning fused SiLU core early (not yet run), split, D=64", t_core_early_split},
+	        {"lightning round 19 DACT=smem keep, policy shape, D=64", t_dsm_keep_policy},
+	        {"lightning round 19 DACT=smem keep, ragged, 3 segments, D=64",
+	         t_dsm_keep_ragged_d64},
+	        {"lightning round 19 DACT=smem keep + backward split forced, D=64",
+	         t_dsm_keep_split},
+	        {"lightning round 19 DACT=smem core, ragged, D=64", t_dsm_core_ragged},
+	        {"lightning round 19 DACT=smem keep, ragged, D=128", t_dsm_keep_d128},
+	        {"lightning round 19 FWD_SEGMENTS=1 keep, ragged, D=64", t_fwdseg1_keep_ragged},
+	        {"lightning round 19 FWD_SEGMENTS=3 + DACT=smem keep, policy shape, D=64",
+	         t_fwdseg3_keep_policy},
+	        {"lightning round 19 misspelt switches refused", t_round19_misspelt},
 	};
 	/* LIGHTNING_TEST_ONLY=<text>: only the tests whose name contains it (a
 	 * short device run of one round's cases) */
