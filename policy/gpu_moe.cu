@@ -47,7 +47,16 @@
  * tile (k_mgp). Round 10 ("wsb2"): UP from xg, DOWN and UP_DX
  * in policy/gpu_moe_ws.cu's warp-specialised 128 x 256 kernel; the other
  * products run wgtd's kernels here. Round 16 (the default, "wsb3w"): wsb2
- * plus both weight gradients in that kernel; DOWN_DX stays here (wgtd). */
+ * plus both weight gradients in that kernel; DOWN_DX stays here (wgtd).
+ * Round 19 (opt-in, issue 10's down dX): variant 15 ("wsb8g") prefetches
+ * DOWN_DX's h1 / h3 tile into L2 at the first k block, variant 16 ("wsb8h")
+ * loads W2 evict_last and h1 / h3 / stores dh13 evict_first. H100
+ * (2026-11-27, gpu_train_moe, ms balanced / skewed): wgtd 0.103 / 0.108-
+ * 0.109, wsb8g 0.111 / 0.117, wsb8h 0.101-0.102 / 0.108-0.111. ncu of
+ * k_mg<2, 8>: 95.8 us, DRAM reads 106.7 MB (the first touches: no
+ * re-reads), writes 51.8, DRAM 49% and L2 65% of peak, tensor pipe 30%
+ * active, 3.8 warps a scheduler of which 0.77 eligible: latency-bound, not
+ * bandwidth-bound. */
 #include "kernels/ptx.cuh"
 #include "kernels/tma.h"
 #include "policy/gpu_moe.h"
@@ -313,6 +322,46 @@ __device__ __forceinline__ static void mg_tma_st(const CUtensorMap *map, int x, 
 	        "r"(x), "r"(y), "r"(src)
 	        : "memory");
 }
+/* round 19 ("wsb8h", variant 16): L2 eviction priorities. A policy word
+ * (createpolicy) for data read or written once (evict_first: h1 / h3, dh13)
+ * and for data every row tile reads again (evict_last: W2), and the TMA
+ * load / store forms that take it (.L2::cache_hint) */
+__device__ __forceinline__ static uint64_t mg_pol(bool last)
+{
+	uint64_t p;
+	if (last)
+		asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;\n" : "=l"(p));
+	else
+		asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(p));
+	return p;
+}
+__device__ __forceinline__ static void mg_tma_st_h(const CUtensorMap *map, int x, int y,
+                                                   uint32_t src, uint64_t pol)
+{
+	asm volatile(
+	        "cp.async.bulk.tensor.2d.global.shared::cta.bulk_group.L2::cache_hint [%0, {%1, "
+	        "%2}], [%3], %4;\n" ::"l"(map),
+	        "r"(x), "r"(y), "r"(src), "l"(pol)
+	        : "memory");
+}
+__device__ __forceinline__ static void mg_tma_ld2_h(uint32_t dst, const CUtensorMap *map, int x,
+                                                    int y, uint32_t bar, uint64_t pol)
+{
+	asm volatile(
+	        "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.L2::"
+	        "cache_hint [%0], [%1, {%2, %3}], [%4], %5;\n" ::"r"(dst),
+	        "l"(map), "r"(x), "r"(y), "r"(bar), "l"(pol)
+	        : "memory");
+}
+__device__ __forceinline__ static void mg_tma_ld3_h(uint32_t dst, const CUtensorMap *map, int x,
+                                                    int y, int z, uint32_t bar, uint64_t pol)
+{
+	asm volatile(
+	        "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes.L2::"
+	        "cache_hint [%0], [%1, {%2, %3, %4}], [%5], %6;\n" ::"r"(dst),
+	        "l"(map), "r"(x), "r"(y), "r"(z), "r"(bar), "l"(pol)
+	        : "memory");
+}
 __device__ __forceinline__ static void mg_bulk_commit()
 {
 	asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
@@ -363,7 +412,9 @@ __device__ static void mg_dw_zero(const struct mg_args &a, int e, int m0, int n0
  * with parity eph (one phase a tile); the stores are committed but not
  * waited for: the caller waits (wait_group.read) before the staging is
  * loaded into again. P false is round 8's code. */
-template <int MODE, bool P = false>
+/* H (round 19, variant 16): DOWN_DX's dh13 stores with the evict_first
+ * policy; false is round 8's code */
+template <int MODE, bool P = false, bool H = false>
 __device__ __forceinline__ static void
 mg_epi_tma(const struct mg_args &a, const struct mg_tma &tm, float (&wacc)[2][32], uint32_t sbase,
            uint32_t s1b, uint32_t s3b, uint32_t ebar, int r0, int r1, int n0, int eph = 0)
@@ -481,8 +532,17 @@ mg_epi_tma(const struct mg_args &a, const struct mg_tma &tm, float (&wacc)[2][32
 					if (n0 + h * 64 >= F)
 						continue;
 					const uint32_t o = h * 16384 + wr * 128;
-					mg_tma_st(&tm.s1, n0 + h * 64, r0 + wr, s1b + o);
-					mg_tma_st(&tm.s1, F + n0 + h * 64, r0 + wr, s3b + o);
+					if constexpr (H) {
+						const uint64_t pf = mg_pol(false);
+						mg_tma_st_h(&tm.s1, n0 + h * 64, r0 + wr, s1b + o,
+						            pf);
+						mg_tma_st_h(&tm.s1, F + n0 + h * 64, r0 + wr,
+						            s3b + o, pf);
+					} else {
+						mg_tma_st(&tm.s1, n0 + h * 64, r0 + wr, s1b + o);
+						mg_tma_st(&tm.s1, F + n0 + h * 64, r0 + wr,
+						          s3b + o);
+					}
 				}
 				mg_bulk_commit();
 				if constexpr (!P)
@@ -500,7 +560,7 @@ __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB)
 	constexpr bool WG = VAR > 0;
 	/* variant 6: B of the row modes, A of those with contiguous rows, by TMA */
 	constexpr bool TB =
-	        (VAR == 6 || VAR == 7 || VAR == 8) &&
+	        (VAR == 6 || VAR == 7 || VAR == 8 || VAR == 15 || VAR == 16) &&
 	        (MODE == MG_UP || MODE == MG_DOWN || MODE == MG_DOWN_DX || MODE == MG_UP_DX);
 	constexpr bool TA = TB && MODE != MG_UP;
 	/* round 7: UP's A is contiguous when it is the gathered copy xg */
@@ -510,12 +570,22 @@ __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB)
 	/* variant 7: also A of the weight gradients (dyp, dh13 rows) and DOWN_DW's
 	 * B (hh rows) by TMA, except an expert's last k block when partial (rows
 	 * past its end must be zero there: they are K; cp.async zero-fills) */
-	constexpr bool TD = (VAR == 7 || VAR == 8) && (MODE == MG_DOWN_DW || MODE == MG_UP_DW);
+	constexpr bool TD = (VAR == 7 || VAR == 8 || VAR == 15 || VAR == 16) &&
+	                    (MODE == MG_DOWN_DW || MODE == MG_UP_DW);
 	/* round 8, variant 8 (wgtd + POLICY_GPU_MOE_EPI=tma): UP's and DOWN_DX's
 	 * bf16 outputs from the accumulators by stmatrix and TMA stores, no fp32
 	 * tile; DOWN_DX's h1 / h3 tiles by TMA into stages the main loop is done
 	 * with (mg_epb) */
-	constexpr bool EPI = VAR == 8 && (MODE == MG_UP || MODE == MG_DOWN_DX);
+	constexpr bool EPI =
+	        (VAR == 8 || VAR == 15 || VAR == 16) && (MODE == MG_UP || MODE == MG_DOWN_DX);
+	/* round 19 ("wsb8g", variant 15 = 8 plus this): DOWN_DX's h1 / h3 tiles
+	 * prefetched into L2 (cp.async.bulk.prefetch.tensor) at the first k
+	 * block, so the TMA loads of mg_epb at the last two read L2 */
+	constexpr bool PFH = VAR == 15 && MODE == MG_DOWN_DX;
+	/* round 19 ("wsb8h", variant 16 = 8 with L2 eviction priorities):
+	 * DOWN_DX's W2 boxes evict_last (every row tile of the expert reads them
+	 * again), h1 / h3 loads and dh13 stores evict_first (touched once) */
+	constexpr bool HNT = VAR == 16 && MODE == MG_DOWN_DX;
 	__shared__ __align__(8) uint64_t mg_full[3];
 	__shared__ __align__(8) uint64_t mg_epb[2];
 	constexpr int BN = V::BN, ST = V::ST, NB = V::NB, CLD = V::CLD, PD = V::PD;
@@ -637,8 +707,16 @@ __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB)
 					ptx::tma_load3(sb, &tm.b0, k0, n0, e, bar);
 					ptx::tma_load3(sb + 8192, &tm.b0, k0, n0 + 64, e, bar);
 				} else if (MODE == MG_DOWN_DX) { /* W2 (k = d, n = f) */
-					ptx::tma_load3(sb, &tm.b0, n0, k0, e, bar);
-					ptx::tma_load3(sb + 8192, &tm.b0, n0 + 64, k0, e, bar);
+					if constexpr (HNT) {
+						const uint64_t pl = mg_pol(true);
+						mg_tma_ld3_h(sb, &tm.b0, n0, k0, e, bar, pl);
+						mg_tma_ld3_h(sb + 8192, &tm.b0, n0 + 64, k0, e, bar,
+						             pl);
+					} else {
+						ptx::tma_load3(sb, &tm.b0, n0, k0, e, bar);
+						ptx::tma_load3(sb + 8192, &tm.b0, n0 + 64, k0, e,
+						               bar);
+					}
 				} else { /* [W1; W3] (k, n): F % 64 == 0, a block in one */
 					const CUtensorMap *m = k0 < F ? &tm.b0 : &tm.b1;
 					int kr = k0 < F ? k0 : k0 - F;
@@ -772,6 +850,15 @@ __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB)
 			load((kb + PD) % ST, kb + PD);
 			fetch_tok(kb + PD + 1);
 		}
+		if constexpr (PFH) {
+			if (tid == 0 && kb == 0)
+				for (int j = 0; j < 4; j++)
+					asm volatile(
+					        "cp.async.bulk.prefetch.tensor.2d.L2.global.tile "
+					        "[%0, {%1, %2}];\n" ::"l"(j & 1 ? &tm.s3 : &tm.s2),
+					        "r"(n0 + 64 * (j >> 1)), "r"(r0)
+					        : "memory");
+		}
 		if constexpr (EPI && MODE == MG_DOWN_DX) {
 			if (tid == 0 && (kb == (nk >= 2 ? nk - 2 : 0) || kb == nk - 1)) {
 				/* two 64-column boxes of 128 rows r0.. (columns n0..) */
@@ -781,8 +868,14 @@ __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB)
 					               bar = ebar + 8 * j;
 					const CUtensorMap *m = j ? &tm.s3 : &tm.s2;
 					ptx::mbar_expect(bar, 2 * 16384);
-					ptx::tma_load2(dst, m, n0, r0, bar);
-					ptx::tma_load2(dst + 16384, m, n0 + 64, r0, bar);
+					if constexpr (HNT) {
+						const uint64_t pf = mg_pol(false);
+						mg_tma_ld2_h(dst, m, n0, r0, bar, pf);
+						mg_tma_ld2_h(dst + 16384, m, n0 + 64, r0, bar, pf);
+					} else {
+						ptx::tma_load2(dst, m, n0, r0, bar);
+						ptx::tma_load2(dst + 16384, m, n0 + 64, r0, bar);
+					}
 				}
 			}
 		}
@@ -870,8 +963,8 @@ __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB)
 	ptx::cp_wait<0>();
 	__syncthreads();
 	if constexpr (EPI) {
-		mg_epi_tma<MODE>(a, tm, wacc, sbase, sbase + sh1 * V::STAGE, sbase + sh3 * V::STAGE,
-		                 ebar, r0, r1, n0);
+		mg_epi_tma<MODE, false, HNT>(a, tm, wacc, sbase, sbase + sh1 * V::STAGE,
+		                             sbase + sh3 * V::STAGE, ebar, r0, r1, n0);
 		return;
 	}
 
@@ -1498,12 +1591,21 @@ int policy_moe_variant(void)
 	 * with up and down in the ping-pong kernel run by 2-CTA clusters sharing
 	 * B by TMA multicast; opt-in; H100: 2.2-2.4x slower, see gpu_moe_ws.cu)
 	 * 21, wsb7d (only down's) 22, wsb7u (only up's) 23, wsb7dx (wsb7 with up
-	 * dX there too: WRONG results on an H100, for the next attempt only) 24 */
-	static const char *const names[24] = {
-	        "mma",   "wg",    "wg256", "wgp",   "wgm",  "ws2",   "wgt",   "wgtd",
-	        "wgtdp", "wsb",   "wsb2",  "wsb3",  "wsb4", "wsb4a", "wsb4d", "wsb5",
-	        "wsb6",  "wsb6u", "wsb6r", "wsb3w", "wsb7", "wsb7d", "wsb7u", "wsb7dx"};
-	int v = policy_env_choice("POLICY_GPU_MOE_KERNEL", names, 24, 19);
+	 * dX there too: WRONG results on an H100, for the next attempt only) 24;
+	 * round 19's wsb8 (wsb3w with down dX as wsb5's k_ws, the tile's h1 / h3
+	 * prefetched into L2 before its main loop; opt-in) 25, wsb8g (wsb3w with
+	 * wgtd's down dX prefetching its h1 / h3 tile into L2 at the first k
+	 * block; opt-in) 26, wsb8r (wsb3w with round 11's k_ws down dX, h1 / h3
+	 * into registers, plus the same L2 prefetch; opt-in) 27, wsb8h (wsb3w
+	 * with wgtd's down dX under L2 eviction priorities: W2 evict_last, h1 /
+	 * h3 and dh13 evict_first; variant 16; opt-in) 28, wsb8k (wsb3w with
+	 * wsb5's k_ws down dX under the same priorities; opt-in) 29 */
+	static const char *const names[29] = {"mma",   "wg",    "wg256", "wgp",   "wgm",   "ws2",
+	                                      "wgt",   "wgtd",  "wgtdp", "wsb",   "wsb2",  "wsb3",
+	                                      "wsb4",  "wsb4a", "wsb4d", "wsb5",  "wsb6",  "wsb6u",
+	                                      "wsb6r", "wsb3w", "wsb7",  "wsb7d", "wsb7u", "wsb7dx",
+	                                      "wsb8",  "wsb8g", "wsb8r", "wsb8h", "wsb8k"};
+	int v = policy_env_choice("POLICY_GPU_MOE_KERNEL", names, 29, 19);
 	return v >= 8 ? v + 1 : v;
 }
 
@@ -1684,7 +1786,7 @@ template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct
 	 * CTAs when the TMA epilogues run (k_mgp); the other products, UP with
 	 * A gathered in the loads and EPI=smem run wgtd's kernels */
 	const bool pers = var == 9;
-	const int cap = pers || (var >= 10 && var <= 24) ? mg_ctas() : 0;
+	const int cap = pers || (var >= 10 && var <= 29) ? mg_ctas() : 0;
 	if (cap < 0)
 		return cap;
 	if (pers)
@@ -1766,6 +1868,23 @@ template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct
 		if (MODE == MG_DOWN)
 			return policy_moe_ws4_down(d, a->f1, a->a, a->b0, cap, (void *)mg_stream);
 		var = 11;
+	}
+	/* round 19: wsb8 is wsb3w with DOWN_DX in k_ws, h1 / h3 prefetched into
+	 * L2; wsb8g wsb3w with wgtd's DOWN_DX prefetching them (variant 15) */
+	bool pfh = false, hnt = false;
+	if (var == 25 && MODE == MG_DOWN_DX)
+		return policy_moe_ws8_down_dx(d, a->o1, a->a, a->b0, a->h1, a->h3, cap,
+		                              (void *)mg_stream);
+	if (var == 29 && MODE == MG_DOWN_DX)
+		return policy_moe_ws8k_down_dx(d, a->o1, a->a, a->b0, a->h1, a->h3, cap,
+		                               (void *)mg_stream);
+	if (var == 27 && MODE == MG_DOWN_DX)
+		return policy_moe_ws8r_down_dx(d, a->o1, a->a, a->b0, a->h1, a->h3, cap,
+		                               (void *)mg_stream);
+	if (var >= 25 && var <= 29) {
+		pfh = var == 26 && MODE == MG_DOWN_DX;
+		hnt = var == 28 && MODE == MG_DOWN_DX;
+		var = 20;
 	}
 	/* round 16: wsb3w is wsb3 with wgtd's DOWN_DX */
 	const bool w3 = var == 20;
@@ -1877,6 +1996,11 @@ template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct
 				return rc;
 			if (pers && (MODE == MG_DOWN_DX || a->gx))
 				return mgp_run<MODE>(a, &tm, R, cap);
+			if constexpr (MODE == MG_DOWN_DX)
+				if (pfh) /* round 19: wsb8g */
+					return mg_run<MODE, 15>(grid, a, &tm);
+				else if (hnt) /* round 19: wsb8h */
+					return mg_run<MODE, 16>(grid, a, &tm);
 			return mg_run<MODE, 8>(grid, a, &tm);
 		}
 	}
@@ -2098,7 +2222,8 @@ int policy_moe_to_bf16(uint16_t *out, const float *in, size_t n)
  * policy_moe_up_dx with the slot rows stored in bf16 (rounded once to
  * nearest even from the fp32 accumulators), by gpu_moe_ws.cu's k_ws: the
  * variants whose down and up dX run wsb2's kernel (wsb2, wsb3, wsb5, wsb6u,
- * wsb3w; up dX: F a multiple of 64); any other is refused with a message */
+ * wsb3w, round 19's wsb8, wsb8g, wsb8r, wsb8h and wsb8k; up dX: F a multiple of 64); any other is
+ * refused with a message */
 static int mg_b16_var(void)
 {
 	int var = policy_moe_variant(), cap = mg_ctas();
@@ -2106,17 +2231,21 @@ static int mg_b16_var(void)
 		return var;
 	if (cap < 0)
 		return cap;
-	if (var != 11 && var != 12 && var != 16 && var != 18 && var != 20)
-		return swerve_error_set(SWERVE_EINVAL,
-		                        "gpu moe: bf16 slots (POLICY_GPU_ACT16) need "
-		                        "POLICY_GPU_MOE_KERNEL=wsb2, wsb3, wsb5, wsb6u or wsb3w");
+	if (var != 11 && var != 12 && var != 16 && var != 18 && var != 20 && var != 25 &&
+	    var != 26 && var != 27 && var != 28 && var != 29)
+		return swerve_error_set(
+		        SWERVE_EINVAL,
+		        "gpu moe: bf16 slots (POLICY_GPU_ACT16) need "
+		        "POLICY_GPU_MOE_KERNEL=wsb2, wsb3, wsb5, wsb6u, wsb3w, wsb8, "
+		        "wsb8g, wsb8r, wsb8h or wsb8k");
 	return cap;
 }
 
 int policy_moe_slots16_supported(int F)
 {
 	int var = policy_moe_variant();
-	return F % 64 == 0 && (var == 11 || var == 12 || var == 16 || var == 18 || var == 20);
+	return F % 64 == 0 && (var == 11 || var == 12 || var == 16 || var == 18 || var == 20 ||
+	                       (var >= 25 && var <= 29));
 }
 
 int policy_moe_down_b16(const struct policy_moe_dims *d, uint16_t *yp, const uint16_t *hh,

@@ -162,7 +162,23 @@
  * B half that the OTHER CTA multicast is stale or unwritten when read
  * (with two 8 KB boxes and with one 64 x 64 x 2 box of ws_map_atoms
  * alike), while up and down (one 64 x 128 K-major box a CTA) are right in
- * every case; not understood. */
+ * every case; not understood.
+ *
+ * Round 19 (issue 10, down dX; opt-in, see policy/gpu_moe.cu's variants):
+ * WS_DOWN_DXP ("wsb8": wsb5 with the tile's h1 / h3 boxes prefetched into
+ * L2 by the producer before its k blocks; POLICY_GPU_MOE_WSB8_PF=tile |
+ * next | none), WS_DOWN_DXQ ("wsb8r": round 11's register-load down dX
+ * with the same prefetch), WS_DOWN_DXH ("wsb8k": wsb5 with W2 loads
+ * evict_last, h1 / h3 loads and dh13 stores evict_first). Measured (H100
+ * 80GB HBM3, 2026-11-27, gpu_train_moe, down dX ms balanced / skewed, one
+ * process, interleaved): wsb8 0.112-0.113 / 0.124-0.125 against the same
+ * kernel without the prefetch 0.101 / 0.115 and wsb5 0.103 / 0.112
+ * (slower: ncu, DRAM reads 151 MB against 109: the 17 MB of h1 / h3 brought
+ * in early evict lines read again), wsb8r 0.127-0.130, wsb8k 0.101-0.102 /
+ * 0.119-0.120 against wsb5's 0.102 / 0.120 (level). ncu of wsb5's kernel:
+ * DRAM 48% of peak, tensor pipe 29% active, 2.2 warps a scheduler, no
+ * eligible warp 72% of the cycles: not bandwidth-bound; the consumers wait
+ * (the h1 / h3 slots, then the next tile's refill). */
 #include "kernels/ptx.cuh"
 #include "kernels/tma.h"
 #include "policy/gpu_moe_ws.h"
@@ -254,6 +270,25 @@ enum { WS_UPF = 13, WS_UPS, WS_UPSX, WS_UPZ };
  * the slot rows (yp, dxp) stored in bf16 (ws_epi_b16), a.out holding the
  * (R, D) bf16 buffer */
 enum { WS_DOWNB = 24, WS_UP_DXB };
+/* round 19 ("wsb8", opt-in): WS_DOWN_DXP is WS_DOWN_DXT (wsb5: h1 / h3 by
+ * TMA into the ring after the tile's k blocks) with the tile's 8 h1 / h3
+ * boxes first prefetched into L2 (cp.async.bulk.prefetch.tensor) by the
+ * producer before it issues the tile's k blocks (a.kch 1, "tile") or one
+ * tile ahead (a.kch 2, "next": the CTA's next tile's while this one's k
+ * blocks go out; its first tile's at the start), so the ring's h1 / h3
+ * fetch after the main loop reads L2, not DRAM, and the DRAM reads run
+ * under the MMAs; a.kch 0 ("none"): no prefetch (wsb5's kernel bit for
+ * bit in its loads and outputs) */
+enum { WS_DOWN_DXP = 28 };
+/* round 19 ("wsb8r", opt-in): WS_DOWN_DXQ is WS_DOWN_DX (wsb3: h1 / h3
+ * loaded into registers by the epilogue, the whole ring left to the next
+ * tile's k blocks) with WS_DOWN_DXP's L2 prefetch of the tile's h1 / h3 */
+enum { WS_DOWN_DXQ = 29 };
+/* round 19 ("wsb8k", opt-in): WS_DOWN_DXH is WS_DOWN_DXT (wsb5) under L2
+ * eviction priorities: W2 boxes evict_last (each row tile of the expert
+ * reads them again), h1 / h3 boxes and the dh13 stores evict_first (touched
+ * once), so the 134 MB streamed through L2 do not push W2 and dyp out */
+enum { WS_DOWN_DXH = 30 };
 __host__ __device__ constexpr bool ws_stsm(int m)
 {
 	return m == WS_UPS || m == WS_UPSX;
@@ -279,8 +314,10 @@ __host__ __device__ constexpr int ws_base(int m)
 	return m == WS_UPD || m == WS_UPR || m == WS_UPF || ws_stsm(m) || m == WS_UPZ ? WS_UP
 	       : m == WS_DOWND || m == WS_DOWNR || m == WS_DOWNB                      ? WS_DOWN
 	       : m == WS_UP_DXD || m == WS_UP_DXR || m == WS_UP_DXB                   ? WS_UP_DX
-	       : ws_cl(m) ? m - WS_UPC /* round 16 */
-	                  : m;
+	       : ws_cl(m)                             ? m - WS_UPC  /* round 16 */
+	       : m == WS_DOWN_DXP || m == WS_DOWN_DXH ? WS_DOWN_DXT /* round 19 */
+	       : m == WS_DOWN_DXQ                     ? WS_DOWN_DX
+	                                              : m;
 }
 
 /* the epilogue's stores (POLICY_GPU_MOE_WSB_EPI, for measurements) */
@@ -293,6 +330,41 @@ __device__ __forceinline__ static void ws_bar_init(uint32_t bar, int n)
 __device__ __forceinline__ static void ws_arrive(uint32_t bar)
 {
 	asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+/* round 19 (WS_DOWN_DXH): an L2 policy word (evict_last or evict_first),
+ * the 3-D TMA load and the 16-byte global store that take it */
+__device__ __forceinline__ static uint64_t ws_pol(bool last)
+{
+	uint64_t p;
+	if (last)
+		asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;\n" : "=l"(p));
+	else
+		asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(p));
+	return p;
+}
+__device__ __forceinline__ static void ws_ld3_h(uint32_t dst, const CUtensorMap *map, int x, int y,
+                                                int z, uint32_t bar, uint64_t pol)
+{
+	asm volatile(
+	        "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes.L2::"
+	        "cache_hint [%0], [%1, {%2, %3, %4}], [%5], %6;\n" ::"r"(dst),
+	        "l"(map), "r"(x), "r"(y), "r"(z), "r"(bar), "l"(pol)
+	        : "memory");
+}
+__device__ __forceinline__ static void ws_st16_h(void *p, uint4 v, uint64_t pol)
+{
+	asm volatile("st.global.L2::cache_hint.v4.u32 [%0], {%1, %2, %3, %4}, %5;\n" ::"l"(p),
+	             "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w), "l"(pol)
+	             : "memory");
+}
+/* round 19: the box at (x, y, z) of a 3-D tensor map fetched into L2 (no
+ * shared memory, no barrier: a hint the later TMA load of the box hits) */
+__device__ __forceinline__ static void ws_pf3(const CUtensorMap *map, int x, int y, int z)
+{
+	asm volatile(
+	        "cp.async.bulk.prefetch.tensor.3d.L2.global.tile [%0, {%1, %2, %3}];\n" ::"l"(map),
+	        "r"(x), "r"(y), "r"(z)
+	        : "memory");
 }
 
 /* round 16 (the 2-CTA clusters): which 0: this CTA's rank in its cluster,
@@ -827,7 +899,7 @@ __device__ __forceinline__ static uint4 ws_lds16(uint32_t addr)
 	             : "memory");
 	return v;
 }
-template <int ST>
+template <int ST, bool H = false> /* H (round 19, WS_DOWN_DXH): dh13 stored evict_first */
 __device__ __forceinline__ static void ws_dxt_epi(const struct ws_args &a, const float (&acc)[128],
                                                   uint32_t sbase, uint32_t fb, uint32_t eb, int ith,
                                                   int rr, int r0, int r1, int n0, int q, int lane)
@@ -875,8 +947,16 @@ __device__ __forceinline__ static void ws_dxt_epi(const struct ws_args &a, const
 					d3[m] = ws_pack(r3v[0], r3v[1]);
 				}
 				uint16_t *dst = a.dh13 + (size_t)row * 2 * F + f;
-				*(uint4 *)dst = make_uint4(d1[0], d1[1], d1[2], d1[3]);
-				*(uint4 *)(dst + F) = make_uint4(d3[0], d3[1], d3[2], d3[3]);
+				if constexpr (H) {
+					const uint64_t pf = ws_pol(false);
+					ws_st16_h(dst, make_uint4(d1[0], d1[1], d1[2], d1[3]), pf);
+					ws_st16_h(dst + F, make_uint4(d3[0], d3[1], d3[2], d3[3]),
+					          pf);
+				} else {
+					*(uint4 *)dst = make_uint4(d1[0], d1[1], d1[2], d1[3]);
+					*(uint4 *)(dst + F) =
+					        make_uint4(d3[0], d3[1], d3[2], d3[3]);
+				}
 			}
 		}
 		if (i != 0) { /* slot i - 1's boxes are all read (into registers) */
@@ -1362,6 +1442,22 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 				ws_tile<MODE>(a, *L, t, nx, my, BMR, &e, &r0, &r1, &m0, &n0, &nk,
 				              &sp, &nsp);
 			}
+			if constexpr (MODE == WS_DOWN_DXP || MODE == WS_DOWN_DXQ) {
+				/* round 19: h1 / h3 boxes of this tile (kch 1) or of the
+				 * next (kch 2; the first tile's too) into L2 */
+				for (int w = a.kch == 2 && t == (int)blockIdx.x ? 0 : a.kch - 1;
+				     t < ntiles && a.kch > 0 && w < a.kch; w++) {
+					const int tp = t + w * (int)gridDim.x;
+					if (tp >= ntiles)
+						break;
+					int pe, pr0, pr1, pm0, pn0, pnk, psp, pnsp;
+					ws_tile<MODE>(a, *L, tp, nx, my, BMR, &pe, &pr0, &pr1, &pm0,
+					              &pn0, &pnk, &psp, &pnsp);
+					for (int b = 0; b < 8; b++)
+						ws_pf3(&tm.w3, pn0 + 64 * (b >> 1), pr0,
+						       (b & 1) ^ a.beta);
+				}
+			}
 			/* DW: a tile without k blocks (an expert without rows) and
 			 * the end mark take one stage without loads */
 			const int nslot = G::DW && nk == 0 ? 1 : nk;
@@ -1423,10 +1519,17 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 					ptx::tma_load3(sb, &tm.w1, k0, n0, e, bar);
 					ptx::tma_load3(sb + WS_ATILE, &tm.w1, k0, n0 + 128, e, bar);
 				} else if (MB == WS_DOWN_DX ||
-				           MB == WS_DOWN_DXT) { /* W2 (k = d, n = f) */
-					for (int i = 0; i < 4; i++)
-						ptx::tma_load3(sb + i * 8192, &tm.w1, n0 + 64 * i,
-						               k0, e, bar);
+				           MB == WS_DOWN_DXT) {              /* W2 (k = d, n = f) */
+					if constexpr (MODE == WS_DOWN_DXH) { /* round 19 */
+						const uint64_t pl = ws_pol(true);
+						for (int i = 0; i < 4; i++)
+							ws_ld3_h(sb + i * 8192, &tm.w1, n0 + 64 * i,
+							         k0, e, bar, pl);
+					} else {
+						for (int i = 0; i < 4; i++)
+							ptx::tma_load3(sb + i * 8192, &tm.w1,
+							               n0 + 64 * i, k0, e, bar);
+					}
 				} else { /* [W1; W3] (k, n): F % 64 == 0, a block in one */
 					const CUtensorMap *m = k0 < F ? &tm.w1 : &tm.w3;
 					const int kr = k0 < F ? k0 : k0 - F;
@@ -1449,9 +1552,15 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 					ptx::mbar_expect(bar, nb * WS_ATILE);
 					for (int i = 0; i < nb; i++) {
 						const int b = 3 * hs + i;
-						ptx::tma_load3(sa + i * WS_ATILE, &tm.w3,
-						               n0 + 64 * (b >> 1), r0,
-						               (b & 1) ^ a.beta, bar);
+						if constexpr (MODE == WS_DOWN_DXH) /* round 19 */
+							ws_ld3_h(sa + i * WS_ATILE, &tm.w3,
+							         n0 + 64 * (b >> 1), r0,
+							         (b & 1) ^ a.beta, bar,
+							         ws_pol(false));
+						else
+							ptx::tma_load3(sa + i * WS_ATILE, &tm.w3,
+							               n0 + 64 * (b >> 1), r0,
+							               (b & 1) ^ a.beta, bar);
 					}
 				}
 			}
@@ -1621,7 +1730,8 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 			ws_epi<MODE == WS_UPZ>(a, acc, r0 + rr, r1, n0, q);
 		} else if constexpr (MB == WS_DOWN_DXT) {
 			/* it is the tile's first h1 / h3 slot */
-			ws_dxt_epi<WS_ST>(a, acc, sbase, fb, eb, it, rr, r0, r1, n0, q, lane);
+			ws_dxt_epi<WS_ST, MODE == WS_DOWN_DXH>(a, acc, sbase, fb, eb, it, rr, r0,
+			                                       r1, n0, q, lane);
 			it += WS_NH;
 		} else if constexpr (MB == WS_DOWN_DX) {
 			ws_dx_store(a, acc, r0 + rr, r1, n0, q, 0, xin);
@@ -1849,6 +1959,13 @@ static int ws_launch(const struct policy_moe_dims *d, struct ws_args *a, const u
 	const int epi = policy_env_choice("POLICY_GPU_MOE_WSB_EPI", epis, 4, WS_EPI_ST16);
 	if (epi < 0)
 		return epi;
+	/* round 19 (WS_DOWN_DXP, "wsb8"): its h1 / h3 prefetch into L2 */
+	static const char *const pfs[] = {"none", "tile", "next"};
+	const int pf = MODE == WS_DOWN_DXP || MODE == WS_DOWN_DXQ
+	                       ? policy_env_choice("POLICY_GPU_MOE_WSB8_PF", pfs, 3, 1)
+	                       : 0;
+	if (pf < 0)
+		return pf;
 	const int st = policy_env_choice("POLICY_GPU_MOE_WSB_ST", ws_st_names, 3, PP ? 2 : 1) + 3;
 	if (st < 3)
 		return st - 3;
@@ -1938,7 +2055,7 @@ static int ws_launch(const struct policy_moe_dims *d, struct ws_args *a, const u
 			        MB == WS_DOWN || MB == WS_DOWN_DX || MB == WS_DOWN_DXT ? wdf : wfd,
 			        MB == WS_UP_DX || MB == WS_DOWN_DX || MB == WS_DOWN_DXT ? 64 : 128);
 		/* round 13: DOWN_DXT's h1 / h3 planes (h1's plane in a->beta) */
-		if (!rc && MB == WS_DOWN_DXT)
+		if (!rc && (MB == WS_DOWN_DXT || MODE == WS_DOWN_DXQ))
 			rc = ws_map_planes(&tm.w3, a->x1, a->x3, d->F, R, &a->beta);
 		if (!rc && (MB == WS_UP || MB == WS_UP_DX))
 			rc = ws_map(&tm.w3, b1, 3, wfd, MB == WS_UP_DX ? 64 : 128);
@@ -1965,6 +2082,8 @@ static int ws_launch(const struct policy_moe_dims *d, struct ws_args *a, const u
 			return ar;
 		a->kch = ar;
 	}
+	if (MODE == WS_DOWN_DXP || MODE == WS_DOWN_DXQ) /* round 19: the prefetch (WS_DOWN_DXP) */
+		a->kch = pf;
 	typedef ws_geo<MODE> G;
 	const int nx = (G::n(d->D, d->F) + G::BN - 1) / G::BN;
 	long tiles = G::DW ? (long)d->E * nx * ((G::m(d->D, d->F) + WS_BM - 1) / WS_BM)
@@ -2185,6 +2304,57 @@ int policy_moe_ws5_down_dx(const struct policy_moe_dims *d, uint16_t *dh13, cons
                            void *stream)
 {
 	int rc = ws_down_dx_as<WS_DOWN_DXT>(d, dh13, dyp, w2, h1, h3, cap, stream);
+	if (rc == SWERVE_ELIMIT) {
+		static int told;
+		if (!told++)
+			fprintf(stderr, "%s; down dX by round 11's kernel\n", swerve_error_last());
+		rc = policy_moe_ws_down_dx(d, dh13, dyp, w2, h1, h3, cap, stream);
+	}
+	return rc;
+}
+
+/* round 19 ("wsb8", opt-in): down dX as wsb5 with the tile's h1 / h3 boxes
+ * prefetched into L2 before its main loop (WS_DOWN_DXP; the prefetch by
+ * POLICY_GPU_MOE_WSB8_PF: tile (default), next, none); h1 and h3 2^40 bytes
+ * apart or more: round 11's kernel */
+int policy_moe_ws8_down_dx(const struct policy_moe_dims *d, uint16_t *dh13, const uint16_t *dyp,
+                           const uint16_t *w2, const uint16_t *h1, const uint16_t *h3, int cap,
+                           void *stream)
+{
+	int rc = ws_down_dx_as<WS_DOWN_DXP>(d, dh13, dyp, w2, h1, h3, cap, stream);
+	if (rc == SWERVE_ELIMIT) {
+		static int told;
+		if (!told++)
+			fprintf(stderr, "%s; down dX by round 11's kernel\n", swerve_error_last());
+		rc = policy_moe_ws_down_dx(d, dh13, dyp, w2, h1, h3, cap, stream);
+	}
+	return rc;
+}
+
+/* round 19 ("wsb8r", opt-in): round 11's down dX (h1 / h3 into registers)
+ * with the tile's h1 / h3 prefetched into L2 (WS_DOWN_DXQ); h1 and h3 2^40
+ * bytes apart or more: without the prefetch */
+int policy_moe_ws8r_down_dx(const struct policy_moe_dims *d, uint16_t *dh13, const uint16_t *dyp,
+                            const uint16_t *w2, const uint16_t *h1, const uint16_t *h3, int cap,
+                            void *stream)
+{
+	int rc = ws_down_dx_as<WS_DOWN_DXQ>(d, dh13, dyp, w2, h1, h3, cap, stream);
+	if (rc == SWERVE_ELIMIT) {
+		static int told;
+		if (!told++)
+			fprintf(stderr, "%s; down dX by round 11's kernel\n", swerve_error_last());
+		rc = policy_moe_ws_down_dx(d, dh13, dyp, w2, h1, h3, cap, stream);
+	}
+	return rc;
+}
+
+/* round 19 ("wsb8k", opt-in): wsb5's down dX under L2 eviction priorities
+ * (WS_DOWN_DXH); h1 and h3 2^40 bytes apart or more: round 11's kernel */
+int policy_moe_ws8k_down_dx(const struct policy_moe_dims *d, uint16_t *dh13, const uint16_t *dyp,
+                            const uint16_t *w2, const uint16_t *h1, const uint16_t *h3, int cap,
+                            void *stream)
+{
+	int rc = ws_down_dx_as<WS_DOWN_DXH>(d, dh13, dyp, w2, h1, h3, cap, stream);
 	if (rc == SWERVE_ELIMIT) {
 		static int told;
 		if (!told++)

@@ -84,6 +84,22 @@ int policy_moe_ws4_down_dx(const struct policy_moe_dims *d, uint16_t *dh13, cons
 int policy_moe_ws5_down_dx(const struct policy_moe_dims *d, uint16_t *dh13, const uint16_t *dyp,
                            const uint16_t *w2, const uint16_t *h1, const uint16_t *h3, int cap,
                            void *stream);
+/* "wsb8" (round 19, opt-in): down dX as wsb5 with the tile's h1 / h3
+ * prefetched into L2 before its main loop (POLICY_GPU_MOE_WSB8_PF=tile, the
+ * default; next: one tile ahead; none: no prefetch; misspelt: refused) */
+int policy_moe_ws8_down_dx(const struct policy_moe_dims *d, uint16_t *dh13, const uint16_t *dyp,
+                           const uint16_t *w2, const uint16_t *h1, const uint16_t *h3, int cap,
+                           void *stream);
+/* "wsb8r" (round 19, opt-in): round 11's down dX (h1 / h3 loaded into
+ * registers by the epilogue) with the same L2 prefetch */
+int policy_moe_ws8r_down_dx(const struct policy_moe_dims *d, uint16_t *dh13, const uint16_t *dyp,
+                            const uint16_t *w2, const uint16_t *h1, const uint16_t *h3, int cap,
+                            void *stream);
+/* "wsb8k" (round 19, opt-in): wsb5's down dX with L2 eviction priorities (W2
+ * evict_last; h1 / h3 and dh13 evict_first) */
+int policy_moe_ws8k_down_dx(const struct policy_moe_dims *d, uint16_t *dh13, const uint16_t *dyp,
+                            const uint16_t *w2, const uint16_t *h1, const uint16_t *h3, int cap,
+                            void *stream);
 /* "wsb6" (round 14, opt-in): up (from xg), down and up dX in the same
  * cooperative kernel, each tile's epilogue deferred under the next tile's
  * main loop (the outputs kept in registers, stored in 8 chunks between the

@@ -11,7 +11,15 @@
  * tile's main loop); round 16: wsb7 (wsb2 with up and down in the
  * ping-pong kernel run by 2-CTA clusters sharing B by TMA multicast),
  * wsb7d (only down), wsb7u (only up), wsb7dx (wsb7 + up dX there: wrong
- * results on an H100, timing only); argv: a number, how
+ * results on an H100, timing only); round 19: wsb8 (wsb3w with down dX
+ * as wsb5's k_ws plus the tile's h1 / h3 prefetched into L2 before its k
+ * blocks; "wsb8@P" = POLICY_GPU_MOE_WSB8_PF=P: next (one tile ahead), none
+ * (no prefetch)), wsb8g (wsb3w with wgtd's down dX prefetching its h1 / h3
+ * tile into L2), wsb8r (round 11's k_ws down dX, h1 / h3 into registers, plus
+ * the L2 prefetch), wsb8h (wgtd's down dX under L2 eviction priorities: W2
+ * evict_last, h1 / h3 and dh13 evict_first), wsb8k (wsb5's k_ws down dX under
+ * the same), wsb3w (round 16's default, named for the comparison);
+ * argv: a number, how
  * many of these to run from the first, or the variants by name; default
  * all), median of 20
  * launches after 3 warm-ups (CUDA events), random bf16 inputs. Round 7:
@@ -51,7 +59,7 @@ static int cmpf(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-#define NVAR 30
+#define NVAR 38
 #define NP   12
 
 int main(int argc, char **argv)
@@ -94,11 +102,12 @@ int main(int argc, char **argv)
 	 * fastshfl: only the math; ftz: wsb2's epilogue with e^-x by
 	 * ex2.approx.ftz, bit for bit; the row "up, A = xg" against wsb2's) */
 	static const char *const all_env[NVAR] = {
-	        "wg",    "wgt",       "wgtd",      "wgm",           "wgp",      "ws2",     "mma",
-	        "wg256", "wgtd+tma",  "wgtdp",     "wgtdp/c132",    "wsb",      "wsb/c66", "wsb2",
-	        "wsb3",  "wsb4",      "wsb4a",     "wsb4d",         "wsb5",     "wsb6",    "wsb6u",
-	        "wsb6r", "wsb2:fast", "wsb2:stsm", "wsb2:fastshfl", "wsb2:ftz", "wsb7",    "wsb7d",
-	        "wsb7u", "wsb7dx"};
+	        "wg",    "wgt",       "wgtd",      "wgm",           "wgp",       "ws2",     "mma",
+	        "wg256", "wgtd+tma",  "wgtdp",     "wgtdp/c132",    "wsb",       "wsb/c66", "wsb2",
+	        "wsb3",  "wsb4",      "wsb4a",     "wsb4d",         "wsb5",      "wsb6",    "wsb6u",
+	        "wsb6r", "wsb2:fast", "wsb2:stsm", "wsb2:fastshfl", "wsb2:ftz",  "wsb7",    "wsb7d",
+	        "wsb7u", "wsb7dx",    "wsb8",      "wsb8@next",     "wsb8@none", "wsb8g",   "wsb3w",
+	        "wsb8r", "wsb8h",     "wsb8k"};
 	const char *var_env[NVAR];
 	int ndev = 0, nvar = 0;
 	if (argc > 1 && argv[1][0] >= '0' && argv[1][0] <= '9') { /* the first n */
@@ -171,6 +180,13 @@ int main(int argc, char **argv)
 				setenv("POLICY_GPU_MOE_WSB_SILU", silu + 1, 1);
 			} else {
 				unsetenv("POLICY_GPU_MOE_WSB_SILU");
+			}
+			char *pf = strchr(k, '@');
+			if (pf) { /* "NAME@P": POLICY_GPU_MOE_WSB8_PF=P (round 19) */
+				*pf = 0;
+				setenv("POLICY_GPU_MOE_WSB8_PF", pf + 1, 1);
+			} else {
+				unsetenv("POLICY_GPU_MOE_WSB8_PF");
 			}
 			char *plus = strchr(k, '+'), *cap = strstr(k, "/c");
 			unsetenv("POLICY_GPU_MOE_CTAS");

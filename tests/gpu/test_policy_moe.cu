@@ -506,8 +506,19 @@ static int check_case1(int T, int K, int E, int D, int F, int route)
  * passed every case on an H100 on 2026-11-27 (up dX in the clusters did
  * not); run only when named (2.2-2.4x slower than wsb2). With
  * POLICY_GPU_MOE_WSB7_ARRIVE=cta in the environment they run the
- * clusters' other release form (not yet run on a GPU) */
-#define NVARIANTS 46
+ * clusters' other release form (not yet run on a GPU). Round 19: "wsb8" /
+ * "wsb8/c3" / "wsb8/s3": wsb3w with down dX as wsb5's (k_ws, h1 / h3 by TMA
+ * into the ring) plus the tile's h1 / h3 prefetched into L2 before its k
+ * blocks; "wsb8@next" the same one tile ahead ("NAME@P" sets
+ * POLICY_GPU_MOE_WSB8_PF=P); "wsb8g": wsb3w with wgtd's down dX prefetching
+ * its h1 / h3 tile into L2 at the first k block; "wsb8r" (/c3): wsb3w with
+ * round 11's k_ws down dX (h1 / h3 into registers) plus the L2 prefetch;
+ * "wsb8h": wsb3w with wgtd's down dX under L2 eviction priorities (W2
+ * evict_last, h1 / h3 loads and dh13 stores evict_first); "wsb8k" (/c3):
+ * wsb5's k_ws down dX under the same priorities. All of them passed every
+ * case on an H100 (2026-11-27); run only when named (opt-in, none faster
+ * than wsb3w's down dX by more than ~2%) */
+#define NVARIANTS 56
 static const char *const variant_env[NVARIANTS] = {
         "mma",           "wg",           "wg256",     "wgp",          "wgm",          "ws2",
         "wgt",           "wgtd",         "wgtd+tma",  "wgtdp",        "wgtdp/c3",     "wsb",
@@ -516,7 +527,9 @@ static const char *const variant_env[NVARIANTS] = {
         "wsb5/s3",       "wsb6",         "wsb6/c3",   "wsb6/s3",      "wsb6u",        "wsb6r",
         "wsb6r/c3",      "wsb6r/s3",     "wsb2:fast", "wsb2/c3:fast", "wsb2/s3:fast", "wsb2:stsm",
         "wsb2:fastshfl", "wsb2/c3:stsm", "wsb2:ftz",  "wsb3w",        "wsb7",         "wsb7/c3",
-        "wsb7/s3",       "wsb7d",        "wsb7u",     "wsb7dx"};
+        "wsb7/s3",       "wsb7d",        "wsb7u",     "wsb7dx",       "wsb8",         "wsb8/c3",
+        "wsb8/s3",       "wsb8@next",    "wsb8g",     "wsb8r",        "wsb8r/c3",     "wsb8h",
+        "wsb8k",         "wsb8k/c3"};
 /* POLICY_GPU_MOE_WSB_KCH as the run started ("NAME/kN" sets it for NAME) */
 static const char *kch_env;
 /* POLICY_GPU_MOE_WSB_ST as the run started ("NAME/sN" sets it for NAME) */
@@ -535,6 +548,13 @@ static void variant_setenv(void)
 		setenv("POLICY_GPU_MOE_WSB_SILU", silu + 1, 1);
 	} else {
 		unsetenv("POLICY_GPU_MOE_WSB_SILU");
+	}
+	char *pf = strchr(k, '@');
+	if (pf) { /* "NAME@P": POLICY_GPU_MOE_WSB8_PF=P (round 19) */
+		*pf = 0;
+		setenv("POLICY_GPU_MOE_WSB8_PF", pf + 1, 1);
+	} else {
+		unsetenv("POLICY_GPU_MOE_WSB8_PF");
 	}
 	char *plus = strchr(k, '+'), *cap = strstr(k, "/c"), *kch = strstr(k, "/k"),
 	     *st = strstr(k, "/s");
@@ -643,6 +663,27 @@ static int test_epi_misspelt(void)
 	snprintf(msg, sizeof(msg), "%s", swerve_error_last());
 	variant_setenv();
 	if (rc != SWERVE_EINVAL || !strstr(msg, "POLICY_GPU_MOE_EPI=tmaa")) {
+		printf("    rc %d, message \"%s\"\n", rc, msg);
+		return 1;
+	}
+	return 0;
+}
+
+/* round 19, wsb8: a misspelt POLICY_GPU_MOE_WSB8_PF is refused, naming it
+ * (other variants ignore it) */
+static int test_pf_misspelt(void)
+{
+	if (!have_gpu())
+		return GPU_SKIP;
+	if (strcmp(variant_env[variant], "wsb8"))
+		return 0;
+	struct policy_moe_dims d = {1, 1, 1, 64, 64, NULL, NULL, 0};
+	setenv("POLICY_GPU_MOE_WSB8_PF", "tiles", 1);
+	int rc = policy_moe_down_dx(&d, NULL, NULL, NULL, NULL, NULL);
+	char msg[256];
+	snprintf(msg, sizeof(msg), "%s", swerve_error_last());
+	variant_setenv();
+	if (rc != SWERVE_EINVAL || !strstr(msg, "POLICY_GPU_MOE_WSB8_PF=tiles")) {
 		printf("    rc %d, message \"%s\"\n", rc, msg);
 		return 1;
 	}
@@ -783,6 +824,8 @@ int main(int argc, char **argv)
 	         test_ctas_misspelt},
 	        {"grouped MoE GEMMs: SiLU epilogue vs wsb2's (POLICY_GPU_MOE_WSB_SILU)",
 	         test_silu_vs_exact},
+	        {"grouped MoE GEMMs: a misspelt POLICY_GPU_MOE_WSB8_PF is refused (wsb8)",
+	         test_pf_misspelt},
 	};
 	int n = (int)(sizeof(tests) / sizeof(tests[0])), rc = 0;
 	rng = (uint64_t)time(NULL) * 2654435761u + (uint64_t)clock() + 1;
@@ -803,7 +846,7 @@ int main(int argc, char **argv)
 		 * an H100 on 2026-11-27 but stay named-only: opt-in, no faster,
 		 * and their bench-shape ulp case adds seconds) */
 		static const char *const unrun_prefix[] = {
-		        "wsb6r", "wsb2:", "wsb2/c3:", "wsb2/s3:", "wsb7", NULL};
+		        "wsb6r", "wsb2:", "wsb2/c3:", "wsb2/s3:", "wsb7", "wsb8", NULL};
 		int unrun = 0;
 		for (int u = 0; unrun_prefix[u]; u++)
 			unrun |= !strncmp(variant_env[variant], unrun_prefix[u],
