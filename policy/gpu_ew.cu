@@ -265,6 +265,9 @@ ew_rms_bwd(TD *__restrict__ dx, TB *__restrict__ xb, int acc, float *__restrict_
 		int t = t0 + i;
 		size_t o = (size_t)t * C;
 		float dv[CH][4], xv[CH][4], av[CH][4], dot = 0, r;
+		/* round 19 (TD bf16): x and the old dx kept as loaded (2 registers
+		 * a chunk each), widened where used */
+		uint2 xr[CH], ar[CH];
 		if (t >= T) /* warp-uniform */
 			break;
 		r = rstd[t];
@@ -273,18 +276,27 @@ ew_rms_bwd(TD *__restrict__ dx, TB *__restrict__ xb, int acc, float *__restrict_
 			int c = lane + 32 * k;
 			if (c < C4) {
 				ew_ld4(dv[k], dy + o + c * 4);
-				ew_ld4(xv[k], x + o + c * 4);
-				if (dx && acc)
-					ew_ld4(av[k], dx + o + c * 4);
+				if constexpr (sizeof(TD) == 2) {
+					xr[k] = *(const uint2 *)(x + o + c * 4);
+					if (acc)
+						ar[k] = *(const uint2 *)(dx + o + c * 4);
+				} else {
+					ew_ld4(xv[k], x + o + c * 4);
+					if (dx && acc)
+						ew_ld4(av[k], dx + o + c * 4);
+				}
 			}
 		}
 #pragma unroll
 		for (int k = 0; k < CH; k++) {
 			int c = lane + 32 * k;
-			if (c < C4)
+			if (c < C4) {
+				if constexpr (sizeof(TD) == 2)
+					ew_ld4(xv[k], (const uint16_t *)&xr[k]);
 #pragma unroll
 				for (int q = 0; q < 4; q++)
 					dot += dv[k][q] * w[c * 4 + q] * xv[k][q];
+			}
 		}
 		dot = warp_sum(dot);
 #pragma unroll
@@ -292,6 +304,11 @@ ew_rms_bwd(TD *__restrict__ dx, TB *__restrict__ xb, int acc, float *__restrict_
 			int c = lane + 32 * k;
 			if (c < C4) {
 				float vv[4];
+				if constexpr (sizeof(TD) == 2) {
+					ew_ld4(xv[k], (const uint16_t *)&xr[k]);
+					if (acc)
+						ew_ld4(av[k], (const uint16_t *)&ar[k]);
+				}
 #pragma unroll
 				for (int q = 0; q < 4; q++) {
 					vv[q] = r * dv[k][q] * w[c * 4 + q] -
@@ -353,9 +370,12 @@ __global__ static void __launch_bounds__(EW_NW * 32)
 
 /* round 19 (POLICY_GPU_ACT16=all): the residual gradient dx in bf16 (read
  * where acc, the fp32 sum rounded once as stored), its optional fp32 copy
- * xf (the stored value), x in bf16 */
+ * xf (the stored value), x in bf16. Two blocks an SM (<= 128 registers):
+ * without the bound CH 6 took 150 registers, one block an SM, and its 256
+ * blocks ran in two waves (H100, 2026-11-27, gpu_act16: 37.9 us for 62.9 MB,
+ * 2.0x its floor, where k_ew_rms_bwd16<6> at 128 registers fits one wave) */
 template <int CH>
-__global__ static void __launch_bounds__(EW_NW * 32)
+__global__ static void __launch_bounds__(EW_NW * 32, CH <= 6 ? 2 : 1)
         k_ew_rms_bwd16g(uint16_t *__restrict__ dx, float *__restrict__ xf, int acc,
                         float *__restrict__ dw, const float *__restrict__ dy,
                         const uint16_t *__restrict__ x, const float *__restrict__ w,
