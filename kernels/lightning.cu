@@ -144,8 +144,8 @@ struct la_fu {
 	int store; /* 1: TMA for full chunks; 2 (SWERVE_LIGHTNING_SILU_STG=1, not
 	            * yet run on a GPU): every chunk's rows by each thread */
 	int early; /* SWERVE_LIGHTNING_SILU_EARLY=1: kernel_fu's EA form, see
-	            * kernel_body; 3 (round 19, SWERVE_LIGHTNING_DACT=smem): the
-	            * backward's main pass is kernel_ds */
+	            * kernel_body; round 19 (SWERVE_LIGHTNING_DACT): 3 (smem) the
+	            * backward's main pass is kernel_ds, 4 (l2) kernel_pf */
 };
 
 /* Head window of the state pass (the eighth round): a token t contributes
@@ -841,7 +841,8 @@ __device__ __forceinline__ uint32_t ldg_nc32(const void *p)
 
 /* the body of V3's kernels: kernel (FU false: F unused, may be NULL) and
  * kernel_fu (round 14: SiLU folded in, la_fu) */
-template <int D, bool SO, int ST, int VAR, bool FU, bool EA = false, bool DS = false>
+template <int D, bool SO, int ST, int VAR, bool FU, bool EA = false, bool DS = false,
+          bool PF = false>
 __device__ __forceinline__ void kernel_body(const la_params &P, const la_fu *F)
 {
 	/* forms 4..7 build on form 3: FL fast loads, SM the bf16 state stored
@@ -1154,6 +1155,18 @@ __device__ __forceinline__ void kernel_body(const la_params &P, const la_fu *F)
 		if (c + ST - 1 < n_chunks)
 			load_chunk(c + ST - 1, (c + ST - 1) % ST);
 		cp_commit();
+		if constexpr (FU && PF && !SO) {
+			/* PF (round 19, SWERVE_LIGHTNING_DACT=l2): the next chunk's SiLU'
+			 * source rows into L2 (a row of this e-block a thread), so that
+			 * its epilogue's LDGs hit L2 */
+			if (fp->dact && tid < C && c + 1 < n_chunks) {
+				const int pos = seg_start + (c + 1) * C + tid;
+				if (pos < seg_end)
+					prefetch_l2(fp->dact + row_token(pos) * fp->ldo + h * D +
+					                    eb * EB,
+					            EB * 2);
+			}
+		}
 		if (OPT && c + ST < n_chunks) { /* the chunk after: into L2, a row a thread */
 			const int r = tid & 63, pos = seg_start + (c + ST) * C + r;
 			if (pos < seg_end) {
@@ -1648,6 +1661,16 @@ __global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1)
         kernel_ds(const __grid_constant__ la_params P, const __grid_constant__ la_fu F)
 {
 	kernel_body<D, SO, ST, VAR, true, false, true>(P, &F);
+}
+
+/* round 19 (SWERVE_LIGHTNING_DACT=l2, not yet run on a GPU): kernel_fu's main
+ * pass with the next chunk's SiLU' source rows prefetched into L2 at each
+ * chunk's top (no more shared memory than kernel_fu) */
+template <int D, bool SO, int ST, int VAR>
+__global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1)
+        kernel_pf(const __grid_constant__ la_params P, const __grid_constant__ la_fu F)
+{
+	kernel_body<D, SO, ST, VAR, true, false, false, true>(P, &F);
 }
 
 /* Between the state pass and the main pass (V3 and V4): the sub-segments' own
@@ -2720,21 +2743,19 @@ template <int D, bool SO, int ST, int VAR, bool EA> int wg_fu_set_smem()
 	return 0;
 }
 
-template <int D, bool SO, int ST, int VAR> int wg_ds_set_smem()
+/* round 19: a kernel's dynamic shared memory attributes, once (done) */
+template <typename K> int smem_attr(K k, size_t bytes, bool &done)
 {
-	constexpr size_t DB = (size_t)wg::ds_layout<D, SO, ST, VAR>::OFF + ST * C * 128 + 1024;
-	static bool done = false;
 	if (done)
 		return 0;
-	cudaError_t e = cudaFuncSetAttribute(wg::kernel_ds<D, SO, ST, VAR>,
-	                                     cudaFuncAttributeMaxDynamicSharedMemorySize, (int)DB);
+	cudaError_t e =
+	        cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
 	if (e == cudaSuccess)
-		e = cudaFuncSetAttribute(wg::kernel_ds<D, SO, ST, VAR>,
-		                         cudaFuncAttributePreferredSharedMemoryCarveout,
+		e = cudaFuncSetAttribute(k, cudaFuncAttributePreferredSharedMemoryCarveout,
 		                         (int)cudaSharedmemCarveoutMaxShared);
 	if (e != cudaSuccess)
 		return swerve_error_set(SWERVE_ERROR, "lightning: shared memory of %zu bytes: %s",
-		                        DB, cudaGetErrorString(e));
+		                        bytes, cudaGetErrorString(e));
 	done = true;
 	return 0;
 }
@@ -2857,9 +2878,19 @@ int wg_launch(dim3 grid, const la_params &P, cudaStream_t stream, const la_fu *F
 					constexpr size_t DB =
 					        (size_t)wg::ds_layout<D, SO, ST, VAR>::OFF +
 					        ST * C * 128 + 1024;
-					if (!(rc = wg_ds_set_smem<D, SO, ST, VAR>()))
+					static bool done = false;
+					if (!(rc = smem_attr(wg::kernel_ds<D, SO, ST, VAR>, DB,
+					                     done)))
 						wg::kernel_ds<D, SO, ST, VAR>
 						        <<<grid, NT, DB, stream>>>(P, *F);
+					return rc;
+				}
+				if (F->early == 4) { /* round 19: SWERVE_LIGHTNING_DACT=l2 */
+					static bool done = false;
+					if (!(rc = smem_attr(wg::kernel_pf<D, SO, ST, VAR>, B,
+					                     done)))
+						wg::kernel_pf<D, SO, ST, VAR>
+						        <<<grid, NT, B, stream>>>(P, *F);
 					return rc;
 				}
 			}
@@ -3041,8 +3072,8 @@ int split_run(la_params &P, int nprob, const swerve_lightning_dims *d, const bwd
 	la_fu F2 = {};
 	if (F) {
 		F2.p[0] = F->p[nprob - 1];
-		if (F->early == 3) /* round 19: the overflow pieces' main pass too */
-			F2.early = 3;
+		if (F->early >= 3) /* round 19: the overflow pieces' main pass too */
+			F2.early = F->early;
 	}
 	const int b0 = d->batch - sp.oz;
 	const size_t ss = (size_t)d->heads * d->dim * d->dim;
@@ -3367,18 +3398,23 @@ int fwd_segments_check(const char *fn)
  * at the chunk's start (keep's backward at the policy's shape: 18% of its
  * warp samples wait for them in the epilogue, H100 ncu, lc19); =smem: the
  * rows ride each chunk's cp.async stage into shared memory (kernel_ds, 16 KB
- * more a CTA at 2 stages) and the epilogue reads them there (it overrides
- * SWERVE_LIGHTNING_SILU_EARLY). Any other value is refused. Returns 1 for
- * smem, 0 for ldg, or an error. */
+ * more a CTA at 2 stages) and the epilogue reads them there; =l2 (not yet
+ * run on a GPU): the LDGs as ldg, the next chunk's rows prefetched into L2
+ * at each chunk's top (kernel_pf, no more shared memory). smem and l2
+ * override SWERVE_LIGHTNING_SILU_EARLY. Any other value is refused. Returns
+ * la_fu::early's value for it (0 for ldg, 3 smem, 4 l2) or an error. */
 int dact_mode(const char *fn)
 {
 	const char *e = getenv("SWERVE_LIGHTNING_DACT");
 	if (!e || !*e || strcmp(e, "ldg") == 0)
 		return 0;
 	if (strcmp(e, "smem") == 0)
-		return 1;
+		return 3;
+	if (strcmp(e, "l2") == 0)
+		return 4;
 	return swerve_error_set(SWERVE_EINVAL,
-	                        "%s: SWERVE_LIGHTNING_DACT=%s: unknown value (ldg or smem)", fn, e);
+	                        "%s: SWERVE_LIGHTNING_DACT=%s: unknown value (ldg, smem or l2)", fn,
+	                        e);
 }
 
 /* pre's row stride: q, k, v's H D columns each, 16-byte rows */
@@ -3499,7 +3535,7 @@ extern "C" int swerve_lightning_backward_silu(uint16_t *dpre, float *dinitial_st
 	F.p[0] = la_fu_prob{bf(q), {hd, ld, ld}, ld, 6};
 	F.p[1] = la_fu_prob{bf(v), {ld, ld, hd}, ld, 3};
 	F.p[2] = la_fu_prob{bf(k), {ld, hd, ld}, ld, 5};
-	F.early = dsm ? 3 : silu_early(); /* 3: kernel_ds (round 19) */
+	F.early = dsm ? dsm : silu_early(); /* 3: kernel_ds, 4: kernel_pf (round 19) */
 	return run(P, 3, dims, workspace, workspace_bytes, stream, fn, &F);
 }
 
@@ -3540,7 +3576,7 @@ extern "C" int swerve_lightning_backward_dsilu(
 	F.p[0] = la_fu_prob{bf(pre), {hd, hd, hd}, ld, 0};
 	F.p[1] = la_fu_prob{bf(pre + 2 * HD), {hd, hd, hd}, ld, 0};
 	F.p[2] = la_fu_prob{bf(pre + HD), {hd, hd, hd}, ld, 0};
-	F.early = dsm ? 3 : silu_early(); /* 3: kernel_ds (round 19) */
+	F.early = dsm ? dsm : silu_early(); /* 3: kernel_ds, 4: kernel_pf (round 19) */
 	return run(P, 3, dims, workspace, workspace_bytes, stream, fn, &F);
 }
 

@@ -235,6 +235,14 @@ static int run_silu(bool keep1)
 		                 swerve_lightning_forward_silu_workspace(&dims),
 		                 swerve_lightning_backward_silu_workspace(&dims)});
 	}
+	/* round 19's forced forward segment counts (up to 8 here) */
+	for (int gf = 1; gf <= 8; gf++) {
+		char v[8];
+		snprintf(v, sizeof v, "%d", gf);
+		setenv("SWERVE_LIGHTNING_FWD_SEGMENTS", v, 1);
+		wmax = std::max(wmax, swerve_lightning_forward_silu_workspace(&dims));
+	}
+	unsetenv("SWERVE_LIGHTNING_FWD_SEGMENTS");
 	unsetenv("SWERVE_LIGHTNING_BWD_SPLIT");
 	if (keep1 && bs_env)
 		setenv("SWERVE_LIGHTNING_BWD_SPLIT", bs0, 1);
@@ -332,6 +340,12 @@ static int run_silu(bool keep1)
 		kp_f();
 		ds_b();
 	};
+	/* =l2 (not yet run on a GPU): the next chunk's rows prefetched into L2 */
+	auto l2_b = withv("SWERVE_LIGHTNING_DACT", "l2", kp_b);
+	auto l2_fb = [&] {
+		kp_f();
+		l2_b();
+	};
 	static const char *const gs[] = {"1", "2", "3", "4", "6", "8"};
 	std::vector<std::function<void()>> fs_f;
 	for (const char *gv : gs)
@@ -370,6 +384,8 @@ static int run_silu(bool keep1)
 	                        {"fb keep2/keep", kp_fb, k2_fb},
 	                        {"bwd dsm/keep", kp_b, ds_b},
 	                        {"fb dsm/keep", kp_fb, ds_fb},
+	                        {"bwd l2/keep", kp_b, l2_b},
+	                        {"fb l2/keep", kp_fb, l2_fb},
 	                        {"fwd G=1/keep", kp_f, fs_f[0]},
 	                        {"fwd G=2/keep", kp_f, fs_f[1]},
 	                        {"fwd G=3/keep", kp_f, fs_f[2]},
@@ -396,6 +412,25 @@ static int run_silu(bool keep1)
 		}
 	}
 	unsetenv("SWERVE_LIGHTNING_BWD_SPLIT");
+	/* round 19: the backwards with L2 flushed before each (the policy's
+	 * backward finds its inputs in DRAM): keep (ldg) / smem / l2, us, three
+	 * interleaved medians of 25 each */
+	{
+		auto none = [] {};
+		double c[3][3];
+		for (int i = 0; i < 3; i++) {
+			c[0][i] = bench_cold_us(none, kp_b);
+			c[1][i] = bench_cold_us(none, ds_b);
+			c[2][i] = bench_cold_us(none, l2_b);
+		}
+		for (auto &r : c)
+			std::sort(r, r + 3);
+		printf("cold bwd (us, L2 flushed): ldg %.1f / %.1f / %.1f   smem %.1f / %.1f / "
+		       "%.1f   "
+		       "l2 %.1f / %.1f / %.1f\n",
+		       c[0][0], c[0][1], c[0][2], c[1][0], c[1][1], c[1][2], c[2][0], c[2][1],
+		       c[2][2]);
+	}
 	cudaFree(pre), cudaFree(dpre), cudaFree(qkv), cudaFree(dqkv), cudaFree(o), cudaFree(g);
 	cudaFree(dsl), cudaFree(dcu), cudaFree(ws);
 	return 0;

@@ -829,7 +829,7 @@ static double dsilu_d(double x)
 }
 
 static int check_fused(const char *name, std::vector<int> lens, int H, int D, int layer, int layers,
-                       int with_states, bool keep = false, bool dsm = false)
+                       int with_states, bool keep = false, const char *dact = nullptr)
 {
 	if (!have_gpu())
 		return GPU_SKIP;
@@ -917,9 +917,11 @@ static int check_fused(const char *name, std::vector<int> lens, int H, int D, in
 	                                    keep ? act_ + 2 * n : nullptr, dpre_, ld, dcu, dsl,
 	                                    with_states ? ds0 : nullptr, &dims, ws, wsf, 0) == 0,
 	      "%s", swerve_error_last());
-	/* round 19, dsm: the backward first with SWERVE_LIGHTNING_DACT=ldg (the
-	 * default) into gp2_, then the subject with =smem: the same arithmetic
-	 * from another copy of pre, so d pre and d initial state bit for bit */
+	/* round 19, dact (smem or l2): the backward first with
+	 * SWERVE_LIGHTNING_DACT=ldg (the default) into gp2_, then the subject with
+	 * =dact: the same arithmetic from another route to pre, so d pre and
+	 * d initial state bit for bit */
+	const bool dsm = dact != nullptr;
 	uint16_t *gp2_ = nullptr;
 	float *gs02_ = nullptr;
 	if (dsm) {
@@ -942,7 +944,7 @@ static int check_fused(const char *name, std::vector<int> lens, int H, int D, in
 			      "%s", swerve_error_last());
 		CUDA_OK(cudaDeviceSynchronize());
 	}
-	env_override dse("SWERVE_LIGHTNING_DACT", dsm ? "smem" : getenv("SWERVE_LIGHTNING_DACT"));
+	env_override dse("SWERVE_LIGHTNING_DACT", dsm ? dact : getenv("SWERVE_LIGHTNING_DACT"));
 	if (keep)
 		CHECK(swerve_lightning_backward_dsilu(gp_, gs0_, act_, act_ + n, act_ + 2 * n,
 		                                      dpre_, ld, dg_, with_states ? ddsT : nullptr,
@@ -972,11 +974,11 @@ static int check_fused(const char *name, std::vector<int> lens, int H, int D, in
 			pd += hp1[i] != hp2[i];
 		for (size_t i = 0; i < ns; i++)
 			sd += memcmp(&h01[i], &h02[i], 4) != 0;
-		printf("  DACT=smem vs ldg: d pre %zu of %zu, d initial state %zu of %zu differ\n",
-		       pd, np, sd, ns);
+		printf("  DACT=%s vs ldg: d pre %zu of %zu, d initial state %zu of %zu differ\n",
+		       dact, pd, np, sd, ns);
 		CHECK(pd == 0 && sd == 0,
-		      "DACT=smem: d pre / d initial state not bit for bit ldg's (%zu, %zu differ)",
-		      pd, sd);
+		      "DACT=%s: d pre / d initial state not bit for bit ldg's (%zu, %zu differ)",
+		      dact, pd, sd);
 	}
 	cudaFree(act_);
 	CUDA_OK(cudaMemcpy(ho.data(), o_, n * 2, cudaMemcpyDeviceToHost));
@@ -1174,14 +1176,14 @@ static int t_dsm_keep_policy(void)
 	env_override s("SWERVE_LIGHTNING_BWD_SPLIT", nullptr),
 	        g("SWERVE_LIGHTNING_SEGMENTS", nullptr);
 	return check_fused("keep, DACT=smem, policy shape 4 x 2048, 12 heads, D=64",
-	                   {2048, 2048, 2048, 2048}, 12, 64, 3, 12, 1, true, true);
+	                   {2048, 2048, 2048, 2048}, 12, 64, 3, 12, 1, true, "smem");
 }
 
 static int t_dsm_keep_ragged_d64(void)
 {
 	env_override s("SWERVE_LIGHTNING_BWD_SPLIT", nullptr), g("SWERVE_LIGHTNING_SEGMENTS", "3");
 	return check_fused("keep, DACT=smem, ragged, 3 segments, D=64", {1000, 1, 2500, 63, 0, 130},
-	                   3, 64, 2, 16, 1, true, true);
+	                   3, 64, 2, 16, 1, true, "smem");
 }
 
 static int t_dsm_keep_split(void)
@@ -1189,7 +1191,7 @@ static int t_dsm_keep_split(void)
 	env_override s("SWERVE_LIGHTNING_BWD_SPLIT", "4"), zz("SWERVE_LIGHTNING_BWD_SPLIT_Z", "2"),
 	        g("SWERVE_LIGHTNING_SEGMENTS", "1");
 	return check_fused("keep, DACT=smem + backward split forced, D=64",
-	                   {700, 1, 333, 1500, 129}, 4, 64, 0, 8, 1, true, true);
+	                   {700, 1, 333, 1500, 129}, 4, 64, 0, 8, 1, true, "smem");
 }
 
 static int t_dsm_core_ragged(void)
@@ -1197,7 +1199,7 @@ static int t_dsm_core_ragged(void)
 	env_override s("SWERVE_LIGHTNING_BWD_SPLIT", nullptr),
 	        g("SWERVE_LIGHTNING_SEGMENTS", nullptr);
 	return check_fused("core, DACT=smem, ragged, D=64", {1000, 1, 2500, 63, 0, 130}, 3, 64, 2,
-	                   16, 1, false, true);
+	                   16, 1, false, "smem");
 }
 
 static int t_dsm_keep_d128(void)
@@ -1205,7 +1207,34 @@ static int t_dsm_keep_d128(void)
 	env_override s("SWERVE_LIGHTNING_BWD_SPLIT", nullptr),
 	        g("SWERVE_LIGHTNING_SEGMENTS", nullptr);
 	return check_fused("keep, DACT=smem, ragged, D=128", {700, 3000, 65, 128}, 2, 128, 11, 12,
-	                   0, true, true);
+	                   0, true, "smem");
+}
+
+/* round 19: SWERVE_LIGHTNING_DACT=l2 (not yet run on a GPU: the next chunk's
+ * SiLU' source rows prefetched into L2), bit for bit against ldg: keep at the
+ * policy shape, ragged with forced segments and the backward split forced */
+static int t_l2_keep_policy(void)
+{
+	env_override s("SWERVE_LIGHTNING_BWD_SPLIT", nullptr),
+	        g("SWERVE_LIGHTNING_SEGMENTS", nullptr);
+	return check_fused("keep, DACT=l2, policy shape 4 x 2048, 12 heads, D=64",
+	                   {2048, 2048, 2048, 2048}, 12, 64, 3, 12, 1, true, "l2");
+}
+
+static int t_l2_keep_split_ragged(void)
+{
+	env_override s("SWERVE_LIGHTNING_BWD_SPLIT", "4"), zz("SWERVE_LIGHTNING_BWD_SPLIT_Z", "2"),
+	        g("SWERVE_LIGHTNING_SEGMENTS", "1");
+	return check_fused("keep, DACT=l2 + backward split forced, ragged, D=64",
+	                   {700, 1, 333, 1500, 129}, 4, 64, 0, 8, 1, true, "l2");
+}
+
+static int t_l2_core_d128(void)
+{
+	env_override s("SWERVE_LIGHTNING_BWD_SPLIT", nullptr),
+	        g("SWERVE_LIGHTNING_SEGMENTS", nullptr);
+	return check_fused("core, DACT=l2, ragged, D=128", {700, 3000, 65, 128}, 2, 128, 11, 12, 0,
+	                   false, "l2");
 }
 
 /* round 19: SWERVE_LIGHTNING_FWD_SEGMENTS=<G> (the fused forward's segments
@@ -1223,7 +1252,7 @@ static int t_fwdseg3_keep_policy(void)
 	env_override s("SWERVE_LIGHTNING_BWD_SPLIT", nullptr),
 	        g("SWERVE_LIGHTNING_SEGMENTS", nullptr), f("SWERVE_LIGHTNING_FWD_SEGMENTS", "3");
 	return check_fused("keep, FWD_SEGMENTS=3 + DACT=smem, policy shape, D=64",
-	                   {2048, 2048, 2048, 2048}, 12, 64, 3, 12, 1, true, true);
+	                   {2048, 2048, 2048, 2048}, 12, 64, 3, 12, 1, true, "smem");
 }
 
 /* misspelt round-19 switches are refused with their name and value */
@@ -1391,6 +1420,11 @@ int main(void)
 	        {"lightning round 19 FWD_SEGMENTS=3 + DACT=smem keep, policy shape, D=64",
 	         t_fwdseg3_keep_policy},
 	        {"lightning round 19 misspelt switches refused", t_round19_misspelt},
+	        {"lightning round 19 DACT=l2 (not yet run) keep, policy shape, D=64",
+	         t_l2_keep_policy},
+	        {"lightning round 19 DACT=l2 (not yet run) keep + split, ragged, D=64",
+	         t_l2_keep_split_ragged},
+	        {"lightning round 19 DACT=l2 (not yet run) core, ragged, D=128", t_l2_core_d128},
 	};
 	/* LIGHTNING_TEST_ONLY=<text>: only the tests whose name contains it (a
 	 * short device run of one round's cases) */
