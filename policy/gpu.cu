@@ -2293,10 +2293,7 @@ static int softmax_fwd(struct policy_gpu *g, int l, float *y, const struct polic
 	CKR(mm_fwd(g, ly->q, CUDA_R_32F, ly->n1, wp(g, lp->wq), g->at, T, D, H * d, 0, 0));
 	CKR(mm_fwd(g, ly->k, CUDA_R_32F, ly->n1, wp(g, lp->wk), g->at, T, D, KV * d, 0, 0));
 	CKR(mm_fwd(g, ly->v, CUDA_R_32F, ly->n1, wp(g, lp->wv), g->at, T, D, KV * d, 0, 0));
-	if (c->rotary_dim && g->flash && policy_flash_rope_fused()) { /* fa19: one launch */
-		CKR(policy_flash_rope(ly->q, ly->k, g->pos, T, H, KV, d, c->rotary_dim,
-		                      (float)c->rope_theta, 0));
-	} else if (c->rotary_dim) {
+	if (c->rotary_dim) {
 		k_rotary<<<GRID((size_t)T * H * (c->rotary_dim / 2)), 0, PST>>>(
 		        ly->q, g->pos, T, H, d, c->rotary_dim, (float)c->rope_theta, 0);
 		LAUNCHED();
@@ -2352,10 +2349,7 @@ static int softmax_bwd(struct policy_gpu *g, int l, float *dn, const float *dy,
 		                                                  d, scale);
 		LAUNCHED();
 	}
-	if (c->rotary_dim && g->flash && policy_flash_rope_fused()) { /* fa19: one launch */
-		CKR(policy_flash_rope(dq, dk, g->pos, T, H, KV, d, c->rotary_dim,
-		                      (float)c->rope_theta, 1));
-	} else if (c->rotary_dim) {
+	if (c->rotary_dim) {
 		k_rotary<<<GRID((size_t)T * H * (c->rotary_dim / 2)), 0, PST>>>(
 		        dq, g->pos, T, H, d, c->rotary_dim, (float)c->rope_theta, 1);
 		LAUNCHED();
@@ -3137,11 +3131,9 @@ static int step_bwd(struct policy_gpu *g, const struct policy_batch *b, int maxl
 		}
 		CKR(side_wait(g, SV_DX)); /* dx rewritten */
 		if (g->a16g) {
-			/* round 19: dxb rewritten (the wo dW has read it); layer 0:
-			 * an fp32 copy for the embedding's backward */
+			/* round 19: dxb rewritten (the wo dW has read it) */
 			CKR(side_wait(g, SV_DXB));
-			CKR(policy_ew_rms_bwd16g(g->dxb, l ? NULL : g->dx, 1,
-			                         g->grads + lp->attn_norm, g->dn,
+			CKR(policy_ew_rms_bwd16g(g->dxb, NULL, 1, g->grads + lp->attn_norm, g->dn,
 			                         (const uint16_t *)ly->xin,
 			                         g->params + lp->attn_norm, ly->rstd1, T, D));
 		} else
@@ -3149,13 +3141,12 @@ static int step_bwd(struct policy_gpu *g, const struct policy_batch *b, int maxl
 			                  ly->xin, g->params + lp->attn_norm, ly->rstd1, T, D));
 		LAUNCHED();
 	}
-	/* round 19 (a16g): layer 0's norm backward left the gradient's fp32 copy
-	 * in g->dx for the fp32 kernel: policy_ew_embed_bwd16 on g->dxb (8-byte
-	 * loads, 4 us less in gpu_act16) gave tok_emb gradients 1 ulp apart
-	 * between runs of test_policy_model's bit-for-bit cases (STREAMS=2 +
-	 * COPY=async, GRAPH=1; H100, 2026-11-27): the order of the float4
-	 * atomics of repeated tokens, which the fp32 kernel leaves the same */
-	if (g->ew) {
+	/* round 19 (a16g): the bf16 gradient's embedding backward (its float4
+	 * atomics over repeated tokens are as order-dependent as the fp32
+	 * kernel's: tok_emb is not bit-reproducible in either) */
+	if (g->a16g) {
+		CKR(policy_ew_embed_bwd16(g->grads + L->tok_emb, g->dxb, g->tok, T, D));
+	} else if (g->ew) {
 		CKR(policy_ew_embed_bwd(g->grads + L->tok_emb, g->dx, g->tok, T, D));
 	} else {
 		k_embed_bwd<<<GRID(TD), 0, PST>>>(g->grads + L->tok_emb, g->dx, g->tok, T, D);

@@ -993,7 +993,15 @@ static int bitwise_check(const struct policy_layout *L, int w, double loss[3][2]
 	      "step %d: grad norm %.9g vs %.9g", w + 1, gn[2], gn[0]);
 	for (int i = 0; i < L->n; i++) {
 		size_t o = L->t[i].offset, n = L->t[i].numel, nb = n * 4;
-		if (!memcmp(gr[0] + o, gr[1] + o, nb)) { /* reproducible: bit for bit */
+		/* round 19: the embedding's gradient is summed by atomics over
+		 * repeated tokens (1024 tokens of a vocab of 1000), never
+		 * reproducible as such (the default's two runs: rel ~3e-8 apart in
+		 * every run); under POLICY_GPU_ACT16=all its addends are bf16 values,
+		 * most reorders sum exactly, and the two default runs agreed bit for
+		 * bit in ~40% of the cases while the variant's differed by an ulp
+		 * (H100, 2026-11-27, rel 4e-11 .. 8e-11): always the atomics check */
+		int atom = !strcmp(L->t[i].name, "tok_emb");
+		if (!atom && !memcmp(gr[0] + o, gr[1] + o, nb)) { /* reproducible: bit for bit */
 			(*n_bits)++;
 			if (memcmp(gr[2] + o, gr[0] + o, nb) || memcmp(pw[2] + o, pw[0] + o, nb)) {
 				size_t j = 0;
