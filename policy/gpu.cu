@@ -2293,7 +2293,10 @@ static int softmax_fwd(struct policy_gpu *g, int l, float *y, const struct polic
 	CKR(mm_fwd(g, ly->q, CUDA_R_32F, ly->n1, wp(g, lp->wq), g->at, T, D, H * d, 0, 0));
 	CKR(mm_fwd(g, ly->k, CUDA_R_32F, ly->n1, wp(g, lp->wk), g->at, T, D, KV * d, 0, 0));
 	CKR(mm_fwd(g, ly->v, CUDA_R_32F, ly->n1, wp(g, lp->wv), g->at, T, D, KV * d, 0, 0));
-	if (c->rotary_dim) {
+	if (c->rotary_dim && g->flash && policy_flash_rope_fused()) { /* fa19: one launch */
+		CKR(policy_flash_rope(ly->q, ly->k, g->pos, T, H, KV, d, c->rotary_dim,
+		                      (float)c->rope_theta, 0));
+	} else if (c->rotary_dim) {
 		k_rotary<<<GRID((size_t)T * H * (c->rotary_dim / 2)), 0, PST>>>(
 		        ly->q, g->pos, T, H, d, c->rotary_dim, (float)c->rope_theta, 0);
 		LAUNCHED();
@@ -2349,7 +2352,10 @@ static int softmax_bwd(struct policy_gpu *g, int l, float *dn, const float *dy,
 		                                                  d, scale);
 		LAUNCHED();
 	}
-	if (c->rotary_dim) {
+	if (c->rotary_dim && g->flash && policy_flash_rope_fused()) { /* fa19: one launch */
+		CKR(policy_flash_rope(dq, dk, g->pos, T, H, KV, d, c->rotary_dim,
+		                      (float)c->rope_theta, 1));
+	} else if (c->rotary_dim) {
 		k_rotary<<<GRID((size_t)T * H * (c->rotary_dim / 2)), 0, PST>>>(
 		        dq, g->pos, T, H, d, c->rotary_dim, (float)c->rope_theta, 1);
 		LAUNCHED();

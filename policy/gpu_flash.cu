@@ -14,8 +14,11 @@
  *        kernels' 0.832 + 2.535 (/work/notes/flash2.md);
  *   wmma the first version (WMMA m16n16k16, every product through shared
  *        memory, fp32 inputs converted per tile), kept as the baseline.
- * POLICY_GPU_FLASH=fa2|fa2_64|wmma picks one at policy_flash_setup();
- * policy_flash_select() switches in-process (tests, benchmark). */
+ * POLICY_GPU_FLASH=fa2|fa2_64|fa2_par|wmma picks one at policy_flash_setup();
+ * policy_flash_select() switches in-process (tests, benchmark). Round 19:
+ * fa2_par = fa2 with the backward's dQ kernel on a second stream beside the
+ * dK/dV kernel; POLICY_GPU_FLASH_ROPE=fused: the rotary embedding of q and k
+ * in one launch, cos and sin once per (token, pair) (policy_flash_rope). */
 #include "policy/gpu_flash.h"
 #include "policy/gpu_util.h"
 
@@ -807,6 +810,51 @@ __global__ static void __launch_bounds__(128)
 	f2_store(dq, dqa, scale, t0, q0 + w * 16, L, H, h, lane);
 }
 
+/* ---- round 19: the rotary embedding of q and k in one launch ---------------- */
+
+/* rotate-half on the first 2 half dims of nh heads of d (row x, one token),
+ * pair j: the loads of 4 heads before their stores (the stores may alias
+ * later loads as far as the compiler knows) */
+__device__ __forceinline__ static void f2_rope_heads(float *x, int nh, int d, int j, int half,
+                                                     float cs, float sn)
+{
+	for (int h0 = 0; h0 < nh; h0 += 4) {
+		float a[4] = {0.0f, 0.0f, 0.0f, 0.0f}, b[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+		for (int u = 0; u < 4; u++)
+			if (h0 + u < nh) {
+				a[u] = x[(size_t)(h0 + u) * d + j];
+				b[u] = x[(size_t)(h0 + u) * d + j + half];
+			}
+#pragma unroll
+		for (int u = 0; u < 4; u++)
+			if (h0 + u < nh) {
+				/* gpu.cu's k_rotary, the same expressions */
+				x[(size_t)(h0 + u) * d + j] = a[u] * cs - b[u] * sn;
+				x[(size_t)(h0 + u) * d + j + half] = b[u] * cs + a[u] * sn;
+			}
+	}
+}
+
+/* a thread per (token t, pair j): the angle, cos and sin as gpu.cu's
+ * k_rotary computes them (double, then rounded to float), applied to every
+ * head of q and of k */
+__global__ static void k_f2_rope(float *q, float *k, const int *pos, int T, int H, int KV, int d,
+                                 int rd, float theta, int inverse)
+{
+	int half = rd / 2;
+	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+	if (i >= (size_t)T * half)
+		return;
+	int j = (int)(i % half), t = (int)(i / half);
+	double ang = pos[t] * pow((double)theta, -2.0 * j / rd);
+	float cs = (float)cos(ang), sn = (float)(inverse ? -sin(ang) : sin(ang));
+	if (q)
+		f2_rope_heads(q + (size_t)t * H * d, H, d, j, half, cs, sn);
+	if (k)
+		f2_rope_heads(k + (size_t)t * KV * d, KV, d, j, half, cs, sn);
+}
+
 /* ---- dispatch ---------------------------------------------------------------- */
 
 static enum policy_flash_impl f2_impl = POLICY_FLASH_FA2;
@@ -820,6 +868,28 @@ static enum policy_flash_impl f2_impl = POLICY_FLASH_FA2;
 static fa_bf *f2_buf[F2_MAX_DEV];
 static size_t f2_cap[F2_MAX_DEV];
 static pthread_mutex_t f2_lock = PTHREAD_MUTEX_INITIALIZER;
+/* fa2_par: per device, the second stream the dQ kernel runs on and the
+ * events that fork it from and join it back to PST (created by
+ * policy_flash_setup for the current device, outside any graph capture;
+ * for another device on its first fa2_par backward) */
+static cudaStream_t f2_side[F2_MAX_DEV];
+static cudaEvent_t f2_fork[F2_MAX_DEV], f2_join[F2_MAX_DEV];
+/* POLICY_GPU_FLASH_ROPE=fused */
+static int f2_rope_fused;
+
+static int f2_side_stream(int dev)
+{
+	if (dev < 0 || dev >= F2_MAX_DEV)
+		return swerve_error_set(SWERVE_EUNSUPPORTED,
+		                        "gpu flash: device %d: at most %d devices", dev,
+		                        F2_MAX_DEV);
+	if (f2_side[dev])
+		return 0;
+	CK(cudaStreamCreateWithFlags(&f2_side[dev], cudaStreamNonBlocking));
+	CK(cudaEventCreateWithFlags(&f2_fork[dev], cudaEventDisableTiming));
+	CK(cudaEventCreateWithFlags(&f2_join[dev], cudaEventDisableTiming));
+	return 0;
+}
 
 static int f2_scratch(fa_bf **out, size_t n)
 {
@@ -873,17 +943,57 @@ int policy_flash_setup(void)
 		f2_impl = POLICY_FLASH_FA2;
 	else if (!strcmp(e, "fa2_64"))
 		f2_impl = POLICY_FLASH_FA2_64;
+	else if (!strcmp(e, "fa2_par"))
+		f2_impl = POLICY_FLASH_FA2_PAR;
 	else if (!strcmp(e, "wmma"))
 		f2_impl = POLICY_FLASH_WMMA;
 	else
+		return swerve_error_set(
+		        SWERVE_EINVAL,
+		        "POLICY_GPU_FLASH=%s: unknown (fa2, fa2_64, fa2_par or wmma)", e);
+	e = getenv("POLICY_GPU_FLASH_ROPE");
+	if (!e || !*e || !strcmp(e, "elem"))
+		f2_rope_fused = 0;
+	else if (!strcmp(e, "fused"))
+		f2_rope_fused = 1;
+	else
 		return swerve_error_set(SWERVE_EINVAL,
-		                        "POLICY_GPU_FLASH=%s: unknown (fa2, fa2_64 or wmma)", e);
+		                        "POLICY_GPU_FLASH_ROPE=%s: unknown (elem or fused)", e);
+	{
+		int dev = 0;
+		CK(cudaGetDevice(&dev));
+		CKR(f2_side_stream(dev));
+	}
+	return 0;
+}
+
+int policy_flash_rope_fused(void)
+{
+	return f2_rope_fused;
+}
+
+int policy_flash_rope(float *q, float *k, const int *pos, int T, int H, int KV, int d, int rd,
+                      float theta, int inverse)
+{
+	if (T < 0 || H < 1 || KV < 1 || rd < 2 || rd % 2 || rd > d || !pos)
+		return swerve_error_set(SWERVE_EINVAL,
+		                        "gpu flash rope: T %d, H %d, KV %d, head_dim %d, rotary "
+		                        "dims %d: need T >= 0, positive heads, an even rotary "
+		                        "width within the head and positions",
+		                        T, H, KV, d, rd);
+	size_t n = (size_t)T * (rd / 2);
+	if (!n || (!q && !k))
+		return 0;
+	k_f2_rope<<<(unsigned)((n + 255) / 256), 256, 0, PST>>>(q, k, pos, T, H, KV, d, rd, theta,
+	                                                        inverse);
+	LAUNCHED();
 	return 0;
 }
 
 int policy_flash_select(enum policy_flash_impl impl)
 {
-	if (impl != POLICY_FLASH_FA2 && impl != POLICY_FLASH_FA2_64 && impl != POLICY_FLASH_WMMA)
+	if (impl != POLICY_FLASH_FA2 && impl != POLICY_FLASH_FA2_64 &&
+	    impl != POLICY_FLASH_FA2_PAR && impl != POLICY_FLASH_WMMA)
 		return swerve_error_set(SWERVE_EINVAL, "gpu flash: implementation %d: unknown",
 		                        (int)impl);
 	f2_impl = impl;
@@ -959,6 +1069,27 @@ static int flash_bwd(float *dq, float *dk, float *dv, const float *dout, const f
 	struct f2_jobs jb = {
 	        {bq, bo, bk, bv}, {q, dout, k, v}, {H * F2_D, H * F2_D, KV * F2_D, KV * F2_D}};
 	CKR(f2_convert(&jb, 4, cu, n_seqs, rows));
+	if (f2_impl == POLICY_FLASH_FA2_PAR) {
+		/* the dK/dV kernel first on PST (its blocks are the longest), the
+		 * dQ kernel on the side stream from the same point (after the
+		 * conversion), so its blocks fill the SMs the dK/dV tail leaves;
+		 * PST waits for both. Bit for bit fa2: the same kernels. */
+		int dev = 0;
+		CK(cudaGetDevice(&dev));
+		CKR(f2_side_stream(dev));
+		CK(cudaEventRecord(f2_fork[dev], PST));
+		CK(cudaStreamWaitEvent(f2_side[dev], f2_fork[dev], 0));
+		k_f2_bwd_kv<<<dim3((unsigned)KV, (unsigned)n_seqs, nt), 128, F2_BKV_SMEM, PST>>>(
+		        dk, dv, bq, bk, bv, bo, lse, Dsum, cu, H, KV, scale * F2_LOG2E, scale);
+		LAUNCHED();
+		k_f2_bwd_q<<<dim3((unsigned)H, (unsigned)n_seqs, nt), 128, F2_BQ_SMEM,
+		             f2_side[dev]>>>(dq, bq, bk, bv, bo, lse, Dsum, cu, H, KV,
+		                             scale * F2_LOG2E, scale);
+		LAUNCHED();
+		CK(cudaEventRecord(f2_join[dev], f2_side[dev]));
+		CK(cudaStreamWaitEvent(PST, f2_join[dev], 0));
+		return 0;
+	}
 	k_f2_bwd_kv<<<dim3((unsigned)KV, (unsigned)n_seqs, nt), 128, F2_BKV_SMEM, PST>>>(
 	        dk, dv, bq, bk, bv, bo, lse, Dsum, cu, H, KV, scale * F2_LOG2E, scale);
 	LAUNCHED();

@@ -29,15 +29,33 @@ enum policy_flash_impl {
 	POLICY_FLASH_FA2 = 0,
 	POLICY_FLASH_FA2_64 = 1,
 	POLICY_FLASH_WMMA = 2,
+	/* round 19: fa2's kernels, the backward's dQ kernel queued on a second
+	 * stream so that it runs beside the dK/dV kernel (bit for bit fa2) */
+	POLICY_FLASH_FA2_PAR = 3,
 };
 
 /* once per process, before the first call: the kernels' shared-memory limits,
- * and the implementation from POLICY_GPU_FLASH (fa2, fa2_64 or wmma; unset:
- * fa2); an unknown value is SWERVE_EINVAL */
+ * the implementation from POLICY_GPU_FLASH (fa2, fa2_64, fa2_par or wmma;
+ * unset: fa2) and the rotary form from POLICY_GPU_FLASH_ROPE (elem or fused;
+ * unset: elem); an unknown value is SWERVE_EINVAL naming it */
 int policy_flash_setup(void);
 /* the implementation the next calls use (process-wide) */
 int policy_flash_select(enum policy_flash_impl impl);
 enum policy_flash_impl policy_flash_selected(void);
+/* Round 19: the rotary embedding of the softmax layer's q and k.
+ * policy_flash_rope_fused() is 1 where POLICY_GPU_FLASH_ROPE=fused (gpu.cu
+ * then calls policy_flash_rope instead of its per-element k_rotary, once
+ * for q and k together), 0 for elem (the default: gpu.cu's k_rotary, one
+ * launch per tensor). policy_flash_rope rotates, in place, the first rd
+ * dims of every head of q (T, H, d) and k (T, KV, d) fp32, rotate-half,
+ * angle pos[t] theta^(-2j/rd) (inverse: by the negated angle, R^T): bit for
+ * bit gpu.cu's k_rotary (the same double-precision angle, cos and sin, the
+ * same float products), but cos and sin evaluated once per (token, pair)
+ * instead of once per (token, head, pair), and one launch for both tensors.
+ * q or k may be NULL (that tensor is skipped). pos: T ints on the device. */
+int policy_flash_rope_fused(void);
+int policy_flash_rope(float *q, float *k, const int *pos, int T, int H, int KV, int d, int rd,
+                      float theta, int inverse);
 int policy_flash_fwd(float *o, float *lse, const float *q, const float *k, const float *v,
                      const int *cu, int n_seqs, int maxlen, int H, int KV);
 int policy_flash_bwd(float *dq, float *dk, float *dv, const float *dout, const float *Dsum,

@@ -11,7 +11,13 @@
  *            bwd timed separately, fwd+bwd as one region
  *   TFLOP/s  causal useful work: forward 4 d H sum L(L+1)/2 (two products),
  *            backward 2.5x that (five products), whatever a kernel recomputes
- * The last table is the summary. */
+ * Round 19 (fa19): fa2_par (fa2's kernels, the backward's dQ kernel on a
+ * second stream beside dK/dV) and the 32 x 2048 shape (the 65,536-token
+ * micro-batch; wmma not run there), and the rotary embedding of q and k
+ * (rd 32, theta 1e4, forward then inverse, as gpu.cu runs it each step):
+ * elem = gpu.cu's k_rotary (copied here verbatim), a launch per tensor and
+ * direction, against fused = policy_flash_rope, one launch per direction.
+ * The last tables are the summary. */
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -75,6 +81,56 @@ static struct result run(enum policy_flash_impl impl, int n, int L, int H, int K
 	return res;
 }
 
+/* policy/gpu.cu's k_rotary, copied verbatim (the elem baseline) */
+__global__ static void ref_rotary(float *x, const int *pos, int T, int H, int d, int rd,
+                                  float theta, int inverse)
+{
+	int half = rd / 2;
+	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+	if (i >= (size_t)T * H * half)
+		return;
+	int j = (int)(i % half), h = (int)(i / half % H), t = (int)(i / half / H);
+	float *v = x + ((size_t)t * H + h) * d;
+	double ang = pos[t] * pow((double)theta, -2.0 * j / rd);
+	float cs = (float)cos(ang), sn = (float)(inverse ? -sin(ang) : sin(ang));
+	float a = v[j], b = v[j + half];
+	v[j] = a * cs - b * sn;
+	v[j + half] = b * cs + a * sn;
+}
+
+/* median ms of the rotary of q and k, forward and inverse, elem or fused */
+static double rope_ms(int fused, float *q, float *k, const int *pos, int T, int H, int KV)
+{
+	const int rd = 32, d = 64;
+	const float theta = 1e4f;
+	cudaEvent_t e0, e1;
+	std::vector<float> v;
+	CK(cudaEventCreate(&e0));
+	CK(cudaEventCreate(&e1));
+	for (int r = 0; r < WARM + REPS; r++) {
+		float ms = 0;
+		CK(cudaEventRecord(e0));
+		for (int inv = 0; inv < 2; inv++)
+			if (fused)
+				SW(policy_flash_rope(q, k, pos, T, H, KV, d, rd, theta, inv));
+			else {
+				ref_rotary<<<(unsigned)(((size_t)T * H * rd / 2 + 255) / 256),
+				             256>>>(q, pos, T, H, d, rd, theta, inv);
+				ref_rotary<<<(unsigned)(((size_t)T * KV * rd / 2 + 255) / 256),
+				             256>>>(k, pos, T, KV, d, rd, theta, inv);
+			}
+		CK(cudaEventRecord(e1));
+		CK(cudaEventSynchronize(e1));
+		CK(cudaEventElapsedTime(&ms, e0, e1));
+		if (r >= WARM)
+			v.push_back(ms);
+	}
+	CK(cudaGetLastError());
+	CK(cudaEventDestroy(e0));
+	CK(cudaEventDestroy(e1));
+	return median(v);
+}
+
 int main(void)
 {
 	int ndev = 0;
@@ -86,22 +142,23 @@ int main(void)
 	CK(cudaGetDeviceProperties(&prop, 0));
 	SW(policy_flash_setup());
 	const int H = 12, KV = 4;
+	enum { NS = 3, NI = 4 };
 	const struct {
 		int n, L;
-	} shapes[] = {{4, 2048}, {1, 8192}};
-	const enum policy_flash_impl impls[] = {POLICY_FLASH_WMMA, POLICY_FLASH_FA2,
-	                                        POLICY_FLASH_FA2_64};
-	const char *names[] = {"fa2", "fa2_64", "wmma"};
-	enum { NI = 3 };
-	struct result res[2][NI];
-	double gf[2];
-	for (int si = 0; si < 2; si++) {
+	} shapes[NS] = {{4, 2048}, {1, 8192}, {32, 2048}};
+	/* fa2 first and last: the default measured twice around the variants */
+	const enum policy_flash_impl impls[NI] = {POLICY_FLASH_FA2, POLICY_FLASH_FA2_PAR,
+	                                          POLICY_FLASH_FA2_64, POLICY_FLASH_WMMA};
+	const char *names[] = {"fa2", "fa2_64", "wmma", "fa2_par"};
+	struct result res[NS][NI + 1];
+	double gf[NS], rope[NS][4];
+	for (int si = 0; si < NS; si++) {
 		int n = shapes[si].n, L = shapes[si].L, T = n * L;
 		size_t nq = (size_t)T * H * 64, nk = (size_t)T * KV * 64, nr = (size_t)T * H;
 		size_t sz[10] = {nq, nk, nk, nq, nr, nq, nr, nq, nk, nk};
 		float *t[10];
-		std::vector<int> hcu(n + 1);
-		int *cu;
+		std::vector<int> hcu(n + 1), hpos(T);
+		int *cu, *pos;
 		for (int i = 0; i < 10; i++) {
 			CK(cudaMalloc(&t[i], sz[i] * 4));
 			fill_normal<<<1024, 256>>>(t[i], sz[i], i == 4 ? 0.1f : 1.0f, 1234 + i);
@@ -109,36 +166,63 @@ int main(void)
 		}
 		for (int s = 0; s <= n; s++)
 			hcu[s] = s * L;
+		for (int i = 0; i < T; i++)
+			hpos[i] = i % L;
 		CK(cudaMalloc(&cu, (n + 1) * sizeof(int)));
 		CK(cudaMemcpy(cu, hcu.data(), (n + 1) * sizeof(int), cudaMemcpyHostToDevice));
+		CK(cudaMalloc(&pos, T * sizeof(int)));
+		CK(cudaMemcpy(pos, hpos.data(), T * sizeof(int), cudaMemcpyHostToDevice));
 		/* lse of these inputs, so that backward sees real probabilities */
 		SW(policy_flash_select(POLICY_FLASH_FA2));
 		SW(policy_flash_fwd(t[5], t[6], t[0], t[1], t[2], cu, n, L, H, KV));
 		CK(cudaDeviceSynchronize());
 		gf[si] = 4.0 * 64 * H * n * (double)L * (L + 1) / 2 / 1e9;
-		for (int i = 0; i < NI; i++) {
-			res[si][impls[i]] = run(impls[i], n, L, H, KV, t, cu);
+		for (int i = 0; i <= NI; i++) {
+			/* after the variants, the default again */
+			enum policy_flash_impl im = i < NI ? impls[i] : POLICY_FLASH_FA2;
+			if (im == POLICY_FLASH_WMMA && si == 2) {
+				res[si][i].fwd = res[si][i].bwd = res[si][i].both = 0;
+				continue; /* ~20 ms a call at 65,536 tokens: not run */
+			}
+			res[si][i] = run(im, n, L, H, KV, t, cu);
 			printf("%d x %d, %-7s fwd %.3f ms, bwd %.3f ms, fwd+bwd %.3f ms\n", n, L,
-			       names[impls[i]], res[si][impls[i]].fwd, res[si][impls[i]].bwd,
-			       res[si][impls[i]].both);
+			       names[im], res[si][i].fwd, res[si][i].bwd, res[si][i].both);
 		}
+		/* rotary on the q (t[0]) and k (t[1]) buffers: elem, fused, elem, fused */
+		for (int r = 0; r < 4; r++)
+			rope[si][r] = rope_ms(r & 1, t[0], t[1], pos, T, H, KV);
+		printf("%d x %d, rope elem %.4f / %.4f ms, fused %.4f / %.4f ms\n", n, L,
+		       rope[si][0], rope[si][2], rope[si][1], rope[si][3]);
 		for (int i = 0; i < 10; i++)
 			CK(cudaFree(t[i]));
 		CK(cudaFree(cu));
+		CK(cudaFree(pos));
 	}
-	printf("\n%s, H %d, KV %d, head_dim 64, causal; fwd %.1f / %.1f GFLOP (4 x 2048 / 1 x "
-	       "8192), bwd 2.5x\n",
-	       prop.name, H, KV, gf[0], gf[1]);
+	printf("\n%s, H %d, KV %d, head_dim 64, causal; fwd %.1f / %.1f / %.1f GFLOP (4 x 2048 / "
+	       "1 x 8192 / 32 x 2048), bwd 2.5x\n",
+	       prop.name, H, KV, gf[0], gf[1], gf[2]);
 	printf("| shape | kernels | fwd ms | bwd ms | fwd+bwd ms | fwd TFLOP/s | bwd TFLOP/s | "
-	       "fwd+bwd TFLOP/s | vs wmma |\n|---|---|---|---|---|---|---|---|---|\n");
-	for (int si = 0; si < 2; si++)
-		for (int i = 0; i < NI; i++) {
-			const struct result *r = &res[si][impls[i]];
-			printf("| %d x %d | %s | %.3f | %.3f | %.3f | %.1f | %.1f | %.1f | %.2fx "
+	       "fwd+bwd TFLOP/s | vs fa2 (first row) |\n|---|---|---|---|---|---|---|---|---|\n");
+	for (int si = 0; si < NS; si++)
+		for (int i = 0; i <= NI; i++) {
+			const struct result *r = &res[si][i];
+			enum policy_flash_impl im = i == NI ? POLICY_FLASH_FA2 : impls[i];
+			if (r->both <= 0)
+				continue;
+			printf("| %d x %d | %s%s | %.3f | %.3f | %.3f | %.1f | %.1f | %.1f | %.3fx "
 			       "|\n",
-			       shapes[si].n, shapes[si].L, names[impls[i]], r->fwd, r->bwd, r->both,
-			       gf[si] / r->fwd, 2.5 * gf[si] / r->bwd, 3.5 * gf[si] / r->both,
-			       res[si][POLICY_FLASH_WMMA].both / r->both);
+			       shapes[si].n, shapes[si].L, names[im], i == NI ? " (again)" : "",
+			       r->fwd, r->bwd, r->both, gf[si] / r->fwd, 2.5 * gf[si] / r->bwd,
+			       3.5 * gf[si] / r->both, res[si][0].both / r->both);
 		}
+	printf("\nrotary of q (H %d) and k (KV %d), rd 32, forward + inverse (median ms; "
+	       "elem = gpu.cu's k_rotary, 4 launches; fused = policy_flash_rope, 2)\n"
+	       "| shape | elem | fused | elem again | fused again | elem / fused |\n"
+	       "|---|---|---|---|---|---|\n",
+	       H, KV);
+	for (int si = 0; si < NS; si++)
+		printf("| %d x %d | %.4f | %.4f | %.4f | %.4f | %.2fx |\n", shapes[si].n,
+		       shapes[si].L, rope[si][0], rope[si][1], rope[si][2], rope[si][3],
+		       (rope[si][0] + rope[si][2]) / (rope[si][1] + rope[si][3]));
 	return 0;
 }

@@ -12,7 +12,9 @@
  * within 5e-2 of max |ref| (lse: 2e-2 absolute); every element finite. The
  * worst element of each tensor is printed. A last test compares fa2 with
  * wmma at the benchmark shape (4 x 2048, H 12, KV 4), too large for the
- * reference. */
+ * reference. Round 19: fa2_par (dQ on a second stream) in every case and
+ * bit for bit fa2 at the benchmark shape; policy_flash_rope bit for bit
+ * gpu.cu's k_rotary (a verbatim copy here); the switches' spellings. */
 #include <cuda_runtime.h>
 
 #include <atomic>
@@ -201,7 +203,10 @@ static std::vector<float> to_float(const std::vector<double> &x)
 
 static const char *impl_name(enum policy_flash_impl i)
 {
-	return i == POLICY_FLASH_FA2 ? "fa2" : i == POLICY_FLASH_FA2_64 ? "fa2_64" : "wmma";
+	return i == POLICY_FLASH_FA2       ? "fa2"
+	       : i == POLICY_FLASH_FA2_64  ? "fa2_64"
+	       : i == POLICY_FLASH_FA2_PAR ? "fa2_par"
+	                                   : "wmma";
 }
 
 /* one problem through every implementation against the reference */
@@ -226,7 +231,7 @@ static int check_problem(const int *lens, int n, int H, int KV)
 	CHECK(policy_flash_setup() == 0, "%s", swerve_error_last());
 	std::vector<float> ho(nq), hl(nr), hq(nq), hk(nk), hv(nk);
 	const enum policy_flash_impl impls[] = {POLICY_FLASH_FA2, POLICY_FLASH_FA2_64,
-	                                        POLICY_FLASH_WMMA};
+	                                        POLICY_FLASH_FA2_PAR, POLICY_FLASH_WMMA};
 	for (enum policy_flash_impl im : impls) {
 		printf(" %s, T %d, H %d, KV %d:\n", impl_name(im), p.T, H, KV);
 		CHECK(policy_flash_select(im) == 0, "%s", swerve_error_last());
@@ -342,6 +347,228 @@ static int fa2_matches_wmma_bench_shape(void)
 	return 0;
 }
 
+/* Round 19: fa2_par (fa2's kernels, dQ on a second stream) against fa2 bit
+ * for bit at the benchmark shape (4 x 2048, H 12, KV 4), the outputs
+ * poisoned before each call; the backward twice under fa2_par (a second
+ * fork and join on the same events) */
+static int fa2_par_bitwise_fa2(void)
+{
+	if (!have_gpu())
+		return GPU_SKIP;
+	const int n = 4, L = 2048, H = 12, KV = 4, T = n * L;
+	size_t nq = (size_t)T * H * DH, nk = (size_t)T * KV * DH, nr = (size_t)T * H;
+	std::vector<float> hq(nq), hk(nk), hv(nk), hg(nq), hD(nr);
+	std::vector<int> hcu(n + 1);
+	for (int s = 0; s <= n; s++)
+		hcu[s] = s * L;
+	for (auto *x : {&hq, &hk, &hv, &hg})
+		for (auto &y : *x)
+			y = (float)gpu_nrand();
+	for (auto &y : hD)
+		y = (float)(0.3 * gpu_nrand());
+	float *q = dev_copy(hq), *k = dev_copy(hk), *v = dev_copy(hv), *g = dev_copy(hg);
+	float *D = dev_copy(hD), *o, *lse, *d3[3][3];
+	int *cu = dev_copy(hcu), fails = 0;
+	size_t sz[3] = {nq, nk, nk};
+	CHECK(q && k && v && g && D && cu, "cudaMalloc");
+	CK(cudaMalloc(&o, nq * 4));
+	CK(cudaMalloc(&lse, nr * 4));
+	CHECK(policy_flash_setup() == 0, "%s", swerve_error_last());
+	CHECK(policy_flash_select(POLICY_FLASH_FA2) == 0, "%s", swerve_error_last());
+	CHECK(policy_flash_fwd(o, lse, q, k, v, cu, n, L, H, KV) == 0, "%s", swerve_error_last());
+	for (int r = 0; r < 3; r++) { /* fa2, fa2_par, fa2_par again */
+		for (int j = 0; j < 3; j++) {
+			CK(cudaMalloc(&d3[r][j], sz[j] * 4));
+			CK(cudaMemset(d3[r][j], 0xff, sz[j] * 4));
+		}
+		CHECK(policy_flash_select(r ? POLICY_FLASH_FA2_PAR : POLICY_FLASH_FA2) == 0, "%s",
+		      swerve_error_last());
+		CHECK(policy_flash_bwd(d3[r][0], d3[r][1], d3[r][2], g, D, q, k, v, lse, cu, n, L,
+		                       H, KV) == 0,
+		      "%s", swerve_error_last());
+	}
+	CK(cudaDeviceSynchronize());
+	static const char *names[3] = {"dq", "dk", "dv"};
+	for (int j = 0; j < 3; j++) {
+		std::vector<float> a(sz[j]), b(sz[j]);
+		CK(cudaMemcpy(a.data(), d3[0][j], sz[j] * 4, cudaMemcpyDeviceToHost));
+		for (int r = 1; r < 3; r++) {
+			size_t diff = 0, first = 0;
+			CK(cudaMemcpy(b.data(), d3[r][j], sz[j] * 4, cudaMemcpyDeviceToHost));
+			for (size_t i = 0; i < sz[j]; i++)
+				if (memcmp(&a[i], &b[i], 4) && !diff++)
+					first = i;
+			printf(" fa2_par (call %d) vs fa2, %s: %zu of %zu elements differ%s\n", r,
+			       names[j], diff, sz[j], diff ? " <-- FAIL" : "");
+			if (diff)
+				printf("  first at %zu: %.9g vs %.9g\n", first, b[first], a[first]);
+			fails += diff != 0;
+		}
+	}
+	for (int r = 0; r < 3; r++)
+		for (int j = 0; j < 3; j++)
+			cudaFree(d3[r][j]);
+	policy_flash_select(POLICY_FLASH_FA2);
+	cudaFree(q), cudaFree(k), cudaFree(v), cudaFree(g), cudaFree(D), cudaFree(o);
+	cudaFree(lse), cudaFree(cu);
+	CHECK(fails == 0, "%d tensors differ from fa2's", fails);
+	return 0;
+}
+
+/* policy/gpu.cu's k_rotary, copied verbatim: the form policy_flash_rope must
+ * reproduce bit for bit */
+__global__ static void ref_rotary(float *x, const int *pos, int T, int H, int d, int rd,
+                                  float theta, int inverse)
+{
+	int half = rd / 2;
+	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+	if (i >= (size_t)T * H * half)
+		return;
+	int j = (int)(i % half), h = (int)(i / half % H), t = (int)(i / half / H);
+	float *v = x + ((size_t)t * H + h) * d;
+	double ang = pos[t] * pow((double)theta, -2.0 * j / rd);
+	float cs = (float)cos(ang), sn = (float)(inverse ? -sin(ang) : sin(ang));
+	float a = v[j], b = v[j + half];
+	v[j] = a * cs - b * sn;
+	v[j + half] = b * cs + a * sn;
+}
+
+/* Round 19: policy_flash_rope (POLICY_GPU_FLASH_ROPE=fused) against the
+ * copy of k_rotary bit for bit, on q (T, H, 64) and k (T, KV, 64) with
+ * random values and positions (packed sequences' positions, and large ones
+ * up to 2^20 for the long argument reduction), both directions, for the
+ * model's rotary width (8, theta 1e7), the trainer's (32, 1e4) and the whole
+ * head (64, 5e5), H 12 / KV 4 and H 3 / KV 1 (a partial group of 4 heads),
+ * k alone (q NULL); every element also within 1e-5 (relative to the row's
+ * scale) of a double rotation on the CPU, the inverse undoing the forward to
+ * 1e-5 */
+static int rope_fused_bitwise_k_rotary(void)
+{
+	if (!have_gpu())
+		return GPU_SKIP;
+	static const struct {
+		int H, KV, rd;
+		float theta;
+		int q_null;
+	} cases[] = {{12, 4, 8, 1e7f, 0},
+	             {12, 4, 32, 1e4f, 0},
+	             {3, 1, 64, 5e5f, 0},
+	             {3, 1, 32, 1e4f, 1},
+	             {5, 5, 16, 1e4f, 0}};
+	const int T = 2477, d = DH;
+	int fails = 0;
+	std::vector<int> hp(T);
+	for (int t = 0; t < T; t++)
+		hp[t] = t < 2000 ? t % 700 : (int)(gpu_urand() * (1 << 20));
+	int *pos = dev_copy(hp);
+	CHECK(pos, "cudaMalloc");
+	for (const auto &c : cases)
+		for (int inv = 0; inv < 2; inv++) {
+			size_t nq = (size_t)T * c.H * d, nk = (size_t)T * c.KV * d;
+			std::vector<float> hq(nq), hk(nk), a(nq), b(nq), ak(nk), bk(nk);
+			for (auto &y : hq)
+				y = (float)gpu_nrand();
+			for (auto &y : hk)
+				y = (float)gpu_nrand();
+			float *q1 = dev_copy(hq), *k1 = dev_copy(hk), *q2 = dev_copy(hq),
+			      *k2 = dev_copy(hk);
+			CHECK(q1 && k1 && q2 && k2, "cudaMalloc");
+			unsigned gq = (unsigned)(((size_t)T * c.H * (c.rd / 2) + 255) / 256),
+			         gk = (unsigned)(((size_t)T * c.KV * (c.rd / 2) + 255) / 256);
+			if (!c.q_null)
+				ref_rotary<<<gq, 256>>>(q1, pos, T, c.H, d, c.rd, c.theta, inv);
+			ref_rotary<<<gk, 256>>>(k1, pos, T, c.KV, d, c.rd, c.theta, inv);
+			CK(cudaGetLastError());
+			CHECK(policy_flash_rope(c.q_null ? NULL : q2, k2, pos, T, c.H, c.KV, d,
+			                        c.rd, c.theta, inv) == 0,
+			      "%s", swerve_error_last());
+			CK(cudaDeviceSynchronize());
+			CK(cudaMemcpy(a.data(), q1, nq * 4, cudaMemcpyDeviceToHost));
+			CK(cudaMemcpy(b.data(), q2, nq * 4, cudaMemcpyDeviceToHost));
+			CK(cudaMemcpy(ak.data(), k1, nk * 4, cudaMemcpyDeviceToHost));
+			CK(cudaMemcpy(bk.data(), k2, nk * 4, cudaMemcpyDeviceToHost));
+			size_t dq_bits = memcmp(a.data(), b.data(), nq * 4) != 0,
+			       dk_bits = memcmp(ak.data(), bk.data(), nk * 4) != 0;
+			/* the CPU's rotation in double (q: the untouched input where NULL) */
+			double worst = 0;
+			for (int w = 0; w < 2; w++) {
+				int nh = w ? c.KV : c.H;
+				const std::vector<float> &in = w ? hk : hq, &got = w ? bk : b;
+				for (int t = 0; t < T; t++)
+					for (int h = 0; h < nh; h++) {
+						const float *x = &in[((size_t)t * nh + h) * d];
+						const float *y = &got[((size_t)t * nh + h) * d];
+						for (int j = 0; j < d; j++) {
+							double e = x[j];
+							int hf = c.rd / 2;
+							if (j < c.rd && !(w == 0 && c.q_null)) {
+								int jj = j % hf;
+								double ang = hp[t] *
+								             pow((double)c.theta,
+								                 -2.0 * jj / c.rd),
+								       sn = inv ? -sin(ang)
+								                : sin(ang);
+								e = j < hf ? x[j] * cos(ang) -
+								                     x[j + hf] * sn
+								           : x[j] * cos(ang) +
+								                     x[j - hf] * sn;
+							}
+							double err = fabs(y[j] - e);
+							if (err > worst)
+								worst = err;
+						}
+					}
+			}
+			printf(" rope H %d KV %d rd %d theta %g%s%s: q %s, k %s; worst vs double "
+			       "%.2e%s\n",
+			       c.H, c.KV, c.rd, c.theta, inv ? " inverse" : "",
+			       c.q_null ? " (q NULL)" : "", dq_bits ? "DIFFERS" : "bit for bit",
+			       dk_bits ? "DIFFERS" : "bit for bit", worst,
+			       dq_bits || dk_bits || worst > 1e-5 ? " <-- FAIL" : "");
+			fails += dq_bits || dk_bits || worst > 1e-5;
+			cudaFree(q1), cudaFree(k1), cudaFree(q2), cudaFree(k2);
+		}
+	CHECK(policy_flash_rope(NULL, NULL, pos, T, 12, 4, d, 7, 1e4f, 0) == SWERVE_EINVAL,
+	      "odd rotary width accepted");
+	CHECK(strstr(swerve_error_last(), "rotary dims 7") != NULL, "%s", swerve_error_last());
+	CHECK(policy_flash_rope(NULL, NULL, pos, T, 12, 4, d, 66, 1e4f, 0) == SWERVE_EINVAL,
+	      "rotary width past the head accepted");
+	cudaFree(pos);
+	CHECK(fails == 0, "%d cases differ (above)", fails);
+	return 0;
+}
+
+/* Round 19: the switches' spellings: POLICY_GPU_FLASH=fa2_par and
+ * POLICY_GPU_FLASH_ROPE=elem|fused are taken, a misspelt value refused with
+ * its name */
+static int switches(void)
+{
+	if (!have_gpu())
+		return GPU_SKIP;
+	setenv("POLICY_GPU_FLASH", "fa2_par", 1);
+	setenv("POLICY_GPU_FLASH_ROPE", "fused", 1);
+	CHECK(policy_flash_setup() == 0, "%s", swerve_error_last());
+	CHECK(policy_flash_selected() == POLICY_FLASH_FA2_PAR, "fa2_par not selected");
+	CHECK(policy_flash_rope_fused() == 1, "fused not selected");
+	setenv("POLICY_GPU_FLASH_ROPE", "elem", 1);
+	CHECK(policy_flash_setup() == 0, "%s", swerve_error_last());
+	CHECK(policy_flash_rope_fused() == 0, "elem not selected");
+	setenv("POLICY_GPU_FLASH_ROPE", "fusd", 1);
+	CHECK(policy_flash_setup() == SWERVE_EINVAL, "fusd accepted");
+	CHECK(strstr(swerve_error_last(), "POLICY_GPU_FLASH_ROPE=fusd") != NULL, "%s",
+	      swerve_error_last());
+	unsetenv("POLICY_GPU_FLASH_ROPE");
+	setenv("POLICY_GPU_FLASH", "fa2par", 1);
+	CHECK(policy_flash_setup() == SWERVE_EINVAL, "fa2par accepted");
+	CHECK(strstr(swerve_error_last(), "POLICY_GPU_FLASH=fa2par") != NULL, "%s",
+	      swerve_error_last());
+	unsetenv("POLICY_GPU_FLASH");
+	CHECK(policy_flash_setup() == 0, "%s", swerve_error_last());
+	CHECK(policy_flash_selected() == POLICY_FLASH_FA2 && !policy_flash_rope_fused(),
+	      "unset: not the defaults");
+	return 0;
+}
+
 static int bad_shapes_are_refused(void)
 {
 	if (!have_gpu())
@@ -362,6 +589,9 @@ int main(void)
 	        {"group3_short", group3_short},
 	        {"fa2_matches_wmma_bench_shape", fa2_matches_wmma_bench_shape},
 	        {"bad_shapes_are_refused", bad_shapes_are_refused},
+	        {"fa2_par_bitwise_fa2", fa2_par_bitwise_fa2},
+	        {"rope_fused_bitwise_k_rotary", rope_fused_bitwise_k_rotary},
+	        {"switches", switches},
 	};
 	return gpu_run_tests(tests, (int)(sizeof(tests) / sizeof(tests[0])));
 }
