@@ -413,8 +413,18 @@ __device__ static void mg_dw_zero(const struct mg_args &a, int e, int m0, int n0
  * waited for: the caller waits (wait_group.read) before the staging is
  * loaded into again. P false is round 8's code. */
 /* H (round 19, variant 16): DOWN_DX's dh13 stores with the evict_first
- * policy; false is round 8's code */
-template <int MODE, bool P = false, bool H = false>
+ * policy; false is round 8's code. Q (round 19b, "wsb9c"): DOWN_DX's dh1 /
+ * dh3 pairs rounded and packed by one cvt.rn.bf16x2.f32 each instead of
+ * mg_f2bf's integer sequence (the same round-to-nearest-even: the same bits
+ * for every number; a NaN becomes 0x7fff instead of 0x7fc0); false is round
+ * 8's code */
+__device__ __forceinline__ static uint32_t mg_cvt2(float lo, float hi)
+{
+	uint32_t u;
+	asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(u) : "f"(hi), "f"(lo));
+	return u;
+}
+template <int MODE, bool P = false, bool H = false, bool Q = false>
 __device__ __forceinline__ static void
 mg_epi_tma(const struct mg_args &a, const struct mg_tma &tm, float (&wacc)[2][32], uint32_t sbase,
            uint32_t s1b, uint32_t s3b, uint32_t ebar, int r0, int r1, int n0, int eph = 0)
@@ -502,10 +512,15 @@ mg_epi_tma(const struct mg_args &a, const struct mg_tma &tm, float (&wacc)[2][32
 						d3[j] = gv * x1 * s;
 						d1[j] = gv * x3 * s * (1.0f + x1 * (1.0f - s));
 					}
-					u1[i] = (uint32_t)mg_f2bf(d1[0]) | (uint32_t)mg_f2bf(d1[1])
-					                                           << 16;
-					u3[i] = (uint32_t)mg_f2bf(d3[0]) | (uint32_t)mg_f2bf(d3[1])
-					                                           << 16;
+					if constexpr (Q) {
+						u1[i] = mg_cvt2(d1[0], d1[1]);
+						u3[i] = mg_cvt2(d3[0], d3[1]);
+					} else {
+						u1[i] = (uint32_t)mg_f2bf(d1[0]) |
+						        (uint32_t)mg_f2bf(d1[1]) << 16;
+						u3[i] = (uint32_t)mg_f2bf(d3[0]) |
+						        (uint32_t)mg_f2bf(d3[1]) << 16;
+					}
 				}
 				if (tmrow) {
 					ptx::stsm_x4(s1b + o, u1[0], u1[1], u1[2], u1[3]);
@@ -1008,6 +1023,159 @@ __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB)
 		if (tid == 0)
 			ptx::flag_set(flag, split + 1);
 	}
+}
+
+/* ---- down dX with a producer warp (round 19b, "wsb9a", "wsb9b", "wsb9p") ----
+ * k_mgx<W, PFA> is variant 8's DOWN_DX (wgtd's 128 x 128 tile, 3 stages of
+ * 32 KB, the TMA loads and the same wgmma sequence, the TMA-store SwiGLU
+ * backward epilogue mg_epi_tma) with the k-block loop's CTA barrier taken
+ * out: a ninth warp (its lane 0) issues the TMA loads, the eight consumer
+ * warps release a stage through an empty mbarrier (count 8, one arrive a
+ * warp) once their wgmmas that read it are complete. W 1 ("wsb9a"): each
+ * k block's products are left in flight (wgmma.wait_group 1) while the next
+ * block's are issued, and block kb - 1's stage is released after block kb's
+ * issue; W 0 ("wsb9b"): each block waited for (wait_group 0) and released at
+ * once, as wgtd, but without the barrier. PFA ("wsb9p", W 1): the producer
+ * also prefetches into L2 the A box (dyp rows) of block j + 3 when it loads
+ * block j, one ring ahead of its TMA load. Q ("wsb9c", W 1): dh13 packed by
+ * cvt.rn.bf16x2.f32 in the epilogue (mg_epi_tma's Q: the same bits).
+ * The producer's slot sequence: slots j = 0 .. nk - 1 are the k blocks
+ * (stage j % 3), slots nk and nk + 1 the tile's h1 and h3 boxes (two 64 x
+ * 128 each, into stages nk % 3 and (nk + 1) % 3, completion on epb[0] /
+ * epb[1], waited in mg_epi_tma with parity 0). Slot j >= 3 waits for the
+ * release of slot j - 3 (empty[j % 3], parity (j / 3 - 1) & 1); the
+ * consumers release blocks 0 .. nk - 2 (the last block's stage is no later
+ * slot's), each exactly once per warp, so each empty phase completes with
+ * exactly 8 arrivals and each is waited for once. full[s] (count 1): one
+ * expect-tx a load, waited once by every consumer thread with parity
+ * (kb / 3) & 1; a stage is re-armed only after its release, i.e. after
+ * every consumer warp waited its previous phase. The accumulators see the
+ * same wgmma instructions in the same order as k_mg<DOWN_DX, 8>, and the
+ * epilogue is the same function: dh13 bit for bit wgtd's. */
+#define MGX_THREADS (MG_THREADS + 32)
+__device__ __forceinline__ static void mg_bar_init(uint32_t bar, int n)
+{
+	asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(n) : "memory");
+}
+__device__ __forceinline__ static void mg_arrive(uint32_t bar)
+{
+	asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+
+template <int W, int PFA, bool Q>
+__global__ static void __launch_bounds__(MGX_THREADS, 2)
+        k_mgx(struct mg_args a, const __grid_constant__ struct mg_tma tm)
+{
+	typedef mg_var<8> V;
+	constexpr int ST = V::ST;
+	static_assert(W == 0 || W == 1, "k_mgx: wait_group 0 or 1");
+	__shared__ __align__(8) uint64_t mgx_bars[2 * ST + 2]; /* full, empty, epb */
+	extern __shared__ __align__(1024) unsigned char mg_sm[];
+	const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wm = warp >> 2;
+	const int D = a.D;
+	const int n0 = blockIdx.x * 128;
+	int e = -1, r0 = 0, r1 = 0, b = blockIdx.y;
+	for (int i = 0; i < a.E; i++) { /* row tile blockIdx.y, as k_mg */
+		int s = a.offs[i], t = a.offs[i + 1], nt = (t - s + MG_BM - 1) / MG_BM;
+		if (b < nt) {
+			e = i;
+			r0 = s + b * MG_BM;
+			r1 = t;
+			break;
+		}
+		b -= nt;
+	}
+	if (e < 0)
+		return;
+	const int nk = (D + MG_BK - 1) / MG_BK;
+	const uint32_t sraw = (uint32_t)__cvta_generic_to_shared(mg_sm),
+	               sbase = (sraw + 1023u) & ~1023u;
+	const uint32_t fbar = (uint32_t)__cvta_generic_to_shared(mgx_bars), mbar = fbar + 8 * ST,
+	               ebar = fbar + 16 * ST;
+	if (tid == 0) {
+		for (int s = 0; s < ST; s++) {
+			mg_bar_init(fbar + 8 * s, 1);
+			mg_bar_init(mbar + 8 * s, 8);
+		}
+		mg_bar_init(ebar, 1);
+		mg_bar_init(ebar + 8, 1);
+		asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+	}
+	__syncthreads();
+	if (warp == 8) { /* the producer */
+		if (lane == 0)
+			for (int j = 0; j < nk + 2; j++) {
+				const int s = j % ST;
+				const uint32_t dst = sbase + s * V::STAGE;
+				if (j >= ST)
+					ptx::mbar_wait(mbar + 8 * s, (j / ST - 1) & 1);
+				if (j < nk) {
+					const int k0 = j * MG_BK;
+					const uint32_t bar = fbar + 8 * s;
+					ptx::mbar_expect(bar, 2 * MG_TILE);
+					ptx::tma_load2(dst, &tm.a, k0, r0, bar);
+					ptx::tma_load3(dst + MG_TILE, &tm.b0, n0, k0, e, bar);
+					ptx::tma_load3(dst + MG_TILE + 8192, &tm.b0, n0 + 64, k0, e,
+					               bar);
+					if (PFA && j + ST < nk)
+						asm volatile("cp.async.bulk.prefetch.tensor.2d.L2."
+						             "global.tile [%0, {%1, %2}];\n" ::"l"(
+						                     &tm.a),
+						             "r"(k0 + ST * MG_BK), "r"(r0)
+						             : "memory");
+				} else { /* h1 (j = nk), h3 (nk + 1): two 64-column boxes */
+					const int h = j - nk;
+					const uint32_t bar = ebar + 8 * h;
+					const CUtensorMap *m = h ? &tm.s3 : &tm.s2;
+					ptx::mbar_expect(bar, 2 * 16384);
+					ptx::tma_load2(dst, m, n0, r0, bar);
+					ptx::tma_load2(dst + 16384, m, n0 + 64, r0, bar);
+				}
+			}
+		return;
+	}
+	float wacc[2][32];
+	for (int h = 0; h < 2; h++)
+		for (int i = 0; i < 32; i++)
+			wacc[h][i] = 0.0f;
+	for (int kb = 0; kb < nk; kb++) {
+		const int s = kb % ST;
+		ptx::mbar_wait(fbar + 8 * s, (kb / ST) & 1);
+		const uint32_t sa = sbase + s * V::STAGE, sb = sa + MG_TILE;
+		ptx::fence();
+#pragma unroll
+		for (int kk = 0; kk < MG_BK / 16; kk++) {
+			uint64_t da = mg_desc(sa, wm * 8192 + kk * 32);
+#pragma unroll
+			for (int h = 0; h < 2; h++)
+				ptx::mma_ss<0, 1>(wacc[h], da, mg_desc(sb, h * 8192 + kk * 2048),
+				                  1);
+		}
+		ptx::commit();
+		if constexpr (W == 1) {
+			ptx::wait<1>();
+			if (kb >= 1) { /* block kb - 1's stage (kb - 1 <= nk - 2) */
+				__syncwarp();
+				if (lane == 0)
+					mg_arrive(mbar + 8 * ((kb - 1) % ST));
+			}
+		} else {
+			ptx::wait<0>();
+			for (int h = 0; h < 2; h++)
+				ptx::reg_fence(wacc[h]);
+			if (kb <= nk - 2) {
+				__syncwarp();
+				if (lane == 0)
+					mg_arrive(mbar + 8 * s);
+			}
+		}
+	}
+	ptx::wait<0>();
+	for (int h = 0; h < 2; h++)
+		ptx::reg_fence(wacc[h]);
+	mg_epi_tma<MG_DOWN_DX, false, false, Q>(a, tm, wacc, sbase, sbase + (nk % ST) * V::STAGE,
+	                                        sbase + ((nk + 1) % ST) * V::STAGE, ebar, r0, r1,
+	                                        n0);
 }
 
 /* ---- persistent CTAs (round 9, "wgtdp"; opt-in, NOT YET RUN ON A GPU) --------
@@ -1599,13 +1767,18 @@ int policy_moe_variant(void)
 	 * into registers, plus the same L2 prefetch; opt-in) 27, wsb8h (wsb3w
 	 * with wgtd's down dX under L2 eviction priorities: W2 evict_last, h1 /
 	 * h3 and dh13 evict_first; variant 16; opt-in) 28, wsb8k (wsb3w with
-	 * wsb5's k_ws down dX under the same priorities; opt-in) 29 */
-	static const char *const names[29] = {"mma",   "wg",    "wg256", "wgp",   "wgm",   "ws2",
-	                                      "wgt",   "wgtd",  "wgtdp", "wsb",   "wsb2",  "wsb3",
-	                                      "wsb4",  "wsb4a", "wsb4d", "wsb5",  "wsb6",  "wsb6u",
-	                                      "wsb6r", "wsb3w", "wsb7",  "wsb7d", "wsb7u", "wsb7dx",
-	                                      "wsb8",  "wsb8g", "wsb8r", "wsb8h", "wsb8k"};
-	int v = policy_env_choice("POLICY_GPU_MOE_KERNEL", names, 29, 19);
+	 * wsb5's k_ws down dX under the same priorities; opt-in) 29; round 19b's
+	 * wsb9a (wsb3w with down dX in k_mgx: wgtd's with a producer warp, no
+	 * CTA barrier a k block, one block's wgmma in flight; opt-in) 30, wsb9b
+	 * (the same with each block waited for) 31, wsb9p (wsb9a with dyp
+	 * prefetched into L2 a ring ahead) 32, wsb9c (wsb9a with dh13 packed by
+	 * cvt.rn.bf16x2: the same bits) 33 */
+	static const char *const names[33] = {
+	        "mma",   "wg",    "wg256", "wgp",   "wgm",   "ws2",    "wgt",  "wgtd",  "wgtdp",
+	        "wsb",   "wsb2",  "wsb3",  "wsb4",  "wsb4a", "wsb4d",  "wsb5", "wsb6",  "wsb6u",
+	        "wsb6r", "wsb3w", "wsb7",  "wsb7d", "wsb7u", "wsb7dx", "wsb8", "wsb8g", "wsb8r",
+	        "wsb8h", "wsb8k", "wsb9a", "wsb9b", "wsb9p", "wsb9c"};
+	int v = policy_env_choice("POLICY_GPU_MOE_KERNEL", names, 33, 19);
 	return v >= 8 ? v + 1 : v;
 }
 
@@ -1646,6 +1819,22 @@ static int mg_run(dim3 grid, const struct mg_args *a, const struct mg_tma *tm)
 		attr_set = 1;
 	}
 	k_mg<MODE, VAR><<<grid, MG_THREADS, mg_var<VAR>::SMEM, mg_stream>>>(*a, *tm);
+	LAUNCHED();
+	return 0;
+}
+
+/* round 19b: down dX by k_mgx (wgtd's grid and maps) */
+template <int W, int PFA, bool Q>
+static int mgx_run(dim3 grid, const struct mg_args *a, const struct mg_tma *tm)
+{
+	static int attr_set;
+	if (!attr_set) {
+		CK(cudaFuncSetAttribute(k_mgx<W, PFA, Q>,
+		                        cudaFuncAttributeMaxDynamicSharedMemorySize,
+		                        mg_var<8>::SMEM));
+		attr_set = 1;
+	}
+	k_mgx<W, PFA, Q><<<grid, MGX_THREADS, mg_var<8>::SMEM, mg_stream>>>(*a, *tm);
 	LAUNCHED();
 	return 0;
 }
@@ -1786,7 +1975,7 @@ template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct
 	 * CTAs when the TMA epilogues run (k_mgp); the other products, UP with
 	 * A gathered in the loads and EPI=smem run wgtd's kernels */
 	const bool pers = var == 9;
-	const int cap = pers || (var >= 10 && var <= 29) ? mg_ctas() : 0;
+	const int cap = pers || (var >= 10 && var <= 33) ? mg_ctas() : 0;
 	if (cap < 0)
 		return cap;
 	if (pers)
@@ -1872,6 +2061,12 @@ template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct
 	/* round 19: wsb8 is wsb3w with DOWN_DX in k_ws, h1 / h3 prefetched into
 	 * L2; wsb8g wsb3w with wgtd's DOWN_DX prefetching them (variant 15) */
 	bool pfh = false, hnt = false;
+	/* round 19b: wsb9a / wsb9b / wsb9p are wsb3w with down dX in k_mgx */
+	int mgx = 0;
+	if (var >= 30 && var <= 33) {
+		mgx = MODE == MG_DOWN_DX ? var : 0;
+		var = 20;
+	}
 	if (var == 25 && MODE == MG_DOWN_DX)
 		return policy_moe_ws8_down_dx(d, a->o1, a->a, a->b0, a->h1, a->h3, cap,
 		                              (void *)mg_stream);
@@ -1997,7 +2192,12 @@ template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct
 			if (pers && (MODE == MG_DOWN_DX || a->gx))
 				return mgp_run<MODE>(a, &tm, R, cap);
 			if constexpr (MODE == MG_DOWN_DX)
-				if (pfh) /* round 19: wsb8g */
+				if (mgx) /* round 19b: wsb9a, wsb9b, wsb9p */
+					return mgx == 30   ? mgx_run<1, 0, false>(grid, a, &tm)
+					       : mgx == 31 ? mgx_run<0, 0, false>(grid, a, &tm)
+					       : mgx == 32 ? mgx_run<1, 1, false>(grid, a, &tm)
+					                   : mgx_run<1, 0, true>(grid, a, &tm);
+				else if (pfh) /* round 19: wsb8g */
 					return mg_run<MODE, 15>(grid, a, &tm);
 				else if (hnt) /* round 19: wsb8h */
 					return mg_run<MODE, 16>(grid, a, &tm);
@@ -2222,7 +2422,8 @@ int policy_moe_to_bf16(uint16_t *out, const float *in, size_t n)
  * policy_moe_up_dx with the slot rows stored in bf16 (rounded once to
  * nearest even from the fp32 accumulators), by gpu_moe_ws.cu's k_ws: the
  * variants whose down and up dX run wsb2's kernel (wsb2, wsb3, wsb5, wsb6u,
- * wsb3w, round 19's wsb8, wsb8g, wsb8r, wsb8h and wsb8k; up dX: F a multiple of 64); any other is
+ * wsb3w, round 19's wsb8, wsb8g, wsb8r, wsb8h and wsb8k, round 19b's wsb9a, wsb9b,
+ * wsb9p and wsb9c; up dX: F a multiple of 64); any other is
  * refused with a message */
 static int mg_b16_var(void)
 {
@@ -2231,13 +2432,12 @@ static int mg_b16_var(void)
 		return var;
 	if (cap < 0)
 		return cap;
-	if (var != 11 && var != 12 && var != 16 && var != 18 && var != 20 && var != 25 &&
-	    var != 26 && var != 27 && var != 28 && var != 29)
+	if (var != 11 && var != 12 && var != 16 && var != 18 && var != 20 && (var < 25 || var > 33))
 		return swerve_error_set(
 		        SWERVE_EINVAL,
 		        "gpu moe: bf16 slots (POLICY_GPU_ACT16) need "
 		        "POLICY_GPU_MOE_KERNEL=wsb2, wsb3, wsb5, wsb6u, wsb3w, wsb8, "
-		        "wsb8g, wsb8r, wsb8h or wsb8k");
+		        "wsb8g, wsb8r, wsb8h, wsb8k, wsb9a, wsb9b, wsb9p or wsb9c");
 	return cap;
 }
 
@@ -2245,7 +2445,7 @@ int policy_moe_slots16_supported(int F)
 {
 	int var = policy_moe_variant();
 	return F % 64 == 0 && (var == 11 || var == 12 || var == 16 || var == 18 || var == 20 ||
-	                       (var >= 25 && var <= 29));
+	                       (var >= 25 && var <= 33));
 }
 
 int policy_moe_down_b16(const struct policy_moe_dims *d, uint16_t *yp, const uint16_t *hh,

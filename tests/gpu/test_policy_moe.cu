@@ -517,8 +517,14 @@ static int check_case1(int T, int K, int E, int D, int F, int route)
  * evict_last, h1 / h3 loads and dh13 stores evict_first); "wsb8k" (/c3):
  * wsb5's k_ws down dX under the same priorities. All of them passed every
  * case on an H100 (2026-11-27); run only when named (opt-in, none faster
- * than wsb3w's down dX by more than ~2%) */
-#define NVARIANTS 56
+ * than wsb3w's down dX by more than ~2%). Round 19b: "wsb9a" / "wsb9b" /
+ * "wsb9p" / "wsb9c": wsb3w with down dX in k_mgx (wgtd's tile and stages, a
+ * producer warp, stages released by mbarriers instead of a CTA barrier a k
+ * block; a: one block's wgmma in flight, b: each block waited for, p: a
+ * with dyp prefetched into L2 one ring ahead, c: a with dh13 packed by
+ * cvt.rn.bf16x2); with them the case "down dX bit for bit vs wsb3w's"
+ * (named-only; not yet run on a GPU) */
+#define NVARIANTS 60
 static const char *const variant_env[NVARIANTS] = {
         "mma",           "wg",           "wg256",     "wgp",          "wgm",          "ws2",
         "wgt",           "wgtd",         "wgtd+tma",  "wgtdp",        "wgtdp/c3",     "wsb",
@@ -529,7 +535,7 @@ static const char *const variant_env[NVARIANTS] = {
         "wsb2:fastshfl", "wsb2/c3:stsm", "wsb2:ftz",  "wsb3w",        "wsb7",         "wsb7/c3",
         "wsb7/s3",       "wsb7d",        "wsb7u",     "wsb7dx",       "wsb8",         "wsb8/c3",
         "wsb8/s3",       "wsb8@next",    "wsb8g",     "wsb8r",        "wsb8r/c3",     "wsb8h",
-        "wsb8k",         "wsb8k/c3"};
+        "wsb8k",         "wsb8k/c3",     "wsb9a",     "wsb9b",        "wsb9p",        "wsb9c"};
 /* POLICY_GPU_MOE_WSB_KCH as the run started ("NAME/kN" sets it for NAME) */
 static const char *kch_env;
 /* POLICY_GPU_MOE_WSB_ST as the run started ("NAME/sN" sets it for NAME) */
@@ -803,6 +809,100 @@ static int test_silu_vs_exact(void)
 	return silu_case(1.0f) | silu_case(8.0f);
 }
 
+/* round 19b, wsb9*: down dX (k_mgx: wgtd's with a producer warp and no CTA
+ * barrier a k block) bit for bit against wsb3w's (wgtd's k_mg) on the same
+ * inputs: the same wgmma instructions in the same order and the same
+ * epilogue (wsb9c: its cvt packing rounds as mg_f2bf). Shapes: the
+ * benchmark's (T 4096, top-2 of 8, ~44% to one expert, D 768, F 1024:
+ * 12 k blocks, partial row tiles at each expert's end) and random segments
+ * with empty experts at D 128 / F 128 (2 k blocks: the h1 / h3 slots in
+ * the stages of blocks 0 and 1) and D 64 (1 k block); prints how many
+ * elements differ (poison: not written) */
+static int bits_case(int T, int E, int D, int F, int skew)
+{
+	const int K = 2, R = T * K;
+	const size_t nRD = (size_t)R * D, nRF = (size_t)R * F, wsz = (size_t)E * F * D;
+	int fail = 0, *offs = (int *)malloc((E + 1) * sizeof(int));
+	int *perm = (int *)malloc(R * sizeof(int));
+	double s = 0, *wgt = (double *)malloc(E * sizeof(double));
+	for (int e = 0; e < E; e++) {
+		wgt[e] = skew ? (e == 0 ? 0.44 * E : 0.08 * E) : (e == 1 ? 0 : urand());
+		s += wgt[e];
+	}
+	offs[0] = 0;
+	for (int e = 0; e < E; e++)
+		offs[e + 1] = e == E - 1 ? R : offs[e] + (int)(R * wgt[e] / s);
+	for (int i = 0; i < R; i++)
+		perm[i] = i;
+	uint16_t *dyp = (uint16_t *)malloc(nRD * 2), *w2 = (uint16_t *)malloc(wsz * 2);
+	uint16_t *h = (uint16_t *)malloc(2 * nRF * 2);
+	for (size_t i = 0; i < nRD; i++)
+		dyp[i] = f2bf(nrand());
+	for (size_t i = 0; i < wsz; i++)
+		w2[i] = f2bf(nrand() / sqrtf((float)F));
+	for (size_t i = 0; i < 2 * nRF; i++)
+		h[i] = f2bf(2 * nrand());
+	int *d_offs = (int *)dup_dev(offs, (E + 1) * 4), *d_perm = (int *)dup_dev(perm, R * 4);
+	uint16_t *d_dyp = (uint16_t *)dup_dev(dyp, nRD * 2),
+	         *d_w2 = (uint16_t *)dup_dev(w2, wsz * 2);
+	uint16_t *d_h = (uint16_t *)dup_dev(h, 2 * nRF * 2);
+	uint16_t *o0 = (uint16_t *)poisoned(2 * nRF * 2), *o1 = (uint16_t *)poisoned(2 * nRF * 2);
+	CHECK(d_offs && d_perm && d_dyp && d_w2 && d_h && o0 && o1, "cudaMalloc failed");
+	struct policy_moe_dims dm = {T, K, E, D, F, d_offs, d_perm, 1};
+	setenv("POLICY_GPU_MOE_KERNEL", "wsb3w", 1);
+	CKM(policy_moe_down_dx(&dm, o0, d_dyp, d_w2, d_h, d_h + nRF));
+	variant_setenv();
+	CKM(policy_moe_down_dx(&dm, o1, d_dyp, d_w2, d_h, d_h + nRF));
+	CKC(cudaDeviceSynchronize());
+	uint16_t *g0 = (uint16_t *)malloc(2 * nRF * 2), *g1 = (uint16_t *)malloc(2 * nRF * 2);
+	CKC(cudaMemcpy(g0, o0, 2 * nRF * 2, cudaMemcpyDeviceToHost));
+	CKC(cudaMemcpy(g1, o1, 2 * nRF * 2, cudaMemcpyDeviceToHost));
+	size_t ndiff = 0, npois = 0, first = 0;
+	for (size_t i = 0; i < 2 * nRF; i++) {
+		npois += g1[i] == 0xffff || g0[i] == 0xffff;
+		if (g0[i] != g1[i] && !ndiff++)
+			first = i;
+	}
+	printf("  dh13 (T %d, D %d, F %d, %s) vs wsb3w: %zu of %zu differ, %zu poisoned%s", T, D, F,
+	       skew ? "skewed" : "random", ndiff, 2 * nRF, npois, ndiff ? "" : "\n");
+	if (ndiff)
+		printf(", first at %zu (wsb3w %04x, got %04x)\n", first, g0[first], g1[first]);
+	fail = ndiff != 0 || npois != 0;
+	cudaFree(d_offs), cudaFree(d_perm), cudaFree(d_dyp), cudaFree(d_w2), cudaFree(d_h);
+	cudaFree(o0), cudaFree(o1);
+	free(offs), free(perm), free(wgt), free(dyp), free(w2), free(h), free(g0), free(g1);
+	return fail;
+}
+/* round 19b: a misspelt wsb9 name ("wsb9x") is refused by down dX, naming
+ * POLICY_GPU_MOE_KERNEL and the value */
+static int test_wsb9_misspelt(void)
+{
+	if (!have_gpu())
+		return GPU_SKIP;
+	if (strncmp(variant_env[variant], "wsb9", 4))
+		return 0;
+	struct policy_moe_dims d = {1, 1, 1, 64, 64, NULL, NULL, 0};
+	setenv("POLICY_GPU_MOE_KERNEL", "wsb9x", 1);
+	int rc = policy_moe_down_dx(&d, NULL, NULL, NULL, NULL, NULL);
+	char msg[512];
+	snprintf(msg, sizeof(msg), "%s", swerve_error_last());
+	variant_setenv();
+	if (rc != SWERVE_EINVAL || !strstr(msg, "POLICY_GPU_MOE_KERNEL=wsb9x")) {
+		printf("    rc %d, message \"%s\"\n", rc, msg);
+		return 1;
+	}
+	return 0;
+}
+static int test_down_dx_bits(void)
+{
+	if (!have_gpu())
+		return GPU_SKIP;
+	if (strncmp(variant_env[variant], "wsb9", 4))
+		return 0;
+	return bits_case(4096, 8, 768, 1024, 1) | bits_case(300, 8, 128, 128, 0) |
+	       bits_case(200, 4, 64, 128, 0);
+}
+
 /* argv: the variants to run (all when none are named) */
 int main(int argc, char **argv)
 {
@@ -826,6 +926,9 @@ int main(int argc, char **argv)
 	         test_silu_vs_exact},
 	        {"grouped MoE GEMMs: a misspelt POLICY_GPU_MOE_WSB8_PF is refused (wsb8)",
 	         test_pf_misspelt},
+	        {"grouped MoE GEMMs: down dX bit for bit vs wsb3w's (wsb9)", test_down_dx_bits},
+	        {"grouped MoE GEMMs: a misspelt POLICY_GPU_MOE_KERNEL is refused (wsb9x)",
+	         test_wsb9_misspelt},
 	};
 	int n = (int)(sizeof(tests) / sizeof(tests[0])), rc = 0;
 	rng = (uint64_t)time(NULL) * 2654435761u + (uint64_t)clock() + 1;
@@ -846,7 +949,7 @@ int main(int argc, char **argv)
 		 * an H100 on 2026-11-27 but stay named-only: opt-in, no faster,
 		 * and their bench-shape ulp case adds seconds) */
 		static const char *const unrun_prefix[] = {
-		        "wsb6r", "wsb2:", "wsb2/c3:", "wsb2/s3:", "wsb7", "wsb8", NULL};
+		        "wsb6r", "wsb2:", "wsb2/c3:", "wsb2/s3:", "wsb7", "wsb8", "wsb9", NULL};
 		int unrun = 0;
 		for (int u = 0; unrun_prefix[u]; u++)
 			unrun |= !strncmp(variant_env[variant], unrun_prefix[u],
