@@ -1038,7 +1038,21 @@ __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB)
  * once, as wgtd, but without the barrier. PFA ("wsb9p", W 1): the producer
  * also prefetches into L2 the A box (dyp rows) of block j + 3 when it loads
  * block j, one ring ahead of its TMA load. Q ("wsb9c", W 1): dh13 packed by
- * cvt.rn.bf16x2.f32 in the epilogue (mg_epi_tma's Q: the same bits).
+ * cvt.rn.bf16x2.f32 in the epilogue (mg_epi_tma's Q: the same bits; PTX
+ * 3697 -> 2545 instructions a thread). "wsb9d": W 0 with Q; TW ("wsb9e":
+ * wsb9d plus this): the row-tile walk with offs[0..E] loaded by one lane
+ * each at once and passed by shuffles (E < 32), instead of one dependent
+ * L2 round trip per expert passed at each CTA's start (the same tiles).
+ * H100 (2026-11-27, gpu_train_moe, down dX ms balanced / skewed, one
+ * process, interleaved): wsb3w (k_mg<2, 8>) 0.102 / 0.107 and 0.101 /
+ * 0.106; wsb9a 0.102 / 0.109, 0.103 / 0.111; wsb9b 0.098 / 0.104; wsb9p
+ * 0.108 / 0.111; wsb9c 0.100 / 0.105 twice: the drained wgmma pipe is not
+ * the bound (W 1 delays each release until the next block's data is in:
+ * +1 us), the CTA barrier costs ~3.5 us, the epilogue's packing ~2.5 us,
+ * the L2 prefetch of dyp adds ~6 us (as round 19's: no re-reads to save).
+ * ncu (one launch): k_mg<2, 8> 97.2 us, k_mgx<1, 0, 1> 97.0 us; both 30%
+ * tensor pipe, 106 MB read; issue 0.45 -> 0.38 a scheduler. wsb9d / wsb9e:
+ * not yet run on a GPU.
  * The producer's slot sequence: slots j = 0 .. nk - 1 are the k blocks
  * (stage j % 3), slots nk and nk + 1 the tile's h1 and h3 boxes (two 64 x
  * 128 each, into stages nk % 3 and (nk + 1) % 3, completion on epb[0] /
@@ -1062,7 +1076,7 @@ __device__ __forceinline__ static void mg_arrive(uint32_t bar)
 	asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
 }
 
-template <int W, int PFA, bool Q>
+template <int W, int PFA, bool Q, bool TW>
 __global__ static void __launch_bounds__(MGX_THREADS, 2)
         k_mgx(struct mg_args a, const __grid_constant__ struct mg_tma tm)
 {
@@ -1075,15 +1089,31 @@ __global__ static void __launch_bounds__(MGX_THREADS, 2)
 	const int D = a.D;
 	const int n0 = blockIdx.x * 128;
 	int e = -1, r0 = 0, r1 = 0, b = blockIdx.y;
-	for (int i = 0; i < a.E; i++) { /* row tile blockIdx.y, as k_mg */
-		int s = a.offs[i], t = a.offs[i + 1], nt = (t - s + MG_BM - 1) / MG_BM;
-		if (b < nt) {
-			e = i;
-			r0 = s + b * MG_BM;
-			r1 = t;
-			break;
+	if (TW && a.E < 32) { /* the same walk, offs[0..E] loaded at once (one a lane) */
+		const int ol = lane <= a.E ? a.offs[lane] : 0;
+		for (int i = 0; i < a.E; i++) {
+			int s = __shfl_sync(0xffffffffu, ol, i),
+			    t = __shfl_sync(0xffffffffu, ol, i + 1),
+			    nt = (t - s + MG_BM - 1) / MG_BM;
+			if (b < nt) {
+				e = i;
+				r0 = s + b * MG_BM;
+				r1 = t;
+				break;
+			}
+			b -= nt;
 		}
-		b -= nt;
+	} else {
+		for (int i = 0; i < a.E; i++) { /* row tile blockIdx.y, as k_mg */
+			int s = a.offs[i], t = a.offs[i + 1], nt = (t - s + MG_BM - 1) / MG_BM;
+			if (b < nt) {
+				e = i;
+				r0 = s + b * MG_BM;
+				r1 = t;
+				break;
+			}
+			b -= nt;
+		}
 	}
 	if (e < 0)
 		return;
@@ -1772,13 +1802,14 @@ int policy_moe_variant(void)
 	 * CTA barrier a k block, one block's wgmma in flight; opt-in) 30, wsb9b
 	 * (the same with each block waited for) 31, wsb9p (wsb9a with dyp
 	 * prefetched into L2 a ring ahead) 32, wsb9c (wsb9a with dh13 packed by
-	 * cvt.rn.bf16x2: the same bits) 33 */
-	static const char *const names[33] = {
-	        "mma",   "wg",    "wg256", "wgp",   "wgm",   "ws2",    "wgt",  "wgtd",  "wgtdp",
-	        "wsb",   "wsb2",  "wsb3",  "wsb4",  "wsb4a", "wsb4d",  "wsb5", "wsb6",  "wsb6u",
-	        "wsb6r", "wsb3w", "wsb7",  "wsb7d", "wsb7u", "wsb7dx", "wsb8", "wsb8g", "wsb8r",
-	        "wsb8h", "wsb8k", "wsb9a", "wsb9b", "wsb9p", "wsb9c"};
-	int v = policy_env_choice("POLICY_GPU_MOE_KERNEL", names, 33, 19);
+	 * cvt.rn.bf16x2: the same bits) 33, wsb9d (wsb9b with wsb9c's packing)
+	 * 34, wsb9e (wsb9d with the tile walk's offs loaded at once) 35 */
+	static const char *const names[35] = {
+	        "mma",   "wg",    "wg256", "wgp",   "wgm",   "ws2",    "wgt",   "wgtd",  "wgtdp",
+	        "wsb",   "wsb2",  "wsb3",  "wsb4",  "wsb4a", "wsb4d",  "wsb5",  "wsb6",  "wsb6u",
+	        "wsb6r", "wsb3w", "wsb7",  "wsb7d", "wsb7u", "wsb7dx", "wsb8",  "wsb8g", "wsb8r",
+	        "wsb8h", "wsb8k", "wsb9a", "wsb9b", "wsb9p", "wsb9c",  "wsb9d", "wsb9e"};
+	int v = policy_env_choice("POLICY_GPU_MOE_KERNEL", names, 35, 19);
 	return v >= 8 ? v + 1 : v;
 }
 
@@ -1824,17 +1855,17 @@ static int mg_run(dim3 grid, const struct mg_args *a, const struct mg_tma *tm)
 }
 
 /* round 19b: down dX by k_mgx (wgtd's grid and maps) */
-template <int W, int PFA, bool Q>
+template <int W, int PFA, bool Q, bool TW = false>
 static int mgx_run(dim3 grid, const struct mg_args *a, const struct mg_tma *tm)
 {
 	static int attr_set;
 	if (!attr_set) {
-		CK(cudaFuncSetAttribute(k_mgx<W, PFA, Q>,
+		CK(cudaFuncSetAttribute(k_mgx<W, PFA, Q, TW>,
 		                        cudaFuncAttributeMaxDynamicSharedMemorySize,
 		                        mg_var<8>::SMEM));
 		attr_set = 1;
 	}
-	k_mgx<W, PFA, Q><<<grid, MGX_THREADS, mg_var<8>::SMEM, mg_stream>>>(*a, *tm);
+	k_mgx<W, PFA, Q, TW><<<grid, MGX_THREADS, mg_var<8>::SMEM, mg_stream>>>(*a, *tm);
 	LAUNCHED();
 	return 0;
 }
@@ -1975,7 +2006,7 @@ template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct
 	 * CTAs when the TMA epilogues run (k_mgp); the other products, UP with
 	 * A gathered in the loads and EPI=smem run wgtd's kernels */
 	const bool pers = var == 9;
-	const int cap = pers || (var >= 10 && var <= 33) ? mg_ctas() : 0;
+	const int cap = pers || (var >= 10 && var <= 35) ? mg_ctas() : 0;
 	if (cap < 0)
 		return cap;
 	if (pers)
@@ -2063,7 +2094,7 @@ template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct
 	bool pfh = false, hnt = false;
 	/* round 19b: wsb9a / wsb9b / wsb9p are wsb3w with down dX in k_mgx */
 	int mgx = 0;
-	if (var >= 30 && var <= 33) {
+	if (var >= 30 && var <= 35) {
 		mgx = MODE == MG_DOWN_DX ? var : 0;
 		var = 20;
 	}
@@ -2192,11 +2223,14 @@ template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct
 			if (pers && (MODE == MG_DOWN_DX || a->gx))
 				return mgp_run<MODE>(a, &tm, R, cap);
 			if constexpr (MODE == MG_DOWN_DX)
-				if (mgx) /* round 19b: wsb9a, wsb9b, wsb9p */
+				if (mgx) /* round 19b: wsb9a, b, p, c, d, e */
 					return mgx == 30   ? mgx_run<1, 0, false>(grid, a, &tm)
 					       : mgx == 31 ? mgx_run<0, 0, false>(grid, a, &tm)
 					       : mgx == 32 ? mgx_run<1, 1, false>(grid, a, &tm)
-					                   : mgx_run<1, 0, true>(grid, a, &tm);
+					       : mgx == 33 ? mgx_run<1, 0, true>(grid, a, &tm)
+					       : mgx == 34
+					               ? mgx_run<0, 0, true>(grid, a, &tm)
+					               : mgx_run<0, 0, true, true>(grid, a, &tm);
 				else if (pfh) /* round 19: wsb8g */
 					return mg_run<MODE, 15>(grid, a, &tm);
 				else if (hnt) /* round 19: wsb8h */
@@ -2423,7 +2457,7 @@ int policy_moe_to_bf16(uint16_t *out, const float *in, size_t n)
  * nearest even from the fp32 accumulators), by gpu_moe_ws.cu's k_ws: the
  * variants whose down and up dX run wsb2's kernel (wsb2, wsb3, wsb5, wsb6u,
  * wsb3w, round 19's wsb8, wsb8g, wsb8r, wsb8h and wsb8k, round 19b's wsb9a, wsb9b,
- * wsb9p and wsb9c; up dX: F a multiple of 64); any other is
+ * wsb9p, wsb9c, wsb9d and wsb9e; up dX: F a multiple of 64); any other is
  * refused with a message */
 static int mg_b16_var(void)
 {
@@ -2432,12 +2466,12 @@ static int mg_b16_var(void)
 		return var;
 	if (cap < 0)
 		return cap;
-	if (var != 11 && var != 12 && var != 16 && var != 18 && var != 20 && (var < 25 || var > 33))
+	if (var != 11 && var != 12 && var != 16 && var != 18 && var != 20 && (var < 25 || var > 35))
 		return swerve_error_set(
 		        SWERVE_EINVAL,
 		        "gpu moe: bf16 slots (POLICY_GPU_ACT16) need "
 		        "POLICY_GPU_MOE_KERNEL=wsb2, wsb3, wsb5, wsb6u, wsb3w, wsb8, "
-		        "wsb8g, wsb8r, wsb8h, wsb8k, wsb9a, wsb9b, wsb9p or wsb9c");
+		        "wsb8g, wsb8r, wsb8h, wsb8k, wsb9a, wsb9b, wsb9c, wsb9d, wsb9e or wsb9p");
 	return cap;
 }
 
@@ -2445,7 +2479,7 @@ int policy_moe_slots16_supported(int F)
 {
 	int var = policy_moe_variant();
 	return F % 64 == 0 && (var == 11 || var == 12 || var == 16 || var == 18 || var == 20 ||
-	                       (var >= 25 && var <= 33));
+	                       (var >= 25 && var <= 35));
 }
 
 int policy_moe_down_b16(const struct policy_moe_dims *d, uint16_t *yp, const uint16_t *hh,

@@ -22,7 +22,8 @@
  * 19b: wsb9a, wsb9b, wsb9p, wsb9c (wsb3w with down dX in k_mgx: wgtd's with a
  * producer warp and no CTA barrier a k block; a: a block's wgmma in flight,
  * b: each waited for, p: a + dyp prefetched into L2 a ring ahead, c: a with
- * dh13 packed by cvt.rn.bf16x2);
+ * dh13 packed by cvt.rn.bf16x2), wsb9d (b with c's packing), wsb9e (d with
+ * the row-tile walk's offs loaded at once);
  * argv: a number, how
  * many of these to run from the first, or the variants by name; default
  * all), median of 20
@@ -63,7 +64,7 @@ static int cmpf(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-#define NVAR 42
+#define NVAR 44
 #define NP   12
 
 int main(int argc, char **argv)
@@ -106,15 +107,13 @@ int main(int argc, char **argv)
 	 * fastshfl: only the math; ftz: wsb2's epilogue with e^-x by
 	 * ex2.approx.ftz, bit for bit; the row "up, A = xg" against wsb2's) */
 	static const char *const all_env[NVAR] = {
-	        "wg",         "wgt",       "wgtd",      "wgm",       "wgp",
-	        "ws2",        "mma",       "wg256",     "wgtd+tma",  "wgtdp",
-	        "wgtdp/c132", "wsb",       "wsb/c66",   "wsb2",      "wsb3",
-	        "wsb4",       "wsb4a",     "wsb4d",     "wsb5",      "wsb6",
-	        "wsb6u",      "wsb6r",     "wsb2:fast", "wsb2:stsm", "wsb2:fastshfl",
-	        "wsb2:ftz",   "wsb7",      "wsb7d",     "wsb7u",     "wsb7dx",
-	        "wsb8",       "wsb8@next", "wsb8@none", "wsb8g",     "wsb3w",
-	        "wsb8r",      "wsb8h",     "wsb8k",     "wsb9a",     "wsb9b",
-	        "wsb9p",      "wsb9c"};
+	        "wg",    "wgt",       "wgtd",      "wgm",           "wgp",       "ws2",     "mma",
+	        "wg256", "wgtd+tma",  "wgtdp",     "wgtdp/c132",    "wsb",       "wsb/c66", "wsb2",
+	        "wsb3",  "wsb4",      "wsb4a",     "wsb4d",         "wsb5",      "wsb6",    "wsb6u",
+	        "wsb6r", "wsb2:fast", "wsb2:stsm", "wsb2:fastshfl", "wsb2:ftz",  "wsb7",    "wsb7d",
+	        "wsb7u", "wsb7dx",    "wsb8",      "wsb8@next",     "wsb8@none", "wsb8g",   "wsb3w",
+	        "wsb8r", "wsb8h",     "wsb8k",     "wsb9a",         "wsb9b",     "wsb9p",   "wsb9c",
+	        "wsb9d", "wsb9e"};
 	const char *var_env[NVAR];
 	int ndev = 0, nvar = 0;
 	if (argc > 1 && argv[1][0] >= '0' && argv[1][0] <= '9') { /* the first n */

@@ -522,9 +522,12 @@ static int check_case1(int T, int K, int E, int D, int F, int route)
  * producer warp, stages released by mbarriers instead of a CTA barrier a k
  * block; a: one block's wgmma in flight, b: each block waited for, p: a
  * with dyp prefetched into L2 one ring ahead, c: a with dh13 packed by
- * cvt.rn.bf16x2); with them the case "down dX bit for bit vs wsb3w's"
- * (named-only; not yet run on a GPU) */
-#define NVARIANTS 60
+ * cvt.rn.bf16x2), "wsb9d" (b with c's packing), "wsb9e" (d with the
+ * row-tile walk's offs loaded at once); with them the cases "down dX bit
+ * for bit vs wsb3w's" and "a misspelt POLICY_GPU_MOE_KERNEL is refused".
+ * wsb9a / b / p / c: 15 / 15 each on an H100 (2026-11-27), dh13 bit for bit;
+ * wsb9d / e not yet run on a GPU; all named-only (opt-in) */
+#define NVARIANTS 62
 static const char *const variant_env[NVARIANTS] = {
         "mma",           "wg",           "wg256",     "wgp",          "wgm",          "ws2",
         "wgt",           "wgtd",         "wgtd+tma",  "wgtdp",        "wgtdp/c3",     "wsb",
@@ -535,7 +538,8 @@ static const char *const variant_env[NVARIANTS] = {
         "wsb2:fastshfl", "wsb2/c3:stsm", "wsb2:ftz",  "wsb3w",        "wsb7",         "wsb7/c3",
         "wsb7/s3",       "wsb7d",        "wsb7u",     "wsb7dx",       "wsb8",         "wsb8/c3",
         "wsb8/s3",       "wsb8@next",    "wsb8g",     "wsb8r",        "wsb8r/c3",     "wsb8h",
-        "wsb8k",         "wsb8k/c3",     "wsb9a",     "wsb9b",        "wsb9p",        "wsb9c"};
+        "wsb8k",         "wsb8k/c3",     "wsb9a",     "wsb9b",        "wsb9p",        "wsb9c",
+        "wsb9d",         "wsb9e"};
 /* POLICY_GPU_MOE_WSB_KCH as the run started ("NAME/kN" sets it for NAME) */
 static const char *kch_env;
 /* POLICY_GPU_MOE_WSB_ST as the run started ("NAME/sN" sets it for NAME) */
