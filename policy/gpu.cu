@@ -269,9 +269,10 @@ struct policy_gpu {
 	/* round 8: the residual stream's passes of gpu_ew.cu (POLICY_GPU_EW=old
 	 * or a dim they do not take: gpu.cu's kernels) */
 	int ew;
-	/* round 16 (issue 10): POLICY_GPU_ACT16=resid (the default since the
-	 * lead's round-16 run: H100, 2026-11-27, 20.2 / 20.1 against off's 20.7 /
-	 * 20.8 / 20.9 ms a micro-batch) | off (rounds 1-15: fp32) |
+	/* round 16 (issue 10): POLICY_GPU_ACT16=resid (rounds 16-18's default:
+	 * H100, 2026-11-27, 20.2 / 20.1 against off's 20.7 / 20.8 / 20.9 ms a
+	 * micro-batch; all, below, is the default since round 19) | off
+	 * (rounds 1-15: fp32) |
 	 * slots (act16 1: the MoE's slot tensors yp, dxp in bf16) | stream
 	 * (slots and a16x: the residual stream's value xin / hmid / xf in bf16)
 	 * | router (slots and a16r: the router reads the experts' bf16 input xp,
@@ -407,6 +408,12 @@ int policy_gpu_graph_stats(const struct policy_gpu *g, long *captures, long *rep
 	*captures = g->graphs ? g->graphs->captures : 0;
 	*replays = g->graphs ? g->graphs->replays : 0;
 	return g->graph;
+}
+
+int policy_gpu_bf16_storage(const struct policy_gpu *g)
+{
+	return (g->act16 ? POLICY_GPU_BF16_SLOTS : 0) | (g->a16x ? POLICY_GPU_BF16_STREAM : 0) |
+	       (g->a16r ? POLICY_GPU_BF16_ROUTER : 0) | (g->a16g ? POLICY_GPU_BF16_DRES : 0);
 }
 
 int policy_gpu_profile(const char **names, double *seconds, int max, struct policy_gpu *g)
@@ -1720,7 +1727,7 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 	   * | all (round 19) */
 		static const char *const names[] = {"off",    "slots",  "resid",
 		                                    "stream", "router", "all"};
-		int v = policy_env_choice("POLICY_GPU_ACT16", names, 6, 2);
+		int v = policy_env_choice("POLICY_GPU_ACT16", names, 6, 5); /* all (round 19) */
 		if (v < 0)
 			return v;
 		g->act16 = g->moe_fused && g->ew && g->route_new >= 3 && g->moe_comb &&

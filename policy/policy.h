@@ -499,6 +499,20 @@ void policy_gpu_moe_stats(const struct policy_gpu *g, long *rows, long *gemm_row
  * POLICY_GPU_PROFILE), and the graphs captured and replayed so far. */
 int policy_gpu_graph_stats(const struct policy_gpu *g, long *captures, long *replays);
 
+/* POLICY_GPU_ACT16 (rounds 16-19): what g stores in bf16, as the level
+ * took on g's path (a level falls back where its kernels do not run):
+ * POLICY_GPU_BF16_SLOTS (the MoE's slot outputs yp / dxp),
+ * POLICY_GPU_BF16_STREAM (the residual stream's value xin / hmid / xf),
+ * POLICY_GPU_BF16_ROUTER (the router reads the experts' bf16 input),
+ * POLICY_GPU_BF16_DRES (the residual stream's gradient); 0 under off. */
+enum {
+	POLICY_GPU_BF16_SLOTS = 1,
+	POLICY_GPU_BF16_STREAM = 2,
+	POLICY_GPU_BF16_ROUTER = 4,
+	POLICY_GPU_BF16_DRES = 8,
+};
+int policy_gpu_bf16_storage(const struct policy_gpu *g);
+
 /* Moves tr's steps to the GPU: uploads weights and moments; later sft, pg
  * and logprobs steps run there (batches up to max_tokens / max_seqs). */
 int policy_trainer_use_gpu(struct policy_trainer *tr, int max_tokens, int max_seqs,

@@ -16,7 +16,7 @@
  * cases run each level on a fixture with F 128 (the levels need F % 64)
  * against the CPU reference, against off at top-2 of 2 experts, and
  * a bf16 SFT loss curve (cpu vs gpu off / slots / resid); a whole run
- * under a level (resid, the default since round 16, unless
+ * under a level (all, the default since round 19, unless
  * POLICY_GPU_ACT16=off) holds every fixture at F 128. */
 #include "tests/gpu/gpu_check.h"
 
@@ -139,34 +139,26 @@ static int act32_storage(void)
 	return act && !strcmp(act, "fp32");
 }
 
-/* POLICY_GPU_ACT16's bf16 residual stream (resid, the default since round
- * 16, stream, or all): rounding points the CPU reference does not emulate */
-static int act16_stream(void)
-{
-	const char *v = getenv("POLICY_GPU_ACT16");
-	return !v || !*v || !strcmp(v, "resid") || !strcmp(v, "stream") || !strcmp(v, "all");
-}
-
-/* round 19: POLICY_GPU_ACT16=all also stores the residual stream's gradient
- * in bf16, which the CPU reference rounds where it is stored (PB_DRES) */
-static int act16_grad16(void)
-{
-	const char *v = getenv("POLICY_GPU_ACT16");
-	return v && !strcmp(v, "all");
-}
-
-static int bf16_round_points(void)
+/* the CPU reference's bf16 rounding points for model g in bf16 mode: the
+ * lightning layers' (PB_ALL, less where the mode keeps fp32), plus the
+ * residual stream's value (PB_RESID) and gradient (PB_DRES) where g stores
+ * them in bf16: POLICY_GPU_ACT16 as the level took on g's path (all, the
+ * default since round 19: both; resid / stream: the value; off, or a path
+ * where the level falls back: neither) */
+static int bf16_round_points(const struct policy_gpu *g)
 {
 	const char *lin = getenv("POLICY_GPU_LIGHTNING"), *act = getenv("POLICY_GPU_ACT");
-	const char *force = getenv("SWERVE_TEST_ROUND");   /* diagnosis: PB_* mask, e.g. 0x7d */
-	int act32 = act && !strcmp(act, "fp32");           /* fp32 storage, GEMMs FAST_16BF */
-	int dres = act16_grad16() && !act32 ? PB_DRES : 0; /* all needs bf16 storage */
+	const char *force = getenv("SWERVE_TEST_ROUND"); /* diagnosis: PB_* mask, e.g. 0x7d */
+	int act32 = act && !strcmp(act, "fp32");         /* fp32 storage, GEMMs FAST_16BF */
+	int st = policy_gpu_bf16_storage(g);
+	int act16 = (st & POLICY_GPU_BF16_STREAM ? PB_RESID : 0) |
+	            (st & POLICY_GPU_BF16_DRES ? PB_DRES : 0);
 	if (force && *force)
-		return (int)strtol(force, NULL, 0) & (PB_ALL | PB_DRES);
+		return (int)strtol(force, NULL, 0) & (PB_ALL | PB_DRES | PB_RESID);
 	/* the fp32 lightning kernel: q/k/v, o and dO in fp32 */
 	if (lin && !strcmp(lin, "fp32"))
-		return (act32 ? PB_GEMM : PB_GEMM | PB_PRE) | dres;
-	return (act32 ? PB_ALL & ~PB_PRE : PB_ALL) | dres;
+		return (act32 ? PB_GEMM : PB_GEMM | PB_PRE) | act16;
+	return (act32 ? PB_ALL & ~PB_PRE : PB_ALL) | act16;
 }
 
 /* round 16 (POLICY_GPU_ACT16): where fixture_hidden is set, the fixture
@@ -207,7 +199,7 @@ static int check_model(enum policy_gpu_precision prec, int pg, int adam_steps)
 	 * whose rounding can also flip a near-tied top-k routing choice. */
 	double tol_l = prec == POLICY_GPU_FP32 ? 1e-4 : 3e-2;
 	double tol_g = prec == POLICY_GPU_FP32 ? 1e-3 : 8e-2;
-	int flags = prec == POLICY_GPU_BF16 ? bf16_round_points() : 0;
+	int flags = 0;
 	uint64_t seed0;
 
 	CHECK(replay_seed() == 0, "bad SWERVE_TEST_SEED");
@@ -222,6 +214,8 @@ static int check_model(enum policy_gpu_precision prec, int pg, int adam_steps)
 	b.cu_seqlens = f.cu;
 	CHECK(policy_gpu_new(&g, &f.c, &f.L, 512, 8, prec) == 0, "%s", swerve_error_last());
 	CHECK(policy_gpu_set_params(g, f.p) == 0, "%s", swerve_error_last());
+	if (prec == POLICY_GPU_BF16)
+		flags = bf16_round_points(g);
 	if (adam_steps > 0) {
 		struct policy_adamw ao = POLICY_ADAMW_INIT;
 		double gn, moved = 0;
@@ -330,13 +324,17 @@ static int check_model(enum policy_gpu_precision prec, int pg, int adam_steps)
 	for (int i = 0; i < f.L.n; i++) {
 		/* fp32 activation storage: cuBLAS's FAST_16BF may or may not round a
 		 * GEMM's operands to bf16 (it picks the kernel), so the rounding
-		 * points cannot be emulated; nor does the reference round the bf16
-		 * residual stream (ACT16=resid / stream). There a tensor is held to
-		 * twice the distance bf16 rounding moves it on the CPU where that
-		 * exceeds tol_g (only ill-conditioned fixtures: layer 0's wq/wk, see
-		 * above; H100, 2026-11-27, under resid: wq 8.7e-2 / wk 9.7e-2 at a
-		 * seed whose rounded reference is 1.48e-1 from the exact one) */
-		double tol = (act32_storage() || (prec == POLICY_GPU_BF16 && act16_stream())) &&
+		 * points cannot be emulated. Where the residual stream is bf16
+		 * (ACT16=all / resid / stream) the reference rounds it (PB_RESID)
+		 * but not the MoE's bf16 slots or the router's bf16 input. There a
+		 * tensor is held to twice the distance bf16 rounding moves it on the
+		 * CPU where that exceeds tol_g (only ill-conditioned fixtures: layer
+		 * 0's wq/wk, see above; H100, 2026-11-27, under resid: wq 8.7e-2 /
+		 * wk 9.7e-2 at a seed whose rounded reference is 1.48e-1 from the
+		 * exact one) */
+		double tol = (act32_storage() ||
+		              (prec == POLICY_GPU_BF16 &&
+		               (policy_gpu_bf16_storage(g) & POLICY_GPU_BF16_STREAM))) &&
 		                             2 * sens[i] > tol_g
 		                     ? 2 * sens[i]
 		                     : tol_g;
@@ -642,7 +640,7 @@ static int check_accum(enum policy_gpu_precision prec)
 	double *grads, loss[2], gl[2];
 	float *gg;
 	double tol_g = prec == POLICY_GPU_FP32 ? 1e-3 : 8e-2;
-	int flags = prec == POLICY_GPU_BF16 ? bf16_round_points() : 0; /* as check_model */
+	int flags = 0;
 	if (!have_gpu())
 		return GPU_SKIP;
 	CHECK(replay_seed() == 0, "bad SWERVE_TEST_SEED");
@@ -658,6 +656,10 @@ static int check_accum(enum policy_gpu_precision prec)
 	b[1] = (struct policy_batch){cu1[2], f.tok + f.cu[1], 2, cu1};
 	tg[0] = f.tgt;
 	tg[1] = f.tgt + f.cu[1];
+	CHECK(policy_gpu_new(&g, &f.c, &f.L, 512, 8, prec) == 0, "%s", swerve_error_last());
+	CHECK(policy_gpu_set_params(g, f.p) == 0, "%s", swerve_error_last());
+	if (prec == POLICY_GPU_BF16)
+		flags = bf16_round_points(g); /* as check_model */
 	grads = calloc(f.L.total, sizeof(double));
 	for (int m = 0; m < 2; m++) {
 		struct policy_ref_tape *tp;
@@ -677,8 +679,6 @@ static int check_accum(enum policy_gpu_precision prec)
 		policy_ref_tape_free(tp);
 		free(dl);
 	}
-	CHECK(policy_gpu_new(&g, &f.c, &f.L, 512, 8, prec) == 0, "%s", swerve_error_last());
-	CHECK(policy_gpu_set_params(g, f.p) == 0, "%s", swerve_error_last());
 	{ /* a stale gradient in the arena (no AdamW after it) */
 		struct policy_batch full = {f.T, f.tok, f.S, f.cu};
 		CHECK(policy_gpu_step(NULL, NULL, NULL, g, &full, f.tgt, NULL, NULL, NULL,
@@ -1368,12 +1368,11 @@ static int test_graph2_bitwise_cispo(void)
 }
 static int test_bad_switches(void)
 {
-	static const char *vars[] = {"POLICY_GPU_ROUTE",      "POLICY_GPU_LIN_EW",
-	                             "POLICY_GPU_MOE_GATHER", "POLICY_GPU_EW",
-	                             "POLICY_GPU_ADAMW",      "POLICY_GPU_STREAMS",
-	                             "POLICY_GPU_COPY",       "POLICY_GPU_GRAPH",
-	                             "POLICY_GPU_LW_GATE",    "POLICY_GPU_ACT16",
-	                             "POLICY_GPU_FLASH",      "POLICY_GPU_FLASH_ROPE"};
+	static const char *vars[] = {
+	        "POLICY_GPU_ROUTE", "POLICY_GPU_LIN_EW", "POLICY_GPU_MOE_GATHER",
+	        "POLICY_GPU_EW",    "POLICY_GPU_ADAMW",  "POLICY_GPU_STREAMS",
+	        "POLICY_GPU_COPY",  "POLICY_GPU_GRAPH",  "POLICY_GPU_LW_GATE",
+	        "POLICY_GPU_ACT16", "POLICY_GPU_FLASH",  "POLICY_GPU_FLASH_ROPE"};
 	static const char *step_vars[] = {"POLICY_GPU_HEAD", "POLICY_GPU_HEAD_ROWS",
 	                                  "SWERVE_PL_ROWS", "SWERVE_LIGHTNING_DACT",
 	                                  "SWERVE_LIGHTNING_FWD_SEGMENTS"};
@@ -1804,14 +1803,14 @@ int main(void)
 	         "changing (bf16 CISPO)",
 	         test_graph2_bitwise_cispo},
 	};
-	{ /* round 16: a run under a level (resid, the default, unless
+	{ /* round 16: a run under a level (all since round 19, resid before; unless
 	   * POLICY_GPU_ACT16=off) holds every case's fixture to F 128, so the
 	   * level runs wherever the case's path takes it; under off, F 96 */
 		const char *a16 = getenv("POLICY_GPU_ACT16");
 		if (!a16 || !*a16 || strcmp(a16, "off")) {
 			fixture_hidden = 128;
 			printf("POLICY_GPU_ACT16=%s: every fixture with F 128 (the level's path)\n",
-			       a16 && *a16 ? a16 : "resid (the default)");
+			       a16 && *a16 ? a16 : "all (the default)");
 		}
 	}
 	return run_selected(tests, (int)(sizeof(tests) / sizeof(tests[0])));

@@ -25,6 +25,12 @@
  *            stores it (the final norm's, then the ffn and attention norms'
  *            dx += v of every layer): what the MoE's combine backward, the
  *            attention's backward and the embedding's gradient read
+ *   PB_RESID (round 19, POLICY_GPU_ACT16=resid / stream / all; not in
+ *            PB_ALL) the residual stream's value, rounded where it is
+ *            stored (x_0 from the embedding, then after each residual add:
+ *            xin, hmid, xf) AFTER the RMSNorm that follows it reads the
+ *            unrounded sum, as gpu_ew.cu's add + norm kernels do (fp32 sum
+ *            in registers, one rounding a store)
  * Softmax layers, the MoE and the head stay exact (double): they are not
  * where issue 10's error is. Layer functions other than the lightning
  * layer are policy/ref.c's. */
@@ -163,6 +169,7 @@ enum {
 	PB_DQKV = 64,
 	PB_ALL = 127,
 	PB_DRES = 128,
+	PB_RESID = 256,
 };
 
 /* round to the nearest bf16 (ties to even) via float, as the GPU rounds its
@@ -380,22 +387,25 @@ static inline void pb_model(double *logits, double *grads, double *loss, double 
 		       (size_t)D * sizeof(double));
 	for (int l = 0; l < NL; l++) {
 		const struct policy_layer_params *lp = &L->layers[l];
-		memcpy(xin + l * TD, x, TD * sizeof(double));
 		ref_rmsnorm_fwd(nrm, x, P + lp->attn_norm, T, D, c->norm_eps);
+		pb_round(x, TD, flags & PB_RESID);
+		memcpy(xin + l * TD, x, TD * sizeof(double));
 		if (lp->softmax)
 			ref_softmax_attn_fwd(tmp, nrm, P, lp, c, b);
 		else
 			pb_lin_fwd(tmp, nrm, P, lp, c, l, b, flags);
 		for (size_t i = 0; i < TD; i++)
 			x[i] += tmp[i];
-		memcpy(hmid + l * TD, x, TD * sizeof(double));
 		ref_rmsnorm_fwd(nrm, x, P + lp->ffn_norm, T, D, c->norm_eps);
+		pb_round(x, TD, flags & PB_RESID);
+		memcpy(hmid + l * TD, x, TD * sizeof(double));
 		a += ref_moe_fwd(tmp, nrm, P, lp, c, T);
 		for (size_t i = 0; i < TD; i++)
 			x[i] += tmp[i];
 	}
-	memcpy(xf, x, TD * sizeof(double));
 	ref_rmsnorm_fwd(nrm, x, P + L->final_norm, T, D, c->norm_eps);
+	pb_round(x, TD, flags & PB_RESID);
+	memcpy(xf, x, TD * sizeof(double));
 	ref_linear_fwd(logits, nrm, P + L->lm_head, T, D, V);
 	if (old)
 		policy_loss_pg(&st, dl, logits, T, V, tgt, old, adv, o);
