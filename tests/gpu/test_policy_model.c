@@ -1545,7 +1545,45 @@ static int act16_grads(const char *level, struct fixture *f, float *gg, double *
  * moves every gradient of its layer: H100, 2026-11-27, resid vs off 5-13%
  * across tensors on 3 of 3 seeds (the router reads bf16 there), slots vs
  * off 0.2-0.8%. Those are routing choices, not the levels' rounding, which
- * tests/gpu/test_act16 checks kernel by kernel at K = 2 of 8 experts. */
+ * tests/gpu/test_act16 checks kernel by kernel at K = 2 of 8 experts.
+ * Round 19: an ill-conditioned fixture (layer 0's wq / wk, attn_norm and
+ * tok_emb, moved several percent by bf16 rounding alone on the CPU) is
+ * redrawn: there two GPU runs that round at different points differ by
+ * far more than the rounding (H100, 2026-11-27, seed 7072274089752899547:
+ * resid vs off wq 0.34, wk 0.24, every other tensor <= 3.3e-2, where the
+ * CPU's stream rounding moves wq 6.3e-2), which says nothing about the
+ * levels' kernels. Well-conditioned fixtures keep the 8e-2 bound. One
+ * rounding is a random sample of a chaotic tensor's spread (that seed: the
+ * exact reference vs all's rounding points 2.1e-2, PB_ALL vs PB_ALL +
+ * PB_RESID 6.3e-2), so the fixture's sensitivity is the largest distance
+ * among three references: exact, PB_ALL, PB_ALL + the stream's points. */
+#define VS_OFF_COND 2.5e-2 /* a fixture's worst tensor sensitivity (CPU) */
+static double fixture_sensitivity(struct fixture *f, const char **worst)
+{
+	static const int fl[3] = {0, PB_ALL, PB_ALL | PB_RESID | PB_DRES};
+	struct policy_batch b = {f->T, f->tok, f->S, f->cu};
+	double *lg = malloc((size_t)f->T * f->c.vocab_size * sizeof(double));
+	double *g[3], l, w = 0;
+	for (int k = 0; k < 3; k++) {
+		g[k] = calloc(f->L.total, sizeof(double));
+		pb_model(lg, g[k], &l, NULL, &f->c, &f->L, f->pd, &b, f->tgt, NULL, NULL, NULL,
+		         fl[k]);
+	}
+	for (int i = 0; i < f->L.n; i++)
+		for (int k = 0; k < 3; k++) {
+			size_t o = f->L.t[i].offset;
+			double r = pb_rel(g[(k + 1) % 3] + o, g[k] + o, f->L.t[i].numel);
+			if (r > w) {
+				w = r;
+				*worst = f->L.t[i].name;
+			}
+		}
+	free(lg);
+	for (int k = 0; k < 3; k++)
+		free(g[k]);
+	return w;
+}
+
 static int test_act16_vs_off_top2(void)
 {
 	static const char *const levels[] = {"slots", "resid", "all"};
@@ -1557,11 +1595,23 @@ static int test_act16_vs_off_top2(void)
 	if (!have_gpu())
 		return GPU_SKIP;
 	CHECK(replay_seed() == 0, "bad SWERVE_TEST_SEED");
-	seed0 = seed;
 	keep = fixture_hidden;
 	fixture_hidden = 128;
 	fixture_experts = 2;
-	fixture_make(&f);
+	for (int draw = 0;; draw++) {
+		const char *wn = "";
+		double w;
+		seed0 = seed;
+		fixture_make(&f);
+		w = fixture_sensitivity(&f, &wn);
+		if (w <= VS_OFF_COND)
+			break;
+		printf("  seed %llu: ill-conditioned (bf16 rounding alone moves %s %.2e on the "
+		       "CPU): redrawn\n",
+		       (unsigned long long)seed0, wn, w);
+		fixture_dispose(&f);
+		CHECK(draw < 7, "8 fixtures in a row ill-conditioned (see above)");
+	}
 	fixture_experts = 0;
 	fixture_hidden = keep;
 	g0 = malloc(f.L.total * 4);
