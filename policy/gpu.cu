@@ -473,23 +473,6 @@ static int resid_rms_bwd(const struct policy_gpu *g, float *dx, uint16_t *xb, in
 	return rms_bwd(g, dx, xb, acc, dw, dy, x, w, rstd, T, C);
 }
 
-/* rotate-half on the first rd dims of each of H heads; inverse: R^T */
-__global__ static void k_rotary(float *x, const int *pos, int T, int H, int d, int rd, float theta,
-                                int inverse)
-{
-	int half = rd / 2;
-	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
-	if (i >= (size_t)T * H * half)
-		return;
-	int j = (int)(i % half), h = (int)(i / half % H), t = (int)(i / half / H);
-	float *v = x + ((size_t)t * H + h) * d;
-	double ang = pos[t] * pow((double)theta, -2.0 * j / rd);
-	float cs = (float)cos(ang), sn = (float)(inverse ? -sin(ang) : sin(ang));
-	float a = v[j], b = v[j + half];
-	v[j] = a * cs - b * sn;
-	v[j + half] = b * cs + a * sn;
-}
-
 /* softmax attention forward: a warp per (t, h); online softmax over the
  * keys of t's sequence up to t. d <= 128. */
 __global__ static void k_attn_fwd(float *o, float *lse, const float *q, const float *k,
@@ -2300,17 +2283,10 @@ static int softmax_fwd(struct policy_gpu *g, int l, float *y, const struct polic
 	CKR(mm_fwd(g, ly->q, CUDA_R_32F, ly->n1, wp(g, lp->wq), g->at, T, D, H * d, 0, 0));
 	CKR(mm_fwd(g, ly->k, CUDA_R_32F, ly->n1, wp(g, lp->wk), g->at, T, D, KV * d, 0, 0));
 	CKR(mm_fwd(g, ly->v, CUDA_R_32F, ly->n1, wp(g, lp->wv), g->at, T, D, KV * d, 0, 0));
-	if (c->rotary_dim && g->flash && policy_flash_rope_fused()) { /* fa19: one launch */
-		CKR(policy_flash_rope(ly->q, ly->k, g->pos, T, H, KV, d, c->rotary_dim,
-		                      (float)c->rope_theta, 0));
-	} else if (c->rotary_dim) {
-		k_rotary<<<GRID((size_t)T * H * (c->rotary_dim / 2)), 0, PST>>>(
-		        ly->q, g->pos, T, H, d, c->rotary_dim, (float)c->rope_theta, 0);
-		LAUNCHED();
-		k_rotary<<<GRID((size_t)T * KV * (c->rotary_dim / 2)), 0, PST>>>(
-		        ly->k, g->pos, T, KV, d, c->rotary_dim, (float)c->rope_theta, 0);
-		LAUNCHED();
-	}
+	if (c->rotary_dim) /* round 19: q and k in one launch (fused, the default) */
+		CKR((g->flash && policy_flash_rope_fused() ? policy_flash_rope
+		                                           : policy_flash_rope_elem)(
+		        ly->q, ly->k, g->pos, T, H, KV, d, c->rotary_dim, (float)c->rope_theta, 0));
 	if (g->flash) {
 		CKR(policy_flash_fwd(ly->o, ly->lse, ly->q, ly->k, ly->v, g->cu, b->n_seqs,
 		                     batch_maxlen(b), H, KV));
@@ -2359,17 +2335,10 @@ static int softmax_bwd(struct policy_gpu *g, int l, float *dn, const float *dy,
 		                                                  d, scale);
 		LAUNCHED();
 	}
-	if (c->rotary_dim && g->flash && policy_flash_rope_fused()) { /* fa19: one launch */
-		CKR(policy_flash_rope(dq, dk, g->pos, T, H, KV, d, c->rotary_dim,
-		                      (float)c->rope_theta, 1));
-	} else if (c->rotary_dim) {
-		k_rotary<<<GRID((size_t)T * H * (c->rotary_dim / 2)), 0, PST>>>(
-		        dq, g->pos, T, H, d, c->rotary_dim, (float)c->rope_theta, 1);
-		LAUNCHED();
-		k_rotary<<<GRID((size_t)T * KV * (c->rotary_dim / 2)), 0, PST>>>(
-		        dk, g->pos, T, KV, d, c->rotary_dim, (float)c->rope_theta, 1);
-		LAUNCHED();
-	}
+	if (c->rotary_dim)
+		CKR((g->flash && policy_flash_rope_fused() ? policy_flash_rope
+		                                           : policy_flash_rope_elem)(
+		        dq, dk, g->pos, T, H, KV, d, c->rotary_dim, (float)c->rope_theta, 1));
 	{
 		/* n1 and the weights are bf16 in bf16 mode: dq, dk, dv too */
 		const void *aq = dq, *ak = dk, *av = dv;

@@ -829,7 +829,7 @@ __device__ __forceinline__ static void f2_rope_heads(float *x, int nh, int d, in
 #pragma unroll
 		for (int u = 0; u < 4; u++)
 			if (h0 + u < nh) {
-				/* gpu.cu's k_rotary, the same expressions */
+				/* k_rope_elem's expressions */
 				x[(size_t)(h0 + u) * d + j] = a[u] * cs - b[u] * sn;
 				x[(size_t)(h0 + u) * d + j + half] = b[u] * cs + a[u] * sn;
 			}
@@ -837,7 +837,7 @@ __device__ __forceinline__ static void f2_rope_heads(float *x, int nh, int d, in
 }
 
 /* a thread per (token t, pair j): the angle, cos and sin as gpu.cu's
- * k_rotary computes them (double, then rounded to float), applied to every
+ * k_rope_elem computes them (double, then rounded to float), applied to every
  * head of q and of k */
 __global__ static void k_f2_rope(float *q, float *k, const int *pos, int T, int H, int KV, int d,
                                  int rd, float theta, int inverse)
@@ -972,8 +972,8 @@ int policy_flash_rope_fused(void)
 	return f2_rope_fused;
 }
 
-int policy_flash_rope(float *q, float *k, const int *pos, int T, int H, int KV, int d, int rd,
-                      float theta, int inverse)
+/* the arguments of both rotary forms: 0, or SWERVE_EINVAL naming them */
+static int rope_args(int T, int H, int KV, int d, int rd, const int *pos)
 {
 	if (T < 0 || H < 1 || KV < 1 || rd < 2 || rd % 2 || rd > d || !pos)
 		return swerve_error_set(SWERVE_EINVAL,
@@ -981,12 +981,55 @@ int policy_flash_rope(float *q, float *k, const int *pos, int T, int H, int KV, 
 		                        "dims %d: need T >= 0, positive heads, an even rotary "
 		                        "width within the head and positions",
 		                        T, H, KV, d, rd);
+	return 0;
+}
+
+int policy_flash_rope(float *q, float *k, const int *pos, int T, int H, int KV, int d, int rd,
+                      float theta, int inverse)
+{
+	CKR(rope_args(T, H, KV, d, rd, pos));
 	size_t n = (size_t)T * (rd / 2);
 	if (!n || (!q && !k))
 		return 0;
 	k_f2_rope<<<(unsigned)((n + 255) / 256), 256, 0, PST>>>(q, k, pos, T, H, KV, d, rd, theta,
 	                                                        inverse);
 	LAUNCHED();
+	return 0;
+}
+
+/* rotate-half on the first rd dims of each of H heads; inverse: R^T (the
+ * elem form: policy/gpu.cu's k_rotary until round 19, a thread per (token,
+ * head, pair)) */
+__global__ static void k_rope_elem(float *x, const int *pos, int T, int H, int d, int rd,
+                                   float theta, int inverse)
+{
+	int half = rd / 2;
+	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+	if (i >= (size_t)T * H * half)
+		return;
+	int j = (int)(i % half), h = (int)(i / half % H), t = (int)(i / half / H);
+	float *v = x + ((size_t)t * H + h) * d;
+	double ang = pos[t] * pow((double)theta, -2.0 * j / rd);
+	float cs = (float)cos(ang), sn = (float)(inverse ? -sin(ang) : sin(ang));
+	float a = v[j], b = v[j + half];
+	v[j] = a * cs - b * sn;
+	v[j + half] = b * cs + a * sn;
+}
+
+int policy_flash_rope_elem(float *q, float *k, const int *pos, int T, int H, int KV, int d, int rd,
+                           float theta, int inverse)
+{
+	CKR(rope_args(T, H, KV, d, rd, pos));
+	if (q && T) {
+		k_rope_elem<<<(unsigned)(((size_t)T * H * (rd / 2) + 255) / 256), 256, 0, PST>>>(
+		        q, pos, T, H, d, rd, theta, inverse);
+		LAUNCHED();
+	}
+	if (k && T) {
+		k_rope_elem<<<(unsigned)(((size_t)T * KV * (rd / 2) + 255) / 256), 256, 0, PST>>>(
+		        k, pos, T, KV, d, rd, theta, inverse);
+		LAUNCHED();
+	}
 	return 0;
 }
 

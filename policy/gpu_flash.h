@@ -44,11 +44,10 @@ int policy_flash_select(enum policy_flash_impl impl);
 enum policy_flash_impl policy_flash_selected(void);
 /* Round 19: the rotary embedding of the softmax layer's q and k.
  * policy_flash_rope_fused() is 1 where POLICY_GPU_FLASH_ROPE=fused (gpu.cu
- * then calls policy_flash_rope instead of its per-element k_rotary, once
- * for q and k together; the default since round 19: bit for bit elem,
- * 3.4-3.7x faster), 0 for elem (gpu.cu's k_rotary, one launch per
- * tensor). policy_flash_rope rotates, in place, the first rd dims of every
- * head of q (T, H, d) and k (T, KV, d) fp32, rotate-half, angle pos[t]
+ * then calls policy_flash_rope, once for q and k together; the default
+ * since round 19: bit for bit elem, 3.4-3.7x faster), 0 for elem
+ * (policy_flash_rope_elem, one launch per tensor). policy_flash_rope rotates, in place, the first
+ * rd dims of every head of q (T, H, d) and k (T, KV, d) fp32, rotate-half, angle pos[t]
  * theta^(-2j/rd) (inverse: by the negated angle, R^T): bit for bit gpu.cu's
  * k_rotary (the same double-precision angle, cos and sin, the same float
  * products), but cos and sin evaluated once per (token, pair) instead of
@@ -57,6 +56,11 @@ enum policy_flash_impl policy_flash_selected(void);
 int policy_flash_rope_fused(void);
 int policy_flash_rope(float *q, float *k, const int *pos, int T, int H, int KV, int d, int rd,
                       float theta, int inverse);
+/* the elem form, the same arguments: a thread per (token, head, pair), a
+ * launch per tensor (policy/gpu.cu's k_rotary until round 19; the
+ * reference policy_flash_rope must equal bit for bit) */
+int policy_flash_rope_elem(float *q, float *k, const int *pos, int T, int H, int KV, int d, int rd,
+                           float theta, int inverse);
 int policy_flash_fwd(float *o, float *lse, const float *q, const float *k, const float *v,
                      const int *cu, int n_seqs, int maxlen, int H, int KV);
 int policy_flash_bwd(float *dq, float *dk, float *dv, const float *dout, const float *Dsum,

@@ -15,7 +15,7 @@
  * second stream beside dK/dV) and the 32 x 2048 shape (the 65,536-token
  * micro-batch; wmma not run there), and the rotary embedding of q and k
  * (rd 32, theta 1e4, forward then inverse, as gpu.cu runs it each step):
- * elem = gpu.cu's k_rotary (copied here verbatim), a launch per tensor and
+ * elem = policy_flash_rope_elem (gpu.cu's k_rotary until round 19), a launch per tensor and
  * direction, against fused = policy_flash_rope, one launch per direction.
  * The last tables are the summary. */
 #include <cuda_runtime.h>
@@ -81,23 +81,6 @@ static struct result run(enum policy_flash_impl impl, int n, int L, int H, int K
 	return res;
 }
 
-/* policy/gpu.cu's k_rotary, copied verbatim (the elem baseline) */
-__global__ static void ref_rotary(float *x, const int *pos, int T, int H, int d, int rd,
-                                  float theta, int inverse)
-{
-	int half = rd / 2;
-	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
-	if (i >= (size_t)T * H * half)
-		return;
-	int j = (int)(i % half), h = (int)(i / half % H), t = (int)(i / half / H);
-	float *v = x + ((size_t)t * H + h) * d;
-	double ang = pos[t] * pow((double)theta, -2.0 * j / rd);
-	float cs = (float)cos(ang), sn = (float)(inverse ? -sin(ang) : sin(ang));
-	float a = v[j], b = v[j + half];
-	v[j] = a * cs - b * sn;
-	v[j + half] = b * cs + a * sn;
-}
-
 /* median ms of the rotary of q and k, forward and inverse, elem or fused */
 static double rope_ms(int fused, float *q, float *k, const int *pos, int T, int H, int KV)
 {
@@ -113,12 +96,8 @@ static double rope_ms(int fused, float *q, float *k, const int *pos, int T, int 
 		for (int inv = 0; inv < 2; inv++)
 			if (fused)
 				SW(policy_flash_rope(q, k, pos, T, H, KV, d, rd, theta, inv));
-			else {
-				ref_rotary<<<(unsigned)(((size_t)T * H * rd / 2 + 255) / 256),
-				             256>>>(q, pos, T, H, d, rd, theta, inv);
-				ref_rotary<<<(unsigned)(((size_t)T * KV * rd / 2 + 255) / 256),
-				             256>>>(k, pos, T, KV, d, rd, theta, inv);
-			}
+			else
+				SW(policy_flash_rope_elem(q, k, pos, T, H, KV, d, rd, theta, inv));
 		CK(cudaEventRecord(e1));
 		CK(cudaEventSynchronize(e1));
 		CK(cudaEventElapsedTime(&ms, e0, e1));
@@ -216,7 +195,7 @@ int main(void)
 			       3.5 * gf[si] / r->both, res[si][0].both / r->both);
 		}
 	printf("\nrotary of q (H %d) and k (KV %d), rd 32, forward + inverse (median ms; "
-	       "elem = gpu.cu's k_rotary, 4 launches; fused = policy_flash_rope, 2)\n"
+	       "elem = policy_flash_rope_elem, 4 launches; fused = policy_flash_rope, 2)\n"
 	       "| shape | elem | fused | elem again | fused again | elem / fused |\n"
 	       "|---|---|---|---|---|---|\n",
 	       H, KV);

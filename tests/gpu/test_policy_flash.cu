@@ -14,7 +14,8 @@
  * wmma at the benchmark shape (4 x 2048, H 12, KV 4), too large for the
  * reference. Round 19: fa2_par (dQ on a second stream) in every case and
  * bit for bit fa2 at the benchmark shape; policy_flash_rope bit for bit
- * gpu.cu's k_rotary (a verbatim copy here); the switches' spellings. */
+ * the elem form (policy_flash_rope_elem, gpu.cu's k_rotary until round
+ * 19); the switches' spellings. */
 #include <cuda_runtime.h>
 
 #include <atomic>
@@ -415,26 +416,8 @@ static int fa2_par_bitwise_fa2(void)
 	return 0;
 }
 
-/* policy/gpu.cu's k_rotary, copied verbatim: the form policy_flash_rope must
- * reproduce bit for bit */
-__global__ static void ref_rotary(float *x, const int *pos, int T, int H, int d, int rd,
-                                  float theta, int inverse)
-{
-	int half = rd / 2;
-	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
-	if (i >= (size_t)T * H * half)
-		return;
-	int j = (int)(i % half), h = (int)(i / half % H), t = (int)(i / half / H);
-	float *v = x + ((size_t)t * H + h) * d;
-	double ang = pos[t] * pow((double)theta, -2.0 * j / rd);
-	float cs = (float)cos(ang), sn = (float)(inverse ? -sin(ang) : sin(ang));
-	float a = v[j], b = v[j + half];
-	v[j] = a * cs - b * sn;
-	v[j + half] = b * cs + a * sn;
-}
-
 /* Round 19: policy_flash_rope (POLICY_GPU_FLASH_ROPE=fused) against the
- * copy of k_rotary bit for bit, on q (T, H, 64) and k (T, KV, 64) with
+ * elem form (policy_flash_rope_elem) bit for bit, on q (T, H, 64) and k (T, KV, 64) with
  * random values and positions (packed sequences' positions, and large ones
  * up to 2^20 for the long argument reduction), both directions, for the
  * model's rotary width (8, theta 1e7), the trainer's (32, 1e4) and the whole
@@ -473,12 +456,9 @@ static int rope_fused_bitwise_k_rotary(void)
 			float *q1 = dev_copy(hq), *k1 = dev_copy(hk), *q2 = dev_copy(hq),
 			      *k2 = dev_copy(hk);
 			CHECK(q1 && k1 && q2 && k2, "cudaMalloc");
-			unsigned gq = (unsigned)(((size_t)T * c.H * (c.rd / 2) + 255) / 256),
-			         gk = (unsigned)(((size_t)T * c.KV * (c.rd / 2) + 255) / 256);
-			if (!c.q_null)
-				ref_rotary<<<gq, 256>>>(q1, pos, T, c.H, d, c.rd, c.theta, inv);
-			ref_rotary<<<gk, 256>>>(k1, pos, T, c.KV, d, c.rd, c.theta, inv);
-			CK(cudaGetLastError());
+			CHECK(policy_flash_rope_elem(c.q_null ? NULL : q1, k1, pos, T, c.H, c.KV, d,
+			                             c.rd, c.theta, inv) == 0,
+			      "%s", swerve_error_last());
 			CHECK(policy_flash_rope(c.q_null ? NULL : q2, k2, pos, T, c.H, c.KV, d,
 			                        c.rd, c.theta, inv) == 0,
 			      "%s", swerve_error_last());
