@@ -232,6 +232,21 @@ __device__ __forceinline__ void flag_set(int *flag, int value)
 	asm volatile("st.release.gpu.global.b32 [%0], %1;\n" ::"l"(flag), "r"(value) : "memory");
 }
 
+/* ---- L2 cache policies ----------------------------------------------------------- */
+
+/* a policy word for the .L2::cache_hint forms of loads and stores: last
+ * (evict_last) for data read again, else evict_first for data read or
+ * written once (policy/gpu_moe.cu's wsb8h, policy/gpu_moe_ws.cu's wsb8k) */
+__device__ __forceinline__ uint64_t l2_policy(bool last)
+{
+	uint64_t p;
+	if (last)
+		asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;\n" : "=l"(p));
+	else
+		asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(p));
+	return p;
+}
+
 } // namespace ptx
 
 #endif

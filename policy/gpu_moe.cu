@@ -326,15 +326,6 @@ __device__ __forceinline__ static void mg_tma_st(const CUtensorMap *map, int x, 
  * (createpolicy) for data read or written once (evict_first: h1 / h3, dh13)
  * and for data every row tile reads again (evict_last: W2), and the TMA
  * load / store forms that take it (.L2::cache_hint) */
-__device__ __forceinline__ static uint64_t mg_pol(bool last)
-{
-	uint64_t p;
-	if (last)
-		asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;\n" : "=l"(p));
-	else
-		asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(p));
-	return p;
-}
 __device__ __forceinline__ static void mg_tma_st_h(const CUtensorMap *map, int x, int y,
                                                    uint32_t src, uint64_t pol)
 {
@@ -548,7 +539,7 @@ mg_epi_tma(const struct mg_args &a, const struct mg_tma &tm, float (&wacc)[2][32
 						continue;
 					const uint32_t o = h * 16384 + wr * 128;
 					if constexpr (H) {
-						const uint64_t pf = mg_pol(false);
+						const uint64_t pf = ptx::l2_policy(false);
 						mg_tma_st_h(&tm.s1, n0 + h * 64, r0 + wr, s1b + o,
 						            pf);
 						mg_tma_st_h(&tm.s1, F + n0 + h * 64, r0 + wr,
@@ -723,7 +714,7 @@ __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB)
 					ptx::tma_load3(sb + 8192, &tm.b0, k0, n0 + 64, e, bar);
 				} else if (MODE == MG_DOWN_DX) { /* W2 (k = d, n = f) */
 					if constexpr (HNT) {
-						const uint64_t pl = mg_pol(true);
+						const uint64_t pl = ptx::l2_policy(true);
 						mg_tma_ld3_h(sb, &tm.b0, n0, k0, e, bar, pl);
 						mg_tma_ld3_h(sb + 8192, &tm.b0, n0 + 64, k0, e, bar,
 						             pl);
@@ -884,7 +875,7 @@ __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB)
 					const CUtensorMap *m = j ? &tm.s3 : &tm.s2;
 					ptx::mbar_expect(bar, 2 * 16384);
 					if constexpr (HNT) {
-						const uint64_t pf = mg_pol(false);
+						const uint64_t pf = ptx::l2_policy(false);
 						mg_tma_ld2_h(dst, m, n0, r0, bar, pf);
 						mg_tma_ld2_h(dst + 16384, m, n0 + 64, r0, bar, pf);
 					} else {

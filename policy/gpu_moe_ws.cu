@@ -333,15 +333,6 @@ __device__ __forceinline__ static void ws_arrive(uint32_t bar)
 }
 /* round 19 (WS_DOWN_DXH): an L2 policy word (evict_last or evict_first),
  * the 3-D TMA load and the 16-byte global store that take it */
-__device__ __forceinline__ static uint64_t ws_pol(bool last)
-{
-	uint64_t p;
-	if (last)
-		asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;\n" : "=l"(p));
-	else
-		asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(p));
-	return p;
-}
 __device__ __forceinline__ static void ws_ld3_h(uint32_t dst, const CUtensorMap *map, int x, int y,
                                                 int z, uint32_t bar, uint64_t pol)
 {
@@ -948,7 +939,7 @@ __device__ __forceinline__ static void ws_dxt_epi(const struct ws_args &a, const
 				}
 				uint16_t *dst = a.dh13 + (size_t)row * 2 * F + f;
 				if constexpr (H) {
-					const uint64_t pf = ws_pol(false);
+					const uint64_t pf = ptx::l2_policy(false);
 					ws_st16_h(dst, make_uint4(d1[0], d1[1], d1[2], d1[3]), pf);
 					ws_st16_h(dst + F, make_uint4(d3[0], d3[1], d3[2], d3[3]),
 					          pf);
@@ -1521,7 +1512,7 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 				} else if (MB == WS_DOWN_DX ||
 				           MB == WS_DOWN_DXT) {              /* W2 (k = d, n = f) */
 					if constexpr (MODE == WS_DOWN_DXH) { /* round 19 */
-						const uint64_t pl = ws_pol(true);
+						const uint64_t pl = ptx::l2_policy(true);
 						for (int i = 0; i < 4; i++)
 							ws_ld3_h(sb + i * 8192, &tm.w1, n0 + 64 * i,
 							         k0, e, bar, pl);
@@ -1556,7 +1547,7 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 							ws_ld3_h(sa + i * WS_ATILE, &tm.w3,
 							         n0 + 64 * (b >> 1), r0,
 							         (b & 1) ^ a.beta, bar,
-							         ws_pol(false));
+							         ptx::l2_policy(false));
 						else
 							ptx::tma_load3(sa + i * WS_ATILE, &tm.w3,
 							               n0 + 64 * (b >> 1), r0,
@@ -2297,13 +2288,14 @@ WS_ROW3(ws6, "wsb6", WS_UPD, WS_DOWND, WS_UP_DXD, false)
 WS_ROW3(ws6r, "wsb6r", WS_UPR, WS_DOWNR, WS_UP_DXR, false)
 WS_ROW3(ws7, "wsb7", WS_UPC, WS_DOWNC, WS_UP_DXC, true)
 
-/* round 13 ("wsb5", opt-in): down dX with h1 / h3 by TMA into the ring
- * (WS_DOWN_DXT); h1 and h3 2^40 bytes apart or more: round 11's kernel */
-int policy_moe_ws5_down_dx(const struct policy_moe_dims *d, uint16_t *dh13, const uint16_t *dyp,
+/* down dX by kernel mode M; where its TMA boxes cannot take h1 / h3
+ * (SWERVE_ELIMIT: 2^40 bytes apart or more), round 11's kernel, said once */
+template <int M>
+static int ws_down_dx_or11(const struct policy_moe_dims *d, uint16_t *dh13, const uint16_t *dyp,
                            const uint16_t *w2, const uint16_t *h1, const uint16_t *h3, int cap,
                            void *stream)
 {
-	int rc = ws_down_dx_as<WS_DOWN_DXT>(d, dh13, dyp, w2, h1, h3, cap, stream);
+	int rc = ws_down_dx_as<M>(d, dh13, dyp, w2, h1, h3, cap, stream);
 	if (rc == SWERVE_ELIMIT) {
 		static int told;
 		if (!told++)
@@ -2311,6 +2303,15 @@ int policy_moe_ws5_down_dx(const struct policy_moe_dims *d, uint16_t *dh13, cons
 		rc = policy_moe_ws_down_dx(d, dh13, dyp, w2, h1, h3, cap, stream);
 	}
 	return rc;
+}
+
+/* round 13 ("wsb5", opt-in): down dX with h1 / h3 by TMA into the ring
+ * (WS_DOWN_DXT); h1 and h3 2^40 bytes apart or more: round 11's kernel */
+int policy_moe_ws5_down_dx(const struct policy_moe_dims *d, uint16_t *dh13, const uint16_t *dyp,
+                           const uint16_t *w2, const uint16_t *h1, const uint16_t *h3, int cap,
+                           void *stream)
+{
+	return ws_down_dx_or11<WS_DOWN_DXT>(d, dh13, dyp, w2, h1, h3, cap, stream);
 }
 
 /* round 19 ("wsb8", opt-in): down dX as wsb5 with the tile's h1 / h3 boxes
@@ -2321,14 +2322,7 @@ int policy_moe_ws8_down_dx(const struct policy_moe_dims *d, uint16_t *dh13, cons
                            const uint16_t *w2, const uint16_t *h1, const uint16_t *h3, int cap,
                            void *stream)
 {
-	int rc = ws_down_dx_as<WS_DOWN_DXP>(d, dh13, dyp, w2, h1, h3, cap, stream);
-	if (rc == SWERVE_ELIMIT) {
-		static int told;
-		if (!told++)
-			fprintf(stderr, "%s; down dX by round 11's kernel\n", swerve_error_last());
-		rc = policy_moe_ws_down_dx(d, dh13, dyp, w2, h1, h3, cap, stream);
-	}
-	return rc;
+	return ws_down_dx_or11<WS_DOWN_DXP>(d, dh13, dyp, w2, h1, h3, cap, stream);
 }
 
 /* round 19 ("wsb8r", opt-in): round 11's down dX (h1 / h3 into registers)
@@ -2338,14 +2332,7 @@ int policy_moe_ws8r_down_dx(const struct policy_moe_dims *d, uint16_t *dh13, con
                             const uint16_t *w2, const uint16_t *h1, const uint16_t *h3, int cap,
                             void *stream)
 {
-	int rc = ws_down_dx_as<WS_DOWN_DXQ>(d, dh13, dyp, w2, h1, h3, cap, stream);
-	if (rc == SWERVE_ELIMIT) {
-		static int told;
-		if (!told++)
-			fprintf(stderr, "%s; down dX by round 11's kernel\n", swerve_error_last());
-		rc = policy_moe_ws_down_dx(d, dh13, dyp, w2, h1, h3, cap, stream);
-	}
-	return rc;
+	return ws_down_dx_or11<WS_DOWN_DXQ>(d, dh13, dyp, w2, h1, h3, cap, stream);
 }
 
 /* round 19 ("wsb8k", opt-in): wsb5's down dX under L2 eviction priorities
@@ -2354,12 +2341,5 @@ int policy_moe_ws8k_down_dx(const struct policy_moe_dims *d, uint16_t *dh13, con
                             const uint16_t *w2, const uint16_t *h1, const uint16_t *h3, int cap,
                             void *stream)
 {
-	int rc = ws_down_dx_as<WS_DOWN_DXH>(d, dh13, dyp, w2, h1, h3, cap, stream);
-	if (rc == SWERVE_ELIMIT) {
-		static int told;
-		if (!told++)
-			fprintf(stderr, "%s; down dX by round 11's kernel\n", swerve_error_last());
-		rc = policy_moe_ws_down_dx(d, dh13, dyp, w2, h1, h3, cap, stream);
-	}
-	return rc;
+	return ws_down_dx_or11<WS_DOWN_DXH>(d, dh13, dyp, w2, h1, h3, cap, stream);
 }
