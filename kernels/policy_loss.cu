@@ -221,11 +221,15 @@ template <int P> __device__ __forceinline__ void put_grad(const row_args &a, int
 	}
 }
 
-template <int P>
+/* CS: evict-first stores (st.global.cs, round 19's stream row kernel) */
+template <int P, bool CS = false>
 __device__ __forceinline__ void put_grad4(const row_args &a, int r, int v, float4 g)
 {
 	if (P == 0) {
-		*(float4 *)(a.Z + (size_t)r * a.V + v) = g;
+		if (CS)
+			__stcs((float4 *)(a.Z + (size_t)r * a.V + v), g);
+		else
+			*(float4 *)(a.Z + (size_t)r * a.V + v) = g;
 	} else {
 		__nv_bfloat16 *o = a.dzs + (size_t)(r + a.r0) * a.V + v;
 #pragma unroll
@@ -238,7 +242,10 @@ __device__ __forceinline__ void put_grad4(const row_args &a, int r, int v, float
 			} pk;
 			pk.h[0] = h01;
 			pk.h[1] = h23;
-			*(uint2 *)(o + k * a.piece_stride) = pk.u;
+			if (CS)
+				__stcs((uint2 *)(o + k * a.piece_stride), pk.u);
+			else
+				*(uint2 *)(o + k * a.piece_stride) = pk.u;
 			float2 f01 = __bfloat1622float2(h01), f23 = __bfloat1622float2(h23);
 			g.x -= f01.x;
 			g.y -= f01.y;
@@ -812,34 +819,6 @@ __device__ __forceinline__ float target_logit_y(const row_args &a, int t, int yt
 	return zy;
 }
 
-/* put_grad4 with an evict-first store (st.global.cs) */
-template <int P>
-__device__ __forceinline__ void put_grad4_cs(const row_args &a, int r, int v, float4 g)
-{
-	if (P == 0) {
-		__stcs((float4 *)(a.Z + (size_t)r * a.V + v), g);
-	} else {
-		__nv_bfloat16 *o = a.dzs + (size_t)(r + a.r0) * a.V + v;
-#pragma unroll
-		for (int k = 0; k < P; k++) {
-			__nv_bfloat162 h01 = __floats2bfloat162_rn(g.x, g.y);
-			__nv_bfloat162 h23 = __floats2bfloat162_rn(g.z, g.w);
-			union {
-				__nv_bfloat162 h[2];
-				uint2 u;
-			} pk;
-			pk.h[0] = h01;
-			pk.h[1] = h23;
-			__stcs((uint2 *)(o + k * a.piece_stride), pk.u);
-			float2 f01 = __bfloat1622float2(h01), f23 = __bfloat1622float2(h23);
-			g.x -= f01.x;
-			g.y -= f01.y;
-			g.z -= f23.x;
-			g.w -= f23.y;
-		}
-	}
-}
-
 /* e = e^(z - m) of one float4 in place, adding to the sums (row_math's
  * expressions) */
 __device__ __forceinline__ void exp_sum4(float4 &q, float m, float &se, float &sz)
@@ -1008,7 +987,7 @@ __global__ void __launch_bounds__(ROW_THREADS, STREAM ? 2 : 1) pl_row_kernel_lea
 						g = grad4(q[j], coef, cs, y, i);
 					}
 					if (HINT)
-						put_grad4_cs<P>(a, r, 4 * i, g);
+						put_grad4<P, true>(a, r, 4 * i, g);
 					else
 						put_grad4<P>(a, r, 4 * i, g);
 				}
