@@ -1188,6 +1188,47 @@ __global__ static void __launch_bounds__(ROUTE_THREADS)
 	}
 }
 
+/* a token's router softmax over its E logits lg and its top-K choice
+ * (k_route's arithmetic in v2's order): p the E probabilities, sl / gv
+ * the K choices by decreasing probability and theirs, S the sum of gv */
+__device__ __forceinline__ static void rt_softmax_topk(const float *lg, int E, int K,
+                                                       float (&p)[ROUTE_EMAX],
+                                                       int (&sl)[ROUTE_EMAX],
+                                                       float (&gv)[ROUTE_EMAX], float &S)
+{
+	float mx = -INFINITY, z = 0;
+	unsigned taken = 0;
+	S = 0;
+#pragma unroll
+	for (int e = 0; e < ROUTE_EMAX; e++)
+		if (e < E)
+			mx = fmaxf(mx, lg[e]);
+#pragma unroll
+	for (int e = 0; e < ROUTE_EMAX; e++)
+		if (e < E)
+			z += (p[e] = expf(lg[e] - mx));
+#pragma unroll
+	for (int e = 0; e < ROUTE_EMAX; e++)
+		if (e < E)
+			p[e] /= z;
+#pragma unroll
+	for (int j = 0; j < ROUTE_EMAX; j++)
+		if (j < K) {
+			int best = -1;
+			float bv = 0;
+#pragma unroll
+			for (int e = 0; e < ROUTE_EMAX; e++)
+				if (e < E && !(taken >> e & 1u) && (best < 0 || p[e] > bv)) {
+					best = e;
+					bv = p[e];
+				}
+			taken |= 1u << best;
+			sl[j] = best;
+			gv[j] = bv;
+			S += bv;
+		}
+}
+
 /* ---- variant v4 (POLICY_GPU_ROUTE=v4, the default since round 10; its
  * test cases passed on an H100, 2026-11-27): v3 with k_rt_fwd4 for the forward (the sort
  * and the backward are v3's). ncu showed k_rt_fwd3 issue-bound (DRAM at
@@ -1346,38 +1387,9 @@ __global__ static void __launch_bounds__(ROUTE_FWD3_THREADS)
 	/* a thread a token: k_route's arithmetic in v2's order */
 	if (lane < nt) {
 		size_t t = (size_t)t0 + lane;
-		float p[ROUTE_EMAX], gv[ROUTE_EMAX], mx = -INFINITY, z = 0, S = 0;
+		float p[ROUTE_EMAX], gv[ROUTE_EMAX], S;
 		int sl[ROUTE_EMAX];
-		unsigned taken = 0;
-#pragma unroll
-		for (int e = 0; e < ROUTE_EMAX; e++)
-			if (e < E)
-				mx = fmaxf(mx, s_l[lane][e]);
-#pragma unroll
-		for (int e = 0; e < ROUTE_EMAX; e++)
-			if (e < E)
-				z += (p[e] = expf(s_l[lane][e] - mx));
-#pragma unroll
-		for (int e = 0; e < ROUTE_EMAX; e++)
-			if (e < E)
-				p[e] /= z;
-#pragma unroll
-		for (int j = 0; j < ROUTE_EMAX; j++)
-			if (j < K) {
-				int best = -1;
-				float bv = 0;
-#pragma unroll
-				for (int e = 0; e < ROUTE_EMAX; e++)
-					if (e < E && !(taken >> e & 1u) &&
-					    (best < 0 || p[e] > bv)) {
-						best = e;
-						bv = p[e];
-					}
-				taken |= 1u << best;
-				sl[j] = best;
-				gv[j] = bv;
-				S += bv;
-			}
+		rt_softmax_topk(s_l[lane], E, K, p, sl, gv, S);
 #pragma unroll
 		for (int j = 0; j < ROUTE_EMAX; j++)
 			if (j < K) {
@@ -1553,39 +1565,9 @@ __global__ static void __launch_bounds__(FB / ROUTE_FWD5_TPW * 32)
 	int nA = ng * K;
 	if (lane < ng) {
 		size_t t = (size_t)t0 + g0 + lane;
-		float p[ROUTE_EMAX], gv[ROUTE_EMAX], mx = -INFINITY, z = 0, S = 0;
-		const float *lg = s_l[g0 + lane];
+		float p[ROUTE_EMAX], gv[ROUTE_EMAX], S;
 		int sl[ROUTE_EMAX];
-		unsigned taken = 0;
-#pragma unroll
-		for (int e = 0; e < ROUTE_EMAX; e++)
-			if (e < E)
-				mx = fmaxf(mx, lg[e]);
-#pragma unroll
-		for (int e = 0; e < ROUTE_EMAX; e++)
-			if (e < E)
-				z += (p[e] = expf(lg[e] - mx));
-#pragma unroll
-		for (int e = 0; e < ROUTE_EMAX; e++)
-			if (e < E)
-				p[e] /= z;
-#pragma unroll
-		for (int j = 0; j < ROUTE_EMAX; j++)
-			if (j < K) {
-				int best = -1;
-				float bv = 0;
-#pragma unroll
-				for (int e = 0; e < ROUTE_EMAX; e++)
-					if (e < E && !(taken >> e & 1u) &&
-					    (best < 0 || p[e] > bv)) {
-						best = e;
-						bv = p[e];
-					}
-				taken |= 1u << best;
-				sl[j] = best;
-				gv[j] = bv;
-				S += bv;
-			}
+		rt_softmax_topk(s_l[g0 + lane], E, K, p, sl, gv, S);
 #pragma unroll
 		for (int j = 0; j < ROUTE_EMAX; j++)
 			if (j < K) {
