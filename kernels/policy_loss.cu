@@ -14,7 +14,8 @@
  *
  * FP32 accuracy from bf16 tensor cores: X is bf16, so exact. W is split
  * into PW = 3 bf16 parts (w = w0 + w1 + w2, |w1| <= 2^-9 |w0|, |w2| <= 2^-18
- * |w0|: all 24 bits) and dZ into PZ = 2 (16 bits, the rest is <= 2^-18):
+ * |w0|: all 24 bits; SWERVE_PL_WPARTS=2 keeps w0 + w1, K = 2d) and dZ into
+ * PZ = 2 (16 bits, the rest is <= 2^-18):
  *   forward  Z  = [X X X] [W0 W1 W2]^T             one GEMM, K = 3d
  *   dW          = [dZ0; dZ1]^T [X; X]               one GEMM, K = 2c
  *   dX          = dZ0 W0 + dZ0 W1 + dZ1 W0           three GEMMs a block of
@@ -84,11 +85,34 @@ static size_t al256(size_t x)
 	return (x + 255) & ~(size_t)255;
 }
 
+/* SWERVE_PL_WPARTS = 2 | 3: the bf16 parts of W in the FP32 and FP32_FWD
+ * forwards (and FP32's dX), read at each call; unset or empty: 3. Two parts
+ * carry W to 2^-18 of each weight (|w - w0 - w1| <= 2^-18 |w|), the same
+ * order as the tensor cores' truncating fp32 accumulator over K = PW d;
+ * measured against float64 in tests/bench/gpu_policy_loss (RESULTS.md).
+ * Anything else: wparts_checked refuses it by name (layout_of, which cannot
+ * fail, takes it as 3). */
+static int wparts_env(void)
+{
+	const char *e = getenv("SWERVE_PL_WPARTS");
+	if (!e || !*e)
+		return 3;
+	return !strcmp(e, "2") ? 2 : !strcmp(e, "3") ? 3 : -1;
+}
+
+static int wparts_checked(void)
+{
+	if (wparts_env() > 0)
+		return 0;
+	return swerve_error_set(SWERVE_EINVAL, "policy loss: SWERVE_PL_WPARTS=%s: must be 2 or 3",
+	                        getenv("SWERVE_PL_WPARTS"));
+}
+
 static int w_parts(const struct swerve_pl_opts *o)
 {
 	switch (o->precision) {
 	case SWERVE_PL_FP32:
-	case SWERVE_PL_FP32_FWD: return 3;
+	case SWERVE_PL_FP32_FWD: return wparts_env() == 2 ? 2 : 3;
 	case SWERVE_PL_BF16: return 1;
 	default: return 0;
 	}
@@ -1203,7 +1227,7 @@ extern "C" int swerve_policy_loss_cuda(struct swerve_pl_ctx *ctx, const struct s
                                        struct CUstream_st *stream)
 {
 	int rc = swerve_pl_check_args(out, b, X, W, o);
-	if (rc)
+	if (rc || (rc = wparts_checked()))
 		return rc;
 	if (!ctx)
 		return swerve_error_set(SWERVE_EINVAL,
@@ -1251,6 +1275,8 @@ extern "C" int swerve_policy_loss_cuda(struct swerve_pl_ctx *ctx, const struct s
 		int blocks = (int)((n + 255) / 256 < 132 * 16 ? (n + 255) / 256 : 132 * 16);
 		if (PW == 3)
 			pl_split_w<3><<<blocks, 256, 0, st>>>(W, (size_t)V, d, Wp);
+		else if (PW == 2)
+			pl_split_w<2><<<blocks, 256, 0, st>>>(W, (size_t)V, d, Wp);
 		else
 			pl_split_w<1><<<blocks, 256, 0, st>>>(W, (size_t)V, d, Wp);
 		CUDA_TRY(cudaGetLastError(), "split W kernel");

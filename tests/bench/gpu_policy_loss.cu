@@ -163,7 +163,10 @@ static struct row bench(int V, enum swerve_pl_precision prec, int chunk, int row
 	CK(cudaMalloc(&y, N * 4));
 	CK(cudaMalloc(&dX, nx * 4));
 	CK(cudaMalloc(&dW, nw * 4));
-	fill_normal<<<1024, 256>>>(Wt, nw, 2.0f / sqrtf((float)D), 1234 + V);
+	/* PL_WSCALE=f: W's spread times f (logits' spread ~2 f): the W-parts
+	 * error grows with the logits' size, the accumulator's too */
+	const float wscale = getenv("PL_WSCALE") ? (float)atof(getenv("PL_WSCALE")) : 1.0f;
+	fill_normal<<<1024, 256>>>(Wt, nw, 2.0f * wscale / sqrtf((float)D), 1234 + V);
 	fill_normal<<<1024, 256>>>(tmp, nx, 1.0f, 99);
 	to_bf16<<<1024, 256>>>(tmp, nx, X);
 	fill_normal<<<64, 256>>>(adv, N, 1.0f, 7);
@@ -286,10 +289,14 @@ static struct row bench(int V, enum swerve_pl_precision prec, int chunk, int row
 	static const char *const kerns[] = {"",      " 2-pass", " prefetch",
 	                                    " lean", " stream", " stream-plain"};
 	const char *kern = reread >= 0 && reread <= 5 ? kerns[reread] : " ?";
+	const char *w2 = getenv("SWERVE_PL_WPARTS") && !strcmp(getenv("SWERVE_PL_WPARTS"), "2") &&
+	                                 (prec == SWERVE_PL_FP32 || prec == SWERVE_PL_FP32_FWD)
+	                         ? " W2"
+	                         : "";
 	if (R < C)
-		snprintf(name, sizeof(name), "%s C=%d R=%d%s", mode_name(prec), C, R, kern);
+		snprintf(name, sizeof(name), "%s%s C=%d R=%d%s", mode_name(prec), w2, C, R, kern);
 	else
-		snprintf(name, sizeof(name), "%s C=%d%s", mode_name(prec), C, kern);
+		snprintf(name, sizeof(name), "%s%s C=%d%s", mode_name(prec), w2, C, kern);
 	printf("ROW|swerve|%d|%s|%.2f|%.3f|%.1f|%.2e|%.3f|%.2e\n", V, name, med,
 	       peak / 1073741824.0, tflops, err, wsz / 1073741824.0, dxe / dxm);
 	printf("PHASES|%d|%s", V, name);
@@ -359,6 +366,14 @@ static void policy_shape(void)
 		r.push_back(bench(V, SWERVE_PL_FP32_FWD, c.C, c.R, ctx, base, c.reread));
 	for (auto c : cfg_list("PL_CFGS_FP32", PL_CFGS_FP32_DEFAULT))
 		r.push_back(bench(V, SWERVE_PL_FP32, c.C, c.R, ctx, base, c.reread));
+	/* round 20: W in two bf16 parts (SWERVE_PL_WPARTS=2), beside the rows above */
+	if (!getenv("SWERVE_PL_WPARTS")) {
+		setenv("SWERVE_PL_WPARTS", "2", 1);
+		r.push_back(bench(V, SWERVE_PL_FP32_FWD, 0, 0, ctx, base, 0));
+		r.push_back(bench(V, SWERVE_PL_FP32, 0, 0, ctx, base, 0));
+		unsetenv("SWERVE_PL_WPARTS");
+		r.push_back(bench(V, SWERVE_PL_FP32_FWD, 0, 0, ctx, base, 0));
+	}
 	swerve_pl_ctx_free(ctx);
 	cudaDeviceProp p;
 	CK(cudaGetDeviceProperties(&p, 0));
@@ -417,6 +432,12 @@ int main(int argc, char **argv)
 		bench(V, SWERVE_PL_TF32, 0, 0, ctx, base);
 		bench(V, SWERVE_PL_FP32_FWD, 0, 0, ctx, base);
 		bench(V, SWERVE_PL_BF16, 0, 0, ctx, base);
+		if (!getenv("SWERVE_PL_WPARTS")) { /* round 20: W in two parts */
+			setenv("SWERVE_PL_WPARTS", "2", 1);
+			bench(V, SWERVE_PL_FP32, 0, 0, ctx, base);
+			bench(V, SWERVE_PL_FP32_FWD, 0, 0, ctx, base);
+			unsetenv("SWERVE_PL_WPARTS");
+		}
 		swerve_pl_ctx_free(ctx);
 	}
 	return 0;

@@ -544,6 +544,94 @@ static int rows_env_is_checked(void)
 	return 0;
 }
 
+/* SWERVE_PL_WPARTS=2 (W in two bf16 parts): FP32 / FP32_FWD cases at their
+ * unchanged tolerances (logp 1e-5 relative to the CPU's double), and a
+ * misspelt value refused by name */
+static int env_swap(const char *name, const char *val, char *keep, size_t n)
+{
+	const char *was = getenv(name);
+	snprintf(keep, n, "%s", was ? was : "");
+	return val ? setenv(name, val, 1) : unsetenv(name);
+}
+
+static void env_restore(const char *name, const char *keep)
+{
+	if (*keep)
+		setenv(name, keep, 1);
+	else
+		unsetenv(name);
+}
+
+static int w2_cases(void)
+{
+	if (!have_gpu())
+		return GPU_SKIP;
+	static const struct cfg cs[] = {
+	        {"W2 cispo fp32 V%4=0", 300, 136, 2048, 5, 64, SWERVE_PL_CISPO, SWERVE_PL_FP32,
+	         SWERVE_PL_NORM_TOKENS, 0, 1, 0, 0, 0, 0, 0, 0},
+	        {"W2 cispo fp32 d1024 V8192", 128, 1024, 8192, 4, 0, SWERVE_PL_CISPO,
+	         SWERVE_PL_FP32, SWERVE_PL_NORM_TOKENS, 0, 1, 0, 0, 0, 0, 0, 0},
+	        {"W2 grpo fp32fwd N2048 R96 acc", 2048, 64, 2048, 16, 256, SWERVE_PL_GRPO,
+	         SWERVE_PL_FP32_FWD, SWERVE_PL_NORM_SEQUENCE, 1, 1, 0, 0, 0, 1, 96, 0},
+	        {"W2 cispo fp32fwd V odd R40", 97, 72, 1001, 3, 0, SWERVE_PL_CISPO,
+	         SWERVE_PL_FP32_FWD, SWERVE_PL_NORM_SEQUENCE, 1, 1, 1, 1, 0, 0, 40, 0},
+	        {"W2 cispo fp32fwd d768 V32000", 48, 768, 32000, 2, 0, SWERVE_PL_CISPO,
+	         SWERVE_PL_FP32_FWD, SWERVE_PL_NORM_TOKENS, 0, 1, 0, 0, 0, 0, 16, 0},
+	};
+	char keep[64];
+	env_swap("SWERVE_PL_WPARTS", "2", keep, sizeof(keep));
+	int rc = 0;
+	for (size_t i = 0; i < sizeof(cs) / sizeof(cs[0]) && !rc; i++)
+		rc = run_case(&cs[i]);
+	env_restore("SWERVE_PL_WPARTS", keep);
+	return rc;
+}
+
+static int wparts_env_is_checked(void)
+{
+	if (!have_gpu())
+		return GPU_SKIP;
+	struct swerve_pl_opts o;
+	swerve_pl_opts_init(&o, SWERVE_PL_CISPO);
+	const int n = 4, d = 64, v = 64;
+	std::vector<int32_t> hy(n, 1);
+	std::vector<float> hf((size_t)v * d, 0.01f);
+	std::vector<uint16_t> hx((size_t)n * d, 0x3f80); /* bf16 1.0 */
+	int32_t *y = dev_copy(hy);
+	float *f = dev_copy(hf);
+	uint16_t *x = dev_copy(hx);
+	CHECK(y && f && x, "cudaMalloc");
+	struct swerve_pl_batch b = {n, d, v, y, f, f, NULL, 0, 0, NULL};
+	float *g = NULL;
+	CK(cudaMalloc(&g, (3 * n + 1 + (size_t)n * d + (size_t)v * d) * 4));
+	struct swerve_pl_out out = {
+	        g, g + n, g + 2 * n, NULL, g + 3 * n, g + 3 * n + 1, g + 3 * n + 1 + n * d};
+	size_t wsz = swerve_pl_workspace_size(&b, &o);
+	void *ws = NULL;
+	CK(cudaMalloc(&ws, wsz));
+	struct swerve_pl_ctx *ctx = NULL;
+	CHECK(swerve_pl_ctx_new(&ctx) == 0, "%s", swerve_error_last());
+	char keep[64];
+	static const char *const good[] = {"2", "3", ""};
+	int rc_good = 0;
+	for (int i = 0; i < 3 && !rc_good; i++) {
+		env_swap("SWERVE_PL_WPARTS", good[i], keep, sizeof(keep));
+		rc_good = swerve_policy_loss_cuda(ctx, &out, &b, x, f, &o, ws, wsz, NULL);
+		env_restore("SWERVE_PL_WPARTS", keep);
+	}
+	env_swap("SWERVE_PL_WPARTS", "1", keep, sizeof(keep));
+	int rc = swerve_policy_loss_cuda(ctx, &out, &b, x, f, &o, ws, wsz, NULL);
+	env_restore("SWERVE_PL_WPARTS", keep);
+	printf("  SWERVE_PL_WPARTS=1: rc %d: %s\n", rc, swerve_error_last());
+	CK(cudaDeviceSynchronize());
+	swerve_pl_ctx_free(ctx);
+	cudaFree(ws), cudaFree(g), cudaFree(y), cudaFree(f), cudaFree(x);
+	CHECK(rc_good == 0, "a valid SWERVE_PL_WPARTS was refused");
+	CHECK(rc == SWERVE_EINVAL && strstr(swerve_error_last(), "SWERVE_PL_WPARTS=1"),
+	      "SWERVE_PL_WPARTS=1 was not refused by name (rc %d)", rc);
+	return 0;
+}
+
 static int bad_workspace_is_refused(void)
 {
 	if (!have_gpu())
@@ -625,6 +713,8 @@ int main(void)
 	        {"sp_tf32", sp_tf32},
 	        {"sp_dapo_fp32", sp_dapo_fp32},
 	        {"bad_workspace_is_refused", bad_workspace_is_refused},
+	        {"w2_cases", w2_cases},
+	        {"wparts_env_is_checked", wparts_env_is_checked},
 	};
 	/* PL_TEST_ONLY=prefix,prefix,...: only the cases whose names start with
 	 * one of them (a short device call for one kernel's cases) */
