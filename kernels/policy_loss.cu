@@ -13,23 +13,27 @@
  * then one block sums the per-token loss terms in double (deterministic).
  *
  * FP32 accuracy from bf16 tensor cores: X is bf16, so exact. W is split
- * into PW = 3 bf16 parts (w = w0 + w1 + w2, |w1| <= 2^-9 |w0|, |w2| <= 2^-18
- * |w0|: all 24 bits; SWERVE_PL_WPARTS=2 keeps w0 + w1, K = 2d) and dZ into
- * PZ = 2 (16 bits, the rest is <= 2^-18):
- *   forward  Z  = [X X X] [W0 W1 W2]^T             one GEMM, K = 3d
+ * into PW = 2 bf16 parts (w = w0 + w1 + r, |w1| <= 2^-9 |w0|, |r| <= 2^-18
+ * |w|; round 20: SWERVE_PL_WPARTS=3 adds w2 = r rounded, all 24 bits, the
+ * rounds 9-19 default) and dZ into PZ = 2 (16 bits, the rest is <= 2^-18):
+ *   forward  Z  = [X X] [W0 W1]^T                  one GEMM, K = 2d
  *   dW          = [dZ0; dZ1]^T [X; X]               one GEMM, K = 2c
  *   dX          = dZ0 W0 + dZ0 W1 + dZ1 W0           three GEMMs a block of
  *                 8192 vocabulary entries (dropped terms: about 2^-18)
- * The split W lives in the workspace as rows [W0 | W1 | W2] (V, 3d), which
- * serves both the forward (K-concatenated) and dX (column blocks, ld 3d).
+ * The split W lives in the workspace as rows [W0 | W1] (V, 2d), which
+ * serves both the forward (K-concatenated) and dX (column blocks, ld 2d).
  * The tensor cores accumulate in fp32 with truncation (not rounding), an
  * error that grows with the accumulation length: measured on an H100, dX over
  * K = V = 131072 in one GEMM was 1.4e-4 off (max/max), so dX sums K in
- * blocks; logits (K = 3d) stay a few 1e-6 off. The target's logit is
+ * blocks; logits stay a few 1e-6 off. That truncation, not the dropped third
+ * part, bounds the forward: against float64, logp with 2 parts (K = 2d) is
+ * 1.25e-6 off where 3 parts (K = 3d) are 2.05e-6, and 5.7e-6 against 8.3e-6
+ * with logits 4x larger (H100, 2026-11-27, gpu_policy_loss; RESULTS.md), at
+ * two thirds of the forward GEMM's work. The target's logit is
  * recomputed exactly (fp32 FMAs, d per token): its error does not average out
  * as the log-sum-exp's does (TF32 mode: logp error 1.1e-4 -> 2.8e-6).
  * TF32 mode runs plain cuBLAS TF32 GEMMs on fp32 operands (dZ in place of Z);
- * BF16 mode is PW = PZ = 1. FP32_FWD mode is PW = 3, PZ = 1: the forward
+ * BF16 mode is PW = PZ = 1. FP32_FWD mode is PW = 2 (3), PZ = 1: the forward
  * (and so logp, entropy, ratio, loss, clip flags) exactly as FP32, then
  *   dX          = dZ0 W0                            one GEMM, K = V
  *   dW          = dZ0^T X                           one GEMM, K = c
@@ -86,17 +90,14 @@ static size_t al256(size_t x)
 }
 
 /* SWERVE_PL_WPARTS = 2 | 3: the bf16 parts of W in the FP32 and FP32_FWD
- * forwards (and FP32's dX), read at each call; unset or empty: 3. Two parts
- * carry W to 2^-18 of each weight (|w - w0 - w1| <= 2^-18 |w|), the same
- * order as the tensor cores' truncating fp32 accumulator over K = PW d;
- * measured against float64 in tests/bench/gpu_policy_loss (RESULTS.md).
- * Anything else: wparts_checked refuses it by name (layout_of, which cannot
- * fail, takes it as 3). */
+ * forwards (and FP32's dX), read at each call; unset or empty: 2 (round 20;
+ * 3 was the default before). Anything else: wparts_checked refuses it by
+ * name (layout_of, which cannot fail, takes it as the default). */
 static int wparts_env(void)
 {
 	const char *e = getenv("SWERVE_PL_WPARTS");
 	if (!e || !*e)
-		return 3;
+		return 2;
 	return !strcmp(e, "2") ? 2 : !strcmp(e, "3") ? 3 : -1;
 }
 
@@ -112,7 +113,7 @@ static int w_parts(const struct swerve_pl_opts *o)
 {
 	switch (o->precision) {
 	case SWERVE_PL_FP32:
-	case SWERVE_PL_FP32_FWD: return wparts_env() == 2 ? 2 : 3;
+	case SWERVE_PL_FP32_FWD: return wparts_env() == 3 ? 3 : 2;
 	case SWERVE_PL_BF16: return 1;
 	default: return 0;
 	}
@@ -1309,7 +1310,7 @@ extern "C" int swerve_policy_loss_cuda(struct swerve_pl_ctx *ctx, const struct s
 	for (int t0 = 0; t0 < N; t0 += C) {
 		const int c = N - t0 < C ? N - t0 : C;
 		const __nv_bfloat16 *xc = Xb + (size_t)t0 * d; /* (c, d) */
-		/* forward operand (c, PW d) [X X X]; dW operand (PZ c, d) [X; X] */
+		/* forward operand (c, PW d) [X X]; dW operand (PZ c, d) [X; X] */
 		const void *xfwd = xc;
 		const void *xdw = xc;
 		if (PW > 1) {

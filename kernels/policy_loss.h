@@ -50,11 +50,13 @@ enum swerve_pl_norm {
 
 /* How the GPU computes the head's products (the CPU reference always uses
  * double). X is bf16 and so exact in every mode; what differs is W and dZ:
- *   FP32      W split into 3 bf16 parts (24 bits), the logit gradient into 2
- *             (16 bits), products on bf16 tensor cores with fp32
- *             accumulation, the target logit recomputed exactly:
- *             fp32-accurate forward and gradients (M1). 8 bf16 product
- *             passes: forward 3, dX 3, dW 2.
+ *   FP32      W split into 2 bf16 parts (to 2^-18 of each weight; 3 parts,
+ *             all 24 bits, with the env switch SWERVE_PL_WPARTS=3: the
+ *             tensor cores' truncating accumulator makes 2 the more exact
+ *             against float64), the logit gradient into 2 (16 bits),
+ *             products on bf16 tensor cores with fp32 accumulation, the
+ *             target logit recomputed exactly: fp32-accurate forward and
+ *             gradients (M1). 7 bf16 product passes: forward 2, dX 3, dW 2.
  *   TF32      one cuBLAS TF32 product per GEMM (10-bit mantissas).
  *   BF16      W and dZ rounded to bf16 (8-bit mantissas): fastest, least exact.
  *   FP32_FWD  the forward exactly as FP32 (logp, entropy, ratio, loss and the
@@ -62,7 +64,7 @@ enum swerve_pl_norm {
  *             match), the backward at bf16 product precision with fp32
  *             accumulation like the rest of a bf16 model: dZ as one bf16 part,
  *             dX = dZ W0 (W0 = bf16(W)) and dW = dZ^T X one GEMM each.
- *             5 product passes. The CPU reference treats it as FP32. */
+ *             4 product passes (5 with 3 parts). The CPU reference treats it as FP32. */
 enum swerve_pl_precision {
 	SWERVE_PL_FP32 = 0,
 	SWERVE_PL_TF32 = 1,
@@ -186,7 +188,7 @@ int swerve_policy_loss_cuda(struct swerve_pl_ctx *ctx, const struct swerve_pl_ou
  * zeroes the totals; swerve_pl_profile_read copies them out. */
 enum swerve_pl_phase {
 	SWERVE_PL_PH_PREP = 0, /* counts, the split of W */
-	SWERVE_PL_PH_XCOPY,    /* chunk copies of X ([X X X], [X; X], fp32) */
+	SWERVE_PL_PH_XCOPY,    /* chunk copies of X ([X X], [X; X], fp32) */
 	SWERVE_PL_PH_FWD,      /* forward GEMM(s) Z = X W^T */
 	SWERVE_PL_PH_ROW,      /* the row kernel (log-sum-exp, loss math, dZ) */
 	SWERVE_PL_PH_DX,       /* dX GEMM(s) */

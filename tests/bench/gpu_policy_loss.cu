@@ -127,7 +127,7 @@ static size_t used_bytes(void)
 
 static const char *mode_name(enum swerve_pl_precision p)
 {
-	return p == SWERVE_PL_FP32       ? "fp32(3xbf16)"
+	return p == SWERVE_PL_FP32       ? "fp32"
 	       : p == SWERVE_PL_TF32     ? "tf32"
 	       : p == SWERVE_PL_FP32_FWD ? "fp32fwd"
 	                                 : "bf16";
@@ -289,10 +289,12 @@ static struct row bench(int V, enum swerve_pl_precision prec, int chunk, int row
 	static const char *const kerns[] = {"",      " 2-pass", " prefetch",
 	                                    " lean", " stream", " stream-plain"};
 	const char *kern = reread >= 0 && reread <= 5 ? kerns[reread] : " ?";
-	const char *w2 = getenv("SWERVE_PL_WPARTS") && !strcmp(getenv("SWERVE_PL_WPARTS"), "2") &&
-	                                 (prec == SWERVE_PL_FP32 || prec == SWERVE_PL_FP32_FWD)
-	                         ? " W2"
-	                         : "";
+	/* FP32 / FP32_FWD rows name their W parts: W2 (the default since round
+	 * 20) or W3 (SWERVE_PL_WPARTS=3, rounds 9-19) */
+	const char *wp = getenv("SWERVE_PL_WPARTS");
+	const char *w2 = prec != SWERVE_PL_FP32 && prec != SWERVE_PL_FP32_FWD ? ""
+	                 : wp && !strcmp(wp, "3")                             ? " W3"
+	                                                                      : " W2";
 	if (R < C)
 		snprintf(name, sizeof(name), "%s%s C=%d R=%d%s", mode_name(prec), w2, C, R, kern);
 	else
@@ -366,9 +368,10 @@ static void policy_shape(void)
 		r.push_back(bench(V, SWERVE_PL_FP32_FWD, c.C, c.R, ctx, base, c.reread));
 	for (auto c : cfg_list("PL_CFGS_FP32", PL_CFGS_FP32_DEFAULT))
 		r.push_back(bench(V, SWERVE_PL_FP32, c.C, c.R, ctx, base, c.reread));
-	/* round 20: W in two bf16 parts (SWERVE_PL_WPARTS=2), beside the rows above */
+	/* round 20: W in three bf16 parts (SWERVE_PL_WPARTS=3, rounds 9-19), beside
+	 * the default's two */
 	if (!getenv("SWERVE_PL_WPARTS")) {
-		setenv("SWERVE_PL_WPARTS", "2", 1);
+		setenv("SWERVE_PL_WPARTS", "3", 1);
 		r.push_back(bench(V, SWERVE_PL_FP32_FWD, 0, 0, ctx, base, 0));
 		r.push_back(bench(V, SWERVE_PL_FP32, 0, 0, ctx, base, 0));
 		unsetenv("SWERVE_PL_WPARTS");
@@ -432,8 +435,8 @@ int main(int argc, char **argv)
 		bench(V, SWERVE_PL_TF32, 0, 0, ctx, base);
 		bench(V, SWERVE_PL_FP32_FWD, 0, 0, ctx, base);
 		bench(V, SWERVE_PL_BF16, 0, 0, ctx, base);
-		if (!getenv("SWERVE_PL_WPARTS")) { /* round 20: W in two parts */
-			setenv("SWERVE_PL_WPARTS", "2", 1);
+		if (!getenv("SWERVE_PL_WPARTS")) { /* round 20: W in three parts */
+			setenv("SWERVE_PL_WPARTS", "3", 1);
 			bench(V, SWERVE_PL_FP32, 0, 0, ctx, base);
 			bench(V, SWERVE_PL_FP32_FWD, 0, 0, ctx, base);
 			unsetenv("SWERVE_PL_WPARTS");

@@ -544,9 +544,10 @@ static int rows_env_is_checked(void)
 	return 0;
 }
 
-/* SWERVE_PL_WPARTS=2 (W in two bf16 parts): FP32 / FP32_FWD cases at their
- * unchanged tolerances (logp 1e-5 relative to the CPU's double), and a
- * misspelt value refused by name */
+/* SWERVE_PL_WPARTS=3 (W in three bf16 parts, rounds 9-19; two, the default
+ * since round 20, run in every other FP32 / FP32_FWD case): FP32 / FP32_FWD
+ * cases at the same tolerances (logp 1e-5 relative to the CPU's double), and
+ * a misspelt value refused by name */
 static int env_swap(const char *name, const char *val, char *keep, size_t n)
 {
 	const char *was = getenv(name);
@@ -562,24 +563,24 @@ static void env_restore(const char *name, const char *keep)
 		unsetenv(name);
 }
 
-static int w2_cases(void)
+static int w3_cases(void)
 {
 	if (!have_gpu())
 		return GPU_SKIP;
 	static const struct cfg cs[] = {
-	        {"W2 cispo fp32 V%4=0", 300, 136, 2048, 5, 64, SWERVE_PL_CISPO, SWERVE_PL_FP32,
+	        {"W3 cispo fp32 V%4=0", 300, 136, 2048, 5, 64, SWERVE_PL_CISPO, SWERVE_PL_FP32,
 	         SWERVE_PL_NORM_TOKENS, 0, 1, 0, 0, 0, 0, 0, 0},
-	        {"W2 cispo fp32 d1024 V8192", 128, 1024, 8192, 4, 0, SWERVE_PL_CISPO,
+	        {"W3 cispo fp32 d1024 V8192", 128, 1024, 8192, 4, 0, SWERVE_PL_CISPO,
 	         SWERVE_PL_FP32, SWERVE_PL_NORM_TOKENS, 0, 1, 0, 0, 0, 0, 0, 0},
-	        {"W2 grpo fp32fwd N2048 R96 acc", 2048, 64, 2048, 16, 256, SWERVE_PL_GRPO,
+	        {"W3 grpo fp32fwd N2048 R96 acc", 2048, 64, 2048, 16, 256, SWERVE_PL_GRPO,
 	         SWERVE_PL_FP32_FWD, SWERVE_PL_NORM_SEQUENCE, 1, 1, 0, 0, 0, 1, 96, 0},
-	        {"W2 cispo fp32fwd V odd R40", 97, 72, 1001, 3, 0, SWERVE_PL_CISPO,
+	        {"W3 cispo fp32fwd V odd R40", 97, 72, 1001, 3, 0, SWERVE_PL_CISPO,
 	         SWERVE_PL_FP32_FWD, SWERVE_PL_NORM_SEQUENCE, 1, 1, 1, 1, 0, 0, 40, 0},
-	        {"W2 cispo fp32fwd d768 V32000", 48, 768, 32000, 2, 0, SWERVE_PL_CISPO,
+	        {"W3 cispo fp32fwd d768 V32000", 48, 768, 32000, 2, 0, SWERVE_PL_CISPO,
 	         SWERVE_PL_FP32_FWD, SWERVE_PL_NORM_TOKENS, 0, 1, 0, 0, 0, 0, 16, 0},
 	};
 	char keep[64];
-	env_swap("SWERVE_PL_WPARTS", "2", keep, sizeof(keep));
+	env_swap("SWERVE_PL_WPARTS", "3", keep, sizeof(keep));
 	int rc = 0;
 	for (size_t i = 0; i < sizeof(cs) / sizeof(cs[0]) && !rc; i++)
 		rc = run_case(&cs[i]);
@@ -713,7 +714,7 @@ int main(void)
 	        {"sp_tf32", sp_tf32},
 	        {"sp_dapo_fp32", sp_dapo_fp32},
 	        {"bad_workspace_is_refused", bad_workspace_is_refused},
-	        {"w2_cases", w2_cases},
+	        {"w3_cases", w3_cases},
 	        {"wparts_env_is_checked", wparts_env_is_checked},
 	};
 	/* PL_TEST_ONLY=prefix,prefix,...: only the cases whose names start with
