@@ -13,6 +13,7 @@
  * at 79% of its peak), scatter 45.1 -> 30.5 us. */
 #include "policy/gpu_comb.h"
 #include "policy/gpu_dev.cuh"
+#include "policy/gpu_ew.h"
 #include "policy/gpu_route.h"
 #include "policy/gpu_util.h"
 
@@ -177,6 +178,131 @@ __global__ static void __launch_bounds__(CB_THREADS)
 	cb_bwd<KT, uint16_t, ST, false, uint16_t>(dyp, dgate, dy, yp, gate, rowof, K, D);
 }
 
+/* ---- round 20 (issue 10, POLICY_GPU_EW20=comb / all, opt-in): the
+ * combine backward a warp per token, pipelined --------------------------------
+ * k_cb_bwd16g (a block of 128 per token: cp.async, a barrier, 2-byte dyp
+ * stores, a second barrier for dgate) measured 32.2 us for 62.9 MB (H100,
+ * 2026-11-27, gpu_act16; 1.72x its floor): its time is per-token latency.
+ * Here a persistent grid of CP_NW-warp blocks, each warp taking tokens gw,
+ * gw + W, .. through CP_S stages of shared memory (dy's row, the K yp
+ * rows, rowof and gate: 16-byte cp.async, token i + CP_S - 1's issued before
+ * token i's math). dyp by 16-byte stores (8 columns a lane); dgate with
+ * k_cb_bwd16g's order: lane l sums the columns 32 w + l + 128 n of each of
+ * the 4 warps w that kernel had (n in order), the xor-shuffle tree, then
+ * the 4 warps' sums in warp order, so dyp and dgate are bit for bit its. K
+ * 1 or 2, D a multiple of 8, dy / yp / dyp 16-byte aligned. */
+#define CP_NW 8 /* warps a block */
+#define CP_S  3 /* stages a warp */
+
+/* a stage: dy (D bf16), the K yp rows (K D bf16), rowof and gate (K each;
+ * 16 bytes apiece) */
+__host__ __device__ static inline size_t cp_stage(int K, int D)
+{
+	return (size_t)2 * D * (1 + K) + 32;
+}
+
+__device__ __forceinline__ static void cp_cp16(uint32_t d, const void *s)
+{
+	asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(s) : "memory");
+}
+__device__ __forceinline__ static void cp_cp4(uint32_t d, const void *s)
+{
+	asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(d), "l"(s) : "memory");
+}
+
+template <int K>
+__global__ static void __launch_bounds__(CP_NW * 32, 1)
+        k_cb_bwd16p(uint16_t *__restrict__ dyp, float *__restrict__ dgate,
+                    const uint16_t *__restrict__ dy, const uint16_t *__restrict__ yp,
+                    const float *__restrict__ gate, const int *__restrict__ rowof, int T, int D)
+{
+	extern __shared__ __align__(16) unsigned char s_cp[];
+	int lane = threadIdx.x & 31, wi = threadIdx.x >> 5, D8 = D / 8;
+	int W = gridDim.x * CP_NW, gw = blockIdx.x * CP_NW + wi;
+	size_t sst = cp_stage(K, D);
+	unsigned char *sw = s_cp + (size_t)wi * CP_S * sst;
+	uint32_t sb = (uint32_t)__cvta_generic_to_shared(sw);
+	auto issue = [&](int t, int s) {
+		if (t < T) {
+			uint32_t st = sb + (uint32_t)(s * sst);
+			const char *a = (const char *)(dy + (size_t)t * D);
+			const char *b = (const char *)(yp + (size_t)t * K * D);
+			for (int i = lane; i < D8; i += 32)
+				cp_cp16(st + 16u * i, a + 16 * i);
+			for (int i = lane; i < K * D8; i += 32)
+				cp_cp16(st + 16u * (D8 + i), b + 16 * (size_t)i);
+			if (lane < K) {
+				cp_cp4(st + 2u * D * (1 + K) + 4u * lane,
+				       rowof + (size_t)t * K + lane);
+				cp_cp4(st + 2u * D * (1 + K) + 16u + 4u * lane,
+				       gate + (size_t)t * K + lane);
+			}
+		}
+		asm volatile("cp.async.commit_group;" ::: "memory");
+	};
+#pragma unroll
+	for (int s = 0; s < CP_S - 1; s++)
+		issue(gw + s * W, s);
+	for (int i = 0;; i++) {
+		int t = gw + i * W;
+		if (t >= T)
+			break;
+		__syncwarp(); /* the stage refilled below was read by all lanes */
+		issue(gw + (i + CP_S - 1) * W, (i + CP_S - 1) % CP_S);
+		asm volatile("cp.async.wait_group %0;" ::"n"(CP_S - 1) : "memory");
+		__syncwarp(); /* the other lanes' copies */
+		const unsigned char *sr = sw + (size_t)(i % CP_S) * sst;
+		const uint16_t *sy = (const uint16_t *)sr, *sp = sy + D;
+		const int *srow = (const int *)(sr + 2 * D * (1 + K));
+		const float *sg = (const float *)(sr + 2 * D * (1 + K) + 16);
+		float g[K], s[K][4];
+		size_t row[K];
+#pragma unroll
+		for (int u = 0; u < K; u++) {
+			g[u] = sg[u];
+			row[u] = (size_t)srow[u];
+		}
+		/* dyp: 8 columns a lane, 16-byte stores */
+		for (int j = lane; j < D8; j += 32) {
+			uint4 v = *(const uint4 *)(sy + 8 * j);
+			const uint16_t *h = (const uint16_t *)&v;
+#pragma unroll
+			for (int u = 0; u < K; u++) {
+				uint4 o;
+				uint16_t *oh = (uint16_t *)&o;
+#pragma unroll
+				for (int e = 0; e < 8; e++)
+					oh[e] = f2bf(g[u] * ldf(h[e]));
+				*(uint4 *)(dyp + row[u] * D + 8 * j) = o;
+			}
+		}
+		/* dgate: k_cb_bwd16g's columns, sums and order */
+#pragma unroll
+		for (int u = 0; u < K; u++)
+#pragma unroll
+			for (int wv = 0; wv < 4; wv++) {
+				s[u][wv] = 0;
+#pragma unroll
+				for (int n = 0; n < CB_COLS; n++) {
+					int c = 32 * wv + lane + 128 * n;
+					if (c < D)
+						s[u][wv] += ldf(sy[c]) * ldf(sp[u * D + c]);
+				}
+#pragma unroll
+				for (int o = 16; o > 0; o >>= 1)
+					s[u][wv] += __shfl_xor_sync(0xffffffffu, s[u][wv], o);
+			}
+		if (lane < K) {
+			float r0 = s[0][0], r1 = s[0][1], r2 = s[0][2], r3 = s[0][3];
+			if (K > 1 && lane == 1)
+				r0 = s[K - 1][0], r1 = s[K - 1][1], r2 = s[K - 1][2],
+				r3 = s[K - 1][3];
+			dgate[(size_t)t * K + lane] = r0 + r1 + r2 + r3;
+		}
+	}
+	asm volatile("cp.async.wait_group 0;" ::: "memory");
+}
+
 int policy_moe_combine_bwd2(uint16_t *dyp, float *dgate, const float *dy, const float *yp,
                             const float *gate, const int *rowof, int T, int K, int D)
 {
@@ -239,15 +365,34 @@ int policy_moe_combine_bwd2_b16g(uint16_t *dyp, float *dgate, const uint16_t *dy
                                  const uint16_t *yp, const float *gate, const int *rowof, int T,
                                  int K, int D)
 {
+	int mode = policy_ew20_mode(); /* round 20: POLICY_GPU_EW20 */
 	if (!policy_moe_comb_supported(D) || K < 1 || K > CB_KMAX)
 		return swerve_error_set(
 		        SWERVE_EINVAL,
 		        "gpu moe combine bwd2 (bf16 dy and slots): D %d (at most %d), K %d "
 		        "(1..%d)",
 		        D, COMB_DMAX, K, CB_KMAX);
+	if (mode < 0)
+		return mode;
 	if (T < 1)
 		return 0;
-	if (K <= 2 && D % 8 == 0 && ((uintptr_t)yp | (uintptr_t)dy) % 16 == 0) {
+	if ((mode & 2) && K <= 2 && D % 8 == 0 &&
+	    ((uintptr_t)yp | (uintptr_t)dy | (uintptr_t)dyp) % 16 == 0) {
+		/* round 20 (POLICY_GPU_EW20=comb / all): a warp per token, pipelined */
+		size_t sp = (size_t)CP_NW * CP_S * cp_stage(K, D);
+		unsigned nb;
+		if (K == 2) {
+			CKR(policy_ew20_grid((const void *)k_cb_bwd16p<2>, CP_NW * 32, sp,
+			                     (T + CP_NW - 1) / CP_NW, &nb));
+			k_cb_bwd16p<2><<<nb, CP_NW * 32, sp, PST>>>(dyp, dgate, dy, yp, gate, rowof,
+			                                            T, D);
+		} else {
+			CKR(policy_ew20_grid((const void *)k_cb_bwd16p<1>, CP_NW * 32, sp,
+			                     (T + CP_NW - 1) / CP_NW, &nb));
+			k_cb_bwd16p<1><<<nb, CP_NW * 32, sp, PST>>>(dyp, dgate, dy, yp, gate, rowof,
+			                                            T, D);
+		}
+	} else if (K <= 2 && D % 8 == 0 && ((uintptr_t)yp | (uintptr_t)dy) % 16 == 0) {
 		if (K == 2)
 			k_cb_bwd16g<2, true><<<T, CB_THREADS, (size_t)3 * D * 2, PST>>>(
 			        dyp, dgate, dy, yp, gate, rowof, K, D);

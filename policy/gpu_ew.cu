@@ -410,9 +410,368 @@ __global__ static void __launch_bounds__(EW_NW * 32)
 	}
 }
 
+/* ---- round 20 (issue 10, POLICY_GPU_EW20, opt-in): the backward passes
+ * pipelined ------------------------------------------------------------------
+ * k_ew_rms_bwd16g's time is not its bytes (H100, 2026-11-27, gpu_act16: 33.3
+ * us for 62.9 MB, 1.78x its floor): 256 blocks in one wave, each warp 4 rows
+ * in series, each row a full DRAM round trip (and rstd's) before its
+ * reduction. Here a persistent grid (one block of EP_NW warps an SM where
+ * the stages take most of the shared memory), each warp taking rows gw,
+ * gw + W, .. (W warps in all) through EP_S stages of shared memory: row i
+ * + EP_S - 1's loads (dy, x, the old dx, rstd; cp.async, each lane the
+ * bytes it later reads) are issued before row i's math, so a warp keeps
+ * EP_S - 1 rows in flight. Each row's arithmetic is k_ew_rms_bwd16g's
+ * (same order: dx and its fp32 copy bit for bit); the weight gradient's
+ * partial sums are kept per lane over a warp's rows and reduced once a
+ * block (its order differs: within fp32 rounding, atomics as before). */
+#define EP_NW 8 /* warps a block */
+#define EP_S  3 /* stages a warp */
+
+__device__ __forceinline__ static void ep_cp16(uint32_t d, const void *s)
+{
+	asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(s) : "memory");
+}
+__device__ __forceinline__ static void ep_cp8(uint32_t d, const void *s)
+{
+	asm volatile("cp.async.ca.shared.global [%0], [%1], 8;" ::"r"(d), "l"(s) : "memory");
+}
+__device__ __forceinline__ static void ep_cp4(uint32_t d, const void *s)
+{
+	asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(d), "l"(s) : "memory");
+}
+__device__ __forceinline__ static void ep_commit()
+{
+	asm volatile("cp.async.commit_group;" ::: "memory");
+}
+template <int N> __device__ __forceinline__ static void ep_wait()
+{
+	asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
+
+/* a stage of the norm backward: dy (C fp32), x (C bf16), the old dx (C
+ * bf16), rstd (16 bytes) */
+__host__ __device__ static inline size_t ep_rms_stage(int C)
+{
+	return (size_t)8 * C + 16;
+}
+
+template <int CH>
+__global__ static void __launch_bounds__(EP_NW * 32, 1)
+        k_ew_rms_bwd16p(uint16_t *__restrict__ dx, float *__restrict__ xf, int acc,
+                        float *__restrict__ dw, const float *__restrict__ dy,
+                        const uint16_t *__restrict__ x, const float *__restrict__ w,
+                        const float *__restrict__ rstd, int T, int C)
+{
+	extern __shared__ __align__(16) unsigned char s_ep[];
+	int lane = threadIdx.x & 31, wi = threadIdx.x >> 5, C4 = C / 4;
+	int W = gridDim.x * EP_NW, gw = blockIdx.x * EP_NW + wi;
+	size_t sst = ep_rms_stage(C);
+	unsigned char *sw = s_ep + (size_t)wi * EP_S * sst;
+	uint32_t sb = (uint32_t)__cvta_generic_to_shared(sw);
+	float part[CH][4], wv[CH][4];
+#pragma unroll
+	for (int k = 0; k < CH; k++) {
+		int c = lane + 32 * k;
+#pragma unroll
+		for (int q = 0; q < 4; q++) {
+			part[k][q] = 0;
+			wv[k][q] = c < C4 ? w[c * 4 + q] : 0.0f;
+		}
+	}
+	/* row t's loads into stage s (a group committed either way) */
+	auto issue = [&](int t, int s) {
+		if (t < T) {
+			size_t o = (size_t)t * C;
+			uint32_t st = sb + (uint32_t)(s * sst);
+#pragma unroll
+			for (int k = 0; k < CH; k++) {
+				int c = lane + 32 * k;
+				if (c < C4) {
+					ep_cp16(st + 16u * c, dy + o + c * 4);
+					ep_cp8(st + 4u * C + 8u * c, x + o + c * 4);
+					if (acc)
+						ep_cp8(st + 6u * C + 8u * c, dx + o + c * 4);
+				}
+			}
+			if (lane == 0)
+				ep_cp4(st + 8u * C, rstd + t);
+		}
+		ep_commit();
+	};
+#pragma unroll
+	for (int s = 0; s < EP_S - 1; s++)
+		issue(gw + s * W, s);
+	for (int i = 0;; i++) {
+		int t = gw + i * W;
+		if (t >= T)
+			break;
+		__syncwarp(); /* the stage refilled below was read by all lanes (rstd) */
+		issue(gw + (i + EP_S - 1) * W, (i + EP_S - 1) % EP_S);
+		ep_wait<EP_S - 1>();
+		__syncwarp(); /* lane 0's rstd copy */
+		const unsigned char *sr = sw + (size_t)(i % EP_S) * sst;
+		size_t o = (size_t)t * C;
+		float dv[CH][4], xv[CH][4], av[CH][4], dot = 0, r = *(const float *)(sr + 8 * C);
+		uint2 xr[CH], ar[CH];
+#pragma unroll
+		for (int k = 0; k < CH; k++) {
+			int c = lane + 32 * k;
+			if (c < C4) {
+				ew_ld4(dv[k], (const float *)sr + c * 4);
+				xr[k] = *(const uint2 *)(sr + 4 * C + 8 * c);
+				if (acc)
+					ar[k] = *(const uint2 *)(sr + 6 * C + 8 * c);
+			}
+		}
+#pragma unroll
+		for (int k = 0; k < CH; k++) {
+			int c = lane + 32 * k;
+			if (c < C4) {
+				ew_ld4(xv[k], (const uint16_t *)&xr[k]);
+#pragma unroll
+				for (int q = 0; q < 4; q++)
+					dot += dv[k][q] * wv[k][q] * xv[k][q];
+			}
+		}
+		dot = warp_sum(dot);
+#pragma unroll
+		for (int k = 0; k < CH; k++) {
+			int c = lane + 32 * k;
+			if (c < C4) {
+				float vv[4];
+				ew_ld4(xv[k], (const uint16_t *)&xr[k]);
+				if (acc)
+					ew_ld4(av[k], (const uint16_t *)&ar[k]);
+#pragma unroll
+				for (int q = 0; q < 4; q++) {
+					vv[q] = r * dv[k][q] * wv[k][q] -
+					        r * r * r * xv[k][q] * dot / C;
+					part[k][q] += dv[k][q] * xv[k][q] * r;
+					if (acc)
+						vv[q] += av[k][q];
+					vv[q] = ew_rnd(vv[q], dx);
+				}
+				ew_st4(dx + o + c * 4, vv);
+				if (xf)
+					ew_st4(xf + o + c * 4, vv);
+			}
+		}
+	}
+	ep_wait<0>();
+	if (!dw)
+		return;
+	/* the block's partial sums: each warp's in its own stages (C floats) */
+	__syncwarp();
+#pragma unroll
+	for (int k = 0; k < CH; k++) {
+		int c = lane + 32 * k;
+		if (c < C4)
+#pragma unroll
+			for (int q = 0; q < 4; q++)
+				((float *)sw)[c * 4 + q] = part[k][q];
+	}
+	__syncthreads();
+	for (int c = threadIdx.x; c < C; c += blockDim.x) {
+		float s = 0;
+		for (int q = 0; q < EP_NW; q++)
+			s += ((const float *)(s_ep + (size_t)q * EP_S * sst))[c];
+		atomicAdd(&dw[c], s);
+	}
+}
+
+/* round 20 (POLICY_GPU_EW20=fwd / all): policy_ew_add_rms16's two forms in
+ * every layer under POLICY_GPU_ACT16=resid / all (the stream a and out in
+ * bf16: a + b with b fp32 after the attention, a + the combine of K <= 2
+ * bf16 slots after the MoE) through the same pipeline: a persistent grid,
+ * each warp's rows gw, gw + W, .. staged by cp.async (a, b or the K slot
+ * rows, the K gates) EP_S - 1 rows ahead of its math; each row's
+ * arithmetic is ew_add_rms's (out, y and rstd bit for bit) */
+/* a stage: KY 0: b (C fp32) then a (C bf16); else a then the KY slot rows
+ * (C bf16 each); rounded up to 16 bytes, then the gates (16 bytes) */
+__host__ __device__ static inline size_t ep_fwd_stage(int C, int KY)
+{
+	return ((size_t)2 * C + (KY ? (size_t)2 * C * KY : (size_t)4 * C) + 15) / 16 * 16 + 16;
+}
+
+template <typename TO, int CH, int KY>
+__global__ static void __launch_bounds__(EP_NW * 32, 1)
+        k_ew_add_rms16p(uint16_t *__restrict__ out, TO *__restrict__ y, float *__restrict__ rstd,
+                        const uint16_t *__restrict__ a, const float *__restrict__ b,
+                        const uint16_t *__restrict__ yp, const float *__restrict__ gate,
+                        const float *__restrict__ w, int T, int C, float eps)
+{
+	extern __shared__ __align__(16) unsigned char s_ep[];
+	int lane = threadIdx.x & 31, wi = threadIdx.x >> 5, C4 = C / 4;
+	int W = gridDim.x * EP_NW, gw = blockIdx.x * EP_NW + wi;
+	size_t sst = ep_fwd_stage(C, KY);
+	unsigned char *sw = s_ep + (size_t)wi * EP_S * sst;
+	uint32_t sb = (uint32_t)__cvta_generic_to_shared(sw);
+	auto issue = [&](int t, int s) {
+		if (t < T) {
+			size_t o = (size_t)t * C;
+			uint32_t st = sb + (uint32_t)(s * sst);
+#pragma unroll
+			for (int k = 0; k < CH; k++) {
+				int c = lane + 32 * k;
+				if (c < C4) {
+					ep_cp8(st + (KY ? 0u : 4u * C) + 8u * c, a + o + c * 4);
+					if (KY == 0)
+						ep_cp16(st + 16u * c, b + o + c * 4);
+#pragma unroll
+					for (int j = 0; j < KY; j++)
+						ep_cp8(st + 2u * C * (1 + j) + 8u * c,
+						       yp + ((size_t)t * KY + j) * C + c * 4);
+				}
+			}
+			if (KY && lane < KY)
+				ep_cp4(st + (uint32_t)(sst - 16) + 4u * lane,
+				       gate + (size_t)t * KY + lane);
+		}
+		ep_commit();
+	};
+#pragma unroll
+	for (int s = 0; s < EP_S - 1; s++)
+		issue(gw + s * W, s);
+	for (int i = 0;; i++) {
+		int t = gw + i * W;
+		if (t >= T)
+			break;
+		__syncwarp(); /* the stage refilled below was read by all lanes (gate) */
+		issue(gw + (i + EP_S - 1) * W, (i + EP_S - 1) % EP_S);
+		ep_wait<EP_S - 1>();
+		__syncwarp(); /* the gates' copies */
+		const unsigned char *sr = sw + (size_t)(i % EP_S) * sst;
+		const uint16_t *ar = (const uint16_t *)(sr + (KY ? 0 : 4 * C));
+		size_t o = (size_t)t * C;
+		float v[CH][4], bv[CH][4], ss = 0, r;
+#pragma unroll
+		for (int k = 0; k < CH; k++) {
+			int c = lane + 32 * k;
+			if (c < C4) {
+				ew_ld4(v[k], ar + c * 4);
+				if (KY == 0)
+					ew_ld4(bv[k], (const float *)sr + c * 4);
+			}
+		}
+		if (KY == 0) {
+#pragma unroll
+			for (int k = 0; k < CH; k++)
+#pragma unroll
+				for (int q = 0; q < 4; q++)
+					v[k][q] += bv[k][q];
+		} else { /* the combine, j in order, then added to a */
+			const float *sg = (const float *)(sr + sst - 16);
+#pragma unroll
+			for (int k = 0; k < CH; k++)
+#pragma unroll
+				for (int q = 0; q < 4; q++)
+					bv[k][q] = 0;
+#pragma unroll
+			for (int j = 0; j < KY; j++) {
+				float gj = sg[j], yv[CH][4];
+				const uint16_t *yr = (const uint16_t *)(sr + 2 * C * (1 + j));
+#pragma unroll
+				for (int k = 0; k < CH; k++) {
+					int c = lane + 32 * k;
+					if (c < C4)
+						ew_ld4(yv[k], yr + c * 4);
+				}
+#pragma unroll
+				for (int k = 0; k < CH; k++)
+#pragma unroll
+					for (int q = 0; q < 4; q++)
+						bv[k][q] += gj * yv[k][q];
+			}
+#pragma unroll
+			for (int k = 0; k < CH; k++)
+#pragma unroll
+				for (int q = 0; q < 4; q++)
+					v[k][q] += bv[k][q];
+		}
+#pragma unroll
+		for (int k = 0; k < CH; k++) {
+			int c = lane + 32 * k;
+			if (c < C4) {
+#pragma unroll
+				for (int q = 0; q < 4; q++)
+					v[k][q] = ew_rnd(v[k][q], out);
+				ew_st4(out + o + c * 4, v[k]);
+#pragma unroll
+				for (int q = 0; q < 4; q++)
+					ss += v[k][q] * v[k][q];
+			}
+		}
+		ss = warp_sum(ss);
+		r = rsqrtf(ss / C + eps);
+		if (lane == 0)
+			rstd[t] = r;
+#pragma unroll
+		for (int k = 0; k < CH; k++) {
+			int c = lane + 32 * k;
+			if (c < C4) {
+				float yv[4];
+#pragma unroll
+				for (int q = 0; q < 4; q++)
+					yv[q] = v[k][q] * r * w[c * 4 + q];
+				ew_st4(y + o + c * 4, yv);
+			}
+		}
+	}
+	ep_wait<0>();
+}
+
 int policy_ew_supported(int C)
 {
 	return C >= 4 && C % 4 == 0 && C <= EW_CMAX;
+}
+
+int policy_ew20_mode(void)
+{
+	static const char *const names[] = {"off", "rms", "comb", "bwd", "fwd", "all"};
+	static const int bits[] = {0, 1, 2, 3, 4, 7};
+	int m = policy_env_choice("POLICY_GPU_EW20", names, 6, 0);
+	return m < 0 ? m : bits[m];
+}
+
+/* round 20: a persistent grid for kern (threads a block, smem bytes of
+ * dynamic shared memory): the blocks an SM can hold times the SMs, at most
+ * want; the shared-memory limit raised once a kernel and size (cached) */
+int policy_ew20_grid(const void *kern, int threads, size_t smem, int want, unsigned *nb)
+{
+	static struct {
+		const void *k;
+		size_t smem;
+		int threads, occ;
+	} memo[16];
+	static int nsm;
+	int i, occ = 0;
+	if (!nsm) {
+		int dev;
+		CK(cudaGetDevice(&dev));
+		CK(cudaDeviceGetAttribute(&nsm, cudaDevAttrMultiProcessorCount, dev));
+	}
+	for (i = 0; i < 16 && memo[i].k; i++)
+		if (memo[i].k == kern && memo[i].smem == smem && memo[i].threads == threads)
+			break;
+	if (i < 16 && memo[i].k) {
+		occ = memo[i].occ;
+	} else {
+		CK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
+		                        (int)smem));
+		CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kern, threads, smem));
+		if (occ < 1)
+			return swerve_error_set(SWERVE_EINVAL,
+			                        "gpu residual passes: %zu bytes of shared memory a "
+			                        "block do not fit an SM",
+			                        smem);
+		if (i < 16)
+			memo[i].k = kern, memo[i].smem = smem, memo[i].threads = threads,
+			memo[i].occ = occ;
+	}
+	*nb = (unsigned)(want < occ * nsm ? want : occ * nsm);
+	if (*nb < 1)
+		*nb = 1;
+	return 0;
 }
 
 static int ew_check(int T, int C, const void *p16a, const void *p16b)
@@ -508,6 +867,9 @@ int policy_ew_add_rms16(void *out, int x16, void *y, int y_bf16, uint16_t *yb, f
                         const void *yp, int yp16, const float *gate, int K, const float *w, int T,
                         int C, float eps)
 {
+	int mode = policy_ew20_mode(); /* round 20: POLICY_GPU_EW20 */
+	if (mode < 0)
+		return mode;
 	if (!x16 && !yp16)
 		return policy_ew_add_rms((float *)out, y, y_bf16, yb, rstd, (const float *)a, emb,
 		                         tok, b, (const float *)yp, gate, K, w, T, C, eps);
@@ -518,6 +880,43 @@ int policy_ew_add_rms16(void *out, int x16, void *y, int y_bf16, uint16_t *yb, f
 		int rc = ew_add_rms_args(T, C, out, y, a, b, yp, yb, emb, tok);
 		if (rc)
 			return rc < 0 ? rc : 0;
+	}
+	/* round 20 (POLICY_GPU_EW20=fwd / all): the layers' two forms pipelined */
+	if ((mode & 4) && x16 && out && a && !yb &&
+	    ((b && !yp) || (!b && yp && K >= 1 && K <= 2))) {
+		int ky = yp ? K : 0;
+		size_t sp = (size_t)EP_NW * EP_S * ep_fwd_stage(C, ky);
+		unsigned nb;
+#define EW_FWDP3(TO, CH, KY)                                                                       \
+	do {                                                                                       \
+		CKR(policy_ew20_grid((const void *)k_ew_add_rms16p<TO, CH, KY>, EP_NW * 32, sp,    \
+		                     (T + EP_NW - 1) / EP_NW, &nb));                               \
+		k_ew_add_rms16p<TO, CH, KY><<<nb, EP_NW * 32, sp, PST>>>(                          \
+		        (uint16_t *)out, (TO *)y, rstd, (const uint16_t *)a, b,                    \
+		        (const uint16_t *)yp, gate, w, T, C, eps);                                 \
+	} while (0)
+#define EW_FWDP2(TO, CH)                                                                           \
+	do {                                                                                       \
+		if (ky == 0)                                                                       \
+			EW_FWDP3(TO, CH, 0);                                                       \
+		else if (ky == 1)                                                                  \
+			EW_FWDP3(TO, CH, 1);                                                       \
+		else                                                                               \
+			EW_FWDP3(TO, CH, 2);                                                       \
+	} while (0)
+#define EW_FWDP(CH)                                                                                \
+	do {                                                                                       \
+		if (y_bf16)                                                                        \
+			EW_FWDP2(uint16_t, CH);                                                    \
+		else                                                                               \
+			EW_FWDP2(float, CH);                                                       \
+	} while (0)
+		EW_DISPATCH(C, EW_FWDP);
+#undef EW_FWDP
+#undef EW_FWDP2
+#undef EW_FWDP3
+		LAUNCHED();
+		return 0;
 	}
 #define EW_FWD16(CH, TX)                                                                           \
 	do {                                                                                       \
@@ -591,6 +990,9 @@ int policy_ew_rms_bwd16g(uint16_t *dx, float *xf, int acc, float *dw, const floa
 {
 	unsigned nb;
 	size_t sh = dw ? (size_t)EW_NW * C * sizeof(float) : 0;
+	int mode = policy_ew20_mode(); /* round 20: POLICY_GPU_EW20 */
+	if (mode < 0)
+		return mode;
 	CKR(ew_check(T, C, dx, dy));
 	if (((uintptr_t)x | (uintptr_t)xf) & 15)
 		return swerve_error_set(
@@ -600,6 +1002,20 @@ int policy_ew_rms_bwd16g(uint16_t *dx, float *xf, int acc, float *dw, const floa
 		        SWERVE_EINVAL, "gpu residual passes: the bf16 gradient's rms bwd needs dx");
 	if (T < 1)
 		return 0;
+	if (mode & 1) { /* round 20: pipelined */
+		size_t sp = (size_t)EP_NW * EP_S * ep_rms_stage(C);
+#define EW_BWDP(CH)                                                                                \
+	do {                                                                                       \
+		CKR(policy_ew20_grid((const void *)k_ew_rms_bwd16p<CH>, EP_NW * 32, sp,            \
+		                     (T + EP_NW - 1) / EP_NW, &nb));                               \
+		k_ew_rms_bwd16p<CH>                                                                \
+		        <<<nb, EP_NW * 32, sp, PST>>>(dx, xf, acc, dw, dy, x, w, rstd, T, C);      \
+	} while (0)
+		EW_DISPATCH(C, EW_BWDP);
+#undef EW_BWDP
+		LAUNCHED();
+		return 0;
+	}
 	nb = (unsigned)((T + EW_NW * EW_WROW - 1) / (EW_NW * EW_WROW));
 #define EW_BWDG(CH)                                                                                \
 	k_ew_rms_bwd16g<CH><<<nb, EW_NW * 32, sh, PST>>>(dx, xf, acc, dw, dy, x, w, rstd, T, C)

@@ -70,4 +70,19 @@ int policy_ew_rms_bwd16g(uint16_t *dx, float *xf, int acc, float *dw, const floa
 /* round 19: demb[tok[t]] += dx[t] with dx in bf16 */
 int policy_ew_embed_bwd16(float *demb, const uint16_t *dx, const int *tok, int T, int C);
 
+/* round 20 (issue 10, POLICY_GPU_EW20, opt-in), as bits: "off" (0, the
+ * default: round 19's kernels) | "rms" (1: policy_ew_rms_bwd16g pipelined,
+ * a persistent grid whose warps keep two rows' loads in flight; dx and its
+ * fp32 copy bit for bit, dw within fp32 rounding) | "comb" (2:
+ * policy_moe_combine_bwd2_b16g a warp per token, pipelined, bit for bit) |
+ * "bwd" (3: both) | "fwd" (4: policy_ew_add_rms16's layer forms, a bf16
+ * stream plus b or K <= 2 bf16 slots, pipelined, bit for bit) | "all" (7);
+ * a misspelt value is SWERVE_EINVAL with a message naming it. Read at each
+ * call. */
+int policy_ew20_mode(void);
+/* round 20: a persistent grid for kern: the blocks of threads with smem
+ * bytes of dynamic shared memory an SM holds times the SMs, at most want
+ * (at least 1), in *nb; raises kern's shared-memory limit (once) */
+int policy_ew20_grid(const void *kern, int threads, size_t smem, int want, unsigned *nb);
+
 #endif

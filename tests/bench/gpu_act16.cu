@@ -270,6 +270,42 @@ int main(void)
 		                        [&] { SW(policy_ew_embed_bwd16(demb, xh2, tok, T, D)); });
 	}
 
+	/* round 20 (POLICY_GPU_EW20): round 19's kernels (off) against the
+	 * pipelined norm backward (rms) and the warp-per-token combine backward
+	 * (comb), interleaved off, new, off, new; each pair's second run kept */
+	double p20[2][8];
+	for (int k = 0; k < 4; k++) {
+		int m = k & 1;
+		setenv("POLICY_GPU_EW20", m ? "all" : "off", 1);
+		p20[m][0] = bench_cold_us(nop, [&] {
+			SW(policy_ew_rms_bwd16g(xh2, NULL, 1, dw, dy, xh, w, rstd, T, D));
+		});
+		p20[m][1] = bench_cold_us(nop, [&] {
+			SW(policy_ew_rms_bwd16g(xh2, dn, 1, dw, dy, xh, w, rstd, T, D));
+		});
+		p20[m][2] = bench_cold_us(nop, [&] {
+			SW(policy_ew_rms_bwd16g(xh2, NULL, 0, dw, dy, xh, w, rstd, T, D));
+		});
+		p20[m][3] = bench_cold_us(nop, [&] {
+			SW(policy_moe_combine_bwd2_b16g(dyp, dgate, xh2, yph, gate, rowof, T, K,
+			                                D));
+		});
+		p20[m][4] = bench_cold_us(nop, [&] {
+			SW(policy_ew_rms_bwd16g(xh2, NULL, 1, NULL, dy, xh, w, rstd, T, D));
+		});
+		/* the forward: after the attention (xin + dn -> hmid, xp), after
+		 * the MoE (hmid + the combine of the bf16 slots -> xin, n1) */
+		p20[m][5] = bench_cold_us(nop, [&] {
+			SW(policy_ew_add_rms16(xh2, 1, yb, 1, NULL, rstd, xh, NULL, NULL, dn, NULL,
+			                       0, NULL, 0, w, T, D, eps));
+		});
+		p20[m][6] = bench_cold_us(nop, [&] {
+			SW(policy_ew_add_rms16(xh2, 1, yb, 1, NULL, rstd, xh, NULL, NULL, NULL, yph,
+			                       1, gate, K, w, T, D, eps));
+		});
+	}
+	unsetenv("POLICY_GPU_EW20");
+
 	const double MB = 1e6, X4 = nx * 4 / MB, X2 = nx * 2 / MB, R4 = nr * 4 / MB,
 	             R2 = nr * 2 / MB;
 	printf("gpu_act16: %s, T %d D %d E %d K %d F %d (R %d rows), L2 flushed before each "
@@ -332,6 +368,34 @@ int main(void)
 		       "micro-batch's backward (12 layers, one softmax, final, embed): %.1f -> "
 		       "%.1f "
 		       "us (%+.1f)\n",
+		       l0, l1, l1 - l0, s0, s1, s1 - s0);
+	}
+	printf("\nround 20: POLICY_GPU_EW20=off (round 19's kernels) -> all (the norm backward "
+	       "and the forward's add + norm pipelined, the combine backward a warp per "
+	       "token); floor at 3.35 TB/s\n");
+	printf("%-44s %7s %7s %7s %7s %8s %8s %7s %6s %6s\n", "pass: off -> ew20", "MB", "MB",
+	       "fl us", "fl us", "off us", "ew20 us", "speedup", "x/fl", "x/fl");
+	row19("rms bwd ffn / attn (dy, x, dx rmw, dw)", X4 + X2 + 2 * X2, X4 + X2 + 2 * X2,
+	      p20[0][0], p20[1][0]);
+	row19("rms bwd, softmax layer (+ fp32 copy)", X4 + X2 + 2 * X2 + X4, X4 + X2 + 2 * X2 + X4,
+	      p20[0][1], p20[1][1]);
+	row19("rms bwd final (acc 0)", X4 + X2 + X2, X4 + X2 + X2, p20[0][2], p20[1][2]);
+	row19("rms bwd, no dw", X4 + X2 + 2 * X2, X4 + X2 + 2 * X2, p20[0][4], p20[1][4]);
+	row19("combine bwd (dy, yp, dyp)", X2 + R2 + R2, X2 + R2 + R2, p20[0][3], p20[1][3]);
+	row19("fwd add+norm after attn (a, b fp32, out, y)", X2 + X4 + 2 * X2, X2 + X4 + 2 * X2,
+	      p20[0][5], p20[1][5]);
+	row19("fwd add+norm+combine after MoE", X2 + R2 + 2 * X2, X2 + R2 + 2 * X2, p20[0][6],
+	      p20[1][6]);
+	printf("the forward's 25 norms (12 layers x 2, less the embedding's): %.1f -> %.1f us "
+	       "(%+.1f)\n",
+	       12 * (p20[0][5] + p20[0][6]), 12 * (p20[1][5] + p20[1][6]),
+	       12 * (p20[1][5] + p20[1][6] - p20[0][5] - p20[0][6]));
+	{
+		double l0 = 2 * p20[0][0] + p20[0][3], l1 = 2 * p20[1][0] + p20[1][3];
+		double s0 = 12 * l0 + (p20[0][1] - p20[0][0]) + p20[0][2];
+		double s1 = 12 * l1 + (p20[1][1] - p20[1][0]) + p20[1][2];
+		printf("a layer (2 norms + combine): off %.1f us, ew20 %.1f us (%+.1f); a "
+		       "micro-batch's (12 layers, one softmax, final): %.1f -> %.1f us (%+.1f)\n",
 		       l0, l1, l1 - l0, s0, s1, s1 - s0);
 	}
 	return 0;

@@ -35,7 +35,7 @@ static int have_gpu(void)
 }
 
 /* device buffers, freed at the end of a test */
-static void *bufs[64];
+static void *bufs[256];
 static int nbufs;
 static void *dalloc(size_t bytes)
 {
@@ -388,6 +388,176 @@ static int test_grad16(void)
 	return have_gpu() ? grad16_case(128) || grad16_case(132) || grad16_case(768) : GPU_SKIP;
 }
 
+/* round 20 (POLICY_GPU_EW20): the pipelined RMSNorm backward (rms) and the
+ * warp-per-token combine backward (comb) against round 19's kernels (off)
+ * on the same inputs, Tn rows (large enough that a warp takes several rows
+ * through its stages, wrapping around them): dx bf16, its fp32 copy, dyp
+ * and dgate bit for bit, dw within 1e-5 (its sums' order differs) */
+static int ew20_case(int Tn, int D)
+{
+	size_t n = (size_t)Tn * D, nr = n * K;
+	uint16_t *xh = (uint16_t *)malloc(n * 2), *dxh = (uint16_t *)malloc(n * 2);
+	uint16_t *yph = (uint16_t *)malloc(nr * 2);
+	float *xf = (float *)malloc(n * 4), *dyf = (float *)malloc(n * 4);
+	float *dxf = (float *)malloc(n * 4), *wf = (float *)malloc(D * 4);
+	float *ypf = (float *)malloc(nr * 4), *gf = (float *)malloc(nr * 4);
+	float *rf = (float *)malloc(Tn * 4);
+	int *rowh = (int *)malloc(nr / D * 4), bad = 0;
+	CHECK(rowh, "out of memory");
+	draw(xh, xf, n, 2.0);
+	drawf(dyf, n, 1.0);
+	draw(dxh, dxf, n, 1.0);
+	draw(yph, ypf, nr, 1.0);
+	drawf(wf, D, 1.0);
+	drawf(gf, nr / D, 0.5);
+	for (int t = 0; t < Tn; t++)
+		rf[t] = (float)(0.3 + gpu_urand());
+	float *dy = up(dyf, n), *w = up(wf, (size_t)D), *r = up(rf, (size_t)Tn);
+	uint16_t *x16 = up(xh, n);
+	printf(" POLICY_GPU_EW20 off -> rms / comb, T %d, D %d:\n", Tn, D);
+	/* acc 1 with the fp32 copy and dw (the softmax layer's ffn norm), acc 1
+	 * with dw (the other norms), acc 0 with dw (the final norm), acc 1
+	 * with neither */
+	static const int forms[4][3] = {{1, 1, 1}, {1, 0, 1}, {0, 0, 1}, {1, 0, 0}};
+	for (int f = 0; f < 4; f++) {
+		int acc = forms[f][0], cp = forms[f][1], hw = forms[f][2];
+		uint16_t *d0 = up(dxh, n), *d1 = up(dxh, n);
+		float *c0 = cp ? (float *)dalloc(n * 4) : NULL,
+		      *c1 = cp ? (float *)dalloc(n * 4) : NULL;
+		float *dw0 = (float *)dalloc(D * 4), *dw1 = (float *)dalloc(D * 4);
+		char what[64];
+		CHECK(dw1, "cudaMalloc");
+		CK(cudaMemset(dw0, 0, D * 4));
+		CK(cudaMemset(dw1, 0, D * 4));
+		setenv("POLICY_GPU_EW20", "off", 1);
+		SW(policy_ew_rms_bwd16g(d0, c0, acc, hw ? dw0 : NULL, dy, x16, w, r, Tn, D));
+		setenv("POLICY_GPU_EW20", f & 1 ? "rms" : "all", 1);
+		SW(policy_ew_rms_bwd16g(d1, c1, acc, hw ? dw1 : NULL, dy, x16, w, r, Tn, D));
+		unsetenv("POLICY_GPU_EW20");
+		CK(cudaDeviceSynchronize());
+		uint16_t *b0 = down(d0, n), *b1 = down(d1, n);
+		size_t nd = 0, at = 0;
+		for (size_t i = 0; i < n; i++)
+			if (b0[i] != b1[i] && !nd++)
+				at = i;
+		snprintf(what, sizeof(what), "rms bwd acc %d%s%s: dx", acc, cp ? " +copy" : "",
+		         hw ? " +dw" : "");
+		printf("  %-30s %zu of %zu differ%s", what, nd, n, nd ? "" : "\n");
+		if (nd)
+			printf(" (first at %zu: 0x%04x vs 0x%04x)  <-- FAIL\n", at, b1[at], b0[at]);
+		bad |= nd != 0;
+		if (cp) {
+			float *h0 = down(c0, n), *h1 = down(c1, n);
+			bad |= cmp_f32("rms bwd: the fp32 copy", h1, h0, n, 0);
+			free(h0), free(h1);
+		}
+		if (hw) {
+			float *w0 = down(dw0, (size_t)D), *w1 = down(dw1, (size_t)D);
+			bad |= cmp_f32("rms bwd: dw (order)", w1, w0, (size_t)D, 1e-5);
+			free(w0), free(w1);
+		}
+		free(b0), free(b1);
+	}
+	for (int k = 1; k <= K; k++) { /* the combine backward, K 1 and 2 */
+		size_t nk = n * k;
+		float *gate = up(gf, nr / D);
+		uint16_t *dy16 = up(dxh, n), *yp = up(yph, nr);
+		int *rowof;
+		for (size_t i = 0; i < nk / D; i++) /* a shuffled permutation of T K rows */
+			rowh[i] = (int)i;
+		for (size_t i = nk / D - 1; i > 0; i--) {
+			size_t j = (size_t)(gpu_urand() * (double)(i + 1));
+			int v = rowh[i];
+			j = j > i ? i : j;
+			rowh[i] = rowh[j], rowh[j] = v;
+		}
+		rowof = up(rowh, nk / D);
+		uint16_t *dyp0 = (uint16_t *)dalloc(nk * 2), *dyp1 = (uint16_t *)dalloc(nk * 2);
+		float *dg0 = (float *)dalloc(nk / D * 4), *dg1 = (float *)dalloc(nk / D * 4);
+		CHECK(dg1, "cudaMalloc");
+		setenv("POLICY_GPU_EW20", "off", 1);
+		SW(policy_moe_combine_bwd2_b16g(dyp0, dg0, dy16, yp, gate, rowof, Tn, k, D));
+		setenv("POLICY_GPU_EW20", k == 2 ? "comb" : "all", 1);
+		SW(policy_moe_combine_bwd2_b16g(dyp1, dg1, dy16, yp, gate, rowof, Tn, k, D));
+		unsetenv("POLICY_GPU_EW20");
+		CK(cudaDeviceSynchronize());
+		uint16_t *y0 = down(dyp0, nk), *y1 = down(dyp1, nk);
+		float *a0 = down(dg0, nk / D), *a1 = down(dg1, nk / D);
+		size_t nd = 0;
+		for (size_t i = 0; i < nk; i++)
+			nd += y0[i] != y1[i];
+		printf("  combine bwd K %d: dyp %9s %zu of %zu differ%s\n", k, "", nd, nk,
+		       nd ? "  <-- FAIL" : "");
+		bad |= nd != 0;
+		bad |= cmp_f32(k == 2 ? "combine bwd K 2: dgate" : "combine bwd K 1: dgate", a1, a0,
+		               nk / D, 0);
+		free(y0), free(y1), free(a0), free(a1);
+	}
+	/* the forward's add + norm: a bf16 + b fp32 (y bf16 and fp32), a bf16 +
+	 * the combine of K 2 and 1 bf16 slots (y bf16) */
+	for (int f = 0; f < 4; f++) {
+		int kf = f < 2 ? 0 : f == 2 ? 2 : 1, yb16 = f != 1;
+		uint16_t *a = up(xh, n), *yp = up(yph, nr), *o0 = (uint16_t *)dalloc(n * 2),
+		         *o1 = (uint16_t *)dalloc(n * 2);
+		float *bb = up(dyf, n), *gate = up(gf, nr / D);
+		void *y0 = dalloc(n * 4), *y1 = dalloc(n * 4);
+		float *r0 = (float *)dalloc(Tn * 4), *r1 = (float *)dalloc(Tn * 4);
+		char what[64];
+		CHECK(r1, "cudaMalloc");
+		setenv("POLICY_GPU_EW20", "off", 1);
+		SW(policy_ew_add_rms16(o0, 1, y0, yb16, NULL, r0, a, NULL, NULL, kf ? NULL : bb,
+		                       kf ? yp : NULL, 1, kf ? gate : NULL, kf, w, Tn, D, EPS));
+		setenv("POLICY_GPU_EW20", f & 1 ? "fwd" : "all", 1);
+		SW(policy_ew_add_rms16(o1, 1, y1, yb16, NULL, r1, a, NULL, NULL, kf ? NULL : bb,
+		                       kf ? yp : NULL, 1, kf ? gate : NULL, kf, w, Tn, D, EPS));
+		unsetenv("POLICY_GPU_EW20");
+		CK(cudaDeviceSynchronize());
+		size_t ny = n * (yb16 ? 2 : 4);
+		unsigned char *h0 = down((unsigned char *)o0, n * 2),
+		              *h1 = down((unsigned char *)o1, n * 2);
+		unsigned char *z0 = down((unsigned char *)y0, ny),
+		              *z1 = down((unsigned char *)y1, ny);
+		float *q0 = down(r0, (size_t)Tn), *q1 = down(r1, (size_t)Tn);
+		int d = memcmp(h0, h1, n * 2) != 0 || memcmp(z0, z1, ny) != 0;
+		snprintf(what, sizeof(what), "add+norm %s%s: out, y",
+		         kf ? (kf == 2 ? "+ 2 slots" : "+ 1 slot") : "+ b",
+		         yb16 ? "" : " (y fp32)");
+		printf("  %-30s %s\n", what, d ? "differ  <-- FAIL" : "same");
+		bad |= d;
+		bad |= cmp_f32("add+norm: rstd", q1, q0, (size_t)Tn, 0);
+		free(h0), free(h1), free(z0), free(z1), free(q0), free(q1);
+	}
+	free(xh), free(dxh), free(yph), free(xf), free(dyf), free(dxf), free(wf), free(ypf);
+	free(gf), free(rf), free(rowh);
+	dfree();
+	CHECK(!bad, "POLICY_GPU_EW20's passes differ from round 19's (see above)");
+	return 0;
+}
+static int test_ew20(void)
+{
+	if (!have_gpu())
+		return GPU_SKIP;
+	return ew20_case(333, 768) || ew20_case(8192, 768) || ew20_case(5003, 128) ||
+	       ew20_case(3001, 132) || ew20_case(2999, 1024);
+}
+/* a misspelt POLICY_GPU_EW20 is refused by each function it steers */
+static int test_ew20_bad_switch(void)
+{
+	int a, b, c;
+	setenv("POLICY_GPU_EW20", "v9", 1);
+	a = policy_ew_rms_bwd16g(NULL, NULL, 0, NULL, NULL, NULL, NULL, NULL, 0, 128);
+	b = policy_moe_combine_bwd2_b16g(NULL, NULL, NULL, NULL, NULL, NULL, 0, K, 128);
+	c = policy_ew_add_rms16(NULL, 1, NULL, 1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 1, NULL,
+	                        K, NULL, 0, 128, EPS);
+	unsetenv("POLICY_GPU_EW20");
+	printf("  ew20=v9: %d %d %d (%s)\n", a, b, c, swerve_error_last());
+	CHECK(a == SWERVE_EINVAL && b == SWERVE_EINVAL && c == SWERVE_EINVAL,
+	      "POLICY_GPU_EW20=v9 accepted");
+	CHECK(strstr(swerve_error_last(), "POLICY_GPU_EW20=v9") != NULL, "message: %s",
+	      swerve_error_last());
+	return 0;
+}
+
 /* the routing: v4's forward on x bf16 vs fp32 on the same values, then the
  * backward with the slot sum (slots bf16; x bf16 or fp32) vs fp32; the
  * combine backward with yp bf16 vs fp32; the down / up dX products'
@@ -604,6 +774,11 @@ int main(void)
 	        {"all19: RMSNorm bwd, combine bwd, embedding bwd with the residual gradient "
 	         "in bf16, D 128, 132, 768",
 	         test_grad16},
+	        {"ew20: RMSNorm bwd pipelined, combine bwd a warp per token, add + norm fwd "
+	         "pipelined (POLICY_GPU_EW20) vs round 19's, T 333 / 8192 / 5003 / 3001 / 2999, D "
+	         "768 / 128 / 132 / 1024",
+	         test_ew20},
+	        {"ew20: POLICY_GPU_EW20 misspelt is refused", test_ew20_bad_switch},
 	};
 	gpu_rng_seed();
 	return gpu_run_tests(tests, (int)(sizeof(tests) / sizeof(tests[0])));
