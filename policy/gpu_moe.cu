@@ -1416,6 +1416,294 @@ __global__ static void __launch_bounds__(MG_THREADS, 2)
 		mg_bulk_wait_read();
 }
 
+/* ---- down dX, persistent, ping-pong consumers (round 20, "wsb10", "wsb10b") ----
+ * k_mgy<W, Q>: the epilogue of a tile (the SwiGLU backward: h1 / h3 reads,
+ * dh13 stores) runs while the next tile's k blocks are loaded and
+ * multiplied. One CTA an SM (a persistent grid, at most one CTA an SM) of
+ * a producer warp (warp 8, its lane 0 issues every TMA load of the k
+ * blocks) and two consumer warpgroups c = 0, 1 that take the CTA's tiles in
+ * turn (tile i of the CTA's list, t = blockIdx.x + i gridDim.x, is consumer
+ * i & 1's; t -> row tile t / nx, column tile t % nx, as k_mgp). A consumer
+ * computes a whole 128 x 128 tile of dh = dyp W2_e: its two 64-row halves m
+ * with the same wgmma m64n64k16 instructions as wgtd's two warpgroups (A
+ * at m 8192 + kk 32, B at h 8192 + kk 2048, per element the same sums in
+ * the same order), 128 fp32 accumulators a thread, then runs wgtd's
+ * epilogue (mg_epi_tma's DOWN_DX code for its warp's 16 rows of each half,
+ * Q: wsb9c's cvt packing, the same bits) on the tile's h1 / h3, which it
+ * fetched by TMA into its own 64 KB buffer (h1 | h3, each two 64 x 128
+ * boxes, 128-byte swizzle; dh1 / dh3 written back in place and TMA-stored
+ * from there) as soon as its previous epilogue had finished with the
+ * buffer (during the other consumer's main loop, a whole tile ahead).
+ * Shared memory: the ring (3 stages of 32 KB, A 128 x 64 | B 64 x 128, the
+ * k blocks of the CTA's tiles in order) + 2 x 64 KB = 224 KB + alignment.
+ * W 1 ("wsb10"): a block's wgmma left in flight while the next is issued,
+ * block kb - 1 released after block kb's issue; W 0 ("wsb10b"): each block
+ * waited for and released at once (wsb9b's form).
+ * Synchronisation (every wait has its arrival):
+ *  - full[s] (count 1): slot g = i nk + kb of the CTA's sequence (tile i,
+ *    k block kb) lands in stage g % 3, one expect-tx by the producer a
+ *    load, waited once by each thread of tile i's consumer with parity
+ *    (g / 3) & 1. A wait is never two phases ahead of the barrier: the
+ *    consumer of tile i + 1 starts its k blocks only after the consumer
+ *    of tile i has waited for all of its own (the order barrier below),
+ *    so slot g - 3 (tile i's or its own earlier block) has completed.
+ *  - empty[s] (count 4, one arrive per warp of the slot's consumer, after
+ *    its wgmmas that read the stage completed): the producer waits for
+ *    slot g - 3's release (parity (g / 3 - 1) & 1) before loading slot g;
+ *    slot g + 3 is loaded only after that wait, so phases do not skip.
+ *  - the order barrier: named barrier 1 + c (256 threads): consumer c
+ *    arrives (bar.arrive) after its tile's last full wait and wgmma issue
+ *    when the CTA has a next tile; consumer 1 - c waits (bar.sync) before
+ *    that next tile's k blocks. Handoffs alternate, so each barrier id's
+ *    arrive and sync pair up one at a time (consumer c's next arrive on
+ *    1 + c follows its own sync on 2 - c, which follows the other's sync
+ *    on 1 + c). It also makes the two main loops take turns: the tensor
+ *    cores run one consumer's k blocks while the other runs its epilogue.
+ *  - hfull[c] (count 1): one expect-tx of 64 KB per tile of consumer c,
+ *    issued by its thread 0 (the first tile's at the start; tile i + 2's
+ *    after tile i's epilogue: every warp's lane 0 waited for its stores'
+ *    reads (wait_group.read 0), the ldmatrix reads fenced to the async
+ *    proxy, then named barrier 3 + c (128 threads)); waited once a tile by
+ *    each thread of consumer c with parity u & 1 (u: the consumer's tile
+ *    count): armed again only after that wait (the named barrier).
+ * dh13: bit for bit wgtd's (the same products in the same order, the same
+ * epilogue arithmetic; Q rounds as mg_f2bf; a NaN would be 0x7fff, not
+ * 0x7fc0). */
+#define MGY_THREADS (2 * 128 + 32)
+#define MGY_SMEM    (3 * 32768 + 2 * 65536 + 1024)
+__device__ __forceinline__ static void mg_bar_sync(int id, int n)
+{
+	asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(n) : "memory");
+}
+__device__ __forceinline__ static void mg_bar_arrive(int id, int n)
+{
+	asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(n) : "memory");
+}
+/* mg_epi_tma's DOWN_DX arithmetic for the 16 rows wr.. of the tile (this
+ * warp's rows of one 64-row half), h1 / h3 at s1b / s3b (two 16 KB column
+ * blocks each), dh1 / dh3 written back in place (rows within the expert)
+ * or stored from registers (a 16-row band past the expert's end) */
+template <bool Q>
+__device__ __forceinline__ static void mgy_epi(const struct mg_args &a, float (&wacc)[2][32],
+                                               uint32_t s1b, uint32_t s3b, int wr, int r0, int r1,
+                                               int n0)
+{
+	const int lane = threadIdx.x & 31, q = lane >> 3;
+	const int sl = (q & 1) * 8 + (lane & 7), rr = lane >> 2, cc = (lane & 3) * 2, F = a.F;
+	const bool tmrow = r0 + wr + 16 <= r1;
+#pragma unroll
+	for (int h = 0; h < 2; h++) {
+		if (n0 + h * 64 >= F) /* F % 64 == 0: whole blocks past F */
+			continue;
+#pragma unroll
+		for (int np = 0; np < 4; np++) {
+			const uint32_t o = h * 16384 + mg_kofs(wr + sl, 2 * np + (q >> 1));
+			uint32_t x1r[4], x3r[4], u1[4], u3[4];
+			ptx::ldsm_x4(x1r, s1b + o);
+			ptx::ldsm_x4(x3r, s3b + o);
+			const float *g = &wacc[h][8 * np];
+#pragma unroll
+			for (int i = 0; i < 4; i++) {
+				float d1[2], d3[2];
+#pragma unroll
+				for (int j = 0; j < 2; j++) {
+					float x1 = mg_bf2f((uint16_t)(x1r[i] >> (16 * j))),
+					      x3 = mg_bf2f((uint16_t)(x3r[i] >> (16 * j))),
+					      gv = g[2 * i + j], s = mg_sigm(x1);
+					d3[j] = gv * x1 * s;
+					d1[j] = gv * x3 * s * (1.0f + x1 * (1.0f - s));
+				}
+				if constexpr (Q) {
+					u1[i] = mg_cvt2(d1[0], d1[1]);
+					u3[i] = mg_cvt2(d3[0], d3[1]);
+				} else {
+					u1[i] = (uint32_t)mg_f2bf(d1[0]) | (uint32_t)mg_f2bf(d1[1])
+					                                           << 16;
+					u3[i] = (uint32_t)mg_f2bf(d3[0]) | (uint32_t)mg_f2bf(d3[1])
+					                                           << 16;
+				}
+			}
+			if (tmrow) {
+				ptx::stsm_x4(s1b + o, u1[0], u1[1], u1[2], u1[3]);
+				ptx::stsm_x4(s3b + o, u3[0], u3[1], u3[2], u3[3]);
+			} else {
+#pragma unroll
+				for (int i = 0; i < 4; i++) {
+					int row = r0 + wr + rr + (i & 1) * 8,
+					    f = n0 + h * 64 + 16 * np + (i >> 1) * 8 + cc;
+					if (row >= r1)
+						continue;
+					uint16_t *dst = a.o1 + (size_t)row * 2 * F + f;
+					*(uint32_t *)dst = u1[i];
+					*(uint32_t *)(dst + F) = u3[i];
+				}
+			}
+		}
+	}
+}
+
+template <int W, bool Q>
+__global__ static void __maxnreg__(224)
+        k_mgy(struct mg_args a, const __grid_constant__ struct mg_tma tm)
+{
+	constexpr int ST = 3, STAGE = 32768;
+	static_assert(W == 0 || W == 1, "k_mgy: wait_group 0 or 1");
+	__shared__ __align__(8) uint64_t mgy_bars[2 * ST + 2]; /* full, empty, hfull */
+	extern __shared__ __align__(1024) unsigned char mg_sm[];
+	const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+	const int D = a.D, F = a.F, nk = (D + MG_BK - 1) / MG_BK, nx = (F + 127) / 128;
+	int total = 0; /* tiles: the experts' row tiles x nx */
+	for (int i = 0; i < a.E; i++)
+		total += (a.offs[i + 1] - a.offs[i] + MG_BM - 1) / MG_BM;
+	total *= nx;
+	const int G = gridDim.x, b0 = blockIdx.x;
+	if (b0 >= total) /* uniform: no tile, no barrier touched */
+		return;
+	const int ntile = (total - b0 + G - 1) / G; /* the CTA's tiles */
+	const uint32_t sraw = (uint32_t)__cvta_generic_to_shared(mg_sm),
+	               sbase = (sraw + 1023u) & ~1023u;
+	const uint32_t fbar = (uint32_t)__cvta_generic_to_shared(mgy_bars), mbar = fbar + 8 * ST,
+	               hbar = fbar + 16 * ST;
+	if (tid == 0) {
+		for (int s = 0; s < ST; s++) {
+			mg_bar_init(fbar + 8 * s, 1);
+			mg_bar_init(mbar + 8 * s, 4);
+		}
+		mg_bar_init(hbar, 1);
+		mg_bar_init(hbar + 8, 1);
+		asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+	}
+	__syncthreads();
+	if (warp == 8) { /* the producer: the k blocks of the CTA's tiles in order */
+		if (lane == 0)
+			for (int i = 0; i < ntile; i++) {
+				int e = 0, r0 = 0, r1 = 0, n0 = 0;
+				mgp_tile(a, b0 + i * G, nx, 128, e, r0, r1, n0);
+				for (int kb = 0; kb < nk; kb++) {
+					const int g = i * nk + kb, s = g % ST, k0 = kb * MG_BK;
+					const uint32_t dst = sbase + s * STAGE, bar = fbar + 8 * s;
+					if (g >= ST)
+						ptx::mbar_wait(mbar + 8 * s, (g / ST - 1) & 1);
+					ptx::mbar_expect(bar, 2 * MG_TILE);
+					ptx::tma_load2(dst, &tm.a, k0, r0, bar);
+					ptx::tma_load3(dst + MG_TILE, &tm.b0, n0, k0, e, bar);
+					ptx::tma_load3(dst + MG_TILE + 8192, &tm.b0, n0 + 64, k0, e,
+					               bar);
+				}
+			}
+		return;
+	}
+	const int c = warp >> 2, w4 = warp & 3, ctid = tid & 127;
+	if (c >= ntile) /* consumer 1 of a CTA with one tile */
+		return;
+	const uint32_t hb = sbase + ST * STAGE + c * 65536, hfb = hbar + 8 * c;
+	/* the tile's h1 (columns n0.., n0 + 64..) and h3 into the buffer */
+	auto hload = [&](int r0, int n0) {
+		ptx::mbar_expect(hfb, 65536);
+		ptx::tma_load2(hb, &tm.s2, n0, r0, hfb);
+		ptx::tma_load2(hb + 16384, &tm.s2, n0 + 64, r0, hfb);
+		ptx::tma_load2(hb + 32768, &tm.s3, n0, r0, hfb);
+		ptx::tma_load2(hb + 49152, &tm.s3, n0 + 64, r0, hfb);
+	};
+	int e = 0, r0 = 0, r1 = 0, n0 = 0;
+	mgp_tile(a, b0 + c * G, nx, 128, e, r0, r1, n0);
+	if (ctid == 0)
+		hload(r0, n0);
+	(void)e;
+	for (int i = c, u = 0; i < ntile; i += 2, u++) {
+		if (i > 0) /* the previous tile's consumer has passed its k blocks */
+			mg_bar_sync(2 - c, 256);
+		float acc[2][2][32]; /* [row half m][column block h] */
+#pragma unroll
+		for (int m = 0; m < 2; m++)
+#pragma unroll
+			for (int h = 0; h < 2; h++)
+#pragma unroll
+				for (int j = 0; j < 32; j++)
+					acc[m][h][j] = 0.0f;
+		for (int kb = 0; kb < nk; kb++) {
+			const int g = i * nk + kb, s = g % ST;
+			ptx::mbar_wait(fbar + 8 * s, (g / ST) & 1);
+			const uint32_t sa = sbase + s * STAGE, sb = sa + MG_TILE;
+			ptx::fence();
+#pragma unroll
+			for (int kk = 0; kk < MG_BK / 16; kk++)
+#pragma unroll
+				for (int m = 0; m < 2; m++) {
+					uint64_t da = mg_desc(sa, m * 8192 + kk * 32);
+#pragma unroll
+					for (int h = 0; h < 2; h++)
+						ptx::mma_ss<0, 1>(acc[m][h], da,
+						                  mg_desc(sb, h * 8192 + kk * 2048),
+						                  1);
+				}
+			ptx::commit();
+			if constexpr (W == 1) {
+				ptx::wait<1>();
+				if (kb >= 1) { /* block kb - 1's stage */
+					__syncwarp();
+					if (lane == 0)
+						mg_arrive(mbar + 8 * ((g - 1) % ST));
+				}
+			} else {
+				ptx::wait<0>();
+#pragma unroll
+				for (int m = 0; m < 2; m++)
+#pragma unroll
+					for (int h = 0; h < 2; h++)
+						ptx::reg_fence(acc[m][h]);
+				__syncwarp();
+				if (lane == 0)
+					mg_arrive(mbar + 8 * s);
+			}
+		}
+		if (i + 1 < ntile) /* the next tile's consumer may start its k blocks */
+			mg_bar_arrive(1 + c, 256);
+		ptx::wait<0>();
+#pragma unroll
+		for (int m = 0; m < 2; m++)
+#pragma unroll
+			for (int h = 0; h < 2; h++)
+				ptx::reg_fence(acc[m][h]);
+		if (W == 1) { /* the last block's stage */
+			__syncwarp();
+			if (lane == 0)
+				mg_arrive(mbar + 8 * ((i * nk + nk - 1) % ST));
+		}
+		/* the epilogue, under the other consumer's k blocks */
+		ptx::mbar_wait(hfb, u & 1);
+#pragma unroll
+		for (int m = 0; m < 2; m++)
+			mgy_epi<Q>(a, acc[m], hb, hb + 32768, m * 64 + w4 * 16, r0, r1, n0);
+		ptx::fence_proxy_async();
+		__syncwarp();
+		if (lane == 0) {
+#pragma unroll
+			for (int m = 0; m < 2; m++) {
+				const int wr = m * 64 + w4 * 16;
+				if (r0 + wr + 16 > r1)
+					continue;
+				for (int h = 0; h < 2; h++) {
+					if (n0 + h * 64 >= F)
+						continue;
+					const uint32_t o = h * 16384 + wr * 128;
+					mg_tma_st(&tm.s1, n0 + h * 64, r0 + wr, hb + o);
+					mg_tma_st(&tm.s1, F + n0 + h * 64, r0 + wr, hb + 32768 + o);
+				}
+			}
+			mg_bulk_commit();
+			mg_bulk_wait_read();
+		}
+		if (i + 2 < ntile) { /* this consumer's next tile: its h1 / h3 */
+			mgp_tile(a, b0 + (i + 2) * G, nx, 128, e, r0, r1, n0);
+			ptx::fence_proxy_async();
+			mg_bar_sync(3 + c, 128);
+			if (ctid == 0)
+				hload(r0, n0);
+		}
+	}
+}
+
 /* ---- mbarrier-pipelined variants (4 wgm, 5 ws2) ------------------------------
  * The same 128 x 128 tiles, 64-deep k blocks and swizzled layouts as variant
  * 1, but no CTA-wide barrier in the main loop: PW producer warps (warps 8..)
@@ -1794,13 +2082,18 @@ int policy_moe_variant(void)
 	 * (the same with each block waited for) 31, wsb9p (wsb9a with dyp
 	 * prefetched into L2 a ring ahead) 32, wsb9c (wsb9a with dh13 packed by
 	 * cvt.rn.bf16x2: the same bits) 33, wsb9d (wsb9b with wsb9c's packing)
-	 * 34, wsb9e (wsb9d with the tile walk's offs loaded at once) 35 */
-	static const char *const names[35] = {
-	        "mma",   "wg",    "wg256", "wgp",   "wgm",   "ws2",    "wgt",   "wgtd",  "wgtdp",
-	        "wsb",   "wsb2",  "wsb3",  "wsb4",  "wsb4a", "wsb4d",  "wsb5",  "wsb6",  "wsb6u",
-	        "wsb6r", "wsb3w", "wsb7",  "wsb7d", "wsb7u", "wsb7dx", "wsb8",  "wsb8g", "wsb8r",
-	        "wsb8h", "wsb8k", "wsb9a", "wsb9b", "wsb9p", "wsb9c",  "wsb9d", "wsb9e"};
-	int v = policy_env_choice("POLICY_GPU_MOE_KERNEL", names, 35, 19);
+	 * 34, wsb9e (wsb9d with the tile walk's offs loaded at once) 35; round
+	 * 20's wsb10 (wsb3w with down dX in k_mgy: persistent, two consumer
+	 * warpgroups taking tiles in turn, a tile's epilogue under the next
+	 * tile's k blocks; a block's wgmma in flight) 36, wsb10b (the same with
+	 * each block waited for) 37 */
+	static const char *const names[37] = {
+	        "mma",   "wg",    "wg256", "wgp",   "wgm",   "ws2",   "wgt",   "wgtd",
+	        "wgtdp", "wsb",   "wsb2",  "wsb3",  "wsb4",  "wsb4a", "wsb4d", "wsb5",
+	        "wsb6",  "wsb6u", "wsb6r", "wsb3w", "wsb7",  "wsb7d", "wsb7u", "wsb7dx",
+	        "wsb8",  "wsb8g", "wsb8r", "wsb8h", "wsb8k", "wsb9a", "wsb9b", "wsb9p",
+	        "wsb9c", "wsb9d", "wsb9e", "wsb10", "wsb10b"};
+	int v = policy_env_choice("POLICY_GPU_MOE_KERNEL", names, 37, 19);
 	return v >= 8 ? v + 1 : v;
 }
 
@@ -1910,6 +2203,37 @@ static int mgp_run(const struct mg_args *a, const struct mg_tma *tm, int R, int 
 	return 0;
 }
 
+/* round 20: down dX by k_mgy (wsb10, wsb10b): one CTA an SM, a grid of
+ * min(tiles, SMs, cap when > 0) (tiles: the upper bound R / 128 + E row
+ * tiles x nx; CTAs past the device's count exit at once) */
+template <int W, bool Q>
+static int mgy_run(const struct mg_args *a, const struct mg_tma *tm, int R, int cap)
+{
+	static int attr_set, ctas;
+	if (!attr_set) {
+		int dev, sms, occ;
+		CK(cudaFuncSetAttribute(k_mgy<W, Q>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+		                        MGY_SMEM));
+		CK(cudaGetDevice(&dev));
+		CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+		CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, k_mgy<W, Q>, MGY_THREADS,
+		                                                 MGY_SMEM));
+		if (occ < 1)
+			return swerve_error_set(SWERVE_ERROR,
+			                        "gpu moe: wsb10: no CTA fits an SM (%d bytes)",
+			                        MGY_SMEM);
+		ctas = sms;
+		attr_set = 1;
+	}
+	if (cap < 1 || cap > ctas)
+		cap = ctas;
+	const long tiles = (long)((R + MG_BM - 1) / MG_BM + a->E) * ((a->F + 127) / 128);
+	const int grid = tiles < cap ? (int)tiles : cap;
+	k_mgy<W, Q><<<grid, MGY_THREADS, MGY_SMEM, mg_stream>>>(*a, *tm);
+	LAUNCHED();
+	return 0;
+}
+
 /* the tensor maps of variants 6 and 7 (see struct mg_tma): map of a bf16
  * tensor, dims innermost first (2 or 3), boxes of 64 x box_rows */
 static int mg_map(CUtensorMap *m, const void *p, int nd, const cuuint64_t *dim, int box_rows)
@@ -1997,7 +2321,7 @@ template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct
 	 * CTAs when the TMA epilogues run (k_mgp); the other products, UP with
 	 * A gathered in the loads and EPI=smem run wgtd's kernels */
 	const bool pers = var == 9;
-	const int cap = pers || (var >= 10 && var <= 35) ? mg_ctas() : 0;
+	const int cap = pers || (var >= 10 && var <= 37) ? mg_ctas() : 0;
 	if (cap < 0)
 		return cap;
 	if (pers)
@@ -2084,8 +2408,8 @@ template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct
 	 * L2; wsb8g wsb3w with wgtd's DOWN_DX prefetching them (variant 15) */
 	bool pfh = false, hnt = false;
 	/* round 19b: wsb9a / wsb9b / wsb9p are wsb3w with down dX in k_mgx */
-	int mgx = 0;
-	if (var >= 30 && var <= 35) {
+	int mgx = 0; /* round 20: wsb10 / wsb10b too (k_mgy) */
+	if (var >= 30 && var <= 37) {
 		mgx = MODE == MG_DOWN_DX ? var : 0;
 		var = 20;
 	}
@@ -2214,7 +2538,10 @@ template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct
 			if (pers && (MODE == MG_DOWN_DX || a->gx))
 				return mgp_run<MODE>(a, &tm, R, cap);
 			if constexpr (MODE == MG_DOWN_DX)
-				if (mgx) /* round 19b: wsb9a, b, p, c, d, e */
+				if (mgx >= 36) /* round 20: wsb10, wsb10b */
+					return mgx == 36 ? mgy_run<1, true>(a, &tm, R, cap)
+					                 : mgy_run<0, true>(a, &tm, R, cap);
+				else if (mgx) /* round 19b: wsb9a, b, p, c, d, e */
 					return mgx == 30   ? mgx_run<1, 0, false>(grid, a, &tm)
 					       : mgx == 31 ? mgx_run<0, 0, false>(grid, a, &tm)
 					       : mgx == 32 ? mgx_run<1, 1, false>(grid, a, &tm)
@@ -2448,8 +2775,8 @@ int policy_moe_to_bf16(uint16_t *out, const float *in, size_t n)
  * nearest even from the fp32 accumulators), by gpu_moe_ws.cu's k_ws: the
  * variants whose down and up dX run wsb2's kernel (wsb2, wsb3, wsb5, wsb6u,
  * wsb3w, round 19's wsb8, wsb8g, wsb8r, wsb8h and wsb8k, round 19b's wsb9a, wsb9b,
- * wsb9p, wsb9c, wsb9d and wsb9e; up dX: F a multiple of 64); any other is
- * refused with a message */
+ * wsb9p, wsb9c, wsb9d and wsb9e, round 20's wsb10 and wsb10b; up dX: F a multiple of 64); any other
+ * is refused with a message */
 static int mg_b16_var(void)
 {
 	int var = policy_moe_variant(), cap = mg_ctas();
@@ -2457,12 +2784,13 @@ static int mg_b16_var(void)
 		return var;
 	if (cap < 0)
 		return cap;
-	if (var != 11 && var != 12 && var != 16 && var != 18 && var != 20 && (var < 25 || var > 35))
+	if (var != 11 && var != 12 && var != 16 && var != 18 && var != 20 && (var < 25 || var > 37))
 		return swerve_error_set(
 		        SWERVE_EINVAL,
 		        "gpu moe: bf16 slots (POLICY_GPU_ACT16) need "
 		        "POLICY_GPU_MOE_KERNEL=wsb2, wsb3, wsb5, wsb6u, wsb3w, wsb8, "
-		        "wsb8g, wsb8r, wsb8h, wsb8k, wsb9a, wsb9b, wsb9c, wsb9d, wsb9e or wsb9p");
+		        "wsb8g, wsb8r, wsb8h, wsb8k, wsb9a, wsb9b, wsb9c, wsb9d, wsb9e, wsb9p, "
+		        "wsb10 or wsb10b");
 	return cap;
 }
 
@@ -2470,7 +2798,7 @@ int policy_moe_slots16_supported(int F)
 {
 	int var = policy_moe_variant();
 	return F % 64 == 0 && (var == 11 || var == 12 || var == 16 || var == 18 || var == 20 ||
-	                       (var >= 25 && var <= 35));
+	                       (var >= 25 && var <= 37));
 }
 
 int policy_moe_down_b16(const struct policy_moe_dims *d, uint16_t *yp, const uint16_t *hh,

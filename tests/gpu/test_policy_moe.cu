@@ -526,8 +526,14 @@ static int check_case1(int T, int K, int E, int D, int F, int route)
  * row-tile walk's offs loaded at once); with them the cases "down dX bit
  * for bit vs wsb3w's" and "a misspelt POLICY_GPU_MOE_KERNEL is refused".
  * wsb9a / b / p / c: 15 / 15 each on an H100 (2026-11-27), dh13 bit for bit;
- * wsb9d / e not yet run on a GPU; all named-only (opt-in) */
-#define NVARIANTS 62
+ * wsb9d / e not yet run on a GPU; all named-only (opt-in). Round 20:
+ * "wsb10" / "wsb10b" (/c3: 3 persistent CTAs walk every tile): wsb3w with
+ * down dX in k_mgy (persistent, a producer warp and two consumer
+ * warpgroups taking tiles in turn, a tile's epilogue under the next tile's
+ * k blocks; 10: one block's wgmma in flight, 10b: each waited for), with
+ * the bit-for-bit case (plus F 192: a half column tile) and "wsb10x"
+ * refused; named-only (opt-in) */
+#define NVARIANTS 66
 static const char *const variant_env[NVARIANTS] = {
         "mma",           "wg",           "wg256",     "wgp",          "wgm",          "ws2",
         "wgt",           "wgtd",         "wgtd+tma",  "wgtdp",        "wgtdp/c3",     "wsb",
@@ -539,7 +545,7 @@ static const char *const variant_env[NVARIANTS] = {
         "wsb7/s3",       "wsb7d",        "wsb7u",     "wsb7dx",       "wsb8",         "wsb8/c3",
         "wsb8/s3",       "wsb8@next",    "wsb8g",     "wsb8r",        "wsb8r/c3",     "wsb8h",
         "wsb8k",         "wsb8k/c3",     "wsb9a",     "wsb9b",        "wsb9p",        "wsb9c",
-        "wsb9d",         "wsb9e"};
+        "wsb9d",         "wsb9e",        "wsb10",     "wsb10/c3",     "wsb10b",       "wsb10b/c3"};
 /* POLICY_GPU_MOE_WSB_KCH as the run started ("NAME/kN" sets it for NAME) */
 static const char *kch_env;
 /* POLICY_GPU_MOE_WSB_ST as the run started ("NAME/sN" sets it for NAME) */
@@ -878,7 +884,30 @@ static int bits_case(int T, int E, int D, int F, int skew)
 	return fail;
 }
 /* round 19b: a misspelt wsb9 name ("wsb9x") is refused by down dX, naming
- * POLICY_GPU_MOE_KERNEL and the value */
+ * POLICY_GPU_MOE_KERNEL and the value; round 20: "wsb10x" for wsb10* */
+static int misspelt_case(const char *bad)
+{
+	struct policy_moe_dims d = {1, 1, 1, 64, 64, NULL, NULL, 0};
+	setenv("POLICY_GPU_MOE_KERNEL", bad, 1);
+	int rc = policy_moe_down_dx(&d, NULL, NULL, NULL, NULL, NULL);
+	char msg[512], want[64];
+	snprintf(msg, sizeof(msg), "%s", swerve_error_last());
+	snprintf(want, sizeof(want), "POLICY_GPU_MOE_KERNEL=%s", bad);
+	variant_setenv();
+	if (rc != SWERVE_EINVAL || !strstr(msg, want)) {
+		printf("    rc %d, message \"%s\"\n", rc, msg);
+		return 1;
+	}
+	return 0;
+}
+static int test_wsb10_misspelt(void)
+{
+	if (!have_gpu())
+		return GPU_SKIP;
+	if (strncmp(variant_env[variant], "wsb10", 5))
+		return 0;
+	return misspelt_case("wsb10x") | misspelt_case("wsb10c");
+}
 static int test_wsb9_misspelt(void)
 {
 	if (!have_gpu())
@@ -901,6 +930,9 @@ static int test_down_dx_bits(void)
 {
 	if (!have_gpu())
 		return GPU_SKIP;
+	if (!strncmp(variant_env[variant], "wsb10", 5)) /* round 20: + a half column tile */
+		return bits_case(4096, 8, 768, 1024, 1) | bits_case(300, 8, 128, 128, 0) |
+		       bits_case(200, 4, 64, 128, 0) | bits_case(700, 4, 192, 192, 0);
 	if (strncmp(variant_env[variant], "wsb9", 4))
 		return 0;
 	return bits_case(4096, 8, 768, 1024, 1) | bits_case(300, 8, 128, 128, 0) |
@@ -930,9 +962,12 @@ int main(int argc, char **argv)
 	         test_silu_vs_exact},
 	        {"grouped MoE GEMMs: a misspelt POLICY_GPU_MOE_WSB8_PF is refused (wsb8)",
 	         test_pf_misspelt},
-	        {"grouped MoE GEMMs: down dX bit for bit vs wsb3w's (wsb9)", test_down_dx_bits},
+	        {"grouped MoE GEMMs: down dX bit for bit vs wsb3w's (wsb9, wsb10)",
+	         test_down_dx_bits},
 	        {"grouped MoE GEMMs: a misspelt POLICY_GPU_MOE_KERNEL is refused (wsb9x)",
 	         test_wsb9_misspelt},
+	        {"grouped MoE GEMMs: a misspelt POLICY_GPU_MOE_KERNEL is refused (wsb10x)",
+	         test_wsb10_misspelt},
 	};
 	int n = (int)(sizeof(tests) / sizeof(tests[0])), rc = 0;
 	rng = (uint64_t)time(NULL) * 2654435761u + (uint64_t)clock() + 1;
@@ -953,7 +988,8 @@ int main(int argc, char **argv)
 		 * an H100 on 2026-11-27 but stay named-only: opt-in, no faster,
 		 * and their bench-shape ulp case adds seconds) */
 		static const char *const unrun_prefix[] = {
-		        "wsb6r", "wsb2:", "wsb2/c3:", "wsb2/s3:", "wsb7", "wsb8", "wsb9", NULL};
+		        "wsb6r", "wsb2:", "wsb2/c3:", "wsb2/s3:", "wsb7",
+		        "wsb8",  "wsb9",  "wsb10",    NULL};
 		int unrun = 0;
 		for (int u = 0; unrun_prefix[u]; u++)
 			unrun |= !strncmp(variant_env[variant], unrun_prefix[u],
