@@ -842,7 +842,7 @@ __device__ __forceinline__ uint32_t ldg_nc32(const void *p)
 /* the body of V3's kernels: kernel (FU false: F unused, may be NULL) and
  * kernel_fu (round 14: SiLU folded in, la_fu) */
 template <int D, bool SO, int ST, int VAR, bool FU, bool EA = false, bool DS = false,
-          bool PF = false>
+          bool PF = false, int SP = 0>
 __device__ __forceinline__ void kernel_body(const la_params &P, const la_fu *F)
 {
 	/* forms 4..7 build on form 3: FL fast loads, SM the bf16 state stored
@@ -919,8 +919,14 @@ __device__ __forceinline__ void kernel_body(const la_params &P, const la_fu *F)
 	const char *q0 = nullptr, *k0 = nullptr, *v0 = nullptr, *da0 = nullptr;
 	/* round 14 (FU): each of q', k', v' with its own row stride */
 	const la_fu_prob *fp = FU ? &F->p[pi] : nullptr;
+	/* SP (round 20, SWERVE_LIGHTNING_FU_CODE=split, kernel_sp): the fused
+	 * forward's (1) and the SiLU' backward's (2) own code: la_fu's run-time
+	 * choices that one of them never takes compiled out (1: every q', k',
+	 * v' a pre-activation, no SiLU' epilogue; 2: no SiLU on the loads, no
+	 * activation stores, every output scaled by SiLU'); 0: run-time */
+	constexpr bool SPF = SP == 1, SPB = SP == 2;
 	/* DS: the SiLU' source rows ride the stage pipeline, laid out as v's */
-	const bool dsa = DS && !SO && fp->dact;
+	const bool dsa = DS && !SO && (SPB || fp->dact);
 	const long LDQ = FU ? fp->ld[0] : HD, LDK = FU ? fp->ld[1] : HD, LDV = FU ? fp->ld[2] : HD;
 	const int sgn = pr.reverse ? -1 : 1;
 	if (FU && FL) {
@@ -1187,8 +1193,11 @@ __device__ __forceinline__ void kernel_body(const la_params &P, const la_fu *F)
 			 * wait; zero-filled rows stay 0), before the barrier; keep: a
 			 * partial chunk's valid rows also stored by each thread (q and
 			 * k by e-block 0 only) */
-			const int sm = fp->silu, mm = min(C, seg_end - (seg_start + c * C));
-			const bool pst = !SO && F->store && (mm < C || F->store == 2);
+			const int sm = SPF   ? 7
+			               : SPB ? 0
+			                     : fp->silu,
+			          mm = min(C, seg_end - (seg_start + c * C));
+			const bool pst = !SO && !SPB && F->store && (mm < C || F->store == 2);
 			auto piece = [&](uint32_t a, __nv_bfloat16 *g, int r) {
 				const uint4 x = silu_piece(a);
 				if (pst && g && r < mm)
@@ -1231,7 +1240,7 @@ __device__ __forceinline__ void kernel_body(const la_params &P, const la_fu *F)
 		 * them to have read the stage before the chunk's last barrier */
 		bool ast = false;
 		if constexpr (FU && !SO)
-			ast = F->store == 1 && m == C && tid == 1;
+			ast = !SPB && F->store == 1 && m == C && tid == 1;
 		if (ast) {
 			const int t0 = (int)row_token(seg_start + c * C);
 			if (eb == 0)
@@ -1247,7 +1256,8 @@ __device__ __forceinline__ void kernel_body(const la_params &P, const la_fu *F)
 			bulk_commit();
 		}
 		uint32_t dpv[16];
-		if (FU && !DS && !SO && fp->dact) /* EA: chunk c + 1's, used next chunk */
+		if (FU && !DS && !SO && !SPF &&
+		    (SPB || fp->dact)) /* EA: chunk c + 1's, used next chunk */
 			load_dact(EA ? c + 1 : c, dpv);
 		const uint32_t Qs = base + L::Q_OFF + st * L::QK, Ks = base + L::K_OFF + st * L::QK;
 		const uint32_t Vs = base + L::V_OFF + st * L::TILE;
@@ -1498,7 +1508,8 @@ __device__ __forceinline__ void kernel_body(const la_params &P, const la_fu *F)
 					o[4 * nt + 2] *= dsf[16 + 2 * nt];
 					o[4 * nt + 3] *= dsf[16 + 2 * nt + 1];
 				}
-			if (FU && DS && fp->dact) /* DS: this stage's rows, swizzled as v's */
+			if (FU && DS &&
+			    (SPB || fp->dact)) /* DS: this stage's rows, swizzled as v's */
 #pragma unroll
 				for (int nt = 0; nt < 8; nt++) {
 					const int ia = w * 16 + gq;
@@ -1506,7 +1517,7 @@ __device__ __forceinline__ void kernel_body(const la_params &P, const la_fu *F)
 					dpv[nt] = lds32(da + swz(ia, nt));
 					dpv[8 + nt] = lds32(da + swz(ia + 8, nt));
 				}
-			if (FU && !EA && fp->dact)
+			if (FU && !EA && !SPF && (SPB || fp->dact))
 #pragma unroll
 				for (int nt = 0; nt < 8; nt++) {
 					const uint32_t a = dpv[nt], b2 = dpv[8 + nt];
@@ -1607,7 +1618,7 @@ __device__ __forceinline__ void kernel_body(const la_params &P, const la_fu *F)
 		}
 	}
 	cp_wait<0>();
-	if (OS || (FU && !SO && F->store))
+	if (OS || (FU && !SO && !SPB && F->store))
 		bulk_wait(); /* the output's last rows are written before the CTA ends */
 
 	float *dst = nullptr;
@@ -1671,6 +1682,21 @@ __global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1)
         kernel_pf(const __grid_constant__ la_params P, const __grid_constant__ la_fu F)
 {
 	kernel_body<D, SO, ST, VAR, true, false, false, true>(P, &F);
+}
+
+/* round 20 (SWERVE_LIGHTNING_FU_CODE=split): kernel_fu with the fused
+ * forward's (SP 1: forward_silu, both passes) or the SiLU' backward's (SP 2:
+ * backward_dsilu with the LDG epilogue) run-time choices compiled in, so
+ * that neither carries the other's code (kernel_fu: one body of ~5700 SASS
+ * instructions for both; ncu of keep's forward main pass: 27% of its warp
+ * samples waiting for instruction fetch, lc19). The same arithmetic in the
+ * same order: bit for bit kernel_fu's results. DSX: SP 2 with round 19's
+ * DACT=smem (kernel_ds's SiLU' source stages; its dynamic shared memory). */
+template <int D, bool SO, int ST, int VAR, int SP, bool DSX = false>
+__global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1)
+        kernel_sp(const __grid_constant__ la_params P, const __grid_constant__ la_fu F)
+{
+	kernel_body<D, SO, ST, VAR, true, false, DSX, false, SP>(P, &F);
 }
 
 /* Between the state pass and the main pass (V3 and V4): the sub-segments' own
@@ -2873,6 +2899,33 @@ int wg_launch(dim3 grid, const la_params &P, cudaStream_t stream, const la_fu *F
 		if (F) { /* round 14: the fused SiLU (form 9, its state pass form 7) */
 			constexpr size_t B = wg::smem<D, SO, ST, VAR>::BYTES;
 			int rc;
+			if (F->early >= 5) { /* round 20: FU_CODE=split (7: with DACT=smem) */
+				static bool done5 = false, done6 = false, done7 = false;
+				if constexpr (!SO) {
+					if (F->early == 7) {
+						constexpr size_t DB =
+						        (size_t)wg::ds_layout<D, SO, ST, VAR>::OFF +
+						        ST * C * 128 + 1024;
+						if (!(rc = smem_attr(wg::kernel_sp<D, SO, ST, VAR,
+						                                   2, true>,
+						                     DB, done7)))
+							wg::kernel_sp<D, SO, ST, VAR, 2, true>
+							        <<<grid, NT, DB, stream>>>(P, *F);
+						return rc;
+					}
+				}
+				if (F->early == 5) {
+					if (!(rc = smem_attr(wg::kernel_sp<D, SO, ST, VAR, 1>, B,
+					                     done5)))
+						wg::kernel_sp<D, SO, ST, VAR, 1>
+						        <<<grid, NT, B, stream>>>(P, *F);
+				} else if (!(rc = smem_attr(wg::kernel_sp<D, SO, ST, VAR, 2>, B,
+				                            done6))) {
+					wg::kernel_sp<D, SO, ST, VAR, 2>
+					        <<<grid, NT, B, stream>>>(P, *F);
+				}
+				return rc;
+			}
 			if constexpr (!SO) {
 				if (F->early == 3) { /* round 19: SWERVE_LIGHTNING_DACT=smem */
 					constexpr size_t DB =
@@ -3072,7 +3125,8 @@ int split_run(la_params &P, int nprob, const swerve_lightning_dims *d, const bwd
 	la_fu F2 = {};
 	if (F) {
 		F2.p[0] = F->p[nprob - 1];
-		if (F->early >= 3) /* round 19: the overflow pieces' main pass too */
+		if (F->early >= 3) /* round 19: the overflow pieces' main pass too (round
+		                    * 20: and FU_CODE=split's state pass) */
 			F2.early = F->early;
 	}
 	const int b0 = d->batch - sp.oz;
@@ -3417,6 +3471,25 @@ int dact_mode(const char *fn)
 	                        e);
 }
 
+/* Round 20: SWERVE_LIGHTNING_FU_CODE=shared (the default: kernel_fu, one
+ * body for the fused forward and backwards with their choices made at run
+ * time) or split (kernel_sp: forward_silu's passes and backward_dsilu's
+ * with their own code, each without the other's, backward_dsilu's also
+ * with DACT=smem; backward_silu and the DACT=l2 and SILU_EARLY forms are
+ * kernel_fu's / kernel_pf's as before). Any other
+ * value is refused. Returns 1 for split, 0 for shared, or an error. */
+int fu_code(const char *fn)
+{
+	const char *e = getenv("SWERVE_LIGHTNING_FU_CODE");
+	if (!e || !*e || strcmp(e, "shared") == 0)
+		return 0;
+	if (strcmp(e, "split") == 0)
+		return 1;
+	return swerve_error_set(SWERVE_EINVAL,
+	                        "%s: SWERVE_LIGHTNING_FU_CODE=%s: unknown value (shared or split)",
+	                        fn, e);
+}
+
 /* pre's row stride: q, k, v's H D columns each, 16-byte rows */
 int check_ld(const swerve_lightning_dims *d, int ld, const char *fn)
 {
@@ -3451,6 +3524,9 @@ extern "C" int swerve_lightning_forward_silu(uint16_t *o, float *final_state, ui
 	int rc = check(dims, fn);
 	if (rc || (rc = check_ld(dims, ld, fn)) || (rc = fwd_segments_check(fn)))
 		return rc;
+	const int split = fu_code(fn);
+	if (split < 0)
+		return split;
 	if (!o || !pre || !cu_seqlens || !slopes)
 		return swerve_error_set(SWERVE_EINVAL,
 		                        "%s: o, pre, cu_seqlens and slopes must be set", fn);
@@ -3496,6 +3572,7 @@ extern "C" int swerve_lightning_forward_silu(uint16_t *o, float *final_state, ui
 	forward_prob(P, pre, pre + HD, pre + 2 * HD, o, initial_state, final_state, cu_seqlens,
 	             slopes);
 	F.p[0] = la_fu_prob{nullptr, {ld, ld, ld}, (int)HD, 7};
+	F.early = split ? 5 : 0; /* round 20: kernel_sp<..., 1> */
 	return run(P, 1, dims, workspace, workspace_bytes, stream, fn, &F);
 }
 
@@ -3550,9 +3627,11 @@ extern "C" int swerve_lightning_backward_dsilu(
 	int rc = check(dims, fn);
 	if (rc || (rc = check_ld(dims, ld, fn)))
 		return rc;
-	const int dsm = dact_mode(fn);
+	const int dsm = dact_mode(fn), split = fu_code(fn);
 	if (dsm < 0)
 		return dsm;
+	if (split < 0)
+		return split;
 	if (!dpre || !q || !k || !v || !pre || !dout || !cu_seqlens || !slopes)
 		return swerve_error_set(SWERVE_EINVAL,
 		                        "%s: dpre, q, k, v, pre, dout, cu_seqlens and slopes must "
@@ -3576,7 +3655,9 @@ extern "C" int swerve_lightning_backward_dsilu(
 	F.p[0] = la_fu_prob{bf(pre), {hd, hd, hd}, ld, 0};
 	F.p[1] = la_fu_prob{bf(pre + 2 * HD), {hd, hd, hd}, ld, 0};
 	F.p[2] = la_fu_prob{bf(pre + HD), {hd, hd, hd}, ld, 0};
-	F.early = dsm ? dsm : silu_early(); /* 3: kernel_ds, 4: kernel_pf (round 19) */
+	F.early = dsm ? dsm : silu_early();      /* 3: kernel_ds, 4: kernel_pf (round 19) */
+	if (split && (!F.early || F.early == 3)) /* round 20: kernel_sp<..., 2> */
+		F.early = F.early == 3 ? 7 : 6;  /* 7: with DACT=smem */
 	return run(P, 3, dims, workspace, workspace_bytes, stream, fn, &F);
 }
 

@@ -203,8 +203,9 @@ __global__ static void b_dsilu(uint16_t *dpre, const uint16_t *dpost, const uint
 /* keep1 (round 19, for ncu --profile-from-start off): one keep forward and
  * backward after a warm-up pair, between cudaProfilerStart / Stop, under the
  * environment's switches; no timing */
-static int run_silu(bool keep1)
+static int run_silu(int mode)
 {
+	const bool keep1 = mode == 1;
 	const int B = 4, T = 2048, H = 12, D = 64, HD = H * D, N = B * T;
 	const size_t n = (size_t)N * HD, np = (size_t)N * 4 * HD;
 	__nv_bfloat16 *pre, *dpre, *qkv, *dqkv, *o, *g;
@@ -360,6 +361,70 @@ static int run_silu(bool keep1)
 	};
 	cudaDeviceProp prop;
 	CK(cudaGetDeviceProperties(&prop, 0));
+	if (mode == 2) {
+		/* round 20 (`r20`): SWERVE_LIGHTNING_FU_CODE=split (kernel_sp) against
+		 * shared (kernel_fu), keep's forward, backward and both, with the
+		 * default LDG epilogue and with DACT=smem; then the backwards with
+		 * L2 flushed before each (us). ms, three interleaved medians of 30. */
+		auto sp_f = withv("SWERVE_LIGHTNING_FU_CODE", "split", kp_f);
+		auto sp_b = withv("SWERVE_LIGHTNING_FU_CODE", "split", kp_b);
+		auto sd_b = withv("SWERVE_LIGHTNING_FU_CODE", "split", ds_b);
+		auto sp_fb = [&] {
+			sp_f();
+			sp_b();
+		};
+		auto sd_fb = [&] {
+			sp_f();
+			sd_b();
+		};
+		printf("# r20: device %s, %d SMs; policy shape %d x %d, %d heads of %d, layer 3 of "
+		       "12; ms, medians of 30, three interleaved pairs (min / median / max)\n",
+		       prop.name, prop.multiProcessorCount, B, T, H, D);
+		struct r20_row {
+			const char *what;
+			std::function<void()> a, b;
+		};
+		const r20_row rows[] = {{"fwd split/shared", kp_f, sp_f},
+		                        {"bwd split/shared", kp_b, sp_b},
+		                        {"fb split/shared", kp_fb, sp_fb},
+		                        {"bwd dsm/ldg", kp_b, ds_b},
+		                        {"bwd split+dsm/shared+dsm", ds_b, sd_b},
+		                        {"bwd split+dsm/shared", kp_b, sd_b},
+		                        {"fb split+dsm/shared", kp_fb, sd_fb}};
+		printf("%-26s %9s %9s %9s   %9s %9s %9s   %7s\n", "pass (b/a)", "a", "", "", "b",
+		       "", "", "b/a");
+		for (const r20_row &r : rows) {
+			double a[3], b[3];
+			for (int i = 0; i < 3; i++) {
+				a[i] = median_ms(r.a, 30);
+				b[i] = median_ms(r.b, 30);
+			}
+			std::sort(a, a + 3);
+			std::sort(b, b + 3);
+			printf("%-26s %9.4f %9.4f %9.4f   %9.4f %9.4f %9.4f   %7.3f\n", r.what,
+			       a[0], a[1], a[2], b[0], b[1], b[2], b[1] / a[1]);
+			fflush(stdout);
+		}
+		auto none = [] {};
+		double c[4][3];
+		for (int i = 0; i < 3; i++) {
+			c[0][i] = bench_cold_us(none, kp_b);
+			c[1][i] = bench_cold_us(none, sp_b);
+			c[2][i] = bench_cold_us(none, ds_b);
+			c[3][i] = bench_cold_us(none, sd_b);
+		}
+		for (auto &r : c)
+			std::sort(r, r + 3);
+		printf("cold bwd (us, L2 flushed, min / median / max): shared %.1f / %.1f / %.1f   "
+		       "split %.1f / %.1f / %.1f   shared+dsm %.1f / %.1f / %.1f   split+dsm %.1f "
+		       "/ "
+		       "%.1f / %.1f\n",
+		       c[0][0], c[0][1], c[0][2], c[1][0], c[1][1], c[1][2], c[2][0], c[2][1],
+		       c[2][2], c[3][0], c[3][1], c[3][2]);
+		cudaFree(pre), cudaFree(dpre), cudaFree(qkv), cudaFree(dqkv), cudaFree(o);
+		cudaFree(g), cudaFree(dsl), cudaFree(dcu), cudaFree(ws);
+		return 0;
+	}
 	printf("# silu: device %s, %d SMs; policy shape %d x %d, %d heads of %d, layer 3 of 12; "
 	       "ms, medians of 30, three interleaved pairs\n",
 	       prop.name, prop.multiProcessorCount, B, T, H, D);
@@ -439,9 +504,11 @@ static int run_silu(bool keep1)
 int main(int argc, char **argv)
 {
 	if (argc > 1 && strcmp(argv[1], "silu") == 0)
-		return run_silu(false);
+		return run_silu(0);
 	if (argc > 1 && strcmp(argv[1], "keep1") == 0)
-		return run_silu(true);
+		return run_silu(1);
+	if (argc > 1 && strcmp(argv[1], "r20") == 0)
+		return run_silu(2);
 	if (argc == 6 && strcmp(argv[1], "once") == 0)
 		return run_once(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
 	/* `profile`: shape 1 forward and backward and one decode, once each (for ncu) */

@@ -1290,6 +1290,164 @@ static int t_round19_misspelt(void)
 	return 0;
 }
 
+/* round 20: SWERVE_LIGHTNING_FU_CODE=split (kernel_sp: the fused forward's and
+ * the SiLU' backward's own code) against =shared (kernel_fu), bit for bit: a
+ * keep forward (o, final state, the activated q, k, v) and backward_dsilu
+ * (d pre, d initial state) on fresh random inputs under each (dact: the
+ * backward's DACT value, both runs), every output NaN-poisoned first, then
+ * the CPU reference through check_fused under split */
+static int fu_split_bitwise(const char *name, std::vector<int> lens, int H, int D, int layer,
+                            int layers, const char *dact)
+{
+	if (!have_gpu())
+		return GPU_SKIP;
+	printf("%s: B=%zu H=%d D=%d layer %d/%d, DACT=%s\n", name, lens.size(), H, D, layer, layers,
+	       dact ? dact : "(default)");
+	const int B = (int)lens.size(), HD = H * D, ld = 4 * HD;
+	int maxT = 0;
+	const std::vector<int32_t> cu = cu_of(lens, &maxT);
+	const int N = cu[B];
+	const size_t n = (size_t)N * HD, np = (size_t)N * ld, ns = (size_t)B * H * D * D;
+	std::vector<uint16_t> preb, gb;
+	std::vector<float> pre, g, s0, dsT, slopes;
+	rand_bf16(preb, pre, np, 2.5f);
+	rand_bf16(gb, g, n, 1.0f);
+	states_slopes(s0, dsT, slopes, ns, H, layer, layers, 1);
+	swerve_lightning_dims dims = {B, H, D, maxT};
+	uint16_t *dpre_ = dev_upload(preb), *dg_ = dev_upload(gb);
+	int32_t *dcu = dev_upload(cu);
+	float *dsl = dev_upload(slopes), *ds0 = dev_upload(s0), *ddsT = dev_upload(dsT);
+	const size_t wsf = swerve_lightning_forward_silu_workspace(&dims),
+	             wsb = swerve_lightning_backward_silu_workspace(&dims);
+	void *ws = nullptr;
+	CUDA_OK(cudaMalloc(&ws, (wsf > wsb ? wsf : wsb) + 16));
+	/* per run: o, act (3 n), d pre (np) as bytes; final state, d initial state */
+	std::vector<uint16_t> ho[2], ha[2], hp[2];
+	std::vector<float> hs[2], h0[2];
+	static const char *const code[2] = {"shared", "split"};
+	env_override de("SWERVE_LIGHTNING_DACT", dact);
+	for (int r = 0; r < 2; r++) {
+		env_override fc("SWERVE_LIGHTNING_FU_CODE", code[r]);
+		uint16_t *o_, *act_, *gp_;
+		float *sT_, *gs0_;
+		if (dev_nan(&o_, n * 2, 16) || dev_nan(&act_, 3 * n * 2, 16) ||
+		    dev_nan(&gp_, np * 2, 16) || dev_nan(&sT_, ns * 4) || dev_nan(&gs0_, ns * 4))
+			return 1;
+		CHECK(swerve_lightning_forward_silu(o_, sT_, act_, act_ + n, act_ + 2 * n, dpre_,
+		                                    ld, dcu, dsl, ds0, &dims, ws, wsf, 0) == 0,
+		      "%s", swerve_error_last());
+		CHECK(swerve_lightning_backward_dsilu(gp_, gs0_, act_, act_ + n, act_ + 2 * n,
+		                                      dpre_, ld, dg_, ddsT, dcu, dsl, ds0, &dims,
+		                                      ws, wsb, 0) == 0,
+		      "%s", swerve_error_last());
+		CUDA_OK(cudaDeviceSynchronize());
+		ho[r].resize(n), ha[r].resize(3 * n), hp[r].resize(np), hs[r].resize(ns),
+		        h0[r].resize(ns);
+		CUDA_OK(cudaMemcpy(ho[r].data(), o_, n * 2, cudaMemcpyDeviceToHost));
+		CUDA_OK(cudaMemcpy(ha[r].data(), act_, 3 * n * 2, cudaMemcpyDeviceToHost));
+		CUDA_OK(cudaMemcpy(hp[r].data(), gp_, np * 2, cudaMemcpyDeviceToHost));
+		CUDA_OK(cudaMemcpy(hs[r].data(), sT_, ns * 4, cudaMemcpyDeviceToHost));
+		CUDA_OK(cudaMemcpy(h0[r].data(), gs0_, ns * 4, cudaMemcpyDeviceToHost));
+		cudaFree(o_), cudaFree(act_), cudaFree(gp_), cudaFree(sT_), cudaFree(gs0_);
+	}
+	cudaFree(dpre_), cudaFree(dg_), cudaFree(dcu), cudaFree(dsl), cudaFree(ds0);
+	cudaFree(ddsT), cudaFree(ws);
+	/* d pre's gate columns are NaN in both runs (never written): compared as
+	 * bytes, so NaN == NaN there */
+	const size_t od = (size_t)(memcmp(ho[0].data(), ho[1].data(), n * 2) != 0),
+	             ad = (size_t)(memcmp(ha[0].data(), ha[1].data(), 3 * n * 2) != 0);
+	size_t o_diff = 0, a_diff = 0, p_diff = 0, s_diff = 0, z_diff = 0;
+	for (size_t i = 0; od && i < n; i++)
+		o_diff += ho[0][i] != ho[1][i];
+	for (size_t i = 0; ad && i < 3 * n; i++)
+		a_diff += ha[0][i] != ha[1][i];
+	for (size_t i = 0; i < np; i++)
+		p_diff += hp[0][i] != hp[1][i];
+	for (size_t i = 0; i < ns; i++) {
+		s_diff += memcmp(&hs[0][i], &hs[1][i], 4) != 0;
+		z_diff += memcmp(&h0[0][i], &h0[1][i], 4) != 0;
+	}
+	size_t nan_o = 0;
+	for (size_t i = 0; i < n; i++)
+		nan_o += (ho[1][i] & 0x7f80) == 0x7f80 && (ho[1][i] & 0x7f);
+	printf("  split vs shared: o %zu of %zu, act %zu of %zu, d pre %zu of %zu, final "
+	       "state %zu, d initial state %zu of %zu differ; o NaN %zu\n",
+	       o_diff, n, a_diff, 3 * n, p_diff, np, s_diff, z_diff, ns, nan_o);
+	CHECK(o_diff == 0 && a_diff == 0 && p_diff == 0 && s_diff == 0 && z_diff == 0,
+	      "FU_CODE=split not bit for bit shared's (o %zu, act %zu, d pre %zu, state %zu, "
+	      "d init %zu)",
+	      o_diff, a_diff, p_diff, s_diff, z_diff);
+	CHECK(nan_o == 0, "%zu output elements left unwritten (NaN)", nan_o);
+	env_override fc("SWERVE_LIGHTNING_FU_CODE", "split");
+	return check_fused(name, lens, H, D, layer, layers, 1, true, dact);
+}
+
+static int t_split_keep_policy(void)
+{
+	env_override s("SWERVE_LIGHTNING_BWD_SPLIT", nullptr),
+	        g("SWERVE_LIGHTNING_SEGMENTS", nullptr),
+	        f("SWERVE_LIGHTNING_FWD_SEGMENTS", nullptr);
+	return fu_split_bitwise("keep, FU_CODE=split, policy shape 4 x 2048, 12 heads, D=64",
+	                        {2048, 2048, 2048, 2048}, 12, 64, 3, 12, nullptr);
+}
+
+static int t_split_keep_dsm_policy(void)
+{
+	env_override s("SWERVE_LIGHTNING_BWD_SPLIT", nullptr),
+	        g("SWERVE_LIGHTNING_SEGMENTS", nullptr),
+	        f("SWERVE_LIGHTNING_FWD_SEGMENTS", nullptr);
+	return fu_split_bitwise("keep, FU_CODE=split + DACT=smem, policy shape, D=64",
+	                        {2048, 2048, 2048, 2048}, 12, 64, 3, 12, "smem");
+}
+
+static int t_split_keep_ragged_segments(void)
+{
+	env_override s("SWERVE_LIGHTNING_BWD_SPLIT", nullptr), g("SWERVE_LIGHTNING_SEGMENTS", "3"),
+	        f("SWERVE_LIGHTNING_FWD_SEGMENTS", nullptr);
+	return fu_split_bitwise("keep, FU_CODE=split, ragged, 3 segments, D=64",
+	                        {1000, 1, 2500, 63, 0, 130}, 3, 64, 2, 16, nullptr);
+}
+
+static int t_split_keep_bwd_split(void)
+{
+	env_override s("SWERVE_LIGHTNING_BWD_SPLIT", "4"), zz("SWERVE_LIGHTNING_BWD_SPLIT_Z", "2"),
+	        g("SWERVE_LIGHTNING_SEGMENTS", "1"), f("SWERVE_LIGHTNING_FWD_SEGMENTS", nullptr);
+	return fu_split_bitwise("keep, FU_CODE=split + DACT=smem + backward split forced, D=64",
+	                        {700, 1, 333, 1500, 129}, 4, 64, 0, 8, "smem");
+}
+
+static int t_split_keep_d128(void)
+{
+	env_override s("SWERVE_LIGHTNING_BWD_SPLIT", nullptr),
+	        g("SWERVE_LIGHTNING_SEGMENTS", nullptr), f("SWERVE_LIGHTNING_FWD_SEGMENTS", "4");
+	return fu_split_bitwise("keep, FU_CODE=split, FWD_SEGMENTS=4, ragged, D=128",
+	                        {700, 3000, 65, 128}, 2, 128, 11, 12, nullptr);
+}
+
+/* a misspelt SWERVE_LIGHTNING_FU_CODE is refused by both entry points it
+ * drives, naming the variable and the value */
+static int t_round20_misspelt(void)
+{
+	if (!have_gpu())
+		return GPU_SKIP;
+	swerve_lightning_dims dims = {1, 4, 64, 64};
+	uint16_t *p = (uint16_t *)16;
+	env_override e("SWERVE_LIGHTNING_FU_CODE", "splt");
+	CHECK(swerve_lightning_forward_silu(p, nullptr, p, p, p, p, 4 * 256, (int32_t *)p,
+	                                    (float *)p, nullptr, &dims, nullptr, 0,
+	                                    0) == SWERVE_EINVAL,
+	      "forward_silu: SWERVE_LIGHTNING_FU_CODE=splt accepted");
+	CHECK(strstr(swerve_error_last(), "SWERVE_LIGHTNING_FU_CODE=splt") != NULL, "message: %s",
+	      swerve_error_last());
+	CHECK(swerve_lightning_backward_dsilu(p + 4096, nullptr, p, p, p, p, 4 * 256, p, nullptr,
+	                                      (int32_t *)p, (float *)p, nullptr, &dims, nullptr, 0,
+	                                      0) == SWERVE_EINVAL,
+	      "backward_dsilu: SWERVE_LIGHTNING_FU_CODE=splt accepted");
+	CHECK(strstr(swerve_error_last(), "SWERVE_LIGHTNING_FU_CODE=splt") != NULL, "message: %s",
+	      swerve_error_last());
+	return 0;
+}
+
 static int t_fused_rejects(void)
 {
 	if (!have_gpu())
@@ -1425,6 +1583,16 @@ int main(void)
 	        {"lightning round 19 DACT=l2 (not yet run) keep + split, ragged, D=64",
 	         t_l2_keep_split_ragged},
 	        {"lightning round 19 DACT=l2 (not yet run) core, ragged, D=128", t_l2_core_d128},
+	        {"lightning round 20 FU_CODE=split keep, policy shape, D=64", t_split_keep_policy},
+	        {"lightning round 20 FU_CODE=split + DACT=smem keep, policy shape, D=64",
+	         t_split_keep_dsm_policy},
+	        {"lightning round 20 FU_CODE=split keep, ragged, 3 segments, D=64",
+	         t_split_keep_ragged_segments},
+	        {"lightning round 20 FU_CODE=split + DACT=smem keep + backward split, D=64",
+	         t_split_keep_bwd_split},
+	        {"lightning round 20 FU_CODE=split keep, FWD_SEGMENTS=4, ragged, D=128",
+	         t_split_keep_d128},
+	        {"lightning round 20 misspelt FU_CODE refused", t_round20_misspelt},
 	};
 	/* LIGHTNING_TEST_ONLY=<text>: only the tests whose name contains it (a
 	 * short device run of one round's cases) */
