@@ -18,6 +18,63 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* round 20: a 128 MiB read (the clean flush's second half): the memset's
+ * dirty lines leave L2 here, before the timed launch */
+__global__ static void k_evict(const uint4 *__restrict__ p, size_t n, unsigned *sink)
+{
+	unsigned acc = 0;
+	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+	     i += (size_t)gridDim.x * blockDim.x) {
+		uint4 v = p[i];
+		acc ^= v.x ^ v.y ^ v.z ^ v.w;
+	}
+	if (acc == 0x9e3779b9u)
+		*sink = acc;
+}
+
+/* round 20: the median us of reps launches of f, each after bench_cold_us's
+ * 128 MiB memset (dirty: up to L2's size of the memset's lines are still
+ * dirty in L2 when f starts, and f's misses write them back) or, clean,
+ * the memset then a 128 MiB read of another buffer (L2 then holds clean
+ * lines only, as after ncu's cache control); one untimed call first */
+template <typename F> static double bench_flush2_us(int clean, F f, int reps = 25)
+{
+	static void *fl, *ev;
+	static unsigned *sink;
+	const size_t n = (size_t)128 << 20;
+	cudaEvent_t a, b;
+	float t[64];
+	if (!fl) {
+		CK(cudaMalloc(&fl, n));
+		CK(cudaMalloc(&ev, n));
+		CK(cudaMalloc(&sink, 4));
+		CK(cudaMemset(ev, 1, n));
+	}
+	CK(cudaEventCreate(&a));
+	CK(cudaEventCreate(&b));
+	f();
+	for (int i = 0; i < reps; i++) {
+		CK(cudaMemsetAsync(fl, i & 0xff, n));
+		if (clean)
+			k_evict<<<132 * 8, 256>>>((const uint4 *)ev, n / 16, sink);
+		CK(cudaEventRecord(a));
+		f();
+		CK(cudaEventRecord(b));
+		CK(cudaEventSynchronize(b));
+		CK(cudaEventElapsedTime(&t[i], a, b));
+	}
+	CK(cudaGetLastError());
+	for (int i = 1; i < reps; i++)
+		for (int j = i; j > 0 && t[j] < t[j - 1]; j--) {
+			float x = t[j];
+			t[j] = t[j - 1];
+			t[j - 1] = x;
+		}
+	cudaEventDestroy(a);
+	cudaEventDestroy(b);
+	return t[reps / 2] * 1e3;
+}
+
 /* round 19: the same row with the floor at 3.35 TB/s (H100 SXM's HBM3) and
  * each time as a multiple of its floor */
 static void row19(const char *what, double mb0, double mb1, double us0, double us1)
@@ -305,6 +362,45 @@ int main(void)
 		});
 	}
 	unsetenv("POLICY_GPU_EW20");
+	/* round 20: the same passes after a dirty flush (bench_cold_us's
+	 * memset) and after a clean one, off and all, beside a device copy of
+	 * the same bytes (a pass's bytes moved: read half, write half) */
+	double q20[8][2][2], cp20[2][2];
+	for (int k = 0; k < 4; k++) {
+		int m = k & 1;
+		setenv("POLICY_GPU_EW20", m ? "all" : "off", 1);
+		for (int cl = 0; cl < 2; cl++) {
+			q20[0][m][cl] = bench_flush2_us(cl, [&] {
+				SW(policy_ew_rms_bwd16g(xh2, NULL, 1, dw, dy, xh, w, rstd, T, D));
+			});
+			q20[1][m][cl] = bench_flush2_us(cl, [&] {
+				SW(policy_ew_rms_bwd16g(xh2, NULL, 0, dw, dy, xh, w, rstd, T, D));
+			});
+			q20[2][m][cl] = bench_flush2_us(cl, [&] {
+				SW(policy_moe_combine_bwd2_b16g(dyp, dgate, xh2, yph, gate, rowof,
+				                                T, K, D));
+			});
+			q20[3][m][cl] = bench_flush2_us(cl, [&] {
+				SW(policy_ew_add_rms16(xh2, 1, yb, 1, NULL, rstd, xh, NULL, NULL,
+				                       dn, NULL, 0, NULL, 0, w, T, D, eps));
+			});
+			q20[4][m][cl] = bench_flush2_us(cl, [&] {
+				SW(policy_ew_add_rms16(xh2, 1, yb, 1, NULL, rstd, xh, NULL, NULL,
+				                       NULL, yph, 1, gate, K, w, T, D, eps));
+			});
+			q20[5][m][cl] = bench_flush2_us(
+			        cl, [&] { SW(policy_ew_embed_bwd16(demb, xh2, tok, T, D)); });
+		}
+	}
+	unsetenv("POLICY_GPU_EW20");
+	for (int cl = 0; cl < 2; cl++) {
+		cp20[0][cl] = bench_flush2_us(cl, [&] {
+			CK(cudaMemcpyAsync(dxp, yp, (size_t)nx * 5, cudaMemcpyDeviceToDevice));
+		});
+		cp20[1][cl] = bench_flush2_us(cl, [&] {
+			CK(cudaMemcpyAsync(dxp, yp, (size_t)nx * 4, cudaMemcpyDeviceToDevice));
+		});
+	}
 
 	const double MB = 1e6, X4 = nx * 4 / MB, X2 = nx * 2 / MB, R4 = nr * 4 / MB,
 	             R2 = nr * 2 / MB;
@@ -386,6 +482,26 @@ int main(void)
 	      p20[0][5], p20[1][5]);
 	row19("fwd add+norm+combine after MoE", X2 + R2 + 2 * X2, X2 + R2 + 2 * X2, p20[0][6],
 	      p20[1][6]);
+	printf("\nround 20: the same passes after a dirty flush (a 128 MiB memset: its last "
+	       "lines still dirty in L2, written back during the timed launch) and a clean one "
+	       "(the memset, then a 128 MiB read), off -> all; copy: cudaMemcpy D2D moving the "
+	       "same bytes (half read, half written) after the same flush\n");
+	printf("%-44s %7s %8s %8s %8s %8s %8s %8s\n", "pass", "MB", "off dirty", "off clean",
+	       "ew20 drt", "ew20 cln", "copy drt", "copy cln");
+	{
+		static const char *const nm[6] = {
+		        "rms bwd ffn / attn (acc 1, dw)", "rms bwd final (acc 0, dw)",
+		        "combine bwd (dy, yp, dyp)",      "fwd add+norm after attn",
+		        "fwd add+norm+combine after MoE", "embed bwd16 (ew20: unchanged)"};
+		const double mbs[6] = {X4 + X2 + 2 * X2, X4 + X2 + X2,     X2 + R2 + R2,
+		                       X2 + X4 + 2 * X2, X2 + R2 + 2 * X2, X2};
+		const int cpi[6] = {0, 1, 0, 0, 0, -1};
+		for (int r = 0; r < 6; r++)
+			printf("%-44s %7.1f %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f\n", nm[r], mbs[r],
+			       q20[r][0][0], q20[r][0][1], q20[r][1][0], q20[r][1][1],
+			       cpi[r] < 0 ? 0.0 : cp20[cpi[r]][0],
+			       cpi[r] < 0 ? 0.0 : cp20[cpi[r]][1]);
+	}
 	printf("the forward's 25 norms (12 layers x 2, less the embedding's): %.1f -> %.1f us "
 	       "(%+.1f)\n",
 	       12 * (p20[0][5] + p20[0][6]), 12 * (p20[1][5] + p20[1][6]),
