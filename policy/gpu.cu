@@ -85,6 +85,15 @@
  * launch gaps 2.4 -> 1.1 ms a step. POLICY_GPU_GRAPH=2 (the backward's graph
  * queued before the read-backs, which run on a copy stream) not yet run.
  *
+ * Round 20 (opt-in, POLICY_GPU_ADAMW=overlap / overlap16|32|64; struct
+ * policy_gpu's adam_ovl): the update in parameter groups on its own
+ * non-blocking stream, the next step's forward waiting on the device for
+ * each group just before it reads it; bit for bit fused (graph mode keeps
+ * fused). H100, 2026-11-27 (gpu_train x, K = 4, steps back to back):
+ * 20.05 (overlap32) / 20.15 (overlap) against 20.12 ms a micro-batch: the
+ * update runs beside the forward (CUPTI: 5.3 of 10.3 ms with overlap32)
+ * but the forward slows by what it hides; not the default.
+ *
  * Shapes are noted as (T, C) row-major; W (out, in) as in ref.c. */
 #include "kernels/lightning.h"
 #include "kernels/policy_loss.h"
@@ -305,6 +314,25 @@ struct policy_gpu {
 	 * POLICY_GPU_ADAMW=tensor: a launch per tensor (round 6's kernels) */
 	struct adam_seg *adam_seg;
 	int adam_nseg, adam_blocks, adam_per_tensor;
+	/* round 20 (issue 10), POLICY_GPU_ADAMW=overlap (adam_ovl 1) |
+	 * overlap16 / overlap32 / overlap64 (adam_ovl 16 / 32 / 64): after the
+	 * clip scale is known, the update runs in parameter groups in the
+	 * forward's order of use (group 0 tok_emb, group l + 1 layer l's
+	 * tensors, the last final_norm + lm_head) on its own non-blocking
+	 * stream ast, an event aev[k] recorded after group k; the next step's
+	 * forward waits (adam_wait, on the device) for group k just before it
+	 * first reads group k's weights, and everything else that touches the
+	 * arenas waits for the last group (adam_join). overlap: each group as
+	 * k_adamw_all over its own tensor table (adam_gseg, blk0 from 0);
+	 * overlapN: groups after the first as k_adamw_grp on N blocks of 1024
+	 * threads (N SMs), so the update leaves the rest of the GPU to the
+	 * forward. The same per-element arithmetic (adam_one), so the same
+	 * bits as fused. Graph mode (POLICY_GPU_GRAPH=1/2) keeps fused. */
+	int adam_ovl, adam_ngrp, adam_pend, adam_waited;
+	int *adam_gs, *adam_gblk; /* host: group k's first tensor (ngrp + 1), its blocks */
+	struct adam_seg *adam_gseg;
+	cudaStream_t ast;
+	cudaEvent_t aev_in, *aev;
 	/* the residual adds fused with the next RMSNorm (no copies of the
 	 * stream) and the RMSNorm backward with its weight gradient;
 	 * POLICY_GPU_FUSE=0: the separate passes of round 2 */
@@ -988,6 +1016,80 @@ __global__ static void __launch_bounds__(ADAM_THREADS)
 			adam_one(p[j], g[j], m[j], v[j], scale, lr, b1, b2, eps, w, bc1, bc2);
 			if (pb)
 				pb[j] = f2bf(p[j]);
+		}
+	}
+}
+
+/* round 20 (POLICY_GPU_ADAMW=overlap16/32/64): one group of the update on
+ * a few blocks of 1024 threads (a block an SM), the group's tensors in turn,
+ * each a grid-stride loop two float4 steps deep (8 loads in flight a
+ * thread), so that the update takes gridDim.x SMs and leaves the others to
+ * the next step's forward. adam_one per element, float4 or scalar where
+ * k_adamw_all takes each: the same bits. */
+#define ADAM_GRP_THREADS 1024
+__global__ static void __launch_bounds__(ADAM_GRP_THREADS)
+        k_adamw_grp(float *__restrict__ p, uint16_t *__restrict__ pb, const float *__restrict__ g,
+                    float *__restrict__ m, float *__restrict__ v, const struct adam_seg *seg,
+                    int nseg, float scale, float lr, float b1, float b2, float eps, float wd,
+                    float bc1, float bc2)
+{
+	const size_t stride = (size_t)gridDim.x * blockDim.x;
+	const size_t tid = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+	for (int t = 0; t < nseg; t++) {
+		const struct adam_seg s = seg[t];
+		const float w = s.decay ? wd : 0.0f;
+		if ((s.off & 3) == 0 && (s.n & 3) == 0) {
+			float4 *p4 = (float4 *)(p + s.off), *m4 = (float4 *)(m + s.off);
+			float4 *v4 = (float4 *)(v + s.off);
+			const float4 *g4 = (const float4 *)(g + s.off);
+			uint2 *b4 = pb ? (uint2 *)(pb + s.off) : NULL;
+			const size_t n4 = s.n / 4;
+			for (size_t i = tid; i < n4; i += 2 * stride) {
+				const size_t i1 = i + stride;
+				const bool two = i1 < n4;
+				float4 pp[2], mm[2], vv[2], gg[2];
+				pp[0] = p4[i];
+				mm[0] = m4[i];
+				vv[0] = v4[i];
+				gg[0] = g4[i];
+				if (two) {
+					pp[1] = p4[i1];
+					mm[1] = m4[i1];
+					vv[1] = v4[i1];
+					gg[1] = g4[i1];
+				}
+#pragma unroll
+				for (int u = 0; u < 2; u++) {
+					const size_t j = u ? i1 : i;
+					if (u && !two)
+						break;
+					adam_one(pp[u].x, gg[u].x, mm[u].x, vv[u].x, scale, lr, b1,
+					         b2, eps, w, bc1, bc2);
+					adam_one(pp[u].y, gg[u].y, mm[u].y, vv[u].y, scale, lr, b1,
+					         b2, eps, w, bc1, bc2);
+					adam_one(pp[u].z, gg[u].z, mm[u].z, vv[u].z, scale, lr, b1,
+					         b2, eps, w, bc1, bc2);
+					adam_one(pp[u].w, gg[u].w, mm[u].w, vv[u].w, scale, lr, b1,
+					         b2, eps, w, bc1, bc2);
+					p4[j] = pp[u];
+					m4[j] = mm[u];
+					v4[j] = vv[u];
+					if (b4)
+						b4[j] = make_uint2(
+						        f2bf(pp[u].x) | (unsigned)f2bf(pp[u].y)
+						                                << 16,
+						        f2bf(pp[u].z) | (unsigned)f2bf(pp[u].w)
+						                                << 16);
+				}
+			}
+		} else {
+			for (size_t i = tid; i < s.n; i += stride) {
+				size_t j = s.off + i;
+				adam_one(p[j], g[j], m[j], v[j], scale, lr, b1, b2, eps, w, bc1,
+				         bc2);
+				if (pb)
+					pb[j] = f2bf(p[j]);
+			}
 		}
 	}
 }
@@ -1723,12 +1825,17 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 		g->a16r = g->act16 && (v == 2 || v == 4 || v == 5) && g->route_new == 4;
 		g->a16g = v == 5 && g->a16x && g->a16r && g->ab;
 	}
-	{ /* POLICY_GPU_ADAMW=fused (the default) | tensor (a launch per tensor) */
-		static const char *const names[] = {"fused", "tensor"};
-		int v = policy_env_choice("POLICY_GPU_ADAMW", names, 2, 0);
+	{ /* POLICY_GPU_ADAMW=fused (the default) | tensor (a launch per tensor) |
+	   * round 20: overlap, overlap16, overlap32, overlap64 (the update in
+	   * groups beside the next step's forward; adam_ovl) */
+		static const char *const names[] = {"fused",     "tensor",    "overlap",
+		                                    "overlap16", "overlap32", "overlap64"};
+		static const int ovl[] = {0, 0, 1, 16, 32, 64};
+		int v = policy_env_choice("POLICY_GPU_ADAMW", names, 6, 0);
 		if (v < 0)
 			return v;
-		g->adam_per_tensor = v;
+		g->adam_per_tensor = v == 1;
+		g->adam_ovl = ovl[v];
 	}
 	CKB(cublasCreate(&g->blas));
 	{ /* round 10: POLICY_GPU_STREAMS=2 (the default: weight gradients on a
@@ -1960,6 +2067,19 @@ void policy_gpu_free(struct policy_gpu *g)
 			cudaFree(p[i]);
 	}
 	cudaFree(g->adam_seg);
+	if (g->ast) { /* round 20: the overlapped update done first */
+		cudaStreamSynchronize(g->ast);
+		cudaStreamDestroy(g->ast);
+	}
+	for (int k = 0; g->aev && k < g->adam_ngrp; k++)
+		if (g->aev[k])
+			cudaEventDestroy(g->aev[k]);
+	free(g->aev);
+	if (g->aev_in)
+		cudaEventDestroy(g->aev_in);
+	cudaFree(g->adam_gseg);
+	free(g->adam_gs);
+	free(g->adam_gblk);
 	cudaFree(g->route_ws);
 	if (g->blas)
 		cublasDestroy(g->blas);
@@ -2037,10 +2157,35 @@ static int params_changed(struct policy_gpu *g)
 	return 0;
 }
 
+/* round 20 (POLICY_GPU_ADAMW=overlap*): the step's stream waits, on the
+ * device, until the overlapped update has written group k (and, the
+ * stream being in order, every group before it); k >= the last group: the
+ * whole update (adam_join). A no-op once waited for, or with none pending. */
+static int adam_wait(struct policy_gpu *g, int k)
+{
+	if (!g->adam_pend)
+		return 0;
+	if (k >= g->adam_ngrp - 1)
+		k = g->adam_ngrp - 1;
+	if (k > g->adam_waited) {
+		CK(cudaStreamWaitEvent(PST, g->aev[k], 0));
+		g->adam_waited = k;
+	}
+	if (k == g->adam_ngrp - 1)
+		g->adam_pend = 0;
+	return 0;
+}
+static int adam_join(struct policy_gpu *g)
+{
+	return adam_wait(g, g->adam_ngrp);
+}
+
 /* graph mode: the step's stream done (a backward or AdamW may still run on
- * it when the step returns) before the legacy default stream's copies */
+ * it when the step returns) before the legacy default stream's copies;
+ * round 20: the legacy default stream after the overlapped update */
 static int gst_drain(struct policy_gpu *g)
 {
+	CKR(adam_join(g));
 	if (g->gst)
 		CK(cudaStreamSynchronize(g->gst));
 	return 0;
@@ -2062,6 +2207,28 @@ int policy_gpu_get_grads(struct policy_gpu *g, float *p)
 {
 	CKR(gst_drain(g));
 	CK(cudaMemcpy(p, g->grads, g->L->total * 4, cudaMemcpyDeviceToHost));
+	return 0;
+}
+int policy_gpu_set_grads(struct policy_gpu *g, const float *grads)
+{
+	CKR(gst_drain(g));
+	CK(cudaMemcpy(g->grads, grads, g->L->total * 4, cudaMemcpyHostToDevice));
+	return 0;
+}
+int policy_gpu_get_moments(struct policy_gpu *g, float *m, float *v)
+{
+	CKR(gst_drain(g));
+	CK(cudaMemcpy(m, g->m, g->L->total * 4, cudaMemcpyDeviceToHost));
+	CK(cudaMemcpy(v, g->v, g->L->total * 4, cudaMemcpyDeviceToHost));
+	return 0;
+}
+int policy_gpu_get_bf16_params(struct policy_gpu *g, uint16_t *pb)
+{
+	if (!g->pb)
+		return swerve_error_set(SWERVE_EUNSUPPORTED,
+		                        "gpu: no bf16 copy of the weights (fp32 operands)");
+	CKR(gst_drain(g));
+	CK(cudaMemcpy(pb, g->pb, g->L->total * 2, cudaMemcpyDeviceToHost));
 	return 0;
 }
 int policy_gpu_get_logits(struct policy_gpu *g, float *p)
@@ -2902,6 +3069,9 @@ static int step_fwd(struct policy_gpu *g, struct policy_loss_stats *st,
 	int emb_norm = 0; /* the embedding wrote the first norm (round 8) */
 
 	mark(g, -1);
+	/* round 20: the overlapped update's tok_emb and layer 0 (its attn_norm
+	 * read by the embedding's fused norm) written */
+	CKR(adam_wait(g, 1));
 	/* the residual stream: x_l lives in ly[l].xin, the value after the
 	 * attention in ly[l].hmid, the last one in xf. Fused (default): each add
 	 * writes the next buffer and normalises it in the same pass; else the
@@ -2924,6 +3094,7 @@ static int step_fwd(struct policy_gpu *g, struct policy_loss_stats *st,
 		const struct policy_layer_params *lp = &L->layers[l];
 		struct glayer *ly = &g->ly[l];
 		float eps = (float)c->norm_eps;
+		CKR(adam_wait(g, l + 1)); /* round 20: layer l's weights written */
 		if (!g->fuse)
 			CK(cudaMemcpyAsync(ly->xin, g->x, TD * 4, cudaMemcpyDeviceToDevice, PST));
 		if (g->ew && (!g->fuse || (l == 0 && !emb_norm))) {
@@ -2982,6 +3153,10 @@ static int step_fwd(struct policy_gpu *g, struct policy_loss_stats *st,
 		}
 		mark(g, PROF_OTHER);
 		CKR(moe_fwd(g, l, g->dn, T));
+		/* round 20: the next layer's weights (its attn_norm, read by the
+		 * fused add below) or, after the last layer, the final norm and the
+		 * head (the whole update: the head writes its gradient) */
+		CKR(adam_wait(g, l + 2));
 		if (!g->fuse) {
 			k_add<<<GRID(TD), 0, PST>>>(g->x, g->dn, TD);
 			LAUNCHED();
@@ -3049,6 +3224,7 @@ static int step_fwd(struct policy_gpu *g, struct policy_loss_stats *st,
 		LAUNCHED();
 	}
 	mark(g, PROF_OTHER);
+	CKR(adam_join(g)); /* round 20: a no-op by now (n_layers > 0) */
 	if (g->pl)
 		CKR(fused_head(g, st, T, n, targets, pg, opts, backward));
 	else
@@ -3065,6 +3241,7 @@ static int step_bwd(struct policy_gpu *g, const struct policy_batch *b, int maxl
 	int T = b->n_tokens, D = c->dim, V = c->vocab_size;
 	size_t TD = (size_t)T * D;
 
+	CKR(adam_join(g)); /* round 20: the forward already waited for the update */
 	/* backward: dlogits are in g->logits (the fused head already wrote dn and
 	 * the head's gradient) */
 	if (!g->pl) {
@@ -3387,6 +3564,66 @@ int policy_gpu_step(struct policy_loss_stats *st, double *aux_out, float *out_lo
 	return rc;
 }
 
+/* round 20: the overlapped update's groups (made at its first update): in
+ * arena order, group 0 the tensors before layer 0 (tok_emb), group l + 1
+ * layer l's, the last those from final_norm on; each group's tensor table
+ * with blk0 counted from the group's first block; the stream and events */
+static int adam_groups(struct policy_gpu *g)
+{
+	const struct policy_layout *L = g->L;
+	int nl = g->cfg.n_layers, ng = nl + 2, nb = 0, k = 0;
+	struct adam_seg *h = (struct adam_seg *)calloc((size_t)L->n, sizeof(*h));
+	g->adam_gs = (int *)calloc((size_t)ng + 1, sizeof(int));
+	g->adam_gblk = (int *)calloc((size_t)ng, sizeof(int));
+	if (!h || !g->adam_gs || !g->adam_gblk) {
+		free(h);
+		return swerve_error_set(SWERVE_ENOMEM, "gpu: AdamW group table");
+	}
+	for (int i = 0; i < L->n; i++) {
+		size_t off = L->t[i].offset;
+		int gi = 0; /* the group of tensor i */
+		if (nl > 0 && off >= L->final_norm)
+			gi = ng - 1;
+		else
+			for (int l = 0; l < nl; l++)
+				if (off >= L->layers[l].attn_norm)
+					gi = l + 1;
+		if (gi < k) {
+			free(h);
+			return swerve_error_set(SWERVE_ERROR,
+			                        "gpu: AdamW groups: tensor %s out of "
+			                        "the forward's order",
+			                        L->t[i].name);
+		}
+		for (; k < gi; k++) { /* groups k .. gi - 1 end before tensor i */
+			g->adam_gs[k + 1] = i;
+			nb = 0;
+		}
+		h[i].off = off;
+		h[i].n = L->t[i].numel;
+		h[i].decay = L->t[i].decay;
+		h[i].blk0 = nb;
+		nb += (int)((L->t[i].numel + ADAM_CHUNK - 1) / ADAM_CHUNK);
+		g->adam_gblk[gi] = nb;
+	}
+	for (; k < ng; k++)
+		g->adam_gs[k + 1] = L->n;
+	g->adam_ngrp = ng;
+	cudaError_t e = cudaMalloc(&g->adam_gseg, (size_t)L->n * sizeof(*h));
+	if (e == cudaSuccess)
+		e = cudaMemcpy(g->adam_gseg, h, (size_t)L->n * sizeof(*h), cudaMemcpyHostToDevice);
+	free(h);
+	CK(e);
+	CK(cudaStreamCreateWithFlags(&g->ast, cudaStreamNonBlocking));
+	CK(cudaEventCreateWithFlags(&g->aev_in, cudaEventDisableTiming));
+	g->aev = (cudaEvent_t *)calloc((size_t)ng, sizeof(cudaEvent_t));
+	if (!g->aev)
+		return swerve_error_set(SWERVE_ENOMEM, "gpu: AdamW group events");
+	for (int i = 0; i < ng; i++)
+		CK(cudaEventCreateWithFlags(&g->aev[i], cudaEventDisableTiming));
+	return 0;
+}
+
 static int adamw_impl(double *grad_norm, struct policy_gpu *g, struct policy_adamw *o)
 {
 	const struct policy_layout *L = g->L;
@@ -3416,6 +3653,11 @@ static int adamw_impl(double *grad_norm, struct policy_gpu *g, struct policy_ada
 		g->adam_nseg = L->n;
 		g->adam_blocks = nb;
 	}
+	/* round 20: a pending overlapped update done before this one reads the
+	 * gradients and rewrites the arenas */
+	CKR(adam_join(g));
+	if (g->adam_ovl && !g->graph && !g->aev)
+		CKR(adam_groups(g));
 	if (g->adam_per_tensor)
 		k_sumsq<<<1024, 256, 0, PST>>>(g->red, g->grads, L->total);
 	else
@@ -3459,7 +3701,30 @@ static int adamw_impl(double *grad_norm, struct policy_gpu *g, struct policy_ada
 	o->step++;
 	bc1 = 1.0 - pow(o->beta1, (double)o->step);
 	bc2 = 1.0 - pow(o->beta2, (double)o->step);
-	if (!g->adam_per_tensor) {
+	if (g->aev) { /* round 20: in groups on ast, after the step's stream */
+		CK(cudaEventRecord(g->aev_in, PST));
+		CK(cudaStreamWaitEvent(g->ast, g->aev_in, 0));
+		for (int k = 0; k < g->adam_ngrp; k++) {
+			const struct adam_seg *sg = g->adam_gseg + g->adam_gs[k];
+			int ns = g->adam_gs[k + 1] - g->adam_gs[k];
+			if (ns && (g->adam_ovl == 1 || k == 0)) /* k 0: the forward's first wait */
+				k_adamw_all<false><<<g->adam_gblk[k], ADAM_THREADS, 0, g->ast>>>(
+				        g->params, g->pb, g->grads, g->m, g->v, sg, ns,
+				        (float)scale, NULL, (float)o->lr, (float)o->beta1,
+				        (float)o->beta2, (float)o->eps, (float)o->weight_decay,
+				        (float)bc1, (float)bc2);
+			else if (ns)
+				k_adamw_grp<<<g->adam_ovl, ADAM_GRP_THREADS, 0, g->ast>>>(
+				        g->params, g->pb, g->grads, g->m, g->v, sg, ns,
+				        (float)scale, (float)o->lr, (float)o->beta1,
+				        (float)o->beta2, (float)o->eps, (float)o->weight_decay,
+				        (float)bc1, (float)bc2);
+			LAUNCHED();
+			CK(cudaEventRecord(g->aev[k], g->ast));
+		}
+		g->adam_pend = 1;
+		g->adam_waited = -1;
+	} else if (!g->adam_per_tensor) {
 		k_adamw_all<false><<<g->adam_blocks, ADAM_THREADS, 0, PST>>>(
 		        g->params, g->pb, g->grads, g->m, g->v, g->adam_seg, g->adam_nseg,
 		        (float)scale, NULL, (float)o->lr, (float)o->beta1, (float)o->beta2,

@@ -444,6 +444,14 @@ void policy_gpu_free(struct policy_gpu *g);
 int policy_gpu_set_params(struct policy_gpu *g, const float *params);
 int policy_gpu_get_params(struct policy_gpu *g, float *params);
 int policy_gpu_get_grads(struct policy_gpu *g, float *grads);
+/* AdamW's moments (fp32, total elements each), and the bf16 copy of the
+ * weights the GEMMs read (bf16 mode with bf16 operands, else
+ * SWERVE_EUNSUPPORTED); both after any update still running (round 20) */
+int policy_gpu_get_moments(struct policy_gpu *g, float *m, float *v);
+/* Overwrites the gradient arena (a test hook: AdamW on given gradients;
+ * the micro-batch count AdamW divides by is left as it is) */
+int policy_gpu_set_grads(struct policy_gpu *g, const float *grads);
+int policy_gpu_get_bf16_params(struct policy_gpu *g, uint16_t *pb);
 
 /* Forward, loss and (backward != 0) backward of one packed batch.
  * logp_old == NULL: mean cross-entropy over targets >= 0; else the

@@ -122,6 +122,7 @@ struct row {
 	char label[32];
 	const char *env;
 	double host_ms, traced_ms, span_ms, busy_ms, sum_ms, idle_short_ms, idle_long_ms;
+	double adam_ms, adam_ovl_ms; /* round 20: AdamW kernels, and their time beside others */
 	int n_act, n_short, n_long, n_streams;
 	struct {
 		double us;
@@ -140,6 +141,51 @@ static void opt_step(struct policy_gpu *g, struct policy_adamw *o, const struct 
 	if (policy_gpu_adamw(&gn, g, o))
 		DIE("adamw: %s", swerve_error_last());
 }
+
+/* round 20: the AdamW kernels' total time (names with "adamw") and how much
+ * of it other activities (the next step's forward) ran beside: each AdamW
+ * interval intersected with the union of the other intervals (acts sorted) */
+static void adam_overlap(struct row *r)
+{
+	unsigned long long cs = 0, ce = 0;
+	struct iv {
+		unsigned long long s, e;
+	} *u = malloc((n_acts + 1) * sizeof(*u));
+	size_t nu = 0;
+	if (!u)
+		DIE("out of memory");
+	for (size_t i = 0; i < n_acts; i++) { /* the union of the others */
+		if (strstr(acts[i].name, "adamw"))
+			continue;
+		if (nu && acts[i].s <= ce) {
+			if (acts[i].e > ce)
+				ce = u[nu - 1].e = acts[i].e;
+			continue;
+		}
+		cs = acts[i].s;
+		ce = acts[i].e;
+		u[nu].s = cs;
+		u[nu++].e = ce;
+	}
+	r->adam_ms = r->adam_ovl_ms = 0;
+	for (size_t i = 0; i < n_acts; i++) {
+		if (!strstr(acts[i].name, "adamw"))
+			continue;
+		r->adam_ms += (acts[i].e - acts[i].s) * 1e-6;
+		for (size_t k = 0; k < nu; k++) {
+			unsigned long long a = u[k].s > acts[i].s ? u[k].s : acts[i].s;
+			unsigned long long b = u[k].e < acts[i].e ? u[k].e : acts[i].e;
+			if (b > a)
+				r->adam_ovl_ms += (b - a) * 1e-6;
+		}
+	}
+	free(u);
+}
+
+/* GPU_IDLE_STEPS=n (round 20; default 1, at most 8): the traced window holds n
+ * optimizer steps back to back (no synchronisation between them), so that
+ * an update overlapped with the next step's forward shows */
+static int n_steps = 1;
 
 static void measure(struct row *r, const struct policy_config *cfg, const float *p, int K)
 {
@@ -194,7 +240,8 @@ static void measure(struct row *r, const struct policy_config *cfg, const float 
 	n_acts = 0;
 	trace(1);
 	t0 = now();
-	opt_step(g, &o, &b, tgt, K);
+	for (int i = 0; i < n_steps; i++) /* round 20: back to back, no sync between */
+		opt_step(g, &o, &b, tgt, K);
 	if (policy_gpu_sync(g))
 		DIE("%s", swerve_error_last());
 	r->traced_ms = (now() - t0) * 1e3;
@@ -252,6 +299,7 @@ static void measure(struct row *r, const struct policy_config *cfg, const float 
 	r->sum_ms = sum;
 	r->n_act = (int)n_acts;
 	r->n_streams = ns;
+	adam_overlap(r);
 }
 
 /* ---- launch gaps: a stream against a CUDA graph -------------------------------- */
@@ -352,6 +400,11 @@ int main(int argc, char **argv)
 	float *p;
 	double s_us, g_us, k_us;
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (getenv("GPU_IDLE_STEPS")) {
+		n_steps = atoi(getenv("GPU_IDLE_STEPS"));
+		if (n_steps < 1 || n_steps > 8)
+			DIE("gpu_idle: GPU_IDLE_STEPS=%s: expected 1..8", getenv("GPU_IDLE_STEPS"));
+	}
 	if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev < 1) {
 		printf("gpu_idle: skipped: no CUDA device\n");
 		return 0;
@@ -381,20 +434,23 @@ int main(int argc, char **argv)
 	for (int i = 0; i < nr; i++)
 		measure(&rows[i], &c, p, K);
 	launch_gaps(&s_us, &g_us, &k_us);
-	printf("\ncard: %s; one optimizer step of K = %d micro-batches (4 x 2048 tokens) + AdamW, "
-	       "bf16\n",
-	       prop.name, K);
+	printf("\ncard: %s; %d optimizer step(s) back to back of K = %d micro-batches (4 x 2048 "
+	       "tokens) + AdamW, bf16\n",
+	       prop.name, n_steps, K);
 	printf("host: untraced step (median of 3); traced: the CUPTI-traced step; span: first "
 	       "start to last end on the GPU;\nbusy: union of kernel/copy/memset intervals; "
-	       "short/long: idle gaps < / >= 10 us; overlap: sum of durations - busy\n");
-	printf("%-10s %8s %8s %8s %8s %13s %13s %8s %6s %3s\n", "mode", "host ms", "traced",
-	       "span ms", "busy ms", "short ms (n)", "long ms (n)", "overlap", "acts", "str");
+	       "short/long: idle gaps < / >= 10 us; overlap: sum of durations - busy;\n"
+	       "adam: AdamW kernels' time; adam||: of it, beside other activities (round 20)\n");
+	printf("%-10s %8s %8s %8s %8s %13s %13s %8s %6s %3s %7s %7s\n", "mode", "host ms", "traced",
+	       "span ms", "busy ms", "short ms (n)", "long ms (n)", "overlap", "acts", "str",
+	       "adam", "adam||");
 	for (int i = 0; i < nr; i++) {
 		struct row *r = &rows[i];
-		printf("%-10s %8.2f %8.2f %8.2f %8.2f %7.3f %5d %7.3f %5d %8.2f %6d %3d\n",
+		printf("%-10s %8.2f %8.2f %8.2f %8.2f %7.3f %5d %7.3f %5d %8.2f %6d %3d %7.2f "
+		       "%7.2f\n",
 		       r->label, r->host_ms, r->traced_ms, r->span_ms, r->busy_ms, r->idle_short_ms,
 		       r->n_short, r->idle_long_ms, r->n_long, r->sum_ms - r->busy_ms, r->n_act,
-		       r->n_streams);
+		       r->n_streams, r->adam_ms, r->adam_ovl_ms);
 	}
 	for (int i = 0; i < nr; i++)
 		for (int k = 0; k < 4 && rows[i].top[k].us > 0; k++)

@@ -85,6 +85,7 @@ struct result {
 	const char *mode;
 	int seqs, seq, K;
 	double step_s, fwd_s, adam_s, tok_s, flops_tok, tflops;
+	double b2b_s; /* round 20: an optimizer step's mean time back to back */
 };
 
 static double median(double *v, int n)
@@ -161,6 +162,31 @@ static struct result run(const struct policy_config *cfg, enum policy_gpu_precis
 		if (i == 0 || i == steps + 1)
 			fprintf(stderr, "  %s step %d: loss %.4f grad_norm %.3f\n", label, i,
 			        st.loss, gn);
+	}
+	/* round 20: the same steps back to back, no synchronisation between
+	 * them (as a trainer runs them), so that an update overlapped with the
+	 * next step's forward (POLICY_GPU_ADAMW=overlap*) shows; the mean over
+	 * steps, from a synchronised start to a synchronised end */
+	if (!prof_one) {
+		if (policy_gpu_sync(g))
+			DIE("%s", swerve_error_last());
+		t0 = now();
+		for (int i = 0; i < steps; i++) {
+			struct policy_loss_stats st;
+			double gn;
+			for (int k = 0; k < K; k++)
+				if (policy_gpu_step(&st, NULL, NULL, g, &b, tgt, NULL, NULL, NULL,
+				                    k ? POLICY_GPU_BACKWARD_ACC
+				                      : POLICY_GPU_BACKWARD))
+					DIE("b2b step %d.%d: %s", i, k, swerve_error_last());
+			if (policy_gpu_adamw(&gn, g, &o))
+				DIE("b2b step %d: %s", i, swerve_error_last());
+		}
+		if (policy_gpu_sync(g))
+			DIE("%s", swerve_error_last());
+		r.b2b_s = (now() - t0) / steps;
+	} else {
+		r.b2b_s = 0;
 	}
 	r.mode = label;
 	r.seqs = seqs;
@@ -419,25 +445,29 @@ int main(int argc, char **argv)
 	       prop.name, peak / 1e12, datasheet / 1e12);
 	printf("K = micro-batches per optimizer step, of 8192 tokens (16384 or 32768 where "
 	       "tok/opt says so); step = one optimizer step;\n"
-	       "per-mb = step / K; fwd = one forward pass (of a micro-batch); adam = one AdamW\n");
-	printf("%-12s %-82s %2s %7s %8s %7s %7s %7s %10s %8s %9s %10s\n", "mode", "environment",
+	       "per-mb = step / K; fwd = one forward pass (of a micro-batch); adam = one AdamW;\n"
+	       "b2b/mb = per-mb with the steps back to back (no synchronisation between optimizer "
+	       "steps; round 20)\n");
+	printf("%-12s %-82s %2s %7s %8s %7s %7s %7s %10s %8s %9s %10s %7s\n", "mode", "environment",
 	       "K", "tok/opt", "step ms", "per-mb", "fwd ms", "adam ms", "tokens/s", "TFLOP/s",
-	       "MFU(989)", "MFU(meas.)");
+	       "MFU(989)", "MFU(meas.)", "b2b/mb");
 	for (int i = 0; i < NROWS; i++)
 		if ((!quick || rows[i].q) &&
 		    !(xonly && (rows[i].env[0] || rows[i].K != 4 || rows[i].seqs != 4)))
 			printf("%-12s %-82s %2d %7d %8.1f %7.1f %7.1f %7.1f %10.0f %8.1f %8.1f%% "
-			       "%9.1f%%\n",
+			       "%9.1f%% %7.2f\n",
 			       r[i].mode, rows[i].env[0] ? rows[i].env : "(default)", r[i].K,
 			       r[i].K * r[i].seqs * r[i].seq, r[i].step_s * 1e3,
 			       r[i].step_s / r[i].K * 1e3, r[i].fwd_s * 1e3, r[i].adam_s * 1e3,
 			       r[i].tok_s, r[i].tflops, 100 * r[i].tflops * 1e12 / datasheet,
-			       100 * r[i].tflops * 1e12 / peak);
+			       100 * r[i].tflops * 1e12 / peak, r[i].b2b_s / r[i].K * 1e3);
 	for (int i = 0; i < nx; i++)
-		printf("%-12s %-82s %2d %7d %8.1f %7.1f %7.1f %7.1f %10.0f %8.1f %8.1f%% %9.1f%%\n",
+		printf("%-12s %-82s %2d %7d %8.1f %7.1f %7.1f %7.1f %10.0f %8.1f %8.1f%% %9.1f%% "
+		       "%7.2f\n",
 		       xlabel[i], xenv[i], rx[i].K, rx[i].K * rx[i].seqs * rx[i].seq,
 		       rx[i].step_s * 1e3, rx[i].step_s / rx[i].K * 1e3, rx[i].fwd_s * 1e3,
 		       rx[i].adam_s * 1e3, rx[i].tok_s, rx[i].tflops,
-		       100 * rx[i].tflops * 1e12 / datasheet, 100 * rx[i].tflops * 1e12 / peak);
+		       100 * rx[i].tflops * 1e12 / datasheet, 100 * rx[i].tflops * 1e12 / peak,
+		       rx[i].b2b_s / rx[i].K * 1e3);
 	return 0;
 }

@@ -1366,6 +1366,268 @@ static int test_graph2_bitwise_cispo(void)
 {
 	return graph2_named() ? graph_bitwise(1, "2") : GPU_SKIP;
 }
+/* Round 20: POLICY_GPU_ADAMW=overlap and overlap32 (the update in groups on
+ * its own stream, the next step's forward waiting on the device for each
+ * group) against fused (the default), run twice as the control, on
+ * bitwise_model's model from the same start. Each micro-batch's tokens are
+ * distinct (a permutation of the vocabulary). Run 1, the update bit for bit:
+ * 4 updates on the same given gradients (policy_gpu_set_grads; random
+ * normal, weight decay 0.1, clip > 0: clipped, checked active), each
+ * followed by a forward-only pass that runs beside it: the final weights,
+ * bf16 weight copy and both moments memcmp-equal to fused's, and every
+ * pass's logprobs bit for bit (where the control reproduces them). Run 2,
+ * end to end: 3 optimizer steps of K = 2 back to back at lr 1e-2 (nothing
+ * read back between them, so each update runs beside the next forward):
+ * the default's backward is not bit-reproducible (H100, 2026-11-27: two
+ * fused runs differ in the norms' weights from step 1; in one run step 3's
+ * grad norms 1.5e-7 relative apart, overlap's 1.2e-6 from the first fused
+ * run, layer 0's wk weights 3.4e-5 apart), so every loss within 1e-6
+ * relative and every grad norm within 1e-5, each plus the control's own
+ * spread (a forward reading a group before its update would move a loss by
+ * ~1e-2), and each tensor's weights within 1e-4 relative L2 plus 4 times
+ * the control's. */
+static const char *const ov_modes[4] = {"fused", "fused", "overlap", "overlap32"};
+struct ov_run {
+	struct policy_config c;
+	struct policy_layout L;
+	struct policy_gpu *g[4];
+	struct policy_adamw ao[4];
+	int tok[2][512], tgt[2][512], cu[2][3];
+	struct policy_batch b[2];
+	float *p0, *pw[4], *mm[4], *vv[4];
+	uint16_t *pb[4];
+};
+static int ov_setup(struct ov_run *r, double lr, double clip)
+{
+	int perm[1000];
+	char saved[32];
+	const char *was = getenv("POLICY_GPU_ADAMW");
+	memset(r->g, 0, sizeof(r->g));
+	snprintf(saved, sizeof(saved), "%s", was ? was : "");
+	if (bitwise_model(&r->c, &r->L, &r->p0))
+		return 1;
+	for (int m = 0; m < 2; m++) {
+		for (int i = 0; i < r->c.vocab_size; i++)
+			perm[i] = i;
+		for (int i = r->c.vocab_size - 1; i > 0; i--) { /* Fisher-Yates */
+			int j = (int)(urand() * (i + 1)), x = perm[i];
+			j = j > i ? i : j;
+			perm[i] = perm[j];
+			perm[j] = x;
+		}
+		r->cu[m][0] = 0;
+		r->cu[m][1] = m ? 200 : 300;
+		r->cu[m][2] = 512;
+		for (int t = 0; t < 512; t++)
+			r->tok[m][t] = perm[t];
+		for (int t = 0; t < 512; t++) {
+			int end = t < r->cu[m][1] ? r->cu[m][1] : 512;
+			r->tgt[m][t] = t + 1 < end && t % 11 != 5 ? r->tok[m][t + 1] : -1;
+		}
+		r->b[m] = (struct policy_batch){512, r->tok[m], 2, r->cu[m]};
+	}
+	for (int k = 0; k < 4; k++) {
+		setenv("POLICY_GPU_ADAMW", ov_modes[k], 1);
+		CHECK(policy_gpu_new(&r->g[k], &r->c, &r->L, 512, 4, POLICY_GPU_BF16) == 0 &&
+		              policy_gpu_set_params(r->g[k], r->p0) == 0,
+		      "POLICY_GPU_ADAMW=%s: %s", ov_modes[k], swerve_error_last());
+		r->ao[k] = (struct policy_adamw)POLICY_ADAMW_INIT;
+		r->ao[k].lr = lr;
+		r->ao[k].weight_decay = 0.1;
+		r->ao[k].clip_norm = clip;
+		r->pw[k] = malloc(r->L.total * 4);
+		r->mm[k] = malloc(r->L.total * 4);
+		r->vv[k] = malloc(r->L.total * 4);
+		r->pb[k] = malloc(r->L.total * 2);
+	}
+	if (*saved)
+		setenv("POLICY_GPU_ADAMW", saved, 1);
+	else
+		unsetenv("POLICY_GPU_ADAMW");
+	return 0;
+}
+static int ov_read(struct ov_run *r, int k)
+{
+	CHECK(policy_gpu_get_params(r->g[k], r->pw[k]) == 0 &&
+	              policy_gpu_get_moments(r->g[k], r->mm[k], r->vv[k]) == 0 &&
+	              policy_gpu_get_bf16_params(r->g[k], r->pb[k]) == 0,
+	      "%s: %s", ov_modes[k], swerve_error_last());
+	return 0;
+}
+static void ov_free(struct ov_run *r)
+{
+	for (int k = 0; k < 4; k++) {
+		policy_gpu_free(r->g[k]);
+		free(r->pw[k]);
+		free(r->mm[k]);
+		free(r->vv[k]);
+		free(r->pb[k]);
+	}
+	free(r->p0);
+	policy_layout_dispose(&r->L);
+}
+/* the first array of model k that differs from model 0's (NULL: none) and
+ * the element (*at) and tensor (*tn) */
+static const char *ov_diff(const struct ov_run *r, int k, size_t *at, const char **tn)
+{
+	const char *what = NULL;
+	*at = 0;
+	*tn = "?";
+	for (int a = 0; a < 4 && !what; a++) {
+		const float *x = a == 0 ? r->pw[k] : a == 1 ? r->mm[k] : a == 2 ? r->vv[k] : NULL;
+		const float *y = a == 0 ? r->pw[0] : a == 1 ? r->mm[0] : a == 2 ? r->vv[0] : NULL;
+		if (x ? !memcmp(x, y, r->L.total * 4) : !memcmp(r->pb[k], r->pb[0], r->L.total * 2))
+			continue;
+		while (x ? x[*at] == y[*at] : r->pb[k][*at] == r->pb[0][*at])
+			(*at)++;
+		what = a == 0 ? "weights" : a == 1 ? "m" : a == 2 ? "v" : "bf16 weights";
+	}
+	for (int i = 0; what && i < r->L.n; i++)
+		if (*at >= r->L.t[i].offset && *at < r->L.t[i].offset + r->L.t[i].numel)
+			*tn = r->L.t[i].name;
+	return what;
+}
+static int adamw_overlap_bits(double clip)
+{
+	struct ov_run r;
+	float *G, lp[4][4][512];
+	double gn[4][4];
+	int bad = 0, lp_ctl;
+	if (!have_gpu())
+		return GPU_SKIP;
+	if (ov_setup(&r, 1e-3, clip))
+		return 1;
+	G = malloc(r.L.total * 4 * 4);
+	for (size_t i = 0; i < r.L.total * 4; i++) /* 4 updates' gradients */
+		G[i] = (float)(0.01 * nrand());
+	for (int k = 0; k < 4; k++)
+		for (int w = 0; w < 4; w++) {
+			CHECK(policy_gpu_set_grads(r.g[k], G + (size_t)w * r.L.total) == 0 &&
+			              policy_gpu_adamw(&gn[k][w], r.g[k], &r.ao[k]) == 0 &&
+			              policy_gpu_step(NULL, NULL, lp[k][w], r.g[k], &r.b[w & 1],
+			                              r.tgt[w & 1], NULL, NULL, NULL, 0) == 0,
+			      "%s: %s", ov_modes[k], swerve_error_last());
+			if (w == 3 && ov_read(&r, k))
+				return 1;
+		}
+	free(G);
+	lp_ctl = !memcmp(lp[1], lp[0], sizeof(lp[0]));
+	printf("  grad norm %.9g (clip %g); the control's logprobs %s\n", gn[0][0], clip,
+	       lp_ctl ? "bit for bit" : "differ: logprobs not compared");
+	for (int k = 1; k < 4; k++) {
+		size_t at;
+		const char *tn, *what = ov_diff(&r, k, &at, &tn);
+		if (!what && memcmp(gn[k], gn[0], sizeof(gn[0])))
+			what = "grad norms";
+		if (!what && lp_ctl && memcmp(lp[k], lp[0], sizeof(lp[0])))
+			what = "the forward passes' logprobs";
+		if (what) {
+			printf("  ADAMW=%s vs fused: %s differ (element %zu, %s)  <-- FAIL\n",
+			       ov_modes[k], what, at, tn);
+			bad = 1;
+		} else {
+			printf("  ADAMW=%s vs fused: 4 updates: weights, bf16 weights, m, v (%zu "
+			       "elements each)%s bit for bit\n",
+			       ov_modes[k], r.L.total,
+			       lp_ctl ? ", 4 overlapped forwards' logprobs" : "");
+		}
+	}
+	ov_free(&r);
+	CHECK(!bad, "POLICY_GPU_ADAMW=overlap* differs from fused (see above)");
+	for (int w = 0; w < 4 && clip > 0; w++)
+		CHECK(gn[0][w] > clip,
+		      "update %d: grad norm %g under the clip %g: clipping inactive", w + 1,
+		      gn[0][w], clip);
+	return 0;
+}
+static int test_adamw_overlap_bits(void)
+{
+	return adamw_overlap_bits(0.0);
+}
+static int test_adamw_overlap_bits_clip(void)
+{
+	return adamw_overlap_bits(1.0);
+}
+static int test_adamw_overlap_e2e(void)
+{
+	struct ov_run r;
+	double loss[4][6], gn[4][3];
+	int bad = 0;
+	if (!have_gpu())
+		return GPU_SKIP;
+	if (ov_setup(&r, 1e-2, 1.0))
+		return 1;
+	for (int k = 0; k < 4; k++) {
+		for (int w = 0; w < 3; w++) {
+			for (int j = 0; j < 2; j++) {
+				struct policy_loss_stats st;
+				CHECK(policy_gpu_step(&st, NULL, NULL, r.g[k], &r.b[(j + w) & 1],
+				                      r.tgt[(j + w) & 1], NULL, NULL, NULL,
+				                      j ? POLICY_GPU_BACKWARD_ACC
+				                        : POLICY_GPU_BACKWARD) == 0,
+				      "%s: %s", ov_modes[k], swerve_error_last());
+				loss[k][2 * w + j] = st.loss;
+			}
+			CHECK(policy_gpu_adamw(&gn[k][w], r.g[k], &r.ao[k]) == 0, "%s: %s",
+			      ov_modes[k], swerve_error_last());
+		}
+		if (ov_read(&r, k))
+			return 1;
+		printf("  ADAMW=%-9s losses %.9g %.9g / %.9g %.9g / %.9g %.9g; grad norms %.9g "
+		       "%.9g %.9g\n",
+		       ov_modes[k], loss[k][0], loss[k][1], loss[k][2], loss[k][3], loss[k][4],
+		       loss[k][5], gn[k][0], gn[k][1], gn[k][2]);
+	}
+	for (int k = 2; k < 4; k++) {
+		double worst = 0, worst_ctl = 0;
+		const char *wt = "";
+		for (int i = 0; i < 6; i++) {
+			double spread = fabs(loss[1][i] - loss[0][i]);
+			if (fabs(loss[k][i] - loss[0][i]) > 1e-6 * fabs(loss[0][i]) + spread) {
+				printf("  ADAMW=%s: micro-batch %d's loss %.9g vs %.9g  <-- FAIL\n",
+				       ov_modes[k], i + 1, loss[k][i], loss[0][i]);
+				bad = 1;
+			}
+		}
+		for (int w = 0; w < 3; w++)
+			if (fabs(gn[k][w] - gn[0][w]) >
+			    1e-5 * gn[0][w] + fabs(gn[1][w] - gn[0][w])) {
+				printf("  ADAMW=%s: step %d's grad norm %.9g vs %.9g  <-- FAIL\n",
+				       ov_modes[k], w + 1, gn[k][w], gn[0][w]);
+				bad = 1;
+			}
+		for (int i = 0; i < r.L.n; i++) {
+			size_t o = r.L.t[i].offset, n = r.L.t[i].numel;
+			double num = 0, ctl = 0, den = 0, rel, rc;
+			for (size_t j = o; j < o + n; j++) {
+				double d = (double)r.pw[k][j] - r.pw[0][j];
+				double e = (double)r.pw[1][j] - r.pw[0][j];
+				num += d * d;
+				ctl += e * e;
+				den += (double)r.pw[0][j] * r.pw[0][j];
+			}
+			rel = sqrt(num / (den > 0 ? den : 1));
+			rc = sqrt(ctl / (den > 0 ? den : 1));
+			if (rel > worst) {
+				worst = rel;
+				worst_ctl = rc;
+				wt = r.L.t[i].name;
+			}
+			if (rel > 1e-4 + 4 * rc) {
+				printf("  ADAMW=%s: %s's weights rel %.2e (control %.2e)  <-- "
+				       "FAIL\n",
+				       ov_modes[k], r.L.t[i].name, rel, rc);
+				bad = 1;
+			}
+		}
+		printf("  ADAMW=%s vs fused after 3 steps of K = 2: worst tensor %s rel %.2e (the "
+		       "control fused vs fused: %.2e)\n",
+		       ov_modes[k], wt, worst, worst_ctl);
+	}
+	ov_free(&r);
+	CHECK(!bad, "POLICY_GPU_ADAMW=overlap* outside the default's own spread (see above)");
+	return 0;
+}
 static int test_bad_switches(void)
 {
 	static const char *vars[] = {
@@ -1840,6 +2102,15 @@ int main(void)
 	         "of K = 2 "
 	         "(bf16 GEMMs, POLICY_GPU_ACT=fp32, CISPO)",
 	         test_streams_copy_bitwise_act32_cispo},
+	        {"POLICY_GPU_ADAMW=overlap / overlap32 vs fused, bit for bit: 4 updates, each "
+	         "beside a forward (bf16)",
+	         test_adamw_overlap_bits},
+	        {"POLICY_GPU_ADAMW=overlap / overlap32 vs fused, bit for bit: 4 updates, each "
+	         "beside a forward, clipped (bf16)",
+	         test_adamw_overlap_bits_clip},
+	        {"POLICY_GPU_ADAMW=overlap / overlap32 vs fused: 3 steps of K = 2 back to back "
+	         "(bf16)",
+	         test_adamw_overlap_e2e},
 	        {"POLICY_GPU_GRAPH=1 vs the default, bit for bit: 4 steps of K = 2, shapes "
 	         "changing (bf16 xent)",
 	         test_graph_bitwise_xent},
