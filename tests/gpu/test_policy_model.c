@@ -183,7 +183,8 @@ static void fixture_make(struct fixture *f)
  * in the lightning layers (bf16_round_points), within 8e-2 for what is not
  * emulated (the other layers' bf16 GEMMs, the fused head); the distance of
  * that reference from the exact one is printed. */
-static int check_model(enum policy_gpu_precision prec, int pg, int adam_steps)
+#define ILL_FIXTURE 78 /* check_model_draw: the fixture is redrawn */
+static int check_model_draw(enum policy_gpu_precision prec, int pg, int adam_steps)
 {
 	struct fixture f;
 	struct policy_gpu *g;
@@ -295,6 +296,29 @@ static int check_model(enum policy_gpu_precision prec, int pg, int adam_steps)
 		       flags, worst, wn);
 		free(l2);
 		free(g2);
+		/* round 20: where bf16 rounding alone moves a tensor by more than
+		 * the bf16 tolerance on the CPU, the fixture is ill-conditioned
+		 * (layer 0's attention near a cancelling q.k, see above) and one
+		 * rounding is a random sample of a chaotic spread: H100, 2026-11-27,
+		 * seeds 14282173507565208641 (rounding moved wk 1.28e-1; the GPU's
+		 * tok_emb 1.63e-1 from the reference) and 13074673559221854520
+		 * (1.01e-1; tok_emb 1.24e-1) failed the 2x rule below. Such a
+		 * fixture is redrawn (check_model), except when replayed with
+		 * SWERVE_TEST_SEED, which compares it as before. */
+		const char *rp = getenv("SWERVE_TEST_SEED");
+		if (worst > tol_g && !(rp && *rp)) {
+			printf("  seed %llu: ill-conditioned (bf16 rounding alone moves %s %.2e on "
+			       "the CPU): redrawn\n",
+			       (unsigned long long)seed0, wn, worst);
+			free(sens);
+			policy_gpu_free(g);
+			free(gl);
+			free(gg);
+			free(logits);
+			free(grads);
+			fixture_dispose(&f);
+			return ILL_FIXTURE;
+		}
 	}
 	/* the loss's scale: a policy-gradient loss is a mean of terms w A logp
 	 * of either sign that may nearly cancel (one fixture: -0.0144 from terms
@@ -353,6 +377,18 @@ static int check_model(enum policy_gpu_precision prec, int pg, int adam_steps)
 	fixture_dispose(&f);
 	CHECK(!bad, "a tensor is outside its tolerance (see above)");
 	return 0;
+}
+
+/* check_model_draw on up to 8 fixtures, redrawing ill-conditioned ones */
+static int check_model(enum policy_gpu_precision prec, int pg, int adam_steps)
+{
+	for (int draw = 0; draw < 8; draw++) {
+		int rc = check_model_draw(prec, pg, adam_steps);
+		if (rc != ILL_FIXTURE)
+			return rc;
+	}
+	CHECK(0, "8 fixtures in a row ill-conditioned (see above)");
+	return 1;
 }
 
 static int test_fp32_xent(void)
@@ -1003,10 +1039,25 @@ static int bitwise_check(const struct policy_layout *L, int w, double loss[3][2]
 		int atom = !strcmp(L->t[i].name, "tok_emb");
 		if (!atom && !memcmp(gr[0] + o, gr[1] + o, nb)) { /* reproducible: bit for bit */
 			(*n_bits)++;
-			if (memcmp(gr[2] + o, gr[0] + o, nb) || memcmp(pw[2] + o, pw[0] + o, nb)) {
+			/* round 20: the clip scale (clip 1, norms ~3) comes from the
+			 * grad norm, which sums the atomics tensors' gradients too; where
+			 * the variant's norm is not the default's to the bit, every
+			 * update may move by an ulp (seen once: wq 0.00160193874 vs
+			 * ...862 with equal gradients), so the weights are then held to
+			 * 1e-6 relative (a missing stream dependency moves them by far
+			 * more) and the gradients stay bit for bit */
+			const int wexact = gn[2] == gn[0];
+			int wbad = 0;
+			for (size_t j = 0; !wexact && j < n && !wbad; j++)
+				wbad = !(fabs((double)pw[2][o + j] - pw[0][o + j]) <=
+				         1e-6 * fabs((double)pw[0][o + j]) + 1e-12);
+			if (memcmp(gr[2] + o, gr[0] + o, nb) ||
+			    (wexact ? memcmp(pw[2] + o, pw[0] + o, nb) != 0 : wbad)) {
 				size_t j = 0;
 				while (j < n && gr[2][o + j] == gr[0][o + j] &&
-				       pw[2][o + j] == pw[0][o + j])
+				       (wexact ? pw[2][o + j] == pw[0][o + j]
+				               : fabs((double)pw[2][o + j] - pw[0][o + j]) <=
+				                         1e-6 * fabs((double)pw[0][o + j]) + 1e-12))
 					j++;
 				printf("  %-24s differs at %zu: grad %.9g vs %.9g, weight "
 				       "%.9g vs %.9g  <-- FAIL\n",
