@@ -1436,6 +1436,9 @@ __global__ static void __launch_bounds__(MG_THREADS, 2)
  * buffer (during the other consumer's main loop, a whole tile ahead).
  * Shared memory: the ring (3 stages of 32 KB, A 128 x 64 | B 64 x 128, the
  * k blocks of the CTA's tiles in order) + 2 x 64 KB = 224 KB + alignment.
+ * Registers: 168 a thread at most (9 warps: 3 on one of the SM's four
+ * register files of 16384), ptxas spills 12 bytes (__maxnreg__(224) gave
+ * 182 registers, and then no CTA fits an SM: H100, 2026-11-27).
  * W 1 ("wsb10"): a block's wgmma left in flight while the next is issued,
  * block kb - 1 released after block kb's issue; W 0 ("wsb10b"): each block
  * waited for and released at once (wsb9b's form).
@@ -1543,7 +1546,7 @@ __device__ __forceinline__ static void mgy_epi(const struct mg_args &a, float (&
 }
 
 template <int W, bool Q>
-__global__ static void __maxnreg__(224)
+__global__ static void __launch_bounds__(MGY_THREADS, 1)
         k_mgy(struct mg_args a, const __grid_constant__ struct mg_tma tm)
 {
 	constexpr int ST = 3, STAGE = 32768;
