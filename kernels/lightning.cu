@@ -1674,7 +1674,8 @@ __global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1)
 	kernel_body<D, SO, ST, VAR, true, false, true>(P, &F);
 }
 
-/* round 19 (SWERVE_LIGHTNING_DACT=l2, not yet run on a GPU): kernel_fu's main
+/* round 19 (SWERVE_LIGHTNING_DACT=l2; measured slower by lc20: keep's backward
+ * 0.1171 against 0.0954 ms, cold 108.6 against 92.7 us, H100): kernel_fu's main
  * pass with the next chunk's SiLU' source rows prefetched into L2 at each
  * chunk's top (no more shared memory than kernel_fu) */
 template <int D, bool SO, int ST, int VAR>
@@ -1691,7 +1692,13 @@ __global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1)
  * instructions for both; ncu of keep's forward main pass: 27% of its warp
  * samples waiting for instruction fetch, lc19). The same arithmetic in the
  * same order: bit for bit kernel_fu's results. DSX: SP 2 with round 19's
- * DACT=smem (kernel_ds's SiLU' source stages; its dynamic shared memory). */
+ * DACT=smem (kernel_ds's SiLU' source stages; its dynamic shared memory).
+ * H100, policy shape (4 x 2048, 12 heads of 64), ms, lc20: keep's forward
+ * 0.0712 against 0.0733; backward with DACT=smem 0.0791 against kernel_ds's
+ * 0.0863 and the default's 0.0985 (cold L2: 73.2 against 94.2 us); but SP 2
+ * with the LDG epilogue 0.1175 against 0.1004 (209 registers against 187):
+ * use split with DACT=smem. gpu_train K = 4 x 8192, both switches: 77.5 /
+ * 77.6 ms a step against the default's 78.1 / 78.2 in the same run. */
 template <int D, bool SO, int ST, int VAR, int SP, bool DSX = false>
 __global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1)
         kernel_sp(const __grid_constant__ la_params P, const __grid_constant__ la_fu F)
@@ -3452,8 +3459,8 @@ int fwd_segments_check(const char *fn)
  * at the chunk's start (keep's backward at the policy's shape: 18% of its
  * warp samples wait for them in the epilogue, H100 ncu, lc19); =smem: the
  * rows ride each chunk's cp.async stage into shared memory (kernel_ds, 16 KB
- * more a CTA at 2 stages) and the epilogue reads them there; =l2 (not yet
- * run on a GPU): the LDGs as ldg, the next chunk's rows prefetched into L2
+ * more a CTA at 2 stages) and the epilogue reads them there; =l2 (slower,
+ * lc20): the LDGs as ldg, the next chunk's rows prefetched into L2
  * at each chunk's top (kernel_pf, no more shared memory). smem and l2
  * override SWERVE_LIGHTNING_SILU_EARLY. Any other value is refused. Returns
  * la_fu::early's value for it (0 for ldg, 3 smem, 4 l2) or an error. */
@@ -3471,7 +3478,8 @@ int dact_mode(const char *fn)
 	                        e);
 }
 
-/* Round 20: SWERVE_LIGHTNING_FU_CODE=shared (the default: kernel_fu, one
+/* Round 20 (measured, /work/notes/lc20.md; the candidate default is split
+ * together with DACT=smem): SWERVE_LIGHTNING_FU_CODE=shared (the default: kernel_fu, one
  * body for the fused forward and backwards with their choices made at run
  * time) or split (kernel_sp: forward_silu's passes and backward_dsilu's
  * with their own code, each without the other's, backward_dsilu's also
