@@ -130,6 +130,8 @@ struct row {
 	} top[4];
 };
 
+static int long_rows; /* GPU_IDLE_LONG */
+
 static void opt_step(struct policy_gpu *g, struct policy_adamw *o, const struct policy_batch *b,
                      const int *tgt, int K)
 {
@@ -275,6 +277,14 @@ static void measure(struct row *r, const struct policy_config *cfg, const float 
 			} else {
 				r->n_long++;
 				r->idle_long_ms += us * 1e-3;
+				/* GPU_IDLE_LONG=n (round 20): every long gap of the first
+				 * n rows, where it falls in the traced window */
+				if (long_rows > 0)
+					printf("  %s long gap at %8.3f ms: %7.1f us after %s, "
+					       "before "
+					       "%s\n",
+					       r->label, (ce - acts[0].s) * 1e-6, us,
+					       acts[last_i].name, a->name);
 			}
 			for (int k = 0; k < 4; k++)
 				if (us > r->top[k].us) {
@@ -294,6 +304,7 @@ static void measure(struct row *r, const struct policy_config *cfg, const float 
 		}
 	}
 	busy += (ce - cs) * 1e-6;
+	long_rows--;
 	r->span_ms = (last - first) * 1e-6;
 	r->busy_ms = busy;
 	r->sum_ms = sum;
@@ -400,6 +411,8 @@ int main(int argc, char **argv)
 	float *p;
 	double s_us, g_us, k_us;
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (getenv("GPU_IDLE_LONG"))
+		long_rows = atoi(getenv("GPU_IDLE_LONG"));
 	if (getenv("GPU_IDLE_STEPS")) {
 		n_steps = atoi(getenv("GPU_IDLE_STEPS"));
 		if (n_steps < 1 || n_steps > 8)
