@@ -423,7 +423,18 @@ __global__ static void __launch_bounds__(EW_NW * 32)
  * EP_S - 1 rows in flight. Each row's arithmetic is k_ew_rms_bwd16g's
  * (same order: dx and its fp32 copy bit for bit); the weight gradient's
  * partial sums are kept per lane over a warp's rows and reduced once a
- * block (its order differs: within fp32 rounding, atomics as before). */
+ * block (its order differs: within fp32 rounding, atomics as before).
+ *
+ * Measured (H100, 2026-11-27, gpu_act16, T 8192, D 768, off -> ew20 us):
+ * no gain. After bench_cold_us's memset flush ffn / attn form 33.2 -> 33.4,
+ * final 28.2 -> 28.3; after a clean flush 27.6 -> 26.9, 24.1 -> 24.6 (a
+ * device copy of the same bytes: 20.0 / 16.4); forward add + norm after
+ * the attention 26.2 -> 26.8, after the MoE 29.0 -> 27.8 (clean);
+ * gpu_train x K = 4: 19.5 ms a micro-batch both. Round 19's "1.78x the
+ * floor" was mostly the memset's dirty lines written back inside the
+ * timed launch (~5 us) and the floor taken at 3.35 TB/s; what remains
+ * (~1.35x a copy) is not the per-row latency this form hides. Kept opt-in
+ * as that evidence (notes/ew20.md). */
 #define EP_NW 8 /* warps a block */
 #define EP_S  3 /* stages a warp */
 
