@@ -1686,9 +1686,14 @@ static int test_bad_switches(void)
 	        "POLICY_GPU_EW",    "POLICY_GPU_ADAMW",  "POLICY_GPU_STREAMS",
 	        "POLICY_GPU_COPY",  "POLICY_GPU_GRAPH",  "POLICY_GPU_LW_GATE",
 	        "POLICY_GPU_ACT16", "POLICY_GPU_FLASH",  "POLICY_GPU_FLASH_ROPE"};
-	static const char *step_vars[] = {"POLICY_GPU_HEAD", "POLICY_GPU_HEAD_ROWS",
-	                                  "SWERVE_PL_ROWS", "SWERVE_LIGHTNING_DACT",
-	                                  "SWERVE_LIGHTNING_FWD_SEGMENTS"};
+	static const char *step_vars[] = {"POLICY_GPU_HEAD",
+	                                  "POLICY_GPU_HEAD_ROWS",
+	                                  "SWERVE_PL_ROWS",
+	                                  "SWERVE_LIGHTNING_DACT",
+	                                  "SWERVE_LIGHTNING_FWD_SEGMENTS",
+	                                  "SWERVE_LIGHTNING_FU_CODE",
+	                                  "POLICY_GPU_EW20",
+	                                  "SWERVE_PL_WPARTS"};
 	struct fixture f;
 	if (!have_gpu())
 		return GPU_SKIP;
