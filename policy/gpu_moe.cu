@@ -1442,6 +1442,19 @@ __global__ static void __launch_bounds__(MG_THREADS, 2)
  * W 1 ("wsb10"): a block's wgmma left in flight while the next is issued,
  * block kb - 1 released after block kb's issue; W 0 ("wsb10b"): each block
  * waited for and released at once (wsb9b's form).
+ * H100 (2026-11-27, gpu_train_moe, down dX ms balanced / skewed, one
+ * process, interleaved): wsb3w (k_mg<2, 8>) 0.101 / 0.107 and 0.102 /
+ * 0.109; wsb10 0.120 / 0.133 and 0.123 / 0.136; wsb10b 0.118 / 0.135 and
+ * 0.119 / 0.134; wsb9b 0.100 / 0.106 and 0.098 / 0.104: 17-20% SLOWER than
+ * wgtd, bit for bit. Reading (no ncu yet): at one CTA an SM the ring holds
+ * half of wgtd's bytes in flight (3 stages an SM against 2 x 3), and down
+ * dX is latency-bound (round 19's ncu), so the main loops slowed by more
+ * than the hidden epilogues saved. ST 5 / NH 1 ("wsb10c": W 0, "wsb10d":
+ * W 1; not yet run on a GPU): a 5-stage ring and ONE h1 / h3 buffer (the
+ * same 224 KB): tile i + 1's h1 / h3 are loaded by tile i's consumer once
+ * its epilogue has finished with the buffer (into the other consumer's
+ * hfull), i.e. while tile i + 1's k blocks run (lead: its main loop less
+ * tile i's epilogue).
  * Synchronisation (every wait has its arrival):
  *  - full[s] (count 1): slot g = i nk + kb of the CTA's sequence (tile i,
  *    k block kb) lands in stage g % 3, one expect-tx by the producer a
@@ -1462,6 +1475,11 @@ __global__ static void __launch_bounds__(MG_THREADS, 2)
  *    1 + c follows its own sync on 2 - c, which follows the other's sync
  *    on 1 + c). It also makes the two main loops take turns: the tensor
  *    cores run one consumer's k blocks while the other runs its epilogue.
+ *  - NH 1 (one buffer): tile i + 1's load (on hfull[(i + 1) & 1]) is
+ *    issued by tile i's consumer after the same wait_group.read / fence /
+ *    named barrier 3 + c that follow its epilogue; tile i - 1's epilogue
+ *    ended before tile i's load was issued, so the buffer is free; the
+ *    hfull phases are as below (each consumer's tiles in order).
  *  - hfull[c] (count 1): one expect-tx of 64 KB per tile of consumer c,
  *    issued by its thread 0 (the first tile's at the start; tile i + 2's
  *    after tile i's epilogue: every warp's lane 0 waited for its stores'
@@ -1545,12 +1563,14 @@ __device__ __forceinline__ static void mgy_epi(const struct mg_args &a, float (&
 	}
 }
 
-template <int W, bool Q>
+template <int W, bool Q, int ST = 3, int NH = 2>
 __global__ static void __launch_bounds__(MGY_THREADS, 1)
         k_mgy(struct mg_args a, const __grid_constant__ struct mg_tma tm)
 {
-	constexpr int ST = 3, STAGE = 32768;
+	constexpr int STAGE = 32768;
 	static_assert(W == 0 || W == 1, "k_mgy: wait_group 0 or 1");
+	static_assert((ST == 3 && NH == 2) || (ST == 5 && NH == 1), "k_mgy: 3 + 2 or 5 + 1");
+	static_assert(ST * STAGE + NH * 65536 + 1024 <= MGY_SMEM, "k_mgy: shared memory");
 	__shared__ __align__(8) uint64_t mgy_bars[2 * ST + 2]; /* full, empty, hfull */
 	extern __shared__ __align__(1024) unsigned char mg_sm[];
 	const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -1599,19 +1619,20 @@ __global__ static void __launch_bounds__(MGY_THREADS, 1)
 	const int c = warp >> 2, w4 = warp & 3, ctid = tid & 127;
 	if (c >= ntile) /* consumer 1 of a CTA with one tile */
 		return;
-	const uint32_t hb = sbase + ST * STAGE + c * 65536, hfb = hbar + 8 * c;
-	/* the tile's h1 (columns n0.., n0 + 64..) and h3 into the buffer */
-	auto hload = [&](int r0, int n0) {
-		ptx::mbar_expect(hfb, 65536);
-		ptx::tma_load2(hb, &tm.s2, n0, r0, hfb);
-		ptx::tma_load2(hb + 16384, &tm.s2, n0 + 64, r0, hfb);
-		ptx::tma_load2(hb + 32768, &tm.s3, n0, r0, hfb);
-		ptx::tma_load2(hb + 49152, &tm.s3, n0 + 64, r0, hfb);
+	const uint32_t hb = sbase + ST * STAGE + (NH == 2 ? c * 65536 : 0), hfb = hbar + 8 * c;
+	/* the tile's h1 (columns n0.., n0 + 64..) and h3 into the buffer,
+	 * counted on bar (NH 1: hfull of the tile's consumer) */
+	auto hload = [&](uint32_t bar, int r0, int n0) {
+		ptx::mbar_expect(bar, 65536);
+		ptx::tma_load2(hb, &tm.s2, n0, r0, bar);
+		ptx::tma_load2(hb + 16384, &tm.s2, n0 + 64, r0, bar);
+		ptx::tma_load2(hb + 32768, &tm.s3, n0, r0, bar);
+		ptx::tma_load2(hb + 49152, &tm.s3, n0 + 64, r0, bar);
 	};
 	int e = 0, r0 = 0, r1 = 0, n0 = 0;
 	mgp_tile(a, b0 + c * G, nx, 128, e, r0, r1, n0);
-	if (ctid == 0)
-		hload(r0, n0);
+	if (ctid == 0 && (NH == 2 || c == 0))
+		hload(hfb, r0, n0);
 	(void)e;
 	for (int i = c, u = 0; i < ntile; i += 2, u++) {
 		if (i > 0) /* the previous tile's consumer has passed its k blocks */
@@ -1697,12 +1718,22 @@ __global__ static void __launch_bounds__(MGY_THREADS, 1)
 			mg_bulk_commit();
 			mg_bulk_wait_read();
 		}
-		if (i + 2 < ntile) { /* this consumer's next tile: its h1 / h3 */
-			mgp_tile(a, b0 + (i + 2) * G, nx, 128, e, r0, r1, n0);
+		if (NH == 1 && i + 1 < ntile) { /* the next tile's (the other consumer's) */
+			int e1 = 0, q0 = 0, q1 = 0, m0 = 0;
+			mgp_tile(a, b0 + (i + 1) * G, nx, 128, e1, q0, q1, m0);
 			ptx::fence_proxy_async();
 			mg_bar_sync(3 + c, 128);
 			if (ctid == 0)
-				hload(r0, n0);
+				hload(hbar + 8 * (c ^ 1), q0, m0);
+		}
+		if (i + 2 < ntile) { /* this consumer's next tile (NH 2: its h1 / h3) */
+			mgp_tile(a, b0 + (i + 2) * G, nx, 128, e, r0, r1, n0);
+			if (NH == 2) {
+				ptx::fence_proxy_async();
+				mg_bar_sync(3 + c, 128);
+				if (ctid == 0)
+					hload(hfb, r0, n0);
+			}
 		}
 	}
 }
@@ -2089,14 +2120,15 @@ int policy_moe_variant(void)
 	 * 20's wsb10 (wsb3w with down dX in k_mgy: persistent, two consumer
 	 * warpgroups taking tiles in turn, a tile's epilogue under the next
 	 * tile's k blocks; a block's wgmma in flight) 36, wsb10b (the same with
-	 * each block waited for) 37 */
-	static const char *const names[37] = {
-	        "mma",   "wg",    "wg256", "wgp",   "wgm",   "ws2",   "wgt",   "wgtd",
-	        "wgtdp", "wsb",   "wsb2",  "wsb3",  "wsb4",  "wsb4a", "wsb4d", "wsb5",
-	        "wsb6",  "wsb6u", "wsb6r", "wsb3w", "wsb7",  "wsb7d", "wsb7u", "wsb7dx",
-	        "wsb8",  "wsb8g", "wsb8r", "wsb8h", "wsb8k", "wsb9a", "wsb9b", "wsb9p",
-	        "wsb9c", "wsb9d", "wsb9e", "wsb10", "wsb10b"};
-	int v = policy_env_choice("POLICY_GPU_MOE_KERNEL", names, 37, 19);
+	 * each block waited for) 37, wsb10c (wsb10b with a 5-stage ring and one
+	 * h1 / h3 buffer the consumers share) 38, wsb10d (wsb10 with the same) 39 */
+	static const char *const names[39] = {
+	        "mma",   "wg",    "wg256", "wgp",   "wgm",    "ws2",    "wgt",   "wgtd",
+	        "wgtdp", "wsb",   "wsb2",  "wsb3",  "wsb4",   "wsb4a",  "wsb4d", "wsb5",
+	        "wsb6",  "wsb6u", "wsb6r", "wsb3w", "wsb7",   "wsb7d",  "wsb7u", "wsb7dx",
+	        "wsb8",  "wsb8g", "wsb8r", "wsb8h", "wsb8k",  "wsb9a",  "wsb9b", "wsb9p",
+	        "wsb9c", "wsb9d", "wsb9e", "wsb10", "wsb10b", "wsb10c", "wsb10d"};
+	int v = policy_env_choice("POLICY_GPU_MOE_KERNEL", names, 39, 19);
 	return v >= 8 ? v + 1 : v;
 }
 
@@ -2209,18 +2241,18 @@ static int mgp_run(const struct mg_args *a, const struct mg_tma *tm, int R, int 
 /* round 20: down dX by k_mgy (wsb10, wsb10b): one CTA an SM, a grid of
  * min(tiles, SMs, cap when > 0) (tiles: the upper bound R / 128 + E row
  * tiles x nx; CTAs past the device's count exit at once) */
-template <int W, bool Q>
+template <int W, bool Q, int ST = 3, int NH = 2>
 static int mgy_run(const struct mg_args *a, const struct mg_tma *tm, int R, int cap)
 {
 	static int attr_set, ctas;
 	if (!attr_set) {
 		int dev, sms, occ;
-		CK(cudaFuncSetAttribute(k_mgy<W, Q>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-		                        MGY_SMEM));
+		CK(cudaFuncSetAttribute(k_mgy<W, Q, ST, NH>,
+		                        cudaFuncAttributeMaxDynamicSharedMemorySize, MGY_SMEM));
 		CK(cudaGetDevice(&dev));
 		CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-		CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, k_mgy<W, Q>, MGY_THREADS,
-		                                                 MGY_SMEM));
+		CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, k_mgy<W, Q, ST, NH>,
+		                                                 MGY_THREADS, MGY_SMEM));
 		if (occ < 1)
 			return swerve_error_set(SWERVE_ERROR,
 			                        "gpu moe: wsb10: no CTA fits an SM (%d bytes)",
@@ -2232,7 +2264,7 @@ static int mgy_run(const struct mg_args *a, const struct mg_tma *tm, int R, int 
 		cap = ctas;
 	const long tiles = (long)((R + MG_BM - 1) / MG_BM + a->E) * ((a->F + 127) / 128);
 	const int grid = tiles < cap ? (int)tiles : cap;
-	k_mgy<W, Q><<<grid, MGY_THREADS, MGY_SMEM, mg_stream>>>(*a, *tm);
+	k_mgy<W, Q, ST, NH><<<grid, MGY_THREADS, MGY_SMEM, mg_stream>>>(*a, *tm);
 	LAUNCHED();
 	return 0;
 }
@@ -2324,7 +2356,7 @@ template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct
 	 * CTAs when the TMA epilogues run (k_mgp); the other products, UP with
 	 * A gathered in the loads and EPI=smem run wgtd's kernels */
 	const bool pers = var == 9;
-	const int cap = pers || (var >= 10 && var <= 37) ? mg_ctas() : 0;
+	const int cap = pers || (var >= 10 && var <= 39) ? mg_ctas() : 0;
 	if (cap < 0)
 		return cap;
 	if (pers)
@@ -2411,8 +2443,8 @@ template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct
 	 * L2; wsb8g wsb3w with wgtd's DOWN_DX prefetching them (variant 15) */
 	bool pfh = false, hnt = false;
 	/* round 19b: wsb9a / wsb9b / wsb9p are wsb3w with down dX in k_mgx */
-	int mgx = 0; /* round 20: wsb10 / wsb10b too (k_mgy) */
-	if (var >= 30 && var <= 37) {
+	int mgx = 0; /* round 20: wsb10, wsb10b, wsb10c, wsb10d too (k_mgy) */
+	if (var >= 30 && var <= 39) {
 		mgx = MODE == MG_DOWN_DX ? var : 0;
 		var = 20;
 	}
@@ -2541,9 +2573,11 @@ template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct
 			if (pers && (MODE == MG_DOWN_DX || a->gx))
 				return mgp_run<MODE>(a, &tm, R, cap);
 			if constexpr (MODE == MG_DOWN_DX)
-				if (mgx >= 36) /* round 20: wsb10, wsb10b */
-					return mgx == 36 ? mgy_run<1, true>(a, &tm, R, cap)
-					                 : mgy_run<0, true>(a, &tm, R, cap);
+				if (mgx >= 36) /* round 20: wsb10, wsb10b, wsb10c, wsb10d */
+					return mgx == 36   ? mgy_run<1, true>(a, &tm, R, cap)
+					       : mgx == 37 ? mgy_run<0, true>(a, &tm, R, cap)
+					       : mgx == 38 ? mgy_run<0, true, 5, 1>(a, &tm, R, cap)
+					                   : mgy_run<1, true, 5, 1>(a, &tm, R, cap);
 				else if (mgx) /* round 19b: wsb9a, b, p, c, d, e */
 					return mgx == 30   ? mgx_run<1, 0, false>(grid, a, &tm)
 					       : mgx == 31 ? mgx_run<0, 0, false>(grid, a, &tm)
@@ -2778,8 +2812,8 @@ int policy_moe_to_bf16(uint16_t *out, const float *in, size_t n)
  * nearest even from the fp32 accumulators), by gpu_moe_ws.cu's k_ws: the
  * variants whose down and up dX run wsb2's kernel (wsb2, wsb3, wsb5, wsb6u,
  * wsb3w, round 19's wsb8, wsb8g, wsb8r, wsb8h and wsb8k, round 19b's wsb9a, wsb9b,
- * wsb9p, wsb9c, wsb9d and wsb9e, round 20's wsb10 and wsb10b; up dX: F a multiple of 64); any other
- * is refused with a message */
+ * wsb9p, wsb9c, wsb9d and wsb9e, round 20's wsb10, wsb10b, wsb10c and wsb10d; up dX: F a multiple
+ * of 64); any other is refused with a message */
 static int mg_b16_var(void)
 {
 	int var = policy_moe_variant(), cap = mg_ctas();
@@ -2787,13 +2821,13 @@ static int mg_b16_var(void)
 		return var;
 	if (cap < 0)
 		return cap;
-	if (var != 11 && var != 12 && var != 16 && var != 18 && var != 20 && (var < 25 || var > 37))
+	if (var != 11 && var != 12 && var != 16 && var != 18 && var != 20 && (var < 25 || var > 39))
 		return swerve_error_set(
 		        SWERVE_EINVAL,
 		        "gpu moe: bf16 slots (POLICY_GPU_ACT16) need "
 		        "POLICY_GPU_MOE_KERNEL=wsb2, wsb3, wsb5, wsb6u, wsb3w, wsb8, "
 		        "wsb8g, wsb8r, wsb8h, wsb8k, wsb9a, wsb9b, wsb9c, wsb9d, wsb9e, wsb9p, "
-		        "wsb10 or wsb10b");
+		        "wsb10, wsb10b, wsb10c or wsb10d");
 	return cap;
 }
 
@@ -2801,7 +2835,7 @@ int policy_moe_slots16_supported(int F)
 {
 	int var = policy_moe_variant();
 	return F % 64 == 0 && (var == 11 || var == 12 || var == 16 || var == 18 || var == 20 ||
-	                       (var >= 25 && var <= 37));
+	                       (var >= 25 && var <= 39));
 }
 
 int policy_moe_down_b16(const struct policy_moe_dims *d, uint16_t *yp, const uint16_t *hh,

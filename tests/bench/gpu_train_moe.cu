@@ -26,7 +26,8 @@
  * the row-tile walk's offs loaded at once); round 20: wsb10, wsb10b
  * (wsb3w with down dX in k_mgy: persistent, two consumer warpgroups taking
  * tiles in turn, a tile's epilogue under the next tile's k blocks; 10: a
- * block's wgmma in flight, 10b: each waited for);
+ * block's wgmma in flight, 10b: each waited for), wsb10c / wsb10d (10b /
+ * 10 with a 5-stage ring and one h1 / h3 buffer the consumers share);
  * argv: a number, how
  * many of these to run from the first, or the variants by name; default
  * all), median of 20
@@ -67,7 +68,7 @@ static int cmpf(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-#define NVAR 46
+#define NVAR 48
 #define NP   12
 
 int main(int argc, char **argv)
@@ -116,7 +117,7 @@ int main(int argc, char **argv)
 	        "wsb6r", "wsb2:fast", "wsb2:stsm", "wsb2:fastshfl", "wsb2:ftz",  "wsb7",    "wsb7d",
 	        "wsb7u", "wsb7dx",    "wsb8",      "wsb8@next",     "wsb8@none", "wsb8g",   "wsb3w",
 	        "wsb8r", "wsb8h",     "wsb8k",     "wsb9a",         "wsb9b",     "wsb9p",   "wsb9c",
-	        "wsb9d", "wsb9e",     "wsb10",     "wsb10b"};
+	        "wsb9d", "wsb9e",     "wsb10",     "wsb10b",        "wsb10c",    "wsb10d"};
 	const char *var_env[NVAR];
 	int ndev = 0, nvar = 0;
 	if (argc > 1 && argv[1][0] >= '0' && argv[1][0] <= '9') { /* the first n */

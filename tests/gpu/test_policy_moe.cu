@@ -532,8 +532,11 @@ static int check_case1(int T, int K, int E, int D, int F, int route)
  * warpgroups taking tiles in turn, a tile's epilogue under the next tile's
  * k blocks; 10: one block's wgmma in flight, 10b: each waited for), with
  * the bit-for-bit case (plus F 192: a half column tile) and "wsb10x"
- * refused; named-only (opt-in) */
-#define NVARIANTS 66
+ * refused; named-only (opt-in). wsb10 / wsb10b: 16 / 16 each with /c3 on an
+ * H100 (2026-11-27), dh13 bit for bit. "wsb10c" / "wsb10d": wsb10b /
+ * wsb10 with a 5-stage ring and one h1 / h3 buffer shared by the two
+ * consumers (not yet run on a GPU) */
+#define NVARIANTS 70
 static const char *const variant_env[NVARIANTS] = {
         "mma",           "wg",           "wg256",     "wgp",          "wgm",          "ws2",
         "wgt",           "wgtd",         "wgtd+tma",  "wgtdp",        "wgtdp/c3",     "wsb",
@@ -545,7 +548,8 @@ static const char *const variant_env[NVARIANTS] = {
         "wsb7/s3",       "wsb7d",        "wsb7u",     "wsb7dx",       "wsb8",         "wsb8/c3",
         "wsb8/s3",       "wsb8@next",    "wsb8g",     "wsb8r",        "wsb8r/c3",     "wsb8h",
         "wsb8k",         "wsb8k/c3",     "wsb9a",     "wsb9b",        "wsb9p",        "wsb9c",
-        "wsb9d",         "wsb9e",        "wsb10",     "wsb10/c3",     "wsb10b",       "wsb10b/c3"};
+        "wsb9d",         "wsb9e",        "wsb10",     "wsb10/c3",     "wsb10b",       "wsb10b/c3",
+        "wsb10c",        "wsb10c/c3",    "wsb10d",    "wsb10d/c3"};
 /* POLICY_GPU_MOE_WSB_KCH as the run started ("NAME/kN" sets it for NAME) */
 static const char *kch_env;
 /* POLICY_GPU_MOE_WSB_ST as the run started ("NAME/sN" sets it for NAME) */
