@@ -3455,7 +3455,9 @@ int fwd_segments_check(const char *fn)
 }
 
 /* Round 19: where the fused backwards' epilogue reads SiLU's source (pre)
- * from. SWERVE_LIGHTNING_DACT=ldg (the default): 16 LDG.32 a thread issued
+ * from. Round 20: smem is the default at D 64 (unset or empty; ldg at other
+ * head sizes and where SWERVE_LIGHTNING_SILU_EARLY=1 asks for its form), measured with FU_CODE's
+ * split: H100, lc20 / lead. SWERVE_LIGHTNING_DACT=ldg (rounds 14-19): 16 LDG.32 a thread issued
  * at the chunk's start (keep's backward at the policy's shape: 18% of its
  * warp samples wait for them in the epilogue, H100 ncu, lc19); =smem: the
  * rows ride each chunk's cp.async stage into shared memory (kernel_ds, 16 KB
@@ -3464,10 +3466,13 @@ int fwd_segments_check(const char *fn)
  * at each chunk's top (kernel_pf, no more shared memory). smem and l2
  * override SWERVE_LIGHTNING_SILU_EARLY. Any other value is refused. Returns
  * la_fu::early's value for it (0 for ldg, 3 smem, 4 l2) or an error. */
-int dact_mode(const char *fn)
+int dact_mode(const char *fn, int D)
 {
 	const char *e = getenv("SWERVE_LIGHTNING_DACT");
-	if (!e || !*e || strcmp(e, "ldg") == 0)
+	if (!e || !*e) /* round 20: smem by default at D 64, where it was measured (ldg
+	                * elsewhere, and where SILU_EARLY asks for its form) */
+		return silu_early() || D != 64 ? 0 : 3;
+	if (strcmp(e, "ldg") == 0)
 		return 0;
 	if (strcmp(e, "smem") == 0)
 		return 3;
@@ -3478,18 +3483,23 @@ int dact_mode(const char *fn)
 	                        e);
 }
 
-/* Round 20 (measured, /work/notes/lc20.md; the candidate default is split
- * together with DACT=smem): SWERVE_LIGHTNING_FU_CODE=shared (the default: kernel_fu, one
+/* Round 20 (measured, /work/notes/lc20.md): SWERVE_LIGHTNING_FU_CODE unset
+ * or empty (the default, returns 2): split for the fused forward, and for
+ * backward_dsilu where DACT is smem (split's LDG form is slower);
+ * SWERVE_LIGHTNING_FU_CODE=shared (rounds 14-19: kernel_fu, one
  * body for the fused forward and backwards with their choices made at run
  * time) or split (kernel_sp: forward_silu's passes and backward_dsilu's
  * with their own code, each without the other's, backward_dsilu's also
  * with DACT=smem; backward_silu and the DACT=l2 and SILU_EARLY forms are
  * kernel_fu's / kernel_pf's as before). Any other
- * value is refused. Returns 1 for split, 0 for shared, or an error. */
+ * value is refused. Returns 1 for split, 0 for shared, 2 for the default,
+ * or an error. */
 int fu_code(const char *fn)
 {
 	const char *e = getenv("SWERVE_LIGHTNING_FU_CODE");
-	if (!e || !*e || strcmp(e, "shared") == 0)
+	if (!e || !*e) /* round 20: the default, split where it was measured faster */
+		return 2;
+	if (strcmp(e, "shared") == 0)
 		return 0;
 	if (strcmp(e, "split") == 0)
 		return 1;
@@ -3580,7 +3590,7 @@ extern "C" int swerve_lightning_forward_silu(uint16_t *o, float *final_state, ui
 	forward_prob(P, pre, pre + HD, pre + 2 * HD, o, initial_state, final_state, cu_seqlens,
 	             slopes);
 	F.p[0] = la_fu_prob{nullptr, {ld, ld, ld}, (int)HD, 7};
-	F.early = split ? 5 : 0; /* round 20: kernel_sp<..., 1> */
+	F.early = split ? 5 : 0; /* round 20: kernel_sp<..., 1> (split or the default) */
 	return run(P, 1, dims, workspace, workspace_bytes, stream, fn, &F);
 }
 
@@ -3596,7 +3606,7 @@ extern "C" int swerve_lightning_backward_silu(uint16_t *dpre, float *dinitial_st
 	int rc = check(dims, fn);
 	if (rc || (rc = check_ld(dims, ld, fn)))
 		return rc;
-	const int dsm = dact_mode(fn);
+	const int dsm = dact_mode(fn, dims->dim);
 	if (dsm < 0)
 		return dsm;
 	if (!dpre || !pre || !dout || !cu_seqlens || !slopes)
@@ -3635,7 +3645,7 @@ extern "C" int swerve_lightning_backward_dsilu(
 	int rc = check(dims, fn);
 	if (rc || (rc = check_ld(dims, ld, fn)))
 		return rc;
-	const int dsm = dact_mode(fn), split = fu_code(fn);
+	const int dsm = dact_mode(fn, dims->dim), split = fu_code(fn);
 	if (dsm < 0)
 		return dsm;
 	if (split < 0)
@@ -3663,9 +3673,11 @@ extern "C" int swerve_lightning_backward_dsilu(
 	F.p[0] = la_fu_prob{bf(pre), {hd, hd, hd}, ld, 0};
 	F.p[1] = la_fu_prob{bf(pre + 2 * HD), {hd, hd, hd}, ld, 0};
 	F.p[2] = la_fu_prob{bf(pre + HD), {hd, hd, hd}, ld, 0};
-	F.early = dsm ? dsm : silu_early();      /* 3: kernel_ds, 4: kernel_pf (round 19) */
-	if (split && (!F.early || F.early == 3)) /* round 20: kernel_sp<..., 2> */
-		F.early = F.early == 3 ? 7 : 6;  /* 7: with DACT=smem */
+	F.early = dsm ? dsm : silu_early(); /* 3: kernel_ds, 4: kernel_pf (round 19) */
+	/* round 20: kernel_sp<..., 2>; by default (split 2) only with DACT=smem:
+	 * split's LDG epilogue measured +17% (lc20) */
+	if ((split == 1 && (!F.early || F.early == 3)) || (split == 2 && F.early == 3))
+		F.early = F.early == 3 ? 7 : 6; /* 7: with DACT=smem */
 	return run(P, 3, dims, workspace, workspace_bytes, stream, fn, &F);
 }
 

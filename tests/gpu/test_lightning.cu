@@ -918,7 +918,7 @@ static int check_fused(const char *name, std::vector<int> lens, int H, int D, in
 	                                    with_states ? ds0 : nullptr, &dims, ws, wsf, 0) == 0,
 	      "%s", swerve_error_last());
 	/* round 19, dact (smem or l2): the backward first with
-	 * SWERVE_LIGHTNING_DACT=ldg (the default) into gp2_, then the subject with
+	 * SWERVE_LIGHTNING_DACT=ldg (rounds 14-19's default) into gp2_, then the subject with
 	 * =dact: the same arithmetic from another route to pre, so d pre and
 	 * d initial state bit for bit */
 	const bool dsm = dact != nullptr;
@@ -1387,8 +1387,10 @@ static int t_split_keep_policy(void)
 	env_override s("SWERVE_LIGHTNING_BWD_SPLIT", nullptr),
 	        g("SWERVE_LIGHTNING_SEGMENTS", nullptr),
 	        f("SWERVE_LIGHTNING_FWD_SEGMENTS", nullptr);
-	return fu_split_bitwise("keep, FU_CODE=split, policy shape 4 x 2048, 12 heads, D=64",
-	                        {2048, 2048, 2048, 2048}, 12, 64, 3, 12, nullptr);
+	/* DACT=ldg named: since round 20 the default is smem (the next case) */
+	return fu_split_bitwise("keep, FU_CODE=split + DACT=ldg, policy shape 4 x 2048, 12 heads, "
+	                        "D=64",
+	                        {2048, 2048, 2048, 2048}, 12, 64, 3, 12, "ldg");
 }
 
 static int t_split_keep_dsm_policy(void)
