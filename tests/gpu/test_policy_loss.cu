@@ -607,18 +607,28 @@ static int wparts_env_is_checked(void)
 	CK(cudaMalloc(&g, (3 * n + 1 + (size_t)n * d + (size_t)v * d) * 4));
 	struct swerve_pl_out out = {
 	        g, g + n, g + 2 * n, NULL, g + 3 * n, g + 3 * n + 1, g + 3 * n + 1 + n * d};
-	size_t wsz = swerve_pl_workspace_size(&b, &o);
+	/* the workspace for the most parts (3 needs more than the default 2) */
+	char keep[64];
+	static const char *const good[] = {"2", "3", ""};
+	size_t wsz = 0;
+	for (int i = 0; i < 3; i++) {
+		env_swap("SWERVE_PL_WPARTS", good[i], keep, sizeof(keep));
+		size_t z = swerve_pl_workspace_size(&b, &o);
+		wsz = z > wsz ? z : wsz;
+		env_restore("SWERVE_PL_WPARTS", keep);
+	}
 	void *ws = NULL;
 	CK(cudaMalloc(&ws, wsz));
 	struct swerve_pl_ctx *ctx = NULL;
 	CHECK(swerve_pl_ctx_new(&ctx) == 0, "%s", swerve_error_last());
-	char keep[64];
-	static const char *const good[] = {"2", "3", ""};
 	int rc_good = 0;
 	for (int i = 0; i < 3 && !rc_good; i++) {
 		env_swap("SWERVE_PL_WPARTS", good[i], keep, sizeof(keep));
 		rc_good = swerve_policy_loss_cuda(ctx, &out, &b, x, f, &o, ws, wsz, NULL);
 		env_restore("SWERVE_PL_WPARTS", keep);
+		if (rc_good)
+			printf("  SWERVE_PL_WPARTS=%s: rc %d: %s\n", good[i], rc_good,
+			       swerve_error_last());
 	}
 	env_swap("SWERVE_PL_WPARTS", "1", keep, sizeof(keep));
 	int rc = swerve_policy_loss_cuda(ctx, &out, &b, x, f, &o, ws, wsz, NULL);
