@@ -493,61 +493,7 @@ static int lean_stream_match_register_bitwise(void)
 	return rc;
 }
 
-/* SWERVE_PL_ROWS overrides row_reread; a misspelt value is refused by name */
-static int rows_env_is_checked(void)
-{
-	if (!have_gpu())
-		return GPU_SKIP;
-	const char *was = getenv("SWERVE_PL_ROWS");
-	char keep[64];
-	snprintf(keep, sizeof(keep), "%s", was ? was : "");
-	struct swerve_pl_opts o;
-	swerve_pl_opts_init(&o, SWERVE_PL_CISPO);
-	const int n = 4, d = 64, v = 64;
-	std::vector<int32_t> hy(n, 1);
-	std::vector<float> hf((size_t)v * d, 0.01f);
-	std::vector<uint16_t> hx((size_t)n * d, 0x3f80); /* bf16 1.0 */
-	int32_t *y = dev_copy(hy);
-	float *f = dev_copy(hf);
-	uint16_t *x = dev_copy(hx);
-	CHECK(y && f && x, "cudaMalloc");
-	struct swerve_pl_batch b = {n, d, v, y, f, f, NULL, 0, 0, NULL};
-	float *g = NULL;
-	CK(cudaMalloc(&g, (3 * n + 1 + (size_t)n * d + (size_t)v * d) * 4));
-	struct swerve_pl_out out = {
-	        g, g + n, g + 2 * n, NULL, g + 3 * n, g + 3 * n + 1, g + 3 * n + 1 + n * d};
-	size_t wsz = swerve_pl_workspace_size(&b, &o);
-	void *ws = NULL;
-	CK(cudaMalloc(&ws, wsz));
-	struct swerve_pl_ctx *ctx = NULL;
-	CHECK(swerve_pl_ctx_new(&ctx) == 0, "%s", swerve_error_last());
-	static const char *const good[] = {"reg",    "twopass",      "prefetch", "lean",
-	                                   "stream", "stream-plain", ""};
-	int rc_good = 0;
-	for (int i = 0; i < 7 && !rc_good; i++) {
-		setenv("SWERVE_PL_ROWS", good[i], 1);
-		rc_good = swerve_policy_loss_cuda(ctx, &out, &b, x, f, &o, ws, wsz, NULL);
-	}
-	setenv("SWERVE_PL_ROWS", "v9", 1);
-	int rc = swerve_policy_loss_cuda(ctx, &out, &b, x, f, &o, ws, wsz, NULL);
-	if (*keep)
-		setenv("SWERVE_PL_ROWS", keep, 1);
-	else
-		unsetenv("SWERVE_PL_ROWS");
-	printf("  SWERVE_PL_ROWS=v9: rc %d: %s\n", rc, swerve_error_last());
-	CK(cudaDeviceSynchronize());
-	swerve_pl_ctx_free(ctx);
-	cudaFree(ws), cudaFree(g), cudaFree(y), cudaFree(f), cudaFree(x);
-	CHECK(rc_good == 0, "a valid SWERVE_PL_ROWS was refused");
-	CHECK(rc == SWERVE_EINVAL && strstr(swerve_error_last(), "SWERVE_PL_ROWS=v9"),
-	      "SWERVE_PL_ROWS=v9 was not refused by name (rc %d)", rc);
-	return 0;
-}
-
-/* SWERVE_PL_WPARTS=3 (W in three bf16 parts, rounds 9-19; two, the default
- * since round 20, run in every other FP32 / FP32_FWD case): FP32 / FP32_FWD
- * cases at the same tolerances (logp 1e-5 relative to the CPU's double), and
- * a misspelt value refused by name */
+/* name set to val (NULL: unset) for a while; keep holds what it was */
 static int env_swap(const char *name, const char *val, char *keep, size_t n)
 {
 	const char *was = getenv(name);
@@ -563,6 +509,74 @@ static void env_restore(const char *name, const char *keep)
 		unsetenv(name);
 }
 
+/* env var "name", read by swerve_policy_loss_cuda at each call: every value
+ * of good[] (n of them, "" for unset) accepted on a tiny batch whose
+ * workspace is sized for the largest of them, and bad refused with an
+ * error naming the variable and the value */
+static int env_switch_checked(const char *name, const char *const *good, int n, const char *bad)
+{
+	struct swerve_pl_opts o;
+	swerve_pl_opts_init(&o, SWERVE_PL_CISPO);
+	const int nt = 4, d = 64, v = 64;
+	std::vector<int32_t> hy(nt, 1);
+	std::vector<float> hf((size_t)v * d, 0.01f);
+	std::vector<uint16_t> hx((size_t)nt * d, 0x3f80); /* bf16 1.0 */
+	int32_t *y = dev_copy(hy);
+	float *f = dev_copy(hf);
+	uint16_t *x = dev_copy(hx);
+	CHECK(y && f && x, "cudaMalloc");
+	struct swerve_pl_batch b = {nt, d, v, y, f, f, NULL, 0, 0, NULL};
+	float *g = NULL;
+	CK(cudaMalloc(&g, (3 * nt + 1 + (size_t)nt * d + (size_t)v * d) * 4));
+	struct swerve_pl_out out = {
+	        g, g + nt, g + 2 * nt, NULL, g + 3 * nt, g + 3 * nt + 1, g + 3 * nt + 1 + nt * d};
+	char keep[64];
+	size_t wsz = 0;
+	for (int i = 0; i < n; i++) { /* e.g. SWERVE_PL_WPARTS=3 needs more than 2 */
+		env_swap(name, good[i], keep, sizeof(keep));
+		size_t z = swerve_pl_workspace_size(&b, &o);
+		wsz = z > wsz ? z : wsz;
+		env_restore(name, keep);
+	}
+	void *ws = NULL;
+	CK(cudaMalloc(&ws, wsz));
+	struct swerve_pl_ctx *ctx = NULL;
+	CHECK(swerve_pl_ctx_new(&ctx) == 0, "%s", swerve_error_last());
+	int rc_good = 0;
+	for (int i = 0; i < n && !rc_good; i++) {
+		env_swap(name, good[i], keep, sizeof(keep));
+		rc_good = swerve_policy_loss_cuda(ctx, &out, &b, x, f, &o, ws, wsz, NULL);
+		env_restore(name, keep);
+		if (rc_good)
+			printf("  %s=%s: rc %d: %s\n", name, good[i], rc_good, swerve_error_last());
+	}
+	env_swap(name, bad, keep, sizeof(keep));
+	int rc = swerve_policy_loss_cuda(ctx, &out, &b, x, f, &o, ws, wsz, NULL);
+	env_restore(name, keep);
+	printf("  %s=%s: rc %d: %s\n", name, bad, rc, swerve_error_last());
+	CK(cudaDeviceSynchronize());
+	swerve_pl_ctx_free(ctx);
+	cudaFree(ws), cudaFree(g), cudaFree(y), cudaFree(f), cudaFree(x);
+	CHECK(rc_good == 0, "a valid %s was refused", name);
+	char want[96];
+	snprintf(want, sizeof(want), "%s=%s", name, bad);
+	CHECK(rc == SWERVE_EINVAL && strstr(swerve_error_last(), want),
+	      "%s was not refused by name (rc %d)", want, rc);
+	return 0;
+}
+
+/* SWERVE_PL_ROWS overrides row_reread; a misspelt value is refused by name */
+static int rows_env_is_checked(void)
+{
+	static const char *const good[] = {"reg",    "twopass",      "prefetch", "lean",
+	                                   "stream", "stream-plain", ""};
+	return have_gpu() ? env_switch_checked("SWERVE_PL_ROWS", good, 7, "v9") : GPU_SKIP;
+}
+
+/* SWERVE_PL_WPARTS=3 (W in three bf16 parts, rounds 9-19; two, the default
+ * since round 20, run in every other FP32 / FP32_FWD case): FP32 / FP32_FWD
+ * cases at the same tolerances (logp 1e-5 relative to the CPU's double), and
+ * a misspelt value refused by name */
 static int w3_cases(void)
 {
 	if (!have_gpu())
@@ -590,57 +604,8 @@ static int w3_cases(void)
 
 static int wparts_env_is_checked(void)
 {
-	if (!have_gpu())
-		return GPU_SKIP;
-	struct swerve_pl_opts o;
-	swerve_pl_opts_init(&o, SWERVE_PL_CISPO);
-	const int n = 4, d = 64, v = 64;
-	std::vector<int32_t> hy(n, 1);
-	std::vector<float> hf((size_t)v * d, 0.01f);
-	std::vector<uint16_t> hx((size_t)n * d, 0x3f80); /* bf16 1.0 */
-	int32_t *y = dev_copy(hy);
-	float *f = dev_copy(hf);
-	uint16_t *x = dev_copy(hx);
-	CHECK(y && f && x, "cudaMalloc");
-	struct swerve_pl_batch b = {n, d, v, y, f, f, NULL, 0, 0, NULL};
-	float *g = NULL;
-	CK(cudaMalloc(&g, (3 * n + 1 + (size_t)n * d + (size_t)v * d) * 4));
-	struct swerve_pl_out out = {
-	        g, g + n, g + 2 * n, NULL, g + 3 * n, g + 3 * n + 1, g + 3 * n + 1 + n * d};
-	/* the workspace for the most parts (3 needs more than the default 2) */
-	char keep[64];
 	static const char *const good[] = {"2", "3", ""};
-	size_t wsz = 0;
-	for (int i = 0; i < 3; i++) {
-		env_swap("SWERVE_PL_WPARTS", good[i], keep, sizeof(keep));
-		size_t z = swerve_pl_workspace_size(&b, &o);
-		wsz = z > wsz ? z : wsz;
-		env_restore("SWERVE_PL_WPARTS", keep);
-	}
-	void *ws = NULL;
-	CK(cudaMalloc(&ws, wsz));
-	struct swerve_pl_ctx *ctx = NULL;
-	CHECK(swerve_pl_ctx_new(&ctx) == 0, "%s", swerve_error_last());
-	int rc_good = 0;
-	for (int i = 0; i < 3 && !rc_good; i++) {
-		env_swap("SWERVE_PL_WPARTS", good[i], keep, sizeof(keep));
-		rc_good = swerve_policy_loss_cuda(ctx, &out, &b, x, f, &o, ws, wsz, NULL);
-		env_restore("SWERVE_PL_WPARTS", keep);
-		if (rc_good)
-			printf("  SWERVE_PL_WPARTS=%s: rc %d: %s\n", good[i], rc_good,
-			       swerve_error_last());
-	}
-	env_swap("SWERVE_PL_WPARTS", "1", keep, sizeof(keep));
-	int rc = swerve_policy_loss_cuda(ctx, &out, &b, x, f, &o, ws, wsz, NULL);
-	env_restore("SWERVE_PL_WPARTS", keep);
-	printf("  SWERVE_PL_WPARTS=1: rc %d: %s\n", rc, swerve_error_last());
-	CK(cudaDeviceSynchronize());
-	swerve_pl_ctx_free(ctx);
-	cudaFree(ws), cudaFree(g), cudaFree(y), cudaFree(f), cudaFree(x);
-	CHECK(rc_good == 0, "a valid SWERVE_PL_WPARTS was refused");
-	CHECK(rc == SWERVE_EINVAL && strstr(swerve_error_last(), "SWERVE_PL_WPARTS=1"),
-	      "SWERVE_PL_WPARTS=1 was not refused by name (rc %d)", rc);
-	return 0;
+	return have_gpu() ? env_switch_checked("SWERVE_PL_WPARTS", good, 3, "1") : GPU_SKIP;
 }
 
 static int bad_workspace_is_refused(void)
