@@ -194,7 +194,7 @@ static int check_model_draw(enum policy_gpu_precision prec, int pg, int adam_ste
 	double *logits, *grads, loss, aux, gaux, old[512], adv[512];
 	float *gl, *gg, fold[512], fadv[512];
 	double *sens; /* per tensor: the rounded reference's distance from the exact one */
-	int bad = 0;
+	int bad = 0, ill = 0;
 	/* fp32 mode is fp32 end to end (its own lightning kernel): float rounding
 	 * only. bf16 mode: bf16 GEMM operands and kernels/lightning's bf16 q/k/v,
 	 * whose rounding can also flip a near-tied top-k routing choice. */
@@ -310,14 +310,8 @@ static int check_model_draw(enum policy_gpu_precision prec, int pg, int adam_ste
 			printf("  seed %llu: ill-conditioned (bf16 rounding alone moves %s %.2e on "
 			       "the CPU): redrawn\n",
 			       (unsigned long long)seed0, wn, worst);
-			free(sens);
-			policy_gpu_free(g);
-			free(gl);
-			free(gg);
-			free(logits);
-			free(grads);
-			fixture_dispose(&f);
-			return ILL_FIXTURE;
+			ill = 1;
+			goto done;
 		}
 	}
 	/* the loss's scale: a policy-gradient loss is a mean of terms w A logp
@@ -368,6 +362,7 @@ static int check_model_draw(enum policy_gpu_precision prec, int pg, int adam_ste
 		compare(f.L.t[i].name, gg + f.L.t[i].offset, grads + f.L.t[i].offset,
 		        f.L.t[i].numel, tol, &bad);
 	}
+done:
 	free(sens);
 	policy_gpu_free(g);
 	free(gl);
@@ -375,6 +370,8 @@ static int check_model_draw(enum policy_gpu_precision prec, int pg, int adam_ste
 	free(logits);
 	free(grads);
 	fixture_dispose(&f);
+	if (ill)
+		return ILL_FIXTURE;
 	CHECK(!bad, "a tensor is outside its tolerance (see above)");
 	return 0;
 }
