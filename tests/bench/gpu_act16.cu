@@ -64,15 +64,9 @@ template <typename F> static double bench_flush2_us(int clean, F f, int reps = 2
 		CK(cudaEventElapsedTime(&t[i], a, b));
 	}
 	CK(cudaGetLastError());
-	for (int i = 1; i < reps; i++)
-		for (int j = i; j > 0 && t[j] < t[j - 1]; j--) {
-			float x = t[j];
-			t[j] = t[j - 1];
-			t[j - 1] = x;
-		}
 	cudaEventDestroy(a);
 	cudaEventDestroy(b);
-	return t[reps / 2] * 1e3;
+	return bench_median(t, reps) * 1e3;
 }
 
 /* round 19: the same row with the floor at 3.35 TB/s (H100 SXM's HBM3) and

@@ -44,6 +44,18 @@ extern "C" {
 		}                                                                                  \
 	} while (0)
 
+/* the median of n times (sorted in place: n is small) */
+static inline double bench_median(float *t, int n)
+{
+	for (int i = 1; i < n; i++)
+		for (int j = i; j > 0 && t[j] < t[j - 1]; j--) {
+			float x = t[j];
+			t[j] = t[j - 1];
+			t[j - 1] = x;
+		}
+	return t[n / 2];
+}
+
 /* the median of reps timed calls of f in ms, each timed alone with CUDA
  * events on the default stream after prep() and, where flush is set, a
  * memset of its flush_bytes (pushes the inputs out of L2, as ncu does);
@@ -73,13 +85,7 @@ static double bench_median_each(P prep, void *flush, size_t flush_bytes, F f, in
 		CK(cudaEventElapsedTime(&t[i], a, b));
 	}
 	CK(cudaGetLastError());
-	for (int i = 1; i < reps; i++) /* insertion sort: reps is small */
-		for (int j = i; j > 0 && t[j] < t[j - 1]; j--) {
-			float x = t[j];
-			t[j] = t[j - 1];
-			t[j - 1] = x;
-		}
-	double m = t[reps / 2];
+	double m = bench_median(t, reps);
 	cudaEventDestroy(a);
 	cudaEventDestroy(b);
 	free(t);
