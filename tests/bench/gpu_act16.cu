@@ -42,31 +42,19 @@ template <typename F> static double bench_flush2_us(int clean, F f, int reps = 2
 	static void *fl, *ev;
 	static unsigned *sink;
 	const size_t n = (size_t)128 << 20;
-	cudaEvent_t a, b;
-	float t[64];
 	if (!fl) {
 		CK(cudaMalloc(&fl, n));
 		CK(cudaMalloc(&ev, n));
 		CK(cudaMalloc(&sink, 4));
 		CK(cudaMemset(ev, 1, n));
 	}
-	CK(cudaEventCreate(&a));
-	CK(cudaEventCreate(&b));
-	f();
-	for (int i = 0; i < reps; i++) {
-		CK(cudaMemsetAsync(fl, i & 0xff, n));
-		if (clean)
-			k_evict<<<132 * 8, 256>>>((const uint4 *)ev, n / 16, sink);
-		CK(cudaEventRecord(a));
-		f();
-		CK(cudaEventRecord(b));
-		CK(cudaEventSynchronize(b));
-		CK(cudaEventElapsedTime(&t[i], a, b));
-	}
-	CK(cudaGetLastError());
-	cudaEventDestroy(a);
-	cudaEventDestroy(b);
-	return bench_median(t, reps) * 1e3;
+	int i = 0;
+	auto flush = [&] { /* the memset flush, then (clean) a read that evicts its dirty lines */
+		           CK(cudaMemsetAsync(fl, i++ & 0xff, n));
+		           if (clean)
+			           k_evict<<<132 * 8, 256>>>((const uint4 *)ev, n / 16, sink);
+	};
+	return bench_median_each(flush, NULL, 0, f, reps, 1) * 1e3;
 }
 
 /* round 19: the same row with the floor at 3.35 TB/s (H100 SXM's HBM3) and
