@@ -61,6 +61,7 @@
  * against 0.108, the forward storing the activations and the backward
  * reading them (keep) 0.071 / 0.0995 against 0.070 / 0.1095. */
 #include "kernels/lightning.h"
+#include "kernels/pdl.cuh"
 #include "kernels/ptx.cuh"
 #include "kernels/tma.h"
 
@@ -1703,6 +1704,7 @@ template <int D, bool SO, int ST, int VAR, int SP, bool DSX = false>
 __global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1)
         kernel_sp(const __grid_constant__ la_params P, const __grid_constant__ la_fu F)
 {
+	pdl::enter(); /* round 20: launched with PDL under POLICY_GPU_PDL=on */
 	kernel_body<D, SO, ST, VAR, true, false, DSX, false, SP>(P, &F);
 }
 
@@ -1718,6 +1720,7 @@ __global__ void __launch_bounds__(NT, ST == 2 ? 2 : 1)
  * problems). With F = 1 and no window: the seventh round's combine. */
 __global__ void __launch_bounds__(256) prefix_kernel(const __grid_constant__ la_params P, int D)
 {
+	pdl::enter(); /* round 20: launched with PDL under POLICY_GPU_PDL=on */
 	const int h = blockIdx.y, b = blockIdx.z % P.B, pi = blockIdx.z / P.B;
 	const int T = P.cu[b + 1] - P.cu[b];
 	const int nseg = min(T > 0 ? (T + P.seg_len - 1) / P.seg_len : 0, P.G);
@@ -2793,6 +2796,14 @@ template <typename K> int smem_attr(K k, size_t bytes, bool &done)
 	return 0;
 }
 
+/* round 20: pdl::launch's error as this file reports launch errors */
+static int pdl_rc(cudaError_t e)
+{
+	return e == cudaSuccess ? 0
+	                        : swerve_error_set(SWERVE_ERROR, "lightning: launch: %s",
+	                                           cudaGetErrorString(e));
+}
+
 template <int D, bool SO, int ST, int VAR> int wg_occupancy()
 {
 	int n = 0;
@@ -2916,20 +2927,23 @@ int wg_launch(dim3 grid, const la_params &P, cudaStream_t stream, const la_fu *F
 						if (!(rc = smem_attr(wg::kernel_sp<D, SO, ST, VAR,
 						                                   2, true>,
 						                     DB, done7)))
-							wg::kernel_sp<D, SO, ST, VAR, 2, true>
-							        <<<grid, NT, DB, stream>>>(P, *F);
+							rc = pdl_rc(pdl::launch(
+							        wg::kernel_sp<D, SO, ST, VAR, 2,
+							                      true>,
+							        grid, dim3(NT), DB, stream, P, *F));
 						return rc;
 					}
 				}
 				if (F->early == 5) {
 					if (!(rc = smem_attr(wg::kernel_sp<D, SO, ST, VAR, 1>, B,
 					                     done5)))
-						wg::kernel_sp<D, SO, ST, VAR, 1>
-						        <<<grid, NT, B, stream>>>(P, *F);
+						rc = pdl_rc(pdl::launch(
+						        wg::kernel_sp<D, SO, ST, VAR, 1>, grid,
+						        dim3(NT), B, stream, P, *F));
 				} else if (!(rc = smem_attr(wg::kernel_sp<D, SO, ST, VAR, 2>, B,
 				                            done6))) {
-					wg::kernel_sp<D, SO, ST, VAR, 2>
-					        <<<grid, NT, B, stream>>>(P, *F);
+					rc = pdl_rc(pdl::launch(wg::kernel_sp<D, SO, ST, VAR, 2>,
+					                        grid, dim3(NT), B, stream, P, *F));
 				}
 				return rc;
 			}
@@ -2991,9 +3005,10 @@ int wg_run(const la_params &P, int nprob, const swerve_lightning_dims *d, cudaSt
 		                                     : VAR)>(
 		        dim3(NEB * (P.G - 1) * P.F, d->heads, d->batch * nprob), P, stream, F);
 		if (!rc && P.pfx)
-			wg::prefix_kernel<<<dim3((D * D / 4 + 255) / 256, d->heads,
-			                         d->batch * nprob),
-			                    256, 0, stream>>>(P, D);
+			rc = pdl_rc(pdl::launch(
+			        wg::prefix_kernel,
+			        dim3((D * D / 4 + 255) / 256, d->heads, d->batch * nprob),
+			        dim3(256), 0, stream, P, D));
 	}
 	const dim3 grid(NEB * P.G, d->heads, d->batch * nprob);
 	if (!rc)

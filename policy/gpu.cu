@@ -96,6 +96,7 @@
  *
  * Shapes are noted as (T, C) row-major; W (out, in) as in ref.c. */
 #include "kernels/lightning.h"
+#include "kernels/pdl.cuh"
 #include "kernels/policy_loss.h"
 #include "policy/gpu_ew.h"
 #include "policy/gpu_flash.h"
@@ -329,6 +330,9 @@ struct policy_gpu {
 	 * forward. The same per-element arithmetic (adam_one), so the same
 	 * bits as fused. Graph mode (POLICY_GPU_GRAPH=1/2) keeps fused. */
 	int adam_ovl, adam_ngrp, adam_pend, adam_waited;
+	/* round 20: POLICY_GPU_PDL=on: the step's chains of own kernels
+	 * (kernels/pdl.cuh) launched with programmatic dependent launch */
+	int pdl;
 	int *adam_gs, *adam_gblk; /* host: group k's first tensor (ngrp + 1), its blocks */
 	struct adam_seg *adam_gseg;
 	cudaStream_t ast;
@@ -1836,6 +1840,16 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 			return v;
 		g->adam_per_tensor = v == 1;
 		g->adam_ovl = ovl[v];
+	}
+	{ /* round 20: POLICY_GPU_PDL=off (the default) | on: the add + norm,
+	   * routing, gather, expert, gate, lightning and combine kernels of a
+	   * step launched with programmatic dependent launch (each waits for the
+	   * kernel before it with griddepcontrol.wait; kernels/pdl.cuh) */
+		static const char *const names[] = {"off", "on"};
+		int v = policy_env_choice("POLICY_GPU_PDL", names, 2, 0);
+		if (v < 0)
+			return v;
+		g->pdl = v;
 	}
 	CKB(cublasCreate(&g->blas));
 	{ /* round 10: POLICY_GPU_STREAMS=2 (the default: weight gradients on a
@@ -3407,6 +3421,7 @@ static int step_impl(struct policy_loss_stats *st, double *aux_out, float *out_l
 {
 	const struct policy_config *c = &g->cfg;
 	int T = b->n_tokens, V = c->vocab_size, maxlen = 0, n = 0;
+	swerve_gpu_pdl = g->pdl && !g->graph; /* round 20: pdl::launch's switch (not in graphs) */
 	double aux = 0;
 	int *hp, rc;
 

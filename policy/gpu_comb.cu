@@ -16,6 +16,7 @@
 #include "policy/gpu_ew.h"
 #include "policy/gpu_route.h"
 #include "policy/gpu_util.h"
+#include "kernels/pdl.cuh"
 
 #include <stdint.h>
 
@@ -175,6 +176,7 @@ __global__ static void __launch_bounds__(CB_THREADS)
                     const uint16_t *__restrict__ dy, const uint16_t *__restrict__ yp,
                     const float *__restrict__ gate, const int *__restrict__ rowof, int K, int D)
 {
+	pdl::enter(); /* round 20: launched with PDL under POLICY_GPU_PDL=on */
 	cb_bwd<KT, uint16_t, ST, false, uint16_t>(dyp, dgate, dy, yp, gate, rowof, K, D);
 }
 
@@ -397,11 +399,13 @@ int policy_moe_combine_bwd2_b16g(uint16_t *dyp, float *dgate, const uint16_t *dy
 		}
 	} else if (K <= 2 && D % 8 == 0 && ((uintptr_t)yp | (uintptr_t)dy) % 16 == 0) {
 		if (K == 2)
-			k_cb_bwd16g<2, true><<<T, CB_THREADS, (size_t)3 * D * 2, PST>>>(
-			        dyp, dgate, dy, yp, gate, rowof, K, D);
+			CK(pdl::launch(k_cb_bwd16g<2, true>, dim3(T), dim3(CB_THREADS),
+			               (size_t)3 * D * 2, PST, dyp, dgate, dy, yp, gate, rowof, K,
+			               D));
 		else
-			k_cb_bwd16g<1, true><<<T, CB_THREADS, (size_t)2 * D * 2, PST>>>(
-			        dyp, dgate, dy, yp, gate, rowof, K, D);
+			CK(pdl::launch(k_cb_bwd16g<1, true>, dim3(T), dim3(CB_THREADS),
+			               (size_t)2 * D * 2, PST, dyp, dgate, dy, yp, gate, rowof, K,
+			               D));
 	} else if (K == 2)
 		k_cb_bwd16g<2, false>
 		        <<<T, CB_THREADS, 0, PST>>>(dyp, dgate, dy, yp, gate, rowof, K, D);

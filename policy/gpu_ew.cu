@@ -22,6 +22,7 @@
 #include "policy/gpu_ew.h"
 #include "policy/gpu_dev.cuh"
 #include "policy/gpu_util.h"
+#include "kernels/pdl.cuh"
 
 #include <math.h>
 #include <stdint.h>
@@ -240,6 +241,7 @@ __global__ static void __launch_bounds__(EW_NW * 32)
                        const float *__restrict__ gate, int K, const float *__restrict__ w, int T,
                        int C, float eps)
 {
+	pdl::enter(); /* round 20: launched with PDL under POLICY_GPU_PDL=on */
 	ew_add_rms<TO, CH, TX, TP>(out, y, yb, rstd, a, emb, tok, b, yp, gate, K, w, T, C, eps);
 }
 
@@ -381,6 +383,7 @@ __global__ static void __launch_bounds__(EW_NW * 32, CH <= 6 ? 2 : 1)
                         const uint16_t *__restrict__ x, const float *__restrict__ w,
                         const float *__restrict__ rstd, int T, int C)
 {
+	pdl::enter(); /* round 20: launched with PDL under POLICY_GPU_PDL=on */
 	ew_rms_bwd<CH, uint16_t, uint16_t, float>(dx, xf, acc, dw, dy, x, w, rstd, T, C);
 }
 
@@ -932,13 +935,15 @@ int policy_ew_add_rms16(void *out, int x16, void *y, int y_bf16, uint16_t *yb, f
 #define EW_FWD16(CH, TX)                                                                           \
 	do {                                                                                       \
 		if (y_bf16)                                                                        \
-			k_ew_add_rms16<uint16_t, CH, TX, uint16_t><<<EW_BLOCKS(T), 0, PST>>>(      \
-			        (TX *)out, (uint16_t *)y, yb, rstd, (const TX *)a, emb, tok, b,    \
-			        (const uint16_t *)yp, gate, K, w, T, C, eps);                      \
+			CK(pdl::launch(k_ew_add_rms16<uint16_t, CH, TX, uint16_t>,                 \
+			               dim3((T + EW_NW - 1) / EW_NW), dim3(EW_NW * 32), 0, PST,     \
+			               (TX *)out, (uint16_t *)y, yb, rstd, (const TX *)a, emb, tok, \
+			               b, (const uint16_t *)yp, gate, K, w, T, C, eps));           \
 		else                                                                               \
-			k_ew_add_rms16<float, CH, TX, uint16_t><<<EW_BLOCKS(T), 0, PST>>>(         \
-			        (TX *)out, (float *)y, yb, rstd, (const TX *)a, emb, tok, b,       \
-			        (const uint16_t *)yp, gate, K, w, T, C, eps);                      \
+			CK(pdl::launch(k_ew_add_rms16<float, CH, TX, uint16_t>,                    \
+			               dim3((T + EW_NW - 1) / EW_NW), dim3(EW_NW * 32), 0, PST,     \
+			               (TX *)out, (float *)y, yb, rstd, (const TX *)a, emb, tok, b, \
+			               (const uint16_t *)yp, gate, K, w, T, C, eps));              \
 	} while (0)
 #define EW_FWD16X(CH) EW_FWD16(CH, uint16_t)
 #define EW_FWD16S(CH) EW_FWD16(CH, float)
@@ -1029,7 +1034,8 @@ int policy_ew_rms_bwd16g(uint16_t *dx, float *xf, int acc, float *dw, const floa
 	}
 	nb = (unsigned)((T + EW_NW * EW_WROW - 1) / (EW_NW * EW_WROW));
 #define EW_BWDG(CH)                                                                                \
-	k_ew_rms_bwd16g<CH><<<nb, EW_NW * 32, sh, PST>>>(dx, xf, acc, dw, dy, x, w, rstd, T, C)
+	CK(pdl::launch(k_ew_rms_bwd16g<CH>, dim3(nb), dim3(EW_NW * 32), sh, PST, dx, xf, acc, dw, \
+	               dy, x, w, rstd, T, C))
 	EW_DISPATCH(C, EW_BWDG);
 #undef EW_BWDG
 	LAUNCHED();

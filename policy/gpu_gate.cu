@@ -53,6 +53,7 @@
 #include "policy/gpu_gate.h"
 #include "policy/gpu_dev.cuh"
 #include "policy/gpu_util.h"
+#include "kernels/pdl.cuh"
 
 #include <cuda_bf16.h>
 #include <math.h>
@@ -191,6 +192,7 @@ __global__ static void __launch_bounds__(GT_NW * 32)
         k_gt_fwd(TA *__restrict__ gn, float *__restrict__ rstd, const TX *__restrict__ o,
                  const float *__restrict__ w, const TA *__restrict__ pre, int T, int C, float eps)
 {
+	pdl::enter(); /* round 20: launched with PDL under POLICY_GPU_PDL=on */
 	__shared__ __align__(16) float s_w[CH * 256];
 	int lane = threadIdx.x & 31, wi = threadIdx.x >> 5;
 	if (PERS) {
@@ -245,6 +247,7 @@ __global__ static void __launch_bounds__(GT_NW * 32, 2)
                  const TG *__restrict__ dgn, const TX *__restrict__ o, const TA *__restrict__ pre,
                  const float *__restrict__ w, const float *__restrict__ rstd, int T, int C, int rb)
 {
+	pdl::enter();                     /* round 20: launched with PDL under POLICY_GPU_PDL=on */
 	extern __shared__ float4 s_dyn[]; /* s_w (CH 256), then (GT_NW, CH 256) partials */
 	float *s_w = (float *)s_dyn, *s_all = s_w + CH * 256;
 	int lane = threadIdx.x & 31, wi = threadIdx.x >> 5, C8 = C / 8;
@@ -328,6 +331,7 @@ __global__ static void __launch_bounds__(GT_NW * 32, 2)
 __global__ static void __launch_bounds__(1024)
         k_gt_dw(float *__restrict__ dw, const float *__restrict__ part, int nb, int C)
 {
+	pdl::enter(); /* round 20: launched with PDL under POLICY_GPU_PDL=on */
 	__shared__ float s[32][33];
 	int lane = threadIdx.x & 31, wi = threadIdx.x >> 5, c = blockIdx.x * 32 + lane;
 	float a = 0;
@@ -389,8 +393,8 @@ static int gt_fwd_ch(TA *gn, float *rstd, const TX *o, const float *w, const TA 
 		if (occ >= 1 && nb > (unsigned)(nsm * occ))
 			nb = (unsigned)(nsm * occ);
 	}
-	k_gt_fwd<TA, TX, CH, PERS, FAST>
-	        <<<nb, GT_NW * 32, 0, GT_ST>>>(gn, rstd, o, w, pre, T, C, eps);
+	CK(pdl::launch(k_gt_fwd<TA, TX, CH, PERS, FAST>, dim3(nb), dim3(GT_NW * 32), 0, GT_ST, gn,
+	               rstd, o, w, pre, T, C, eps));
 	LAUNCHED();
 	return 0;
 }
@@ -485,10 +489,11 @@ static int gt_bwd_ch(TX *dO, float *dw, TA *dpre, const TG *dgn, const TX *o, co
 	rb = (per + GT_NW - 1) / GT_NW * GT_NW;
 	nb = (T + rb - 1) / rb;
 	CKR(gt_scratch(&part, (size_t)nb * C));
-	k_gt_bwd<TA, TX, TG, CH, FAST>
-	        <<<nb, GT_NW * 32, sm, GT_ST>>>(dO, part, dpre, dgn, o, pre, w, rstd, T, C, rb);
+	CK(pdl::launch(k_gt_bwd<TA, TX, TG, CH, FAST>, dim3(nb), dim3(GT_NW * 32), sm, GT_ST, dO,
+	               part, dpre, dgn, o, pre, w, rstd, T, C, rb));
 	LAUNCHED();
-	k_gt_dw<<<(unsigned)((C + 31) / 32), 1024, 0, GT_ST>>>(dw, part, nb, C);
+	CK(pdl::launch(k_gt_dw, dim3((unsigned)((C + 31) / 32)), dim3(1024), 0, GT_ST, dw, part, nb,
+	               C));
 	LAUNCHED();
 	return 0;
 }

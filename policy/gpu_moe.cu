@@ -62,6 +62,7 @@
 #include "policy/gpu_moe.h"
 #include "policy/gpu_moe_ws.h"
 #include "policy/gpu_util.h"
+#include "kernels/pdl.cuh"
 
 #include <cuda.h> /* CUtensorMap and its encoder's types (the encoder is fetched at run time) */
 #include <cuda_runtime.h>
@@ -562,6 +563,7 @@ template <int MODE, int VAR>
 __global__ static void __launch_bounds__(MG_THREADS, mg_var<VAR>::MINB)
         k_mg(struct mg_args a, const __grid_constant__ struct mg_tma tm)
 {
+	pdl::enter(); /* round 20: launched with PDL under POLICY_GPU_PDL=on */
 	typedef mg_var<VAR> V;
 	constexpr bool WG = VAR > 0;
 	/* variant 6: B of the row modes, A of those with contiguous rows, by TMA */
@@ -2168,7 +2170,8 @@ static int mg_run(dim3 grid, const struct mg_args *a, const struct mg_tma *tm)
 		                        mg_var<VAR>::SMEM));
 		attr_set = 1;
 	}
-	k_mg<MODE, VAR><<<grid, MG_THREADS, mg_var<VAR>::SMEM, mg_stream>>>(*a, *tm);
+	CK(pdl::launch(k_mg<MODE, VAR>, grid, dim3(MG_THREADS), mg_var<VAR>::SMEM, mg_stream, *a,
+	               *tm));
 	LAUNCHED();
 	return 0;
 }
@@ -2755,6 +2758,7 @@ int policy_moe_scatter(float *dx, const float *dxp, int T, int K, int D, int bet
 /* round 7: the gathered copy, one 16-byte chunk a thread (D % 8 == 0) */
 __global__ static void k_mg_gather(uint4 *xg, const uint4 *x, const int *perm, int R, int K, int D8)
 {
+	pdl::enter(); /* round 20: launched with PDL under POLICY_GPU_PDL=on */
 	size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
 	if (i >= (size_t)R * D8)
 		return;
@@ -2785,8 +2789,8 @@ int policy_moe_gather(const struct policy_moe_dims *d, uint16_t *xg, const uint1
 		return swerve_error_set(SWERVE_EINVAL, "gpu moe: gather: not 16-byte aligned");
 	if (!n)
 		return 0;
-	k_mg_gather<<<GRID(n), 0, PST>>>((uint4 *)xg, (const uint4 *)x, d->perm, d->T * d->K, d->K,
-	                                 d->D / 8);
+	CK(pdl::launch(k_mg_gather, dim3((unsigned)((n + 255) / 256)), dim3(256), 0, PST,
+	               (uint4 *)xg, (const uint4 *)x, d->perm, d->T * d->K, d->K, d->D / 8));
 	LAUNCHED();
 	return 0;
 }

@@ -183,6 +183,7 @@
 #include "kernels/tma.h"
 #include "policy/gpu_moe_ws.h"
 #include "policy/gpu_util.h"
+#include "kernels/pdl.cuh"
 
 #include <cuda.h>
 #include <cuda_bf16.h>
@@ -1327,6 +1328,7 @@ template <int MODE, int WS_ST, bool PP>
 __global__ static void __launch_bounds__(WS_THREADS, 1)
         k_ws(struct ws_args a, const __grid_constant__ struct ws_maps tm)
 {
+	pdl::enter(); /* round 20: launched with PDL under POLICY_GPU_PDL=on */
 	typedef ws_geo<MODE> G;
 	constexpr int MB = ws_base(MODE);
 	/* round 14: the deferred epilogue */
@@ -2114,18 +2116,18 @@ static int ws_launch(const struct policy_moe_dims *d, struct ws_args *a, const u
 			return rc;
 	} else if constexpr (PP) {
 		if (st == 5)
-			k_ws<MODE, 5, true>
-			        <<<grid, WS_THREADS, ws_smem(MODE, 5, true), cs>>>(*a, tm);
+			CK(pdl::launch(k_ws<MODE, 5, true>, dim3(grid), dim3(WS_THREADS),
+			               ws_smem(MODE, 5, true), cs, *a, tm));
 		else
-			k_ws<MODE, 4, true>
-			        <<<grid, WS_THREADS, ws_smem(MODE, 4, true), cs>>>(*a, tm);
+			CK(pdl::launch(k_ws<MODE, 4, true>, dim3(grid), dim3(WS_THREADS),
+			               ws_smem(MODE, 4, true), cs, *a, tm));
 	} else {
 		if (st == 3)
-			k_ws<MODE, 3, false>
-			        <<<grid, WS_THREADS, ws_smem(MODE, 3, false), cs>>>(*a, tm);
+			CK(pdl::launch(k_ws<MODE, 3, false>, dim3(grid), dim3(WS_THREADS),
+			               ws_smem(MODE, 3, false), cs, *a, tm));
 		else
-			k_ws<MODE, 4, false>
-			        <<<grid, WS_THREADS, ws_smem(MODE, 4, false), cs>>>(*a, tm);
+			CK(pdl::launch(k_ws<MODE, 4, false>, dim3(grid), dim3(WS_THREADS),
+			               ws_smem(MODE, 4, false), cs, *a, tm));
 	}
 	LAUNCHED();
 	return 0;

@@ -21,6 +21,7 @@
 #include "policy/gpu_route.h"
 #include "policy/gpu_dev.cuh"
 #include "policy/gpu_util.h"
+#include "kernels/pdl.cuh"
 
 #include <math.h>
 #include <stdint.h>
@@ -333,6 +334,7 @@ __global__ static void __launch_bounds__(ROUTE_THREADS)
 __global__ static void __launch_bounds__(ROUTE_THREADS)
         k_rt_dw(float *dW, const float *part, int nb, int n)
 {
+	pdl::enter(); /* round 20: launched with PDL under POLICY_GPU_PDL=on */
 	__shared__ float s_r[ROUTE_THREADS / 32][32];
 	int lane = threadIdx.x & 31, w = threadIdx.x >> 5, i = blockIdx.x * 32 + lane;
 	float s = 0;
@@ -923,6 +925,7 @@ __global__ static void __launch_bounds__(ROUTE_THREADS)
                    const float *__restrict__ psum, const int *__restrict__ sel, int T, int E, int K,
                    int Rp, int compact, int rnd, double coef, int nb, int gt)
 {
+	pdl::enter(); /* round 20: launched with PDL under POLICY_GPU_PDL=on */
 	__shared__ int s_tot[ROUTE_EMAX], s_pre[ROUTE_EMAX][ROUTE_SORT3_FB], s_off[ROUTE_EMAX + 1],
 	        s_cap;
 	__shared__ double s_pm[ROUTE_EMAX];
@@ -1069,6 +1072,7 @@ __global__ static void __launch_bounds__(ROUTE_THREADS)
                   const float *__restrict__ gate, const float *__restrict__ dgate,
                   const float *__restrict__ auxc, int T, int E, int K, int D)
 {
+	pdl::enter(); /* round 20: launched with PDL under POLICY_GPU_PDL=on */
 	const int KU = KT > 0 ? KT : 1;
 	__shared__ float s_dl[ROUTE_BWD_TOKENS][ROUTE_EMAX];
 	int tid = threadIdx.x, t0 = blockIdx.x * ROUTE_BWD_TOKENS;
@@ -1249,6 +1253,7 @@ __global__ static void __launch_bounds__(ROUTE_FWD3_THREADS)
                   const TX *__restrict__ x, const float *__restrict__ Wr, int T, int E, int K,
                   int D, int nb, int al)
 {
+	pdl::enter(); /* round 20: launched with PDL under POLICY_GPU_PDL=on */
 	const int NW = ROUTE_FWD3_THREADS / 32, TPW = ROUTE_FWD3_TOKENS / NW;
 	const int WQ =
 	        ROUTE_EMAX * ROUTE_V4 * 128 / 4 / ROUTE_FWD3_THREADS; /* Wr float4 a thread */
@@ -1740,11 +1745,13 @@ int policy_route_fwd_b16(float *prob, int *sel, float *gate, int *rowof, float *
 				        k_rt_fwd4<n, uint16_t, true>,                              \
 				        cudaFuncAttributeMaxDynamicSharedMemorySize, RT16_SMEM));  \
 			attr_ = 1;                                                                 \
-			k_rt_fwd4<n, uint16_t, true><<<nb, ROUTE_FWD3_THREADS, sm, PST>>>(         \
-			        prob, sel, gate, rowof, hist, psum, x, Wr, T, E, K, D, nb, al);    \
+			CK(pdl::launch(k_rt_fwd4<n, uint16_t, true>, dim3(nb),                     \
+			               dim3(ROUTE_FWD3_THREADS), sm, PST, prob, sel, gate, rowof,  \
+			               hist, psum, x, Wr, T, E, K, D, nb, al));                    \
 		} else                                                                             \
-			k_rt_fwd4<n, uint16_t><<<nb, ROUTE_FWD3_THREADS, sm, PST>>>(               \
-			        prob, sel, gate, rowof, hist, psum, x, Wr, T, E, K, D, nb, al);    \
+			CK(pdl::launch(k_rt_fwd4<n, uint16_t>, dim3(nb), dim3(ROUTE_FWD3_THREADS), \
+			               sm, PST, prob, sel, gate, rowof, hist, psum, x, Wr, T, E,   \
+			               K, D, nb, al));                                             \
 		break
 	switch (nv) {
 		FWD4B(1);
@@ -1806,9 +1813,10 @@ int policy_route_sort(int *perm, int *rowof, int *offs, float *auxc, double *aux
 	if (v2 >= 2) { /* v3 and v4 */
 		int gt = ROUTE_FWD3_TOKENS;
 		nb = nblk(T, gt);
-		k_rt_sort3<<<nblk(T, ROUTE_SORT3_FB * gt), ROUTE_THREADS, 0, PST>>>(
-		        perm, rowof, offs, auxc, aux, (const int *)scratch,
-		        scratch + (size_t)nb * E, sel, T, E, K, Rp, compact, rnd, coef, nb, gt);
+		CK(pdl::launch(k_rt_sort3, dim3(nblk(T, ROUTE_SORT3_FB * gt)), dim3(ROUTE_THREADS),
+		               0, PST, perm, rowof, offs, auxc, aux, (const int *)scratch,
+		               scratch + (size_t)nb * E, sel, T, E, K, Rp, compact, rnd, coef, nb,
+		               gt));
 		LAUNCHED();
 		return 0;
 	}
@@ -1897,9 +1905,9 @@ int policy_route_bwd_slots_b16(float *dn, float *scratch, const uint16_t *slots,
 			                        cudaFuncAttributeMaxDynamicSharedMemorySize,       \
 			                        RT16_SMEM));                                       \
 		attr_ = 1;                                                                         \
-		k_rt_bwd3<KT, uint16_t, TX, true><<<nb, ROUTE_THREADS, sm, PST>>>(                 \
-		        dn, scratch, slots, (const TX *)x, Wr, prob, sel, gate, dgate, auxc, T, E, \
-		        K, D);                                                                     \
+		CK(pdl::launch(k_rt_bwd3<KT, uint16_t, TX, true>, dim3(nb), dim3(ROUTE_THREADS),   \
+		               sm, PST, dn, scratch, slots, (const TX *)x, Wr, prob, sel, gate,    \
+		               dgate, auxc, T, E, K, D));                                          \
 	} while (0)
 		if (x16 && K == 1)
 			BWD3S(1, uint16_t);
@@ -1914,8 +1922,9 @@ int policy_route_bwd_slots_b16(float *dn, float *scratch, const uint16_t *slots,
 		return 0;
 	}
 #define BWD3B(KT, TX)                                                                              \
-	k_rt_bwd3<KT, uint16_t, TX><<<nb, ROUTE_THREADS, 0, PST>>>(                                \
-	        dn, scratch, slots, (const TX *)x, Wr, prob, sel, gate, dgate, auxc, T, E, K, D)
+	CK(pdl::launch(k_rt_bwd3<KT, uint16_t, TX>, dim3(nb), dim3(ROUTE_THREADS), 0, PST, dn,     \
+	               scratch, slots, (const TX *)x, Wr, prob, sel, gate, dgate, auxc, T, E, K,   \
+	               D))
 	if (x16) {
 		if (K == 1)
 			BWD3B(1, uint16_t);
@@ -1941,8 +1950,8 @@ int policy_route_dw(float *dW, const float *scratch, int T, int E, int D)
 	int n = E * D;
 	if (T < 1)
 		return 0;
-	k_rt_dw<<<(n + 31) / 32, ROUTE_THREADS, 0, PST>>>(dW, scratch, nblk(T, ROUTE_BWD_TOKENS),
-	                                                  n);
+	CK(pdl::launch(k_rt_dw, dim3((n + 31) / 32), dim3(ROUTE_THREADS), 0, PST, dW, scratch,
+	               nblk(T, ROUTE_BWD_TOKENS), n));
 	LAUNCHED();
 	return 0;
 }
