@@ -1429,11 +1429,17 @@ static int test_graph2_bitwise_cispo(void)
  * the default's backward is not bit-reproducible (H100, 2026-11-27: two
  * fused runs differ in the norms' weights from step 1; in one run step 3's
  * grad norms 1.5e-7 relative apart, overlap's 1.2e-6 from the first fused
- * run, layer 0's wk weights 3.4e-5 apart), so every loss within 1e-6
- * relative and every grad norm within 1e-5, each plus the control's own
- * spread (a forward reading a group before its update would move a loss by
- * ~1e-2), and each tensor's weights within 1e-4 relative L2 plus 4 times
- * the control's. */
+ * run, layer 0's wk weights 3.4e-5 apart) and a bf16 rounding that flips
+ * one routing choice carries that noise much further (H200, 2026-11-27, the
+ * lead's run: overlap's step-3 grad norm 1.7e-5 from fused's, every weight
+ * up to 2.8e-4, while overlap32 and the control stayed within 2e-8), so the
+ * bounds are set against what a race does instead: a forward reading a
+ * group before its update, or an update reading part of a gradient, moves
+ * a loss by ~1e-2 and a tensor's weights by a whole step at lr 1e-2 (tens of
+ * percent of their L2). Every loss within 1e-4 relative and every grad norm
+ * within 1e-3, each plus the control's own spread, and each tensor's
+ * weights within 1e-2 relative L2 plus 4 times the control's; the update's
+ * own bits are run 1's. */
 static const char *const ov_modes[4] = {"fused", "fused", "overlap", "overlap32"};
 struct ov_run {
 	struct policy_config c;
@@ -1631,7 +1637,7 @@ static int test_adamw_overlap_e2e(void)
 		const char *wt = "";
 		for (int i = 0; i < 6; i++) {
 			double spread = fabs(loss[1][i] - loss[0][i]);
-			if (fabs(loss[k][i] - loss[0][i]) > 1e-6 * fabs(loss[0][i]) + spread) {
+			if (fabs(loss[k][i] - loss[0][i]) > 1e-4 * fabs(loss[0][i]) + spread) {
 				printf("  ADAMW=%s: micro-batch %d's loss %.9g vs %.9g  <-- FAIL\n",
 				       ov_modes[k], i + 1, loss[k][i], loss[0][i]);
 				bad = 1;
@@ -1639,7 +1645,7 @@ static int test_adamw_overlap_e2e(void)
 		}
 		for (int w = 0; w < 3; w++)
 			if (fabs(gn[k][w] - gn[0][w]) >
-			    1e-5 * gn[0][w] + fabs(gn[1][w] - gn[0][w])) {
+			    1e-3 * gn[0][w] + fabs(gn[1][w] - gn[0][w])) {
 				printf("  ADAMW=%s: step %d's grad norm %.9g vs %.9g  <-- FAIL\n",
 				       ov_modes[k], w + 1, gn[k][w], gn[0][w]);
 				bad = 1;
@@ -1661,7 +1667,7 @@ static int test_adamw_overlap_e2e(void)
 				worst_ctl = rc;
 				wt = r.L.t[i].name;
 			}
-			if (rel > 1e-4 + 4 * rc) {
+			if (rel > 1e-2 + 4 * rc) {
 				printf("  ADAMW=%s: %s's weights rel %.2e (control %.2e)  <-- "
 				       "FAIL\n",
 				       ov_modes[k], r.L.t[i].name, rel, rc);
