@@ -936,14 +936,14 @@ int policy_ew_add_rms16(void *out, int x16, void *y, int y_bf16, uint16_t *yb, f
 	do {                                                                                       \
 		if (y_bf16)                                                                        \
 			CK(pdl::launch(k_ew_add_rms16<uint16_t, CH, TX, uint16_t>,                 \
-			               dim3((T + EW_NW - 1) / EW_NW), dim3(EW_NW * 32), 0, PST,     \
-			               (TX *)out, (uint16_t *)y, yb, rstd, (const TX *)a, emb, tok, \
-			               b, (const uint16_t *)yp, gate, K, w, T, C, eps));           \
+			               dim3((T + EW_NW - 1) / EW_NW), dim3(EW_NW * 32), 0, PST,    \
+			               (TX *)out, (uint16_t *)y, yb, rstd, (const TX *)a, emb,     \
+			               tok, b, (const uint16_t *)yp, gate, K, w, T, C, eps));      \
 		else                                                                               \
 			CK(pdl::launch(k_ew_add_rms16<float, CH, TX, uint16_t>,                    \
-			               dim3((T + EW_NW - 1) / EW_NW), dim3(EW_NW * 32), 0, PST,     \
-			               (TX *)out, (float *)y, yb, rstd, (const TX *)a, emb, tok, b, \
-			               (const uint16_t *)yp, gate, K, w, T, C, eps));              \
+			               dim3((T + EW_NW - 1) / EW_NW), dim3(EW_NW * 32), 0, PST,    \
+			               (TX *)out, (float *)y, yb, rstd, (const TX *)a, emb, tok,   \
+			               b, (const uint16_t *)yp, gate, K, w, T, C, eps));           \
 	} while (0)
 #define EW_FWD16X(CH) EW_FWD16(CH, uint16_t)
 #define EW_FWD16S(CH) EW_FWD16(CH, float)
@@ -1034,7 +1034,7 @@ int policy_ew_rms_bwd16g(uint16_t *dx, float *xf, int acc, float *dw, const floa
 	}
 	nb = (unsigned)((T + EW_NW * EW_WROW - 1) / (EW_NW * EW_WROW));
 #define EW_BWDG(CH)                                                                                \
-	CK(pdl::launch(k_ew_rms_bwd16g<CH>, dim3(nb), dim3(EW_NW * 32), sh, PST, dx, xf, acc, dw, \
+	CK(pdl::launch(k_ew_rms_bwd16g<CH>, dim3(nb), dim3(EW_NW * 32), sh, PST, dx, xf, acc, dw,  \
 	               dy, x, w, rstd, T, C))
 	EW_DISPATCH(C, EW_BWDG);
 #undef EW_BWDG
