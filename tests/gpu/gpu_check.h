@@ -24,6 +24,34 @@
 		}                                                                                  \
 	} while (0)
 
+#ifdef __cplusplus
+/* a variable set to v (nullptr: unset) for the object's scope, then put
+ * back as it was (a whole binary may run under a switch) */
+struct env_override {
+	const char *name;
+	char *old;
+	env_override(const char *n, const char *v) : name(n), old(nullptr)
+	{
+		const char *o = getenv(n);
+		old = o ? strdup(o) : nullptr;
+		if (v)
+			setenv(n, v, 1);
+		else
+			unsetenv(n);
+	}
+	~env_override()
+	{
+		if (old)
+			setenv(name, old, 1);
+		else
+			unsetenv(name);
+		free(old);
+	}
+	env_override(const env_override &) = delete;
+	env_override &operator=(const env_override &) = delete;
+};
+#endif
+
 #ifdef __CUDACC__
 #include <cuda_runtime.h>
 /* a CUDA runtime call inside a test: on an error, print it and fail the test */

@@ -300,28 +300,6 @@ static int t_max_seqlen_too_small(void)
  * count (SWERVE_LIGHTNING_SEGMENTS), so that its segmented path (V3's
  * state-only pass and prefix kernel ahead of it) runs too. The variables are
  * restored afterwards (the whole binary may run under a forced kernel). */
-struct env_override {
-	const char *name;
-	char *old;
-	env_override(const char *n, const char *v) : name(n), old(nullptr)
-	{
-		const char *o = getenv(n);
-		old = o ? strdup(o) : nullptr;
-		if (v)
-			setenv(n, v, 1);
-		else
-			unsetenv(n);
-	}
-	~env_override()
-	{
-		if (old)
-			setenv(name, old, 1);
-		else
-			unsetenv(name);
-		free(old);
-	}
-};
-
 static int t_v4_varlen_segments_d128(void)
 {
 	env_override k("SWERVE_LIGHTNING_KERNEL", "4"), g("SWERVE_LIGHTNING_SEGMENTS", nullptr);

@@ -493,22 +493,6 @@ static int lean_stream_match_register_bitwise(void)
 	return rc;
 }
 
-/* name set to val (NULL: unset) for a while; keep holds what it was */
-static int env_swap(const char *name, const char *val, char *keep, size_t n)
-{
-	const char *was = getenv(name);
-	snprintf(keep, n, "%s", was ? was : "");
-	return val ? setenv(name, val, 1) : unsetenv(name);
-}
-
-static void env_restore(const char *name, const char *keep)
-{
-	if (*keep)
-		setenv(name, keep, 1);
-	else
-		unsetenv(name);
-}
-
 /* env var "name", read by swerve_policy_loss_cuda at each call: every value
  * of good[] (n of them, "" for unset) accepted on a tiny batch whose
  * workspace is sized for the largest of them, and bad refused with an
@@ -530,13 +514,11 @@ static int env_switch_checked(const char *name, const char *const *good, int n, 
 	CK(cudaMalloc(&g, (3 * nt + 1 + (size_t)nt * d + (size_t)v * d) * 4));
 	struct swerve_pl_out out = {
 	        g, g + nt, g + 2 * nt, NULL, g + 3 * nt, g + 3 * nt + 1, g + 3 * nt + 1 + nt * d};
-	char keep[64];
 	size_t wsz = 0;
 	for (int i = 0; i < n; i++) { /* e.g. SWERVE_PL_WPARTS=3 needs more than 2 */
-		env_swap(name, good[i], keep, sizeof(keep));
+		env_override e(name, good[i]);
 		size_t z = swerve_pl_workspace_size(&b, &o);
 		wsz = z > wsz ? z : wsz;
-		env_restore(name, keep);
 	}
 	void *ws = NULL;
 	CK(cudaMalloc(&ws, wsz));
@@ -544,15 +526,16 @@ static int env_switch_checked(const char *name, const char *const *good, int n, 
 	CHECK(swerve_pl_ctx_new(&ctx) == 0, "%s", swerve_error_last());
 	int rc_good = 0;
 	for (int i = 0; i < n && !rc_good; i++) {
-		env_swap(name, good[i], keep, sizeof(keep));
+		env_override e(name, good[i]);
 		rc_good = swerve_policy_loss_cuda(ctx, &out, &b, x, f, &o, ws, wsz, NULL);
-		env_restore(name, keep);
 		if (rc_good)
 			printf("  %s=%s: rc %d: %s\n", name, good[i], rc_good, swerve_error_last());
 	}
-	env_swap(name, bad, keep, sizeof(keep));
-	int rc = swerve_policy_loss_cuda(ctx, &out, &b, x, f, &o, ws, wsz, NULL);
-	env_restore(name, keep);
+	int rc;
+	{
+		env_override e(name, bad);
+		rc = swerve_policy_loss_cuda(ctx, &out, &b, x, f, &o, ws, wsz, NULL);
+	}
 	printf("  %s=%s: rc %d: %s\n", name, bad, rc, swerve_error_last());
 	CK(cudaDeviceSynchronize());
 	swerve_pl_ctx_free(ctx);
@@ -593,12 +576,10 @@ static int w3_cases(void)
 	        {"W3 cispo fp32fwd d768 V32000", 48, 768, 32000, 2, 0, SWERVE_PL_CISPO,
 	         SWERVE_PL_FP32_FWD, SWERVE_PL_NORM_TOKENS, 0, 1, 0, 0, 0, 0, 16, 0},
 	};
-	char keep[64];
-	env_swap("SWERVE_PL_WPARTS", "3", keep, sizeof(keep));
+	env_override e("SWERVE_PL_WPARTS", "3");
 	int rc = 0;
 	for (size_t i = 0; i < sizeof(cs) / sizeof(cs[0]) && !rc; i++)
 		rc = run_case(&cs[i]);
-	env_restore("SWERVE_PL_WPARTS", keep);
 	return rc;
 }
 

@@ -1010,6 +1010,15 @@ static int bitwise_model(struct policy_config *c, struct policy_layout *L, float
 	return 0;
 }
 
+/* bitwise_check's weight test: bit for bit (exact), else within 1e-6
+ * relative (see there) */
+static int weight_agrees(float a, float b, int exact)
+{
+	if (exact)
+		return !memcmp(&a, &b, sizeof(a));
+	return fabs((double)a - b) <= 1e-6 * fabs((double)b) + 1e-12;
+}
+
 /* step w of models 0 and 1 (the default, twice) and 2 (the variant): the
  * losses and clip counts equal, the grad norm within the defaults' spread;
  * a tensor bit for bit (gradient and updated weight) where the defaults
@@ -1044,17 +1053,13 @@ static int bitwise_check(const struct policy_layout *L, int w, double loss[3][2]
 			 * 1e-6 relative (a missing stream dependency moves them by far
 			 * more) and the gradients stay bit for bit */
 			const int wexact = gn[2] == gn[0];
-			int wbad = 0;
-			for (size_t j = 0; !wexact && j < n && !wbad; j++)
-				wbad = !(fabs((double)pw[2][o + j] - pw[0][o + j]) <=
-				         1e-6 * fabs((double)pw[0][o + j]) + 1e-12);
-			if (memcmp(gr[2] + o, gr[0] + o, nb) ||
-			    (wexact ? memcmp(pw[2] + o, pw[0] + o, nb) != 0 : wbad)) {
+			size_t jw = 0;
+			while (jw < n && weight_agrees(pw[2][o + jw], pw[0][o + jw], wexact))
+				jw++;
+			if (memcmp(gr[2] + o, gr[0] + o, nb) || jw < n) {
 				size_t j = 0;
 				while (j < n && gr[2][o + j] == gr[0][o + j] &&
-				       (wexact ? pw[2][o + j] == pw[0][o + j]
-				               : fabs((double)pw[2][o + j] - pw[0][o + j]) <=
-				                         1e-6 * fabs((double)pw[0][o + j]) + 1e-12))
+				       weight_agrees(pw[2][o + j], pw[0][o + j], wexact))
 					j++;
 				printf("  %-24s differs at %zu: grad %.9g vs %.9g, weight "
 				       "%.9g vs %.9g  <-- FAIL\n",
