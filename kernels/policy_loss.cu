@@ -73,6 +73,11 @@ struct swerve_pl_ctx {
 	int prof, pf_blocks[3]; /* profiling on; the prefetching row kernel's grid by PZ */
 	cudaEvent_t ev[2];      /* made when profiling is first switched on */
 	double prof_ms[SWERVE_PL_NPHASES];
+	/* the last split of W written (opts.w_split_ready): its source, parts,
+	 * shape and workspace; parts 0 = none */
+	const float *split_w;
+	const void *split_ws;
+	int split_parts, split_v, split_d;
 };
 
 /* ---- workspace layout ------------------------------------------------------ */
@@ -1059,6 +1064,9 @@ extern "C" int swerve_pl_ctx_new(struct swerve_pl_ctx **out)
 	c->prof = 0;
 	c->ev[0] = c->ev[1] = NULL;
 	c->pf_blocks[0] = c->pf_blocks[1] = c->pf_blocks[2] = 0;
+	c->split_w = NULL;
+	c->split_ws = NULL;
+	c->split_parts = c->split_v = c->split_d = 0;
 	for (int i = 0; i < SWERVE_PL_NPHASES; i++)
 		c->prof_ms[i] = 0.0;
 	*out = c;
@@ -1271,7 +1279,11 @@ extern "C" int swerve_policy_loss_cuda(struct swerve_pl_ctx *ctx, const struct s
 		pl_count<<<(N + 255) / 256, 256, 0, st>>>(b->mask, b->seq_idx, N, S, count);
 		CUDA_TRY(cudaGetLastError(), "count kernel");
 	}
-	if (PW > 0) {
+	const bool split_kept = o->w_split_ready && ctx->split_parts == PW && ctx->split_w == W &&
+	                        ctx->split_ws == workspace && ctx->split_v == V &&
+	                        ctx->split_d == d;
+	ctx->split_parts = 0; /* a failed launch leaves no split to reuse */
+	if (PW > 0 && !split_kept) {
 		size_t n = (size_t)V * d;
 		int blocks = (int)((n + 255) / 256 < 132 * 16 ? (n + 255) / 256 : 132 * 16);
 		if (PW == 3)
@@ -1281,6 +1293,13 @@ extern "C" int swerve_policy_loss_cuda(struct swerve_pl_ctx *ctx, const struct s
 		else
 			pl_split_w<1><<<blocks, 256, 0, st>>>(W, (size_t)V, d, Wp);
 		CUDA_TRY(cudaGetLastError(), "split W kernel");
+	}
+	if (PW > 0) {
+		ctx->split_w = W;
+		ctx->split_ws = workspace;
+		ctx->split_parts = PW;
+		ctx->split_v = V;
+		ctx->split_d = d;
 	}
 	if ((rc = prof_mark(ctx, SWERVE_PL_PH_PREP, st)))
 		return rc;

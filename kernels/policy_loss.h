@@ -86,14 +86,18 @@ struct swerve_pl_opts {
 	int logprob_only;                   /* only logp (and entropy): no loss, no gradients */
 	int accumulate_dw;                  /* dW += gradient instead of dW = gradient */
 	int chunk_tokens;                   /* GPU: tokens per chunk; 0 = automatic */
-	int row_tokens; /* GPU: tokens per forward GEMM + row kernel sub-chunk inside a
-	                 * chunk (the logits buffer holds this many rows); 0 = automatic
-	                 * (swerve_pl_row_tokens). dX and dW still run per chunk. */
-	int row_reread; /* GPU: which row kernel (SWERVE_PL_ROWS_*, end of this file):
-	                 * 0 the row in registers (default), 1 two-pass (reads it twice),
-	                 * 2 persistent, next row prefetched, 3 lean registers, 4 streamed
-	                 * from L2, 5 = 4 without cache hints; all but 1 need V%4 = 0,
-	                 * V <= 32768 (else 1 runs) */
+	int row_tokens;    /* GPU: tokens per forward GEMM + row kernel sub-chunk inside a
+	                    * chunk (the logits buffer holds this many rows); 0 = automatic
+	                    * (swerve_pl_row_tokens). dX and dW still run per chunk. */
+	int row_reread;    /* GPU: which row kernel (SWERVE_PL_ROWS_*, end of this file):
+	                    * 0 the row in registers (default), 1 two-pass (reads it twice),
+	                    * 2 persistent, next row prefetched, 3 lean registers, 4 streamed
+	                    * from L2, 5 = 4 without cache hints; all but 1 need V%4 = 0,
+	                    * V <= 32768 (else 1 runs) */
+	int w_split_ready; /* GPU (FP32, FP32_FWD, BF16): 1 = W's values are those of this
+	                    * context's previous call, so the bf16 parts of W that call wrote at
+	                    * the start of the workspace are reused (skipped where the parts,
+	                    * W, V, d or the workspace differ: the split then runs); 0 = split */
 };
 
 /* Defaults for a variant: CISPO eps_high 4 (ratio cap 5, ScaleRL), no lower

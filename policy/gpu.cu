@@ -253,6 +253,15 @@ struct policy_gpu {
 	float *pl_old, *pl_adv, *pl_loss;
 	void *ws2;
 	size_t ws2_bytes;
+	/* round 21: the LM head's W unchanged since the last fused head call
+	 * (cleared by every write of the weights: params_changed, AdamW), so
+	 * that call's bf16 parts of W in ws2 are reused (swerve_pl_opts
+	 * w_split_ready; not in graph mode, whose replays would keep a stale
+	 * split) */
+	int w_fresh, wsplit_reuse;
+	/* round 21: POLICY_GPU_GRAPH=auto (graph 1, a key captured on its
+	 * second sighting); a capture is under way (graph_part) */
+	int graph_auto, capturing;
 	int lin32; /* the fp32 lightning kernel (fp32 mode, or POLICY_GPU_LIGHTNING=fp32) */
 	/* round 14: POLICY_GPU_LW_SILU=keep (2, the default) | core (1) | pass (0): the SiLU
 	 * and its backward folded into kernels/lightning (gpu_linew.h; bf16 mode
@@ -1841,15 +1850,26 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 		g->adam_per_tensor = v == 1;
 		g->adam_ovl = ovl[v];
 	}
-	{ /* round 20: POLICY_GPU_PDL=off (the default) | on: the add + norm,
-	   * routing, gather, expert, gate, lightning and combine kernels of a
-	   * step launched with programmatic dependent launch (each waits for the
-	   * kernel before it with griddepcontrol.wait; kernels/pdl.cuh) */
-		static const char *const names[] = {"off", "on"};
-		int v = policy_env_choice("POLICY_GPU_PDL", names, 2, 0);
+	{ /* round 20: POLICY_GPU_PDL=off | on: the add + norm, routing,
+	   * gather, expert, gate, lightning and combine kernels of a step
+	   * launched with programmatic dependent launch (each waits for the
+	   * kernel before it with griddepcontrol.wait; kernels/pdl.cuh);
+	   * round 21: auto (the default): on in the launches a CUDA graph
+	   * captures (graph_part), off in those launched directly */
+		static const char *const names[] = {"off", "on", "auto"};
+		int v = policy_env_choice("POLICY_GPU_PDL", names, 3, 2);
 		if (v < 0)
 			return v;
 		g->pdl = v;
+	}
+	{ /* round 21: POLICY_GPU_WSPLIT=keep (the default: the LM head's bf16
+	   * parts of W split once per weight update, w_fresh) | each (split at
+	   * every micro-batch's head, rounds 7-20) */
+		static const char *const names[] = {"each", "keep"};
+		int v = policy_env_choice("POLICY_GPU_WSPLIT", names, 2, 1);
+		if (v < 0)
+			return v;
+		g->wsplit_reuse = v;
 	}
 	CKB(cublasCreate(&g->blas));
 	{ /* round 10: POLICY_GPU_STREAMS=2 (the default: weight gradients on a
@@ -1969,14 +1989,19 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 			return v;
 		g->copy_async = v;
 	}
-	{ /* round 14: POLICY_GPU_GRAPH=0 (the default) | 1 (the micro-batch as
-	   * CUDA graphs where the step has no host round trip; elsewhere 1 runs
-	   * the default step) | 2 (1 with the backward's graph queued before the
-	   * head's read-backs, which run on a copy stream; not yet run on a GPU) */
-		static const char *const names[] = {"0", "1", "2"};
-		int v = policy_env_choice("POLICY_GPU_GRAPH", names, 3, 0);
+	{ /* round 14: POLICY_GPU_GRAPH=0 | 1 (the micro-batch as CUDA graphs
+	   * where the step has no host round trip; elsewhere 1 runs the
+	   * default step) | 2 (1 with the backward's graph queued before the
+	   * head's read-backs, which run on a copy stream; not yet run on a GPU)
+	   * | auto (round 21, the default: 1, a key's graph captured the second
+	   * time the key comes, so that a run whose shapes never repeat, as an
+	   * RL batch's packed lengths, launches as 0 does and captures nothing) */
+		static const char *const names[] = {"0", "1", "2", "auto"};
+		int v = policy_env_choice("POLICY_GPU_GRAPH", names, 4, 3);
 		if (v < 0)
 			return v;
+		g->graph_auto = v == 3;
+		v = v == 3 ? 1 : v;
 		g->graph = prec == POLICY_GPU_BF16 && g->moe_grouped && !g->prof ? v : 0;
 		if (g->graph) /* its staging and pinned read-backs */
 			g->copy_async = 1;
@@ -2164,6 +2189,7 @@ void policy_gpu_free(struct policy_gpu *g)
 /* after the fp32 weights changed other than through AdamW: the bf16 copy */
 static int params_changed(struct policy_gpu *g)
 {
+	g->w_fresh = 0;
 	if (g->pb) {
 		k_to_bf16<<<GRID(g->L->total), 0, PST>>>(g->pb, g->params, g->L->total);
 		LAUNCHED();
@@ -2981,8 +3007,12 @@ static int fused_head(struct policy_gpu *g, struct policy_loss_stats *st, int T,
 		policy_gpu_alloc_gen++;
 		g->ws2_bytes = need;
 	}
+	/* a captured graph splits W itself: its replays follow updates */
+	ko.w_split_ready = g->w_fresh && !g->capturing && g->wsplit_reuse;
+	g->w_fresh = 0;
 	CKR(swerve_policy_loss_cuda(g->pl, &po, &pb, g->nf_b, g->params + L->lm_head, &ko, g->ws2,
 	                            g->ws2_bytes, PST));
+	g->w_fresh = 1;
 	if (g->graph) /* round 14: read back after the step's launches */
 		return 0;
 	return head_collect(g, st, T, n, targets, pg, backward);
@@ -3397,13 +3427,21 @@ static int graph_part(struct policy_gpu *g, int part, const struct policy_batch 
 		graph_stats_add(g, e->stats);
 		return 0;
 	}
+	swerve_gpu_pdl = g->pdl == 1; /* launched directly */
+	/* round 21 (auto): a key's first time only launches */
+	if (g->graph_auto && !policy_graph_seen(g->graphs, &k, b->cu_seqlens))
+		return step_launch(g, part, b, targets, pg, opts, backward, maxlen, n);
 	graph_stats(g, s0);
 	CKR(step_launch(g, part, b, targets, pg, opts, backward, maxlen, n));
 	graph_stats(g, s1);
 	for (int i = 0; i < POLICY_GRAPH_STATS; i++)
 		d[i] = s1[i] - s0[i];
 	CKR(policy_graph_capture_begin(g->gst));
+	swerve_gpu_pdl = g->pdl != 0; /* round 21: on (or auto) in captures */
+	g->capturing = 1;
 	rc = step_launch(g, part, b, targets, pg, opts, backward, maxlen, n);
+	g->capturing = 0;
+	swerve_gpu_pdl = g->pdl == 1;
 	for (int i = 0; i < POLICY_GRAPH_STATS; i++) /* the capture ran nothing */
 		d[i] = s1[i] - s0[i];
 	g->moe_rows = s1[0];
@@ -3421,7 +3459,7 @@ static int step_impl(struct policy_loss_stats *st, double *aux_out, float *out_l
 {
 	const struct policy_config *c = &g->cfg;
 	int T = b->n_tokens, V = c->vocab_size, maxlen = 0, n = 0;
-	swerve_gpu_pdl = g->pdl && !g->graph; /* round 20: pdl::launch's switch (not in graphs) */
+	swerve_gpu_pdl = g->pdl == 1; /* round 20: pdl::launch's switch (auto: graph_part) */
 	double aux = 0;
 	int *hp, rc;
 
@@ -3646,6 +3684,7 @@ static int adamw_impl(double *grad_norm, struct policy_gpu *g, struct policy_ada
 	double ss = 0, norm, scale = 1.0, bc1, bc2;
 	/* the arena holds the sum over the window's micro-batches: their mean */
 	double inv = g->n_acc > 1 ? 1.0 / g->n_acc : 1.0;
+	g->w_fresh = 0; /* round 21: the head's split of W is stale from here on */
 	mark(g, -1);
 	if (!g->adam_seg) {
 		struct adam_seg *h = (struct adam_seg *)calloc((size_t)L->n, sizeof(*h));

@@ -15,9 +15,44 @@ static void slot_drop(struct policy_graph_slot *s)
 
 void policy_graph_clear(struct policy_graphs *c)
 {
-	for (int i = 0; i < POLICY_GRAPH_SLOTS; i++)
+	for (int i = 0; i < POLICY_GRAPH_SLOTS; i++) {
 		if (c->s[i].used)
 			slot_drop(&c->s[i]);
+		free(c->seen[i].cu);
+		memset(&c->seen[i], 0, sizeof(c->seen[i]));
+	}
+}
+
+static int key_is(const struct policy_graph_key *a, const int *acu,
+                  const struct policy_graph_key *k, const int *cu)
+{
+	return !memcmp(a, k, sizeof(*k)) && !memcmp(acu, cu, (size_t)(k->n_seqs + 1) * sizeof(int));
+}
+
+int policy_graph_seen(struct policy_graphs *c, const struct policy_graph_key *k, const int *cu)
+{
+	struct policy_graph_seen *o = NULL;
+	int *cuc;
+	for (int i = 0; i < POLICY_GRAPH_SLOTS; i++) {
+		struct policy_graph_seen *s = &c->seen[i];
+		if (s->used && key_is(&s->key, s->cu, k, cu)) {
+			free(s->cu);
+			memset(s, 0, sizeof(*s));
+			return 1;
+		}
+		if (!o || (o->used && (!s->used || s->last < o->last)))
+			o = s;
+	}
+	cuc = (int *)malloc((size_t)(k->n_seqs + 1) * sizeof(int));
+	if (!cuc)
+		return 0;
+	memcpy(cuc, cu, (size_t)(k->n_seqs + 1) * sizeof(int));
+	free(o->cu);
+	o->used = 1;
+	o->key = *k;
+	o->cu = cuc;
+	o->last = ++c->clock;
+	return 0;
 }
 
 struct policy_graph_slot *policy_graph_find(struct policy_graphs *c,
@@ -32,8 +67,7 @@ struct policy_graph_slot *policy_graph_find(struct policy_graphs *c,
 	}
 	for (int i = 0; i < POLICY_GRAPH_SLOTS; i++) {
 		struct policy_graph_slot *s = &c->s[i];
-		if (s->used && !memcmp(&s->key, k, sizeof(*k)) &&
-		    !memcmp(s->cu, cu, (size_t)(k->n_seqs + 1) * sizeof(int))) {
+		if (s->used && key_is(&s->key, s->cu, k, cu)) {
 			s->last = ++c->clock;
 			c->replays++;
 			return s;

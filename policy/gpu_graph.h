@@ -42,8 +42,17 @@ struct policy_graph_slot {
 	long stats[POLICY_GRAPH_STATS]; /* what the launched step added to the counters */
 };
 
+/* round 21 (POLICY_GPU_GRAPH=auto): a key launched once, not captured */
+struct policy_graph_seen {
+	int used;
+	struct policy_graph_key key;
+	int *cu;
+	unsigned long long last;
+};
+
 struct policy_graphs {
 	struct policy_graph_slot s[POLICY_GRAPH_SLOTS];
+	struct policy_graph_seen seen[POLICY_GRAPH_SLOTS];
 	unsigned long long clock;
 	long captures, replays;
 };
@@ -52,6 +61,10 @@ struct policy_graphs {
  * when a buffer was reallocated since they were captured */
 struct policy_graph_slot *policy_graph_find(struct policy_graphs *c,
                                             const struct policy_graph_key *k, const int *cu);
+/* round 21: whether key k (with cu_seqlens cu) was seen before without a
+ * graph: 1 (and forgotten: it is captured now), else 0 and remembered in
+ * place of the least recently seen (ENOMEM: remembered as not seen) */
+int policy_graph_seen(struct policy_graphs *c, const struct policy_graph_key *k, const int *cu);
 /* stream capture of st from here (global mode) */
 int policy_graph_capture_begin(cudaStream_t st);
 /* ends st's capture; body_rc: the captured launches' result (nonzero: the

@@ -106,9 +106,65 @@ static double median(double *v, int n)
  * training step and its AdamW, after two warm-up steps */
 static int prof_one;
 
+/* Round 21: GPU_TRAIN_VARY=n (a row's environment) packs each micro-batch's
+ * T tokens as sequences of random lengths (256 to seq, the last what is
+ * left), as an RL batch's packed rollouts: n = 1 a new packing for every
+ * micro-batch (no shape repeats: POLICY_GPU_GRAPH=auto captures nothing),
+ * n > 1 n packings in turn (every shape repeats after n micro-batches);
+ * unset or 0: seqs sequences of seq, every micro-batch alike. The FLOPs
+ * a token stay those of sequences of seq (attention over shorter
+ * sequences costs less: compare such rows by their ms, not their MFU). */
+struct packs {
+	int n, next, T, *cu, *ns, *tgt; /* n packings: cu (at most T / 256 + 1 each), tgt */
+};
+
+static void packs_make(struct packs *P, int n, const int *tok, int T, int seq)
+{
+	const int ms = T / 256 + 2;
+	P->n = n;
+	P->next = 0;
+	P->T = T;
+	P->cu = malloc((size_t)n * ms * 4);
+	P->ns = malloc((size_t)n * 4);
+	P->tgt = malloc((size_t)n * T * 4);
+	if (!P->cu || !P->ns || !P->tgt)
+		DIE("out of memory");
+	for (int i = 0; i < n; i++) {
+		int *cu = P->cu + (size_t)i * ms, *tgt = P->tgt + (size_t)i * T, s = 0;
+		cu[0] = 0;
+		while (cu[s] < T) {
+			int left = T - cu[s], len = 256 + rand() % (seq - 255);
+			if (left <= seq)
+				len = left;
+			else if (left - len < 256)
+				len = left - 256;
+			cu[s + 1] = cu[s] + len;
+			s++;
+		}
+		P->ns[i] = s;
+		for (int q = 0; q < s; q++)
+			for (int t = cu[q]; t < cu[q + 1]; t++)
+				tgt[t] = t + 1 < cu[q + 1] ? tok[t + 1] : -1;
+	}
+}
+
+/* the next micro-batch's packing into b and *tgt (P->n 0: unchanged) */
+static void packs_next(struct packs *P, struct policy_batch *b, int **tgt)
+{
+	if (!P->n)
+		return;
+	int i = P->next++ % P->n;
+	b->n_seqs = P->ns[i];
+	b->cu_seqlens = P->cu + (size_t)i * (P->T / 256 + 2);
+	*tgt = P->tgt + (size_t)i * P->T;
+}
+
 static struct result run(const struct policy_config *cfg, enum policy_gpu_precision prec, int seqs,
                          int seq, int steps, const char *label, int K)
 {
+	const char *vary_env = getenv("GPU_TRAIN_VARY");
+	const int vary = vary_env ? atoi(vary_env) : 0;
+	struct packs P = {0, 0, 0, NULL, NULL, NULL};
 	struct policy_layout L;
 	struct policy_gpu *g;
 	struct policy_adamw o = POLICY_ADAMW_INIT;
@@ -126,10 +182,14 @@ static struct result run(const struct policy_config *cfg, enum policy_gpu_precis
 		cu[s] = s * seq;
 	for (int t = 0; t < T; t++)
 		tgt[t] = (t + 1) % seq ? tok[t + 1] : -1;
-	if (policy_gpu_new(&g, cfg, &L, T, seqs, prec) || policy_gpu_set_params(g, p))
+	if (vary > 0)
+		packs_make(&P, vary == 1 ? 256 : vary, tok, T, seq);
+	if (policy_gpu_new(&g, cfg, &L, T, vary > 0 ? T / 256 + 1 : seqs, prec) ||
+	    policy_gpu_set_params(g, p))
 		DIE("%s", swerve_error_last());
 	o.lr = 1e-4;
 	struct policy_batch b = {T, tok, seqs, cu};
+	int *tgt0 = tgt;
 	for (int i = 0; i < steps + 2; i++) {
 		struct policy_loss_stats st;
 		double gn;
@@ -138,10 +198,12 @@ static struct result run(const struct policy_config *cfg, enum policy_gpu_precis
 		if (prof_one && i == 2)
 			cudaProfilerStart();
 		t0 = now();
-		for (int k = 0; k < K; k++)
+		for (int k = 0; k < K; k++) {
+			packs_next(&P, &b, &tgt);
 			if (policy_gpu_step(&st, NULL, NULL, g, &b, tgt, NULL, NULL, NULL,
 			                    k ? POLICY_GPU_BACKWARD_ACC : POLICY_GPU_BACKWARD))
 				DIE("step %d.%d: %s", i, k, swerve_error_last());
+		}
 		if (policy_gpu_adamw(&gn, g, &o) || policy_gpu_sync(g))
 			DIE("step %d: %s", i, swerve_error_last());
 		if (prof_one && i == 2)
@@ -149,6 +211,7 @@ static struct result run(const struct policy_config *cfg, enum policy_gpu_precis
 		if (i >= 2) {
 			times[i - 2] = now() - t0;
 			/* the parts: forward only, and AdamW alone */
+			packs_next(&P, &b, &tgt);
 			t0 = now();
 			if (policy_gpu_step(NULL, NULL, NULL, g, &b, tgt, NULL, NULL, NULL, 0) ||
 			    policy_gpu_sync(g))
@@ -174,11 +237,13 @@ static struct result run(const struct policy_config *cfg, enum policy_gpu_precis
 		for (int i = 0; i < steps; i++) {
 			struct policy_loss_stats st;
 			double gn;
-			for (int k = 0; k < K; k++)
+			for (int k = 0; k < K; k++) {
+				packs_next(&P, &b, &tgt);
 				if (policy_gpu_step(&st, NULL, NULL, g, &b, tgt, NULL, NULL, NULL,
 				                    k ? POLICY_GPU_BACKWARD_ACC
 				                      : POLICY_GPU_BACKWARD))
 					DIE("b2b step %d.%d: %s", i, k, swerve_error_last());
+			}
 			if (policy_gpu_adamw(&gn, g, &o))
 				DIE("b2b step %d: %s", i, swerve_error_last());
 		}
@@ -201,8 +266,11 @@ static struct result run(const struct policy_config *cfg, enum policy_gpu_precis
 	policy_gpu_free(g);
 	policy_layout_dispose(&L);
 	free(tok);
-	free(tgt);
+	free(tgt0);
 	free(cu);
+	free(P.cu);
+	free(P.ns);
+	free(P.tgt);
 	return r;
 }
 

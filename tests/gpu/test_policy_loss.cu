@@ -609,6 +609,129 @@ static int bad_workspace_is_refused(void)
 	return 0;
 }
 
+/* round 21: opts.w_split_ready. The split of W written by a context's
+ * previous call is reused only where the parts, W's address, V, d and the
+ * workspace are those of that call; every output byte is compared with a
+ * fresh context's (the split run). Step 5 tells the caller's contract: W's
+ * values changed behind a kept split give other results than a split of
+ * them, so the split was in fact skipped. */
+static int w_split_ready_guards(void)
+{
+	if (!have_gpu())
+		return GPU_SKIP;
+	const int N = 300, d = 64, V = 2048;
+	std::vector<uint16_t> Xb((size_t)N * d);
+	std::vector<float> Wa((size_t)V * d), Wb((size_t)V * d), old(N), adv(N);
+	std::vector<int32_t> y(N);
+	for (auto &x : Xb)
+		x = swerve_float_to_bf16((float)gpu_nrand());
+	for (size_t i = 0; i < Wa.size(); i++) {
+		Wa[i] = (float)(2.0 / sqrt((double)d) * gpu_nrand());
+		Wb[i] = (float)(2.0 / sqrt((double)d) * gpu_nrand());
+	}
+	for (int t = 0; t < N; t++) {
+		y[t] = (int32_t)(gpu_urand() * V);
+		old[t] = (float)(-log((double)V) + gpu_nrand());
+		adv[t] = (float)gpu_nrand();
+	}
+	uint16_t *dX16 = dev_copy(Xb);
+	float *dWa = dev_copy(Wa), *dWb = dev_copy(Wb), *dold = dev_copy(old),
+	      *dadv = dev_copy(adv);
+	int32_t *dy = dev_copy(y);
+	CHECK(dX16 && dWa && dWb && dold && dadv && dy, "cudaMalloc");
+	const size_t nf = 3 * (size_t)N + 1 + (size_t)N * d + (size_t)V * d, bytes = nf * 4 + N;
+	float *g = NULL;
+	CK(cudaMalloc(&g, bytes));
+	struct swerve_pl_batch db = {N, d, V, dy, dold, dadv, NULL, 1, 0, NULL};
+	struct swerve_pl_out dout = {g,
+	                             g + N,
+	                             g + 2 * N,
+	                             (uint8_t *)(g + nf),
+	                             g + 3 * N,
+	                             g + 3 * N + 1,
+	                             g + 3 * N + 1 + (size_t)N * d};
+	struct swerve_pl_opts o;
+	swerve_pl_opts_init(&o, SWERVE_PL_CISPO);
+	o.precision = SWERVE_PL_FP32_FWD;
+	const size_t wsz = swerve_pl_workspace_size(&db, &o);
+	void *ws[2] = {NULL, NULL};
+	CK(cudaMalloc(&ws[0], wsz));
+	CK(cudaMalloc(&ws[1], wsz));
+	struct swerve_pl_ctx *ctx = NULL;
+	CHECK(swerve_pl_ctx_new(&ctx) == 0, "%s", swerve_error_last());
+	/* one call: its outputs' bytes (ctx NULL: a fresh context) */
+	auto call = [&](struct swerve_pl_ctx *c, const float *W, void *w,
+	                enum swerve_pl_precision p, int ready, std::vector<uint8_t> &h) -> int {
+		struct swerve_pl_ctx *fresh = NULL;
+		if (!c && swerve_pl_ctx_new(&fresh))
+			return 1;
+		o.precision = p;
+		o.w_split_ready = ready;
+		CK(cudaMemset(g, 0xff, bytes));
+		int rc = swerve_policy_loss_cuda(c ? c : fresh, &dout, &db, dX16, W, &o, w, wsz,
+		                                 NULL);
+		if (fresh)
+			swerve_pl_ctx_free(fresh);
+		CHECK(rc == 0, "%s", swerve_error_last());
+		CK(cudaDeviceSynchronize());
+		h.resize(bytes);
+		CK(cudaMemcpy(h.data(), g, bytes, cudaMemcpyDeviceToHost));
+		return 0;
+	};
+	std::vector<uint8_t> ref_a, ref_b, ref_b16, h;
+	int bad = 0;
+	auto ndiff = [&](const std::vector<uint8_t> &r) {
+		size_t n = 0;
+		for (size_t i = 0; i < bytes; i++)
+			n += h[i] != r[i];
+		return n;
+	};
+	auto same = [&](const char *what, const std::vector<uint8_t> &r) {
+		size_t n = ndiff(r);
+		printf("  %s: %zu of %zu bytes differ%s\n", what, n, bytes, n ? "  <-- FAIL" : "");
+		bad |= n != 0;
+	};
+	if (call(NULL, dWa, ws[1], SWERVE_PL_FP32_FWD, 0, ref_a) ||
+	    call(NULL, dWb, ws[1], SWERVE_PL_FP32_FWD, 0, ref_b) ||
+	    call(NULL, dWb, ws[1], SWERVE_PL_BF16, 0, ref_b16))
+		return 1;
+	CHECK(memcmp(ref_a.data(), ref_b.data(), bytes) != 0, "W a and W b give the same bytes");
+	if (call(ctx, dWa, ws[0], SWERVE_PL_FP32_FWD, 1, h))
+		return 1;
+	same("1. ready on a context with no split yet (W a)", ref_a);
+	if (call(ctx, dWa, ws[0], SWERVE_PL_FP32_FWD, 1, h))
+		return 1;
+	same("2. ready, the same W a: split kept", ref_a);
+	if (call(ctx, dWb, ws[0], SWERVE_PL_FP32_FWD, 1, h))
+		return 1;
+	same("3. ready, another W (b): split again", ref_b);
+	CK(cudaMemcpy(dWb, Wa.data(), Wa.size() * 4, cudaMemcpyHostToDevice));
+	if (call(ctx, dWb, ws[0], SWERVE_PL_FP32_FWD, 0, h))
+		return 1;
+	same("4. not ready, W b's buffer now holding a's values: split again", ref_a);
+	CK(cudaMemcpy(dWb, Wb.data(), Wb.size() * 4, cudaMemcpyHostToDevice));
+	if (call(ctx, dWb, ws[0], SWERVE_PL_FP32_FWD, 1, h))
+		return 1;
+	{ /* the logits come from the kept split (a's), the target logit from W (b's) */
+		size_t n = ndiff(ref_b);
+		printf("  5. ready, W b's values restored behind the kept split: %zu of %zu bytes "
+		       "differ from a split's (b's)%s\n",
+		       n, bytes, n ? " (the split was skipped)" : "  <-- FAIL");
+		bad |= n == 0;
+	}
+	if (call(ctx, dWb, ws[1], SWERVE_PL_FP32_FWD, 1, h))
+		return 1;
+	same("6. ready, another workspace: split again", ref_b);
+	if (call(ctx, dWb, ws[1], SWERVE_PL_BF16, 1, h))
+		return 1;
+	same("7. ready, bf16 (1 part) after 2 parts: split again", ref_b16);
+	swerve_pl_ctx_free(ctx);
+	cudaFree(ws[0]), cudaFree(ws[1]), cudaFree(g);
+	cudaFree(dX16), cudaFree(dWa), cudaFree(dWb), cudaFree(dold), cudaFree(dadv), cudaFree(dy);
+	CHECK(!bad, "a kept split of W was used where it must not be, or not where it may");
+	return 0;
+}
+
 int main(void)
 {
 	gpu_rng_seed();
@@ -672,6 +795,7 @@ int main(void)
 	        {"bad_workspace_is_refused", bad_workspace_is_refused},
 	        {"w3_cases", w3_cases},
 	        {"wparts_env_is_checked", wparts_env_is_checked},
+	        {"w_split_ready_guards", w_split_ready_guards},
 	};
 	/* PL_TEST_ONLY=prefix,prefix,...: only the cases whose names start with
 	 * one of them (a short device call for one kernel's cases) */

@@ -988,6 +988,25 @@ static void apply_env(const char *env)
 		}
 	}
 }
+/* Round 21: the step runs as CUDA graphs by default (POLICY_GPU_GRAPH=auto:
+ * a shape's second micro-batch captured, later ones replayed). A case that
+ * tests what the step does outside graphs (a switch that graph mode
+ * overrides: COPY, ADAMW=overlap, WSPLIT's reuse) makes its models under
+ * GRAPH=0: graph_off() before policy_gpu_new, graph_restore() after. */
+static char graph_was[16];
+static void graph_off(void)
+{
+	const char *w = getenv("POLICY_GPU_GRAPH");
+	snprintf(graph_was, sizeof(graph_was), "%s", w ? w : "");
+	setenv("POLICY_GPU_GRAPH", "0", 1);
+}
+static void graph_restore(void)
+{
+	if (*graph_was)
+		setenv("POLICY_GPU_GRAPH", graph_was, 1);
+	else
+		unsetenv("POLICY_GPU_GRAPH");
+}
 /* the bitwise cases' model (variant_bitwise, graph_bitwise): 4 layers of
  * 256, softmax attention at layers 1 and 3, 8 experts of 256, sequences of
  * up to 1024 tokens; *p0 its initial parameters (malloc'd) */
@@ -1173,6 +1192,7 @@ static int variant_bitwise(enum policy_gpu_precision prec, const char *base, con
 	}
 	b[0] = (struct policy_batch){1024, tok[0], 2, cu0};
 	b[1] = (struct policy_batch){1024, tok[1], 3, cu1};
+	graph_off();
 	for (int k = 0; k < 3; k++) { /* default, default, the variant */
 		setenv("POLICY_GPU_STREAMS", "1", 1);
 		setenv("POLICY_GPU_COPY", "sync", 1);
@@ -1192,6 +1212,7 @@ static int variant_bitwise(enum policy_gpu_precision prec, const char *base, con
 			setenv(round10_vars[v], saved[v], 1);
 		else
 			unsetenv(round10_vars[v]);
+	graph_restore();
 	for (int w = 0; w < 2; w++) {
 		static const int ms[2] = {0, 1};
 		double loss[3][2], gn[3], clipped[3][2];
@@ -1328,10 +1349,8 @@ static int graph_bitwise(int pg, const char *mode)
 		b[m] = (struct policy_batch){ntok[m], tok[m], nseq[m], cu[m]};
 	}
 	for (int k = 0; k < 3; k++) { /* default, default, graph */
-		if (k == 2)
-			setenv("POLICY_GPU_GRAPH", mode, 1);
-		else
-			unsetenv("POLICY_GPU_GRAPH");
+		/* round 21: the references outside graphs (the default is auto) */
+		setenv("POLICY_GPU_GRAPH", k == 2 ? mode : "0", 1);
 		CHECK(policy_gpu_new(&g[k], &c, &L, 1024, 4, POLICY_GPU_BF16) == 0 &&
 		              policy_gpu_set_params(g[k], p0) == 0,
 		      "%s", swerve_error_last());
@@ -1485,6 +1504,7 @@ static int ov_setup(struct ov_run *r, double lr, double clip)
 		}
 		r->b[m] = (struct policy_batch){512, r->tok[m], 2, r->cu[m]};
 	}
+	graph_off(); /* graph mode keeps the fused update */
 	for (int k = 0; k < 4; k++) {
 		setenv("POLICY_GPU_ADAMW", ov_modes[k], 1);
 		CHECK(policy_gpu_new(&r->g[k], &r->c, &r->L, 512, 4, POLICY_GPU_BF16) == 0 &&
@@ -1503,6 +1523,7 @@ static int ov_setup(struct ov_run *r, double lr, double clip)
 		setenv("POLICY_GPU_ADAMW", saved, 1);
 	else
 		unsetenv("POLICY_GPU_ADAMW");
+	graph_restore();
 	return 0;
 }
 static int ov_read(struct ov_run *r, int k)
@@ -1687,6 +1708,100 @@ static int test_adamw_overlap_e2e(void)
 	CHECK(!bad, "POLICY_GPU_ADAMW=overlap* outside the default's own spread (see above)");
 	return 0;
 }
+/* Round 21: POLICY_GPU_WSPLIT=keep (the default: the LM head's bf16 parts of
+ * W split once per weight update) against each (split at every head call),
+ * bit for bit. Each round: the same gradients set, one AdamW update, two
+ * forward-only calls (the second reuses keep's split); a fourth round sets
+ * new weights with policy_gpu_set_params instead. A split kept past an update
+ * would give the old W's logprobs: each round's logprobs must also differ
+ * from the round before's, so that a stale split could not pass. */
+static int test_wsplit_keep_bits(void)
+{
+	struct policy_config c;
+	struct policy_layout L;
+	struct policy_gpu *g[3] = {NULL, NULL, NULL};
+	struct policy_adamw ao[3] = {POLICY_ADAMW_INIT, POLICY_ADAMW_INIT, POLICY_ADAMW_INIT};
+	static const char *const modes[3] = {"each", "keep", "keep"};
+	static const char *const graph[3] = {"0", "0", "auto"};
+	int tok[1024], tgt[1024], cu[3] = {0, 600, 1024}, bad = 0;
+	float *p0, *G, lp[3][2][1024], prev[1024];
+	double gn[3];
+	char saved[16];
+	const char *was = getenv("POLICY_GPU_WSPLIT");
+	if (!have_gpu())
+		return GPU_SKIP;
+	snprintf(saved, sizeof(saved), "%s", was ? was : "");
+	if (bitwise_model(&c, &L, &p0))
+		return 1;
+	for (int t = 0; t < 1024; t++)
+		tok[t] = (int)(urand() * c.vocab_size);
+	for (int t = 0; t < 1024; t++)
+		tgt[t] = t + 1 < 1024 && t + 1 != cu[1] ? tok[t + 1] : -1;
+	struct policy_batch b = {1024, tok, 2, cu};
+	graph_off();
+	for (int k = 0; k < 3; k++) {
+		setenv("POLICY_GPU_WSPLIT", modes[k], 1);
+		setenv("POLICY_GPU_GRAPH", graph[k], 1);
+		CHECK(policy_gpu_new(&g[k], &c, &L, 1024, 4, POLICY_GPU_BF16) == 0 &&
+		              policy_gpu_set_params(g[k], p0) == 0,
+		      "WSPLIT=%s: %s", modes[k], swerve_error_last());
+		ao[k].lr = 1e-2;
+	}
+	if (*saved)
+		setenv("POLICY_GPU_WSPLIT", saved, 1);
+	else
+		unsetenv("POLICY_GPU_WSPLIT");
+	graph_restore();
+	G = malloc(L.total * 4);
+	for (int k = 0; k < 3; k++) /* round 0's logprobs: the initial weights */
+		CHECK(policy_gpu_step(NULL, NULL, prev, g[k], &b, tgt, NULL, NULL, NULL, 0) == 0,
+		      "WSPLIT=%s: %s", modes[k], swerve_error_last());
+	for (int w = 0; w < 4; w++) {
+		for (size_t i = 0; i < L.total; i++)
+			G[i] = (float)(0.01 * nrand());
+		if (w == 3) /* new weights from the host */
+			for (size_t i = 0; i < L.total; i++)
+				G[i] = p0[i] * (float)(1 + 0.01 * nrand());
+		for (int k = 0; k < 3; k++) {
+			int rc = w == 3 ? policy_gpu_set_params(g[k], G)
+			                : policy_gpu_set_grads(g[k], G) ||
+			                          policy_gpu_adamw(&gn[k], g[k], &ao[k]);
+			for (int r = 0; r < 2 && !rc; r++)
+				rc = policy_gpu_step(NULL, NULL, lp[k][r], g[k], &b, tgt, NULL,
+				                     NULL, NULL, 0);
+			CHECK(rc == 0, "WSPLIT=%s round %d: %s", modes[k], w + 1,
+			      swerve_error_last());
+		}
+		int same = 0, moved = 0;
+		for (int k = 1; k < 3; k++)
+			for (int r = 0; r < 2; r++)
+				for (int t = 0; t < 1024; t++)
+					same += !memcmp(&lp[0][r][t], &lp[k][r][t], 4);
+		for (int t = 0; t < 1024; t++)
+			moved += tgt[t] >= 0 && lp[0][0][t] != prev[t];
+		const int gdiff = w < 3 && (memcmp(&gn[0], &gn[1], sizeof(gn[0])) ||
+		                            memcmp(&gn[0], &gn[2], sizeof(gn[0])));
+		printf("  round %d (%s): keep and keep under GRAPH=auto vs each: %d of 4096 "
+		       "logprobs bit for bit; %d of the 1022 targets' logprobs moved from the "
+		       "round "
+		       "before%s\n",
+		       w + 1, w == 3 ? "set_params" : "AdamW", same, moved,
+		       gdiff ? "; grad norms differ" : "");
+		if (same != 4096 || moved < 900 || gdiff) {
+			printf("  <-- FAIL\n");
+			bad = 1;
+		}
+		memcpy(prev, lp[0][0], sizeof(prev));
+	}
+	free(G);
+	for (int k = 0; k < 3; k++)
+		policy_gpu_free(g[k]);
+	free(p0);
+	policy_layout_dispose(&L);
+	CHECK(!bad, "POLICY_GPU_WSPLIT=keep differs from each, or an update left the logprobs "
+	            "(see above)");
+	return 0;
+}
 static int test_bad_switches(void)
 {
 	static const char *vars[] = {
@@ -1694,7 +1809,7 @@ static int test_bad_switches(void)
 	        "POLICY_GPU_EW",    "POLICY_GPU_ADAMW",  "POLICY_GPU_STREAMS",
 	        "POLICY_GPU_COPY",  "POLICY_GPU_GRAPH",  "POLICY_GPU_LW_GATE",
 	        "POLICY_GPU_ACT16", "POLICY_GPU_FLASH",  "POLICY_GPU_FLASH_ROPE",
-	        "POLICY_GPU_PDL"};
+	        "POLICY_GPU_PDL",   "POLICY_GPU_WSPLIT"};
 	static const char *step_vars[] = {"POLICY_GPU_HEAD",
 	                                  "POLICY_GPU_HEAD_ROWS",
 	                                  "SWERVE_PL_ROWS",
@@ -2176,6 +2291,9 @@ int main(void)
 	        {"POLICY_GPU_ADAMW=overlap / overlap32 vs fused: 3 steps of K = 2 back to back "
 	         "(bf16)",
 	         test_adamw_overlap_e2e},
+	        {"POLICY_GPU_WSPLIT=keep vs each, bit for bit: 3 updates and new weights, two "
+	         "forwards after each, outside graphs and under GRAPH=auto (bf16)",
+	         test_wsplit_keep_bits},
 	        {"POLICY_GPU_GRAPH=1 vs the default, bit for bit: 4 steps of K = 2, shapes "
 	         "changing (bf16 xent)",
 	         test_graph_bitwise_xent},
