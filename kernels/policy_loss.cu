@@ -1048,6 +1048,38 @@ extern "C" int swerve_pl_check_args(const struct swerve_pl_out *out,
 			                        cublasGetStatusString(s_));                        \
 	} while (0)
 
+/* W (ctx->split_w) into its ctx->split_parts bf16 parts at the start of
+ * ctx->split_ws; the kept split forgotten if the launch fails */
+static int split_w_launch(struct swerve_pl_ctx *ctx, cudaStream_t st)
+{
+	const int PW = ctx->split_parts, d = ctx->split_d;
+	const size_t V = (size_t)ctx->split_v, n = V * d;
+	const float *W = ctx->split_w;
+	__nv_bfloat16 *Wp = (__nv_bfloat16 *)ctx->split_ws; /* the layout's wp: offset 0 */
+	int blocks = (int)((n + 255) / 256 < 132 * 16 ? (n + 255) / 256 : 132 * 16);
+	if (PW == 3)
+		pl_split_w<3><<<blocks, 256, 0, st>>>(W, V, d, Wp);
+	else if (PW == 2)
+		pl_split_w<2><<<blocks, 256, 0, st>>>(W, V, d, Wp);
+	else
+		pl_split_w<1><<<blocks, 256, 0, st>>>(W, V, d, Wp);
+	cudaError_t e = cudaGetLastError();
+	if (e != cudaSuccess) {
+		ctx->split_parts = 0;
+		return swerve_error_set(SWERVE_ERROR, "policy loss: split W kernel: %s",
+		                        cudaGetErrorString(e));
+	}
+	return 0;
+}
+
+extern "C" int swerve_pl_resplit_w(struct swerve_pl_ctx *ctx, struct CUstream_st *stream)
+{
+	if (!ctx || !ctx->split_parts)
+		return 0;
+	int rc = split_w_launch(ctx, (cudaStream_t)stream);
+	return rc ? rc : 1;
+}
+
 extern "C" int swerve_pl_ctx_new(struct swerve_pl_ctx **out)
 {
 	struct swerve_pl_ctx *c = new (std::nothrow) swerve_pl_ctx;
@@ -1282,24 +1314,14 @@ extern "C" int swerve_policy_loss_cuda(struct swerve_pl_ctx *ctx, const struct s
 	const bool split_kept = o->w_split_ready && ctx->split_parts == PW && ctx->split_w == W &&
 	                        ctx->split_ws == workspace && ctx->split_v == V &&
 	                        ctx->split_d == d;
-	ctx->split_parts = 0; /* a failed launch leaves no split to reuse */
 	if (PW > 0 && !split_kept) {
-		size_t n = (size_t)V * d;
-		int blocks = (int)((n + 255) / 256 < 132 * 16 ? (n + 255) / 256 : 132 * 16);
-		if (PW == 3)
-			pl_split_w<3><<<blocks, 256, 0, st>>>(W, (size_t)V, d, Wp);
-		else if (PW == 2)
-			pl_split_w<2><<<blocks, 256, 0, st>>>(W, (size_t)V, d, Wp);
-		else
-			pl_split_w<1><<<blocks, 256, 0, st>>>(W, (size_t)V, d, Wp);
-		CUDA_TRY(cudaGetLastError(), "split W kernel");
-	}
-	if (PW > 0) {
 		ctx->split_w = W;
 		ctx->split_ws = workspace;
 		ctx->split_parts = PW;
 		ctx->split_v = V;
 		ctx->split_d = d;
+		if ((rc = split_w_launch(ctx, st)))
+			return rc;
 	}
 	if ((rc = prof_mark(ctx, SWERVE_PL_PH_PREP, st)))
 		return rc;

@@ -180,6 +180,14 @@ size_t swerve_pl_workspace_size(const struct swerve_pl_batch *batch,
  * for bad shapes/options/too small a workspace, or -1 for a CUDA/cuBLAS error
  * (message names the call). Targets out of range give logp = NaN for that
  * token (the device cannot report it without a synchronisation). */
+/* Round 21: after W's values changed, writes the split the context keeps
+ * (opts.w_split_ready) again from them, on `stream` (same W, parts and
+ * workspace as the call that made it), so that a later call, or a CUDA
+ * graph captured with w_split_ready, reads W's new parts. Returns 1 (the
+ * split launched), 0 (the context keeps none: nothing to do) or -1 (a CUDA
+ * error; the kept split is forgotten). */
+int swerve_pl_resplit_w(struct swerve_pl_ctx *ctx, struct CUstream_st *stream);
+
 int swerve_policy_loss_cuda(struct swerve_pl_ctx *ctx, const struct swerve_pl_out *out,
                             const struct swerve_pl_batch *batch, const uint16_t *X, const float *W,
                             const struct swerve_pl_opts *opts, void *workspace,

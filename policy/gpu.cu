@@ -256,12 +256,11 @@ struct policy_gpu {
 	/* round 21: the LM head's W unchanged since the last fused head call
 	 * (cleared by every write of the weights: params_changed, AdamW), so
 	 * that call's bf16 parts of W in ws2 are reused (swerve_pl_opts
-	 * w_split_ready; not in graph mode, whose replays would keep a stale
-	 * split) */
+	 * w_split_ready; in graph mode split again at once, w_written) */
 	int w_fresh, wsplit_reuse;
 	/* round 21: POLICY_GPU_GRAPH=auto (graph 1, a key captured on its
-	 * second sighting); a capture is under way (graph_part) */
-	int graph_auto, capturing;
+	 * second sighting) */
+	int graph_auto;
 	int lin32; /* the fp32 lightning kernel (fp32 mode, or POLICY_GPU_LIGHTNING=fp32) */
 	/* round 14: POLICY_GPU_LW_SILU=keep (2, the default) | core (1) | pass (0): the SiLU
 	 * and its backward folded into kernels/lightning (gpu_linew.h; bf16 mode
@@ -2187,14 +2186,29 @@ void policy_gpu_free(struct policy_gpu *g)
 }
 
 /* after the fp32 weights changed other than through AdamW: the bf16 copy */
-static int params_changed(struct policy_gpu *g)
+/* round 21: the weights were written (on PST): the head's kept split of W
+ * is stale. Graph mode writes it again at once, since a replayed graph
+ * captured with the split skipped reads it; elsewhere the next head call
+ * splits (w_fresh 0) */
+static int w_written(struct policy_gpu *g)
 {
 	g->w_fresh = 0;
+	if (g->graph && g->pl && g->wsplit_reuse) {
+		int r = swerve_pl_resplit_w(g->pl, (struct CUstream_st *)PST);
+		if (r < 0)
+			return r;
+		g->w_fresh = r == 1;
+	}
+	return 0;
+}
+
+static int params_changed(struct policy_gpu *g)
+{
 	if (g->pb) {
 		k_to_bf16<<<GRID(g->L->total), 0, PST>>>(g->pb, g->params, g->L->total);
 		LAUNCHED();
 	}
-	return 0;
+	return w_written(g);
 }
 
 /* round 20 (POLICY_GPU_ADAMW=overlap*): the step's stream waits, on the
@@ -3006,9 +3020,11 @@ static int fused_head(struct policy_gpu *g, struct policy_loss_stats *st, int T,
 		CK(cudaMalloc(&g->ws2, need));
 		policy_gpu_alloc_gen++;
 		g->ws2_bytes = need;
+		g->w_fresh = 0; /* round 21: a new buffer (maybe at the old address) */
 	}
-	/* a captured graph splits W itself: its replays follow updates */
-	ko.w_split_ready = g->w_fresh && !g->capturing && g->wsplit_reuse;
+	/* in graph mode every write of the weights splits W again at once
+	 * (w_written), so a graph captured with the split skipped stays right */
+	ko.w_split_ready = g->w_fresh && g->wsplit_reuse;
 	g->w_fresh = 0;
 	CKR(swerve_policy_loss_cuda(g->pl, &po, &pb, g->nf_b, g->params + L->lm_head, &ko, g->ws2,
 	                            g->ws2_bytes, PST));
@@ -3438,9 +3454,7 @@ static int graph_part(struct policy_gpu *g, int part, const struct policy_batch 
 		d[i] = s1[i] - s0[i];
 	CKR(policy_graph_capture_begin(g->gst));
 	swerve_gpu_pdl = g->pdl != 0; /* round 21: on (or auto) in captures */
-	g->capturing = 1;
 	rc = step_launch(g, part, b, targets, pg, opts, backward, maxlen, n);
-	g->capturing = 0;
 	swerve_gpu_pdl = g->pdl == 1;
 	for (int i = 0; i < POLICY_GRAPH_STATS; i++) /* the capture ran nothing */
 		d[i] = s1[i] - s0[i];
@@ -3734,6 +3748,7 @@ static int adamw_impl(double *grad_norm, struct policy_gpu *g, struct policy_ada
 		        (float)o->beta2, (float)o->eps, (float)o->weight_decay, (float)bc1,
 		        (float)bc2);
 		LAUNCHED();
+		CKR(w_written(g));
 		CK(cudaEventSynchronize(g->ev_norm));
 		if (grad_norm)
 			*grad_norm = *g->h_norm;
@@ -3794,6 +3809,7 @@ static int adamw_impl(double *grad_norm, struct policy_gpu *g, struct policy_ada
 		        (float)(t->decay ? o->weight_decay : 0.0), (float)bc1, (float)bc2);
 		LAUNCHED();
 	}
+	CKR(w_written(g));
 	mark(g, PROF_ADAMW);
 	if (grad_norm)
 		*grad_norm = norm;
