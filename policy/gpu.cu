@@ -83,7 +83,8 @@
  * Bit for bit the default's results. H100, 2026-11-27 (gpu_train x, K = 4):
  * 84.0 / 84.1 against 84.6 / 85.1 ms an optimizer step (-0.9 %); CUPTI:
  * launch gaps 2.4 -> 1.1 ms a step. POLICY_GPU_GRAPH=2 (the backward's graph
- * queued before the read-backs, which run on a copy stream) not yet run.
+ * queued before the read-backs, which run on a copy stream) first ran in
+ * round 21 (bit for bit; the default since, as GRAPH=auto).
  *
  * Round 20 (opt-in, POLICY_GPU_ADAMW=overlap / overlap16|32|64; struct
  * policy_gpu's adam_ovl): the update in parameter groups on its own
@@ -1991,16 +1992,18 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 	{ /* round 14: POLICY_GPU_GRAPH=0 | 1 (the micro-batch as CUDA graphs
 	   * where the step has no host round trip; elsewhere 1 runs the
 	   * default step) | 2 (1 with the backward's graph queued before the
-	   * head's read-backs, which run on a copy stream; not yet run on a GPU)
-	   * | auto (round 21, the default: 1, a key's graph captured the second
-	   * time the key comes, so that a run whose shapes never repeat, as an
-	   * RL batch's packed lengths, launches as 0 does and captures nothing) */
+	   * head's read-backs, which run on a copy stream; first run on a GPU
+	   * in round 21: bit for bit, 71.6 / 71.6 against 1's 72.0 / 71.6 ms a
+	   * step, and no host wait between the two graphs) | auto (round 21,
+	   * the default: 2, a key's graph captured the second time the key
+	   * comes, so that a run whose shapes never repeat, as an RL batch's
+	   * packed lengths, launches as 0 does and captures nothing) */
 		static const char *const names[] = {"0", "1", "2", "auto"};
 		int v = policy_env_choice("POLICY_GPU_GRAPH", names, 4, 3);
 		if (v < 0)
 			return v;
 		g->graph_auto = v == 3;
-		v = v == 3 ? 1 : v;
+		v = v == 3 ? 2 : v;
 		g->graph = prec == POLICY_GPU_BF16 && g->moe_grouped && !g->prof ? v : 0;
 		if (g->graph) /* its staging and pinned read-backs */
 			g->copy_async = 1;
@@ -2951,11 +2954,15 @@ static int head_precision(enum swerve_pl_precision *p)
  * current one is reduced) */
 static int head_rows(int *row_reread)
 {
-	static const char *const names[] = {"reg", "prefetch"};
-	int v = policy_env_choice("POLICY_GPU_HEAD_ROWS", names, 2, 0);
+	/* round 21: stream (kernels/policy_loss.h: 2 rows an SM, each row read
+	 * 3 times, the 2nd and 3rd from L2; bit for bit reg) */
+	static const char *const names[] = {"reg", "prefetch", "stream"};
+	static const int kinds[] = {SWERVE_PL_ROWS_REG, SWERVE_PL_ROWS_PREFETCH,
+	                            SWERVE_PL_ROWS_STREAM};
+	int v = policy_env_choice("POLICY_GPU_HEAD_ROWS", names, 3, 0);
 	if (v < 0)
 		return v;
-	*row_reread = v == 0 ? SWERVE_PL_ROWS_REG : SWERVE_PL_ROWS_PREFETCH;
+	*row_reread = kinds[v];
 	return 0;
 }
 

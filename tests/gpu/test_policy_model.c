@@ -1420,23 +1420,14 @@ static int test_graph_bitwise_cispo(void)
 {
 	return graph_bitwise(1, "1");
 }
-/* GRAPH=2 is not yet run on a GPU: only when SWERVE_TEST_ONLY names it
- * (e.g. SWERVE_TEST_ONLY=GRAPH=2), so that it cannot fail others' runs */
-static int graph2_named(void)
-{
-	const char *only = getenv("SWERVE_TEST_ONLY");
-	if (only && strstr(only, "GRAPH=2"))
-		return 1;
-	printf("  POLICY_GPU_GRAPH=2 not yet run on a GPU: SWERVE_TEST_ONLY=GRAPH=2 runs it\n");
-	return 0;
-}
+/* GRAPH=2 (round 21: the shape of GRAPH=auto, the default) */
 static int test_graph2_bitwise_xent(void)
 {
-	return graph2_named() ? graph_bitwise(0, "2") : GPU_SKIP;
+	return graph_bitwise(0, "2");
 }
 static int test_graph2_bitwise_cispo(void)
 {
-	return graph2_named() ? graph_bitwise(1, "2") : GPU_SKIP;
+	return graph_bitwise(1, "2");
 }
 /* Round 20: POLICY_GPU_ADAMW=overlap and overlap32 (the update in groups on
  * its own stream, the next step's forward waiting on the device for each
