@@ -2954,12 +2954,14 @@ static int head_precision(enum swerve_pl_precision *p)
  * current one is reduced) */
 static int head_rows(int *row_reread)
 {
-	/* round 21: stream (kernels/policy_loss.h: 2 rows an SM, each row read
-	 * 3 times, the 2nd and 3rd from L2; bit for bit reg) */
+	/* round 21: stream, the default (kernels/policy_loss.h: 2 rows an SM,
+	 * each row read 3 times, the 2nd and 3rd from L2; bit for bit reg;
+	 * under graphs -0.5 to -1.1 ms a 4 x 8192 step on two H100s, level at
+	 * 65,536 tokens a micro-batch) */
 	static const char *const names[] = {"reg", "prefetch", "stream"};
 	static const int kinds[] = {SWERVE_PL_ROWS_REG, SWERVE_PL_ROWS_PREFETCH,
 	                            SWERVE_PL_ROWS_STREAM};
-	int v = policy_env_choice("POLICY_GPU_HEAD_ROWS", names, 3, 0);
+	int v = policy_env_choice("POLICY_GPU_HEAD_ROWS", names, 3, 2);
 	if (v < 0)
 		return v;
 	*row_reread = kinds[v];
