@@ -342,6 +342,11 @@ struct policy_gpu {
 	/* round 20: POLICY_GPU_PDL=on: the step's chains of own kernels
 	 * (kernels/pdl.cuh) launched with programmatic dependent launch */
 	int pdl;
+	/* round 21: POLICY_GPU_PRIO=off | main | side: which of the step's
+	 * stream (graph mode's gst) and the weight-gradient stream gets the
+	 * device's greatest priority; graphs run their kernels at the priority
+	 * of the stream each was captured from */
+	int prio;
 	int *adam_gs, *adam_gblk; /* host: group k's first tensor (ngrp + 1), its blocks */
 	struct adam_seg *adam_gseg;
 	cudaStream_t ast;
@@ -1661,13 +1666,23 @@ static int batch_maxlen(const struct policy_batch *b)
 /* round 14: graph mode's stream, events, fixed cuBLAS workspaces (cuBLAS's
  * default size on the card: 32 MiB on compute capability 9, else 4 MiB, so
  * that it picks the same algorithms as the default step) */
+/* round 21: the device's greatest stream priority (high) or its least */
+static int stream_priority(int high)
+{
+	int least = 0, greatest = 0;
+	if (cudaDeviceGetStreamPriorityRange(&least, &greatest) != cudaSuccess)
+		return 0;
+	return high ? greatest : least;
+}
+
 static int graph_setup(struct policy_gpu *g)
 {
 	int dev = 0, major = 0;
 	CK(cudaGetDevice(&dev));
 	CK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
 	g->blas_ws_bytes = (size_t)(major >= 9 ? 32 : 4) << 20;
-	CK(cudaStreamCreateWithFlags(&g->gst, cudaStreamNonBlocking));
+	CK(cudaStreamCreateWithPriority(&g->gst, cudaStreamNonBlocking,
+	                                stream_priority(g->prio == 1)));
 	CK(cudaEventCreateWithFlags(&g->ev_leg, cudaEventDisableTiming));
 	CK(cudaEventCreateWithFlags(&g->ev_norm, cudaEventDisableTiming));
 	if (g->graph == 2) {
@@ -1880,10 +1895,18 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 			return v;
 		g->streams = v;
 	}
+	{
+		static const char *const names[] = {"off", "main", "side"};
+		int v = policy_env_choice("POLICY_GPU_PRIO", names, 3, 0);
+		if (v < 0)
+			return v;
+		g->prio = v;
+	}
 	if (g->streams) {
 		/* non-blocking: the legacy default stream does not order itself
 		 * with it; the events do */
-		CK(cudaStreamCreateWithFlags(&g->side, cudaStreamNonBlocking));
+		CK(cudaStreamCreateWithPriority(&g->side, cudaStreamNonBlocking,
+		                                stream_priority(g->prio == 2)));
 		CKB(cublasCreate(&g->blas_side)); /* its own workspace */
 		CKB(cublasSetStream(g->blas_side, g->side));
 		CK(cudaEventCreateWithFlags(&g->ev_fork, cudaEventDisableTiming));

@@ -100,7 +100,9 @@ int policy_graph_capture_end(struct policy_graphs *c, const struct policy_graph_
 		return swerve_error_set(SWERVE_ERROR,
 		                        "gpu: POLICY_GPU_GRAPH=1: capturing the step failed: %s",
 		                        cudaGetErrorString(e));
-	e = cudaGraphInstantiate(&exec, graph, 0);
+	/* round 21: each kernel at the priority of the stream it was captured
+	 * from (POLICY_GPU_PRIO), not the launch stream's */
+	e = cudaGraphInstantiateWithFlags(&exec, graph, cudaGraphInstantiateFlagUseNodePriority);
 	cudaGraphDestroy(graph);
 	if (e != cudaSuccess)
 		return swerve_error_set(
