@@ -393,6 +393,69 @@ CASE(sp_tf32, {"stream-plain tf32 (dZ in place)", 300, 136, 2048, 5, 0, SWERVE_P
 CASE(sp_dapo_fp32, {"stream-plain dapo fp32 V3000 R48", 200, 256, 3000, 4, 128, SWERVE_PL_DAPO,
                     SWERVE_PL_FP32, SWERVE_PL_NORM_TOKENS, 0, 0, 0, 0, 0, 0, 48, 5})
 
+/* The bitwise cases' inputs on the device: X bf16 [N, d], W [V, d] at
+ * 2 / sqrt(d), targets, behaviour logprobs near uniform's, advantages; and
+ * their outputs packed in one buffer of bytes bytes (bw_out) */
+struct bw_inputs {
+	int N, d, V;
+	uint16_t *X;
+	float *W, *old, *adv;
+	int32_t *y;
+	size_t nf, bytes; /* the packed outputs' floats, and bytes with the clip flags */
+	struct swerve_pl_batch b;
+};
+
+static std::vector<float> bw_weights(int V, int d)
+{
+	std::vector<float> W((size_t)V * d);
+	for (auto &w : W)
+		w = (float)(2.0 / sqrt((double)d) * gpu_nrand());
+	return W;
+}
+
+static int bw_make(struct bw_inputs *in, int N, int d, int V)
+{
+	std::vector<uint16_t> Xb((size_t)N * d);
+	std::vector<float> old(N), adv(N);
+	std::vector<int32_t> y(N);
+	for (auto &x : Xb)
+		x = swerve_float_to_bf16((float)gpu_nrand());
+	std::vector<float> W = bw_weights(V, d);
+	for (int t = 0; t < N; t++) {
+		y[t] = (int32_t)(gpu_urand() * V);
+		old[t] = (float)(-log((double)V) + gpu_nrand());
+		adv[t] = (float)gpu_nrand();
+	}
+	in->N = N, in->d = d, in->V = V;
+	in->X = dev_copy(Xb);
+	in->W = dev_copy(W), in->old = dev_copy(old), in->adv = dev_copy(adv);
+	in->y = dev_copy(y);
+	in->nf = 3 * (size_t)N + 1 + (size_t)N * d + (size_t)V * d;
+	in->bytes = in->nf * 4 + N;
+	in->b = (struct swerve_pl_batch){N, d, V, in->y, in->old, in->adv, NULL, 1, 0, NULL};
+	CHECK(in->X && in->W && in->old && in->adv && in->y, "cudaMalloc");
+	return 0;
+}
+
+static void bw_free(struct bw_inputs *in)
+{
+	cudaFree(in->X), cudaFree(in->W), cudaFree(in->old), cudaFree(in->adv), cudaFree(in->y);
+}
+
+/* one buffer g for all outputs: logp, entropy, ratio (N each), loss, dX,
+ * dW, then the clip flags */
+static struct swerve_pl_out bw_out(const struct bw_inputs *in, float *g)
+{
+	const size_t N = (size_t)in->N;
+	return (struct swerve_pl_out){g,
+	                              g + N,
+	                              g + 2 * N,
+	                              (uint8_t *)(g + in->nf),
+	                              g + 3 * N,
+	                              g + 3 * N + 1,
+	                              g + 3 * N + 1 + N * in->d};
+}
+
 /* The prefetching kernel runs the register kernel's math line for line: the
  * same inputs give the same bytes in every output (dX and dW too: the GEMMs
  * see the same dZ). One run of each on the same device buffers, outputs
@@ -400,24 +463,10 @@ CASE(sp_dapo_fp32, {"stream-plain dapo fp32 V3000 R48", 200, 256, 3000, 4, 128, 
 static int pf_bitwise_one(enum swerve_pl_precision prec, int N, int d, int V, int rows,
                           int mode = SWERVE_PL_ROWS_PREFETCH)
 {
-	std::vector<uint16_t> Xb((size_t)N * d);
-	std::vector<float> W((size_t)V * d), old(N), adv(N);
-	std::vector<int32_t> y(N);
-	for (auto &x : Xb)
-		x = swerve_float_to_bf16((float)gpu_nrand());
-	for (auto &w : W)
-		w = (float)(2.0 / sqrt((double)d) * gpu_nrand());
-	for (int t = 0; t < N; t++) {
-		y[t] = (int32_t)(gpu_urand() * V);
-		old[t] = (float)(-log((double)V) + gpu_nrand());
-		adv[t] = (float)gpu_nrand();
-	}
-	uint16_t *dX16 = dev_copy(Xb);
-	float *dWt = dev_copy(W), *dold = dev_copy(old), *dadv = dev_copy(adv);
-	int32_t *dy = dev_copy(y);
-	CHECK(dX16 && dWt && dold && dadv && dy, "cudaMalloc");
-	/* one buffer for all outputs: logp, entropy, ratio (N each), loss, dX, dW, clipped */
-	const size_t nf = 3 * (size_t)N + 1 + (size_t)N * d + (size_t)V * d, bytes = nf * 4 + N;
+	struct bw_inputs in;
+	if (bw_make(&in, N, d, V))
+		return 1;
+	const size_t bytes = in.bytes;
 	std::vector<uint8_t> h[2];
 	for (int k = 0; k < 2; k++) {
 		struct swerve_pl_opts o;
@@ -428,20 +477,14 @@ static int pf_bitwise_one(enum swerve_pl_precision prec, int N, int d, int V, in
 		float *g = NULL;
 		CK(cudaMalloc(&g, bytes));
 		CK(cudaMemset(g, 0xff, bytes));
-		struct swerve_pl_batch db = {N, d, V, dy, dold, dadv, NULL, 1, 0, NULL};
-		struct swerve_pl_out dout = {g,
-		                             g + N,
-		                             g + 2 * N,
-		                             (uint8_t *)(g + nf),
-		                             g + 3 * N,
-		                             g + 3 * N + 1,
-		                             g + 3 * N + 1 + (size_t)N * d};
-		size_t wsz = swerve_pl_workspace_size(&db, &o);
+		struct swerve_pl_out dout = bw_out(&in, g);
+		size_t wsz = swerve_pl_workspace_size(&in.b, &o);
 		void *ws = NULL;
 		CK(cudaMalloc(&ws, wsz));
 		struct swerve_pl_ctx *ctx = NULL;
 		CHECK(swerve_pl_ctx_new(&ctx) == 0, "%s", swerve_error_last());
-		CHECK(swerve_policy_loss_cuda(ctx, &dout, &db, dX16, dWt, &o, ws, wsz, NULL) == 0,
+		CHECK(swerve_policy_loss_cuda(ctx, &dout, &in.b, in.X, in.W, &o, ws, wsz, NULL) ==
+		              0,
 		      "%s", swerve_error_last());
 		CK(cudaDeviceSynchronize());
 		h[k].resize(bytes);
@@ -449,7 +492,7 @@ static int pf_bitwise_one(enum swerve_pl_precision prec, int N, int d, int V, in
 		swerve_pl_ctx_free(ctx);
 		cudaFree(ws), cudaFree(g);
 	}
-	cudaFree(dX16), cudaFree(dWt), cudaFree(dold), cudaFree(dadv), cudaFree(dy);
+	bw_free(&in);
 	size_t ndiff = 0, first = 0;
 	for (size_t i = 0; i < bytes; i++)
 		if (h[0][i] != h[1][i] && !ndiff++)
@@ -619,37 +662,19 @@ static int w_split_ready_guards(void)
 {
 	if (!have_gpu())
 		return GPU_SKIP;
-	const int N = 300, d = 64, V = 2048;
-	std::vector<uint16_t> Xb((size_t)N * d);
-	std::vector<float> Wa((size_t)V * d), Wb((size_t)V * d), old(N), adv(N);
-	std::vector<int32_t> y(N);
-	for (auto &x : Xb)
-		x = swerve_float_to_bf16((float)gpu_nrand());
-	for (size_t i = 0; i < Wa.size(); i++) {
-		Wa[i] = (float)(2.0 / sqrt((double)d) * gpu_nrand());
-		Wb[i] = (float)(2.0 / sqrt((double)d) * gpu_nrand());
-	}
-	for (int t = 0; t < N; t++) {
-		y[t] = (int32_t)(gpu_urand() * V);
-		old[t] = (float)(-log((double)V) + gpu_nrand());
-		adv[t] = (float)gpu_nrand();
-	}
-	uint16_t *dX16 = dev_copy(Xb);
-	float *dWa = dev_copy(Wa), *dWb = dev_copy(Wb), *dold = dev_copy(old),
-	      *dadv = dev_copy(adv);
-	int32_t *dy = dev_copy(y);
-	CHECK(dX16 && dWa && dWb && dold && dadv && dy, "cudaMalloc");
-	const size_t nf = 3 * (size_t)N + 1 + (size_t)N * d + (size_t)V * d, bytes = nf * 4 + N;
+	struct bw_inputs in;
+	if (bw_make(&in, 300, 64, 2048))
+		return 1;
+	const int d = in.d, V = in.V;
+	const size_t bytes = in.bytes;
+	std::vector<float> Wa((size_t)V * d), Wb = bw_weights(V, d);
+	CK(cudaMemcpy(Wa.data(), in.W, Wa.size() * 4, cudaMemcpyDeviceToHost));
+	float *dWa = in.W, *dWb = dev_copy(Wb);
+	CHECK(dWb, "cudaMalloc");
 	float *g = NULL;
 	CK(cudaMalloc(&g, bytes));
-	struct swerve_pl_batch db = {N, d, V, dy, dold, dadv, NULL, 1, 0, NULL};
-	struct swerve_pl_out dout = {g,
-	                             g + N,
-	                             g + 2 * N,
-	                             (uint8_t *)(g + nf),
-	                             g + 3 * N,
-	                             g + 3 * N + 1,
-	                             g + 3 * N + 1 + (size_t)N * d};
+	struct swerve_pl_batch db = in.b;
+	struct swerve_pl_out dout = bw_out(&in, g);
 	struct swerve_pl_opts o;
 	swerve_pl_opts_init(&o, SWERVE_PL_CISPO);
 	o.precision = SWERVE_PL_FP32_FWD;
@@ -668,7 +693,7 @@ static int w_split_ready_guards(void)
 		o.precision = p;
 		o.w_split_ready = ready;
 		CK(cudaMemset(g, 0xff, bytes));
-		int rc = swerve_policy_loss_cuda(c ? c : fresh, &dout, &db, dX16, W, &o, w, wsz,
+		int rc = swerve_policy_loss_cuda(c ? c : fresh, &dout, &db, in.X, W, &o, w, wsz,
 		                                 NULL);
 		if (fresh)
 			swerve_pl_ctx_free(fresh);
@@ -696,21 +721,25 @@ static int w_split_ready_guards(void)
 	    call(NULL, dWb, ws[1], SWERVE_PL_BF16, 0, ref_b16))
 		return 1;
 	CHECK(memcmp(ref_a.data(), ref_b.data(), bytes) != 0, "W a and W b give the same bytes");
-	if (call(ctx, dWa, ws[0], SWERVE_PL_FP32_FWD, 1, h))
+	/* a call on ctx, its bytes against ref's */
+	auto step = [&](const char *what, const float *W, void *w, enum swerve_pl_precision p,
+	                int ready, const std::vector<uint8_t> &ref) -> int {
+		if (call(ctx, W, w, p, ready, h))
+			return 1;
+		same(what, ref);
+		return 0;
+	};
+	const enum swerve_pl_precision F = SWERVE_PL_FP32_FWD;
+	if (step("1. ready on a context with no split yet (W a)", dWa, ws[0], F, 1, ref_a) ||
+	    step("2. ready, the same W a: split kept", dWa, ws[0], F, 1, ref_a) ||
+	    step("3. ready, another W (b): split again", dWb, ws[0], F, 1, ref_b))
 		return 1;
-	same("1. ready on a context with no split yet (W a)", ref_a);
-	if (call(ctx, dWa, ws[0], SWERVE_PL_FP32_FWD, 1, h))
-		return 1;
-	same("2. ready, the same W a: split kept", ref_a);
-	if (call(ctx, dWb, ws[0], SWERVE_PL_FP32_FWD, 1, h))
-		return 1;
-	same("3. ready, another W (b): split again", ref_b);
 	CK(cudaMemcpy(dWb, Wa.data(), Wa.size() * 4, cudaMemcpyHostToDevice));
-	if (call(ctx, dWb, ws[0], SWERVE_PL_FP32_FWD, 0, h))
+	if (step("4. not ready, W b's buffer now holding a's values: split again", dWb, ws[0], F, 0,
+	         ref_a))
 		return 1;
-	same("4. not ready, W b's buffer now holding a's values: split again", ref_a);
 	CK(cudaMemcpy(dWb, Wb.data(), Wb.size() * 4, cudaMemcpyHostToDevice));
-	if (call(ctx, dWb, ws[0], SWERVE_PL_FP32_FWD, 1, h))
+	if (call(ctx, dWb, ws[0], F, 1, h))
 		return 1;
 	{ /* the logits come from the kept split (a's), the target logit from W (b's) */
 		size_t n = ndiff(ref_b);
@@ -719,15 +748,13 @@ static int w_split_ready_guards(void)
 		       n, bytes, n ? " (the split was skipped)" : "  <-- FAIL");
 		bad |= n == 0;
 	}
-	if (call(ctx, dWb, ws[1], SWERVE_PL_FP32_FWD, 1, h))
+	if (step("6. ready, another workspace: split again", dWb, ws[1], F, 1, ref_b) ||
+	    step("7. ready, bf16 (1 part) after 2 parts: split again", dWb, ws[1], SWERVE_PL_BF16,
+	         1, ref_b16))
 		return 1;
-	same("6. ready, another workspace: split again", ref_b);
-	if (call(ctx, dWb, ws[1], SWERVE_PL_BF16, 1, h))
-		return 1;
-	same("7. ready, bf16 (1 part) after 2 parts: split again", ref_b16);
 	swerve_pl_ctx_free(ctx);
-	cudaFree(ws[0]), cudaFree(ws[1]), cudaFree(g);
-	cudaFree(dX16), cudaFree(dWa), cudaFree(dWb), cudaFree(dold), cudaFree(dadv), cudaFree(dy);
+	cudaFree(ws[0]), cudaFree(ws[1]), cudaFree(g), cudaFree(dWb);
+	bw_free(&in);
 	CHECK(!bad, "a kept split of W was used where it must not be, or not where it may");
 	return 0;
 }
