@@ -259,6 +259,7 @@ struct policy_gpu {
 	 * that call's bf16 parts of W in ws2 are reused (swerve_pl_opts
 	 * w_split_ready; in graph mode split again at once, w_written) */
 	int w_fresh, wsplit_reuse;
+	int maxlen; /* round 21: the step's maxlen_bucket (flash attention's) */
 	/* round 21: POLICY_GPU_GRAPH=auto (graph 1, a key captured on its
 	 * second sighting) */
 	int graph_auto;
@@ -1651,14 +1652,15 @@ static int attn_gemm_bwd(struct policy_gpu *g, float *dq, float *dk, float *dv, 
 	return 0;
 }
 
-/* the flash path of softmax_fwd / softmax_bwd (policy/gpu_flash.cu) */
-static int batch_maxlen(const struct policy_batch *b)
+/* round 21: the longest sequence as the kernels see it (flash attention's
+ * grid, the lightning plan, their scratch): rounded up to 256 tokens, at
+ * most the config's max_seq_len where the batch fits in it, so that batches
+ * packed differently share a CUDA graph (graph_part's key: with flash
+ * attention every kernel reads the sequence bounds from the device) */
+static int maxlen_bucket(const struct policy_config *c, int m)
 {
-	int m = 0;
-	for (int s = 0; s < b->n_seqs; s++)
-		if (b->cu_seqlens[s + 1] - b->cu_seqlens[s] > m)
-			m = b->cu_seqlens[s + 1] - b->cu_seqlens[s];
-	return m;
+	int r = (m + 255) / 256 * 256;
+	return m <= c->max_seq_len && r > c->max_seq_len ? c->max_seq_len : r;
 }
 
 /* ---- setup ------------------------------------------------------------------ */
@@ -2536,7 +2538,7 @@ static int softmax_fwd(struct policy_gpu *g, int l, float *y, const struct polic
 		        ly->q, ly->k, g->pos, T, H, KV, d, c->rotary_dim, (float)c->rope_theta, 0));
 	if (g->flash) {
 		CKR(policy_flash_fwd(ly->o, ly->lse, ly->q, ly->k, ly->v, g->cu, b->n_seqs,
-		                     batch_maxlen(b), H, KV));
+		                     g->maxlen, H, KV));
 	} else if (g->attn_gemm) {
 		CKR(attn_gemm_fwd(g, ly->o, ly->lse, ly->q, ly->k, ly->v, b));
 	} else {
@@ -2570,7 +2572,7 @@ static int softmax_bwd(struct policy_gpu *g, int l, float *dn, const float *dy,
 	LAUNCHED();
 	if (g->flash) {
 		CKR(policy_flash_bwd(dq, dk, dv, dO, Dsum, ly->q, ly->k, ly->v, ly->lse, g->cu,
-		                     b->n_seqs, batch_maxlen(b), H, KV));
+		                     b->n_seqs, g->maxlen, H, KV));
 	} else if (g->attn_gemm) {
 		CKR(attn_gemm_bwd(g, dq, dk, dv, dO, Dsum, ly->q, ly->k, ly->v, ly->lse, b));
 	} else {
@@ -3470,14 +3472,18 @@ static int graph_part(struct policy_gpu *g, int part, const struct policy_batch 
 		k.eps_low = opts->eps_low;
 		k.eps_high = opts->eps_high;
 	}
-	if ((e = policy_graph_find(g->graphs, &k, b->cu_seqlens))) {
+	/* round 21: with flash attention no launch reads the sequence bounds
+	 * on the host, so batches of one (T, sequences, maxlen bucket) share
+	 * a graph; cuBLAS attention loops over the sequences on the host */
+	const int *cu = g->flash ? NULL : b->cu_seqlens;
+	if ((e = policy_graph_find(g->graphs, &k, cu))) {
 		CK(cudaGraphLaunch(e->exec, g->gst));
 		graph_stats_add(g, e->stats);
 		return 0;
 	}
 	swerve_gpu_pdl = g->pdl == 1; /* launched directly */
 	/* round 21 (auto): a key's first time only launches */
-	if (g->graph_auto && !policy_graph_seen(g->graphs, &k, b->cu_seqlens))
+	if (g->graph_auto && !policy_graph_seen(g->graphs, &k, cu))
 		return step_launch(g, part, b, targets, pg, opts, backward, maxlen, n);
 	graph_stats(g, s0);
 	CKR(step_launch(g, part, b, targets, pg, opts, backward, maxlen, n));
@@ -3495,7 +3501,7 @@ static int graph_part(struct policy_gpu *g, int part, const struct policy_batch 
 	g->moe_rows_peak = s1[2];
 	g->lt_calls = s1[3];
 	g->lt_fallbacks = s1[4];
-	return policy_graph_capture_end(g->graphs, &k, b->cu_seqlens, g->gst, rc, d);
+	return policy_graph_capture_end(g->graphs, &k, cu, g->gst, rc, d);
 }
 
 static int step_impl(struct policy_loss_stats *st, double *aux_out, float *out_logp,
@@ -3539,6 +3545,7 @@ static int step_impl(struct policy_loss_stats *st, double *aux_out, float *out_l
 			hp[2 * T + t] = e;
 		}
 	}
+	maxlen = g->maxlen = maxlen_bucket(c, maxlen);
 	if (g->copy_async) { /* round 10: through the pinned staging, not waiting */
 		int *s = g->h_stage, ns1 = b->n_seqs + 1;
 		float *f = (float *)(s + 5 * (size_t)T + ns1);

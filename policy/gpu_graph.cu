@@ -23,10 +23,26 @@ void policy_graph_clear(struct policy_graphs *c)
 	}
 }
 
+/* cu NULL: a key without sequence bounds (round 21) */
 static int key_is(const struct policy_graph_key *a, const int *acu,
                   const struct policy_graph_key *k, const int *cu)
 {
-	return !memcmp(a, k, sizeof(*k)) && !memcmp(acu, cu, (size_t)(k->n_seqs + 1) * sizeof(int));
+	if (memcmp(a, k, sizeof(*k)) || !acu != !cu)
+		return 0;
+	return !cu || !memcmp(acu, cu, (size_t)(k->n_seqs + 1) * sizeof(int));
+}
+
+/* a copy of cu (NULL for NULL); 0, or -1 out of memory */
+static int cu_copy(int **out, const struct policy_graph_key *k, const int *cu)
+{
+	*out = NULL;
+	if (!cu)
+		return 0;
+	*out = (int *)malloc((size_t)(k->n_seqs + 1) * sizeof(int));
+	if (!*out)
+		return -1;
+	memcpy(*out, cu, (size_t)(k->n_seqs + 1) * sizeof(int));
+	return 0;
 }
 
 int policy_graph_seen(struct policy_graphs *c, const struct policy_graph_key *k, const int *cu)
@@ -43,10 +59,8 @@ int policy_graph_seen(struct policy_graphs *c, const struct policy_graph_key *k,
 		if (!o || (o->used && (!s->used || s->last < o->last)))
 			o = s;
 	}
-	cuc = (int *)malloc((size_t)(k->n_seqs + 1) * sizeof(int));
-	if (!cuc)
+	if (cu_copy(&cuc, k, cu))
 		return 0;
-	memcpy(cuc, cu, (size_t)(k->n_seqs + 1) * sizeof(int));
 	free(o->cu);
 	o->used = 1;
 	o->key = *k;
@@ -108,12 +122,10 @@ int policy_graph_capture_end(struct policy_graphs *c, const struct policy_graph_
 		return swerve_error_set(
 		        SWERVE_ERROR, "gpu: POLICY_GPU_GRAPH=1: instantiating the step failed: %s",
 		        cudaGetErrorString(e));
-	cuc = (int *)malloc((size_t)(k->n_seqs + 1) * sizeof(int));
-	if (!cuc) {
+	if (cu_copy(&cuc, k, cu)) {
 		cudaGraphExecDestroy(exec);
 		return swerve_error_set(SWERVE_ENOMEM, "gpu: out of memory");
 	}
-	memcpy(cuc, cu, (size_t)(k->n_seqs + 1) * sizeof(int));
 	for (int i = 0; i < POLICY_GRAPH_SLOTS; i++) /* a free slot, else the oldest */
 		if (!c->s[i].used) {
 			s = &c->s[i];

@@ -12,7 +12,9 @@
  * with one cudaGraphLaunch after its inputs were copied into the same
  * device buffers. The key is everything that changes the launch
  * sequence or a kernel's arguments: tokens, sequences and their bounds
- * (cu_seqlens), the longest sequence, backward or not, the first
+ * (cu_seqlens; round 21: not with flash attention, whose kernels read them
+ * on the device: cu NULL), the longest sequence (round 21: rounded up to
+ * 256 tokens, gpu.cu's maxlen_bucket), backward or not, the first
  * micro-batch of an accumulation window (the arena cleared, the head's and
  * experts' dW stored, not added) and the loss (policy gradient or
  * cross-entropy, kind, clip bounds). A graph holds device pointers: every
@@ -23,8 +25,8 @@
 
 #include <cuda_runtime.h>
 
-#define POLICY_GRAPH_SLOTS 8 /* graphs kept (least recently used replaced) */
-#define POLICY_GRAPH_STATS 5 /* host counters a replay adds (gpu.cu's graph_stats) */
+#define POLICY_GRAPH_SLOTS 64 /* graphs kept (least recently used replaced; round 21: 8 -> 64) */
+#define POLICY_GRAPH_STATS 5  /* host counters a replay adds (gpu.cu's graph_stats) */
 
 struct policy_graph_key {
 	int part; /* 0: the forward and the head, 1: the backward */
@@ -35,7 +37,7 @@ struct policy_graph_key {
 struct policy_graph_slot {
 	int used;
 	struct policy_graph_key key;
-	int *cu;                 /* (n_seqs + 1) the key's cu_seqlens */
+	int *cu;                 /* (n_seqs + 1) the key's cu_seqlens, or NULL */
 	unsigned gen;            /* policy_gpu_alloc_gen at capture */
 	unsigned long long last; /* use clock */
 	cudaGraphExec_t exec;

@@ -1309,21 +1309,27 @@ static int test_bf16_cispo_route_v4(void)
  * micro-batches whose shapes change between steps (1024 tokens in 2 and in
  * 3 sequences, 768 in 2; the first micro-batch of a window clears the
  * arena, the second adds), so graphs are captured for new keys and replayed
- * for known ones; then two forward-only calls (the per-token logprobs bit
- * for bit). Losses and clip counts bit for bit; the gradient norm as the
- * default's own spread. pg: CISPO, else cross-entropy. */
+ * for known ones, and (round 21) a batch packed differently replays another's
+ * graphs; then two forward-only calls (the per-token logprobs bit for bit;
+ * the second must replay the first's graph). Losses and clip counts bit for
+ * bit; the gradient norm as the default's own spread. pg: CISPO, else
+ * cross-entropy. */
 static int graph_bitwise(int pg, const char *mode)
 {
 	struct policy_config c;
 	struct policy_layout L;
 	struct policy_gpu *g[3] = {NULL, NULL, NULL};
 	struct policy_adamw ao[3] = {POLICY_ADAMW_INIT, POLICY_ADAMW_INIT, POLICY_ADAMW_INIT};
-	static const int lens[3][3] = {{600, 424, 0}, {512, 300, 212}, {500, 268, 0}};
-	static const int nseq[3] = {2, 3, 2}, ntok[3] = {1024, 1024, 768};
-	static const int sched[4][2] = {{0, 1}, {0, 1}, {1, 0}, {2, 0}};
-	int tok[3][1024], tgt[3][1024], cu[3][4], n_bits = 0, n_atomic = 0, bad = 0;
-	struct policy_batch b[3];
-	float *p0, *gr[3], *pw[3], old[3][1024], adv[3][1024], lp[3][1024];
+	/* round 21: batch 3 packs batch 0's tokens count, sequence count and
+	 * longest-sequence bucket differently: with flash attention it replays
+	 * batch 0's graphs */
+	static const int lens[4][3] = {
+	        {600, 424, 0}, {512, 300, 212}, {500, 268, 0}, {424, 600, 0}};
+	static const int nseq[4] = {2, 3, 2, 2}, ntok[4] = {1024, 1024, 768, 1024};
+	static const int sched[4][2] = {{0, 1}, {3, 1}, {1, 0}, {2, 0}};
+	int tok[4][1024], tgt[4][1024], cu[4][4], n_bits = 0, n_atomic = 0, bad = 0;
+	struct policy_batch b[4];
+	float *p0, *gr[3], *pw[3], old[4][1024], adv[4][1024], lp[3][1024];
 	struct policy_loss_opts lo = POLICY_LOSS_OPTS_INIT;
 	char saved[16];
 	long caps = 0, reps = 0;
@@ -1333,7 +1339,7 @@ static int graph_bitwise(int pg, const char *mode)
 	snprintf(saved, sizeof(saved), "%s", was ? was : "");
 	if (bitwise_model(&c, &L, &p0))
 		return 1;
-	for (int m = 0; m < 3; m++) {
+	for (int m = 0; m < 4; m++) {
 		cu[m][0] = 0;
 		for (int s = 0; s < nseq[m]; s++)
 			cu[m][s + 1] = cu[m][s] + lens[m][s];
@@ -1383,17 +1389,29 @@ static int graph_bitwise(int pg, const char *mode)
 		for (int k = 1; k < 3; k++) /* the next step from the same weights */
 			CHECK(policy_gpu_set_params(g[k], pw[0]) == 0, "%s", swerve_error_last());
 	}
-	/* forward only, twice (captured, then replayed) */
+	/* forward only: batch 0 (captured), then batch 3, which (round 21)
+	 * replays batch 0's graph: packed differently, but flash attention's
+	 * kernels read the sequence bounds on the device */
 	for (int r = 0; r < 2; r++) {
+		const int m = r ? 3 : 0;
+		long c0, r0;
+		policy_gpu_graph_stats(g[2], &c0, &r0);
 		for (int k = 0; k < 3; k++)
-			CHECK(policy_gpu_step(NULL, NULL, lp[k], g[k], &b[1], tgt[1], NULL, NULL,
+			CHECK(policy_gpu_step(NULL, NULL, lp[k], g[k], &b[m], tgt[m], NULL, NULL,
 			                      NULL, 0) == 0,
 			      "%s", swerve_error_last());
-		if (!memcmp(lp[0], lp[1], (size_t)ntok[1] * 4)) {
+		policy_gpu_graph_stats(g[2], &caps, &reps);
+		if (r)
+			CHECK(caps == c0 && reps == r0 + 1,
+			      "forward of batch 3: %ld graphs captured, %ld replayed: batch 0's "
+			      "graph (the same tokens, sequences and maxlen bucket) was not "
+			      "replayed",
+			      caps - c0, reps - r0);
+		if (!memcmp(lp[0], lp[1], (size_t)ntok[m] * 4)) {
 			int j = 0;
-			while (j < ntok[1] && lp[2][j] == lp[0][j])
+			while (j < ntok[m] && lp[2][j] == lp[0][j])
 				j++;
-			CHECK(j == ntok[1], "forward %d: logprob %d %.9g vs %.9g", r + 1, j,
+			CHECK(j == ntok[m], "forward %d: logprob %d %.9g vs %.9g", r + 1, j,
 			      lp[2][j], lp[0][j]);
 		}
 	}
@@ -1406,8 +1424,9 @@ static int graph_bitwise(int pg, const char *mode)
 	CHECK(n_bits > 0, "no tensor was reproducible bit for bit");
 	/* 8 backward micro-batches (two graphs each: forward + head, backward)
 	 * and 2 forward-only ones: 18 graph launches of 11 keys, (b0 first, b1
-	 * acc) twice, (b1 first, b0 acc), (b2 first, b0 acc), forward b1 twice;
-	 * a grown scratch buffer drops the graphs (a key captured again) */
+	 * acc), (b3 first = b0's key, b1 acc), (b1 first, b0 acc), (b2 first,
+	 * b0 acc), forward b0 then b3 (b0's key); a grown scratch buffer drops
+	 * the graphs (a key captured again) */
 	CHECK(caps + reps == 18 && reps >= 4, "graphs captured %ld, replayed %ld (of 18; 11 keys)",
 	      caps, reps);
 	return 0;
