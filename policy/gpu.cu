@@ -1665,9 +1665,6 @@ static int maxlen_bucket(const struct policy_config *c, int m)
 
 /* ---- setup ------------------------------------------------------------------ */
 
-/* round 14: graph mode's stream, events, fixed cuBLAS workspaces (cuBLAS's
- * default size on the card: 32 MiB on compute capability 9, else 4 MiB, so
- * that it picks the same algorithms as the default step) */
 /* round 21: the device's greatest stream priority (high) or its least */
 static int stream_priority(int high)
 {
@@ -1677,6 +1674,9 @@ static int stream_priority(int high)
 	return high ? greatest : least;
 }
 
+/* round 14: graph mode's stream, events, fixed cuBLAS workspaces (cuBLAS's
+ * default size on the card: 32 MiB on compute capability 9, else 4 MiB, so
+ * that it picks the same algorithms as the default step) */
 static int graph_setup(struct policy_gpu *g)
 {
 	int dev = 0, major = 0;
@@ -1897,7 +1897,8 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 			return v;
 		g->streams = v;
 	}
-	{
+	{ /* round 21: POLICY_GPU_PRIO=off (the default) | main | side (struct
+	   * policy_gpu's prio) */
 		static const char *const names[] = {"off", "main", "side"};
 		int v = policy_env_choice("POLICY_GPU_PRIO", names, 3, 0);
 		if (v < 0)
@@ -2213,7 +2214,6 @@ void policy_gpu_free(struct policy_gpu *g)
 	free(g);
 }
 
-/* after the fp32 weights changed other than through AdamW: the bf16 copy */
 /* round 21: the weights were written (on PST): the head's kept split of W
  * is stale. Graph mode writes it again at once, since a replayed graph
  * captured with the split skipped reads it; elsewhere the next head call
@@ -2230,6 +2230,7 @@ static int w_written(struct policy_gpu *g)
 	return 0;
 }
 
+/* after the fp32 weights changed other than through AdamW: the bf16 copy */
 static int params_changed(struct policy_gpu *g)
 {
 	if (g->pb) {
