@@ -187,6 +187,11 @@ struct glayer {
  * SV_DXB g->dxb, SV_DT1 g->dt1, SV_DBIG g->dbig, SV_MOE g->moe_scr */
 enum { SV_DX, SV_DXB, SV_DT1, SV_DBIG, SV_MOE, SV_N };
 
+/* round 21: a range of the gradient arena (struct policy_gpu's gz) */
+struct gz_range {
+	size_t off, n;
+};
+
 struct policy_gpu {
 	struct policy_config cfg;
 	const struct policy_layout *L;
@@ -260,6 +265,13 @@ struct policy_gpu {
 	 * w_split_ready; in graph mode split again at once, w_written) */
 	int w_fresh, wsplit_reuse;
 	int maxlen; /* round 21: the step's maxlen_bucket (flash attention's) */
+	/* round 21, POLICY_GPU_GRADZERO=stored (opt-in, not yet run on a GPU):
+	 * the ranges of the gradient arena a window's first micro-batch clears,
+	 * leaving out the tensors it stores without reading (the experts' w1,
+	 * w3, w2 with moe_dwstore, the fused head's lm_head); gz NULL: the
+	 * whole arena (the default, all) */
+	struct gz_range *gz;
+	int gz_n;
 	/* round 21: POLICY_GPU_GRAPH=auto (graph 1, a key captured on its
 	 * second sighting) */
 	int graph_auto;
@@ -1709,6 +1721,45 @@ static int graph_setup(struct policy_gpu *g)
 		CK(cudaMalloc((void **)&(p), (size_t)(n) * sizeof(*(p)) + 16));                    \
 	} while (0)
 
+/* round 21: POLICY_GPU_GRADZERO=all (the default) | stored: g->gz, the
+ * arena's ranges left to clear (fused head, bf16) */
+static int gz_setup(struct policy_gpu *g, const struct policy_layout *L)
+{
+	static const char *const names[] = {"all", "stored"};
+	int v = policy_env_choice("POLICY_GPU_GRADZERO", names, 2, 0);
+	if (v <= 0)
+		return v;
+	g->gz = (struct gz_range *)calloc((size_t)L->n, sizeof(*g->gz));
+	if (!g->gz)
+		return swerve_error_set(SWERVE_ENOMEM, "gpu: out of memory");
+	for (int i = 0; i < L->n; i++) {
+		const struct policy_tensor *t = &L->t[i];
+		const int expert = g->moe_grouped && g->moe_dwstore &&
+		                   (strstr(t->name, ".moe.w1") || strstr(t->name, ".moe.w3") ||
+		                    strstr(t->name, ".moe.w2"));
+		if (expert || t->offset == L->lm_head)
+			continue;
+		if (g->gz_n && g->gz[g->gz_n - 1].off + g->gz[g->gz_n - 1].n == t->offset)
+			g->gz[g->gz_n - 1].n += t->numel; /* adjacent: one range */
+		else {
+			g->gz[g->gz_n].off = t->offset;
+			g->gz[g->gz_n++].n = t->numel;
+		}
+	}
+	return 0;
+}
+
+/* a window's first micro-batch: the gradient arena cleared (g->gz's ranges
+ * where POLICY_GPU_GRADZERO=stored) */
+static int grads_clear(struct policy_gpu *g)
+{
+	if (!g->gz)
+		CK(cudaMemsetAsync(g->grads, 0, g->L->total * 4, PST));
+	for (int i = 0; g->gz && i < g->gz_n; i++)
+		CK(cudaMemsetAsync(g->grads + g->gz[i].off, 0, g->gz[i].n * 4, PST));
+	return 0;
+}
+
 static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
                      const struct policy_layout *L, int Tm, int Sm, enum policy_gpu_precision prec)
 {
@@ -2074,6 +2125,7 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 		}
 	if (prec == POLICY_GPU_BF16) {
 		CKR(swerve_pl_ctx_new(&g->pl));
+		CKR(gz_setup(g, L));
 		ALLOC(g->nf_b, (size_t)Tm * D);
 		ALLOC(g->tgt_c, Tm);
 		ALLOC(g->mask, Tm);
@@ -2184,6 +2236,7 @@ void policy_gpu_free(struct policy_gpu *g)
 			cudaFree(p[i]);
 	}
 	free(g->ly);
+	free(g->gz);
 	if (g->copy_async)
 		cudaFreeHost(g->h_tl);
 	else
@@ -3023,7 +3076,7 @@ static int fused_head(struct policy_gpu *g, struct policy_loss_stats *st, int T,
 	 * head's gradient; later ones add to it */
 	ko.accumulate_dw = g->n_acc > 0;
 	if (backward && g->n_acc == 0)
-		CK(cudaMemsetAsync(g->grads, 0, L->total * 4, PST));
+		CKR(grads_clear(g));
 	if (!g->ab) { /* bf16 mode's final norm wrote nf_b itself */
 		k_to_bf16<<<GRID((size_t)T * D), 0, PST>>>(g->nf_b, g->nf, (size_t)T * D);
 		LAUNCHED();

@@ -975,7 +975,8 @@ static int test_adamw_fused_fp32_odd(void)
  * cross-entropy. base: switches all three models run under (one of
  * round10_vars, which are restored afterwards; "" for none). */
 static const char *const round10_vars[] = {"POLICY_GPU_STREAMS", "POLICY_GPU_COPY",
-                                           "POLICY_GPU_ACT"};
+                                           "POLICY_GPU_ACT", "POLICY_GPU_GRADZERO"};
+#define N_ROUND10_VARS ((int)(sizeof(round10_vars) / sizeof(round10_vars[0])))
 static void apply_env(const char *env)
 {
 	char buf[128], *save = NULL;
@@ -1163,10 +1164,10 @@ static int variant_bitwise(enum policy_gpu_precision prec, const char *base, con
 	float *p0, *gr[3], *pw[3];
 	struct policy_loss_opts lo = POLICY_LOSS_OPTS_INIT;
 	float old[2][1024], adv[2][1024];
-	char saved[3][16];
+	char saved[N_ROUND10_VARS][16];
 	if (!have_gpu())
 		return GPU_SKIP;
-	for (int v = 0; v < 3; v++) { /* a run under a switch: restored at the end */
+	for (int v = 0; v < N_ROUND10_VARS; v++) { /* a run under a switch: restored at the end */
 		const char *was = getenv(round10_vars[v]);
 		snprintf(saved[v], sizeof(saved[v]), "%s", was ? was : "");
 	}
@@ -1197,6 +1198,7 @@ static int variant_bitwise(enum policy_gpu_precision prec, const char *base, con
 		setenv("POLICY_GPU_STREAMS", "1", 1);
 		setenv("POLICY_GPU_COPY", "sync", 1);
 		unsetenv("POLICY_GPU_ACT");
+		unsetenv("POLICY_GPU_GRADZERO");
 		apply_env(base);
 		if (k == 2)
 			apply_env(env);
@@ -1207,7 +1209,7 @@ static int variant_bitwise(enum policy_gpu_precision prec, const char *base, con
 		pw[k] = malloc(L.total * 4);
 		ao[k].lr = 1e-3;
 	}
-	for (int v = 0; v < 3; v++)
+	for (int v = 0; v < N_ROUND10_VARS; v++)
 		if (*saved[v])
 			setenv(round10_vars[v], saved[v], 1);
 		else
@@ -1261,6 +1263,25 @@ static int test_streams_copy_bitwise_bf16_cispo(void)
 {
 	return variant_bitwise(POLICY_GPU_BF16, "", "POLICY_GPU_STREAMS=2 POLICY_GPU_COPY=async",
 	                       1);
+}
+
+/* Round 21: POLICY_GPU_GRADZERO=stored (a window's first micro-batch clears
+ * only the gradients it does not store: not the experts' dW, which the
+ * grouped kernels store with beta 0, every expert at least one tile, nor
+ * the fused head's) bit for bit against the default; the second step's
+ * first micro-batch must overwrite every expert dW the first step left.
+ * Not yet run on a GPU: only when SWERVE_TEST_ONLY names it (e.g.
+ * SWERVE_TEST_ONLY=GRADZERO), so that it cannot fail others' runs. */
+static int test_gradzero_bitwise_cispo(void)
+{
+	const char *only = getenv("SWERVE_TEST_ONLY");
+	if (!only || !strstr(only, "GRADZERO")) {
+		printf("  POLICY_GPU_GRADZERO=stored not yet run on a GPU: "
+		       "SWERVE_TEST_ONLY=GRADZERO "
+		       "runs it\n");
+		return GPU_SKIP;
+	}
+	return variant_bitwise(POLICY_GPU_BF16, "", "POLICY_GPU_GRADZERO=stored", 1);
 }
 
 /* round 10: POLICY_GPU_ROUTE=route (v3, v4) with POLICY_GPU_MOE_COMB=new (the MoE's
@@ -1815,11 +1836,12 @@ static int test_wsplit_keep_bits(void)
 static int test_bad_switches(void)
 {
 	static const char *vars[] = {
-	        "POLICY_GPU_ROUTE", "POLICY_GPU_LIN_EW", "POLICY_GPU_MOE_GATHER",
-	        "POLICY_GPU_EW",    "POLICY_GPU_ADAMW",  "POLICY_GPU_STREAMS",
-	        "POLICY_GPU_COPY",  "POLICY_GPU_GRAPH",  "POLICY_GPU_LW_GATE",
-	        "POLICY_GPU_ACT16", "POLICY_GPU_FLASH",  "POLICY_GPU_FLASH_ROPE",
-	        "POLICY_GPU_PDL",   "POLICY_GPU_WSPLIT", "POLICY_GPU_PRIO"};
+	        "POLICY_GPU_ROUTE",   "POLICY_GPU_LIN_EW", "POLICY_GPU_MOE_GATHER",
+	        "POLICY_GPU_EW",      "POLICY_GPU_ADAMW",  "POLICY_GPU_STREAMS",
+	        "POLICY_GPU_COPY",    "POLICY_GPU_GRAPH",  "POLICY_GPU_LW_GATE",
+	        "POLICY_GPU_ACT16",   "POLICY_GPU_FLASH",  "POLICY_GPU_FLASH_ROPE",
+	        "POLICY_GPU_PDL",     "POLICY_GPU_WSPLIT", "POLICY_GPU_PRIO",
+	        "POLICY_GPU_GRADZERO"};
 	static const char *step_vars[] = {"POLICY_GPU_HEAD",
 	                                  "POLICY_GPU_HEAD_ROWS",
 	                                  "SWERVE_PL_ROWS",
@@ -2292,6 +2314,8 @@ int main(void)
 	         "of K = 2 "
 	         "(bf16 GEMMs, POLICY_GPU_ACT=fp32, CISPO)",
 	         test_streams_copy_bitwise_act32_cispo},
+	        {"POLICY_GPU_GRADZERO=stored vs all, bit for bit: 2 steps of K = 2 (bf16 CISPO)",
+	         test_gradzero_bitwise_cispo},
 	        {"POLICY_GPU_ADAMW=overlap / overlap32 vs fused, bit for bit: 4 updates, each "
 	         "beside a forward (bf16)",
 	         test_adamw_overlap_bits},
