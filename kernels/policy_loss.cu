@@ -77,6 +77,7 @@ struct swerve_pl_ctx {
 	 * shape and workspace; parts 0 = none */
 	const float *split_w;
 	const void *split_ws;
+	__nv_bfloat16 *split_wp; /* where in split_ws the parts lie (layout_of's wp) */
 	int split_parts, split_v, split_d;
 };
 
@@ -1048,14 +1049,14 @@ extern "C" int swerve_pl_check_args(const struct swerve_pl_out *out,
 			                        cublasGetStatusString(s_));                        \
 	} while (0)
 
-/* W (ctx->split_w) into its ctx->split_parts bf16 parts at the start of
- * ctx->split_ws; the kept split forgotten if the launch fails */
+/* W (ctx->split_w) into its ctx->split_parts bf16 parts at ctx->split_wp
+ * (in ctx->split_ws); the kept split forgotten if the launch fails */
 static int split_w_launch(struct swerve_pl_ctx *ctx, cudaStream_t st)
 {
 	const int PW = ctx->split_parts, d = ctx->split_d;
 	const size_t V = (size_t)ctx->split_v, n = V * d;
 	const float *W = ctx->split_w;
-	__nv_bfloat16 *Wp = (__nv_bfloat16 *)ctx->split_ws; /* the layout's wp: offset 0 */
+	__nv_bfloat16 *Wp = ctx->split_wp;
 	int blocks = (int)((n + 255) / 256 < 132 * 16 ? (n + 255) / 256 : 132 * 16);
 	if (PW == 3)
 		pl_split_w<3><<<blocks, 256, 0, st>>>(W, V, d, Wp);
@@ -1098,6 +1099,7 @@ extern "C" int swerve_pl_ctx_new(struct swerve_pl_ctx **out)
 	c->pf_blocks[0] = c->pf_blocks[1] = c->pf_blocks[2] = 0;
 	c->split_w = NULL;
 	c->split_ws = NULL;
+	c->split_wp = NULL;
 	c->split_parts = c->split_v = c->split_d = 0;
 	for (int i = 0; i < SWERVE_PL_NPHASES; i++)
 		c->prof_ms[i] = 0.0;
@@ -1317,6 +1319,7 @@ extern "C" int swerve_policy_loss_cuda(struct swerve_pl_ctx *ctx, const struct s
 	if (PW > 0 && !split_kept) {
 		ctx->split_w = W;
 		ctx->split_ws = workspace;
+		ctx->split_wp = Wp;
 		ctx->split_parts = PW;
 		ctx->split_v = V;
 		ctx->split_d = d;
