@@ -57,6 +57,7 @@
 
 #include <new>
 
+#include "kernels/gemm_tune.h"
 #include "kernels/policy_loss.h"
 #include "kernels/ptx.cuh"
 
@@ -1083,6 +1084,9 @@ extern "C" int swerve_pl_resplit_w(struct swerve_pl_ctx *ctx, struct CUstream_st
 
 extern "C" int swerve_pl_ctx_new(struct swerve_pl_ctx **out)
 {
+	int tune;
+	if (swerve_gemm_tune_setting(&tune))
+		return SWERVE_EINVAL;
 	struct swerve_pl_ctx *c = new (std::nothrow) swerve_pl_ctx;
 	if (!c)
 		return swerve_error_set(SWERVE_ENOMEM, "policy loss: out of memory for a context");
@@ -1256,10 +1260,12 @@ static int gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, in
                 const void *A, cudaDataType at, int lda, const void *B, cudaDataType bt, int ldb,
                 float beta, float *C, int ldc, cublasComputeType_t ct, const char *what)
 {
-	const float one = 1.0f;
-	BLAS_TRY(cublasGemmEx(h, ta, tb, m, n, k, &one, A, at, lda, B, bt, ldb, &beta, C,
-	                      CUDA_R_32F, ldc, ct, CUBLAS_GEMM_DEFAULT),
-	         what);
+	int mode = 0; /* SWERVE_GEMM_TUNE, checked by swerve_pl_ctx_new */
+	(void)bt;     /* A and B share a type in every call here */
+	swerve_gemm_tune_setting(&mode);
+	const struct swerve_gemm c = {ta, tb, m,    n, k,          A,   lda, 0, B, ldb,
+	                              0,  at, beta, C, CUDA_R_32F, ldc, 0,   1, ct};
+	BLAS_TRY((cublasStatus_t)swerve_gemm_run(h, mode, NULL, 0, &c), what);
 	return 0;
 }
 

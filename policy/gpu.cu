@@ -96,6 +96,7 @@
  * but the forward slows by what it hides; not the default.
  *
  * Shapes are noted as (T, C) row-major; W (out, in) as in ref.c. */
+#include "kernels/gemm_tune.h"
 #include "kernels/lightning.h"
 #include "kernels/pdl.cuh"
 #include "kernels/policy_loss.h"
@@ -360,6 +361,9 @@ struct policy_gpu {
 	 * device's greatest priority; graphs run their kernels at the priority
 	 * of the stream each was captured from */
 	int prio;
+	/* SWERVE_GEMM_TUNE (kernels/gemm_tune.h): 0 off, 1 on, 2 log; gemm()'s
+	 * algorithm timed once a shape */
+	int gemm_tune;
 	int *adam_gs, *adam_gblk; /* host: group k's first tensor (ngrp + 1), its blocks */
 	struct adam_seg *adam_gseg;
 	cudaStream_t ast;
@@ -467,6 +471,29 @@ int policy_gpu_graph_stats(const struct policy_gpu *g, long *captures, long *rep
 	*captures = g->graphs ? g->graphs->captures : 0;
 	*replays = g->graphs ? g->graphs->replays : 0;
 	return g->graph;
+}
+
+double policy_gpu_peak_flops(void)
+{
+	struct { /* name contains key (and key2 where set) -> peak */
+		const char *key, *key2;
+		double peak;
+	} const tab[] = {{"H100", "PCIe", 756e12},
+	                 {"H100", "NVL", 835e12},
+	                 {"H100", NULL, 989e12},
+	                 {"H200", NULL, 989e12},
+	                 {"A100", NULL, 312e12}};
+	cudaDeviceProp pr;
+	int dev = 0;
+	if (cudaGetDevice(&dev) != cudaSuccess ||
+	    cudaGetDeviceProperties(&pr, dev) != cudaSuccess) {
+		cudaGetLastError();
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(tab) / sizeof(tab[0]); i++)
+		if (strstr(pr.name, tab[i].key) && (!tab[i].key2 || strstr(pr.name, tab[i].key2)))
+			return tab[i].peak;
+	return 0;
 }
 
 int policy_gpu_bf16_storage(const struct policy_gpu *g)
@@ -1217,7 +1244,13 @@ static int gemm(struct policy_gpu *g, cublasOperation_t ta, cublasOperation_t tb
 		return 0;
 	t0 = g->prof ? now_s() : 0;
 	cublasHandle_t h = g->on_side ? g->blas_side : g->blas;
-	if (batch == 1)
+	if (g->gemm_tune) { /* the workspace the handle uses on this stream (graph mode's) */
+		const struct swerve_gemm c = {ta, tb, m,    n, k,  A,   lda, sa,    B, ldb,
+		                              sb, ab, beta, C, ct, ldc, sc,  batch, cp};
+		void *ws = g->on_side ? g->side_ws : g->blas_ws;
+		st = (cublasStatus_t)swerve_gemm_run(h, g->gemm_tune, ws, ws ? g->blas_ws_bytes : 0,
+		                                     &c);
+	} else if (batch == 1)
 		st = cublasGemmEx(h, ta, tb, m, n, k, &one, A, ab, lda, B, ab, ldb, &beta, C, ct,
 		                  ldc, cp, CUBLAS_GEMM_DEFAULT);
 	else
@@ -1686,15 +1719,28 @@ static int stream_priority(int high)
 	return high ? greatest : least;
 }
 
-/* round 14: graph mode's stream, events, fixed cuBLAS workspaces (cuBLAS's
+/* fixed cuBLAS workspaces for the main and the side handle (cuBLAS's
  * default size on the card: 32 MiB on compute capability 9, else 4 MiB, so
- * that it picks the same algorithms as the default step) */
-static int graph_setup(struct policy_gpu *g)
+ * that it picks the same algorithms as the default step): graph mode sets
+ * them on the handles; SWERVE_GEMM_TUNE's cuBLASLt calls use them in every
+ * mode, so that a shape's key (which holds the workspace size) and so its
+ * algorithm are the same with and without graphs */
+static int blas_ws_setup(struct policy_gpu *g)
 {
 	int dev = 0, major = 0;
 	CK(cudaGetDevice(&dev));
 	CK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
 	g->blas_ws_bytes = (size_t)(major >= 9 ? 32 : 4) << 20;
+	CK(cudaMalloc(&g->blas_ws, g->blas_ws_bytes));
+	if (g->blas_side)
+		CK(cudaMalloc(&g->side_ws, g->blas_ws_bytes));
+	return 0;
+}
+
+/* round 14: graph mode's stream, events and fixed cuBLAS workspaces */
+static int graph_setup(struct policy_gpu *g)
+{
+	CKR(blas_ws_setup(g));
 	CK(cudaStreamCreateWithPriority(&g->gst, cudaStreamNonBlocking,
 	                                stream_priority(g->prio == 1)));
 	CK(cudaEventCreateWithFlags(&g->ev_leg, cudaEventDisableTiming));
@@ -1703,13 +1749,10 @@ static int graph_setup(struct policy_gpu *g)
 		CK(cudaStreamCreateWithFlags(&g->cst, cudaStreamNonBlocking));
 		CK(cudaEventCreateWithFlags(&g->ev_fwd, cudaEventDisableTiming));
 	}
-	CK(cudaMalloc(&g->blas_ws, g->blas_ws_bytes));
 	CK(cudaMalloc(&g->gnorm, 16));
 	CK(cudaHostAlloc((void **)&g->h_norm, sizeof(double), cudaHostAllocDefault));
-	if (g->blas_side) {
-		CK(cudaMalloc(&g->side_ws, g->blas_ws_bytes));
+	if (g->blas_side)
 		CKB(cublasSetWorkspace(g->blas_side, g->side_ws, g->blas_ws_bytes));
-	}
 	g->graphs = (struct policy_graphs *)calloc(1, sizeof(*g->graphs));
 	if (!g->graphs)
 		return swerve_error_set(SWERVE_ENOMEM, "gpu: out of memory");
@@ -1956,6 +1999,7 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 			return v;
 		g->prio = v;
 	}
+	CKR(swerve_gemm_tune_setting(&g->gemm_tune));
 	if (g->streams) {
 		/* non-blocking: the legacy default stream does not order itself
 		 * with it; the events do */
@@ -2141,7 +2185,9 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 		g->h_tl = (float *)malloc((size_t)4 * Tm * sizeof(float));
 	if (!g->h_tl || !g->h_offs)
 		return swerve_error_set(SWERVE_ENOMEM, "gpu: out of memory");
-	return g->graph ? graph_setup(g) : 0;
+	if (g->graph)
+		return graph_setup(g);
+	return g->gemm_tune ? blas_ws_setup(g) : 0;
 }
 
 int policy_gpu_new(struct policy_gpu **out, const struct policy_config *cfg,

@@ -521,6 +521,11 @@ enum {
 };
 int policy_gpu_bf16_storage(const struct policy_gpu *g);
 
+/* The current device's dense bf16 tensor-core peak in FLOP/s by its
+ * datasheet (H100 SXM / H200 989e12, H100 PCIe 756e12, H100 NVL 835e12,
+ * A100 312e12), for MFU; 0 where the device is unknown or absent. */
+double policy_gpu_peak_flops(void);
+
 /* Moves tr's steps to the GPU: uploads weights and moments; later sft, pg
  * and logprobs steps run there (batches up to max_tokens / max_seqs). */
 int policy_trainer_use_gpu(struct policy_trainer *tr, int max_tokens, int max_seqs,

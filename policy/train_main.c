@@ -257,7 +257,10 @@ static const char *const device_note =
         "                      configs). gpu: the CUDA model (policy/gpu.cu), where\n"
         "                      swerve-train was built with nvcc and a GPU is present\n"
         "  --precision bf16|fp32   GPU GEMMs (default bf16; LM head and loss fp32)\n"
-        "  --max-tokens N      GPU buffers: most tokens in one packed batch (rl; 16384)\n";
+        "  --max-tokens N      GPU buffers: most tokens in one packed batch (rl; 16384)\n"
+        "  --peak-tflops X     the peak MFU is printed against (sft, rl); default on the\n"
+        "                      GPU: its datasheet dense bf16 figure where known (H100 SXM\n"
+        "                      / H200 989, H100 PCIe 756, A100 312); else mfu prints -\n";
 
 #ifdef POLICY_HAVE_CUDA
 #define HAVE_GPU 1
@@ -294,6 +297,25 @@ static int to_device(const char *cmd, struct policy_trainer *tr, const char *dev
 	(void)max_seqs;
 #endif
 	return 0;
+}
+
+/* the GPU's datasheet peak for MFU (0: unknown, not reported) */
+static double device_peak(void)
+{
+#ifdef POLICY_HAVE_CUDA
+	return policy_gpu_peak_flops();
+#else
+	return 0;
+#endif
+}
+
+/* MFU as printed: a percentage, or "-" where no peak is known */
+static const char *mfu_str(char *buf, size_t n, int known, double mfu)
+{
+	if (!known)
+		return "-";
+	snprintf(buf, n, "%.2f%%", 100.0 * mfu);
+	return buf;
 }
 
 static int save(const char *cmd, struct policy_trainer *tr, const char *dir)
@@ -477,7 +499,8 @@ static int cmd_sft(int argc, char **argv)
 	        "                        [--batch-tokens N] [--lr X] [--weight-decay X] [--clip "
 	        "X]\n"
 	        "                        [--tokenizer tokenizer.json] [--log-every N] [--accum K]\n"
-	        "                        [--device cpu|gpu] [--precision bf16|fp32]\n\n"
+	        "                        [--device cpu|gpu] [--precision bf16|fp32] [--peak-tflops "
+	        "X]\n\n"
 	        "Supervised warm start: mean cross-entropy on the data's target tokens (+ the MoE\n"
 	        "balance loss), AdamW. Sequences are packed (varlen) up to --batch-tokens.\n"
 	        "--accum K: gradient accumulation, K packed micro-batches per optimizer step\n"
@@ -525,11 +548,15 @@ static int cmd_sft(int argc, char **argv)
 		if ((code = to_device("sft", tr, o.device, o.precision, 2 * cap, d.n + 1)))
 			goto done;
 	}
+	const double peak = o.peak_tflops > 0          ? o.peak_tflops * 1e12
+	                    : !strcmp(o.device, "gpu") ? device_peak()
+	                                               : 0;
 	t0 = now_s();
 	for (long s = 0; s < o.steps; s++) {
 		struct policy_step_stats st;
-		double t1 = now_s();
-		int ntok = 0;
+		double t1 = now_s(), tps;
+		int ntok = 0, nseq = 0;
+		char mfu[32];
 		for (int i = 0; i < o.accum; i++) {
 			pack(&p[i], &d, &cursor, o.batch_tokens);
 			mb[i].n_tokens = p[i].n;
@@ -538,16 +565,24 @@ static int cmd_sft(int argc, char **argv)
 			mb[i].cu_seqlens = p[i].cu;
 			mt[i] = p[i].tgt;
 			ntok += p[i].n;
+			nseq += p[i].n_seqs;
 		}
 		if (policy_trainer_sft_step_accum(&st, tr, mb, mt, o.accum)) {
 			code = fail("sft", EXIT_INFRA, "step %ld: %s", s, swerve_error_last());
 			goto done;
 		}
+		tps = ntok / (now_s() - t1);
 		if (s % o.log_every == 0 || s + 1 == o.steps)
 			printf("step %ld  loss %.4f  aux %.5f  entropy %.3f  grad_norm %.3f  "
-			       "tokens/s %.0f\n",
-			       tr->opt.step, st.loss, st.aux, st.entropy, st.grad_norm,
-			       ntok / (now_s() - t1));
+			       "tokens/s %.0f  mfu %s\n",
+			       tr->opt.step, st.loss, st.aux, st.entropy, st.grad_norm, tps,
+			       mfu_str(mfu, sizeof(mfu), peak > 0,
+			               peak > 0 ? tps *
+			                                  policy_config_flops_per_token(
+			                                          &tr->cfg,
+			                                          nseq ? ntok / nseq : ntok) /
+			                                  peak
+			                        : 0));
 		fflush(stdout);
 	}
 	if ((code = save("sft", tr, o.out)))
@@ -702,8 +737,11 @@ static int cmd_rl(int argc, char **argv)
 	apply_opt(tr, &o);
 	if ((code = to_device("rl", tr, o.device, o.precision, o.max_tokens, 1024)))
 		goto done;
+	if (ro.peak_flops <= 0 && !strcmp(o.device, "gpu"))
+		ro.peak_flops = device_peak();
 	for (s = 0; s < o.steps; s++) {
 		struct policy_rl_stats st;
+		char mfu[32];
 		if (policy_rl_step_db(&st, tr, db, run, (size_t)o.groups, tr->opt.step + 1, &ro)) {
 			code = fail("rl", EXIT_INFRA, "step %ld: %s", s, swerve_error_last());
 			goto done;
@@ -713,9 +751,10 @@ static int cmd_rl(int argc, char **argv)
 			break;
 		}
 		printf("step %ld  groups %d (skipped %d)  reward_mean %.3f  loss %.5f  clipped %.3f"
-		       "  entropy %.3f  grad_norm %.3f  tokens/s %.0f  mfu %.4f\n",
+		       "  entropy %.3f  grad_norm %.3f  tokens/s %.0f  mfu %s\n",
 		       tr->opt.step, st.groups, st.groups_skipped, st.reward_mean, st.loss,
-		       st.clipped_frac, st.entropy, st.grad_norm, st.tokens_per_s, st.mfu);
+		       st.clipped_frac, st.entropy, st.grad_norm, st.tokens_per_s,
+		       mfu_str(mfu, sizeof(mfu), ro.peak_flops > 0, st.mfu));
 		fflush(stdout);
 	}
 	if ((code = save("rl", tr, o.out)))

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "kernels/gemm_tune.h"
 #include "policy/policy.h"
 #include "tests/bench/gpu_bench.h"
 
@@ -511,6 +512,14 @@ int main(int argc, char **argv)
 	}
 	printf("\ncard: %s; cuBLAS bf16 GEMM 8192^3 measured %.0f TFLOP/s (datasheet %.0f)\n",
 	       prop.name, peak / 1e12, datasheet / 1e12);
+	{
+		int seen, timed, changed;
+		swerve_gemm_tune_counts(&seen, &timed, &changed);
+		printf("SWERVE_GEMM_TUNE (kernels/gemm_tune.h): %d GEMM shapes seen, %d timed, %d "
+		       "run "
+		       "off cuBLAS's default choice\n",
+		       seen, timed, changed);
+	}
 	printf("K = micro-batches per optimizer step, of 8192 tokens (16384 or 32768 where "
 	       "tok/opt says so); step = one optimizer step;\n"
 	       "per-mb = step / K; fwd = one forward pass (of a micro-batch); adam = one AdamW;\n"

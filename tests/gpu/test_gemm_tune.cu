@@ -1,0 +1,316 @@
+/* test_gemm_tune.cu - kernels/gemm_tune (SWERVE_GEMM_TUNE): cuBLAS GEMMs
+ * with the algorithm timed once per shape. For the policy's call forms
+ * (projection forward TN with bf16 or fp32 output, weight gradient NT
+ * accumulating into fp32, dX NN, fp32 operands with FAST_16BF, a strided
+ * batch, an odd-sized shape, beta 0 and 1), with fresh random inputs:
+ * the tuned call and cuBLAS's default both against a CPU reference in
+ * double (so the tuner's timed runs, made on a scratch copy of C, must not
+ * have touched the real C: with beta 1 that would add A B again); the
+ * tuned shape's second call bit for bit its first (the choice is kept);
+ * a shape first seen during a stream capture keeps the default (the graph's
+ * replay bit for bit a default call, and so is a later uncaptured call);
+ * a shape within 2x of a timed one takes its choice untimed; the switch's
+ * values, and a misspelt one refused by the policy loss's context. Prints each shape's timing line
+ * (SWERVE_GEMM_TUNE=log). */
+extern "C" {
+#include "sandbox/error.h"
+}
+#include "kernels/gemm_tune.h"
+#include "kernels/policy_loss.h"
+#include "tests/gpu/gpu_check.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+static int have_gpu(void)
+{
+	int n = 0;
+	return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+}
+
+struct form {
+	const char *name;
+	cublasOperation_t ta, tb;
+	int m, n, k, batch;
+	cudaDataType_t ab, ct;
+	cublasComputeType_t cp;
+	float beta;
+};
+
+/* a column-major element of op(X) (rows r of op, col c) for X stored with ld */
+static double at(const float *X, cublasOperation_t t, int ld, int r, int c)
+{
+	return t == CUBLAS_OP_N ? X[(size_t)c * ld + r] : X[(size_t)r * ld + c];
+}
+
+/* host values as the GPU holds them (bf16 rounded where the type is bf16) */
+static void fill(float *f, void *raw, size_t n, cudaDataType_t t, double scale)
+{
+	for (size_t i = 0; i < n; i++) {
+		float v = (float)(gpu_nrand() * scale);
+		if (t == CUDA_R_16BF) {
+			uint16_t h = gpu_f2bf(v);
+			((uint16_t *)raw)[i] = h;
+			f[i] = gpu_bf2f(h);
+		} else {
+			((float *)raw)[i] = v;
+			f[i] = v;
+		}
+	}
+}
+
+static void to_float(const void *raw, float *f, size_t n, cudaDataType_t t)
+{
+	for (size_t i = 0; i < n; i++)
+		f[i] = t == CUDA_R_16BF ? gpu_bf2f(((const uint16_t *)raw)[i])
+		                        : ((const float *)raw)[i];
+}
+
+/* one form: default and tuned against the CPU, the tuned shape's second call
+ * bit for bit its first */
+static int run_form(const struct form *F, cublasHandle_t h, void *ws, size_t wsb)
+{
+	const int m = F->m, n = F->n, k = F->k, B = F->batch;
+	const int lda = F->ta == CUBLAS_OP_N ? m : k, ldb = F->tb == CUBLAS_OP_N ? k : n, ldc = m;
+	const size_t na = (size_t)m * k, nb = (size_t)k * n, nc = (size_t)m * n;
+	const size_t as = F->ab == CUDA_R_16BF ? 2 : 4, cs = F->ct == CUDA_R_16BF ? 2 : 4;
+	float *A = (float *)malloc(na * B * 4), *Bm = (float *)malloc(nb * B * 4);
+	float *C0 = (float *)malloc(nc * B * 4), *out = (float *)malloc(nc * B * 4);
+	void *ra = malloc(na * B * as), *rb = malloc(nb * B * as), *rc = malloc(nc * B * cs);
+	void *rout = malloc(nc * B * cs), *rfirst = malloc(nc * B * cs);
+	void *dA, *dB, *dC;
+	int fail = 0;
+	fill(A, ra, na * B, F->ab, 1.0);
+	fill(Bm, rb, nb * B, F->ab, 1.0);
+	fill(C0, rc, nc * B, F->ct, 4.0);
+	CK(cudaMalloc(&dA, na * B * as));
+	CK(cudaMalloc(&dB, nb * B * as));
+	CK(cudaMalloc(&dC, nc * B * cs));
+	CK(cudaMemcpy(dA, ra, na * B * as, cudaMemcpyHostToDevice));
+	CK(cudaMemcpy(dB, rb, nb * B * as, cudaMemcpyHostToDevice));
+	struct swerve_gemm c = {
+	        F->ta, F->tb,         m,     n,       k,  dA,    lda, (long long)na, dB,
+	        ldb,   (long long)nb, F->ab, F->beta, dC, F->ct, ldc, (long long)nc, B,
+	        F->cp};
+	/* the CPU reference in double, and each element's scale (sum of |terms|) */
+	double *ref = (double *)malloc(nc * B * 8), *mag = (double *)malloc(nc * B * 8);
+	for (int b = 0; b < B; b++)
+		for (int j = 0; j < n; j++)
+			for (int i = 0; i < m; i++) {
+				const float *Ab = A + na * b, *Bb = Bm + nb * b;
+				size_t e = nc * b + (size_t)j * ldc + i;
+				double s = F->beta * C0[e], sa = fabs(F->beta * C0[e]);
+				for (int q = 0; q < k; q++) {
+					double p =
+					        at(Ab, F->ta, lda, i, q) * at(Bb, F->tb, ldb, q, j);
+					s += p;
+					sa += fabs(p);
+				}
+				ref[e] = s;
+				mag[e] = sa;
+			}
+	/* the bound: FAST_16BF rounds fp32 operands to bf16 (2^-8 a product),
+	 * bf16 output rounds the result (2^-8); else fp32 accumulation of exact
+	 * products */
+	const double rel = (F->ab == CUDA_R_32F ? 8e-3 : 2e-5) + (F->ct == CUDA_R_16BF ? 8e-3 : 0);
+	/* round 0: cuBLAS's default; 1: tuned (first sighting); 2: tuned again */
+	double worst[3] = {0, 0, 0};
+	for (int round = 0; round < 3 && !fail; round++) {
+		CK(cudaMemcpy(dC, rc, nc * B * cs, cudaMemcpyHostToDevice));
+		int st = swerve_gemm_run(h, round ? 2 : 0, ws, wsb, &c);
+		CHECK(st == 0, "%s: round %d: cuBLAS status %d", F->name, round, st);
+		CK(cudaDeviceSynchronize());
+		CK(cudaMemcpy(rout, dC, nc * B * cs, cudaMemcpyDeviceToHost));
+		to_float(rout, out, nc * B, F->ct);
+		for (size_t e = 0; e < nc * B; e++) {
+			double err = fabs(out[e] - ref[e]) / (rel * mag[e] + 1e-30);
+			if (err > worst[round])
+				worst[round] = err;
+		}
+		if (round == 1)
+			memcpy(rfirst, rout, nc * B * cs);
+		if (round == 2)
+			CHECK(!memcmp(rfirst, rout, nc * B * cs),
+			      "%s: the tuned shape's second call differs from its first", F->name);
+		CHECK(worst[round] <= 1.0, "%s: round %d: worst element %.3g of its bound", F->name,
+		      round, worst[round]);
+	}
+	printf("  %s: worst element / bound: default %.3g, tuned %.3g, again %.3g\n", F->name,
+	       worst[0], worst[1], worst[2]);
+	cudaFree(dA);
+	cudaFree(dB);
+	cudaFree(dC);
+	free(ref), free(mag);
+	free(A), free(Bm), free(C0), free(out), free(ra), free(rb), free(rc), free(rout),
+	        free(rfirst);
+	return fail;
+}
+
+static int test_forms(void)
+{
+	if (!have_gpu())
+		return GPU_SKIP;
+	const cublasOperation_t N = CUBLAS_OP_N, T = CUBLAS_OP_T;
+	const struct form forms[] = {
+	        {"projection forward TN, bf16 -> bf16, beta 0", T, N, 768, 1024, 768, 1,
+	         CUDA_R_16BF, CUDA_R_16BF, CUBLAS_COMPUTE_32F, 0.f},
+	        {"projection forward TN, bf16 -> fp32, beta 1", T, N, 512, 512, 768, 1, CUDA_R_16BF,
+	         CUDA_R_32F, CUBLAS_COMPUTE_32F, 1.f},
+	        {"weight gradient NT, bf16 -> fp32, beta 1 (K 2048)", N, T, 384, 256, 2048, 1,
+	         CUDA_R_16BF, CUDA_R_32F, CUBLAS_COMPUTE_32F, 1.f},
+	        {"dX NN, bf16 -> bf16, beta 0", N, N, 768, 640, 512, 1, CUDA_R_16BF, CUDA_R_16BF,
+	         CUBLAS_COMPUTE_32F, 0.f},
+	        {"fp32 operands, FAST_16BF, beta 1", T, N, 256, 384, 512, 1, CUDA_R_32F, CUDA_R_32F,
+	         CUBLAS_COMPUTE_32F_FAST_16BF, 1.f},
+	        {"strided batch of 3, TN, bf16 -> fp32, beta 0", T, N, 256, 192, 320, 3,
+	         CUDA_R_16BF, CUDA_R_32F, CUBLAS_COMPUTE_32F, 0.f},
+	        {"odd shape 200 x 77 x 96, NN, bf16 -> fp32, beta 0.5", N, N, 200, 77, 96, 1,
+	         CUDA_R_16BF, CUDA_R_32F, CUBLAS_COMPUTE_32F, 0.5f},
+	        {"the first form with 1.5x the tokens (takes its choice, not timed)", T, N, 768,
+	         1536, 768, 1, CUDA_R_16BF, CUDA_R_16BF, CUBLAS_COMPUTE_32F, 0.f},
+	};
+	cublasHandle_t h;
+	void *ws;
+	const size_t wsb = (size_t)32 << 20;
+	int seen0, timed0, changed0, seen1, timed1, changed1, fail = 0;
+	const int nf = (int)(sizeof(forms) / sizeof(forms[0]));
+	CHECK(cublasCreate(&h) == CUBLAS_STATUS_SUCCESS, "cublasCreate");
+	CK(cudaMalloc(&ws, wsb));
+	CHECK(cublasSetWorkspace(h, ws, wsb) == CUBLAS_STATUS_SUCCESS, "workspace");
+	swerve_gemm_tune_counts(&seen0, &timed0, &changed0);
+	for (int i = 0; i < nf && !fail; i++)
+		fail = run_form(&forms[i], h, ws, wsb);
+	swerve_gemm_tune_counts(&seen1, &timed1, &changed1);
+	printf("  %d shapes, %d timed, %d off cuBLAS's default\n", seen1 - seen0, timed1 - timed0,
+	       changed1 - changed0);
+	cublasDestroy(h);
+	cudaFree(ws);
+	if (fail)
+		return 1;
+	CHECK(seen1 - seen0 == nf && timed1 - timed0 == nf - 1,
+	      "%d shapes seen, %d timed: want %d and %d (the last form a sibling)", seen1 - seen0,
+	      timed1 - timed0, nf, nf - 1);
+	return 0;
+}
+
+/* a shape first seen in a capture keeps the default, bit for bit */
+static int test_capture(void)
+{
+	if (!have_gpu())
+		return GPU_SKIP;
+	const int m = 328, n = 136, k = 264; /* a shape no other case uses */
+	cublasHandle_t h;
+	cudaStream_t st;
+	cudaGraph_t graph;
+	cudaGraphExec_t exec;
+	void *ws, *dA, *dB, *dC;
+	const size_t wsb = (size_t)32 << 20, nc = (size_t)m * n;
+	uint16_t *ha = (uint16_t *)malloc((size_t)m * k * 2),
+	         *hb = (uint16_t *)malloc((size_t)k * n * 2);
+	float *ref = (float *)malloc(nc * 4), *got = (float *)malloc(nc * 4);
+	int seen0, timed0, changed0, seen1, timed1, changed1;
+	for (int i = 0; i < m * k; i++)
+		ha[i] = gpu_f2bf((float)gpu_nrand());
+	for (int i = 0; i < k * n; i++)
+		hb[i] = gpu_f2bf((float)gpu_nrand());
+	CHECK(cublasCreate(&h) == CUBLAS_STATUS_SUCCESS, "cublasCreate");
+	CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+	CK(cudaMalloc(&ws, wsb));
+	CK(cudaMalloc(&dA, (size_t)m * k * 2));
+	CK(cudaMalloc(&dB, (size_t)k * n * 2));
+	CK(cudaMalloc(&dC, nc * 4));
+	CK(cudaMemcpy(dA, ha, (size_t)m * k * 2, cudaMemcpyHostToDevice));
+	CK(cudaMemcpy(dB, hb, (size_t)k * n * 2, cudaMemcpyHostToDevice));
+	CHECK(cublasSetWorkspace(h, ws, wsb) == CUBLAS_STATUS_SUCCESS, "workspace");
+	CHECK(cublasSetStream(h, st) == CUBLAS_STATUS_SUCCESS, "stream");
+	struct swerve_gemm c = {CUBLAS_OP_T,
+	                        CUBLAS_OP_N,
+	                        m,
+	                        n,
+	                        k,
+	                        dA,
+	                        k,
+	                        0,
+	                        dB,
+	                        k,
+	                        0,
+	                        CUDA_R_16BF,
+	                        0.f,
+	                        dC,
+	                        CUDA_R_32F,
+	                        m,
+	                        0,
+	                        1,
+	                        CUBLAS_COMPUTE_32F};
+	CHECK(swerve_gemm_run(h, 0, ws, wsb, &c) == 0, "default");
+	CK(cudaStreamSynchronize(st));
+	CK(cudaMemcpy(ref, dC, nc * 4, cudaMemcpyDeviceToHost));
+	CK(cudaMemset(dC, 0, nc * 4));
+	swerve_gemm_tune_counts(&seen0, &timed0, &changed0);
+	CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
+	int rc = swerve_gemm_run(h, 2, ws, wsb, &c);
+	CK(cudaStreamEndCapture(st, &graph));
+	CHECK(rc == 0, "captured call: status %d", rc);
+	CK(cudaGraphInstantiate(&exec, graph, 0));
+	CK(cudaGraphLaunch(exec, st));
+	CK(cudaStreamSynchronize(st));
+	CK(cudaMemcpy(got, dC, nc * 4, cudaMemcpyDeviceToHost));
+	swerve_gemm_tune_counts(&seen1, &timed1, &changed1);
+	CHECK(seen1 == seen0 + 1 && timed1 == timed0 && changed1 == changed0,
+	      "captured first sighting: seen %d -> %d, timed %d -> %d, changed %d -> %d", seen0,
+	      seen1, timed0, timed1, changed0, changed1);
+	CHECK(!memcmp(ref, got, nc * 4), "the graph's replay differs from the default call");
+	CK(cudaMemset(dC, 0, nc * 4));
+	CHECK(swerve_gemm_run(h, 2, ws, wsb, &c) == 0, "uncaptured call after");
+	CK(cudaStreamSynchronize(st));
+	CK(cudaMemcpy(got, dC, nc * 4, cudaMemcpyDeviceToHost));
+	CHECK(!memcmp(ref, got, nc * 4), "a later uncaptured call differs from the default");
+	swerve_gemm_tune_counts(&seen0, &timed0, &changed0);
+	CHECK(seen0 == seen1 && timed0 == timed1, "the later call was tuned again");
+	cudaGraphExecDestroy(exec);
+	cudaGraphDestroy(graph);
+	cublasDestroy(h);
+	cudaStreamDestroy(st);
+	cudaFree(ws), cudaFree(dA), cudaFree(dB), cudaFree(dC);
+	free(ha), free(hb), free(ref), free(got);
+	return 0;
+}
+
+static int test_setting(void)
+{
+	const char *vals[] = {NULL, "", "off", "0", "on", "1", "log"};
+	const int want[] = {1, 1, 0, 0, 1, 1, 2};
+	for (int i = 0; i < 7; i++) {
+		env_override e("SWERVE_GEMM_TUNE", vals[i]);
+		int mode = -1;
+		CHECK(swerve_gemm_tune_setting(&mode) == 0 && mode == want[i], "%s -> %d",
+		      vals[i] ? vals[i] : "(unset)", mode);
+	}
+	env_override e("SWERVE_GEMM_TUNE", "fast");
+	int mode = -1;
+	CHECK(swerve_gemm_tune_setting(&mode) == SWERVE_EINVAL, "fast accepted");
+	CHECK(strstr(swerve_error_last(), "SWERVE_GEMM_TUNE=fast"), "message: %s",
+	      swerve_error_last());
+	if (!have_gpu())
+		return 0;
+	struct swerve_pl_ctx *ctx = NULL;
+	CHECK(swerve_pl_ctx_new(&ctx) == SWERVE_EINVAL && !ctx,
+	      "the policy loss's context took a misspelt SWERVE_GEMM_TUNE");
+	return 0;
+}
+
+int main(void)
+{
+	const struct gpu_test tests[] = {
+	        {"gemm tune: 7 call forms + a sibling, default and tuned vs the CPU, the choice "
+	         "kept",
+	         test_forms},
+	        {"gemm tune: a shape first seen in a capture keeps the default", test_capture},
+	        {"gemm tune: SWERVE_GEMM_TUNE values, a misspelt one refused", test_setting},
+	};
+	gpu_rng_seed();
+	return gpu_run_tests(tests, (int)(sizeof(tests) / sizeof(tests[0])));
+}
