@@ -34,7 +34,7 @@ extern "C" {
 enum { MAX_SHAPES = 1024, CANDS = 16, REPS = 5, ROUNDS = 3, MAX_DEV = 16 };
 
 struct tkey { /* memset before filling: compared with memcmp */
-	int dev, ta, tb, m, n, k, lda, ldb, ldc, batch, ab, ct, cp, beta0;
+	int dev, ta, tb, m, n, k, lda, ldb, ldc, batch, ab, ct, cp, beta0, sms;
 	int align[3]; /* log2 of A's, B's, C's pointer alignment, at most 8 */
 	long long sa, sb, sc;
 	size_t ws;
@@ -45,8 +45,7 @@ struct tshape {
 	int timed; /* its choice was timed (else the default, or a timed sibling's) */
 	int lt;    /* 1: run algo through cuBLASLt; 0: cublasGemmEx's default */
 	cublasLtMatmulAlgo_t algo;
-	cublasLtMatmulDesc_t op;
-	cublasLtMatrixLayout_t la, lb, lc;
+	struct swerve_lt_desc d;
 };
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -112,11 +111,11 @@ static cublasStatus_t lt_gemm(cublasLtHandle_t lt, const struct tshape *s,
                               void *C, void *ws, size_t ws_bytes, cudaStream_t st)
 {
 	const float one = 1.0f;
-	return cublasLtMatmul(lt, s->op, &one, c->A, s->la, c->B, s->lb, &c->beta, C, s->lc, C,
-	                      s->lc, algo, ws, ws_bytes, st);
+	return cublasLtMatmul(lt, s->d.op, &one, c->A, s->d.la, c->B, s->d.lb, &c->beta, C, s->d.lc,
+	                      C, s->d.lc, algo, ws, ws_bytes, st);
 }
 
-static void shape_free_desc(struct tshape *s)
+void swerve_lt_desc_free(struct swerve_lt_desc *s)
 {
 	if (s->la)
 		cublasLtMatrixLayoutDestroy(s->la);
@@ -130,11 +129,14 @@ static void shape_free_desc(struct tshape *s)
 	s->op = NULL;
 }
 
-/* the cuBLASLt descriptors of c's shape; 0 where cuBLASLt refuses one */
-static int shape_make_desc(struct tshape *s, const struct swerve_gemm *c)
+int swerve_lt_desc_make(struct swerve_lt_desc *s, const struct swerve_gemm *c)
 {
-	int32_t ta = c->ta, tb = c->tb, bc = c->batch;
+	int32_t ta = c->ta, tb = c->tb, bc = c->batch, sms = c->sm_target;
+	memset(s, 0, sizeof(*s));
 	int ok = cublasLtMatmulDescCreate(&s->op, c->cp, CUDA_R_32F) == CUBLAS_STATUS_SUCCESS &&
+	         (sms <= 0 ||
+	          cublasLtMatmulDescSetAttribute(s->op, CUBLASLT_MATMUL_DESC_SM_COUNT_TARGET, &sms,
+	                                         sizeof(sms)) == CUBLAS_STATUS_SUCCESS) &&
 	         cublasLtMatmulDescSetAttribute(s->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta,
 	                                        sizeof(ta)) == CUBLAS_STATUS_SUCCESS &&
 	         cublasLtMatmulDescSetAttribute(s->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb,
@@ -159,7 +161,7 @@ static int shape_make_desc(struct tshape *s, const struct swerve_gemm *c)
 			             sizeof(str[i])) == CUBLAS_STATUS_SUCCESS;
 	}
 	if (!ok)
-		shape_free_desc(s);
+		swerve_lt_desc_free(s);
 	return ok;
 }
 
@@ -190,8 +192,8 @@ static int lt_candidates(cublasLtHandle_t lt, const struct tshape *s,
 	        cublasLtMatmulPreferenceSetAttribute(
 	                pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al[2], sizeof(al[2])) ==
 	                CUBLAS_STATUS_SUCCESS;
-	if (!ok || cublasLtMatmulAlgoGetHeuristic(lt, s->op, s->la, s->lb, s->lc, s->lc, pref,
-	                                          CANDS, res, &n) != CUBLAS_STATUS_SUCCESS)
+	if (!ok || cublasLtMatmulAlgoGetHeuristic(lt, s->d.op, s->d.la, s->d.lb, s->d.lc, s->d.lc,
+	                                          pref, CANDS, res, &n) != CUBLAS_STATUS_SUCCESS)
 		n = 0;
 	cublasLtMatmulPreferenceDestroy(pref);
 	return n;
@@ -223,7 +225,7 @@ static void tune(struct tshape *s, cublasHandle_t h, cublasLtHandle_t lt, cudaSt
 		elems += (size_t)c->sc * (size_t)(c->batch - 1);
 	size_t bytes = elems * type_size(c->ct);
 	s->lt = 0;
-	if (lt && shape_make_desc(s, c))
+	if (lt && swerve_lt_desc_make(&s->d, c))
 		nc = lt_candidates(lt, s, res);
 	if (cudaDeviceSynchronize() != cudaSuccess)
 		why = "device synchronise";
@@ -259,12 +261,17 @@ static void tune(struct tshape *s, cublasHandle_t h, cublasLtHandle_t lt, cudaSt
 				best[i] = ms / REPS;
 		}
 	int pick = 0;
-	if (!why && ok[0])
+	if (!why && c->sm_target > 0) { /* the default cannot be held to fewer SMs */
+		for (int i = 1; i <= nc; i++)
+			if (ok[i] && (!pick || best[i] < best[pick]))
+				pick = i;
+	} else if (!why && ok[0]) {
 		for (int i = 1; i <= nc; i++)
 			if (ok[i] && best[i] < best[pick])
 				pick = i;
-	if (why || !ok[0] || best[pick] >= 0.97f * best[0])
-		pick = 0;
+		if (best[pick] >= 0.97f * best[0])
+			pick = 0;
+	}
 	if (pick) {
 		s->lt = 1;
 		s->algo = res[pick - 1].algo;
@@ -311,7 +318,7 @@ static void tune(struct tshape *s, cublasHandle_t h, cublasLtHandle_t lt, cudaSt
 	if (scratch)
 		cudaFree(scratch);
 	if (!s->lt)
-		shape_free_desc(s);
+		swerve_lt_desc_free(&s->d);
 }
 
 /* a timed shape that k may take its choice from: the same call but for m,
@@ -324,7 +331,7 @@ static int sibling_of(const struct tkey *k)
 		int ok = shapes[i].timed && o->dev == k->dev && o->ta == k->ta && o->tb == k->tb &&
 		         o->batch == k->batch && o->ab == k->ab && o->ct == k->ct &&
 		         o->cp == k->cp && o->beta0 == k->beta0 && o->ws == k->ws &&
-		         !memcmp(o->align, k->align, sizeof(o->align));
+		         o->sms == k->sms && !memcmp(o->align, k->align, sizeof(o->align));
 		const int a[3] = {o->m, o->n, o->k}, b[3] = {k->m, k->n, k->k};
 		for (int d = 0; d < 3 && ok; d++)
 			ok = a[d] <= 2 * b[d] && b[d] <= 2 * a[d];
@@ -342,15 +349,15 @@ static void adopt(struct tshape *s, const struct tshape *sib, cublasLtHandle_t l
 {
 	cublasLtMatmulHeuristicResult_t r;
 	s->lt = 0;
-	if (sib->lt && lt && shape_make_desc(s, c)) {
+	if (sib->lt && lt && swerve_lt_desc_make(&s->d, c)) {
 		memset(&r, 0, sizeof(r));
-		if (cublasLtMatmulAlgoCheck(lt, s->op, s->la, s->lb, s->lc, s->lc, &sib->algo,
-		                            &r) == CUBLAS_STATUS_SUCCESS &&
+		if (cublasLtMatmulAlgoCheck(lt, s->d.op, s->d.la, s->d.lb, s->d.lc, s->d.lc,
+		                            &sib->algo, &r) == CUBLAS_STATUS_SUCCESS &&
 		    r.workspaceSize <= s->key.ws) {
 			s->lt = 1;
 			s->algo = sib->algo;
 		} else
-			shape_free_desc(s);
+			swerve_lt_desc_free(&s->d);
 	}
 	if (mode > 1)
 		fprintf(stderr, "gemm tune: %dx%dx%d: %s of timed %dx%dx%d, not timed\n", c->m,
@@ -387,6 +394,7 @@ int swerve_gemm_run(cublasHandle_t h, int mode, void *ws, size_t ws_bytes,
 	key.ct = c->ct;
 	key.cp = c->cp;
 	key.beta0 = c->beta == 0.0f;
+	key.sms = c->sm_target;
 	key.align[0] = log2_align(c->A);
 	key.align[1] = log2_align(c->B);
 	key.align[2] = log2_align(c->C);

@@ -17,6 +17,7 @@
 #ifndef SWERVE_KERNELS_GEMM_TUNE_H
 #define SWERVE_KERNELS_GEMM_TUNE_H
 
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <stddef.h>
 
@@ -43,7 +44,23 @@ struct swerve_gemm {
 	long long sc;
 	int batch;
 	cublasComputeType_t cp;
+	/* > 0: cuBLASLt's CUBLASLT_MATMUL_DESC_SM_COUNT_TARGET (the GEMM sized
+	 * for that many SMs, leaving the rest to another stream's kernels); the
+	 * fastest cuBLASLt candidate is kept, cuBLAS's default is not one; 0:
+	 * the device's count */
+	int sm_target;
 };
+
+/* the cuBLASLt descriptors of one call's shape: the matmul (compute type
+ * cp, fp32 scale, the transposes, sm_target where > 0) and the layouts of
+ * A, B and C (the batch count and strides where batch > 1) */
+struct swerve_lt_desc {
+	cublasLtMatmulDesc_t op;
+	cublasLtMatrixLayout_t la, lb, lc;
+};
+/* 1 with d made, 0 where cuBLASLt refuses one (nothing is left to free) */
+int swerve_lt_desc_make(struct swerve_lt_desc *d, const struct swerve_gemm *c);
+void swerve_lt_desc_free(struct swerve_lt_desc *d);
 
 /* SWERVE_GEMM_TUNE: off = 0, unset / on = 1 (the default), log = 2 (on, and
  * one line a tuned shape on stderr); read at each call. SWERVE_EINVAL with a one-line message

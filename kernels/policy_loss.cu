@@ -1263,8 +1263,8 @@ static int gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, in
 	int mode = 0; /* SWERVE_GEMM_TUNE, checked by swerve_pl_ctx_new */
 	(void)bt;     /* A and B share a type in every call here */
 	swerve_gemm_tune_setting(&mode);
-	const struct swerve_gemm c = {ta, tb, m,    n, k,          A,   lda, 0, B, ldb,
-	                              0,  at, beta, C, CUDA_R_32F, ldc, 0,   1, ct};
+	const struct swerve_gemm c = {ta, tb, m,    n, k,          A,   lda, 0, B,  ldb,
+	                              0,  at, beta, C, CUDA_R_32F, ldc, 0,   1, ct, 0};
 	BLAS_TRY((cublasStatus_t)swerve_gemm_run(h, mode, NULL, 0, &c), what);
 	return 0;
 }

@@ -143,15 +143,11 @@ static const char *const prof_names[PROF_N] = {
 /* a cuBLASLt algorithm chosen once per expert projection and reused for any
  * row count (the routing changes the row counts every layer and step) */
 /* the cuBLASLt descriptors of one GEMM (column-major, as gemm()) */
-struct lt_call {
-	cublasLtMatmulDesc_t op;
-	cublasLtMatrixLayout_t la, lb, lc;
-};
 struct lt_slot {
 	int used, kind, I, O, yt, acc, batched, ok;
 	cublasLtMatmulAlgo_t algo;
-	int have_desc;       /* desc: the slot's descriptors, reshaped per call (cached) */
-	struct lt_call desc; /* (POLICY_GPU_LT_CACHE=0: made and destroyed per call) */
+	int have_desc;              /* desc: the slot's descriptors, reshaped per call (cached) */
+	struct swerve_lt_desc desc; /* (POLICY_GPU_LT_CACHE=0: made and destroyed per call) */
 };
 #define LT_SLOTS 32
 
@@ -364,6 +360,11 @@ struct policy_gpu {
 	/* SWERVE_GEMM_TUNE (kernels/gemm_tune.h): 0 off, 1 on, 2 log; gemm()'s
 	 * algorithm timed once a shape */
 	int gemm_tune;
+	/* round 22 (measurements, opt-in): POLICY_GPU_SIDE_SMS=n, the side
+	 * stream's tuned cuBLAS GEMMs (the backward's weight gradients) sized
+	 * for n SMs (CUBLASLT_MATMUL_DESC_SM_COUNT_TARGET), so that the main
+	 * stream's kernels may run beside them; 0 / unset: all */
+	int side_sms;
 	int *adam_gs, *adam_gblk; /* host: group k's first tensor (ngrp + 1), its blocks */
 	struct adam_seg *adam_gseg;
 	cudaStream_t ast;
@@ -1245,8 +1246,9 @@ static int gemm(struct policy_gpu *g, cublasOperation_t ta, cublasOperation_t tb
 	t0 = g->prof ? now_s() : 0;
 	cublasHandle_t h = g->on_side ? g->blas_side : g->blas;
 	if (g->gemm_tune) { /* the workspace the handle uses on this stream (graph mode's) */
-		const struct swerve_gemm c = {ta, tb, m,    n, k,  A,   lda, sa,    B, ldb,
-		                              sb, ab, beta, C, ct, ldc, sc,  batch, cp};
+		const struct swerve_gemm c = {
+		        ta, tb, m,    n, k,  A,   lda, sa,    B,  ldb,
+		        sb, ab, beta, C, ct, ldc, sc,  batch, cp, g->on_side ? g->side_sms : 0};
 		void *ws = g->on_side ? g->side_ws : g->blas_ws;
 		st = (cublasStatus_t)swerve_gemm_run(h, g->gemm_tune, ws, ws ? g->blas_ws_bytes : 0,
 		                                     &c);
@@ -1266,56 +1268,41 @@ static int gemm(struct policy_gpu *g, cublasOperation_t ta, cublasOperation_t tb
 	return 0;
 }
 
-static void lt_call_free(struct lt_call *c)
-{
-	if (c->la)
-		cublasLtMatrixLayoutDestroy(c->la);
-	if (c->lb)
-		cublasLtMatrixLayoutDestroy(c->lb);
-	if (c->lc)
-		cublasLtMatrixLayoutDestroy(c->lc);
-	if (c->op)
-		cublasLtMatmulDescDestroy(c->op);
-}
-
 #define LTOK(x) ((x) == CUBLAS_STATUS_SUCCESS)
-static int lt_call_make(struct lt_call *c, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
-                        int k, int lda, long long sa, int ldb, long long sb, cudaDataType_t ab,
-                        cudaDataType_t ct, int ldc, long long sc, int batch)
+/* a slot's descriptors (kernels/gemm_tune.h's, bf16 compute) */
+static int lt_call_make(struct swerve_lt_desc *c, cublasOperation_t ta, cublasOperation_t tb, int m,
+                        int n, int k, int lda, long long sa, int ldb, long long sb,
+                        cudaDataType_t ab, cudaDataType_t ct, int ldc, long long sc, int batch)
 {
-	int ok;
-	memset(c, 0, sizeof(*c));
-	ok = LTOK(cublasLtMatmulDescCreate(&c->op, CUBLAS_COMPUTE_32F, CUDA_R_32F)) &&
-	     LTOK(cublasLtMatmulDescSetAttribute(c->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta,
-	                                         sizeof(ta))) &&
-	     LTOK(cublasLtMatmulDescSetAttribute(c->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb,
-	                                         sizeof(tb))) &&
-	     LTOK(cublasLtMatrixLayoutCreate(&c->la, ab, ta == CUBLAS_OP_N ? m : k,
-	                                     ta == CUBLAS_OP_N ? k : m, lda)) &&
-	     LTOK(cublasLtMatrixLayoutCreate(&c->lb, ab, tb == CUBLAS_OP_N ? k : n,
-	                                     tb == CUBLAS_OP_N ? n : k, ldb)) &&
-	     LTOK(cublasLtMatrixLayoutCreate(&c->lc, ct, m, n, ldc));
-	if (ok && batch > 1) {
-		int32_t bc = batch;
-		cublasLtMatrixLayout_t ls[3] = {c->la, c->lb, c->lc};
-		int64_t st[3] = {sa, sb, sc};
-		for (int i = 0; i < 3; i++)
-			ok = ok &&
-			     LTOK(cublasLtMatrixLayoutSetAttribute(
-			             ls[i], CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &bc, sizeof(bc))) &&
-			     LTOK(cublasLtMatrixLayoutSetAttribute(
-			             ls[i], CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &st[i],
-			             sizeof(st[i])));
-	}
-	return ok;
+	const struct swerve_gemm shape = {ta,
+	                                  tb,
+	                                  m,
+	                                  n,
+	                                  k,
+	                                  NULL,
+	                                  lda,
+	                                  sa,
+	                                  NULL,
+	                                  ldb,
+	                                  sb,
+	                                  ab,
+	                                  0.0f,
+	                                  NULL,
+	                                  ct,
+	                                  ldc,
+	                                  sc,
+	                                  batch,
+	                                  CUBLAS_COMPUTE_32F,
+	                                  0};
+	return swerve_lt_desc_make(c, &shape);
 }
 
 /* the cached descriptors of a slot set to this call's shape: rows, columns,
  * leading dimensions and batch strides (the transposes and types are the
  * slot's); 0 where cuBLASLt refuses an attribute */
-static int lt_call_reshape(struct lt_call *c, cublasOperation_t ta, cublasOperation_t tb, int m,
-                           int n, int k, int lda, long long sa, int ldb, long long sb, int ldc,
-                           long long sc, int batch)
+static int lt_call_reshape(struct swerve_lt_desc *c, cublasOperation_t ta, cublasOperation_t tb,
+                           int m, int n, int k, int lda, long long sa, int ldb, long long sb,
+                           int ldc, long long sc, int batch)
 {
 	cublasLtMatrixLayout_t ls[3] = {c->la, c->lb, c->lc};
 	uint64_t rows[3] = {(uint64_t)(ta == CUBLAS_OP_N ? m : k),
@@ -1345,7 +1332,7 @@ static int lt_call_reshape(struct lt_call *c, cublasOperation_t ta, cublasOperat
 }
 
 /* the heuristic's first choice for c (16-byte alignment, the workspace) */
-static int lt_pick(struct policy_gpu *g, struct lt_call *c, cublasLtMatmulAlgo_t *algo)
+static int lt_pick(struct policy_gpu *g, struct swerve_lt_desc *c, cublasLtMatmulAlgo_t *algo)
 {
 	cublasLtMatmulPreference_t pref = NULL;
 	cublasLtMatmulHeuristicResult_t res;
@@ -1383,7 +1370,7 @@ static int lt_gemm(struct policy_gpu *g, int kind, int I, int O, cublasOperation
                    const void *B, int ldb, long long sb, cudaDataType_t ab, float beta, void *C,
                    cudaDataType_t ct, int ldc, long long sc, int batch)
 {
-	struct lt_call c;
+	struct swerve_lt_desc c;
 	struct lt_slot *sl = NULL;
 	float one = 1.0f;
 	int acc = beta != 0.0f, ok;
@@ -1425,7 +1412,7 @@ static int lt_gemm(struct policy_gpu *g, int kind, int I, int O, cublasOperation
 		sl->desc = c;
 		sl->have_desc = 1;
 	} else if (!cached) {
-		lt_call_free(&c);
+		swerve_lt_desc_free(&c);
 	}
 	g->lt_calls++;
 	if (g->prof)
@@ -2000,6 +1987,15 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 		g->prio = v;
 	}
 	CKR(swerve_gemm_tune_setting(&g->gemm_tune));
+	{
+		const char *e = getenv("POLICY_GPU_SIDE_SMS");
+		char *end = NULL;
+		long v = e && *e ? strtol(e, &end, 10) : 0;
+		if (e && *e && (*end || v < 0 || v > 100000))
+			return swerve_error_set(SWERVE_EINVAL,
+			                        "POLICY_GPU_SIDE_SMS=%s: not a count of SMs", e);
+		g->side_sms = (int)v;
+	}
 	if (g->streams) {
 		/* non-blocking: the legacy default stream does not order itself
 		 * with it; the events do */
@@ -2263,7 +2259,7 @@ void policy_gpu_free(struct policy_gpu *g)
 	cudaFree(g->dgate_s);
 	for (int i = 0; i < LT_SLOTS; i++)
 		if (g->lts[i].have_desc)
-			lt_call_free(&g->lts[i].desc);
+			swerve_lt_desc_free(&g->lts[i].desc);
 	if (g->lt)
 		cublasLtDestroy(g->lt);
 	cudaFree(g->lt_ws);
