@@ -167,6 +167,7 @@ struct glayer {
 	void *gn;          /* A (T, Hd) gate * norm(o) */
 	/* softmax */
 	float *q, *k, *v, *lse; /* q (T, Hd) rotated, k/v (T, KVd), lse (T, H) */
+	void *oa;               /* POLICY_GPU_SOFTMAX_WO=bf16: o (T, Hd) in bf16, wo's operand */
 	/* MoE; rows are the T K assignments sorted by expert (with padding rows
 	 * when h_cap > 0: expert e owns rows [e cap, (e + 1) cap)) */
 	float *prob, *gate;      /* (T, E), (T, K) */
@@ -287,6 +288,11 @@ struct policy_gpu {
 	 * the first versions). */
 	int route_new, lin_ew;
 	int lw_gate; /* round 14: POLICY_GPU_LW_GATE (gpu_gate.h mode; 0: v2, 1: v3 the default) */
+	/* round 22: POLICY_GPU_SOFTMAX_WO=bf16 (1): the softmax layer's output
+	 * projection on bf16 operands (o's bf16 copy, the bf16 residual gradient
+	 * g->dxb, the bf16 weights) as the lightning layers' wo; fp32 (0,
+	 * rounds 1-21): fp32 operands with FAST_16BF. bf16 mode only */
+	int sm_wo16;
 	float *route_ws;
 	size_t route_ws_n;
 	/* round 10: route_new 3 / 4 = POLICY_GPU_ROUTE=v3 / v4 (gpu_route.cu; v4
@@ -1912,6 +1918,13 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 		if (g->lw_gate)
 			CKR(policy_gate_reserve(Hd));
 	}
+	{ /* round 22: POLICY_GPU_SOFTMAX_WO=bf16 (the default in bf16 mode) | fp32 */
+		static const char *const names[] = {"fp32", "bf16"};
+		int v = policy_env_choice("POLICY_GPU_SOFTMAX_WO", names, 2, 1);
+		if (v < 0)
+			return v;
+		g->sm_wo16 = v && g->ab;
+	}
 	{ /* POLICY_GPU_EW=new (the default where supported) | old (round 7's kernels) */
 		static const char *const names[] = {"new", "old"};
 		int v = policy_env_choice("POLICY_GPU_EW", names, 2, 0);
@@ -2055,6 +2068,8 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 			ALLOC(y->v, (size_t)Tm * KVd);
 			ALLOC(y->o, (size_t)Tm * Hd);
 			ALLOC(y->lse, (size_t)Tm * H);
+			if (g->sm_wo16)
+				CK(cudaMalloc(&y->oa, (size_t)Tm * Hd * 2 + 16));
 		} else {
 			CK(cudaMalloc(&y->pre, (size_t)4 * Tm * Hd * as + 16));
 			ALLOC(y->qkv_b, (size_t)3 * Tm * Hd);
@@ -2214,7 +2229,7 @@ void policy_gpu_free(struct policy_gpu *g)
 		             y->pre, y->qkv_b, y->qkv_f, y->o,     y->rstd_o, y->gn,
 		             y->q,   y->k,     y->v,     y->lse,   y->prob,   y->gate,
 		             y->sel, y->perm,  y->rowof, y->auxc,  y->xp,     y->h1,
-		             y->h3,  y->hh,    y->yp,    y->doffs, y->xg};
+		             y->h3,  y->hh,    y->yp,    y->doffs, y->xg,     y->oa};
 		for (size_t i = 0; i < sizeof(p) / sizeof(p[0]); i++)
 			cudaFree(p[i]);
 		free(y->h_off);
@@ -2642,6 +2657,12 @@ static int softmax_fwd(struct policy_gpu *g, int l, float *y, const struct polic
 		        ly->o, ly->lse, ly->q, ly->k, ly->v, g->sstart, T, H, KV, d, scale);
 		LAUNCHED();
 	}
+	if (g->sm_wo16) { /* round 22: o in bf16 (kept for wo's dW), wo on bf16 operands */
+		const size_t n = (size_t)T * H * d;
+		k_to_bf16<<<GRID(n), 0, PST>>>((uint16_t *)ly->oa, ly->o, n);
+		LAUNCHED();
+		return mm_fwd(g, y, CUDA_R_32F, ly->oa, wp(g, lp->wo), g->at, T, H * d, D, 0, 0);
+	}
 	/* o is fp32 (the attention GEMMs): wo on the fp32 master weights */
 	return mm_fwd(g, y, CUDA_R_32F, ly->o, P + lp->wo, CUDA_R_32F, T, H * d, D, 0, 0);
 }
@@ -2659,8 +2680,13 @@ static int softmax_bwd(struct policy_gpu *g, int l, float *dn, const float *dy,
 	size_t nk = (size_t)T * KV * d;
 	float *dO = g->dt2, *dq = g->dt3, *dk = g->dt1, *dv = g->dt1 + nk, *Dsum = g->dbig;
 
-	CKR(mm_dw_side(g, SV_DX, G + lp->wo, dy, ly->o, CUDA_R_32F, T, H * d, D, 0));
-	CKR(mm_dx(g, dO, CUDA_R_32F, dy, P + lp->wo, CUDA_R_32F, T, H * d, D, 0, 0));
+	if (g->sm_wo16) { /* round 22: the bf16 residual gradient (g->dxb) and o's bf16 copy */
+		CKR(mm_dw_side(g, SV_DXB, G + lp->wo, g->dxb, ly->oa, g->at, T, H * d, D, 0));
+		CKR(mm_dx(g, dO, CUDA_R_32F, g->dxb, wp(g, lp->wo), g->at, T, H * d, D, 0, 0));
+	} else {
+		CKR(mm_dw_side(g, SV_DX, G + lp->wo, dy, ly->o, CUDA_R_32F, T, H * d, D, 0));
+		CKR(mm_dx(g, dO, CUDA_R_32F, dy, P + lp->wo, CUDA_R_32F, T, H * d, D, 0, 0));
+	}
 	/* Dsum (dbig), dk / dv (dt1) are rewritten below */
 	CKR(side_wait(g, SV_DT1));
 	CKR(side_wait(g, SV_DBIG));
@@ -3462,8 +3488,8 @@ static int step_bwd(struct policy_gpu *g, const struct policy_batch *b, int maxl
 		 * 19 (a16g): the bf16 gradient itself, with an fp32 copy in g->dx
 		 * for a softmax layer */
 		if (g->a16g)
-			CKR(policy_ew_rms_bwd16g(g->dxb, lp->softmax ? g->dx : NULL, 1,
-			                         g->grads + lp->ffn_norm, g->dn,
+			CKR(policy_ew_rms_bwd16g(g->dxb, lp->softmax && !g->sm_wo16 ? g->dx : NULL,
+			                         1, g->grads + lp->ffn_norm, g->dn,
 			                         (const uint16_t *)ly->hmid,
 			                         g->params + lp->ffn_norm, ly->rstd2, T, D));
 		else
