@@ -227,7 +227,8 @@ static void tune(struct tshape *s, cublasHandle_t h, cublasLtHandle_t lt, cudaSt
 	s->lt = 0;
 	if (lt && swerve_lt_desc_make(&s->d, c))
 		nc = lt_candidates(lt, s, res);
-	if (cudaDeviceSynchronize() != cudaSuccess)
+	const int sync_failed = cudaDeviceSynchronize() != cudaSuccess;
+	if (sync_failed)
 		why = "device synchronise";
 	else if (cudaMalloc(&scratch, bytes) != cudaSuccess)
 		why = "scratch memory";
@@ -276,8 +277,11 @@ static void tune(struct tshape *s, cublasHandle_t h, cublasLtHandle_t lt, cudaSt
 		s->lt = 1;
 		s->algo = res[pick - 1].algo;
 	}
-	if (why)
-		cudaGetLastError(); /* the failure is reported below, not left for the next check */
+	/* a failure of tuning's own (scratch, events, a refused candidate) is
+	 * reported below, not left for the caller's next check; a failed
+	 * synchronisation is the step's and stays for its caller */
+	if (!sync_failed)
+		cudaGetLastError();
 	if (why || mode > 1) {
 		char what[160];
 		snprintf(what, sizeof(what), "%c%c %dx%dx%d batch %d (A/B %s, C %s, beta %g)",
