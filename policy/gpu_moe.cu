@@ -416,6 +416,76 @@ __device__ __forceinline__ static uint32_t mg_cvt2(float lo, float hi)
 	asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(u) : "f"(hi), "f"(lo));
 	return u;
 }
+/* DOWN_DX's epilogue arithmetic (mg_epi_tma's and k_mgy's) for the 16 rows wr.. of the tile (this
+ * warp's rows of one 64-row half), h1 / h3 at s1b / s3b (two 16 KB column
+ * blocks each), dh1 / dh3 written back in place (rows within the expert)
+ * or stored from registers (a 16-row band past the expert's end) */
+template <bool Q>
+__device__ __forceinline__ static void
+mg_dx_band_at(const struct mg_args &a, float (&wacc)[2][32], uint32_t s1b, uint32_t s3b, int wr,
+              int r0, int r1, int n0, int q, int sl, int rr, int cc, int F, bool tmrow)
+{
+#pragma unroll
+	for (int h = 0; h < 2; h++) {
+		if (n0 + h * 64 >= F) /* F % 64 == 0: whole blocks past F */
+			continue;
+#pragma unroll
+		for (int np = 0; np < 4; np++) {
+			const uint32_t o = h * 16384 + mg_kofs(wr + sl, 2 * np + (q >> 1));
+			uint32_t x1r[4], x3r[4], u1[4], u3[4];
+			ptx::ldsm_x4(x1r, s1b + o);
+			ptx::ldsm_x4(x3r, s3b + o);
+			const float *g = &wacc[h][8 * np];
+#pragma unroll
+			for (int i = 0; i < 4; i++) {
+				float d1[2], d3[2];
+#pragma unroll
+				for (int j = 0; j < 2; j++) {
+					float x1 = mg_bf2f((uint16_t)(x1r[i] >> (16 * j))),
+					      x3 = mg_bf2f((uint16_t)(x3r[i] >> (16 * j))),
+					      gv = g[2 * i + j], s = mg_sigm(x1);
+					d3[j] = gv * x1 * s;
+					d1[j] = gv * x3 * s * (1.0f + x1 * (1.0f - s));
+				}
+				if constexpr (Q) {
+					u1[i] = mg_cvt2(d1[0], d1[1]);
+					u3[i] = mg_cvt2(d3[0], d3[1]);
+				} else {
+					u1[i] = (uint32_t)mg_f2bf(d1[0]) | (uint32_t)mg_f2bf(d1[1])
+					                                           << 16;
+					u3[i] = (uint32_t)mg_f2bf(d3[0]) | (uint32_t)mg_f2bf(d3[1])
+					                                           << 16;
+				}
+			}
+			if (tmrow) {
+				ptx::stsm_x4(s1b + o, u1[0], u1[1], u1[2], u1[3]);
+				ptx::stsm_x4(s3b + o, u3[0], u3[1], u3[2], u3[3]);
+			} else {
+#pragma unroll
+				for (int i = 0; i < 4; i++) {
+					int row = r0 + wr + rr + (i & 1) * 8,
+					    f = n0 + h * 64 + 16 * np + (i >> 1) * 8 + cc;
+					if (row >= r1)
+						continue;
+					uint16_t *dst = a.o1 + (size_t)row * 2 * F + f;
+					*(uint32_t *)dst = u1[i];
+					*(uint32_t *)(dst + F) = u3[i];
+				}
+			}
+		}
+	}
+}
+
+/* mg_dx_band_at with this thread's lane coordinates (k_mgy) */
+template <bool Q>
+__device__ __forceinline__ static void mg_dx_band(const struct mg_args &a, float (&wacc)[2][32],
+                                                  uint32_t s1b, uint32_t s3b, int wr, int r0,
+                                                  int r1, int n0)
+{
+	const int lane = threadIdx.x & 31, q = lane >> 3;
+	const int sl = (q & 1) * 8 + (lane & 7), rr = lane >> 2, cc = (lane & 3) * 2, F = a.F;
+	mg_dx_band_at<Q>(a, wacc, s1b, s3b, wr, r0, r1, n0, q, sl, rr, cc, F, r0 + wr + 16 <= r1);
+}
 template <int MODE, bool P = false, bool H = false, bool Q = false>
 __device__ __forceinline__ static void
 mg_epi_tma(const struct mg_args &a, const struct mg_tma &tm, float (&wacc)[2][32], uint32_t sbase,
@@ -482,55 +552,7 @@ mg_epi_tma(const struct mg_args &a, const struct mg_tma &tm, float (&wacc)[2][32
 	} else {
 		ptx::mbar_wait(ebar, P ? eph : 0);
 		ptx::mbar_wait(ebar + 8, P ? eph : 0);
-#pragma unroll
-		for (int h = 0; h < 2; h++) {
-			if (n0 + h * 64 >= F) /* F % 64 == 0: whole blocks past F */
-				continue;
-#pragma unroll
-			for (int np = 0; np < 4; np++) {
-				const uint32_t o = h * 16384 + mg_kofs(wr + sl, 2 * np + (q >> 1));
-				uint32_t x1r[4], x3r[4], u1[4], u3[4];
-				ptx::ldsm_x4(x1r, s1b + o);
-				ptx::ldsm_x4(x3r, s3b + o);
-				const float *g = &wacc[h][8 * np];
-#pragma unroll
-				for (int i = 0; i < 4; i++) {
-					float d1[2], d3[2];
-#pragma unroll
-					for (int j = 0; j < 2; j++) {
-						float x1 = mg_bf2f((uint16_t)(x1r[i] >> (16 * j))),
-						      x3 = mg_bf2f((uint16_t)(x3r[i] >> (16 * j))),
-						      gv = g[2 * i + j], s = mg_sigm(x1);
-						d3[j] = gv * x1 * s;
-						d1[j] = gv * x3 * s * (1.0f + x1 * (1.0f - s));
-					}
-					if constexpr (Q) {
-						u1[i] = mg_cvt2(d1[0], d1[1]);
-						u3[i] = mg_cvt2(d3[0], d3[1]);
-					} else {
-						u1[i] = (uint32_t)mg_f2bf(d1[0]) |
-						        (uint32_t)mg_f2bf(d1[1]) << 16;
-						u3[i] = (uint32_t)mg_f2bf(d3[0]) |
-						        (uint32_t)mg_f2bf(d3[1]) << 16;
-					}
-				}
-				if (tmrow) {
-					ptx::stsm_x4(s1b + o, u1[0], u1[1], u1[2], u1[3]);
-					ptx::stsm_x4(s3b + o, u3[0], u3[1], u3[2], u3[3]);
-				} else {
-#pragma unroll
-					for (int i = 0; i < 4; i++) {
-						int row = r0 + wr + rr + (i & 1) * 8,
-						    f = n0 + h * 64 + 16 * np + (i >> 1) * 8 + cc;
-						if (row >= r1)
-							continue;
-						uint16_t *dst = a.o1 + (size_t)row * 2 * F + f;
-						*(uint32_t *)dst = u1[i];
-						*(uint32_t *)(dst + F) = u3[i];
-					}
-				}
-			}
-		}
+		mg_dx_band_at<Q>(a, wacc, s1b, s3b, wr, r0, r1, n0, q, sl, rr, cc, F, tmrow);
 		if (tmrow) {
 			ptx::fence_proxy_async();
 			__syncwarp();
@@ -1502,69 +1524,6 @@ __device__ __forceinline__ static void mg_bar_arrive(int id, int n)
 {
 	asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(n) : "memory");
 }
-/* mg_epi_tma's DOWN_DX arithmetic for the 16 rows wr.. of the tile (this
- * warp's rows of one 64-row half), h1 / h3 at s1b / s3b (two 16 KB column
- * blocks each), dh1 / dh3 written back in place (rows within the expert)
- * or stored from registers (a 16-row band past the expert's end) */
-template <bool Q>
-__device__ __forceinline__ static void mgy_epi(const struct mg_args &a, float (&wacc)[2][32],
-                                               uint32_t s1b, uint32_t s3b, int wr, int r0, int r1,
-                                               int n0)
-{
-	const int lane = threadIdx.x & 31, q = lane >> 3;
-	const int sl = (q & 1) * 8 + (lane & 7), rr = lane >> 2, cc = (lane & 3) * 2, F = a.F;
-	const bool tmrow = r0 + wr + 16 <= r1;
-#pragma unroll
-	for (int h = 0; h < 2; h++) {
-		if (n0 + h * 64 >= F) /* F % 64 == 0: whole blocks past F */
-			continue;
-#pragma unroll
-		for (int np = 0; np < 4; np++) {
-			const uint32_t o = h * 16384 + mg_kofs(wr + sl, 2 * np + (q >> 1));
-			uint32_t x1r[4], x3r[4], u1[4], u3[4];
-			ptx::ldsm_x4(x1r, s1b + o);
-			ptx::ldsm_x4(x3r, s3b + o);
-			const float *g = &wacc[h][8 * np];
-#pragma unroll
-			for (int i = 0; i < 4; i++) {
-				float d1[2], d3[2];
-#pragma unroll
-				for (int j = 0; j < 2; j++) {
-					float x1 = mg_bf2f((uint16_t)(x1r[i] >> (16 * j))),
-					      x3 = mg_bf2f((uint16_t)(x3r[i] >> (16 * j))),
-					      gv = g[2 * i + j], s = mg_sigm(x1);
-					d3[j] = gv * x1 * s;
-					d1[j] = gv * x3 * s * (1.0f + x1 * (1.0f - s));
-				}
-				if constexpr (Q) {
-					u1[i] = mg_cvt2(d1[0], d1[1]);
-					u3[i] = mg_cvt2(d3[0], d3[1]);
-				} else {
-					u1[i] = (uint32_t)mg_f2bf(d1[0]) | (uint32_t)mg_f2bf(d1[1])
-					                                           << 16;
-					u3[i] = (uint32_t)mg_f2bf(d3[0]) | (uint32_t)mg_f2bf(d3[1])
-					                                           << 16;
-				}
-			}
-			if (tmrow) {
-				ptx::stsm_x4(s1b + o, u1[0], u1[1], u1[2], u1[3]);
-				ptx::stsm_x4(s3b + o, u3[0], u3[1], u3[2], u3[3]);
-			} else {
-#pragma unroll
-				for (int i = 0; i < 4; i++) {
-					int row = r0 + wr + rr + (i & 1) * 8,
-					    f = n0 + h * 64 + 16 * np + (i >> 1) * 8 + cc;
-					if (row >= r1)
-						continue;
-					uint16_t *dst = a.o1 + (size_t)row * 2 * F + f;
-					*(uint32_t *)dst = u1[i];
-					*(uint32_t *)(dst + F) = u3[i];
-				}
-			}
-		}
-	}
-}
-
 template <int W, bool Q, int ST = 3, int NH = 2>
 __global__ static void __launch_bounds__(MGY_THREADS, 1)
         k_mgy(struct mg_args a, const __grid_constant__ struct mg_tma tm)
@@ -1700,7 +1659,7 @@ __global__ static void __launch_bounds__(MGY_THREADS, 1)
 		ptx::mbar_wait(hfb, u & 1);
 #pragma unroll
 		for (int m = 0; m < 2; m++)
-			mgy_epi<Q>(a, acc[m], hb, hb + 32768, m * 64 + w4 * 16, r0, r1, n0);
+			mg_dx_band<Q>(a, acc[m], hb, hb + 32768, m * 64 + w4 * 16, r0, r1, n0);
 		ptx::fence_proxy_async();
 		__syncwarp();
 		if (lane == 0) {
