@@ -111,6 +111,70 @@ __global__ static void __launch_bounds__(EW_NW * 32)
  * lane (chunk k of lane l: columns 4 (l + 32 k) ..); y of type TO; round
  * 16: the residual stream (a, out) of type TX, the slots yp of type TP
  * (bf16: the row's value rounded as stored before its norm) */
+/* acc += a x over a warp's CH float4 columns */
+template <int CH>
+__device__ __forceinline__ static void ew_axpy(float (&acc)[CH][4], float a,
+                                               const float (&x)[CH][4])
+{
+#pragma unroll
+	for (int k = 0; k < CH; k++)
+#pragma unroll
+		for (int q = 0; q < 4; q++)
+			acc[k][q] += a * x[k][q];
+}
+/* acc += x */
+template <int CH>
+__device__ __forceinline__ static void ew_acc(float (&acc)[CH][4], const float (&x)[CH][4])
+{
+#pragma unroll
+	for (int k = 0; k < CH; k++)
+#pragma unroll
+		for (int q = 0; q < 4; q++)
+			acc[k][q] += x[k][q];
+}
+/* an add + norm's tail for row t at o (ew_add_rms, k_ew_add_rms16p): v
+ * rounded as out stores it and stored there (where out is given; always
+ * where OUT), 1/rms to rstd[t], v r w to y (and to yb where given) */
+template <typename TX, typename TO, int CH, bool OUT = false>
+__device__ __forceinline__ static void
+ew_norm_tail(float (&v)[CH][4], TX *__restrict__ out, TO *__restrict__ y, uint16_t *__restrict__ yb,
+             float *__restrict__ rstd, const float *__restrict__ w, int lane, int C4, int C,
+             size_t o, int t, float eps)
+{
+	float ss = 0, r;
+#pragma unroll
+	for (int k = 0; k < CH; k++) {
+		int c = lane + 32 * k;
+		if (c < C4) {
+#pragma unroll
+			for (int q = 0; q < 4; q++)
+				v[k][q] = ew_rnd(v[k][q], out);
+			if (OUT || out)
+				ew_st4(out + o + c * 4, v[k]);
+#pragma unroll
+			for (int q = 0; q < 4; q++)
+				ss += v[k][q] * v[k][q];
+		}
+	}
+	ss = warp_sum(ss);
+	r = rsqrtf(ss / C + eps);
+	if (lane == 0)
+		rstd[t] = r;
+#pragma unroll
+	for (int k = 0; k < CH; k++) {
+		int c = lane + 32 * k;
+		if (c < C4) {
+			float yv[4];
+#pragma unroll
+			for (int q = 0; q < 4; q++)
+				yv[q] = v[k][q] * r * w[c * 4 + q];
+			ew_st4(y + o + c * 4, yv);
+			if (yb)
+				ew_st4(yb + o + c * 4, yv);
+		}
+	}
+}
+
 template <typename TO, int CH, typename TX, typename TP>
 __device__ __forceinline__ static void
 ew_add_rms(TX *__restrict__ out, TO *__restrict__ y, uint16_t *__restrict__ yb,
@@ -120,7 +184,7 @@ ew_add_rms(TX *__restrict__ out, TO *__restrict__ y, uint16_t *__restrict__ yb,
            float eps)
 {
 	int lane = threadIdx.x & 31, t = blockIdx.x * EW_NW + (threadIdx.x >> 5), C4 = C / 4;
-	float v[CH][4], bv[CH][4], ss = 0, r;
+	float v[CH][4], bv[CH][4];
 	size_t o = (size_t)t * C;
 	if (t >= T) /* warp-uniform */
 		return;
@@ -150,13 +214,8 @@ ew_add_rms(TX *__restrict__ out, TO *__restrict__ y, uint16_t *__restrict__ yb,
 			}
 		}
 	}
-	if (b) {
-#pragma unroll
-		for (int k = 0; k < CH; k++)
-#pragma unroll
-			for (int q = 0; q < 4; q++)
-				v[k][q] += bv[k][q];
-	}
+	if (b)
+		ew_acc<CH>(v, bv);
 	if (yp) { /* the combine, j in order, then added to a (k_add_rms_moe's order) */
 #pragma unroll
 		for (int k = 0; k < CH; k++)
@@ -172,49 +231,11 @@ ew_add_rms(TX *__restrict__ out, TO *__restrict__ y, uint16_t *__restrict__ yb,
 				if (c < C4)
 					ew_ld4(yv[k], yp + tj * C + c * 4);
 			}
-#pragma unroll
-			for (int k = 0; k < CH; k++)
-#pragma unroll
-				for (int q = 0; q < 4; q++)
-					bv[k][q] += gj * yv[k][q];
+			ew_axpy<CH>(bv, gj, yv);
 		}
-#pragma unroll
-		for (int k = 0; k < CH; k++)
-#pragma unroll
-			for (int q = 0; q < 4; q++)
-				v[k][q] += bv[k][q];
+		ew_acc<CH>(v, bv);
 	}
-#pragma unroll
-	for (int k = 0; k < CH; k++) {
-		int c = lane + 32 * k;
-		if (c < C4) {
-#pragma unroll
-			for (int q = 0; q < 4; q++)
-				v[k][q] = ew_rnd(v[k][q], out);
-			if (out)
-				ew_st4(out + o + c * 4, v[k]);
-#pragma unroll
-			for (int q = 0; q < 4; q++)
-				ss += v[k][q] * v[k][q];
-		}
-	}
-	ss = warp_sum(ss);
-	r = rsqrtf(ss / C + eps);
-	if (lane == 0)
-		rstd[t] = r;
-#pragma unroll
-	for (int k = 0; k < CH; k++) {
-		int c = lane + 32 * k;
-		if (c < C4) {
-			float yv[4];
-#pragma unroll
-			for (int q = 0; q < 4; q++)
-				yv[q] = v[k][q] * r * w[c * 4 + q];
-			ew_st4(y + o + c * 4, yv);
-			if (yb)
-				ew_st4(yb + o + c * 4, yv);
-		}
-	}
+	ew_norm_tail<TX, TO, CH>(v, out, y, yb, rstd, w, lane, C4, C, o, t, eps);
 }
 
 template <typename TO, int CH>
@@ -657,7 +678,7 @@ __global__ static void __launch_bounds__(EP_NW * 32, 1)
 		const unsigned char *sr = sw + (size_t)(i % EP_S) * sst;
 		const uint16_t *ar = (const uint16_t *)(sr + (KY ? 0 : 4 * C));
 		size_t o = (size_t)t * C;
-		float v[CH][4], bv[CH][4], ss = 0, r;
+		float v[CH][4], bv[CH][4];
 #pragma unroll
 		for (int k = 0; k < CH; k++) {
 			int c = lane + 32 * k;
@@ -668,11 +689,7 @@ __global__ static void __launch_bounds__(EP_NW * 32, 1)
 			}
 		}
 		if (KY == 0) {
-#pragma unroll
-			for (int k = 0; k < CH; k++)
-#pragma unroll
-				for (int q = 0; q < 4; q++)
-					v[k][q] += bv[k][q];
+			ew_acc<CH>(v, bv);
 		} else { /* the combine, j in order, then added to a */
 			const float *sg = (const float *)(sr + sst - 16);
 #pragma unroll
@@ -690,46 +707,12 @@ __global__ static void __launch_bounds__(EP_NW * 32, 1)
 					if (c < C4)
 						ew_ld4(yv[k], yr + c * 4);
 				}
-#pragma unroll
-				for (int k = 0; k < CH; k++)
-#pragma unroll
-					for (int q = 0; q < 4; q++)
-						bv[k][q] += gj * yv[k][q];
+				ew_axpy<CH>(bv, gj, yv);
 			}
-#pragma unroll
-			for (int k = 0; k < CH; k++)
-#pragma unroll
-				for (int q = 0; q < 4; q++)
-					v[k][q] += bv[k][q];
+			ew_acc<CH>(v, bv);
 		}
-#pragma unroll
-		for (int k = 0; k < CH; k++) {
-			int c = lane + 32 * k;
-			if (c < C4) {
-#pragma unroll
-				for (int q = 0; q < 4; q++)
-					v[k][q] = ew_rnd(v[k][q], out);
-				ew_st4(out + o + c * 4, v[k]);
-#pragma unroll
-				for (int q = 0; q < 4; q++)
-					ss += v[k][q] * v[k][q];
-			}
-		}
-		ss = warp_sum(ss);
-		r = rsqrtf(ss / C + eps);
-		if (lane == 0)
-			rstd[t] = r;
-#pragma unroll
-		for (int k = 0; k < CH; k++) {
-			int c = lane + 32 * k;
-			if (c < C4) {
-				float yv[4];
-#pragma unroll
-				for (int q = 0; q < 4; q++)
-					yv[q] = v[k][q] * r * w[c * 4 + q];
-				ew_st4(y + o + c * 4, yv);
-			}
-		}
+		ew_norm_tail<uint16_t, TO, CH, true>(v, out, y, (uint16_t *)nullptr, rstd, w, lane,
+		                                     C4, C, o, t, eps);
 	}
 	ep_wait<0>();
 }
