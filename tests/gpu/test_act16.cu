@@ -261,6 +261,44 @@ static int test_rms_bwd_stream(void)
 	return have_gpu() ? rms_bwd_case(128) || rms_bwd_case(768) : GPU_SKIP;
 }
 
+/* grad16_case's and ew20_case's host inputs for rows x D (K slots a row):
+ * x, the old dx and the slot rows yp in bf16 with their values in fp32
+ * (xf, dxf, ypf), dy, w, the slots' gates and 1/rms in fp32, rowh for a
+ * permutation of the slots (not filled) */
+struct g16_in {
+	uint16_t *xh, *dxh, *yph;
+	float *xf, *dyf, *dxf, *wf, *ypf, *gf, *rf;
+	int *rowh;
+};
+static int g16_in_make(struct g16_in *h, int rows, int D)
+{
+	size_t n = (size_t)rows * D, nr = n * K;
+	h->xh = (uint16_t *)malloc(n * 2), h->dxh = (uint16_t *)malloc(n * 2);
+	h->yph = (uint16_t *)malloc(nr * 2);
+	h->xf = (float *)malloc(n * 4), h->dyf = (float *)malloc(n * 4);
+	h->dxf = (float *)malloc(n * 4), h->wf = (float *)malloc(D * 4);
+	h->ypf = (float *)malloc(nr * 4), h->gf = (float *)malloc(nr * 4);
+	h->rf = (float *)malloc(rows * 4);
+	h->rowh = (int *)malloc(nr / D * 4);
+	if (!h->xh || !h->dxh || !h->yph || !h->xf || !h->dyf || !h->dxf || !h->wf || !h->ypf ||
+	    !h->gf || !h->rf || !h->rowh)
+		return 1;
+	draw(h->xh, h->xf, n, 2.0);
+	drawf(h->dyf, n, 1.0);
+	draw(h->dxh, h->dxf, n, 1.0);
+	draw(h->yph, h->ypf, nr, 1.0);
+	drawf(h->wf, D, 1.0);
+	drawf(h->gf, nr / D, 0.5);
+	for (int t = 0; t < rows; t++)
+		h->rf[t] = (float)(0.3 + gpu_urand());
+	return 0;
+}
+static void g16_in_free(struct g16_in *h)
+{
+	free(h->xh), free(h->dxh), free(h->yph), free(h->xf), free(h->dyf), free(h->dxf);
+	free(h->wf), free(h->ypf), free(h->gf), free(h->rf), free(h->rowh);
+}
+
 /* round 19 (POLICY_GPU_ACT16=all): the residual gradient in bf16. The
  * RMSNorm backward with dx bf16 (acc 0 and 1; x bf16) vs the x-bf16 kernel
  * with fp32 dx on the same values: dx the fp32 kernel's rounded, its fp32
@@ -270,22 +308,13 @@ static int test_rms_bwd_stream(void)
 static int grad16_case(int D)
 {
 	size_t n = (size_t)T * D, nr = n * K;
-	uint16_t *xh = (uint16_t *)malloc(n * 2), *dxh = (uint16_t *)malloc(n * 2);
-	uint16_t *yph = (uint16_t *)malloc(nr * 2);
-	float *xf = (float *)malloc(n * 4), *dyf = (float *)malloc(n * 4);
-	float *dxf = (float *)malloc(n * 4), *wf = (float *)malloc(D * 4);
-	float *ypf = (float *)malloc(nr * 4), *gf = (float *)malloc(nr * 4);
-	float *rf = (float *)malloc(T * 4);
-	int *rowh = (int *)malloc(nr / D * 4), *tokh = (int *)malloc(T * 4), bad = 0;
+	struct g16_in in;
+	int *tokh = (int *)malloc(T * 4), bad = 0;
 	const int V = T + 17;
-	draw(xh, xf, n, 2.0);
-	drawf(dyf, n, 1.0);
-	draw(dxh, dxf, n, 1.0);
-	draw(yph, ypf, nr, 1.0);
-	drawf(wf, D, 1.0);
-	drawf(gf, nr / D, 0.5);
-	for (int t = 0; t < T; t++)
-		rf[t] = (float)(0.3 + gpu_urand());
+	CHECK(!g16_in_make(&in, T, D) && tokh, "out of memory");
+	uint16_t *xh = in.xh, *dxh = in.dxh, *yph = in.yph;
+	float *dyf = in.dyf, *dxf = in.dxf, *wf = in.wf, *gf = in.gf, *rf = in.rf;
+	int *rowh = in.rowh;
 	for (size_t i = 0; i < nr / D; i++) /* a permutation of the rows */
 		rowh[i] = (int)(nr / D - 1 - i);
 	for (int t = 0; t < T; t++) /* distinct tokens */
@@ -377,8 +406,8 @@ static int grad16_case(int D)
 		bad |= cmp_f32("embed bwd, dx bf16", h1, h0, (size_t)V * D, 0);
 		free(h0), free(h1);
 	}
-	free(xh), free(dxh), free(yph), free(xf), free(dyf), free(dxf), free(wf), free(ypf);
-	free(gf), free(rf), free(rowh), free(tokh);
+	g16_in_free(&in);
+	free(tokh);
 	dfree();
 	CHECK(!bad, "the bf16 residual gradient's passes differ (see above)");
 	return 0;
@@ -396,22 +425,12 @@ static int test_grad16(void)
 static int ew20_case(int Tn, int D)
 {
 	size_t n = (size_t)Tn * D, nr = n * K;
-	uint16_t *xh = (uint16_t *)malloc(n * 2), *dxh = (uint16_t *)malloc(n * 2);
-	uint16_t *yph = (uint16_t *)malloc(nr * 2);
-	float *xf = (float *)malloc(n * 4), *dyf = (float *)malloc(n * 4);
-	float *dxf = (float *)malloc(n * 4), *wf = (float *)malloc(D * 4);
-	float *ypf = (float *)malloc(nr * 4), *gf = (float *)malloc(nr * 4);
-	float *rf = (float *)malloc(Tn * 4);
-	int *rowh = (int *)malloc(nr / D * 4), bad = 0;
-	CHECK(rowh, "out of memory");
-	draw(xh, xf, n, 2.0);
-	drawf(dyf, n, 1.0);
-	draw(dxh, dxf, n, 1.0);
-	draw(yph, ypf, nr, 1.0);
-	drawf(wf, D, 1.0);
-	drawf(gf, nr / D, 0.5);
-	for (int t = 0; t < Tn; t++)
-		rf[t] = (float)(0.3 + gpu_urand());
+	struct g16_in in;
+	int bad = 0;
+	CHECK(!g16_in_make(&in, Tn, D), "out of memory");
+	uint16_t *xh = in.xh, *dxh = in.dxh, *yph = in.yph;
+	float *dyf = in.dyf, *wf = in.wf, *gf = in.gf, *rf = in.rf;
+	int *rowh = in.rowh;
 	float *dy = up(dyf, n), *w = up(wf, (size_t)D), *r = up(rf, (size_t)Tn);
 	uint16_t *x16 = up(xh, n);
 	printf(" POLICY_GPU_EW20 off -> rms / comb, T %d, D %d:\n", Tn, D);
@@ -527,8 +546,7 @@ static int ew20_case(int Tn, int D)
 		bad |= cmp_f32("add+norm: rstd", q1, q0, (size_t)Tn, 0);
 		free(h0), free(h1), free(z0), free(z1), free(q0), free(q1);
 	}
-	free(xh), free(dxh), free(yph), free(xf), free(dyf), free(dxf), free(wf), free(ypf);
-	free(gf), free(rf), free(rowh);
+	g16_in_free(&in);
 	dfree();
 	CHECK(!bad, "POLICY_GPU_EW20's passes differ from round 19's (see above)");
 	return 0;
