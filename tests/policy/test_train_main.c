@@ -99,6 +99,8 @@ Test(swerve_train, init_sft_eval_rl, .init = setup, .timeout = 120)
 	cr_assert_eq(rc, 0, "sft: %s", err);
 	cr_expect(strstr(out, "step 1  loss 5."), "%s", out);
 	cr_expect(last_loss(out) < 1.0, "final loss %g:\n%s", last_loss(out), out);
+	/* no peak is known on the CPU: MFU is not made up */
+	cr_expect(strstr(out, "  mfu -\n"), "%s", out);
 	free(out);
 	free(err);
 
@@ -107,11 +109,18 @@ Test(swerve_train, init_sft_eval_rl, .init = setup, .timeout = 120)
 	rc = run(
 	        &out, &err,
 	        "%s sft --ckpt %s/ck --out %s/ck3 --data %s/data.jsonl --steps 10 --batch-tokens 8 "
-	        "--accum 2 --lr 1e-2 --log-every 1",
+	        "--accum 2 --lr 1e-2 --log-every 1 --peak-tflops 0.001",
 	        bin, dir, dir, dir);
 	cr_assert_eq(rc, 0, "sft --accum: %s", err);
 	cr_expect(strstr(out, "step 50  loss"), "one optimizer step per 2 micro-batches:\n%s", out);
 	cr_expect(!strstr(out, "step 51 "), "%s", out);
+	{ /* against --peak-tflops: a percentage, positive */
+		const char *m = strstr(out, "  mfu ");
+		double v = -1;
+		char pct = 0;
+		cr_expect(m && sscanf(m, "  mfu %lf%c", &v, &pct) == 2 && pct == '%' && v > 0, "%s",
+		          out);
+	}
 	cr_expect(last_loss(out) < 1.0, "final loss %g:\n%s", last_loss(out), out);
 	free(out);
 	free(err);
@@ -248,6 +257,7 @@ Test(swerve_train, init_sft_eval_rl, .init = setup, .timeout = 120)
 	         bin, dir, dir, dir);
 	cr_assert_eq(rc, 0, "rl: %s", err);
 	cr_expect(strstr(out, "groups 1 (skipped 0)  reward_mean 0.500"), "%s", out);
+	cr_expect(strstr(out, "  mfu -\n"), "%s", out);
 	cr_expect(strstr(out, "no complete unconsumed group left"), "%s", out);
 	free(out);
 	free(err);
