@@ -88,9 +88,9 @@ static int log2_align(const void *p)
 	return l;
 }
 
-static size_t type_size(cudaDataType_t t)
+static size_t type_size(cudaDataType_t t) /* C's: fp32 or bf16 */
 {
-	return t == CUDA_R_32F ? 4 : t == CUDA_R_64F ? 8 : t == CUDA_R_8F_E4M3 ? 1 : 2;
+	return t == CUDA_R_32F ? 4 : 2;
 }
 
 static cublasStatus_t default_gemm(cublasHandle_t h, const struct swerve_gemm *c, void *C)

@@ -80,6 +80,7 @@ struct swerve_pl_ctx {
 	const void *split_ws;
 	__nv_bfloat16 *split_wp; /* where in split_ws the parts lie (layout_of's wp) */
 	int split_parts, split_v, split_d;
+	int gemm_tune; /* SWERVE_GEMM_TUNE (kernels/gemm_tune.h) as the context was made */
 };
 
 /* ---- workspace layout ------------------------------------------------------ */
@@ -1098,6 +1099,7 @@ extern "C" int swerve_pl_ctx_new(struct swerve_pl_ctx **out)
 	}
 	cublasSetMathMode(c->h, (cublasMath_t)(CUBLAS_DEFAULT_MATH |
 	                                       CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION));
+	c->gemm_tune = tune;
 	c->prof = 0;
 	c->ev[0] = c->ev[1] = NULL;
 	c->pf_blocks[0] = c->pf_blocks[1] = c->pf_blocks[2] = 0;
@@ -1256,16 +1258,15 @@ static int rows_mode(const struct swerve_pl_opts *o, int *mode)
 	                        e);
 }
 
-static int gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
-                const void *A, cudaDataType at, int lda, const void *B, cudaDataType bt, int ldb,
+/* fp32 C = op(A) op(B) + beta C, A and B of type at, on the context's handle
+ * (its stream set by the caller) */
+static int gemm(const struct swerve_pl_ctx *ctx, cublasOperation_t ta, cublasOperation_t tb, int m,
+                int n, int k, const void *A, cudaDataType at, int lda, const void *B, int ldb,
                 float beta, float *C, int ldc, cublasComputeType_t ct, const char *what)
 {
-	int mode = 0; /* SWERVE_GEMM_TUNE, checked by swerve_pl_ctx_new */
-	(void)bt;     /* A and B share a type in every call here */
-	swerve_gemm_tune_setting(&mode);
 	const struct swerve_gemm c = {ta, tb, m,    n, k,          A,   lda, 0, B,  ldb,
 	                              0,  at, beta, C, CUDA_R_32F, ldc, 0,   1, ct, 0};
-	BLAS_TRY((cublasStatus_t)swerve_gemm_run(h, mode, NULL, 0, &c), what);
+	BLAS_TRY((cublasStatus_t)swerve_gemm_run(ctx->h, ctx->gemm_tune, NULL, 0, &c), what);
 	return 0;
 }
 
@@ -1288,8 +1289,7 @@ extern "C" int swerve_policy_loss_cuda(struct swerve_pl_ctx *ctx, const struct s
 		        "policy loss: workspace: %zu bytes at %p, need %zu bytes, 256-byte aligned",
 		        workspace_bytes, workspace, L.total);
 	cudaStream_t st = (cudaStream_t)stream;
-	cublasHandle_t h = ctx->h;
-	BLAS_TRY(cublasSetStream(h, st), "set stream");
+	BLAS_TRY(cublasSetStream(ctx->h, st), "set stream");
 
 	const int N = b->n_tokens, d = b->d, V = b->vocab, S = b->seq_idx ? b->n_seqs : 1;
 	const int PW = L.PW, PZ = L.PZ, C = L.C, R = L.R, grad = !o->logprob_only;
@@ -1397,14 +1397,14 @@ extern "C" int swerve_policy_loss_cuda(struct swerve_pl_ctx *ctx, const struct s
 			const int rr = c - r0 < R ? c - r0 : R;
 			/* 1. Z (rr, V) = X_s W^T; column-major: Z^T (V x rr) = W (V x Kd) . X^T */
 			if (PW > 0)
-				rc = gemm(h, CUBLAS_OP_T, CUBLAS_OP_N, V, rr, PW * d, Wp,
+				rc = gemm(ctx, CUBLAS_OP_T, CUBLAS_OP_N, V, rr, PW * d, Wp,
 				          CUDA_R_16BF, PW * d,
-				          (const __nv_bfloat16 *)xfwd + (size_t)r0 * PW * d,
-				          CUDA_R_16BF, PW * d, 0.f, Z, V, ct, "forward GEMM");
+				          (const __nv_bfloat16 *)xfwd + (size_t)r0 * PW * d, PW * d,
+				          0.f, Z, V, ct, "forward GEMM");
 			else
-				rc = gemm(h, CUBLAS_OP_T, CUBLAS_OP_N, V, rr, d, W, CUDA_R_32F, d,
-				          (const float *)xfwd + (size_t)r0 * d, CUDA_R_32F, d, 0.f,
-				          Z, V, ct, "forward GEMM");
+				rc = gemm(ctx, CUBLAS_OP_T, CUBLAS_OP_N, V, rr, d, W, CUDA_R_32F, d,
+				          (const float *)xfwd + (size_t)r0 * d, d, 0.f, Z, V, ct,
+				          "forward GEMM");
 			if (rc)
 				return rc;
 			if ((rc = prof_mark(ctx, SWERVE_PL_PH_FWD, st)))
@@ -1447,19 +1447,19 @@ extern "C" int swerve_policy_loss_cuda(struct swerve_pl_ctx *ctx, const struct s
 			for (int v0 = 0; v0 < V; v0 += kb) {
 				const int k = V - v0 < kb ? V - v0 : kb;
 				for (int q = 0; q < np; q++) {
-					rc = gemm(
-					        h, CUBLAS_OP_N, CUBLAS_OP_N, d, c, k,
-					        Wp + (size_t)v0 * PW * d + (size_t)pairs[q][1] * d,
-					        CUDA_R_16BF, PW * d,
-					        dzs + (size_t)pairs[q][0] * c * V + v0, CUDA_R_16BF,
-					        V, q || v0 ? 1.f : 0.f, dxc, d, ct, "dX GEMM");
+					rc = gemm(ctx, CUBLAS_OP_N, CUBLAS_OP_N, d, c, k,
+					          Wp + (size_t)v0 * PW * d +
+					                  (size_t)pairs[q][1] * d,
+					          CUDA_R_16BF, PW * d,
+					          dzs + (size_t)pairs[q][0] * c * V + v0, V,
+					          q || v0 ? 1.f : 0.f, dxc, d, ct, "dX GEMM");
 					if (rc)
 						return rc;
 				}
 			}
 		} else {
-			rc = gemm(h, CUBLAS_OP_N, CUBLAS_OP_N, d, c, V, W, CUDA_R_32F, d, Z,
-			          CUDA_R_32F, V, 0.f, dxc, d, ct, "dX GEMM");
+			rc = gemm(ctx, CUBLAS_OP_N, CUBLAS_OP_N, d, c, V, W, CUDA_R_32F, d, Z, V,
+			          0.f, dxc, d, ct, "dX GEMM");
 			if (rc)
 				return rc;
 		}
@@ -1469,11 +1469,11 @@ extern "C" int swerve_policy_loss_cuda(struct swerve_pl_ctx *ctx, const struct s
 		/* 4. dW (V, d) += dZ^T X_c; column-major: dW^T (d x V) = X^T (d x PZ c) . dZs */
 		const float beta = (t0 > 0 || o->accumulate_dw) ? 1.f : 0.f;
 		if (PZ > 0)
-			rc = gemm(h, CUBLAS_OP_N, CUBLAS_OP_T, d, V, PZ * c, xdw, CUDA_R_16BF, d,
-			          dzs, CUDA_R_16BF, V, beta, out->dW, d, ct, "dW GEMM");
+			rc = gemm(ctx, CUBLAS_OP_N, CUBLAS_OP_T, d, V, PZ * c, xdw, CUDA_R_16BF, d,
+			          dzs, V, beta, out->dW, d, ct, "dW GEMM");
 		else
-			rc = gemm(h, CUBLAS_OP_N, CUBLAS_OP_T, d, V, c, xdw, CUDA_R_32F, d, Z,
-			          CUDA_R_32F, V, beta, out->dW, d, ct, "dW GEMM");
+			rc = gemm(ctx, CUBLAS_OP_N, CUBLAS_OP_T, d, V, c, xdw, CUDA_R_32F, d, Z, V,
+			          beta, out->dW, d, ct, "dW GEMM");
 		if (rc)
 			return rc;
 		if ((rc = prof_mark(ctx, SWERVE_PL_PH_DW, st)))

@@ -1275,34 +1275,6 @@ static int gemm(struct policy_gpu *g, cublasOperation_t ta, cublasOperation_t tb
 }
 
 #define LTOK(x) ((x) == CUBLAS_STATUS_SUCCESS)
-/* a slot's descriptors (kernels/gemm_tune.h's, bf16 compute) */
-static int lt_call_make(struct swerve_lt_desc *c, cublasOperation_t ta, cublasOperation_t tb, int m,
-                        int n, int k, int lda, long long sa, int ldb, long long sb,
-                        cudaDataType_t ab, cudaDataType_t ct, int ldc, long long sc, int batch)
-{
-	const struct swerve_gemm shape = {ta,
-	                                  tb,
-	                                  m,
-	                                  n,
-	                                  k,
-	                                  NULL,
-	                                  lda,
-	                                  sa,
-	                                  NULL,
-	                                  ldb,
-	                                  sb,
-	                                  ab,
-	                                  0.0f,
-	                                  NULL,
-	                                  ct,
-	                                  ldc,
-	                                  sc,
-	                                  batch,
-	                                  CUBLAS_COMPUTE_32F,
-	                                  0};
-	return swerve_lt_desc_make(c, &shape);
-}
-
 /* the cached descriptors of a slot set to this call's shape: rows, columns,
  * leading dimensions and batch strides (the transposes and types are the
  * slot's); 0 where cuBLASLt refuses an attribute */
@@ -1405,7 +1377,27 @@ static int lt_gemm(struct policy_gpu *g, int kind, int I, int O, cublasOperation
 		ok = lt_call_reshape(&sl->desc, ta, tb, m, n, k, lda, sa, ldb, sb, ldc, sc, batch);
 		c = sl->desc;
 	} else {
-		ok = lt_call_make(&c, ta, tb, m, n, k, lda, sa, ldb, sb, ab, ct, ldc, sc, batch);
+		const struct swerve_gemm shape = {ta,
+		                                  tb,
+		                                  m,
+		                                  n,
+		                                  k,
+		                                  A,
+		                                  lda,
+		                                  sa,
+		                                  B,
+		                                  ldb,
+		                                  sb,
+		                                  ab,
+		                                  beta,
+		                                  C,
+		                                  ct,
+		                                  ldc,
+		                                  sc,
+		                                  batch,
+		                                  CUBLAS_COMPUTE_32F,
+		                                  0};
+		ok = swerve_lt_desc_make(&c, &shape); /* bf16 compute */
 		keep = ok && sl && g->lt_cache;
 	}
 	if (ok && sl && !sl->ok)
@@ -2000,15 +1992,7 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 		g->prio = v;
 	}
 	CKR(swerve_gemm_tune_setting(&g->gemm_tune));
-	{
-		const char *e = getenv("POLICY_GPU_SIDE_SMS");
-		char *end = NULL;
-		long v = e && *e ? strtol(e, &end, 10) : 0;
-		if (e && *e && (*end || v < 0 || v > 100000))
-			return swerve_error_set(SWERVE_EINVAL,
-			                        "POLICY_GPU_SIDE_SMS=%s: not a count of SMs", e);
-		g->side_sms = (int)v;
-	}
+	CKR(policy_env_count("POLICY_GPU_SIDE_SMS", "SMs", 100000, &g->side_sms));
 	if (g->streams) {
 		/* non-blocking: the legacy default stream does not order itself
 		 * with it; the events do */

@@ -1977,17 +1977,12 @@ static int ws_launch(const struct policy_moe_dims *d, struct ws_args *a, const u
 	 * that on the side stream (POLICY_GPU_STREAMS=2) they leave SMs to the
 	 * main stream's kernels; unset or 0: a full grid */
 	if (MB == WS_DOWN_DW || MB == WS_UP_DW) {
-		const char *ds = getenv("POLICY_GPU_MOE_DW_CTAS");
-		if (ds && *ds) {
-			char *end;
-			long v = strtol(ds, &end, 10);
-			if (*end || v < 0 || v > 1000000)
-				return swerve_error_set(
-				        SWERVE_EINVAL,
-				        "POLICY_GPU_MOE_DW_CTAS=%s: not a count of CTAs", ds);
-			if (v > 0 && (cap <= 0 || v < cap))
-				cap = (int)v;
-		}
+		int v;
+		int rc = policy_env_count("POLICY_GPU_MOE_DW_CTAS", "CTAs", 1000000, &v);
+		if (rc)
+			return rc;
+		if (v > 0 && (cap <= 0 || v < cap))
+			cap = v;
 	}
 	if ((MB == WS_DOWN_DW || MB == WS_UP_DW) && d->E > WS_EMAX)
 		return swerve_error_set(SWERVE_EINVAL, "gpu moe wsb3: %d experts (at most %d)",
@@ -1999,14 +1994,10 @@ static int ws_launch(const struct policy_moe_dims *d, struct ws_args *a, const u
 	const char *ks = getenv("POLICY_GPU_MOE_WSB_KCH");
 	if (ks && !strcmp(ks, "auto")) {
 		kch = -1;
-	} else if (ks && *ks) {
-		char *end;
-		long v = strtol(ks, &end, 10);
-		if (*end || v < 0 || v > 1000000)
-			return swerve_error_set(
-			        SWERVE_EINVAL, "POLICY_GPU_MOE_WSB_KCH=%s: not a count of k blocks",
-			        ks);
-		kch = (int)v;
+	} else {
+		int rc = policy_env_count("POLICY_GPU_MOE_WSB_KCH", "k blocks", 1000000, &kch);
+		if (rc)
+			return rc;
 	}
 	if (d->E < 1 || R < 1)
 		return 0;

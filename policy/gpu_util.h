@@ -68,4 +68,22 @@ static inline int policy_env_choice(const char *var, const char *const *names, i
 	return swerve_error_set(SWERVE_EINVAL, "%s=%s: not one of %s", var, v, list);
 }
 
+/* An environment switch that holds a count of what (0 to max): *out = its
+ * value, 0 where var is unset or empty; any other value is SWERVE_EINVAL
+ * with a message naming var, the value and what it counts. */
+static inline int policy_env_count(const char *var, const char *what, long max, int *out)
+{
+	const char *v = getenv(var);
+	char *end;
+	long n;
+	*out = 0;
+	if (!v || !*v)
+		return 0;
+	n = strtol(v, &end, 10);
+	if (*end || n < 0 || n > max)
+		return swerve_error_set(SWERVE_EINVAL, "%s=%s: not a count of %s", var, v, what);
+	*out = (int)n;
+	return 0;
+}
+
 #endif
