@@ -35,7 +35,8 @@ enum { MAX_SHAPES = 1024, CANDS = 16, REPS = 5, ROUNDS = 3, MAX_DEV = 16 };
 
 struct tkey { /* memset before filling: compared with memcmp */
 	int dev, ta, tb, m, n, k, lda, ldb, ldc, batch, ab, ct, cp, beta0, sms;
-	int align[3]; /* log2 of A's, B's, C's pointer alignment, at most 8 */
+	int cin, untimed; /* a separate C input; an entry of a call with tuning off */
+	int align[3]; /* log2 of A's, B's, C's pointer alignment, at most 8 (C: of C and Cin) */
 	long long sa, sb, sc;
 	size_t ws;
 };
@@ -111,8 +112,8 @@ static cublasStatus_t lt_gemm(cublasLtHandle_t lt, const struct tshape *s,
                               void *C, void *ws, size_t ws_bytes, cudaStream_t st)
 {
 	const float one = 1.0f;
-	return cublasLtMatmul(lt, s->d.op, &one, c->A, s->d.la, c->B, s->d.lb, &c->beta, C, s->d.lc,
-	                      C, s->d.lc, algo, ws, ws_bytes, st);
+	return cublasLtMatmul(lt, s->d.op, &one, c->A, s->d.la, c->B, s->d.lb, &c->beta,
+	                      c->Cin ? c->Cin : C, s->d.lc, C, s->d.lc, algo, ws, ws_bytes, st);
 }
 
 void swerve_lt_desc_free(struct swerve_lt_desc *s)
@@ -238,8 +239,10 @@ static void tune(struct tshape *s, cublasHandle_t h, cublasLtHandle_t lt, cudaSt
 		why = "scratch copy";
 	for (int i = 0; !why && i <= nc; i++) { /* 0: the default, i: Lt candidate i - 1 */
 		best[i] = 1e30f;
-		ok[i] = (i ? lt_gemm(lt, s, &res[i - 1].algo, c, scratch, ws, ws_bytes, st)
-		           : default_gemm(h, c, scratch)) == CUBLAS_STATUS_SUCCESS;
+		ok[i] = i ? lt_gemm(lt, s, &res[i - 1].algo, c, scratch, ws, ws_bytes, st) ==
+		                    CUBLAS_STATUS_SUCCESS
+		        : c->Cin ? 0 /* cuBLAS has no separate C input */
+		                 : default_gemm(h, c, scratch) == CUBLAS_STATUS_SUCCESS;
 	}
 	if (!why && cudaStreamSynchronize(st) != cudaSuccess)
 		why = "warm-up";
@@ -262,7 +265,8 @@ static void tune(struct tshape *s, cublasHandle_t h, cublasLtHandle_t lt, cudaSt
 				best[i] = ms / REPS;
 		}
 	int pick = 0;
-	if (!why && c->sm_target > 0) { /* the default cannot be held to fewer SMs */
+	if (!why && (c->sm_target > 0 || c->Cin)) { /* the default cannot be held to fewer
+		                                             * SMs, nor read a separate C */
 		for (int i = 1; i <= nc; i++)
 			if (ok[i] && (!pick || best[i] < best[pick]))
 				pick = i;
@@ -276,6 +280,9 @@ static void tune(struct tshape *s, cublasHandle_t h, cublasLtHandle_t lt, cudaSt
 	if (pick) {
 		s->lt = 1;
 		s->algo = res[pick - 1].algo;
+	} else if (c->Cin && nc > 0) { /* timing failed: the heuristic's first choice */
+		s->lt = 1;
+		s->algo = res[0].algo;
 	}
 	/* a failure of tuning's own (scratch, events, a refused candidate) is
 	 * reported below, not left for the caller's next check; a failed
@@ -288,10 +295,21 @@ static void tune(struct tshape *s, cublasHandle_t h, cublasLtHandle_t lt, cudaSt
 		         c->ta == CUBLAS_OP_N ? 'N' : 'T', c->tb == CUBLAS_OP_N ? 'N' : 'T', c->m,
 		         c->n, c->k, c->batch, c->ab == CUDA_R_16BF ? "bf16" : "fp32",
 		         c->ct == CUDA_R_16BF ? "bf16" : "fp32", c->beta);
+		if (c->Cin)
+			snprintf(what + strlen(what), sizeof(what) - strlen(what), ", C in apart");
 		if (why)
 			fprintf(stderr,
 			        "gemm tune: %s: not timed (%s failed): cuBLAS's default kept\n",
 			        what, why);
+		else if (pick && c->Cin)
+			fprintf(stderr,
+			        "gemm tune: %s: cuBLASLt candidate %d of %d %.1f us (tile %u, "
+			        "stages %u, split-k %u, swizzle %u)\n",
+			        what, pick - 1, nc, best[pick] * 1e3,
+			        algo_attr(&s->algo, CUBLASLT_ALGO_CONFIG_TILE_ID),
+			        algo_attr(&s->algo, CUBLASLT_ALGO_CONFIG_STAGES_ID),
+			        algo_attr(&s->algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM),
+			        algo_attr(&s->algo, CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING));
 		else if (pick)
 			fprintf(stderr,
 			        "gemm tune: %s: default %.1f us, cuBLASLt candidate %d of %d %.1f "
@@ -335,7 +353,8 @@ static int sibling_of(const struct tkey *k)
 		int ok = shapes[i].timed && o->dev == k->dev && o->ta == k->ta && o->tb == k->tb &&
 		         o->batch == k->batch && o->ab == k->ab && o->ct == k->ct &&
 		         o->cp == k->cp && o->beta0 == k->beta0 && o->ws == k->ws &&
-		         o->sms == k->sms && !memcmp(o->align, k->align, sizeof(o->align));
+		         o->sms == k->sms && o->cin == k->cin && !o->untimed && !k->untimed &&
+		         !memcmp(o->align, k->align, sizeof(o->align));
 		const int a[3] = {o->m, o->n, o->k}, b[3] = {k->m, k->n, k->k};
 		for (int d = 0; d < 3 && ok; d++)
 			ok = a[d] <= 2 * b[d] && b[d] <= 2 * a[d];
@@ -343,6 +362,22 @@ static int sibling_of(const struct tkey *k)
 			return i;
 	}
 	return -1;
+}
+
+/* round 23: s (a call with Cin) untimed: cuBLASLt's heuristic's first
+ * choice, where it offers one (else s->lt stays 0 and the call is refused).
+ * Host work only: allowed during a capture. */
+static void heuristic_first(struct tshape *s, cublasLtHandle_t lt, const struct swerve_gemm *c)
+{
+	cublasLtMatmulHeuristicResult_t res[CANDS];
+	s->lt = 0;
+	if (!lt || (!s->d.op && !swerve_lt_desc_make(&s->d, c)))
+		return;
+	if (lt_candidates(lt, s, res) > 0) {
+		s->lt = 1;
+		s->algo = res[0].algo;
+	} else
+		swerve_lt_desc_free(&s->d);
 }
 
 /* s takes the choice of timed shape sib, where cuBLASLt accepts that
@@ -363,6 +398,8 @@ static void adopt(struct tshape *s, const struct tshape *sib, cublasLtHandle_t l
 		} else
 			swerve_lt_desc_free(&s->d);
 	}
+	if (!s->lt && c->Cin)
+		heuristic_first(s, lt, c);
 	if (mode > 1)
 		fprintf(stderr, "gemm tune: %dx%dx%d: %s of timed %dx%dx%d, not timed\n", c->m,
 		        c->n, c->k,
@@ -379,7 +416,7 @@ int swerve_gemm_run(cublasHandle_t h, int mode, void *ws, size_t ws_bytes,
 	cudaStream_t st = NULL;
 	cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
 	struct tshape *s = NULL;
-	if (mode <= 0)
+	if (mode <= 0 && !c->Cin)
 		return default_gemm(h, c, c->C);
 	memset(&key, 0, sizeof(key));
 	if (cudaGetDevice(&key.dev) != cudaSuccess ||
@@ -402,6 +439,10 @@ int swerve_gemm_run(cublasHandle_t h, int mode, void *ws, size_t ws_bytes,
 	key.align[0] = log2_align(c->A);
 	key.align[1] = log2_align(c->B);
 	key.align[2] = log2_align(c->C);
+	if (c->Cin && log2_align(c->Cin) < key.align[2])
+		key.align[2] = log2_align(c->Cin);
+	key.cin = c->Cin != NULL;
+	key.untimed = mode <= 0;
 	if (c->batch > 1) {
 		key.sa = c->sa;
 		key.sb = c->sb;
@@ -419,21 +460,23 @@ int swerve_gemm_run(cublasHandle_t h, int mode, void *ws, size_t ws_bytes,
 	if (!s && (shapes || (shapes = (struct tshape *)calloc(MAX_SHAPES, sizeof(*shapes)))) &&
 	    n_shapes < MAX_SHAPES && key.dev >= 0 && key.dev < MAX_DEV) {
 		cublasLtHandle_t lt = lt_handle[key.dev];
+		if (!lt && cublasLtCreate(&lt) == CUBLAS_STATUS_SUCCESS)
+			lt_handle[key.dev] = lt;
 		s = &shapes[n_shapes];
 		memset(s, 0, sizeof(*s));
 		s->key = key;
-		int sib = sibling_of(&key);
+		int sib = mode > 0 ? sibling_of(&key) : -1;
 		if (cudaStreamIsCapturing(st, &cs) != cudaSuccess)
 			cs = cudaStreamCaptureStatusInvalidated;
 		if (sib >= 0) {
-			adopt(s, &shapes[sib], lt, c, mode);
-		} else if (cs == cudaStreamCaptureStatusNone) { /* in a capture: the default */
-			if (!lt && cublasLtCreate(&lt) == CUBLAS_STATUS_SUCCESS)
-				lt_handle[key.dev] = lt;
+			adopt(s, &shapes[sib], lt_handle[key.dev], c, mode);
+		} else if (mode > 0 && cs == cudaStreamCaptureStatusNone) {
 			tune(s, h, lt_handle[key.dev], st, c, ws, key.ws, mode);
 			s->timed = 1;
 			n_timed++;
-		}
+		} else if (c->Cin) { /* untimed (off, or in a capture): Lt's first choice */
+			heuristic_first(s, lt_handle[key.dev], c);
+		} /* else (in a capture): the default */
 		n_changed += s->lt;
 		last_hit = n_shapes++;
 	}
@@ -448,8 +491,10 @@ int swerve_gemm_run(cublasHandle_t h, int mode, void *ws, size_t ws_bytes,
 	if (use_lt) {
 		cublasStatus_t r =
 		        lt_gemm(lt_handle[key.dev], &copy, &algo, c, c->C, ws, key.ws, st);
-		if (r == CUBLAS_STATUS_SUCCESS)
-			return 0;
+		if (r == CUBLAS_STATUS_SUCCESS || c->Cin)
+			return r;
 	}
+	if (c->Cin) /* no cuBLASLt algorithm, and cuBLAS has no separate C input */
+		return CUBLAS_STATUS_NOT_SUPPORTED;
 	return default_gemm(h, c, c->C);
 }

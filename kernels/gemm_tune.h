@@ -49,6 +49,13 @@ struct swerve_gemm {
 	 * fastest cuBLASLt candidate is kept, cuBLAS's default is not one; 0:
 	 * the device's count */
 	int sm_target;
+	/* not NULL (round 23): C's input, C the output: C = A B + beta Cin
+	 * (cuBLASLt's separate C and D: the same type and layout; Cin not
+	 * written). Only cuBLASLt runs such a call: cuBLAS's default is not a
+	 * candidate, and where the call is not timed (tuning off, or first
+	 * seen in a capture without a timed sibling) cuBLASLt's heuristic's
+	 * first choice runs. NULL: C in place, as cublasGemmEx */
+	const void *Cin;
 };
 
 /* the cuBLASLt descriptors of one call's shape: the matmul (compute type
@@ -67,14 +74,17 @@ void swerve_lt_desc_free(struct swerve_lt_desc *d);
  * for any other value. */
 int swerve_gemm_tune_setting(int *mode);
 
-/* c on h's stream: tuned as above where mode > 0, else cublasGemmEx; ws /
+/* c on h's stream: tuned as above where mode > 0, else cublasGemmEx (or,
+ * with Cin, cuBLASLt's first choice; CUBLAS_STATUS_NOT_SUPPORTED where
+ * cuBLASLt offers none); ws /
  * ws_bytes: a workspace no other stream uses at the same time (NULL, 0:
  * candidates that need none). A cuBLAS status (CUBLAS_STATUS_SUCCESS = 0);
  * tuning's own CUDA failures come back as CUBLAS_STATUS_EXECUTION_FAILED. */
 int swerve_gemm_run(cublasHandle_t h, int mode, void *ws, size_t ws_bytes,
                     const struct swerve_gemm *c);
 
-/* shapes seen so far in this process while tuning was on, how many of them
+/* shapes seen so far in this process while tuning was on (and calls with
+ * Cin while it was off), how many of them
  * were timed, and how many run another algorithm than the default (for
  * tests and benchmarks) */
 void swerve_gemm_tune_counts(int *shapes_seen, int *timed, int *changed);

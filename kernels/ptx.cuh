@@ -232,6 +232,19 @@ __device__ __forceinline__ void flag_set(int *flag, int value)
 	asm volatile("st.release.gpu.global.b32 [%0], %1;\n" ::"l"(flag), "r"(value) : "memory");
 }
 
+/* ---- reductions in L2 ---------------------------------------------------------- */
+
+/* p[0..3] += v, performed at L2 (red.global.add.v4.f32, sm_90): no value
+ * comes back, so the issuing thread does not wait for the old values
+ * (policy/gpu_moe_ws.cu's weight gradients, POLICY_GPU_MOE_DW_ADD=red);
+ * p 16-byte aligned */
+__device__ __forceinline__ void red_add4(float *p, float4 v)
+{
+	asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"l"(p), "f"(v.x),
+	             "f"(v.y), "f"(v.z), "f"(v.w)
+	             : "memory");
+}
+
 /* ---- L2 cache policies ----------------------------------------------------------- */
 
 /* a policy word for the .L2::cache_hint forms of loads and stores: last

@@ -293,6 +293,13 @@ struct policy_gpu {
 	 * g->dxb, the bf16 weights) as the lightning layers' wo; fp32 (0,
 	 * rounds 1-21): fp32 operands with FAST_16BF. bf16 mode only */
 	int sm_wo16;
+	/* round 23: POLICY_GPU_WO_ADD=gemm (1, the default): the attention's output
+	 * projection adds the residual in its epilogue (cuBLASLt, C = xin in,
+	 * D = hmid out, bf16), so the add + norm after the attention reads hmid
+	 * alone (norm only) and fp32 g->dn is neither written nor read; pass (0):
+	 * wo writes fp32 g->dn, the add + norm pass adds it. Taken with the bf16
+	 * residual stream, bf16 operands and the fused passes (wo_fused) */
+	int wo_add;
 	float *route_ws;
 	size_t route_ws_n;
 	/* round 10: route_new 3 / 4 = POLICY_GPU_ROUTE=v3 / v4 (gpu_route.cu; v4
@@ -1238,10 +1245,26 @@ static int blas_home(struct policy_gpu *g)
 
 /* column-major C (m, n) = op(A) op(B) + beta C; A and B of type ab, C of
  * type ct; strided-batched when batch > 1 */
+static int gemm_c(struct policy_gpu *g, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                  int k, const void *A, int lda, long long sa, const void *B, int ldb,
+                  long long sb, cudaDataType_t ab, float beta, void *C, cudaDataType_t ct,
+                  int ldc, long long sc, int batch, int f32, const void *Cin);
+
 static int gemm(struct policy_gpu *g, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
                 int k, const void *A, int lda, long long sa, const void *B, int ldb, long long sb,
                 cudaDataType_t ab, float beta, void *C, cudaDataType_t ct, int ldc, long long sc,
                 int batch, int f32)
+{
+	return gemm_c(g, ta, tb, m, n, k, A, lda, sa, B, ldb, sb, ab, beta, C, ct, ldc, sc, batch,
+	              f32, NULL);
+}
+
+/* gemm with C's input apart (Cin not NULL, round 23: C = A B + beta Cin
+ * through gemm_tune's cuBLASLt path, tuned or not) */
+static int gemm_c(struct policy_gpu *g, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                  int k, const void *A, int lda, long long sa, const void *B, int ldb,
+                  long long sb, cudaDataType_t ab, float beta, void *C, cudaDataType_t ct,
+                  int ldc, long long sc, int batch, int f32, const void *Cin)
 {
 	float one = 1.0f;
 	cublasComputeType_t cp = ab == CUDA_R_16BF ? CUBLAS_COMPUTE_32F : ctype(g, f32);
@@ -1251,10 +1274,11 @@ static int gemm(struct policy_gpu *g, cublasOperation_t ta, cublasOperation_t tb
 		return 0;
 	t0 = g->prof ? now_s() : 0;
 	cublasHandle_t h = g->on_side ? g->blas_side : g->blas;
-	if (g->gemm_tune) { /* the workspace the handle uses on this stream (graph mode's) */
+	if (g->gemm_tune || Cin) { /* the workspace the handle uses on this stream (graph mode's) */
 		const struct swerve_gemm c = {
 		        ta, tb, m,    n, k,  A,   lda, sa,    B,  ldb,
-		        sb, ab, beta, C, ct, ldc, sc,  batch, cp, g->on_side ? g->side_sms : 0};
+		        sb, ab, beta, C, ct, ldc, sc,  batch, cp, g->on_side ? g->side_sms : 0,
+		        Cin};
 		void *ws = g->on_side ? g->side_ws : g->blas_ws;
 		st = (cublasStatus_t)swerve_gemm_run(h, g->gemm_tune, ws, ws ? g->blas_ws_bytes : 0,
 		                                     &c);
@@ -1396,7 +1420,8 @@ static int lt_gemm(struct policy_gpu *g, int kind, int I, int O, cublasOperation
 		                                  sc,
 		                                  batch,
 		                                  CUBLAS_COMPUTE_32F,
-		                                  0};
+		                                  0,
+		                                  NULL};
 		ok = swerve_lt_desc_make(&c, &shape); /* bf16 compute */
 		keep = ok && sl && g->lt_cache;
 	}
@@ -1435,6 +1460,25 @@ static int mm_fwd(struct policy_gpu *g, void *Y, cudaDataType_t yt, const void *
 {
 	return gemm(g, CUBLAS_OP_T, CUBLAS_OP_N, O, T, I, W, I, 0, X, I, 0, ab, beta, Y, yt, O, 0,
 	            1, f32);
+}
+
+/* round 23: whether layer l's output projection adds the residual in its
+ * epilogue (POLICY_GPU_WO_ADD=gemm; the softmax layer's on bf16 operands
+ * only) */
+static int wo_fused(const struct policy_gpu *g, int softmax)
+{
+	return g->wo_add && (!softmax || g->sm_wo16);
+}
+
+/* the attention's output projection: Y (T, O) fp32 = X W^T, or (wo_fused)
+ * ly->hmid = ly->xin + X W^T in bf16, the residual added in the epilogue */
+static int wo_fwd(struct policy_gpu *g, struct glayer *ly, int softmax, float *Y, const void *X,
+                  const void *W, cudaDataType_t ab, int T, int I, int O)
+{
+	if (wo_fused(g, softmax))
+		return gemm_c(g, CUBLAS_OP_T, CUBLAS_OP_N, O, T, I, W, I, 0, X, I, 0, ab, 1.0f,
+		              ly->hmid, CUDA_R_16BF, O, 0, 1, 0, ly->xin);
+	return mm_fwd(g, Y, CUDA_R_32F, X, W, ab, T, I, O, 0, 0);
 }
 
 /* dX (T, I) = dY (T, O) W (+ beta dX) */
@@ -1940,6 +1984,13 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 		g->a16x = g->act16 && (v == 2 || v == 3 || v == 5) && !(L->tok_emb & 3);
 		g->a16r = g->act16 && (v == 2 || v == 4 || v == 5) && g->route_new == 4;
 		g->a16g = v == 5 && g->a16x && g->a16r && g->ab;
+	}
+	{ /* round 23: POLICY_GPU_WO_ADD=gemm (the default) | pass (rounds 8-22) */
+		static const char *const names[] = {"pass", "gemm"};
+		int v = policy_env_choice("POLICY_GPU_WO_ADD", names, 2, 1);
+		if (v < 0)
+			return v;
+		g->wo_add = v && g->a16x && g->ew && g->fuse && g->ab;
 	}
 	{ /* POLICY_GPU_ADAMW=fused (the default) | tensor (a launch per tensor) |
 	   * round 20: overlap, overlap16, overlap32, overlap64 (the update in
@@ -2507,7 +2558,7 @@ static int lightning_fwd(struct policy_gpu *g, int l, float *y, const struct pol
 		         ly->pre, Hd, 4 * Hd, 3 * Hd, (float)c->norm_eps);
 		LAUNCHED();
 	}
-	CKR(mm_fwd(g, y, CUDA_R_32F, ly->gn, wp(g, lp->wo), g->at, T, Hd, D, 0, 0));
+	CKR(wo_fwd(g, ly, 0, y, ly->gn, wp(g, lp->wo), g->at, T, Hd, D));
 	mark(g, PROF_LIN_PROJ);
 	return 0;
 }
@@ -2645,7 +2696,7 @@ static int softmax_fwd(struct policy_gpu *g, int l, float *y, const struct polic
 		const size_t n = (size_t)T * H * d;
 		k_to_bf16<<<GRID(n), 0, PST>>>((uint16_t *)ly->oa, ly->o, n);
 		LAUNCHED();
-		return mm_fwd(g, y, CUDA_R_32F, ly->oa, wp(g, lp->wo), g->at, T, H * d, D, 0, 0);
+		return wo_fwd(g, ly, 1, y, ly->oa, wp(g, lp->wo), g->at, T, H * d, D);
 	}
 	/* o is fp32 (the attention GEMMs): wo on the fp32 master weights */
 	return mm_fwd(g, y, CUDA_R_32F, ly->o, P + lp->wo, CUDA_R_32F, T, H * d, D, 0, 0);
@@ -3318,16 +3369,21 @@ static int step_fwd(struct policy_gpu *g, struct policy_loss_stats *st,
 			CKR(lightning_fwd(g, l, g->dn, b, maxlen));
 		}
 		if (g->ew && g->fuse) { /* round 8 (gpu_ew.cu); xp: the experts' bf16 input */
+			/* round 23: wo wrote hmid = xin + its product (WO_ADD=gemm): the
+			 * norm of hmid alone */
+			const int wf = wo_fused(g, lp->softmax);
+			void *ho = wf ? NULL : ly->hmid;
+			const void *ha = wf ? (const void *)ly->hmid : (const void *)ly->xin;
+			const float *hb = wf ? NULL : g->dn;
 			/* round 16: the router on xp: n2 not written */
 			if (g->a16r)
-				CKR(ew_add_rms(g, ly->hmid, ly->xp, 1, NULL, ly->rstd2, ly->xin,
-				               NULL, NULL, g->dn, NULL, NULL, 0,
-				               g->params + lp->ffn_norm, T, D, eps));
+				CKR(ew_add_rms(g, ho, ly->xp, 1, NULL, ly->rstd2, ha, NULL, NULL, hb,
+				               NULL, NULL, 0, g->params + lp->ffn_norm, T, D, eps));
 			else
-				CKR(ew_add_rms(g, ly->hmid, ly->n2, 0,
-				               g->moe_fused ? (uint16_t *)ly->xp : NULL, ly->rstd2,
-				               ly->xin, NULL, NULL, g->dn, NULL, NULL, 0,
-				               g->params + lp->ffn_norm, T, D, eps));
+				CKR(ew_add_rms(g, ho, ly->n2, 0,
+				               g->moe_fused ? (uint16_t *)ly->xp : NULL, ly->rstd2, ha,
+				               NULL, NULL, hb, NULL, NULL, 0, g->params + lp->ffn_norm,
+				               T, D, eps));
 		} else if (g->moe_fused) {
 			k_add_rms_moe<float><<<T, 256, 0, PST>>>(
 			        ly->hmid, ly->n2, (uint16_t *)ly->xp, ly->rstd2, ly->xin, g->dn,

@@ -234,6 +234,10 @@ struct ws_args {
 	 * splits' adds and return to 0 after the last */
 	int kch;
 	int *flags;
+	/* round 23: 1 when an unsplit added dW tile goes to memory by
+	 * red.global.add (POLICY_GPU_MOE_DW_ADD=red) instead of loading the old
+	 * values and storing the sums */
+	int red;
 };
 
 /* the products: UP (A = xg, B = [W1 | W3] K-major, SwiGLU epilogue), DOWN
@@ -963,7 +967,8 @@ __device__ __forceinline__ static void ws_dxt_epi(const struct ws_args &a, const
  * 256 columns from n0 (of N) of expert e, added to (add) or stored, 8
  * floats a lane (two 16-byte accesses) after the quad transpose; zero: the
  * tile of an expert without rows (stored zeros; nothing when add);
- * ws_dw_load: row h's old values (add) */
+ * ws_dw_load: row h's old values (add); round 23, red: the tile added in
+ * L2 by red.global.add.v4.f32 (o unused; add and zero false) */
 template <int MODE>
 __device__ __forceinline__ static float *ws_dw_row(const struct ws_args &a, int e, int m)
 {
@@ -994,7 +999,8 @@ __device__ __forceinline__ static void ws_dw_load(const struct ws_args &a, int e
 template <int MODE>
 __device__ __forceinline__ static void ws_dw_store(const struct ws_args &a, const float (&acc)[128],
                                                    int e, int mr, int n0, int q, int h, bool zero,
-                                                   bool add, const float4 (&o)[8][2])
+                                                   bool add, const float4 (&o)[8][2],
+                                                   bool red = false)
 {
 	const int M = MODE == WS_DOWN_DW ? a.D : 2 * a.F, N = MODE == WS_DOWN_DW ? a.F : a.D,
 	          m = mr + 8 * h;
@@ -1022,6 +1028,11 @@ __device__ __forceinline__ static void ws_dw_store(const struct ws_args &a, cons
 			t1.y += o[g][1].y;
 			t1.z += o[g][1].z;
 			t1.w += o[g][1].w;
+		}
+		if (red) {
+			ptx::red_add4(dst + n, t0);
+			ptx::red_add4(dst + n + 4, t1);
+			continue;
 		}
 		((float4 *)(dst + n))[0] = t0;
 		((float4 *)(dst + n))[1] = t1;
@@ -1704,7 +1715,7 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 		if constexpr (MB == WS_DOWN_DX)
 			ws_dx_load(a, r0 + rr, r1, n0, q, 0, xin);
 		if constexpr (G::DW)
-			if (dwadd)
+			if (dwadd && !a.red)
 				ws_dw_load<MODE>(a, e, m0 + rr, n0, q, 0, win);
 		ptx::wait<0>();
 		ws_reg_fence(acc);
@@ -1737,6 +1748,13 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 		} else if (nsp == 1) {
 			if (nk == 0 && a.beta) /* an expert without rows adds nothing */
 				continue;
+			if (dwadd && a.red) { /* round 23: added in L2, no old values read */
+				ws_dw_store<MODE>(a, acc, e, m0 + rr, n0, q, 0, false, false, win,
+				                  true);
+				ws_dw_store<MODE>(a, acc, e, m0 + rr, n0, q, 1, false, false, win,
+				                  true);
+				continue;
+			}
 			ws_dw_store<MODE>(a, acc, e, m0 + rr, n0, q, 0, nk == 0, dwadd, win);
 			if (dwadd)
 				ws_dw_load<MODE>(a, e, m0 + rr, n0, q, 1, win);
@@ -1999,6 +2017,17 @@ static int ws_launch(const struct policy_moe_dims *d, struct ws_args *a, const u
 		if (rc)
 			return rc;
 	}
+	/* round 23: POLICY_GPU_MOE_DW_ADD, how an unsplit added dW tile reaches
+	 * memory: load (the old values loaded, added, stored) or red
+	 * (red.global.add.v4.f32: the add done in L2, no wait for the old
+	 * values); the same fp32 sum either way */
+	static const char *const dwadds[] = {"load", "red"};
+	const int red = MB == WS_DOWN_DW || MB == WS_UP_DW
+	                        ? policy_env_choice("POLICY_GPU_MOE_DW_ADD", dwadds, 2, 0)
+	                        : 0;
+	if (red < 0)
+		return red;
+	a->red = red;
 	if (d->E < 1 || R < 1)
 		return 0;
 	int ctas;

@@ -28,6 +28,8 @@
  * tiles in turn, a tile's epilogue under the next tile's k blocks; 10: a
  * block's wgmma in flight, 10b: each waited for), wsb10c / wsb10d (10b /
  * 10 with a 5-stage ring and one h1 / h3 buffer the consumers share);
+ * round 23: wsb3w!red (wsb3w with POLICY_GPU_MOE_DW_ADD=red: the weight
+ * gradients added in L2 by red.global.add instead of load + add + store);
  * argv: a number, how
  * many of these to run from the first, or the variants by name; default
  * all), median of 20
@@ -68,7 +70,7 @@ static int cmpf(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-#define NVAR 48
+#define NVAR 49
 #define NP   12
 
 int main(int argc, char **argv)
@@ -117,7 +119,8 @@ int main(int argc, char **argv)
 	        "wsb6r", "wsb2:fast", "wsb2:stsm", "wsb2:fastshfl", "wsb2:ftz",  "wsb7",    "wsb7d",
 	        "wsb7u", "wsb7dx",    "wsb8",      "wsb8@next",     "wsb8@none", "wsb8g",   "wsb3w",
 	        "wsb8r", "wsb8h",     "wsb8k",     "wsb9a",         "wsb9b",     "wsb9p",   "wsb9c",
-	        "wsb9d", "wsb9e",     "wsb10",     "wsb10b",        "wsb10c",    "wsb10d"};
+	        "wsb9d", "wsb9e",     "wsb10",     "wsb10b",        "wsb10c",    "wsb10d",
+	        "wsb3w!red"};
 	const char *var_env[NVAR];
 	int ndev = 0, nvar = 0;
 	if (argc > 1 && argv[1][0] >= '0' && argv[1][0] <= '9') { /* the first n */
@@ -190,6 +193,13 @@ int main(int argc, char **argv)
 				setenv("POLICY_GPU_MOE_WSB_SILU", silu + 1, 1);
 			} else {
 				unsetenv("POLICY_GPU_MOE_WSB_SILU");
+			}
+			char *add = strchr(k, '!');
+			if (add) { /* "NAME!A": POLICY_GPU_MOE_DW_ADD=A (round 23) */
+				*add = 0;
+				setenv("POLICY_GPU_MOE_DW_ADD", add + 1, 1);
+			} else {
+				unsetenv("POLICY_GPU_MOE_DW_ADD");
 			}
 			char *pf = strchr(k, '@');
 			if (pf) { /* "NAME@P": POLICY_GPU_MOE_WSB8_PF=P (round 19) */

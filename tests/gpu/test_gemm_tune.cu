@@ -39,6 +39,7 @@ struct form {
 	cublasComputeType_t cp;
 	float beta;
 	int sms; /* sm_target */
+	int cin; /* round 23: C's input apart (Cin), C poisoned before each call */
 };
 
 /* a column-major element of op(X) (rows r of op, col c) for X stored with ld */
@@ -82,7 +83,7 @@ static int run_form(const struct form *F, cublasHandle_t h, void *ws, size_t wsb
 	float *C0 = (float *)malloc(nc * B * 4), *out = (float *)malloc(nc * B * 4);
 	void *ra = malloc(na * B * as), *rb = malloc(nb * B * as), *rc = malloc(nc * B * cs);
 	void *rout = malloc(nc * B * cs), *rfirst = malloc(nc * B * cs);
-	void *dA, *dB, *dC;
+	void *dA, *dB, *dC, *dCin = NULL;
 	int fail = 0;
 	fill(A, ra, na * B, F->ab, 1.0);
 	fill(Bm, rb, nb * B, F->ab, 1.0);
@@ -95,7 +96,12 @@ static int run_form(const struct form *F, cublasHandle_t h, void *ws, size_t wsb
 	struct swerve_gemm c = {
 	        F->ta, F->tb,         m,     n,       k,  dA,    lda, (long long)na, dB,
 	        ldb,   (long long)nb, F->ab, F->beta, dC, F->ct, ldc, (long long)nc, B,
-	        F->cp, F->sms};
+	        F->cp, F->sms, NULL};
+	if (F->cin) { /* C = A B + beta Cin: Cin holds C0, C is poisoned */
+		CK(cudaMalloc(&dCin, nc * B * cs));
+		CK(cudaMemcpy(dCin, rc, nc * B * cs, cudaMemcpyHostToDevice));
+		c.Cin = dCin;
+	}
 	/* the CPU reference in double, and each element's scale (sum of |terms|) */
 	double *ref = (double *)malloc(nc * B * 8), *mag = (double *)malloc(nc * B * 8);
 	for (int b = 0; b < B; b++)
@@ -117,10 +123,14 @@ static int run_form(const struct form *F, cublasHandle_t h, void *ws, size_t wsb
 	 * bf16 output rounds the result (2^-8); else fp32 accumulation of exact
 	 * products */
 	const double rel = (F->ab == CUDA_R_32F ? 8e-3 : 2e-5) + (F->ct == CUDA_R_16BF ? 8e-3 : 0);
-	/* round 0: cuBLAS's default; 1: tuned (first sighting); 2: tuned again */
+	/* round 0: cuBLAS's default (with Cin: cuBLASLt's first choice); 1: tuned
+	 * (first sighting); 2: tuned again */
 	double worst[3] = {0, 0, 0};
 	for (int round = 0; round < 3 && !fail; round++) {
-		CK(cudaMemcpy(dC, rc, nc * B * cs, cudaMemcpyHostToDevice));
+		if (F->cin)
+			CK(cudaMemset(dC, 0xff, nc * B * cs));
+		else
+			CK(cudaMemcpy(dC, rc, nc * B * cs, cudaMemcpyHostToDevice));
 		int st = swerve_gemm_run(h, round ? 2 : 0, ws, wsb, &c);
 		CHECK(st == 0, "%s: round %d: cuBLAS status %d", F->name, round, st);
 		CK(cudaDeviceSynchronize());
@@ -130,6 +140,12 @@ static int run_form(const struct form *F, cublasHandle_t h, void *ws, size_t wsb
 			double err = fabs(out[e] - ref[e]) / (rel * mag[e] + 1e-30);
 			if (err > worst[round])
 				worst[round] = err;
+		}
+		if (F->cin) { /* Cin is only read */
+			CK(cudaMemcpy(rout, dCin, nc * B * cs, cudaMemcpyDeviceToHost));
+			CHECK(!memcmp(rout, rc, nc * B * cs), "%s: round %d wrote to Cin", F->name,
+			      round);
+			CK(cudaMemcpy(rout, dC, nc * B * cs, cudaMemcpyDeviceToHost));
 		}
 		if (round == 1)
 			memcpy(rfirst, rout, nc * B * cs);
@@ -144,6 +160,8 @@ static int run_form(const struct form *F, cublasHandle_t h, void *ws, size_t wsb
 	cudaFree(dA);
 	cudaFree(dB);
 	cudaFree(dC);
+	if (dCin)
+		cudaFree(dCin);
 	free(ref), free(mag);
 	free(A), free(Bm), free(C0), free(out), free(ra), free(rb), free(rc), free(rout),
 	        free(rfirst);
@@ -157,23 +175,25 @@ static int test_forms(void)
 	const cublasOperation_t N = CUBLAS_OP_N, T = CUBLAS_OP_T;
 	const struct form forms[] = {
 	        {"projection forward TN, bf16 -> bf16, beta 0", T, N, 768, 1024, 768, 1,
-	         CUDA_R_16BF, CUDA_R_16BF, CUBLAS_COMPUTE_32F, 0.f, 0},
+	         CUDA_R_16BF, CUDA_R_16BF, CUBLAS_COMPUTE_32F, 0.f, 0, 0},
 	        {"projection forward TN, bf16 -> fp32, beta 1", T, N, 512, 512, 768, 1, CUDA_R_16BF,
-	         CUDA_R_32F, CUBLAS_COMPUTE_32F, 1.f, 0},
+	         CUDA_R_32F, CUBLAS_COMPUTE_32F, 1.f, 0, 0},
 	        {"weight gradient NT, bf16 -> fp32, beta 1 (K 2048)", N, T, 384, 256, 2048, 1,
-	         CUDA_R_16BF, CUDA_R_32F, CUBLAS_COMPUTE_32F, 1.f, 0},
+	         CUDA_R_16BF, CUDA_R_32F, CUBLAS_COMPUTE_32F, 1.f, 0, 0},
 	        {"dX NN, bf16 -> bf16, beta 0", N, N, 768, 640, 512, 1, CUDA_R_16BF, CUDA_R_16BF,
-	         CUBLAS_COMPUTE_32F, 0.f, 0},
+	         CUBLAS_COMPUTE_32F, 0.f, 0, 0},
 	        {"fp32 operands, FAST_16BF, beta 1", T, N, 256, 384, 512, 1, CUDA_R_32F, CUDA_R_32F,
-	         CUBLAS_COMPUTE_32F_FAST_16BF, 1.f, 0},
+	         CUBLAS_COMPUTE_32F_FAST_16BF, 1.f, 0, 0},
 	        {"strided batch of 3, TN, bf16 -> fp32, beta 0", T, N, 256, 192, 320, 3,
-	         CUDA_R_16BF, CUDA_R_32F, CUBLAS_COMPUTE_32F, 0.f, 0},
+	         CUDA_R_16BF, CUDA_R_32F, CUBLAS_COMPUTE_32F, 0.f, 0, 0},
 	        {"odd shape 200 x 77 x 96, NN, bf16 -> fp32, beta 0.5", N, N, 200, 77, 96, 1,
-	         CUDA_R_16BF, CUDA_R_32F, CUBLAS_COMPUTE_32F, 0.5f, 0},
+	         CUDA_R_16BF, CUDA_R_32F, CUBLAS_COMPUTE_32F, 0.5f, 0, 0},
 	        {"the first form with 1.5x the tokens (takes its choice, not timed)", T, N, 768,
-	         1536, 768, 1, CUDA_R_16BF, CUDA_R_16BF, CUBLAS_COMPUTE_32F, 0.f, 0},
+	         1536, 768, 1, CUDA_R_16BF, CUDA_R_16BF, CUBLAS_COMPUTE_32F, 0.f, 0, 0},
 	        {"weight gradient NT sized for 66 SMs (the fastest cuBLASLt candidate)", N, T, 768,
-	         768, 4096, 1, CUDA_R_16BF, CUDA_R_32F, CUBLAS_COMPUTE_32F, 1.f, 66},
+	         768, 4096, 1, CUDA_R_16BF, CUDA_R_32F, CUBLAS_COMPUTE_32F, 1.f, 66, 0},
+	        {"output projection + residual: TN bf16, C = A B + Cin in bf16 (C apart)", T, N,
+	         768, 1024, 768, 1, CUDA_R_16BF, CUDA_R_16BF, CUBLAS_COMPUTE_32F, 1.f, 0, 1},
 	};
 	cublasHandle_t h;
 	void *ws;
@@ -193,9 +213,10 @@ static int test_forms(void)
 	cudaFree(ws);
 	if (fail)
 		return 1;
-	CHECK(seen1 - seen0 == nf && timed1 - timed0 == nf - 1,
-	      "%d shapes seen, %d timed: want %d and %d (one form a sibling)", seen1 - seen0,
-	      timed1 - timed0, nf, nf - 1);
+	/* a Cin form's untuned call (round 0) is an entry of its own, not timed */
+	CHECK(seen1 - seen0 == nf + 1 && timed1 - timed0 == nf - 1,
+	      "%d shapes seen, %d timed: want %d and %d (one form a sibling, one Cin form)",
+	      seen1 - seen0, timed1 - timed0, nf + 1, nf - 1);
 	return 0;
 }
 
@@ -248,7 +269,8 @@ static int test_capture(void)
 	                        0,
 	                        1,
 	                        CUBLAS_COMPUTE_32F,
-	                        0};
+	                        0,
+	                        NULL};
 	CHECK(swerve_gemm_run(h, 0, ws, wsb, &c) == 0, "default");
 	CK(cudaStreamSynchronize(st));
 	CK(cudaMemcpy(ref, dC, nc * 4, cudaMemcpyDeviceToHost));
@@ -283,6 +305,93 @@ static int test_capture(void)
 	return 0;
 }
 
+/* round 23: a Cin call first seen in a capture runs cuBLASLt's first
+ * choice (cuBLAS's default cannot take a separate C), untimed: the replay
+ * bit for bit an uncaptured call with tuning off, Cin untouched */
+static int test_capture_cin(void)
+{
+	if (!have_gpu())
+		return GPU_SKIP;
+	const int m = 264, n = 200, k = 136; /* a shape no other case uses */
+	const size_t na = (size_t)m * k, nb = (size_t)k * n, nc = (size_t)m * n;
+	cublasHandle_t h;
+	cudaStream_t st;
+	cudaGraph_t graph;
+	cudaGraphExec_t exec;
+	void *ws, *dA, *dB, *dC, *dCin;
+	const size_t wsb = (size_t)32 << 20;
+	uint16_t *ha = (uint16_t *)malloc(na * 2), *hb = (uint16_t *)malloc(nb * 2);
+	uint16_t *hc = (uint16_t *)malloc(nc * 2), *ref = (uint16_t *)malloc(nc * 2);
+	uint16_t *got = (uint16_t *)malloc(nc * 2);
+	int seen0, timed0, changed0, seen1, timed1, changed1;
+	for (size_t i = 0; i < na; i++)
+		ha[i] = gpu_f2bf((float)gpu_nrand());
+	for (size_t i = 0; i < nb; i++)
+		hb[i] = gpu_f2bf((float)gpu_nrand());
+	for (size_t i = 0; i < nc; i++)
+		hc[i] = gpu_f2bf((float)(4 * gpu_nrand()));
+	CHECK(cublasCreate(&h) == CUBLAS_STATUS_SUCCESS, "cublasCreate");
+	CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+	CK(cudaMalloc(&ws, wsb));
+	CK(cudaMalloc(&dA, na * 2));
+	CK(cudaMalloc(&dB, nb * 2));
+	CK(cudaMalloc(&dC, nc * 2));
+	CK(cudaMalloc(&dCin, nc * 2));
+	CK(cudaMemcpy(dA, ha, na * 2, cudaMemcpyHostToDevice));
+	CK(cudaMemcpy(dB, hb, nb * 2, cudaMemcpyHostToDevice));
+	CK(cudaMemcpy(dCin, hc, nc * 2, cudaMemcpyHostToDevice));
+	CHECK(cublasSetWorkspace(h, ws, wsb) == CUBLAS_STATUS_SUCCESS, "workspace");
+	CHECK(cublasSetStream(h, st) == CUBLAS_STATUS_SUCCESS, "stream");
+	struct swerve_gemm c = {CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, dA, k, 0, dB, k, 0, CUDA_R_16BF,
+	                        1.f, dC, CUDA_R_16BF, m, 0, 1, CUBLAS_COMPUTE_32F, 0, dCin};
+	CK(cudaMemset(dC, 0xff, nc * 2));
+	CHECK(swerve_gemm_run(h, 0, ws, wsb, &c) == 0, "tuning off");
+	CK(cudaStreamSynchronize(st));
+	CK(cudaMemcpy(ref, dC, nc * 2, cudaMemcpyDeviceToHost));
+	/* the reference against the CPU: C = A B + Cin within bf16's rounding */
+	double worst = 0;
+	for (int j = 0; j < n; j++)
+		for (int i = 0; i < m; i++) {
+			double s = gpu_bf2f(hc[(size_t)j * m + i]), sa = fabs(s);
+			for (int q = 0; q < k; q++) {
+				double p = (double)gpu_bf2f(ha[(size_t)i * k + q]) *
+				           gpu_bf2f(hb[(size_t)j * k + q]);
+				s += p;
+				sa += fabs(p);
+			}
+			double e = fabs(gpu_bf2f(ref[(size_t)j * m + i]) - s) / (8e-3 * sa + 1e-30);
+			worst = e > worst ? e : worst;
+		}
+	CHECK(worst <= 1.0, "tuning off: worst element %.3g of its bound", worst);
+	CK(cudaMemset(dC, 0xff, nc * 2));
+	swerve_gemm_tune_counts(&seen0, &timed0, &changed0);
+	CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
+	int rc = swerve_gemm_run(h, 2, ws, wsb, &c);
+	CK(cudaStreamEndCapture(st, &graph));
+	CHECK(rc == 0, "captured call: status %d", rc);
+	CK(cudaGraphInstantiate(&exec, graph, 0));
+	CK(cudaGraphLaunch(exec, st));
+	CK(cudaStreamSynchronize(st));
+	CK(cudaMemcpy(got, dC, nc * 2, cudaMemcpyDeviceToHost));
+	swerve_gemm_tune_counts(&seen1, &timed1, &changed1);
+	CHECK(seen1 == seen0 + 1 && timed1 == timed0,
+	      "captured first sighting: seen %d -> %d, timed %d -> %d", seen0, seen1, timed0,
+	      timed1);
+	CHECK(!memcmp(ref, got, nc * 2), "the graph's replay differs from the untuned call");
+	CK(cudaMemcpy(got, dCin, nc * 2, cudaMemcpyDeviceToHost));
+	CHECK(!memcmp(hc, got, nc * 2), "Cin was written");
+	printf("  C = A B + Cin (%d x %d x %d, bf16): worst element %.3g of its bound; the "
+	       "captured first sighting bit for bit\n",
+	       m, n, k, worst);
+	cudaGraphExecDestroy(exec);
+	cudaGraphDestroy(graph);
+	cublasDestroy(h);
+	cudaStreamDestroy(st);
+	cudaFree(ws), cudaFree(dA), cudaFree(dB), cudaFree(dC), cudaFree(dCin);
+	free(ha), free(hb), free(hc), free(ref), free(got);
+	return 0;
+}
+
 static int test_setting(void)
 {
 	const char *vals[] = {NULL, "", "off", "0", "on", "1", "log"};
@@ -309,10 +418,12 @@ static int test_setting(void)
 int main(void)
 {
 	const struct gpu_test tests[] = {
-	        {"gemm tune: 8 call forms + a sibling, default and tuned vs the CPU, the choice "
+	        {"gemm tune: 9 call forms + a sibling, default and tuned vs the CPU, the choice "
 	         "kept",
 	         test_forms},
 	        {"gemm tune: a shape first seen in a capture keeps the default", test_capture},
+	        {"gemm tune: C's input apart (Cin): untuned, and first seen in a capture",
+	         test_capture_cin},
 	        {"gemm tune: SWERVE_GEMM_TUNE values, a misspelt one refused", test_setting},
 	};
 	gpu_rng_seed();

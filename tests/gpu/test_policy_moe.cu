@@ -536,7 +536,7 @@ static int check_case1(int T, int K, int E, int D, int F, int route)
  * H100 (2026-11-27), dh13 bit for bit. "wsb10c" / "wsb10d": wsb10b /
  * wsb10 with a 5-stage ring and one h1 / h3 buffer shared by the two
  * consumers (not yet run on a GPU) */
-#define NVARIANTS 70
+#define NVARIANTS 71
 static const char *const variant_env[NVARIANTS] = {
         "mma",           "wg",           "wg256",     "wgp",          "wgm",          "ws2",
         "wgt",           "wgtd",         "wgtd+tma",  "wgtdp",        "wgtdp/c3",     "wsb",
@@ -549,7 +549,7 @@ static const char *const variant_env[NVARIANTS] = {
         "wsb8/s3",       "wsb8@next",    "wsb8g",     "wsb8r",        "wsb8r/c3",     "wsb8h",
         "wsb8k",         "wsb8k/c3",     "wsb9a",     "wsb9b",        "wsb9p",        "wsb9c",
         "wsb9d",         "wsb9e",        "wsb10",     "wsb10/c3",     "wsb10b",       "wsb10b/c3",
-        "wsb10c",        "wsb10c/c3",    "wsb10d",    "wsb10d/c3"};
+        "wsb10c",        "wsb10c/c3",    "wsb10d",    "wsb10d/c3",    "wsb3w!red"};
 /* POLICY_GPU_MOE_WSB_KCH as the run started ("NAME/kN" sets it for NAME) */
 static const char *kch_env;
 /* POLICY_GPU_MOE_WSB_ST as the run started ("NAME/sN" sets it for NAME) */
@@ -568,6 +568,13 @@ static void variant_setenv(void)
 		setenv("POLICY_GPU_MOE_WSB_SILU", silu + 1, 1);
 	} else {
 		unsetenv("POLICY_GPU_MOE_WSB_SILU");
+	}
+	char *add = strchr(k, '!');
+	if (add) { /* "NAME!A": POLICY_GPU_MOE_DW_ADD=A (round 23) */
+		*add = 0;
+		setenv("POLICY_GPU_MOE_DW_ADD", add + 1, 1);
+	} else {
+		unsetenv("POLICY_GPU_MOE_DW_ADD");
 	}
 	char *pf = strchr(k, '@');
 	if (pf) { /* "NAME@P": POLICY_GPU_MOE_WSB8_PF=P (round 19) */
@@ -887,6 +894,95 @@ static int bits_case(int T, int E, int D, int F, int skew)
 	free(offs), free(perm), free(wgt), free(dyp), free(w2), free(h), free(g0), free(g1);
 	return fail;
 }
+/* round 23, "NAME!red" (POLICY_GPU_MOE_DW_ADD=red): down dW and up dW
+ * (from xg) added to a random fp32 start bit for bit as the same kernel's
+ * load + add + store (POLICY_GPU_MOE_DW_ADD=load): the same fp32 sum, done
+ * in L2 by red.global.add. Shapes: the benchmark's (T 4096, ~44% to one
+ * expert, D 768, F 1024) and random segments with an empty expert at D
+ * 128 / F 192 (partial column tiles of dW2); a misspelt value refused by
+ * both products, naming the variable */
+static int dw_bits_case(int T, int E, int D, int F, int skew)
+{
+	const int K = 2, R = T * K;
+	const size_t nRD = (size_t)R * D, nRF = (size_t)R * F, wsz = (size_t)E * F * D;
+	int fail = 0, *offs = (int *)malloc((E + 1) * sizeof(int));
+	int *perm = (int *)malloc(R * sizeof(int));
+	double s = 0, *wgt = (double *)malloc(E * sizeof(double));
+	for (int e = 0; e < E; e++) {
+		wgt[e] = skew ? (e == 0 ? 0.44 * E : 0.08 * E) : (e == 1 ? 0 : urand());
+		s += wgt[e];
+	}
+	offs[0] = 0;
+	for (int e = 0; e < E; e++)
+		offs[e + 1] = e == E - 1 ? R : offs[e] + (int)(R * wgt[e] / s);
+	for (int i = 0; i < R; i++)
+		perm[i] = i;
+	uint16_t *rd = (uint16_t *)malloc(2 * nRD * 2), *rf = (uint16_t *)malloc(3 * nRF * 2);
+	float *w0 = (float *)malloc(3 * wsz * 4);
+	for (size_t i = 0; i < 2 * nRD; i++) /* dyp | xg */
+		rd[i] = f2bf(nrand());
+	for (size_t i = 0; i < 3 * nRF; i++) /* hh | dh13 */
+		rf[i] = f2bf(nrand());
+	for (size_t i = 0; i < 3 * wsz; i++) /* dW2 | dW1 | dW3 */
+		w0[i] = nrand();
+	int *d_offs = (int *)dup_dev(offs, (E + 1) * 4), *d_perm = (int *)dup_dev(perm, R * 4);
+	uint16_t *d_rd = (uint16_t *)dup_dev(rd, 2 * nRD * 2);
+	uint16_t *d_rf = (uint16_t *)dup_dev(rf, 3 * nRF * 2);
+	float *d_w[2] = {(float *)dup_dev(w0, 3 * wsz * 4), (float *)dup_dev(w0, 3 * wsz * 4)};
+	CHECK(d_offs && d_perm && d_rd && d_rf && d_w[0] && d_w[1], "cudaMalloc failed");
+	struct policy_moe_dims dm = {T, K, E, D, F, d_offs, d_perm, 1};
+	for (int v = 0; v < 2; v++) {
+		setenv("POLICY_GPU_MOE_DW_ADD", v ? "red" : "load", 1);
+		CKM(policy_moe_down_dw(&dm, d_w[v], d_rd, d_rf, 1));
+		CKM(policy_moe_up_dw(&dm, d_w[v] + wsz, d_w[v] + 2 * wsz, d_rf + nRF, d_rd + nRD,
+		                     1));
+	}
+	CKC(cudaDeviceSynchronize());
+	float *g[2] = {(float *)malloc(3 * wsz * 4), (float *)malloc(3 * wsz * 4)};
+	for (int v = 0; v < 2; v++)
+		CKC(cudaMemcpy(g[v], d_w[v], 3 * wsz * 4, cudaMemcpyDeviceToHost));
+	static const char *const nm[3] = {"dW2", "dW1", "dW3"};
+	for (int i = 0; i < 3; i++) {
+		size_t ndiff = 0, nsame = 0, first = 0;
+		for (size_t j = i * wsz; j < (i + 1) * wsz; j++) {
+			nsame += memcmp(&g[0][j], &w0[j], 4) == 0;
+			if (memcmp(&g[0][j], &g[1][j], 4) && !ndiff++)
+				first = j;
+		}
+		printf("  %s (T %d, D %d, F %d, %s) red vs load: %zu of %zu differ, %zu unchanged",
+		       nm[i], T, D, F, skew ? "skewed" : "random", ndiff, wsz, nsame);
+		if (ndiff)
+			printf(", first at %zu (load %.9g, red %.9g)", first, g[0][first],
+			       g[1][first]);
+		printf("\n");
+		/* an empty expert's tiles stay as they were: at most its share */
+		fail |= ndiff != 0 || nsame > wsz / 2;
+	}
+	setenv("POLICY_GPU_MOE_DW_ADD", "reduce", 1);
+	int rc = policy_moe_down_dw(&dm, d_w[0], d_rd, d_rf, 1);
+	char msg[512];
+	snprintf(msg, sizeof(msg), "%s", swerve_error_last());
+	int rc2 = policy_moe_up_dw(&dm, d_w[0] + wsz, d_w[0] + 2 * wsz, d_rf + nRF, d_rd + nRD, 1);
+	if (rc != SWERVE_EINVAL || rc2 != SWERVE_EINVAL ||
+	    !strstr(msg, "POLICY_GPU_MOE_DW_ADD") || !strstr(swerve_error_last(), "reduce")) {
+		printf("    misspelt: rc %d / %d, message \"%s\"\n", rc, rc2, msg);
+		fail = 1;
+	}
+	variant_setenv();
+	cudaFree(d_offs), cudaFree(d_perm), cudaFree(d_rd), cudaFree(d_rf), cudaFree(d_w[0]);
+	cudaFree(d_w[1]);
+	free(offs), free(perm), free(wgt), free(rd), free(rf), free(w0), free(g[0]), free(g[1]);
+	return fail;
+}
+static int test_dw_red_bits(void)
+{
+	if (!have_gpu())
+		return GPU_SKIP;
+	if (!strchr(variant_env[variant], '!'))
+		return 0;
+	return dw_bits_case(4096, 8, 768, 1024, 1) | dw_bits_case(300, 8, 128, 192, 0);
+}
+
 /* round 19b: a misspelt wsb9 name ("wsb9x") is refused by down dX, naming
  * POLICY_GPU_MOE_KERNEL and the value; round 20: "wsb10x" for wsb10* */
 static int misspelt_case(const char *bad)
@@ -968,6 +1064,8 @@ int main(int argc, char **argv)
 	         test_pf_misspelt},
 	        {"grouped MoE GEMMs: down dX bit for bit vs wsb3w's (wsb9, wsb10)",
 	         test_down_dx_bits},
+	        {"grouped MoE GEMMs: dW added in L2 bit for bit vs load + store (NAME!red)",
+	         test_dw_red_bits},
 	        {"grouped MoE GEMMs: a misspelt POLICY_GPU_MOE_KERNEL is refused (wsb9x)",
 	         test_wsb9_misspelt},
 	        {"grouped MoE GEMMs: a misspelt POLICY_GPU_MOE_KERNEL is refused (wsb10x)",
@@ -1019,5 +1117,6 @@ int main(int argc, char **argv)
 	unsetenv("POLICY_GPU_MOE_EPI");
 	unsetenv("POLICY_GPU_MOE_CTAS");
 	unsetenv("POLICY_GPU_MOE_WSB_SILU");
+	unsetenv("POLICY_GPU_MOE_DW_ADD");
 	return rc;
 }
