@@ -300,6 +300,13 @@ struct policy_gpu {
 	 * wo writes fp32 g->dn, the add + norm pass adds it. Taken with the bf16
 	 * residual stream, bf16 operands and the fused passes (wo_fused) */
 	int wo_add;
+	/* round 23: POLICY_GPU_MOE_DW_PAIR=on (1): the grouped MoE backward
+	 * defers a layer's down dW to the next layer's (in backward order) and
+	 * runs the two in one launch (policy_moe_down_dw_pair: 2 x 192 tiles in
+	 * 3 waves of 132 SMs instead of 2 + 2); the deferred layer's dyp lives
+	 * in dyp2 until then; pair_l: the deferred layer (-1: none) */
+	int dw_pair, pair_l;
+	uint16_t *dyp2;
 	float *route_ws;
 	size_t route_ws_n;
 	/* round 10: route_new 3 / 4 = POLICY_GPU_ROUTE=v3 / v4 (gpu_route.cu; v4
@@ -1992,6 +1999,14 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 			return v;
 		g->wo_add = v && g->a16x && g->ew && g->fuse && g->ab;
 	}
+	{ /* round 23: POLICY_GPU_MOE_DW_PAIR=off | on */
+		static const char *const names[] = {"off", "on"};
+		int v = policy_env_choice("POLICY_GPU_MOE_DW_PAIR", names, 2, 0);
+		if (v < 0)
+			return v;
+		g->dw_pair = v;
+		g->pair_l = -1;
+	}
 	{ /* POLICY_GPU_ADAMW=fused (the default) | tensor (a launch per tensor) |
 	   * round 20: overlap, overlap16, overlap32, overlap64 (the update in
 	   * groups beside the next step's forward; adam_ovl) */
@@ -2182,6 +2197,9 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 		                 cudaHostAllocDefault));
 		CK(cudaEventCreateWithFlags(&g->ev_stage, cudaEventDisableTiming));
 	}
+	g->dw_pair = g->dw_pair && g->moe_grouped && cfg->n_layers > 1;
+	if (g->dw_pair) /* round 23: a deferred layer's dyp (moe_bwd_grouped) */
+		CK(cudaMalloc((void **)&g->dyp2, TK * D * 2 + 16));
 	if (g->streams) { /* the grouped MoE backward's own scratch (moe_bwd_grouped) */
 		ALLOC(g->dgate_s, TK);
 		if (g->moe_grouped)
@@ -2307,6 +2325,7 @@ void policy_gpu_free(struct policy_gpu *g)
 			cudaEventDestroy(g->ev[i]);
 	cudaFree(g->moe_scr);
 	cudaFree(g->dgate_s);
+	cudaFree(g->dyp2);
 	for (int i = 0; i < LT_SLOTS; i++)
 		if (g->lts[i].have_desc)
 			swerve_lt_desc_free(&g->lts[i].desc);
@@ -2886,6 +2905,12 @@ static int moe_bwd_grouped(struct policy_gpu *g, int l, float *dn, const float *
 	char *sp = (char *)(g->streams ? g->moe_scr : g->dbig);
 	uint16_t *dyp = (uint16_t *)sp, *dh13 = dyp + ((size_t)R * D + 7) / 8 * 8;
 	float *dxp = (float *)(dh13 + (size_t)R * 2 * F);
+	/* round 23 (dw_pair): the first layer of a pair (in backward order; not
+	 * layer 0) leaves its down dW to the next, its dyp kept in dyp2; the
+	 * next runs both */
+	const int pair = g->dw_pair ? g->pair_l : -1, defer = g->dw_pair && pair < 0 && l >= 1;
+	if (defer)
+		dyp = g->dyp2;
 	float *dgate = moe_dgate(g);
 	int rc;
 
@@ -2907,12 +2932,26 @@ static int moe_bwd_grouped(struct policy_gpu *g, int l, float *dn, const float *
 	/* the arena was cleared by this step (first micro-batch of a window):
 	 * store the expert dW instead of reading and adding */
 	int beta = !(g->moe_dwstore && g->n_acc == 0);
-	if (g->streams)
-		CKR(side_fork(g));
-	rc = policy_moe_down_dw(&d, G + lp->w2, dyp, (const uint16_t *)ly->hh, beta);
-	if (g->streams) /* SV_MOE again after up dW, which reads moe_scr too */
-		CKR(side_done(g, SV_MOE, rc));
-	CKR(rc);
+	if (defer) { /* round 23: run with the next layer's (dyp2 kept until then) */
+		g->pair_l = l;
+	} else {
+		if (g->streams)
+			CKR(side_fork(g));
+		if (pair >= 0) { /* the deferred layer's and this one's */
+			const struct policy_layer_params *lq = &g->L->layers[pair];
+			const struct glayer *lyq = &g->ly[pair];
+			const struct policy_moe_dims dq = moe_dims(g, lyq, T);
+			g->pair_l = -1;
+			rc = policy_moe_down_dw_pair(&dq, G + lq->w2, g->dyp2,
+			                             (const uint16_t *)lyq->hh, &d, G + lp->w2, dyp,
+			                             (const uint16_t *)ly->hh, beta);
+		} else {
+			rc = policy_moe_down_dw(&d, G + lp->w2, dyp, (const uint16_t *)ly->hh, beta);
+		}
+		if (g->streams) /* SV_MOE again after up dW, which reads moe_scr too */
+			CKR(side_done(g, SV_MOE, rc));
+		CKR(rc);
+	}
 	CKR(policy_moe_down_dx(&d, dh13, dyp, g->pb + lp->w2, (const uint16_t *)ly->h1,
 	                       (const uint16_t *)ly->h3));
 	if (g->streams)
@@ -3498,6 +3537,7 @@ static int step_bwd(struct policy_gpu *g, const struct policy_batch *b, int maxl
 	size_t TD = (size_t)T * D;
 
 	CKR(adam_join(g)); /* round 20: the forward already waited for the update */
+	g->pair_l = -1;   /* round 23: no layer's down dW deferred yet */
 	/* backward: dlogits are in g->logits (the fused head already wrote dn and
 	 * the head's gradient) */
 	if (!g->pl) {

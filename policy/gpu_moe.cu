@@ -2624,6 +2624,28 @@ int policy_moe_down_dw(const struct policy_moe_dims *d, float *dw2, const uint16
 	return mg_launch<MG_DOWN_DW>(d, &a);
 }
 
+/* round 23: two layers' down dW in one launch where the variant runs down
+ * dW in gpu_moe_ws.cu's kernel (wsb3, wsb3w (the default), wsb8*, wsb9*,
+ * wsb10*); else the two launches */
+int policy_moe_down_dw_pair(const struct policy_moe_dims *d, float *dw2, const uint16_t *dyp,
+                            const uint16_t *hh, const struct policy_moe_dims *d2, float *dw2b,
+                            const uint16_t *dyp2, const uint16_t *hh2, int beta)
+{
+	const int var = policy_moe_variant();
+	if (var < 0)
+		return var;
+	if ((var == 12 || var == 20 || (var >= 25 && var <= 39)) && 2 * d->E <= 256 &&
+	    policy_moe_supported(d->D, d->F) && d->E >= 1 && d->T * d->K >= 1) {
+		const int cap = mg_ctas();
+		if (cap < 0)
+			return cap;
+		return policy_moe_ws_down_dw_pair(d, dw2, dyp, hh, d2, dw2b, dyp2, hh2, beta, cap,
+		                                  (void *)mg_stream);
+	}
+	int rc = policy_moe_down_dw(d, dw2, dyp, hh, beta);
+	return rc ? rc : policy_moe_down_dw(d2, dw2b, dyp2, hh2, beta);
+}
+
 int policy_moe_up_dw(const struct policy_moe_dims *d, float *dw1, float *dw3, const uint16_t *dh13,
                      const uint16_t *x, int beta)
 {

@@ -98,6 +98,13 @@ int policy_moe_down_dx(const struct policy_moe_dims *d, uint16_t *dh13, const ui
  * for an arena just cleared; an expert without rows gets zeros) */
 int policy_moe_down_dw(const struct policy_moe_dims *d, float *dw2, const uint16_t *dyp,
                        const uint16_t *hh, int beta);
+/* round 23 (POLICY_GPU_MOE_DW_PAIR): policy_moe_down_dw of two layers (the
+ * same T, K, E, D, F; d2's routing, dw2b, dyp2, hh2 the second's) in one
+ * launch, so the two layers' 2 x 192 dW tiles fill 3 waves of 132 SMs
+ * instead of 2 + 2; bit for bit the two launches */
+int policy_moe_down_dw_pair(const struct policy_moe_dims *d, float *dw2, const uint16_t *dyp,
+                            const uint16_t *hh, const struct policy_moe_dims *d2, float *dw2b,
+                            const uint16_t *dyp2, const uint16_t *hh2, int beta);
 /* dxp[perm[row]] = dh13[row] [W1_e; W3_e] (fp32) */
 int policy_moe_up_dx(const struct policy_moe_dims *d, float *dxp, const uint16_t *dh13,
                      const uint16_t *w1, const uint16_t *w3);

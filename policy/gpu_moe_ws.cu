@@ -213,6 +213,8 @@ extern "C" {
 
 struct ws_maps {
 	CUtensorMap a, w1, w3;
+	/* round 23 (DOWN_DW, a.np 2): the second layer's A (dyp) and B (hh) */
+	CUtensorMap a2, b2;
 };
 
 struct ws_args {
@@ -238,7 +240,26 @@ struct ws_args {
 	 * red.global.add (POLICY_GPU_MOE_DW_ADD=red) instead of loading the old
 	 * values and storing the sums */
 	int red;
+	/* round 23 (POLICY_GPU_MOE_DW_PAIR): np 2 runs two layers' DOWN_DW in
+	 * one launch: virtual expert v of [0, 2 E) is layer v / E's expert v % E
+	 * (offs2, dw1b and the maps a2 / b2 the second's; the same D, F, E and
+	 * rows R); np 1: one */
+	int np;
+	const int *offs2;
+	float *dw1b;
+	const uint16_t *pa2, *pb2; /* (host) the second layer's dyp and hh */
 };
+
+/* round 23: the rows of virtual expert v (a.np problems of E experts):
+ * its first row in its problem, and how many */
+__device__ __forceinline__ static int ws_seg0(const struct ws_args &a, int v)
+{
+	return v < a.E ? a.offs[v] : a.offs2[v - a.E];
+}
+__device__ __forceinline__ static int ws_segn(const struct ws_args &a, int v)
+{
+	return v < a.E ? a.offs[v + 1] - a.offs[v] : a.offs2[v - a.E + 1] - a.offs2[v - a.E];
+}
 
 /* the products: UP (A = xg, B = [W1 | W3] K-major, SwiGLU epilogue), DOWN
  * (A = hh, B = W2 K-major, yp[perm[row]] fp32), UP_DX (A = dh13, B = [W1;
@@ -974,6 +995,8 @@ __device__ __forceinline__ static float *ws_dw_row(const struct ws_args &a, int 
 {
 	const int D = a.D, F = a.F;
 	const size_t wsz = (size_t)F * D;
+	if (MODE == WS_DOWN_DW && e >= a.E) /* round 23: the second layer's */
+		return a.dw1b + (e - a.E) * wsz + (size_t)m * F;
 	return MODE == WS_DOWN_DW ? a.dw1 + e * wsz + (size_t)m * F
 	       : m < F            ? a.dw1 + e * wsz + (size_t)m * D
 	                          : a.dw3 + e * wsz + (size_t)(m - F) * D;
@@ -1107,7 +1130,7 @@ ws_tile(const struct ws_args &a, const struct ws_dwlist &L, int t, int nx, int m
 		*e = L.ord[r];
 		*sp = i / per;
 		*nsp = (L.tbase[r + 1] - L.tbase[r]) / per;
-		const int s0 = a.offs[*e], s1 = a.offs[*e + 1];
+		const int s0 = ws_seg0(a, *e), s1 = s0 + ws_segn(a, *e);
 		*r0 = s0 + *sp * rows;
 		*r1 = min(s1, *r0 + rows);
 		*m0 = rem / nx * WS_BM;
@@ -1373,17 +1396,18 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 	               ts = CL ? ws_cl_sreg(2) : 1u;
 	int ntiles = 0;
 	if (G::DW) {
-		if (E <= WS_EMAX && tid < E) { /* rank: larger segments first, ties by index */
-			const int n = a.offs[tid + 1] - a.offs[tid];
+		const int NE = a.np * E; /* round 23: the virtual experts of a.np layers */
+		if (NE <= WS_EMAX && tid < NE) { /* rank: larger segments first, ties by index */
+			const int n = ws_segn(a, tid);
 			int rk = 0;
-			for (int j = 0; j < E; j++) {
-				const int nj = a.offs[j + 1] - a.offs[j];
+			for (int j = 0; j < NE; j++) {
+				const int nj = ws_segn(a, j);
 				rk += nj > n || (nj == n && j < tid);
 			}
 			L->ord[rk] = tid;
 		}
 		__syncthreads();
-		if (tid == 0 && E <= WS_EMAX) {
+		if (tid == 0 && NE <= WS_EMAX) {
 			/* the split: tiles of at most kch k blocks: none by default
 			 * (kch 0; H100, auto against none, ms balanced / skewed: up
 			 * dW 0.108 / 0.113 vs 0.106 / 0.103, down dW 0.070 / 0.081
@@ -1393,8 +1417,8 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 			const int per = my * nx;
 			long sum = 0;
 			int mx = 1;
-			for (int i = 0; i < E; i++) {
-				const int nk = (a.offs[i + 1] - a.offs[i] + WS_BK - 1) / WS_BK;
+			for (int i = 0; i < NE; i++) {
+				const int nk = (ws_segn(a, i) + WS_BK - 1) / WS_BK;
 				sum += nk;
 				mx = max(mx, nk);
 			}
@@ -1404,14 +1428,13 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 				kch = (mx + (mx + avg - 1) / avg - 1) / ((mx + avg - 1) / avg);
 			L->kch = kch;
 			L->tbase[0] = 0;
-			for (int r = 0; r < E; r++) {
-				const int i = L->ord[r],
-				          nk = (a.offs[i + 1] - a.offs[i] + WS_BK - 1) / WS_BK;
+			for (int r = 0; r < NE; r++) {
+				const int i = L->ord[r], nk = (ws_segn(a, i) + WS_BK - 1) / WS_BK;
 				L->tbase[r + 1] = L->tbase[r] + max(1, (nk + kch - 1) / kch) * per;
 			}
 		}
 		__syncthreads();
-		ntiles = E <= WS_EMAX ? L->tbase[E] : 0; /* more: refused on the host */
+		ntiles = NE <= WS_EMAX ? L->tbase[NE] : 0; /* more: refused on the host */
 	} else {
 		int nrt = 0; /* row tiles of all experts */
 		for (int i = 0; i < E; i++)
@@ -1480,10 +1503,13 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 				}
 				ptx::mbar_expect(bar, STG);
 				if (G::DW) { /* A (k, m): two 64 x 64 boxes; B (k, n): four */
-					ptx::tma_load2(sa, &tm.a, m0, r0 + k0, bar);
-					ptx::tma_load2(sa + 8192, &tm.a, m0 + 64, r0 + k0, bar);
+					/* round 23: the second layer's maps for its experts */
+					const CUtensorMap *ma = e < E ? &tm.a : &tm.a2,
+					                  *mb = e < E ? &tm.w1 : &tm.b2;
+					ptx::tma_load2(sa, ma, m0, r0 + k0, bar);
+					ptx::tma_load2(sa + 8192, ma, m0 + 64, r0 + k0, bar);
 					for (int i = 0; i < 4; i++)
-						ptx::tma_load2(sb + i * 8192, &tm.w1, n0 + 64 * i,
+						ptx::tma_load2(sb + i * 8192, mb, n0 + 64 * i,
 						               r0 + k0, bar);
 					continue;
 				}
@@ -2002,9 +2028,11 @@ static int ws_launch(const struct policy_moe_dims *d, struct ws_args *a, const u
 		if (v > 0 && (cap <= 0 || v < cap))
 			cap = v;
 	}
-	if ((MB == WS_DOWN_DW || MB == WS_UP_DW) && d->E > WS_EMAX)
+	if (a->np < 1)
+		a->np = 1;
+	if ((MB == WS_DOWN_DW || MB == WS_UP_DW) && a->np * d->E > WS_EMAX)
 		return swerve_error_set(SWERVE_EINVAL, "gpu moe wsb3: %d experts (at most %d)",
-		                        d->E, WS_EMAX);
+		                        a->np * d->E, WS_EMAX);
 	/* POLICY_GPU_MOE_WSB_KCH (measurements): the weight gradients' split,
 	 * at most that many k blocks a tile; auto: the kernel picks; unset or
 	 * 0: none */
@@ -2058,6 +2086,10 @@ static int ws_launch(const struct policy_moe_dims *d, struct ws_args *a, const u
 		rc = ws_map(&tm.a, A, 2, adim, 64);
 		if (!rc)
 			rc = ws_map(&tm.w1, b0, 2, bdim, 64);
+		if (!rc && a->np == 2) /* round 23: the second layer's */
+			rc = ws_map(&tm.a2, a->pa2, 2, adim, 64);
+		if (!rc && a->np == 2)
+			rc = ws_map(&tm.b2, a->pb2, 2, bdim, 64);
 	} else {
 		rc = ws_map(&tm.a, A, 2, adim, PP ? 64 : WS_BM);
 		/* UP: W1 / W3 rows, 128 a box; DOWN: W2 rows; UP_DX: (k, n) 64 x 64;
@@ -2099,14 +2131,15 @@ static int ws_launch(const struct policy_moe_dims *d, struct ws_args *a, const u
 		a->kch = pf;
 	typedef ws_geo<MODE> G;
 	const int nx = (G::n(d->D, d->F) + G::BN - 1) / G::BN;
-	long tiles = G::DW ? (long)d->E * nx * ((G::m(d->D, d->F) + WS_BM - 1) / WS_BM)
+	long tiles = G::DW ? (long)a->np * d->E * nx * ((G::m(d->D, d->F) + WS_BM - 1) / WS_BM)
 	                   : (long)((R + (PP ? 64 : WS_BM) - 1) / (PP ? 64 : WS_BM) + d->E) * nx;
 	if (ws_cl(MODE)) /* round 16: the clusters' 128-row tiles */
 		tiles = (long)((R + WS_BM - 1) / WS_BM + d->E) * nx;
 	if (G::DW) { /* the split order flags, 2 a dW tile (zero between launches) */
 		static int *flags;
 		static size_t nflags;
-		const size_t n = (size_t)2 * d->E * nx * ((G::m(d->D, d->F) + WS_BM - 1) / WS_BM);
+		const size_t n =
+		        (size_t)2 * a->np * d->E * nx * ((G::m(d->D, d->F) + WS_BM - 1) / WS_BM);
 		if (n > nflags) {
 			if (flags)
 				cudaFree(flags);
@@ -2251,6 +2284,30 @@ int policy_moe_ws_down_dw(const struct policy_moe_dims *d, float *dw2, const uin
 	struct ws_args a = {};
 	a.dw1 = dw2;
 	a.beta = beta != 0;
+	return ws_launch<WS_DOWN_DW>(d, &a, dyp, hh, NULL, cap, stream);
+}
+
+/* round 23: two layers' down dW in one launch (the same T, K, E, D, F; d2
+ * the second's routing) */
+int policy_moe_ws_down_dw_pair(const struct policy_moe_dims *d, float *dw2, const uint16_t *dyp,
+                               const uint16_t *hh, const struct policy_moe_dims *d2,
+                               float *dw2b, const uint16_t *dyp2, const uint16_t *hh2, int beta,
+                               int cap, void *stream)
+{
+	struct ws_args a = {};
+	if (d2->T != d->T || d2->K != d->K || d2->E != d->E || d2->D != d->D || d2->F != d->F)
+		return swerve_error_set(SWERVE_EINVAL,
+		                        "gpu moe wsb3: paired down dW of different shapes");
+	if (!ws_aligned(dyp2) || !ws_aligned(hh2) || !ws_aligned(dw2b))
+		return swerve_error_set(SWERVE_EINVAL,
+		                        "gpu moe wsb: operands not 16-byte aligned");
+	a.dw1 = dw2;
+	a.beta = beta != 0;
+	a.np = 2;
+	a.offs2 = d2->offs;
+	a.dw1b = dw2b;
+	a.pa2 = dyp2;
+	a.pb2 = hh2;
 	return ws_launch<WS_DOWN_DW>(d, &a, dyp, hh, NULL, cap, stream);
 }
 

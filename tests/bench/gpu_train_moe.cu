@@ -71,24 +71,28 @@ static int cmpf(const void *a, const void *b)
 }
 
 #define NVAR 49
-#define NP   12
+#define NP   13
 
 int main(int argc, char **argv)
 {
 	const int T = 8192, K = 2, E = 8, D = 768, F = 1024, R = T * K;
 	/* rows 6, 7: the weight gradients stored (beta 0, round 6: an arena just
 	 * cleared), not in the layer's total (which adds, as every micro-batch
-	 * after a window's first) */
+	 * after a window's first); row 12 (round 23): two layers' down dW (the
+	 * same inputs twice) in one launch (POLICY_GPU_MOE_DW_PAIR), against
+	 * twice row 3 */
 	const char *names[NP] = {"up (w1|w3 + SwiGLU)",   "down (w2, slot rows)",
 	                         "down dX (+SwiGLU bwd)", "down dW",
 	                         "up dX (slot rows)",     "up dW (w1|w3)",
 	                         "down dW stored",        "up dW stored",
 	                         "gather x -> xg (pass)", "up, A = xg",
-	                         "up dW, B = xg",         "up dW xg stored"};
+	                         "up dW, B = xg",         "up dW xg stored",
+	                         "down dW, 2 layers in 1"};
 	const double fl[NP] = {2.0 * R * D * 2 * F, 2.0 * R * F * D,     2.0 * R * D * F,
 	                       2.0 * R * D * F,     2.0 * R * 2 * F * D, 2.0 * R * 2 * F * D,
 	                       2.0 * R * D * F,     2.0 * R * 2 * F * D, 0,
-	                       2.0 * R * D * 2 * F, 2.0 * R * 2 * F * D, 2.0 * R * 2 * F * D};
+	                       2.0 * R * D * 2 * F, 2.0 * R * 2 * F * D, 2.0 * R * 2 * F * D,
+	                       4.0 * R * D * F};
 	double ms_tab[2 * NVAR][NP]; /* (kernel, routing) */
 	double lay[NVAR][2], layg[NVAR][2], lay_f = 0;
 	/* round 9: wgtdp = wgtd + EPI=tma with up (A = xg) and down dX in
@@ -250,7 +254,10 @@ int main(int argc, char **argv)
 				case 8: SW(policy_moe_gather(&d, xg, x)); break;
 				case 9: SW(policy_moe_up(&dg, h1, h3, hh, xg, w1, w3)); break;
 				case 10: SW(policy_moe_up_dw(&dg, dw1, dw3, dh13, xg, 1)); break;
-				default: SW(policy_moe_up_dw(&dg, dw1, dw3, dh13, xg, 0)); break;
+				case 11: SW(policy_moe_up_dw(&dg, dw1, dw3, dh13, xg, 0)); break;
+				default: /* round 23: two layers' down dW (the second into dw1) */
+					SW(policy_moe_down_dw_pair(&d, dw2, dyp, hh, &d, dw1, dyp, hh, 1));
+					break;
 				}
 				cudaEventRecord(e1, 0);
 				if (cudaEventSynchronize(e1) != cudaSuccess)

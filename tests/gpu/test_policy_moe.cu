@@ -974,6 +974,97 @@ static int dw_bits_case(int T, int E, int D, int F, int skew)
 	free(offs), free(perm), free(wgt), free(rd), free(rf), free(w0), free(g[0]), free(g[1]);
 	return fail;
 }
+/* round 23 (POLICY_GPU_MOE_DW_PAIR): two layers' down dW in one launch
+ * (policy_moe_down_dw_pair) bit for bit the two launches, added (beta 1) to
+ * random starts and stored (beta 0, poisoned buffers): layer A skewed (~44%
+ * to one expert), layer B random with an empty expert, so the joint list's
+ * largest-first order interleaves the two layers' experts */
+static int dw_pair_case(int T, int E, int D, int F)
+{
+	const int K = 2, R = T * K;
+	const size_t nRD = (size_t)R * D, nRF = (size_t)R * F, wsz = (size_t)E * F * D;
+	int fail = 0, *offs[2];
+	int *perm = (int *)malloc(R * sizeof(int));
+	for (int p = 0; p < 2; p++) {
+		double s = 0, wgt[64];
+		offs[p] = (int *)malloc((E + 1) * sizeof(int));
+		for (int e = 0; e < E; e++) {
+			wgt[e] = p == 0 ? (e == 0 ? 0.44 * E : 0.08 * E) : (e == 1 ? 0 : urand());
+			s += wgt[e];
+		}
+		offs[p][0] = 0;
+		for (int e = 0; e < E; e++)
+			offs[p][e + 1] = e == E - 1 ? R : offs[p][e] + (int)(R * wgt[e] / s);
+	}
+	for (int i = 0; i < R; i++)
+		perm[i] = i;
+	uint16_t *rd = (uint16_t *)malloc(2 * nRD * 2), *rf = (uint16_t *)malloc(2 * nRF * 2);
+	float *w0 = (float *)malloc(2 * wsz * 4);
+	for (size_t i = 0; i < 2 * nRD; i++) /* dyp of A | B */
+		rd[i] = f2bf(nrand());
+	for (size_t i = 0; i < 2 * nRF; i++) /* hh of A | B */
+		rf[i] = f2bf(nrand());
+	for (size_t i = 0; i < 2 * wsz; i++) /* dW2 of A | B */
+		w0[i] = nrand();
+	int *d_offs[2] = {(int *)dup_dev(offs[0], (E + 1) * 4), (int *)dup_dev(offs[1], (E + 1) * 4)};
+	int *d_perm = (int *)dup_dev(perm, R * 4);
+	uint16_t *d_rd = (uint16_t *)dup_dev(rd, 2 * nRD * 2);
+	uint16_t *d_rf = (uint16_t *)dup_dev(rf, 2 * nRF * 2);
+	/* [beta][single / pair]: dW2 of A | B */
+	float *d_w[2][2];
+	for (int b = 0; b < 2; b++)
+		for (int v = 0; v < 2; v++)
+			d_w[b][v] = b ? (float *)dup_dev(w0, 2 * wsz * 4) : (float *)poisoned(2 * wsz * 4);
+	CHECK(d_offs[0] && d_offs[1] && d_perm && d_rd && d_rf && d_w[1][1], "cudaMalloc failed");
+	struct policy_moe_dims da = {T, K, E, D, F, d_offs[0], d_perm, 1},
+	                       db = {T, K, E, D, F, d_offs[1], d_perm, 1};
+	for (int b = 0; b < 2; b++) {
+		CKM(policy_moe_down_dw(&da, d_w[b][0], d_rd, d_rf, b));
+		CKM(policy_moe_down_dw(&db, d_w[b][0] + wsz, d_rd + nRD, d_rf + nRF, b));
+		CKM(policy_moe_down_dw_pair(&da, d_w[b][1], d_rd, d_rf, &db, d_w[b][1] + wsz,
+		                            d_rd + nRD, d_rf + nRF, b));
+	}
+	CKC(cudaDeviceSynchronize());
+	float *g[2] = {(float *)malloc(2 * wsz * 4), (float *)malloc(2 * wsz * 4)};
+	for (int b = 0; b < 2; b++) {
+		for (int v = 0; v < 2; v++)
+			CKC(cudaMemcpy(g[v], d_w[b][v], 2 * wsz * 4, cudaMemcpyDeviceToHost));
+		for (int p = 0; p < 2; p++) {
+			size_t ndiff = 0, npois = 0, first = 0;
+			for (size_t j = p * wsz; j < (p + 1) * wsz; j++) {
+				uint32_t u;
+				memcpy(&u, &g[1][j], 4);
+				npois += u == 0xffffffffu;
+				if (memcmp(&g[0][j], &g[1][j], 4) && !ndiff++)
+					first = j;
+			}
+			printf("  dW2 of layer %c (T %d, D %d, F %d, %s) pair vs single: %zu of %zu "
+			       "differ, %zu poisoned",
+			       'A' + p, T, D, F, b ? "added" : "stored", ndiff, wsz, npois);
+			if (ndiff)
+				printf(", first at %zu (single %.9g, pair %.9g)", first, g[0][first],
+				       g[1][first]);
+			printf("\n");
+			fail |= ndiff != 0 || npois != 0;
+		}
+	}
+	cudaFree(d_offs[0]), cudaFree(d_offs[1]), cudaFree(d_perm), cudaFree(d_rd), cudaFree(d_rf);
+	for (int b = 0; b < 2; b++)
+		for (int v = 0; v < 2; v++)
+			cudaFree(d_w[b][v]);
+	free(offs[0]), free(offs[1]), free(perm), free(rd), free(rf), free(w0), free(g[0]);
+	free(g[1]);
+	return fail;
+}
+static int test_dw_pair_bits(void)
+{
+	if (!have_gpu())
+		return GPU_SKIP;
+	if (strcmp(variant_env[variant], "wsb3w") && strcmp(variant_env[variant], "wsb3w!red"))
+		return 0;
+	return dw_pair_case(4096, 8, 768, 1024) | dw_pair_case(300, 8, 128, 192);
+}
+
 static int test_dw_red_bits(void)
 {
 	if (!have_gpu())
@@ -1066,6 +1157,8 @@ int main(int argc, char **argv)
 	         test_down_dx_bits},
 	        {"grouped MoE GEMMs: dW added in L2 bit for bit vs load + store (NAME!red)",
 	         test_dw_red_bits},
+	        {"grouped MoE GEMMs: two layers' down dW in one launch bit for bit (wsb3w)",
+	         test_dw_pair_bits},
 	        {"grouped MoE GEMMs: a misspelt POLICY_GPU_MOE_KERNEL is refused (wsb9x)",
 	         test_wsb9_misspelt},
 	        {"grouped MoE GEMMs: a misspelt POLICY_GPU_MOE_KERNEL is refused (wsb10x)",
