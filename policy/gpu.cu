@@ -300,7 +300,7 @@ struct policy_gpu {
 	 * wo writes fp32 g->dn, the add + norm pass adds it. Taken with the bf16
 	 * residual stream, bf16 operands and the fused passes (wo_fused) */
 	int wo_add;
-	/* round 23: POLICY_GPU_MOE_DW_PAIR=on (1): the grouped MoE backward
+	/* round 23: POLICY_GPU_MOE_DW_PAIR=on (1, the default): the grouped MoE backward
 	 * defers a layer's down dW to the next layer's (in backward order) and
 	 * runs the two in one launch (policy_moe_down_dw_pair: 2 x 192 tiles in
 	 * 3 waves of 132 SMs instead of 2 + 2); the deferred layer's dyp lives
@@ -1999,9 +1999,9 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 			return v;
 		g->wo_add = v && g->a16x && g->ew && g->fuse && g->ab;
 	}
-	{ /* round 23: POLICY_GPU_MOE_DW_PAIR=off | on */
+	{ /* round 23: POLICY_GPU_MOE_DW_PAIR=on (the default) | off (rounds 1-22) */
 		static const char *const names[] = {"off", "on"};
-		int v = policy_env_choice("POLICY_GPU_MOE_DW_PAIR", names, 2, 0);
+		int v = policy_env_choice("POLICY_GPU_MOE_DW_PAIR", names, 2, 1);
 		if (v < 0)
 			return v;
 		g->dw_pair = v;
