@@ -979,7 +979,8 @@ static int test_adamw_fused_fp32_odd(void)
  * cross-entropy. base: switches all three models run under (one of
  * round10_vars, which are restored afterwards; "" for none). */
 static const char *const round10_vars[] = {"POLICY_GPU_STREAMS", "POLICY_GPU_COPY",
-                                           "POLICY_GPU_ACT", "POLICY_GPU_GRADZERO"};
+                                           "POLICY_GPU_ACT", "POLICY_GPU_GRADZERO",
+                                           "POLICY_GPU_MOE_DW_PAIR"};
 #define N_ROUND10_VARS ((int)(sizeof(round10_vars) / sizeof(round10_vars[0])))
 static void apply_env(const char *env)
 {
@@ -1203,6 +1204,7 @@ static int variant_bitwise(enum policy_gpu_precision prec, const char *base, con
 		setenv("POLICY_GPU_COPY", "sync", 1);
 		unsetenv("POLICY_GPU_ACT");
 		unsetenv("POLICY_GPU_GRADZERO");
+		unsetenv("POLICY_GPU_MOE_DW_PAIR");
 		apply_env(base);
 		if (k == 2)
 			apply_env(env);
@@ -1286,6 +1288,22 @@ static int test_gradzero_bitwise_cispo(void)
 		return GPU_SKIP;
 	}
 	return variant_bitwise(POLICY_GPU_BF16, "", "POLICY_GPU_GRADZERO=stored", 1);
+}
+
+/* Round 23: POLICY_GPU_MOE_DW_PAIR=on (the default: a layer's down dW run
+ * with the next layer's in one launch, its dyp kept in dyp2) bit for bit
+ * against off (each layer's alone); the 4-layer model pairs layers 3 + 2
+ * and 1 + 0. On one stream (cross-entropy) and on two (CISPO), where the
+ * pair runs on the weight-gradient stream and the deferred dyp must outlive
+ * the next layer's writes of the shared scratch. */
+static int test_dw_pair_bitwise(void)
+{
+	return variant_bitwise(POLICY_GPU_BF16, "", "POLICY_GPU_MOE_DW_PAIR=off", 0);
+}
+static int test_dw_pair_bitwise_streams(void)
+{
+	return variant_bitwise(POLICY_GPU_BF16, "POLICY_GPU_STREAMS=2",
+	                       "POLICY_GPU_MOE_DW_PAIR=off", 1);
 }
 
 /* round 10: POLICY_GPU_ROUTE=route (v3, v4) with POLICY_GPU_MOE_COMB=new (the MoE's
@@ -2321,6 +2339,12 @@ int main(void)
 	         test_streams_copy_bitwise_act32_cispo},
 	        {"POLICY_GPU_GRADZERO=stored vs all, bit for bit: 2 steps of K = 2 (bf16 CISPO)",
 	         test_gradzero_bitwise_cispo},
+	        {"POLICY_GPU_MOE_DW_PAIR=off vs on, bit for bit: 2 steps of K = 2 (bf16, one "
+	         "stream)",
+	         test_dw_pair_bitwise},
+	        {"POLICY_GPU_MOE_DW_PAIR=off vs on, bit for bit: 2 steps of K = 2 (bf16 CISPO, two "
+	         "streams)",
+	         test_dw_pair_bitwise_streams},
 	        {"POLICY_GPU_ADAMW=overlap / overlap32 vs fused, bit for bit: 4 updates, each "
 	         "beside a forward (bf16)",
 	         test_adamw_overlap_bits},
