@@ -220,6 +220,21 @@ static int test_forms(void)
 	return 0;
 }
 
+/* c called once (tuning on) inside a capture of st, the graph instantiated
+ * and replayed on st, the stream synchronised */
+static int capture_replay(cublasHandle_t h, cudaStream_t st, void *ws, size_t wsb,
+                          const struct swerve_gemm *c, cudaGraph_t *graph, cudaGraphExec_t *exec)
+{
+	CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
+	int rc = swerve_gemm_run(h, 2, ws, wsb, c);
+	CK(cudaStreamEndCapture(st, graph));
+	CHECK(rc == 0, "captured call: status %d", rc);
+	CK(cudaGraphInstantiate(exec, *graph, 0));
+	CK(cudaGraphLaunch(*exec, st));
+	CK(cudaStreamSynchronize(st));
+	return 0;
+}
+
 /* a shape first seen in a capture keeps the default, bit for bit */
 static int test_capture(void)
 {
@@ -276,13 +291,8 @@ static int test_capture(void)
 	CK(cudaMemcpy(ref, dC, nc * 4, cudaMemcpyDeviceToHost));
 	CK(cudaMemset(dC, 0, nc * 4));
 	swerve_gemm_tune_counts(&seen0, &timed0, &changed0);
-	CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
-	int rc = swerve_gemm_run(h, 2, ws, wsb, &c);
-	CK(cudaStreamEndCapture(st, &graph));
-	CHECK(rc == 0, "captured call: status %d", rc);
-	CK(cudaGraphInstantiate(&exec, graph, 0));
-	CK(cudaGraphLaunch(exec, st));
-	CK(cudaStreamSynchronize(st));
+	if (capture_replay(h, st, ws, wsb, &c, &graph, &exec))
+		return 1;
 	CK(cudaMemcpy(got, dC, nc * 4, cudaMemcpyDeviceToHost));
 	swerve_gemm_tune_counts(&seen1, &timed1, &changed1);
 	CHECK(seen1 == seen0 + 1 && timed1 == timed0 && changed1 == changed0,
@@ -365,13 +375,8 @@ static int test_capture_cin(void)
 	CHECK(worst <= 1.0, "tuning off: worst element %.3g of its bound", worst);
 	CK(cudaMemset(dC, 0xff, nc * 2));
 	swerve_gemm_tune_counts(&seen0, &timed0, &changed0);
-	CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
-	int rc = swerve_gemm_run(h, 2, ws, wsb, &c);
-	CK(cudaStreamEndCapture(st, &graph));
-	CHECK(rc == 0, "captured call: status %d", rc);
-	CK(cudaGraphInstantiate(&exec, graph, 0));
-	CK(cudaGraphLaunch(exec, st));
-	CK(cudaStreamSynchronize(st));
+	if (capture_replay(h, st, ws, wsb, &c, &graph, &exec))
+		return 1;
 	CK(cudaMemcpy(got, dC, nc * 2, cudaMemcpyDeviceToHost));
 	swerve_gemm_tune_counts(&seen1, &timed1, &changed1);
 	CHECK(seen1 == seen0 + 1 && timed1 == timed0,

@@ -830,6 +830,31 @@ static int test_silu_vs_exact(void)
 	return silu_case(1.0f) | silu_case(8.0f);
 }
 
+/* the bitwise cases' expert segments of R rows (malloc'd, E + 1 bounds):
+ * skew: ~44% to expert 0 and 8% to each other; else random weights with
+ * expert 1 empty; seg_perm: rows in order (xg's rows are their own) */
+static int *seg_offs(int E, int R, int skew)
+{
+	int *offs = (int *)malloc((E + 1) * sizeof(int));
+	double s = 0, *wgt = (double *)malloc(E * sizeof(double));
+	for (int e = 0; e < E; e++) {
+		wgt[e] = skew ? (e == 0 ? 0.44 * E : 0.08 * E) : (e == 1 ? 0 : urand());
+		s += wgt[e];
+	}
+	offs[0] = 0;
+	for (int e = 0; e < E; e++)
+		offs[e + 1] = e == E - 1 ? R : offs[e] + (int)(R * wgt[e] / s);
+	free(wgt);
+	return offs;
+}
+static int *seg_perm(int R)
+{
+	int *perm = (int *)malloc(R * sizeof(int));
+	for (int i = 0; i < R; i++)
+		perm[i] = i;
+	return perm;
+}
+
 /* round 19b, wsb9*: down dX (k_mgx: wgtd's with a producer warp and no CTA
  * barrier a k block) bit for bit against wsb3w's (wgtd's k_mg) on the same
  * inputs: the same wgmma instructions in the same order and the same
@@ -843,18 +868,7 @@ static int bits_case(int T, int E, int D, int F, int skew)
 {
 	const int K = 2, R = T * K;
 	const size_t nRD = (size_t)R * D, nRF = (size_t)R * F, wsz = (size_t)E * F * D;
-	int fail = 0, *offs = (int *)malloc((E + 1) * sizeof(int));
-	int *perm = (int *)malloc(R * sizeof(int));
-	double s = 0, *wgt = (double *)malloc(E * sizeof(double));
-	for (int e = 0; e < E; e++) {
-		wgt[e] = skew ? (e == 0 ? 0.44 * E : 0.08 * E) : (e == 1 ? 0 : urand());
-		s += wgt[e];
-	}
-	offs[0] = 0;
-	for (int e = 0; e < E; e++)
-		offs[e + 1] = e == E - 1 ? R : offs[e] + (int)(R * wgt[e] / s);
-	for (int i = 0; i < R; i++)
-		perm[i] = i;
+	int fail = 0, *offs = seg_offs(E, R, skew), *perm = seg_perm(R);
 	uint16_t *dyp = (uint16_t *)malloc(nRD * 2), *w2 = (uint16_t *)malloc(wsz * 2);
 	uint16_t *h = (uint16_t *)malloc(2 * nRF * 2);
 	for (size_t i = 0; i < nRD; i++)
@@ -891,7 +905,7 @@ static int bits_case(int T, int E, int D, int F, int skew)
 	fail = ndiff != 0 || npois != 0;
 	cudaFree(d_offs), cudaFree(d_perm), cudaFree(d_dyp), cudaFree(d_w2), cudaFree(d_h);
 	cudaFree(o0), cudaFree(o1);
-	free(offs), free(perm), free(wgt), free(dyp), free(w2), free(h), free(g0), free(g1);
+	free(offs), free(perm), free(dyp), free(w2), free(h), free(g0), free(g1);
 	return fail;
 }
 /* round 23, "NAME!red" (POLICY_GPU_MOE_DW_ADD=red): down dW and up dW
@@ -905,18 +919,7 @@ static int dw_bits_case(int T, int E, int D, int F, int skew)
 {
 	const int K = 2, R = T * K;
 	const size_t nRD = (size_t)R * D, nRF = (size_t)R * F, wsz = (size_t)E * F * D;
-	int fail = 0, *offs = (int *)malloc((E + 1) * sizeof(int));
-	int *perm = (int *)malloc(R * sizeof(int));
-	double s = 0, *wgt = (double *)malloc(E * sizeof(double));
-	for (int e = 0; e < E; e++) {
-		wgt[e] = skew ? (e == 0 ? 0.44 * E : 0.08 * E) : (e == 1 ? 0 : urand());
-		s += wgt[e];
-	}
-	offs[0] = 0;
-	for (int e = 0; e < E; e++)
-		offs[e + 1] = e == E - 1 ? R : offs[e] + (int)(R * wgt[e] / s);
-	for (int i = 0; i < R; i++)
-		perm[i] = i;
+	int fail = 0, *offs = seg_offs(E, R, skew), *perm = seg_perm(R);
 	uint16_t *rd = (uint16_t *)malloc(2 * nRD * 2), *rf = (uint16_t *)malloc(3 * nRF * 2);
 	float *w0 = (float *)malloc(3 * wsz * 4);
 	for (size_t i = 0; i < 2 * nRD; i++) /* dyp | xg */
@@ -971,7 +974,7 @@ static int dw_bits_case(int T, int E, int D, int F, int skew)
 	variant_setenv();
 	cudaFree(d_offs), cudaFree(d_perm), cudaFree(d_rd), cudaFree(d_rf), cudaFree(d_w[0]);
 	cudaFree(d_w[1]);
-	free(offs), free(perm), free(wgt), free(rd), free(rf), free(w0), free(g[0]), free(g[1]);
+	free(offs), free(perm), free(rd), free(rf), free(w0), free(g[0]), free(g[1]);
 	return fail;
 }
 /* round 23 (POLICY_GPU_MOE_DW_PAIR): two layers' down dW in one launch
@@ -983,21 +986,7 @@ static int dw_pair_case(int T, int E, int D, int F)
 {
 	const int K = 2, R = T * K;
 	const size_t nRD = (size_t)R * D, nRF = (size_t)R * F, wsz = (size_t)E * F * D;
-	int fail = 0, *offs[2];
-	int *perm = (int *)malloc(R * sizeof(int));
-	for (int p = 0; p < 2; p++) {
-		double s = 0, wgt[64];
-		offs[p] = (int *)malloc((E + 1) * sizeof(int));
-		for (int e = 0; e < E; e++) {
-			wgt[e] = p == 0 ? (e == 0 ? 0.44 * E : 0.08 * E) : (e == 1 ? 0 : urand());
-			s += wgt[e];
-		}
-		offs[p][0] = 0;
-		for (int e = 0; e < E; e++)
-			offs[p][e + 1] = e == E - 1 ? R : offs[p][e] + (int)(R * wgt[e] / s);
-	}
-	for (int i = 0; i < R; i++)
-		perm[i] = i;
+	int fail = 0, *offs[2] = {seg_offs(E, R, 1), seg_offs(E, R, 0)}, *perm = seg_perm(R);
 	uint16_t *rd = (uint16_t *)malloc(2 * nRD * 2), *rf = (uint16_t *)malloc(2 * nRF * 2);
 	float *w0 = (float *)malloc(2 * wsz * 4);
 	for (size_t i = 0; i < 2 * nRD; i++) /* dyp of A | B */
