@@ -307,6 +307,17 @@ struct policy_gpu {
 	 * in dyp2 until then; pair_l: the deferred layer (-1: none) */
 	int dw_pair, pair_l;
 	uint16_t *dyp2;
+	/* round 23: POLICY_GPU_RT_NORM=fused (1, opt-in): the route backward
+	 * does the ffn norm's backward on each row of dn in registers
+	 * (policy_route_bwd_slots_b16n), so dn (fp32, T x D) is neither written
+	 * nor read back by policy_ew_rms_bwd16g; taken with the bf16 gradient
+	 * (a16g), bf16 slots, the router on xp and where the staged route
+	 * backward runs; ffn_done: this layer's norm backward is done. H100:
+	 * correct (dx within 1 ulp of the two passes) but slower end to end,
+	 * 71.2-71.7 against 70.4-70.7 ms a 4 x 8192 step, 1017.6 against 1007.0
+	 * at llm.c's batch: the block reduction a token pair (two barriers)
+	 * costs more than the 50 MB a layer it saves */
+	int rt_norm, ffn_done;
 	float *route_ws;
 	size_t route_ws_n;
 	/* round 10: route_new 3 / 4 = POLICY_GPU_ROUTE=v3 / v4 (gpu_route.cu; v4
@@ -1999,6 +2010,13 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 			return v;
 		g->wo_add = v && g->a16x && g->ew && g->fuse && g->ab;
 	}
+	{ /* round 23: POLICY_GPU_RT_NORM=off (the default) | fused (measured slower) */
+		static const char *const names[] = {"off", "fused"};
+		int v = policy_env_choice("POLICY_GPU_RT_NORM", names, 2, 0);
+		if (v < 0)
+			return v;
+		g->rt_norm = v && g->a16g && g->act16 && g->a16r && g->route_new >= 3;
+	}
 	{ /* round 23: POLICY_GPU_MOE_DW_PAIR=on (the default) | off (rounds 1-22) */
 		static const char *const names[] = {"off", "on"};
 		int v = policy_env_choice("POLICY_GPU_MOE_DW_PAIR", names, 2, 1);
@@ -3083,7 +3101,22 @@ router:
 		const float *slots = g->route_slots;
 		g->route_slots = NULL;
 		CKR(route_ws(g, T));
-		if (slots && g->act16) /* round 16: bf16 slots (and x, resid) */
+		/* round 23: the ffn norm's backward inside the route backward (not
+		 * where the softmax layer wants dx's fp32 copy) */
+		if (slots && g->rt_norm && !(lp->softmax && !g->sm_wo16) &&
+		    policy_route_bwd_norm_supported(E, K, D, slots, ly->xp)) {
+			const struct policy_route_nb nb = {g->dxb, G + lp->ffn_norm,
+			                                   (const uint16_t *)ly->hmid,
+			                                   P + lp->ffn_norm, ly->rstd2};
+			/* dxb is rewritten: the side stream's dW have read it (as the
+			 * caller's norm backward waits for) */
+			CKR(side_wait(g, SV_DX));
+			CKR(side_wait(g, SV_DXB));
+			CKR(policy_route_bwd_slots_b16n(g->route_ws, (const uint16_t *)slots, ly->xp,
+			                                1, P + lp->router, ly->prob, ly->sel,
+			                                ly->gate, dgate, ly->auxc, T, E, K, D, &nb));
+			g->ffn_done = 1;
+		} else if (slots && g->act16) /* round 16: bf16 slots (and x, resid) */
 			CKR(policy_route_bwd_slots_b16(dn, g->route_ws, (const uint16_t *)slots,
 			                               g->a16r ? (const void *)ly->xp
 			                                       : (const void *)ly->n2,
@@ -3560,14 +3593,17 @@ static int step_bwd(struct policy_gpu *g, const struct policy_batch *b, int maxl
 		const struct policy_layer_params *lp = &L->layers[l];
 		struct glayer *ly = &g->ly[l];
 		mark(g, PROF_OTHER);
+		g->ffn_done = 0;
 		CKR(moe_bwd(g, l, g->dn, g->a16g ? (const float *)g->dxb : g->dx, T));
 		/* dx and dxb rewritten: the side stream's dW above have read them */
 		CKR(side_wait(g, SV_DX));
 		CKR(side_wait(g, SV_DXB));
 		/* the attention's dy: also in bf16 for its GEMMs (bf16 mode); round
 		 * 19 (a16g): the bf16 gradient itself, with an fp32 copy in g->dx
-		 * for a softmax layer */
-		if (g->a16g)
+		 * for a softmax layer; round 23: done by the route backward */
+		if (g->ffn_done)
+			;
+		else if (g->a16g)
 			CKR(policy_ew_rms_bwd16g(g->dxb, lp->softmax && !g->sm_wo16 ? g->dx : NULL,
 			                         1, g->grads + lp->ffn_norm, g->dn,
 			                         (const uint16_t *)ly->hmid,

@@ -1064,16 +1064,25 @@ __device__ __forceinline__ static void rt16_stage(unsigned s0, int b, int nt, in
 /* k_rt_bwd2 with dn's old value replaced by the MoE's slot sum
  * sum_j slots[t K + j] (k_mg_scatter's order: 0 + slot 0 + slot 1 ...); KT:
  * K when 1 or 2 (every slot row loaded at once), else 0 (K at run time) */
-template <int KT, typename TS = float, typename TX = float, bool ST = false>
-__global__ static void __launch_bounds__(ROUTE_THREADS)
-        k_rt_bwd3(float *__restrict__ dn, float *__restrict__ part, const TS *__restrict__ slots,
-                  const TX *__restrict__ x, const float *__restrict__ Wr,
-                  const float *__restrict__ prob, const int *__restrict__ sel,
-                  const float *__restrict__ gate, const float *__restrict__ dgate,
-                  const float *__restrict__ auxc, int T, int E, int K, int D)
+template <int KT, typename TS, typename TX, bool ST, bool NB>
+__device__ __forceinline__ static void
+rt_bwd3_body(float *__restrict__ dn, float *__restrict__ part, const TS *__restrict__ slots,
+             const TX *__restrict__ x, const float *__restrict__ Wr, const float *__restrict__ prob,
+             const int *__restrict__ sel, const float *__restrict__ gate,
+             const float *__restrict__ dgate, const float *__restrict__ auxc, int T, int E, int K,
+             int D, const struct policy_route_nb &nb)
 {
-	pdl::enter(); /* round 20: launched with PDL under POLICY_GPU_PDL=on */
 	const int KU = KT > 0 ? KT : 1;
+	/* round 23 (NB): the ffn norm's backward on each row of dn in registers */
+	float wn[NB ? ROUTE_COLS : 1], npart[NB ? ROUTE_COLS : 1];
+	__shared__ float s_red[NB ? ROUTE_BATCH3 : 1][ROUTE_THREADS / 32];
+	if constexpr (NB)
+#pragma unroll
+		for (int j = 0; j < ROUTE_COLS; j++) {
+			const int c = threadIdx.x + j * ROUTE_THREADS;
+			wn[j] = c < D ? nb.w[c] : 0.0f;
+			npart[j] = 0.0f;
+		}
 	__shared__ float s_dl[ROUTE_BWD_TOKENS][ROUTE_EMAX];
 	int tid = threadIdx.x, t0 = blockIdx.x * ROUTE_BWD_TOKENS;
 	int nt = T - t0 < ROUTE_BWD_TOKENS ? T - t0 : ROUTE_BWD_TOKENS;
@@ -1092,6 +1101,24 @@ __global__ static void __launch_bounds__(ROUTE_THREADS)
 	for (int tb = 0; tb < nt; tb += ROUTE_BATCH3) {
 		float xv[ROUTE_BATCH3][ROUTE_COLS], dv[ROUTE_BATCH3][ROUTE_COLS];
 		float sv[ROUTE_BATCH3][KU][ROUTE_COLS];
+		/* NB: the norm's input row, the old gradient row (bf16) and rstd,
+		 * loaded first so their latency hides under the sums */
+		uint16_t nh[NB ? ROUTE_BATCH3 : 1][NB ? ROUTE_COLS : 1],
+		        no[NB ? ROUTE_BATCH3 : 1][NB ? ROUTE_COLS : 1];
+		float nr[NB ? ROUTE_BATCH3 : 1];
+		if constexpr (NB)
+#pragma unroll
+			for (int q = 0; q < ROUTE_BATCH3; q++) {
+				const size_t t = (size_t)(t0 + tb + q);
+				const bool tv = tb + q < nt;
+				nr[q] = tv ? nb.rstd[t] : 0.0f;
+#pragma unroll
+				for (int j = 0; j < ROUTE_COLS; j++) {
+					const int c = tid + j * ROUTE_THREADS;
+					nh[q][j] = tv && c < D ? nb.x[t * D + c] : (uint16_t)0;
+					no[q][j] = tv && c < D ? nb.dx[t * D + c] : (uint16_t)0;
+				}
+			}
 		if (ST) { /* this batch from the ring (the values the loads below
 			   * give), the batch RT16_NS - 1 ahead issued */
 			extern __shared__ float4 s_w4[];
@@ -1172,7 +1199,51 @@ __global__ static void __launch_bounds__(ROUTE_THREADS)
 						acc[e][j] += dl[e] * xv[q][j];
 						d += dl[e] * wr[e][j];
 					}
-					dn[o + c] = d;
+					if constexpr (NB)
+						dv[q][j] = d; /* dn's row, kept */
+					else
+						dn[o + c] = d;
+				}
+			}
+		}
+		if constexpr (NB) { /* the norm backward (ew_rms_bwd's arithmetic) */
+			float dot[ROUTE_BATCH3];
+#pragma unroll
+			for (int q = 0; q < ROUTE_BATCH3; q++) {
+				dot[q] = 0.0f;
+#pragma unroll
+				for (int j = 0; j < ROUTE_COLS; j++)
+					if (tid + j * ROUTE_THREADS < D)
+						dot[q] += dv[q][j] * wn[j] * bf2f(nh[q][j]);
+				dot[q] = warp_sum(dot[q]);
+				if ((tid & 31) == 0)
+					s_red[q][tid >> 5] = dot[q];
+			}
+			__syncthreads();
+#pragma unroll
+			for (int q = 0; q < ROUTE_BATCH3; q++) {
+				dot[q] = 0.0f;
+#pragma unroll
+				for (int w = 0; w < ROUTE_THREADS / 32; w++)
+					dot[q] += s_red[q][w];
+			}
+			__syncthreads(); /* s_red is the next batch's */
+#pragma unroll
+			for (int q = 0; q < ROUTE_BATCH3; q++) {
+				const size_t o = (size_t)(t0 + tb + q) * D;
+				const float r = nr[q];
+				if (tb + q >= nt)
+					break;
+#pragma unroll
+				for (int j = 0; j < ROUTE_COLS; j++) {
+					const int c = tid + j * ROUTE_THREADS;
+					if (c < D) {
+						const float xh = bf2f(nh[q][j]);
+						float v = r * dv[q][j] * wn[j] - r * r * r * xh * dot[q] / D;
+						npart[j] += dv[q][j] * xh * r;
+						v += bf2f(no[q][j]);
+						nb.dx[o + c] = f2bf(v);
+					}
 				}
 			}
 		}
@@ -1190,6 +1261,45 @@ __global__ static void __launch_bounds__(ROUTE_THREADS)
 					pb[(size_t)e * D + c] = acc[e][j];
 		}
 	}
+	if constexpr (NB) /* the norm weight's gradient: one add a column and block */
+#pragma unroll
+		for (int j = 0; j < ROUTE_COLS; j++) {
+			const int c = threadIdx.x + j * ROUTE_THREADS;
+			if (c < D)
+				atomicAdd(&nb.dw[c], npart[j]);
+		}
+}
+
+template <int KT, typename TS = float, typename TX = float, bool ST = false>
+__global__ static void __launch_bounds__(ROUTE_THREADS)
+        k_rt_bwd3(float *__restrict__ dn, float *__restrict__ part, const TS *__restrict__ slots,
+                  const TX *__restrict__ x, const float *__restrict__ Wr,
+                  const float *__restrict__ prob, const int *__restrict__ sel,
+                  const float *__restrict__ gate, const float *__restrict__ dgate,
+                  const float *__restrict__ auxc, int T, int E, int K, int D)
+{
+	pdl::enter(); /* round 20: launched with PDL under POLICY_GPU_PDL=on */
+	const struct policy_route_nb none = {};
+	rt_bwd3_body<KT, TS, TX, ST, false>(dn, part, slots, x, Wr, prob, sel, gate, dgate, auxc,
+	                                     T, E, K, D, none);
+}
+
+/* round 23 (POLICY_GPU_RT_NORM=fused): k_rt_bwd3 (staged, bf16 slots and x)
+ * with the ffn norm's backward on each dn row in registers: dn is not
+ * written; nb.dx (the bf16 residual gradient) += the norm backward of
+ * dn, nb.dw += its weight gradient */
+template <int KT, typename TX>
+__global__ static void __launch_bounds__(ROUTE_THREADS)
+        k_rt_bwd3n(float *__restrict__ part, const uint16_t *__restrict__ slots,
+                   const TX *__restrict__ x, const float *__restrict__ Wr,
+                   const float *__restrict__ prob, const int *__restrict__ sel,
+                   const float *__restrict__ gate, const float *__restrict__ dgate,
+                   const float *__restrict__ auxc, int T, int E, int K, int D,
+                   const struct policy_route_nb nb)
+{
+	pdl::enter();
+	rt_bwd3_body<KT, uint16_t, TX, true, true>(NULL, part, slots, x, Wr, prob, sel, gate,
+	                                           dgate, auxc, T, E, K, D, nb);
 }
 
 /* a token's router softmax over its E logits lg and its top-K choice
@@ -1880,6 +1990,52 @@ int policy_route_bwd_slots(float *dn, float *scratch, const float *slots, const 
 
 /* round 16 (POLICY_GPU_ACT16): the slots in bf16, and the router's input x
  * in bf16 where x16 */
+int policy_route_bwd_norm_supported(int E, int K, int D, const void *slots, const void *x)
+{
+	const int st = policy_route_rt16_mode();
+	return st > 0 && policy_route_supported(E, K, D) && (K == 1 || K == 2) && D % 8 == 0 &&
+	       ((uintptr_t)x | (uintptr_t)slots) % 16 == 0;
+}
+
+int policy_route_bwd_slots_b16n(float *scratch, const uint16_t *slots, const void *x, int x16,
+                                const float *Wr, const float *prob, const int *sel,
+                                const float *gate, const float *dgate, const float *auxc,
+                                int T, int E, int K, int D, const struct policy_route_nb *nb)
+{
+	int nb_ = nblk(T, ROUTE_BWD_TOKENS);
+	if (!policy_route_bwd_norm_supported(E, K, D, slots, x))
+		return swerve_error_set(SWERVE_EINVAL,
+		                        "gpu route: the fused norm backward takes K 1 or 2, D %% 8 "
+		                        "== 0 and the staged rows (E %d, K %d, D %d)",
+		                        E, K, D);
+	if (T < 1)
+		return 0;
+	size_t sm = (size_t)RT16_NS * ROUTE_BATCH3 * D * ((x16 ? 2 : 4) + 2 * K);
+#define BWD3N(KT, TX)                                                                              \
+	do {                                                                                       \
+		static int attr_;                                                                  \
+		if (!attr_)                                                                        \
+			CK(cudaFuncSetAttribute(k_rt_bwd3n<KT, TX>,                                \
+			                        cudaFuncAttributeMaxDynamicSharedMemorySize,       \
+			                        RT16_SMEM));                                       \
+		attr_ = 1;                                                                         \
+		CK(pdl::launch(k_rt_bwd3n<KT, TX>, dim3(nb_), dim3(ROUTE_THREADS), sm, PST,        \
+		               scratch, slots, (const TX *)x, Wr, prob, sel, gate, dgate, auxc, T, \
+		               E, K, D, *nb));                                                     \
+	} while (0)
+	if (x16 && K == 1)
+		BWD3N(1, uint16_t);
+	else if (x16)
+		BWD3N(2, uint16_t);
+	else if (K == 1)
+		BWD3N(1, float);
+	else
+		BWD3N(2, float);
+#undef BWD3N
+	LAUNCHED();
+	return 0;
+}
+
 int policy_route_bwd_slots_b16(float *dn, float *scratch, const uint16_t *slots, const void *x,
                                int x16, const float *Wr, const float *prob, const int *sel,
                                const float *gate, const float *dgate, const float *auxc, int T,

@@ -88,6 +88,26 @@ int policy_route_bwd_slots_b16(float *dn, float *scratch, const uint16_t *slots,
                                int x16, const float *Wr, const float *prob, const int *sel,
                                const float *gate, const float *dgate, const float *auxc, int T,
                                int E, int K, int D);
+/* round 23 (POLICY_GPU_RT_NORM=fused): policy_route_bwd_slots_b16 with the
+ * ffn norm's backward (policy_ew_rms_bwd16g's, acc 1, no fp32 copy) on each
+ * row of dn in registers instead of dn written: dx (T, D) bf16 += the norm
+ * backward of dn at the norm's input x (bf16), weight w and rstd; dw (D)
+ * += its weight gradient (one atomic add a column and block). The row sum
+ * is a block's (8 warps) rather than a warp's, so dx may differ from the
+ * two passes in the last bit. policy_route_bwd_norm_supported says where it
+ * runs (K 1 or 2, D % 8 == 0, the staged path); elsewhere the caller runs
+ * the two passes. */
+struct policy_route_nb {
+	uint16_t *dx;
+	float *dw;
+	const uint16_t *x;
+	const float *w, *rstd;
+};
+int policy_route_bwd_norm_supported(int E, int K, int D, const void *slots, const void *x);
+int policy_route_bwd_slots_b16n(float *scratch, const uint16_t *slots, const void *x, int x16,
+                                const float *Wr, const float *prob, const int *sel,
+                                const float *gate, const float *dgate, const float *auxc,
+                                int T, int E, int K, int D, const struct policy_route_nb *nb);
 /* round 17 (issue 10): POLICY_GPU_RT16=old|new|rt18|rt18_32 (default new):
  * new stages the bf16 rows the two functions above (and
  * policy_moe_combine_bwd2_b16) read into shared memory by 16-byte cp.async

@@ -644,6 +644,49 @@ static int route_case(int D, int F)
 	                              auxc, T, E, K, D));
 	SW(policy_route_bwd_slots_b16(dn[2], part[2], s16, x16, 1, wr, prob[0], sel[0], gate[0], dg,
 	                              auxc, T, E, K, D));
+	/* round 23 (POLICY_GPU_RT_NORM=fused): the route backward with the ffn
+	 * norm's backward on each dn row in registers against the two passes
+	 * (the bf16-x route backward above, then policy_ew_rms_bwd16g, acc 1):
+	 * the router's dW parts bit for bit, the norm weight's gradient within
+	 * 1e-5 of the largest (atomics, both), the bf16 residual gradient at most
+	 * 1 ulp apart (the row sum is a block's there, a warp's here) */
+	float *npart = (float *)dalloc(ns * 4), *dwn[2];
+	uint16_t *dxn[2], *g0 = (uint16_t *)malloc(n * 2); /* the gradient's old value */
+	int fused;
+	{
+		float *rs = (float *)malloc((size_t)T * 4), *wn = (float *)malloc((size_t)D * 4);
+		float *gf = (float *)malloc(n * 4);
+		for (int t = 0; t < T; t++)
+			rs[t] = (float)(0.5 + gpu_urand());
+		drawf(wn, D, 1.0);
+		draw(g0, gf, n, 1.0);
+		float *d_rs = up(rs, (size_t)T), *d_wn = up(wn, (size_t)D);
+		for (int i = 0; i < 2; i++) {
+			dxn[i] = up(g0, n);
+			dwn[i] = (float *)dalloc((size_t)D * 4);
+			CK(cudaMemset(dwn[i], 0, (size_t)D * 4));
+		}
+		/* it runs on the staged route backward (POLICY_GPU_RT16=new, the
+		 * default, and rt18 / rt18_32); under RT16=old it is refused, and
+		 * the callers run the two passes */
+		const char *rt = getenv("POLICY_GPU_RT16");
+		const int want = !(rt && !strcmp(rt, "old"));
+		fused = policy_route_bwd_norm_supported(E, K, D, s16, x16);
+		printf("  fused route + norm backward %s\n", fused ? "runs" : "not supported here");
+		CHECK(fused == want, "policy_route_bwd_norm_supported: %d under POLICY_GPU_RT16=%s",
+		      fused, rt ? rt : "(unset)");
+		SW(policy_ew_rms_bwd16g(dxn[0], NULL, 1, dwn[0], dn[2], x16, d_wn, d_rs, T, D));
+		const struct policy_route_nb nbv = {dxn[1], dwn[1], x16, d_wn, d_rs};
+		if (fused)
+			SW(policy_route_bwd_slots_b16n(npart, s16, x16, 1, wr, prob[0], sel[0],
+			                               gate[0], dg, auxc, T, E, K, D, &nbv));
+		else
+			CHECK(policy_route_bwd_slots_b16n(npart, s16, x16, 1, wr, prob[0], sel[0],
+			                                  gate[0], dg, auxc, T, E, K, D,
+			                                  &nbv) == SWERVE_EINVAL,
+			      "the fused backward ran where it is not supported");
+		free(rs), free(wn), free(gf);
+	}
 	/* the combine backward */
 	uint16_t *dyp0 = (uint16_t *)dalloc(nr * 2), *dyp1 = (uint16_t *)dalloc(nr * 2);
 	float *dga0 = (float *)dalloc(nr / D * 4), *dga1 = (float *)dalloc(nr / D * 4);
@@ -660,6 +703,33 @@ static int route_case(int D, int F)
 		bad |= cmp_f32("route bwd, slots bf16: dW parts", q1, q0, np, 0);
 		bad |= cmp_f32("route bwd, x bf16 too: dn", d2, d0, n, 0);
 		bad |= cmp_f32("route bwd, x bf16 too: dW parts", q2, q0, np, 0);
+		if (fused) { /* round 23: fused route + norm backward against the two passes */
+			float *q3 = down(npart, np), *w0 = down(dwn[0], (size_t)D),
+			      *w1 = down(dwn[1], (size_t)D);
+			uint16_t *x0 = down(dxn[0], n), *x1 = down(dxn[1], n);
+			bad |= cmp_f32("route+norm bwd: dW parts", q3, q2, np, 0);
+			bad |= cmp_f32("route+norm bwd: norm dw", w1, w0, (size_t)D, 1e-5);
+			/* within one bf16 ulp of the larger of the result and the
+			 * old value it adds to (where the norm term nearly cancels
+			 * the old value, the row sum's order moves the small sum by
+			 * more than its own ulp) */
+			size_t nd = 0, nf = 0, at = 0;
+			for (size_t i = 0; i < n; i++) {
+				const double a = gpu_bf2f(x1[i]), b = gpu_bf2f(x0[i]),
+				             m = fmax(fabs(b), fabs((double)gpu_bf2f(g0[i])));
+				nd += x1[i] != x0[i];
+				if (fabs(a - b) > m * 0x1p-7 && !nf++)
+					at = i;
+			}
+			printf("  %-30s %zu of %zu differ, %zu by more than 1 ulp of the larger of "
+			       "the result and the old value%s\n",
+			       "route+norm bwd: dx bf16", nd, n, nf, nf ? "  <-- FAIL" : "");
+			if (nf)
+				printf("    first at %zu: 0x%04x vs 0x%04x (old 0x%04x)\n", at, x1[at],
+				       x0[at], g0[at]);
+			bad |= nf != 0;
+			free(q3), free(w0), free(w1), free(x0), free(x1);
+		}
 		uint16_t *y0 = down(dyp0, nr), *y1 = down(dyp1, nr);
 		float *a0 = down(dga0, (size_t)R), *a1 = down(dga1, (size_t)R);
 		int yd = memcmp(y0, y1, nr * 2) != 0;
@@ -690,7 +760,7 @@ static int route_case(int D, int F)
 		free(h0), free(g0), free(h1), free(g1);
 	}
 	free(xh), free(sh), free(xf), free(sf), free(wrf), free(dgf), free(dyf), free(hhh);
-	free(wh), free(tmp);
+	free(wh), free(tmp), free(g0);
 	dfree();
 	CHECK(!bad, "routing / combine / products: a bf16 variant differs (see above)");
 	return 0;

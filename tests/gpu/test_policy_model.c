@@ -1870,7 +1870,7 @@ static int test_bad_switches(void)
 	        "POLICY_GPU_ACT16",    "POLICY_GPU_FLASH",  "POLICY_GPU_FLASH_ROPE",
 	        "POLICY_GPU_PDL",      "POLICY_GPU_WSPLIT", "POLICY_GPU_PRIO",
 	        "POLICY_GPU_GRADZERO", "SWERVE_GEMM_TUNE",  "POLICY_GPU_SOFTMAX_WO",
-	        "POLICY_GPU_WO_ADD",   "POLICY_GPU_MOE_DW_PAIR"};
+	        "POLICY_GPU_WO_ADD",   "POLICY_GPU_MOE_DW_PAIR", "POLICY_GPU_RT_NORM"};
 	static const char *step_vars[] = {"POLICY_GPU_HEAD",
 	                                  "POLICY_GPU_HEAD_ROWS",
 	                                  "SWERVE_PL_ROWS",
