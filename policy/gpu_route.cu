@@ -1064,6 +1064,62 @@ __device__ __forceinline__ static void rt16_stage(unsigned s0, int b, int nt, in
 /* k_rt_bwd2 with dn's old value replaced by the MoE's slot sum
  * sum_j slots[t K + j] (k_mg_scatter's order: 0 + slot 0 + slot 1 ...); KT:
  * K when 1 or 2 (every slot row loaded at once), else 0 (K at run time) */
+/* round 23 (POLICY_GPU_RT_NORM=fused): rows kept a norm round (one a warp) */
+#define RT_NB (ROUTE_THREADS / 32)
+
+/* the ffn norm's backward of row t, dy its dn row in shared memory (fp32):
+ * k_ew_rms_bwd16g's arithmetic and order for one row (lane + 32 k chunks of
+ * 4 columns, the dot by warp_sum), so dx is the two passes' bit for bit;
+ * the weight gradient's terms added to this warp's partial row np */
+__device__ __forceinline__ static void rt_norm_row(const float *__restrict__ dy,
+                                                   float *__restrict__ np,
+                                                   const struct policy_route_nb &nb, size_t t,
+                                                   int C, int lane)
+{
+	constexpr int CHM = ROUTE_COLS * ROUTE_THREADS / 128; /* D <= 1024 */
+	const int C4 = C / 4;
+	const size_t o = t * C;
+	const float r = nb.rstd[t];
+	float dot = 0.0f;
+	/* two passes over the row (x re-read from L1 in the second), so that
+	 * no chunk is held across the warp sum: this kernel's registers */
+#pragma unroll
+	for (int k = 0; k < CHM; k++) {
+		const int c = lane + 32 * k;
+		if (c < C4) {
+			const uint2 xr = *(const uint2 *)(nb.x + o + c * 4);
+			const float4 dv = *(const float4 *)(dy + c * 4);
+			const float d4[4] = {dv.x, dv.y, dv.z, dv.w};
+			const uint16_t *xh = (const uint16_t *)&xr;
+#pragma unroll
+			for (int q = 0; q < 4; q++)
+				dot += d4[q] * nb.w[c * 4 + q] * bf2f(xh[q]);
+		}
+	}
+	dot = warp_sum(dot);
+#pragma unroll
+	for (int k = 0; k < CHM; k++) {
+		const int c = lane + 32 * k;
+		if (c < C4) {
+			const uint2 xr = *(const uint2 *)(nb.x + o + c * 4),
+			            ar = *(const uint2 *)(nb.dx + o + c * 4);
+			const float4 dv = *(const float4 *)(dy + c * 4);
+			const float d4[4] = {dv.x, dv.y, dv.z, dv.w};
+			const uint16_t *xh = (const uint16_t *)&xr, *ah = (const uint16_t *)&ar;
+			uint16_t out[4];
+#pragma unroll
+			for (int q = 0; q < 4; q++) {
+				const float xv = bf2f(xh[q]);
+				float vv = r * d4[q] * nb.w[c * 4 + q] - r * r * r * xv * dot / C;
+				np[c * 4 + q] += d4[q] * xv * r;
+				vv += bf2f(ah[q]);
+				out[q] = f2bf(vv);
+			}
+			*(uint2 *)(nb.dx + o + c * 4) = *(const uint2 *)out;
+		}
+	}
+}
+
 template <int KT, typename TS, typename TX, bool ST, bool NB>
 __device__ __forceinline__ static void
 rt_bwd3_body(float *__restrict__ dn, float *__restrict__ part, const TS *__restrict__ slots,
@@ -1073,16 +1129,18 @@ rt_bwd3_body(float *__restrict__ dn, float *__restrict__ part, const TS *__restr
              int D, const struct policy_route_nb &nb)
 {
 	const int KU = KT > 0 ? KT : 1;
-	/* round 23 (NB): the ffn norm's backward on each row of dn in registers */
-	float wn[NB ? ROUTE_COLS : 1], npart[NB ? ROUTE_COLS : 1];
-	__shared__ float s_red[NB ? ROUTE_BATCH3 : 1][ROUTE_THREADS / 32];
-	if constexpr (NB)
-#pragma unroll
-		for (int j = 0; j < ROUTE_COLS; j++) {
-			const int c = threadIdx.x + j * ROUTE_THREADS;
-			wn[j] = c < D ? nb.w[c] : 0.0f;
-			npart[j] = 0.0f;
-		}
+	/* round 23 (NB): dn's rows kept in shared memory (s_dn, RT_NB rows
+	 * after the staging ring) for the ffn norm's backward, a warp a row
+	 * (rt_norm_row), and the norm weight's per-warp partial sums (s_np) */
+	float *s_dn = NULL, *s_np = NULL;
+	if constexpr (NB) {
+		extern __shared__ float4 s_w4[];
+		const int ring = RT16_NS * ROUTE_BATCH3 * D * ((int)sizeof(TX) + 2 * KU);
+		s_dn = (float *)((char *)s_w4 + ring);
+		s_np = s_dn + RT_NB * D;
+		for (int i = threadIdx.x; i < RT_NB * D; i += ROUTE_THREADS)
+			s_np[i] = 0.0f;
+	}
 	__shared__ float s_dl[ROUTE_BWD_TOKENS][ROUTE_EMAX];
 	int tid = threadIdx.x, t0 = blockIdx.x * ROUTE_BWD_TOKENS;
 	int nt = T - t0 < ROUTE_BWD_TOKENS ? T - t0 : ROUTE_BWD_TOKENS;
@@ -1101,24 +1159,6 @@ rt_bwd3_body(float *__restrict__ dn, float *__restrict__ part, const TS *__restr
 	for (int tb = 0; tb < nt; tb += ROUTE_BATCH3) {
 		float xv[ROUTE_BATCH3][ROUTE_COLS], dv[ROUTE_BATCH3][ROUTE_COLS];
 		float sv[ROUTE_BATCH3][KU][ROUTE_COLS];
-		/* NB: the norm's input row, the old gradient row (bf16) and rstd,
-		 * loaded first so their latency hides under the sums */
-		uint16_t nh[NB ? ROUTE_BATCH3 : 1][NB ? ROUTE_COLS : 1],
-		        no[NB ? ROUTE_BATCH3 : 1][NB ? ROUTE_COLS : 1];
-		float nr[NB ? ROUTE_BATCH3 : 1];
-		if constexpr (NB)
-#pragma unroll
-			for (int q = 0; q < ROUTE_BATCH3; q++) {
-				const size_t t = (size_t)(t0 + tb + q);
-				const bool tv = tb + q < nt;
-				nr[q] = tv ? nb.rstd[t] : 0.0f;
-#pragma unroll
-				for (int j = 0; j < ROUTE_COLS; j++) {
-					const int c = tid + j * ROUTE_THREADS;
-					nh[q][j] = tv && c < D ? nb.x[t * D + c] : (uint16_t)0;
-					no[q][j] = tv && c < D ? nb.dx[t * D + c] : (uint16_t)0;
-				}
-			}
 		if (ST) { /* this batch from the ring (the values the loads below
 			   * give), the batch RT16_NS - 1 ahead issued */
 			extern __shared__ float4 s_w4[];
@@ -1199,56 +1239,26 @@ rt_bwd3_body(float *__restrict__ dn, float *__restrict__ part, const TS *__restr
 						acc[e][j] += dl[e] * xv[q][j];
 						d += dl[e] * wr[e][j];
 					}
-					if constexpr (NB)
-						dv[q][j] = d; /* dn's row, kept */
+					if constexpr (NB) /* dn's row, kept */
+						s_dn[(size_t)((tb + q) % RT_NB) * D + c] = d;
 					else
 						dn[o + c] = d;
 				}
 			}
 		}
-		if constexpr (NB) { /* the norm backward (ew_rms_bwd's arithmetic) */
-			float dot[ROUTE_BATCH3];
-#pragma unroll
-			for (int q = 0; q < ROUTE_BATCH3; q++) {
-				dot[q] = 0.0f;
-#pragma unroll
-				for (int j = 0; j < ROUTE_COLS; j++)
-					if (tid + j * ROUTE_THREADS < D)
-						dot[q] += dv[q][j] * wn[j] * bf2f(nh[q][j]);
-				dot[q] = warp_sum(dot[q]);
-				if ((tid & 31) == 0)
-					s_red[q][tid >> 5] = dot[q];
-			}
-			__syncthreads();
-#pragma unroll
-			for (int q = 0; q < ROUTE_BATCH3; q++) {
-				dot[q] = 0.0f;
-#pragma unroll
-				for (int w = 0; w < ROUTE_THREADS / 32; w++)
-					dot[q] += s_red[q][w];
-			}
-			__syncthreads(); /* s_red is the next batch's */
-#pragma unroll
-			for (int q = 0; q < ROUTE_BATCH3; q++) {
-				const size_t o = (size_t)(t0 + tb + q) * D;
-				const float r = nr[q];
-				if (tb + q >= nt)
-					break;
-#pragma unroll
-				for (int j = 0; j < ROUTE_COLS; j++) {
-					const int c = tid + j * ROUTE_THREADS;
-					if (c < D) {
-						const float xh = bf2f(nh[q][j]);
-						float v = r * dv[q][j] * wn[j] - r * r * r * xh * dot[q] / D;
-						npart[j] += dv[q][j] * xh * r;
-						v += bf2f(no[q][j]);
-						nb.dx[o + c] = f2bf(v);
-					}
-				}
-			}
-		}
 		if (ST) /* ring entry b % RT16_NS is refilled next */
 			__syncthreads();
+		if constexpr (NB) { /* RT_NB rows done (or the block's last): a warp a row */
+			if ((tb + ROUTE_BATCH3) % RT_NB == 0 || tb + ROUTE_BATCH3 >= nt) {
+				const int rb = tb - tb % RT_NB, w = tid >> 5;
+				if (!ST)
+					__syncthreads();
+				if (rb + w < nt)
+					rt_norm_row(s_dn + (size_t)w * D, s_np + (size_t)w * D, nb,
+					            (size_t)(t0 + rb + w), D, tid & 31);
+				__syncthreads(); /* s_dn's rows are the next round's */
+			}
+		}
 	}
 	{
 		float *pb = part + (size_t)blockIdx.x * E * D;
@@ -1261,12 +1271,13 @@ rt_bwd3_body(float *__restrict__ dn, float *__restrict__ part, const TS *__restr
 					pb[(size_t)e * D + c] = acc[e][j];
 		}
 	}
-	if constexpr (NB) /* the norm weight's gradient: one add a column and block */
-#pragma unroll
-		for (int j = 0; j < ROUTE_COLS; j++) {
-			const int c = threadIdx.x + j * ROUTE_THREADS;
-			if (c < D)
-				atomicAdd(&nb.dw[c], npart[j]);
+	if constexpr (NB) /* the norm weight's gradient: the warps' partials in
+	                   * order, one add a column and block */
+		for (int c = threadIdx.x; c < D; c += ROUTE_THREADS) {
+			float sum = 0.0f;
+			for (int w = 0; w < RT_NB; w++)
+				sum += s_np[(size_t)w * D + c];
+			atomicAdd(&nb.dw[c], sum);
 		}
 }
 
@@ -2010,15 +2021,18 @@ int policy_route_bwd_slots_b16n(float *scratch, const uint16_t *slots, const voi
 		                        E, K, D);
 	if (T < 1)
 		return 0;
-	size_t sm = (size_t)RT16_NS * ROUTE_BATCH3 * D * ((x16 ? 2 : 4) + 2 * K);
+	/* the staging ring, then dn's RT_NB rows and the norm weight's partials */
+	size_t sm = (size_t)RT16_NS * ROUTE_BATCH3 * D * ((x16 ? 2 : 4) + 2 * K) +
+	            (size_t)2 * RT_NB * D * sizeof(float);
 #define BWD3N(KT, TX)                                                                              \
 	do {                                                                                       \
-		static int attr_;                                                                  \
-		if (!attr_)                                                                        \
+		static size_t attr_;                                                               \
+		if (attr_ < sm)                                                                    \
 			CK(cudaFuncSetAttribute(k_rt_bwd3n<KT, TX>,                                \
 			                        cudaFuncAttributeMaxDynamicSharedMemorySize,       \
-			                        RT16_SMEM));                                       \
-		attr_ = 1;                                                                         \
+			                        (int)sm));                                         \
+		if (attr_ < sm)                                                                    \
+			attr_ = sm;                                                                \
 		CK(pdl::launch(k_rt_bwd3n<KT, TX>, dim3(nb_), dim3(ROUTE_THREADS), sm, PST,        \
 		               scratch, slots, (const TX *)x, Wr, prob, sel, gate, dgate, auxc, T, \
 		               E, K, D, *nb));                                                     \
