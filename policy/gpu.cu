@@ -313,10 +313,9 @@ struct policy_gpu {
 	 * nor read back by policy_ew_rms_bwd16g; taken with the bf16 gradient
 	 * (a16g), bf16 slots, the router on xp and where the staged route
 	 * backward runs; ffn_done: this layer's norm backward is done. H100:
-	 * correct (dx within 1 ulp of the two passes) but slower end to end,
-	 * 71.2-71.7 against 70.4-70.7 ms a 4 x 8192 step, 1017.6 against 1007.0
-	 * at llm.c's batch: the block reduction a token pair (two barriers)
-	 * costs more than the 50 MB a layer it saves */
+	 * dx bit for bit the two passes, level end to end (69.7-70.3 against
+	 * 69.7-70.4 ms a 4 x 8192 step); a first form with a block-wide row
+	 * sum a 2-token batch was 0.9 ms a step slower */
 	int rt_norm, ffn_done;
 	float *route_ws;
 	size_t route_ws_n;
@@ -2010,7 +2009,7 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 			return v;
 		g->wo_add = v && g->a16x && g->ew && g->fuse && g->ab;
 	}
-	{ /* round 23: POLICY_GPU_RT_NORM=off (the default) | fused (measured slower) */
+	{ /* round 23: POLICY_GPU_RT_NORM=off (the default) | fused (measured level) */
 		static const char *const names[] = {"off", "fused"};
 		int v = policy_env_choice("POLICY_GPU_RT_NORM", names, 2, 0);
 		if (v < 0)
