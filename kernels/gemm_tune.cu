@@ -36,7 +36,7 @@ enum { MAX_SHAPES = 1024, CANDS = 16, REPS = 5, ROUNDS = 3, MAX_DEV = 16 };
 struct tkey { /* memset before filling: compared with memcmp */
 	int dev, ta, tb, m, n, k, lda, ldb, ldc, batch, ab, ct, cp, beta0, sms;
 	int cin, untimed; /* a separate C input; an entry of a call with tuning off */
-	int align[3]; /* log2 of A's, B's, C's pointer alignment, at most 8 (C: of C and Cin) */
+	int align[3];     /* log2 of A's, B's, C's pointer alignment, at most 8 (C: of C and Cin) */
 	long long sa, sb, sc;
 	size_t ws;
 };
@@ -240,7 +240,7 @@ static void tune(struct tshape *s, cublasHandle_t h, cublasLtHandle_t lt, cudaSt
 	for (int i = 0; !why && i <= nc; i++) { /* 0: the default, i: Lt candidate i - 1 */
 		best[i] = 1e30f;
 		ok[i] = i ? lt_gemm(lt, s, &res[i - 1].algo, c, scratch, ws, ws_bytes, st) ==
-		                    CUBLAS_STATUS_SUCCESS
+		                        CUBLAS_STATUS_SUCCESS
 		        : c->Cin ? 0 /* cuBLAS has no separate C input */
 		                 : default_gemm(h, c, scratch) == CUBLAS_STATUS_SUCCESS;
 	}
@@ -266,7 +266,7 @@ static void tune(struct tshape *s, cublasHandle_t h, cublasLtHandle_t lt, cudaSt
 		}
 	int pick = 0;
 	if (!why && (c->sm_target > 0 || c->Cin)) { /* the default cannot be held to fewer
-		                                             * SMs, nor read a separate C */
+		                                     * SMs, nor read a separate C */
 		for (int i = 1; i <= nc; i++)
 			if (ok[i] && (!pick || best[i] < best[pick]))
 				pick = i;

@@ -1264,8 +1264,8 @@ static int gemm(const struct swerve_pl_ctx *ctx, cublasOperation_t ta, cublasOpe
                 int n, int k, const void *A, cudaDataType at, int lda, const void *B, int ldb,
                 float beta, float *C, int ldc, cublasComputeType_t ct, const char *what)
 {
-	const struct swerve_gemm c = {ta, tb, m,    n, k,          A,   lda, 0, B,  ldb,
-	                              0,  at, beta, C, CUDA_R_32F, ldc, 0,   1, ct, 0, NULL};
+	const struct swerve_gemm c = {ta, tb,   m, n,          k,   A, lda, 0,  B, ldb, 0,
+	                              at, beta, C, CUDA_R_32F, ldc, 0, 1,   ct, 0, NULL};
 	BLAS_TRY((cublasStatus_t)swerve_gemm_run(ctx->h, ctx->gemm_tune, NULL, 0, &c), what);
 	return 0;
 }

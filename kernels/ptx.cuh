@@ -240,8 +240,8 @@ __device__ __forceinline__ void flag_set(int *flag, int value)
  * p 16-byte aligned */
 __device__ __forceinline__ void red_add4(float *p, float4 v)
 {
-	asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"l"(p), "f"(v.x),
-	             "f"(v.y), "f"(v.z), "f"(v.w)
+	asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"l"(p), "f"(v.x), "f"(v.y),
+	             "f"(v.z), "f"(v.w)
 	             : "memory");
 }
 

@@ -1263,9 +1263,9 @@ static int blas_home(struct policy_gpu *g)
 /* column-major C (m, n) = op(A) op(B) + beta C; A and B of type ab, C of
  * type ct; strided-batched when batch > 1 */
 static int gemm_c(struct policy_gpu *g, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
-                  int k, const void *A, int lda, long long sa, const void *B, int ldb,
-                  long long sb, cudaDataType_t ab, float beta, void *C, cudaDataType_t ct,
-                  int ldc, long long sc, int batch, int f32, const void *Cin);
+                  int k, const void *A, int lda, long long sa, const void *B, int ldb, long long sb,
+                  cudaDataType_t ab, float beta, void *C, cudaDataType_t ct, int ldc, long long sc,
+                  int batch, int f32, const void *Cin);
 
 static int gemm(struct policy_gpu *g, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
                 int k, const void *A, int lda, long long sa, const void *B, int ldb, long long sb,
@@ -1279,9 +1279,9 @@ static int gemm(struct policy_gpu *g, cublasOperation_t ta, cublasOperation_t tb
 /* gemm with C's input apart (Cin not NULL, round 23: C = A B + beta Cin
  * through gemm_tune's cuBLASLt path, tuned or not) */
 static int gemm_c(struct policy_gpu *g, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
-                  int k, const void *A, int lda, long long sa, const void *B, int ldb,
-                  long long sb, cudaDataType_t ab, float beta, void *C, cudaDataType_t ct,
-                  int ldc, long long sc, int batch, int f32, const void *Cin)
+                  int k, const void *A, int lda, long long sa, const void *B, int ldb, long long sb,
+                  cudaDataType_t ab, float beta, void *C, cudaDataType_t ct, int ldc, long long sc,
+                  int batch, int f32, const void *Cin)
 {
 	float one = 1.0f;
 	cublasComputeType_t cp = ab == CUDA_R_16BF ? CUBLAS_COMPUTE_32F : ctype(g, f32);
@@ -2963,7 +2963,8 @@ static int moe_bwd_grouped(struct policy_gpu *g, int l, float *dn, const float *
 			                             (const uint16_t *)lyq->hh, &d, G + lp->w2, dyp,
 			                             (const uint16_t *)ly->hh, beta);
 		} else {
-			rc = policy_moe_down_dw(&d, G + lp->w2, dyp, (const uint16_t *)ly->hh, beta);
+			rc = policy_moe_down_dw(&d, G + lp->w2, dyp, (const uint16_t *)ly->hh,
+			                        beta);
 		}
 		if (g->streams) /* SV_MOE again after up dW, which reads moe_scr too */
 			CKR(side_done(g, SV_MOE, rc));
@@ -3111,9 +3112,9 @@ router:
 			 * caller's norm backward waits for) */
 			CKR(side_wait(g, SV_DX));
 			CKR(side_wait(g, SV_DXB));
-			CKR(policy_route_bwd_slots_b16n(g->route_ws, (const uint16_t *)slots, ly->xp,
-			                                1, P + lp->router, ly->prob, ly->sel,
-			                                ly->gate, dgate, ly->auxc, T, E, K, D, &nb));
+			CKR(policy_route_bwd_slots_b16n(
+			        g->route_ws, (const uint16_t *)slots, ly->xp, 1, P + lp->router,
+			        ly->prob, ly->sel, ly->gate, dgate, ly->auxc, T, E, K, D, &nb));
 			g->ffn_done = 1;
 		} else if (slots && g->act16) /* round 16: bf16 slots (and x, resid) */
 			CKR(policy_route_bwd_slots_b16(dn, g->route_ws, (const uint16_t *)slots,
@@ -3448,13 +3449,14 @@ static int step_fwd(struct policy_gpu *g, struct policy_loss_stats *st,
 			const float *hb = wf ? NULL : g->dn;
 			/* round 16: the router on xp: n2 not written */
 			if (g->a16r)
-				CKR(ew_add_rms(g, ho, ly->xp, 1, NULL, ly->rstd2, ha, NULL, NULL, hb,
-				               NULL, NULL, 0, g->params + lp->ffn_norm, T, D, eps));
+				CKR(ew_add_rms(g, ho, ly->xp, 1, NULL, ly->rstd2, ha, NULL, NULL,
+				               hb, NULL, NULL, 0, g->params + lp->ffn_norm, T, D,
+				               eps));
 			else
 				CKR(ew_add_rms(g, ho, ly->n2, 0,
-				               g->moe_fused ? (uint16_t *)ly->xp : NULL, ly->rstd2, ha,
-				               NULL, NULL, hb, NULL, NULL, 0, g->params + lp->ffn_norm,
-				               T, D, eps));
+				               g->moe_fused ? (uint16_t *)ly->xp : NULL, ly->rstd2,
+				               ha, NULL, NULL, hb, NULL, NULL, 0,
+				               g->params + lp->ffn_norm, T, D, eps));
 		} else if (g->moe_fused) {
 			k_add_rms_moe<float><<<T, 256, 0, PST>>>(
 			        ly->hmid, ly->n2, (uint16_t *)ly->xp, ly->rstd2, ly->xin, g->dn,
@@ -3569,7 +3571,7 @@ static int step_bwd(struct policy_gpu *g, const struct policy_batch *b, int maxl
 	size_t TD = (size_t)T * D;
 
 	CKR(adam_join(g)); /* round 20: the forward already waited for the update */
-	g->pair_l = -1;   /* round 23: no layer's down dW deferred yet */
+	g->pair_l = -1;    /* round 23: no layer's down dW deferred yet */
 	/* backward: dlogits are in g->logits (the fused head already wrote dn and
 	 * the head's gradient) */
 	if (!g->pl) {

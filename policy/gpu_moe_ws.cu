@@ -1020,10 +1020,9 @@ __device__ __forceinline__ static void ws_dw_load(const struct ws_args &a, int e
 	}
 }
 template <int MODE>
-__device__ __forceinline__ static void ws_dw_store(const struct ws_args &a, const float (&acc)[128],
-                                                   int e, int mr, int n0, int q, int h, bool zero,
-                                                   bool add, const float4 (&o)[8][2],
-                                                   bool red = false)
+__device__ __forceinline__ static void
+ws_dw_store(const struct ws_args &a, const float (&acc)[128], int e, int mr, int n0, int q, int h,
+            bool zero, bool add, const float4 (&o)[8][2], bool red = false)
 {
 	const int M = MODE == WS_DOWN_DW ? a.D : 2 * a.F, N = MODE == WS_DOWN_DW ? a.F : a.D,
 	          m = mr + 8 * h;
@@ -1396,7 +1395,7 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 	               ts = CL ? ws_cl_sreg(2) : 1u;
 	int ntiles = 0;
 	if (G::DW) {
-		const int NE = a.np * E; /* round 23: the virtual experts of a.np layers */
+		const int NE = a.np * E;         /* round 23: the virtual experts of a.np layers */
 		if (NE <= WS_EMAX && tid < NE) { /* rank: larger segments first, ties by index */
 			const int n = ws_segn(a, tid);
 			int rk = 0;
@@ -2290,17 +2289,16 @@ int policy_moe_ws_down_dw(const struct policy_moe_dims *d, float *dw2, const uin
 /* round 23: two layers' down dW in one launch (the same T, K, E, D, F; d2
  * the second's routing) */
 int policy_moe_ws_down_dw_pair(const struct policy_moe_dims *d, float *dw2, const uint16_t *dyp,
-                               const uint16_t *hh, const struct policy_moe_dims *d2,
-                               float *dw2b, const uint16_t *dyp2, const uint16_t *hh2, int beta,
-                               int cap, void *stream)
+                               const uint16_t *hh, const struct policy_moe_dims *d2, float *dw2b,
+                               const uint16_t *dyp2, const uint16_t *hh2, int beta, int cap,
+                               void *stream)
 {
 	struct ws_args a = {};
 	if (d2->T != d->T || d2->K != d->K || d2->E != d->E || d2->D != d->D || d2->F != d->F)
 		return swerve_error_set(SWERVE_EINVAL,
 		                        "gpu moe wsb3: paired down dW of different shapes");
 	if (!ws_aligned(dyp2) || !ws_aligned(hh2) || !ws_aligned(dw2b))
-		return swerve_error_set(SWERVE_EINVAL,
-		                        "gpu moe wsb: operands not 16-byte aligned");
+		return swerve_error_set(SWERVE_EINVAL, "gpu moe wsb: operands not 16-byte aligned");
 	a.dw1 = dw2;
 	a.beta = beta != 0;
 	a.np = 2;

@@ -64,9 +64,9 @@ int policy_moe_ws_up_dw(const struct policy_moe_dims *d, float *dw1, float *dw3,
  * policy_moe_down_dw_pair): the tiles of both in one list, largest
  * segment first; at most 128 experts a layer */
 int policy_moe_ws_down_dw_pair(const struct policy_moe_dims *d, float *dw2, const uint16_t *dyp,
-                               const uint16_t *hh, const struct policy_moe_dims *d2,
-                               float *dw2b, const uint16_t *dyp2, const uint16_t *hh2, int beta,
-                               int cap, void *stream);
+                               const uint16_t *hh, const struct policy_moe_dims *d2, float *dw2b,
+                               const uint16_t *dyp2, const uint16_t *hh2, int beta, int cap,
+                               void *stream);
 /* "wsb4" (round 12, opt-in): up (from xg), down, up dX and down dX with
  * ping-pong consumers: each consumer warpgroup computes whole 64 x 256
  * tiles, the two alternating, so one's epilogue runs under the other's

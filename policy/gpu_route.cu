@@ -1291,8 +1291,8 @@ __global__ static void __launch_bounds__(ROUTE_THREADS)
 {
 	pdl::enter(); /* round 20: launched with PDL under POLICY_GPU_PDL=on */
 	const struct policy_route_nb none = {};
-	rt_bwd3_body<KT, TS, TX, ST, false>(dn, part, slots, x, Wr, prob, sel, gate, dgate, auxc,
-	                                     T, E, K, D, none);
+	rt_bwd3_body<KT, TS, TX, ST, false>(dn, part, slots, x, Wr, prob, sel, gate, dgate, auxc, T,
+	                                    E, K, D, none);
 }
 
 /* round 23 (POLICY_GPU_RT_NORM=fused): k_rt_bwd3 (staged, bf16 slots and x)
@@ -1309,8 +1309,8 @@ __global__ static void __launch_bounds__(ROUTE_THREADS)
                    const struct policy_route_nb nb)
 {
 	pdl::enter();
-	rt_bwd3_body<KT, uint16_t, TX, true, true>(NULL, part, slots, x, Wr, prob, sel, gate,
-	                                           dgate, auxc, T, E, K, D, nb);
+	rt_bwd3_body<KT, uint16_t, TX, true, true>(NULL, part, slots, x, Wr, prob, sel, gate, dgate,
+	                                           auxc, T, E, K, D, nb);
 }
 
 /* a token's router softmax over its E logits lg and its top-K choice
@@ -2010,8 +2010,8 @@ int policy_route_bwd_norm_supported(int E, int K, int D, const void *slots, cons
 
 int policy_route_bwd_slots_b16n(float *scratch, const uint16_t *slots, const void *x, int x16,
                                 const float *Wr, const float *prob, const int *sel,
-                                const float *gate, const float *dgate, const float *auxc,
-                                int T, int E, int K, int D, const struct policy_route_nb *nb)
+                                const float *gate, const float *dgate, const float *auxc, int T,
+                                int E, int K, int D, const struct policy_route_nb *nb)
 {
 	int nb_ = nblk(T, ROUTE_BWD_TOKENS);
 	if (!policy_route_bwd_norm_supported(E, K, D, slots, x))

@@ -106,8 +106,8 @@ struct policy_route_nb {
 int policy_route_bwd_norm_supported(int E, int K, int D, const void *slots, const void *x);
 int policy_route_bwd_slots_b16n(float *scratch, const uint16_t *slots, const void *x, int x16,
                                 const float *Wr, const float *prob, const int *sel,
-                                const float *gate, const float *dgate, const float *auxc,
-                                int T, int E, int K, int D, const struct policy_route_nb *nb);
+                                const float *gate, const float *dgate, const float *auxc, int T,
+                                int E, int K, int D, const struct policy_route_nb *nb);
 /* round 17 (issue 10): POLICY_GPU_RT16=old|new|rt18|rt18_32 (default new):
  * new stages the bf16 rows the two functions above (and
  * policy_moe_combine_bwd2_b16) read into shared memory by 16-byte cp.async

@@ -117,14 +117,16 @@ int main(int argc, char **argv)
 	 * fastshfl: only the math; ftz: wsb2's epilogue with e^-x by
 	 * ex2.approx.ftz, bit for bit; the row "up, A = xg" against wsb2's) */
 	static const char *const all_env[NVAR] = {
-	        "wg",    "wgt",       "wgtd",      "wgm",           "wgp",       "ws2",     "mma",
-	        "wg256", "wgtd+tma",  "wgtdp",     "wgtdp/c132",    "wsb",       "wsb/c66", "wsb2",
-	        "wsb3",  "wsb4",      "wsb4a",     "wsb4d",         "wsb5",      "wsb6",    "wsb6u",
-	        "wsb6r", "wsb2:fast", "wsb2:stsm", "wsb2:fastshfl", "wsb2:ftz",  "wsb7",    "wsb7d",
-	        "wsb7u", "wsb7dx",    "wsb8",      "wsb8@next",     "wsb8@none", "wsb8g",   "wsb3w",
-	        "wsb8r", "wsb8h",     "wsb8k",     "wsb9a",         "wsb9b",     "wsb9p",   "wsb9c",
-	        "wsb9d", "wsb9e",     "wsb10",     "wsb10b",        "wsb10c",    "wsb10d",
-	        "wsb3w!red"};
+	        "wg",         "wgt",       "wgtd",      "wgm",       "wgp",
+	        "ws2",        "mma",       "wg256",     "wgtd+tma",  "wgtdp",
+	        "wgtdp/c132", "wsb",       "wsb/c66",   "wsb2",      "wsb3",
+	        "wsb4",       "wsb4a",     "wsb4d",     "wsb5",      "wsb6",
+	        "wsb6u",      "wsb6r",     "wsb2:fast", "wsb2:stsm", "wsb2:fastshfl",
+	        "wsb2:ftz",   "wsb7",      "wsb7d",     "wsb7u",     "wsb7dx",
+	        "wsb8",       "wsb8@next", "wsb8@none", "wsb8g",     "wsb3w",
+	        "wsb8r",      "wsb8h",     "wsb8k",     "wsb9a",     "wsb9b",
+	        "wsb9p",      "wsb9c",     "wsb9d",     "wsb9e",     "wsb10",
+	        "wsb10b",     "wsb10c",    "wsb10d",    "wsb3w!red"};
 	const char *var_env[NVAR];
 	int ndev = 0, nvar = 0;
 	if (argc > 1 && argv[1][0] >= '0' && argv[1][0] <= '9') { /* the first n */
@@ -256,7 +258,8 @@ int main(int argc, char **argv)
 				case 10: SW(policy_moe_up_dw(&dg, dw1, dw3, dh13, xg, 1)); break;
 				case 11: SW(policy_moe_up_dw(&dg, dw1, dw3, dh13, xg, 0)); break;
 				default: /* round 23: two layers' down dW (the second into dw1) */
-					SW(policy_moe_down_dw_pair(&d, dw2, dyp, hh, &d, dw1, dyp, hh, 1));
+					SW(policy_moe_down_dw_pair(&d, dw2, dyp, hh, &d, dw1, dyp,
+					                           hh, 1));
 					break;
 				}
 				cudaEventRecord(e1, 0);

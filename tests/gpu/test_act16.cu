@@ -725,8 +725,8 @@ static int route_case(int D, int F)
 			       "the result and the old value%s\n",
 			       "route+norm bwd: dx bf16", nd, n, nf, nf ? "  <-- FAIL" : "");
 			if (nf)
-				printf("    first at %zu: 0x%04x vs 0x%04x (old 0x%04x)\n", at, x1[at],
-				       x0[at], g0[at]);
+				printf("    first at %zu: 0x%04x vs 0x%04x (old 0x%04x)\n", at,
+				       x1[at], x0[at], g0[at]);
 			bad |= nf != 0;
 			free(q3), free(w0), free(w1), free(x0), free(x1);
 		}

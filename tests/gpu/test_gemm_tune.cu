@@ -96,7 +96,7 @@ static int run_form(const struct form *F, cublasHandle_t h, void *ws, size_t wsb
 	struct swerve_gemm c = {
 	        F->ta, F->tb,         m,     n,       k,  dA,    lda, (long long)na, dB,
 	        ldb,   (long long)nb, F->ab, F->beta, dC, F->ct, ldc, (long long)nc, B,
-	        F->cp, F->sms, NULL};
+	        F->cp, F->sms,        NULL};
 	if (F->cin) { /* C = A B + beta Cin: Cin holds C0, C is poisoned */
 		CK(cudaMalloc(&dCin, nc * B * cs));
 		CK(cudaMemcpy(dCin, rc, nc * B * cs, cudaMemcpyHostToDevice));
@@ -352,8 +352,27 @@ static int test_capture_cin(void)
 	CK(cudaMemcpy(dCin, hc, nc * 2, cudaMemcpyHostToDevice));
 	CHECK(cublasSetWorkspace(h, ws, wsb) == CUBLAS_STATUS_SUCCESS, "workspace");
 	CHECK(cublasSetStream(h, st) == CUBLAS_STATUS_SUCCESS, "stream");
-	struct swerve_gemm c = {CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, dA, k, 0, dB, k, 0, CUDA_R_16BF,
-	                        1.f, dC, CUDA_R_16BF, m, 0, 1, CUBLAS_COMPUTE_32F, 0, dCin};
+	struct swerve_gemm c = {CUBLAS_OP_T,
+	                        CUBLAS_OP_N,
+	                        m,
+	                        n,
+	                        k,
+	                        dA,
+	                        k,
+	                        0,
+	                        dB,
+	                        k,
+	                        0,
+	                        CUDA_R_16BF,
+	                        1.f,
+	                        dC,
+	                        CUDA_R_16BF,
+	                        m,
+	                        0,
+	                        1,
+	                        CUBLAS_COMPUTE_32F,
+	                        0,
+	                        dCin};
 	CK(cudaMemset(dC, 0xff, nc * 2));
 	CHECK(swerve_gemm_run(h, 0, ws, wsb, &c) == 0, "tuning off");
 	CK(cudaStreamSynchronize(st));

@@ -1864,12 +1864,12 @@ static int test_wsplit_keep_bits(void)
 static int test_bad_switches(void)
 {
 	static const char *vars[] = {
-	        "POLICY_GPU_ROUTE",    "POLICY_GPU_LIN_EW", "POLICY_GPU_MOE_GATHER",
-	        "POLICY_GPU_EW",       "POLICY_GPU_ADAMW",  "POLICY_GPU_STREAMS",
-	        "POLICY_GPU_COPY",     "POLICY_GPU_GRAPH",  "POLICY_GPU_LW_GATE",
-	        "POLICY_GPU_ACT16",    "POLICY_GPU_FLASH",  "POLICY_GPU_FLASH_ROPE",
-	        "POLICY_GPU_PDL",      "POLICY_GPU_WSPLIT", "POLICY_GPU_PRIO",
-	        "POLICY_GPU_GRADZERO", "SWERVE_GEMM_TUNE",  "POLICY_GPU_SOFTMAX_WO",
+	        "POLICY_GPU_ROUTE",    "POLICY_GPU_LIN_EW",      "POLICY_GPU_MOE_GATHER",
+	        "POLICY_GPU_EW",       "POLICY_GPU_ADAMW",       "POLICY_GPU_STREAMS",
+	        "POLICY_GPU_COPY",     "POLICY_GPU_GRAPH",       "POLICY_GPU_LW_GATE",
+	        "POLICY_GPU_ACT16",    "POLICY_GPU_FLASH",       "POLICY_GPU_FLASH_ROPE",
+	        "POLICY_GPU_PDL",      "POLICY_GPU_WSPLIT",      "POLICY_GPU_PRIO",
+	        "POLICY_GPU_GRADZERO", "SWERVE_GEMM_TUNE",       "POLICY_GPU_SOFTMAX_WO",
 	        "POLICY_GPU_WO_ADD",   "POLICY_GPU_MOE_DW_PAIR", "POLICY_GPU_RT_NORM"};
 	static const char *step_vars[] = {"POLICY_GPU_HEAD",
 	                                  "POLICY_GPU_HEAD_ROWS",

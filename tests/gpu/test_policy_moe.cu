@@ -966,8 +966,8 @@ static int dw_bits_case(int T, int E, int D, int F, int skew)
 	char msg[512];
 	snprintf(msg, sizeof(msg), "%s", swerve_error_last());
 	int rc2 = policy_moe_up_dw(&dm, d_w[0] + wsz, d_w[0] + 2 * wsz, d_rf + nRF, d_rd + nRD, 1);
-	if (rc != SWERVE_EINVAL || rc2 != SWERVE_EINVAL ||
-	    !strstr(msg, "POLICY_GPU_MOE_DW_ADD") || !strstr(swerve_error_last(), "reduce")) {
+	if (rc != SWERVE_EINVAL || rc2 != SWERVE_EINVAL || !strstr(msg, "POLICY_GPU_MOE_DW_ADD") ||
+	    !strstr(swerve_error_last(), "reduce")) {
 		printf("    misspelt: rc %d / %d, message \"%s\"\n", rc, rc2, msg);
 		fail = 1;
 	}
@@ -995,7 +995,8 @@ static int dw_pair_case(int T, int E, int D, int F)
 		rf[i] = f2bf(nrand());
 	for (size_t i = 0; i < 2 * wsz; i++) /* dW2 of A | B */
 		w0[i] = nrand();
-	int *d_offs[2] = {(int *)dup_dev(offs[0], (E + 1) * 4), (int *)dup_dev(offs[1], (E + 1) * 4)};
+	int *d_offs[2] = {(int *)dup_dev(offs[0], (E + 1) * 4),
+	                  (int *)dup_dev(offs[1], (E + 1) * 4)};
 	int *d_perm = (int *)dup_dev(perm, R * 4);
 	uint16_t *d_rd = (uint16_t *)dup_dev(rd, 2 * nRD * 2);
 	uint16_t *d_rf = (uint16_t *)dup_dev(rf, 2 * nRF * 2);
@@ -1003,7 +1004,8 @@ static int dw_pair_case(int T, int E, int D, int F)
 	float *d_w[2][2];
 	for (int b = 0; b < 2; b++)
 		for (int v = 0; v < 2; v++)
-			d_w[b][v] = b ? (float *)dup_dev(w0, 2 * wsz * 4) : (float *)poisoned(2 * wsz * 4);
+			d_w[b][v] = b ? (float *)dup_dev(w0, 2 * wsz * 4)
+			              : (float *)poisoned(2 * wsz * 4);
 	CHECK(d_offs[0] && d_offs[1] && d_perm && d_rd && d_rf && d_w[1][1], "cudaMalloc failed");
 	struct policy_moe_dims da = {T, K, E, D, F, d_offs[0], d_perm, 1},
 	                       db = {T, K, E, D, F, d_offs[1], d_perm, 1};
@@ -1027,12 +1029,13 @@ static int dw_pair_case(int T, int E, int D, int F)
 				if (memcmp(&g[0][j], &g[1][j], 4) && !ndiff++)
 					first = j;
 			}
-			printf("  dW2 of layer %c (T %d, D %d, F %d, %s) pair vs single: %zu of %zu "
+			printf("  dW2 of layer %c (T %d, D %d, F %d, %s) pair vs single: %zu of "
+			       "%zu "
 			       "differ, %zu poisoned",
 			       'A' + p, T, D, F, b ? "added" : "stored", ndiff, wsz, npois);
 			if (ndiff)
-				printf(", first at %zu (single %.9g, pair %.9g)", first, g[0][first],
-				       g[1][first]);
+				printf(", first at %zu (single %.9g, pair %.9g)", first,
+				       g[0][first], g[1][first]);
 			printf("\n");
 			fail |= ndiff != 0 || npois != 0;
 		}
