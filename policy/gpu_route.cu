@@ -1129,6 +1129,7 @@ rt_bwd3_body(float *__restrict__ dn, float *__restrict__ part, const TS *__restr
              int D, const struct policy_route_nb &nb)
 {
 	const int KU = KT > 0 ? KT : 1;
+	static_assert(!NB || ST, "the norm rows live after the staging ring");
 	/* round 23 (NB): dn's rows kept in shared memory (s_dn, RT_NB rows
 	 * after the staging ring) for the ffn norm's backward, a warp a row
 	 * (rt_norm_row), and the norm weight's per-warp partial sums (s_np) */
@@ -1251,8 +1252,7 @@ rt_bwd3_body(float *__restrict__ dn, float *__restrict__ part, const TS *__restr
 		if constexpr (NB) { /* RT_NB rows done (or the block's last): a warp a row */
 			if ((tb + ROUTE_BATCH3) % RT_NB == 0 || tb + ROUTE_BATCH3 >= nt) {
 				const int rb = tb - tb % RT_NB, w = tid >> 5;
-				if (!ST)
-					__syncthreads();
+				/* the staged path's barrier above made s_dn's rows visible */
 				if (rb + w < nt)
 					rt_norm_row(s_dn + (size_t)w * D, s_np + (size_t)w * D, nb,
 					            (size_t)(t0 + rb + w), D, tid & 31);

@@ -235,36 +235,65 @@ static int capture_replay(cublasHandle_t h, cudaStream_t st, void *ws, size_t ws
 	return 0;
 }
 
+/* the capture cases' fixture: a handle on a non-blocking stream with a 32
+ * MiB workspace, random bf16 A (m x k, rows of k) and B (n x k) on the
+ * device (ha / hb their host copies); cap_done frees it all */
+struct cap_fix {
+	cublasHandle_t h;
+	cudaStream_t st;
+	void *ws, *dA, *dB;
+	size_t wsb;
+	uint16_t *ha, *hb;
+};
+static int cap_make(struct cap_fix *f, int m, int n, int k)
+{
+	const size_t na = (size_t)m * k, nb = (size_t)k * n;
+	f->wsb = (size_t)32 << 20;
+	f->ha = (uint16_t *)malloc(na * 2);
+	f->hb = (uint16_t *)malloc(nb * 2);
+	for (size_t i = 0; i < na; i++)
+		f->ha[i] = gpu_f2bf((float)gpu_nrand());
+	for (size_t i = 0; i < nb; i++)
+		f->hb[i] = gpu_f2bf((float)gpu_nrand());
+	CHECK(cublasCreate(&f->h) == CUBLAS_STATUS_SUCCESS, "cublasCreate");
+	CK(cudaStreamCreateWithFlags(&f->st, cudaStreamNonBlocking));
+	CK(cudaMalloc(&f->ws, f->wsb));
+	CK(cudaMalloc(&f->dA, na * 2));
+	CK(cudaMalloc(&f->dB, nb * 2));
+	CK(cudaMemcpy(f->dA, f->ha, na * 2, cudaMemcpyHostToDevice));
+	CK(cudaMemcpy(f->dB, f->hb, nb * 2, cudaMemcpyHostToDevice));
+	CHECK(cublasSetWorkspace(f->h, f->ws, f->wsb) == CUBLAS_STATUS_SUCCESS, "workspace");
+	CHECK(cublasSetStream(f->h, f->st) == CUBLAS_STATUS_SUCCESS, "stream");
+	return 0;
+}
+static void cap_done(struct cap_fix *f)
+{
+	cublasDestroy(f->h);
+	cudaStreamDestroy(f->st);
+	cudaFree(f->ws), cudaFree(f->dA), cudaFree(f->dB);
+	free(f->ha), free(f->hb);
+}
+
 /* a shape first seen in a capture keeps the default, bit for bit */
 static int test_capture(void)
 {
 	if (!have_gpu())
 		return GPU_SKIP;
 	const int m = 328, n = 136, k = 264; /* a shape no other case uses */
-	cublasHandle_t h;
-	cudaStream_t st;
+	struct cap_fix f;
 	cudaGraph_t graph;
 	cudaGraphExec_t exec;
-	void *ws, *dA, *dB, *dC;
-	const size_t wsb = (size_t)32 << 20, nc = (size_t)m * n;
-	uint16_t *ha = (uint16_t *)malloc((size_t)m * k * 2),
-	         *hb = (uint16_t *)malloc((size_t)k * n * 2);
+	void *dC;
+	const size_t nc = (size_t)m * n;
 	float *ref = (float *)malloc(nc * 4), *got = (float *)malloc(nc * 4);
 	int seen0, timed0, changed0, seen1, timed1, changed1;
-	for (int i = 0; i < m * k; i++)
-		ha[i] = gpu_f2bf((float)gpu_nrand());
-	for (int i = 0; i < k * n; i++)
-		hb[i] = gpu_f2bf((float)gpu_nrand());
-	CHECK(cublasCreate(&h) == CUBLAS_STATUS_SUCCESS, "cublasCreate");
-	CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
-	CK(cudaMalloc(&ws, wsb));
-	CK(cudaMalloc(&dA, (size_t)m * k * 2));
-	CK(cudaMalloc(&dB, (size_t)k * n * 2));
+	if (cap_make(&f, m, n, k))
+		return 1;
+	cublasHandle_t h = f.h;
+	cudaStream_t st = f.st;
+	void *ws = f.ws, *dA = f.dA, *dB = f.dB;
+	const size_t wsb = f.wsb;
 	CK(cudaMalloc(&dC, nc * 4));
-	CK(cudaMemcpy(dA, ha, (size_t)m * k * 2, cudaMemcpyHostToDevice));
-	CK(cudaMemcpy(dB, hb, (size_t)k * n * 2, cudaMemcpyHostToDevice));
-	CHECK(cublasSetWorkspace(h, ws, wsb) == CUBLAS_STATUS_SUCCESS, "workspace");
-	CHECK(cublasSetStream(h, st) == CUBLAS_STATUS_SUCCESS, "stream");
 	struct swerve_gemm c = {CUBLAS_OP_T,
 	                        CUBLAS_OP_N,
 	                        m,
@@ -308,10 +337,9 @@ static int test_capture(void)
 	CHECK(seen0 == seen1 && timed0 == timed1, "the later call was tuned again");
 	cudaGraphExecDestroy(exec);
 	cudaGraphDestroy(graph);
-	cublasDestroy(h);
-	cudaStreamDestroy(st);
-	cudaFree(ws), cudaFree(dA), cudaFree(dB), cudaFree(dC);
-	free(ha), free(hb), free(ref), free(got);
+	cudaFree(dC);
+	cap_done(&f);
+	free(ref), free(got);
 	return 0;
 }
 
@@ -323,35 +351,26 @@ static int test_capture_cin(void)
 	if (!have_gpu())
 		return GPU_SKIP;
 	const int m = 264, n = 200, k = 136; /* a shape no other case uses */
-	const size_t na = (size_t)m * k, nb = (size_t)k * n, nc = (size_t)m * n;
-	cublasHandle_t h;
-	cudaStream_t st;
+	const size_t nc = (size_t)m * n;
+	struct cap_fix f;
 	cudaGraph_t graph;
 	cudaGraphExec_t exec;
-	void *ws, *dA, *dB, *dC, *dCin;
-	const size_t wsb = (size_t)32 << 20;
-	uint16_t *ha = (uint16_t *)malloc(na * 2), *hb = (uint16_t *)malloc(nb * 2);
+	void *dC, *dCin;
 	uint16_t *hc = (uint16_t *)malloc(nc * 2), *ref = (uint16_t *)malloc(nc * 2);
 	uint16_t *got = (uint16_t *)malloc(nc * 2);
 	int seen0, timed0, changed0, seen1, timed1, changed1;
-	for (size_t i = 0; i < na; i++)
-		ha[i] = gpu_f2bf((float)gpu_nrand());
-	for (size_t i = 0; i < nb; i++)
-		hb[i] = gpu_f2bf((float)gpu_nrand());
+	if (cap_make(&f, m, n, k))
+		return 1;
 	for (size_t i = 0; i < nc; i++)
 		hc[i] = gpu_f2bf((float)(4 * gpu_nrand()));
-	CHECK(cublasCreate(&h) == CUBLAS_STATUS_SUCCESS, "cublasCreate");
-	CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
-	CK(cudaMalloc(&ws, wsb));
-	CK(cudaMalloc(&dA, na * 2));
-	CK(cudaMalloc(&dB, nb * 2));
+	cublasHandle_t h = f.h;
+	cudaStream_t st = f.st;
+	void *ws = f.ws, *dA = f.dA, *dB = f.dB;
+	const uint16_t *ha = f.ha, *hb = f.hb;
+	const size_t wsb = f.wsb;
 	CK(cudaMalloc(&dC, nc * 2));
 	CK(cudaMalloc(&dCin, nc * 2));
-	CK(cudaMemcpy(dA, ha, na * 2, cudaMemcpyHostToDevice));
-	CK(cudaMemcpy(dB, hb, nb * 2, cudaMemcpyHostToDevice));
 	CK(cudaMemcpy(dCin, hc, nc * 2, cudaMemcpyHostToDevice));
-	CHECK(cublasSetWorkspace(h, ws, wsb) == CUBLAS_STATUS_SUCCESS, "workspace");
-	CHECK(cublasSetStream(h, st) == CUBLAS_STATUS_SUCCESS, "stream");
 	struct swerve_gemm c = {CUBLAS_OP_T,
 	                        CUBLAS_OP_N,
 	                        m,
@@ -409,10 +428,9 @@ static int test_capture_cin(void)
 	       m, n, k, worst);
 	cudaGraphExecDestroy(exec);
 	cudaGraphDestroy(graph);
-	cublasDestroy(h);
-	cudaStreamDestroy(st);
-	cudaFree(ws), cudaFree(dA), cudaFree(dB), cudaFree(dC), cudaFree(dCin);
-	free(ha), free(hb), free(hc), free(ref), free(got);
+	cudaFree(dC), cudaFree(dCin);
+	cap_done(&f);
+	free(hc), free(ref), free(got);
 	return 0;
 }
 
