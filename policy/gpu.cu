@@ -179,6 +179,11 @@ struct glayer {
 	void *xp, *h1, *h3, *hh; /* A (rows, D), (rows, F) x3 */
 	void *xg;                /* grouped, POLICY_GPU_MOE_GATHER=copy: xp gathered (T K, D) */
 	float *yp;               /* (rows, D) */
+	/* round 24 (POLICY_GPU_MOE_DW_WIN): the window's slices, Rp rows apart
+	 * (xg, hh, doffs point at the micro-batch's own; dyp, dh13 its
+	 * backward's): the expert dW's inputs kept until win_flush */
+	uint16_t *xgw, *hhw, *dypw, *dh13w;
+	int *offsw;
 };
 
 /* the side stream's scratch readers (POLICY_GPU_STREAMS=2): SV_DX g->dx,
@@ -307,6 +312,14 @@ struct policy_gpu {
 	 * in dyp2 until then; pair_l: the deferred layer (-1: none) */
 	int dw_pair, pair_l;
 	uint16_t *dyp2;
+	/* round 24: POLICY_GPU_MOE_DW_WIN=n (2..8; off: 0): the experts' dW of up
+	 * to n micro-batches of a gradient window summed in one launch a product
+	 * (K n times longer: fewer tiles' fills and epilogues, one store instead
+	 * of n read-add-writes), at win_flush: when n are kept, and before the
+	 * gradients are read (AdamW, policy_gpu_get_grads); win_n the slices
+	 * kept, win_added 1 once a flush of this gradient window wrote the
+	 * arena (later ones add) */
+	int win, win_n, win_added;
 	/* round 23: POLICY_GPU_RT_NORM=fused (1, opt-in): the route backward
 	 * does the ffn norm's backward on each row of dn in registers
 	 * (policy_route_bwd_slots_b16n), so dn (fp32, T x D) is neither written
@@ -1838,6 +1851,22 @@ static int gz_setup(struct policy_gpu *g, const struct policy_layout *L)
 	return 0;
 }
 
+/* round 24 (POLICY_GPU_MOE_DW_WIN): the layers' xg, hh and doffs at slice s
+ * of their window buffers (struct glayer) */
+static void win_point(struct policy_gpu *g, int s)
+{
+	const size_t rp = (size_t)g->Rp, D = g->cfg.dim, F = g->cfg.expert_hidden;
+	for (int l = 0; g->win && l < g->cfg.n_layers; l++) {
+		struct glayer *y = &g->ly[l];
+		if (!y->xgw)
+			continue;
+		y->xg = y->xgw + s * rp * D;
+		y->hh = y->hhw + s * rp * F;
+		y->doffs = y->offsw + (size_t)s * (g->cfg.n_experts + 2);
+	}
+}
+static int win_flush(struct policy_gpu *g);
+
 /* a window's first micro-batch: the gradient arena cleared (g->gz's ranges
  * where POLICY_GPU_GRADZERO=stored) */
 static int grads_clear(struct policy_gpu *g)
@@ -2015,6 +2044,15 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 		if (v < 0)
 			return v;
 		g->rt_norm = v && g->a16g && g->act16 && g->a16r && g->route_new >= 3;
+	}
+	{ /* round 24: POLICY_GPU_MOE_DW_WIN=off (the default) | 2 .. 8 | auto (4
+	   * where the slices take at most an eighth of the card's memory,
+	   * checked in gpu_build; else off) */
+		static const char *const names[] = {"off", "2", "3", "4", "5", "6", "7", "8", "auto"};
+		int v = policy_env_choice("POLICY_GPU_MOE_DW_WIN", names, 9, 0);
+		if (v < 0)
+			return v;
+		g->win = v == 8 ? -4 : v ? v + 1 : 0; /* -4: auto's 4, if it fits */
 	}
 	{ /* round 23: POLICY_GPU_MOE_DW_PAIR=on (the default) | off (rounds 1-22) */
 		static const char *const names[] = {"off", "on"};
@@ -2217,6 +2255,39 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 	g->dw_pair = g->dw_pair && g->moe_grouped && cfg->n_layers > 1;
 	if (g->dw_pair) /* round 23: a deferred layer's dyp (moe_bwd_grouped) */
 		CK(cudaMalloc((void **)&g->dyp2, TK * D * 2 + 16));
+	if (g->win < 0) { /* round 24, auto: where it fits and can run, else off */
+		size_t fr = 0, tot = 0;
+		const size_t need = (size_t)-g->win * cfg->n_layers * Rp * (3 * D + 3 * F) * 2;
+		g->win = g->moe_grouped && g->moe_gather && g->ab && policy_moe_dw_window_supported() &&
+		                         cudaMemGetInfo(&fr, &tot) == cudaSuccess && need <= tot / 8
+		                 ? -g->win
+		                 : 0;
+	}
+	if (g->win) { /* round 24: the window's slices (see struct glayer) */
+		if (!g->moe_grouped || !g->moe_gather || !g->ab || !policy_moe_dw_window_supported())
+			return swerve_error_set(SWERVE_EINVAL,
+			                        "gpu: POLICY_GPU_MOE_DW_WIN=%d needs bf16, the grouped "
+			                        "experts with the gathered rows "
+			                        "(POLICY_GPU_MOE_GATHER=copy) and a kernel whose "
+			                        "weight gradients sum segments "
+			                        "(POLICY_GPU_MOE_KERNEL=wsb3w)",
+			                        g->win);
+		const size_t w = (size_t)g->win, rp = (size_t)Rp;
+		for (int l = 0; l < cfg->n_layers; l++) {
+			struct glayer *y = &g->ly[l];
+			cudaFree(y->xg); /* replaced by slice 0 of the window's */
+			cudaFree(y->hh);
+			cudaFree(y->doffs);
+			y->xg = y->hh = NULL;
+			y->doffs = NULL;
+			CK(cudaMalloc((void **)&y->xgw, w * rp * D * 2 + 16));
+			CK(cudaMalloc((void **)&y->hhw, w * rp * F * 2 + 16));
+			CK(cudaMalloc((void **)&y->dypw, w * rp * D * 2 + 16));
+			CK(cudaMalloc((void **)&y->dh13w, w * rp * 2 * F * 2 + 16));
+			CK(cudaMalloc((void **)&y->offsw, w * (E + 2) * sizeof(int)));
+		}
+		win_point(g, 0);
+	}
 	if (g->streams) { /* the grouped MoE backward's own scratch (moe_bwd_grouped) */
 		ALLOC(g->dgate_s, TK);
 		if (g->moe_grouped)
@@ -2293,8 +2364,19 @@ void policy_gpu_free(struct policy_gpu *g)
 		return;
 	if (g->gst)
 		cudaStreamSynchronize(g->gst);
+	if (g->ly)
+		win_point(g, 0); /* round 24: xg, hh, doffs are the window's (freed below) */
 	for (int l = 0; g->ly && l < g->cfg.n_layers; l++) {
 		struct glayer *y = &g->ly[l];
+		if (y->xgw) { /* the per-layer buffers the window replaced were freed */
+			y->xg = y->hh = NULL;
+			y->doffs = NULL;
+			cudaFree(y->xgw);
+			cudaFree(y->hhw);
+			cudaFree(y->dypw);
+			cudaFree(y->dh13w);
+			cudaFree(y->offsw);
+		}
 		void *p[] = {y->xin, y->n1,    y->rstd1, y->hmid,  y->n2,     y->rstd2,
 		             y->pre, y->qkv_b, y->qkv_f, y->o,     y->rstd_o, y->gn,
 		             y->q,   y->k,     y->v,     y->lse,   y->prob,   y->gate,
@@ -2470,6 +2552,7 @@ int policy_gpu_get_params(struct policy_gpu *g, float *p)
 int policy_gpu_get_grads(struct policy_gpu *g, float *p)
 {
 	CKR(gst_drain(g));
+	CKR(win_flush(g)); /* round 24: the window's expert dW first */
 	CK(cudaMemcpy(p, g->grads, g->L->total * 4, cudaMemcpyDeviceToHost));
 	return 0;
 }
@@ -2477,6 +2560,10 @@ int policy_gpu_set_grads(struct policy_gpu *g, const float *grads)
 {
 	CKR(gst_drain(g));
 	CK(cudaMemcpy(g->grads, grads, g->L->total * 4, cudaMemcpyHostToDevice));
+	/* round 24: the kept micro-batches' expert dW are replaced too; later
+	 * ones add to these gradients */
+	g->win_n = 0;
+	g->win_added = 1;
 	return 0;
 }
 int policy_gpu_get_moments(struct policy_gpu *g, float *m, float *v)
@@ -2814,7 +2901,7 @@ static int softmax_bwd(struct policy_gpu *g, int l, float *dn, const float *dy,
 
 static struct policy_moe_dims moe_dims(const struct policy_gpu *g, const struct glayer *ly, int T)
 {
-	struct policy_moe_dims d;
+	struct policy_moe_dims d = {};
 	d.T = T;
 	d.K = g->cfg.top_k;
 	d.E = g->cfg.n_experts;
@@ -2925,9 +3012,15 @@ static int moe_bwd_grouped(struct policy_gpu *g, int l, float *dn, const float *
 	/* round 23 (dw_pair): the first layer of a pair (in backward order; not
 	 * layer 0) leaves its down dW to the next, its dyp kept in dyp2; the
 	 * next runs both */
-	const int pair = g->dw_pair ? g->pair_l : -1, defer = g->dw_pair && pair < 0 && l >= 1;
-	if (defer)
+	const int pair = g->dw_pair && !g->win ? g->pair_l : -1,
+	          defer = g->dw_pair && !g->win && pair < 0 && l >= 1;
+	if (g->win) { /* round 24: kept in the window's slice for win_flush */
+		const size_t s = (size_t)g->win_n * g->Rp;
+		dyp = ly->dypw + s * D;
+		dh13 = ly->dh13w + s * 2 * F;
+	} else if (defer) {
 		dyp = g->dyp2;
+	}
 	float *dgate = moe_dgate(g);
 	int rc;
 
@@ -2949,7 +3042,8 @@ static int moe_bwd_grouped(struct policy_gpu *g, int l, float *dn, const float *
 	/* the arena was cleared by this step (first micro-batch of a window):
 	 * store the expert dW instead of reading and adding */
 	int beta = !(g->moe_dwstore && g->n_acc == 0);
-	if (defer) { /* round 23: run with the next layer's (dyp2 kept until then) */
+	if (g->win) { /* round 24: the expert dW at win_flush */
+	} else if (defer) { /* round 23: run with the next layer's (dyp2 kept until then) */
 		g->pair_l = l;
 	} else {
 		if (g->streams)
@@ -2972,13 +3066,15 @@ static int moe_bwd_grouped(struct policy_gpu *g, int l, float *dn, const float *
 	}
 	CKR(policy_moe_down_dx(&d, dh13, dyp, g->pb + lp->w2, (const uint16_t *)ly->h1,
 	                       (const uint16_t *)ly->h3));
-	if (g->streams)
-		CKR(side_fork(g));
-	rc = policy_moe_up_dw(&d, G + lp->w1, G + lp->w3, dh13,
-	                      (const uint16_t *)(g->moe_gather ? ly->xg : ly->xp), beta);
-	if (g->streams)
-		CKR(side_done(g, SV_MOE, rc));
-	CKR(rc);
+	if (!g->win) {
+		if (g->streams)
+			CKR(side_fork(g));
+		rc = policy_moe_up_dw(&d, G + lp->w1, G + lp->w3, dh13,
+		                      (const uint16_t *)(g->moe_gather ? ly->xg : ly->xp), beta);
+		if (g->streams)
+			CKR(side_done(g, SV_MOE, rc));
+		CKR(rc);
+	}
 	if (g->act16) /* round 16: the slots in bf16 (route_new >= 3 sums them) */
 		CKR(policy_moe_up_dx_b16(&d, (uint16_t *)dxp, dh13, g->pb + lp->w1,
 		                         g->pb + lp->w3));
@@ -2991,6 +3087,54 @@ static int moe_bwd_grouped(struct policy_gpu *g, int l, float *dn, const float *
 	}
 	return g->moe_comb ? policy_moe_scatter2(dn, dxp, T, K, D, 0)
 	                   : policy_moe_scatter(dn, dxp, T, K, D, 0);
+}
+
+/* round 24 (POLICY_GPU_MOE_DW_WIN): the experts' dW of the win_n kept
+ * micro-batches, a launch a product and layer (down dW two layers a launch
+ * with POLICY_GPU_MOE_DW_PAIR), on the step's stream: stored by the
+ * gradient window's first flush (the arena was cleared), added by later
+ * ones. The slices' rows are Rp apart, their offsets E + 2 apart */
+static int win_flush(struct policy_gpu *g)
+{
+	const struct policy_config *c = &g->cfg;
+	if (!g->win || !g->win_n)
+		return 0;
+	const int beta = !(g->moe_dwstore && !g->win_added);
+	void *old = policy_moe_stream((void *)PST);
+	int rc = 0;
+	for (int l = c->n_layers - 1; l >= 0 && !rc; l--) {
+		const struct policy_layer_params *lp = &g->L->layers[l];
+		const struct glayer *ly = &g->ly[l];
+		struct policy_moe_dims d = moe_dims(g, ly, g->Tm);
+		d.offs = ly->offsw;
+		d.nseg = g->win_n;
+		d.rstride = g->Rp;
+		d.ostride = c->n_experts + 2;
+		rc = policy_moe_up_dw(&d, g->grads + lp->w1, g->grads + lp->w3, ly->dh13w, ly->xgw,
+		                      beta);
+		if (rc)
+			break;
+		if (g->dw_pair && l >= 1) { /* this layer's and the next one down's */
+			const struct policy_layer_params *lq = &g->L->layers[l - 1];
+			const struct glayer *lyq = &g->ly[l - 1];
+			struct policy_moe_dims dq = d;
+			dq.offs = lyq->offsw;
+			rc = policy_moe_up_dw(&dq, g->grads + lq->w1, g->grads + lq->w3, lyq->dh13w,
+			                      lyq->xgw, beta);
+			if (!rc)
+				rc = policy_moe_down_dw_pair(&d, g->grads + lp->w2, ly->dypw, ly->hhw,
+				                             &dq, g->grads + lq->w2, lyq->dypw,
+				                             lyq->hhw, beta);
+			l--;
+		} else {
+			rc = policy_moe_down_dw(&d, g->grads + lp->w2, ly->dypw, ly->hhw, beta);
+		}
+	}
+	policy_moe_stream(old);
+	CKR(rc);
+	g->win_n = 0;
+	g->win_added = 1;
+	return 0;
 }
 
 static int moe_fwd(struct policy_gpu *g, int l, float *y, int T)
@@ -3704,6 +3848,7 @@ static int graph_part(struct policy_gpu *g, int part, const struct policy_batch 
 	k.maxlen = maxlen;
 	k.backward = backward;
 	k.first = g->n_acc == 0;
+	k.slice = g->win ? g->win_n : 0; /* round 24: the window slice's buffers */
 	k.pg = pg;
 	k.part = part;
 	if (pg && opts) {
@@ -3838,6 +3983,13 @@ static int step_impl(struct policy_loss_stats *st, double *aux_out, float *out_l
 
 	if (backward == POLICY_GPU_BACKWARD) /* a window of one micro-batch */
 		g->n_acc = 0;
+	if (g->win) { /* round 24: this micro-batch's slice of the expert dW window */
+		if (backward && g->n_acc == 0) { /* a new gradient window */
+			g->win_n = 0;
+			g->win_added = 0;
+		}
+		win_point(g, g->win_n);
+	}
 
 	if (g->graph == 2 && backward) { /* the backward queued behind the forward */
 		CKR(graph_part(g, 0, b, targets, logp_old != NULL, opts, backward, maxlen, n));
@@ -3883,6 +4035,8 @@ static int step_impl(struct policy_loss_stats *st, double *aux_out, float *out_l
 	else if (!g->graph)
 		CKR(step_bwd(g, b, maxlen));
 	g->n_acc++;
+	if (g->win && ++g->win_n == g->win) /* round 24: every slice kept */
+		CKR(win_flush(g));
 	return 0;
 }
 
@@ -4002,6 +4156,7 @@ static int adamw_impl(double *grad_norm, struct policy_gpu *g, struct policy_ada
 	/* round 20: a pending overlapped update done before this one reads the
 	 * gradients and rewrites the arenas */
 	CKR(adam_join(g));
+	CKR(win_flush(g)); /* round 24: the window's expert dW first */
 	if (g->adam_ovl && !g->graph && !g->aev)
 		CKR(adam_groups(g));
 	if (g->adam_per_tensor)

@@ -31,6 +31,7 @@
 struct policy_graph_key {
 	int part; /* 0: the forward and the head, 1: the backward */
 	int T, n_seqs, maxlen, backward, first, pg, kind;
+	int slice; /* round 24: the micro-batch's slice of POLICY_GPU_MOE_DW_WIN's window */
 	double eps_low, eps_high;
 };
 

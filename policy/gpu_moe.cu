@@ -2451,6 +2451,16 @@ template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct
 			                           (void *)mg_stream);
 		var = 7;
 	}
+	/* round 24: the window's segments (policy_moe_dims's nseg) only in
+	 * gpu_moe_ws.cu's weight-gradient kernel (wsb3, wsb3w and the forms
+	 * built on wsb3w, up dW from xg) */
+	if (d->nseg > 1) {
+		return swerve_error_set(SWERVE_EINVAL,
+		                        "gpu moe: %d micro-batches' rows in one launch need "
+		                        "POLICY_GPU_MOE_KERNEL=wsb3w (or wsb3) and the weight "
+		                        "gradients from xg",
+		                        d->nseg);
+	}
 	/* round 12: wsb4 runs UP from xg, DOWN, UP_DX (F % 64 == 0) and DOWN_DX
 	 * with ping-pong consumers (wsb4a: DOWN_DX as wgtd); the rest as wgtd */
 	if (var == 13 || var == 14) {
@@ -2622,6 +2632,15 @@ int policy_moe_down_dw(const struct policy_moe_dims *d, float *dw2, const uint16
 	a.b0 = hh;
 	a.f1 = dw2;
 	return mg_launch<MG_DOWN_DW>(d, &a);
+}
+
+/* round 24: 1 when the variant runs both weight gradients in gpu_moe_ws.cu's
+ * kernel (wsb3, wsb3w and the forms built on wsb3w), which sums a window's
+ * segments (policy_moe_dims's nseg) */
+int policy_moe_dw_window_supported(void)
+{
+	const int var = policy_moe_variant();
+	return var == 12 || var == 20 || (var >= 25 && var <= 39);
 }
 
 /* round 23: two layers' down dW in one launch where the variant runs down

@@ -34,6 +34,12 @@ struct policy_moe_dims {
 	 * read contiguous rows (by TMA in wgt / wgtd); 0: x (T, D) by token,
 	 * gathered inside the GEMMs (cp.async by perm[row] / K) */
 	int gathered;
+	/* round 24 (POLICY_GPU_MOE_DW_WIN, the weight gradients only:
+	 * policy_moe_down_dw, _down_dw_pair, _up_dw with the default kernel):
+	 * nseg > 1 sums nseg micro-batches' rows in one launch, micro-batch s's
+	 * rows at s rstride.. of A and B (dyp / dh13, hh / xg) and its offsets
+	 * at offs + s ostride; 0 or 1: one (T K rows, offs) */
+	int nseg, rstride, ostride;
 };
 
 /* POLICY_GPU_MOE_GATHER: "copy" (1, the default since round 7: one pass
@@ -105,6 +111,11 @@ int policy_moe_down_dw(const struct policy_moe_dims *d, float *dw2, const uint16
 int policy_moe_down_dw_pair(const struct policy_moe_dims *d, float *dw2, const uint16_t *dyp,
                             const uint16_t *hh, const struct policy_moe_dims *d2, float *dw2b,
                             const uint16_t *dyp2, const uint16_t *hh2, int beta);
+/* round 24: 1 when the variant's weight gradients (policy_moe_down_dw,
+ * _down_dw_pair, _up_dw from xg) take a window of micro-batches
+ * (policy_moe_dims's nseg > 1): POLICY_GPU_MOE_KERNEL=wsb3w (the default),
+ * wsb3 and the forms built on wsb3w */
+int policy_moe_dw_window_supported(void);
 /* dxp[perm[row]] = dh13[row] [W1_e; W3_e] (fp32) */
 int policy_moe_up_dx(const struct policy_moe_dims *d, float *dxp, const uint16_t *dh13,
                      const uint16_t *w1, const uint16_t *w3);

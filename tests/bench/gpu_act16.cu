@@ -146,7 +146,7 @@ int main(void)
 	SW(policy_route_fwd(prob, sel, gate, rowof, ws, x, wr, T, E, K, D, 3));
 	SW(policy_route_sort(perm, rowof, offs, auxc, aux, ws, sel, T, E, K, R, 1, 1, 0.01, 3));
 	CK(cudaDeviceSynchronize());
-	struct policy_moe_dims dm;
+	struct policy_moe_dims dm = {};
 	memset(&dm, 0, sizeof(dm));
 	dm.T = T, dm.K = K, dm.E = E, dm.D = D, dm.F = F, dm.offs = offs, dm.perm = perm;
 	dm.gathered = 1;

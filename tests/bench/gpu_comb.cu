@@ -72,7 +72,7 @@ int main(void)
 	CK(cudaMemset(xb, 0x3f, nx * 2));
 	CK(cudaDeviceSynchronize());
 
-	struct policy_moe_dims dm;
+	struct policy_moe_dims dm = {};
 	memset(&dm, 0, sizeof(dm));
 	dm.T = T, dm.K = K, dm.E = E, dm.D = D, dm.F = F, dm.offs = offs, dm.perm = perm;
 	dm.gathered = 1;

@@ -75,7 +75,11 @@ static int cmpf(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
-	const int T = 8192, K = 2, E = 8, D = 768, F = 1024, R = T * K;
+	/* GPU_TRAIN_MOE_T: the tokens (default 8192; round 24: 4 x 8192 is one
+	 * weight-gradient launch over a whole 4-micro-batch window) */
+	const char *tenv = getenv("GPU_TRAIN_MOE_T");
+	const int T = tenv && atoi(tenv) > 0 ? atoi(tenv) : 8192, K = 2, E = 8, D = 768, F = 1024,
+	          R = T * K;
 	/* rows 6, 7: the weight gradients stored (beta 0, round 6: an arena just
 	 * cleared), not in the layer's total (which adds, as every micro-batch
 	 * after a window's first); row 12 (round 23): two layers' down dW (the
@@ -185,9 +189,9 @@ int main(int argc, char **argv)
 	cudaEvent_t e0, e1;
 	cudaEventCreate(&e0);
 	cudaEventCreate(&e1);
-	struct policy_moe_dims d = {T, K, E, D, F, offs, perm, 0};
+	struct policy_moe_dims d = {T, K, E, D, F, offs, perm, 0, 0, 0, 0};
 	/* round 7: up and up dW reading the gathered copy xg (R, D) */
-	struct policy_moe_dims dg = {T, K, E, D, F, offs, perm, 1};
+	struct policy_moe_dims dg = {T, K, E, D, F, offs, perm, 1, 0, 0, 0};
 	for (int v = 0; v < 2 * nvar; v++) {
 		int o[9], skew = v & 1;
 		{ /* "NAME+EPI": NAME with POLICY_GPU_MOE_EPI=EPI */

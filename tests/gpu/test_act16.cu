@@ -741,7 +741,7 @@ static int route_case(int D, int F)
 	}
 	/* the products: wsb2's down and up dX, fp32 vs bf16 slot stores */
 	if (policy_moe_supported(D, F) && F % 64 == 0) {
-		struct policy_moe_dims d;
+		struct policy_moe_dims d = {};
 		memset(&d, 0, sizeof(d));
 		d.T = T, d.K = K, d.E = E, d.D = D, d.F = F, d.offs = offs, d.perm = perm;
 		d.gathered = 1;

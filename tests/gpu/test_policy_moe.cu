@@ -165,7 +165,7 @@ static int check_case1(int T, int K, int E, int D, int F, int route)
 		dw0[i] = nrand();
 
 	/* device */
-	struct policy_moe_dims dm;
+	struct policy_moe_dims dm = {};
 	int *d_offs = (int *)dup_dev(offs, (E + 1) * 4), *d_perm = (int *)dup_dev(perm, R * 4);
 	uint16_t *d_x = (uint16_t *)dup_dev(x, (size_t)T * D * 2);
 	uint16_t *d_w1 = (uint16_t *)dup_dev(w1, E * wsz * 2);
@@ -683,7 +683,7 @@ static int test_epi_misspelt(void)
 {
 	if (!have_gpu())
 		return GPU_SKIP;
-	struct policy_moe_dims d = {1, 1, 1, 64, 64, NULL, NULL, 0};
+	struct policy_moe_dims d = {1, 1, 1, 64, 64, NULL, NULL, 0, 0, 0, 0};
 	setenv("POLICY_GPU_MOE_EPI", "tmaa", 1);
 	int rc = policy_moe_up(&d, NULL, NULL, NULL, NULL, NULL, NULL);
 	char msg[256];
@@ -704,7 +704,7 @@ static int test_pf_misspelt(void)
 		return GPU_SKIP;
 	if (strcmp(variant_env[variant], "wsb8"))
 		return 0;
-	struct policy_moe_dims d = {1, 1, 1, 64, 64, NULL, NULL, 0};
+	struct policy_moe_dims d = {1, 1, 1, 64, 64, NULL, NULL, 0, 0, 0, 0};
 	setenv("POLICY_GPU_MOE_WSB8_PF", "tiles", 1);
 	int rc = policy_moe_down_dx(&d, NULL, NULL, NULL, NULL, NULL);
 	char msg[256];
@@ -725,7 +725,7 @@ static int test_ctas_misspelt(void)
 		return GPU_SKIP;
 	if (strncmp(variant_env[variant], "wgtdp", 5) && strncmp(variant_env[variant], "wsb", 3))
 		return 0;
-	struct policy_moe_dims d = {1, 1, 1, 64, 64, NULL, NULL, 0};
+	struct policy_moe_dims d = {1, 1, 1, 64, 64, NULL, NULL, 0, 0, 0, 0};
 	setenv("POLICY_GPU_MOE_CTAS", "3x", 1);
 	int rc = policy_moe_down_dx(&d, NULL, NULL, NULL, NULL, NULL);
 	char msg[256];
@@ -770,7 +770,7 @@ static int silu_case(float xs)
 		for (int i = 0; i < 3; i++)
 			o[v][i] = (uint16_t *)poisoned(nRF * 2);
 	CHECK(d_offs && d_perm && d_x && d_w && o[1][2], "cudaMalloc failed");
-	struct policy_moe_dims dm = {T, K, E, D, F, d_offs, d_perm, 1};
+	struct policy_moe_dims dm = {T, K, E, D, F, d_offs, d_perm, 1, 0, 0, 0};
 	char keep[32];
 	snprintf(keep, sizeof(keep), "%s", sv ? sv : "");
 	unsetenv("POLICY_GPU_MOE_WSB_SILU");
@@ -883,7 +883,7 @@ static int bits_case(int T, int E, int D, int F, int skew)
 	uint16_t *d_h = (uint16_t *)dup_dev(h, 2 * nRF * 2);
 	uint16_t *o0 = (uint16_t *)poisoned(2 * nRF * 2), *o1 = (uint16_t *)poisoned(2 * nRF * 2);
 	CHECK(d_offs && d_perm && d_dyp && d_w2 && d_h && o0 && o1, "cudaMalloc failed");
-	struct policy_moe_dims dm = {T, K, E, D, F, d_offs, d_perm, 1};
+	struct policy_moe_dims dm = {T, K, E, D, F, d_offs, d_perm, 1, 0, 0, 0};
 	setenv("POLICY_GPU_MOE_KERNEL", "wsb3w", 1);
 	CKM(policy_moe_down_dx(&dm, o0, d_dyp, d_w2, d_h, d_h + nRF));
 	variant_setenv();
@@ -933,7 +933,7 @@ static int dw_bits_case(int T, int E, int D, int F, int skew)
 	uint16_t *d_rf = (uint16_t *)dup_dev(rf, 3 * nRF * 2);
 	float *d_w[2] = {(float *)dup_dev(w0, 3 * wsz * 4), (float *)dup_dev(w0, 3 * wsz * 4)};
 	CHECK(d_offs && d_perm && d_rd && d_rf && d_w[0] && d_w[1], "cudaMalloc failed");
-	struct policy_moe_dims dm = {T, K, E, D, F, d_offs, d_perm, 1};
+	struct policy_moe_dims dm = {T, K, E, D, F, d_offs, d_perm, 1, 0, 0, 0};
 	for (int v = 0; v < 2; v++) {
 		setenv("POLICY_GPU_MOE_DW_ADD", v ? "red" : "load", 1);
 		CKM(policy_moe_down_dw(&dm, d_w[v], d_rd, d_rf, 1));
@@ -1007,8 +1007,8 @@ static int dw_pair_case(int T, int E, int D, int F)
 			d_w[b][v] = b ? (float *)dup_dev(w0, 2 * wsz * 4)
 			              : (float *)poisoned(2 * wsz * 4);
 	CHECK(d_offs[0] && d_offs[1] && d_perm && d_rd && d_rf && d_w[1][1], "cudaMalloc failed");
-	struct policy_moe_dims da = {T, K, E, D, F, d_offs[0], d_perm, 1},
-	                       db = {T, K, E, D, F, d_offs[1], d_perm, 1};
+	struct policy_moe_dims da = {T, K, E, D, F, d_offs[0], d_perm, 1, 0, 0, 0},
+	                       db = {T, K, E, D, F, d_offs[1], d_perm, 1, 0, 0, 0};
 	for (int b = 0; b < 2; b++) {
 		CKM(policy_moe_down_dw(&da, d_w[b][0], d_rd, d_rf, b));
 		CKM(policy_moe_down_dw(&db, d_w[b][0] + wsz, d_rd + nRD, d_rf + nRF, b));
@@ -1066,11 +1066,234 @@ static int test_dw_red_bits(void)
 	return dw_bits_case(4096, 8, 768, 1024, 1) | dw_bits_case(300, 8, 128, 192, 0);
 }
 
+/* round 24 (POLICY_GPU_MOE_WS_TAIL): the row products' last partial round
+ * of tiles cut along K. up (from xg: h1, h3, hh), down and up dX (bf16 slot
+ * rows) with the split (4 parts at most) against without it on the same
+ * inputs. The fp32 sums of a split tile run in another order, so an
+ * element may round to a neighbouring bf16 value, and where the sum
+ * cancels to near zero its few low bits differ: every element within
+ * 2^-7 of itself plus 1e-3 of the tensor's rms (a part lost or added twice
+ * is ~rms off); the split twice bit for bit (a fixed order); nothing left
+ * poisoned; must_differ: the split ran (some elements of h1 and dxp round
+ * otherwise). ctas > 0 caps the grid (POLICY_GPU_MOE_CTAS) so that small
+ * shapes split too; prints the tail (tiles of the last round) of each */
+static float bf2f(uint16_t h)
+{
+	uint32_t u = (uint32_t)h << 16;
+	float f;
+	memcpy(&f, &u, 4);
+	return f;
+}
+static int tail_case(int T, int E, int D, int F, int skew, int ctas, int must_differ)
+{
+	const int K = 2, R = T * K;
+	const size_t nRD = (size_t)R * D, nRF = (size_t)R * F, wsz = (size_t)E * F * D;
+	int fail = 0, *offs = seg_offs(E, R, skew), *perm = seg_perm(R), sms = 0, dev = 0;
+	CKC(cudaGetDevice(&dev));
+	CKC(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+	const int G = ctas > 0 ? ctas : sms;
+	const char *prev = getenv("POLICY_GPU_MOE_WS_TAIL");
+	char *keep = prev ? strdup(prev) : NULL; /* the caller's, restored at the end */
+	uint16_t *in = (uint16_t *)malloc((nRD + 3 * wsz + 3 * nRF) * 2);
+	for (size_t i = 0; i < nRD + 3 * wsz + 3 * nRF; i++) /* xg | w1 w3 w2 | hh | dh13 */
+		in[i] = f2bf(i < nRD || i >= nRD + 3 * wsz ? nrand() : nrand() / sqrtf((float)D));
+	int *d_offs = (int *)dup_dev(offs, (E + 1) * 4), *d_perm = (int *)dup_dev(perm, R * 4);
+	uint16_t *d_in = (uint16_t *)dup_dev(in, (nRD + 3 * wsz + 3 * nRF) * 2);
+	const size_t nout = 3 * nRF + 2 * nRD; /* h1 h3 hh | yp | dxp */
+	uint16_t *d_o[3] = {(uint16_t *)poisoned(nout * 2), (uint16_t *)poisoned(nout * 2),
+	                    (uint16_t *)poisoned(nout * 2)};
+	CHECK(d_offs && d_perm && d_in && d_o[0] && d_o[1] && d_o[2], "cudaMalloc failed");
+	const uint16_t *xg = d_in, *w1 = d_in + nRD, *w3 = w1 + wsz, *w2 = w3 + wsz,
+	               *hh = w2 + wsz, *dh13 = hh + nRF;
+	struct policy_moe_dims dm = {T, K, E, D, F, d_offs, d_perm, 1, 0, 0, 0};
+	char cap[16];
+	snprintf(cap, sizeof(cap), "%d", ctas);
+	if (ctas > 0)
+		setenv("POLICY_GPU_MOE_CTAS", cap, 1);
+	for (int v = 0; v < 3; v++) { /* off, split, split again */
+		uint16_t *o = d_o[v];
+		setenv("POLICY_GPU_MOE_WS_TAIL", v ? "4" : "off", 1);
+		CKM(policy_moe_up(&dm, o, o + nRF, o + 2 * nRF, xg, w1, w3));
+		CKM(policy_moe_down_b16(&dm, o + 3 * nRF, hh, w2));
+		CKM(policy_moe_up_dx_b16(&dm, o + 3 * nRF + nRD, dh13, w1, w3));
+	}
+	CKC(cudaDeviceSynchronize());
+	uint16_t *g[3];
+	for (int v = 0; v < 3; v++) {
+		g[v] = (uint16_t *)malloc(nout * 2);
+		CKC(cudaMemcpy(g[v], d_o[v], nout * 2, cudaMemcpyDeviceToHost));
+	}
+	static const char *const nm[5] = {"h1", "h3", "hh", "yp", "dxp"};
+	const size_t base[6] = {0, nRF, 2 * nRF, 3 * nRF, 3 * nRF + nRD, nout};
+	int nrt = 0;
+	for (int e = 0; e < E; e++)
+		nrt += (offs[e + 1] - offs[e] + 127) / 128;
+	const int tail_up = nrt * ((F + 127) / 128) % G, tail_dx = nrt * ((D + 255) / 256) % G;
+	printf("  T %d, D %d, F %d, %s, %d CTAs; tail tiles (up / down, up dX): %d / %d\n", T, D,
+	       F, skew ? "skewed" : "random", G, tail_up, tail_dx);
+	for (int k = 0; k < 5; k++) {
+		size_t ndiff = 0, nrep = 0, npois = 0, nbad = 0;
+		double ss = 0, worst = 0;
+		for (size_t i = base[k]; i < base[k + 1]; i++)
+			ss += (double)bf2f(g[0][i]) * bf2f(g[0][i]);
+		const double rms = sqrt(ss / (double)(base[k + 1] - base[k]));
+		for (size_t i = base[k]; i < base[k + 1]; i++) {
+			const double x = bf2f(g[0][i]), y = bf2f(g[1][i]), d = fabs(x - y);
+			ndiff += g[0][i] != g[1][i];
+			nbad += d > fmax(fabs(x), fabs(y)) / 128 + 1e-3 * rms;
+			worst = d / rms > worst ? d / rms : worst;
+			nrep += g[1][i] != g[2][i];
+			npois += g[0][i] == 0xffff || g[1][i] == 0xffff;
+		}
+		printf("    %-3s split vs off: %zu of %zu differ (worst %.2g of the rms), %zu beyond "
+		       "tolerance; again: %zu differ, %zu poisoned\n",
+		       nm[k], ndiff, base[k + 1] - base[k], worst, nbad, nrep, npois);
+		const int tail = k < 3 ? tail_up : tail_dx; /* this product's last round */
+		fail |= nbad != 0 || nrep != 0 || npois != 0 ||
+		        (must_differ && (k == 0 || k == 4) && tail > 0 && 2 * tail <= G &&
+		         ndiff == 0);
+	}
+	setenv("POLICY_GPU_MOE_WS_TAIL", "5", 1);
+	int rc = policy_moe_down_b16(&dm, d_o[0] + 3 * nRF, hh, w2);
+	if (rc != SWERVE_EINVAL || !strstr(swerve_error_last(), "POLICY_GPU_MOE_WS_TAIL")) {
+		printf("    misspelt: rc %d, message \"%s\"\n", rc, swerve_error_last());
+		fail = 1;
+	}
+	if (keep)
+		setenv("POLICY_GPU_MOE_WS_TAIL", keep, 1);
+	else
+		unsetenv("POLICY_GPU_MOE_WS_TAIL");
+	free(keep);
+	unsetenv("POLICY_GPU_MOE_CTAS");
+	variant_setenv();
+	cudaFree(d_offs), cudaFree(d_perm), cudaFree(d_in);
+	for (int v = 0; v < 3; v++)
+		cudaFree(d_o[v]), free(g[v]);
+	free(offs), free(perm), free(in);
+	return fail;
+}
+static int test_tail_split(void)
+{
+	if (!have_gpu())
+		return GPU_SKIP;
+	if (strcmp(variant_env[variant], "wsb3w"))
+		return 0;
+	/* the benchmark's shape skewed (134 row tiles: a tail of 16 up tiles and
+	 * 6 down / up dX tiles on 132 SMs), half of it (up splits in 3), random
+	 * segments with an empty expert on 5 CTAs */
+	return tail_case(8192, 8, 768, 1024, 1, 0, 1) | tail_case(4096, 8, 768, 1024, 1, 0, 0) |
+	       tail_case(700, 8, 256, 512, 0, 5, 0) | tail_case(300, 4, 128, 192, 0, 3, 0);
+}
+
+/* round 24 (POLICY_GPU_MOE_DW_WIN): the weight gradients of nseg
+ * micro-batches in one launch (policy_moe_dims's nseg: segment s's rows at
+ * s rstride.., its offsets at s ostride) against one launch a micro-batch
+ * (the first stored, the others added) on the same inputs: down dW, up dW
+ * from xg and the two-layer down dW, stored and added to a random start.
+ * The segments' sums run as one K loop instead of nseg rounded fp32
+ * partial sums, so elements differ in their low bits: each within 1e-5 of
+ * the tensor's rms (a segment lost or added twice is ~rms / sqrt(nseg)
+ * off); segments with an empty expert and a micro-batch of another size
+ * (rstride is the largest) */
+static int window_case(int T, int E, int D, int F, int nseg)
+{
+	const int K = 2, R = T * K, RS = R + 64, OS = E + 3; /* rows / offsets apart */
+	const size_t nRD = (size_t)nseg * RS * D, nRF = (size_t)nseg * RS * F,
+	             wsz = (size_t)E * F * D;
+	int fail = 0, *offs = (int *)calloc((size_t)nseg * OS, sizeof(int)), *perm = seg_perm(RS);
+	for (int s = 0; s < nseg; s++) { /* segment s: R - 37 s rows */
+		int *o = seg_offs(E, R - 37 * s, s & 1);
+		memcpy(offs + s * OS, o, (E + 1) * sizeof(int));
+		free(o);
+	}
+	uint16_t *rd = (uint16_t *)malloc(2 * nRD * 2), *rf = (uint16_t *)malloc(3 * nRF * 2);
+	/* dW2 | dW1 | dW3 | the pair's dW2 of layers A and B (both the same
+	 * rows as dW2's, the same start) */
+	float *w0 = (float *)malloc(5 * wsz * 4);
+	for (size_t i = 0; i < 2 * nRD; i++) /* dyp | xg */
+		rd[i] = f2bf(nrand());
+	for (size_t i = 0; i < 3 * nRF; i++) /* hh | dh13 (2F wide) */
+		rf[i] = f2bf(nrand());
+	for (size_t i = 0; i < 3 * wsz; i++)
+		w0[i] = nrand();
+	memcpy(w0 + 3 * wsz, w0, wsz * 4);
+	memcpy(w0 + 4 * wsz, w0, wsz * 4);
+	int *d_offs = (int *)dup_dev(offs, (size_t)nseg * OS * 4),
+	    *d_perm = (int *)dup_dev(perm, RS * 4);
+	uint16_t *d_rd = (uint16_t *)dup_dev(rd, 2 * nRD * 2),
+	         *d_rf = (uint16_t *)dup_dev(rf, 3 * nRF * 2);
+	float *d_w[2][2]; /* [one launch, a launch a segment][added, stored] */
+	for (int v = 0; v < 2; v++) {
+		d_w[v][0] = (float *)dup_dev(w0, 5 * wsz * 4);
+		d_w[v][1] = (float *)poisoned(5 * wsz * 4);
+	}
+	CHECK(d_offs && d_perm && d_rd && d_rf && d_w[0][0] && d_w[0][1] && d_w[1][0] &&
+	              d_w[1][1],
+	      "cudaMalloc failed");
+	const uint16_t *dyp = d_rd, *xg = d_rd + nRD, *hh = d_rf, *dh13 = d_rf + nRF;
+	for (int st = 0; st < 2; st++) {
+		float *w = d_w[0][st];
+		struct policy_moe_dims dw = {T, K, E, D, F, d_offs, d_perm, 1, nseg, RS, OS};
+		CKM(policy_moe_down_dw(&dw, w, dyp, hh, !st));
+		CKM(policy_moe_up_dw(&dw, w + wsz, w + 2 * wsz, dh13, xg, !st));
+		CKM(policy_moe_down_dw_pair(&dw, w + 3 * wsz, dyp, hh, &dw, w + 4 * wsz, dyp, hh,
+		                            !st));
+		w = d_w[1][st];
+		for (int s = 0; s < nseg; s++) {
+			struct policy_moe_dims d1 = {R - 37 * s, 1, E, D, F, d_offs + s * OS, d_perm, 1,
+			                             0, 0, 0};
+			const int b = s > 0 || !st;
+			CKM(policy_moe_down_dw(&d1, w, dyp + (size_t)s * RS * D, hh + (size_t)s * RS * F,
+			                       b));
+			CKM(policy_moe_up_dw(&d1, w + wsz, w + 2 * wsz, dh13 + (size_t)s * RS * 2 * F,
+			                     xg + (size_t)s * RS * D, b));
+		}
+	}
+	CKC(cudaDeviceSynchronize());
+	float *g[2] = {(float *)malloc(5 * wsz * 4), (float *)malloc(5 * wsz * 4)};
+	static const char *const nm[5] = {"dW2", "dW1", "dW3", "dW2 (A)", "dW2 (B)"};
+	for (int st = 0; st < 2; st++) {
+		for (int v = 0; v < 2; v++)
+			CKC(cudaMemcpy(g[v], d_w[v][st], 5 * wsz * 4, cudaMemcpyDeviceToHost));
+		for (int k = 0; k < 5; k++) {
+			const float *ref = g[1] + (k < 3 ? k : 0) * wsz, *got = g[0] + k * wsz;
+			double ss = 0, worst = 0;
+			size_t nnan = 0;
+			for (size_t j = 0; j < wsz; j++)
+				ss += (double)ref[j] * ref[j];
+			const double rms = sqrt(ss / wsz);
+			for (size_t j = 0; j < wsz; j++) {
+				const double d = fabs((double)got[j] - ref[j]) / rms;
+				worst = d > worst ? d : worst;
+				nnan += isnan(got[j]) || isnan(ref[j]);
+			}
+			printf("  %-7s (T %d x %d, D %d, F %d, %s) one launch vs one a segment: worst "
+			       "%.2g of the rms (%.3g), %zu NaN\n",
+			       nm[k], T, nseg, D, F, st ? "stored" : "added", worst, rms, nnan);
+			fail |= !(worst <= 1e-5) || nnan != 0;
+		}
+	}
+	cudaFree(d_offs), cudaFree(d_perm), cudaFree(d_rd), cudaFree(d_rf);
+	for (int v = 0; v < 2; v++)
+		cudaFree(d_w[v][0]), cudaFree(d_w[v][1]);
+	free(offs), free(perm), free(rd), free(rf), free(w0), free(g[0]), free(g[1]);
+	return fail;
+}
+static int test_dw_window(void)
+{
+	if (!have_gpu())
+		return GPU_SKIP;
+	if (strcmp(variant_env[variant], "wsb3w"))
+		return 0;
+	return window_case(2048, 8, 768, 1024, 4) | window_case(300, 8, 128, 192, 3) |
+	       window_case(500, 4, 64, 128, 2);
+}
+
 /* round 19b: a misspelt wsb9 name ("wsb9x") is refused by down dX, naming
  * POLICY_GPU_MOE_KERNEL and the value; round 20: "wsb10x" for wsb10* */
 static int misspelt_case(const char *bad)
 {
-	struct policy_moe_dims d = {1, 1, 1, 64, 64, NULL, NULL, 0};
+	struct policy_moe_dims d = {1, 1, 1, 64, 64, NULL, NULL, 0, 0, 0, 0};
 	setenv("POLICY_GPU_MOE_KERNEL", bad, 1);
 	int rc = policy_moe_down_dx(&d, NULL, NULL, NULL, NULL, NULL);
 	char msg[512], want[64];
@@ -1097,7 +1320,7 @@ static int test_wsb9_misspelt(void)
 		return GPU_SKIP;
 	if (strncmp(variant_env[variant], "wsb9", 4))
 		return 0;
-	struct policy_moe_dims d = {1, 1, 1, 64, 64, NULL, NULL, 0};
+	struct policy_moe_dims d = {1, 1, 1, 64, 64, NULL, NULL, 0, 0, 0, 0};
 	setenv("POLICY_GPU_MOE_KERNEL", "wsb9x", 1);
 	int rc = policy_moe_down_dx(&d, NULL, NULL, NULL, NULL, NULL);
 	char msg[512];
@@ -1151,6 +1374,10 @@ int main(int argc, char **argv)
 	         test_dw_red_bits},
 	        {"grouped MoE GEMMs: two layers' down dW in one launch bit for bit (wsb3w)",
 	         test_dw_pair_bits},
+	        {"grouped MoE GEMMs: the row products' tail cut along K vs not (wsb3w)",
+	         test_tail_split},
+	        {"grouped MoE GEMMs: the weight gradients of a window of micro-batches (wsb3w)",
+	         test_dw_window},
 	        {"grouped MoE GEMMs: a misspelt POLICY_GPU_MOE_KERNEL is refused (wsb9x)",
 	         test_wsb9_misspelt},
 	        {"grouped MoE GEMMs: a misspelt POLICY_GPU_MOE_KERNEL is refused (wsb10x)",

@@ -567,7 +567,7 @@ static int cmp_comb(int T, int D, int E, int K)
 	                         var),
 	      "%s", swerve_error_last());
 	{
-		struct policy_moe_dims dm;
+		struct policy_moe_dims dm = {};
 		memset(&dm, 0, sizeof(dm));
 		dm.T = T, dm.K = K, dm.E = E, dm.D = D, dm.F = 64, dm.offs = offs, dm.perm = perm;
 		CHECK(!policy_moe_combine_bwd(&dm, dyp[0], dg[0], dy, yp, gate), "%s",
