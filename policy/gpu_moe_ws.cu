@@ -245,52 +245,33 @@ struct ws_args {
 	 * (offs2, dw1b and the maps a2 / b2 the second's; the same D, F, E and
 	 * rows R); np 1: one */
 	int np;
-	/* round 24 (the window, policy_moe_dims's nseg): the weight gradients
-	 * sum nseg segments, segment s's rows at s rstride + offs[s ostride +
-	 * e].. (the second layer's at offs2 + s ostride alike); nseg 1: one */
-	int nseg, rstride, ostride;
 	const int *offs2;
 	float *dw1b;
 	const uint16_t *pa2, *pb2; /* (host) the second layer's dyp and hh */
-	/* round 24 (POLICY_GPU_MOE_WS_TAIL): the row modes' last, partial round
-	 * of tiles split along K into at most sk parts (0 or 1: none; see
-	 * ws_sk_plan); skp: the parts' fp32 partial sums (a tile's 128 x 256
-	 * in the consumers' register layout), skf: their flags (0 between
-	 * launches) */
-	int sk;
-	float *skp;
-	int *skf;
+	/* round 24 (WS_DOWN_DWS / WS_UP_DWS, policy_moe_dims's nseg): the
+	 * weight gradients sum nseg segments, segment s's rows at s rstride +
+	 * offs[s ostride + e].. (the second layer's at offs2 + s ostride alike) */
+	int nseg, rstride, ostride;
 };
 
-/* round 24: the row modes' tail. ntiles tiles walked by a static stride of
- * G CTAs take ceil(ntiles / G) rounds; when the last round is partial (r =
- * ntiles % G tiles, at most G / 2) its tiles are cut along K into s =
- * min(sk, G / r, nk) parts of nk / s k blocks, so the round takes about 1 / s
- * of a tile's time: work item full + i s + p (full = ntiles - r) is tile
- * full + i's k blocks [p nk / s, (p + 1) nk / s). Parts p >= 1 store their
- * partial sums and raise a flag; part 0 waits for them, adds them in p
- * order (a fixed order: deterministic) and runs the tile's epilogue. A
- * CTA's split item is its last (items full.. are one per CTA), and part 0
- * waits only for other CTAs' last items, which wait for nothing: with every
- * CTA of the grid resident at once (grid <= SMs x CTAs an SM, checked on
- * the host) no wait can block. Returns the items; *full, *s the plan (s 1:
- * no split) */
-__host__ __device__ __forceinline__ static int ws_sk_plan(int ntiles, int G, int sk, int nk,
-                                                          int *full, int *s)
-{
-	const int r = G > 0 ? ntiles % G : 0;
-	int n = r > 0 ? G / r : 0;
-	n = n < sk ? n : sk;
-	n = n < nk ? n : nk;
-	*full = ntiles - r;
-	*s = n >= 2 ? n : 1;
-	return *s > 1 ? *full + r * *s : ntiles;
-}
-#define WS_SKMAX 4 /* the most parts a tail tile is cut into */
-
 /* round 23: the rows of virtual expert v (a.np problems of E experts):
- * its first row in its problem, and how many (round 24: over the window's
- * a.nseg segments; ws_wseg: segment s's first row and rows) */
+ * its first row in its problem, and how many */
+__device__ __forceinline__ static int ws_seg0(const struct ws_args &a, int v)
+{
+	return v < a.E ? a.offs[v] : a.offs2[v - a.E];
+}
+__device__ __forceinline__ static int ws_segn(const struct ws_args &a, int v)
+{
+	return v < a.E ? a.offs[v + 1] - a.offs[v] : a.offs2[v - a.E + 1] - a.offs2[v - a.E];
+}
+
+/* round 24 (the window's modes, WS_DOWN_DWS / WS_UP_DWS): virtual expert
+ * v's segment s (its first row in A / B, its rows), its rows and k blocks
+ * over the a.nseg segments (a block per 64 rows of each), and a tile's walk
+ * over its k blocks (ws_cur: segment s, its block j of nb, the segment's
+ * first row and rows; empty segments skipped). A block's rows past its
+ * segment's end are zeroed by the consumers, as at an expert's end, so each
+ * segment adds only its own rows */
 __device__ __forceinline__ static void ws_wseg(const struct ws_args &a, int v, int s, int *row0,
                                                int *n)
 {
@@ -298,27 +279,17 @@ __device__ __forceinline__ static void ws_wseg(const struct ws_args &a, int v, i
 	*row0 = s * a.rstride + o[0];
 	*n = o[1] - o[0];
 }
-__device__ __forceinline__ static int ws_seg0(const struct ws_args &a, int v)
+__device__ __forceinline__ static void ws_wtot(const struct ws_args &a, int v, int *rows, int *nk)
 {
-	return v < a.E ? a.offs[v] : a.offs2[v - a.E];
-}
-__device__ __forceinline__ static int ws_segn(const struct ws_args &a, int v)
-{
-	int n = 0;
+	*rows = 0;
+	*nk = 0;
 	for (int s = 0; s < a.nseg; s++) {
-		int r0, ns;
-		ws_wseg(a, v, s, &r0, &ns);
-		n += ns;
+		int r0, n;
+		ws_wseg(a, v, s, &r0, &n);
+		*rows += n;
+		*nk += (n + 63) / 64;
 	}
-	return n;
 }
-
-/* round 24: a weight-gradient tile's walk over its k blocks: segment s,
- * its block j of nb, the segment's first row row0 and rows n. One segment
- * (a.nseg 1): the tile's rows [r0, r1) (a split's part of the expert's
- * rows); more: the expert's rows of each segment in turn, empty ones
- * skipped. A block's rows past its segment's end are zeroed by the
- * consumers (as at an expert's end), so each segment adds only its own */
 struct ws_cur {
 	int s, j, nb, row0, n;
 };
@@ -333,40 +304,32 @@ __device__ __forceinline__ static void ws_cur_seg(const struct ws_args &a, int v
 	c.j = 0;
 	c.nb = (c.n + 63) / 64;
 }
-__device__ __forceinline__ static void ws_cur_init(const struct ws_args &a, int v, int r0, int r1,
-                                                   struct ws_cur &c)
-{
-	if (a.nseg <= 1) {
-		c.s = 0;
-		c.j = 0;
-		c.row0 = r0;
-		c.n = r1 - r0;
-		c.nb = (c.n + 63) / 64;
-		return;
-	}
-	c.s = 0;
-	ws_cur_seg(a, v, c);
-}
 __device__ __forceinline__ static void ws_cur_next(const struct ws_args &a, int v,
                                                    struct ws_cur &c)
 {
-	if (++c.j < c.nb || a.nseg <= 1)
+	if (++c.j < c.nb)
 		return;
 	c.s++;
 	ws_cur_seg(a, v, c);
 }
-
-/* round 24: virtual expert v's k blocks (a block per 64 rows of each
- * segment) */
-__device__ __forceinline__ static int ws_nkb(const struct ws_args &a, int v)
+/* virtual expert v's rows and k blocks (SEG: over the window's segments) */
+template <bool SEG> __device__ __forceinline__ static int ws_vrows(const struct ws_args &a, int v)
 {
-	int nk = 0;
-	for (int s = 0; s < a.nseg; s++) {
-		int r0, n;
-		ws_wseg(a, v, s, &r0, &n);
-		nk += (n + WS_BK - 1) / WS_BK;
+	if constexpr (SEG) {
+		int rows, nk;
+		ws_wtot(a, v, &rows, &nk);
+		return rows;
 	}
-	return nk;
+	return ws_segn(a, v);
+}
+template <bool SEG> __device__ __forceinline__ static int ws_vnk(const struct ws_args &a, int v)
+{
+	if constexpr (SEG) {
+		int rows, nk;
+		ws_wtot(a, v, &rows, &nk);
+		return nk;
+	}
+	return (ws_segn(a, v) + 63) / 64;
 }
 
 /* the products: UP (A = xg, B = [W1 | W3] K-major, SwiGLU epilogue), DOWN
@@ -423,6 +386,14 @@ enum { WS_DOWN_DXQ = 29 };
  * reads them again), h1 / h3 boxes and the dh13 stores evict_first (touched
  * once), so the 134 MB streamed through L2 do not push W2 and dyp out */
 enum { WS_DOWN_DXH = 30 };
+/* round 24 (POLICY_GPU_MOE_DW_WIN): DOWN_DW and UP_DW over a window of
+ * micro-batches' rows (a.nseg segments, see ws_wseg), a kernel of their own
+ * so that the one-micro-batch kernels stay as they were */
+enum { WS_DOWN_DWS = 31, WS_UP_DWS };
+__host__ __device__ constexpr bool ws_seg(int m)
+{
+	return m == WS_DOWN_DWS || m == WS_UP_DWS;
+}
 __host__ __device__ constexpr bool ws_stsm(int m)
 {
 	return m == WS_UPS || m == WS_UPSX;
@@ -451,6 +422,8 @@ __host__ __device__ constexpr int ws_base(int m)
 	       : ws_cl(m)                             ? m - WS_UPC  /* round 16 */
 	       : m == WS_DOWN_DXP || m == WS_DOWN_DXH ? WS_DOWN_DXT /* round 19 */
 	       : m == WS_DOWN_DXQ                     ? WS_DOWN_DX
+	       : m == WS_DOWN_DWS                     ? WS_DOWN_DW /* round 24 */
+	       : m == WS_UP_DWS                       ? WS_UP_DW
 	                                              : m;
 }
 
@@ -872,29 +845,15 @@ __device__ __forceinline__ static void ws_epi15(const struct ws_args &a, const f
 
 /* the quad transpose of a row's 4 8-column blocks g.. of fp32 pairs: lane q
  * then holds block 4 g + q's 8 columns in v[0..7] */
-/* round 24: sk (not NULL: part 0 of a split tail tile, see ws_sk_join) the
- * nsk - 1 other parts' sums of this thread (ct), added in part order to
- * the accumulators' values here, on their way out (the accumulators
- * themselves are never written outside the wgmma: ptxas then serialises
- * and spills) */
 __device__ __forceinline__ static void ws_rows8(const float (&acc)[128], int h, int g, int q,
-                                                float (&v)[8], const float *sk = NULL,
-                                                int nsk = 1, int ct = 0)
+                                                float (&v)[8])
 {
 	uint32_t lo[4], hi[4];
 #pragma unroll
 	for (int jj = 0; jj < 4; jj++) {
 		const int j = 4 * g + jj;
-		float a0 = acc[4 * j + 2 * h], a1 = acc[4 * j + 2 * h + 1];
-		for (int p = 1; sk && p < nsk; p++) {
-			const float2 pv = __ldcg(
-			        (const float2 *)(sk + (size_t)(p - 1) * 32768 + (size_t)(j * 256 + ct) * 4) +
-			        h);
-			a0 += pv.x;
-			a1 += pv.y;
-		}
-		lo[jj] = __float_as_uint(a0);
-		hi[jj] = __float_as_uint(a1);
+		lo[jj] = __float_as_uint(acc[4 * j + 2 * h]);
+		hi[jj] = __float_as_uint(acc[4 * j + 2 * h + 1]);
 	}
 	ws_transpose4(lo, q);
 	ws_transpose4(hi, q);
@@ -909,8 +868,7 @@ __device__ __forceinline__ static void ws_rows8(const float (&acc)[128], int h, 
  * (slot order, D wide), the pairs of each 4 8-column blocks transposed
  * across the quad so lane q writes block q's 8 floats (two 16-byte stores) */
 __device__ __forceinline__ static void ws_epi_f32(const struct ws_args &a, const float (&acc)[128],
-                                                  int rr, int r1, int n0, int q,
-                                                  const float *sk = NULL, int nsk = 1, int ct = 0)
+                                                  int rr, int r1, int n0, int q)
 {
 	const int D = a.D;
 #pragma unroll
@@ -921,7 +879,7 @@ __device__ __forceinline__ static void ws_epi_f32(const struct ws_args &a, const
 #pragma unroll
 		for (int g = 0; g < 8; g++) {
 			float v[8];
-			ws_rows8(acc, h, g, q, v, sk, nsk, ct);
+			ws_rows8(acc, h, g, q, v);
 			const int n = n0 + 8 * (4 * g + q);
 			if (rok && n < D) {
 				float4 *o = (float4 *)(dst + n);
@@ -935,8 +893,7 @@ __device__ __forceinline__ static void ws_epi_f32(const struct ws_args &a, const
 /* round 16: ws_epi_f32 with the rows rounded to bf16 once (nearest even):
  * lane q's 8 columns of a row in one 16-byte store (WS_DOWNB, WS_UP_DXB) */
 __device__ __forceinline__ static void ws_epi_b16(const struct ws_args &a, const float (&acc)[128],
-                                                  int rr, int r1, int n0, int q,
-                                                  const float *sk = NULL, int nsk = 1, int ct = 0)
+                                                  int rr, int r1, int n0, int q)
 {
 	const int D = a.D;
 #pragma unroll
@@ -947,7 +904,7 @@ __device__ __forceinline__ static void ws_epi_b16(const struct ws_args &a, const
 #pragma unroll
 		for (int g = 0; g < 8; g++) {
 			float v[8];
-			ws_rows8(acc, h, g, q, v, sk, nsk, ct);
+			ws_rows8(acc, h, g, q, v);
 			const int n = n0 + 8 * (4 * g + q);
 			if (rok && n < D)
 				*(uint4 *)(dst + n) =
@@ -1253,17 +1210,18 @@ ws_tile(const struct ws_args &a, const struct ws_dwlist &L, int t, int nx, int m
 		*e = L.ord[r];
 		*sp = i / per;
 		*nsp = (L.tbase[r + 1] - L.tbase[r]) / per;
-		*m0 = rem / nx * WS_BM;
-		*n0 = rem % nx * G::BN;
-		if (a.nseg > 1) { /* round 24: the window's segments (no split) */
+		if constexpr (ws_seg(MODE)) { /* round 24: the window's segments, whole */
 			*r0 = 0;
-			*r1 = ws_segn(a, *e);
-			*nk = ws_nkb(a, *e);
+			ws_wtot(a, *e, r1, nk);
+			*m0 = rem / nx * WS_BM;
+			*n0 = rem % nx * G::BN;
 			return;
 		}
 		const int s0 = ws_seg0(a, *e), s1 = s0 + ws_segn(a, *e);
 		*r0 = s0 + *sp * rows;
 		*r1 = min(s1, *r0 + rows);
+		*m0 = rem / nx * WS_BM;
+		*n0 = rem % nx * G::BN;
 		*nk = (*r1 - *r0 + WS_BK - 1) / WS_BK;
 	} else {
 		ws_rowtile(a.offs, a.E, t / nx, bm, e, r0, r1);
@@ -1275,84 +1233,11 @@ ws_tile(const struct ws_args &a, const struct ws_dwlist &L, int t, int nx, int m
 	}
 }
 
-/* round 24: work item t of a row mode under the tail split (see ws_sk_plan):
- * its tile (returned), its k blocks [*kb0, *kb0 + *nkb) of the tile's nk, its
- * part *p (-1: a whole tile) and the split tile's index *ti among the last
- * round's */
-__device__ __forceinline__ static int ws_sk_item(int t, int full, int s, int nk, int *kb0,
-                                                 int *nkb, int *p, int *ti)
-{
-	if (s < 2 || t < full) {
-		*kb0 = 0;
-		*nkb = nk;
-		*p = -1;
-		*ti = 0;
-		return t;
-	}
-	const int i = (t - full) / s, q = (t - full) % s;
-	*kb0 = q * nk / s;
-	*nkb = (q + 1) * nk / s - *kb0;
-	*p = q;
-	*ti = i;
-	return full + i;
-}
-
-/* round 24: the parts of split tail tile i (s parts; ct: the consumer thread,
- * 0..255). Part p >= 1 stores its sums (slot i (s - 1) + p - 1 of a.skp in
- * the consumers' register layout: float4 j of thread ct at j 256 + ct),
- * and once all 256 threads' stores are visible raises flag i WS_SKMAX + p;
- * it returns true (no epilogue). Part 0 waits for the flags (one thread,
- * acquire; the barrier passes it on), clears them for the next launch,
- * adds the parts to its own sums in p order and returns false (the tile's
- * epilogue follows) */
-template <bool ADD>
-__device__ __forceinline__ static bool ws_sk_join(const struct ws_args &a, float (&acc)[128],
-                                                  int p, int s, int i, int ct)
-{
-	int *flag = a.skf + i * WS_SKMAX;
-	if (p > 0) {
-		float4 *dst = (float4 *)(a.skp + ((size_t)i * (s - 1) + p - 1) * 32768);
-#pragma unroll
-		for (int j = 0; j < 32; j++)
-			__stcg(dst + j * 256 + ct, make_float4(acc[4 * j], acc[4 * j + 1],
-			                                       acc[4 * j + 2], acc[4 * j + 3]));
-		__threadfence();
-		asm volatile("bar.sync 3, 256;\n" ::: "memory");
-		if (ct == 0)
-			ptx::flag_set(flag + p, 1);
-		return true;
-	}
-	if (ct == 0) {
-		for (int q = 1; q < s; q++)
-			ptx::flag_wait(flag + q, 1);
-		for (int q = 1; q < s; q++)
-			flag[q] = 0;
-	}
-	asm volatile("bar.sync 3, 256;\n" ::: "memory");
-	/* the fp32 / bf16 slot rows (!ADD): added in the epilogue (ws_rows8) */
-	for (int q = 1; ADD && q < s; q++) {
-		const float4 *src = (const float4 *)(a.skp + ((size_t)i * (s - 1) + q - 1) * 32768);
-#pragma unroll
-		for (int j = 0; j < 32; j++) {
-			/* 8 loads in flight at a time (32 registers beside acc:
-			 * without the fences ptxas hoists all 32 and spills) */
-			if (j % 8 == 0)
-				asm volatile("" ::: "memory");
-			const float4 v = __ldcg(src + j * 256 + ct);
-			acc[4 * j] += v.x;
-			acc[4 * j + 1] += v.y;
-			acc[4 * j + 2] += v.z;
-			acc[4 * j + 3] += v.w;
-		}
-	}
-	return false;
-}
-
 /* the weight gradients' dynamic tile counters (POLICY_GPU_MOE_WSB_SCHED=dyn):
  * per DW mode, the next tile past the grid's first and the CTAs done; the
  * last CTA done resets both for the next launch (launches of one mode are
  * stream-ordered) */
-__device__ static int ws_sched[2][2];
+__device__ static int ws_sched[4][2]; /* round 24: [2, 3] the window's modes' */
 
 /* round 14 ("wsb6"): the deferred epilogue (WS_UPD, WS_DOWND, WS_UP_DXD).
  * In the cooperative schedule both consumer warpgroups ran the epilogue
@@ -1567,6 +1452,9 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 	pdl::enter(); /* round 20: launched with PDL under POLICY_GPU_PDL=on */
 	typedef ws_geo<MODE> G;
 	constexpr int MB = ws_base(MODE);
+	/* round 24: the window's weight gradients (segments), their tile counters */
+	constexpr bool SEG = ws_seg(MODE);
+	constexpr int SCH = (MB == WS_UP_DW) + (SEG ? 2 : 0);
 	/* round 14: the deferred epilogue */
 	constexpr bool DEF = MODE >= WS_UPD && MODE <= WS_UP_DXR;
 	constexpr bool REL = MODE >= WS_UPR && MODE <= WS_UP_DXR; /* its chunks after the release */
@@ -1600,10 +1488,10 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 	if (G::DW) {
 		const int NE = a.np * E;         /* round 23: the virtual experts of a.np layers */
 		if (NE <= WS_EMAX && tid < NE) { /* rank: larger segments first, ties by index */
-			const int n = ws_segn(a, tid);
+			const int n = ws_vrows<SEG>(a, tid);
 			int rk = 0;
 			for (int j = 0; j < NE; j++) {
-				const int nj = ws_segn(a, j);
+				const int nj = ws_vrows<SEG>(a, j);
 				rk += nj > n || (nj == n && j < tid);
 			}
 			L->ord[rk] = tid;
@@ -1620,7 +1508,7 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 			long sum = 0;
 			int mx = 1;
 			for (int i = 0; i < NE; i++) {
-				const int nk = ws_nkb(a, i); /* round 24: over the segments */
+				const int nk = ws_vnk<SEG>(a, i);
 				sum += nk;
 				mx = max(mx, nk);
 			}
@@ -1631,7 +1519,7 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 			L->kch = kch;
 			L->tbase[0] = 0;
 			for (int r = 0; r < NE; r++) {
-				const int i = L->ord[r], nk = ws_nkb(a, i);
+				const int i = L->ord[r], nk = ws_vnk<SEG>(a, i);
 				L->tbase[r + 1] = L->tbase[r] + max(1, (nk + kch - 1) / kch) * per;
 			}
 		}
@@ -1642,27 +1530,6 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 		for (int i = 0; i < E; i++)
 			nrt += (a.offs[i + 1] - a.offs[i] + BMR - 1) / BMR;
 		ntiles = nrt * nx;
-	}
-	/* round 24: the row modes' tail split (see ws_sk_plan); nkr: a row
-	 * tile's k blocks */
-	constexpr bool SK = !PP && !CL && !DEF &&
-	                    (MODE == WS_UP || MODE == WS_DOWN || MODE == WS_UP_DX ||
-	                     MODE == WS_DOWNB || MODE == WS_UP_DXB);
-	const int nkr = (G::kd(D, F) + WS_BK - 1) / WS_BK;
-	/* the plan in shared memory (full, s): read where an item is decoded,
-	 * not held in registers through the main loop */
-	__shared__ int sk_sh[2];
-	int nitems = ntiles;
-	if (SK && a.sk > 1) {
-		int full, sks;
-		nitems = ws_sk_plan(ntiles, (int)gridDim.x, a.sk, nkr, &full, &sks);
-		if (tid == 0) {
-			sk_sh[0] = full;
-			sk_sh[1] = sks;
-		}
-	} else if (SK && tid == 0) {
-		sk_sh[0] = ntiles;
-		sk_sh[1] = 1;
 	}
 
 	if (tid == 0) {
@@ -1683,22 +1550,14 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 			return;
 		int it = 0;
 		for (int t = CL ? tb : blockIdx.x;;) {
-			int e = 0, r0 = 0, r1 = 0, m0 = 0, n0 = 0, nk = 0, sp, nsp, kb0 = 0;
-			if (t >= nitems) {
+			int e = 0, r0 = 0, r1 = 0, m0 = 0, n0 = 0, nk = 0, sp, nsp;
+			if (t >= ntiles) {
 				if (!G::DW)
 					break;
 				t = -1;
 			} else {
-				int tt = t, nkb = 0, pt, ti;
-				if constexpr (SK) /* round 24: a tail part's k blocks */
-					tt = ws_sk_item(t, sk_sh[0], sk_sh[1], nkr, &kb0, &nkb, &pt,
-					                &ti);
-				ws_tile<MODE>(a, *L, tt, nx, my, BMR, &e, &r0, &r1, &m0, &n0, &nk,
+				ws_tile<MODE>(a, *L, t, nx, my, BMR, &e, &r0, &r1, &m0, &n0, &nk,
 				              &sp, &nsp);
-				if constexpr (SK)
-					nk = nkb;
-				(void)pt;
-				(void)ti;
 			}
 			if constexpr (MODE == WS_DOWN_DXP || MODE == WS_DOWN_DXQ) {
 				/* round 19: h1 / h3 boxes of this tile (kch 1) or of the
@@ -1719,11 +1578,11 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 			/* DW: a tile without k blocks (an expert without rows) and
 			 * the end mark take one stage without loads */
 			const int nslot = G::DW && nk == 0 ? 1 : nk;
-			struct ws_cur cur = {0, 0, 0, 0, 0}; /* round 24: DW's rows of block kb */
-			if (G::DW && t >= 0)
-				ws_cur_init(a, e, r0, r1, cur);
+			struct ws_cur cur = {0, 0, 0, 0, 0}; /* round 24 (SEG): block kb's rows */
+			if (SEG && t >= 0)
+				ws_cur_seg(a, e, cur);
 			for (int kb = 0; kb < nslot; kb++, it++) {
-				const int s = it % WS_ST, k0 = (kb0 + kb) * WS_BK;
+				const int s = it % WS_ST, k0 = kb * WS_BK;
 				const uint32_t sa = sbase + s * STG, sb = sa + ATL,
 				               bar = fb + 8 * s;
 				ptx::mbar_wait(eb + 8 * s, ((it / WS_ST) & 1) ^ 1);
@@ -1740,8 +1599,11 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 					/* round 23: the second layer's maps for its experts */
 					const CUtensorMap *ma = e < E ? &tm.a : &tm.a2,
 					                  *mb = e < E ? &tm.w1 : &tm.b2;
-					const int kr = cur.row0 + cur.j * WS_BK;
-					ws_cur_next(a, e, cur);
+					int kr = r0 + k0;
+					if constexpr (SEG) { /* round 24: the window's segment */
+						kr = cur.row0 + cur.j * WS_BK;
+						ws_cur_next(a, e, cur);
+					}
 					ptx::tma_load2(sa, ma, m0, kr, bar);
 					ptx::tma_load2(sa + 8192, ma, m0 + 64, kr, bar);
 					for (int i = 0; i < 4; i++)
@@ -1833,7 +1695,7 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 			if (t < 0)
 				break;
 			if (G::DW && a.dyn)
-				t = gridDim.x + atomicAdd(&ws_sched[MODE - WS_DOWN_DW][0], 1);
+				t = gridDim.x + atomicAdd(&ws_sched[SCH][0], 1);
 			else
 				t += CL ? ts : gridDim.x;
 		}
@@ -1845,9 +1707,9 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 				ptx::mbar_wait(eb + 8 * (it % WS_ST), ((it / WS_ST) & 1) ^ 1);
 		}
 		if (G::DW && a.dyn &&
-		    atomicAdd(&ws_sched[MODE - WS_DOWN_DW][1], 1) == (int)gridDim.x - 1) {
-			atomicExch(&ws_sched[MODE - WS_DOWN_DW][0], 0);
-			atomicExch(&ws_sched[MODE - WS_DOWN_DW][1], 0);
+		    atomicAdd(&ws_sched[SCH][1], 1) == (int)gridDim.x - 1) {
+			atomicExch(&ws_sched[SCH][0], 0);
+			atomicExch(&ws_sched[SCH][1], 0);
 		}
 		return;
 	}
@@ -1856,6 +1718,7 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 	 * (PP: the whole 64-row tile of every other tile j) */
 	asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
 	const int c = (warp >> 2) - 1, w4 = warp & 3, wt = tid - 128 * (c + 1);
+	const int nkr = (G::kd(D, F) + WS_BK - 1) / WS_BK; /* k blocks of a row-mode tile */
 	float acc[128];
 	int it = 0, j = PP ? c : 0;
 	/* round 14 (DEF): the previous tile's kept outputs, pend: not yet all stored */
@@ -1869,20 +1732,11 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 			t = *(volatile int *)&tile_of[it % WS_ST];
 			if (t < 0)
 				break;
-		} else if (t >= nitems) {
+		} else if (t >= ntiles) {
 			break;
 		}
-		int e, r0, r1, m0, n0, nk, sp, nsp, tt = t;
-		if constexpr (SK) { /* round 24: a tail part's k blocks */
-			int kb0, nkb, part, ti;
-			tt = ws_sk_item(t, sk_sh[0], sk_sh[1], nkr, &kb0, &nkb, &part, &ti);
-			ws_tile<MODE>(a, *L, tt, nx, my, BMR, &e, &r0, &r1, &m0, &n0, &nk, &sp,
-			              &nsp);
-			nk = nkb;
-		} else {
-			ws_tile<MODE>(a, *L, tt, nx, my, BMR, &e, &r0, &r1, &m0, &n0, &nk, &sp,
-			              &nsp);
-		}
+		int e, r0, r1, m0, n0, nk, sp, nsp;
+		ws_tile<MODE>(a, *L, t, nx, my, BMR, &e, &r0, &r1, &m0, &n0, &nk, &sp, &nsp);
 		if constexpr (CL) /* this CTA's half of the cluster's tile */
 			r0 += 64 * (int)crank;
 		if (PP) {
@@ -1898,9 +1752,9 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 				while (*(volatile int *)&pp_done[1 - c] < j - 1)
 					;
 		}
-		struct ws_cur cur = {0, 0, 0, 0, 0}; /* round 24: DW's rows of block kb */
-		if (G::DW)
-			ws_cur_init(a, e, r0, r1, cur);
+		struct ws_cur cur = {0, 0, 0, 0, 0}; /* round 24 (SEG): block kb's rows */
+		if constexpr (SEG)
+			ws_cur_seg(a, e, cur);
 		for (int kb = 0; kb < nk; kb++, it++) {
 			const int s = it % WS_ST;
 			const uint32_t sa = sbase + s * STG;
@@ -1911,8 +1765,11 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 				 * zero-fills) zeroed in this warpgroup's A block, so they
 				 * add 0 (predicated stores; the fence and barrier only in
 				 * that block) */
-				const int v = cur.n - cur.j * WS_BK;
-				ws_cur_next(a, e, cur);
+				int v = r1 - r0 - kb * WS_BK;
+				if constexpr (SEG) {
+					v = cur.n - cur.j * WS_BK;
+					ws_cur_next(a, e, cur);
+				}
 				if (v < WS_BK) {
 #pragma unroll
 					for (int j = 0; j < 4; j++) {
@@ -1991,27 +1848,12 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 			ws_dx_load(a, r0 + rr, r1, n0, q, 0, xin);
 		if constexpr (G::DW)
 			if (dwadd && !a.red)
-				ws_dw_load<MODE>(a, e, m0 + rr, n0, q, 0, win);
+				ws_dw_load<MB>(a, e, m0 + rr, n0, q, 0, win);
 		ptx::wait<0>();
 		ws_reg_fence(acc);
 		__syncwarp();
 		if (lane == 0)
 			ws_release<CL>(eb + 8 * ((it - 1) % WS_ST), crank ^ 1u, a.kch);
-		/* round 24: a split tail tile's part >= 1 leaves its sums to part
-		 * 0, which adds them (UP: into acc; the slot rows: in the epilogue,
-		 * from skq) */
-		const float *skq = NULL;
-		int nsk = 1;
-		if constexpr (SK) {
-			const int full = sk_sh[0], sks = sk_sh[1];
-			if (sks > 1 && t >= full) {
-				const int ti = (t - full) / sks;
-				if (ws_sk_join<MB == WS_UP>(a, acc, (t - full) % sks, sks, ti, tid - 128))
-					continue;
-				skq = a.skp + (size_t)ti * (sks - 1) * 32768;
-				nsk = sks;
-			}
-		}
 
 		if constexpr (DEF) {
 			ws_def_keep<MB>(a, acc, P, pd, r0 + rr, r1, n0, q);
@@ -2032,23 +1874,23 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 			ws_dx_load(a, r0 + rr, r1, n0, q, 1, xin);
 			ws_dx_store(a, acc, r0 + rr, r1, n0, q, 1, xin);
 		} else if constexpr (MODE == WS_DOWNB || MODE == WS_UP_DXB) { /* round 16 */
-			ws_epi_b16(a, acc, r0 + rr, r1, n0, q, MB == WS_UP ? NULL : skq, nsk, tid - 128);
+			ws_epi_b16(a, acc, r0 + rr, r1, n0, q);
 		} else if constexpr (!G::DW) {
-			ws_epi_f32(a, acc, r0 + rr, r1, n0, q, MB == WS_UP ? NULL : skq, nsk, tid - 128);
+			ws_epi_f32(a, acc, r0 + rr, r1, n0, q);
 		} else if (nsp == 1) {
 			if (nk == 0 && a.beta) /* an expert without rows adds nothing */
 				continue;
 			if (dwadd && a.red) { /* round 23: added in L2, no old values read */
-				ws_dw_store<MODE>(a, acc, e, m0 + rr, n0, q, 0, false, false, win,
+				ws_dw_store<MB>(a, acc, e, m0 + rr, n0, q, 0, false, false, win,
 				                  true);
-				ws_dw_store<MODE>(a, acc, e, m0 + rr, n0, q, 1, false, false, win,
+				ws_dw_store<MB>(a, acc, e, m0 + rr, n0, q, 1, false, false, win,
 				                  true);
 				continue;
 			}
-			ws_dw_store<MODE>(a, acc, e, m0 + rr, n0, q, 0, nk == 0, dwadd, win);
+			ws_dw_store<MB>(a, acc, e, m0 + rr, n0, q, 0, nk == 0, dwadd, win);
 			if (dwadd)
-				ws_dw_load<MODE>(a, e, m0 + rr, n0, q, 1, win);
-			ws_dw_store<MODE>(a, acc, e, m0 + rr, n0, q, 1, nk == 0, dwadd, win);
+				ws_dw_load<MB>(a, e, m0 + rr, n0, q, 1, win);
+			ws_dw_store<MB>(a, acc, e, m0 + rr, n0, q, 1, nk == 0, dwadd, win);
 		} else { /* split sp of nsp: added after split sp - 1's */
 			int *flag =
 			        a.flags + ((size_t)(e * my + m0 / WS_BM) * nx + n0 / G::BN) * 2 + c;
@@ -2058,8 +1900,8 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 			const bool add = a.beta || sp > 0;
 			for (int h = 0; h < 2; h++) {
 				if (add)
-					ws_dw_load<MODE>(a, e, m0 + rr, n0, q, h, win);
-				ws_dw_store<MODE>(a, acc, e, m0 + rr, n0, q, h, false, add, win);
+					ws_dw_load<MB>(a, e, m0 + rr, n0, q, h, win);
+				ws_dw_store<MB>(a, acc, e, m0 + rr, n0, q, h, false, add, win);
 			}
 			__threadfence();
 			asm volatile("bar.sync %0, 128;\n" ::"r"(1 + c) : "memory");
@@ -2121,13 +1963,6 @@ static int ws_map_planes(CUtensorMap *m, const uint16_t *h1, const uint16_t *h3,
 static int ws_aligned(const void *p)
 {
 	return ((uintptr_t)p & 15) == 0;
-}
-
-/* round 24: the modes that take the tail split (ws_sk_plan) */
-static constexpr bool ws_sk_mode(int mode, bool pp)
-{
-	return !pp && (mode == WS_UP || mode == WS_DOWN || mode == WS_UP_DX || mode == WS_DOWNB ||
-	               mode == WS_UP_DXB);
 }
 
 /* the dynamic shared memory of k_ws<MODE, st, pp>: the ring (+ round 15's
@@ -2301,25 +2136,24 @@ static int ws_launch(const struct policy_moe_dims *d, struct ws_args *a, const u
 	}
 	if (a->np < 1)
 		a->np = 1;
-	/* round 24 (POLICY_GPU_MOE_DW_WIN): the weight gradients over nseg
-	 * micro-batches' rows (see policy_moe_dims) */
+	/* round 24 (the window's modes): the segments of policy_moe_dims */
 	a->nseg = 1;
 	a->rstride = 0;
 	a->ostride = 0;
-	if (d->nseg > 1) {
-		if (MB != WS_DOWN_DW && MB != WS_UP_DW)
+	if (ws_seg(MODE)) {
+		if (d->nseg < 1 || d->rstride < R || d->ostride < d->E + 1)
 			return swerve_error_set(SWERVE_EINVAL,
-			                        "gpu moe wsb: %d segments: only the weight "
-			                        "gradients sum segments",
-			                        d->nseg);
-		if (d->rstride < R || d->ostride < d->E + 1)
-			return swerve_error_set(SWERVE_EINVAL,
-			                        "gpu moe wsb: segments %d rows / %d offsets apart "
+			                        "gpu moe wsb: %d segments %d rows / %d offsets apart "
 			                        "(at least %d / %d)",
-			                        d->rstride, d->ostride, R, d->E + 1);
+			                        d->nseg, d->rstride, d->ostride, R, d->E + 1);
 		a->nseg = d->nseg;
 		a->rstride = d->rstride;
 		a->ostride = d->ostride;
+	} else if (d->nseg > 1) {
+		return swerve_error_set(SWERVE_EINVAL,
+		                        "gpu moe wsb: %d segments: only the weight gradients sum "
+		                        "segments",
+		                        d->nseg);
 	}
 	if ((MB == WS_DOWN_DW || MB == WS_UP_DW) && a->np * d->E > WS_EMAX)
 		return swerve_error_set(SWERVE_EINVAL, "gpu moe wsb3: %d experts (at most %d)",
@@ -2370,7 +2204,7 @@ static int ws_launch(const struct policy_moe_dims *d, struct ws_args *a, const u
 	        : MB == WS_DOWN                                                          ? F
 	                                                                                 : 2 * F;
 	/* the rows A (and B) span: round 24's segments, or R */
-	const cuuint64_t rows = a->nseg > 1 ? (cuuint64_t)a->nseg * a->rstride : (cuuint64_t)R;
+	const cuuint64_t rows = ws_seg(MODE) ? (cuuint64_t)a->nseg * a->rstride : (cuuint64_t)R;
 	const cuuint64_t adim[2] = {kd, rows}, wfd[3] = {D, F, E}, wdf[3] = {F, D, E};
 	int rc;
 	if (MB == WS_DOWN_DW || MB == WS_UP_DW) {
@@ -2412,7 +2246,7 @@ static int ws_launch(const struct policy_moe_dims *d, struct ws_args *a, const u
 	a->F = d->F;
 	a->epi = epi;
 	a->dyn = dyn;
-	a->kch = a->nseg > 1 ? 0 : kch; /* round 24: segments are never split */
+	a->kch = ws_seg(MODE) ? 0 : kch; /* round 24: the window's tiles are never split */
 	if (ws_cl(MODE)) { /* round 16: a.kch is the clusters' release form (see ws_release) */
 		static const char *const arrives[] = {"cluster", "cta"};
 		const int ar = policy_env_choice("POLICY_GPU_MOE_WSB7_ARRIVE", arrives, 2, 0);
@@ -2444,34 +2278,6 @@ static int ws_launch(const struct policy_moe_dims *d, struct ws_args *a, const u
 			nflags = n;
 		}
 		a->flags = flags;
-	}
-	if constexpr (ws_sk_mode(MODE, PP)) {
-		/* round 24: POLICY_GPU_MOE_WS_TAIL, the row modes' last partial
-		 * round of tiles cut along K into at most 2, 3 or 4 parts (see
-		 * ws_sk_plan), or off; the parts' sums and flags kept per mode (a
-		 * grid's worth: r (s - 1) < grid slots of 128 KB) */
-		static const char *const tails[] = {"off", "2", "3", "4"};
-		const int tl = policy_env_choice("POLICY_GPU_MOE_WS_TAIL", tails, 4, 0);
-		if (tl < 0)
-			return tl;
-		a->sk = tl > 0 ? tl + 1 : 0;
-		static float *skp;
-		static int *skf;
-		static int nsk;
-		if (a->sk && nsk < ctas) {
-			cudaFree(skp);
-			cudaFree(skf);
-			skp = NULL;
-			skf = NULL;
-			nsk = 0;
-			CK(cudaMalloc(&skp, (size_t)ctas * 32768 * sizeof(float)));
-			CK(cudaMalloc(&skf, (size_t)ctas * WS_SKMAX * sizeof(int)));
-			policy_gpu_alloc_gen++; /* gpu_util.h */
-			CK(cudaMemset(skf, 0, (size_t)ctas * WS_SKMAX * sizeof(int)));
-			nsk = ctas;
-		}
-		a->skp = skp;
-		a->skf = skf;
 	}
 	int grid = cap > 0 && cap < ctas ? cap : ctas;
 	if (ws_cl(MODE)) /* two tiles at a time a cluster of two CTAs */
@@ -2605,6 +2411,8 @@ int policy_moe_ws_down_dw(const struct policy_moe_dims *d, float *dw2, const uin
 	struct ws_args a = {};
 	a.dw1 = dw2;
 	a.beta = beta != 0;
+	if (d->nseg > 1) /* round 24: a window of micro-batches */
+		return ws_launch<WS_DOWN_DWS>(d, &a, dyp, hh, NULL, cap, stream);
 	return ws_launch<WS_DOWN_DW>(d, &a, dyp, hh, NULL, cap, stream);
 }
 
@@ -2629,6 +2437,8 @@ int policy_moe_ws_down_dw_pair(const struct policy_moe_dims *d, float *dw2, cons
 	a.dw1b = dw2b;
 	a.pa2 = dyp2;
 	a.pb2 = hh2;
+	if (d->nseg > 1) /* round 24: a window of micro-batches */
+		return ws_launch<WS_DOWN_DWS>(d, &a, dyp, hh, NULL, cap, stream);
 	return ws_launch<WS_DOWN_DW>(d, &a, dyp, hh, NULL, cap, stream);
 }
 
@@ -2641,6 +2451,8 @@ int policy_moe_ws_up_dw(const struct policy_moe_dims *d, float *dw1, float *dw3,
 	a.dw1 = dw1;
 	a.dw3 = dw3;
 	a.beta = beta != 0;
+	if (d->nseg > 1) /* round 24: a window of micro-batches */
+		return ws_launch<WS_UP_DWS>(d, &a, dh13, xg, NULL, cap, stream);
 	return ws_launch<WS_UP_DW>(d, &a, dh13, xg, NULL, cap, stream);
 }
 

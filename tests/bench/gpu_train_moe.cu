@@ -71,7 +71,7 @@ static int cmpf(const void *a, const void *b)
 }
 
 #define NVAR 49
-#define NP   13
+#define NP   17
 
 int main(int argc, char **argv)
 {
@@ -91,12 +91,15 @@ int main(int argc, char **argv)
 	                         "down dW stored",        "up dW stored",
 	                         "gather x -> xg (pass)", "up, A = xg",
 	                         "up dW, B = xg",         "up dW xg stored",
-	                         "down dW, 2 layers in 1"};
+	                         "down dW, 2 layers in 1",  "up dW xg, 4 x T/4",
+	                         "up dW xg, 4 x T/4 in 1",  "down dW, 4 x T/4",
+	                         "down dW, 4 x T/4 in 1"};
 	const double fl[NP] = {2.0 * R * D * 2 * F, 2.0 * R * F * D,     2.0 * R * D * F,
 	                       2.0 * R * D * F,     2.0 * R * 2 * F * D, 2.0 * R * 2 * F * D,
 	                       2.0 * R * D * F,     2.0 * R * 2 * F * D, 0,
 	                       2.0 * R * D * 2 * F, 2.0 * R * 2 * F * D, 2.0 * R * 2 * F * D,
-	                       4.0 * R * D * F};
+	                       4.0 * R * D * F,     2.0 * R * 2 * F * D, 2.0 * R * 2 * F * D,
+	                       2.0 * R * D * F,     2.0 * R * D * F};
 	double ms_tab[2 * NVAR][NP]; /* (kernel, routing) */
 	double lay[NVAR][2], layg[NVAR][2], lay_f = 0;
 	/* round 9: wgtdp = wgtd + EPI=tma with up (A = xg) and down dX in
@@ -163,13 +166,14 @@ int main(int argc, char **argv)
 	uint16_t *dyp = (uint16_t *)dev_rand((size_t)R * D, 1);
 	uint16_t *h1, *h3, *hh, *dh13, *xg;
 	float *yp, *dxp, *dw1, *dw3, *dw2;
-	int *offs, *perm;
+	int *offs, *perm, *offw; /* offw: round 24's window, 4 segments of R / 4 rows */
 	if (cudaMalloc(&h1, (size_t)R * F * 2) || cudaMalloc(&h3, (size_t)R * F * 2) ||
 	    cudaMalloc(&hh, (size_t)R * F * 2) || cudaMalloc(&dh13, (size_t)R * 2 * F * 2) ||
 	    cudaMalloc(&xg, (size_t)R * D * 2 + 16) || cudaMalloc(&yp, (size_t)R * D * 4) ||
 	    cudaMalloc(&dxp, (size_t)R * D * 4) || cudaMalloc(&dw1, wsz * 4) ||
 	    cudaMalloc(&dw3, wsz * 4) || cudaMalloc(&dw2, wsz * 4) ||
-	    cudaMalloc(&offs, (E + 1) * 4) || cudaMalloc(&perm, R * 4))
+	    cudaMalloc(&offs, (E + 1) * 4) || cudaMalloc(&offw, 4 * (E + 2) * 4) ||
+	    cudaMalloc(&perm, R * 4))
 		DIE("cudaMalloc");
 	cudaMemset(dw1, 0, wsz * 4);
 	cudaMemset(dw3, 0, wsz * 4);
@@ -192,6 +196,10 @@ int main(int argc, char **argv)
 	struct policy_moe_dims d = {T, K, E, D, F, offs, perm, 0, 0, 0, 0};
 	/* round 7: up and up dW reading the gathered copy xg (R, D) */
 	struct policy_moe_dims dg = {T, K, E, D, F, offs, perm, 1, 0, 0, 0};
+	/* round 24 (POLICY_GPU_MOE_DW_WIN): the same rows as 4 micro-batches of
+	 * T / 4 tokens (each routed in the same proportions), a launch each
+	 * (the first stored, as the step's) or the 4 in one launch */
+	struct policy_moe_dims dw4 = {T / 4, K, E, D, F, offw, perm, 1, 4, R / 4, E + 2};
 	for (int v = 0; v < 2 * nvar; v++) {
 		int o[9], skew = v & 1;
 		{ /* "NAME+EPI": NAME with POLICY_GPU_MOE_EPI=EPI */
@@ -244,6 +252,14 @@ int main(int argc, char **argv)
 		}
 		o[E] = R;
 		cudaMemcpy(offs, o, sizeof(o), cudaMemcpyHostToDevice);
+		{
+			int ow[4 * 10] = {0};
+			for (int sg = 0; sg < 4; sg++) {
+				for (int e = 0; e <= E; e++)
+					ow[sg * (E + 2) + e] = e == E ? R / 4 : o[e] / 4;
+			}
+			cudaMemcpy(offw, ow, 4 * (E + 2) * 4, cudaMemcpyHostToDevice);
+		}
 		for (int k = 0; k < NP; k++) {
 			float t[20];
 			for (int it = 0; it < 23; it++) {
@@ -261,10 +277,28 @@ int main(int argc, char **argv)
 				case 9: SW(policy_moe_up(&dg, h1, h3, hh, xg, w1, w3)); break;
 				case 10: SW(policy_moe_up_dw(&dg, dw1, dw3, dh13, xg, 1)); break;
 				case 11: SW(policy_moe_up_dw(&dg, dw1, dw3, dh13, xg, 0)); break;
-				default: /* round 23: two layers' down dW (the second into dw1) */
+				case 12: /* round 23: two layers' down dW (the second into dw1) */
 					SW(policy_moe_down_dw_pair(&d, dw2, dyp, hh, &d, dw1, dyp,
 					                           hh, 1));
 					break;
+				case 13:
+				case 15: /* round 24: 4 micro-batches, a launch each */
+					for (int sg = 0; sg < 4; sg++) {
+						struct policy_moe_dims d1 = dw4;
+						d1.offs = offw + sg * (E + 2);
+						d1.nseg = 0;
+						const size_t r0 = (size_t)sg * (R / 4);
+						if (k == 13)
+							SW(policy_moe_up_dw(&d1, dw1, dw3,
+							                    dh13 + r0 * 2 * F,
+							                    xg + r0 * D, sg > 0));
+						else
+							SW(policy_moe_down_dw(&d1, dw2, dyp + r0 * D,
+							                      hh + r0 * F, sg > 0));
+					}
+					break;
+				case 14: SW(policy_moe_up_dw(&dw4, dw1, dw3, dh13, xg, 0)); break;
+				default: SW(policy_moe_down_dw(&dw4, dw2, dyp, hh, 0)); break;
 				}
 				cudaEventRecord(e1, 0);
 				if (cudaEventSynchronize(e1) != cudaSuccess)

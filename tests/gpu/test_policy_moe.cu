@@ -1066,136 +1066,20 @@ static int test_dw_red_bits(void)
 	return dw_bits_case(4096, 8, 768, 1024, 1) | dw_bits_case(300, 8, 128, 192, 0);
 }
 
-/* round 24 (POLICY_GPU_MOE_WS_TAIL): the row products' last partial round
- * of tiles cut along K. up (from xg: h1, h3, hh), down and up dX (bf16 slot
- * rows) with the split (4 parts at most) against without it on the same
- * inputs. The fp32 sums of a split tile run in another order, so an
- * element may round to a neighbouring bf16 value, and where the sum
- * cancels to near zero its few low bits differ: every element within
- * 2^-7 of itself plus 1e-3 of the tensor's rms (a part lost or added twice
- * is ~rms off); the split twice bit for bit (a fixed order); nothing left
- * poisoned; must_differ: the split ran (some elements of h1 and dxp round
- * otherwise). ctas > 0 caps the grid (POLICY_GPU_MOE_CTAS) so that small
- * shapes split too; prints the tail (tiles of the last round) of each */
-static float bf2f(uint16_t h)
-{
-	uint32_t u = (uint32_t)h << 16;
-	float f;
-	memcpy(&f, &u, 4);
-	return f;
-}
-static int tail_case(int T, int E, int D, int F, int skew, int ctas, int must_differ)
-{
-	const int K = 2, R = T * K;
-	const size_t nRD = (size_t)R * D, nRF = (size_t)R * F, wsz = (size_t)E * F * D;
-	int fail = 0, *offs = seg_offs(E, R, skew), *perm = seg_perm(R), sms = 0, dev = 0;
-	CKC(cudaGetDevice(&dev));
-	CKC(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-	const int G = ctas > 0 ? ctas : sms;
-	const char *prev = getenv("POLICY_GPU_MOE_WS_TAIL");
-	char *keep = prev ? strdup(prev) : NULL; /* the caller's, restored at the end */
-	uint16_t *in = (uint16_t *)malloc((nRD + 3 * wsz + 3 * nRF) * 2);
-	for (size_t i = 0; i < nRD + 3 * wsz + 3 * nRF; i++) /* xg | w1 w3 w2 | hh | dh13 */
-		in[i] = f2bf(i < nRD || i >= nRD + 3 * wsz ? nrand() : nrand() / sqrtf((float)D));
-	int *d_offs = (int *)dup_dev(offs, (E + 1) * 4), *d_perm = (int *)dup_dev(perm, R * 4);
-	uint16_t *d_in = (uint16_t *)dup_dev(in, (nRD + 3 * wsz + 3 * nRF) * 2);
-	const size_t nout = 3 * nRF + 2 * nRD; /* h1 h3 hh | yp | dxp */
-	uint16_t *d_o[3] = {(uint16_t *)poisoned(nout * 2), (uint16_t *)poisoned(nout * 2),
-	                    (uint16_t *)poisoned(nout * 2)};
-	CHECK(d_offs && d_perm && d_in && d_o[0] && d_o[1] && d_o[2], "cudaMalloc failed");
-	const uint16_t *xg = d_in, *w1 = d_in + nRD, *w3 = w1 + wsz, *w2 = w3 + wsz,
-	               *hh = w2 + wsz, *dh13 = hh + nRF;
-	struct policy_moe_dims dm = {T, K, E, D, F, d_offs, d_perm, 1, 0, 0, 0};
-	char cap[16];
-	snprintf(cap, sizeof(cap), "%d", ctas);
-	if (ctas > 0)
-		setenv("POLICY_GPU_MOE_CTAS", cap, 1);
-	for (int v = 0; v < 3; v++) { /* off, split, split again */
-		uint16_t *o = d_o[v];
-		setenv("POLICY_GPU_MOE_WS_TAIL", v ? "4" : "off", 1);
-		CKM(policy_moe_up(&dm, o, o + nRF, o + 2 * nRF, xg, w1, w3));
-		CKM(policy_moe_down_b16(&dm, o + 3 * nRF, hh, w2));
-		CKM(policy_moe_up_dx_b16(&dm, o + 3 * nRF + nRD, dh13, w1, w3));
-	}
-	CKC(cudaDeviceSynchronize());
-	uint16_t *g[3];
-	for (int v = 0; v < 3; v++) {
-		g[v] = (uint16_t *)malloc(nout * 2);
-		CKC(cudaMemcpy(g[v], d_o[v], nout * 2, cudaMemcpyDeviceToHost));
-	}
-	static const char *const nm[5] = {"h1", "h3", "hh", "yp", "dxp"};
-	const size_t base[6] = {0, nRF, 2 * nRF, 3 * nRF, 3 * nRF + nRD, nout};
-	int nrt = 0;
-	for (int e = 0; e < E; e++)
-		nrt += (offs[e + 1] - offs[e] + 127) / 128;
-	const int tail_up = nrt * ((F + 127) / 128) % G, tail_dx = nrt * ((D + 255) / 256) % G;
-	printf("  T %d, D %d, F %d, %s, %d CTAs; tail tiles (up / down, up dX): %d / %d\n", T, D,
-	       F, skew ? "skewed" : "random", G, tail_up, tail_dx);
-	for (int k = 0; k < 5; k++) {
-		size_t ndiff = 0, nrep = 0, npois = 0, nbad = 0;
-		double ss = 0, worst = 0;
-		for (size_t i = base[k]; i < base[k + 1]; i++)
-			ss += (double)bf2f(g[0][i]) * bf2f(g[0][i]);
-		const double rms = sqrt(ss / (double)(base[k + 1] - base[k]));
-		for (size_t i = base[k]; i < base[k + 1]; i++) {
-			const double x = bf2f(g[0][i]), y = bf2f(g[1][i]), d = fabs(x - y);
-			ndiff += g[0][i] != g[1][i];
-			nbad += d > fmax(fabs(x), fabs(y)) / 128 + 1e-3 * rms;
-			worst = d / rms > worst ? d / rms : worst;
-			nrep += g[1][i] != g[2][i];
-			npois += g[0][i] == 0xffff || g[1][i] == 0xffff;
-		}
-		printf("    %-3s split vs off: %zu of %zu differ (worst %.2g of the rms), %zu beyond "
-		       "tolerance; again: %zu differ, %zu poisoned\n",
-		       nm[k], ndiff, base[k + 1] - base[k], worst, nbad, nrep, npois);
-		const int tail = k < 3 ? tail_up : tail_dx; /* this product's last round */
-		fail |= nbad != 0 || nrep != 0 || npois != 0 ||
-		        (must_differ && (k == 0 || k == 4) && tail > 0 && 2 * tail <= G &&
-		         ndiff == 0);
-	}
-	setenv("POLICY_GPU_MOE_WS_TAIL", "5", 1);
-	int rc = policy_moe_down_b16(&dm, d_o[0] + 3 * nRF, hh, w2);
-	if (rc != SWERVE_EINVAL || !strstr(swerve_error_last(), "POLICY_GPU_MOE_WS_TAIL")) {
-		printf("    misspelt: rc %d, message \"%s\"\n", rc, swerve_error_last());
-		fail = 1;
-	}
-	if (keep)
-		setenv("POLICY_GPU_MOE_WS_TAIL", keep, 1);
-	else
-		unsetenv("POLICY_GPU_MOE_WS_TAIL");
-	free(keep);
-	unsetenv("POLICY_GPU_MOE_CTAS");
-	variant_setenv();
-	cudaFree(d_offs), cudaFree(d_perm), cudaFree(d_in);
-	for (int v = 0; v < 3; v++)
-		cudaFree(d_o[v]), free(g[v]);
-	free(offs), free(perm), free(in);
-	return fail;
-}
-static int test_tail_split(void)
-{
-	if (!have_gpu())
-		return GPU_SKIP;
-	if (strcmp(variant_env[variant], "wsb3w"))
-		return 0;
-	/* the benchmark's shape skewed (134 row tiles: a tail of 16 up tiles and
-	 * 6 down / up dX tiles on 132 SMs), half of it (up splits in 3), random
-	 * segments with an empty expert on 5 CTAs */
-	return tail_case(8192, 8, 768, 1024, 1, 0, 1) | tail_case(4096, 8, 768, 1024, 1, 0, 0) |
-	       tail_case(700, 8, 256, 512, 0, 5, 0) | tail_case(300, 4, 128, 192, 0, 3, 0);
-}
-
 /* round 24 (POLICY_GPU_MOE_DW_WIN): the weight gradients of nseg
  * micro-batches in one launch (policy_moe_dims's nseg: segment s's rows at
  * s rstride.., its offsets at s ostride) against one launch a micro-batch
  * (the first stored, the others added) on the same inputs: down dW, up dW
  * from xg and the two-layer down dW, stored and added to a random start.
  * The segments' sums run as one K loop instead of nseg rounded fp32
- * partial sums, so elements differ in their low bits: each within 1e-5 of
- * the tensor's rms (a segment lost or added twice is ~rms / sqrt(nseg)
- * off); segments with an empty expert and a micro-batch of another size
+ * partial sums, and the tensor cores' fp32 accumulation truncates, so the
+ * two differ in their low bits: each element within 2e-4 of the tensor's
+ * rms (a segment lost or added twice is ~rms / sqrt(nseg) off). Where
+ * cheap (cpu_ref), both against a double-precision sum on the CPU: the one
+ * launch's worst error at most twice the per-micro-batch launches' (plus
+ * 1e-6 of the rms). Segments with an empty expert and of other sizes
  * (rstride is the largest) */
-static int window_case(int T, int E, int D, int F, int nseg)
+static int window_case(int T, int E, int D, int F, int nseg, int cpu_ref)
 {
 	const int K = 2, R = T * K, RS = R + 64, OS = E + 3; /* rows / offsets apart */
 	const size_t nRD = (size_t)nseg * RS * D, nRF = (size_t)nseg * RS * F,
@@ -1270,7 +1154,33 @@ static int window_case(int T, int E, int D, int F, int nseg)
 			printf("  %-7s (T %d x %d, D %d, F %d, %s) one launch vs one a segment: worst "
 			       "%.2g of the rms (%.3g), %zu NaN\n",
 			       nm[k], T, nseg, D, F, st ? "stored" : "added", worst, rms, nnan);
-			fail |= !(worst <= 1e-5) || nnan != 0;
+			fail |= !(worst <= 2e-4) || nnan != 0;
+			if (!cpu_ref || k > 2)
+				continue;
+			/* the exact sum: dW2[e] (D x F) += dyp^T hh, [dW1; dW3][e] (2F x
+			 * D) += dh13^T xg over expert e's rows of every segment */
+			const int M = k == 0 ? D : F, N = k == 0 ? F : D;
+			double e1 = 0, e2 = 0;
+			for (int e = 0; e < E; e++)
+				for (int m = 0; m < M; m++)
+					for (int n = 0; n < N; n++) {
+						const size_t j = (size_t)e * M * N + (size_t)m * N + n;
+						double acc = st ? 0.0 : w0[k * wsz + j];
+						for (int sg = 0; sg < nseg; sg++)
+							for (int r = offs[sg * OS + e]; r < offs[sg * OS + e + 1];
+							     r++) {
+								const size_t row = (size_t)sg * RS + r;
+								acc += k == 0 ? bf(rd[row * D + m]) * bf(rf[row * F + n])
+								              : (double)bf(rf[nRF + row * 2 * F +
+								                                (k - 1) * F + m]) *
+								                        bf(rd[nRD + row * D + n]);
+							}
+						e1 = fmax(e1, fabs(got[j] - acc));
+						e2 = fmax(e2, fabs(ref[j] - acc));
+					}
+			printf("          against the exact sum: one launch %.3g, one a segment %.3g\n",
+			       e1, e2);
+			fail |= !(e1 <= 2 * e2 + 1e-6 * rms);
 		}
 	}
 	cudaFree(d_offs), cudaFree(d_perm), cudaFree(d_rd), cudaFree(d_rf);
@@ -1285,8 +1195,8 @@ static int test_dw_window(void)
 		return GPU_SKIP;
 	if (strcmp(variant_env[variant], "wsb3w"))
 		return 0;
-	return window_case(2048, 8, 768, 1024, 4) | window_case(300, 8, 128, 192, 3) |
-	       window_case(500, 4, 64, 128, 2);
+	return window_case(2048, 8, 768, 1024, 4, 0) | window_case(300, 8, 128, 192, 3, 1) |
+	       window_case(500, 4, 64, 128, 2, 1);
 }
 
 /* round 19b: a misspelt wsb9 name ("wsb9x") is refused by down dX, naming
@@ -1374,8 +1284,6 @@ int main(int argc, char **argv)
 	         test_dw_red_bits},
 	        {"grouped MoE GEMMs: two layers' down dW in one launch bit for bit (wsb3w)",
 	         test_dw_pair_bits},
-	        {"grouped MoE GEMMs: the row products' tail cut along K vs not (wsb3w)",
-	         test_tail_split},
 	        {"grouped MoE GEMMs: the weight gradients of a window of micro-batches (wsb3w)",
 	         test_dw_window},
 	        {"grouped MoE GEMMs: a misspelt POLICY_GPU_MOE_KERNEL is refused (wsb9x)",
