@@ -1852,10 +1852,11 @@ static int gz_setup(struct policy_gpu *g, const struct policy_layout *L)
 }
 
 /* round 24 (POLICY_GPU_MOE_DW_WIN): the layers' xg, hh and doffs at slice s
- * of their window buffers (struct glayer) */
+ * of their window buffers (struct glayer; the grouped path's rows are the T K
+ * assignments, no padding: slices Tm K rows apart) */
 static void win_point(struct policy_gpu *g, int s)
 {
-	const size_t rp = (size_t)g->Rp, D = g->cfg.dim, F = g->cfg.expert_hidden;
+	const size_t rp = (size_t)g->Tm * g->cfg.top_k, D = g->cfg.dim, F = g->cfg.expert_hidden;
 	for (int l = 0; g->win && l < g->cfg.n_layers; l++) {
 		struct glayer *y = &g->ly[l];
 		if (!y->xgw)
@@ -2045,11 +2046,11 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 			return v;
 		g->rt_norm = v && g->a16g && g->act16 && g->a16r && g->route_new >= 3;
 	}
-	{ /* round 24: POLICY_GPU_MOE_DW_WIN=off (the default) | 2 .. 8 | auto (4
-	   * where the slices take at most an eighth of the card's memory,
-	   * checked in gpu_build; else off) */
+	{ /* round 24: POLICY_GPU_MOE_DW_WIN=auto (the default: 4, or 2, where the
+	   * slices take at most a fifth of the card's memory and the model can
+	   * take them, checked in gpu_build; else off) | off | 2 .. 8 */
 		static const char *const names[] = {"off", "2", "3", "4", "5", "6", "7", "8", "auto"};
-		int v = policy_env_choice("POLICY_GPU_MOE_DW_WIN", names, 9, 0);
+		int v = policy_env_choice("POLICY_GPU_MOE_DW_WIN", names, 9, 8);
 		if (v < 0)
 			return v;
 		g->win = v == 8 ? -4 : v ? v + 1 : 0; /* -4: auto's 4, if it fits */
@@ -2255,13 +2256,13 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 	g->dw_pair = g->dw_pair && g->moe_grouped && cfg->n_layers > 1;
 	if (g->dw_pair) /* round 23: a deferred layer's dyp (moe_bwd_grouped) */
 		CK(cudaMalloc((void **)&g->dyp2, TK * D * 2 + 16));
-	if (g->win < 0) { /* round 24, auto: where it fits and can run, else off */
+	if (g->win < 0) { /* round 24, auto: 4, or 2, where that fits and can run; else off */
 		size_t fr = 0, tot = 0;
-		const size_t need = (size_t)-g->win * cfg->n_layers * Rp * (3 * D + 3 * F) * 2;
-		g->win = g->moe_grouped && g->moe_gather && g->ab && policy_moe_dw_window_supported() &&
-		                         cudaMemGetInfo(&fr, &tot) == cudaSuccess && need <= tot / 8
-		                 ? -g->win
-		                 : 0;
+		const size_t slice = (size_t)cfg->n_layers * TK * (2 * D + 3 * F) * 2;
+		const int ok = g->moe_grouped && g->moe_gather && g->ab &&
+		               policy_moe_dw_window_supported() &&
+		               cudaMemGetInfo(&fr, &tot) == cudaSuccess;
+		g->win = ok && 4 * slice <= tot / 5 ? 4 : ok && 2 * slice <= tot / 5 ? 2 : 0;
 	}
 	if (g->win) { /* round 24: the window's slices (see struct glayer) */
 		if (!g->moe_grouped || !g->moe_gather || !g->ab || !policy_moe_dw_window_supported())
@@ -2272,7 +2273,7 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 			                        "weight gradients sum segments "
 			                        "(POLICY_GPU_MOE_KERNEL=wsb3w)",
 			                        g->win);
-		const size_t w = (size_t)g->win, rp = (size_t)Rp;
+		const size_t w = (size_t)g->win, rp = TK; /* see win_point */
 		for (int l = 0; l < cfg->n_layers; l++) {
 			struct glayer *y = &g->ly[l];
 			cudaFree(y->xg); /* replaced by slice 0 of the window's */
@@ -3015,7 +3016,7 @@ static int moe_bwd_grouped(struct policy_gpu *g, int l, float *dn, const float *
 	const int pair = g->dw_pair && !g->win ? g->pair_l : -1,
 	          defer = g->dw_pair && !g->win && pair < 0 && l >= 1;
 	if (g->win) { /* round 24: kept in the window's slice for win_flush */
-		const size_t s = (size_t)g->win_n * g->Rp;
+		const size_t s = (size_t)g->win_n * g->Tm * K;
 		dyp = ly->dypw + s * D;
 		dh13 = ly->dh13w + s * 2 * F;
 	} else if (defer) {
@@ -3108,7 +3109,7 @@ static int win_flush(struct policy_gpu *g)
 		struct policy_moe_dims d = moe_dims(g, ly, g->Tm);
 		d.offs = ly->offsw;
 		d.nseg = g->win_n;
-		d.rstride = g->Rp;
+		d.rstride = g->Tm * c->top_k; /* see win_point */
 		d.ostride = c->n_experts + 2;
 		rc = policy_moe_up_dw(&d, g->grads + lp->w1, g->grads + lp->w3, ly->dh13w, ly->xgw,
 		                      beta);

@@ -1334,11 +1334,12 @@ static int dw_window_case(const char *base, const char *env, int pg)
 }
 static int test_dw_window_2(void)
 {
-	return dw_window_case("", "POLICY_GPU_MOE_DW_WIN=2", 0);
+	return dw_window_case("POLICY_GPU_MOE_DW_WIN=off", "POLICY_GPU_MOE_DW_WIN=2", 0);
 }
 static int test_dw_window_3_streams(void)
 {
-	return dw_window_case("POLICY_GPU_STREAMS=2", "POLICY_GPU_MOE_DW_WIN=3", 1);
+	return dw_window_case("POLICY_GPU_STREAMS=2 POLICY_GPU_MOE_DW_WIN=off",
+	                      "POLICY_GPU_MOE_DW_WIN=3", 1);
 }
 
 /* round 10: POLICY_GPU_ROUTE=route (v3, v4) with POLICY_GPU_MOE_COMB=new (the MoE's

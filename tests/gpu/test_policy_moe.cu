@@ -1076,8 +1076,10 @@ static int test_dw_red_bits(void)
  * two differ in their low bits: each element within 2e-4 of the tensor's
  * rms (a segment lost or added twice is ~rms / sqrt(nseg) off). Where
  * cheap (cpu_ref), both against a double-precision sum on the CPU: the one
- * launch's worst error at most twice the per-micro-batch launches' (plus
- * 1e-6 of the rms). Segments with an empty expert and of other sizes
+ * launch's worst error at most nseg + 1 times the per-micro-batch
+ * launches' (plus 1e-6 of the rms): the truncation error of the
+ * accumulator grows with K, nseg times longer here (H100: 2.0-2.6 times,
+ * ~7e-6 of the rms). Segments with an empty expert and of other sizes
  * (rstride is the largest) */
 static int window_case(int T, int E, int D, int F, int nseg, int cpu_ref)
 {
@@ -1180,7 +1182,7 @@ static int window_case(int T, int E, int D, int F, int nseg, int cpu_ref)
 					}
 			printf("          against the exact sum: one launch %.3g, one a segment %.3g\n",
 			       e1, e2);
-			fail |= !(e1 <= 2 * e2 + 1e-6 * rms);
+			fail |= !(e1 <= (nseg + 1) * e2 + 1e-6 * rms);
 		}
 	}
 	cudaFree(d_offs), cudaFree(d_perm), cudaFree(d_rd), cudaFree(d_rf);
