@@ -320,6 +320,7 @@ struct policy_gpu {
 	 * kept, win_added 1 once a flush of this gradient window wrote the
 	 * arena (later ones add) */
 	int win, win_n, win_added;
+	int win_bwd; /* this micro-batch fills the window: its backward runs the dW */
 	/* round 23: POLICY_GPU_RT_NORM=fused (1, opt-in): the route backward
 	 * does the ffn norm's backward on each row of dn in registers
 	 * (policy_route_bwd_slots_b16n), so dn (fp32, T x D) is neither written
@@ -2914,6 +2915,18 @@ static struct policy_moe_dims moe_dims(const struct policy_gpu *g, const struct 
 	return d;
 }
 
+/* round 24: the expert dW's rows over the window's slices (win_point) as
+ * kept so far and this micro-batch's where a backward runs them (win_bwd) */
+static struct policy_moe_dims win_dims(const struct policy_gpu *g, const struct glayer *ly)
+{
+	struct policy_moe_dims d = moe_dims(g, ly, g->Tm);
+	d.offs = ly->offsw;
+	d.nseg = g->win_n + (g->win_bwd ? 1 : 0);
+	d.rstride = g->Tm * g->cfg.top_k;
+	d.ostride = g->cfg.n_experts + 2;
+	return d;
+}
+
 /* round 7: the routing's scratch (grown on demand) */
 static int route_ws(struct policy_gpu *g, int T)
 {
@@ -3013,12 +3026,20 @@ static int moe_bwd_grouped(struct policy_gpu *g, int l, float *dn, const float *
 	/* round 23 (dw_pair): the first layer of a pair (in backward order; not
 	 * layer 0) leaves its down dW to the next, its dyp kept in dyp2; the
 	 * next runs both */
-	const int pair = g->dw_pair && !g->win ? g->pair_l : -1,
-	          defer = g->dw_pair && !g->win && pair < 0 && l >= 1;
-	if (g->win) { /* round 24: kept in the window's slice for win_flush */
+	/* round 24 (the window): the inputs kept in the micro-batch's slice;
+	 * the expert dW only where this micro-batch fills the window (win_bwd:
+	 * then over all its slices, here, beside the dX chain as without a
+	 * window), else at win_flush. The pair's deferred layer keeps its dyp
+	 * in its own slice then, not in dyp2 */
+	const int dw = !g->win || g->win_bwd;
+	const int pair = g->dw_pair && dw ? g->pair_l : -1,
+	          defer = g->dw_pair && dw && pair < 0 && l >= 1;
+	struct policy_moe_dims dwd = d; /* the dW's rows: the window's slices, or d's */
+	if (g->win) {
 		const size_t s = (size_t)g->win_n * g->Tm * K;
 		dyp = ly->dypw + s * D;
 		dh13 = ly->dh13w + s * 2 * F;
+		dwd = win_dims(g, ly);
 	} else if (defer) {
 		dyp = g->dyp2;
 	}
@@ -3043,7 +3064,11 @@ static int moe_bwd_grouped(struct policy_gpu *g, int l, float *dn, const float *
 	/* the arena was cleared by this step (first micro-batch of a window):
 	 * store the expert dW instead of reading and adding */
 	int beta = !(g->moe_dwstore && g->n_acc == 0);
-	if (g->win) { /* round 24: the expert dW at win_flush */
+	if (g->win) /* round 24: the gradient window's first flush stores */
+		beta = !(g->moe_dwstore && !g->win_added);
+	/* round 24: the window's dW read from its slices' starts */
+	const uint16_t *dyp_w = g->win ? ly->dypw : dyp, *hh_w = g->win ? ly->hhw : (const uint16_t *)ly->hh;
+	if (!dw) { /* round 24: the expert dW at win_flush */
 	} else if (defer) { /* round 23: run with the next layer's (dyp2 kept until then) */
 		g->pair_l = l;
 	} else {
@@ -3052,14 +3077,13 @@ static int moe_bwd_grouped(struct policy_gpu *g, int l, float *dn, const float *
 		if (pair >= 0) { /* the deferred layer's and this one's */
 			const struct policy_layer_params *lq = &g->L->layers[pair];
 			const struct glayer *lyq = &g->ly[pair];
-			const struct policy_moe_dims dq = moe_dims(g, lyq, T);
+			const struct policy_moe_dims dq = g->win ? win_dims(g, lyq) : moe_dims(g, lyq, T);
 			g->pair_l = -1;
-			rc = policy_moe_down_dw_pair(&dq, G + lq->w2, g->dyp2,
-			                             (const uint16_t *)lyq->hh, &d, G + lp->w2, dyp,
-			                             (const uint16_t *)ly->hh, beta);
+			rc = policy_moe_down_dw_pair(&dq, G + lq->w2, g->win ? lyq->dypw : g->dyp2,
+			                             g->win ? lyq->hhw : (const uint16_t *)lyq->hh, &dwd,
+			                             G + lp->w2, dyp_w, hh_w, beta);
 		} else {
-			rc = policy_moe_down_dw(&d, G + lp->w2, dyp, (const uint16_t *)ly->hh,
-			                        beta);
+			rc = policy_moe_down_dw(&dwd, G + lp->w2, dyp_w, hh_w, beta);
 		}
 		if (g->streams) /* SV_MOE again after up dW, which reads moe_scr too */
 			CKR(side_done(g, SV_MOE, rc));
@@ -3067,11 +3091,13 @@ static int moe_bwd_grouped(struct policy_gpu *g, int l, float *dn, const float *
 	}
 	CKR(policy_moe_down_dx(&d, dh13, dyp, g->pb + lp->w2, (const uint16_t *)ly->h1,
 	                       (const uint16_t *)ly->h3));
-	if (!g->win) {
+	if (dw) {
 		if (g->streams)
 			CKR(side_fork(g));
-		rc = policy_moe_up_dw(&d, G + lp->w1, G + lp->w3, dh13,
-		                      (const uint16_t *)(g->moe_gather ? ly->xg : ly->xp), beta);
+		rc = policy_moe_up_dw(&dwd, G + lp->w1, G + lp->w3, g->win ? ly->dh13w : dh13,
+		                      g->win ? ly->xgw
+		                             : (const uint16_t *)(g->moe_gather ? ly->xg : ly->xp),
+		                      beta);
 		if (g->streams)
 			CKR(side_done(g, SV_MOE, rc));
 		CKR(rc);
@@ -3098,6 +3124,12 @@ static int moe_bwd_grouped(struct policy_gpu *g, int l, float *dn, const float *
 static int win_flush(struct policy_gpu *g)
 {
 	const struct policy_config *c = &g->cfg;
+	if (g->win_bwd) { /* the filling micro-batch's backward ran them */
+		g->win_bwd = 0;
+		g->win_n = 0;
+		g->win_added = 1;
+		return 0;
+	}
 	if (!g->win || !g->win_n)
 		return 0;
 	const int beta = !(g->moe_dwstore && !g->win_added);
@@ -3106,11 +3138,7 @@ static int win_flush(struct policy_gpu *g)
 	for (int l = c->n_layers - 1; l >= 0 && !rc; l--) {
 		const struct policy_layer_params *lp = &g->L->layers[l];
 		const struct glayer *ly = &g->ly[l];
-		struct policy_moe_dims d = moe_dims(g, ly, g->Tm);
-		d.offs = ly->offsw;
-		d.nseg = g->win_n;
-		d.rstride = g->Tm * c->top_k; /* see win_point */
-		d.ostride = c->n_experts + 2;
+		struct policy_moe_dims d = win_dims(g, ly);
 		rc = policy_moe_up_dw(&d, g->grads + lp->w1, g->grads + lp->w3, ly->dh13w, ly->xgw,
 		                      beta);
 		if (rc)
@@ -3849,7 +3877,9 @@ static int graph_part(struct policy_gpu *g, int part, const struct policy_batch 
 	k.maxlen = maxlen;
 	k.backward = backward;
 	k.first = g->n_acc == 0;
-	k.slice = g->win ? g->win_n : 0; /* round 24: the window slice's buffers */
+	/* round 24: the window slice's buffers and, where this micro-batch's
+	 * backward runs the window's dW, whether they store or add */
+	k.slice = g->win ? g->win_n | g->win_added << 8 : 0;
 	k.pg = pg;
 	k.part = part;
 	if (pg && opts) {
@@ -3990,6 +4020,7 @@ static int step_impl(struct policy_loss_stats *st, double *aux_out, float *out_l
 			g->win_added = 0;
 		}
 		win_point(g, g->win_n);
+		g->win_bwd = backward && g->win_n == g->win - 1;
 	}
 
 	if (g->graph == 2 && backward) { /* the backward queued behind the forward */

@@ -178,7 +178,19 @@
  * 0.119-0.120 against wsb5's 0.102 / 0.120 (level). ncu of wsb5's kernel:
  * DRAM 48% of peak, tensor pipe 29% active, 2.2 warps a scheduler, no
  * eligible warp 72% of the cycles: not bandwidth-bound; the consumers wait
- * (the h1 / h3 slots, then the next tile's refill). */
+ * (the h1 / h3 slots, then the next tile's refill).
+ *
+ * Round 24 (issue 10, POLICY_GPU_MOE_DW_WIN, the default's auto): modes
+ * WS_DOWN_DWS / WS_UP_DWS are DOWN_DW / UP_DW over a window of nseg
+ * micro-batches' rows (policy_moe_dims's nseg, rstride, ostride): a tile's
+ * k blocks walk each segment's rows of its expert in turn (ws_cur; every
+ * segment's partial last block zeroed as an expert's end is), so one launch
+ * sums n micro-batches' dW (one fill and one epilogue a tile instead of n,
+ * one store instead of n read-add-writes). Kernels of their own: the
+ * one-micro-batch kernels' cubin .text is unchanged (122 of 122 sections).
+ * H100, gpu_train_moe, the same rows as 4 micro-batches of 2048 tokens, ms
+ * balanced / skewed: up dW 0.228 / 0.241 in 4 launches against 0.108 /
+ * 0.113 in one; down dW 0.137 / 0.133 against 0.072 / 0.091. */
 #include "kernels/ptx.cuh"
 #include "kernels/tma.h"
 #include "policy/gpu_moe_ws.h"

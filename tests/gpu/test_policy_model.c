@@ -1322,9 +1322,10 @@ static int test_dw_pair_bitwise_streams(void)
  * in one launch a product, at win_flush) against off. Every tensor but the
  * experts' w1 / w2 / w3 bit for bit (the window changes no other launch:
  * xg, hh and the offsets only move to the micro-batch's slice), those
- * within 1e-5 relative. WIN=2 flushes inside the second micro-batch's step
- * (every slice kept), WIN=3 at policy_gpu_get_grads; the second step's
- * first micro-batch must restart the window (its flush stores) */
+ * within 1e-5 relative. WIN=2: the second micro-batch fills the window,
+ * so its backward runs the dW over both slices (on the weight-gradient
+ * stream with STREAMS=2); WIN=3: win_flush at policy_gpu_get_grads; the
+ * second step's first micro-batch must restart the window (its dW store) */
 static int dw_window_case(const char *base, const char *env, int pg)
 {
 	bw_tol = ".moe.w";
@@ -1335,6 +1336,11 @@ static int dw_window_case(const char *base, const char *env, int pg)
 static int test_dw_window_2(void)
 {
 	return dw_window_case("POLICY_GPU_MOE_DW_WIN=off", "POLICY_GPU_MOE_DW_WIN=2", 0);
+}
+static int test_dw_window_2_streams(void)
+{
+	return dw_window_case("POLICY_GPU_STREAMS=2 POLICY_GPU_MOE_DW_WIN=off",
+	                      "POLICY_GPU_MOE_DW_WIN=2", 1);
 }
 static int test_dw_window_3_streams(void)
 {
@@ -2385,6 +2391,9 @@ int main(void)
 	        {"POLICY_GPU_MOE_DW_WIN=2 vs off: 2 steps of K = 2, the experts' dW within 1e-5, "
 	         "the rest bit for bit (bf16, one stream)",
 	         test_dw_window_2},
+	        {"POLICY_GPU_MOE_DW_WIN=2 vs off: 2 steps of K = 2, the experts' dW within 1e-5, "
+	         "the rest bit for bit (bf16 CISPO, two streams)",
+	         test_dw_window_2_streams},
 	        {"POLICY_GPU_MOE_DW_WIN=3 vs off: 2 steps of K = 2, the experts' dW within 1e-5, "
 	         "the rest bit for bit (bf16 CISPO, two streams)",
 	         test_dw_window_3_streams},
