@@ -3879,7 +3879,7 @@ static int graph_part(struct policy_gpu *g, int part, const struct policy_batch 
 	k.first = g->n_acc == 0;
 	/* round 24: the window slice's buffers and, where this micro-batch's
 	 * backward runs the window's dW, whether they store or add */
-	k.slice = g->win ? g->win_n | g->win_added << 8 : 0;
+	k.slice = g->win ? g->win_n | (g->win_bwd ? 1 + g->win_added : 0) << 8 : 0;
 	k.pg = pg;
 	k.part = part;
 	if (pg && opts) {

@@ -1524,6 +1524,22 @@ static int test_graph_bitwise_cispo(void)
 {
 	return graph_bitwise(1, "1");
 }
+/* round 24: GRAPH=1 with POLICY_GPU_MOE_DW_WIN=2 in all three models: the
+ * graphs keyed by the window's slice, the second micro-batch's backward
+ * (which runs the window's dW) captured and replayed */
+static int test_graph_window_cispo(void)
+{
+	const char *was = getenv("POLICY_GPU_MOE_DW_WIN");
+	char saved[16];
+	snprintf(saved, sizeof(saved), "%s", was ? was : "");
+	setenv("POLICY_GPU_MOE_DW_WIN", "2", 1);
+	int rc = graph_bitwise(1, "1");
+	if (*saved)
+		setenv("POLICY_GPU_MOE_DW_WIN", saved, 1);
+	else
+		unsetenv("POLICY_GPU_MOE_DW_WIN");
+	return rc;
+}
 /* GRAPH=2 (round 21: the shape of GRAPH=auto, the default) */
 static int test_graph2_bitwise_xent(void)
 {
@@ -2415,6 +2431,9 @@ int main(void)
 	        {"POLICY_GPU_GRAPH=1 vs the default, bit for bit: 4 steps of K = 2, shapes "
 	         "changing (bf16 CISPO)",
 	         test_graph_bitwise_cispo},
+	        {"POLICY_GPU_GRAPH=1 vs 0 under POLICY_GPU_MOE_DW_WIN=2, bit for bit: 4 steps of "
+	         "K = 2, shapes changing (bf16 CISPO)",
+	         test_graph_window_cispo},
 	        {"POLICY_GPU_GRAPH=2 vs the default, bit for bit: 4 steps of K = 2, shapes "
 	         "changing (bf16 xent)",
 	         test_graph2_bitwise_xent},
