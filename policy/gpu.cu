@@ -2050,7 +2050,8 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 	{ /* round 24: POLICY_GPU_MOE_DW_WIN=auto (the default: 4, or 2, where the
 	   * slices take at most a fifth of the card's memory and the model can
 	   * take them, checked in gpu_build; else off) | off | 2 .. 8 */
-		static const char *const names[] = {"off", "2", "3", "4", "5", "6", "7", "8", "auto"};
+		static const char *const names[] = {"off", "2", "3", "4",   "5",
+		                                    "6",   "7", "8", "auto"};
 		int v = policy_env_choice("POLICY_GPU_MOE_DW_WIN", names, 9, 8);
 		if (v < 0)
 			return v;
@@ -2266,14 +2267,16 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 		g->win = ok && 4 * slice <= tot / 5 ? 4 : ok && 2 * slice <= tot / 5 ? 2 : 0;
 	}
 	if (g->win) { /* round 24: the window's slices (see struct glayer) */
-		if (!g->moe_grouped || !g->moe_gather || !g->ab || !policy_moe_dw_window_supported())
-			return swerve_error_set(SWERVE_EINVAL,
-			                        "gpu: POLICY_GPU_MOE_DW_WIN=%d needs bf16, the grouped "
-			                        "experts with the gathered rows "
-			                        "(POLICY_GPU_MOE_GATHER=copy) and a kernel whose "
-			                        "weight gradients sum segments "
-			                        "(POLICY_GPU_MOE_KERNEL=wsb3w)",
-			                        g->win);
+		if (!g->moe_grouped || !g->moe_gather || !g->ab ||
+		    !policy_moe_dw_window_supported())
+			return swerve_error_set(
+			        SWERVE_EINVAL,
+			        "gpu: POLICY_GPU_MOE_DW_WIN=%d needs bf16, the grouped "
+			        "experts with the gathered rows "
+			        "(POLICY_GPU_MOE_GATHER=copy) and a kernel whose "
+			        "weight gradients sum segments "
+			        "(POLICY_GPU_MOE_KERNEL=wsb3w)",
+			        g->win);
 		const size_t w = (size_t)g->win, rp = TK; /* see win_point */
 		for (int l = 0; l < cfg->n_layers; l++) {
 			struct glayer *y = &g->ly[l];
@@ -3067,8 +3070,9 @@ static int moe_bwd_grouped(struct policy_gpu *g, int l, float *dn, const float *
 	if (g->win) /* round 24: the gradient window's first flush stores */
 		beta = !(g->moe_dwstore && !g->win_added);
 	/* round 24: the window's dW read from its slices' starts */
-	const uint16_t *dyp_w = g->win ? ly->dypw : dyp, *hh_w = g->win ? ly->hhw : (const uint16_t *)ly->hh;
-	if (!dw) { /* round 24: the expert dW at win_flush */
+	const uint16_t *dyp_w = g->win ? ly->dypw : dyp,
+	               *hh_w = g->win ? ly->hhw : (const uint16_t *)ly->hh;
+	if (!dw) {          /* round 24: the expert dW at win_flush */
 	} else if (defer) { /* round 23: run with the next layer's (dyp2 kept until then) */
 		g->pair_l = l;
 	} else {
@@ -3077,11 +3081,12 @@ static int moe_bwd_grouped(struct policy_gpu *g, int l, float *dn, const float *
 		if (pair >= 0) { /* the deferred layer's and this one's */
 			const struct policy_layer_params *lq = &g->L->layers[pair];
 			const struct glayer *lyq = &g->ly[pair];
-			const struct policy_moe_dims dq = g->win ? win_dims(g, lyq) : moe_dims(g, lyq, T);
+			const struct policy_moe_dims dq =
+			        g->win ? win_dims(g, lyq) : moe_dims(g, lyq, T);
 			g->pair_l = -1;
 			rc = policy_moe_down_dw_pair(&dq, G + lq->w2, g->win ? lyq->dypw : g->dyp2,
-			                             g->win ? lyq->hhw : (const uint16_t *)lyq->hh, &dwd,
-			                             G + lp->w2, dyp_w, hh_w, beta);
+			                             g->win ? lyq->hhw : (const uint16_t *)lyq->hh,
+			                             &dwd, G + lp->w2, dyp_w, hh_w, beta);
 		} else {
 			rc = policy_moe_down_dw(&dwd, G + lp->w2, dyp_w, hh_w, beta);
 		}
@@ -3151,9 +3156,9 @@ static int win_flush(struct policy_gpu *g)
 			rc = policy_moe_up_dw(&dq, g->grads + lq->w1, g->grads + lq->w3, lyq->dh13w,
 			                      lyq->xgw, beta);
 			if (!rc)
-				rc = policy_moe_down_dw_pair(&d, g->grads + lp->w2, ly->dypw, ly->hhw,
-				                             &dq, g->grads + lq->w2, lyq->dypw,
-				                             lyq->hhw, beta);
+				rc = policy_moe_down_dw_pair(&d, g->grads + lp->w2, ly->dypw,
+				                             ly->hhw, &dq, g->grads + lq->w2,
+				                             lyq->dypw, lyq->hhw, beta);
 			l--;
 		} else {
 			rc = policy_moe_down_dw(&d, g->grads + lp->w2, ly->dypw, ly->hhw, beta);

@@ -305,8 +305,7 @@ __device__ __forceinline__ static void ws_wtot(const struct ws_args &a, int v, i
 struct ws_cur {
 	int s, j, nb, row0, n;
 };
-__device__ __forceinline__ static void ws_cur_seg(const struct ws_args &a, int v,
-                                                  struct ws_cur &c)
+__device__ __forceinline__ static void ws_cur_seg(const struct ws_args &a, int v, struct ws_cur &c)
 {
 	for (; c.s < a.nseg; c.s++) {
 		ws_wseg(a, v, c.s, &c.row0, &c.n);
@@ -316,8 +315,7 @@ __device__ __forceinline__ static void ws_cur_seg(const struct ws_args &a, int v
 	c.j = 0;
 	c.nb = (c.n + 63) / 64;
 }
-__device__ __forceinline__ static void ws_cur_next(const struct ws_args &a, int v,
-                                                   struct ws_cur &c)
+__device__ __forceinline__ static void ws_cur_next(const struct ws_args &a, int v, struct ws_cur &c)
 {
 	if (++c.j < c.nb)
 		return;
@@ -1718,8 +1716,7 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 			for (int i = 0; i < WS_ST; i++, it++)
 				ptx::mbar_wait(eb + 8 * (it % WS_ST), ((it / WS_ST) & 1) ^ 1);
 		}
-		if (G::DW && a.dyn &&
-		    atomicAdd(&ws_sched[SCH][1], 1) == (int)gridDim.x - 1) {
+		if (G::DW && a.dyn && atomicAdd(&ws_sched[SCH][1], 1) == (int)gridDim.x - 1) {
 			atomicExch(&ws_sched[SCH][0], 0);
 			atomicExch(&ws_sched[SCH][1], 0);
 		}
@@ -1894,9 +1891,9 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 				continue;
 			if (dwadd && a.red) { /* round 23: added in L2, no old values read */
 				ws_dw_store<MB>(a, acc, e, m0 + rr, n0, q, 0, false, false, win,
-				                  true);
+				                true);
 				ws_dw_store<MB>(a, acc, e, m0 + rr, n0, q, 1, false, false, win,
-				                  true);
+				                true);
 				continue;
 			}
 			ws_dw_store<MB>(a, acc, e, m0 + rr, n0, q, 0, nk == 0, dwadd, win);
@@ -2154,10 +2151,11 @@ static int ws_launch(const struct policy_moe_dims *d, struct ws_args *a, const u
 	a->ostride = 0;
 	if (ws_seg(MODE)) {
 		if (d->nseg < 1 || d->rstride < R || d->ostride < d->E + 1)
-			return swerve_error_set(SWERVE_EINVAL,
-			                        "gpu moe wsb: %d segments %d rows / %d offsets apart "
-			                        "(at least %d / %d)",
-			                        d->nseg, d->rstride, d->ostride, R, d->E + 1);
+			return swerve_error_set(
+			        SWERVE_EINVAL,
+			        "gpu moe wsb: %d segments %d rows / %d offsets apart "
+			        "(at least %d / %d)",
+			        d->nseg, d->rstride, d->ostride, R, d->E + 1);
 		a->nseg = d->nseg;
 		a->rstride = d->rstride;
 		a->ostride = d->ostride;

@@ -85,14 +85,14 @@ int main(int argc, char **argv)
 	 * after a window's first); row 12 (round 23): two layers' down dW (the
 	 * same inputs twice) in one launch (POLICY_GPU_MOE_DW_PAIR), against
 	 * twice row 3 */
-	const char *names[NP] = {"up (w1|w3 + SwiGLU)",   "down (w2, slot rows)",
-	                         "down dX (+SwiGLU bwd)", "down dW",
-	                         "up dX (slot rows)",     "up dW (w1|w3)",
-	                         "down dW stored",        "up dW stored",
-	                         "gather x -> xg (pass)", "up, A = xg",
-	                         "up dW, B = xg",         "up dW xg stored",
-	                         "down dW, 2 layers in 1",  "up dW xg, 4 x T/4",
-	                         "up dW xg, 4 x T/4 in 1",  "down dW, 4 x T/4",
+	const char *names[NP] = {"up (w1|w3 + SwiGLU)",    "down (w2, slot rows)",
+	                         "down dX (+SwiGLU bwd)",  "down dW",
+	                         "up dX (slot rows)",      "up dW (w1|w3)",
+	                         "down dW stored",         "up dW stored",
+	                         "gather x -> xg (pass)",  "up, A = xg",
+	                         "up dW, B = xg",          "up dW xg stored",
+	                         "down dW, 2 layers in 1", "up dW xg, 4 x T/4",
+	                         "up dW xg, 4 x T/4 in 1", "down dW, 4 x T/4",
 	                         "down dW, 4 x T/4 in 1"};
 	const double fl[NP] = {2.0 * R * D * 2 * F, 2.0 * R * F * D,     2.0 * R * D * F,
 	                       2.0 * R * D * F,     2.0 * R * 2 * F * D, 2.0 * R * 2 * F * D,
@@ -293,7 +293,8 @@ int main(int argc, char **argv)
 							                    dh13 + r0 * 2 * F,
 							                    xg + r0 * D, sg > 0));
 						else
-							SW(policy_moe_down_dw(&d1, dw2, dyp + r0 * D,
+							SW(policy_moe_down_dw(&d1, dw2,
+							                      dyp + r0 * D,
 							                      hh + r0 * F, sg > 0));
 					}
 					break;

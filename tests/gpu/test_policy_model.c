@@ -984,8 +984,8 @@ static int test_adamw_fused_fp32_odd(void)
  * CISPO loss with behaviour logprobs and advantages (uploaded too), else
  * cross-entropy. base: switches all three models run under (one of
  * round10_vars, which are restored afterwards; "" for none). */
-static const char *const round10_vars[] = {"POLICY_GPU_STREAMS", "POLICY_GPU_COPY",
-                                           "POLICY_GPU_ACT", "POLICY_GPU_GRADZERO",
+static const char *const round10_vars[] = {"POLICY_GPU_STREAMS",     "POLICY_GPU_COPY",
+                                           "POLICY_GPU_ACT",         "POLICY_GPU_GRADZERO",
                                            "POLICY_GPU_MOE_DW_PAIR", "POLICY_GPU_MOE_DW_WIN"};
 /* round 24: the tensors (names containing it) held to 1e-5 relative like the
  * atomics' instead of bit for bit (NULL: none): POLICY_GPU_MOE_DW_WIN sums
@@ -1078,7 +1078,8 @@ static int bitwise_check(const struct policy_layout *L, int w, double loss[3][2]
 		 * most reorders sum exactly, and the two default runs agreed bit for
 		 * bit in ~40% of the cases while the variant's differed by an ulp
 		 * (H100, 2026-11-27, rel 4e-11 .. 8e-11): always the atomics check */
-		int atom = !strcmp(L->t[i].name, "tok_emb") || (bw_tol && strstr(L->t[i].name, bw_tol));
+		int atom = !strcmp(L->t[i].name, "tok_emb") ||
+		           (bw_tol && strstr(L->t[i].name, bw_tol));
 		if (!atom && !memcmp(gr[0] + o, gr[1] + o, nb)) { /* reproducible: bit for bit */
 			(*n_bits)++;
 			/* round 20: the clip scale (clip 1, norms ~3) comes from the
@@ -1916,13 +1917,13 @@ static int test_wsplit_keep_bits(void)
 static int test_bad_switches(void)
 {
 	static const char *vars[] = {
-	        "POLICY_GPU_ROUTE",    "POLICY_GPU_LIN_EW",      "POLICY_GPU_MOE_GATHER",
-	        "POLICY_GPU_EW",       "POLICY_GPU_ADAMW",       "POLICY_GPU_STREAMS",
-	        "POLICY_GPU_COPY",     "POLICY_GPU_GRAPH",       "POLICY_GPU_LW_GATE",
-	        "POLICY_GPU_ACT16",    "POLICY_GPU_FLASH",       "POLICY_GPU_FLASH_ROPE",
-	        "POLICY_GPU_PDL",      "POLICY_GPU_WSPLIT",      "POLICY_GPU_PRIO",
-	        "POLICY_GPU_GRADZERO", "SWERVE_GEMM_TUNE",       "POLICY_GPU_SOFTMAX_WO",
-	        "POLICY_GPU_WO_ADD",   "POLICY_GPU_MOE_DW_PAIR", "POLICY_GPU_RT_NORM",
+	        "POLICY_GPU_ROUTE",     "POLICY_GPU_LIN_EW",      "POLICY_GPU_MOE_GATHER",
+	        "POLICY_GPU_EW",        "POLICY_GPU_ADAMW",       "POLICY_GPU_STREAMS",
+	        "POLICY_GPU_COPY",      "POLICY_GPU_GRAPH",       "POLICY_GPU_LW_GATE",
+	        "POLICY_GPU_ACT16",     "POLICY_GPU_FLASH",       "POLICY_GPU_FLASH_ROPE",
+	        "POLICY_GPU_PDL",       "POLICY_GPU_WSPLIT",      "POLICY_GPU_PRIO",
+	        "POLICY_GPU_GRADZERO",  "SWERVE_GEMM_TUNE",       "POLICY_GPU_SOFTMAX_WO",
+	        "POLICY_GPU_WO_ADD",    "POLICY_GPU_MOE_DW_PAIR", "POLICY_GPU_RT_NORM",
 	        "POLICY_GPU_MOE_DW_WIN"};
 	static const char *step_vars[] = {"POLICY_GPU_HEAD",
 	                                  "POLICY_GPU_HEAD_ROWS",

@@ -1113,8 +1113,7 @@ static int window_case(int T, int E, int D, int F, int nseg, int cpu_ref)
 		d_w[v][0] = (float *)dup_dev(w0, 5 * wsz * 4);
 		d_w[v][1] = (float *)poisoned(5 * wsz * 4);
 	}
-	CHECK(d_offs && d_perm && d_rd && d_rf && d_w[0][0] && d_w[0][1] && d_w[1][0] &&
-	              d_w[1][1],
+	CHECK(d_offs && d_perm && d_rd && d_rf && d_w[0][0] && d_w[0][1] && d_w[1][0] && d_w[1][1],
 	      "cudaMalloc failed");
 	const uint16_t *dyp = d_rd, *xg = d_rd + nRD, *hh = d_rf, *dh13 = d_rf + nRF;
 	for (int st = 0; st < 2; st++) {
@@ -1126,13 +1125,14 @@ static int window_case(int T, int E, int D, int F, int nseg, int cpu_ref)
 		                            !st));
 		w = d_w[1][st];
 		for (int s = 0; s < nseg; s++) {
-			struct policy_moe_dims d1 = {R - 37 * s, 1, E, D, F, d_offs + s * OS, d_perm, 1,
-			                             0, 0, 0};
+			struct policy_moe_dims d1 = {R - 37 * s, 1, E, D, F, d_offs + s * OS,
+			                             d_perm,     1, 0, 0, 0};
 			const int b = s > 0 || !st;
-			CKM(policy_moe_down_dw(&d1, w, dyp + (size_t)s * RS * D, hh + (size_t)s * RS * F,
-			                       b));
-			CKM(policy_moe_up_dw(&d1, w + wsz, w + 2 * wsz, dh13 + (size_t)s * RS * 2 * F,
-			                     xg + (size_t)s * RS * D, b));
+			CKM(policy_moe_down_dw(&d1, w, dyp + (size_t)s * RS * D,
+			                       hh + (size_t)s * RS * F, b));
+			CKM(policy_moe_up_dw(&d1, w + wsz, w + 2 * wsz,
+			                     dh13 + (size_t)s * RS * 2 * F, xg + (size_t)s * RS * D,
+			                     b));
 		}
 	}
 	CKC(cudaDeviceSynchronize());
@@ -1153,7 +1153,8 @@ static int window_case(int T, int E, int D, int F, int nseg, int cpu_ref)
 				worst = d > worst ? d : worst;
 				nnan += isnan(got[j]) || isnan(ref[j]);
 			}
-			printf("  %-7s (T %d x %d, D %d, F %d, %s) one launch vs one a segment: worst "
+			printf("  %-7s (T %d x %d, D %d, F %d, %s) one launch vs one a segment: "
+			       "worst "
 			       "%.2g of the rms (%.3g), %zu NaN\n",
 			       nm[k], T, nseg, D, F, st ? "stored" : "added", worst, rms, nnan);
 			fail |= !(worst <= 2e-4) || nnan != 0;
@@ -1166,21 +1167,34 @@ static int window_case(int T, int E, int D, int F, int nseg, int cpu_ref)
 			for (int e = 0; e < E; e++)
 				for (int m = 0; m < M; m++)
 					for (int n = 0; n < N; n++) {
-						const size_t j = (size_t)e * M * N + (size_t)m * N + n;
+						const size_t j =
+						        (size_t)e * M * N + (size_t)m * N + n;
 						double acc = st ? 0.0 : w0[k * wsz + j];
 						for (int sg = 0; sg < nseg; sg++)
-							for (int r = offs[sg * OS + e]; r < offs[sg * OS + e + 1];
-							     r++) {
-								const size_t row = (size_t)sg * RS + r;
-								acc += k == 0 ? bf(rd[row * D + m]) * bf(rf[row * F + n])
-								              : (double)bf(rf[nRF + row * 2 * F +
-								                                (k - 1) * F + m]) *
-								                        bf(rd[nRD + row * D + n]);
+							for (int r = offs[sg * OS + e];
+							     r < offs[sg * OS + e + 1]; r++) {
+								const size_t row =
+								        (size_t)sg * RS + r;
+								acc += k == 0 ? bf(rd[row * D +
+								                      m]) *
+								                        bf(rf[row * F +
+								                              n])
+								              : (double)bf(
+								                        rf[nRF +
+								                           row * 2 *
+								                                   F +
+								                           (k -
+								                            1) * F +
+								                           m]) *
+								                        bf(rd[nRD +
+								                              row * D +
+								                              n]);
 							}
 						e1 = fmax(e1, fabs(got[j] - acc));
 						e2 = fmax(e2, fabs(ref[j] - acc));
 					}
-			printf("          against the exact sum: one launch %.3g, one a segment %.3g\n",
+			printf("          against the exact sum: one launch %.3g, one a segment "
+			       "%.3g\n",
 			       e1, e2);
 			fail |= !(e1 <= (nseg + 1) * e2 + 1e-6 * rms);
 		}
