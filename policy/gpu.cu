@@ -2266,17 +2266,13 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 		               cudaMemGetInfo(&fr, &tot) == cudaSuccess;
 		g->win = ok && 4 * slice <= tot / 5 ? 4 : ok && 2 * slice <= tot / 5 ? 2 : 0;
 	}
+	/* round 24: a window only where the model can take one (bf16, the grouped
+	 * experts with the gathered rows, a kernel whose weight gradients sum
+	 * segments); elsewhere off, as POLICY_GPU_MOE_DW_PAIR is */
+	if (g->win &&
+	    (!g->moe_grouped || !g->moe_gather || !g->ab || !policy_moe_dw_window_supported()))
+		g->win = 0;
 	if (g->win) { /* round 24: the window's slices (see struct glayer) */
-		if (!g->moe_grouped || !g->moe_gather || !g->ab ||
-		    !policy_moe_dw_window_supported())
-			return swerve_error_set(
-			        SWERVE_EINVAL,
-			        "gpu: POLICY_GPU_MOE_DW_WIN=%d needs bf16, the grouped "
-			        "experts with the gathered rows "
-			        "(POLICY_GPU_MOE_GATHER=copy) and a kernel whose "
-			        "weight gradients sum segments "
-			        "(POLICY_GPU_MOE_KERNEL=wsb3w)",
-			        g->win);
 		const size_t w = (size_t)g->win, rp = TK; /* see win_point */
 		for (int l = 0; l < cfg->n_layers; l++) {
 			struct glayer *y = &g->ly[l];
