@@ -321,6 +321,15 @@ struct policy_gpu {
 	 * arena (later ones add) */
 	int win, win_n, win_added;
 	int win_bwd; /* this micro-batch fills the window: its backward runs the dW */
+	/* round 24: the window's dW tiles' sums of squares (sqw: up dW's, sq_up a
+	 * layer, then down dW's, sq_dn a layer), valid (sq_ok) while the last
+	 * write of every expert dW was a window launch: AdamW's norm then sums
+	 * the other tensors only (sq_rng, the arena's non-expert ranges, nsq_rng
+	 * of them, on the device at sq_rng_d) */
+	float *sqw;
+	int sq_up, sq_dn, sq_ok, nsq_rng;
+	struct gz_range *sq_rng;
+	struct gz_range *sq_rng_d;
 	/* round 23: POLICY_GPU_RT_NORM=fused (1, opt-in): the route backward
 	 * does the ffn norm's backward on each row of dn in registers
 	 * (policy_route_bwd_slots_b16n), so dn (fp32, T x D) is neither written
@@ -1201,16 +1210,27 @@ __global__ static void __launch_bounds__(ADAM_GRP_THREADS)
  * in the same order and precision (double; IEEE sqrt and division): the
  * 1024 partial sums added in order, the norm (out[0]) and the float clip
  * scale (at out + 1) that k_adamw_all<true> reads */
-__global__ static void k_clip_scale(double *out, const float *part, double inv, double clip)
+__global__ static void k_clip_scale(double *out, const float *part, double inv, double clip,
+                                    const float *part2 = NULL, int n2 = 0)
 {
 	__shared__ float p[1024];
+	__shared__ double p2[256]; /* round 24: part2's sums a thread, in order */
 	for (int i = threadIdx.x; i < 1024; i += blockDim.x)
 		p[i] = part[i];
+	if (threadIdx.x < 256) {
+		double t = 0;
+		const int per = (n2 + 255) / 256, i0 = threadIdx.x * per;
+		for (int i = i0; i < n2 && i < i0 + per; i++)
+			t += part2[i];
+		p2[threadIdx.x] = t;
+	}
 	__syncthreads();
 	if (threadIdx.x == 0) {
 		double ss = 0, norm, scale = 1.0;
 		for (int i = 0; i < 1024; i++)
 			ss += p[i];
+		for (int i = 0; i < 256; i++) /* round 24: the window's tiles (0 without) */
+			ss += p2[i];
 		norm = sqrt(ss) * inv;
 		if (clip > 0 && norm > clip)
 			scale = clip / (norm + 1e-30);
@@ -1231,6 +1251,38 @@ __global__ static void k_sumsq4(float *out, const float *g, size_t n)
 	}
 	if (blockIdx.x == 0 && threadIdx.x < n - 4 * n4)
 		s += g[4 * n4 + threadIdx.x] * g[4 * n4 + threadIdx.x];
+	s = block_sum(s);
+	if (threadIdx.x == 0)
+		out[blockIdx.x] = s;
+}
+
+/* round 24: k_sumsq4 over the arena's ranges rng[0..nr) only (the experts'
+ * dW summed by the window's tiles): block b sums the elements i = b
+ * blockDim + t + k gridDim blockDim of each range in turn (float4 where the
+ * range allows), out[b] its share; a fixed order, as k_sumsq4's */
+__global__ static void k_sumsq_rng(float *out, const float *g, const struct gz_range *rng, int nr)
+{
+	float s = 0;
+	const size_t stride = (size_t)gridDim.x * blockDim.x;
+	for (int r = 0; r < nr; r++) {
+		const float *p = g + rng[r].off;
+		const size_t n = rng[r].n;
+		if (rng[r].off % 4 == 0) {
+			const size_t n4 = n / 4;
+			for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n4;
+			     i += stride) {
+				const float4 x = ((const float4 *)p)[i];
+				s += x.x * x.x + x.y * x.y + x.z * x.z + x.w * x.w;
+			}
+			for (size_t i = 4 * n4 + blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+			     i < n; i += stride)
+				s += p[i] * p[i];
+		} else {
+			for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+			     i += stride)
+				s += p[i] * p[i];
+		}
+	}
 	s = block_sum(s);
 	if (threadIdx.x == 0)
 		out[blockIdx.x] = s;
@@ -2288,6 +2340,28 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 			CK(cudaMalloc((void **)&y->offsw, w * (E + 2) * sizeof(int)));
 		}
 		win_point(g, 0);
+		/* the dW tiles' sums of squares (policy_moe_dims's sq) and the
+		 * arena's other ranges, for AdamW's norm */
+		g->sq_up = E * ((2 * F + 127) / 128) * ((D + 255) / 256);
+		g->sq_dn = E * ((D + 127) / 128) * ((F + 255) / 256);
+		ALLOC(g->sqw, (size_t)cfg->n_layers * (g->sq_up + g->sq_dn));
+		g->sq_rng = (struct gz_range *)calloc((size_t)L->n, sizeof(*g->sq_rng));
+		if (!g->sq_rng)
+			return swerve_error_set(SWERVE_ENOMEM, "gpu: out of memory");
+		for (int i = 0; i < L->n; i++) {
+			const struct policy_tensor *t = &L->t[i];
+			if (strstr(t->name, ".moe.w1") || strstr(t->name, ".moe.w3") ||
+			    strstr(t->name, ".moe.w2"))
+				continue;
+			struct gz_range *r = g->nsq_rng ? &g->sq_rng[g->nsq_rng - 1] : NULL;
+			if (r && r->off + r->n == t->offset)
+				r->n += t->numel; /* adjacent: one range */
+			else
+				g->sq_rng[g->nsq_rng++] = (struct gz_range){t->offset, t->numel};
+		}
+		CK(cudaMalloc((void **)&g->sq_rng_d, (size_t)g->nsq_rng * sizeof(*g->sq_rng)));
+		CK(cudaMemcpy(g->sq_rng_d, g->sq_rng, (size_t)g->nsq_rng * sizeof(*g->sq_rng),
+		              cudaMemcpyHostToDevice));
 	}
 	if (g->streams) { /* the grouped MoE backward's own scratch (moe_bwd_grouped) */
 		ALLOC(g->dgate_s, TK);
@@ -2426,6 +2500,9 @@ void policy_gpu_free(struct policy_gpu *g)
 	cudaFree(g->moe_scr);
 	cudaFree(g->dgate_s);
 	cudaFree(g->dyp2);
+	cudaFree(g->sqw); /* round 24 */
+	cudaFree(g->sq_rng_d);
+	free(g->sq_rng);
 	for (int i = 0; i < LT_SLOTS; i++)
 		if (g->lts[i].have_desc)
 			swerve_lt_desc_free(&g->lts[i].desc);
@@ -2565,6 +2642,7 @@ int policy_gpu_set_grads(struct policy_gpu *g, const float *grads)
 	 * ones add to these gradients */
 	g->win_n = 0;
 	g->win_added = 1;
+	g->sq_ok = 0;
 	return 0;
 }
 int policy_gpu_get_moments(struct policy_gpu *g, float *m, float *v)
@@ -2926,6 +3004,15 @@ static struct policy_moe_dims win_dims(const struct policy_gpu *g, const struct 
 	return d;
 }
 
+/* round 24: where the window's dW tiles of layer l leave their sums of
+ * squares: up dW (dn 0) or down dW (dn 1; a pair's tiles from its lower
+ * layer's on, two layers' worth) */
+static float *win_sq(const struct policy_gpu *g, int dn, int l)
+{
+	return g->sqw + (dn ? (size_t)g->cfg.n_layers * g->sq_up + (size_t)l * g->sq_dn
+	                    : (size_t)l * g->sq_up);
+}
+
 /* round 7: the routing's scratch (grown on demand) */
 static int route_ws(struct policy_gpu *g, int T)
 {
@@ -3077,13 +3164,16 @@ static int moe_bwd_grouped(struct policy_gpu *g, int l, float *dn, const float *
 		if (pair >= 0) { /* the deferred layer's and this one's */
 			const struct policy_layer_params *lq = &g->L->layers[pair];
 			const struct glayer *lyq = &g->ly[pair];
-			const struct policy_moe_dims dq =
-			        g->win ? win_dims(g, lyq) : moe_dims(g, lyq, T);
+			struct policy_moe_dims dq = g->win ? win_dims(g, lyq) : moe_dims(g, lyq, T);
+			if (g->win) /* round 24: the pair's tiles, from this (lower) layer's on */
+				dq.sq = win_sq(g, 1, l);
 			g->pair_l = -1;
 			rc = policy_moe_down_dw_pair(&dq, G + lq->w2, g->win ? lyq->dypw : g->dyp2,
 			                             g->win ? lyq->hhw : (const uint16_t *)lyq->hh,
 			                             &dwd, G + lp->w2, dyp_w, hh_w, beta);
 		} else {
+			if (g->win)
+				dwd.sq = win_sq(g, 1, l);
 			rc = policy_moe_down_dw(&dwd, G + lp->w2, dyp_w, hh_w, beta);
 		}
 		if (g->streams) /* SV_MOE again after up dW, which reads moe_scr too */
@@ -3095,6 +3185,8 @@ static int moe_bwd_grouped(struct policy_gpu *g, int l, float *dn, const float *
 	if (dw) {
 		if (g->streams)
 			CKR(side_fork(g));
+		if (g->win)
+			dwd.sq = win_sq(g, 0, l);
 		rc = policy_moe_up_dw(&dwd, G + lp->w1, G + lp->w3, g->win ? ly->dh13w : dh13,
 		                      g->win ? ly->xgw
 		                             : (const uint16_t *)(g->moe_gather ? ly->xg : ly->xp),
@@ -3129,6 +3221,7 @@ static int win_flush(struct policy_gpu *g)
 		g->win_bwd = 0;
 		g->win_n = 0;
 		g->win_added = 1;
+		g->sq_ok = 1;
 		return 0;
 	}
 	if (!g->win || !g->win_n)
@@ -3140,6 +3233,7 @@ static int win_flush(struct policy_gpu *g)
 		const struct policy_layer_params *lp = &g->L->layers[l];
 		const struct glayer *ly = &g->ly[l];
 		struct policy_moe_dims d = win_dims(g, ly);
+		d.sq = win_sq(g, 0, l);
 		rc = policy_moe_up_dw(&d, g->grads + lp->w1, g->grads + lp->w3, ly->dh13w, ly->xgw,
 		                      beta);
 		if (rc)
@@ -3149,14 +3243,17 @@ static int win_flush(struct policy_gpu *g)
 			const struct glayer *lyq = &g->ly[l - 1];
 			struct policy_moe_dims dq = d;
 			dq.offs = lyq->offsw;
+			dq.sq = win_sq(g, 0, l - 1);
 			rc = policy_moe_up_dw(&dq, g->grads + lq->w1, g->grads + lq->w3, lyq->dh13w,
 			                      lyq->xgw, beta);
+			d.sq = win_sq(g, 1, l - 1); /* the pair's tiles: layers l - 1 and l */
 			if (!rc)
 				rc = policy_moe_down_dw_pair(&d, g->grads + lp->w2, ly->dypw,
 				                             ly->hhw, &dq, g->grads + lq->w2,
 				                             lyq->dypw, lyq->hhw, beta);
 			l--;
 		} else {
+			d.sq = win_sq(g, 1, l);
 			rc = policy_moe_down_dw(&d, g->grads + lp->w2, ly->dypw, ly->hhw, beta);
 		}
 	}
@@ -3164,6 +3261,7 @@ static int win_flush(struct policy_gpu *g)
 	CKR(rc);
 	g->win_n = 0;
 	g->win_added = 1;
+	g->sq_ok = 1;
 	return 0;
 }
 
@@ -4015,7 +4113,9 @@ static int step_impl(struct policy_loss_stats *st, double *aux_out, float *out_l
 
 	if (backward == POLICY_GPU_BACKWARD) /* a window of one micro-batch */
 		g->n_acc = 0;
-	if (g->win) { /* round 24: this micro-batch's slice of the expert dW window */
+	if (g->win) {         /* round 24: this micro-batch's slice of the expert dW window */
+		if (backward) /* the experts' dW change: their tiles' sums are stale */
+			g->sq_ok = 0;
 		if (backward && g->n_acc == 0) { /* a new gradient window */
 			g->win_n = 0;
 			g->win_added = 0;
@@ -4192,13 +4292,18 @@ static int adamw_impl(double *grad_norm, struct policy_gpu *g, struct policy_ada
 	CKR(win_flush(g)); /* round 24: the window's expert dW first */
 	if (g->adam_ovl && !g->graph && !g->aev)
 		CKR(adam_groups(g));
+	/* round 24: with the window's tile sums valid, the other tensors only */
+	const int wsq = g->sq_ok && g->sqw && g->sq_rng_d && !g->adam_per_tensor;
+	const int nsq = wsq ? g->cfg.n_layers * (g->sq_up + g->sq_dn) : 0;
 	if (g->adam_per_tensor)
 		k_sumsq<<<1024, 256, 0, PST>>>(g->red, g->grads, L->total);
+	else if (wsq)
+		k_sumsq_rng<<<1024, 256, 0, PST>>>(g->red, g->grads, g->sq_rng_d, g->nsq_rng);
 	else
 		k_sumsq4<<<1024, 256, 0, PST>>>(g->red, g->grads, L->total);
 	LAUNCHED();
 	if (g->graph && !g->adam_per_tensor) { /* round 14: the scale on the device */
-		k_clip_scale<<<1, 256, 0, PST>>>(g->gnorm, g->red, inv, o->clip_norm);
+		k_clip_scale<<<1, 256, 0, PST>>>(g->gnorm, g->red, inv, o->clip_norm, g->sqw, nsq);
 		LAUNCHED();
 		/* the norm the caller gets: read back while the update runs */
 		CK(cudaMemcpyAsync(g->h_norm, g->gnorm, sizeof(double), cudaMemcpyDeviceToHost,
@@ -4228,6 +4333,25 @@ static int adamw_impl(double *grad_norm, struct policy_gpu *g, struct policy_ada
 	}
 	for (int i = 0; i < 1024; i++)
 		ss += part[i];
+	if (nsq) { /* round 24: the window's tiles, in k_clip_scale's order */
+		float *p2 = (float *)malloc((size_t)nsq * sizeof(float));
+		if (!p2)
+			return swerve_error_set(SWERVE_ENOMEM, "gpu: out of memory");
+		if (cudaMemcpy(p2, g->sqw, (size_t)nsq * sizeof(float), cudaMemcpyDeviceToHost) !=
+		    cudaSuccess) {
+			free(p2);
+			return swerve_error_set(SWERVE_ERROR,
+			                        "gpu: reading the window's sums failed");
+		}
+		const int per = (nsq + 255) / 256;
+		for (int t = 0; t < 256; t++) {
+			double c = 0;
+			for (int i = t * per; i < nsq && i < (t + 1) * per; i++)
+				c += p2[i];
+			ss += c;
+		}
+		free(p2);
+	}
 	norm = sqrt(ss) * inv;
 	if (o->clip_norm > 0 && norm > o->clip_norm)
 		scale = o->clip_norm / (norm + 1e-30);

@@ -2454,7 +2454,7 @@ template <int MODE> static int mg_launch(const struct policy_moe_dims *d, struct
 	/* round 24: the window's segments (policy_moe_dims's nseg) only in
 	 * gpu_moe_ws.cu's weight-gradient kernel (wsb3, wsb3w and the forms
 	 * built on wsb3w, up dW from xg) */
-	if (d->nseg > 1) {
+	if (d->nseg >= 1) {
 		return swerve_error_set(SWERVE_EINVAL,
 		                        "gpu moe: %d micro-batches' rows in one launch need "
 		                        "POLICY_GPU_MOE_KERNEL=wsb3w (or wsb3) and the weight "

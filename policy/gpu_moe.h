@@ -38,8 +38,14 @@ struct policy_moe_dims {
 	 * policy_moe_down_dw, _down_dw_pair, _up_dw with the default kernel):
 	 * nseg > 1 sums nseg micro-batches' rows in one launch, micro-batch s's
 	 * rows at s rstride.. of A and B (dyp / dh13, hh / xg) and its offsets
-	 * at offs + s ostride; 0 or 1: one (T K rows, offs) */
+	 * at offs + s ostride; 0: one (T K rows, offs; the one-micro-batch
+	 * kernels); 1: one, in the window's kernels */
 	int nseg, rstride, ostride;
+	/* round 24 (nseg >= 1): where not NULL, each dW tile's sum of squares of
+	 * the values it leaves (the launch's tile order; down dW: E x ceil(D /
+	 * 128) x ceil(F / 256) tiles a layer, up dW: E x ceil(2F / 128) x
+	 * ceil(D / 256)), the global norm's share of the experts */
+	float *sq;
 };
 
 /* POLICY_GPU_MOE_GATHER: "copy" (1, the default since round 7: one pass

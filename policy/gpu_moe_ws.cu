@@ -264,6 +264,10 @@ struct ws_args {
 	 * weight gradients sum nseg segments, segment s's rows at s rstride +
 	 * offs[s ostride + e].. (the second layer's at offs2 + s ostride alike) */
 	int nseg, rstride, ostride;
+	/* round 24 (the window's modes): where not NULL, tile t's sum of squares
+	 * of the dW values it leaves in memory at sq[t] (the global norm's
+	 * share of the experts, see ws_sq_tile) */
+	float *sq;
 };
 
 /* round 23: the rows of virtual expert v (a.np problems of E experts):
@@ -1113,7 +1117,7 @@ __device__ __forceinline__ static void ws_dw_load(const struct ws_args &a, int e
 template <int MODE>
 __device__ __forceinline__ static void
 ws_dw_store(const struct ws_args &a, const float (&acc)[128], int e, int mr, int n0, int q, int h,
-            bool zero, bool add, const float4 (&o)[8][2], bool red = false)
+            bool zero, bool add, const float4 (&o)[8][2], bool red = false, float *ss = nullptr)
 {
 	const int M = MODE == WS_DOWN_DW ? a.D : 2 * a.F, N = MODE == WS_DOWN_DW ? a.F : a.D,
 	          m = mr + 8 * h;
@@ -1149,6 +1153,9 @@ ws_dw_store(const struct ws_args &a, const float (&acc)[128], int e, int mr, int
 		}
 		((float4 *)(dst + n))[0] = t0;
 		((float4 *)(dst + n))[1] = t1;
+		if (ss) /* round 24: the values' squares, in a fixed order */
+			*ss += t0.x * t0.x + t0.y * t0.y + t0.z * t0.z + t0.w * t0.w +
+			       (t1.x * t1.x + t1.y * t1.y + t1.z * t1.z + t1.w * t1.w);
 	}
 }
 
@@ -1388,6 +1395,28 @@ __device__ __forceinline__ static void ws_def_chunk(const struct ws_args &a,
 		}
 		ws_f32_blocks(pd.dst, pd.n0, a.D, i, q, lo, hi);
 	}
+}
+
+/* round 24: the 256 consumer threads' sums of squares ss of a weight-gradient
+ * tile (ct: the thread's index among them) summed in a fixed order (a
+ * shuffle tree a warp, the 8 warps in order) into *dst; every consumer
+ * thread calls it (two named barriers) */
+__device__ __forceinline__ static void ws_sq_tile(float *dst, float ss, int ct)
+{
+	__shared__ float part[8];
+#pragma unroll
+	for (int o = 16; o > 0; o >>= 1)
+		ss += __shfl_xor_sync(0xffffffffu, ss, o);
+	if ((ct & 31) == 0)
+		part[ct >> 5] = ss;
+	asm volatile("bar.sync 3, 256;\n" ::: "memory");
+	if (ct == 0) {
+		float t = 0;
+		for (int i = 0; i < 8; i++)
+			t += part[i];
+		*dst = t;
+	}
+	asm volatile("bar.sync 3, 256;\n" ::: "memory");
 }
 
 /* Round 13 (WS_DOWN_DXT, "wsb5"): why every mbarrier wait is matched.
@@ -1886,6 +1915,36 @@ __global__ static void __launch_bounds__(WS_THREADS, 1)
 			ws_epi_b16(a, acc, r0 + rr, r1, n0, q);
 		} else if constexpr (!G::DW) {
 			ws_epi_f32(a, acc, r0 + rr, r1, n0, q);
+		} else if (SEG) {
+			/* round 24: the window's tile (never split, never added in
+			 * L2): stored or added, and with a.sq the sum of squares of
+			 * what it leaves in memory (an expert without rows in every
+			 * segment leaves the old values when adding) */
+			float ss = 0;
+			if (nk == 0 && a.beta) {
+				for (int h = 0; a.sq && h < 2; h++) {
+					ws_dw_load<MB>(a, e, m0 + rr, n0, q, h, win);
+#pragma unroll
+					for (int g = 0; g < 8; g++)
+						ss += win[g][0].x * win[g][0].x +
+						      win[g][0].y * win[g][0].y +
+						      win[g][0].z * win[g][0].z +
+						      win[g][0].w * win[g][0].w +
+						      (win[g][1].x * win[g][1].x +
+						       win[g][1].y * win[g][1].y +
+						       win[g][1].z * win[g][1].z +
+						       win[g][1].w * win[g][1].w);
+				}
+			} else {
+				ws_dw_store<MB>(a, acc, e, m0 + rr, n0, q, 0, nk == 0, dwadd, win,
+				                false, a.sq ? &ss : nullptr);
+				if (dwadd)
+					ws_dw_load<MB>(a, e, m0 + rr, n0, q, 1, win);
+				ws_dw_store<MB>(a, acc, e, m0 + rr, n0, q, 1, nk == 0, dwadd, win,
+				                false, a.sq ? &ss : nullptr);
+			}
+			if (a.sq)
+				ws_sq_tile(a.sq + t, ss, tid - 128);
 		} else if (nsp == 1) {
 			if (nk == 0 && a.beta) /* an expert without rows adds nothing */
 				continue;
@@ -2159,6 +2218,7 @@ static int ws_launch(const struct policy_moe_dims *d, struct ws_args *a, const u
 		a->nseg = d->nseg;
 		a->rstride = d->rstride;
 		a->ostride = d->ostride;
+		a->sq = d->sq;
 	} else if (d->nseg > 1) {
 		return swerve_error_set(SWERVE_EINVAL,
 		                        "gpu moe wsb: %d segments: only the weight gradients sum "
@@ -2190,7 +2250,7 @@ static int ws_launch(const struct policy_moe_dims *d, struct ws_args *a, const u
 	                        : 0;
 	if (red < 0)
 		return red;
-	a->red = red;
+	a->red = ws_seg(MODE) ? 0 : red; /* round 24: the window's tiles load and add */
 	if (d->E < 1 || R < 1)
 		return 0;
 	int ctas;
@@ -2421,7 +2481,7 @@ int policy_moe_ws_down_dw(const struct policy_moe_dims *d, float *dw2, const uin
 	struct ws_args a = {};
 	a.dw1 = dw2;
 	a.beta = beta != 0;
-	if (d->nseg > 1) /* round 24: a window of micro-batches */
+	if (d->nseg >= 1) /* round 24: a window of micro-batches */
 		return ws_launch<WS_DOWN_DWS>(d, &a, dyp, hh, NULL, cap, stream);
 	return ws_launch<WS_DOWN_DW>(d, &a, dyp, hh, NULL, cap, stream);
 }
@@ -2447,7 +2507,7 @@ int policy_moe_ws_down_dw_pair(const struct policy_moe_dims *d, float *dw2, cons
 	a.dw1b = dw2b;
 	a.pa2 = dyp2;
 	a.pb2 = hh2;
-	if (d->nseg > 1) /* round 24: a window of micro-batches */
+	if (d->nseg >= 1) /* round 24: a window of micro-batches */
 		return ws_launch<WS_DOWN_DWS>(d, &a, dyp, hh, NULL, cap, stream);
 	return ws_launch<WS_DOWN_DW>(d, &a, dyp, hh, NULL, cap, stream);
 }
@@ -2461,7 +2521,7 @@ int policy_moe_ws_up_dw(const struct policy_moe_dims *d, float *dw1, float *dw3,
 	a.dw1 = dw1;
 	a.dw3 = dw3;
 	a.beta = beta != 0;
-	if (d->nseg > 1) /* round 24: a window of micro-batches */
+	if (d->nseg >= 1) /* round 24: a window of micro-batches */
 		return ws_launch<WS_UP_DWS>(d, &a, dh13, xg, NULL, cap, stream);
 	return ws_launch<WS_UP_DW>(d, &a, dh13, xg, NULL, cap, stream);
 }

@@ -193,13 +193,13 @@ int main(int argc, char **argv)
 	cudaEvent_t e0, e1;
 	cudaEventCreate(&e0);
 	cudaEventCreate(&e1);
-	struct policy_moe_dims d = {T, K, E, D, F, offs, perm, 0, 0, 0, 0};
+	struct policy_moe_dims d = {T, K, E, D, F, offs, perm, 0, 0, 0, 0, NULL};
 	/* round 7: up and up dW reading the gathered copy xg (R, D) */
-	struct policy_moe_dims dg = {T, K, E, D, F, offs, perm, 1, 0, 0, 0};
+	struct policy_moe_dims dg = {T, K, E, D, F, offs, perm, 1, 0, 0, 0, NULL};
 	/* round 24 (POLICY_GPU_MOE_DW_WIN): the same rows as 4 micro-batches of
 	 * T / 4 tokens (each routed in the same proportions), a launch each
 	 * (the first stored, as the step's) or the 4 in one launch */
-	struct policy_moe_dims dw4 = {T / 4, K, E, D, F, offw, perm, 1, 4, R / 4, E + 2};
+	struct policy_moe_dims dw4 = {T / 4, K, E, D, F, offw, perm, 1, 4, R / 4, E + 2, NULL};
 	for (int v = 0; v < 2 * nvar; v++) {
 		int o[9], skew = v & 1;
 		{ /* "NAME+EPI": NAME with POLICY_GPU_MOE_EPI=EPI */

@@ -683,7 +683,7 @@ static int test_epi_misspelt(void)
 {
 	if (!have_gpu())
 		return GPU_SKIP;
-	struct policy_moe_dims d = {1, 1, 1, 64, 64, NULL, NULL, 0, 0, 0, 0};
+	struct policy_moe_dims d = {1, 1, 1, 64, 64, NULL, NULL, 0, 0, 0, 0, NULL};
 	setenv("POLICY_GPU_MOE_EPI", "tmaa", 1);
 	int rc = policy_moe_up(&d, NULL, NULL, NULL, NULL, NULL, NULL);
 	char msg[256];
@@ -704,7 +704,7 @@ static int test_pf_misspelt(void)
 		return GPU_SKIP;
 	if (strcmp(variant_env[variant], "wsb8"))
 		return 0;
-	struct policy_moe_dims d = {1, 1, 1, 64, 64, NULL, NULL, 0, 0, 0, 0};
+	struct policy_moe_dims d = {1, 1, 1, 64, 64, NULL, NULL, 0, 0, 0, 0, NULL};
 	setenv("POLICY_GPU_MOE_WSB8_PF", "tiles", 1);
 	int rc = policy_moe_down_dx(&d, NULL, NULL, NULL, NULL, NULL);
 	char msg[256];
@@ -725,7 +725,7 @@ static int test_ctas_misspelt(void)
 		return GPU_SKIP;
 	if (strncmp(variant_env[variant], "wgtdp", 5) && strncmp(variant_env[variant], "wsb", 3))
 		return 0;
-	struct policy_moe_dims d = {1, 1, 1, 64, 64, NULL, NULL, 0, 0, 0, 0};
+	struct policy_moe_dims d = {1, 1, 1, 64, 64, NULL, NULL, 0, 0, 0, 0, NULL};
 	setenv("POLICY_GPU_MOE_CTAS", "3x", 1);
 	int rc = policy_moe_down_dx(&d, NULL, NULL, NULL, NULL, NULL);
 	char msg[256];
@@ -770,7 +770,7 @@ static int silu_case(float xs)
 		for (int i = 0; i < 3; i++)
 			o[v][i] = (uint16_t *)poisoned(nRF * 2);
 	CHECK(d_offs && d_perm && d_x && d_w && o[1][2], "cudaMalloc failed");
-	struct policy_moe_dims dm = {T, K, E, D, F, d_offs, d_perm, 1, 0, 0, 0};
+	struct policy_moe_dims dm = {T, K, E, D, F, d_offs, d_perm, 1, 0, 0, 0, NULL};
 	char keep[32];
 	snprintf(keep, sizeof(keep), "%s", sv ? sv : "");
 	unsetenv("POLICY_GPU_MOE_WSB_SILU");
@@ -883,7 +883,7 @@ static int bits_case(int T, int E, int D, int F, int skew)
 	uint16_t *d_h = (uint16_t *)dup_dev(h, 2 * nRF * 2);
 	uint16_t *o0 = (uint16_t *)poisoned(2 * nRF * 2), *o1 = (uint16_t *)poisoned(2 * nRF * 2);
 	CHECK(d_offs && d_perm && d_dyp && d_w2 && d_h && o0 && o1, "cudaMalloc failed");
-	struct policy_moe_dims dm = {T, K, E, D, F, d_offs, d_perm, 1, 0, 0, 0};
+	struct policy_moe_dims dm = {T, K, E, D, F, d_offs, d_perm, 1, 0, 0, 0, NULL};
 	setenv("POLICY_GPU_MOE_KERNEL", "wsb3w", 1);
 	CKM(policy_moe_down_dx(&dm, o0, d_dyp, d_w2, d_h, d_h + nRF));
 	variant_setenv();
@@ -933,7 +933,7 @@ static int dw_bits_case(int T, int E, int D, int F, int skew)
 	uint16_t *d_rf = (uint16_t *)dup_dev(rf, 3 * nRF * 2);
 	float *d_w[2] = {(float *)dup_dev(w0, 3 * wsz * 4), (float *)dup_dev(w0, 3 * wsz * 4)};
 	CHECK(d_offs && d_perm && d_rd && d_rf && d_w[0] && d_w[1], "cudaMalloc failed");
-	struct policy_moe_dims dm = {T, K, E, D, F, d_offs, d_perm, 1, 0, 0, 0};
+	struct policy_moe_dims dm = {T, K, E, D, F, d_offs, d_perm, 1, 0, 0, 0, NULL};
 	for (int v = 0; v < 2; v++) {
 		setenv("POLICY_GPU_MOE_DW_ADD", v ? "red" : "load", 1);
 		CKM(policy_moe_down_dw(&dm, d_w[v], d_rd, d_rf, 1));
@@ -1007,8 +1007,8 @@ static int dw_pair_case(int T, int E, int D, int F)
 			d_w[b][v] = b ? (float *)dup_dev(w0, 2 * wsz * 4)
 			              : (float *)poisoned(2 * wsz * 4);
 	CHECK(d_offs[0] && d_offs[1] && d_perm && d_rd && d_rf && d_w[1][1], "cudaMalloc failed");
-	struct policy_moe_dims da = {T, K, E, D, F, d_offs[0], d_perm, 1, 0, 0, 0},
-	                       db = {T, K, E, D, F, d_offs[1], d_perm, 1, 0, 0, 0};
+	struct policy_moe_dims da = {T, K, E, D, F, d_offs[0], d_perm, 1, 0, 0, 0, NULL},
+	                       db = {T, K, E, D, F, d_offs[1], d_perm, 1, 0, 0, 0, NULL};
 	for (int b = 0; b < 2; b++) {
 		CKM(policy_moe_down_dw(&da, d_w[b][0], d_rd, d_rf, b));
 		CKM(policy_moe_down_dw(&db, d_w[b][0] + wsz, d_rd + nRD, d_rf + nRF, b));
@@ -1080,15 +1080,18 @@ static int test_dw_red_bits(void)
  * launches' (plus 1e-6 of the rms): the truncation error of the
  * accumulator grows with K, nseg times longer here (H100: 2.0-2.6 times,
  * ~7e-6 of the rms). Segments with an empty expert and of other sizes
- * (rstride is the largest) */
+ * (rstride is the largest; with 2, an expert without rows in either). With
+ * sq set, each launch's tile sums of squares add up to its tensors' within
+ * 1e-5 (the global norm's share of the experts) */
 static int window_case(int T, int E, int D, int F, int nseg, int cpu_ref)
 {
 	const int K = 2, R = T * K, RS = R + 64, OS = E + 3; /* rows / offsets apart */
 	const size_t nRD = (size_t)nseg * RS * D, nRF = (size_t)nseg * RS * F,
 	             wsz = (size_t)E * F * D;
 	int fail = 0, *offs = (int *)calloc((size_t)nseg * OS, sizeof(int)), *perm = seg_perm(RS);
-	for (int s = 0; s < nseg; s++) { /* segment s: R - 37 s rows */
-		int *o = seg_offs(E, R - 37 * s, s & 1);
+	for (int s = 0; s < nseg;
+	     s++) { /* segment s: R - 37 s rows (nseg 2: expert 1 empty in both) */
+		int *o = seg_offs(E, R - 37 * s, nseg > 2 && (s & 1));
 		memcpy(offs + s * OS, o, (E + 1) * sizeof(int));
 		free(o);
 	}
@@ -1116,17 +1119,25 @@ static int window_case(int T, int E, int D, int F, int nseg, int cpu_ref)
 	CHECK(d_offs && d_perm && d_rd && d_rf && d_w[0][0] && d_w[0][1] && d_w[1][0] && d_w[1][1],
 	      "cudaMalloc failed");
 	const uint16_t *dyp = d_rd, *xg = d_rd + nRD, *hh = d_rf, *dh13 = d_rf + nRF;
+	/* the tiles' sums of squares: down dW's, up dW's, the pair's */
+	const int tdn = E * ((D + 127) / 128) * ((F + 255) / 256),
+	          tup = E * ((2 * F + 127) / 128) * ((D + 255) / 256), nsq = 3 * tdn + tup;
+	float *d_sq[2] = {(float *)poisoned(nsq * 4), (float *)poisoned(nsq * 4)};
+	CHECK(d_sq[0] && d_sq[1], "cudaMalloc failed");
 	for (int st = 0; st < 2; st++) {
 		float *w = d_w[0][st];
-		struct policy_moe_dims dw = {T, K, E, D, F, d_offs, d_perm, 1, nseg, RS, OS};
+		struct policy_moe_dims dw = {T,      K, E,    D,  F,  d_offs,
+		                             d_perm, 1, nseg, RS, OS, d_sq[st]};
 		CKM(policy_moe_down_dw(&dw, w, dyp, hh, !st));
+		dw.sq = d_sq[st] + tdn;
 		CKM(policy_moe_up_dw(&dw, w + wsz, w + 2 * wsz, dh13, xg, !st));
+		dw.sq = d_sq[st] + tdn + tup;
 		CKM(policy_moe_down_dw_pair(&dw, w + 3 * wsz, dyp, hh, &dw, w + 4 * wsz, dyp, hh,
 		                            !st));
 		w = d_w[1][st];
 		for (int s = 0; s < nseg; s++) {
 			struct policy_moe_dims d1 = {R - 37 * s, 1, E, D, F, d_offs + s * OS,
-			                             d_perm,     1, 0, 0, 0};
+			                             d_perm,     1, 0, 0, 0, NULL};
 			const int b = s > 0 || !st;
 			CKM(policy_moe_down_dw(&d1, w, dyp + (size_t)s * RS * D,
 			                       hh + (size_t)s * RS * F, b));
@@ -1137,10 +1148,33 @@ static int window_case(int T, int E, int D, int F, int nseg, int cpu_ref)
 	}
 	CKC(cudaDeviceSynchronize());
 	float *g[2] = {(float *)malloc(5 * wsz * 4), (float *)malloc(5 * wsz * 4)};
+	float *sq = (float *)malloc(nsq * 4);
 	static const char *const nm[5] = {"dW2", "dW1", "dW3", "dW2 (A)", "dW2 (B)"};
 	for (int st = 0; st < 2; st++) {
 		for (int v = 0; v < 2; v++)
 			CKC(cudaMemcpy(g[v], d_w[v][st], 5 * wsz * 4, cudaMemcpyDeviceToHost));
+		/* each launch's tile sums of squares against its tensors' (double) */
+		CKC(cudaMemcpy(sq, d_sq[st], nsq * 4, cudaMemcpyDeviceToHost));
+		static const int t0[4] = {0, 1, 3, 5}; /* tensors of the three launches */
+		for (int l = 0; l < 3; l++) {
+			const int a0 = l == 0   ? 0
+			               : l == 1 ? tdn
+			                        : tdn + tup,
+			          n = l == 1 ? tup
+			              : l    ? 2 * tdn
+			                     : tdn;
+			double got = 0, want = 0;
+			for (int i = 0; i < n; i++)
+				got += sq[a0 + i];
+			for (size_t j = t0[l] * wsz; j < t0[l + 1] * wsz; j++)
+				want += (double)g[0][j] * g[0][j];
+			printf("  sum of squares (%s, %s): tiles %.9g, tensors %.9g\n",
+			       l == 0   ? "down dW"
+			       : l == 1 ? "up dW"
+			                : "pair",
+			       st ? "stored" : "added", got, want);
+			fail |= !(fabs(got - want) <= 1e-5 * want);
+		}
 		for (int k = 0; k < 5; k++) {
 			const float *ref = g[1] + (k < 3 ? k : 0) * wsz, *got = g[0] + k * wsz;
 			double ss = 0, worst = 0;
@@ -1201,8 +1235,8 @@ static int window_case(int T, int E, int D, int F, int nseg, int cpu_ref)
 	}
 	cudaFree(d_offs), cudaFree(d_perm), cudaFree(d_rd), cudaFree(d_rf);
 	for (int v = 0; v < 2; v++)
-		cudaFree(d_w[v][0]), cudaFree(d_w[v][1]);
-	free(offs), free(perm), free(rd), free(rf), free(w0), free(g[0]), free(g[1]);
+		cudaFree(d_w[v][0]), cudaFree(d_w[v][1]), cudaFree(d_sq[v]);
+	free(offs), free(perm), free(rd), free(rf), free(w0), free(g[0]), free(g[1]), free(sq);
 	return fail;
 }
 static int test_dw_window(void)
@@ -1219,7 +1253,7 @@ static int test_dw_window(void)
  * POLICY_GPU_MOE_KERNEL and the value; round 20: "wsb10x" for wsb10* */
 static int misspelt_case(const char *bad)
 {
-	struct policy_moe_dims d = {1, 1, 1, 64, 64, NULL, NULL, 0, 0, 0, 0};
+	struct policy_moe_dims d = {1, 1, 1, 64, 64, NULL, NULL, 0, 0, 0, 0, NULL};
 	setenv("POLICY_GPU_MOE_KERNEL", bad, 1);
 	int rc = policy_moe_down_dx(&d, NULL, NULL, NULL, NULL, NULL);
 	char msg[512], want[64];
@@ -1246,7 +1280,7 @@ static int test_wsb9_misspelt(void)
 		return GPU_SKIP;
 	if (strncmp(variant_env[variant], "wsb9", 4))
 		return 0;
-	struct policy_moe_dims d = {1, 1, 1, 64, 64, NULL, NULL, 0, 0, 0, 0};
+	struct policy_moe_dims d = {1, 1, 1, 64, 64, NULL, NULL, 0, 0, 0, 0, NULL};
 	setenv("POLICY_GPU_MOE_KERNEL", "wsb9x", 1);
 	int rc = policy_moe_down_dx(&d, NULL, NULL, NULL, NULL, NULL);
 	char msg[512];
