@@ -3213,7 +3213,9 @@ static int moe_bwd_grouped(struct policy_gpu *g, int l, float *dn, const float *
  * micro-batches, a launch a product and layer (down dW two layers a launch
  * with POLICY_GPU_MOE_DW_PAIR), on the step's stream: stored by the
  * gradient window's first flush (the arena was cleared), added by later
- * ones. The slices' rows are Rp apart, their offsets E + 2 apart */
+ * ones (win_dims: the slices' rows Tm K apart, their offsets E + 2), each
+ * tile's sum of squares to sqw (win_sq); a no-op where the filling
+ * micro-batch's backward ran them (win_bwd) but the bookkeeping */
 static int win_flush(struct policy_gpu *g)
 {
 	const struct policy_config *c = &g->cfg;
