@@ -992,6 +992,11 @@ static const char *const round10_vars[] = {"POLICY_GPU_STREAMS",     "POLICY_GPU
  * the experts' dW of a window's micro-batches in one K loop, not as rounded
  * per-micro-batch sums */
 static const char *bw_tol;
+/* round 24: where set, bitwise_step runs a third micro-batch (the first's
+ * batch again, accumulated; its loss not compared) before reading the
+ * gradients: a window of 2 is then filled once (stored) and cut short once
+ * (added at policy_gpu_get_grads) */
+static int bw_third;
 #define N_ROUND10_VARS ((int)(sizeof(round10_vars) / sizeof(round10_vars[0])))
 static void apply_env(const char *env)
 {
@@ -1151,6 +1156,13 @@ static int bitwise_step(struct policy_gpu *g[3], struct policy_adamw ao[3],
 			      "%s", swerve_error_last());
 			loss[k][j] = st.loss;
 			clipped[k][j] = st.clipped;
+		}
+		if (bw_third) {
+			struct policy_loss_stats st;
+			CHECK(policy_gpu_step(&st, NULL, NULL, g[k], &b[ms[0]], tgt[ms[0]],
+			                      lo ? old[ms[0]] : NULL, lo ? adv[ms[0]] : NULL, lo,
+			                      POLICY_GPU_BACKWARD_ACC) == 0,
+			      "%s", swerve_error_last());
 		}
 		CHECK(policy_gpu_get_grads(g[k], gr[k]) == 0 &&
 		              policy_gpu_adamw(&gn[k], g[k], &ao[k]) == 0 &&
@@ -1346,6 +1358,15 @@ static int test_dw_window_2_streams(void)
 {
 	return dw_window_case("POLICY_GPU_STREAMS=2 POLICY_GPU_MOE_DW_WIN=off",
 	                      "POLICY_GPU_MOE_DW_WIN=2", 1);
+}
+/* WIN=2 over 3 micro-batches a step: the window filled by the second (its
+ * backward stores the dW), then the third's added at get_grads */
+static int test_dw_window_2_k3(void)
+{
+	bw_third = 1;
+	int rc = dw_window_case("POLICY_GPU_MOE_DW_WIN=off", "POLICY_GPU_MOE_DW_WIN=2", 1);
+	bw_third = 0;
+	return rc;
 }
 static int test_dw_window_3_streams(void)
 {
@@ -2415,6 +2436,9 @@ int main(void)
 	        {"POLICY_GPU_MOE_DW_WIN=2 vs off: 2 steps of K = 2, the experts' dW within 1e-5, "
 	         "the rest bit for bit (bf16 CISPO, two streams)",
 	         test_dw_window_2_streams},
+	        {"POLICY_GPU_MOE_DW_WIN=2 vs off: 2 steps of K = 3 (a window filled, one cut "
+	         "short), the experts' dW within 1e-5, the rest bit for bit (bf16 CISPO)",
+	         test_dw_window_2_k3},
 	        {"POLICY_GPU_MOE_DW_WIN=3 vs off: 2 steps of K = 2, the experts' dW within 1e-5, "
 	         "the rest bit for bit (bf16 CISPO, two streams)",
 	         test_dw_window_3_streams},
