@@ -440,7 +440,10 @@ int policy_gpu_new(struct policy_gpu **out, const struct policy_config *cfg,
                    enum policy_gpu_precision precision);
 void policy_gpu_free(struct policy_gpu *g);
 
-/* Host <-> device copies of the fp32 arenas (layout->total floats). */
+/* Host <-> device copies of the fp32 arenas (layout->total floats).
+ * policy_gpu_get_grads first runs the experts' weight gradients that
+ * POLICY_GPU_MOE_DW_WIN still keeps for a window of micro-batches (round
+ * 24), so it always gives the whole sum */
 int policy_gpu_set_params(struct policy_gpu *g, const float *params);
 int policy_gpu_get_params(struct policy_gpu *g, float *params);
 int policy_gpu_get_grads(struct policy_gpu *g, float *grads);
@@ -449,7 +452,9 @@ int policy_gpu_get_grads(struct policy_gpu *g, float *grads);
  * SWERVE_EUNSUPPORTED); both after any update still running (round 20) */
 int policy_gpu_get_moments(struct policy_gpu *g, float *m, float *v);
 /* Overwrites the gradient arena (a test hook: AdamW on given gradients;
- * the micro-batch count AdamW divides by is left as it is) */
+ * the micro-batch count AdamW divides by is left as it is; micro-batches
+ * kept for a window of expert weight gradients are dropped, later ones add
+ * to the given values) */
 int policy_gpu_set_grads(struct policy_gpu *g, const float *grads);
 int policy_gpu_get_bf16_params(struct policy_gpu *g, uint16_t *pb);
 
