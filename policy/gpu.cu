@@ -324,11 +324,10 @@ struct policy_gpu {
 	/* round 24: the window's dW tiles' sums of squares (sqw: up dW's, sq_up a
 	 * layer, then down dW's, sq_dn a layer), valid (sq_ok) while the last
 	 * write of every expert dW was a window launch: AdamW's norm then sums
-	 * the other tensors only (sq_rng, the arena's non-expert ranges, nsq_rng
-	 * of them, on the device at sq_rng_d) */
+	 * the other tensors only (the arena's non-expert ranges, nsq_rng of
+	 * them, on the device at sq_rng_d) */
 	float *sqw;
 	int sq_up, sq_dn, sq_ok, nsq_rng;
-	struct gz_range *sq_rng;
 	struct gz_range *sq_rng_d;
 	/* round 23: POLICY_GPU_RT_NORM=fused (1, opt-in): the route backward
 	 * does the ffn norm's backward on each row of dn in registers
@@ -1878,30 +1877,38 @@ static int graph_setup(struct policy_gpu *g)
 
 /* round 21: POLICY_GPU_GRADZERO=all (the default) | stored: g->gz, the
  * arena's ranges left to clear (fused head, bf16) */
+/* the arena's tensors other than the experts' w1 / w2 / w3 (skip_experts)
+ * and the LM head (skip_head) as ranges, adjacent tensors merged (tensors
+ * in offset order): *out (malloc'd, *n of them) */
+static int arena_ranges(const struct policy_layout *L, int skip_experts, int skip_head,
+                        struct gz_range **out, int *n)
+{
+	struct gz_range *r = (struct gz_range *)calloc((size_t)L->n + 1, sizeof(*r));
+	if (!r)
+		return swerve_error_set(SWERVE_ENOMEM, "gpu: out of memory");
+	*n = 0;
+	for (int i = 0; i < L->n; i++) {
+		const struct policy_tensor *t = &L->t[i];
+		const int expert = strstr(t->name, ".moe.w1") || strstr(t->name, ".moe.w3") ||
+		                   strstr(t->name, ".moe.w2");
+		if ((skip_experts && expert) || (skip_head && t->offset == L->lm_head))
+			continue;
+		if (*n && r[*n - 1].off + r[*n - 1].n == t->offset)
+			r[*n - 1].n += t->numel; /* adjacent: one range */
+		else
+			r[(*n)++] = (struct gz_range){t->offset, t->numel};
+	}
+	*out = r;
+	return 0;
+}
+
 static int gz_setup(struct policy_gpu *g, const struct policy_layout *L)
 {
 	static const char *const names[] = {"all", "stored"};
 	int v = policy_env_choice("POLICY_GPU_GRADZERO", names, 2, 0);
 	if (v <= 0)
 		return v;
-	g->gz = (struct gz_range *)calloc((size_t)L->n, sizeof(*g->gz));
-	if (!g->gz)
-		return swerve_error_set(SWERVE_ENOMEM, "gpu: out of memory");
-	for (int i = 0; i < L->n; i++) {
-		const struct policy_tensor *t = &L->t[i];
-		const int expert = g->moe_grouped && g->moe_dwstore &&
-		                   (strstr(t->name, ".moe.w1") || strstr(t->name, ".moe.w3") ||
-		                    strstr(t->name, ".moe.w2"));
-		if (expert || t->offset == L->lm_head)
-			continue;
-		if (g->gz_n && g->gz[g->gz_n - 1].off + g->gz[g->gz_n - 1].n == t->offset)
-			g->gz[g->gz_n - 1].n += t->numel; /* adjacent: one range */
-		else {
-			g->gz[g->gz_n].off = t->offset;
-			g->gz[g->gz_n++].n = t->numel;
-		}
-	}
-	return 0;
+	return arena_ranges(L, g->moe_grouped && g->moe_dwstore, 1, &g->gz, &g->gz_n);
 }
 
 /* round 24 (POLICY_GPU_MOE_DW_WIN): the layers' xg, hh and doffs at slice s
@@ -2345,23 +2352,15 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 		g->sq_up = E * ((2 * F + 127) / 128) * ((D + 255) / 256);
 		g->sq_dn = E * ((D + 127) / 128) * ((F + 255) / 256);
 		ALLOC(g->sqw, (size_t)cfg->n_layers * (g->sq_up + g->sq_dn));
-		g->sq_rng = (struct gz_range *)calloc((size_t)L->n, sizeof(*g->sq_rng));
-		if (!g->sq_rng)
-			return swerve_error_set(SWERVE_ENOMEM, "gpu: out of memory");
-		for (int i = 0; i < L->n; i++) {
-			const struct policy_tensor *t = &L->t[i];
-			if (strstr(t->name, ".moe.w1") || strstr(t->name, ".moe.w3") ||
-			    strstr(t->name, ".moe.w2"))
-				continue;
-			struct gz_range *r = g->nsq_rng ? &g->sq_rng[g->nsq_rng - 1] : NULL;
-			if (r && r->off + r->n == t->offset)
-				r->n += t->numel; /* adjacent: one range */
-			else
-				g->sq_rng[g->nsq_rng++] = (struct gz_range){t->offset, t->numel};
-		}
-		CK(cudaMalloc((void **)&g->sq_rng_d, (size_t)g->nsq_rng * sizeof(*g->sq_rng)));
-		CK(cudaMemcpy(g->sq_rng_d, g->sq_rng, (size_t)g->nsq_rng * sizeof(*g->sq_rng),
-		              cudaMemcpyHostToDevice));
+		struct gz_range *rng;
+		CKR(arena_ranges(L, 1, 0, &rng, &g->nsq_rng));
+		cudaError_t e =
+		        cudaMalloc((void **)&g->sq_rng_d, (size_t)g->nsq_rng * sizeof(*rng));
+		if (e == cudaSuccess)
+			e = cudaMemcpy(g->sq_rng_d, rng, (size_t)g->nsq_rng * sizeof(*rng),
+			               cudaMemcpyHostToDevice);
+		free(rng);
+		CK(e);
 	}
 	if (g->streams) { /* the grouped MoE backward's own scratch (moe_bwd_grouped) */
 		ALLOC(g->dgate_s, TK);
@@ -2502,7 +2501,6 @@ void policy_gpu_free(struct policy_gpu *g)
 	cudaFree(g->dyp2);
 	cudaFree(g->sqw); /* round 24 */
 	cudaFree(g->sq_rng_d);
-	free(g->sq_rng);
 	for (int i = 0; i < LT_SLOTS; i++)
 		if (g->lts[i].have_desc)
 			swerve_lt_desc_free(&g->lts[i].desc);
