@@ -339,6 +339,19 @@ struct policy_gpu {
 	 * 69.7-70.4 ms a 4 x 8192 step); a first form with a block-wide row
 	 * sum a 2-token batch was 0.9 ms a step slower */
 	int rt_norm, ffn_done;
+	/* round 25: POLICY_GPU_DN16=on (1, opt-in) | off (0, the default): the
+	 * gradient that enters a lightning layer's attention norm (its fused
+	 * projection's dX) and every layer's ffn norm (the route backward's dn,
+	 * where its staged kernel runs) stored in bf16 (T x D, in g->dn's
+	 * buffer) instead of fp32, as llm.c keeps activation gradients; taken
+	 * with the bf16 gradient (a16g). dn_b16: what g->dn holds now (set by
+	 * the producer, read by the norm backward). H100 (2026-11-27): the
+	 * norm backward is not faster reading half the bytes (27.2 against 27.6
+	 * us a call: latency-bound, rounds 19-20), the route backward's 2-byte
+	 * stores are slower (29.5 against 27.4 us), kernels summed 19.94 against
+	 * 19.98 ms a K = 1 step; end to end level at 4 x 8192 and 1.9-2.7 ms
+	 * slower at 65,536 tokens a step (RESULTS.md, round 25) */
+	int dn16, dn_b16;
 	float *route_ws;
 	size_t route_ws_n;
 	/* round 10: route_new 3 / 4 = POLICY_GPU_ROUTE=v3 / v4 (gpu_route.cu; v4
@@ -552,7 +565,9 @@ double policy_gpu_peak_flops(void)
 int policy_gpu_bf16_storage(const struct policy_gpu *g)
 {
 	return (g->act16 ? POLICY_GPU_BF16_SLOTS : 0) | (g->a16x ? POLICY_GPU_BF16_STREAM : 0) |
-	       (g->a16r ? POLICY_GPU_BF16_ROUTER : 0) | (g->a16g ? POLICY_GPU_BF16_DRES : 0);
+	       (g->a16r ? POLICY_GPU_BF16_ROUTER : 0) | (g->a16g ? POLICY_GPU_BF16_DRES : 0) |
+	       (g->dn16 && g->act16 && g->a16r && !g->rt_norm ? POLICY_GPU_BF16_DN_FFN : 0) |
+	       (g->dn16 ? POLICY_GPU_BF16_DN_ATTN : 0);
 }
 
 int policy_gpu_profile(const char **names, double *seconds, int max, struct policy_gpu *g)
@@ -2106,6 +2121,14 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 			return v;
 		g->rt_norm = v && g->a16g && g->act16 && g->a16r && g->route_new >= 3;
 	}
+	{ /* round 25: POLICY_GPU_DN16=off (the default: fp32, as rounds 19-24) | on
+	   * (measured level at 4 x 8192, slower at 65,536 tokens: opt-in) */
+		static const char *const names[] = {"off", "on"};
+		int v = policy_env_choice("POLICY_GPU_DN16", names, 2, 0);
+		if (v < 0)
+			return v;
+		g->dn16 = v && g->a16g;
+	}
 	{ /* round 24: POLICY_GPU_MOE_DW_WIN=auto (the default: 4, or 2, where the
 	   * slices take at most a fifth of the card's memory and the model can
 	   * take them, checked in gpu_build; else off) | off | 2 .. 8 */
@@ -2861,7 +2884,10 @@ static int lightning_bwd(struct policy_gpu *g, int l, float *dn, const float *dy
 	mark(g, PROF_LIN_CORE);
 	/* wq..wgate as one (4 Hd, D) matrix */
 	CKR(mm_dw_side(g, SV_DT1, G + lp->wq, dpre, ly->n1, g->at, T, D, 4 * Hd, 0));
-	CKR(mm_dx(g, dn, CUDA_R_32F, dpre, wp(g, lp->wq), g->at, T, D, 4 * Hd, 0, 0));
+	/* round 25 (dn16): dn in bf16 for the attention norm's backward */
+	g->dn_b16 = g->dn16;
+	CKR(mm_dx(g, dn, g->dn_b16 ? CUDA_R_16BF : CUDA_R_32F, dpre, wp(g, lp->wq), g->at, T, D,
+	          4 * Hd, 0, 0));
 	mark(g, PROF_LIN_PROJ);
 	return 0;
 }
@@ -3388,13 +3414,16 @@ router:
 			        g->route_ws, (const uint16_t *)slots, ly->xp, 1, P + lp->router,
 			        ly->prob, ly->sel, ly->gate, dgate, ly->auxc, T, E, K, D, &nb));
 			g->ffn_done = 1;
-		} else if (slots && g->act16) /* round 16: bf16 slots (and x, resid) */
-			CKR(policy_route_bwd_slots_b16(dn, g->route_ws, (const uint16_t *)slots,
-			                               g->a16r ? (const void *)ly->xp
-			                                       : (const void *)ly->n2,
-			                               g->a16r, P + lp->router, ly->prob, ly->sel,
-			                               ly->gate, dgate, ly->auxc, T, E, K, D));
-		else if (slots)
+		} else if (slots && g->act16) { /* round 16: bf16 slots (and x, resid) */
+			const void *rx = g->a16r ? (const void *)ly->xp : (const void *)ly->n2;
+			/* round 25 (dn16): dn in bf16 where the staged kernel runs */
+			g->dn_b16 = g->dn16 && g->a16r &&
+			            policy_route_bwd_norm_supported(E, K, D, slots, rx);
+			CKR(policy_route_bwd_slots_b16o(dn, g->dn_b16, g->route_ws,
+			                                (const uint16_t *)slots, rx, g->a16r,
+			                                P + lp->router, ly->prob, ly->sel, ly->gate,
+			                                dgate, ly->auxc, T, E, K, D));
+		} else if (slots)
 			CKR(policy_route_bwd_slots(dn, g->route_ws, slots, ly->n2, P + lp->router,
 			                           ly->prob, ly->sel, ly->gate, dgate, ly->auxc, T,
 			                           E, K, D));
@@ -3867,6 +3896,7 @@ static int step_bwd(struct policy_gpu *g, const struct policy_batch *b, int maxl
 		struct glayer *ly = &g->ly[l];
 		mark(g, PROF_OTHER);
 		g->ffn_done = 0;
+		g->dn_b16 = 0; /* round 25: set where the route backward stores dn in bf16 */
 		CKR(moe_bwd(g, l, g->dn, g->a16g ? (const float *)g->dxb : g->dx, T));
 		/* dx and dxb rewritten: the side stream's dW above have read them */
 		CKR(side_wait(g, SV_DX));
@@ -3877,16 +3907,17 @@ static int step_bwd(struct policy_gpu *g, const struct policy_batch *b, int maxl
 		if (g->ffn_done)
 			;
 		else if (g->a16g)
-			CKR(policy_ew_rms_bwd16g(g->dxb, lp->softmax && !g->sm_wo16 ? g->dx : NULL,
-			                         1, g->grads + lp->ffn_norm, g->dn,
-			                         (const uint16_t *)ly->hmid,
-			                         g->params + lp->ffn_norm, ly->rstd2, T, D));
+			CKR(policy_ew_rms_bwd16gy(g->dxb, lp->softmax && !g->sm_wo16 ? g->dx : NULL,
+			                          1, g->grads + lp->ffn_norm, g->dn, g->dn_b16,
+			                          (const uint16_t *)ly->hmid,
+			                          g->params + lp->ffn_norm, ly->rstd2, T, D));
 		else
 			CKR(resid_rms_bwd(g, g->dx, g->ab ? g->dxb : NULL, 1,
 			                  g->grads + lp->ffn_norm, g->dn, ly->hmid,
 			                  g->params + lp->ffn_norm, ly->rstd2, T, D));
 		LAUNCHED();
 		mark(g, PROF_OTHER);
+		g->dn_b16 = 0; /* round 25: lightning_bwd sets it (dn16) */
 		if (lp->softmax) {
 			CKR(softmax_bwd(g, l, g->dn, g->dx, b));
 			mark(g, PROF_SOFTMAX);
@@ -3897,9 +3928,9 @@ static int step_bwd(struct policy_gpu *g, const struct policy_batch *b, int maxl
 		if (g->a16g) {
 			/* round 19: dxb rewritten (the wo dW has read it) */
 			CKR(side_wait(g, SV_DXB));
-			CKR(policy_ew_rms_bwd16g(g->dxb, NULL, 1, g->grads + lp->attn_norm, g->dn,
-			                         (const uint16_t *)ly->xin,
-			                         g->params + lp->attn_norm, ly->rstd1, T, D));
+			CKR(policy_ew_rms_bwd16gy(g->dxb, NULL, 1, g->grads + lp->attn_norm, g->dn,
+			                          g->dn_b16, (const uint16_t *)ly->xin,
+			                          g->params + lp->attn_norm, ly->rstd1, T, D));
 		} else
 			CKR(resid_rms_bwd(g, g->dx, NULL, 1, g->grads + lp->attn_norm, g->dn,
 			                  ly->xin, g->params + lp->attn_norm, ly->rstd1, T, D));

@@ -269,10 +269,10 @@ __global__ static void __launch_bounds__(EW_NW * 32)
 /* the RMSNorm backward (gpu_ew.h): a warp per row, EW_WROW rows a warp, CH
  * chunks of 4 columns a lane; the weight gradient's partial sums per lane,
  * summed over the block's warps in shared memory (warp order) */
-template <int CH, typename TX, typename TD = float, typename TB = uint16_t>
+template <int CH, typename TX, typename TD = float, typename TB = uint16_t, typename TY = float>
 __device__ __forceinline__ static void
 ew_rms_bwd(TD *__restrict__ dx, TB *__restrict__ xb, int acc, float *__restrict__ dw,
-           const float *__restrict__ dy, const TX *__restrict__ x, const float *__restrict__ w,
+           const TY *__restrict__ dy, const TX *__restrict__ x, const float *__restrict__ w,
            const float *__restrict__ rstd, int T, int C)
 {
 	extern __shared__ float s_part[]; /* (EW_NW, C) where dw */
@@ -396,16 +396,19 @@ __global__ static void __launch_bounds__(EW_NW * 32)
  * xf (the stored value), x in bf16. Two blocks an SM (<= 128 registers):
  * without the bound CH 6 took 150 registers, one block an SM, and its 256
  * blocks ran in two waves (H100, 2026-11-27, gpu_act16: 37.9 us for 62.9 MB,
- * 2.0x its floor, where k_ew_rms_bwd16<6> at 128 registers fits one wave) */
-template <int CH>
+ * 2.0x its floor, where k_ew_rms_bwd16<6> at 128 registers fits one wave).
+ * Round 25 (POLICY_GPU_DN16): TY uint16_t reads the incoming gradient dy in
+ * bf16 (12.6 of the 62.9 MB fewer at 8192 x 768); float is round 19's
+ * kernel, unchanged */
+template <int CH, typename TY = float>
 __global__ static void __launch_bounds__(EW_NW * 32, CH <= 6 ? 2 : 1)
         k_ew_rms_bwd16g(uint16_t *__restrict__ dx, float *__restrict__ xf, int acc,
-                        float *__restrict__ dw, const float *__restrict__ dy,
+                        float *__restrict__ dw, const TY *__restrict__ dy,
                         const uint16_t *__restrict__ x, const float *__restrict__ w,
                         const float *__restrict__ rstd, int T, int C)
 {
 	pdl::enter(); /* round 20: launched with PDL under POLICY_GPU_PDL=on */
-	ew_rms_bwd<CH, uint16_t, uint16_t, float>(dx, xf, acc, dw, dy, x, w, rstd, T, C);
+	ew_rms_bwd<CH, uint16_t, uint16_t, float, TY>(dx, xf, acc, dw, dy, x, w, rstd, T, C);
 }
 
 /* round 19: demb[tok[t]] += dx[t] with dx in bf16 (8-byte loads, 4 columns
@@ -987,6 +990,13 @@ int policy_ew_rms_bwd(float *dx, uint16_t *xb, int acc, float *dw, const float *
 int policy_ew_rms_bwd16g(uint16_t *dx, float *xf, int acc, float *dw, const float *dy,
                          const uint16_t *x, const float *w, const float *rstd, int T, int C)
 {
+	return policy_ew_rms_bwd16gy(dx, xf, acc, dw, dy, 0, x, w, rstd, T, C);
+}
+
+/* round 25 (POLICY_GPU_DN16): dy in bf16 where dy16 */
+int policy_ew_rms_bwd16gy(uint16_t *dx, float *xf, int acc, float *dw, const void *dy, int dy16,
+                          const uint16_t *x, const float *w, const float *rstd, int T, int C)
+{
 	unsigned nb;
 	size_t sh = dw ? (size_t)EW_NW * C * sizeof(float) : 0;
 	int mode = policy_ew20_mode(); /* round 20: POLICY_GPU_EW20 */
@@ -1001,14 +1011,14 @@ int policy_ew_rms_bwd16g(uint16_t *dx, float *xf, int acc, float *dw, const floa
 		        SWERVE_EINVAL, "gpu residual passes: the bf16 gradient's rms bwd needs dx");
 	if (T < 1)
 		return 0;
-	if (mode & 1) { /* round 20: pipelined */
+	if ((mode & 1) && !dy16) { /* round 20: pipelined (fp32 dy only) */
 		size_t sp = (size_t)EP_NW * EP_S * ep_rms_stage(C);
 #define EW_BWDP(CH)                                                                                \
 	do {                                                                                       \
 		CKR(policy_ew20_grid((const void *)k_ew_rms_bwd16p<CH>, EP_NW * 32, sp,            \
 		                     (T + EP_NW - 1) / EP_NW, &nb));                               \
-		k_ew_rms_bwd16p<CH>                                                                \
-		        <<<nb, EP_NW * 32, sp, PST>>>(dx, xf, acc, dw, dy, x, w, rstd, T, C);      \
+		k_ew_rms_bwd16p<CH><<<nb, EP_NW * 32, sp, PST>>>(                                  \
+		        dx, xf, acc, dw, (const float *)dy, x, w, rstd, T, C);                     \
 	} while (0)
 		EW_DISPATCH(C, EW_BWDP);
 #undef EW_BWDP
@@ -1017,8 +1027,15 @@ int policy_ew_rms_bwd16g(uint16_t *dx, float *xf, int acc, float *dw, const floa
 	}
 	nb = (unsigned)((T + EW_NW * EW_WROW - 1) / (EW_NW * EW_WROW));
 #define EW_BWDG(CH)                                                                                \
-	CK(pdl::launch(k_ew_rms_bwd16g<CH>, dim3(nb), dim3(EW_NW * 32), sh, PST, dx, xf, acc, dw,  \
-	               dy, x, w, rstd, T, C))
+	do {                                                                                       \
+		if (dy16)                                                                          \
+			CK(pdl::launch(k_ew_rms_bwd16g<CH, uint16_t>, dim3(nb), dim3(EW_NW * 32),  \
+			               sh, PST, dx, xf, acc, dw, (const uint16_t *)dy, x, w, rstd, \
+			               T, C));                                                     \
+		else                                                                               \
+			CK(pdl::launch(k_ew_rms_bwd16g<CH>, dim3(nb), dim3(EW_NW * 32), sh, PST,   \
+			               dx, xf, acc, dw, (const float *)dy, x, w, rstd, T, C));     \
+	} while (0)
 	EW_DISPATCH(C, EW_BWDG);
 #undef EW_BWDG
 	LAUNCHED();

@@ -67,6 +67,13 @@ int policy_ew_rms_bwd16(float *dx, uint16_t *xb, int acc, float *dw, const float
  * attention's backward); dx required */
 int policy_ew_rms_bwd16g(uint16_t *dx, float *xf, int acc, float *dw, const float *dy,
                          const uint16_t *x, const float *w, const float *rstd, int T, int C);
+/* round 25 (issue 10, POLICY_GPU_DN16): policy_ew_rms_bwd16g with the
+ * incoming gradient dy in bf16 where dy16 (fp32 otherwise); the arithmetic
+ * is the same on dy's values, so dy16 on a bf16-rounded dy gives the fp32
+ * kernel's bits. POLICY_GPU_EW20's pipelined form takes fp32 dy only: with
+ * dy16 the round-19 kernel runs */
+int policy_ew_rms_bwd16gy(uint16_t *dx, float *xf, int acc, float *dw, const void *dy, int dy16,
+                          const uint16_t *x, const float *w, const float *rstd, int T, int C);
 /* round 19: demb[tok[t]] += dx[t] with dx in bf16 */
 int policy_ew_embed_bwd16(float *demb, const uint16_t *dx, const int *tok, int T, int C);
 

@@ -1120,9 +1120,11 @@ __device__ __forceinline__ static void rt_norm_row(const float *__restrict__ dy,
 	}
 }
 
-template <int KT, typename TS, typename TX, bool ST, bool NB>
+/* TN (round 25, POLICY_GPU_DN16): dn's type; uint16_t stores it in bf16
+ * (rounded to nearest even once), float is the rounds 16-24 kernel */
+template <int KT, typename TS, typename TX, bool ST, bool NB, typename TN = float>
 __device__ __forceinline__ static void
-rt_bwd3_body(float *__restrict__ dn, float *__restrict__ part, const TS *__restrict__ slots,
+rt_bwd3_body(TN *__restrict__ dn, float *__restrict__ part, const TS *__restrict__ slots,
              const TX *__restrict__ x, const float *__restrict__ Wr, const float *__restrict__ prob,
              const int *__restrict__ sel, const float *__restrict__ gate,
              const float *__restrict__ dgate, const float *__restrict__ auxc, int T, int E, int K,
@@ -1242,6 +1244,8 @@ rt_bwd3_body(float *__restrict__ dn, float *__restrict__ part, const TS *__restr
 					}
 					if constexpr (NB) /* dn's row, kept */
 						s_dn[(size_t)((tb + q) % RT_NB) * D + c] = d;
+					else if constexpr (sizeof(TN) == 2)
+						dn[o + c] = f2bf(d);
 					else
 						dn[o + c] = d;
 				}
@@ -1281,9 +1285,9 @@ rt_bwd3_body(float *__restrict__ dn, float *__restrict__ part, const TS *__restr
 		}
 }
 
-template <int KT, typename TS = float, typename TX = float, bool ST = false>
+template <int KT, typename TS = float, typename TX = float, bool ST = false, typename TN = float>
 __global__ static void __launch_bounds__(ROUTE_THREADS)
-        k_rt_bwd3(float *__restrict__ dn, float *__restrict__ part, const TS *__restrict__ slots,
+        k_rt_bwd3(TN *__restrict__ dn, float *__restrict__ part, const TS *__restrict__ slots,
                   const TX *__restrict__ x, const float *__restrict__ Wr,
                   const float *__restrict__ prob, const int *__restrict__ sel,
                   const float *__restrict__ gate, const float *__restrict__ dgate,
@@ -1291,8 +1295,8 @@ __global__ static void __launch_bounds__(ROUTE_THREADS)
 {
 	pdl::enter(); /* round 20: launched with PDL under POLICY_GPU_PDL=on */
 	const struct policy_route_nb none = {};
-	rt_bwd3_body<KT, TS, TX, ST, false>(dn, part, slots, x, Wr, prob, sel, gate, dgate, auxc, T,
-	                                    E, K, D, none);
+	rt_bwd3_body<KT, TS, TX, ST, false, TN>(dn, part, slots, x, Wr, prob, sel, gate, dgate,
+	                                        auxc, T, E, K, D, none);
 }
 
 /* round 23 (POLICY_GPU_RT_NORM=fused): k_rt_bwd3 (staged, bf16 slots and x)
@@ -1309,8 +1313,8 @@ __global__ static void __launch_bounds__(ROUTE_THREADS)
                    const struct policy_route_nb nb)
 {
 	pdl::enter();
-	rt_bwd3_body<KT, uint16_t, TX, true, true>(NULL, part, slots, x, Wr, prob, sel, gate, dgate,
-	                                           auxc, T, E, K, D, nb);
+	rt_bwd3_body<KT, uint16_t, TX, true, true>((float *)NULL, part, slots, x, Wr, prob, sel,
+	                                           gate, dgate, auxc, T, E, K, D, nb);
 }
 
 /* a token's router softmax over its E logits lg and its top-K choice
@@ -2055,6 +2059,16 @@ int policy_route_bwd_slots_b16(float *dn, float *scratch, const uint16_t *slots,
                                const float *gate, const float *dgate, const float *auxc, int T,
                                int E, int K, int D)
 {
+	return policy_route_bwd_slots_b16o(dn, 0, scratch, slots, x, x16, Wr, prob, sel, gate,
+	                                   dgate, auxc, T, E, K, D);
+}
+
+/* round 25 (POLICY_GPU_DN16): dn in bf16 where dn16 */
+int policy_route_bwd_slots_b16o(void *dn, int dn16, float *scratch, const uint16_t *slots,
+                                const void *x, int x16, const float *Wr, const float *prob,
+                                const int *sel, const float *gate, const float *dgate,
+                                const float *auxc, int T, int E, int K, int D)
+{
 	int nb = nblk(T, ROUTE_BWD_TOKENS), st = policy_route_rt16_mode();
 	if (!policy_route_supported(E, K, D))
 		return swerve_error_set(SWERVE_EINVAL, "gpu route: E %d, K %d, D %d not supported",
@@ -2067,34 +2081,48 @@ int policy_route_bwd_slots_b16(float *dn, float *scratch, const uint16_t *slots,
 	 * be (K 1 or 2) */
 	if (st && (K == 1 || K == 2) && D % 8 == 0 && ((uintptr_t)x | (uintptr_t)slots) % 16 == 0) {
 		size_t sm = (size_t)RT16_NS * ROUTE_BATCH3 * D * ((x16 ? 2 : 4) + 2 * K);
-#define BWD3S(KT, TX)                                                                              \
+#define BWD3S(KT, TX, TN)                                                                          \
 	do {                                                                                       \
 		static int attr_;                                                                  \
 		if (!attr_)                                                                        \
-			CK(cudaFuncSetAttribute(k_rt_bwd3<KT, uint16_t, TX, true>,                 \
+			CK(cudaFuncSetAttribute(k_rt_bwd3<KT, uint16_t, TX, true, TN>,             \
 			                        cudaFuncAttributeMaxDynamicSharedMemorySize,       \
 			                        RT16_SMEM));                                       \
 		attr_ = 1;                                                                         \
-		CK(pdl::launch(k_rt_bwd3<KT, uint16_t, TX, true>, dim3(nb), dim3(ROUTE_THREADS),   \
-		               sm, PST, dn, scratch, slots, (const TX *)x, Wr, prob, sel, gate,    \
-		               dgate, auxc, T, E, K, D));                                          \
+		CK(pdl::launch(k_rt_bwd3<KT, uint16_t, TX, true, TN>, dim3(nb),                    \
+		               dim3(ROUTE_THREADS), sm, PST, (TN *)dn, scratch, slots,             \
+		               (const TX *)x, Wr, prob, sel, gate, dgate, auxc, T, E, K, D));      \
 	} while (0)
-		if (x16 && K == 1)
-			BWD3S(1, uint16_t);
+		if (dn16 && x16 && K == 1)
+			BWD3S(1, uint16_t, uint16_t);
+		else if (dn16 && x16)
+			BWD3S(2, uint16_t, uint16_t);
+		else if (dn16 && K == 1)
+			BWD3S(1, float, uint16_t);
+		else if (dn16)
+			BWD3S(2, float, uint16_t);
+		else if (x16 && K == 1)
+			BWD3S(1, uint16_t, float);
 		else if (x16)
-			BWD3S(2, uint16_t);
+			BWD3S(2, uint16_t, float);
 		else if (K == 1)
-			BWD3S(1, float);
+			BWD3S(1, float, float);
 		else
-			BWD3S(2, float);
+			BWD3S(2, float, float);
 #undef BWD3S
 		LAUNCHED();
 		return 0;
 	}
+	if (dn16) /* round 25: the staged kernels only (K 1 or 2, aligned rows, RT16 on) */
+		return swerve_error_set(
+		        SWERVE_EINVAL,
+		        "gpu route: dn in bf16 needs the staged route backward (K 1 "
+		        "or 2, D %% 8 == 0, 16-byte rows; K %d, D %d)",
+		        K, D);
 #define BWD3B(KT, TX)                                                                              \
-	CK(pdl::launch(k_rt_bwd3<KT, uint16_t, TX>, dim3(nb), dim3(ROUTE_THREADS), 0, PST, dn,     \
-	               scratch, slots, (const TX *)x, Wr, prob, sel, gate, dgate, auxc, T, E, K,   \
-	               D))
+	CK(pdl::launch(k_rt_bwd3<KT, uint16_t, TX>, dim3(nb), dim3(ROUTE_THREADS), 0, PST,         \
+	               (float *)dn, scratch, slots, (const TX *)x, Wr, prob, sel, gate, dgate,     \
+	               auxc, T, E, K, D))
 	if (x16) {
 		if (K == 1)
 			BWD3B(1, uint16_t);

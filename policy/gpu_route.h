@@ -88,6 +88,14 @@ int policy_route_bwd_slots_b16(float *dn, float *scratch, const uint16_t *slots,
                                int x16, const float *Wr, const float *prob, const int *sel,
                                const float *gate, const float *dgate, const float *auxc, int T,
                                int E, int K, int D);
+/* round 25 (issue 10, POLICY_GPU_DN16): policy_route_bwd_slots_b16 with dn
+ * stored in bf16 where dn16 (each value rounded to nearest even once: the
+ * fp32 kernel's values rounded); dn16 needs the staged kernel
+ * (policy_route_bwd_norm_supported's conditions), else SWERVE_EINVAL */
+int policy_route_bwd_slots_b16o(void *dn, int dn16, float *scratch, const uint16_t *slots,
+                                const void *x, int x16, const float *Wr, const float *prob,
+                                const int *sel, const float *gate, const float *dgate,
+                                const float *auxc, int T, int E, int K, int D);
 /* round 23 (POLICY_GPU_RT_NORM=fused): policy_route_bwd_slots_b16 with the
  * ffn norm's backward (policy_ew_rms_bwd16g's, acc 1, no fp32 copy) on each
  * row of dn in registers instead of dn written: dx (T, D) bf16 += the norm

@@ -517,12 +517,18 @@ int policy_gpu_graph_stats(const struct policy_gpu *g, long *captures, long *rep
  * POLICY_GPU_BF16_SLOTS (the MoE's slot outputs yp / dxp),
  * POLICY_GPU_BF16_STREAM (the residual stream's value xin / hmid / xf),
  * POLICY_GPU_BF16_ROUTER (the router reads the experts' bf16 input),
- * POLICY_GPU_BF16_DRES (the residual stream's gradient); 0 under off. */
+ * POLICY_GPU_BF16_DRES (the residual stream's gradient); 0 under off.
+ * Round 25 (POLICY_GPU_DN16): POLICY_GPU_BF16_DN_FFN (the gradient the ffn
+ * norm's backward reads, as the route backward stores it; not under
+ * POLICY_GPU_RT_NORM=fused, where it is not stored), POLICY_GPU_BF16_DN_ATTN
+ * (the one a lightning layer's attention norm reads, its projection's dX). */
 enum {
 	POLICY_GPU_BF16_SLOTS = 1,
 	POLICY_GPU_BF16_STREAM = 2,
 	POLICY_GPU_BF16_ROUTER = 4,
 	POLICY_GPU_BF16_DRES = 8,
+	POLICY_GPU_BF16_DN_FFN = 16,
+	POLICY_GPU_BF16_DN_ATTN = 32,
 };
 int policy_gpu_bf16_storage(const struct policy_gpu *g);
 

@@ -358,6 +358,33 @@ static int grad16_case(int D)
 		bad |= cmp_b16("rms bwd: dx bf16, no copy/dw", b1, h0, n);
 		free(h0), free(b1);
 	}
+	{ /* round 25 (POLICY_GPU_DN16): dy in bf16 vs fp32 dy of the same values
+	   * (dx's, bf16-exact): dx and its fp32 copy bit for bit, dw within
+	   * the atomics' order; both accumulation forms */
+		float *dyv = up(dxf, n);
+		uint16_t *dy16 = up(dxh, n);
+		for (int acc = 0; acc < 2; acc++) {
+			uint16_t *o0 = up(xh, n), *o1 = up(xh, n);
+			float *c0 = (float *)dalloc(n * 4), *c1 = (float *)dalloc(n * 4);
+			float *dw0 = (float *)dalloc(D * 4), *dw1 = (float *)dalloc(D * 4);
+			CHECK(dw1, "cudaMalloc");
+			CK(cudaMemset(dw0, 0, D * 4));
+			CK(cudaMemset(dw1, 0, D * 4));
+			SW(policy_ew_rms_bwd16g(o0, c0, acc, dw0, dyv, x16, w, r, T, D));
+			SW(policy_ew_rms_bwd16gy(o1, c1, acc, dw1, dy16, 1, x16, w, r, T, D));
+			CK(cudaDeviceSynchronize());
+			uint16_t *a0 = down(o0, n), *a1 = down(o1, n);
+			float *f0 = down(c0, n), *f1 = down(c1, n), *w0 = down(dw0, (size_t)D),
+			      *w1 = down(dw1, (size_t)D);
+			int dd = memcmp(a0, a1, n * 2) != 0 || memcmp(f0, f1, n * 4) != 0;
+			printf("  %-30s %s\n",
+			       acc ? "rms bwd, dy bf16: dx (+=)" : "rms bwd, dy bf16: dx (=)",
+			       dd ? "differs  <-- FAIL" : "same");
+			bad |= dd;
+			bad |= cmp_f32("rms bwd, dy bf16: dw", w1, w0, (size_t)D, 1e-5);
+			free(a0), free(a1), free(f0), free(f1), free(w0), free(w1);
+		}
+	}
 	{ /* the combine backward: dy bf16 vs fp32 (dy = dx's values) */
 		float *dyv = up(dxf, n), *gate = up(gf, nr / D);
 		uint16_t *dy16 = up(dxh, n), *yp = up(yph, nr);
@@ -644,6 +671,38 @@ static int route_case(int D, int F)
 	                              auxc, T, E, K, D));
 	SW(policy_route_bwd_slots_b16(dn[2], part[2], s16, x16, 1, wr, prob[0], sel[0], gate[0], dg,
 	                              auxc, T, E, K, D));
+	{ /* round 25 (POLICY_GPU_DN16): dn stored in bf16 = the fp32 kernel's dn
+	   * rounded to nearest even, the router's dW parts bit for bit (bf16 x
+	   * and fp32 x); where the staged kernel does not run, refused */
+		const int staged = policy_route_bwd_norm_supported(E, K, D, s16, x16);
+		uint16_t *dnb = (uint16_t *)dalloc(n * 2);
+		float *pb = (float *)dalloc(ns * 4);
+		CHECK(pb, "cudaMalloc");
+		for (int xi = 0; xi < 2; xi++) {
+			const void *xx = xi ? (const void *)x16 : (const void *)x32;
+			int rc = policy_route_bwd_slots_b16o(dnb, 1, pb, s16, xx, xi, wr, prob[0],
+			                                     sel[0], gate[0], dg, auxc, T, E, K, D);
+			if (!staged) {
+				CHECK(rc == SWERVE_EINVAL, "dn16 without the staged kernel: %d",
+				      rc);
+				printf("  %-30s refused (not staged here)\n", "route bwd, dn bf16");
+				break;
+			}
+			SW(rc);
+			CK(cudaDeviceSynchronize());
+			float *d0 = down(dn[xi ? 2 : 1], n), *p0 = down(part[xi ? 2 : 1], ns),
+			      *p1 = down(pb, ns);
+			uint16_t *d1 = down(dnb, n);
+			bad |= cmp_b16(xi ? "route bwd, dn bf16 (x bf16)"
+			                  : "route bwd, dn bf16 (x fp32)",
+			               d1, d0, n);
+			int pd = memcmp(p0, p1, ns * 4) != 0;
+			printf("  %-30s %s\n", "route bwd, dn bf16: dW parts",
+			       pd ? "differ  <-- FAIL" : "same");
+			bad |= pd;
+			free(d0), free(p0), free(p1), free(d1);
+		}
+	}
 	/* round 23 (POLICY_GPU_RT_NORM=fused): the route backward with the ffn
 	 * norm's backward on each dn row in registers against the two passes
 	 * (the bf16-x route backward above, then policy_ew_rms_bwd16g, acc 1):

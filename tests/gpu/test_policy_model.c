@@ -152,9 +152,12 @@ static int bf16_round_points(const struct policy_gpu *g)
 	int act32 = act && !strcmp(act, "fp32");         /* fp32 storage, GEMMs FAST_16BF */
 	int st = policy_gpu_bf16_storage(g);
 	int act16 = (st & POLICY_GPU_BF16_STREAM ? PB_RESID : 0) |
-	            (st & POLICY_GPU_BF16_DRES ? PB_DRES : 0);
+	            (st & POLICY_GPU_BF16_DRES ? PB_DRES : 0) |
+	            (st & POLICY_GPU_BF16_DN_FFN ? PB_DNF : 0) | /* round 25 */
+	            (st & POLICY_GPU_BF16_DN_ATTN ? PB_DNA : 0);
 	if (force && *force)
-		return (int)strtol(force, NULL, 0) & (PB_ALL | PB_DRES | PB_RESID);
+		return (int)strtol(force, NULL, 0) &
+		       (PB_ALL | PB_DRES | PB_RESID | PB_DNF | PB_DNA);
 	/* the fp32 lightning kernel: q/k/v, o and dO in fp32 */
 	if (lin && !strcmp(lin, "fp32"))
 		return (act32 ? PB_GEMM : PB_GEMM | PB_PRE) | act16;
@@ -1942,14 +1945,14 @@ static int test_wsplit_keep_bits(void)
 static int test_bad_switches(void)
 {
 	static const char *vars[] = {
-	        "POLICY_GPU_ROUTE",     "POLICY_GPU_LIN_EW",      "POLICY_GPU_MOE_GATHER",
-	        "POLICY_GPU_EW",        "POLICY_GPU_ADAMW",       "POLICY_GPU_STREAMS",
-	        "POLICY_GPU_COPY",      "POLICY_GPU_GRAPH",       "POLICY_GPU_LW_GATE",
-	        "POLICY_GPU_ACT16",     "POLICY_GPU_FLASH",       "POLICY_GPU_FLASH_ROPE",
-	        "POLICY_GPU_PDL",       "POLICY_GPU_WSPLIT",      "POLICY_GPU_PRIO",
-	        "POLICY_GPU_GRADZERO",  "SWERVE_GEMM_TUNE",       "POLICY_GPU_SOFTMAX_WO",
-	        "POLICY_GPU_WO_ADD",    "POLICY_GPU_MOE_DW_PAIR", "POLICY_GPU_RT_NORM",
-	        "POLICY_GPU_MOE_DW_WIN"};
+	        "POLICY_GPU_ROUTE",      "POLICY_GPU_LIN_EW",      "POLICY_GPU_MOE_GATHER",
+	        "POLICY_GPU_EW",         "POLICY_GPU_ADAMW",       "POLICY_GPU_STREAMS",
+	        "POLICY_GPU_COPY",       "POLICY_GPU_GRAPH",       "POLICY_GPU_LW_GATE",
+	        "POLICY_GPU_ACT16",      "POLICY_GPU_FLASH",       "POLICY_GPU_FLASH_ROPE",
+	        "POLICY_GPU_PDL",        "POLICY_GPU_WSPLIT",      "POLICY_GPU_PRIO",
+	        "POLICY_GPU_GRADZERO",   "SWERVE_GEMM_TUNE",       "POLICY_GPU_SOFTMAX_WO",
+	        "POLICY_GPU_WO_ADD",     "POLICY_GPU_MOE_DW_PAIR", "POLICY_GPU_RT_NORM",
+	        "POLICY_GPU_MOE_DW_WIN", "POLICY_GPU_DN16"};
 	static const char *step_vars[] = {"POLICY_GPU_HEAD",
 	                                  "POLICY_GPU_HEAD_ROWS",
 	                                  "SWERVE_PL_ROWS",
@@ -2093,6 +2096,17 @@ static int test_act16_all_xent(void)
 static int test_act16_all_cispo(void)
 {
 	return check_act16("all", 1);
+}
+/* round 25: POLICY_GPU_DN16=on (opt-in: the norms' incoming gradient
+ * stored in bf16) against the CPU reference that rounds it there too
+ * (PB_DNF / PB_DNA, policy_gpu_bf16_storage), before and after AdamW */
+static int test_dn16_on_bf16(void)
+{
+	return check_with_env("POLICY_GPU_DN16", "on", POLICY_GPU_BF16, 0);
+}
+static int test_dn16_on_adamw(void)
+{
+	return check_with_env("POLICY_GPU_DN16", "on", POLICY_GPU_BF16, 1);
 }
 
 /* one bf16 training step's gradients and loss under a level */
@@ -2369,6 +2383,9 @@ int main(void)
 	         test_act16_all_xent},
 	        {"act16 (round 19): POLICY_GPU_ACT16=all vs CPU reference: CISPO",
 	         test_act16_all_cispo},
+	        {"dn16 (round 25): POLICY_GPU_DN16=on vs CPU reference: bf16", test_dn16_on_bf16},
+	        {"dn16 (round 25): POLICY_GPU_DN16=on vs CPU reference after an AdamW step",
+	         test_dn16_on_adamw},
 	        {"act16: slots / resid / all vs off, top-2 of 2 experts (the K = 2 kernels)",
 	         test_act16_vs_off_top2},
 	        {"act16: bf16 sft loss curve, cpu vs gpu off / slots / resid / all",

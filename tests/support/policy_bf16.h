@@ -31,6 +31,10 @@
  *            xin, hmid, xf) AFTER the RMSNorm that follows it reads the
  *            unrounded sum, as gpu_ew.cu's add + norm kernels do (fp32 sum
  *            in registers, one rounding a store)
+ *   PB_DNF, PB_DNA (round 25, POLICY_GPU_DN16; not in PB_ALL) the gradient
+ *            an RMSNorm backward reads, as it is stored: the ffn norm's (the
+ *            MoE's, route backward) and a lightning layer's attention
+ *            norm's (its projection's dX)
  * Softmax layers, the MoE and the head stay exact (double): they are not
  * where issue 10's error is. Layer functions other than the lightning
  * layer are policy/ref.c's. */
@@ -170,6 +174,8 @@ enum {
 	PB_ALL = 127,
 	PB_DRES = 128,
 	PB_RESID = 256,
+	PB_DNF = 512,
+	PB_DNA = 1024,
 };
 
 /* round to the nearest bf16 (ties to even) via float, as the GPU rounds its
@@ -426,6 +432,7 @@ static inline void pb_model(double *logits, double *grads, double *loss, double 
 		ref_rmsnorm_fwd(nrm, h, P + lp->ffn_norm, T, D, c->norm_eps);
 		memset(dn, 0, TD * sizeof(double));
 		ref_moe_bwd(dn, grads, x, 1.0, nrm, P, lp, c, T);
+		pb_round(dn, TD, flags & PB_DNF);
 		ref_rmsnorm_bwd(x, grads + lp->ffn_norm, dn, h, P + lp->ffn_norm, T, D,
 		                c->norm_eps);
 		pb_round(x, TD, flags & PB_DRES);
@@ -433,8 +440,10 @@ static inline void pb_model(double *logits, double *grads, double *loss, double 
 		memset(dn, 0, TD * sizeof(double));
 		if (lp->softmax)
 			ref_softmax_attn_bwd(dn, grads, x, nrm, P, lp, c, b);
-		else
+		else {
 			pb_lin_bwd(dn, grads, x, nrm, P, lp, c, l, b, flags);
+			pb_round(dn, TD, flags & PB_DNA);
+		}
 		ref_rmsnorm_bwd(x, grads + lp->attn_norm, dn, xi, P + lp->attn_norm, T, D,
 		                c->norm_eps);
 		pb_round(x, TD, flags & PB_DRES);
