@@ -155,8 +155,11 @@
  * stage whatever the product: likely the release (two
  * mbarrier.arrive.release.cluster a warp a stage, each a cluster-scope
  * fence before the warp's next wgmma); POLICY_GPU_MOE_WSB7_ARRIVE=cta
- * (CUTLASS's plain remote arrive, prepared after the calls, not yet run)
- * tests that. End to end (gpu_train x, K = 4): up + down in clusters 23.4
+ * (CUTLASS's plain remote arrive) confirmed it: near wsb2's times (round
+ * 25, H100, 2026-11-27, gpu_train_moe: up from xg 0.106 / 0.108 against
+ * 0.100 / 0.097, down 0.062-0.064 / 0.068-0.069 against 0.062-0.063 /
+ * 0.075-0.076; test_policy_moe's wsb7 cases 19 of 19), so it is the
+ * default release form since round 25. End to end (gpu_train x, K = 4): up + down in clusters 23.4
  * ms a micro-batch, down only 21.9, against 21.0 / 20.9. Up dX in the
  * clusters (wsb7dx) is WRONG: in every case the second 8 KB of the 16 KB
  * B half that the OTHER CTA multicast is stale or unwritten when read
@@ -531,11 +534,10 @@ __device__ __forceinline__ static void ws_arrive_remote(uint32_t bar, uint32_t r
 }
 /* a consumer warp's release of a ring slot: its CTA's empty barrier; CL
  * (the clusters): both CTAs' (either CTA's producer writes the slot of
- * both): plain 0 (H100 call 2, the measured form): an
- * mbarrier.arrive.release.cluster on each (through mapa); plain 1
- * (POLICY_GPU_MOE_WSB7_ARRIVE=cta, prepared after the calls, not yet run
- * on a GPU): a local arrive and CUTLASS's plain remote arrive on the
- * peer's (rank peer) */
+ * both): plain 0 (POLICY_GPU_MOE_WSB7_ARRIVE=cluster, round 16's form:
+ * 2.2-2.4x slower): an mbarrier.arrive.release.cluster on each (through
+ * mapa); plain 1 (=cta, the default since round 25): a local arrive and
+ * CUTLASS's plain remote arrive on the peer's (rank peer) */
 template <bool CL>
 __device__ __forceinline__ static void ws_release(uint32_t bar, uint32_t peer, int plain)
 {
@@ -2319,7 +2321,7 @@ static int ws_launch(const struct policy_moe_dims *d, struct ws_args *a, const u
 	a->kch = ws_seg(MODE) ? 0 : kch; /* round 24: the window's tiles are never split */
 	if (ws_cl(MODE)) { /* round 16: a.kch is the clusters' release form (see ws_release) */
 		static const char *const arrives[] = {"cluster", "cta"};
-		const int ar = policy_env_choice("POLICY_GPU_MOE_WSB7_ARRIVE", arrives, 2, 0);
+		const int ar = policy_env_choice("POLICY_GPU_MOE_WSB7_ARRIVE", arrives, 2, 1);
 		if (ar < 0)
 			return ar;
 		a->kch = ar;

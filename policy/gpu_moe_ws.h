@@ -139,8 +139,9 @@ int policy_moe_ws6r_up_dx(const struct policy_moe_dims *d, float *dxp, const uin
  * / _down / _up_dx (cap: at most cap CTAs, rounded down to whole clusters,
  * at least one; up dX: D % 64 == 0); POLICY_GPU_MOE_WSB_ST=3|4|5 stages
  * (default 5); POLICY_GPU_MOE_WSB7_ARRIVE=cluster|cta the release form (see
- * gpu_moe_ws.cu). H100 (2026-11-27): up and down correct but 2.2-2.4x
- * slower than wsb2's; policy_moe_ws7_up_dx gives WRONG results (one 8 KB
+ * gpu_moe_ws.cu; cta the default since round 25). H100 (2026-11-27): up
+ * and down correct, 2.2-2.4x slower than wsb2's under cluster, near them
+ * under cta; policy_moe_ws7_up_dx gives WRONG results (one 8 KB
  * quarter of B stale in one CTA of each pair), kept for the next attempt */
 int policy_moe_ws7_up(const struct policy_moe_dims *d, uint16_t *h1, uint16_t *h3, uint16_t *hh,
                       const uint16_t *xg, const uint16_t *w1, const uint16_t *w3, int cap,

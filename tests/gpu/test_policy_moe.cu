@@ -505,8 +505,10 @@ static int check_case1(int T, int K, int E, int D, int F, int route)
  * up dX checks on an H100: kept for the next attempt). Their up / down
  * passed every case on an H100 on 2026-11-27 (up dX in the clusters did
  * not); run only when named (2.2-2.4x slower than wsb2). With
- * POLICY_GPU_MOE_WSB7_ARRIVE=cta in the environment they run the
- * clusters' other release form (not yet run on a GPU). Round 19: "wsb8" /
+ * POLICY_GPU_MOE_WSB7_ARRIVE=cluster in the environment they run round
+ * 16's release form (cta, the plain remote arrive, is the default since
+ * round 25: 19 of 19 with wsb7, /c3, /s3, d and u on an H100,
+ * 2026-11-27). Round 19: "wsb8" /
  * "wsb8/c3" / "wsb8/s3": wsb3w with down dX as wsb5's (k_ws, h1 / h3 by TMA
  * into the ring) plus the tile's h1 / h3 prefetched into L2 before its k
  * blocks; "wsb8@next" the same one tile ahead ("NAME@P" sets
