@@ -31,6 +31,14 @@ CLASSES = [
 ]
 
 
+def label(metric):
+    """a column's heading: 'dram %', 'L2 %', 'tensor %' or the metric's own name"""
+    for key, text in (("dram__", "dram %"), ("lts__", "L2 %"), ("tensor_op", "tensor %")):
+        if metric.startswith(key) or key in metric:
+            return text
+    return metric
+
+
 def klass(name):
     for c, pat in CLASSES:
         if re.search(pat, name):
@@ -70,8 +78,7 @@ def main():
         if "sm__cycles_active.avg" in m and m.get("sm__cycles_elapsed.avg"):
             m["sm active %"] = 100.0 * m["sm__cycles_active.avg"] / m["sm__cycles_elapsed.avg"]
     cols = (["sm active %"] if any("sm active %" in k["m"] for k in rows) else []) + pct
-    short = [c.replace("sm__pipe_tensor_op_", "tensor ").replace(".avg.pct_of_peak_sustained_", " %")
-             .replace("__throughput", "").replace("_cycles_active", "") for c in cols]
+    short = [label(c) for c in cols]
     acc = collections.defaultdict(lambda: collections.defaultdict(float))
     for k in rows:
         c, t = klass(k["name"]), k["m"]["gpu__time_duration.sum"]
