@@ -106,10 +106,14 @@ endif
 
 .SECONDARY:
 
-.PHONY: all deps test test-unit test-asan test-security test-e2e test-fuzz demo format \
-	test-gpu bench bench-gpu install clean help fuzz
+.PHONY: all pkgcheck deps test test-run test-unit test-asan test-security test-e2e test-fuzz demo \
+	demo-run format test-gpu bench bench-run bench-gpu install clean help fuzz
 
-all: $(ALL_TARGETS)
+all: pkgcheck $(ALL_TARGETS)
+
+# a missing -dev package is one clear line, not a page of link errors
+pkgcheck:
+	@pkg-config --exists $(PKGS) || { echo "make: missing development packages (pkg-config $(PKGS) failed): run 'make deps' as root, or 'make test' / 'make demo', which do"; exit 1; }
 
 help:
 	@echo "make            build libswerve.a, swerve (and libswerve_cuda.a where nvcc exists)"
@@ -217,7 +221,14 @@ fuzz: $(FUZZ_BINS)
 test-unit: $(UNIT_BINS)
 test-asan: $(ASAN_BINS)
 
-test: deps all $(UNIT_BINS) $(ASAN_BINS) $(SEC_BINS) $(E2E_BINS) $(PROG_BINS) $(REPLAY_BINS) \
+# test, demo and bench install what is missing first, then build and run in
+# a second make: the packages' compile and link flags (pkg-config, read when
+# the Makefile is parsed) exist only once deps has installed them, which on
+# a fresh machine is during this very command
+test: deps
+	@$(MAKE) --no-print-directory test-run
+
+test-run: all $(UNIT_BINS) $(ASAN_BINS) $(SEC_BINS) $(E2E_BINS) $(PROG_BINS) $(REPLAY_BINS) \
       $(GPU_BUILD_CHECK)
 	@BUILD=$(BUILD) tests/run.sh \
 	  $(addprefix unit:,$(UNIT_BINS)) $(addprefix sec:,$(SEC_BINS)) \
@@ -276,12 +287,18 @@ bench-gpu:
 	for b in $(GPU_BENCH_BINS); do echo "== $$b"; $$b || exit 1; done; \
 	for s in tests/bench/gpu_*.sh; do [ -f "$$s" ] || continue; echo "== $$s"; BUILD=$(BUILD) sh $$s || exit 1; done
 
-bench: deps all $(BENCH_BINS) $(PROG_BINS)
+bench: deps
+	@$(MAKE) --no-print-directory bench-run
+
+bench-run: all $(BENCH_BINS) $(PROG_BINS)
 	@for b in $(BENCH_BINS); do echo "== $$b"; $$b || exit 1; done; \
 	for s in tests/bench/bench_*.sh; do [ -f "$$s" ] || continue; echo "== $$s"; BUILD=$(BUILD) sh $$s || exit 1; done
 
 # ---- demo -------------------------------------------------------------------
-demo: deps all
+demo: deps
+	@$(MAKE) --no-print-directory demo-run
+
+demo-run: all
 	@BUILD=$(BUILD) sh tests/e2e/demo.sh
 
 # ---- housekeeping -----------------------------------------------------------
