@@ -12,15 +12,21 @@ UNIT_US = {"ns": 1e-3, "nsecond": 1e-3, "us": 1.0, "usecond": 1.0, "ms": 1e3,
            "msecond": 1e3, "s": 1e6, "second": 1e6}
 
 
-def main():
-    if len(sys.argv) < 2:
-        sys.exit("usage: ncu_step.py NCU_CSV [ORDER_TSV]")
-    with open(sys.argv[1], newline="") as f:
+def ncu_rows(path, me="ncu_step.py"):
+    """the rows of an `ncu --csv` file (one a kernel and metric), from its
+    "ID" header on (ncu prints its own lines before it)"""
+    with open(path, newline="") as f:
         lines = f.read().splitlines()
     start = next((i for i, l in enumerate(lines) if l.startswith('"ID"')), None)
     if start is None:
-        sys.exit("ncu_step.py: %s: no ncu CSV header (\"ID\",...) found" % sys.argv[1])
-    rows = csv.DictReader(lines[start:])
+        sys.exit("%s: %s: no ncu CSV header (\"ID\",...) found" % (me, path))
+    return csv.DictReader(lines[start:])
+
+
+def main():
+    if len(sys.argv) < 2:
+        sys.exit("usage: ncu_step.py NCU_CSV [ORDER_TSV]")
+    rows = ncu_rows(sys.argv[1])
     total, calls, shape, order = collections.defaultdict(float), collections.Counter(), {}, []
     for r in rows:
         if r.get("Metric Name") != "gpu__time_duration.sum":

@@ -11,20 +11,8 @@
 # Output: the table on stdout; the raw CSV and the launch order in $OUT (or
 # ./out). Needs ncu (CUDA's Nsight Compute) and a CUDA device.
 set -e
-BUILD=${BUILD:-build}
-OUT=${OUT:-out}
-mkdir -p "$OUT"
-here=$(dirname "$0")
-if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
-	echo "ncu_step.sh: skipped: no CUDA device"
-	exit 0
-fi
-NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -n 1)
-if [ -z "$NCU" ]; then
-	echo "ncu_step.sh: skipped: ncu (Nsight Compute) not found"
-	exit 0
-fi
-[ -x "$BUILD/tests/bench/gpu_train" ] || make --no-print-directory "$BUILD/tests/bench/gpu_train"
+me=ncu_step.sh
+. "$(dirname "$0")/ncu_setup.sh"
 env "$@" "$BUILD/tests/bench/gpu_train" one 2>/dev/null | tail -n 1
 env "$@" "$NCU" --profile-from-start off --clock-control none \
 	--metrics gpu__time_duration.sum --csv "$BUILD/tests/bench/gpu_train" one \

@@ -10,12 +10,10 @@ is time x (1 - SM active): SM time that work beside the kernel (another
 stream's, another micro-batch's) could have used. Kernels that match no
 class are listed as "other"."""
 import collections
-import csv
 import re
 import sys
 
-UNIT_US = {"ns": 1e-3, "nsecond": 1e-3, "us": 1.0, "usecond": 1.0, "ms": 1e3,
-           "msecond": 1e3, "s": 1e6, "second": 1e6}
+from ncu_step import UNIT_US, ncu_rows
 
 # (class, name pattern), first match wins
 CLASSES = [
@@ -49,13 +47,8 @@ def klass(name):
 def main():
     if len(sys.argv) < 2:
         sys.exit("usage: ncu_util.py NCU_CSV")
-    with open(sys.argv[1], newline="") as f:
-        lines = f.read().splitlines()
-    start = next((i for i, l in enumerate(lines) if l.startswith('"ID"')), None)
-    if start is None:
-        sys.exit("ncu_util.py: %s: no ncu CSV header (\"ID\",...) found" % sys.argv[1])
     launches = collections.OrderedDict()  # ID -> {name, metrics}
-    for r in csv.DictReader(lines[start:]):
+    for r in ncu_rows(sys.argv[1], "ncu_util.py"):
         k = launches.setdefault(r["ID"], {"name": re.sub(r"\(.*", "", r["Kernel Name"]).strip(),
                                           "m": {}})
         v = r["Metric Value"].replace(",", "")

@@ -11,20 +11,8 @@
 # flushed, so the times are isolated kernels', not the step's wall time.
 # Output: the table on stdout; the raw CSV in $OUT (or ./out).
 set -e
-BUILD=${BUILD:-build}
-OUT=${OUT:-out}
-mkdir -p "$OUT"
-here=$(dirname "$0")
-if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
-	echo "ncu_util.sh: skipped: no CUDA device"
-	exit 0
-fi
-NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -n 1)
-if [ -z "$NCU" ]; then
-	echo "ncu_util.sh: skipped: ncu (Nsight Compute) not found"
-	exit 0
-fi
-[ -x "$BUILD/tests/bench/gpu_train" ] || make --no-print-directory "$BUILD/tests/bench/gpu_train"
+me=ncu_util.sh
+. "$(dirname "$0")/ncu_setup.sh"
 M="gpu__time_duration.sum,sm__cycles_active.avg,sm__cycles_elapsed.avg"
 M="$M,dram__throughput.avg.pct_of_peak_sustained_elapsed,lts__throughput.avg.pct_of_peak_sustained_elapsed"
 "$NCU" --query-metrics >"$OUT/ncu_metrics.txt" 2>&1 || true
