@@ -156,10 +156,12 @@
  * mbarrier.arrive.release.cluster a warp a stage, each a cluster-scope
  * fence before the warp's next wgmma); POLICY_GPU_MOE_WSB7_ARRIVE=cta
  * (CUTLASS's plain remote arrive) confirmed it: near wsb2's times (round
- * 25, H100, 2026-11-27, gpu_train_moe: up from xg 0.106 / 0.108 against
- * 0.100 / 0.097, down 0.062-0.064 / 0.068-0.069 against 0.062-0.063 /
- * 0.075-0.076; test_policy_moe's wsb7 cases 19 of 19), so it is the
- * default release form since round 25. End to end (gpu_train x, K = 4): up + down in clusters 23.4
+ * 25, H100, 2026-11-27, gpu_train_moe, two repeats, ms balanced / skewed:
+ * up from xg 0.106 / 0.107, 0.108 / 0.110 against 0.100 / 0.108, 0.097 /
+ * 0.108; down 0.064 / 0.068, 0.062 / 0.069 against 0.063 / 0.076, 0.062 /
+ * 0.075; test_policy_moe's wsb7 cases 19 of 19), so it is the default
+ * release form since round 25. End to end (gpu_train x, K = 4, round 16's
+ * release): up + down in clusters 23.4
  * ms a micro-batch, down only 21.9, against 21.0 / 20.9. Up dX in the
  * clusters (wsb7dx) is WRONG: in every case the second 8 KB of the 16 KB
  * B half that the OTHER CTA multicast is stale or unwritten when read
