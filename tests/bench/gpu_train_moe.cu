@@ -262,11 +262,11 @@ int main(int argc, char **argv)
 		}
 		for (int k = 0; k < NP; k++) {
 			float t[20];
-			/* the window's one launch (rows 14, 16) runs on wsb3w / wsb3
-			 * only: the other variants' rows are left out (nan) */
-			const char *kv = getenv("POLICY_GPU_MOE_KERNEL");
-			if ((k == 14 || k == 16) && kv && strcmp(kv, "wsb3w") &&
-			    strcmp(kv, "wsb3")) {
+			/* the window's one launch (rows 14, 16) runs where the
+			 * variant takes it (policy_moe_dw_window_supported: wsb3w,
+			 * wsb3 and the forms built on wsb3w); the other variants'
+			 * rows are left out (nan) */
+			if ((k == 14 || k == 16) && !policy_moe_dw_window_supported()) {
 				ms_tab[v][k] = NAN;
 				continue;
 			}
