@@ -339,6 +339,12 @@ struct policy_gpu {
 	 * 69.7-70.4 ms a 4 x 8192 step); a first form with a block-wide row
 	 * sum a 2-token batch was 0.9 ms a step slower */
 	int rt_norm, ffn_done;
+	/* round 26: POLICY_GPU_NORM_ROUTE=fused (1) | off (0): the ffn norm of
+	 * hmid (wo's epilogue added the residual) and the router's forward in
+	 * one pass (policy_route_fwd_norm_b16: xp, rstd2 and the routing bit for
+	 * bit the two calls'), taken with the router on xp where wo adds the
+	 * residual (wo_fused) and the operands are 16-byte aligned */
+	int norm_route;
 	/* round 25: POLICY_GPU_DN16=on (1, opt-in) | off (0, the default): the
 	 * gradient that enters a lightning layer's attention norm (its fused
 	 * projection's dX) and every layer's ffn norm (the route backward's dn,
@@ -2043,6 +2049,8 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 		int v = policy_lin_silu_mode();
 		if (v < 0)
 			return v;
+		/* 3 (auto, round 26): keep or core by the micro-batch's tokens,
+		 * per step (policy_lin_silu_pick) */
 		g->lw_silu = !g->lin32 && g->ab ? v : 0;
 	}
 	{ /* POLICY_GPU_ROUTE=v4 (the default where supported, round 10) | v3 | v2
@@ -2120,6 +2128,15 @@ static int gpu_build(struct policy_gpu *g, const struct policy_config *cfg,
 		if (v < 0)
 			return v;
 		g->rt_norm = v && g->a16g && g->act16 && g->a16r && g->route_new >= 3;
+	}
+	{ /* round 26: POLICY_GPU_NORM_ROUTE=fused (the default) | off (rounds 16-25) */
+		static const char *const names[] = {"off", "fused"};
+		int v = policy_env_choice("POLICY_GPU_NORM_ROUTE", names, 2, 1);
+		if (v < 0)
+			return v;
+		g->norm_route =
+		        v && g->a16r && g->a16x &&
+		        policy_route_fwd_norm_supported(cfg->n_experts, cfg->top_k, cfg->dim);
 	}
 	{ /* round 25: POLICY_GPU_DN16=off (the default: fp32, as rounds 19-24) | on
 	   * (measured level at 4 x 8192, slower at 65,536 tokens: opt-in) */
@@ -2708,6 +2725,7 @@ static int lightning_fwd(struct policy_gpu *g, int l, float *y, const struct pol
 	struct glayer *ly = &g->ly[l];
 	int T = b->n_tokens, D = c->dim, Hd = c->n_heads * c->head_dim;
 	size_t n = (size_t)T * Hd, need;
+	const int ls = policy_lin_silu_pick(g->lw_silu, T); /* round 26: auto by T */
 	struct swerve_lightning_dims dims = {b->n_seqs, c->n_heads, c->head_dim, maxlen};
 
 	/* q, k, v and the gate pre-activation in one GEMM: wq..wgate are one
@@ -2726,7 +2744,7 @@ static int lightning_fwd(struct policy_gpu *g, int l, float *y, const struct pol
 		        g->slopes + (size_t)l * c->n_heads, g->sstart, T, c->n_heads, c->head_dim);
 		LAUNCHED();
 	} else {
-		if (g->lw_silu) {
+		if (ls) {
 			/* round 14: the core applies the SiLU to pre's columns itself */
 		} else if (g->lin_ew) {
 			CKR(policy_lin_silu(ly->qkv_b, 1, ly->pre, g->ab, T, Hd));
@@ -2737,9 +2755,9 @@ static int lightning_fwd(struct policy_gpu *g, int l, float *y, const struct pol
 		need = swerve_lightning_forward_workspace(&dims);
 		if (swerve_lightning_backward_workspace(&dims) > need)
 			need = swerve_lightning_backward_workspace(&dims);
-		if (g->lw_silu && swerve_lightning_forward_silu_workspace(&dims) > need)
+		if (ls && swerve_lightning_forward_silu_workspace(&dims) > need)
 			need = swerve_lightning_forward_silu_workspace(&dims);
-		if (g->lw_silu && swerve_lightning_backward_silu_workspace(&dims) > need)
+		if (ls && swerve_lightning_backward_silu_workspace(&dims) > need)
 			need = swerve_lightning_backward_silu_workspace(&dims);
 		if (need > g->ws_bytes) {
 			cudaFree(g->ws);
@@ -2749,15 +2767,13 @@ static int lightning_fwd(struct policy_gpu *g, int l, float *y, const struct pol
 			g->ws_bytes = need;
 		}
 		/* lin_ew: the core's bf16 output stays in o (no fp32 copy) */
-		if (g->lw_silu) /* keep (2): the activated q, k, v into qkv_b too */
-			CKR(swerve_lightning_forward_silu(g->lin_ew ? (uint16_t *)ly->o : g->bscr,
-			                                  NULL, g->lw_silu == 2 ? ly->qkv_b : NULL,
-			                                  g->lw_silu == 2 ? ly->qkv_b + n : NULL,
-			                                  g->lw_silu == 2 ? ly->qkv_b + 2 * n
-			                                                  : NULL,
-			                                  (const uint16_t *)ly->pre, 4 * Hd, g->cu,
-			                                  g->slopes + (size_t)l * c->n_heads, NULL,
-			                                  &dims, g->ws, g->ws_bytes, PST));
+		if (ls) /* keep (2): the activated q, k, v into qkv_b too */
+			CKR(swerve_lightning_forward_silu(
+			        g->lin_ew ? (uint16_t *)ly->o : g->bscr, NULL,
+			        ls == 2 ? ly->qkv_b : NULL, ls == 2 ? ly->qkv_b + n : NULL,
+			        ls == 2 ? ly->qkv_b + 2 * n : NULL, (const uint16_t *)ly->pre,
+			        4 * Hd, g->cu, g->slopes + (size_t)l * c->n_heads, NULL, &dims,
+			        g->ws, g->ws_bytes, PST));
 		else
 			CKR(swerve_lightning_forward(g->lin_ew ? (uint16_t *)ly->o : g->bscr, NULL,
 			                             ly->qkv_b, ly->qkv_b + n, ly->qkv_b + 2 * n,
@@ -2798,6 +2814,7 @@ static int lightning_bwd(struct policy_gpu *g, int l, float *dn, const float *dy
 	float *G = g->grads;
 	int T = b->n_tokens, D = c->dim, Hd = c->n_heads * c->head_dim;
 	size_t n = (size_t)T * Hd;
+	const int ls = policy_lin_silu_pick(g->lw_silu, T); /* round 26: as the forward's */
 	const void *dyA = g->ab ? (const void *)g->dxb : (const void *)dy;
 	float *dgn = g->dt2, *dnn = g->dt3, *dO = g->dbig, *dqkv = g->dbig + n;
 	void *dpre = g->dt1; /* A (T, 4 Hd) */
@@ -2853,14 +2870,14 @@ static int lightning_bwd(struct policy_gpu *g, int l, float *dn, const float *dy
 		else
 			k_dsilu<float, float><<<GRID(3 * n), 0, PST>>>(dpre, dqkv, ly->pre, n, Hd);
 		LAUNCHED();
-	} else if (g->lw_silu == 2) {
+	} else if (ls == 2) {
 		/* round 14, keep: the forward's activated q, k, v; d pre's q, k, v
 		 * columns straight from the core */
 		CKR(swerve_lightning_backward_dsilu(
 		        (uint16_t *)dpre, NULL, ly->qkv_b, ly->qkv_b + n, ly->qkv_b + 2 * n,
 		        (const uint16_t *)ly->pre, 4 * Hd, dO_b, NULL, g->cu,
 		        g->slopes + (size_t)l * c->n_heads, NULL, &dims, g->ws, g->ws_bytes, PST));
-	} else if (g->lw_silu) {
+	} else if (ls) {
 		/* round 14: d pre's q, k, v columns straight from the core */
 		CKR(swerve_lightning_backward_silu((uint16_t *)dpre, NULL,
 		                                   (const uint16_t *)ly->pre, 4 * Hd, dO_b, NULL,
@@ -3291,7 +3308,8 @@ static int win_flush(struct policy_gpu *g)
 	return 0;
 }
 
-static int moe_fwd(struct policy_gpu *g, int l, float *y, int T)
+/* routed (round 26): policy_route_fwd_norm_b16 has run this layer's router */
+static int moe_fwd(struct policy_gpu *g, int l, float *y, int T, int routed)
 {
 	const struct policy_config *c = &g->cfg;
 	const struct policy_layer_params *lp = &g->L->layers[l];
@@ -3300,7 +3318,9 @@ static int moe_fwd(struct policy_gpu *g, int l, float *y, int T)
 	int D = c->dim, E = c->n_experts, K = c->top_k, F = c->expert_hidden, R = T * K, rows;
 	float *logit = g->dbig;
 
-	if (g->route_new) { /* logits, softmax, top-k and per-block counts in one pass */
+	if (routed) {
+		/* round 26: done with the ffn norm (step_fwd) */
+	} else if (g->route_new) { /* logits, softmax, top-k and per-block counts in one pass */
 		CKR(route_ws(g, T));
 		if (g->a16r) /* round 16: the experts' bf16 input */
 			CKR(policy_route_fwd_b16(ly->prob, ly->sel, ly->gate, ly->rowof,
@@ -3718,6 +3738,7 @@ static int step_fwd(struct policy_gpu *g, struct policy_loss_stats *st,
 		const struct policy_layer_params *lp = &L->layers[l];
 		struct glayer *ly = &g->ly[l];
 		float eps = (float)c->norm_eps;
+		int routed = 0;           /* round 26: the router ran with the ffn norm */
 		CKR(adam_wait(g, l + 1)); /* round 20: layer l's weights written */
 		if (!g->fuse)
 			CK(cudaMemcpyAsync(ly->xin, g->x, TD * 4, cudaMemcpyDeviceToDevice, PST));
@@ -3748,8 +3769,19 @@ static int step_fwd(struct policy_gpu *g, struct policy_loss_stats *st,
 			void *ho = wf ? NULL : ly->hmid;
 			const void *ha = wf ? (const void *)ly->hmid : (const void *)ly->xin;
 			const float *hb = wf ? NULL : g->dn;
+			/* round 26: the norm and the router in one pass (hmid alone) */
+			const float *wr = g->params + lp->router;
+			routed = g->norm_route && wf &&
+			         !(((uintptr_t)wr | (uintptr_t)ly->xp | (uintptr_t)ly->hmid) & 15);
 			/* round 16: the router on xp: n2 not written */
-			if (g->a16r)
+			if (routed) {
+				CKR(route_ws(g, T));
+				CKR(policy_route_fwd_norm_b16(
+				        ly->prob, ly->sel, ly->gate, ly->rowof, g->route_ws,
+				        (uint16_t *)ly->xp, ly->rstd2, (const uint16_t *)ly->hmid,
+				        g->params + lp->ffn_norm, wr, T, c->n_experts, c->top_k, D,
+				        eps));
+			} else if (g->a16r)
 				CKR(ew_add_rms(g, ho, ly->xp, 1, NULL, ly->rstd2, ha, NULL, NULL,
 				               hb, NULL, NULL, 0, g->params + lp->ffn_norm, T, D,
 				               eps));
@@ -3782,7 +3814,7 @@ static int step_fwd(struct policy_gpu *g, struct policy_loss_stats *st,
 			LAUNCHED();
 		}
 		mark(g, PROF_OTHER);
-		CKR(moe_fwd(g, l, g->dn, T));
+		CKR(moe_fwd(g, l, g->dn, T, routed));
 		/* round 20: the next layer's weights (its attn_norm, read by the
 		 * fused add below) or, after the last layer, the final norm and the
 		 * head (the whole update: the head writes its gradient) */

@@ -344,8 +344,9 @@ int policy_lin_silu(void *out, int out_bf16, const void *pre, int a_bf16, int T,
 	return 0;
 }
 
-/* round 14: POLICY_GPU_LW_SILU=keep (the default since the lead's round-14
- * run) | pass (rounds 7-13: the two passes above) |
+/* round 14: POLICY_GPU_LW_SILU=keep (the default from the lead's round-14
+ * run to round 25; round 26's auto takes it below POLICY_LIN_SILU_CORE_T
+ * tokens a micro-batch, core from there) | pass (rounds 7-13: the two passes above) |
  * core (kernels/lightning's swerve_lightning_forward_silu /
  * _backward_silu apply the SiLU on their loads and SiLU' in the backward's
  * epilogue) | keep (the forward as core, also writing the activated q, k,
@@ -354,8 +355,15 @@ int policy_lin_silu(void *out, int out_bf16, const void *pre, int a_bf16, int T,
  * bf16 core */
 int policy_lin_silu_mode(void)
 {
-	static const char *const names[] = {"pass", "core", "keep"};
-	return policy_env_choice("POLICY_GPU_LW_SILU", names, 3, 2); /* keep: the default */
+	static const char *const names[] = {"pass", "core", "keep", "auto"};
+	return policy_env_choice("POLICY_GPU_LW_SILU", names, 4, 3); /* auto: the default */
+}
+
+int policy_lin_silu_pick(int mode, int T)
+{
+	if (mode != 3)
+		return mode;
+	return T >= POLICY_LIN_SILU_CORE_T ? 1 : 2;
 }
 
 int policy_lin_dsilu(void *dpre, int a_bf16, const void *dpost, int post_bf16, const void *pre,

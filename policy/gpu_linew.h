@@ -45,9 +45,17 @@ int policy_lin_dsilu(void *dpre, int a_bf16, const void *dpost, int post_bf16, c
 
 /* round 14: POLICY_GPU_LW_SILU: 0 pass (rounds 7-13: policy_lin_silu /
  * policy_lin_dsilu run), 1 core (kernels/lightning's fused SiLU, recomputed
- * in the backward), 2 keep (unset: the default since round 14; fused, the
- * forward also writes the activated q, k, v for the backward), or a negative code with a message
- * naming the variable and its values */
+ * in the backward), 2 keep (rounds 14-25's default; fused, the forward also
+ * writes the activated q, k, v for the backward), 3 auto (unset: round 26's
+ * default, keep or core by the micro-batch's tokens: policy_lin_silu_pick),
+ * or a negative code with a message naming the variable and its values */
 int policy_lin_silu_mode(void);
+/* round 26: the form a micro-batch of T tokens runs under mode (0, 1 or 2;
+ * auto: core from POLICY_LIN_SILU_CORE_T tokens, where the 302 MB a layer the
+ * kept activations write and read back cost more than recomputing the SiLU
+ * (H100: 65,536 tokens 0.8% faster a step with core, 8192 tokens 2% slower),
+ * keep below) */
+#define POLICY_LIN_SILU_CORE_T 65536
+int policy_lin_silu_pick(int mode, int T);
 
 #endif

@@ -20,6 +20,7 @@
  * (rounds 7-9's default), v3 / v4 (round 10; v4 the default) go further. */
 #include "policy/gpu_route.h"
 #include "policy/gpu_dev.cuh"
+#include "policy/gpu_ew_dev.cuh"
 #include "policy/gpu_util.h"
 #include "kernels/pdl.cuh"
 
@@ -1358,106 +1359,15 @@ __device__ __forceinline__ static void rt_softmax_topk(const float *lg, int E, i
 		}
 }
 
-/* ---- variant v4 (POLICY_GPU_ROUTE=v4, the default since round 10; its
- * test cases passed on an H100, 2026-11-27): v3 with k_rt_fwd4 for the forward (the sort
- * and the backward are v3's). ncu showed k_rt_fwd3 issue-bound (DRAM at
- * ~20%, MIO stalls): every lane of a warp repeats its tokens' 16 warp
- * sums (80 shuffles), 8 expf, 8 IEEE divides and the top-k. k_rt_fwd4
- * keeps fwd3's loads and sums and then: the 16 (token, expert) sums of a
- * warp by one reduce-scatter butterfly (16 shuffles; at each level a lane
- * adds its own partial and its partner's exactly as warp_sum does, so the
- * totals are the same bits), one lane of each pair stores its logit to
- * shared memory, and one thread per token (lanes 0..15 of warp 0) runs
- * k_route's softmax, top-k and gates with v2's operations in v2's order;
- * then warp 0 ranks as in fwd3. Same results as v2 / v3 bit for bit
- * (test_policy_route checks); predicted ~12 us against fwd3's 29. */
-template <int NV, typename TX = float, bool ST = false>
-__global__ static void __launch_bounds__(ROUTE_FWD3_THREADS)
-        k_rt_fwd4(float *__restrict__ prob, int *__restrict__ sel, float *__restrict__ gate,
-                  int *__restrict__ rowof, int *__restrict__ hist, float *__restrict__ psum,
-                  const TX *__restrict__ x, const float *__restrict__ Wr, int T, int E, int K,
-                  int D, int nb, int al)
+/* k_rt_fwd4's logits (round 26: shared with k_rt_fwd_norm): lane l's
+ * partial sums of TPW tokens' rows v (float4 chunks l + 32 k) against the
+ * staged router weight s_w4 (E, D / 4), added into acc (token u, expert e
+ * at u ROUTE_EMAX + e) in k order */
+template <int NV, int TPW>
+__device__ __forceinline__ static void rt_dots(float (&acc)[TPW * ROUTE_EMAX],
+                                               const float4 (&v)[TPW][NV], const float4 *s_w4,
+                                               int lane, int D4, int E)
 {
-	pdl::enter(); /* round 20: launched with PDL under POLICY_GPU_PDL=on */
-	const int NW = ROUTE_FWD3_THREADS / 32, TPW = ROUTE_FWD3_TOKENS / NW;
-	const int WQ =
-	        ROUTE_EMAX * ROUTE_V4 * 128 / 4 / ROUTE_FWD3_THREADS; /* Wr float4 a thread */
-	static_assert(TPW == 2 && ROUTE_EMAX == 8, "the butterfly below takes 16 sums a warp");
-	extern __shared__ float4 s_w4[]; /* (E, D / 4) */
-	__shared__ float s_l[ROUTE_FWD3_TOKENS][ROUTE_EMAX];
-	__shared__ float s_p[ROUTE_FWD3_TOKENS][ROUTE_EMAX];
-	__shared__ int s_sel[ROUTE_FWD3_TOKENS * ROUTE_EMAX];
-	int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, D4 = D / 4, n4 = E * D4;
-	int t0 = blockIdx.x * ROUTE_FWD3_TOKENS;
-	int nt = T - t0 < ROUTE_FWD3_TOKENS ? T - t0 : ROUTE_FWD3_TOKENS, nA = nt * K;
-	float4 v[TPW][NV];
-	float acc[TPW * ROUTE_EMAX];
-
-	/* as k_rt_fwd3: the weight by cp.async and the x rows, all in flight */
-	if (al) {
-#pragma unroll
-		for (int q = 0; q < WQ; q++) {
-			int i = tid + q * ROUTE_FWD3_THREADS;
-			if (i < n4)
-				asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(
-				                     (unsigned)__cvta_generic_to_shared(s_w4 + i)),
-				             "l"(Wr + (size_t)i * 4));
-		}
-		asm volatile("cp.async.commit_group;" ::: "memory");
-	} else {
-#pragma unroll 8
-		for (int i = tid; i < 4 * n4; i += ROUTE_FWD3_THREADS)
-			((float *)s_w4)[i] = Wr[i];
-	}
-	if (ST) { /* round 17: the block's x rows into shared memory by 16-byte
-		   * cp.async (nt D / 8 of them, with the weight's), then each lane
-		   * reads its own 4 columns from there: the same values, sums and
-		   * order as the 8-byte loads below, half the memory requests */
-		const uint16_t *xs = (const uint16_t *)x + (size_t)t0 * D;
-		unsigned sx = (unsigned)__cvta_generic_to_shared(s_w4 + n4);
-		for (int i = tid; i < nt * D / 8; i += ROUTE_FWD3_THREADS)
-			asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(sx + 16 * i),
-			             "l"(xs + (size_t)i * 8));
-		asm volatile("cp.async.commit_group;" ::: "memory");
-#pragma unroll
-		for (int i = 0; i < TPW * ROUTE_EMAX; i++)
-			acc[i] = 0;
-		asm volatile("cp.async.wait_all;" ::: "memory");
-		__syncthreads();
-#pragma unroll
-		for (int u = 0; u < TPW; u++) {
-			int tl = w * TPW + u;
-			const uint2 *xr =
-			        (const uint2 *)(s_w4 + n4) + (size_t)(tl < nt ? tl : 0) * D4;
-#pragma unroll
-			for (int k = 0; k < NV; k++) {
-				int c = lane + 32 * k;
-				uint2 q = tl < nt && c < D4 ? xr[c] : make_uint2(0u, 0u);
-				v[u][k] = make_float4(__uint_as_float(q.x << 16),
-				                      __uint_as_float(q.x & 0xffff0000u),
-				                      __uint_as_float(q.y << 16),
-				                      __uint_as_float(q.y & 0xffff0000u));
-			}
-		}
-	} else {
-#pragma unroll
-		for (int u = 0; u < TPW; u++) {
-			int tl = w * TPW + u;
-			const TX *xr = x + (size_t)(t0 + (tl < nt ? tl : 0)) * D;
-#pragma unroll
-			for (int k = 0; k < NV; k++) {
-				int c = lane + 32 * k;
-				v[u][k] = tl < nt && c < D4 ? ld_stream4(xr + 4 * c, al)
-				                            : make_float4(0.f, 0.f, 0.f, 0.f);
-			}
-		}
-#pragma unroll
-		for (int i = 0; i < TPW * ROUTE_EMAX; i++)
-			acc[i] = 0;
-		if (al)
-			asm volatile("cp.async.wait_all;" ::: "memory");
-		__syncthreads();
-	}
 #pragma unroll
 	for (int k = 0; k < NV; k++) {
 		int c = lane + 32 * k;
@@ -1475,6 +1385,20 @@ __global__ static void __launch_bounds__(ROUTE_FWD3_THREADS)
 				}
 		}
 	}
+}
+
+/* k_rt_fwd4's tail (round 26: shared with k_rt_fwd_norm), for the block's
+ * 16 tokens from t0 (nt of them), 2 a warp: the warp's 16 sums acc
+ * (rt_dots) by a reduce-scatter into s_l, then a thread a token: softmax,
+ * top-k and gates (v2's order); warp 0's ranks, counts and probability
+ * sums of block blockIdx.x */
+__device__ __forceinline__ static void
+rt_fwd4_tail(const float (&acc)[2 * ROUTE_EMAX], float (*s_l)[ROUTE_EMAX], float (*s_p)[ROUTE_EMAX],
+             int *s_sel, float *__restrict__ prob, int *__restrict__ sel, float *__restrict__ gate,
+             int *__restrict__ rowof, int *__restrict__ hist, float *__restrict__ psum, int w,
+             int lane, int t0, int nt, int E, int K, int nb)
+{
+	const int TPW = 2, nA = nt * K;
 	/* reduce-scatter over the warp: at level o a lane keeps the half of its
 	 * values its bit o selects and adds the partner's copy of them (own +
 	 * partner, warp_sum's order); lane l ends with value (l >> 1) & 15 =
@@ -1559,6 +1483,201 @@ __global__ static void __launch_bounds__(ROUTE_FWD3_THREADS)
 			psum[(size_t)lane * nb + blockIdx.x] = s;
 		}
 	}
+}
+
+/* ---- variant v4 (POLICY_GPU_ROUTE=v4, the default since round 10; its
+ * test cases passed on an H100, 2026-11-27): v3 with k_rt_fwd4 for the forward (the sort
+ * and the backward are v3's). ncu showed k_rt_fwd3 issue-bound (DRAM at
+ * ~20%, MIO stalls): every lane of a warp repeats its tokens' 16 warp
+ * sums (80 shuffles), 8 expf, 8 IEEE divides and the top-k. k_rt_fwd4
+ * keeps fwd3's loads and sums and then: the 16 (token, expert) sums of a
+ * warp by one reduce-scatter butterfly (16 shuffles; at each level a lane
+ * adds its own partial and its partner's exactly as warp_sum does, so the
+ * totals are the same bits), one lane of each pair stores its logit to
+ * shared memory, and one thread per token (lanes 0..15 of warp 0) runs
+ * k_route's softmax, top-k and gates with v2's operations in v2's order;
+ * then warp 0 ranks as in fwd3. Same results as v2 / v3 bit for bit
+ * (test_policy_route checks); predicted ~12 us against fwd3's 29. */
+template <int NV, typename TX = float, bool ST = false>
+__global__ static void __launch_bounds__(ROUTE_FWD3_THREADS)
+        k_rt_fwd4(float *__restrict__ prob, int *__restrict__ sel, float *__restrict__ gate,
+                  int *__restrict__ rowof, int *__restrict__ hist, float *__restrict__ psum,
+                  const TX *__restrict__ x, const float *__restrict__ Wr, int T, int E, int K,
+                  int D, int nb, int al)
+{
+	pdl::enter(); /* round 20: launched with PDL under POLICY_GPU_PDL=on */
+	const int NW = ROUTE_FWD3_THREADS / 32, TPW = ROUTE_FWD3_TOKENS / NW;
+	const int WQ =
+	        ROUTE_EMAX * ROUTE_V4 * 128 / 4 / ROUTE_FWD3_THREADS; /* Wr float4 a thread */
+	static_assert(TPW == 2 && ROUTE_EMAX == 8, "the butterfly below takes 16 sums a warp");
+	extern __shared__ float4 s_w4[]; /* (E, D / 4) */
+	__shared__ float s_l[ROUTE_FWD3_TOKENS][ROUTE_EMAX];
+	__shared__ float s_p[ROUTE_FWD3_TOKENS][ROUTE_EMAX];
+	__shared__ int s_sel[ROUTE_FWD3_TOKENS * ROUTE_EMAX];
+	int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, D4 = D / 4, n4 = E * D4;
+	int t0 = blockIdx.x * ROUTE_FWD3_TOKENS;
+	int nt = T - t0 < ROUTE_FWD3_TOKENS ? T - t0 : ROUTE_FWD3_TOKENS;
+	float4 v[TPW][NV];
+	float acc[TPW * ROUTE_EMAX];
+
+	/* as k_rt_fwd3: the weight by cp.async and the x rows, all in flight */
+	if (al) {
+#pragma unroll
+		for (int q = 0; q < WQ; q++) {
+			int i = tid + q * ROUTE_FWD3_THREADS;
+			if (i < n4)
+				asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(
+				                     (unsigned)__cvta_generic_to_shared(s_w4 + i)),
+				             "l"(Wr + (size_t)i * 4));
+		}
+		asm volatile("cp.async.commit_group;" ::: "memory");
+	} else {
+#pragma unroll 8
+		for (int i = tid; i < 4 * n4; i += ROUTE_FWD3_THREADS)
+			((float *)s_w4)[i] = Wr[i];
+	}
+	if (ST) { /* round 17: the block's x rows into shared memory by 16-byte
+		   * cp.async (nt D / 8 of them, with the weight's), then each lane
+		   * reads its own 4 columns from there: the same values, sums and
+		   * order as the 8-byte loads below, half the memory requests */
+		const uint16_t *xs = (const uint16_t *)x + (size_t)t0 * D;
+		unsigned sx = (unsigned)__cvta_generic_to_shared(s_w4 + n4);
+		for (int i = tid; i < nt * D / 8; i += ROUTE_FWD3_THREADS)
+			asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(sx + 16 * i),
+			             "l"(xs + (size_t)i * 8));
+		asm volatile("cp.async.commit_group;" ::: "memory");
+#pragma unroll
+		for (int i = 0; i < TPW * ROUTE_EMAX; i++)
+			acc[i] = 0;
+		asm volatile("cp.async.wait_all;" ::: "memory");
+		__syncthreads();
+#pragma unroll
+		for (int u = 0; u < TPW; u++) {
+			int tl = w * TPW + u;
+			const uint2 *xr =
+			        (const uint2 *)(s_w4 + n4) + (size_t)(tl < nt ? tl : 0) * D4;
+#pragma unroll
+			for (int k = 0; k < NV; k++) {
+				int c = lane + 32 * k;
+				uint2 q = tl < nt && c < D4 ? xr[c] : make_uint2(0u, 0u);
+				v[u][k] = make_float4(__uint_as_float(q.x << 16),
+				                      __uint_as_float(q.x & 0xffff0000u),
+				                      __uint_as_float(q.y << 16),
+				                      __uint_as_float(q.y & 0xffff0000u));
+			}
+		}
+	} else {
+#pragma unroll
+		for (int u = 0; u < TPW; u++) {
+			int tl = w * TPW + u;
+			const TX *xr = x + (size_t)(t0 + (tl < nt ? tl : 0)) * D;
+#pragma unroll
+			for (int k = 0; k < NV; k++) {
+				int c = lane + 32 * k;
+				v[u][k] = tl < nt && c < D4 ? ld_stream4(xr + 4 * c, al)
+				                            : make_float4(0.f, 0.f, 0.f, 0.f);
+			}
+		}
+#pragma unroll
+		for (int i = 0; i < TPW * ROUTE_EMAX; i++)
+			acc[i] = 0;
+		if (al)
+			asm volatile("cp.async.wait_all;" ::: "memory");
+		__syncthreads();
+	}
+	rt_dots<NV, TPW>(acc, v, s_w4, lane, D4, E);
+	rt_fwd4_tail(acc, s_l, s_p, s_sel, prob, sel, gate, rowof, hist, psum, w, lane, t0, nt, E,
+	             K, nb);
+}
+
+/* round 26 (issue 10, POLICY_GPU_NORM_ROUTE=fused): the ffn norm and the
+ * router forward in one pass. A block of k_rt_fwd4's shape (16 tokens, 8
+ * warps of 2): each warp normalises its rows of the bf16 stream a (wo's
+ * epilogue already added the residual, round 23: a norm without an add)
+ * with gpu_ew.cu's arithmetic (ew_norm_tail: y in bf16 and rstd, bit for bit
+ * policy_ew_add_rms16's), keeps the stored (rounded) values in registers
+ * and runs k_rt_fwd4's logits, softmax, top-k, ranks and counts on them
+ * (rt_dots, rt_fwd4_tail: the same values in the same order, so the same
+ * bits as k_rt_fwd4 reading y back). Saves the router's read of y and a
+ * launch; the weight's copy into shared memory (cp.async) overlaps the
+ * rows' loads and norms. H100 (ncu, 2026-11-27): 28.9 us a layer at
+ * 8192 tokens against 31.3 for the two kernels (16.8 + 14.5). A form with
+ * both rows' loads issued before either norm at 3 blocks an SM (80
+ * registers, 56 bytes spilled) ran 31.2 us at 8192 tokens (165 against the
+ * two kernels' 183 at 65,536) and was not kept. */
+template <int NV>
+__global__ static void __launch_bounds__(ROUTE_FWD3_THREADS)
+        k_rt_fwd_norm(float *__restrict__ prob, int *__restrict__ sel, float *__restrict__ gate,
+                      int *__restrict__ rowof, int *__restrict__ hist, float *__restrict__ psum,
+                      uint16_t *__restrict__ y, float *__restrict__ rstd,
+                      const uint16_t *__restrict__ a, const float *__restrict__ nw,
+                      const float *__restrict__ Wr, int T, int E, int K, int D, int nb, float eps)
+{
+	pdl::enter(); /* launched with PDL under POLICY_GPU_PDL=on */
+	const int NW = ROUTE_FWD3_THREADS / 32, TPW = ROUTE_FWD3_TOKENS / NW;
+	const int WQ = ROUTE_EMAX * ROUTE_V4 * 128 / 4 / ROUTE_FWD3_THREADS;
+	static_assert(TPW == 2 && ROUTE_EMAX == 8, "rt_fwd4_tail takes 16 sums a warp");
+	extern __shared__ float4 s_w4[]; /* (E, D / 4) */
+	__shared__ float s_l[ROUTE_FWD3_TOKENS][ROUTE_EMAX];
+	__shared__ float s_p[ROUTE_FWD3_TOKENS][ROUTE_EMAX];
+	__shared__ int s_sel[ROUTE_FWD3_TOKENS * ROUTE_EMAX];
+	int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, D4 = D / 4, n4 = E * D4;
+	int t0 = blockIdx.x * ROUTE_FWD3_TOKENS;
+	int nt = T - t0 < ROUTE_FWD3_TOKENS ? T - t0 : ROUTE_FWD3_TOKENS;
+	float4 v[TPW][NV];
+	float acc[TPW * ROUTE_EMAX];
+
+	/* the weight by cp.async (16-byte aligned: the launcher checks) */
+#pragma unroll
+	for (int q = 0; q < WQ; q++) {
+		int i = tid + q * ROUTE_FWD3_THREADS;
+		if (i < n4)
+			asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(
+			                     (unsigned)__cvta_generic_to_shared(s_w4 + i)),
+			             "l"(Wr + (size_t)i * 4));
+	}
+	asm volatile("cp.async.commit_group;" ::: "memory");
+#pragma unroll
+	for (int u = 0; u < TPW; u++) {
+		int tl = w * TPW + u, t = t0 + tl;
+		if (tl < nt) { /* warp-uniform */
+			size_t o = (size_t)t * D;
+			float x[NV][4];
+#pragma unroll
+			for (int k = 0; k < NV; k++) {
+				int c = lane + 32 * k;
+				if (c < D4)
+					ew_ld4(x[k], a + o + c * 4);
+			}
+			/* ew_add_rms's norm of a alone (no b, no slots, out not
+			 * written): x rounded as bf16 stores it (unchanged), y = x r w */
+			const float r = ew_norm_tail<uint16_t, uint16_t, NV>(
+			        x, (uint16_t *)nullptr, y, (uint16_t *)nullptr, rstd, nw, lane, D4,
+			        D, o, t, eps);
+#pragma unroll
+			for (int k = 0; k < NV; k++) {
+				int c = lane + 32 * k;
+				float q[4] = {0.f, 0.f, 0.f, 0.f};
+				if (c < D4) /* the values y holds (ew_st4's rounding) */
+#pragma unroll
+					for (int j = 0; j < 4; j++)
+						q[j] = bf2f(f2bf(x[k][j] * r * nw[c * 4 + j]));
+				v[u][k] = make_float4(q[0], q[1], q[2], q[3]);
+			}
+		} else {
+#pragma unroll
+			for (int k = 0; k < NV; k++)
+				v[u][k] = make_float4(0.f, 0.f, 0.f, 0.f);
+		}
+	}
+#pragma unroll
+	for (int i = 0; i < TPW * ROUTE_EMAX; i++)
+		acc[i] = 0;
+	asm volatile("cp.async.wait_all;" ::: "memory");
+	__syncthreads();
+	rt_dots<NV, TPW>(acc, v, s_w4, lane, D4, E);
+	rt_fwd4_tail(acc, s_l, s_p, s_sel, prob, sel, gate, rowof, hist, psum, w, lane, t0, nt, E,
+	             K, nb);
 }
 
 /* round 18 (issue 10, POLICY_GPU_RT16=rt18 / rt18_32, opt-in; the default,
@@ -1890,6 +2009,53 @@ int policy_route_fwd_b16(float *prob, int *sel, float *gate, int *rowof, float *
 	default: return swerve_error_set(SWERVE_EINVAL, "gpu route v4: D %d not supported", D);
 	}
 #undef FWD4B
+	LAUNCHED();
+	return 0;
+}
+
+int policy_route_fwd_norm_supported(int E, int K, int D)
+{
+	return policy_route_v2_supported(E, K, D);
+}
+
+int policy_route_fwd_norm_b16(float *prob, int *sel, float *gate, int *rowof, float *scratch,
+                              uint16_t *y, float *rstd, const uint16_t *a, const float *nw,
+                              const float *Wr, int T, int E, int K, int D, float eps)
+{
+	int nb = nblk(T, ROUTE_FWD3_TOKENS), nv = (D / 4 + 31) / 32;
+	int *hist = (int *)scratch;
+	float *psum = scratch + (size_t)nb * E;
+	size_t sm = (size_t)E * D * 4;
+	if (!policy_route_fwd_norm_supported(E, K, D))
+		return swerve_error_set(
+		        SWERVE_EINVAL, "gpu norm + route: E %d, K %d, D %d not supported", E, K, D);
+	if (!y || !rstd || !a || !nw)
+		return swerve_error_set(SWERVE_EINVAL, "gpu norm + route: a missing buffer");
+	if (((uintptr_t)a | (uintptr_t)y | (uintptr_t)Wr) & 15)
+		return swerve_error_set(
+		        SWERVE_EINVAL,
+		        "gpu norm + route: a row or the router weight is not 16-byte "
+		        "aligned");
+	if (T < 1)
+		return 0;
+#define FWDN(n)                                                                                    \
+	case n:                                                                                    \
+		CK(pdl::launch(k_rt_fwd_norm<n>, dim3(nb), dim3(ROUTE_FWD3_THREADS), sm, PST,      \
+		               prob, sel, gate, rowof, hist, psum, y, rstd, a, nw, Wr, T, E, K, D, \
+		               nb, eps));                                                          \
+		break
+	switch (nv) {
+		FWDN(1);
+		FWDN(2);
+		FWDN(3);
+		FWDN(4);
+		FWDN(5);
+		FWDN(6);
+		FWDN(7);
+		FWDN(8);
+	default: return swerve_error_set(SWERVE_EINVAL, "gpu norm + route: D %d not supported", D);
+	}
+#undef FWDN
 	LAUNCHED();
 	return 0;
 }

@@ -84,6 +84,15 @@ int policy_route_dw(float *dW, const float *scratch, int T, int E, int D);
  * bf16 (level slots) and x in bf16 where x16; fp32 arithmetic inside */
 int policy_route_fwd_b16(float *prob, int *sel, float *gate, int *rowof, float *scratch,
                          const uint16_t *x, const float *Wr, int T, int E, int K, int D);
+/* round 26 (issue 10, POLICY_GPU_NORM_ROUTE=fused): the ffn RMSNorm of the
+ * bf16 rows a (T, D; no add) into y (bf16) and rstd, as policy_ew_add_rms16
+ * writes them, and policy_route_fwd_b16 on y, in one pass over a: every
+ * output bit for bit the two calls' (a, y and Wr 16-byte aligned; nw the
+ * norm's weight). _supported: the shapes it takes (else SWERVE_EINVAL) */
+int policy_route_fwd_norm_supported(int E, int K, int D);
+int policy_route_fwd_norm_b16(float *prob, int *sel, float *gate, int *rowof, float *scratch,
+                              uint16_t *y, float *rstd, const uint16_t *a, const float *nw,
+                              const float *Wr, int T, int E, int K, int D, float eps);
 int policy_route_bwd_slots_b16(float *dn, float *scratch, const uint16_t *slots, const void *x,
                                int x16, const float *Wr, const float *prob, const int *sel,
                                const float *gate, const float *dgate, const float *auxc, int T,

@@ -410,12 +410,42 @@ static int test_refused(void)
 	return 0;
 }
 
+/* round 26: POLICY_GPU_LW_SILU=auto (the default) picks the lightning
+ * layer's SiLU form by the micro-batch's tokens: keep below
+ * POLICY_LIN_SILU_CORE_T, core from there; the named forms stay as named */
+static int test_silu_pick(void)
+{
+	int rc;
+	unsetenv("POLICY_GPU_LW_SILU");
+	CHECK(policy_lin_silu_mode() == 3, "unset is not auto");
+	setenv("POLICY_GPU_LW_SILU", "keep", 1);
+	rc = policy_lin_silu_mode();
+	CHECK(rc == 2, "keep gave %d", rc);
+	setenv("POLICY_GPU_LW_SILU", "auto", 1);
+	rc = policy_lin_silu_mode();
+	CHECK(rc == 3, "auto gave %d", rc);
+	setenv("POLICY_GPU_LW_SILU", "kept", 1);
+	rc = policy_lin_silu_mode();
+	unsetenv("POLICY_GPU_LW_SILU");
+	CHECK(rc < 0 && strstr(swerve_error_last(), "POLICY_GPU_LW_SILU"), "kept accepted");
+	CHECK(policy_lin_silu_pick(3, POLICY_LIN_SILU_CORE_T - 1) == 2, "auto below the bound");
+	CHECK(policy_lin_silu_pick(3, POLICY_LIN_SILU_CORE_T) == 1, "auto at the bound");
+	CHECK(policy_lin_silu_pick(3, 8192) == 2 && policy_lin_silu_pick(3, 1 << 20) == 1,
+	      "auto at 8192 / 2^20 tokens");
+	CHECK(policy_lin_silu_pick(2, 1 << 20) == 2 && policy_lin_silu_pick(1, 1) == 1 &&
+	              policy_lin_silu_pick(0, 1 << 20) == 0,
+	      "a named form not kept");
+	return 0;
+}
+
 int main(void)
 {
 	const struct gpu_test tests[] = {
 	        {"gate v3: 5 shapes x 4 type pairs vs v2 (bit for bit) and the CPU", test_shapes},
 	        {"gate v3: the benchmark's shape (T 8192, Hd 768, bf16)", test_bench_shape},
 	        {"gate v3: misspelt switch and unsupported shapes refused", test_refused},
+	        {"lightning SiLU (round 26): auto = keep below 65,536 tokens, core from there",
+	         test_silu_pick},
 	        {"gate v5 (fast sigmoid; not yet run on a GPU: POLICY_GATE_TEST_V5=1): 4 shapes x "
 	         "4 type pairs + the benchmark's, vs v2 and the CPU",
 	         test_v5},

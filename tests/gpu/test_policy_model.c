@@ -1957,7 +1957,7 @@ static int test_bad_switches(void)
 	        "POLICY_GPU_PDL",        "POLICY_GPU_WSPLIT",      "POLICY_GPU_PRIO",
 	        "POLICY_GPU_GRADZERO",   "SWERVE_GEMM_TUNE",       "POLICY_GPU_SOFTMAX_WO",
 	        "POLICY_GPU_WO_ADD",     "POLICY_GPU_MOE_DW_PAIR", "POLICY_GPU_RT_NORM",
-	        "POLICY_GPU_MOE_DW_WIN", "POLICY_GPU_DN16"};
+	        "POLICY_GPU_MOE_DW_WIN", "POLICY_GPU_DN16",        "POLICY_GPU_NORM_ROUTE"};
 	static const char *step_vars[] = {"POLICY_GPU_HEAD",
 	                                  "POLICY_GPU_HEAD_ROWS",
 	                                  "SWERVE_PL_ROWS",
@@ -2112,6 +2112,13 @@ static int test_dn16_on_bf16(void)
 static int test_dn16_on_adamw(void)
 {
 	return check_with_env("POLICY_GPU_DN16", "on", POLICY_GPU_BF16, 1);
+}
+/* round 26: POLICY_GPU_NORM_ROUTE=off (the ffn norm and the router's
+ * forward as two kernels again; the default fuses them, which every other
+ * bf16 case here runs) against the CPU reference */
+static int test_norm_route_off(void)
+{
+	return check_with_env("POLICY_GPU_NORM_ROUTE", "off", POLICY_GPU_BF16, 1);
 }
 
 /* one bf16 training step's gradients and loss under a level */
@@ -2391,6 +2398,9 @@ int main(void)
 	        {"dn16 (round 25): POLICY_GPU_DN16=on vs CPU reference: bf16", test_dn16_on_bf16},
 	        {"dn16 (round 25): POLICY_GPU_DN16=on vs CPU reference after an AdamW step",
 	         test_dn16_on_adamw},
+	        {"norm route (round 26): POLICY_GPU_NORM_ROUTE=off vs CPU reference after an AdamW "
+	         "step",
+	         test_norm_route_off},
 	        {"act16: slots / resid / all vs off, top-2 of 2 experts (the K = 2 kernels)",
 	         test_act16_vs_off_top2},
 	        {"act16: bf16 sft loss curve, cpu vs gpu off / slots / resid / all",

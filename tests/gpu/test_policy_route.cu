@@ -17,11 +17,15 @@
  * folded in (policy_route_bwd_slots) against scatter + backward and the
  * CPU, and gpu_comb.cu's token-major combine backward and slot sum
  * (POLICY_GPU_MOE_COMB=new) against gpu_moe.cu's kernels bit for bit and
- * the CPU, on rows from a real routing sort. */
+ * the CPU, on rows from a real routing sort. Round 26: the ffn norm fused
+ * into the router's forward (policy_route_fwd_norm_b16) against the two
+ * calls it replaces (policy_ew_add_rms16, policy_route_fwd_b16) bit for
+ * bit, and its refusals. */
 extern "C" {
 #include "sandbox/error.h"
 }
 #include "policy/gpu_comb.h"
+#include "policy/gpu_ew.h"
 #include "policy/gpu_moe.h"
 #include "policy/gpu_route.h"
 #include "tests/gpu/gpu_check.h"
@@ -665,6 +669,157 @@ static int test_comb_refused(void)
 	return 0;
 }
 
+/* ---- round 26 ------------------------------------------------------------------ */
+
+/* policy_route_fwd_norm_b16 against policy_ew_add_rms16 (the bf16 stream
+ * row a alone, y in bf16) + policy_route_fwd_b16 on y: y, rstd, prob, sel,
+ * gate, rowof and the per-block counts and sums (the sort's input), every
+ * byte; outputs poisoned before each launch */
+static int cmp_norm_route(int T, int D, int E, int K)
+{
+	int R = T * K;
+	size_t nx = (size_t)T * D, nws = policy_route_scratch_floats(T, E, D);
+	size_t nb = ((size_t)T + 15) / 16, nsc = 2 * nb * E; /* hist, psum */
+	float *hx = (float *)malloc(nx * 4);
+	uint16_t *ha = (uint16_t *)malloc(nx * 2), *a, *y;
+	float *nw = dev_rand((size_t)D, 0.3, NULL), *wr = dev_rand((size_t)E * D, 0.05, NULL);
+	float *ws, *prob, *gate, *rstd;
+	int *sel, *rowof;
+	const size_t szs[7] = {nx * 2,        (size_t)T * 4, (size_t)T * E * 4,
+	                       (size_t)R * 4, (size_t)R * 4, (size_t)R * 4,
+	                       nsc * 4};
+	void *h[2][7];
+	CHECK(hx && ha && nw && wr, "allocation failed");
+	for (size_t i = 0; i < nx; i++) /* a residual stream's scale, bf16 */
+		ha[i] = h_f2bf((float)(gpu_nrand() * 3.0));
+	CK(cudaMalloc(&a, nx * 2));
+	CK(cudaMalloc(&y, nx * 2));
+	CK(cudaMalloc(&ws, nws * 4));
+	CK(cudaMalloc(&prob, (size_t)T * E * 4));
+	CK(cudaMalloc(&gate, (size_t)R * 4));
+	CK(cudaMalloc(&rstd, (size_t)T * 4));
+	CK(cudaMalloc(&sel, (size_t)R * 4));
+	CK(cudaMalloc(&rowof, (size_t)R * 4));
+	CK(cudaMemcpy(a, ha, nx * 2, cudaMemcpyHostToDevice));
+	{ /* the norm's weight around 1, as trained ones are */
+		float *hw = (float *)malloc((size_t)D * 4);
+		for (int i = 0; i < D; i++)
+			hw[i] = (float)(1.0 + 0.3 * gpu_nrand());
+		CK(cudaMemcpy(nw, hw, (size_t)D * 4, cudaMemcpyHostToDevice));
+		free(hw);
+	}
+	for (int v = 0; v < 2; v++) {
+		for (int i = 0; i < 7; i++)
+			h[v][i] = calloc(1, szs[i]);
+		CK(cudaMemset(y, 0xff, nx * 2));
+		CK(cudaMemset(rstd, 0xff, (size_t)T * 4));
+		CK(cudaMemset(prob, 0xff, (size_t)T * E * 4));
+		CK(cudaMemset(sel, 0xff, (size_t)R * 4));
+		CK(cudaMemset(gate, 0xff, (size_t)R * 4));
+		CK(cudaMemset(rowof, 0xff, (size_t)R * 4));
+		CK(cudaMemset(ws, 0xff, nws * 4));
+		if (v == 0) {
+			CHECK(!policy_ew_add_rms16(NULL, 1, y, 1, NULL, rstd, a, NULL, NULL, NULL,
+			                           NULL, 0, NULL, 0, nw, T, D, 1e-5f),
+			      "%s", swerve_error_last());
+			CHECK(!policy_route_fwd_b16(prob, sel, gate, rowof, ws, y, wr, T, E, K, D),
+			      "%s", swerve_error_last());
+		} else {
+			CHECK(!policy_route_fwd_norm_b16(prob, sel, gate, rowof, ws, y, rstd, a, nw,
+			                                 wr, T, E, K, D, 1e-5f),
+			      "%s", swerve_error_last());
+		}
+		CK(cudaDeviceSynchronize());
+		CK(cudaMemcpy(h[v][0], y, szs[0], cudaMemcpyDeviceToHost));
+		CK(cudaMemcpy(h[v][1], rstd, szs[1], cudaMemcpyDeviceToHost));
+		CK(cudaMemcpy(h[v][2], prob, szs[2], cudaMemcpyDeviceToHost));
+		CK(cudaMemcpy(h[v][3], sel, szs[3], cudaMemcpyDeviceToHost));
+		CK(cudaMemcpy(h[v][4], gate, szs[4], cudaMemcpyDeviceToHost));
+		CK(cudaMemcpy(h[v][5], rowof, szs[5], cudaMemcpyDeviceToHost));
+		CK(cudaMemcpy(h[v][6], ws, szs[6], cudaMemcpyDeviceToHost));
+	}
+	{
+		static const char *const names[7] = {
+		        "y", "rstd", "prob", "sel", "gate", "rowof", "block counts and sums"};
+		for (int i = 0; i < 7; i++)
+			if (same(names[i], h[0][i], h[1][i], szs[i], T))
+				return 1;
+	}
+	{ /* not vacuous: the rows were normalised (rms of y ~ the weight's) */
+		const uint16_t *hy = (const uint16_t *)h[1][0];
+		double ss = 0;
+		for (int i = 0; i < D; i++) {
+			uint32_t u = (uint32_t)hy[i] << 16;
+			float f;
+			memcpy(&f, &u, 4);
+			ss += (double)f * f;
+		}
+		CHECK(ss / D > 0.3 && ss / D < 3.0, "T %d: row 0 of y has mean square %.3g", T,
+		      ss / D);
+	}
+	printf("  norm + route = the two calls bit for bit: T %d D %d E %d K %d\n", T, D, E, K);
+	for (int v = 0; v < 2; v++)
+		for (int i = 0; i < 7; i++)
+			free(h[v][i]);
+	free(hx), free(ha);
+	cudaFree(a), cudaFree(y), cudaFree(nw), cudaFree(wr), cudaFree(ws), cudaFree(prob);
+	cudaFree(gate), cudaFree(rstd), cudaFree(sel), cudaFree(rowof);
+	return 0;
+}
+
+static int test_norm_route(void)
+{
+	if (!have_gpu())
+		return GPU_SKIP;
+	return cmp_norm_route(8192, 768, 8, 2) || cmp_norm_route(999, 200, 5, 3) ||
+	       cmp_norm_route(63, 64, 4, 1) || cmp_norm_route(4100, 1024, 8, 8) ||
+	       cmp_norm_route(1, 64, 4, 2) || cmp_norm_route(20000, 896, 7, 2) ||
+	       cmp_norm_route(65536, 768, 8, 2);
+}
+
+/* shapes past the router's kernels and misaligned rows are refused with a
+ * message (gpu.cu checks before it calls and runs the two calls instead) */
+static int test_norm_route_refused(void)
+{
+	int T = 64, D = 768, E = 8, K = 2;
+	uint16_t *a, *y;
+	float *ws, *prob, *gate, *rstd, *nw, *wr;
+	int *sel, *rowof;
+	if (!have_gpu())
+		return GPU_SKIP;
+	CHECK(!policy_route_fwd_norm_supported(9, 2, 768), "E 9 taken");
+	CHECK(!policy_route_fwd_norm_supported(8, 2, 1028), "D 1028 taken");
+	CHECK(!policy_route_fwd_norm_supported(8, 2, 770), "D 770 taken");
+	CHECK(policy_route_fwd_norm_supported(8, 2, 768), "the benchmark's shape refused");
+	CK(cudaMalloc(&a, (size_t)T * D * 2 + 16));
+	CK(cudaMalloc(&y, (size_t)T * D * 2 + 16));
+	CK(cudaMalloc(&ws, policy_route_scratch_floats(T, E, D) * 4));
+	CK(cudaMalloc(&prob, (size_t)T * E * 4));
+	CK(cudaMalloc(&gate, (size_t)T * K * 4));
+	CK(cudaMalloc(&rstd, (size_t)T * 4));
+	CK(cudaMalloc(&nw, (size_t)D * 4));
+	CK(cudaMalloc(&wr, (size_t)E * D * 4 + 16));
+	CK(cudaMalloc(&sel, (size_t)T * K * 4));
+	CK(cudaMalloc(&rowof, (size_t)T * K * 4));
+	CHECK(policy_route_fwd_norm_b16(prob, sel, gate, rowof, ws, y, rstd, a + 4, nw, wr, T, E, K,
+	                                D, 1e-5f) == SWERVE_EINVAL &&
+	              strstr(swerve_error_last(), "16-byte"),
+	      "a misaligned row taken: %s", swerve_error_last());
+	CHECK(policy_route_fwd_norm_b16(prob, sel, gate, rowof, ws, y, rstd, a, nw, wr + 1, T, E, K,
+	                                D, 1e-5f) == SWERVE_EINVAL,
+	      "a misaligned router weight taken");
+	CHECK(policy_route_fwd_norm_b16(prob, sel, gate, rowof, ws, y, rstd, a, nw, wr, T, 9, K, D,
+	                                1e-5f) == SWERVE_EINVAL &&
+	              strstr(swerve_error_last(), "E 9"),
+	      "E 9 taken: %s", swerve_error_last());
+	CHECK(!policy_route_fwd_norm_b16(prob, sel, gate, rowof, ws, y, rstd, a, nw, wr, 0, E, K, D,
+	                                 1e-5f),
+	      "T 0 refused: %s", swerve_error_last());
+	cudaFree(a), cudaFree(y), cudaFree(ws), cudaFree(prob), cudaFree(gate), cudaFree(rstd);
+	cudaFree(nw), cudaFree(wr), cudaFree(sel), cudaFree(rowof);
+	return 0;
+}
+
 int main(void)
 {
 	const struct gpu_test tests[] = {
@@ -680,6 +835,11 @@ int main(void)
 	         "vs the CPU (5 shapes)",
 	         test_comb},
 	        {"moe comb: D past COMB_DMAX and a misspelt switch refused", test_comb_refused},
+	        {"norm + route (round 26): bit for bit the norm and the router's forward (7 "
+	         "shapes)",
+	         test_norm_route},
+	        {"norm + route: unsupported shapes and misaligned operands refused",
+	         test_norm_route_refused},
 	};
 	gpu_rng_seed();
 	return gpu_run_tests(tests, (int)(sizeof(tests) / sizeof(tests[0])));
