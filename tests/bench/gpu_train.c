@@ -20,6 +20,7 @@
 #include "kernels/gemm_tune.h"
 #include "policy/policy.h"
 #include "tests/bench/gpu_bench.h"
+#include "tests/bench/nvml_power.h"
 
 /* measured bf16 GEMM ceiling: 8192^3 with fp32 accumulation, median of 10 */
 static double gemm_peak(void)
@@ -87,6 +88,9 @@ struct result {
 	int seqs, seq, K;
 	double step_s, fwd_s, adam_s, tok_s, flops_tok, tflops;
 	double b2b_s; /* round 20: an optimizer step's mean time back to back */
+	/* round 26: the card's mean draw and SM clock over those back-to-back
+	 * steps (NVML; NaN where it cannot be read) */
+	double watts, mhz;
 };
 
 static double median(double *v, int n)
@@ -232,8 +236,12 @@ static struct result run(const struct policy_config *cfg, enum policy_gpu_precis
 	 * next step's forward (POLICY_GPU_ADAMW=overlap*) shows; the mean over
 	 * steps, from a synchronised start to a synchronised end */
 	if (!prof_one) {
+		struct gpu_power pw;
+		int dev = 0;
 		if (policy_gpu_sync(g))
 			DIE("%s", swerve_error_last());
+		cudaGetDevice(&dev);
+		gpu_power_start(dev);
 		t0 = now();
 		for (int i = 0; i < steps; i++) {
 			struct policy_loss_stats st;
@@ -251,8 +259,12 @@ static struct result run(const struct policy_config *cfg, enum policy_gpu_precis
 		if (policy_gpu_sync(g))
 			DIE("%s", swerve_error_last());
 		r.b2b_s = (now() - t0) / steps;
+		gpu_power_stop(&pw);
+		r.watts = pw.watts;
+		r.mhz = pw.mhz;
 	} else {
 		r.b2b_s = 0;
+		r.watts = r.mhz = NAN;
 	}
 	r.mode = label;
 	r.seqs = seqs;
@@ -524,27 +536,30 @@ int main(int argc, char **argv)
 	       "tok/opt says so); step = one optimizer step;\n"
 	       "per-mb = step / K; fwd = one forward pass (of a micro-batch); adam = one AdamW;\n"
 	       "b2b/mb = per-mb with the steps back to back (no synchronisation between optimizer "
-	       "steps; round 20)\n");
-	printf("%-12s %-82s %2s %7s %8s %7s %7s %7s %10s %8s %9s %10s %7s\n", "mode", "environment",
-	       "K", "tok/opt", "step ms", "per-mb", "fwd ms", "adam ms", "tokens/s", "TFLOP/s",
-	       "MFU(989)", "MFU(meas.)", "b2b/mb");
+	       "steps; round 20);\n"
+	       "W, MHz = the card's mean draw (NVML energy counter) and mean SM clock over those "
+	       "back-to-back steps (round 26)\n");
+	printf("%-12s %-82s %2s %7s %8s %7s %7s %7s %10s %8s %9s %10s %7s %5s %5s\n", "mode",
+	       "environment", "K", "tok/opt", "step ms", "per-mb", "fwd ms", "adam ms", "tokens/s",
+	       "TFLOP/s", "MFU(989)", "MFU(meas.)", "b2b/mb", "W", "MHz");
 	for (int i = 0; i < NROWS; i++)
 		if ((!quick || rows[i].q) &&
 		    !(xonly && (rows[i].env[0] || rows[i].K != 4 || rows[i].seqs != 4)))
 			printf("%-12s %-82s %2d %7d %8.1f %7.1f %7.1f %7.1f %10.0f %8.1f %8.1f%% "
-			       "%9.1f%% %7.2f\n",
+			       "%9.1f%% %7.2f %5.0f %5.0f\n",
 			       r[i].mode, rows[i].env[0] ? rows[i].env : "(default)", r[i].K,
 			       r[i].K * r[i].seqs * r[i].seq, r[i].step_s * 1e3,
 			       r[i].step_s / r[i].K * 1e3, r[i].fwd_s * 1e3, r[i].adam_s * 1e3,
 			       r[i].tok_s, r[i].tflops, 100 * r[i].tflops * 1e12 / datasheet,
-			       100 * r[i].tflops * 1e12 / peak, r[i].b2b_s / r[i].K * 1e3);
+			       100 * r[i].tflops * 1e12 / peak, r[i].b2b_s / r[i].K * 1e3,
+			       r[i].watts, r[i].mhz);
 	for (int i = 0; i < nx; i++)
 		printf("%-12s %-82s %2d %7d %8.1f %7.1f %7.1f %7.1f %10.0f %8.1f %8.1f%% %9.1f%% "
-		       "%7.2f\n",
+		       "%7.2f %5.0f %5.0f\n",
 		       xlabel[i], xenv[i], rx[i].K, rx[i].K * rx[i].seqs * rx[i].seq,
 		       rx[i].step_s * 1e3, rx[i].step_s / rx[i].K * 1e3, rx[i].fwd_s * 1e3,
 		       rx[i].adam_s * 1e3, rx[i].tok_s, rx[i].tflops,
 		       100 * rx[i].tflops * 1e12 / datasheet, 100 * rx[i].tflops * 1e12 / peak,
-		       rx[i].b2b_s / rx[i].K * 1e3);
+		       rx[i].b2b_s / rx[i].K * 1e3, rx[i].watts, rx[i].mhz);
 	return 0;
 }
