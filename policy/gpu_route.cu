@@ -750,6 +750,41 @@ __device__ __forceinline__ static float4 ld_stream4(const float *p, int al)
 	return v;
 }
 
+/* one warp: each of a token group's nA assignments' rank among the
+ * group's assignments of its expert (assignment order) into rowof from
+ * a0, and the group's counts and probability sums (its nt rows of s_p)
+ * into hist / psum at column b (k_rt_fwd3's, k_rt_fwd4's and k_rt_fwd5's:
+ * the sort's input) */
+__device__ __forceinline__ static void rt_rank_counts(const int *s_sel, float (*s_p)[ROUTE_EMAX],
+                                                      int nA, int nt, int *__restrict__ rowof,
+                                                      size_t a0, int *__restrict__ hist,
+                                                      float *__restrict__ psum, int E, int nb,
+                                                      int b, int lane)
+{
+	int run = 0; /* lane e: assignments of expert e so far */
+	for (int base = 0; base < nA; base += 32) {
+		int a = base + lane, e = a < nA ? s_sel[a] : -1;
+		unsigned peers = __match_any_sync(0xffffffffu, e);
+		int rk = __popc(peers & ((1u << lane) - 1u));
+		int before = __shfl_sync(0xffffffffu, run, e < 0 ? 0 : e);
+		if (e >= 0)
+			rowof[a0 + a] = before + rk;
+#pragma unroll
+		for (int q = 0; q < ROUTE_EMAX; q++) {
+			unsigned bb = __ballot_sync(0xffffffffu, e == q);
+			if (lane == q)
+				run += __popc(bb);
+		}
+	}
+	if (lane < E) {
+		float s = 0;
+		for (int tl = 0; tl < nt; tl++)
+			s += s_p[tl][lane];
+		hist[(size_t)lane * nb + b] = run;
+		psum[(size_t)lane * nb + b] = s;
+	}
+}
+
 template <int NV>
 __global__ static void __launch_bounds__(ROUTE_FWD3_THREADS)
         k_rt_fwd3(float *__restrict__ prob, int *__restrict__ sel, float *__restrict__ gate,
@@ -894,30 +929,8 @@ __global__ static void __launch_bounds__(ROUTE_FWD3_THREADS)
 		return;
 	/* warp 0: each assignment's rank among the block's assignments of its
 	 * expert (assignment order), the counts and the probability sums */
-	{
-		int run = 0; /* lane e: assignments of expert e so far */
-		for (int base = 0; base < nA; base += 32) {
-			int a = base + lane, e = a < nA ? s_sel[a] : -1;
-			unsigned peers = __match_any_sync(0xffffffffu, e);
-			int rk = __popc(peers & ((1u << lane) - 1u));
-			int before = __shfl_sync(0xffffffffu, run, e < 0 ? 0 : e);
-			if (e >= 0)
-				rowof[(size_t)t0 * K + a] = before + rk;
-#pragma unroll
-			for (int q = 0; q < ROUTE_EMAX; q++) {
-				unsigned b = __ballot_sync(0xffffffffu, e == q);
-				if (lane == q)
-					run += __popc(b);
-			}
-		}
-		if (lane < E) {
-			float s = 0;
-			for (int tl = 0; tl < nt; tl++)
-				s += s_p[tl][lane];
-			hist[(size_t)lane * nb + blockIdx.x] = run;
-			psum[(size_t)lane * nb + blockIdx.x] = s;
-		}
-	}
+	rt_rank_counts(s_sel, s_p, nA, nt, rowof, (size_t)t0 * K, hist, psum, E, nb, blockIdx.x,
+	               lane);
 }
 
 __global__ static void __launch_bounds__(ROUTE_THREADS)
@@ -1459,30 +1472,9 @@ rt_fwd4_tail(const float (&acc)[2 * ROUTE_EMAX], float (*s_l)[ROUTE_EMAX], float
 			}
 	}
 	__syncwarp();
-	{ /* the ranks, counts and sums as k_rt_fwd3 */
-		int run = 0;
-		for (int base = 0; base < nA; base += 32) {
-			int a = base + lane, e = a < nA ? s_sel[a] : -1;
-			unsigned peers = __match_any_sync(0xffffffffu, e);
-			int rk = __popc(peers & ((1u << lane) - 1u));
-			int before = __shfl_sync(0xffffffffu, run, e < 0 ? 0 : e);
-			if (e >= 0)
-				rowof[(size_t)t0 * K + a] = before + rk;
-#pragma unroll
-			for (int q = 0; q < ROUTE_EMAX; q++) {
-				unsigned b = __ballot_sync(0xffffffffu, e == q);
-				if (lane == q)
-					run += __popc(b);
-			}
-		}
-		if (lane < E) {
-			float s = 0;
-			for (int tl = 0; tl < nt; tl++)
-				s += s_p[tl][lane];
-			hist[(size_t)lane * nb + blockIdx.x] = run;
-			psum[(size_t)lane * nb + blockIdx.x] = s;
-		}
-	}
+	/* the ranks, counts and sums as k_rt_fwd3 */
+	rt_rank_counts(s_sel, s_p, nA, nt, rowof, (size_t)t0 * K, hist, psum, E, nb, blockIdx.x,
+	               lane);
 }
 
 /* ---- variant v4 (POLICY_GPU_ROUTE=v4, the default since round 10; its
@@ -1832,30 +1824,9 @@ __global__ static void __launch_bounds__(FB / ROUTE_FWD5_TPW * 32)
 			}
 	}
 	__syncwarp();
-	{ /* the ranks, counts and sums as k_rt_fwd4 */
-		int run = 0;
-		for (int base = 0; base < nA; base += 32) {
-			int a = base + lane, e = a < nA ? s_sel[w][a] : -1;
-			unsigned peers = __match_any_sync(0xffffffffu, e);
-			int rk = __popc(peers & ((1u << lane) - 1u));
-			int before = __shfl_sync(0xffffffffu, run, e < 0 ? 0 : e);
-			if (e >= 0)
-				rowof[((size_t)t0 + g0) * K + a] = before + rk;
-#pragma unroll
-			for (int q = 0; q < ROUTE_EMAX; q++) {
-				unsigned b = __ballot_sync(0xffffffffu, e == q);
-				if (lane == q)
-					run += __popc(b);
-			}
-		}
-		if (lane < E) {
-			float s = 0;
-			for (int tl = 0; tl < ng; tl++)
-				s += s_p[g0 + tl][lane];
-			hist[(size_t)lane * nb + vb] = run;
-			psum[(size_t)lane * nb + vb] = s;
-		}
-	}
+	/* the ranks, counts and sums as k_rt_fwd4 */
+	rt_rank_counts(s_sel[w], s_p + g0, nA, ng, rowof, ((size_t)t0 + g0) * K, hist, psum, E, nb,
+	               vb, lane);
 }
 
 static int fwd3_launch(float *prob, int *sel, float *gate, int *rowof, float *scratch,

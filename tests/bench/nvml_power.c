@@ -43,7 +43,8 @@ static int nvml_open(int dev)
 	nv.tried = 1;
 	h = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
 	if (!h) {
-		fprintf(stderr, "nvml_power: no power readings: libnvidia-ml.so.1: %s\n", dlerror());
+		fprintf(stderr, "nvml_power: no power readings: libnvidia-ml.so.1: %s\n",
+		        dlerror());
 		return -1;
 	}
 	init = (int (*)(void))dlsym(h, "nvmlInit_v2");
@@ -101,7 +102,8 @@ void gpu_power_stop(struct gpu_power *p)
 	struct timespec t1;
 	unsigned long long e1;
 	clock_gettime(CLOCK_MONOTONIC, &t1);
-	p->seconds = (double)(t1.tv_sec - st.t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - st.t0.tv_nsec);
+	p->seconds =
+	        (double)(t1.tv_sec - st.t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - st.t0.tv_nsec);
 	p->joules = p->watts = p->mhz = NAN;
 	p->samples = 0;
 	if (!nv.ok)
