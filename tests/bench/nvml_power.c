@@ -9,6 +9,7 @@
 #include <dlfcn.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <time.h>
 
@@ -25,7 +26,7 @@ static struct {
 
 static struct {
 	pthread_t th;
-	volatile int run;
+	atomic_int run; /* the sampler runs while set */
 	double sum;
 	int n, have_e, running;
 	unsigned long long e0;
@@ -71,7 +72,7 @@ static void *sampler(void *arg)
 {
 	const struct timespec d = {0, SAMPLE_NS};
 	(void)arg;
-	while (st.run) {
+	while (atomic_load(&st.run)) {
 		unsigned int mhz;
 		if (nv.clock(nv.dev, NVML_CLOCK_SM, &mhz) == 0) {
 			st.sum += mhz;
@@ -92,7 +93,7 @@ int gpu_power_start(int dev)
 	if (nvml_open(dev))
 		return -1;
 	st.have_e = nv.energy(nv.dev, &st.e0) == 0;
-	st.run = 1;
+	atomic_store(&st.run, 1);
 	st.running = pthread_create(&st.th, NULL, sampler, NULL) == 0;
 	return 0;
 }
@@ -112,7 +113,7 @@ void gpu_power_stop(struct gpu_power *p)
 		p->joules = (double)(e1 - st.e0) * 1e-3;
 		p->watts = p->seconds > 0 ? p->joules / p->seconds : NAN;
 	}
-	st.run = 0;
+	atomic_store(&st.run, 0);
 	if (st.running)
 		pthread_join(st.th, NULL);
 	st.running = 0;
