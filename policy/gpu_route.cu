@@ -750,6 +750,24 @@ __device__ __forceinline__ static float4 ld_stream4(const float *p, int al)
 	return v;
 }
 
+/* the router weight (n4 float4, 16-byte aligned) into shared memory by
+ * 16-byte cp.async from a block of ROUTE_FWD3_THREADS (thread tid), one
+ * commit group (k_rt_fwd3's, k_rt_fwd4's and k_rt_fwd_norm's) */
+__device__ __forceinline__ static void rt_w_stage(float4 *s_w4, const float *__restrict__ Wr,
+                                                  int n4, int tid)
+{
+	const int WQ = ROUTE_EMAX * ROUTE_V4 * 128 / 4 / ROUTE_FWD3_THREADS; /* float4 a thread */
+#pragma unroll
+	for (int q = 0; q < WQ; q++) {
+		int i = tid + q * ROUTE_FWD3_THREADS;
+		if (i < n4)
+			asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(
+			                     (unsigned)__cvta_generic_to_shared(s_w4 + i)),
+			             "l"(Wr + (size_t)i * 4));
+	}
+	asm volatile("cp.async.commit_group;" ::: "memory");
+}
+
 /* one warp: each of a token group's nA assignments' rank among the
  * group's assignments of its expert (assignment order) into rowof from
  * a0, and the group's counts and probability sums (its nt rows of s_p)
@@ -793,9 +811,7 @@ __global__ static void __launch_bounds__(ROUTE_FWD3_THREADS)
                   int D, int nb, int al)
 {
 	const int NW = ROUTE_FWD3_THREADS / 32, TPW = ROUTE_FWD3_TOKENS / NW;
-	const int WQ =
-	        ROUTE_EMAX * ROUTE_V4 * 128 / 4 / ROUTE_FWD3_THREADS; /* Wr float4 a thread */
-	extern __shared__ float4 s_w4[];                              /* (E, D / 4) */
+	extern __shared__ float4 s_w4[]; /* (E, D / 4) */
 	__shared__ float s_p[ROUTE_FWD3_TOKENS][ROUTE_EMAX];
 	__shared__ int s_sel[ROUTE_FWD3_TOKENS * ROUTE_EMAX];
 	int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, D4 = D / 4, n4 = E * D4;
@@ -808,15 +824,7 @@ __global__ static void __launch_bounds__(ROUTE_FWD3_THREADS)
 	 * and the x rows: every load in flight at once, one memory round trip
 	 * (v2 filled the weight 4 bytes a thread at a time before its sums) */
 	if (al) {
-#pragma unroll
-		for (int q = 0; q < WQ; q++) {
-			int i = tid + q * ROUTE_FWD3_THREADS;
-			if (i < n4)
-				asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(
-				                     (unsigned)__cvta_generic_to_shared(s_w4 + i)),
-				             "l"(Wr + (size_t)i * 4));
-		}
-		asm volatile("cp.async.commit_group;" ::: "memory");
+		rt_w_stage(s_w4, Wr, n4, tid);
 	} else {
 #pragma unroll 8
 		for (int i = tid; i < 4 * n4; i += ROUTE_FWD3_THREADS)
@@ -1499,8 +1507,6 @@ __global__ static void __launch_bounds__(ROUTE_FWD3_THREADS)
 {
 	pdl::enter(); /* round 20: launched with PDL under POLICY_GPU_PDL=on */
 	const int NW = ROUTE_FWD3_THREADS / 32, TPW = ROUTE_FWD3_TOKENS / NW;
-	const int WQ =
-	        ROUTE_EMAX * ROUTE_V4 * 128 / 4 / ROUTE_FWD3_THREADS; /* Wr float4 a thread */
 	static_assert(TPW == 2 && ROUTE_EMAX == 8, "the butterfly below takes 16 sums a warp");
 	extern __shared__ float4 s_w4[]; /* (E, D / 4) */
 	__shared__ float s_l[ROUTE_FWD3_TOKENS][ROUTE_EMAX];
@@ -1514,15 +1520,7 @@ __global__ static void __launch_bounds__(ROUTE_FWD3_THREADS)
 
 	/* as k_rt_fwd3: the weight by cp.async and the x rows, all in flight */
 	if (al) {
-#pragma unroll
-		for (int q = 0; q < WQ; q++) {
-			int i = tid + q * ROUTE_FWD3_THREADS;
-			if (i < n4)
-				asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(
-				                     (unsigned)__cvta_generic_to_shared(s_w4 + i)),
-				             "l"(Wr + (size_t)i * 4));
-		}
-		asm volatile("cp.async.commit_group;" ::: "memory");
+		rt_w_stage(s_w4, Wr, n4, tid);
 	} else {
 #pragma unroll 8
 		for (int i = tid; i < 4 * n4; i += ROUTE_FWD3_THREADS)
@@ -1607,7 +1605,6 @@ __global__ static void __launch_bounds__(ROUTE_FWD3_THREADS)
 {
 	pdl::enter(); /* launched with PDL under POLICY_GPU_PDL=on */
 	const int NW = ROUTE_FWD3_THREADS / 32, TPW = ROUTE_FWD3_TOKENS / NW;
-	const int WQ = ROUTE_EMAX * ROUTE_V4 * 128 / 4 / ROUTE_FWD3_THREADS;
 	static_assert(TPW == 2 && ROUTE_EMAX == 8, "rt_fwd4_tail takes 16 sums a warp");
 	extern __shared__ float4 s_w4[]; /* (E, D / 4) */
 	__shared__ float s_l[ROUTE_FWD3_TOKENS][ROUTE_EMAX];
@@ -1620,15 +1617,7 @@ __global__ static void __launch_bounds__(ROUTE_FWD3_THREADS)
 	float acc[TPW * ROUTE_EMAX];
 
 	/* the weight by cp.async (16-byte aligned: the launcher checks) */
-#pragma unroll
-	for (int q = 0; q < WQ; q++) {
-		int i = tid + q * ROUTE_FWD3_THREADS;
-		if (i < n4)
-			asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(
-			                     (unsigned)__cvta_generic_to_shared(s_w4 + i)),
-			             "l"(Wr + (size_t)i * 4));
-	}
-	asm volatile("cp.async.commit_group;" ::: "memory");
+	rt_w_stage(s_w4, Wr, n4, tid);
 #pragma unroll
 	for (int u = 0; u < TPW; u++) {
 		int tl = w * TPW + u, t = t0 + tl;

@@ -680,16 +680,15 @@ static int cmp_norm_route(int T, int D, int E, int K)
 	int R = T * K;
 	size_t nx = (size_t)T * D, nws = policy_route_scratch_floats(T, E, D);
 	size_t nb = ((size_t)T + 15) / 16, nsc = 2 * nb * E; /* hist, psum */
-	float *hx = (float *)malloc(nx * 4);
 	uint16_t *ha = (uint16_t *)malloc(nx * 2), *a, *y;
-	float *nw = dev_rand((size_t)D, 0.3, NULL), *wr = dev_rand((size_t)E * D, 0.05, NULL);
+	float *nw = NULL, *wr = dev_rand((size_t)E * D, 0.05, NULL);
 	float *ws, *prob, *gate, *rstd;
 	int *sel, *rowof;
 	const size_t szs[7] = {nx * 2,        (size_t)T * 4, (size_t)T * E * 4,
 	                       (size_t)R * 4, (size_t)R * 4, (size_t)R * 4,
 	                       nsc * 4};
 	void *h[2][7];
-	CHECK(hx && ha && nw && wr, "allocation failed");
+	CHECK(ha && wr, "allocation failed");
 	for (size_t i = 0; i < nx; i++) /* a residual stream's scale, bf16 */
 		ha[i] = h_f2bf((float)(gpu_nrand() * 3.0));
 	CK(cudaMalloc(&a, nx * 2));
@@ -700,6 +699,7 @@ static int cmp_norm_route(int T, int D, int E, int K)
 	CK(cudaMalloc(&rstd, (size_t)T * 4));
 	CK(cudaMalloc(&sel, (size_t)R * 4));
 	CK(cudaMalloc(&rowof, (size_t)R * 4));
+	CK(cudaMalloc(&nw, (size_t)D * 4));
 	CK(cudaMemcpy(a, ha, nx * 2, cudaMemcpyHostToDevice));
 	{ /* the norm's weight around 1, as trained ones are */
 		float *hw = (float *)malloc((size_t)D * 4);
@@ -761,7 +761,7 @@ static int cmp_norm_route(int T, int D, int E, int K)
 	for (int v = 0; v < 2; v++)
 		for (int i = 0; i < 7; i++)
 			free(h[v][i]);
-	free(hx), free(ha);
+	free(ha);
 	cudaFree(a), cudaFree(y), cudaFree(nw), cudaFree(wr), cudaFree(ws), cudaFree(prob);
 	cudaFree(gate), cudaFree(rstd), cudaFree(sel), cudaFree(rowof);
 	return 0;
