@@ -265,9 +265,9 @@ $(BUILD)/tests/gpu/test_policy_model: tests/gpu/test_policy_model.c $(POLICY_REF
 
 # gpu_train also reads the card's power and clock (tests/bench/nvml_power.c:
 # NVML opened at run time)
-$(BUILD)/tests/bench/gpu_train: tests/bench/gpu_train.c tests/bench/nvml_power.c $(POLICY_REF_C) $(CUDA_LIB)
+$(BUILD)/tests/bench/gpu_train: tests/bench/gpu_train.c tests/bench/nvml_power.c tests/bench/graph_energy.c $(POLICY_REF_C) $(CUDA_LIB)
 	@mkdir -p $(@D)
-	$(CC) -O2 -g -std=gnu11 -D_GNU_SOURCE $(WARN) -I. -I$(CUDA_HOME)/include -o $@ $< tests/bench/nvml_power.c $(POLICY_REF_C) $(CUDA_LIB) $(CUDA_LIBS)
+	$(CC) -O2 -g -std=gnu11 -D_GNU_SOURCE $(WARN) -I. -I$(CUDA_HOME)/include -o $@ $< tests/bench/nvml_power.c tests/bench/graph_energy.c $(POLICY_REF_C) $(CUDA_LIB) $(CUDA_LIBS)
 
 # gpu_idle (issue 10 round 10) reads CUPTI's activity records
 $(BUILD)/tests/bench/gpu_idle: tests/bench/gpu_idle.c $(POLICY_REF_C) $(CUDA_LIB)

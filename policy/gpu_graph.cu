@@ -2,8 +2,34 @@
  * gpu_graph.h). */
 #include "policy/gpu_graph.h"
 #include "policy/gpu_util.h"
+#include "policy/policy.h"
 
 unsigned policy_gpu_alloc_gen;
+
+/* round 27: the graphs captured while keeping is on (see
+ * policy.h's policy_gpu_keep_graphs), for a benchmark to take apart */
+static struct {
+	cudaGraph_t g;
+	int part, backward;
+} kept[POLICY_GPU_KEPT];
+static int n_kept, keeping;
+
+void policy_gpu_keep_graphs(int on)
+{
+	for (int i = 0; i < n_kept; i++)
+		cudaGraphDestroy(kept[i].g);
+	n_kept = 0;
+	keeping = on;
+}
+
+void *policy_gpu_kept_graph(int i, int *part, int *backward)
+{
+	if (i < 0 || i >= n_kept)
+		return NULL;
+	*part = kept[i].part;
+	*backward = kept[i].backward;
+	return (void *)kept[i].g;
+}
 
 static void slot_drop(struct policy_graph_slot *s)
 {
@@ -117,7 +143,13 @@ int policy_graph_capture_end(struct policy_graphs *c, const struct policy_graph_
 	/* round 21: each kernel at the priority of the stream it was captured
 	 * from (POLICY_GPU_PRIO), not the launch stream's */
 	e = cudaGraphInstantiateWithFlags(&exec, graph, cudaGraphInstantiateFlagUseNodePriority);
-	cudaGraphDestroy(graph);
+	if (e == cudaSuccess && keeping && n_kept < POLICY_GPU_KEPT) { /* kept, not destroyed */
+		kept[n_kept].g = graph;
+		kept[n_kept].part = k->part;
+		kept[n_kept++].backward = k->backward;
+	} else {
+		cudaGraphDestroy(graph);
+	}
 	if (e != cudaSuccess)
 		return swerve_error_set(
 		        SWERVE_ERROR, "gpu: POLICY_GPU_GRAPH=1: instantiating the step failed: %s",

@@ -512,6 +512,17 @@ void policy_gpu_moe_stats(const struct policy_gpu *g, long *rows, long *gemm_row
  * POLICY_GPU_PROFILE), and the graphs captured and replayed so far. */
 int policy_gpu_graph_stats(const struct policy_gpu *g, long *captures, long *replays);
 
+/* Round 27 (benchmarks: tests/bench/graph_energy.c): with on = 1, each
+ * micro-batch graph captured from now on is kept (besides its instance) (the first
+ * POLICY_GPU_KEPT, process-wide); any call drops the graphs kept so far.
+ * policy_gpu_kept_graph returns the i-th (a cudaGraph_t; NULL past
+ * the last) with its part (0: the forward and the head, 1: the backward)
+ * and whether its micro-batch ran a backward. A graph's kernels hold the
+ * model's device pointers: use it while that model lives. */
+#define POLICY_GPU_KEPT 16
+void policy_gpu_keep_graphs(int on);
+void *policy_gpu_kept_graph(int i, int *part, int *backward);
+
 /* POLICY_GPU_ACT16 (rounds 16-19): what g stores in bf16, as the level
  * took on g's path (a level falls back where its kernels do not run):
  * POLICY_GPU_BF16_SLOTS (the MoE's slot outputs yp / dxp),

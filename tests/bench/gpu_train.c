@@ -20,6 +20,7 @@
 #include "kernels/gemm_tune.h"
 #include "policy/policy.h"
 #include "tests/bench/gpu_bench.h"
+#include "tests/bench/graph_energy.h"
 #include "tests/bench/nvml_power.h"
 
 /* round 26: the same GEMM back to back for ~1.5 s (the rate over the
@@ -27,6 +28,23 @@
  * under the power cap that the training rows' back-to-back steps run at */
 static struct gpu_power peak_pw;
 static double peak_sust;
+
+struct gemm_ctx {
+	cublasHandle_t h;
+	int n;
+	void *a, *b, *c;
+};
+
+/* one bf16 n^3 GEMM (for graph_energy_edges) */
+static void gemm_once(void *p)
+{
+	struct gemm_ctx *g = p;
+	const float one = 1, zero = 0;
+	if (cublasGemmEx(g->h, CUBLAS_OP_N, CUBLAS_OP_N, g->n, g->n, g->n, &one, g->a, CUDA_R_16BF,
+	                 g->n, g->b, CUDA_R_16BF, g->n, &zero, g->c, CUDA_R_16BF, g->n,
+	                 CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT))
+		DIE("cublasGemmEx failed");
+}
 
 /* measured bf16 GEMM ceiling: 8192^3 with fp32 accumulation, median of 10 */
 static double gemm_peak(void)
@@ -91,6 +109,12 @@ static double gemm_peak(void)
 		} while (warm || t1 - t0 < 1.0);
 		gpu_power_stop(&peak_pw);
 		peak_sust = 2.0 * n * n * (double)n * reps / (t1 - t0);
+		/* round 27: its draw from the energy counter's edges (graph_energy.h) */
+		struct gemm_ctx gc = {h, n, a, b, c};
+		double ms, mhz;
+		if (graph_energy_edges(gemm_once, &gc, 2.0 * n * n * (double)n / peak_sust * 1e3,
+		                       1000, dev, &peak_pw.watts, &ms, &mhz))
+			peak_pw.watts = NAN;
 	}
 	cublasDestroy(h);
 	cudaFree(a);
@@ -140,6 +164,11 @@ static double median(double *v, int n)
 /* "one" mode: the profiler (ncu --profile-from-start off) sees one K = 1
  * training step and its AdamW, after two warm-up steps */
 static int prof_one;
+
+/* round 27, "energy" mode: after the back-to-back steps, every kernel of
+ * the training micro-batch's two graphs alone (tests/bench/graph_energy.h)
+ * for energy_ms each, and AdamW's call looped, against the step measured */
+static double energy_ms;
 
 /* Round 21: GPU_TRAIN_VARY=n (a row's environment) packs each micro-batch's
  * T tokens as sequences of random lengths (256 to seq, the last what is
@@ -194,6 +223,70 @@ static void packs_next(struct packs *P, struct policy_batch *b, int **tgt)
 	*tgt = P->tgt + (size_t)i * P->T;
 }
 
+/* an optimizer step (K micro-batches, AdamW) for graph_energy_edges */
+struct energy_ctx {
+	struct policy_gpu *g;
+	struct policy_adamw *o;
+	struct policy_batch *b;
+	int **tgt, K;
+	struct packs *P;
+};
+
+static void energy_adamw(void *p)
+{
+	struct energy_ctx *c = p;
+	double gn;
+	if (policy_gpu_adamw(&gn, c->g, c->o))
+		DIE("adamw: %s", swerve_error_last());
+}
+
+static void energy_step(void *p)
+{
+	struct energy_ctx *c = p;
+	struct policy_loss_stats st;
+	for (int k = 0; k < c->K; k++) {
+		packs_next(c->P, c->b, c->tgt);
+		if (policy_gpu_step(&st, NULL, NULL, c->g, c->b, *c->tgt, NULL, NULL, NULL,
+		                    k ? POLICY_GPU_BACKWARD_ACC : POLICY_GPU_BACKWARD))
+			DIE("step: %s", swerve_error_last());
+	}
+	energy_adamw(p);
+}
+
+static void energy_report(struct energy_ctx *ec, const struct result *r)
+{
+	static struct ge_table t;
+	struct policy_gpu *g = ec->g;
+	double w, ms, mhz, sw, sms, smhz;
+	int dev = 0, n = 0, part, bwd;
+	void *gr;
+	cudaGetDevice(&dev);
+	memset(&t, 0, sizeof(t));
+	graph_energy_idle(&t, dev);
+	for (int i = 0; (gr = policy_gpu_kept_graph(i, &part, &bwd)); i++)
+		if (bwd) { /* the training micro-batch's forward + head, then backward */
+			fprintf(stderr, "  energy: graph %d (part %d)\n", i, part);
+			graph_energy_add(&t, gr, energy_ms, dev);
+			n++;
+		}
+	if (n != 2)
+		DIE("gpu_train energy: %d training graphs kept, expected 2 (POLICY_GPU_GRAPH off?)",
+		    n);
+	/* AdamW (outside the graphs), then the whole step, looped the same way */
+	if (policy_gpu_sync(g) ||
+	    graph_energy_edges(energy_adamw, ec, r->adam_s * 1e3, fmax(energy_ms, 500), dev, &w,
+	                       &ms, &mhz) ||
+	    policy_gpu_sync(g) ||
+	    graph_energy_edges(energy_step, ec, r->b2b_s * 1e3, fmax(energy_ms, 1000), dev, &sw,
+	                       &sms, &smhz) ||
+	    policy_gpu_sync(g))
+		DIE("gpu_train energy: no power readings (%s)", swerve_error_last());
+	graph_energy_row(&t, "AdamW (policy_gpu_adamw, the call)", NULL, 1, ms, w * ms * 1e-3, mhz);
+	graph_energy_print(&t, stdout, 40, sms, sw * sms * 1e-3);
+	printf("the step looped: %.2f ms at %.0f W, %.0f MHz (%.1f J)\n", sms, sw, smhz,
+	       sw * sms * 1e-3);
+}
+
 static struct result run(const struct policy_config *cfg, enum policy_gpu_precision prec, int seqs,
                          int seq, int steps, const char *label, int K)
 {
@@ -219,6 +312,8 @@ static struct result run(const struct policy_config *cfg, enum policy_gpu_precis
 		tgt[t] = (t + 1) % seq ? tok[t + 1] : -1;
 	if (vary > 0)
 		packs_make(&P, vary == 1 ? 256 : vary, tok, T, seq);
+	if (energy_ms > 0)
+		policy_gpu_keep_graphs(1);
 	if (policy_gpu_new(&g, cfg, &L, T, vary > 0 ? T / 256 + 1 : seqs, prec) ||
 	    policy_gpu_set_params(g, p))
 		DIE("%s", swerve_error_last());
@@ -290,8 +385,16 @@ static struct result run(const struct policy_config *cfg, enum policy_gpu_precis
 			DIE("%s", swerve_error_last());
 		r.b2b_s = (now() - t0) / steps;
 		gpu_power_stop(&pw);
-		r.watts = pw.watts;
 		r.mhz = pw.mhz;
+		{ /* round 27: the draw from the energy counter's edges over >= 1 s of
+		   * the same steps looped (the counter moves every ~100 ms on an
+		   * H100: the back-to-back stretch's own reading was that coarse) */
+			struct energy_ctx ec = {g, &o, &b, &tgt, K, &P};
+			double ms, mhz;
+			if (graph_energy_edges(energy_step, &ec, r.b2b_s * 1e3, 1000, dev, &r.watts,
+			                       &ms, &mhz))
+				r.watts = NAN;
+		}
 	} else {
 		r.b2b_s = 0;
 		r.watts = r.mhz = NAN;
@@ -306,6 +409,11 @@ static struct result run(const struct policy_config *cfg, enum policy_gpu_precis
 	r.tok_s = (double)K * T / r.step_s;
 	r.flops_tok = policy_config_flops_per_token(cfg, seq);
 	r.tflops = r.tok_s * r.flops_tok / 1e12;
+	if (energy_ms > 0 && !prof_one) {
+		struct energy_ctx ec = {g, &o, &b, &tgt, K, &P};
+		energy_report(&ec, &r);
+		policy_gpu_keep_graphs(0);
+	}
 	policy_gpu_free(g);
 	policy_layout_dispose(&L);
 	free(tok);
@@ -391,7 +499,10 @@ static void profile(const struct policy_config *cfg, int seqs, int seq, const ch
 /* argv[1] "one": only this build's default at K = 1 (GPU_TRAIN_ONE_SEQS
  * sequences of 2048 a micro-batch, default 4), 3 measured steps, the
  * first of them (and its AdamW) between cudaProfilerStart / Stop, for a
- * per-kernel listing by ncu; argv[1] "quick": the rows marked q only (a
+ * per-kernel listing by ncu; argv[1] "energy" (round 27): as "one" (5
+ * measured steps), then every kernel of the micro-batch's graphs alone,
+ * its time and energy (GPU_TRAIN_ENERGY_MS a kernel, default 100), by
+ * kernel and by class against the step's; argv[1] "quick": the rows marked q only (a
  * short device call); argv[1] "x": only the default at K = 4 and the extra
  * rows, no profile (a variant against the default in the shortest call);
  * then any
@@ -526,6 +637,23 @@ int main(int argc, char **argv)
 		printf("one: K = 1 step %.2f ms (forward %.2f, AdamW %.2f), %.0f tokens/s, %.1f "
 		       "TFLOP/s\n",
 		       o1.step_s * 1e3, o1.fwd_s * 1e3, o1.adam_s * 1e3, o1.tok_s, o1.tflops);
+		return 0;
+	}
+	if (argc > 1 && !strcmp(argv[1], "energy")) {
+		struct result e;
+		const char *os = getenv("GPU_TRAIN_ONE_SEQS");
+		const char *ems = getenv("GPU_TRAIN_ENERGY_MS"); /* window a kernel (default 100) */
+		int seqs = os ? atoi(os) : 4;
+		energy_ms = ems ? atof(ems) : 100;
+		if (seqs < 1 || seqs > 64 || !(energy_ms >= 1 && energy_ms <= 10000))
+			DIE("gpu_train energy: GPU_TRAIN_ONE_SEQS=%s (1..64) or "
+			    "GPU_TRAIN_ENERGY_MS=%s (1..10000) out of range",
+			    os ? os : "", ems ? ems : "");
+		e = run(&c, POLICY_GPU_BF16, seqs, 2048, 5, "energy", 1);
+		printf("energy: K = 1 step %.2f ms, back to back %.2f ms at %.0f W, %.0f MHz "
+		       "(%.1f J a step), %d tokens a micro-batch\n",
+		       e.step_s * 1e3, e.b2b_s * 1e3, e.watts, e.mhz, e.watts * e.b2b_s,
+		       seqs * 2048);
 		return 0;
 	}
 	peak = gemm_peak();

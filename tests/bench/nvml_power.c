@@ -121,3 +121,12 @@ void gpu_power_stop(struct gpu_power *p)
 	if (st.n)
 		p->mhz = st.sum / st.n;
 }
+
+int gpu_power_read(int dev, unsigned long long *mj, unsigned *mhz)
+{
+	if (nvml_open(dev) || nv.energy(nv.dev, mj) != 0)
+		return -1;
+	if (mhz && nv.clock(nv.dev, NVML_CLOCK_SM, mhz) != 0)
+		*mhz = 0;
+	return 0;
+}

@@ -22,5 +22,10 @@ struct gpu_power {
 int gpu_power_start(int dev);
 /* ends the stretch started last and fills *p */
 void gpu_power_stop(struct gpu_power *p);
+/* round 27: the energy counter now (mJ since the driver loaded) and, where
+ * mhz is given, the SM clock (0 where unread); 0, or -1 without NVML.
+ * The counter moves in steps (tens of ms apart on an H100): a window
+ * shorter than a few steps reads from its edges (graph_energy.c) */
+int gpu_power_read(int dev, unsigned long long *mj, unsigned *mhz);
 
 #endif
