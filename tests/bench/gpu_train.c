@@ -253,6 +253,19 @@ static void energy_step(void *p)
 	energy_adamw(p);
 }
 
+/* the micro-batches again without AdamW (graph_energy_add's restore:
+ * every activation and gradient recomputed from the unchanged weights) */
+static void energy_restore(void *p)
+{
+	struct energy_ctx *c = p;
+	struct policy_loss_stats st;
+	for (int k = 0; k < c->K; k++)
+		if (policy_gpu_step(&st, NULL, NULL, c->g, c->b, *c->tgt, NULL, NULL, NULL,
+		                    k ? POLICY_GPU_BACKWARD_ACC : POLICY_GPU_BACKWARD) ||
+		    policy_gpu_sync(c->g))
+			DIE("restore: %s", swerve_error_last());
+}
+
 static void energy_report(struct energy_ctx *ec, const struct result *r)
 {
 	static struct ge_table t;
@@ -263,28 +276,29 @@ static void energy_report(struct energy_ctx *ec, const struct result *r)
 	cudaGetDevice(&dev);
 	memset(&t, 0, sizeof(t));
 	graph_energy_idle(&t, dev);
+	/* the whole step first (the kernels' loops below leave other values) */
+	if (policy_gpu_sync(g) || graph_energy_edges(energy_step, ec, r->b2b_s * 1e3,
+	                                             fmax(energy_ms, 1000), dev, &sw, &sms, &smhz))
+		DIE("gpu_train energy: no power readings (%s)", swerve_error_last());
 	for (int i = 0; (gr = policy_gpu_kept_graph(i, &part, &bwd)); i++)
 		if (bwd) { /* the training micro-batch's forward + head, then backward */
 			fprintf(stderr, "  energy: graph %d (part %d)\n", i, part);
-			graph_energy_add(&t, gr, energy_ms, dev);
+			graph_energy_add(&t, gr, energy_ms, dev, energy_restore, ec);
 			n++;
 		}
 	if (n != 2)
 		DIE("gpu_train energy: %d training graphs kept, expected 2 (POLICY_GPU_GRAPH off?)",
 		    n);
-	/* AdamW (outside the graphs), then the whole step, looped the same way */
+	/* AdamW (outside the graphs), looped the same way */
 	if (policy_gpu_sync(g) ||
 	    graph_energy_edges(energy_adamw, ec, r->adam_s * 1e3, fmax(energy_ms, 500), dev, &w,
 	                       &ms, &mhz) ||
-	    policy_gpu_sync(g) ||
-	    graph_energy_edges(energy_step, ec, r->b2b_s * 1e3, fmax(energy_ms, 1000), dev, &sw,
-	                       &sms, &smhz) ||
 	    policy_gpu_sync(g))
 		DIE("gpu_train energy: no power readings (%s)", swerve_error_last());
 	graph_energy_row(&t, "AdamW (policy_gpu_adamw, the call)", NULL, 1, ms, w * ms * 1e-3, mhz);
 	graph_energy_print(&t, stdout, 40, sms, sw * sms * 1e-3);
-	printf("the step looped: %.2f ms at %.0f W, %.0f MHz (%.1f J)\n", sms, sw, smhz,
-	       sw * sms * 1e-3);
+	printf("the step looped (before the kernels): %.2f ms at %.0f W, %.0f MHz (%.1f J)\n", sms,
+	       sw, smhz, sw * sms * 1e-3);
 }
 
 static struct result run(const struct policy_config *cfg, enum policy_gpu_precision prec, int seqs,

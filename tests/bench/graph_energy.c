@@ -10,7 +10,9 @@
 #include <cuda.h>
 #include <cuda_runtime.h>
 #include <math.h>
+#include <pthread.h>
 #include <regex.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -225,8 +227,9 @@ static cudaGraphExec_t alone(cudaGraphNode_t node, const char *name, int *memset
 	if (r == CUDA_SUCCESS)
 		r = copy(n, (CUgraphNode)node);
 	if (r != CUDA_SUCCESS || cudaGraphInstantiate(&ex, c, 0) != cudaSuccess) {
-		fprintf(stderr, "graph_energy: kernel %s skipped: its node could not be copied "
-		                "(driver error %d)\n",
+		fprintf(stderr,
+		        "graph_energy: kernel %s skipped: its node could not be copied "
+		        "(driver error %d)\n",
 		        name, (int)r);
 		cudaGetLastError();
 		cudaGraphDestroy(c);
@@ -243,53 +246,99 @@ static double secs_since(const struct timespec *t0)
 	return (double)(t.tv_sec - t0->tv_sec) + 1e-9 * (double)(t.tv_nsec - t0->tv_nsec);
 }
 
-static long ge_edges;   /* the counter's moves seen inside windows */
+static long ge_edges;    /* the counter's moves seen inside windows */
 static double ge_edge_s; /* over this many seconds */
 
-int graph_energy_edges(void (*launch)(void *), void *ctx, double est_ms, double window_ms,
-                       int dev, double *w, double *call_ms, double *mhz)
-{
+/* the poller: reads the counter every 0.5 ms on its own thread, so that a
+ * move is timed to within that even while the launching thread blocks (a
+ * training step's launches wait on its read-backs) */
+#define EDGES_MAX 4096
+static struct {
+	pthread_t th;
+	atomic_int run, n; /* edges recorded (published after their values) */
+	int dev;
 	struct timespec t0;
-	unsigned long long e, last = 0, ea = 0;
-	double ta = 0, t, mhz_sum = 0;
-	int state = 0, n = 0;
-	long reps = 0, edges = 0;
+	double t[EDGES_MAX], mhz_sum[EDGES_MAX]; /* mhz_sum: clock reads summed up to the edge */
+	unsigned long long e[EDGES_MAX];
+	int mhz_n[EDGES_MAX];
+	int failed;
+} po;
+
+static void *poller(void *arg)
+{
+	const struct timespec d = {0, 500000L};
+	unsigned long long e, last = 0;
+	double mhz_sum = 0;
+	int mhz_n = 0, first = 1;
 	unsigned m;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	(void)arg;
+	while (atomic_load(&po.run)) {
+		if (gpu_power_read(po.dev, &e, &m)) {
+			po.failed = 1;
+			break;
+		}
+		double t = secs_since(&po.t0);
+		if (m) {
+			mhz_sum += m;
+			mhz_n++;
+		}
+		if (!first && e != last && t >= 0.03) {
+			int n = atomic_load(&po.n);
+			if (n < EDGES_MAX) {
+				po.t[n] = t;
+				po.e[n] = e;
+				po.mhz_sum[n] = mhz_sum;
+				po.mhz_n[n] = mhz_n;
+				atomic_store(&po.n, n + 1);
+			}
+		}
+		first = 0;
+		last = e;
+		nanosleep(&d, NULL);
+	}
+	return NULL;
+}
+
+int graph_energy_edges(void (*launch)(void *), void *ctx, double est_ms, double window_ms, int dev,
+                       double *w, double *call_ms, double *mhz)
+{
+	unsigned long long e;
+	long reps = 0;
+	int n = 0, a;
+	if (gpu_power_read(dev, &e, NULL))
+		return -1;
+	po.dev = dev;
+	po.failed = 0;
+	atomic_store(&po.n, 0);
+	atomic_store(&po.run, 1);
+	clock_gettime(CLOCK_MONOTONIC, &po.t0);
+	if (pthread_create(&po.th, NULL, poller, NULL))
+		DIE("graph_energy: no poller thread");
 	for (;;) {
-		/* launches kept 20 ms of work ahead of the clock (NVML's reads take
-		 * milliseconds: the GPU must not wait for them) */
-		long want = (long)ceil((secs_since(&t0) * 1e3 + 20) / fmax(est_ms, 1e-4));
+		/* launches kept 20 ms of work ahead of the clock */
+		double t = secs_since(&po.t0);
+		long want = (long)ceil((t * 1e3 + 20) / fmax(est_ms, 1e-4));
 		for (; reps < want; reps++)
 			launch(ctx);
-		if (gpu_power_read(dev, &e, &m))
-			return -1;
-		t = secs_since(&t0);
-		if (t > 20.0)
-			DIE("graph_energy: the energy counter did not move in 20 s");
-		if (state == 0 && t >= 0.03) { /* settled: wait for a move */
-			state = 1;
-		} else if (state == 1 && e != last) { /* the first edge */
-			state = 2;
-			ea = e;
-			ta = t;
-		} else if (state == 2) {
-			if (m) {
-				mhz_sum += m;
-				n++;
-			}
-			edges += e != last;
-			if (e != last && t - ta >= window_ms * 1e-3)
-				break; /* the second edge */
-		}
-		last = e;
+		n = atomic_load(&po.n);
+		if (n >= 2 && po.t[n - 1] - po.t[0] >= window_ms * 1e-3)
+			break; /* two moves window_ms apart */
+		if (po.failed || t > 20.0)
+			break;
 	}
+	atomic_store(&po.run, 0);
+	pthread_join(po.th, NULL);
 	CKG(cudaDeviceSynchronize());
-	*w = (double)(e - ea) * 1e-3 / (t - ta);
-	*call_ms = secs_since(&t0) * 1e3 / reps;
-	*mhz = n ? mhz_sum / n : NAN;
-	ge_edges += edges;
-	ge_edge_s += t - ta;
+	if (n < 2 || po.failed)
+		return -1;
+	a = n - 1;
+	*w = (double)(po.e[a] - po.e[0]) * 1e-3 / (po.t[a] - po.t[0]);
+	*call_ms = secs_since(&po.t0) * 1e3 / reps;
+	*mhz = po.mhz_n[a] > po.mhz_n[0]
+	               ? (po.mhz_sum[a] - po.mhz_sum[0]) / (po.mhz_n[a] - po.mhz_n[0])
+	               : NAN;
+	ge_edges += a;
+	ge_edge_s += po.t[a] - po.t[0];
 	return 0;
 }
 
@@ -304,7 +353,8 @@ static void launch_graph(void *p)
 	CKG(cudaGraphLaunch(l->ex, l->st));
 }
 
-void graph_energy_add(struct ge_table *t, void *graph_v, double window_ms, int dev)
+void graph_energy_add(struct ge_table *t, void *graph_v, double window_ms, int dev,
+                      void (*restore)(void *), void *rctx)
 {
 	cudaGraph_t graph = (cudaGraph_t)graph_v;
 	cudaGraphNode_t *nodes;
@@ -357,6 +407,8 @@ void graph_energy_add(struct ge_table *t, void *graph_v, double window_ms, int d
 			DIE("graph_energy: kernel %s: no power reading", name);
 		CKG(cudaGraphExecDestroy(ex));
 		graph_energy_row(t, name, NULL, 1, call_ms, w * call_ms * 1e-3, mhz);
+		if (restore) /* what the loop overwrote, recomputed before the next kernel */
+			restore(rctx);
 	}
 	free(nodes);
 	cudaEventDestroy(e0);
@@ -388,8 +440,9 @@ void graph_energy_print(const struct ge_table *t, FILE *f, int top, double step_
 	        "\"above idle\" = J - idle W x time):\n",
 	        t->idle_w);
 	if (ge_edges)
-		fprintf(f, "(NVML's energy counter moved every %.1f ms on average inside the "
-		           "windows)\n",
+		fprintf(f,
+		        "(NVML's energy counter moved every %.1f ms on average inside the "
+		        "windows)\n",
 		        ge_edge_s * 1e3 / ge_edges);
 	fprintf(f, "%9s %9s %6s %6s %6s %6s %5s  %s\n", "ms", "J", "J %", "time %", "W", "MHz",
 	        "calls", "kernel");
@@ -415,8 +468,8 @@ void graph_energy_print(const struct ge_table *t, FILE *f, int top, double step_
 	}
 	qsort(c, nc, sizeof(*c), by_j);
 	fprintf(f, "\nEnergy by class (kernels alone):\n");
-	fprintf(f, "%-30s %9s %9s %6s %6s %6s %6s %12s\n", "class", "ms", "J", "J %", "time %",
-	        "W", "MHz", "J above idle");
+	fprintf(f, "%-30s %9s %9s %6s %6s %6s %6s %12s\n", "class", "ms", "J", "J %", "time %", "W",
+	        "MHz", "J above idle");
 	for (int i = 0; i < nc; i++)
 		fprintf(f, "%-30s %9.3f %9.4f %5.1f%% %5.1f%% %6.0f %6.0f %12.4f\n", c[i].name,
 		        c[i].ms, c[i].j, 100 * c[i].j / j, 100 * c[i].ms / ms,

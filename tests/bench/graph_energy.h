@@ -7,7 +7,8 @@
  * time is. Each node runs in a copy of the graph with every other node
  * removed (its launch attributes kept), so a kernel repeated alone reads
  * what the step left in memory: kernels that accumulate (dW += ...) keep
- * adding, which changes their values, not their work. A kernel alone
+ * adding, which changes their values, not their work; the caller's step,
+ * run again after each node, puts back what a step leaves. A kernel alone
  * settles at its own clock (a GEMM at the cap's, a memory-bound pass
  * higher than inside the step), so its joules are an estimate of its
  * share, checked against the whole step's measured energy. */
@@ -38,9 +39,14 @@ struct ge_table {
 void graph_energy_idle(struct ge_table *t, int dev);
 /* runs every kernel node of graph (a cudaGraph_t) alone on a stream of
  * its own, back to back for window_ms after a warm-up, adding a row per
- * kernel name to *t; stops the benchmark on a CUDA error or a node still
- * running 10 s after its launches */
-void graph_energy_add(struct ge_table *t, void *graph, double window_ms, int dev);
+ * kernel name to *t, and after each node restore(rctx) (NULL: none; the
+ * caller's whole step again, so that the next kernel reads the values a
+ * step leaves, not those of a kernel repeated thousands of times, whose
+ * accumulated or overflowed values draw different power); stops the
+ * benchmark on a CUDA error or a node still running 10 s after its
+ * launches */
+void graph_energy_add(struct ge_table *t, void *graph, double window_ms, int dev,
+                      void (*restore)(void *), void *rctx);
 /* launch(ctx) called back to back (20 ms of work ahead of the clock,
  * est_ms a call) until NVML's energy counter has moved twice at least
  * window_ms apart (30 ms after the start): the draw between those two
@@ -48,8 +54,8 @@ void graph_energy_add(struct ge_table *t, void *graph, double window_ms, int dev
  * read from its edges, not its ends); the mean time a call from the first
  * launch to the synchronised end, *call_ms; the mean SM clock read between
  * the edges, *mhz. 0, or -1 without NVML. */
-int graph_energy_edges(void (*launch)(void *), void *ctx, double est_ms, double window_ms,
-                       int dev, double *w, double *call_ms, double *mhz);
+int graph_energy_edges(void (*launch)(void *), void *ctx, double est_ms, double window_ms, int dev,
+                       double *w, double *call_ms, double *mhz);
 /* adds a row measured elsewhere (e.g. a host call looped by the caller) */
 void graph_energy_row(struct ge_table *t, const char *name, const char *cls, int calls, double ms,
                       double j, double mhz);
