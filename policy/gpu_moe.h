@@ -119,8 +119,8 @@ int policy_moe_down_dw_pair(const struct policy_moe_dims *d, float *dw2, const u
                             const uint16_t *dyp2, const uint16_t *hh2, int beta);
 /* round 24: 1 when the variant's weight gradients (policy_moe_down_dw,
  * _down_dw_pair, _up_dw from xg) take a window of micro-batches
- * (policy_moe_dims's nseg > 1): POLICY_GPU_MOE_KERNEL=wsb3w (the default),
- * wsb3 and the forms built on wsb3w */
+ * (policy_moe_dims's nseg > 1): POLICY_GPU_MOE_KERNEL=wsb3w, wsb3 and the
+ * forms built on wsb3w (wsb9d, the default since round 27, among them) */
 int policy_moe_dw_window_supported(void);
 /* dxp[perm[row]] = dh13[row] [W1_e; W3_e] (fp32) */
 int policy_moe_up_dx(const struct policy_moe_dims *d, float *dxp, const uint16_t *dh13,
@@ -128,7 +128,8 @@ int policy_moe_up_dx(const struct policy_moe_dims *d, float *dxp, const uint16_t
 /* round 16 (issue 10, POLICY_GPU_ACT16=slots / resid, resid the default): policy_moe_down and
  * policy_moe_up_dx with yp / dxp (R, D) stored in bf16 (fp32 accumulation,
  * rounded once to nearest even); only the variants that run wsb2's kernel
- * for these products (wsb2, wsb3, wsb5, wsb6u, wsb3w (the default); up dX:
+ * for these products (wsb2, wsb3, wsb5, wsb6u, wsb3w and the forms built on
+ * it, wsb9d the default; up dX:
  * F % 64 == 0); others are SWERVE_EINVAL with a message */
 int policy_moe_slots16_supported(int F); /* 1 when the variant and F take them */
 int policy_moe_down_b16(const struct policy_moe_dims *d, uint16_t *yp, const uint16_t *hh,

@@ -1,4 +1,4 @@
-/* gpu_moe_ws.cu - round 10 (POLICY_GPU_MOE_KERNEL=wsb2; the default wsb3w runs it too): a
+/* gpu_moe_ws.cu - round 10 (POLICY_GPU_MOE_KERNEL=wsb2; wsb3w and the default wsb9d run it too): a
  * warp-specialised, persistent, 128 x 256-tile grouped GEMM for the MoE experts; see gpu_moe_ws.h.
  * POLICY_GPU_MOE_KERNEL=wsb runs the up projection from the gathered copy
  * xg (policy_moe_up with d->gathered) here; wsb2 also the down projection

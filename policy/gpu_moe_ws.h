@@ -1,12 +1,10 @@
-/* gpu_moe_ws.h - round 10 (wsb2, the default in rounds 10-15; round 16's default, wsb3w, also
- * runs both weight gradients here): the warp-specialised, persistent
- * 128 x 256-tile grouped GEMM of the MoE up projection (policy/gpu_moe_ws.cu;
- * internal to policy/). policy/gpu_moe.cu calls it for policy_moe_up when
- * POLICY_GPU_MOE_KERNEL=wsb and x is the gathered copy xg; every other
- * product of that variant runs wgtd's kernels. POLICY_GPU_MOE_KERNEL=wsb2
- * also runs policy_moe_down and policy_moe_up_dx (F % 64 == 0) here;
- * round 11's wsb3 also policy_moe_down_dx, policy_moe_down_dw and
- * policy_moe_up_dw (from xg). */
+/* gpu_moe_ws.h - round 10 (wsb2, the default in rounds 10-15; round 16's wsb3w and round 27's
+ * default wsb9d also run both weight gradients here): the warp-specialised, persistent 128 x
+ * 256-tile grouped GEMM of the MoE up projection (policy/gpu_moe_ws.cu; internal to policy/).
+ * policy/gpu_moe.cu calls it for policy_moe_up when POLICY_GPU_MOE_KERNEL=wsb and x is the gathered
+ * copy xg; every other product of that variant runs wgtd's kernels. POLICY_GPU_MOE_KERNEL=wsb2 also
+ * runs policy_moe_down and policy_moe_up_dx (F % 64 == 0) here; round 11's wsb3 also
+ * policy_moe_down_dx, policy_moe_down_dw and policy_moe_up_dw (from xg). */
 #ifndef SWERVE_POLICY_GPU_MOE_WS_H
 #define SWERVE_POLICY_GPU_MOE_WS_H
 

@@ -494,7 +494,7 @@ static int check_case1(int T, int K, int E, int D, int F, int route)
  * with them the case "SiLU epilogue vs wsb2's" compares h1 / h3 (bit for
  * bit) and hh (at most 1 bf16 ulp; stsm, ftz: bit for bit) with the exact
  * epilogue's at the benchmark's shape. Round 16: "wsb3w" = wsb3's weight
- * gradients with wgtd's down dX (the default since round 16; 12 / 12 on an
+ * gradients with wgtd's down dX (the default in rounds 16-26; 12 / 12 on an
  * H100, 2026-11-27). Also round 16: "wsb7" / "wsb7/c3" / "wsb7/s3":
  * wsb2 with up (xg) and down in the ping-pong kernel run by 2-CTA
  * clusters, the two CTAs on the 64-row halves of one 128-row tile sharing
@@ -1368,6 +1368,8 @@ int main(int argc, char **argv)
 		for (int u = 0; unrun_prefix[u]; u++)
 			unrun |= !strncmp(variant_env[variant], unrun_prefix[u],
 			                  strlen(unrun_prefix[u]));
+		/* round 27: wsb9d is the default: run with the others */
+		unrun &= strcmp(variant_env[variant], "wsb9d") != 0;
 		int named = argc < 2 && !unrun;
 		if (argc < 2 && unrun)
 			printf("== POLICY_GPU_MOE_KERNEL=%s: not run (not yet run on a GPU; name "
