@@ -389,8 +389,9 @@ void graph_energy_add(struct ge_table *t, void *graph_v, double window_ms, int d
 			t->skipped++;
 			continue;
 		}
-		fprintf(stderr, "graph_energy: node %zu: %s%s\n", i, name,
-		        nm ? " (with the memsets before it)" : "");
+		if (getenv("GRAPH_ENERGY_VERBOSE")) /* which kernel runs, should one fail */
+			fprintf(stderr, "graph_energy: node %zu: %s%s\n", i, name,
+			        nm ? " (with the memsets before it)" : "");
 		for (int w = 0; w < 2; w++) /* warm: modules loaded, caches as in a loop */
 			CKG(cudaGraphLaunch(ex, st));
 		wait_stream(st, name);

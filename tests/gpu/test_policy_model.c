@@ -1550,6 +1550,73 @@ static int graph_bitwise(int pg, const char *mode)
 	      caps, reps);
 	return 0;
 }
+/* round 27 (gpu_train energy's input): policy_gpu_keep_graphs keeps each
+ * micro-batch graph captured while on, with its part and whether it ran a
+ * backward; a kept graph holds the step's kernels; off drops them */
+static int test_graph_keep(void)
+{
+	struct policy_config c;
+	struct policy_layout L;
+	struct policy_gpu *g = NULL;
+	float *p0;
+	int tok[512], tgt[512], cu[3] = {0, 300, 512}, part = -1, bwd = -1, kernels = 0;
+	const char *was = getenv("POLICY_GPU_GRAPH");
+	char saved[16];
+	if (!have_gpu())
+		return GPU_SKIP;
+	snprintf(saved, sizeof(saved), "%s", was ? was : "");
+	if (bitwise_model(&c, &L, &p0))
+		return 1;
+	for (int t = 0; t < 512; t++)
+		tok[t] = (int)(urand() * c.vocab_size);
+	for (int t = 0; t < 512; t++)
+		tgt[t] = t + 1 != 300 && t + 1 < 512 ? tok[t + 1] : -1;
+	struct policy_batch b = {512, tok, 2, cu};
+	setenv("POLICY_GPU_GRAPH", "1", 1); /* captured the first time */
+	CHECK(policy_gpu_new(&g, &c, &L, 512, 2, POLICY_GPU_BF16) == 0 &&
+	              policy_gpu_set_params(g, p0) == 0,
+	      "%s", swerve_error_last());
+	if (*saved)
+		setenv("POLICY_GPU_GRAPH", saved, 1);
+	else
+		unsetenv("POLICY_GPU_GRAPH");
+	policy_gpu_keep_graphs(1);
+	CHECK(policy_gpu_kept_graph(0, &part, &bwd) == NULL, "a graph kept before any capture");
+	for (int i = 0; i < 2; i++) /* captured once, then replayed: kept once */
+		CHECK(policy_gpu_step(NULL, NULL, NULL, g, &b, tgt, NULL, NULL, NULL,
+		                      POLICY_GPU_BACKWARD) == 0 &&
+		              policy_gpu_sync(g) == 0,
+		      "%s", swerve_error_last());
+	CHECK(policy_gpu_step(NULL, NULL, NULL, g, &b, tgt, NULL, NULL, NULL, 0) == 0 &&
+	              policy_gpu_sync(g) == 0,
+	      "%s", swerve_error_last());
+	int n = 0, seen[2][2] = {{0, 0}, {0, 0}};
+	void *gr;
+	while ((gr = policy_gpu_kept_graph(n, &part, &bwd))) {
+		size_t nodes = 0;
+		CHECK(part == 0 || part == 1, "kept graph %d: part %d", n, part);
+		CHECK(cudaGraphGetNodes((cudaGraph_t)gr, NULL, &nodes) == cudaSuccess && nodes > 0,
+		      "kept graph %d: no nodes", n);
+		seen[bwd != 0][part]++;
+		kernels += (int)nodes;
+		n++;
+	}
+	printf("  %d graphs kept (%d nodes)\n", n, kernels);
+	/* the training micro-batch's two parts, and the forward-only one's */
+	CHECK(seen[1][0] == 1 && seen[1][1] == 1 && seen[0][0] >= 1,
+	      "kept: backward parts %d + %d, forward-only %d (expected 1, 1, >= 1)", seen[1][0],
+	      seen[1][1], seen[0][0]);
+	policy_gpu_keep_graphs(0);
+	CHECK(policy_gpu_kept_graph(0, &part, &bwd) == NULL, "a graph still kept after off");
+	CHECK(policy_gpu_step(NULL, NULL, NULL, g, &b, tgt, NULL, NULL, NULL,
+	                      POLICY_GPU_BACKWARD) == 0 &&
+	              policy_gpu_sync(g) == 0,
+	      "the step after the kept graphs were dropped: %s", swerve_error_last());
+	policy_gpu_free(g);
+	policy_layout_dispose(&L);
+	free(p0);
+	return 0;
+}
 static int test_graph_bitwise_xent(void)
 {
 	return graph_bitwise(0, "1");
@@ -2489,6 +2556,8 @@ int main(void)
 	        {"POLICY_GPU_GRAPH=1 vs the default, bit for bit: 4 steps of K = 2, shapes "
 	         "changing (bf16 xent)",
 	         test_graph_bitwise_xent},
+	        {"policy_gpu_keep_graphs keeps the captured micro-batch graphs (round 27)",
+	         test_graph_keep},
 	        {"POLICY_GPU_GRAPH=1 vs the default, bit for bit: 4 steps of K = 2, shapes "
 	         "changing (bf16 CISPO)",
 	         test_graph_bitwise_cispo},
