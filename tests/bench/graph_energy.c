@@ -147,15 +147,17 @@ void graph_energy_row(struct ge_table *t, const char *name, const char *cls, int
 	k->mhz_ms += mhz * ms;
 }
 
+static void nothing(void *ctx)
+{
+	(void)ctx;
+}
+
 void graph_energy_idle(struct ge_table *t, int dev)
 {
-	struct gpu_power p;
-	const struct timespec d = {0, 500000000L};
+	double ms, mhz;
 	CKG(cudaDeviceSynchronize());
-	gpu_power_start(dev);
-	nanosleep(&d, NULL);
-	gpu_power_stop(&p);
-	t->idle_w = p.watts;
+	if (graph_energy_edges(nothing, NULL, 1.0, 500, dev, &t->idle_w, &ms, &mhz))
+		t->idle_w = NAN;
 }
 
 /* waits for st, stopping the benchmark if it runs on past 10 s */

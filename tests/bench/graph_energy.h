@@ -35,7 +35,8 @@ struct ge_table {
 	int skipped;   /* kernel nodes not run alone (graph_energy.c's unsafe_alone) */
 };
 
-/* the card's draw at rest over 0.5 s into t->idle_w (NaN without NVML) */
+/* the card's draw at rest, between two moves of the energy counter at
+ * least 0.5 s apart, into t->idle_w (NaN without NVML) */
 void graph_energy_idle(struct ge_table *t, int dev);
 /* runs every kernel node of graph (a cudaGraph_t) alone on a stream of
  * its own, back to back for window_ms after a warm-up, adding a row per
