@@ -481,7 +481,7 @@ void graph_energy_print(const struct ge_table *t, FILE *f, int top, double step_
 	fprintf(f, "%-30s %9.3f %9.4f %6s %6s %6.0f   (%d kernels not run alone)\n",
 	        "all (alone, summed)", ms, j, "", "", j / ms * 1e3, t->skipped);
 	if (step_ms > 0)
-		fprintf(f, "%-30s %9.3f %9.4f %6s %6s %6.0f\n", "the step, back to back", step_ms,
-		        step_j, "", "", step_j / step_ms * 1e3);
+		fprintf(f, "%-30s %9.3f %9.4f %6s %6s %6.0f\n", "the step, looped", step_ms, step_j,
+		        "", "", step_j / step_ms * 1e3);
 	free(k);
 }

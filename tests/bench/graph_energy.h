@@ -62,7 +62,8 @@ void graph_energy_row(struct ge_table *t, const char *name, const char *cls, int
                       double j, double mhz);
 /* prints the kernels (the top by energy) and the classes, each with its
  * time and energy alone and their shares; step_ms and step_j: the step as
- * measured back to back, to compare the sums against (0: not given) */
+ * measured looped (graph_energy_edges), to compare the sums against (0: not
+ * given) */
 void graph_energy_print(const struct ge_table *t, FILE *f, int top, double step_ms, double step_j);
 
 #endif
