@@ -55,6 +55,31 @@ __device__ static float block_sum(float v)
 	return s[32];
 }
 
+/* an RMSNorm row's scale 1 / sqrt(mean square + eps) from this lane's part
+ * ss of its sum of squares (a warp a row: summed over the warp; lane 0
+ * stores it in rstd[t]); every lane gets it */
+__device__ __forceinline__ static float warp_rstd(float ss, int C, float eps, float *rstd, size_t t,
+                                                  int lane)
+{
+	float r;
+	ss = warp_sum(ss);
+	r = rsqrtf(ss / C + eps);
+	if (lane == 0)
+		rstd[t] = r;
+	return r;
+}
+
+/* the same for a block a row (block_sum; thread 0 stores rstd[blockIdx.x]) */
+__device__ __forceinline__ static float block_rstd(float ss, int C, float eps, float *rstd)
+{
+	float r;
+	ss = block_sum(ss);
+	r = rsqrtf(ss / C + eps);
+	if (threadIdx.x == 0)
+		rstd[blockIdx.x] = r;
+	return r;
+}
+
 __device__ static float block_max(float v)
 {
 	__shared__ float s[33];

@@ -70,10 +70,7 @@ ew_norm_tail(float (&v)[CH][4], TX *__restrict__ out, TO *__restrict__ y, uint16
 				ss += v[k][q] * v[k][q];
 		}
 	}
-	ss = warp_sum(ss);
-	r = rsqrtf(ss / C + eps);
-	if (lane == 0)
-		rstd[t] = r;
+	r = warp_rstd(ss, C, eps, rstd, t, lane);
 #pragma unroll
 	for (int k = 0; k < CH; k++) {
 		int c = lane + 32 * k;

@@ -149,10 +149,7 @@ __device__ static void gt_fwd_row(TA *__restrict__ gn, float *__restrict__ rstd,
 			for (int q = 0; q < 8; q++)
 				ss += xv[q] * xv[q];
 		}
-	ss = warp_sum(ss);
-	r = rsqrtf(ss / C + eps);
-	if (lane == 0)
-		rstd[t] = r;
+	r = warp_rstd(ss, C, eps, rstd, t, lane);
 #pragma unroll
 	for (int k = 0; k < CH; k++) {
 		int c = lane + 32 * k;

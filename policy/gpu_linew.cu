@@ -117,10 +117,7 @@ __global__ static void k_lw_rms_gate(TA *gn, float *rstd, const TX *o, const flo
 		float v = ldf(xr[i]);
 		ss += v * v;
 	}
-	ss = block_sum(ss);
-	r = rsqrtf(ss / C + eps);
-	if (threadIdx.x == 0)
-		rstd[blockIdx.x] = r;
+	r = block_rstd(ss, C, eps, rstd);
 	for (int i = threadIdx.x; i < C; i += blockDim.x)
 		stf(&y[i], ldf(xr[i]) * r * w[i] * sigm(ldf(gp[i])));
 }
@@ -210,10 +207,7 @@ __global__ static void __launch_bounds__(LW_NW * 32)
 #pragma unroll
 			for (int q = 0; q < 8; q++)
 				ss += xv[k][q] * xv[k][q];
-	ss = warp_sum(ss);
-	r = rsqrtf(ss / C + eps);
-	if (lane == 0)
-		rstd[t] = r;
+	r = warp_rstd(ss, C, eps, rstd, t, lane);
 #pragma unroll
 	for (int k = 0; k < LW_CH; k++) {
 		int c = lane + 32 * k;

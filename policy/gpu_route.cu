@@ -1408,6 +1408,21 @@ __device__ __forceinline__ static void rt_dots(float (&acc)[TPW * ROUTE_EMAX],
 	}
 }
 
+/* one level of a warp's reduce-scatter (k_rt_fwd4's and k_rt_fwd5's): of
+ * its N values in, a lane keeps the half that bit `bit` of its lane
+ * selects and adds the partner's copy of it (lane ^ (1 << bit)): out[j] =
+ * own + partner, warp_sum's order */
+template <int N>
+__device__ __forceinline__ static void rt_halve(float *out, const float *in, int lane, int bit)
+{
+	const int h = lane >> bit & 1;
+#pragma unroll
+	for (int j = 0; j < N / 2; j++) {
+		float keep = h ? in[j + N / 2] : in[j], send = h ? in[j] : in[j + N / 2];
+		out[j] = keep + __shfl_xor_sync(0xffffffffu, send, 1 << bit);
+	}
+}
+
 /* k_rt_fwd4's tail (round 26: shared with k_rt_fwd_norm), for the block's
  * 16 tokens from t0 (nt of them), 2 a warp: the warp's 16 sums acc
  * (rt_dots) by a reduce-scatter into s_l, then a thread a token: softmax,
@@ -1425,32 +1440,12 @@ rt_fwd4_tail(const float (&acc)[2 * ROUTE_EMAX], float (*s_l)[ROUTE_EMAX], float
 	 * partner, warp_sum's order); lane l ends with value (l >> 1) & 15 =
 	 * token (l >> 4) of the warp, expert (l >> 1) & 7 */
 	{
-		const unsigned full = 0xffffffffu;
 		float b8[8], b4[4], b2[2], b1;
-		int h = lane >> 4 & 1;
-#pragma unroll
-		for (int j = 0; j < 8; j++) {
-			float keep = h ? acc[j + 8] : acc[j], send = h ? acc[j] : acc[j + 8];
-			b8[j] = keep + __shfl_xor_sync(full, send, 16);
-		}
-		h = lane >> 3 & 1;
-#pragma unroll
-		for (int j = 0; j < 4; j++) {
-			float keep = h ? b8[j + 4] : b8[j], send = h ? b8[j] : b8[j + 4];
-			b4[j] = keep + __shfl_xor_sync(full, send, 8);
-		}
-		h = lane >> 2 & 1;
-#pragma unroll
-		for (int j = 0; j < 2; j++) {
-			float keep = h ? b4[j + 2] : b4[j], send = h ? b4[j] : b4[j + 2];
-			b2[j] = keep + __shfl_xor_sync(full, send, 4);
-		}
-		h = lane >> 1 & 1;
-		{
-			float keep = h ? b2[1] : b2[0], send = h ? b2[0] : b2[1];
-			b1 = keep + __shfl_xor_sync(full, send, 2);
-		}
-		b1 += __shfl_xor_sync(full, b1, 1);
+		rt_halve<16>(b8, acc, lane, 4);
+		rt_halve<8>(b4, b8, lane, 3);
+		rt_halve<4>(b2, b4, lane, 2);
+		rt_halve<2>(&b1, b2, lane, 1);
+		b1 += __shfl_xor_sync(0xffffffffu, b1, 1);
 		if (!(lane & 1)) {
 			int u = lane >> 4, e = lane >> 1 & 7;
 			s_l[w * TPW + u][e] = b1;
@@ -1750,37 +1745,12 @@ __global__ static void __launch_bounds__(FB / ROUTE_FWD5_TPW * 32)
 	 * warp_sum); lane l ends with value l = token (l >> 3) of the warp,
 	 * expert l & 7 */
 	{
-		const unsigned full = 0xffffffffu;
 		float b16[16], b8[8], b4[4], b2[2], b1;
-		int h = lane >> 4 & 1;
-#pragma unroll
-		for (int j = 0; j < 16; j++) {
-			float keep = h ? acc[j + 16] : acc[j], send = h ? acc[j] : acc[j + 16];
-			b16[j] = keep + __shfl_xor_sync(full, send, 16);
-		}
-		h = lane >> 3 & 1;
-#pragma unroll
-		for (int j = 0; j < 8; j++) {
-			float keep = h ? b16[j + 8] : b16[j], send = h ? b16[j] : b16[j + 8];
-			b8[j] = keep + __shfl_xor_sync(full, send, 8);
-		}
-		h = lane >> 2 & 1;
-#pragma unroll
-		for (int j = 0; j < 4; j++) {
-			float keep = h ? b8[j + 4] : b8[j], send = h ? b8[j] : b8[j + 4];
-			b4[j] = keep + __shfl_xor_sync(full, send, 4);
-		}
-		h = lane >> 1 & 1;
-#pragma unroll
-		for (int j = 0; j < 2; j++) {
-			float keep = h ? b4[j + 2] : b4[j], send = h ? b4[j] : b4[j + 2];
-			b2[j] = keep + __shfl_xor_sync(full, send, 2);
-		}
-		h = lane & 1;
-		{
-			float keep = h ? b2[1] : b2[0], send = h ? b2[0] : b2[1];
-			b1 = keep + __shfl_xor_sync(full, send, 1);
-		}
+		rt_halve<32>(b16, acc, lane, 4);
+		rt_halve<16>(b8, b16, lane, 3);
+		rt_halve<8>(b4, b8, lane, 2);
+		rt_halve<4>(b2, b4, lane, 1);
+		rt_halve<2>(&b1, b2, lane, 0);
 		s_l[w * TPW + (lane >> 3)][lane & 7] = b1;
 	}
 	__syncthreads();

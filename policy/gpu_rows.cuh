@@ -46,10 +46,7 @@ __global__ static void k_rms_fwd(void *yv, float *rstd, const float *x, const fl
 	float ss = 0, r;
 	for (int i = threadIdx.x; i < C; i += blockDim.x)
 		ss += xr[i] * xr[i];
-	ss = block_sum(ss);
-	r = rsqrtf(ss / C + eps);
-	if (threadIdx.x == 0)
-		rstd[blockIdx.x] = r;
+	r = block_rstd(ss, C, eps, rstd);
 	for (int i = threadIdx.x; i < C; i += blockDim.x)
 		stf(&y[(size_t)blockIdx.x * C + i], xr[i] * r * w[i]);
 }
@@ -66,10 +63,7 @@ __global__ static void k_rms_gate(void *gnv, float *rstd, const float *x, const 
 	float ss = 0, r;
 	for (int i = threadIdx.x; i < C; i += blockDim.x)
 		ss += xr[i] * xr[i];
-	ss = block_sum(ss);
-	r = rsqrtf(ss / C + eps);
-	if (threadIdx.x == 0)
-		rstd[blockIdx.x] = r;
+	r = block_rstd(ss, C, eps, rstd);
 	for (int i = threadIdx.x; i < C; i += blockDim.x)
 		stf(&gn[i], xr[i] * r * w[i] * sigm(ldf(gp[i])));
 }
@@ -134,10 +128,7 @@ __global__ static void k_add_rms(float *out, void *yv, float *rstd, const float 
 		out[o + i] = v;
 		ss += v * v;
 	}
-	ss = block_sum(ss);
-	r = rsqrtf(ss / C + eps);
-	if (threadIdx.x == 0)
-		rstd[blockIdx.x] = r;
+	r = block_rstd(ss, C, eps, rstd);
 	for (int i = threadIdx.x; i < C; i += blockDim.x) /* this thread's own writes */
 		stf(&y[i], out[o + i] * r * w[i]);
 }
@@ -167,10 +158,7 @@ __global__ static void k_add_rms_moe(float *out, void *yv, uint16_t *yb, float *
 		out[o + i] = v;
 		ss += v * v;
 	}
-	ss = block_sum(ss);
-	r = rsqrtf(ss / C + eps);
-	if (threadIdx.x == 0)
-		rstd[blockIdx.x] = r;
+	r = block_rstd(ss, C, eps, rstd);
 	for (int i = threadIdx.x; i < C; i += blockDim.x) { /* this thread's own writes */
 		float v = out[o + i] * r * w[i];
 		stf(&y[i], v);

@@ -56,10 +56,6 @@ static const char *klass(const char *name)
 	return "other";
 }
 
-typedef CUresult (*get_params_fn)(CUgraphNode, CUDA_KERNEL_NODE_PARAMS_v2 *);
-typedef CUresult (*func_name_fn)(const char **, CUfunction);
-typedef CUresult (*kern_name_fn)(const char **, CUkernel);
-
 static void *driver_fn(const char *sym, unsigned version)
 {
 	void *fn = NULL;
@@ -71,29 +67,46 @@ static void *driver_fn(const char *sym, unsigned version)
 	return fn;
 }
 
+/* the driver's entry points used here, looked up once (the graph ones
+ * must exist; the two name lookups may be missing: names read "?") */
+static struct {
+	CUresult (*get)(CUgraphNode, CUDA_KERNEL_NODE_PARAMS_v2 *);
+	CUresult (*add)(CUgraphNode *, CUgraph, const CUgraphNode *, size_t,
+	                const CUDA_KERNEL_NODE_PARAMS_v2 *);
+	CUresult (*copy)(CUgraphNode, CUgraphNode);
+	CUresult (*fname)(const char **, CUfunction);
+	CUresult (*kname)(const char **, CUkernel);
+	int looked;
+} drv;
+
+static void driver_load(void)
+{
+	if (drv.looked)
+		return;
+	drv.get = driver_fn("cuGraphKernelNodeGetParams", 12000);
+	drv.add = driver_fn("cuGraphAddKernelNode", 12000);
+	drv.copy = driver_fn("cuGraphKernelNodeCopyAttributes", 11000);
+	drv.fname = driver_fn("cuFuncGetName", 12030);
+	drv.kname = driver_fn("cuKernelGetName", 12030);
+	drv.looked = 1;
+	if (!drv.get || !drv.add || !drv.copy)
+		DIE("graph_energy: the driver lacks the graph entry points");
+}
+
 /* the kernel's demangled name without its parameter list, into out */
 static void node_name(cudaGraphNode_t node, char *out, size_t size)
 {
-	static get_params_fn get;
-	static func_name_fn fname;
-	static kern_name_fn kname;
-	static int looked;
 	CUDA_KERNEL_NODE_PARAMS_v2 p;
 	const char *mangled = NULL;
-	if (!looked) {
-		get = (get_params_fn)driver_fn("cuGraphKernelNodeGetParams", 12000);
-		fname = (func_name_fn)driver_fn("cuFuncGetName", 12030);
-		kname = (kern_name_fn)driver_fn("cuKernelGetName", 12030);
-		looked = 1;
-	}
+	driver_load();
 	snprintf(out, size, "?");
 	memset(&p, 0, sizeof(p));
-	if (!get || get((CUgraphNode)node, &p) != CUDA_SUCCESS)
+	if (drv.get((CUgraphNode)node, &p) != CUDA_SUCCESS)
 		return;
-	if (p.func && fname)
-		fname(&mangled, p.func);
-	else if (p.kern && kname)
-		kname(&mangled, p.kern);
+	if (p.func && drv.fname)
+		drv.fname(&mangled, p.func);
+	else if (p.kern && drv.kname)
+		drv.kname(&mangled, p.kern);
 	if (!mangled)
 		return;
 	int status = -1;
@@ -182,23 +195,11 @@ static void wait_stream(cudaStream_t st, const char *name)
  * functions; a captured graph with programmatic edges cannot be cloned) */
 static cudaGraphExec_t alone(cudaGraphNode_t node, const char *name, int *memsets)
 {
-	typedef CUresult (*add_fn)(CUgraphNode *, CUgraph, const CUgraphNode *, size_t,
-	                           const CUDA_KERNEL_NODE_PARAMS_v2 *);
-	typedef CUresult (*copy_fn)(CUgraphNode, CUgraphNode);
-	static get_params_fn get;
-	static add_fn add;
-	static copy_fn copy;
 	CUDA_KERNEL_NODE_PARAMS_v2 p;
 	CUgraphNode n;
 	cudaGraph_t c;
 	cudaGraphExec_t ex;
-	if (!get) {
-		get = (get_params_fn)driver_fn("cuGraphKernelNodeGetParams", 12000);
-		add = (add_fn)driver_fn("cuGraphAddKernelNode", 12000);
-		copy = (copy_fn)driver_fn("cuGraphKernelNodeCopyAttributes", 11000);
-		if (!get || !add || !copy)
-			DIE("graph_energy: the driver lacks the graph entry points");
-	}
+	driver_load();
 	memset(&p, 0, sizeof(p));
 	CKG(cudaGraphCreate(&c, 0));
 	/* the small memsets the kernel depends on directly come along (cuBLAS's
@@ -223,11 +224,11 @@ static cudaGraphExec_t alone(cudaGraphNode_t node, const char *name, int *memset
 	}
 	cudaGetLastError(); /* a failed query is not left for the step's own checks */
 	*memsets = nm;
-	CUresult r = get((CUgraphNode)node, &p);
+	CUresult r = drv.get((CUgraphNode)node, &p);
 	if (r == CUDA_SUCCESS)
-		r = add(&n, (CUgraph)c, (const CUgraphNode *)ms, (size_t)nm, &p);
+		r = drv.add(&n, (CUgraph)c, (const CUgraphNode *)ms, (size_t)nm, &p);
 	if (r == CUDA_SUCCESS)
-		r = copy(n, (CUgraphNode)node);
+		r = drv.copy(n, (CUgraphNode)node);
 	if (r != CUDA_SUCCESS || cudaGraphInstantiate(&ex, c, 0) != cudaSuccess) {
 		fprintf(stderr,
 		        "graph_energy: kernel %s skipped: its node could not be copied "
